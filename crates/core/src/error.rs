@@ -1,0 +1,88 @@
+//! What a service can answer besides success. The HTTP layer maps each variant to one status;
+//! nothing here carries internal details to a client (store errors are logged, not shown).
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The resource does not exist or the caller may not know it does (404).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The caller may see the resource but not do this (403), with a machine code.
+    #[error("{message}")]
+    Forbidden {
+        code: &'static str,
+        message: &'static str,
+    },
+    /// No or bad credential (401).
+    #[error("{message}")]
+    Unauthorized {
+        code: &'static str,
+        message: &'static str,
+    },
+    /// A value parsed but is not acceptable (422), naming the field.
+    #[error("{message}")]
+    Invalid {
+        field: String,
+        code: &'static str,
+        message: String,
+    },
+    /// The request conflicts with current state (409).
+    #[error("{message}")]
+    Conflict {
+        code: &'static str,
+        message: &'static str,
+    },
+    /// A one-time resource was already consumed (410).
+    #[error("{message}")]
+    Gone {
+        code: &'static str,
+        message: &'static str,
+    },
+    /// The server is busy (503), the client should retry later.
+    #[error("service busy")]
+    Busy,
+    /// Anything the client cannot act on; logged, answered with a generic 500.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    #[must_use]
+    pub fn invalid(
+        field: impl Into<String>,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            code,
+            message: message.into(),
+        }
+    }
+
+    #[must_use]
+    pub const fn forbidden(code: &'static str, message: &'static str) -> Self {
+        Self::Forbidden { code, message }
+    }
+
+    #[must_use]
+    pub const fn conflict(code: &'static str, message: &'static str) -> Self {
+        Self::Conflict { code, message }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::NotFound("resource"),
+            StoreError::Conflict(c) => Self::Conflict {
+                code: c.code(),
+                message: c.message(),
+            },
+            StoreError::Backend(msg) => Self::Internal(msg),
+        }
+    }
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;

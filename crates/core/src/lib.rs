@@ -1,0 +1,20 @@
+//! Conclave's domain: identifiers and validated values, the permission policy, the `Store`
+//! trait every backend implements, credentials and the services that REST and the gateway share.
+//! Nothing here knows about HTTP, SQL or sockets.
+
+pub mod clock;
+pub mod error;
+pub mod ids;
+pub mod keys;
+pub mod model;
+pub mod password;
+pub mod policy;
+pub mod sanitize;
+pub mod service;
+pub mod store;
+pub mod token;
+pub mod types;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::ServiceError;
+pub use ids::*;

@@ -1,0 +1,192 @@
+//! The records services work with and the store persists. Where a record is shown to clients
+//! as it is, it derives `Serialize` + `ToSchema` with exactly the REST shape; secrets (password
+//! hashes, token hashes) never live in these structs.
+
+use crate::ids::*;
+use crate::types::*;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An account, as its owner and server admins see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub kind: UserKind,
+    pub server_admin: bool,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl User {
+    #[must_use]
+    pub fn summary(&self) -> UserSummary {
+        UserSummary {
+            id: self.id,
+            username: self.username.clone(),
+            display_name: self.display_name.clone(),
+            kind: self.kind,
+        }
+    }
+}
+
+/// How other people see an account: a message's author, a member, a participant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct UserSummary {
+    pub id: UserId,
+    pub username: String,
+    pub display_name: Option<String>,
+    pub kind: UserKind,
+}
+
+/// What creating an account needs.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: UserId,
+    pub username: Username,
+    pub display_name: Option<DisplayName>,
+    pub email: Option<Email>,
+    /// PHC string of the Argon2id hash; `None` for accounts that cannot log in with a password.
+    pub password_hash: Option<String>,
+    pub kind: UserKind,
+    pub server_admin: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A signed-in device. The token itself is never stored; see `token`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Session {
+    pub id: SessionId,
+    pub user_id: UserId,
+    /// The User-Agent it signed in with, truncated.
+    pub device: Option<String>,
+    pub ip: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    /// Absolute expiry; the idle expiry is `last_seen_at` + the configured idle time.
+    pub expires_at: DateTime<Utc>,
+    /// Whether it lives in the browser cookie (and so needs the CSRF token).
+    pub cookie: bool,
+}
+
+/// An organization (tenant).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Org {
+    pub id: OrgId,
+    pub name: String,
+    pub require_2fa: bool,
+    pub message_retention_days: Option<i32>,
+    pub audit_retention_days: Option<i32>,
+    pub erasure: ErasurePolicy,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user's membership in an org.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Member {
+    pub org_id: OrgId,
+    pub user: UserSummary,
+    pub role: OrgRole,
+    pub joined_at: DateTime<Utc>,
+}
+
+/// An org invite; the code is shown once at creation and stored only as a keyed hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Invite {
+    pub id: InviteId,
+    pub org_id: OrgId,
+    pub role: OrgRole,
+    pub max_uses: Option<i32>,
+    pub uses: i32,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_by: UserId,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A named group of org members, used for conversation visibility.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Team {
+    pub id: TeamId,
+    pub org_id: OrgId,
+    pub name: String,
+    pub member_ids: Vec<UserId>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A conversation as the REST API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub org_id: OrgId,
+    pub kind: ConversationKind,
+    pub name: Option<String>,
+    pub visibility: Visibility,
+    pub archived: bool,
+    pub created_by: UserId,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The `seq` of the newest message (0 when empty).
+    pub last_seq: i64,
+    /// For direct conversations: the sorted pair, so one pair has one conversation per org.
+    #[serde(skip)]
+    pub direct_key: Option<String>,
+}
+
+/// A participant of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Participant {
+    pub conversation_id: ConversationId,
+    pub user: UserSummary,
+    pub role: ConversationRole,
+    pub joined_at: DateTime<Utc>,
+}
+
+/// A message; a deleted one keeps its place with `content: null` and `deleted_at` set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Message {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub seq: i64,
+    pub author: UserSummary,
+    pub content: Option<String>,
+    pub format: MessageFormat,
+    pub created_at: DateTime<Utc>,
+    pub edited_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub reply_to: Option<MessageId>,
+    /// Files attached; always empty until uploads exist.
+    #[schema(value_type = Vec<Object>)]
+    pub attachments: Vec<serde_json::Value>,
+}
+
+/// An earlier version of an edited message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct MessageVersion {
+    pub id: MessageVersionId,
+    pub message_id: MessageId,
+    pub content: String,
+    pub format: MessageFormat,
+    /// When this version was written (the message's creation or an earlier edit).
+    pub written_at: DateTime<Utc>,
+    /// When the next edit replaced it.
+    pub replaced_at: DateTime<Utc>,
+}
+
+/// A message about to be stored; `seq` is assigned by the store inside the insert transaction.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub author_id: UserId,
+    pub content: String,
+    pub format: MessageFormat,
+    pub reply_to: Option<MessageId>,
+    pub created_at: DateTime<Utc>,
+    /// Client idempotency key with a fingerprint of the request it was first used with.
+    pub idempotency: Option<(IdempotencyKey, String)>,
+    /// Keys older than this are forgotten.
+    pub idempotency_since: DateTime<Utc>,
+}

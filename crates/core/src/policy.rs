@@ -1,0 +1,300 @@
+//! Every permission decision in Conclave. Services ask these predicates; handlers never compare
+//! roles. The permissions matrix endpoint is computed from the same functions, so what it shows
+//! is what is enforced.
+//!
+//! Rules in words:
+//! - Any org member may view the org, its members, teams and the matrix. Owners and admins
+//!   manage the org's settings, members, invites and teams; only owners delete or transfer the
+//!   org and only owners grant, change or remove the owner role.
+//! - Viewers are read-only: they may read conversations they take part in, join visible ones
+//!   and leave, but never write (send, create conversations, add people).
+//! - A conversation is visible to its participants, to everyone in the org (`org`), to members
+//!   of listed teams (`teams`), and to org owners and admins (who administer it). Only
+//!   participants read messages or participants.
+//! - Conversation owners and moderators manage participants and settings; moderators cannot
+//!   remove owners. Org owners and admins may do the same without participating.
+//! - Authors edit their own messages; authors, conversation owners/moderators and org
+//!   owners/admins delete them.
+
+use crate::types::{ConversationKind, ConversationRole, OrgRole};
+use serde::Serialize;
+
+/// Actions on an organization, as listed by the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrgAction {
+    ViewOrg,
+    UpdateOrg,
+    DeleteOrg,
+    TransferOrg,
+    ViewMembers,
+    ManageMembers,
+    ManageOwners,
+    CreateInvite,
+    ViewTeams,
+    ManageTeams,
+    CreateConversation,
+    JoinConversation,
+    AdministerConversations,
+}
+
+impl OrgAction {
+    pub const ALL: &'static [OrgAction] = &[
+        Self::ViewOrg,
+        Self::UpdateOrg,
+        Self::DeleteOrg,
+        Self::TransferOrg,
+        Self::ViewMembers,
+        Self::ManageMembers,
+        Self::ManageOwners,
+        Self::CreateInvite,
+        Self::ViewTeams,
+        Self::ManageTeams,
+        Self::CreateConversation,
+        Self::JoinConversation,
+        Self::AdministerConversations,
+    ];
+}
+
+/// Whether a member with `role` may do `action` in their org.
+#[must_use]
+pub fn org_allows(role: OrgRole, action: OrgAction) -> bool {
+    use OrgAction::*;
+    match action {
+        ViewOrg | ViewMembers | ViewTeams | JoinConversation => true,
+        UpdateOrg | ManageMembers | CreateInvite | ManageTeams | AdministerConversations => {
+            role.rank() >= OrgRole::Admin.rank()
+        }
+        DeleteOrg | TransferOrg | ManageOwners => role == OrgRole::Owner,
+        CreateConversation => role.rank() >= OrgRole::Member.rank(),
+    }
+}
+
+/// Whether `actor` may give a member `role` (at invite, add or role change), or change or
+/// remove a member who holds `role`. Owners are handled only by owners.
+#[must_use]
+pub fn may_manage_member_with_role(actor: OrgRole, role: OrgRole) -> bool {
+    if role == OrgRole::Owner {
+        org_allows(actor, OrgAction::ManageOwners)
+    } else {
+        org_allows(actor, OrgAction::ManageMembers)
+    }
+}
+
+/// What is known about a caller and a conversation when deciding.
+#[derive(Debug, Clone, Copy)]
+pub struct ConversationAccess {
+    /// The caller's role in the conversation's org (`None`: not a member).
+    pub org_role: Option<OrgRole>,
+    /// The caller's role in the conversation (`None`: not a participant).
+    pub participant: Option<ConversationRole>,
+    /// Whether the conversation's visibility (org-wide, or a team the caller is in) covers them.
+    pub in_scope: bool,
+    pub kind: ConversationKind,
+    pub archived: bool,
+}
+
+impl ConversationAccess {
+    fn org_admin(&self) -> bool {
+        self.org_role
+            .is_some_and(|r| org_allows(r, OrgAction::AdministerConversations))
+    }
+
+    fn writer(&self) -> bool {
+        self.org_role.is_some_and(|r| r != OrgRole::Viewer)
+    }
+
+    fn conv_manager(&self) -> bool {
+        matches!(
+            self.participant,
+            Some(ConversationRole::Owner | ConversationRole::Moderator)
+        )
+    }
+}
+
+/// Actions on one conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationAction {
+    /// Know that it exists (otherwise 404).
+    See,
+    /// Read messages, participants, history, typing.
+    Read,
+    Send,
+    Join,
+    Leave,
+    Update,
+    Delete,
+    AddParticipant,
+    RemoveParticipant,
+    /// Delete another person's message.
+    ModerateMessages,
+}
+
+impl ConversationAction {
+    pub const ALL: &'static [ConversationAction] = &[
+        Self::See,
+        Self::Read,
+        Self::Send,
+        Self::Join,
+        Self::Leave,
+        Self::Update,
+        Self::Delete,
+        Self::AddParticipant,
+        Self::RemoveParticipant,
+        Self::ModerateMessages,
+    ];
+}
+
+/// Whether the caller described by `a` may do `action` on the conversation.
+#[must_use]
+pub fn conversation_allows(a: &ConversationAccess, action: ConversationAction) -> bool {
+    use ConversationAction::*;
+    if a.org_role.is_none() {
+        // Nothing crosses orgs: a non-member can do nothing, not even know it exists.
+        return false;
+    }
+    let participant = a.participant.is_some();
+    match action {
+        See => participant || a.in_scope || a.org_admin(),
+        Read => participant,
+        Send => participant && a.writer() && !a.archived,
+        Join => !participant && a.in_scope && a.kind == ConversationKind::Group && !a.archived,
+        Leave => participant,
+        Update => {
+            a.kind == ConversationKind::Group && a.writer() && (a.conv_manager() || a.org_admin())
+        }
+        Delete => a.writer() && (a.participant == Some(ConversationRole::Owner) || a.org_admin()),
+        AddParticipant => {
+            a.kind == ConversationKind::Group
+                && a.writer()
+                && !a.archived
+                && (a.conv_manager() || a.org_admin())
+        }
+        RemoveParticipant | ModerateMessages => a.writer() && (a.conv_manager() || a.org_admin()),
+    }
+}
+
+/// Whether the caller may remove a participant holding `target` (beyond `RemoveParticipant`):
+/// moderators cannot remove owners.
+#[must_use]
+pub fn may_remove_participant_with_role(a: &ConversationAccess, target: ConversationRole) -> bool {
+    conversation_allows(a, ConversationAction::RemoveParticipant)
+        && (target != ConversationRole::Owner
+            || a.participant == Some(ConversationRole::Owner)
+            || a.org_admin())
+}
+
+/// Whether the caller may grant `role` when adding a participant.
+#[must_use]
+pub fn may_grant_participant_role(a: &ConversationAccess, role: ConversationRole) -> bool {
+    conversation_allows(a, ConversationAction::AddParticipant)
+        && (role != ConversationRole::Owner
+            || a.participant == Some(ConversationRole::Owner)
+            || a.org_admin())
+}
+
+/// Whether the caller may edit a message: only its author, while still a writing participant.
+#[must_use]
+pub fn may_edit_message(a: &ConversationAccess, is_author: bool) -> bool {
+    is_author && conversation_allows(a, ConversationAction::Send)
+}
+
+/// Whether the caller may delete a message: its author while participating, or a moderator.
+#[must_use]
+pub fn may_delete_message(a: &ConversationAccess, is_author: bool) -> bool {
+    (is_author && a.participant.is_some() && a.writer())
+        || conversation_allows(a, ConversationAction::ModerateMessages)
+}
+
+/// Server-wide administration (admin API). Only server admins or the management token.
+#[must_use]
+pub const fn server_admin_allows(is_server_admin: bool) -> bool {
+    is_server_admin
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(
+        org: Option<OrgRole>,
+        p: Option<ConversationRole>,
+        in_scope: bool,
+    ) -> ConversationAccess {
+        ConversationAccess {
+            org_role: org,
+            participant: p,
+            in_scope,
+            kind: ConversationKind::Group,
+            archived: false,
+        }
+    }
+
+    #[test]
+    fn outsiders_of_the_org_can_do_nothing() {
+        for action in ConversationAction::ALL {
+            assert!(!conversation_allows(
+                &access(None, Some(ConversationRole::Owner), true),
+                *action
+            ));
+        }
+    }
+
+    #[test]
+    fn viewers_read_but_never_write() {
+        let v = access(Some(OrgRole::Viewer), Some(ConversationRole::Member), true);
+        assert!(conversation_allows(&v, ConversationAction::Read));
+        assert!(!conversation_allows(&v, ConversationAction::Send));
+        assert!(!org_allows(OrgRole::Viewer, OrgAction::CreateConversation));
+        let vo = access(Some(OrgRole::Viewer), Some(ConversationRole::Owner), true);
+        assert!(!conversation_allows(
+            &vo,
+            ConversationAction::AddParticipant
+        ));
+        assert!(!conversation_allows(&vo, ConversationAction::Delete));
+    }
+
+    #[test]
+    fn non_participants_see_only_what_is_in_scope() {
+        let m = access(Some(OrgRole::Member), None, false);
+        assert!(!conversation_allows(&m, ConversationAction::See));
+        let scoped = access(Some(OrgRole::Member), None, true);
+        assert!(conversation_allows(&scoped, ConversationAction::See));
+        assert!(!conversation_allows(&scoped, ConversationAction::Read));
+        assert!(conversation_allows(&scoped, ConversationAction::Join));
+        let admin = access(Some(OrgRole::Admin), None, false);
+        assert!(conversation_allows(&admin, ConversationAction::See));
+        assert!(!conversation_allows(&admin, ConversationAction::Read));
+        assert!(!conversation_allows(&admin, ConversationAction::Join));
+    }
+
+    #[test]
+    fn moderators_cannot_remove_owners_and_only_owners_manage_owners() {
+        let m = access(
+            Some(OrgRole::Member),
+            Some(ConversationRole::Moderator),
+            true,
+        );
+        assert!(may_remove_participant_with_role(
+            &m,
+            ConversationRole::Member
+        ));
+        assert!(!may_remove_participant_with_role(
+            &m,
+            ConversationRole::Owner
+        ));
+        assert!(!may_manage_member_with_role(OrgRole::Admin, OrgRole::Owner));
+        assert!(may_manage_member_with_role(OrgRole::Admin, OrgRole::Member));
+        assert!(may_manage_member_with_role(OrgRole::Owner, OrgRole::Owner));
+    }
+
+    #[test]
+    fn direct_conversations_are_closed() {
+        let mut a = access(Some(OrgRole::Owner), Some(ConversationRole::Owner), true);
+        a.kind = ConversationKind::Direct;
+        assert!(!conversation_allows(&a, ConversationAction::AddParticipant));
+        assert!(!conversation_allows(&a, ConversationAction::Join));
+        assert!(!conversation_allows(&a, ConversationAction::Update));
+    }
+}

@@ -1,0 +1,105 @@
+//! Message content formats. Plain text is stored as given (clients escape it when rendering);
+//! HTML is cleaned with an allowlist before it is stored, so every reader gets the same safe text.
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+static CLEANER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
+    let tags: HashSet<&str> = [
+        "p",
+        "br",
+        "strong",
+        "em",
+        "u",
+        "s",
+        "a",
+        "ul",
+        "ol",
+        "li",
+        "blockquote",
+        "code",
+        "pre",
+        "span",
+    ]
+    .into_iter()
+    .collect();
+    let mut b = ammonia::Builder::empty();
+    b.tags(tags)
+        .generic_attributes(HashSet::new())
+        .tag_attributes(std::collections::HashMap::from([(
+            "a",
+            HashSet::from(["href"]),
+        )]))
+        .url_schemes(["http", "https", "mailto"].into_iter().collect())
+        .link_rel(Some("noopener noreferrer nofollow"))
+        .url_relative(ammonia::UrlRelative::Deny)
+        .strip_comments(true);
+    b
+});
+
+/// Cleans submitted HTML to the allowlist: the tags above, only `a[href]` with http, https or
+/// mailto, and `rel="noopener noreferrer nofollow"` on links.
+#[must_use]
+pub fn clean_html(input: &str) -> String {
+    CLEANER.clean(input).to_string()
+}
+
+/// Whether cleaned HTML has any visible text left.
+#[must_use]
+pub fn html_is_blank(cleaned: &str) -> bool {
+    let mut in_tag = false;
+    let mut text = String::new();
+    for c in cleaned.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            _ if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let text = text.replace("&nbsp;", " ");
+    text.trim().is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_handlers_and_bad_schemes_go() {
+        let out = clean_html(
+            r#"<p onclick="x()">hi<script>alert(1)</script><a href="javascript:alert(1)">x</a><img src=x onerror=y></p>"#,
+        );
+        assert!(!out.contains("script"));
+        assert!(!out.contains("onclick"));
+        assert!(!out.contains("javascript"));
+        assert!(!out.contains("<img"));
+        assert!(out.starts_with("<p>hi"));
+    }
+
+    #[test]
+    fn links_keep_only_href_and_get_rel() {
+        let out = clean_html(r#"<a href="https://example.com" title="t" style="color:red">x</a>"#);
+        assert_eq!(
+            out,
+            r#"<a href="https://example.com" rel="noopener noreferrer nofollow">x</a>"#
+        );
+        let mail = clean_html(r#"<a href="mailto:a@b.c">m</a>"#);
+        assert!(mail.contains("mailto:a@b.c"));
+    }
+
+    #[test]
+    fn span_attributes_are_removed() {
+        assert_eq!(
+            clean_html(r#"<span class="c" style="x">t</span>"#),
+            "<span>t</span>"
+        );
+    }
+
+    #[test]
+    fn blank_after_cleaning() {
+        assert!(html_is_blank(&clean_html("<script>x</script>")));
+        assert!(html_is_blank(&clean_html("<p> </p><br>")));
+        assert!(!html_is_blank(&clean_html("<p>a</p>")));
+    }
+}

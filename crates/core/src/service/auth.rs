@@ -1,0 +1,352 @@
+//! Accounts and sessions: registration, login, the one-time bootstrap, bearer/cookie session
+//! authentication with idle and absolute expiry, session listing and revocation, password change.
+
+use super::{Actor, Result, Services};
+use crate::error::ServiceError;
+use crate::ids::*;
+use crate::model::*;
+use crate::password::{NewPassword, Verified};
+use crate::store::{Conflict, StoreError};
+use crate::token::{self, TokenKind};
+use crate::types::*;
+use chrono::Duration;
+use secrecy::{ExposeSecret, SecretString};
+
+/// Session lifetimes and who may register.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// A session unused this long expires.
+    pub session_idle: Duration,
+    /// A session expires this long after login, used or not.
+    pub session_absolute: Duration,
+    pub registration: RegistrationMode,
+}
+
+/// Where a request came from, recorded on sessions.
+#[derive(Debug, Clone, Default)]
+pub struct ClientMeta {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A new session: the token is shown to the client once.
+pub struct SignedIn {
+    pub token: SecretString,
+    pub session: Session,
+    pub user: User,
+}
+
+const INVALID_CREDENTIALS: ServiceError = ServiceError::Unauthorized {
+    code: "invalid_credentials",
+    message: "invalid username or password",
+};
+const INVALID_TOKEN: ServiceError = ServiceError::Unauthorized {
+    code: "invalid_token",
+    message: "the credential is invalid, expired or revoked",
+};
+
+/// How often `last_seen_at` is written at most.
+const TOUCH_EVERY: Duration = Duration::minutes(1);
+
+impl Services {
+    /// Installs this node's bootstrap token (printed once at start); `None` when an admin exists.
+    pub async fn prepare_bootstrap(&self, preset: Option<&str>) -> Result<Option<SecretString>> {
+        if self.store.bootstrap_claimed().await? {
+            return Ok(None);
+        }
+        let token = match preset {
+            Some(t) => SecretString::from(t.to_owned()),
+            None => token::generate(TokenKind::Bootstrap),
+        };
+        let hash = token::hash(&self.keys.token_pepper, token.expose_secret());
+        *self.bootstrap.lock().unwrap_or_else(|e| e.into_inner()) = Some(hash);
+        Ok(Some(token))
+    }
+
+    /// Creates the first server admin with the one-time token and signs them in.
+    pub async fn bootstrap(
+        &self,
+        bootstrap_token: &str,
+        username: Username,
+        password: NewPassword,
+        meta: ClientMeta,
+        cookie: bool,
+    ) -> Result<SignedIn> {
+        if self.store.bootstrap_claimed().await? {
+            return Err(ServiceError::Gone {
+                code: "bootstrap_used",
+                message: "the server already has an admin",
+            });
+        }
+        let expected = *self.bootstrap.lock().unwrap_or_else(|e| e.into_inner());
+        let given = token::hash(&self.keys.token_pepper, bootstrap_token);
+        let ok = expected.is_some_and(|e| subtle::ConstantTimeEq::ct_eq(&e[..], &given[..]).into());
+        if !ok {
+            return Err(ServiceError::Unauthorized {
+                code: "invalid_bootstrap_token",
+                message: "the bootstrap token is not valid",
+            });
+        }
+        let hash = self.hasher.hash(&password).await?;
+        let new = NewUser {
+            id: UserId::new(),
+            username,
+            display_name: None,
+            email: None,
+            password_hash: Some(hash),
+            kind: UserKind::User,
+            server_admin: true,
+            created_at: self.clock.now(),
+        };
+        let user = self
+            .store
+            .claim_bootstrap(&new)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(Conflict::BootstrapUsed) => ServiceError::Gone {
+                    code: "bootstrap_used",
+                    message: "the server already has an admin",
+                },
+                other => other.into(),
+            })?;
+        *self.bootstrap.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.start_session(user, meta, cookie).await
+    }
+
+    /// Creates an account when registration allows it; with an invite code the user also joins
+    /// the invite's org.
+    pub async fn register(
+        &self,
+        username: Username,
+        password: NewPassword,
+        email: Option<Email>,
+        invite_code: Option<&str>,
+    ) -> Result<User> {
+        match (self.settings.registration, invite_code) {
+            (RegistrationMode::Closed, _) => {
+                return Err(ServiceError::forbidden(
+                    "registration_closed",
+                    "registration is closed on this server",
+                ))
+            }
+            (RegistrationMode::Invite, None) => {
+                return Err(ServiceError::invalid(
+                    "invite_code",
+                    "required",
+                    "an invite code is required to register",
+                ))
+            }
+            _ => {}
+        }
+        let invite_hash = match invite_code {
+            Some(code) => {
+                let hash = self.usable_invite(code).await?;
+                Some(hash)
+            }
+            None => None,
+        };
+        let hash = self.hasher.hash(&password).await?;
+        let new = NewUser {
+            id: UserId::new(),
+            username,
+            display_name: None,
+            email,
+            password_hash: Some(hash),
+            kind: UserKind::User,
+            server_admin: false,
+            created_at: self.clock.now(),
+        };
+        let user = self.store.create_user(&new).await?;
+        if let Some(h) = invite_hash {
+            self.store
+                .redeem_invite(&h, user.id, self.clock.now())
+                .await?;
+        }
+        Ok(user)
+    }
+
+    /// The stored hash of an invite code that can be used now, or 422 on `invite_code`.
+    pub(super) async fn usable_invite(&self, code: &str) -> Result<[u8; 32]> {
+        let bad = || {
+            ServiceError::invalid(
+                "invite_code",
+                "invite_invalid",
+                "the invite code is invalid, expired or used up",
+            )
+        };
+        if !token::well_formed(TokenKind::Invite, code) {
+            return Err(bad());
+        }
+        let hash = token::hash(&self.keys.token_pepper, code);
+        let invite = self.store.invite_by_code(&hash).await?.ok_or_else(bad)?;
+        let now = self.clock.now();
+        let expired = invite.expires_at.is_some_and(|e| e <= now);
+        let used_up = invite.max_uses.is_some_and(|m| invite.uses >= m);
+        if expired || used_up {
+            return Err(bad());
+        }
+        Ok(hash)
+    }
+
+    /// Checks a username and password. Unknown users cost the same Argon2id work as known ones
+    /// and get the same answer.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        meta: ClientMeta,
+        cookie: bool,
+    ) -> Result<SignedIn> {
+        let found = match Username::parse(username) {
+            Ok(u) => self.store.user_by_username(&u.key()).await?,
+            Err(_) => None,
+        };
+        let (user, phc) = match found {
+            Some((user, phc)) => (Some(user), phc),
+            None => (None, None),
+        };
+        let verdict = self.hasher.verify(password, phc).await?;
+        let Some(user) = user else {
+            return Err(INVALID_CREDENTIALS);
+        };
+        match verdict {
+            Verified::No => return Err(INVALID_CREDENTIALS),
+            Verified::YesRehash => {
+                // The password was checked above, so it satisfies the length rule it was set with.
+                if let Ok(p) = NewPassword::parse(password) {
+                    let fresh = self.hasher.hash(&p).await?;
+                    self.store.set_password_hash(user.id, &fresh).await?;
+                }
+            }
+            Verified::Yes => {}
+        }
+        if user.disabled {
+            return Err(ServiceError::forbidden(
+                "account_disabled",
+                "this account is disabled",
+            ));
+        }
+        self.start_session(user, meta, cookie).await
+    }
+
+    async fn start_session(&self, user: User, meta: ClientMeta, cookie: bool) -> Result<SignedIn> {
+        let now = self.clock.now();
+        let token = token::generate(TokenKind::Session);
+        let session = Session {
+            id: SessionId::new(),
+            user_id: user.id,
+            device: meta.user_agent.map(|ua| ua.chars().take(200).collect()),
+            ip: meta.ip,
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + self.settings.session_absolute,
+            cookie,
+        };
+        let hash = token::hash(&self.keys.token_pepper, token.expose_secret());
+        self.store.create_session(&session, &hash).await?;
+        Ok(SignedIn {
+            token,
+            session,
+            user,
+        })
+    }
+
+    /// Resolves a session token to its user and session, enforcing checksum, revocation,
+    /// idle and absolute expiry and disabled accounts. Refreshes `last_seen_at` at most once a
+    /// minute.
+    pub async fn authenticate(&self, token_text: &str, ip: Option<&str>) -> Result<Actor> {
+        if !token::well_formed(TokenKind::Session, token_text) {
+            return Err(INVALID_TOKEN);
+        }
+        let hash = token::hash(&self.keys.token_pepper, token_text);
+        let session = self
+            .store
+            .session_by_token_hash(&hash)
+            .await?
+            .ok_or(INVALID_TOKEN)?;
+        let now = self.clock.now();
+        if now >= session.expires_at || now >= session.last_seen_at + self.settings.session_idle {
+            self.store
+                .delete_session(session.user_id, session.id)
+                .await
+                .ok();
+            return Err(INVALID_TOKEN);
+        }
+        let user = self.store.user(session.user_id).await?;
+        if user.disabled {
+            return Err(INVALID_TOKEN);
+        }
+        let mut session = session;
+        if now - session.last_seen_at >= TOUCH_EVERY {
+            self.store.touch_session(session.id, now, ip).await?;
+            session.last_seen_at = now;
+            if let Some(ip) = ip {
+                session.ip = Some(ip.to_owned());
+            }
+        }
+        Ok(Actor { user, session })
+    }
+
+    /// The CSRF token bound to a cookie session.
+    #[must_use]
+    pub fn csrf_token(&self, session: &Session) -> String {
+        token::csrf_token(&self.keys.csrf, &session.id)
+    }
+
+    pub async fn logout(&self, actor: &Actor) -> Result<()> {
+        self.store
+            .delete_session(actor.user.id, actor.session.id)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn sessions(&self, actor: &Actor) -> Result<Vec<Session>> {
+        Ok(self.store.list_sessions(actor.user.id).await?)
+    }
+
+    pub async fn revoke_session(&self, actor: &Actor, id: SessionId) -> Result<()> {
+        self.store
+            .delete_session(actor.user.id, id)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => ServiceError::NotFound("session"),
+                other => other.into(),
+            })
+    }
+
+    pub async fn revoke_other_sessions(&self, actor: &Actor) -> Result<u64> {
+        Ok(self
+            .store
+            .delete_sessions(actor.user.id, Some(actor.session.id))
+            .await?)
+    }
+
+    /// Changes the password after checking the current one; every other session is revoked.
+    pub async fn change_password(
+        &self,
+        actor: &Actor,
+        current: &str,
+        new: NewPassword,
+    ) -> Result<()> {
+        let phc = self.store.password_hash(actor.user.id).await?;
+        if phc.is_none() {
+            return Err(ServiceError::conflict(
+                "no_password",
+                "this account has no password to change",
+            ));
+        }
+        if self.hasher.verify(current, phc).await? == Verified::No {
+            return Err(ServiceError::invalid(
+                "current_password",
+                "incorrect",
+                "the current password is not correct",
+            ));
+        }
+        let fresh = self.hasher.hash(&new).await?;
+        self.store.set_password_hash(actor.user.id, &fresh).await?;
+        self.store
+            .delete_sessions(actor.user.id, Some(actor.session.id))
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,369 @@
+//! Conversations and their participants.
+
+use super::{Actor, Result, Services};
+use crate::error::ServiceError;
+use crate::ids::*;
+use crate::model::*;
+use crate::policy::{self, ConversationAccess, ConversationAction, OrgAction};
+use crate::store::{Conflict, ConversationPatch, Page, StoreError};
+use crate::types::*;
+
+/// What creating a conversation needs (already parsed).
+#[derive(Debug, Clone)]
+pub struct NewConversation {
+    pub kind: ConversationKind,
+    pub name: Option<Name>,
+    pub visibility: Visibility,
+    pub participant_ids: Vec<UserId>,
+}
+
+impl Services {
+    /// Everything policy needs to decide about `actor` and `conv`.
+    pub(super) async fn access(
+        &self,
+        actor: &Actor,
+        conv: &Conversation,
+    ) -> Result<ConversationAccess> {
+        let org_role = self.store.membership(conv.org_id, actor.user.id).await?;
+        let participant = match org_role {
+            Some(_) => self.store.participant_role(conv.id, actor.user.id).await?,
+            None => None,
+        };
+        let in_scope = match (&conv.visibility, org_role) {
+            (_, None) => false,
+            (Visibility::Scope(VisibilityScope::Org), _) => true,
+            (Visibility::Scope(VisibilityScope::Private), _) => false,
+            (Visibility::Teams { teams }, _) => {
+                let mine = self.store.user_teams(conv.org_id, actor.user.id).await?;
+                teams.iter().any(|t| mine.contains(t))
+            }
+        };
+        Ok(ConversationAccess {
+            org_role,
+            participant,
+            in_scope,
+            kind: conv.kind,
+            archived: conv.archived,
+        })
+    }
+
+    /// 403 when the caller may know the conversation, 404 otherwise.
+    pub(super) fn denied(a: &ConversationAccess) -> ServiceError {
+        if policy::conversation_allows(a, ConversationAction::See) {
+            ServiceError::forbidden(
+                "forbidden",
+                "you are not allowed to do this in this conversation",
+            )
+        } else {
+            ServiceError::NotFound("conversation")
+        }
+    }
+
+    /// Loads a conversation and checks `action`, answering 404/403 as policy says.
+    pub(super) async fn conversation_for(
+        &self,
+        actor: &Actor,
+        id: ConversationId,
+        action: ConversationAction,
+    ) -> Result<(Conversation, ConversationAccess)> {
+        let conv = self.store.conversation(id).await.map_err(|e| match e {
+            StoreError::NotFound => ServiceError::NotFound("conversation"),
+            other => other.into(),
+        })?;
+        let access = self.access(actor, &conv).await?;
+        if !policy::conversation_allows(&access, action) {
+            return Err(Self::denied(&access));
+        }
+        Ok((conv, access))
+    }
+
+    /// Creates a conversation with the caller as owner. A direct conversation for a pair that
+    /// already has one returns the existing one (`false`: not created).
+    pub async fn create_conversation(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        new: NewConversation,
+    ) -> Result<(Conversation, bool)> {
+        self.require_org(actor, org, OrgAction::CreateConversation)
+            .await?;
+        let mut others: Vec<UserId> = new
+            .participant_ids
+            .iter()
+            .copied()
+            .filter(|u| *u != actor.user.id)
+            .collect();
+        others.sort();
+        others.dedup();
+        for (i, u) in others.iter().enumerate() {
+            if self.store.membership(org, *u).await?.is_none() {
+                return Err(ServiceError::invalid(
+                    format!("/participant_ids/{i}"),
+                    "not_a_member",
+                    "every participant must be a member of the organization",
+                ));
+            }
+        }
+        let direct_key = match new.kind {
+            ConversationKind::Direct => {
+                if others.len() != 1 {
+                    return Err(ServiceError::invalid(
+                        "participant_ids",
+                        "invalid_length",
+                        "a direct conversation has exactly one other participant",
+                    ));
+                }
+                if new.name.is_some() {
+                    return Err(ServiceError::invalid(
+                        "name",
+                        "not_allowed",
+                        "a direct conversation has no name",
+                    ));
+                }
+                if new.visibility != Visibility::PRIVATE {
+                    return Err(ServiceError::invalid(
+                        "visibility",
+                        "not_allowed",
+                        "a direct conversation is private",
+                    ));
+                }
+                let mut pair = [actor.user.id, others[0]];
+                pair.sort();
+                let key = format!("{}:{}", pair[0], pair[1]);
+                if let Some(existing) = self.store.direct_conversation(org, &key).await? {
+                    return Ok((existing, false));
+                }
+                Some(key)
+            }
+            ConversationKind::Group => None,
+        };
+        if let Visibility::Teams { teams } = &new.visibility {
+            if teams.is_empty() {
+                return Err(ServiceError::invalid(
+                    "visibility/teams",
+                    "empty",
+                    "list at least one team",
+                ));
+            }
+            let org_teams = self.store.teams(org).await?;
+            for (i, t) in teams.iter().enumerate() {
+                if !org_teams.iter().any(|ot| ot.id == *t) {
+                    return Err(ServiceError::invalid(
+                        format!("/visibility/teams/{i}"),
+                        "unknown_team",
+                        "no such team in this organization",
+                    ));
+                }
+            }
+        }
+        let now = self.clock.now();
+        let conv = Conversation {
+            id: ConversationId::new(),
+            org_id: org,
+            kind: new.kind,
+            name: new.name.map(Name::into_inner),
+            visibility: new.visibility,
+            archived: false,
+            created_by: actor.user.id,
+            created_at: now,
+            updated_at: now,
+            last_seq: 0,
+            direct_key,
+        };
+        let mut participants = vec![(actor.user.id, ConversationRole::Owner)];
+        participants.extend(others.iter().map(|u| (*u, ConversationRole::Member)));
+        match self.store.create_conversation(&conv, &participants).await {
+            Ok(()) => Ok((conv, true)),
+            Err(StoreError::Conflict(Conflict::DirectExists)) => {
+                // Created concurrently by the other side: return theirs.
+                let key = conv.direct_key.clone().unwrap_or_default();
+                let existing = self
+                    .store
+                    .direct_conversation(org, &key)
+                    .await?
+                    .ok_or(ServiceError::NotFound("conversation"))?;
+                Ok((existing, false))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn my_conversations(
+        &self,
+        actor: &Actor,
+        page: Page<ConversationId>,
+    ) -> Result<Vec<Conversation>> {
+        Ok(self
+            .store
+            .conversations_for_user(actor.user.id, page)
+            .await?)
+    }
+
+    pub async fn available_conversations(
+        &self,
+        actor: &Actor,
+        page: Page<ConversationId>,
+    ) -> Result<Vec<Conversation>> {
+        Ok(self
+            .store
+            .available_conversations(actor.user.id, page)
+            .await?)
+    }
+
+    pub async fn get_conversation(
+        &self,
+        actor: &Actor,
+        id: ConversationId,
+    ) -> Result<Conversation> {
+        Ok(self
+            .conversation_for(actor, id, ConversationAction::See)
+            .await?
+            .0)
+    }
+
+    pub async fn update_conversation(
+        &self,
+        actor: &Actor,
+        id: ConversationId,
+        patch: ConversationPatch,
+    ) -> Result<Conversation> {
+        let (conv, _) = self
+            .conversation_for(actor, id, ConversationAction::Update)
+            .await?;
+        if let Some(Visibility::Teams { teams }) = &patch.visibility {
+            let org_teams = self.store.teams(conv.org_id).await?;
+            if teams.is_empty() {
+                return Err(ServiceError::invalid(
+                    "visibility/teams",
+                    "empty",
+                    "list at least one team",
+                ));
+            }
+            for (i, t) in teams.iter().enumerate() {
+                if !org_teams.iter().any(|ot| ot.id == *t) {
+                    return Err(ServiceError::invalid(
+                        format!("/visibility/teams/{i}"),
+                        "unknown_team",
+                        "no such team in this organization",
+                    ));
+                }
+            }
+        }
+        Ok(self
+            .store
+            .update_conversation(id, &patch, self.clock.now())
+            .await?)
+    }
+
+    pub async fn delete_conversation(
+        &self,
+        actor: &Actor,
+        id: ConversationId,
+    ) -> Result<Conversation> {
+        let (conv, _) = self
+            .conversation_for(actor, id, ConversationAction::Delete)
+            .await?;
+        self.store.delete_conversation(id).await?;
+        Ok(conv)
+    }
+
+    pub async fn join_conversation(
+        &self,
+        actor: &Actor,
+        id: ConversationId,
+    ) -> Result<Participant> {
+        let conv = self
+            .store
+            .conversation(id)
+            .await
+            .map_err(|_| ServiceError::NotFound("conversation"))?;
+        let access = self.access(actor, &conv).await?;
+        if access.participant.is_some() && access.org_role.is_some() {
+            return Err(StoreError::Conflict(Conflict::AlreadyParticipant).into());
+        }
+        if !policy::conversation_allows(&access, ConversationAction::Join) {
+            return Err(Self::denied(&access));
+        }
+        Ok(self
+            .store
+            .add_participant(
+                id,
+                actor.user.id,
+                ConversationRole::Member,
+                self.clock.now(),
+            )
+            .await?)
+    }
+
+    pub async fn leave_conversation(&self, actor: &Actor, id: ConversationId) -> Result<()> {
+        self.conversation_for(actor, id, ConversationAction::Leave)
+            .await?;
+        Ok(self.store.remove_participant(id, actor.user.id).await?)
+    }
+
+    pub async fn participants(
+        &self,
+        actor: &Actor,
+        id: ConversationId,
+        page: Page<UserId>,
+    ) -> Result<Vec<Participant>> {
+        self.conversation_for(actor, id, ConversationAction::Read)
+            .await?;
+        Ok(self.store.participants(id, page).await?)
+    }
+
+    pub async fn add_participant(
+        &self,
+        actor: &Actor,
+        id: ConversationId,
+        user: UserId,
+        role: ConversationRole,
+    ) -> Result<Participant> {
+        let (conv, access) = self
+            .conversation_for(actor, id, ConversationAction::AddParticipant)
+            .await?;
+        if !policy::may_grant_participant_role(&access, role) {
+            return Err(ServiceError::forbidden(
+                "forbidden",
+                "you cannot grant that role",
+            ));
+        }
+        if self.store.membership(conv.org_id, user).await?.is_none() {
+            return Err(ServiceError::invalid(
+                "user_id",
+                "not_a_member",
+                "the user is not a member of this organization",
+            ));
+        }
+        Ok(self
+            .store
+            .add_participant(id, user, role, self.clock.now())
+            .await?)
+    }
+
+    pub async fn remove_participant(
+        &self,
+        actor: &Actor,
+        id: ConversationId,
+        user: UserId,
+    ) -> Result<()> {
+        if user == actor.user.id {
+            return self.leave_conversation(actor, id).await;
+        }
+        let (_, access) = self
+            .conversation_for(actor, id, ConversationAction::RemoveParticipant)
+            .await?;
+        let target = self
+            .store
+            .participant_role(id, user)
+            .await?
+            .ok_or(ServiceError::NotFound("participant"))?;
+        if !policy::may_remove_participant_with_role(&access, target) {
+            return Err(ServiceError::forbidden(
+                "forbidden",
+                "you cannot remove this participant",
+            ));
+        }
+        Ok(self.store.remove_participant(id, user).await?)
+    }
+}

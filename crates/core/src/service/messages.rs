@@ -1,0 +1,205 @@
+//! Sending, listing, editing and deleting messages.
+
+use super::{Actor, Result, Services};
+use crate::error::ServiceError;
+use crate::ids::*;
+use crate::model::*;
+use crate::policy::{self, ConversationAction};
+use crate::sanitize;
+use crate::store::{Inserted, Page, StoreError};
+use crate::types::*;
+use chrono::Duration;
+use sha2::{Digest, Sha256};
+
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::hours(24);
+
+/// A parsed send request.
+#[derive(Debug, Clone)]
+pub struct SendMessage {
+    pub content: MessageText,
+    pub format: MessageFormat,
+    pub reply_to: Option<MessageId>,
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+/// A sent message, and whether it was created now (`false`: an idempotent replay).
+pub struct Sent {
+    pub message: Message,
+    pub created: bool,
+}
+
+/// The stored form of submitted content: text as is, HTML sanitized (422 if nothing is left).
+fn stored_content(text: &MessageText, format: MessageFormat) -> Result<String> {
+    match format {
+        MessageFormat::Text => Ok(text.as_str().to_owned()),
+        MessageFormat::Html => {
+            let cleaned = sanitize::clean_html(text.as_str());
+            if sanitize::html_is_blank(&cleaned) {
+                return Err(ServiceError::invalid(
+                    "content",
+                    "empty_after_sanitizing",
+                    "nothing is left after removing disallowed HTML",
+                ));
+            }
+            Ok(cleaned)
+        }
+    }
+}
+
+fn fingerprint(req: &SendMessage) -> String {
+    let mut h = Sha256::new();
+    h.update(req.format.as_str().as_bytes());
+    h.update([0]);
+    h.update(req.content.as_str().as_bytes());
+    h.update([0]);
+    if let Some(r) = req.reply_to {
+        h.update(r.0.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Services {
+    pub async fn send_message(
+        &self,
+        actor: &Actor,
+        conv: ConversationId,
+        req: SendMessage,
+    ) -> Result<Sent> {
+        self.conversation_for(actor, conv, ConversationAction::Send)
+            .await?;
+        let content = stored_content(&req.content, req.format)?;
+        if let Some(reply) = req.reply_to {
+            match self.store.message(reply).await {
+                Ok(m) if m.conversation_id == conv => {}
+                Ok(_) | Err(StoreError::NotFound) => {
+                    return Err(ServiceError::invalid(
+                        "reply_to",
+                        "unknown_message",
+                        "no such message in this conversation",
+                    ))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let now = self.clock.now();
+        let print = fingerprint(&req);
+        let new = NewMessage {
+            id: MessageId::new(),
+            conversation_id: conv,
+            author_id: actor.user.id,
+            content,
+            format: req.format,
+            reply_to: req.reply_to,
+            created_at: now,
+            idempotency: req.idempotency_key.map(|k| (k, print.clone())),
+            idempotency_since: now - IDEMPOTENCY_WINDOW,
+        };
+        match self.store.insert_message(&new).await? {
+            Inserted::Created(message) => Ok(Sent {
+                message,
+                created: true,
+            }),
+            Inserted::Replayed(message, original) if original == print => Ok(Sent {
+                message,
+                created: false,
+            }),
+            Inserted::Replayed(..) => Err(ServiceError::conflict(
+                "idempotency_conflict",
+                "this idempotency key was used with different content",
+            )),
+        }
+    }
+
+    pub async fn list_messages(
+        &self,
+        actor: &Actor,
+        conv: ConversationId,
+        page: Page<i64>,
+    ) -> Result<Vec<Message>> {
+        self.conversation_for(actor, conv, ConversationAction::Read)
+            .await?;
+        Ok(self.store.messages(conv, page).await?)
+    }
+
+    /// A message of a conversation the caller can read; used to turn a message-id cursor into a seq.
+    pub async fn message_in(
+        &self,
+        actor: &Actor,
+        conv: ConversationId,
+        id: MessageId,
+    ) -> Result<Message> {
+        self.conversation_for(actor, conv, ConversationAction::Read)
+            .await?;
+        match self.store.message(id).await {
+            Ok(m) if m.conversation_id == conv => Ok(m),
+            Ok(_) | Err(StoreError::NotFound) => Err(ServiceError::NotFound("message")),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Loads a message with the caller's access to its conversation (404 when not readable).
+    async fn message_for(
+        &self,
+        actor: &Actor,
+        id: MessageId,
+    ) -> Result<(Message, crate::policy::ConversationAccess)> {
+        let msg = self.store.message(id).await.map_err(|e| match e {
+            StoreError::NotFound => ServiceError::NotFound("message"),
+            other => other.into(),
+        })?;
+        let conv = self.store.conversation(msg.conversation_id).await?;
+        let access = self.access(actor, &conv).await?;
+        if !policy::conversation_allows(&access, ConversationAction::See) {
+            return Err(ServiceError::NotFound("message"));
+        }
+        Ok((msg, access))
+    }
+
+    pub async fn edit_message(
+        &self,
+        actor: &Actor,
+        id: MessageId,
+        text: MessageText,
+        format: MessageFormat,
+    ) -> Result<Message> {
+        let (msg, access) = self.message_for(actor, id).await?;
+        if !policy::may_edit_message(&access, msg.author.id == actor.user.id) {
+            return Err(Self::denied(&access));
+        }
+        if msg.deleted_at.is_some() {
+            return Err(ServiceError::conflict(
+                "message_deleted",
+                "a deleted message cannot be edited",
+            ));
+        }
+        let content = stored_content(&text, format)?;
+        Ok(self
+            .store
+            .edit_message(id, &content, format, self.clock.now())
+            .await?)
+    }
+
+    pub async fn delete_message(&self, actor: &Actor, id: MessageId) -> Result<Message> {
+        let (msg, access) = self.message_for(actor, id).await?;
+        if !policy::may_delete_message(&access, msg.author.id == actor.user.id) {
+            return Err(Self::denied(&access));
+        }
+        if msg.deleted_at.is_some() {
+            return Ok(msg);
+        }
+        Ok(self.store.delete_message(id, self.clock.now()).await?)
+    }
+
+    pub async fn message_history(
+        &self,
+        actor: &Actor,
+        id: MessageId,
+    ) -> Result<Vec<MessageVersion>> {
+        let (_, access) = self.message_for(actor, id).await?;
+        if !policy::conversation_allows(&access, ConversationAction::Read) {
+            return Err(Self::denied(&access));
+        }
+        Ok(self.store.message_history(id).await?)
+    }
+}

@@ -1,0 +1,63 @@
+//! The operations REST (and later the gateway) perform. Each one takes the authenticated actor,
+//! asks `policy` whether it is allowed, lets the store persist it, and returns domain records.
+
+mod auth;
+mod conversations;
+mod messages;
+mod orgs;
+mod users;
+
+pub use auth::{AuthSettings, ClientMeta, SignedIn};
+pub use conversations::NewConversation;
+pub use messages::{SendMessage, Sent};
+pub use orgs::{MatrixEntry, MemberPermissions, PermissionsMatrix, UserRef};
+pub use users::ServerAdmin;
+
+use crate::clock::Clock;
+use crate::error::ServiceError;
+use crate::keys::ServerKeys;
+use crate::model::{Session, User};
+use crate::password::PasswordHasherPool;
+use crate::store::Store;
+use std::sync::{Arc, Mutex};
+
+/// An authenticated person or bot, with the session the request came through.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub user: User,
+    pub session: Session,
+}
+
+/// The services, sharing one store, clock and key set.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub keys: Arc<ServerKeys>,
+    pub hasher: PasswordHasherPool,
+    pub settings: Arc<AuthSettings>,
+    /// Hash of this node's one-time bootstrap token while no admin exists.
+    bootstrap: Arc<Mutex<Option<[u8; 32]>>>,
+}
+
+impl Services {
+    #[must_use]
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        keys: Arc<ServerKeys>,
+        hasher: PasswordHasherPool,
+        settings: AuthSettings,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            keys,
+            hasher,
+            settings: Arc::new(settings),
+            bootstrap: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, ServiceError>;

@@ -1,0 +1,420 @@
+//! Organizations, their members, invites and teams, and the permissions matrix.
+
+use super::{Actor, Result, Services};
+use crate::error::ServiceError;
+use crate::ids::*;
+use crate::model::*;
+use crate::policy::{self, OrgAction};
+use crate::store::{OrgPatch, Page};
+use crate::token::{self, TokenKind};
+use crate::types::*;
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+/// One row of the matrix: an action and, per role, whether it is allowed.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MatrixEntry {
+    pub action: OrgAction,
+    pub owner: bool,
+    pub admin: bool,
+    pub member: bool,
+    pub viewer: bool,
+}
+
+/// Who can do what in an org, computed by `policy`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PermissionsMatrix {
+    pub org_id: OrgId,
+    /// Per org action, which roles may do it.
+    pub roles: Vec<MatrixEntry>,
+    /// Per member, the actions their role allows.
+    pub members: Vec<MemberPermissions>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MemberPermissions {
+    pub user_id: UserId,
+    pub username: String,
+    pub role: OrgRole,
+    pub actions: Vec<OrgAction>,
+}
+
+impl Services {
+    /// The caller's role in the org; 404 for non-members (nothing leaks across orgs).
+    pub(super) async fn org_role(&self, actor: &Actor, org: OrgId) -> Result<OrgRole> {
+        self.store
+            .membership(org, actor.user.id)
+            .await?
+            .ok_or(ServiceError::NotFound("organization"))
+    }
+
+    pub(super) async fn require_org(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        action: OrgAction,
+    ) -> Result<OrgRole> {
+        let role = self.org_role(actor, org).await?;
+        if policy::org_allows(role, action) {
+            Ok(role)
+        } else {
+            Err(ServiceError::forbidden(
+                "forbidden",
+                "your role in this organization does not allow this",
+            ))
+        }
+    }
+
+    pub async fn create_org(&self, actor: &Actor, name: Name) -> Result<(Org, OrgRole)> {
+        if actor.user.kind == UserKind::Bot {
+            return Err(ServiceError::forbidden(
+                "forbidden",
+                "bots cannot create organizations",
+            ));
+        }
+        let org = Org {
+            id: OrgId::new(),
+            name: name.into_inner(),
+            require_2fa: false,
+            message_retention_days: None,
+            audit_retention_days: None,
+            erasure: ErasurePolicy::Tombstone,
+            created_at: self.clock.now(),
+        };
+        self.store.create_org(&org, actor.user.id).await?;
+        Ok((org, OrgRole::Owner))
+    }
+
+    pub async fn my_orgs(&self, actor: &Actor) -> Result<Vec<(Org, OrgRole)>> {
+        Ok(self.store.orgs_for_user(actor.user.id).await?)
+    }
+
+    pub async fn get_org(&self, actor: &Actor, id: OrgId) -> Result<(Org, OrgRole)> {
+        let role = self.require_org(actor, id, OrgAction::ViewOrg).await?;
+        Ok((self.store.org(id).await?, role))
+    }
+
+    pub async fn update_org(
+        &self,
+        actor: &Actor,
+        id: OrgId,
+        patch: OrgPatch,
+    ) -> Result<(Org, OrgRole)> {
+        let role = self.require_org(actor, id, OrgAction::UpdateOrg).await?;
+        if patch.require_2fa == Some(true) {
+            // Two-factor authentication does not exist on accounts yet, so no owner can have it.
+            return Err(ServiceError::conflict(
+                "mfa_required_for_owner",
+                "enable two-factor authentication on your own account before requiring it",
+            ));
+        }
+        Ok((self.store.update_org(id, &patch).await?, role))
+    }
+
+    pub async fn delete_org(&self, actor: &Actor, id: OrgId) -> Result<()> {
+        self.require_org(actor, id, OrgAction::DeleteOrg).await?;
+        Ok(self.store.delete_org(id).await?)
+    }
+
+    pub async fn transfer_org(&self, actor: &Actor, id: OrgId, to: UserId) -> Result<()> {
+        self.require_org(actor, id, OrgAction::TransferOrg).await?;
+        if to == actor.user.id {
+            return Err(ServiceError::invalid(
+                "user_id",
+                "invalid_value",
+                "you already own this organization",
+            ));
+        }
+        if self.store.membership(id, to).await?.is_none() {
+            return Err(ServiceError::invalid(
+                "user_id",
+                "not_a_member",
+                "the new owner must be a member of the organization",
+            ));
+        }
+        Ok(self.store.transfer_org(id, actor.user.id, to).await?)
+    }
+
+    pub async fn members(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        page: Page<UserId>,
+    ) -> Result<Vec<Member>> {
+        self.require_org(actor, org, OrgAction::ViewMembers).await?;
+        Ok(self.store.members(org, page).await?)
+    }
+
+    /// Adds an existing user (by id or username) with a role the caller may grant.
+    pub async fn add_member(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        user: UserRef,
+        role: OrgRole,
+    ) -> Result<Member> {
+        let mine = self
+            .require_org(actor, org, OrgAction::ManageMembers)
+            .await?;
+        if !policy::may_manage_member_with_role(mine, role) {
+            return Err(ServiceError::forbidden(
+                "forbidden",
+                "your role cannot grant that role",
+            ));
+        }
+        let user_id = match user {
+            UserRef::Id(id) => {
+                self.store
+                    .user(id)
+                    .await
+                    .map_err(|_| ServiceError::NotFound("user"))?
+                    .id
+            }
+            UserRef::Name(name) => {
+                self.store
+                    .user_by_username(&name.key())
+                    .await?
+                    .ok_or(ServiceError::NotFound("user"))?
+                    .0
+                    .id
+            }
+        };
+        self.store
+            .add_member(org, user_id, role, self.clock.now())
+            .await?;
+        Ok(self.store.member(org, user_id).await?)
+    }
+
+    pub async fn set_member_role(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        user: UserId,
+        role: OrgRole,
+    ) -> Result<Member> {
+        let mine = self.require_org(actor, org, OrgAction::ViewMembers).await?;
+        let current = self
+            .store
+            .membership(org, user)
+            .await?
+            .ok_or(ServiceError::NotFound("member"))?;
+        if !policy::may_manage_member_with_role(mine, current)
+            || !policy::may_manage_member_with_role(mine, role)
+        {
+            return Err(ServiceError::forbidden(
+                "forbidden",
+                "your role cannot change this member's role",
+            ));
+        }
+        self.store.set_member_role(org, user, role).await?;
+        Ok(self.store.member(org, user).await?)
+    }
+
+    /// Removes a member, or lets a member leave (any role may leave, but not the last owner).
+    pub async fn remove_member(&self, actor: &Actor, org: OrgId, user: UserId) -> Result<()> {
+        let mine = self.org_role(actor, org).await?;
+        let target = self
+            .store
+            .membership(org, user)
+            .await?
+            .ok_or(ServiceError::NotFound("member"))?;
+        if user != actor.user.id && !policy::may_manage_member_with_role(mine, target) {
+            return Err(ServiceError::forbidden(
+                "forbidden",
+                "your role cannot remove this member",
+            ));
+        }
+        Ok(self.store.remove_member(org, user).await?)
+    }
+
+    /// Creates an invite; the code is returned once.
+    pub async fn create_invite(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        role: OrgRole,
+        max_uses: Option<i32>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(Invite, SecretString)> {
+        let mine = self
+            .require_org(actor, org, OrgAction::CreateInvite)
+            .await?;
+        if !policy::may_manage_member_with_role(mine, role) {
+            return Err(ServiceError::forbidden(
+                "forbidden",
+                "your role cannot invite with that role",
+            ));
+        }
+        if let Some(m) = max_uses {
+            if !(1..=100_000).contains(&m) {
+                return Err(ServiceError::invalid(
+                    "max_uses",
+                    "out_of_range",
+                    "must be between 1 and 100000",
+                ));
+            }
+        }
+        if expires_at.is_some_and(|e| e <= self.clock.now()) {
+            return Err(ServiceError::invalid(
+                "expires_at",
+                "in_past",
+                "must be in the future",
+            ));
+        }
+        let invite = Invite {
+            id: InviteId::new(),
+            org_id: org,
+            role,
+            max_uses,
+            uses: 0,
+            expires_at,
+            created_by: actor.user.id,
+            created_at: self.clock.now(),
+        };
+        let code = token::generate(TokenKind::Invite);
+        self.store
+            .create_invite(
+                &invite,
+                &token::hash(&self.keys.token_pepper, code.expose_secret()),
+            )
+            .await?;
+        Ok((invite, code))
+    }
+
+    /// Joins the org of an invite code.
+    pub async fn join_org(&self, actor: &Actor, code: &str) -> Result<(Org, OrgRole)> {
+        let hash = self.usable_invite(code).await.map_err(|_| {
+            ServiceError::invalid(
+                "code",
+                "invite_invalid",
+                "the invite code is invalid, expired or used up",
+            )
+        })?;
+        let invite = self
+            .store
+            .redeem_invite(&hash, actor.user.id, self.clock.now())
+            .await?;
+        Ok((self.store.org(invite.org_id).await?, invite.role))
+    }
+
+    pub async fn teams(&self, actor: &Actor, org: OrgId) -> Result<Vec<Team>> {
+        self.require_org(actor, org, OrgAction::ViewTeams).await?;
+        Ok(self.store.teams(org).await?)
+    }
+
+    pub async fn create_team(&self, actor: &Actor, org: OrgId, name: Name) -> Result<Team> {
+        self.require_org(actor, org, OrgAction::ManageTeams).await?;
+        let team = Team {
+            id: TeamId::new(),
+            org_id: org,
+            name: name.into_inner(),
+            member_ids: vec![],
+            created_at: self.clock.now(),
+        };
+        self.store.create_team(&team).await?;
+        Ok(team)
+    }
+
+    async fn org_team(&self, actor: &Actor, org: OrgId, team: TeamId) -> Result<Team> {
+        self.require_org(actor, org, OrgAction::ManageTeams).await?;
+        let t = self
+            .store
+            .team(team)
+            .await
+            .map_err(|_| ServiceError::NotFound("team"))?;
+        if t.org_id != org {
+            return Err(ServiceError::NotFound("team"));
+        }
+        Ok(t)
+    }
+
+    pub async fn add_team_member(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        team: TeamId,
+        user: UserId,
+    ) -> Result<Team> {
+        self.org_team(actor, org, team).await?;
+        if self.store.membership(org, user).await?.is_none() {
+            return Err(ServiceError::NotFound("member"));
+        }
+        self.store.add_team_member(team, user).await?;
+        Ok(self.store.team(team).await?)
+    }
+
+    pub async fn remove_team_member(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        team: TeamId,
+        user: UserId,
+    ) -> Result<()> {
+        self.org_team(actor, org, team).await?;
+        self.store
+            .remove_team_member(team, user)
+            .await
+            .map_err(|_| ServiceError::NotFound("team member"))
+    }
+
+    /// The matrix of org actions by role, and what each member may do.
+    pub async fn permissions_matrix(&self, actor: &Actor, org: OrgId) -> Result<PermissionsMatrix> {
+        self.require_org(actor, org, OrgAction::ViewMembers).await?;
+        let roles = OrgAction::ALL
+            .iter()
+            .map(|&action| MatrixEntry {
+                action,
+                owner: policy::org_allows(OrgRole::Owner, action),
+                admin: policy::org_allows(OrgRole::Admin, action),
+                member: policy::org_allows(OrgRole::Member, action),
+                viewer: policy::org_allows(OrgRole::Viewer, action),
+            })
+            .collect();
+        let mut members = Vec::new();
+        let mut cursor = crate::store::Cursor::After(UserId(uuid::Uuid::nil()));
+        loop {
+            let page = self
+                .store
+                .members(
+                    org,
+                    Page {
+                        cursor,
+                        limit: Limit::parse(Some(100)).unwrap_or_default(),
+                    },
+                )
+                .await?;
+            let done = page.len() < 100;
+            if let Some(last) = page.last() {
+                cursor = crate::store::Cursor::After(last.user.id);
+            }
+            members.extend(page.into_iter().map(|m| {
+                MemberPermissions {
+                    user_id: m.user.id,
+                    username: m.user.username,
+                    role: m.role,
+                    actions: OrgAction::ALL
+                        .iter()
+                        .copied()
+                        .filter(|&a| policy::org_allows(m.role, a))
+                        .collect(),
+                }
+            }));
+            if done {
+                break;
+            }
+        }
+        Ok(PermissionsMatrix {
+            org_id: org,
+            roles,
+            members,
+        })
+    }
+}
+
+/// A user named by id or by username.
+#[derive(Debug, Clone)]
+pub enum UserRef {
+    Id(UserId),
+    Name(Username),
+}

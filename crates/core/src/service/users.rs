@@ -1,0 +1,113 @@
+//! Profiles and server administration of accounts.
+
+use super::{Actor, Result, Services};
+use crate::error::ServiceError;
+use crate::ids::*;
+use crate::model::*;
+use crate::password::NewPassword;
+use crate::policy;
+use crate::store::Page;
+use crate::types::*;
+
+/// Proof that the caller may use the server admin API: a server admin's session or the
+/// management token. Only `Services::admin_from_*` make one.
+#[derive(Debug, Clone)]
+pub struct ServerAdmin {
+    /// `None` when the management token is the caller.
+    pub user: Option<UserId>,
+}
+
+impl Services {
+    /// Another user's public profile: only for users who share an org with the caller.
+    pub async fn user_profile(&self, actor: &Actor, id: UserId) -> Result<UserSummary> {
+        if id != actor.user.id && !self.store.users_share_org(actor.user.id, id).await? {
+            return Err(ServiceError::NotFound("user"));
+        }
+        Ok(self.store.user(id).await?.summary())
+    }
+
+    pub async fn set_display_name(&self, actor: &Actor, name: Option<DisplayName>) -> Result<User> {
+        Ok(self
+            .store
+            .set_display_name(actor.user.id, name.as_ref())
+            .await?)
+    }
+
+    /// The admin capability for a signed-in user, if they are a server admin.
+    pub fn admin_from_actor(&self, actor: &Actor) -> Result<ServerAdmin> {
+        if policy::server_admin_allows(actor.user.server_admin) {
+            Ok(ServerAdmin {
+                user: Some(actor.user.id),
+            })
+        } else {
+            Err(ServiceError::forbidden(
+                "forbidden",
+                "server admin rights are required",
+            ))
+        }
+    }
+
+    /// The admin capability for the management token (checked by the caller in constant time).
+    #[must_use]
+    pub fn admin_from_management_token(&self) -> ServerAdmin {
+        ServerAdmin { user: None }
+    }
+
+    pub async fn admin_list_users(
+        &self,
+        _admin: &ServerAdmin,
+        page: Page<UserId>,
+    ) -> Result<Vec<User>> {
+        Ok(self.store.list_users(page).await?)
+    }
+
+    pub async fn admin_create_user(
+        &self,
+        _admin: &ServerAdmin,
+        username: Username,
+        password: NewPassword,
+        email: Option<Email>,
+        server_admin: bool,
+    ) -> Result<User> {
+        let hash = self.hasher.hash(&password).await?;
+        let new = NewUser {
+            id: UserId::new(),
+            username,
+            display_name: None,
+            email,
+            password_hash: Some(hash),
+            kind: UserKind::User,
+            server_admin,
+            created_at: self.clock.now(),
+        };
+        Ok(self.store.create_user(&new).await?)
+    }
+
+    /// Disables/enables an account or changes server-admin rights. Disabling revokes every
+    /// session at once; so does any change of rights (a new session is issued at the next login).
+    pub async fn admin_update_user(
+        &self,
+        admin: &ServerAdmin,
+        id: UserId,
+        disabled: Option<bool>,
+        server_admin: Option<bool>,
+    ) -> Result<User> {
+        if admin.user == Some(id) && (disabled == Some(true) || server_admin == Some(false)) {
+            return Err(ServiceError::conflict(
+                "cannot_demote_self",
+                "you cannot disable or demote your own account",
+            ));
+        }
+        let before = self.store.user(id).await?;
+        let user = self
+            .store
+            .set_user_flags(id, disabled, server_admin)
+            .await?;
+        if user.disabled != before.disabled && user.disabled
+            || user.server_admin != before.server_admin
+        {
+            self.store.delete_sessions(id, None).await?;
+        }
+        Ok(user)
+    }
+}

@@ -1,0 +1,269 @@
+//! The storage contract. One trait, two backends (SQLite and PostgreSQL), both held to the same
+//! conformance suite. Every multi-row invariant (sequence numbers, last owner, invite use counts,
+//! idempotency) is enforced inside the backend's transaction, never by read-then-write in a service.
+
+use crate::ids::*;
+use crate::model::*;
+use crate::types::*;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+/// A conflict the store detected atomically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    UsernameTaken,
+    AlreadyMember,
+    AlreadyParticipant,
+    LastOrgOwner,
+    LastConversationOwner,
+    TeamNameTaken,
+    DirectExists,
+    BootstrapUsed,
+    InviteExhausted,
+}
+
+impl Conflict {
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::UsernameTaken => "username_taken",
+            Self::AlreadyMember => "already_member",
+            Self::AlreadyParticipant => "already_participant",
+            Self::LastOrgOwner => "last_owner",
+            Self::LastConversationOwner => "last_owner",
+            Self::TeamNameTaken => "team_name_taken",
+            Self::DirectExists => "direct_exists",
+            Self::BootstrapUsed => "bootstrap_used",
+            Self::InviteExhausted => "invite_invalid",
+        }
+    }
+
+    #[must_use]
+    pub const fn message(self) -> &'static str {
+        match self {
+            Self::UsernameTaken => "that username is taken",
+            Self::AlreadyMember => "the user is already a member of this organization",
+            Self::AlreadyParticipant => "the user is already a participant",
+            Self::LastOrgOwner => {
+                "the last owner of an organization cannot leave, be removed or be demoted"
+            }
+            Self::LastConversationOwner => {
+                "the last owner of a conversation cannot leave, be removed or be demoted"
+            }
+            Self::TeamNameTaken => "a team with that name exists",
+            Self::DirectExists => "a direct conversation for this pair exists",
+            Self::BootstrapUsed => "the bootstrap token was already used",
+            Self::InviteExhausted => "the invite code is invalid, expired or used up",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0:?}")]
+    Conflict(Conflict),
+    /// The database failed; the text is for logs only.
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Keyset position for lists: `Before(k)` returns keys below `k` newest first, `After(k)` keys
+/// above `k` oldest first, `Latest` the newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor<K> {
+    Latest,
+    Before(K),
+    After(K),
+}
+
+/// A bounded page request.
+#[derive(Debug, Clone, Copy)]
+pub struct Page<K> {
+    pub cursor: Cursor<K>,
+    pub limit: Limit,
+}
+
+/// Result of an insert that carried an idempotency key.
+#[derive(Debug, Clone)]
+pub enum Inserted {
+    Created(Message),
+    /// The key was used before (within the window): the original message and the fingerprint
+    /// of the request that created it.
+    Replayed(Message, String),
+}
+
+/// Settings of an org that owners and admins may change.
+#[derive(Debug, Clone, Default)]
+pub struct OrgPatch {
+    pub name: Option<Name>,
+    pub require_2fa: Option<bool>,
+    pub message_retention_days: Option<Option<i32>>,
+    pub audit_retention_days: Option<Option<i32>>,
+    pub erasure: Option<ErasurePolicy>,
+}
+
+/// Changes to a conversation.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationPatch {
+    pub name: Option<Name>,
+    pub archived: Option<bool>,
+    pub visibility: Option<Visibility>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip for readiness checks.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // --- users ---
+    async fn create_user(&self, user: &NewUser) -> StoreResult<User>;
+    /// Creates the first server admin, once: the second call fails with `BootstrapUsed`.
+    async fn claim_bootstrap(&self, user: &NewUser) -> StoreResult<User>;
+    async fn bootstrap_claimed(&self) -> StoreResult<bool>;
+    async fn user(&self, id: UserId) -> StoreResult<User>;
+    /// Looks up by the case-folded username; returns the user and password hash.
+    async fn user_by_username(&self, key: &str) -> StoreResult<Option<(User, Option<String>)>>;
+    async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>>;
+    async fn set_password_hash(&self, id: UserId, phc: &str) -> StoreResult<()>;
+    async fn set_display_name(&self, id: UserId, name: Option<&DisplayName>) -> StoreResult<User>;
+    async fn set_user_flags(
+        &self,
+        id: UserId,
+        disabled: Option<bool>,
+        server_admin: Option<bool>,
+    ) -> StoreResult<User>;
+    async fn list_users(&self, page: Page<UserId>) -> StoreResult<Vec<User>>;
+    /// Whether two users are members of at least one common org.
+    async fn users_share_org(&self, a: UserId, b: UserId) -> StoreResult<bool>;
+
+    // --- sessions ---
+    async fn create_session(&self, session: &Session, token_hash: &[u8]) -> StoreResult<()>;
+    async fn session_by_token_hash(&self, token_hash: &[u8]) -> StoreResult<Option<Session>>;
+    async fn touch_session(
+        &self,
+        id: SessionId,
+        at: DateTime<Utc>,
+        ip: Option<&str>,
+    ) -> StoreResult<()>;
+    async fn list_sessions(&self, user: UserId) -> StoreResult<Vec<Session>>;
+    /// Deletes one of the user's sessions; `NotFound` if it is not theirs.
+    async fn delete_session(&self, user: UserId, id: SessionId) -> StoreResult<()>;
+    /// Deletes all of the user's sessions but `keep`; returns how many went.
+    async fn delete_sessions(&self, user: UserId, keep: Option<SessionId>) -> StoreResult<u64>;
+
+    // --- orgs and members ---
+    async fn create_org(&self, org: &Org, owner: UserId) -> StoreResult<()>;
+    async fn org(&self, id: OrgId) -> StoreResult<Org>;
+    async fn orgs_for_user(&self, user: UserId) -> StoreResult<Vec<(Org, OrgRole)>>;
+    async fn update_org(&self, id: OrgId, patch: &OrgPatch) -> StoreResult<Org>;
+    async fn delete_org(&self, id: OrgId) -> StoreResult<()>;
+    async fn membership(&self, org: OrgId, user: UserId) -> StoreResult<Option<OrgRole>>;
+    async fn members(&self, org: OrgId, page: Page<UserId>) -> StoreResult<Vec<Member>>;
+    async fn member(&self, org: OrgId, user: UserId) -> StoreResult<Member>;
+    async fn add_member(
+        &self,
+        org: OrgId,
+        user: UserId,
+        role: OrgRole,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Fails with `LastOrgOwner` when it would leave the org without an owner.
+    async fn set_member_role(&self, org: OrgId, user: UserId, role: OrgRole) -> StoreResult<()>;
+    /// Removes the member, their team memberships and conversation participations in the org.
+    /// Conversations they were the only owner of pass to their longest-standing participant.
+    async fn remove_member(&self, org: OrgId, user: UserId) -> StoreResult<()>;
+    /// `to` becomes owner and `from` admin, atomically.
+    async fn transfer_org(&self, org: OrgId, from: UserId, to: UserId) -> StoreResult<()>;
+
+    // --- invites ---
+    async fn create_invite(&self, invite: &Invite, code_hash: &[u8]) -> StoreResult<()>;
+    /// Uses an invite for `user`: checks expiry and use count, adds the membership.
+    async fn redeem_invite(
+        &self,
+        code_hash: &[u8],
+        user: UserId,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Invite>;
+    /// Checks an invite could be used now, without using it.
+    async fn invite_by_code(&self, code_hash: &[u8]) -> StoreResult<Option<Invite>>;
+
+    // --- teams ---
+    async fn create_team(&self, team: &Team) -> StoreResult<()>;
+    async fn teams(&self, org: OrgId) -> StoreResult<Vec<Team>>;
+    async fn team(&self, id: TeamId) -> StoreResult<Team>;
+    async fn add_team_member(&self, team: TeamId, user: UserId) -> StoreResult<()>;
+    async fn remove_team_member(&self, team: TeamId, user: UserId) -> StoreResult<()>;
+    async fn user_teams(&self, org: OrgId, user: UserId) -> StoreResult<Vec<TeamId>>;
+
+    // --- conversations ---
+    /// Creates the conversation with its participants; `DirectExists` for a known direct pair.
+    async fn create_conversation(
+        &self,
+        conv: &Conversation,
+        participants: &[(UserId, ConversationRole)],
+    ) -> StoreResult<()>;
+    async fn direct_conversation(&self, org: OrgId, key: &str)
+        -> StoreResult<Option<Conversation>>;
+    async fn conversation(&self, id: ConversationId) -> StoreResult<Conversation>;
+    async fn conversations_for_user(
+        &self,
+        user: UserId,
+        page: Page<ConversationId>,
+    ) -> StoreResult<Vec<Conversation>>;
+    /// Conversations in the user's orgs they do not participate in but may join.
+    async fn available_conversations(
+        &self,
+        user: UserId,
+        page: Page<ConversationId>,
+    ) -> StoreResult<Vec<Conversation>>;
+    async fn update_conversation(
+        &self,
+        id: ConversationId,
+        patch: &ConversationPatch,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Conversation>;
+    async fn delete_conversation(&self, id: ConversationId) -> StoreResult<()>;
+    async fn participant_role(
+        &self,
+        conv: ConversationId,
+        user: UserId,
+    ) -> StoreResult<Option<ConversationRole>>;
+    async fn participants(
+        &self,
+        conv: ConversationId,
+        page: Page<UserId>,
+    ) -> StoreResult<Vec<Participant>>;
+    async fn add_participant(
+        &self,
+        conv: ConversationId,
+        user: UserId,
+        role: ConversationRole,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Participant>;
+    /// Fails with `LastConversationOwner` when it would leave the conversation without an owner
+    /// while others remain.
+    async fn remove_participant(&self, conv: ConversationId, user: UserId) -> StoreResult<()>;
+
+    // --- messages ---
+    /// Assigns the next `seq` and stores the message in one transaction; with an idempotency
+    /// key seen within the window, returns the original instead.
+    async fn insert_message(&self, msg: &NewMessage) -> StoreResult<Inserted>;
+    async fn message(&self, id: MessageId) -> StoreResult<Message>;
+    /// Messages by `seq`: `Latest`/`Before` newest first, `After` oldest first.
+    async fn messages(&self, conv: ConversationId, page: Page<i64>) -> StoreResult<Vec<Message>>;
+    /// Keeps the current version in the history and replaces it.
+    async fn edit_message(
+        &self,
+        id: MessageId,
+        content: &str,
+        format: MessageFormat,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Message>;
+    /// Tombstones the message: content gone, place kept.
+    async fn delete_message(&self, id: MessageId, at: DateTime<Utc>) -> StoreResult<Message>;
+    async fn message_history(&self, id: MessageId) -> StoreResult<Vec<MessageVersion>>;
+}

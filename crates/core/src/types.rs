@@ -1,0 +1,406 @@
+//! Validated values. Each is made only through `parse`, so a value of the type is always
+//! acceptable; the HTTP edge parses raw input into these and names the field on failure.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Why a raw value was refused: a machine code and a human sentence. The caller adds the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Rejection {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+/// A login name: 3–32 of `A-Z a-z 0-9 _ . -`, starting with a letter or digit. Unique without
+/// regard to case (see [`Username::key`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(raw: &str) -> Result<Self, Rejection> {
+        let len = raw.chars().count();
+        if !(3..=32).contains(&len) {
+            return Err(Rejection::new(
+                "invalid_length",
+                "must be 3 to 32 characters",
+            ));
+        }
+        let first_ok = raw
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+        let all_ok = raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !first_ok || !all_ok {
+            return Err(Rejection::new(
+                "invalid_format",
+                "may contain only letters, digits, '_', '.' and '-', and must start with a letter or digit",
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The case-folded form that uniqueness and lookups use.
+    #[must_use]
+    pub fn key(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+macro_rules! bounded_text {
+    ($(#[$doc:meta])* $name:ident, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(raw: &str) -> Result<Self, Rejection> {
+                let trimmed = raw.trim();
+                let len = trimmed.chars().count();
+                if len == 0 {
+                    return Err(Rejection::new("empty", "must not be empty"));
+                }
+                if len > $max {
+                    return Err(Rejection::new("too_long", format!("must be at most {} characters", $max)));
+                }
+                if has_control(trimmed) {
+                    return Err(Rejection::new("invalid_characters", "must not contain control characters"));
+                }
+                Ok(Self(trimmed.to_owned()))
+            }
+
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            #[must_use]
+            pub fn into_inner(self) -> String {
+                self.0
+            }
+        }
+    };
+}
+
+bounded_text!(
+    /// A person's shown name: 1–64 characters after trimming, no control characters.
+    DisplayName, 64
+);
+bounded_text!(
+    /// The name of an org, team or conversation: 1–100 characters, no control characters.
+    Name, 100
+);
+
+/// An e-mail address, checked only for shape (one `@`, no spaces, at most 254 characters).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, Rejection> {
+        let raw = raw.trim();
+        let ok = raw.len() <= 254
+            && raw.split('@').count() == 2
+            && raw.split('@').all(|p| !p.is_empty())
+            && !raw.chars().any(|c| c.is_whitespace() || c.is_control());
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(Rejection::new(
+                "invalid_format",
+                "must be an e-mail address",
+            ))
+        }
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Submitted message content: 1–4000 Unicode scalar values, no NUL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageText(String);
+
+pub const MESSAGE_MAX_CHARS: usize = 4000;
+
+impl MessageText {
+    pub fn parse(raw: &str) -> Result<Self, Rejection> {
+        if raw.contains('\0') {
+            return Err(Rejection::new(
+                "invalid_characters",
+                "must not contain NUL characters",
+            ));
+        }
+        let len = raw.chars().count();
+        if raw.trim().is_empty() {
+            return Err(Rejection::new("empty", "must not be empty"));
+        }
+        if len > MESSAGE_MAX_CHARS {
+            return Err(Rejection::new(
+                "too_long",
+                format!("must be at most {MESSAGE_MAX_CHARS} characters"),
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A client-chosen idempotency key: 1–128 of `[A-Za-z0-9._:-]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(raw: &str) -> Result<Self, Rejection> {
+        let ok = (1..=128).contains(&raw.len())
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(Rejection::new(
+                "invalid_format",
+                "must be 1 to 128 of A-Z a-z 0-9 . _ : -",
+            ))
+        }
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+macro_rules! closed_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            #[must_use]
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(raw: &str) -> Result<Self, Rejection> {
+                match raw {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(Rejection::new("invalid_value", format!(
+                        "must be one of: {}", [$($text),+].join(", ")))),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+closed_enum!(
+    /// A member's role in an organization, strongest first.
+    OrgRole { Owner = "owner", Admin = "admin", Member = "member", Viewer = "viewer" }
+);
+closed_enum!(
+    /// A participant's role in a conversation.
+    ConversationRole { Owner = "owner", Moderator = "moderator", Member = "member" }
+);
+closed_enum!(
+    /// `direct`: exactly two people, private, unnamed. `group`: anything else.
+    ConversationKind { Direct = "direct", Group = "group" }
+);
+closed_enum!(
+    /// How message content is interpreted: plain text (default) or sanitized HTML.
+    MessageFormat { Text = "text", Html = "html" }
+);
+closed_enum!(
+    /// What happens to an erased user's messages.
+    ErasurePolicy { Tombstone = "tombstone", Anonymise = "anonymise" }
+);
+closed_enum!(
+    /// Whether an account is a person or a bot.
+    UserKind { User = "user", Bot = "bot" }
+);
+closed_enum!(
+    /// Who may create accounts.
+    RegistrationMode { Closed = "closed", Invite = "invite", Open = "open" }
+);
+
+impl OrgRole {
+    /// Owner 3 … Viewer 0; used only by the policy module.
+    #[must_use]
+    pub(crate) const fn rank(self) -> u8 {
+        match self {
+            Self::Owner => 3,
+            Self::Admin => 2,
+            Self::Member => 1,
+            Self::Viewer => 0,
+        }
+    }
+}
+
+/// Who can see (and so join) a conversation besides its participants. On the wire:
+/// `"private"`, `"org"` or `{"teams":[team ids]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Visibility {
+    Scope(VisibilityScope),
+    Teams {
+        #[schema(value_type = Vec<String>)]
+        teams: Vec<crate::TeamId>,
+    },
+}
+
+/// The two visibilities that need no list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VisibilityScope {
+    Private,
+    Org,
+}
+
+impl Visibility {
+    /// The stored kind tag: `private`, `org` or `teams`.
+    #[must_use]
+    pub const fn tag(&self) -> &'static str {
+        match self {
+            Self::Scope(VisibilityScope::Private) => "private",
+            Self::Scope(VisibilityScope::Org) => "org",
+            Self::Teams { .. } => "teams",
+        }
+    }
+
+    #[must_use]
+    pub fn teams(&self) -> &[crate::TeamId] {
+        match self {
+            Self::Teams { teams } => teams,
+            Self::Scope(_) => &[],
+        }
+    }
+
+    pub const PRIVATE: Self = Self::Scope(VisibilityScope::Private);
+    pub const ORG: Self = Self::Scope(VisibilityScope::Org);
+}
+
+/// A page size: 1–100, default 50.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit(u32);
+
+impl Limit {
+    pub const MAX: u32 = 100;
+
+    pub fn parse(raw: Option<i64>) -> Result<Self, Rejection> {
+        match raw {
+            None => Ok(Self(50)),
+            Some(n) if (1..=i64::from(Self::MAX)).contains(&n) => Ok(Self(n as u32)),
+            Some(_) => Err(Rejection::new("out_of_range", "must be between 1 and 100")),
+        }
+    }
+
+    #[must_use]
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for Limit {
+    fn default() -> Self {
+        Self(50)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn message_text_accepts_exactly_its_range(s in "\\PC{1,4000}") {
+            prop_assume!(!s.trim().is_empty());
+            prop_assert!(MessageText::parse(&s).is_ok());
+        }
+
+        #[test]
+        fn message_text_rejects_any_nul(a in "\\PC{0,20}", b in "\\PC{0,20}") {
+            let s = format!("{a}\0{b}");
+            prop_assert!(MessageText::parse(&s).is_err());
+        }
+
+        #[test]
+        fn usernames_round_trip_and_fold(s in "[a-zA-Z0-9][a-zA-Z0-9_.-]{2,31}") {
+            let u = Username::parse(&s).unwrap();
+            prop_assert_eq!(u.as_str(), s.as_str());
+            prop_assert_eq!(u.key(), s.to_ascii_lowercase());
+        }
+
+        #[test]
+        fn usernames_with_other_characters_are_refused(s in "[a-z]{3,10}[ @/#!\\u{e9}][a-z]{0,5}") {
+            prop_assert!(Username::parse(&s).is_err());
+        }
+    }
+
+    #[test]
+    fn message_text_bounds() {
+        assert!(MessageText::parse("").is_err());
+        assert!(MessageText::parse(&"a".repeat(4000)).is_ok());
+        assert!(MessageText::parse(&"a".repeat(4001)).is_err());
+        // 4000 multi-byte scalar values are still 4000 characters.
+        assert!(MessageText::parse(&"é".repeat(4000)).is_ok());
+    }
+
+    #[test]
+    fn limit_bounds() {
+        assert_eq!(Limit::parse(None).unwrap().get(), 50);
+        assert!(Limit::parse(Some(0)).is_err());
+        assert!(Limit::parse(Some(101)).is_err());
+        assert_eq!(Limit::parse(Some(100)).unwrap().get(), 100);
+    }
+
+    #[test]
+    fn closed_enums_refuse_unknown_values() {
+        assert_eq!(OrgRole::parse("viewer").unwrap(), OrgRole::Viewer);
+        assert!(OrgRole::parse("root").is_err());
+        assert!(ConversationRole::parse("Owner").is_err());
+    }
+}
