@@ -25,7 +25,11 @@ static COMMON: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
 
 /// A password that passed the rules: 12–1024 characters, not a common password (nor one with
 /// only digits or symbols appended), not one repeated character.
+#[derive(serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct NewPassword(SecretString);
+
+crate::types::parse_from_string!(NewPassword);
 
 impl NewPassword {
     pub fn parse(raw: &str) -> Result<Self, Rejection> {

@@ -11,8 +11,30 @@ pub struct Rejection {
     pub message: String,
 }
 
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// Lets a validated type be deserialized straight from a JSON string, so a bad value is
+/// reported with the path of its field.
+macro_rules! parse_from_string {
+    ($($name:ident),*) => {$(
+        impl TryFrom<String> for $name {
+            type Error = Rejection;
+            fn try_from(raw: String) -> Result<Self, Rejection> {
+                Self::parse(&raw)
+            }
+        }
+    )*};
+}
+pub(crate) use parse_from_string;
+
 impl Rejection {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -26,8 +48,8 @@ fn has_control(s: &str) -> bool {
 
 /// A login name: 3–32 of `A-Z a-z 0-9 _ . -`, starting with a letter or digit. Unique without
 /// regard to case (see [`Username::key`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Username(String);
 
 impl Username {
@@ -76,8 +98,8 @@ impl fmt::Display for Username {
 macro_rules! bounded_text {
     ($(#[$doc:meta])* $name:ident, $max:expr) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-        #[serde(transparent)]
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(try_from = "String")]
         pub struct $name(String);
 
         impl $name {
@@ -119,8 +141,8 @@ bounded_text!(
 );
 
 /// An e-mail address, checked only for shape (one `@`, no spaces, at most 254 characters).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Email(String);
 
 impl Email {
@@ -147,7 +169,8 @@ impl Email {
 }
 
 /// Submitted message content: 1–4000 Unicode scalar values, no NUL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub struct MessageText(String);
 
 pub const MESSAGE_MAX_CHARS: usize = 4000;
@@ -180,7 +203,8 @@ impl MessageText {
 }
 
 /// A client-chosen idempotency key: 1–128 of `[A-Za-z0-9._:-]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
@@ -321,6 +345,15 @@ impl Visibility {
     pub const PRIVATE: Self = Self::Scope(VisibilityScope::Private);
     pub const ORG: Self = Self::Scope(VisibilityScope::Org);
 }
+
+parse_from_string!(
+    Username,
+    DisplayName,
+    Name,
+    Email,
+    MessageText,
+    IdempotencyKey
+);
 
 /// A page size: 1–100, default 50.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,1 +1,9 @@
+//! The Conclave server: configuration, startup, the REST surface, and (later) the gateway,
+//! fan-out and background jobs. `main` only loads config, builds `Application` and runs it.
 
+pub mod config;
+pub mod http;
+pub mod startup;
+pub mod state;
+
+pub use startup::Application;

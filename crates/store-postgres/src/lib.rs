@@ -1,1 +1,54 @@
+//! The PostgreSQL store: one pool for reads and writes; row locks and transactions keep the
+//! invariants. The SQL itself is shared with SQLite through [`conclave_store_sql::impl_store!`].
 
+use conclave_core::store::StoreError;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Pool, Postgres};
+use std::time::Duration;
+
+/// Connections per node.
+const MAX_CONNECTIONS: u32 = 16;
+
+/// A `Store` on a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://…`) and applies this crate's migrations. Migrations hold an
+    /// advisory lock, so several nodes may start at once.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        sqlx::migrate!()
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migrating: {e}")))?;
+        tracing::debug!("postgres store ready");
+        Ok(Self { pool })
+    }
+
+    /// The pool for reads outside transactions (the same pool as [`Self::writer`]).
+    #[must_use]
+    pub fn reader(&self) -> &Pool<Postgres> {
+        &self.pool
+    }
+
+    /// The pool for writes and transactions.
+    #[must_use]
+    pub fn writer(&self) -> &Pool<Postgres> {
+        &self.pool
+    }
+
+    /// Closes the pool, waiting for connections in use to come back.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+conclave_store_sql::impl_store!(PgStore, sqlx::Postgres);

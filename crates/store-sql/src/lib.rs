@@ -1,1 +1,400 @@
+//! The SQL both stores share. SQLite and PostgreSQL run the same statements (runtime queries with
+//! `$n` placeholders, which SQLite accepts too); only the migrations and the connection setup
+//! differ. [`impl_store!`] expands `conclave_core::store::Store` for a backend type.
+//!
+//! The backend crate must depend on `sqlx`, `async-trait`, `uuid`, `chrono`, `tracing` and
+//! `conclave-core`, and its store type must offer
+//!
+//! ```ignore
+//! fn reader(&self) -> &sqlx::Pool<DB>; // any number of connections, for plain reads
+//! fn writer(&self) -> &sqlx::Pool<DB>; // every write and every transaction
+//! ```
+//!
+//! With the `conformance` feature, the `conformance` module holds the suite both backends must
+//! pass and `conformance_tests!` turns it into one `#[tokio::test]` per check.
+//!
+//! Every time is stored cut to microseconds (PostgreSQL's precision), so both backends return
+//! the same instants; SQLite keeps them as RFC 3339 text in UTC, which sorts and compares in
+//! time order.
 
+mod conversations;
+mod messages;
+mod orgs;
+mod rows;
+mod users;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+/// Implements `conclave_core::store::Store` for `$store` (an identifier in scope where the macro
+/// is invoked) over the sqlx database `$db`.
+///
+/// ```ignore
+/// conclave_store_sql::impl_store!(SqliteStore, sqlx::Sqlite);
+/// ```
+#[macro_export]
+macro_rules! impl_store {
+    ($store:ident, $db:ty) => {
+        #[doc(hidden)]
+        mod conclave_store_sql_impl {
+            use ::chrono::{DateTime, Utc};
+            use ::conclave_core::ids::*;
+            use ::conclave_core::model::*;
+            use ::conclave_core::store::*;
+            use ::conclave_core::types::*;
+
+            type Backend = super::$store;
+            type Db = $db;
+            type Conn = <$db as ::sqlx::Database>::Connection;
+            type Row = <$db as ::sqlx::Database>::Row;
+
+            $crate::__store_sql_rows!();
+            $crate::__store_sql_users!();
+            $crate::__store_sql_orgs!();
+            $crate::__store_sql_conversations!();
+            $crate::__store_sql_messages!();
+
+            // Each method calls the module function of the same name.
+            #[::async_trait::async_trait]
+            impl Store for Backend {
+                async fn ping(&self) -> StoreResult<()> {
+                    ping(self).await
+                }
+
+                async fn create_user(&self, user: &NewUser) -> StoreResult<User> {
+                    create_user(self, user).await
+                }
+
+                async fn claim_bootstrap(&self, user: &NewUser) -> StoreResult<User> {
+                    claim_bootstrap(self, user).await
+                }
+
+                async fn bootstrap_claimed(&self) -> StoreResult<bool> {
+                    bootstrap_claimed(self).await
+                }
+
+                async fn user(&self, id: UserId) -> StoreResult<User> {
+                    user(self, id).await
+                }
+
+                async fn user_by_username(
+                    &self,
+                    key: &str,
+                ) -> StoreResult<Option<(User, Option<String>)>> {
+                    user_by_username(self, key).await
+                }
+
+                async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>> {
+                    password_hash(self, id).await
+                }
+
+                async fn set_password_hash(&self, id: UserId, phc: &str) -> StoreResult<()> {
+                    set_password_hash(self, id, phc).await
+                }
+
+                async fn set_display_name(
+                    &self,
+                    id: UserId,
+                    name: Option<&DisplayName>,
+                ) -> StoreResult<User> {
+                    set_display_name(self, id, name).await
+                }
+
+                async fn set_user_flags(
+                    &self,
+                    id: UserId,
+                    disabled: Option<bool>,
+                    server_admin: Option<bool>,
+                ) -> StoreResult<User> {
+                    set_user_flags(self, id, disabled, server_admin).await
+                }
+
+                async fn list_users(&self, page: Page<UserId>) -> StoreResult<Vec<User>> {
+                    list_users(self, page).await
+                }
+
+                async fn users_share_org(&self, a: UserId, b: UserId) -> StoreResult<bool> {
+                    users_share_org(self, a, b).await
+                }
+
+                async fn create_session(
+                    &self,
+                    session: &Session,
+                    token_hash: &[u8],
+                ) -> StoreResult<()> {
+                    create_session(self, session, token_hash).await
+                }
+
+                async fn session_by_token_hash(
+                    &self,
+                    token_hash: &[u8],
+                ) -> StoreResult<Option<Session>> {
+                    session_by_token_hash(self, token_hash).await
+                }
+
+                async fn touch_session(
+                    &self,
+                    id: SessionId,
+                    at: DateTime<Utc>,
+                    ip: Option<&str>,
+                ) -> StoreResult<()> {
+                    touch_session(self, id, at, ip).await
+                }
+
+                async fn list_sessions(&self, user: UserId) -> StoreResult<Vec<Session>> {
+                    list_sessions(self, user).await
+                }
+
+                async fn delete_session(&self, user: UserId, id: SessionId) -> StoreResult<()> {
+                    delete_session(self, user, id).await
+                }
+
+                async fn delete_sessions(
+                    &self,
+                    user: UserId,
+                    keep: Option<SessionId>,
+                ) -> StoreResult<u64> {
+                    delete_sessions(self, user, keep).await
+                }
+
+                async fn create_org(&self, org: &Org, owner: UserId) -> StoreResult<()> {
+                    create_org(self, org, owner).await
+                }
+
+                async fn org(&self, id: OrgId) -> StoreResult<Org> {
+                    org(self, id).await
+                }
+
+                async fn orgs_for_user(&self, user: UserId) -> StoreResult<Vec<(Org, OrgRole)>> {
+                    orgs_for_user(self, user).await
+                }
+
+                async fn update_org(&self, id: OrgId, patch: &OrgPatch) -> StoreResult<Org> {
+                    update_org(self, id, patch).await
+                }
+
+                async fn delete_org(&self, id: OrgId) -> StoreResult<()> {
+                    delete_org(self, id).await
+                }
+
+                async fn membership(
+                    &self,
+                    org: OrgId,
+                    user: UserId,
+                ) -> StoreResult<Option<OrgRole>> {
+                    membership(self, org, user).await
+                }
+
+                async fn members(
+                    &self,
+                    org: OrgId,
+                    page: Page<UserId>,
+                ) -> StoreResult<Vec<Member>> {
+                    members(self, org, page).await
+                }
+
+                async fn member(&self, org: OrgId, user: UserId) -> StoreResult<Member> {
+                    member(self, org, user).await
+                }
+
+                async fn add_member(
+                    &self,
+                    org: OrgId,
+                    user: UserId,
+                    role: OrgRole,
+                    at: DateTime<Utc>,
+                ) -> StoreResult<()> {
+                    add_member(self, org, user, role, at).await
+                }
+
+                async fn set_member_role(
+                    &self,
+                    org: OrgId,
+                    user: UserId,
+                    role: OrgRole,
+                ) -> StoreResult<()> {
+                    set_member_role(self, org, user, role).await
+                }
+
+                async fn remove_member(&self, org: OrgId, user: UserId) -> StoreResult<()> {
+                    remove_member(self, org, user).await
+                }
+
+                async fn transfer_org(
+                    &self,
+                    org: OrgId,
+                    from: UserId,
+                    to: UserId,
+                ) -> StoreResult<()> {
+                    transfer_org(self, org, from, to).await
+                }
+
+                async fn create_invite(
+                    &self,
+                    invite: &Invite,
+                    code_hash: &[u8],
+                ) -> StoreResult<()> {
+                    create_invite(self, invite, code_hash).await
+                }
+
+                async fn redeem_invite(
+                    &self,
+                    code_hash: &[u8],
+                    user: UserId,
+                    at: DateTime<Utc>,
+                ) -> StoreResult<Invite> {
+                    redeem_invite(self, code_hash, user, at).await
+                }
+
+                async fn invite_by_code(&self, code_hash: &[u8]) -> StoreResult<Option<Invite>> {
+                    invite_by_code(self, code_hash).await
+                }
+
+                async fn create_team(&self, team: &Team) -> StoreResult<()> {
+                    create_team(self, team).await
+                }
+
+                async fn teams(&self, org: OrgId) -> StoreResult<Vec<Team>> {
+                    teams(self, org).await
+                }
+
+                async fn team(&self, id: TeamId) -> StoreResult<Team> {
+                    team(self, id).await
+                }
+
+                async fn add_team_member(&self, team: TeamId, user: UserId) -> StoreResult<()> {
+                    add_team_member(self, team, user).await
+                }
+
+                async fn remove_team_member(&self, team: TeamId, user: UserId) -> StoreResult<()> {
+                    remove_team_member(self, team, user).await
+                }
+
+                async fn user_teams(&self, org: OrgId, user: UserId) -> StoreResult<Vec<TeamId>> {
+                    user_teams(self, org, user).await
+                }
+
+                async fn create_conversation(
+                    &self,
+                    conv: &Conversation,
+                    participants: &[(UserId, ConversationRole)],
+                ) -> StoreResult<()> {
+                    create_conversation(self, conv, participants).await
+                }
+
+                async fn direct_conversation(
+                    &self,
+                    org: OrgId,
+                    key: &str,
+                ) -> StoreResult<Option<Conversation>> {
+                    direct_conversation(self, org, key).await
+                }
+
+                async fn conversation(&self, id: ConversationId) -> StoreResult<Conversation> {
+                    conversation(self, id).await
+                }
+
+                async fn conversations_for_user(
+                    &self,
+                    user: UserId,
+                    page: Page<ConversationId>,
+                ) -> StoreResult<Vec<Conversation>> {
+                    conversations_for_user(self, user, page).await
+                }
+
+                async fn available_conversations(
+                    &self,
+                    user: UserId,
+                    page: Page<ConversationId>,
+                ) -> StoreResult<Vec<Conversation>> {
+                    available_conversations(self, user, page).await
+                }
+
+                async fn update_conversation(
+                    &self,
+                    id: ConversationId,
+                    patch: &ConversationPatch,
+                    at: DateTime<Utc>,
+                ) -> StoreResult<Conversation> {
+                    update_conversation(self, id, patch, at).await
+                }
+
+                async fn delete_conversation(&self, id: ConversationId) -> StoreResult<()> {
+                    delete_conversation(self, id).await
+                }
+
+                async fn participant_role(
+                    &self,
+                    conv: ConversationId,
+                    user: UserId,
+                ) -> StoreResult<Option<ConversationRole>> {
+                    participant_role(self, conv, user).await
+                }
+
+                async fn participants(
+                    &self,
+                    conv: ConversationId,
+                    page: Page<UserId>,
+                ) -> StoreResult<Vec<Participant>> {
+                    participants(self, conv, page).await
+                }
+
+                async fn add_participant(
+                    &self,
+                    conv: ConversationId,
+                    user: UserId,
+                    role: ConversationRole,
+                    at: DateTime<Utc>,
+                ) -> StoreResult<Participant> {
+                    add_participant(self, conv, user, role, at).await
+                }
+
+                async fn remove_participant(
+                    &self,
+                    conv: ConversationId,
+                    user: UserId,
+                ) -> StoreResult<()> {
+                    remove_participant(self, conv, user).await
+                }
+
+                async fn insert_message(&self, msg: &NewMessage) -> StoreResult<Inserted> {
+                    insert_message(self, msg).await
+                }
+
+                async fn message(&self, id: MessageId) -> StoreResult<Message> {
+                    message(self, id).await
+                }
+
+                async fn messages(
+                    &self,
+                    conv: ConversationId,
+                    page: Page<i64>,
+                ) -> StoreResult<Vec<Message>> {
+                    messages(self, conv, page).await
+                }
+
+                async fn edit_message(
+                    &self,
+                    id: MessageId,
+                    content: &str,
+                    format: MessageFormat,
+                    at: DateTime<Utc>,
+                ) -> StoreResult<Message> {
+                    edit_message(self, id, content, format, at).await
+                }
+
+                async fn delete_message(
+                    &self,
+                    id: MessageId,
+                    at: DateTime<Utc>,
+                ) -> StoreResult<Message> {
+                    delete_message(self, id, at).await
+                }
+
+                async fn message_history(&self, id: MessageId) -> StoreResult<Vec<MessageVersion>> {
+                    message_history(self, id).await
+                }
+            }
+        }
+    };
+}

@@ -1,1 +1,98 @@
-fn main() {}
+//! `conclave`: the server binary. Thin: parse the command line, load config, build, run.
+
+use clap::{Parser, Subcommand};
+use conclave_server::config::{Config, Environment};
+use conclave_server::Application;
+use secrecy::ExposeSecret;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "conclave",
+    version,
+    about = "Conclave: a self-hosted, secure, real-time chat server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (defaults: 127.0.0.1:8080, SQLite in ./conclave-data).
+    Serve {
+        /// A TOML configuration file; CONCLAVE_* environment variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutting down: no new connections, draining in-flight requests");
+}
+
+fn init_tracing(env: Environment) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if env == Environment::Production {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            let config = match Config::load(config.as_deref(), std::env::vars()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("conclave: {e}");
+                    return std::process::ExitCode::from(2);
+                }
+            };
+            init_tracing(config.env);
+            let app = match Application::build(config, Arc::new(conclave_core::SystemClock)).await {
+                Ok(app) => app,
+                Err(e) => {
+                    eprintln!("conclave: {e}");
+                    return std::process::ExitCode::from(1);
+                }
+            };
+            if let Some(link) = app.bootstrap_link() {
+                // Straight to stderr, never through the log pipeline.
+                eprintln!(
+                    "\nNo server admin exists yet. Open this link once to create one:\n\n    {}\n",
+                    link.expose_secret()
+                );
+            }
+            tracing::info!(port = app.port(), "conclave is listening");
+            if let Err(e) = app.run_until(shutdown_signal()).await {
+                eprintln!("conclave: {e}");
+                return std::process::ExitCode::from(1);
+            }
+            std::process::ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! Typed, layered configuration: defaults → TOML file (`--config`) → `CONCLAVE_*` environment
+//! variables (env wins; `__` nests; `*_FILE` reads a secret from a file). Unknown keys are an
+//! error. `validate` refuses unsafe settings in production (CORE-3).
+
+use conclave_core::types::RegistrationMode;
+use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+use std::path::{Path, PathBuf};
+
+/// The deployment environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// Session lifetimes (`[session]`, `CONCLAVE_SESSION__IDLE_HOURS`, …).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// A session unused this many hours expires.
+    #[serde(deserialize_with = "flex::u64")]
+    pub idle_hours: u64,
+    /// A session expires this many days after login.
+    #[serde(deserialize_with = "flex::u64")]
+    pub absolute_days: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            idle_hours: 24 * 7,
+            absolute_days: 30,
+        }
+    }
+}
+
+/// Everything the server reads at start. Field names are the TOML keys; env names are
+/// `CONCLAVE_` + the key upper-cased.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `host:port` to bind.
+    pub listen: String,
+    /// Where the SQLite database, files and generated keys live.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; default SQLite in the data dir.
+    pub database_url: Option<String>,
+    /// NATS for cluster fan-out (used by the gateway).
+    pub nats_url: Option<String>,
+    /// Redis for shared rate limits and presence (cluster).
+    pub redis_url: Option<String>,
+    pub env: Environment,
+    /// Management token for `/api/v1/admin/*`.
+    pub admin_token: Option<SecretString>,
+    /// When set, every request with an `Authorization` credential must carry `X-API-Access-Token`.
+    pub access_token: Option<SecretString>,
+    /// 32 bytes, base64; every server key is derived from it.
+    pub master_key: Option<SecretString>,
+    /// Presets the one-time bootstrap token (automation).
+    pub bootstrap_token: Option<SecretString>,
+    /// Allowed browser origins (comma-separated in env).
+    #[serde(deserialize_with = "flex::list")]
+    pub cors_origins: Vec<String>,
+    /// Peers whose `X-Forwarded-For`/`Forwarded` headers are believed.
+    #[serde(deserialize_with = "flex::cidrs")]
+    pub trusted_proxies: Vec<IpNet>,
+    pub registration: RegistrationMode,
+    /// Clients below this `X-Client-Version` get 426.
+    pub min_client_version: Option<String>,
+    pub rate_limits: OnOff,
+    /// The URL users reach; default `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Prefix of every Redis key and NATS subject.
+    pub cluster_name: String,
+    /// Separate bind for Prometheus metrics.
+    pub metrics_listen: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// TLS is terminated by a trusted reverse proxy.
+    #[serde(deserialize_with = "flex::bool")]
+    pub trust_proxy_tls: bool,
+    pub session: SessionConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./conclave-data"),
+            database_url: None,
+            nats_url: None,
+            redis_url: None,
+            env: Environment::Development,
+            admin_token: None,
+            access_token: None,
+            master_key: None,
+            bootstrap_token: None,
+            cors_origins: vec![],
+            trusted_proxies: vec![],
+            registration: RegistrationMode::Closed,
+            min_client_version: None,
+            rate_limits: OnOff::On,
+            public_url: None,
+            cluster_name: "conclave".into(),
+            metrics_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            trust_proxy_tls: false,
+            session: SessionConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Environment variables with this prefix are reserved for the test suite and not read here.
+const TEST_PREFIX: &str = "CONCLAVE_TEST_";
+
+impl Config {
+    /// Loads defaults, then the TOML file, then `vars` (the process environment in `main`).
+    pub fn load(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix("CONCLAVE_") else {
+                continue;
+            };
+            if name.starts_with(TEST_PREFIX) {
+                continue;
+            }
+            let (rest, value) = match rest.strip_suffix("_FILE") {
+                Some(base) => {
+                    let text =
+                        std::fs::read_to_string(&value).map_err(|source| ConfigError::Read {
+                            path: value.clone(),
+                            source,
+                        })?;
+                    (base, text.trim_end_matches(['\n', '\r']).to_owned())
+                }
+                None => (rest, value),
+            };
+            let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            insert(&mut table, &path, value, &name)?;
+        }
+        toml::Value::Table(table)
+            .try_into::<Config>()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The URL users reach, without a trailing slash.
+    #[must_use]
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    #[must_use]
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("conclave.db").display()))
+    }
+
+    /// Refuses settings that cannot work, and in production settings that are unsafe (CORE-3).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.tls_cert.is_some() || self.tls_key.is_some() {
+            problems.push(
+                "native TLS (tls_cert/tls_key) is not available in this build: terminate TLS at a reverse proxy and set trust_proxy_tls"
+                    .to_owned(),
+            );
+        }
+        if let Some(v) = &self.min_client_version {
+            if semver::Version::parse(v).is_err() {
+                problems.push(format!(
+                    "min_client_version must be a semantic version like 1.2.0, got {v:?}"
+                ));
+            }
+        }
+        let public = self.public_url();
+        if !(public.starts_with("http://") || public.starts_with("https://")) {
+            problems.push("public_url must start with http:// or https://".to_owned());
+        }
+        if self.env == Environment::Production {
+            if self.cors_origins.iter().any(|o| o == "*") {
+                problems.push(
+                    "production refuses a wildcard CORS origin (cors_origins = \"*\")".to_owned(),
+                );
+            }
+            if self
+                .admin_token
+                .as_ref()
+                .is_some_and(|t| t.expose_secret().chars().count() < 32)
+            {
+                problems.push(
+                    "production requires an admin token of at least 32 characters".to_owned(),
+                );
+            }
+            if self.master_key.is_none() {
+                problems.push("production requires CONCLAVE_MASTER_KEY (a generated key is for development only)".to_owned());
+            }
+            if !public.starts_with("https://") || !self.trust_proxy_tls {
+                problems.push(
+                    "production refuses plain HTTP: set an https:// public_url with trust_proxy_tls = true behind a TLS proxy"
+                        .to_owned(),
+                );
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems.join("; ")))
+        }
+    }
+}
+
+fn insert(
+    table: &mut toml::Table,
+    path: &[String],
+    value: String,
+    env_name: &str,
+) -> Result<(), ConfigError> {
+    match path {
+        [] => Ok(()),
+        [leaf] => {
+            table.insert(leaf.clone(), toml::Value::String(value));
+            Ok(())
+        }
+        [head, rest @ ..] => {
+            let entry = table
+                .entry(head.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => insert(t, rest, value, env_name),
+                _ => Err(ConfigError::Invalid(format!(
+                    "{env_name}: `{head}` is not a section"
+                ))),
+            }
+        }
+    }
+}
+
+/// Deserializers that accept a value either natively (TOML) or as a string (environment).
+mod flex {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Or<T> {
+        Native(T),
+        Text(String),
+    }
+
+    pub fn bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        match Or::<bool>::deserialize(d)? {
+            Or::Native(b) => Ok(b),
+            Or::Text(s) => match s.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                _ => Err(serde::de::Error::custom(format!(
+                    "expected true or false, got {s:?}"
+                ))),
+            },
+        }
+    }
+
+    pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match Or::<u64>::deserialize(d)? {
+            Or::Native(n) => Ok(n),
+            Or::Text(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| serde::de::Error::custom(format!("expected a number, got {s:?}"))),
+        }
+    }
+
+    pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        Ok(match Or::<Vec<String>>::deserialize(d)? {
+            Or::Native(v) => v,
+            Or::Text(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        })
+    }
+
+    pub fn cidrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+        list(d)?
+            .into_iter()
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| serde::de::Error::custom(format!("not a CIDR: {s:?}")))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_embedded() {
+        let c = Config::load(None, vec![]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert!(c.database_url().starts_with("sqlite://"));
+        assert_eq!(c.public_url(), "http://127.0.0.1:8080");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn env_wins_over_file_and_nests() {
+        let dir = std::env::temp_dir().join(format!("conclave-cfg-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:1\"\nregistration = \"open\"\n[session]\nidle_hours = 5\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            vars(&[
+                ("CONCLAVE_LISTEN", "127.0.0.1:9"),
+                ("CONCLAVE_SESSION__ABSOLUTE_DAYS", "2"),
+                (
+                    "CONCLAVE_CORS_ORIGINS",
+                    "https://a.example, https://b.example",
+                ),
+                ("CONCLAVE_TEST_POSTGRES_URL", "ignored"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9");
+        assert_eq!(c.registration, RegistrationMode::Open);
+        assert_eq!(c.session.idle_hours, 5);
+        assert_eq!(c.session.absolute_days, 2);
+        assert_eq!(
+            c.cors_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(Config::load(None, vars(&[("CONCLAVE_LISTN", "x")])).is_err());
+        let dir = std::env::temp_dir().join(format!("conclave-cfg-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "colour = 1\n").unwrap();
+        assert!(Config::load(Some(&file), vec![]).is_err());
+    }
+
+    #[test]
+    fn secrets_from_files() {
+        let dir = std::env::temp_dir().join(format!("conclave-cfg-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "s3cret-admin-token\n").unwrap();
+        let c = Config::load(
+            None,
+            vars(&[("CONCLAVE_ADMIN_TOKEN_FILE", file.to_str().unwrap())]),
+        )
+        .unwrap();
+        assert_eq!(c.admin_token.unwrap().expose_secret(), "s3cret-admin-token");
+    }
+
+    #[test]
+    fn production_refuses_unsafe_settings() {
+        let c = Config::load(
+            None,
+            vars(&[
+                ("CONCLAVE_ENV", "production"),
+                ("CONCLAVE_CORS_ORIGINS", "*"),
+                ("CONCLAVE_ADMIN_TOKEN", "short"),
+            ]),
+        )
+        .unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("wildcard CORS"));
+        assert!(err.contains("32 characters"));
+        assert!(err.contains("MASTER_KEY"));
+        assert!(err.contains("plain HTTP"));
+        assert!(!err.contains("short"), "secrets never appear in errors");
+        let ok = Config::load(
+            None,
+            vars(&[
+                ("CONCLAVE_ENV", "production"),
+                (
+                    "CONCLAVE_MASTER_KEY",
+                    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                ),
+                ("CONCLAVE_PUBLIC_URL", "https://chat.example"),
+                ("CONCLAVE_TRUST_PROXY_TLS", "true"),
+            ]),
+        )
+        .unwrap();
+        ok.validate().unwrap();
+    }
+}

@@ -1,0 +1,96 @@
+//! `/admin/*`: server administration, for server admins and the management token.
+
+use super::error::{ApiResult, ErrorBody};
+use super::extract::{AdminCaller, ApiJson, ApiQuery, PathParams};
+use super::pagination::{id_list, id_page, List, ListQuery};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use conclave_core::model::User;
+use conclave_core::password::NewPassword;
+use conclave_core::types::{Email, Username};
+use conclave_core::UserId;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(update_user))
+}
+
+/// Every account, newest first.
+#[utoipa::path(get, path = "/admin/users", tag = "admin", params(ListQuery),
+    responses((status = 200, body = List<User>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_users(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<List<User>>> {
+    let page = id_page::<UserId>(&q)?;
+    let items = state.services.admin_list_users(&admin.admin, page).await?;
+    Ok(Json(id_list(items, &page, |u| u.id.0)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    #[schema(value_type = String)]
+    username: Username,
+    #[schema(value_type = String)]
+    password: NewPassword,
+    #[schema(value_type = Option<String>)]
+    email: Option<Email>,
+    #[serde(default)]
+    server_admin: bool,
+}
+
+/// Create an account (works whatever the registration mode).
+#[utoipa::path(post, path = "/admin/users", tag = "admin", request_body = CreateUser,
+    responses((status = 201, body = User), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_user(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> ApiResult<(StatusCode, Json<User>)> {
+    let user = state
+        .services
+        .admin_create_user(
+            &admin.admin,
+            body.username,
+            body.password,
+            body.email,
+            body.server_admin,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    /// Disabling revokes every session of the account.
+    disabled: Option<bool>,
+    server_admin: Option<bool>,
+}
+
+/// Disable or enable an account, or change its server-admin right.
+#[utoipa::path(patch, path = "/admin/users/{id}", tag = "admin", params(("id" = String, Path, format = Uuid)), request_body = UpdateUser,
+    responses((status = 200, body = User), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn update_user(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    p: PathParams,
+    ApiJson(body): ApiJson<UpdateUser>,
+) -> ApiResult<Json<User>> {
+    let id: UserId = p.id("id")?;
+    Ok(Json(
+        state
+            .services
+            .admin_update_user(&admin.admin, id, body.disabled, body.server_admin)
+            .await?,
+    ))
+}

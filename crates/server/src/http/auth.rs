@@ -1,0 +1,304 @@
+//! `/auth/*`: registration, login (bearer or cookie), bootstrap, logout, sessions, password.
+
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{client_ip, user_agent, ApiJson, AuthVia, Caller, PathParams, SESSION_COOKIE};
+use super::pagination::List;
+use crate::state::AppState;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use conclave_core::model::{Session, User};
+use conclave_core::password::NewPassword;
+use conclave_core::service::{ClientMeta, SignedIn};
+use conclave_core::types::{Email, Username};
+use conclave_core::SessionId;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(bootstrap))
+        .routes(routes!(logout))
+        .routes(routes!(current_session))
+        .routes(routes!(list_sessions))
+        .routes(routes!(revoke_session))
+        .routes(routes!(revoke_other_sessions))
+        .routes(routes!(change_password))
+}
+
+/// Where the request came from, for the session record.
+pub struct Meta(pub ClientMeta);
+
+impl FromRequestParts<AppState> for Meta {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(Self(ClientMeta {
+            ip: client_ip(parts, state).map(|i| i.to_string()),
+            user_agent: user_agent(parts),
+        }))
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    #[schema(value_type = String, min_length = 3, max_length = 32)]
+    username: Username,
+    #[schema(value_type = String, min_length = 12, max_length = 1024)]
+    password: NewPassword,
+    #[schema(value_type = Option<String>)]
+    email: Option<Email>,
+    invite_code: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserEnvelope {
+    pub user: User,
+}
+
+/// Create an account (when registration is open, or with an invite code).
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterBody,
+    responses((status = 201, body = UserEnvelope), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn register(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RegisterBody>,
+) -> ApiResult<(StatusCode, Json<UserEnvelope>)> {
+    let user = state
+        .services
+        .register(
+            body.username,
+            body.password,
+            body.email,
+            body.invite_code.as_deref(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(UserEnvelope { user })))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    username: String,
+    password: String,
+    /// Browsers: keep the session in an HttpOnly cookie instead of returning the token.
+    #[serde(default)]
+    cookie: bool,
+}
+
+/// A new session. Bearer logins get `token`; cookie logins get `csrf_token` instead.
+#[derive(Serialize, ToSchema)]
+pub struct LoginResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf_token: Option<String>,
+    session: Session,
+    user: User,
+}
+
+fn session_cookie(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    let text = format!(
+        "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
+    );
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Answers a sign-in: the token in the body, or in a cookie with the CSRF token in the body.
+fn signed_in(state: &AppState, status: StatusCode, s: SignedIn, cookie: bool) -> Response {
+    if cookie {
+        let csrf = state.services.csrf_token(&s.session);
+        let max_age = (s.session.expires_at - s.session.created_at).num_seconds();
+        let mut res = (
+            status,
+            Json(LoginResponse {
+                token: None,
+                csrf_token: Some(csrf),
+                session: s.session,
+                user: s.user,
+            }),
+        )
+            .into_response();
+        res.headers_mut().insert(
+            header::SET_COOKIE,
+            session_cookie(state, s.token.expose_secret(), max_age),
+        );
+        res
+    } else {
+        let token = s.token.expose_secret().to_owned();
+        (
+            status,
+            Json(LoginResponse {
+                token: Some(token),
+                csrf_token: None,
+                session: s.session,
+                user: s.user,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// Sign in with username and password.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginBody,
+    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn login(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> ApiResult<Response> {
+    let s = state
+        .services
+        .login(&body.username, &body.password, meta, body.cookie)
+        .await?;
+    Ok(signed_in(&state, StatusCode::OK, s, body.cookie))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapBody {
+    bootstrap_token: String,
+    #[schema(value_type = String)]
+    username: Username,
+    #[schema(value_type = String)]
+    password: NewPassword,
+    #[serde(default)]
+    cookie: bool,
+}
+
+/// Create the first server admin with the one-time bootstrap token, signed in.
+#[utoipa::path(post, path = "/auth/bootstrap", tag = "auth", request_body = BootstrapBody,
+    responses((status = 201, body = LoginResponse), (status = 401, body = ErrorBody), (status = 410, body = ErrorBody)))]
+async fn bootstrap(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    ApiJson(body): ApiJson<BootstrapBody>,
+) -> ApiResult<Response> {
+    let s = state
+        .services
+        .bootstrap(
+            &body.bootstrap_token,
+            body.username,
+            body.password,
+            meta,
+            body.cookie,
+        )
+        .await?;
+    Ok(signed_in(&state, StatusCode::CREATED, s, body.cookie))
+}
+
+/// End this session (and clear the cookie).
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", responses((status = 204), (status = 401, body = ErrorBody)))]
+async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    state.services.logout(&caller.actor).await?;
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    res.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&state, "", 0));
+    Ok(res)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionInfo {
+    /// Only for cookie sessions: the token to send as `X-CSRF-Token`.
+    csrf_token: Option<String>,
+    user: User,
+    session: Session,
+}
+
+/// The current session; for cookie sessions also the CSRF token (after a page reload).
+#[utoipa::path(get, path = "/auth/session", tag = "auth", responses((status = 200, body = SessionInfo), (status = 401, body = ErrorBody)))]
+async fn current_session(State(state): State<AppState>, caller: Caller) -> Json<SessionInfo> {
+    let csrf_token =
+        (caller.via == AuthVia::Cookie).then(|| state.services.csrf_token(&caller.actor.session));
+    Json(SessionInfo {
+        csrf_token,
+        user: caller.actor.user,
+        session: caller.actor.session,
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionView {
+    #[serde(flatten)]
+    session: Session,
+    /// Whether this is the session making the request.
+    current: bool,
+}
+
+/// My sessions (devices), newest first.
+#[utoipa::path(get, path = "/auth/sessions", tag = "auth", responses((status = 200, body = List<SessionView>), (status = 401, body = ErrorBody)))]
+async fn list_sessions(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<List<SessionView>>> {
+    let me = caller.actor.session.id;
+    let items = state
+        .services
+        .sessions(&caller.actor)
+        .await?
+        .into_iter()
+        .map(|session| SessionView {
+            current: session.id == me,
+            session,
+        })
+        .collect();
+    Ok(Json(List::all(items)))
+}
+
+/// Revoke one of my sessions.
+#[utoipa::path(delete, path = "/auth/sessions/{id}", tag = "auth", params(("id" = String, Path, format = Uuid)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+) -> ApiResult<StatusCode> {
+    let id: SessionId = p.id("id")?;
+    state.services.revoke_session(&caller.actor, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Revoked {
+    revoked: u64,
+}
+
+/// Revoke every session but this one.
+#[utoipa::path(post, path = "/auth/sessions/revoke-others", tag = "auth", responses((status = 200, body = Revoked), (status = 401, body = ErrorBody)))]
+async fn revoke_other_sessions(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Revoked>> {
+    let revoked = state.services.revoke_other_sessions(&caller.actor).await?;
+    Ok(Json(Revoked { revoked }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordBody {
+    current_password: String,
+    #[schema(value_type = String)]
+    new_password: NewPassword,
+}
+
+/// Change my password; every other session is revoked.
+#[utoipa::path(post, path = "/auth/password", tag = "auth", request_body = PasswordBody,
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn change_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<PasswordBody>,
+) -> ApiResult<StatusCode> {
+    state
+        .services
+        .change_password(&caller.actor, &body.current_password, body.new_password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,171 @@
+//! `ApiError`: the only place that picks a status code. Bodies follow CORE-4:
+//! `{"error":{"code","message","field","request_id"}}`. 5xx bodies are generic; the detail goes
+//! to the log with the request id.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use conclave_core::ServiceError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+tokio::task_local! {
+    /// The id of the request being served, set by the request-id middleware.
+    pub static REQUEST_ID: String;
+}
+
+/// The current request id, or an empty string outside a request.
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+    /// Extra top-level members (e.g. `supported` on 426).
+    pub extra: Option<(&'static str, serde_json::Value)>,
+    pub retry_after: Option<u64>,
+}
+
+/// The error document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable, snake_case.
+    pub code: String,
+    /// For people.
+    pub message: String,
+    /// JSON pointer (body) or parameter name, when one input was at fault.
+    pub field: Option<String>,
+    pub request_id: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            extra: None,
+            retry_after: None,
+        }
+    }
+
+    #[must_use]
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn bad_request(
+        code: &'static str,
+        message: impl Into<String>,
+        field: impl Into<String>,
+    ) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message).with_field(field)
+    }
+
+    pub fn invalid(
+        code: &'static str,
+        message: impl Into<String>,
+        field: impl Into<String>,
+    ) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_field(field)
+    }
+
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the server failed to handle this request",
+        )
+    }
+}
+
+/// Body fields are named by JSON pointer.
+fn pointer(field: String) -> String {
+    if field.starts_with('/') {
+        field
+    } else {
+        format!("/{field}")
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::NotFound(what) => Self::not_found(what),
+            ServiceError::Forbidden { code, message } => Self::forbidden(code, message),
+            ServiceError::Unauthorized { code, message } => Self::unauthorized(code, message),
+            ServiceError::Invalid {
+                field,
+                code,
+                message,
+            } => Self::invalid(code, message, pointer(field)),
+            ServiceError::Conflict { code, message } => {
+                Self::new(StatusCode::CONFLICT, code, message)
+            }
+            ServiceError::Gone { code, message } => Self::new(StatusCode::GONE, code, message),
+            ServiceError::Busy => {
+                let mut e = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "the server is busy; retry shortly",
+                );
+                e.retry_after = Some(1);
+                e
+            }
+            ServiceError::Internal(detail) => {
+                tracing::error!(request_id = %current_request_id(), error = %detail, "internal error");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "field": self.field,
+                "request_id": current_request_id(),
+            }
+        });
+        if let Some((key, value)) = self.extra {
+            body[key] = value;
+        }
+        let mut res = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert("retry-after", HeaderValue::from(secs));
+        }
+        res
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,378 @@
+//! Our own extractors, so every rejection uses the error shape of CORE-4, and the auth
+//! extractors that say who is asking. Tokens never reach a log: nothing here is instrumented
+//! with its arguments.
+
+use super::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use bytes::Bytes;
+use conclave_core::service::{Actor, ServerAdmin};
+use conclave_core::token::{self, TokenKind};
+use conclave_core::ServiceError;
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+use std::net::{IpAddr, SocketAddr};
+use uuid::Uuid;
+
+pub const SESSION_COOKIE: &str = "conclave_session";
+
+/// A JSON body: 415 for another content type, 413 over the limit, 400 for malformed JSON,
+/// 422 naming the field for a value that parsed but is not acceptable (or unknown).
+pub struct ApiJson<T>(pub T);
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+        .is_some_and(|m| {
+            m.type_() == "application"
+                && (m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"))
+        })
+}
+
+fn pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("/{index}")),
+            Segment::Map { key } => {
+                out.push_str(&format!("/{}", key.replace('~', "~0").replace('/', "~1")))
+            }
+            Segment::Enum { variant } => out.push_str(&format!("/{variant}")),
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// Maps a typed-deserialization error (syntax was checked before) to 422, naming the field.
+fn body_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let mut field = pointer(err.path());
+    // serde's messages end with " at line L column C"; clients need the field, not that.
+    let text = err.inner().to_string();
+    let text = text
+        .split(" at line ")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let named = |prefix: &str| {
+        text.strip_prefix(prefix)
+            .and_then(|r| r.split('`').next())
+            .map(str::to_owned)
+    };
+    if let Some(name) = named("unknown field `") {
+        if !field.ends_with(&format!("/{name}")) {
+            field.push('/');
+            field.push_str(&name);
+        }
+        return ApiError::invalid("unknown_field", format!("unknown field `{name}`"), field);
+    }
+    if let Some(name) = named("missing field `") {
+        field.push('/');
+        field.push_str(&name);
+        return ApiError::invalid("missing_field", format!("`{name}` is required"), field);
+    }
+    let label = if field.is_empty() {
+        "the body".to_owned()
+    } else {
+        format!("`{field}`")
+    };
+    ApiError::invalid("invalid_value", format!("{label}: {text}"), field)
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json = is_json(req.headers());
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is too large",
+                )
+            } else {
+                ApiError::bad_request("unreadable_body", "the request body could not be read", "")
+            }
+        })?;
+        let bytes: &[u8] = if bytes.is_empty() {
+            b"{}"
+        } else if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send JSON with Content-Type: application/json",
+            ));
+        } else {
+            &bytes
+        };
+        // Syntax first (including trailing characters), so malformed JSON is always 400.
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|_| {
+            ApiError::bad_request("malformed_json", "the request body is not valid JSON", "")
+        })?;
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let value: T = serde_path_to_error::deserialize(&mut de).map_err(body_error)?;
+        de.end().map_err(|_| {
+            ApiError::bad_request("malformed_json", "the request body is not valid JSON", "")
+        })?;
+        Ok(Self(value))
+    }
+}
+
+/// Path parameters as text, parsed one by one so a bad one is named (400).
+pub struct PathParams(Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let raw = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| {
+                ApiError::bad_request("invalid_path", "a path parameter is not valid UTF-8", "")
+            })?;
+        Ok(Self(
+            raw.iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        ))
+    }
+}
+
+impl PathParams {
+    /// The parameter `name` as a UUID-backed id; 400 naming it when malformed.
+    pub fn id<T: From<Uuid>>(&self, name: &str) -> ApiResult<T> {
+        let raw = self
+            .0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default();
+        Uuid::try_parse(raw).map(T::from).map_err(|_| {
+            ApiError::bad_request("invalid_id", format!("`{name}` is not a valid id"), name)
+        })
+    }
+}
+
+/// A query string parsed into `T`; 400 naming the parameter when a value has the wrong type.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(Self).map_err(|e| {
+            let field = e.path().to_string();
+            let field = if field == "." { String::new() } else { field };
+            ApiError::bad_request(
+                "invalid_query",
+                format!("query parameter `{field}` is not valid"),
+                field,
+            )
+        })
+    }
+}
+
+/// The client's address: the socket peer, or the forwarded client when the peer is a trusted proxy.
+pub fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())?;
+    if !state.trusted_proxies.iter().any(|net| net.contains(&peer)) {
+        return Some(peer);
+    }
+    let forwarded = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next_back())
+        .and_then(|v| v.trim().parse::<IpAddr>().ok());
+    Some(forwarded.unwrap_or(peer))
+}
+
+/// The User-Agent, for the session list.
+pub fn user_agent(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The value of a cookie.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// How the caller authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthVia {
+    Bearer,
+    Cookie,
+}
+
+/// An authenticated user. Bearer tokens come from `Authorization`; browsers use the session
+/// cookie and must send `X-CSRF-Token` on every state-changing request.
+pub struct Caller {
+    pub actor: Actor,
+    pub via: AuthVia,
+}
+
+fn check_access_gate(headers: &HeaderMap, state: &AppState) -> ApiResult<()> {
+    let Some(expected) = &state.access_token else {
+        return Ok(());
+    };
+    let given = headers
+        .get("x-api-access-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if token::secrets_equal(given, expected.expose_secret()) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized(
+            "access_token_required",
+            "a valid X-API-Access-Token header is required",
+        ))
+    }
+}
+
+fn unauthenticated() -> ApiError {
+    ApiError::unauthorized("unauthenticated", "authentication is required")
+}
+
+fn auth_error(e: ServiceError) -> ApiError {
+    match e {
+        ServiceError::Unauthorized { .. } => ApiError::unauthorized(
+            "invalid_token",
+            "the credential is invalid, expired or revoked",
+        ),
+        other => other.into(),
+    }
+}
+
+/// The credential in `Authorization`, if any: `Ok(None)` when absent.
+fn bearer(headers: &HeaderMap) -> ApiResult<Option<&str>> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("invalid_token", "malformed Authorization header"))?;
+    let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::unauthorized(
+            "unsupported_scheme",
+            "use Authorization: Bearer <token>",
+        ));
+    }
+    Ok(Some(rest.trim()))
+}
+
+fn csrf_ok(parts: &Parts, state: &AppState, actor: &Actor) -> bool {
+    let given = parts
+        .headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    token::secrets_equal(given, &state.services.csrf_token(&actor.session))
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let ip = client_ip(parts, state).map(|i| i.to_string());
+        if let Some(tok) = bearer(&parts.headers)? {
+            check_access_gate(&parts.headers, state)?;
+            let actor = state
+                .services
+                .authenticate(tok, ip.as_deref())
+                .await
+                .map_err(auth_error)?;
+            return Ok(Self {
+                actor,
+                via: AuthVia::Bearer,
+            });
+        }
+        if let Some(tok) = cookie(&parts.headers, SESSION_COOKIE) {
+            let actor = state
+                .services
+                .authenticate(tok, ip.as_deref())
+                .await
+                .map_err(auth_error)?;
+            if !actor.session.cookie {
+                return Err(ApiError::unauthorized(
+                    "invalid_token",
+                    "the credential is invalid, expired or revoked",
+                ));
+            }
+            let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+            if !safe && !csrf_ok(parts, state, &actor) {
+                return Err(ApiError::forbidden(
+                    "csrf_failed",
+                    "missing or wrong X-CSRF-Token",
+                ));
+            }
+            return Ok(Self {
+                actor,
+                via: AuthVia::Cookie,
+            });
+        }
+        Err(unauthenticated())
+    }
+}
+
+/// A caller of the server admin API: a server admin's session, or the management token
+/// (compared in constant time; valid only here).
+pub struct AdminCaller {
+    pub admin: ServerAdmin,
+    /// The signed-in admin, when it is not the management token.
+    pub actor: Option<Actor>,
+}
+
+impl FromRequestParts<AppState> for AdminCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(tok) = bearer(&parts.headers)? {
+            if !token::well_formed(TokenKind::Session, tok) {
+                check_access_gate(&parts.headers, state)?;
+                let ok = state
+                    .admin_token
+                    .as_ref()
+                    .is_some_and(|t| token::secrets_equal(tok, t.expose_secret()));
+                if !ok {
+                    return Err(ApiError::unauthorized(
+                        "invalid_token",
+                        "the credential is invalid, expired or revoked",
+                    ));
+                }
+                return Ok(Self {
+                    admin: state.services.admin_from_management_token(),
+                    actor: None,
+                });
+            }
+        }
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let admin = state.services.admin_from_actor(&caller.actor)?;
+        Ok(Self {
+            admin,
+            actor: Some(caller.actor),
+        })
+    }
+}

@@ -1,0 +1,136 @@
+//! Unauthenticated endpoints: health, readiness, capabilities.
+
+use super::error::{ApiError, ApiResult, ErrorBody};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use conclave_core::types::{RegistrationMode, MESSAGE_MAX_CHARS};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Largest accepted gateway frame (reported now, enforced by the gateway).
+pub const FRAME_MAX_BYTES: u64 = 64 * 1024;
+/// Largest JSON request body.
+pub const BODY_MAX_BYTES: usize = 2 * 1024 * 1024;
+
+pub fn health_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ready))
+}
+
+pub fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(capabilities))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    status: &'static str,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "meta", responses((status = 200, body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/health/ready", tag = "meta", responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
+async fn ready(State(state): State<AppState>) -> ApiResult<Json<Health>> {
+    state.services.store.ping().await.map_err(|e| {
+        tracing::warn!(error = %e, "readiness check failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the database is not reachable",
+        )
+    })?;
+    Ok(Json(Health { status: "ready" }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct GatewayInfo {
+    url: String,
+    protocol_versions: Vec<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Features {
+    gateway: bool,
+    two_factor: bool,
+    api_keys: bool,
+    bots: bool,
+    webhooks: bool,
+    files: bool,
+    search: bool,
+    sso: bool,
+    widget: bool,
+    audit_log: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuthInfo {
+    schemes: Vec<&'static str>,
+    access_token_gate: bool,
+    registration: RegistrationMode,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Limits {
+    message_max_chars: usize,
+    upload_max_bytes: u64,
+    frame_max_bytes: u64,
+    request_body_max_bytes: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Capabilities {
+    server_version: &'static str,
+    api_version: &'static str,
+    gateway: GatewayInfo,
+    min_client_version: Option<String>,
+    features: Features,
+    auth: AuthInfo,
+    limits: Limits,
+}
+
+/// What this server offers: versions, features, auth methods and limits.
+#[utoipa::path(get, path = "/capabilities", tag = "meta", responses((status = 200, body = Capabilities)))]
+async fn capabilities(State(state): State<AppState>) -> Json<Capabilities> {
+    let ws = state.public_url.replacen("http", "ws", 1);
+    Json(Capabilities {
+        server_version: state.server_version,
+        api_version: "v1",
+        gateway: GatewayInfo {
+            url: format!("{ws}/gateway"),
+            protocol_versions: vec![1],
+        },
+        min_client_version: state.min_client_version.as_ref().map(ToString::to_string),
+        features: Features {
+            gateway: false,
+            two_factor: false,
+            api_keys: false,
+            bots: false,
+            webhooks: false,
+            files: false,
+            search: false,
+            sso: false,
+            widget: false,
+            audit_log: false,
+        },
+        auth: AuthInfo {
+            schemes: vec!["bearer", "cookie"],
+            access_token_gate: state.access_token.is_some(),
+            registration: state.registration,
+        },
+        limits: Limits {
+            message_max_chars: MESSAGE_MAX_CHARS,
+            upload_max_bytes: 100 * 1024 * 1024,
+            frame_max_bytes: FRAME_MAX_BYTES,
+            request_body_max_bytes: BODY_MAX_BYTES,
+        },
+    })
+}

@@ -1,0 +1,120 @@
+//! Layers every response passes through: request ids (CORE-4), security headers (WEB-2) and the
+//! client-version gate (CORE-9).
+
+use super::error::{ApiError, REQUEST_ID};
+use crate::state::AppState;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+/// A client-supplied id is kept only if it is short and plain.
+fn acceptable_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Gives the request an id (the client's if acceptable), makes it available to error bodies and
+/// logs, and returns it in `X-Request-Id`.
+pub async fn request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| acceptable_request_id(v))
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let mut res = {
+        let _guard = span.enter();
+        tracing::debug!("started");
+        drop(_guard);
+        REQUEST_ID.scope(id.clone(), next.run(req)).await
+    };
+    tracing::info!(parent: &span, status = res.status().as_u16(), "finished");
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert("x-request-id", v);
+    }
+    res
+}
+
+/// Security headers on every response, errors included.
+pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/api/") || req.uri().path().starts_with("/health");
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, k: &'static str, v: &'static str| {
+        h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+    };
+    set(
+        h,
+        "content-security-policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    );
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "x-frame-options", "DENY");
+    set(h, "referrer-policy", "no-referrer");
+    set(
+        h,
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
+    );
+    set(h, "cross-origin-opener-policy", "same-origin");
+    if state.secure_cookies {
+        set(
+            h,
+            "strict-transport-security",
+            "max-age=31536000; includeSubDomains",
+        );
+    }
+    if api {
+        set(h, "cache-control", "no-store");
+    }
+    h.remove("server");
+    h.remove("x-powered-by");
+    res
+}
+
+/// CORE-9: `X-Client-Version: name/semver`; below the configured minimum → 426.
+pub async fn client_version(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(value) = req.headers().get("x-client-version") {
+        let parsed = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once('/'))
+            .filter(|(name, _)| !name.is_empty())
+            .and_then(|(_, ver)| semver::Version::parse(ver.trim()).ok());
+        let Some(version) = parsed else {
+            return ApiError::bad_request(
+                "invalid_client_version",
+                "X-Client-Version must look like name/1.2.3",
+                "X-Client-Version",
+            )
+            .into_response();
+        };
+        if let Some(min) = &state.min_client_version {
+            if &version < min {
+                let mut e = ApiError::new(
+                    StatusCode::UPGRADE_REQUIRED,
+                    "client_too_old",
+                    format!("this server needs client version {min} or newer"),
+                );
+                e.extra = Some(("supported", serde_json::json!({ "min": min.to_string() })));
+                return e.into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_id_rules() {
+        assert!(super::acceptable_request_id("abc-123_x.y:z"));
+        assert!(!super::acceptable_request_id(""));
+        assert!(!super::acceptable_request_id("a b"));
+        assert!(!super::acceptable_request_id(&"a".repeat(129)));
+    }
+}

@@ -1,0 +1,116 @@
+//! The REST surface: one module per resource, our extractors and error type, and the layers
+//! around them. Handlers only translate HTTP to service calls and back.
+
+pub mod admin;
+pub mod auth;
+pub mod conversations;
+pub mod error;
+pub mod extract;
+pub mod messages;
+pub mod meta;
+pub mod middleware;
+pub mod openapi;
+pub mod orgs;
+pub mod pagination;
+pub mod users;
+
+use crate::state::AppState;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use error::ApiError;
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa_axum::router::OpenApiRouter;
+
+/// Builds the whole application router and the OpenAPI document generated from it.
+pub fn router(state: AppState, cors_origins: &[String]) -> Router {
+    let api = OpenApiRouter::new()
+        .merge(auth::router())
+        .merge(users::router())
+        .merge(orgs::router())
+        .merge(conversations::router())
+        .merge(messages::router())
+        .merge(admin::router())
+        .merge(meta::api_router());
+    let (api_router, mut doc) = OpenApiRouter::with_openapi(openapi::base())
+        .nest("/api/v1", api)
+        .split_for_parts();
+    let (health_router, health_doc) = meta::health_router().split_for_parts();
+    doc.merge(health_doc);
+    let doc = openapi::finish(doc);
+
+    let app = Router::new()
+        .merge(api_router)
+        .merge(health_router)
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || openapi::serve(doc.clone())),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state.clone());
+
+    app.layer(
+        ServiceBuilder::new()
+            .layer(axum::middleware::from_fn(middleware::request_id))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                middleware::security_headers,
+            ))
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+                ApiError::internal().into_response()
+            }))
+            .layer(cors(cors_origins))
+            .layer(axum::middleware::from_fn_with_state(
+                state,
+                middleware::client_version,
+            ))
+            .layer(DefaultBodyLimit::max(meta::BODY_MAX_BYTES)),
+    )
+}
+
+/// WEB-1: only allowlisted origins get CORS headers, with credentials; `*` (development only)
+/// allows any origin without credentials.
+fn cors(origins: &[String]) -> CorsLayer {
+    let base = CorsLayer::new()
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-csrf-token"),
+            HeaderName::from_static("x-client-version"),
+            HeaderName::from_static("x-api-access-token"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER]);
+    if origins.iter().any(|o| o == "*") {
+        return base.allow_origin(AllowOrigin::any());
+    }
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
+    base.allow_origin(AllowOrigin::list(list))
+        .allow_credentials(true)
+}
+
+async fn not_found() -> Response {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+    .into_response()
+}

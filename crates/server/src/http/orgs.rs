@@ -1,0 +1,442 @@
+//! `/orgs/*`: organizations, members, invites, teams and the permissions matrix.
+
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{ApiJson, ApiQuery, Caller, PathParams};
+use super::pagination::{id_list, id_page, List, ListQuery};
+use super::users::nullable;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use conclave_core::model::{Invite, Member, Org, Team};
+use conclave_core::service::{PermissionsMatrix, UserRef};
+use conclave_core::store::OrgPatch;
+use conclave_core::types::{ErasurePolicy, Name, OrgRole, Username};
+use conclave_core::{OrgId, TeamId, UserId};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_org, list_orgs))
+        .routes(routes!(get_org, update_org, delete_org))
+        .routes(routes!(transfer_org))
+        .routes(routes!(create_invite))
+        .routes(routes!(join_org))
+        .routes(routes!(list_members, add_member))
+        .routes(routes!(update_member, remove_member))
+        .routes(routes!(list_teams, create_team))
+        .routes(routes!(add_team_member, remove_team_member))
+        .routes(routes!(permissions_matrix))
+}
+
+/// An org with the caller's role in it.
+#[derive(Serialize, ToSchema)]
+pub struct OrgView {
+    #[serde(flatten)]
+    org: Org,
+    role: OrgRole,
+}
+
+impl From<(Org, OrgRole)> for OrgView {
+    fn from((org, role): (Org, OrgRole)) -> Self {
+        Self { org, role }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrg {
+    #[schema(value_type = String, max_length = 100)]
+    name: Name,
+}
+
+/// Create an organization; the caller becomes its owner.
+#[utoipa::path(post, path = "/orgs", tag = "orgs", request_body = CreateOrg,
+    responses((status = 201, body = OrgView), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_org(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateOrg>,
+) -> ApiResult<(StatusCode, Json<OrgView>)> {
+    let org = state.services.create_org(&caller.actor, body.name).await?;
+    Ok((StatusCode::CREATED, Json(org.into())))
+}
+
+/// The orgs I belong to.
+#[utoipa::path(get, path = "/orgs", tag = "orgs", responses((status = 200, body = List<OrgView>), (status = 401, body = ErrorBody)))]
+async fn list_orgs(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<List<OrgView>>> {
+    let orgs = state.services.my_orgs(&caller.actor).await?;
+    Ok(Json(List::all(
+        orgs.into_iter().map(OrgView::from).collect(),
+    )))
+}
+
+/// One org I belong to.
+#[utoipa::path(get, path = "/orgs/{org}", tag = "orgs", params(("org" = String, Path, format = Uuid)),
+    responses((status = 200, body = OrgView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_org(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+) -> ApiResult<Json<OrgView>> {
+    Ok(Json(
+        state
+            .services
+            .get_org(&caller.actor, p.id("org")?)
+            .await?
+            .into(),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOrg {
+    #[schema(value_type = Option<String>)]
+    name: Option<Name>,
+    require_2fa: Option<bool>,
+    /// Days to keep messages; null keeps them forever.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i32>)]
+    message_retention_days: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i32>)]
+    audit_retention_days: Option<Option<i32>>,
+    erasure: Option<ErasurePolicy>,
+}
+
+fn retention(value: Option<Option<i32>>, field: &str) -> ApiResult<Option<Option<i32>>> {
+    if let Some(Some(days)) = value {
+        if !(1..=36_500).contains(&days) {
+            return Err(ApiError::invalid(
+                "out_of_range",
+                format!("`{field}` must be between 1 and 36500, or null"),
+                format!("/{field}"),
+            ));
+        }
+    }
+    Ok(value)
+}
+
+/// Change an org's settings (owners and admins).
+#[utoipa::path(patch, path = "/orgs/{org}", tag = "orgs", params(("org" = String, Path, format = Uuid)), request_body = UpdateOrg,
+    responses((status = 200, body = OrgView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_org(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+    ApiJson(body): ApiJson<UpdateOrg>,
+) -> ApiResult<Json<OrgView>> {
+    let id: OrgId = p.id("org")?;
+    let patch = OrgPatch {
+        name: body.name,
+        require_2fa: body.require_2fa,
+        message_retention_days: retention(body.message_retention_days, "message_retention_days")?,
+        audit_retention_days: retention(body.audit_retention_days, "audit_retention_days")?,
+        erasure: body.erasure,
+    };
+    Ok(Json(
+        state
+            .services
+            .update_org(&caller.actor, id, patch)
+            .await?
+            .into(),
+    ))
+}
+
+/// Delete an org and everything in it (owners).
+#[utoipa::path(delete, path = "/orgs/{org}", tag = "orgs", params(("org" = String, Path, format = Uuid)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_org(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+) -> ApiResult<StatusCode> {
+    state
+        .services
+        .delete_org(&caller.actor, p.id("org")?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferOrg {
+    user_id: UserId,
+}
+
+/// Hand ownership to another member; the caller becomes an admin.
+#[utoipa::path(post, path = "/orgs/{org}/transfer", tag = "orgs", params(("org" = String, Path, format = Uuid)), request_body = TransferOrg,
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn transfer_org(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+    ApiJson(body): ApiJson<TransferOrg>,
+) -> ApiResult<StatusCode> {
+    state
+        .services
+        .transfer_org(&caller.actor, p.id("org")?, body.user_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInvite {
+    /// Default `member`.
+    role: Option<OrgRole>,
+    max_uses: Option<i32>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// A new invite; `code` is shown only here.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedInvite {
+    #[serde(flatten)]
+    invite: Invite,
+    code: String,
+}
+
+/// Create an invite code (owners and admins).
+#[utoipa::path(post, path = "/orgs/{org}/invites", tag = "orgs", params(("org" = String, Path, format = Uuid)), request_body = CreateInvite,
+    responses((status = 201, body = CreatedInvite), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_invite(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+    ApiJson(body): ApiJson<CreateInvite>,
+) -> ApiResult<(StatusCode, Json<CreatedInvite>)> {
+    let (invite, code) = state
+        .services
+        .create_invite(
+            &caller.actor,
+            p.id("org")?,
+            body.role.unwrap_or(OrgRole::Member),
+            body.max_uses,
+            body.expires_at,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedInvite {
+            invite,
+            code: code.expose_secret().to_owned(),
+        }),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinOrg {
+    code: String,
+}
+
+/// Join an org with an invite code.
+#[utoipa::path(post, path = "/orgs/join", tag = "orgs", request_body = JoinOrg,
+    responses((status = 200, body = OrgView), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn join_org(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<JoinOrg>,
+) -> ApiResult<Json<OrgView>> {
+    Ok(Json(
+        state
+            .services
+            .join_org(&caller.actor, &body.code)
+            .await?
+            .into(),
+    ))
+}
+
+/// Members of an org.
+#[utoipa::path(get, path = "/orgs/{org}/members", tag = "orgs", params(("org" = String, Path, format = Uuid), ListQuery),
+    responses((status = 200, body = List<Member>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_members(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<List<Member>>> {
+    let page = id_page::<UserId>(&q)?;
+    let items = state
+        .services
+        .members(&caller.actor, p.id("org")?, page)
+        .await?;
+    Ok(Json(id_list(items, &page, |m| m.user.id.0)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    user_id: Option<UserId>,
+    #[schema(value_type = Option<String>)]
+    username: Option<Username>,
+    role: OrgRole,
+}
+
+/// Add an existing user to the org.
+#[utoipa::path(post, path = "/orgs/{org}/members", tag = "orgs", params(("org" = String, Path, format = Uuid)), request_body = AddMember,
+    responses((status = 201, body = Member), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn add_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+    ApiJson(body): ApiJson<AddMember>,
+) -> ApiResult<(StatusCode, Json<Member>)> {
+    let who = match (body.user_id, body.username) {
+        (Some(id), None) => UserRef::Id(id),
+        (None, Some(name)) => UserRef::Name(name),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "conflicting_fields",
+                "give `user_id` or `username`, not both",
+                "/username",
+            ))
+        }
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "missing_field",
+                "`user_id` or `username` is required",
+                "/user_id",
+            ))
+        }
+    };
+    let member = state
+        .services
+        .add_member(&caller.actor, p.id("org")?, who, body.role)
+        .await?;
+    Ok((StatusCode::CREATED, Json(member)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMember {
+    role: OrgRole,
+}
+
+/// Change a member's role.
+#[utoipa::path(patch, path = "/orgs/{org}/members/{user}", tag = "orgs", params(("org" = String, Path, format = Uuid), ("user" = String, Path, format = Uuid)), request_body = UpdateMember,
+    responses((status = 200, body = Member), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn update_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+    ApiJson(body): ApiJson<UpdateMember>,
+) -> ApiResult<Json<Member>> {
+    Ok(Json(
+        state
+            .services
+            .set_member_role(&caller.actor, p.id("org")?, p.id("user")?, body.role)
+            .await?,
+    ))
+}
+
+/// Remove a member (or leave, with your own id).
+#[utoipa::path(delete, path = "/orgs/{org}/members/{user}", tag = "orgs", params(("org" = String, Path, format = Uuid), ("user" = String, Path, format = Uuid)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn remove_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+) -> ApiResult<StatusCode> {
+    state
+        .services
+        .remove_member(&caller.actor, p.id("org")?, p.id("user")?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Teams of an org.
+#[utoipa::path(get, path = "/orgs/{org}/teams", tag = "orgs", params(("org" = String, Path, format = Uuid)),
+    responses((status = 200, body = List<Team>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_teams(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+) -> ApiResult<Json<List<Team>>> {
+    Ok(Json(List::all(
+        state.services.teams(&caller.actor, p.id("org")?).await?,
+    )))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTeam {
+    #[schema(value_type = String)]
+    name: Name,
+}
+
+/// Create a team (owners and admins).
+#[utoipa::path(post, path = "/orgs/{org}/teams", tag = "orgs", params(("org" = String, Path, format = Uuid)), request_body = CreateTeam,
+    responses((status = 201, body = Team), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_team(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+    ApiJson(body): ApiJson<CreateTeam>,
+) -> ApiResult<(StatusCode, Json<Team>)> {
+    let team = state
+        .services
+        .create_team(&caller.actor, p.id("org")?, body.name)
+        .await?;
+    Ok((StatusCode::CREATED, Json(team)))
+}
+
+/// Add an org member to a team.
+#[utoipa::path(post, path = "/orgs/{org}/teams/{team}/members/{user}", tag = "orgs",
+    params(("org" = String, Path, format = Uuid), ("team" = String, Path, format = Uuid), ("user" = String, Path, format = Uuid)),
+    responses((status = 200, body = Team), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn add_team_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+) -> ApiResult<Json<Team>> {
+    let team: TeamId = p.id("team")?;
+    Ok(Json(
+        state
+            .services
+            .add_team_member(&caller.actor, p.id("org")?, team, p.id("user")?)
+            .await?,
+    ))
+}
+
+/// Remove someone from a team.
+#[utoipa::path(delete, path = "/orgs/{org}/teams/{team}/members/{user}", tag = "orgs",
+    params(("org" = String, Path, format = Uuid), ("team" = String, Path, format = Uuid), ("user" = String, Path, format = Uuid)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn remove_team_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+) -> ApiResult<StatusCode> {
+    let team: TeamId = p.id("team")?;
+    state
+        .services
+        .remove_team_member(&caller.actor, p.id("org")?, team, p.id("user")?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who can do what in the org, computed from the policy module.
+#[utoipa::path(get, path = "/orgs/{org}/permissions/matrix", tag = "orgs", params(("org" = String, Path, format = Uuid)),
+    responses((status = 200, body = PermissionsMatrix), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn permissions_matrix(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+) -> ApiResult<Json<PermissionsMatrix>> {
+    Ok(Json(
+        state
+            .services
+            .permissions_matrix(&caller.actor, p.id("org")?)
+            .await?,
+    ))
+}

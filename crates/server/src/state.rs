@@ -1,0 +1,40 @@
+//! Shared state handed to every handler: the services and the request-level settings derived
+//! from configuration once at start.
+
+use conclave_core::service::Services;
+use ipnet::IpNet;
+use secrecy::SecretString;
+use std::ops::Deref;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState(Arc<StateInner>);
+
+pub struct StateInner {
+    pub services: Services,
+    /// Management token, valid only on `/api/v1/admin/*`.
+    pub admin_token: Option<SecretString>,
+    /// The access-token gate (AUTH-9).
+    pub access_token: Option<SecretString>,
+    pub public_url: String,
+    /// Cookies get `Secure` when the public URL is https.
+    pub secure_cookies: bool,
+    pub trusted_proxies: Vec<IpNet>,
+    pub min_client_version: Option<semver::Version>,
+    pub registration: conclave_core::types::RegistrationMode,
+    pub server_version: &'static str,
+}
+
+impl AppState {
+    #[must_use]
+    pub fn new(inner: StateInner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl Deref for AppState {
+    type Target = StateInner;
+    fn deref(&self) -> &StateInner {
+        &self.0
+    }
+}

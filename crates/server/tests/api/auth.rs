@@ -1,0 +1,553 @@
+//! AUTH-1, AUTH-2, AUTH-3, AUTH-8, AUTH-9, CORE-1 bootstrap: every way to authenticate and every
+//! way it fails.
+
+use crate::both_backends;
+use crate::helpers::*;
+use reqwest::Method;
+use serde_json::json;
+
+both_backends!(
+    bootstrap_works_once,
+    login_failures_look_alike,
+    registration_modes_and_password_rules,
+    broken_revoked_and_expired_tokens_are_refused,
+    sessions_list_revoke_and_password_change,
+    cookie_sessions_need_csrf,
+    management_token_only_on_admin_routes,
+    disabling_a_user_revokes_access,
+);
+
+async fn bootstrap_works_once(app: TestApp) {
+    let wrong = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/bootstrap",
+            None,
+            Some(json!({"bootstrap_token": "nope", "username": "first", "password": PASSWORD})),
+        )
+        .await;
+    wrong.expect_error(401, "invalid_bootstrap_token");
+    let admin = app.bootstrap().await;
+    let me = app.get("/api/v1/users/@me", &admin.token).await.expect(200);
+    assert_eq!(me.body["server_admin"], true);
+    let again = app
+        .call(Method::POST, "/api/v1/auth/bootstrap", None, Some(json!({"bootstrap_token": BOOTSTRAP_TOKEN, "username": "second", "password": PASSWORD})))
+        .await;
+    again.expect_error(410, "bootstrap_used");
+    // Nothing was written by the refused attempts.
+    app.login("second", PASSWORD)
+        .await
+        .expect_error(401, "invalid_credentials");
+}
+
+async fn login_failures_look_alike(app: TestApp) {
+    let alice = app.user("alice").await;
+    let wrong_pw = app
+        .login("alice", "not the right passphrase")
+        .await
+        .expect_error(401, "invalid_credentials");
+    let unknown = app
+        .login("nobody-here", "not the right passphrase")
+        .await
+        .expect_error(401, "invalid_credentials");
+    assert_eq!(
+        wrong_pw.body["error"]["message"],
+        unknown.body["error"]["message"]
+    );
+    // Usernames are case-insensitive for login; the session token is prefixed and opaque.
+    let ok = app.login("ALICE", PASSWORD).await.expect(200);
+    assert!(ok.body["token"].as_str().unwrap().starts_with("cnv_s_"));
+    assert_eq!(ok.body["user"]["id"], alice.id.as_str());
+    assert!(ok.body["user"].get("password_hash").is_none());
+    // Malformed login bodies.
+    app.call(
+        Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"username": "alice"})),
+    )
+    .await
+    .expect_error(422, "missing_field");
+}
+
+async fn registration_modes_and_password_rules(app: TestApp) {
+    let r = |body| app.call(Method::POST, "/api/v1/auth/register", None, Some(body));
+    r(json!({"username": "bob", "password": "short"}))
+        .await
+        .expect_error(422, "invalid_value");
+    let common = r(json!({"username": "bob", "password": "password123456"}))
+        .await
+        .expect(422);
+    assert_eq!(common.field(), Some("/password"));
+    assert!(
+        !common.body.to_string().contains("password123456"),
+        "the password is never echoed"
+    );
+    r(json!({"username": "b o b", "password": PASSWORD}))
+        .await
+        .expect(422);
+    r(json!({"username": "bob", "password": PASSWORD}))
+        .await
+        .expect(201);
+    r(json!({"username": "BOB", "password": PASSWORD}))
+        .await
+        .expect_error(409, "username_taken");
+
+    // Closed registration.
+    let closed = spawn_app_with(app.backend, |c| {
+        c.registration = conclave_core::types::RegistrationMode::Closed
+    })
+    .await
+    .unwrap();
+    closed
+        .call(
+            Method::POST,
+            "/api/v1/auth/register",
+            None,
+            Some(json!({"username": "carol", "password": PASSWORD})),
+        )
+        .await
+        .expect_error(403, "registration_closed");
+
+    // Invite-only registration: a code is required, and it joins the org.
+    let inv = spawn_app_with(app.backend, |c| {
+        c.registration = conclave_core::types::RegistrationMode::Invite
+    })
+    .await
+    .unwrap();
+    let admin = inv.bootstrap().await;
+    let org = inv.org(&admin, "Acme").await;
+    inv.call(
+        Method::POST,
+        "/api/v1/auth/register",
+        None,
+        Some(json!({"username": "dave", "password": PASSWORD})),
+    )
+    .await
+    .expect_error(422, "required");
+    let code = inv
+        .post(
+            &format!("/api/v1/orgs/{org}/invites"),
+            &admin.token,
+            json!({"max_uses": 1}),
+        )
+        .await
+        .expect(201)
+        .body["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    inv.call(
+        Method::POST,
+        "/api/v1/auth/register",
+        None,
+        Some(json!({"username": "dave", "password": PASSWORD, "invite_code": "cnv_inv_bogus"})),
+    )
+    .await
+    .expect_error(422, "invite_invalid");
+    inv.call(
+        Method::POST,
+        "/api/v1/auth/register",
+        None,
+        Some(json!({"username": "dave", "password": PASSWORD, "invite_code": code})),
+    )
+    .await
+    .expect(201);
+    let dave = inv.login("dave", PASSWORD).await.expect(200).body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let orgs = inv.get("/api/v1/orgs", &dave).await.expect(200);
+    assert_eq!(orgs.body["items"][0]["id"], org.as_str());
+    assert_eq!(orgs.body["items"][0]["role"], "member");
+    // The single use is spent.
+    inv.call(
+        Method::POST,
+        "/api/v1/auth/register",
+        None,
+        Some(json!({"username": "erin", "password": PASSWORD, "invite_code": code})),
+    )
+    .await
+    .expect_error(422, "invite_invalid");
+    inv.login("erin", PASSWORD).await.expect(401);
+}
+
+async fn broken_revoked_and_expired_tokens_are_refused(app: TestApp) {
+    let alice = app.user("alice").await;
+    app.call(Method::GET, "/api/v1/users/@me", None, None)
+        .await
+        .expect_error(401, "unauthenticated");
+    // One character changed: the checksum fails without a lookup.
+    let mut broken = alice.token.clone();
+    let last = broken.pop().unwrap();
+    broken.push(if last == '0' { '1' } else { '0' });
+    app.get("/api/v1/users/@me", &broken)
+        .await
+        .expect_error(401, "invalid_token");
+    app.get("/api/v1/users/@me", "garbage")
+        .await
+        .expect_error(401, "invalid_token");
+    let basic = app
+        .send(
+            app.client
+                .get(app.url("/api/v1/users/@me"))
+                .basic_auth("alice", Some(PASSWORD)),
+        )
+        .await;
+    basic.expect_error(401, "unsupported_scheme");
+    // A well-formed token that was never issued.
+    let forged = conclave_core::token::generate(conclave_core::token::TokenKind::Session);
+    app.get(
+        "/api/v1/users/@me",
+        secrecy::ExposeSecret::expose_secret(&forged),
+    )
+    .await
+    .expect_error(401, "invalid_token");
+    // Logout revokes.
+    app.call(
+        Method::POST,
+        "/api/v1/auth/logout",
+        Some(&alice.token),
+        None,
+    )
+    .await
+    .expect(204);
+    app.get("/api/v1/users/@me", &alice.token)
+        .await
+        .expect_error(401, "invalid_token");
+    // Idle expiry: 7 days without use.
+    let t = app.login("alice", PASSWORD).await.body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.get("/api/v1/users/@me", &t).await.expect(200);
+    app.clock.advance(chrono::Duration::days(6));
+    app.get("/api/v1/users/@me", &t).await.expect(200);
+    app.clock.advance(chrono::Duration::days(6));
+    app.get("/api/v1/users/@me", &t).await.expect(200);
+    app.clock.advance(chrono::Duration::days(8));
+    app.get("/api/v1/users/@me", &t)
+        .await
+        .expect_error(401, "invalid_token");
+    // Absolute expiry: 30 days even when used daily.
+    let t = app.login("alice", PASSWORD).await.body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..29 {
+        app.clock.advance(chrono::Duration::days(1));
+        app.get("/api/v1/users/@me", &t).await.expect(200);
+    }
+    app.clock.advance(chrono::Duration::days(1));
+    app.get("/api/v1/users/@me", &t)
+        .await
+        .expect_error(401, "invalid_token");
+}
+
+async fn sessions_list_revoke_and_password_change(app: TestApp) {
+    let alice = app.user("alice").await;
+    let second = app.login("alice", PASSWORD).await.body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let third = app.login("alice", PASSWORD).await.body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let list = app
+        .get("/api/v1/auth/sessions", &alice.token)
+        .await
+        .expect(200);
+    let items = list.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    assert_eq!(items.iter().filter(|s| s["current"] == true).count(), 1);
+    assert!(items[0]["ip"].as_str().is_some_and(|ip| ip == "127.0.0.1"));
+    assert!(
+        !list.body.to_string().contains("cnv_s_"),
+        "tokens are never listed"
+    );
+    // Revoke one (the second) by id.
+    let me_second = app.get("/api/v1/auth/session", &second).await.expect(200);
+    let second_id = me_second.body["session"]["id"].as_str().unwrap().to_owned();
+    // Another user cannot revoke it.
+    let bob = app.user("bob").await;
+    app.delete(&format!("/api/v1/auth/sessions/{second_id}"), &bob.token)
+        .await
+        .expect_error(404, "not_found");
+    app.delete("/api/v1/auth/sessions/not-a-uuid", &alice.token)
+        .await
+        .expect_error(400, "invalid_id");
+    app.delete(&format!("/api/v1/auth/sessions/{second_id}"), &alice.token)
+        .await
+        .expect(204);
+    app.get("/api/v1/users/@me", &second).await.expect(401);
+    app.get("/api/v1/users/@me", &third).await.expect(200);
+    // Revoke others.
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/sessions/revoke-others",
+            Some(&alice.token),
+            None,
+        )
+        .await
+        .expect(200);
+    assert_eq!(r.body["revoked"], 1);
+    app.get("/api/v1/users/@me", &third).await.expect(401);
+    // Password change: wrong current password is refused and changes nothing.
+    let other = app.login("alice", PASSWORD).await.body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bad = app
+        .post("/api/v1/auth/password", &alice.token, json!({"current_password": "wrong one entirely", "new_password": "another long passphrase"}))
+        .await
+        .expect_error(422, "incorrect");
+    assert_eq!(bad.field(), Some("/current_password"));
+    app.get("/api/v1/users/@me", &other).await.expect(200);
+    app.post(
+        "/api/v1/auth/password",
+        &alice.token,
+        json!({"current_password": PASSWORD, "new_password": "short"}),
+    )
+    .await
+    .expect(422);
+    app.post(
+        "/api/v1/auth/password",
+        &alice.token,
+        json!({"current_password": PASSWORD, "new_password": "another long passphrase"}),
+    )
+    .await
+    .expect(204);
+    app.get("/api/v1/users/@me", &other).await.expect(401);
+    app.get("/api/v1/users/@me", &alice.token).await.expect(200);
+    app.login("alice", PASSWORD).await.expect(401);
+    app.login("alice", "another long passphrase")
+        .await
+        .expect(200);
+}
+
+async fn cookie_sessions_need_csrf(app: TestApp) {
+    let _ = app.user("alice").await;
+    let res = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "alice", "password": PASSWORD, "cookie": true})),
+        )
+        .await
+        .expect(200);
+    assert!(
+        res.body.get("token").is_none(),
+        "cookie logins do not return the token"
+    );
+    let csrf = res.body["csrf_token"].as_str().unwrap().to_owned();
+    let set_cookie = res
+        .headers
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(set_cookie.starts_with("conclave_session=cnv_s_"));
+    assert!(
+        set_cookie.contains("HttpOnly")
+            && set_cookie.contains("SameSite=Strict")
+            && set_cookie.contains("Path=/")
+    );
+    assert!(
+        !set_cookie.contains("Secure"),
+        "plain-HTTP public URL: no Secure flag"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let with_cookie = |m: Method, p: &str| {
+        app.client
+            .request(m, app.url(p))
+            .header("cookie", cookie.clone())
+    };
+    // Reads need no CSRF token; the session endpoint gives it back after a reload.
+    let s = app
+        .send(with_cookie(Method::GET, "/api/v1/auth/session"))
+        .await
+        .expect(200);
+    assert_eq!(s.body["csrf_token"], csrf.as_str());
+    // Writes without it, or with a wrong one, are refused and write nothing.
+    app.send(with_cookie(Method::POST, "/api/v1/orgs").json(&json!({"name": "X"})))
+        .await
+        .expect_error(403, "csrf_failed");
+    app.send(
+        with_cookie(Method::POST, "/api/v1/orgs")
+            .header("x-csrf-token", "wrong")
+            .json(&json!({"name": "X"})),
+    )
+    .await
+    .expect_error(403, "csrf_failed");
+    let orgs = app
+        .send(with_cookie(Method::GET, "/api/v1/orgs"))
+        .await
+        .expect(200);
+    assert_eq!(orgs.body["items"].as_array().unwrap().len(), 0);
+    app.send(
+        with_cookie(Method::POST, "/api/v1/orgs")
+            .header("x-csrf-token", &csrf)
+            .json(&json!({"name": "X"})),
+    )
+    .await
+    .expect(201);
+    // Logout clears the cookie and ends the session.
+    let out = app
+        .send(with_cookie(Method::POST, "/api/v1/auth/logout").header("x-csrf-token", &csrf))
+        .await
+        .expect(204);
+    assert!(out
+        .headers
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    app.send(with_cookie(Method::GET, "/api/v1/auth/session"))
+        .await
+        .expect_error(401, "invalid_token");
+}
+
+async fn management_token_only_on_admin_routes(app: TestApp) {
+    let list = app
+        .get("/api/v1/admin/users", ADMIN_TOKEN)
+        .await
+        .expect(200);
+    assert!(list.body["items"].is_array());
+    // Not valid anywhere else.
+    app.get("/api/v1/users/@me", ADMIN_TOKEN)
+        .await
+        .expect_error(401, "invalid_token");
+    app.get("/api/v1/admin/users", "wrong-management-token")
+        .await
+        .expect_error(401, "invalid_token");
+    // A normal user's session is refused by the admin API; a server admin's works.
+    let alice = app.user("alice").await;
+    app.get("/api/v1/admin/users", &alice.token)
+        .await
+        .expect_error(403, "forbidden");
+    let admin = app.bootstrap().await;
+    app.get("/api/v1/admin/users", &admin.token)
+        .await
+        .expect(200);
+    // The management token creates users even when registration is closed.
+    app.post(
+        "/api/v1/admin/users",
+        ADMIN_TOKEN,
+        json!({"username": "made-by-ops", "password": PASSWORD}),
+    )
+    .await
+    .expect(201);
+    app.login("made-by-ops", PASSWORD).await.expect(200);
+
+    // The access-token gate (AUTH-9).
+    let gated = spawn_app_with(app.backend, |c| {
+        c.access_token = Some(secrecy::SecretString::from("gate-token-value"))
+    })
+    .await
+    .unwrap();
+    let caps = gated
+        .call(Method::GET, "/api/v1/capabilities", None, None)
+        .await
+        .expect(200);
+    assert_eq!(caps.body["auth"]["access_token_gate"], true);
+    let u = gated.user("gina").await; // login itself is not gated: it carries no credential
+    gated
+        .get("/api/v1/users/@me", &u.token)
+        .await
+        .expect_error(401, "access_token_required");
+    let wrong = gated
+        .client
+        .get(gated.url("/api/v1/users/@me"))
+        .bearer_auth(&u.token)
+        .header("x-api-access-token", "nope");
+    gated
+        .send(wrong)
+        .await
+        .expect_error(401, "access_token_required");
+    let ok = gated
+        .client
+        .get(gated.url("/api/v1/users/@me"))
+        .bearer_auth(&u.token)
+        .header("x-api-access-token", "gate-token-value");
+    gated.send(ok).await.expect(200);
+    gated
+        .get("/api/v1/admin/users", ADMIN_TOKEN)
+        .await
+        .expect_error(401, "access_token_required");
+    // First-party cookie sessions are exempt.
+    let res = gated
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "gina", "password": PASSWORD, "cookie": true})),
+        )
+        .await
+        .expect(200);
+    let cookie = res
+        .headers
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    gated
+        .send(
+            gated
+                .client
+                .get(gated.url("/api/v1/users/@me"))
+                .header("cookie", cookie),
+        )
+        .await
+        .expect(200);
+}
+
+async fn disabling_a_user_revokes_access(app: TestApp) {
+    let admin = app.bootstrap().await;
+    let alice = app.user("alice").await;
+    app.patch(
+        &format!("/api/v1/admin/users/{}", alice.id),
+        &alice.token,
+        json!({"disabled": true}),
+    )
+    .await
+    .expect_error(403, "forbidden");
+    app.patch(
+        &format!("/api/v1/admin/users/{}", admin.id),
+        &admin.token,
+        json!({"disabled": true}),
+    )
+    .await
+    .expect_error(409, "cannot_demote_self");
+    let u = app
+        .patch(
+            &format!("/api/v1/admin/users/{}", alice.id),
+            ADMIN_TOKEN,
+            json!({"disabled": true}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(u.body["disabled"], true);
+    app.get("/api/v1/users/@me", &alice.token)
+        .await
+        .expect_error(401, "invalid_token");
+    app.login("alice", PASSWORD)
+        .await
+        .expect_error(403, "account_disabled");
+    app.patch(
+        &format!("/api/v1/admin/users/{}", alice.id),
+        ADMIN_TOKEN,
+        json!({"disabled": false}),
+    )
+    .await
+    .expect(200);
+    app.login("alice", PASSWORD).await.expect(200);
+}

@@ -1,0 +1,352 @@
+//! `spawn_app`: a real server on port 0 with a fresh database (a temp SQLite file, or a new
+//! PostgreSQL database), a manual clock, and helpers that speak HTTP to it like a client would.
+
+use conclave_core::ManualClock;
+use conclave_server::config::Config;
+use conclave_server::Application;
+use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub const ADMIN_TOKEN: &str = "test-management-token-0123456789abcdef";
+pub const BOOTSTRAP_TOKEN: &str = "test-bootstrap-token";
+pub const PASSWORD: &str = "a long and unusual passphrase";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub backend: Backend,
+    _data: TempDir,
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A signed-in test user.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub token: String,
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("CONCLAVE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into())
+}
+
+/// A fresh PostgreSQL database, or `None` (after saying so) when PostgreSQL is unreachable
+/// outside CI. Under `CI=true` an unreachable PostgreSQL fails the test.
+async fn fresh_postgres_db() -> Option<String> {
+    use sqlx::Connection;
+    let admin = postgres_admin_url();
+    let mut conn = match sqlx::PgConnection::connect(&admin).await {
+        Ok(c) => c,
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("PostgreSQL is required under CI=true but unreachable at {admin}: {e}");
+            }
+            eprintln!("SKIPPED (postgres unreachable: {e})");
+            return None;
+        }
+    };
+    let name = format!("conclave_api_{}", uuid::Uuid::now_v7().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let (prefix, _) = admin.rsplit_once('/').expect("database url has a path");
+    Some(format!("{prefix}/{name}"))
+}
+
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Spawns the app after `tweak` adjusts the configuration.
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    let dir = std::env::temp_dir().join(format!("conclave-test-{}", uuid::Uuid::now_v7()));
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".into();
+    config.data_dir = dir.clone();
+    config.admin_token = Some(SecretString::from(ADMIN_TOKEN));
+    config.bootstrap_token = Some(SecretString::from(BOOTSTRAP_TOKEN));
+    config.registration = conclave_core::types::RegistrationMode::Open;
+    config.cors_origins = vec!["https://allowed.example".into()];
+    config.database_url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(fresh_postgres_db().await?),
+    };
+    tweak(&mut config);
+    let clock = Arc::new(ManualClock::default());
+    let app = Application::build(config, clock.clone())
+        .await
+        .expect("the app builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    Some(TestApp {
+        base,
+        client,
+        clock,
+        backend,
+        _data: TempDir(dir),
+    })
+}
+
+/// Runs one test body against both backends, as two `#[tokio::test]`s.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// A response: status, headers and JSON body (`Null` when empty or not JSON).
+pub struct Res {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Res {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+    pub fn field(&self) -> Option<&str> {
+        self.body["error"]["field"].as_str()
+    }
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        self
+    }
+    #[track_caller]
+    pub fn expect_error(self, status: u16, code: &str) -> Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        assert_eq!(
+            self.code(),
+            code,
+            "unexpected error code; body: {}",
+            self.body
+        );
+        assert!(
+            self.body["error"]["message"].is_string(),
+            "error has a message: {}",
+            self.body
+        );
+        assert!(
+            self.body["error"]["request_id"]
+                .as_str()
+                .is_some_and(|r| !r.is_empty()),
+            "error has a request id"
+        );
+        self
+    }
+    pub fn id(&self) -> String {
+        self.body["id"].as_str().expect("an id").to_owned()
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn send(&self, rb: reqwest::RequestBuilder) -> Res {
+        let res = rb.send().await.expect("request sent");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Res {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A JSON request with an optional bearer token.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Res {
+        let mut rb = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        self.send(rb).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Res {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Res {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Res {
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+    pub async fn delete(&self, path: &str, token: &str) -> Res {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// The first server admin, signed in.
+    pub async fn bootstrap(&self) -> User {
+        let res = self
+            .call(
+                Method::POST,
+                "/api/v1/auth/bootstrap",
+                None,
+                Some(json!({"bootstrap_token": BOOTSTRAP_TOKEN, "username": "root-admin", "password": PASSWORD})),
+            )
+            .await
+            .expect(201);
+        User {
+            id: res.body["user"]["id"].as_str().unwrap().into(),
+
+            token: res.body["token"].as_str().unwrap().into(),
+        }
+    }
+
+    /// Registers (open registration) and signs in a new user.
+    pub async fn user(&self, username: &str) -> User {
+        let res = self
+            .call(
+                Method::POST,
+                "/api/v1/auth/register",
+                None,
+                Some(json!({"username": username, "password": PASSWORD})),
+            )
+            .await
+            .expect(201);
+        let id = res.body["user"]["id"].as_str().unwrap().to_owned();
+        let token = self.login(username, PASSWORD).await.expect(200).body["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        User { id, token }
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Res {
+        self.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": username, "password": password})),
+        )
+        .await
+    }
+
+    /// An org owned by `owner`.
+    pub async fn org(&self, owner: &User, name: &str) -> String {
+        self.post("/api/v1/orgs", &owner.token, json!({"name": name}))
+            .await
+            .expect(201)
+            .id()
+    }
+
+    pub async fn add_member(&self, org: &str, by: &User, who: &User, role: &str) {
+        self.post(
+            &format!("/api/v1/orgs/{org}/members"),
+            &by.token,
+            json!({"user_id": who.id, "role": role}),
+        )
+        .await
+        .expect(201);
+    }
+
+    /// A group conversation in `org` created by `owner` with `others`.
+    pub async fn group(
+        &self,
+        org: &str,
+        owner: &User,
+        others: &[&User],
+        visibility: Value,
+    ) -> String {
+        let ids: Vec<&str> = others.iter().map(|u| u.id.as_str()).collect();
+        self.post(
+            &format!("/api/v1/orgs/{org}/conversations"),
+            &owner.token,
+            json!({"kind": "group", "name": "General", "visibility": visibility, "participant_ids": ids}),
+        )
+        .await
+        .expect(201)
+        .id()
+    }
+
+    pub async fn send_message(&self, conv: &str, by: &User, content: &str) -> Res {
+        self.post(
+            &format!("/api/v1/conversations/{conv}/messages"),
+            &by.token,
+            json!({"content": content}),
+        )
+        .await
+    }
+
+    /// How many messages a participant sees (for "nothing was written" checks).
+    pub async fn message_count(&self, conv: &str, by: &User) -> usize {
+        self.get(
+            &format!("/api/v1/conversations/{conv}/messages?limit=100"),
+            &by.token,
+        )
+        .await
+        .expect(200)
+        .body["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    }
+}

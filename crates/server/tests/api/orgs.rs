@@ -1,0 +1,546 @@
+//! AZ-1, AZ-2, AZ-6: orgs, roles, invites, teams, the matrix, and that nothing crosses orgs.
+
+use crate::both_backends;
+use crate::helpers::*;
+use serde_json::json;
+
+both_backends!(
+    orgs_are_isolated,
+    roles_decide_who_manages_members,
+    last_owner_is_protected_and_ownership_transfers,
+    invites_join_and_expire,
+    teams_belong_to_one_org,
+    matrix_reflects_policy,
+    removing_a_member_removes_their_participations,
+);
+
+async fn orgs_are_isolated(app: TestApp) {
+    let alice = app.user("alice").await;
+    let mallory = app.user("mallory").await;
+    let org = app.org(&alice, "Acme").await;
+    let other = app.org(&mallory, "Evil").await;
+    let got = app
+        .get(&format!("/api/v1/orgs/{org}"), &alice.token)
+        .await
+        .expect(200);
+    assert_eq!(got.body["role"], "owner");
+    assert_eq!(got.body["name"], "Acme");
+    // Every org route answers 404 to a non-member: existence is not leaked.
+    for path in [
+        format!("/api/v1/orgs/{org}"),
+        format!("/api/v1/orgs/{org}/members"),
+        format!("/api/v1/orgs/{org}/teams"),
+        format!("/api/v1/orgs/{org}/permissions/matrix"),
+    ] {
+        app.get(&path, &mallory.token)
+            .await
+            .expect_error(404, "not_found");
+    }
+    app.patch(
+        &format!("/api/v1/orgs/{org}"),
+        &mallory.token,
+        json!({"name": "Pwned"}),
+    )
+    .await
+    .expect_error(404, "not_found");
+    app.delete(&format!("/api/v1/orgs/{org}"), &mallory.token)
+        .await
+        .expect_error(404, "not_found");
+    app.post(
+        &format!("/api/v1/orgs/{org}/members"),
+        &mallory.token,
+        json!({"user_id": mallory.id, "role": "owner"}),
+    )
+    .await
+    .expect_error(404, "not_found");
+    app.post(
+        &format!("/api/v1/orgs/{org}/invites"),
+        &mallory.token,
+        json!({}),
+    )
+    .await
+    .expect_error(404, "not_found");
+    app.post(
+        &format!("/api/v1/orgs/{org}/conversations"),
+        &mallory.token,
+        json!({"kind": "group", "name": "x"}),
+    )
+    .await
+    .expect_error(404, "not_found");
+    // A random id is indistinguishable from another org's id.
+    let random = uuid::Uuid::now_v7();
+    let a = app
+        .get(&format!("/api/v1/orgs/{random}"), &mallory.token)
+        .await
+        .expect(404);
+    let b = app
+        .get(&format!("/api/v1/orgs/{org}"), &mallory.token)
+        .await
+        .expect(404);
+    assert_eq!(a.body["error"]["message"], b.body["error"]["message"]);
+    // Lists show only one's own orgs; a user outside both orgs can't see alice's profile.
+    let list = app.get("/api/v1/orgs", &mallory.token).await.expect(200);
+    let ids: Vec<&str> = list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![other.as_str()]);
+    app.get(&format!("/api/v1/users/{}", alice.id), &mallory.token)
+        .await
+        .expect_error(404, "not_found");
+    app.add_member(&org, &alice, &mallory, "member").await;
+    let profile = app
+        .get(&format!("/api/v1/users/{}", alice.id), &mallory.token)
+        .await
+        .expect(200);
+    assert_eq!(profile.body["username"], "alice");
+    assert!(
+        profile.body.get("email").is_none(),
+        "other people's e-mail is private"
+    );
+}
+
+async fn roles_decide_who_manages_members(app: TestApp) {
+    let owner = app.user("owner").await;
+    let admin = app.user("admin1").await;
+    let member = app.user("member1").await;
+    let viewer = app.user("viewer1").await;
+    let newbie = app.user("newbie").await;
+    let org = app.org(&owner, "Acme").await;
+    app.add_member(&org, &owner, &admin, "admin").await;
+    app.add_member(&org, &owner, &member, "member").await;
+    app.add_member(&org, &admin, &viewer, "viewer").await;
+    let members = format!("/api/v1/orgs/{org}/members");
+    // Members and viewers cannot add people; admins cannot grant owner.
+    app.post(
+        &members,
+        &member.token,
+        json!({"user_id": newbie.id, "role": "member"}),
+    )
+    .await
+    .expect_error(403, "forbidden");
+    app.post(
+        &members,
+        &viewer.token,
+        json!({"user_id": newbie.id, "role": "member"}),
+    )
+    .await
+    .expect_error(403, "forbidden");
+    app.post(
+        &members,
+        &admin.token,
+        json!({"user_id": newbie.id, "role": "owner"}),
+    )
+    .await
+    .expect_error(403, "forbidden");
+    app.post(
+        &members,
+        &admin.token,
+        json!({"user_id": newbie.id, "role": "superuser"}),
+    )
+    .await
+    .expect(422);
+    app.post(
+        &members,
+        &admin.token,
+        json!({"username": "newbie", "role": "member"}),
+    )
+    .await
+    .expect(201);
+    app.post(
+        &members,
+        &admin.token,
+        json!({"username": "newbie", "role": "member"}),
+    )
+    .await
+    .expect_error(409, "already_member");
+    app.post(
+        &members,
+        &admin.token,
+        json!({"username": "ghost-user", "role": "member"}),
+    )
+    .await
+    .expect_error(404, "not_found");
+    // Admins cannot touch owners; members cannot change roles.
+    app.patch(
+        &format!("{members}/{}", owner.id),
+        &admin.token,
+        json!({"role": "member"}),
+    )
+    .await
+    .expect_error(403, "forbidden");
+    app.patch(
+        &format!("{members}/{}", viewer.id),
+        &member.token,
+        json!({"role": "admin"}),
+    )
+    .await
+    .expect_error(403, "forbidden");
+    let m = app
+        .patch(
+            &format!("{members}/{}", viewer.id),
+            &admin.token,
+            json!({"role": "member"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(m.body["role"], "member");
+    // Viewers cannot change org settings; admins can.
+    app.patch(
+        &format!("/api/v1/orgs/{org}"),
+        &member.token,
+        json!({"name": "Nope"}),
+    )
+    .await
+    .expect_error(403, "forbidden");
+    let o = app
+        .patch(
+            &format!("/api/v1/orgs/{org}"),
+            &admin.token,
+            json!({"name": "Acme Inc", "message_retention_days": 30, "erasure": "anonymise"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(o.body["name"], "Acme Inc");
+    assert_eq!(o.body["message_retention_days"], 30);
+    app.patch(
+        &format!("/api/v1/orgs/{org}"),
+        &admin.token,
+        json!({"message_retention_days": 0}),
+    )
+    .await
+    .expect(422);
+    let cleared = app
+        .patch(
+            &format!("/api/v1/orgs/{org}"),
+            &admin.token,
+            json!({"message_retention_days": null}),
+        )
+        .await
+        .expect(200);
+    assert!(cleared.body["message_retention_days"].is_null());
+    // Nobody has 2FA yet, so nobody can require it.
+    app.patch(
+        &format!("/api/v1/orgs/{org}"),
+        &owner.token,
+        json!({"require_2fa": true}),
+    )
+    .await
+    .expect_error(409, "mfa_required_for_owner");
+    // Only owners delete.
+    app.delete(&format!("/api/v1/orgs/{org}"), &admin.token)
+        .await
+        .expect_error(403, "forbidden");
+    // Any member may leave.
+    app.delete(&format!("{members}/{}", member.id), &member.token)
+        .await
+        .expect(204);
+    app.get(&format!("/api/v1/orgs/{org}"), &member.token)
+        .await
+        .expect(404);
+    app.delete(&format!("/api/v1/orgs/{org}"), &owner.token)
+        .await
+        .expect(204);
+    app.get(&format!("/api/v1/orgs/{org}"), &owner.token)
+        .await
+        .expect(404);
+}
+
+async fn last_owner_is_protected_and_ownership_transfers(app: TestApp) {
+    let owner = app.user("owner").await;
+    let admin = app.user("admin1").await;
+    let org = app.org(&owner, "Acme").await;
+    app.add_member(&org, &owner, &admin, "admin").await;
+    let members = format!("/api/v1/orgs/{org}/members");
+    app.patch(
+        &format!("{members}/{}", owner.id),
+        &owner.token,
+        json!({"role": "admin"}),
+    )
+    .await
+    .expect_error(409, "last_owner");
+    app.delete(&format!("{members}/{}", owner.id), &owner.token)
+        .await
+        .expect_error(409, "last_owner");
+    app.post(
+        &format!("/api/v1/orgs/{org}/transfer"),
+        &admin.token,
+        json!({"user_id": admin.id}),
+    )
+    .await
+    .expect_error(403, "forbidden");
+    let stranger = app.user("stranger").await;
+    app.post(
+        &format!("/api/v1/orgs/{org}/transfer"),
+        &owner.token,
+        json!({"user_id": stranger.id}),
+    )
+    .await
+    .expect_error(422, "not_a_member");
+    app.post(
+        &format!("/api/v1/orgs/{org}/transfer"),
+        &owner.token,
+        json!({"user_id": admin.id}),
+    )
+    .await
+    .expect(204);
+    assert_eq!(
+        app.get(&format!("/api/v1/orgs/{org}"), &admin.token)
+            .await
+            .body["role"],
+        "owner"
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/orgs/{org}"), &owner.token)
+            .await
+            .body["role"],
+        "admin"
+    );
+    // Two owners: one may step down.
+    app.patch(
+        &format!("{members}/{}", owner.id),
+        &admin.token,
+        json!({"role": "owner"}),
+    )
+    .await
+    .expect(200);
+    app.patch(
+        &format!("{members}/{}", owner.id),
+        &owner.token,
+        json!({"role": "member"}),
+    )
+    .await
+    .expect(200);
+}
+
+async fn invites_join_and_expire(app: TestApp) {
+    let owner = app.user("owner").await;
+    let member = app.user("member1").await;
+    let org = app.org(&owner, "Acme").await;
+    app.add_member(&org, &owner, &member, "member").await;
+    let invites = format!("/api/v1/orgs/{org}/invites");
+    app.post(&invites, &member.token, json!({}))
+        .await
+        .expect_error(403, "forbidden");
+    app.post(&invites, &owner.token, json!({"max_uses": 0}))
+        .await
+        .expect(422);
+    app.post(
+        &invites,
+        &owner.token,
+        json!({"expires_at": "2001-01-01T00:00:00Z"}),
+    )
+    .await
+    .expect(422);
+    app.post(&invites, &owner.token, json!({"expires_at": "yesterday"}))
+        .await
+        .expect(422);
+    let inv = app
+        .post(
+            &invites,
+            &owner.token,
+            json!({"role": "viewer", "max_uses": 2}),
+        )
+        .await
+        .expect(201);
+    let code = inv.body["code"].as_str().unwrap().to_owned();
+    assert!(code.starts_with("cnv_inv_"));
+    assert_eq!(inv.body["role"], "viewer");
+    let joiner = app.user("joiner").await;
+    let joined = app
+        .post("/api/v1/orgs/join", &joiner.token, json!({"code": code}))
+        .await
+        .expect(200);
+    assert_eq!(joined.body["role"], "viewer");
+    app.post("/api/v1/orgs/join", &joiner.token, json!({"code": code}))
+        .await
+        .expect_error(409, "already_member");
+    app.post(
+        "/api/v1/orgs/join",
+        &joiner.token,
+        json!({"code": "cnv_inv_nonsense"}),
+    )
+    .await
+    .expect_error(422, "invite_invalid");
+    let second = app.user("second").await;
+    app.post("/api/v1/orgs/join", &second.token, json!({"code": code}))
+        .await
+        .expect(200);
+    let third = app.user("third").await;
+    app.post("/api/v1/orgs/join", &third.token, json!({"code": code}))
+        .await
+        .expect_error(422, "invite_invalid");
+    // Expiry follows the clock.
+    let soon = (app.clock_now() + chrono::Duration::hours(1)).to_rfc3339();
+    let exp = app
+        .post(&invites, &owner.token, json!({"expires_at": soon}))
+        .await
+        .expect(201)
+        .body["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.clock.advance(chrono::Duration::hours(2));
+    app.post("/api/v1/orgs/join", &third.token, json!({"code": exp}))
+        .await
+        .expect_error(422, "invite_invalid");
+    app.get(&format!("/api/v1/orgs/{org}"), &third.token)
+        .await
+        .expect(404);
+}
+
+async fn teams_belong_to_one_org(app: TestApp) {
+    let owner = app.user("owner").await;
+    let member = app.user("member1").await;
+    let outsider = app.user("outsider").await;
+    let org = app.org(&owner, "Acme").await;
+    let other = app.org(&outsider, "Other").await;
+    app.add_member(&org, &owner, &member, "member").await;
+    let teams = format!("/api/v1/orgs/{org}/teams");
+    app.post(&teams, &member.token, json!({"name": "Eng"}))
+        .await
+        .expect_error(403, "forbidden");
+    let team = app
+        .post(&teams, &owner.token, json!({"name": "Eng"}))
+        .await
+        .expect(201)
+        .id();
+    app.post(&teams, &owner.token, json!({"name": "Eng"}))
+        .await
+        .expect_error(409, "team_name_taken");
+    app.post(&teams, &owner.token, json!({"name": ""}))
+        .await
+        .expect(422);
+    let t = app
+        .post(
+            &format!("{teams}/{team}/members/{}", member.id),
+            &owner.token,
+            json!({}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(t.body["member_ids"][0], member.id.as_str());
+    // Not an org member: cannot be added to a team.
+    app.post(
+        &format!("{teams}/{team}/members/{}", outsider.id),
+        &owner.token,
+        json!({}),
+    )
+    .await
+    .expect(404);
+    // The team is not reachable through another org's path.
+    app.post(
+        &format!("/api/v1/orgs/{other}/teams/{team}/members/{}", outsider.id),
+        &outsider.token,
+        json!({}),
+    )
+    .await
+    .expect(404);
+    let list = app.get(&teams, &member.token).await.expect(200);
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+    app.delete(
+        &format!("{teams}/{team}/members/{}", member.id),
+        &owner.token,
+    )
+    .await
+    .expect(204);
+    let list = app.get(&teams, &member.token).await.expect(200);
+    assert_eq!(
+        list.body["items"][0]["member_ids"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}
+
+async fn matrix_reflects_policy(app: TestApp) {
+    let owner = app.user("owner").await;
+    let viewer = app.user("viewer1").await;
+    let org = app.org(&owner, "Acme").await;
+    app.add_member(&org, &owner, &viewer, "viewer").await;
+    let m = app
+        .get(
+            &format!("/api/v1/orgs/{org}/permissions/matrix"),
+            &viewer.token,
+        )
+        .await
+        .expect(200);
+    let row = |action: &str| {
+        m.body["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["action"] == action)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row("create_conversation")["viewer"], false);
+    assert_eq!(row("create_conversation")["member"], true);
+    assert_eq!(row("delete_org")["admin"], false);
+    assert_eq!(row("delete_org")["owner"], true);
+    assert_eq!(row("manage_members")["admin"], true);
+    let members = m.body["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2);
+    let v = members
+        .iter()
+        .find(|x| x["user_id"] == viewer.id.as_str())
+        .unwrap();
+    assert!(!v["actions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("create_conversation")));
+    // And it is enforced: the viewer's write is refused.
+    app.post(
+        &format!("/api/v1/orgs/{org}/conversations"),
+        &viewer.token,
+        json!({"kind": "group", "name": "x"}),
+    )
+    .await
+    .expect_error(403, "forbidden");
+}
+
+async fn removing_a_member_removes_their_participations(app: TestApp) {
+    let owner = app.user("owner").await;
+    let member = app.user("member1").await;
+    let org = app.org(&owner, "Acme").await;
+    app.add_member(&org, &owner, &member, "member").await;
+    let conv = app.group(&org, &member, &[&owner], json!("private")).await;
+    app.send_message(&conv, &member, "hello").await.expect(201);
+    app.delete(
+        &format!("/api/v1/orgs/{org}/members/{}", member.id),
+        &owner.token,
+    )
+    .await
+    .expect(204);
+    app.get(
+        &format!("/api/v1/conversations/{conv}/messages"),
+        &member.token,
+    )
+    .await
+    .expect(404);
+    let convs = app
+        .get("/api/v1/conversations", &member.token)
+        .await
+        .expect(200);
+    assert_eq!(convs.body["items"].as_array().unwrap().len(), 0);
+    // The conversation they owned passed to the remaining participant.
+    let parts = app
+        .get(
+            &format!("/api/v1/conversations/{conv}/participants"),
+            &owner.token,
+        )
+        .await
+        .expect(200);
+    let items = parts.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["role"], "owner");
+}
+
+impl TestApp {
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        conclave_core::Clock::now(self.clock.as_ref())
+    }
+}

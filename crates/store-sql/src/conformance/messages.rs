@@ -1,0 +1,297 @@
+//! Messages: sequence numbers, idempotency, paging, edits and tombstones.
+
+use super::*;
+
+/// An org with alice (owner) and bob, and a conversation both are in.
+async fn room(store: &dyn Store) -> (User, User, Conversation) {
+    let alice = make_user(store, "alice").await;
+    let bob = make_user(store, "bob").await;
+    let org = make_org(store, "acme", alice.id).await;
+    store
+        .add_member(org.id, bob.id, OrgRole::Member, at(1))
+        .await
+        .unwrap();
+    let conv = make_group(store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
+    (alice, bob, conv)
+}
+
+fn keyed(conv: ConversationId, author: UserId, key: &str, print: &str) -> NewMessage {
+    NewMessage {
+        idempotency: Some((IdempotencyKey::parse(key).unwrap(), print.to_owned())),
+        ..new_message(conv, author, print)
+    }
+}
+
+pub async fn insert_message_sequences_concurrently(store: Arc<dyn Store>) {
+    let (alice, bob, conv) = room(&*store).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        let author = if i % 2 == 0 { alice.id } else { bob.id };
+        tasks.push(tokio::spawn(async move {
+            let msg = new_message(conv.id, author, &format!("message {i}"));
+            created(store.insert_message(&msg).await.unwrap())
+        }));
+    }
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.push(task.await.unwrap().seq);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=20).collect::<Vec<i64>>());
+    assert_eq!(store.conversation(conv.id).await.unwrap().last_seq, 20);
+
+    let other = make_group(&*store, conv.org_id, alice.id, &[], Visibility::ORG).await;
+    let first = created(
+        store
+            .insert_message(&new_message(other.id, alice.id, "own count"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(first.seq, 1, "each conversation counts on its own");
+
+    let mut reply = new_message(conv.id, bob.id, "re");
+    reply.reply_to = Some(first.id);
+    reply.format = MessageFormat::Html;
+    let reply = created(store.insert_message(&reply).await.unwrap());
+    assert_eq!(reply.seq, 21);
+    assert_eq!(reply.reply_to, Some(first.id));
+    assert_eq!(reply.format, MessageFormat::Html);
+    assert_eq!(reply.author, bob.summary());
+    assert_eq!(reply.content.as_deref(), Some("re"));
+    assert_eq!(reply.created_at, at(100));
+    assert!(reply.edited_at.is_none() && reply.deleted_at.is_none());
+    assert!(reply.attachments.is_empty());
+    assert_eq!(store.message(reply.id).await.unwrap(), reply);
+
+    assert_not_found(
+        store
+            .insert_message(&new_message(ConversationId::new(), alice.id, "lost"))
+            .await,
+    );
+    assert_not_found(store.message(MessageId::new()).await);
+}
+
+pub async fn idempotent_inserts(store: Arc<dyn Store>) {
+    let (alice, bob, conv) = room(&*store).await;
+    let original = created(
+        store
+            .insert_message(&keyed(conv.id, alice.id, "k-1", "first"))
+            .await
+            .unwrap(),
+    );
+    match store
+        .insert_message(&keyed(conv.id, alice.id, "k-1", "second"))
+        .await
+        .unwrap()
+    {
+        Inserted::Replayed(m, print) => {
+            assert_eq!(m, original);
+            assert_eq!(print, "first", "the fingerprint of the first request");
+        }
+        Inserted::Created(m) => panic!("the key was reused, yet {:?} was created", m.id),
+    }
+    assert_eq!(
+        store.conversation(conv.id).await.unwrap().last_seq,
+        1,
+        "a replay takes no seq"
+    );
+
+    let bobs = created(
+        store
+            .insert_message(&keyed(conv.id, bob.id, "k-1", "bob's"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(bobs.seq, 2);
+    let other = make_group(&*store, conv.org_id, alice.id, &[], Visibility::ORG).await;
+    created(
+        store
+            .insert_message(&keyed(other.id, alice.id, "k-1", "elsewhere"))
+            .await
+            .unwrap(),
+    );
+
+    // Keys older than the window are forgotten.
+    let mut later = keyed(conv.id, alice.id, "k-1", "much later");
+    later.created_at = at(100_000);
+    later.idempotency_since = at(101);
+    let fresh = created(store.insert_message(&later).await.unwrap());
+    assert_eq!(fresh.seq, 3);
+    let mut again = keyed(conv.id, alice.id, "k-1", "again");
+    again.created_at = at(100_001);
+    again.idempotency_since = at(101);
+    match store.insert_message(&again).await.unwrap() {
+        Inserted::Replayed(m, print) => {
+            assert_eq!(m.id, fresh.id);
+            assert_eq!(print, "much later");
+        }
+        Inserted::Created(_) => panic!("the renewed key should replay"),
+    }
+    store
+        .message(original.id)
+        .await
+        .expect("forgetting a key keeps its message");
+}
+
+pub async fn idempotent_inserts_race(store: Arc<dyn Store>) {
+    let (alice, _, conv) = room(&*store).await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        let msg = keyed(conv.id, alice.id, "race", "same");
+        tasks.push(tokio::spawn(async move {
+            store.insert_message(&msg).await.unwrap()
+        }));
+    }
+    let mut created_ids = Vec::new();
+    let mut replayed_ids = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Inserted::Created(m) => created_ids.push(m.id),
+            Inserted::Replayed(m, _) => replayed_ids.push(m.id),
+        }
+    }
+    assert_eq!(created_ids.len(), 1, "exactly one insert creates");
+    assert!(replayed_ids.iter().all(|id| *id == created_ids[0]));
+    assert_eq!(store.conversation(conv.id).await.unwrap().last_seq, 1);
+}
+
+pub async fn messages_page_by_seq(store: Arc<dyn Store>) {
+    let (alice, _, conv) = room(&*store).await;
+    for i in 1..=7 {
+        created(
+            store
+                .insert_message(&new_message(conv.id, alice.id, &format!("m{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let seqs = |ms: Vec<Message>| ms.into_iter().map(|m| m.seq).collect::<Vec<_>>();
+    let latest = store
+        .messages(conv.id, page(Cursor::Latest, 3))
+        .await
+        .unwrap();
+    assert_eq!(latest[0].content.as_deref(), Some("m7"));
+    assert_eq!(seqs(latest), vec![7, 6, 5]);
+    let before = store
+        .messages(conv.id, page(Cursor::Before(5), 3))
+        .await
+        .unwrap();
+    assert_eq!(seqs(before), vec![4, 3, 2]);
+    let after = store
+        .messages(conv.id, page(Cursor::After(2), 3))
+        .await
+        .unwrap();
+    assert_eq!(seqs(after), vec![3, 4, 5]);
+    let tail = store
+        .messages(conv.id, page(Cursor::After(6), 3))
+        .await
+        .unwrap();
+    assert_eq!(seqs(tail), vec![7]);
+    let none = store
+        .messages(ConversationId::new(), page(Cursor::Latest, 3))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+pub async fn edit_keeps_history(store: Arc<dyn Store>) {
+    let (alice, _, conv) = room(&*store).await;
+    let msg = created(
+        store
+            .insert_message(&new_message(conv.id, alice.id, "v1"))
+            .await
+            .unwrap(),
+    );
+    assert!(store.message_history(msg.id).await.unwrap().is_empty());
+
+    let v2 = store
+        .edit_message(msg.id, "<b>v2</b>", MessageFormat::Html, at(200))
+        .await
+        .unwrap();
+    assert_eq!(v2.content.as_deref(), Some("<b>v2</b>"));
+    assert_eq!(v2.format, MessageFormat::Html);
+    assert_eq!(v2.edited_at, Some(at(200)));
+    assert_eq!(v2.seq, msg.seq);
+    assert_eq!(v2.created_at, msg.created_at);
+    let v3 = store
+        .edit_message(msg.id, "v3", MessageFormat::Text, at(300))
+        .await
+        .unwrap();
+    assert_eq!(store.message(msg.id).await.unwrap(), v3);
+
+    let history = store.message_history(msg.id).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].message_id, msg.id);
+    assert_eq!(history[0].content, "v1");
+    assert_eq!(history[0].format, MessageFormat::Text);
+    assert_eq!(history[0].written_at, msg.created_at);
+    assert_eq!(history[0].replaced_at, at(200));
+    assert_eq!(history[1].content, "<b>v2</b>");
+    assert_eq!(history[1].format, MessageFormat::Html);
+    assert_eq!(history[1].written_at, at(200));
+    assert_eq!(history[1].replaced_at, at(300));
+    assert_ne!(history[0].id, history[1].id);
+
+    assert_not_found(
+        store
+            .edit_message(MessageId::new(), "x", MessageFormat::Text, at(1))
+            .await,
+    );
+    assert_not_found(store.message_history(MessageId::new()).await);
+}
+
+pub async fn delete_tombstones(store: Arc<dyn Store>) {
+    let (alice, _, conv) = room(&*store).await;
+    let mut ids = Vec::new();
+    for i in 1..=3 {
+        ids.push(
+            created(
+                store
+                    .insert_message(&new_message(conv.id, alice.id, &format!("m{i}")))
+                    .await
+                    .unwrap(),
+            )
+            .id,
+        );
+    }
+    store
+        .edit_message(ids[1], "m2 edited", MessageFormat::Text, at(150))
+        .await
+        .unwrap();
+    let gone = store.delete_message(ids[1], at(200)).await.unwrap();
+    assert_eq!(gone.content, None);
+    assert_eq!(gone.deleted_at, Some(at(200)));
+    assert_eq!(gone.seq, 2);
+    assert_eq!(gone.author, alice.summary());
+    assert!(
+        store.message_history(ids[1]).await.unwrap().is_empty(),
+        "earlier versions go with the content"
+    );
+
+    let listed = store
+        .messages(conv.id, page(Cursor::Latest, 10))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 3, "the tombstone keeps its place");
+    assert_eq!(listed[1], gone);
+
+    let twice = store.delete_message(ids[1], at(300)).await.unwrap();
+    assert_eq!(
+        twice.deleted_at,
+        Some(at(200)),
+        "deleting again keeps the first time"
+    );
+    assert_not_found(
+        store
+            .edit_message(ids[1], "back", MessageFormat::Text, at(400))
+            .await,
+    );
+    assert_not_found(store.delete_message(MessageId::new(), at(1)).await);
+    assert_eq!(
+        store.conversation(conv.id).await.unwrap().last_seq,
+        3,
+        "deleting frees no seq"
+    );
+}

@@ -1,0 +1,237 @@
+//! Accounts, bootstrap and sessions.
+
+use super::*;
+
+pub async fn ping(store: Arc<dyn Store>) {
+    store.ping().await.unwrap();
+}
+
+pub async fn users_create_and_read(store: Arc<dyn Store>) {
+    let mut new = new_user("Alice.Smith");
+    new.display_name = Some(DisplayName::parse("Alice").unwrap());
+    new.email = Some(Email::parse("alice@example.com").unwrap());
+    new.kind = UserKind::Bot;
+    let user = store.create_user(&new).await.unwrap();
+    assert_eq!(user.id, new.id);
+    assert_eq!(
+        user.username, "Alice.Smith",
+        "the username is kept as given"
+    );
+    assert_eq!(user.display_name.as_deref(), Some("Alice"));
+    assert_eq!(user.email.as_deref(), Some("alice@example.com"));
+    assert_eq!(user.kind, UserKind::Bot);
+    assert!(!user.server_admin && !user.disabled);
+    assert_eq!(user.created_at, at(0));
+    assert_eq!(store.user(user.id).await.unwrap(), user);
+
+    let (found, hash) = store
+        .user_by_username("alice.smith")
+        .await
+        .unwrap()
+        .expect("found by its key");
+    assert_eq!(found, user);
+    assert_eq!(hash, new.password_hash);
+    assert!(store.user_by_username("bob").await.unwrap().is_none());
+
+    assert_eq!(
+        store.password_hash(user.id).await.unwrap(),
+        new.password_hash
+    );
+    store.set_password_hash(user.id, "$new").await.unwrap();
+    assert_eq!(
+        store.password_hash(user.id).await.unwrap().as_deref(),
+        Some("$new")
+    );
+
+    let renamed = store
+        .set_display_name(user.id, Some(&DisplayName::parse("Al").unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(renamed.display_name.as_deref(), Some("Al"));
+    let cleared = store.set_display_name(user.id, None).await.unwrap();
+    assert_eq!(cleared.display_name, None);
+
+    let flagged = store
+        .set_user_flags(user.id, Some(true), None)
+        .await
+        .unwrap();
+    assert!(flagged.disabled && !flagged.server_admin);
+    let flagged = store
+        .set_user_flags(user.id, None, Some(true))
+        .await
+        .unwrap();
+    assert!(flagged.disabled && flagged.server_admin);
+    assert_eq!(store.user(user.id).await.unwrap(), flagged);
+
+    let nobody = UserId::new();
+    assert_not_found(store.user(nobody).await);
+    assert_not_found(store.password_hash(nobody).await);
+    assert_not_found(store.set_password_hash(nobody, "$x").await);
+    assert_not_found(store.set_display_name(nobody, None).await);
+    assert_not_found(store.set_user_flags(nobody, Some(true), None).await);
+
+    let mut passwordless = new_user("robot");
+    passwordless.password_hash = None;
+    let robot = store.create_user(&passwordless).await.unwrap();
+    assert_eq!(store.password_hash(robot.id).await.unwrap(), None);
+}
+
+pub async fn usernames_are_unique_ignoring_case(store: Arc<dyn Store>) {
+    make_user(&*store, "Carol").await;
+    assert_conflict(
+        store.create_user(&new_user("carol")).await,
+        Conflict::UsernameTaken,
+    );
+    assert_conflict(
+        store.create_user(&new_user("CAROL")).await,
+        Conflict::UsernameTaken,
+    );
+    make_user(&*store, "carol2").await;
+}
+
+pub async fn bootstrap_is_claimed_once(store: Arc<dyn Store>) {
+    assert!(!store.bootstrap_claimed().await.unwrap());
+    let mut first = new_user("admin");
+    first.server_admin = true;
+    let admin = store.claim_bootstrap(&first).await.unwrap();
+    assert!(admin.server_admin);
+    assert!(store.bootstrap_claimed().await.unwrap());
+
+    let mut second = new_user("admin2");
+    second.server_admin = true;
+    assert_conflict(
+        store.claim_bootstrap(&second).await,
+        Conflict::BootstrapUsed,
+    );
+    assert!(
+        store.user_by_username("admin2").await.unwrap().is_none(),
+        "a refused claim creates no user"
+    );
+    assert!(store.bootstrap_claimed().await.unwrap());
+}
+
+pub async fn list_users_pages_by_id(store: Arc<dyn Store>) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(make_user(&*store, &format!("user{i}")).await.id);
+    }
+    ids.sort();
+    let names = |users: Vec<User>| users.into_iter().map(|u| u.id).collect::<Vec<_>>();
+
+    let latest = store.list_users(page(Cursor::Latest, 2)).await.unwrap();
+    assert_eq!(names(latest), vec![ids[4], ids[3]]);
+    let before = store
+        .list_users(page(Cursor::Before(ids[3]), 2))
+        .await
+        .unwrap();
+    assert_eq!(names(before), vec![ids[2], ids[1]]);
+    let after = store
+        .list_users(page(Cursor::After(ids[1]), 10))
+        .await
+        .unwrap();
+    assert_eq!(names(after), vec![ids[2], ids[3], ids[4]]);
+    let all = store.list_users(page(Cursor::Latest, 100)).await.unwrap();
+    assert_eq!(all.len(), 5);
+}
+
+fn session(user: UserId, created: i64) -> Session {
+    Session {
+        id: SessionId::new(),
+        user_id: user,
+        device: Some("test agent".to_owned()),
+        ip: Some("192.0.2.1".to_owned()),
+        created_at: at(created),
+        last_seen_at: at(created),
+        expires_at: at(created + 3600),
+        cookie: created % 2 == 0,
+    }
+}
+
+pub async fn sessions_lifecycle(store: Arc<dyn Store>) {
+    let alice = make_user(&*store, "alice").await;
+    let bob = make_user(&*store, "bob").await;
+    let a1 = session(alice.id, 1);
+    let a2 = session(alice.id, 2);
+    let a3 = session(alice.id, 3);
+    let b1 = session(bob.id, 1);
+    for (s, hash) in [(&a1, b"a1"), (&a2, b"a2"), (&a3, b"a3"), (&b1, b"b1")] {
+        store.create_session(s, hash).await.unwrap();
+    }
+    assert_eq!(
+        store.session_by_token_hash(b"a2").await.unwrap(),
+        Some(a2.clone())
+    );
+    assert_eq!(store.session_by_token_hash(b"zz").await.unwrap(), None);
+
+    store
+        .touch_session(a2.id, at(50), Some("198.51.100.7"))
+        .await
+        .unwrap();
+    let touched = store.session_by_token_hash(b"a2").await.unwrap().unwrap();
+    assert_eq!(touched.last_seen_at, at(50));
+    assert_eq!(touched.ip.as_deref(), Some("198.51.100.7"));
+    store.touch_session(a2.id, at(60), None).await.unwrap();
+    let touched = store.session_by_token_hash(b"a2").await.unwrap().unwrap();
+    assert_eq!(touched.last_seen_at, at(60));
+    assert_eq!(
+        touched.ip.as_deref(),
+        Some("198.51.100.7"),
+        "no ip keeps the old one"
+    );
+    assert_eq!(touched.created_at, a2.created_at);
+
+    let listed = store.list_sessions(alice.id).await.unwrap();
+    let mut listed_ids: Vec<_> = listed.iter().map(|s| s.id).collect();
+    listed_ids.sort();
+    let mut expected = vec![a1.id, a2.id, a3.id];
+    expected.sort();
+    assert_eq!(listed_ids, expected);
+    assert!(listed.iter().all(|s| s.user_id == alice.id));
+
+    assert_not_found(store.delete_session(alice.id, b1.id).await);
+    assert!(store.session_by_token_hash(b"b1").await.unwrap().is_some());
+    store.delete_session(alice.id, a1.id).await.unwrap();
+    assert!(store.session_by_token_hash(b"a1").await.unwrap().is_none());
+    assert_not_found(store.delete_session(alice.id, a1.id).await);
+
+    assert_eq!(
+        store.delete_sessions(alice.id, Some(a3.id)).await.unwrap(),
+        1
+    );
+    let left: Vec<_> = store
+        .list_sessions(alice.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(left, vec![a3.id]);
+    assert_eq!(store.delete_sessions(alice.id, None).await.unwrap(), 1);
+    assert!(store.list_sessions(alice.id).await.unwrap().is_empty());
+    assert_eq!(store.list_sessions(bob.id).await.unwrap().len(), 1);
+}
+
+pub async fn users_share_org_only_through_a_common_org(store: Arc<dyn Store>) {
+    let alice = make_user(&*store, "alice").await;
+    let bob = make_user(&*store, "bob").await;
+    let carol = make_user(&*store, "carol").await;
+    let org = make_org(&*store, "acme", alice.id).await;
+    make_org(&*store, "other", carol.id).await;
+    assert!(!store.users_share_org(alice.id, bob.id).await.unwrap());
+    store
+        .add_member(org.id, bob.id, OrgRole::Member, at(1))
+        .await
+        .unwrap();
+    assert!(store.users_share_org(alice.id, bob.id).await.unwrap());
+    assert!(store.users_share_org(bob.id, alice.id).await.unwrap());
+    assert!(!store.users_share_org(alice.id, carol.id).await.unwrap());
+}
+
+pub async fn times_are_kept_to_the_microsecond(store: Arc<dyn Store>) {
+    let mut new = new_user("precise");
+    new.created_at = at(0) + Duration::nanoseconds(123_456_789);
+    let user = store.create_user(&new).await.unwrap();
+    let expected = at(0) + Duration::microseconds(123_456);
+    assert_eq!(user.created_at, expected);
+    assert_eq!(store.user(user.id).await.unwrap().created_at, expected);
+}

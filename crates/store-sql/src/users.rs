@@ -1,0 +1,279 @@
+//! Accounts, the bootstrap flag and sessions.
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_sql_users {
+    () => {
+        async fn ping(s: &Backend) -> StoreResult<()> {
+            ::sqlx::query("SELECT 1")
+                .execute(s.reader())
+                .await
+                .map_err(db)?;
+            Ok(())
+        }
+
+        async fn insert_user(conn: &mut Conn, user: &NewUser) -> StoreResult<User> {
+            let row = ::sqlx::query(&format!(
+                "INSERT INTO users (id, username, username_key, display_name, email, \
+                 password_hash, kind, server_admin, disabled, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {USER_RETURNING}"
+            ))
+            .bind(user.id.0)
+            .bind(user.username.as_str())
+            .bind(user.username.key())
+            .bind(user.display_name.as_ref().map(DisplayName::as_str))
+            .bind(user.email.as_ref().map(Email::as_str))
+            .bind(user.password_hash.as_deref())
+            .bind(user.kind.as_str())
+            .bind(user.server_admin)
+            .bind(false)
+            .bind(ts(user.created_at))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(unique(Conflict::UsernameTaken))?;
+            user_from_row(&row)
+        }
+
+        #[::tracing::instrument(level = "debug", skip_all)]
+        async fn create_user(s: &Backend, user: &NewUser) -> StoreResult<User> {
+            let mut conn = s.writer().acquire().await.map_err(db)?;
+            insert_user(&mut conn, user).await
+        }
+
+        #[::tracing::instrument(level = "debug", skip_all)]
+        async fn claim_bootstrap(s: &Backend, user: &NewUser) -> StoreResult<User> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
+            ::sqlx::query("INSERT INTO server_flags (name, set_at) VALUES ('bootstrap', $1)")
+                .bind(ts(user.created_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(unique(Conflict::BootstrapUsed))?;
+            let created = insert_user(&mut tx, user).await?;
+            tx.commit().await.map_err(db)?;
+            Ok(created)
+        }
+
+        async fn bootstrap_claimed(s: &Backend) -> StoreResult<bool> {
+            let row = ::sqlx::query(
+                "SELECT EXISTS (SELECT 1 FROM server_flags WHERE name = 'bootstrap') AS claimed",
+            )
+            .fetch_one(s.reader())
+            .await
+            .map_err(db)?;
+            get(&row, "claimed")
+        }
+
+        async fn user(s: &Backend, id: UserId) -> StoreResult<User> {
+            let row = ::sqlx::query(&format!("SELECT {USER_COLS} FROM users u WHERE u.id = $1"))
+                .bind(id.0)
+                .fetch_one(s.reader())
+                .await
+                .map_err(db)?;
+            user_from_row(&row)
+        }
+
+        async fn user_by_username(
+            s: &Backend,
+            key: &str,
+        ) -> StoreResult<Option<(User, Option<String>)>> {
+            let row = ::sqlx::query(&format!(
+                "SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.username_key = $1"
+            ))
+            .bind(key.to_ascii_lowercase())
+            .fetch_optional(s.reader())
+            .await
+            .map_err(db)?;
+            row.map(|row| Ok((user_from_row(&row)?, get(&row, "password_hash")?)))
+                .transpose()
+        }
+
+        async fn password_hash(s: &Backend, id: UserId) -> StoreResult<Option<String>> {
+            let row = ::sqlx::query("SELECT password_hash FROM users WHERE id = $1")
+                .bind(id.0)
+                .fetch_one(s.reader())
+                .await
+                .map_err(db)?;
+            get(&row, "password_hash")
+        }
+
+        #[::tracing::instrument(level = "debug", skip_all)]
+        async fn set_password_hash(s: &Backend, id: UserId, phc: &str) -> StoreResult<()> {
+            let done = ::sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+                .bind(id.0)
+                .bind(phc)
+                .execute(s.writer())
+                .await
+                .map_err(db)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        }
+
+        #[::tracing::instrument(level = "debug", skip_all)]
+        async fn set_display_name(
+            s: &Backend,
+            id: UserId,
+            name: Option<&DisplayName>,
+        ) -> StoreResult<User> {
+            let row = ::sqlx::query(&format!(
+                "UPDATE users SET display_name = $2 WHERE id = $1 RETURNING {USER_RETURNING}"
+            ))
+            .bind(id.0)
+            .bind(name.map(DisplayName::as_str))
+            .fetch_one(s.writer())
+            .await
+            .map_err(db)?;
+            user_from_row(&row)
+        }
+
+        #[::tracing::instrument(level = "debug", skip_all)]
+        async fn set_user_flags(
+            s: &Backend,
+            id: UserId,
+            disabled: Option<bool>,
+            server_admin: Option<bool>,
+        ) -> StoreResult<User> {
+            let row = ::sqlx::query(&format!(
+                "UPDATE users SET disabled = COALESCE($2, disabled), \
+                 server_admin = COALESCE($3, server_admin) \
+                 WHERE id = $1 RETURNING {USER_RETURNING}"
+            ))
+            .bind(id.0)
+            .bind(disabled)
+            .bind(server_admin)
+            .fetch_one(s.writer())
+            .await
+            .map_err(db)?;
+            user_from_row(&row)
+        }
+
+        async fn list_users(s: &Backend, page: Page<UserId>) -> StoreResult<Vec<User>> {
+            let k = keyset(page.cursor, "u.id", 2);
+            let sql = format!(
+                "SELECT {USER_COLS} FROM users u WHERE 1 = 1 {} ORDER BY u.id {} LIMIT $1",
+                k.cond, k.order
+            );
+            let mut q = ::sqlx::query(&sql).bind(limit(page.limit));
+            if let Some(key) = k.key {
+                q = q.bind(key.0);
+            }
+            let rows = q.fetch_all(s.reader()).await.map_err(db)?;
+            rows.iter().map(user_from_row).collect()
+        }
+
+        async fn users_share_org(s: &Backend, a: UserId, b: UserId) -> StoreResult<bool> {
+            let row = ::sqlx::query(
+                "SELECT EXISTS (SELECT 1 FROM org_members x JOIN org_members y \
+                 ON y.org_id = x.org_id WHERE x.user_id = $1 AND y.user_id = $2) AS shared",
+            )
+            .bind(a.0)
+            .bind(b.0)
+            .fetch_one(s.reader())
+            .await
+            .map_err(db)?;
+            get(&row, "shared")
+        }
+
+        #[::tracing::instrument(level = "debug", skip_all)]
+        async fn create_session(
+            s: &Backend,
+            session: &Session,
+            token_hash: &[u8],
+        ) -> StoreResult<()> {
+            ::sqlx::query(
+                "INSERT INTO sessions (id, user_id, token_hash, device, ip, created_at, \
+                 last_seen_at, expires_at, cookie) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(session.id.0)
+            .bind(session.user_id.0)
+            .bind(token_hash)
+            .bind(session.device.as_deref())
+            .bind(session.ip.as_deref())
+            .bind(ts(session.created_at))
+            .bind(ts(session.last_seen_at))
+            .bind(ts(session.expires_at))
+            .bind(session.cookie)
+            .execute(s.writer())
+            .await
+            .map_err(db)?;
+            Ok(())
+        }
+
+        async fn session_by_token_hash(
+            s: &Backend,
+            token_hash: &[u8],
+        ) -> StoreResult<Option<Session>> {
+            let row = ::sqlx::query(&format!(
+                "SELECT {SESSION_COLS} FROM sessions WHERE token_hash = $1"
+            ))
+            .bind(token_hash)
+            .fetch_optional(s.reader())
+            .await
+            .map_err(db)?;
+            row.as_ref().map(session_from_row).transpose()
+        }
+
+        async fn touch_session(
+            s: &Backend,
+            id: SessionId,
+            at: DateTime<Utc>,
+            ip: Option<&str>,
+        ) -> StoreResult<()> {
+            // A session signed out meanwhile simply stays gone: nothing to touch, no error.
+            ::sqlx::query(
+                "UPDATE sessions SET last_seen_at = $2, ip = COALESCE($3, ip) WHERE id = $1",
+            )
+            .bind(id.0)
+            .bind(ts(at))
+            .bind(ip)
+            .execute(s.writer())
+            .await
+            .map_err(db)?;
+            Ok(())
+        }
+
+        async fn list_sessions(s: &Backend, user: UserId) -> StoreResult<Vec<Session>> {
+            let rows = ::sqlx::query(&format!(
+                "SELECT {SESSION_COLS} FROM sessions WHERE user_id = $1 \
+                 ORDER BY created_at DESC, id DESC"
+            ))
+            .bind(user.0)
+            .fetch_all(s.reader())
+            .await
+            .map_err(db)?;
+            rows.iter().map(session_from_row).collect()
+        }
+
+        #[::tracing::instrument(level = "debug", skip_all)]
+        async fn delete_session(s: &Backend, user: UserId, id: SessionId) -> StoreResult<()> {
+            let done = ::sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
+                .bind(id.0)
+                .bind(user.0)
+                .execute(s.writer())
+                .await
+                .map_err(db)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        }
+
+        #[::tracing::instrument(level = "debug", skip_all)]
+        async fn delete_sessions(
+            s: &Backend,
+            user: UserId,
+            keep: Option<SessionId>,
+        ) -> StoreResult<u64> {
+            let done = ::sqlx::query(
+                "DELETE FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR id <> $2)",
+            )
+            .bind(user.0)
+            .bind(keep.map(|k| k.0))
+            .execute(s.writer())
+            .await
+            .map_err(db)?;
+            Ok(done.rows_affected())
+        }
+    };
+}
