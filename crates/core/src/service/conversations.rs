@@ -77,6 +77,31 @@ impl Services {
         Ok((conv, access))
     }
 
+    /// A team visibility must list at least one team, all of this org.
+    async fn check_visibility(&self, org: OrgId, visibility: &Visibility) -> Result<()> {
+        let Visibility::Teams { teams } = visibility else {
+            return Ok(());
+        };
+        if teams.is_empty() {
+            return Err(ServiceError::invalid(
+                "visibility/teams",
+                "empty",
+                "list at least one team",
+            ));
+        }
+        let org_teams = self.store.teams(org).await?;
+        for (i, t) in teams.iter().enumerate() {
+            if !org_teams.iter().any(|ot| ot.id == *t) {
+                return Err(ServiceError::invalid(
+                    format!("/visibility/teams/{i}"),
+                    "unknown_team",
+                    "no such team in this organization",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Creates a conversation with the caller as owner. A direct conversation for a pair that
     /// already has one returns the existing one (`false`: not created).
     pub async fn create_conversation(
@@ -137,25 +162,7 @@ impl Services {
             }
             ConversationKind::Group => None,
         };
-        if let Visibility::Teams { teams } = &new.visibility {
-            if teams.is_empty() {
-                return Err(ServiceError::invalid(
-                    "visibility/teams",
-                    "empty",
-                    "list at least one team",
-                ));
-            }
-            let org_teams = self.store.teams(org).await?;
-            for (i, t) in teams.iter().enumerate() {
-                if !org_teams.iter().any(|ot| ot.id == *t) {
-                    return Err(ServiceError::invalid(
-                        format!("/visibility/teams/{i}"),
-                        "unknown_team",
-                        "no such team in this organization",
-                    ));
-                }
-            }
-        }
+        self.check_visibility(org, &new.visibility).await?;
         let now = self.clock.now();
         let conv = Conversation {
             id: ConversationId::new(),
@@ -230,24 +237,8 @@ impl Services {
         let (conv, _) = self
             .conversation_for(actor, id, ConversationAction::Update)
             .await?;
-        if let Some(Visibility::Teams { teams }) = &patch.visibility {
-            let org_teams = self.store.teams(conv.org_id).await?;
-            if teams.is_empty() {
-                return Err(ServiceError::invalid(
-                    "visibility/teams",
-                    "empty",
-                    "list at least one team",
-                ));
-            }
-            for (i, t) in teams.iter().enumerate() {
-                if !org_teams.iter().any(|ot| ot.id == *t) {
-                    return Err(ServiceError::invalid(
-                        format!("/visibility/teams/{i}"),
-                        "unknown_team",
-                        "no such team in this organization",
-                    ));
-                }
-            }
+        if let Some(v) = &patch.visibility {
+            self.check_visibility(conv.org_id, v).await?;
         }
         Ok(self
             .store

@@ -25,7 +25,7 @@ pub struct ApiError {
     pub message: String,
     pub field: Option<String>,
     /// Extra top-level members (e.g. `supported` on 426).
-    pub extra: Option<(&'static str, serde_json::Value)>,
+    pub extra: Option<Box<(&'static str, serde_json::Value)>>,
     pub retry_after: Option<u64>,
 }
 
@@ -156,7 +156,7 @@ impl IntoResponse for ApiError {
                 "request_id": current_request_id(),
             }
         });
-        if let Some((key, value)) = self.extra {
+        if let Some((key, value)) = self.extra.map(|b| *b) {
             body[key] = value;
         }
         let mut res = (self.status, axum::Json(body)).into_response();

@@ -100,7 +100,10 @@ pub async fn client_version(State(state): State<AppState>, req: Request, next: N
                     "client_too_old",
                     format!("this server needs client version {min} or newer"),
                 );
-                e.extra = Some(("supported", serde_json::json!({ "min": min.to_string() })));
+                e.extra = Some(Box::new((
+                    "supported",
+                    serde_json::json!({ "min": min.to_string() }),
+                )));
                 return e.into_response();
             }
         }

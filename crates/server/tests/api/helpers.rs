@@ -79,16 +79,19 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 /// Spawns the app after `tweak` adjusts the configuration.
 pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
     let dir = std::env::temp_dir().join(format!("conclave-test-{}", uuid::Uuid::now_v7()));
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".into();
-    config.data_dir = dir.clone();
-    config.admin_token = Some(SecretString::from(ADMIN_TOKEN));
-    config.bootstrap_token = Some(SecretString::from(BOOTSTRAP_TOKEN));
-    config.registration = conclave_core::types::RegistrationMode::Open;
-    config.cors_origins = vec!["https://allowed.example".into()];
-    config.database_url = match backend {
+    let database_url = match backend {
         Backend::Sqlite => None,
         Backend::Postgres => Some(fresh_postgres_db().await?),
+    };
+    let mut config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.clone(),
+        admin_token: Some(SecretString::from(ADMIN_TOKEN)),
+        bootstrap_token: Some(SecretString::from(BOOTSTRAP_TOKEN)),
+        registration: conclave_core::types::RegistrationMode::Open,
+        cors_origins: vec!["https://allowed.example".into()],
+        database_url,
+        ..Config::default()
     };
     tweak(&mut config);
     let clock = Arc::new(ManualClock::default());
