@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod error;
+pub mod event;
 pub mod ids;
 pub mod keys;
 pub mod model;

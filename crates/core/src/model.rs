@@ -190,3 +190,33 @@ pub struct NewMessage {
     /// Keys older than this are forgotten.
     pub idempotency_since: DateTime<Utc>,
 }
+
+/// Per-conversation state a gateway client needs at READY to catch up over REST.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ConversationState {
+    pub id: ConversationId,
+    /// The `seq` of the newest message.
+    pub last_seq: i64,
+    pub last_read_message_id: Option<MessageId>,
+    /// Messages after the read marker (all of them when there is none).
+    pub unread_count: i64,
+}
+
+/// What a gateway session leaves behind when its connection ends, so a RESUME on any node
+/// within the window can replay exactly what it missed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewaySession {
+    pub id: uuid::Uuid,
+    pub user_id: UserId,
+    /// The login session it was authenticated with; RESUME must present the same credential.
+    pub auth_session_id: SessionId,
+    /// The last `s` sent to the client.
+    pub last_s: i64,
+    /// The fan-out position of the last event the session had seen.
+    pub position: i64,
+    /// Which fan-out stream `position` belongs to (positions of another stream mean nothing).
+    pub epoch: String,
+    /// The conversations it was receiving events for at that moment.
+    pub conversations: Vec<ConversationId>,
+    pub saved_at: DateTime<Utc>,
+}

@@ -266,4 +266,29 @@ pub trait Store: Send + Sync + 'static {
     /// Tombstones the message: content gone, place kept.
     async fn delete_message(&self, id: MessageId, at: DateTime<Utc>) -> StoreResult<Message>;
     async fn message_history(&self, id: MessageId) -> StoreResult<Vec<MessageVersion>>;
+
+    // --- real time ---
+    /// Sets the participant's read marker; `NotFound` when not a participant.
+    async fn set_read_marker(
+        &self,
+        conv: ConversationId,
+        user: UserId,
+        message: MessageId,
+    ) -> StoreResult<()>;
+    /// For every conversation the user participates in: last seq, read marker, unread count.
+    async fn conversation_states(&self, user: UserId) -> StoreResult<Vec<ConversationState>>;
+    /// Ids of the conversations the user participates in, optionally only in one org.
+    async fn user_conversation_ids(
+        &self,
+        user: UserId,
+        org: Option<OrgId>,
+    ) -> StoreResult<Vec<ConversationId>>;
+    /// Ids of a conversation's participants.
+    async fn participant_ids(&self, conv: ConversationId) -> StoreResult<Vec<UserId>>;
+    /// Stores (or replaces) the resume state of a gateway session.
+    async fn save_gateway_session(&self, session: &GatewaySession) -> StoreResult<()>;
+    /// Removes and returns a saved gateway session (a resume uses it once).
+    async fn take_gateway_session(&self, id: uuid::Uuid) -> StoreResult<Option<GatewaySession>>;
+    /// Deletes saved gateway sessions older than `before`; returns how many.
+    async fn prune_gateway_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 }

@@ -44,6 +44,38 @@ impl Default for SessionConfig {
     }
 }
 
+/// Gateway limits and timings (`[gateway]`, `CONCLAVE_GATEWAY__…`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySettings {
+    #[serde(deserialize_with = "flex::u64")]
+    pub heartbeat_interval_ms: u64,
+    /// How long a dropped session can be resumed (on any node).
+    #[serde(deserialize_with = "flex::u64")]
+    pub resume_window_secs: u64,
+    #[serde(deserialize_with = "flex::u64")]
+    pub max_connections_per_user: u64,
+    #[serde(deserialize_with = "flex::u64")]
+    pub max_connections_per_ip: u64,
+    #[serde(deserialize_with = "flex::u64")]
+    pub frames_per_minute: u64,
+    #[serde(deserialize_with = "flex::u64")]
+    pub frame_max_bytes: u64,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 30_000,
+            resume_window_secs: 300,
+            max_connections_per_user: 10,
+            max_connections_per_ip: 200,
+            frames_per_minute: 120,
+            frame_max_bytes: 64 * 1024,
+        }
+    }
+}
+
 /// Everything the server reads at start. Field names are the TOML keys; env names are
 /// `CONCLAVE_` + the key upper-cased.
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +122,7 @@ pub struct Config {
     #[serde(deserialize_with = "flex::bool")]
     pub trust_proxy_tls: bool,
     pub session: SessionConfig,
+    pub gateway: GatewaySettings,
 }
 
 impl Default for Config {
@@ -117,6 +150,7 @@ impl Default for Config {
             tls_key: None,
             trust_proxy_tls: false,
             session: SessionConfig::default(),
+            gateway: GatewaySettings::default(),
         }
     }
 }

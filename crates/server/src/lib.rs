@@ -2,6 +2,8 @@
 //! fan-out and background jobs. `main` only loads config, builds `Application` and runs it.
 
 pub mod config;
+pub mod fanout;
+pub mod gateway;
 pub mod http;
 pub mod startup;
 pub mod state;

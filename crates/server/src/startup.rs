@@ -2,6 +2,9 @@
 //! listener (port 0 in tests) and assembles the router; `run_until` serves until shutdown.
 
 use crate::config::Config;
+use crate::fanout::local::LocalFanOut;
+use crate::fanout::{FanOut, FanOutSink};
+use crate::gateway::{ClientPolicy, Gateway, GatewayConfig};
 use crate::http;
 use crate::state::{AppState, StateInner};
 use conclave_core::keys::{MasterKey, ServerKeys};
@@ -28,6 +31,8 @@ pub enum StartError {
     },
     #[error("database: {0}")]
     Database(String),
+    #[error("fan-out: {0}")]
+    FanOut(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -41,6 +46,21 @@ pub struct Application {
     port: u16,
     bootstrap_link: Option<SecretString>,
     state: AppState,
+    gateway: Arc<Gateway>,
+    fanout: Arc<dyn FanOut>,
+}
+
+/// In-process fan-out by default; NATS JetStream when `nats_url` is set (cluster).
+async fn open_fanout(config: &Config, window: Duration) -> Result<Arc<dyn FanOut>, StartError> {
+    match &config.nats_url {
+        None => Ok(Arc::new(LocalFanOut::new(window, 200_000))),
+        Some(url) => {
+            let f = crate::fanout::nats::NatsFanOut::connect(url, &config.cluster_name, window)
+                .await
+                .map_err(|e| StartError::FanOut(e.to_string()))?;
+            Ok(Arc::new(f))
+        }
+    }
 }
 
 /// Opens the store the URL names: `sqlite://…` or `postgres://…`.
@@ -117,6 +137,19 @@ impl Application {
         let keys = Arc::new(ServerKeys::derive(&master_key(&config)?));
         let store = open_store(&config.database_url()).await?;
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let g = &config.gateway;
+        let gateway_config = GatewayConfig {
+            heartbeat_interval: Duration::from_millis(g.heartbeat_interval_ms.max(1000)),
+            identify_timeout: Duration::from_secs(10),
+            resume_window: Duration::from_secs(g.resume_window_secs.max(1)),
+            frame_max_bytes: g.frame_max_bytes as usize,
+            frames_per_minute: g.frames_per_minute as u32,
+            max_connections_per_user: g.max_connections_per_user as usize,
+            max_connections_per_ip: g.max_connections_per_ip as usize,
+            queue_frames: 1024,
+            limits_on: config.rate_limits == crate::config::OnOff::On,
+        };
+        let fanout = open_fanout(&config, gateway_config.resume_window).await?;
         let services = Services::new(
             store,
             clock,
@@ -127,6 +160,7 @@ impl Application {
                 session_absolute: chrono::Duration::days(config.session.absolute_days as i64),
                 registration: config.registration,
             },
+            Arc::new(FanOutSink(fanout.clone())),
         );
         let bootstrap = services
             .prepare_bootstrap(config.bootstrap_token.as_ref().map(|t| t.expose_secret()))
@@ -140,6 +174,23 @@ impl Application {
         let public_url = config.public_url();
         let bootstrap_link = bootstrap
             .map(|t| SecretString::from(format!("{public_url}/#bootstrap={}", t.expose_secret())));
+        let node = format!("node-{}", uuid::Uuid::now_v7());
+        let min_client_version = config
+            .min_client_version
+            .as_deref()
+            .and_then(|v| semver::Version::parse(v).ok());
+        let gateway = Gateway::start(
+            gateway_config,
+            services.clone(),
+            fanout.clone(),
+            node,
+            ClientPolicy {
+                allowed_origins: config.cors_origins.clone(),
+                public_url: public_url.clone(),
+                min_client_version: min_client_version.clone(),
+                access_token: config.access_token.clone(),
+            },
+        );
         let state = AppState::new(StateInner {
             services,
             admin_token: config.admin_token.clone(),
@@ -153,6 +204,7 @@ impl Application {
                 .and_then(|v| semver::Version::parse(v).ok()),
             registration: config.registration,
             server_version: env!("CARGO_PKG_VERSION"),
+            gateway: gateway.clone(),
         });
         let router = http::router(state.clone(), &config.cors_origins);
         let listener =
@@ -175,6 +227,8 @@ impl Application {
             port,
             bootstrap_link,
             state,
+            gateway,
+            fanout,
         })
     }
 
@@ -194,7 +248,9 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests.
+    /// Serves until `shutdown` resolves; then (CORE-10) tells every gateway client to
+    /// reconnect (their sessions saved for RESUME on any node), stops accepting, drains
+    /// in-flight requests and flushes the events they published.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -202,8 +258,15 @@ impl Application {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await
+        let gateway = self.gateway.clone();
+        let signal = async move {
+            shutdown.await;
+            gateway.shutdown(Duration::from_secs(10)).await;
+        };
+        let served = axum::serve(self.listener, service)
+            .with_graceful_shutdown(signal)
+            .await;
+        self.fanout.flush().await;
+        served
     }
 }

@@ -23,6 +23,7 @@ pub struct StateInner {
     pub min_client_version: Option<semver::Version>,
     pub registration: conclave_core::types::RegistrationMode,
     pub server_version: &'static str,
+    pub gateway: Arc<crate::gateway::Gateway>,
 }
 
 impl AppState {

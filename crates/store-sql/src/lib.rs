@@ -2,8 +2,8 @@
 //! `$n` placeholders, which SQLite accepts too); only the migrations and the connection setup
 //! differ. [`impl_store!`] expands `conclave_core::store::Store` for a backend type.
 //!
-//! The backend crate must depend on `sqlx`, `async-trait`, `uuid`, `chrono`, `tracing` and
-//! `conclave-core`, and its store type must offer
+//! The backend crate must depend on `sqlx`, `async-trait`, `uuid`, `chrono`, `tracing`,
+//! `serde_json` and `conclave-core`, and its store type must offer
 //!
 //! ```ignore
 //! fn reader(&self) -> &sqlx::Pool<DB>; // any number of connections, for plain reads
@@ -20,6 +20,7 @@
 mod conversations;
 mod messages;
 mod orgs;
+mod realtime;
 mod rows;
 mod users;
 
@@ -53,6 +54,7 @@ macro_rules! impl_store {
             $crate::__store_sql_orgs!();
             $crate::__store_sql_conversations!();
             $crate::__store_sql_messages!();
+            $crate::__store_sql_realtime!();
 
             // Each method calls the module function of the same name.
             #[::async_trait::async_trait]
@@ -393,6 +395,49 @@ macro_rules! impl_store {
 
                 async fn message_history(&self, id: MessageId) -> StoreResult<Vec<MessageVersion>> {
                     message_history(self, id).await
+                }
+
+                async fn set_read_marker(
+                    &self,
+                    conv: ConversationId,
+                    user: UserId,
+                    message: MessageId,
+                ) -> StoreResult<()> {
+                    set_read_marker(self, conv, user, message).await
+                }
+
+                async fn conversation_states(
+                    &self,
+                    user: UserId,
+                ) -> StoreResult<Vec<ConversationState>> {
+                    conversation_states(self, user).await
+                }
+
+                async fn user_conversation_ids(
+                    &self,
+                    user: UserId,
+                    org: Option<OrgId>,
+                ) -> StoreResult<Vec<ConversationId>> {
+                    user_conversation_ids(self, user, org).await
+                }
+
+                async fn participant_ids(&self, conv: ConversationId) -> StoreResult<Vec<UserId>> {
+                    participant_ids(self, conv).await
+                }
+
+                async fn save_gateway_session(&self, session: &GatewaySession) -> StoreResult<()> {
+                    save_gateway_session(self, session).await
+                }
+
+                async fn take_gateway_session(
+                    &self,
+                    id: ::uuid::Uuid,
+                ) -> StoreResult<Option<GatewaySession>> {
+                    take_gateway_session(self, id).await
+                }
+
+                async fn prune_gateway_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+                    prune_gateway_sessions(self, before).await
                 }
             }
         }

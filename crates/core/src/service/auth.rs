@@ -3,6 +3,7 @@
 
 use super::{Actor, Result, Services};
 use crate::error::ServiceError;
+use crate::event::{Control, Event};
 use crate::ids::*;
 use crate::model::*;
 use crate::password::{NewPassword, Verified};
@@ -297,6 +298,9 @@ impl Services {
         self.store
             .delete_session(actor.user.id, actor.session.id)
             .await?;
+        self.emit(Event::control(Control::RevokeSession {
+            session: actor.session.id,
+        }));
         Ok(())
     }
 
@@ -311,14 +315,21 @@ impl Services {
             .map_err(|e| match e {
                 StoreError::NotFound => ServiceError::NotFound("session"),
                 other => other.into(),
-            })
+            })?;
+        self.emit(Event::control(Control::RevokeSession { session: id }));
+        Ok(())
     }
 
     pub async fn revoke_other_sessions(&self, actor: &Actor) -> Result<u64> {
-        Ok(self
+        let n = self
             .store
             .delete_sessions(actor.user.id, Some(actor.session.id))
-            .await?)
+            .await?;
+        self.emit(Event::control(Control::RevokeUser {
+            user: actor.user.id,
+            except: Some(actor.session.id),
+        }));
+        Ok(n)
     }
 
     /// Changes the password after checking the current one; every other session is revoked.
@@ -347,6 +358,10 @@ impl Services {
         self.store
             .delete_sessions(actor.user.id, Some(actor.session.id))
             .await?;
+        self.emit(Event::control(Control::RevokeUser {
+            user: actor.user.id,
+            except: Some(actor.session.id),
+        }));
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 
 use super::{Actor, Result, Services};
 use crate::error::ServiceError;
+use crate::event::{Control, Event};
 use crate::ids::*;
 use crate::model::*;
 use crate::policy::{self, ConversationAccess, ConversationAction, OrgAction};
@@ -180,7 +181,19 @@ impl Services {
         let mut participants = vec![(actor.user.id, ConversationRole::Owner)];
         participants.extend(others.iter().map(|u| (*u, ConversationRole::Member)));
         match self.store.create_conversation(&conv, &participants).await {
-            Ok(()) => Ok((conv, true)),
+            Ok(()) => {
+                for (user, _) in &participants {
+                    self.emit(
+                        Event::user("CONVERSATION_CREATE", *user, &conv).with_control(
+                            Control::Subscribe {
+                                user: *user,
+                                conversation: conv.id,
+                            },
+                        ),
+                    );
+                }
+                Ok((conv, true))
+            }
             Err(StoreError::Conflict(Conflict::DirectExists)) => {
                 // Created concurrently by the other side: return theirs.
                 let key = conv.direct_key.clone().unwrap_or_default();
@@ -240,10 +253,12 @@ impl Services {
         if let Some(v) = &patch.visibility {
             self.check_visibility(conv.org_id, v).await?;
         }
-        Ok(self
+        let updated = self
             .store
             .update_conversation(id, &patch, self.clock.now())
-            .await?)
+            .await?;
+        self.emit(Event::conversation("CONVERSATION_UPDATE", id, &updated));
+        Ok(updated)
     }
 
     pub async fn delete_conversation(
@@ -255,6 +270,10 @@ impl Services {
             .conversation_for(actor, id, ConversationAction::Delete)
             .await?;
         self.store.delete_conversation(id).await?;
+        self.emit(
+            Event::conversation("CONVERSATION_DELETE", id, &conv)
+                .with_control(Control::Drop { conversation: id }),
+        );
         Ok(conv)
     }
 
@@ -275,7 +294,7 @@ impl Services {
         if !policy::conversation_allows(&access, ConversationAction::Join) {
             return Err(Self::denied(&access));
         }
-        Ok(self
+        let added = self
             .store
             .add_participant(
                 id,
@@ -283,13 +302,48 @@ impl Services {
                 ConversationRole::Member,
                 self.clock.now(),
             )
-            .await?)
+            .await?;
+        self.announce_added(&conv, &added);
+        Ok(added)
+    }
+
+    /// The added user first gets the conversation (and from then on its events), then every
+    /// participant learns of the new one.
+    fn announce_added(&self, conv: &Conversation, p: &Participant) {
+        let user = p.user.id;
+        self.emit(Event::user("CONVERSATION_CREATE", user, conv).with_control(
+            Control::Subscribe {
+                user,
+                conversation: conv.id,
+            },
+        ));
+        let d = serde_json::json!({"conversation_id": conv.id, "user_id": user, "role": p.role});
+        self.emit(Event::conversation("PARTICIPANT_ADD", conv.id, d));
+    }
+
+    /// Everyone (the removed user included, as their last event of it) learns of the removal.
+    pub(super) fn announce_removed(
+        &self,
+        conv: ConversationId,
+        user: UserId,
+        role: Option<ConversationRole>,
+    ) {
+        let d = serde_json::json!({"conversation_id": conv, "user_id": user, "role": role});
+        self.emit(
+            Event::conversation("PARTICIPANT_REMOVE", conv, d).with_control(Control::Unsubscribe {
+                user,
+                conversation: conv,
+            }),
+        );
     }
 
     pub async fn leave_conversation(&self, actor: &Actor, id: ConversationId) -> Result<()> {
-        self.conversation_for(actor, id, ConversationAction::Leave)
+        let (_, access) = self
+            .conversation_for(actor, id, ConversationAction::Leave)
             .await?;
-        Ok(self.store.remove_participant(id, actor.user.id).await?)
+        self.store.remove_participant(id, actor.user.id).await?;
+        self.announce_removed(id, actor.user.id, access.participant);
+        Ok(())
     }
 
     pub async fn participants(
@@ -326,10 +380,12 @@ impl Services {
                 "the user is not a member of this organization",
             ));
         }
-        Ok(self
+        let added = self
             .store
             .add_participant(id, user, role, self.clock.now())
-            .await?)
+            .await?;
+        self.announce_added(&conv, &added);
+        Ok(added)
     }
 
     pub async fn remove_participant(
@@ -355,6 +411,8 @@ impl Services {
                 "you cannot remove this participant",
             ));
         }
-        Ok(self.store.remove_participant(id, user).await?)
+        self.store.remove_participant(id, user).await?;
+        self.announce_removed(id, user, Some(target));
+        Ok(())
     }
 }

@@ -2,6 +2,7 @@
 
 use super::{Actor, Result, Services};
 use crate::error::ServiceError;
+use crate::event::Event;
 use crate::ids::*;
 use crate::model::*;
 use crate::policy::{self, ConversationAction};
@@ -96,10 +97,13 @@ impl Services {
             idempotency_since: now - IDEMPOTENCY_WINDOW,
         };
         match self.store.insert_message(&new).await? {
-            Inserted::Created(message) => Ok(Sent {
-                message,
-                created: true,
-            }),
+            Inserted::Created(message) => {
+                self.emit(Event::conversation("MESSAGE_CREATE", conv, &message));
+                Ok(Sent {
+                    message,
+                    created: true,
+                })
+            }
             Inserted::Replayed(message, original) if original == print => Ok(Sent {
                 message,
                 created: false,
@@ -174,10 +178,16 @@ impl Services {
             ));
         }
         let content = stored_content(&text, format)?;
-        Ok(self
+        let edited = self
             .store
             .edit_message(id, &content, format, self.clock.now())
-            .await?)
+            .await?;
+        self.emit(Event::conversation(
+            "MESSAGE_UPDATE",
+            edited.conversation_id,
+            &edited,
+        ));
+        Ok(edited)
     }
 
     pub async fn delete_message(&self, actor: &Actor, id: MessageId) -> Result<Message> {
@@ -188,7 +198,13 @@ impl Services {
         if msg.deleted_at.is_some() {
             return Ok(msg);
         }
-        Ok(self.store.delete_message(id, self.clock.now()).await?)
+        let deleted = self.store.delete_message(id, self.clock.now()).await?;
+        self.emit(Event::conversation(
+            "MESSAGE_DELETE",
+            deleted.conversation_id,
+            &deleted,
+        ));
+        Ok(deleted)
     }
 
     pub async fn message_history(
@@ -201,5 +217,43 @@ impl Services {
             return Err(Self::denied(&access));
         }
         Ok(self.store.message_history(id).await?)
+    }
+
+    /// Tells the other participants the caller is typing (writers only).
+    pub async fn typing(&self, actor: &Actor, conv: ConversationId) -> Result<()> {
+        self.conversation_for(actor, conv, ConversationAction::Send)
+            .await?;
+        let d = serde_json::json!({"conversation_id": conv, "user_id": actor.user.id, "at": self.clock.now()});
+        self.emit(Event::conversation("TYPING_START", conv, d));
+        Ok(())
+    }
+
+    /// Moves the caller's read marker to `message` (a message of this conversation); the
+    /// caller's own sessions are told.
+    pub async fn set_read_marker(
+        &self,
+        actor: &Actor,
+        conv: ConversationId,
+        message: MessageId,
+    ) -> Result<()> {
+        self.conversation_for(actor, conv, ConversationAction::Read)
+            .await?;
+        match self.store.message(message).await {
+            Ok(m) if m.conversation_id == conv => {}
+            Ok(_) | Err(StoreError::NotFound) => {
+                return Err(ServiceError::invalid(
+                    "message_id",
+                    "unknown_message",
+                    "no such message in this conversation",
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.store
+            .set_read_marker(conv, actor.user.id, message)
+            .await?;
+        let d = serde_json::json!({"conversation_id": conv, "user_id": actor.user.id, "message_id": message});
+        self.emit(Event::user("READ_MARKER_UPDATE", actor.user.id, d));
+        Ok(())
     }
 }

@@ -15,6 +15,7 @@ pub use users::ServerAdmin;
 
 use crate::clock::Clock;
 use crate::error::ServiceError;
+use crate::event::{Event, EventSink};
 use crate::keys::ServerKeys;
 use crate::model::{Session, User};
 use crate::password::PasswordHasherPool;
@@ -36,6 +37,8 @@ pub struct Services {
     pub keys: Arc<ServerKeys>,
     pub hasher: PasswordHasherPool,
     pub settings: Arc<AuthSettings>,
+    /// Where events go after commit (the gateway's fan-out).
+    pub events: Arc<dyn EventSink>,
     /// Hash of this node's one-time bootstrap token while no admin exists.
     bootstrap: Arc<Mutex<Option<[u8; 32]>>>,
 }
@@ -48,6 +51,7 @@ impl Services {
         keys: Arc<ServerKeys>,
         hasher: PasswordHasherPool,
         settings: AuthSettings,
+        events: Arc<dyn EventSink>,
     ) -> Self {
         Self {
             store,
@@ -55,8 +59,14 @@ impl Services {
             keys,
             hasher,
             settings: Arc::new(settings),
+            events,
             bootstrap: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Announces a committed change.
+    fn emit(&self, event: Event) {
+        self.events.publish(event);
     }
 }
 

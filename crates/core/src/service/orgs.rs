@@ -2,6 +2,7 @@
 
 use super::{Actor, Result, Services};
 use crate::error::ServiceError;
+use crate::event::{Control, Event};
 use crate::ids::*;
 use crate::model::*;
 use crate::policy::{self, OrgAction};
@@ -114,7 +115,40 @@ impl Services {
 
     pub async fn delete_org(&self, actor: &Actor, id: OrgId) -> Result<()> {
         self.require_org(actor, id, OrgAction::DeleteOrg).await?;
-        Ok(self.store.delete_org(id).await?)
+        // Every conversation of the org goes with it: collect them first to tell open sockets.
+        let mut conversations = std::collections::BTreeSet::new();
+        let mut cursor = crate::store::Cursor::After(UserId(uuid::Uuid::nil()));
+        loop {
+            let limit = Limit::parse(Some(100)).unwrap_or_default();
+            let page = self.store.members(id, Page { cursor, limit }).await?;
+            for m in &page {
+                conversations.extend(
+                    self.store
+                        .user_conversation_ids(m.user.id, Some(id))
+                        .await?,
+                );
+            }
+            match page.last() {
+                Some(last) if page.len() == 100 => {
+                    cursor = crate::store::Cursor::After(last.user.id)
+                }
+                _ => break,
+            }
+        }
+        let mut objects = Vec::with_capacity(conversations.len());
+        for conv in conversations {
+            objects.push(self.store.conversation(conv).await?);
+        }
+        self.store.delete_org(id).await?;
+        for conv in objects {
+            let drop = Control::Drop {
+                conversation: conv.id,
+            };
+            self.emit(
+                Event::conversation("CONVERSATION_DELETE", conv.id, &conv).with_control(drop),
+            );
+        }
+        Ok(())
     }
 
     pub async fn transfer_org(&self, actor: &Actor, id: OrgId, to: UserId) -> Result<()> {
@@ -225,7 +259,12 @@ impl Services {
                 "your role cannot remove this member",
             ));
         }
-        Ok(self.store.remove_member(org, user).await?)
+        let conversations = self.store.user_conversation_ids(user, Some(org)).await?;
+        self.store.remove_member(org, user).await?;
+        for conv in conversations {
+            self.announce_removed(conv, user, None);
+        }
+        Ok(())
     }
 
     /// Creates an invite; the code is returned once.

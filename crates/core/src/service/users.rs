@@ -2,6 +2,7 @@
 
 use super::{Actor, Result, Services};
 use crate::error::ServiceError;
+use crate::event::{Control, Event};
 use crate::ids::*;
 use crate::model::*;
 use crate::password::NewPassword;
@@ -107,6 +108,10 @@ impl Services {
             || user.server_admin != before.server_admin
         {
             self.store.delete_sessions(id, None).await?;
+            self.emit(Event::control(Control::RevokeUser {
+                user: id,
+                except: None,
+            }));
         }
         Ok(user)
     }

@@ -22,6 +22,42 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(send_message, list_messages))
         .routes(routes!(edit_message, delete_message))
         .routes(routes!(message_history))
+        .routes(routes!(typing))
+        .routes(routes!(read_marker))
+}
+
+/// Tell the other participants I am typing (delivered over the gateway as TYPING_START).
+#[utoipa::path(post, path = "/conversations/{c}/typing", tag = "messages", params(("c" = String, Path, format = Uuid)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn typing(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+) -> ApiResult<StatusCode> {
+    state.services.typing(&caller.actor, p.id("c")?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadMarkerBody {
+    message_id: MessageId,
+}
+
+/// Move my read marker; my other sessions get READ_MARKER_UPDATE.
+#[utoipa::path(put, path = "/conversations/{c}/read-marker", tag = "messages", params(("c" = String, Path, format = Uuid)), request_body = ReadMarkerBody,
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn read_marker(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+    ApiJson(body): ApiJson<ReadMarkerBody>,
+) -> ApiResult<StatusCode> {
+    state
+        .services
+        .set_read_marker(&caller.actor, p.id("c")?, body.message_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, ToSchema)]

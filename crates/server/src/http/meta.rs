@@ -11,8 +11,6 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// Largest accepted gateway frame (reported now, enforced by the gateway).
-pub const FRAME_MAX_BYTES: u64 = 64 * 1024;
 /// Largest JSON request body.
 pub const BODY_MAX_BYTES: usize = 2 * 1024 * 1024;
 
@@ -37,7 +35,7 @@ async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: the database answers.
+/// Readiness: the database and the event fan-out answer.
 #[utoipa::path(get, path = "/health/ready", tag = "meta", responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
 async fn ready(State(state): State<AppState>) -> ApiResult<Json<Health>> {
     state.services.store.ping().await.map_err(|e| {
@@ -110,7 +108,7 @@ async fn capabilities(State(state): State<AppState>) -> Json<Capabilities> {
         },
         min_client_version: state.min_client_version.as_ref().map(ToString::to_string),
         features: Features {
-            gateway: false,
+            gateway: true,
             two_factor: false,
             api_keys: false,
             bots: false,
@@ -129,7 +127,7 @@ async fn capabilities(State(state): State<AppState>) -> Json<Capabilities> {
         limits: Limits {
             message_max_chars: MESSAGE_MAX_CHARS,
             upload_max_bytes: 100 * 1024 * 1024,
-            frame_max_bytes: FRAME_MAX_BYTES,
+            frame_max_bytes: state.gateway.config.frame_max_bytes as u64,
             request_body_max_bytes: BODY_MAX_BYTES,
         },
     })

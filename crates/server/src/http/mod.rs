@@ -48,6 +48,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
             "/api/v1/openapi.json",
             axum::routing::get(move || openapi::serve(doc.clone())),
         )
+        .route("/gateway", axum::routing::get(crate::gateway::upgrade))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());

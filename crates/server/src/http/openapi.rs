@@ -65,8 +65,10 @@ pub fn scope_for(method: &str, path: &str) -> Option<&'static str> {
     if p.starts_with("/auth/") || p.starts_with("/admin/") || is_public(path) {
         return None;
     }
-    if p.starts_with("/messages/") || (p.starts_with("/conversations/") && p.contains("/messages"))
-    {
+    let message_route = ["/messages", "/typing", "/read-marker"]
+        .iter()
+        .any(|m| p.contains(m));
+    if p.starts_with("/messages/") || (p.starts_with("/conversations/") && message_route) {
         return Some(if read {
             "messages:read"
         } else {

@@ -50,7 +50,7 @@ fn postgres_admin_url() -> String {
 
 /// A fresh PostgreSQL database, or `None` (after saying so) when PostgreSQL is unreachable
 /// outside CI. Under `CI=true` an unreachable PostgreSQL fails the test.
-async fn fresh_postgres_db() -> Option<String> {
+pub(crate) async fn fresh_postgres_db() -> Option<String> {
     use sqlx::Connection;
     let admin = postgres_admin_url();
     let mut conn = match sqlx::PgConnection::connect(&admin).await {

@@ -2,10 +2,13 @@
 //! PostgreSQL.
 
 mod helpers;
+mod ws;
 
 mod auth;
 mod bad_input;
+mod cluster;
 mod conversations;
+mod gateway;
 mod messages;
 mod meta;
 mod orgs;

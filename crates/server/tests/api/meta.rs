@@ -268,6 +268,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("patch", "/api/v1/messages/{m}"),
     ("delete", "/api/v1/messages/{m}"),
     ("get", "/api/v1/messages/{m}/history"),
+    ("post", "/api/v1/conversations/{c}/typing"),
+    ("put", "/api/v1/conversations/{c}/read-marker"),
     ("get", "/api/v1/admin/users"),
     ("post", "/api/v1/admin/users"),
     ("patch", "/api/v1/admin/users/{id}"),

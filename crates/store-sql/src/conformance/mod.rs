@@ -5,11 +5,13 @@
 mod conversations;
 mod messages;
 mod orgs;
+mod realtime;
 mod users;
 
 pub use conversations::*;
 pub use messages::*;
 pub use orgs::*;
+pub use realtime::*;
 pub use users::*;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -61,6 +63,11 @@ macro_rules! conformance_tests {
             messages_page_by_seq,
             edit_keeps_history,
             delete_tombstones,
+            read_markers_are_set_per_participant,
+            conversation_states_count_unread,
+            conversation_and_participant_ids,
+            gateway_sessions_save_take_prune,
+            gateway_session_is_taken_once_concurrently,
         );
     };
 }

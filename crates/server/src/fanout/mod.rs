@@ -1,0 +1,81 @@
+//! `FanOut`: how events committed on any node reach the gateway hub of every node, in one
+//! order, and how a resuming session gets back what it missed. Two implementations: in-process
+//! (embedded default) and NATS JetStream (cluster).
+
+pub mod local;
+pub mod nats;
+
+use async_trait::async_trait;
+use conclave_core::event::{Audience, Control, Event, EventSink};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// An event as it travels: `d` is serialized once, when it is published, and its bytes are
+/// shared by every recipient.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WireEvent {
+    pub t: String,
+    pub audience: Audience,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<Control>,
+    pub d: Box<RawValue>,
+}
+
+impl WireEvent {
+    /// Serializes the payload of a core event once.
+    #[must_use]
+    pub fn from_event(event: &Event) -> Self {
+        let d = serde_json::value::to_raw_value(&event.d).unwrap_or_else(|_| {
+            RawValue::from_string("null".into()).unwrap_or_else(|_| unreachable!())
+        });
+        Self {
+            t: event.t.clone(),
+            audience: event.audience.clone(),
+            control: event.control.clone(),
+            d,
+        }
+    }
+}
+
+/// An event with its position in the fan-out stream (strictly increasing, one order for every
+/// node).
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub position: u64,
+    pub event: Arc<WireEvent>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FanOutError {
+    #[error("fan-out unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait FanOut: Send + Sync + 'static {
+    /// Hands a committed event over for delivery to every node. Never blocks; the order of
+    /// calls on one node is the order in which every node sees the events.
+    fn publish(&self, event: Event);
+    /// The live stream of every event, for this node's hub. Called once.
+    fn take_stream(&self) -> Option<mpsc::UnboundedReceiver<Delivered>>;
+    /// Retained events with `after < position <= upto`, in order; `None` when some of them are
+    /// no longer retained (older than the resume window).
+    async fn replay(&self, after: u64, upto: u64) -> Result<Option<Vec<Delivered>>, FanOutError>;
+    /// Names the position space: positions from another epoch mean nothing here.
+    fn epoch(&self) -> String;
+    /// Waits until every event published so far has left this node.
+    async fn flush(&self);
+    /// Whether the transport is reachable (readiness).
+    async fn ready(&self) -> bool;
+}
+
+/// Lets services publish into a fan-out.
+pub struct FanOutSink(pub Arc<dyn FanOut>);
+
+impl EventSink for FanOutSink {
+    fn publish(&self, event: Event) {
+        self.0.publish(event);
+    }
+}

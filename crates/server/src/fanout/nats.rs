@@ -1,0 +1,862 @@
+//! NATS JetStream fan-out (cluster): every node publishes its committed events to one stream,
+//! `<CLUSTER>_EVENTS` on subject `<cluster>.events`, and reads that stream back in stream
+//! order. The stream sequence is the position, so every node sees the same events at the same
+//! positions, and RESUME replays from the stream on any node for as long as the stream retains
+//! them (`max_age` = the resume window).
+//!
+//! Publishing never blocks: events go into a queue drained by one task that publishes and waits
+//! for each acknowledgement in turn, so one node's events keep their order. Retries carry a
+//! message id, so JetStream drops the duplicate when an acknowledgement was lost rather than
+//! the publish.
+//!
+//! Should the stream itself be replaced (deleted and created again), positions continue from
+//! the last one delivered (`base` + the new stream's sequence) and the epoch changes, so no
+//! session resumes across the change.
+
+use super::{Delivered, FanOut, FanOutError, WireEvent};
+use async_nats::connection::State;
+use async_nats::jetstream::{
+    self,
+    consumer::{
+        pull::{Ordered, OrderedConfig},
+        DeliverPolicy,
+    },
+    stream,
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use conclave_core::event::{Audience, Control, Event};
+use futures::StreamExt;
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Attempts per event before it is given up (logged, never its content).
+const PUBLISH_ATTEMPTS: u32 = 6;
+const PUBLISH_BACKOFF: Duration = Duration::from_millis(50);
+/// How long one JetStream request (publish acknowledgement, stream info) may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+const REPLAY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Larger replays are refused (`None`): the client catches up over REST instead.
+const MAX_REPLAY: u64 = 100_000;
+/// How often the stream task checks that the stream is still the one it reads.
+const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// The longest duplicate window: retries happen within seconds.
+const MAX_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+pub struct NatsFanOut {
+    shared: Arc<Shared>,
+    queue: mpsc::UnboundedSender<Bytes>,
+    /// Events handed to the publisher task so far.
+    enqueued: AtomicU64,
+    /// Events the publisher task has finished with (acknowledged or given up).
+    done: watch::Receiver<u64>,
+    stream_rx: Mutex<Option<mpsc::UnboundedReceiver<Delivered>>>,
+    consumer_task: tokio::task::JoinHandle<()>,
+}
+
+struct Shared {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    /// The configuration this node wants (name, subject, retention).
+    config: stream::Config,
+    subject: String,
+    view: Mutex<View>,
+}
+
+/// Which stream the positions come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct View {
+    /// The stream's creation time (unix nanoseconds): a recreated stream is another one.
+    created: i128,
+    /// Added to the stream sequence to give a position (0 unless the stream was replaced).
+    base: u64,
+}
+
+/// The wire format of `WireEvent`, serialized straight from a core event (once).
+#[derive(Serialize)]
+struct WireRef<'a> {
+    t: &'a str,
+    audience: &'a Audience,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    control: Option<&'a Control>,
+    d: &'a serde_json::Value,
+}
+
+/// `<CLUSTER>_EVENTS`: upper-cased, anything but `A-Z0-9_-` becomes `_`.
+fn stream_name(cluster: &str) -> String {
+    let cluster: String = cluster
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_uppercase();
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{cluster}_EVENTS")
+}
+
+/// `<cluster>.events`: the cluster name as one subject token.
+fn subject_name(cluster: &str) -> String {
+    let token: String = cluster
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{token}.events")
+}
+
+fn stream_config(name: String, subject: String, window: Duration) -> stream::Config {
+    // A zero max_age would mean "keep forever".
+    let window = window.max(Duration::from_secs(1));
+    stream::Config {
+        name,
+        description: Some("Conclave gateway events".into()),
+        subjects: vec![subject],
+        max_age: window,
+        duplicate_window: window.min(MAX_DUPLICATE_WINDOW),
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        discard: stream::DiscardPolicy::Old,
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> FanOutError {
+    FanOutError::Unavailable(format!("{what}: {e}"))
+}
+
+fn created_of(info: &stream::Info) -> i128 {
+    info.created.unix_timestamp_nanos()
+}
+
+fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(err)
+        if err.code() == 404 || err.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// Finds the stream, creating it when it is missing (several nodes may race: creating an
+/// identical stream twice succeeds, and a lost race is followed by another look), and brings
+/// its retention and subject in line with ours.
+async fn ensure_stream(
+    js: &jetstream::Context,
+    want: &stream::Config,
+) -> Result<stream::Info, FanOutError> {
+    let mut last_error = String::new();
+    for _ in 0..3 {
+        match js.get_stream(&want.name).await {
+            Ok(s) => {
+                let info = s.cached_info().clone();
+                let subject = &want.subjects[0];
+                if info.config.max_age == want.max_age && info.config.subjects.contains(subject) {
+                    return Ok(info);
+                }
+                let mut config = info.config.clone();
+                config.max_age = want.max_age;
+                if config.duplicate_window > want.max_age {
+                    config.duplicate_window = want.duplicate_window;
+                }
+                if !config.subjects.contains(subject) {
+                    config.subjects.push(subject.clone());
+                }
+                tracing::info!(stream = %want.name, max_age_s = want.max_age.as_secs(), "updating the fan-out stream");
+                return js
+                    .update_stream(&config)
+                    .await
+                    .map_err(|e| unavailable("updating the event stream", e));
+            }
+            Err(e) if is_not_found(&e) => match js.create_stream(want.clone()).await {
+                Ok(s) => {
+                    tracing::info!(stream = %want.name, "created the fan-out stream");
+                    return Ok(s.cached_info().clone());
+                }
+                Err(e) => last_error = e.to_string(),
+            },
+            Err(e) => return Err(unavailable("reading the event stream", e)),
+        }
+    }
+    Err(unavailable("creating the event stream", last_error))
+}
+
+impl NatsFanOut {
+    /// Connects, makes sure the stream exists with `max_age = window`, and starts reading it
+    /// from its end.
+    pub async fn connect(
+        url: &str,
+        cluster_name: &str,
+        window: Duration,
+    ) -> Result<NatsFanOut, FanOutError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("conclave")
+            .connection_timeout(Duration::from_secs(5))
+            .request_timeout(Some(REQUEST_TIMEOUT))
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("NATS connected"),
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("NATS disconnected; reconnecting")
+                    }
+                    other => tracing::debug!(event = %other, "NATS event"),
+                }
+            })
+            .connect(url)
+            .await
+            .map_err(|e| unavailable("cannot connect to NATS", e))?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(REQUEST_TIMEOUT);
+        let subject = subject_name(cluster_name);
+        let config = stream_config(stream_name(cluster_name), subject.clone(), window);
+        let info = ensure_stream(&js, &config).await?;
+        let shared = Arc::new(Shared {
+            client,
+            js,
+            config,
+            subject,
+            view: Mutex::new(View {
+                created: created_of(&info),
+                base: 0,
+            }),
+        });
+
+        let (stream_tx, stream_rx) = mpsc::unbounded_channel();
+        // Start at the end: what was published before this node came up is for RESUME only.
+        let last_seq = info.state.last_sequence;
+        let live = open_live(&shared, last_seq + 1).await.ok();
+        let consumer_task = tokio::spawn(consume(shared.clone(), stream_tx, live, last_seq));
+
+        let (queue, queue_rx) = mpsc::unbounded_channel();
+        let (done_tx, done) = watch::channel(0);
+        tokio::spawn(publisher(shared.clone(), queue_rx, done_tx));
+
+        Ok(NatsFanOut {
+            shared,
+            queue,
+            enqueued: AtomicU64::new(0),
+            done,
+            stream_rx: Mutex::new(Some(stream_rx)),
+            consumer_task,
+        })
+    }
+
+    /// The JetStream stream's name.
+    #[must_use]
+    pub fn stream_name(&self) -> &str {
+        &self.shared.config.name
+    }
+
+    async fn replay_seqs(
+        &self,
+        view: View,
+        after: u64,
+        upto: u64,
+    ) -> Result<Option<Vec<Delivered>>, FanOutError> {
+        let shared = &self.shared;
+        let stream = shared
+            .js
+            .get_stream(&shared.config.name)
+            .await
+            .map_err(|e| unavailable("reading the event stream", e))?;
+        let info = stream.cached_info();
+        if created_of(info) != view.created || info.state.first_sequence > after + 1 {
+            return Ok(None);
+        }
+        let upto = upto.min(info.state.last_sequence);
+        if upto <= after {
+            return Ok(Some(Vec::new()));
+        }
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: shared.subject.clone(),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: after + 1,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable("replaying the event stream", e))?;
+        let name = consumer.cached_info().name.clone();
+        let result = async {
+            let mut messages = consumer
+                .messages()
+                .await
+                .map_err(|e| unavailable("replaying the event stream", e))?;
+            let mut out = Vec::with_capacity(usize::try_from(upto - after).unwrap_or(0));
+            let mut first = true;
+            while let Some(item) = messages.next().await {
+                let message = item.map_err(|e| unavailable("replaying the event stream", e))?;
+                let info = message
+                    .info()
+                    .map_err(|e| unavailable("replaying the event stream", e))?;
+                let (seq, pending) = (info.stream_sequence, info.pending);
+                if first && seq != after + 1 {
+                    // Aged out between the look at the stream and the read.
+                    return Ok(None);
+                }
+                first = false;
+                if seq > upto {
+                    break;
+                }
+                if let Some(event) = decode(&message.payload, seq) {
+                    out.push(Delivered {
+                        position: view.base + seq,
+                        event,
+                    });
+                }
+                if seq >= upto || pending == 0 {
+                    break;
+                }
+            }
+            Ok(Some(out))
+        }
+        .await;
+        // Ephemeral consumers also vanish by themselves once idle; this just does it sooner.
+        let js = shared.js.clone();
+        let stream_name = shared.config.name.clone();
+        tokio::spawn(async move {
+            if let Ok(stream) = js.get_stream(&stream_name).await {
+                let _ = stream.delete_consumer(&name).await;
+            }
+        });
+        result
+    }
+}
+
+impl Drop for NatsFanOut {
+    fn drop(&mut self) {
+        // The publisher task ends by itself once the queue is closed and drained.
+        self.consumer_task.abort();
+    }
+}
+
+fn decode(payload: &[u8], seq: u64) -> Option<Arc<WireEvent>> {
+    match serde_json::from_slice::<WireEvent>(payload) {
+        Ok(event) => Some(Arc::new(event)),
+        Err(e) => {
+            tracing::error!(seq, error = %e, "undecodable event in the fan-out stream; skipped");
+            None
+        }
+    }
+}
+
+/// An ordered consumer reading the stream from `start`.
+async fn open_live(shared: &Shared, start: u64) -> Result<Ordered, FanOutError> {
+    let stream = shared
+        .js
+        .get_stream(&shared.config.name)
+        .await
+        .map_err(|e| unavailable("reading the event stream", e))?;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: shared.subject.clone(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: start.max(1),
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| unavailable("subscribing to the event stream", e))?;
+    consumer
+        .messages()
+        .await
+        .map_err(|e| unavailable("subscribing to the event stream", e))
+}
+
+/// Reads the stream into the hub's channel until the hub goes away. `last_seq` is the last
+/// stream sequence handled: after any failure the consumer is recreated from the one after it,
+/// so nothing is skipped or repeated.
+async fn consume(
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Delivered>,
+    mut live: Option<Ordered>,
+    mut last_seq: u64,
+) {
+    let mut last_position = last_seq;
+    let mut retry = Duration::from_millis(100);
+    'open: loop {
+        let mut messages = match live.take() {
+            Some(m) => m,
+            None => match open_live(&shared, last_seq + 1).await {
+                Ok(m) => {
+                    retry = Duration::from_millis(100);
+                    m
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "fan-out stream unavailable; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(retry) => {}
+                        () = tx.closed() => return,
+                    }
+                    retry = (retry * 2).min(RETRY_MAX);
+                    // The stream may be gone: recreate it, and notice when it is a new one.
+                    if let Ok(info) = ensure_stream(&shared.js, &shared.config).await {
+                        if switch_if_replaced(&shared, &info, last_position) {
+                            last_seq = 0;
+                        }
+                    }
+                    continue 'open;
+                }
+            },
+        };
+        let mut watch = tokio::time::interval(WATCH_INTERVAL);
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        watch.tick().await;
+        loop {
+            tokio::select! {
+                item = messages.next() => match item {
+                    Some(Ok(message)) => {
+                        let seq = match message.info() {
+                            Ok(info) => info.stream_sequence,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "fan-out message without stream metadata; recreating the consumer");
+                                continue 'open;
+                            }
+                        };
+                        if seq <= last_seq {
+                            continue;
+                        }
+                        if seq > last_seq + 1 {
+                            tracing::warn!(missed = seq - last_seq - 1, "fan-out events aged out before this node read them");
+                        }
+                        last_seq = seq;
+                        let base = shared.view.lock().unwrap_or_else(|e| e.into_inner()).base;
+                        last_position = base + seq;
+                        if let Some(event) = decode(&message.payload, seq) {
+                            if tx.send(Delivered { position: last_position, event }).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, after = last_seq, "fan-out consumer failed; recreating it");
+                        continue 'open;
+                    }
+                    None => {
+                        tracing::warn!(after = last_seq, "fan-out consumer ended; recreating it");
+                        continue 'open;
+                    }
+                },
+                _ = watch.tick() => {
+                    if shared.client.connection_state() != State::Connected {
+                        continue;
+                    }
+                    let Ok(Ok(info)) = tokio::time::timeout(REQUEST_TIMEOUT, ensure_stream(&shared.js, &shared.config)).await else {
+                        continue;
+                    };
+                    if switch_if_replaced(&shared, &info, last_position) {
+                        last_seq = 0;
+                        continue 'open;
+                    }
+                }
+                () = tx.closed() => return,
+            }
+        }
+    }
+}
+
+/// When `info` is another stream than the one being read, positions continue after
+/// `last_position` and the epoch changes. Returns whether it switched.
+fn switch_if_replaced(shared: &Shared, info: &stream::Info, last_position: u64) -> bool {
+    let mut view = shared.view.lock().unwrap_or_else(|e| e.into_inner());
+    let created = created_of(info);
+    if view.created == created {
+        return false;
+    }
+    tracing::error!(stream = %shared.config.name, "the fan-out stream was replaced; sessions cannot resume across this");
+    *view = View {
+        created,
+        base: last_position,
+    };
+    true
+}
+
+/// Publishes queued events one at a time, in order, each acknowledged before the next.
+async fn publisher(
+    shared: Arc<Shared>,
+    mut queue: mpsc::UnboundedReceiver<Bytes>,
+    done: watch::Sender<u64>,
+) {
+    let node = uuid::Uuid::new_v4().simple().to_string();
+    let mut counter: u64 = 0;
+    while let Some(payload) = queue.recv().await {
+        counter += 1;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("{node}-{counter}").as_str());
+        let mut backoff = PUBLISH_BACKOFF;
+        for attempt in 1..=PUBLISH_ATTEMPTS {
+            let sent = async {
+                shared
+                    .js
+                    .publish_with_headers(shared.subject.clone(), headers.clone(), payload.clone())
+                    .await?
+                    .await
+            }
+            .await;
+            match sent {
+                Ok(_) => break,
+                Err(e) if attempt == PUBLISH_ATTEMPTS => {
+                    tracing::error!(error = %e, attempts = attempt, "could not publish an event to the fan-out stream; dropped");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "publishing an event to the fan-out stream failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    if matches!(
+                        e.kind(),
+                        jetstream::context::PublishErrorKind::StreamNotFound
+                    ) {
+                        let _ = ensure_stream(&shared.js, &shared.config).await;
+                    }
+                }
+            }
+        }
+        done.send_modify(|n| *n += 1);
+    }
+}
+
+#[async_trait]
+impl FanOut for NatsFanOut {
+    fn publish(&self, event: Event) {
+        let wire = WireRef {
+            t: &event.t,
+            audience: &event.audience,
+            control: event.control.as_ref(),
+            d: &event.d,
+        };
+        let payload = match serde_json::to_vec(&wire) {
+            Ok(p) => Bytes::from(p),
+            Err(e) => {
+                tracing::error!(error = %e, "could not serialize an event; dropped");
+                return;
+            }
+        };
+        self.enqueued.fetch_add(1, Ordering::SeqCst);
+        if self.queue.send(payload).is_err() {
+            tracing::error!("the fan-out publisher is gone; event dropped");
+        }
+    }
+
+    fn take_stream(&self) -> Option<mpsc::UnboundedReceiver<Delivered>> {
+        self.stream_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    async fn replay(&self, after: u64, upto: u64) -> Result<Option<Vec<Delivered>>, FanOutError> {
+        if after >= upto {
+            return Ok(Some(Vec::new()));
+        }
+        if upto - after > MAX_REPLAY {
+            return Ok(None);
+        }
+        let view = *self.shared.view.lock().unwrap_or_else(|e| e.into_inner());
+        if after < view.base {
+            // From the stream this one replaced.
+            return Ok(None);
+        }
+        tokio::time::timeout(
+            REPLAY_TIMEOUT,
+            self.replay_seqs(view, after - view.base, upto - view.base),
+        )
+        .await
+        .map_err(|_| FanOutError::Unavailable("replaying the event stream timed out".into()))?
+    }
+
+    fn epoch(&self) -> String {
+        let view = *self.shared.view.lock().unwrap_or_else(|e| e.into_inner());
+        let mut epoch = format!("nats:{}:{}", self.shared.config.name, view.created);
+        if view.base > 0 {
+            epoch.push_str(&format!("+{}", view.base));
+        }
+        epoch
+    }
+
+    async fn flush(&self) {
+        let target = self.enqueued.load(Ordering::SeqCst);
+        let mut done = self.done.clone();
+        let _ = done.wait_for(|n| *n >= target).await;
+    }
+
+    async fn ready(&self) -> bool {
+        if self.shared.client.connection_state() != State::Connected {
+            return false;
+        }
+        matches!(
+            tokio::time::timeout(
+                READY_TIMEOUT,
+                self.shared.js.get_stream(&self.shared.config.name)
+            )
+            .await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conclave_core::UserId;
+    use std::time::Instant;
+
+    const NATS_URL: &str = "nats://127.0.0.1:4222";
+
+    fn random_cluster() -> String {
+        format!("test-{}", uuid::Uuid::new_v4().simple())
+    }
+
+    /// Connects, or says why not: under `CI=true` an unreachable NATS fails the test.
+    async fn connect_or_skip(cluster: &str, window: Duration) -> Option<NatsFanOut> {
+        match NatsFanOut::connect(NATS_URL, cluster, window).await {
+            Ok(f) => Some(f),
+            Err(e) => {
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("NATS with JetStream is required under CI=true: {e}");
+                }
+                eprintln!("SKIPPED nats fanout: {e}");
+                None
+            }
+        }
+    }
+
+    async fn delete_stream(f: &NatsFanOut) {
+        let _ = f.shared.js.delete_stream(f.stream_name()).await;
+    }
+
+    async fn next(rx: &mut mpsc::UnboundedReceiver<Delivered>) -> Delivered {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream is open")
+    }
+
+    fn number(d: &Delivered) -> i64 {
+        serde_json::from_str(d.event.d.get()).expect("a number")
+    }
+
+    #[test]
+    fn names_are_sanitized() {
+        assert_eq!(stream_name("conclave"), "CONCLAVE_EVENTS");
+        assert_eq!(stream_name("eu.west 1/x"), "EU_WEST_1_X_EVENTS");
+        assert_eq!(subject_name("eu.west*1"), "eu_west_1.events");
+        assert_eq!(subject_name("prod-1"), "prod-1.events");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_from_one_node_reach_another_in_order() {
+        let cluster = random_cluster();
+        let Some(a) = connect_or_skip(&cluster, Duration::from_secs(60)).await else {
+            return;
+        };
+        let b = NatsFanOut::connect(NATS_URL, &cluster, Duration::from_secs(60))
+            .await
+            .expect("second node");
+        assert!(a.ready().await && b.ready().await);
+        assert_eq!(a.epoch(), b.epoch(), "one stream, one epoch");
+        assert!(a.epoch().starts_with(&format!("nats:{}:", a.stream_name())));
+        let mut rx_a = a.take_stream().expect("stream");
+        let mut rx_b = b.take_stream().expect("stream");
+        assert!(b.take_stream().is_none());
+
+        let user = UserId::new();
+        let mut event = Event::user("MESSAGE_CREATE", user, 0);
+        event = event.with_control(Control::RevokeUser { user, except: None });
+        a.publish(event.clone());
+        for i in 1..50 {
+            a.publish(Event::user("MESSAGE_CREATE", user, i));
+        }
+        a.flush().await;
+
+        let mut seen_b = Vec::new();
+        for want in 0..50 {
+            let d = next(&mut rx_b).await;
+            assert_eq!(number(&d), want, "in publish order");
+            if let Some(prev) = seen_b.last().map(|p: &Delivered| p.position) {
+                assert!(d.position > prev, "positions strictly increase");
+            }
+            seen_b.push(d);
+        }
+        // The wire format round-trips the whole event.
+        let first = &seen_b[0].event;
+        assert_eq!(first.t, "MESSAGE_CREATE");
+        assert_eq!(first.audience, Audience::User(user));
+        assert_eq!(first.control, event.control);
+        // The publishing node sees the same positions.
+        for d in &seen_b {
+            let mine = next(&mut rx_a).await;
+            assert_eq!(mine.position, d.position);
+            assert_eq!(number(&mine), number(d));
+        }
+
+        // Both nodes publish: each node's events keep their order, and both see one order.
+        for i in 100..120 {
+            a.publish(Event::user("A", user, i));
+            b.publish(Event::user("B", user, i));
+        }
+        tokio::join!(a.flush(), b.flush());
+        let mut from_a = Vec::new();
+        let mut from_b = Vec::new();
+        for _ in 0..40 {
+            let (x, y) = (next(&mut rx_a).await, next(&mut rx_b).await);
+            assert_eq!((x.position, &x.event.t), (y.position, &y.event.t));
+            if x.event.t == "A" {
+                from_a.push(number(&x));
+            } else {
+                from_b.push(number(&x));
+            }
+        }
+        assert_eq!(from_a, (100..120).collect::<Vec<_>>());
+        assert_eq!(from_b, (100..120).collect::<Vec<_>>());
+
+        // Replay returns exactly (after, upto], from either node.
+        let p = |i: usize| seen_b[i].position;
+        let got = b.replay(p(9), p(19)).await.unwrap().unwrap();
+        assert_eq!(
+            got.iter().map(|d| d.position).collect::<Vec<_>>(),
+            seen_b[10..20]
+                .iter()
+                .map(|d| d.position)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            got.iter().map(number).collect::<Vec<_>>(),
+            (10..20).collect::<Vec<_>>()
+        );
+        let all = a.replay(p(0) - 1, p(49)).await.unwrap().unwrap();
+        assert_eq!(all.len(), 50);
+        assert_eq!(a.replay(p(5), p(5)).await.unwrap().unwrap().len(), 0);
+        // Beyond the end: what exists.
+        let last = a.replay(p(49), p(49) + 40 + 1000).await.unwrap().unwrap();
+        assert_eq!(last.len(), 40);
+
+        delete_stream(&a).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn aged_out_ranges_cannot_be_replayed() {
+        let cluster = random_cluster();
+        let Some(a) = connect_or_skip(&cluster, Duration::from_secs(1)).await else {
+            return;
+        };
+        let mut rx = a.take_stream().expect("stream");
+        for i in 0..3 {
+            a.publish(Event::user("X", UserId::new(), i));
+        }
+        a.flush().await;
+        let mut positions = Vec::new();
+        for _ in 0..3 {
+            positions.push(next(&mut rx).await.position);
+        }
+        assert_eq!(
+            a.replay(positions[0] - 1, positions[2])
+                .await
+                .unwrap()
+                .unwrap()
+                .len(),
+            3
+        );
+        // Wait (polling) until the stream has aged them out.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if a.replay(positions[0] - 1, positions[2])
+                .await
+                .unwrap()
+                .is_none()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "events never aged out");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // What is still retained can be replayed.
+        a.publish(Event::user("X", UserId::new(), 3));
+        a.flush().await;
+        let newest = next(&mut rx).await;
+        let got = a
+            .replay(positions[2], newest.position)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].position, newest.position);
+        delete_stream(&a).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_with_another_window_updates_the_stream() {
+        let cluster = random_cluster();
+        let Some(a) = connect_or_skip(&cluster, Duration::from_secs(60)).await else {
+            return;
+        };
+        let b = NatsFanOut::connect(NATS_URL, &cluster, Duration::from_secs(90))
+            .await
+            .expect("second node");
+        let info = b
+            .shared
+            .js
+            .get_stream(b.stream_name())
+            .await
+            .unwrap()
+            .cached_info()
+            .clone();
+        assert_eq!(info.config.max_age, Duration::from_secs(90));
+        assert_eq!(info.config.subjects, vec![subject_name(&cluster)]);
+        // Updating is not replacing: the epoch stays.
+        assert_eq!(a.epoch(), b.epoch());
+        delete_stream(&a).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replaced_stream_is_a_new_epoch_and_positions_keep_increasing() {
+        let cluster = random_cluster();
+        let Some(a) = connect_or_skip(&cluster, Duration::from_secs(60)).await else {
+            return;
+        };
+        let mut rx = a.take_stream().expect("stream");
+        for i in 0..3 {
+            a.publish(Event::user("X", UserId::new(), i));
+        }
+        a.flush().await;
+        let mut last = 0;
+        for _ in 0..3 {
+            last = next(&mut rx).await.position;
+        }
+        let before = a.epoch();
+        a.shared
+            .js
+            .delete_stream(a.stream_name())
+            .await
+            .expect("delete");
+        // The stream task notices within its watch interval and recreates the stream.
+        let deadline = Instant::now() + WATCH_INTERVAL * 3;
+        while a.epoch() == before {
+            assert!(Instant::now() < deadline, "the replacement was not noticed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        a.publish(Event::user("X", UserId::new(), 3));
+        a.flush().await;
+        let d = next(&mut rx).await;
+        assert_eq!(number(&d), 3);
+        assert!(
+            d.position > last,
+            "positions continue: {} after {last}",
+            d.position
+        );
+        // Positions from before the replacement cannot be replayed; later ones can.
+        assert!(a.replay(last - 1, d.position).await.unwrap().is_none());
+        assert_eq!(a.replay(last, d.position).await.unwrap().unwrap().len(), 1);
+        delete_stream(&a).await;
+    }
+}

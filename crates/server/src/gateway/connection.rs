@@ -1,0 +1,543 @@
+//! One gateway connection: HELLO, then IDENTIFY or RESUME within the timeout, then one
+//! `select!` loop over the socket, the hub's frames, the heartbeat deadline and shutdown.
+
+use super::hub::{Checkpoint, Command as HubCommand, ConnId, Outbound, Replay};
+use super::protocol::{self, CloseCode, Command, Identify, Resume};
+use super::{Gateway, UpgradeContext};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use conclave_core::event::PresenceStatus;
+use conclave_core::model::GatewaySession;
+use conclave_core::service::Actor;
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot, watch};
+
+type Sink = futures::stream::SplitSink<WebSocket, Message>;
+type Stream = futures::stream::SplitStream<WebSocket>;
+
+/// Why the loop ended.
+enum End {
+    Close(CloseCode, &'static str),
+    /// The hub asked to close with this code.
+    Hub(u16, &'static str),
+    /// The client went away.
+    Gone,
+    /// Node shutdown: RECONNECT was sent.
+    Shutdown,
+}
+
+/// A token bucket for inbound frames (RATE-3).
+struct FrameBudget {
+    tokens: f64,
+    capacity: f64,
+    per_sec: f64,
+    last: Instant,
+}
+
+impl FrameBudget {
+    fn new(per_minute: u32) -> Self {
+        let capacity = f64::from(per_minute);
+        Self {
+            tokens: capacity,
+            capacity,
+            per_sec: capacity / 60.0,
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.per_sec)
+            .min(self.capacity);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+async fn send_text(sink: &mut Sink, text: String) -> bool {
+    sink.send(Message::Text(Utf8Bytes::from(text)))
+        .await
+        .is_ok()
+}
+
+async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })))
+        .await;
+    let _ = sink.close().await;
+}
+
+/// Reads the next text frame, enforcing size and rate limits.
+async fn next_command(
+    stream: &mut Stream,
+    gw: &Gateway,
+    budget: &mut FrameBudget,
+) -> Result<Command, End> {
+    loop {
+        let msg = match stream.next().await {
+            Some(Ok(m)) => m,
+            Some(Err(_)) | None => return Err(End::Gone),
+        };
+        let text = match msg {
+            Message::Text(t) => t,
+            Message::Binary(_) => {
+                return Err(End::Close(CloseCode::DecodeError, "frames are JSON text"))
+            }
+            Message::Close(_) => return Err(End::Gone),
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        if gw.config.limits_on && !budget.take() {
+            return Err(End::Close(CloseCode::RateLimited, "too many frames"));
+        }
+        if text.len() > gw.config.frame_max_bytes {
+            return Err(End::Close(CloseCode::PayloadTooLarge, "frame too large"));
+        }
+        return protocol::parse(text.as_str()).map_err(|e| End::Close(e.close_code(), "bad frame"));
+    }
+}
+
+/// Runs one connection to its end.
+pub async fn run(
+    gw: Arc<Gateway>,
+    socket: WebSocket,
+    conn: ConnId,
+    ctx: UpgradeContext,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (mut sink, mut stream) = socket.split();
+    let hello = json!({"heartbeat_interval_ms": gw.config.heartbeat_interval.as_millis() as u64, "session_id_hint": null});
+    if !send_text(&mut sink, protocol::control(protocol::HELLO, &hello)).await {
+        return;
+    }
+    let mut budget = FrameBudget::new(gw.config.frames_per_minute);
+    let deadline = tokio::time::sleep(gw.config.identify_timeout);
+    tokio::pin!(deadline);
+    // Phase one: IDENTIFY or RESUME.
+    let started = loop {
+        let cmd = tokio::select! {
+            () = &mut deadline => Err(End::Close(CloseCode::SessionTimedOut, "identify in time")),
+            _ = shutdown.changed() => Err(End::Shutdown),
+            c = next_command(&mut stream, &gw, &mut budget) => c,
+        };
+        let result = match cmd {
+            Ok(Command::Identify(id)) => identify(&gw, &ctx, conn, id).await,
+            Ok(Command::Resume(r)) => match resume(&gw, &ctx, conn, r).await {
+                Err(Start::Invalid) => {
+                    let _ = send_text(
+                        &mut sink,
+                        protocol::control(protocol::INVALID_SESSION, &json!({"resumable": false})),
+                    )
+                    .await;
+                    continue;
+                }
+                other => other,
+            },
+            Ok(Command::Heartbeat(_)) => {
+                let _ = send_text(
+                    &mut sink,
+                    protocol::control(protocol::HEARTBEAT_ACK, &serde_json::Value::Null),
+                )
+                .await;
+                continue;
+            }
+            Ok(Command::Presence(_)) => {
+                Err(Start::Refuse(CloseCode::NotAuthenticated, "identify first"))
+            }
+            Err(end) => {
+                finish(&gw, &mut sink, None, end).await;
+                return;
+            }
+        };
+        match result {
+            Ok(s) => break s,
+            Err(Start::Refuse(code, why)) => {
+                finish(&gw, &mut sink, None, End::Close(code, why)).await;
+                return;
+            }
+            Err(Start::Invalid) => unreachable!("handled above"),
+        }
+    };
+    let Started {
+        actor,
+        gateway_session,
+        mut rx,
+    } = started;
+    // Phase two: live.
+    let interval = gw.config.heartbeat_interval;
+    let mut heartbeat_deadline = Instant::now() + interval.mul_f32(1.5);
+    let end = loop {
+        let sleep = tokio::time::sleep_until(heartbeat_deadline.into());
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break End::Shutdown,
+            out = rx.recv() => match out {
+                Some(Outbound::Frame(f)) => {
+                    if !send_text(&mut sink, f).await {
+                        break End::Gone;
+                    }
+                }
+                Some(Outbound::Close(code, why)) => break End::Hub(code, why),
+                None => break End::Hub(CloseCode::UnknownError.code(), "dropped by the server"),
+            },
+            cmd = next_command(&mut stream, &gw, &mut budget) => match cmd {
+                Ok(Command::Heartbeat(seq)) => {
+                    heartbeat_deadline = Instant::now() + interval.mul_f32(1.5);
+                    if let Some(s) = seq {
+                        let _ = gw.hub.send(HubCommand::Ack { conn, s }).await;
+                    }
+                    if actor.session.expires_at <= gw.services.clock.now() {
+                        break End::Close(CloseCode::AuthenticationFailed, "session expired");
+                    }
+                    if !send_text(&mut sink, protocol::control(protocol::HEARTBEAT_ACK, &serde_json::Value::Null)).await {
+                        break End::Gone;
+                    }
+                }
+                Ok(Command::Presence(p)) => {
+                    let status = match p.status {
+                        protocol::ClientStatus::Online => PresenceStatus::Online,
+                        protocol::ClientStatus::Idle => PresenceStatus::Idle,
+                    };
+                    let _ = gw.hub.send(HubCommand::Presence { conn, status }).await;
+                }
+                Ok(Command::Identify(_) | Command::Resume(_)) => break End::Close(CloseCode::AlreadyAuthenticated, "already authenticated"),
+                Err(end) => break end,
+            },
+            () = sleep => break End::Close(CloseCode::SessionTimedOut, "missed heartbeat"),
+        }
+    };
+    finish(&gw, &mut sink, Some((conn, &actor, gateway_session)), end).await;
+}
+
+/// Unregisters, saves the session for RESUME (on any node), and closes the socket.
+async fn finish(
+    gw: &Gateway,
+    sink: &mut Sink,
+    registered: Option<(ConnId, &Actor, uuid::Uuid)>,
+    end: End,
+) {
+    if let Some((conn, actor, id)) = registered {
+        let (tx, rx) = oneshot::channel();
+        let checkpoint = if gw
+            .hub
+            .send(HubCommand::Unregister { conn, reply: tx })
+            .await
+            .is_ok()
+        {
+            rx.await.ok().flatten()
+        } else {
+            None
+        };
+        // A revoked credential's session is not kept.
+        let resumable = !matches!(
+            end,
+            End::Hub(4004, _) | End::Close(CloseCode::AuthenticationFailed, _)
+        );
+        if let (Some(cp), true) = (checkpoint, resumable) {
+            let saved = GatewaySession {
+                id,
+                user_id: actor.user.id,
+                auth_session_id: actor.session.id,
+                last_s: cp.s as i64,
+                position: cp.position as i64,
+                epoch: gw.fanout.epoch(),
+                conversations: cp.conversations.into_iter().collect(),
+                saved_at: gw.services.clock.now(),
+            };
+            if let Err(e) = gw.services.store.save_gateway_session(&saved).await {
+                tracing::warn!(error = %e, "could not save a gateway session for resume");
+            }
+        }
+    }
+    match end {
+        End::Close(code, why) => close(sink, code.code(), why).await,
+        End::Hub(code, why) => close(sink, code, why).await,
+        End::Shutdown => {
+            let _ = send_text(
+                sink,
+                protocol::control(protocol::RECONNECT, &serde_json::Value::Null),
+            )
+            .await;
+            close(sink, 1001, "server restarting: reconnect and resume").await;
+        }
+        End::Gone => {
+            let _ = sink.close().await;
+        }
+    }
+}
+
+struct Started {
+    actor: Actor,
+    gateway_session: uuid::Uuid,
+    rx: mpsc::Receiver<Outbound>,
+}
+
+enum Start {
+    Refuse(CloseCode, &'static str),
+    /// RESUME cannot be honoured: INVALID_SESSION, then the client may IDENTIFY.
+    Invalid,
+}
+
+/// Authenticates the credential of IDENTIFY or RESUME: a bearer session token, or for
+/// browsers (no token) the session cookie of an allowed origin.
+async fn authenticate(
+    gw: &Gateway,
+    ctx: &UpgradeContext,
+    token: Option<&str>,
+) -> Result<Actor, Start> {
+    let failed = Start::Refuse(CloseCode::AuthenticationFailed, "authentication failed");
+    let ip = ctx.ip.map(|i| i.to_string());
+    match token {
+        Some(t) => {
+            if !ctx.access_ok {
+                return Err(failed);
+            }
+            let t = t.strip_prefix("Bearer ").unwrap_or(t).trim();
+            gw.services
+                .authenticate(t, ip.as_deref())
+                .await
+                .map_err(|_| failed)
+        }
+        None => {
+            let cookie = ctx.cookie_token.as_deref().ok_or(Start::Refuse(
+                CloseCode::AuthenticationFailed,
+                "authentication failed",
+            ))?;
+            let actor = gw
+                .services
+                .authenticate(cookie, ip.as_deref())
+                .await
+                .map_err(|_| {
+                    Start::Refuse(CloseCode::AuthenticationFailed, "authentication failed")
+                })?;
+            if actor.session.cookie {
+                Ok(actor)
+            } else {
+                Err(failed)
+            }
+        }
+    }
+}
+
+fn check_client(
+    gw: &Gateway,
+    client: Option<&str>,
+    protocol_version: Option<u32>,
+) -> Result<(), Start> {
+    if protocol_version.is_some_and(|v| v != 1) {
+        return Err(Start::Refuse(
+            CloseCode::UnsupportedVersion,
+            "unsupported protocol version",
+        ));
+    }
+    if let Some(client) = client {
+        let version = client
+            .split_once('/')
+            .and_then(|(_, v)| semver::Version::parse(v.trim()).ok());
+        let Some(version) = version else {
+            return Err(Start::Refuse(
+                CloseCode::DecodeError,
+                "client must look like name/1.2.3",
+            ));
+        };
+        if gw
+            .min_client_version
+            .as_ref()
+            .is_some_and(|min| &version < min)
+        {
+            return Err(Start::Refuse(
+                CloseCode::UnsupportedVersion,
+                "client version too old",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Registers with the hub (which starts buffering) and answers its current position.
+async fn register(
+    gw: &Gateway,
+    conn: ConnId,
+    actor: &Actor,
+) -> Result<(u64, mpsc::Receiver<Outbound>), Start> {
+    let (tx, rx) = mpsc::channel(gw.config.queue_frames);
+    let (reply, answer) = oneshot::channel();
+    let cmd = HubCommand::Register {
+        conn,
+        user: actor.user.id,
+        session: actor.session.id,
+        tx,
+        reply,
+    };
+    gw.hub
+        .send(cmd)
+        .await
+        .map_err(|_| Start::Refuse(CloseCode::UnknownError, "gateway unavailable"))?;
+    match answer.await {
+        Ok(Ok(position)) => Ok((position, rx)),
+        Ok(Err(())) => Err(Start::Refuse(
+            CloseCode::RateLimited,
+            "too many connections for this user",
+        )),
+        Err(_) => Err(Start::Refuse(
+            CloseCode::UnknownError,
+            "gateway unavailable",
+        )),
+    }
+}
+
+async fn unregister(gw: &Gateway, conn: ConnId) {
+    let (reply, answer) = oneshot::channel();
+    if gw
+        .hub
+        .send(HubCommand::Unregister { conn, reply })
+        .await
+        .is_ok()
+    {
+        let _ = answer.await;
+    }
+}
+
+async fn activate(
+    gw: &Gateway,
+    conn: ConnId,
+    start: Checkpoint,
+    replay: Option<Replay>,
+    marker: Option<String>,
+) -> Option<usize> {
+    let (reply, answer) = oneshot::channel();
+    gw.hub
+        .send(HubCommand::Activate {
+            conn,
+            start,
+            replay,
+            marker,
+            reply,
+        })
+        .await
+        .ok()?;
+    answer.await.ok().flatten()
+}
+
+async fn identify(
+    gw: &Gateway,
+    ctx: &UpgradeContext,
+    conn: ConnId,
+    id: Identify,
+) -> Result<Started, Start> {
+    check_client(gw, id.client.as_deref(), id.protocol_version)?;
+    let actor = authenticate(gw, ctx, id.token.as_deref()).await?;
+    let (position, rx) = register(gw, conn, &actor).await?;
+    let states = match gw.services.store.conversation_states(actor.user.id).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "loading conversations for READY failed");
+            unregister(gw, conn).await;
+            return Err(Start::Refuse(CloseCode::UnknownError, "try again"));
+        }
+    };
+    let gateway_session = uuid::Uuid::new_v4();
+    let ready = json!({
+        "session_id": gateway_session,
+        "user": actor.user,
+        "conversations": states,
+        "resume_window_s": gw.config.resume_window.as_secs(),
+    });
+    let ready = serde_json::value::to_raw_value(&ready)
+        .map_err(|_| Start::Refuse(CloseCode::UnknownError, "try again"))?;
+    let start = Checkpoint {
+        s: 0,
+        position,
+        conversations: states.iter().map(|s| s.id).collect::<HashSet<_>>(),
+    };
+    activate(
+        gw,
+        conn,
+        start,
+        None,
+        Some(protocol::dispatch(None, "READY", &ready)),
+    )
+    .await
+    .ok_or(Start::Refuse(CloseCode::UnknownError, "try again"))?;
+    Ok(Started {
+        actor,
+        gateway_session,
+        rx,
+    })
+}
+
+async fn resume(
+    gw: &Gateway,
+    ctx: &UpgradeContext,
+    conn: ConnId,
+    r: Resume,
+) -> Result<Started, Start> {
+    let actor = authenticate(gw, ctx, r.token.as_deref()).await?;
+    let Ok(id) = uuid::Uuid::try_parse(&r.session_id) else {
+        return Err(Start::Invalid);
+    };
+    let saved = gw
+        .services
+        .store
+        .take_gateway_session(id)
+        .await
+        .map_err(|_| Start::Invalid)?
+        .ok_or(Start::Invalid)?;
+    let window = chrono::Duration::from_std(gw.config.resume_window).unwrap_or_default();
+    let usable = saved.user_id == actor.user.id
+        && saved.auth_session_id == actor.session.id
+        && saved.epoch == gw.fanout.epoch()
+        && saved.saved_at + window > gw.services.clock.now();
+    if !usable {
+        if saved.user_id != actor.user.id {
+            // Not theirs: leave it for its owner.
+            let _ = gw.services.store.save_gateway_session(&saved).await;
+        }
+        return Err(Start::Invalid);
+    }
+    if r.seq < saved.last_s as u64 {
+        return Err(Start::Refuse(
+            CloseCode::InvalidSeq,
+            "sequence older than acknowledged",
+        ));
+    }
+    let (position, rx) = register(gw, conn, &actor).await?;
+    let after = saved.position as u64;
+    let events = match gw.fanout.replay(after, position).await {
+        Ok(Some(events)) => events,
+        Ok(None) | Err(_) => {
+            unregister(gw, conn).await;
+            return Err(Start::Invalid);
+        }
+    };
+    let start = Checkpoint {
+        s: saved.last_s as u64,
+        position: after,
+        conversations: saved.conversations.iter().copied().collect(),
+    };
+    let replay = Replay {
+        events,
+        client_seq: r.seq,
+    };
+    match activate(gw, conn, start, Some(replay), None).await {
+        Some(_) => Ok(Started {
+            actor,
+            gateway_session: id,
+            rx,
+        }),
+        None => {
+            unregister(gw, conn).await;
+            Err(Start::Refuse(CloseCode::InvalidSeq, "sequence never sent"))
+        }
+    }
+}

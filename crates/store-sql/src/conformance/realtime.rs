@@ -1,0 +1,404 @@
+//! Real time: read markers, unread counts, id lists and gateway session resume state.
+
+use super::*;
+
+/// Posts `n` messages by `author`, returning them in seq order.
+async fn post(store: &dyn Store, conv: ConversationId, author: UserId, n: usize) -> Vec<Message> {
+    let mut posted = Vec::new();
+    for i in 0..n {
+        posted.push(created(
+            store
+                .insert_message(&new_message(conv, author, &format!("m{i}")))
+                .await
+                .unwrap(),
+        ));
+    }
+    posted
+}
+
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}
+
+fn state(
+    conv: ConversationId,
+    last_seq: i64,
+    read: Option<&Message>,
+    unread_count: i64,
+) -> ConversationState {
+    ConversationState {
+        id: conv,
+        last_seq,
+        last_read_message_id: read.map(|m| m.id),
+        unread_count,
+    }
+}
+
+pub async fn read_markers_are_set_per_participant(store: Arc<dyn Store>) {
+    let alice = make_user(&*store, "alice").await;
+    let bob = make_user(&*store, "bob").await;
+    let carol = make_user(&*store, "carol").await;
+    let org = make_org(&*store, "acme", alice.id).await;
+    for user in [bob.id, carol.id] {
+        store
+            .add_member(org.id, user, OrgRole::Member, at(1))
+            .await
+            .unwrap();
+    }
+    let conv = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
+    let msgs = post(&*store, conv.id, alice.id, 3).await;
+
+    store
+        .set_read_marker(conv.id, bob.id, msgs[1].id)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.conversation_states(bob.id).await.unwrap(),
+        vec![state(conv.id, 3, Some(&msgs[1]), 1)]
+    );
+    assert_eq!(
+        store.conversation_states(alice.id).await.unwrap(),
+        vec![state(conv.id, 3, None, 3)],
+        "markers are per participant"
+    );
+
+    store
+        .set_read_marker(conv.id, bob.id, msgs[2].id)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.conversation_states(bob.id).await.unwrap(),
+        vec![state(conv.id, 3, Some(&msgs[2]), 0)]
+    );
+    store
+        .set_read_marker(conv.id, bob.id, msgs[0].id)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.conversation_states(bob.id).await.unwrap(),
+        vec![state(conv.id, 3, Some(&msgs[0]), 2)],
+        "the marker is set as given, also backwards"
+    );
+
+    assert_not_found(store.set_read_marker(conv.id, carol.id, msgs[0].id).await);
+    assert_not_found(
+        store
+            .set_read_marker(ConversationId::new(), bob.id, msgs[0].id)
+            .await,
+    );
+    assert_not_found(
+        store
+            .set_read_marker(conv.id, bob.id, MessageId::new())
+            .await,
+    );
+    assert_eq!(
+        store.conversation_states(bob.id).await.unwrap()[0].last_read_message_id,
+        Some(msgs[0].id),
+        "a failed update leaves the marker"
+    );
+
+    store.remove_participant(conv.id, bob.id).await.unwrap();
+    assert_not_found(store.set_read_marker(conv.id, bob.id, msgs[2].id).await);
+    assert!(store.conversation_states(bob.id).await.unwrap().is_empty());
+}
+
+pub async fn conversation_states_count_unread(store: Arc<dyn Store>) {
+    let alice = make_user(&*store, "alice").await;
+    let bob = make_user(&*store, "bob").await;
+    let loner = make_user(&*store, "loner").await;
+    let org = make_org(&*store, "acme", alice.id).await;
+    let other_org = make_org(&*store, "other", bob.id).await;
+    store
+        .add_member(org.id, bob.id, OrgRole::Member, at(1))
+        .await
+        .unwrap();
+
+    let empty = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
+    let partly = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
+    let caught_up = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
+    let unread = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
+    let elsewhere = make_group(&*store, other_org.id, bob.id, &[], Visibility::ORG).await;
+    let not_bobs = make_group(&*store, org.id, alice.id, &[], Visibility::ORG).await;
+
+    let partly_msgs = post(&*store, partly.id, alice.id, 5).await;
+    let caught_up_msgs = post(&*store, caught_up.id, alice.id, 2).await;
+    post(&*store, unread.id, alice.id, 4).await;
+    let own = post(&*store, elsewhere.id, bob.id, 1).await;
+    post(&*store, not_bobs.id, alice.id, 7).await;
+
+    store
+        .set_read_marker(partly.id, bob.id, partly_msgs[2].id)
+        .await
+        .unwrap();
+    store
+        .set_read_marker(caught_up.id, bob.id, caught_up_msgs[1].id)
+        .await
+        .unwrap();
+    // A tombstone keeps its seq, so a marker on it still counts.
+    store
+        .delete_message(partly_msgs[2].id, at(500))
+        .await
+        .unwrap();
+
+    let mut expected = vec![
+        state(empty.id, 0, None, 0),
+        state(partly.id, 5, Some(&partly_msgs[2]), 2),
+        state(caught_up.id, 2, Some(&caught_up_msgs[1]), 0),
+        state(unread.id, 4, None, 4),
+        state(elsewhere.id, 1, None, 1),
+    ];
+    expected.sort_by_key(|s| s.id);
+    assert_eq!(
+        store.conversation_states(bob.id).await.unwrap(),
+        expected,
+        "every conversation bob is in, in id order, across orgs"
+    );
+
+    // Newer messages are unread again.
+    post(&*store, caught_up.id, alice.id, 3).await;
+    store
+        .set_read_marker(elsewhere.id, bob.id, own[0].id)
+        .await
+        .unwrap();
+    let states = store.conversation_states(bob.id).await.unwrap();
+    let of = |id: ConversationId| states.iter().find(|s| s.id == id).unwrap().clone();
+    assert_eq!(
+        of(caught_up.id),
+        state(caught_up.id, 5, Some(&caught_up_msgs[1]), 3)
+    );
+    assert_eq!(of(elsewhere.id), state(elsewhere.id, 1, Some(&own[0]), 0));
+
+    store.delete_conversation(partly.id).await.unwrap();
+    let states = store.conversation_states(bob.id).await.unwrap();
+    assert_eq!(states.len(), 4);
+    assert!(states.iter().all(|s| s.id != partly.id));
+
+    let alices = store.conversation_states(alice.id).await.unwrap();
+    assert_eq!(
+        alices.len(),
+        4,
+        "alice is not in the other org's conversation"
+    );
+    assert!(alices.iter().all(|s| s.last_read_message_id.is_none()));
+    assert!(alices.iter().all(|s| s.unread_count == s.last_seq));
+
+    assert!(store
+        .conversation_states(loner.id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .conversation_states(UserId::new())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn conversation_and_participant_ids(store: Arc<dyn Store>) {
+    let alice = make_user(&*store, "alice").await;
+    let bob = make_user(&*store, "bob").await;
+    let carol = make_user(&*store, "carol").await;
+    let acme = make_org(&*store, "acme", alice.id).await;
+    let other = make_org(&*store, "other", alice.id).await;
+    for org in [acme.id, other.id] {
+        for user in [bob.id, carol.id] {
+            store
+                .add_member(org, user, OrgRole::Member, at(1))
+                .await
+                .unwrap();
+        }
+    }
+    let a1 = make_group(
+        &*store,
+        acme.id,
+        alice.id,
+        &[bob.id, carol.id],
+        Visibility::ORG,
+    )
+    .await;
+    let a2 = make_group(&*store, acme.id, carol.id, &[], Visibility::ORG).await;
+    let a3 = make_group(&*store, acme.id, bob.id, &[], Visibility::ORG).await;
+    let o1 = make_group(&*store, other.id, carol.id, &[bob.id], Visibility::ORG).await;
+
+    assert_eq!(
+        store.user_conversation_ids(bob.id, None).await.unwrap(),
+        sorted(vec![a1.id, a3.id, o1.id])
+    );
+    assert_eq!(
+        store
+            .user_conversation_ids(bob.id, Some(acme.id))
+            .await
+            .unwrap(),
+        sorted(vec![a1.id, a3.id])
+    );
+    assert_eq!(
+        store
+            .user_conversation_ids(bob.id, Some(other.id))
+            .await
+            .unwrap(),
+        vec![o1.id]
+    );
+    assert_eq!(
+        store
+            .user_conversation_ids(alice.id, Some(other.id))
+            .await
+            .unwrap(),
+        Vec::<ConversationId>::new(),
+        "membership of the org alone is no participation"
+    );
+    assert_eq!(
+        store
+            .user_conversation_ids(carol.id, Some(OrgId::new()))
+            .await
+            .unwrap(),
+        Vec::<ConversationId>::new()
+    );
+    assert!(store
+        .user_conversation_ids(UserId::new(), None)
+        .await
+        .unwrap()
+        .is_empty());
+
+    assert_eq!(
+        store.participant_ids(a1.id).await.unwrap(),
+        sorted(vec![alice.id, bob.id, carol.id])
+    );
+    assert_eq!(store.participant_ids(a2.id).await.unwrap(), vec![carol.id]);
+    assert_eq!(
+        store.participant_ids(o1.id).await.unwrap(),
+        sorted(vec![carol.id, bob.id])
+    );
+    assert!(store
+        .participant_ids(ConversationId::new())
+        .await
+        .unwrap()
+        .is_empty());
+
+    store.remove_participant(a1.id, bob.id).await.unwrap();
+    store
+        .add_participant(a2.id, bob.id, ConversationRole::Member, at(20))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .user_conversation_ids(bob.id, Some(acme.id))
+            .await
+            .unwrap(),
+        sorted(vec![a2.id, a3.id])
+    );
+    assert_eq!(
+        store.participant_ids(a1.id).await.unwrap(),
+        sorted(vec![alice.id, carol.id])
+    );
+    store.delete_conversation(o1.id).await.unwrap();
+    assert_eq!(
+        store.user_conversation_ids(bob.id, None).await.unwrap(),
+        sorted(vec![a2.id, a3.id])
+    );
+    assert!(store.participant_ids(o1.id).await.unwrap().is_empty());
+}
+
+fn gateway_session(user: UserId, saved_at: DateTime<Utc>) -> GatewaySession {
+    GatewaySession {
+        id: uuid::Uuid::now_v7(),
+        user_id: user,
+        auth_session_id: SessionId::new(),
+        last_s: 42,
+        position: 1 << 40,
+        epoch: "node-a:0192f3".to_owned(),
+        conversations: vec![ConversationId::new(), ConversationId::new()],
+        saved_at,
+    }
+}
+
+pub async fn gateway_sessions_save_take_prune(store: Arc<dyn Store>) {
+    let alice = make_user(&*store, "alice").await;
+    let bob = make_user(&*store, "bob").await;
+
+    let first = gateway_session(alice.id, at(1000));
+    store.save_gateway_session(&first).await.unwrap();
+    let replaced = GatewaySession {
+        last_s: 43,
+        position: (1 << 40) + 7,
+        epoch: "node-b:0192f4".to_owned(),
+        conversations: vec![ConversationId::new()],
+        saved_at: at(1001),
+        ..first.clone()
+    };
+    store.save_gateway_session(&replaced).await.unwrap();
+    assert_eq!(
+        store.take_gateway_session(first.id).await.unwrap(),
+        Some(replaced),
+        "saving again replaces"
+    );
+    assert_eq!(
+        store.take_gateway_session(first.id).await.unwrap(),
+        None,
+        "a saved session is taken once"
+    );
+    assert_eq!(
+        store
+            .take_gateway_session(uuid::Uuid::now_v7())
+            .await
+            .unwrap(),
+        None
+    );
+
+    let quiet = GatewaySession {
+        conversations: Vec::new(),
+        last_s: 0,
+        position: 0,
+        ..gateway_session(bob.id, at(1002))
+    };
+    store.save_gateway_session(&quiet).await.unwrap();
+    assert_eq!(
+        store.take_gateway_session(quiet.id).await.unwrap(),
+        Some(quiet),
+        "an empty conversation list round-trips"
+    );
+
+    assert_not_found(
+        store
+            .save_gateway_session(&gateway_session(UserId::new(), at(1)))
+            .await,
+    );
+
+    let old = gateway_session(alice.id, at(100));
+    let older = gateway_session(bob.id, at(50));
+    let edge = gateway_session(alice.id, at(200));
+    let new = gateway_session(bob.id, at(300));
+    for s in [&old, &older, &edge, &new] {
+        store.save_gateway_session(s).await.unwrap();
+    }
+    assert_eq!(store.prune_gateway_sessions(at(200)).await.unwrap(), 2);
+    assert_eq!(store.take_gateway_session(old.id).await.unwrap(), None);
+    assert_eq!(store.take_gateway_session(older.id).await.unwrap(), None);
+    assert_eq!(
+        store.take_gateway_session(edge.id).await.unwrap(),
+        Some(edge),
+        "saved exactly at the cut-off: kept"
+    );
+    assert_eq!(store.prune_gateway_sessions(at(200)).await.unwrap(), 0);
+    assert_eq!(store.prune_gateway_sessions(at(10_000)).await.unwrap(), 1);
+    assert_eq!(store.take_gateway_session(new.id).await.unwrap(), None);
+}
+
+pub async fn gateway_session_is_taken_once_concurrently(store: Arc<dyn Store>) {
+    let alice = make_user(&*store, "alice").await;
+    let saved = gateway_session(alice.id, at(1000));
+    store.save_gateway_session(&saved).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        let id = saved.id;
+        tasks.push(tokio::spawn(async move {
+            store.take_gateway_session(id).await.unwrap()
+        }));
+    }
+    let mut taken = Vec::new();
+    for task in tasks {
+        taken.extend(task.await.unwrap());
+    }
+    assert_eq!(taken, vec![saved], "exactly one resume gets the session");
+}
