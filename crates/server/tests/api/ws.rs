@@ -32,6 +32,7 @@ impl Ws {
             socket,
             hello: Value::Null,
             last_s: 0,
+            skip_presence: true,
         };
         let hello = ws.frame().await.expect("HELLO");
         assert_eq!(hello["op"], 10, "HELLO first: {hello}");
