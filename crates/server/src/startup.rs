@@ -171,7 +171,24 @@ impl Application {
                 "RATE LIMITS ARE OFF: every request, frame and connection limit is lifted"
             );
         }
-        let public_url = config.public_url();
+        let listener =
+            TcpListener::bind(&config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen.clone(),
+                    source,
+                })?;
+        let bound = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
+        let port = bound.port();
+        // Without a configured public URL, the one users reach is the address actually bound
+        // (which matters when the configured port is 0).
+        let public_url = match &config.public_url {
+            Some(_) => config.public_url(),
+            None => format!("http://{bound}"),
+        };
         let bootstrap_link = bootstrap
             .map(|t| SecretString::from(format!("{public_url}/#bootstrap={}", t.expose_secret())));
         let node = format!("node-{}", uuid::Uuid::now_v7());
@@ -207,20 +224,6 @@ impl Application {
             gateway: gateway.clone(),
         });
         let router = http::router(state.clone(), &config.cors_origins);
-        let listener =
-            TcpListener::bind(&config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen.clone(),
-                    source,
-                })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind {
-                addr: config.listen.clone(),
-                source,
-            })?
-            .port();
         Ok(Self {
             listener,
             router,

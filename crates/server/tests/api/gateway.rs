@@ -15,6 +15,7 @@ both_backends!(
     revoked_credentials_close_sockets,
     typing_read_markers_and_presence,
     resume_replays_what_was_missed,
+    browsers_identify_with_their_cookie_from_allowed_origins,
 );
 
 struct World {
@@ -509,4 +510,57 @@ async fn resume_replays_what_was_missed(app: TestApp) {
     bad.send(json!({"op": 2, "d": {"token": format!("Bearer {}", w.bob.token)}}))
         .await;
     assert_eq!(bad.expect("READY").await["user"]["id"], w.bob.id.as_str());
+}
+
+async fn browsers_identify_with_their_cookie_from_allowed_origins(app: TestApp) {
+    let w = world(&app).await;
+    let login = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "alice", "password": PASSWORD, "cookie": true})),
+        )
+        .await
+        .expect(200);
+    let cookie = login
+        .headers
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    // From an allowed origin, IDENTIFY without a token uses the cookie.
+    let mut ws = Ws::connect_with(
+        &app,
+        &[("origin", "https://allowed.example"), ("cookie", &cookie)],
+    )
+    .await;
+    ws.send(json!({"op": 2, "d": {"client": "web/1.0.0", "protocol_version": 1}}))
+        .await;
+    assert_eq!(ws.expect("READY").await["user"]["id"], w.alice.id.as_str());
+    // The server's own origin is allowed too.
+    let own = app.base.clone();
+    let mut ws2 = Ws::connect_with(&app, &[("origin", &own), ("cookie", &cookie)]).await;
+    ws2.send(json!({"op": 2, "d": {}})).await;
+    assert_eq!(ws2.expect("READY").await["user"]["id"], w.alice.id.as_str());
+    // Without an Origin (not a browser), the cookie is not used.
+    let mut ws3 = Ws::connect_with(&app, &[("cookie", &cookie)]).await;
+    ws3.send(json!({"op": 2, "d": {}})).await;
+    assert_eq!(ws3.close_code().await, 4004);
+    // A bearer token cannot be smuggled in as the cookie.
+    let bearer_cookie = format!("conclave_session={}", w.bob.token);
+    let mut ws4 = Ws::connect_with(
+        &app,
+        &[
+            ("origin", "https://allowed.example"),
+            ("cookie", &bearer_cookie),
+        ],
+    )
+    .await;
+    ws4.send(json!({"op": 2, "d": {}})).await;
+    assert_eq!(ws4.close_code().await, 4004);
 }

@@ -40,6 +40,32 @@ impl Ws {
         ws
     }
 
+    /// Opens `/gateway?v=1` with extra request headers (Origin, Cookie) and reads HELLO.
+    pub async fn connect_with(app: &TestApp, headers: &[(&str, &str)]) -> Ws {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("{}/gateway?v=1", app.base.replacen("http", "ws", 1));
+        let mut req = url.into_client_request().expect("request");
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("gateway upgrade");
+        let mut ws = Ws {
+            socket,
+            hello: Value::Null,
+            last_s: 0,
+            skip_presence: true,
+        };
+        let hello = ws.frame().await.expect("HELLO");
+        assert_eq!(hello["op"], 10);
+        ws.hello = hello;
+        ws
+    }
+
     /// Connects and identifies; answers READY's `d`.
     pub async fn identify(app: &TestApp, token: &str) -> (Ws, Value) {
         let mut ws = Ws::connect(app).await;
