@@ -269,7 +269,13 @@ impl Application {
         let served = axum::serve(self.listener, service)
             .with_graceful_shutdown(signal)
             .await;
-        self.fanout.flush().await;
+        // Bounded: a fan-out that cannot be reached must not hold the process forever.
+        if tokio::time::timeout(Duration::from_secs(15), self.fanout.flush())
+            .await
+            .is_err()
+        {
+            tracing::error!("events could not all be handed to the fan-out before exit");
+        }
         served
     }
 }

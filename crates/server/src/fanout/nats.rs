@@ -9,6 +9,10 @@
 //! message id, so JetStream drops the duplicate when an acknowledgement was lost rather than
 //! the publish.
 //!
+//! Each node also keeps the events it read within the window in memory, so a RESUME is usually
+//! answered without asking NATS; the stream is read back (an ephemeral ordered consumer) when
+//! the range starts before what the node holds, e.g. on a node that started later.
+//!
 //! Should the stream itself be replaced (deleted and created again), positions continue from
 //! the last one delivered (`base` + the new stream's sequence) and the epoch changes, so no
 //! session resumes across the change.
@@ -28,9 +32,10 @@ use bytes::Bytes;
 use conclave_core::event::{Audience, Control, Event};
 use futures::StreamExt;
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 /// Attempts per event before it is given up (logged, never its content).
@@ -47,6 +52,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 /// The longest duplicate window: retries happen within seconds.
 const MAX_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// Events a node keeps in memory for RESUME (older ones are read back from the stream).
+const RING_MAX: usize = 100_000;
 
 pub struct NatsFanOut {
     shared: Arc<Shared>,
@@ -66,6 +73,59 @@ struct Shared {
     config: stream::Config,
     subject: String,
     view: Mutex<View>,
+    ring: Mutex<Ring>,
+}
+
+/// The events this node read, so that most RESUMEs need no trip to NATS: every event at a
+/// position `>= from` that this node read is here, in order (until it is older than the window).
+struct Ring {
+    events: VecDeque<(Instant, Delivered)>,
+    from: u64,
+    window: Duration,
+}
+
+impl Ring {
+    fn evict(&mut self, now: Instant) {
+        while self.events.len() > RING_MAX
+            || self
+                .events
+                .front()
+                .is_some_and(|(at, _)| now.duration_since(*at) > self.window)
+        {
+            if let Some((_, d)) = self.events.pop_front() {
+                self.from = d.position + 1;
+            }
+        }
+    }
+
+    fn push(&mut self, d: Delivered) {
+        let now = Instant::now();
+        self.events.push_back((now, d));
+        self.evict(now);
+    }
+
+    /// Starts over at `from` (after a gap, or on another stream).
+    fn reset(&mut self, from: u64) {
+        self.events.clear();
+        self.from = from;
+    }
+
+    /// `(after, upto]`, when all of it is here.
+    fn slice(&mut self, after: u64, upto: u64) -> Option<Vec<Delivered>> {
+        self.evict(Instant::now());
+        if after + 1 < self.from || self.events.back().is_none_or(|(_, d)| d.position < upto) {
+            return None;
+        }
+        let start = self.events.partition_point(|(_, d)| d.position <= after);
+        Some(
+            self.events
+                .range(start..)
+                .map(|(_, d)| d)
+                .take_while(|d| d.position <= upto)
+                .cloned()
+                .collect(),
+        )
+    }
 }
 
 /// Which stream the positions come from.
@@ -149,11 +209,13 @@ fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
 }
 
 /// Finds the stream, creating it when it is missing (several nodes may race: creating an
-/// identical stream twice succeeds, and a lost race is followed by another look), and brings
-/// its retention and subject in line with ours.
+/// identical stream twice succeeds, and a lost race is followed by another look). With
+/// `update` (at connect only, so nodes configured differently do not keep undoing each other),
+/// brings its retention and subject in line with ours.
 async fn ensure_stream(
     js: &jetstream::Context,
     want: &stream::Config,
+    update: bool,
 ) -> Result<stream::Info, FanOutError> {
     let mut last_error = String::new();
     for _ in 0..3 {
@@ -161,7 +223,10 @@ async fn ensure_stream(
             Ok(s) => {
                 let info = s.cached_info().clone();
                 let subject = &want.subjects[0];
-                if info.config.max_age == want.max_age && info.config.subjects.contains(subject) {
+                if !update
+                    || (info.config.max_age == want.max_age
+                        && info.config.subjects.contains(subject))
+                {
                     return Ok(info);
                 }
                 let mut config = info.config.clone();
@@ -219,7 +284,14 @@ impl NatsFanOut {
         js.set_timeout(REQUEST_TIMEOUT);
         let subject = subject_name(cluster_name);
         let config = stream_config(stream_name(cluster_name), subject.clone(), window);
-        let info = ensure_stream(&js, &config).await?;
+        let info = ensure_stream(&js, &config, true).await?;
+        // Start at the end: what was published before this node came up is for RESUME only.
+        let last_seq = info.state.last_sequence;
+        let ring = Ring {
+            events: VecDeque::new(),
+            from: last_seq + 1,
+            window: config.max_age,
+        };
         let shared = Arc::new(Shared {
             client,
             js,
@@ -229,11 +301,10 @@ impl NatsFanOut {
                 created: created_of(&info),
                 base: 0,
             }),
+            ring: Mutex::new(ring),
         });
 
         let (stream_tx, stream_rx) = mpsc::unbounded_channel();
-        // Start at the end: what was published before this node came up is for RESUME only.
-        let last_seq = info.state.last_sequence;
         let live = open_live(&shared, last_seq + 1).await.ok();
         let consumer_task = tokio::spawn(consume(shared.clone(), stream_tx, live, last_seq));
 
@@ -401,7 +472,7 @@ async fn consume(
                     }
                     retry = (retry * 2).min(RETRY_MAX);
                     // The stream may be gone: recreate it, and notice when it is a new one.
-                    if let Ok(info) = ensure_stream(&shared.js, &shared.config).await {
+                    if let Ok(info) = ensure_stream(&shared.js, &shared.config, false).await {
                         if switch_if_replaced(&shared, &info, last_position) {
                             last_seq = 0;
                         }
@@ -427,14 +498,20 @@ async fn consume(
                         if seq <= last_seq {
                             continue;
                         }
+                        let base = shared.view.lock().unwrap_or_else(|e| e.into_inner()).base;
+                        let position = base + seq;
+                        let mut ring = shared.ring.lock().unwrap_or_else(|e| e.into_inner());
                         if seq > last_seq + 1 {
                             tracing::warn!(missed = seq - last_seq - 1, "fan-out events aged out before this node read them");
+                            ring.reset(position);
                         }
                         last_seq = seq;
-                        let base = shared.view.lock().unwrap_or_else(|e| e.into_inner()).base;
-                        last_position = base + seq;
+                        last_position = position;
                         if let Some(event) = decode(&message.payload, seq) {
-                            if tx.send(Delivered { position: last_position, event }).is_err() {
+                            let delivered = Delivered { position, event };
+                            ring.push(delivered.clone());
+                            drop(ring);
+                            if tx.send(delivered).is_err() {
                                 return;
                             }
                         }
@@ -452,7 +529,7 @@ async fn consume(
                     if shared.client.connection_state() != State::Connected {
                         continue;
                     }
-                    let Ok(Ok(info)) = tokio::time::timeout(REQUEST_TIMEOUT, ensure_stream(&shared.js, &shared.config)).await else {
+                    let Ok(Ok(info)) = tokio::time::timeout(REQUEST_TIMEOUT, ensure_stream(&shared.js, &shared.config, false)).await else {
                         continue;
                     };
                     if switch_if_replaced(&shared, &info, last_position) {
@@ -479,6 +556,11 @@ fn switch_if_replaced(shared: &Shared, info: &stream::Info, last_position: u64) 
         created,
         base: last_position,
     };
+    shared
+        .ring
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .reset(last_position + 1);
     true
 }
 
@@ -517,7 +599,7 @@ async fn publisher(
                         e.kind(),
                         jetstream::context::PublishErrorKind::StreamNotFound
                     ) {
-                        let _ = ensure_stream(&shared.js, &shared.config).await;
+                        let _ = ensure_stream(&shared.js, &shared.config, false).await;
                     }
                 }
             }
@@ -561,6 +643,15 @@ impl FanOut for NatsFanOut {
         }
         if upto - after > MAX_REPLAY {
             return Ok(None);
+        }
+        if let Some(events) = self
+            .shared
+            .ring
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .slice(after, upto)
+        {
+            return Ok(Some(events));
         }
         let view = *self.shared.view.lock().unwrap_or_else(|e| e.into_inner());
         if after < view.base {
@@ -644,6 +735,46 @@ mod tests {
 
     fn number(d: &Delivered) -> i64 {
         serde_json::from_str(d.event.d.get()).expect("a number")
+    }
+
+    #[test]
+    fn the_ring_answers_only_what_it_holds_entirely() {
+        let mut ring = Ring {
+            events: VecDeque::new(),
+            from: 11,
+            window: Duration::from_secs(60),
+        };
+        let event = |position| Delivered {
+            position,
+            event: Arc::new(WireEvent::from_event(&Event::user(
+                "X",
+                UserId::new(),
+                position,
+            ))),
+        };
+        for p in 11..=20 {
+            ring.push(event(p));
+        }
+        let positions =
+            |v: Option<Vec<Delivered>>| v.map(|v| v.iter().map(|d| d.position).collect::<Vec<_>>());
+        assert_eq!(positions(ring.slice(10, 20)), Some((11..=20).collect()));
+        assert_eq!(positions(ring.slice(14, 16)), Some(vec![15, 16]));
+        assert_eq!(
+            positions(ring.slice(9, 20)),
+            None,
+            "11 is the first it holds"
+        );
+        assert_eq!(positions(ring.slice(15, 21)), None, "21 has not arrived");
+        // A gap starts it over.
+        ring.reset(30);
+        ring.push(event(30));
+        assert_eq!(positions(ring.slice(29, 30)), Some(vec![30]));
+        assert_eq!(positions(ring.slice(20, 30)), None);
+        // Old events leave it.
+        ring.window = Duration::ZERO;
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(positions(ring.slice(29, 30)), None);
+        assert_eq!(ring.from, 31);
     }
 
     #[test]
@@ -740,6 +871,27 @@ mod tests {
         // Beyond the end: what exists.
         let last = a.replay(p(49), p(49) + 40 + 1000).await.unwrap().unwrap();
         assert_eq!(last.len(), 40);
+
+        // A node that started later has none of it in memory: it reads the stream back.
+        let c = NatsFanOut::connect(NATS_URL, &cluster, Duration::from_secs(60))
+            .await
+            .expect("third node");
+        assert_eq!(c.epoch(), a.epoch());
+        let from_stream = c.replay(p(9), p(19)).await.unwrap().unwrap();
+        assert_eq!(
+            from_stream
+                .iter()
+                .map(|d| (d.position, number(d), d.event.t.clone()))
+                .collect::<Vec<_>>(),
+            got.iter()
+                .map(|d| (d.position, number(d), d.event.t.clone()))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(c.replay(p(0) - 1, p(49)).await.unwrap().unwrap().len(), 50);
+        assert_eq!(
+            c.replay(p(49), p(49) + 40).await.unwrap().unwrap().len(),
+            40
+        );
 
         delete_stream(&a).await;
     }

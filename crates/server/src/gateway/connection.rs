@@ -396,6 +396,24 @@ async fn register(
     }
 }
 
+/// Waits up to 5 s for this node's hub to reach stream position `target`.
+async fn caught_up(gw: &Gateway, target: u64) -> bool {
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (reply, answer) = oneshot::channel();
+        if gw.hub.send(HubCommand::Position { reply }).await.is_err() {
+            return false;
+        }
+        match answer.await {
+            Ok(p) if p >= target => return true,
+            Ok(_) if Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await
+            }
+            _ => return false,
+        }
+    }
+}
+
 async fn unregister(gw: &Gateway, conn: ConnId) {
     let (reply, answer) = oneshot::channel();
     if gw
@@ -511,8 +529,13 @@ async fn resume(
             "sequence older than acknowledged",
         ));
     }
-    let (position, rx) = register(gw, conn, &actor).await?;
     let after = saved.position as u64;
+    // The session may come from a node that was ahead of this one: wait (briefly) until this
+    // hub has seen everything the session had.
+    if !caught_up(gw, after).await {
+        return Err(Start::Invalid);
+    }
+    let (position, rx) = register(gw, conn, &actor).await?;
     let events = match gw.fanout.replay(after, position).await {
         Ok(Some(events)) => events,
         Ok(None) | Err(_) => {

@@ -72,6 +72,8 @@ pub enum Command {
         conn: ConnId,
         status: PresenceStatus,
     },
+    /// Answers the last stream position this hub has dispatched.
+    Position { reply: oneshot::Sender<u64> },
     /// Ends routing; answers the checkpoint to save (also after the hub dropped a slow client).
     Unregister {
         conn: ConnId,
@@ -220,6 +222,9 @@ impl Hub {
                 let _ = reply.send(answer);
             }
             Command::Ack { conn, s } => self.ack(conn, s),
+            Command::Position { reply } => {
+                let _ = reply.send(self.position);
+            }
             Command::Presence { conn, status } => {
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
