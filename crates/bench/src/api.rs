@@ -239,17 +239,18 @@ impl Api {
             Ok(r) => {
                 let status = r.status();
                 let text = r.text().await.unwrap_or_default();
-                errors.add(format!("send: HTTP {}", status.as_u16()));
-                errors.note(bad("send message", status, &text));
+                errors.add_with_sample(format!("send: HTTP {}", status.as_u16()), || {
+                    bad("send message", status, &text)
+                });
                 false
             }
             Err(e) => {
-                errors.add(if e.is_timeout() {
-                    "send: timeout".to_owned()
+                let kind = if e.is_timeout() {
+                    "send: timeout"
                 } else {
-                    "send: transport error".to_owned()
-                });
-                errors.note(format!("send message: {e}"));
+                    "send: transport error"
+                };
+                errors.add_with_sample(kind, || format!("send message: {e}"));
                 false
             }
         }

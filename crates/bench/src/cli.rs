@@ -11,7 +11,7 @@ and request limits will refuse most of the load, e.g.:
   CONCLAVE_ADMIN_TOKEN=<32+ chars> CONCLAVE_RATE_LIMITS=off conclave serve
 
   conclave-bench idle --url http://127.0.0.1:18181 --admin-token <same> \\
-      --server-pid $(pgrep -n conclave) --connections 1000 --hold-secs 10
+      --server-pid $(pgrep -nx conclave) --connections 1000 --hold-secs 10
 
 The bench only talks to the given URL, which must resolve to a loopback address. It creates
 users named bn<run>-<i> (and bn<run>-owner), one organization and its conversations on every

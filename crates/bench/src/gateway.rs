@@ -182,7 +182,8 @@ async fn next_frame(ws: &mut Ws) -> Result<Parsed, String> {
             }
             Some(Ok(Message::Close(c))) => {
                 return Err(match c {
-                    Some(c) => format!("closed {}", u16::from(c.code)),
+                    Some(c) if c.reason.is_empty() => format!("closed {}", u16::from(c.code)),
+                    Some(c) => format!("closed {} ({})", u16::from(c.code), c.reason.as_str()),
                     None => "closed".to_owned(),
                 })
             }
@@ -289,8 +290,13 @@ pub async fn run(
     let (mut ws, period, mut last_s) = match opened {
         Ok(Ok(v)) => v,
         Ok(Err(kind)) => {
-            shared.errors.note(format!("client {}: {kind}", spec.index));
-            shared.errors.add(kind);
+            let sample = format!("client {}: {kind}", spec.index);
+            // The close reason stays in the sample; the kind keeps only the code.
+            let kind = match kind.find(" (") {
+                Some(i) if kind.ends_with(')') => kind[..i].to_owned(),
+                _ => kind,
+            };
+            shared.errors.add_with_sample(kind, || sample);
             let _ = ready.send(None);
             return;
         }
@@ -334,8 +340,12 @@ pub async fn run(
                 let text = match msg {
                     Some(Ok(Message::Text(t))) => t,
                     Some(Ok(Message::Close(c))) => {
-                        let code = c.map_or(0, |c| u16::from(c.code));
-                        shared.errors.add(format!("disconnected: server closed {code}"));
+                        let code = c.as_ref().map_or(0, |c| u16::from(c.code));
+                        let reason = c.map(|c| c.reason.as_str().to_owned()).unwrap_or_default();
+                        shared.errors.add_with_sample(
+                            format!("disconnected: server closed {code}"),
+                            || format!("client {}: server closed {code} {reason:?} after READY", spec.index),
+                        );
                         break false;
                     }
                     Some(Ok(Message::Binary(_))) => {

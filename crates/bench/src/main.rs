@@ -269,6 +269,15 @@ struct CpuMark {
     at: Instant,
     server: Option<u64>,
     own: Option<u64>,
+    machine: Option<u64>,
+}
+
+/// CPU used between two marks, in µs, and the wall time in s.
+struct CpuUse {
+    server: Option<f64>,
+    own: Option<f64>,
+    machine: Option<f64>,
+    wall: f64,
 }
 
 impl CpuMark {
@@ -277,22 +286,45 @@ impl CpuMark {
             at: Instant::now(),
             server: pid.and_then(|p| sys::cpu_ticks(Some(p))),
             own: sys::cpu_ticks(None),
+            machine: sys::machine_busy_ticks(),
         }
     }
 
-    /// (server µs, own µs, wall s) since `self`.
-    fn since(&self, later: &Self, clk: u64) -> (Option<f64>, Option<f64>, f64) {
+    fn since(&self, later: &Self, clk: u64) -> CpuUse {
         let d = |a: Option<u64>, b: Option<u64>| Some(ticks_to_us(b?.saturating_sub(a?), clk));
-        (
-            d(self.server, later.server),
-            d(self.own, later.own),
-            later.at.duration_since(self.at).as_secs_f64(),
-        )
+        CpuUse {
+            server: d(self.server, later.server),
+            own: d(self.own, later.own),
+            machine: d(self.machine, later.machine),
+            wall: later.at.duration_since(self.at).as_secs_f64(),
+        }
     }
 }
 
 fn percent(us: Option<f64>, wall: f64) -> Option<f64> {
     us.map(|u| u / (wall * 1_000_000.0) * 100.0)
+}
+
+impl CpuUse {
+    /// Fills the CPU fields of the report; warns when other processes used much CPU (the
+    /// figures then understate what the server can do).
+    fn report(&self, report: &mut Report) {
+        report.server_cpu_percent = percent(self.server, self.wall);
+        report.bench_cpu_percent = percent(self.own, self.wall);
+        let others = match (self.machine, self.own) {
+            (Some(m), Some(o)) => Some((m - o - self.server.unwrap_or(0.0)).max(0.0)),
+            _ => None,
+        };
+        report.other_processes_cpu_percent = percent(others, self.wall);
+        if let Some(p) = report.other_processes_cpu_percent {
+            if p > 20.0 && report.server_cpu_percent.is_some() {
+                eprintln!(
+                    "warning: other processes used {p:.0}% of a core during the measurement; \
+                     the machine was not quiet"
+                );
+            }
+        }
+    }
 }
 
 async fn run(scenario: Scenario) -> Result<Report, String> {
@@ -394,6 +426,24 @@ async fn run(scenario: Scenario) -> Result<Report, String> {
         common.connect_concurrency,
     )
     .await;
+    if conn.ready < n as u64 {
+        let kinds = shared.errors.counts();
+        if kinds
+            .keys()
+            .any(|k| k.contains("4008") || k.contains("HTTP 429"))
+        {
+            eprintln!(
+                "hint: the server refused connections as rate limited (4008/429); run it with \
+                 CONCLAVE_RATE_LIMITS=off for load tests"
+            );
+        }
+        if kinds.keys().any(|k| k.contains("AddrNotAvailable")) {
+            eprintln!(
+                "hint: out of ephemeral ports (AddrNotAvailable); use --source-addrs or widen \
+                 /proc/sys/net/ipv4/ip_local_port_range"
+            );
+        }
+    }
     report.connections_ready = conn.ready;
     report.connect_secs = conn.secs;
     report.connect_per_sec = conn.ready as f64 / conn.secs.max(1e-9);
@@ -415,9 +465,8 @@ async fn run(scenario: Scenario) -> Result<Report, String> {
             let after = CpuMark::now(pid);
             report.connections_held = shared.counters.alive();
             report.server_rss_end_kib = pid.and_then(sys::rss_kib);
-            let (server_us, own_us, wall) = before.since(&after, clk);
-            report.server_cpu_percent = percent(server_us, wall);
-            report.bench_cpu_percent = percent(own_us, wall);
+            let used = before.since(&after, clk);
+            used.report(&mut report);
             if let (Some(b), Some(c)) = (
                 report.server_rss_before_kib,
                 report.server_rss_connected_kib,
@@ -427,7 +476,7 @@ async fn run(scenario: Scenario) -> Result<Report, String> {
                         Some((c as f64 - b as f64) / held_at_start as f64);
                 }
             }
-            report.window_secs = Some(wall);
+            report.window_secs = Some(used.wall);
         }
         Scenario::Fanout(a) => {
             let senders: Vec<(String, usize)> = (0..a.senders.max(1))
@@ -570,7 +619,7 @@ async fn traffic(
     }
     let after = CpuMark::now(pid);
     let total = counters.deliveries() - d0;
-    let (server_us, own_us, wall) = before.since(&after, clk);
+    let used = before.since(&after, clk);
 
     report.window_secs = Some(window);
     report.messages_persisted = Some(total_persisted);
@@ -580,9 +629,11 @@ async fn traffic(
     report.deliveries_total = Some(total);
     report.deliveries_expected = Some(expected);
     report.deliveries_missing = Some(expected.saturating_sub(total));
-    report.server_cpu_us_per_delivery = server_us.filter(|_| total > 0).map(|us| us / total as f64);
-    report.server_cpu_percent = percent(server_us, wall);
-    report.bench_cpu_percent = percent(own_us, wall);
+    report.server_cpu_us_per_delivery = used
+        .server
+        .filter(|_| total > 0)
+        .map(|us| us / total as f64);
+    used.report(report);
     report.server_rss_end_kib = pid.and_then(sys::rss_kib);
     report.latency_ms = Percentiles::from_us(&shared.latency.merged());
     report.send_latency_ms = Percentiles::from_us(&send_latency.merged());

@@ -38,6 +38,9 @@ pub struct Report {
     pub server_cpu_percent: Option<f64>,
     /// This process's CPU over the measured period, in % of one core (it shares the machine).
     pub bench_cpu_percent: Option<f64>,
+    /// Everything else on the machine over the same period, in % of one core (from
+    /// /proc/stat): builds or other load here make the figures pessimistic.
+    pub other_processes_cpu_percent: Option<f64>,
     /// Send (REST POST) → MESSAGE_CREATE received on a client.
     pub latency_ms: Option<Percentiles>,
     /// REST POST → 201 answer.
@@ -155,6 +158,10 @@ impl Report {
             ]);
         }
         rows.push(("bench CPU (% of a core)", f1(self.bench_cpu_percent)));
+        rows.push((
+            "other processes' CPU (% of a core)",
+            f1(self.other_processes_cpu_percent),
+        ));
         rows.push(("errors", self.errors.to_string()));
         for (k, v) in &self.errors_by_kind {
             rows.push(("  error", format!("{v} × {k}")));

@@ -25,6 +25,20 @@ impl Errors {
         *m.entry(kind.into()).or_default() += 1;
     }
 
+    /// Counts `kind`; keeps `msg` as a sample the first time this kind is seen.
+    pub fn add_with_sample(&self, kind: impl Into<String>, msg: impl FnOnce() -> String) {
+        let kind = kind.into();
+        let first = {
+            let mut m = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            let n = m.entry(kind).or_default();
+            *n += 1;
+            *n == 1
+        };
+        if first {
+            self.note(msg());
+        }
+    }
+
     /// Keeps a message (the first `MAX_NOTES` only).
     pub fn note(&self, msg: impl Into<String>) {
         let mut n = self.notes.lock().unwrap_or_else(|e| e.into_inner());
@@ -154,6 +168,11 @@ mod tests {
         assert_eq!(e.counts().values().sum::<u64>(), 3);
         assert_eq!(e.counts()["a"], 2);
         assert_eq!(e.notes().len(), MAX_NOTES);
+        let e = Errors::default();
+        e.add_with_sample("k", || "first".into());
+        e.add_with_sample("k", || "second".into());
+        assert_eq!(e.notes(), vec!["first".to_owned()]);
+        assert_eq!(e.counts()["k"], 2);
     }
 
     #[test]

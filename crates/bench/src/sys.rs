@@ -79,6 +79,25 @@ pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Busy time of the whole machine (all CPUs), in clock ticks, from the first line of
+/// /proc/stat: everything but idle and iowait.
+pub fn machine_busy_ticks() -> Option<u64> {
+    parse_proc_stat_busy(&fs::read_to_string("/proc/stat").ok()?)
+}
+
+pub fn parse_proc_stat_busy(stat: &str) -> Option<u64> {
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice: already in user]
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    Some(total.saturating_sub(idle))
+}
+
 /// Clock ticks per second (sysconf(_SC_CLK_TCK)), asked of `getconf` so that no unsafe code
 /// is needed; 100, the value on every common Linux, if that fails.
 pub fn clock_ticks_per_sec() -> u64 {
@@ -131,6 +150,14 @@ mod tests {
         let s = "1234 (we ird) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 37 0 0 20 0 5 0 \
                  100 1000 200 18446744073709551615";
         assert_eq!(parse_stat_ticks(s), Some(287));
+    }
+
+    #[test]
+    fn proc_stat_busy() {
+        let s = "cpu  100 5 50 1000 20 3 2 0 7 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n";
+        assert_eq!(parse_proc_stat_busy(s), Some(160));
+        assert_eq!(parse_proc_stat_busy("intr 1 2"), None);
+        assert!(machine_busy_ticks().is_some());
     }
 
     #[test]
