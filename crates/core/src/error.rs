@@ -39,6 +39,9 @@ pub enum ServiceError {
         code: &'static str,
         message: &'static str,
     },
+    /// Too many failed attempts (429): retry after this many seconds.
+    #[error("too many failed attempts")]
+    Throttled { retry_after_secs: u64 },
     /// The server is busy (503), the client should retry later.
     #[error("service busy")]
     Busy,

@@ -56,4 +56,6 @@ id_type!(
     ConversationId,
     MessageId,
     MessageVersionId,
+    ApiKeyId,
+    BotId,
 );

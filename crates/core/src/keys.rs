@@ -67,6 +67,9 @@ pub struct ServerKeys {
     pub token_pepper: SecretBox<[u8; 32]>,
     /// HMAC key for CSRF tokens bound to a session.
     pub csrf: SecretBox<[u8; 32]>,
+    /// AES-256-GCM key (key id 1 of the secrets key ring) for secrets stored at rest, such as
+    /// TOTP secrets; see `secretbox`.
+    pub secrets: SecretBox<[u8; 32]>,
 }
 
 impl ServerKeys {
@@ -75,6 +78,7 @@ impl ServerKeys {
         Self {
             token_pepper: master.derive("token-pepper"),
             csrf: master.derive("csrf"),
+            secrets: master.derive("secrets-aes-256-gcm-1"),
         }
     }
 }
@@ -99,6 +103,8 @@ mod tests {
             b.token_pepper.expose_secret()
         );
         assert_ne!(a.token_pepper.expose_secret(), a.csrf.expose_secret());
+        assert_ne!(a.secrets.expose_secret(), a.csrf.expose_secret());
+        assert_ne!(a.secrets.expose_secret(), a.token_pepper.expose_secret());
         assert!(format!("{m:?}").contains("redacted"));
     }
 

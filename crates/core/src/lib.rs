@@ -3,17 +3,21 @@
 //! Nothing here knows about HTTP, SQL or sockets.
 
 pub mod clock;
+pub mod credential;
 pub mod error;
 pub mod event;
 pub mod ids;
 pub mod keys;
+pub mod mfa;
 pub mod model;
 pub mod password;
 pub mod policy;
 pub mod sanitize;
+pub mod secretbox;
 pub mod service;
 pub mod store;
 pub mod token;
+pub mod totp;
 pub mod types;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -2,6 +2,7 @@
 //! as it is, it derives `Serialize` + `ToSchema` with exactly the REST shape; secrets (password
 //! hashes, token hashes) never live in these structs.
 
+use crate::credential::{Cidr, Scope};
 use crate::ids::*;
 use crate::types::*;
 use chrono::{DateTime, Utc};
@@ -219,4 +220,64 @@ pub struct GatewaySession {
     /// The conversations it was receiving events for at that moment.
     pub conversations: Vec<ConversationId>,
     pub saved_at: DateTime<Utc>,
+}
+
+/// Which secrets a bot or API key has, by id, and the non-secret tail of the current one (for
+/// the masked form). A secret's id is the session id its gateway sockets go by, so revoking or
+/// replacing it closes exactly those sockets (`Control::RevokeSession`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretIds {
+    pub current: SessionId,
+    /// Last four characters of the current secret (checksum, not randomness).
+    pub hint: String,
+    /// The secret replaced by the last rotation, while its grace period lasts.
+    pub previous: Option<SessionId>,
+}
+
+/// An API key as its owner sees it (AUTH-7). The key itself is shown once and stored only as
+/// a keyed hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    /// The owner: the key acts as this user, never beyond their current rights.
+    pub user_id: UserId,
+    /// The only org the key acts in.
+    pub org_id: OrgId,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    /// When set, the only conversations the key reaches.
+    pub conversation_ids: Option<Vec<ConversationId>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When set, requests from other addresses get 403 `ip_not_allowed`.
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_ips: Option<Vec<Cidr>>,
+    pub tier: KeyTier,
+    /// Written at most once a minute.
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub last_used_ip: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// Until when the key replaced by the last rotation still works.
+    pub previous_key_expires_at: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub secrets: SecretIds,
+}
+
+/// An org's bot (AUTH-6): an account of kind `bot`, a member of its org, with a token shown once
+/// and stored only as a keyed hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Bot {
+    pub id: BotId,
+    pub org_id: OrgId,
+    /// The bot's account: its messages show it with `kind: "bot"`.
+    pub user_id: UserId,
+    pub name: String,
+    /// When set, the only conversations the bot acts in (it must also participate).
+    pub conversation_ids: Option<Vec<ConversationId>>,
+    /// Who created it (`null` once that account is gone).
+    pub created_by: Option<UserId>,
+    pub created_at: DateTime<Utc>,
+    /// Until when the token replaced by the last rotation still works.
+    pub previous_token_expires_at: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub secrets: SecretIds,
 }

@@ -15,6 +15,8 @@
 //!   remove owners. Org owners and admins may do the same without participating.
 //! - Authors edit their own messages; authors, conversation owners/moderators and org
 //!   owners/admins delete them.
+//! - Owners and admins manage the org's bots and give API keys a tier above `free`. A bot or
+//!   key never has more rights than its user; `credential` narrows them further (AZ-5).
 
 use crate::types::{ConversationKind, ConversationRole, OrgRole};
 use serde::Serialize;
@@ -36,6 +38,10 @@ pub enum OrgAction {
     CreateConversation,
     JoinConversation,
     AdministerConversations,
+    /// Create bots, list them and rotate their tokens (AUTH-6).
+    ManageBots,
+    /// Give an API key a rate-limit tier above `free` (AUTH-7, RATE-1).
+    SetKeyTier,
 }
 
 impl OrgAction {
@@ -53,6 +59,8 @@ impl OrgAction {
         Self::CreateConversation,
         Self::JoinConversation,
         Self::AdministerConversations,
+        Self::ManageBots,
+        Self::SetKeyTier,
     ];
 }
 
@@ -62,9 +70,13 @@ pub fn org_allows(role: OrgRole, action: OrgAction) -> bool {
     use OrgAction::*;
     match action {
         ViewOrg | ViewMembers | ViewTeams | JoinConversation => true,
-        UpdateOrg | ManageMembers | CreateInvite | ManageTeams | AdministerConversations => {
-            role.rank() >= OrgRole::Admin.rank()
-        }
+        UpdateOrg
+        | ManageMembers
+        | CreateInvite
+        | ManageTeams
+        | AdministerConversations
+        | ManageBots
+        | SetKeyTier => role.rank() >= OrgRole::Admin.rank(),
         DeleteOrg | TransferOrg | ManageOwners => role == OrgRole::Owner,
         CreateConversation => role.rank() >= OrgRole::Member.rank(),
     }

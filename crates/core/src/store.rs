@@ -3,6 +3,7 @@
 //! idempotency) is enforced inside the backend's transaction, never by read-then-write in a service.
 
 use crate::ids::*;
+use crate::mfa::*;
 use crate::model::*;
 use crate::types::*;
 use async_trait::async_trait;
@@ -112,6 +113,31 @@ pub struct ConversationPatch {
     pub name: Option<Name>,
     pub archived: Option<bool>,
     pub visibility: Option<Visibility>,
+}
+
+/// Which secret of a bot or API key a presented token matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretSlot {
+    Current,
+    /// The one replaced by the last rotation; valid only until its grace period ends.
+    Previous,
+}
+
+/// A new secret for a bot or API key, as stored: its id, keyed hash and non-secret tail.
+#[derive(Debug, Clone)]
+pub struct NewSecret {
+    pub id: SessionId,
+    pub hash: [u8; 32],
+    pub hint: String,
+}
+
+/// Replaces a bot's or key's secret. The current one becomes the previous one until
+/// `keep_previous_until`, or is dropped at once when that is `None`; an older previous secret
+/// is always dropped.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    pub secret: NewSecret,
+    pub keep_previous_until: Option<DateTime<Utc>>,
 }
 
 #[async_trait]
@@ -291,4 +317,123 @@ pub trait Store: Send + Sync + 'static {
     async fn take_gateway_session(&self, id: uuid::Uuid) -> StoreResult<Option<GatewaySession>>;
     /// Deletes saved gateway sessions older than `before`; returns how many.
     async fn prune_gateway_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+
+    // --- two-factor and login throttling ---
+    /// Saves a TOTP secret that is not enabled yet, replacing an earlier pending one (and its
+    /// last step). `false` when the user's 2FA is already on: nothing changes then.
+    async fn save_pending_totp(
+        &self,
+        user: UserId,
+        secret: &crate::secretbox::Sealed,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    async fn totp_enrolment(&self, user: UserId) -> StoreResult<Option<TotpEnrolment>>;
+    /// In one transaction: turns on the pending secret sealed with `nonce`, records `step` as
+    /// used and replaces the user's recovery codes with `codes`. `false` (nothing changed) when
+    /// no pending secret with that nonce exists (enabled meanwhile, or replaced by a new setup).
+    async fn enable_totp(
+        &self,
+        user: UserId,
+        nonce: &[u8],
+        step: i64,
+        codes: &[StoredRecoveryCode],
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Records `step` as the user's last accepted TOTP step if it is later than the stored one,
+    /// atomically; `false` means the step (or a later one) was used already: a replay.
+    async fn use_totp_step(&self, user: UserId, step: i64) -> StoreResult<bool>;
+    /// Removes the user's TOTP secret and recovery codes.
+    async fn disable_totp(&self, user: UserId) -> StoreResult<()>;
+    async fn recovery_code(
+        &self,
+        user: UserId,
+        lookup: &str,
+    ) -> StoreResult<Option<StoredRecoveryCode>>;
+    /// Marks an unused recovery code used, atomically; `false` when it was used already.
+    async fn use_recovery_code(
+        &self,
+        user: UserId,
+        lookup: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Replaces all of the user's recovery codes while their 2FA is on; `false` (nothing
+    /// changed) when it is not.
+    async fn replace_recovery_codes(
+        &self,
+        user: UserId,
+        codes: &[StoredRecoveryCode],
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// The user's role in the org with whether the org requires 2FA and the user has it on;
+    /// `None` for non-members. One query, asked on every org-scoped request.
+    async fn org_standing(&self, org: OrgId, user: UserId) -> StoreResult<Option<OrgStanding>>;
+    async fn create_mfa_challenge(
+        &self,
+        challenge: &MfaChallenge,
+        token_hash: &[u8],
+    ) -> StoreResult<()>;
+    async fn mfa_challenge(&self, token_hash: &[u8]) -> StoreResult<Option<MfaChallenge>>;
+    /// Counts a wrong code against the challenge, atomically; returns the new count
+    /// (`NotFound` when the challenge is gone).
+    async fn fail_mfa_challenge(&self, token_hash: &[u8]) -> StoreResult<i32>;
+    /// Deletes and returns the challenge if it is unexpired at `now` and has fewer than
+    /// `max_failures` wrong codes: of two concurrent takes only one gets it.
+    async fn take_mfa_challenge(
+        &self,
+        token_hash: &[u8],
+        now: DateTime<Utc>,
+        max_failures: i32,
+    ) -> StoreResult<Option<MfaChallenge>>;
+    /// Deletes challenges that expired before `before`; returns how many.
+    async fn prune_mfa_challenges(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+    /// The failed-login counters that exist among `keys`.
+    async fn login_failures(&self, keys: &[ThrottleKey]) -> StoreResult<Vec<ThrottleCount>>;
+    /// Counts one failure on each key (creating counters as needed), each atomically: no
+    /// concurrent failure is lost. A counter whose last failure is before `forget_before`
+    /// starts again at 1. Returns the counters after the update.
+    async fn record_login_failure(
+        &self,
+        keys: &[ThrottleKey],
+        at: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> StoreResult<Vec<ThrottleCount>>;
+    async fn clear_login_failures(&self, keys: &[ThrottleKey]) -> StoreResult<()>;
+    /// Deletes counters whose last failure is before `before`; returns how many.
+    async fn prune_login_failures(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+
+    // --- bots and API keys ---
+    /// Creates the bot's account (`user`, kind bot), its membership (role member) in the bot's
+    /// org and the bot with its first secret, in one transaction.
+    async fn create_bot(&self, user: &NewUser, bot: &Bot, token_hash: &[u8]) -> StoreResult<()>;
+    async fn bot(&self, id: BotId) -> StoreResult<Bot>;
+    /// An org's bots, oldest first.
+    async fn bots(&self, org: OrgId) -> StoreResult<Vec<Bot>>;
+    /// The bot whose current or previous token has this hash (expiry is the caller's to check).
+    async fn bot_by_token_hash(&self, token_hash: &[u8]) -> StoreResult<Option<(Bot, SecretSlot)>>;
+    /// Rotates the bot's token atomically; answers the bot before and after.
+    async fn rotate_bot_token(&self, id: BotId, rotation: &Rotation) -> StoreResult<(Bot, Bot)>;
+    async fn create_api_key(&self, key: &ApiKey, token_hash: &[u8]) -> StoreResult<()>;
+    async fn api_key(&self, id: ApiKeyId) -> StoreResult<ApiKey>;
+    /// A user's API keys, oldest first.
+    async fn api_keys(&self, user: UserId) -> StoreResult<Vec<ApiKey>>;
+    /// The key whose current or previous secret has this hash (expiry is the caller's to check).
+    async fn api_key_by_token_hash(
+        &self,
+        token_hash: &[u8],
+    ) -> StoreResult<Option<(ApiKey, SecretSlot)>>;
+    /// Rotates the key's secret atomically; answers the key before and after.
+    async fn rotate_api_key(
+        &self,
+        id: ApiKeyId,
+        rotation: &Rotation,
+    ) -> StoreResult<(ApiKey, ApiKey)>;
+    /// Deletes one of the user's keys and answers it; `NotFound` if it is not theirs.
+    async fn delete_api_key(&self, user: UserId, id: ApiKeyId) -> StoreResult<ApiKey>;
+    /// Records the last use; a key deleted meanwhile stays gone.
+    async fn touch_api_key(
+        &self,
+        id: ApiKeyId,
+        at: DateTime<Utc>,
+        ip: Option<&str>,
+    ) -> StoreResult<()>;
 }

@@ -15,6 +15,12 @@ pub enum TokenKind {
     Session,
     Invite,
     Bootstrap,
+    /// An API key (AUTH-7), sent as `Authorization: Bearer cnv_k_…`.
+    ApiKey,
+    /// A bot's token (AUTH-6), sent as `Authorization: Bot cnv_b_…`.
+    Bot,
+    /// The short-lived ticket between a sign-in's password step and its second factor.
+    MfaChallenge,
 }
 
 impl TokenKind {
@@ -24,6 +30,9 @@ impl TokenKind {
             Self::Session => "cnv_s",
             Self::Invite => "cnv_inv",
             Self::Bootstrap => "cnv_boot",
+            Self::ApiKey => "cnv_k",
+            Self::Bot => "cnv_b",
+            Self::MfaChallenge => "cnv_mfa",
         }
     }
 }
@@ -73,6 +82,20 @@ pub fn well_formed(kind: TokenKind, token: &str) -> bool {
             .as_bytes()
             .ct_eq(check.as_bytes()),
     )
+}
+
+/// The last four characters of a token: part of its checksum, never of its random body, so
+/// they can be kept and shown (`cnv_k_****abcd`) without revealing anything secret.
+#[must_use]
+pub fn hint(token: &str) -> String {
+    let skip = token.chars().count().saturating_sub(4);
+    token.chars().skip(skip).collect()
+}
+
+/// How a token of `kind` is shown after creation: its prefix and [`hint`] only.
+#[must_use]
+pub fn masked(kind: TokenKind, hint: &str) -> String {
+    format!("{}_****{hint}", kind.prefix())
 }
 
 /// The keyed hash under which a token is stored.
@@ -131,6 +154,24 @@ mod tests {
             let broken: String = chars.into_iter().collect();
             prop_assert!(!well_formed(TokenKind::Session, &broken));
         }
+    }
+
+    #[test]
+    fn credential_kinds_are_distinct_and_masks_hide_the_body() {
+        let key = generate(TokenKind::ApiKey);
+        let bot = generate(TokenKind::Bot);
+        assert!(key.expose_secret().starts_with("cnv_k_"));
+        assert!(bot.expose_secret().starts_with("cnv_b_"));
+        assert!(well_formed(TokenKind::ApiKey, key.expose_secret()));
+        assert!(!well_formed(TokenKind::Bot, key.expose_secret()));
+        assert!(!well_formed(TokenKind::Session, bot.expose_secret()));
+        let h = hint(key.expose_secret());
+        assert_eq!(h.len(), 4);
+        assert!(
+            key.expose_secret().ends_with(&h),
+            "the hint is the checksum's tail"
+        );
+        assert_eq!(masked(TokenKind::ApiKey, &h), format!("cnv_k_****{h}"));
     }
 
     #[test]

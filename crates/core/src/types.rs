@@ -289,6 +289,10 @@ closed_enum!(
     /// Who may create accounts.
     RegistrationMode { Closed = "closed", Invite = "invite", Open = "open" }
 );
+closed_enum!(
+    /// An API key's rate-limit tier (RATE-1); only org owners and admins set one above `free`.
+    KeyTier { Free = "free", Pro = "pro", Team = "team", Enterprise = "enterprise" }
+);
 
 impl OrgRole {
     /// Owner 3 … Viewer 0; used only by the policy module.

@@ -76,6 +76,134 @@ impl Default for GatewaySettings {
     }
 }
 
+/// Request limits and slow-client protection (`[rate_limit]`, `CONCLAVE_RATE_LIMIT__…`).
+/// Every limit is a GCRA: `*_per_min`/`*_per_sec` is the sustained rate, `*_burst` how many
+/// requests a full bucket allows at once. A rate of 0 disables that layer. `rate_limits = off`
+/// lifts all of them (the timeouts and the connection cap stay).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    /// All requests of the node (or of the cluster, with Redis) per second; burst is the same.
+    #[serde(deserialize_with = "flex::u64")]
+    pub global_per_sec: u64,
+    /// Any request from one client IP.
+    #[serde(deserialize_with = "flex::u64")]
+    pub ip_per_min: u64,
+    #[serde(deserialize_with = "flex::u64")]
+    pub ip_burst: u64,
+    /// Sign-in routes (login, MFA, register, bootstrap) from one client IP.
+    #[serde(deserialize_with = "flex::u64")]
+    pub auth_per_min: u64,
+    #[serde(deserialize_with = "flex::u64")]
+    pub auth_burst: u64,
+    /// GET/HEAD requests of one signed-in user.
+    #[serde(deserialize_with = "flex::u64")]
+    pub user_reads_per_min: u64,
+    #[serde(deserialize_with = "flex::u64")]
+    pub user_reads_burst: u64,
+    /// Other requests of one signed-in user.
+    #[serde(deserialize_with = "flex::u64")]
+    pub user_writes_per_min: u64,
+    #[serde(deserialize_with = "flex::u64")]
+    pub user_writes_burst: u64,
+    /// Uploads (`/api/v1/files`) of one signed-in user.
+    #[serde(deserialize_with = "flex::u64")]
+    pub user_uploads_per_min: u64,
+    #[serde(deserialize_with = "flex::u64")]
+    pub user_uploads_burst: u64,
+    /// All requests made on behalf of one org.
+    #[serde(deserialize_with = "flex::u64")]
+    pub org_per_min: u64,
+    #[serde(deserialize_with = "flex::u64")]
+    pub org_burst: u64,
+    /// API-key tiers, requests per second (burst: one second's worth); a tier replaces the
+    /// per-user limits for requests made with a key. 0 = unlimited.
+    #[serde(deserialize_with = "flex::u64")]
+    pub tier_free_per_sec: u64,
+    #[serde(deserialize_with = "flex::u64")]
+    pub tier_pro_per_sec: u64,
+    #[serde(deserialize_with = "flex::u64")]
+    pub tier_team_per_sec: u64,
+    #[serde(deserialize_with = "flex::u64")]
+    pub tier_enterprise_per_sec: u64,
+    /// Once a request's first byte arrives, its headers must be complete within this time
+    /// (the first request of a connection: from the accept).
+    #[serde(deserialize_with = "flex::u64")]
+    pub header_read_timeout_secs: u64,
+    /// A keep-alive connection waiting this long for its next request is closed.
+    #[serde(deserialize_with = "flex::u64")]
+    pub idle_timeout_secs: u64,
+    /// Open connections (WebSockets included); further clients wait in the accept backlog.
+    #[serde(deserialize_with = "flex::u64")]
+    pub max_connections: u64,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            global_per_sec: 5_000,
+            ip_per_min: 1_200,
+            ip_burst: 300,
+            auth_per_min: 20,
+            auth_burst: 20,
+            user_reads_per_min: 300,
+            user_reads_burst: 100,
+            user_writes_per_min: 60,
+            user_writes_burst: 20,
+            user_uploads_per_min: 20,
+            user_uploads_burst: 5,
+            org_per_min: 6_000,
+            org_burst: 1_000,
+            tier_free_per_sec: 10,
+            tier_pro_per_sec: 100,
+            tier_team_per_sec: 1_000,
+            tier_enterprise_per_sec: 0,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 50_000,
+        }
+    }
+}
+
+impl RateLimitSettings {
+    /// Settings that cannot work: a limited layer with no burst, a zero timeout or cap.
+    fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (rate, burst, name) in [
+            (self.ip_per_min, self.ip_burst, "ip"),
+            (self.auth_per_min, self.auth_burst, "auth"),
+            (self.user_reads_per_min, self.user_reads_burst, "user_reads"),
+            (
+                self.user_writes_per_min,
+                self.user_writes_burst,
+                "user_writes",
+            ),
+            (
+                self.user_uploads_per_min,
+                self.user_uploads_burst,
+                "user_uploads",
+            ),
+            (self.org_per_min, self.org_burst, "org"),
+        ] {
+            if rate > 0 && burst == 0 {
+                out.push(format!(
+                    "rate_limit.{name}_burst must be at least 1 while {name}_per_min is set"
+                ));
+            }
+        }
+        for (value, name) in [
+            (self.header_read_timeout_secs, "header_read_timeout_secs"),
+            (self.idle_timeout_secs, "idle_timeout_secs"),
+            (self.max_connections, "max_connections"),
+        ] {
+            if value == 0 {
+                out.push(format!("rate_limit.{name} must be at least 1"));
+            }
+        }
+        out
+    }
+}
+
 /// Everything the server reads at start. Field names are the TOML keys; env names are
 /// `CONCLAVE_` + the key upper-cased.
 #[derive(Debug, Clone, Deserialize)]
@@ -123,6 +251,7 @@ pub struct Config {
     pub trust_proxy_tls: bool,
     pub session: SessionConfig,
     pub gateway: GatewaySettings,
+    pub rate_limit: RateLimitSettings,
 }
 
 impl Default for Config {
@@ -151,6 +280,7 @@ impl Default for Config {
             trust_proxy_tls: false,
             session: SessionConfig::default(),
             gateway: GatewaySettings::default(),
+            rate_limit: RateLimitSettings::default(),
         }
     }
 }
@@ -245,6 +375,7 @@ impl Config {
                 ));
             }
         }
+        problems.extend(self.rate_limit.problems());
         let public = self.public_url();
         if !(public.starts_with("http://") || public.starts_with("https://")) {
             problems.push("public_url must start with http:// or https://".to_owned());
@@ -441,6 +572,58 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.admin_token.unwrap().expose_secret(), "s3cret-admin-token");
+    }
+
+    #[test]
+    fn rate_limit_section_from_file_and_env() {
+        let c = Config::load(None, vec![]).unwrap();
+        assert_eq!(c.rate_limit.user_reads_per_min, 300);
+        assert_eq!(c.rate_limit.user_reads_burst, 100);
+        assert_eq!(c.rate_limit.user_writes_per_min, 60);
+        assert_eq!(c.rate_limit.user_writes_burst, 20);
+        assert_eq!(c.rate_limit.auth_per_min, 20);
+        assert_eq!(c.rate_limit.tier_free_per_sec, 10);
+        assert_eq!(c.rate_limit.tier_pro_per_sec, 100);
+        assert_eq!(c.rate_limit.tier_team_per_sec, 1_000);
+        assert_eq!(c.rate_limit.tier_enterprise_per_sec, 0);
+        assert_eq!(c.rate_limit.header_read_timeout_secs, 10);
+        assert_eq!(c.rate_limit.idle_timeout_secs, 60);
+        let dir = std::env::temp_dir().join(format!("conclave-cfg-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "rate_limits = \"off\"\n[rate_limit]\nuser_reads_per_min = 30\nmax_connections = 7\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            vars(&[
+                ("CONCLAVE_RATE_LIMIT__USER_READS_PER_MIN", "42"),
+                ("CONCLAVE_RATE_LIMIT__IDLE_TIMEOUT_SECS", "5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.rate_limits, OnOff::Off);
+        assert_eq!(c.rate_limit.user_reads_per_min, 42, "env wins");
+        assert_eq!(c.rate_limit.idle_timeout_secs, 5);
+        assert_eq!(c.rate_limit.max_connections, 7);
+        assert_eq!(
+            c.rate_limit.user_writes_per_min, 60,
+            "the rest keeps defaults"
+        );
+        assert!(Config::load(None, vars(&[("CONCLAVE_RATE_LIMIT__READS", "1")])).is_err());
+        let bad = Config::load(
+            None,
+            vars(&[
+                ("CONCLAVE_RATE_LIMIT__AUTH_BURST", "0"),
+                ("CONCLAVE_RATE_LIMIT__HEADER_READ_TIMEOUT_SECS", "0"),
+            ]),
+        )
+        .unwrap();
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("rate_limit.auth_burst"), "{err}");
+        assert!(err.contains("rate_limit.header_read_timeout_secs"), "{err}");
     }
 
     #[test]

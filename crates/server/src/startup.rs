@@ -6,6 +6,8 @@ use crate::fanout::local::LocalFanOut;
 use crate::fanout::{FanOut, FanOutSink};
 use crate::gateway::{ClientPolicy, Gateway, GatewayConfig};
 use crate::http;
+use crate::ratelimit::connections::{self, ConnectionLimits};
+use crate::ratelimit::RateLimiter;
 use crate::state::{AppState, StateInner};
 use conclave_core::keys::{MasterKey, ServerKeys};
 use conclave_core::password::PasswordHasherPool;
@@ -14,7 +16,6 @@ use conclave_core::store::Store;
 use conclave_core::Clock;
 use secrecy::{ExposeSecret, SecretString};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub enum StartError {
     Database(String),
     #[error("fan-out: {0}")]
     FanOut(String),
+    #[error("rate limits: cannot reach Redis: {0}")]
+    RateLimits(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -48,6 +51,7 @@ pub struct Application {
     state: AppState,
     gateway: Arc<Gateway>,
     fanout: Arc<dyn FanOut>,
+    connection_limits: ConnectionLimits,
 }
 
 /// In-process fan-out by default; NATS JetStream when `nats_url` is set (cluster).
@@ -60,6 +64,19 @@ async fn open_fanout(config: &Config, window: Duration) -> Result<Arc<dyn FanOut
                 .map_err(|e| StartError::FanOut(e.to_string()))?;
             Ok(Arc::new(f))
         }
+    }
+}
+
+/// Buckets in Redis when `redis_url` is set (and limits are on), else in this process.
+async fn open_limiter(config: &Config, clock: Arc<dyn Clock>) -> Result<RateLimiter, StartError> {
+    let enabled = config.rate_limits == crate::config::OnOff::On;
+    match &config.redis_url {
+        Some(url) if enabled => {
+            RateLimiter::shared(url, &config.cluster_name, &config.rate_limit, clock)
+                .await
+                .map_err(|e| StartError::RateLimits(e.to_string()))
+        }
+        _ => Ok(RateLimiter::local(&config.rate_limit, enabled, clock)),
     }
 }
 
@@ -150,6 +167,7 @@ impl Application {
             limits_on: config.rate_limits == crate::config::OnOff::On,
         };
         let fanout = open_fanout(&config, gateway_config.resume_window).await?;
+        let limiter = Arc::new(open_limiter(&config, clock.clone()).await?);
         let services = Services::new(
             store,
             clock,
@@ -222,6 +240,7 @@ impl Application {
             registration: config.registration,
             server_version: env!("CARGO_PKG_VERSION"),
             gateway: gateway.clone(),
+            limiter,
         });
         let router = http::router(state.clone(), &config.cors_origins);
         Ok(Self {
@@ -232,6 +251,7 @@ impl Application {
             state,
             gateway,
             fanout,
+            connection_limits: ConnectionLimits::from_settings(&config.rate_limit),
         })
     }
 
@@ -253,22 +273,19 @@ impl Application {
 
     /// Serves until `shutdown` resolves; then (CORE-10) tells every gateway client to
     /// reconnect (their sessions saved for RESUME on any node), stops accepting, drains
-    /// in-flight requests and flushes the events they published.
+    /// in-flight requests and flushes the events they published. Connections are capped and
+    /// slow clients timed out (RATE-5, `ratelimit::connections`).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
         let gateway = self.gateway.clone();
         let signal = async move {
             shutdown.await;
             gateway.shutdown(Duration::from_secs(10)).await;
         };
-        let served = axum::serve(self.listener, service)
-            .with_graceful_shutdown(signal)
-            .await;
+        let served =
+            connections::serve(self.listener, self.router, self.connection_limits, signal).await;
         // Bounded: a fan-out that cannot be reached must not hold the process forever.
         if tokio::time::timeout(Duration::from_secs(15), self.fanout.flush())
             .await

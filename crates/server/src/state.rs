@@ -24,6 +24,8 @@ pub struct StateInner {
     pub registration: conclave_core::types::RegistrationMode,
     pub server_version: &'static str,
     pub gateway: Arc<crate::gateway::Gateway>,
+    /// Request limits (RATE-1), per node or shared through Redis.
+    pub limiter: Arc<crate::ratelimit::RateLimiter>,
 }
 
 impl AppState {

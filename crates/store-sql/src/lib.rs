@@ -18,7 +18,9 @@
 //! time order.
 
 mod conversations;
+mod credentials;
 mod messages;
+mod mfa;
 mod orgs;
 mod realtime;
 mod rows;
@@ -55,6 +57,8 @@ macro_rules! impl_store {
             $crate::__store_sql_conversations!();
             $crate::__store_sql_messages!();
             $crate::__store_sql_realtime!();
+            $crate::__store_sql_credentials!();
+            $crate::__store_sql_mfa!();
 
             // Each method calls the module function of the same name.
             #[::async_trait::async_trait]
@@ -438,6 +442,206 @@ macro_rules! impl_store {
 
                 async fn prune_gateway_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64> {
                     prune_gateway_sessions(self, before).await
+                }
+
+                async fn save_pending_totp(
+                    &self,
+                    user: UserId,
+                    secret: &::conclave_core::secretbox::Sealed,
+                    at: DateTime<Utc>,
+                ) -> StoreResult<bool> {
+                    save_pending_totp(self, user, secret, at).await
+                }
+
+                async fn totp_enrolment(
+                    &self,
+                    user: UserId,
+                ) -> StoreResult<Option<::conclave_core::mfa::TotpEnrolment>> {
+                    totp_enrolment(self, user).await
+                }
+
+                async fn enable_totp(
+                    &self,
+                    user: UserId,
+                    nonce: &[u8],
+                    step: i64,
+                    codes: &[::conclave_core::mfa::StoredRecoveryCode],
+                    at: DateTime<Utc>,
+                ) -> StoreResult<bool> {
+                    enable_totp(self, user, nonce, step, codes, at).await
+                }
+
+                async fn use_totp_step(&self, user: UserId, step: i64) -> StoreResult<bool> {
+                    use_totp_step(self, user, step).await
+                }
+
+                async fn disable_totp(&self, user: UserId) -> StoreResult<()> {
+                    disable_totp(self, user).await
+                }
+
+                async fn recovery_code(
+                    &self,
+                    user: UserId,
+                    lookup: &str,
+                ) -> StoreResult<Option<::conclave_core::mfa::StoredRecoveryCode>> {
+                    recovery_code(self, user, lookup).await
+                }
+
+                async fn use_recovery_code(
+                    &self,
+                    user: UserId,
+                    lookup: &str,
+                    at: DateTime<Utc>,
+                ) -> StoreResult<bool> {
+                    use_recovery_code(self, user, lookup, at).await
+                }
+
+                async fn replace_recovery_codes(
+                    &self,
+                    user: UserId,
+                    codes: &[::conclave_core::mfa::StoredRecoveryCode],
+                    at: DateTime<Utc>,
+                ) -> StoreResult<bool> {
+                    replace_recovery_codes(self, user, codes, at).await
+                }
+
+                async fn org_standing(
+                    &self,
+                    org: OrgId,
+                    user: UserId,
+                ) -> StoreResult<Option<::conclave_core::mfa::OrgStanding>> {
+                    org_standing(self, org, user).await
+                }
+
+                async fn create_mfa_challenge(
+                    &self,
+                    challenge: &::conclave_core::mfa::MfaChallenge,
+                    token_hash: &[u8],
+                ) -> StoreResult<()> {
+                    create_mfa_challenge(self, challenge, token_hash).await
+                }
+
+                async fn mfa_challenge(
+                    &self,
+                    token_hash: &[u8],
+                ) -> StoreResult<Option<::conclave_core::mfa::MfaChallenge>> {
+                    mfa_challenge(self, token_hash).await
+                }
+
+                async fn fail_mfa_challenge(&self, token_hash: &[u8]) -> StoreResult<i32> {
+                    fail_mfa_challenge(self, token_hash).await
+                }
+
+                async fn take_mfa_challenge(
+                    &self,
+                    token_hash: &[u8],
+                    now: DateTime<Utc>,
+                    max_failures: i32,
+                ) -> StoreResult<Option<::conclave_core::mfa::MfaChallenge>> {
+                    take_mfa_challenge(self, token_hash, now, max_failures).await
+                }
+
+                async fn prune_mfa_challenges(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+                    prune_mfa_challenges(self, before).await
+                }
+
+                async fn login_failures(
+                    &self,
+                    keys: &[::conclave_core::mfa::ThrottleKey],
+                ) -> StoreResult<Vec<::conclave_core::mfa::ThrottleCount>> {
+                    login_failures(self, keys).await
+                }
+
+                async fn record_login_failure(
+                    &self,
+                    keys: &[::conclave_core::mfa::ThrottleKey],
+                    at: DateTime<Utc>,
+                    forget_before: DateTime<Utc>,
+                ) -> StoreResult<Vec<::conclave_core::mfa::ThrottleCount>> {
+                    record_login_failure(self, keys, at, forget_before).await
+                }
+
+                async fn clear_login_failures(
+                    &self,
+                    keys: &[::conclave_core::mfa::ThrottleKey],
+                ) -> StoreResult<()> {
+                    clear_login_failures(self, keys).await
+                }
+
+                async fn prune_login_failures(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+                    prune_login_failures(self, before).await
+                }
+
+                async fn create_bot(
+                    &self,
+                    user: &NewUser,
+                    bot: &Bot,
+                    token_hash: &[u8],
+                ) -> StoreResult<()> {
+                    create_bot(self, user, bot, token_hash).await
+                }
+
+                async fn bot(&self, id: BotId) -> StoreResult<Bot> {
+                    bot(self, id).await
+                }
+
+                async fn bots(&self, org: OrgId) -> StoreResult<Vec<Bot>> {
+                    bots(self, org).await
+                }
+
+                async fn bot_by_token_hash(
+                    &self,
+                    token_hash: &[u8],
+                ) -> StoreResult<Option<(Bot, SecretSlot)>> {
+                    bot_by_token_hash(self, token_hash).await
+                }
+
+                async fn rotate_bot_token(
+                    &self,
+                    id: BotId,
+                    rotation: &Rotation,
+                ) -> StoreResult<(Bot, Bot)> {
+                    rotate_bot_token(self, id, rotation).await
+                }
+
+                async fn create_api_key(&self, key: &ApiKey, token_hash: &[u8]) -> StoreResult<()> {
+                    create_api_key(self, key, token_hash).await
+                }
+
+                async fn api_key(&self, id: ApiKeyId) -> StoreResult<ApiKey> {
+                    api_key(self, id).await
+                }
+
+                async fn api_keys(&self, user: UserId) -> StoreResult<Vec<ApiKey>> {
+                    api_keys(self, user).await
+                }
+
+                async fn api_key_by_token_hash(
+                    &self,
+                    token_hash: &[u8],
+                ) -> StoreResult<Option<(ApiKey, SecretSlot)>> {
+                    api_key_by_token_hash(self, token_hash).await
+                }
+
+                async fn rotate_api_key(
+                    &self,
+                    id: ApiKeyId,
+                    rotation: &Rotation,
+                ) -> StoreResult<(ApiKey, ApiKey)> {
+                    rotate_api_key(self, id, rotation).await
+                }
+
+                async fn delete_api_key(&self, user: UserId, id: ApiKeyId) -> StoreResult<ApiKey> {
+                    delete_api_key(self, user, id).await
+                }
+
+                async fn touch_api_key(
+                    &self,
+                    id: ApiKeyId,
+                    at: DateTime<Utc>,
+                    ip: Option<&str>,
+                ) -> StoreResult<()> {
+                    touch_api_key(self, id, at, ip).await
                 }
             }
         }

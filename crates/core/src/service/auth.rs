@@ -37,6 +37,13 @@ pub struct SignedIn {
     pub user: User,
 }
 
+/// What a correct password leads to: a session, or — with 2FA on — a challenge that only
+/// `login_mfa` turns into one.
+pub enum LoginOutcome {
+    SignedIn(Box<SignedIn>),
+    MfaRequired(super::mfa::MfaPending),
+}
+
 const INVALID_CREDENTIALS: ServiceError = ServiceError::Unauthorized {
     code: "invalid_credentials",
     message: "invalid username or password",
@@ -190,14 +197,19 @@ impl Services {
     }
 
     /// Checks a username and password. Unknown users cost the same Argon2id work as known ones
-    /// and get the same answer.
+    /// and get the same answer, and both are throttled the same way (AUTH-5): a blocked attempt
+    /// is refused before any hashing, a failed one is counted. With 2FA on, a correct password
+    /// yields a challenge instead of a session; the counters reset only when a session is
+    /// issued, so knowing the password does not buy more guesses at the second factor.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
         meta: ClientMeta,
         cookie: bool,
-    ) -> Result<SignedIn> {
+    ) -> Result<LoginOutcome> {
+        let subject = self.login_subject(username, meta.ip.as_deref());
+        self.check_throttle(&subject).await?;
         let found = match Username::parse(username) {
             Ok(u) => self.store.user_by_username(&u.key()).await?,
             Err(_) => None,
@@ -207,19 +219,19 @@ impl Services {
             None => (None, None),
         };
         let verdict = self.hasher.verify(password, phc).await?;
-        let Some(user) = user else {
-            return Err(INVALID_CREDENTIALS);
-        };
-        match verdict {
-            Verified::No => return Err(INVALID_CREDENTIALS),
-            Verified::YesRehash => {
-                // The password was checked above, so it satisfies the length rule it was set with.
-                if let Ok(p) = NewPassword::parse(password) {
-                    let fresh = self.hasher.hash(&p).await?;
-                    self.store.set_password_hash(user.id, &fresh).await?;
-                }
+        let user = match (user, verdict) {
+            (Some(user), Verified::Yes | Verified::YesRehash) => user,
+            _ => {
+                self.record_failure(&subject).await?;
+                return Err(INVALID_CREDENTIALS);
             }
-            Verified::Yes => {}
+        };
+        if verdict == Verified::YesRehash {
+            // The password was checked above, so it satisfies the length rule it was set with.
+            if let Ok(p) = NewPassword::parse(password) {
+                let fresh = self.hasher.hash(&p).await?;
+                self.store.set_password_hash(user.id, &fresh).await?;
+            }
         }
         if user.disabled {
             return Err(ServiceError::forbidden(
@@ -227,10 +239,22 @@ impl Services {
                 "this account is disabled",
             ));
         }
-        self.start_session(user, meta, cookie).await
+        if self.has_2fa(user.id).await? {
+            let pending = self.issue_mfa_challenge(user.id, cookie).await?;
+            return Ok(LoginOutcome::MfaRequired(pending));
+        }
+        self.clear_failures(&subject).await?;
+        Ok(LoginOutcome::SignedIn(Box::new(
+            self.start_session(user, meta, cookie).await?,
+        )))
     }
 
-    async fn start_session(&self, user: User, meta: ClientMeta, cookie: bool) -> Result<SignedIn> {
+    pub(super) async fn start_session(
+        &self,
+        user: User,
+        meta: ClientMeta,
+        cookie: bool,
+    ) -> Result<SignedIn> {
         let now = self.clock.now();
         let token = token::generate(TokenKind::Session);
         let session = Session {
@@ -285,7 +309,11 @@ impl Services {
                 session.ip = Some(ip.to_owned());
             }
         }
-        Ok(Actor { user, session })
+        Ok(Actor {
+            user,
+            session,
+            credential: crate::credential::Credential::Session,
+        })
     }
 
     /// The CSRF token bound to a cookie session.

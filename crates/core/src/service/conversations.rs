@@ -1,5 +1,6 @@
 //! Conversations and their participants.
 
+use super::credentials::ConversationList;
 use super::{Actor, Result, Services};
 use crate::error::ServiceError;
 use crate::event::{Control, Event};
@@ -19,15 +20,29 @@ pub struct NewConversation {
 }
 
 impl Services {
-    /// Everything policy needs to decide about `actor` and `conv`.
+    /// Everything policy needs to decide about `actor` and `conv`. A bot or key outside its
+    /// limits gets 403 `insufficient_scope` (404 when its user could not see `conv` either); a
+    /// member of an org that requires 2FA without it gets 403 `mfa_setup_required`.
     pub(super) async fn access(
         &self,
         actor: &Actor,
         conv: &Conversation,
     ) -> Result<ConversationAccess> {
-        let org_role = self.store.membership(conv.org_id, actor.user.id).await?;
+        let access = self.user_access(actor.user.id, conv).await?;
+        Self::check_conversation_credential(actor, conv, &access)?;
+        self.check_conversation_2fa(actor, conv, &access).await?;
+        Ok(access)
+    }
+
+    /// What `user` alone (whatever credential they use) may do in `conv`.
+    pub(super) async fn user_access(
+        &self,
+        user: UserId,
+        conv: &Conversation,
+    ) -> Result<ConversationAccess> {
+        let org_role = self.store.membership(conv.org_id, user).await?;
         let participant = match org_role {
-            Some(_) => self.store.participant_role(conv.id, actor.user.id).await?,
+            Some(_) => self.store.participant_role(conv.id, user).await?,
             None => None,
         };
         let in_scope = match (&conv.visibility, org_role) {
@@ -35,7 +50,7 @@ impl Services {
             (Visibility::Scope(VisibilityScope::Org), _) => true,
             (Visibility::Scope(VisibilityScope::Private), _) => false,
             (Visibility::Teams { teams }, _) => {
-                let mine = self.store.user_teams(conv.org_id, actor.user.id).await?;
+                let mine = self.store.user_teams(conv.org_id, user).await?;
                 teams.iter().any(|t| mine.contains(t))
             }
         };
@@ -113,6 +128,7 @@ impl Services {
     ) -> Result<(Conversation, bool)> {
         self.require_org(actor, org, OrgAction::CreateConversation)
             .await?;
+        Self::require_unlisted(actor)?;
         let mut others: Vec<UserId> = new
             .participant_ids
             .iter()
@@ -213,10 +229,8 @@ impl Services {
         actor: &Actor,
         page: Page<ConversationId>,
     ) -> Result<Vec<Conversation>> {
-        Ok(self
-            .store
-            .conversations_for_user(actor.user.id, page)
-            .await?)
+        self.conversation_page(actor, ConversationList::Mine, page)
+            .await
     }
 
     pub async fn available_conversations(
@@ -224,10 +238,8 @@ impl Services {
         actor: &Actor,
         page: Page<ConversationId>,
     ) -> Result<Vec<Conversation>> {
-        Ok(self
-            .store
-            .available_conversations(actor.user.id, page)
-            .await?)
+        self.conversation_page(actor, ConversationList::Available, page)
+            .await
     }
 
     pub async fn get_conversation(

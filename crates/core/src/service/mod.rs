@@ -1,15 +1,23 @@
 //! The operations REST (and later the gateway) perform. Each one takes the authenticated actor,
 //! asks `policy` whether it is allowed, lets the store persist it, and returns domain records.
 
+mod api_keys;
 mod auth;
+mod bots;
 mod conversations;
+mod credentials;
 mod messages;
+mod mfa;
 mod orgs;
+mod throttle;
 mod users;
 
-pub use auth::{AuthSettings, ClientMeta, SignedIn};
+pub use api_keys::{NewApiKey, GRACE_MAX_SECONDS};
+pub use auth::{AuthSettings, ClientMeta, LoginOutcome, SignedIn};
 pub use conversations::NewConversation;
+pub use credentials::Resource;
 pub use messages::{SendMessage, Sent};
+pub use mfa::{MfaPending, RecoveryCodes, TotpSetup, MFA_TOKEN_MAX_FAILURES, MFA_TOKEN_TTL};
 pub use orgs::{MatrixEntry, MemberPermissions, PermissionsMatrix, UserRef};
 pub use users::ServerAdmin;
 
@@ -26,7 +34,11 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone)]
 pub struct Actor {
     pub user: User,
+    /// For a bot or API key, a stand-in: its id is the id of the secret used (so revoking that
+    /// secret closes its gateway sockets) and `expires_at` is when that secret stops working.
     pub session: Session,
+    /// How the request authenticated; bots and keys are limited further than their user.
+    pub credential: crate::credential::Credential,
 }
 
 /// The services, sharing one store, clock and key set.

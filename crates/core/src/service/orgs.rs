@@ -42,12 +42,18 @@ pub struct MemberPermissions {
 }
 
 impl Services {
-    /// The caller's role in the org; 404 for non-members (nothing leaks across orgs).
+    /// The caller's role in the org; 404 for non-members (nothing leaks across orgs), 403
+    /// `insufficient_scope` for a bot or key of another org.
+    /// 403 `mfa_setup_required` when the org requires 2FA and the caller has not enabled it.
     pub(super) async fn org_role(&self, actor: &Actor, org: OrgId) -> Result<OrgRole> {
-        self.store
-            .membership(org, actor.user.id)
+        let standing = self
+            .store
+            .org_standing(org, actor.user.id)
             .await?
-            .ok_or(ServiceError::NotFound("organization"))
+            .ok_or(ServiceError::NotFound("organization"))?;
+        Self::check_org_credential(actor, org)?;
+        Self::check_2fa_standing(actor, &standing)?;
+        Ok(standing.role)
     }
 
     pub(super) async fn require_org(
@@ -74,6 +80,7 @@ impl Services {
                 "bots cannot create organizations",
             ));
         }
+        Self::require_session(actor)?;
         let org = Org {
             id: OrgId::new(),
             name: name.into_inner(),
@@ -88,7 +95,9 @@ impl Services {
     }
 
     pub async fn my_orgs(&self, actor: &Actor) -> Result<Vec<(Org, OrgRole)>> {
-        Ok(self.store.orgs_for_user(actor.user.id).await?)
+        let mut orgs = self.store.orgs_for_user(actor.user.id).await?;
+        orgs.retain(|(org, _)| actor.credential.covers_org(org.id));
+        Ok(orgs)
     }
 
     pub async fn get_org(&self, actor: &Actor, id: OrgId) -> Result<(Org, OrgRole)> {
@@ -103,8 +112,8 @@ impl Services {
         patch: OrgPatch,
     ) -> Result<(Org, OrgRole)> {
         let role = self.require_org(actor, id, OrgAction::UpdateOrg).await?;
-        if patch.require_2fa == Some(true) {
-            // Two-factor authentication does not exist on accounts yet, so no owner can have it.
+        if patch.require_2fa == Some(true) && !self.has_2fa(actor.user.id).await? {
+            // Requiring 2FA without having it would lock the caller out of their own org.
             return Err(ServiceError::conflict(
                 "mfa_required_for_owner",
                 "enable two-factor authentication on your own account before requiring it",
@@ -197,23 +206,29 @@ impl Services {
                 "your role cannot grant that role",
             ));
         }
-        let user_id = match user {
-            UserRef::Id(id) => {
-                self.store
-                    .user(id)
-                    .await
-                    .map_err(|_| ServiceError::NotFound("user"))?
-                    .id
-            }
+        let found = match user {
+            UserRef::Id(id) => self
+                .store
+                .user(id)
+                .await
+                .map_err(|_| ServiceError::NotFound("user"))?,
             UserRef::Name(name) => {
                 self.store
                     .user_by_username(&name.key())
                     .await?
                     .ok_or(ServiceError::NotFound("user"))?
                     .0
-                    .id
             }
         };
+        if found.kind == UserKind::Bot {
+            // A bot belongs to the org it was created in (AUTH-6), and joins it only then.
+            return Err(ServiceError::invalid(
+                "user_id",
+                "bot_not_allowed",
+                "bots are created in their organization and cannot be added to another",
+            ));
+        }
+        let user_id = found.id;
         self.store
             .add_member(org, user_id, role, self.clock.now())
             .await?;
@@ -323,6 +338,7 @@ impl Services {
 
     /// Joins the org of an invite code.
     pub async fn join_org(&self, actor: &Actor, code: &str) -> Result<(Org, OrgRole)> {
+        Self::require_session(actor)?;
         let hash = self.usable_invite(code).await.map_err(|_| {
             ServiceError::invalid(
                 "code",

@@ -24,6 +24,15 @@ impl Services {
         if id != actor.user.id && !self.store.users_share_org(actor.user.id, id).await? {
             return Err(ServiceError::NotFound("user"));
         }
+        if let Some(org) = actor.credential.org() {
+            // A bot or key sees only people of its own org.
+            if id != actor.user.id && self.store.membership(org, id).await?.is_none() {
+                return Err(ServiceError::forbidden(
+                    "insufficient_scope",
+                    "this credential's scopes do not cover this request",
+                ));
+            }
+        }
         Ok(self.store.user(id).await?.summary())
     }
 

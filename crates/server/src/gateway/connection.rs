@@ -1,10 +1,11 @@
 //! One gateway connection: HELLO, then IDENTIFY or RESUME within the timeout, then one
 //! `select!` loop over the socket, the hub's frames, the heartbeat deadline and shutdown.
 
-use super::hub::{Checkpoint, Command as HubCommand, ConnId, Outbound, Replay};
+use super::hub::{Checkpoint, Command as HubCommand, ConnId, ConnLimit, Outbound, Replay};
 use super::protocol::{self, CloseCode, Command, Identify, Resume};
 use super::{Gateway, UpgradeContext};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use conclave_core::credential::Scope;
 use conclave_core::event::PresenceStatus;
 use conclave_core::model::GatewaySession;
 use conclave_core::service::Actor;
@@ -199,6 +200,9 @@ pub async fn run(
                     if actor.session.expires_at <= gw.services.clock.now() {
                         break End::Close(CloseCode::AuthenticationFailed, "session expired");
                     }
+                    if !gw.services.credential_still_valid(&actor).await {
+                        break End::Close(CloseCode::AuthenticationFailed, "credential revoked");
+                    }
                     if !send_text(&mut sink, protocol::control(protocol::HEARTBEAT_ACK, &serde_json::Value::Null)).await {
                         break End::Gone;
                     }
@@ -288,8 +292,10 @@ enum Start {
     Invalid,
 }
 
-/// Authenticates the credential of IDENTIFY or RESUME: a bearer session token, or for
-/// browsers (no token) the session cookie of an allowed origin.
+/// Authenticates the credential of IDENTIFY or RESUME: a bearer session token, a bot token
+/// (`Bot …`), an API key holding `messages:read` (`Bearer cnv_k_…`; without it 4014), or for
+/// browsers (no token) the session cookie of an allowed origin. A bot's or key's socket goes by
+/// the id of the secret it used, so revoking that secret closes it (`RevokeSession`).
 async fn authenticate(
     gw: &Gateway,
     ctx: &UpgradeContext,
@@ -302,7 +308,28 @@ async fn authenticate(
             if !ctx.access_ok {
                 return Err(failed);
             }
+            if let Some(bot) = t.strip_prefix("Bot ") {
+                return gw
+                    .services
+                    .authenticate_bot(bot.trim(), ip.as_deref())
+                    .await
+                    .map_err(|_| failed);
+            }
             let t = t.strip_prefix("Bearer ").unwrap_or(t).trim();
+            if t.starts_with("cnv_k_") {
+                let actor = gw
+                    .services
+                    .authenticate_api_key(t, ip.as_deref())
+                    .await
+                    .map_err(|_| failed)?;
+                if !actor.credential.allows(Scope::MessagesRead) {
+                    return Err(Start::Refuse(
+                        CloseCode::NotPermitted,
+                        "the API key lacks messages:read",
+                    ));
+                }
+                return Ok(actor);
+            }
             gw.services
                 .authenticate(t, ip.as_deref())
                 .await
@@ -383,6 +410,21 @@ async fn register(
         .send(cmd)
         .await
         .map_err(|_| Start::Refuse(CloseCode::UnknownError, "gateway unavailable"))?;
+    if let Some(org) = actor.credential.org() {
+        // A bot or key receives only its org's conversations, and only listed ones if listed;
+        // sent before activation, so it applies to every event the connection gets.
+        let limit = ConnLimit {
+            org,
+            conversations: actor
+                .credential
+                .conversations()
+                .map(|l| l.iter().copied().collect()),
+        };
+        gw.hub
+            .send(HubCommand::Restrict { conn, limit })
+            .await
+            .map_err(|_| Start::Refuse(CloseCode::UnknownError, "gateway unavailable"))?;
+    }
     match answer.await {
         Ok(Ok(position)) => Ok((position, rx)),
         Ok(Err(())) => Err(Start::Refuse(
@@ -456,7 +498,7 @@ async fn identify(
     check_client(gw, id.client.as_deref(), id.protocol_version)?;
     let actor = authenticate(gw, ctx, id.token.as_deref()).await?;
     let (position, rx) = register(gw, conn, &actor).await?;
-    let states = match gw.services.store.conversation_states(actor.user.id).await {
+    let states = match gw.services.gateway_conversation_states(&actor).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "loading conversations for READY failed");

@@ -11,7 +11,7 @@
 use super::protocol;
 use crate::fanout::{Delivered, WireEvent};
 use conclave_core::event::{Audience, Control, PresenceStatus};
-use conclave_core::{ConversationId, SessionId, UserId};
+use conclave_core::{ConversationId, OrgId, SessionId, UserId};
 use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -36,6 +36,34 @@ pub struct Checkpoint {
     pub position: u64,
     /// The conversations the session received events for after that frame.
     pub conversations: HashSet<ConversationId>,
+}
+
+/// What a connection authenticated with a bot or API key may receive beyond its user's
+/// conversations (AZ-5): only conversations of `org`, and of `conversations` when listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnLimit {
+    pub org: OrgId,
+    pub conversations: Option<HashSet<ConversationId>>,
+}
+
+impl ConnLimit {
+    /// Whether a subscription to `conv` may be taken, given the event that announces it (a
+    /// `CONVERSATION_CREATE`, whose `d` is the conversation with its `org_id`).
+    fn admits(&self, conv: ConversationId, d: &RawValue) -> bool {
+        #[derive(serde::Deserialize)]
+        struct InOrg {
+            org_id: Option<OrgId>,
+        }
+        let listed = self
+            .conversations
+            .as_ref()
+            .is_none_or(|list| list.contains(&conv));
+        let in_org = serde_json::from_str::<InOrg>(d.get())
+            .ok()
+            .and_then(|d| d.org_id)
+            .is_some_and(|o| o == self.org);
+        listed && in_org
+    }
 }
 
 /// Replay instructions for a resumed session.
@@ -65,6 +93,9 @@ pub enum Command {
         marker: Option<String>,
         reply: oneshot::Sender<Option<usize>>,
     },
+    /// Limits a registered connection to what its bot or API key reaches; sent before
+    /// `Activate`.
+    Restrict { conn: ConnId, limit: ConnLimit },
     /// The client acknowledged frames up to `s` (heartbeat).
     Ack { conn: ConnId, s: u64 },
     /// The connection's own presence (online or idle).
@@ -109,6 +140,8 @@ struct Conn {
     buffer: Option<Vec<Delivered>>,
     /// Frames numbered up to here are suppressed (resume).
     suppress_upto: u64,
+    /// Set for bots and API keys: which conversations the connection may ever receive.
+    limit: Option<ConnLimit>,
 }
 
 pub struct Hub {
@@ -205,6 +238,7 @@ impl Hub {
                         changes: Vec::new(),
                         buffer: Some(Vec::new()),
                         suppress_upto: 0,
+                        limit: None,
                     },
                 );
                 self.by_user.entry(user).or_default().insert(conn);
@@ -220,6 +254,11 @@ impl Hub {
             } => {
                 let answer = self.activate(conn, start, replay, marker);
                 let _ = reply.send(answer);
+            }
+            Command::Restrict { conn, limit } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.limit = Some(limit);
+                }
             }
             Command::Ack { conn, s } => self.ack(conn, s),
             Command::Position { reply } => {
@@ -397,6 +436,17 @@ impl Hub {
         let Some(c) = self.conns.get_mut(&id) else {
             return Verdict::Keep;
         };
+        // A limited connection takes no subscription outside its limit, and so never gets
+        // that conversation's events, nor the event announcing it.
+        let refused = match (&e.control, &c.limit) {
+            (Some(Control::Subscribe { user, conversation }), Some(limit)) => {
+                *user == c.user && !limit.admits(*conversation, &e.d)
+            }
+            _ => false,
+        };
+        if refused {
+            return Verdict::Keep;
+        }
         if let Some(Control::Subscribe { user, conversation }) = &e.control {
             if *user == c.user && c.conversations.insert(*conversation) {
                 c.changes.push((ev.position, *conversation, true));
@@ -408,7 +458,7 @@ impl Hub {
         };
         let deliver = match &e.audience {
             Audience::Conversation(conv) => c.conversations.contains(conv),
-            Audience::User(u) => *u == c.user,
+            Audience::User(u) => *u == c.user && c.limit.as_ref().is_none_or(|_| mentions(c, &e.d)),
             Audience::Peers {
                 user,
                 conversations,
@@ -578,6 +628,22 @@ impl Hub {
             }),
         };
         (self.publish)(event);
+    }
+}
+
+/// Whether a user-addressed event may go to a limited connection: only if it names no
+/// conversation, or one the connection receives (`READ_MARKER_UPDATE` of another conversation
+/// stays away).
+fn mentions(c: &Conn, d: &RawValue) -> bool {
+    #[derive(serde::Deserialize)]
+    struct About {
+        conversation_id: Option<ConversationId>,
+    }
+    match serde_json::from_str::<About>(d.get()) {
+        Ok(About {
+            conversation_id: Some(conv),
+        }) => c.conversations.contains(&conv),
+        _ => true,
     }
 }
 
@@ -812,5 +878,79 @@ mod tests {
         h.command(Command::Unregister { conn: 2, reply });
         let last = published.lock().unwrap().last().unwrap().d.clone();
         assert_eq!(last["status"], "idle");
+    }
+
+    #[test]
+    fn limited_connections_stay_within_their_org_and_list() {
+        let (mut h, _) = hub(64);
+        let user = UserId::new();
+        let org = OrgId::new();
+        let (listed, unlisted) = (ConversationId::new(), ConversationId::new());
+        let (tx, mut limited) = mpsc::channel(64);
+        let (reply, _) = oneshot::channel();
+        h.command(Command::Register {
+            conn: 1,
+            user,
+            session: SessionId::new(),
+            tx,
+            reply,
+        });
+        h.command(Command::Restrict {
+            conn: 1,
+            limit: ConnLimit {
+                org,
+                conversations: Some([listed].into_iter().collect()),
+            },
+        });
+        let start = Checkpoint {
+            s: 0,
+            position: h.position,
+            conversations: HashSet::new(),
+        };
+        assert_eq!(h.activate(1, start, None, None), Some(0));
+        // The same user's login session sees everything.
+        let mut full = connect(&mut h, 2, user, &[], 64);
+        let created = |p, conversation: ConversationId, org: OrgId| {
+            delivered(
+                p,
+                Event::user(
+                    "CONVERSATION_CREATE",
+                    user,
+                    serde_json::json!({"id": conversation, "org_id": org}),
+                )
+                .with_control(Control::Subscribe { user, conversation }),
+            )
+        };
+        h.dispatch(&created(1, unlisted, org));
+        h.dispatch(&created(2, listed, OrgId::new()));
+        h.dispatch(&created(3, listed, org));
+        h.dispatch(&delivered(
+            4,
+            Event::conversation("MESSAGE_CREATE", unlisted, 4),
+        ));
+        h.dispatch(&delivered(
+            5,
+            Event::conversation("MESSAGE_CREATE", listed, 5),
+        ));
+        h.dispatch(&delivered(
+            6,
+            Event::user(
+                "READ_MARKER_UPDATE",
+                user,
+                serde_json::json!({"conversation_id": unlisted}),
+            ),
+        ));
+        let names = |rx: &mut mpsc::Receiver<Outbound>| -> Vec<String> {
+            frames(rx)
+                .iter()
+                .map(|f| f["t"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            names(&mut limited),
+            vec!["CONVERSATION_CREATE", "MESSAGE_CREATE"],
+            "only the listed conversation of its org"
+        );
+        assert_eq!(names(&mut full).len(), 6);
     }
 }

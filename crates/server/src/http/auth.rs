@@ -1,4 +1,5 @@
-//! `/auth/*`: registration, login (bearer or cookie), bootstrap, logout, sessions, password.
+//! `/auth/*`: registration, login (bearer or cookie) with its second-factor step, bootstrap,
+//! logout, sessions, password, and two-factor setup (TOTP and recovery codes).
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{client_ip, user_agent, ApiJson, AuthVia, Caller, PathParams, SESSION_COOKIE};
@@ -11,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use conclave_core::model::{Session, User};
 use conclave_core::password::NewPassword;
-use conclave_core::service::{ClientMeta, SignedIn};
+use conclave_core::service::{ClientMeta, LoginOutcome, MfaPending, RecoveryCodes, SignedIn};
+use conclave_core::totp::SecondFactorCode;
 use conclave_core::types::{Email, Username};
 use conclave_core::SessionId;
 use secrecy::ExposeSecret;
@@ -24,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(register))
         .routes(routes!(login))
+        .routes(routes!(login_mfa))
         .routes(routes!(bootstrap))
         .routes(routes!(logout))
         .routes(routes!(current_session))
@@ -31,6 +34,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_session))
         .routes(routes!(revoke_other_sessions))
         .routes(routes!(change_password))
+        .routes(routes!(totp_setup))
+        .routes(routes!(totp_enable))
+        .routes(routes!(totp_disable))
+        .routes(routes!(regenerate_recovery_codes))
 }
 
 /// Where the request came from, for the session record.
@@ -146,19 +153,92 @@ fn signed_in(state: &AppState, status: StatusCode, s: SignedIn, cookie: bool) ->
     }
 }
 
-/// Sign in with username and password.
+/// The answer to a correct password when the account has 2FA on: no session yet, only a
+/// short-lived token for `POST /auth/login/mfa`.
+#[derive(Serialize, ToSchema)]
+pub struct MfaRequiredResponse {
+    /// Always `true`.
+    mfa_required: bool,
+    /// Send it with a code to `POST /auth/login/mfa` within 5 minutes; 5 wrong codes end it.
+    mfa_token: String,
+    /// What `code` may be there.
+    #[schema(example = json!(["totp", "recovery_code"]))]
+    methods: Vec<&'static str>,
+    expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl MfaRequiredResponse {
+    fn new(pending: MfaPending) -> Self {
+        Self {
+            mfa_required: true,
+            mfa_token: pending.mfa_token.expose_secret().to_owned(),
+            methods: vec!["totp", "recovery_code"],
+            expires_at: pending.expires_at,
+        }
+    }
+}
+
+/// A session, or (with 2FA on) the second-factor challenge.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginAnswer {
+    Session(Box<LoginResponse>),
+    MfaRequired(MfaRequiredResponse),
+}
+
+/// Sign in with username and password. Repeated failures are answered 429 with `Retry-After`
+/// (per account and IP, per account, per IP); unknown usernames are treated like known ones.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginBody,
-    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = LoginAnswer), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "seconds until another attempt is allowed"))), (status = 503, body = ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
     Meta(meta): Meta,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<Response> {
-    let s = state
+    let outcome = state
         .services
         .login(&body.username, &body.password, meta, body.cookie)
         .await?;
-    Ok(signed_in(&state, StatusCode::OK, s, body.cookie))
+    Ok(match outcome {
+        LoginOutcome::SignedIn(s) => signed_in(&state, StatusCode::OK, *s, body.cookie),
+        LoginOutcome::MfaRequired(pending) => {
+            Json(MfaRequiredResponse::new(pending)).into_response()
+        }
+    })
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginMfaBody {
+    /// From the login answer.
+    mfa_token: String,
+    /// The 6-digit code of the authenticator app, or a recovery code (`xxxx-xxxx-xxxx-xxxx`).
+    #[schema(value_type = String)]
+    code: SecondFactorCode,
+    /// Browsers: keep the session in an HttpOnly cookie (also implied when the password step
+    /// asked for one).
+    #[serde(default)]
+    cookie: bool,
+}
+
+/// Finish a sign-in with a second factor: answers like a login, with a new session. Wrong or
+/// reused codes are 401 (`invalid_code`, `code_reused`) and count toward the login throttle;
+/// an expired, used or exhausted `mfa_token` is 401 `invalid_mfa_token`.
+#[utoipa::path(post, path = "/auth/login/mfa", tag = "auth", request_body = LoginMfaBody,
+    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "seconds until another attempt is allowed"))), (status = 503, body = ErrorBody)))]
+async fn login_mfa(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    ApiJson(body): ApiJson<LoginMfaBody>,
+) -> ApiResult<Response> {
+    let s = state
+        .services
+        .login_mfa(&body.mfa_token, body.code, meta, body.cookie)
+        .await?;
+    let cookie = s.session.cookie;
+    Ok(signed_in(&state, StatusCode::OK, s, cookie))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -301,4 +381,101 @@ async fn change_password(
         .change_password(&caller.actor, &body.current_password, body.new_password)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A new TOTP secret, shown once.
+#[derive(Serialize, ToSchema)]
+pub struct TotpSetupResponse {
+    /// Base32, for typing into an authenticator app.
+    secret: String,
+    /// `otpauth://totp/…`, for a QR code.
+    otpauth_uri: String,
+}
+
+/// Start (or restart) TOTP setup: a new secret that becomes active once confirmed with
+/// `POST /auth/totp/enable`. 409 `mfa_already_enabled` while 2FA is on.
+#[utoipa::path(post, path = "/auth/totp/setup", tag = "auth",
+    responses((status = 200, body = TotpSetupResponse), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn totp_setup(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<TotpSetupResponse>> {
+    let setup = state.services.totp_setup(&caller.actor).await?;
+    Ok(Json(TotpSetupResponse {
+        secret: setup.secret.expose_secret().to_owned(),
+        otpauth_uri: setup.otpauth_uri.expose_secret().to_owned(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeBody {
+    /// A 6-digit TOTP code, or (where accepted) a recovery code.
+    #[schema(value_type = String)]
+    code: SecondFactorCode,
+}
+
+/// Ten one-time recovery codes, shown once.
+#[derive(Serialize, ToSchema)]
+pub struct RecoveryCodesResponse {
+    recovery_codes: Vec<String>,
+}
+
+impl RecoveryCodesResponse {
+    fn new(codes: RecoveryCodes) -> Self {
+        Self {
+            recovery_codes: codes
+                .0
+                .iter()
+                .map(|c| c.expose_secret().to_owned())
+                .collect(),
+        }
+    }
+}
+
+/// Turn 2FA on with a code of the new secret (the code then counts as used); returns the
+/// recovery codes.
+#[utoipa::path(post, path = "/auth/totp/enable", tag = "auth", request_body = CodeBody,
+    responses((status = 200, body = RecoveryCodesResponse), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn totp_enable(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CodeBody>,
+) -> ApiResult<Json<RecoveryCodesResponse>> {
+    let codes = state.services.totp_enable(&caller.actor, body.code).await?;
+    Ok(Json(RecoveryCodesResponse::new(codes)))
+}
+
+/// Turn 2FA off, confirmed with a TOTP or recovery code.
+#[utoipa::path(post, path = "/auth/totp/disable", tag = "auth", request_body = CodeBody,
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "seconds until another attempt is allowed")))))]
+async fn totp_disable(
+    State(state): State<AppState>,
+    caller: Caller,
+    Meta(meta): Meta,
+    ApiJson(body): ApiJson<CodeBody>,
+) -> ApiResult<StatusCode> {
+    state
+        .services
+        .totp_disable(&caller.actor, body.code, &meta)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Replace every recovery code, confirmed with a TOTP or recovery code; returns the new ones.
+#[utoipa::path(post, path = "/auth/recovery-codes", tag = "auth", request_body = CodeBody,
+    responses((status = 200, body = RecoveryCodesResponse), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "seconds until another attempt is allowed"))), (status = 503, body = ErrorBody)))]
+async fn regenerate_recovery_codes(
+    State(state): State<AppState>,
+    caller: Caller,
+    Meta(meta): Meta,
+    ApiJson(body): ApiJson<CodeBody>,
+) -> ApiResult<Json<RecoveryCodesResponse>> {
+    let codes = state
+        .services
+        .regenerate_recovery_codes(&caller.actor, body.code, &meta)
+        .await?;
+    Ok(Json(RecoveryCodesResponse::new(codes)))
 }

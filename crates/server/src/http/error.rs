@@ -129,6 +129,15 @@ impl From<ServiceError> for ApiError {
                 Self::new(StatusCode::CONFLICT, code, message)
             }
             ServiceError::Gone { code, message } => Self::new(StatusCode::GONE, code, message),
+            ServiceError::Throttled { retry_after_secs } => {
+                let mut e = Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_attempts",
+                    "too many failed attempts; retry later",
+                );
+                e.retry_after = Some(retry_after_secs.max(1));
+                e
+            }
             ServiceError::Busy => {
                 let mut e = Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -195,7 +195,25 @@ pub fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(',').next_back())
         .and_then(|v| v.trim().parse::<IpAddr>().ok());
+    let forwarded = forwarded.or_else(|| forwarded_for(&parts.headers));
     Some(forwarded.unwrap_or(peer))
+}
+
+/// RFC 7239: the `for=` of the last `Forwarded` element (the one our trusted proxy added):
+/// `for=192.0.2.1`, `for="192.0.2.1:4711"` or `for="[2001:db8::1]:4711"`.
+fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
+    let last = headers.get_all(header::FORWARDED).iter().next_back()?;
+    let element = last.to_str().ok()?.split(',').next_back()?;
+    let node = element.split(';').find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        let value = value.trim().trim_matches('"');
+        key.eq_ignore_ascii_case("for").then_some(value)
+    })?;
+    let host = match node.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next()?,
+        None => node.split(':').next()?,
+    };
+    host.parse().ok()
 }
 
 /// The User-Agent, for the session list.
@@ -224,10 +242,15 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 pub enum AuthVia {
     Bearer,
     Cookie,
+    /// `Authorization: Bot <token>` (AUTH-6).
+    Bot,
+    /// `Authorization: Bearer cnv_k_…` (AUTH-7).
+    ApiKey,
 }
 
 /// An authenticated user. Bearer tokens come from `Authorization`; browsers use the session
-/// cookie and must send `X-CSRF-Token` on every state-changing request.
+/// cookie and must send `X-CSRF-Token` on every state-changing request. Bots and API keys
+/// (`Bot …`, `Bearer cnv_k_…`) must also hold the scope of the route (`credentials`).
 pub struct Caller {
     pub actor: Actor,
     pub via: AuthVia,
@@ -297,6 +320,17 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let ip = client_ip(parts, state).map(|i| i.to_string());
+        if let Some((via, tok)) = super::credentials::machine_credential(&parts.headers) {
+            check_access_gate(&parts.headers, state)?;
+            let actor = super::credentials::authenticate(state, via, &tok, ip.as_deref())
+                .await
+                .map_err(auth_error)?;
+            // Charged before the scope check, so refused requests count against the key too.
+            crate::ratelimit::check_caller(parts, state, super::credentials::rate_subject(&actor))
+                .await?;
+            super::credentials::require_scope(parts, state, &actor).await?;
+            return Ok(Self { actor, via });
+        }
         if let Some(tok) = bearer(&parts.headers)? {
             check_access_gate(&parts.headers, state)?;
             let actor = state
@@ -304,6 +338,16 @@ impl FromRequestParts<AppState> for Caller {
                 .authenticate(tok, ip.as_deref())
                 .await
                 .map_err(auth_error)?;
+            crate::ratelimit::check_caller(
+                parts,
+                state,
+                crate::ratelimit::Subject {
+                    user: actor.user.id,
+                    org: None,
+                    api_key: None,
+                },
+            )
+            .await?;
             return Ok(Self {
                 actor,
                 via: AuthVia::Bearer,
@@ -328,6 +372,16 @@ impl FromRequestParts<AppState> for Caller {
                     "missing or wrong X-CSRF-Token",
                 ));
             }
+            crate::ratelimit::check_caller(
+                parts,
+                state,
+                crate::ratelimit::Subject {
+                    user: actor.user.id,
+                    org: None,
+                    api_key: None,
+                },
+            )
+            .await?;
             return Ok(Self {
                 actor,
                 via: AuthVia::Cookie,
@@ -349,7 +403,14 @@ impl FromRequestParts<AppState> for AdminCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(tok) = bearer(&parts.headers)? {
+        // Bots and API keys go the `Caller` way, which refuses them here: /admin has no scope.
+        let machine = super::credentials::machine_credential(&parts.headers).is_some();
+        let management = if machine {
+            None
+        } else {
+            bearer(&parts.headers)?
+        };
+        if let Some(tok) = management {
             if !token::well_formed(TokenKind::Session, tok) {
                 check_access_gate(&parts.headers, state)?;
                 let ok = state

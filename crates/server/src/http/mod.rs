@@ -2,8 +2,11 @@
 //! around them. Handlers only translate HTTP to service calls and back.
 
 pub mod admin;
+pub mod api_keys;
 pub mod auth;
+pub mod bots;
 pub mod conversations;
+pub mod credentials;
 pub mod error;
 pub mod extract;
 pub mod messages;
@@ -30,6 +33,8 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .merge(auth::router())
         .merge(users::router())
         .merge(orgs::router())
+        .merge(bots::router())
+        .merge(api_keys::router())
         .merge(conversations::router())
         .merge(messages::router())
         .merge(admin::router())
@@ -65,6 +70,10 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
             }))
             .layer(cors(cors_origins))
             .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::ratelimit::limit_requests,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
                 state,
                 middleware::client_version,
             ))
@@ -91,7 +100,13 @@ fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("x-api-access-token"),
             HeaderName::from_static("x-request-id"),
         ])
-        .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER]);
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            header::RETRY_AFTER,
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderName::from_static("ratelimit-reset"),
+        ]);
     if origins.iter().any(|o| o == "*") {
         return base.allow_origin(AllowOrigin::any());
     }

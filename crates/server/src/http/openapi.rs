@@ -27,10 +27,17 @@ pub fn base() -> OpenApi {
             HttpBuilder::new()
                 .scheme(HttpAuthScheme::Bearer)
                 .description(Some(
-                    "A session token (or, on /admin, the management token)",
+                    "A session token or an API key (`cnv_k_…`); on /admin, the management token",
                 ))
                 .build(),
         ),
+    );
+    components.add_security_scheme(
+        "bot",
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            "Authorization",
+            "A bot's token as `Bot <token>`; valid on routes with an `x-scope`",
+        ))),
     );
     components.add_security_scheme(
         "cookie",
@@ -51,13 +58,15 @@ fn is_public(path: &str) -> bool {
             | "/api/v1/capabilities"
             | "/api/v1/openapi.json"
             | "/api/v1/auth/login"
+            | "/api/v1/auth/login/mfa"
             | "/api/v1/auth/register"
             | "/api/v1/auth/bootstrap"
     )
 }
 
-/// The API-key scope a route needs; `None` for routes no API key may use (public, session
-/// management, server administration).
+/// The API-key scope a route needs; `None` for routes no API key or bot may use (public,
+/// session management, server administration, `/api-keys`). The one source for the scope
+/// check of every request (`credentials::require_scope`) and for `x-scope`.
 #[must_use]
 pub fn scope_for(method: &str, path: &str) -> Option<&'static str> {
     let read = method.eq_ignore_ascii_case("get");
@@ -110,7 +119,12 @@ pub fn finish(doc: OpenApi) -> Arc<Value> {
                     "x-scope".into(),
                     scope_for(method, path).map_or(Value::Null, |s| Value::String(s.into())),
                 );
-                if !is_public(path) {
+                if scope_for(method, path).is_some() {
+                    op.insert(
+                        "security".into(),
+                        json!([{"bearer": []}, {"bot": []}, {"cookie": []}]),
+                    );
+                } else if !is_public(path) {
                     op.insert("security".into(), json!([{"bearer": []}, {"cookie": []}]));
                 }
             }
@@ -149,6 +163,16 @@ mod tests {
             scope_for("get", "/api/v1/orgs/{org}/members"),
             Some("org:read")
         );
+        assert_eq!(
+            scope_for("get", "/api/v1/orgs/{org}/bots"),
+            Some("org:read")
+        );
+        assert_eq!(
+            scope_for("post", "/api/v1/orgs/{org}/bots/{bot}/token"),
+            Some("org:admin")
+        );
+        assert_eq!(scope_for("get", "/api/v1/api-keys"), None);
+        assert_eq!(scope_for("post", "/api/v1/api-keys/{id}/rotate"), None);
         assert_eq!(scope_for("post", "/api/v1/auth/login"), None);
         assert_eq!(scope_for("get", "/api/v1/admin/users"), None);
     }

@@ -6,9 +6,14 @@ mod ws;
 
 mod auth;
 mod bad_input;
+mod bots;
+mod bruteforce;
 mod cluster;
 mod conversations;
 mod gateway;
+mod keys;
 mod messages;
 mod meta;
+mod mfa;
 mod orgs;
+mod ratelimit;

@@ -225,6 +225,11 @@ async fn client_version_gate(app: TestApp) {
 const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/auth/register"),
     ("post", "/api/v1/auth/login"),
+    ("post", "/api/v1/auth/login/mfa"),
+    ("post", "/api/v1/auth/totp/setup"),
+    ("post", "/api/v1/auth/totp/enable"),
+    ("post", "/api/v1/auth/totp/disable"),
+    ("post", "/api/v1/auth/recovery-codes"),
     ("post", "/api/v1/auth/bootstrap"),
     ("post", "/api/v1/auth/logout"),
     ("get", "/api/v1/auth/session"),
@@ -252,6 +257,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/orgs/{org}/teams/{team}/members/{user}"),
     ("delete", "/api/v1/orgs/{org}/teams/{team}/members/{user}"),
     ("get", "/api/v1/orgs/{org}/permissions/matrix"),
+    ("get", "/api/v1/orgs/{org}/bots"),
+    ("post", "/api/v1/orgs/{org}/bots"),
+    ("post", "/api/v1/orgs/{org}/bots/{bot}/token"),
+    ("post", "/api/v1/api-keys"),
+    ("get", "/api/v1/api-keys"),
+    ("delete", "/api/v1/api-keys/{id}"),
+    ("post", "/api/v1/api-keys/{id}/rotate"),
     ("post", "/api/v1/orgs/{org}/conversations"),
     ("get", "/api/v1/conversations"),
     ("get", "/api/v1/conversations/available"),
@@ -335,7 +347,7 @@ fn fill_placeholders(path: &str) -> String {
 }
 
 /// Validates `instance` against the response schema documented for `method path status`.
-fn check(doc: &Value, method: &str, path: &str, status: u16, instance: &Value) {
+pub(crate) fn check(doc: &Value, method: &str, path: &str, status: u16, instance: &Value) {
     let schema = &doc["paths"][path][method]["responses"][status.to_string()]["content"]
         ["application/json"]["schema"];
     assert!(

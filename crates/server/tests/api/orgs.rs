@@ -221,7 +221,7 @@ async fn roles_decide_who_manages_members(app: TestApp) {
         .await
         .expect(200);
     assert!(cleared.body["message_retention_days"].is_null());
-    // Nobody has 2FA yet, so nobody can require it.
+    // The owner has no 2FA, so they cannot require it (see `api::mfa::org_enforced_2fa`).
     app.patch(
         &format!("/api/v1/orgs/{org}"),
         &owner.token,

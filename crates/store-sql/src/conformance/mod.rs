@@ -3,13 +3,17 @@
 //! [`conformance_tests!`](crate::conformance_tests) makes one test per check.
 
 mod conversations;
+mod credentials;
 mod messages;
+mod mfa;
 mod orgs;
 mod realtime;
 mod users;
 
 pub use conversations::*;
+pub use credentials::*;
 pub use messages::*;
+pub use mfa::*;
 pub use orgs::*;
 pub use realtime::*;
 pub use users::*;
@@ -68,6 +72,17 @@ macro_rules! conformance_tests {
             conversation_and_participant_ids,
             gateway_sessions_save_take_prune,
             gateway_session_is_taken_once_concurrently,
+            bots_are_accounts_of_their_org,
+            bot_rotation_keeps_the_previous_token_when_told,
+            api_keys_lifecycle,
+            api_key_rotation_and_org_removal,
+            concurrent_rotations_keep_one_previous_secret,
+            totp_enrolment_lifecycle,
+            totp_steps_are_used_once,
+            recovery_codes_are_used_once,
+            org_standing_reflects_requirement_and_enrolment,
+            mfa_challenges_expire_fail_and_are_taken_once,
+            login_failures_count_every_concurrent_failure,
         );
     };
 }

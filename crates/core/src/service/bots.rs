@@ -1,0 +1,126 @@
+//! Bots (AUTH-6): accounts of kind `bot` that belong to one org, created by its owners and
+//! admins, with a token shown once and rotated with a grace period. A bot is an org member with
+//! role `member`; conversation managers add it to conversations like anyone else.
+
+use super::credentials::new_secret;
+use super::{Actor, Result, Services};
+use crate::error::ServiceError;
+use crate::ids::*;
+use crate::model::*;
+use crate::policy::OrgAction;
+use crate::store::{Rotation, StoreError};
+use crate::token::TokenKind;
+use crate::types::*;
+use secrecy::SecretString;
+
+/// A bot account's username: `bot-` and 16 hex digits of the random part of its id. People see
+/// its display name (the bot's name); the username only has to be unique.
+fn bot_username(id: BotId) -> Result<Username> {
+    let hex = id.0.simple().to_string();
+    Username::parse(&format!("bot-{}", &hex[hex.len() - 16..]))
+        .map_err(|r| ServiceError::Internal(format!("bot username: {r}")))
+}
+
+impl Services {
+    /// Creates a bot in `org`, optionally limited to `conversation_ids` (conversations of the
+    /// org). The token is returned once.
+    pub async fn create_bot(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        name: DisplayName,
+        conversation_ids: Option<Vec<ConversationId>>,
+    ) -> Result<(Bot, SecretString)> {
+        self.require_org(actor, org, OrgAction::ManageBots).await?;
+        Self::require_unlisted(actor)?;
+        let conversation_ids = self
+            .check_conversation_list(actor, org, conversation_ids)
+            .await?;
+        let now = self.clock.now();
+        let id = BotId::new();
+        let user = NewUser {
+            id: UserId::new(),
+            username: bot_username(id)?,
+            display_name: Some(name.clone()),
+            email: None,
+            password_hash: None,
+            kind: UserKind::Bot,
+            server_admin: false,
+            created_at: now,
+        };
+        let (token, secret) = new_secret(TokenKind::Bot, &self.keys.token_pepper);
+        let bot = Bot {
+            id,
+            org_id: org,
+            user_id: user.id,
+            name: name.into_inner(),
+            conversation_ids,
+            created_by: Some(actor.user.id),
+            created_at: now,
+            previous_token_expires_at: None,
+            secrets: SecretIds {
+                current: secret.id,
+                hint: secret.hint,
+                previous: None,
+            },
+        };
+        self.store.create_bot(&user, &bot, &secret.hash).await?;
+        Ok((bot, token))
+    }
+
+    /// The org's bots (owners and admins; tokens are never shown again).
+    pub async fn bots(&self, actor: &Actor, org: OrgId) -> Result<Vec<Bot>> {
+        self.require_org(actor, org, OrgAction::ManageBots).await?;
+        Ok(self.store.bots(org).await?)
+    }
+
+    /// Issues a new token for a bot of `org`; the old one keeps working for `grace_seconds`
+    /// (0: not at all, and its gateway sockets close now). A token kept from an earlier rotation
+    /// goes now.
+    pub async fn rotate_bot_token(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        id: BotId,
+        grace_seconds: i64,
+    ) -> Result<(Bot, SecretString)> {
+        self.require_org(actor, org, OrgAction::ManageBots).await?;
+        Self::require_unlisted(actor)?;
+        let grace = Self::grace(grace_seconds)?;
+        let not_found = || ServiceError::NotFound("bot");
+        match self.store.bot(id).await {
+            Ok(b) if b.org_id == org => {}
+            Ok(_) | Err(StoreError::NotFound) => return Err(not_found()),
+            Err(e) => return Err(e.into()),
+        }
+        let now = self.clock.now();
+        let (token, secret) = new_secret(TokenKind::Bot, &self.keys.token_pepper);
+        let rotation = Rotation {
+            secret,
+            keep_previous_until: (grace > chrono::Duration::zero()).then(|| now + grace),
+        };
+        let (before, after) =
+            self.store
+                .rotate_bot_token(id, &rotation)
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound => not_found(),
+                    other => other.into(),
+                })?;
+        self.close_replaced(&before.secrets, Some(&after.secrets));
+        Ok((after, token))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bot_usernames_are_valid_and_distinct() {
+        let a = bot_username(BotId::new()).unwrap();
+        let b = bot_username(BotId::new()).unwrap();
+        assert!(a.as_str().starts_with("bot-") && a.as_str().len() == 20);
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,491 @@
+//! Bots and API keys as callers (AUTH-6, AUTH-7, AZ-5): turning a bot token or an API key into
+//! an [`Actor`], and the limits such an actor carries. Checking a credential is a keyed-hash
+//! lookup (no password hashing), read from the database on every request and at every gateway
+//! heartbeat, so a revocation holds on the next request on every node.
+//!
+//! The limits apply in two places only: [`Services::check_org_credential`] (called by
+//! `org_role`, so by every org route) and [`Services::check_conversation_credential`] (called by
+//! `access`, so by every conversation and message route). Lists are filtered here too. Outside
+//! its limits a credential gets 403 `insufficient_scope` when its user could see the resource,
+//! and 404 otherwise.
+
+use super::{Actor, Result, Services};
+use crate::credential::Credential;
+use crate::error::ServiceError;
+use crate::event::{Control, Event};
+use crate::ids::*;
+use crate::model::*;
+use crate::policy::{self, ConversationAccess, ConversationAction};
+use crate::store::{Cursor, NewSecret, Page, SecretSlot, StoreError};
+use crate::token::{self, TokenKind};
+use chrono::{DateTime, Duration, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+const INVALID_TOKEN: ServiceError = ServiceError::Unauthorized {
+    code: "invalid_token",
+    message: "the credential is invalid, expired or revoked",
+};
+
+/// A request beyond what a bot's or key's limits allow (its user could see the resource).
+pub(super) const INSUFFICIENT_SCOPE: ServiceError = ServiceError::Forbidden {
+    code: "insufficient_scope",
+    message: "this credential's scopes do not cover this request",
+};
+
+const IP_NOT_ALLOWED: ServiceError = ServiceError::Forbidden {
+    code: "ip_not_allowed",
+    message: "this API key may not be used from this address",
+};
+
+/// How often an API key's last use is written at most.
+const TOUCH_EVERY: Duration = Duration::minutes(1);
+
+/// A resource a request names, to decide between 404 and 403 `insufficient_scope` when a key's
+/// scopes do not cover the request: 404 when the key's owner could not see it either.
+#[derive(Debug, Clone, Copy)]
+pub enum Resource {
+    Org(OrgId),
+    Conversation(ConversationId),
+    Message(MessageId),
+    User(UserId),
+}
+
+/// Which conversation list a caller asks for.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum ConversationList {
+    Mine,
+    Available,
+}
+
+/// Until when the secret in `slot` works: the current one until the credential's own expiry,
+/// the previous one until its grace period ends as well. `Err` when it no longer works.
+fn secret_end(
+    slot: SecretSlot,
+    grace_end: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>> {
+    let end = match slot {
+        SecretSlot::Current => expires_at,
+        SecretSlot::Previous => {
+            let grace = grace_end.ok_or(INVALID_TOKEN)?;
+            Some(expires_at.map_or(grace, |e| e.min(grace)))
+        }
+    };
+    if end.is_some_and(|e| now >= e) {
+        return Err(INVALID_TOKEN);
+    }
+    Ok(end)
+}
+
+/// The session a bot or key request stands on: its id is the secret's, so revoking that secret
+/// closes its gateway sockets, and it ends when the secret does.
+fn stand_in(
+    secret: SessionId,
+    user: UserId,
+    ip: Option<&str>,
+    created_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    ends: Option<DateTime<Utc>>,
+) -> Session {
+    Session {
+        id: secret,
+        user_id: user,
+        device: None,
+        ip: ip.map(str::to_owned),
+        created_at,
+        last_seen_at: now,
+        expires_at: ends.unwrap_or(DateTime::<Utc>::MAX_UTC),
+        cookie: false,
+    }
+}
+
+/// Whether the secret `id` is still one of `secrets` and (if it is the previous one) within its
+/// grace period.
+fn secret_live(
+    secrets: &SecretIds,
+    grace_end: Option<DateTime<Utc>>,
+    id: SessionId,
+    now: DateTime<Utc>,
+) -> bool {
+    secrets.current == id || (secrets.previous == Some(id) && grace_end.is_some_and(|g| now < g))
+}
+
+/// A fresh secret of `kind`: the text to show once, and what the store keeps.
+pub(super) fn new_secret(
+    kind: TokenKind,
+    pepper: &secrecy::SecretBox<[u8; 32]>,
+) -> (SecretString, NewSecret) {
+    let text = token::generate(kind);
+    let secret = NewSecret {
+        id: SessionId::new(),
+        hash: token::hash(pepper, text.expose_secret()),
+        hint: token::hint(text.expose_secret()),
+    };
+    (text, secret)
+}
+
+impl Services {
+    /// Resolves `Authorization: Bearer cnv_k_…`: checksum, revocation, expiry, grace period,
+    /// IP allowlist (403 `ip_not_allowed`) and the owner's account. Records the last use (time
+    /// and address) at most once a minute.
+    pub async fn authenticate_api_key(&self, token_text: &str, ip: Option<&str>) -> Result<Actor> {
+        if !token::well_formed(TokenKind::ApiKey, token_text) {
+            return Err(INVALID_TOKEN);
+        }
+        let hash = token::hash(&self.keys.token_pepper, token_text);
+        let (key, slot) = self
+            .store
+            .api_key_by_token_hash(&hash)
+            .await?
+            .ok_or(INVALID_TOKEN)?;
+        let now = self.clock.now();
+        let ends = secret_end(slot, key.previous_key_expires_at, key.expires_at, now)?;
+        if let Some(allowed) = &key.allowed_ips {
+            let from = ip.and_then(|i| i.parse::<IpAddr>().ok());
+            if !from.is_some_and(|a| allowed.iter().any(|c| c.contains(a))) {
+                return Err(IP_NOT_ALLOWED);
+            }
+        }
+        let user = self.store.user(key.user_id).await?;
+        if user.disabled {
+            return Err(INVALID_TOKEN);
+        }
+        if key.last_used_at.is_none_or(|t| now - t >= TOUCH_EVERY) {
+            self.store.touch_api_key(key.id, now, ip).await?;
+        }
+        let secret = match slot {
+            SecretSlot::Current => key.secrets.current,
+            SecretSlot::Previous => key.secrets.previous.ok_or(INVALID_TOKEN)?,
+        };
+        Ok(Actor {
+            session: stand_in(secret, user.id, ip, key.created_at, now, ends),
+            user,
+            credential: Credential::ApiKey {
+                key: key.id,
+                org: key.org_id,
+                scopes: key.scopes,
+                conversations: key.conversation_ids,
+                tier: key.tier,
+            },
+        })
+    }
+
+    /// Resolves `Authorization: Bot cnv_b_…`: checksum, rotation grace period, the bot account
+    /// and its membership in its org (a bot removed from its org is gone).
+    pub async fn authenticate_bot(&self, token_text: &str, ip: Option<&str>) -> Result<Actor> {
+        if !token::well_formed(TokenKind::Bot, token_text) {
+            return Err(INVALID_TOKEN);
+        }
+        let hash = token::hash(&self.keys.token_pepper, token_text);
+        let (bot, slot) = self
+            .store
+            .bot_by_token_hash(&hash)
+            .await?
+            .ok_or(INVALID_TOKEN)?;
+        let now = self.clock.now();
+        let ends = secret_end(slot, bot.previous_token_expires_at, None, now)?;
+        let user = self.store.user(bot.user_id).await?;
+        if user.disabled || self.store.membership(bot.org_id, user.id).await?.is_none() {
+            return Err(INVALID_TOKEN);
+        }
+        let secret = match slot {
+            SecretSlot::Current => bot.secrets.current,
+            SecretSlot::Previous => bot.secrets.previous.ok_or(INVALID_TOKEN)?,
+        };
+        Ok(Actor {
+            session: stand_in(secret, user.id, ip, bot.created_at, now, ends),
+            user,
+            credential: Credential::Bot {
+                bot: bot.id,
+                org: bot.org_id,
+                conversations: bot.conversation_ids,
+            },
+        })
+    }
+
+    /// Whether the bot or key secret an open gateway socket authenticated with still works
+    /// (checked at every heartbeat, so a grace period's end or a revocation missed in transit
+    /// still closes the socket). Sessions are checked by their own expiry; a database failure
+    /// keeps the socket until the next heartbeat.
+    pub async fn credential_still_valid(&self, actor: &Actor) -> bool {
+        let now = self.clock.now();
+        let live = match &actor.credential {
+            Credential::Session => return true,
+            Credential::ApiKey { key, .. } => self.store.api_key(*key).await.map(|k| {
+                k.expires_at.is_none_or(|e| now < e)
+                    && secret_live(&k.secrets, k.previous_key_expires_at, actor.session.id, now)
+            }),
+            Credential::Bot { bot, .. } => self.store.bot(*bot).await.map(|b| {
+                secret_live(
+                    &b.secrets,
+                    b.previous_token_expires_at,
+                    actor.session.id,
+                    now,
+                )
+            }),
+        };
+        match live {
+            Ok(live) => live,
+            Err(StoreError::NotFound) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not re-check a credential; keeping the socket");
+                true
+            }
+        }
+    }
+
+    /// Closes the gateway sockets of every secret in `before` that `after` no longer has.
+    pub(super) fn close_replaced(&self, before: &SecretIds, after: Option<&SecretIds>) {
+        let kept = |id: SessionId| after.is_some_and(|a| a.current == id || a.previous == Some(id));
+        for id in std::iter::once(before.current).chain(before.previous) {
+            if !kept(id) {
+                self.emit(Event::control(Control::RevokeSession { session: id }));
+            }
+        }
+    }
+
+    /// The org limit of bots and keys (called by `org_role` once membership is known).
+    pub(super) fn check_org_credential(actor: &Actor, org: OrgId) -> Result<()> {
+        if actor.credential.covers_org(org) {
+            Ok(())
+        } else {
+            Err(INSUFFICIENT_SCOPE)
+        }
+    }
+
+    /// The org and conversation limits of bots and keys (called by `access`, with what the
+    /// user alone may do): 403 `insufficient_scope` outside them when the user could see the
+    /// conversation, 404 otherwise.
+    pub(super) fn check_conversation_credential(
+        actor: &Actor,
+        conv: &Conversation,
+        access: &ConversationAccess,
+    ) -> Result<()> {
+        if actor.credential.covers_conversation(conv.org_id, conv.id) {
+            Ok(())
+        } else if policy::conversation_allows(access, ConversationAction::See) {
+            Err(INSUFFICIENT_SCOPE)
+        } else {
+            Err(ServiceError::NotFound("conversation"))
+        }
+    }
+
+    /// Refuses a bot or key: managing credentials, creating or joining orgs take a login session.
+    pub(super) fn require_session(actor: &Actor) -> Result<()> {
+        if actor.credential.is_limited() {
+            Err(INSUFFICIENT_SCOPE)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Refuses a bot or key limited to listed conversations: what it would create (a
+    /// conversation, a bot's token) would reach beyond the list.
+    pub(super) fn require_unlisted(actor: &Actor) -> Result<()> {
+        if actor.credential.conversations().is_some() {
+            Err(INSUFFICIENT_SCOPE)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A page of the caller's conversations (`Mine`) or of those they may join (`Available`),
+    /// holding only what the credential reaches; pages stay full while more exist.
+    pub(super) async fn conversation_page(
+        &self,
+        actor: &Actor,
+        which: ConversationList,
+        page: Page<ConversationId>,
+    ) -> Result<Vec<Conversation>> {
+        let user = actor.user.id;
+        let fetch = |page| async move {
+            match which {
+                ConversationList::Mine => self.store.conversations_for_user(user, page).await,
+                ConversationList::Available => self.store.available_conversations(user, page).await,
+            }
+        };
+        if !actor.credential.is_limited() {
+            return Ok(fetch(page).await?);
+        }
+        let want = page.limit.get() as usize;
+        let mut out = Vec::new();
+        let mut cursor = page.cursor;
+        loop {
+            let batch = fetch(Page {
+                cursor,
+                limit: page.limit,
+            })
+            .await?;
+            let more = batch.len() >= want;
+            let Some(last) = batch.last() else { break };
+            cursor = match page.cursor {
+                Cursor::After(_) => Cursor::After(last.id),
+                Cursor::Latest | Cursor::Before(_) => Cursor::Before(last.id),
+            };
+            out.extend(
+                batch
+                    .into_iter()
+                    .filter(|c| actor.credential.covers_conversation(c.org_id, c.id)),
+            );
+            if out.len() >= want || !more {
+                break;
+            }
+        }
+        out.truncate(want);
+        Ok(out)
+    }
+
+    /// Whether the caller's user (the key's owner, the bot) could see `resource` at all,
+    /// ignoring the credential's own limits.
+    pub async fn owner_sees(&self, actor: &Actor, resource: Resource) -> Result<bool> {
+        let user = actor.user.id;
+        let conversation = match resource {
+            Resource::Org(org) => return Ok(self.store.membership(org, user).await?.is_some()),
+            Resource::User(id) => {
+                return Ok(id == user || self.store.users_share_org(user, id).await?)
+            }
+            Resource::Conversation(id) => id,
+            Resource::Message(id) => match self.store.message(id).await {
+                Ok(m) => m.conversation_id,
+                Err(StoreError::NotFound) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let conv = match self.store.conversation(conversation).await {
+            Ok(c) => c,
+            Err(StoreError::NotFound) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        let access = self.user_access(user, &conv).await?;
+        Ok(policy::conversation_allows(
+            &access,
+            ConversationAction::See,
+        ))
+    }
+
+    /// The READY list of a gateway session: the user's conversations the credential reaches.
+    pub async fn gateway_conversation_states(
+        &self,
+        actor: &Actor,
+    ) -> Result<Vec<ConversationState>> {
+        let states = self.store.conversation_states(actor.user.id).await?;
+        let Some(org) = actor.credential.org() else {
+            return Ok(states);
+        };
+        let in_org: HashSet<ConversationId> = self
+            .store
+            .user_conversation_ids(actor.user.id, Some(org))
+            .await?
+            .into_iter()
+            .collect();
+        Ok(states
+            .into_iter()
+            .filter(|s| in_org.contains(&s.id) && actor.credential.covers_conversation(org, s.id))
+            .collect())
+    }
+
+    /// Checks a rotation's grace period: 0–86400 seconds.
+    pub(super) fn grace(seconds: i64) -> Result<Duration> {
+        if (0..=super::GRACE_MAX_SECONDS).contains(&seconds) {
+            Ok(Duration::seconds(seconds))
+        } else {
+            Err(ServiceError::invalid(
+                "grace_seconds",
+                "out_of_range",
+                format!("must be between 0 and {}", super::GRACE_MAX_SECONDS),
+            ))
+        }
+    }
+
+    /// Checks a credential's conversation list against the org: 1–100 distinct conversations of
+    /// `org` that `actor` (and their own credential) may see; 422 naming the entry otherwise.
+    pub(super) async fn check_conversation_list(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        list: Option<Vec<ConversationId>>,
+    ) -> Result<Option<Vec<ConversationId>>> {
+        let Some(list) = list else { return Ok(None) };
+        if list.is_empty() || list.len() > 100 {
+            return Err(ServiceError::invalid(
+                "conversation_ids",
+                "invalid_length",
+                "list 1 to 100 conversations, or leave it out",
+            ));
+        }
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (i, id) in list.into_iter().enumerate() {
+            if !seen.insert(id) {
+                continue;
+            }
+            let unknown = || {
+                ServiceError::invalid(
+                    format!("/conversation_ids/{i}"),
+                    "unknown_conversation",
+                    "no such conversation in this organization",
+                )
+            };
+            let conv = match self.store.conversation(id).await {
+                Ok(c) => c,
+                Err(StoreError::NotFound) => return Err(unknown()),
+                Err(e) => return Err(e.into()),
+            };
+            if conv.org_id != org || !actor.credential.covers_conversation(org, id) {
+                return Err(unknown());
+            }
+            let access = self.user_access(actor.user.id, &conv).await?;
+            if !policy::conversation_allows(&access, ConversationAction::See) {
+                return Err(unknown());
+            }
+            out.push(id);
+        }
+        Ok(Some(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap() + Duration::seconds(secs)
+    }
+
+    #[test]
+    fn secrets_end_with_their_grace_and_their_credential() {
+        assert_eq!(
+            secret_end(SecretSlot::Current, None, None, t(0)).unwrap(),
+            None
+        );
+        assert_eq!(
+            secret_end(SecretSlot::Current, None, Some(t(10)), t(0)).unwrap(),
+            Some(t(10))
+        );
+        assert!(secret_end(SecretSlot::Current, None, Some(t(10)), t(10)).is_err());
+        assert_eq!(
+            secret_end(SecretSlot::Previous, Some(t(5)), Some(t(10)), t(0)).unwrap(),
+            Some(t(5))
+        );
+        assert!(secret_end(SecretSlot::Previous, Some(t(5)), None, t(5)).is_err());
+        assert!(secret_end(SecretSlot::Previous, None, None, t(0)).is_err());
+    }
+
+    #[test]
+    fn only_current_or_graced_secrets_live() {
+        let (cur, prev) = (SessionId::new(), SessionId::new());
+        let s = SecretIds {
+            current: cur,
+            hint: "abcd".into(),
+            previous: Some(prev),
+        };
+        assert!(secret_live(&s, None, cur, t(0)));
+        assert!(secret_live(&s, Some(t(5)), prev, t(4)));
+        assert!(!secret_live(&s, Some(t(5)), prev, t(5)));
+        assert!(!secret_live(&s, Some(t(5)), SessionId::new(), t(0)));
+    }
+}

@@ -1,0 +1,447 @@
+//! Two-factor authentication (AUTH-4): TOTP setup, enabling (which issues recovery codes),
+//! disabling, regenerating recovery codes, checking a second factor, and the second step of a
+//! sign-in (`login_mfa`), which alone turns a password-checked challenge into a session.
+//!
+//! TOTP secrets are sealed at rest (`secretbox`, bound to the user id). A TOTP code is accepted
+//! once: the store advances the user's last accepted step conditionally, so a replay — on this
+//! node or another — finds the step taken. Recovery codes are looked up by their non-secret
+//! prefix and verified with one Argon2id; an unknown prefix verifies against a dummy hash so it
+//! costs the same. Wrong codes count toward the sign-in throttle (AUTH-5), and wrong codes on a
+//! challenge kill it after five.
+
+use super::throttle::LoginSubject;
+use super::{Actor, ClientMeta, Result, Services, SignedIn};
+use crate::error::ServiceError;
+use crate::ids::UserId;
+use crate::mfa::{MfaChallenge, OrgStanding, StoredRecoveryCode};
+use crate::model::Conversation;
+use crate::password::{NewPassword, Verified};
+use crate::policy::{self, ConversationAccess, ConversationAction};
+use crate::secretbox::{Binding, SecretKeyRing};
+use crate::token::{self, TokenKind};
+use crate::totp::{RecoveryCode, SecondFactorCode, TotpCode, TotpSecret, RECOVERY_CODE_COUNT};
+use crate::types::UserKind;
+use chrono::{DateTime, Duration, Utc};
+use secrecy::{ExposeSecret, SecretString};
+
+/// How long an `mfa_token` lives.
+pub const MFA_TOKEN_TTL: Duration = Duration::minutes(5);
+/// Wrong codes that kill an `mfa_token`.
+pub const MFA_TOKEN_MAX_FAILURES: i32 = 5;
+
+/// The purpose a TOTP secret is sealed for (part of its associated data).
+const TOTP_PURPOSE: &str = "totp-secret";
+
+/// What TOTP setup shows once: the secret and the URI for a QR code.
+pub struct TotpSetup {
+    pub secret: SecretString,
+    pub otpauth_uri: SecretString,
+}
+
+/// A password-checked sign-in that needs its second factor.
+pub struct MfaPending {
+    pub mfa_token: SecretString,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Fresh recovery codes, shown once (`xxxx-xxxx-xxxx-xxxx`).
+pub struct RecoveryCodes(pub Vec<SecretString>);
+
+const INVALID_MFA_TOKEN: ServiceError = ServiceError::Unauthorized {
+    code: "invalid_mfa_token",
+    message: "the sign-in challenge is invalid, expired or used up; sign in again",
+};
+const INVALID_CODE: ServiceError = ServiceError::Unauthorized {
+    code: "invalid_code",
+    message: "the code is not valid",
+};
+const CODE_REUSED: ServiceError = ServiceError::Unauthorized {
+    code: "code_reused",
+    message: "this code was used already; wait for the next one or use another recovery code",
+};
+const NOT_ENABLED: ServiceError = ServiceError::Conflict {
+    code: "mfa_not_enabled",
+    message: "two-factor authentication is not enabled on this account",
+};
+const ALREADY_ENABLED: ServiceError = ServiceError::Conflict {
+    code: "mfa_already_enabled",
+    message: "two-factor authentication is already enabled; disable it first to start over",
+};
+
+/// How a second factor checked out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    Accepted,
+    Wrong,
+    Reused,
+}
+
+impl Checked {
+    fn into_error(self) -> ServiceError {
+        match self {
+            Self::Reused => CODE_REUSED,
+            _ => INVALID_CODE,
+        }
+    }
+}
+
+const MFA_SETUP_REQUIRED: ServiceError = ServiceError::Forbidden {
+    code: "mfa_setup_required",
+    message: "this organization requires two-factor authentication: enable it under /auth/totp",
+};
+
+impl Services {
+    /// Org-enforced 2FA: a member (bots excepted: they cannot hold a second factor) of an org
+    /// that requires 2FA gets 403 `mfa_setup_required` until they enable it.
+    pub(super) fn check_2fa_standing(actor: &Actor, standing: &OrgStanding) -> Result<()> {
+        if standing.needs_2fa_setup() && actor.user.kind != UserKind::Bot {
+            Err(MFA_SETUP_REQUIRED)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Org-enforced 2FA on a conversation's org: 403 `mfa_setup_required` when the caller could
+    /// otherwise see it, 404 when they could not (so a conversation's existence still does not
+    /// leak).
+    pub(super) async fn check_conversation_2fa(
+        &self,
+        actor: &Actor,
+        conv: &Conversation,
+        access: &ConversationAccess,
+    ) -> Result<()> {
+        if access.org_role.is_none() {
+            return Ok(());
+        }
+        let Some(standing) = self.store.org_standing(conv.org_id, actor.user.id).await? else {
+            return Ok(());
+        };
+        match Self::check_2fa_standing(actor, &standing) {
+            Err(_) if !policy::conversation_allows(access, ConversationAction::See) => {
+                Err(ServiceError::NotFound("conversation"))
+            }
+            other => other,
+        }
+    }
+
+    fn secret_ring(&self) -> SecretKeyRing {
+        SecretKeyRing::from_keys(&self.keys)
+    }
+
+    /// Whether the user has 2FA on.
+    pub async fn has_2fa(&self, user: UserId) -> Result<bool> {
+        Ok(self
+            .store
+            .totp_enrolment(user)
+            .await?
+            .is_some_and(|e| e.enabled()))
+    }
+
+    /// Starts (or restarts) TOTP setup: a new secret, pending until confirmed with a code.
+    /// The secret and its URI are returned here only.
+    pub async fn totp_setup(&self, actor: &Actor) -> Result<TotpSetup> {
+        let secret = TotpSecret::generate();
+        let subject = actor.user.id.0.as_bytes();
+        let sealed = self.secret_ring().seal(
+            Binding {
+                purpose: TOTP_PURPOSE,
+                subject,
+            },
+            secret.expose_bytes(),
+        );
+        if !self
+            .store
+            .save_pending_totp(actor.user.id, &sealed, self.clock.now())
+            .await?
+        {
+            return Err(ALREADY_ENABLED);
+        }
+        Ok(TotpSetup {
+            secret: secret.base32(),
+            otpauth_uri: secret.otpauth_uri(&actor.user.username),
+        })
+    }
+
+    /// Confirms setup with a code of the pending secret (that code then counts as used) and
+    /// returns the first recovery codes.
+    pub async fn totp_enable(
+        &self,
+        actor: &Actor,
+        code: SecondFactorCode,
+    ) -> Result<RecoveryCodes> {
+        let SecondFactorCode::Totp(code) = code else {
+            return Err(ServiceError::invalid(
+                "code",
+                "invalid_format",
+                "enter the 6-digit code your authenticator app shows",
+            ));
+        };
+        let enrolment =
+            self.store
+                .totp_enrolment(actor.user.id)
+                .await?
+                .ok_or(ServiceError::conflict(
+                    "mfa_setup_missing",
+                    "start with POST /auth/totp/setup",
+                ))?;
+        if enrolment.enabled() {
+            return Err(ALREADY_ENABLED);
+        }
+        let secret = self.open_secret(actor.user.id, &enrolment.secret)?;
+        let Some(step) = secret.matching_step(&code, self.clock.now()) else {
+            return Err(INVALID_CODE);
+        };
+        let (shown, stored) = self.new_recovery_codes().await?;
+        let enabled = self
+            .store
+            .enable_totp(
+                actor.user.id,
+                &enrolment.secret.nonce,
+                step,
+                &stored,
+                self.clock.now(),
+            )
+            .await?;
+        if !enabled {
+            // Enabled by a concurrent request, or the secret was replaced by a new setup.
+            return Err(if self.has_2fa(actor.user.id).await? {
+                ALREADY_ENABLED
+            } else {
+                INVALID_CODE
+            });
+        }
+        Ok(shown)
+    }
+
+    /// Turns 2FA off after a valid code (TOTP or recovery).
+    pub async fn totp_disable(
+        &self,
+        actor: &Actor,
+        code: SecondFactorCode,
+        meta: &ClientMeta,
+    ) -> Result<()> {
+        self.require_2fa_on(actor.user.id).await?;
+        self.verify_second_factor(actor, &code, meta).await?;
+        self.store.disable_totp(actor.user.id).await?;
+        Ok(())
+    }
+
+    /// Replaces every recovery code after a valid code (TOTP or recovery).
+    pub async fn regenerate_recovery_codes(
+        &self,
+        actor: &Actor,
+        code: SecondFactorCode,
+        meta: &ClientMeta,
+    ) -> Result<RecoveryCodes> {
+        self.require_2fa_on(actor.user.id).await?;
+        self.verify_second_factor(actor, &code, meta).await?;
+        let (shown, stored) = self.new_recovery_codes().await?;
+        if !self
+            .store
+            .replace_recovery_codes(actor.user.id, &stored, self.clock.now())
+            .await?
+        {
+            return Err(NOT_ENABLED);
+        }
+        Ok(shown)
+    }
+
+    async fn require_2fa_on(&self, user: UserId) -> Result<()> {
+        if self.has_2fa(user).await? {
+            Ok(())
+        } else {
+            Err(NOT_ENABLED)
+        }
+    }
+
+    /// Checks a signed-in user's second factor (re-authentication before a sensitive change).
+    /// Throttled and counted like sign-in attempts.
+    pub async fn verify_second_factor(
+        &self,
+        actor: &Actor,
+        code: &SecondFactorCode,
+        meta: &ClientMeta,
+    ) -> Result<()> {
+        let subject = self.login_subject(&actor.user.username, meta.ip.as_deref());
+        self.check_throttle(&subject).await?;
+        match self.check_code(actor.user.id, code).await? {
+            Checked::Accepted => Ok(()),
+            bad => {
+                self.record_failure(&subject).await?;
+                Err(bad.into_error())
+            }
+        }
+    }
+
+    /// Creates the challenge a password-checked sign-in of a 2FA user answers with.
+    pub(super) async fn issue_mfa_challenge(
+        &self,
+        user: UserId,
+        cookie: bool,
+    ) -> Result<MfaPending> {
+        let now = self.clock.now();
+        let mfa_token = token::generate(TokenKind::MfaChallenge);
+        let challenge = MfaChallenge {
+            user_id: user,
+            cookie,
+            created_at: now,
+            expires_at: now + MFA_TOKEN_TTL,
+            failures: 0,
+        };
+        let hash = token::hash(&self.keys.token_pepper, mfa_token.expose_secret());
+        self.store.create_mfa_challenge(&challenge, &hash).await?;
+        if let Err(e) = self.store.prune_mfa_challenges(now).await {
+            tracing::warn!(error = %e, "pruning expired sign-in challenges failed");
+        }
+        Ok(MfaPending {
+            mfa_token,
+            expires_at: challenge.expires_at,
+        })
+    }
+
+    /// The second step of a sign-in: a valid code for the challenge's user yields a new
+    /// session (cookie-bound when either step asked for one). The challenge is single-use,
+    /// expires after five minutes and dies after five wrong codes.
+    pub async fn login_mfa(
+        &self,
+        mfa_token: &str,
+        code: SecondFactorCode,
+        meta: ClientMeta,
+        cookie: bool,
+    ) -> Result<SignedIn> {
+        if !token::well_formed(TokenKind::MfaChallenge, mfa_token) {
+            return Err(INVALID_MFA_TOKEN);
+        }
+        let hash = token::hash(&self.keys.token_pepper, mfa_token);
+        let now = self.clock.now();
+        let challenge = self
+            .store
+            .mfa_challenge(&hash)
+            .await?
+            .filter(|c| c.expires_at > now && c.failures < MFA_TOKEN_MAX_FAILURES)
+            .ok_or(INVALID_MFA_TOKEN)?;
+        let user = self
+            .store
+            .user(challenge.user_id)
+            .await
+            .map_err(|_| INVALID_MFA_TOKEN)?;
+        let subject: LoginSubject = self.login_subject(&user.username, meta.ip.as_deref());
+        self.check_throttle(&subject).await?;
+        let checked = self.check_code(user.id, &code).await?;
+        if checked != Checked::Accepted {
+            // A challenge taken meanwhile is gone: the count has nothing left to kill.
+            match self.store.fail_mfa_challenge(&hash).await {
+                Ok(_) | Err(crate::store::StoreError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.record_failure(&subject).await?;
+            return Err(checked.into_error());
+        }
+        let challenge = self
+            .store
+            .take_mfa_challenge(&hash, now, MFA_TOKEN_MAX_FAILURES)
+            .await?
+            .ok_or(INVALID_MFA_TOKEN)?;
+        self.clear_failures(&subject).await?;
+        if user.disabled {
+            return Err(ServiceError::forbidden(
+                "account_disabled",
+                "this account is disabled",
+            ));
+        }
+        self.start_session(user, meta, cookie || challenge.cookie)
+            .await
+    }
+
+    fn open_secret(&self, user: UserId, sealed: &crate::secretbox::Sealed) -> Result<TotpSecret> {
+        let plain = self
+            .secret_ring()
+            .open(
+                Binding {
+                    purpose: TOTP_PURPOSE,
+                    subject: user.0.as_bytes(),
+                },
+                sealed,
+            )
+            .map_err(|e| ServiceError::Internal(format!("opening a TOTP secret: {e}")))?;
+        TotpSecret::from_bytes(plain).map_err(|e| ServiceError::Internal(e.to_owned()))
+    }
+
+    /// Checks a code against the user's enabled 2FA, consuming it when it is right.
+    async fn check_code(&self, user: UserId, code: &SecondFactorCode) -> Result<Checked> {
+        match code {
+            SecondFactorCode::Totp(code) => self.check_totp(user, code).await,
+            SecondFactorCode::Recovery(code) => self.check_recovery_code(user, code).await,
+        }
+    }
+
+    async fn check_totp(&self, user: UserId, code: &TotpCode) -> Result<Checked> {
+        let Some(enrolment) = self
+            .store
+            .totp_enrolment(user)
+            .await?
+            .filter(|e| e.enabled())
+        else {
+            return Ok(Checked::Wrong);
+        };
+        let secret = self.open_secret(user, &enrolment.secret)?;
+        let Some(step) = secret.matching_step(code, self.clock.now()) else {
+            return Ok(Checked::Wrong);
+        };
+        if self.store.use_totp_step(user, step).await? {
+            Ok(Checked::Accepted)
+        } else {
+            Ok(Checked::Reused)
+        }
+    }
+
+    async fn check_recovery_code(&self, user: UserId, code: &RecoveryCode) -> Result<Checked> {
+        let stored = self.store.recovery_code(user, code.lookup()).await?;
+        let phc = stored.as_ref().map(|s| s.hash.clone());
+        // With no such prefix this verifies against the dummy hash: the same cost, a "No".
+        let verdict = self
+            .hasher
+            .verify(code.secret().expose_secret(), phc)
+            .await?;
+        let Some(stored) = stored.filter(|_| verdict != Verified::No) else {
+            return Ok(Checked::Wrong);
+        };
+        if stored.used_at.is_some() {
+            return Ok(Checked::Reused);
+        }
+        if self
+            .store
+            .use_recovery_code(user, &stored.lookup, self.clock.now())
+            .await?
+        {
+            Ok(Checked::Accepted)
+        } else {
+            Ok(Checked::Reused)
+        }
+    }
+
+    /// Ten fresh recovery codes with distinct prefixes: shown forms and stored hashes.
+    async fn new_recovery_codes(&self) -> Result<(RecoveryCodes, Vec<StoredRecoveryCode>)> {
+        let mut shown = Vec::with_capacity(RECOVERY_CODE_COUNT);
+        let mut stored: Vec<StoredRecoveryCode> = Vec::with_capacity(RECOVERY_CODE_COUNT);
+        while stored.len() < RECOVERY_CODE_COUNT {
+            let code = RecoveryCode::generate();
+            if stored.iter().any(|s| s.lookup == code.lookup()) {
+                continue;
+            }
+            // The hashing pool takes passwords; a random code passes the password rules except
+            // in astronomically rare cases (say, sixteen equal characters): draw again then.
+            let Ok(as_password) = NewPassword::parse(code.secret().expose_secret()) else {
+                continue;
+            };
+            let hash = self.hasher.hash(&as_password).await?;
+            stored.push(StoredRecoveryCode {
+                lookup: code.lookup().to_owned(),
+                hash,
+                used_at: None,
+            });
+            shown.push(SecretString::from(code.display()));
+        }
+        Ok((RecoveryCodes(shown), stored))
+    }
+}

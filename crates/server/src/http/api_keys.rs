@@ -1,0 +1,149 @@
+//! `/api-keys`: a signed-in user's API keys (AUTH-7). The key is in the answer to creation and
+//! rotation only; lists show it masked (`cnv_k_****abcd`). Bots and keys cannot use these routes.
+
+use super::error::{ApiResult, ErrorBody};
+use super::extract::{ApiJson, Caller, PathParams};
+use super::pagination::List;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use conclave_core::credential::{Cidr, Scope};
+use conclave_core::model::ApiKey;
+use conclave_core::service::NewApiKey;
+use conclave_core::token::{self, TokenKind};
+use conclave_core::types::{KeyTier, Name};
+use conclave_core::{ApiKeyId, ConversationId, OrgId};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_api_key, list_api_keys))
+        .routes(routes!(delete_api_key))
+        .routes(routes!(rotate_api_key))
+}
+
+/// An API key: `key` is the key itself in the answer to creation and rotation (shown once),
+/// and masked (`cnv_k_****abcd`) everywhere else.
+#[derive(Serialize, ToSchema)]
+pub struct ApiKeyView {
+    #[serde(flatten)]
+    api_key: ApiKey,
+    key: String,
+}
+
+impl ApiKeyView {
+    fn masked(api_key: ApiKey) -> Self {
+        let key = token::masked(TokenKind::ApiKey, &api_key.secrets.hint);
+        Self { api_key, key }
+    }
+
+    fn revealed(api_key: ApiKey, key: &SecretString) -> Self {
+        Self {
+            api_key,
+            key: key.expose_secret().to_owned(),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    #[schema(value_type = String, max_length = 100)]
+    name: Name,
+    /// The org the key acts in; the caller must be a member.
+    org_id: OrgId,
+    /// At least one.
+    scopes: Vec<Scope>,
+    /// Limits the key to these conversations of the org (1–100).
+    conversation_ids: Option<Vec<ConversationId>>,
+    /// Any future time; none: the key does not expire.
+    expires_at: Option<DateTime<Utc>>,
+    /// CIDR blocks or addresses (1–100); none: any address.
+    #[schema(value_type = Option<Vec<String>>)]
+    allowed_ips: Option<Vec<Cidr>>,
+    /// Default `free`; only org owners and admins set another.
+    tier: Option<KeyTier>,
+}
+
+/// Create an API key acting as me in one of my orgs; the key is shown only here.
+#[utoipa::path(post, path = "/api-keys", tag = "api-keys", request_body = CreateApiKey,
+    responses((status = 201, body = ApiKeyView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_api_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateApiKey>,
+) -> ApiResult<(StatusCode, Json<ApiKeyView>)> {
+    let new = NewApiKey {
+        name: body.name,
+        org_id: body.org_id,
+        scopes: body.scopes,
+        conversation_ids: body.conversation_ids,
+        expires_at: body.expires_at,
+        allowed_ips: body.allowed_ips,
+        tier: body.tier.unwrap_or(KeyTier::Free),
+    };
+    let (api_key, key) = state.services.create_api_key(&caller.actor, new).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ApiKeyView::revealed(api_key, &key)),
+    ))
+}
+
+/// My API keys, masked.
+#[utoipa::path(get, path = "/api-keys", tag = "api-keys",
+    responses((status = 200, body = List<ApiKeyView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_api_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<List<ApiKeyView>>> {
+    let keys = state.services.api_keys(&caller.actor).await?;
+    Ok(Json(List::all(
+        keys.into_iter().map(ApiKeyView::masked).collect(),
+    )))
+}
+
+/// Revoke one of my API keys: it fails from the next request on, on every node.
+#[utoipa::path(delete, path = "/api-keys/{id}", tag = "api-keys", params(("id" = String, Path, format = Uuid)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_api_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+) -> ApiResult<StatusCode> {
+    let id: ApiKeyId = p.id("id")?;
+    state.services.revoke_api_key(&caller.actor, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateApiKey {
+    /// How long the old key keeps working: 0–86400 seconds.
+    #[schema(minimum = 0, maximum = 86400)]
+    grace_seconds: i64,
+}
+
+/// Issue a new key for one of my API keys; the old one works until the grace period ends.
+#[utoipa::path(post, path = "/api-keys/{id}/rotate", tag = "api-keys", params(("id" = String, Path, format = Uuid)), request_body = RotateApiKey,
+    responses((status = 200, body = ApiKeyView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn rotate_api_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+    ApiJson(body): ApiJson<RotateApiKey>,
+) -> ApiResult<Json<ApiKeyView>> {
+    let id: ApiKeyId = p.id("id")?;
+    let (api_key, key) = state
+        .services
+        .rotate_api_key(&caller.actor, id, body.grace_seconds)
+        .await?;
+    Ok(Json(ApiKeyView::revealed(api_key, &key)))
+}

@@ -1,0 +1,346 @@
+//! RATE-5, slow-client protection: the accept loop that serves the router over HTTP/1.1.
+//!
+//! - **Connection cap**: a semaphore permit is taken before each accept and travels with the
+//!   socket (through a WebSocket upgrade too), so at the cap further clients wait in the
+//!   kernel's accept backlog until a connection closes.
+//! - **Header-read timeout**: once the first byte of a request arrives, its headers must be
+//!   complete within `header_read_timeout` (a new connection's first request: counted from the
+//!   accept, so a client that connects and says nothing is dropped just as fast).
+//! - **Idle timeout**: a keep-alive connection that waits `idle_timeout` for its next request is
+//!   closed. A request in flight is never cut.
+//!
+//! Both timeouts are hyper's header-read timer, driven by a timer that knows whether the
+//! connection is between requests (something was already answered and no byte of the next
+//! request has arrived) — hyper alone would close idle keep-alive connections after the header
+//! timeout. Cleartext HTTP/2 is not served: TLS is terminated by a proxy that speaks HTTP/1.1
+//! to us. Shutdown matches `axum::serve`: stop accepting, let every connection finish its
+//! request and close, and wait for them (upgraded WebSockets are the gateway's to close).
+//!
+//! A response sent before its request body was read to the end (413, or a handler that
+//! refused early) says `Connection: close`: the connection cannot carry another request, and
+//! a client told so will not reuse it and lose its next request to the closing socket.
+
+use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::Router;
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::rt::{Sleep, Timer};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tower::ServiceExt;
+
+/// The limits the accept loop applies.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl ConnectionLimits {
+    #[must_use]
+    pub fn from_settings(s: &crate::config::RateLimitSettings) -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(s.header_read_timeout_secs.max(1)),
+            idle_timeout: Duration::from_secs(s.idle_timeout_secs.max(1)),
+            max_connections: usize::try_from(s.max_connections.max(1))
+                .unwrap_or(usize::MAX)
+                .min(Semaphore::MAX_PERMITS),
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains (see the module docs).
+/// Handlers see the peer as `ConnectInfo<SocketAddr>`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    // Dropping `signal_tx` tells connections to finish; `close_tx` resolves once all have.
+    let (signal_tx, signal_rx) = watch::channel(());
+    let (close_tx, close_rx) = watch::channel(());
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // Out of descriptors or similar: back off instead of spinning.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+        };
+        tokio::spawn(serve_connection(
+            stream,
+            peer,
+            permit,
+            router.clone(),
+            limits,
+            signal_rx.clone(),
+            close_rx.clone(),
+        ));
+    }
+    drop(listener);
+    drop(signal_rx);
+    drop(close_rx);
+    drop(signal_tx);
+    close_tx.closed().await;
+    Ok(())
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    router: Router,
+    limits: ConnectionLimits,
+    mut signal: watch::Receiver<()>,
+    close: watch::Receiver<()>,
+) {
+    let activity = Arc::new(Activity::default());
+    let io = TokioIo::new(TrackedStream {
+        inner: stream,
+        activity: activity.clone(),
+        _permit: permit,
+    });
+    let service = TowerToHyperService::new(tower::service_fn(move |req: Request<Incoming>| {
+        let router = router.clone();
+        async move {
+            let (mut parts, body) = req.into_parts();
+            parts.extensions.insert(ConnectInfo(peer));
+            let read = Arc::new(AtomicBool::new(body.is_end_stream()));
+            let body = TrackedBody {
+                inner: body,
+                read: read.clone(),
+            };
+            let mut res = router.oneshot(Request::from_parts(parts, body)).await?;
+            let upgrade = res.status() == StatusCode::SWITCHING_PROTOCOLS;
+            if !upgrade && !read.load(Ordering::Relaxed) {
+                res.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, std::convert::Infallible>(res)
+        }
+    }));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(HeadTimer {
+            activity,
+            header: limits.header_read_timeout,
+            idle: limits.idle_timeout,
+        })
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let mut conn = pin!(builder.serve_connection(io, service).with_upgrades());
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            served = conn.as_mut() => {
+                if let Err(e) = served {
+                    tracing::debug!(%peer, error = %e, "connection ended");
+                }
+                break;
+            }
+            _ = signal.changed(), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+    drop(close);
+}
+
+/// A request body that notes when it has been read to the end.
+struct TrackedBody {
+    inner: Incoming,
+    read: Arc<AtomicBool>,
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.read.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Bytes moved on one connection, for `HeadTimer`.
+#[derive(Debug, Default)]
+struct Activity {
+    read: AtomicU64,
+    written: AtomicU64,
+}
+
+/// The socket, counting bytes and holding the connection's permit until it closes.
+struct TrackedStream {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for TrackedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.activity.read.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for TrackedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            self.activity.written.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            self.activity.written.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Hyper's timer for one connection. Hyper starts it whenever it waits for a request head.
+/// Before anything was answered that is the first request: the header deadline counts from
+/// now. Afterwards the connection is idle until a byte of the next request arrives: the idle
+/// deadline applies, then the header deadline from that byte.
+#[derive(Clone)]
+struct HeadTimer {
+    activity: Arc<Activity>,
+    header: Duration,
+    idle: Duration,
+}
+
+impl HeadTimer {
+    fn head_deadline(&self, header_deadline: Instant) -> HeadDeadline {
+        let idle = self.activity.written.load(Ordering::Relaxed) > 0;
+        let deadline = if idle {
+            Instant::now() + self.idle
+        } else {
+            header_deadline
+        };
+        HeadDeadline {
+            activity: self.activity.clone(),
+            header: self.header,
+            read_while_idle: idle.then(|| self.activity.read.load(Ordering::Relaxed)),
+            sleep: Box::pin(tokio::time::sleep_until(deadline.into())),
+        }
+    }
+}
+
+impl Timer for HeadTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
+        Box::pin(self.head_deadline(Instant::now() + duration))
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+        Box::pin(self.head_deadline(deadline))
+    }
+}
+
+struct HeadDeadline {
+    activity: Arc<Activity>,
+    header: Duration,
+    /// While idle: the bytes read when idling began; `None` once the head started.
+    read_while_idle: Option<u64>,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Future for HeadDeadline {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if let Some(before) = this.read_while_idle {
+            if this.activity.read.load(Ordering::Relaxed) > before {
+                this.read_while_idle = None;
+                let deadline = tokio::time::Instant::now() + this.header;
+                this.sleep.as_mut().reset(deadline);
+            }
+        }
+        this.sleep.as_mut().poll(cx)
+    }
+}
+
+impl Sleep for HeadDeadline {}

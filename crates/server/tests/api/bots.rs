@@ -1,0 +1,554 @@
+//! AUTH-6, AZ-5: bots — created by org owners and admins, `Authorization: Bot <token>`, shown
+//! as bots, limited to the conversations they participate in (and to a list when one is set),
+//! token rotation with a grace period, the gateway, and credentials in the wrong place.
+
+use crate::both_backends;
+use crate::helpers::*;
+use crate::ws::Ws;
+use chrono::Duration;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+both_backends!(
+    bots_are_made_by_admins_and_shown_as_bots,
+    bot_credentials_in_the_wrong_place_are_refused,
+    bots_act_only_where_they_participate_and_are_listed,
+    bot_tokens_rotate_with_a_grace_period,
+    bots_on_the_gateway,
+    bots_stay_in_their_org,
+);
+
+/// A bot made by `by` in `org`: its id, account id and token.
+struct Made {
+    id: String,
+    user_id: String,
+    token: String,
+}
+
+async fn make_bot(app: &TestApp, org: &str, by: &User, body: Value) -> Made {
+    let res = app
+        .post(&format!("/api/v1/orgs/{org}/bots"), &by.token, body)
+        .await
+        .expect(201);
+    Made {
+        id: res.id(),
+        user_id: res.body["user_id"].as_str().unwrap().to_owned(),
+        token: res.body["token"].as_str().unwrap().to_owned(),
+    }
+}
+
+impl TestApp {
+    /// A request with `Authorization: Bot <token>`.
+    async fn as_bot(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Res {
+        let mut rb = self
+            .client
+            .request(method, self.url(path))
+            .header("authorization", format!("Bot {token}"));
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        self.send(rb).await
+    }
+
+    async fn bot_says(&self, conv: &str, token: &str, content: &str) -> Res {
+        self.as_bot(
+            Method::POST,
+            &format!("/api/v1/conversations/{conv}/messages"),
+            token,
+            Some(json!({"content": content})),
+        )
+        .await
+    }
+
+    async fn add_participant(&self, conv: &str, by: &User, user_id: &str) {
+        self.post(
+            &format!("/api/v1/conversations/{conv}/participants"),
+            &by.token,
+            json!({"user_id": user_id}),
+        )
+        .await
+        .expect(201);
+    }
+}
+
+/// Identifies on the gateway with a bot token; answers READY's `d`.
+async fn identify_bot(app: &TestApp, token: &str) -> (Ws, Value) {
+    let mut ws = Ws::connect(app).await;
+    ws.send(json!({"op": 2, "d": {"token": format!("Bot {token}"), "client": "bot/1.0.0", "protocol_version": 1}}))
+        .await;
+    let ready = ws.event().await;
+    assert_eq!(ready["t"], "READY", "READY after IDENTIFY: {ready}");
+    (ws, ready["d"].clone())
+}
+
+async fn bots_are_made_by_admins_and_shown_as_bots(app: TestApp) {
+    let doc = app
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await
+        .expect(200)
+        .body;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let carol = app.user("carol").await;
+    let mallory = app.user("mallory").await;
+    let org = app.org(&alice, "Acme").await;
+    app.add_member(&org, &alice, &bob, "member").await;
+    app.add_member(&org, &alice, &carol, "admin").await;
+    let _evil = app.org(&mallory, "Evil").await;
+    let path = format!("/api/v1/orgs/{org}/bots");
+
+    let res = app
+        .post(&path, &alice.token, json!({"name": "Deploy Bot"}))
+        .await
+        .expect(201);
+    crate::meta::check(&doc, "post", "/api/v1/orgs/{org}/bots", 201, &res.body);
+    let token = res.body["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("cnv_b_") && token.len() == 6 + 43 + 8);
+    assert_eq!(res.body["name"], "Deploy Bot");
+    assert_eq!(res.body["org_id"], org.as_str());
+    assert_eq!(res.body["created_by"], alice.id.as_str());
+    let bot_user = res.body["user_id"].as_str().unwrap().to_owned();
+
+    // Owners and admins manage bots; members get 403, other orgs 404.
+    let list = app.get(&path, &carol.token).await.expect(200);
+    crate::meta::check(&doc, "get", "/api/v1/orgs/{org}/bots", 200, &list.body);
+    let items = list.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        items[0]["token"],
+        format!("cnv_b_****{}", &token[token.len() - 4..])
+    );
+    assert!(!list.body.to_string().contains(&token[6..30]));
+    app.get(&path, &bob.token)
+        .await
+        .expect_error(403, "forbidden");
+    app.post(&path, &bob.token, json!({"name": "Sneaky"}))
+        .await
+        .expect_error(403, "forbidden");
+    app.get(&path, &mallory.token)
+        .await
+        .expect_error(404, "not_found");
+    app.post(&path, &mallory.token, json!({"name": "Sneaky"}))
+        .await
+        .expect_error(404, "not_found");
+    app.post(
+        &format!("{path}/{}/token", res.id()),
+        &mallory.token,
+        json!({}),
+    )
+    .await
+    .expect_error(404, "not_found");
+    for (body, field) in [
+        (json!({"name": ""}), "/name"),
+        (json!({}), "/name"),
+        (json!({"name": "x", "extra": 1}), "/extra"),
+    ] {
+        let r = app.post(&path, &alice.token, body).await.expect(422);
+        assert_eq!(r.field(), Some(field));
+    }
+    assert_eq!(
+        app.get(&path, &alice.token).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // The bot is an org member of kind bot; it joins conversations like anyone.
+    let members = app
+        .get(&format!("/api/v1/orgs/{org}/members"), &bob.token)
+        .await
+        .expect(200);
+    let member = members.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user"]["id"] == bot_user.as_str())
+        .expect("the bot is a member")
+        .clone();
+    assert_eq!(member["user"]["kind"], "bot");
+    assert_eq!(member["role"], "member");
+    let conv = app.group(&org, &alice, &[&bob], json!("private")).await;
+    app.add_participant(&conv, &alice, &bot_user).await;
+    let sent = app.bot_says(&conv, &token, "deployed v2").await.expect(201);
+    assert_eq!(sent.body["author"]["id"], bot_user.as_str());
+    assert_eq!(sent.body["author"]["kind"], "bot");
+    assert_eq!(sent.body["author"]["display_name"], "Deploy Bot");
+    let seen = app
+        .get(
+            &format!("/api/v1/conversations/{conv}/messages"),
+            &bob.token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(seen.body["items"][0]["author"]["kind"], "bot");
+    let me = app
+        .as_bot(Method::GET, "/api/v1/users/@me", &token, None)
+        .await
+        .expect(200);
+    assert_eq!(me.body["kind"], "bot");
+    // A bot has no password: it cannot sign in.
+    let username = me.body["username"].as_str().unwrap();
+    assert!(username.starts_with("bot-"));
+    app.login(username, PASSWORD)
+        .await
+        .expect_error(401, "invalid_credentials");
+}
+
+async fn bot_credentials_in_the_wrong_place_are_refused(app: TestApp) {
+    let alice = app.user("alice").await;
+    let org = app.org(&alice, "Acme").await;
+    let conv = app.group(&org, &alice, &[], json!("private")).await;
+    let bot = make_bot(&app, &org, &alice, json!({"name": "Helper"})).await;
+    app.add_participant(&conv, &alice, &bot.user_id).await;
+    app.bot_says(&conv, &bot.token, "hello").await.expect(201);
+    let count = app.message_count(&conv, &alice).await;
+    let messages = format!("/api/v1/conversations/{conv}/messages");
+
+    // A bot token sent as Bearer, a session token sent as Bot, broken tokens.
+    app.post(&messages, &bot.token, json!({"content": "no"}))
+        .await
+        .expect_error(401, "invalid_token");
+    app.bot_says(&conv, &alice.token, "no")
+        .await
+        .expect_error(401, "invalid_token");
+    let mut broken = bot.token.clone();
+    broken.replace_range(10..11, if &broken[10..11] == "A" { "B" } else { "A" });
+    app.bot_says(&conv, &broken, "no")
+        .await
+        .expect_error(401, "invalid_token");
+    app.bot_says(&conv, "cnv_b_short", "no")
+        .await
+        .expect_error(401, "invalid_token");
+    let (_, key) = crate::keys::make_key(
+        &app,
+        &alice,
+        json!({"name": "k", "org_id": org, "scopes": ["messages:write"], "tier": "team"}),
+    )
+    .await;
+    app.bot_says(&conv, &key, "no")
+        .await
+        .expect_error(401, "invalid_token");
+
+    // Routes without a scope refuse bots.
+    for (method, path) in [
+        (Method::GET, "/api/v1/auth/sessions"),
+        (Method::POST, "/api/v1/auth/logout"),
+        (Method::POST, "/api/v1/auth/password"),
+        (Method::GET, "/api/v1/api-keys"),
+        (Method::POST, "/api/v1/api-keys"),
+        (Method::GET, "/api/v1/admin/users"),
+    ] {
+        app.as_bot(method, path, &bot.token, Some(json!({})))
+            .await
+            .expect_error(403, "insufficient_scope");
+    }
+    // Bots neither create nor join orgs.
+    app.as_bot(
+        Method::POST,
+        "/api/v1/orgs",
+        &bot.token,
+        Some(json!({"name": "Botland"})),
+    )
+    .await
+    .expect_error(403, "forbidden");
+    assert_eq!(app.message_count(&conv, &alice).await, count);
+    app.bot_says(&conv, &bot.token, "still here")
+        .await
+        .expect(201);
+}
+
+async fn bots_act_only_where_they_participate_and_are_listed(app: TestApp) {
+    let alice = app.user("alice").await;
+    let mallory = app.user("mallory").await;
+    let org = app.org(&alice, "Acme").await;
+    let evil = app.org(&mallory, "Evil").await;
+    let listed = app.group(&org, &alice, &[], json!("private")).await;
+    let unlisted = app.group(&org, &alice, &[], json!("private")).await;
+    let listed_elsewhere = app.group(&org, &alice, &[], json!("private")).await;
+    let foreign = app.group(&evil, &mallory, &[], json!("org")).await;
+    let bot = make_bot(
+        &app,
+        &org,
+        &alice,
+        json!({"name": "Scoped", "conversation_ids": [listed, listed_elsewhere]}),
+    )
+    .await;
+    app.add_participant(&listed, &alice, &bot.user_id).await;
+    app.add_participant(&unlisted, &alice, &bot.user_id).await;
+    let get = |conv: &str| {
+        let app = &app;
+        let path = format!("/api/v1/conversations/{conv}/messages");
+        let token = bot.token.clone();
+        async move { app.as_bot(Method::GET, &path, &token, None).await }
+    };
+
+    app.bot_says(&listed, &bot.token, "hi").await.expect(201);
+    get(&listed).await.expect(200);
+    // Participating but not listed: 403; listed but not participating (private): 404.
+    app.bot_says(&unlisted, &bot.token, "hi")
+        .await
+        .expect_error(403, "insufficient_scope");
+    get(&unlisted).await.expect_error(403, "insufficient_scope");
+    get(&listed_elsewhere).await.expect_error(404, "not_found");
+    app.bot_says(&foreign, &bot.token, "hi")
+        .await
+        .expect_error(404, "not_found");
+    let mine = app
+        .as_bot(Method::GET, "/api/v1/conversations", &bot.token, None)
+        .await
+        .expect(200);
+    let ids: Vec<&str> = mine.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![listed.as_str()]);
+    app.as_bot(
+        Method::POST,
+        &format!("/api/v1/orgs/{org}/conversations"),
+        &bot.token,
+        Some(json!({"kind": "group", "name": "bot room"})),
+    )
+    .await
+    .expect_error(403, "insufficient_scope");
+    assert_eq!(app.message_count(&unlisted, &alice).await, 0);
+
+    // Without a list, a bot acts wherever it participates, and nowhere else.
+    let free = make_bot(&app, &org, &alice, json!({"name": "Free"})).await;
+    app.add_participant(&unlisted, &alice, &free.user_id).await;
+    app.bot_says(&unlisted, &free.token, "hi").await.expect(201);
+    app.bot_says(&listed, &free.token, "hi")
+        .await
+        .expect_error(404, "not_found");
+
+    // The list holds conversations of the org only.
+    let r = app
+        .post(
+            &format!("/api/v1/orgs/{org}/bots"),
+            &alice.token,
+            json!({"name": "Bad", "conversation_ids": [foreign]}),
+        )
+        .await
+        .expect_error(422, "unknown_conversation");
+    assert_eq!(r.field(), Some("/conversation_ids/0"));
+}
+
+async fn bot_tokens_rotate_with_a_grace_period(app: TestApp) {
+    let doc = app
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await
+        .expect(200)
+        .body;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let mallory = app.user("mallory").await;
+    let org = app.org(&alice, "Acme").await;
+    let evil = app.org(&mallory, "Evil").await;
+    app.add_member(&org, &alice, &bob, "member").await;
+    let bot = make_bot(&app, &org, &alice, json!({"name": "Rotor"})).await;
+    let theirs = make_bot(&app, &evil, &mallory, json!({"name": "Theirs"})).await;
+    let rotate_path = format!("/api/v1/orgs/{org}/bots/{}/token", bot.id);
+    let me = "/api/v1/users/@me";
+
+    let r = app
+        .post(&rotate_path, &alice.token, json!({"grace_seconds": 30}))
+        .await
+        .expect(200);
+    crate::meta::check(
+        &doc,
+        "post",
+        "/api/v1/orgs/{org}/bots/{bot}/token",
+        200,
+        &r.body,
+    );
+    let second = r.body["token"].as_str().unwrap().to_owned();
+    assert_ne!(second, bot.token);
+    assert_eq!(r.body["id"], bot.id.as_str());
+    assert!(r.body["previous_token_expires_at"].is_string());
+    app.as_bot(Method::GET, me, &bot.token, None)
+        .await
+        .expect(200);
+    app.as_bot(Method::GET, me, &second, None).await.expect(200);
+    app.clock.advance(Duration::seconds(31));
+    app.as_bot(Method::GET, me, &bot.token, None)
+        .await
+        .expect_error(401, "invalid_token");
+    app.as_bot(Method::GET, me, &second, None).await.expect(200);
+
+    // Without a grace period (the default) the old token stops at once.
+    let third = app
+        .post(&rotate_path, &alice.token, json!({}))
+        .await
+        .expect(200)
+        .body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.as_bot(Method::GET, me, &second, None)
+        .await
+        .expect_error(401, "invalid_token");
+    app.as_bot(Method::GET, me, &third, None).await.expect(200);
+
+    let r = app
+        .post(&rotate_path, &alice.token, json!({"grace_seconds": 86_401}))
+        .await
+        .expect_error(422, "out_of_range");
+    assert_eq!(r.field(), Some("/grace_seconds"));
+    app.post(&rotate_path, &bob.token, json!({}))
+        .await
+        .expect_error(403, "forbidden");
+    app.post(&rotate_path, &mallory.token, json!({}))
+        .await
+        .expect_error(404, "not_found");
+    // Another org's bot through this org's path, and an unknown bot: 404.
+    for other in [&theirs.id, &uuid::Uuid::now_v7().to_string()] {
+        app.post(
+            &format!("/api/v1/orgs/{org}/bots/{other}/token"),
+            &alice.token,
+            json!({}),
+        )
+        .await
+        .expect_error(404, "not_found");
+    }
+    app.as_bot(Method::GET, me, &theirs.token, None)
+        .await
+        .expect(200);
+    // A bot (a member) cannot rotate tokens.
+    app.as_bot(Method::POST, &rotate_path, &third, Some(json!({})))
+        .await
+        .expect_error(403, "forbidden");
+    app.as_bot(Method::GET, me, &third, None).await.expect(200);
+}
+
+async fn bots_on_the_gateway(app: TestApp) {
+    let alice = app.user("alice").await;
+    let org = app.org(&alice, "Acme").await;
+    let listed = app.group(&org, &alice, &[], json!("private")).await;
+    let unlisted = app.group(&org, &alice, &[], json!("private")).await;
+    let bot = make_bot(
+        &app,
+        &org,
+        &alice,
+        json!({"name": "Watcher", "conversation_ids": [listed]}),
+    )
+    .await;
+    app.add_participant(&listed, &alice, &bot.user_id).await;
+    app.add_participant(&unlisted, &alice, &bot.user_id).await;
+
+    let (mut ws, ready) = identify_bot(&app, &bot.token).await;
+    assert_eq!(ready["user"]["kind"], "bot");
+    let ids: Vec<&str> = ready["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![listed.as_str()]);
+    // Nothing from unlisted conversations, not even new ones it is added to.
+    app.send_message(&unlisted, &alice, "not for the bot")
+        .await
+        .expect(201);
+    let _later = app.group(&org, &alice, &[], json!("private")).await;
+    app.add_participant(&_later, &alice, &bot.user_id).await;
+    let m = app
+        .send_message(&listed, &alice, "for the bot")
+        .await
+        .expect(201);
+    let d = ws.expect("MESSAGE_CREATE").await;
+    assert_eq!(d["id"], m.body["id"]);
+
+    // A bot token sent as Bearer does not identify.
+    let mut wrong = Ws::connect(&app).await;
+    wrong
+        .send(json!({"op": 2, "d": {"token": format!("Bearer {}", bot.token)}}))
+        .await;
+    assert_eq!(wrong.close_code().await, 4004);
+
+    // Rotation without grace closes the socket at once.
+    let rotate = format!("/api/v1/orgs/{org}/bots/{}/token", bot.id);
+    let second = app
+        .post(&rotate, &alice.token, json!({}))
+        .await
+        .expect(200)
+        .body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(ws.close_code().await, 4004);
+    // With grace, the old token's socket lives until the grace period ends.
+    let (mut ws, _) = identify_bot(&app, &second).await;
+    let third = app
+        .post(&rotate, &alice.token, json!({"grace_seconds": 60}))
+        .await
+        .expect(200)
+        .body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ws.heartbeat().await;
+    loop {
+        let f = ws
+            .frame()
+            .await
+            .expect("still open within the grace period");
+        if f["op"] == 11 {
+            break;
+        }
+    }
+    app.clock.advance(Duration::seconds(61));
+    ws.heartbeat().await;
+    assert_eq!(ws.close_code().await, 4004);
+    let (_, ready) = identify_bot(&app, &third).await;
+    assert_eq!(ready["user"]["id"], bot.user_id.as_str());
+}
+
+async fn bots_stay_in_their_org(app: TestApp) {
+    let alice = app.user("alice").await;
+    let mallory = app.user("mallory").await;
+    let org = app.org(&alice, "Acme").await;
+    let evil = app.org(&mallory, "Evil").await;
+    let bot = make_bot(&app, &org, &alice, json!({"name": "Loyal"})).await;
+    // Another org cannot take the bot in.
+    let r = app
+        .post(
+            &format!("/api/v1/orgs/{evil}/members"),
+            &mallory.token,
+            json!({"user_id": bot.user_id, "role": "member"}),
+        )
+        .await
+        .expect_error(422, "bot_not_allowed");
+    assert_eq!(r.field(), Some("/user_id"));
+    let orgs = app
+        .as_bot(Method::GET, "/api/v1/orgs", &bot.token, None)
+        .await
+        .expect(200);
+    assert_eq!(orgs.body["items"].as_array().unwrap().len(), 1);
+    app.as_bot(
+        Method::GET,
+        &format!("/api/v1/orgs/{evil}"),
+        &bot.token,
+        None,
+    )
+    .await
+    .expect_error(404, "not_found");
+    app.as_bot(
+        Method::GET,
+        &format!("/api/v1/users/{}", mallory.id),
+        &bot.token,
+        None,
+    )
+    .await
+    .expect_error(404, "not_found");
+    // Removed from its org, the bot is gone.
+    app.delete(
+        &format!("/api/v1/orgs/{org}/members/{}", bot.user_id),
+        &alice.token,
+    )
+    .await
+    .expect(204);
+    app.as_bot(Method::GET, "/api/v1/users/@me", &bot.token, None)
+        .await
+        .expect_error(401, "invalid_token");
+}

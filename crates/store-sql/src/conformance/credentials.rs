@@ -1,0 +1,313 @@
+//! Bots and API keys: creation, lookups by the hash of the current or previous secret, atomic
+//! rotation, revocation and last use.
+
+use super::*;
+use conclave_core::credential::{Cidr, Scope};
+
+fn hash(n: u8) -> [u8; 32] {
+    [n; 32]
+}
+
+fn secrets(hint: &str) -> SecretIds {
+    SecretIds {
+        current: SessionId::new(),
+        hint: hint.to_owned(),
+        previous: None,
+    }
+}
+
+fn rotation(n: u8, keep_previous_until: Option<DateTime<Utc>>) -> Rotation {
+    Rotation {
+        secret: NewSecret {
+            id: SessionId::new(),
+            hash: hash(n),
+            hint: format!("h{n:03}"),
+        },
+        keep_previous_until,
+    }
+}
+
+fn bot_user(name: &str) -> NewUser {
+    NewUser {
+        password_hash: None,
+        kind: UserKind::Bot,
+        ..new_user(name)
+    }
+}
+
+fn new_bot(org: OrgId, user: &NewUser, creator: UserId, convs: Option<Vec<ConversationId>>) -> Bot {
+    Bot {
+        id: BotId::new(),
+        org_id: org,
+        user_id: user.id,
+        name: "Deploy bot".to_owned(),
+        conversation_ids: convs,
+        created_by: Some(creator),
+        created_at: at(5),
+        previous_token_expires_at: None,
+        secrets: secrets("b001"),
+    }
+}
+
+fn new_key(user: UserId, org: OrgId) -> ApiKey {
+    ApiKey {
+        id: ApiKeyId::new(),
+        user_id: user,
+        org_id: org,
+        name: "ci".to_owned(),
+        scopes: vec![Scope::MessagesRead, Scope::OrgRead],
+        conversation_ids: None,
+        expires_at: Some(at(1000)),
+        allowed_ips: Some(vec![
+            Cidr::parse("10.0.0.0/8").unwrap(),
+            Cidr::parse("2001:db8::/32").unwrap(),
+        ]),
+        tier: KeyTier::Pro,
+        last_used_at: None,
+        last_used_ip: None,
+        created_at: at(5),
+        previous_key_expires_at: None,
+        secrets: secrets("k001"),
+    }
+}
+
+pub async fn bots_are_accounts_of_their_org(store: Arc<dyn Store>) {
+    let alice = make_user(&*store, "alice").await;
+    let org = make_org(&*store, "acme", alice.id).await;
+    let conv = make_group(&*store, org.id, alice.id, &[], Visibility::ORG).await;
+    let user = bot_user("bot-0001");
+    let bot = new_bot(org.id, &user, alice.id, Some(vec![conv.id]));
+    store.create_bot(&user, &bot, &hash(1)).await.unwrap();
+
+    let account = store.user(user.id).await.unwrap();
+    assert_eq!(account.kind, UserKind::Bot);
+    assert_eq!(
+        store.password_hash(user.id).await.unwrap(),
+        None,
+        "a bot has no password"
+    );
+    assert_eq!(
+        store.membership(org.id, user.id).await.unwrap(),
+        Some(OrgRole::Member)
+    );
+    assert_eq!(store.bot(bot.id).await.unwrap(), bot);
+    assert_eq!(store.bots(org.id).await.unwrap(), vec![bot.clone()]);
+    assert_eq!(
+        store.bot_by_token_hash(&hash(1)).await.unwrap(),
+        Some((bot.clone(), SecretSlot::Current))
+    );
+    assert!(store.bot_by_token_hash(&hash(2)).await.unwrap().is_none());
+    assert_not_found(store.bot(BotId::new()).await);
+
+    // All or nothing: a taken username leaves no bot, account or membership behind.
+    let clash = bot_user("bot-0001");
+    let second = new_bot(org.id, &clash, alice.id, None);
+    assert_conflict(
+        store.create_bot(&clash, &second, &hash(3)).await,
+        Conflict::UsernameTaken,
+    );
+    assert_eq!(store.bots(org.id).await.unwrap().len(), 1);
+    assert!(store.bot_by_token_hash(&hash(3)).await.unwrap().is_none());
+    assert_eq!(store.membership(org.id, clash.id).await.unwrap(), None);
+
+    // Bots go with their org.
+    store.delete_org(org.id).await.unwrap();
+    assert!(store.bot_by_token_hash(&hash(1)).await.unwrap().is_none());
+    assert_not_found(store.bot(bot.id).await);
+}
+
+pub async fn bot_rotation_keeps_the_previous_token_when_told(store: Arc<dyn Store>) {
+    let alice = make_user(&*store, "alice").await;
+    let org = make_org(&*store, "acme", alice.id).await;
+    let user = bot_user("bot-0002");
+    let bot = new_bot(org.id, &user, alice.id, None);
+    store.create_bot(&user, &bot, &hash(1)).await.unwrap();
+
+    let r = rotation(2, Some(at(60)));
+    let (before, after) = store.rotate_bot_token(bot.id, &r).await.unwrap();
+    assert_eq!(before, bot);
+    assert_eq!(after.secrets.current, r.secret.id);
+    assert_eq!(after.secrets.hint, "h002");
+    assert_eq!(after.secrets.previous, Some(bot.secrets.current));
+    assert_eq!(after.previous_token_expires_at, Some(at(60)));
+    let (found, slot) = store.bot_by_token_hash(&hash(1)).await.unwrap().unwrap();
+    assert_eq!((found.id, slot), (bot.id, SecretSlot::Previous));
+    let (_, slot) = store.bot_by_token_hash(&hash(2)).await.unwrap().unwrap();
+    assert_eq!(slot, SecretSlot::Current);
+
+    // A second rotation drops the oldest token at once, whatever its grace.
+    let (_, again) = store
+        .rotate_bot_token(bot.id, &rotation(3, Some(at(120))))
+        .await
+        .unwrap();
+    assert!(store.bot_by_token_hash(&hash(1)).await.unwrap().is_none());
+    assert_eq!(again.secrets.previous, Some(r.secret.id));
+    assert_eq!(
+        store.bot_by_token_hash(&hash(2)).await.unwrap().unwrap().1,
+        SecretSlot::Previous
+    );
+
+    // Without a grace period the replaced token goes with it.
+    let (_, last) = store
+        .rotate_bot_token(bot.id, &rotation(4, None))
+        .await
+        .unwrap();
+    assert_eq!(last.secrets.previous, None);
+    assert_eq!(last.previous_token_expires_at, None);
+    assert!(store.bot_by_token_hash(&hash(2)).await.unwrap().is_none());
+    assert!(store.bot_by_token_hash(&hash(3)).await.unwrap().is_none());
+    assert_not_found(
+        store
+            .rotate_bot_token(BotId::new(), &rotation(5, None))
+            .await,
+    );
+}
+
+pub async fn api_keys_lifecycle(store: Arc<dyn Store>) {
+    let alice = make_user(&*store, "alice").await;
+    let bob = make_user(&*store, "bob").await;
+    let org = make_org(&*store, "acme", alice.id).await;
+    let conv = make_group(&*store, org.id, alice.id, &[], Visibility::ORG).await;
+    let mut key = new_key(alice.id, org.id);
+    key.conversation_ids = Some(vec![conv.id]);
+    store.create_api_key(&key, &hash(1)).await.unwrap();
+    let plain = ApiKey {
+        scopes: vec![Scope::WebhooksAdmin],
+        expires_at: None,
+        allowed_ips: None,
+        tier: KeyTier::Free,
+        secrets: secrets("k002"),
+        ..new_key(alice.id, org.id)
+    };
+    store.create_api_key(&plain, &hash(2)).await.unwrap();
+
+    assert_eq!(
+        store.api_key(key.id).await.unwrap(),
+        key,
+        "every field round-trips"
+    );
+    assert_eq!(
+        store.api_keys(alice.id).await.unwrap(),
+        vec![key.clone(), plain.clone()]
+    );
+    assert!(store.api_keys(bob.id).await.unwrap().is_empty());
+    assert_eq!(
+        store.api_key_by_token_hash(&hash(2)).await.unwrap(),
+        Some((plain.clone(), SecretSlot::Current))
+    );
+
+    store
+        .touch_api_key(key.id, at(30), Some("10.1.2.3"))
+        .await
+        .unwrap();
+    store.touch_api_key(key.id, at(90), None).await.unwrap();
+    let touched = store.api_key(key.id).await.unwrap();
+    assert_eq!(touched.last_used_at, Some(at(90)));
+    assert_eq!(
+        touched.last_used_ip.as_deref(),
+        Some("10.1.2.3"),
+        "an unknown address keeps the last one"
+    );
+
+    // Only the owner deletes a key; the deleted key is answered and gone.
+    assert_not_found(store.delete_api_key(bob.id, key.id).await);
+    let gone = store.delete_api_key(alice.id, key.id).await.unwrap();
+    assert_eq!(gone.id, key.id);
+    assert!(store
+        .api_key_by_token_hash(&hash(1))
+        .await
+        .unwrap()
+        .is_none());
+    assert_not_found(store.api_key(key.id).await);
+    assert_not_found(store.delete_api_key(alice.id, key.id).await);
+    store
+        .touch_api_key(key.id, at(100), None)
+        .await
+        .expect("touching a deleted key is not an error");
+}
+
+pub async fn api_key_rotation_and_org_removal(store: Arc<dyn Store>) {
+    let alice = make_user(&*store, "alice").await;
+    let org = make_org(&*store, "acme", alice.id).await;
+    let key = new_key(alice.id, org.id);
+    store.create_api_key(&key, &hash(1)).await.unwrap();
+
+    let r = rotation(2, Some(at(300)));
+    let (before, after) = store.rotate_api_key(key.id, &r).await.unwrap();
+    assert_eq!(before, key);
+    assert_eq!(after.secrets.current, r.secret.id);
+    assert_eq!(after.secrets.previous, Some(key.secrets.current));
+    assert_eq!(after.previous_key_expires_at, Some(at(300)));
+    assert_eq!(after.scopes, key.scopes, "only the secret changes");
+    assert_eq!(
+        store
+            .api_key_by_token_hash(&hash(1))
+            .await
+            .unwrap()
+            .unwrap()
+            .1,
+        SecretSlot::Previous
+    );
+    let (_, last) = store
+        .rotate_api_key(key.id, &rotation(3, None))
+        .await
+        .unwrap();
+    assert_eq!(last.secrets.previous, None);
+    assert!(store
+        .api_key_by_token_hash(&hash(1))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .api_key_by_token_hash(&hash(2))
+        .await
+        .unwrap()
+        .is_none());
+    assert_not_found(
+        store
+            .rotate_api_key(ApiKeyId::new(), &rotation(4, None))
+            .await,
+    );
+
+    // Keys go with their org.
+    store.delete_org(org.id).await.unwrap();
+    assert!(store.api_keys(alice.id).await.unwrap().is_empty());
+}
+
+pub async fn concurrent_rotations_keep_one_previous_secret(store: Arc<dyn Store>) {
+    let alice = make_user(&*store, "alice").await;
+    let org = make_org(&*store, "acme", alice.id).await;
+    let key = new_key(alice.id, org.id);
+    store.create_api_key(&key, &hash(1)).await.unwrap();
+    let mut tasks = Vec::new();
+    for n in 2..10u8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .rotate_api_key(key.id, &rotation(n, Some(at(600))))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut seen_before = std::collections::HashSet::new();
+    for t in tasks {
+        let (before, after) = t.await.unwrap();
+        assert_eq!(after.secrets.previous, Some(before.secrets.current));
+        assert!(
+            seen_before.insert(before.secrets.current),
+            "each rotation replaced a different secret"
+        );
+    }
+    let mut live = 0;
+    for n in 1..10u8 {
+        if store
+            .api_key_by_token_hash(&hash(n))
+            .await
+            .unwrap()
+            .is_some()
+        {
+            live += 1;
+        }
+    }
+    assert_eq!(live, 2, "exactly the current and one previous secret work");
+}

@@ -1,0 +1,471 @@
+//! Two-factor authentication and login throttling: enrolments, one-time steps and recovery
+//! codes, org standing, sign-in challenges and failure counters — including under concurrency.
+
+use super::*;
+use conclave_core::mfa::*;
+use conclave_core::secretbox::Sealed;
+
+fn sealed(byte: u8) -> Sealed {
+    Sealed {
+        key_id: 1,
+        nonce: vec![byte; 12],
+        ciphertext: vec![byte; 36],
+    }
+}
+
+fn codes(prefix: &str) -> Vec<StoredRecoveryCode> {
+    (0..10)
+        .map(|i| StoredRecoveryCode {
+            lookup: format!("{prefix}{i:02}"),
+            hash: format!("$argon2id$fake${prefix}{i}"),
+            used_at: None,
+        })
+        .collect()
+}
+
+/// Runs `n` copies of `f` at once and returns their results.
+async fn concurrently<T, F, Fut>(n: usize, f: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..n).map(|i| tokio::spawn(f(i))).collect();
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.expect("task finished"));
+    }
+    out
+}
+
+/// An enabled enrolment for `user` with its last step at `step` and codes `prefix00..09`.
+async fn enrol(store: &dyn Store, user: UserId, step: i64, prefix: &str) {
+    assert!(store
+        .save_pending_totp(user, &sealed(1), at(0))
+        .await
+        .unwrap());
+    assert!(store
+        .enable_totp(user, &sealed(1).nonce, step, &codes(prefix), at(1))
+        .await
+        .unwrap());
+}
+
+pub async fn totp_enrolment_lifecycle(store: Arc<dyn Store>) {
+    let alice = make_user(&*store, "alice").await;
+    assert!(store.totp_enrolment(alice.id).await.unwrap().is_none());
+
+    assert!(store
+        .save_pending_totp(alice.id, &sealed(1), at(10))
+        .await
+        .unwrap());
+    let pending = store.totp_enrolment(alice.id).await.unwrap().unwrap();
+    assert_eq!(pending.user_id, alice.id);
+    assert_eq!(pending.secret, sealed(1));
+    assert!(!pending.enabled());
+    assert_eq!(pending.last_step, None);
+    assert_eq!(pending.created_at, at(10));
+
+    // A new setup replaces the pending secret.
+    assert!(store
+        .save_pending_totp(alice.id, &sealed(2), at(20))
+        .await
+        .unwrap());
+    let pending = store.totp_enrolment(alice.id).await.unwrap().unwrap();
+    assert_eq!(pending.secret, sealed(2));
+
+    // Enabling needs the pending secret's nonce: the replaced one does nothing.
+    assert!(!store
+        .enable_totp(alice.id, &sealed(1).nonce, 100, &codes("aa"), at(30))
+        .await
+        .unwrap());
+    assert!(store
+        .recovery_code(alice.id, "aa00")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .enable_totp(alice.id, &sealed(2).nonce, 100, &codes("aa"), at(30))
+        .await
+        .unwrap());
+    let on = store.totp_enrolment(alice.id).await.unwrap().unwrap();
+    assert_eq!(on.enabled_at, Some(at(30)));
+    assert_eq!(on.last_step, Some(100));
+    let code = store
+        .recovery_code(alice.id, "aa03")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(code.hash, "$argon2id$fake$aa3");
+    assert_eq!(code.used_at, None);
+
+    // Once on, neither a new setup nor a second enable changes anything.
+    assert!(!store
+        .save_pending_totp(alice.id, &sealed(3), at(40))
+        .await
+        .unwrap());
+    assert!(!store
+        .enable_totp(alice.id, &sealed(2).nonce, 200, &codes("bb"), at(40))
+        .await
+        .unwrap());
+    assert_eq!(store.totp_enrolment(alice.id).await.unwrap().unwrap(), on);
+    assert!(store
+        .recovery_code(alice.id, "bb00")
+        .await
+        .unwrap()
+        .is_none());
+
+    // Disabling removes the secret and every recovery code.
+    store.disable_totp(alice.id).await.unwrap();
+    assert!(store.totp_enrolment(alice.id).await.unwrap().is_none());
+    assert!(store
+        .recovery_code(alice.id, "aa03")
+        .await
+        .unwrap()
+        .is_none());
+    // Enrolments are per user.
+    let bob = make_user(&*store, "bob").await;
+    enrol(&*store, bob.id, 5, "cc").await;
+    assert!(store.totp_enrolment(alice.id).await.unwrap().is_none());
+    assert!(store
+        .recovery_code(alice.id, "cc00")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+pub async fn totp_steps_are_used_once(store: Arc<dyn Store>) {
+    let alice = make_user(&*store, "alice").await;
+    // Not enabled: no step is accepted.
+    assert!(!store.use_totp_step(alice.id, 1).await.unwrap());
+    store
+        .save_pending_totp(alice.id, &sealed(1), at(0))
+        .await
+        .unwrap();
+    assert!(!store.use_totp_step(alice.id, 1).await.unwrap());
+    store
+        .enable_totp(alice.id, &sealed(1).nonce, 100, &[], at(0))
+        .await
+        .unwrap();
+    // The enabling step and earlier ones are taken; later ones once each.
+    assert!(!store.use_totp_step(alice.id, 100).await.unwrap());
+    assert!(!store.use_totp_step(alice.id, 99).await.unwrap());
+    assert!(store.use_totp_step(alice.id, 101).await.unwrap());
+    assert!(!store.use_totp_step(alice.id, 101).await.unwrap());
+    assert!(store.use_totp_step(alice.id, 103).await.unwrap());
+    assert!(!store.use_totp_step(alice.id, 102).await.unwrap());
+    // Twenty nodes racing with the same code: exactly one wins.
+    let wins = concurrently(20, |_| {
+        let store = store.clone();
+        async move { store.use_totp_step(alice.id, 200).await.unwrap() }
+    })
+    .await;
+    assert_eq!(wins.iter().filter(|w| **w).count(), 1);
+    assert_eq!(
+        store
+            .totp_enrolment(alice.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_step,
+        Some(200)
+    );
+}
+
+pub async fn recovery_codes_are_used_once(store: Arc<dyn Store>) {
+    let alice = make_user(&*store, "alice").await;
+    let bob = make_user(&*store, "bob").await;
+    // Replacing needs 2FA on.
+    assert!(!store
+        .replace_recovery_codes(alice.id, &codes("zz"), at(0))
+        .await
+        .unwrap());
+    assert!(store
+        .recovery_code(alice.id, "zz00")
+        .await
+        .unwrap()
+        .is_none());
+    enrol(&*store, alice.id, 1, "aa").await;
+    enrol(&*store, bob.id, 1, "aa").await;
+
+    assert!(store
+        .use_recovery_code(alice.id, "aa01", at(50))
+        .await
+        .unwrap());
+    assert!(!store
+        .use_recovery_code(alice.id, "aa01", at(60))
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .recovery_code(alice.id, "aa01")
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at,
+        Some(at(50))
+    );
+    assert!(!store
+        .use_recovery_code(alice.id, "nope", at(60))
+        .await
+        .unwrap());
+    // Codes are per user: bob's code with the same prefix is untouched.
+    assert_eq!(
+        store
+            .recovery_code(bob.id, "aa01")
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at,
+        None
+    );
+    // Twenty concurrent uses of one code: exactly one succeeds.
+    let wins = concurrently(20, |_| {
+        let store = store.clone();
+        async move {
+            store
+                .use_recovery_code(alice.id, "aa02", at(70))
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    assert_eq!(wins.iter().filter(|w| **w).count(), 1);
+
+    // Regenerating replaces every code, used or not.
+    assert!(store
+        .replace_recovery_codes(alice.id, &codes("bb"), at(80))
+        .await
+        .unwrap());
+    assert!(store
+        .recovery_code(alice.id, "aa01")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .recovery_code(alice.id, "aa05")
+        .await
+        .unwrap()
+        .is_none());
+    let fresh = store
+        .recovery_code(alice.id, "bb01")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fresh.used_at, None);
+    assert!(store.recovery_code(bob.id, "aa05").await.unwrap().is_some());
+}
+
+pub async fn org_standing_reflects_requirement_and_enrolment(store: Arc<dyn Store>) {
+    let owner = make_user(&*store, "owner").await;
+    let member = make_user(&*store, "member").await;
+    let stranger = make_user(&*store, "stranger").await;
+    let org = make_org(&*store, "acme", owner.id).await;
+    store
+        .add_member(org.id, member.id, OrgRole::Member, at(1))
+        .await
+        .unwrap();
+    assert_eq!(store.org_standing(org.id, stranger.id).await.unwrap(), None);
+    let standing = store
+        .org_standing(org.id, member.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        standing,
+        OrgStanding {
+            role: OrgRole::Member,
+            org_requires_2fa: false,
+            user_has_2fa: false,
+        }
+    );
+    assert!(!standing.needs_2fa_setup());
+
+    store
+        .update_org(
+            org.id,
+            &OrgPatch {
+                require_2fa: Some(true),
+                ..OrgPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    let standing = store
+        .org_standing(org.id, member.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(standing.org_requires_2fa && !standing.user_has_2fa);
+    assert!(standing.needs_2fa_setup());
+
+    // A pending (unconfirmed) secret is not 2FA.
+    store
+        .save_pending_totp(member.id, &sealed(1), at(2))
+        .await
+        .unwrap();
+    assert!(store
+        .org_standing(org.id, member.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .needs_2fa_setup());
+    store
+        .enable_totp(member.id, &sealed(1).nonce, 7, &[], at(3))
+        .await
+        .unwrap();
+    let standing = store
+        .org_standing(org.id, member.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(standing.user_has_2fa && !standing.needs_2fa_setup());
+    let owner_standing = store.org_standing(org.id, owner.id).await.unwrap().unwrap();
+    assert_eq!(owner_standing.role, OrgRole::Owner);
+    assert!(owner_standing.needs_2fa_setup());
+}
+
+pub async fn mfa_challenges_expire_fail_and_are_taken_once(store: Arc<dyn Store>) {
+    let alice = make_user(&*store, "alice").await;
+    let challenge = MfaChallenge {
+        user_id: alice.id,
+        cookie: true,
+        created_at: at(0),
+        expires_at: at(300),
+        failures: 0,
+    };
+    store
+        .create_mfa_challenge(&challenge, b"hash-a")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.mfa_challenge(b"hash-a").await.unwrap(),
+        Some(challenge.clone())
+    );
+    assert_eq!(store.mfa_challenge(b"hash-x").await.unwrap(), None);
+
+    assert_eq!(store.fail_mfa_challenge(b"hash-a").await.unwrap(), 1);
+    assert_eq!(store.fail_mfa_challenge(b"hash-a").await.unwrap(), 2);
+    assert_not_found(store.fail_mfa_challenge(b"hash-x").await);
+
+    // Expired, or at the failure limit: not taken (and still there).
+    assert_eq!(
+        store
+            .take_mfa_challenge(b"hash-a", at(300), 5)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .take_mfa_challenge(b"hash-a", at(10), 2)
+            .await
+            .unwrap(),
+        None
+    );
+    // Taken once, even by racing requests.
+    let taken = concurrently(10, |_| {
+        let store = store.clone();
+        async move {
+            store
+                .take_mfa_challenge(b"hash-a", at(10), 5)
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    let winners: Vec<_> = taken.into_iter().flatten().collect();
+    assert_eq!(winners.len(), 1);
+    assert_eq!(winners[0].failures, 2);
+    assert!(winners[0].cookie);
+    assert_eq!(store.mfa_challenge(b"hash-a").await.unwrap(), None);
+
+    // Concurrent wrong codes are all counted.
+    store
+        .create_mfa_challenge(&challenge, b"hash-b")
+        .await
+        .unwrap();
+    let counts = concurrently(20, |_| {
+        let store = store.clone();
+        async move { store.fail_mfa_challenge(b"hash-b").await.unwrap() }
+    })
+    .await;
+    let mut counts = counts;
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=20).collect::<Vec<_>>());
+
+    // Pruning drops only expired challenges.
+    let later = MfaChallenge {
+        expires_at: at(900),
+        ..challenge.clone()
+    };
+    store.create_mfa_challenge(&later, b"hash-c").await.unwrap();
+    assert_eq!(store.prune_mfa_challenges(at(600)).await.unwrap(), 1);
+    assert!(store.mfa_challenge(b"hash-b").await.unwrap().is_none());
+    assert!(store.mfa_challenge(b"hash-c").await.unwrap().is_some());
+}
+
+fn key(account: &str, ip: &str) -> ThrottleKey {
+    ThrottleKey {
+        account: account.into(),
+        ip: ip.into(),
+    }
+}
+
+pub async fn login_failures_count_every_concurrent_failure(store: Arc<dyn Store>) {
+    let keys = vec![
+        key("acct", "10.0.0.1"),
+        key("acct", ""),
+        key("", "10.0.0.1"),
+    ];
+    assert!(store.login_failures(&keys).await.unwrap().is_empty());
+    assert!(store.login_failures(&[]).await.unwrap().is_empty());
+
+    // A hundred failures at once: not one is lost on any counter.
+    let shared = Arc::new(keys.clone());
+    concurrently(100, |i| {
+        let store = store.clone();
+        let keys = shared.clone();
+        async move {
+            store
+                .record_login_failure(&keys, at(100 + (i as i64 % 7)), at(0))
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    let counts = store.login_failures(&keys).await.unwrap();
+    assert_eq!(counts.len(), 3);
+    for c in &counts {
+        assert_eq!(c.failures, 100, "{:?}", c.key);
+        assert_eq!(c.last_failure_at, at(106), "the latest failure is kept");
+    }
+
+    // Other keys are separate.
+    let other = [key("acct", "10.0.0.2")];
+    let after = store
+        .record_login_failure(&other, at(200), at(0))
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].failures, 1);
+    assert_eq!(after[0].key, other[0]);
+
+    // A counter whose last failure is older than `forget_before` starts again.
+    let after = store
+        .record_login_failure(&keys[..1], at(5000), at(4000))
+        .await
+        .unwrap();
+    assert_eq!(after[0].failures, 1);
+    assert_eq!(after[0].last_failure_at, at(5000));
+
+    // Clearing removes exactly the given counters.
+    store.clear_login_failures(&keys[..2]).await.unwrap();
+    let left = store.login_failures(&keys).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].key, keys[2]);
+
+    // Pruning removes counters whose last failure is old.
+    assert_eq!(store.prune_login_failures(at(150)).await.unwrap(), 1);
+    assert!(store.login_failures(&keys).await.unwrap().is_empty());
+    assert_eq!(store.login_failures(&other).await.unwrap().len(), 1);
+}
