@@ -373,7 +373,22 @@ impl Services {
     ) -> Result<Vec<ConversationState>> {
         let states = self.store.conversation_states(actor.user.id).await?;
         let Some(org) = actor.credential.org() else {
-            return Ok(states);
+            // A person: leave out the conversations of orgs that require 2FA they lack.
+            let mut blocked = HashSet::new();
+            for (org, _) in self.store.orgs_for_user(actor.user.id).await? {
+                let standing = self.store.org_standing(org.id, actor.user.id).await?;
+                if standing.is_some_and(|s| s.needs_2fa_setup()) {
+                    blocked.extend(
+                        self.store
+                            .user_conversation_ids(actor.user.id, Some(org.id))
+                            .await?,
+                    );
+                }
+            }
+            return Ok(states
+                .into_iter()
+                .filter(|s| !blocked.contains(&s.id))
+                .collect());
         };
         let in_org: HashSet<ConversationId> = self
             .store

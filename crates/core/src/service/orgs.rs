@@ -119,30 +119,51 @@ impl Services {
                 "enable two-factor authentication on your own account before requiring it",
             ));
         }
-        Ok((self.store.update_org(id, &patch).await?, role))
+        let before = self.store.org(id).await?;
+        let org = self.store.update_org(id, &patch).await?;
+        if org.require_2fa && !before.require_2fa {
+            // Enforcement holds on open sockets too: members without 2FA are disconnected
+            // (4004); when they reconnect, READY leaves out this org's conversations.
+            for m in self.all_members(id).await? {
+                if m.user.kind == UserKind::User && !self.has_2fa(m.user.id).await? {
+                    self.emit(Event::control(Control::RevokeUser {
+                        user: m.user.id,
+                        except: None,
+                    }));
+                }
+            }
+        }
+        Ok((org, role))
+    }
+
+    /// Every member of an org, read page by page.
+    pub(super) async fn all_members(&self, org: OrgId) -> Result<Vec<Member>> {
+        let mut all = Vec::new();
+        let limit = Limit::parse(Some(100)).unwrap_or_default();
+        let mut cursor = crate::store::Cursor::After(UserId(uuid::Uuid::nil()));
+        loop {
+            let page = self.store.members(org, Page { cursor, limit }).await?;
+            let full = page.len() == 100;
+            if let Some(last) = page.last() {
+                cursor = crate::store::Cursor::After(last.user.id);
+            }
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
     }
 
     pub async fn delete_org(&self, actor: &Actor, id: OrgId) -> Result<()> {
         self.require_org(actor, id, OrgAction::DeleteOrg).await?;
         // Every conversation of the org goes with it: collect them first to tell open sockets.
         let mut conversations = std::collections::BTreeSet::new();
-        let mut cursor = crate::store::Cursor::After(UserId(uuid::Uuid::nil()));
-        loop {
-            let limit = Limit::parse(Some(100)).unwrap_or_default();
-            let page = self.store.members(id, Page { cursor, limit }).await?;
-            for m in &page {
-                conversations.extend(
-                    self.store
-                        .user_conversation_ids(m.user.id, Some(id))
-                        .await?,
-                );
-            }
-            match page.last() {
-                Some(last) if page.len() == 100 => {
-                    cursor = crate::store::Cursor::After(last.user.id)
-                }
-                _ => break,
-            }
+        for m in self.all_members(id).await? {
+            conversations.extend(
+                self.store
+                    .user_conversation_ids(m.user.id, Some(id))
+                    .await?,
+            );
         }
         let mut objects = Vec::with_capacity(conversations.len());
         for conv in conversations {
@@ -426,39 +447,21 @@ impl Services {
                 viewer: policy::org_allows(OrgRole::Viewer, action),
             })
             .collect();
-        let mut members = Vec::new();
-        let mut cursor = crate::store::Cursor::After(UserId(uuid::Uuid::nil()));
-        loop {
-            let page = self
-                .store
-                .members(
-                    org,
-                    Page {
-                        cursor,
-                        limit: Limit::parse(Some(100)).unwrap_or_default(),
-                    },
-                )
-                .await?;
-            let done = page.len() < 100;
-            if let Some(last) = page.last() {
-                cursor = crate::store::Cursor::After(last.user.id);
-            }
-            members.extend(page.into_iter().map(|m| {
-                MemberPermissions {
-                    user_id: m.user.id,
-                    username: m.user.username,
-                    role: m.role,
-                    actions: OrgAction::ALL
-                        .iter()
-                        .copied()
-                        .filter(|&a| policy::org_allows(m.role, a))
-                        .collect(),
-                }
-            }));
-            if done {
-                break;
-            }
-        }
+        let members = self
+            .all_members(org)
+            .await?
+            .into_iter()
+            .map(|m| MemberPermissions {
+                user_id: m.user.id,
+                username: m.user.username,
+                role: m.role,
+                actions: OrgAction::ALL
+                    .iter()
+                    .copied()
+                    .filter(|&a| policy::org_allows(m.role, a))
+                    .collect(),
+            })
+            .collect();
         Ok(PermissionsMatrix {
             org_id: org,
             roles,

@@ -16,6 +16,7 @@ both_backends!(
     typing_read_markers_and_presence,
     resume_replays_what_was_missed,
     browsers_identify_with_their_cookie_from_allowed_origins,
+    requiring_2fa_reaches_open_sockets,
 );
 
 struct World {
@@ -563,4 +564,35 @@ async fn browsers_identify_with_their_cookie_from_allowed_origins(app: TestApp) 
     .await;
     ws4.send(json!({"op": 2, "d": {}})).await;
     assert_eq!(ws4.close_code().await, 4004);
+}
+
+async fn requiring_2fa_reaches_open_sockets(app: TestApp) {
+    let w = world(&app).await;
+    // Alice (owner) sets up 2FA; bob (member) has none and is connected.
+    crate::mfa::enable_2fa(&app, &w.alice).await;
+    let (mut bob, ready) = Ws::identify(&app, &w.bob.token).await;
+    assert!(ready["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["id"] == w.conv.as_str()));
+    app.patch(
+        &format!("/api/v1/orgs/{}", w.org),
+        &w.alice.token,
+        json!({"require_2fa": true}),
+    )
+    .await
+    .expect(200);
+    // Enforcement reaches the open socket at once ...
+    assert_eq!(bob.close_code().await, 4004);
+    // ... and a new one no longer lists the org's conversations (bob has no others).
+    let (_again, ready) = Ws::identify(&app, &w.bob.token).await;
+    assert_eq!(ready["conversations"], json!([]), "{ready}");
+    // The owner, who has 2FA, keeps everything.
+    let (_alice, ready) = Ws::identify(&app, &w.alice.token).await;
+    assert!(ready["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["id"] == w.conv.as_str()));
 }
