@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: unit tests, the store conformance suites and the HTTP suite,
-# each storage suite on SQLite and on PostgreSQL.
+# each storage suite on SQLite and on PostgreSQL; then the browser tests of the web client
+# (web/tests, Node's test runner driving Debian's Chromium through playwright-core).
 #
 # PostgreSQL comes from CONCLAVE_TEST_POSTGRES_URL (default postgres://root@127.0.0.1:5432/test);
 # every test makes its own fresh database there. Without a reachable PostgreSQL the PostgreSQL
@@ -42,6 +43,41 @@ else
   echo "================================================================================"
 fi
 
+# The browser tests need Chromium at /usr/bin/chromium and Node with npm. Missing ones are
+# installed when possible; what still misses makes those tests say SKIPPED — except under
+# CI=true, where it is a failure.
+browser_missing=""
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  echo "Installing chromium for the browser tests (apt-get)…"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ||
+    echo "WARNING: apt-get install chromium failed." >&2
+fi
+[ -x /usr/bin/chromium ] || browser_missing="chromium (/usr/bin/chromium)"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  browser_missing="${browser_missing:+$browser_missing, }node and npm"
+fi
+if [ -n "$browser_missing" ] && [ "${CI:-}" = "true" ]; then
+  echo "FAIL: CI=true but the browser tests cannot run: missing ${browser_missing}." >&2
+  exit 1
+fi
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"
+
+if [ -n "$browser_missing" ]; then
+  echo "================================================================================"
+  echo "SKIPPED: browser tests (web/tests) — missing ${browser_missing}."
+  echo "================================================================================"
+  exit 0
+fi
+cargo build --locked -p conclave-server --bin conclave
+(cd web/tests && npm ci --no-audit --no-fund --loglevel=error)
+browser_log="$(mktemp)"
+trap 'rm -f "$browser_log"' EXIT
+browser_status=0
+CONCLAVE_BIN="${CARGO_TARGET_DIR:-target}/debug/conclave" \
+  node --test --test-concurrency=1 --test-reporter=tap web/tests/browser.test.mjs | tee "$browser_log" ||
+  browser_status=$?
+echo "browser tests: $(grep -E '^# pass ' "$browser_log" | cut -c3-), $(grep -E '^# fail ' "$browser_log" | cut -c3-)"
+exit "$browser_status"
