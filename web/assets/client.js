@@ -80,7 +80,9 @@ async function signedIn(user) {
     onStatus: (s) => {
       state.connection = s;
       const node = document.getElementById('connection');
-      if (node) node.textContent = s === 'online' ? '' : s;
+      if (!node) return;
+      node.dataset.state = s;
+      node.textContent = s === 'online' ? '' : s;
     },
     onSignedOut: () => signedOut('Your session has ended. Please sign in again.'),
   });

@@ -108,11 +108,8 @@ function log(page) {
   return page.getByRole('log');
 }
 
-before(async () => {
-  mkdirSync(SHOTS, { recursive: true });
-  dataDir = mkdtempSync(join(tmpdir(), 'conclave-web-'));
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
+/** Starts `conclave serve` on `port` with the test's data dir and waits until it answers. */
+async function startServer(port) {
   server = spawn(BIN, ['serve'], {
     env: {
       // The server refuses unknown CONCLAVE_* variables (CONCLAVE_BIN is ours): pass none on.
@@ -129,6 +126,14 @@ before(async () => {
   server.stdout.on('data', (d) => (serverLog += d));
   server.stderr.on('data', (d) => (serverLog += d));
   await waitFor(async () => (await fetch(`${base}/health`)).ok, 'the server to answer /health');
+}
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  dataDir = mkdtempSync(join(tmpdir(), 'conclave-web-'));
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  await startServer(port);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -356,6 +361,20 @@ test('the CSP blocks an injected inline script', async () => {
   });
   assert.equal(result.ran, false, 'the inline script did not run');
   assert.match(result.directive ?? '', /^script-src/);
+});
+
+test('the client reconnects after a server restart and gets live messages again', async () => {
+  const { page } = admin;
+  const stopped = new Promise((ok) => server.once('exit', ok));
+  server.kill('SIGTERM');
+  await stopped;
+  await page.locator('#connection[data-state="reconnecting"]').waitFor();
+  await startServer(new URL(base).port);
+  await page.locator('#connection[data-state="online"]').waitFor({ state: 'attached', timeout: 15_000 });
+  const login = await rest('POST', '/auth/login', null, { username: 'admin', password: PASSWORD });
+  const sent = await rest('POST', `/conversations/${conversationId}/messages`, login.body.token, { content: 'after the restart', format: 'text' });
+  assert.equal(sent.status, 201);
+  await log(page).getByText('after the restart').waitFor();
 });
 
 test('the admin console screens', async () => {
