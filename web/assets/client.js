@@ -38,6 +38,7 @@ function route() {
   const m = location.hash.match(/^#\/c\/([0-9a-f-]{36})$/);
   if (m) return { view: 'conversation', id: m[1] };
   if (location.hash === '#/sessions') return { view: 'sessions' };
+  if (location.hash === '#/security') return { view: 'security' };
   return { view: 'home' };
 }
 
@@ -68,6 +69,7 @@ async function signedIn(user) {
     el('span', { class: 'who', text: `Signed in as ${displayName(user)}` }),
     el('span', { id: 'connection', class: 'connection', role: 'status', text: '' }),
     el('a', { href: '#/sessions', text: 'Sessions' }),
+    el('a', { href: '#/security', text: 'Two-factor' }),
     user.server_admin ? el('a', { href: '/admin', text: 'Admin console' }) : null,
     el('button', { type: 'button', class: 'link', onclick: doSignOut, text: 'Sign out' }),
   );
@@ -107,7 +109,7 @@ function layout() {
     'form',
     { class: 'inline-form', 'aria-label': 'New group conversation' },
     el('input', { name: 'name', 'aria-label': 'New conversation name', placeholder: 'New group name', required: true, maxlength: 100 }),
-    el('button', { type: 'submit', text: 'Create' }),
+    (ui.newConvButton = el('button', { type: 'submit', text: 'Create' })),
   );
   newConv.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -183,6 +185,7 @@ function renderSidebar() {
   if (!ui.orgSelect) return;
   show(ui.orgSelect, state.orgs.map((o) => el('option', { value: o.id, text: o.name, selected: o.id === state.orgId })));
   ui.orgSelect.disabled = state.orgs.length === 0;
+  ui.newConvButton.disabled = !state.orgId;
   const inOrg = (c) => c.org_id === state.orgId;
   const mine = [...state.conversations.values()].filter(inOrg);
   show(
@@ -236,6 +239,7 @@ async function renderRoute() {
   state.openId = r.view === 'conversation' ? r.id : null;
   renderSidebar();
   if (r.view === 'sessions') return sessionsView();
+  if (r.view === 'security') return securityView();
   if (r.view === 'conversation') return conversationView(r.id);
   show(ui.main, el('div', { class: 'welcome' }, el('h2', { text: 'Welcome' }), el('p', { text: 'Pick a conversation on the left, or create one.' })));
 }
@@ -551,6 +555,85 @@ async function sessionsView() {
       ),
     ),
   );
+}
+
+// ---- two-factor settings ------------------------------------------------------------------
+
+function securityView() {
+  const setupArea = el('div');
+  const setupStatus = el('div');
+  const setupButton = el('button', {
+    type: 'button',
+    text: 'Set up two-factor authentication',
+    onclick: async () => {
+      try {
+        const s = await api('POST', '/auth/totp/setup', {});
+        show(setupArea, enableForm(s));
+        setupStatus.replaceChildren();
+      } catch (e) {
+        show(setupStatus, notice(e.code === 'mfa_already_enabled' ? 'Two-factor authentication is already on.' : e.message, e.code === 'mfa_already_enabled' ? 'info' : 'error'));
+      }
+    },
+  });
+  const disableStatus = el('div');
+  const disable = el(
+    'form',
+    { class: 'card', 'aria-labelledby': 'disable-2fa-title' },
+    el('h3', { id: 'disable-2fa-title', text: 'Turn off two-factor authentication' }),
+    el('label', { class: 'field' }, el('span', { text: 'Current code or recovery code' }), el('input', { name: 'code', autocomplete: 'one-time-code', required: true })),
+    el('button', { type: 'submit', text: 'Turn off' }),
+    disableStatus,
+  );
+  disable.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      await api('POST', '/auth/totp/disable', { code: formValues(disable).code.trim() });
+      disable.reset();
+      show(disableStatus, notice('Two-factor authentication is off.', 'info'));
+    } catch (e) {
+      show(disableStatus, notice(e.message));
+    }
+  });
+  show(
+    ui.main,
+    el('h2', { text: 'Two-factor authentication' }),
+    el('p', { text: 'With two-factor authentication on, signing in also asks for a code from an authenticator app (TOTP).' }),
+    el('div', { class: 'card' }, el('h3', { text: 'Turn on' }), setupButton, setupStatus, setupArea),
+    disable,
+  );
+}
+
+function enableForm(setup) {
+  const status = el('div');
+  const form = el(
+    'form',
+    { 'aria-label': 'Confirm two-factor authentication' },
+    el('p', { text: 'Add this key to your authenticator app (or open the link on a phone), then enter the code it shows.' }),
+    el('label', { class: 'field' }, el('span', { text: 'Secret key' }), el('input', { readonly: true, value: setup.secret, class: 'secret' })),
+    el('p', {}, el('a', { href: setup.otpauth_uri, text: 'Open in authenticator app' })),
+    el('label', { class: 'field' }, el('span', { text: 'Code from your app' }), el('input', { name: 'code', autocomplete: 'one-time-code', inputmode: 'numeric', required: true })),
+    el('button', { type: 'submit', text: 'Turn on two-factor authentication' }),
+    status,
+  );
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      const r = await api('POST', '/auth/totp/enable', { code: formValues(form).code.trim() });
+      show(
+        form,
+        el(
+          'div',
+          { class: 'secret-box card', role: 'status' },
+          el('h3', { text: 'Two-factor authentication is on' }),
+          el('p', { text: 'Save these recovery codes somewhere safe. Each works once if you lose your authenticator; they are shown only now.' }),
+          el('ul', { class: 'recovery-codes', 'aria-label': 'Recovery codes' }, r.recovery_codes.map((c) => el('li', {}, el('code', { text: c })))),
+        ),
+      );
+    } catch (e) {
+      show(status, notice(e.message));
+    }
+  });
+  return form;
 }
 
 start().catch((e) => show(root, notice(`Could not start: ${e.message}`)));

@@ -296,6 +296,33 @@ test('sign-in with two-factor authentication', async () => {
   await carol.context.close();
 });
 
+test('a user turns on two-factor authentication in the client', async () => {
+  const login = await rest('POST', '/auth/login', null, { username: 'admin', password: PASSWORD });
+  const made = await rest('POST', '/admin/users', login.body.token, { username: 'dave', password: PASSWORD });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  const dave = await newUser();
+  const { page } = dave;
+  await signInAs(page, 'dave');
+  await page.getByRole('link', { name: 'Two-factor' }).click();
+  await page.getByRole('button', { name: 'Set up two-factor authentication' }).click();
+  const secret = await page.getByLabel('Secret key').inputValue();
+  await page.getByLabel('Code from your app').fill(totp(secret));
+  await page.getByRole('button', { name: 'Turn on two-factor authentication' }).click();
+  await page.getByRole('list', { name: 'Recovery codes' }).waitFor();
+  assert.equal(await page.getByRole('list', { name: 'Recovery codes' }).getByRole('listitem').count(), 10);
+  await page.screenshot({ path: join(SHOTS, 'client-two-factor.png') });
+  await page.getByRole('button', { name: 'Set up two-factor authentication' }).click();
+  await page.getByText('Two-factor authentication is already on.').waitFor();
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('Username').fill('dave');
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByLabel('Authentication code').fill(totp(secret, 1));
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await page.getByText('Signed in as dave').waitFor();
+  await dave.context.close();
+});
+
 test('a removed participant stops seeing the conversation', async () => {
   const { page } = admin;
   await page.getByRole('button', { name: 'Remove bob' }).click();
