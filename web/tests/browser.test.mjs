@@ -293,6 +293,11 @@ test('sign-in with two-factor authentication', async () => {
   await carol.page.getByText('Signed in as carol').waitFor();
   await carol.page.goto(`${base}/#/sessions`);
   await carol.page.getByText('This device').waitFor();
+  // The session the test signed in with over REST is listed too; revoking it ends it.
+  assert.equal((await rest('GET', '/users/@me', token)).status, 200);
+  await carol.page.getByRole('button', { name: /^Revoke session on / }).click();
+  await carol.page.getByRole('button', { name: /^Revoke session on / }).waitFor({ state: 'detached' });
+  assert.equal((await rest('GET', '/users/@me', token)).status, 401);
   await carol.context.close();
 });
 
