@@ -294,6 +294,7 @@ async function conversationView(id) {
   show(
     ui.main,
     el('div', { class: 'conv-head' }, el('h2', { text: conversationName(c) }), el('span', { class: 'muted', text: c.kind === 'group' ? 'Group' : 'Direct' })),
+    (ui.older = el('div', { class: 'older' })),
     el('div', { class: 'conv-body' }, ui.log, el('aside', { class: 'people-panel', 'aria-labelledby': 'people-title' }, el('h3', { id: 'people-title', text: 'People' }), ui.people)),
     ui.typing,
     composer,
@@ -305,9 +306,34 @@ async function conversationView(id) {
   ]);
   if (state.openId !== id) return;
   for (const m of messages.items.reverse()) upsertMessage(m);
+  olderButton(id, messages.next);
   state.participants = new Map(participants.items.map((p) => [p.user.id, p]));
   renderPeople();
   input.focus();
+}
+
+/** "Load older messages" while the server says there are more (`next` continues backwards). */
+function olderButton(id, next) {
+  show(
+    ui.older,
+    next
+      ? el('button', {
+          type: 'button',
+          class: 'small',
+          text: 'Load older messages',
+          onclick: async () => {
+            try {
+              const page = await api('GET', `/conversations/${id}/messages?limit=50&before=${encodeURIComponent(next)}`);
+              if (state.openId !== id) return;
+              for (const m of page.items) upsertMessage(m, { scroll: false });
+              olderButton(id, page.next);
+            } catch (e) {
+              show(ui.sendStatus, notice(e.message));
+            }
+          },
+        })
+      : null,
+  );
 }
 
 function renderPeople() {
@@ -385,7 +411,7 @@ function messageElement(m) {
   return li;
 }
 
-function upsertMessage(m) {
+function upsertMessage(m, { scroll = true } = {}) {
   if (!ui.log || m.conversation_id !== state.openId) return;
   const node = messageElement(m);
   const existing = ui.log.querySelector(`[data-message-id="${CSS.escape(m.id)}"]`);
@@ -395,7 +421,7 @@ function upsertMessage(m) {
   }
   const later = [...ui.log.children].find((li) => Number(li.dataset.seq) > m.seq);
   ui.log.insertBefore(node, later ?? null);
-  node.scrollIntoView({ block: 'nearest' });
+  if (scroll) node.scrollIntoView({ block: 'nearest' });
 }
 
 function editMessage(li, m) {

@@ -273,6 +273,33 @@ test('two users exchange, edit and delete messages live', async () => {
   await page.screenshot({ path: join(SHOTS, 'client-conversation.png') });
 });
 
+test('older messages load on request', async () => {
+  const { page } = admin;
+  const login = await rest('POST', '/auth/login', null, { username: 'admin', password: PASSWORD });
+  const orgs = await rest('GET', '/orgs', login.body.token);
+  const conv = await rest('POST', `/orgs/${orgs.body.items[0].id}/conversations`, login.body.token, {
+    kind: 'group',
+    name: 'history',
+    visibility: 'private',
+    participant_ids: [],
+  });
+  assert.equal(conv.status, 201);
+  for (let i = 1; i <= 60; i += 1) {
+    const r = await rest('POST', `/conversations/${conv.body.id}/messages`, login.body.token, { content: `history #${i}.`, format: 'text' });
+    assert.equal(r.status, 201);
+  }
+  await page.goto(`${base}/#/c/${conv.body.id}`);
+  await page.reload();
+  await log(page).getByText('history #60.').waitFor();
+  assert.equal(await log(page).locator('[data-message-id]').count(), 50);
+  await page.getByRole('button', { name: 'Load older messages' }).click();
+  await log(page).getByText('history #1.', { exact: true }).waitFor();
+  assert.equal(await log(page).locator('[data-message-id]').count(), 60);
+  const first = await log(page).locator('[data-message-id]').first().textContent();
+  assert.match(first, /history #1\./, 'older messages go above newer ones');
+  await page.getByRole('button', { name: 'Load older messages' }).waitFor({ state: 'detached' });
+});
+
 test('sign-in with two-factor authentication', async () => {
   const login = await rest('POST', '/auth/login', null, { username: 'carol', password: PASSWORD });
   const token = login.body.token;
@@ -330,6 +357,7 @@ test('a user turns on two-factor authentication in the client', async () => {
 
 test('a removed participant stops seeing the conversation', async () => {
   const { page } = admin;
+  await page.goto(`${base}/#/c/${conversationId}`);
   await page.getByRole('button', { name: 'Remove bob' }).click();
   await bob.page.getByText('You were removed from this conversation.').waitFor();
   await page.getByLabel('Message', { exact: true }).fill('Only for those still here');
