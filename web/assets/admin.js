@@ -173,7 +173,11 @@ async function orgsView() {
 async function orgSection(org) {
   const status = el('div');
   const canManage = ['owner', 'admin'].includes(org.role);
-  const members = await api('GET', `/orgs/${org.id}/members?limit=100`);
+  const [members, matrix] = await Promise.all([
+    api('GET', `/orgs/${org.id}/members?limit=100`),
+    // Roles that may not read the matrix simply go without it.
+    api('GET', `/orgs/${org.id}/permissions/matrix`).catch(() => null),
+  ]);
   const rows = members.items.map((m) => {
     const name = m.user.username;
     const roleSelect = el(
@@ -229,6 +233,24 @@ async function orgSection(org) {
     table(`Members of ${org.name}`, ['User', 'Role', 'Actions'], rows),
     canManage ? add : null,
     status,
+    matrix ? matrixTable(org, matrix) : null,
+  );
+}
+
+/** Which roles may do what in the org, as the server's policy computes it. */
+function matrixTable(org, matrix) {
+  const roles = ['owner', 'admin', 'member', 'viewer'];
+  return el(
+    'details',
+    { class: 'matrix' },
+    el('summary', { text: 'Permissions by role' }),
+    table(
+      `Permissions in ${org.name}`,
+      ['Action', ...roles],
+      matrix.roles.map((entry) =>
+        el('tr', {}, el('th', { scope: 'row', text: entry.action.replaceAll('_', ' ') }), roles.map((r) => el('td', { class: entry[r] ? 'yes' : 'no', text: entry[r] ? 'yes' : 'no' }))),
+      ),
+    ),
   );
 }
 

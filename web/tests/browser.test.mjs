@@ -441,6 +441,9 @@ test('the admin console screens', async () => {
   const { page } = admin;
   await page.goto(`${base}/admin#/orgs`);
   await page.getByRole('heading', { name: 'Acme' }).waitFor();
+  await page.getByText('Permissions by role').click();
+  const deleteOrg = page.getByRole('row', { name: /^delete org/ });
+  assert.deepEqual(await deleteOrg.getByRole('cell').allTextContents(), ['yes', 'no', 'no', 'no']);
   await page.screenshot({ path: join(SHOTS, 'admin-orgs.png') });
   await bob.context.close();
   await admin.context.close();
