@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: unit tests, the store conformance suites and the HTTP suite,
-# each storage suite on SQLite and on PostgreSQL.
+# each storage suite on SQLite and on PostgreSQL; then the browser tests of the web client
+# (web/tests, Node's test runner driving Debian's Chromium through playwright-core).
 #
 # PostgreSQL comes from CONCLAVE_TEST_POSTGRES_URL (default postgres://root@127.0.0.1:5432/test);
 # every test makes its own fresh database there. Without a reachable PostgreSQL the PostgreSQL
@@ -42,14 +43,47 @@ else
   echo "================================================================================"
 fi
 
+# The browser tests need Chromium at /usr/bin/chromium and Node with npm. Missing ones are
+# installed when possible; what still misses makes those tests say SKIPPED — except under
+# CI=true, where it is a failure.
+browser_missing=""
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  echo "Installing chromium for the browser tests (apt-get)…"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ||
+    echo "WARNING: apt-get install chromium failed." >&2
+fi
+[ -x /usr/bin/chromium ] || browser_missing="chromium (/usr/bin/chromium)"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  browser_missing="${browser_missing:+$browser_missing, }node and npm"
+fi
+if [ -n "$browser_missing" ] && [ "${CI:-}" = "true" ]; then
+  echo "FAIL: CI=true but the browser tests cannot run: missing ${browser_missing}." >&2
+  exit 1
+fi
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+browser_log=$(mktemp)
+trap 'rm -f "$log" "$browser_log"' EXIT
 status=0
 cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
-# One closing line for the whole run (cargo prints one per test binary, the last often a
-# doc-test binary with nothing in it).
+
+if [ -n "$browser_missing" ]; then
+  echo "================================================================================"
+  echo "SKIPPED: browser tests (web/tests) — missing ${browser_missing}."
+  echo "================================================================================"
+else
+  cargo build --locked -p conclave-server --bin conclave
+  (cd web/tests && npm ci --no-audit --no-fund --loglevel=error)
+  CONCLAVE_BIN="${CARGO_TARGET_DIR:-target}/debug/conclave" \
+    node --test --test-concurrency=1 --test-reporter=tap web/tests/browser.test.mjs 2>&1 | tee "$browser_log" ||
+    status=$?
+fi
+
+# One closing line for the whole run: cargo prints one per test binary (the last often a
+# doc-test binary with nothing in it) and node's runner its own.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
-     END { printf "\nsummary: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+     /^# pass / { p += $3 } /^# fail / { f += $3 } /^# skipped / { s += $3 }
+     END { printf "\nsummary: %d passed, %d failed, %d skipped\n", p, f, s }' "$log" "$browser_log"
 exit "$status"

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod orgs;
 pub mod pagination;
 pub mod users;
+pub mod web;
 
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -54,6 +55,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
             axum::routing::get(move || openapi::serve(doc.clone())),
         )
         .route("/gateway", axum::routing::get(crate::gateway::upgrade))
+        .merge(web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());

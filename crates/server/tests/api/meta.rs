@@ -13,6 +13,7 @@ both_backends!(
     client_version_gate,
     openapi_lists_every_route,
     responses_match_the_openapi_schemas,
+    web_client_is_served,
 );
 
 async fn health_and_capabilities(app: TestApp) {
@@ -515,4 +516,41 @@ async fn responses_match_the_openapi_schemas(app: TestApp) {
         .await
         .expect(201);
     check(&doc, "post", "/api/v1/orgs/{org}/invites", 201, &inv.body);
+}
+
+/// WEB-3: the embedded client and console, with their content types, revalidation and the CSP.
+async fn web_client_is_served(app: TestApp) {
+    for (path, kind) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/admin", "text/html; charset=utf-8"),
+        ("/assets/client.js", "text/javascript; charset=utf-8"),
+        ("/assets/app.css", "text/css; charset=utf-8"),
+        (
+            "/assets/vendor/dompurify/purify.es.mjs",
+            "text/javascript; charset=utf-8",
+        ),
+    ] {
+        let res = app.send(app.client.get(app.url(path))).await.expect(200);
+        assert_eq!(res.headers["content-type"], kind, "{path}");
+        assert_eq!(res.headers["cache-control"], "no-cache", "{path}");
+        let csp = res.headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self';") && !csp.contains("unsafe"),
+            "{csp}"
+        );
+        let etag = res.headers["etag"].clone();
+        app.send(app.client.get(app.url(path)).header("if-none-match", etag))
+            .await
+            .expect(304);
+    }
+    app.call(Method::GET, "/assets/missing.js", None, None)
+        .await
+        .expect_error(404, "not_found");
+    app.call(Method::GET, "/assets/../Cargo.toml", None, None)
+        .await
+        .expect(404);
+    let api = app
+        .call(Method::GET, "/api/v1/capabilities", None, None)
+        .await;
+    assert_eq!(api.headers["cache-control"], "no-store");
 }

@@ -1,0 +1,123 @@
+//! The embedded web client and admin console (WEB-3): the files under `web/` are compiled into
+//! the binary and served here — `/` (chat client), `/admin` (admin console) and `/assets/*`.
+//! Pages and assets revalidate on every load (`no-cache` with an `ETag`), so an upgraded binary
+//! never mixes old scripts with new pages, and an unchanged file costs a `304`.
+
+use axum::extract::Path;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use super::error::ApiError;
+
+/// `web/*.html` and `web/assets/**`; the browser tests and their `node_modules` stay out.
+#[derive(rust_embed::Embed)]
+#[folder = "../../web/"]
+#[include = "*.html"]
+#[include = "assets/**"]
+#[exclude = "tests/**"]
+struct WebFiles;
+
+/// The routes of the web client; merged next to the API routes.
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route(
+            "/",
+            get(|h: HeaderMap| async move { serve("index.html", &h) }),
+        )
+        .route(
+            "/admin",
+            get(|h: HeaderMap| async move { serve("admin.html", &h) }),
+        )
+        .route(
+            "/assets/{*path}",
+            get(|Path(path): Path<String>, h: HeaderMap| async move {
+                serve(&format!("assets/{path}"), &h)
+            }),
+        )
+}
+
+/// The content type of a served file, by its extension; unknown kinds are served as bytes.
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("ico") => "image/x-icon",
+        Some("txt") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+fn serve(path: &str, request: &HeaderMap) -> Response {
+    let Some(file) = WebFiles::get(path) else {
+        return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response();
+    };
+    let etag = format!(
+        "\"{}\"",
+        file.metadata
+            .sha256_hash()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let fresh = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let mut res = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut res = file.data.into_owned().into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type(path)),
+        );
+        res
+    };
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            super::content_type("assets/app.js"),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(
+            super::content_type("assets/app.css"),
+            "text/css; charset=utf-8"
+        );
+        assert_eq!(
+            super::content_type("index.html"),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(
+            super::content_type("assets/LICENSE"),
+            "application/octet-stream"
+        );
+    }
+
+    #[test]
+    fn pages_and_vendored_files_are_embedded() {
+        for path in [
+            "index.html",
+            "admin.html",
+            "assets/vendor/dompurify/purify.es.mjs",
+        ] {
+            assert!(super::WebFiles::get(path).is_some(), "{path} is missing");
+        }
+        assert!(super::WebFiles::get("tests/browser.test.mjs").is_none());
+    }
+}

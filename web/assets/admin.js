@@ -1,0 +1,341 @@
+// The admin console at `/admin`: users, orgs and their members, API keys, capabilities.
+// Sections are addressable as `/admin#/<section>`.
+
+import { api, currentSession, signOut } from './api.js';
+import { el, field, formValues, notice, show } from './dom.js';
+import { signInView } from './signin.js';
+
+const root = document.getElementById('app');
+const nav = document.getElementById('nav');
+const SECTIONS = [
+  ['users', 'Users'],
+  ['orgs', 'Organizations'],
+  ['api-keys', 'API keys'],
+  ['capabilities', 'Capabilities'],
+];
+const SCOPES = ['messages:read', 'messages:write', 'conversations:read', 'conversations:admin', 'org:read', 'org:admin', 'files:write', 'webhooks:admin'];
+const ROLES = ['owner', 'admin', 'member', 'viewer'];
+
+let me = null;
+let content = null;
+
+async function start() {
+  const session = await currentSession();
+  if (session) signedIn(session.user);
+  else signInView(root, signedIn);
+}
+
+function signedIn(user) {
+  me = user;
+  show(
+    nav,
+    el('span', { class: 'who', text: `Signed in as ${user.display_name || user.username}` }),
+    el('a', { href: '/', text: 'Chat' }),
+    el('button', {
+      type: 'button',
+      class: 'link',
+      text: 'Sign out',
+      onclick: async () => {
+        await signOut().catch(() => {});
+        location.reload();
+      },
+    }),
+  );
+  const tabs = el('nav', { class: 'tabs', 'aria-label': 'Admin sections' }, SECTIONS.map(([id, label]) => el('a', { href: `#/${id}`, 'data-section': id, text: label })));
+  content = el('section', { class: 'content admin-content', 'aria-live': 'polite' });
+  show(root, tabs, content);
+  render();
+}
+
+window.addEventListener('hashchange', () => {
+  if (me) render();
+});
+
+function render() {
+  const id = location.hash.replace(/^#\//, '') || 'users';
+  for (const a of document.querySelectorAll('.tabs a')) {
+    if (a.dataset.section === id) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  const view = { users: usersView, orgs: orgsView, 'api-keys': keysView, capabilities: capabilitiesView }[id];
+  if (!view) {
+    show(content, notice('No such section.'));
+    return;
+  }
+  view().catch((e) => show(content, notice(e.status === 403 ? 'This section needs a server administrator.' : e.message)));
+}
+
+function errorTo(node) {
+  return (e) => show(node, notice(e.message));
+}
+
+function table(caption, headers, rows) {
+  return el(
+    'table',
+    {},
+    el('caption', { text: caption }),
+    el('thead', {}, el('tr', {}, headers.map((h) => el('th', { scope: 'col', text: h })))),
+    el('tbody', {}, rows.length ? rows : el('tr', {}, el('td', { colspan: headers.length, class: 'empty', text: 'None.' }))),
+  );
+}
+
+// ---- users --------------------------------------------------------------------------------
+
+async function usersView() {
+  const status = el('div');
+  const form = el(
+    'form',
+    { class: 'card', 'aria-labelledby': 'new-user-title' },
+    el('h3', { id: 'new-user-title', text: 'Create a user' }),
+    field('Username', { name: 'username', required: true, autocomplete: 'off' }),
+    field('Password', { name: 'password', type: 'password', required: true, autocomplete: 'new-password' }),
+    field('Email (optional)', { name: 'email', type: 'email', autocomplete: 'off' }),
+    el('label', { class: 'check' }, el('input', { type: 'checkbox', name: 'server_admin' }), el('span', { text: 'Server administrator' })),
+    el('button', { type: 'submit', text: 'Create user' }),
+    status,
+  );
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const v = formValues(form);
+    try {
+      const u = await api('POST', '/admin/users', {
+        username: v.username.trim(),
+        password: v.password,
+        email: v.email ? v.email.trim() : undefined,
+        server_admin: v.server_admin === 'on',
+      });
+      await usersView();
+      content.prepend(notice(`User ${u.username} created.`, 'info'));
+    } catch (e) {
+      show(status, notice(e.message));
+    }
+  });
+  const users = await api('GET', '/admin/users?limit=100');
+  const listStatus = el('div');
+  const rows = users.items.map((u) =>
+    el(
+      'tr',
+      { 'data-user-id': u.id },
+      el('td', { text: u.username }),
+      el('td', { text: u.email ?? '' }),
+      el('td', { text: u.kind }),
+      el('td', { text: u.server_admin ? 'yes' : 'no' }),
+      el('td', { text: u.disabled ? 'disabled' : 'active' }),
+      el(
+        'td',
+        {},
+        u.id === me.id
+          ? el('span', { class: 'muted', text: 'you' })
+          : el('button', {
+              type: 'button',
+              class: 'small',
+              'aria-label': `${u.disabled ? 'Enable' : 'Disable'} ${u.username}`,
+              text: u.disabled ? 'Enable' : 'Disable',
+              onclick: () => api('PATCH', `/admin/users/${u.id}`, { disabled: !u.disabled }).then(usersView, errorTo(listStatus)),
+            }),
+      ),
+    ),
+  );
+  show(content, el('h2', { text: 'Users' }), listStatus, table('All accounts', ['Username', 'Email', 'Kind', 'Server admin', 'Status', 'Actions'], rows), form);
+}
+
+// ---- orgs ---------------------------------------------------------------------------------
+
+async function orgsView() {
+  const status = el('div');
+  const form = el(
+    'form',
+    { class: 'inline-form', 'aria-label': 'Create an organization' },
+    el('input', { name: 'name', 'aria-label': 'Organization name', placeholder: 'Organization name', required: true }),
+    el('button', { type: 'submit', text: 'Create organization' }),
+  );
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      await api('POST', '/orgs', { name: formValues(form).name.trim() });
+      await orgsView();
+    } catch (e) {
+      show(status, notice(e.message));
+    }
+  });
+  const orgs = await api('GET', '/orgs');
+  const sections = await Promise.all(orgs.items.map(orgSection));
+  show(
+    content,
+    el('h2', { text: 'Organizations' }),
+    el('p', { class: 'muted', text: 'Organizations you belong to, with their members and roles.' }),
+    form,
+    status,
+    sections,
+  );
+}
+
+async function orgSection(org) {
+  const status = el('div');
+  const canManage = ['owner', 'admin'].includes(org.role);
+  const [members, matrix] = await Promise.all([
+    api('GET', `/orgs/${org.id}/members?limit=100`),
+    // Roles that may not read the matrix simply go without it.
+    api('GET', `/orgs/${org.id}/permissions/matrix`).catch(() => null),
+  ]);
+  const rows = members.items.map((m) => {
+    const name = m.user.username;
+    const roleSelect = el(
+      'select',
+      { 'aria-label': `Role of ${name}`, disabled: !canManage || m.user.id === me.id },
+      ROLES.map((r) => el('option', { value: r, text: r, selected: r === m.role })),
+    );
+    roleSelect.addEventListener('change', () =>
+      api('PATCH', `/orgs/${org.id}/members/${m.user.id}`, { role: roleSelect.value }).then(orgsView, errorTo(status)),
+    );
+    return el(
+      'tr',
+      {},
+      el('td', { text: name }),
+      el('td', {}, roleSelect),
+      el(
+        'td',
+        {},
+        canManage && m.user.id !== me.id
+          ? el('button', {
+              type: 'button',
+              class: 'small',
+              'aria-label': `Remove ${name} from ${org.name}`,
+              text: 'Remove',
+              onclick: () => api('DELETE', `/orgs/${org.id}/members/${m.user.id}`).then(orgsView, errorTo(status)),
+            })
+          : null,
+      ),
+    );
+  });
+  const add = el(
+    'form',
+    { class: 'inline-form', 'aria-label': `Add a member to ${org.name}` },
+    el('input', { name: 'username', 'aria-label': `Username to add to ${org.name}`, placeholder: 'username', required: true }),
+    el('select', { name: 'role', 'aria-label': 'Role for the new member' }, ROLES.map((r) => el('option', { value: r, text: r, selected: r === 'member' }))),
+    el('button', { type: 'submit', text: 'Add member' }),
+  );
+  add.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const v = formValues(add);
+    try {
+      await api('POST', `/orgs/${org.id}/members`, { username: v.username.trim(), role: v.role });
+      await orgsView();
+    } catch (e) {
+      show(status, notice(e.message));
+    }
+  });
+  return el(
+    'section',
+    { class: 'card', 'data-org-id': org.id, 'aria-label': org.name },
+    el('h3', { text: org.name }),
+    el('p', { class: 'muted', text: `Your role: ${org.role}${org.require_2fa ? ' · two-factor required' : ''}` }),
+    table(`Members of ${org.name}`, ['User', 'Role', 'Actions'], rows),
+    canManage ? add : null,
+    status,
+    matrix ? matrixTable(org, matrix) : null,
+  );
+}
+
+/** Which roles may do what in the org, as the server's policy computes it. */
+function matrixTable(org, matrix) {
+  const roles = ['owner', 'admin', 'member', 'viewer'];
+  return el(
+    'details',
+    { class: 'matrix' },
+    el('summary', { text: 'Permissions by role' }),
+    table(
+      `Permissions in ${org.name}`,
+      ['Action', ...roles],
+      matrix.roles.map((entry) =>
+        el('tr', {}, el('th', { scope: 'row', text: entry.action.replaceAll('_', ' ') }), roles.map((r) => el('td', { class: entry[r] ? 'yes' : 'no', text: entry[r] ? 'yes' : 'no' }))),
+      ),
+    ),
+  );
+}
+
+// ---- API keys -----------------------------------------------------------------------------
+
+async function keysView() {
+  const [keys, orgs] = await Promise.all([api('GET', '/api-keys'), api('GET', '/orgs')]);
+  const status = el('div');
+  const secret = el('div');
+  const form = el(
+    'form',
+    { class: 'card', 'aria-labelledby': 'new-key-title' },
+    el('h3', { id: 'new-key-title', text: 'Create an API key' }),
+    field('Key name', { name: 'name', required: true, autocomplete: 'off' }),
+    el('label', { class: 'field' }, el('span', { text: 'Organization' }), el('select', { name: 'org_id', required: true }, orgs.items.map((o) => el('option', { value: o.id, text: o.name })))),
+    el(
+      'fieldset',
+      {},
+      el('legend', { text: 'Scopes' }),
+      SCOPES.map((s) => el('label', { class: 'check' }, el('input', { type: 'checkbox', name: 'scope', value: s }), el('span', { text: s }))),
+    ),
+    el('button', { type: 'submit', text: 'Create API key', disabled: orgs.items.length === 0 }),
+    status,
+  );
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const scopes = new FormData(form).getAll('scope');
+    try {
+      const k = await api('POST', '/api-keys', { name: formValues(form).name.trim(), org_id: new FormData(form).get('org_id'), scopes });
+      await keysView();
+      const value = el('input', { readonly: true, value: k.key, 'aria-label': 'New API key secret', class: 'secret' });
+      show(
+        secret,
+        el(
+          'div',
+          { class: 'card secret-box', role: 'status' },
+          el('h3', { text: `Key "${k.name}" created` }),
+          el('p', { text: 'Copy it now: it is shown only once.' }),
+          value,
+          el('button', { type: 'button', text: 'Copy', onclick: () => navigator.clipboard?.writeText(k.key) }),
+        ),
+      );
+      content.prepend(secret);
+    } catch (e) {
+      show(status, notice(e.message));
+    }
+  });
+  const orgName = new Map(orgs.items.map((o) => [o.id, o.name]));
+  const listStatus = el('div');
+  const rows = keys.items.map((k) =>
+    el(
+      'tr',
+      { 'data-key-id': k.id },
+      el('td', { text: k.name }),
+      el('td', {}, el('code', { text: k.key })),
+      el('td', { text: orgName.get(k.org_id) ?? k.org_id }),
+      el('td', { text: k.scopes.join(', ') }),
+      el('td', { text: k.last_used_at ? new Date(k.last_used_at).toLocaleString() : 'never' }),
+      el(
+        'td',
+        {},
+        el('button', {
+          type: 'button',
+          class: 'small',
+          'aria-label': `Revoke API key ${k.name}`,
+          text: 'Revoke',
+          onclick: () => api('DELETE', `/api-keys/${k.id}`).then(keysView, errorTo(listStatus)),
+        }),
+      ),
+    ),
+  );
+  show(content, el('h2', { text: 'API keys' }), el('p', { class: 'muted', text: 'Your API keys. Each acts as you, capped by its scopes.' }), listStatus, table('API keys', ['Name', 'Key', 'Organization', 'Scopes', 'Last used', 'Actions'], rows), form);
+}
+
+// ---- capabilities -------------------------------------------------------------------------
+
+async function capabilitiesView() {
+  const caps = await api('GET', '/capabilities');
+  const rows = (obj, prefix = '') =>
+    Object.entries(obj).flatMap(([k, v]) =>
+      v && typeof v === 'object' && !Array.isArray(v)
+        ? rows(v, `${prefix}${k}.`)
+        : [el('tr', {}, el('th', { scope: 'row', text: `${prefix}${k}` }), el('td', { text: Array.isArray(v) ? v.join(', ') : String(v) }))],
+    );
+  show(content, el('h2', { text: 'Capabilities' }), el('p', { class: 'muted', text: 'What this server reports to clients (GET /api/v1/capabilities).' }), el('table', {}, el('caption', { text: 'Server capabilities' }), el('tbody', {}, rows(caps))));
+}
+
+start().catch((e) => show(root, notice(`Could not start: ${e.message}`)));

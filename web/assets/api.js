@@ -1,0 +1,74 @@
+// REST calls with the cookie session: the CSRF token lives only in memory (never in storage)
+// and goes in X-CSRF-Token on every state-changing request.
+
+let csrfToken = null;
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.error?.message ?? `request failed (${status})`);
+    this.status = status;
+    this.code = body?.error?.code ?? null;
+  }
+}
+
+export function setCsrfToken(token) {
+  csrfToken = token ?? null;
+}
+
+export async function api(method, path, body) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (method !== 'GET' && csrfToken) headers['X-CSRF-Token'] = csrfToken;
+  const res = await fetch(`/api/v1${path}`, {
+    method,
+    headers,
+    credentials: 'same-origin',
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (res.status === 204) return null;
+  const data = await res.json().catch(() => null);
+  if (!res.ok) throw new ApiError(res.status, data);
+  return data;
+}
+
+/** The current cookie session (`{csrf_token, user, session}`), or null when signed out. */
+export async function currentSession() {
+  try {
+    const s = await api('GET', '/auth/session');
+    setCsrfToken(s.csrf_token);
+    return s;
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return null;
+    throw e;
+  }
+}
+
+/** Password sign-in; answers `{user}` or `{mfa_token}` when a second factor is needed. */
+export async function signIn(username, password) {
+  const r = await api('POST', '/auth/login', { username, password, cookie: true });
+  if (r.mfa_required) return { mfaToken: r.mfa_token };
+  setCsrfToken(r.csrf_token);
+  return { user: r.user };
+}
+
+export async function signInMfa(mfaToken, code) {
+  const r = await api('POST', '/auth/login/mfa', { mfa_token: mfaToken, code, cookie: true });
+  setCsrfToken(r.csrf_token);
+  return { user: r.user };
+}
+
+export async function bootstrapAdmin(bootstrapToken, username, password) {
+  const r = await api('POST', '/auth/bootstrap', {
+    bootstrap_token: bootstrapToken,
+    username,
+    password,
+    cookie: true,
+  });
+  setCsrfToken(r.csrf_token);
+  return { user: r.user };
+}
+
+export async function signOut() {
+  await api('POST', '/auth/logout');
+  setCsrfToken(null);
+}

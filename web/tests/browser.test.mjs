@@ -1,0 +1,450 @@
+// Browser tests of the embedded web client and admin console: a real `conclave serve` on a free
+// port with a fresh data dir, driven through Debian's Chromium by playwright-core.
+//
+//   CONCLAVE_BIN=path/to/conclave node --test --test-concurrency=1 browser.test.mjs
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHmac, randomBytes } from 'node:crypto';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, '../..');
+const BIN = process.env.CONCLAVE_BIN ? resolve(process.env.CONCLAVE_BIN) : join(repo, 'target/debug/conclave');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const SHOTS = join(here, 'screenshots');
+const BOOTSTRAP = `boot-${randomBytes(12).toString('hex')}`;
+const PASSWORD = 'correct horse battery staple';
+
+let server;
+let serverLog = '';
+let dataDir;
+let base;
+let browser;
+let admin; // { context, page }
+let bob;
+let conversationId;
+
+async function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+async function waitFor(check, what, timeoutMs = 20_000) {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}\n${serverLog.slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** REST from the test itself, with a bearer token. */
+async function rest(method, path, token, body) {
+  const res = await fetch(`${base}/api/v1${path}`, {
+    method,
+    headers: { 'Content-Type': 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+/** RFC 6238 TOTP (SHA-1, 6 digits, 30 s) for a base32 secret, `offset` steps from now. */
+function totp(secret, offset = 0) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const ch of secret.replace(/=+$/, '').toUpperCase()) bits += alphabet.indexOf(ch).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / 30) + offset));
+  const mac = createHmac('sha1', key).update(counter).digest();
+  const at = mac[mac.length - 1] & 0xf;
+  const code = (mac.readUInt32BE(at) & 0x7fffffff) % 1_000_000;
+  return String(code).padStart(6, '0');
+}
+
+/** A fresh browser context and page that records dialogs, page errors and console errors. */
+async function newUser() {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const seen = { dialogs: [], errors: [] };
+  page.on('dialog', (d) => {
+    seen.dialogs.push(d.message());
+    d.dismiss().catch(() => {});
+  });
+  page.on('pageerror', (e) => seen.errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') seen.errors.push(m.text());
+  });
+  return { context, page, seen };
+}
+
+async function signInAs(page, username, password = PASSWORD) {
+  await page.goto(`${base}/`);
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+function log(page) {
+  return page.getByRole('log');
+}
+
+/** Starts `conclave serve` on `port` with the test's data dir and waits until it answers. */
+async function startServer(port) {
+  server = spawn(BIN, ['serve'], {
+    env: {
+      // The server refuses unknown CONCLAVE_* variables (CONCLAVE_BIN is ours): pass none on.
+      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CONCLAVE_'))),
+      CONCLAVE_LISTEN: `127.0.0.1:${port}`,
+      CONCLAVE_PUBLIC_URL: base,
+      CONCLAVE_DATA_DIR: dataDir,
+      CONCLAVE_BOOTSTRAP_TOKEN: BOOTSTRAP,
+      CONCLAVE_RATE_LIMITS: 'off',
+      RUST_LOG: 'warn',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  server.stdout.on('data', (d) => (serverLog += d));
+  server.stderr.on('data', (d) => (serverLog += d));
+  await waitFor(async () => (await fetch(`${base}/health`)).ok, 'the server to answer /health');
+}
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  dataDir = mkdtempSync(join(tmpdir(), 'conclave-web-'));
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  await startServer(port);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill('SIGTERM');
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('pages and assets are served with their types, the CSP and cache headers', async () => {
+  const page = await fetch(`${base}/`);
+  assert.equal(page.status, 200);
+  assert.match(page.headers.get('content-type'), /^text\/html/);
+  const csp = page.headers.get('content-security-policy');
+  assert.match(csp, /script-src 'self'(;|$)/);
+  assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+  assert.equal(page.headers.get('cache-control'), 'no-cache');
+  const html = await page.text();
+  assert.doesNotMatch(html, /<script>|<script(?![^>]*\bsrc=)[^>]*>|style=|<style/);
+  const js = await fetch(`${base}/assets/client.js`);
+  assert.match(js.headers.get('content-type'), /^text\/javascript/);
+  const etag = js.headers.get('etag');
+  assert.ok(etag);
+  assert.equal((await fetch(`${base}/assets/client.js`, { headers: { 'If-None-Match': etag } })).status, 304);
+  assert.match((await fetch(`${base}/assets/app.css`)).headers.get('content-type'), /^text\/css/);
+  assert.equal((await fetch(`${base}/admin`)).status, 200);
+  assert.equal((await fetch(`${base}/assets/nope.js`)).status, 404);
+  assert.equal((await fetch(`${base}/api/v1/capabilities`)).headers.get('cache-control'), 'no-store');
+});
+
+test('the bootstrap link creates the first admin, signed in by cookie only', async () => {
+  admin = await newUser();
+  const { page } = admin;
+  await page.goto(`${base}/#bootstrap=${BOOTSTRAP}`);
+  await page.getByLabel('Username').fill('admin');
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Create administrator' }).click();
+  await page.getByText('Signed in as admin').waitFor();
+  assert.equal(new URL(page.url()).hash, '');
+  const cookies = await admin.context.cookies();
+  const session = cookies.find((c) => c.name === 'conclave_session');
+  assert.ok(session?.httpOnly, 'the session lives in an HttpOnly cookie');
+  const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+  assert.equal(stored, '{}{}', 'nothing is kept in web storage');
+});
+
+test('an admin creates users, an org with members and an API key in the console', async () => {
+  const { page } = admin;
+  await page.goto(`${base}/admin#/users`);
+  for (const name of ['bob', 'carol']) {
+    await page.getByLabel('Username').fill(name);
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Create user' }).click();
+    await page.getByRole('cell', { name, exact: true }).waitFor();
+  }
+  await page.goto(`${base}/admin#/orgs`);
+  await page.getByLabel('Organization name').fill('Acme');
+  await page.getByRole('button', { name: 'Create organization' }).click();
+  await page.getByRole('heading', { name: 'Acme' }).waitFor();
+  for (const name of ['bob', 'carol']) {
+    await page.getByLabel('Username to add to Acme').fill(name);
+    await page.getByRole('button', { name: 'Add member' }).click();
+    await page.getByRole('cell', { name, exact: true }).waitFor();
+  }
+  await page.goto(`${base}/admin#/api-keys`);
+  await page.getByLabel('Key name').fill('ci bot');
+  await page.getByLabel('messages:read').check();
+  await page.getByRole('button', { name: 'Create API key' }).click();
+  const secret = await page.getByLabel('New API key secret').inputValue();
+  assert.match(secret, /^cnv_k_/);
+  const row = page.locator('tr', { hasText: 'ci bot' });
+  const masked = await row.locator('code').textContent();
+  assert.ok(masked.includes('****') && !masked.includes(secret), `the list shows the key masked: ${masked}`);
+  await page.screenshot({ path: join(SHOTS, 'admin-api-keys.png') });
+  await row.getByRole('button', { name: 'Revoke API key ci bot' }).click();
+  await row.waitFor({ state: 'detached' });
+  await page.goto(`${base}/admin#/users`);
+  await page.getByRole('button', { name: 'Disable carol' }).waitFor();
+  await page.screenshot({ path: join(SHOTS, 'admin-users.png') });
+  await page.goto(`${base}/admin#/capabilities`);
+  await page.getByRole('rowheader', { name: 'api_version' }).waitFor();
+});
+
+test('two users exchange, edit and delete messages live', async () => {
+  const { page } = admin;
+  await page.goto(`${base}/`);
+  await page.getByLabel('New conversation name').fill('general');
+  await page.getByRole('button', { name: 'Create', exact: true }).click();
+  await page.waitForURL(/#\/c\/[0-9a-f-]{36}$/);
+  conversationId = new URL(page.url()).hash.slice('#/c/'.length);
+  await log(page).waitFor();
+
+  bob = await newUser();
+  await signInAs(bob.page, 'bob');
+  await bob.page.getByRole('button', { name: 'Join general' }).click();
+  await bob.page.waitForURL(`${base}/#/c/${conversationId}`);
+  await log(bob.page).waitFor();
+
+  await page.getByLabel('Message', { exact: true }).fill('Hello Bob, welcome aboard!');
+  await page.getByLabel('Message', { exact: true }).press('Enter');
+  await log(bob.page).getByText('Hello Bob, welcome aboard!').waitFor();
+
+  await bob.page.getByLabel('Message', { exact: true }).fill('Thanks! Glad to be here.');
+  await bob.page.getByRole('button', { name: 'Send' }).click();
+  await log(page).getByText('Thanks! Glad to be here.').waitFor();
+
+  const mine = log(bob.page).locator('[data-message-id]', { hasText: 'Glad to be here' });
+  assert.match(await mine.getAttribute('data-message-id'), /^[0-9a-f-]{36}$/);
+  await mine.getByRole('button', { name: 'Edit message' }).click();
+  await bob.page.getByLabel('Edit message text').fill('Thanks! Really glad to be here.');
+  await bob.page.getByRole('button', { name: 'Save' }).click();
+  await log(page).getByText('Thanks! Really glad to be here.').waitFor();
+
+  await bob.page.getByLabel('Message', { exact: true }).fill('oops, wrong room');
+  await bob.page.getByLabel('Message', { exact: true }).press('Enter');
+  await log(page).getByText('oops, wrong room').waitFor();
+  await log(bob.page).locator('[data-message-id]', { hasText: 'oops, wrong room' }).getByRole('button', { name: 'Delete message' }).click();
+  await log(page).getByText('oops, wrong room').waitFor({ state: 'detached' });
+  assert.equal(await log(page).getByText('This message was deleted.').count(), 1);
+
+  // Admin's messages carry no edit or delete controls for bob.
+  const adminsMessage = log(bob.page).locator('[data-message-id]', { hasText: 'Hello Bob' });
+  assert.equal(await adminsMessage.getByRole('button').count(), 0);
+
+  // Typing reaches the other side.
+  await bob.page.getByLabel('Message', { exact: true }).fill('typing…');
+  await page.getByText('bob is typing…').waitFor();
+  await bob.page.getByLabel('Message', { exact: true }).fill('');
+
+  // A reload opens the same conversation from the address alone.
+  await bob.page.reload();
+  await log(bob.page).getByText('Hello Bob, welcome aboard!').waitFor();
+  await page.screenshot({ path: join(SHOTS, 'client-conversation.png') });
+});
+
+test('older messages load on request', async () => {
+  const { page } = admin;
+  const login = await rest('POST', '/auth/login', null, { username: 'admin', password: PASSWORD });
+  const orgs = await rest('GET', '/orgs', login.body.token);
+  const conv = await rest('POST', `/orgs/${orgs.body.items[0].id}/conversations`, login.body.token, {
+    kind: 'group',
+    name: 'history',
+    visibility: 'private',
+    participant_ids: [],
+  });
+  assert.equal(conv.status, 201);
+  for (let i = 1; i <= 60; i += 1) {
+    const r = await rest('POST', `/conversations/${conv.body.id}/messages`, login.body.token, { content: `history #${i}.`, format: 'text' });
+    assert.equal(r.status, 201);
+  }
+  await page.goto(`${base}/#/c/${conv.body.id}`);
+  await page.reload();
+  await log(page).getByText('history #60.').waitFor();
+  assert.equal(await log(page).locator('[data-message-id]').count(), 50);
+  await page.getByRole('button', { name: 'Load older messages' }).click();
+  await log(page).getByText('history #1.', { exact: true }).waitFor();
+  assert.equal(await log(page).locator('[data-message-id]').count(), 60);
+  const first = await log(page).locator('[data-message-id]').first().textContent();
+  assert.match(first, /history #1\./, 'older messages go above newer ones');
+  await page.getByRole('button', { name: 'Load older messages' }).waitFor({ state: 'detached' });
+});
+
+test('sign-in with two-factor authentication', async () => {
+  const login = await rest('POST', '/auth/login', null, { username: 'carol', password: PASSWORD });
+  const token = login.body.token;
+  const setup = await rest('POST', '/auth/totp/setup', token, {});
+  assert.equal(setup.status, 200);
+  const enabled = await rest('POST', '/auth/totp/enable', token, { code: totp(setup.body.secret) });
+  assert.equal(enabled.status, 200, JSON.stringify(enabled.body));
+
+  const carol = await newUser();
+  await signInAs(carol.page, 'carol');
+  await carol.page.getByRole('heading', { name: 'Two-factor authentication' }).waitFor();
+  await carol.page.getByLabel('Authentication code').fill('000000');
+  await carol.page.getByRole('button', { name: 'Verify' }).click();
+  await carol.page.getByRole('alert').waitFor();
+  // The enabling code is used; the next step's is within the ±1 window and still fresh.
+  await carol.page.getByLabel('Authentication code').fill(totp(setup.body.secret, 1));
+  await carol.page.getByRole('button', { name: 'Verify' }).click();
+  await carol.page.getByText('Signed in as carol').waitFor();
+  await carol.page.goto(`${base}/#/sessions`);
+  await carol.page.getByText('This device').waitFor();
+  // The session the test signed in with over REST is listed too; revoking it ends it.
+  assert.equal((await rest('GET', '/users/@me', token)).status, 200);
+  await carol.page.getByRole('button', { name: /^Revoke session on / }).click();
+  await carol.page.getByRole('button', { name: /^Revoke session on / }).waitFor({ state: 'detached' });
+  assert.equal((await rest('GET', '/users/@me', token)).status, 401);
+  await carol.context.close();
+});
+
+test('a user turns on two-factor authentication in the client', async () => {
+  const login = await rest('POST', '/auth/login', null, { username: 'admin', password: PASSWORD });
+  const made = await rest('POST', '/admin/users', login.body.token, { username: 'dave', password: PASSWORD });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  const dave = await newUser();
+  const { page } = dave;
+  await signInAs(page, 'dave');
+  await page.getByRole('link', { name: 'Two-factor' }).click();
+  await page.getByRole('button', { name: 'Set up two-factor authentication' }).click();
+  const secret = await page.getByLabel('Secret key').inputValue();
+  await page.getByLabel('Code from your app').fill(totp(secret));
+  await page.getByRole('button', { name: 'Turn on two-factor authentication' }).click();
+  await page.getByRole('list', { name: 'Recovery codes' }).waitFor();
+  assert.equal(await page.getByRole('list', { name: 'Recovery codes' }).getByRole('listitem').count(), 10);
+  await page.screenshot({ path: join(SHOTS, 'client-two-factor.png') });
+  await page.getByRole('button', { name: 'Set up two-factor authentication' }).click();
+  await page.getByText('Two-factor authentication is already on.').waitFor();
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('Username').fill('dave');
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByLabel('Authentication code').fill(totp(secret, 1));
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await page.getByText('Signed in as dave').waitFor();
+  await dave.context.close();
+});
+
+test('a removed participant stops seeing the conversation', async () => {
+  const { page } = admin;
+  await page.goto(`${base}/#/c/${conversationId}`);
+  await page.getByRole('button', { name: 'Remove bob' }).click();
+  await bob.page.getByText('You were removed from this conversation.').waitFor();
+  await page.getByLabel('Message', { exact: true }).fill('Only for those still here');
+  await page.getByLabel('Message', { exact: true }).press('Enter');
+  await log(page).getByText('Only for those still here').waitFor();
+  await bob.page.goto(`${base}/#/c/${conversationId}`);
+  await bob.page.reload();
+  await bob.page.getByText('does not exist or you are not a participant').waitFor();
+  assert.equal(await bob.page.getByText('Only for those still here').count(), 0);
+  const status = await bob.page.evaluate(async (id) => (await fetch(`/api/v1/conversations/${id}/messages`)).status, conversationId);
+  assert.ok([403, 404].includes(status), `bob can no longer read it over REST (${status})`);
+});
+
+test('hostile message content executes nothing', async () => {
+  const { page, seen } = admin;
+  seen.errors.length = 0;
+  await page.goto(`${base}/#/c/${conversationId}`);
+  await log(page).waitFor();
+  const login = await rest('POST', '/auth/login', null, { username: 'admin', password: PASSWORD });
+  const token = login.body.token;
+  const payloads = [
+    ['text', '<script>window.__xss = 1; alert("text-script")</script>'],
+    ['html', '<p>hi<script>window.__xss = 2; alert("html-script")</script></p>'],
+    ['html', '<img src="/nothing.png" onerror="window.__xss = 3; alert(\'onerror\')"> image payload'],
+    ['html', '<a href="javascript:window.__xss=4;alert(\'js-link\')">click me</a>'],
+    ['html', '<svg onload="window.__xss=5;alert(\'svg\')"><script>alert("svg-script")</script></svg> svg payload'],
+    ['html', '<iframe srcdoc="<script>parent.__xss=6</script>"></iframe><strong>bold</strong> and <a href="https://example.com/">a real link</a>'],
+    ['text', '<img src=x onerror=alert("text-img")>'],
+  ];
+  for (const [format, content] of payloads) {
+    const r = await rest('POST', `/conversations/${conversationId}/messages`, token, { content, format });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+  }
+  await log(page).getByText('<img src=x onerror=alert("text-img")>').waitFor();
+  await log(page).getByText('click me').click();
+  await page.waitForTimeout(300);
+  assert.equal(await page.evaluate(() => window.__xss), undefined);
+  assert.deepEqual(seen.dialogs, []);
+  const bodies = log(page).locator('.body');
+  for (const selector of ['script', 'iframe', 'svg', '[onerror]', '[onload]', 'a[href^="javascript"]']) {
+    assert.equal(await bodies.locator(selector).count(), 0, `no ${selector} in rendered messages`);
+  }
+  assert.equal(await log(page).locator('strong', { hasText: 'bold' }).count(), 1, 'harmless markup stays');
+  assert.equal(await log(page).locator('a[href="https://example.com/"]').count(), 1, 'safe links stay');
+  assert.ok(await log(page).getByText('<script>window.__xss = 1;', { exact: false }).count(), 'text stays text');
+  const unexpected = seen.errors.filter((e) => !/Failed to load resource/.test(e));
+  assert.deepEqual(unexpected, []);
+});
+
+test('the CSP blocks an injected inline script', async () => {
+  const { page } = admin;
+  const result = await page.evaluate(async () => {
+    const violation = new Promise((ok) => {
+      document.addEventListener('securitypolicyviolation', (e) => ok(e.effectiveDirective), { once: true });
+      setTimeout(() => ok(null), 3000);
+    });
+    const s = document.createElement('script');
+    s.textContent = 'window.__inline = true';
+    document.body.append(s);
+    return { directive: await violation, ran: window.__inline === true };
+  });
+  assert.equal(result.ran, false, 'the inline script did not run');
+  assert.match(result.directive ?? '', /^script-src/);
+});
+
+test('the client reconnects after a server restart and gets live messages again', async () => {
+  const { page } = admin;
+  const stopped = new Promise((ok) => server.once('exit', ok));
+  server.kill('SIGTERM');
+  await stopped;
+  await page.locator('#connection[data-state="reconnecting"]').waitFor();
+  await startServer(new URL(base).port);
+  await page.locator('#connection[data-state="online"]').waitFor({ state: 'attached', timeout: 15_000 });
+  const login = await rest('POST', '/auth/login', null, { username: 'admin', password: PASSWORD });
+  const sent = await rest('POST', `/conversations/${conversationId}/messages`, login.body.token, { content: 'after the restart', format: 'text' });
+  assert.equal(sent.status, 201);
+  await log(page).getByText('after the restart').waitFor();
+});
+
+test('the admin console screens', async () => {
+  const { page } = admin;
+  await page.goto(`${base}/admin#/orgs`);
+  await page.getByRole('heading', { name: 'Acme' }).waitFor();
+  await page.getByText('Permissions by role').click();
+  const deleteOrg = page.getByRole('row', { name: /^delete org/ });
+  assert.deepEqual(await deleteOrg.getByRole('cell').allTextContents(), ['yes', 'no', 'no', 'no']);
+  await page.screenshot({ path: join(SHOTS, 'admin-orgs.png') });
+  await bob.context.close();
+  await admin.context.close();
+});
