@@ -206,30 +206,35 @@ macro_rules! __store_sql_credentials {
             id: BotId,
             rotation: &Rotation,
         ) -> StoreResult<(Bot, Bot)> {
+            let (before, after) = rotate_locked(s, "bots", BOT_COLS, id.0, rotation).await?;
+            Ok((bot_from_row(&before)?, bot_from_row(&after)?))
+        }
+
+        /// Locks one credential row, rotates its secret and answers the row before and after,
+        /// in one transaction (concurrent rotations of the same row run in turn).
+        async fn rotate_locked(
+            s: &Backend,
+            table: &str,
+            cols: &str,
+            id: ::uuid::Uuid,
+            rotation: &Rotation,
+        ) -> StoreResult<(Row, Row)> {
             let mut tx = s.writer().begin().await.map_err(db)?;
-            let select = format!("SELECT {BOT_COLS} FROM bots WHERE id = $1");
-            // Takes the row lock first (PostgreSQL), so concurrent rotations run in turn.
-            let locked = ::sqlx::query("UPDATE bots SET name = name WHERE id = $1")
-                .bind(id.0)
+            let select = format!("SELECT {cols} FROM {table} WHERE id = $1");
+            // Takes the row lock first (PostgreSQL).
+            let locked = ::sqlx::query(&format!("UPDATE {table} SET name = name WHERE id = $1"))
+                .bind(id)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
             if locked.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
-            let before = ::sqlx::query(&select)
-                .bind(id.0)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
-            rotate_secret(&mut tx, "bots", id.0, rotation).await?;
-            let after = ::sqlx::query(&select)
-                .bind(id.0)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
+            let before = ::sqlx::query(&select).bind(id).fetch_one(&mut *tx).await.map_err(db)?;
+            rotate_secret(&mut tx, table, id, rotation).await?;
+            let after = ::sqlx::query(&select).bind(id).fetch_one(&mut *tx).await.map_err(db)?;
             tx.commit().await.map_err(db)?;
-            Ok((bot_from_row(&before)?, bot_from_row(&after)?))
+            Ok((before, after))
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
@@ -302,29 +307,7 @@ macro_rules! __store_sql_credentials {
             id: ApiKeyId,
             rotation: &Rotation,
         ) -> StoreResult<(ApiKey, ApiKey)> {
-            let mut tx = s.writer().begin().await.map_err(db)?;
-            let select = format!("SELECT {API_KEY_COLS} FROM api_keys WHERE id = $1");
-            // Takes the row lock first (PostgreSQL), so concurrent rotations run in turn.
-            let locked = ::sqlx::query("UPDATE api_keys SET name = name WHERE id = $1")
-                .bind(id.0)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            if locked.rows_affected() == 0 {
-                return Err(StoreError::NotFound);
-            }
-            let before = ::sqlx::query(&select)
-                .bind(id.0)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
-            rotate_secret(&mut tx, "api_keys", id.0, rotation).await?;
-            let after = ::sqlx::query(&select)
-                .bind(id.0)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
-            tx.commit().await.map_err(db)?;
+            let (before, after) = rotate_locked(s, "api_keys", API_KEY_COLS, id.0, rotation).await?;
             Ok((api_key_from_row(&before)?, api_key_from_row(&after)?))
         }
 
