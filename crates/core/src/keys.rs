@@ -70,6 +70,8 @@ pub struct ServerKeys {
     /// AES-256-GCM key (key id 1 of the secrets key ring) for secrets stored at rest, such as
     /// TOTP secrets; see `secretbox`.
     pub secrets: SecretBox<[u8; 32]>,
+    /// HMAC key of the audit chains (DATA-4).
+    pub audit: SecretBox<[u8; 32]>,
 }
 
 impl ServerKeys {
@@ -79,7 +81,16 @@ impl ServerKeys {
             token_pepper: master.derive("token-pepper"),
             csrf: master.derive("csrf"),
             secrets: master.derive("secrets-aes-256-gcm-1"),
+            audit: master.derive("audit-hmac-sha256"),
         }
+    }
+}
+
+impl ServerKeys {
+    /// A handle on the audit key for the store, which chains rows inside its transactions.
+    #[must_use]
+    pub fn audit_key(&self) -> crate::audit::AuditKey {
+        crate::audit::AuditKey::new(SecretBox::new(Box::new(*self.audit.expose_secret())))
     }
 }
 

@@ -71,6 +71,8 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
     /// Whether it lives in the browser cookie (and so needs the CSRF token).
     pub cookie: bool,
+    /// The server admin acting as this user through it (AUTH-12), when it is an impersonation.
+    pub impersonator: Option<UserId>,
 }
 
 /// An organization (tenant).

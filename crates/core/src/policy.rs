@@ -42,6 +42,8 @@ pub enum OrgAction {
     ManageBots,
     /// Give an API key a rate-limit tier above `free` (AUTH-7, RATE-1).
     SetKeyTier,
+    /// Read the org's audit log (DATA-4).
+    ViewAudit,
 }
 
 impl OrgAction {
@@ -61,6 +63,7 @@ impl OrgAction {
         Self::AdministerConversations,
         Self::ManageBots,
         Self::SetKeyTier,
+        Self::ViewAudit,
     ];
 }
 
@@ -76,7 +79,8 @@ pub fn org_allows(role: OrgRole, action: OrgAction) -> bool {
         | ManageTeams
         | AdministerConversations
         | ManageBots
-        | SetKeyTier => role.rank() >= OrgRole::Admin.rank(),
+        | SetKeyTier
+        | ViewAudit => role.rank() >= OrgRole::Admin.rank(),
         DeleteOrg | TransferOrg | ManageOwners => role == OrgRole::Owner,
         CreateConversation => role.rank() >= OrgRole::Member.rank(),
     }

@@ -2,6 +2,7 @@
 //! conformance suite. Every multi-row invariant (sequence numbers, last owner, invite use counts,
 //! idempotency) is enforced inside the backend's transaction, never by read-then-write in a service.
 
+use crate::audit::{AuditEntry, AuditFilter, AuditRow, ChainHead, Checkpoint};
 use crate::ids::*;
 use crate::mfa::*;
 use crate::model::*;
@@ -146,28 +147,44 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     // --- users ---
-    async fn create_user(&self, user: &NewUser) -> StoreResult<User>;
+    async fn create_user(&self, user: &NewUser, audit: &[AuditEntry]) -> StoreResult<User>;
     /// Creates the first server admin, once: the second call fails with `BootstrapUsed`.
-    async fn claim_bootstrap(&self, user: &NewUser) -> StoreResult<User>;
+    async fn claim_bootstrap(&self, user: &NewUser, audit: &[AuditEntry]) -> StoreResult<User>;
     async fn bootstrap_claimed(&self) -> StoreResult<bool>;
     async fn user(&self, id: UserId) -> StoreResult<User>;
     /// Looks up by the case-folded username; returns the user and password hash.
     async fn user_by_username(&self, key: &str) -> StoreResult<Option<(User, Option<String>)>>;
     async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>>;
-    async fn set_password_hash(&self, id: UserId, phc: &str) -> StoreResult<()>;
-    async fn set_display_name(&self, id: UserId, name: Option<&DisplayName>) -> StoreResult<User>;
+    async fn set_password_hash(
+        &self,
+        id: UserId,
+        phc: &str,
+        audit: &[AuditEntry],
+    ) -> StoreResult<()>;
+    async fn set_display_name(
+        &self,
+        id: UserId,
+        name: Option<&DisplayName>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<User>;
     async fn set_user_flags(
         &self,
         id: UserId,
         disabled: Option<bool>,
         server_admin: Option<bool>,
+        audit: &[AuditEntry],
     ) -> StoreResult<User>;
     async fn list_users(&self, page: Page<UserId>) -> StoreResult<Vec<User>>;
     /// Whether two users are members of at least one common org.
     async fn users_share_org(&self, a: UserId, b: UserId) -> StoreResult<bool>;
 
     // --- sessions ---
-    async fn create_session(&self, session: &Session, token_hash: &[u8]) -> StoreResult<()>;
+    async fn create_session(
+        &self,
+        session: &Session,
+        token_hash: &[u8],
+        audit: &[AuditEntry],
+    ) -> StoreResult<()>;
     async fn session_by_token_hash(&self, token_hash: &[u8]) -> StoreResult<Option<Session>>;
     async fn touch_session(
         &self,
@@ -177,16 +194,31 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     async fn list_sessions(&self, user: UserId) -> StoreResult<Vec<Session>>;
     /// Deletes one of the user's sessions; `NotFound` if it is not theirs.
-    async fn delete_session(&self, user: UserId, id: SessionId) -> StoreResult<()>;
+    async fn delete_session(
+        &self,
+        user: UserId,
+        id: SessionId,
+        audit: &[AuditEntry],
+    ) -> StoreResult<()>;
     /// Deletes all of the user's sessions but `keep`; returns how many went.
-    async fn delete_sessions(&self, user: UserId, keep: Option<SessionId>) -> StoreResult<u64>;
+    async fn delete_sessions(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<u64>;
 
     // --- orgs and members ---
-    async fn create_org(&self, org: &Org, owner: UserId) -> StoreResult<()>;
+    async fn create_org(&self, org: &Org, owner: UserId, audit: &[AuditEntry]) -> StoreResult<()>;
     async fn org(&self, id: OrgId) -> StoreResult<Org>;
     async fn orgs_for_user(&self, user: UserId) -> StoreResult<Vec<(Org, OrgRole)>>;
-    async fn update_org(&self, id: OrgId, patch: &OrgPatch) -> StoreResult<Org>;
-    async fn delete_org(&self, id: OrgId) -> StoreResult<()>;
+    async fn update_org(
+        &self,
+        id: OrgId,
+        patch: &OrgPatch,
+        audit: &[AuditEntry],
+    ) -> StoreResult<Org>;
+    async fn delete_org(&self, id: OrgId, audit: &[AuditEntry]) -> StoreResult<()>;
     async fn membership(&self, org: OrgId, user: UserId) -> StoreResult<Option<OrgRole>>;
     async fn members(&self, org: OrgId, page: Page<UserId>) -> StoreResult<Vec<Member>>;
     async fn member(&self, org: OrgId, user: UserId) -> StoreResult<Member>;
@@ -196,33 +228,67 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         role: OrgRole,
         at: DateTime<Utc>,
+        audit: &[AuditEntry],
     ) -> StoreResult<()>;
     /// Fails with `LastOrgOwner` when it would leave the org without an owner.
-    async fn set_member_role(&self, org: OrgId, user: UserId, role: OrgRole) -> StoreResult<()>;
+    async fn set_member_role(
+        &self,
+        org: OrgId,
+        user: UserId,
+        role: OrgRole,
+        audit: &[AuditEntry],
+    ) -> StoreResult<()>;
     /// Removes the member, their team memberships and conversation participations in the org.
     /// Conversations they were the only owner of pass to their longest-standing participant.
-    async fn remove_member(&self, org: OrgId, user: UserId) -> StoreResult<()>;
+    async fn remove_member(
+        &self,
+        org: OrgId,
+        user: UserId,
+        audit: &[AuditEntry],
+    ) -> StoreResult<()>;
     /// `to` becomes owner and `from` admin, atomically.
-    async fn transfer_org(&self, org: OrgId, from: UserId, to: UserId) -> StoreResult<()>;
+    async fn transfer_org(
+        &self,
+        org: OrgId,
+        from: UserId,
+        to: UserId,
+        audit: &[AuditEntry],
+    ) -> StoreResult<()>;
 
     // --- invites ---
-    async fn create_invite(&self, invite: &Invite, code_hash: &[u8]) -> StoreResult<()>;
+    async fn create_invite(
+        &self,
+        invite: &Invite,
+        code_hash: &[u8],
+        audit: &[AuditEntry],
+    ) -> StoreResult<()>;
     /// Uses an invite for `user`: checks expiry and use count, adds the membership.
     async fn redeem_invite(
         &self,
         code_hash: &[u8],
         user: UserId,
         at: DateTime<Utc>,
+        audit: &[AuditEntry],
     ) -> StoreResult<Invite>;
     /// Checks an invite could be used now, without using it.
     async fn invite_by_code(&self, code_hash: &[u8]) -> StoreResult<Option<Invite>>;
 
     // --- teams ---
-    async fn create_team(&self, team: &Team) -> StoreResult<()>;
+    async fn create_team(&self, team: &Team, audit: &[AuditEntry]) -> StoreResult<()>;
     async fn teams(&self, org: OrgId) -> StoreResult<Vec<Team>>;
     async fn team(&self, id: TeamId) -> StoreResult<Team>;
-    async fn add_team_member(&self, team: TeamId, user: UserId) -> StoreResult<()>;
-    async fn remove_team_member(&self, team: TeamId, user: UserId) -> StoreResult<()>;
+    async fn add_team_member(
+        &self,
+        team: TeamId,
+        user: UserId,
+        audit: &[AuditEntry],
+    ) -> StoreResult<()>;
+    async fn remove_team_member(
+        &self,
+        team: TeamId,
+        user: UserId,
+        audit: &[AuditEntry],
+    ) -> StoreResult<()>;
     async fn user_teams(&self, org: OrgId, user: UserId) -> StoreResult<Vec<TeamId>>;
 
     // --- conversations ---
@@ -231,6 +297,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         conv: &Conversation,
         participants: &[(UserId, ConversationRole)],
+        audit: &[AuditEntry],
     ) -> StoreResult<()>;
     async fn direct_conversation(&self, org: OrgId, key: &str)
         -> StoreResult<Option<Conversation>>;
@@ -251,8 +318,13 @@ pub trait Store: Send + Sync + 'static {
         id: ConversationId,
         patch: &ConversationPatch,
         at: DateTime<Utc>,
+        audit: &[AuditEntry],
     ) -> StoreResult<Conversation>;
-    async fn delete_conversation(&self, id: ConversationId) -> StoreResult<()>;
+    async fn delete_conversation(
+        &self,
+        id: ConversationId,
+        audit: &[AuditEntry],
+    ) -> StoreResult<()>;
     async fn participant_role(
         &self,
         conv: ConversationId,
@@ -269,10 +341,16 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         role: ConversationRole,
         at: DateTime<Utc>,
+        audit: &[AuditEntry],
     ) -> StoreResult<Participant>;
     /// Fails with `LastConversationOwner` when it would leave the conversation without an owner
     /// while others remain.
-    async fn remove_participant(&self, conv: ConversationId, user: UserId) -> StoreResult<()>;
+    async fn remove_participant(
+        &self,
+        conv: ConversationId,
+        user: UserId,
+        audit: &[AuditEntry],
+    ) -> StoreResult<()>;
 
     // --- messages ---
     /// Assigns the next `seq` and stores the message in one transaction; with an idempotency
@@ -290,7 +368,12 @@ pub trait Store: Send + Sync + 'static {
         at: DateTime<Utc>,
     ) -> StoreResult<Message>;
     /// Tombstones the message: content gone, place kept.
-    async fn delete_message(&self, id: MessageId, at: DateTime<Utc>) -> StoreResult<Message>;
+    async fn delete_message(
+        &self,
+        id: MessageId,
+        at: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<Message>;
     async fn message_history(&self, id: MessageId) -> StoreResult<Vec<MessageVersion>>;
 
     // --- real time ---
@@ -326,6 +409,7 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         secret: &crate::secretbox::Sealed,
         at: DateTime<Utc>,
+        audit: &[AuditEntry],
     ) -> StoreResult<bool>;
     async fn totp_enrolment(&self, user: UserId) -> StoreResult<Option<TotpEnrolment>>;
     /// In one transaction: turns on the pending secret sealed with `nonce`, records `step` as
@@ -338,12 +422,13 @@ pub trait Store: Send + Sync + 'static {
         step: i64,
         codes: &[StoredRecoveryCode],
         at: DateTime<Utc>,
+        audit: &[AuditEntry],
     ) -> StoreResult<bool>;
     /// Records `step` as the user's last accepted TOTP step if it is later than the stored one,
     /// atomically; `false` means the step (or a later one) was used already: a replay.
     async fn use_totp_step(&self, user: UserId, step: i64) -> StoreResult<bool>;
     /// Removes the user's TOTP secret and recovery codes.
-    async fn disable_totp(&self, user: UserId) -> StoreResult<()>;
+    async fn disable_totp(&self, user: UserId, audit: &[AuditEntry]) -> StoreResult<()>;
     async fn recovery_code(
         &self,
         user: UserId,
@@ -355,6 +440,7 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         lookup: &str,
         at: DateTime<Utc>,
+        audit: &[AuditEntry],
     ) -> StoreResult<bool>;
     /// Replaces all of the user's recovery codes while their 2FA is on; `false` (nothing
     /// changed) when it is not.
@@ -363,6 +449,7 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         codes: &[StoredRecoveryCode],
         at: DateTime<Utc>,
+        audit: &[AuditEntry],
     ) -> StoreResult<bool>;
     /// The user's role in the org with whether the org requires 2FA and the user has it on;
     /// `None` for non-members. One query, asked on every org-scoped request.
@@ -375,7 +462,8 @@ pub trait Store: Send + Sync + 'static {
     async fn mfa_challenge(&self, token_hash: &[u8]) -> StoreResult<Option<MfaChallenge>>;
     /// Counts a wrong code against the challenge, atomically; returns the new count
     /// (`NotFound` when the challenge is gone).
-    async fn fail_mfa_challenge(&self, token_hash: &[u8]) -> StoreResult<i32>;
+    async fn fail_mfa_challenge(&self, token_hash: &[u8], audit: &[AuditEntry])
+        -> StoreResult<i32>;
     /// Deletes and returns the challenge if it is unexpired at `now` and has fewer than
     /// `max_failures` wrong codes: of two concurrent takes only one gets it.
     async fn take_mfa_challenge(
@@ -396,6 +484,7 @@ pub trait Store: Send + Sync + 'static {
         keys: &[ThrottleKey],
         at: DateTime<Utc>,
         forget_before: DateTime<Utc>,
+        audit: &[AuditEntry],
     ) -> StoreResult<Vec<ThrottleCount>>;
     async fn clear_login_failures(&self, keys: &[ThrottleKey]) -> StoreResult<()>;
     /// Deletes counters whose last failure is before `before`; returns how many.
@@ -404,15 +493,31 @@ pub trait Store: Send + Sync + 'static {
     // --- bots and API keys ---
     /// Creates the bot's account (`user`, kind bot), its membership (role member) in the bot's
     /// org and the bot with its first secret, in one transaction.
-    async fn create_bot(&self, user: &NewUser, bot: &Bot, token_hash: &[u8]) -> StoreResult<()>;
+    async fn create_bot(
+        &self,
+        user: &NewUser,
+        bot: &Bot,
+        token_hash: &[u8],
+        audit: &[AuditEntry],
+    ) -> StoreResult<()>;
     async fn bot(&self, id: BotId) -> StoreResult<Bot>;
     /// An org's bots, oldest first.
     async fn bots(&self, org: OrgId) -> StoreResult<Vec<Bot>>;
     /// The bot whose current or previous token has this hash (expiry is the caller's to check).
     async fn bot_by_token_hash(&self, token_hash: &[u8]) -> StoreResult<Option<(Bot, SecretSlot)>>;
     /// Rotates the bot's token atomically; answers the bot before and after.
-    async fn rotate_bot_token(&self, id: BotId, rotation: &Rotation) -> StoreResult<(Bot, Bot)>;
-    async fn create_api_key(&self, key: &ApiKey, token_hash: &[u8]) -> StoreResult<()>;
+    async fn rotate_bot_token(
+        &self,
+        id: BotId,
+        rotation: &Rotation,
+        audit: &[AuditEntry],
+    ) -> StoreResult<(Bot, Bot)>;
+    async fn create_api_key(
+        &self,
+        key: &ApiKey,
+        token_hash: &[u8],
+        audit: &[AuditEntry],
+    ) -> StoreResult<()>;
     async fn api_key(&self, id: ApiKeyId) -> StoreResult<ApiKey>;
     /// A user's API keys, oldest first.
     async fn api_keys(&self, user: UserId) -> StoreResult<Vec<ApiKey>>;
@@ -426,9 +531,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: ApiKeyId,
         rotation: &Rotation,
+        audit: &[AuditEntry],
     ) -> StoreResult<(ApiKey, ApiKey)>;
     /// Deletes one of the user's keys and answers it; `NotFound` if it is not theirs.
-    async fn delete_api_key(&self, user: UserId, id: ApiKeyId) -> StoreResult<ApiKey>;
+    async fn delete_api_key(
+        &self,
+        user: UserId,
+        id: ApiKeyId,
+        audit: &[AuditEntry],
+    ) -> StoreResult<ApiKey>;
     /// Records the last use; a key deleted meanwhile stays gone.
     async fn touch_api_key(
         &self,
@@ -436,4 +547,45 @@ pub trait Store: Send + Sync + 'static {
         at: DateTime<Utc>,
         ip: Option<&str>,
     ) -> StoreResult<()>;
+
+    // --- audit log and retention ---
+    /// Appends audit rows on their own, for events that change nothing else (a failed
+    /// sign-in of an unknown name, an export).
+    async fn append_audit(&self, audit: &[AuditEntry]) -> StoreResult<()>;
+    /// Every chain's head, by chain name.
+    async fn audit_heads(&self) -> StoreResult<Vec<ChainHead>>;
+    /// The names of every chain that has a head, rows or a checkpoint.
+    async fn audit_chain_names(&self) -> StoreResult<Vec<String>>;
+    /// A chain's rows from `from_seq` on, in `seq` order.
+    async fn audit_rows(
+        &self,
+        chain: &str,
+        from_seq: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditRow>>;
+    async fn audit_checkpoint(&self, chain: &str) -> StoreResult<Option<Checkpoint>>;
+    /// Rows matching `filter` by id (time order): newest first unless paging `After`.
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: Page<uuid::Uuid>,
+    ) -> StoreResult<Vec<AuditRow>>;
+    /// Deletes the chain's rows older than `before` except its newest, leaves a signed
+    /// checkpoint and appends `entry` — atomically; returns how many rows went.
+    async fn prune_audit(
+        &self,
+        chain: &str,
+        before: DateTime<Utc>,
+        entry: &AuditEntry,
+    ) -> StoreResult<u64>;
+    /// Deletes the org's messages created before `before` and, when any went, appends `entry`
+    /// (with the count) in the same transaction; returns how many.
+    async fn prune_messages(
+        &self,
+        org: OrgId,
+        before: DateTime<Utc>,
+        entry: &AuditEntry,
+    ) -> StoreResult<u64>;
+    /// Every org with a retention setting.
+    async fn orgs_with_retention(&self) -> StoreResult<Vec<Org>>;
 }

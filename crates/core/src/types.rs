@@ -262,6 +262,14 @@ macro_rules! closed_enum {
 }
 
 closed_enum!(
+    /// Who acted, in an audit row.
+    ActorType { User = "user", Bot = "bot", ApiKey = "api_key", Management = "management", System = "system", Anonymous = "anonymous" }
+);
+closed_enum!(
+    /// How an audited event ended.
+    Outcome { Success = "success", Failure = "failure" }
+);
+closed_enum!(
     /// A member's role in an organization, strongest first.
     OrgRole { Owner = "owner", Admin = "admin", Member = "member", Viewer = "viewer" }
 );

@@ -252,6 +252,25 @@ pub struct Config {
     pub session: SessionConfig,
     pub gateway: GatewaySettings,
     pub rate_limit: RateLimitSettings,
+    pub retention: RetentionSettings,
+}
+
+/// `[retention]`: how often the retention job runs (DATA-5). What it keeps is set per org
+/// (`message_retention_days`, `audit_retention_days`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Seconds between runs of the job (each run also logs every audit chain's signed head).
+    #[serde(deserialize_with = "flex::u64")]
+    pub interval_secs: u64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            interval_secs: 3600,
+        }
+    }
 }
 
 impl Default for Config {
@@ -281,6 +300,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             gateway: GatewaySettings::default(),
             rate_limit: RateLimitSettings::default(),
+            retention: RetentionSettings::default(),
         }
     }
 }

@@ -13,12 +13,17 @@ const MAX_CONNECTIONS: u32 = 16;
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Chains the audit rows this store appends (DATA-4).
+    audit_key: conclave_core::audit::AuditKey,
 }
 
 impl PgStore {
     /// Connects to `url` (`postgres://…`) and applies this crate's migrations. Migrations hold an
     /// advisory lock, so several nodes may start at once.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub async fn connect(
+        url: &str,
+        audit_key: conclave_core::audit::AuditKey,
+    ) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
@@ -30,7 +35,13 @@ impl PgStore {
             .await
             .map_err(|e| StoreError::Backend(format!("migrating: {e}")))?;
         tracing::debug!("postgres store ready");
-        Ok(Self { pool })
+        Ok(Self { pool, audit_key })
+    }
+
+    /// The key the audit chains are made with.
+    #[must_use]
+    pub fn audit_key(&self) -> &conclave_core::audit::AuditKey {
+        &self.audit_key
     }
 
     /// The pool for reads outside transactions (the same pool as [`Self::writer`]).

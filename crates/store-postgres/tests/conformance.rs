@@ -37,7 +37,7 @@ async fn fresh() -> Option<TestDb> {
         .database(&name)
         .to_url_lossy()
         .to_string();
-    let store = PgStore::connect(&url)
+    let store = PgStore::connect(&url, conclave_store_sql::conformance::test_audit_key())
         .await
         .expect("connecting to the test database");
     Some(TestDb {

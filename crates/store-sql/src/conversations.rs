@@ -142,8 +142,7 @@ macro_rules! __store_sql_conversations {
         async fn create_conversation(
             s: &Backend,
             conv: &Conversation,
-            participants: &[(UserId, ConversationRole)],
-        ) -> StoreResult<()> {
+            participants: &[(UserId, ConversationRole)], audit: &[AuditEntry]) -> StoreResult<()> {
             let mut tx = s.writer().begin().await.map_err(db)?;
             ::sqlx::query(
                 "INSERT INTO conversations (id, org_id, kind, name, visibility, archived, \
@@ -168,7 +167,7 @@ macro_rules! __store_sql_conversations {
             for (user, role) in participants {
                 insert_participant(&mut tx, conv.id, *user, *role, conv.created_at).await?;
             }
-            tx.commit().await.map_err(db)
+            commit_audited(tx, s, audit).await
         }
 
         async fn direct_conversation(
@@ -250,8 +249,7 @@ macro_rules! __store_sql_conversations {
             s: &Backend,
             id: ConversationId,
             patch: &ConversationPatch,
-            at: DateTime<Utc>,
-        ) -> StoreResult<Conversation> {
+            at: DateTime<Utc>, audit: &[AuditEntry]) -> StoreResult<Conversation> {
             let mut tx = s.writer().begin().await.map_err(db)?;
             let done = ::sqlx::query(
                 "UPDATE conversations SET name = COALESCE($2, name), \
@@ -278,21 +276,22 @@ macro_rules! __store_sql_conversations {
                 insert_visibility_teams(&mut tx, id, visibility).await?;
             }
             let conv = load_conversation(&mut tx, id).await?;
-            tx.commit().await.map_err(db)?;
+            commit_audited(tx, s, audit).await?;
             Ok(conv)
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
-        async fn delete_conversation(s: &Backend, id: ConversationId) -> StoreResult<()> {
+        async fn delete_conversation(s: &Backend, id: ConversationId, audit: &[AuditEntry]) -> StoreResult<()> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
             let done = ::sqlx::query("DELETE FROM conversations WHERE id = $1")
                 .bind(id.0)
-                .execute(s.writer())
+                .execute(&mut *tx)
                 .await
                 .map_err(db)?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
-            Ok(())
+            commit_audited(tx, s, audit).await
         }
 
         async fn conversation_role(
@@ -350,8 +349,7 @@ macro_rules! __store_sql_conversations {
             conv: ConversationId,
             user: UserId,
             role: ConversationRole,
-            at: DateTime<Utc>,
-        ) -> StoreResult<Participant> {
+            at: DateTime<Utc>, audit: &[AuditEntry]) -> StoreResult<Participant> {
             let mut tx = s.writer().begin().await.map_err(db)?;
             insert_participant(&mut tx, conv, user, role, at).await?;
             let row = ::sqlx::query(&format!(
@@ -363,7 +361,7 @@ macro_rules! __store_sql_conversations {
             .await
             .map_err(db)?;
             let participant = participant_from_row(&row)?;
-            tx.commit().await.map_err(db)?;
+            commit_audited(tx, s, audit).await?;
             Ok(participant)
         }
 
@@ -371,8 +369,7 @@ macro_rules! __store_sql_conversations {
         async fn remove_participant(
             s: &Backend,
             conv: ConversationId,
-            user: UserId,
-        ) -> StoreResult<()> {
+            user: UserId, audit: &[AuditEntry]) -> StoreResult<()> {
             let mut tx = s.writer().begin().await.map_err(db)?;
             lock_conversation(&mut tx, conv).await?;
             let role = conversation_role(&mut tx, conv, user)
@@ -403,7 +400,7 @@ macro_rules! __store_sql_conversations {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
-            tx.commit().await.map_err(db)
+            commit_audited(tx, s, audit).await
         }
     };
 }

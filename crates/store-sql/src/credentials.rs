@@ -137,8 +137,7 @@ macro_rules! __store_sql_credentials {
             s: &Backend,
             user: &NewUser,
             bot: &Bot,
-            token_hash: &[u8],
-        ) -> StoreResult<()> {
+            token_hash: &[u8], audit: &[AuditEntry]) -> StoreResult<()> {
             let mut tx = s.writer().begin().await.map_err(db)?;
             insert_user(&mut tx, user).await?;
             insert_member(&mut tx, bot.org_id, bot.user_id, OrgRole::Member, bot.created_at)
@@ -161,7 +160,7 @@ macro_rules! __store_sql_credentials {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-            tx.commit().await.map_err(db)?;
+            commit_audited(tx, s, audit).await?;
             Ok(())
         }
 
@@ -204,9 +203,8 @@ macro_rules! __store_sql_credentials {
         async fn rotate_bot_token(
             s: &Backend,
             id: BotId,
-            rotation: &Rotation,
-        ) -> StoreResult<(Bot, Bot)> {
-            let (before, after) = rotate_locked(s, "bots", BOT_COLS, id.0, rotation).await?;
+            rotation: &Rotation, audit: &[AuditEntry]) -> StoreResult<(Bot, Bot)> {
+            let (before, after) = rotate_locked(s, "bots", BOT_COLS, id.0, rotation, audit).await?;
             Ok((bot_from_row(&before)?, bot_from_row(&after)?))
         }
 
@@ -218,6 +216,7 @@ macro_rules! __store_sql_credentials {
             cols: &str,
             id: ::uuid::Uuid,
             rotation: &Rotation,
+            audit: &[AuditEntry],
         ) -> StoreResult<(Row, Row)> {
             let mut tx = s.writer().begin().await.map_err(db)?;
             let select = format!("SELECT {cols} FROM {table} WHERE id = $1");
@@ -233,12 +232,13 @@ macro_rules! __store_sql_credentials {
             let before = ::sqlx::query(&select).bind(id).fetch_one(&mut *tx).await.map_err(db)?;
             rotate_secret(&mut tx, table, id, rotation).await?;
             let after = ::sqlx::query(&select).bind(id).fetch_one(&mut *tx).await.map_err(db)?;
-            tx.commit().await.map_err(db)?;
+            commit_audited(tx, s, audit).await?;
             Ok((before, after))
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
-        async fn create_api_key(s: &Backend, key: &ApiKey, token_hash: &[u8]) -> StoreResult<()> {
+        async fn create_api_key(s: &Backend, key: &ApiKey, token_hash: &[u8], audit: &[AuditEntry]) -> StoreResult<()> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
             ::sqlx::query(
                 "INSERT INTO api_keys (id, user_id, org_id, name, scopes, conversation_ids, \
                  expires_at, allowed_ips, tier, created_at, token_id, token_hash, token_hint) \
@@ -257,10 +257,10 @@ macro_rules! __store_sql_credentials {
             .bind(key.secrets.current.0)
             .bind(token_hash)
             .bind(key.secrets.hint.as_str())
-            .execute(s.writer())
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
-            Ok(())
+            commit_audited(tx, s, audit).await
         }
 
         async fn api_key(s: &Backend, id: ApiKeyId) -> StoreResult<ApiKey> {
@@ -305,23 +305,24 @@ macro_rules! __store_sql_credentials {
         async fn rotate_api_key(
             s: &Backend,
             id: ApiKeyId,
-            rotation: &Rotation,
-        ) -> StoreResult<(ApiKey, ApiKey)> {
-            let (before, after) = rotate_locked(s, "api_keys", API_KEY_COLS, id.0, rotation).await?;
+            rotation: &Rotation, audit: &[AuditEntry]) -> StoreResult<(ApiKey, ApiKey)> {
+            let (before, after) = rotate_locked(s, "api_keys", API_KEY_COLS, id.0, rotation, audit).await?;
             Ok((api_key_from_row(&before)?, api_key_from_row(&after)?))
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
-        async fn delete_api_key(s: &Backend, user: UserId, id: ApiKeyId) -> StoreResult<ApiKey> {
+        async fn delete_api_key(s: &Backend, user: UserId, id: ApiKeyId, audit: &[AuditEntry]) -> StoreResult<ApiKey> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
             let row = ::sqlx::query(&format!(
                 "DELETE FROM api_keys WHERE id = $1 AND user_id = $2 RETURNING {API_KEY_COLS}"
             ))
             .bind(id.0)
             .bind(user.0)
-            .fetch_optional(s.writer())
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db)?
             .ok_or(StoreError::NotFound)?;
+            commit_audited(tx, s, audit).await?;
             api_key_from_row(&row)
         }
 

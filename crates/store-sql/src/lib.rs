@@ -17,6 +17,7 @@
 //! the same instants; SQLite keeps them as RFC 3339 text in UTC, which sorts and compares in
 //! time order.
 
+mod audit;
 mod conversations;
 mod credentials;
 mod messages;
@@ -59,6 +60,7 @@ macro_rules! impl_store {
             $crate::__store_sql_realtime!();
             $crate::__store_sql_credentials!();
             $crate::__store_sql_mfa!();
+            $crate::__store_sql_audit!();
 
             // Each method calls the module function of the same name.
             #[::async_trait::async_trait]
@@ -67,12 +69,20 @@ macro_rules! impl_store {
                     ping(self).await
                 }
 
-                async fn create_user(&self, user: &NewUser) -> StoreResult<User> {
-                    create_user(self, user).await
+                async fn create_user(
+                    &self,
+                    user: &NewUser,
+                    audit: &[AuditEntry],
+                ) -> StoreResult<User> {
+                    create_user(self, user, audit).await
                 }
 
-                async fn claim_bootstrap(&self, user: &NewUser) -> StoreResult<User> {
-                    claim_bootstrap(self, user).await
+                async fn claim_bootstrap(
+                    &self,
+                    user: &NewUser,
+                    audit: &[AuditEntry],
+                ) -> StoreResult<User> {
+                    claim_bootstrap(self, user, audit).await
                 }
 
                 async fn bootstrap_claimed(&self) -> StoreResult<bool> {
@@ -94,16 +104,22 @@ macro_rules! impl_store {
                     password_hash(self, id).await
                 }
 
-                async fn set_password_hash(&self, id: UserId, phc: &str) -> StoreResult<()> {
-                    set_password_hash(self, id, phc).await
+                async fn set_password_hash(
+                    &self,
+                    id: UserId,
+                    phc: &str,
+                    audit: &[AuditEntry],
+                ) -> StoreResult<()> {
+                    set_password_hash(self, id, phc, audit).await
                 }
 
                 async fn set_display_name(
                     &self,
                     id: UserId,
                     name: Option<&DisplayName>,
+                    audit: &[AuditEntry],
                 ) -> StoreResult<User> {
-                    set_display_name(self, id, name).await
+                    set_display_name(self, id, name, audit).await
                 }
 
                 async fn set_user_flags(
@@ -111,8 +127,9 @@ macro_rules! impl_store {
                     id: UserId,
                     disabled: Option<bool>,
                     server_admin: Option<bool>,
+                    audit: &[AuditEntry],
                 ) -> StoreResult<User> {
-                    set_user_flags(self, id, disabled, server_admin).await
+                    set_user_flags(self, id, disabled, server_admin, audit).await
                 }
 
                 async fn list_users(&self, page: Page<UserId>) -> StoreResult<Vec<User>> {
@@ -127,8 +144,9 @@ macro_rules! impl_store {
                     &self,
                     session: &Session,
                     token_hash: &[u8],
+                    audit: &[AuditEntry],
                 ) -> StoreResult<()> {
-                    create_session(self, session, token_hash).await
+                    create_session(self, session, token_hash, audit).await
                 }
 
                 async fn session_by_token_hash(
@@ -151,20 +169,31 @@ macro_rules! impl_store {
                     list_sessions(self, user).await
                 }
 
-                async fn delete_session(&self, user: UserId, id: SessionId) -> StoreResult<()> {
-                    delete_session(self, user, id).await
+                async fn delete_session(
+                    &self,
+                    user: UserId,
+                    id: SessionId,
+                    audit: &[AuditEntry],
+                ) -> StoreResult<()> {
+                    delete_session(self, user, id, audit).await
                 }
 
                 async fn delete_sessions(
                     &self,
                     user: UserId,
                     keep: Option<SessionId>,
+                    audit: &[AuditEntry],
                 ) -> StoreResult<u64> {
-                    delete_sessions(self, user, keep).await
+                    delete_sessions(self, user, keep, audit).await
                 }
 
-                async fn create_org(&self, org: &Org, owner: UserId) -> StoreResult<()> {
-                    create_org(self, org, owner).await
+                async fn create_org(
+                    &self,
+                    org: &Org,
+                    owner: UserId,
+                    audit: &[AuditEntry],
+                ) -> StoreResult<()> {
+                    create_org(self, org, owner, audit).await
                 }
 
                 async fn org(&self, id: OrgId) -> StoreResult<Org> {
@@ -175,12 +204,17 @@ macro_rules! impl_store {
                     orgs_for_user(self, user).await
                 }
 
-                async fn update_org(&self, id: OrgId, patch: &OrgPatch) -> StoreResult<Org> {
-                    update_org(self, id, patch).await
+                async fn update_org(
+                    &self,
+                    id: OrgId,
+                    patch: &OrgPatch,
+                    audit: &[AuditEntry],
+                ) -> StoreResult<Org> {
+                    update_org(self, id, patch, audit).await
                 }
 
-                async fn delete_org(&self, id: OrgId) -> StoreResult<()> {
-                    delete_org(self, id).await
+                async fn delete_org(&self, id: OrgId, audit: &[AuditEntry]) -> StoreResult<()> {
+                    delete_org(self, id, audit).await
                 }
 
                 async fn membership(
@@ -209,8 +243,9 @@ macro_rules! impl_store {
                     user: UserId,
                     role: OrgRole,
                     at: DateTime<Utc>,
+                    audit: &[AuditEntry],
                 ) -> StoreResult<()> {
-                    add_member(self, org, user, role, at).await
+                    add_member(self, org, user, role, at, audit).await
                 }
 
                 async fn set_member_role(
@@ -218,12 +253,18 @@ macro_rules! impl_store {
                     org: OrgId,
                     user: UserId,
                     role: OrgRole,
+                    audit: &[AuditEntry],
                 ) -> StoreResult<()> {
-                    set_member_role(self, org, user, role).await
+                    set_member_role(self, org, user, role, audit).await
                 }
 
-                async fn remove_member(&self, org: OrgId, user: UserId) -> StoreResult<()> {
-                    remove_member(self, org, user).await
+                async fn remove_member(
+                    &self,
+                    org: OrgId,
+                    user: UserId,
+                    audit: &[AuditEntry],
+                ) -> StoreResult<()> {
+                    remove_member(self, org, user, audit).await
                 }
 
                 async fn transfer_org(
@@ -231,16 +272,18 @@ macro_rules! impl_store {
                     org: OrgId,
                     from: UserId,
                     to: UserId,
+                    audit: &[AuditEntry],
                 ) -> StoreResult<()> {
-                    transfer_org(self, org, from, to).await
+                    transfer_org(self, org, from, to, audit).await
                 }
 
                 async fn create_invite(
                     &self,
                     invite: &Invite,
                     code_hash: &[u8],
+                    audit: &[AuditEntry],
                 ) -> StoreResult<()> {
-                    create_invite(self, invite, code_hash).await
+                    create_invite(self, invite, code_hash, audit).await
                 }
 
                 async fn redeem_invite(
@@ -248,16 +291,17 @@ macro_rules! impl_store {
                     code_hash: &[u8],
                     user: UserId,
                     at: DateTime<Utc>,
+                    audit: &[AuditEntry],
                 ) -> StoreResult<Invite> {
-                    redeem_invite(self, code_hash, user, at).await
+                    redeem_invite(self, code_hash, user, at, audit).await
                 }
 
                 async fn invite_by_code(&self, code_hash: &[u8]) -> StoreResult<Option<Invite>> {
                     invite_by_code(self, code_hash).await
                 }
 
-                async fn create_team(&self, team: &Team) -> StoreResult<()> {
-                    create_team(self, team).await
+                async fn create_team(&self, team: &Team, audit: &[AuditEntry]) -> StoreResult<()> {
+                    create_team(self, team, audit).await
                 }
 
                 async fn teams(&self, org: OrgId) -> StoreResult<Vec<Team>> {
@@ -268,12 +312,22 @@ macro_rules! impl_store {
                     team(self, id).await
                 }
 
-                async fn add_team_member(&self, team: TeamId, user: UserId) -> StoreResult<()> {
-                    add_team_member(self, team, user).await
+                async fn add_team_member(
+                    &self,
+                    team: TeamId,
+                    user: UserId,
+                    audit: &[AuditEntry],
+                ) -> StoreResult<()> {
+                    add_team_member(self, team, user, audit).await
                 }
 
-                async fn remove_team_member(&self, team: TeamId, user: UserId) -> StoreResult<()> {
-                    remove_team_member(self, team, user).await
+                async fn remove_team_member(
+                    &self,
+                    team: TeamId,
+                    user: UserId,
+                    audit: &[AuditEntry],
+                ) -> StoreResult<()> {
+                    remove_team_member(self, team, user, audit).await
                 }
 
                 async fn user_teams(&self, org: OrgId, user: UserId) -> StoreResult<Vec<TeamId>> {
@@ -284,8 +338,9 @@ macro_rules! impl_store {
                     &self,
                     conv: &Conversation,
                     participants: &[(UserId, ConversationRole)],
+                    audit: &[AuditEntry],
                 ) -> StoreResult<()> {
-                    create_conversation(self, conv, participants).await
+                    create_conversation(self, conv, participants, audit).await
                 }
 
                 async fn direct_conversation(
@@ -321,12 +376,17 @@ macro_rules! impl_store {
                     id: ConversationId,
                     patch: &ConversationPatch,
                     at: DateTime<Utc>,
+                    audit: &[AuditEntry],
                 ) -> StoreResult<Conversation> {
-                    update_conversation(self, id, patch, at).await
+                    update_conversation(self, id, patch, at, audit).await
                 }
 
-                async fn delete_conversation(&self, id: ConversationId) -> StoreResult<()> {
-                    delete_conversation(self, id).await
+                async fn delete_conversation(
+                    &self,
+                    id: ConversationId,
+                    audit: &[AuditEntry],
+                ) -> StoreResult<()> {
+                    delete_conversation(self, id, audit).await
                 }
 
                 async fn participant_role(
@@ -351,16 +411,18 @@ macro_rules! impl_store {
                     user: UserId,
                     role: ConversationRole,
                     at: DateTime<Utc>,
+                    audit: &[AuditEntry],
                 ) -> StoreResult<Participant> {
-                    add_participant(self, conv, user, role, at).await
+                    add_participant(self, conv, user, role, at, audit).await
                 }
 
                 async fn remove_participant(
                     &self,
                     conv: ConversationId,
                     user: UserId,
+                    audit: &[AuditEntry],
                 ) -> StoreResult<()> {
-                    remove_participant(self, conv, user).await
+                    remove_participant(self, conv, user, audit).await
                 }
 
                 async fn insert_message(&self, msg: &NewMessage) -> StoreResult<Inserted> {
@@ -393,8 +455,9 @@ macro_rules! impl_store {
                     &self,
                     id: MessageId,
                     at: DateTime<Utc>,
+                    audit: &[AuditEntry],
                 ) -> StoreResult<Message> {
-                    delete_message(self, id, at).await
+                    delete_message(self, id, at, audit).await
                 }
 
                 async fn message_history(&self, id: MessageId) -> StoreResult<Vec<MessageVersion>> {
@@ -449,8 +512,9 @@ macro_rules! impl_store {
                     user: UserId,
                     secret: &::conclave_core::secretbox::Sealed,
                     at: DateTime<Utc>,
+                    audit: &[AuditEntry],
                 ) -> StoreResult<bool> {
-                    save_pending_totp(self, user, secret, at).await
+                    save_pending_totp(self, user, secret, at, audit).await
                 }
 
                 async fn totp_enrolment(
@@ -467,16 +531,21 @@ macro_rules! impl_store {
                     step: i64,
                     codes: &[::conclave_core::mfa::StoredRecoveryCode],
                     at: DateTime<Utc>,
+                    audit: &[AuditEntry],
                 ) -> StoreResult<bool> {
-                    enable_totp(self, user, nonce, step, codes, at).await
+                    enable_totp(self, user, nonce, step, codes, at, audit).await
                 }
 
                 async fn use_totp_step(&self, user: UserId, step: i64) -> StoreResult<bool> {
                     use_totp_step(self, user, step).await
                 }
 
-                async fn disable_totp(&self, user: UserId) -> StoreResult<()> {
-                    disable_totp(self, user).await
+                async fn disable_totp(
+                    &self,
+                    user: UserId,
+                    audit: &[AuditEntry],
+                ) -> StoreResult<()> {
+                    disable_totp(self, user, audit).await
                 }
 
                 async fn recovery_code(
@@ -492,8 +561,9 @@ macro_rules! impl_store {
                     user: UserId,
                     lookup: &str,
                     at: DateTime<Utc>,
+                    audit: &[AuditEntry],
                 ) -> StoreResult<bool> {
-                    use_recovery_code(self, user, lookup, at).await
+                    use_recovery_code(self, user, lookup, at, audit).await
                 }
 
                 async fn replace_recovery_codes(
@@ -501,8 +571,9 @@ macro_rules! impl_store {
                     user: UserId,
                     codes: &[::conclave_core::mfa::StoredRecoveryCode],
                     at: DateTime<Utc>,
+                    audit: &[AuditEntry],
                 ) -> StoreResult<bool> {
-                    replace_recovery_codes(self, user, codes, at).await
+                    replace_recovery_codes(self, user, codes, at, audit).await
                 }
 
                 async fn org_standing(
@@ -528,8 +599,12 @@ macro_rules! impl_store {
                     mfa_challenge(self, token_hash).await
                 }
 
-                async fn fail_mfa_challenge(&self, token_hash: &[u8]) -> StoreResult<i32> {
-                    fail_mfa_challenge(self, token_hash).await
+                async fn fail_mfa_challenge(
+                    &self,
+                    token_hash: &[u8],
+                    audit: &[AuditEntry],
+                ) -> StoreResult<i32> {
+                    fail_mfa_challenge(self, token_hash, audit).await
                 }
 
                 async fn take_mfa_challenge(
@@ -557,8 +632,9 @@ macro_rules! impl_store {
                     keys: &[::conclave_core::mfa::ThrottleKey],
                     at: DateTime<Utc>,
                     forget_before: DateTime<Utc>,
+                    audit: &[AuditEntry],
                 ) -> StoreResult<Vec<::conclave_core::mfa::ThrottleCount>> {
-                    record_login_failure(self, keys, at, forget_before).await
+                    record_login_failure(self, keys, at, forget_before, audit).await
                 }
 
                 async fn clear_login_failures(
@@ -577,8 +653,9 @@ macro_rules! impl_store {
                     user: &NewUser,
                     bot: &Bot,
                     token_hash: &[u8],
+                    audit: &[AuditEntry],
                 ) -> StoreResult<()> {
-                    create_bot(self, user, bot, token_hash).await
+                    create_bot(self, user, bot, token_hash, audit).await
                 }
 
                 async fn bot(&self, id: BotId) -> StoreResult<Bot> {
@@ -600,12 +677,18 @@ macro_rules! impl_store {
                     &self,
                     id: BotId,
                     rotation: &Rotation,
+                    audit: &[AuditEntry],
                 ) -> StoreResult<(Bot, Bot)> {
-                    rotate_bot_token(self, id, rotation).await
+                    rotate_bot_token(self, id, rotation, audit).await
                 }
 
-                async fn create_api_key(&self, key: &ApiKey, token_hash: &[u8]) -> StoreResult<()> {
-                    create_api_key(self, key, token_hash).await
+                async fn create_api_key(
+                    &self,
+                    key: &ApiKey,
+                    token_hash: &[u8],
+                    audit: &[AuditEntry],
+                ) -> StoreResult<()> {
+                    create_api_key(self, key, token_hash, audit).await
                 }
 
                 async fn api_key(&self, id: ApiKeyId) -> StoreResult<ApiKey> {
@@ -627,12 +710,18 @@ macro_rules! impl_store {
                     &self,
                     id: ApiKeyId,
                     rotation: &Rotation,
+                    audit: &[AuditEntry],
                 ) -> StoreResult<(ApiKey, ApiKey)> {
-                    rotate_api_key(self, id, rotation).await
+                    rotate_api_key(self, id, rotation, audit).await
                 }
 
-                async fn delete_api_key(&self, user: UserId, id: ApiKeyId) -> StoreResult<ApiKey> {
-                    delete_api_key(self, user, id).await
+                async fn delete_api_key(
+                    &self,
+                    user: UserId,
+                    id: ApiKeyId,
+                    audit: &[AuditEntry],
+                ) -> StoreResult<ApiKey> {
+                    delete_api_key(self, user, id, audit).await
                 }
 
                 async fn touch_api_key(
@@ -642,6 +731,61 @@ macro_rules! impl_store {
                     ip: Option<&str>,
                 ) -> StoreResult<()> {
                     touch_api_key(self, id, at, ip).await
+                }
+
+                async fn append_audit(&self, audit: &[AuditEntry]) -> StoreResult<()> {
+                    append_audit(self, audit).await
+                }
+
+                async fn audit_heads(&self) -> StoreResult<Vec<ChainHead>> {
+                    audit_heads(self).await
+                }
+
+                async fn audit_chain_names(&self) -> StoreResult<Vec<String>> {
+                    audit_chain_names(self).await
+                }
+
+                async fn audit_rows(
+                    &self,
+                    chain: &str,
+                    from_seq: i64,
+                    limit: i64,
+                ) -> StoreResult<Vec<AuditRow>> {
+                    audit_rows(self, chain, from_seq, limit).await
+                }
+
+                async fn audit_checkpoint(&self, chain: &str) -> StoreResult<Option<Checkpoint>> {
+                    audit_checkpoint(self, chain).await
+                }
+
+                async fn list_audit(
+                    &self,
+                    filter: &AuditFilter,
+                    page: Page<::uuid::Uuid>,
+                ) -> StoreResult<Vec<AuditRow>> {
+                    list_audit(self, filter, page).await
+                }
+
+                async fn prune_audit(
+                    &self,
+                    chain: &str,
+                    before: DateTime<Utc>,
+                    entry: &AuditEntry,
+                ) -> StoreResult<u64> {
+                    prune_audit(self, chain, before, entry).await
+                }
+
+                async fn prune_messages(
+                    &self,
+                    org: OrgId,
+                    before: DateTime<Utc>,
+                    entry: &AuditEntry,
+                ) -> StoreResult<u64> {
+                    prune_messages(self, org, before, entry).await
+                }
+
+                async fn orgs_with_retention(&self) -> StoreResult<Vec<Org>> {
+                    orgs_with_retention(self).await
                 }
             }
         }

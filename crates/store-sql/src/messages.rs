@@ -199,8 +199,7 @@ macro_rules! __store_sql_messages {
         async fn delete_message(
             s: &Backend,
             id: MessageId,
-            at: DateTime<Utc>,
-        ) -> StoreResult<Message> {
+            at: DateTime<Utc>, audit: &[AuditEntry]) -> StoreResult<Message> {
             let mut tx = s.writer().begin().await.map_err(db)?;
             let done = ::sqlx::query(
                 "UPDATE messages SET content = NULL, deleted_at = COALESCE(deleted_at, $2) \
@@ -221,7 +220,7 @@ macro_rules! __store_sql_messages {
                 .await
                 .map_err(db)?;
             let message = load_message(&mut tx, id).await?;
-            tx.commit().await.map_err(db)?;
+            commit_audited(tx, s, audit).await?;
             Ok(message)
         }
 

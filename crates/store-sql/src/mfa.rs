@@ -55,8 +55,8 @@ macro_rules! __store_sql_mfa {
             s: &Backend,
             user: UserId,
             secret: &::conclave_core::secretbox::Sealed,
-            at: DateTime<Utc>,
-        ) -> StoreResult<bool> {
+            at: DateTime<Utc>, audit: &[AuditEntry]) -> StoreResult<bool> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
             // The conditional upsert replaces a pending secret but never an enabled one.
             let done = ::sqlx::query(
                 "INSERT INTO user_totp (user_id, secret_key_id, secret_nonce, secret_ciphertext, \
@@ -72,10 +72,15 @@ macro_rules! __store_sql_mfa {
             .bind(secret.nonce.as_slice())
             .bind(secret.ciphertext.as_slice())
             .bind(ts(at))
-            .execute(s.writer())
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
-            Ok(done.rows_affected() == 1)
+            // No change, no audit row.
+            if done.rows_affected() != 1 {
+                return Ok(false);
+            }
+            commit_audited(tx, s, audit).await?;
+            Ok(true)
         }
 
         async fn totp_enrolment(
@@ -125,8 +130,7 @@ macro_rules! __store_sql_mfa {
             nonce: &[u8],
             step: i64,
             codes: &[::conclave_core::mfa::StoredRecoveryCode],
-            at: DateTime<Utc>,
-        ) -> StoreResult<bool> {
+            at: DateTime<Utc>, audit: &[AuditEntry]) -> StoreResult<bool> {
             let mut tx = s.writer().begin().await.map_err(db)?;
             let done = ::sqlx::query(
                 "UPDATE user_totp SET enabled_at = $3, last_step = $4 \
@@ -144,7 +148,7 @@ macro_rules! __store_sql_mfa {
                 return Ok(false);
             }
             insert_recovery_codes(&mut tx, user, codes, at).await?;
-            tx.commit().await.map_err(db)?;
+            commit_audited(tx, s, audit).await?;
             Ok(true)
         }
 
@@ -163,7 +167,7 @@ macro_rules! __store_sql_mfa {
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
-        async fn disable_totp(s: &Backend, user: UserId) -> StoreResult<()> {
+        async fn disable_totp(s: &Backend, user: UserId, audit: &[AuditEntry]) -> StoreResult<()> {
             let mut tx = s.writer().begin().await.map_err(db)?;
             ::sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
                 .bind(user.0)
@@ -175,7 +179,7 @@ macro_rules! __store_sql_mfa {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
-            tx.commit().await.map_err(db)?;
+            commit_audited(tx, s, audit).await?;
             Ok(())
         }
 
@@ -208,8 +212,8 @@ macro_rules! __store_sql_mfa {
             s: &Backend,
             user: UserId,
             lookup: &str,
-            at: DateTime<Utc>,
-        ) -> StoreResult<bool> {
+            at: DateTime<Utc>, audit: &[AuditEntry]) -> StoreResult<bool> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
             let done = ::sqlx::query(
                 "UPDATE recovery_codes SET used_at = $3 \
                  WHERE user_id = $1 AND lookup = $2 AND used_at IS NULL",
@@ -217,10 +221,15 @@ macro_rules! __store_sql_mfa {
             .bind(user.0)
             .bind(lookup)
             .bind(ts(at))
-            .execute(s.writer())
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
-            Ok(done.rows_affected() == 1)
+            // No change, no audit row.
+            if done.rows_affected() != 1 {
+                return Ok(false);
+            }
+            commit_audited(tx, s, audit).await?;
+            Ok(true)
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
@@ -228,8 +237,7 @@ macro_rules! __store_sql_mfa {
             s: &Backend,
             user: UserId,
             codes: &[::conclave_core::mfa::StoredRecoveryCode],
-            at: DateTime<Utc>,
-        ) -> StoreResult<bool> {
+            at: DateTime<Utc>, audit: &[AuditEntry]) -> StoreResult<bool> {
             let mut tx = s.writer().begin().await.map_err(db)?;
             // Locks the enrolment (PostgreSQL) so a concurrent disable cannot leave codes behind.
             let on = ::sqlx::query(
@@ -244,7 +252,7 @@ macro_rules! __store_sql_mfa {
                 return Ok(false);
             }
             insert_recovery_codes(&mut tx, user, codes, at).await?;
-            tx.commit().await.map_err(db)?;
+            commit_audited(tx, s, audit).await?;
             Ok(true)
         }
 
@@ -311,16 +319,18 @@ macro_rules! __store_sql_mfa {
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
-        async fn fail_mfa_challenge(s: &Backend, token_hash: &[u8]) -> StoreResult<i32> {
+        async fn fail_mfa_challenge(s: &Backend, token_hash: &[u8], audit: &[AuditEntry]) -> StoreResult<i32> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
             let row = ::sqlx::query(
                 "UPDATE mfa_challenges SET failures = failures + 1 WHERE token_hash = $1 \
                  RETURNING failures",
             )
             .bind(token_hash)
-            .fetch_optional(s.writer())
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db)?
             .ok_or(StoreError::NotFound)?;
+            commit_audited(tx, s, audit).await?;
             get(&row, "failures")
         }
 
@@ -383,8 +393,8 @@ macro_rules! __store_sql_mfa {
             s: &Backend,
             keys: &[::conclave_core::mfa::ThrottleKey],
             at: DateTime<Utc>,
-            forget_before: DateTime<Utc>,
-        ) -> StoreResult<Vec<::conclave_core::mfa::ThrottleCount>> {
+            forget_before: DateTime<Utc>, audit: &[AuditEntry]) -> StoreResult<Vec<::conclave_core::mfa::ThrottleCount>> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
             let mut counts = Vec::with_capacity(keys.len());
             for key in keys {
                 let row = ::sqlx::query(
@@ -403,11 +413,12 @@ macro_rules! __store_sql_mfa {
                 .bind(key.ip.as_str())
                 .bind(ts(at))
                 .bind(ts(forget_before))
-                .fetch_one(s.writer())
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(db)?;
                 counts.push(throttle_from_row(&row)?);
             }
+            commit_audited(tx, s, audit).await?;
             Ok(counts)
         }
 

@@ -91,7 +91,7 @@ macro_rules! __store_sql_orgs {
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
-        async fn create_org(s: &Backend, org: &Org, owner: UserId) -> StoreResult<()> {
+        async fn create_org(s: &Backend, org: &Org, owner: UserId, audit: &[AuditEntry]) -> StoreResult<()> {
             let mut tx = s.writer().begin().await.map_err(db)?;
             ::sqlx::query(
                 "INSERT INTO orgs (id, name, require_2fa, message_retention_days, \
@@ -108,7 +108,7 @@ macro_rules! __store_sql_orgs {
             .await
             .map_err(db)?;
             insert_member(&mut tx, org.id, owner, OrgRole::Owner, org.created_at).await?;
-            tx.commit().await.map_err(db)
+            commit_audited(tx, s, audit).await
         }
 
         async fn org(s: &Backend, id: OrgId) -> StoreResult<Org> {
@@ -135,7 +135,8 @@ macro_rules! __store_sql_orgs {
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
-        async fn update_org(s: &Backend, id: OrgId, patch: &OrgPatch) -> StoreResult<Org> {
+        async fn update_org(s: &Backend, id: OrgId, patch: &OrgPatch, audit: &[AuditEntry]) -> StoreResult<Org> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
             let row = ::sqlx::query(&format!(
                 "UPDATE orgs SET name = COALESCE($2, name), \
                  require_2fa = COALESCE($3, require_2fa), \
@@ -151,23 +152,25 @@ macro_rules! __store_sql_orgs {
             .bind(patch.audit_retention_days.is_some())
             .bind(patch.audit_retention_days.flatten())
             .bind(patch.erasure.map(ErasurePolicy::as_str))
-            .fetch_one(s.writer())
+            .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
+            commit_audited(tx, s, audit).await?;
             org_from_row(&row)
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
-        async fn delete_org(s: &Backend, id: OrgId) -> StoreResult<()> {
+        async fn delete_org(s: &Backend, id: OrgId, audit: &[AuditEntry]) -> StoreResult<()> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
             let done = ::sqlx::query("DELETE FROM orgs WHERE id = $1")
                 .bind(id.0)
-                .execute(s.writer())
+                .execute(&mut *tx)
                 .await
                 .map_err(db)?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
-            Ok(())
+            commit_audited(tx, s, audit).await
         }
 
         async fn membership(s: &Backend, org: OrgId, user: UserId) -> StoreResult<Option<OrgRole>> {
@@ -211,10 +214,10 @@ macro_rules! __store_sql_orgs {
             org: OrgId,
             user: UserId,
             role: OrgRole,
-            at: DateTime<Utc>,
-        ) -> StoreResult<()> {
-            let mut conn = s.writer().acquire().await.map_err(db)?;
-            insert_member(&mut conn, org, user, role, at).await
+            at: DateTime<Utc>, audit: &[AuditEntry]) -> StoreResult<()> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
+            insert_member(&mut tx, org, user, role, at).await?;
+            commit_audited(tx, s, audit).await
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
@@ -222,8 +225,7 @@ macro_rules! __store_sql_orgs {
             s: &Backend,
             org: OrgId,
             user: UserId,
-            role: OrgRole,
-        ) -> StoreResult<()> {
+            role: OrgRole, audit: &[AuditEntry]) -> StoreResult<()> {
             let mut tx = s.writer().begin().await.map_err(db)?;
             lock_org(&mut tx, org).await?;
             let current = role_in(&mut tx, org, user)
@@ -236,11 +238,11 @@ macro_rules! __store_sql_orgs {
                 return Err(StoreError::Conflict(Conflict::LastOrgOwner));
             }
             set_role(&mut tx, org, user, role).await?;
-            tx.commit().await.map_err(db)
+            commit_audited(tx, s, audit).await
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
-        async fn remove_member(s: &Backend, org: OrgId, user: UserId) -> StoreResult<()> {
+        async fn remove_member(s: &Backend, org: OrgId, user: UserId, audit: &[AuditEntry]) -> StoreResult<()> {
             let mut tx = s.writer().begin().await.map_err(db)?;
             lock_org(&mut tx, org).await?;
             let current = role_in(&mut tx, org, user)
@@ -291,7 +293,7 @@ macro_rules! __store_sql_orgs {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
-            tx.commit().await.map_err(db)
+            commit_audited(tx, s, audit).await
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
@@ -299,8 +301,7 @@ macro_rules! __store_sql_orgs {
             s: &Backend,
             org: OrgId,
             from: UserId,
-            to: UserId,
-        ) -> StoreResult<()> {
+            to: UserId, audit: &[AuditEntry]) -> StoreResult<()> {
             let mut tx = s.writer().begin().await.map_err(db)?;
             lock_org(&mut tx, org).await?;
             if from == to {
@@ -312,11 +313,12 @@ macro_rules! __store_sql_orgs {
             }
             set_role(&mut tx, org, to, OrgRole::Owner).await?;
             set_role(&mut tx, org, from, OrgRole::Admin).await?;
-            tx.commit().await.map_err(db)
+            commit_audited(tx, s, audit).await
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
-        async fn create_invite(s: &Backend, invite: &Invite, code_hash: &[u8]) -> StoreResult<()> {
+        async fn create_invite(s: &Backend, invite: &Invite, code_hash: &[u8], audit: &[AuditEntry]) -> StoreResult<()> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
             ::sqlx::query(
                 "INSERT INTO invites (id, org_id, code_hash, role, max_uses, uses, expires_at, \
                  created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -330,10 +332,10 @@ macro_rules! __store_sql_orgs {
             .bind(invite.expires_at.map(ts))
             .bind(invite.created_by.0)
             .bind(ts(invite.created_at))
-            .execute(s.writer())
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
-            Ok(())
+            commit_audited(tx, s, audit).await
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
@@ -341,8 +343,7 @@ macro_rules! __store_sql_orgs {
             s: &Backend,
             code_hash: &[u8],
             user: UserId,
-            at: DateTime<Utc>,
-        ) -> StoreResult<Invite> {
+            at: DateTime<Utc>, audit: &[AuditEntry]) -> StoreResult<Invite> {
             let mut tx = s.writer().begin().await.map_err(db)?;
             let row = ::sqlx::query(&format!(
                 "UPDATE invites SET uses = uses + 1 WHERE code_hash = $1 \
@@ -358,7 +359,7 @@ macro_rules! __store_sql_orgs {
             let invite = invite_from_row(&row)?;
             // A duplicate membership returns early, so the transaction (and the use) rolls back.
             insert_member(&mut tx, invite.org_id, user, invite.role, at).await?;
-            tx.commit().await.map_err(db)?;
+            commit_audited(tx, s, audit).await?;
             Ok(invite)
         }
 
@@ -384,7 +385,7 @@ macro_rules! __store_sql_orgs {
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
-        async fn create_team(s: &Backend, team: &Team) -> StoreResult<()> {
+        async fn create_team(s: &Backend, team: &Team, audit: &[AuditEntry]) -> StoreResult<()> {
             let mut tx = s.writer().begin().await.map_err(db)?;
             ::sqlx::query(
                 "INSERT INTO teams (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)",
@@ -399,7 +400,7 @@ macro_rules! __store_sql_orgs {
             for member in &team.member_ids {
                 insert_team_member(&mut tx, team.id, *member).await?;
             }
-            tx.commit().await.map_err(db)
+            commit_audited(tx, s, audit).await
         }
 
         async fn teams(s: &Backend, org: OrgId) -> StoreResult<Vec<Team>> {
@@ -474,24 +475,26 @@ macro_rules! __store_sql_orgs {
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
-        async fn add_team_member(s: &Backend, team: TeamId, user: UserId) -> StoreResult<()> {
-            let mut conn = s.writer().acquire().await.map_err(db)?;
-            insert_team_member(&mut conn, team, user).await
+        async fn add_team_member(s: &Backend, team: TeamId, user: UserId, audit: &[AuditEntry]) -> StoreResult<()> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
+            insert_team_member(&mut tx, team, user).await?;
+            commit_audited(tx, s, audit).await
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
-        async fn remove_team_member(s: &Backend, team: TeamId, user: UserId) -> StoreResult<()> {
+        async fn remove_team_member(s: &Backend, team: TeamId, user: UserId, audit: &[AuditEntry]) -> StoreResult<()> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
             let done =
                 ::sqlx::query("DELETE FROM team_members WHERE team_id = $1 AND user_id = $2")
                     .bind(team.0)
                     .bind(user.0)
-                    .execute(s.writer())
+                    .execute(&mut *tx)
                     .await
                     .map_err(db)?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
-            Ok(())
+            commit_audited(tx, s, audit).await
         }
 
         async fn user_teams(s: &Backend, org: OrgId, user: UserId) -> StoreResult<Vec<TeamId>> {

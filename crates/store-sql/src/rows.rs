@@ -133,7 +133,7 @@ macro_rules! __store_sql_rows {
         }
 
         const SESSION_COLS: &str =
-            "id, user_id, device, ip, created_at, last_seen_at, expires_at, cookie";
+            "id, user_id, device, ip, created_at, last_seen_at, expires_at, cookie, impersonator_id";
 
         fn session_from_row(row: &Row) -> StoreResult<Session> {
             Ok(Session {
@@ -145,6 +145,7 @@ macro_rules! __store_sql_rows {
                 last_seen_at: get(row, "last_seen_at")?,
                 expires_at: get(row, "expires_at")?,
                 cookie: get(row, "cookie")?,
+                impersonator: get::<Option<::uuid::Uuid>>(row, "impersonator_id")?.map(UserId),
             })
         }
 

@@ -35,13 +35,23 @@ macro_rules! __store_sql_users {
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
-        async fn create_user(s: &Backend, user: &NewUser) -> StoreResult<User> {
-            let mut conn = s.writer().acquire().await.map_err(db)?;
-            insert_user(&mut conn, user).await
+        async fn create_user(
+            s: &Backend,
+            user: &NewUser,
+            audit: &[AuditEntry],
+        ) -> StoreResult<User> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
+            let created = insert_user(&mut tx, user).await?;
+            commit_audited(tx, s, audit).await?;
+            Ok(created)
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
-        async fn claim_bootstrap(s: &Backend, user: &NewUser) -> StoreResult<User> {
+        async fn claim_bootstrap(
+            s: &Backend,
+            user: &NewUser,
+            audit: &[AuditEntry],
+        ) -> StoreResult<User> {
             let mut tx = s.writer().begin().await.map_err(db)?;
             ::sqlx::query("INSERT INTO server_flags (name, set_at) VALUES ('bootstrap', $1)")
                 .bind(ts(user.created_at))
@@ -49,7 +59,7 @@ macro_rules! __store_sql_users {
                 .await
                 .map_err(unique(Conflict::BootstrapUsed))?;
             let created = insert_user(&mut tx, user).await?;
-            tx.commit().await.map_err(db)?;
+            commit_audited(tx, s, audit).await?;
             Ok(created)
         }
 
@@ -97,17 +107,23 @@ macro_rules! __store_sql_users {
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
-        async fn set_password_hash(s: &Backend, id: UserId, phc: &str) -> StoreResult<()> {
+        async fn set_password_hash(
+            s: &Backend,
+            id: UserId,
+            phc: &str,
+            audit: &[AuditEntry],
+        ) -> StoreResult<()> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
             let done = ::sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
                 .bind(id.0)
                 .bind(phc)
-                .execute(s.writer())
+                .execute(&mut *tx)
                 .await
                 .map_err(db)?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
-            Ok(())
+            commit_audited(tx, s, audit).await
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
@@ -115,15 +131,18 @@ macro_rules! __store_sql_users {
             s: &Backend,
             id: UserId,
             name: Option<&DisplayName>,
+            audit: &[AuditEntry],
         ) -> StoreResult<User> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
             let row = ::sqlx::query(&format!(
                 "UPDATE users SET display_name = $2 WHERE id = $1 RETURNING {USER_RETURNING}"
             ))
             .bind(id.0)
             .bind(name.map(DisplayName::as_str))
-            .fetch_one(s.writer())
+            .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
+            commit_audited(tx, s, audit).await?;
             user_from_row(&row)
         }
 
@@ -133,7 +152,9 @@ macro_rules! __store_sql_users {
             id: UserId,
             disabled: Option<bool>,
             server_admin: Option<bool>,
+            audit: &[AuditEntry],
         ) -> StoreResult<User> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
             let row = ::sqlx::query(&format!(
                 "UPDATE users SET disabled = COALESCE($2, disabled), \
                  server_admin = COALESCE($3, server_admin) \
@@ -142,9 +163,10 @@ macro_rules! __store_sql_users {
             .bind(id.0)
             .bind(disabled)
             .bind(server_admin)
-            .fetch_one(s.writer())
+            .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
+            commit_audited(tx, s, audit).await?;
             user_from_row(&row)
         }
 
@@ -180,10 +202,13 @@ macro_rules! __store_sql_users {
             s: &Backend,
             session: &Session,
             token_hash: &[u8],
+            audit: &[AuditEntry],
         ) -> StoreResult<()> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
             ::sqlx::query(
                 "INSERT INTO sessions (id, user_id, token_hash, device, ip, created_at, \
-                 last_seen_at, expires_at, cookie) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 last_seen_at, expires_at, cookie, impersonator_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(session.id.0)
             .bind(session.user_id.0)
@@ -194,10 +219,11 @@ macro_rules! __store_sql_users {
             .bind(ts(session.last_seen_at))
             .bind(ts(session.expires_at))
             .bind(session.cookie)
-            .execute(s.writer())
+            .bind(session.impersonator.map(|u| u.0))
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
-            Ok(())
+            commit_audited(tx, s, audit).await
         }
 
         async fn session_by_token_hash(
@@ -246,17 +272,23 @@ macro_rules! __store_sql_users {
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
-        async fn delete_session(s: &Backend, user: UserId, id: SessionId) -> StoreResult<()> {
+        async fn delete_session(
+            s: &Backend,
+            user: UserId,
+            id: SessionId,
+            audit: &[AuditEntry],
+        ) -> StoreResult<()> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
             let done = ::sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
                 .bind(id.0)
                 .bind(user.0)
-                .execute(s.writer())
+                .execute(&mut *tx)
                 .await
                 .map_err(db)?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
-            Ok(())
+            commit_audited(tx, s, audit).await
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
@@ -264,15 +296,18 @@ macro_rules! __store_sql_users {
             s: &Backend,
             user: UserId,
             keep: Option<SessionId>,
+            audit: &[AuditEntry],
         ) -> StoreResult<u64> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
             let done = ::sqlx::query(
                 "DELETE FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR id <> $2)",
             )
             .bind(user.0)
             .bind(keep.map(|k| k.0))
-            .execute(s.writer())
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
+            commit_audited(tx, s, audit).await?;
             Ok(done.rows_affected())
         }
     };

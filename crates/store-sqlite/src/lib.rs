@@ -17,12 +17,17 @@ pub struct SqliteStore {
     reader: Pool<Sqlite>,
     /// At most one connection: SQLite allows one writer at a time anyway.
     writer: Pool<Sqlite>,
+    /// Chains the audit rows this store appends (DATA-4).
+    audit_key: conclave_core::audit::AuditKey,
 }
 
 impl SqliteStore {
     /// Opens (creating it if missing) the database at `url` — `sqlite://path`, `sqlite:path` or
     /// a plain path — and applies this crate's migrations.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub async fn connect(
+        url: &str,
+        audit_key: conclave_core::audit::AuditKey,
+    ) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(backend)?
             .create_if_missing(true)
@@ -45,7 +50,17 @@ impl SqliteStore {
             .await
             .map_err(backend)?;
         tracing::debug!(url, "sqlite store ready");
-        Ok(Self { reader, writer })
+        Ok(Self {
+            reader,
+            writer,
+            audit_key,
+        })
+    }
+
+    /// The key the audit chains are made with.
+    #[must_use]
+    pub fn audit_key(&self) -> &conclave_core::audit::AuditKey {
+        &self.audit_key
     }
 
     /// The pool for reads outside transactions.

@@ -8,9 +8,12 @@ use std::sync::Arc;
 async fn fresh() -> Option<TestDb> {
     let path =
         std::env::temp_dir().join(format!("conclave-store-test-{}.db", uuid::Uuid::now_v7()));
-    let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .expect("opening a fresh SQLite database");
+    let store = SqliteStore::connect(
+        &format!("sqlite://{}", path.display()),
+        conclave_store_sql::conformance::test_audit_key(),
+    )
+    .await
+    .expect("opening a fresh SQLite database");
     Some(TestDb {
         store: Arc::new(store),
         cleanup: Box::pin(remove(path)),

@@ -111,7 +111,14 @@ impl Services {
                 previous: None,
             },
         };
-        self.store.create_api_key(&key, &secret.hash).await?;
+        let audit = self
+            .audit(actor, "api_key.created")
+            .resource("api_key", key.id)
+            .org(key.org_id)
+            .detail(serde_json::json!({ "scopes": key.scopes }));
+        self.store
+            .create_api_key(&key, &secret.hash, &[audit])
+            .await?;
         Ok((key, key_text))
     }
 
@@ -125,9 +132,13 @@ impl Services {
     /// its open gateway sockets close with 4004.
     pub async fn revoke_api_key(&self, actor: &Actor, id: ApiKeyId) -> Result<()> {
         Self::require_session(actor)?;
+        let mut audit = self.audit(actor, "api_key.revoked").resource("api_key", id);
+        if let Ok(k) = self.store.api_key(id).await {
+            audit = audit.org(k.org_id);
+        }
         let key = self
             .store
-            .delete_api_key(actor.user.id, id)
+            .delete_api_key(actor.user.id, id, &[audit])
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => ServiceError::NotFound("API key"),
@@ -165,14 +176,22 @@ impl Services {
             secret,
             keep_previous_until: (grace > chrono::Duration::zero()).then(|| now + grace),
         };
-        let (before, after) =
-            self.store
-                .rotate_api_key(id, &rotation)
-                .await
-                .map_err(|e| match e {
-                    StoreError::NotFound => not_found(),
-                    other => other.into(),
-                })?;
+        let (before, after) = self
+            .store
+            .rotate_api_key(
+                id,
+                &rotation,
+                &[self
+                    .audit(actor, "api_key.rotated")
+                    .resource("api_key", id)
+                    .org(key.org_id)
+                    .detail(serde_json::json!({ "grace_seconds": grace.num_seconds() }))],
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => not_found(),
+                other => other.into(),
+            })?;
         self.close_replaced(&before.secrets, Some(&after.secrets));
         Ok((after, key_text))
     }

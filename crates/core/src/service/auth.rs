@@ -2,6 +2,7 @@
 //! authentication with idle and absolute expiry, session listing and revocation, password change.
 
 use super::{Actor, Result, Services};
+use crate::audit::AuditActor;
 use crate::error::ServiceError;
 use crate::event::{Control, Event};
 use crate::ids::*;
@@ -24,10 +25,12 @@ pub struct AuthSettings {
 }
 
 /// Where a request came from, recorded on sessions.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientMeta {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The id the server gave the request (in its logs and error bodies).
+    pub request_id: Option<String>,
 }
 
 /// A new session: the token is shown to the client once.
@@ -106,9 +109,12 @@ impl Services {
             server_admin: true,
             created_at: self.clock.now(),
         };
+        let audit = self
+            .audit_as(AuditActor::user(new.id), &meta, "user.bootstrapped")
+            .resource("user", new.id);
         let user = self
             .store
-            .claim_bootstrap(&new)
+            .claim_bootstrap(&new, &[audit])
             .await
             .map_err(|e| match e {
                 StoreError::Conflict(Conflict::BootstrapUsed) => ServiceError::Gone {
@@ -118,7 +124,7 @@ impl Services {
                 other => other.into(),
             })?;
         *self.bootstrap.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        self.start_session(user, meta, cookie).await
+        self.start_session(user, meta, cookie, "bootstrap").await
     }
 
     /// Creates an account when registration allows it; with an invite code the user also joins
@@ -129,6 +135,7 @@ impl Services {
         password: NewPassword,
         email: Option<Email>,
         invite_code: Option<&str>,
+        meta: &ClientMeta,
     ) -> Result<User> {
         match (self.settings.registration, invite_code) {
             (RegistrationMode::Closed, _) => {
@@ -164,10 +171,23 @@ impl Services {
             server_admin: false,
             created_at: self.clock.now(),
         };
-        let user = self.store.create_user(&new).await?;
+        let who = AuditActor::user(new.id);
+        let audit = self
+            .audit_as(who.clone(), meta, "user.registered")
+            .resource("user", new.id);
+        let user = self.store.create_user(&new, &[audit]).await?;
         if let Some(h) = invite_hash {
+            let invite = self.store.invite_by_code(&h).await?;
+            let mut audit = self
+                .audit_as(who, meta, "member.joined")
+                .resource("user", user.id);
+            if let Some(invite) = invite {
+                audit = audit
+                    .org(invite.org_id)
+                    .detail(serde_json::json!({ "role": invite.role, "invite_id": invite.id }));
+            }
             self.store
-                .redeem_invite(&h, user.id, self.clock.now())
+                .redeem_invite(&h, user.id, self.clock.now(), &[audit])
                 .await?;
         }
         Ok(user)
@@ -221,8 +241,15 @@ impl Services {
         let verdict = self.hasher.verify(password, phc).await?;
         let user = match (user, verdict) {
             (Some(user), Verified::Yes | Verified::YesRehash) => user,
-            _ => {
-                self.record_failure(&subject).await?;
+            (user, _) => {
+                let mut audit = self
+                    .audit_as(AuditActor::anonymous(), &meta, "auth.login")
+                    .failed()
+                    .detail(serde_json::json!({ "reason": "invalid_credentials" }));
+                if let Some(u) = user {
+                    audit = audit.resource("user", u.id);
+                }
+                self.record_failure(&subject, audit).await?;
                 return Err(INVALID_CREDENTIALS);
             }
         };
@@ -230,10 +257,21 @@ impl Services {
             // The password was checked above, so it satisfies the length rule it was set with.
             if let Ok(p) = NewPassword::parse(password) {
                 let fresh = self.hasher.hash(&p).await?;
-                self.store.set_password_hash(user.id, &fresh).await?;
+                let audit = self
+                    .audit_as(AuditActor::system(), &meta, "password.rehashed")
+                    .resource("user", user.id);
+                self.store
+                    .set_password_hash(user.id, &fresh, &[audit])
+                    .await?;
             }
         }
         if user.disabled {
+            let audit = self
+                .audit_as(AuditActor::user(user.id), &meta, "auth.login")
+                .resource("user", user.id)
+                .failed()
+                .detail(serde_json::json!({ "reason": "account_disabled" }));
+            self.store.append_audit(&[audit]).await?;
             return Err(ServiceError::forbidden(
                 "account_disabled",
                 "this account is disabled",
@@ -245,7 +283,7 @@ impl Services {
         }
         self.clear_failures(&subject).await?;
         Ok(LoginOutcome::SignedIn(Box::new(
-            self.start_session(user, meta, cookie).await?,
+            self.start_session(user, meta, cookie, "password").await?,
         )))
     }
 
@@ -254,21 +292,30 @@ impl Services {
         user: User,
         meta: ClientMeta,
         cookie: bool,
+        method: &str,
     ) -> Result<SignedIn> {
         let now = self.clock.now();
         let token = token::generate(TokenKind::Session);
         let session = Session {
             id: SessionId::new(),
             user_id: user.id,
-            device: meta.user_agent.map(|ua| ua.chars().take(200).collect()),
-            ip: meta.ip,
+            device: meta
+                .user_agent
+                .as_ref()
+                .map(|ua| ua.chars().take(200).collect()),
+            ip: meta.ip.clone(),
             created_at: now,
             last_seen_at: now,
             expires_at: now + self.settings.session_absolute,
             cookie,
+            impersonator: None,
         };
         let hash = token::hash(&self.keys.token_pepper, token.expose_secret());
-        self.store.create_session(&session, &hash).await?;
+        let audit = self
+            .audit_as(AuditActor::user(user.id), &meta, "auth.login")
+            .resource("user", user.id)
+            .detail(serde_json::json!({ "method": method, "session_id": session.id }));
+        self.store.create_session(&session, &hash, &[audit]).await?;
         Ok(SignedIn {
             token,
             session,
@@ -292,7 +339,7 @@ impl Services {
         let now = self.clock.now();
         if now >= session.expires_at || now >= session.last_seen_at + self.settings.session_idle {
             self.store
-                .delete_session(session.user_id, session.id)
+                .delete_session(session.user_id, session.id, &[])
                 .await
                 .ok();
             return Err(INVALID_TOKEN);
@@ -310,6 +357,10 @@ impl Services {
             }
         }
         Ok(Actor {
+            meta: super::ClientMeta {
+                ip: ip.map(str::to_owned),
+                ..super::ClientMeta::default()
+            },
             user,
             session,
             credential: crate::credential::Credential::Session,
@@ -324,7 +375,13 @@ impl Services {
 
     pub async fn logout(&self, actor: &Actor) -> Result<()> {
         self.store
-            .delete_session(actor.user.id, actor.session.id)
+            .delete_session(
+                actor.user.id,
+                actor.session.id,
+                &[self
+                    .audit(actor, "auth.logout")
+                    .resource("session", actor.session.id)],
+            )
             .await?;
         self.emit(Event::control(Control::RevokeSession {
             session: actor.session.id,
@@ -338,7 +395,11 @@ impl Services {
 
     pub async fn revoke_session(&self, actor: &Actor, id: SessionId) -> Result<()> {
         self.store
-            .delete_session(actor.user.id, id)
+            .delete_session(
+                actor.user.id,
+                id,
+                &[self.audit(actor, "session.revoked").resource("session", id)],
+            )
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => ServiceError::NotFound("session"),
@@ -351,7 +412,13 @@ impl Services {
     pub async fn revoke_other_sessions(&self, actor: &Actor) -> Result<u64> {
         let n = self
             .store
-            .delete_sessions(actor.user.id, Some(actor.session.id))
+            .delete_sessions(
+                actor.user.id,
+                Some(actor.session.id),
+                &[self
+                    .audit(actor, "sessions.revoked_others")
+                    .resource("user", actor.user.id)],
+            )
             .await?;
         self.emit(Event::control(Control::RevokeUser {
             user: actor.user.id,
@@ -375,6 +442,12 @@ impl Services {
             ));
         }
         if self.hasher.verify(current, phc).await? == Verified::No {
+            let audit = self
+                .audit(actor, "password.changed")
+                .resource("user", actor.user.id)
+                .failed()
+                .detail(serde_json::json!({ "reason": "current_password_incorrect" }));
+            self.store.append_audit(&[audit]).await?;
             return Err(ServiceError::invalid(
                 "current_password",
                 "incorrect",
@@ -382,9 +455,14 @@ impl Services {
             ));
         }
         let fresh = self.hasher.hash(&new).await?;
-        self.store.set_password_hash(actor.user.id, &fresh).await?;
+        let audit = self
+            .audit(actor, "password.changed")
+            .resource("user", actor.user.id);
         self.store
-            .delete_sessions(actor.user.id, Some(actor.session.id))
+            .set_password_hash(actor.user.id, &fresh, &[audit])
+            .await?;
+        self.store
+            .delete_sessions(actor.user.id, Some(actor.session.id), &[])
             .await?;
         self.emit(Event::control(Control::RevokeUser {
             user: actor.user.id,

@@ -64,7 +64,13 @@ impl Services {
                 previous: None,
             },
         };
-        self.store.create_bot(&user, &bot, &secret.hash).await?;
+        let audit = self
+            .audit(actor, "bot.created")
+            .resource("bot", bot.id)
+            .org(bot.org_id);
+        self.store
+            .create_bot(&user, &bot, &secret.hash, &[audit])
+            .await?;
         Ok((bot, token))
     }
 
@@ -99,14 +105,22 @@ impl Services {
             secret,
             keep_previous_until: (grace > chrono::Duration::zero()).then(|| now + grace),
         };
-        let (before, after) =
-            self.store
-                .rotate_bot_token(id, &rotation)
-                .await
-                .map_err(|e| match e {
-                    StoreError::NotFound => not_found(),
-                    other => other.into(),
-                })?;
+        let (before, after) = self
+            .store
+            .rotate_bot_token(
+                id,
+                &rotation,
+                &[self
+                    .audit(actor, "bot.token_rotated")
+                    .resource("bot", id)
+                    .org(org)
+                    .detail(serde_json::json!({ "grace_seconds": grace.num_seconds() }))],
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => not_found(),
+                other => other.into(),
+            })?;
         self.close_replaced(&before.secrets, Some(&after.secrets));
         Ok((after, token))
     }

@@ -196,7 +196,16 @@ impl Services {
         };
         let mut participants = vec![(actor.user.id, ConversationRole::Owner)];
         participants.extend(others.iter().map(|u| (*u, ConversationRole::Member)));
-        match self.store.create_conversation(&conv, &participants).await {
+        let audit = self
+            .audit(actor, "conversation.created")
+            .resource("conversation", conv.id)
+            .org(conv.org_id)
+            .detail(serde_json::json!({ "kind": conv.kind, "participants": participants.len() }));
+        match self
+            .store
+            .create_conversation(&conv, &participants, &[audit])
+            .await
+        {
             Ok(()) => {
                 for (user, _) in &participants {
                     self.emit(
@@ -267,7 +276,15 @@ impl Services {
         }
         let updated = self
             .store
-            .update_conversation(id, &patch, self.clock.now())
+            .update_conversation(
+                id,
+                &patch,
+                self.clock.now(),
+                &[self
+                    .audit(actor, "conversation.updated")
+                    .resource("conversation", id)
+                    .org(conv.org_id)],
+            )
             .await?;
         self.emit(Event::conversation("CONVERSATION_UPDATE", id, &updated));
         Ok(updated)
@@ -281,7 +298,11 @@ impl Services {
         let (conv, _) = self
             .conversation_for(actor, id, ConversationAction::Delete)
             .await?;
-        self.store.delete_conversation(id).await?;
+        let audit = self
+            .audit(actor, "conversation.deleted")
+            .resource("conversation", id)
+            .org(conv.org_id);
+        self.store.delete_conversation(id, &[audit]).await?;
         self.emit(
             Event::conversation("CONVERSATION_DELETE", id, &conv)
                 .with_control(Control::Drop { conversation: id }),
@@ -313,6 +334,10 @@ impl Services {
                 actor.user.id,
                 ConversationRole::Member,
                 self.clock.now(),
+                &[self
+                    .audit(actor, "participant.joined")
+                    .resource("conversation", id)
+                    .org(conv.org_id)],
             )
             .await?;
         self.announce_added(&conv, &added);
@@ -350,10 +375,16 @@ impl Services {
     }
 
     pub async fn leave_conversation(&self, actor: &Actor, id: ConversationId) -> Result<()> {
-        let (_, access) = self
+        let (conv, access) = self
             .conversation_for(actor, id, ConversationAction::Leave)
             .await?;
-        self.store.remove_participant(id, actor.user.id).await?;
+        let audit = self
+            .audit(actor, "participant.left")
+            .resource("conversation", id)
+            .org(conv.org_id);
+        self.store
+            .remove_participant(id, actor.user.id, &[audit])
+            .await?;
         self.announce_removed(id, actor.user.id, access.participant);
         Ok(())
     }
@@ -394,7 +425,17 @@ impl Services {
         }
         let added = self
             .store
-            .add_participant(id, user, role, self.clock.now())
+            .add_participant(
+                id,
+                user,
+                role,
+                self.clock.now(),
+                &[self
+                    .audit(actor, "participant.added")
+                    .resource("conversation", id)
+                    .org(conv.org_id)
+                    .detail(serde_json::json!({ "user_id": user, "role": role }))],
+            )
             .await?;
         self.announce_added(&conv, &added);
         Ok(added)
@@ -409,7 +450,7 @@ impl Services {
         if user == actor.user.id {
             return self.leave_conversation(actor, id).await;
         }
-        let (_, access) = self
+        let (conv, access) = self
             .conversation_for(actor, id, ConversationAction::RemoveParticipant)
             .await?;
         let target = self
@@ -423,7 +464,12 @@ impl Services {
                 "you cannot remove this participant",
             ));
         }
-        self.store.remove_participant(id, user).await?;
+        let audit = self
+            .audit(actor, "participant.removed")
+            .resource("conversation", id)
+            .org(conv.org_id)
+            .detail(serde_json::json!({ "user_id": user }));
+        self.store.remove_participant(id, user, &[audit]).await?;
         self.announce_removed(id, user, Some(target));
         Ok(())
     }

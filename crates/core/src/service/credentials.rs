@@ -99,6 +99,7 @@ fn stand_in(
         last_seen_at: now,
         expires_at: ends.unwrap_or(DateTime::<Utc>::MAX_UTC),
         cookie: false,
+        impersonator: None,
     }
 }
 
@@ -161,6 +162,10 @@ impl Services {
             SecretSlot::Previous => key.secrets.previous.ok_or(INVALID_TOKEN)?,
         };
         Ok(Actor {
+            meta: super::ClientMeta {
+                ip: ip.map(str::to_owned),
+                ..super::ClientMeta::default()
+            },
             session: stand_in(secret, user.id, ip, key.created_at, now, ends),
             user,
             credential: Credential::ApiKey {
@@ -196,6 +201,10 @@ impl Services {
             SecretSlot::Previous => bot.secrets.previous.ok_or(INVALID_TOKEN)?,
         };
         Ok(Actor {
+            meta: super::ClientMeta {
+                ip: ip.map(str::to_owned),
+                ..super::ClientMeta::default()
+            },
             session: stand_in(secret, user.id, ip, bot.created_at, now, ends),
             user,
             credential: Credential::Bot {

@@ -198,7 +198,24 @@ impl Services {
         if msg.deleted_at.is_some() {
             return Ok(msg);
         }
-        let deleted = self.store.delete_message(id, self.clock.now()).await?;
+        // An author deleting their own message is not an audit event; a moderator's is.
+        let audit: Vec<_> = if msg.author.id == actor.user.id {
+            Vec::new()
+        } else {
+            let conv = self.store.conversation(msg.conversation_id).await?;
+            vec![self
+                .audit(actor, "message.moderated")
+                .org(conv.org_id)
+                .resource("message", id)
+                .detail(serde_json::json!({
+                    "conversation_id": msg.conversation_id,
+                    "author_id": msg.author.id,
+                }))]
+        };
+        let deleted = self
+            .store
+            .delete_message(id, self.clock.now(), &audit)
+            .await?;
         self.emit(Event::conversation(
             "MESSAGE_DELETE",
             deleted.conversation_id,

@@ -11,6 +11,7 @@
 
 use super::throttle::LoginSubject;
 use super::{Actor, ClientMeta, Result, Services, SignedIn};
+use crate::audit::AuditActor;
 use crate::error::ServiceError;
 use crate::ids::UserId;
 use crate::mfa::{MfaChallenge, OrgStanding, StoredRecoveryCode};
@@ -151,7 +152,14 @@ impl Services {
         );
         if !self
             .store
-            .save_pending_totp(actor.user.id, &sealed, self.clock.now())
+            .save_pending_totp(
+                actor.user.id,
+                &sealed,
+                self.clock.now(),
+                &[self
+                    .audit(actor, "totp.setup_started")
+                    .resource("user", actor.user.id)],
+            )
             .await?
         {
             return Err(ALREADY_ENABLED);
@@ -200,6 +208,9 @@ impl Services {
                 step,
                 &stored,
                 self.clock.now(),
+                &[self
+                    .audit(actor, "totp.enabled")
+                    .resource("user", actor.user.id)],
             )
             .await?;
         if !enabled {
@@ -222,7 +233,10 @@ impl Services {
     ) -> Result<()> {
         self.require_2fa_on(actor.user.id).await?;
         self.verify_second_factor(actor, &code, meta).await?;
-        self.store.disable_totp(actor.user.id).await?;
+        let audit = self
+            .audit(actor, "totp.disabled")
+            .resource("user", actor.user.id);
+        self.store.disable_totp(actor.user.id, &[audit]).await?;
         Ok(())
     }
 
@@ -238,7 +252,14 @@ impl Services {
         let (shown, stored) = self.new_recovery_codes().await?;
         if !self
             .store
-            .replace_recovery_codes(actor.user.id, &stored, self.clock.now())
+            .replace_recovery_codes(
+                actor.user.id,
+                &stored,
+                self.clock.now(),
+                &[self
+                    .audit(actor, "recovery_codes.regenerated")
+                    .resource("user", actor.user.id)],
+            )
             .await?
         {
             return Err(NOT_ENABLED);
@@ -267,7 +288,11 @@ impl Services {
         match self.check_code(actor.user.id, code).await? {
             Checked::Accepted => Ok(()),
             bad => {
-                self.record_failure(&subject).await?;
+                let audit = self
+                    .audit(actor, "auth.second_factor")
+                    .resource("user", actor.user.id)
+                    .failed();
+                self.record_failure(&subject, audit).await?;
                 Err(bad.into_error())
             }
         }
@@ -330,11 +355,16 @@ impl Services {
         let checked = self.check_code(user.id, &code).await?;
         if checked != Checked::Accepted {
             // A challenge taken meanwhile is gone: the count has nothing left to kill.
-            match self.store.fail_mfa_challenge(&hash).await {
+            match self.store.fail_mfa_challenge(&hash, &[]).await {
                 Ok(_) | Err(crate::store::StoreError::NotFound) => {}
                 Err(e) => return Err(e.into()),
             }
-            self.record_failure(&subject).await?;
+            let audit = self
+                .audit_as(AuditActor::anonymous(), &meta, "auth.login")
+                .resource("user", user.id)
+                .failed()
+                .detail(serde_json::json!({ "reason": "invalid_second_factor" }));
+            self.record_failure(&subject, audit).await?;
             return Err(checked.into_error());
         }
         let challenge = self
@@ -349,7 +379,11 @@ impl Services {
                 "this account is disabled",
             ));
         }
-        self.start_session(user, meta, cookie || challenge.cookie)
+        let method = match code {
+            SecondFactorCode::Totp(_) => "totp",
+            SecondFactorCode::Recovery(_) => "recovery_code",
+        };
+        self.start_session(user, meta, cookie || challenge.cookie, method)
             .await
     }
 
@@ -411,7 +445,18 @@ impl Services {
         }
         if self
             .store
-            .use_recovery_code(user, &stored.lookup, self.clock.now())
+            .use_recovery_code(
+                user,
+                &stored.lookup,
+                self.clock.now(),
+                &[self
+                    .audit_as(
+                        AuditActor::user(user),
+                        &ClientMeta::default(),
+                        "recovery_code.used",
+                    )
+                    .resource("user", user)],
+            )
             .await?
         {
             Ok(Checked::Accepted)

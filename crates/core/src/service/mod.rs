@@ -2,6 +2,7 @@
 //! asks `policy` whether it is allowed, lets the store persist it, and returns domain records.
 
 mod api_keys;
+mod audit;
 mod auth;
 mod bots;
 mod conversations;
@@ -13,6 +14,7 @@ mod throttle;
 mod users;
 
 pub use api_keys::{NewApiKey, GRACE_MAX_SECONDS};
+pub use audit::{RetentionReport, VerifyReport, SECURITY_EVENTS};
 pub use auth::{AuthSettings, ClientMeta, LoginOutcome, SignedIn};
 pub use conversations::NewConversation;
 pub use credentials::Resource;
@@ -21,6 +23,7 @@ pub use mfa::{MfaPending, RecoveryCodes, TotpSetup, MFA_TOKEN_MAX_FAILURES, MFA_
 pub use orgs::{MatrixEntry, MemberPermissions, PermissionsMatrix, UserRef};
 pub use users::ServerAdmin;
 
+use crate::audit::{AuditActor, AuditEntry};
 use crate::clock::Clock;
 use crate::error::ServiceError;
 use crate::event::{Event, EventSink};
@@ -39,6 +42,26 @@ pub struct Actor {
     pub session: Session,
     /// How the request authenticated; bots and keys are limited further than their user.
     pub credential: crate::credential::Credential,
+    /// Where the request came from, for the audit log.
+    pub meta: ClientMeta,
+}
+
+impl Actor {
+    /// Who this is in an audit row: the user, bot or key, and an impersonating admin.
+    #[must_use]
+    pub fn audit_actor(&self) -> AuditActor {
+        use crate::credential::Credential;
+        let (id, kind) = match &self.credential {
+            Credential::Session => (self.user.id.0, crate::types::ActorType::User),
+            Credential::Bot { bot, .. } => (bot.0, crate::types::ActorType::Bot),
+            Credential::ApiKey { key, .. } => (key.0, crate::types::ActorType::ApiKey),
+        };
+        AuditActor {
+            id: Some(id),
+            kind,
+            impersonator: self.session.impersonator,
+        }
+    }
 }
 
 /// The services, sharing one store, clock and key set.
@@ -74,6 +97,20 @@ impl Services {
             events,
             bootstrap: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// An audit entry for what `actor` does now.
+    fn audit(&self, actor: &Actor, event: &str) -> AuditEntry {
+        self.audit_as(actor.audit_actor(), &actor.meta, event)
+    }
+
+    /// An audit entry for an event by `who`, from the request described by `meta`.
+    fn audit_as(&self, who: AuditActor, meta: &ClientMeta, event: &str) -> AuditEntry {
+        let mut e = AuditEntry::new(event, who, self.clock.now());
+        e.ip.clone_from(&meta.ip);
+        e.user_agent.clone_from(&meta.user_agent);
+        e.request_id.clone_from(&meta.request_id);
+        e
     }
 
     /// Announces a committed change.

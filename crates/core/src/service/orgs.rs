@@ -90,7 +90,11 @@ impl Services {
             erasure: ErasurePolicy::Tombstone,
             created_at: self.clock.now(),
         };
-        self.store.create_org(&org, actor.user.id).await?;
+        let audit = self
+            .audit(actor, "org.created")
+            .resource("org", org.id)
+            .org(org.id);
+        self.store.create_org(&org, actor.user.id, &[audit]).await?;
         Ok((org, OrgRole::Owner))
     }
 
@@ -120,7 +124,28 @@ impl Services {
             ));
         }
         let before = self.store.org(id).await?;
-        let org = self.store.update_org(id, &patch).await?;
+        let mut changed = Vec::new();
+        if patch.name.is_some() {
+            changed.push("name");
+        }
+        if patch.require_2fa.is_some() {
+            changed.push("require_2fa");
+        }
+        if patch.message_retention_days.is_some() {
+            changed.push("message_retention_days");
+        }
+        if patch.audit_retention_days.is_some() {
+            changed.push("audit_retention_days");
+        }
+        if patch.erasure.is_some() {
+            changed.push("erasure");
+        }
+        let audit = self
+            .audit(actor, "org.settings_changed")
+            .resource("org", id)
+            .org(id)
+            .detail(serde_json::json!({ "changed": changed }));
+        let org = self.store.update_org(id, &patch, &[audit]).await?;
         if org.require_2fa && !before.require_2fa {
             // Enforcement holds on open sockets too: members without 2FA are disconnected
             // (4004); when they reconnect, READY leaves out this org's conversations.
@@ -169,7 +194,10 @@ impl Services {
         for conv in conversations {
             objects.push(self.store.conversation(conv).await?);
         }
-        self.store.delete_org(id).await?;
+        // Recorded in the org's own chain (which outlives it) and in the server's.
+        let in_org = self.audit(actor, "org.deleted").resource("org", id).org(id);
+        let on_server = self.audit(actor, "org.deleted").resource("org", id);
+        self.store.delete_org(id, &[in_org, on_server]).await?;
         for conv in objects {
             let drop = Control::Drop {
                 conversation: conv.id,
@@ -197,7 +225,14 @@ impl Services {
                 "the new owner must be a member of the organization",
             ));
         }
-        Ok(self.store.transfer_org(id, actor.user.id, to).await?)
+        let audit = self
+            .audit(actor, "org.ownership_transferred")
+            .resource("user", to)
+            .org(id);
+        Ok(self
+            .store
+            .transfer_org(id, actor.user.id, to, &[audit])
+            .await?)
     }
 
     pub async fn members(
@@ -251,7 +286,17 @@ impl Services {
         }
         let user_id = found.id;
         self.store
-            .add_member(org, user_id, role, self.clock.now())
+            .add_member(
+                org,
+                user_id,
+                role,
+                self.clock.now(),
+                &[self
+                    .audit(actor, "member.added")
+                    .resource("user", user_id)
+                    .org(org)
+                    .detail(serde_json::json!({ "role": role }))],
+            )
             .await?;
         Ok(self.store.member(org, user_id).await?)
     }
@@ -277,7 +322,14 @@ impl Services {
                 "your role cannot change this member's role",
             ));
         }
-        self.store.set_member_role(org, user, role).await?;
+        let audit = self
+            .audit(actor, "member.role_changed")
+            .resource("user", user)
+            .org(org)
+            .detail(serde_json::json!({ "role": role }));
+        self.store
+            .set_member_role(org, user, role, &[audit])
+            .await?;
         Ok(self.store.member(org, user).await?)
     }
 
@@ -296,7 +348,13 @@ impl Services {
             ));
         }
         let conversations = self.store.user_conversation_ids(user, Some(org)).await?;
-        self.store.remove_member(org, user).await?;
+        let event = if user == actor.user.id {
+            "member.left"
+        } else {
+            "member.removed"
+        };
+        let audit = self.audit(actor, event).resource("user", user).org(org);
+        self.store.remove_member(org, user, &[audit]).await?;
         for conv in conversations {
             self.announce_removed(conv, user, None);
         }
@@ -352,6 +410,13 @@ impl Services {
             .create_invite(
                 &invite,
                 &token::hash(&self.keys.token_pepper, code.expose_secret()),
+                &[self
+                    .audit(actor, "invite.created")
+                    .resource("invite", invite.id)
+                    .org(invite.org_id)
+                    .detail(
+                        serde_json::json!({ "role": invite.role, "max_uses": invite.max_uses }),
+                    )],
             )
             .await?;
         Ok((invite, code))
@@ -367,9 +432,17 @@ impl Services {
                 "the invite code is invalid, expired or used up",
             )
         })?;
+        let mut audit = self
+            .audit(actor, "member.joined")
+            .resource("user", actor.user.id);
+        if let Some(i) = self.store.invite_by_code(&hash).await? {
+            audit = audit
+                .org(i.org_id)
+                .detail(serde_json::json!({ "role": i.role, "invite_id": i.id }));
+        }
         let invite = self
             .store
-            .redeem_invite(&hash, actor.user.id, self.clock.now())
+            .redeem_invite(&hash, actor.user.id, self.clock.now(), &[audit])
             .await?;
         Ok((self.store.org(invite.org_id).await?, invite.role))
     }
@@ -388,7 +461,11 @@ impl Services {
             member_ids: vec![],
             created_at: self.clock.now(),
         };
-        self.store.create_team(&team).await?;
+        let audit = self
+            .audit(actor, "team.created")
+            .resource("team", team.id)
+            .org(org);
+        self.store.create_team(&team, &[audit]).await?;
         Ok(team)
     }
 
@@ -416,7 +493,12 @@ impl Services {
         if self.store.membership(org, user).await?.is_none() {
             return Err(ServiceError::NotFound("member"));
         }
-        self.store.add_team_member(team, user).await?;
+        let audit = self
+            .audit(actor, "team.member_added")
+            .resource("user", user)
+            .org(org)
+            .detail(serde_json::json!({ "team_id": team }));
+        self.store.add_team_member(team, user, &[audit]).await?;
         Ok(self.store.team(team).await?)
     }
 
@@ -429,7 +511,15 @@ impl Services {
     ) -> Result<()> {
         self.org_team(actor, org, team).await?;
         self.store
-            .remove_team_member(team, user)
+            .remove_team_member(
+                team,
+                user,
+                &[self
+                    .audit(actor, "team.member_removed")
+                    .resource("user", user)
+                    .org(org)
+                    .detail(serde_json::json!({ "team_id": team }))],
+            )
             .await
             .map_err(|_| ServiceError::NotFound("team member"))
     }

@@ -169,11 +169,16 @@ impl Services {
     /// Counts a failed attempt on every counter of the subject. When that starts a new counter,
     /// counters nobody has failed on for an hour are pruned (they would start from zero anyway),
     /// so guessing many names cannot grow the table without bound.
-    pub(super) async fn record_failure(&self, subject: &LoginSubject) -> Result<()> {
+    /// `audit` records the failure in the same transaction.
+    pub(super) async fn record_failure(
+        &self,
+        subject: &LoginSubject,
+        audit: crate::audit::AuditEntry,
+    ) -> Result<()> {
         let now = self.clock.now();
         let counts = self
             .store
-            .record_login_failure(&subject.keys, now, now - FORGET_AFTER)
+            .record_login_failure(&subject.keys, now, now - FORGET_AFTER, &[audit])
             .await?;
         if counts.iter().any(|c| c.failures == 1) {
             if let Err(e) = self.store.prune_login_failures(now - FORGET_AFTER).await {

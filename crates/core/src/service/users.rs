@@ -1,6 +1,7 @@
 //! Profiles and server administration of accounts.
 
-use super::{Actor, Result, Services};
+use super::{Actor, ClientMeta, Result, Services};
+use crate::audit::{AuditActor, AuditEntry};
 use crate::error::ServiceError;
 use crate::event::{Control, Event};
 use crate::ids::*;
@@ -16,6 +17,10 @@ use crate::types::*;
 pub struct ServerAdmin {
     /// `None` when the management token is the caller.
     pub user: Option<UserId>,
+    /// Who this is in the audit log.
+    pub audit_actor: AuditActor,
+    /// Where the request came from.
+    pub meta: ClientMeta,
 }
 
 impl Services {
@@ -39,7 +44,13 @@ impl Services {
     pub async fn set_display_name(&self, actor: &Actor, name: Option<DisplayName>) -> Result<User> {
         Ok(self
             .store
-            .set_display_name(actor.user.id, name.as_ref())
+            .set_display_name(
+                actor.user.id,
+                name.as_ref(),
+                &[self
+                    .audit(actor, "user.profile_updated")
+                    .resource("user", actor.user.id)],
+            )
             .await?)
     }
 
@@ -48,6 +59,8 @@ impl Services {
         if policy::server_admin_allows(actor.user.server_admin) {
             Ok(ServerAdmin {
                 user: Some(actor.user.id),
+                audit_actor: actor.audit_actor(),
+                meta: actor.meta.clone(),
             })
         } else {
             Err(ServiceError::forbidden(
@@ -59,8 +72,17 @@ impl Services {
 
     /// The admin capability for the management token (checked by the caller in constant time).
     #[must_use]
-    pub fn admin_from_management_token(&self) -> ServerAdmin {
-        ServerAdmin { user: None }
+    pub fn admin_from_management_token(&self, meta: ClientMeta) -> ServerAdmin {
+        ServerAdmin {
+            user: None,
+            audit_actor: AuditActor::management(),
+            meta,
+        }
+    }
+
+    /// An audit entry for what a server admin (or the management token) does now.
+    pub(super) fn admin_audit(&self, admin: &ServerAdmin, event: &str) -> AuditEntry {
+        self.audit_as(admin.audit_actor.clone(), &admin.meta, event)
     }
 
     pub async fn admin_list_users(
@@ -73,7 +95,7 @@ impl Services {
 
     pub async fn admin_create_user(
         &self,
-        _admin: &ServerAdmin,
+        admin: &ServerAdmin,
         username: Username,
         password: NewPassword,
         email: Option<Email>,
@@ -90,7 +112,11 @@ impl Services {
             server_admin,
             created_at: self.clock.now(),
         };
-        Ok(self.store.create_user(&new).await?)
+        let audit = self
+            .admin_audit(admin, "admin.user_created")
+            .resource("user", new.id)
+            .detail(serde_json::json!({ "server_admin": server_admin }));
+        Ok(self.store.create_user(&new, &[audit]).await?)
     }
 
     /// Disables/enables an account or changes server-admin rights. Disabling revokes every
@@ -111,12 +137,22 @@ impl Services {
         let before = self.store.user(id).await?;
         let user = self
             .store
-            .set_user_flags(id, disabled, server_admin)
+            .set_user_flags(
+                id,
+                disabled,
+                server_admin,
+                &[self
+                    .admin_audit(admin, "admin.user_updated")
+                    .resource("user", id)
+                    .detail(
+                        serde_json::json!({ "disabled": disabled, "server_admin": server_admin }),
+                    )],
+            )
             .await?;
         if user.disabled != before.disabled && user.disabled
             || user.server_admin != before.server_admin
         {
-            self.store.delete_sessions(id, None).await?;
+            self.store.delete_sessions(id, None, &[]).await?;
             self.emit(Event::control(Control::RevokeUser {
                 user: id,
                 except: None,

@@ -26,6 +26,75 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The audit log (DATA-4).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify every audit chain; exits 0 when intact, 1 when a row was altered, inserted or
+    /// removed (the first bad row is printed), 2 on a usage or configuration error.
+    Verify {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A row hash recorded elsewhere (hex, e.g. a signed head from the logs): also fail
+        /// unless that row is still in a chain, which shows a truncated tail.
+        #[arg(long)]
+        expect_head: Option<String>,
+    },
+}
+
+/// `conclave audit verify`: prints the report as JSON on stdout.
+async fn audit_verify(
+    config: Option<PathBuf>,
+    expect_head: Option<String>,
+) -> std::process::ExitCode {
+    let config = match Config::load(config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("conclave: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let services = match conclave_server::startup::offline_services(&config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("conclave: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match services.verify_audit(expect_head.as_deref()).await {
+        Ok(report) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+            if report.ok {
+                eprintln!(
+                    "audit log intact: {} rows in {} chains",
+                    report.checked,
+                    report.chains.len()
+                );
+                std::process::ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "AUDIT LOG TAMPERED: {:?} at row {}",
+                    report.problem,
+                    report
+                        .first_bad
+                        .map_or_else(|| "(none named)".to_owned(), |id| id.to_string())
+                );
+                std::process::ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("conclave: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -64,6 +133,13 @@ fn init_tracing(env: Environment) {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    config,
+                    expect_head,
+                },
+        } => audit_verify(config, expect_head).await,
         Command::Serve { config } => {
             let config = match Config::load(config.as_deref(), std::env::vars()) {
                 Ok(c) => c,

@@ -46,10 +46,17 @@ pub struct Meta(pub ClientMeta);
 impl FromRequestParts<AppState> for Meta {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        Ok(Self(ClientMeta {
-            ip: client_ip(parts, state).map(|i| i.to_string()),
-            user_agent: user_agent(parts),
-        }))
+        Ok(Self(request_meta(parts, state)))
+    }
+}
+
+/// Where a request came from: client address, User-Agent and the request id.
+pub fn request_meta(parts: &Parts, state: &AppState) -> ClientMeta {
+    let id = super::error::current_request_id();
+    ClientMeta {
+        ip: client_ip(parts, state).map(|i| i.to_string()),
+        user_agent: user_agent(parts),
+        request_id: (!id.is_empty()).then_some(id),
     }
 }
 
@@ -75,6 +82,7 @@ pub struct UserEnvelope {
     responses((status = 201, body = UserEnvelope), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn register(
     State(state): State<AppState>,
+    Meta(meta): Meta,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> ApiResult<(StatusCode, Json<UserEnvelope>)> {
     let user = state
@@ -84,6 +92,7 @@ async fn register(
             body.password,
             body.email,
             body.invite_code.as_deref(),
+            &meta,
         )
         .await?;
     Ok((StatusCode::CREATED, Json(UserEnvelope { user })))

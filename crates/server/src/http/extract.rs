@@ -322,9 +322,10 @@ impl FromRequestParts<AppState> for Caller {
         let ip = client_ip(parts, state).map(|i| i.to_string());
         if let Some((via, tok)) = super::credentials::machine_credential(&parts.headers) {
             check_access_gate(&parts.headers, state)?;
-            let actor = super::credentials::authenticate(state, via, &tok, ip.as_deref())
+            let mut actor = super::credentials::authenticate(state, via, &tok, ip.as_deref())
                 .await
                 .map_err(auth_error)?;
+            actor.meta = super::auth::request_meta(parts, state);
             // Charged before the scope check, so refused requests count against the key too.
             crate::ratelimit::check_caller(parts, state, super::credentials::rate_subject(&actor))
                 .await?;
@@ -333,11 +334,12 @@ impl FromRequestParts<AppState> for Caller {
         }
         if let Some(tok) = bearer(&parts.headers)? {
             check_access_gate(&parts.headers, state)?;
-            let actor = state
+            let mut actor = state
                 .services
                 .authenticate(tok, ip.as_deref())
                 .await
                 .map_err(auth_error)?;
+            actor.meta = super::auth::request_meta(parts, state);
             crate::ratelimit::check_caller(
                 parts,
                 state,
@@ -354,11 +356,12 @@ impl FromRequestParts<AppState> for Caller {
             });
         }
         if let Some(tok) = cookie(&parts.headers, SESSION_COOKIE) {
-            let actor = state
+            let mut actor = state
                 .services
                 .authenticate(tok, ip.as_deref())
                 .await
                 .map_err(auth_error)?;
+            actor.meta = super::auth::request_meta(parts, state);
             if !actor.session.cookie {
                 return Err(ApiError::unauthorized(
                     "invalid_token",
@@ -424,7 +427,9 @@ impl FromRequestParts<AppState> for AdminCaller {
                     ));
                 }
                 return Ok(Self {
-                    admin: state.services.admin_from_management_token(),
+                    admin: state
+                        .services
+                        .admin_from_management_token(super::auth::request_meta(parts, state)),
                     actor: None,
                 });
             }

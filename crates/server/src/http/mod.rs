@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod bots;
 pub mod conversations;
@@ -39,6 +40,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .merge(conversations::router())
         .merge(messages::router())
         .merge(admin::router())
+        .merge(audit::router())
         .merge(meta::api_router());
     let (api_router, mut doc) = OpenApiRouter::with_openapi(openapi::base())
         .nest("/api/v1", api)

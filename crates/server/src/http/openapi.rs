@@ -92,6 +92,10 @@ pub fn scope_for(method: &str, path: &str) -> Option<&'static str> {
             "conversations:admin"
         });
     }
+    if p.starts_with("/orgs/") && p.ends_with("/audit") {
+        // The audit log is administration even to read.
+        return Some("org:admin");
+    }
     if p.starts_with("/orgs") || p.starts_with("/users") {
         return Some(if read { "org:read" } else { "org:admin" });
     }

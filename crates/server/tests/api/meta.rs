@@ -225,6 +225,10 @@ async fn client_version_gate(app: TestApp) {
 /// Every route of the REST contract that this server implements.
 const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/auth/register"),
+    ("get", "/api/v1/admin/audit"),
+    ("get", "/api/v1/admin/audit/verify"),
+    ("get", "/api/v1/orgs/{org}/audit"),
+    ("get", "/api/v1/users/@me/security-events"),
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/login/mfa"),
     ("post", "/api/v1/auth/totp/setup"),

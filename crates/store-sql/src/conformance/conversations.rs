@@ -14,7 +14,7 @@ async fn make_team(store: &dyn Store, org: OrgId, name: &str, members: Vec<UserI
         member_ids: members,
         created_at: at(1),
     };
-    store.create_team(&team).await.unwrap();
+    store.create_team(&team, &[]).await.unwrap();
     team
 }
 
@@ -24,7 +24,7 @@ pub async fn conversations_create_and_direct_pairs(store: Arc<dyn Store>) {
     let org = make_org(&*store, "acme", alice.id).await;
     let other = make_org(&*store, "other", alice.id).await;
     store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1))
+        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
         .await
         .unwrap();
     let t1 = make_team(&*store, org.id, "one", vec![bob.id]).await;
@@ -74,7 +74,10 @@ pub async fn conversations_create_and_direct_pairs(store: Arc<dyn Store>) {
         (alice.id, ConversationRole::Owner),
         (bob.id, ConversationRole::Member),
     ];
-    store.create_conversation(&direct, &both).await.unwrap();
+    store
+        .create_conversation(&direct, &both, &[])
+        .await
+        .unwrap();
     assert_eq!(
         store.direct_conversation(org.id, &key).await.unwrap(),
         Some(direct.clone())
@@ -89,7 +92,7 @@ pub async fn conversations_create_and_direct_pairs(store: Arc<dyn Store>) {
         ..direct.clone()
     };
     assert_conflict(
-        store.create_conversation(&again, &both).await,
+        store.create_conversation(&again, &both, &[]).await,
         Conflict::DirectExists,
     );
     assert_not_found(store.conversation(again.id).await);
@@ -99,7 +102,7 @@ pub async fn conversations_create_and_direct_pairs(store: Arc<dyn Store>) {
         ..direct.clone()
     };
     store
-        .create_conversation(&in_other_org, &both)
+        .create_conversation(&in_other_org, &both, &[])
         .await
         .expect("one direct conversation per pair and org");
 
@@ -112,6 +115,7 @@ pub async fn conversations_create_and_direct_pairs(store: Arc<dyn Store>) {
                     (alice.id, ConversationRole::Owner),
                     (alice.id, ConversationRole::Member),
                 ],
+                &[],
             )
             .await,
         Conflict::AlreadyParticipant,
@@ -124,7 +128,7 @@ pub async fn conversations_for_user_pages(store: Arc<dyn Store>) {
     let bob = make_user(&*store, "bob").await;
     let org = make_org(&*store, "acme", alice.id).await;
     store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1))
+        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
         .await
         .unwrap();
     let mut mine = Vec::new();
@@ -166,7 +170,7 @@ pub async fn available_conversations_scope(store: Arc<dyn Store>) {
     let org = make_org(&*store, "acme", alice.id).await;
     let other = make_org(&*store, "other", alice.id).await;
     store
-        .add_member(org.id, bob.id, OrgRole::Viewer, at(1))
+        .add_member(org.id, bob.id, OrgRole::Viewer, at(1), &[])
         .await
         .unwrap();
     let bobs = make_team(&*store, org.id, "bobs", vec![bob.id]).await;
@@ -205,6 +209,7 @@ pub async fn available_conversations_scope(store: Arc<dyn Store>) {
                 ..ConversationPatch::default()
             },
             at(20),
+            &[],
         )
         .await
         .unwrap();
@@ -239,7 +244,7 @@ pub async fn available_conversations_scope(store: Arc<dyn Store>) {
     assert_eq!(ids(before), vec![expected[0]]);
 
     store
-        .add_participant(open.id, bob.id, ConversationRole::Member, at(30))
+        .add_participant(open.id, bob.id, ConversationRole::Member, at(30), &[])
         .await
         .unwrap();
     let available = store
@@ -274,6 +279,7 @@ pub async fn update_and_delete_conversation(store: Arc<dyn Store>) {
                 }),
             },
             at(50),
+            &[],
         )
         .await
         .unwrap();
@@ -290,7 +296,7 @@ pub async fn update_and_delete_conversation(store: Arc<dyn Store>) {
     assert_eq!(store.conversation(conv.id).await.unwrap(), renamed);
 
     let unchanged = store
-        .update_conversation(conv.id, &ConversationPatch::default(), at(60))
+        .update_conversation(conv.id, &ConversationPatch::default(), at(60), &[])
         .await
         .unwrap();
     assert_eq!(unchanged.name.as_deref(), Some("random"));
@@ -306,6 +312,7 @@ pub async fn update_and_delete_conversation(store: Arc<dyn Store>) {
                 ..ConversationPatch::default()
             },
             at(70),
+            &[],
         )
         .await
         .unwrap();
@@ -313,7 +320,12 @@ pub async fn update_and_delete_conversation(store: Arc<dyn Store>) {
     assert!(!private.archived);
     assert_not_found(
         store
-            .update_conversation(ConversationId::new(), &ConversationPatch::default(), at(1))
+            .update_conversation(
+                ConversationId::new(),
+                &ConversationPatch::default(),
+                at(1),
+                &[],
+            )
             .await,
     );
 
@@ -323,7 +335,7 @@ pub async fn update_and_delete_conversation(store: Arc<dyn Store>) {
             .await
             .unwrap(),
     );
-    store.delete_conversation(conv.id).await.unwrap();
+    store.delete_conversation(conv.id, &[]).await.unwrap();
     assert_not_found(store.conversation(conv.id).await);
     assert_not_found(store.message(msg.id).await);
     assert_eq!(store.participant_role(conv.id, bob.id).await.unwrap(), None);
@@ -332,7 +344,7 @@ pub async fn update_and_delete_conversation(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .is_empty());
-    assert_not_found(store.delete_conversation(conv.id).await);
+    assert_not_found(store.delete_conversation(conv.id, &[]).await);
 }
 
 pub async fn participants_page_and_add(store: Arc<dyn Store>) {
@@ -343,11 +355,17 @@ pub async fn participants_page_and_add(store: Arc<dyn Store>) {
     for i in 0..4 {
         let user = make_user(&*store, &format!("user{i}")).await;
         store
-            .add_member(org.id, user.id, OrgRole::Member, at(1))
+            .add_member(org.id, user.id, OrgRole::Member, at(1), &[])
             .await
             .unwrap();
         let p = store
-            .add_participant(conv.id, user.id, ConversationRole::Moderator, at(40 + i))
+            .add_participant(
+                conv.id,
+                user.id,
+                ConversationRole::Moderator,
+                at(40 + i),
+                &[],
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -363,7 +381,7 @@ pub async fn participants_page_and_add(store: Arc<dyn Store>) {
     }
     assert_conflict(
         store
-            .add_participant(conv.id, alice.id, ConversationRole::Member, at(50))
+            .add_participant(conv.id, alice.id, ConversationRole::Member, at(50), &[])
             .await,
         Conflict::AlreadyParticipant,
     );
@@ -374,6 +392,7 @@ pub async fn participants_page_and_add(store: Arc<dyn Store>) {
                 alice.id,
                 ConversationRole::Member,
                 at(50),
+                &[],
             )
             .await,
     );
@@ -411,18 +430,21 @@ pub async fn remove_participant_keeps_an_owner(store: Arc<dyn Store>) {
     let conv = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
 
     assert_conflict(
-        store.remove_participant(conv.id, alice.id).await,
+        store.remove_participant(conv.id, alice.id, &[]).await,
         Conflict::LastConversationOwner,
     );
-    assert_not_found(store.remove_participant(conv.id, UserId::new()).await);
+    assert_not_found(store.remove_participant(conv.id, UserId::new(), &[]).await);
     assert_not_found(
         store
-            .remove_participant(ConversationId::new(), alice.id)
+            .remove_participant(ConversationId::new(), alice.id, &[])
             .await,
     );
-    store.remove_participant(conv.id, bob.id).await.unwrap();
     store
-        .remove_participant(conv.id, alice.id)
+        .remove_participant(conv.id, bob.id, &[])
+        .await
+        .unwrap();
+    store
+        .remove_participant(conv.id, alice.id, &[])
         .await
         .expect("the last participant may leave");
     assert_eq!(
@@ -433,12 +455,15 @@ pub async fn remove_participant_keeps_an_owner(store: Arc<dyn Store>) {
     let conv = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
     let carol = make_user(&*store, "carol").await;
     store
-        .add_participant(conv.id, carol.id, ConversationRole::Owner, at(20))
+        .add_participant(conv.id, carol.id, ConversationRole::Owner, at(20), &[])
         .await
         .unwrap();
-    store.remove_participant(conv.id, alice.id).await.unwrap();
+    store
+        .remove_participant(conv.id, alice.id, &[])
+        .await
+        .unwrap();
     assert_conflict(
-        store.remove_participant(conv.id, carol.id).await,
+        store.remove_participant(conv.id, carol.id, &[]).await,
         Conflict::LastConversationOwner,
     );
 }

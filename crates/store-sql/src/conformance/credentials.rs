@@ -77,7 +77,7 @@ pub async fn bots_are_accounts_of_their_org(store: Arc<dyn Store>) {
     let conv = make_group(&*store, org.id, alice.id, &[], Visibility::ORG).await;
     let user = bot_user("bot-0001");
     let bot = new_bot(org.id, &user, alice.id, Some(vec![conv.id]));
-    store.create_bot(&user, &bot, &hash(1)).await.unwrap();
+    store.create_bot(&user, &bot, &hash(1), &[]).await.unwrap();
 
     let account = store.user(user.id).await.unwrap();
     assert_eq!(account.kind, UserKind::Bot);
@@ -103,7 +103,7 @@ pub async fn bots_are_accounts_of_their_org(store: Arc<dyn Store>) {
     let clash = bot_user("bot-0001");
     let second = new_bot(org.id, &clash, alice.id, None);
     assert_conflict(
-        store.create_bot(&clash, &second, &hash(3)).await,
+        store.create_bot(&clash, &second, &hash(3), &[]).await,
         Conflict::UsernameTaken,
     );
     assert_eq!(store.bots(org.id).await.unwrap().len(), 1);
@@ -111,7 +111,7 @@ pub async fn bots_are_accounts_of_their_org(store: Arc<dyn Store>) {
     assert_eq!(store.membership(org.id, clash.id).await.unwrap(), None);
 
     // Bots go with their org.
-    store.delete_org(org.id).await.unwrap();
+    store.delete_org(org.id, &[]).await.unwrap();
     assert!(store.bot_by_token_hash(&hash(1)).await.unwrap().is_none());
     assert_not_found(store.bot(bot.id).await);
 }
@@ -121,10 +121,10 @@ pub async fn bot_rotation_keeps_the_previous_token_when_told(store: Arc<dyn Stor
     let org = make_org(&*store, "acme", alice.id).await;
     let user = bot_user("bot-0002");
     let bot = new_bot(org.id, &user, alice.id, None);
-    store.create_bot(&user, &bot, &hash(1)).await.unwrap();
+    store.create_bot(&user, &bot, &hash(1), &[]).await.unwrap();
 
     let r = rotation(2, Some(at(60)));
-    let (before, after) = store.rotate_bot_token(bot.id, &r).await.unwrap();
+    let (before, after) = store.rotate_bot_token(bot.id, &r, &[]).await.unwrap();
     assert_eq!(before, bot);
     assert_eq!(after.secrets.current, r.secret.id);
     assert_eq!(after.secrets.hint, "h002");
@@ -137,7 +137,7 @@ pub async fn bot_rotation_keeps_the_previous_token_when_told(store: Arc<dyn Stor
 
     // A second rotation drops the oldest token at once, whatever its grace.
     let (_, again) = store
-        .rotate_bot_token(bot.id, &rotation(3, Some(at(120))))
+        .rotate_bot_token(bot.id, &rotation(3, Some(at(120))), &[])
         .await
         .unwrap();
     assert!(store.bot_by_token_hash(&hash(1)).await.unwrap().is_none());
@@ -149,7 +149,7 @@ pub async fn bot_rotation_keeps_the_previous_token_when_told(store: Arc<dyn Stor
 
     // Without a grace period the replaced token goes with it.
     let (_, last) = store
-        .rotate_bot_token(bot.id, &rotation(4, None))
+        .rotate_bot_token(bot.id, &rotation(4, None), &[])
         .await
         .unwrap();
     assert_eq!(last.secrets.previous, None);
@@ -158,7 +158,7 @@ pub async fn bot_rotation_keeps_the_previous_token_when_told(store: Arc<dyn Stor
     assert!(store.bot_by_token_hash(&hash(3)).await.unwrap().is_none());
     assert_not_found(
         store
-            .rotate_bot_token(BotId::new(), &rotation(5, None))
+            .rotate_bot_token(BotId::new(), &rotation(5, None), &[])
             .await,
     );
 }
@@ -170,7 +170,7 @@ pub async fn api_keys_lifecycle(store: Arc<dyn Store>) {
     let conv = make_group(&*store, org.id, alice.id, &[], Visibility::ORG).await;
     let mut key = new_key(alice.id, org.id);
     key.conversation_ids = Some(vec![conv.id]);
-    store.create_api_key(&key, &hash(1)).await.unwrap();
+    store.create_api_key(&key, &hash(1), &[]).await.unwrap();
     let plain = ApiKey {
         scopes: vec![Scope::WebhooksAdmin],
         expires_at: None,
@@ -179,7 +179,7 @@ pub async fn api_keys_lifecycle(store: Arc<dyn Store>) {
         secrets: secrets("k002"),
         ..new_key(alice.id, org.id)
     };
-    store.create_api_key(&plain, &hash(2)).await.unwrap();
+    store.create_api_key(&plain, &hash(2), &[]).await.unwrap();
 
     assert_eq!(
         store.api_key(key.id).await.unwrap(),
@@ -210,8 +210,8 @@ pub async fn api_keys_lifecycle(store: Arc<dyn Store>) {
     );
 
     // Only the owner deletes a key; the deleted key is answered and gone.
-    assert_not_found(store.delete_api_key(bob.id, key.id).await);
-    let gone = store.delete_api_key(alice.id, key.id).await.unwrap();
+    assert_not_found(store.delete_api_key(bob.id, key.id, &[]).await);
+    let gone = store.delete_api_key(alice.id, key.id, &[]).await.unwrap();
     assert_eq!(gone.id, key.id);
     assert!(store
         .api_key_by_token_hash(&hash(1))
@@ -219,7 +219,7 @@ pub async fn api_keys_lifecycle(store: Arc<dyn Store>) {
         .unwrap()
         .is_none());
     assert_not_found(store.api_key(key.id).await);
-    assert_not_found(store.delete_api_key(alice.id, key.id).await);
+    assert_not_found(store.delete_api_key(alice.id, key.id, &[]).await);
     store
         .touch_api_key(key.id, at(100), None)
         .await
@@ -230,10 +230,10 @@ pub async fn api_key_rotation_and_org_removal(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let org = make_org(&*store, "acme", alice.id).await;
     let key = new_key(alice.id, org.id);
-    store.create_api_key(&key, &hash(1)).await.unwrap();
+    store.create_api_key(&key, &hash(1), &[]).await.unwrap();
 
     let r = rotation(2, Some(at(300)));
-    let (before, after) = store.rotate_api_key(key.id, &r).await.unwrap();
+    let (before, after) = store.rotate_api_key(key.id, &r, &[]).await.unwrap();
     assert_eq!(before, key);
     assert_eq!(after.secrets.current, r.secret.id);
     assert_eq!(after.secrets.previous, Some(key.secrets.current));
@@ -249,7 +249,7 @@ pub async fn api_key_rotation_and_org_removal(store: Arc<dyn Store>) {
         SecretSlot::Previous
     );
     let (_, last) = store
-        .rotate_api_key(key.id, &rotation(3, None))
+        .rotate_api_key(key.id, &rotation(3, None), &[])
         .await
         .unwrap();
     assert_eq!(last.secrets.previous, None);
@@ -265,12 +265,12 @@ pub async fn api_key_rotation_and_org_removal(store: Arc<dyn Store>) {
         .is_none());
     assert_not_found(
         store
-            .rotate_api_key(ApiKeyId::new(), &rotation(4, None))
+            .rotate_api_key(ApiKeyId::new(), &rotation(4, None), &[])
             .await,
     );
 
     // Keys go with their org.
-    store.delete_org(org.id).await.unwrap();
+    store.delete_org(org.id, &[]).await.unwrap();
     assert!(store.api_keys(alice.id).await.unwrap().is_empty());
 }
 
@@ -278,13 +278,13 @@ pub async fn concurrent_rotations_keep_one_previous_secret(store: Arc<dyn Store>
     let alice = make_user(&*store, "alice").await;
     let org = make_org(&*store, "acme", alice.id).await;
     let key = new_key(alice.id, org.id);
-    store.create_api_key(&key, &hash(1)).await.unwrap();
+    store.create_api_key(&key, &hash(1), &[]).await.unwrap();
     let mut tasks = Vec::new();
     for n in 2..10u8 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             store
-                .rotate_api_key(key.id, &rotation(n, Some(at(600))))
+                .rotate_api_key(key.id, &rotation(n, Some(at(600))), &[])
                 .await
                 .unwrap()
         }));

@@ -8,7 +8,7 @@ async fn room(store: &dyn Store) -> (User, User, Conversation) {
     let bob = make_user(store, "bob").await;
     let org = make_org(store, "acme", alice.id).await;
     store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1))
+        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
         .await
         .unwrap();
     let conv = make_group(store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
@@ -260,7 +260,7 @@ pub async fn delete_tombstones(store: Arc<dyn Store>) {
         .edit_message(ids[1], "m2 edited", MessageFormat::Text, at(150))
         .await
         .unwrap();
-    let gone = store.delete_message(ids[1], at(200)).await.unwrap();
+    let gone = store.delete_message(ids[1], at(200), &[]).await.unwrap();
     assert_eq!(gone.content, None);
     assert_eq!(gone.deleted_at, Some(at(200)));
     assert_eq!(gone.seq, 2);
@@ -277,7 +277,7 @@ pub async fn delete_tombstones(store: Arc<dyn Store>) {
     assert_eq!(listed.len(), 3, "the tombstone keeps its place");
     assert_eq!(listed[1], gone);
 
-    let twice = store.delete_message(ids[1], at(300)).await.unwrap();
+    let twice = store.delete_message(ids[1], at(300), &[]).await.unwrap();
     assert_eq!(
         twice.deleted_at,
         Some(at(200)),
@@ -288,7 +288,7 @@ pub async fn delete_tombstones(store: Arc<dyn Store>) {
             .edit_message(ids[1], "back", MessageFormat::Text, at(400))
             .await,
     );
-    assert_not_found(store.delete_message(MessageId::new(), at(1)).await);
+    assert_not_found(store.delete_message(MessageId::new(), at(1), &[]).await);
     assert_eq!(
         store.conversation(conv.id).await.unwrap().last_seq,
         3,

@@ -41,11 +41,11 @@ where
 /// An enabled enrolment for `user` with its last step at `step` and codes `prefix00..09`.
 async fn enrol(store: &dyn Store, user: UserId, step: i64, prefix: &str) {
     assert!(store
-        .save_pending_totp(user, &sealed(1), at(0))
+        .save_pending_totp(user, &sealed(1), at(0), &[])
         .await
         .unwrap());
     assert!(store
-        .enable_totp(user, &sealed(1).nonce, step, &codes(prefix), at(1))
+        .enable_totp(user, &sealed(1).nonce, step, &codes(prefix), at(1), &[])
         .await
         .unwrap());
 }
@@ -55,7 +55,7 @@ pub async fn totp_enrolment_lifecycle(store: Arc<dyn Store>) {
     assert!(store.totp_enrolment(alice.id).await.unwrap().is_none());
 
     assert!(store
-        .save_pending_totp(alice.id, &sealed(1), at(10))
+        .save_pending_totp(alice.id, &sealed(1), at(10), &[])
         .await
         .unwrap());
     let pending = store.totp_enrolment(alice.id).await.unwrap().unwrap();
@@ -67,7 +67,7 @@ pub async fn totp_enrolment_lifecycle(store: Arc<dyn Store>) {
 
     // A new setup replaces the pending secret.
     assert!(store
-        .save_pending_totp(alice.id, &sealed(2), at(20))
+        .save_pending_totp(alice.id, &sealed(2), at(20), &[])
         .await
         .unwrap());
     let pending = store.totp_enrolment(alice.id).await.unwrap().unwrap();
@@ -75,7 +75,7 @@ pub async fn totp_enrolment_lifecycle(store: Arc<dyn Store>) {
 
     // Enabling needs the pending secret's nonce: the replaced one does nothing.
     assert!(!store
-        .enable_totp(alice.id, &sealed(1).nonce, 100, &codes("aa"), at(30))
+        .enable_totp(alice.id, &sealed(1).nonce, 100, &codes("aa"), at(30), &[])
         .await
         .unwrap());
     assert!(store
@@ -84,7 +84,7 @@ pub async fn totp_enrolment_lifecycle(store: Arc<dyn Store>) {
         .unwrap()
         .is_none());
     assert!(store
-        .enable_totp(alice.id, &sealed(2).nonce, 100, &codes("aa"), at(30))
+        .enable_totp(alice.id, &sealed(2).nonce, 100, &codes("aa"), at(30), &[])
         .await
         .unwrap());
     let on = store.totp_enrolment(alice.id).await.unwrap().unwrap();
@@ -100,11 +100,11 @@ pub async fn totp_enrolment_lifecycle(store: Arc<dyn Store>) {
 
     // Once on, neither a new setup nor a second enable changes anything.
     assert!(!store
-        .save_pending_totp(alice.id, &sealed(3), at(40))
+        .save_pending_totp(alice.id, &sealed(3), at(40), &[])
         .await
         .unwrap());
     assert!(!store
-        .enable_totp(alice.id, &sealed(2).nonce, 200, &codes("bb"), at(40))
+        .enable_totp(alice.id, &sealed(2).nonce, 200, &codes("bb"), at(40), &[])
         .await
         .unwrap());
     assert_eq!(store.totp_enrolment(alice.id).await.unwrap().unwrap(), on);
@@ -115,7 +115,7 @@ pub async fn totp_enrolment_lifecycle(store: Arc<dyn Store>) {
         .is_none());
 
     // Disabling removes the secret and every recovery code.
-    store.disable_totp(alice.id).await.unwrap();
+    store.disable_totp(alice.id, &[]).await.unwrap();
     assert!(store.totp_enrolment(alice.id).await.unwrap().is_none());
     assert!(store
         .recovery_code(alice.id, "aa03")
@@ -138,12 +138,12 @@ pub async fn totp_steps_are_used_once(store: Arc<dyn Store>) {
     // Not enabled: no step is accepted.
     assert!(!store.use_totp_step(alice.id, 1).await.unwrap());
     store
-        .save_pending_totp(alice.id, &sealed(1), at(0))
+        .save_pending_totp(alice.id, &sealed(1), at(0), &[])
         .await
         .unwrap();
     assert!(!store.use_totp_step(alice.id, 1).await.unwrap());
     store
-        .enable_totp(alice.id, &sealed(1).nonce, 100, &[], at(0))
+        .enable_totp(alice.id, &sealed(1).nonce, 100, &[], at(0), &[])
         .await
         .unwrap();
     // The enabling step and earlier ones are taken; later ones once each.
@@ -176,7 +176,7 @@ pub async fn recovery_codes_are_used_once(store: Arc<dyn Store>) {
     let bob = make_user(&*store, "bob").await;
     // Replacing needs 2FA on.
     assert!(!store
-        .replace_recovery_codes(alice.id, &codes("zz"), at(0))
+        .replace_recovery_codes(alice.id, &codes("zz"), at(0), &[])
         .await
         .unwrap());
     assert!(store
@@ -188,11 +188,11 @@ pub async fn recovery_codes_are_used_once(store: Arc<dyn Store>) {
     enrol(&*store, bob.id, 1, "aa").await;
 
     assert!(store
-        .use_recovery_code(alice.id, "aa01", at(50))
+        .use_recovery_code(alice.id, "aa01", at(50), &[])
         .await
         .unwrap());
     assert!(!store
-        .use_recovery_code(alice.id, "aa01", at(60))
+        .use_recovery_code(alice.id, "aa01", at(60), &[])
         .await
         .unwrap());
     assert_eq!(
@@ -205,7 +205,7 @@ pub async fn recovery_codes_are_used_once(store: Arc<dyn Store>) {
         Some(at(50))
     );
     assert!(!store
-        .use_recovery_code(alice.id, "nope", at(60))
+        .use_recovery_code(alice.id, "nope", at(60), &[])
         .await
         .unwrap());
     // Codes are per user: bob's code with the same prefix is untouched.
@@ -223,7 +223,7 @@ pub async fn recovery_codes_are_used_once(store: Arc<dyn Store>) {
         let store = store.clone();
         async move {
             store
-                .use_recovery_code(alice.id, "aa02", at(70))
+                .use_recovery_code(alice.id, "aa02", at(70), &[])
                 .await
                 .unwrap()
         }
@@ -233,7 +233,7 @@ pub async fn recovery_codes_are_used_once(store: Arc<dyn Store>) {
 
     // Regenerating replaces every code, used or not.
     assert!(store
-        .replace_recovery_codes(alice.id, &codes("bb"), at(80))
+        .replace_recovery_codes(alice.id, &codes("bb"), at(80), &[])
         .await
         .unwrap());
     assert!(store
@@ -261,7 +261,7 @@ pub async fn org_standing_reflects_requirement_and_enrolment(store: Arc<dyn Stor
     let stranger = make_user(&*store, "stranger").await;
     let org = make_org(&*store, "acme", owner.id).await;
     store
-        .add_member(org.id, member.id, OrgRole::Member, at(1))
+        .add_member(org.id, member.id, OrgRole::Member, at(1), &[])
         .await
         .unwrap();
     assert_eq!(store.org_standing(org.id, stranger.id).await.unwrap(), None);
@@ -287,6 +287,7 @@ pub async fn org_standing_reflects_requirement_and_enrolment(store: Arc<dyn Stor
                 require_2fa: Some(true),
                 ..OrgPatch::default()
             },
+            &[],
         )
         .await
         .unwrap();
@@ -300,7 +301,7 @@ pub async fn org_standing_reflects_requirement_and_enrolment(store: Arc<dyn Stor
 
     // A pending (unconfirmed) secret is not 2FA.
     store
-        .save_pending_totp(member.id, &sealed(1), at(2))
+        .save_pending_totp(member.id, &sealed(1), at(2), &[])
         .await
         .unwrap();
     assert!(store
@@ -310,7 +311,7 @@ pub async fn org_standing_reflects_requirement_and_enrolment(store: Arc<dyn Stor
         .unwrap()
         .needs_2fa_setup());
     store
-        .enable_totp(member.id, &sealed(1).nonce, 7, &[], at(3))
+        .enable_totp(member.id, &sealed(1).nonce, 7, &[], at(3), &[])
         .await
         .unwrap();
     let standing = store
@@ -343,9 +344,9 @@ pub async fn mfa_challenges_expire_fail_and_are_taken_once(store: Arc<dyn Store>
     );
     assert_eq!(store.mfa_challenge(b"hash-x").await.unwrap(), None);
 
-    assert_eq!(store.fail_mfa_challenge(b"hash-a").await.unwrap(), 1);
-    assert_eq!(store.fail_mfa_challenge(b"hash-a").await.unwrap(), 2);
-    assert_not_found(store.fail_mfa_challenge(b"hash-x").await);
+    assert_eq!(store.fail_mfa_challenge(b"hash-a", &[]).await.unwrap(), 1);
+    assert_eq!(store.fail_mfa_challenge(b"hash-a", &[]).await.unwrap(), 2);
+    assert_not_found(store.fail_mfa_challenge(b"hash-x", &[]).await);
 
     // Expired, or at the failure limit: not taken (and still there).
     assert_eq!(
@@ -386,7 +387,7 @@ pub async fn mfa_challenges_expire_fail_and_are_taken_once(store: Arc<dyn Store>
         .unwrap();
     let counts = concurrently(20, |_| {
         let store = store.clone();
-        async move { store.fail_mfa_challenge(b"hash-b").await.unwrap() }
+        async move { store.fail_mfa_challenge(b"hash-b", &[]).await.unwrap() }
     })
     .await;
     let mut counts = counts;
@@ -427,7 +428,7 @@ pub async fn login_failures_count_every_concurrent_failure(store: Arc<dyn Store>
         let keys = shared.clone();
         async move {
             store
-                .record_login_failure(&keys, at(100 + (i as i64 % 7)), at(0))
+                .record_login_failure(&keys, at(100 + (i as i64 % 7)), at(0), &[])
                 .await
                 .unwrap()
         }
@@ -443,7 +444,7 @@ pub async fn login_failures_count_every_concurrent_failure(store: Arc<dyn Store>
     // Other keys are separate.
     let other = [key("acct", "10.0.0.2")];
     let after = store
-        .record_login_failure(&other, at(200), at(0))
+        .record_login_failure(&other, at(200), at(0), &[])
         .await
         .unwrap();
     assert_eq!(after.len(), 1);
@@ -452,7 +453,7 @@ pub async fn login_failures_count_every_concurrent_failure(store: Arc<dyn Store>
 
     // A counter whose last failure is older than `forget_before` starts again.
     let after = store
-        .record_login_failure(&keys[..1], at(5000), at(4000))
+        .record_login_failure(&keys[..1], at(5000), at(4000), &[])
         .await
         .unwrap();
     assert_eq!(after[0].failures, 1);

@@ -2,6 +2,7 @@
 //! Each check takes a store on a fresh, empty database and panics on a deviation;
 //! [`conformance_tests!`](crate::conformance_tests) makes one test per check.
 
+mod audit;
 mod conversations;
 mod credentials;
 mod messages;
@@ -10,6 +11,7 @@ mod orgs;
 mod realtime;
 mod users;
 
+pub use audit::*;
 pub use conversations::*;
 pub use credentials::*;
 pub use messages::*;
@@ -26,6 +28,12 @@ use conclave_core::types::*;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+
+/// The audit key the conformance stores chain with.
+#[must_use]
+pub fn test_audit_key() -> conclave_core::audit::AuditKey {
+    conclave_core::audit::AuditKey::from_bytes([42; 32])
+}
 
 /// A store on a fresh database, and the work that throws the database away afterwards.
 pub struct TestDb {
@@ -83,6 +91,11 @@ macro_rules! conformance_tests {
             org_standing_reflects_requirement_and_enrolment,
             mfa_challenges_expire_fail_and_are_taken_once,
             login_failures_count_every_concurrent_failure,
+            audit_rows_are_written_with_their_change_only,
+            audit_listing_filters_and_pages,
+            concurrent_appends_keep_one_valid_chain,
+            pruning_leaves_a_signed_checkpoint,
+            message_retention_prunes_one_org,
         );
     };
 }
@@ -133,7 +146,7 @@ pub(crate) fn new_user(name: &str) -> NewUser {
 }
 
 pub(crate) async fn make_user(store: &dyn Store, name: &str) -> User {
-    store.create_user(&new_user(name)).await.unwrap()
+    store.create_user(&new_user(name), &[]).await.unwrap()
 }
 
 pub(crate) async fn make_org(store: &dyn Store, name: &str, owner: UserId) -> Org {
@@ -146,7 +159,7 @@ pub(crate) async fn make_org(store: &dyn Store, name: &str, owner: UserId) -> Or
         erasure: ErasurePolicy::Tombstone,
         created_at: at(0),
     };
-    store.create_org(&org, owner).await.unwrap();
+    store.create_org(&org, owner, &[]).await.unwrap();
     org
 }
 
@@ -178,7 +191,7 @@ pub(crate) async fn make_group(
     let mut participants = vec![(owner, ConversationRole::Owner)];
     participants.extend(members.iter().map(|m| (*m, ConversationRole::Member)));
     store
-        .create_conversation(&conv, &participants)
+        .create_conversation(&conv, &participants, &[])
         .await
         .unwrap();
     conv

@@ -22,7 +22,7 @@ pub async fn org_create_update_delete(store: Arc<dyn Store>) {
         audit_retention_days: Some(Some(90)),
         erasure: Some(ErasurePolicy::Anonymise),
     };
-    let updated = store.update_org(org.id, &patch).await.unwrap();
+    let updated = store.update_org(org.id, &patch, &[]).await.unwrap();
     assert_eq!(updated.name, "Acme Inc");
     assert!(updated.require_2fa);
     assert_eq!(updated.message_retention_days, Some(30));
@@ -34,17 +34,17 @@ pub async fn org_create_update_delete(store: Arc<dyn Store>) {
         message_retention_days: Some(None),
         ..OrgPatch::default()
     };
-    let cleared = store.update_org(org.id, &clear).await.unwrap();
+    let cleared = store.update_org(org.id, &clear, &[]).await.unwrap();
     assert_eq!(cleared.message_retention_days, None, "Some(None) clears");
     assert_eq!(cleared.audit_retention_days, Some(90), "None keeps");
     assert_eq!(cleared.name, "Acme Inc");
     assert_eq!(store.org(org.id).await.unwrap(), cleared);
-    assert_not_found(store.update_org(OrgId::new(), &clear).await);
+    assert_not_found(store.update_org(OrgId::new(), &clear, &[]).await);
 
     // Deleting the org takes everything in it along.
     let bob = make_user(&*store, "bob").await;
     store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1))
+        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
         .await
         .unwrap();
     let team = Team {
@@ -54,7 +54,7 @@ pub async fn org_create_update_delete(store: Arc<dyn Store>) {
         member_ids: vec![bob.id],
         created_at: at(1),
     };
-    store.create_team(&team).await.unwrap();
+    store.create_team(&team, &[]).await.unwrap();
     let conv = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
     let msg = created(
         store
@@ -63,11 +63,11 @@ pub async fn org_create_update_delete(store: Arc<dyn Store>) {
             .unwrap(),
     );
     store
-        .create_invite(&invite(org.id, alice.id, None, None), b"code")
+        .create_invite(&invite(org.id, alice.id, None, None), b"code", &[])
         .await
         .unwrap();
 
-    store.delete_org(org.id).await.unwrap();
+    store.delete_org(org.id, &[]).await.unwrap();
     assert_not_found(store.org(org.id).await);
     assert_eq!(store.membership(org.id, bob.id).await.unwrap(), None);
     assert!(store.orgs_for_user(alice.id).await.unwrap().is_empty());
@@ -75,7 +75,7 @@ pub async fn org_create_update_delete(store: Arc<dyn Store>) {
     assert_not_found(store.conversation(conv.id).await);
     assert_not_found(store.message(msg.id).await);
     assert!(store.invite_by_code(b"code").await.unwrap().is_none());
-    assert_not_found(store.delete_org(org.id).await);
+    assert_not_found(store.delete_org(org.id, &[]).await);
     store.user(bob.id).await.expect("users stay");
 }
 
@@ -86,22 +86,22 @@ pub async fn members_and_roles(store: Arc<dyn Store>) {
     let org = make_org(&*store, "acme", alice.id).await;
 
     store
-        .add_member(org.id, bob.id, OrgRole::Admin, at(5))
+        .add_member(org.id, bob.id, OrgRole::Admin, at(5), &[])
         .await
         .unwrap();
     assert_conflict(
         store
-            .add_member(org.id, bob.id, OrgRole::Member, at(6))
+            .add_member(org.id, bob.id, OrgRole::Member, at(6), &[])
             .await,
         Conflict::AlreadyMember,
     );
     assert_not_found(
         store
-            .add_member(org.id, UserId::new(), OrgRole::Member, at(6))
+            .add_member(org.id, UserId::new(), OrgRole::Member, at(6), &[])
             .await,
     );
     store
-        .add_member(org.id, carol.id, OrgRole::Viewer, at(7))
+        .add_member(org.id, carol.id, OrgRole::Viewer, at(7), &[])
         .await
         .unwrap();
 
@@ -139,24 +139,24 @@ pub async fn members_and_roles(store: Arc<dyn Store>) {
     // The only owner cannot step down.
     assert_conflict(
         store
-            .set_member_role(org.id, alice.id, OrgRole::Admin)
+            .set_member_role(org.id, alice.id, OrgRole::Admin, &[])
             .await,
         Conflict::LastOrgOwner,
     );
     assert_conflict(
-        store.remove_member(org.id, alice.id).await,
+        store.remove_member(org.id, alice.id, &[]).await,
         Conflict::LastOrgOwner,
     );
     store
-        .set_member_role(org.id, alice.id, OrgRole::Owner)
+        .set_member_role(org.id, alice.id, OrgRole::Owner, &[])
         .await
         .expect("an owner staying owner is fine");
     store
-        .set_member_role(org.id, bob.id, OrgRole::Owner)
+        .set_member_role(org.id, bob.id, OrgRole::Owner, &[])
         .await
         .unwrap();
     store
-        .set_member_role(org.id, alice.id, OrgRole::Member)
+        .set_member_role(org.id, alice.id, OrgRole::Member, &[])
         .await
         .unwrap();
     assert_eq!(
@@ -164,18 +164,20 @@ pub async fn members_and_roles(store: Arc<dyn Store>) {
         Some(OrgRole::Member)
     );
     assert_conflict(
-        store.set_member_role(org.id, bob.id, OrgRole::Viewer).await,
+        store
+            .set_member_role(org.id, bob.id, OrgRole::Viewer, &[])
+            .await,
         Conflict::LastOrgOwner,
     );
     assert_not_found(
         store
-            .set_member_role(org.id, UserId::new(), OrgRole::Member)
+            .set_member_role(org.id, UserId::new(), OrgRole::Member, &[])
             .await,
     );
 
-    store.remove_member(org.id, carol.id).await.unwrap();
+    store.remove_member(org.id, carol.id, &[]).await.unwrap();
     assert_eq!(store.membership(org.id, carol.id).await.unwrap(), None);
-    assert_not_found(store.remove_member(org.id, carol.id).await);
+    assert_not_found(store.remove_member(org.id, carol.id, &[]).await);
 }
 
 pub async fn remove_member_cleans_up_and_passes_ownership(store: Arc<dyn Store>) {
@@ -187,12 +189,12 @@ pub async fn remove_member_cleans_up_and_passes_ownership(store: Arc<dyn Store>)
     let other = make_org(&*store, "other", alice.id).await;
     for (user, at_) in [(bob.id, 1), (carol.id, 2), (dave.id, 3)] {
         store
-            .add_member(org.id, user, OrgRole::Member, at(at_))
+            .add_member(org.id, user, OrgRole::Member, at(at_), &[])
             .await
             .unwrap();
     }
     store
-        .add_member(other.id, bob.id, OrgRole::Member, at(1))
+        .add_member(other.id, bob.id, OrgRole::Member, at(1), &[])
         .await
         .unwrap();
 
@@ -203,7 +205,7 @@ pub async fn remove_member_cleans_up_and_passes_ownership(store: Arc<dyn Store>)
         member_ids: vec![bob.id, carol.id],
         created_at: at(1),
     };
-    store.create_team(&team).await.unwrap();
+    store.create_team(&team, &[]).await.unwrap();
     let other_team = Team {
         id: TeamId::new(),
         org_id: other.id,
@@ -211,26 +213,26 @@ pub async fn remove_member_cleans_up_and_passes_ownership(store: Arc<dyn Store>)
         member_ids: vec![bob.id],
         created_at: at(1),
     };
-    store.create_team(&other_team).await.unwrap();
+    store.create_team(&other_team, &[]).await.unwrap();
 
     // Bob alone owns `owned`; dave joined it before carol.
     let owned = group(org.id, bob.id, Visibility::ORG);
     store
-        .create_conversation(&owned, &[(bob.id, ConversationRole::Owner)])
+        .create_conversation(&owned, &[(bob.id, ConversationRole::Owner)], &[])
         .await
         .unwrap();
     store
-        .add_participant(owned.id, carol.id, ConversationRole::Member, at(30))
+        .add_participant(owned.id, carol.id, ConversationRole::Member, at(30), &[])
         .await
         .unwrap();
     store
-        .add_participant(owned.id, dave.id, ConversationRole::Moderator, at(20))
+        .add_participant(owned.id, dave.id, ConversationRole::Moderator, at(20), &[])
         .await
         .unwrap();
     // Bob co-owns `shared` with alice: nothing passes on.
     let shared = make_group(&*store, org.id, alice.id, &[carol.id], Visibility::ORG).await;
     store
-        .add_participant(shared.id, bob.id, ConversationRole::Owner, at(20))
+        .add_participant(shared.id, bob.id, ConversationRole::Owner, at(20), &[])
         .await
         .unwrap();
     // Bob alone in `lonely`.
@@ -238,7 +240,7 @@ pub async fn remove_member_cleans_up_and_passes_ownership(store: Arc<dyn Store>)
     // In the other org nothing changes.
     let elsewhere = make_group(&*store, other.id, bob.id, &[alice.id], Visibility::ORG).await;
 
-    store.remove_member(org.id, bob.id).await.unwrap();
+    store.remove_member(org.id, bob.id, &[]).await.unwrap();
 
     assert_eq!(store.membership(org.id, bob.id).await.unwrap(), None);
     assert_eq!(
@@ -294,10 +296,13 @@ pub async fn transfer_org_swaps_roles(store: Arc<dyn Store>) {
     let bob = make_user(&*store, "bob").await;
     let org = make_org(&*store, "acme", alice.id).await;
     store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1))
+        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
         .await
         .unwrap();
-    store.transfer_org(org.id, alice.id, bob.id).await.unwrap();
+    store
+        .transfer_org(org.id, alice.id, bob.id, &[])
+        .await
+        .unwrap();
     assert_eq!(
         store.membership(org.id, bob.id).await.unwrap(),
         Some(OrgRole::Owner)
@@ -307,7 +312,7 @@ pub async fn transfer_org_swaps_roles(store: Arc<dyn Store>) {
         Some(OrgRole::Admin)
     );
     let stranger = make_user(&*store, "stranger").await;
-    assert_not_found(store.transfer_org(org.id, bob.id, stranger.id).await);
+    assert_not_found(store.transfer_org(org.id, bob.id, stranger.id, &[]).await);
     assert_eq!(
         store.membership(org.id, bob.id).await.unwrap(),
         Some(OrgRole::Owner),
@@ -343,7 +348,10 @@ pub async fn invites_are_redeemed_within_limits(store: Arc<dyn Store>) {
 
     let mut limited = invite(org.id, alice.id, Some(2), Some(at(1000)));
     limited.role = OrgRole::Viewer;
-    store.create_invite(&limited, b"limited").await.unwrap();
+    store
+        .create_invite(&limited, b"limited", &[])
+        .await
+        .unwrap();
     assert_eq!(
         store.invite_by_code(b"limited").await.unwrap(),
         Some(limited.clone())
@@ -351,7 +359,7 @@ pub async fn invites_are_redeemed_within_limits(store: Arc<dyn Store>) {
     assert_eq!(store.invite_by_code(b"unknown").await.unwrap(), None);
 
     let used = store
-        .redeem_invite(b"limited", bob.id, at(10))
+        .redeem_invite(b"limited", bob.id, at(10), &[])
         .await
         .unwrap();
     assert_eq!(used.uses, 1);
@@ -366,7 +374,7 @@ pub async fn invites_are_redeemed_within_limits(store: Arc<dyn Store>) {
     );
 
     assert_conflict(
-        store.redeem_invite(b"limited", bob.id, at(11)).await,
+        store.redeem_invite(b"limited", bob.id, at(11), &[]).await,
         Conflict::AlreadyMember,
     );
     assert_eq!(
@@ -380,16 +388,16 @@ pub async fn invites_are_redeemed_within_limits(store: Arc<dyn Store>) {
         "a refused redemption uses nothing"
     );
     assert_conflict(
-        store.redeem_invite(b"limited", alice.id, at(11)).await,
+        store.redeem_invite(b"limited", alice.id, at(11), &[]).await,
         Conflict::AlreadyMember,
     );
 
     store
-        .redeem_invite(b"limited", carol.id, at(12))
+        .redeem_invite(b"limited", carol.id, at(12), &[])
         .await
         .unwrap();
     assert_conflict(
-        store.redeem_invite(b"limited", dave.id, at(13)).await,
+        store.redeem_invite(b"limited", dave.id, at(13), &[]).await,
         Conflict::InviteExhausted,
     );
     assert_eq!(store.membership(org.id, dave.id).await.unwrap(), None);
@@ -404,27 +412,32 @@ pub async fn invites_are_redeemed_within_limits(store: Arc<dyn Store>) {
     );
 
     let expiring = invite(org.id, alice.id, None, Some(at(100)));
-    store.create_invite(&expiring, b"expiring").await.unwrap();
+    store
+        .create_invite(&expiring, b"expiring", &[])
+        .await
+        .unwrap();
     assert_conflict(
-        store.redeem_invite(b"expiring", dave.id, at(100)).await,
+        store
+            .redeem_invite(b"expiring", dave.id, at(100), &[])
+            .await,
         Conflict::InviteExhausted,
     );
     assert_conflict(
-        store.redeem_invite(b"unknown", dave.id, at(1)).await,
+        store.redeem_invite(b"unknown", dave.id, at(1), &[]).await,
         Conflict::InviteExhausted,
     );
     let redeemed = store
-        .redeem_invite(b"expiring", dave.id, at(99))
+        .redeem_invite(b"expiring", dave.id, at(99), &[])
         .await
         .unwrap();
     assert_eq!(redeemed.uses, 1);
     assert_eq!(redeemed.max_uses, None);
 
     let open = invite(org.id, alice.id, None, None);
-    store.create_invite(&open, b"open").await.unwrap();
+    store.create_invite(&open, b"open", &[]).await.unwrap();
     let eve = make_user(&*store, "eve").await;
     store
-        .redeem_invite(b"open", eve.id, at(1_000_000))
+        .redeem_invite(b"open", eve.id, at(1_000_000), &[])
         .await
         .unwrap();
 }
@@ -441,21 +454,21 @@ pub async fn teams_and_team_members(store: Arc<dyn Store>) {
         member_ids: vec![alice.id],
         created_at: at(3),
     };
-    store.create_team(&team).await.unwrap();
+    store.create_team(&team, &[]).await.unwrap();
     assert_eq!(store.team(team.id).await.unwrap(), team);
 
     let twin = Team {
         id: TeamId::new(),
         ..team.clone()
     };
-    assert_conflict(store.create_team(&twin).await, Conflict::TeamNameTaken);
+    assert_conflict(store.create_team(&twin, &[]).await, Conflict::TeamNameTaken);
     let elsewhere = Team {
         id: TeamId::new(),
         org_id: other.id,
         ..team.clone()
     };
     store
-        .create_team(&elsewhere)
+        .create_team(&elsewhere, &[])
         .await
         .expect("the same name in another org is fine");
     let second = Team {
@@ -464,14 +477,14 @@ pub async fn teams_and_team_members(store: Arc<dyn Store>) {
         member_ids: vec![],
         ..team.clone()
     };
-    store.create_team(&second).await.unwrap();
+    store.create_team(&second, &[]).await.unwrap();
 
-    store.add_team_member(team.id, bob.id).await.unwrap();
+    store.add_team_member(team.id, bob.id, &[]).await.unwrap();
     store
-        .add_team_member(team.id, bob.id)
+        .add_team_member(team.id, bob.id, &[])
         .await
         .expect("adding twice is not an error");
-    assert_not_found(store.add_team_member(TeamId::new(), bob.id).await);
+    assert_not_found(store.add_team_member(TeamId::new(), bob.id, &[]).await);
     let mut members = vec![alice.id, bob.id];
     members.sort();
     assert_eq!(store.team(team.id).await.unwrap().member_ids, members);
@@ -492,8 +505,11 @@ pub async fn teams_and_team_members(store: Arc<dyn Store>) {
     );
     assert_eq!(store.user_teams(other.id, bob.id).await.unwrap(), vec![]);
 
-    store.remove_team_member(team.id, bob.id).await.unwrap();
-    assert_not_found(store.remove_team_member(team.id, bob.id).await);
+    store
+        .remove_team_member(team.id, bob.id, &[])
+        .await
+        .unwrap();
+    assert_not_found(store.remove_team_member(team.id, bob.id, &[]).await);
     assert_eq!(
         store.team(team.id).await.unwrap().member_ids,
         vec![alice.id]

@@ -42,7 +42,7 @@ pub async fn read_markers_are_set_per_participant(store: Arc<dyn Store>) {
     let org = make_org(&*store, "acme", alice.id).await;
     for user in [bob.id, carol.id] {
         store
-            .add_member(org.id, user, OrgRole::Member, at(1))
+            .add_member(org.id, user, OrgRole::Member, at(1), &[])
             .await
             .unwrap();
     }
@@ -98,7 +98,10 @@ pub async fn read_markers_are_set_per_participant(store: Arc<dyn Store>) {
         "a failed update leaves the marker"
     );
 
-    store.remove_participant(conv.id, bob.id).await.unwrap();
+    store
+        .remove_participant(conv.id, bob.id, &[])
+        .await
+        .unwrap();
     assert_not_found(store.set_read_marker(conv.id, bob.id, msgs[2].id).await);
     assert!(store.conversation_states(bob.id).await.unwrap().is_empty());
 }
@@ -110,7 +113,7 @@ pub async fn conversation_states_count_unread(store: Arc<dyn Store>) {
     let org = make_org(&*store, "acme", alice.id).await;
     let other_org = make_org(&*store, "other", bob.id).await;
     store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1))
+        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
         .await
         .unwrap();
 
@@ -137,7 +140,7 @@ pub async fn conversation_states_count_unread(store: Arc<dyn Store>) {
         .unwrap();
     // A tombstone keeps its seq, so a marker on it still counts.
     store
-        .delete_message(partly_msgs[2].id, at(500))
+        .delete_message(partly_msgs[2].id, at(500), &[])
         .await
         .unwrap();
 
@@ -169,7 +172,7 @@ pub async fn conversation_states_count_unread(store: Arc<dyn Store>) {
     );
     assert_eq!(of(elsewhere.id), state(elsewhere.id, 1, Some(&own[0]), 0));
 
-    store.delete_conversation(partly.id).await.unwrap();
+    store.delete_conversation(partly.id, &[]).await.unwrap();
     let states = store.conversation_states(bob.id).await.unwrap();
     assert_eq!(states.len(), 4);
     assert!(states.iter().all(|s| s.id != partly.id));
@@ -204,7 +207,7 @@ pub async fn conversation_and_participant_ids(store: Arc<dyn Store>) {
     for org in [acme.id, other.id] {
         for user in [bob.id, carol.id] {
             store
-                .add_member(org, user, OrgRole::Member, at(1))
+                .add_member(org, user, OrgRole::Member, at(1), &[])
                 .await
                 .unwrap();
         }
@@ -275,9 +278,9 @@ pub async fn conversation_and_participant_ids(store: Arc<dyn Store>) {
         .unwrap()
         .is_empty());
 
-    store.remove_participant(a1.id, bob.id).await.unwrap();
+    store.remove_participant(a1.id, bob.id, &[]).await.unwrap();
     store
-        .add_participant(a2.id, bob.id, ConversationRole::Member, at(20))
+        .add_participant(a2.id, bob.id, ConversationRole::Member, at(20), &[])
         .await
         .unwrap();
     assert_eq!(
@@ -291,7 +294,7 @@ pub async fn conversation_and_participant_ids(store: Arc<dyn Store>) {
         store.participant_ids(a1.id).await.unwrap(),
         sorted(vec![alice.id, carol.id])
     );
-    store.delete_conversation(o1.id).await.unwrap();
+    store.delete_conversation(o1.id, &[]).await.unwrap();
     assert_eq!(
         store.user_conversation_ids(bob.id, None).await.unwrap(),
         sorted(vec![a2.id, a3.id])

@@ -11,7 +11,7 @@ pub async fn users_create_and_read(store: Arc<dyn Store>) {
     new.display_name = Some(DisplayName::parse("Alice").unwrap());
     new.email = Some(Email::parse("alice@example.com").unwrap());
     new.kind = UserKind::Bot;
-    let user = store.create_user(&new).await.unwrap();
+    let user = store.create_user(&new, &[]).await.unwrap();
     assert_eq!(user.id, new.id);
     assert_eq!(
         user.username, "Alice.Smith",
@@ -37,27 +37,27 @@ pub async fn users_create_and_read(store: Arc<dyn Store>) {
         store.password_hash(user.id).await.unwrap(),
         new.password_hash
     );
-    store.set_password_hash(user.id, "$new").await.unwrap();
+    store.set_password_hash(user.id, "$new", &[]).await.unwrap();
     assert_eq!(
         store.password_hash(user.id).await.unwrap().as_deref(),
         Some("$new")
     );
 
     let renamed = store
-        .set_display_name(user.id, Some(&DisplayName::parse("Al").unwrap()))
+        .set_display_name(user.id, Some(&DisplayName::parse("Al").unwrap()), &[])
         .await
         .unwrap();
     assert_eq!(renamed.display_name.as_deref(), Some("Al"));
-    let cleared = store.set_display_name(user.id, None).await.unwrap();
+    let cleared = store.set_display_name(user.id, None, &[]).await.unwrap();
     assert_eq!(cleared.display_name, None);
 
     let flagged = store
-        .set_user_flags(user.id, Some(true), None)
+        .set_user_flags(user.id, Some(true), None, &[])
         .await
         .unwrap();
     assert!(flagged.disabled && !flagged.server_admin);
     let flagged = store
-        .set_user_flags(user.id, None, Some(true))
+        .set_user_flags(user.id, None, Some(true), &[])
         .await
         .unwrap();
     assert!(flagged.disabled && flagged.server_admin);
@@ -66,24 +66,24 @@ pub async fn users_create_and_read(store: Arc<dyn Store>) {
     let nobody = UserId::new();
     assert_not_found(store.user(nobody).await);
     assert_not_found(store.password_hash(nobody).await);
-    assert_not_found(store.set_password_hash(nobody, "$x").await);
-    assert_not_found(store.set_display_name(nobody, None).await);
-    assert_not_found(store.set_user_flags(nobody, Some(true), None).await);
+    assert_not_found(store.set_password_hash(nobody, "$x", &[]).await);
+    assert_not_found(store.set_display_name(nobody, None, &[]).await);
+    assert_not_found(store.set_user_flags(nobody, Some(true), None, &[]).await);
 
     let mut passwordless = new_user("robot");
     passwordless.password_hash = None;
-    let robot = store.create_user(&passwordless).await.unwrap();
+    let robot = store.create_user(&passwordless, &[]).await.unwrap();
     assert_eq!(store.password_hash(robot.id).await.unwrap(), None);
 }
 
 pub async fn usernames_are_unique_ignoring_case(store: Arc<dyn Store>) {
     make_user(&*store, "Carol").await;
     assert_conflict(
-        store.create_user(&new_user("carol")).await,
+        store.create_user(&new_user("carol"), &[]).await,
         Conflict::UsernameTaken,
     );
     assert_conflict(
-        store.create_user(&new_user("CAROL")).await,
+        store.create_user(&new_user("CAROL"), &[]).await,
         Conflict::UsernameTaken,
     );
     make_user(&*store, "carol2").await;
@@ -93,14 +93,14 @@ pub async fn bootstrap_is_claimed_once(store: Arc<dyn Store>) {
     assert!(!store.bootstrap_claimed().await.unwrap());
     let mut first = new_user("admin");
     first.server_admin = true;
-    let admin = store.claim_bootstrap(&first).await.unwrap();
+    let admin = store.claim_bootstrap(&first, &[]).await.unwrap();
     assert!(admin.server_admin);
     assert!(store.bootstrap_claimed().await.unwrap());
 
     let mut second = new_user("admin2");
     second.server_admin = true;
     assert_conflict(
-        store.claim_bootstrap(&second).await,
+        store.claim_bootstrap(&second, &[]).await,
         Conflict::BootstrapUsed,
     );
     assert!(
@@ -144,6 +144,7 @@ fn session(user: UserId, created: i64) -> Session {
         last_seen_at: at(created),
         expires_at: at(created + 3600),
         cookie: created % 2 == 0,
+        impersonator: None,
     }
 }
 
@@ -155,7 +156,7 @@ pub async fn sessions_lifecycle(store: Arc<dyn Store>) {
     let a3 = session(alice.id, 3);
     let b1 = session(bob.id, 1);
     for (s, hash) in [(&a1, b"a1"), (&a2, b"a2"), (&a3, b"a3"), (&b1, b"b1")] {
-        store.create_session(s, hash).await.unwrap();
+        store.create_session(s, hash, &[]).await.unwrap();
     }
     assert_eq!(
         store.session_by_token_hash(b"a2").await.unwrap(),
@@ -188,14 +189,17 @@ pub async fn sessions_lifecycle(store: Arc<dyn Store>) {
     assert_eq!(listed_ids, expected);
     assert!(listed.iter().all(|s| s.user_id == alice.id));
 
-    assert_not_found(store.delete_session(alice.id, b1.id).await);
+    assert_not_found(store.delete_session(alice.id, b1.id, &[]).await);
     assert!(store.session_by_token_hash(b"b1").await.unwrap().is_some());
-    store.delete_session(alice.id, a1.id).await.unwrap();
+    store.delete_session(alice.id, a1.id, &[]).await.unwrap();
     assert!(store.session_by_token_hash(b"a1").await.unwrap().is_none());
-    assert_not_found(store.delete_session(alice.id, a1.id).await);
+    assert_not_found(store.delete_session(alice.id, a1.id, &[]).await);
 
     assert_eq!(
-        store.delete_sessions(alice.id, Some(a3.id)).await.unwrap(),
+        store
+            .delete_sessions(alice.id, Some(a3.id), &[])
+            .await
+            .unwrap(),
         1
     );
     let left: Vec<_> = store
@@ -206,7 +210,7 @@ pub async fn sessions_lifecycle(store: Arc<dyn Store>) {
         .map(|s| s.id)
         .collect();
     assert_eq!(left, vec![a3.id]);
-    assert_eq!(store.delete_sessions(alice.id, None).await.unwrap(), 1);
+    assert_eq!(store.delete_sessions(alice.id, None, &[]).await.unwrap(), 1);
     assert!(store.list_sessions(alice.id).await.unwrap().is_empty());
     assert_eq!(store.list_sessions(bob.id).await.unwrap().len(), 1);
 }
@@ -219,7 +223,7 @@ pub async fn users_share_org_only_through_a_common_org(store: Arc<dyn Store>) {
     make_org(&*store, "other", carol.id).await;
     assert!(!store.users_share_org(alice.id, bob.id).await.unwrap());
     store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1))
+        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
         .await
         .unwrap();
     assert!(store.users_share_org(alice.id, bob.id).await.unwrap());
@@ -230,7 +234,7 @@ pub async fn users_share_org_only_through_a_common_org(store: Arc<dyn Store>) {
 pub async fn times_are_kept_to_the_microsecond(store: Arc<dyn Store>) {
     let mut new = new_user("precise");
     new.created_at = at(0) + Duration::nanoseconds(123_456_789);
-    let user = store.create_user(&new).await.unwrap();
+    let user = store.create_user(&new, &[]).await.unwrap();
     let expected = at(0) + Duration::microseconds(123_456);
     assert_eq!(user.created_at, expected);
     assert_eq!(store.user(user.id).await.unwrap().created_at, expected);
