@@ -631,11 +631,17 @@ function securityView() {
 
 function enableForm(setup) {
   const status = el('div');
+  const qrFigure = el('figure', { class: 'qr-figure' }, el('figcaption', { class: 'muted', text: 'Authenticator QR code' }));
+  // The encoder is loaded only here, to keep the first page small.
+  import('./qr.js')
+    .then(({ qrSvg }) => qrFigure.prepend(qrSvg(setup.otpauth_uri, 'QR code for your authenticator app')))
+    .catch((e) => qrFigure.append(notice(`Could not draw the QR code: ${e.message}`)));
   const form = el(
     'form',
     { 'aria-label': 'Confirm two-factor authentication' },
-    el('p', { text: 'Add this key to your authenticator app (or open the link on a phone), then enter the code it shows.' }),
-    el('label', { class: 'field' }, el('span', { text: 'Secret key' }), el('input', { readonly: true, value: setup.secret, class: 'secret' })),
+    el('p', { text: 'Scan this QR code with your authenticator app (or type in the key below, or open the link on a phone), then enter the code it shows.' }),
+    qrFigure,
+    el('label', { class: 'field' }, el('span', { text: 'Secret key' }), el('input', { readonly: true, value: setup.secret, class: 'secret', spellcheck: 'false' })),
     el('p', {}, el('a', { href: setup.otpauth_uri, text: 'Open in authenticator app' })),
     el('label', { class: 'field' }, el('span', { text: 'Code from your app' }), el('input', { name: 'code', autocomplete: 'one-time-code', inputmode: 'numeric', required: true })),
     el('button', { type: 'submit', text: 'Turn on two-factor authentication' }),

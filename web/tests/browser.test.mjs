@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import jsQR from 'jsqr';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '../..');
@@ -79,6 +80,22 @@ function totp(secret, offset = 0) {
   const at = mac[mac.length - 1] & 0xf;
   const code = (mac.readUInt32BE(at) & 0x7fffffff) % 1_000_000;
   return String(code).padStart(6, '0');
+}
+
+/** Decodes the QR code in a PNG screenshot: the browser turns it into pixels, jsQR reads them. */
+async function decodeQr(context, png) {
+  const scratch = await context.newPage();
+  const { width, height, data } = await scratch.evaluate(async (b64) => {
+    const blob = await (await fetch(`data:image/png;base64,${b64}`)).blob();
+    const bitmap = await createImageBitmap(blob);
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    const ctx = canvas.getContext('2d');
+    ctx.drawImage(bitmap, 0, 0);
+    const img = ctx.getImageData(0, 0, bitmap.width, bitmap.height);
+    return { width: img.width, height: img.height, data: Array.from(img.data) };
+  }, png.toString('base64'));
+  await scratch.close();
+  return jsQR(Uint8ClampedArray.from(data), width, height)?.data ?? null;
 }
 
 /** A fresh browser context and page that records dialogs, page errors and console errors. */
@@ -336,8 +353,18 @@ test('a user turns on two-factor authentication in the client', async () => {
   const { page } = dave;
   await signInAs(page, 'dave');
   await page.getByRole('link', { name: 'Two-factor' }).click();
+  const setupAnswer = page.waitForResponse((r) => r.url().endsWith('/api/v1/auth/totp/setup'));
   await page.getByRole('button', { name: 'Set up two-factor authentication' }).click();
+  const setup = await (await setupAnswer).json();
+  assert.match(setup.otpauth_uri, /^otpauth:\/\/totp\//);
+  // The QR code on screen decodes to the very otpauth URI the API returned ...
+  const qr = page.getByRole('img', { name: 'QR code for your authenticator app' });
+  await qr.waitFor();
+  assert.equal(await decodeQr(dave.context, await qr.screenshot()), setup.otpauth_uri);
+  // ... and the secret is there as text for typing in by hand.
   const secret = await page.getByLabel('Secret key').inputValue();
+  assert.equal(secret, setup.secret);
+  await page.screenshot({ path: join(SHOTS, 'client-two-factor-setup.png') });
   await page.getByLabel('Code from your app').fill(totp(secret));
   await page.getByRole('button', { name: 'Turn on two-factor authentication' }).click();
   await page.getByRole('list', { name: 'Recovery codes' }).waitFor();
