@@ -464,6 +464,55 @@ test('the client reconnects after a server restart and gets live messages again'
   await log(page).getByText('after the restart').waitFor();
 });
 
+test('an admin manages the teams and bots of an org in the console', async () => {
+  const { page } = admin;
+  await page.goto(`${base}/admin#/orgs`);
+  const acme = page.getByRole('region', { name: 'Acme', exact: true });
+  const teams = acme.getByRole('region', { name: 'Teams of Acme' });
+  await teams.getByLabel('New team name in Acme').fill('Support');
+  await teams.getByRole('button', { name: 'Create team' }).click();
+  const row = teams.getByRole('row', { name: /^Support/ });
+  await row.waitFor();
+  for (const name of ['bob', 'carol']) {
+    await row.getByLabel('Add to team Support').selectOption({ label: name });
+    await row.getByRole('button', { name: 'Add to team' }).click();
+    await row.getByRole('list', { name: 'Members of team Support' }).getByText(name, { exact: true }).waitFor();
+  }
+  await row.getByRole('button', { name: 'Remove bob from team Support' }).click();
+  await row.getByRole('button', { name: 'Remove bob from team Support' }).waitFor({ state: 'detached' });
+  const login = await rest('POST', '/auth/login', null, { username: 'admin', password: PASSWORD });
+  const token = login.body.token;
+  const orgId = await acme.getAttribute('data-org-id');
+  const listed = await rest('GET', `/orgs/${orgId}/teams`, token);
+  const support = listed.body.items.find((t) => t.name === 'Support');
+  const users = await rest('GET', `/orgs/${orgId}/members?limit=100`, token);
+  const idOf = (name) => users.body.items.find((m) => m.user.username === name).user.id;
+  assert.deepEqual(support.member_ids, [idOf('carol')], 'the server has carol, and no longer bob, in the team');
+
+  const bots = acme.getByRole('region', { name: 'Bots of Acme' });
+  await bots.getByLabel('New bot name in Acme').fill('deploy-bot');
+  await bots.getByRole('button', { name: 'Create bot' }).click();
+  const first = await bots.getByLabel('New token of bot deploy-bot').inputValue();
+  assert.match(first, /^cnv_b_/);
+  const botRow = bots.getByRole('row', { name: /^deploy-bot/ });
+  const masked = await botRow.locator('code').textContent();
+  assert.ok(masked.includes('****') && !masked.includes(first), `the list shows the token masked: ${masked}`);
+  const asBot = async (t) => (await fetch(`${base}/api/v1/users/@me`, { headers: { Authorization: `Bot ${t}` } })).status;
+  assert.equal(await asBot(first), 200);
+  await page.screenshot({ path: join(SHOTS, 'admin-teams-bots.png'), fullPage: true });
+  await botRow.getByRole('button', { name: 'Rotate token of bot deploy-bot' }).click();
+  await waitFor(async () => (await bots.getByLabel('New token of bot deploy-bot').inputValue()) !== first, 'the rotated token');
+  const second = await bots.getByLabel('New token of bot deploy-bot').inputValue();
+  assert.match(second, /^cnv_b_/);
+  assert.equal(await asBot(second), 200);
+  assert.equal(await asBot(first), 401, 'the old token stops working (no grace period)');
+  // Shown once: a reload lists the bot with its token masked only.
+  await page.reload();
+  await bots.getByRole('row', { name: /^deploy-bot/ }).waitFor();
+  assert.equal(await bots.getByLabel('New token of bot deploy-bot').count(), 0);
+  assert.equal(await page.getByText(second).count(), 0);
+});
+
 test('the admin console screens', async () => {
   const { page } = admin;
   await page.goto(`${base}/admin#/orgs`);
