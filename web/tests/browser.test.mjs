@@ -464,6 +464,80 @@ test('the client reconnects after a server restart and gets live messages again'
   await log(page).getByText('after the restart').waitFor();
 });
 
+test('direct conversations, with unread counts kept by read markers across sessions', async () => {
+  const { page } = admin;
+  const unread = (p, id) => p.locator(`[data-conversation-id="${id}"] .unread`);
+  await page.goto(`${base}/`);
+  await page.reload();
+  await page.getByLabel('Start a direct conversation with').selectOption({ label: 'bob' });
+  await page.getByRole('button', { name: 'Start', exact: true }).click();
+  await page.waitForURL(/#\/c\/[0-9a-f-]{36}$/);
+  const directId = new URL(page.url()).hash.slice('#/c/'.length);
+  assert.notEqual(directId, conversationId);
+  await page.getByRole('heading', { name: 'bob', exact: true }).waitFor();
+  await page.getByRole('list', { name: 'Direct conversations' }).getByRole('link', { name: 'bob' }).waitFor();
+
+  // Bob is told live, and the conversation carries admin's name on his side.
+  await bob.page.goto(`${base}/`);
+  await bob.page.reload();
+  const bobsLink = bob.page.getByRole('list', { name: 'Direct conversations' }).getByRole('link', { name: /^admin/ });
+  await bobsLink.waitFor();
+  assert.equal(await bobsLink.getAttribute('href'), `#/c/${directId}`);
+
+  for (const text of ['Hi Bob, a word in private?', 'It is about the launch.']) {
+    await page.getByLabel('Message', { exact: true }).fill(text);
+    await page.getByLabel('Message', { exact: true }).press('Enter');
+    await log(page).getByText(text).waitFor();
+  }
+  await waitFor(async () => (await unread(bob.page, directId).getAttribute('data-count')) === '2', "bob's unread count of 2");
+  assert.equal(await bobsLink.textContent(), 'admin2 unread');
+  // The sender has read what they sent.
+  assert.equal(await unread(page, directId).count(), 0);
+
+  // READY carries the count: a reload and a second session of bob show it too.
+  await bob.page.reload();
+  await waitFor(async () => (await unread(bob.page, directId).getAttribute('data-count')) === '2', 'the count after a reload');
+  const bob2 = await newUser();
+  await signInAs(bob2.page, 'bob');
+  await waitFor(async () => (await unread(bob2.page, directId).getAttribute('data-count')) === '2', "the count in bob's second session");
+  await bob.page.screenshot({ path: join(SHOTS, 'client-direct-unread.png') });
+
+  // Bob opens it: read here, and his other session is told by READ_MARKER_UPDATE.
+  await bobsLink.click();
+  await log(bob.page).getByText('It is about the launch.').waitFor();
+  await unread(bob.page, directId).waitFor({ state: 'detached' });
+  await unread(bob2.page, directId).waitFor({ state: 'detached' });
+
+  // A message arriving while the conversation is on screen is read at once.
+  await page.getByLabel('Message', { exact: true }).fill('Thanks for reading.');
+  await page.getByLabel('Message', { exact: true }).press('Enter');
+  await log(bob.page).getByText('Thanks for reading.').waitFor();
+  await bob.page.getByLabel('Message', { exact: true }).fill('Sure, tell me.');
+  await bob.page.getByLabel('Message', { exact: true }).press('Enter');
+  await log(page).getByText('Sure, tell me.').waitFor();
+  await waitFor(async () => (await unread(bob2.page, directId).count()) === 0, 'no unread left in the second session');
+  await bob2.page.waitForTimeout(500);
+  await bob2.page.reload();
+  await bob2.page.getByRole('list', { name: 'Direct conversations' }).getByRole('link', { name: 'admin' }).waitFor();
+  assert.equal(await unread(bob2.page, directId).count(), 0, 'the server keeps the marker: READY counts nothing unread');
+  // The admin, on another page, gets a count for bob's reply and loses it on opening.
+  await page.goto(`${base}/#/sessions`);
+  await bob.page.getByLabel('Message', { exact: true }).fill('Ping.');
+  await bob.page.getByLabel('Message', { exact: true }).press('Enter');
+  await waitFor(async () => (await unread(page, directId).getAttribute('data-count')) === '1', "admin's unread count");
+  await page.getByRole('list', { name: 'Direct conversations' }).getByRole('link', { name: /^bob/ }).click();
+  await log(page).getByText('Ping.').waitFor();
+  await unread(page, directId).waitFor({ state: 'detached' });
+
+  // Starting again with the same person opens the same conversation.
+  await page.goto(`${base}/`);
+  await page.getByLabel('Start a direct conversation with').selectOption({ label: 'bob' });
+  await page.getByRole('button', { name: 'Start', exact: true }).click();
+  await page.waitForURL(`${base}/#/c/${directId}`);
+  assert.equal(await page.getByRole('list', { name: 'Direct conversations' }).getByRole('listitem').count(), 1);
+  await bob2.context.close();
+});
+
 test('an admin manages the teams and bots of an org in the console', async () => {
   const { page } = admin;
   await page.goto(`${base}/admin#/orgs`);
