@@ -450,6 +450,58 @@ test('the CSP blocks an injected inline script', async () => {
   assert.match(result.directive ?? '', /^script-src/);
 });
 
+test('the first page is small, fetched in one round, and usable by keyboard at phone width', async () => {
+  const context = await browser.newContext({ viewport: { width: 375, height: 740 } });
+  const page = await context.newPage();
+  const fetched = [];
+  page.on('requestfinished', async (req) => {
+    const res = await req.response();
+    fetched.push({ url: new URL(req.url()), bytes: res ? (await res.body().catch(() => Buffer.alloc(0))).length : 0 });
+  });
+  await page.goto(`${base}/`, { waitUntil: 'networkidle' });
+  await page.getByLabel('Username').waitFor();
+  const total = fetched.reduce((n, f) => n + f.bytes, 0);
+  assert.ok(total < 200 * 1024, `the first page weighs ${total} bytes, under 200 KiB`);
+  // One round: every script the page runs is named by the HTML itself (script or
+  // modulepreload), so none waits for another to be parsed first.
+  const html = await (await fetch(`${base}/`)).text();
+  const scripts = fetched.filter((f) => /\.m?js$/.test(f.url.pathname)).map((f) => f.url.pathname);
+  assert.ok(scripts.length >= 6, `scripts: ${scripts}`);
+  for (const path of scripts) assert.ok(html.includes(`"${path}"`), `${path} is named in index.html`);
+  assert.ok(!scripts.some((p) => /qr/.test(p)), 'the QR encoder is loaded only when needed');
+
+  // By keyboard alone: the form starts focused; Tab moves through it; Enter on the button.
+  await waitFor(() => page.evaluate(() => document.activeElement?.name === 'username'), 'focus in Username');
+  await page.keyboard.type('admin');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type(PASSWORD);
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Sign in');
+  await page.keyboard.press('Enter');
+  await page.getByText('Signed in as admin').waitFor();
+  await page.getByRole('link', { name: 'general' }).waitFor();
+  const overflow = () => page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok((await overflow()) <= 0, 'nothing is wider than a phone screen');
+  let reached = false;
+  for (let i = 0; i < 30 && !reached; i += 1) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => document.activeElement?.textContent === 'general');
+  }
+  assert.ok(reached, 'Tab reaches the conversation link');
+  await page.keyboard.press('Enter');
+  await log(page).waitFor();
+  await page.waitForURL(`${base}/#/c/${conversationId}`);
+  await page.getByLabel('Message', { exact: true }).waitFor();
+  await waitFor(() => page.evaluate(() => document.activeElement?.getAttribute('aria-label') === 'Message'), 'focus in the message box');
+  assert.ok((await overflow()) <= 0, 'the conversation fits a phone screen');
+  await page.screenshot({ path: join(SHOTS, 'client-phone.png') });
+  await page.goto(`${base}/admin#/orgs`);
+  await page.getByRole('heading', { name: 'Acme' }).waitFor();
+  assert.ok((await overflow()) <= 0, 'the admin console fits a phone screen');
+  await page.screenshot({ path: join(SHOTS, 'admin-phone.png'), fullPage: true });
+  await context.close();
+});
+
 test('the client reconnects after a server restart and gets live messages again', async () => {
   const { page } = admin;
   const stopped = new Promise((ok) => server.once('exit', ok));
