@@ -335,6 +335,8 @@ function renderSidebar() {
   show(ui.orgSelect, state.orgs.map((o) => el('option', { value: o.id, text: o.name, selected: o.id === state.orgId })));
   ui.orgSelect.disabled = state.orgs.length === 0;
   ui.newConvButton.disabled = !state.orgId;
+  // Lists are rebuilt on live events: keep the keyboard focus on the same conversation.
+  const focusedId = document.activeElement?.closest?.('[data-conversation-id]')?.dataset.conversationId;
   const inOrg = (c) => c.org_id === state.orgId;
   const all = [...state.conversations.values()].filter(inOrg);
   const groups = all.filter((c) => c.kind !== 'direct');
@@ -360,6 +362,7 @@ function renderSidebar() {
       : groups.map(item),
   );
   show(ui.directList, directs.length === 0 ? el('li', { class: 'empty', text: 'No direct conversations yet.' }) : directs.map(item));
+  if (focusedId) ui.sidebar.querySelector(`[data-conversation-id="${CSS.escape(focusedId)}"] a`)?.focus();
   const people = (state.members.get(state.orgId) ?? []).filter((m) => m.user.id !== state.me.id && m.user.kind !== 'bot');
   const chosen = ui.directChosen;
   show(

@@ -485,9 +485,20 @@ test('the first page is small, fetched in one round, and usable by keyboard at p
   let reached = false;
   for (let i = 0; i < 30 && !reached; i += 1) {
     await page.keyboard.press('Tab');
-    reached = await page.evaluate(() => document.activeElement?.textContent === 'general');
+    reached = await page.evaluate(() => document.activeElement?.querySelector('.conv-name')?.textContent === 'general');
   }
   assert.ok(reached, 'Tab reaches the conversation link');
+  // A live event re-renders the list; the focus stays on the same link. (The admin's other
+  // page leaves the conversation first, or it would read the message at once.)
+  await admin.page.goto(`${base}/#/sessions`);
+  await admin.page.getByText('This device').waitFor();
+  const other = await rest('POST', '/auth/login', null, { username: 'admin', password: PASSWORD });
+  const sent = await rest('POST', `/conversations/${conversationId}/messages`, other.body.token, { content: 'while tabbing', format: 'text' });
+  assert.equal(sent.status, 201);
+  await waitFor(async () => (await page.locator(`[data-conversation-id="${conversationId}"] .unread`).count()) === 1, 'the unread count');
+  assert.equal(await page.evaluate(() => document.activeElement?.querySelector('.conv-name')?.textContent), 'general');
+  await admin.page.goto(`${base}/#/c/${conversationId}`);
+  await log(admin.page).getByText('while tabbing').waitFor();
   await page.keyboard.press('Enter');
   await log(page).waitFor();
   await page.waitForURL(`${base}/#/c/${conversationId}`);
