@@ -1,4 +1,5 @@
-// The admin console at `/admin`: users, orgs and their members, API keys, capabilities.
+// The admin console at `/admin`: users, orgs with their members, teams and bots, API keys,
+// capabilities.
 // Sections are addressable as `/admin#/<section>`.
 
 import { api, currentSession, signOut } from './api.js';
@@ -170,16 +171,19 @@ async function orgsView() {
   );
 }
 
-async function orgSection(org) {
+async function orgSection(org, { revealed } = {}) {
   const status = el('div');
   const canManage = ['owner', 'admin'].includes(org.role);
-  const [members, matrix] = await Promise.all([
+  const [members, matrix, teams, bots] = await Promise.all([
     api('GET', `/orgs/${org.id}/members?limit=100`),
-    // Roles that may not read the matrix simply go without it.
+    // Roles that may not read the matrix, the teams or the bots simply go without them.
     api('GET', `/orgs/${org.id}/permissions/matrix`).catch(() => null),
+    api('GET', `/orgs/${org.id}/teams`).catch(() => null),
+    canManage ? api('GET', `/orgs/${org.id}/bots`).catch(() => null) : null,
   ]);
   const rows = members.items.map((m) => {
-    const name = m.user.username;
+    // A bot's account is named `bot-…`: show its display name (the bot's name) with a mark.
+    const name = m.user.kind === 'bot' ? `${m.user.display_name || m.user.username} (bot)` : m.user.username;
     const roleSelect = el(
       'select',
       { 'aria-label': `Role of ${name}`, disabled: !canManage || m.user.id === me.id },
@@ -233,7 +237,145 @@ async function orgSection(org) {
     table(`Members of ${org.name}`, ['User', 'Role', 'Actions'], rows),
     canManage ? add : null,
     status,
+    teams ? teamsPart(org, canManage, teams.items, members.items) : null,
+    bots ? botsPart(org, bots.items, revealed) : null,
     matrix ? matrixTable(org, matrix) : null,
+  );
+}
+
+/** Re-renders one org's card in place (keeps the rest of the page, and the focus nearby). */
+async function refreshOrg(org, focusLabel, opts) {
+  const card = content.querySelector(`[data-org-id="${CSS.escape(org.id)}"]`);
+  const fresh = await orgSection(org, opts);
+  if (card) card.replaceWith(fresh);
+  if (focusLabel) fresh.querySelector(`[aria-label="${CSS.escape(focusLabel)}"]`)?.focus();
+  return fresh;
+}
+
+/** The org's teams: who is in each, and (owners and admins) create, add and remove. */
+function teamsPart(org, canManage, teams, members) {
+  const status = el('div');
+  const names = new Map(members.map((m) => [m.user.id, m.user.username]));
+  const rows = teams.map((t) => {
+    const inTeam = new Set(t.member_ids);
+    const who = t.member_ids.map((id) => {
+      const name = names.get(id) ?? id;
+      return el(
+        'li',
+        { 'data-user-id': id },
+        el('span', { text: name }),
+        canManage
+          ? el('button', {
+              type: 'button',
+              class: 'small',
+              'aria-label': `Remove ${name} from team ${t.name}`,
+              text: 'Remove',
+              onclick: () => api('DELETE', `/orgs/${org.id}/teams/${t.id}/members/${id}`).then(() => refreshOrg(org, `Add to team ${t.name}`), errorTo(status)),
+            })
+          : null,
+      );
+    });
+    const candidates = members.filter((m) => !inTeam.has(m.user.id) && m.user.kind !== 'bot');
+    let addForm = null;
+    if (canManage && candidates.length > 0) {
+      addForm = el(
+        'form',
+        { class: 'inline-form', 'aria-label': `Add a member to team ${t.name}` },
+        el('select', { name: 'user', 'aria-label': `Add to team ${t.name}` }, candidates.map((m) => el('option', { value: m.user.id, text: m.user.username }))),
+        el('button', { type: 'submit', class: 'small', text: 'Add to team' }),
+      );
+      addForm.addEventListener('submit', (ev) => {
+        ev.preventDefault();
+        const user = formValues(addForm).user;
+        api('POST', `/orgs/${org.id}/teams/${t.id}/members/${user}`).then(() => refreshOrg(org, `Add to team ${t.name}`), errorTo(status));
+      });
+    }
+    return el(
+      'tr',
+      { 'data-team-id': t.id },
+      el('th', { scope: 'row', text: t.name }),
+      el('td', {}, who.length ? el('ul', { class: 'plain-list', 'aria-label': `Members of team ${t.name}` }, who) : el('span', { class: 'muted', text: 'No members.' })),
+      canManage ? el('td', {}, addForm ?? el('span', { class: 'muted', text: 'Everyone is in it.' })) : null,
+    );
+  });
+  let create = null;
+  if (canManage) {
+    create = el(
+      'form',
+      { class: 'inline-form', 'aria-label': `Create a team in ${org.name}` },
+      el('input', { name: 'name', 'aria-label': `New team name in ${org.name}`, placeholder: 'Team name', required: true, maxlength: 100 }),
+      el('button', { type: 'submit', text: 'Create team' }),
+    );
+    create.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      api('POST', `/orgs/${org.id}/teams`, { name: formValues(create).name.trim() }).then(() => refreshOrg(org, `New team name in ${org.name}`), errorTo(status));
+    });
+  }
+  return el(
+    'section',
+    { class: 'org-part', 'aria-label': `Teams of ${org.name}` },
+    el('h4', { text: 'Teams' }),
+    table(`Teams of ${org.name}`, canManage ? ['Team', 'Members', 'Add'] : ['Team', 'Members'], rows),
+    create,
+    status,
+  );
+}
+
+/**
+ * The org's bots (owners and admins): create one, rotate its token. `revealed` (`{bot, what}`)
+ * is a token just issued: shown once, above the list.
+ */
+function botsPart(org, bots, revealed) {
+  const status = el('div');
+  const secret = revealed
+    ? el(
+        'div',
+        { class: 'card secret-box', role: 'status' },
+        el('h5', { text: `Token of bot "${revealed.bot.name}" ${revealed.what}` }),
+        el('p', { text: 'Copy it now: it is shown only once. The bot sends it as "Authorization: Bot <token>".' }),
+        el('input', { readonly: true, value: revealed.bot.token, 'aria-label': `New token of bot ${revealed.bot.name}`, class: 'secret', spellcheck: 'false' }),
+        el('button', { type: 'button', class: 'small', text: 'Copy', onclick: () => navigator.clipboard?.writeText(revealed.bot.token) }),
+      )
+    : null;
+  const withSecret = (what) => (bot) => refreshOrg(org, `New token of bot ${bot.name}`, { revealed: { bot, what } });
+  const rows = bots.map((b) =>
+    el(
+      'tr',
+      { 'data-bot-id': b.id },
+      el('th', { scope: 'row', text: b.name }),
+      el('td', {}, el('code', { text: b.token })),
+      el('td', { text: new Date(b.created_at).toLocaleString() }),
+      el(
+        'td',
+        {},
+        el('button', {
+          type: 'button',
+          class: 'small',
+          'aria-label': `Rotate token of bot ${b.name}`,
+          text: 'Rotate token',
+          onclick: () => api('POST', `/orgs/${org.id}/bots/${b.id}/token`, {}).then(withSecret('rotated'), errorTo(status)),
+        }),
+      ),
+    ),
+  );
+  const create = el(
+    'form',
+    { class: 'inline-form', 'aria-label': `Create a bot in ${org.name}` },
+    el('input', { name: 'name', 'aria-label': `New bot name in ${org.name}`, placeholder: 'Bot name', required: true, maxlength: 64 }),
+    el('button', { type: 'submit', text: 'Create bot' }),
+  );
+  create.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    api('POST', `/orgs/${org.id}/bots`, { name: formValues(create).name.trim() }).then(withSecret('created'), errorTo(status));
+  });
+  return el(
+    'section',
+    { class: 'org-part bots-part', 'aria-label': `Bots of ${org.name}` },
+    el('h4', { text: 'Bots' }),
+    secret,
+    table(`Bots of ${org.name}`, ['Bot', 'Token', 'Created', 'Actions'], rows),
+    create,
+    status,
   );
 }
 

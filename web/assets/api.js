@@ -15,7 +15,8 @@ export function setCsrfToken(token) {
   csrfToken = token ?? null;
 }
 
-export async function api(method, path, body) {
+/** `opts.keepalive`: the request outlives the page (read markers sent just before leaving). */
+export async function api(method, path, body, opts = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && csrfToken) headers['X-CSRF-Token'] = csrfToken;
@@ -23,6 +24,7 @@ export async function api(method, path, body) {
     method,
     headers,
     credentials: 'same-origin',
+    keepalive: opts.keepalive === true,
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   if (res.status === 204) return null;

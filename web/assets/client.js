@@ -1,5 +1,6 @@
-// The chat client at `/`: sign-in, orgs and conversations, live messages over the gateway,
-// and the sessions page. Routes live in the fragment: `#/c/<id>`, `#/sessions`.
+// The chat client at `/`: sign-in, orgs and conversations (group and direct), live messages
+// over the gateway, unread counts kept with read markers, the sessions page and two-factor
+// settings. Routes live in the fragment: `#/c/<id>`, `#/sessions`, `#/security`.
 
 import DOMPurify from './vendor/dompurify/purify.es.mjs';
 import { api, currentSession, signOut } from './api.js';
@@ -22,6 +23,15 @@ const state = {
   typing: new Map(),
   gateway: null,
   connection: 'offline',
+  /** conversation id → `{lastSeq, readSeq}`: unread = lastSeq − readSeq (as the server counts). */
+  reads: new Map(),
+  /** message id → seq, for read markers that arrive as a message id. */
+  seqOf: new Map(),
+  /** direct conversation id → the other person's name. */
+  directNames: new Map(),
+  directPending: new Set(),
+  /** org id → its members (for starting direct conversations). */
+  members: new Map(),
 };
 
 const ui = {};
@@ -31,7 +41,103 @@ function displayName(user) {
 }
 
 function conversationName(c) {
-  return c.name || (c.kind === 'direct' ? 'Direct conversation' : 'Unnamed conversation');
+  if (c.kind === 'direct') return state.directNames.get(c.id) ?? 'Direct conversation';
+  return c.name || 'Unnamed conversation';
+}
+
+/** Unread messages in `c`, or 0 while not known. */
+function unreadCount(c) {
+  const r = state.reads.get(c.id);
+  return r ? Math.max(0, r.lastSeq - r.readSeq) : 0;
+}
+
+/** The read state of a conversation, made from its REST object when there is none yet. */
+function readsOf(id) {
+  let r = state.reads.get(id);
+  if (!r) {
+    const lastSeq = state.conversations.get(id)?.last_seq ?? 0;
+    r = { lastSeq, readSeq: 0 };
+    state.reads.set(id, r);
+  }
+  return r;
+}
+
+/** READY's conversation states: the server's count of what is unread. */
+function applyReady(d) {
+  for (const c of d.conversations ?? []) {
+    state.reads.set(c.id, { lastSeq: c.last_seq, readSeq: c.last_seq - c.unread_count });
+  }
+  renderSidebar();
+}
+
+/** conversation id → the marker waiting to be sent while one is on its way (one at a time). */
+const markQueue = new Map();
+const markBusy = new Set();
+
+function sendMarker(conversationId, messageId) {
+  if (markBusy.has(conversationId)) {
+    markQueue.set(conversationId, messageId);
+    return;
+  }
+  markBusy.add(conversationId);
+  // keepalive: the marker still reaches the server when the page is left right after.
+  api('PUT', `/conversations/${conversationId}/read-marker`, { message_id: messageId }, { keepalive: true })
+    .catch(() => {})
+    .finally(() => {
+      markBusy.delete(conversationId);
+      const next = markQueue.get(conversationId);
+      markQueue.delete(conversationId);
+      if (next) sendMarker(conversationId, next);
+    });
+}
+
+/** Moves my read marker to `m` (seen on screen): locally, and on the server. */
+function markRead(m) {
+  if (!m || document.visibilityState !== 'visible') return;
+  const r = readsOf(m.conversation_id);
+  r.lastSeq = Math.max(r.lastSeq, m.seq);
+  if (r.readSeq >= m.seq) return;
+  r.readSeq = m.seq;
+  renderSidebar();
+  sendMarker(m.conversation_id, m.id);
+}
+
+/** The newest message on screen in the open conversation. */
+function newestShown() {
+  const li = ui.log?.lastElementChild;
+  return li ? { id: li.dataset.messageId, seq: Number(li.dataset.seq), conversation_id: state.openId } : null;
+}
+
+/** Learns the other person's name of direct conversations (one small request each, once). */
+function resolveDirectNames(convs) {
+  for (const c of convs) {
+    if (c.kind !== 'direct' || state.directNames.has(c.id) || state.directPending.has(c.id)) continue;
+    state.directPending.add(c.id);
+    api('GET', `/conversations/${c.id}/participants?limit=3`)
+      .then((p) => {
+        setDirectName(c.id, p.items);
+        renderSidebar();
+      })
+      .catch(() => {})
+      .finally(() => state.directPending.delete(c.id));
+  }
+}
+
+function setDirectName(id, participants) {
+  const others = participants.filter((p) => p.user.id !== state.me.id);
+  state.directNames.set(id, others.length ? others.map((p) => displayName(p.user)).join(', ') : 'Just you');
+}
+
+/** Loads an org's members once; `refresh` fetches them again (the old list stays meanwhile). */
+async function loadMembers(orgId, refresh = false) {
+  if (!orgId || (state.members.has(orgId) && !refresh)) return;
+  try {
+    const m = await api('GET', `/orgs/${orgId}/members?limit=100`);
+    state.members.set(orgId, m.items);
+  } catch {
+    if (!state.members.has(orgId)) state.members.set(orgId, []);
+  }
+  renderSidebar();
 }
 
 function route() {
@@ -76,8 +182,10 @@ async function signedIn(user) {
   layout();
   state.gateway = new Gateway({
     onDispatch: dispatch,
-    onReady: (_d, fresh) => {
-      if (fresh) reload();
+    onReady: (d, fresh) => {
+      if (!fresh) return;
+      applyReady(d);
+      reload();
     },
     onStatus: (s) => {
       state.connection = s;
@@ -128,6 +236,40 @@ function layout() {
       show(ui.newConvStatus, notice(e.message));
     }
   });
+  ui.directList = el('ul', { class: 'conv-list', 'aria-label': 'Direct conversations' });
+  ui.directStatus = el('div');
+  ui.directSelect = el('select', {
+    name: 'user',
+    'aria-label': 'Start a direct conversation with',
+    required: true,
+    onchange: () => (ui.directChosen = ui.directSelect.value),
+  });
+  const newDirect = el(
+    'form',
+    { class: 'inline-form', 'aria-label': 'New direct conversation' },
+    ui.directSelect,
+    (ui.directButton = el('button', { type: 'submit', text: 'Start' })),
+  );
+  newDirect.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const userId = ui.directSelect.value;
+    if (!userId) return;
+    try {
+      const c = await api('POST', `/orgs/${state.orgId}/conversations`, {
+        kind: 'direct',
+        visibility: 'private',
+        participant_ids: [userId],
+      });
+      const other = state.members.get(state.orgId)?.find((m) => m.user.id === userId);
+      if (other) state.directNames.set(c.id, displayName(other.user));
+      state.conversations.set(c.id, c);
+      ui.directStatus.replaceChildren();
+      location.hash = `#/c/${c.id}`;
+      renderSidebar();
+    } catch (e) {
+      show(ui.directStatus, notice(e.message));
+    }
+  });
   ui.newOrgStatus = el('div');
   const newOrg = el(
     'form',
@@ -152,6 +294,7 @@ function layout() {
     { class: 'sidebar' },
     ui.orgSection,
     el('section', { 'aria-labelledby': 'convs-title' }, el('h2', { id: 'convs-title', text: 'Conversations' }), ui.convList, newConv, ui.newConvStatus),
+    el('section', { 'aria-labelledby': 'direct-title' }, el('h2', { id: 'direct-title', text: 'Direct messages' }), ui.directList, newDirect, ui.directStatus),
     el('section', { 'aria-labelledby': 'avail-title' }, el('h2', { id: 'avail-title', text: 'Available to join' }), ui.available),
     el('section', { 'aria-labelledby': 'neworg-title' }, el('h2', { id: 'neworg-title', text: 'New organization' }), newOrg, ui.newOrgStatus),
   );
@@ -170,12 +313,18 @@ async function reload() {
   if (!state.orgs.some((o) => o.id === state.orgId)) state.orgId = state.orgs[0]?.id ?? null;
   state.conversations = new Map(convs.items.map((c) => [c.id, c]));
   state.available = available.items.filter((c) => !state.conversations.has(c.id));
+  for (const c of state.conversations.values()) {
+    const r = state.reads.get(c.id);
+    if (r) r.lastSeq = Math.max(r.lastSeq, c.last_seq);
+  }
+  loadMembers(state.orgId, true);
   renderSidebar();
   const r = route();
   if (r.view === 'conversation' && ui.log && ui.renderedId === r.id && state.conversations.has(r.id)) {
     // Already on screen: fetch what may have been missed while the gateway was away.
     const messages = await api('GET', `/conversations/${r.id}/messages?limit=50`);
     for (const m of messages.items.reverse()) upsertMessage(m);
+    markRead(messages.items.at(-1));
   } else {
     await renderRoute();
   }
@@ -186,16 +335,43 @@ function renderSidebar() {
   show(ui.orgSelect, state.orgs.map((o) => el('option', { value: o.id, text: o.name, selected: o.id === state.orgId })));
   ui.orgSelect.disabled = state.orgs.length === 0;
   ui.newConvButton.disabled = !state.orgId;
+  // Lists are rebuilt on live events: keep the keyboard focus on the same conversation.
+  const focusedId = document.activeElement?.closest?.('[data-conversation-id]')?.dataset.conversationId;
   const inOrg = (c) => c.org_id === state.orgId;
-  const mine = [...state.conversations.values()].filter(inOrg);
+  const all = [...state.conversations.values()].filter(inOrg);
+  const groups = all.filter((c) => c.kind !== 'direct');
+  const directs = all.filter((c) => c.kind === 'direct');
+  resolveDirectNames(directs);
+  const item = (c) => {
+    const n = unreadCount(c);
+    return el(
+      'li',
+      { 'data-conversation-id': c.id },
+      el(
+        'a',
+        { href: `#/c/${c.id}`, 'aria-current': c.id === state.openId ? 'page' : null },
+        el('span', { class: 'conv-name', text: conversationName(c) }),
+        n > 0 ? el('span', { class: 'unread', 'data-count': n }, String(n), el('span', { class: 'visually-hidden', text: ' unread' })) : null,
+      ),
+    );
+  };
   show(
     ui.convList,
-    mine.length === 0
+    groups.length === 0
       ? el('li', { class: 'empty', text: state.orgId ? 'No conversations yet.' : 'Create or join an organization first.' })
-      : mine.map((c) =>
-          el('li', {}, el('a', { href: `#/c/${c.id}`, 'aria-current': c.id === state.openId ? 'page' : null, text: conversationName(c) })),
-        ),
+      : groups.map(item),
   );
+  show(ui.directList, directs.length === 0 ? el('li', { class: 'empty', text: 'No direct conversations yet.' }) : directs.map(item));
+  if (focusedId) ui.sidebar.querySelector(`[data-conversation-id="${CSS.escape(focusedId)}"] a`)?.focus();
+  const people = (state.members.get(state.orgId) ?? []).filter((m) => m.user.id !== state.me.id && m.user.kind !== 'bot');
+  const chosen = ui.directChosen;
+  show(
+    ui.directSelect,
+    el('option', { value: '', text: people.length ? 'Choose a person…' : 'No one else here yet' }),
+    people.map((m) => el('option', { value: m.user.id, text: displayName(m.user), selected: m.user.id === chosen })),
+  );
+  ui.directSelect.disabled = people.length === 0;
+  ui.directButton.disabled = people.length === 0;
   const avail = state.available.filter(inOrg);
   show(
     ui.available,
@@ -215,6 +391,7 @@ function renderSidebar() {
 function selectOrg(id) {
   state.orgId = id;
   renderSidebar();
+  loadMembers(id);
 }
 
 async function join(c) {
@@ -286,6 +463,7 @@ async function conversationView(id) {
       input.value = '';
       lastTyping = 0;
       upsertMessage(m);
+      markRead(m);
       ui.sendStatus.replaceChildren();
     } catch (e) {
       show(ui.sendStatus, notice(e.message));
@@ -293,7 +471,7 @@ async function conversationView(id) {
   });
   show(
     ui.main,
-    el('div', { class: 'conv-head' }, el('h2', { text: conversationName(c) }), el('span', { class: 'muted', text: c.kind === 'group' ? 'Group' : 'Direct' })),
+    el('div', { class: 'conv-head' }, (ui.convTitle = el('h2', { text: conversationName(c) })), el('span', { class: 'muted', text: c.kind === 'group' ? 'Group' : 'Direct' })),
     (ui.older = el('div', { class: 'older' })),
     el('div', { class: 'conv-body' }, ui.log, el('aside', { class: 'people-panel', 'aria-labelledby': 'people-title' }, el('h3', { id: 'people-title', text: 'People' }), ui.people)),
     ui.typing,
@@ -308,7 +486,13 @@ async function conversationView(id) {
   for (const m of messages.items.reverse()) upsertMessage(m);
   olderButton(id, messages.next);
   state.participants = new Map(participants.items.map((p) => [p.user.id, p]));
+  if (c.kind === 'direct') {
+    setDirectName(id, participants.items);
+    ui.convTitle.textContent = conversationName(c);
+    input.placeholder = `Message ${conversationName(c)}`;
+  }
   renderPeople();
+  markRead(messages.items.at(-1));
   input.focus();
 }
 
@@ -412,6 +596,7 @@ function messageElement(m) {
 }
 
 function upsertMessage(m, { scroll = true } = {}) {
+  state.seqOf.set(m.id, m.seq);
   if (!ui.log || m.conversation_id !== state.openId) return;
   const node = messageElement(m);
   const existing = ui.log.querySelector(`[data-message-id="${CSS.escape(m.id)}"]`);
@@ -468,16 +653,31 @@ function renderTyping() {
 
 function dispatch(t, d) {
   switch (t) {
-    case 'MESSAGE_CREATE':
-    case 'MESSAGE_UPDATE':
-    case 'MESSAGE_DELETE':
+    case 'MESSAGE_CREATE': {
       state.typing.delete(d.author?.id);
       upsertMessage(d);
       renderTyping();
+      const r = readsOf(d.conversation_id);
+      r.lastSeq = Math.max(r.lastSeq, d.seq);
+      if (d.conversation_id === state.openId && ui.log) markRead(d);
+      renderSidebar();
       break;
+    }
+    case 'MESSAGE_UPDATE':
+    case 'MESSAGE_DELETE':
+      upsertMessage(d);
+      break;
+    case 'READ_MARKER_UPDATE': {
+      // Another of my sessions read up to this message (its seq, when known here; else all).
+      const r = readsOf(d.conversation_id);
+      r.readSeq = Math.max(r.readSeq, state.seqOf.get(d.message_id) ?? r.lastSeq);
+      renderSidebar();
+      break;
+    }
     case 'CONVERSATION_CREATE':
     case 'CONVERSATION_UPDATE':
       state.conversations.set(d.id, d);
+      readsOf(d.id).lastSeq = Math.max(readsOf(d.id).lastSeq, d.last_seq);
       state.available = state.available.filter((a) => a.id !== d.id);
       renderSidebar();
       break;
@@ -527,6 +727,8 @@ function dispatch(t, d) {
 
 document.addEventListener('visibilitychange', () => {
   state.gateway?.setPresence(document.hidden ? 'idle' : 'online');
+  // Back on the page: what the open conversation shows is now read.
+  if (!document.hidden && ui.log && state.openId) markRead(newestShown());
 });
 
 // ---- sessions -----------------------------------------------------------------------------
@@ -631,11 +833,17 @@ function securityView() {
 
 function enableForm(setup) {
   const status = el('div');
+  const qrFigure = el('figure', { class: 'qr-figure' }, el('figcaption', { class: 'muted', text: 'Authenticator QR code' }));
+  // The encoder is loaded only here, to keep the first page small.
+  import('./qr.js')
+    .then(({ qrSvg }) => qrFigure.prepend(qrSvg(setup.otpauth_uri, 'QR code for your authenticator app')))
+    .catch((e) => qrFigure.append(notice(`Could not draw the QR code: ${e.message}`)));
   const form = el(
     'form',
     { 'aria-label': 'Confirm two-factor authentication' },
-    el('p', { text: 'Add this key to your authenticator app (or open the link on a phone), then enter the code it shows.' }),
-    el('label', { class: 'field' }, el('span', { text: 'Secret key' }), el('input', { readonly: true, value: setup.secret, class: 'secret' })),
+    el('p', { text: 'Scan this QR code with your authenticator app (or type in the key below, or open the link on a phone), then enter the code it shows.' }),
+    qrFigure,
+    el('label', { class: 'field' }, el('span', { text: 'Secret key' }), el('input', { readonly: true, value: setup.secret, class: 'secret', spellcheck: 'false' })),
     el('p', {}, el('a', { href: setup.otpauth_uri, text: 'Open in authenticator app' })),
     el('label', { class: 'field' }, el('span', { text: 'Code from your app' }), el('input', { name: 'code', autocomplete: 'one-time-code', inputmode: 'numeric', required: true })),
     el('button', { type: 'submit', text: 'Turn on two-factor authentication' }),

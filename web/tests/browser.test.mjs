@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import jsQR from 'jsqr';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '../..');
@@ -79,6 +80,22 @@ function totp(secret, offset = 0) {
   const at = mac[mac.length - 1] & 0xf;
   const code = (mac.readUInt32BE(at) & 0x7fffffff) % 1_000_000;
   return String(code).padStart(6, '0');
+}
+
+/** Decodes the QR code in a PNG screenshot: the browser turns it into pixels, jsQR reads them. */
+async function decodeQr(context, png) {
+  const scratch = await context.newPage();
+  const { width, height, data } = await scratch.evaluate(async (b64) => {
+    const blob = await (await fetch(`data:image/png;base64,${b64}`)).blob();
+    const bitmap = await createImageBitmap(blob);
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    const ctx = canvas.getContext('2d');
+    ctx.drawImage(bitmap, 0, 0);
+    const img = ctx.getImageData(0, 0, bitmap.width, bitmap.height);
+    return { width: img.width, height: img.height, data: Array.from(img.data) };
+  }, png.toString('base64'));
+  await scratch.close();
+  return jsQR(Uint8ClampedArray.from(data), width, height)?.data ?? null;
 }
 
 /** A fresh browser context and page that records dialogs, page errors and console errors. */
@@ -336,8 +353,18 @@ test('a user turns on two-factor authentication in the client', async () => {
   const { page } = dave;
   await signInAs(page, 'dave');
   await page.getByRole('link', { name: 'Two-factor' }).click();
+  const setupAnswer = page.waitForResponse((r) => r.url().endsWith('/api/v1/auth/totp/setup'));
   await page.getByRole('button', { name: 'Set up two-factor authentication' }).click();
+  const setup = await (await setupAnswer).json();
+  assert.match(setup.otpauth_uri, /^otpauth:\/\/totp\//);
+  // The QR code on screen decodes to the very otpauth URI the API returned ...
+  const qr = page.getByRole('img', { name: 'QR code for your authenticator app' });
+  await qr.waitFor();
+  assert.equal(await decodeQr(dave.context, await qr.screenshot()), setup.otpauth_uri);
+  // ... and the secret is there as text for typing in by hand.
   const secret = await page.getByLabel('Secret key').inputValue();
+  assert.equal(secret, setup.secret);
+  await page.screenshot({ path: join(SHOTS, 'client-two-factor-setup.png') });
   await page.getByLabel('Code from your app').fill(totp(secret));
   await page.getByRole('button', { name: 'Turn on two-factor authentication' }).click();
   await page.getByRole('list', { name: 'Recovery codes' }).waitFor();
@@ -423,6 +450,69 @@ test('the CSP blocks an injected inline script', async () => {
   assert.match(result.directive ?? '', /^script-src/);
 });
 
+test('the first page is small, fetched in one round, and usable by keyboard at phone width', async () => {
+  const context = await browser.newContext({ viewport: { width: 375, height: 740 } });
+  const page = await context.newPage();
+  const fetched = [];
+  page.on('requestfinished', async (req) => {
+    const res = await req.response();
+    fetched.push({ url: new URL(req.url()), bytes: res ? (await res.body().catch(() => Buffer.alloc(0))).length : 0 });
+  });
+  await page.goto(`${base}/`, { waitUntil: 'networkidle' });
+  await page.getByLabel('Username').waitFor();
+  const total = fetched.reduce((n, f) => n + f.bytes, 0);
+  assert.ok(total < 200 * 1024, `the first page weighs ${total} bytes, under 200 KiB`);
+  // One round: every script the page runs is named by the HTML itself (script or
+  // modulepreload), so none waits for another to be parsed first.
+  const html = await (await fetch(`${base}/`)).text();
+  const scripts = fetched.filter((f) => /\.m?js$/.test(f.url.pathname)).map((f) => f.url.pathname);
+  assert.ok(scripts.length >= 6, `scripts: ${scripts}`);
+  for (const path of scripts) assert.ok(html.includes(`"${path}"`), `${path} is named in index.html`);
+  assert.ok(!scripts.some((p) => /qr/.test(p)), 'the QR encoder is loaded only when needed');
+
+  // By keyboard alone: the form starts focused; Tab moves through it; Enter on the button.
+  await waitFor(() => page.evaluate(() => document.activeElement?.name === 'username'), 'focus in Username');
+  await page.keyboard.type('admin');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type(PASSWORD);
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Sign in');
+  await page.keyboard.press('Enter');
+  await page.getByText('Signed in as admin').waitFor();
+  await page.getByRole('link', { name: 'general' }).waitFor();
+  const overflow = () => page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok((await overflow()) <= 0, 'nothing is wider than a phone screen');
+  let reached = false;
+  for (let i = 0; i < 30 && !reached; i += 1) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => document.activeElement?.querySelector('.conv-name')?.textContent === 'general');
+  }
+  assert.ok(reached, 'Tab reaches the conversation link');
+  // A live event re-renders the list; the focus stays on the same link. (The admin's other
+  // page leaves the conversation first, or it would read the message at once.)
+  await admin.page.goto(`${base}/#/sessions`);
+  await admin.page.getByText('This device').waitFor();
+  const other = await rest('POST', '/auth/login', null, { username: 'admin', password: PASSWORD });
+  const sent = await rest('POST', `/conversations/${conversationId}/messages`, other.body.token, { content: 'while tabbing', format: 'text' });
+  assert.equal(sent.status, 201);
+  await waitFor(async () => (await page.locator(`[data-conversation-id="${conversationId}"] .unread`).count()) === 1, 'the unread count');
+  assert.equal(await page.evaluate(() => document.activeElement?.querySelector('.conv-name')?.textContent), 'general');
+  await admin.page.goto(`${base}/#/c/${conversationId}`);
+  await log(admin.page).getByText('while tabbing').waitFor();
+  await page.keyboard.press('Enter');
+  await log(page).waitFor();
+  await page.waitForURL(`${base}/#/c/${conversationId}`);
+  await page.getByLabel('Message', { exact: true }).waitFor();
+  await waitFor(() => page.evaluate(() => document.activeElement?.getAttribute('aria-label') === 'Message'), 'focus in the message box');
+  assert.ok((await overflow()) <= 0, 'the conversation fits a phone screen');
+  await page.screenshot({ path: join(SHOTS, 'client-phone.png') });
+  await page.goto(`${base}/admin#/orgs`);
+  await page.getByRole('heading', { name: 'Acme' }).waitFor();
+  assert.ok((await overflow()) <= 0, 'the admin console fits a phone screen');
+  await page.screenshot({ path: join(SHOTS, 'admin-phone.png'), fullPage: true });
+  await context.close();
+});
+
 test('the client reconnects after a server restart and gets live messages again', async () => {
   const { page } = admin;
   const stopped = new Promise((ok) => server.once('exit', ok));
@@ -435,6 +525,129 @@ test('the client reconnects after a server restart and gets live messages again'
   const sent = await rest('POST', `/conversations/${conversationId}/messages`, login.body.token, { content: 'after the restart', format: 'text' });
   assert.equal(sent.status, 201);
   await log(page).getByText('after the restart').waitFor();
+});
+
+test('direct conversations, with unread counts kept by read markers across sessions', async () => {
+  const { page } = admin;
+  const unread = (p, id) => p.locator(`[data-conversation-id="${id}"] .unread`);
+  await page.goto(`${base}/`);
+  await page.reload();
+  await page.getByLabel('Start a direct conversation with').selectOption({ label: 'bob' });
+  await page.getByRole('button', { name: 'Start', exact: true }).click();
+  await page.waitForURL(/#\/c\/[0-9a-f-]{36}$/);
+  const directId = new URL(page.url()).hash.slice('#/c/'.length);
+  assert.notEqual(directId, conversationId);
+  await page.getByRole('heading', { name: 'bob', exact: true }).waitFor();
+  await page.getByRole('list', { name: 'Direct conversations' }).getByRole('link', { name: 'bob' }).waitFor();
+
+  // Bob is told live, and the conversation carries admin's name on his side.
+  await bob.page.goto(`${base}/`);
+  await bob.page.reload();
+  const bobsLink = bob.page.getByRole('list', { name: 'Direct conversations' }).getByRole('link', { name: /^admin/ });
+  await bobsLink.waitFor();
+  assert.equal(await bobsLink.getAttribute('href'), `#/c/${directId}`);
+
+  for (const text of ['Hi Bob, a word in private?', 'It is about the launch.']) {
+    await page.getByLabel('Message', { exact: true }).fill(text);
+    await page.getByLabel('Message', { exact: true }).press('Enter');
+    await log(page).getByText(text).waitFor();
+  }
+  await waitFor(async () => (await unread(bob.page, directId).getAttribute('data-count')) === '2', "bob's unread count of 2");
+  assert.equal(await bobsLink.textContent(), 'admin2 unread');
+  // The sender has read what they sent.
+  assert.equal(await unread(page, directId).count(), 0);
+
+  // READY carries the count: a reload and a second session of bob show it too.
+  await bob.page.reload();
+  await waitFor(async () => (await unread(bob.page, directId).getAttribute('data-count')) === '2', 'the count after a reload');
+  const bob2 = await newUser();
+  await signInAs(bob2.page, 'bob');
+  await waitFor(async () => (await unread(bob2.page, directId).getAttribute('data-count')) === '2', "the count in bob's second session");
+  await bob.page.screenshot({ path: join(SHOTS, 'client-direct-unread.png') });
+
+  // Bob opens it: read here, and his other session is told by READ_MARKER_UPDATE.
+  await bobsLink.click();
+  await log(bob.page).getByText('It is about the launch.').waitFor();
+  await unread(bob.page, directId).waitFor({ state: 'detached' });
+  await unread(bob2.page, directId).waitFor({ state: 'detached' });
+
+  // A message arriving while the conversation is on screen is read at once.
+  await page.getByLabel('Message', { exact: true }).fill('Thanks for reading.');
+  await page.getByLabel('Message', { exact: true }).press('Enter');
+  await log(bob.page).getByText('Thanks for reading.').waitFor();
+  await bob.page.getByLabel('Message', { exact: true }).fill('Sure, tell me.');
+  await bob.page.getByLabel('Message', { exact: true }).press('Enter');
+  await log(page).getByText('Sure, tell me.').waitFor();
+  await waitFor(async () => (await unread(bob2.page, directId).count()) === 0, 'no unread left in the second session');
+  await bob2.page.waitForTimeout(500);
+  await bob2.page.reload();
+  await bob2.page.getByRole('list', { name: 'Direct conversations' }).getByRole('link', { name: 'admin' }).waitFor();
+  assert.equal(await unread(bob2.page, directId).count(), 0, 'the server keeps the marker: READY counts nothing unread');
+  // The admin, on another page, gets a count for bob's reply and loses it on opening.
+  await page.goto(`${base}/#/sessions`);
+  await bob.page.getByLabel('Message', { exact: true }).fill('Ping.');
+  await bob.page.getByLabel('Message', { exact: true }).press('Enter');
+  await waitFor(async () => (await unread(page, directId).getAttribute('data-count')) === '1', "admin's unread count");
+  await page.getByRole('list', { name: 'Direct conversations' }).getByRole('link', { name: /^bob/ }).click();
+  await log(page).getByText('Ping.').waitFor();
+  await unread(page, directId).waitFor({ state: 'detached' });
+
+  // Starting again with the same person opens the same conversation.
+  await page.goto(`${base}/`);
+  await page.getByLabel('Start a direct conversation with').selectOption({ label: 'bob' });
+  await page.getByRole('button', { name: 'Start', exact: true }).click();
+  await page.waitForURL(`${base}/#/c/${directId}`);
+  assert.equal(await page.getByRole('list', { name: 'Direct conversations' }).getByRole('listitem').count(), 1);
+  await bob2.context.close();
+});
+
+test('an admin manages the teams and bots of an org in the console', async () => {
+  const { page } = admin;
+  await page.goto(`${base}/admin#/orgs`);
+  const acme = page.getByRole('region', { name: 'Acme', exact: true });
+  const teams = acme.getByRole('region', { name: 'Teams of Acme' });
+  await teams.getByLabel('New team name in Acme').fill('Support');
+  await teams.getByRole('button', { name: 'Create team' }).click();
+  const row = teams.getByRole('row', { name: /^Support/ });
+  await row.waitFor();
+  for (const name of ['bob', 'carol']) {
+    await row.getByLabel('Add to team Support').selectOption({ label: name });
+    await row.getByRole('button', { name: 'Add to team' }).click();
+    await row.getByRole('list', { name: 'Members of team Support' }).getByText(name, { exact: true }).waitFor();
+  }
+  await row.getByRole('button', { name: 'Remove bob from team Support' }).click();
+  await row.getByRole('button', { name: 'Remove bob from team Support' }).waitFor({ state: 'detached' });
+  const login = await rest('POST', '/auth/login', null, { username: 'admin', password: PASSWORD });
+  const token = login.body.token;
+  const orgId = await acme.getAttribute('data-org-id');
+  const listed = await rest('GET', `/orgs/${orgId}/teams`, token);
+  const support = listed.body.items.find((t) => t.name === 'Support');
+  const users = await rest('GET', `/orgs/${orgId}/members?limit=100`, token);
+  const idOf = (name) => users.body.items.find((m) => m.user.username === name).user.id;
+  assert.deepEqual(support.member_ids, [idOf('carol')], 'the server has carol, and no longer bob, in the team');
+
+  const bots = acme.getByRole('region', { name: 'Bots of Acme' });
+  await bots.getByLabel('New bot name in Acme').fill('deploy-bot');
+  await bots.getByRole('button', { name: 'Create bot' }).click();
+  const first = await bots.getByLabel('New token of bot deploy-bot').inputValue();
+  assert.match(first, /^cnv_b_/);
+  const botRow = bots.getByRole('row', { name: /^deploy-bot/ });
+  const masked = await botRow.locator('code').textContent();
+  assert.ok(masked.includes('****') && !masked.includes(first), `the list shows the token masked: ${masked}`);
+  const asBot = async (t) => (await fetch(`${base}/api/v1/users/@me`, { headers: { Authorization: `Bot ${t}` } })).status;
+  assert.equal(await asBot(first), 200);
+  await page.screenshot({ path: join(SHOTS, 'admin-teams-bots.png'), fullPage: true });
+  await botRow.getByRole('button', { name: 'Rotate token of bot deploy-bot' }).click();
+  await waitFor(async () => (await bots.getByLabel('New token of bot deploy-bot').inputValue()) !== first, 'the rotated token');
+  const second = await bots.getByLabel('New token of bot deploy-bot').inputValue();
+  assert.match(second, /^cnv_b_/);
+  assert.equal(await asBot(second), 200);
+  assert.equal(await asBot(first), 401, 'the old token stops working (no grace period)');
+  // Shown once: a reload lists the bot with its token masked only.
+  await page.reload();
+  await bots.getByRole('row', { name: /^deploy-bot/ }).waitFor();
+  assert.equal(await bots.getByLabel('New token of bot deploy-bot').count(), 0);
+  assert.equal(await page.getByText(second).count(), 0);
 });
 
 test('the admin console screens', async () => {
