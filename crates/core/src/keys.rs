@@ -70,6 +70,9 @@ pub struct ServerKeys {
     /// AES-256-GCM key (key id 1 of the secrets key ring) for secrets stored at rest, such as
     /// TOTP secrets; see `secretbox`.
     pub secrets: SecretBox<[u8; 32]>,
+    /// AES-256-GCM key-encryption key: the secrets key ring's data keys (ids 2 and up) are
+    /// stored wrapped under it; see `keyring`.
+    pub secrets_kek: SecretBox<[u8; 32]>,
 }
 
 impl ServerKeys {
@@ -79,6 +82,7 @@ impl ServerKeys {
             token_pepper: master.derive("token-pepper"),
             csrf: master.derive("csrf"),
             secrets: master.derive("secrets-aes-256-gcm-1"),
+            secrets_kek: master.derive("secrets-key-wrapping-aes-256-gcm"),
         }
     }
 }
@@ -105,6 +109,12 @@ mod tests {
         assert_ne!(a.token_pepper.expose_secret(), a.csrf.expose_secret());
         assert_ne!(a.secrets.expose_secret(), a.csrf.expose_secret());
         assert_ne!(a.secrets.expose_secret(), a.token_pepper.expose_secret());
+        assert_ne!(a.secrets_kek.expose_secret(), a.secrets.expose_secret());
+        assert_ne!(a.secrets_kek.expose_secret(), a.csrf.expose_secret());
+        assert_ne!(
+            a.secrets_kek.expose_secret(),
+            a.token_pepper.expose_secret()
+        );
         assert!(format!("{m:?}").contains("redacted"));
     }
 

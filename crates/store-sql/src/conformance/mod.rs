@@ -4,6 +4,7 @@
 
 mod conversations;
 mod credentials;
+mod keyring;
 mod messages;
 mod mfa;
 mod orgs;
@@ -12,6 +13,7 @@ mod users;
 
 pub use conversations::*;
 pub use credentials::*;
+pub use keyring::*;
 pub use messages::*;
 pub use mfa::*;
 pub use orgs::*;
@@ -83,6 +85,10 @@ macro_rules! conformance_tests {
             org_standing_reflects_requirement_and_enrolment,
             mfa_challenges_expire_fail_and_are_taken_once,
             login_failures_count_every_concurrent_failure,
+            secret_keys_are_added_listed_and_retired,
+            sealed_secrets_page_through_every_row_once,
+            replacing_a_sealed_secret_is_compare_and_swap,
+            retire_and_reseal_race_never_retires_a_key_in_use,
         );
     };
 }
