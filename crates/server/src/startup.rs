@@ -115,6 +115,13 @@ fn ensure_private_dir(path: &Path) -> Result<(), StartError> {
 
 /// The configured master key, or one generated into the data dir (0600) on first start.
 fn master_key(config: &Config) -> Result<MasterKey, StartError> {
+    load_master_key(config, true)
+}
+
+/// The configured master key, or the one in the data dir; when there is neither, a new one
+/// (if `generate`) or an error. Tools other than `serve` never generate one: a key they made
+/// up would seal nothing the server could open.
+pub(crate) fn load_master_key(config: &Config, generate: bool) -> Result<MasterKey, StartError> {
     if let Some(k) = &config.master_key {
         return MasterKey::from_base64(k.expose_secret()).map_err(|e| StartError::Config(e.into()));
     }
@@ -126,6 +133,12 @@ fn master_key(config: &Config) -> Result<MasterKey, StartError> {
     match std::fs::read_to_string(&path) {
         Ok(text) => MasterKey::from_base64(&text)
             .map_err(|e| StartError::Config(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !generate => {
+            Err(StartError::Config(format!(
+                "no master key: set CONCLAVE_MASTER_KEY (or start the server once to generate {} in development)",
+                path.display()
+            )))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = MasterKey::generate();
             let mut opts = std::fs::OpenOptions::new();

@@ -11,6 +11,7 @@ mod bruteforce;
 mod cluster;
 mod conversations;
 mod gateway;
+mod keyring;
 mod keys;
 mod messages;
 mod meta;
