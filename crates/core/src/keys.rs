@@ -72,6 +72,9 @@ pub struct ServerKeys {
     pub secrets: SecretBox<[u8; 32]>,
     /// HMAC key of the audit chains (DATA-4).
     pub audit: SecretBox<[u8; 32]>,
+    /// AES-256-GCM key-encryption key: the secrets key ring's data keys (ids 2 and up) are
+    /// stored wrapped under it; see `keyring`.
+    pub secrets_kek: SecretBox<[u8; 32]>,
 }
 
 impl ServerKeys {
@@ -82,6 +85,7 @@ impl ServerKeys {
             csrf: master.derive("csrf"),
             secrets: master.derive("secrets-aes-256-gcm-1"),
             audit: master.derive("audit-hmac-sha256"),
+            secrets_kek: master.derive("secrets-key-wrapping-aes-256-gcm"),
         }
     }
 }
@@ -116,6 +120,12 @@ mod tests {
         assert_ne!(a.token_pepper.expose_secret(), a.csrf.expose_secret());
         assert_ne!(a.secrets.expose_secret(), a.csrf.expose_secret());
         assert_ne!(a.secrets.expose_secret(), a.token_pepper.expose_secret());
+        assert_ne!(a.secrets_kek.expose_secret(), a.secrets.expose_secret());
+        assert_ne!(a.secrets_kek.expose_secret(), a.csrf.expose_secret());
+        assert_ne!(
+            a.secrets_kek.expose_secret(),
+            a.token_pepper.expose_secret()
+        );
         assert!(format!("{m:?}").contains("redacted"));
     }
 

@@ -8,6 +8,7 @@ pub mod credential;
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod keyring;
 pub mod keys;
 pub mod mfa;
 pub mod model;

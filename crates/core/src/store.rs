@@ -588,4 +588,35 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<u64>;
     /// Every org with a retention setting.
     async fn orgs_with_retention(&self) -> StoreResult<Vec<Org>>;
+    // --- secrets at rest (DATA-3) ---
+    /// Every key of the secrets key ring, by id.
+    async fn secret_keys(&self) -> StoreResult<Vec<crate::keyring::SecretKeyRecord>>;
+    /// Adds a key; `false` (nothing changed) when its id is taken already (a concurrent
+    /// rotation).
+    async fn add_secret_key(&self, key: &crate::keyring::SecretKeyRecord) -> StoreResult<bool>;
+    /// How many stored secrets each key seals, by key id; keys sealing nothing are left out.
+    async fn secret_key_usage(&self) -> StoreResult<Vec<(i32, u64)>>;
+    /// Marks the key retired at `at`, atomically, unless it is the newest key not retired or a
+    /// stored secret is sealed with it (answered as `Current` / `InUse`, nothing changed).
+    /// `NotFound` when no key has this id.
+    async fn retire_secret_key(
+        &self,
+        id: i32,
+        at: DateTime<Utc>,
+    ) -> StoreResult<crate::keyring::RetireOutcome>;
+    /// Stored sealed secrets after `after` in (column, row id) order, at most `limit`: pages
+    /// through every sealed secret of every sealed column.
+    async fn sealed_secrets(
+        &self,
+        after: Option<&crate::keyring::SecretRef>,
+        limit: i64,
+    ) -> StoreResult<Vec<crate::keyring::StoredSecret>>;
+    /// Replaces the sealed secret at `at` with `new` only while it still is `old` (same key id
+    /// and nonce): `false`, nothing changed, when it was replaced or removed meanwhile.
+    async fn replace_sealed_secret(
+        &self,
+        at: &crate::keyring::SecretRef,
+        old: &crate::secretbox::Sealed,
+        new: &crate::secretbox::Sealed,
+    ) -> StoreResult<bool>;
 }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod fanout;
 pub mod gateway;
 pub mod http;
+pub mod keyring;
 pub mod ratelimit;
 pub mod startup;
 pub mod state;

@@ -124,13 +124,7 @@ pub async fn offline_services(config: &Config) -> Result<Services, StartError> {
     config
         .validate()
         .map_err(|e| StartError::Config(e.to_string()))?;
-    if config.master_key.is_none() && !config.data_dir.join("master.key").exists() {
-        return Err(StartError::Config(
-            "no master key: set CONCLAVE_MASTER_KEY (or run `conclave serve` once in development)"
-                .into(),
-        ));
-    }
-    let keys = Arc::new(ServerKeys::derive(&master_key(config)?));
+    let keys = Arc::new(ServerKeys::derive(&load_master_key(config, false)?));
     let store = open_store(&config.database_url(), keys.audit_key()).await?;
     struct Dropped;
     impl conclave_core::event::EventSink for Dropped {
@@ -152,6 +146,13 @@ pub async fn offline_services(config: &Config) -> Result<Services, StartError> {
 
 /// The configured master key, or one generated into the data dir (0600) on first start.
 fn master_key(config: &Config) -> Result<MasterKey, StartError> {
+    load_master_key(config, true)
+}
+
+/// The configured master key, or the one in the data dir; when there is neither, a new one
+/// (if `generate`) or an error. Tools other than `serve` never generate one: a key they made
+/// up would seal nothing the server could open.
+pub(crate) fn load_master_key(config: &Config, generate: bool) -> Result<MasterKey, StartError> {
     if let Some(k) = &config.master_key {
         return MasterKey::from_base64(k.expose_secret()).map_err(|e| StartError::Config(e.into()));
     }
@@ -163,6 +164,12 @@ fn master_key(config: &Config) -> Result<MasterKey, StartError> {
     match std::fs::read_to_string(&path) {
         Ok(text) => MasterKey::from_base64(&text)
             .map_err(|e| StartError::Config(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !generate => {
+            Err(StartError::Config(format!(
+                "no master key: set CONCLAVE_MASTER_KEY (or start the server once to generate {} in development)",
+                path.display()
+            )))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = MasterKey::generate();
             let mut opts = std::fs::OpenOptions::new();

@@ -20,6 +20,7 @@
 mod audit;
 mod conversations;
 mod credentials;
+mod keyring;
 mod messages;
 mod mfa;
 mod orgs;
@@ -61,6 +62,7 @@ macro_rules! impl_store {
             $crate::__store_sql_credentials!();
             $crate::__store_sql_mfa!();
             $crate::__store_sql_audit!();
+            $crate::__store_sql_keyring!();
 
             // Each method calls the module function of the same name.
             #[::async_trait::async_trait]
@@ -786,6 +788,48 @@ macro_rules! impl_store {
 
                 async fn orgs_with_retention(&self) -> StoreResult<Vec<Org>> {
                     orgs_with_retention(self).await
+                }
+
+                async fn secret_keys(
+                    &self,
+                ) -> StoreResult<Vec<::conclave_core::keyring::SecretKeyRecord>> {
+                    secret_keys(self).await
+                }
+
+                async fn add_secret_key(
+                    &self,
+                    key: &::conclave_core::keyring::SecretKeyRecord,
+                ) -> StoreResult<bool> {
+                    add_secret_key(self, key).await
+                }
+
+                async fn secret_key_usage(&self) -> StoreResult<Vec<(i32, u64)>> {
+                    secret_key_usage(self).await
+                }
+
+                async fn retire_secret_key(
+                    &self,
+                    id: i32,
+                    at: DateTime<Utc>,
+                ) -> StoreResult<::conclave_core::keyring::RetireOutcome> {
+                    retire_secret_key(self, id, at).await
+                }
+
+                async fn sealed_secrets(
+                    &self,
+                    after: Option<&::conclave_core::keyring::SecretRef>,
+                    limit: i64,
+                ) -> StoreResult<Vec<::conclave_core::keyring::StoredSecret>> {
+                    sealed_secrets(self, after, limit).await
+                }
+
+                async fn replace_sealed_secret(
+                    &self,
+                    at: &::conclave_core::keyring::SecretRef,
+                    old: &::conclave_core::secretbox::Sealed,
+                    new: &::conclave_core::secretbox::Sealed,
+                ) -> StoreResult<bool> {
+                    replace_sealed_secret(self, at, old, new).await
                 }
             }
         }

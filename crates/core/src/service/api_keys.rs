@@ -42,6 +42,7 @@ impl Services {
         actor: &Actor,
         new: NewApiKey,
     ) -> Result<(ApiKey, SecretString)> {
+        Self::require_own_session(actor)?;
         Self::require_session(actor)?;
         let role = self.org_role(actor, new.org_id).await?;
         if new.tier != KeyTier::Free && !policy::org_allows(role, OrgAction::SetKeyTier) {
@@ -131,6 +132,7 @@ impl Services {
     /// Deletes one of the caller's keys: the next request with it, on any node, gets 401, and
     /// its open gateway sockets close with 4004.
     pub async fn revoke_api_key(&self, actor: &Actor, id: ApiKeyId) -> Result<()> {
+        Self::require_own_session(actor)?;
         Self::require_session(actor)?;
         let mut audit = self.audit(actor, "api_key.revoked").resource("api_key", id);
         if let Ok(k) = self.store.api_key(id).await {
@@ -156,6 +158,7 @@ impl Services {
         id: ApiKeyId,
         grace_seconds: i64,
     ) -> Result<(ApiKey, SecretString)> {
+        Self::require_own_session(actor)?;
         Self::require_session(actor)?;
         let grace = Self::grace(grace_seconds)?;
         let not_found = || ServiceError::NotFound("API key");

@@ -24,6 +24,9 @@ pub struct AuthSettings {
     pub registration: RegistrationMode,
 }
 
+/// How long an impersonated session lasts at most (AUTH-12).
+pub const IMPERSONATION_TTL: Duration = Duration::hours(1);
+
 /// Where a request came from, recorded on sessions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientMeta {
@@ -287,6 +290,74 @@ impl Services {
         )))
     }
 
+    /// Starts a marked session as `target` for a server admin (AUTH-12): at most an hour, no
+    /// cookie, recorded in the audit log (which the user sees among their security events).
+    /// Only a signed-in server admin may; not as themselves, another server admin, a bot or a
+    /// disabled account.
+    pub async fn admin_impersonate(
+        &self,
+        admin: &super::ServerAdmin,
+        target: UserId,
+    ) -> Result<SignedIn> {
+        let Some(admin_id) = admin.user else {
+            return Err(ServiceError::forbidden(
+                "impersonation_forbidden",
+                "impersonation needs a signed-in server admin, not the management token",
+            ));
+        };
+        if admin.audit_actor.impersonator.is_some() {
+            return Err(ServiceError::forbidden(
+                "impersonation_forbidden",
+                "an impersonated session cannot impersonate",
+            ));
+        }
+        let user = self.store.user(target).await.map_err(|e| match e {
+            StoreError::NotFound => ServiceError::NotFound("user"),
+            other => other.into(),
+        })?;
+        let refusal = if user.id == admin_id {
+            Some("you cannot impersonate yourself")
+        } else if user.server_admin {
+            Some("server admins cannot be impersonated")
+        } else if user.kind != UserKind::User {
+            Some("bots are not impersonated; use their tokens")
+        } else if user.disabled {
+            Some("the account is disabled")
+        } else {
+            None
+        };
+        if let Some(message) = refusal {
+            return Err(ServiceError::conflict("cannot_impersonate", message));
+        }
+        let now = self.clock.now();
+        let token = token::generate(TokenKind::Session);
+        let session = Session {
+            id: SessionId::new(),
+            user_id: user.id,
+            device: Some("impersonation".to_owned()),
+            ip: admin.meta.ip.clone(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + IMPERSONATION_TTL,
+            cookie: false,
+            impersonator: Some(admin_id),
+        };
+        let hash = token::hash(&self.keys.token_pepper, token.expose_secret());
+        let audit = self
+            .admin_audit(admin, "impersonation.started")
+            .resource("user", user.id)
+            .detail(serde_json::json!({
+                "session_id": session.id,
+                "expires_at": session.expires_at,
+            }));
+        self.store.create_session(&session, &hash, &[audit]).await?;
+        Ok(SignedIn {
+            token,
+            session,
+            user,
+        })
+    }
+
     pub(super) async fn start_session(
         &self,
         user: User,
@@ -394,6 +465,7 @@ impl Services {
     }
 
     pub async fn revoke_session(&self, actor: &Actor, id: SessionId) -> Result<()> {
+        Self::require_own_session(actor)?;
         self.store
             .delete_session(
                 actor.user.id,
@@ -410,6 +482,7 @@ impl Services {
     }
 
     pub async fn revoke_other_sessions(&self, actor: &Actor) -> Result<u64> {
+        Self::require_own_session(actor)?;
         let n = self
             .store
             .delete_sessions(
@@ -434,6 +507,7 @@ impl Services {
         current: &str,
         new: NewPassword,
     ) -> Result<()> {
+        Self::require_own_session(actor)?;
         let phc = self.store.password_hash(actor.user.id).await?;
         if phc.is_none() {
             return Err(ServiceError::conflict(

@@ -31,6 +31,7 @@ impl Services {
         name: DisplayName,
         conversation_ids: Option<Vec<ConversationId>>,
     ) -> Result<(Bot, SecretString)> {
+        Self::require_not_impersonated(actor)?;
         self.require_org(actor, org, OrgAction::ManageBots).await?;
         Self::require_unlisted(actor)?;
         let conversation_ids = self
@@ -90,6 +91,7 @@ impl Services {
         id: BotId,
         grace_seconds: i64,
     ) -> Result<(Bot, SecretString)> {
+        Self::require_not_impersonated(actor)?;
         self.require_org(actor, org, OrgAction::ManageBots).await?;
         Self::require_unlisted(actor)?;
         let grace = Self::grace(grace_seconds)?;

@@ -283,6 +283,24 @@ impl Services {
     }
 
     /// Refuses a bot or key: managing credentials, creating or joining orgs take a login session.
+    /// Refuses everything but the user's own login session: bots, API keys and impersonated
+    /// sessions (AUTH-12) may not change credentials or 2FA, export or erase the account.
+    pub(super) fn require_own_session(actor: &Actor) -> Result<()> {
+        Self::require_session(actor)?;
+        Self::require_not_impersonated(actor)
+    }
+
+    /// Refuses an impersonated session (AUTH-12).
+    pub(super) fn require_not_impersonated(actor: &Actor) -> Result<()> {
+        if actor.session.impersonator.is_some() {
+            return Err(ServiceError::forbidden(
+                "impersonation_forbidden",
+                "an impersonated session cannot do this",
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) fn require_session(actor: &Actor) -> Result<()> {
         if actor.credential.is_limited() {
             Err(INSUFFICIENT_SCOPE)

@@ -2,7 +2,8 @@
 //! disabling, regenerating recovery codes, checking a second factor, and the second step of a
 //! sign-in (`login_mfa`), which alone turns a password-checked challenge into a session.
 //!
-//! TOTP secrets are sealed at rest (`secretbox`, bound to the user id). A TOTP code is accepted
+//! TOTP secrets are sealed at rest (`secretbox`, bound to `user_totp.secret` and the user id,
+//! with the current key of the key ring; see `secrets`). A TOTP code is accepted
 //! once: the store advances the user's last accepted step conditionally, so a replay — on this
 //! node or another — finds the step taken. Recovery codes are looked up by their non-secret
 //! prefix and verified with one Argon2id; an unknown prefix verifies against a dummy hash so it
@@ -14,11 +15,12 @@ use super::{Actor, ClientMeta, Result, Services, SignedIn};
 use crate::audit::AuditActor;
 use crate::error::ServiceError;
 use crate::ids::UserId;
+use crate::keyring::SecretRef;
 use crate::mfa::{MfaChallenge, OrgStanding, StoredRecoveryCode};
 use crate::model::Conversation;
 use crate::password::{NewPassword, Verified};
 use crate::policy::{self, ConversationAccess, ConversationAction};
-use crate::secretbox::{Binding, SecretKeyRing};
+use crate::secretbox::{Sealed, SealedColumn};
 use crate::token::{self, TokenKind};
 use crate::totp::{RecoveryCode, SecondFactorCode, TotpCode, TotpSecret, RECOVERY_CODE_COUNT};
 use crate::types::UserKind;
@@ -30,8 +32,13 @@ pub const MFA_TOKEN_TTL: Duration = Duration::minutes(5);
 /// Wrong codes that kill an `mfa_token`.
 pub const MFA_TOKEN_MAX_FAILURES: i32 = 5;
 
-/// The purpose a TOTP secret is sealed for (part of its associated data).
-const TOTP_PURPOSE: &str = "totp-secret";
+/// Where a user's TOTP secret is stored (its sealing binding).
+fn totp_ref(user: UserId) -> SecretRef {
+    SecretRef {
+        column: SealedColumn::UserTotpSecret,
+        row: user.0,
+    }
+}
 
 /// What TOTP setup shows once: the secret and the URI for a QR code.
 pub struct TotpSetup {
@@ -125,10 +132,6 @@ impl Services {
         }
     }
 
-    fn secret_ring(&self) -> SecretKeyRing {
-        SecretKeyRing::from_keys(&self.keys)
-    }
-
     /// Whether the user has 2FA on.
     pub async fn has_2fa(&self, user: UserId) -> Result<bool> {
         Ok(self
@@ -141,15 +144,12 @@ impl Services {
     /// Starts (or restarts) TOTP setup: a new secret, pending until confirmed with a code.
     /// The secret and its URI are returned here only.
     pub async fn totp_setup(&self, actor: &Actor) -> Result<TotpSetup> {
+        Self::require_own_session(actor)?;
         let secret = TotpSecret::generate();
-        let subject = actor.user.id.0.as_bytes();
-        let sealed = self.secret_ring().seal(
-            Binding {
-                purpose: TOTP_PURPOSE,
-                subject,
-            },
-            secret.expose_bytes(),
-        );
+        let at = totp_ref(actor.user.id);
+        let sealed = self
+            .seal_secret(at.binding(), secret.expose_bytes())
+            .await?;
         if !self
             .store
             .save_pending_totp(
@@ -164,6 +164,8 @@ impl Services {
         {
             return Err(ALREADY_ENABLED);
         }
+        self.settle_sealed(at, sealed, secret.expose_bytes())
+            .await?;
         Ok(TotpSetup {
             secret: secret.base32(),
             otpauth_uri: secret.otpauth_uri(&actor.user.username),
@@ -177,6 +179,7 @@ impl Services {
         actor: &Actor,
         code: SecondFactorCode,
     ) -> Result<RecoveryCodes> {
+        Self::require_own_session(actor)?;
         let SecondFactorCode::Totp(code) = code else {
             return Err(ServiceError::invalid(
                 "code",
@@ -195,33 +198,62 @@ impl Services {
         if enrolment.enabled() {
             return Err(ALREADY_ENABLED);
         }
-        let secret = self.open_secret(actor.user.id, &enrolment.secret)?;
+        let secret = self.open_secret(actor.user.id, &enrolment.secret).await?;
         let Some(step) = secret.matching_step(&code, self.clock.now()) else {
             return Err(INVALID_CODE);
         };
         let (shown, stored) = self.new_recovery_codes().await?;
-        let enabled = self
-            .store
-            .enable_totp(
-                actor.user.id,
-                &enrolment.secret.nonce,
-                step,
-                &stored,
-                self.clock.now(),
-                &[self
-                    .audit(actor, "totp.enabled")
-                    .resource("user", actor.user.id)],
-            )
-            .await?;
-        if !enabled {
-            // Enabled by a concurrent request, or the secret was replaced by a new setup.
-            return Err(if self.has_2fa(actor.user.id).await? {
-                ALREADY_ENABLED
-            } else {
-                INVALID_CODE
-            });
+        let mut nonce = enrolment.secret.nonce;
+        for _ in 0..3 {
+            if self
+                .store
+                .enable_totp(
+                    actor.user.id,
+                    &nonce,
+                    step,
+                    &stored,
+                    self.clock.now(),
+                    &[self
+                        .audit(actor, "totp.enabled")
+                        .resource("user", actor.user.id)],
+                )
+                .await?
+            {
+                return Ok(shown);
+            }
+            // A key rotation re-seals a pending secret under a new nonce: the same secret, so
+            // enable that one. A new setup (another secret) or an enabled one ends here.
+            match self.store.totp_enrolment(actor.user.id).await? {
+                Some(now)
+                    if !now.enabled()
+                        && now.secret.nonce != nonce
+                        && self
+                            .is_same_totp_secret(actor.user.id, &now.secret, &secret)
+                            .await? =>
+                {
+                    nonce = now.secret.nonce;
+                }
+                _ => break,
+            }
         }
-        Ok(shown)
+        // Enabled by a concurrent request, or the secret was replaced by a new setup.
+        Err(if self.has_2fa(actor.user.id).await? {
+            ALREADY_ENABLED
+        } else {
+            INVALID_CODE
+        })
+    }
+
+    /// Whether `sealed` holds `secret`, compared in constant time.
+    async fn is_same_totp_secret(
+        &self,
+        user: UserId,
+        sealed: &Sealed,
+        secret: &TotpSecret,
+    ) -> Result<bool> {
+        use subtle::ConstantTimeEq;
+        let other = self.open_secret(user, sealed).await?;
+        Ok(other.expose_bytes().ct_eq(secret.expose_bytes()).into())
     }
 
     /// Turns 2FA off after a valid code (TOTP or recovery).
@@ -231,6 +263,7 @@ impl Services {
         code: SecondFactorCode,
         meta: &ClientMeta,
     ) -> Result<()> {
+        Self::require_own_session(actor)?;
         self.require_2fa_on(actor.user.id).await?;
         self.verify_second_factor(actor, &code, meta).await?;
         let audit = self
@@ -247,6 +280,7 @@ impl Services {
         code: SecondFactorCode,
         meta: &ClientMeta,
     ) -> Result<RecoveryCodes> {
+        Self::require_own_session(actor)?;
         self.require_2fa_on(actor.user.id).await?;
         self.verify_second_factor(actor, &code, meta).await?;
         let (shown, stored) = self.new_recovery_codes().await?;
@@ -387,17 +421,8 @@ impl Services {
             .await
     }
 
-    fn open_secret(&self, user: UserId, sealed: &crate::secretbox::Sealed) -> Result<TotpSecret> {
-        let plain = self
-            .secret_ring()
-            .open(
-                Binding {
-                    purpose: TOTP_PURPOSE,
-                    subject: user.0.as_bytes(),
-                },
-                sealed,
-            )
-            .map_err(|e| ServiceError::Internal(format!("opening a TOTP secret: {e}")))?;
+    async fn open_secret(&self, user: UserId, sealed: &Sealed) -> Result<TotpSecret> {
+        let plain = self.open_sealed(totp_ref(user).binding(), sealed).await?;
         TotpSecret::from_bytes(plain).map_err(|e| ServiceError::Internal(e.to_owned()))
     }
 
@@ -418,7 +443,7 @@ impl Services {
         else {
             return Ok(Checked::Wrong);
         };
-        let secret = self.open_secret(user, &enrolment.secret)?;
+        let secret = self.open_secret(user, &enrolment.secret).await?;
         let Some(step) = secret.matching_step(code, self.clock.now()) else {
             return Ok(Checked::Wrong);
         };

@@ -10,6 +10,7 @@ mod credentials;
 mod messages;
 mod mfa;
 mod orgs;
+mod secrets;
 mod throttle;
 mod users;
 
@@ -21,6 +22,7 @@ pub use credentials::Resource;
 pub use messages::{SendMessage, Sent};
 pub use mfa::{MfaPending, RecoveryCodes, TotpSetup, MFA_TOKEN_MAX_FAILURES, MFA_TOKEN_TTL};
 pub use orgs::{MatrixEntry, MemberPermissions, PermissionsMatrix, UserRef};
+pub use secrets::SECRET_RING_TTL;
 pub use users::ServerAdmin;
 
 use crate::audit::{AuditActor, AuditEntry};
@@ -76,6 +78,8 @@ pub struct Services {
     pub events: Arc<dyn EventSink>,
     /// Hash of this node's one-time bootstrap token while no admin exists.
     bootstrap: Arc<Mutex<Option<[u8; 32]>>>,
+    /// The secrets key ring this node loaded last (DATA-3; see `secrets`).
+    secret_ring: Arc<secrets::RingCache>,
 }
 
 impl Services {
@@ -96,6 +100,7 @@ impl Services {
             settings: Arc::new(settings),
             events,
             bootstrap: Arc::new(Mutex::new(None)),
+            secret_ring: Arc::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use conclave_server::config::{Config, Environment};
+use conclave_server::keyring::{run_keys_command, KeysCommand};
 use conclave_server::Application;
 use secrecy::ExposeSecret;
 use std::path::PathBuf;
@@ -30,6 +31,15 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// The key ring that seals secrets at rest (TOTP secrets): list, rotate, retire keys.
+    /// Uses the same configuration as `serve`; safe while servers run.
+    Keys {
+        /// A TOML configuration file; CONCLAVE_* environment variables override it.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: KeysAction,
     },
 }
 
@@ -97,6 +107,26 @@ async fn audit_verify(
     }
 }
 
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Every key: id, created, retired, whether current, how many secrets it seals.
+    List,
+    /// Add a new current key and re-encrypt every stored secret under it (safe to re-run).
+    Rotate,
+    /// Retire a key: refused while it is current or any secret still uses it.
+    Retire {
+        /// The key id (see `conclave keys list`).
+        id: i32,
+    },
+}
+
+fn load_config(path: Option<&std::path::Path>) -> Result<Config, std::process::ExitCode> {
+    Config::load(path, std::env::vars()).map_err(|e| {
+        eprintln!("conclave: {e}");
+        std::process::ExitCode::from(2)
+    })
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -140,13 +170,32 @@ async fn main() -> std::process::ExitCode {
                     expect_head,
                 },
         } => audit_verify(config, expect_head).await,
-        Command::Serve { config } => {
-            let config = match Config::load(config.as_deref(), std::env::vars()) {
+        Command::Keys { config, action } => {
+            let config = match load_config(config.as_deref()) {
                 Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_tracing(config.env);
+            let command = match action {
+                KeysAction::List => KeysCommand::List,
+                KeysAction::Rotate => KeysCommand::Rotate,
+                KeysAction::Retire { id } => KeysCommand::Retire { id },
+            };
+            match run_keys_command(&config, command, chrono::Utc::now()).await {
+                Ok(out) => {
+                    print!("{out}");
+                    std::process::ExitCode::SUCCESS
+                }
                 Err(e) => {
                     eprintln!("conclave: {e}");
-                    return std::process::ExitCode::from(2);
+                    std::process::ExitCode::from(1)
                 }
+            }
+        }
+        Command::Serve { config } => {
+            let config = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
             };
             init_tracing(config.env);
             let app = match Application::build(config, Arc::new(conclave_core::SystemClock)).await {

@@ -11,7 +11,8 @@ use conclave_core::model::User;
 use conclave_core::password::NewPassword;
 use conclave_core::types::{Email, Username};
 use conclave_core::UserId;
-use serde::Deserialize;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -20,6 +21,41 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_users, create_user))
         .routes(routes!(update_user))
+        .routes(routes!(impersonate))
+}
+
+/// A marked session as another user (AUTH-12).
+#[derive(Serialize, ToSchema)]
+pub struct Impersonation {
+    /// A session token acting as the user (shown once): reads and sends, but cannot touch
+    /// credentials, 2FA, export or erasure.
+    pub token: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    pub session_id: conclave_core::SessionId,
+    pub user: User,
+}
+
+/// Start an impersonated session as a user, for support: at most an hour, recorded in the
+/// audit log with both identities, and shown to the user among their security events and
+/// sessions. Only a signed-in server admin (not the management token) may.
+#[utoipa::path(post, path = "/admin/users/{id}/impersonate", tag = "admin", params(("id" = String, Path, format = Uuid)),
+    responses((status = 201, body = Impersonation), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn impersonate(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    p: PathParams,
+) -> ApiResult<(StatusCode, Json<Impersonation>)> {
+    let id: UserId = p.id("id")?;
+    let signed = state.services.admin_impersonate(&admin.admin, id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Impersonation {
+            token: signed.token.expose_secret().to_owned(),
+            expires_at: signed.session.expires_at,
+            session_id: signed.session.id,
+            user: signed.user,
+        }),
+    ))
 }
 
 /// Every account, newest first.

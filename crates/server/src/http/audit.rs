@@ -263,6 +263,15 @@ async fn admin_verify(
     admin: AdminCaller,
     ApiQuery(q): ApiQuery<VerifyQuery>,
 ) -> ApiResult<Json<VerifyView>> {
+    if let Some(h) = &q.expect_head {
+        if conclave_core::audit::unhex(h).is_none_or(|b| b.len() != 32) {
+            return Err(bad(
+                "expect_head",
+                "invalid_format",
+                "`expect_head` is the 64-character hex hash of a row",
+            ));
+        }
+    }
     let report = state
         .services
         .admin_verify_audit(&admin.admin, q.expect_head.as_deref())

@@ -4,6 +4,7 @@
 mod helpers;
 mod ws;
 
+mod audit;
 mod auth;
 mod bad_input;
 mod bots;
@@ -11,6 +12,8 @@ mod bruteforce;
 mod cluster;
 mod conversations;
 mod gateway;
+mod impersonation;
+mod keyring;
 mod keys;
 mod messages;
 mod meta;

@@ -5,6 +5,7 @@
 mod audit;
 mod conversations;
 mod credentials;
+mod keyring;
 mod messages;
 mod mfa;
 mod orgs;
@@ -14,6 +15,7 @@ mod users;
 pub use audit::*;
 pub use conversations::*;
 pub use credentials::*;
+pub use keyring::*;
 pub use messages::*;
 pub use mfa::*;
 pub use orgs::*;
@@ -96,6 +98,10 @@ macro_rules! conformance_tests {
             concurrent_appends_keep_one_valid_chain,
             pruning_leaves_a_signed_checkpoint,
             message_retention_prunes_one_org,
+            secret_keys_are_added_listed_and_retired,
+            sealed_secrets_page_through_every_row_once,
+            replacing_a_sealed_secret_is_compare_and_swap,
+            retire_and_reseal_race_never_retires_a_key_in_use,
         );
     };
 }

@@ -1,0 +1,135 @@
+//! `conclave keys list|rotate|retire` (DATA-3): the secrets key ring, operated from the command
+//! line with the same configuration as `serve` (database URL and master key). Safe while
+//! servers run: they read the ring from the database (see `conclave_core::keyring`).
+//!
+//! Output names keys by id with their dates, state and use — never key material, wrapped or not.
+
+use crate::config::Config;
+use crate::startup::{load_master_key, open_store, StartError};
+use chrono::{DateTime, Utc};
+use conclave_core::audit::{AuditActor, AuditEntry};
+use conclave_core::keyring::{self, KeyInfo, KeyRingError};
+use conclave_core::keys::ServerKeys;
+use std::fmt::Write;
+
+/// What to do with the key ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeysCommand {
+    /// Every key: id, created, retired, current, how many secrets it seals.
+    List,
+    /// Add a new current key and re-seal every stored secret under it.
+    Rotate,
+    /// Retire a key no secret uses any more (refused for the current key).
+    Retire { id: i32 },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    KeyRing(#[from] KeyRingError),
+    #[error(
+        "key {key_id} is current and {reencrypted} secret(s) were re-encrypted under it, but \
+         {unreadable} stored secret(s) did not open (tampered, or sealed with a retired key) and \
+         keep their old key; the log names their rows"
+    )]
+    Unreadable {
+        key_id: i32,
+        reencrypted: u64,
+        unreadable: u64,
+    },
+}
+
+fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// The `keys list` table.
+#[must_use]
+pub fn format_keys(keys: &[KeyInfo]) -> String {
+    let mut out = format!(
+        "{:<4} {:<23} {:<23} {:<7} {}\n",
+        "ID", "CREATED", "RETIRED", "CURRENT", "SECRETS"
+    );
+    for k in keys {
+        let _ = writeln!(
+            out,
+            "{:<4} {:<23} {:<23} {:<7} {}",
+            k.id,
+            when(k.created_at),
+            k.retired_at.map_or_else(|| "-".to_owned(), when),
+            if k.current { "yes" } else { "no" },
+            k.secrets
+        );
+    }
+    out
+}
+
+/// Runs a `conclave keys` command against the configured database at `now`; answers what to
+/// print. Refuses what `serve` refuses (CORE-3), and never generates a master key.
+pub async fn run_keys_command(
+    config: &Config,
+    command: KeysCommand,
+    now: DateTime<Utc>,
+) -> Result<String, KeysError> {
+    config
+        .validate()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let keys = ServerKeys::derive(&load_master_key(config, false)?);
+    let store = open_store(&config.database_url(), keys.audit_key()).await?;
+    let store = &*store;
+    match command {
+        KeysCommand::List => {
+            // Check the keys unwrap with this master key, so a wrong one is reported here.
+            keyring::load_ring(store, &keys).await?;
+            Ok(format_keys(&keyring::list_keys(store).await?))
+        }
+        KeysCommand::Rotate => {
+            let done = keyring::rotate(store, &keys, now).await?;
+            let audit = AuditEntry::new("secrets.key_rotated", AuditActor::system(), now)
+                .resource("secret_key", done.key_id)
+                .detail(serde_json::json!({
+                    "reencrypted": done.reencrypted,
+                    "unreadable": done.unreadable,
+                }));
+            store
+                .append_audit(&[audit])
+                .await
+                .map_err(|e| StartError::Database(e.to_string()))?;
+            if done.unreadable > 0 {
+                return Err(KeysError::Unreadable {
+                    key_id: done.key_id,
+                    reencrypted: done.reencrypted,
+                    unreadable: done.unreadable,
+                });
+            }
+            let mut out = format!(
+                "key {} is current; re-encrypted {} secret(s) under it",
+                done.key_id, done.reencrypted
+            );
+            if done.changed_meanwhile > 0 {
+                let _ = write!(
+                    out,
+                    "; {} changed by their owner meanwhile and were sealed with the current key \
+                     by the server that saved them",
+                    done.changed_meanwhile
+                );
+            }
+            out.push('\n');
+            Ok(out)
+        }
+        KeysCommand::Retire { id } => {
+            keyring::retire(store, id, now).await?;
+            let audit = AuditEntry::new("secrets.key_retired", AuditActor::system(), now)
+                .resource("secret_key", id);
+            store
+                .append_audit(&[audit])
+                .await
+                .map_err(|e| StartError::Database(e.to_string()))?;
+            Ok(format!(
+                "key {id} is retired: nothing opens with it any more\n"
+            ))
+        }
+    }
+}

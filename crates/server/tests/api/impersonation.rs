@@ -1,0 +1,275 @@
+//! AUTH-12: server admins impersonate a user for support — a marked session of at most an
+//! hour that reads and sends as the user but cannot touch credentials or 2FA; every audited
+//! action carries both identities; the user sees it happened; forged, expired and
+//! unauthorised attempts are refused.
+
+use crate::both_backends;
+use crate::helpers::*;
+use chrono::{DateTime, Utc};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+both_backends!(
+    an_admin_acts_as_a_user_in_a_marked_session,
+    impersonation_cannot_touch_credentials,
+    impersonation_is_refused_where_it_must_be,
+);
+
+async fn impersonate(app: &TestApp, admin: &User, target: &User) -> Res {
+    app.post(
+        &format!("/api/v1/admin/users/{}/impersonate", target.id),
+        &admin.token,
+        json!({}),
+    )
+    .await
+}
+
+async fn an_admin_acts_as_a_user_in_a_marked_session(app: TestApp) {
+    let admin = app.bootstrap().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let org = app.org(&alice, "Acme").await;
+    app.add_member(&org, &alice, &bob, "member").await;
+    let conv = app.group(&org, &alice, &[&bob], json!("org")).await;
+
+    let res = impersonate(&app, &admin, &alice).await.expect(201);
+    let token = res.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(res.body["user"]["id"], json!(alice.id));
+    let expires: DateTime<Utc> = res.body["expires_at"].as_str().unwrap().parse().unwrap();
+    let now = conclave_core::Clock::now(&*app.clock);
+    assert!(expires <= now + chrono::Duration::hours(1));
+    assert!(expires > now);
+
+    // It reads and sends as alice.
+    let me = app.get("/api/v1/users/@me", &token).await.expect(200);
+    assert_eq!(me.body["id"], json!(alice.id));
+    app.send_message(
+        &conv,
+        &User {
+            id: alice.id.clone(),
+            token: token.clone(),
+        },
+        "from support",
+    )
+    .await
+    .expect(201);
+    // An audited action carries both identities.
+    app.post(
+        &format!("/api/v1/orgs/{org}/teams"),
+        &token,
+        json!({ "name": "made by support" }),
+    )
+    .await
+    .expect(201);
+    let rows = app
+        .get("/api/v1/admin/audit?event=team.created", ADMIN_TOKEN)
+        .await
+        .expect(200)
+        .body["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["actor"]["id"], json!(alice.id));
+    assert_eq!(rows[0]["actor"]["impersonator"], json!(admin.id));
+    let started = app
+        .get(
+            "/api/v1/admin/audit?event=impersonation.started",
+            ADMIN_TOKEN,
+        )
+        .await
+        .expect(200)
+        .body["items"][0]
+        .clone();
+    assert_eq!(started["actor"]["id"], json!(admin.id));
+    assert_eq!(
+        started["resource"],
+        json!({ "type": "user", "id": alice.id })
+    );
+
+    // Alice sees that it happened: in her security events and her sessions.
+    let events = app
+        .get("/api/v1/users/@me/security-events", &alice.token)
+        .await
+        .expect(200)
+        .body["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let seen: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "impersonation.started")
+        .collect();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0]["actor"]["id"], json!(admin.id));
+    let sessions = app
+        .get("/api/v1/auth/sessions", &alice.token)
+        .await
+        .expect(200);
+    let marked: Vec<&Value> = sessions.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["impersonator"] == json!(admin.id))
+        .collect();
+    assert_eq!(marked.len(), 1, "{}", sessions.body);
+
+    // At most an hour.
+    app.clock.advance(chrono::Duration::minutes(61));
+    app.get("/api/v1/users/@me", &token)
+        .await
+        .expect_error(401, "invalid_token");
+}
+
+async fn impersonation_cannot_touch_credentials(app: TestApp) {
+    let admin = app.bootstrap().await;
+    let alice = app.user("alice").await;
+    let org = app.org(&alice, "Acme").await;
+    let token = impersonate(&app, &admin, &alice).await.expect(201).body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/api/v1/auth/password",
+            json!({ "current_password": PASSWORD, "new_password": "another long passphrase" }),
+        ),
+        (Method::POST, "/api/v1/auth/totp/setup", json!({})),
+        (
+            Method::POST,
+            "/api/v1/auth/totp/enable",
+            json!({ "code": "123456" }),
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/totp/disable",
+            json!({ "code": "123456" }),
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/recovery-codes",
+            json!({ "code": "123456" }),
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/sessions/revoke-others",
+            json!({}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/api-keys",
+            json!({ "name": "k", "org_id": org, "scopes": ["messages:read"] }),
+        ),
+        (
+            Method::POST,
+            &format!("/api/v1/orgs/{org}/bots"),
+            json!({ "name": "Bot" }),
+        ),
+        (
+            Method::POST,
+            &format!("/api/v1/admin/users/{}/impersonate", admin.id),
+            json!({}),
+        ),
+    ] {
+        let res = app
+            .call(method.clone(), path, Some(&token), Some(body))
+            .await;
+        assert_eq!(res.status.as_u16(), 403, "{method} {path}: {}", res.body);
+    }
+    app.post("/api/v1/auth/totp/setup", &token, json!({}))
+        .await
+        .expect_error(403, "impersonation_forbidden");
+    // Nothing changed: alice's password still works, and she has no key.
+    app.login("alice", PASSWORD).await.expect(200);
+    let keys = app.get("/api/v1/api-keys", &alice.token).await.expect(200);
+    assert_eq!(keys.body["items"].as_array().map(Vec::len), Some(0));
+    // Signing out ends the impersonation.
+    app.post("/api/v1/auth/logout", &token, json!({}))
+        .await
+        .expect(204);
+    app.get("/api/v1/users/@me", &token)
+        .await
+        .expect_error(401, "invalid_token");
+}
+
+async fn impersonation_is_refused_where_it_must_be(app: TestApp) {
+    let admin = app.bootstrap().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let other_admin = app.user("root2").await;
+    app.patch(
+        &format!("/api/v1/admin/users/{}", other_admin.id),
+        &admin.token,
+        json!({ "server_admin": true }),
+    )
+    .await
+    .expect(200);
+    // The management token has no identity to put beside the user's.
+    app.post(
+        &format!("/api/v1/admin/users/{}/impersonate", alice.id),
+        ADMIN_TOKEN,
+        json!({}),
+    )
+    .await
+    .expect_error(403, "impersonation_forbidden");
+    // Not server admins: refused.
+    impersonate(&app, &bob, &alice)
+        .await
+        .expect_error(403, "forbidden");
+    app.call(
+        Method::POST,
+        &format!("/api/v1/admin/users/{}/impersonate", alice.id),
+        None,
+        None,
+    )
+    .await
+    .expect_error(401, "unauthenticated");
+    // A forged token is just an invalid one.
+    app.get(
+        "/api/v1/users/@me",
+        "cnv_s_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    )
+    .await
+    .expect(401);
+    // Not oneself, not another server admin, not a disabled account, not an unknown one.
+    impersonate(&app, &admin, &admin)
+        .await
+        .expect_error(409, "cannot_impersonate");
+    impersonate(&app, &admin, &other_admin)
+        .await
+        .expect_error(409, "cannot_impersonate");
+    app.patch(
+        &format!("/api/v1/admin/users/{}", bob.id),
+        &admin.token,
+        json!({ "disabled": true }),
+    )
+    .await
+    .expect(200);
+    impersonate(&app, &admin, &bob)
+        .await
+        .expect_error(409, "cannot_impersonate");
+    let ghost = User {
+        id: uuid::Uuid::now_v7().to_string(),
+        token: String::new(),
+    };
+    impersonate(&app, &admin, &ghost)
+        .await
+        .expect_error(404, "not_found");
+    app.post(
+        "/api/v1/admin/users/not-an-id/impersonate",
+        &admin.token,
+        json!({}),
+    )
+    .await
+    .expect(400);
+    // Nothing was started by any of these.
+    let rows = app
+        .get(
+            "/api/v1/admin/audit?event=impersonation.started",
+            ADMIN_TOKEN,
+        )
+        .await
+        .expect(200);
+    assert_eq!(rows.body["items"].as_array().map(Vec::len), Some(0));
+}
