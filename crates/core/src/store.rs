@@ -588,6 +588,28 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<u64>;
     /// Every org with a retention setting.
     async fn orgs_with_retention(&self) -> StoreResult<Vec<Org>>;
+    // --- privacy (DATA-6) ---
+    /// The user's own messages, by id (time order), after `after`.
+    async fn messages_by_author(
+        &self,
+        user: UserId,
+        after: Option<MessageId>,
+        limit: i64,
+    ) -> StoreResult<Vec<Message>>;
+    /// Erases an account in one transaction: tombstones the user's messages in
+    /// `tombstone_orgs` (elsewhere they stay, under `anonymous_name`), removes every membership
+    /// (and participation), deletes sessions, API keys, 2FA and resume state, and scrubs the
+    /// profile (name, email, password; disabled). `LastOrgOwner` while the user is an org's
+    /// only owner. Answers how many messages were tombstoned.
+    async fn erase_user(
+        &self,
+        user: UserId,
+        tombstone_orgs: &[OrgId],
+        anonymous_name: &str,
+        at: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<u64>;
+
     // --- secrets at rest (DATA-3) ---
     /// Every key of the secrets key ring, by id.
     async fn secret_keys(&self) -> StoreResult<Vec<crate::keyring::SecretKeyRecord>>;

@@ -24,6 +24,7 @@ mod keyring;
 mod messages;
 mod mfa;
 mod orgs;
+mod privacy;
 mod realtime;
 mod rows;
 mod users;
@@ -62,6 +63,7 @@ macro_rules! impl_store {
             $crate::__store_sql_credentials!();
             $crate::__store_sql_mfa!();
             $crate::__store_sql_audit!();
+            $crate::__store_sql_privacy!();
             $crate::__store_sql_keyring!();
 
             // Each method calls the module function of the same name.
@@ -788,6 +790,26 @@ macro_rules! impl_store {
 
                 async fn orgs_with_retention(&self) -> StoreResult<Vec<Org>> {
                     orgs_with_retention(self).await
+                }
+
+                async fn messages_by_author(
+                    &self,
+                    user: UserId,
+                    after: Option<MessageId>,
+                    limit: i64,
+                ) -> StoreResult<Vec<Message>> {
+                    messages_by_author(self, user, after, limit).await
+                }
+
+                async fn erase_user(
+                    &self,
+                    user: UserId,
+                    tombstone_orgs: &[OrgId],
+                    anonymous_name: &str,
+                    at: DateTime<Utc>,
+                    audit: &[AuditEntry],
+                ) -> StoreResult<u64> {
+                    erase_user(self, user, tombstone_orgs, anonymous_name, at, audit).await
                 }
 
                 async fn secret_keys(

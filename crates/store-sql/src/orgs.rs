@@ -244,11 +244,17 @@ macro_rules! __store_sql_orgs {
         #[::tracing::instrument(level = "debug", skip_all)]
         async fn remove_member(s: &Backend, org: OrgId, user: UserId, audit: &[AuditEntry]) -> StoreResult<()> {
             let mut tx = s.writer().begin().await.map_err(db)?;
-            lock_org(&mut tx, org).await?;
-            let current = role_in(&mut tx, org, user)
+            remove_member_in(&mut tx, org, user).await?;
+            commit_audited(tx, s, audit).await
+        }
+
+        /// [`remove_member`] inside the caller's transaction.
+        async fn remove_member_in(tx: &mut Conn, org: OrgId, user: UserId) -> StoreResult<()> {
+            lock_org(&mut *tx, org).await?;
+            let current = role_in(&mut *tx, org, user)
                 .await?
                 .ok_or(StoreError::NotFound)?;
-            if current == OrgRole::Owner && !other_owner(&mut tx, org, user).await? {
+            if current == OrgRole::Owner && !other_owner(&mut *tx, org, user).await? {
                 return Err(StoreError::Conflict(Conflict::LastOrgOwner));
             }
             ::sqlx::query(
@@ -276,7 +282,7 @@ macro_rules! __store_sql_orgs {
             .map_err(db)?;
             for row in &sole {
                 let conv: ::uuid::Uuid = get(row, "conversation_id")?;
-                promote_longest_standing(&mut tx, ConversationId(conv), user).await?;
+                promote_longest_standing(&mut *tx, ConversationId(conv), user).await?;
             }
             ::sqlx::query(
                 "DELETE FROM participants WHERE user_id = $2 \
@@ -293,7 +299,7 @@ macro_rules! __store_sql_orgs {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
-            commit_audited(tx, s, audit).await
+            Ok(())
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]

@@ -10,6 +10,7 @@ mod credentials;
 mod messages;
 mod mfa;
 mod orgs;
+mod privacy;
 mod secrets;
 mod throttle;
 mod users;
@@ -22,6 +23,7 @@ pub use credentials::Resource;
 pub use messages::{SendMessage, Sent};
 pub use mfa::{MfaPending, RecoveryCodes, TotpSetup, MFA_TOKEN_MAX_FAILURES, MFA_TOKEN_TTL};
 pub use orgs::{MatrixEntry, MemberPermissions, PermissionsMatrix, UserRef};
+pub use privacy::{AccountExport, Erased, ExportedMembership};
 pub use secrets::SECRET_RING_TTL;
 pub use users::ServerAdmin;
 

@@ -16,6 +16,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod orgs;
 pub mod pagination;
+pub mod privacy;
 pub mod users;
 pub mod web;
 
@@ -41,6 +42,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .merge(messages::router())
         .merge(admin::router())
         .merge(audit::router())
+        .merge(privacy::router())
         .merge(meta::api_router());
     let (api_router, mut doc) = OpenApiRouter::with_openapi(openapi::base())
         .nest("/api/v1", api)

@@ -19,4 +19,5 @@ mod messages;
 mod meta;
 mod mfa;
 mod orgs;
+mod privacy;
 mod ratelimit;

@@ -226,6 +226,8 @@ async fn client_version_gate(app: TestApp) {
 const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/auth/register"),
     ("get", "/api/v1/admin/audit"),
+    ("get", "/api/v1/users/@me/export"),
+    ("delete", "/api/v1/users/@me"),
     ("post", "/api/v1/admin/users/{id}/impersonate"),
     ("get", "/api/v1/admin/audit/verify"),
     ("get", "/api/v1/orgs/{org}/audit"),

@@ -1,0 +1,235 @@
+//! Privacy (DATA-6): a user's export of all their data, and erasure of their account.
+
+use super::{Actor, ClientMeta, Result, Services};
+use crate::audit::{AuditFilter, AuditRow};
+use crate::error::ServiceError;
+use crate::event::{Control, Event};
+use crate::ids::*;
+use crate::model::*;
+use crate::password::Verified;
+use crate::store::{Conflict, Cursor, Page, StoreError};
+use crate::totp::SecondFactorCode;
+use crate::types::{ErasurePolicy, Limit, OrgRole};
+use serde::Serialize;
+
+/// How many messages the export reads at a time.
+const BATCH: i64 = 500;
+
+/// How many other rows it reads at a time (the largest list page).
+const PAGE: u32 = Limit::MAX;
+
+/// One org the user belongs to, as exported.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportedMembership {
+    pub org: Org,
+    pub role: OrgRole,
+}
+
+/// Everything the server holds about a user, for a JSON archive. Secrets (password hash, TOTP
+/// secret, recovery codes, token hashes) are never part of it.
+#[derive(Debug, Clone)]
+pub struct AccountExport {
+    pub exported_at: chrono::DateTime<chrono::Utc>,
+    pub user: User,
+    pub two_factor_enabled: bool,
+    pub memberships: Vec<ExportedMembership>,
+    pub conversations: Vec<Conversation>,
+    pub messages: Vec<Message>,
+    pub sessions: Vec<Session>,
+    pub api_keys: Vec<ApiKey>,
+    /// Audit events by the user or about their account, oldest first.
+    pub audit_events: Vec<AuditRow>,
+}
+
+/// What an erasure did.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Erased {
+    pub messages_tombstoned: u64,
+    pub orgs_left: usize,
+}
+
+impl Services {
+    /// All of the caller's data (their own login session only: not a bot, key or an
+    /// impersonation). The export itself is audited.
+    pub async fn export_account(&self, actor: &Actor) -> Result<AccountExport> {
+        Self::require_own_session(actor)?;
+        let user = self.store.user(actor.user.id).await?;
+        let memberships = self
+            .store
+            .orgs_for_user(user.id)
+            .await?
+            .into_iter()
+            .map(|(org, role)| ExportedMembership { org, role })
+            .collect();
+        let mut conversations = Vec::new();
+        let mut cursor = Cursor::Latest;
+        loop {
+            let page = self
+                .store
+                .conversations_for_user(user.id, self.batch(cursor))
+                .await?;
+            let full = page.len() >= PAGE as usize;
+            if let Some(last) = page.last() {
+                cursor = Cursor::Before(last.id);
+            }
+            conversations.extend(page);
+            if !full {
+                break;
+            }
+        }
+        let mut messages = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.store.messages_by_author(user.id, after, BATCH).await?;
+            after = page.last().map(|m| m.id);
+            let full = page.len() as i64 >= BATCH;
+            messages.extend(page);
+            if !full {
+                break;
+            }
+        }
+        let mut audit_events = self
+            .all_audit(AuditFilter {
+                resource: Some(("user".to_owned(), user.id.0.to_string())),
+                ..AuditFilter::default()
+            })
+            .await?;
+        for row in self
+            .all_audit(AuditFilter {
+                actor: Some(user.id.0),
+                ..AuditFilter::default()
+            })
+            .await?
+        {
+            if !audit_events.iter().any(|r| r.entry.id == row.entry.id) {
+                audit_events.push(row);
+            }
+        }
+        audit_events.sort_by_key(|r| r.entry.id);
+        let export = AccountExport {
+            exported_at: self.clock.now(),
+            two_factor_enabled: self.has_2fa(user.id).await?,
+            memberships,
+            conversations,
+            messages,
+            sessions: self.store.list_sessions(user.id).await?,
+            api_keys: self.store.api_keys(user.id).await?,
+            audit_events,
+            user,
+        };
+        let audit = self
+            .audit(actor, "user.exported")
+            .resource("user", actor.user.id)
+            .detail(serde_json::json!({
+                "messages": export.messages.len(),
+                "conversations": export.conversations.len(),
+            }));
+        self.store.append_audit(&[audit]).await?;
+        Ok(export)
+    }
+
+    fn batch<K>(&self, cursor: Cursor<K>) -> Page<K> {
+        Page {
+            cursor,
+            limit: Limit::parse(Some(i64::from(PAGE))).unwrap_or_default(),
+        }
+    }
+
+    /// Every audit row matching `filter`, oldest first.
+    async fn all_audit(&self, filter: AuditFilter) -> Result<Vec<AuditRow>> {
+        let mut out = Vec::new();
+        let mut cursor = Cursor::Latest;
+        loop {
+            let page = self.store.list_audit(&filter, self.batch(cursor)).await?;
+            let full = page.len() >= PAGE as usize;
+            if let Some(last) = page.last() {
+                cursor = Cursor::Before(last.entry.id);
+            }
+            out.extend(page);
+            if !full {
+                break;
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Erases the caller's account after re-checking their password (and a second-factor code
+    /// when 2FA is on): per org policy their messages are tombstoned or stay under an
+    /// anonymous name; memberships, credentials, 2FA, sessions and the profile go. Refused
+    /// (409, nothing changed) while they are an org's only owner.
+    pub async fn erase_account(
+        &self,
+        actor: &Actor,
+        password: &str,
+        code: Option<&SecondFactorCode>,
+        meta: &ClientMeta,
+    ) -> Result<Erased> {
+        Self::require_own_session(actor)?;
+        let subject = self.login_subject(&actor.user.username, meta.ip.as_deref());
+        self.check_throttle(&subject).await?;
+        let phc = self.store.password_hash(actor.user.id).await?;
+        if self.hasher.verify(password, phc).await? == Verified::No {
+            let audit = self
+                .audit(actor, "user.erased")
+                .resource("user", actor.user.id)
+                .failed()
+                .detail(serde_json::json!({ "reason": "password_incorrect" }));
+            self.record_failure(&subject, audit).await?;
+            return Err(ServiceError::invalid(
+                "password",
+                "incorrect",
+                "the password is not correct",
+            ));
+        }
+        if self.has_2fa(actor.user.id).await? {
+            let Some(code) = code else {
+                return Err(ServiceError::invalid(
+                    "code",
+                    "required",
+                    "two-factor authentication is on: a code is required",
+                ));
+            };
+            self.verify_second_factor(actor, code, meta).await?;
+        }
+        let orgs = self.store.orgs_for_user(actor.user.id).await?;
+        let tombstone: Vec<OrgId> = orgs
+            .iter()
+            .filter(|(o, _)| o.erasure == ErasurePolicy::Tombstone)
+            .map(|(o, _)| o.id)
+            .collect();
+        let anonymous = format!("deleted-{}", &actor.user.id.0.simple().to_string()[20..]);
+        let audit = self
+            .audit(actor, "user.erased")
+            .resource("user", actor.user.id)
+            .detail(serde_json::json!({
+                "orgs": orgs.len(),
+                "tombstoned_in": tombstone.len(),
+            }));
+        let tombstoned = self
+            .store
+            .erase_user(
+                actor.user.id,
+                &tombstone,
+                &anonymous,
+                self.clock.now(),
+                &[audit],
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(Conflict::LastOrgOwner) => ServiceError::conflict(
+                    "last_owner",
+                    "you are the only owner of an organization: transfer it or delete it first",
+                ),
+                other => other.into(),
+            })?;
+        self.emit(Event::control(Control::RevokeUser {
+            user: actor.user.id,
+            except: None,
+        }));
+        Ok(Erased {
+            messages_tombstoned: tombstoned,
+            orgs_left: orgs.len(),
+        })
+    }
+}

@@ -1,0 +1,342 @@
+//! DATA-6: a user's export of all their data (and nobody else's), and account erasure after
+//! re-authentication — messages tombstoned or anonymised per org policy, credentials and
+//! personal data gone, audited; refused without the password, the 2FA code, from a key or an
+//! impersonation, or while the user is an org's only owner.
+
+use crate::both_backends;
+use crate::helpers::*;
+use crate::keys::make_key;
+use crate::mfa::{code_at, enable_2fa, next_step};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+both_backends!(
+    the_export_holds_everything_about_the_caller_and_no_secret,
+    erasure_needs_the_password_and_the_second_factor,
+    erasure_follows_each_orgs_policy_and_removes_the_account,
+    the_only_owner_of_an_org_cannot_erase_the_account,
+);
+
+async fn the_export_holds_everything_about_the_caller_and_no_secret(app: TestApp) {
+    let admin = app.bootstrap().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let org = app.org(&alice, "Acme").await;
+    app.add_member(&org, &alice, &bob, "member").await;
+    let conv = app.group(&org, &alice, &[&bob], json!("org")).await;
+    let first = app
+        .send_message(&conv, &alice, "alice one")
+        .await
+        .expect(201);
+    app.patch(
+        &format!("/api/v1/messages/{}", first.id()),
+        &alice.token,
+        json!({ "content": "alice one, edited" }),
+    )
+    .await
+    .expect(200);
+    app.send_message(&conv, &alice, "alice two")
+        .await
+        .expect(201);
+    app.send_message(&conv, &bob, "bob's own words")
+        .await
+        .expect(201);
+    let (_, key) = make_key(
+        &app,
+        &alice,
+        json!({ "name": "ci", "org_id": org, "scopes": ["messages:read"] }),
+    )
+    .await;
+    let (secret, recovery) = enable_2fa(&app, &alice).await;
+
+    let res = app
+        .get("/api/v1/users/@me/export", &alice.token)
+        .await
+        .expect(200);
+    assert!(res
+        .headers
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("attachment")));
+    let e = &res.body;
+    assert_eq!(e["format"], "conclave-export-v1");
+    assert_eq!(e["user"]["id"], json!(alice.id));
+    assert_eq!(e["two_factor_enabled"], true);
+    assert_eq!(e["memberships"].as_array().unwrap().len(), 1);
+    assert_eq!(e["memberships"][0]["role"], "owner");
+    assert_eq!(e["conversations"][0]["id"], json!(conv));
+    let contents: Vec<&str> = e["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        contents,
+        vec!["alice one, edited", "alice two"],
+        "only her own"
+    );
+    assert!(!e["sessions"].as_array().unwrap().is_empty());
+    assert_eq!(e["api_keys"].as_array().unwrap().len(), 1);
+    let events: Vec<&str> = e["audit_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["event"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "user.registered",
+        "auth.login",
+        "org.created",
+        "totp.enabled",
+    ] {
+        assert!(events.contains(&expected), "{expected} in {events:?}");
+    }
+    let text = e.to_string();
+    let base32 = secrecy::ExposeSecret::expose_secret(&secret.base32()).to_owned();
+    for secret_text in [
+        PASSWORD,
+        key.as_str(),
+        alice.token.as_str(),
+        base32.as_str(),
+        recovery[0].as_str(),
+        "bob's own words",
+    ] {
+        assert!(!text.contains(secret_text), "no secrets, nothing of others");
+    }
+    // The export is audited.
+    let rows = app
+        .get("/api/v1/admin/audit?event=user.exported", ADMIN_TOKEN)
+        .await
+        .expect(200);
+    assert_eq!(rows.body["items"][0]["actor"]["id"], json!(alice.id));
+    // Bob's export is his alone.
+    let b = app
+        .get("/api/v1/users/@me/export", &bob.token)
+        .await
+        .expect(200);
+    assert_eq!(b.body["user"]["id"], json!(bob.id));
+    assert!(!b.body.to_string().contains("alice two"));
+    // Not with a key, not impersonated, not unauthenticated.
+    app.get("/api/v1/users/@me/export", &key).await.expect(403);
+    let imp = app
+        .post(
+            &format!("/api/v1/admin/users/{}/impersonate", alice.id),
+            &admin.token,
+            json!({}),
+        )
+        .await
+        .expect(201);
+    app.get(
+        "/api/v1/users/@me/export",
+        imp.body["token"].as_str().unwrap(),
+    )
+    .await
+    .expect_error(403, "impersonation_forbidden");
+    app.call(Method::GET, "/api/v1/users/@me/export", None, None)
+        .await
+        .expect_error(401, "unauthenticated");
+    let _ = code_at;
+}
+
+async fn erase(app: &TestApp, token: &str, body: Value) -> Res {
+    app.call(Method::DELETE, "/api/v1/users/@me", Some(token), Some(body))
+        .await
+}
+
+async fn erasure_needs_the_password_and_the_second_factor(app: TestApp) {
+    let admin = app.bootstrap().await;
+    let alice = app.user("alice").await;
+    let org = app.org(&admin, "Acme").await;
+    app.add_member(&org, &admin, &alice, "member").await;
+    let res = erase(
+        &app,
+        &alice.token,
+        json!({ "password": "wrong password here" }),
+    )
+    .await
+    .expect(422);
+    assert_eq!(res.field(), Some("/password"));
+    erase(&app, &alice.token, json!({})).await.expect(422);
+    erase(
+        &app,
+        &alice.token,
+        json!({ "password": PASSWORD, "extra": 1 }),
+    )
+    .await
+    .expect(422);
+    let (secret, _) = enable_2fa(&app, &alice).await;
+    next_step(&app);
+    let res = erase(&app, &alice.token, json!({ "password": PASSWORD }))
+        .await
+        .expect(422);
+    assert_eq!(res.field(), Some("/code"));
+    erase(
+        &app,
+        &alice.token,
+        json!({ "password": PASSWORD, "code": "000000" }),
+    )
+    .await;
+    let (_, key) = make_key(
+        &app,
+        &alice,
+        json!({ "name": "k", "org_id": org, "scopes": ["org:admin"] }),
+    )
+    .await;
+    erase(
+        &app,
+        &key,
+        json!({ "password": PASSWORD, "code": code_at(&app, &secret, 0) }),
+    )
+    .await
+    .expect(403);
+    let imp = app
+        .post(
+            &format!("/api/v1/admin/users/{}/impersonate", alice.id),
+            &admin.token,
+            json!({}),
+        )
+        .await
+        .expect(201);
+    erase(
+        &app,
+        imp.body["token"].as_str().unwrap(),
+        json!({ "password": PASSWORD, "code": code_at(&app, &secret, 0) }),
+    )
+    .await
+    .expect_error(403, "impersonation_forbidden");
+    app.call(
+        Method::DELETE,
+        "/api/v1/users/@me",
+        None,
+        Some(json!({ "password": PASSWORD })),
+    )
+    .await
+    .expect_error(401, "unauthenticated");
+    // Nothing was lost: alice is still there and still signs in.
+    app.get("/api/v1/users/@me", &alice.token).await.expect(200);
+    let failed = app
+        .get("/api/v1/admin/audit?event=user.erased", ADMIN_TOKEN)
+        .await
+        .expect(200);
+    assert!(failed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["outcome"] == "failure"));
+}
+
+async fn erasure_follows_each_orgs_policy_and_removes_the_account(app: TestApp) {
+    let _admin = app.bootstrap().await;
+    let owner = app.user("owner").await;
+    let alice = app.user("alice").await;
+    let tomb = app.org(&owner, "Tombstones").await;
+    let anon = app.org(&owner, "Anonymous").await;
+    app.patch(
+        &format!("/api/v1/orgs/{anon}"),
+        &owner.token,
+        json!({ "erasure": "anonymise" }),
+    )
+    .await
+    .expect(200);
+    let mut convs = Vec::new();
+    for org in [&tomb, &anon] {
+        app.add_member(org, &owner, &alice, "member").await;
+        let conv = app.group(org, &owner, &[&alice], json!("org")).await;
+        app.send_message(&conv, &alice, "words of alice")
+            .await
+            .expect(201);
+        app.send_message(&conv, &owner, "words of owner")
+            .await
+            .expect(201);
+        convs.push(conv);
+    }
+    let (_, key) = make_key(
+        &app,
+        &alice,
+        json!({ "name": "k", "org_id": tomb, "scopes": ["messages:read"] }),
+    )
+    .await;
+    erase(&app, &alice.token, json!({ "password": PASSWORD }))
+        .await
+        .expect(204);
+
+    // Credentials are gone: the session, the key, the password.
+    app.get("/api/v1/users/@me", &alice.token)
+        .await
+        .expect_error(401, "invalid_token");
+    app.get("/api/v1/users/@me", &key).await.expect(401);
+    app.login("alice", PASSWORD)
+        .await
+        .expect_error(401, "invalid_credentials");
+    // Tombstoned in one org, anonymised in the other; the owner's words untouched.
+    let read = |conv: String| {
+        let app = &app;
+        let owner = &owner;
+        async move {
+            app.get(
+                &format!("/api/v1/conversations/{conv}/messages"),
+                &owner.token,
+            )
+            .await
+            .expect(200)
+            .body["items"]
+                .as_array()
+                .unwrap()
+                .clone()
+        }
+    };
+    let in_tomb = read(convs[0].clone()).await;
+    let hers = in_tomb
+        .iter()
+        .find(|m| m["author"]["id"] == json!(alice.id))
+        .unwrap();
+    assert_eq!(hers["content"], Value::Null);
+    assert!(hers["deleted_at"].is_string());
+    assert!(in_tomb.iter().any(|m| m["content"] == "words of owner"));
+    let in_anon = read(convs[1].clone()).await;
+    let hers = in_anon
+        .iter()
+        .find(|m| m["author"]["id"] == json!(alice.id))
+        .unwrap();
+    assert_eq!(hers["content"], "words of alice");
+    let name = hers["author"]["username"].as_str().unwrap();
+    assert!(name.starts_with("deleted-"), "{name}");
+    assert_eq!(hers["author"]["display_name"], Value::Null);
+    // No longer a member anywhere; the name is free again.
+    for org in [&tomb, &anon] {
+        let members = app
+            .get(&format!("/api/v1/orgs/{org}/members"), &owner.token)
+            .await
+            .expect(200);
+        assert!(!members.body.to_string().contains(&alice.id));
+    }
+    app.user("alice").await;
+    // Audited, and the chain still verifies.
+    let rows = app
+        .get("/api/v1/admin/audit?event=user.erased", ADMIN_TOKEN)
+        .await
+        .expect(200);
+    assert_eq!(rows.body["items"][0]["outcome"], "success");
+    assert_eq!(rows.body["items"][0]["resource"]["id"], json!(alice.id));
+    let v = app
+        .get("/api/v1/admin/audit/verify", ADMIN_TOKEN)
+        .await
+        .expect(200);
+    assert_eq!(v.body["ok"], true);
+}
+
+async fn the_only_owner_of_an_org_cannot_erase_the_account(app: TestApp) {
+    let alice = app.user("alice").await;
+    let org = app.org(&alice, "Mine").await;
+    let conv = app.group(&org, &alice, &[], json!("org")).await;
+    app.send_message(&conv, &alice, "still here")
+        .await
+        .expect(201);
+    erase(&app, &alice.token, json!({ "password": PASSWORD }))
+        .await
+        .expect_error(409, "last_owner");
+    // Nothing changed.
+    app.get("/api/v1/users/@me", &alice.token).await.expect(200);
+    assert_eq!(app.message_count(&conv, &alice).await, 1);
+}
