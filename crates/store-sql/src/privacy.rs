@@ -93,14 +93,15 @@ macro_rules! __store_sql_privacy {
             }
             let done = ::sqlx::query(
                 "UPDATE users SET username = $2, username_key = $3, display_name = NULL, \
-                 email = NULL, password_hash = NULL, disabled = $4, server_admin = $5 \
-                 WHERE id = $1",
+                 email = NULL, password_hash = NULL, disabled = $4, server_admin = $5, \
+                 erased_at = $6 WHERE id = $1",
             )
             .bind(user.0)
             .bind(anonymous_name)
             .bind(anonymous_name.to_ascii_lowercase())
             .bind(true)
             .bind(false)
+            .bind(ts(at))
             .execute(&mut *tx)
             .await
             .map_err(db)?;

@@ -158,7 +158,7 @@ macro_rules! __store_sql_users {
             let row = ::sqlx::query(&format!(
                 "UPDATE users SET disabled = COALESCE($2, disabled), \
                  server_admin = COALESCE($3, server_admin) \
-                 WHERE id = $1 RETURNING {USER_RETURNING}"
+                 WHERE id = $1 AND erased_at IS NULL RETURNING {USER_RETURNING}"
             ))
             .bind(id.0)
             .bind(disabled)

@@ -134,7 +134,10 @@ impl Services {
                 "you cannot disable or demote your own account",
             ));
         }
-        let before = self.store.user(id).await?;
+        let before = self.store.user(id).await.map_err(|e| match e {
+            crate::store::StoreError::NotFound => ServiceError::NotFound("user"),
+            other => other.into(),
+        })?;
         let user = self
             .store
             .set_user_flags(
@@ -148,7 +151,15 @@ impl Services {
                         serde_json::json!({ "disabled": disabled, "server_admin": server_admin }),
                     )],
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // The account exists but was erased (DATA-6): it stays off for good.
+                crate::store::StoreError::NotFound => ServiceError::conflict(
+                    "account_erased",
+                    "the account was erased and cannot be changed",
+                ),
+                other => other.into(),
+            })?;
         if user.disabled != before.disabled && user.disabled
             || user.server_admin != before.server_admin
         {

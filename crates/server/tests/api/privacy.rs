@@ -312,6 +312,14 @@ async fn erasure_follows_each_orgs_policy_and_removes_the_account(app: TestApp) 
         assert!(!members.body.to_string().contains(&alice.id));
     }
     app.user("alice").await;
+    // An erased account stays off: it cannot be re-enabled.
+    app.patch(
+        &format!("/api/v1/admin/users/{}", alice.id),
+        ADMIN_TOKEN,
+        json!({ "disabled": false }),
+    )
+    .await
+    .expect_error(409, "account_erased");
     // Audited, and the chain still verifies.
     let rows = app
         .get("/api/v1/admin/audit?event=user.erased", ADMIN_TOKEN)
