@@ -703,6 +703,61 @@ test('an admin filters and pages the audit log and verifies its chain', async ()
   await page.setViewportSize({ width: 1280, height: 800 });
 });
 
+test('a user sees their security events, downloads their data and deletes their account', async () => {
+  const login = await rest('POST', '/auth/login', null, { username: 'admin', password: PASSWORD });
+  const made = await rest('POST', '/admin/users', login.body.token, { username: 'erin', password: PASSWORD });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  assert.equal((await rest('POST', '/auth/login', null, { username: 'erin', password: 'wrong guess' })).status, 401);
+
+  const erin = await newUser();
+  const { page } = erin;
+  await signInAs(page, 'erin');
+  await page.getByText('Signed in as erin').waitFor();
+  await page.getByRole('link', { name: 'Account' }).click();
+  const events = page.getByRole('list', { name: 'Security events' });
+  const failedSignIn = events.locator('li[data-event="auth.login"][data-outcome="failure"]');
+  await failedSignIn.waitFor();
+  assert.match(await failedSignIn.textContent(), /Sign-in.*failed \(invalid credentials\).*127\.0\.0\.1/);
+  await events.locator('li[data-event="auth.login"][data-outcome="success"]').first().waitFor();
+
+  // The export arrives as a file download, made from a Blob (no navigation, no inline script).
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download my data' }).click()]);
+  assert.equal(download.suggestedFilename(), 'conclave-export.json');
+  const archive = JSON.parse(readFileSync(await download.path(), 'utf8'));
+  assert.equal(archive.format, 'conclave-export-v1');
+  assert.equal(archive.user.username, 'erin');
+  assert.equal(archive.two_factor_enabled, false);
+  assert.ok(archive.audit_events.some((e) => e.event === 'auth.login' && e.outcome === 'failure'), 'the archive holds the failed sign-in');
+  assert.ok(!JSON.stringify(archive).includes('password_hash'), 'no secrets in the archive');
+  await page.getByText('Saved conclave-export.json.').waitFor();
+  await page.screenshot({ path: join(SHOTS, 'client-account.png'), fullPage: true });
+
+  // A wrong password: the server's error, with its field, and nothing deleted.
+  const danger = page.getByRole('form', { name: 'Delete my account' });
+  await danger.getByLabel('Current password').fill('not my password');
+  await danger.getByRole('button', { name: 'Delete my account…' }).click();
+  await danger.getByRole('button', { name: 'Cancel' }).click();
+  await danger.getByRole('alertdialog').waitFor({ state: 'detached' });
+  await danger.getByRole('button', { name: 'Delete my account…' }).click();
+  await danger.getByRole('button', { name: 'Yes, delete my account forever' }).click();
+  await danger.getByRole('alert').filter({ hasText: /^Password: / }).waitFor();
+  assert.equal(await danger.getByLabel('Current password').getAttribute('aria-invalid'), 'true');
+  assert.equal((await rest('POST', '/auth/login', null, { username: 'erin', password: PASSWORD })).status, 200);
+
+  await danger.getByLabel('Current password').fill(PASSWORD);
+  await danger.getByRole('button', { name: 'Delete my account…' }).click();
+  await danger.getByRole('button', { name: 'Yes, delete my account forever' }).click();
+  await page.getByText('Your account was deleted.').waitFor();
+  await page.getByLabel('Username').waitFor();
+  assert.equal(await page.evaluate(async () => (await fetch('/api/v1/auth/session')).status), 401, 'signed out');
+  await page.getByLabel('Username').fill('erin');
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').filter({ hasText: /invalid|incorrect/i }).waitFor();
+  assert.equal((await rest('POST', '/auth/login', null, { username: 'erin', password: PASSWORD })).status, 401);
+  await erin.context.close();
+});
+
 test('the admin console screens', async () => {
   const { page } = admin;
   await page.goto(`${base}/admin#/orgs`);
