@@ -1,4 +1,4 @@
-// The admin console at `/admin`: users, orgs with their members, teams
+// The admin console at `/admin`: users (with impersonation), orgs with their members, teams
 // and bots, API keys, the audit log, capabilities.
 // Sections are addressable as `/admin#/<section>`.
 
@@ -135,12 +135,51 @@ async function usersView() {
               text: u.disabled ? 'Enable' : 'Disable',
               onclick: () => api('PATCH', `/admin/users/${u.id}`, { disabled: !u.disabled }).then(usersView, errorTo(listStatus)),
             }),
+        // The server refuses the rest (yourself, server admins, bots, disabled accounts).
+        u.id !== me.id && !u.server_admin && !u.disabled && u.kind === 'user'
+          ? el('button', {
+              type: 'button',
+              class: 'small',
+              'aria-label': `Impersonate ${u.username}`,
+              text: 'Impersonate',
+              onclick: () => impersonate(u, listStatus),
+            })
+          : null,
       ),
     ),
   );
   show(content, el('h2', { text: 'Users' }), listStatus, el('div', { class: 'table-scroll' }, table('All accounts', ['Username', 'Email', 'Kind', 'Server admin', 'Status', 'Actions'], rows)), form);
 }
 
+/**
+ * Starts an impersonated session as `u` and shows its bearer token once. The token is kept
+ * nowhere (no storage, no cookie): this browser stays signed in as the admin.
+ */
+async function impersonate(u, status) {
+  let r;
+  try {
+    r = await api('POST', `/admin/users/${u.id}/impersonate`, {});
+  } catch (e) {
+    show(status, notice(e.message));
+    return;
+  }
+  const expires = new Date(r.expires_at);
+  show(
+    status,
+    el(
+      'div',
+      { class: 'card secret-box', role: 'status', 'aria-labelledby': 'impersonation-title' },
+      el('h3', { id: 'impersonation-title', text: `Impersonation token for ${u.username}` }),
+      el('p', { class: 'warning', text: `Anyone holding this token acts as ${u.username} — reads and sends as them — until ${expires.toLocaleString()}. ${u.username} sees this impersonation among their security events, and everything done with it is recorded under your name.` }),
+      el('p', { text: 'Copy it now: it is shown only once and kept nowhere. Send it as "Authorization: Bearer <token>"; this browser stays signed in as you. Revoking is done by the user (sessions page) or by disabling the account.' }),
+      el('input', { readonly: true, value: r.token, 'aria-label': `Token to act as ${u.username}`, class: 'secret', spellcheck: 'false' }),
+      el('p', { class: 'muted' }, 'Expires ', el('time', { datetime: r.expires_at, text: expires.toLocaleString() }), ` · session ${r.session_id}`),
+      el('button', { type: 'button', class: 'small', text: 'Copy', onclick: () => navigator.clipboard?.writeText(r.token) }),
+      el('button', { type: 'button', class: 'small', text: 'Dismiss', onclick: () => status.replaceChildren() }),
+    ),
+  );
+  status.querySelector('input')?.focus();
+}
 
 // ---- orgs ---------------------------------------------------------------------------------
 

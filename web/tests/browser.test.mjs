@@ -758,6 +758,58 @@ test('a user sees their security events, downloads their data and deletes their 
   await erin.context.close();
 });
 
+test('an admin impersonates a user: the token is shown once and the user is told', async () => {
+  const login = await rest('POST', '/auth/login', null, { username: 'admin', password: PASSWORD });
+  const made = await rest('POST', '/admin/users', login.body.token, { username: 'frank', password: PASSWORD });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  const { page } = admin;
+  await page.goto(`${base}/admin#/users`);
+  await page.getByRole('button', { name: 'Impersonate frank' }).waitFor();
+  const adminRow = page.getByRole('row', { name: /^admin/ });
+  assert.equal(await adminRow.getByRole('button', { name: /^Impersonate/ }).count(), 0, 'not yourself');
+  await page.getByRole('button', { name: 'Impersonate frank' }).click();
+  const box = page.getByRole('status').filter({ hasText: 'Impersonation token for frank' });
+  await box.waitFor();
+  assert.match(await box.textContent(), /Anyone holding this token acts as frank/);
+  assert.match(await box.textContent(), /shown only once/);
+  const token = await page.getByLabel('Token to act as frank').inputValue();
+  assert.ok(token.length > 20);
+  const asFrank = await fetch(`${base}/api/v1/users/@me`, { headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(asFrank.status, 200);
+  assert.equal((await asFrank.json()).username, 'frank');
+  await page.screenshot({ path: join(SHOTS, 'admin-impersonate.png') });
+  // The admin's browser keeps its own session and stores nothing.
+  const mine = await page.evaluate(async () => ({
+    who: (await (await fetch('/api/v1/auth/session')).json()).user.username,
+    stored: JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }),
+  }));
+  assert.deepEqual(mine, { who: 'admin', stored: '{}{}' });
+  assert.ok(!(await admin.context.cookies()).some((c) => c.value === token), 'the token is no cookie');
+  await page.reload();
+  await page.getByRole('button', { name: 'Impersonate frank' }).waitFor();
+  assert.equal(await page.getByLabel('Token to act as frank').count(), 0, 'shown once');
+
+  const frank = await newUser();
+  await signInAs(frank.page, 'frank');
+  await frank.page.getByText('Signed in as frank').waitFor();
+  await frank.page.goto(`${base}/#/account`);
+  const flagged = frank.page.getByRole('list', { name: 'Security events' }).locator('li[data-event="impersonation.started"]');
+  await flagged.waitFor();
+  assert.match(await flagged.textContent(), /Impersonation by an administrator.*signed in as you/);
+  await frank.page.screenshot({ path: join(SHOTS, 'client-account-impersonated.png'), fullPage: true });
+  await frank.page.setViewportSize({ width: 375, height: 740 });
+  assert.ok((await overflowOf(frank.page)) <= 0, 'the account page fits a phone screen');
+  await frank.page.goto(`${base}/#/sessions`);
+  const session = frank.page.getByRole('list', { name: 'Signed-in sessions' }).getByRole('listitem').filter({ hasText: 'Impersonated by an administrator' });
+  await session.waitFor();
+  assert.equal(await session.count(), 1);
+  // Frank may end it like any other session.
+  await session.getByRole('button', { name: /^Revoke session/ }).click();
+  await session.waitFor({ state: 'detached' });
+  assert.equal((await fetch(`${base}/api/v1/users/@me`, { headers: { Authorization: `Bearer ${token}` } })).status, 401);
+  await frank.context.close();
+});
+
 test('the admin console screens', async () => {
   const { page } = admin;
   await page.goto(`${base}/admin#/orgs`);
