@@ -529,7 +529,8 @@ async function auditView() {
   const verifyResult = el('div');
   const body = el('tbody');
   const more = el('div', { class: 'pager' });
-  const who = (id) => (id ? (names.has(id) ? `${names.get(id)} (${id.slice(0, 8)})` : id) : '');
+  // Known users by name (ids are time-ordered, so a prefix tells them apart poorly); others by id.
+  const who = (id) => (id ? names.get(id) ?? id : '');
 
   const input = (name, label, attrs = {}) =>
     el('label', { class: 'field' }, el('span', { text: label }), el('input', { name, value: audit.filters[name] ?? '', autocomplete: 'off', ...attrs }));
