@@ -1,5 +1,5 @@
-// The admin console at `/admin`: users, orgs with their members, teams and bots, API keys,
-// capabilities.
+// The admin console at `/admin`: users (with impersonation), orgs with their members, teams
+// and bots, API keys, the audit log, capabilities.
 // Sections are addressable as `/admin#/<section>`.
 
 import { api, currentSession, signOut } from './api.js';
@@ -12,6 +12,7 @@ const SECTIONS = [
   ['users', 'Users'],
   ['orgs', 'Organizations'],
   ['api-keys', 'API keys'],
+  ['audit', 'Audit log'],
   ['capabilities', 'Capabilities'],
 ];
 const SCOPES = ['messages:read', 'messages:write', 'conversations:read', 'conversations:admin', 'org:read', 'org:admin', 'files:write', 'webhooks:admin'];
@@ -58,7 +59,7 @@ function render() {
     if (a.dataset.section === id) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  const view = { users: usersView, orgs: orgsView, 'api-keys': keysView, capabilities: capabilitiesView }[id];
+  const view = { users: usersView, orgs: orgsView, 'api-keys': keysView, audit: auditView, capabilities: capabilitiesView }[id];
   if (!view) {
     show(content, notice('No such section.'));
     return;
@@ -124,7 +125,7 @@ async function usersView() {
       el('td', { text: u.disabled ? 'disabled' : 'active' }),
       el(
         'td',
-        {},
+        { class: 'actions-cell' },
         u.id === me.id
           ? el('span', { class: 'muted', text: 'you' })
           : el('button', {
@@ -134,10 +135,50 @@ async function usersView() {
               text: u.disabled ? 'Enable' : 'Disable',
               onclick: () => api('PATCH', `/admin/users/${u.id}`, { disabled: !u.disabled }).then(usersView, errorTo(listStatus)),
             }),
+        // The server refuses the rest (yourself, server admins, bots, disabled accounts).
+        u.id !== me.id && !u.server_admin && !u.disabled && u.kind === 'user'
+          ? el('button', {
+              type: 'button',
+              class: 'small',
+              'aria-label': `Impersonate ${u.username}`,
+              text: 'Impersonate',
+              onclick: () => impersonate(u, listStatus),
+            })
+          : null,
       ),
     ),
   );
-  show(content, el('h2', { text: 'Users' }), listStatus, table('All accounts', ['Username', 'Email', 'Kind', 'Server admin', 'Status', 'Actions'], rows), form);
+  show(content, el('h2', { text: 'Users' }), listStatus, el('div', { class: 'table-scroll' }, table('All accounts', ['Username', 'Email', 'Kind', 'Server admin', 'Status', 'Actions'], rows)), form);
+}
+
+/**
+ * Starts an impersonated session as `u` and shows its bearer token once. The token is kept
+ * nowhere (no storage, no cookie): this browser stays signed in as the admin.
+ */
+async function impersonate(u, status) {
+  let r;
+  try {
+    r = await api('POST', `/admin/users/${u.id}/impersonate`, {});
+  } catch (e) {
+    show(status, notice(e.message));
+    return;
+  }
+  const expires = new Date(r.expires_at);
+  show(
+    status,
+    el(
+      'div',
+      { class: 'card secret-box', role: 'status', 'aria-labelledby': 'impersonation-title' },
+      el('h3', { id: 'impersonation-title', text: `Impersonation token for ${u.username}` }),
+      el('p', { class: 'warning', text: `Anyone holding this token acts as ${u.username} — reads and sends as them — until ${expires.toLocaleString()}. ${u.username} sees this impersonation among their security events, and everything done with it is recorded under your name.` }),
+      el('p', { text: 'Copy it now: it is shown only once and kept nowhere. Send it as "Authorization: Bearer <token>"; this browser stays signed in as you. Revoking is done by the user (sessions page) or by disabling the account.' }),
+      el('input', { readonly: true, value: r.token, 'aria-label': `Token to act as ${u.username}`, class: 'secret', spellcheck: 'false' }),
+      el('p', { class: 'muted' }, 'Expires ', el('time', { datetime: r.expires_at, text: expires.toLocaleString() }), ` · session ${r.session_id}`),
+      el('button', { type: 'button', class: 'small', text: 'Copy', onclick: () => navigator.clipboard?.writeText(r.token) }),
+      el('button', { type: 'button', class: 'small', text: 'Dismiss', onclick: () => status.replaceChildren() }),
+    ),
+  );
+  status.querySelector('input')?.focus();
 }
 
 // ---- orgs ---------------------------------------------------------------------------------
@@ -465,6 +506,147 @@ async function keysView() {
     ),
   );
   show(content, el('h2', { text: 'API keys' }), el('p', { class: 'muted', text: 'Your API keys. Each acts as you, capped by its scopes.' }), listStatus, table('API keys', ['Name', 'Key', 'Organization', 'Scopes', 'Last used', 'Actions'], rows), form);
+}
+
+// ---- audit log ----------------------------------------------------------------------------
+
+const AUDIT_EVENTS = ['auth.login', 'auth.logout', 'auth.second_factor', 'session.revoked', 'sessions.revoked_others', 'password.changed', 'password.reset', 'totp.enabled', 'totp.disabled', 'impersonation.started', 'admin.user_updated', 'user.exported', 'user.erased'];
+const AUDIT_FILTERS = ['event', 'actor', 'org', 'since', 'until'];
+/** The filters in force (kept while moving between sections). */
+const audit = { filters: {}, limit: 25 };
+
+/** `datetime-local` value (local time) → RFC 3339, or the text as typed when not a date. */
+function rfc3339(value) {
+  const d = new Date(value);
+  return Number.isNaN(d.getTime()) ? value : d.toISOString();
+}
+
+async function auditView() {
+  const [users, orgs] = await Promise.all([api('GET', '/admin/users?limit=100').catch(() => ({ items: [] })), api('GET', '/orgs').catch(() => ({ items: [] }))]);
+  const names = new Map(users.items.map((u) => [u.id, u.username]));
+  const orgNames = new Map(orgs.items.map((o) => [o.id, o.name]));
+  const status = el('div');
+  const verifyResult = el('div');
+  const body = el('tbody');
+  const more = el('div', { class: 'pager' });
+  // Known users by name (ids are time-ordered, so a prefix tells them apart poorly); others by id.
+  const who = (id) => (id ? names.get(id) ?? id : '');
+
+  const input = (name, label, attrs = {}) =>
+    el('label', { class: 'field' }, el('span', { text: label }), el('input', { name, value: audit.filters[name] ?? '', autocomplete: 'off', ...attrs }));
+  const form = el(
+    'form',
+    { class: 'card filters', 'aria-label': 'Audit log filters' },
+    input('event', 'Event', { list: 'audit-events', placeholder: 'auth.login' }),
+    el('datalist', { id: 'audit-events' }, AUDIT_EVENTS.map((e) => el('option', { value: e }))),
+    input('actor', 'Actor id', { placeholder: 'user, bot or API key id', spellcheck: 'false' }),
+    input('org', 'Organization id', { list: 'audit-orgs', placeholder: 'org id', spellcheck: 'false' }),
+    el('datalist', { id: 'audit-orgs' }, orgs.items.map((o) => el('option', { value: o.id, text: o.name }))),
+    input('since', 'Since', { type: 'datetime-local', step: 1 }),
+    input('until', 'Until', { type: 'datetime-local', step: 1 }),
+    el(
+      'label',
+      { class: 'field' },
+      el('span', { text: 'Rows per page' }),
+      el('select', { name: 'limit' }, [10, 25, 50, 100].map((n) => el('option', { value: n, text: String(n), selected: n === audit.limit }))),
+    ),
+    el('div', { class: 'filter-buttons' }, el('button', { type: 'submit', text: 'Apply filters' }), el('button', { type: 'reset', class: 'secondary', text: 'Clear' })),
+  );
+
+  const row = (e) => {
+    const reason = e.detail?.reason ? ` (${e.detail.reason})` : '';
+    return el(
+      'tr',
+      { 'data-event-id': e.id, class: e.outcome === 'failure' ? 'failed' : null },
+      el('td', {}, el('time', { datetime: e.at, text: new Date(e.at).toLocaleString() })),
+      el('td', {}, el('code', { text: e.event })),
+      el(
+        'td',
+        {},
+        el('span', { text: e.actor.id ? `${e.actor.type} ${who(e.actor.id)}` : e.actor.type }),
+        e.actor.impersonator ? el('span', { class: 'flag', text: `impersonated by ${who(e.actor.impersonator)}` }) : null,
+      ),
+      el('td', { text: e.resource.type ? `${e.resource.type} ${e.resource.type === 'user' ? who(e.resource.id) : e.resource.id ?? ''}` : '' }),
+      el('td', { text: e.org_id ? orgNames.get(e.org_id) ?? e.org_id : '' }),
+      el('td', { text: e.ip ?? '' }),
+      el('td', { class: e.outcome === 'failure' ? 'outcome-failure' : 'outcome-success', text: `${e.outcome}${reason}` }),
+    );
+  };
+
+  const load = async (before) => {
+    const q = new URLSearchParams();
+    for (const k of AUDIT_FILTERS) if (audit.filters[k]) q.set(k, k === 'since' || k === 'until' ? rfc3339(audit.filters[k]) : audit.filters[k]);
+    q.set('limit', String(audit.limit));
+    if (before) q.set('before', before);
+    for (const i of form.querySelectorAll('input')) i.removeAttribute('aria-invalid');
+    let page;
+    try {
+      page = await api('GET', `/admin/audit?${q}`);
+    } catch (e) {
+      const f = e.field?.replace(/^\//, '');
+      const bad = f ? form.querySelector(`[name="${CSS.escape(f)}"]`) : null;
+      bad?.setAttribute('aria-invalid', 'true');
+      show(status, notice(f ? `${f}: ${e.message}` : e.message));
+      if (!before) body.replaceChildren();
+      more.replaceChildren();
+      return;
+    }
+    status.replaceChildren();
+    if (!before) body.replaceChildren();
+    body.append(...page.items.map(row));
+    if (!body.children.length) body.append(el('tr', {}, el('td', { colspan: 7, class: 'empty', text: 'No events match.' })));
+    show(
+      more,
+      el('span', { class: 'muted', text: `${body.querySelectorAll('tr[data-event-id]').length} events shown` }),
+      page.next ? el('button', { type: 'button', class: 'small', text: 'Older events', onclick: (ev) => { ev.target.disabled = true; load(page.next); } }) : el('span', { class: 'muted', text: ' · no older events' }),
+    );
+  };
+
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const v = formValues(form);
+    audit.filters = Object.fromEntries(AUDIT_FILTERS.map((k) => [k, (v[k] ?? '').trim()]).filter(([, x]) => x));
+    audit.limit = Number(v.limit) || 25;
+    load();
+  });
+  form.addEventListener('reset', () => {
+    audit.filters = {};
+    setTimeout(load);
+  });
+
+  const verify = el('button', {
+    type: 'button',
+    text: 'Verify chain',
+    onclick: async () => {
+      verify.disabled = true;
+      try {
+        const r = await api('GET', '/admin/audit/verify');
+        show(
+          verifyResult,
+          r.ok
+            ? notice(`Chain intact: ${r.checked} rows checked in ${r.chains.length} chain${r.chains.length === 1 ? '' : 's'}.`, 'info')
+            : notice(`Chain broken: ${r.problem ?? 'problem'}${r.first_bad ? ` at row ${r.first_bad}` : ''} (${r.checked} rows checked).`),
+        );
+      } catch (e) {
+        show(verifyResult, notice(e.message));
+      } finally {
+        verify.disabled = false;
+      }
+    },
+  });
+
+  show(
+    content,
+    el('h2', { text: 'Audit log' }),
+    el('p', { class: 'muted', text: 'Every security-relevant change on the server, newest first. Rows are chained by HMAC: verification finds a row altered, inserted or removed.' }),
+    el('div', { class: 'card' }, el('h3', { text: 'Integrity' }), verify, verifyResult),
+    form,
+    status,
+    el('div', { class: 'table-scroll' }, table('Audit events', ['Time', 'Event', 'Actor', 'Resource', 'Organization', 'IP', 'Outcome'], []), more),
+  );
+  const t = content.querySelector('table tbody');
+  t.replaceWith(body);
+  await load();
 }
 
 // ---- capabilities -------------------------------------------------------------------------

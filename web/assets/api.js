@@ -8,6 +8,8 @@ export class ApiError extends Error {
     super(body?.error?.message ?? `request failed (${status})`);
     this.status = status;
     this.code = body?.error?.code ?? null;
+    /** The invalid field on a 422: a query parameter name or a JSON pointer (`/password`). */
+    this.field = body?.error?.field ?? null;
   }
 }
 
@@ -31,6 +33,27 @@ export async function api(method, path, body, opts = {}) {
   const data = await res.json().catch(() => null);
   if (!res.ok) throw new ApiError(res.status, data);
   return data;
+}
+
+/** A GET whose answer is saved as a file: `{blob, filename}` (from Content-Disposition). */
+export async function download(path) {
+  const res = await fetch(`/api/v1${path}`, { credentials: 'same-origin' });
+  if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
+  const name = /filename="([^"]+)"/.exec(res.headers.get('content-disposition') ?? '')?.[1];
+  return { blob: await res.blob(), filename: name ?? 'download' };
+}
+
+/** Hands a Blob to the browser as a download (a temporary object URL on an `<a download>`). */
+export function saveBlob(blob, filename) {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = filename;
+  a.hidden = true;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
 /** The current cookie session (`{csrf_token, user, session}`), or null when signed out. */

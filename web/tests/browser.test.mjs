@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -648,6 +648,166 @@ test('an admin manages the teams and bots of an org in the console', async () =>
   await bots.getByRole('row', { name: /^deploy-bot/ }).waitFor();
   assert.equal(await bots.getByLabel('New token of bot deploy-bot').count(), 0);
   assert.equal(await page.getByText(second).count(), 0);
+});
+
+/** The page's horizontal overflow in pixels (≤ 0: nothing wider than the viewport). */
+function overflowOf(page) {
+  return page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+}
+
+test('an admin filters and pages the audit log and verifies its chain', async () => {
+  const { page } = admin;
+  const failed = await rest('POST', '/auth/login', null, { username: 'bob', password: 'not the password' });
+  assert.equal(failed.status, 401);
+  await page.goto(`${base}/admin#/audit`);
+  await page.getByRole('heading', { name: 'Audit log' }).waitFor();
+  const events = page.getByRole('table', { name: 'Audit events' });
+  await events.locator('tr[data-event-id]').first().waitFor();
+
+  // A bad filter: the server's 422 names the field, shown and marked on the form.
+  await page.getByLabel('Actor id').fill('not-an-id');
+  await page.getByRole('button', { name: 'Apply filters' }).click();
+  await page.getByRole('alert').filter({ hasText: 'actor:' }).waitFor();
+  assert.equal(await page.getByLabel('Actor id').getAttribute('aria-invalid'), 'true');
+  await page.getByLabel('Actor id').fill('');
+
+  await page.getByLabel('Event', { exact: true }).fill('auth.login');
+  await page.getByLabel('Rows per page').selectOption('10');
+  await page.getByRole('button', { name: 'Apply filters' }).click();
+  await page.getByRole('alert').waitFor({ state: 'detached' });
+  const rows = events.locator('tr[data-event-id]');
+  await waitFor(async () => (await rows.count()) === 10, 'ten auth.login rows');
+  const names = async () => rows.locator('td:nth-child(2)').allTextContents();
+  assert.ok((await names()).every((n) => n === 'auth.login'), `only auth.login: ${await names()}`);
+  // The failed sign-in made above is the newest, with bob as its resource and the reason.
+  const newest = rows.first();
+  assert.match(await newest.textContent(), /failure \(invalid_credentials\)/);
+  assert.match(await newest.locator('td:nth-child(4)').textContent(), /^user bob/);
+  assert.match(await newest.locator('td:nth-child(3)').textContent(), /anonymous/);
+  const firstIds = await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.eventId));
+
+  await page.getByRole('button', { name: 'Older events' }).click();
+  await waitFor(async () => (await rows.count()) > 10, 'an older page');
+  const allIds = await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.eventId));
+  assert.deepEqual(allIds.slice(0, 10), firstIds, 'the older page goes below the first');
+  assert.equal(new Set(allIds).size, allIds.length, 'no row twice');
+  assert.ok((await names()).every((n) => n === 'auth.login'), 'the filter holds across pages');
+  const times = await rows.locator('time').evaluateAll((ts) => ts.map((t) => Date.parse(t.getAttribute('datetime'))));
+  assert.ok(times.every((t, i) => i === 0 || times[i - 1] >= t), 'newest first');
+
+  await page.getByRole('button', { name: 'Verify chain' }).click();
+  await page.getByText(/^Chain intact: \d+ rows checked/).waitFor();
+  await page.screenshot({ path: join(SHOTS, 'admin-audit.png'), fullPage: true });
+  await page.setViewportSize({ width: 375, height: 740 });
+  assert.ok((await overflowOf(page)) <= 0, 'the audit log fits a phone screen');
+  await page.setViewportSize({ width: 1280, height: 800 });
+});
+
+test('a user sees their security events, downloads their data and deletes their account', async () => {
+  const login = await rest('POST', '/auth/login', null, { username: 'admin', password: PASSWORD });
+  const made = await rest('POST', '/admin/users', login.body.token, { username: 'erin', password: PASSWORD });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  assert.equal((await rest('POST', '/auth/login', null, { username: 'erin', password: 'wrong guess' })).status, 401);
+
+  const erin = await newUser();
+  const { page } = erin;
+  await signInAs(page, 'erin');
+  await page.getByText('Signed in as erin').waitFor();
+  await page.getByRole('link', { name: 'Account' }).click();
+  const events = page.getByRole('list', { name: 'Security events' });
+  const failedSignIn = events.locator('li[data-event="auth.login"][data-outcome="failure"]');
+  await failedSignIn.waitFor();
+  assert.match(await failedSignIn.textContent(), /Sign-in.*failed \(invalid credentials\).*127\.0\.0\.1/);
+  await events.locator('li[data-event="auth.login"][data-outcome="success"]').first().waitFor();
+
+  // The export arrives as a file download, made from a Blob (no navigation, no inline script).
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download my data' }).click()]);
+  assert.equal(download.suggestedFilename(), 'conclave-export.json');
+  const archive = JSON.parse(readFileSync(await download.path(), 'utf8'));
+  assert.equal(archive.format, 'conclave-export-v1');
+  assert.equal(archive.user.username, 'erin');
+  assert.equal(archive.two_factor_enabled, false);
+  assert.ok(archive.audit_events.some((e) => e.event === 'auth.login' && e.outcome === 'failure'), 'the archive holds the failed sign-in');
+  assert.ok(!JSON.stringify(archive).includes('password_hash'), 'no secrets in the archive');
+  await page.getByText('Saved conclave-export.json.').waitFor();
+  await page.screenshot({ path: join(SHOTS, 'client-account.png'), fullPage: true });
+
+  // A wrong password: the server's error, with its field, and nothing deleted.
+  const danger = page.getByRole('form', { name: 'Delete my account' });
+  await danger.getByLabel('Current password').fill('not my password');
+  await danger.getByRole('button', { name: 'Delete my account…' }).click();
+  await danger.getByRole('button', { name: 'Cancel' }).click();
+  await danger.getByRole('alertdialog').waitFor({ state: 'detached' });
+  await danger.getByRole('button', { name: 'Delete my account…' }).click();
+  await danger.getByRole('button', { name: 'Yes, delete my account forever' }).click();
+  await danger.getByRole('alert').filter({ hasText: /^Password: / }).waitFor();
+  assert.equal(await danger.getByLabel('Current password').getAttribute('aria-invalid'), 'true');
+  assert.equal((await rest('POST', '/auth/login', null, { username: 'erin', password: PASSWORD })).status, 200);
+
+  await danger.getByLabel('Current password').fill(PASSWORD);
+  await danger.getByRole('button', { name: 'Delete my account…' }).click();
+  await danger.getByRole('button', { name: 'Yes, delete my account forever' }).click();
+  await page.getByText('Your account was deleted.').waitFor();
+  await page.getByLabel('Username').waitFor();
+  assert.equal(await page.evaluate(async () => (await fetch('/api/v1/auth/session')).status), 401, 'signed out');
+  await page.getByLabel('Username').fill('erin');
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').filter({ hasText: /invalid|incorrect/i }).waitFor();
+  assert.equal((await rest('POST', '/auth/login', null, { username: 'erin', password: PASSWORD })).status, 401);
+  await erin.context.close();
+});
+
+test('an admin impersonates a user: the token is shown once and the user is told', async () => {
+  const login = await rest('POST', '/auth/login', null, { username: 'admin', password: PASSWORD });
+  const made = await rest('POST', '/admin/users', login.body.token, { username: 'frank', password: PASSWORD });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  const { page } = admin;
+  await page.goto(`${base}/admin#/users`);
+  await page.getByRole('button', { name: 'Impersonate frank' }).waitFor();
+  const adminRow = page.getByRole('row', { name: /^admin/ });
+  assert.equal(await adminRow.getByRole('button', { name: /^Impersonate/ }).count(), 0, 'not yourself');
+  await page.getByRole('button', { name: 'Impersonate frank' }).click();
+  const box = page.getByRole('status').filter({ hasText: 'Impersonation token for frank' });
+  await box.waitFor();
+  assert.match(await box.textContent(), /Anyone holding this token acts as frank/);
+  assert.match(await box.textContent(), /shown only once/);
+  const token = await page.getByLabel('Token to act as frank').inputValue();
+  assert.ok(token.length > 20);
+  const asFrank = await fetch(`${base}/api/v1/users/@me`, { headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(asFrank.status, 200);
+  assert.equal((await asFrank.json()).username, 'frank');
+  await page.screenshot({ path: join(SHOTS, 'admin-impersonate.png') });
+  // The admin's browser keeps its own session and stores nothing.
+  const mine = await page.evaluate(async () => ({
+    who: (await (await fetch('/api/v1/auth/session')).json()).user.username,
+    stored: JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }),
+  }));
+  assert.deepEqual(mine, { who: 'admin', stored: '{}{}' });
+  assert.ok(!(await admin.context.cookies()).some((c) => c.value === token), 'the token is no cookie');
+  await page.reload();
+  await page.getByRole('button', { name: 'Impersonate frank' }).waitFor();
+  assert.equal(await page.getByLabel('Token to act as frank').count(), 0, 'shown once');
+
+  const frank = await newUser();
+  await signInAs(frank.page, 'frank');
+  await frank.page.getByText('Signed in as frank').waitFor();
+  await frank.page.goto(`${base}/#/account`);
+  const flagged = frank.page.getByRole('list', { name: 'Security events' }).locator('li[data-event="impersonation.started"]');
+  await flagged.waitFor();
+  assert.match(await flagged.textContent(), /Impersonation by an administrator.*signed in as you/);
+  await frank.page.screenshot({ path: join(SHOTS, 'client-account-impersonated.png'), fullPage: true });
+  await frank.page.setViewportSize({ width: 375, height: 740 });
+  assert.ok((await overflowOf(frank.page)) <= 0, 'the account page fits a phone screen');
+  await frank.page.goto(`${base}/#/sessions`);
+  const session = frank.page.getByRole('list', { name: 'Signed-in sessions' }).getByRole('listitem').filter({ hasText: 'Impersonated by an administrator' });
+  await session.waitFor();
+  assert.equal(await session.count(), 1);
+  // Frank may end it like any other session.
+  await session.getByRole('button', { name: /^Revoke session/ }).click();
+  await session.waitFor({ state: 'detached' });
+  assert.equal((await fetch(`${base}/api/v1/users/@me`, { headers: { Authorization: `Bearer ${token}` } })).status, 401);
+  await frank.context.close();
 });
 
 test('the admin console screens', async () => {
