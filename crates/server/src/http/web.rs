@@ -115,6 +115,10 @@ mod tests {
             "index.html",
             "admin.html",
             "assets/vendor/dompurify/purify.es.mjs",
+            "assets/vendor/dompurify/LICENSE",
+            "assets/vendor/qrcode-generator/qrcode.mjs",
+            "assets/vendor/qrcode-generator/LICENSE",
+            "assets/qr.js",
         ] {
             assert!(super::WebFiles::get(path).is_some(), "{path} is missing");
         }
