@@ -123,6 +123,7 @@ async function usersView() {
       el('td', { text: u.kind }),
       el('td', { text: u.server_admin ? 'yes' : 'no' }),
       el('td', { text: u.disabled ? 'disabled' : 'active' }),
+      el('td', { text: u.require_2fa ? 'required' : '—' }),
       el(
         'td',
         { class: 'actions-cell' },
@@ -135,6 +136,16 @@ async function usersView() {
               text: u.disabled ? 'Enable' : 'Disable',
               onclick: () => api('PATCH', `/admin/users/${u.id}`, { disabled: !u.disabled }).then(usersView, errorTo(listStatus)),
             }),
+        // Requiring 2FA: until the user turns it on, their session reaches only their account.
+        u.kind === 'user' && !u.disabled
+          ? el('button', {
+              type: 'button',
+              class: 'small',
+              'aria-label': `${u.require_2fa ? 'Stop requiring' : 'Require'} 2FA for ${u.username}`,
+              text: u.require_2fa ? 'Stop requiring 2FA' : 'Require 2FA',
+              onclick: () => api('PATCH', `/admin/users/${u.id}`, { require_2fa: !u.require_2fa }).then(usersView, errorTo(listStatus)),
+            })
+          : null,
         // The server refuses the rest (yourself, server admins, bots, disabled accounts).
         u.id !== me.id && !u.server_admin && !u.disabled && u.kind === 'user'
           ? el('button', {
@@ -148,7 +159,7 @@ async function usersView() {
       ),
     ),
   );
-  show(content, el('h2', { text: 'Users' }), listStatus, el('div', { class: 'table-scroll' }, table('All accounts', ['Username', 'Email', 'Kind', 'Server admin', 'Status', 'Actions'], rows)), form);
+  show(content, el('h2', { text: 'Users' }), listStatus, el('div', { class: 'table-scroll' }, table('All accounts', ['Username', 'Email', 'Kind', 'Server admin', 'Status', '2FA', 'Actions'], rows)), form);
 }
 
 /**

@@ -233,7 +233,25 @@ test('an admin creates users, an org with members and an API key in the console'
   await row.waitFor({ state: 'detached' });
   await page.goto(`${base}/admin#/users`);
   await page.getByRole('button', { name: 'Disable carol' }).waitFor();
+  // Requiring 2FA of carol: the console shows it, and the server enforces it on her session.
+  await page.getByRole('button', { name: 'Require 2FA for carol' }).click();
+  await page.getByRole('button', { name: 'Stop requiring 2FA for carol' }).waitFor();
+  const carolRow = page.locator('tr', { hasText: 'carol' });
+  assert.ok((await carolRow.textContent()).includes('required'));
+  const carolLogin = await fetch(`${base}/api/v1/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'carol', password: PASSWORD }),
+  }).then((r) => r.json());
+  const carolOrgs = await fetch(`${base}/api/v1/orgs`, { headers: { authorization: `Bearer ${carolLogin.token}` } });
+  assert.equal(carolOrgs.status, 403);
+  assert.equal((await carolOrgs.json()).error.code, 'mfa_setup_required');
   await page.screenshot({ path: join(SHOTS, 'admin-users.png') });
+  // Lifted again for the tests below, and her session reaches everything once more.
+  await page.getByRole('button', { name: 'Stop requiring 2FA for carol' }).click();
+  await page.getByRole('button', { name: 'Require 2FA for carol' }).waitFor();
+  const again = await fetch(`${base}/api/v1/orgs`, { headers: { authorization: `Bearer ${carolLogin.token}` } });
+  assert.equal(again.status, 200);
   await page.goto(`${base}/admin#/capabilities`);
   await page.getByRole('rowheader', { name: 'api_version' }).waitFor();
 });

@@ -19,6 +19,9 @@ pub struct User {
     pub kind: UserKind,
     pub server_admin: bool,
     pub disabled: bool,
+    /// A server admin requires this user to turn on two-factor authentication: until they do,
+    /// their session reaches only their account and the 2FA setup routes.
+    pub require_2fa: bool,
     pub created_at: DateTime<Utc>,
 }
 

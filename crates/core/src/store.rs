@@ -172,6 +172,7 @@ pub trait Store: Send + Sync + 'static {
         id: UserId,
         disabled: Option<bool>,
         server_admin: Option<bool>,
+        require_2fa: Option<bool>,
         audit: &[AuditEntry],
     ) -> StoreResult<User>;
     async fn list_users(&self, page: Page<UserId>) -> StoreResult<Vec<User>>;

@@ -131,9 +131,10 @@ macro_rules! impl_store {
                     id: UserId,
                     disabled: Option<bool>,
                     server_admin: Option<bool>,
+                    require_2fa: Option<bool>,
                     audit: &[AuditEntry],
                 ) -> StoreResult<User> {
-                    set_user_flags(self, id, disabled, server_admin, audit).await
+                    set_user_flags(self, id, disabled, server_admin, require_2fa, audit).await
                 }
 
                 async fn list_users(&self, page: Page<UserId>) -> StoreResult<Vec<User>> {

@@ -99,11 +99,11 @@ macro_rules! __store_sql_rows {
 
         /// The columns [`user_from_row`] reads, from `users u`.
         const USER_COLS: &str = "u.id, u.username, u.display_name, u.email, u.kind, \
-                                 u.server_admin, u.disabled, u.created_at";
+                                 u.server_admin, u.disabled, u.require_2fa, u.created_at";
 
         /// [`USER_COLS`] unqualified, for `RETURNING`.
         const USER_RETURNING: &str = "id, username, display_name, email, kind, server_admin, \
-                                      disabled, created_at";
+                                      disabled, require_2fa, created_at";
 
         /// The columns [`summary_from_row`] reads, from `users u`.
         const SUMMARY_COLS: &str =
@@ -119,6 +119,7 @@ macro_rules! __store_sql_rows {
                 kind: tag(row, "kind", UserKind::parse)?,
                 server_admin: get(row, "server_admin")?,
                 disabled: get(row, "disabled")?,
+                require_2fa: get(row, "require_2fa")?,
                 created_at: get(row, "created_at")?,
             })
         }

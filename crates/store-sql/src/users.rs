@@ -152,17 +152,20 @@ macro_rules! __store_sql_users {
             id: UserId,
             disabled: Option<bool>,
             server_admin: Option<bool>,
+            require_2fa: Option<bool>,
             audit: &[AuditEntry],
         ) -> StoreResult<User> {
             let mut tx = s.writer().begin().await.map_err(db)?;
             let row = ::sqlx::query(&format!(
                 "UPDATE users SET disabled = COALESCE($2, disabled), \
-                 server_admin = COALESCE($3, server_admin) \
+                 server_admin = COALESCE($3, server_admin), \
+                 require_2fa = COALESCE($4, require_2fa) \
                  WHERE id = $1 AND erased_at IS NULL RETURNING {USER_RETURNING}"
             ))
             .bind(id.0)
             .bind(disabled)
             .bind(server_admin)
+            .bind(require_2fa)
             .fetch_one(&mut *tx)
             .await
             .map_err(db)?;

@@ -54,6 +54,24 @@ impl Services {
             .await?)
     }
 
+    /// The per-user 2FA requirement (set by a server admin): a session of a user who must turn
+    /// on 2FA and has not reaches only what `allowed` says (their account and the 2FA routes);
+    /// everything else is 403 `mfa_setup_required`. Bots and keys are not sessions of the user.
+    pub async fn check_personal_2fa(&self, actor: &Actor, allowed: bool) -> Result<()> {
+        if !actor.user.require_2fa
+            || allowed
+            || actor.credential.is_limited()
+            || actor.session.impersonator.is_some()
+            || self.has_2fa(actor.user.id).await?
+        {
+            return Ok(());
+        }
+        Err(ServiceError::forbidden(
+            "mfa_setup_required",
+            "your account requires two-factor authentication: turn it on first",
+        ))
+    }
+
     /// The admin capability for a signed-in user, if they are a server admin.
     pub fn admin_from_actor(&self, actor: &Actor) -> Result<ServerAdmin> {
         if policy::server_admin_allows(actor.user.server_admin) {
@@ -127,6 +145,7 @@ impl Services {
         id: UserId,
         disabled: Option<bool>,
         server_admin: Option<bool>,
+        require_2fa: Option<bool>,
     ) -> Result<User> {
         if admin.user == Some(id) && (disabled == Some(true) || server_admin == Some(false)) {
             return Err(ServiceError::conflict(
@@ -144,12 +163,15 @@ impl Services {
                 id,
                 disabled,
                 server_admin,
+                require_2fa,
                 &[self
                     .admin_audit(admin, "admin.user_updated")
                     .resource("user", id)
-                    .detail(
-                        serde_json::json!({ "disabled": disabled, "server_admin": server_admin }),
-                    )],
+                    .detail(serde_json::json!({
+                        "disabled": disabled,
+                        "server_admin": server_admin,
+                        "require_2fa": require_2fa,
+                    }))],
             )
             .await
             .map_err(|e| match e {

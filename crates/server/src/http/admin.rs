@@ -111,6 +111,9 @@ pub struct UpdateUser {
     /// Disabling revokes every session of the account.
     disabled: Option<bool>,
     server_admin: Option<bool>,
+    /// The user must turn on two-factor authentication: until then their session reaches only
+    /// their account and the 2FA setup routes.
+    require_2fa: Option<bool>,
 }
 
 /// Disable or enable an account, or change its server-admin right.
@@ -126,7 +129,13 @@ async fn update_user(
     Ok(Json(
         state
             .services
-            .admin_update_user(&admin.admin, id, body.disabled, body.server_admin)
+            .admin_update_user(
+                &admin.admin,
+                id,
+                body.disabled,
+                body.server_admin,
+                body.require_2fa,
+            )
             .await?,
     ))
 }

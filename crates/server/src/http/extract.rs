@@ -274,6 +274,21 @@ fn check_access_gate(headers: &HeaderMap, state: &AppState) -> ApiResult<()> {
     }
 }
 
+/// A user a server admin requires to use 2FA reaches only their account and the 2FA routes
+/// until they turn it on (403 `mfa_setup_required` elsewhere).
+async fn personal_2fa(parts: &Parts, state: &AppState, actor: &Actor) -> ApiResult<()> {
+    // The route as matched (with its `/api/v1` prefix), not the URI a nested router sees.
+    let path = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map(axum::extract::MatchedPath::as_str)
+        .unwrap_or_default();
+    let allowed = path.starts_with("/api/v1/auth/")
+        || path == "/api/v1/users/@me"
+        || path == "/api/v1/users/@me/security-events";
+    Ok(state.services.check_personal_2fa(actor, allowed).await?)
+}
+
 fn unauthenticated() -> ApiError {
     ApiError::unauthorized("unauthenticated", "authentication is required")
 }
@@ -340,6 +355,7 @@ impl FromRequestParts<AppState> for Caller {
                 .await
                 .map_err(auth_error)?;
             actor.meta = super::auth::request_meta(parts, state);
+            personal_2fa(parts, state, &actor).await?;
             crate::ratelimit::check_caller(
                 parts,
                 state,
@@ -362,6 +378,7 @@ impl FromRequestParts<AppState> for Caller {
                 .await
                 .map_err(auth_error)?;
             actor.meta = super::auth::request_meta(parts, state);
+            personal_2fa(parts, state, &actor).await?;
             if !actor.session.cookie {
                 return Err(ApiError::unauthorized(
                     "invalid_token",

@@ -26,7 +26,49 @@ both_backends!(
     org_enforced_2fa,
     totp_secret_is_sealed_at_rest,
     codes_from_an_independent_generator_are_accepted,
+    a_server_admin_requires_2fa_of_one_user,
 );
+
+/// `PATCH /admin/users/{id}` `{"require_2fa": true}`: until the user turns 2FA on, their session
+/// reaches only their account and the 2FA routes; then everything again.
+async fn a_server_admin_requires_2fa_of_one_user(app: TestApp) {
+    let admin = app.bootstrap().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    app.org(&alice, "Acme").await;
+    let path = format!("/api/v1/admin/users/{}", alice.id);
+    // Refused to non-admins and for bad values; nothing changes.
+    app.patch(&path, &bob.token, json!({ "require_2fa": true }))
+        .await
+        .expect_error(403, "forbidden");
+    let res = app
+        .patch(&path, &admin.token, json!({ "require_2fa": "yes" }))
+        .await
+        .expect(422);
+    assert_eq!(res.field(), Some("/require_2fa"));
+    app.get("/api/v1/orgs", &alice.token).await.expect(200);
+
+    let res = app
+        .patch(&path, &admin.token, json!({ "require_2fa": true }))
+        .await
+        .expect(200);
+    assert_eq!(res.body["require_2fa"], true);
+    app.get("/api/v1/orgs", &alice.token)
+        .await
+        .expect_error(403, "mfa_setup_required");
+    let me = app.get("/api/v1/users/@me", &alice.token).await.expect(200);
+    assert_eq!(me.body["require_2fa"], true);
+    // Others are not affected.
+    app.get("/api/v1/orgs", &bob.token).await.expect(200);
+    enable_2fa(&app, &alice).await;
+    app.get("/api/v1/orgs", &alice.token).await.expect(200);
+    let rows = app
+        .get("/api/v1/admin/audit?event=admin.user_updated", ADMIN_TOKEN)
+        .await
+        .expect(200);
+    assert_eq!(rows.body["items"][0]["detail"]["require_2fa"], true);
+    assert_eq!(rows.body["items"][0]["actor"]["id"], json!(admin.id));
+}
 
 /// The app with request rate limits off, so only the AUTH-5 back-off decides about sign-ins.
 pub(crate) async fn without_rate_limits(

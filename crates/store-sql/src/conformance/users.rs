@@ -52,15 +52,16 @@ pub async fn users_create_and_read(store: Arc<dyn Store>) {
     assert_eq!(cleared.display_name, None);
 
     let flagged = store
-        .set_user_flags(user.id, Some(true), None, &[])
+        .set_user_flags(user.id, Some(true), None, None, &[])
         .await
         .unwrap();
     assert!(flagged.disabled && !flagged.server_admin);
     let flagged = store
-        .set_user_flags(user.id, None, Some(true), &[])
+        .set_user_flags(user.id, None, Some(true), Some(true), &[])
         .await
         .unwrap();
-    assert!(flagged.disabled && flagged.server_admin);
+    assert!(flagged.disabled && flagged.server_admin && flagged.require_2fa);
+    assert!(store.user(user.id).await.unwrap().require_2fa);
     assert_eq!(store.user(user.id).await.unwrap(), flagged);
 
     let nobody = UserId::new();
@@ -68,7 +69,11 @@ pub async fn users_create_and_read(store: Arc<dyn Store>) {
     assert_not_found(store.password_hash(nobody).await);
     assert_not_found(store.set_password_hash(nobody, "$x", &[]).await);
     assert_not_found(store.set_display_name(nobody, None, &[]).await);
-    assert_not_found(store.set_user_flags(nobody, Some(true), None, &[]).await);
+    assert_not_found(
+        store
+            .set_user_flags(nobody, Some(true), None, None, &[])
+            .await,
+    );
 
     let mut passwordless = new_user("robot");
     passwordless.password_hash = None;
