@@ -252,6 +252,8 @@ test('an admin creates users, an org with members and an API key in the console'
   await page.getByRole('button', { name: 'Require 2FA for carol' }).waitFor();
   const again = await fetch(`${base}/api/v1/orgs`, { headers: { authorization: `Bearer ${carolLogin.token}` } });
   assert.equal(again.status, 200);
+  const out = await fetch(`${base}/api/v1/auth/logout`, { method: 'POST', headers: { authorization: `Bearer ${carolLogin.token}` } });
+  assert.equal(out.status, 204);
   await page.goto(`${base}/admin#/capabilities`);
   await page.getByRole('rowheader', { name: 'api_version' }).waitFor();
 });
