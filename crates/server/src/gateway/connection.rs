@@ -330,10 +330,12 @@ async fn authenticate(
                 }
                 return Ok(actor);
             }
-            gw.services
+            let actor = gw
+                .services
                 .authenticate(t, ip.as_deref())
                 .await
-                .map_err(|_| failed)
+                .map_err(|_| failed)?;
+            personal_2fa(gw, actor).await
         }
         None => {
             let cookie = ctx.cookie_token.as_deref().ok_or(Start::Refuse(
@@ -348,11 +350,23 @@ async fn authenticate(
                     Start::Refuse(CloseCode::AuthenticationFailed, "authentication failed")
                 })?;
             if actor.session.cookie {
-                Ok(actor)
+                personal_2fa(gw, actor).await
             } else {
                 Err(failed)
             }
         }
+    }
+}
+
+/// A user a server admin requires to use 2FA gets no gateway session until they turn it on
+/// (4014, as REST answers 403 `mfa_setup_required`).
+async fn personal_2fa(gw: &Gateway, actor: Actor) -> Result<Actor, Start> {
+    match gw.services.check_personal_2fa(&actor, false).await {
+        Ok(()) => Ok(actor),
+        Err(_) => Err(Start::Refuse(
+            CloseCode::NotPermitted,
+            "two-factor authentication is required: turn it on first",
+        )),
     }
 }
 

@@ -58,10 +58,16 @@ async fn a_server_admin_requires_2fa_of_one_user(app: TestApp) {
         .expect_error(403, "mfa_setup_required");
     let me = app.get("/api/v1/users/@me", &alice.token).await.expect(200);
     assert_eq!(me.body["require_2fa"], true);
+    // Nor on the gateway (4014).
+    let mut ws = crate::ws::Ws::connect(&app).await;
+    ws.send(json!({"op": 2, "d": {"token": format!("Bearer {}", alice.token), "client": "tests/1.0.0", "protocol_version": 1}}))
+        .await;
+    assert_eq!(ws.close_code().await, 4014);
     // Others are not affected.
     app.get("/api/v1/orgs", &bob.token).await.expect(200);
     enable_2fa(&app, &alice).await;
     app.get("/api/v1/orgs", &alice.token).await.expect(200);
+    crate::ws::Ws::identify(&app, &alice.token).await;
     let rows = app
         .get("/api/v1/admin/audit?event=admin.user_updated", ADMIN_TOKEN)
         .await
