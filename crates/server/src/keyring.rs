@@ -5,11 +5,10 @@
 //! Output names keys by id with their dates, state and use — never key material, wrapped or not.
 
 use crate::config::Config;
-use crate::startup::{load_master_key, open_store, StartError};
+use crate::startup::{offline_services, StartError};
 use chrono::{DateTime, Utc};
 use conclave_core::audit::{AuditActor, AuditEntry};
 use conclave_core::keyring::{self, KeyInfo, KeyRingError};
-use conclave_core::keys::ServerKeys;
 use std::fmt::Write;
 
 /// What to do with the key ring.
@@ -73,20 +72,18 @@ pub async fn run_keys_command(
     command: KeysCommand,
     now: DateTime<Utc>,
 ) -> Result<String, KeysError> {
-    config
-        .validate()
-        .map_err(|e| StartError::Config(e.to_string()))?;
-    let keys = ServerKeys::derive(&load_master_key(config, false)?);
-    let store = open_store(&config.database_url(), keys.audit_key()).await?;
-    let store = &*store;
+    // The same checks and opening as every command-line tool: never a generated master key.
+    let services = offline_services(config).await?;
+    let store = &*services.store;
+    let keys = &*services.keys;
     match command {
         KeysCommand::List => {
             // Check the keys unwrap with this master key, so a wrong one is reported here.
-            keyring::load_ring(store, &keys).await?;
+            keyring::load_ring(store, keys).await?;
             Ok(format_keys(&keyring::list_keys(store).await?))
         }
         KeysCommand::Rotate => {
-            let done = keyring::rotate(store, &keys, now).await?;
+            let done = keyring::rotate(store, keys, now).await?;
             let audit = AuditEntry::new("secrets.key_rotated", AuditActor::system(), now)
                 .resource("secret_key", done.key_id)
                 .detail(serde_json::json!({

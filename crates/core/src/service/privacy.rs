@@ -94,17 +94,17 @@ impl Services {
                 ..AuditFilter::default()
             })
             .await?;
-        for row in self
-            .all_audit(AuditFilter {
+        let seen: std::collections::HashSet<uuid::Uuid> =
+            audit_events.iter().map(|r| r.entry.id).collect();
+        audit_events.extend(
+            self.all_audit(AuditFilter {
                 actor: Some(user.id.0),
                 ..AuditFilter::default()
             })
             .await?
-        {
-            if !audit_events.iter().any(|r| r.entry.id == row.entry.id) {
-                audit_events.push(row);
-            }
-        }
+            .into_iter()
+            .filter(|r| !seen.contains(&r.entry.id)),
+        );
         audit_events.sort_by_key(|r| r.entry.id);
         let export = AccountExport {
             exported_at: self.clock.now(),
