@@ -208,14 +208,7 @@ impl Services {
         {
             Ok(()) => {
                 for (user, _) in &participants {
-                    self.emit(
-                        Event::user("CONVERSATION_CREATE", *user, &conv).with_control(
-                            Control::Subscribe {
-                                user: *user,
-                                conversation: conv.id,
-                            },
-                        ),
-                    );
+                    self.announce_subscribed(&conv, *user).await?;
                 }
                 Ok((conv, true))
             }
@@ -340,22 +333,34 @@ impl Services {
                     .org(conv.org_id)],
             )
             .await?;
-        self.announce_added(&conv, &added);
+        self.announce_added(&conv, &added).await?;
         Ok(added)
     }
 
     /// The added user first gets the conversation (and from then on its events), then every
     /// participant learns of the new one.
-    fn announce_added(&self, conv: &Conversation, p: &Participant) {
+    async fn announce_added(&self, conv: &Conversation, p: &Participant) -> Result<()> {
         let user = p.user.id;
+        self.announce_subscribed(conv, user).await?;
+        let d = serde_json::json!({"conversation_id": conv.id, "user_id": user, "role": p.role});
+        self.emit(Event::conversation("PARTICIPANT_ADD", conv.id, d));
+        Ok(())
+    }
+
+    /// `CONVERSATION_CREATE` to a user who now participates, subscribing their sockets. A user
+    /// locked out of the org (AUTH-4a) gets the subscription held back: nothing of it reaches
+    /// them until `ORG_ACCESS_RESTORED`.
+    async fn announce_subscribed(&self, conv: &Conversation, user: UserId) -> Result<()> {
+        let locked = self.locked_out(user, conv.org_id).await?;
         self.emit(Event::user("CONVERSATION_CREATE", user, conv).with_control(
             Control::Subscribe {
                 user,
                 conversation: conv.id,
+                org: conv.org_id,
+                locked,
             },
         ));
-        let d = serde_json::json!({"conversation_id": conv.id, "user_id": user, "role": p.role});
-        self.emit(Event::conversation("PARTICIPANT_ADD", conv.id, d));
+        Ok(())
     }
 
     /// Everyone (the removed user included, as their last event of it) learns of the removal.
@@ -437,7 +442,7 @@ impl Services {
                     .detail(serde_json::json!({ "user_id": user, "role": role }))],
             )
             .await?;
-        self.announce_added(&conv, &added);
+        self.announce_added(&conv, &added).await?;
         Ok(added)
     }
 

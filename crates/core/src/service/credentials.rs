@@ -20,13 +20,24 @@ use crate::store::{Cursor, NewSecret, Page, SecretSlot, StoreError};
 use crate::token::{self, TokenKind};
 use chrono::{DateTime, Duration, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 const INVALID_TOKEN: ServiceError = ServiceError::Unauthorized {
     code: "invalid_token",
     message: "the credential is invalid, expired or revoked",
 };
+
+/// Where a gateway session starts (see [`Services::gateway_start`]).
+#[derive(Debug, Clone, Default)]
+pub struct GatewayStart {
+    /// READY's `conversations`: what the session receives now.
+    pub ready: Vec<ConversationState>,
+    /// Every conversation the credential reaches, with its org (the held-back ones included).
+    pub conversations: HashMap<ConversationId, OrgId>,
+    /// Orgs the caller may not read now: their conversations are held back.
+    pub locked: HashSet<OrgId>,
+}
 
 /// A request beyond what a bot's or key's limits allow (its user could see the resource).
 pub(super) const INSUFFICIENT_SCOPE: ServiceError = ServiceError::Forbidden {
@@ -334,7 +345,10 @@ impl Services {
                 ConversationList::Available => self.store.available_conversations(user, page).await,
             }
         };
-        if !actor.credential.is_limited() {
+        // AUTH-4a: nothing of an org the caller is locked out of is listed.
+        let orgs = self.store.orgs_for_user(user).await?;
+        let locked = self.locked_orgs(actor, orgs.iter().map(|(o, _)| o)).await?;
+        if !actor.credential.is_limited() && locked.is_empty() {
             return Ok(fetch(page).await?);
         }
         let want = page.limit.get() as usize;
@@ -352,11 +366,9 @@ impl Services {
                 Cursor::After(_) => Cursor::After(last.id),
                 Cursor::Latest | Cursor::Before(_) => Cursor::Before(last.id),
             };
-            out.extend(
-                batch
-                    .into_iter()
-                    .filter(|c| actor.credential.covers_conversation(c.org_id, c.id)),
-            );
+            out.extend(batch.into_iter().filter(|c| {
+                actor.credential.covers_conversation(c.org_id, c.id) && !locked.contains(&c.org_id)
+            }));
             if out.len() >= want || !more {
                 break;
             }
@@ -393,40 +405,45 @@ impl Services {
         ))
     }
 
-    /// The READY list of a gateway session: the user's conversations the credential reaches.
-    pub async fn gateway_conversation_states(
-        &self,
-        actor: &Actor,
-    ) -> Result<Vec<ConversationState>> {
-        let states = self.store.conversation_states(actor.user.id).await?;
-        let Some(org) = actor.credential.org() else {
-            // A person: leave out the conversations of orgs that require 2FA they lack.
-            let mut blocked = HashSet::new();
-            for (org, _) in self.store.orgs_for_user(actor.user.id).await? {
-                let standing = self.store.org_standing(org.id, actor.user.id).await?;
-                if standing.is_some_and(|s| s.needs_2fa_setup()) {
-                    blocked.extend(
-                        self.store
-                            .user_conversation_ids(actor.user.id, Some(org.id))
-                            .await?,
-                    );
-                }
-            }
-            return Ok(states
-                .into_iter()
-                .filter(|s| !blocked.contains(&s.id))
-                .collect());
-        };
-        let in_org: HashSet<ConversationId> = self
+    /// Where a gateway session starts: the conversations the credential reaches, each with its
+    /// org, the orgs the caller is locked out of (AUTH-4a) and READY's list — the reachable
+    /// conversations outside those orgs. The locked orgs' conversations are still subscribed
+    /// (held back), so `ORG_ACCESS_RESTORED` brings them back without a reconnect.
+    pub async fn gateway_start(&self, actor: &Actor) -> Result<GatewayStart> {
+        let user = actor.user.id;
+        let orgs: Vec<Org> = self
             .store
-            .user_conversation_ids(actor.user.id, Some(org))
+            .orgs_for_user(user)
             .await?
             .into_iter()
+            .map(|(o, _)| o)
+            .filter(|o| actor.credential.covers_org(o.id))
             .collect();
-        Ok(states
+        let locked = self.locked_orgs(actor, &orgs).await?;
+        let mut conversations = HashMap::new();
+        for org in &orgs {
+            for id in self.store.user_conversation_ids(user, Some(org.id)).await? {
+                if actor.credential.covers_conversation(org.id, id) {
+                    conversations.insert(id, org.id);
+                }
+            }
+        }
+        let ready = self
+            .store
+            .conversation_states(user)
+            .await?
             .into_iter()
-            .filter(|s| in_org.contains(&s.id) && actor.credential.covers_conversation(org, s.id))
-            .collect())
+            .filter(|s| {
+                conversations
+                    .get(&s.id)
+                    .is_some_and(|org| !locked.contains(org))
+            })
+            .collect();
+        Ok(GatewayStart {
+            ready,
+            conversations,
+            locked,
+        })
     }
 
     /// Checks a rotation's grace period: 0–86400 seconds.

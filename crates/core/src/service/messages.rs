@@ -270,7 +270,7 @@ impl Services {
             .set_read_marker(conv, actor.user.id, message)
             .await?;
         let d = serde_json::json!({"conversation_id": conv, "user_id": actor.user.id, "message_id": message});
-        self.emit(Event::user("READ_MARKER_UPDATE", actor.user.id, d));
+        self.emit(Event::reader("READ_MARKER_UPDATE", actor.user.id, conv, d));
         Ok(())
     }
 }

@@ -19,7 +19,7 @@ pub use api_keys::{NewApiKey, GRACE_MAX_SECONDS};
 pub use audit::{RetentionReport, VerifyReport, SECURITY_EVENTS};
 pub use auth::{AuthSettings, ClientMeta, LoginOutcome, SignedIn};
 pub use conversations::NewConversation;
-pub use credentials::Resource;
+pub use credentials::{GatewayStart, Resource};
 pub use messages::{SendMessage, Sent};
 pub use mfa::{MfaPending, RecoveryCodes, TotpSetup, MFA_TOKEN_MAX_FAILURES, MFA_TOKEN_TTL};
 pub use orgs::{MatrixEntry, MemberPermissions, PermissionsMatrix, UserRef};

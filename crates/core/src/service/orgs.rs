@@ -52,7 +52,7 @@ impl Services {
             .await?
             .ok_or(ServiceError::NotFound("organization"))?;
         Self::check_org_credential(actor, org)?;
-        Self::check_2fa_standing(actor, &standing)?;
+        self.check_2fa_standing(actor, org, &standing).await?;
         Ok(standing.role)
     }
 
@@ -98,9 +98,14 @@ impl Services {
         Ok((org, OrgRole::Owner))
     }
 
+    /// The caller's orgs, leaving out those they may not read now (AUTH-4a: an org that
+    /// requires 2FA they lack shows nothing of itself, its name included; its routes answer
+    /// 403 `mfa_setup_required`, and enabling 2FA needs none of them).
     pub async fn my_orgs(&self, actor: &Actor) -> Result<Vec<(Org, OrgRole)>> {
         let mut orgs = self.store.orgs_for_user(actor.user.id).await?;
         orgs.retain(|(org, _)| actor.credential.covers_org(org.id));
+        let locked = self.locked_orgs(actor, orgs.iter().map(|(o, _)| o)).await?;
+        orgs.retain(|(org, _)| !locked.contains(&org.id));
         Ok(orgs)
     }
 
@@ -146,17 +151,10 @@ impl Services {
             .org(id)
             .detail(serde_json::json!({ "changed": changed }));
         let org = self.store.update_org(id, &patch, &[audit]).await?;
-        if org.require_2fa && !before.require_2fa {
-            // Enforcement holds on open sockets too: members without 2FA are disconnected
-            // (4004); when they reconnect, READY leaves out this org's conversations.
-            for m in self.all_members(id).await? {
-                if m.user.kind == UserKind::User && !self.has_2fa(m.user.id).await? {
-                    self.emit(Event::control(Control::RevokeUser {
-                        user: m.user.id,
-                        except: None,
-                    }));
-                }
-            }
+        if org.require_2fa != before.require_2fa {
+            // Enforcement holds on open sockets too (AUTH-4a): members without 2FA (and their
+            // bots) get ORG_ACCESS_LOST and nothing more of this org, or ORG_ACCESS_RESTORED.
+            self.announce_org_2fa(id, org.require_2fa).await?;
         }
         Ok((org, role))
     }

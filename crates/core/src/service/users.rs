@@ -54,13 +54,13 @@ impl Services {
             .await?)
     }
 
-    /// The per-user 2FA requirement (set by a server admin): a session of a user who must turn
-    /// on 2FA and has not reaches only what `allowed` says (their account and the 2FA routes);
-    /// everything else is 403 `mfa_setup_required`. Bots and keys are not sessions of the user.
+    /// The per-user 2FA requirement (set by a server admin, AUTH-4a): every credential of a
+    /// user who must turn on 2FA and has not — a session or an API key they made (a bot is its
+    /// own account, with its own flag) — reaches only what `allowed` says (their account and
+    /// the 2FA routes); everything else is 403 `mfa_setup_required`.
     pub async fn check_personal_2fa(&self, actor: &Actor, allowed: bool) -> Result<()> {
         if !actor.user.require_2fa
             || allowed
-            || actor.credential.is_limited()
             || actor.session.impersonator.is_some()
             || self.has_2fa(actor.user.id).await?
         {
@@ -190,6 +190,10 @@ impl Services {
                 user: id,
                 except: None,
             }));
+        }
+        if user.require_2fa && !before.require_2fa && !self.has_2fa(id).await? {
+            // At once for every credential (AUTH-4a): open sockets close with 4014.
+            self.emit(Event::control(Control::RequireSecondFactor { user: id }));
         }
         Ok(user)
     }

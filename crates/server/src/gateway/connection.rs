@@ -7,8 +7,9 @@ use super::{Gateway, UpgradeContext};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use conclave_core::credential::Scope;
 use conclave_core::event::PresenceStatus;
-use conclave_core::model::GatewaySession;
+use conclave_core::model::{ConversationState, GatewaySession};
 use conclave_core::service::Actor;
+use conclave_core::ConversationId;
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use std::collections::HashSet;
@@ -309,11 +310,12 @@ async fn authenticate(
                 return Err(failed);
             }
             if let Some(bot) = t.strip_prefix("Bot ") {
-                return gw
+                let actor = gw
                     .services
                     .authenticate_bot(bot.trim(), ip.as_deref())
                     .await
-                    .map_err(|_| failed);
+                    .map_err(|_| failed)?;
+                return personal_2fa(gw, actor).await;
             }
             let t = t.strip_prefix("Bearer ").unwrap_or(t).trim();
             if t.starts_with("cnv_k_") {
@@ -328,7 +330,7 @@ async fn authenticate(
                         "the API key lacks messages:read",
                     ));
                 }
-                return Ok(actor);
+                return personal_2fa(gw, actor).await;
             }
             let actor = gw
                 .services
@@ -424,16 +426,10 @@ async fn register(
         .send(cmd)
         .await
         .map_err(|_| Start::Refuse(CloseCode::UnknownError, "gateway unavailable"))?;
-    if let Some(org) = actor.credential.org() {
-        // A bot or key receives only its org's conversations, and only listed ones if listed;
-        // sent before activation, so it applies to every event the connection gets.
-        let limit = ConnLimit {
-            org,
-            conversations: actor
-                .credential
-                .conversations()
-                .map(|l| l.iter().copied().collect()),
-        };
+    if let Some(limit) = ConnLimit::of(&actor.credential) {
+        // A bot or key receives only its org's conversations, only listed ones if listed, and
+        // only the events its scopes read; sent before activation, so it applies to every
+        // event the connection gets.
         gw.hub
             .send(HubCommand::Restrict { conn, limit })
             .await
@@ -503,6 +499,37 @@ async fn activate(
     answer.await.ok().flatten()
 }
 
+/// Loads where a registered session starts — READY's conversations and every conversation it
+/// subscribes to, the held-back ones of orgs its user may not read now included (AUTH-4a) —
+/// and tells the hub which orgs those are.
+async fn standing(
+    gw: &Gateway,
+    conn: ConnId,
+    actor: &Actor,
+) -> Result<(Vec<ConversationState>, HashSet<ConversationId>), Start> {
+    let start = match gw.services.gateway_start(actor).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "loading conversations for READY failed");
+            unregister(gw, conn).await;
+            return Err(Start::Refuse(CloseCode::UnknownError, "try again"));
+        }
+    };
+    let subscribed = start.conversations.keys().copied().collect();
+    let cmd = HubCommand::Standing {
+        conn,
+        orgs: start.conversations,
+        locked: start.locked,
+    };
+    if gw.hub.send(cmd).await.is_err() {
+        return Err(Start::Refuse(
+            CloseCode::UnknownError,
+            "gateway unavailable",
+        ));
+    }
+    Ok((start.ready, subscribed))
+}
+
 async fn identify(
     gw: &Gateway,
     ctx: &UpgradeContext,
@@ -512,14 +539,7 @@ async fn identify(
     check_client(gw, id.client.as_deref(), id.protocol_version)?;
     let actor = authenticate(gw, ctx, id.token.as_deref()).await?;
     let (position, rx) = register(gw, conn, &actor).await?;
-    let states = match gw.services.gateway_conversation_states(&actor).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "loading conversations for READY failed");
-            unregister(gw, conn).await;
-            return Err(Start::Refuse(CloseCode::UnknownError, "try again"));
-        }
-    };
+    let (states, conversations) = standing(gw, conn, &actor).await?;
     let gateway_session = uuid::Uuid::new_v4();
     let ready = json!({
         "session_id": gateway_session,
@@ -532,7 +552,7 @@ async fn identify(
     let start = Checkpoint {
         s: 0,
         position,
-        conversations: states.iter().map(|s| s.id).collect::<HashSet<_>>(),
+        conversations,
     };
     activate(
         gw,
@@ -592,6 +612,7 @@ async fn resume(
         return Err(Start::Invalid);
     }
     let (position, rx) = register(gw, conn, &actor).await?;
+    standing(gw, conn, &actor).await?;
     let events = match gw.fanout.replay(after, position).await {
         Ok(Some(events)) => events,
         Ok(None) | Err(_) => {

@@ -10,7 +10,8 @@
 
 use super::protocol;
 use crate::fanout::{Delivered, WireEvent};
-use conclave_core::event::{Audience, Control, PresenceStatus};
+use conclave_core::credential::{Credential, Scope};
+use conclave_core::event::{scope_to_read, Audience, Control, PresenceStatus};
 use conclave_core::{ConversationId, OrgId, SessionId, UserId};
 use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -39,30 +40,48 @@ pub struct Checkpoint {
 }
 
 /// What a connection authenticated with a bot or API key may receive beyond its user's
-/// conversations (AZ-5): only conversations of `org`, and of `conversations` when listed.
+/// conversations (AZ-5, AZ-5a): only conversations of `org`, and of `conversations` when
+/// listed; for a key, only the event types its scopes read over REST.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnLimit {
     pub org: OrgId,
     pub conversations: Option<HashSet<ConversationId>>,
+    /// A key's scopes; `None` for a bot (its account's rights are its whole limit).
+    pub scopes: Option<HashSet<Scope>>,
 }
 
 impl ConnLimit {
-    /// Whether a subscription to `conv` may be taken, given the event that announces it (a
-    /// `CONVERSATION_CREATE`, whose `d` is the conversation with its `org_id`).
-    fn admits(&self, conv: ConversationId, d: &RawValue) -> bool {
-        #[derive(serde::Deserialize)]
-        struct InOrg {
-            org_id: Option<OrgId>,
+    /// The limit of a bot or key; `None` for a login session.
+    #[must_use]
+    pub fn of(credential: &Credential) -> Option<Self> {
+        let org = credential.org()?;
+        Some(Self {
+            org,
+            conversations: credential
+                .conversations()
+                .map(|l| l.iter().copied().collect()),
+            scopes: match credential {
+                Credential::ApiKey { scopes, .. } => Some(scopes.iter().copied().collect()),
+                Credential::Session | Credential::Bot { .. } => None,
+            },
+        })
+    }
+
+    /// Whether a subscription to `conv` of `org` may be taken.
+    fn admits(&self, conv: ConversationId, org: OrgId) -> bool {
+        org == self.org
+            && self
+                .conversations
+                .as_ref()
+                .is_none_or(|list| list.contains(&conv))
+    }
+
+    /// Whether an event named `t` may be sent: a key needs the scope that reads it (AZ-5a).
+    fn permits(&self, t: &str) -> bool {
+        match (&self.scopes, scope_to_read(t)) {
+            (Some(scopes), Some(needed)) => scopes.contains(&needed),
+            _ => true,
         }
-        let listed = self
-            .conversations
-            .as_ref()
-            .is_none_or(|list| list.contains(&conv));
-        let in_org = serde_json::from_str::<InOrg>(d.get())
-            .ok()
-            .and_then(|d| d.org_id)
-            .is_some_and(|o| o == self.org);
-        listed && in_org
     }
 }
 
@@ -96,6 +115,13 @@ pub enum Command {
     /// Limits a registered connection to what its bot or API key reaches; sent before
     /// `Activate`.
     Restrict { conn: ConnId, limit: ConnLimit },
+    /// The orgs of the conversations the connection starts with, and the orgs its user may
+    /// not read now (AUTH-4a), whose conversations it holds back; sent before `Activate`.
+    Standing {
+        conn: ConnId,
+        orgs: HashMap<ConversationId, OrgId>,
+        locked: HashSet<OrgId>,
+    },
     /// The client acknowledged frames up to `s` (heartbeat).
     Ack { conn: ConnId, s: u64 },
     /// The connection's own presence (online or idle).
@@ -142,6 +168,28 @@ struct Conn {
     suppress_upto: u64,
     /// Set for bots and API keys: which conversations the connection may ever receive.
     limit: Option<ConnLimit>,
+    /// The org of each conversation, where known (all but a resumed session's conversations
+    /// the user has since left).
+    orgs: HashMap<ConversationId, OrgId>,
+    /// Orgs the user may not read now (AUTH-4a): their conversations stay subscribed, but no
+    /// event of them is sent until `ORG_ACCESS_RESTORED`.
+    locked: HashSet<OrgId>,
+}
+
+impl Conn {
+    /// Whether the connection receives `conv`'s events now.
+    fn reads(&self, conv: &ConversationId) -> bool {
+        self.conversations.contains(conv)
+            && self
+                .orgs
+                .get(conv)
+                .is_none_or(|org| !self.locked.contains(org))
+    }
+
+    /// Whether the connection reaches `org` at all (a bot or key only its own).
+    fn reaches(&self, org: OrgId) -> bool {
+        self.limit.as_ref().is_none_or(|l| l.org == org)
+    }
 }
 
 pub struct Hub {
@@ -239,6 +287,8 @@ impl Hub {
                         buffer: Some(Vec::new()),
                         suppress_upto: 0,
                         limit: None,
+                        orgs: HashMap::new(),
+                        locked: HashSet::new(),
                     },
                 );
                 self.by_user.entry(user).or_default().insert(conn);
@@ -258,6 +308,12 @@ impl Hub {
             Command::Restrict { conn, limit } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.limit = Some(limit);
+                }
+            }
+            Command::Standing { conn, orgs, locked } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.orgs = orgs;
+                    c.locked = locked;
                 }
             }
             Command::Ack { conn, s } => self.ack(conn, s),
@@ -377,7 +433,7 @@ impl Hub {
         };
         match &e.audience {
             Audience::Conversation(c) => add(self.by_conv.get(c)),
-            Audience::User(u) => add(self.by_user.get(u)),
+            Audience::User(u) | Audience::Reader { user: u, .. } => add(self.by_user.get(u)),
             Audience::Peers { conversations, .. } => {
                 for c in conversations {
                     add(self.by_conv.get(c));
@@ -389,7 +445,9 @@ impl Hub {
             Some(
                 Control::Subscribe { user, .. }
                 | Control::Unsubscribe { user, .. }
-                | Control::RevokeUser { user, .. },
+                | Control::RevokeUser { user, .. }
+                | Control::OrgAccess { user, .. }
+                | Control::RequireSecondFactor { user },
             ) => {
                 add(self.by_user.get(user));
             }
@@ -436,40 +494,67 @@ impl Hub {
         let Some(c) = self.conns.get_mut(&id) else {
             return Verdict::Keep;
         };
-        // A limited connection takes no subscription outside its limit, and so never gets
-        // that conversation's events, nor the event announcing it.
-        let refused = match (&e.control, &c.limit) {
-            (Some(Control::Subscribe { user, conversation }), Some(limit)) => {
-                *user == c.user && !limit.admits(*conversation, &e.d)
-            }
-            _ => false,
-        };
-        if refused {
-            return Verdict::Keep;
-        }
-        if let Some(Control::Subscribe { user, conversation }) = &e.control {
-            if *user == c.user && c.conversations.insert(*conversation) {
-                c.changes.push((ev.position, *conversation, true));
-                self.by_conv.entry(*conversation).or_default().insert(id);
+        if let Some(Control::Subscribe {
+            user,
+            conversation,
+            org,
+            locked,
+        }) = &e.control
+        {
+            if *user == c.user {
+                // A limited connection takes no subscription outside its limit, and so never
+                // gets that conversation's events, nor the event announcing it.
+                if c.limit
+                    .as_ref()
+                    .is_some_and(|l| !l.admits(*conversation, *org))
+                {
+                    return Verdict::Keep;
+                }
+                // Held back while the user may not read the org (AUTH-4a).
+                if *locked {
+                    c.locked.insert(*org);
+                }
+                c.orgs.insert(*conversation, *org);
+                if c.conversations.insert(*conversation) {
+                    c.changes.push((ev.position, *conversation, true));
+                    self.by_conv.entry(*conversation).or_default().insert(id);
+                }
             }
         }
         let Some(c) = self.conns.get_mut(&id) else {
             return Verdict::Keep;
         };
+        if let Some(Control::OrgAccess {
+            user,
+            org,
+            restored,
+        }) = &e.control
+        {
+            if *user == c.user && c.reaches(*org) {
+                if *restored {
+                    c.locked.remove(org);
+                } else {
+                    c.locked.insert(*org);
+                }
+            }
+        }
         let deliver = match &e.audience {
-            Audience::Conversation(conv) => c.conversations.contains(conv),
-            Audience::User(u) => *u == c.user && c.limit.as_ref().is_none_or(|_| mentions(c, &e.d)),
+            Audience::Conversation(conv) => c.reads(conv),
+            Audience::User(u) => {
+                *u == c.user
+                    && match &e.control {
+                        Some(Control::Subscribe { conversation, .. }) => c.reads(conversation),
+                        Some(Control::OrgAccess { org, .. }) => c.reaches(*org),
+                        _ => true,
+                    }
+            }
+            Audience::Reader { user, conversation } => *user == c.user && c.reads(conversation),
             Audience::Peers {
                 user,
                 conversations,
-            } => {
-                *user != c.user
-                    && conversations
-                        .iter()
-                        .any(|conv| c.conversations.contains(conv))
-            }
+            } => *user != c.user && conversations.iter().any(|conv| c.reads(conv)),
             Audience::Nobody => false,
-        };
+        } && c.limit.as_ref().is_none_or(|l| l.permits(&e.t));
         if deliver {
             if let Verdict::Close(code, why) = frame(c, ev.position, &e.t, &e.d, self.limits) {
                 return Verdict::Close(code, why);
@@ -483,9 +568,13 @@ impl Hub {
             _ => None,
         };
         if let Some(conversation) = leaving.filter(|conv| c.conversations.remove(conv)) {
+            c.orgs.remove(conversation);
             c.changes.push((ev.position, *conversation, false));
             if let Some(set) = self.by_conv.get_mut(conversation) {
                 set.remove(&id);
+                if set.is_empty() {
+                    self.by_conv.remove(conversation);
+                }
             }
         }
         match &e.control {
@@ -501,6 +590,12 @@ impl Hub {
                 return Verdict::Close(
                     protocol::CloseCode::AuthenticationFailed.code(),
                     "credential revoked",
+                );
+            }
+            Some(Control::RequireSecondFactor { user }) if *user == c.user => {
+                return Verdict::Close(
+                    protocol::CloseCode::NotPermitted.code(),
+                    "two-factor authentication is required: turn it on first",
                 );
             }
             _ => {}
@@ -628,22 +723,6 @@ impl Hub {
             }),
         };
         (self.publish)(event);
-    }
-}
-
-/// Whether a user-addressed event may go to a limited connection: only if it names no
-/// conversation, or one the connection receives (`READ_MARKER_UPDATE` of another conversation
-/// stays away).
-fn mentions(c: &Conn, d: &RawValue) -> bool {
-    #[derive(serde::Deserialize)]
-    struct About {
-        conversation_id: Option<ConversationId>,
-    }
-    match serde_json::from_str::<About>(d.get()) {
-        Ok(About {
-            conversation_id: Some(conv),
-        }) => c.conversations.contains(&conv),
-        _ => true,
     }
 }
 
@@ -880,50 +959,93 @@ mod tests {
         assert_eq!(last["status"], "idle");
     }
 
+    /// Registers a connection, optionally limited, with its start standing, and activates it.
+    fn connect_as(
+        h: &mut Hub,
+        id: ConnId,
+        user: UserId,
+        limit: Option<ConnLimit>,
+        convs: &[(ConversationId, OrgId)],
+        locked: &[OrgId],
+    ) -> mpsc::Receiver<Outbound> {
+        let (tx, rx) = mpsc::channel(64);
+        let (reply, _) = oneshot::channel();
+        h.command(Command::Register {
+            conn: id,
+            user,
+            session: SessionId::new(),
+            tx,
+            reply,
+        });
+        if let Some(limit) = limit {
+            h.command(Command::Restrict { conn: id, limit });
+        }
+        h.command(Command::Standing {
+            conn: id,
+            orgs: convs.iter().copied().collect(),
+            locked: locked.iter().copied().collect(),
+        });
+        let start = Checkpoint {
+            s: 0,
+            position: h.position,
+            conversations: convs.iter().map(|(c, _)| *c).collect(),
+        };
+        assert_eq!(h.activate(id, start, None, None), Some(0));
+        rx
+    }
+
+    fn names(rx: &mut mpsc::Receiver<Outbound>) -> Vec<String> {
+        frames(rx)
+            .iter()
+            .map(|f| {
+                f["t"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| f.to_string())
+            })
+            .collect()
+    }
+
+    fn created(
+        p: u64,
+        user: UserId,
+        conversation: ConversationId,
+        org: OrgId,
+        locked: bool,
+    ) -> Delivered {
+        delivered(
+            p,
+            Event::user(
+                "CONVERSATION_CREATE",
+                user,
+                serde_json::json!({"id": conversation, "org_id": org}),
+            )
+            .with_control(Control::Subscribe {
+                user,
+                conversation,
+                org,
+                locked,
+            }),
+        )
+    }
+
     #[test]
     fn limited_connections_stay_within_their_org_and_list() {
         let (mut h, _) = hub(64);
         let user = UserId::new();
         let org = OrgId::new();
         let (listed, unlisted) = (ConversationId::new(), ConversationId::new());
-        let (tx, mut limited) = mpsc::channel(64);
-        let (reply, _) = oneshot::channel();
-        h.command(Command::Register {
-            conn: 1,
-            user,
-            session: SessionId::new(),
-            tx,
-            reply,
-        });
-        h.command(Command::Restrict {
-            conn: 1,
-            limit: ConnLimit {
-                org,
-                conversations: Some([listed].into_iter().collect()),
-            },
-        });
-        let start = Checkpoint {
-            s: 0,
-            position: h.position,
-            conversations: HashSet::new(),
+        let limit = ConnLimit {
+            org,
+            conversations: Some([listed].into_iter().collect()),
+            scopes: None,
         };
-        assert_eq!(h.activate(1, start, None, None), Some(0));
+        let mut limited = connect_as(&mut h, 1, user, Some(limit), &[], &[]);
         // The same user's login session sees everything.
         let mut full = connect(&mut h, 2, user, &[], 64);
-        let created = |p, conversation: ConversationId, org: OrgId| {
-            delivered(
-                p,
-                Event::user(
-                    "CONVERSATION_CREATE",
-                    user,
-                    serde_json::json!({"id": conversation, "org_id": org}),
-                )
-                .with_control(Control::Subscribe { user, conversation }),
-            )
-        };
-        h.dispatch(&created(1, unlisted, org));
-        h.dispatch(&created(2, listed, OrgId::new()));
-        h.dispatch(&created(3, listed, org));
+        h.dispatch(&created(1, user, unlisted, org, false));
+        h.dispatch(&created(2, user, listed, OrgId::new(), false));
+        h.dispatch(&created(3, user, listed, org, false));
         h.dispatch(&delivered(
             4,
             Event::conversation("MESSAGE_CREATE", unlisted, 4),
@@ -934,23 +1056,186 @@ mod tests {
         ));
         h.dispatch(&delivered(
             6,
-            Event::user(
+            Event::reader(
                 "READ_MARKER_UPDATE",
                 user,
+                unlisted,
                 serde_json::json!({"conversation_id": unlisted}),
             ),
         ));
-        let names = |rx: &mut mpsc::Receiver<Outbound>| -> Vec<String> {
-            frames(rx)
-                .iter()
-                .map(|f| f["t"].as_str().unwrap_or_default().to_owned())
-                .collect()
-        };
         assert_eq!(
             names(&mut limited),
             vec!["CONVERSATION_CREATE", "MESSAGE_CREATE"],
             "only the listed conversation of its org"
         );
         assert_eq!(names(&mut full).len(), 6);
+    }
+
+    #[test]
+    fn a_key_receives_only_the_event_types_its_scopes_read() {
+        let (mut h, _) = hub(64);
+        let (user, peer) = (UserId::new(), UserId::new());
+        let org = OrgId::new();
+        let conv = ConversationId::new();
+        let key = |scopes: &[Scope]| ConnLimit {
+            org,
+            conversations: None,
+            scopes: Some(scopes.iter().copied().collect()),
+        };
+        let mut messages = connect_as(
+            &mut h,
+            1,
+            user,
+            Some(key(&[Scope::MessagesRead])),
+            &[(conv, org)],
+            &[],
+        );
+        let mut both = connect_as(
+            &mut h,
+            2,
+            user,
+            Some(key(&[Scope::MessagesRead, Scope::ConversationsRead])),
+            &[(conv, org)],
+            &[],
+        );
+        let _peer = connect_as(&mut h, 3, peer, None, &[(conv, org)], &[]);
+        frames(&mut messages);
+        frames(&mut both);
+        let new = ConversationId::new();
+        h.dispatch(&created(1, user, new, org, false));
+        let d = |t: &str| serde_json::json!({"conversation_id": conv, "t": t});
+        for (p, t) in [
+            (2, "MESSAGE_CREATE"),
+            (3, "TYPING_START"),
+            (4, "PARTICIPANT_ADD"),
+            (5, "CONVERSATION_UPDATE"),
+            (6, "MESSAGE_STREAM"),
+        ] {
+            h.dispatch(&delivered(p, Event::conversation(t, conv, d(t))));
+        }
+        h.dispatch(&delivered(
+            7,
+            Event::reader("READ_MARKER_UPDATE", user, conv, d("READ_MARKER_UPDATE")),
+        ));
+        h.dispatch(&delivered(8, Event::conversation("MESSAGE_CREATE", new, 8)));
+        // A peer's presence needs conversations:read as well.
+        h.dispatch(&delivered(
+            9,
+            Event {
+                t: "PRESENCE_UPDATE".into(),
+                audience: Audience::Peers {
+                    user: peer,
+                    conversations: vec![conv],
+                },
+                d: serde_json::json!({"user_id": peer, "status": "idle"}),
+                control: None,
+            },
+        ));
+        assert_eq!(
+            names(&mut messages),
+            vec![
+                "MESSAGE_CREATE",
+                "TYPING_START",
+                "MESSAGE_STREAM",
+                "READ_MARKER_UPDATE",
+                "MESSAGE_CREATE"
+            ],
+            "messages:read alone: no conversation, participant or presence events, but the \
+             new conversation's messages"
+        );
+        assert_eq!(names(&mut both).len(), 9);
+    }
+
+    #[test]
+    fn an_org_lockout_holds_back_that_org_only_until_restored() {
+        let (mut h, _) = hub(64);
+        let (user, peer) = (UserId::new(), UserId::new());
+        let (locked_org, other_org) = (OrgId::new(), OrgId::new());
+        let (a, b) = (ConversationId::new(), ConversationId::new());
+        let mut session = connect_as(
+            &mut h,
+            1,
+            user,
+            None,
+            &[(a, locked_org), (b, other_org)],
+            &[],
+        );
+        let key = ConnLimit {
+            org: locked_org,
+            conversations: None,
+            scopes: Some([Scope::MessagesRead].into_iter().collect()),
+        };
+        let mut keyed = connect_as(&mut h, 2, user, Some(key), &[(a, locked_org)], &[]);
+        let other_key = ConnLimit {
+            org: other_org,
+            conversations: None,
+            scopes: Some([Scope::MessagesRead].into_iter().collect()),
+        };
+        let mut elsewhere = connect_as(&mut h, 3, user, Some(other_key), &[(b, other_org)], &[]);
+        let mut peer_rx = connect_as(&mut h, 4, peer, None, &[(a, locked_org)], &[]);
+        for rx in [&mut session, &mut keyed, &mut elsewhere, &mut peer_rx] {
+            frames(rx);
+        }
+        h.dispatch(&delivered(
+            1,
+            Event::org_access_lost(user, locked_org, "mfa_setup_required"),
+        ));
+        let c = ConversationId::new();
+        h.dispatch(&created(2, user, c, locked_org, true));
+        for (p, conv) in [(3, a), (4, b), (5, c)] {
+            h.dispatch(&delivered(
+                p,
+                Event::conversation("MESSAGE_CREATE", conv, p),
+            ));
+        }
+        h.dispatch(&delivered(
+            6,
+            Event::reader("READ_MARKER_UPDATE", user, a, serde_json::json!({})),
+        ));
+        assert_eq!(
+            names(&mut session),
+            vec!["ORG_ACCESS_LOST", "MESSAGE_CREATE"],
+            "only the other org's message"
+        );
+        assert_eq!(names(&mut keyed), vec!["ORG_ACCESS_LOST"]);
+        assert_eq!(
+            names(&mut elsewhere),
+            vec!["MESSAGE_CREATE"],
+            "a key of the other org is not told"
+        );
+        assert_eq!(names(&mut peer_rx), vec!["MESSAGE_CREATE"]);
+        assert!(
+            h.conns.contains_key(&1) && h.conns.contains_key(&2),
+            "sockets stay open"
+        );
+        h.dispatch(&delivered(7, Event::org_access_restored(user, locked_org)));
+        for (p, conv) in [(8, a), (9, c)] {
+            h.dispatch(&delivered(
+                p,
+                Event::conversation("MESSAGE_CREATE", conv, p),
+            ));
+        }
+        assert_eq!(
+            names(&mut session),
+            vec!["ORG_ACCESS_RESTORED", "MESSAGE_CREATE", "MESSAGE_CREATE"],
+            "the conversation set is back, the one created meanwhile included"
+        );
+        assert_eq!(
+            names(&mut keyed),
+            vec!["ORG_ACCESS_RESTORED", "MESSAGE_CREATE", "MESSAGE_CREATE"]
+        );
+        // A session that starts locked out holds the org back from the start.
+        let mut late = connect_as(&mut h, 5, user, None, &[(a, locked_org)], &[locked_org]);
+        h.dispatch(&delivered(10, Event::conversation("MESSAGE_CREATE", a, 10)));
+        assert!(names(&mut late).is_empty());
+        // The per-user requirement closes every socket of the user with 4014, no one else's.
+        h.dispatch(&delivered(
+            11,
+            Event::control(Control::RequireSecondFactor { user }),
+        ));
+        for rx in [&mut session, &mut keyed, &mut elsewhere, &mut late] {
+            assert_eq!(frames(rx).last().unwrap()["close"], 4014);
+        }
+        assert!(h.conns.contains_key(&4) && h.conns.len() == 1);
     }
 }

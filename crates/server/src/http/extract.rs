@@ -341,6 +341,8 @@ impl FromRequestParts<AppState> for Caller {
                 .await
                 .map_err(auth_error)?;
             actor.meta = super::auth::request_meta(parts, state);
+            // The per-user 2FA requirement reaches the user's keys too (AUTH-4a).
+            personal_2fa(parts, state, &actor).await?;
             // Charged before the scope check, so refused requests count against the key too.
             crate::ratelimit::check_caller(parts, state, super::credentials::rate_subject(&actor))
                 .await?;

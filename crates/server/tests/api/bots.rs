@@ -39,7 +39,13 @@ async fn make_bot(app: &TestApp, org: &str, by: &User, body: Value) -> Made {
 
 impl TestApp {
     /// A request with `Authorization: Bot <token>`.
-    async fn as_bot(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Res {
+    pub(crate) async fn as_bot(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Res {
         let mut rb = self
             .client
             .request(method, self.url(path))

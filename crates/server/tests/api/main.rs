@@ -18,6 +18,7 @@ mod keys;
 mod messages;
 mod meta;
 mod mfa;
+mod org_2fa;
 mod orgs;
 mod privacy;
 mod ratelimit;

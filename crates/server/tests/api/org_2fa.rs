@@ -1,0 +1,384 @@
+//! AUTH-4a: 2FA enforcement is total. A member of an org that requires 2FA who has not enabled
+//! it — through a session, an API key they made or a bot they created — is refused that org's
+//! routes, is listed nothing of it, and receives none of its gateway events: open sockets get
+//! `ORG_ACCESS_LOST` and stay open for other orgs, then `ORG_ACCESS_RESTORED` and the org's
+//! events again (4004 stays for revoked credentials). The per-user requirement reaches every
+//! credential at once (403, sockets closed with 4014). AZ-5a: a key's socket receives an event
+//! type only with the scope that reads it over REST.
+
+use crate::both_backends;
+use crate::helpers::*;
+use crate::keys::make_key;
+use crate::mfa::enable_2fa;
+use crate::ws::Ws;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+both_backends!(
+    org_2fa_reaches_every_credential_on_rest,
+    org_2fa_reaches_open_sockets_of_that_org_only,
+    per_user_requirement_reaches_every_credential,
+    key_sockets_receive_only_what_their_scopes_read,
+);
+
+/// The ids in a list answer (`items`) or in READY's `conversations`.
+fn ids(list: &Value) -> Vec<String> {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A bot made by `by` in `org`, participating in `conv`: its token.
+async fn bot_in(app: &TestApp, org: &str, by: &User, conv: &str, name: &str) -> String {
+    let made = app
+        .post(
+            &format!("/api/v1/orgs/{org}/bots"),
+            &by.token,
+            json!({"name": name}),
+        )
+        .await
+        .expect(201);
+    app.post(
+        &format!("/api/v1/conversations/{conv}/participants"),
+        &by.token,
+        json!({"user_id": made.body["user_id"]}),
+    )
+    .await
+    .expect(201);
+    made.body["token"].as_str().unwrap().to_owned()
+}
+
+/// Sets the org's requirement as `who`.
+async fn require(app: &TestApp, org: &str, who: &User, on: bool) {
+    app.patch(
+        &format!("/api/v1/orgs/{org}"),
+        &who.token,
+        json!({"require_2fa": on}),
+    )
+    .await
+    .expect(200);
+}
+
+async fn org_2fa_reaches_every_credential_on_rest(app: TestApp) {
+    let owner = app.user("owner").await;
+    let ann = app.user("ann").await;
+    let bob = app.user("bob").await;
+    let acme = app.org(&owner, "Acme").await;
+    app.add_member(&acme, &owner, &ann, "admin").await;
+    app.add_member(&acme, &owner, &bob, "member").await;
+    let conv = app.group(&acme, &owner, &[&ann, &bob], json!("org")).await;
+    let open = app.group(&acme, &owner, &[], json!("org")).await;
+    // Bob's own org, which does not require 2FA.
+    let other = app.org(&bob, "Other").await;
+    let mine = app.group(&other, &bob, &[], json!("private")).await;
+    let (_, key) = make_key(
+        &app,
+        &bob,
+        json!({"name": "k", "org_id": acme,
+            "scopes": ["messages:read", "messages:write", "conversations:read", "org:read"]}),
+    )
+    .await;
+    let anns_bot = bot_in(&app, &acme, &ann, &conv, "anns-bot").await;
+    enable_2fa(&app, &owner).await;
+    let owners_bot = bot_in(&app, &acme, &owner, &conv, "owners-bot").await;
+    let messages = format!("/api/v1/conversations/{conv}/messages");
+    // Before: every credential reads the org.
+    app.get(&messages, &key).await.expect(200);
+    app.as_bot(Method::GET, &messages, &anns_bot, None)
+        .await
+        .expect(200);
+    require(&app, &acme, &owner, true).await;
+
+    // The session: nothing of Acme is listed, its routes answer mfa_setup_required.
+    let orgs = app.get("/api/v1/orgs", &bob.token).await.expect(200);
+    assert_eq!(
+        ids(&orgs.body["items"]),
+        vec![other.clone()],
+        "{}",
+        orgs.body
+    );
+    let convs = app
+        .get("/api/v1/conversations", &bob.token)
+        .await
+        .expect(200);
+    assert_eq!(ids(&convs.body["items"]), vec![mine.clone()]);
+    let available = app
+        .get("/api/v1/conversations/available", &bob.token)
+        .await
+        .expect(200);
+    assert!(
+        !ids(&available.body["items"]).contains(&open),
+        "{}",
+        available.body
+    );
+    app.get(&messages, &bob.token)
+        .await
+        .expect_error(403, "mfa_setup_required");
+    // The key the member made: refused and listed nothing, writing included.
+    app.get(&messages, &key)
+        .await
+        .expect_error(403, "mfa_setup_required");
+    app.post(&messages, &key, json!({"content": "let me in"}))
+        .await
+        .expect_error(403, "mfa_setup_required");
+    app.get(&format!("/api/v1/orgs/{acme}"), &key)
+        .await
+        .expect_error(403, "mfa_setup_required");
+    let keyed = app.get("/api/v1/conversations", &key).await.expect(200);
+    assert_eq!(keyed.body["items"], json!([]));
+    assert_eq!(
+        app.get("/api/v1/orgs", &key).await.expect(200).body["items"],
+        json!([])
+    );
+    // The bot of a member without 2FA is held to its creator's standing; the owner's is not.
+    app.as_bot(Method::GET, &messages, &anns_bot, None)
+        .await
+        .expect_error(403, "mfa_setup_required");
+    app.as_bot(Method::GET, &messages, &owners_bot, None)
+        .await
+        .expect(200);
+    // The other org is untouched.
+    app.get(
+        &format!("/api/v1/conversations/{mine}/messages"),
+        &bob.token,
+    )
+    .await
+    .expect(200);
+
+    // Enabling 2FA opens every credential again.
+    enable_2fa(&app, &bob).await;
+    app.get(&messages, &key).await.expect(200);
+    let keyed = app.get("/api/v1/conversations", &key).await.expect(200);
+    assert_eq!(ids(&keyed.body["items"]), vec![conv.clone()]);
+    let orgs = app.get("/api/v1/orgs", &bob.token).await.expect(200);
+    assert_eq!(ids(&orgs.body["items"]).len(), 2);
+    enable_2fa(&app, &ann).await;
+    app.as_bot(Method::GET, &messages, &anns_bot, None)
+        .await
+        .expect(200);
+}
+
+/// `(t, d)` of the next event on a socket.
+async fn next(ws: &mut Ws) -> (String, Value) {
+    let e = ws.event().await;
+    (
+        e["t"].as_str().unwrap_or_default().to_owned(),
+        e["d"].clone(),
+    )
+}
+
+async fn org_2fa_reaches_open_sockets_of_that_org_only(app: TestApp) {
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let carol = app.user("carol").await;
+    let acme = app.org(&alice, "Acme").await;
+    app.add_member(&acme, &alice, &bob, "member").await;
+    app.add_member(&acme, &alice, &carol, "member").await;
+    let shared = app
+        .group(&acme, &alice, &[&bob, &carol], json!("private"))
+        .await;
+    let other = app.org(&bob, "Other").await;
+    let elsewhere = app.group(&other, &bob, &[], json!("private")).await;
+    let scopes = json!(["messages:read", "conversations:read"]);
+    let (_, acme_key) = make_key(
+        &app,
+        &bob,
+        json!({"name": "acme", "org_id": acme, "scopes": scopes}),
+    )
+    .await;
+    let (_, other_key) = make_key(
+        &app,
+        &bob,
+        json!({"name": "other", "org_id": other, "scopes": scopes, "tier": "team"}),
+    )
+    .await;
+    enable_2fa(&app, &alice).await;
+    let (mut session, _) = Ws::identify(&app, &bob.token).await;
+    let (mut keyed, ready) = Ws::identify(&app, &acme_key).await;
+    assert_eq!(ids(&ready["conversations"]), vec![shared.clone()]);
+    let (mut other_socket, _) = Ws::identify(&app, &other_key).await;
+    let (mut carols, _) = Ws::identify(&app, &carol.token).await;
+
+    require(&app, &acme, &alice, true).await;
+    for ws in [&mut session, &mut keyed, &mut carols] {
+        let (t, d) = next(ws).await;
+        assert_eq!(t, "ORG_ACCESS_LOST");
+        assert_eq!(d, json!({"org_id": acme, "reason": "mfa_setup_required"}));
+    }
+    // Nothing of Acme follows — its messages, a new conversation with bob in it and that
+    // conversation's messages — while the other org's events still do, on every socket.
+    app.send_message(&shared, &alice, "secret")
+        .await
+        .expect(201);
+    let created = app.group(&acme, &alice, &[&bob], json!("private")).await;
+    app.send_message(&created, &alice, "also secret")
+        .await
+        .expect(201);
+    let m = app
+        .send_message(&elsewhere, &bob, "still here")
+        .await
+        .expect(201);
+    for ws in [&mut session, &mut other_socket] {
+        let (t, d) = next(ws).await;
+        assert_eq!((t.as_str(), &d["id"]), ("MESSAGE_CREATE", &m.body["id"]));
+    }
+    // A new session starts without Acme; a new Acme key socket with nothing.
+    let (_, ready) = Ws::identify(&app, &bob.token).await;
+    assert_eq!(ids(&ready["conversations"]), vec![elsewhere.clone()]);
+    let (_, ready) = Ws::identify(&app, &acme_key).await;
+    assert_eq!(ready["conversations"], json!([]));
+
+    // Bob turns 2FA on: Acme comes back, the conversation created meanwhile included.
+    enable_2fa(&app, &bob).await;
+    for ws in [&mut session, &mut keyed] {
+        let (t, d) = next(ws).await;
+        assert_eq!(t, "ORG_ACCESS_RESTORED");
+        assert_eq!(d, json!({"org_id": acme}));
+    }
+    let first = app.send_message(&shared, &alice, "welcome back").await;
+    let second = app.send_message(&created, &alice, "and here").await;
+    for ws in [&mut session, &mut keyed] {
+        for sent in [&first, &second] {
+            let (t, d) = next(ws).await;
+            assert_eq!((t.as_str(), &d["id"]), ("MESSAGE_CREATE", &sent.body["id"]));
+        }
+    }
+    // Carol (still without 2FA) regains the org when it stops requiring it.
+    require(&app, &acme, &alice, false).await;
+    let (t, d) = next(&mut carols).await;
+    assert_eq!(
+        (t.as_str(), d),
+        ("ORG_ACCESS_RESTORED", json!({"org_id": acme}))
+    );
+    // The next message is the first she gets: nothing sent while she was locked out came.
+    let last = app.send_message(&shared, &alice, "hi carol").await;
+    let (t, d) = next(&mut carols).await;
+    assert_eq!((t.as_str(), &d["id"]), ("MESSAGE_CREATE", &last.body["id"]));
+    // Every socket stayed open throughout.
+    for ws in [&mut session, &mut keyed, &mut other_socket, &mut carols] {
+        ws.heartbeat().await;
+        loop {
+            let f = ws.frame().await.expect("the socket is still open");
+            if f["op"] == 11 {
+                break;
+            }
+        }
+    }
+}
+
+async fn per_user_requirement_reaches_every_credential(app: TestApp) {
+    let admin = app.bootstrap().await;
+    let alice = app.user("alice").await;
+    let org = app.org(&alice, "Acme").await;
+    let conv = app.group(&org, &alice, &[], json!("private")).await;
+    let (_, key) = make_key(
+        &app,
+        &alice,
+        json!({"name": "k", "org_id": org, "scopes": ["messages:read"], "tier": "team"}),
+    )
+    .await;
+    let (mut session, _) = Ws::identify(&app, &alice.token).await;
+    let (mut keyed, _) = Ws::identify(&app, &key).await;
+    let messages = format!("/api/v1/conversations/{conv}/messages");
+    app.get(&messages, &key).await.expect(200);
+    app.patch(
+        &format!("/api/v1/admin/users/{}", alice.id),
+        &admin.token,
+        json!({"require_2fa": true}),
+    )
+    .await
+    .expect(200);
+    // Open sockets close at once with 4014, the key's too.
+    assert_eq!(session.close_code().await, 4014);
+    assert_eq!(keyed.close_code().await, 4014);
+    // The key is refused on REST, and on the gateway.
+    app.get(&messages, &key)
+        .await
+        .expect_error(403, "mfa_setup_required");
+    let mut again = Ws::connect(&app).await;
+    again
+        .send(json!({"op": 2, "d": {"token": format!("Bearer {key}"), "client": "tests/1.0.0"}}))
+        .await;
+    assert_eq!(again.close_code().await, 4014);
+    // Her account stays readable.
+    app.get("/api/v1/users/@me", &alice.token).await.expect(200);
+    enable_2fa(&app, &alice).await;
+    app.get(&messages, &key).await.expect(200);
+    Ws::identify(&app, &key).await;
+}
+
+async fn key_sockets_receive_only_what_their_scopes_read(app: TestApp) {
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let org = app.org(&alice, "Acme").await;
+    app.add_member(&org, &alice, &bob, "member").await;
+    let conv = app.group(&org, &alice, &[], json!("private")).await;
+    let key_with = |scopes: Value| {
+        let app = &app;
+        let alice = &alice;
+        let org = org.clone();
+        async move {
+            make_key(
+                app,
+                alice,
+                json!({"name": "k", "org_id": org, "scopes": scopes, "tier": "team"}),
+            )
+            .await
+            .1
+        }
+    };
+    let messages_only = key_with(json!(["messages:read"])).await;
+    let both = key_with(json!(["messages:read", "conversations:read"])).await;
+    let (mut narrow, _) = Ws::identify(&app, &messages_only).await;
+    let (mut wide, _) = Ws::identify(&app, &both).await;
+    narrow.skip_presence = false;
+    wide.skip_presence = false;
+    // Bob joins, comes online and types; alice renames the conversation and writes.
+    app.post(
+        &format!("/api/v1/conversations/{conv}/participants"),
+        &alice.token,
+        json!({"user_id": bob.id}),
+    )
+    .await
+    .expect(201);
+    let (_bobs, _) = Ws::identify(&app, &bob.token).await;
+    app.call(
+        Method::POST,
+        &format!("/api/v1/conversations/{conv}/typing"),
+        Some(&bob.token),
+        None,
+    )
+    .await
+    .expect(204);
+    app.patch(
+        &format!("/api/v1/conversations/{conv}"),
+        &alice.token,
+        json!({"name": "Renamed"}),
+    )
+    .await
+    .expect(200);
+    let m = app.send_message(&conv, &alice, "hello").await.expect(201);
+    // messages:read alone: typing and the message, nothing about conversations or presence.
+    assert_eq!(next(&mut narrow).await.0, "TYPING_START");
+    let (t, d) = next(&mut narrow).await;
+    assert_eq!((t.as_str(), &d["id"]), ("MESSAGE_CREATE", &m.body["id"]));
+    // With conversations:read too, everything.
+    let mut seen = Vec::new();
+    loop {
+        let (t, d) = next(&mut wide).await;
+        seen.push(t.clone());
+        if t == "MESSAGE_CREATE" && d["id"] == m.body["id"] {
+            break;
+        }
+    }
+    for t in [
+        "PARTICIPANT_ADD",
+        "PRESENCE_UPDATE",
+        "TYPING_START",
+        "CONVERSATION_UPDATE",
+    ] {
+        assert!(seen.iter().any(|s| s == t), "{t} in {seen:?}");
+    }
+}
