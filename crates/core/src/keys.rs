@@ -75,6 +75,8 @@ pub struct ServerKeys {
     /// AES-256-GCM key-encryption key: the secrets key ring's data keys (ids 2 and up) are
     /// stored wrapped under it; see `keyring`.
     pub secrets_kek: SecretBox<[u8; 32]>,
+    /// HMAC key that signs the events nodes exchange over NATS (SCALE-2).
+    pub fanout: SecretBox<[u8; 32]>,
 }
 
 impl ServerKeys {
@@ -86,6 +88,7 @@ impl ServerKeys {
             secrets: master.derive("secrets-aes-256-gcm-1"),
             audit: master.derive("audit-hmac-sha256"),
             secrets_kek: master.derive("secrets-key-wrapping-aes-256-gcm"),
+            fanout: master.derive("fanout-event-hmac-sha256"),
         }
     }
 }
@@ -126,6 +129,8 @@ mod tests {
             a.secrets_kek.expose_secret(),
             a.token_pepper.expose_secret()
         );
+        assert_ne!(a.fanout.expose_secret(), a.audit.expose_secret());
+        assert_ne!(a.fanout.expose_secret(), a.token_pepper.expose_secret());
         assert!(format!("{m:?}").contains("redacted"));
     }
 

@@ -215,8 +215,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `sqlite://…` or `postgres://…`; default SQLite in the data dir.
     pub database_url: Option<String>,
-    /// NATS for cluster fan-out (used by the gateway).
+    /// NATS for cluster fan-out (used by the gateway). Credentials go in the URL:
+    /// `nats://user:password@host`, `nats://token@host` or `nats://<NKey seed>@host`.
     pub nats_url: Option<String>,
+    /// Production refuses a `nats_url` without credentials unless this is set (SCALE-2).
+    #[serde(deserialize_with = "flex::bool")]
+    pub nats_allow_unauthenticated: bool,
     /// Redis for shared rate limits and presence (cluster).
     pub redis_url: Option<String>,
     pub env: Environment,
@@ -280,6 +284,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./conclave-data"),
             database_url: None,
             nats_url: None,
+            nats_allow_unauthenticated: false,
             redis_url: None,
             env: Environment::Development,
             admin_token: None,
@@ -400,7 +405,20 @@ impl Config {
         if !(public.starts_with("http://") || public.starts_with("https://")) {
             problems.push("public_url must start with http:// or https://".to_owned());
         }
+        let nats_authenticated = self
+            .nats_url
+            .as_deref()
+            .map(crate::fanout::nats::url_has_credentials);
+        if let Some(Err(e)) = &nats_authenticated {
+            problems.push(e.clone());
+        }
         if self.env == Environment::Production {
+            if nats_authenticated == Some(Ok(false)) && !self.nats_allow_unauthenticated {
+                problems.push(
+                    "production refuses a NATS URL without credentials: use nats://user:password@host or nats://token@host, or set nats_allow_unauthenticated = true"
+                        .to_owned(),
+                );
+            }
             if self.cors_origins.iter().any(|o| o == "*") {
                 problems.push(
                     "production refuses a wildcard CORS origin (cors_origins = \"*\")".to_owned(),
@@ -677,5 +695,52 @@ mod tests {
         )
         .unwrap();
         ok.validate().unwrap();
+    }
+
+    #[test]
+    fn production_refuses_an_unauthenticated_nats_url_unless_acknowledged() {
+        let production = |extra: &[(&str, &str)]| {
+            let mut v = vec![
+                ("CONCLAVE_ENV", "production"),
+                (
+                    "CONCLAVE_MASTER_KEY",
+                    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                ),
+                ("CONCLAVE_PUBLIC_URL", "https://chat.example"),
+                ("CONCLAVE_TRUST_PROXY_TLS", "true"),
+            ];
+            v.extend_from_slice(extra);
+            Config::load(None, vars(&v)).unwrap().validate()
+        };
+        let err = production(&[("CONCLAVE_NATS_URL", "nats://nats.internal:4222")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("NATS URL without credentials"), "{err}");
+        production(&[
+            ("CONCLAVE_NATS_URL", "nats://nats.internal:4222"),
+            ("CONCLAVE_NATS_ALLOW_UNAUTHENTICATED", "true"),
+        ])
+        .unwrap();
+        production(&[(
+            "CONCLAVE_NATS_URL",
+            "nats://conclave:s3cret@nats.internal:4222",
+        )])
+        .unwrap();
+        production(&[("CONCLAVE_NATS_URL", "nats://s3cret-token@nats.internal")]).unwrap();
+        // Development accepts it; a URL that is not a NATS URL is refused everywhere.
+        let dev = Config::load(
+            None,
+            vars(&[("CONCLAVE_NATS_URL", "nats://127.0.0.1:4222")]),
+        )
+        .unwrap();
+        dev.validate().unwrap();
+        let err = production(&[("CONCLAVE_NATS_URL", "http://user:s3cret@nats.internal")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a NATS URL"), "{err}");
+        assert!(
+            !err.contains("s3cret"),
+            "secrets never appear in errors: {err}"
+        );
     }
 }

@@ -56,11 +56,19 @@ pub struct Application {
 }
 
 /// In-process fan-out by default; NATS JetStream when `nats_url` is set (cluster).
-async fn open_fanout(config: &Config, window: Duration) -> Result<Arc<dyn FanOut>, StartError> {
+async fn open_fanout(
+    config: &Config,
+    window: Duration,
+    keys: &ServerKeys,
+) -> Result<Arc<dyn FanOut>, StartError> {
     match &config.nats_url {
         None => Ok(Arc::new(LocalFanOut::new(window, 200_000))),
         Some(url) => {
-            let f = crate::fanout::nats::NatsFanOut::connect(url, &config.cluster_name, window)
+            use crate::fanout::nats::{EventKey, NatsFanOut};
+            let key = EventKey::new(secrecy::SecretBox::new(Box::new(
+                *keys.fanout.expose_secret(),
+            )));
+            let f = NatsFanOut::connect(url, &config.cluster_name, window, key)
                 .await
                 .map_err(|e| StartError::FanOut(e.to_string()))?;
             Ok(Arc::new(f))
@@ -210,7 +218,7 @@ impl Application {
             queue_frames: 1024,
             limits_on: config.rate_limits == crate::config::OnOff::On,
         };
-        let fanout = open_fanout(&config, gateway_config.resume_window).await?;
+        let fanout = open_fanout(&config, gateway_config.resume_window, &keys).await?;
         let limiter = Arc::new(open_limiter(&config, clock.clone()).await?);
         let services = Services::new(
             store,

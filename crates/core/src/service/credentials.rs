@@ -226,14 +226,24 @@ impl Services {
         })
     }
 
-    /// Whether the bot or key secret an open gateway socket authenticated with still works
-    /// (checked at every heartbeat, so a grace period's end or a revocation missed in transit
-    /// still closes the socket). Sessions are checked by their own expiry; a database failure
-    /// keeps the socket until the next heartbeat.
+    /// Whether the credential an open gateway socket authenticated with still works: the login
+    /// session still exists (not logged out, revoked or ended by a password change), or the bot
+    /// or key secret is still current or in its grace period, and the account is not disabled.
+    /// Checked at every heartbeat, so a
+    /// revocation whose event never reached this node (or was lost) still closes the socket. A
+    /// database failure keeps the socket until the next heartbeat.
     pub async fn credential_still_valid(&self, actor: &Actor) -> bool {
         let now = self.clock.now();
         let live = match &actor.credential {
-            Credential::Session => return true,
+            Credential::Session => self
+                .store
+                .list_sessions(actor.user.id)
+                .await
+                .map(|sessions| {
+                    sessions
+                        .iter()
+                        .any(|s| s.id == actor.session.id && now < s.expires_at)
+                }),
             Credential::ApiKey { key, .. } => self.store.api_key(*key).await.map(|k| {
                 k.expires_at.is_none_or(|e| now < e)
                     && secret_live(&k.secrets, k.previous_key_expires_at, actor.session.id, now)
@@ -246,6 +256,11 @@ impl Services {
                     now,
                 )
             }),
+        };
+        // A disabled account's keys and bots stop too (its sessions are deleted on disabling).
+        let live = match live {
+            Ok(true) => self.store.user(actor.user.id).await.map(|u| !u.disabled),
+            other => other,
         };
         match live {
             Ok(live) => live,

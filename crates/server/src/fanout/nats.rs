@@ -13,6 +13,14 @@
 //! answered without asking NATS; the stream is read back (an ephemeral ordered consumer) when
 //! the range starts before what the node holds, e.g. on a node that started later.
 //!
+//! Events carry authorization decisions (subscribe, revoke), so every message is signed
+//! (SCALE-2): header `Conclave-Signature` holds `v1=` and the base64 HMAC-SHA256, under a key
+//! derived from the master key, of the message id and the payload. A node drops (and logs,
+//! without content) any message whose signature is missing or wrong, live and on replay alike.
+//! The message id is signed too, so a copy cannot take a fresh id to slip past JetStream's
+//! duplicate window. Credentials for NATS itself (token, user and password, or an NKey seed)
+//! come from the URL.
+//!
 //! Should the stream itself be replaced (deleted and created again), positions continue from
 //! the last one delivered (`base` + the new stream's sequence) and the epoch changes, so no
 //! session resumes across the change.
@@ -31,7 +39,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use conclave_core::event::{Audience, Control, Event};
 use futures::StreamExt;
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretBox};
 use serde::Serialize;
+use sha2::Sha256;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,6 +66,158 @@ const MAX_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// Events a node keeps in memory for RESUME (older ones are read back from the stream).
 const RING_MAX: usize = 100_000;
 
+/// The header that carries a message's signature, and the one JetStream deduplicates by.
+const SIGNATURE_HEADER: &str = "Conclave-Signature";
+const MSG_ID_HEADER: &str = "Nats-Msg-Id";
+const SIGNATURE_VERSION: &str = "v1=";
+
+/// Signs and checks the events nodes exchange (SCALE-2). Every node of a cluster derives the
+/// same key from the shared master key.
+pub struct EventKey(SecretBox<[u8; 32]>);
+
+impl std::fmt::Debug for EventKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventKey(<redacted>)")
+    }
+}
+
+impl EventKey {
+    #[must_use]
+    pub fn new(key: SecretBox<[u8; 32]>) -> Self {
+        Self(key)
+    }
+
+    fn mac(&self, msg_id: &str, payload: &[u8]) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.0.expose_secret())
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(msg_id.as_bytes());
+        mac.update(b"\n");
+        mac.update(payload);
+        mac
+    }
+
+    /// The `Conclave-Signature` value for a message.
+    fn sign(&self, msg_id: &str, payload: &[u8]) -> String {
+        use base64::Engine;
+        let tag = self.mac(msg_id, payload).finalize().into_bytes();
+        format!(
+            "{SIGNATURE_VERSION}{}",
+            base64::engine::general_purpose::STANDARD.encode(tag)
+        )
+    }
+
+    /// Whether a message carries exactly one message id and one signature, and the signature
+    /// is right (compared in constant time).
+    fn verify(&self, headers: Option<&async_nats::HeaderMap>, payload: &[u8]) -> bool {
+        use base64::Engine;
+        let Some(headers) = headers else {
+            return false;
+        };
+        let one = |name: &str| {
+            let mut values = headers.get_all(name);
+            match (values.next(), values.next()) {
+                (Some(v), None) => Some(v.as_str()),
+                _ => None,
+            }
+        };
+        let (Some(msg_id), Some(signature)) = (one(MSG_ID_HEADER), one(SIGNATURE_HEADER)) else {
+            return false;
+        };
+        let Some(tag) = signature
+            .strip_prefix(SIGNATURE_VERSION)
+            .and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok())
+        else {
+            return false;
+        };
+        self.mac(msg_id, payload).verify_slice(&tag).is_ok()
+    }
+}
+
+/// What a NATS URL says about authenticating to NATS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NatsAuth {
+    None,
+    /// `nats://token@host`.
+    Token(String),
+    /// `nats://user:password@host`.
+    UserPassword(String, String),
+    /// `nats://SU…@host`: an NKey user seed (58 characters starting with `SU`).
+    NKey(String),
+}
+
+/// Decodes `%XX` escapes (URL user info is kept escaped).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn is_nkey_seed(text: &str) -> bool {
+    text.len() == 58
+        && text.starts_with("SU")
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
+}
+
+/// Splits a NATS URL (one server, or several separated by commas) into the server addresses,
+/// without credentials, and the credentials they carry (every server that names some must
+/// name the same).
+fn parse_url(url: &str) -> Result<(Vec<async_nats::ServerAddr>, NatsAuth), String> {
+    let mut servers = Vec::new();
+    let mut auth = NatsAuth::None;
+    for part in url.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let addr: async_nats::ServerAddr = part
+            .parse()
+            .map_err(|e| format!("nats_url is not a NATS URL: {e}"))?;
+        let mut inner = addr.into_inner();
+        let user = percent_decode(inner.username());
+        let password = inner.password().map(percent_decode);
+        let here = match (user.is_empty(), password) {
+            (true, None) => NatsAuth::None,
+            (true, Some(_)) => return Err("nats_url has a password but no user".into()),
+            (false, Some(p)) => NatsAuth::UserPassword(user, p),
+            (false, None) if is_nkey_seed(&user) => NatsAuth::NKey(user),
+            (false, None) => NatsAuth::Token(user),
+        };
+        if here != NatsAuth::None {
+            if auth != NatsAuth::None && auth != here {
+                return Err("the servers of nats_url carry different credentials".into());
+            }
+            auth = here;
+        }
+        let _ = inner.set_username("");
+        let _ = inner.set_password(None);
+        servers.push(
+            async_nats::ServerAddr::from_url(inner)
+                .map_err(|e| format!("nats_url is not a NATS URL: {e}"))?,
+        );
+    }
+    if servers.is_empty() {
+        return Err("nats_url names no server".into());
+    }
+    Ok((servers, auth))
+}
+
+/// Whether a NATS URL authenticates (token, user and password, or NKey); `Err` when it is not
+/// a NATS URL. Production refuses one that does not, unless acknowledged.
+pub fn url_has_credentials(url: &str) -> Result<bool, String> {
+    parse_url(url).map(|(_, auth)| auth != NatsAuth::None)
+}
+
 pub struct NatsFanOut {
     shared: Arc<Shared>,
     queue: mpsc::UnboundedSender<Bytes>,
@@ -68,6 +231,7 @@ pub struct NatsFanOut {
 
 struct Shared {
     client: async_nats::Client,
+    key: EventKey,
     js: jetstream::Context,
     /// The configuration this node wants (name, subject, retention).
     config: stream::Config,
@@ -263,8 +427,18 @@ impl NatsFanOut {
         url: &str,
         cluster_name: &str,
         window: Duration,
+        key: EventKey,
     ) -> Result<NatsFanOut, FanOutError> {
-        let client = async_nats::ConnectOptions::new()
+        let (servers, auth) = parse_url(url).map_err(FanOutError::Unavailable)?;
+        let options = match auth {
+            NatsAuth::None => async_nats::ConnectOptions::new(),
+            NatsAuth::Token(t) => async_nats::ConnectOptions::with_token(t),
+            NatsAuth::UserPassword(u, p) => {
+                async_nats::ConnectOptions::with_user_and_password(u, p)
+            }
+            NatsAuth::NKey(seed) => async_nats::ConnectOptions::with_nkey(seed),
+        };
+        let client = options
             .name("conclave")
             .connection_timeout(Duration::from_secs(5))
             .request_timeout(Some(REQUEST_TIMEOUT))
@@ -277,7 +451,7 @@ impl NatsFanOut {
                     other => tracing::debug!(event = %other, "NATS event"),
                 }
             })
-            .connect(url)
+            .connect(servers)
             .await
             .map_err(|e| unavailable("cannot connect to NATS", e))?;
         let mut js = jetstream::new(client.clone());
@@ -294,6 +468,7 @@ impl NatsFanOut {
         };
         let shared = Arc::new(Shared {
             client,
+            key,
             js,
             config,
             subject,
@@ -380,7 +555,7 @@ impl NatsFanOut {
                 if seq > upto {
                     break;
                 }
-                if let Some(event) = decode(&message.payload, seq) {
+                if let Some(event) = decode(&shared.key, &message, seq) {
                     out.push(Delivered {
                         position: view.base + seq,
                         event,
@@ -412,8 +587,16 @@ impl Drop for NatsFanOut {
     }
 }
 
-fn decode(payload: &[u8], seq: u64) -> Option<Arc<WireEvent>> {
-    match serde_json::from_slice::<WireEvent>(payload) {
+/// The event in a stream message, when its signature holds and it decodes.
+fn decode(key: &EventKey, message: &async_nats::Message, seq: u64) -> Option<Arc<WireEvent>> {
+    if !key.verify(message.headers.as_ref(), &message.payload) {
+        tracing::warn!(
+            seq,
+            "fan-out event with a missing or wrong signature (not from a node of this cluster); dropped"
+        );
+        return None;
+    }
+    match serde_json::from_slice::<WireEvent>(&message.payload) {
         Ok(event) => Some(Arc::new(event)),
         Err(e) => {
             tracing::error!(seq, error = %e, "undecodable event in the fan-out stream; skipped");
@@ -507,7 +690,7 @@ async fn consume(
                         }
                         last_seq = seq;
                         last_position = position;
-                        if let Some(event) = decode(&message.payload, seq) {
+                        if let Some(event) = decode(&shared.key, &message, seq) {
                             let delivered = Delivered { position, event };
                             ring.push(delivered.clone());
                             drop(ring);
@@ -574,8 +757,13 @@ async fn publisher(
     let mut counter: u64 = 0;
     while let Some(payload) = queue.recv().await {
         counter += 1;
+        let msg_id = format!("{node}-{counter}");
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", format!("{node}-{counter}").as_str());
+        headers.insert(MSG_ID_HEADER, msg_id.as_str());
+        headers.insert(
+            SIGNATURE_HEADER,
+            shared.key.sign(&msg_id, &payload).as_str(),
+        );
         let mut backoff = PUBLISH_BACKOFF;
         for attempt in 1..=PUBLISH_ATTEMPTS {
             let sent = async {
@@ -704,13 +892,18 @@ mod tests {
 
     const NATS_URL: &str = "nats://127.0.0.1:4222";
 
+    /// The key every node of a test cluster shares.
+    fn test_key() -> EventKey {
+        EventKey::new(SecretBox::new(Box::new([42; 32])))
+    }
+
     fn random_cluster() -> String {
         format!("test-{}", uuid::Uuid::new_v4().simple())
     }
 
     /// Connects, or says why not: under `CI=true` an unreachable NATS fails the test.
     async fn connect_or_skip(cluster: &str, window: Duration) -> Option<NatsFanOut> {
-        match NatsFanOut::connect(NATS_URL, cluster, window).await {
+        match NatsFanOut::connect(NATS_URL, cluster, window, test_key()).await {
             Ok(f) => Some(f),
             Err(e) => {
                 if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -778,6 +971,130 @@ mod tests {
     }
 
     #[test]
+    fn signatures_cover_the_message_id_and_the_payload() {
+        let key = test_key();
+        let headers = |id: &str, sig: Option<String>| {
+            let mut h = async_nats::HeaderMap::new();
+            h.insert(MSG_ID_HEADER, id);
+            if let Some(sig) = sig {
+                h.insert(SIGNATURE_HEADER, sig.as_str());
+            }
+            h
+        };
+        let payload = br#"{"t":"X"}"#;
+        let good = headers("n-1", Some(key.sign("n-1", payload)));
+        assert!(key.verify(Some(&good), payload));
+        assert!(!key.verify(Some(&good), br#"{"t":"Y"}"#), "another payload");
+        assert!(!key.verify(None, payload), "no headers");
+        assert!(
+            !key.verify(Some(&headers("n-1", None)), payload),
+            "unsigned"
+        );
+        let moved = headers("n-2", Some(key.sign("n-1", payload)));
+        assert!(
+            !key.verify(Some(&moved), payload),
+            "a copy under a fresh id"
+        );
+        let other = EventKey::new(SecretBox::new(Box::new([7; 32])));
+        let foreign = headers("n-1", Some(other.sign("n-1", payload)));
+        assert!(
+            !key.verify(Some(&foreign), payload),
+            "another cluster's key"
+        );
+        let garbage = headers("n-1", Some("v1=not base64!".into()));
+        assert!(!key.verify(Some(&garbage), payload));
+        let mut twice = good.clone();
+        twice.append(SIGNATURE_HEADER, key.sign("n-1", payload).as_str());
+        assert!(!key.verify(Some(&twice), payload), "one signature only");
+        assert!(format!("{key:?}").contains("redacted"));
+    }
+
+    #[test]
+    fn credentials_come_from_the_url() {
+        let auth = |url: &str| parse_url(url).map(|(_, a)| a);
+        assert_eq!(auth("nats://127.0.0.1:4222"), Ok(NatsAuth::None));
+        assert_eq!(
+            auth("nats://s3cret@nats.internal"),
+            Ok(NatsAuth::Token("s3cret".into()))
+        );
+        assert_eq!(
+            auth("nats://conclave:p%40ss%3Aword@nats.internal:4222"),
+            Ok(NatsAuth::UserPassword(
+                "conclave".into(),
+                "p@ss:word".into()
+            ))
+        );
+        let seed = format!("SU{}", "A".repeat(56));
+        assert_eq!(
+            auth(&format!("nats://{seed}@nats.internal")),
+            Ok(NatsAuth::NKey(seed.clone()))
+        );
+        assert_eq!(
+            auth("nats://u:p@a:4222, nats://b:4222"),
+            Ok(NatsAuth::UserPassword("u".into(), "p".into()))
+        );
+        assert!(auth("nats://u:p@a:4222,nats://v:q@b:4222").is_err());
+        assert!(auth("nats://:p@a").is_err(), "a password without a user");
+        assert!(auth("http://a").is_err());
+        assert!(auth("").is_err());
+        // The addresses handed to the client carry no credentials (they could be logged).
+        for url in ["nats://conclave:s3cret@a:4222,nats://b", "nats://s3cret@a"] {
+            let (servers, _) = parse_url(url).unwrap();
+            for s in servers {
+                assert!(!s.as_url_str().contains("s3cret"), "{}", s.as_url_str());
+            }
+        }
+        assert_eq!(url_has_credentials("nats://t@a"), Ok(true));
+        assert_eq!(url_has_credentials("nats://a"), Ok(false));
+    }
+
+    /// A stand-in NATS server that answers INFO and reports the CONNECT line it is sent.
+    async fn connect_line(url_of: impl FnOnce(u16) -> String) -> serde_json::Value {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let (read, mut write) = socket.into_split();
+            write
+                .write_all(b"INFO {\"server_id\":\"fake\",\"version\":\"2.10.0\",\"proto\":1,\"max_payload\":1048576,\"auth_required\":true,\"headers\":true}\r\n")
+                .await
+                .unwrap();
+            let mut line = String::new();
+            BufReader::new(read).read_line(&mut line).await.unwrap();
+            let _ = write.write_all(b"-ERR 'Authorization Violation'\r\n").await;
+            line
+        });
+        let url = url_of(port);
+        let connecting = tokio::spawn(async move {
+            let _ = NatsFanOut::connect(&url, "fake", Duration::from_secs(60), test_key()).await;
+        });
+        let line = tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the client connects")
+            .unwrap();
+        connecting.abort();
+        let json = line
+            .strip_prefix("CONNECT ")
+            .unwrap_or_else(|| panic!("a CONNECT line: {line}"));
+        serde_json::from_str(json.trim()).expect("CONNECT carries JSON")
+    }
+
+    #[tokio::test]
+    async fn url_credentials_are_sent_to_nats() {
+        let c = connect_line(|port| format!("nats://conclave:p%40ss@127.0.0.1:{port}")).await;
+        assert_eq!(
+            (c["user"].as_str(), c["pass"].as_str()),
+            (Some("conclave"), Some("p@ss"))
+        );
+        let c = connect_line(|port| format!("nats://t0ken@127.0.0.1:{port}")).await;
+        assert_eq!(c["auth_token"], "t0ken");
+        assert!(c["user"].is_null());
+        let c = connect_line(|port| format!("nats://127.0.0.1:{port}")).await;
+        assert!(c["auth_token"].is_null() && c["user"].is_null() && c["pass"].is_null());
+    }
+
+    #[test]
     fn names_are_sanitized() {
         assert_eq!(stream_name("conclave"), "CONCLAVE_EVENTS");
         assert_eq!(stream_name("eu.west 1/x"), "EU_WEST_1_X_EVENTS");
@@ -791,7 +1108,7 @@ mod tests {
         let Some(a) = connect_or_skip(&cluster, Duration::from_secs(60)).await else {
             return;
         };
-        let b = NatsFanOut::connect(NATS_URL, &cluster, Duration::from_secs(60))
+        let b = NatsFanOut::connect(NATS_URL, &cluster, Duration::from_secs(60), test_key())
             .await
             .expect("second node");
         assert!(a.ready().await && b.ready().await);
@@ -873,7 +1190,7 @@ mod tests {
         assert_eq!(last.len(), 40);
 
         // A node that started later has none of it in memory: it reads the stream back.
-        let c = NatsFanOut::connect(NATS_URL, &cluster, Duration::from_secs(60))
+        let c = NatsFanOut::connect(NATS_URL, &cluster, Duration::from_secs(60), test_key())
             .await
             .expect("third node");
         assert_eq!(c.epoch(), a.epoch());
@@ -893,6 +1210,62 @@ mod tests {
             40
         );
 
+        delete_stream(&a).await;
+    }
+
+    /// SCALE-2: whatever reaches the subject without this cluster's signature is dropped, live
+    /// and on replay, and the node's own signed events still flow.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unsigned_or_forged_events_are_dropped() {
+        let cluster = random_cluster();
+        let Some(a) = connect_or_skip(&cluster, Duration::from_secs(60)).await else {
+            return;
+        };
+        let mut rx = a.take_stream().expect("stream");
+        let user = UserId::new();
+        let forged = serde_json::to_vec(&Event::user("MESSAGE_CREATE", user, "forged")).unwrap();
+        let js = jetstream::new(async_nats::connect(NATS_URL).await.expect("a NATS client"));
+        let subject = subject_name(&cluster);
+        let publish = |headers: async_nats::HeaderMap| {
+            let js = js.clone();
+            let subject = subject.clone();
+            let payload = Bytes::from(forged.clone());
+            async move {
+                js.publish_with_headers(subject, headers, payload)
+                    .await
+                    .expect("publish")
+                    .await
+                    .expect("stored in the stream")
+            }
+        };
+        let first = publish(async_nats::HeaderMap::new()).await.sequence;
+        let mut signed_elsewhere = async_nats::HeaderMap::new();
+        let other = EventKey::new(SecretBox::new(Box::new([7; 32])));
+        signed_elsewhere.insert(MSG_ID_HEADER, "forger-1");
+        signed_elsewhere.insert(SIGNATURE_HEADER, other.sign("forger-1", &forged).as_str());
+        publish(signed_elsewhere).await;
+        let mut garbled = async_nats::HeaderMap::new();
+        garbled.insert(MSG_ID_HEADER, "forger-2");
+        garbled.insert(SIGNATURE_HEADER, "v1=AAAA");
+        publish(garbled).await;
+        a.publish(Event::user("MESSAGE_CREATE", user, "real"));
+        a.flush().await;
+        let d = next(&mut rx).await;
+        assert_eq!(
+            serde_json::from_str::<String>(d.event.d.get()).unwrap(),
+            "real",
+            "the forged events never reach the hub"
+        );
+        assert_eq!(d.position, first + 3, "after the three forged ones");
+        // A node reading the stream back (RESUME on a node that started later) drops them too.
+        let b = NatsFanOut::connect(NATS_URL, &cluster, Duration::from_secs(60), test_key())
+            .await
+            .expect("second node");
+        let replayed = b.replay(first - 1, d.position).await.unwrap().unwrap();
+        assert_eq!(
+            replayed.iter().map(|d| d.position).collect::<Vec<_>>(),
+            vec![d.position]
+        );
         delete_stream(&a).await;
     }
 
@@ -952,7 +1325,7 @@ mod tests {
         let Some(a) = connect_or_skip(&cluster, Duration::from_secs(60)).await else {
             return;
         };
-        let b = NatsFanOut::connect(NATS_URL, &cluster, Duration::from_secs(90))
+        let b = NatsFanOut::connect(NATS_URL, &cluster, Duration::from_secs(90), test_key())
             .await
             .expect("second node");
         let info = b

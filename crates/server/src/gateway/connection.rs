@@ -11,10 +11,11 @@ use conclave_core::model::{ConversationState, GatewaySession};
 use conclave_core::service::Actor;
 use conclave_core::ConversationId;
 use futures::{SinkExt, StreamExt};
+use secrecy::ExposeSecret;
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 type Sink = futures::stream::SplitSink<WebSocket, Message>;
@@ -70,14 +71,37 @@ async fn send_text(sink: &mut Sink, text: String) -> bool {
         .is_ok()
 }
 
-async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
-    let _ = sink
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        })))
+/// How long a closing socket waits for the client's close frame (RFC 6455 §7.1.1), and at most
+/// for its own close frame to leave.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// The closing handshake: sends the close frame, then keeps reading (and discarding) until the
+/// client answers with its own close frame, goes away, or `CLOSE_GRACE` passes; only then is
+/// the TCP connection dropped. Dropping it at once would reset it while the client is still
+/// sending, and the client would lose the close frame, so never learn why it was closed.
+async fn close(sink: &mut Sink, stream: &mut Stream, code: u16, reason: &'static str) {
+    let frame = Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }));
+    // Pongs owed for Pings already read go out first: tungstenite would otherwise queue the
+    // last one after the close frame, which a client must treat as a protocol error.
+    let sent = tokio::time::timeout(CLOSE_GRACE, async {
+        sink.flush().await.is_ok() && sink.send(frame).await.is_ok()
+    })
+    .await
+    .unwrap_or(false);
+    if sent {
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            while let Some(Ok(msg)) = stream.next().await {
+                if matches!(msg, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
         .await;
-    let _ = sink.close().await;
+    }
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
 }
 
 /// Reads the next text frame, enforcing size and rate limits.
@@ -91,17 +115,21 @@ async fn next_command(
             Some(Ok(m)) => m,
             Some(Err(_)) | None => return Err(End::Gone),
         };
+        if matches!(msg, Message::Close(_)) {
+            return Err(End::Gone);
+        }
+        // Every frame counts against the budget, control frames included: a Ping flood costs
+        // the server an answer per frame.
+        if gw.config.limits_on && !budget.take() {
+            return Err(End::Close(CloseCode::RateLimited, "too many frames"));
+        }
         let text = match msg {
             Message::Text(t) => t,
             Message::Binary(_) => {
                 return Err(End::Close(CloseCode::DecodeError, "frames are JSON text"))
             }
-            Message::Close(_) => return Err(End::Gone),
-            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => continue,
         };
-        if gw.config.limits_on && !budget.take() {
-            return Err(End::Close(CloseCode::RateLimited, "too many frames"));
-        }
         if text.len() > gw.config.frame_max_bytes {
             return Err(End::Close(CloseCode::PayloadTooLarge, "frame too large"));
         }
@@ -157,14 +185,14 @@ pub async fn run(
                 Err(Start::Refuse(CloseCode::NotAuthenticated, "identify first"))
             }
             Err(end) => {
-                finish(&gw, &mut sink, None, end).await;
+                finish(&gw, &mut sink, &mut stream, None, end).await;
                 return;
             }
         };
         match result {
             Ok(s) => break s,
             Err(Start::Refuse(code, why)) => {
-                finish(&gw, &mut sink, None, End::Close(code, why)).await;
+                finish(&gw, &mut sink, &mut stream, None, End::Close(code, why)).await;
                 return;
             }
             Err(Start::Invalid) => unreachable!("handled above"),
@@ -221,13 +249,21 @@ pub async fn run(
             () = sleep => break End::Close(CloseCode::SessionTimedOut, "missed heartbeat"),
         }
     };
-    finish(&gw, &mut sink, Some((conn, &actor, gateway_session)), end).await;
+    finish(
+        &gw,
+        &mut sink,
+        &mut stream,
+        Some((conn, &actor, gateway_session)),
+        end,
+    )
+    .await;
 }
 
 /// Unregisters, saves the session for RESUME (on any node), and closes the socket.
 async fn finish(
     gw: &Gateway,
     sink: &mut Sink,
+    stream: &mut Stream,
     registered: Option<(ConnId, &Actor, uuid::Uuid)>,
     end: End,
 ) {
@@ -265,15 +301,21 @@ async fn finish(
         }
     }
     match end {
-        End::Close(code, why) => close(sink, code.code(), why).await,
-        End::Hub(code, why) => close(sink, code, why).await,
+        End::Close(code, why) => close(sink, stream, code.code(), why).await,
+        End::Hub(code, why) => close(sink, stream, code, why).await,
         End::Shutdown => {
             let _ = send_text(
                 sink,
                 protocol::control(protocol::RECONNECT, &serde_json::Value::Null),
             )
             .await;
-            close(sink, 1001, "server restarting: reconnect and resume").await;
+            close(
+                sink,
+                stream,
+                1001,
+                "server restarting: reconnect and resume",
+            )
+            .await;
         }
         End::Gone => {
             let _ = sink.close().await;
@@ -301,14 +343,18 @@ async fn authenticate(
     gw: &Gateway,
     ctx: &UpgradeContext,
     token: Option<&str>,
+    access_token: Option<&str>,
 ) -> Result<Actor, Start> {
+    if !access_granted(gw, ctx, access_token) {
+        return Err(Start::Refuse(
+            CloseCode::AuthenticationFailed,
+            "access token missing or wrong",
+        ));
+    }
     let failed = Start::Refuse(CloseCode::AuthenticationFailed, "authentication failed");
     let ip = ctx.ip.map(|i| i.to_string());
     match token {
         Some(t) => {
-            if !ctx.access_ok {
-                return Err(failed);
-            }
             if let Some(bot) = t.strip_prefix("Bot ") {
                 let actor = gw
                     .services
@@ -357,6 +403,20 @@ async fn authenticate(
                 Err(failed)
             }
         }
+    }
+}
+
+/// The access-token gate (AUTH-9) covers every credential kind, the browser's cookie included:
+/// IDENTIFY or RESUME carries `access_token` (what a browser can send), or the upgrade request
+/// carried `X-API-Access-Token` (as every REST request does). A token given in the frame is the
+/// one judged. Compared in constant time.
+fn access_granted(gw: &Gateway, ctx: &UpgradeContext, given: Option<&str>) -> bool {
+    let Some(gate) = &gw.access_token else {
+        return true;
+    };
+    match given {
+        Some(given) => conclave_core::token::secrets_equal(given, gate.expose_secret()),
+        None => ctx.access_header_ok,
     }
 }
 
@@ -537,7 +597,7 @@ async fn identify(
     id: Identify,
 ) -> Result<Started, Start> {
     check_client(gw, id.client.as_deref(), id.protocol_version)?;
-    let actor = authenticate(gw, ctx, id.token.as_deref()).await?;
+    let actor = authenticate(gw, ctx, id.token.as_deref(), id.access_token.as_deref()).await?;
     let (position, rx) = register(gw, conn, &actor).await?;
     let (states, conversations) = standing(gw, conn, &actor).await?;
     let gateway_session = uuid::Uuid::new_v4();
@@ -576,7 +636,7 @@ async fn resume(
     conn: ConnId,
     r: Resume,
 ) -> Result<Started, Start> {
-    let actor = authenticate(gw, ctx, r.token.as_deref()).await?;
+    let actor = authenticate(gw, ctx, r.token.as_deref(), r.access_token.as_deref()).await?;
     let Ok(id) = uuid::Uuid::try_parse(&r.session_id) else {
         return Err(Start::Invalid);
     };

@@ -185,8 +185,9 @@ pub struct UpgradeContext {
     pub ip: Option<IpAddr>,
     /// The session cookie, only when the request's Origin is allowed (browsers).
     pub cookie_token: Option<String>,
-    /// Whether `X-API-Access-Token` was present and right (AUTH-9), or no gate is configured.
-    pub access_ok: bool,
+    /// Whether the upgrade request carried the right `X-API-Access-Token` (AUTH-9; only
+    /// consulted when the gate is on and IDENTIFY or RESUME carries no `access_token`).
+    pub access_header_ok: bool,
 }
 
 #[derive(serde::Deserialize)]
@@ -236,13 +237,12 @@ pub async fn upgrade(State(state): State<AppState>, req: Request) -> Response {
         .as_ref()
         .and_then(|_| cookie(&parts.headers, SESSION_COOKIE))
         .map(str::to_owned);
-    let access_ok = gw.access_token.as_ref().is_none_or(|t| {
-        let given = parts
+    let access_header_ok = gw.access_token.as_ref().is_some_and(|t| {
+        parts
             .headers
             .get("x-api-access-token")
             .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        conclave_core::token::secrets_equal(given, t.expose_secret())
+            .is_some_and(|given| conclave_core::token::secrets_equal(given, t.expose_secret()))
     });
     let ip = client_ip(&parts, &state);
     if let Some(ip) = ip {
@@ -288,7 +288,7 @@ pub async fn upgrade(State(state): State<AppState>, req: Request) -> Response {
     let ctx = UpgradeContext {
         ip,
         cookie_token,
-        access_ok,
+        access_header_ok,
     };
     let shutdown = gw.shutdown.subscribe();
     // Frames are checked against our own limit (close 4010); the transport only refuses the absurd.

@@ -52,6 +52,8 @@ pub struct Identify {
     pub token: Option<String>,
     pub client: Option<String>,
     pub protocol_version: Option<u32>,
+    /// The access-token gate's token (AUTH-9), required when the gate is on.
+    pub access_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,7 +61,16 @@ pub struct Identify {
 pub struct Resume {
     pub token: Option<String>,
     pub session_id: String,
+    /// The last `s` the client saw; `null` (it has seen none yet) is 0, as for HEARTBEAT. The
+    /// field itself must be present.
+    #[serde(deserialize_with = "nullable_seq")]
     pub seq: u64,
+    /// The access-token gate's token (AUTH-9), required when the gate is on.
+    pub access_token: Option<String>,
+}
+
+fn nullable_seq<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    Ok(Option::<u64>::deserialize(d)?.unwrap_or(0))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -179,6 +190,29 @@ mod tests {
         assert_eq!(
             parse(r#"{"op":3,"d":{"status":"asleep"}}"#).unwrap_err(),
             FrameError::Decode
+        );
+    }
+
+    #[test]
+    fn resume_with_a_null_seq_starts_from_zero() {
+        let resume = |text: &str| match parse(text) {
+            Ok(Command::Resume(r)) => Ok(r.seq),
+            Ok(other) => panic!("not a RESUME: {other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(
+            resume(r#"{"op":6,"d":{"session_id":"x","seq":null}}"#),
+            Ok(0)
+        );
+        assert_eq!(resume(r#"{"op":6,"d":{"session_id":"x","seq":7}}"#), Ok(7));
+        // The field is still required, and must be a number when given.
+        assert_eq!(
+            resume(r#"{"op":6,"d":{"session_id":"x"}}"#),
+            Err(FrameError::Decode)
+        );
+        assert_eq!(
+            resume(r#"{"op":6,"d":{"session_id":"x","seq":-1}}"#),
+            Err(FrameError::Decode)
         );
     }
 

@@ -24,6 +24,10 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub backend: Backend,
+    /// Where this node keeps its master key (and, on SQLite, its database), and its database
+    /// URL: a second node given both shares the database and keys, not the fan-out.
+    pub data_dir: std::path::PathBuf,
+    pub database_url: Option<String>,
     _data: TempDir,
 }
 
@@ -94,6 +98,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
         ..Config::default()
     };
     tweak(&mut config);
+    let (data_dir, database_url) = (config.data_dir.clone(), config.database_url.clone());
     let clock = Arc::new(ManualClock::default());
     let app = Application::build(config, clock.clone())
         .await
@@ -109,6 +114,8 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
         client,
         clock,
         backend,
+        data_dir,
+        database_url,
         _data: TempDir(dir),
     })
 }
@@ -193,6 +200,20 @@ impl Res {
     }
     pub fn id(&self) -> String {
         self.body["id"].as_str().expect("an id").to_owned()
+    }
+    /// A string field of the body (`token`, `key`, …).
+    #[track_caller]
+    pub fn string(&self, field: &str) -> String {
+        match self.body[field].as_str() {
+            Some(v) => v.to_owned(),
+            None => panic!("a string `{field}` in {}", self.body),
+        }
+    }
+    /// `name=value` of the session cookie a cookie sign-in set.
+    pub fn session_cookie(&self) -> String {
+        let header = self.headers.get("set-cookie").expect("a Set-Cookie header");
+        let text = header.to_str().expect("an ASCII cookie");
+        text.split(';').next().unwrap_or_default().to_owned()
     }
 }
 

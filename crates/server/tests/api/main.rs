@@ -12,6 +12,7 @@ mod bruteforce;
 mod cluster;
 mod conversations;
 mod gateway;
+mod gateway_protocol;
 mod impersonation;
 mod keyring;
 mod keys;
