@@ -178,7 +178,7 @@ impl Services {
                 )
                 .await?
             {
-                self.announce_own_2fa(actor.user.id, true).await?;
+                self.announce_own_2fa(actor.user.id).await?;
                 return Ok(shown);
             }
             // A key rotation re-seals a pending secret under a new nonce: the same secret, so
@@ -230,7 +230,7 @@ impl Services {
             .audit(actor, "totp.disabled")
             .resource("user", actor.user.id);
         self.store.disable_totp(actor.user.id, &[audit]).await?;
-        self.announce_own_2fa(actor.user.id, false).await?;
+        self.announce_own_2fa(actor.user.id).await?;
         Ok(())
     }
 

@@ -126,10 +126,11 @@ impl Services {
         Ok(locked)
     }
 
-    /// Tells open sockets that `org` started (or stopped) requiring 2FA: every member without
-    /// it, and every bot such a member created in the org, gets `ORG_ACCESS_LOST` (or
-    /// `ORG_ACCESS_RESTORED`). Called after the change committed.
-    pub(super) async fn announce_org_2fa(&self, org: OrgId, required: bool) -> Result<()> {
+    /// Tells open sockets that `org`'s requirement changed: every member without 2FA, and every
+    /// bot such a member created in the org, gets `ORG_ACCESS_LOST` (or `ORG_ACCESS_RESTORED`).
+    /// Called after the change committed; the requirement is read again just before the events
+    /// go out, so of two concurrent changes the later announcement tells the final state.
+    pub(super) async fn announce_org_2fa(&self, org: OrgId) -> Result<()> {
         let mut lacking = HashSet::new();
         for m in self.all_members(org).await? {
             if m.user.kind == UserKind::User && !self.has_2fa(m.user.id).await? {
@@ -141,7 +142,9 @@ impl Services {
             .iter()
             .filter(|b| b.created_by.is_some_and(|c| lacking.contains(&c)))
             .map(|b| b.user_id);
-        for user in lacking.iter().copied().chain(bot_users) {
+        let users: Vec<UserId> = lacking.iter().copied().chain(bot_users).collect();
+        let required = self.store.org(org).await?.require_2fa;
+        for user in users {
             self.emit(if required {
                 Event::org_access_lost(user, org, REASON_2FA_REQUIRED)
             } else {
@@ -151,9 +154,11 @@ impl Services {
         Ok(())
     }
 
-    /// Tells open sockets that `user` turned 2FA on (or off): they (and the bots they created)
-    /// regain (or lose) every org of theirs that requires it. Called after the change committed.
-    pub(super) async fn announce_own_2fa(&self, user: UserId, enabled: bool) -> Result<()> {
+    /// Tells open sockets that `user` turned 2FA on or off: they (and the bots they created)
+    /// regain or lose every org of theirs that requires it. Called after the change committed;
+    /// whether 2FA is on is read again just before the events go out.
+    pub(super) async fn announce_own_2fa(&self, user: UserId) -> Result<()> {
+        let mut events = Vec::new();
         for (org, _) in self.store.orgs_for_user(user).await? {
             if !org.require_2fa {
                 continue;
@@ -163,13 +168,15 @@ impl Services {
                 .iter()
                 .filter(|b| b.created_by == Some(user))
                 .map(|b| b.user_id);
-            for u in std::iter::once(user).chain(mine) {
-                self.emit(if enabled {
-                    Event::org_access_restored(u, org.id)
-                } else {
-                    Event::org_access_lost(u, org.id, REASON_2FA_REQUIRED)
-                });
-            }
+            events.extend(std::iter::once(user).chain(mine).map(|u| (u, org.id)));
+        }
+        let enabled = self.has_2fa(user).await?;
+        for (u, org) in events {
+            self.emit(if enabled {
+                Event::org_access_restored(u, org)
+            } else {
+                Event::org_access_lost(u, org, REASON_2FA_REQUIRED)
+            });
         }
         Ok(())
     }
