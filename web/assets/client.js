@@ -724,6 +724,12 @@ function dispatch(t, d) {
       state.presence.set(d.user_id, d.status);
       renderPeople();
       break;
+    case 'ORG_ACCESS_LOST':
+    case 'ORG_ACCESS_RESTORED':
+      // An organization now requires two-factor authentication this account lacks (or access
+      // came back): what we may see changed, so load it again (AUTH-4a).
+      reload().catch(() => {});
+      break;
     default:
       break;
   }

@@ -9,6 +9,7 @@ mod conversations;
 mod credentials;
 mod messages;
 mod mfa;
+mod org_2fa;
 mod orgs;
 mod privacy;
 mod secrets;

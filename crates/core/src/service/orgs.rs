@@ -154,7 +154,7 @@ impl Services {
         if org.require_2fa != before.require_2fa {
             // Enforcement holds on open sockets too (AUTH-4a): members without 2FA (and their
             // bots) get ORG_ACCESS_LOST and nothing more of this org, or ORG_ACCESS_RESTORED.
-            self.announce_org_2fa(id, org.require_2fa).await?;
+            self.announce_org_2fa(id).await?;
         }
         Ok((org, role))
     }

@@ -78,7 +78,7 @@ impl TestApp {
 }
 
 /// Identifies on the gateway with a bot token; answers READY's `d`.
-async fn identify_bot(app: &TestApp, token: &str) -> (Ws, Value) {
+pub(crate) async fn identify_bot(app: &TestApp, token: &str) -> (Ws, Value) {
     let mut ws = Ws::connect(app).await;
     ws.send(json!({"op": 2, "d": {"token": format!("Bot {token}"), "client": "bot/1.0.0", "protocol_version": 1}}))
         .await;

@@ -7,6 +7,7 @@
 //! type only with the scope that reads it over REST.
 
 use crate::both_backends;
+use crate::bots::identify_bot;
 use crate::helpers::*;
 use crate::keys::make_key;
 use crate::mfa::enable_2fa;
@@ -17,6 +18,7 @@ use serde_json::{json, Value};
 both_backends!(
     org_2fa_reaches_every_credential_on_rest,
     org_2fa_reaches_open_sockets_of_that_org_only,
+    a_resumed_socket_stays_locked_out,
     per_user_requirement_reaches_every_credential,
     key_sockets_receive_only_what_their_scopes_read,
 );
@@ -175,10 +177,12 @@ async fn org_2fa_reaches_open_sockets_of_that_org_only(app: TestApp) {
     let carol = app.user("carol").await;
     let acme = app.org(&alice, "Acme").await;
     app.add_member(&acme, &alice, &bob, "member").await;
-    app.add_member(&acme, &alice, &carol, "member").await;
+    app.add_member(&acme, &alice, &carol, "admin").await;
     let shared = app
         .group(&acme, &alice, &[&bob, &carol], json!("private"))
         .await;
+    // A bot carol (without 2FA) made answers to her standing.
+    let carols_bot = bot_in(&app, &acme, &carol, &shared, "carols-bot").await;
     let other = app.org(&bob, "Other").await;
     let elsewhere = app.group(&other, &bob, &[], json!("private")).await;
     let scopes = json!(["messages:read", "conversations:read"]);
@@ -200,9 +204,11 @@ async fn org_2fa_reaches_open_sockets_of_that_org_only(app: TestApp) {
     assert_eq!(ids(&ready["conversations"]), vec![shared.clone()]);
     let (mut other_socket, _) = Ws::identify(&app, &other_key).await;
     let (mut carols, _) = Ws::identify(&app, &carol.token).await;
+    let (mut bot, ready) = identify_bot(&app, &carols_bot).await;
+    assert_eq!(ids(&ready["conversations"]), vec![shared.clone()]);
 
     require(&app, &acme, &alice, true).await;
-    for ws in [&mut session, &mut keyed, &mut carols] {
+    for ws in [&mut session, &mut keyed, &mut carols, &mut bot] {
         let (t, d) = next(ws).await;
         assert_eq!(t, "ORG_ACCESS_LOST");
         assert_eq!(d, json!({"org_id": acme, "reason": "mfa_setup_required"}));
@@ -245,19 +251,29 @@ async fn org_2fa_reaches_open_sockets_of_that_org_only(app: TestApp) {
             assert_eq!((t.as_str(), &d["id"]), ("MESSAGE_CREATE", &sent.body["id"]));
         }
     }
-    // Carol (still without 2FA) regains the org when it stops requiring it.
+    // Carol (still without 2FA) and her bot regain the org when it stops requiring it.
     require(&app, &acme, &alice, false).await;
-    let (t, d) = next(&mut carols).await;
-    assert_eq!(
-        (t.as_str(), d),
-        ("ORG_ACCESS_RESTORED", json!({"org_id": acme}))
-    );
-    // The next message is the first she gets: nothing sent while she was locked out came.
+    for ws in [&mut carols, &mut bot] {
+        let (t, d) = next(ws).await;
+        assert_eq!(
+            (t.as_str(), d),
+            ("ORG_ACCESS_RESTORED", json!({"org_id": acme}))
+        );
+    }
+    // The next message is the first they get: nothing sent while locked out came.
     let last = app.send_message(&shared, &alice, "hi carol").await;
-    let (t, d) = next(&mut carols).await;
-    assert_eq!((t.as_str(), &d["id"]), ("MESSAGE_CREATE", &last.body["id"]));
+    for ws in [&mut carols, &mut bot] {
+        let (t, d) = next(ws).await;
+        assert_eq!((t.as_str(), &d["id"]), ("MESSAGE_CREATE", &last.body["id"]));
+    }
     // Every socket stayed open throughout.
-    for ws in [&mut session, &mut keyed, &mut other_socket, &mut carols] {
+    for ws in [
+        &mut session,
+        &mut keyed,
+        &mut other_socket,
+        &mut carols,
+        &mut bot,
+    ] {
         ws.heartbeat().await;
         loop {
             let f = ws.frame().await.expect("the socket is still open");
@@ -266,6 +282,59 @@ async fn org_2fa_reaches_open_sockets_of_that_org_only(app: TestApp) {
             }
         }
     }
+}
+
+/// Resumes `session_id` as `token` once the old connection's checkpoint is saved (the server
+/// saves it when it notices the close); answers the socket and its first frame.
+async fn resume(app: &TestApp, token: &str, session_id: &str, seq: u64) -> (Ws, Value) {
+    for _ in 0..100 {
+        let mut ws = Ws::connect(app).await;
+        ws.last_s = seq;
+        ws.send(json!({"op": 6, "d": {"token": format!("Bearer {token}"), "session_id": session_id, "seq": seq}}))
+            .await;
+        let f = ws.frame().await.expect("an answer to RESUME");
+        if f["op"] != 9 {
+            return (ws, f);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the session never became resumable");
+}
+
+/// A socket that resumes while its user is locked out gets nothing of the org replayed, and
+/// still gets the org back when access is restored.
+async fn a_resumed_socket_stays_locked_out(app: TestApp) {
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let acme = app.org(&alice, "Acme").await;
+    app.add_member(&acme, &alice, &bob, "member").await;
+    let shared = app.group(&acme, &alice, &[&bob], json!("private")).await;
+    let other = app.org(&bob, "Other").await;
+    let elsewhere = app.group(&other, &bob, &[], json!("private")).await;
+    enable_2fa(&app, &alice).await;
+    let (mut ws, ready) = Ws::identify(&app, &bob.token).await;
+    let session_id = ready["session_id"].as_str().unwrap().to_owned();
+    require(&app, &acme, &alice, true).await;
+    ws.expect("ORG_ACCESS_LOST").await;
+    ws.heartbeat().await;
+    let seen = ws.last_s;
+    drop(ws);
+    app.send_message(&shared, &alice, "secret")
+        .await
+        .expect(201);
+    let mine = app.send_message(&elsewhere, &bob, "mine").await.expect(201);
+    let (mut ws, first) = resume(&app, &bob.token, &session_id, seen).await;
+    assert_eq!(first["t"], "MESSAGE_CREATE", "{first}");
+    assert_eq!(first["d"]["id"], mine.body["id"]);
+    ws.last_s = first["s"].as_u64().unwrap();
+    assert_eq!(ws.expect("RESUMED").await["replayed"], 1);
+    enable_2fa(&app, &bob).await;
+    assert_eq!(
+        ws.expect("ORG_ACCESS_RESTORED").await["org_id"],
+        acme.as_str()
+    );
+    let back = app.send_message(&shared, &alice, "welcome").await;
+    assert_eq!(ws.expect("MESSAGE_CREATE").await["id"], back.body["id"]);
 }
 
 async fn per_user_requirement_reaches_every_credential(app: TestApp) {
