@@ -115,20 +115,18 @@ async fn next_command(
             Some(Ok(m)) => m,
             Some(Err(_)) | None => return Err(End::Gone),
         };
-        if matches!(msg, Message::Close(_)) {
-            return Err(End::Gone);
-        }
-        // Every frame counts against the budget, control frames included: a Ping flood costs
-        // the server an answer per frame.
-        if gw.config.limits_on && !budget.take() {
-            return Err(End::Close(CloseCode::RateLimited, "too many frames"));
-        }
         let text = match msg {
+            Message::Close(_) => return Err(End::Gone),
+            // Every other frame counts against the budget, control frames included: a Ping
+            // flood costs the server an answer per frame.
+            _ if gw.config.limits_on && !budget.take() => {
+                return Err(End::Close(CloseCode::RateLimited, "too many frames"))
+            }
             Message::Text(t) => t,
             Message::Binary(_) => {
                 return Err(End::Close(CloseCode::DecodeError, "frames are JSON text"))
             }
-            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => continue,
+            Message::Ping(_) | Message::Pong(_) => continue,
         };
         if text.len() > gw.config.frame_max_bytes {
             return Err(End::Close(CloseCode::PayloadTooLarge, "frame too large"));

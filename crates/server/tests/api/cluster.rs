@@ -208,6 +208,8 @@ struct Cluster {
     b: Node,
     http: reqwest::Client,
     stream: String,
+    /// The NATS subject the nodes publish their events to.
+    subject: String,
 }
 
 impl Cluster {
@@ -256,6 +258,7 @@ impl Cluster {
             b,
             http,
             stream: format!("{}_EVENTS", cluster_name.to_uppercase()),
+            subject: format!("{cluster_name}.events"),
         })
     }
 
@@ -305,7 +308,7 @@ impl Cluster {
 
     /// alice and bob (registered on A and B), and a private group of theirs created on A.
     async fn world(&self) -> World {
-        let (_, alice) = self.user(&self.a, "alice").await;
+        let (alice_id, alice) = self.user(&self.a, "alice").await;
         let (bob_id, bob) = self.user(&self.b, "bob").await;
         let (status, org) = self
             .call(
@@ -336,6 +339,7 @@ impl Cluster {
             .await;
         assert_eq!(status, 201, "conversation: {conv}");
         World {
+            alice_id,
             alice,
             bob,
             conv: conv["id"].as_str().expect("conversation id").to_owned(),
@@ -372,6 +376,7 @@ impl Drop for Cluster {
 }
 
 struct World {
+    alice_id: String,
     alice: String,
     bob: String,
     conv: String,
@@ -734,4 +739,86 @@ async fn two_nodes_writing_the_audit_log_keep_one_valid_chain() {
             "12 sign-ups and 12 sign-ins at least: {report}"
         );
     }
+}
+
+/// SCALE-2: events published straight to the cluster's NATS subject by anyone but a node (no
+/// signature, or one made with another key) are dropped; a node's own signed events flow.
+/// Forged here: a subscription of an outsider to alice's conversation (an authorization
+/// decision) and a message to alice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_forged_on_nats_are_dropped() {
+    use conclave_core::event::{Control, Event};
+    let Some(c) = Cluster::start().await else {
+        return;
+    };
+    let w = c.world().await;
+    let (mallory_id, mallory) = c.user(&c.a, "mallory").await;
+    let (status, org) = c
+        .call(&c.a, "/api/v1/orgs", Some(&mallory), json!({"name": "Mal"}))
+        .await;
+    assert_eq!(status, 201, "org: {org}");
+    let (status, own) = c
+        .call(
+            &c.a,
+            &format!("/api/v1/orgs/{}/conversations", org["id"].as_str().unwrap()),
+            Some(&mallory),
+            json!({"kind": "group", "name": "Own", "visibility": "private", "participant_ids": []}),
+        )
+        .await;
+    assert_eq!(status, 201, "conversation: {own}");
+    let (mut alice, _) = Gw::identify(&c.a, &w.alice).await;
+    let (mut mal, _) = Gw::identify(&c.a, &mallory).await;
+
+    fn id<T: serde::de::DeserializeOwned>(v: &str) -> T {
+        serde_json::from_value(json!(v)).expect("an id")
+    }
+    let subscribe = Event::control(Control::Subscribe {
+        user: id(&mallory_id),
+        conversation: id(&w.conv),
+    });
+    let message = Event::user(
+        "MESSAGE_CREATE",
+        id(&w.alice_id),
+        json!({"conversation_id": w.conv, "content": "forged"}),
+    );
+    let client = within("connect to NATS", async_nats::connect(nats_url()))
+        .await
+        .expect("a NATS client");
+    let js = async_nats::jetstream::new(client);
+    use base64::Engine;
+    let other_key: [u8; 32] = rand::random();
+    let signatures = [
+        None,
+        Some("v1=AAAA".to_owned()),
+        Some(format!(
+            "v1={}",
+            base64::engine::general_purpose::STANDARD.encode(other_key)
+        )),
+    ];
+    for (i, signature) in signatures.iter().enumerate() {
+        for event in [&subscribe, &message] {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", format!("forger-{i}-{}", event.t).as_str());
+            if let Some(s) = signature {
+                headers.insert("Conclave-Signature", s.as_str());
+            }
+            let payload = serde_json::to_vec(event).expect("JSON").into();
+            let ack = within(
+                "publish a forged event",
+                js.publish_with_headers(c.subject.clone(), headers, payload),
+            )
+            .await
+            .expect("published");
+            within("the stream stores it", async move { ack.await })
+                .await
+                .expect("stored in the stream");
+        }
+    }
+    // Signed by node B: delivered on node A, and the first thing alice sees.
+    c.send(&c.b, &w.conv, &w.bob, "real").await;
+    assert_eq!(alice.message().await["content"], "real");
+    // Mallory was never subscribed to alice's conversation: her own marker comes next.
+    c.send(&c.a, own["id"].as_str().unwrap(), &mallory, "marker")
+        .await;
+    assert_eq!(mal.message().await["content"], "marker");
 }
