@@ -775,6 +775,8 @@ async fn events_forged_on_nats_are_dropped() {
     let subscribe = Event::control(Control::Subscribe {
         user: id(&mallory_id),
         conversation: id(&w.conv),
+        org: id(org["id"].as_str().unwrap()),
+        locked: false,
     });
     let message = Event::user(
         "MESSAGE_CREATE",
