@@ -13,6 +13,7 @@ mod cluster;
 mod conversations;
 mod gateway;
 mod impersonation;
+mod invites;
 mod keyring;
 mod keys;
 mod messages;
