@@ -233,6 +233,7 @@ async function orgSection(org, { revealed } = {}) {
     api('GET', `/orgs/${org.id}/teams`).catch(() => null),
     canManage ? api('GET', `/orgs/${org.id}/bots`).catch(() => null) : null,
   ]);
+  const invites = canManage ? await api('GET', `/orgs/${org.id}/invites`).catch(() => null) : null;
   const rows = members.items.map((m) => {
     // A bot's account is named `bot-…`: show its display name (the bot's name) with a mark.
     const name = m.user.kind === 'bot' ? `${m.user.display_name || m.user.username} (bot)` : m.user.username;
@@ -264,19 +265,28 @@ async function orgSection(org, { revealed } = {}) {
       ),
     );
   });
+  // Owners and admins invite by username (the person accepts, AZ-7); a server admin may also add
+  // an existing account directly.
   const add = el(
     'form',
     { class: 'inline-form', 'aria-label': `Add a member to ${org.name}` },
     el('input', { name: 'username', 'aria-label': `Username to add to ${org.name}`, placeholder: 'username', required: true }),
     el('select', { name: 'role', 'aria-label': 'Role for the new member' }, ROLES.map((r) => el('option', { value: r, text: r, selected: r === 'member' }))),
-    el('button', { type: 'submit', text: 'Add member' }),
+    el('button', { type: 'submit', value: 'invite', text: 'Invite' }),
+    me.server_admin ? el('button', { type: 'submit', value: 'add', class: 'secondary', text: 'Add member' }) : null,
   );
   add.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const v = formValues(add);
+    const username = v.username.trim();
     try {
-      await api('POST', `/orgs/${org.id}/members`, { username: v.username.trim(), role: v.role });
-      await orgsView();
+      if (ev.submitter?.value === 'add') {
+        await api('POST', `/orgs/${org.id}/members`, { username, role: v.role });
+        await orgsView();
+      } else {
+        await api('POST', `/orgs/${org.id}/invites`, { username, role: v.role });
+        await refreshOrg(org, `Username to add to ${org.name}`);
+      }
     } catch (e) {
       show(status, notice(e.message));
     }
@@ -289,9 +299,46 @@ async function orgSection(org, { revealed } = {}) {
     table(`Members of ${org.name}`, ['User', 'Role', 'Actions'], rows),
     canManage ? add : null,
     status,
+    invites ? invitesPart(org, invites.items) : null,
     teams ? teamsPart(org, canManage, teams.items, members.items) : null,
     bots ? botsPart(org, bots.items, revealed) : null,
     matrix ? matrixTable(org, matrix) : null,
+  );
+}
+
+/** The org's invites, with who they name, their use and expiry, and a revoke button each. */
+function invitesPart(org, invites) {
+  const status = el('div');
+  const rows = invites.map((i) => {
+    const who = i.username ?? 'anyone with the code';
+    const uses = i.max_uses ? `${i.uses} of ${i.max_uses}` : String(i.uses);
+    return el(
+      'tr',
+      {},
+      el('td', { text: who }),
+      el('td', { text: i.role }),
+      el('td', { text: uses }),
+      el('td', {}, i.expires_at ? el('time', { datetime: i.expires_at, text: new Date(i.expires_at).toLocaleString() }) : 'never'),
+      el(
+        'td',
+        {},
+        el('button', {
+          type: 'button',
+          class: 'small',
+          'aria-label': `Revoke the invite for ${who}`,
+          text: 'Revoke',
+          onclick: () => api('DELETE', `/orgs/${org.id}/invites/${i.id}`).then(() => refreshOrg(org), errorTo(status)),
+        }),
+      ),
+    );
+  });
+  return el(
+    'div',
+    {},
+    invites.length
+      ? el('div', { class: 'table-scroll' }, table(`Invites of ${org.name}`, ['Invited', 'Role', 'Used', 'Expires', 'Actions'], rows))
+      : el('p', { class: 'muted', text: 'No invites.' }),
+    status,
   );
 }
 

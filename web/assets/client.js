@@ -395,6 +395,8 @@ function selectOrg(id) {
   state.orgId = id;
   renderSidebar();
   loadMembers(id);
+  // The home view's invite form belongs to the chosen org.
+  if (route().view === 'home') welcomeView();
 }
 
 async function join(c) {
@@ -422,7 +424,96 @@ async function renderRoute() {
   if (r.view === 'security') return securityView();
   if (r.view === 'account') return accountView();
   if (r.view === 'conversation') return conversationView(r.id);
-  show(ui.main, el('div', { class: 'welcome' }, el('h2', { text: 'Welcome' }), el('p', { text: 'Pick a conversation on the left, or create one.' })));
+  return welcomeView();
+}
+
+const ROLES = ['member', 'viewer', 'admin', 'owner'];
+
+/** The home view: pending invitations to accept, and (for owners and admins) an invite form. */
+async function welcomeView() {
+  const invites = el('ul', { class: 'plain-list', 'aria-label': 'Pending invitations' });
+  const inviteStatus = el('div');
+  const org = state.orgs.find((o) => o.id === state.orgId);
+  show(
+    ui.main,
+    el('div', { class: 'welcome' }, el('h2', { text: 'Welcome' }), el('p', { text: 'Pick a conversation on the left, or create one.' })),
+    el(
+      'section',
+      { class: 'card', 'aria-labelledby': 'invites-title' },
+      el('h3', { id: 'invites-title', text: 'Invitations' }),
+      el('p', { class: 'muted', text: 'Organizations that invited you. You join only when you accept.' }),
+      inviteStatus,
+      invites,
+    ),
+    org && ['owner', 'admin'].includes(org.role) ? inviteForm(org) : null,
+  );
+  try {
+    const pending = await api('GET', '/users/@me/invites');
+    show(
+      invites,
+      pending.items.length === 0
+        ? el('li', { class: 'empty', text: 'No invitations.' })
+        : pending.items.map((i) =>
+            el(
+              'li',
+              { 'data-invite-id': i.id },
+              el('span', { text: `${i.org_name} (as ${i.role})` }),
+              el('button', {
+                type: 'button',
+                class: 'small',
+                'aria-label': `Accept the invitation to ${i.org_name}`,
+                text: 'Accept',
+                onclick: async () => {
+                  try {
+                    const joined = await api('POST', `/orgs/invites/${i.id}/accept`);
+                    state.orgId = joined.id;
+                    await reload();
+                  } catch (e) {
+                    show(inviteStatus, notice(e.message));
+                  }
+                },
+              }),
+            ),
+          ),
+    );
+  } catch (e) {
+    show(inviteStatus, notice(e.message));
+  }
+}
+
+/** Invite a person by username (they accept it themselves; AZ-7). */
+function inviteForm(org) {
+  const status = el('div');
+  const form = el(
+    'form',
+    { class: 'inline-form', 'aria-label': `Invite someone to ${org.name}` },
+    el('input', { name: 'username', 'aria-label': `Username to invite to ${org.name}`, placeholder: 'username', required: true, autocomplete: 'off' }),
+    el(
+      'select',
+      { name: 'role', 'aria-label': 'Role for the invited person' },
+      ROLES.filter((r) => r !== 'owner' || org.role === 'owner').map((r) => el('option', { value: r, text: r })),
+    ),
+    el('button', { type: 'submit', text: 'Invite' }),
+  );
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const v = formValues(form);
+    const username = v.username.trim();
+    try {
+      await api('POST', `/orgs/${org.id}/invites`, { username, role: v.role });
+      form.reset();
+      show(status, notice(`Invited ${username}: they join once they accept.`, 'info'));
+    } catch (e) {
+      show(status, notice(e.message));
+    }
+  });
+  return el(
+    'section',
+    { class: 'card', 'aria-labelledby': 'invite-title' },
+    el('h3', { id: 'invite-title', text: `Invite to ${org.name}` }),
+    form,
+    status,
+  );
 }
 
 // ---- conversation -------------------------------------------------------------------------

@@ -258,6 +258,38 @@ test('an admin creates users, an org with members and an API key in the console'
   await page.getByRole('rowheader', { name: 'api_version' }).waitFor();
 });
 
+test('an owner invites a person by username, who sees the invitation and accepts it', async () => {
+  const adminToken = (await rest('POST', '/auth/login', null, { username: 'admin', password: PASSWORD })).body.token;
+  assert.equal((await rest('POST', '/admin/users', adminToken, { username: 'fern', password: PASSWORD })).status, 201);
+  const harbor = (await rest('POST', '/orgs', adminToken, { name: 'Harbor' })).body;
+  const { page } = admin;
+  await page.goto(`${base}/`);
+  await page.locator('#org-select').selectOption({ label: 'Harbor' });
+  await page.getByLabel('Username to invite to Harbor').fill('fern');
+  await page.getByLabel('Role for the invited person').selectOption('admin');
+  await page.getByRole('button', { name: 'Invite', exact: true }).click();
+  await page.getByText('Invited fern: they join once they accept.').waitFor();
+  // Nothing happens to fern until she accepts.
+  const fernToken = (await rest('POST', '/auth/login', null, { username: 'fern', password: PASSWORD })).body.token;
+  assert.equal((await rest('GET', `/orgs/${harbor.id}`, fernToken)).status, 404);
+  const fern = await newUser();
+  await signInAs(fern.page, 'fern');
+  const accept = fern.page.getByRole('button', { name: 'Accept the invitation to Harbor' });
+  await accept.waitFor();
+  await fern.page.screenshot({ path: join(SHOTS, 'client-invitations.png') });
+  await accept.click();
+  await fern.page.getByRole('option', { name: 'Harbor' }).waitFor({ state: 'attached' });
+  await fern.page.getByText('No invitations.').waitFor();
+  assert.equal((await rest('GET', `/orgs/${harbor.id}`, fernToken)).body.role, 'admin');
+  // The console lists the org's invites with a revoke button each.
+  await page.goto(`${base}/admin#/orgs`);
+  await page.getByRole('button', { name: 'Revoke the invite for fern' }).waitFor();
+  assert.deepEqual(fern.seen.errors.filter((e) => !/Failed to load resource/.test(e)), []);
+  await fern.context.close();
+  // The tests below expect the admin in one org.
+  assert.equal((await rest('DELETE', `/orgs/${harbor.id}`, adminToken)).status, 204);
+});
+
 test('two users exchange, edit and delete messages live', async () => {
   const { page } = admin;
   await page.goto(`${base}/`);

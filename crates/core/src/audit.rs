@@ -201,6 +201,13 @@ impl AuditEntry {
         self
     }
 
+    /// A refused attempt (AUTH-12): the caller was not allowed to do it.
+    #[must_use]
+    pub const fn denied(mut self) -> Self {
+        self.outcome = Outcome::Denied;
+        self
+    }
+
     #[must_use]
     pub fn detail(mut self, detail: serde_json::Value) -> Self {
         self.detail = Some(detail);

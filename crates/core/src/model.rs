@@ -108,7 +108,21 @@ pub struct Invite {
     pub max_uses: Option<i32>,
     pub uses: i32,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The one user who may take it (AZ-7), by username as lowercased; `None` for a code
+    /// anyone holding it may use.
+    pub username: Option<String>,
     pub created_by: UserId,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An invite naming the caller, as they see it in their pending invites (AZ-7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PendingInvite {
+    pub id: InviteId,
+    pub org_id: OrgId,
+    pub org_name: String,
+    pub role: OrgRole,
+    pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 

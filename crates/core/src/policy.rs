@@ -17,7 +17,16 @@
 //!   owners/admins delete them.
 //! - Owners and admins manage the org's bots and give API keys a tier above `free`. A bot or
 //!   key never has more rights than its user; `credential` narrows them further (AZ-5).
+//! - A bot or key limited to a conversation list never acts org-wide (AZ-5a): it may look at
+//!   the org, its members and teams, and work in its conversations, nothing more.
+//! - Joining an org needs the invitee's consent (AZ-7): owners and admins invite; only a server
+//!   admin adds an existing account directly. An invite never grants more than its maker could.
+//! - Once an org requires 2FA only an owner turns it off, and only owners change how long the
+//!   org's audit log is kept (AUTH-4a, DATA-5).
+//! - An impersonated session (AUTH-12) reads, and writes only the user's own messages, typing
+//!   and read markers; every other change is refused.
 
+use crate::credential::Credential;
 use crate::types::{ConversationKind, ConversationRole, OrgRole};
 use serde::Serialize;
 
@@ -44,6 +53,8 @@ pub enum OrgAction {
     SetKeyTier,
     /// Read the org's audit log (DATA-4).
     ViewAudit,
+    /// Turn off a 2FA requirement and change the audit retention (AUTH-4a, DATA-5).
+    ManageSecurity,
 }
 
 impl OrgAction {
@@ -64,6 +75,7 @@ impl OrgAction {
         Self::ManageBots,
         Self::SetKeyTier,
         Self::ViewAudit,
+        Self::ManageSecurity,
     ];
 }
 
@@ -81,7 +93,7 @@ pub fn org_allows(role: OrgRole, action: OrgAction) -> bool {
         | ManageBots
         | SetKeyTier
         | ViewAudit => role.rank() >= OrgRole::Admin.rank(),
-        DeleteOrg | TransferOrg | ManageOwners => role == OrgRole::Owner,
+        DeleteOrg | TransferOrg | ManageOwners | ManageSecurity => role == OrgRole::Owner,
         CreateConversation => role.rank() >= OrgRole::Member.rank(),
     }
 }
@@ -95,6 +107,58 @@ pub fn may_manage_member_with_role(actor: OrgRole, role: OrgRole) -> bool {
     } else {
         org_allows(actor, OrgAction::ManageMembers)
     }
+}
+
+/// AZ-5a: whether a request through `credential` may do `action` at all, whatever its scopes.
+/// A bot or key limited to a conversation list may only look at the org (its settings, members
+/// and teams) and join conversations (which its list still bounds); every org-wide change —
+/// members, roles, invites, teams, bots, keys, settings, the audit log — is beyond it.
+#[must_use]
+pub fn credential_allows_org_action(credential: &Credential, action: OrgAction) -> bool {
+    use OrgAction::*;
+    credential.conversations().is_none()
+        || matches!(action, ViewOrg | ViewMembers | ViewTeams | JoinConversation)
+}
+
+/// AZ-7: whether the caller may add an existing account to an org without its consent. Only a
+/// server admin's own signed-in session (or the management token, on `/admin`) may; everyone
+/// else invites.
+#[must_use]
+pub fn may_add_member_directly(is_server_admin: bool, credential: &Credential) -> bool {
+    is_server_admin && !credential.is_limited()
+}
+
+/// AUTH-4a, DATA-5: whether a member with `role` may make this change to the org's security
+/// settings: turning off a 2FA requirement, or changing the audit retention.
+#[must_use]
+pub fn may_change_security_setting(role: OrgRole) -> bool {
+    org_allows(role, OrgAction::ManageSecurity)
+}
+
+/// What an impersonated session (AUTH-12) asks to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImpersonatedRequest {
+    /// Any read.
+    Read,
+    /// Send a message, or edit or delete one of the user's own messages.
+    OwnMessage,
+    /// Delete someone else's message (moderation).
+    ModerateMessage,
+    Typing,
+    ReadMarker,
+    /// End the impersonated session itself.
+    SignOut,
+    /// Anything else that changes state: memberships, roles, invites, teams, org settings,
+    /// transfers, deletions, credentials, keys, bots, 2FA, exports, erasure.
+    OtherWrite,
+}
+
+/// AUTH-12: whether an impersonated session may do this. It may read, write the user's own
+/// messages, type, move read markers and end itself; nothing else.
+#[must_use]
+pub const fn impersonation_allows(request: ImpersonatedRequest) -> bool {
+    use ImpersonatedRequest::*;
+    matches!(request, Read | OwnMessage | Typing | ReadMarker | SignOut)
 }
 
 /// What is known about a caller and a conversation when deciding.
@@ -303,6 +367,47 @@ mod tests {
         assert!(!may_manage_member_with_role(OrgRole::Admin, OrgRole::Owner));
         assert!(may_manage_member_with_role(OrgRole::Admin, OrgRole::Member));
         assert!(may_manage_member_with_role(OrgRole::Owner, OrgRole::Owner));
+    }
+
+    #[test]
+    fn listed_credentials_never_act_org_wide() {
+        use crate::ids::*;
+        let listed = Credential::ApiKey {
+            key: ApiKeyId::new(),
+            org: OrgId::new(),
+            scopes: crate::credential::Scope::ALL.to_vec(),
+            conversations: Some(vec![ConversationId::new()]),
+            tier: crate::types::KeyTier::Free,
+        };
+        let bot = Credential::Bot {
+            bot: BotId::new(),
+            org: OrgId::new(),
+            conversations: Some(vec![ConversationId::new()]),
+        };
+        for action in OrgAction::ALL {
+            let read_only = matches!(
+                action,
+                OrgAction::ViewOrg
+                    | OrgAction::ViewMembers
+                    | OrgAction::ViewTeams
+                    | OrgAction::JoinConversation
+            );
+            assert_eq!(credential_allows_org_action(&listed, *action), read_only);
+            assert_eq!(credential_allows_org_action(&bot, *action), read_only);
+            assert!(credential_allows_org_action(&Credential::Session, *action));
+        }
+        assert!(!may_add_member_directly(true, &listed));
+        assert!(!may_add_member_directly(false, &Credential::Session));
+        assert!(may_add_member_directly(true, &Credential::Session));
+    }
+
+    #[test]
+    fn only_owners_relax_security_and_impersonation_only_messages() {
+        assert!(may_change_security_setting(OrgRole::Owner));
+        assert!(!may_change_security_setting(OrgRole::Admin));
+        assert!(impersonation_allows(ImpersonatedRequest::OwnMessage));
+        assert!(!impersonation_allows(ImpersonatedRequest::ModerateMessage));
+        assert!(!impersonation_allows(ImpersonatedRequest::OtherWrite));
     }
 
     #[test]

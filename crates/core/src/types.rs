@@ -267,7 +267,7 @@ closed_enum!(
 );
 closed_enum!(
     /// How an audited event ended.
-    Outcome { Success = "success", Failure = "failure" }
+    Outcome { Success = "success", Failure = "failure", Denied = "denied" }
 );
 closed_enum!(
     /// A member's role in an organization, strongest first.

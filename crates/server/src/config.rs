@@ -260,19 +260,24 @@ pub struct Config {
 }
 
 /// `[retention]`: how often the retention job runs (DATA-5). What it keeps is set per org
-/// (`message_retention_days`, `audit_retention_days`).
+/// (`message_retention_days`, `audit_retention_days`), the audit log never shorter than
+/// `audit_retention_floor_days` (`CONCLAVE_RETENTION__AUDIT_RETENTION_FLOOR_DAYS`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionSettings {
     /// Seconds between runs of the job (each run also logs every audit chain's signed head).
     #[serde(deserialize_with = "flex::u64")]
     pub interval_secs: u64,
+    /// The shortest `audit_retention_days` an org owner may set (DATA-5): 30 or more.
+    #[serde(deserialize_with = "flex::u64")]
+    pub audit_retention_floor_days: u64,
 }
 
 impl Default for RetentionSettings {
     fn default() -> Self {
         Self {
             interval_secs: 3600,
+            audit_retention_floor_days: 30,
         }
     }
 }
@@ -401,6 +406,11 @@ impl Config {
             }
         }
         problems.extend(self.rate_limit.problems());
+        if self.retention.audit_retention_floor_days < 30 {
+            problems.push(
+                "retention.audit_retention_floor_days can only raise the 30-day floor".to_owned(),
+            );
+        }
         let public = self.public_url();
         if !(public.starts_with("http://") || public.starts_with("https://")) {
             problems.push("public_url must start with http:// or https://".to_owned());

@@ -231,6 +231,9 @@ impl Application {
                 registration: config.registration,
             },
             Arc::new(FanOutSink(fanout.clone())),
+        )
+        .with_audit_retention_floor(
+            u32::try_from(config.retention.audit_retention_floor_days).unwrap_or(u32::MAX),
         );
         let bootstrap = services
             .prepare_bootstrap(config.bootstrap_token.as_ref().map(|t| t.expose_secret()))

@@ -305,6 +305,37 @@ macro_rules! impl_store {
                     invite_by_code(self, code_hash).await
                 }
 
+                async fn org_invites(&self, org: OrgId) -> StoreResult<Vec<Invite>> {
+                    org_invites(self, org).await
+                }
+
+                async fn revoke_invite(
+                    &self,
+                    org: OrgId,
+                    id: InviteId,
+                    audit: &[AuditEntry],
+                ) -> StoreResult<()> {
+                    revoke_invite(self, org, id, audit).await
+                }
+
+                async fn pending_invites(
+                    &self,
+                    user: UserId,
+                    now: DateTime<Utc>,
+                ) -> StoreResult<Vec<PendingInvite>> {
+                    pending_invites(self, user, now).await
+                }
+
+                async fn accept_invite(
+                    &self,
+                    id: InviteId,
+                    user: UserId,
+                    at: DateTime<Utc>,
+                    audit: &[AuditEntry],
+                ) -> StoreResult<Invite> {
+                    accept_invite(self, id, user, at, audit).await
+                }
+
                 async fn create_team(&self, team: &Team, audit: &[AuditEntry]) -> StoreResult<()> {
                     create_team(self, team, audit).await
                 }

@@ -179,7 +179,7 @@ macro_rules! __store_sql_rows {
         }
 
         const INVITE_COLS: &str =
-            "id, org_id, role, max_uses, uses, expires_at, created_by, created_at";
+            "id, org_id, role, max_uses, uses, expires_at, invitee_key, created_by, created_at";
 
         fn invite_from_row(row: &Row) -> StoreResult<Invite> {
             Ok(Invite {
@@ -189,6 +189,7 @@ macro_rules! __store_sql_rows {
                 max_uses: get(row, "max_uses")?,
                 uses: get(row, "uses")?,
                 expires_at: get(row, "expires_at")?,
+                username: get(row, "invitee_key")?,
                 created_by: UserId(get(row, "created_by")?),
                 created_at: get(row, "created_at")?,
             })

@@ -198,6 +198,8 @@ impl Services {
                     .await?;
             }
             if let Some(days) = org.audit_retention_days {
+                // A value set below today's floor (DATA-5) is kept as the floor.
+                let days = days.max(i32::try_from(self.audit_retention_floor).unwrap_or(i32::MAX));
                 let entry = AuditEntry::new("audit.pruned", AuditActor::system(), now)
                     .resource("org", org.id)
                     .org(org.id);

@@ -61,6 +61,30 @@ fn fingerprint(req: &SendMessage) -> String {
 }
 
 impl Services {
+    /// Under impersonation every write is audited with both identities (AUTH-12), message
+    /// sends, edits and deletions included. The row follows the committed write (the message
+    /// store takes no audit rows); a failure to write it is logged.
+    async fn audit_impersonated(&self, actor: &Actor, event: &str, msg: &Message) {
+        if actor.session.impersonator.is_none() {
+            return;
+        }
+        let org = match self.store.conversation(msg.conversation_id).await {
+            Ok(c) => c.org_id,
+            Err(e) => {
+                tracing::warn!(error = %e, event, "could not audit an impersonated write");
+                return;
+            }
+        };
+        let entry = self
+            .audit(actor, event)
+            .org(org)
+            .resource("message", msg.id)
+            .detail(serde_json::json!({ "conversation_id": msg.conversation_id }));
+        if let Err(e) = self.store.append_audit(&[entry]).await {
+            tracing::warn!(error = %e, event, "could not audit an impersonated write");
+        }
+    }
+
     pub async fn send_message(
         &self,
         actor: &Actor,
@@ -98,6 +122,8 @@ impl Services {
         };
         match self.store.insert_message(&new).await? {
             Inserted::Created(message) => {
+                self.audit_impersonated(actor, "message.sent", &message)
+                    .await;
                 self.emit(Event::conversation("MESSAGE_CREATE", conv, &message));
                 Ok(Sent {
                     message,
@@ -182,6 +208,8 @@ impl Services {
             .store
             .edit_message(id, &content, format, self.clock.now())
             .await?;
+        self.audit_impersonated(actor, "message.edited", &edited)
+            .await;
         self.emit(Event::conversation(
             "MESSAGE_UPDATE",
             edited.conversation_id,
@@ -195,11 +223,35 @@ impl Services {
         if !policy::may_delete_message(&access, msg.author.id == actor.user.id) {
             return Err(Self::denied(&access));
         }
+        let own = msg.author.id == actor.user.id;
+        if actor.session.impersonator.is_some() && !own {
+            // An impersonated session deletes only the user's own messages (AUTH-12).
+            self.audit_denied(
+                actor,
+                "impersonation.denied",
+                "impersonation_forbidden",
+                None,
+                Some(("message", id.to_string())),
+            )
+            .await;
+            return Err(ServiceError::forbidden(
+                "impersonation_forbidden",
+                "an impersonated session cannot do this",
+            ));
+        }
         if msg.deleted_at.is_some() {
             return Ok(msg);
         }
-        // An author deleting their own message is not an audit event; a moderator's is.
-        let audit: Vec<_> = if msg.author.id == actor.user.id {
+        // An author deleting their own message is not an audit event (unless impersonated); a
+        // moderator's is.
+        let audit: Vec<_> = if own && actor.session.impersonator.is_some() {
+            let conv = self.store.conversation(msg.conversation_id).await?;
+            vec![self
+                .audit(actor, "message.deleted")
+                .org(conv.org_id)
+                .resource("message", id)
+                .detail(serde_json::json!({ "conversation_id": msg.conversation_id }))]
+        } else if own {
             Vec::new()
         } else {
             let conv = self.store.conversation(msg.conversation_id).await?;
@@ -269,6 +321,12 @@ impl Services {
         self.store
             .set_read_marker(conv, actor.user.id, message)
             .await?;
+        if actor.session.impersonator.is_some() {
+            if let Ok(m) = self.store.message(message).await {
+                self.audit_impersonated(actor, "read_marker.moved", &m)
+                    .await;
+            }
+        }
         let d = serde_json::json!({"conversation_id": conv, "user_id": actor.user.id, "message_id": message});
         self.emit(Event::reader("READ_MARKER_UPDATE", actor.user.id, conv, d));
         Ok(())

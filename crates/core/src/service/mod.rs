@@ -7,6 +7,7 @@ mod auth;
 mod bots;
 mod conversations;
 mod credentials;
+mod denied;
 mod messages;
 mod mfa;
 mod org_2fa;
@@ -21,9 +22,13 @@ pub use audit::{RetentionReport, VerifyReport, SECURITY_EVENTS};
 pub use auth::{AuthSettings, ClientMeta, LoginOutcome, SignedIn};
 pub use conversations::NewConversation;
 pub use credentials::{GatewayStart, Resource};
+pub use denied::DENIED_ROWS_PER_MINUTE;
 pub use messages::{SendMessage, Sent};
 pub use mfa::{MfaPending, RecoveryCodes, TotpSetup, MFA_TOKEN_MAX_FAILURES, MFA_TOKEN_TTL};
-pub use orgs::{MatrixEntry, MemberPermissions, PermissionsMatrix, UserRef};
+pub use orgs::{
+    MatrixEntry, MemberPermissions, PermissionsMatrix, UserRef, AUDIT_RETENTION_FLOOR_DAYS,
+    INVITE_DEFAULT_TTL,
+};
 pub use privacy::{AccountExport, Erased, ExportedMembership};
 pub use secrets::SECRET_RING_TTL;
 pub use users::ServerAdmin;
@@ -83,6 +88,10 @@ pub struct Services {
     bootstrap: Arc<Mutex<Option<[u8; 32]>>>,
     /// The secrets key ring this node loaded last (DATA-3; see `secrets`).
     secret_ring: Arc<secrets::RingCache>,
+    /// The shortest audit retention an org may set, in days (DATA-5; never below 30).
+    audit_retention_floor: u32,
+    /// How many denied attempts each actor has had written this minute (AUTH-12).
+    denied: Arc<denied::DeniedCounter>,
 }
 
 impl Services {
@@ -104,7 +113,22 @@ impl Services {
             events,
             bootstrap: Arc::new(Mutex::new(None)),
             secret_ring: Arc::default(),
+            audit_retention_floor: orgs::AUDIT_RETENTION_FLOOR_DAYS,
+            denied: Arc::default(),
         }
+    }
+
+    /// Raises the shortest audit retention an org may set (DATA-5); it never goes below 30 days.
+    #[must_use]
+    pub fn with_audit_retention_floor(mut self, days: u32) -> Self {
+        self.audit_retention_floor = days.max(orgs::AUDIT_RETENTION_FLOOR_DAYS);
+        self
+    }
+
+    /// The shortest audit retention an org may set, in days.
+    #[must_use]
+    pub const fn audit_retention_floor_days(&self) -> u32 {
+        self.audit_retention_floor
     }
 
     /// An audit entry for what `actor` does now.

@@ -1,6 +1,13 @@
 //! Organizations, their members, invites and teams, and the permissions matrix.
+//!
+//! Joining an org needs the invitee's consent (AZ-7): owners and admins make invite codes or
+//! invite a username, which that user sees in their pending invites and accepts; only a server
+//! admin (or the management token) adds an existing account directly. Bots and keys limited to
+//! a conversation list never change anything org-wide (AZ-5a), and an impersonated session
+//! changes nothing here (AUTH-12).
 
-use super::{Actor, Result, Services};
+use super::credentials::INSUFFICIENT_SCOPE;
+use super::{Actor, Result, ServerAdmin, Services};
 use crate::error::ServiceError;
 use crate::event::{Control, Event};
 use crate::ids::*;
@@ -9,9 +16,15 @@ use crate::policy::{self, OrgAction};
 use crate::store::{OrgPatch, Page};
 use crate::token::{self, TokenKind};
 use crate::types::*;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
+
+/// How long an invite lasts when its maker does not say (AZ-7).
+pub const INVITE_DEFAULT_TTL: Duration = Duration::days(7);
+
+/// The shortest audit retention an org may set, whatever the server allows (DATA-5).
+pub const AUDIT_RETENTION_FLOOR_DAYS: u32 = 30;
 
 /// One row of the matrix: an action and, per role, whether it is allowed.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -63,6 +76,11 @@ impl Services {
         action: OrgAction,
     ) -> Result<OrgRole> {
         let role = self.org_role(actor, org).await?;
+        if !policy::credential_allows_org_action(&actor.credential, action) {
+            self.audit_denied(actor, "org.denied", "insufficient_scope", Some(org), None)
+                .await;
+            return Err(INSUFFICIENT_SCOPE);
+        }
         if policy::org_allows(role, action) {
             Ok(role)
         } else {
@@ -80,7 +98,7 @@ impl Services {
                 "bots cannot create organizations",
             ));
         }
-        Self::require_session(actor)?;
+        Self::require_own_session(actor)?;
         let org = Org {
             id: OrgId::new(),
             name: name.into_inner(),
@@ -120,7 +138,30 @@ impl Services {
         id: OrgId,
         patch: OrgPatch,
     ) -> Result<(Org, OrgRole)> {
+        Self::require_not_impersonated(actor)?;
         let role = self.require_org(actor, id, OrgAction::UpdateOrg).await?;
+        let before = self.store.org(id).await?;
+        let relaxes_2fa = before.require_2fa && patch.require_2fa == Some(false);
+        let retention_change = patch
+            .audit_retention_days
+            .filter(|&days| days != before.audit_retention_days);
+        if (relaxes_2fa || retention_change.is_some()) && !policy::may_change_security_setting(role)
+        {
+            return Err(ServiceError::forbidden(
+                "owner_required",
+                "only an owner turns off required 2FA or changes the audit retention",
+            ));
+        }
+        if let Some(Some(days)) = retention_change {
+            let floor = self.audit_retention_floor_days();
+            if u32::try_from(days).map_or(true, |d| d < floor) {
+                return Err(ServiceError::invalid(
+                    "audit_retention_days",
+                    "below_floor",
+                    format!("must be at least {floor} days, or null to keep the log forever"),
+                ));
+            }
+        }
         if patch.require_2fa == Some(true) && !self.has_2fa(actor.user.id).await? {
             // Requiring 2FA without having it would lock the caller out of their own org.
             return Err(ServiceError::conflict(
@@ -128,7 +169,6 @@ impl Services {
                 "enable two-factor authentication on your own account before requiring it",
             ));
         }
-        let before = self.store.org(id).await?;
         let mut changed = Vec::new();
         if patch.name.is_some() {
             changed.push("name");
@@ -150,7 +190,20 @@ impl Services {
             .resource("org", id)
             .org(id)
             .detail(serde_json::json!({ "changed": changed }));
-        let org = self.store.update_org(id, &patch, &[audit]).await?;
+        let mut entries = vec![audit];
+        if let Some(days) = retention_change {
+            // Recorded in the server's chain too, which the org's owners cannot prune (DATA-5).
+            entries.push(
+                self.audit(actor, "org.audit_retention_changed")
+                    .resource("org", id)
+                    .detail(serde_json::json!({
+                        "org_id": id,
+                        "from": before.audit_retention_days,
+                        "to": days,
+                    })),
+            );
+        }
+        let org = self.store.update_org(id, &patch, &entries).await?;
         if org.require_2fa != before.require_2fa {
             // Enforcement holds on open sockets too (AUTH-4a): members without 2FA (and their
             // bots) get ORG_ACCESS_LOST and nothing more of this org, or ORG_ACCESS_RESTORED.
@@ -178,6 +231,7 @@ impl Services {
     }
 
     pub async fn delete_org(&self, actor: &Actor, id: OrgId) -> Result<()> {
+        Self::require_not_impersonated(actor)?;
         self.require_org(actor, id, OrgAction::DeleteOrg).await?;
         // Every conversation of the org goes with it: collect them first to tell open sockets.
         let mut conversations = std::collections::BTreeSet::new();
@@ -208,6 +262,7 @@ impl Services {
     }
 
     pub async fn transfer_org(&self, actor: &Actor, id: OrgId, to: UserId) -> Result<()> {
+        Self::require_not_impersonated(actor)?;
         self.require_org(actor, id, OrgAction::TransferOrg).await?;
         if to == actor.user.id {
             return Err(ServiceError::invalid(
@@ -243,7 +298,8 @@ impl Services {
         Ok(self.store.members(org, page).await?)
     }
 
-    /// Adds an existing user (by id or username) with a role the caller may grant.
+    /// `POST /orgs/{org}/members`: only a server admin's own signed-in session adds an existing
+    /// account without its consent (AZ-7); everyone else is told to invite.
     pub async fn add_member(
         &self,
         actor: &Actor,
@@ -251,15 +307,41 @@ impl Services {
         user: UserRef,
         role: OrgRole,
     ) -> Result<Member> {
-        let mine = self
-            .require_org(actor, org, OrgAction::ManageMembers)
-            .await?;
-        if !policy::may_manage_member_with_role(mine, role) {
+        Self::require_not_impersonated(actor)?;
+        self.require_membership_change(actor, org).await?;
+        if !policy::may_add_member_directly(actor.user.server_admin, &actor.credential) {
+            // Outsiders learn nothing about the org (AZ-1): 404 before the refusal.
+            self.org_role(actor, org).await?;
+            self.audit_denied(
+                actor,
+                "member.add_denied",
+                "invite_required",
+                Some(org),
+                None,
+            )
+            .await;
             return Err(ServiceError::forbidden(
                 "forbidden",
-                "your role cannot grant that role",
+                "only server admins add members directly; send an invite instead",
             ));
         }
+        let admin = self.admin_from_actor(actor)?;
+        self.admin_add_member(&admin, org, user, role).await
+    }
+
+    /// Adds an existing user (by id or username) to an org, for a server admin or the
+    /// management token (`POST /admin/orgs/{org}/members`, AZ-7).
+    pub async fn admin_add_member(
+        &self,
+        admin: &ServerAdmin,
+        org: OrgId,
+        user: UserRef,
+        role: OrgRole,
+    ) -> Result<Member> {
+        self.store.org(org).await.map_err(|e| match e {
+            crate::store::StoreError::NotFound => ServiceError::NotFound("organization"),
+            other => other.into(),
+        })?;
         let found = match user {
             UserRef::Id(id) => self
                 .store
@@ -290,13 +372,26 @@ impl Services {
                 role,
                 self.clock.now(),
                 &[self
-                    .audit(actor, "member.added")
+                    .admin_audit(admin, "member.added")
                     .resource("user", user_id)
                     .org(org)
-                    .detail(serde_json::json!({ "role": role }))],
+                    .detail(serde_json::json!({ "role": role, "direct": true }))],
             )
             .await?;
         Ok(self.store.member(org, user_id).await?)
+    }
+
+    /// Refuses what a bot or key limited to conversations, or an impersonated session, may
+    /// not do to memberships (AZ-5a, AUTH-12).
+    async fn require_membership_change(&self, actor: &Actor, org: OrgId) -> Result<()> {
+        Self::require_not_impersonated(actor)?;
+        if policy::credential_allows_org_action(&actor.credential, OrgAction::ManageMembers) {
+            Ok(())
+        } else {
+            self.audit_denied(actor, "org.denied", "insufficient_scope", Some(org), None)
+                .await;
+            Err(INSUFFICIENT_SCOPE)
+        }
     }
 
     pub async fn set_member_role(
@@ -306,6 +401,7 @@ impl Services {
         user: UserId,
         role: OrgRole,
     ) -> Result<Member> {
+        self.require_membership_change(actor, org).await?;
         let mine = self.require_org(actor, org, OrgAction::ViewMembers).await?;
         let current = self
             .store
@@ -334,6 +430,7 @@ impl Services {
     /// Removes a member, or lets a member leave (any role may leave, but not the last owner).
     pub async fn remove_member(&self, actor: &Actor, org: OrgId, user: UserId) -> Result<()> {
         let mine = self.org_role(actor, org).await?;
+        self.require_membership_change(actor, org).await?;
         let target = self
             .store
             .membership(org, user)
@@ -359,7 +456,10 @@ impl Services {
         Ok(())
     }
 
-    /// Creates an invite; the code is returned once.
+    /// Creates an invite; the code is returned once. It expires after 7 days unless told
+    /// otherwise. An invite naming a username is for that user only (one use): they see it in
+    /// their pending invites. Whether such an account exists is never looked up here, so the
+    /// answer (and the work done) is the same either way (AZ-7).
     pub async fn create_invite(
         &self,
         actor: &Actor,
@@ -367,7 +467,9 @@ impl Services {
         role: OrgRole,
         max_uses: Option<i32>,
         expires_at: Option<DateTime<Utc>>,
+        username: Option<Username>,
     ) -> Result<(Invite, SecretString)> {
+        Self::require_not_impersonated(actor)?;
         let mine = self
             .require_org(actor, org, OrgAction::CreateInvite)
             .await?;
@@ -385,8 +487,16 @@ impl Services {
                     "must be between 1 and 100000",
                 ));
             }
+            if username.is_some() && m != 1 {
+                return Err(ServiceError::invalid(
+                    "max_uses",
+                    "out_of_range",
+                    "an invite naming a user is used once",
+                ));
+            }
         }
-        if expires_at.is_some_and(|e| e <= self.clock.now()) {
+        let now = self.clock.now();
+        if expires_at.is_some_and(|e| e <= now) {
             return Err(ServiceError::invalid(
                 "expires_at",
                 "in_past",
@@ -397,11 +507,16 @@ impl Services {
             id: InviteId::new(),
             org_id: org,
             role,
-            max_uses,
+            max_uses: if username.is_some() {
+                Some(1)
+            } else {
+                max_uses
+            },
             uses: 0,
-            expires_at,
+            expires_at: Some(expires_at.unwrap_or(now + INVITE_DEFAULT_TTL)),
+            username: username.map(|u| u.key()),
             created_by: actor.user.id,
-            created_at: self.clock.now(),
+            created_at: now,
         };
         let code = token::generate(TokenKind::Invite);
         self.store
@@ -412,17 +527,84 @@ impl Services {
                     .audit(actor, "invite.created")
                     .resource("invite", invite.id)
                     .org(invite.org_id)
-                    .detail(
-                        serde_json::json!({ "role": invite.role, "max_uses": invite.max_uses }),
-                    )],
+                    .detail(serde_json::json!({
+                        "role": invite.role,
+                        "max_uses": invite.max_uses,
+                        "username": invite.username,
+                        "expires_at": invite.expires_at,
+                    }))],
             )
             .await?;
         Ok((invite, code))
     }
 
+    /// The org's invites, for those who may make them.
+    pub async fn invites(&self, actor: &Actor, org: OrgId) -> Result<Vec<Invite>> {
+        self.require_org(actor, org, OrgAction::CreateInvite)
+            .await?;
+        Ok(self.store.org_invites(org).await?)
+    }
+
+    /// Revokes an invite of the org: its code and its pending entry stop working at once.
+    pub async fn revoke_invite(&self, actor: &Actor, org: OrgId, id: InviteId) -> Result<()> {
+        Self::require_not_impersonated(actor)?;
+        self.require_org(actor, org, OrgAction::CreateInvite)
+            .await?;
+        let audit = self
+            .audit(actor, "invite.revoked")
+            .resource("invite", id)
+            .org(org);
+        self.store
+            .revoke_invite(org, id, &[audit])
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::NotFound => ServiceError::NotFound("invite"),
+                other => other.into(),
+            })
+    }
+
+    /// The invites naming the caller that they can still accept.
+    pub async fn my_invites(&self, actor: &Actor) -> Result<Vec<PendingInvite>> {
+        Self::require_session(actor)?;
+        Ok(self
+            .store
+            .pending_invites(actor.user.id, self.clock.now())
+            .await?)
+    }
+
+    /// Accepts an invite naming the caller: their consent to join (AZ-7). 404 for an invite
+    /// that does not name them, is used, expired or revoked.
+    pub async fn accept_invite(&self, actor: &Actor, id: InviteId) -> Result<(Org, OrgRole)> {
+        Self::require_own_session(actor)?;
+        // The org is known only once the invite is taken; the row names it in its detail and
+        // is filed in the org's chain from the invite itself.
+        let pending = self
+            .store
+            .pending_invites(actor.user.id, self.clock.now())
+            .await?;
+        let mut audit = self
+            .audit(actor, "invite.accepted")
+            .resource("invite", id)
+            .detail(serde_json::json!({ "user_id": actor.user.id }));
+        if let Some(p) = pending.iter().find(|p| p.id == id) {
+            audit = audit
+                .org(p.org_id)
+                .detail(serde_json::json!({ "user_id": actor.user.id, "role": p.role }));
+        }
+        let invite = self
+            .store
+            .accept_invite(id, actor.user.id, self.clock.now(), &[audit])
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::NotFound => ServiceError::NotFound("invite"),
+                other => other.into(),
+            })?;
+        Ok((self.store.org(invite.org_id).await?, invite.role))
+    }
+
     /// Joins the org of an invite code.
     pub async fn join_org(&self, actor: &Actor, code: &str) -> Result<(Org, OrgRole)> {
-        Self::require_session(actor)?;
+        Self::require_own_session(actor)?;
         let hash = self.usable_invite(code).await.map_err(|_| {
             ServiceError::invalid(
                 "code",
@@ -451,6 +633,7 @@ impl Services {
     }
 
     pub async fn create_team(&self, actor: &Actor, org: OrgId, name: Name) -> Result<Team> {
+        Self::require_not_impersonated(actor)?;
         self.require_org(actor, org, OrgAction::ManageTeams).await?;
         let team = Team {
             id: TeamId::new(),
@@ -468,6 +651,7 @@ impl Services {
     }
 
     async fn org_team(&self, actor: &Actor, org: OrgId, team: TeamId) -> Result<Team> {
+        Self::require_not_impersonated(actor)?;
         self.require_org(actor, org, OrgAction::ManageTeams).await?;
         let t = self
             .store

@@ -41,7 +41,17 @@ impl Services {
         Ok(self.store.user(id).await?.summary())
     }
 
-    pub async fn set_display_name(&self, actor: &Actor, name: Option<DisplayName>) -> Result<User> {
+    /// Changes the global profile: a session of the user only, never a bot or key (AZ-7) nor an
+    /// impersonated session (AUTH-12). `None` changes nothing.
+    pub async fn set_display_name(
+        &self,
+        actor: &Actor,
+        name: Option<Option<DisplayName>>,
+    ) -> Result<User> {
+        Self::require_own_session(actor)?;
+        let Some(name) = name else {
+            return Ok(actor.user.clone());
+        };
         Ok(self
             .store
             .set_display_name(

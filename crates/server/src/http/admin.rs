@@ -2,15 +2,16 @@
 
 use super::error::{ApiResult, ErrorBody};
 use super::extract::{AdminCaller, ApiJson, ApiQuery, PathParams};
+use super::orgs::AddMember;
 use super::pagination::{id_list, id_page, List, ListQuery};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use conclave_core::model::User;
+use conclave_core::model::{Member, User};
 use conclave_core::password::NewPassword;
 use conclave_core::types::{Email, Username};
-use conclave_core::UserId;
+use conclave_core::{OrgId, UserId};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -22,6 +23,26 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_users, create_user))
         .routes(routes!(update_user))
         .routes(routes!(impersonate))
+        .routes(routes!(add_org_member))
+}
+
+/// Add an existing account to an org directly (AZ-7): for server admins and automation with
+/// the management token. Audited in the org's chain.
+#[utoipa::path(post, path = "/admin/orgs/{org}/members", tag = "admin", params(("org" = String, Path, format = Uuid)), request_body = AddMember,
+    responses((status = 201, body = Member), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn add_org_member(
+    State(state): State<AppState>,
+    admin: AdminCaller,
+    p: PathParams,
+    ApiJson(body): ApiJson<AddMember>,
+) -> ApiResult<(StatusCode, Json<Member>)> {
+    let org: OrgId = p.id("org")?;
+    let (who, role) = body.target()?;
+    let member = state
+        .services
+        .admin_add_member(&admin.admin, org, who, role)
+        .await?;
+    Ok((StatusCode::CREATED, Json(member)))
 }
 
 /// A marked session as another user (AUTH-12).

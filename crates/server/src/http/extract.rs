@@ -346,7 +346,14 @@ impl FromRequestParts<AppState> for Caller {
             // Charged before the scope check, so refused requests count against the key too.
             crate::ratelimit::check_caller(parts, state, super::credentials::rate_subject(&actor))
                 .await?;
-            super::credentials::require_scope(parts, state, &actor).await?;
+            if let Err(e) = super::credentials::require_scope(parts, state, &actor).await {
+                // A scope refusal is a denied attempt (AUTH-12), within the audit budget.
+                let route = format!("{} {}", parts.method, parts.uri.path());
+                (state.services)
+                    .audit_denied(&actor, "scope.denied", e.code, None, Some(("route", route)))
+                    .await;
+                return Err(e);
+            }
             return Ok(Self { actor, via });
         }
         if let Some(tok) = bearer(&parts.headers)? {
@@ -358,6 +365,7 @@ impl FromRequestParts<AppState> for Caller {
                 .map_err(auth_error)?;
             actor.meta = super::auth::request_meta(parts, state);
             personal_2fa(parts, state, &actor).await?;
+            super::impersonation::check(parts, state, &actor).await?;
             crate::ratelimit::check_caller(
                 parts,
                 state,
@@ -381,6 +389,7 @@ impl FromRequestParts<AppState> for Caller {
                 .map_err(auth_error)?;
             actor.meta = super::auth::request_meta(parts, state);
             personal_2fa(parts, state, &actor).await?;
+            super::impersonation::check(parts, state, &actor).await?;
             if !actor.session.cookie {
                 return Err(ApiError::unauthorized(
                     "invalid_token",
@@ -454,7 +463,22 @@ impl FromRequestParts<AppState> for AdminCaller {
             }
         }
         let caller = Caller::from_request_parts(parts, state).await?;
-        let admin = state.services.admin_from_actor(&caller.actor)?;
+        let admin = match state.services.admin_from_actor(&caller.actor) {
+            Ok(admin) => admin,
+            Err(e) => {
+                let route = format!("{} {}", parts.method, parts.uri.path());
+                (state.services)
+                    .audit_denied(
+                        &caller.actor,
+                        "admin.denied",
+                        "forbidden",
+                        None,
+                        Some(("route", route)),
+                    )
+                    .await;
+                return Err(e.into());
+            }
+        };
         Ok(Self {
             admin,
             actor: Some(caller.actor),

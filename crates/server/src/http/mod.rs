@@ -10,6 +10,7 @@ pub mod conversations;
 pub mod credentials;
 pub mod error;
 pub mod extract;
+pub mod impersonation;
 pub mod messages;
 pub mod meta;
 pub mod middleware;

@@ -13,7 +13,7 @@ use conclave_core::model::{Invite, Member, Org, Team};
 use conclave_core::service::{PermissionsMatrix, UserRef};
 use conclave_core::store::OrgPatch;
 use conclave_core::types::{ErasurePolicy, Name, OrgRole, Username};
-use conclave_core::{OrgId, TeamId, UserId};
+use conclave_core::{InviteId, OrgId, TeamId, UserId};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -25,7 +25,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_org, list_orgs))
         .routes(routes!(get_org, update_org, delete_org))
         .routes(routes!(transfer_org))
-        .routes(routes!(create_invite))
+        .routes(routes!(create_invite, list_invites))
+        .routes(routes!(revoke_invite))
+        .routes(routes!(accept_invite))
         .routes(routes!(join_org))
         .routes(routes!(list_members, add_member))
         .routes(routes!(update_member, remove_member))
@@ -193,8 +195,15 @@ async fn transfer_org(
 pub struct CreateInvite {
     /// Default `member`.
     role: Option<OrgRole>,
+    /// 1–100000; an invite naming a user is used once.
+    #[schema(minimum = 1, maximum = 100000)]
     max_uses: Option<i32>,
+    /// Default: 7 days from now.
     expires_at: Option<DateTime<Utc>>,
+    /// The one user who may take it; it appears in their `GET /users/@me/invites`. The answer
+    /// is the same whether such an account exists.
+    #[schema(value_type = Option<String>)]
+    username: Option<Username>,
 }
 
 /// A new invite; `code` is shown only here.
@@ -205,7 +214,8 @@ pub struct CreatedInvite {
     code: String,
 }
 
-/// Create an invite code (owners and admins).
+/// Create an invite code, or invite a username (owners and admins; an invite never grants a
+/// role its maker could not). Expires after 7 days unless `expires_at` says otherwise.
 #[utoipa::path(post, path = "/orgs/{org}/invites", tag = "orgs", params(("org" = String, Path, format = Uuid)), request_body = CreateInvite,
     responses((status = 201, body = CreatedInvite), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_invite(
@@ -222,6 +232,7 @@ async fn create_invite(
             body.role.unwrap_or(OrgRole::Member),
             body.max_uses,
             body.expires_at,
+            body.username,
         )
         .await?;
     Ok((
@@ -230,6 +241,54 @@ async fn create_invite(
             invite,
             code: code.expose_secret().to_owned(),
         }),
+    ))
+}
+
+/// The org's invites, newest first (owners and admins); codes are never shown again.
+#[utoipa::path(get, path = "/orgs/{org}/invites", tag = "orgs", params(("org" = String, Path, format = Uuid)),
+    responses((status = 200, body = List<Invite>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_invites(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+) -> ApiResult<Json<List<Invite>>> {
+    Ok(Json(List::all(
+        state.services.invites(&caller.actor, p.id("org")?).await?,
+    )))
+}
+
+/// Revoke an invite (owners and admins): its code and pending entry stop working at once.
+#[utoipa::path(delete, path = "/orgs/{org}/invites/{id}", tag = "orgs",
+    params(("org" = String, Path, format = Uuid), ("id" = String, Path, format = Uuid)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_invite(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+) -> ApiResult<StatusCode> {
+    let id: InviteId = p.id("id")?;
+    state
+        .services
+        .revoke_invite(&caller.actor, p.id("org")?, id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Accept an invite naming me (from `GET /users/@me/invites`): I join its org with its role.
+#[utoipa::path(post, path = "/orgs/invites/{id}/accept", tag = "orgs", params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = OrgView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn accept_invite(
+    State(state): State<AppState>,
+    caller: Caller,
+    p: PathParams,
+) -> ApiResult<Json<OrgView>> {
+    let id: InviteId = p.id("id")?;
+    Ok(Json(
+        state
+            .services
+            .accept_invite(&caller.actor, id)
+            .await?
+            .into(),
     ))
 }
 
@@ -282,7 +341,34 @@ pub struct AddMember {
     role: OrgRole,
 }
 
-/// Add an existing user to the org.
+impl AddMember {
+    /// The user named by `user_id` or `username` (exactly one); 422 otherwise.
+    pub fn target(self) -> ApiResult<(UserRef, OrgRole)> {
+        let who = match (self.user_id, self.username) {
+            (Some(id), None) => UserRef::Id(id),
+            (None, Some(name)) => UserRef::Name(name),
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid(
+                    "conflicting_fields",
+                    "give `user_id` or `username`, not both",
+                    "/username",
+                ))
+            }
+            (None, None) => {
+                return Err(ApiError::invalid(
+                    "missing_field",
+                    "`user_id` or `username` is required",
+                    "/user_id",
+                ))
+            }
+        };
+        Ok((who, self.role))
+    }
+}
+
+/// Add an existing user to the org without their consent: server admins only (their own
+/// signed-in session); everyone else invites (AZ-7), and automation uses
+/// `POST /admin/orgs/{org}/members`.
 #[utoipa::path(post, path = "/orgs/{org}/members", tag = "orgs", params(("org" = String, Path, format = Uuid)), request_body = AddMember,
     responses((status = 201, body = Member), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn add_member(
@@ -291,27 +377,10 @@ async fn add_member(
     p: PathParams,
     ApiJson(body): ApiJson<AddMember>,
 ) -> ApiResult<(StatusCode, Json<Member>)> {
-    let who = match (body.user_id, body.username) {
-        (Some(id), None) => UserRef::Id(id),
-        (None, Some(name)) => UserRef::Name(name),
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                "conflicting_fields",
-                "give `user_id` or `username`, not both",
-                "/username",
-            ))
-        }
-        (None, None) => {
-            return Err(ApiError::invalid(
-                "missing_field",
-                "`user_id` or `username` is required",
-                "/user_id",
-            ))
-        }
-    };
+    let (who, role) = body.target()?;
     let member = state
         .services
-        .add_member(&caller.actor, p.id("org")?, who, body.role)
+        .add_member(&caller.actor, p.id("org")?, who, role)
         .await?;
     Ok((StatusCode::CREATED, Json(member)))
 }

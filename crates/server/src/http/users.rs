@@ -2,10 +2,11 @@
 
 use super::error::{ApiResult, ErrorBody};
 use super::extract::{ApiJson, Caller, PathParams};
+use super::pagination::List;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
-use conclave_core::model::{User, UserSummary};
+use conclave_core::model::{PendingInvite, User, UserSummary};
 use conclave_core::types::DisplayName;
 use conclave_core::UserId;
 use serde::Deserialize;
@@ -16,6 +17,7 @@ use utoipa_axum::routes;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(me, update_me))
+        .routes(routes!(my_invites))
         .routes(routes!(user))
 }
 
@@ -41,20 +43,32 @@ pub struct UpdateMe {
     display_name: Option<Option<DisplayName>>,
 }
 
-/// Change my display name.
+/// Change my display name (the global profile): sessions only, never a bot or API key (AZ-7).
 #[utoipa::path(patch, path = "/users/@me", tag = "users", request_body = UpdateMe,
-    responses((status = 200, body = User), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = User), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_me(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<UpdateMe>,
 ) -> ApiResult<Json<User>> {
-    match body.display_name {
-        Some(name) => Ok(Json(
-            state.services.set_display_name(&caller.actor, name).await?,
-        )),
-        None => Ok(Json(caller.actor.user)),
-    }
+    Ok(Json(
+        state
+            .services
+            .set_display_name(&caller.actor, body.display_name)
+            .await?,
+    ))
+}
+
+/// Invites naming me that I can still accept (`POST /orgs/invites/{id}/accept`), newest first.
+#[utoipa::path(get, path = "/users/@me/invites", tag = "users",
+    responses((status = 200, body = List<PendingInvite>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn my_invites(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<List<PendingInvite>>> {
+    Ok(Json(List::all(
+        state.services.my_invites(&caller.actor).await?,
+    )))
 }
 
 /// Another user's public profile (users who share an org with me).

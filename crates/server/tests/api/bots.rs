@@ -516,12 +516,13 @@ async fn bots_stay_in_their_org(app: TestApp) {
     let org = app.org(&alice, "Acme").await;
     let evil = app.org(&mallory, "Evil").await;
     let bot = make_bot(&app, &org, &alice, json!({"name": "Loyal"})).await;
-    // Another org cannot take the bot in.
+    // Another org cannot take the bot in, not even by a direct add.
     let r = app
-        .post(
-            &format!("/api/v1/orgs/{evil}/members"),
-            &mallory.token,
-            json!({"user_id": bot.user_id, "role": "member"}),
+        .call(
+            Method::POST,
+            &format!("/api/v1/admin/orgs/{evil}/members"),
+            Some(ADMIN_TOKEN),
+            Some(json!({"user_id": bot.user_id, "role": "member"})),
         )
         .await
         .expect_error(422, "bot_not_allowed");

@@ -322,14 +322,52 @@ impl TestApp {
             .id()
     }
 
+    /// Puts `who` in the org with `role` the way people join (AZ-7): `by` invites them with
+    /// that role (so `by` must be allowed to grant it) and they accept with the code.
     pub async fn add_member(&self, org: &str, by: &User, who: &User, role: &str) {
-        self.post(
-            &format!("/api/v1/orgs/{org}/members"),
-            &by.token,
-            json!({"user_id": who.id, "role": role}),
+        let code = self
+            .post(
+                &format!("/api/v1/orgs/{org}/invites"),
+                &by.token,
+                json!({"role": role, "max_uses": 1}),
+            )
+            .await
+            .expect(201)
+            .body["code"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        self.post("/api/v1/orgs/join", &who.token, json!({"code": code}))
+            .await
+            .expect(200);
+    }
+
+    /// The `items` of a list answered to `token` (200 expected).
+    pub async fn items(&self, path: &str, token: &str) -> Vec<Value> {
+        self.get(path, token).await.expect(200).body["items"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// `user` with a fresh session (after the clock moved past the old one's end).
+    pub async fn sign_in_again(&self, username: &str, user: User) -> User {
+        let token = self.login(username, PASSWORD).await.expect(200).body["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        User { token, ..user }
+    }
+
+    /// Adds `who` directly, as automation with the management token does (AZ-7).
+    pub async fn admin_add_member(&self, org: &str, who: &User, role: &str) -> Res {
+        self.call(
+            Method::POST,
+            &format!("/api/v1/admin/orgs/{org}/members"),
+            Some(ADMIN_TOKEN),
+            Some(json!({"user_id": who.id, "role": role})),
         )
         .await
-        .expect(201);
     }
 
     /// A group conversation in `org` created by `owner` with `others`.

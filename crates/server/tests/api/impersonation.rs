@@ -13,7 +13,235 @@ both_backends!(
     an_admin_acts_as_a_user_in_a_marked_session,
     impersonation_cannot_touch_credentials,
     impersonation_is_refused_where_it_must_be,
+    impersonation_cannot_take_over_the_users_org,
+    impersonated_writes_are_audited_with_both_identities,
+    denied_attempts_are_audited_within_a_budget,
 );
+
+/// The rows of `event` with their outcome, as the management token reads them.
+async fn rows_of(app: &TestApp, event: &str) -> Vec<Value> {
+    app.get(
+        &format!("/api/v1/admin/audit?event={event}&limit=100"),
+        ADMIN_TOKEN,
+    )
+    .await
+    .expect(200)
+    .body["items"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The attack of issue 10: acting as the owner, the admin adds their own account to the org
+/// (directly or through an invite), then keeps access after the hour. Every path is refused,
+/// audited as denied with both identities, and afterwards the admin is no member.
+async fn impersonation_cannot_take_over_the_users_org(app: TestApp) {
+    let admin = app.bootstrap().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let org = app.org(&alice, "Acme").await;
+    app.add_member(&org, &alice, &bob, "member").await;
+    let token = impersonate(&app, &admin, &alice).await.expect(201).body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let o = format!("/api/v1/orgs/{org}");
+    for (method, path, body) in [
+        (
+            Method::POST,
+            format!("{o}/members"),
+            json!({ "user_id": admin.id, "role": "owner" }),
+        ),
+        (
+            Method::POST,
+            format!("{o}/invites"),
+            json!({ "username": "root-admin", "role": "owner" }),
+        ),
+        (
+            Method::POST,
+            format!("{o}/invites"),
+            json!({ "role": "owner" }),
+        ),
+        (
+            Method::PATCH,
+            format!("{o}/members/{}", bob.id),
+            json!({ "role": "owner" }),
+        ),
+        (Method::DELETE, format!("{o}/members/{}", bob.id), json!({})),
+        (
+            Method::POST,
+            format!("{o}/transfer"),
+            json!({ "user_id": bob.id }),
+        ),
+        (Method::POST, format!("{o}/teams"), json!({ "name": "t" })),
+        (Method::PATCH, o.clone(), json!({ "name": "Taken" })),
+        (Method::DELETE, o.clone(), json!({})),
+        (
+            Method::POST,
+            "/api/v1/orgs".into(),
+            json!({ "name": "New" }),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/users/@me".into(),
+            json!({ "display_name": "Support" }),
+        ),
+        (Method::GET, "/api/v1/users/@me/export".into(), json!({})),
+        (
+            Method::DELETE,
+            "/api/v1/users/@me".into(),
+            json!({ "password": PASSWORD }),
+        ),
+    ] {
+        let r = app
+            .call(method.clone(), &path, Some(&token), Some(body))
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.code()),
+            (403, "impersonation_forbidden"),
+            "{method} {path}: {}",
+            r.body
+        );
+    }
+    // The refusals are in the log, as denied, with both identities.
+    let denied = rows_of(&app, "impersonation.denied").await;
+    assert!(!denied.is_empty());
+    for r in &denied {
+        assert_eq!(r["outcome"], "denied");
+        assert_eq!(r["actor"]["id"], json!(alice.id));
+        assert_eq!(r["actor"]["impersonator"], json!(admin.id));
+    }
+    // Nothing changed, and after the hour the admin has no way in.
+    app.clock.advance(chrono::Duration::minutes(61));
+    app.get("/api/v1/users/@me", &token)
+        .await
+        .expect_error(401, "invalid_token");
+    let admin = app.sign_in_again("root-admin", admin).await;
+    app.get(&o, &admin.token)
+        .await
+        .expect_error(404, "not_found");
+    assert!(app
+        .items("/api/v1/users/@me/invites", &admin.token)
+        .await
+        .is_empty());
+    let alice = app.sign_in_again("alice", alice).await;
+    let members = app
+        .get(&format!("{o}/members"), &alice.token)
+        .await
+        .expect(200);
+    let roles: Vec<(&str, &str)> = members.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["user"]["id"].as_str().unwrap(),
+                m["role"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(roles.len(), 2, "{roles:?}");
+    assert!(roles.contains(&(alice.id.as_str(), "owner")));
+    assert!(roles.contains(&(bob.id.as_str(), "member")));
+}
+
+/// Sends, edits and deletions of an impersonated session are audited with both identities; it
+/// deletes only the user's own messages, not others' (even where the user moderates).
+async fn impersonated_writes_are_audited_with_both_identities(app: TestApp) {
+    let admin = app.bootstrap().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let org = app.org(&alice, "Acme").await;
+    app.add_member(&org, &alice, &bob, "member").await;
+    let conv = app.group(&org, &alice, &[&bob], json!("org")).await;
+    let bobs = app
+        .send_message(&conv, &bob, "bob's")
+        .await
+        .expect(201)
+        .id();
+    let token = impersonate(&app, &admin, &alice).await.expect(201).body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let support = User {
+        id: alice.id.clone(),
+        token: token.clone(),
+    };
+    let sent = app
+        .send_message(&conv, &support, "hello")
+        .await
+        .expect(201)
+        .id();
+    app.patch(
+        &format!("/api/v1/messages/{sent}"),
+        &token,
+        json!({ "content": "hello again" }),
+    )
+    .await
+    .expect(200);
+    app.call(
+        Method::PUT,
+        &format!("/api/v1/conversations/{conv}/read-marker"),
+        Some(&token),
+        Some(json!({ "message_id": sent })),
+    )
+    .await
+    .expect(204);
+    app.post(
+        &format!("/api/v1/conversations/{conv}/typing"),
+        &token,
+        json!({}),
+    )
+    .await
+    .expect(204);
+    app.delete(&format!("/api/v1/messages/{sent}"), &token)
+        .await
+        .expect(204);
+    app.delete(&format!("/api/v1/messages/{bobs}"), &token)
+        .await
+        .expect_error(403, "impersonation_forbidden");
+    for event in [
+        "message.sent",
+        "message.edited",
+        "message.deleted",
+        "read_marker.moved",
+    ] {
+        let rows = rows_of(&app, event).await;
+        assert_eq!(rows.len(), 1, "{event}: {rows:?}");
+        assert_eq!(rows[0]["actor"]["id"], json!(alice.id));
+        assert_eq!(rows[0]["actor"]["impersonator"], json!(admin.id));
+        assert_eq!(rows[0]["org_id"], json!(org));
+        assert_eq!(rows[0]["outcome"], "success");
+    }
+    // Bob's message is untouched; alice's own sends are not audit events.
+    assert_eq!(app.message_count(&conv, &bob).await, 2);
+    app.send_message(&conv, &alice, "myself").await.expect(201);
+    assert_eq!(rows_of(&app, "message.sent").await.len(), 1);
+}
+
+/// A flood of refused attempts writes at most `DENIED_ROWS_PER_MINUTE` rows per actor and
+/// minute; the next minute's first row says how many were left out.
+async fn denied_attempts_are_audited_within_a_budget(app: TestApp) {
+    let admin = app.bootstrap().await;
+    let alice = app.user("alice").await;
+    let token = impersonate(&app, &admin, &alice).await.expect(201).body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let budget = conclave_core::service::DENIED_ROWS_PER_MINUTE as usize;
+    let tries = (0..3 * budget).map(|_| app.post("/api/v1/orgs", &token, json!({ "name": "x" })));
+    for r in futures::future::join_all(tries).await {
+        assert!(r.status == 403 || r.status == 429, "{}", r.body);
+    }
+    assert_eq!(rows_of(&app, "impersonation.denied").await.len(), budget);
+    app.clock.advance(chrono::Duration::seconds(61));
+    app.post("/api/v1/orgs", &token, json!({ "name": "x" }))
+        .await
+        .expect_error(403, "impersonation_forbidden");
+    let rows = rows_of(&app, "impersonation.denied").await;
+    assert_eq!(rows.len(), budget + 1);
+    assert!(rows[0]["detail"]["unrecorded_before"].as_u64().unwrap() > 0);
+}
 
 async fn impersonate(app: &TestApp, admin: &User, target: &User) -> Res {
     app.post(
@@ -53,16 +281,9 @@ async fn an_admin_acts_as_a_user_in_a_marked_session(app: TestApp) {
     )
     .await
     .expect(201);
-    // An audited action carries both identities.
-    app.post(
-        &format!("/api/v1/orgs/{org}/teams"),
-        &token,
-        json!({ "name": "made by support" }),
-    )
-    .await
-    .expect(201);
+    // Its sends are audited with both identities (AUTH-12), unlike alice's own.
     let rows = app
-        .get("/api/v1/admin/audit?event=team.created", ADMIN_TOKEN)
+        .get("/api/v1/admin/audit?event=message.sent", ADMIN_TOKEN)
         .await
         .expect(200)
         .body["items"]
@@ -72,6 +293,7 @@ async fn an_admin_acts_as_a_user_in_a_marked_session(app: TestApp) {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["actor"]["id"], json!(alice.id));
     assert_eq!(rows[0]["actor"]["impersonator"], json!(admin.id));
+    assert_eq!(rows[0]["org_id"], json!(org));
     let started = app
         .get(
             "/api/v1/admin/audit?event=impersonation.started",

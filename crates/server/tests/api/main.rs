@@ -14,6 +14,7 @@ mod conversations;
 mod gateway;
 mod gateway_protocol;
 mod impersonation;
+mod invites;
 mod keyring;
 mod keys;
 mod messages;

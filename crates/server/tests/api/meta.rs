@@ -232,6 +232,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/admin/audit/verify"),
     ("get", "/api/v1/orgs/{org}/audit"),
     ("get", "/api/v1/users/@me/security-events"),
+    ("get", "/api/v1/users/@me/invites"),
+    ("get", "/api/v1/orgs/{org}/invites"),
+    ("delete", "/api/v1/orgs/{org}/invites/{id}"),
+    ("post", "/api/v1/orgs/invites/{id}/accept"),
+    ("post", "/api/v1/admin/orgs/{org}/members"),
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/login/mfa"),
     ("post", "/api/v1/auth/totp/setup"),
@@ -389,15 +394,14 @@ async fn responses_match_the_openapi_schemas(app: TestApp) {
         .expect(201);
     check(&doc, "post", "/api/v1/orgs", 201, &org_res.body);
     let org = org_res.id();
-    let m = app
-        .post(
-            &format!("/api/v1/orgs/{org}/members"),
-            &alice.token,
-            json!({"user_id": bob.id, "role": "member"}),
-        )
-        .await
-        .expect(201);
-    check(&doc, "post", "/api/v1/orgs/{org}/members", 201, &m.body);
+    let m = app.admin_add_member(&org, &bob, "member").await.expect(201);
+    check(
+        &doc,
+        "post",
+        "/api/v1/admin/orgs/{org}/members",
+        201,
+        &m.body,
+    );
     let conv = app
         .post(
             &format!("/api/v1/orgs/{org}/conversations"),

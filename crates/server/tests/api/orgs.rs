@@ -2,6 +2,7 @@
 
 use crate::both_backends;
 use crate::helpers::*;
+use reqwest::Method;
 use serde_json::json;
 
 both_backends!(
@@ -12,7 +13,102 @@ both_backends!(
     teams_belong_to_one_org,
     matrix_reflects_policy,
     removing_a_member_removes_their_participations,
+    only_owners_relax_2fa_and_change_audit_retention,
+    the_audit_retention_floor_can_be_raised,
 );
+
+/// AUTH-4a: once the org requires 2FA only an owner turns it off. DATA-5: only owners change
+/// `audit_retention_days`, never below 30 days, and the change is in the server's chain.
+async fn only_owners_relax_2fa_and_change_audit_retention(app: TestApp) {
+    let owner = app.user("owner").await;
+    let admin = app.user("admin1").await;
+    let org = app.org(&owner, "Acme").await;
+    app.add_member(&org, &owner, &admin, "admin").await;
+    crate::mfa::enable_2fa(&app, &owner).await;
+    crate::mfa::enable_2fa(&app, &admin).await;
+    let o = format!("/api/v1/orgs/{org}");
+    app.patch(&o, &owner.token, json!({"require_2fa": true}))
+        .await
+        .expect(200);
+    // The admin may rename the org, but not lift the requirement.
+    app.patch(&o, &admin.token, json!({"name": "Acme 2"}))
+        .await
+        .expect(200);
+    app.patch(&o, &admin.token, json!({"require_2fa": false}))
+        .await
+        .expect_error(403, "owner_required");
+    let now = app.get(&o, &owner.token).await.expect(200);
+    assert_eq!(now.body["require_2fa"], true);
+    // Audit retention: owners only, 30 days at least (null keeps everything).
+    app.patch(&o, &admin.token, json!({"audit_retention_days": 365}))
+        .await
+        .expect_error(403, "owner_required");
+    for days in [1, 29] {
+        let r = app
+            .patch(&o, &owner.token, json!({"audit_retention_days": days}))
+            .await
+            .expect_error(422, "below_floor");
+        assert_eq!(r.field(), Some("/audit_retention_days"));
+    }
+    app.patch(&o, &owner.token, json!({"audit_retention_days": 30}))
+        .await
+        .expect(200);
+    app.patch(&o, &owner.token, json!({"audit_retention_days": null}))
+        .await
+        .expect(200);
+    // The admin may still send the unchanged value with other settings.
+    app.patch(
+        &o,
+        &admin.token,
+        json!({"name": "Acme 3", "audit_retention_days": null}),
+    )
+    .await
+    .expect(200);
+    let rows = app
+        .get(
+            "/api/v1/admin/audit?event=org.audit_retention_changed",
+            ADMIN_TOKEN,
+        )
+        .await
+        .expect(200)
+        .body["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r["org_id"].is_null()),
+        "the server chain"
+    );
+    assert_eq!(rows[0]["detail"]["org_id"], json!(org));
+    assert_eq!(rows[1]["detail"]["to"], 30);
+    // The owner lifts the requirement.
+    app.patch(&o, &owner.token, json!({"require_2fa": false}))
+        .await
+        .expect(200);
+}
+
+/// DATA-5: the server may raise the floor (never lower it).
+async fn the_audit_retention_floor_can_be_raised(app: TestApp) {
+    let app = spawn_app_with(app.backend, |c| c.retention.audit_retention_floor_days = 90)
+        .await
+        .expect("the app starts");
+    let owner = app.user("owner").await;
+    let org = app.org(&owner, "Acme").await;
+    let o = format!("/api/v1/orgs/{org}");
+    app.patch(&o, &owner.token, json!({"audit_retention_days": 60}))
+        .await
+        .expect_error(422, "below_floor");
+    app.patch(&o, &owner.token, json!({"audit_retention_days": 90}))
+        .await
+        .expect(200);
+    let mut config = conclave_server::config::Config::default();
+    config.retention.audit_retention_floor_days = 7;
+    assert!(
+        config.validate().is_err(),
+        "a floor below 30 days is refused"
+    );
+}
 
 async fn orgs_are_isolated(app: TestApp) {
     let alice = app.user("alice").await;
@@ -113,56 +209,53 @@ async fn roles_decide_who_manages_members(app: TestApp) {
     app.add_member(&org, &owner, &member, "member").await;
     app.add_member(&org, &admin, &viewer, "viewer").await;
     let members = format!("/api/v1/orgs/{org}/members");
-    // Members and viewers cannot add people; admins cannot grant owner.
-    app.post(
-        &members,
-        &member.token,
-        json!({"user_id": newbie.id, "role": "member"}),
-    )
-    .await
-    .expect_error(403, "forbidden");
-    app.post(
-        &members,
-        &viewer.token,
-        json!({"user_id": newbie.id, "role": "member"}),
-    )
-    .await
-    .expect_error(403, "forbidden");
-    app.post(
-        &members,
-        &admin.token,
-        json!({"user_id": newbie.id, "role": "owner"}),
-    )
-    .await
-    .expect_error(403, "forbidden");
-    app.post(
-        &members,
-        &admin.token,
-        json!({"user_id": newbie.id, "role": "superuser"}),
-    )
-    .await
-    .expect(422);
-    app.post(
-        &members,
-        &admin.token,
-        json!({"username": "newbie", "role": "member"}),
-    )
-    .await
-    .expect(201);
-    app.post(
-        &members,
-        &admin.token,
-        json!({"username": "newbie", "role": "member"}),
-    )
-    .await
-    .expect_error(409, "already_member");
-    app.post(
-        &members,
-        &admin.token,
-        json!({"username": "ghost-user", "role": "member"}),
-    )
-    .await
-    .expect_error(404, "not_found");
+    // Members and viewers cannot invite; admins cannot grant owner (AZ-7).
+    let invites = format!("/api/v1/orgs/{org}/invites");
+    for who in [&member, &viewer] {
+        app.post(&invites, &who.token, json!({"role": "member"}))
+            .await
+            .expect_error(403, "forbidden");
+    }
+    app.post(&invites, &admin.token, json!({"role": "owner"}))
+        .await
+        .expect_error(403, "forbidden");
+    app.post(&invites, &admin.token, json!({"role": "superuser"}))
+        .await
+        .expect(422);
+    // Nobody but a server admin adds an account without its consent, whatever their role.
+    for who in [&owner, &admin, &member] {
+        app.post(
+            &members,
+            &who.token,
+            json!({"user_id": newbie.id, "role": "member"}),
+        )
+        .await
+        .expect_error(403, "forbidden");
+    }
+    assert_eq!(
+        app.get(&members, &owner.token).await.expect(200).body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4,
+        "nobody was added"
+    );
+    let direct_path = format!("/api/v1/admin/orgs/{org}/members");
+    let direct = |body: serde_json::Value| {
+        app.call(Method::POST, &direct_path, Some(ADMIN_TOKEN), Some(body))
+    };
+    direct(json!({"username": "newbie", "role": "member"}))
+        .await
+        .expect(201);
+    direct(json!({"username": "newbie", "role": "member"}))
+        .await
+        .expect_error(409, "already_member");
+    direct(json!({"username": "ghost-user", "role": "member"}))
+        .await
+        .expect_error(404, "not_found");
+    direct(json!({"role": "member"}))
+        .await
+        .expect_error(422, "missing_field");
     // Admins cannot touch owners; members cannot change roles.
     app.patch(
         &format!("{members}/{}", owner.id),

@@ -64,6 +64,7 @@ macro_rules! conformance_tests {
             remove_member_cleans_up_and_passes_ownership,
             transfer_org_swaps_roles,
             invites_are_redeemed_within_limits,
+            named_invites_reach_only_their_invitee,
             teams_and_team_members,
             conversations_create_and_direct_pairs,
             conversations_for_user_pages,

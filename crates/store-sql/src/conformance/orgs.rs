@@ -334,9 +334,89 @@ pub(crate) fn invite(
         max_uses,
         uses: 0,
         expires_at,
+        username: None,
         created_by: by,
         created_at: at(0),
     }
+}
+
+/// AZ-7: an invite naming a user is listed for them only, taken by them only (by id or by its
+/// code), once, and can be revoked; many concurrent acceptances add one membership.
+pub async fn named_invites_reach_only_their_invitee(store: Arc<dyn Store>) {
+    let alice = make_user(&*store, "alice").await;
+    let bob = make_user(&*store, "bob").await;
+    let carol = make_user(&*store, "carol").await;
+    let org = make_org(&*store, "acme", alice.id).await;
+    let mut named = invite(org.id, alice.id, Some(1), Some(at(1000)));
+    named.username = Some("bob".into());
+    store.create_invite(&named, b"named", &[]).await.unwrap();
+    assert_eq!(
+        store.org_invites(org.id).await.unwrap(),
+        vec![named.clone()]
+    );
+    assert!(store
+        .pending_invites(carol.id, at(1))
+        .await
+        .unwrap()
+        .is_empty());
+    let pending = store.pending_invites(bob.id, at(1)).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (pending[0].id, pending[0].org_name.as_str()),
+        (named.id, "acme")
+    );
+    assert!(
+        store
+            .pending_invites(bob.id, at(1000))
+            .await
+            .unwrap()
+            .is_empty(),
+        "expired invites are not pending"
+    );
+    // Nobody else takes it, by id or by code.
+    assert!(matches!(
+        store.accept_invite(named.id, carol.id, at(2), &[]).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_conflict(
+        store.redeem_invite(b"named", carol.id, at(2), &[]).await,
+        Conflict::InviteExhausted,
+    );
+    assert!(matches!(
+        store.accept_invite(named.id, bob.id, at(1000), &[]).await,
+        Err(StoreError::NotFound)
+    ));
+    // Concurrent acceptances by the invitee: exactly one succeeds (the HTTP suite sends 100).
+    let tries = (0..20).map(|_| {
+        let store = store.clone();
+        let id = named.id;
+        let bob = bob.id;
+        tokio::spawn(async move { store.accept_invite(id, bob, at(3), &[]).await })
+    });
+    let mut ok = 0;
+    for t in tries {
+        if t.await.unwrap().is_ok() {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(
+        store.member(org.id, bob.id).await.unwrap().role,
+        OrgRole::Member
+    );
+    assert!(store
+        .pending_invites(bob.id, at(4))
+        .await
+        .unwrap()
+        .is_empty());
+    // Revoking: only within its org.
+    let other = make_org(&*store, "other", carol.id).await;
+    assert!(matches!(
+        store.revoke_invite(other.id, named.id, &[]).await,
+        Err(StoreError::NotFound)
+    ));
+    store.revoke_invite(org.id, named.id, &[]).await.unwrap();
+    assert!(store.org_invites(org.id).await.unwrap().is_empty());
 }
 
 pub async fn invites_are_redeemed_within_limits(store: Arc<dyn Store>) {
