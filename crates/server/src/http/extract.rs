@@ -363,9 +363,13 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let ip = client_ip(parts, state).map(|i| i.to_string());
+        let client = client_ip(parts, state);
+        // Sessions record the address as limits key it (RATE-2: IPv6 by /64), like sign-in
+        // does; an API key's allowlist is checked against the address itself.
+        let ip = client.map(crate::ratelimit::ip_key);
         if let Some((via, tok)) = super::credentials::machine_credential(&parts.headers) {
-            let mut actor = super::credentials::authenticate(state, via, &tok, ip.as_deref())
+            let exact = client.map(|i| i.to_string());
+            let mut actor = super::credentials::authenticate(state, via, &tok, exact.as_deref())
                 .await
                 .map_err(auth_error)?;
             actor.meta = super::auth::request_meta(parts, state);
