@@ -1,7 +1,47 @@
 // REST calls with the cookie session: the CSRF token lives only in memory (never in storage)
-// and goes in X-CSRF-Token on every state-changing request.
+// and goes in X-CSRF-Token on every state-changing request. When the server has the
+// access-token gate on (AUTH-9), the access code the user typed at sign-in is kept for this
+// tab only (sessionStorage: it survives a reload, not the tab) and goes in X-API-Access-Token
+// on every request and in the gateway's IDENTIFY and RESUME.
 
 let csrfToken = null;
+const ACCESS_CODE = 'conclave.access_code';
+/** The access code when the browser refuses web storage: it then lives as long as the page. */
+let memoryCode = null;
+
+/** The access code of this tab, or null. */
+export function accessCode() {
+  try {
+    return sessionStorage.getItem(ACCESS_CODE) ?? memoryCode;
+  } catch {
+    return memoryCode;
+  }
+}
+
+/** Keeps `code` for this tab (null forgets it). */
+export function setAccessCode(code) {
+  try {
+    if (code) sessionStorage.setItem(ACCESS_CODE, code);
+    else sessionStorage.removeItem(ACCESS_CODE);
+  } catch {
+    // Storage refused: `memoryCode` keeps it.
+  }
+  memoryCode = code || null;
+}
+
+function withAccessCode(headers) {
+  const code = accessCode();
+  if (code) headers['X-API-Access-Token'] = code;
+  return headers;
+}
+
+/** Whether the server asks for an access code (`auth.access_token_gate` in capabilities). */
+export async function accessGate() {
+  const res = await fetch('/api/v1/capabilities', { headers: { Accept: 'application/json' } });
+  if (!res.ok) return false;
+  const caps = await res.json().catch(() => null);
+  return caps?.auth?.access_token_gate === true;
+}
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -22,6 +62,7 @@ export async function api(method, path, body, opts = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && csrfToken) headers['X-CSRF-Token'] = csrfToken;
+  withAccessCode(headers);
   const res = await fetch(`/api/v1${path}`, {
     method,
     headers,
@@ -37,7 +78,7 @@ export async function api(method, path, body, opts = {}) {
 
 /** A GET whose answer is saved as a file: `{blob, filename}` (from Content-Disposition). */
 export async function download(path) {
-  const res = await fetch(`/api/v1${path}`, { credentials: 'same-origin' });
+  const res = await fetch(`/api/v1${path}`, { credentials: 'same-origin', headers: withAccessCode({}) });
   if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
   const name = /filename="([^"]+)"/.exec(res.headers.get('content-disposition') ?? '')?.[1];
   return { blob: await res.blob(), filename: name ?? 'download' };
@@ -63,7 +104,11 @@ export async function currentSession() {
     setCsrfToken(s.csrf_token);
     return s;
   } catch (e) {
-    if (e instanceof ApiError && e.status === 401) return null;
+    if (e instanceof ApiError && e.status === 401) {
+      // A code that no longer opens the gate is forgotten, so sign-in asks again.
+      if (e.code === 'access_token_required') setAccessCode(null);
+      return null;
+    }
     throw e;
   }
 }
@@ -96,4 +141,5 @@ export async function bootstrapAdmin(bootstrapToken, username, password) {
 export async function signOut() {
   await api('POST', '/auth/logout');
   setCsrfToken(null);
+  setAccessCode(null);
 }

@@ -166,8 +166,9 @@ function signedOut(reason) {
   state.gateway = null;
   state.me = null;
   show(nav);
-  signInView(root, signedIn);
-  if (reason) root.prepend(notice(reason));
+  signInView(root, signedIn).then(() => {
+    if (reason) root.prepend(notice(reason));
+  });
 }
 
 async function signedIn(user) {

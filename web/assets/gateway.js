@@ -3,6 +3,14 @@
 // back-off and jitter (1 s base, 60 s cap) and RESUMEs; INVALID_SESSION re-identifies, and
 // `onReady(fresh=true)` tells the app to reload its state over REST.
 
+import { accessCode } from './api.js';
+
+/** IDENTIFY and RESUME carry the tab's access code when the server has the gate on (AUTH-9). */
+function withAccess(d) {
+  const code = accessCode();
+  return code ? { ...d, access_token: code } : d;
+}
+
 const OP = { DISPATCH: 0, HEARTBEAT: 1, IDENTIFY: 2, PRESENCE: 3, RESUME: 6, RECONNECT: 7, INVALID_SESSION: 9, HELLO: 10, ACK: 11 };
 const CLIENT = 'conclave-web/0.1.0';
 /** Close codes after which reconnecting with the same credential cannot help. */
@@ -47,7 +55,7 @@ export class Gateway {
   identify() {
     this.sessionId = null;
     this.seq = null;
-    this.send(OP.IDENTIFY, { client: CLIENT, protocol_version: 1 });
+    this.send(OP.IDENTIFY, withAccess({ client: CLIENT, protocol_version: 1 }));
   }
 
   receive(ws, frame) {
@@ -57,7 +65,7 @@ export class Gateway {
         const every = frame.d.heartbeat_interval_ms;
         clearInterval(this.heartbeat);
         this.heartbeat = setInterval(() => this.send(OP.HEARTBEAT, this.seq), every);
-        if (this.sessionId) this.send(OP.RESUME, { session_id: this.sessionId, seq: this.seq ?? 0 });
+        if (this.sessionId) this.send(OP.RESUME, withAccess({ session_id: this.sessionId, seq: this.seq ?? 0 }));
         else this.identify();
         break;
       }

@@ -1,16 +1,33 @@
 // The sign-in screens shared by the client and the admin console: password, then the second
-// factor when the account has 2FA; and the one-time bootstrap of the first server admin.
+// factor when the account has 2FA; and the one-time bootstrap of the first server admin. When
+// the server has the access-token gate on (AUTH-9), both forms also ask for the access code,
+// which `api.js` keeps for this tab and sends with every request from then on.
 
-import { bootstrapAdmin, signIn, signInMfa } from './api.js';
+import { accessGate, bootstrapAdmin, setAccessCode, signIn, signInMfa } from './api.js';
 import { el, field, formValues, notice, show } from './dom.js';
 
+/** The access-code field when capabilities report the gate; null otherwise. */
+async function accessCodeField() {
+  const gated = await accessGate().catch(() => false);
+  return gated
+    ? field('Access code', { name: 'access_code', type: 'password', autocomplete: 'off', required: true })
+    : null;
+}
+
+/** Keeps the typed access code (if the form asked for one) for the requests that follow. */
+function keepAccessCode(values) {
+  if (values.access_code !== undefined) setAccessCode(values.access_code.trim() || null);
+}
+
 /** Renders the sign-in form into `root`; calls `done(user)` once signed in. */
-export function signInView(root, done) {
+export async function signInView(root, done) {
   const status = el('div');
+  const access = await accessCodeField();
   const form = el(
     'form',
     { class: 'card', 'aria-labelledby': 'signin-title' },
     el('h2', { id: 'signin-title', text: 'Sign in' }),
+    access,
     field('Username', { name: 'username', autocomplete: 'username', required: true }),
     field('Password', { name: 'password', type: 'password', autocomplete: 'current-password', required: true }),
     el('button', { type: 'submit', text: 'Sign in' }),
@@ -18,9 +35,10 @@ export function signInView(root, done) {
   );
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
-    const { username, password } = formValues(form);
+    const values = formValues(form);
+    keepAccessCode(values);
     try {
-      const r = await signIn(username, password);
+      const r = await signIn(values.username, values.password);
       if (r.mfaToken) mfaView(root, r.mfaToken, done);
       else done(r.user);
     } catch (e) {
@@ -56,13 +74,15 @@ function mfaView(root, mfaToken, done) {
 }
 
 /** The first-admin form for a `#bootstrap=<token>` link. */
-export function bootstrapView(root, token, done) {
+export async function bootstrapView(root, token, done) {
   const status = el('div');
+  const access = await accessCodeField();
   const form = el(
     'form',
     { class: 'card', 'aria-labelledby': 'bootstrap-title' },
     el('h2', { id: 'bootstrap-title', text: 'Create the first administrator' }),
     el('p', { text: 'This one-time link makes the first server admin of this Conclave server.' }),
+    access,
     field('Username', { name: 'username', autocomplete: 'username', required: true }),
     field('Password', { name: 'password', type: 'password', autocomplete: 'new-password', required: true }),
     el('button', { type: 'submit', text: 'Create administrator' }),
@@ -70,9 +90,10 @@ export function bootstrapView(root, token, done) {
   );
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
-    const { username, password } = formValues(form);
+    const values = formValues(form);
+    keepAccessCode(values);
     try {
-      const r = await bootstrapAdmin(token, username, password);
+      const r = await bootstrapAdmin(token, values.username, values.password);
       history.replaceState(null, '', '/');
       done(r.user);
     } catch (e) {

@@ -20,7 +20,8 @@ const repo = resolve(here, '../..');
 const BIN = process.env.CONCLAVE_BIN ? resolve(process.env.CONCLAVE_BIN) : join(repo, 'target/debug/conclave');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = join(here, 'screenshots');
-const BOOTSTRAP = `boot-${randomBytes(12).toString('hex')}`;
+// A preset bootstrap token has at least 32 characters (CORE-3a).
+const BOOTSTRAP = `boot-${randomBytes(16).toString('hex')}`;
 const PASSWORD = 'correct horse battery staple';
 
 let server;
@@ -125,23 +126,31 @@ function log(page) {
   return page.getByRole('log');
 }
 
-/** Starts `conclave serve` on `port` with the test's data dir and waits until it answers. */
-async function startServer(port) {
-  server = spawn(BIN, ['serve'], {
+/** Spawns `conclave serve` on `port` over `dir` (public URL `url`) with `extra` settings;
+ * `onOutput` receives what it prints. */
+function spawnServer(port, url, dir, extra, onOutput) {
+  const child = spawn(BIN, ['serve'], {
     env: {
       // The server refuses unknown CONCLAVE_* variables (CONCLAVE_BIN is ours): pass none on.
       ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CONCLAVE_'))),
       CONCLAVE_LISTEN: `127.0.0.1:${port}`,
-      CONCLAVE_PUBLIC_URL: base,
-      CONCLAVE_DATA_DIR: dataDir,
+      CONCLAVE_PUBLIC_URL: url,
+      CONCLAVE_DATA_DIR: dir,
       CONCLAVE_BOOTSTRAP_TOKEN: BOOTSTRAP,
       CONCLAVE_RATE_LIMITS: 'off',
       RUST_LOG: 'warn',
+      ...extra,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  server.stdout.on('data', (d) => (serverLog += d));
-  server.stderr.on('data', (d) => (serverLog += d));
+  child.stdout.on('data', onOutput);
+  child.stderr.on('data', onOutput);
+  return child;
+}
+
+/** Starts `conclave serve` on `port` with the test's data dir and waits until it answers. */
+async function startServer(port) {
+  server = spawnServer(port, base, dataDir, {}, (d) => (serverLog += d));
   await waitFor(async () => (await fetch(`${base}/health`)).ok, 'the server to answer /health');
 }
 
@@ -872,4 +881,73 @@ test('the admin console screens', async () => {
   await page.screenshot({ path: join(SHOTS, 'admin-orgs.png') });
   await bob.context.close();
   await admin.context.close();
+});
+
+test('with the access-token gate the sign-in page asks for the access code and every request carries it', async () => {
+  const ACCESS = `access-${randomBytes(12).toString('hex')}`;
+  const gatedDir = mkdtempSync(join(tmpdir(), 'conclave-web-gated-'));
+  const port = await freePort();
+  const gatedBase = `http://127.0.0.1:${port}`;
+  let gatedLog = '';
+  const gated = spawnServer(port, gatedBase, gatedDir, { CONCLAVE_ACCESS_TOKEN: ACCESS }, (d) => (gatedLog += d));
+  const user = await newUser();
+  try {
+    await waitFor(async () => (await fetch(`${gatedBase}/health`)).ok, `the gated server to answer\n${gatedLog}`);
+    const caps = await (await fetch(`${gatedBase}/api/v1/capabilities`)).json();
+    assert.equal(caps.auth.access_token_gate, true);
+    // Without the code, even sign-in is refused.
+    const body = JSON.stringify({ bootstrap_token: BOOTSTRAP, username: 'gatekeeper', password: PASSWORD });
+    const headers = { 'Content-Type': 'application/json' };
+    const refused = await fetch(`${gatedBase}/api/v1/auth/bootstrap`, { method: 'POST', headers, body });
+    assert.equal(refused.status, 401);
+    assert.equal((await refused.json()).error.code, 'access_token_required');
+    const made = await fetch(`${gatedBase}/api/v1/auth/bootstrap`, {
+      method: 'POST',
+      headers: { ...headers, 'X-API-Access-Token': ACCESS },
+      body,
+    });
+    assert.equal(made.status, 201);
+
+    const { context, page } = user;
+    const requests = [];
+    page.on('request', (r) => {
+      const url = new URL(r.url());
+      if (url.pathname.startsWith('/api/v1/')) requests.push({ path: url.pathname, code: r.headers()['x-api-access-token'] });
+    });
+    const sent = [];
+    page.on('websocket', (ws) => ws.on('framesent', (f) => sent.push(String(f.payload))));
+    await page.goto(`${gatedBase}/`);
+    await page.getByLabel('Access code').fill('not-the-code');
+    await page.getByLabel('Username').fill('gatekeeper');
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('alert').getByText(/X-API-Access-Token/).waitFor();
+    await page.getByLabel('Access code').fill(ACCESS);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByText('Signed in as gatekeeper').waitFor();
+    const signedInAt = requests.findIndex((r) => r.path === '/api/v1/auth/login' && r.code === ACCESS);
+    assert.ok(signedInAt >= 0, 'the login carried the access code');
+    const after = requests.slice(signedInAt);
+    assert.ok(after.length > 1, 'the client made requests after signing in');
+    for (const r of after) assert.equal(r.code, ACCESS, `${r.path} carries the access code`);
+    // The gateway's IDENTIFY carries it as `access_token`.
+    await waitFor(
+      () => sent.some((f) => JSON.parse(f).op === 2 && JSON.parse(f).d.access_token === ACCESS),
+      'IDENTIFY with the access code',
+    );
+    // Kept for this tab only: not in localStorage, and a new tab asks again.
+    const stored = await page.evaluate(() => ({ local: { ...localStorage }, session: { ...sessionStorage } }));
+    assert.deepEqual(stored.local, {});
+    assert.deepEqual(Object.values(stored.session), [ACCESS]);
+    const tab = await context.newPage();
+    await tab.goto(`${gatedBase}/`);
+    await tab.getByLabel('Access code').waitFor();
+    await tab.close();
+    // Refused requests show as failed loads; nothing else may go wrong on the page.
+    assert.deepEqual(user.seen.errors.filter((e) => !/Failed to load resource/.test(e)), []);
+  } finally {
+    await user.context.close();
+    gated.kill('SIGTERM');
+    rmSync(gatedDir, { recursive: true, force: true });
+  }
 });

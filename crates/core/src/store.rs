@@ -150,7 +150,12 @@ pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, user: &NewUser, audit: &[AuditEntry]) -> StoreResult<User>;
     /// Creates the first server admin, once: the second call fails with `BootstrapUsed`.
     async fn claim_bootstrap(&self, user: &NewUser, audit: &[AuditEntry]) -> StoreResult<User>;
+    /// Whether the bootstrap is over: it was claimed, or any server admin exists (creating or
+    /// promoting a server admin also marks it claimed, so it never re-arms).
     async fn bootstrap_claimed(&self) -> StoreResult<bool>;
+    /// Records `now` as the server's first start unless one is recorded; returns the recorded
+    /// one (the preset bootstrap token expires 24 h after it, across restarts and nodes).
+    async fn first_start(&self, now: DateTime<Utc>) -> StoreResult<DateTime<Utc>>;
     async fn user(&self, id: UserId) -> StoreResult<User>;
     /// Looks up by the case-folded username; returns the user and password hash.
     async fn user_by_username(&self, key: &str) -> StoreResult<Option<(User, Option<String>)>>;

@@ -16,6 +16,17 @@ pub enum Environment {
     Production,
 }
 
+/// The one forwarding header read from a trusted proxy (RATE-2); the other is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2`.
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnOff {
@@ -116,10 +127,9 @@ pub struct RateLimitSettings {
     pub org_per_min: u64,
     #[serde(deserialize_with = "flex::u64")]
     pub org_burst: u64,
-    /// API-key tiers, requests per second (burst: one second's worth); a tier replaces the
-    /// per-user limits for requests made with a key. 0 = unlimited.
-    #[serde(deserialize_with = "flex::u64")]
-    pub tier_free_per_sec: u64,
+    /// API-key tiers above `free`, requests per second (burst: one second's worth), one bucket
+    /// per (key owner, tier) instead of the owner's per-user limits. 0 = unlimited. A `free`
+    /// key shares its owner's per-user buckets (AUTH-7), so it has no setting of its own.
     #[serde(deserialize_with = "flex::u64")]
     pub tier_pro_per_sec: u64,
     #[serde(deserialize_with = "flex::u64")]
@@ -130,12 +140,21 @@ pub struct RateLimitSettings {
     /// (the first request of a connection: from the accept).
     #[serde(deserialize_with = "flex::u64")]
     pub header_read_timeout_secs: u64,
+    /// Once a request's head has arrived, its whole body must arrive within this time; past
+    /// it the request is answered 408 and the connection closed (a trickled body cannot hold
+    /// a connection).
+    #[serde(deserialize_with = "flex::u64")]
+    pub body_timeout_secs: u64,
     /// A keep-alive connection waiting this long for its next request is closed.
     #[serde(deserialize_with = "flex::u64")]
     pub idle_timeout_secs: u64,
     /// Open connections (WebSockets included); further clients wait in the accept backlog.
     #[serde(deserialize_with = "flex::u64")]
     pub max_connections: u64,
+    /// Open connections from one client address (an IPv6 client: its /64); a further one is
+    /// answered 429 and closed. Trusted proxies are exempt (they carry many clients).
+    #[serde(deserialize_with = "flex::u64")]
+    pub max_connections_per_ip: u64,
 }
 
 impl Default for RateLimitSettings {
@@ -154,13 +173,14 @@ impl Default for RateLimitSettings {
             user_uploads_burst: 5,
             org_per_min: 6_000,
             org_burst: 1_000,
-            tier_free_per_sec: 10,
             tier_pro_per_sec: 100,
             tier_team_per_sec: 1_000,
             tier_enterprise_per_sec: 0,
             header_read_timeout_secs: 10,
+            body_timeout_secs: 30,
             idle_timeout_secs: 60,
             max_connections: 50_000,
+            max_connections_per_ip: 256,
         }
     }
 }
@@ -193,8 +213,10 @@ impl RateLimitSettings {
         }
         for (value, name) in [
             (self.header_read_timeout_secs, "header_read_timeout_secs"),
+            (self.body_timeout_secs, "body_timeout_secs"),
             (self.idle_timeout_secs, "idle_timeout_secs"),
             (self.max_connections, "max_connections"),
+            (self.max_connections_per_ip, "max_connections_per_ip"),
         ] {
             if value == 0 {
                 out.push(format!("rate_limit.{name} must be at least 1"));
@@ -224,20 +246,24 @@ pub struct Config {
     /// Redis for shared rate limits and presence (cluster).
     pub redis_url: Option<String>,
     pub env: Environment,
-    /// Management token for `/api/v1/admin/*`.
+    /// Management token for `/api/v1/admin/*`. Never empty (CORE-3a).
     pub admin_token: Option<SecretString>,
-    /// When set, every request with an `Authorization` credential must carry `X-API-Access-Token`.
+    /// The access-token gate (AUTH-9): when set, every API request but the public documents
+    /// (capabilities, OpenAPI) and every sign-in must carry it as `X-API-Access-Token`.
     pub access_token: Option<SecretString>,
     /// 32 bytes, base64; every server key is derived from it.
     pub master_key: Option<SecretString>,
-    /// Presets the one-time bootstrap token (automation).
+    /// Presets the one-time bootstrap token (automation): at least 32 characters, valid for
+    /// 24 hours after the server's first start and only while no server admin exists.
     pub bootstrap_token: Option<SecretString>,
     /// Allowed browser origins (comma-separated in env).
     #[serde(deserialize_with = "flex::list")]
     pub cors_origins: Vec<String>,
-    /// Peers whose `X-Forwarded-For`/`Forwarded` headers are believed.
+    /// Peers whose forwarding header (`proxy_header`) is believed.
     #[serde(deserialize_with = "flex::cidrs")]
     pub trusted_proxies: Vec<IpNet>,
+    /// Which header a trusted proxy reports the client in: `x-forwarded-for` or `forwarded`.
+    pub proxy_header: ProxyHeader,
     pub registration: RegistrationMode,
     /// Clients below this `X-Client-Version` get 426.
     pub min_client_version: Option<String>,
@@ -298,6 +324,7 @@ impl Default for Config {
             bootstrap_token: None,
             cors_origins: vec![],
             trusted_proxies: vec![],
+            proxy_header: ProxyHeader::default(),
             registration: RegistrationMode::Closed,
             min_client_version: None,
             rate_limits: OnOff::On,
@@ -325,6 +352,9 @@ pub enum ConfigError {
     #[error("{0}")]
     Invalid(String),
 }
+
+/// The shortest preset bootstrap token accepted (CORE-3a).
+pub const BOOTSTRAP_TOKEN_MIN_CHARS: usize = 32;
 
 /// Environment variables with this prefix are reserved for the test suite and not read here.
 const TEST_PREFIX: &str = "CONCLAVE_TEST_";
@@ -389,6 +419,39 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("conclave.db").display()))
     }
 
+    /// CORE-3a, in every mode: a secret that is set is never empty or blank (an empty token
+    /// would match an empty header), and a preset bootstrap token is long enough to be one.
+    fn secret_problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (secret, name) in [
+            (&self.admin_token, "admin_token (CONCLAVE_ADMIN_TOKEN)"),
+            (&self.access_token, "access_token (CONCLAVE_ACCESS_TOKEN)"),
+            (
+                &self.bootstrap_token,
+                "bootstrap_token (CONCLAVE_BOOTSTRAP_TOKEN)",
+            ),
+            (&self.master_key, "master_key (CONCLAVE_MASTER_KEY)"),
+        ] {
+            if secret
+                .as_ref()
+                .is_some_and(|s| s.expose_secret().trim().is_empty())
+            {
+                out.push(format!(
+                    "{name} is set but empty: give it a value or leave it unset"
+                ));
+            }
+        }
+        if let Some(t) = &self.bootstrap_token {
+            let t = t.expose_secret();
+            if !t.trim().is_empty() && t.chars().count() < BOOTSTRAP_TOKEN_MIN_CHARS {
+                out.push(format!(
+                    "bootstrap_token (CONCLAVE_BOOTSTRAP_TOKEN) must have at least {BOOTSTRAP_TOKEN_MIN_CHARS} characters"
+                ));
+            }
+        }
+        out
+    }
+
     /// Refuses settings that cannot work, and in production settings that are unsafe (CORE-3).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
@@ -411,6 +474,7 @@ impl Config {
                 "retention.audit_retention_floor_days can only raise the 30-day floor".to_owned(),
             );
         }
+        problems.extend(self.secret_problems());
         let public = self.public_url();
         if !(public.starts_with("http://") || public.starts_with("https://")) {
             problems.push("public_url must start with http:// or https://".to_owned());
@@ -630,12 +694,21 @@ mod tests {
         assert_eq!(c.rate_limit.user_writes_per_min, 60);
         assert_eq!(c.rate_limit.user_writes_burst, 20);
         assert_eq!(c.rate_limit.auth_per_min, 20);
-        assert_eq!(c.rate_limit.tier_free_per_sec, 10);
         assert_eq!(c.rate_limit.tier_pro_per_sec, 100);
         assert_eq!(c.rate_limit.tier_team_per_sec, 1_000);
         assert_eq!(c.rate_limit.tier_enterprise_per_sec, 0);
         assert_eq!(c.rate_limit.header_read_timeout_secs, 10);
         assert_eq!(c.rate_limit.idle_timeout_secs, 60);
+        assert_eq!(c.rate_limit.body_timeout_secs, 30);
+        assert_eq!(c.rate_limit.max_connections_per_ip, 256);
+        assert!(
+            Config::load(
+                None,
+                vars(&[("CONCLAVE_RATE_LIMIT__TIER_FREE_PER_SEC", "10")])
+            )
+            .is_err(),
+            "free keys have no rate of their own: they share their owner's per-user limits"
+        );
         let dir = std::env::temp_dir().join(format!("conclave-cfg-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
@@ -666,12 +739,80 @@ mod tests {
             vars(&[
                 ("CONCLAVE_RATE_LIMIT__AUTH_BURST", "0"),
                 ("CONCLAVE_RATE_LIMIT__HEADER_READ_TIMEOUT_SECS", "0"),
+                ("CONCLAVE_RATE_LIMIT__BODY_TIMEOUT_SECS", "0"),
+                ("CONCLAVE_RATE_LIMIT__MAX_CONNECTIONS_PER_IP", "0"),
             ]),
         )
         .unwrap();
         let err = bad.validate().unwrap_err().to_string();
         assert!(err.contains("rate_limit.auth_burst"), "{err}");
         assert!(err.contains("rate_limit.header_read_timeout_secs"), "{err}");
+        assert!(err.contains("rate_limit.body_timeout_secs"), "{err}");
+        assert!(err.contains("rate_limit.max_connections_per_ip"), "{err}");
+    }
+
+    /// CORE-3a: in every mode an empty or blank secret is an error, never "no check".
+    #[test]
+    fn empty_secrets_are_errors_in_every_mode() {
+        for env in ["development", "production"] {
+            for name in [
+                "CONCLAVE_ADMIN_TOKEN",
+                "CONCLAVE_ACCESS_TOKEN",
+                "CONCLAVE_BOOTSTRAP_TOKEN",
+                "CONCLAVE_MASTER_KEY",
+            ] {
+                for value in ["", "   ", "\t"] {
+                    let c =
+                        Config::load(None, vars(&[("CONCLAVE_ENV", env), (name, value)])).unwrap();
+                    let err = c.validate().unwrap_err().to_string();
+                    assert!(
+                        err.contains("set but empty"),
+                        "{env} {name}={value:?}: {err}"
+                    );
+                }
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("conclave-cfg-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "\n").unwrap();
+        let c = Config::load(
+            None,
+            vars(&[("CONCLAVE_ADMIN_TOKEN_FILE", file.to_str().unwrap())]),
+        )
+        .unwrap();
+        assert!(c.validate().is_err(), "an empty secret file too");
+    }
+
+    /// CORE-3a: a preset bootstrap token has at least 32 characters.
+    #[test]
+    fn preset_bootstrap_tokens_are_long() {
+        let short = Config::load(None, vars(&[("CONCLAVE_BOOTSTRAP_TOKEN", "12345")])).unwrap();
+        let err = short.validate().unwrap_err().to_string();
+        assert!(err.contains("at least 32 characters"), "{err}");
+        assert!(!err.contains("12345"), "secrets never appear in errors");
+        let almost = "x".repeat(31);
+        let c = Config::load(None, vars(&[("CONCLAVE_BOOTSTRAP_TOKEN", &almost)])).unwrap();
+        assert!(c.validate().is_err());
+        let long = "x".repeat(32);
+        let c = Config::load(None, vars(&[("CONCLAVE_BOOTSTRAP_TOKEN", &long)])).unwrap();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn one_proxy_header_is_configured() {
+        let c = Config::load(None, vec![]).unwrap();
+        assert_eq!(c.proxy_header, ProxyHeader::XForwardedFor);
+        let c = Config::load(None, vars(&[("CONCLAVE_PROXY_HEADER", "forwarded")])).unwrap();
+        assert_eq!(c.proxy_header, ProxyHeader::Forwarded);
+        let c = Config::load(None, vars(&[("CONCLAVE_PROXY_HEADER", "x-forwarded-for")])).unwrap();
+        assert_eq!(c.proxy_header, ProxyHeader::XForwardedFor);
+        for bad in ["both", "x-real-ip", ""] {
+            assert!(
+                Config::load(None, vars(&[("CONCLAVE_PROXY_HEADER", bad)])).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

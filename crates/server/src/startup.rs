@@ -288,6 +288,8 @@ impl Application {
             secure_cookies: public_url.starts_with("https://"),
             public_url,
             trusted_proxies: config.trusted_proxies.clone(),
+            proxy_header: config.proxy_header,
+            body_timeout: Duration::from_secs(config.rate_limit.body_timeout_secs.max(1)),
             min_client_version: config
                 .min_client_version
                 .as_deref()
@@ -306,7 +308,7 @@ impl Application {
             state,
             gateway,
             fanout,
-            connection_limits: ConnectionLimits::from_settings(&config.rate_limit),
+            connection_limits: ConnectionLimits::from_config(&config),
             retention_every: Duration::from_secs(config.retention.interval_secs.max(1)),
         })
     }

@@ -20,6 +20,10 @@ pub struct StateInner {
     /// Cookies get `Secure` when the public URL is https.
     pub secure_cookies: bool,
     pub trusted_proxies: Vec<IpNet>,
+    /// The forwarding header believed from a trusted proxy (RATE-2).
+    pub proxy_header: crate::config::ProxyHeader,
+    /// How long a request's body may take to arrive (RATE-5).
+    pub body_timeout: std::time::Duration,
     pub min_client_version: Option<semver::Version>,
     pub registration: conclave_core::types::RegistrationMode,
     pub server_version: &'static str,

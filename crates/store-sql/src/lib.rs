@@ -93,6 +93,10 @@ macro_rules! impl_store {
                     bootstrap_claimed(self).await
                 }
 
+                async fn first_start(&self, now: DateTime<Utc>) -> StoreResult<DateTime<Utc>> {
+                    first_start(self, now).await
+                }
+
                 async fn user(&self, id: UserId) -> StoreResult<User> {
                     user(self, id).await
                 }

@@ -42,8 +42,23 @@ macro_rules! __store_sql_users {
         ) -> StoreResult<User> {
             let mut tx = s.writer().begin().await.map_err(db)?;
             let created = insert_user(&mut tx, user).await?;
+            if user.server_admin {
+                disarm_bootstrap(&mut tx).await?;
+            }
             commit_audited(tx, s, audit).await?;
             Ok(created)
+        }
+
+        /// A server admin exists from now on: the bootstrap never re-arms (CORE-3a).
+        async fn disarm_bootstrap(conn: &mut Conn) -> StoreResult<()> {
+            ::sqlx::query(
+                "INSERT INTO server_flags (name, set_at) VALUES ('bootstrap', CURRENT_TIMESTAMP) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+            Ok(())
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
@@ -53,11 +68,18 @@ macro_rules! __store_sql_users {
             audit: &[AuditEntry],
         ) -> StoreResult<User> {
             let mut tx = s.writer().begin().await.map_err(db)?;
-            ::sqlx::query("INSERT INTO server_flags (name, set_at) VALUES ('bootstrap', $1)")
-                .bind(ts(user.created_at))
-                .execute(&mut *tx)
-                .await
-                .map_err(unique(Conflict::BootstrapUsed))?;
+            // Refused when claimed before or when a server admin exists already, however made.
+            let claimed = ::sqlx::query(
+                "INSERT INTO server_flags (name, set_at) SELECT 'bootstrap', $1 \
+                 WHERE NOT EXISTS (SELECT 1 FROM users WHERE server_admin)",
+            )
+            .bind(ts(user.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(unique(Conflict::BootstrapUsed))?;
+            if claimed.rows_affected() == 0 {
+                return Err(StoreError::Conflict(Conflict::BootstrapUsed));
+            }
             let created = insert_user(&mut tx, user).await?;
             commit_audited(tx, s, audit).await?;
             Ok(created)
@@ -65,12 +87,29 @@ macro_rules! __store_sql_users {
 
         async fn bootstrap_claimed(s: &Backend) -> StoreResult<bool> {
             let row = ::sqlx::query(
-                "SELECT EXISTS (SELECT 1 FROM server_flags WHERE name = 'bootstrap') AS claimed",
+                "SELECT (EXISTS (SELECT 1 FROM server_flags WHERE name = 'bootstrap') \
+                 OR EXISTS (SELECT 1 FROM users WHERE server_admin)) AS claimed",
             )
             .fetch_one(s.reader())
             .await
             .map_err(db)?;
             get(&row, "claimed")
+        }
+
+        async fn first_start(s: &Backend, now: DateTime<Utc>) -> StoreResult<DateTime<Utc>> {
+            ::sqlx::query(
+                "INSERT INTO server_flags (name, set_at) VALUES ('first_start', $1) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(ts(now))
+            .execute(s.writer())
+            .await
+            .map_err(db)?;
+            let row = ::sqlx::query("SELECT set_at FROM server_flags WHERE name = 'first_start'")
+                .fetch_one(s.writer())
+                .await
+                .map_err(db)?;
+            get(&row, "set_at")
         }
 
         async fn user(s: &Backend, id: UserId) -> StoreResult<User> {
@@ -169,6 +208,9 @@ macro_rules! __store_sql_users {
             .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
+            if server_admin == Some(true) {
+                disarm_bootstrap(&mut tx).await?;
+            }
             commit_audited(tx, s, audit).await?;
             user_from_row(&row)
         }

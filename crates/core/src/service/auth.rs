@@ -59,25 +59,56 @@ const INVALID_TOKEN: ServiceError = ServiceError::Unauthorized {
     message: "the credential is invalid, expired or revoked",
 };
 
+const BOOTSTRAP_USED: ServiceError = ServiceError::Gone {
+    code: "bootstrap_used",
+    message: "the server already has an admin",
+};
+
+/// How long a preset bootstrap token is valid after the server's first start (CORE-3a).
+pub const PRESET_BOOTSTRAP_TTL: Duration = Duration::hours(24);
+
+/// The bootstrap token this node accepts: its hash, and when a preset one expires.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ArmedBootstrap {
+    hash: [u8; 32],
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// How often `last_seen_at` is written at most.
 const TOUCH_EVERY: Duration = Duration::minutes(1);
 
 impl Services {
-    /// Installs this node's bootstrap token (printed once at start); `None` when an admin exists.
+    /// Installs this node's bootstrap token (printed once at start); `None` when a server admin
+    /// exists — however it was made: the bootstrap is disarmed for good then — or when a preset
+    /// token has expired. Records the server's first start, once, in the database (CORE-3a).
     pub async fn prepare_bootstrap(&self, preset: Option<&str>) -> Result<Option<SecretString>> {
+        let now = self.clock.now();
+        let first_start = self.store.first_start(now).await?;
         if self.store.bootstrap_claimed().await? {
             return Ok(None);
         }
-        let token = match preset {
-            Some(t) => SecretString::from(t.to_owned()),
-            None => token::generate(TokenKind::Bootstrap),
+        let (token, expires_at) = match preset {
+            Some(t) => {
+                let expires_at = first_start + PRESET_BOOTSTRAP_TTL;
+                if now >= expires_at {
+                    tracing::warn!(
+                        "the preset bootstrap token expired 24 h after the server's first start; create the first admin with the management token (POST /api/v1/admin/users)"
+                    );
+                    return Ok(None);
+                }
+                (SecretString::from(t.to_owned()), Some(expires_at))
+            }
+            None => (token::generate(TokenKind::Bootstrap), None),
         };
         let hash = token::hash(&self.keys.token_pepper, token.expose_secret());
-        *self.bootstrap.lock().unwrap_or_else(|e| e.into_inner()) = Some(hash);
+        *self.bootstrap.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(ArmedBootstrap { hash, expires_at });
         Ok(Some(token))
     }
 
-    /// Creates the first server admin with the one-time token and signs them in.
+    /// Creates the first server admin with the one-time token and signs them in. 410
+    /// `bootstrap_used` once any server admin exists, 410 `bootstrap_expired` for a preset
+    /// token past its 24 hours.
     pub async fn bootstrap(
         &self,
         bootstrap_token: &str,
@@ -87,18 +118,24 @@ impl Services {
         cookie: bool,
     ) -> Result<SignedIn> {
         if self.store.bootstrap_claimed().await? {
-            return Err(ServiceError::Gone {
-                code: "bootstrap_used",
-                message: "the server already has an admin",
-            });
+            return Err(BOOTSTRAP_USED);
         }
-        let expected = *self.bootstrap.lock().unwrap_or_else(|e| e.into_inner());
+        let armed = *self.bootstrap.lock().unwrap_or_else(|e| e.into_inner());
         let given = token::hash(&self.keys.token_pepper, bootstrap_token);
-        let ok = expected.is_some_and(|e| subtle::ConstantTimeEq::ct_eq(&e[..], &given[..]).into());
-        if !ok {
+        let Some(armed) = armed.filter(|a| {
+            !bootstrap_token.is_empty()
+                && bool::from(subtle::ConstantTimeEq::ct_eq(&a.hash[..], &given[..]))
+        }) else {
             return Err(ServiceError::Unauthorized {
                 code: "invalid_bootstrap_token",
                 message: "the bootstrap token is not valid",
+            });
+        };
+        if armed.expires_at.is_some_and(|at| self.clock.now() >= at) {
+            return Err(ServiceError::Gone {
+                code: "bootstrap_expired",
+                message:
+                    "the preset bootstrap token expired 24 hours after the server's first start",
             });
         }
         let hash = self.hasher.hash(&password).await?;
@@ -120,10 +157,7 @@ impl Services {
             .claim_bootstrap(&new, &[audit])
             .await
             .map_err(|e| match e {
-                StoreError::Conflict(Conflict::BootstrapUsed) => ServiceError::Gone {
-                    code: "bootstrap_used",
-                    message: "the server already has an admin",
-                },
+                StoreError::Conflict(Conflict::BootstrapUsed) => BOOTSTRAP_USED,
                 other => other.into(),
             })?;
         *self.bootstrap.lock().unwrap_or_else(|e| e.into_inner()) = None;

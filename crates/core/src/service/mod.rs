@@ -84,8 +84,8 @@ pub struct Services {
     pub settings: Arc<AuthSettings>,
     /// Where events go after commit (the gateway's fan-out).
     pub events: Arc<dyn EventSink>,
-    /// Hash of this node's one-time bootstrap token while no admin exists.
-    bootstrap: Arc<Mutex<Option<[u8; 32]>>>,
+    /// This node's one-time bootstrap token while no admin exists.
+    bootstrap: Arc<Mutex<Option<auth::ArmedBootstrap>>>,
     /// The secrets key ring this node loaded last (DATA-3; see `secrets`).
     secret_ring: Arc<secrets::RingCache>,
     /// The shortest audit retention an org may set, in days (DATA-5; never below 30).

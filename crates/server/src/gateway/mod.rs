@@ -8,7 +8,7 @@ pub mod protocol;
 
 use crate::fanout::FanOut;
 use crate::http::error::ApiError;
-use crate::http::extract::{client_ip, cookie, SESSION_COOKIE};
+use crate::http::extract::{client_ip, session_cookie};
 use crate::state::AppState;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
@@ -235,7 +235,7 @@ pub async fn upgrade(State(state): State<AppState>, req: Request) -> Response {
     }
     let cookie_token = origin
         .as_ref()
-        .and_then(|_| cookie(&parts.headers, SESSION_COOKIE))
+        .and_then(|_| session_cookie(&parts.headers, &state))
         .map(str::to_owned);
     let access_header_ok = gw.access_token.as_ref().is_some_and(|t| {
         parts

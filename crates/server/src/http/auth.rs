@@ -2,7 +2,9 @@
 //! logout, sessions, password, and two-factor setup (TOTP and recovery codes).
 
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{client_ip, user_agent, ApiJson, AuthVia, Caller, PathParams, SESSION_COOKIE};
+use super::extract::{
+    client_ip, session_cookie_name, user_agent, ApiJson, AuthVia, Caller, PathParams,
+};
 use super::pagination::List;
 use crate::state::AppState;
 use axum::extract::{FromRequestParts, State};
@@ -50,11 +52,13 @@ impl FromRequestParts<AppState> for Meta {
     }
 }
 
-/// Where a request came from: client address, User-Agent and the request id.
+/// Where a request came from: client address, User-Agent and the request id. The address is
+/// the one limits key (RATE-2: an IPv6 client by its /64), so the brute-force counters fed
+/// from it cannot be dodged by hopping through one's own /64.
 pub fn request_meta(parts: &Parts, state: &AppState) -> ClientMeta {
     let id = super::error::current_request_id();
     ClientMeta {
-        ip: client_ip(parts, state).map(|i| i.to_string()),
+        ip: client_ip(parts, state).map(crate::ratelimit::ip_key),
         user_agent: user_agent(parts),
         request_id: (!id.is_empty()).then_some(id),
     }
@@ -119,11 +123,13 @@ pub struct LoginResponse {
     user: User,
 }
 
+/// The session cookie (AUTH-3): `__Host-conclave_session` with `Secure` when the public URL
+/// is https, `conclave_session` on plain HTTP.
 fn session_cookie(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
     let secure = if state.secure_cookies { "; Secure" } else { "" };
-    let text = format!(
-        "{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
-    );
+    let name = session_cookie_name(state);
+    let text =
+        format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}");
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 

@@ -16,7 +16,27 @@ use serde::de::DeserializeOwned;
 use std::net::{IpAddr, SocketAddr};
 use uuid::Uuid;
 
+/// The session cookie on a plain-HTTP (development) server.
 pub const SESSION_COOKIE: &str = "conclave_session";
+/// The session cookie when the public URL is https: the `__Host-` prefix makes browsers
+/// refuse it unless it is `Secure`, has `Path=/` and no `Domain` (AUTH-3).
+pub const SECURE_SESSION_COOKIE: &str = "__Host-conclave_session";
+
+/// The name of the session cookie on this server (AUTH-3).
+#[must_use]
+pub fn session_cookie_name(state: &AppState) -> &'static str {
+    if state.secure_cookies {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
+
+/// The session cookie's value, read under this server's cookie name only.
+#[must_use]
+pub fn session_cookie<'a>(headers: &'a HeaderMap, state: &AppState) -> Option<&'a str> {
+    cookie(headers, session_cookie_name(state))
+}
 
 /// A JSON body: 415 for another content type, 413 over the limit, 400 for malformed JSON,
 /// 422 naming the field for a value that parsed but is not acceptable (or unknown).
@@ -180,40 +200,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// The client's address: the socket peer, or the forwarded client when the peer is a trusted proxy.
+/// The client's address (RATE-2, `client_ip::resolve`): the socket peer, or the forwarded
+/// client when the peer is a trusted proxy.
 pub fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())?;
-    if !state.trusted_proxies.iter().any(|net| net.contains(&peer)) {
-        return Some(peer);
-    }
-    let forwarded = parts
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next_back())
-        .and_then(|v| v.trim().parse::<IpAddr>().ok());
-    let forwarded = forwarded.or_else(|| forwarded_for(&parts.headers));
-    Some(forwarded.unwrap_or(peer))
-}
-
-/// RFC 7239: the `for=` of the last `Forwarded` element (the one our trusted proxy added):
-/// `for=192.0.2.1`, `for="192.0.2.1:4711"` or `for="[2001:db8::1]:4711"`.
-fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
-    let last = headers.get_all(header::FORWARDED).iter().next_back()?;
-    let element = last.to_str().ok()?.split(',').next_back()?;
-    let node = element.split(';').find_map(|pair| {
-        let (key, value) = pair.trim().split_once('=')?;
-        let value = value.trim().trim_matches('"');
-        key.eq_ignore_ascii_case("for").then_some(value)
-    })?;
-    let host = match node.strip_prefix('[') {
-        Some(bracketed) => bracketed.split(']').next()?,
-        None => node.split(':').next()?,
-    };
-    host.parse().ok()
+    Some(super::client_ip::resolve(
+        peer,
+        &parts.headers,
+        &state.trusted_proxies,
+        state.proxy_header,
+    ))
 }
 
 /// The User-Agent, for the session list.
@@ -254,6 +253,36 @@ pub enum AuthVia {
 pub struct Caller {
     pub actor: Actor,
     pub via: AuthVia,
+}
+
+/// Whether a path is outside the access-token gate: the public documents a client reads before
+/// it can know the gate exists (capabilities, the OpenAPI document), and everything that is
+/// not the REST API — probes, the web client's files (public by nature) and the gateway
+/// upgrade (the gateway checks `access_token` in IDENTIFY and RESUME instead).
+fn gate_exempt(path: &str) -> bool {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    !(path == "/api" || path.starts_with("/api/"))
+        || path == "/api/v1/capabilities"
+        || path == "/api/v1/openapi.json"
+}
+
+/// AUTH-9: with `access_token` set, every REST request but the public documents — bearer,
+/// cookie, bot, API key or management token, and every sign-in (login, its 2FA step,
+/// bootstrap, register) — must carry `X-API-Access-Token` (401 `access_token_required`).
+/// Runs after the per-IP limits, so guessing the access token is rate-limited like any request.
+pub async fn access_gate(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if gate_exempt(req.uri().path()) {
+        return next.run(req).await;
+    }
+    match check_access_gate(req.headers(), &state) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 fn check_access_gate(headers: &HeaderMap, state: &AppState) -> ApiResult<()> {
@@ -334,10 +363,13 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let ip = client_ip(parts, state).map(|i| i.to_string());
+        let client = client_ip(parts, state);
+        // Sessions record the address as limits key it (RATE-2: IPv6 by /64), like sign-in
+        // does; an API key's allowlist is checked against the address itself.
+        let ip = client.map(crate::ratelimit::ip_key);
         if let Some((via, tok)) = super::credentials::machine_credential(&parts.headers) {
-            check_access_gate(&parts.headers, state)?;
-            let mut actor = super::credentials::authenticate(state, via, &tok, ip.as_deref())
+            let exact = client.map(|i| i.to_string());
+            let mut actor = super::credentials::authenticate(state, via, &tok, exact.as_deref())
                 .await
                 .map_err(auth_error)?;
             actor.meta = super::auth::request_meta(parts, state);
@@ -357,7 +389,6 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(Self { actor, via });
         }
         if let Some(tok) = bearer(&parts.headers)? {
-            check_access_gate(&parts.headers, state)?;
             let mut actor = state
                 .services
                 .authenticate(tok, ip.as_deref())
@@ -381,7 +412,7 @@ impl FromRequestParts<AppState> for Caller {
                 via: AuthVia::Bearer,
             });
         }
-        if let Some(tok) = cookie(&parts.headers, SESSION_COOKIE) {
+        if let Some(tok) = session_cookie(&parts.headers, state) {
             let mut actor = state
                 .services
                 .authenticate(tok, ip.as_deref())
@@ -443,11 +474,13 @@ impl FromRequestParts<AppState> for AdminCaller {
         };
         if let Some(tok) = management {
             if !token::well_formed(TokenKind::Session, tok) {
-                check_access_gate(&parts.headers, state)?;
-                let ok = state
-                    .admin_token
-                    .as_ref()
-                    .is_some_and(|t| token::secrets_equal(tok, t.expose_secret()));
+                // An empty token never matches, even if the configuration check were bypassed
+                // (CORE-3a).
+                let ok = !tok.is_empty()
+                    && state
+                        .admin_token
+                        .as_ref()
+                        .is_some_and(|t| token::secrets_equal(tok, t.expose_secret()));
                 if !ok {
                     return Err(ApiError::unauthorized(
                         "invalid_token",

@@ -72,6 +72,8 @@ pub struct Features {
 #[derive(Serialize, ToSchema)]
 pub struct AuthInfo {
     schemes: Vec<&'static str>,
+    /// AUTH-9: every other REST request and every sign-in must carry `X-API-Access-Token`, and
+    /// gateway IDENTIFY and RESUME an `access_token`.
     access_token_gate: bool,
     registration: RegistrationMode,
 }
@@ -109,15 +111,15 @@ async fn capabilities(State(state): State<AppState>) -> Json<Capabilities> {
         min_client_version: state.min_client_version.as_ref().map(ToString::to_string),
         features: Features {
             gateway: true,
-            two_factor: false,
-            api_keys: false,
-            bots: false,
+            two_factor: true,
+            api_keys: true,
+            bots: true,
             webhooks: false,
             files: false,
             search: false,
             sso: false,
             widget: false,
-            audit_log: false,
+            audit_log: true,
         },
         auth: AuthInfo {
             schemes: vec!["bearer", "cookie"],

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod bots;
+pub mod client_ip;
 pub mod conversations;
 pub mod credentials;
 pub mod error;
@@ -79,6 +80,14 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 crate::ratelimit::limit_requests,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                extract::access_gate,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::ratelimit::connections::body_deadline,
             ))
             .layer(axum::middleware::from_fn_with_state(
                 state,

@@ -8,6 +8,14 @@
 //!   accept, so a client that connects and says nothing is dropped just as fast).
 //! - **Idle timeout**: a keep-alive connection that waits `idle_timeout` for its next request is
 //!   closed. A request in flight is never cut.
+//! - **Body timeout** (`body_deadline`, a router layer): once a request's head has arrived, its
+//!   whole body must arrive within `body_timeout`; past it the request is answered 408 with the
+//!   JSON error shape and the connection closed, so a trickled body cannot hold a connection.
+//!   A handler that has its body may take as long as it needs.
+//! - **Per-IP cap**: at most `max_connections_per_ip` open connections from one address (an
+//!   IPv6 client: its /64, as the rate limits key it); a further one is answered 429
+//!   `too_many_connections` and closed at once. Trusted proxies are exempt: their connections
+//!   carry many clients, and the overall cap still holds.
 //!
 //! Both timeouts are hyper's header-read timer, driven by a timer that knows whether the
 //! connection is between requests (something was already answered and no byte of the next
@@ -20,19 +28,24 @@
 //! refused early) says `Connection: close`: the connection cannot carry another request, and
 //! a client told so will not reuse it and lose its next request to the closing socket.
 
-use axum::extract::ConnectInfo;
+use crate::http::error::ApiError;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::rt::{Sleep, Timer};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use ipnet::IpNet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -41,23 +54,123 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 /// The limits the accept loop applies.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Peers exempt from the per-IP cap.
+    pub trusted_proxies: Arc<[IpNet]>,
 }
 
 impl ConnectionLimits {
     #[must_use]
-    pub fn from_settings(s: &crate::config::RateLimitSettings) -> Self {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        let s = &config.rate_limit;
+        let count = |n: u64| usize::try_from(n.max(1)).unwrap_or(usize::MAX);
         Self {
             header_read_timeout: Duration::from_secs(s.header_read_timeout_secs.max(1)),
             idle_timeout: Duration::from_secs(s.idle_timeout_secs.max(1)),
-            max_connections: usize::try_from(s.max_connections.max(1))
-                .unwrap_or(usize::MAX)
-                .min(Semaphore::MAX_PERMITS),
+            max_connections: count(s.max_connections).min(Semaphore::MAX_PERMITS),
+            max_connections_per_ip: count(s.max_connections_per_ip),
+            trusted_proxies: config.trusted_proxies.clone().into(),
         }
+    }
+}
+
+/// Open connections per client address, for the per-IP cap.
+#[derive(Debug, Default)]
+struct PerIp(Mutex<HashMap<String, usize>>);
+
+/// One counted connection; uncounted when dropped (with the connection).
+struct IpSlot {
+    table: Arc<PerIp>,
+    key: String,
+}
+
+impl PerIp {
+    /// A slot for one more connection from `key`, or `None` at the cap.
+    fn take(self: &Arc<Self>, key: String, cap: usize) -> Option<IpSlot> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let open = map.entry(key.clone()).or_insert(0);
+        if *open >= cap {
+            return None;
+        }
+        *open += 1;
+        Some(IpSlot {
+            table: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut map = self.table.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(open) = map.get_mut(&self.key) {
+            *open -= 1;
+            if *open == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Answers a connection over the per-IP cap and closes it (bounded: a peer that does not
+/// read its answer is dropped after a second).
+async fn refuse_connection(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let id = uuid::Uuid::now_v7().to_string();
+    let body = serde_json::json!({"error": {
+        "code": "too_many_connections",
+        "message": "too many open connections from this address",
+        "field": null,
+        "request_id": id,
+    }})
+    .to_string();
+    let answer = format!(
+        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nX-Request-Id: {id}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+/// RATE-5, the body timeout (see the module docs); `state.body_timeout` counts from the moment
+/// the router has the request head.
+pub async fn body_deadline(
+    State(state): State<crate::state::AppState>,
+    req: Request<axum::body::Body>,
+    next: Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let arrived = Arc::new(AtomicBool::new(body.is_end_stream()));
+    let body = axum::body::Body::new(TrackedBody {
+        inner: body,
+        read: arrived.clone(),
+    });
+    let handled = next.run(Request::from_parts(parts, body));
+    let expired = async {
+        tokio::time::sleep(state.body_timeout).await;
+        if arrived.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        res = handled => res,
+        () = expired => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                state.body_timeout.as_secs()
+            ),
+        )
+        .into_response(),
     }
 }
 
@@ -70,6 +183,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = Arc::new(PerIp::default());
     // Dropping `signal_tx` tells connections to finish; `close_tx` resolves once all have.
     let (signal_tx, signal_rx) = watch::channel(());
     let (close_tx, close_rx) = watch::channel(());
@@ -95,12 +209,25 @@ pub async fn serve(
                 }
             },
         };
+        let ip = peer.ip().to_canonical();
+        let slot = if limits.trusted_proxies.iter().any(|net| net.contains(&ip)) {
+            None
+        } else {
+            match per_ip.take(super::ip_key(ip), limits.max_connections_per_ip) {
+                Some(slot) => Some(slot),
+                None => {
+                    drop(permit);
+                    tokio::spawn(refuse_connection(stream));
+                    continue;
+                }
+            }
+        };
         tokio::spawn(serve_connection(
             stream,
             peer,
-            permit,
+            (permit, slot),
             router.clone(),
-            limits,
+            limits.clone(),
             signal_rx.clone(),
             close_rx.clone(),
         ));
@@ -124,7 +251,7 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    permit: (OwnedSemaphorePermit, Option<IpSlot>),
     router: Router,
     limits: ConnectionLimits,
     mut signal: watch::Receiver<()>,
@@ -183,20 +310,21 @@ async fn serve_connection(
     drop(close);
 }
 
-/// A request body that notes when it has been read to the end.
-struct TrackedBody {
-    inner: Incoming,
+/// A request body that notes when it has been read to the end (by the router, for
+/// `Connection: close`; by `body_deadline`, to stop its clock).
+struct TrackedBody<B> {
+    inner: B,
     read: Arc<AtomicBool>,
 }
 
-impl Body for TrackedBody {
+impl<B: Body<Data = Bytes> + Unpin> Body for TrackedBody<B> {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = B::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
             self.read.store(true, Ordering::Relaxed);
@@ -220,11 +348,12 @@ struct Activity {
     written: AtomicU64,
 }
 
-/// The socket, counting bytes and holding the connection's permit until it closes.
+/// The socket, counting bytes and holding the connection's permit and per-IP slot until it
+/// closes (through a WebSocket upgrade too).
 struct TrackedStream {
     inner: TcpStream,
     activity: Arc<Activity>,
-    _permit: OwnedSemaphorePermit,
+    _permit: (OwnedSemaphorePermit, Option<IpSlot>),
 }
 
 impl AsyncRead for TrackedStream {

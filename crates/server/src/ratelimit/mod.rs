@@ -30,7 +30,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// An API key's tier: it replaces the per-user limits for requests made with the key.
+/// An API key's tier (AUTH-7): `free` keys share their owner's per-user buckets; a higher tier
+/// gives the owner's requests through such keys one bucket per (owner, tier) instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
@@ -40,13 +41,25 @@ pub enum Tier {
     Enterprise,
 }
 
+impl Tier {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Free => "free",
+            Self::Pro => "pro",
+            Self::Team => "team",
+            Self::Enterprise => "enterprise",
+        }
+    }
+}
+
 /// Who an authenticated request is charged to.
 #[derive(Debug, Clone, Copy)]
 pub struct Subject {
     pub user: UserId,
     /// The org the request acts for, when there is one.
     pub org: Option<OrgId>,
-    /// The API key the request was made with, and its tier.
+    /// The API key the request was made with, and its tier. Buckets follow the tier and the
+    /// owner (`user`), never the key, so minting keys never adds budget.
     pub api_key: Option<(uuid::Uuid, Tier)>,
 }
 
@@ -58,6 +71,31 @@ pub enum RouteClass {
     Read,
     Write,
     Upload,
+    /// Signing out, revoking sessions and turning 2FA on: never refused by a per-user limit
+    /// (RATE-1), so a user who burnt their write budget can still secure their account.
+    Securing,
+}
+
+/// The routes of `RouteClass::Securing` (`{}` is one path segment).
+const SECURING_ROUTES: [(Method, &str); 5] = [
+    (Method::POST, "/api/v1/auth/logout"),
+    (Method::POST, "/api/v1/auth/sessions/revoke-others"),
+    (Method::DELETE, "/api/v1/auth/sessions/{}"),
+    (Method::POST, "/api/v1/auth/totp/setup"),
+    (Method::POST, "/api/v1/auth/totp/enable"),
+];
+
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let mut want = pattern.split('/');
+    let mut got = path.split('/');
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return true,
+            (Some("{}"), Some(seg)) if !seg.is_empty() => {}
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
 }
 
 /// The routes that create a session or an account.
@@ -78,6 +116,11 @@ impl RouteClass {
         let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
         if *method == Method::POST && AUTH_ROUTES.contains(&path) {
             Self::Auth
+        } else if SECURING_ROUTES
+            .iter()
+            .any(|(m, p)| m == method && path_matches(p, path))
+        {
+            Self::Securing
         } else if safe {
             Self::Read
         } else if path == "/api/v1/files" || path.starts_with("/api/v1/files/") {
@@ -148,7 +191,6 @@ struct Quotas {
     user_writes: Option<Quota>,
     user_uploads: Option<Quota>,
     org: Option<Quota>,
-    free: Option<Quota>,
     pro: Option<Quota>,
     team: Option<Quota>,
     enterprise: Option<Quota>,
@@ -166,16 +208,16 @@ impl Quotas {
             user_writes: Quota::new(s.user_writes_per_min, min, s.user_writes_burst),
             user_uploads: Quota::new(s.user_uploads_per_min, min, s.user_uploads_burst),
             org: Quota::new(s.org_per_min, min, s.org_burst),
-            free: Quota::new(s.tier_free_per_sec, sec, s.tier_free_per_sec),
             pro: Quota::new(s.tier_pro_per_sec, sec, s.tier_pro_per_sec),
             team: Quota::new(s.tier_team_per_sec, sec, s.tier_team_per_sec),
             enterprise: Quota::new(s.tier_enterprise_per_sec, sec, s.tier_enterprise_per_sec),
         }
     }
 
+    /// The quota of a tier above `free` (`free` has none: it is the per-user limits).
     fn tier(&self, tier: Tier) -> Option<Quota> {
         match tier {
-            Tier::Free => self.free,
+            Tier::Free => None,
             Tier::Pro => self.pro,
             Tier::Team => self.team,
             Tier::Enterprise => self.enterprise,
@@ -183,8 +225,11 @@ impl Quotas {
     }
 }
 
-/// An IPv4 address, or the /64 of an IPv6 address (one subscriber usually holds a whole /64).
-fn ip_key(ip: IpAddr) -> String {
+/// How limits key a client address (RATE-2): an IPv4 address as is, an IPv6 address by its
+/// /64 (one subscriber usually holds a whole /64). Rate-limit buckets, the per-IP connection
+/// cap and the brute-force counters (through `ClientMeta::ip`) all use it.
+#[must_use]
+pub fn ip_key(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -282,8 +327,10 @@ impl RateLimiter {
         layers
     }
 
-    /// The layers an authenticated `subject` is charged to: its API key's tier (which replaces
-    /// the per-user limits) or its user bucket for the route class, and its org.
+    /// The layers an authenticated `subject` is charged to: its user's bucket for the route
+    /// class (sessions, bots and `free` API keys alike — every `free` key of a user shares
+    /// them) or, for a key of a higher tier, that tier's bucket of the key's owner; and its
+    /// org. `Securing` routes are charged to no per-user bucket.
     #[must_use]
     pub fn caller_layers(&self, class: RouteClass, subject: &Subject) -> Vec<Layer> {
         let q = &self.quotas;
@@ -293,32 +340,31 @@ impl RateLimiter {
                 layers.push(Layer { what, key, quota });
             }
         };
+        let user = subject.user;
         match subject.api_key {
-            Some((key, tier)) => push(
-                "the API key's tier limit",
-                format!("key:{key}"),
+            Some((_, tier)) if tier != Tier::Free => push(
+                "the API key tier's limit",
+                format!("tier:{user}:{}", tier.name()),
                 q.tier(tier),
             ),
-            None => {
-                let user = subject.user;
-                match class {
-                    RouteClass::Read => push(
-                        "the per-user limit on reads",
-                        format!("user:{user}:read"),
-                        q.user_reads,
-                    ),
-                    RouteClass::Upload => push(
-                        "the per-user limit on uploads",
-                        format!("user:{user}:upload"),
-                        q.user_uploads,
-                    ),
-                    RouteClass::Write | RouteClass::Auth => push(
-                        "the per-user limit on writes",
-                        format!("user:{user}:write"),
-                        q.user_writes,
-                    ),
-                }
-            }
+            _ => match class {
+                RouteClass::Read => push(
+                    "the per-user limit on reads",
+                    format!("user:{user}:read"),
+                    q.user_reads,
+                ),
+                RouteClass::Upload => push(
+                    "the per-user limit on uploads",
+                    format!("user:{user}:upload"),
+                    q.user_uploads,
+                ),
+                RouteClass::Write | RouteClass::Auth => push(
+                    "the per-user limit on writes",
+                    format!("user:{user}:write"),
+                    q.user_writes,
+                ),
+                RouteClass::Securing => {}
+            },
         }
         if let Some(org) = subject.org {
             push("the per-org limit", format!("org:{org}"), q.org);
@@ -386,10 +432,6 @@ mod tests {
             RouteClass::Auth
         );
         assert_eq!(
-            RouteClass::of(&Method::POST, "/api/v1/auth/logout"),
-            RouteClass::Write
-        );
-        assert_eq!(
             RouteClass::of(&Method::GET, "/api/v1/auth/login"),
             RouteClass::Read
         );
@@ -409,6 +451,31 @@ mod tests {
             RouteClass::of(&Method::DELETE, "/api/v1/orgs/x"),
             RouteClass::Write
         );
+        for (method, path) in [
+            (Method::POST, "/api/v1/auth/logout"),
+            (Method::POST, "/api/v1/auth/sessions/revoke-others"),
+            (Method::DELETE, "/api/v1/auth/sessions/0190-abc"),
+            (Method::POST, "/api/v1/auth/totp/setup"),
+            (Method::POST, "/api/v1/auth/totp/enable/"),
+        ] {
+            assert_eq!(
+                RouteClass::of(&method, path),
+                RouteClass::Securing,
+                "{path}"
+            );
+        }
+        for (method, path) in [
+            (Method::POST, "/api/v1/auth/totp/disable"),
+            (Method::DELETE, "/api/v1/auth/sessions"),
+            (Method::DELETE, "/api/v1/auth/sessions/a/b"),
+            (Method::GET, "/api/v1/auth/sessions/x"),
+        ] {
+            assert_ne!(
+                RouteClass::of(&method, path),
+                RouteClass::Securing,
+                "{path}"
+            );
+        }
     }
 
     #[test]
@@ -422,7 +489,7 @@ mod tests {
     }
 
     #[test]
-    fn tiers_replace_user_limits_and_enterprise_is_unlimited() {
+    fn free_keys_share_the_user_buckets_higher_tiers_one_per_owner() {
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::default());
         let limiter = RateLimiter::local(&RateLimitSettings::default(), true, clock);
         let user = UserId::new();
@@ -436,6 +503,15 @@ mod tests {
         assert_eq!(layers[0].key, format!("user:{user}:read"));
         assert_eq!(layers[0].quota.burst, 100);
         let key = uuid::Uuid::now_v7();
+        for k in [key, uuid::Uuid::now_v7()] {
+            let free = Subject {
+                api_key: Some((k, Tier::Free)),
+                ..plain
+            };
+            let layers = limiter.caller_layers(RouteClass::Write, &free);
+            assert_eq!(layers.len(), 1);
+            assert_eq!(layers[0].key, format!("user:{user}:write"), "any free key");
+        }
         let pro = Subject {
             api_key: Some((key, Tier::Pro)),
             org: Some(OrgId::new()),
@@ -443,9 +519,21 @@ mod tests {
         };
         let layers = limiter.caller_layers(RouteClass::Write, &pro);
         assert_eq!(layers.len(), 2);
-        assert_eq!(layers[0].key, format!("key:{key}"));
+        assert_eq!(layers[0].key, format!("tier:{user}:pro"));
         assert_eq!(layers[0].quota.interval_us, 10_000, "100 per second");
         assert!(layers[1].key.starts_with("org:"));
+        let other_pro_key = Subject {
+            api_key: Some((uuid::Uuid::now_v7(), Tier::Pro)),
+            ..pro
+        };
+        assert_eq!(
+            limiter.caller_layers(RouteClass::Read, &other_pro_key)[0].key,
+            layers[0].key,
+            "one bucket per (owner, tier)"
+        );
+        assert!(limiter
+            .caller_layers(RouteClass::Securing, &plain)
+            .is_empty());
         let enterprise = Subject {
             api_key: Some((key, Tier::Enterprise)),
             ..plain

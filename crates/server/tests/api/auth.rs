@@ -1,10 +1,15 @@
-//! AUTH-1, AUTH-2, AUTH-3, AUTH-8, AUTH-9, CORE-1 bootstrap: every way to authenticate and every
-//! way it fails.
+//! AUTH-1, AUTH-2, AUTH-3, AUTH-8, AUTH-9, CORE-1 bootstrap, CORE-3a: every way to
+//! authenticate and every way it fails.
 
 use crate::both_backends;
 use crate::helpers::*;
+use conclave_server::config::Config;
+use conclave_server::startup::StartError;
+use conclave_server::Application;
 use reqwest::Method;
+use secrecy::SecretString;
 use serde_json::json;
+use std::sync::Arc;
 
 both_backends!(
     bootstrap_works_once,
@@ -15,6 +20,10 @@ both_backends!(
     cookie_sessions_need_csrf,
     management_token_only_on_admin_routes,
     disabling_a_user_revokes_access,
+    any_server_admin_disarms_the_bootstrap_for_good,
+    a_preset_bootstrap_token_expires_a_day_after_the_first_start,
+    the_access_gate_covers_cookies_and_every_sign_in,
+    the_session_cookie_is_host_prefixed_when_secure,
 );
 
 async fn bootstrap_works_once(app: TestApp) {
@@ -443,71 +452,7 @@ async fn management_token_only_on_admin_routes(app: TestApp) {
     .await
     .expect(201);
     app.login("made-by-ops", PASSWORD).await.expect(200);
-
-    // The access-token gate (AUTH-9).
-    let gated = spawn_app_with(app.backend, |c| {
-        c.access_token = Some(secrecy::SecretString::from("gate-token-value"))
-    })
-    .await
-    .unwrap();
-    let caps = gated
-        .call(Method::GET, "/api/v1/capabilities", None, None)
-        .await
-        .expect(200);
-    assert_eq!(caps.body["auth"]["access_token_gate"], true);
-    let u = gated.user("gina").await; // login itself is not gated: it carries no credential
-    gated
-        .get("/api/v1/users/@me", &u.token)
-        .await
-        .expect_error(401, "access_token_required");
-    let wrong = gated
-        .client
-        .get(gated.url("/api/v1/users/@me"))
-        .bearer_auth(&u.token)
-        .header("x-api-access-token", "nope");
-    gated
-        .send(wrong)
-        .await
-        .expect_error(401, "access_token_required");
-    let ok = gated
-        .client
-        .get(gated.url("/api/v1/users/@me"))
-        .bearer_auth(&u.token)
-        .header("x-api-access-token", "gate-token-value");
-    gated.send(ok).await.expect(200);
-    gated
-        .get("/api/v1/admin/users", ADMIN_TOKEN)
-        .await
-        .expect_error(401, "access_token_required");
-    // First-party cookie sessions are exempt.
-    let res = gated
-        .call(
-            Method::POST,
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": "gina", "password": PASSWORD, "cookie": true})),
-        )
-        .await
-        .expect(200);
-    let cookie = res
-        .headers
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    gated
-        .send(
-            gated
-                .client
-                .get(gated.url("/api/v1/users/@me"))
-                .header("cookie", cookie),
-        )
-        .await
-        .expect(200);
+    // The access-token gate (AUTH-9): `the_access_gate_covers_cookies_and_every_sign_in`.
 }
 
 async fn disabling_a_user_revokes_access(app: TestApp) {
@@ -550,4 +495,349 @@ async fn disabling_a_user_revokes_access(app: TestApp) {
     .await
     .expect(200);
     app.login("alice", PASSWORD).await.expect(200);
+}
+
+/// The configuration `app` was started with, to start it again on the same data (a restart).
+fn restart_config(data_dir: &std::path::Path, database_url: &str) -> Config {
+    Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: data_dir.to_owned(),
+        database_url: Some(database_url.to_owned()),
+        admin_token: Some(SecretString::from(ADMIN_TOKEN)),
+        bootstrap_token: Some(SecretString::from(BOOTSTRAP_TOKEN)),
+        registration: conclave_core::types::RegistrationMode::Open,
+        ..Config::default()
+    }
+}
+
+/// Spawns `app`'s server again on the same data, sharing its clock: the restarted node, and
+/// the bootstrap link it would print.
+async fn restart(app: &TestApp, config: Config) -> (TestApp, Option<String>) {
+    use secrecy::ExposeSecret;
+    let built = Application::build(config, app.clock.clone())
+        .await
+        .expect("the app restarts");
+    let link = built.bootstrap_link().map(|l| l.expose_secret().to_owned());
+    let base = format!("http://127.0.0.1:{}", built.port());
+    tokio::spawn(built.run_until(std::future::pending()));
+    let again = TestApp {
+        base,
+        client: app.client.clone(),
+        clock: app.clock.clone(),
+        backend: app.backend,
+        // The data belongs to `app`, which removes it.
+        _data: TempDir(
+            std::env::temp_dir().join(format!("conclave-none-{}", uuid::Uuid::now_v7())),
+        ),
+    };
+    (again, link)
+}
+
+/// `spawn_app` that also answers where its data lives, for `restart`.
+async fn restartable(app: TestApp) -> (TestApp, std::path::PathBuf, String) {
+    let (mut dir, mut url) = (std::path::PathBuf::new(), String::new());
+    let app = spawn_app_with(app.backend, |c| {
+        dir = c.data_dir.clone();
+        url = c.database_url();
+    })
+    .await
+    .expect("the app starts");
+    (app, dir, url)
+}
+
+/// Tries to make `first` the first admin with the preset bootstrap token.
+async fn try_bootstrap(node: &TestApp) -> Res {
+    node.call(
+        Method::POST,
+        "/api/v1/auth/bootstrap",
+        None,
+        Some(bootstrap_body("first")),
+    )
+    .await
+}
+
+fn bootstrap_body(username: &str) -> serde_json::Value {
+    json!({"bootstrap_token": BOOTSTRAP_TOKEN, "username": username, "password": PASSWORD})
+}
+
+/// CORE-3a: a server admin made through the admin API ends the bootstrap — on this node at
+/// once, after a restart, and even once that admin is demoted again.
+async fn any_server_admin_disarms_the_bootstrap_for_good(app: TestApp) {
+    let (app, dir, url) = restartable(app).await;
+    let made = app
+        .post(
+            "/api/v1/admin/users",
+            ADMIN_TOKEN,
+            json!({"username": "made-admin", "password": PASSWORD, "server_admin": true}),
+        )
+        .await
+        .expect(201);
+    try_bootstrap(&app)
+        .await
+        .expect_error(410, "bootstrap_used");
+    app.patch(
+        &format!("/api/v1/admin/users/{}", made.id()),
+        ADMIN_TOKEN,
+        json!({"server_admin": false}),
+    )
+    .await
+    .expect(200);
+    let (again, link) = restart(&app, restart_config(&dir, &url)).await;
+    assert!(link.is_none(), "a restart does not re-arm the bootstrap");
+    try_bootstrap(&again)
+        .await
+        .expect_error(410, "bootstrap_used");
+    app.login("first", PASSWORD)
+        .await
+        .expect_error(401, "invalid_credentials");
+}
+
+/// CORE-3a: a preset bootstrap token works for 24 hours after the server's first start, which
+/// is kept in the database, so restarting does not give it another day.
+async fn a_preset_bootstrap_token_expires_a_day_after_the_first_start(app: TestApp) {
+    let (app, dir, url) = restartable(app).await;
+    app.clock.advance(chrono::Duration::hours(23));
+    let (later, link) = restart(&app, restart_config(&dir, &url)).await;
+    assert!(
+        link.is_some_and(|l| l.ends_with(&format!("#bootstrap={BOOTSTRAP_TOKEN}"))),
+        "still armed within the day"
+    );
+    app.clock.advance(chrono::Duration::minutes(61));
+    for node in [&app, &later] {
+        try_bootstrap(node)
+            .await
+            .expect_error(410, "bootstrap_expired");
+    }
+    let (restarted, link) = restart(&app, restart_config(&dir, &url)).await;
+    assert!(link.is_none(), "an expired preset token stays expired");
+    try_bootstrap(&restarted)
+        .await
+        .expect_error(401, "invalid_bootstrap_token");
+    app.login("first", PASSWORD)
+        .await
+        .expect_error(401, "invalid_credentials");
+    // The first admin then comes from the management token.
+    app.post(
+        "/api/v1/admin/users",
+        ADMIN_TOKEN,
+        json!({"username": "first", "password": PASSWORD, "server_admin": true}),
+    )
+    .await
+    .expect(201);
+}
+
+/// CORE-3a: empty or blank secrets, and a short preset bootstrap token, stop the start — in
+/// development too (an empty admin token used to make `Authorization: Bearer ` an admin).
+#[tokio::test]
+async fn empty_secrets_and_short_bootstrap_tokens_do_not_start() {
+    let dir = TempDir(std::env::temp_dir().join(format!("conclave-test-{}", uuid::Uuid::now_v7())));
+    let base = || Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.0.clone(),
+        ..Config::default()
+    };
+    type Tweak = fn(&mut Config);
+    let cases: [(&str, Tweak); 5] = [
+        ("admin token", |c| {
+            c.admin_token = Some(SecretString::from(""))
+        }),
+        ("access token", |c| {
+            c.access_token = Some(SecretString::from(" "))
+        }),
+        ("bootstrap token", |c| {
+            c.bootstrap_token = Some(SecretString::from(""))
+        }),
+        ("master key", |c| {
+            c.master_key = Some(SecretString::from("\t"))
+        }),
+        ("short bootstrap token", |c| {
+            c.bootstrap_token = Some(SecretString::from("12345"))
+        }),
+    ];
+    for (what, tweak) in cases {
+        let mut config = base();
+        tweak(&mut config);
+        let clock = Arc::new(conclave_core::ManualClock::default());
+        match Application::build(config, clock).await {
+            Err(StartError::Config(_)) => {}
+            Err(other) => panic!("{what}: expected a configuration error, got {other}"),
+            Ok(_) => panic!("{what}: the server must not start"),
+        }
+    }
+}
+
+/// AUTH-9: with the gate on, every REST request but the public documents — cookie sessions,
+/// every sign-in, the management token — needs `X-API-Access-Token`.
+async fn the_access_gate_covers_cookies_and_every_sign_in(app: TestApp) {
+    const ACCESS: &str = "the-access-code-0123456789";
+    let Some(app) = spawn_app_with(app.backend, |c| {
+        c.access_token = Some(SecretString::from(ACCESS));
+    })
+    .await
+    else {
+        return;
+    };
+    let gated = |m: Method, p: &str| {
+        app.client
+            .request(m, app.url(p))
+            .header("x-api-access-token", ACCESS)
+    };
+    // Public: what a client reads before it can know about the gate, probes, the web client.
+    let caps = app
+        .call(Method::GET, "/api/v1/capabilities", None, None)
+        .await
+        .expect(200);
+    assert_eq!(caps.body["auth"]["access_token_gate"], true);
+    for path in ["/api/v1/openapi.json", "/health", "/"] {
+        app.call(Method::GET, path, None, None).await.expect(200);
+    }
+    // Every sign-in without the code (or with a wrong one) is refused before anything runs.
+    let alice_body = json!({"username": "alice", "password": PASSWORD});
+    for (path, body) in [
+        ("/api/v1/auth/register", alice_body.clone()),
+        ("/api/v1/auth/login", alice_body.clone()),
+        (
+            "/api/v1/auth/login/mfa",
+            json!({"mfa_token": "x", "code": "123456"}),
+        ),
+        ("/api/v1/auth/bootstrap", bootstrap_body("first")),
+    ] {
+        app.call(Method::POST, path, None, Some(body.clone()))
+            .await
+            .expect_error(401, "access_token_required");
+        app.send(
+            app.client
+                .post(app.url(path))
+                .header("x-api-access-token", "wrong")
+                .json(&body),
+        )
+        .await
+        .expect_error(401, "access_token_required");
+    }
+    app.send(gated(Method::POST, "/api/v1/auth/register").json(&alice_body))
+        .await
+        .expect(201);
+    // A cookie session needs it on every request, reads included.
+    let login = app
+        .send(
+            gated(Method::POST, "/api/v1/auth/login")
+                .json(&json!({"username": "alice", "password": PASSWORD, "cookie": true})),
+        )
+        .await
+        .expect(200);
+    let cookie = login.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = login.body["csrf_token"].as_str().unwrap().to_owned();
+    app.send(
+        app.client
+            .get(app.url("/api/v1/users/@me"))
+            .header("cookie", &cookie),
+    )
+    .await
+    .expect_error(401, "access_token_required");
+    app.send(gated(Method::GET, "/api/v1/users/@me").header("cookie", &cookie))
+        .await
+        .expect(200);
+    app.send(
+        app.client
+            .post(app.url("/api/v1/orgs"))
+            .header("cookie", &cookie)
+            .header("x-csrf-token", &csrf)
+            .json(&json!({"name": "Acme"})),
+    )
+    .await
+    .expect_error(401, "access_token_required");
+    // Bearer sessions and the management token alike.
+    let bearer = app
+        .send(gated(Method::POST, "/api/v1/auth/login").json(&alice_body))
+        .await
+        .expect(200)
+        .body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.get("/api/v1/users/@me", &bearer)
+        .await
+        .expect_error(401, "access_token_required");
+    app.send(gated(Method::GET, "/api/v1/users/@me").bearer_auth(&bearer))
+        .await
+        .expect(200);
+    app.get("/api/v1/admin/users", ADMIN_TOKEN)
+        .await
+        .expect_error(401, "access_token_required");
+    app.send(gated(Method::GET, "/api/v1/admin/users").bearer_auth(ADMIN_TOKEN))
+        .await
+        .expect(200);
+}
+
+/// AUTH-3: an https public URL gets the `__Host-` cookie with `Secure`; only that name is
+/// read, and signing out clears that name.
+async fn the_session_cookie_is_host_prefixed_when_secure(app: TestApp) {
+    let Some(app) = spawn_app_with(app.backend, |c| {
+        c.public_url = Some("https://chat.example".into());
+    })
+    .await
+    else {
+        return;
+    };
+    app.user("alice").await;
+    let login = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "alice", "password": PASSWORD, "cookie": true})),
+        )
+        .await
+        .expect(200);
+    let set_cookie = login.headers["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set_cookie.starts_with("__Host-conclave_session=cnv_s_"),
+        "{set_cookie}"
+    );
+    for attribute in ["; Secure", "; Path=/", "; HttpOnly", "; SameSite=Strict"] {
+        assert!(set_cookie.contains(attribute), "{attribute}: {set_cookie}");
+    }
+    assert!(!set_cookie.contains("Domain"), "{set_cookie}");
+    let csrf = login.body["csrf_token"].as_str().unwrap().to_owned();
+    let value = set_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    let with = |name: &str| {
+        app.client
+            .get(app.url("/api/v1/auth/session"))
+            .header("cookie", format!("{name}={value}"))
+    };
+    app.send(with("__Host-conclave_session")).await.expect(200);
+    app.send(with("conclave_session"))
+        .await
+        .expect_error(401, "unauthenticated");
+    let out = app
+        .send(
+            app.client
+                .post(app.url("/api/v1/auth/logout"))
+                .header("cookie", format!("__Host-conclave_session={value}"))
+                .header("x-csrf-token", &csrf),
+        )
+        .await
+        .expect(204);
+    let cleared = out.headers["set-cookie"].to_str().unwrap();
+    assert!(
+        cleared.starts_with("__Host-conclave_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    assert!(cleared.contains("; Secure"), "{cleared}");
+    app.send(with("__Host-conclave_session"))
+        .await
+        .expect_error(401, "invalid_token");
 }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 pub const ADMIN_TOKEN: &str = "test-management-token-0123456789abcdef";
-pub const BOOTSTRAP_TOKEN: &str = "test-bootstrap-token";
+pub const BOOTSTRAP_TOKEN: &str = "test-bootstrap-token-0123456789abcdef";
 pub const PASSWORD: &str = "a long and unusual passphrase";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub struct TestApp {
     /// URL: a second node given both shares the database and keys, not the fan-out.
     pub data_dir: std::path::PathBuf,
     pub database_url: Option<String>,
-    _data: TempDir,
+    pub _data: TempDir,
 }
 
 /// A temporary directory removed on drop.

@@ -21,7 +21,7 @@ both_backends!(
     creation_checks_every_field,
     keys_of_others_cannot_be_touched,
     keys_on_the_gateway,
-    key_tiers_replace_user_limits,
+    free_keys_spend_the_owner_budget_and_tiers_have_their_own,
 );
 
 /// Creates a key as `owner`; answers its id and the key.
@@ -871,7 +871,7 @@ async fn keys_on_the_gateway(app: TestApp) {
     assert_eq!(ready["user"]["id"], alice.id.as_str());
 }
 
-async fn key_tiers_replace_user_limits(app: TestApp) {
+async fn free_keys_spend_the_owner_budget_and_tiers_have_their_own(app: TestApp) {
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
     let org = app.org(&alice, "Acme").await;
@@ -888,9 +888,10 @@ async fn key_tiers_replace_user_limits(app: TestApp) {
         json!({"name": "team", "org_id": org, "scopes": ["org:read"], "tier": "team"}),
     )
     .await;
-    // The clock stands still, so a free key's second's worth runs out; a team key's does not.
+    // The clock stands still. A free key shares its owner's per-user read bucket (burst 100,
+    // RATE-1/AUTH-7), so it runs out; a team key's tier bucket does not.
     let mut limited = None;
-    for _ in 0..30 {
+    for _ in 0..120 {
         let r = app.get("/api/v1/users/@me", &free).await;
         if r.status.as_u16() == 429 {
             limited = Some(r);
@@ -898,11 +899,14 @@ async fn key_tiers_replace_user_limits(app: TestApp) {
         }
         r.expect(200);
     }
-    let limited = limited.expect("the free tier is limited");
+    let limited = limited.expect("the free key is limited by its owner's budget");
     assert!(limited.headers.get("retry-after").is_some());
     for _ in 0..30 {
         app.get("/api/v1/users/@me", &team).await.expect(200);
     }
-    // Bob's own session has its own (per-user) limits, untouched by his key.
-    app.get("/api/v1/users/@me", &bob.token).await.expect(200);
+    // The free key spent Bob's own budget: his session is limited too.
+    let own = app.get("/api/v1/users/@me", &bob.token).await;
+    assert_eq!(own.status.as_u16(), 429, "{}", own.body);
+    // Alice's session is untouched by her team key.
+    app.get("/api/v1/users/@me", &alice.token).await.expect(200);
 }

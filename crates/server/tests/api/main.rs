@@ -9,6 +9,7 @@ mod auth;
 mod bad_input;
 mod bots;
 mod bruteforce;
+mod client_ip;
 mod cluster;
 mod conversations;
 mod gateway;

@@ -41,6 +41,10 @@ async fn health_and_capabilities(app: TestApp) {
     assert_eq!(c.body["auth"]["registration"], "open");
     assert_eq!(c.body["auth"]["access_token_gate"], false);
     assert!(c.body["server_version"].is_string());
+    // What is served is reported as such (CORE-8).
+    for feature in ["gateway", "two_factor", "api_keys", "bots", "audit_log"] {
+        assert_eq!(c.body["features"][feature], true, "{feature}");
+    }
 }
 
 async fn headers_on_every_response(app: TestApp) {

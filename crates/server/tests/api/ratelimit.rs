@@ -27,6 +27,8 @@ both_backends!(
     redis_parallel_logins_cannot_slip_past_the_limit,
     two_nodes_sharing_redis_enforce_one_limit,
     rate_limits_off_lifts_every_limit,
+    keys_never_multiply_a_users_budget,
+    securing_an_account_is_never_refused_by_the_write_limit,
 );
 
 /// The longest a network condition may take to show.
@@ -328,6 +330,7 @@ async fn auth_routes_are_limited_per_ip_and_spoofed_forwarding_changes_nothing(a
     login_from(&proxied, Some(("x-forwarded-for", "10.0.0.2")), "ghost5")
         .await
         .expect(401);
+    // Only the configured header (here `X-Forwarded-For`) is read: `Forwarded` is the peer's.
     login_from(
         &proxied,
         Some(("forwarded", "for=\"10.0.0.3:4711\"")),
@@ -782,4 +785,232 @@ async fn connections_are_capped() {
     stays_unanswered(&mut fourth).await;
     drop(ws);
     assert!(read_response(&mut fourth).await.starts_with("HTTP/1.1 200"));
+}
+
+/// RATE-1/AUTH-7: six `free` keys of one user, used in parallel, share that user's write
+/// bucket (it was one bucket per key: 60 of 60 sends passed); keys of a higher tier share one
+/// bucket per (owner, tier).
+async fn keys_never_multiply_a_users_budget(app: TestApp) {
+    let Some(app) = spawn_app_with(app.backend, |c| {
+        c.rate_limit.user_writes_per_min = 6;
+        c.rate_limit.user_writes_burst = 5;
+        c.rate_limit.tier_pro_per_sec = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let alice = app.user("alice").await;
+    let org = app.org(&alice, "Acme").await;
+    let conv = app.group(&org, &alice, &[], json!("private")).await;
+    let scopes = json!(["messages:write", "messages:read"]);
+    let mut free = Vec::new();
+    for i in 0..6 {
+        app.clock.advance(chrono::Duration::minutes(1));
+        let (_, key) = crate::keys::make_key(
+            &app,
+            &alice,
+            json!({"name": format!("free{i}"), "org_id": org, "scopes": scopes}),
+        )
+        .await;
+        free.push(key);
+    }
+    // Pro keys: only an org admin sets a tier; Alice owns the org.
+    let mut pro = Vec::new();
+    for i in 0..2 {
+        app.clock.advance(chrono::Duration::minutes(1));
+        let (_, key) = crate::keys::make_key(
+            &app,
+            &alice,
+            json!({"name": format!("pro{i}"), "org_id": org, "scopes": scopes, "tier": "pro"}),
+        )
+        .await;
+        pro.push(key);
+    }
+    // A full bucket, then 60 sends at once spread over the six free keys.
+    app.clock.advance(chrono::Duration::minutes(10));
+    let path = format!("/api/v1/conversations/{conv}/messages");
+    let sends = (0..60).map(|i| app.post(&path, &free[i % free.len()], json!({"content": "hi"})));
+    let results = futures::future::join_all(sends).await;
+    let sent = results.iter().filter(|r| r.status.as_u16() == 201).count();
+    let limited = results
+        .iter()
+        .filter(|r| r.status.as_u16() == 429 && r.code() == "rate_limited")
+        .count();
+    assert_eq!((sent, limited), (5, 55), "one user, one write budget");
+    // The keys spent Alice's own budget: her session cannot write either.
+    expect_rate_limited(app.send_message(&conv, &alice, "me too").await);
+    // Two pro keys of one owner: one pro bucket (3 per second), not one per key.
+    let sends = (0..20).map(|i| app.post(&path, &pro[i % pro.len()], json!({"content": "hi"})));
+    let results = futures::future::join_all(sends).await;
+    let sent = results.iter().filter(|r| r.status.as_u16() == 201).count();
+    assert_eq!(sent, 3, "one bucket per (owner, tier)");
+    assert!(results
+        .iter()
+        .all(|r| r.status.as_u16() == 201 || r.code() == "rate_limited"));
+}
+
+/// RATE-1: signing out, revoking sessions and turning 2FA on still work once the per-user
+/// write budget is spent.
+async fn securing_an_account_is_never_refused_by_the_write_limit(app: TestApp) {
+    let Some(app) = spawn_app_with(app.backend, |c| {
+        c.rate_limit.user_writes_per_min = 2;
+        c.rate_limit.user_writes_burst = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let alice = app.user("alice").await;
+    let other = app.login("alice", PASSWORD).await.expect(200).body["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.login("alice", PASSWORD).await.expect(200);
+    // Spend the write budget.
+    loop {
+        let r = app
+            .post("/api/v1/orgs", &alice.token, json!({"name": "Acme"}))
+            .await;
+        if r.status.as_u16() == 429 {
+            break;
+        }
+        r.expect(201);
+    }
+    expect_rate_limited(
+        app.post("/api/v1/orgs", &alice.token, json!({"name": "Acme"}))
+            .await,
+    );
+    app.delete(&format!("/api/v1/auth/sessions/{other}"), &alice.token)
+        .await
+        .expect(204);
+    app.post(
+        "/api/v1/auth/sessions/revoke-others",
+        &alice.token,
+        json!({}),
+    )
+    .await
+    .expect(200);
+    crate::mfa::enable_2fa(&app, &alice).await;
+    app.call(
+        Method::POST,
+        "/api/v1/auth/logout",
+        Some(&alice.token),
+        None,
+    )
+    .await
+    .expect(204);
+    app.get("/api/v1/users/@me", &alice.token)
+        .await
+        .expect_error(401, "invalid_token");
+}
+
+/// RATE-5: a body that trickles in is answered 408 (the JSON error shape) once the body
+/// timeout has passed, and the connection is closed; a body that arrives in time is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_body_is_cut_at_the_body_timeout() {
+    let Some(app) = spawn_app_with(Backend::Sqlite, |c| {
+        c.rate_limit.body_timeout_secs = 1;
+        c.rate_limit.header_read_timeout_secs = 60;
+    })
+    .await
+    else {
+        return;
+    };
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let body = br#"{"username": "nobody", "password": "not the password"}"#;
+    let mut slow = TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/auth/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    // One byte now and then, never the whole body (the test ends before it would).
+    let started = Instant::now();
+    let (mut rx, mut tx) = slow.into_split();
+    let trickle = tokio::spawn(async move {
+        for byte in body.iter().take(body.len() - 1) {
+            if tx.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        std::future::pending::<()>().await;
+    });
+    let mut seen = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match rx.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("the connection is closed");
+    trickle.abort();
+    let text = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 408"), "{text}");
+    assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+    assert!(text.contains("x-request-id"), "{text}");
+    assert!(text.contains(r#""code":"request_timeout""#), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "cut near the timeout, not when the body ends: {:?}",
+        started.elapsed()
+    );
+    // A whole body in time is served as usual.
+    let res = login_from(&app, None, "nobody").await;
+    res.expect_error(401, "invalid_credentials");
+}
+
+/// RATE-5: at `max_connections_per_ip` a further connection from that address is answered
+/// 429 and closed; once one closes, the address may connect again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_ip_are_capped() {
+    let Some(app) = spawn_app_with(Backend::Sqlite, |c| {
+        c.rate_limit.max_connections_per_ip = 2;
+        c.rate_limit.header_read_timeout_secs = 60;
+    })
+    .await
+    else {
+        return;
+    };
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut first = TcpStream::connect(&addr).await.unwrap();
+    first.write_all(HEALTH).await.unwrap();
+    assert!(read_response(&mut first).await.starts_with("HTTP/1.1 200"));
+    let _second = TcpStream::connect(&addr).await.unwrap();
+    let mut third = TcpStream::connect(&addr).await.unwrap();
+    let refused = closed_within(&mut third, WAIT)
+        .await
+        .expect("the third connection is closed");
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(
+        refused.contains(r#""code":"too_many_connections""#),
+        "{refused}"
+    );
+    drop(first);
+    // Wait until the server has seen the close: then a new connection is served.
+    let served = async {
+        loop {
+            let mut next = TcpStream::connect(&addr).await.unwrap();
+            next.write_all(HEALTH).await.unwrap();
+            let text = closed_within(&mut next, Duration::from_millis(300))
+                .await
+                .unwrap_or_else(|open| open);
+            if text.starts_with("HTTP/1.1 200") {
+                return;
+            }
+            assert!(
+                text.is_empty() || text.starts_with("HTTP/1.1 429"),
+                "{text}"
+            );
+        }
+    };
+    tokio::time::timeout(WAIT, served)
+        .await
+        .expect("a slot frees up when a connection closes");
 }

@@ -115,6 +115,58 @@ pub async fn bootstrap_is_claimed_once(store: Arc<dyn Store>) {
     assert!(store.bootstrap_claimed().await.unwrap());
 }
 
+/// CORE-3a: a server admin made any other way ends the bootstrap, and for good.
+pub async fn any_server_admin_disarms_the_bootstrap(store: Arc<dyn Store>) {
+    make_user(&*store, "plain").await;
+    assert!(
+        !store.bootstrap_claimed().await.unwrap(),
+        "a plain user does not"
+    );
+    let mut made = new_user("made-admin");
+    made.server_admin = true;
+    store.create_user(&made, &[]).await.unwrap();
+    assert!(store.bootstrap_claimed().await.unwrap());
+    store
+        .set_user_flags(made.id, None, Some(false), None, &[])
+        .await
+        .unwrap();
+    assert!(
+        store.bootstrap_claimed().await.unwrap(),
+        "demoting the only admin does not re-arm it"
+    );
+    let mut first = new_user("first");
+    first.server_admin = true;
+    assert_conflict(
+        store.claim_bootstrap(&first, &[]).await,
+        Conflict::BootstrapUsed,
+    );
+}
+
+pub async fn promotion_disarms_the_bootstrap(store: Arc<dyn Store>) {
+    let plain = make_user(&*store, "plain").await;
+    store
+        .set_user_flags(plain.id, None, Some(true), None, &[])
+        .await
+        .unwrap();
+    store
+        .set_user_flags(plain.id, None, Some(false), None, &[])
+        .await
+        .unwrap();
+    assert!(store.bootstrap_claimed().await.unwrap());
+    let mut first = new_user("first");
+    first.server_admin = true;
+    assert_conflict(
+        store.claim_bootstrap(&first, &[]).await,
+        Conflict::BootstrapUsed,
+    );
+}
+
+/// The first start is recorded once; later starts read it back.
+pub async fn first_start_is_recorded_once(store: Arc<dyn Store>) {
+    assert_eq!(store.first_start(at(10)).await.unwrap(), at(10));
+    assert_eq!(store.first_start(at(5_000)).await.unwrap(), at(10));
+}
+
 pub async fn list_users_pages_by_id(store: Arc<dyn Store>) {
     let mut ids = Vec::new();
     for i in 0..5 {
