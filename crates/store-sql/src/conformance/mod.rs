@@ -92,7 +92,7 @@ macro_rules! conformance_tests {
             recovery_codes_are_used_once,
             org_standing_reflects_requirement_and_enrolment,
             mfa_challenges_expire_fail_and_are_taken_once,
-            login_failures_count_every_concurrent_failure,
+            login_attempts_are_reserved_atomically,
             audit_rows_are_written_with_their_change_only,
             audit_listing_filters_and_pages,
             concurrent_appends_keep_one_valid_chain,
