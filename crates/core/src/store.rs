@@ -2,7 +2,7 @@
 //! conformance suite. Every multi-row invariant (sequence numbers, last owner, invite use counts,
 //! idempotency) is enforced inside the backend's transaction, never by read-then-write in a service.
 
-use crate::audit::{AuditEntry, AuditFilter, AuditRow, ChainHead, Checkpoint};
+use crate::audit::{AuditEntry, AuditFilter, AuditRow, ChainHead, Checkpoint, PruneOutcome};
 use crate::ids::*;
 use crate::mfa::*;
 use crate::model::*;
@@ -581,13 +581,30 @@ pub trait Store: Send + Sync + 'static {
         page: Page<uuid::Uuid>,
     ) -> StoreResult<Vec<AuditRow>>;
     /// Deletes the chain's rows older than `before` except its newest, leaves a signed
-    /// checkpoint and appends `entry` — atomically; returns how many rows went.
+    /// checkpoint and appends `entry` — atomically; answers how many rows went. First, in the
+    /// same transaction, the rows due to go (and the one after them) are verified against the
+    /// chain — MAC with the audit key, numbering from the checkpoint (or genesis) on, links — and
+    /// on any mismatch nothing changes and the answer is `Refused` (DATA-5).
     async fn prune_audit(
         &self,
         chain: &str,
         before: DateTime<Utc>,
         entry: &AuditEntry,
-    ) -> StoreResult<u64>;
+    ) -> StoreResult<PruneOutcome>;
+    /// Raises (or renews) a health alert every node's readiness check reports, with `audit`
+    /// in the same transaction.
+    async fn raise_alert(
+        &self,
+        name: &str,
+        status: &str,
+        at: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<()>;
+    /// The raised alerts: (name, status), by name.
+    async fn alerts(&self) -> StoreResult<Vec<(String, String)>>;
+    /// Clears the alert if it was raised at or before `raised_by` (one raised later stays);
+    /// `true` when one went.
+    async fn clear_alert(&self, name: &str, raised_by: DateTime<Utc>) -> StoreResult<bool>;
     /// Deletes the org's messages created before `before` and, when any went, appends `entry`
     /// (with the count) in the same transaction; returns how many.
     async fn prune_messages(

@@ -782,8 +782,30 @@ macro_rules! impl_store {
                     chain: &str,
                     before: DateTime<Utc>,
                     entry: &AuditEntry,
-                ) -> StoreResult<u64> {
+                ) -> StoreResult<::conclave_core::audit::PruneOutcome> {
                     prune_audit(self, chain, before, entry).await
+                }
+
+                async fn raise_alert(
+                    &self,
+                    name: &str,
+                    status: &str,
+                    at: DateTime<Utc>,
+                    audit: &[AuditEntry],
+                ) -> StoreResult<()> {
+                    raise_alert(self, name, status, at, audit).await
+                }
+
+                async fn alerts(&self) -> StoreResult<Vec<(String, String)>> {
+                    alerts(self).await
+                }
+
+                async fn clear_alert(
+                    &self,
+                    name: &str,
+                    raised_by: DateTime<Utc>,
+                ) -> StoreResult<bool> {
+                    clear_alert(self, name, raised_by).await
                 }
 
                 async fn prune_messages(

@@ -93,6 +93,7 @@ macro_rules! conformance_tests {
             org_standing_reflects_requirement_and_enrolment,
             mfa_challenges_expire_fail_and_are_taken_once,
             login_attempts_are_reserved_atomically,
+            health_alerts_are_raised_and_cleared,
             audit_rows_are_written_with_their_change_only,
             audit_listing_filters_and_pages,
             concurrent_appends_keep_one_valid_chain,
