@@ -321,6 +321,23 @@ pub enum Problem {
     ExpectedHeadMissing,
 }
 
+/// What a pruning run did to one chain (DATA-5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PruneOutcome {
+    /// This many rows went (0: nothing was old enough, or another node pruned first).
+    Pruned(u64),
+    /// The rows due to go did not verify against the chain: nothing was removed.
+    Refused {
+        first_bad: Option<Uuid>,
+        first_bad_seq: Option<i64>,
+        problem: Problem,
+    },
+}
+
+/// The health alert a refused pruning raises, and its status.
+pub const AUDIT_ALERT: &str = "audit";
+pub const CHAIN_MISMATCH: &str = "chain_mismatch";
+
 /// The result of verifying one chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChainReport {

@@ -81,3 +81,26 @@ pub struct ThrottleCount {
     pub failures: i64,
     pub last_failure_at: DateTime<Utc>,
 }
+
+/// One counter a sign-in attempt has to pass (AUTH-5), as the store checks it: a counter with
+/// fewer than `free` failures lets the attempt through; one with `free + i` failures only if its
+/// last failure is at or before `cutoffs[i]` (the last cutoff holds for every higher count).
+/// The cutoffs are "now minus the back-off" for each count, so the store compares instants only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottleGate {
+    pub key: ThrottleKey,
+    pub free: i64,
+    pub cutoffs: Vec<DateTime<Utc>>,
+}
+
+/// An attempt a counter let through and counted as a failure before it was checked, so that a
+/// check which succeeds (or never ran) can give it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottleReservation {
+    pub key: ThrottleKey,
+    /// When the attempt was counted (the counter's last failure from then on).
+    pub at: DateTime<Utc>,
+    /// The counter's last failure before this attempt; `None` when the attempt started it
+    /// (new, or forgotten and restarted).
+    pub previous: Option<DateTime<Utc>>,
+}

@@ -2,7 +2,7 @@
 //! conformance suite. Every multi-row invariant (sequence numbers, last owner, invite use counts,
 //! idempotency) is enforced inside the backend's transaction, never by read-then-write in a service.
 
-use crate::audit::{AuditEntry, AuditFilter, AuditRow, ChainHead, Checkpoint};
+use crate::audit::{AuditEntry, AuditFilter, AuditRow, ChainHead, Checkpoint, PruneOutcome};
 use crate::ids::*;
 use crate::mfa::*;
 use crate::model::*;
@@ -490,32 +490,41 @@ pub trait Store: Send + Sync + 'static {
         token_hash: &[u8],
     ) -> StoreResult<()>;
     async fn mfa_challenge(&self, token_hash: &[u8]) -> StoreResult<Option<MfaChallenge>>;
-    /// Counts a wrong code against the challenge, atomically; returns the new count
-    /// (`NotFound` when the challenge is gone).
-    async fn fail_mfa_challenge(&self, token_hash: &[u8], audit: &[AuditEntry])
-        -> StoreResult<i32>;
-    /// Deletes and returns the challenge if it is unexpired at `now` and has fewer than
-    /// `max_failures` wrong codes: of two concurrent takes only one gets it.
-    async fn take_mfa_challenge(
+    /// Reserves one code check on the challenge, atomically: counts it against the challenge
+    /// and answers the challenge when it is unexpired at `now` and had fewer than
+    /// `max_failures` checks; `None` (nothing changed) otherwise. Of any number of concurrent
+    /// reservations, at most `max_failures` get the challenge (AUTH-4).
+    async fn reserve_mfa_attempt(
         &self,
         token_hash: &[u8],
         now: DateTime<Utc>,
         max_failures: i32,
     ) -> StoreResult<Option<MfaChallenge>>;
+    /// Deletes and returns the challenge if it is unexpired at `now`: of two concurrent takes
+    /// only one gets it. (A take follows a reservation that found the right code.)
+    async fn take_mfa_challenge(
+        &self,
+        token_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<MfaChallenge>>;
     /// Deletes challenges that expired before `before`; returns how many.
     async fn prune_mfa_challenges(&self, before: DateTime<Utc>) -> StoreResult<u64>;
     /// The failed-login counters that exist among `keys`.
     async fn login_failures(&self, keys: &[ThrottleKey]) -> StoreResult<Vec<ThrottleCount>>;
-    /// Counts one failure on each key (creating counters as needed), each atomically: no
-    /// concurrent failure is lost. A counter whose last failure is before `forget_before`
-    /// starts again at 1. Returns the counters after the update.
-    async fn record_login_failure(
+    /// Reserves an attempt on one counter in one conditional statement: when the gate lets it
+    /// through at `at` (see [`ThrottleGate`]), counts it as a failure at `at` (a counter whose
+    /// last failure is before `forget_before` restarts at 1; a new one starts at 1) and
+    /// answers the reservation; `None` (nothing changed) when the counter refuses. Of any number
+    /// of concurrent reservations on any number of nodes, only as many pass as the gate allows.
+    async fn reserve_login_attempt(
         &self,
-        keys: &[ThrottleKey],
+        gate: &ThrottleGate,
         at: DateTime<Utc>,
         forget_before: DateTime<Utc>,
-        audit: &[AuditEntry],
-    ) -> StoreResult<Vec<ThrottleCount>>;
+    ) -> StoreResult<Option<ThrottleReservation>>;
+    /// Gives a reserved attempt back: one failure less (a counter left with none goes) and,
+    /// unless another failure was counted since, the previous last failure time again.
+    async fn refund_login_attempt(&self, reservation: &ThrottleReservation) -> StoreResult<()>;
     async fn clear_login_failures(&self, keys: &[ThrottleKey]) -> StoreResult<()>;
     /// Deletes counters whose last failure is before `before`; returns how many.
     async fn prune_login_failures(&self, before: DateTime<Utc>) -> StoreResult<u64>;
@@ -601,13 +610,30 @@ pub trait Store: Send + Sync + 'static {
         page: Page<uuid::Uuid>,
     ) -> StoreResult<Vec<AuditRow>>;
     /// Deletes the chain's rows older than `before` except its newest, leaves a signed
-    /// checkpoint and appends `entry` — atomically; returns how many rows went.
+    /// checkpoint and appends `entry` — atomically; answers how many rows went. First, in the
+    /// same transaction, the rows due to go (and the one after them) are verified against the
+    /// chain — MAC with the audit key, numbering from the checkpoint (or genesis) on, links — and
+    /// on any mismatch nothing changes and the answer is `Refused` (DATA-5).
     async fn prune_audit(
         &self,
         chain: &str,
         before: DateTime<Utc>,
         entry: &AuditEntry,
-    ) -> StoreResult<u64>;
+    ) -> StoreResult<PruneOutcome>;
+    /// Raises (or renews) a health alert every node's readiness check reports, with `audit`
+    /// in the same transaction.
+    async fn raise_alert(
+        &self,
+        name: &str,
+        status: &str,
+        at: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<()>;
+    /// The raised alerts: (name, status), by name.
+    async fn alerts(&self) -> StoreResult<Vec<(String, String)>>;
+    /// Clears the alert if it was raised at or before `raised_by` (one raised later stays);
+    /// `true` when one went.
+    async fn clear_alert(&self, name: &str, raised_by: DateTime<Utc>) -> StoreResult<bool>;
     /// Deletes the org's messages created before `before` and, when any went, appends `entry`
     /// (with the count) in the same transaction; returns how many.
     async fn prune_messages(

@@ -286,12 +286,16 @@ macro_rules! __store_sql_audit {
         /// names), leaves a signed checkpoint at the last one deleted and appends `entry` (with
         /// the count in its detail) — all in one transaction that holds the chain's head, so
         /// nodes pruning at once run one after the other and the second finds nothing to do.
+        /// Before deleting, the rows due to go and the one after them are verified in that
+        /// transaction (a row backdated to fall under the cutoff no longer matches its MAC);
+        /// any mismatch leaves everything as it was.
         async fn prune_audit(
             s: &Backend,
             chain: &str,
             before: DateTime<Utc>,
             entry: &AuditEntry,
-        ) -> StoreResult<u64> {
+        ) -> StoreResult<::conclave_core::audit::PruneOutcome> {
+            use ::conclave_core::audit::PruneOutcome;
             let mut tx = s.writer().begin().await.map_err(db)?;
             let head = ::sqlx::query(
                 "UPDATE audit_heads SET seq = seq WHERE chain = $1 RETURNING seq, hash",
@@ -301,7 +305,7 @@ macro_rules! __store_sql_audit {
             .await
             .map_err(db)?;
             let Some(head) = head else {
-                return Ok(0);
+                return Ok(PruneOutcome::Pruned(0));
             };
             let head_seq: i64 = get(&head, "seq")?;
             let last = ::sqlx::query(
@@ -315,10 +319,13 @@ macro_rules! __store_sql_audit {
             .await
             .map_err(db)?;
             let Some(last) = last else {
-                return Ok(0);
+                return Ok(PruneOutcome::Pruned(0));
             };
             let seq: i64 = get(&last, "seq")?;
             let hash: Vec<u8> = get(&last, "hash")?;
+            if let Some(refused) = verify_prunable(&mut tx, s, chain, seq).await? {
+                return Ok(refused);
+            }
             let done = ::sqlx::query("DELETE FROM audit_log WHERE chain = $1 AND seq <= $2")
                 .bind(chain)
                 .bind(seq)
@@ -344,7 +351,140 @@ macro_rules! __store_sql_audit {
             let mut entry = entry.clone();
             entry.detail = Some(::serde_json::json!({ "rows": pruned, "through_seq": seq }));
             commit_audited(tx, s, std::slice::from_ref(&entry)).await?;
-            Ok(pruned)
+            Ok(PruneOutcome::Pruned(pruned))
+        }
+
+        /// Verifies, inside the pruning transaction, the chain's rows from its checkpoint (or
+        /// genesis) through `through + 1`: every MAC, every number, every link, and that no row
+        /// sits at or below the checkpoint. `Some(Refused)` names the first problem.
+        async fn verify_prunable(
+            conn: &mut Conn,
+            s: &Backend,
+            chain: &str,
+            through: i64,
+        ) -> StoreResult<Option<::conclave_core::audit::PruneOutcome>> {
+            use ::conclave_core::audit::{ChainVerifier, Problem, PruneOutcome};
+            const BATCH: i64 = 1000;
+            let cp = ::sqlx::query(
+                "SELECT chain, seq, hash, signature, at FROM audit_checkpoints WHERE chain = $1",
+            )
+            .bind(chain)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?
+            .map(|r| {
+                Ok::<_, StoreError>(Checkpoint {
+                    chain: get(&r, "chain")?,
+                    seq: get(&r, "seq")?,
+                    hash: get(&r, "hash")?,
+                    signature: get(&r, "signature")?,
+                    at: get(&r, "at")?,
+                })
+            })
+            .transpose()?;
+            let key = s.audit_key();
+            let refused = |v: ChainVerifier<'_>| {
+                let r = v.finish(None);
+                PruneOutcome::Refused {
+                    first_bad: r.first_bad,
+                    first_bad_seq: r.first_bad_seq,
+                    problem: r.problem.unwrap_or(Problem::Gap),
+                }
+            };
+            let mut v = ChainVerifier::new(&key, chain, cp.as_ref());
+            if v.failed() {
+                return Ok(Some(refused(v)));
+            }
+            if let Some(cp) = &cp {
+                let stray = ::sqlx::query(&format!(
+                    "SELECT {AUDIT_COLS} FROM audit_log WHERE chain = $1 AND seq <= $2 \
+                     ORDER BY seq LIMIT 1"
+                ))
+                .bind(chain)
+                .bind(cp.seq)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db)?;
+                if let Some(row) = stray {
+                    let row = audit_from_row(&row)?;
+                    return Ok(Some(PruneOutcome::Refused {
+                        first_bad: Some(row.entry.id),
+                        first_bad_seq: Some(row.seq),
+                        problem: Problem::Gap,
+                    }));
+                }
+            }
+            while !v.failed() && v.next_seq() <= through + 1 {
+                let rows = ::sqlx::query(&format!(
+                    "SELECT {AUDIT_COLS} FROM audit_log WHERE chain = $1 AND seq >= $2 \
+                     AND seq <= $3 ORDER BY seq LIMIT $4"
+                ))
+                .bind(chain)
+                .bind(v.next_seq())
+                .bind(through + 1)
+                .bind(BATCH)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db)?;
+                for row in &rows {
+                    v.feed(&audit_from_row(row)?);
+                }
+                if (rows.len() as i64) < BATCH {
+                    break;
+                }
+            }
+            // A row missing at the end (the one after the cut, say) is a gap too.
+            if v.failed() || v.next_seq() != through + 2 {
+                return Ok(Some(refused(v)));
+            }
+            Ok(None)
+        }
+
+        async fn raise_alert(
+            s: &Backend,
+            name: &str,
+            status: &str,
+            at: DateTime<Utc>,
+            audit: &[AuditEntry],
+        ) -> StoreResult<()> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
+            ::sqlx::query(
+                "INSERT INTO health_alerts (name, status, raised_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET status = excluded.status, \
+                 raised_at = excluded.raised_at",
+            )
+            .bind(name)
+            .bind(status)
+            .bind(ts(at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            commit_audited(tx, s, audit).await
+        }
+
+        async fn alerts(s: &Backend) -> StoreResult<Vec<(String, String)>> {
+            let rows = ::sqlx::query("SELECT name, status FROM health_alerts ORDER BY name")
+                .fetch_all(s.reader())
+                .await
+                .map_err(db)?;
+            rows.iter()
+                .map(|r| Ok((get(r, "name")?, get(r, "status")?)))
+                .collect()
+        }
+
+        async fn clear_alert(
+            s: &Backend,
+            name: &str,
+            raised_by: DateTime<Utc>,
+        ) -> StoreResult<bool> {
+            let done =
+                ::sqlx::query("DELETE FROM health_alerts WHERE name = $1 AND raised_at <= $2")
+                    .bind(name)
+                    .bind(ts(raised_by))
+                    .execute(s.writer())
+                    .await
+                    .map_err(db)?;
+            Ok(done.rows_affected() > 0)
         }
 
         async fn orgs_with_retention(s: &Backend) -> StoreResult<Vec<Org>> {

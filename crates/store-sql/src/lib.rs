@@ -639,21 +639,21 @@ macro_rules! impl_store {
                     mfa_challenge(self, token_hash).await
                 }
 
-                async fn fail_mfa_challenge(
+                async fn reserve_mfa_attempt(
                     &self,
                     token_hash: &[u8],
-                    audit: &[AuditEntry],
-                ) -> StoreResult<i32> {
-                    fail_mfa_challenge(self, token_hash, audit).await
+                    now: DateTime<Utc>,
+                    max_failures: i32,
+                ) -> StoreResult<Option<::conclave_core::mfa::MfaChallenge>> {
+                    reserve_mfa_attempt(self, token_hash, now, max_failures).await
                 }
 
                 async fn take_mfa_challenge(
                     &self,
                     token_hash: &[u8],
                     now: DateTime<Utc>,
-                    max_failures: i32,
                 ) -> StoreResult<Option<::conclave_core::mfa::MfaChallenge>> {
-                    take_mfa_challenge(self, token_hash, now, max_failures).await
+                    take_mfa_challenge(self, token_hash, now).await
                 }
 
                 async fn prune_mfa_challenges(&self, before: DateTime<Utc>) -> StoreResult<u64> {
@@ -667,14 +667,20 @@ macro_rules! impl_store {
                     login_failures(self, keys).await
                 }
 
-                async fn record_login_failure(
+                async fn reserve_login_attempt(
                     &self,
-                    keys: &[::conclave_core::mfa::ThrottleKey],
+                    gate: &::conclave_core::mfa::ThrottleGate,
                     at: DateTime<Utc>,
                     forget_before: DateTime<Utc>,
-                    audit: &[AuditEntry],
-                ) -> StoreResult<Vec<::conclave_core::mfa::ThrottleCount>> {
-                    record_login_failure(self, keys, at, forget_before, audit).await
+                ) -> StoreResult<Option<::conclave_core::mfa::ThrottleReservation>> {
+                    reserve_login_attempt(self, gate, at, forget_before).await
+                }
+
+                async fn refund_login_attempt(
+                    &self,
+                    reservation: &::conclave_core::mfa::ThrottleReservation,
+                ) -> StoreResult<()> {
+                    refund_login_attempt(self, reservation).await
                 }
 
                 async fn clear_login_failures(
@@ -811,8 +817,30 @@ macro_rules! impl_store {
                     chain: &str,
                     before: DateTime<Utc>,
                     entry: &AuditEntry,
-                ) -> StoreResult<u64> {
+                ) -> StoreResult<::conclave_core::audit::PruneOutcome> {
                     prune_audit(self, chain, before, entry).await
+                }
+
+                async fn raise_alert(
+                    &self,
+                    name: &str,
+                    status: &str,
+                    at: DateTime<Utc>,
+                    audit: &[AuditEntry],
+                ) -> StoreResult<()> {
+                    raise_alert(self, name, status, at, audit).await
+                }
+
+                async fn alerts(&self) -> StoreResult<Vec<(String, String)>> {
+                    alerts(self).await
+                }
+
+                async fn clear_alert(
+                    &self,
+                    name: &str,
+                    raised_by: DateTime<Utc>,
+                ) -> StoreResult<bool> {
+                    clear_alert(self, name, raised_by).await
                 }
 
                 async fn prune_messages(

@@ -319,19 +319,25 @@ macro_rules! __store_sql_mfa {
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
-        async fn fail_mfa_challenge(s: &Backend, token_hash: &[u8], audit: &[AuditEntry]) -> StoreResult<i32> {
-            let mut tx = s.writer().begin().await.map_err(db)?;
-            let row = ::sqlx::query(
+        async fn reserve_mfa_attempt(
+            s: &Backend,
+            token_hash: &[u8],
+            now: DateTime<Utc>,
+            max_failures: i32,
+        ) -> StoreResult<Option<::conclave_core::mfa::MfaChallenge>> {
+            // One conditional statement: concurrent reservations queue on the row, and each
+            // sees the count the one before left.
+            let row = ::sqlx::query(&format!(
                 "UPDATE mfa_challenges SET failures = failures + 1 WHERE token_hash = $1 \
-                 RETURNING failures",
-            )
+                 AND expires_at > $2 AND failures < $3 RETURNING {CHALLENGE_COLS}"
+            ))
             .bind(token_hash)
-            .fetch_optional(&mut *tx)
+            .bind(ts(now))
+            .bind(max_failures)
+            .fetch_optional(s.writer())
             .await
-            .map_err(db)?
-            .ok_or(StoreError::NotFound)?;
-            commit_audited(tx, s, audit).await?;
-            get(&row, "failures")
+            .map_err(db)?;
+            row.as_ref().map(challenge_from_row).transpose()
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]
@@ -339,16 +345,14 @@ macro_rules! __store_sql_mfa {
             s: &Backend,
             token_hash: &[u8],
             now: DateTime<Utc>,
-            max_failures: i32,
         ) -> StoreResult<Option<::conclave_core::mfa::MfaChallenge>> {
             // One statement: of two concurrent takes only one deletes the row.
             let row = ::sqlx::query(&format!(
                 "DELETE FROM mfa_challenges WHERE token_hash = $1 AND expires_at > $2 \
-                 AND failures < $3 RETURNING {CHALLENGE_COLS}"
+                 RETURNING {CHALLENGE_COLS}"
             ))
             .bind(token_hash)
             .bind(ts(now))
-            .bind(max_failures)
             .fetch_optional(s.writer())
             .await
             .map_err(db)?;
@@ -388,38 +392,115 @@ macro_rules! __store_sql_mfa {
             rows.iter().map(throttle_from_row).collect()
         }
 
+        /// The conditional upsert of AUTH-5: the `WHERE` of its update part is the gate, checked
+        /// on the row as it is when the statement holds it (PostgreSQL re-reads a row a
+        /// concurrent statement changed; SQLite runs one writer at a time), so no two attempts
+        /// pass on the same count. `prev_failure_at` carries the old last failure out through
+        /// `RETURNING`, for a refund.
         #[::tracing::instrument(level = "debug", skip_all)]
-        async fn record_login_failure(
+        async fn reserve_login_attempt(
             s: &Backend,
-            keys: &[::conclave_core::mfa::ThrottleKey],
+            gate: &::conclave_core::mfa::ThrottleGate,
             at: DateTime<Utc>,
-            forget_before: DateTime<Utc>, audit: &[AuditEntry]) -> StoreResult<Vec<::conclave_core::mfa::ThrottleCount>> {
-            let mut tx = s.writer().begin().await.map_err(db)?;
-            let mut counts = Vec::with_capacity(keys.len());
-            for key in keys {
-                let row = ::sqlx::query(
-                    "INSERT INTO login_failures (account, ip, failures, last_failure_at) \
-                     VALUES ($1, $2, 1, $3) \
-                     ON CONFLICT (account, ip) DO UPDATE SET \
-                     failures = CASE WHEN login_failures.last_failure_at < $4 THEN 1 \
-                         ELSE login_failures.failures + 1 END, \
-                     last_failure_at = CASE \
-                         WHEN login_failures.last_failure_at > excluded.last_failure_at \
-                         THEN login_failures.last_failure_at \
-                         ELSE excluded.last_failure_at END \
-                     RETURNING account, ip, failures, last_failure_at",
-                )
-                .bind(key.account.as_str())
-                .bind(key.ip.as_str())
+            forget_before: DateTime<Utc>,
+        ) -> StoreResult<Option<::conclave_core::mfa::ThrottleReservation>> {
+            // $1..$5 are fixed; the cutoffs follow as (count, instant) pairs.
+            let mut cases = String::new();
+            let mut n = 5;
+            for (i, _) in gate.cutoffs.iter().enumerate() {
+                if i + 1 == gate.cutoffs.len() {
+                    cases.push_str(&format!(" ELSE ${}", n + 1));
+                    n += 1;
+                } else {
+                    cases.push_str(&format!(" WHEN ${} THEN ${}", n + 1, n + 2));
+                    n += 2;
+                }
+            }
+            let cutoff = match gate.cutoffs.len() {
+                0 => None,
+                // One cutoff for every count: no CASE (which needs a WHEN).
+                1 => Some("$6".to_owned()),
+                _ => Some(format!("(CASE login_failures.failures{cases} END)")),
+            };
+            let gate_sql = cutoff.map_or_else(
+                || "1 = 1".to_owned(),
+                |c| {
+                    format!(
+                        "login_failures.failures < $5 OR login_failures.last_failure_at < $4 \
+                         OR login_failures.last_failure_at <= {c}"
+                    )
+                },
+            );
+            let sql = format!(
+                "INSERT INTO login_failures (account, ip, failures, last_failure_at, \
+                 prev_failure_at) VALUES ($1, $2, 1, $3, NULL) \
+                 ON CONFLICT (account, ip) DO UPDATE SET \
+                 failures = CASE WHEN login_failures.last_failure_at < $4 THEN 1 \
+                     ELSE login_failures.failures + 1 END, \
+                 prev_failure_at = CASE WHEN login_failures.last_failure_at < $4 THEN NULL \
+                     ELSE login_failures.last_failure_at END, \
+                 last_failure_at = CASE \
+                     WHEN login_failures.last_failure_at > excluded.last_failure_at \
+                     THEN login_failures.last_failure_at \
+                     ELSE excluded.last_failure_at END \
+                 WHERE {gate_sql} \
+                 RETURNING prev_failure_at"
+            );
+            let mut query = ::sqlx::query(&sql)
+                .bind(gate.key.account.as_str())
+                .bind(gate.key.ip.as_str())
                 .bind(ts(at))
                 .bind(ts(forget_before))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
-                counts.push(throttle_from_row(&row)?);
+                .bind(gate.free);
+            for (i, cutoff) in gate.cutoffs.iter().enumerate() {
+                if i + 1 < gate.cutoffs.len() {
+                    query = query.bind(gate.free + i as i64);
+                }
+                query = query.bind(ts(*cutoff));
             }
-            commit_audited(tx, s, audit).await?;
-            Ok(counts)
+            let row = query.fetch_optional(s.writer()).await.map_err(db)?;
+            row.map(|r| {
+                Ok(::conclave_core::mfa::ThrottleReservation {
+                    key: gate.key.clone(),
+                    at: ts(at),
+                    previous: get(&r, "prev_failure_at")?,
+                })
+            })
+            .transpose()
+        }
+
+        #[::tracing::instrument(level = "debug", skip_all)]
+        async fn refund_login_attempt(
+            s: &Backend,
+            r: &::conclave_core::mfa::ThrottleReservation,
+        ) -> StoreResult<()> {
+            let mut tx = s.writer().begin().await.map_err(db)?;
+            // The only failure left is this one: the counter goes.
+            ::sqlx::query(
+                "DELETE FROM login_failures WHERE account = $1 AND ip = $2 AND failures <= 1 \
+                 AND last_failure_at = $3",
+            )
+            .bind(r.key.account.as_str())
+            .bind(r.key.ip.as_str())
+            .bind(ts(r.at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            // Otherwise one less, and the last failure before this one again unless a later one
+            // was counted meanwhile.
+            ::sqlx::query(
+                "UPDATE login_failures SET failures = failures - 1, last_failure_at = CASE \
+                 WHEN last_failure_at = $3 AND $4 IS NOT NULL THEN $4 ELSE last_failure_at END \
+                 WHERE account = $1 AND ip = $2 AND failures > 1",
+            )
+            .bind(r.key.account.as_str())
+            .bind(r.key.ip.as_str())
+            .bind(ts(r.at))
+            .bind(r.previous.map(ts))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            tx.commit().await.map_err(db)
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]

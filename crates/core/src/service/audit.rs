@@ -3,7 +3,7 @@
 use super::{Actor, Result, ServerAdmin, Services};
 use crate::audit::{
     chain_of, hex, AuditActor, AuditEntry, AuditFilter, AuditRow, ChainReport, ChainVerifier,
-    Problem,
+    Problem, PruneOutcome, AUDIT_ALERT, CHAIN_MISMATCH,
 };
 use crate::error::ServiceError;
 use crate::ids::OrgId;
@@ -52,13 +52,26 @@ pub struct VerifyReport {
 pub struct RetentionReport {
     pub messages_deleted: u64,
     pub audit_rows_deleted: u64,
+    /// Chains whose pruning was refused because their rows did not verify.
+    pub audit_prunes_refused: u64,
 }
 
 impl Services {
     /// Verifies every chain from its checkpoint (or genesis) to its recorded head. With
     /// `expect_head` (a row hash recorded elsewhere, hex), also requires that row to still be
-    /// in a chain, which shows a tail cut off together with its head record.
+    /// in a chain, which shows a tail cut off together with its head record. A clean report
+    /// clears the `audit` health alert a refused pruning raised before this verification began
+    /// (DATA-5): an admin has looked, and the chains hold.
     pub async fn verify_audit(&self, expect_head: Option<&str>) -> Result<VerifyReport> {
+        let started = self.clock.now();
+        let report = self.verify_chains(expect_head).await?;
+        if report.ok && self.store.clear_alert(AUDIT_ALERT, started).await? {
+            tracing::warn!("the audit chains verify again: the audit alert is cleared");
+        }
+        Ok(report)
+    }
+
+    async fn verify_chains(&self, expect_head: Option<&str>) -> Result<VerifyReport> {
         let expected = match expect_head {
             Some(text) => Some(
                 crate::audit::unhex(text.trim())
@@ -180,8 +193,46 @@ impl Services {
         Ok(self.store.list_audit(&filter, page).await?)
     }
 
+    /// The alarm of DATA-5 when rows due to be pruned do not verify: an error log line, an
+    /// `audit.prune_refused` row in the server chain and the `audit` health alert
+    /// (`chain_mismatch`), which every node's readiness check reports until a verification
+    /// comes back clean.
+    async fn refuse_pruning(
+        &self,
+        chain: &str,
+        first_bad: Option<uuid::Uuid>,
+        first_bad_seq: Option<i64>,
+        problem: Problem,
+    ) -> Result<()> {
+        tracing::error!(
+            chain,
+            ?first_bad,
+            ?first_bad_seq,
+            ?problem,
+            "audit rows due for pruning do not verify against the chain: nothing pruned; \
+             run `conclave audit verify`"
+        );
+        let entry = AuditEntry::new(
+            "audit.prune_refused",
+            AuditActor::system(),
+            self.clock.now(),
+        )
+        .failed()
+        .detail(serde_json::json!({
+            "chain": chain,
+            "problem": problem,
+            "first_bad": first_bad,
+            "first_bad_seq": first_bad_seq,
+        }));
+        self.store
+            .raise_alert(AUDIT_ALERT, CHAIN_MISMATCH, self.clock.now(), &[entry])
+            .await?;
+        Ok(())
+    }
+
     /// One pass of the retention job: for every org with a retention setting, deletes older
-    /// messages and prunes its audit chain behind a signed checkpoint. Safe on several nodes at
+    /// messages and prunes its audit chain behind a signed checkpoint — after verifying the rows
+    /// that go, refusing (and raising the alarm) when they do not. Safe on several nodes at
     /// once (each deletion is idempotent; pruning holds the chain's head). Logs every chain's
     /// signed head so a truncated tail can be shown later (`verify --expect-head`).
     pub async fn run_retention(&self) -> Result<RetentionReport> {
@@ -200,17 +251,26 @@ impl Services {
             if let Some(days) = org.audit_retention_days {
                 // A value set below today's floor (DATA-5) is kept as the floor.
                 let days = days.max(i32::try_from(self.audit_retention_floor).unwrap_or(i32::MAX));
+                let chain = chain_of(Some(org.id));
                 let entry = AuditEntry::new("audit.pruned", AuditActor::system(), now)
                     .resource("org", org.id)
                     .org(org.id);
-                report.audit_rows_deleted += self
+                match self
                     .store
-                    .prune_audit(
-                        &chain_of(Some(org.id)),
-                        now - Duration::days(i64::from(days)),
-                        &entry,
-                    )
-                    .await?;
+                    .prune_audit(&chain, now - Duration::days(i64::from(days)), &entry)
+                    .await?
+                {
+                    PruneOutcome::Pruned(n) => report.audit_rows_deleted += n,
+                    PruneOutcome::Refused {
+                        first_bad,
+                        first_bad_seq,
+                        problem,
+                    } => {
+                        report.audit_prunes_refused += 1;
+                        self.refuse_pruning(&chain, first_bad, first_bad_seq, problem)
+                            .await?;
+                    }
+                }
             }
         }
         let key = self.keys.audit_key();

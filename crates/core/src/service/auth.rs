@@ -254,10 +254,11 @@ impl Services {
     }
 
     /// Checks a username and password. Unknown users cost the same Argon2id work as known ones
-    /// and get the same answer, and both are throttled the same way (AUTH-5): a blocked attempt
-    /// is refused before any hashing, a failed one is counted. With 2FA on, a correct password
-    /// yields a challenge instead of a session; the counters reset only when a session is
-    /// issued, so knowing the password does not buy more guesses at the second factor.
+    /// and get the same answer, and both are throttled the same way (AUTH-5): the attempt is
+    /// reserved on the counters before any hashing (a blocked one is refused there), and stays
+    /// counted when the password is wrong. With 2FA on, a correct password yields a challenge
+    /// instead of a session and gives the attempt back; the counters reset only when a session
+    /// is issued, so knowing the password does not buy more guesses at the second factor.
     pub async fn login(
         &self,
         username: &str,
@@ -266,16 +267,32 @@ impl Services {
         cookie: bool,
     ) -> Result<LoginOutcome> {
         let subject = self.login_subject(username, meta.ip.as_deref());
-        self.check_throttle(&subject).await?;
+        let attempt = self.reserve_attempt(&subject).await?;
         let found = match Username::parse(username) {
-            Ok(u) => self.store.user_by_username(&u.key()).await?,
-            Err(_) => None,
+            Ok(u) => self.store.user_by_username(&u.key()).await,
+            Err(_) => Ok(None),
         };
-        let (user, phc) = match found {
-            Some((user, phc)) => (Some(user), phc),
-            None => (None, None),
+        let verdict = match found {
+            Ok(found) => {
+                let (user, phc) = match found {
+                    Some((user, phc)) => (Some(user), phc),
+                    None => (None, None),
+                };
+                self.hasher
+                    .verify(password, phc)
+                    .await
+                    .map(|verdict| (user, verdict))
+            }
+            Err(e) => Err(e.into()),
         };
-        let verdict = self.hasher.verify(password, phc).await?;
+        let (user, verdict) = match verdict {
+            Ok(v) => v,
+            Err(e) => {
+                // Never checked (the hashing pool was busy, the database failed): not a failure.
+                self.give_back(attempt).await;
+                return Err(e);
+            }
+        };
         let user = match (user, verdict) {
             (Some(user), Verified::Yes | Verified::YesRehash) => user,
             (user, _) => {
@@ -286,7 +303,7 @@ impl Services {
                 if let Some(u) = user {
                     audit = audit.resource("user", u.id);
                 }
-                self.record_failure(&subject, audit).await?;
+                self.attempt_failed(attempt, audit).await?;
                 return Err(INVALID_CREDENTIALS);
             }
         };
@@ -303,6 +320,7 @@ impl Services {
             }
         }
         if user.disabled {
+            self.give_back(attempt).await;
             let audit = self
                 .audit_as(AuditActor::user(user.id), &meta, "auth.login")
                 .resource("user", user.id)
@@ -315,10 +333,11 @@ impl Services {
             ));
         }
         if self.has_2fa(user.id).await? {
+            self.give_back(attempt).await;
             let pending = self.issue_mfa_challenge(user.id, cookie).await?;
             return Ok(LoginOutcome::MfaRequired(pending));
         }
-        self.clear_failures(&subject).await?;
+        self.attempt_succeeded(&subject, attempt).await?;
         Ok(LoginOutcome::SignedIn(Box::new(
             self.start_session(user, meta, cookie, "password").await?,
         )))
@@ -535,6 +554,8 @@ impl Services {
     }
 
     /// Changes the password after checking the current one; every other session is revoked.
+    /// Wrong current passwords count like failed sign-ins of the account (AUTH-5): the check
+    /// is reserved on the counters first, and refused with 429 while they back off.
     pub async fn change_password(
         &self,
         actor: &Actor,
@@ -549,13 +570,16 @@ impl Services {
                 "this account has no password to change",
             ));
         }
-        if self.hasher.verify(current, phc).await? == Verified::No {
-            let audit = self
-                .audit(actor, "password.changed")
-                .resource("user", actor.user.id)
-                .failed()
-                .detail(serde_json::json!({ "reason": "current_password_incorrect" }));
-            self.store.append_audit(&[audit]).await?;
+        let failure = self
+            .audit(actor, "password.changed")
+            .resource("user", actor.user.id)
+            .failed()
+            .detail(serde_json::json!({ "reason": "current_password_incorrect" }));
+        let ip = actor.meta.ip.as_deref();
+        if !self
+            .recheck_password(&actor.user.username, ip, current, phc, failure)
+            .await?
+        {
             return Err(ServiceError::invalid(
                 "current_password",
                 "incorrect",

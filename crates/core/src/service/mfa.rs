@@ -279,16 +279,23 @@ impl Services {
         meta: &ClientMeta,
     ) -> Result<()> {
         let subject = self.login_subject(&actor.user.username, meta.ip.as_deref());
-        self.check_throttle(&subject).await?;
-        match self.check_code(actor.user.id, code).await? {
-            Checked::Accepted => Ok(()),
-            bad => {
+        let attempt = self.reserve_attempt(&subject).await?;
+        match self.check_code(actor.user.id, code).await {
+            Ok(Checked::Accepted) => {
+                self.give_back(attempt).await;
+                Ok(())
+            }
+            Ok(bad) => {
                 let audit = self
                     .audit(actor, "auth.second_factor")
                     .resource("user", actor.user.id)
                     .failed();
-                self.record_failure(&subject, audit).await?;
+                self.attempt_failed(attempt, audit).await?;
                 Err(bad.into_error())
+            }
+            Err(e) => {
+                self.give_back(attempt).await;
+                Err(e)
             }
         }
     }
@@ -321,7 +328,9 @@ impl Services {
 
     /// The second step of a sign-in: a valid code for the challenge's user yields a new
     /// session (cookie-bound when either step asked for one). The challenge is single-use,
-    /// expires after five minutes and dies after five wrong codes.
+    /// expires after five minutes and dies after five checked codes: each check is first
+    /// reserved on the sign-in counters (AUTH-5) and then on the challenge, so parallel
+    /// guesses get no more checks than sequential ones.
     pub async fn login_mfa(
         &self,
         mfa_token: &str,
@@ -346,28 +355,44 @@ impl Services {
             .await
             .map_err(|_| INVALID_MFA_TOKEN)?;
         let subject: LoginSubject = self.login_subject(&user.username, meta.ip.as_deref());
-        self.check_throttle(&subject).await?;
-        let checked = self.check_code(user.id, &code).await?;
-        if checked != Checked::Accepted {
-            // A challenge taken meanwhile is gone: the count has nothing left to kill.
-            match self.store.fail_mfa_challenge(&hash, &[]).await {
-                Ok(_) | Err(crate::store::StoreError::NotFound) => {}
-                Err(e) => return Err(e.into()),
+        // A back-off answers 429 without using up a check of the challenge.
+        let attempt = self.reserve_attempt(&subject).await?;
+        match self
+            .store
+            .reserve_mfa_attempt(&hash, now, MFA_TOKEN_MAX_FAILURES)
+            .await
+        {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                self.give_back(attempt).await;
+                return Err(INVALID_MFA_TOKEN);
             }
+            Err(e) => {
+                self.give_back(attempt).await;
+                return Err(e.into());
+            }
+        }
+        let checked = match self.check_code(user.id, &code).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.give_back(attempt).await;
+                return Err(e);
+            }
+        };
+        if checked != Checked::Accepted {
             let audit = self
                 .audit_as(AuditActor::anonymous(), &meta, "auth.login")
                 .resource("user", user.id)
                 .failed()
                 .detail(serde_json::json!({ "reason": "invalid_second_factor" }));
-            self.record_failure(&subject, audit).await?;
+            self.attempt_failed(attempt, audit).await?;
             return Err(checked.into_error());
         }
-        let challenge = self
-            .store
-            .take_mfa_challenge(&hash, now, MFA_TOKEN_MAX_FAILURES)
-            .await?
-            .ok_or(INVALID_MFA_TOKEN)?;
-        self.clear_failures(&subject).await?;
+        let Some(challenge) = self.store.take_mfa_challenge(&hash, now).await? else {
+            self.give_back(attempt).await;
+            return Err(INVALID_MFA_TOKEN);
+        };
+        self.attempt_succeeded(&subject, attempt).await?;
         if user.disabled {
             return Err(ServiceError::forbidden(
                 "account_disabled",

@@ -6,7 +6,6 @@ use crate::error::ServiceError;
 use crate::event::{Control, Event};
 use crate::ids::*;
 use crate::model::*;
-use crate::password::Verified;
 use crate::store::{Conflict, Cursor, Page, StoreError};
 use crate::totp::SecondFactorCode;
 use crate::types::{ErasurePolicy, Limit, OrgRole};
@@ -166,16 +165,17 @@ impl Services {
         meta: &ClientMeta,
     ) -> Result<Erased> {
         Self::require_own_session(actor)?;
-        let subject = self.login_subject(&actor.user.username, meta.ip.as_deref());
-        self.check_throttle(&subject).await?;
         let phc = self.store.password_hash(actor.user.id).await?;
-        if self.hasher.verify(password, phc).await? == Verified::No {
-            let audit = self
-                .audit(actor, "user.erased")
-                .resource("user", actor.user.id)
-                .failed()
-                .detail(serde_json::json!({ "reason": "password_incorrect" }));
-            self.record_failure(&subject, audit).await?;
+        let failure = self
+            .audit(actor, "user.erased")
+            .resource("user", actor.user.id)
+            .failed()
+            .detail(serde_json::json!({ "reason": "password_incorrect" }));
+        let ip = meta.ip.as_deref();
+        if !self
+            .recheck_password(&actor.user.username, ip, password, phc, failure)
+            .await?
+        {
             return Err(ServiceError::invalid(
                 "password",
                 "incorrect",

@@ -1,7 +1,12 @@
 //! Brute-force protection for sign-ins (AUTH-5). Failed passwords and wrong second-factor codes
 //! are counted in the database — per (account, IP), per account across all IPs and per IP
 //! across all accounts — so the limits hold across nodes and restarts. Each counter allows a few
-//! failures, then backs off exponentially from its last failure, up to a cap:
+//! failures, then backs off exponentially from its last failure, up to a cap.
+//!
+//! Check and count are one step: an attempt is *reserved* on every counter — counted as a
+//! failure by one conditional statement that refuses it when the counter blocks — before the
+//! password or code is checked, so a burst of parallel guesses gets exactly as many checks as
+//! sequential ones would. A check that succeeds (or never ran) gives its reservation back.
 //!
 //! | counter        | free failures | first back-off | cap    |
 //! |----------------|---------------|----------------|--------|
@@ -16,8 +21,9 @@
 //! was typed), so the answers never reveal whether an account exists.
 
 use super::{Result, Services};
+use crate::audit::AuditEntry;
 use crate::error::ServiceError;
-use crate::mfa::{ThrottleCount, ThrottleKey};
+use crate::mfa::{ThrottleCount, ThrottleGate, ThrottleKey, ThrottleReservation};
 use crate::types::Username;
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
@@ -84,11 +90,36 @@ impl LoginSubject {
         }
     }
 
-    /// The counters a success resets: the account's, from this IP and overall. The per-IP
-    /// counter stays, or an attacker could reset it by signing in to an account of their own.
+    /// What the store checks for `key` at `now`: the free failures and, per count from there,
+    /// the latest last failure that no longer blocks (up to the count the cap is reached at).
+    fn gate(key: &ThrottleKey, now: DateTime<Utc>) -> ThrottleGate {
+        let rule = Self::rule(key);
+        let mut cutoffs = Vec::new();
+        for count in rule.from_failure.. {
+            let delay = rule.delay(count);
+            cutoffs.push(now - delay);
+            if delay >= rule.cap {
+                break;
+            }
+        }
+        ThrottleGate {
+            key: key.clone(),
+            free: rule.from_failure,
+            cutoffs,
+        }
+    }
+
+    /// The counters a success resets: the account's, from this IP and overall.
     fn cleared_on_success(&self) -> &[ThrottleKey] {
         &self.keys[..2]
     }
+}
+
+/// An attempt reserved on the counters of a subject: counted as a failure until it is given
+/// back.
+#[must_use = "an attempt is either a failure or given back"]
+pub(super) struct Attempt {
+    reserved: Vec<ThrottleReservation>,
 }
 
 /// Seconds until the counters allow another attempt at `now`, if they block it.
@@ -157,43 +188,113 @@ impl Services {
         }
     }
 
-    /// 429 with the wait when any counter of the subject blocks an attempt now.
-    pub(super) async fn check_throttle(&self, subject: &LoginSubject) -> Result<()> {
-        let counts = self.store.login_failures(&subject.keys).await?;
-        match retry_after(&counts, self.clock.now()) {
-            Some(retry_after_secs) => Err(ServiceError::Throttled { retry_after_secs }),
-            None => Ok(()),
-        }
-    }
-
-    /// Counts a failed attempt on every counter of the subject. When that starts a new counter,
-    /// counters nobody has failed on for an hour are pruned (they would start from zero anyway),
-    /// so guessing many names cannot grow the table without bound.
-    /// `audit` records the failure in the same transaction.
-    pub(super) async fn record_failure(
-        &self,
-        subject: &LoginSubject,
-        audit: crate::audit::AuditEntry,
-    ) -> Result<()> {
+    /// Reserves an attempt on every counter of the subject before anything is checked: 429
+    /// with the wait when one of them blocks it (then nothing stays counted). Counters are
+    /// taken one statement each, in a fixed order, so none waits on another's lock; one that
+    /// refuses gives the earlier ones back. When a reservation starts a counter, counters nobody
+    /// has failed on for an hour are pruned (they would start from zero anyway), so guessing
+    /// many names cannot grow the table without bound.
+    pub(super) async fn reserve_attempt(&self, subject: &LoginSubject) -> Result<Attempt> {
         let now = self.clock.now();
-        let counts = self
-            .store
-            .record_login_failure(&subject.keys, now, now - FORGET_AFTER, &[audit])
-            .await?;
-        if counts.iter().any(|c| c.failures == 1) {
+        let mut attempt = Attempt {
+            reserved: Vec::with_capacity(subject.keys.len()),
+        };
+        for key in &subject.keys {
+            let gate = LoginSubject::gate(key, now);
+            match self
+                .store
+                .reserve_login_attempt(&gate, now, now - FORGET_AFTER)
+                .await
+            {
+                Ok(Some(r)) => attempt.reserved.push(r),
+                Ok(None) => {
+                    self.give_back(attempt).await;
+                    let counts = self.store.login_failures(&subject.keys).await?;
+                    // A counter that refused a moment ago may have just let go: still a 429.
+                    let retry_after_secs = retry_after(&counts, now).unwrap_or(1);
+                    return Err(ServiceError::Throttled { retry_after_secs });
+                }
+                Err(e) => {
+                    self.give_back(attempt).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        if attempt.reserved.iter().any(|r| r.previous.is_none()) {
             if let Err(e) = self.store.prune_login_failures(now - FORGET_AFTER).await {
                 tracing::warn!(error = %e, "pruning old login failure counters failed");
             }
         }
-        Ok(())
+        Ok(attempt)
     }
 
-    /// Resets the account's counters after a complete sign-in.
-    pub(super) async fn clear_failures(&self, subject: &LoginSubject) -> Result<()> {
-        Ok(self
-            .store
-            .clear_login_failures(subject.cleared_on_success())
-            .await?)
+    /// Re-authenticates a signed-in user by password, counted like a sign-in of their account
+    /// from `ip` (AUTH-5): 429 while the counters back off; a wrong password stays counted,
+    /// `failure` records it and the answer is `false`; a right one is given back.
+    pub(super) async fn recheck_password(
+        &self,
+        username: &str,
+        ip: Option<&str>,
+        password: &str,
+        phc: Option<String>,
+        failure: AuditEntry,
+    ) -> Result<bool> {
+        let attempt = self
+            .reserve_attempt(&self.login_subject(username, ip))
+            .await?;
+        match self.hasher.verify(password, phc).await {
+            Ok(crate::password::Verified::No) => {
+                self.attempt_failed(attempt, failure).await?;
+                Ok(false)
+            }
+            Ok(_) => {
+                self.give_back(attempt).await;
+                Ok(true)
+            }
+            Err(e) => {
+                // Never checked (the hashing pool was busy): not a failure.
+                self.give_back(attempt).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The attempt failed: it stays counted, and `audit` records it.
+    pub(super) async fn attempt_failed(&self, attempt: Attempt, audit: AuditEntry) -> Result<()> {
+        drop(attempt);
+        Ok(self.store.append_audit(&[audit]).await?)
+    }
+
+    /// The attempt was not a failure (a right password that still needs its second factor, a
+    /// re-authentication that passed) or was never checked (the hashing pool was busy): every
+    /// counter gets it back.
+    pub(super) async fn give_back(&self, attempt: Attempt) {
+        for r in &attempt.reserved {
+            if let Err(e) = self.store.refund_login_attempt(r).await {
+                tracing::warn!(error = %e, "giving back a sign-in attempt failed");
+            }
+        }
+    }
+
+    /// The attempt completed a sign-in: the account's counters (from this IP and overall) are
+    /// reset. The per-IP counter only gets the attempt back, or an attacker could reset it by
+    /// signing in to an account of their own.
+    pub(super) async fn attempt_succeeded(
+        &self,
+        subject: &LoginSubject,
+        attempt: Attempt,
+    ) -> Result<()> {
+        let cleared = subject.cleared_on_success();
+        self.store.clear_login_failures(cleared).await?;
+        let rest = Attempt {
+            reserved: attempt
+                .reserved
+                .into_iter()
+                .filter(|r| !cleared.contains(&r.key))
+                .collect(),
+        };
+        self.give_back(rest).await;
+        Ok(())
     }
 }
 
@@ -246,5 +347,31 @@ mod tests {
         // Another node's clock a little ahead: under the threshold that never blocks.
         let ahead = [count("a", "1.2.3.4", 4, t0 + Duration::seconds(2))];
         assert_eq!(retry_after(&ahead, t0), None);
+    }
+
+    #[test]
+    fn a_gate_lists_one_cutoff_per_count_up_to_the_cap() {
+        let now = DateTime::<Utc>::from_timestamp(1_000_000, 0).unwrap();
+        let key = ThrottleKey {
+            account: "a".into(),
+            ip: "1.2.3.4".into(),
+        };
+        let gate = LoginSubject::gate(&key, now);
+        assert_eq!(gate.free, 5);
+        let waits: Vec<i64> = gate
+            .cutoffs
+            .iter()
+            .map(|c| (now - *c).num_seconds())
+            .collect();
+        assert_eq!(waits, vec![30, 60, 120, 240, 480, 900]);
+        let per_account = LoginSubject::gate(
+            &ThrottleKey {
+                account: "a".into(),
+                ip: String::new(),
+            },
+            now,
+        );
+        assert_eq!(per_account.free, 20);
+        assert_eq!(per_account.cutoffs.len(), 3);
     }
 }

@@ -1,10 +1,10 @@
 //! Unauthenticated endpoints: health, readiness, capabilities.
 
-use super::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use conclave_core::audit::AUDIT_ALERT;
 use conclave_core::types::{RegistrationMode, MESSAGE_MAX_CHARS};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -35,18 +35,45 @@ async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: the database and the event fan-out answer.
-#[utoipa::path(get, path = "/health/ready", tag = "meta", responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
-async fn ready(State(state): State<AppState>) -> ApiResult<Json<Health>> {
-    state.services.store.ping().await.map_err(|e| {
-        tracing::warn!(error = %e, "readiness check failed");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "the database is not reachable",
-        )
-    })?;
-    Ok(Json(Health { status: "ready" }))
+/// What readiness checked: each check's status (`ok`, or what is wrong).
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    status: &'static str,
+    /// `database`: `ok` or `unreachable`; `audit`: `ok`, or `chain_mismatch` after the
+    /// retention job found audit rows that do not verify (DATA-5) until an admin's
+    /// verification comes back clean.
+    #[schema(value_type = Object)]
+    checks: std::collections::BTreeMap<String, String>,
+}
+
+/// Readiness: the database answers and no alert is raised (e.g. an audit chain that did not
+/// verify before pruning). 503 with the failing checks otherwise.
+#[utoipa::path(get, path = "/health/ready", tag = "meta", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let mut checks = std::collections::BTreeMap::new();
+    let alerts = match state.services.store.alerts().await {
+        Ok(alerts) => {
+            checks.insert("database".to_owned(), "ok".to_owned());
+            alerts
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            checks.insert("database".to_owned(), "unreachable".to_owned());
+            Vec::new()
+        }
+    };
+    checks.insert(AUDIT_ALERT.to_owned(), "ok".to_owned());
+    for (name, status) in alerts {
+        checks.insert(name, status);
+    }
+    let ready = checks.values().all(|v| v == "ok");
+    let (code, status) = if ready {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
+    };
+    (code, Json(Readiness { status, checks }))
 }
 
 #[derive(Serialize, ToSchema)]

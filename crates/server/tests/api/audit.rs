@@ -19,6 +19,7 @@ both_backends!(
     no_route_changes_the_log,
     verify_catches_rows_altered_inserted_or_removed,
     retention_prunes_and_the_rest_still_verifies,
+    pruning_refuses_a_backdated_row_and_raises_the_alarm,
     users_see_the_security_events_about_their_account,
 );
 
@@ -679,4 +680,91 @@ async fn users_see_the_security_events_about_their_account(app: TestApp) {
     app.call(Method::GET, "/api/v1/users/@me/security-events", None, None)
         .await
         .expect_error(401, "unauthenticated");
+}
+
+/// `GET /health/ready`: the status and the `audit` check.
+async fn readiness(app: &TestApp) -> (u16, Value) {
+    let res = app.call(Method::GET, "/health/ready", None, None).await;
+    (res.status.as_u16(), res.body["checks"]["audit"].clone())
+}
+
+async fn pruning_refuses_a_backdated_row_and_raises_the_alarm(app: TestApp) {
+    let (app, config) = app_and_config(app).await;
+    app.bootstrap().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let org = app.org(&alice, "Acme").await;
+    app.add_member(&org, &alice, &bob, "member").await;
+    app.group(&org, &alice, &[&bob], json!("org")).await;
+    app.patch(
+        &format!("/api/v1/orgs/{org}"),
+        &alice.token,
+        json!({ "audit_retention_days": 30 }),
+    )
+    .await
+    .expect(200);
+    assert_eq!(readiness(&app).await, (200, json!("ok")));
+    let org_rows = || async {
+        app.get(&format!("/api/v1/orgs/{org}/audit?limit=100"), &alice.token)
+            .await
+            .expect(200)
+            .body["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = org_rows().await;
+    assert!(before >= 4, "{before} rows");
+    // A database writer without the master key backdates a recent row so that the retention
+    // job (every second here) would delete it — and every row before it.
+    let db = Db::open(&config).await;
+    db.exec(&format!(
+        "CREATE TABLE audit_saved AS SELECT * FROM audit_log WHERE chain = '{org}' AND seq = 2"
+    ))
+    .await;
+    let old = match &db {
+        Db::Sqlite(_) => "'2001-01-01T00:00:00.000000Z'",
+        Db::Pg(_) => "'2001-01-01T00:00:00Z'::timestamptz",
+    };
+    assert_eq!(
+        db.exec(&format!(
+            "UPDATE audit_log SET at = {old} WHERE chain = '{org}' AND seq = 2"
+        ))
+        .await,
+        1
+    );
+    // The job verifies before it prunes: it removes nothing and raises the alarm.
+    let mut alarm = false;
+    for _ in 0..100 {
+        if readiness(&app).await == (503, json!("chain_mismatch")) {
+            alarm = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(alarm, "readiness reports the mismatch");
+    let refused = audit(&app, "?event=audit.prune_refused").await;
+    assert!(!refused.is_empty());
+    assert_eq!(refused[0]["chain"], "server");
+    assert_eq!(refused[0]["detail"]["chain"], json!(org));
+    assert_eq!(refused[0]["detail"]["problem"], "altered");
+    assert_eq!(org_rows().await, before, "nothing was removed");
+    assert!(audit(&app, "?event=audit.pruned").await.is_empty());
+    // Verification still shows the tampering, and a failed one leaves the alarm on.
+    let report = verify(&app, "").await;
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["problem"], "altered");
+    let (code, _) = cli_verify(&config, None).await;
+    assert_eq!(code, 1);
+    assert_eq!(readiness(&app).await, (503, json!("chain_mismatch")));
+    // Once the row is put right, the alarm stays until an admin verifies (on every node: it is
+    // kept in the database); a clean verification clears it.
+    db.exec(&format!(
+        "UPDATE audit_log SET at = (SELECT at FROM audit_saved) WHERE chain = '{org}' AND seq = 2"
+    ))
+    .await;
+    assert_eq!(readiness(&app).await.0, 503);
+    assert_eq!(verify(&app, "").await["ok"], true);
+    assert_eq!(readiness(&app).await, (200, json!("ok")));
+    assert_eq!(org_rows().await, before, "nothing was old enough to go");
 }

@@ -20,7 +20,9 @@ both_backends!(
     the_account_limit_across_ips_is_short,
     one_ip_guessing_many_accounts_is_limited,
     unknown_and_known_usernames_look_alike,
-    parallel_wrong_logins_keep_the_lockout_consistent,
+    parallel_wrong_logins_get_no_more_checks_than_sequential_ones,
+    parallel_wrong_codes_get_five_checks_per_mfa_token,
+    wrong_current_passwords_back_off_like_sign_ins,
     wrong_codes_count_toward_the_back_off,
     lockout_and_replay_protection_hold_across_nodes,
 );
@@ -267,74 +269,191 @@ async fn scalar(url: &str, sql: &str, bind: &str) -> i64 {
     }
 }
 
-async fn parallel_wrong_logins_keep_the_lockout_consistent(app: TestApp) {
+/// Sends `n` copies of a request at once and returns their answers.
+async fn at_once<F, Fut>(n: usize, f: F) -> Vec<Res>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Res> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..n).map(|i| tokio::spawn(f(i))).collect();
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+fn count(answers: &[Res], status: u16) -> usize {
+    answers
+        .iter()
+        .filter(|r| r.status.as_u16() == status)
+        .count()
+}
+
+async fn parallel_wrong_logins_get_no_more_checks_than_sequential_ones(app: TestApp) {
     let (app, url) = proxied_app(app).await;
     app.user("alice").await;
-    let ip = "203.0.113.99";
     let app = std::sync::Arc::new(app);
-    let tasks: Vec<_> = (0..100)
-        .map(|_| {
+    // A known and an unknown name, each guessed a hundred times at once from one address.
+    for (name, ip) in [("alice", "203.0.113.99"), ("nobody-at-all", "203.0.113.98")] {
+        let answers = at_once(100, |_| {
             let app = app.clone();
-            tokio::spawn(async move { login_from(&app, ip, "alice", WRONG).await.status.as_u16() })
+            async move { login_from(&app, ip, name, WRONG).await }
         })
-        .collect();
-    let mut statuses = Vec::new();
-    for t in tasks {
-        statuses.push(t.await.unwrap());
+        .await;
+        // Sequential guesses are stopped after five: parallel ones too. Every other answer is
+        // the back-off (or a busy hashing pool, which checks nothing).
+        let failed = count(&answers, 401);
+        assert_eq!(
+            failed + count(&answers, 429) + count(&answers, 503),
+            100,
+            "only refusals for {name}"
+        );
+        assert!(failed <= 5, "{name}: {failed} passwords checked, at most 5");
+        assert!(count(&answers, 429) >= 95 - count(&answers, 503), "{name}");
+        for r in answers.iter().filter(|r| r.status.as_u16() == 401) {
+            assert_eq!(r.code(), "invalid_credentials");
+        }
+        // Each checked password is counted once on every counter; nothing else is.
+        let per_account_ip = scalar(
+            &url,
+            "SELECT failures FROM login_failures WHERE ip = $1 AND account <> ''",
+            ip,
+        )
+        .await;
+        let per_ip = scalar(
+            &url,
+            "SELECT failures FROM login_failures WHERE ip = $1 AND account = ''",
+            ip,
+        )
+        .await;
+        assert_eq!(
+            (per_account_ip, per_ip),
+            (failed as i64, failed as i64),
+            "{name}"
+        );
     }
+    // The reservations lock nobody out for good: once the back-off has passed, the right
+    // password signs in (from that address), and the owner elsewhere was never stopped.
+    login_from(&app, "203.0.113.100", "alice", PASSWORD)
+        .await
+        .expect(200);
+    advance(&app, 30);
+    login_from(&app, "203.0.113.99", "alice", PASSWORD)
+        .await
+        .expect(200);
+    // The success reset the counters: four free failures again.
+    for _ in 0..4 {
+        login_from(&app, "203.0.113.99", "alice", WRONG)
+            .await
+            .expect(401);
+    }
+    login_from(&app, "203.0.113.99", "alice", PASSWORD)
+        .await
+        .expect(200);
+}
+
+async fn parallel_wrong_codes_get_five_checks_per_mfa_token(app: TestApp) {
+    let (app, _) = proxied_app(app).await;
+    let alice = app.user("alice").await;
+    let (secret, _) = enable_2fa(&app, &alice).await;
+    let token = mfa_token(&app, "alice").await;
+    let good = code_at(&app, &secret, 0);
+    let wrong = format!("{:06}", (good.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let app = std::sync::Arc::new(app);
+    // A hundred wrong codes at once on one challenge, each from its own address, so only the
+    // challenge's own limit (and the looser per-account one) stands in the way.
+    let answers = at_once(100, |i| {
+        let (app, token, wrong) = (app.clone(), token.clone(), wrong.clone());
+        async move {
+            app.send(
+                app.client
+                    .post(app.url("/api/v1/auth/login/mfa"))
+                    .header("x-forwarded-for", format!("198.51.100.{}", i + 1))
+                    .json(&json!({"mfa_token": token, "code": wrong})),
+            )
+            .await
+        }
+    })
+    .await;
+    let checked = answers
+        .iter()
+        .filter(|r| r.code() == "invalid_code")
+        .count();
     assert!(
-        statuses.iter().all(|s| matches!(s, 401 | 429 | 503)),
-        "only refusals: {statuses:?}"
+        checked <= 5,
+        "{checked} codes checked on one mfa_token, at most 5"
     );
-    let failed = statuses.iter().filter(|s| **s == 401).count() as i64;
-    if statuses.contains(&429) {
-        assert!(failed >= 5, "a back-off needs five counted failures first");
+    assert!(
+        answers.iter().all(|r| matches!(
+            r.code(),
+            "invalid_code" | "invalid_mfa_token" | "too_many_attempts"
+        )),
+        "only refusals"
+    );
+    // The challenge is dead: after every back-off, even the right code is refused.
+    advance(&app, 900);
+    second_step(&app, &token, &code_at(&app, &secret, 0))
+        .await
+        .expect_error(401, "invalid_mfa_token");
+    // And nobody is locked out: a new sign-in works.
+    let token = mfa_token(&app, "alice").await;
+    second_step(&app, &token, &code_at(&app, &secret, 0))
+        .await
+        .expect(200);
+}
+
+/// `POST /auth/password` with `token` from `ip`.
+async fn change_password(app: &TestApp, token: &str, ip: &str, current: &str, new: &str) -> Res {
+    app.send(
+        app.client
+            .post(app.url("/api/v1/auth/password"))
+            .bearer_auth(token)
+            .header("x-forwarded-for", ip)
+            .json(&json!({"current_password": current, "new_password": new})),
+    )
+    .await
+}
+
+async fn wrong_current_passwords_back_off_like_sign_ins(app: TestApp) {
+    let (app, _) = proxied_app(app).await;
+    let alice = app.user("alice").await;
+    let ip = "203.0.113.7";
+    let fresh = "another long passphrase";
+    // Five wrong guesses are answered (422 on the field); then the account backs off.
+    for _ in 0..5 {
+        change_password(&app, &alice.token, ip, WRONG, fresh)
+            .await
+            .expect_error(422, "incorrect");
     }
-    // Every refused password was counted exactly once on every counter: none lost.
-    let per_account_ip = scalar(
-        &url,
-        "SELECT failures FROM login_failures WHERE ip = $1 AND account <> ''",
-        ip,
-    )
-    .await;
-    let per_ip = scalar(
-        &url,
-        "SELECT failures FROM login_failures WHERE ip = $1 AND account = ''",
-        ip,
-    )
-    .await;
-    let per_account = scalar(
-        &url,
-        "SELECT failures FROM login_failures WHERE ip = $1 AND account <> ''",
-        "",
-    )
-    .await;
     assert_eq!(
-        (per_account_ip, per_ip, per_account),
-        (failed, failed, failed)
+        retry_after(&change_password(&app, &alice.token, ip, PASSWORD, fresh).await),
+        30
     );
-    // And the lockout is exactly what that count earns (the clock has not moved).
-    if failed < 5 {
-        login_from(&app, ip, "alice", PASSWORD).await.expect(200);
-        return;
-    }
-    let expected = (30u64 << (failed - 5).min(20)).min(900);
+    // The back-off is the sign-in one: signing in from there waits too.
     assert_eq!(
         retry_after(&login_from(&app, ip, "alice", PASSWORD).await),
-        expected
+        30
     );
-    assert_eq!(
-        retry_after(&login_from(&app, ip, "alice", PASSWORD).await),
-        expected,
-        "blocked attempts are not counted"
+    // A hundred parallel guesses after the wait get one more check, not more.
+    advance(&app, 30);
+    let app = std::sync::Arc::new(app);
+    let answers = at_once(100, |_| {
+        let (app, token) = (app.clone(), alice.token.clone());
+        async move { change_password(&app, &token, ip, WRONG, fresh).await }
+    })
+    .await;
+    assert!(
+        count(&answers, 422) <= 1,
+        "{} checked",
+        count(&answers, 422)
     );
-    // Another address only sees the per-account limit (at most two minutes).
-    let other = login_from(&app, "203.0.113.100", "alice", PASSWORD).await;
-    if failed >= 20 {
-        assert!(retry_after(&other) <= 120);
-    } else {
-        other.expect(200);
-    }
+    assert!(count(&answers, 429) >= 99 - count(&answers, 503));
+    // After the wait the right password changes it.
+    advance(&app, 60);
+    change_password(&app, &alice.token, ip, PASSWORD, fresh)
+        .await
+        .expect(204);
 }
 
 async fn wrong_codes_count_toward_the_back_off(app: TestApp) {

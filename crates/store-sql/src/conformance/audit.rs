@@ -4,8 +4,22 @@
 
 use super::*;
 use conclave_core::audit::{
-    chain_of, AuditActor, AuditEntry, AuditFilter, ChainVerifier, SERVER_CHAIN,
+    chain_of, AuditActor, AuditEntry, AuditFilter, ChainVerifier, PruneOutcome, SERVER_CHAIN,
 };
+
+/// The row count of a pruning that must not have been refused.
+trait Rows {
+    fn rows(self) -> u64;
+}
+
+impl Rows for PruneOutcome {
+    fn rows(self) -> u64 {
+        match self {
+            PruneOutcome::Pruned(n) => n,
+            refused => panic!("pruning refused: {refused:?}"),
+        }
+    }
+}
 
 fn entry(event: &str, secs: i64) -> AuditEntry {
     AuditEntry::new(event, AuditActor::system(), at(secs))
@@ -237,7 +251,8 @@ pub async fn pruning_leaves_a_signed_checkpoint(store: Arc<dyn Store>) {
         store
             .prune_audit(&chain, at(100), &entry("audit.pruned", 100).org(org.id))
             .await
-            .unwrap(),
+            .unwrap()
+            .rows(),
         0
     );
     for i in 0..5 {
@@ -249,7 +264,8 @@ pub async fn pruning_leaves_a_signed_checkpoint(store: Arc<dyn Store>) {
     let pruned = store
         .prune_audit(&chain, at(25), &entry("audit.pruned", 100).org(org.id))
         .await
-        .unwrap();
+        .unwrap()
+        .rows();
     assert_eq!(pruned, 3, "rows at 0, 10 and 20 go");
     let cp = store.audit_checkpoint(&chain).await.unwrap().unwrap();
     assert_eq!(cp.seq, 3);
@@ -272,13 +288,15 @@ pub async fn pruning_leaves_a_signed_checkpoint(store: Arc<dyn Store>) {
     let all = store
         .prune_audit(&chain, at(1000), &entry("audit.pruned", 1000).org(org.id))
         .await
-        .unwrap();
+        .unwrap()
+        .rows();
     assert_eq!(all, 2, "rows 4 and 5; row 6, the head, stays");
     assert_eq!(
         store
             .prune_audit(&chain, at(1000), &entry("audit.pruned", 1000).org(org.id))
             .await
-            .unwrap(),
+            .unwrap()
+            .rows(),
         1,
         "only the previous pruning row was older than the cutoff"
     );
@@ -336,4 +354,30 @@ pub async fn message_retention_prunes_one_org(store: Arc<dyn Store>) {
     store.update_org(acme.id, &patch, &[]).await.unwrap();
     let with = store.orgs_with_retention().await.unwrap();
     assert_eq!(with.iter().map(|o| o.id).collect::<Vec<_>>(), vec![acme.id]);
+}
+
+pub async fn health_alerts_are_raised_and_cleared(store: Arc<dyn Store>) {
+    assert!(store.alerts().await.unwrap().is_empty());
+    store
+        .raise_alert(
+            "audit",
+            "chain_mismatch",
+            at(100),
+            &[entry("audit.prune_refused", 100)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.alerts().await.unwrap(),
+        vec![("audit".to_owned(), "chain_mismatch".to_owned())]
+    );
+    // Recorded in the server chain with the alert.
+    let rows = store.audit_rows(SERVER_CHAIN, 0, 10).await.unwrap();
+    assert_eq!(rows.last().unwrap().entry.event, "audit.prune_refused");
+    // A verification that began before the alert does not clear it; one after does.
+    assert!(!store.clear_alert("audit", at(99)).await.unwrap());
+    assert_eq!(store.alerts().await.unwrap().len(), 1);
+    assert!(store.clear_alert("audit", at(100)).await.unwrap());
+    assert!(store.alerts().await.unwrap().is_empty());
+    assert!(!store.clear_alert("audit", at(200)).await.unwrap());
 }

@@ -344,34 +344,55 @@ pub async fn mfa_challenges_expire_fail_and_are_taken_once(store: Arc<dyn Store>
     );
     assert_eq!(store.mfa_challenge(b"hash-x").await.unwrap(), None);
 
-    assert_eq!(store.fail_mfa_challenge(b"hash-a", &[]).await.unwrap(), 1);
-    assert_eq!(store.fail_mfa_challenge(b"hash-a", &[]).await.unwrap(), 2);
-    assert_not_found(store.fail_mfa_challenge(b"hash-x", &[]).await);
-
-    // Expired, or at the failure limit: not taken (and still there).
+    // Two checks reserved: counted on the challenge.
+    for n in 1..=2 {
+        let got = store
+            .reserve_mfa_attempt(b"hash-a", at(10), 5)
+            .await
+            .unwrap()
+            .expect("reserved");
+        assert_eq!(got.failures, n);
+    }
     assert_eq!(
         store
-            .take_mfa_challenge(b"hash-a", at(300), 5)
+            .reserve_mfa_attempt(b"hash-x", at(10), 5)
+            .await
+            .unwrap(),
+        None
+    );
+    // Expired, or at the limit: no check reserved, nothing counted.
+    assert_eq!(
+        store
+            .reserve_mfa_attempt(b"hash-a", at(300), 5)
             .await
             .unwrap(),
         None
     );
     assert_eq!(
         store
-            .take_mfa_challenge(b"hash-a", at(10), 2)
+            .reserve_mfa_attempt(b"hash-a", at(10), 2)
             .await
             .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .mfa_challenge(b"hash-a")
+            .await
+            .unwrap()
+            .unwrap()
+            .failures,
+        2
+    );
+    // Expired: not taken (and still there).
+    assert_eq!(
+        store.take_mfa_challenge(b"hash-a", at(300)).await.unwrap(),
         None
     );
     // Taken once, even by racing requests.
     let taken = concurrently(10, |_| {
         let store = store.clone();
-        async move {
-            store
-                .take_mfa_challenge(b"hash-a", at(10), 5)
-                .await
-                .unwrap()
-        }
+        async move { store.take_mfa_challenge(b"hash-a", at(10)).await.unwrap() }
     })
     .await;
     let winners: Vec<_> = taken.into_iter().flatten().collect();
@@ -380,19 +401,32 @@ pub async fn mfa_challenges_expire_fail_and_are_taken_once(store: Arc<dyn Store>
     assert!(winners[0].cookie);
     assert_eq!(store.mfa_challenge(b"hash-a").await.unwrap(), None);
 
-    // Concurrent wrong codes are all counted.
+    // A hundred checks at once on one challenge: exactly five are reserved, then it is dead.
     store
         .create_mfa_challenge(&challenge, b"hash-b")
         .await
         .unwrap();
-    let counts = concurrently(20, |_| {
+    let got = concurrently(100, |_| {
         let store = store.clone();
-        async move { store.fail_mfa_challenge(b"hash-b", &[]).await.unwrap() }
+        async move {
+            store
+                .reserve_mfa_attempt(b"hash-b", at(10), 5)
+                .await
+                .unwrap()
+                .map(|c| c.failures)
+        }
     })
     .await;
-    let mut counts = counts;
+    let mut counts: Vec<i32> = got.into_iter().flatten().collect();
     counts.sort_unstable();
-    assert_eq!(counts, (1..=20).collect::<Vec<_>>());
+    assert_eq!(counts, vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        store
+            .reserve_mfa_attempt(b"hash-b", at(10), 5)
+            .await
+            .unwrap(),
+        None
+    );
 
     // Pruning drops only expired challenges.
     let later = MfaChallenge {
@@ -412,7 +446,17 @@ fn key(account: &str, ip: &str) -> ThrottleKey {
     }
 }
 
-pub async fn login_failures_count_every_concurrent_failure(store: Arc<dyn Store>) {
+/// A gate like AUTH-5's per (account, IP) rule at `now`: four free failures, then 30 s, 60 s
+/// and (capped) 120 s.
+fn gate(key: ThrottleKey, now: i64) -> ThrottleGate {
+    ThrottleGate {
+        key,
+        free: 5,
+        cutoffs: vec![at(now - 30), at(now - 60), at(now - 120)],
+    }
+}
+
+pub async fn login_attempts_are_reserved_atomically(store: Arc<dyn Store>) {
     let keys = vec![
         key("acct", "10.0.0.1"),
         key("acct", ""),
@@ -421,43 +465,109 @@ pub async fn login_failures_count_every_concurrent_failure(store: Arc<dyn Store>
     assert!(store.login_failures(&keys).await.unwrap().is_empty());
     assert!(store.login_failures(&[]).await.unwrap().is_empty());
 
-    // A hundred failures at once: not one is lost on any counter.
-    let shared = Arc::new(keys.clone());
-    concurrently(100, |i| {
+    // A hundred attempts at once on one counter (a pool of connections on PostgreSQL): five
+    // pass — as many as one after the other would — and each is counted once.
+    let passed = concurrently(100, |_| {
         let store = store.clone();
-        let keys = shared.clone();
         async move {
             store
-                .record_login_failure(&keys, at(100 + (i as i64 % 7)), at(0), &[])
+                .reserve_login_attempt(&gate(key("acct", "10.0.0.1"), 1000), at(1000), at(0))
                 .await
                 .unwrap()
         }
     })
     .await;
-    let counts = store.login_failures(&keys).await.unwrap();
-    assert_eq!(counts.len(), 3);
-    for c in &counts {
-        assert_eq!(c.failures, 100, "{:?}", c.key);
-        assert_eq!(c.last_failure_at, at(106), "the latest failure is kept");
-    }
+    let passed: Vec<ThrottleReservation> = passed.into_iter().flatten().collect();
+    assert_eq!(passed.len(), 5);
+    let counts = store.login_failures(&keys[..1]).await.unwrap();
+    assert_eq!(counts[0].failures, 5);
+    assert_eq!(counts[0].last_failure_at, at(1000));
+    // Refused until the back-off for five has passed; then one more, then 60 s.
+    let try_at = |t: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .reserve_login_attempt(&gate(key("acct", "10.0.0.1"), t), at(t), at(0))
+                .await
+                .unwrap()
+        }
+    };
+    assert!(try_at(1029).await.is_none());
+    let sixth = try_at(1030).await.expect("the back-off has passed");
+    assert_eq!(sixth.previous, Some(at(1000)));
+    assert!(try_at(1089).await.is_none());
+    // Giving it back restores the count and the time of the failure before it.
+    store.refund_login_attempt(&sixth).await.unwrap();
+    let counts = store.login_failures(&keys[..1]).await.unwrap();
+    assert_eq!(
+        (counts[0].failures, counts[0].last_failure_at),
+        (5, at(1000))
+    );
+    assert!(
+        try_at(1030).await.is_some(),
+        "the refund let the next one in"
+    );
 
-    // Other keys are separate.
-    let other = [key("acct", "10.0.0.2")];
-    let after = store
-        .record_login_failure(&other, at(200), at(0), &[])
+    // Counters are separate; a counter with only the given-back failure goes.
+    let other = key("acct", "10.0.0.2");
+    let first = store
+        .reserve_login_attempt(&gate(other.clone(), 2000), at(2000), at(0))
         .await
-        .unwrap();
-    assert_eq!(after.len(), 1);
-    assert_eq!(after[0].failures, 1);
-    assert_eq!(after[0].key, other[0]);
+        .unwrap()
+        .expect("a new counter lets the attempt through");
+    assert_eq!(first.previous, None);
+    assert_eq!(
+        store
+            .login_failures(std::slice::from_ref(&other))
+            .await
+            .unwrap()[0]
+            .failures,
+        1
+    );
+    store.refund_login_attempt(&first).await.unwrap();
+    assert!(store
+        .login_failures(std::slice::from_ref(&other))
+        .await
+        .unwrap()
+        .is_empty());
 
     // A counter whose last failure is older than `forget_before` starts again.
-    let after = store
-        .record_login_failure(&keys[..1], at(5000), at(4000), &[])
+    let again = store
+        .reserve_login_attempt(&gate(keys[0].clone(), 9000), at(9000), at(4000))
         .await
-        .unwrap();
-    assert_eq!(after[0].failures, 1);
-    assert_eq!(after[0].last_failure_at, at(5000));
+        .unwrap()
+        .expect("forgotten");
+    assert_eq!(again.previous, None);
+    let counts = store.login_failures(&keys[..1]).await.unwrap();
+    assert_eq!(
+        (counts[0].failures, counts[0].last_failure_at),
+        (1, at(9000))
+    );
+
+    // Many attempts under the threshold on the other counters: none lost.
+    concurrently(20, |i| {
+        let store = store.clone();
+        let keys = keys.clone();
+        async move {
+            for k in &keys[1..] {
+                let g = ThrottleGate {
+                    key: k.clone(),
+                    free: 50,
+                    cutoffs: vec![at(0)],
+                };
+                store
+                    .reserve_login_attempt(&g, at(100 + (i as i64 % 7)), at(0))
+                    .await
+                    .unwrap()
+                    .expect("under the threshold");
+            }
+        }
+    })
+    .await;
+    for c in store.login_failures(&keys[1..]).await.unwrap() {
+        assert_eq!(c.failures, 20, "{:?}", c.key);
+        assert_eq!(c.last_failure_at, at(106), "the latest failure is kept");
+    }
 
     // Clearing removes exactly the given counters.
     store.clear_login_failures(&keys[..2]).await.unwrap();
@@ -468,5 +578,4 @@ pub async fn login_failures_count_every_concurrent_failure(store: Arc<dyn Store>
     // Pruning removes counters whose last failure is old.
     assert_eq!(store.prune_login_failures(at(150)).await.unwrap(), 1);
     assert!(store.login_failures(&keys).await.unwrap().is_empty());
-    assert_eq!(store.login_failures(&other).await.unwrap().len(), 1);
 }
