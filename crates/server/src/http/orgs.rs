@@ -51,7 +51,6 @@ impl From<(Org, OrgRole)> for OrgView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrg {
-    #[schema(value_type = String, max_length = 100)]
     name: Name,
 }
 
@@ -99,15 +98,14 @@ async fn get_org(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrg {
-    #[schema(value_type = Option<String>)]
     name: Option<Name>,
     require_2fa: Option<bool>,
     /// Days to keep messages; null keeps them forever.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<i32>)]
+    #[schema(value_type = Option<i32>, minimum = 1, maximum = 36500)]
     message_retention_days: Option<Option<i32>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<i32>)]
+    #[schema(value_type = Option<i32>, minimum = 1, maximum = 36500)]
     audit_retention_days: Option<Option<i32>>,
     erasure: Option<ErasurePolicy>,
 }
@@ -193,6 +191,7 @@ async fn transfer_org(
 pub struct CreateInvite {
     /// Default `member`.
     role: Option<OrgRole>,
+    #[schema(minimum = 1, maximum = 100_000)]
     max_uses: Option<i32>,
     expires_at: Option<DateTime<Utc>>,
 }
@@ -277,7 +276,6 @@ async fn list_members(
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
     user_id: Option<UserId>,
-    #[schema(value_type = Option<String>)]
     username: Option<Username>,
     role: OrgRole,
 }
@@ -370,7 +368,6 @@ async fn list_teams(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTeam {
-    #[schema(value_type = String)]
     name: Name,
 }
 
