@@ -21,6 +21,23 @@ if ! python3 -c 'import pyotp' >/dev/null 2>&1; then
     echo "WARNING: could not install pyotp (python3 -m pip install pyotp): the TOTP interoperability test will not run." >&2
 fi
 
+# schemathesis checks the OpenAPI document against a live server (scripts/schemathesis.sh), at
+# this pinned version. Without it that step says SKIPPED — except under CI=true, where it fails.
+schemathesis_version=4.32.5
+schemathesis_installed() {
+  [ "$(python3 -m pip show schemathesis 2>/dev/null | sed -n 's/^Version: //p')" = "$schemathesis_version" ]
+}
+if ! schemathesis_installed; then
+  python3 -m pip install --quiet "schemathesis==${schemathesis_version}" ||
+    echo "WARNING: could not install schemathesis (python3 -m pip install schemathesis==${schemathesis_version})." >&2
+fi
+schemathesis_missing=""
+schemathesis_installed || schemathesis_missing="schemathesis ${schemathesis_version} (python3 -m pip install schemathesis==${schemathesis_version})"
+if [ -n "$schemathesis_missing" ] && [ "${CI:-}" = "true" ]; then
+  echo "FAIL: CI=true but the OpenAPI check cannot run: missing ${schemathesis_missing}." >&2
+  exit 1
+fi
+
 pg_url="${CONCLAVE_TEST_POSTGRES_URL:-postgres://root@127.0.0.1:5432/test}"
 pg_hostport="${pg_url#*@}"; pg_hostport="${pg_hostport%%/*}"
 pg_host="${pg_hostport%%:*}"; pg_port="${pg_hostport##*:}"
@@ -65,9 +82,22 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)
 browser_log=$(mktemp)
-trap 'rm -f "$log" "$browser_log"' EXIT
+st_log=$(mktemp)
+trap 'rm -f "$log" "$browser_log" "$st_log"' EXIT
 status=0
 cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
+
+if [ -n "$schemathesis_missing" ]; then
+  echo "================================================================================"
+  echo "SKIPPED: the OpenAPI check (scripts/schemathesis.sh) — missing ${schemathesis_missing}."
+  echo "================================================================================"
+  echo "schemathesis: skipped" >"$st_log"
+elif ./scripts/schemathesis.sh; then
+  echo "schemathesis: ok" >"$st_log"
+else
+  status=1
+  echo "schemathesis: failed" >"$st_log"
+fi
 
 if [ -n "$browser_missing" ]; then
   echo "================================================================================"
@@ -85,5 +115,6 @@ fi
 # doc-test binary with nothing in it) and node's runner its own.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      /^# pass / { p += $3 } /^# fail / { f += $3 } /^# skipped / { s += $3 }
-     END { printf "\nsummary: %d passed, %d failed, %d skipped\n", p, f, s }' "$log" "$browser_log"
+     /^schemathesis: ok$/ { p++ } /^schemathesis: failed$/ { f++ } /^schemathesis: skipped$/ { s++ }
+     END { printf "\nsummary: %d passed, %d failed, %d skipped\n", p, f, s }' "$log" "$browser_log" "$st_log"
 exit "$status"

@@ -122,6 +122,46 @@ impl Cidr {
     }
 }
 
+/// One IPv4 octet without leading zeros, as `Ipv4Addr` reads it.
+const OCTET: &str = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
+/// A hextet of an IPv6 address.
+const HEXTET: &str = "[0-9A-Fa-f]{1,4}";
+
+crate::types::schema!(Cidr, {
+    let v4 = format!(r"{OCTET}(?:\.{OCTET}){{3}}");
+    let h = HEXTET;
+    // Every way of writing eight hextets, with at most one `::` (RFC 4291 2.2).
+    let v6 = [
+        format!("(?:{h}:){{7}}{h}"),
+        format!("(?:{h}:){{1,7}}:"),
+        format!("(?:{h}:){{1,6}}:{h}"),
+        format!("(?:{h}:){{1,5}}(?::{h}){{1,2}}"),
+        format!("(?:{h}:){{1,4}}(?::{h}){{1,3}}"),
+        format!("(?:{h}:){{1,3}}(?::{h}){{1,4}}"),
+        format!("(?:{h}:){{1,2}}(?::{h}){{1,5}}"),
+        format!("{h}:(?::{h}){{1,6}}"),
+        format!(":(?:(?::{h}){{1,7}}|:)"),
+        // The last 32 bits as an IPv4 address (`::ffff:192.0.2.1`), `::` for 1 or more groups.
+        format!("(?:{h}:){{6}}{v4}"),
+        format!("::(?:{h}:){{0,5}}{v4}"),
+        format!("{h}::(?:{h}:){{0,4}}{v4}"),
+        format!("{h}(?::{h}){{1}}::(?:{h}:){{0,3}}{v4}"),
+        format!("{h}(?::{h}){{2}}::(?:{h}:){{0,2}}{v4}"),
+        format!("{h}(?::{h}){{3}}::(?:{h}:)?{v4}"),
+        format!("{h}(?::{h}){{4}}::{v4}"),
+    ]
+    .join("|");
+    let ws = crate::types::WHITE_SPACE;
+    crate::types::string_schema(
+        "An IPv4 or IPv6 address, or a CIDR block such as 10.0.0.0/8 or 2001:db8::/32",
+        2,
+        None,
+        &format!(
+            "^[{ws}]*(?:{v4}(?:/(?:3[0-2]|[12]?[0-9]))?|(?:{v6})(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)[{ws}]*$"
+        ),
+    )
+});
+
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)

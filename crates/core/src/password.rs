@@ -61,6 +61,20 @@ impl NewPassword {
     }
 }
 
+crate::types::schema!(
+    NewPassword,
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some(
+            "12–1024 characters, not a common password (nor one with only digits or symbols appended), not one character repeated",
+        ))
+        .min_length(Some(MIN_LEN))
+        .max_length(Some(MAX_LEN))
+        // At least two different characters.
+        .pattern(Some(r"^([\s\S])\1*(?!\1)[\s\S]"))
+        .into()
+);
+
 fn is_common(raw: &str) -> bool {
     let lower = raw.to_lowercase();
     if COMMON.contains(lower.as_str()) {

@@ -223,6 +223,30 @@ pub enum SecondFactorCode {
 
 crate::types::parse_from_string!(SecondFactorCode);
 
+/// ASCII white space and hyphens, which a code may carry anywhere.
+const CODE_FILLER: &str = r"[-\t\n\f\r ]*";
+
+crate::types::schema!(
+    TotpCode,
+    crate::types::string_schema(
+        "The 6-digit code of the authenticator app (spaces and hyphens allowed)",
+        6,
+        Some(64),
+        &format!("^{CODE_FILLER}(?:[0-9]{CODE_FILLER}){{6}}$"),
+    )
+);
+crate::types::schema!(
+    SecondFactorCode,
+    crate::types::string_schema(
+        "The 6-digit code of the authenticator app, or a recovery code (16 of Crockford's base32, any case; spaces and hyphens allowed)",
+        6,
+        Some(64),
+        &format!(
+            "^{CODE_FILLER}(?:(?:[0-9]{CODE_FILLER}){{6}}|(?:[0-9A-TV-Za-tv-z]{CODE_FILLER}){{16}})$"
+        ),
+    )
+);
+
 impl SecondFactorCode {
     /// Accepts 6 digits (spaces allowed) or a recovery code (hyphens and spaces allowed, any
     /// case; `i`/`l` read as `1` and `o` as `0`, as Crockford's base32 prescribes).

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 
 /// Why a raw value was refused: a machine code and a human sentence. The caller adds the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +150,7 @@ pub struct Email(String);
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, Rejection> {
         let raw = raw.trim();
-        let ok = raw.len() <= 254
+        let ok = raw.chars().count() <= 254
             && raw.split('@').count() == 2
             && raw.split('@').all(|p| !p.is_empty())
             && !raw.chars().any(|c| c.is_whitespace() || c.is_control());
@@ -322,7 +324,7 @@ impl OrgRole {
 pub enum Visibility {
     Scope(VisibilityScope),
     Teams {
-        #[schema(value_type = Vec<String>)]
+        #[schema(min_items = 1)]
         teams: Vec<crate::TeamId>,
     },
 }
@@ -365,6 +367,112 @@ parse_from_string!(
     Email,
     MessageText,
     IdempotencyKey
+);
+
+/// Unicode White_Space, which `str::trim` removes, as a regular-expression class body (JSON
+/// Schema's `\s` means different things to different engines).
+pub(crate) const WHITE_SPACE: &str =
+    r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+/// `char::is_control` (Unicode Cc) as a class body.
+const CONTROL: &str = r"\x00-\x1f\x7f-\x9f";
+
+/// The JSON Schema of a string `parse` accepts: its length in characters and a pattern, for
+/// the OpenAPI document (CORE-11), so clients and schemathesis see the rules the code applies.
+pub(crate) fn string_schema(
+    description: &str,
+    min_len: usize,
+    max_len: Option<usize>,
+    pattern: &str,
+) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .min_length(Some(min_len))
+        .max_length(max_len)
+        .pattern(Some(pattern))
+        .into()
+}
+
+/// Makes a validated type a named OpenAPI schema.
+macro_rules! schema {
+    ($name:ty, $schema:expr) => {
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                $schema
+            }
+        }
+        impl utoipa::ToSchema for $name {}
+    };
+}
+pub(crate) use schema;
+
+/// Text that is trimmed, then must be 1 to `max` characters free of control characters: what
+/// `bounded_text!` accepts. The length is in the pattern, as surrounding white space does not
+/// count.
+fn trimmed_text_schema(description: &str, max: usize) -> RefOr<Schema> {
+    let ws = WHITE_SPACE;
+    let edge = format!("[^{CONTROL}{ws}]");
+    let inner = max - 2;
+    string_schema(
+        description,
+        1,
+        None,
+        &format!("^[{ws}]*{edge}(?:[^{CONTROL}]{{0,{inner}}}{edge})?[{ws}]*$"),
+    )
+}
+
+schema!(
+    Username,
+    string_schema(
+        "3–32 of A-Z a-z 0-9 _ . -, starting with a letter or digit; unique without regard to case",
+        3,
+        Some(32),
+        "^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$",
+    )
+);
+schema!(
+    DisplayName,
+    trimmed_text_schema(
+        "1–64 characters after trimming surrounding white space, no control characters",
+        64
+    )
+);
+schema!(
+    Name,
+    trimmed_text_schema(
+        "1–100 characters after trimming surrounding white space, no control characters",
+        100
+    )
+);
+schema!(
+    Email,
+    string_schema(
+        "An e-mail address: one @ with text on both sides, no white space or control characters, at most 254 characters",
+        3,
+        None,
+        // Surrounding white space is trimmed first and does not count.
+        &format!(
+            "^[{WHITE_SPACE}]*(?=[^{WHITE_SPACE}]{{3,254}}[{WHITE_SPACE}]*$)[^@{CONTROL}{WHITE_SPACE}]+@[^@{CONTROL}{WHITE_SPACE}]+[{WHITE_SPACE}]*$"
+        ),
+    )
+);
+schema!(
+    MessageText,
+    string_schema(
+        "1–4000 characters (Unicode scalar values), not only white space, no NUL",
+        1,
+        Some(MESSAGE_MAX_CHARS),
+        &format!(r"^[^\x00]*[^\x00{WHITE_SPACE}][^\x00]*$"),
+    )
+);
+schema!(
+    IdempotencyKey,
+    string_schema(
+        "1–128 of A-Z a-z 0-9 . _ : -",
+        1,
+        Some(128),
+        "^[A-Za-z0-9._:-]{1,128}$",
+    )
 );
 
 /// A page size: 1–100, default 50.

@@ -95,11 +95,8 @@ async fn list_users(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
-    #[schema(value_type = String)]
     username: Username,
-    #[schema(value_type = String)]
     password: NewPassword,
-    #[schema(value_type = Option<String>)]
     email: Option<Email>,
     #[serde(default)]
     server_admin: bool,

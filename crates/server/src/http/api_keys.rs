@@ -54,18 +54,19 @@ impl ApiKeyView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
-    #[schema(value_type = String, max_length = 100)]
     name: Name,
     /// The org the key acts in; the caller must be a member.
     org_id: OrgId,
     /// At least one.
+    #[schema(min_items = 1)]
     scopes: Vec<Scope>,
     /// Limits the key to these conversations of the org (1–100).
+    #[schema(min_items = 1, max_items = 100)]
     conversation_ids: Option<Vec<ConversationId>>,
     /// Any future time; none: the key does not expire.
     expires_at: Option<DateTime<Utc>>,
     /// CIDR blocks or addresses (1–100); none: any address.
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(min_items = 1, max_items = 100)]
     allowed_ips: Option<Vec<Cidr>>,
     /// Default `free`; only org owners and admins set another.
     tier: Option<KeyTier>,

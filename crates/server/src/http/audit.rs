@@ -104,17 +104,28 @@ impl From<AuditRow> for AuditEvent {
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Only this event name (e.g. `auth.login`).
+    #[param(pattern = "^[a-z._]{1,64}$")]
     pub event: Option<String>,
     /// Only events by this actor id (user, bot or API key).
+    #[param(format = Uuid)]
     pub actor: Option<String>,
     /// Only this org's events (server-wide listing only).
+    #[param(format = Uuid)]
     pub org: Option<String>,
     /// From this instant on (RFC 3339).
+    #[param(format = DateTime)]
     pub since: Option<String>,
-    /// Before this instant (RFC 3339).
+    /// Before this instant (RFC 3339); later than `since`.
+    #[param(format = DateTime)]
     pub until: Option<String>,
+    /// 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
+    /// Continue towards older events from this cursor (a `next` of an earlier page).
+    #[param(pattern = "^[A-Za-z0-9_-]{21}[AQgw]$")]
     pub before: Option<String>,
+    /// Continue towards newer events from this cursor (a `next` of an earlier page).
+    #[param(pattern = "^[A-Za-z0-9_-]{21}[AQgw]$")]
     pub after: Option<String>,
 }
 
@@ -218,6 +229,7 @@ async fn admin_audit(
 #[serde(deny_unknown_fields)]
 pub struct VerifyQuery {
     /// A row hash recorded earlier (hex): the answer is not ok unless that row is still there.
+    #[param(pattern = "^[0-9A-Fa-f]{64}$")]
     pub expect_head: Option<String>,
 }
 

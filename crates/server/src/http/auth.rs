@@ -15,7 +15,7 @@ use axum::Json;
 use conclave_core::model::{Session, User};
 use conclave_core::password::NewPassword;
 use conclave_core::service::{ClientMeta, LoginOutcome, MfaPending, RecoveryCodes, SignedIn};
-use conclave_core::totp::SecondFactorCode;
+use conclave_core::totp::{SecondFactorCode, TotpCode};
 use conclave_core::types::{Email, Username};
 use conclave_core::SessionId;
 use secrecy::ExposeSecret;
@@ -67,11 +67,8 @@ pub fn request_meta(parts: &Parts, state: &AppState) -> ClientMeta {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
-    #[schema(value_type = String, min_length = 3, max_length = 32)]
     username: Username,
-    #[schema(value_type = String, min_length = 12, max_length = 1024)]
     password: NewPassword,
-    #[schema(value_type = Option<String>)]
     email: Option<Email>,
     invite_code: Option<String>,
 }
@@ -229,7 +226,6 @@ pub struct LoginMfaBody {
     /// From the login answer.
     mfa_token: String,
     /// The 6-digit code of the authenticator app, or a recovery code (`xxxx-xxxx-xxxx-xxxx`).
-    #[schema(value_type = String)]
     code: SecondFactorCode,
     /// Browsers: keep the session in an HttpOnly cookie (also implied when the password step
     /// asked for one).
@@ -260,9 +256,7 @@ async fn login_mfa(
 #[serde(deny_unknown_fields)]
 pub struct BootstrapBody {
     bootstrap_token: String,
-    #[schema(value_type = String)]
     username: Username,
-    #[schema(value_type = String)]
     password: NewPassword,
     #[serde(default)]
     cookie: bool,
@@ -379,7 +373,6 @@ async fn revoke_other_sessions(
 #[serde(deny_unknown_fields)]
 pub struct PasswordBody {
     current_password: String,
-    #[schema(value_type = String)]
     new_password: NewPassword,
 }
 
@@ -426,7 +419,6 @@ async fn totp_setup(
 #[serde(deny_unknown_fields)]
 pub struct CodeBody {
     /// A 6-digit TOTP code, or (where accepted) a recovery code.
-    #[schema(value_type = String)]
     code: SecondFactorCode,
 }
 
@@ -448,14 +440,22 @@ impl RecoveryCodesResponse {
     }
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnableBody {
+    /// A 6-digit code of the new secret (a recovery code is refused: there are none yet).
+    #[schema(value_type = TotpCode)]
+    code: SecondFactorCode,
+}
+
 /// Turn 2FA on with a code of the new secret (the code then counts as used); returns the
 /// recovery codes.
-#[utoipa::path(post, path = "/auth/totp/enable", tag = "auth", request_body = CodeBody,
+#[utoipa::path(post, path = "/auth/totp/enable", tag = "auth", request_body = EnableBody,
     responses((status = 200, body = RecoveryCodesResponse), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn totp_enable(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<CodeBody>,
+    ApiJson(body): ApiJson<EnableBody>,
 ) -> ApiResult<Json<RecoveryCodesResponse>> {
     let codes = state.services.totp_enable(&caller.actor, body.code).await?;
     Ok(Json(RecoveryCodesResponse::new(codes)))

@@ -51,10 +51,10 @@ impl BotView {
 #[serde(deny_unknown_fields)]
 pub struct CreateBot {
     /// Shown as the bot's display name: 1–64 characters.
-    #[schema(value_type = String, max_length = 64)]
     name: DisplayName,
     /// Limits the bot to these conversations of the org (1–100); it acts only where it also
     /// participates.
+    #[schema(min_items = 1, max_items = 100)]
     conversation_ids: Option<Vec<ConversationId>>,
 }
 

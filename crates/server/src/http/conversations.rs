@@ -37,7 +37,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CreateConversation {
     kind: ConversationKind,
-    #[schema(value_type = Option<String>)]
     name: Option<Name>,
     /// Default `private`.
     visibility: Option<Visibility>,
@@ -124,7 +123,6 @@ async fn get_conversation(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateConversation {
-    #[schema(value_type = Option<String>)]
     name: Option<Name>,
     archived: Option<bool>,
     visibility: Option<Visibility>,

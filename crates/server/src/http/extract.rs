@@ -104,6 +104,29 @@ fn body_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     ApiError::invalid("invalid_value", format!("{label}: {text}"), field)
 }
 
+/// JSON does not tell `5.0` from `5` (RFC 8259 §6), nor does JSON Schema's `integer`: reads the
+/// body again with every whole number written as a fraction or with an exponent made an
+/// integer (only when a typed read refused a fraction, so other bodies keep the strict path).
+fn whole_numbers_as_integers<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Number(n) if !(n.is_i64() || n.is_u64()) => {
+                if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15) {
+                    *v = serde_json::Value::from(f as i64);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            serde_json::Value::Object(map) => map.values_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| {
+        ApiError::bad_request("malformed_json", "the request body is not valid JSON", "")
+    })?;
+    walk(&mut value);
+    serde_path_to_error::deserialize(value).map_err(body_error)
+}
+
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
@@ -136,10 +159,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             ApiError::bad_request("malformed_json", "the request body is not valid JSON", "")
         })?;
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let value: T = serde_path_to_error::deserialize(&mut de).map_err(body_error)?;
-        de.end().map_err(|_| {
-            ApiError::bad_request("malformed_json", "the request body is not valid JSON", "")
-        })?;
+        let value: T = match serde_path_to_error::deserialize(&mut de) {
+            Ok(value) => value,
+            Err(e)
+                if e.inner()
+                    .to_string()
+                    .starts_with("invalid type: floating point") =>
+            {
+                whole_numbers_as_integers(bytes)?
+            }
+            Err(e) => return Err(body_error(e)),
+        };
         Ok(Self(value))
     }
 }

@@ -2,7 +2,9 @@
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Caller, PathParams};
-use super::pagination::{message_page, seq_list, List, ListQuery, MessagePosition};
+use super::pagination::{
+    message_page, seq_list, List, ListQuery, MessageListQuery, MessagePosition,
+};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -64,15 +66,14 @@ async fn read_marker(
 #[serde(deny_unknown_fields)]
 pub struct SendBody {
     /// 1–4000 characters.
-    #[schema(value_type = String, min_length = 1, max_length = 4000)]
     content: MessageText,
     /// Default `text`.
     format: Option<MessageFormat>,
     reply_to: Option<MessageId>,
-    /// Refused until uploads exist.
+    /// Refused until uploads exist: empty or left out.
+    #[schema(max_items = 0)]
     attachment_ids: Option<Vec<String>>,
     /// A retry with the same key returns the original message.
-    #[schema(value_type = Option<String>)]
     idempotency_key: Option<IdempotencyKey>,
 }
 
@@ -115,7 +116,7 @@ async fn send_message(
 }
 
 /// Messages, newest first; `after` pages towards newer ones (oldest first).
-#[utoipa::path(get, path = "/conversations/{c}/messages", tag = "messages", params(("c" = String, Path, format = Uuid), ListQuery),
+#[utoipa::path(get, path = "/conversations/{c}/messages", tag = "messages", params(("c" = String, Path, format = Uuid), MessageListQuery),
     responses((status = 200, body = List<Message>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn list_messages(
     State(state): State<AppState>,
@@ -162,7 +163,6 @@ async fn list_messages(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditBody {
-    #[schema(value_type = String, min_length = 1, max_length = 4000)]
     content: MessageText,
     format: Option<MessageFormat>,
 }

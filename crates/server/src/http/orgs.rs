@@ -53,7 +53,6 @@ impl From<(Org, OrgRole)> for OrgView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrg {
-    #[schema(value_type = String, max_length = 100)]
     name: Name,
 }
 
@@ -101,15 +100,14 @@ async fn get_org(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrg {
-    #[schema(value_type = Option<String>)]
     name: Option<Name>,
     require_2fa: Option<bool>,
     /// Days to keep messages; null keeps them forever.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<i32>)]
+    #[schema(value_type = Option<i32>, minimum = 1, maximum = 36500)]
     message_retention_days: Option<Option<i32>>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<i32>)]
+    #[schema(value_type = Option<i32>, minimum = 1, maximum = 36500)]
     audit_retention_days: Option<Option<i32>>,
     erasure: Option<ErasurePolicy>,
 }
@@ -336,7 +334,6 @@ async fn list_members(
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
     user_id: Option<UserId>,
-    #[schema(value_type = Option<String>)]
     username: Option<Username>,
     role: OrgRole,
 }
@@ -439,7 +436,6 @@ async fn list_teams(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTeam {
-    #[schema(value_type = String)]
     name: Name,
 }
 

@@ -14,11 +14,35 @@ use uuid::Uuid;
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
-    /// Continue towards older items from this cursor.
+    /// Continue towards older items from this cursor (a `next` of an earlier page).
+    #[param(pattern = "^[A-Za-z0-9_-]{21}[AQgw]$")]
     pub before: Option<String>,
-    /// Continue towards newer items from this cursor.
+    /// Continue towards newer items from this cursor (a `next` of an earlier page).
+    #[param(pattern = "^[A-Za-z0-9_-]{21}[AQgw]$")]
     pub after: Option<String>,
+}
+
+/// The query of the message list, for the document (the handler reads a [`ListQuery`]):
+/// `before`/`after` are a message id or a `next` cursor, which encodes a sequence number.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct MessageListQuery {
+    /// 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<i64>,
+    /// Continue towards older messages from this message id or cursor.
+    #[param(
+        pattern = "^(?:[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}|c2Vx(?:Oj[AEIMQUYcgk]|Oj[AEIMQUYcgk][w-z0-5](?:(?:M[DTjz]|N[DTjz]|O[DT])[AEIMQUYcgk][w-z0-5]){0,4}(?:[MN][AQgw]|O[AQ]|(?:M[DTjz]|N[DTjz]|O[DT])[AEIMQUYcgk])?))$"
+    )]
+    before: Option<String>,
+    /// Continue towards newer messages from this message id or cursor.
+    #[param(
+        pattern = "^(?:[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}|c2Vx(?:Oj[AEIMQUYcgk]|Oj[AEIMQUYcgk][w-z0-5](?:(?:M[DTjz]|N[DTjz]|O[DT])[AEIMQUYcgk][w-z0-5]){0,4}(?:[MN][AQgw]|O[AQ]|(?:M[DTjz]|N[DTjz]|O[DT])[AEIMQUYcgk])?))$"
+    )]
+    after: Option<String>,
 }
 
 /// A page of results.

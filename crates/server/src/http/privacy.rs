@@ -91,7 +91,6 @@ pub struct EraseBody {
     /// Your current password.
     password: String,
     /// A TOTP or recovery code; required when two-factor authentication is on.
-    #[schema(value_type = Option<String>)]
     code: Option<SecondFactorCode>,
 }
 

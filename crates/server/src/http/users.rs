@@ -39,7 +39,7 @@ pub fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
 pub struct UpdateMe {
     /// 1–64 characters; null clears it.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<DisplayName>)]
     display_name: Option<Option<DisplayName>>,
 }
 

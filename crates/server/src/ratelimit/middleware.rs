@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use std::sync::{Arc, Mutex};
 
 /// Paths no limit applies to.
-fn exempt(path: &str) -> bool {
+pub fn exempt(path: &str) -> bool {
     matches!(
         path,
         "/health" | "/health/ready" | "/gateway" | "/api/v1/openapi.json"

@@ -20,7 +20,7 @@ mod middleware;
 mod redis;
 
 pub use gcra::Quota;
-pub use middleware::{check_caller, limit_requests, RequestLimits};
+pub use middleware::{check_caller, exempt, limit_requests, RequestLimits};
 
 use crate::config::RateLimitSettings;
 use axum::http::Method;

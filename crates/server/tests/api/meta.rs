@@ -13,6 +13,9 @@ both_backends!(
     client_version_gate,
     openapi_lists_every_route,
     responses_match_the_openapi_schemas,
+    openapi_declares_every_error,
+    error_answers_match_the_openapi_schemas,
+    whole_numbers_are_integers,
     web_client_is_served,
 );
 
@@ -533,6 +536,205 @@ async fn responses_match_the_openapi_schemas(app: TestApp) {
     check(&doc, "post", "/api/v1/orgs/{org}/invites", 201, &inv.body);
 }
 
+async fn openapi(app: &TestApp) -> Value {
+    app.call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await
+        .expect(200)
+        .body
+}
+
+/// CORE-4, CORE-11: every operation declares the errors the middleware and extractors can
+/// answer — a malformed or too old `X-Client-Version` (400, 426), the rate limit (429), the
+/// credential (401, 403), an id in the path (400, 404), the query (400, 422), a JSON body (400,
+/// 413, 415, 422) — each with the error shape; a body that requires no member is optional
+/// (an empty body reads as `{}`).
+async fn openapi_declares_every_error(app: TestApp) {
+    let doc = openapi(&app).await;
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            let mut expected = vec!["400", "426"];
+            if !matches!(
+                path.as_str(),
+                "/health" | "/health/ready" | "/api/v1/openapi.json"
+            ) {
+                expected.push("429");
+            }
+            if op["security"].is_array() {
+                expected.extend(["401", "403"]);
+            }
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            if params.iter().any(|p| p["in"] == "path") {
+                expected.push("404");
+            }
+            if params.iter().any(|p| p["in"] == "query") {
+                expected.push("422");
+            }
+            let body = &op["requestBody"];
+            if !body.is_null() {
+                expected.extend(["413", "415", "422"]);
+                let mut schema = body["content"]["application/json"]["schema"].clone();
+                if let Some(name) = schema["$ref"].as_str() {
+                    let name = name.trim_start_matches("#/components/schemas/");
+                    schema = doc["components"]["schemas"][name].clone();
+                }
+                let requires = schema["required"].as_array().is_some_and(|r| !r.is_empty());
+                assert_eq!(
+                    body["required"], requires,
+                    "{method} {path}: the body is required exactly when a member is"
+                );
+            }
+            let responses = op["responses"].as_object().unwrap();
+            for status in expected {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} does not declare {status}"
+                );
+            }
+            for (status, response) in responses {
+                if status.as_str() < "400" {
+                    continue;
+                }
+                assert_eq!(
+                    response["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status} has the error shape"
+                );
+                assert!(
+                    response["description"]
+                        .as_str()
+                        .is_some_and(|d| !d.is_empty()),
+                    "{method} {path} {status} is described"
+                );
+            }
+        }
+    }
+    for (method, path, required) in [
+        ("post", "/api/v1/orgs/{org}/invites", false),
+        ("patch", "/api/v1/users/@me", false),
+        ("patch", "/api/v1/orgs/{org}", false),
+        ("post", "/api/v1/orgs", true),
+    ] {
+        assert_eq!(
+            doc["paths"][path][method]["requestBody"]["required"], required,
+            "{method} {path}"
+        );
+    }
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+}
+
+/// The error answers of the middleware and extractors, each checked against the schema the
+/// document declares for its operation and status.
+async fn error_answers_match_the_openapi_schemas(app: TestApp) {
+    let doc = openapi(&app).await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let org = app
+        .post("/api/v1/orgs", &alice.token, json!({"name": "Acme"}))
+        .await
+        .expect(201)
+        .id();
+    app.post(
+        &format!("/api/v1/orgs/{org}/members"),
+        &alice.token,
+        json!({"user_id": bob.id, "role": "member"}),
+    )
+    .await
+    .expect(201);
+    let post_orgs = |body: reqwest::Body, content_type: &'static str| {
+        app.client
+            .post(app.url("/api/v1/orgs"))
+            .bearer_auth(&alice.token)
+            .header("content-type", content_type)
+            .body(body)
+    };
+    // The answer is the documented error of `method path`.
+    let documented = |method: &str, path: &str, res: Res, status: u16, code: &str| {
+        let res = res.expect_error(status, code);
+        check(&doc, method, path, status, &res.body);
+    };
+    let orgs = "/api/v1/orgs";
+    let res = app.send(post_orgs("{".into(), "application/json")).await;
+    documented("post", orgs, res, 400, "malformed_json");
+    let res = app
+        .send(post_orgs(r#"{"name":"x"}"#.into(), "text/plain"))
+        .await;
+    documented("post", orgs, res, 415, "unsupported_media_type");
+    let huge = vec![b' '; 3 * 1024 * 1024];
+    let res = app.send(post_orgs(huge.into(), "application/json")).await;
+    documented("post", orgs, res, 413, "payload_too_large");
+    let res = app
+        .post(orgs, &alice.token, json!({"name": "x", "owner": 1}))
+        .await;
+    documented("post", orgs, res, 422, "unknown_field");
+    let res = app.get("/api/v1/orgs/not-an-id", &alice.token).await;
+    documented("get", "/api/v1/orgs/{org}", res, 400, "invalid_id");
+    let nowhere = format!("/api/v1/conversations/{}", uuid::Uuid::now_v7());
+    let res = app.get(&nowhere, &alice.token).await;
+    documented("get", "/api/v1/conversations/{c}", res, 404, "not_found");
+    let res = app
+        .patch(
+            &format!("{orgs}/{org}"),
+            &bob.token,
+            json!({"name": "Mine"}),
+        )
+        .await;
+    documented("patch", "/api/v1/orgs/{org}", res, 403, "forbidden");
+    let res = app.get("/api/v1/conversations?limit=0", &alice.token).await;
+    documented("get", "/api/v1/conversations", res, 422, "out_of_range");
+    let res = app
+        .get("/api/v1/conversations?limit=many", &alice.token)
+        .await;
+    documented("get", "/api/v1/conversations", res, 400, "invalid_query");
+    let res = app.call(Method::GET, "/api/v1/users/@me", None, None).await;
+    documented("get", "/api/v1/users/@me", res, 401, "unauthenticated");
+    let version = |app: &TestApp, path: &str, v: &str| {
+        app.client
+            .get(app.url(path))
+            .header("x-client-version", v.to_owned())
+    };
+    let res = app.send(version(&app, "/health", "nonsense")).await;
+    documented("get", "/health", res, 400, "invalid_client_version");
+    let gated = spawn_app_with(app.backend, |c| c.min_client_version = Some("2.0.0".into()))
+        .await
+        .unwrap();
+    let res = gated
+        .send(version(&gated, "/api/v1/capabilities", "web/1.0.0"))
+        .await;
+    documented("get", "/api/v1/capabilities", res, 426, "client_too_old");
+}
+
+/// JSON (and JSON Schema's `integer`) does not tell `3.0` from `3`: an integer member takes a
+/// whole number however it is written, and still refuses a fraction, naming the member.
+async fn whole_numbers_are_integers(app: TestApp) {
+    let alice = app.user("alice").await;
+    let org = app
+        .post("/api/v1/orgs", &alice.token, json!({"name": "Acme"}))
+        .await
+        .expect(201)
+        .id();
+    let invites = format!("/api/v1/orgs/{org}/invites");
+    for (written, read) in [(json!(3.0), 3), (json!(2e1), 20), (json!(7), 7)] {
+        let inv = app
+            .post(&invites, &alice.token, json!({"max_uses": written}))
+            .await
+            .expect(201);
+        assert_eq!(inv.body["max_uses"], read, "{written}");
+    }
+    let refused = app
+        .post(&invites, &alice.token, json!({"max_uses": 2.5}))
+        .await
+        .expect_error(422, "invalid_value");
+    assert_eq!(refused.field(), Some("/max_uses"));
+    app.post(
+        &invites,
+        &alice.token,
+        json!({"max_uses": 1.0, "rol": "admin"}),
+    )
+    .await
+    .expect_error(422, "unknown_field");
+}
+
 /// WEB-3: the embedded client and console, with their content types, revalidation and the CSP.
 async fn web_client_is_served(app: TestApp) {
     for (path, kind) in [
@@ -568,4 +770,152 @@ async fn web_client_is_served(app: TestApp) {
         .call(Method::GET, "/api/v1/capabilities", None, None)
         .await;
     assert_eq!(api.headers["cache-control"], "no-store");
+}
+
+/// CORE-11: the schema of each validated type accepts exactly what its `parse` accepts, so a
+/// request valid by the document is never refused for its shape, nor an invalid one accepted.
+mod schemas_match_parsers {
+    use conclave_core::credential::Cidr;
+    use conclave_core::password::NewPassword;
+    use conclave_core::totp::{SecondFactorCode, TotpCode};
+    use conclave_core::types::{DisplayName, Email, IdempotencyKey, MessageText, Name, Username};
+    use proptest::prelude::*;
+    use serde_json::Value;
+    use std::any::TypeId;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::rc::Rc;
+    use utoipa::PartialSchema;
+
+    /// Whether the schema of `T` accepts `s` (validators are compiled once per type and thread).
+    fn accepts<T: PartialSchema + 'static>() -> impl Fn(&str) -> bool {
+        thread_local! {
+            static VALIDATORS: RefCell<HashMap<TypeId, Rc<jsonschema::Validator>>> = RefCell::default();
+        }
+        let validator = VALIDATORS.with_borrow_mut(|cache| {
+            cache
+                .entry(TypeId::of::<T>())
+                .or_insert_with(|| {
+                    let schema = serde_json::to_value(T::schema()).unwrap();
+                    Rc::new(jsonschema::validator_for(&schema).expect("a valid schema"))
+                })
+                .clone()
+        });
+        move |s| validator.is_valid(&Value::String(s.to_owned()))
+    }
+
+    /// Characters that sit on the edges of the rules: white space (trimmed or not, control or
+    /// not), controls, NUL, separators, non-ASCII letters, an astral character.
+    const TRICKY: &str = "[a-zA-Z0-9_.:@/ \\-\t\n\u{b}\u{1}\u{0}\u{1c}\u{7f}\u{85}\u{a0}\u{3000}\u{feff}\u{180e}é😀]";
+
+    fn tricky(len: std::ops::Range<usize>) -> impl Strategy<Value = String> {
+        proptest::collection::vec(proptest::string::string_regex(TRICKY).unwrap(), len)
+            .prop_map(|v| v.concat())
+    }
+
+    /// A string of `len` letters with white space around it.
+    fn padded(len: std::ops::Range<usize>) -> impl Strategy<Value = String> {
+        (
+            "[ \t\u{85}\u{3000}]{0,3}",
+            "[a-zé]{1}",
+            len,
+            "[ \t\u{85}]{0,3}",
+        )
+            .prop_map(|(a, c, n, b)| format!("{a}{}{b}", c.repeat(n)))
+    }
+
+    macro_rules! agree {
+        ($t:ty, $s:expr) => {{
+            let ok = accepts::<$t>()($s);
+            prop_assert_eq!(ok, <$t>::parse($s).is_ok(), "{} {:?}", stringify!($t), $s);
+        }};
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn text_types(s in tricky(0..12)) {
+            agree!(Username, &s);
+            agree!(DisplayName, &s);
+            agree!(Name, &s);
+            agree!(Email, &s);
+            agree!(MessageText, &s);
+            agree!(IdempotencyKey, &s);
+        }
+
+        #[test]
+        fn lengths(s in padded(60..110)) {
+            agree!(DisplayName, &s);
+            agree!(Name, &s);
+            agree!(Username, &s);
+        }
+
+        #[test]
+        fn emails(local in tricky(0..4), domain in tricky(0..4), pad in padded(250..256)) {
+            agree!(Email, &format!("{local}@{domain}"));
+            agree!(Email, &format!("{}@{domain}", pad.trim()));
+            agree!(Email, &format!(" {local}@x\t"));
+        }
+
+        #[test]
+        fn codes(s in "[-0-9a-zA-Z \t\n]{0,24}", digits in "[0-9]{6}", recovery in "[0-9a-zA-Z]{16}") {
+            agree!(SecondFactorCode, &s);
+            for code in [digits.clone(), format!("{} {}", &digits[..3], &digits[3..]), recovery.clone(),
+                         format!("{}-{}", &recovery[..8], &recovery[8..])] {
+                agree!(SecondFactorCode, &code);
+                let totp = matches!(SecondFactorCode::parse(&code), Ok(SecondFactorCode::Totp(_)));
+                prop_assert_eq!(accepts::<TotpCode>()(&code), totp, "TotpCode {:?}", code);
+            }
+        }
+
+        #[test]
+        fn cidrs(v4 in any::<std::net::Ipv4Addr>(), v6 in any::<std::net::Ipv6Addr>(),
+                 p4 in 0u8..40, p6 in 0u8..140, junk in tricky(0..6), groups in 0usize..6) {
+            let mapped = v4.to_ipv6_mapped();
+            let head = v6.segments()[..groups].iter().map(|g| format!("{g:x}:")).collect::<String>();
+            for s in [v4.to_string(), v6.to_string(), format!("{v4}/{p4}"), format!("{v6}/{p6}"),
+                      mapped.to_string(), format!("{head}:{v4}"), format!("{head}{v4}"),
+                      format!(" {v4}\t"), format!("{v4}{junk}"), format!("{v6}{junk}"), junk.clone()] {
+                agree!(Cidr, &s);
+            }
+        }
+
+        #[test]
+        fn passwords(s in "[12#é ß]{10,14}", c in "[a-z0-9 é]") {
+            // The common-password list is not in the schema: only compare outside it.
+            let ok = accepts::<NewPassword>()(&s);
+            match NewPassword::parse(&s) {
+                Ok(_) => prop_assert!(ok, "{:?}", s),
+                Err(r) if r.code == "too_common" && s.chars().any(|x| !s.starts_with(x)) => {}
+                Err(_) => prop_assert!(!ok, "{:?}", s),
+            }
+            let same = c.repeat(12);
+            prop_assert!(!accepts::<NewPassword>()(&same) && NewPassword::parse(&same).is_err());
+        }
+    }
+
+    #[test]
+    fn boundaries() {
+        let text = |n: usize| "a".repeat(n);
+        for (n, ok) in [(0, false), (1, true), (4000, true), (4001, false)] {
+            assert_eq!(accepts::<MessageText>()(&text(n)), ok, "{n}");
+            assert_eq!(MessageText::parse(&text(n)).is_ok(), ok, "{n}");
+        }
+        // Message length counts every character, white space included.
+        assert!(accepts::<MessageText>()(&format!(" {} ", text(3998))));
+        assert!(MessageText::parse(&format!(" {} ", text(3998))).is_ok());
+        assert!(!accepts::<MessageText>()(&format!(" {} ", text(3999))));
+        assert!(!accepts::<MessageText>()(" \u{3000}\t"));
+        for (n, ok) in [(64, true), (65, false)] {
+            let padded = format!(" \u{85}{}\t ", text(n));
+            assert_eq!(accepts::<DisplayName>()(&padded), ok, "{n}");
+            assert_eq!(DisplayName::parse(&padded).is_ok(), ok, "{n}");
+        }
+        for (n, ok) in [(11, false), (12, true), (1024, true), (1025, false)] {
+            let p = format!("ab{}", "c".repeat(n - 2));
+            assert_eq!(accepts::<NewPassword>()(&p), ok, "{n}");
+            assert_eq!(NewPassword::parse(&p).is_ok(), ok, "{n}");
+        }
+    }
 }
