@@ -525,6 +525,8 @@ async fn restart(app: &TestApp, config: Config) -> (TestApp, Option<String>) {
         client: app.client.clone(),
         clock: app.clock.clone(),
         backend: app.backend,
+        data_dir: app.data_dir.clone(),
+        database_url: app.database_url.clone(),
         // The data belongs to `app`, which removes it.
         _data: TempDir(
             std::env::temp_dir().join(format!("conclave-none-{}", uuid::Uuid::now_v7())),
