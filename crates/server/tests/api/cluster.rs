@@ -323,8 +323,8 @@ impl Cluster {
         let (status, body) = self
             .call(
                 &self.a,
-                &format!("/api/v1/orgs/{org}/members"),
-                Some(&alice),
+                &format!("/api/v1/admin/orgs/{org}/members"),
+                Some(ADMIN_TOKEN),
                 json!({"user_id": bob_id, "role": "member"}),
             )
             .await;

@@ -634,13 +634,7 @@ async fn error_answers_match_the_openapi_schemas(app: TestApp) {
         .await
         .expect(201)
         .id();
-    app.post(
-        &format!("/api/v1/orgs/{org}/members"),
-        &alice.token,
-        json!({"user_id": bob.id, "role": "member"}),
-    )
-    .await
-    .expect(201);
+    app.add_member(&org, &alice, &bob, "member").await;
     let post_orgs = |body: reqwest::Body, content_type: &'static str| {
         app.client
             .post(app.url("/api/v1/orgs"))

@@ -359,16 +359,25 @@ async fn parallel_logins(apps: &[&TestApp]) {
         .iter()
         .filter(|r| r.status.as_u16() == 429 && r.code() == "rate_limited")
         .count();
-    let through: Vec<u16> = results
+    let through: Vec<(u16, String)> = results
         .iter()
         .filter(|r| r.code() != "rate_limited")
-        .map(|r| r.status.as_u16())
+        .map(|r| (r.status.as_u16(), r.code().to_owned()))
         .collect();
     assert_eq!(through.len(), LIMIT, "exactly the limit got through");
     assert_eq!(limited, 100 - LIMIT);
+    // Past the limiter, each sign-in reserves an attempt on the AUTH-5 counters before its
+    // password is checked (a reservation counts until the sign-in completes), so of these
+    // concurrent ones a few may meet the back-off instead: never more than the limit.
     assert!(
-        through.iter().all(|s| *s == 200 || *s == 503),
-        "the ones let through signed in (or met a busy hasher): {through:?}"
+        through
+            .iter()
+            .all(|(s, c)| *s == 200 || *s == 503 || (*s == 429 && c == "too_many_attempts")),
+        "the ones let through signed in, met a busy hasher or the back-off: {through:?}"
+    );
+    assert!(
+        through.iter().any(|(s, _)| *s == 200),
+        "at least one signed in: {through:?}"
     );
 }
 
