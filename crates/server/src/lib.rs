@@ -6,6 +6,7 @@ pub mod fanout;
 pub mod gateway;
 pub mod http;
 pub mod keyring;
+pub mod outbound;
 pub mod ratelimit;
 pub mod startup;
 pub mod state;
