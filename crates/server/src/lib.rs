@@ -10,5 +10,6 @@ pub mod outbound;
 pub mod ratelimit;
 pub mod startup;
 pub mod state;
+pub mod webhooks;
 
 pub use startup::Application;
