@@ -537,6 +537,31 @@ mod tests {
     }
 
     #[test]
+    fn the_policy_comes_from_the_configuration() {
+        let config = crate::config::Config::load(
+            None,
+            [
+                ("CONCLAVE_WEBHOOK_ALLOW_CIDRS", "10.9.0.0/16"),
+                ("CONCLAVE_WEBHOOK_ALLOW_PORTS", "8080"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        )
+        .unwrap();
+        let policy = OutboundPolicy::from_config(&config);
+        assert!(parse("http://10.9.1.1:8080/", &policy).is_ok());
+        assert_eq!(
+            parse("http://10.8.1.1:8080/", &policy).unwrap_err(),
+            Refusal::Address(AddressClass::Private).into()
+        );
+        assert_eq!(
+            parse("http://example.com:8081/", &policy).unwrap_err(),
+            Refusal::Port.into()
+        );
+        let default = OutboundPolicy::from_config(&crate::config::Config::default());
+        assert!(default.allow_cidrs.is_empty() && default.extra_ports.is_empty());
+    }
+
+    #[test]
     fn refusals_never_echo_the_address() {
         let e = refused("http://2852039166/").unwrap_err().to_string();
         assert_eq!(
