@@ -15,10 +15,11 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 # The TOTP interoperability test checks codes made by pyotp, an independent RFC 6238
-# implementation. Without it that test says SKIPPED — except under CI=true, where it fails.
-if ! python3 -c 'import pyotp' >/dev/null 2>&1; then
-  python3 -m pip install --quiet pyotp ||
-    echo "WARNING: could not install pyotp (python3 -m pip install pyotp): the TOTP interoperability test will not run." >&2
+# implementation, and the webhook signing test verifies our headers with standardwebhooks.
+# Without them those tests say SKIPPED — except under CI=true, where they fail.
+if ! python3 -c 'import pyotp, standardwebhooks' >/dev/null 2>&1; then
+  python3 -m pip install --quiet pyotp standardwebhooks ||
+    echo "WARNING: could not install pyotp and standardwebhooks (python3 -m pip install pyotp standardwebhooks): the TOTP and webhook signing interoperability tests will not run." >&2
 fi
 
 # schemathesis checks the OpenAPI document against a live server (scripts/schemathesis.sh), at

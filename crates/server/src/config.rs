@@ -283,6 +283,16 @@ pub struct Config {
     pub gateway: GatewaySettings,
     pub rate_limit: RateLimitSettings,
     pub retention: RetentionSettings,
+    /// Special ranges the outbound guard lets through (HOOK-3; comma-separated in env): tests
+    /// and private deployments. Production refuses it unless acknowledged.
+    #[serde(deserialize_with = "flex::cidrs")]
+    pub webhook_allow_cidrs: Vec<IpNet>,
+    /// Says `webhook_allow_cidrs` is meant in production (CORE-3).
+    #[serde(deserialize_with = "flex::bool")]
+    pub webhook_allow_cidrs_acknowledged: bool,
+    /// Ports outbound requests may use besides 80 and 443 (comma-separated in env).
+    #[serde(deserialize_with = "flex::ports")]
+    pub webhook_allow_ports: Vec<u16>,
 }
 
 /// `[retention]`: how often the retention job runs (DATA-5). What it keeps is set per org
@@ -338,6 +348,9 @@ impl Default for Config {
             gateway: GatewaySettings::default(),
             rate_limit: RateLimitSettings::default(),
             retention: RetentionSettings::default(),
+            webhook_allow_cidrs: vec![],
+            webhook_allow_cidrs_acknowledged: false,
+            webhook_allow_ports: vec![],
         }
     }
 }
@@ -493,6 +506,12 @@ impl Config {
                         .to_owned(),
                 );
             }
+            if !self.webhook_allow_cidrs.is_empty() && !self.webhook_allow_cidrs_acknowledged {
+                problems.push(
+                    "production refuses webhook_allow_cidrs (outbound requests to private ranges) unless webhook_allow_cidrs_acknowledged = true"
+                        .to_owned(),
+                );
+            }
             if self.cors_origins.iter().any(|o| o == "*") {
                 problems.push(
                     "production refuses a wildcard CORS origin (cors_origins = \"*\")".to_owned(),
@@ -595,6 +614,21 @@ mod flex {
                 .map(str::to_owned)
                 .collect(),
         })
+    }
+
+    pub fn ports<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Error> {
+        match Or::<Vec<u16>>::deserialize(d)? {
+            Or::Native(v) => Ok(v),
+            Or::Text(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.parse()
+                        .map_err(|_| serde::de::Error::custom(format!("not a port: {p:?}")))
+                })
+                .collect(),
+        }
     }
 
     pub fn cidrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
@@ -893,5 +927,62 @@ mod tests {
             !err.contains("s3cret"),
             "secrets never appear in errors: {err}"
         );
+    }
+
+    #[test]
+    fn webhook_allowlist_loads_and_production_needs_it_acknowledged() {
+        let production = |extra: &[(&str, &str)]| {
+            let mut v = vec![
+                ("CONCLAVE_ENV", "production"),
+                (
+                    "CONCLAVE_MASTER_KEY",
+                    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                ),
+                ("CONCLAVE_PUBLIC_URL", "https://chat.example"),
+                ("CONCLAVE_TRUST_PROXY_TLS", "true"),
+            ];
+            v.extend_from_slice(extra);
+            Config::load(None, vars(&v)).unwrap().validate()
+        };
+        let allow = ("CONCLAVE_WEBHOOK_ALLOW_CIDRS", "10.0.0.0/8, 127.0.0.1");
+        let err = production(&[allow]).unwrap_err().to_string();
+        assert!(err.contains("webhook_allow_cidrs_acknowledged"), "{err}");
+        production(&[allow, ("CONCLAVE_WEBHOOK_ALLOW_CIDRS_ACKNOWLEDGED", "true")]).unwrap();
+        production(&[]).unwrap();
+        let dev = Config::load(
+            None,
+            vars(&[allow, ("CONCLAVE_WEBHOOK_ALLOW_PORTS", "8080, 9443")]),
+        )
+        .unwrap();
+        dev.validate().unwrap();
+        assert_eq!(
+            dev.webhook_allow_cidrs,
+            vec![
+                "10.0.0.0/8".parse::<IpNet>().unwrap(),
+                "127.0.0.1/32".parse().unwrap()
+            ]
+        );
+        assert_eq!(dev.webhook_allow_ports, vec![8080, 9443]);
+        let dir = std::env::temp_dir().join(format!("conclave-cfg-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "webhook_allow_cidrs = [\"fd00::/8\"]\nwebhook_allow_cidrs_acknowledged = true\nwebhook_allow_ports = [8443]\n",
+        )
+        .unwrap();
+        let from_file = Config::load(Some(&file), vec![]).unwrap();
+        assert_eq!(
+            from_file.webhook_allow_cidrs,
+            vec!["fd00::/8".parse::<IpNet>().unwrap()]
+        );
+        assert!(from_file.webhook_allow_cidrs_acknowledged);
+        assert_eq!(from_file.webhook_allow_ports, vec![8443]);
+        for bad in [
+            ("CONCLAVE_WEBHOOK_ALLOW_CIDRS", "10.0.0.0/33"),
+            ("CONCLAVE_WEBHOOK_ALLOW_PORTS", "70000"),
+        ] {
+            assert!(Config::load(None, vars(&[bad])).is_err(), "{bad:?}");
+        }
     }
 }

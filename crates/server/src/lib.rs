@@ -6,8 +6,10 @@ pub mod fanout;
 pub mod gateway;
 pub mod http;
 pub mod keyring;
+pub mod outbound;
 pub mod ratelimit;
 pub mod startup;
 pub mod state;
+pub mod webhooks;
 
 pub use startup::Application;
