@@ -71,7 +71,8 @@ pub struct Gateway {
     pub fanout: Arc<dyn FanOut>,
     pub hub: mpsc::Sender<hub::Command>,
     next_conn: AtomicU64,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Open sockets per client address as the limits key it (`ratelimit::ip_key`: IPv6 by /64).
+    per_ip: Mutex<HashMap<String, usize>>,
     shutdown: watch::Sender<bool>,
     closing: AtomicBool,
     /// Each connection holds a clone; shutdown waits until all are gone.
@@ -159,21 +160,21 @@ fn origin_of(url: &str) -> String {
 /// Holds a per-IP connection slot until dropped.
 pub struct IpSlot {
     gateway: Arc<Gateway>,
-    ip: Option<IpAddr>,
+    key: Option<String>,
 }
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
-        if let Some(ip) = self.ip {
+        if let Some(key) = &self.key {
             let mut map = self
                 .gateway
                 .per_ip
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = map.get_mut(&ip) {
+            if let Some(n) = map.get_mut(key) {
                 *n -= 1;
                 if *n == 0 {
-                    map.remove(&ip);
+                    map.remove(key);
                 }
             }
         }
@@ -245,9 +246,10 @@ pub async fn upgrade(State(state): State<AppState>, req: Request) -> Response {
             .is_some_and(|given| conclave_core::token::secrets_equal(given, t.expose_secret()))
     });
     let ip = client_ip(&parts, &state);
-    if let Some(ip) = ip {
+    let key = ip.map(crate::ratelimit::ip_key);
+    if let Some(key) = &key {
         let mut map = gw.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(ip).or_insert(0);
+        let n = map.entry(key.clone()).or_insert(0);
         if gw.config.limits_on && *n >= gw.config.max_connections_per_ip {
             drop(map);
             let mut e = ApiError::new(
@@ -262,7 +264,7 @@ pub async fn upgrade(State(state): State<AppState>, req: Request) -> Response {
     }
     let slot = IpSlot {
         gateway: gw.clone(),
-        ip,
+        key,
     };
     let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(ws) => ws,
