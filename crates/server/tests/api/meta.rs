@@ -537,9 +537,9 @@ async fn openapi(app: &TestApp) -> Value {
 
 /// CORE-4, CORE-11: every operation declares the errors the middleware and extractors can
 /// answer — a malformed or too old `X-Client-Version` (400, 426), the rate limit (429), the
-/// credential (401, 403), an id in the path (400, 404), the query (400, 422), a JSON body (400,
-/// 413, 415, 422) — each with the error shape; a body that requires no member is optional
-/// (an empty body reads as `{}`).
+/// credential and the access-token gate (401, 403), an id in the path (400, 404), the query
+/// (400, 422), a JSON body (408, 400, 413, 415, 422) — each with the error shape; a body that
+/// requires no member is optional (an empty body reads as `{}`).
 async fn openapi_declares_every_error(app: TestApp) {
     let doc = openapi(&app).await;
     let paths = doc["paths"].as_object().unwrap();
@@ -555,6 +555,14 @@ async fn openapi_declares_every_error(app: TestApp) {
             if op["security"].is_array() {
                 expected.extend(["401", "403"]);
             }
+            if path.starts_with("/api/")
+                && !matches!(
+                    path.as_str(),
+                    "/api/v1/capabilities" | "/api/v1/openapi.json"
+                )
+            {
+                expected.push("401");
+            }
             let params = op["parameters"].as_array().cloned().unwrap_or_default();
             if params.iter().any(|p| p["in"] == "path") {
                 expected.push("404");
@@ -564,7 +572,7 @@ async fn openapi_declares_every_error(app: TestApp) {
             }
             let body = &op["requestBody"];
             if !body.is_null() {
-                expected.extend(["413", "415", "422"]);
+                expected.extend(["408", "413", "415", "422"]);
                 let mut schema = body["content"]["application/json"]["schema"].clone();
                 if let Some(name) = schema["$ref"].as_str() {
                     let name = name.trim_start_matches("#/components/schemas/");
@@ -725,6 +733,12 @@ async fn whole_numbers_are_integers(app: TestApp) {
     )
     .await
     .expect_error(422, "unknown_field");
+    // A body is an object, never the members in order.
+    for body in [json!([null]), json!([3]), json!(null), json!(3)] {
+        app.post(&invites, &alice.token, body)
+            .await
+            .expect_error(422, "invalid_value");
+    }
 }
 
 /// WEB-3: the embedded client and console, with their content types, revalidation and the CSP.
