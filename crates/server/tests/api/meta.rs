@@ -733,9 +733,15 @@ async fn whole_numbers_are_integers(app: TestApp) {
     )
     .await
     .expect_error(422, "unknown_field");
-    // A body is an object, never the members in order.
-    for body in [json!([null]), json!([3]), json!(null), json!(3)] {
-        app.post(&invites, &alice.token, body)
+    // A body is an object, never the members in order (serde would read `["Acme"]` as
+    // `{"name":"Acme"}`).
+    for (path, body) in [
+        ("/api/v1/orgs", json!(["Acme"])),
+        (invites.as_str(), json!([null, 3])),
+        (invites.as_str(), json!(null)),
+        (invites.as_str(), json!(3)),
+    ] {
+        app.post(path, &alice.token, body)
             .await
             .expect_error(422, "invalid_value");
     }
