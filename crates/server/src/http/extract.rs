@@ -158,6 +158,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|_| {
             ApiError::bad_request("malformed_json", "the request body is not valid JSON", "")
         })?;
+        // Every body is an object: serde would also read a struct from an array of its
+        // members in order (`[null]`), which no client means and the document does not allow.
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            return Err(ApiError::invalid(
+                "invalid_value",
+                "the body must be a JSON object",
+                "",
+            ));
+        }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let value: T = match serde_path_to_error::deserialize(&mut de) {
             Ok(value) => value,

@@ -117,9 +117,10 @@ fn error_content() -> Value {
 fn error_description(status: u16) -> &'static str {
     match status {
         400 => "The request cannot be parsed: malformed JSON, an id that is not a UUID, a query value of the wrong type, or a malformed X-Client-Version",
-        401 => "No credential, or one that is invalid, expired or revoked",
+        401 => "No credential, or one that is invalid, expired or revoked; or, where the server has an access-token gate, no valid X-API-Access-Token",
         403 => "Not allowed: the caller's role, an API key's scope, a missing X-CSRF-Token or a required second factor",
         404 => "Not found, or not visible to the caller",
+        408 => "The request body did not arrive in time",
         413 => "The request body is over the size limit",
         415 => "The body is not JSON: send Content-Type: application/json",
         422 => "A value is invalid, or a field is missing or unknown; `field` names it",
@@ -132,9 +133,10 @@ fn error_description(status: u16) -> &'static str {
 /// The error statuses an operation can answer whatever its handler does, from what it takes:
 /// every route can refuse a malformed or too old `X-Client-Version` (400, 426) and, unless
 /// exempt, the rate limit (429); routes with a credential refuse a missing or bad one (401)
-/// and a caller without the right (403); an id in the path can be malformed (400) or unknown
-/// (404); a query can be malformed (400) or out of range (422); a JSON body can be malformed
-/// (400), too large (413), not JSON (415) or invalid (422). What a handler adds beyond these
+/// and a caller without the right (403), and the access-token gate every API route but the
+/// public documents (401); an id in the path can be malformed (400) or unknown (404); a query
+/// can be malformed (400) or out of range (422); a JSON body can be late (408), malformed (400),
+/// too large (413), not JSON (415) or invalid (422). What a handler adds beyond these
 /// (409, 410, 503, a 404 for an id in the body) is in its own annotation.
 fn generic_errors(path: &str, op: &Value) -> Vec<u16> {
     let mut out = vec![400, 426];
@@ -143,6 +145,12 @@ fn generic_errors(path: &str, op: &Value) -> Vec<u16> {
     }
     if !is_public(path) {
         out.extend([401, 403]);
+    }
+    // The access-token gate (AUTH-9) covers sign-in too: every API route but the two documents
+    // a client reads before it can know of the gate.
+    if path.starts_with("/api/") && !matches!(path, "/api/v1/capabilities" | "/api/v1/openapi.json")
+    {
+        out.push(401);
     }
     let params = op["parameters"]
         .as_array()
@@ -155,7 +163,7 @@ fn generic_errors(path: &str, op: &Value) -> Vec<u16> {
         out.push(422);
     }
     if op.get("requestBody").is_some() {
-        out.extend([413, 415, 422]);
+        out.extend([408, 413, 415, 422]);
     }
     out.sort_unstable();
     out.dedup();

@@ -106,8 +106,10 @@ pub struct UpdateOrg {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<i32>, minimum = 1, maximum = 36500)]
     message_retention_days: Option<Option<i32>>,
+    /// Days to keep the audit log: at least the server's floor (30 days unless the operator
+    /// raised it); null keeps it forever.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<i32>, minimum = 1, maximum = 36500)]
+    #[schema(value_type = Option<i32>, minimum = 30, maximum = 36500)]
     audit_retention_days: Option<Option<i32>>,
     erasure: Option<ErasurePolicy>,
 }

@@ -545,9 +545,9 @@ async fn openapi(app: &TestApp) -> Value {
 
 /// CORE-4, CORE-11: every operation declares the errors the middleware and extractors can
 /// answer — a malformed or too old `X-Client-Version` (400, 426), the rate limit (429), the
-/// credential (401, 403), an id in the path (400, 404), the query (400, 422), a JSON body (400,
-/// 413, 415, 422) — each with the error shape; a body that requires no member is optional
-/// (an empty body reads as `{}`).
+/// credential and the access-token gate (401, 403), an id in the path (400, 404), the query
+/// (400, 422), a JSON body (408, 400, 413, 415, 422) — each with the error shape; a body that
+/// requires no member is optional (an empty body reads as `{}`).
 async fn openapi_declares_every_error(app: TestApp) {
     let doc = openapi(&app).await;
     let paths = doc["paths"].as_object().unwrap();
@@ -563,6 +563,14 @@ async fn openapi_declares_every_error(app: TestApp) {
             if op["security"].is_array() {
                 expected.extend(["401", "403"]);
             }
+            if path.starts_with("/api/")
+                && !matches!(
+                    path.as_str(),
+                    "/api/v1/capabilities" | "/api/v1/openapi.json"
+                )
+            {
+                expected.push("401");
+            }
             let params = op["parameters"].as_array().cloned().unwrap_or_default();
             if params.iter().any(|p| p["in"] == "path") {
                 expected.push("404");
@@ -572,7 +580,7 @@ async fn openapi_declares_every_error(app: TestApp) {
             }
             let body = &op["requestBody"];
             if !body.is_null() {
-                expected.extend(["413", "415", "422"]);
+                expected.extend(["408", "413", "415", "422"]);
                 let mut schema = body["content"]["application/json"]["schema"].clone();
                 if let Some(name) = schema["$ref"].as_str() {
                     let name = name.trim_start_matches("#/components/schemas/");
@@ -727,6 +735,18 @@ async fn whole_numbers_are_integers(app: TestApp) {
     )
     .await
     .expect_error(422, "unknown_field");
+    // A body is an object, never the members in order (serde would read `["Acme"]` as
+    // `{"name":"Acme"}`).
+    for (path, body) in [
+        ("/api/v1/orgs", json!(["Acme"])),
+        (invites.as_str(), json!([null, 3])),
+        (invites.as_str(), json!(null)),
+        (invites.as_str(), json!(3)),
+    ] {
+        app.post(path, &alice.token, body)
+            .await
+            .expect_error(422, "invalid_value");
+    }
 }
 
 /// WEB-3: the embedded client and console, with their content types, revalidation and the CSP.
