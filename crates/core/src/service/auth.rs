@@ -192,7 +192,7 @@ impl Services {
         }
         let invite_hash = match invite_code {
             Some(code) => {
-                let hash = self.usable_invite(code).await?;
+                let hash = self.usable_invite(code, &username.key()).await?;
                 Some(hash)
             }
             None => None,
@@ -230,8 +230,10 @@ impl Services {
         Ok(user)
     }
 
-    /// The stored hash of an invite code that can be used now, or 422 on `invite_code`.
-    pub(super) async fn usable_invite(&self, code: &str) -> Result<[u8; 32]> {
+    /// The stored hash of an invite code that `username` (its lowercased key) can use now, or
+    /// 422 on `invite_code`: an invite naming another user is refused like an unknown code
+    /// (AZ-7), before anything is created.
+    pub(super) async fn usable_invite(&self, code: &str, username: &str) -> Result<[u8; 32]> {
         let bad = || {
             ServiceError::invalid(
                 "invite_code",
@@ -247,7 +249,8 @@ impl Services {
         let now = self.clock.now();
         let expired = invite.expires_at.is_some_and(|e| e <= now);
         let used_up = invite.max_uses.is_some_and(|m| invite.uses >= m);
-        if expired || used_up {
+        let someone_elses = invite.username.as_deref().is_some_and(|n| n != username);
+        if expired || used_up || someone_elses {
             return Err(bad());
         }
         Ok(hash)

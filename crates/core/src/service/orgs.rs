@@ -605,13 +605,16 @@ impl Services {
     /// Joins the org of an invite code.
     pub async fn join_org(&self, actor: &Actor, code: &str) -> Result<(Org, OrgRole)> {
         Self::require_own_session(actor)?;
-        let hash = self.usable_invite(code).await.map_err(|_| {
-            ServiceError::invalid(
-                "code",
-                "invite_invalid",
-                "the invite code is invalid, expired or used up",
-            )
-        })?;
+        let hash = self
+            .usable_invite(code, &actor.user.username.to_ascii_lowercase())
+            .await
+            .map_err(|_| {
+                ServiceError::invalid(
+                    "code",
+                    "invite_invalid",
+                    "the invite code is invalid, expired or used up",
+                )
+            })?;
         let mut audit = self
             .audit(actor, "member.joined")
             .resource("user", actor.user.id);

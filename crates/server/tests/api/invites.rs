@@ -141,6 +141,34 @@ async fn inviting_a_username_does_not_tell_whether_it_exists(app: TestApp) {
     // Someone who registers under the invited name later finds it waiting.
     let late = app.user("nobody-here").await;
     assert_eq!(pending(&app, &late).await.len(), 1);
+
+    // A named invite's code registers only its invitee: anyone else is refused like an
+    // unknown code, and no account is left behind.
+    let named = app
+        .post(&invites, &owner.token, json!({"username": "carol"}))
+        .await
+        .expect(201);
+    let code = named.body["code"].as_str().unwrap().to_owned();
+    let register = |name: &'static str| {
+        app.call(
+            Method::POST,
+            "/api/v1/auth/register",
+            None,
+            Some(json!({"username": name, "password": PASSWORD, "invite_code": code})),
+        )
+    };
+    let refused = register("mallory")
+        .await
+        .expect_error(422, "invite_invalid");
+    assert!(refused.field().is_some_and(|f| f.contains("invite_code")));
+    app.login("mallory", PASSWORD).await.expect(401);
+    register("Carol").await.expect(201);
+    let carol = app.login("carol", PASSWORD).await.expect(200);
+    let carol = User {
+        id: carol.body["user"]["id"].as_str().unwrap().to_owned(),
+        token: carol.body["token"].as_str().unwrap().to_owned(),
+    };
+    assert!(org_ids(&app, &carol).await.contains(&org));
 }
 
 async fn invites_are_listed_revoked_and_expire_by_default(app: TestApp) {
