@@ -15,6 +15,7 @@ both_backends!(
     erasure_needs_the_password_and_the_second_factor,
     erasure_follows_each_orgs_policy_and_removes_the_account,
     the_only_owner_of_an_org_cannot_erase_the_account,
+    an_administrators_address_never_reaches_the_user,
 );
 
 async fn the_export_holds_everything_about_the_caller_and_no_secret(app: TestApp) {
@@ -347,4 +348,125 @@ async fn the_only_owner_of_an_org_cannot_erase_the_account(app: TestApp) {
     // Nothing changed.
     app.get("/api/v1/users/@me", &alice.token).await.expect(200);
     assert_eq!(app.message_count(&conv, &alice).await, 1);
+}
+
+/// A request as the administrator's browser sends it.
+async fn as_admin(app: &TestApp, method: Method, path: &str, token: &str, body: Value) -> Res {
+    app.send(
+        app.client
+            .request(method, app.url(path))
+            .bearer_auth(token)
+            .header("user-agent", "admin-console/9")
+            .json(&body),
+    )
+    .await
+}
+
+async fn an_administrators_address_never_reaches_the_user(app: TestApp) {
+    let admin = app.bootstrap().await;
+    let alice = app.user("alice").await;
+    let org = app.org(&alice, "Acme").await;
+    // The admin impersonates alice and acts as her, and changes her account.
+    let token = as_admin(
+        &app,
+        Method::POST,
+        &format!("/api/v1/admin/users/{}/impersonate", alice.id),
+        &admin.token,
+        json!({}),
+    )
+    .await
+    .expect(201)
+    .body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    as_admin(
+        &app,
+        Method::POST,
+        &format!("/api/v1/orgs/{org}/teams"),
+        &token,
+        json!({ "name": "made by support" }),
+    )
+    .await
+    .expect(201);
+    for on in [true, false] {
+        as_admin(
+            &app,
+            Method::PATCH,
+            &format!("/api/v1/admin/users/{}", alice.id),
+            &admin.token,
+            json!({ "require_2fa": on }),
+        )
+        .await
+        .expect(200);
+    }
+    let check = |rows: &[Value], what: &str| {
+        let mut by_admin = 0;
+        for r in rows {
+            let by = &r["by"];
+            if by["kind"] == "you" {
+                continue;
+            }
+            assert_eq!(r["ip"], Value::Null, "{what}: {r}");
+            assert_eq!(r["user_agent"], Value::Null, "{what}: {r}");
+            if by["kind"] == "administrator" {
+                assert_eq!(by["username"], "root-admin", "{what}: {r}");
+                by_admin += 1;
+            }
+        }
+        assert!(
+            !rows
+                .iter()
+                .any(|r| r.to_string().contains("admin-console/9")),
+            "{what}: the admin's user agent shows"
+        );
+        by_admin
+    };
+    // Her security events: the impersonation and the admin's changes, by an administrator.
+    let events = app
+        .get("/api/v1/users/@me/security-events", &alice.token)
+        .await
+        .expect(200)
+        .body["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(check(&events, "security events") >= 3, "{events:?}");
+    // Her own sign-in still shows her address.
+    let own = events
+        .iter()
+        .find(|e| e["event"] == "auth.login" && e["by"]["kind"] == "you")
+        .expect("her own sign-in");
+    assert_eq!(own["ip"], "127.0.0.1");
+    // Her export: the same, plus what the admin did as her, and the impersonation's session.
+    let export = app
+        .get("/api/v1/users/@me/export", &alice.token)
+        .await
+        .expect(200)
+        .body;
+    let rows = export["audit_events"].as_array().unwrap();
+    assert!(check(rows, "export") >= 4, "{rows:?}");
+    let team = rows
+        .iter()
+        .find(|r| r["event"] == "team.created")
+        .expect("the team the admin made as her");
+    assert_eq!(team["by"]["kind"], "administrator");
+    let sessions = export["sessions"].as_array().unwrap();
+    let marked: Vec<&Value> = sessions
+        .iter()
+        .filter(|s| s["impersonator"] != Value::Null)
+        .collect();
+    assert_eq!(marked.len(), 1);
+    assert_eq!(marked[0]["ip"], Value::Null);
+    // The admin listing keeps everything for the admins.
+    let all = app
+        .get(
+            "/api/v1/admin/audit?event=impersonation.started",
+            ADMIN_TOKEN,
+        )
+        .await
+        .expect(200)
+        .body["items"][0]
+        .clone();
+    assert_eq!(all["user_agent"], "admin-console/9");
 }
