@@ -624,7 +624,10 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
     ) -> StoreResult<Vec<Message>>;
     /// Erases an account in one transaction: tombstones the user's messages in
-    /// `tombstone_orgs` (elsewhere they stay, under `anonymous_name`), removes every membership
+    /// `tombstone_orgs`; elsewhere they keep their content but move to the org's placeholder
+    /// author (one per org, created on first use: kind user, disabled, erased, no
+    /// credentials), so the erased id leads to none of them; the account is renamed
+    /// `anonymous_name`; removes every membership
     /// (and participation), deletes sessions, API keys, 2FA and resume state, and scrubs the
     /// profile (name, email, password; disabled). `LastOrgOwner` while the user is an org's
     /// only owner. Answers how many messages were tombstoned.

@@ -156,8 +156,8 @@ impl Services {
     }
 
     /// Erases the caller's account after re-checking their password (and a second-factor code
-    /// when 2FA is on): per org policy their messages are tombstoned or stay under an
-    /// anonymous name; memberships, credentials, 2FA, sessions and the profile go. Refused
+    /// when 2FA is on): per org policy their messages are tombstoned or, anonymised, move to
+    /// the org's placeholder author (unlinkable from the erased id); memberships, credentials, 2FA, sessions and the profile go. Refused
     /// (409, nothing changed) while they are an org's only owner.
     pub async fn erase_account(
         &self,

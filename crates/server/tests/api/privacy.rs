@@ -295,15 +295,60 @@ async fn erasure_follows_each_orgs_policy_and_removes_the_account(app: TestApp) 
     assert_eq!(hers["content"], Value::Null);
     assert!(hers["deleted_at"].is_string());
     assert!(in_tomb.iter().any(|m| m["content"] == "words of owner"));
+    // Anonymised: the words stay, under the org's placeholder author — not the erased id,
+    // which leads to none of them any more.
     let in_anon = read(convs[1].clone()).await;
+    assert!(
+        !in_anon.iter().any(|m| m["author"]["id"] == json!(alice.id)),
+        "{in_anon:?}"
+    );
     let hers = in_anon
         .iter()
-        .find(|m| m["author"]["id"] == json!(alice.id))
+        .find(|m| m["content"] == "words of alice")
         .unwrap();
-    assert_eq!(hers["content"], "words of alice");
+    let placeholder = hers["author"]["id"].as_str().unwrap().to_owned();
     let name = hers["author"]["username"].as_str().unwrap();
-    assert!(name.starts_with("deleted-"), "{name}");
+    assert_eq!(name, format!("deleted-{}", &anon.replace('-', "")[20..]));
     assert_eq!(hers["author"]["display_name"], Value::Null);
+    let users = app
+        .get("/api/v1/admin/users?limit=100", ADMIN_TOKEN)
+        .await
+        .expect(200)
+        .body["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let account = users
+        .iter()
+        .find(|u| u["id"] == json!(placeholder))
+        .expect("the placeholder account");
+    assert_eq!(
+        (
+            &account["kind"],
+            &account["disabled"],
+            &account["server_admin"]
+        ),
+        (&json!("user"), &json!(true), &json!(false))
+    );
+    // One placeholder per org: bob's erasure there uses the same one; it cannot sign in.
+    let bob = app.user("bob").await;
+    app.add_member(&anon, &owner, &bob, "member").await;
+    let bobs_conv = app.group(&anon, &owner, &[&bob], json!("org")).await;
+    app.send_message(&bobs_conv, &bob, "words of bob")
+        .await
+        .expect(201);
+    erase(&app, &bob.token, json!({ "password": PASSWORD }))
+        .await
+        .expect(204);
+    let in_anon = read(bobs_conv).await;
+    let bobs = in_anon
+        .iter()
+        .find(|m| m["content"] == "words of bob")
+        .unwrap();
+    assert_eq!(bobs["author"]["id"], json!(placeholder));
+    app.login(name, PASSWORD)
+        .await
+        .expect_error(401, "invalid_credentials");
     // No longer a member anywhere; the name is free again.
     for org in [&tomb, &anon] {
         let members = app
@@ -326,8 +371,13 @@ async fn erasure_follows_each_orgs_policy_and_removes_the_account(app: TestApp) 
         .get("/api/v1/admin/audit?event=user.erased", ADMIN_TOKEN)
         .await
         .expect(200);
-    assert_eq!(rows.body["items"][0]["outcome"], "success");
-    assert_eq!(rows.body["items"][0]["resource"]["id"], json!(alice.id));
+    let hers = rows.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"]["id"] == json!(alice.id))
+        .expect("her erasure");
+    assert_eq!(hers["outcome"], "success");
     let v = app
         .get("/api/v1/admin/audit/verify", ADMIN_TOKEN)
         .await
