@@ -493,9 +493,14 @@ pub trait Store: Send + Sync + 'static {
         at: DateTime<Utc>,
         forget_before: DateTime<Utc>,
     ) -> StoreResult<Option<ThrottleReservation>>;
-    /// Gives a reserved attempt back: one failure less (a counter left with none goes) and,
+    /// Gives a reserved attempt back: one failure (and one pending) less — a counter left with
+    /// none goes — and,
     /// unless another failure was counted since, the previous last failure time again.
     async fn refund_login_attempt(&self, reservation: &ThrottleReservation) -> StoreResult<()>;
+    /// A reserved attempt was checked and failed: it stays counted and is no longer pending.
+    async fn settle_login_attempt(&self, reservation: &ThrottleReservation) -> StoreResult<()>;
+    /// How many reserved attempts on these counters are not settled yet (checks in flight).
+    async fn pending_login_attempts(&self, keys: &[ThrottleKey]) -> StoreResult<i64>;
     async fn clear_login_failures(&self, keys: &[ThrottleKey]) -> StoreResult<()>;
     /// Deletes counters whose last failure is before `before`; returns how many.
     async fn prune_login_failures(&self, before: DateTime<Utc>) -> StoreResult<u64>;
