@@ -522,9 +522,14 @@ pub trait Store: Send + Sync + 'static {
         at: DateTime<Utc>,
         forget_before: DateTime<Utc>,
     ) -> StoreResult<Option<ThrottleReservation>>;
-    /// Gives a reserved attempt back: one failure less (a counter left with none goes) and,
+    /// Gives a reserved attempt back: one failure (and one pending) less — a counter left with
+    /// none goes — and,
     /// unless another failure was counted since, the previous last failure time again.
     async fn refund_login_attempt(&self, reservation: &ThrottleReservation) -> StoreResult<()>;
+    /// A reserved attempt was checked and failed: it stays counted and is no longer pending.
+    async fn settle_login_attempt(&self, reservation: &ThrottleReservation) -> StoreResult<()>;
+    /// How many reserved attempts on these counters are not settled yet (checks in flight).
+    async fn pending_login_attempts(&self, keys: &[ThrottleKey]) -> StoreResult<i64>;
     async fn clear_login_failures(&self, keys: &[ThrottleKey]) -> StoreResult<()>;
     /// Deletes counters whose last failure is before `before`; returns how many.
     async fn prune_login_failures(&self, before: DateTime<Utc>) -> StoreResult<u64>;
@@ -653,7 +658,10 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
     ) -> StoreResult<Vec<Message>>;
     /// Erases an account in one transaction: tombstones the user's messages in
-    /// `tombstone_orgs` (elsewhere they stay, under `anonymous_name`), removes every membership
+    /// `tombstone_orgs`; elsewhere they keep their content but move to the org's placeholder
+    /// author (one per org, created on first use: kind user, disabled, erased, no
+    /// credentials), so the erased id leads to none of them; the account is renamed
+    /// `anonymous_name`; removes every membership
     /// (and participation), deletes sessions, API keys, 2FA and resume state, and scrubs the
     /// profile (name, email, password; disabled). `LastOrgOwner` while the user is an org's
     /// only owner. Answers how many messages were tombstoned.

@@ -371,6 +371,7 @@ async fn retention_job(services: Services, every: Duration) {
             Ok(r) if r.messages_deleted > 0 || r.audit_rows_deleted > 0 => tracing::info!(
                 messages = r.messages_deleted,
                 audit_rows = r.audit_rows_deleted,
+                audit_prunes_refused = r.audit_prunes_refused,
                 "retention job pruned old data"
             ),
             Ok(_) => {}

@@ -1,7 +1,10 @@
 -- AUTH-5: an attempt is counted before it is checked (one conditional upsert), and given back
 -- when it was not a failure; the reservation carries the counter's previous last failure out
--- through this column so a refund can restore it.
+-- through this column so a refund can restore it. `pending` counts the attempts reserved and not
+-- yet settled (checked and failed, or given back): an attempt refused while others are in flight
+-- waits briefly for them instead of being refused at once.
 ALTER TABLE login_failures ADD COLUMN prev_failure_at TIMESTAMPTZ;
+ALTER TABLE login_failures ADD COLUMN pending BIGINT NOT NULL DEFAULT 0;
 
 -- DATA-5: alerts every node's readiness check reports until an admin clears them (e.g. the
 -- audit chain did not verify before pruning: `audit` = `chain_mismatch`).

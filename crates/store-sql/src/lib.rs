@@ -683,6 +683,20 @@ macro_rules! impl_store {
                     refund_login_attempt(self, reservation).await
                 }
 
+                async fn settle_login_attempt(
+                    &self,
+                    reservation: &::conclave_core::mfa::ThrottleReservation,
+                ) -> StoreResult<()> {
+                    settle_login_attempt(self, reservation).await
+                }
+
+                async fn pending_login_attempts(
+                    &self,
+                    keys: &[::conclave_core::mfa::ThrottleKey],
+                ) -> StoreResult<i64> {
+                    pending_login_attempts(self, keys).await
+                }
+
                 async fn clear_login_failures(
                     &self,
                     keys: &[::conclave_core::mfa::ThrottleKey],

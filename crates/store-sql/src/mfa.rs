@@ -433,10 +433,12 @@ macro_rules! __store_sql_mfa {
             );
             let sql = format!(
                 "INSERT INTO login_failures (account, ip, failures, last_failure_at, \
-                 prev_failure_at) VALUES ($1, $2, 1, $3, NULL) \
+                 prev_failure_at, pending) VALUES ($1, $2, 1, $3, NULL, 1) \
                  ON CONFLICT (account, ip) DO UPDATE SET \
                  failures = CASE WHEN login_failures.last_failure_at < $4 THEN 1 \
                      ELSE login_failures.failures + 1 END, \
+                 pending = CASE WHEN login_failures.last_failure_at < $4 THEN 1 \
+                     ELSE login_failures.pending + 1 END, \
                  prev_failure_at = CASE WHEN login_failures.last_failure_at < $4 THEN NULL \
                      ELSE login_failures.last_failure_at END, \
                  last_failure_at = CASE \
@@ -490,7 +492,8 @@ macro_rules! __store_sql_mfa {
             // was counted meanwhile.
             ::sqlx::query(
                 "UPDATE login_failures SET failures = failures - 1, last_failure_at = CASE \
-                 WHEN last_failure_at = $3 AND $4 IS NOT NULL THEN $4 ELSE last_failure_at END \
+                 WHEN last_failure_at = $3 AND $4 IS NOT NULL THEN $4 ELSE last_failure_at END, \
+                 pending = CASE WHEN pending > 0 THEN pending - 1 ELSE 0 END \
                  WHERE account = $1 AND ip = $2 AND failures > 1",
             )
             .bind(r.key.account.as_str())
@@ -501,6 +504,45 @@ macro_rules! __store_sql_mfa {
             .await
             .map_err(db)?;
             tx.commit().await.map_err(db)
+        }
+
+        #[::tracing::instrument(level = "debug", skip_all)]
+        async fn settle_login_attempt(
+            s: &Backend,
+            r: &::conclave_core::mfa::ThrottleReservation,
+        ) -> StoreResult<()> {
+            ::sqlx::query(
+                "UPDATE login_failures SET pending = pending - 1 \
+                 WHERE account = $1 AND ip = $2 AND pending > 0",
+            )
+            .bind(r.key.account.as_str())
+            .bind(r.key.ip.as_str())
+            .execute(s.writer())
+            .await
+            .map_err(db)?;
+            Ok(())
+        }
+
+        async fn pending_login_attempts(
+            s: &Backend,
+            keys: &[::conclave_core::mfa::ThrottleKey],
+        ) -> StoreResult<i64> {
+            let mut total = 0;
+            for key in keys {
+                let row = ::sqlx::query(
+                    "SELECT pending FROM login_failures WHERE account = $1 AND ip = $2",
+                )
+                .bind(key.account.as_str())
+                .bind(key.ip.as_str())
+                .fetch_optional(s.reader())
+                .await
+                .map_err(db)?;
+                if let Some(row) = row {
+                    let n: i64 = get(&row, "pending")?;
+                    total += n;
+                }
+            }
+            Ok(total)
         }
 
         #[::tracing::instrument(level = "debug", skip_all)]

@@ -6,11 +6,13 @@ use crate::audit::{
     Problem, PruneOutcome, AUDIT_ALERT, CHAIN_MISMATCH,
 };
 use crate::error::ServiceError;
-use crate::ids::OrgId;
+use crate::ids::{ApiKeyId, OrgId, UserId};
 use crate::policy::OrgAction;
 use crate::store::Page;
+use crate::types::ActorType;
 use chrono::Duration;
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// How many rows verification reads at a time.
 const VERIFY_BATCH: i64 = 1000;
@@ -33,6 +35,26 @@ pub const SECURITY_EVENTS: &[&str] = &[
     "admin.user_updated",
     "user.exported",
 ];
+
+/// Who did an event about a user's account, as that user is shown it (DATA-6): never another
+/// person's IP address or user agent, and an administrator's action as an administrator's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShownActor {
+    /// `you` (the user, or an API key of theirs), `administrator` (a server admin, an
+    /// impersonation or the management token), `another_user`, `system` or `someone` (a
+    /// sign-in attempt by whoever typed the name, a bot).
+    pub kind: &'static str,
+    /// The other person's username, when there is one.
+    pub username: Option<String>,
+}
+
+/// An audit event about a user's account, as they see it: the row (with the IP address and
+/// user agent kept only when they acted themselves) and who did it.
+#[derive(Debug, Clone)]
+pub struct AccountEvent {
+    pub row: AuditRow,
+    pub by: ShownActor,
+}
 
 /// The result of `audit verify`.
 #[derive(Debug, Clone, Serialize)]
@@ -183,14 +205,105 @@ impl Services {
         &self,
         actor: &Actor,
         page: Page<uuid::Uuid>,
-    ) -> Result<Vec<AuditRow>> {
+    ) -> Result<Vec<AccountEvent>> {
         Self::require_session(actor)?;
         let filter = AuditFilter {
             resource: Some(("user".to_owned(), actor.user.id.0.to_string())),
             events: Some(SECURITY_EVENTS.iter().map(|e| (*e).to_owned()).collect()),
             ..AuditFilter::default()
         };
-        Ok(self.store.list_audit(&filter, page).await?)
+        let rows = self.store.list_audit(&filter, page).await?;
+        self.shown_to(actor.user.id, rows).await
+    }
+
+    /// Audit rows as the user `me` is shown them (DATA-6): the IP address and user agent stay
+    /// only on what they did themselves — through their own session or API key, not an
+    /// impersonation — and every row says who acted, an administrator by their username.
+    pub(super) async fn shown_to(
+        &self,
+        me: UserId,
+        rows: Vec<AuditRow>,
+    ) -> Result<Vec<AccountEvent>> {
+        let mut names: HashMap<uuid::Uuid, (String, bool)> = HashMap::new();
+        let mut out = Vec::with_capacity(rows.len());
+        for mut row in rows {
+            let a = &row.entry.actor;
+            let by = if let Some(admin) = a.impersonator {
+                let (name, _) = self.user_name(&mut names, admin.0).await?;
+                ShownActor {
+                    kind: "administrator",
+                    username: name,
+                }
+            } else {
+                match (a.kind, a.id) {
+                    (ActorType::User, Some(id)) if id == me.0 => ShownActor {
+                        kind: "you",
+                        username: None,
+                    },
+                    (ActorType::ApiKey, Some(id))
+                        if self
+                            .store
+                            .api_key(ApiKeyId(id))
+                            .await
+                            .is_ok_and(|k| k.user_id == me) =>
+                    {
+                        ShownActor {
+                            kind: "you",
+                            username: None,
+                        }
+                    }
+                    (ActorType::User, Some(id)) => {
+                        let (name, admin) = self.user_name(&mut names, id).await?;
+                        ShownActor {
+                            kind: if admin {
+                                "administrator"
+                            } else {
+                                "another_user"
+                            },
+                            username: name,
+                        }
+                    }
+                    (ActorType::Management, _) => ShownActor {
+                        kind: "administrator",
+                        username: None,
+                    },
+                    (ActorType::System, _) => ShownActor {
+                        kind: "system",
+                        username: None,
+                    },
+                    _ => ShownActor {
+                        kind: "someone",
+                        username: None,
+                    },
+                }
+            };
+            if by.kind != "you" {
+                row.entry.ip = None;
+                row.entry.user_agent = None;
+            }
+            out.push(AccountEvent { row, by });
+        }
+        Ok(out)
+    }
+
+    /// A user's username and whether they are a server admin (`None` for an account gone).
+    async fn user_name(
+        &self,
+        cache: &mut HashMap<uuid::Uuid, (String, bool)>,
+        id: uuid::Uuid,
+    ) -> Result<(Option<String>, bool)> {
+        if let Some((name, admin)) = cache.get(&id) {
+            return Ok((Some(name.clone()), *admin));
+        }
+        match self.store.user(UserId(id)).await {
+            Ok(u) => {
+                let entry = (u.username.to_string(), u.server_admin);
+                cache.insert(id, entry.clone());
+                Ok((Some(entry.0), entry.1))
+            }
+            Err(crate::store::StoreError::NotFound) => Ok((None, false)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The alarm of DATA-5 when rows due to be pruned do not verify: an error log line, an

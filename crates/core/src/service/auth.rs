@@ -517,7 +517,17 @@ impl Services {
     }
 
     pub async fn sessions(&self, actor: &Actor) -> Result<Vec<Session>> {
-        Ok(self.store.list_sessions(actor.user.id).await?)
+        self.sessions_shown(actor.user.id).await
+    }
+
+    /// The user's sessions as they are shown them: an impersonation's address is the
+    /// administrator's, so it is left out (DATA-6).
+    pub(super) async fn sessions_shown(&self, user: UserId) -> Result<Vec<Session>> {
+        let mut sessions = self.store.list_sessions(user).await?;
+        for s in sessions.iter_mut().filter(|s| s.impersonator.is_some()) {
+            s.ip = None;
+        }
+        Ok(sessions)
     }
 
     pub async fn revoke_session(&self, actor: &Actor, id: SessionId) -> Result<()> {

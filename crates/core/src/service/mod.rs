@@ -18,7 +18,7 @@ mod throttle;
 mod users;
 
 pub use api_keys::{NewApiKey, GRACE_MAX_SECONDS};
-pub use audit::{RetentionReport, VerifyReport, SECURITY_EVENTS};
+pub use audit::{AccountEvent, RetentionReport, ShownActor, VerifyReport, SECURITY_EVENTS};
 pub use auth::{AuthSettings, ClientMeta, LoginOutcome, SignedIn};
 pub use conversations::NewConversation;
 pub use credentials::{GatewayStart, Resource};

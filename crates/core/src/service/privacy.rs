@@ -36,8 +36,9 @@ pub struct AccountExport {
     pub messages: Vec<Message>,
     pub sessions: Vec<Session>,
     pub api_keys: Vec<ApiKey>,
-    /// Audit events by the user or about their account, oldest first.
-    pub audit_events: Vec<AuditRow>,
+    /// Audit events by the user or about their account, oldest first, as the user is shown
+    /// them (no other person's IP address or user agent).
+    pub audit_events: Vec<super::AccountEvent>,
 }
 
 /// What an erasure did.
@@ -105,13 +106,14 @@ impl Services {
             .filter(|r| !seen.contains(&r.entry.id)),
         );
         audit_events.sort_by_key(|r| r.entry.id);
+        let audit_events = self.shown_to(user.id, audit_events).await?;
         let export = AccountExport {
             exported_at: self.clock.now(),
             two_factor_enabled: self.has_2fa(user.id).await?,
             memberships,
             conversations,
             messages,
-            sessions: self.store.list_sessions(user.id).await?,
+            sessions: self.sessions_shown(user.id).await?,
             api_keys: self.store.api_keys(user.id).await?,
             audit_events,
             user,
@@ -154,8 +156,8 @@ impl Services {
     }
 
     /// Erases the caller's account after re-checking their password (and a second-factor code
-    /// when 2FA is on): per org policy their messages are tombstoned or stay under an
-    /// anonymous name; memberships, credentials, 2FA, sessions and the profile go. Refused
+    /// when 2FA is on): per org policy their messages are tombstoned or, anonymised, move to
+    /// the org's placeholder author (unlinkable from the erased id); memberships, credentials, 2FA, sessions and the profile go. Refused
     /// (409, nothing changed) while they are an org's only owner.
     pub async fn erase_account(
         &self,

@@ -6,7 +6,10 @@
 //! Check and count are one step: an attempt is *reserved* on every counter — counted as a
 //! failure by one conditional statement that refuses it when the counter blocks — before the
 //! password or code is checked, so a burst of parallel guesses gets exactly as many checks as
-//! sequential ones would. A check that succeeds (or never ran) gives its reservation back.
+//! sequential ones would. A check that succeeds (or never ran) gives its reservation back. An
+//! attempt refused while other reservations are still being checked waits for them (up to two
+//! seconds) and tries again, so a burst of right passwords is not turned away by its own
+//! in-flight checks.
 //!
 //! | counter        | free failures | first back-off | cap    |
 //! |----------------|---------------|----------------|--------|
@@ -68,6 +71,10 @@ pub(super) const PER_IP: BackOff = BackOff {
     first: Duration::seconds(30),
     cap: Duration::minutes(15),
 };
+
+/// How long an attempt refused while other checks are in flight waits for them at most.
+const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+const IN_FLIGHT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Failures older than this no longer count.
 pub(super) const FORGET_AFTER: Duration = Duration::hours(1);
@@ -195,6 +202,32 @@ impl Services {
     /// has failed on for an hour are pruned (they would start from zero anyway), so guessing
     /// many names cannot grow the table without bound.
     pub(super) async fn reserve_attempt(&self, subject: &LoginSubject) -> Result<Attempt> {
+        let waited = std::time::Instant::now();
+        loop {
+            match self.try_reserve(subject).await? {
+                Ok(attempt) => return Ok(attempt),
+                Err(retry_after_secs) => {
+                    // Refused while other checks are in flight (a burst of right passwords,
+                    // say): wait briefly for them to settle, then try again; refused by
+                    // settled failures, 429.
+                    if waited.elapsed() < IN_FLIGHT_WAIT
+                        && self.store.pending_login_attempts(&subject.keys).await? > 0
+                    {
+                        tokio::time::sleep(IN_FLIGHT_POLL).await;
+                        continue;
+                    }
+                    return Err(ServiceError::Throttled { retry_after_secs });
+                }
+            }
+        }
+    }
+
+    /// One try at reserving on every counter: the attempt, or the wait (seconds) a refusing
+    /// counter asks for (nothing stays reserved then).
+    async fn try_reserve(
+        &self,
+        subject: &LoginSubject,
+    ) -> Result<std::result::Result<Attempt, u64>> {
         let now = self.clock.now();
         let mut attempt = Attempt {
             reserved: Vec::with_capacity(subject.keys.len()),
@@ -211,8 +244,7 @@ impl Services {
                     self.give_back(attempt).await;
                     let counts = self.store.login_failures(&subject.keys).await?;
                     // A counter that refused a moment ago may have just let go: still a 429.
-                    let retry_after_secs = retry_after(&counts, now).unwrap_or(1);
-                    return Err(ServiceError::Throttled { retry_after_secs });
+                    return Ok(Err(retry_after(&counts, now).unwrap_or(1)));
                 }
                 Err(e) => {
                     self.give_back(attempt).await;
@@ -225,7 +257,7 @@ impl Services {
                 tracing::warn!(error = %e, "pruning old login failure counters failed");
             }
         }
-        Ok(attempt)
+        Ok(Ok(attempt))
     }
 
     /// Re-authenticates a signed-in user by password, counted like a sign-in of their account
@@ -261,7 +293,11 @@ impl Services {
 
     /// The attempt failed: it stays counted, and `audit` records it.
     pub(super) async fn attempt_failed(&self, attempt: Attempt, audit: AuditEntry) -> Result<()> {
-        drop(attempt);
+        for r in &attempt.reserved {
+            if let Err(e) = self.store.settle_login_attempt(r).await {
+                tracing::warn!(error = %e, "settling a failed sign-in attempt failed");
+            }
+        }
         Ok(self.store.append_audit(&[audit]).await?)
     }
 

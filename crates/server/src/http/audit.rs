@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use conclave_core::audit::{AuditFilter, AuditRow, ChainReport, Problem};
-use conclave_core::service::VerifyReport;
+use conclave_core::service::{AccountEvent, VerifyReport};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -67,6 +67,30 @@ pub struct AuditEvent {
     pub seq: i64,
     /// The row's chain hash (hex): record it elsewhere to check later with `--expect-head`.
     pub hash: String,
+    /// In your security events and export only: who acted, as you are shown it (another
+    /// person's IP address and user agent are left out there). Null in the audit listings.
+    pub by: Option<ShownActorView>,
+}
+
+/// Who acted on your account.
+#[derive(Serialize, ToSchema)]
+pub struct ShownActorView {
+    /// `you`, `administrator`, `another_user`, `system` or `someone`.
+    pub kind: String,
+    /// The other person's username (an administrator's too), when there is one.
+    pub username: Option<String>,
+}
+
+impl From<AccountEvent> for AuditEvent {
+    fn from(e: AccountEvent) -> Self {
+        Self {
+            by: Some(ShownActorView {
+                kind: e.by.kind.to_owned(),
+                username: e.by.username,
+            }),
+            ..Self::from(e.row)
+        }
+    }
 }
 
 impl From<AuditRow> for AuditEvent {
@@ -94,6 +118,7 @@ impl From<AuditRow> for AuditEvent {
             chain: r.chain,
             seq: r.seq,
             hash: conclave_core::audit::hex(&r.hash),
+            by: None,
         }
     }
 }
@@ -327,5 +352,6 @@ async fn security_events(
 ) -> ApiResult<Json<List<AuditEvent>>> {
     let page = id_page::<Uuid>(&q)?;
     let rows = state.services.security_events(&caller.actor, page).await?;
-    Ok(Json(listing(rows, &page)))
+    let items: Vec<AuditEvent> = rows.into_iter().map(AuditEvent::from).collect();
+    Ok(Json(id_list(items, &page, |e| e.id)))
 }

@@ -15,6 +15,7 @@ both_backends!(
     erasure_needs_the_password_and_the_second_factor,
     erasure_follows_each_orgs_policy_and_removes_the_account,
     the_only_owner_of_an_org_cannot_erase_the_account,
+    an_administrators_address_never_reaches_the_user,
 );
 
 async fn the_export_holds_everything_about_the_caller_and_no_secret(app: TestApp) {
@@ -294,15 +295,60 @@ async fn erasure_follows_each_orgs_policy_and_removes_the_account(app: TestApp) 
     assert_eq!(hers["content"], Value::Null);
     assert!(hers["deleted_at"].is_string());
     assert!(in_tomb.iter().any(|m| m["content"] == "words of owner"));
+    // Anonymised: the words stay, under the org's placeholder author — not the erased id,
+    // which leads to none of them any more.
     let in_anon = read(convs[1].clone()).await;
+    assert!(
+        !in_anon.iter().any(|m| m["author"]["id"] == json!(alice.id)),
+        "{in_anon:?}"
+    );
     let hers = in_anon
         .iter()
-        .find(|m| m["author"]["id"] == json!(alice.id))
+        .find(|m| m["content"] == "words of alice")
         .unwrap();
-    assert_eq!(hers["content"], "words of alice");
+    let placeholder = hers["author"]["id"].as_str().unwrap().to_owned();
     let name = hers["author"]["username"].as_str().unwrap();
-    assert!(name.starts_with("deleted-"), "{name}");
+    assert_eq!(name, format!("deleted-{}", &anon.replace('-', "")[20..]));
     assert_eq!(hers["author"]["display_name"], Value::Null);
+    let users = app
+        .get("/api/v1/admin/users?limit=100", ADMIN_TOKEN)
+        .await
+        .expect(200)
+        .body["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let account = users
+        .iter()
+        .find(|u| u["id"] == json!(placeholder))
+        .expect("the placeholder account");
+    assert_eq!(
+        (
+            &account["kind"],
+            &account["disabled"],
+            &account["server_admin"]
+        ),
+        (&json!("user"), &json!(true), &json!(false))
+    );
+    // One placeholder per org: bob's erasure there uses the same one; it cannot sign in.
+    let bob = app.user("bob").await;
+    app.add_member(&anon, &owner, &bob, "member").await;
+    let bobs_conv = app.group(&anon, &owner, &[&bob], json!("org")).await;
+    app.send_message(&bobs_conv, &bob, "words of bob")
+        .await
+        .expect(201);
+    erase(&app, &bob.token, json!({ "password": PASSWORD }))
+        .await
+        .expect(204);
+    let in_anon = read(bobs_conv).await;
+    let bobs = in_anon
+        .iter()
+        .find(|m| m["content"] == "words of bob")
+        .unwrap();
+    assert_eq!(bobs["author"]["id"], json!(placeholder));
+    app.login(name, PASSWORD)
+        .await
+        .expect_error(401, "invalid_credentials");
     // No longer a member anywhere; the name is free again.
     for org in [&tomb, &anon] {
         let members = app
@@ -325,8 +371,13 @@ async fn erasure_follows_each_orgs_policy_and_removes_the_account(app: TestApp) 
         .get("/api/v1/admin/audit?event=user.erased", ADMIN_TOKEN)
         .await
         .expect(200);
-    assert_eq!(rows.body["items"][0]["outcome"], "success");
-    assert_eq!(rows.body["items"][0]["resource"]["id"], json!(alice.id));
+    let hers = rows.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"]["id"] == json!(alice.id))
+        .expect("her erasure");
+    assert_eq!(hers["outcome"], "success");
     let v = app
         .get("/api/v1/admin/audit/verify", ADMIN_TOKEN)
         .await
@@ -347,4 +398,125 @@ async fn the_only_owner_of_an_org_cannot_erase_the_account(app: TestApp) {
     // Nothing changed.
     app.get("/api/v1/users/@me", &alice.token).await.expect(200);
     assert_eq!(app.message_count(&conv, &alice).await, 1);
+}
+
+/// A request as the administrator's browser sends it.
+async fn as_admin(app: &TestApp, method: Method, path: &str, token: &str, body: Value) -> Res {
+    app.send(
+        app.client
+            .request(method, app.url(path))
+            .bearer_auth(token)
+            .header("user-agent", "admin-console/9")
+            .json(&body),
+    )
+    .await
+}
+
+async fn an_administrators_address_never_reaches_the_user(app: TestApp) {
+    let admin = app.bootstrap().await;
+    let alice = app.user("alice").await;
+    let org = app.org(&alice, "Acme").await;
+    // The admin impersonates alice and acts as her, and changes her account.
+    let token = as_admin(
+        &app,
+        Method::POST,
+        &format!("/api/v1/admin/users/{}/impersonate", alice.id),
+        &admin.token,
+        json!({}),
+    )
+    .await
+    .expect(201)
+    .body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    as_admin(
+        &app,
+        Method::POST,
+        &format!("/api/v1/orgs/{org}/teams"),
+        &token,
+        json!({ "name": "made by support" }),
+    )
+    .await
+    .expect(201);
+    for on in [true, false] {
+        as_admin(
+            &app,
+            Method::PATCH,
+            &format!("/api/v1/admin/users/{}", alice.id),
+            &admin.token,
+            json!({ "require_2fa": on }),
+        )
+        .await
+        .expect(200);
+    }
+    let check = |rows: &[Value], what: &str| {
+        let mut by_admin = 0;
+        for r in rows {
+            let by = &r["by"];
+            if by["kind"] == "you" {
+                continue;
+            }
+            assert_eq!(r["ip"], Value::Null, "{what}: {r}");
+            assert_eq!(r["user_agent"], Value::Null, "{what}: {r}");
+            if by["kind"] == "administrator" {
+                assert_eq!(by["username"], "root-admin", "{what}: {r}");
+                by_admin += 1;
+            }
+        }
+        assert!(
+            !rows
+                .iter()
+                .any(|r| r.to_string().contains("admin-console/9")),
+            "{what}: the admin's user agent shows"
+        );
+        by_admin
+    };
+    // Her security events: the impersonation and the admin's changes, by an administrator.
+    let events = app
+        .get("/api/v1/users/@me/security-events", &alice.token)
+        .await
+        .expect(200)
+        .body["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(check(&events, "security events") >= 3, "{events:?}");
+    // Her own sign-in still shows her address.
+    let own = events
+        .iter()
+        .find(|e| e["event"] == "auth.login" && e["by"]["kind"] == "you")
+        .expect("her own sign-in");
+    assert_eq!(own["ip"], "127.0.0.1");
+    // Her export: the same, plus what the admin did as her, and the impersonation's session.
+    let export = app
+        .get("/api/v1/users/@me/export", &alice.token)
+        .await
+        .expect(200)
+        .body;
+    let rows = export["audit_events"].as_array().unwrap();
+    assert!(check(rows, "export") >= 4, "{rows:?}");
+    let team = rows
+        .iter()
+        .find(|r| r["event"] == "team.created")
+        .expect("the team the admin made as her");
+    assert_eq!(team["by"]["kind"], "administrator");
+    let sessions = export["sessions"].as_array().unwrap();
+    let marked: Vec<&Value> = sessions
+        .iter()
+        .filter(|s| s["impersonator"] != Value::Null)
+        .collect();
+    assert_eq!(marked.len(), 1);
+    assert_eq!(marked[0]["ip"], Value::Null);
+    // The admin listing keeps everything for the admins.
+    let all = app
+        .get(
+            "/api/v1/admin/audit?event=impersonation.started",
+            ADMIN_TOKEN,
+        )
+        .await
+        .expect(200)
+        .body["items"][0]
+        .clone();
+    assert_eq!(all["user_agent"], "admin-console/9");
 }

@@ -482,6 +482,13 @@ pub async fn login_attempts_are_reserved_atomically(store: Arc<dyn Store>) {
     let counts = store.login_failures(&keys[..1]).await.unwrap();
     assert_eq!(counts[0].failures, 5);
     assert_eq!(counts[0].last_failure_at, at(1000));
+    // All five are in flight until settled (checked and failed): then they stay counted.
+    assert_eq!(store.pending_login_attempts(&keys).await.unwrap(), 5);
+    for r in &passed {
+        store.settle_login_attempt(r).await.unwrap();
+    }
+    assert_eq!(store.pending_login_attempts(&keys).await.unwrap(), 0);
+    assert_eq!(store.login_failures(&keys[..1]).await.unwrap()[0].failures, 5);
     // Refused until the back-off for five has passed; then one more, then 60 s.
     let try_at = |t: i64| {
         let store = store.clone();

@@ -98,6 +98,7 @@ macro_rules! conformance_tests {
             mfa_challenges_expire_fail_and_are_taken_once,
             login_attempts_are_reserved_atomically,
             health_alerts_are_raised_and_cleared,
+            anonymised_erasure_moves_messages_to_the_org_placeholder,
             audit_rows_are_written_with_their_change_only,
             audit_listing_filters_and_pages,
             concurrent_appends_keep_one_valid_chain,

@@ -296,3 +296,66 @@ pub async fn times_are_kept_to_the_microsecond(store: Arc<dyn Store>) {
     assert_eq!(user.created_at, expected);
     assert_eq!(store.user(user.id).await.unwrap().created_at, expected);
 }
+
+pub async fn anonymised_erasure_moves_messages_to_the_org_placeholder(store: Arc<dyn Store>) {
+    let owner = make_user(&*store, "owner").await;
+    let alice = make_user(&*store, "alice").await;
+    let bob = make_user(&*store, "bob").await;
+    let org = make_org(&*store, "Acme", owner.id).await;
+    let patch = OrgPatch {
+        erasure: Some(ErasurePolicy::Anonymise),
+        ..OrgPatch::default()
+    };
+    store.update_org(org.id, &patch, &[]).await.unwrap();
+    for u in [alice.id, bob.id] {
+        store
+            .add_member(org.id, u, OrgRole::Member, at(1), &[])
+            .await
+            .unwrap();
+    }
+    let conv = make_group(
+        &*store,
+        org.id,
+        owner.id,
+        &[alice.id, bob.id],
+        Visibility::Scope(VisibilityScope::Org),
+    )
+    .await;
+    let hers = created(
+        store
+            .insert_message(&new_message(conv.id, alice.id, "hers"))
+            .await
+            .unwrap(),
+    );
+    let his = created(
+        store
+            .insert_message(&new_message(conv.id, bob.id, "his"))
+            .await
+            .unwrap(),
+    );
+    store
+        .erase_user(alice.id, &[], "deleted-alice", at(500), &[])
+        .await
+        .unwrap();
+    // The erased id leads to none of her messages; they keep their words under the placeholder.
+    assert!(store
+        .messages_by_author(alice.id, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let moved = store.message(hers.id).await.unwrap();
+    assert_eq!(moved.content.as_deref(), Some("hers"));
+    let placeholder = moved.author.id;
+    assert_ne!(placeholder, alice.id);
+    let account = store.user(placeholder).await.unwrap();
+    assert!(account.disabled && !account.server_admin);
+    assert_eq!(account.kind, UserKind::User);
+    assert_eq!(store.password_hash(placeholder).await.unwrap(), None);
+    assert_eq!(store.membership(org.id, placeholder).await.unwrap(), None);
+    // One placeholder per org.
+    store
+        .erase_user(bob.id, &[], "deleted-bob", at(600), &[])
+        .await
+        .unwrap();
+    assert_eq!(store.message(his.id).await.unwrap().author.id, placeholder);
+}
