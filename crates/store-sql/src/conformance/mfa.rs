@@ -488,7 +488,10 @@ pub async fn login_attempts_are_reserved_atomically(store: Arc<dyn Store>) {
         store.settle_login_attempt(r).await.unwrap();
     }
     assert_eq!(store.pending_login_attempts(&keys).await.unwrap(), 0);
-    assert_eq!(store.login_failures(&keys[..1]).await.unwrap()[0].failures, 5);
+    assert_eq!(
+        store.login_failures(&keys[..1]).await.unwrap()[0].failures,
+        5
+    );
     // Refused until the back-off for five has passed; then one more, then 60 s.
     let try_at = |t: i64| {
         let store = store.clone();
