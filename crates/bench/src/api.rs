@@ -169,13 +169,37 @@ impl Api {
             .id)
     }
 
-    pub async fn add_member(&self, token: &str, org: &str, user_id: &str) -> Result<(), String> {
+    /// Adds a member with the management token (`POST /admin/orgs/{org}/members`, AZ-7). A
+    /// server from before that route (404) gets the owner's direct add instead, so one bench
+    /// binary measures both sides of a before/after comparison.
+    pub async fn add_member(
+        &self,
+        admin_token: &str,
+        owner_token: &str,
+        org: &str,
+        user_id: &str,
+    ) -> Result<(), String> {
+        let body = json!({"user_id": user_id, "role": "member"});
+        let (status, text) = self
+            .post(
+                "add member",
+                &format!("/api/v1/admin/orgs/{org}/members"),
+                admin_token,
+                &body,
+            )
+            .await?;
+        if status == StatusCode::CREATED {
+            return Ok(());
+        }
+        if status != StatusCode::NOT_FOUND {
+            return Err(bad("POST /api/v1/admin/orgs/{org}/members", status, &text));
+        }
         let (status, text) = self
             .post(
                 "add member",
                 &format!("/api/v1/orgs/{org}/members"),
-                token,
-                &json!({"user_id": user_id, "role": "member"}),
+                owner_token,
+                &body,
             )
             .await?;
         if status != StatusCode::CREATED {
@@ -322,7 +346,7 @@ pub async fn setup(
         .create_org(&owner.token, &format!("bench {run}"))
         .await?;
     stream::iter(users.iter())
-        .map(|u| api.add_member(&owner.token, &org, &u.id))
+        .map(|u| api.add_member(admin_token, &owner.token, &org, &u.id))
         .buffer_unordered(concurrency * 4)
         .try_collect::<Vec<()>>()
         .await?;

@@ -73,7 +73,12 @@ impl ConnectionLimits {
             header_read_timeout: Duration::from_secs(s.header_read_timeout_secs.max(1)),
             idle_timeout: Duration::from_secs(s.idle_timeout_secs.max(1)),
             max_connections: count(s.max_connections).min(Semaphore::MAX_PERMITS),
-            max_connections_per_ip: count(s.max_connections_per_ip),
+            // `rate_limits = off` lifts the per-IP cap (CORE-2), not the overall one.
+            max_connections_per_ip: if config.rate_limits == crate::config::OnOff::On {
+                count(s.max_connections_per_ip)
+            } else {
+                usize::MAX
+            },
             trusted_proxies: config.trusted_proxies.clone().into(),
         }
     }

@@ -1022,4 +1022,23 @@ async fn connections_per_ip_are_capped() {
     tokio::time::timeout(WAIT, served)
         .await
         .expect("a slot frees up when a connection closes");
+
+    // `rate_limits = off` lifts the per-IP cap (load tests run many clients from one address).
+    let Some(off) = spawn_app_with(Backend::Sqlite, |c| {
+        c.rate_limits = OnOff::Off;
+        c.rate_limit.max_connections_per_ip = 2;
+        c.rate_limit.header_read_timeout_secs = 60;
+    })
+    .await
+    else {
+        return;
+    };
+    let addr = off.base.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut last = TcpStream::connect(&addr).await.unwrap();
+    last.write_all(HEALTH).await.unwrap();
+    assert!(read_response(&mut last).await.starts_with("HTTP/1.1 200"));
 }
