@@ -432,9 +432,16 @@ const ROLES = ['member', 'viewer', 'admin', 'owner'];
 
 /** The home view: pending invitations to accept, and (for owners and admins) an invite form. */
 async function welcomeView() {
+  const org = state.orgs.find((o) => o.id === state.orgId);
+  // A reload (e.g. the gateway's READY) while this view of the same org is up refreshes the
+  // invitations only: rebuilding would drop what the user is typing into the invite form.
+  const key = `${org?.id ?? ''}:${org?.role ?? ''}`;
+  if (ui.welcome && ui.welcome.key === key && ui.main.contains(ui.welcome.invites)) {
+    return fillInvitations(ui.welcome.invites, ui.welcome.status);
+  }
   const invites = el('ul', { class: 'plain-list', 'aria-label': 'Pending invitations' });
   const inviteStatus = el('div');
-  const org = state.orgs.find((o) => o.id === state.orgId);
+  ui.welcome = { key, invites, status: inviteStatus };
   show(
     ui.main,
     el('div', { class: 'welcome' }, el('h2', { text: 'Welcome' }), el('p', { text: 'Pick a conversation on the left, or create one.' })),
@@ -448,6 +455,11 @@ async function welcomeView() {
     ),
     org && ['owner', 'admin'].includes(org.role) ? inviteForm(org) : null,
   );
+  return fillInvitations(invites, inviteStatus);
+}
+
+/** The caller's pending invitations, each with its Accept button, into `invites`. */
+async function fillInvitations(invites, inviteStatus) {
   try {
     const pending = await api('GET', '/users/@me/invites');
     show(
