@@ -29,6 +29,10 @@ impl Services {
         if id != actor.user.id && !self.store.users_share_org(actor.user.id, id).await? {
             return Err(ServiceError::NotFound("user"));
         }
+        if id != actor.user.id && !self.shares_an_open_org(actor, id).await? {
+            // Only orgs that lock the caller out (AUTH-4a) are shared: they lend no sight.
+            return Err(ServiceError::NotFound("user"));
+        }
         if let Some(org) = actor.credential.org() {
             // A bot or key sees only people of its own org.
             if id != actor.user.id && self.store.membership(org, id).await?.is_none() {
@@ -39,6 +43,22 @@ impl Services {
             }
         }
         Ok(self.store.user(id).await?.summary())
+    }
+
+    /// Whether `actor` shares with `id` an org that does not lock them out for want of 2FA
+    /// (AUTH-4a: nothing of such an org reaches them, its members' profiles included).
+    async fn shares_an_open_org(&self, actor: &Actor, id: UserId) -> Result<bool> {
+        let orgs = self.store.orgs_for_user(actor.user.id).await?;
+        let locked = self.locked_orgs(actor, orgs.iter().map(|(o, _)| o)).await?;
+        if locked.is_empty() {
+            return Ok(true);
+        }
+        for (org, _) in orgs.iter().filter(|(o, _)| !locked.contains(&o.id)) {
+            if self.store.membership(org.id, id).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Changes the global profile: a session of the user only, never a bot or key (AZ-7) nor an

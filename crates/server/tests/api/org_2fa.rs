@@ -118,6 +118,13 @@ async fn org_2fa_reaches_every_credential_on_rest(app: TestApp) {
     app.get(&messages, &bob.token)
         .await
         .expect_error(403, "mfa_setup_required");
+    // Nor the profiles of people he shares only Acme with (his own stays readable).
+    app.get(&format!("/api/v1/users/{}", ann.id), &bob.token)
+        .await
+        .expect_error(404, "not_found");
+    app.get(&format!("/api/v1/users/{}", bob.id), &bob.token)
+        .await
+        .expect(200);
     // The key the member made: refused and listed nothing, writing included.
     app.get(&messages, &key)
         .await
@@ -156,6 +163,9 @@ async fn org_2fa_reaches_every_credential_on_rest(app: TestApp) {
     assert_eq!(ids(&keyed.body["items"]), vec![conv.clone()]);
     let orgs = app.get("/api/v1/orgs", &bob.token).await.expect(200);
     assert_eq!(ids(&orgs.body["items"]).len(), 2);
+    app.get(&format!("/api/v1/users/{}", ann.id), &bob.token)
+        .await
+        .expect(200);
     enable_2fa(&app, &ann).await;
     app.as_bot(Method::GET, &messages, &anns_bot, None)
         .await
