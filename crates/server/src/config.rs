@@ -653,6 +653,21 @@ mod tests {
             .collect()
     }
 
+    /// Validates a production configuration that is safe apart from `extra`.
+    fn production(extra: &[(&str, &str)]) -> Result<(), ConfigError> {
+        let mut v = vec![
+            ("CONCLAVE_ENV", "production"),
+            (
+                "CONCLAVE_MASTER_KEY",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            ),
+            ("CONCLAVE_PUBLIC_URL", "https://chat.example"),
+            ("CONCLAVE_TRUST_PROXY_TLS", "true"),
+        ];
+        v.extend_from_slice(extra);
+        Config::load(None, vars(&v)).unwrap().validate()
+    }
+
     #[test]
     fn defaults_are_embedded() {
         let c = Config::load(None, vec![]).unwrap();
@@ -866,37 +881,11 @@ mod tests {
         assert!(err.contains("MASTER_KEY"));
         assert!(err.contains("plain HTTP"));
         assert!(!err.contains("short"), "secrets never appear in errors");
-        let ok = Config::load(
-            None,
-            vars(&[
-                ("CONCLAVE_ENV", "production"),
-                (
-                    "CONCLAVE_MASTER_KEY",
-                    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
-                ),
-                ("CONCLAVE_PUBLIC_URL", "https://chat.example"),
-                ("CONCLAVE_TRUST_PROXY_TLS", "true"),
-            ]),
-        )
-        .unwrap();
-        ok.validate().unwrap();
+        production(&[]).unwrap();
     }
 
     #[test]
     fn production_refuses_an_unauthenticated_nats_url_unless_acknowledged() {
-        let production = |extra: &[(&str, &str)]| {
-            let mut v = vec![
-                ("CONCLAVE_ENV", "production"),
-                (
-                    "CONCLAVE_MASTER_KEY",
-                    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
-                ),
-                ("CONCLAVE_PUBLIC_URL", "https://chat.example"),
-                ("CONCLAVE_TRUST_PROXY_TLS", "true"),
-            ];
-            v.extend_from_slice(extra);
-            Config::load(None, vars(&v)).unwrap().validate()
-        };
         let err = production(&[("CONCLAVE_NATS_URL", "nats://nats.internal:4222")])
             .unwrap_err()
             .to_string();
@@ -931,19 +920,6 @@ mod tests {
 
     #[test]
     fn webhook_allowlist_loads_and_production_needs_it_acknowledged() {
-        let production = |extra: &[(&str, &str)]| {
-            let mut v = vec![
-                ("CONCLAVE_ENV", "production"),
-                (
-                    "CONCLAVE_MASTER_KEY",
-                    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
-                ),
-                ("CONCLAVE_PUBLIC_URL", "https://chat.example"),
-                ("CONCLAVE_TRUST_PROXY_TLS", "true"),
-            ];
-            v.extend_from_slice(extra);
-            Config::load(None, vars(&v)).unwrap().validate()
-        };
         let allow = ("CONCLAVE_WEBHOOK_ALLOW_CIDRS", "10.0.0.0/8, 127.0.0.1");
         let err = production(&[allow]).unwrap_err().to_string();
         assert!(err.contains("webhook_allow_cidrs_acknowledged"), "{err}");
