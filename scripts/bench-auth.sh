@@ -3,6 +3,7 @@
 # read with no other work) with a session token, then with an API key, then an unauthenticated
 # baseline (GET /api/v1/capabilities). Needs wrk (Debian package) and a release build.
 set -euo pipefail
+. "$(dirname "$0")/need-wrk.sh"
 cd "$(dirname "$0")/.."
 T="${CARGO_TARGET_DIR:-target}"
 cargo build --release -q -p conclave-server

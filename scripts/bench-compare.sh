@@ -5,6 +5,7 @@
 #   scripts/bench-compare.sh <path to a release conclave binary> <label>
 # Needs wrk and a release conclave-bench in ${CARGO_TARGET_DIR:-target}/release.
 set -euo pipefail
+. "$(dirname "$0")/need-wrk.sh"
 BIN="${1:?a conclave binary}"; LABEL="${2:-run}"
 BENCH="${CARGO_TARGET_DIR:-target}/release/conclave-bench"
 run_server() {
