@@ -365,14 +365,12 @@ async fn only_admins_and_org_owners_read_the_log(app: TestApp) {
             .await
             .expect_error(403, "forbidden");
         app.get(p, &key).await.expect(403);
-        app.call(Method::GET, p, None, None)
-            .await
-            .expect_error(401, "unauthenticated");
+        app.get_anon(p).await.expect_error(401, "unauthenticated");
         app.get(p, "not-the-token")
             .await
             .expect_error(401, "invalid_token");
     }
-    app.call(Method::GET, &path, None, None)
+    app.get_anon(&path)
         .await
         .expect_error(401, "unauthenticated");
 }
@@ -677,14 +675,14 @@ async fn users_see_the_security_events_about_their_account(app: TestApp) {
     app.get("/api/v1/users/@me/security-events", &key)
         .await
         .expect(403);
-    app.call(Method::GET, "/api/v1/users/@me/security-events", None, None)
+    app.get_anon("/api/v1/users/@me/security-events")
         .await
         .expect_error(401, "unauthenticated");
 }
 
 /// `GET /health/ready`: the status and the `audit` check.
 async fn readiness(app: &TestApp) -> (u16, Value) {
-    let res = app.call(Method::GET, "/health/ready", None, None).await;
+    let res = app.get_anon("/health/ready").await;
     (res.status.as_u16(), res.body["checks"]["audit"].clone())
 }
 

@@ -183,7 +183,7 @@ async fn registration_modes_and_password_rules(app: TestApp) {
 
 async fn broken_revoked_and_expired_tokens_are_refused(app: TestApp) {
     let alice = app.user("alice").await;
-    app.call(Method::GET, "/api/v1/users/@me", None, None)
+    app.get_anon("/api/v1/users/@me")
         .await
         .expect_error(401, "unauthenticated");
     // One character changed: the checksum fails without a lookup.
@@ -685,13 +685,10 @@ async fn the_access_gate_covers_cookies_and_every_sign_in(app: TestApp) {
             .header("x-api-access-token", ACCESS)
     };
     // Public: what a client reads before it can know about the gate, probes, the web client.
-    let caps = app
-        .call(Method::GET, "/api/v1/capabilities", None, None)
-        .await
-        .expect(200);
+    let caps = app.get_anon("/api/v1/capabilities").await.expect(200);
     assert_eq!(caps.body["auth"]["access_token_gate"], true);
     for path in ["/api/v1/openapi.json", "/health", "/"] {
-        app.call(Method::GET, path, None, None).await.expect(200);
+        app.get_anon(path).await.expect(200);
     }
     // Every sign-in without the code (or with a wrong one) is refused before anything runs.
     let alice_body = json!({"username": "alice", "password": PASSWORD});

@@ -93,9 +93,7 @@ async fn identify_and_ready(app: TestApp) {
     assert_eq!(c["last_read_message_id"], two.as_str());
     assert_eq!(c["unread_count"], 1);
     // Capabilities announce the gateway.
-    let caps = app
-        .call(Method::GET, "/api/v1/capabilities", None, None)
-        .await;
+    let caps = app.get_anon("/api/v1/capabilities").await;
     assert_eq!(caps.body["features"]["gateway"], true);
     assert_eq!(caps.body["limits"]["frame_max_bytes"], 65536);
 }

@@ -158,6 +158,14 @@ impl Res {
     pub fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or_default()
     }
+    /// The error's message (panics when the body is not an error).
+    #[track_caller]
+    pub fn message(&self) -> &str {
+        match self.body["error"]["message"].as_str() {
+            Some(m) => m,
+            None => panic!("an error message in {}", self.body),
+        }
+    }
     pub fn field(&self) -> Option<&str> {
         self.body["error"]["field"].as_str()
     }
@@ -253,6 +261,10 @@ impl TestApp {
         self.send(rb).await
     }
 
+    /// A GET without credentials.
+    pub async fn get_anon(&self, path: &str) -> Res {
+        self.call(Method::GET, path, None, None).await
+    }
     pub async fn get(&self, path: &str, token: &str) -> Res {
         self.call(Method::GET, path, Some(token), None).await
     }

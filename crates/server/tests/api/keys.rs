@@ -50,10 +50,7 @@ fn messages(conv: &str) -> String {
 }
 
 async fn openapi(app: &TestApp) -> Value {
-    app.call(Method::GET, "/api/v1/openapi.json", None, None)
-        .await
-        .expect(200)
-        .body
+    app.get_anon("/api/v1/openapi.json").await.expect(200).body
 }
 
 async fn keys_are_shown_once_and_listed_masked(app: TestApp) {
@@ -769,7 +766,7 @@ async fn keys_of_others_cannot_be_touched(app: TestApp) {
     app.get("/api/v1/users/@me", &key).await.expect(200);
     assert_eq!(listed(&app, &alice).await.len(), 1);
     // Without a credential, nothing.
-    app.call(Method::GET, "/api/v1/api-keys", None, None)
+    app.get_anon("/api/v1/api-keys")
         .await
         .expect_error(401, "unauthenticated");
 }

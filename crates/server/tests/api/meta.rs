@@ -20,20 +20,11 @@ both_backends!(
 );
 
 async fn health_and_capabilities(app: TestApp) {
-    let h = app
-        .call(Method::GET, "/health", None, None)
-        .await
-        .expect(200);
+    let h = app.get_anon("/health").await.expect(200);
     assert_eq!(h.body["status"], "ok");
-    let r = app
-        .call(Method::GET, "/health/ready", None, None)
-        .await
-        .expect(200);
+    let r = app.get_anon("/health/ready").await.expect(200);
     assert_eq!(r.body["status"], "ready");
-    let c = app
-        .call(Method::GET, "/api/v1/capabilities", None, None)
-        .await
-        .expect(200);
+    let c = app.get_anon("/api/v1/capabilities").await.expect(200);
     assert_eq!(c.body["api_version"], "v1");
     assert_eq!(c.body["gateway"]["protocol_versions"], json!([1]));
     assert!(c.body["gateway"]["url"]
@@ -53,14 +44,8 @@ async fn health_and_capabilities(app: TestApp) {
 async fn headers_on_every_response(app: TestApp) {
     let alice = app.user("alice").await;
     let ok = app.get("/api/v1/users/@me", &alice.token).await.expect(200);
-    let err = app
-        .call(Method::GET, "/api/v1/users/@me", None, None)
-        .await
-        .expect(401);
-    let missing = app
-        .call(Method::GET, "/no/such/page", None, None)
-        .await
-        .expect(404);
+    let err = app.get_anon("/api/v1/users/@me").await.expect(401);
+    let missing = app.get_anon("/no/such/page").await.expect(404);
     let malformed = app
         .send(
             app.client
@@ -128,7 +113,7 @@ async fn headers_on_every_response(app: TestApp) {
     })
     .await
     .unwrap();
-    let r = https.call(Method::GET, "/health", None, None).await;
+    let r = https.get_anon("/health").await;
     assert!(r.headers.get("strict-transport-security").is_some());
     let _ = https.user("hank").await;
     let login = https
@@ -222,10 +207,7 @@ async fn client_version_gate(app: TestApp) {
         .await
         .expect_error(400, "invalid_client_version");
     // Without the header (curl) the request is served.
-    let caps = gated
-        .call(Method::GET, "/api/v1/capabilities", None, None)
-        .await
-        .expect(200);
+    let caps = gated.get_anon("/api/v1/capabilities").await.expect(200);
     assert_eq!(caps.body["min_client_version"], "2.0.0");
 }
 
@@ -312,11 +294,7 @@ const ROUTES: &[(&str, &str)] = &[
 ];
 
 async fn openapi_lists_every_route(app: TestApp) {
-    let doc = app
-        .call(Method::GET, "/api/v1/openapi.json", None, None)
-        .await
-        .expect(200)
-        .body;
+    let doc = app.get_anon("/api/v1/openapi.json").await.expect(200).body;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc["paths"].as_object().unwrap();
     let mut listed = 0;
@@ -388,11 +366,7 @@ pub(crate) fn check(doc: &Value, method: &str, path: &str, status: u16, instance
 }
 
 async fn responses_match_the_openapi_schemas(app: TestApp) {
-    let doc = app
-        .call(Method::GET, "/api/v1/openapi.json", None, None)
-        .await
-        .expect(200)
-        .body;
+    let doc = app.get_anon("/api/v1/openapi.json").await.expect(200).body;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
     let org_res = app
@@ -516,9 +490,7 @@ async fn responses_match_the_openapi_schemas(app: TestApp) {
         "get",
         "/api/v1/capabilities",
         200,
-        &app.call(Method::GET, "/api/v1/capabilities", None, None)
-            .await
-            .body,
+        &app.get_anon("/api/v1/capabilities").await.body,
     );
     let err = app
         .get(&format!("/api/v1/orgs/{org}"), "bad")
@@ -537,10 +509,7 @@ async fn responses_match_the_openapi_schemas(app: TestApp) {
 }
 
 async fn openapi(app: &TestApp) -> Value {
-    app.call(Method::GET, "/api/v1/openapi.json", None, None)
-        .await
-        .expect(200)
-        .body
+    app.get_anon("/api/v1/openapi.json").await.expect(200).body
 }
 
 /// CORE-4, CORE-11: every operation declares the errors the middleware and extractors can
@@ -688,7 +657,7 @@ async fn error_answers_match_the_openapi_schemas(app: TestApp) {
         .get("/api/v1/conversations?limit=many", &alice.token)
         .await;
     documented("get", "/api/v1/conversations", res, 400, "invalid_query");
-    let res = app.call(Method::GET, "/api/v1/users/@me", None, None).await;
+    let res = app.get_anon("/api/v1/users/@me").await;
     documented("get", "/api/v1/users/@me", res, 401, "unauthenticated");
     let version = |app: &TestApp, path: &str, v: &str| {
         app.client
@@ -774,15 +743,11 @@ async fn web_client_is_served(app: TestApp) {
             .await
             .expect(304);
     }
-    app.call(Method::GET, "/assets/missing.js", None, None)
+    app.get_anon("/assets/missing.js")
         .await
         .expect_error(404, "not_found");
-    app.call(Method::GET, "/assets/../Cargo.toml", None, None)
-        .await
-        .expect(404);
-    let api = app
-        .call(Method::GET, "/api/v1/capabilities", None, None)
-        .await;
+    app.get_anon("/assets/../Cargo.toml").await.expect(404);
+    let api = app.get_anon("/api/v1/capabilities").await;
     assert_eq!(api.headers["cache-control"], "no-store");
 }
 

@@ -157,10 +157,7 @@ async fn session_count(app: &TestApp, user: &User) -> usize {
 
 async fn setup_enable_and_two_step_login(app: TestApp) {
     let (app, _) = without_rate_limits(app, |_| {}).await;
-    let doc = app
-        .call(Method::GET, "/api/v1/openapi.json", None, None)
-        .await
-        .body;
+    let doc = app.get_anon("/api/v1/openapi.json").await.body;
     let alice = app.user("alice").await;
     // Without 2FA, login answers with a session straight away.
     let plain = app.login("alice", PASSWORD).await.expect(200);

@@ -134,7 +134,7 @@ async fn the_export_holds_everything_about_the_caller_and_no_secret(app: TestApp
     )
     .await
     .expect_error(403, "impersonation_forbidden");
-    app.call(Method::GET, "/api/v1/users/@me/export", None, None)
+    app.get_anon("/api/v1/users/@me/export")
         .await
         .expect_error(401, "unauthenticated");
     let _ = code_at;
