@@ -5,6 +5,7 @@
 //! behind a signed checkpoint; a user's own security events.
 
 use crate::both_backends;
+use crate::fixtures::Acme;
 use crate::helpers::*;
 use crate::keys::make_key;
 use conclave_server::config::{Config, OnOff};
@@ -69,13 +70,8 @@ impl Db {
 }
 
 async fn audit(app: &TestApp, query: &str) -> Vec<Value> {
-    app.get(&format!("/api/v1/admin/audit{query}"), ADMIN_TOKEN)
+    app.items(&format!("/api/v1/admin/audit{query}"), ADMIN_TOKEN)
         .await
-        .expect(200)
-        .body["items"]
-        .as_array()
-        .unwrap()
-        .clone()
 }
 
 async fn verify(app: &TestApp, query: &str) -> Value {
@@ -328,10 +324,7 @@ async fn only_admins_and_org_owners_read_the_log(app: TestApp) {
     let path = format!("/api/v1/orgs/{org}/audit");
     // Owners and admins of the org read its events, and only its events.
     for who in [&owner, &helper] {
-        let rows = app.get(&path, &who.token).await.expect(200).body["items"]
-            .as_array()
-            .unwrap()
-            .clone();
+        let rows = app.items(&path, &who.token).await;
         assert!(rows.iter().all(|r| r["org_id"] == json!(org)));
         assert!(events(&rows).contains(&"member.joined"));
     }
@@ -603,13 +596,8 @@ async fn retention_prunes_and_the_rest_still_verifies(app: TestApp) {
     assert!(pruned, "the retention job ran");
     assert_eq!(app.message_count(&kept_conv, &alice).await, 1);
     let org_rows = app
-        .get(&format!("/api/v1/orgs/{org}/audit?limit=100"), &alice.token)
-        .await
-        .expect(200)
-        .body["items"]
-        .as_array()
-        .unwrap()
-        .clone();
+        .items(&format!("/api/v1/orgs/{org}/audit?limit=100"), &alice.token)
+        .await;
     let names = events(&org_rows);
     assert!(names.contains(&"messages.pruned"));
     assert!(
@@ -644,13 +632,8 @@ async fn users_see_the_security_events_about_their_account(app: TestApp) {
         .expect_error(401, "invalid_credentials");
     let org = app.org(&alice, "Acme").await;
     let rows = app
-        .get("/api/v1/users/@me/security-events", &alice.token)
-        .await
-        .expect(200)
-        .body["items"]
-        .as_array()
-        .unwrap()
-        .clone();
+        .items("/api/v1/users/@me/security-events", &alice.token)
+        .await;
     assert!(rows
         .iter()
         .all(|r| r["resource"] == json!({ "type": "user", "id": alice.id })));
@@ -689,10 +672,7 @@ async fn readiness(app: &TestApp) -> (u16, Value) {
 async fn pruning_refuses_a_backdated_row_and_raises_the_alarm(app: TestApp) {
     let (app, config) = app_and_config(app).await;
     app.bootstrap().await;
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
+    let Acme { alice, bob, org } = app.acme().await;
     app.group(&org, &alice, &[&bob], json!("org")).await;
     app.patch(
         &format!("/api/v1/orgs/{org}"),

@@ -28,11 +28,9 @@ both_backends!(
 
 async fn bootstrap_works_once(app: TestApp) {
     let wrong = app
-        .call(
-            Method::POST,
+        .post_anon(
             "/api/v1/auth/bootstrap",
-            None,
-            Some(json!({"bootstrap_token": "nope", "username": "first", "password": PASSWORD})),
+            json!({"bootstrap_token": "nope", "username": "first", "password": PASSWORD}),
         )
         .await;
     wrong.expect_error(401, "invalid_bootstrap_token");
@@ -40,7 +38,10 @@ async fn bootstrap_works_once(app: TestApp) {
     let me = app.get("/api/v1/users/@me", &admin.token).await.expect(200);
     assert_eq!(me.body["server_admin"], true);
     let again = app
-        .call(Method::POST, "/api/v1/auth/bootstrap", None, Some(json!({"bootstrap_token": BOOTSTRAP_TOKEN, "username": "second", "password": PASSWORD})))
+        .post_anon(
+            "/api/v1/auth/bootstrap",
+            json!({"bootstrap_token": BOOTSTRAP_TOKEN, "username": "second", "password": PASSWORD}),
+        )
         .await;
     again.expect_error(410, "bootstrap_used");
     // Nothing was written by the refused attempts.
@@ -69,18 +70,13 @@ async fn login_failures_look_alike(app: TestApp) {
     assert_eq!(ok.body["user"]["id"], alice.id.as_str());
     assert!(ok.body["user"].get("password_hash").is_none());
     // Malformed login bodies.
-    app.call(
-        Method::POST,
-        "/api/v1/auth/login",
-        None,
-        Some(json!({"username": "alice"})),
-    )
-    .await
-    .expect_error(422, "missing_field");
+    app.post_anon("/api/v1/auth/login", json!({"username": "alice"}))
+        .await
+        .expect_error(422, "missing_field");
 }
 
 async fn registration_modes_and_password_rules(app: TestApp) {
-    let r = |body| app.call(Method::POST, "/api/v1/auth/register", None, Some(body));
+    let r = |body| app.post_anon("/api/v1/auth/register", body);
     r(json!({"username": "bob", "password": "short"}))
         .await
         .expect_error(422, "invalid_value");
@@ -109,11 +105,9 @@ async fn registration_modes_and_password_rules(app: TestApp) {
     .await
     .unwrap();
     closed
-        .call(
-            Method::POST,
+        .post_anon(
             "/api/v1/auth/register",
-            None,
-            Some(json!({"username": "carol", "password": PASSWORD})),
+            json!({"username": "carol", "password": PASSWORD}),
         )
         .await
         .expect_error(403, "registration_closed");
@@ -126,11 +120,9 @@ async fn registration_modes_and_password_rules(app: TestApp) {
     .unwrap();
     let admin = inv.bootstrap().await;
     let org = inv.org(&admin, "Acme").await;
-    inv.call(
-        Method::POST,
+    inv.post_anon(
         "/api/v1/auth/register",
-        None,
-        Some(json!({"username": "dave", "password": PASSWORD})),
+        json!({"username": "dave", "password": PASSWORD}),
     )
     .await
     .expect_error(422, "required");
@@ -142,39 +134,31 @@ async fn registration_modes_and_password_rules(app: TestApp) {
         )
         .await
         .expect(201)
-        .body["code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    inv.call(
-        Method::POST,
+        .string("code");
+    inv.post_anon(
         "/api/v1/auth/register",
-        None,
-        Some(json!({"username": "dave", "password": PASSWORD, "invite_code": "cnv_inv_bogus"})),
+        json!({"username": "dave", "password": PASSWORD, "invite_code": "cnv_inv_bogus"}),
     )
     .await
     .expect_error(422, "invite_invalid");
-    inv.call(
-        Method::POST,
+    inv.post_anon(
         "/api/v1/auth/register",
-        None,
-        Some(json!({"username": "dave", "password": PASSWORD, "invite_code": code})),
+        json!({"username": "dave", "password": PASSWORD, "invite_code": code}),
     )
     .await
     .expect(201);
-    let dave = inv.login("dave", PASSWORD).await.expect(200).body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let dave = inv
+        .login("dave", PASSWORD)
+        .await
+        .expect(200)
+        .string("token");
     let orgs = inv.get("/api/v1/orgs", &dave).await.expect(200);
     assert_eq!(orgs.body["items"][0]["id"], org.as_str());
     assert_eq!(orgs.body["items"][0]["role"], "member");
     // The single use is spent.
-    inv.call(
-        Method::POST,
+    inv.post_anon(
         "/api/v1/auth/register",
-        None,
-        Some(json!({"username": "erin", "password": PASSWORD, "invite_code": code})),
+        json!({"username": "erin", "password": PASSWORD, "invite_code": code}),
     )
     .await
     .expect_error(422, "invite_invalid");
@@ -225,10 +209,7 @@ async fn broken_revoked_and_expired_tokens_are_refused(app: TestApp) {
         .await
         .expect_error(401, "invalid_token");
     // Idle expiry: 7 days without use.
-    let t = app.login("alice", PASSWORD).await.body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let t = app.login("alice", PASSWORD).await.string("token");
     app.get("/api/v1/users/@me", &t).await.expect(200);
     app.clock.advance(chrono::Duration::days(6));
     app.get("/api/v1/users/@me", &t).await.expect(200);
@@ -239,10 +220,7 @@ async fn broken_revoked_and_expired_tokens_are_refused(app: TestApp) {
         .await
         .expect_error(401, "invalid_token");
     // Absolute expiry: 30 days even when used daily.
-    let t = app.login("alice", PASSWORD).await.body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let t = app.login("alice", PASSWORD).await.string("token");
     for _ in 0..29 {
         app.clock.advance(chrono::Duration::days(1));
         app.get("/api/v1/users/@me", &t).await.expect(200);
@@ -255,14 +233,8 @@ async fn broken_revoked_and_expired_tokens_are_refused(app: TestApp) {
 
 async fn sessions_list_revoke_and_password_change(app: TestApp) {
     let alice = app.user("alice").await;
-    let second = app.login("alice", PASSWORD).await.body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let third = app.login("alice", PASSWORD).await.body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let second = app.login("alice", PASSWORD).await.string("token");
+    let third = app.login("alice", PASSWORD).await.string("token");
     let list = app
         .get("/api/v1/auth/sessions", &alice.token)
         .await
@@ -304,10 +276,7 @@ async fn sessions_list_revoke_and_password_change(app: TestApp) {
     assert_eq!(r.body["revoked"], 1);
     app.get("/api/v1/users/@me", &third).await.expect(401);
     // Password change: wrong current password is refused and changes nothing.
-    let other = app.login("alice", PASSWORD).await.body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other = app.login("alice", PASSWORD).await.string("token");
     let bad = app
         .post("/api/v1/auth/password", &alice.token, json!({"current_password": "wrong one entirely", "new_password": "another long passphrase"}))
         .await
@@ -338,20 +307,12 @@ async fn sessions_list_revoke_and_password_change(app: TestApp) {
 
 async fn cookie_sessions_need_csrf(app: TestApp) {
     let _ = app.user("alice").await;
-    let res = app
-        .call(
-            Method::POST,
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": "alice", "password": PASSWORD, "cookie": true})),
-        )
-        .await
-        .expect(200);
+    let res = app.cookie_login("alice").await;
     assert!(
         res.body.get("token").is_none(),
         "cookie logins do not return the token"
     );
-    let csrf = res.body["csrf_token"].as_str().unwrap().to_owned();
+    let csrf = res.string("csrf_token");
     let set_cookie = res
         .headers
         .get("set-cookie")
@@ -549,13 +510,8 @@ async fn restartable(app: TestApp) -> (TestApp, std::path::PathBuf, String) {
 
 /// Tries to make `first` the first admin with the preset bootstrap token.
 async fn try_bootstrap(node: &TestApp) -> Res {
-    node.call(
-        Method::POST,
-        "/api/v1/auth/bootstrap",
-        None,
-        Some(bootstrap_body("first")),
-    )
-    .await
+    node.post_anon("/api/v1/auth/bootstrap", bootstrap_body("first"))
+        .await
 }
 
 fn bootstrap_body(username: &str) -> serde_json::Value {
@@ -701,7 +657,7 @@ async fn the_access_gate_covers_cookies_and_every_sign_in(app: TestApp) {
         ),
         ("/api/v1/auth/bootstrap", bootstrap_body("first")),
     ] {
-        app.call(Method::POST, path, None, Some(body.clone()))
+        app.post_anon(path, body.clone())
             .await
             .expect_error(401, "access_token_required");
         app.send(
@@ -731,7 +687,7 @@ async fn the_access_gate_covers_cookies_and_every_sign_in(app: TestApp) {
         .next()
         .unwrap()
         .to_owned();
-    let csrf = login.body["csrf_token"].as_str().unwrap().to_owned();
+    let csrf = login.string("csrf_token");
     app.send(
         app.client
             .get(app.url("/api/v1/users/@me"))
@@ -756,10 +712,7 @@ async fn the_access_gate_covers_cookies_and_every_sign_in(app: TestApp) {
         .send(gated(Method::POST, "/api/v1/auth/login").json(&alice_body))
         .await
         .expect(200)
-        .body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .string("token");
     app.get("/api/v1/users/@me", &bearer)
         .await
         .expect_error(401, "access_token_required");
@@ -785,15 +738,7 @@ async fn the_session_cookie_is_host_prefixed_when_secure(app: TestApp) {
         return;
     };
     app.user("alice").await;
-    let login = app
-        .call(
-            Method::POST,
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": "alice", "password": PASSWORD, "cookie": true})),
-        )
-        .await
-        .expect(200);
+    let login = app.cookie_login("alice").await;
     let set_cookie = login.headers["set-cookie"].to_str().unwrap().to_owned();
     assert!(
         set_cookie.starts_with("__Host-conclave_session=cnv_s_"),
@@ -803,7 +748,7 @@ async fn the_session_cookie_is_host_prefixed_when_secure(app: TestApp) {
         assert!(set_cookie.contains(attribute), "{attribute}: {set_cookie}");
     }
     assert!(!set_cookie.contains("Domain"), "{set_cookie}");
-    let csrf = login.body["csrf_token"].as_str().unwrap().to_owned();
+    let csrf = login.string("csrf_token");
     let value = set_cookie
         .split(';')
         .next()

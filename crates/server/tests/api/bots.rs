@@ -32,8 +32,8 @@ async fn make_bot(app: &TestApp, org: &str, by: &User, body: Value) -> Made {
         .expect(201);
     Made {
         id: res.id(),
-        user_id: res.body["user_id"].as_str().unwrap().to_owned(),
-        token: res.body["token"].as_str().unwrap().to_owned(),
+        user_id: res.string("user_id"),
+        token: res.string("token"),
     }
 }
 
@@ -104,12 +104,12 @@ async fn bots_are_made_by_admins_and_shown_as_bots(app: TestApp) {
         .await
         .expect(201);
     crate::meta::check(&doc, "post", "/api/v1/orgs/{org}/bots", 201, &res.body);
-    let token = res.body["token"].as_str().unwrap().to_owned();
+    let token = res.string("token");
     assert!(token.starts_with("cnv_b_") && token.len() == 6 + 43 + 8);
     assert_eq!(res.body["name"], "Deploy Bot");
     assert_eq!(res.body["org_id"], org.as_str());
     assert_eq!(res.body["created_by"], alice.id.as_str());
-    let bot_user = res.body["user_id"].as_str().unwrap().to_owned();
+    let bot_user = res.string("user_id");
 
     // Owners and admins manage bots; members get 403, other orgs 404.
     let list = app.get(&path, &carol.token).await.expect(200);
@@ -361,7 +361,7 @@ async fn bot_tokens_rotate_with_a_grace_period(app: TestApp) {
         200,
         &r.body,
     );
-    let second = r.body["token"].as_str().unwrap().to_owned();
+    let second = r.string("token");
     assert_ne!(second, bot.token);
     assert_eq!(r.body["id"], bot.id.as_str());
     assert!(r.body["previous_token_expires_at"].is_string());
@@ -380,10 +380,7 @@ async fn bot_tokens_rotate_with_a_grace_period(app: TestApp) {
         .post(&rotate_path, &alice.token, json!({}))
         .await
         .expect(200)
-        .body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .string("token");
     app.as_bot(Method::GET, me, &second, None)
         .await
         .expect_error(401, "invalid_token");
@@ -470,10 +467,7 @@ async fn bots_on_the_gateway(app: TestApp) {
         .post(&rotate, &alice.token, json!({}))
         .await
         .expect(200)
-        .body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .string("token");
     assert_eq!(ws.close_code().await, 4004);
     // With grace, the old token's socket lives until the grace period ends.
     let (mut ws, _) = identify_bot(&app, &second).await;
@@ -481,10 +475,7 @@ async fn bots_on_the_gateway(app: TestApp) {
         .post(&rotate, &alice.token, json!({"grace_seconds": 60}))
         .await
         .expect(200)
-        .body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .string("token");
     ws.heartbeat().await;
     loop {
         let f = ws
@@ -510,11 +501,10 @@ async fn bots_stay_in_their_org(app: TestApp) {
     let bot = make_bot(&app, &org, &alice, json!({"name": "Loyal"})).await;
     // Another org cannot take the bot in, not even by a direct add.
     let r = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/admin/orgs/{evil}/members"),
-            Some(ADMIN_TOKEN),
-            Some(json!({"user_id": bot.user_id, "role": "member"})),
+            ADMIN_TOKEN,
+            json!({"user_id": bot.user_id, "role": "member"}),
         )
         .await
         .expect_error(422, "bot_not_allowed");

@@ -315,14 +315,8 @@ async fn revoked_credentials_close_sockets(app: TestApp) {
     .expect(204);
     assert_eq!(ws.close_code().await, 4004);
     // Revoking one session by id.
-    let t2 = app.login("alice", PASSWORD).await.body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let t3 = app.login("alice", PASSWORD).await.body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let t2 = app.login("alice", PASSWORD).await.string("token");
+    let t3 = app.login("alice", PASSWORD).await.string("token");
     let (mut ws2, _) = Ws::identify(&app, &t2).await;
     let (mut ws3, _) = Ws::identify(&app, &t3).await;
     let sid2 = app.get("/api/v1/auth/session", &t2).await.body["session"]["id"]
@@ -334,10 +328,7 @@ async fn revoked_credentials_close_sockets(app: TestApp) {
         .expect(204);
     assert_eq!(ws2.close_code().await, 4004);
     // A password change revokes the others but keeps the caller's own.
-    let t4 = app.login("alice", PASSWORD).await.body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let t4 = app.login("alice", PASSWORD).await.string("token");
     let (mut ws4, _) = Ws::identify(&app, &t4).await;
     app.post(
         "/api/v1/auth/password",
@@ -513,15 +504,7 @@ async fn resume_replays_what_was_missed(app: TestApp) {
 
 async fn browsers_identify_with_their_cookie_from_allowed_origins(app: TestApp) {
     let w = world(&app).await;
-    let login = app
-        .call(
-            Method::POST,
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": "alice", "password": PASSWORD, "cookie": true})),
-        )
-        .await
-        .expect(200);
+    let login = app.cookie_login("alice").await;
     let cookie = login
         .headers
         .get("set-cookie")

@@ -206,6 +206,14 @@ impl Res {
         );
         self
     }
+    /// The `items` of a list answer.
+    #[track_caller]
+    pub fn items(&self) -> Vec<Value> {
+        match self.body["items"].as_array() {
+            Some(items) => items.clone(),
+            None => panic!("`items` in {}", self.body),
+        }
+    }
     pub fn id(&self) -> String {
         self.body["id"].as_str().expect("an id").to_owned()
     }
@@ -264,6 +272,10 @@ impl TestApp {
     /// A GET without credentials.
     pub async fn get_anon(&self, path: &str) -> Res {
         self.call(Method::GET, path, None, None).await
+    }
+    /// A POST without credentials.
+    pub async fn post_anon(&self, path: &str, body: Value) -> Res {
+        self.call(Method::POST, path, None, Some(body)).await
     }
     pub async fn get(&self, path: &str, token: &str) -> Res {
         self.call(Method::GET, path, Some(token), None).await
@@ -356,10 +368,7 @@ impl TestApp {
 
     /// The `items` of a list answered to `token` (200 expected).
     pub async fn items(&self, path: &str, token: &str) -> Vec<Value> {
-        self.get(path, token).await.expect(200).body["items"]
-            .as_array()
-            .unwrap()
-            .clone()
+        self.get(path, token).await.expect(200).items()
     }
 
     /// `user` with a fresh session (after the clock moved past the old one's end).

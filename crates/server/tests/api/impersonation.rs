@@ -4,6 +4,7 @@
 //! unauthorised attempts are refused.
 
 use crate::both_backends;
+use crate::fixtures::Acme;
 use crate::helpers::*;
 use chrono::{DateTime, Utc};
 use reqwest::Method;
@@ -20,16 +21,11 @@ both_backends!(
 
 /// The rows of `event` with their outcome, as the management token reads them.
 async fn rows_of(app: &TestApp, event: &str) -> Vec<Value> {
-    app.get(
+    app.items(
         &format!("/api/v1/admin/audit?event={event}&limit=100"),
         ADMIN_TOKEN,
     )
     .await
-    .expect(200)
-    .body["items"]
-        .as_array()
-        .unwrap()
-        .clone()
 }
 
 /// The attack of issue 10: acting as the owner, the admin adds their own account to the org
@@ -37,14 +33,11 @@ async fn rows_of(app: &TestApp, event: &str) -> Vec<Value> {
 /// audited as denied with both identities, and afterwards the admin is no member.
 async fn impersonation_cannot_take_over_the_users_org(app: TestApp) {
     let admin = app.bootstrap().await;
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
-    let token = impersonate(&app, &admin, &alice).await.expect(201).body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let Acme { alice, bob, org } = app.acme().await;
+    let token = impersonate(&app, &admin, &alice)
+        .await
+        .expect(201)
+        .string("token");
     let o = format!("/api/v1/orgs/{org}");
     for (method, path, body) in [
         (
@@ -149,20 +142,17 @@ async fn impersonation_cannot_take_over_the_users_org(app: TestApp) {
 /// deletes only the user's own messages, not others' (even where the user moderates).
 async fn impersonated_writes_are_audited_with_both_identities(app: TestApp) {
     let admin = app.bootstrap().await;
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
+    let Acme { alice, bob, org } = app.acme().await;
     let conv = app.group(&org, &alice, &[&bob], json!("org")).await;
     let bobs = app
         .send_message(&conv, &bob, "bob's")
         .await
         .expect(201)
         .id();
-    let token = impersonate(&app, &admin, &alice).await.expect(201).body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = impersonate(&app, &admin, &alice)
+        .await
+        .expect(201)
+        .string("token");
     let support = User {
         id: alice.id.clone(),
         token: token.clone(),
@@ -224,10 +214,10 @@ async fn impersonated_writes_are_audited_with_both_identities(app: TestApp) {
 async fn denied_attempts_are_audited_within_a_budget(app: TestApp) {
     let admin = app.bootstrap().await;
     let alice = app.user("alice").await;
-    let token = impersonate(&app, &admin, &alice).await.expect(201).body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = impersonate(&app, &admin, &alice)
+        .await
+        .expect(201)
+        .string("token");
     let budget = conclave_core::service::DENIED_ROWS_PER_MINUTE as usize;
     let tries = (0..3 * budget).map(|_| app.post("/api/v1/orgs", &token, json!({ "name": "x" })));
     for r in futures::future::join_all(tries).await {
@@ -254,14 +244,11 @@ async fn impersonate(app: &TestApp, admin: &User, target: &User) -> Res {
 
 async fn an_admin_acts_as_a_user_in_a_marked_session(app: TestApp) {
     let admin = app.bootstrap().await;
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
+    let Acme { alice, bob, org } = app.acme().await;
     let conv = app.group(&org, &alice, &[&bob], json!("org")).await;
 
     let res = impersonate(&app, &admin, &alice).await.expect(201);
-    let token = res.body["token"].as_str().unwrap().to_owned();
+    let token = res.string("token");
     assert_eq!(res.body["user"]["id"], json!(alice.id));
     let expires: DateTime<Utc> = res.body["expires_at"].as_str().unwrap().parse().unwrap();
     let now = conclave_core::Clock::now(&*app.clock);
@@ -283,13 +270,8 @@ async fn an_admin_acts_as_a_user_in_a_marked_session(app: TestApp) {
     .expect(201);
     // Its sends are audited with both identities (AUTH-12), unlike alice's own.
     let rows = app
-        .get("/api/v1/admin/audit?event=message.sent", ADMIN_TOKEN)
-        .await
-        .expect(200)
-        .body["items"]
-        .as_array()
-        .unwrap()
-        .clone();
+        .items("/api/v1/admin/audit?event=message.sent", ADMIN_TOKEN)
+        .await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["actor"]["id"], json!(alice.id));
     assert_eq!(rows[0]["actor"]["impersonator"], json!(admin.id));
@@ -311,13 +293,8 @@ async fn an_admin_acts_as_a_user_in_a_marked_session(app: TestApp) {
 
     // Alice sees that it happened: in her security events and her sessions.
     let events = app
-        .get("/api/v1/users/@me/security-events", &alice.token)
-        .await
-        .expect(200)
-        .body["items"]
-        .as_array()
-        .unwrap()
-        .clone();
+        .items("/api/v1/users/@me/security-events", &alice.token)
+        .await;
     let seen: Vec<&Value> = events
         .iter()
         .filter(|e| e["event"] == "impersonation.started")
@@ -347,10 +324,10 @@ async fn impersonation_cannot_touch_credentials(app: TestApp) {
     let admin = app.bootstrap().await;
     let alice = app.user("alice").await;
     let org = app.org(&alice, "Acme").await;
-    let token = impersonate(&app, &admin, &alice).await.expect(201).body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = impersonate(&app, &admin, &alice)
+        .await
+        .expect(201)
+        .string("token");
     for (method, path, body) in [
         (
             Method::POST,

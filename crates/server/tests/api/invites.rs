@@ -148,13 +148,11 @@ async fn inviting_a_username_does_not_tell_whether_it_exists(app: TestApp) {
         .post(&invites, &owner.token, json!({"username": "carol"}))
         .await
         .expect(201);
-    let code = named.body["code"].as_str().unwrap().to_owned();
+    let code = named.string("code");
     let register = |name: &'static str| {
-        app.call(
-            Method::POST,
+        app.post_anon(
             "/api/v1/auth/register",
-            None,
-            Some(json!({"username": name, "password": PASSWORD, "invite_code": code})),
+            json!({"username": name, "password": PASSWORD, "invite_code": code}),
         )
     };
     let refused = register("mallory")
@@ -166,7 +164,7 @@ async fn inviting_a_username_does_not_tell_whether_it_exists(app: TestApp) {
     let carol = app.login("carol", PASSWORD).await.expect(200);
     let carol = User {
         id: carol.body["user"]["id"].as_str().unwrap().to_owned(),
-        token: carol.body["token"].as_str().unwrap().to_owned(),
+        token: carol.string("token"),
     };
     assert!(org_ids(&app, &carol).await.contains(&org));
 }
@@ -273,11 +271,10 @@ async fn only_server_admins_add_members_directly(app: TestApp) {
         .expect(201);
     assert_eq!(added.body["user"]["id"], json!(bob.id));
     // So may automation with the management token, on /admin only.
-    app.call(
-        Method::POST,
+    app.post(
         &members,
-        Some(ADMIN_TOKEN),
-        Some(json!({"user_id": carol.id, "role": "viewer"})),
+        ADMIN_TOKEN,
+        json!({"user_id": carol.id, "role": "viewer"}),
     )
     .await
     .expect(401);
@@ -292,11 +289,10 @@ async fn only_server_admins_add_members_directly(app: TestApp) {
     assert!(rows.iter().any(|r| r["actor"]["id"] == json!(root.id)));
     // Not for an unknown org, nor for ordinary users on /admin.
     let nowhere = uuid::Uuid::now_v7();
-    app.call(
-        Method::POST,
+    app.post(
         &format!("/api/v1/admin/orgs/{nowhere}/members"),
-        Some(ADMIN_TOKEN),
-        Some(json!({"user_id": carol.id, "role": "member"})),
+        ADMIN_TOKEN,
+        json!({"user_id": carol.id, "role": "member"}),
     )
     .await
     .expect_error(404, "not_found");

@@ -4,6 +4,7 @@
 //! period, IP allowlists and last use, the gateway, and refused credentials changing nothing.
 
 use crate::both_backends;
+use crate::fixtures::Acme;
 use crate::helpers::*;
 use crate::ws::Ws;
 use chrono::Duration;
@@ -36,13 +37,7 @@ pub(crate) async fn make_key(app: &TestApp, owner: &User, body: Value) -> (Strin
 
 /// The caller's keys as listed.
 async fn listed(app: &TestApp, owner: &User) -> Vec<Value> {
-    app.get("/api/v1/api-keys", &owner.token)
-        .await
-        .expect(200)
-        .body["items"]
-        .as_array()
-        .unwrap()
-        .clone()
+    app.items("/api/v1/api-keys", &owner.token).await
 }
 
 fn messages(conv: &str) -> String {
@@ -67,7 +62,7 @@ async fn keys_are_shown_once_and_listed_masked(app: TestApp) {
         .await
         .expect(201);
     crate::meta::check(&doc, "post", "/api/v1/api-keys", 201, &res.body);
-    let key = res.body["key"].as_str().unwrap().to_owned();
+    let key = res.string("key");
     assert!(
         key.starts_with("cnv_k_") && key.len() == 6 + 43 + 8,
         "{key}"
@@ -529,7 +524,7 @@ async fn rotation_keeps_the_old_key_for_the_grace_period(app: TestApp) {
         async move { app.post(&path, &token, grace).await }
     };
     let r = rotate(json!({"grace_seconds": 60})).await.expect(200);
-    let second = r.body["key"].as_str().unwrap().to_owned();
+    let second = r.string("key");
     assert_ne!(second, first);
     assert_eq!(r.body["id"], id.as_str(), "the same key, a new secret");
     assert!(r.body["previous_key_expires_at"].is_string());
@@ -541,23 +536,23 @@ async fn rotation_keeps_the_old_key_for_the_grace_period(app: TestApp) {
     app.get(me, &second).await.expect(200);
 
     // Without a grace period the old secret stops at once.
-    let third = rotate(json!({"grace_seconds": 0})).await.expect(200).body["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let third = rotate(json!({"grace_seconds": 0}))
+        .await
+        .expect(200)
+        .string("key");
     app.get(me, &second)
         .await
         .expect_error(401, "invalid_token");
     app.get(me, &third).await.expect(200);
     // Rotating again drops a secret still in its grace period.
-    let fourth = rotate(json!({"grace_seconds": 600})).await.expect(200).body["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let fifth = rotate(json!({"grace_seconds": 600})).await.expect(200).body["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let fourth = rotate(json!({"grace_seconds": 600}))
+        .await
+        .expect(200)
+        .string("key");
+    let fifth = rotate(json!({"grace_seconds": 600}))
+        .await
+        .expect(200)
+        .string("key");
     app.get(me, &third).await.expect_error(401, "invalid_token");
     app.get(me, &fourth).await.expect(200);
     app.get(me, &fifth).await.expect(200);
@@ -772,10 +767,7 @@ async fn keys_of_others_cannot_be_touched(app: TestApp) {
 }
 
 async fn keys_on_the_gateway(app: TestApp) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
+    let Acme { alice, bob, org } = app.acme().await;
     let shared = app.group(&org, &alice, &[&bob], json!("private")).await;
     let solo = app.group(&org, &alice, &[], json!("private")).await;
     let (id, key) = make_key(
@@ -847,10 +839,7 @@ async fn keys_on_the_gateway(app: TestApp) {
         )
         .await
         .expect(200)
-        .body["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .string("key");
     later_ws.heartbeat().await;
     loop {
         let f = later_ws
@@ -869,10 +858,7 @@ async fn keys_on_the_gateway(app: TestApp) {
 }
 
 async fn free_keys_spend_the_owner_budget_and_tiers_have_their_own(app: TestApp) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
+    let Acme { alice, bob, org } = app.acme().await;
     let (_, free) = make_key(
         &app,
         &bob,

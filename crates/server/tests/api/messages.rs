@@ -1,6 +1,7 @@
 //! MSG-2, MSG-3, CORE-5: sending, validation, sanitizing, idempotency, paging, edits, tombstones.
 
 use crate::both_backends;
+use crate::fixtures::Acme;
 use crate::helpers::*;
 use serde_json::json;
 
@@ -14,10 +15,7 @@ both_backends!(
 );
 
 async fn setup(app: &TestApp) -> (User, User, String, String) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
+    let Acme { alice, bob, org } = app.acme().await;
     let conv = app.group(&org, &alice, &[&bob], json!("private")).await;
     (alice, bob, org, conv)
 }

@@ -116,15 +116,7 @@ async fn headers_on_every_response(app: TestApp) {
     let r = https.get_anon("/health").await;
     assert!(r.headers.get("strict-transport-security").is_some());
     let _ = https.user("hank").await;
-    let login = https
-        .call(
-            Method::POST,
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": "hank", "password": PASSWORD, "cookie": true})),
-        )
-        .await
-        .expect(200);
+    let login = https.cookie_login("hank").await;
     assert!(login
         .headers
         .get("set-cookie")

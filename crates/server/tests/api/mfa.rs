@@ -132,15 +132,13 @@ pub(crate) async fn enable_2fa(app: &TestApp, user: &User) -> (TotpSecret, Vec<S
 pub(crate) async fn mfa_token(app: &TestApp, username: &str) -> String {
     let res = app.login(username, PASSWORD).await.expect(200);
     assert_eq!(res.body["mfa_required"], true, "{}", res.body);
-    res.body["mfa_token"].as_str().unwrap().to_owned()
+    res.string("mfa_token")
 }
 
 pub(crate) async fn second_step(app: &TestApp, mfa_token: &str, code: &str) -> Res {
-    app.call(
-        Method::POST,
+    app.post_anon(
         "/api/v1/auth/login/mfa",
-        None,
-        Some(json!({"mfa_token": mfa_token, "code": code})),
+        json!({"mfa_token": mfa_token, "code": code}),
     )
     .await
 }
@@ -259,7 +257,7 @@ async fn setup_enable_and_two_step_login(app: TestApp) {
     assert_eq!(first.body["mfa_required"], true);
     assert_eq!(first.body["methods"], json!(["totp", "recovery_code"]));
     assert!(first.body.get("token").is_none() && first.body.get("session").is_none());
-    let token = first.body["mfa_token"].as_str().unwrap().to_owned();
+    let token = first.string("mfa_token");
     assert!(token.starts_with("cnv_mfa_"));
     assert_eq!(session_count(&app, &alice).await, before);
     // The mfa_token is not a credential.
@@ -326,19 +324,12 @@ async fn second_step_bad_input_is_refused_and_changes_nothing(app: TestApp) {
             .expect_error(422, "invalid_value");
         assert_eq!(r.field(), Some("/code"), "{bad:?}");
     }
-    app.call(
-        Method::POST,
+    app.post_anon("/api/v1/auth/login/mfa", json!({"mfa_token": token}))
+        .await
+        .expect_error(422, "missing_field");
+    app.post_anon(
         "/api/v1/auth/login/mfa",
-        None,
-        Some(json!({"mfa_token": token})),
-    )
-    .await
-    .expect_error(422, "missing_field");
-    app.call(
-        Method::POST,
-        "/api/v1/auth/login/mfa",
-        None,
-        Some(json!({"mfa_token": token, "code": 123456})),
+        json!({"mfa_token": token, "code": 123456}),
     )
     .await
     .expect_error(422, "invalid_value");
@@ -561,14 +552,9 @@ async fn disable_needs_a_valid_code(app: TestApp) {
         true
     );
     // Without a credential: 401.
-    app.call(
-        Method::POST,
-        "/api/v1/auth/totp/disable",
-        None,
-        Some(json!({"code": good})),
-    )
-    .await
-    .expect_error(401, "unauthenticated");
+    app.post_anon("/api/v1/auth/totp/disable", json!({"code": good}))
+        .await
+        .expect_error(401, "unauthenticated");
     app.post(
         "/api/v1/auth/totp/disable",
         &alice.token,
@@ -601,15 +587,7 @@ async fn cookie_sessions_take_the_second_step_too(app: TestApp) {
     let (app, _) = without_rate_limits(app, |_| {}).await;
     let alice = app.user("alice").await;
     let (secret, _) = enable_2fa(&app, &alice).await;
-    let first = app
-        .call(
-            Method::POST,
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": "alice", "password": PASSWORD, "cookie": true})),
-        )
-        .await
-        .expect(200);
+    let first = app.cookie_login("alice").await;
     assert!(
         first.headers.get("set-cookie").is_none(),
         "no session before the second step"
@@ -624,7 +602,7 @@ async fn cookie_sessions_take_the_second_step_too(app: TestApp) {
         done.body.get("token").is_none(),
         "cookie sessions never expose the token"
     );
-    let csrf = done.body["csrf_token"].as_str().unwrap().to_owned();
+    let csrf = done.string("csrf_token");
     let set_cookie = done.headers["set-cookie"].to_str().unwrap().to_owned();
     assert!(set_cookie.starts_with("conclave_session=cnv_s_") && set_cookie.contains("HttpOnly"));
     let cookie = set_cookie.split(';').next().unwrap().to_owned();
@@ -652,11 +630,9 @@ async fn cookie_sessions_take_the_second_step_too(app: TestApp) {
     next_step(&app);
     let token = mfa_token(&app, "alice").await;
     let done = app
-        .call(
-            Method::POST,
+        .post_anon(
             "/api/v1/auth/login/mfa",
-            None,
-            Some(json!({"mfa_token": token, "code": code_at(&app, &secret, 0), "cookie": true})),
+            json!({"mfa_token": token, "code": code_at(&app, &secret, 0), "cookie": true}),
         )
         .await
         .expect(200);
@@ -784,10 +760,11 @@ async fn org_enforced_2fa(app: TestApp) {
         .expect(200);
     let orgs = app.get("/api/v1/orgs", &member.token).await.expect(200);
     assert_eq!(orgs.body["items"], json!([]));
-    let second = app.login("member", PASSWORD).await.expect(200).body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let second = app
+        .login("member", PASSWORD)
+        .await
+        .expect(200)
+        .string("token");
     app.call(Method::POST, "/api/v1/auth/logout", Some(&second), None)
         .await
         .expect(204);
@@ -895,7 +872,7 @@ async fn codes_from_an_independent_generator_are_accepted(app: TestApp) {
         .post("/api/v1/auth/totp/setup", &alice.token, json!({}))
         .await
         .expect(200);
-    let secret = setup.body["secret"].as_str().unwrap().to_owned();
+    let secret = setup.string("secret");
     let Some(code) = pyotp_code(&secret, app.clock.now().timestamp()) else {
         return;
     };

@@ -8,6 +8,7 @@
 
 use crate::both_backends;
 use crate::bots::identify_bot;
+use crate::fixtures::Acme;
 use crate::helpers::*;
 use crate::keys::make_key;
 use crate::mfa::enable_2fa;
@@ -49,7 +50,7 @@ async fn bot_in(app: &TestApp, org: &str, by: &User, conv: &str, name: &str) -> 
     )
     .await
     .expect(201);
-    made.body["token"].as_str().unwrap().to_owned()
+    made.string("token")
 }
 
 /// Sets the org's requirement as `who`.
@@ -389,10 +390,7 @@ async fn per_user_requirement_reaches_every_credential(app: TestApp) {
 }
 
 async fn key_sockets_receive_only_what_their_scopes_read(app: TestApp) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
+    let Acme { alice, bob, org } = app.acme().await;
     let conv = app.group(&org, &alice, &[], json!("private")).await;
     let key_with = |scopes: Value| {
         let app = &app;

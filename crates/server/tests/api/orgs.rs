@@ -2,7 +2,6 @@
 
 use crate::both_backends;
 use crate::helpers::*;
-use reqwest::Method;
 use serde_json::json;
 
 both_backends!(
@@ -65,16 +64,11 @@ async fn only_owners_relax_2fa_and_change_audit_retention(app: TestApp) {
     .await
     .expect(200);
     let rows = app
-        .get(
+        .items(
             "/api/v1/admin/audit?event=org.audit_retention_changed",
             ADMIN_TOKEN,
         )
-        .await
-        .expect(200)
-        .body["items"]
-        .as_array()
-        .unwrap()
-        .clone();
+        .await;
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(
         rows.iter().all(|r| r["org_id"].is_null()),
@@ -241,9 +235,7 @@ async fn roles_decide_who_manages_members(app: TestApp) {
         "nobody was added"
     );
     let direct_path = format!("/api/v1/admin/orgs/{org}/members");
-    let direct = |body: serde_json::Value| {
-        app.call(Method::POST, &direct_path, Some(ADMIN_TOKEN), Some(body))
-    };
+    let direct = |body: serde_json::Value| app.post(&direct_path, ADMIN_TOKEN, body);
     direct(json!({"username": "newbie", "role": "member"}))
         .await
         .expect(201);
@@ -438,7 +430,7 @@ async fn invites_join_and_expire(app: TestApp) {
         )
         .await
         .expect(201);
-    let code = inv.body["code"].as_str().unwrap().to_owned();
+    let code = inv.string("code");
     assert!(code.starts_with("cnv_inv_"));
     assert_eq!(inv.body["role"], "viewer");
     let joiner = app.user("joiner").await;
@@ -471,10 +463,7 @@ async fn invites_join_and_expire(app: TestApp) {
         .post(&invites, &owner.token, json!({"expires_at": soon}))
         .await
         .expect(201)
-        .body["code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .string("code");
     app.clock.advance(chrono::Duration::hours(2));
     app.post("/api/v1/orgs/join", &third.token, json!({"code": exp}))
         .await

@@ -4,6 +4,7 @@
 //! impersonation, or while the user is an org's only owner.
 
 use crate::both_backends;
+use crate::fixtures::Acme;
 use crate::helpers::*;
 use crate::keys::make_key;
 use crate::mfa::{code_at, enable_2fa, next_step};
@@ -20,10 +21,7 @@ both_backends!(
 
 async fn the_export_holds_everything_about_the_caller_and_no_secret(app: TestApp) {
     let admin = app.bootstrap().await;
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
+    let Acme { alice, bob, org } = app.acme().await;
     let conv = app.group(&org, &alice, &[&bob], json!("org")).await;
     let first = app
         .send_message(&conv, &alice, "alice one")
@@ -275,16 +273,11 @@ async fn erasure_follows_each_orgs_policy_and_removes_the_account(app: TestApp) 
         let app = &app;
         let owner = &owner;
         async move {
-            app.get(
+            app.items(
                 &format!("/api/v1/conversations/{conv}/messages"),
                 &owner.token,
             )
             .await
-            .expect(200)
-            .body["items"]
-                .as_array()
-                .unwrap()
-                .clone()
         }
     };
     let in_tomb = read(convs[0].clone()).await;
@@ -311,13 +304,8 @@ async fn erasure_follows_each_orgs_policy_and_removes_the_account(app: TestApp) 
     assert_eq!(name, format!("deleted-{}", &anon.replace('-', "")[20..]));
     assert_eq!(hers["author"]["display_name"], Value::Null);
     let users = app
-        .get("/api/v1/admin/users?limit=100", ADMIN_TOKEN)
-        .await
-        .expect(200)
-        .body["items"]
-        .as_array()
-        .unwrap()
-        .clone();
+        .items("/api/v1/admin/users?limit=100", ADMIN_TOKEN)
+        .await;
     let account = users
         .iter()
         .find(|u| u["id"] == json!(placeholder))
@@ -426,10 +414,7 @@ async fn an_administrators_address_never_reaches_the_user(app: TestApp) {
     )
     .await
     .expect(201)
-    .body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    .string("token");
     // Under impersonation she may only write her own messages (AUTH-12): the admin sends one.
     let conv = app.group(&org, &alice, &[], json!("private")).await;
     as_admin(
@@ -476,13 +461,8 @@ async fn an_administrators_address_never_reaches_the_user(app: TestApp) {
     };
     // Her security events: the impersonation and the admin's changes, by an administrator.
     let events = app
-        .get("/api/v1/users/@me/security-events", &alice.token)
-        .await
-        .expect(200)
-        .body["items"]
-        .as_array()
-        .unwrap()
-        .clone();
+        .items("/api/v1/users/@me/security-events", &alice.token)
+        .await;
     assert!(check(&events, "security events") >= 3, "{events:?}");
     // Her own sign-in still shows her address.
     let own = events

@@ -137,11 +137,9 @@ pub(super) async fn auth_routes_are_limited_per_ip_and_spoofed_forwarding_change
     // Registration is a sign-in route too; other routes are not charged to that bucket.
     expect_rate_limited(
         direct
-            .call(
-                Method::POST,
+            .post_anon(
                 "/api/v1/auth/register",
-                None,
-                Some(json!({"username": "carol", "password": PASSWORD})),
+                json!({"username": "carol", "password": PASSWORD}),
             )
             .await,
     );
