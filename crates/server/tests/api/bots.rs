@@ -88,7 +88,7 @@ pub(crate) async fn identify_bot(app: &TestApp, token: &str) -> (Ws, Value) {
 }
 
 async fn bots_are_made_by_admins_and_shown_as_bots(app: TestApp) {
-    let doc = app.get_anon("/api/v1/openapi.json").await.expect(200).body;
+    let doc = crate::meta::openapi(&app).await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
     let carol = app.user("carol").await;
@@ -338,7 +338,7 @@ async fn bots_act_only_where_they_participate_and_are_listed(app: TestApp) {
 }
 
 async fn bot_tokens_rotate_with_a_grace_period(app: TestApp) {
-    let doc = app.get_anon("/api/v1/openapi.json").await.expect(200).body;
+    let doc = crate::meta::openapi(&app).await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
     let mallory = app.user("mallory").await;

@@ -44,12 +44,8 @@ fn messages(conv: &str) -> String {
     format!("/api/v1/conversations/{conv}/messages")
 }
 
-async fn openapi(app: &TestApp) -> Value {
-    app.get_anon("/api/v1/openapi.json").await.expect(200).body
-}
-
 async fn keys_are_shown_once_and_listed_masked(app: TestApp) {
-    let doc = openapi(&app).await;
+    let doc = crate::meta::openapi(&app).await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
     let org = app.org(&alice, "Acme").await;
