@@ -19,13 +19,13 @@ both_backends!(
 );
 
 /// A bot made by `by` in `org`: its id, account id and token.
-struct Made {
-    id: String,
-    user_id: String,
-    token: String,
+pub(crate) struct Made {
+    pub(crate) id: String,
+    pub(crate) user_id: String,
+    pub(crate) token: String,
 }
 
-async fn make_bot(app: &TestApp, org: &str, by: &User, body: Value) -> Made {
+pub(crate) async fn make_bot(app: &TestApp, org: &str, by: &User, body: Value) -> Made {
     let res = app
         .post(&format!("/api/v1/orgs/{org}/bots"), &by.token, body)
         .await
@@ -148,13 +148,7 @@ async fn bots_are_made_by_admins_and_shown_as_bots(app: TestApp) {
         let r = app.post(&path, &alice.token, body).await.expect(422);
         assert_eq!(r.field(), Some(field));
     }
-    assert_eq!(
-        app.get(&path, &alice.token).await.body["items"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(app.get(&path, &alice.token).await.items().len(), 1);
 
     // The bot is an org member of kind bot; it joins conversations like anyone.
     let members = app
@@ -300,12 +294,7 @@ async fn bots_act_only_where_they_participate_and_are_listed(app: TestApp) {
         .as_bot(Method::GET, "/api/v1/conversations", &bot.token, None)
         .await
         .expect(200);
-    let ids: Vec<&str> = mine.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
+    let ids = mine.ids();
     assert_eq!(ids, vec![listed.as_str()]);
     app.as_bot(
         Method::POST,
@@ -513,7 +502,7 @@ async fn bots_stay_in_their_org(app: TestApp) {
         .as_bot(Method::GET, "/api/v1/orgs", &bot.token, None)
         .await
         .expect(200);
-    assert_eq!(orgs.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(orgs.items().len(), 1);
     app.as_bot(
         Method::GET,
         &format!("/api/v1/orgs/{evil}"),

@@ -105,11 +105,7 @@ async fn protocol_errors_close_with_typed_codes(app: TestApp) {
     r.expect_error(400, "unsupported_version");
     // A foreign Origin may not open it (cross-site WebSocket hijacking).
     let r = app
-        .send(
-            app.client
-                .get(app.url("/gateway?v=1"))
-                .header("origin", "https://evil.example"),
-        )
+        .get_with_header("/gateway?v=1", "origin", "https://evil.example")
         .await;
     r.expect_error(403, "origin_not_allowed");
     let cases: Vec<(Value, u16)> = vec![
@@ -305,14 +301,7 @@ async fn revoked_credentials_close_sockets(app: TestApp) {
     let w = world(&app).await;
     // Logout closes that session's sockets with 4004.
     let (mut ws, _) = Ws::identify(&app, &w.alice.token).await;
-    app.call(
-        Method::POST,
-        "/api/v1/auth/logout",
-        Some(&w.alice.token),
-        None,
-    )
-    .await
-    .expect(204);
+    app.logout(&w.alice.token).await;
     assert_eq!(ws.close_code().await, 4004);
     // Revoking one session by id.
     let t2 = app.login("alice", PASSWORD).await.string("token");
@@ -350,13 +339,7 @@ async fn revoked_credentials_close_sockets(app: TestApp) {
     .await;
     // Disabling the account closes everything.
     let (mut bob_ws, _) = Ws::identify(&app, &w.bob.token).await;
-    app.patch(
-        &format!("/api/v1/admin/users/{}", w.bob.id),
-        ADMIN_TOKEN,
-        json!({"disabled": true}),
-    )
-    .await
-    .expect(200);
+    app.set_disabled(ADMIN_TOKEN, &w.bob, true).await;
     assert_eq!(bob_ws.close_code().await, 4004);
     // A revoked token cannot identify again.
     let mut again = Ws::connect(&app).await;
@@ -379,11 +362,9 @@ async fn typing_read_markers_and_presence(app: TestApp) {
     bob.send(json!({"op": 3, "d": {"status": "idle"}})).await;
     assert_eq!(alice.expect("PRESENCE_UPDATE").await["status"], "idle");
     // Typing reaches the other participants.
-    app.call(
-        Method::POST,
+    app.post_empty(
         &format!("/api/v1/conversations/{}/typing", w.conv),
-        Some(&w.bob.token),
-        None,
+        &w.bob.token,
     )
     .await
     .expect(204);
@@ -391,11 +372,9 @@ async fn typing_read_markers_and_presence(app: TestApp) {
     assert_eq!(t["user_id"], w.bob.id.as_str());
     assert_eq!(t["conversation_id"], w.conv.as_str());
     assert!(t["at"].is_string());
-    app.call(
-        Method::POST,
+    app.post_empty(
         &format!("/api/v1/conversations/{}/typing", w.conv),
-        Some(&w.outsider.token),
-        None,
+        &w.outsider.token,
     )
     .await
     .expect(404);
@@ -505,16 +484,7 @@ async fn resume_replays_what_was_missed(app: TestApp) {
 async fn browsers_identify_with_their_cookie_from_allowed_origins(app: TestApp) {
     let w = world(&app).await;
     let login = app.cookie_login("alice").await;
-    let cookie = login
-        .headers
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = login.session_cookie();
     // From an allowed origin, IDENTIFY without a token uses the cookie.
     let mut ws = Ws::connect_with(
         &app,

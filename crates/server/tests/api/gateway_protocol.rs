@@ -71,7 +71,7 @@ async fn close_code_while_sending(ws: Ws, frame: Message, limit: usize) -> u16 {
 }
 
 async fn logout(app: &TestApp, token: &str) {
-    app.call(Method::POST, "/api/v1/auth/logout", Some(token), None)
+    app.post_empty("/api/v1/auth/logout", token)
         .await
         .expect(204);
 }

@@ -120,6 +120,22 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
     })
 }
 
+/// Spawns the app after `tweak` adjusts the configuration, and answers the configuration it
+/// runs with (for the CLI commands a test runs beside it); panics if it cannot start.
+pub async fn spawn_app_and_config(
+    backend: Backend,
+    tweak: impl FnOnce(&mut Config),
+) -> (TestApp, Config) {
+    let mut config = None;
+    let app = spawn_app_with(backend, |c| {
+        tweak(c);
+        config = Some(c.clone());
+    })
+    .await
+    .expect("the app starts");
+    (app, config.expect("the configuration"))
+}
+
 /// Runs one test body against both backends, as two `#[tokio::test]`s.
 #[macro_export]
 macro_rules! both_backends {
@@ -214,6 +230,16 @@ impl Res {
             None => panic!("`items` in {}", self.body),
         }
     }
+    /// The ids of the `items` of a list answer, in order.
+    #[track_caller]
+    pub fn ids(&self) -> Vec<String> {
+        let ids: Option<Vec<String>> = self
+            .items()
+            .iter()
+            .map(|i| i["id"].as_str().map(str::to_owned))
+            .collect();
+        ids.unwrap_or_else(|| panic!("an `id` on every item of {}", self.body))
+    }
     pub fn id(&self) -> String {
         self.body["id"].as_str().expect("an id").to_owned()
     }
@@ -273,6 +299,17 @@ impl TestApp {
     pub async fn get_anon(&self, path: &str) -> Res {
         self.call(Method::GET, path, None, None).await
     }
+    /// A GET without credentials but with one extra request header.
+    pub async fn get_with_header(&self, path: &str, name: &str, value: &str) -> Res {
+        self.send(self.client.get(self.url(path)).header(name, value))
+            .await
+    }
+
+    /// A POST without a body (leave, logout, accept…).
+    pub async fn post_empty(&self, path: &str, token: &str) -> Res {
+        self.call(Method::POST, path, Some(token), None).await
+    }
+
     /// A POST without credentials.
     pub async fn post_anon(&self, path: &str, body: Value) -> Res {
         self.call(Method::POST, path, None, Some(body)).await
@@ -427,9 +464,7 @@ impl TestApp {
         )
         .await
         .expect(200)
-        .body["items"]
-            .as_array()
-            .unwrap()
-            .len()
+        .items()
+        .len()
     }
 }

@@ -34,7 +34,8 @@ async fn rows_of(app: &TestApp, event: &str) -> Vec<Value> {
 async fn impersonation_cannot_take_over_the_users_org(app: TestApp) {
     let admin = app.bootstrap().await;
     let Acme { alice, bob, org } = app.acme().await;
-    let token = impersonate(&app, &admin, &alice)
+    let token = app
+        .impersonate(&admin, &alice)
         .await
         .expect(201)
         .string("token");
@@ -149,7 +150,8 @@ async fn impersonated_writes_are_audited_with_both_identities(app: TestApp) {
         .await
         .expect(201)
         .id();
-    let token = impersonate(&app, &admin, &alice)
+    let token = app
+        .impersonate(&admin, &alice)
         .await
         .expect(201)
         .string("token");
@@ -214,7 +216,8 @@ async fn impersonated_writes_are_audited_with_both_identities(app: TestApp) {
 async fn denied_attempts_are_audited_within_a_budget(app: TestApp) {
     let admin = app.bootstrap().await;
     let alice = app.user("alice").await;
-    let token = impersonate(&app, &admin, &alice)
+    let token = app
+        .impersonate(&admin, &alice)
         .await
         .expect(201)
         .string("token");
@@ -233,21 +236,12 @@ async fn denied_attempts_are_audited_within_a_budget(app: TestApp) {
     assert!(rows[0]["detail"]["unrecorded_before"].as_u64().unwrap() > 0);
 }
 
-async fn impersonate(app: &TestApp, admin: &User, target: &User) -> Res {
-    app.post(
-        &format!("/api/v1/admin/users/{}/impersonate", target.id),
-        &admin.token,
-        json!({}),
-    )
-    .await
-}
-
 async fn an_admin_acts_as_a_user_in_a_marked_session(app: TestApp) {
     let admin = app.bootstrap().await;
     let Acme { alice, bob, org } = app.acme().await;
     let conv = app.group(&org, &alice, &[&bob], json!("org")).await;
 
-    let res = impersonate(&app, &admin, &alice).await.expect(201);
+    let res = app.impersonate(&admin, &alice).await.expect(201);
     let token = res.string("token");
     assert_eq!(res.body["user"]["id"], json!(alice.id));
     let expires: DateTime<Utc> = res.body["expires_at"].as_str().unwrap().parse().unwrap();
@@ -276,15 +270,7 @@ async fn an_admin_acts_as_a_user_in_a_marked_session(app: TestApp) {
     assert_eq!(rows[0]["actor"]["id"], json!(alice.id));
     assert_eq!(rows[0]["actor"]["impersonator"], json!(admin.id));
     assert_eq!(rows[0]["org_id"], json!(org));
-    let started = app
-        .get(
-            "/api/v1/admin/audit?event=impersonation.started",
-            ADMIN_TOKEN,
-        )
-        .await
-        .expect(200)
-        .body["items"][0]
-        .clone();
+    let started = app.audit_of("impersonation.started").await.body["items"][0].clone();
     assert_eq!(started["actor"]["id"], json!(admin.id));
     assert_eq!(
         started["resource"],
@@ -324,7 +310,8 @@ async fn impersonation_cannot_touch_credentials(app: TestApp) {
     let admin = app.bootstrap().await;
     let alice = app.user("alice").await;
     let org = app.org(&alice, "Acme").await;
-    let token = impersonate(&app, &admin, &alice)
+    let token = app
+        .impersonate(&admin, &alice)
         .await
         .expect(201)
         .string("token");
@@ -413,7 +400,7 @@ async fn impersonation_is_refused_where_it_must_be(app: TestApp) {
     .await
     .expect_error(403, "impersonation_forbidden");
     // Not server admins: refused.
-    impersonate(&app, &bob, &alice)
+    app.impersonate(&bob, &alice)
         .await
         .expect_error(403, "forbidden");
     app.call(
@@ -432,27 +419,21 @@ async fn impersonation_is_refused_where_it_must_be(app: TestApp) {
     .await
     .expect(401);
     // Not oneself, not another server admin, not a disabled account, not an unknown one.
-    impersonate(&app, &admin, &admin)
+    app.impersonate(&admin, &admin)
         .await
         .expect_error(409, "cannot_impersonate");
-    impersonate(&app, &admin, &other_admin)
+    app.impersonate(&admin, &other_admin)
         .await
         .expect_error(409, "cannot_impersonate");
-    app.patch(
-        &format!("/api/v1/admin/users/{}", bob.id),
-        &admin.token,
-        json!({ "disabled": true }),
-    )
-    .await
-    .expect(200);
-    impersonate(&app, &admin, &bob)
+    app.set_disabled(&admin.token, &bob, true).await;
+    app.impersonate(&admin, &bob)
         .await
         .expect_error(409, "cannot_impersonate");
     let ghost = User {
         id: uuid::Uuid::now_v7().to_string(),
         token: String::new(),
     };
-    impersonate(&app, &admin, &ghost)
+    app.impersonate(&admin, &ghost)
         .await
         .expect_error(404, "not_found");
     app.post(
@@ -463,12 +444,6 @@ async fn impersonation_is_refused_where_it_must_be(app: TestApp) {
     .await
     .expect(400);
     // Nothing was started by any of these.
-    let rows = app
-        .get(
-            "/api/v1/admin/audit?event=impersonation.started",
-            ADMIN_TOKEN,
-        )
-        .await
-        .expect(200);
+    let rows = app.audit_of("impersonation.started").await;
     assert_eq!(rows.body["items"].as_array().map(Vec::len), Some(0));
 }

@@ -317,20 +317,12 @@ async fn the_global_profile_is_for_sessions_only(app: TestApp) {
     app.patch("/api/v1/users/@me", &key, json!({"display_name": "Pwned"}))
         .await
         .expect_error(403, "insufficient_scope");
-    let bot = app
-        .post(
-            &format!("/api/v1/orgs/{org}/bots"),
-            &alice.token,
-            json!({"name": "Helper"}),
-        )
-        .await
-        .expect(201);
-    let bot_token = bot.body["token"].as_str().unwrap();
+    let bot = crate::bots::make_bot(&app, &org, &alice, json!({"name": "Helper"})).await;
     let r = as_bot(
         &app,
         Method::PATCH,
         "/api/v1/users/@me",
-        bot_token,
+        &bot.token,
         json!({"display_name": "Pwned"}),
     )
     .await;
@@ -438,7 +430,7 @@ async fn conversation_limited_credentials_never_act_org_wide(app: TestApp) {
         .get(&format!("{o}/members"), &alice.token)
         .await
         .expect(200);
-    assert_eq!(members.body["items"].as_array().unwrap().len(), 2);
+    assert_eq!(members.items().len(), 2);
     assert_eq!(
         app.get(&o, &alice.token).await.expect(200).body["name"],
         "Acme"
@@ -519,5 +511,5 @@ async fn concurrent_acceptances_join_once(app: TestApp) {
         .get(&format!("/api/v1/orgs/{org}/members"), &owner.token)
         .await
         .expect(200);
-    assert_eq!(members.body["items"].as_array().unwrap().len(), 2);
+    assert_eq!(members.items().len(), 2);
 }

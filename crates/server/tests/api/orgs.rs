@@ -1,6 +1,7 @@
 //! AZ-1, AZ-2, AZ-6: orgs, roles, invites, teams, the matrix, and that nothing crosses orgs.
 
 use crate::both_backends;
+use crate::fixtures::Team;
 use crate::helpers::*;
 use serde_json::json;
 
@@ -19,10 +20,11 @@ both_backends!(
 /// AUTH-4a: once the org requires 2FA only an owner turns it off. DATA-5: only owners change
 /// `audit_retention_days`, never below 30 days, and the change is in the server's chain.
 async fn only_owners_relax_2fa_and_change_audit_retention(app: TestApp) {
-    let owner = app.user("owner").await;
-    let admin = app.user("admin1").await;
-    let org = app.org(&owner, "Acme").await;
-    app.add_member(&org, &owner, &admin, "admin").await;
+    let Team {
+        owner,
+        members: [admin],
+        org,
+    } = app.team("owner", "Acme", [("admin1", "admin")]).await;
     crate::mfa::enable_2fa(&app, &owner).await;
     crate::mfa::enable_2fa(&app, &admin).await;
     let o = format!("/api/v1/orgs/{org}");
@@ -170,12 +172,7 @@ async fn orgs_are_isolated(app: TestApp) {
     assert_eq!(a.body["error"]["message"], b.body["error"]["message"]);
     // Lists show only one's own orgs; a user outside both orgs can't see alice's profile.
     let list = app.get("/api/v1/orgs", &mallory.token).await.expect(200);
-    let ids: Vec<&str> = list.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["id"].as_str().unwrap())
-        .collect();
+    let ids = list.ids();
     assert_eq!(ids, vec![other.as_str()]);
     app.get(&format!("/api/v1/users/{}", alice.id), &mallory.token)
         .await
@@ -227,9 +224,10 @@ async fn roles_decide_who_manages_members(app: TestApp) {
         .expect_error(403, "forbidden");
     }
     assert_eq!(
-        app.get(&members, &owner.token).await.expect(200).body["items"]
-            .as_array()
-            .unwrap()
+        app.get(&members, &owner.token)
+            .await
+            .expect(200)
+            .items()
             .len(),
         4,
         "nobody was added"
@@ -334,10 +332,11 @@ async fn roles_decide_who_manages_members(app: TestApp) {
 }
 
 async fn last_owner_is_protected_and_ownership_transfers(app: TestApp) {
-    let owner = app.user("owner").await;
-    let admin = app.user("admin1").await;
-    let org = app.org(&owner, "Acme").await;
-    app.add_member(&org, &owner, &admin, "admin").await;
+    let Team {
+        owner,
+        members: [admin],
+        org,
+    } = app.team("owner", "Acme", [("admin1", "admin")]).await;
     let members = format!("/api/v1/orgs/{org}/members");
     app.patch(
         &format!("{members}/{}", owner.id),
@@ -401,10 +400,11 @@ async fn last_owner_is_protected_and_ownership_transfers(app: TestApp) {
 }
 
 async fn invites_join_and_expire(app: TestApp) {
-    let owner = app.user("owner").await;
-    let member = app.user("member1").await;
-    let org = app.org(&owner, "Acme").await;
-    app.add_member(&org, &owner, &member, "member").await;
+    let Team {
+        owner,
+        members: [member],
+        org,
+    } = app.team("owner", "Acme", [("member1", "member")]).await;
     let invites = format!("/api/v1/orgs/{org}/invites");
     app.post(&invites, &member.token, json!({}))
         .await
@@ -521,7 +521,7 @@ async fn teams_belong_to_one_org(app: TestApp) {
     .await
     .expect(404);
     let list = app.get(&teams, &member.token).await.expect(200);
-    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list.items().len(), 1);
     app.delete(
         &format!("{teams}/{team}/members/{}", member.id),
         &owner.token,
@@ -539,10 +539,11 @@ async fn teams_belong_to_one_org(app: TestApp) {
 }
 
 async fn matrix_reflects_policy(app: TestApp) {
-    let owner = app.user("owner").await;
-    let viewer = app.user("viewer1").await;
-    let org = app.org(&owner, "Acme").await;
-    app.add_member(&org, &owner, &viewer, "viewer").await;
+    let Team {
+        owner: _,
+        members: [viewer],
+        org,
+    } = app.team("owner", "Acme", [("viewer1", "viewer")]).await;
     let m = app
         .get(
             &format!("/api/v1/orgs/{org}/permissions/matrix"),
@@ -585,10 +586,11 @@ async fn matrix_reflects_policy(app: TestApp) {
 }
 
 async fn removing_a_member_removes_their_participations(app: TestApp) {
-    let owner = app.user("owner").await;
-    let member = app.user("member1").await;
-    let org = app.org(&owner, "Acme").await;
-    app.add_member(&org, &owner, &member, "member").await;
+    let Team {
+        owner,
+        members: [member],
+        org,
+    } = app.team("owner", "Acme", [("member1", "member")]).await;
     let conv = app.group(&org, &member, &[&owner], json!("private")).await;
     app.send_message(&conv, &member, "hello").await.expect(201);
     app.delete(
@@ -607,7 +609,7 @@ async fn removing_a_member_removes_their_participations(app: TestApp) {
         .get("/api/v1/conversations", &member.token)
         .await
         .expect(200);
-    assert_eq!(convs.body["items"].as_array().unwrap().len(), 0);
+    assert_eq!(convs.items().len(), 0);
     // The conversation they owned passed to the remaining participant.
     let parts = app
         .get(

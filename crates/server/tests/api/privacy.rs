@@ -104,10 +104,7 @@ async fn the_export_holds_everything_about_the_caller_and_no_secret(app: TestApp
         assert!(!text.contains(secret_text), "no secrets, nothing of others");
     }
     // The export is audited.
-    let rows = app
-        .get("/api/v1/admin/audit?event=user.exported", ADMIN_TOKEN)
-        .await
-        .expect(200);
+    let rows = app.audit_of("user.exported").await;
     assert_eq!(rows.body["items"][0]["actor"]["id"], json!(alice.id));
     // Bob's export is his alone.
     let b = app
@@ -118,14 +115,7 @@ async fn the_export_holds_everything_about_the_caller_and_no_secret(app: TestApp
     assert!(!b.body.to_string().contains("alice two"));
     // Not with a key, not impersonated, not unauthenticated.
     app.get("/api/v1/users/@me/export", &key).await.expect(403);
-    let imp = app
-        .post(
-            &format!("/api/v1/admin/users/{}/impersonate", alice.id),
-            &admin.token,
-            json!({}),
-        )
-        .await
-        .expect(201);
+    let imp = app.impersonate(&admin, &alice).await.expect(201);
     app.get(
         "/api/v1/users/@me/export",
         imp.body["token"].as_str().unwrap(),
@@ -189,14 +179,7 @@ async fn erasure_needs_the_password_and_the_second_factor(app: TestApp) {
     )
     .await
     .expect(403);
-    let imp = app
-        .post(
-            &format!("/api/v1/admin/users/{}/impersonate", alice.id),
-            &admin.token,
-            json!({}),
-        )
-        .await
-        .expect(201);
+    let imp = app.impersonate(&admin, &alice).await.expect(201);
     erase(
         &app,
         imp.body["token"].as_str().unwrap(),
@@ -214,10 +197,7 @@ async fn erasure_needs_the_password_and_the_second_factor(app: TestApp) {
     .expect_error(401, "unauthenticated");
     // Nothing was lost: alice is still there and still signs in.
     app.get("/api/v1/users/@me", &alice.token).await.expect(200);
-    let failed = app
-        .get("/api/v1/admin/audit?event=user.erased", ADMIN_TOKEN)
-        .await
-        .expect(200);
+    let failed = app.audit_of("user.erased").await;
     assert!(failed.body["items"]
         .as_array()
         .unwrap()
@@ -355,10 +335,7 @@ async fn erasure_follows_each_orgs_policy_and_removes_the_account(app: TestApp) 
     .await
     .expect_error(409, "account_erased");
     // Audited, and the chain still verifies.
-    let rows = app
-        .get("/api/v1/admin/audit?event=user.erased", ADMIN_TOKEN)
-        .await
-        .expect(200);
+    let rows = app.audit_of("user.erased").await;
     let hers = rows.body["items"]
         .as_array()
         .unwrap()
@@ -491,14 +468,6 @@ async fn an_administrators_address_never_reaches_the_user(app: TestApp) {
     assert_eq!(marked.len(), 1);
     assert_eq!(marked[0]["ip"], Value::Null);
     // The admin listing keeps everything for the admins.
-    let all = app
-        .get(
-            "/api/v1/admin/audit?event=impersonation.started",
-            ADMIN_TOKEN,
-        )
-        .await
-        .expect(200)
-        .body["items"][0]
-        .clone();
+    let all = app.audit_of("impersonation.started").await.body["items"][0].clone();
     assert_eq!(all["user_agent"], "admin-console/9");
 }

@@ -24,20 +24,7 @@ const WAIT: Duration = Duration::from_secs(10);
 impl Ws {
     /// Opens `/gateway?v=1` and reads HELLO.
     pub async fn connect(app: &TestApp) -> Ws {
-        let url = format!("{}/gateway?v=1", app.base.replacen("http", "ws", 1));
-        let (socket, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("gateway upgrade");
-        let mut ws = Ws {
-            socket,
-            hello: Value::Null,
-            last_s: 0,
-            skip_presence: true,
-        };
-        let hello = ws.frame().await.expect("HELLO");
-        assert_eq!(hello["op"], 10, "HELLO first: {hello}");
-        ws.hello = hello;
-        ws
+        Ws::connect_with(app, &[]).await
     }
 
     /// Opens `/gateway?v=1` with extra request headers (Origin, Cookie) and reads HELLO.
@@ -61,7 +48,7 @@ impl Ws {
             skip_presence: true,
         };
         let hello = ws.frame().await.expect("HELLO");
-        assert_eq!(hello["op"], 10);
+        assert_eq!(hello["op"], 10, "HELLO first: {hello}");
         ws.hello = hello;
         ws
     }

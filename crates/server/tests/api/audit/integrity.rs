@@ -252,9 +252,7 @@ pub(super) async fn pruning_refuses_a_backdated_row_and_raises_the_alarm(app: Te
         app.get(&format!("/api/v1/orgs/{org}/audit?limit=100"), &alice.token)
             .await
             .expect(200)
-            .body["items"]
-            .as_array()
-            .unwrap()
+            .items()
             .len()
     };
     let before = org_rows().await;

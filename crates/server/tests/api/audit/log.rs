@@ -53,13 +53,7 @@ pub(super) async fn security_events_and_mutations_are_logged_with_their_context(
     app.delete(&format!("/api/v1/messages/{}", sent.id()), &alice.token)
         .await
         .expect(204);
-    app.patch(
-        &format!("/api/v1/admin/users/{}", bob.id),
-        &admin.token,
-        json!({ "disabled": true }),
-    )
-    .await
-    .expect(200);
+    app.set_disabled(&admin.token, &bob, true).await;
 
     let rows = audit(&app, "?limit=100").await;
     let names = events(&rows);
@@ -174,13 +168,7 @@ pub(super) async fn listings_filter_and_page(app: TestApp) {
         .await
         .is_empty());
     // Pages of two, newest first, continuing with `next`.
-    let first = app
-        .get(
-            "/api/v1/admin/audit?event=team.created&limit=2",
-            ADMIN_TOKEN,
-        )
-        .await
-        .expect(200);
+    let first = app.audit_of("team.created&limit=2").await;
     let next = first.body["next"].as_str().expect("a next cursor");
     let second = app
         .get(

@@ -5,6 +5,7 @@
 //! behind a signed checkpoint; a user's own security events.
 
 use crate::both_backends;
+use crate::db::Db;
 use crate::fixtures::Acme;
 use crate::helpers::*;
 use crate::keys::make_key;
@@ -32,40 +33,15 @@ both_backends!(
 
 /// The app (rate limits off; the retention job every second) and its configuration.
 async fn app_and_config(app: TestApp) -> (TestApp, Config) {
-    let mut config = None;
-    let app = spawn_app_with(app.backend, |c| {
+    spawn_app_and_config(app.backend, |c| {
         c.rate_limits = OnOff::Off;
         c.retention.interval_secs = 1;
-        config = Some(c.clone());
     })
     .await
-    .expect("the app starts");
-    (app, config.unwrap())
 }
 
-/// Raw statements against the app's database, as an attacker with write access would run them.
-enum Db {
-    Sqlite(sqlx::SqlitePool),
-    Pg(sqlx::PgPool),
-}
-
+/// What the audit tests add to raw database access.
 impl Db {
-    async fn open(config: &Config) -> Self {
-        let url = config.database_url();
-        if url.starts_with("sqlite:") {
-            Self::Sqlite(sqlx::SqlitePool::connect(&url).await.unwrap())
-        } else {
-            Self::Pg(sqlx::PgPool::connect(&url).await.unwrap())
-        }
-    }
-
-    async fn exec(&self, sql: &str) -> u64 {
-        match self {
-            Self::Sqlite(p) => sqlx::query(sql).execute(p).await.unwrap().rows_affected(),
-            Self::Pg(p) => sqlx::query(sql).execute(p).await.unwrap().rows_affected(),
-        }
-    }
-
     /// An expression for a fresh random id in this database.
     fn new_id(&self) -> &'static str {
         match self {

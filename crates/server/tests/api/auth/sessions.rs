@@ -35,17 +35,7 @@ pub(super) async fn broken_revoked_and_expired_tokens_are_refused(app: TestApp) 
     .await
     .expect_error(401, "invalid_token");
     // Logout revokes.
-    app.call(
-        Method::POST,
-        "/api/v1/auth/logout",
-        Some(&alice.token),
-        None,
-    )
-    .await
-    .expect(204);
-    app.get("/api/v1/users/@me", &alice.token)
-        .await
-        .expect_error(401, "invalid_token");
+    app.logout_and_check(&alice).await;
     // Idle expiry: 7 days without use.
     let t = app.login("alice", PASSWORD).await.string("token");
     app.get("/api/v1/users/@me", &t).await.expect(200);
@@ -103,12 +93,7 @@ pub(super) async fn sessions_list_revoke_and_password_change(app: TestApp) {
     app.get("/api/v1/users/@me", &third).await.expect(200);
     // Revoke others.
     let r = app
-        .call(
-            Method::POST,
-            "/api/v1/auth/sessions/revoke-others",
-            Some(&alice.token),
-            None,
-        )
+        .post_empty("/api/v1/auth/sessions/revoke-others", &alice.token)
         .await
         .expect(200);
     assert_eq!(r.body["revoked"], 1);
@@ -195,7 +180,7 @@ pub(super) async fn cookie_sessions_need_csrf(app: TestApp) {
         .send(with_cookie(Method::GET, "/api/v1/orgs"))
         .await
         .expect(200);
-    assert_eq!(orgs.body["items"].as_array().unwrap().len(), 0);
+    assert_eq!(orgs.items().len(), 0);
     app.send(
         with_cookie(Method::POST, "/api/v1/orgs")
             .header("x-csrf-token", &csrf)
@@ -252,13 +237,7 @@ pub(super) async fn disabling_a_user_revokes_access(app: TestApp) {
     app.login("alice", PASSWORD)
         .await
         .expect_error(403, "account_disabled");
-    app.patch(
-        &format!("/api/v1/admin/users/{}", alice.id),
-        ADMIN_TOKEN,
-        json!({"disabled": false}),
-    )
-    .await
-    .expect(200);
+    app.set_disabled(ADMIN_TOKEN, &alice, false).await;
     app.login("alice", PASSWORD).await.expect(200);
 }
 

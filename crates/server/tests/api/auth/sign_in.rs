@@ -208,13 +208,7 @@ pub(super) async fn the_access_gate_covers_cookies_and_every_sign_in(app: TestAp
         )
         .await
         .expect(200);
-    let cookie = login.headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = login.session_cookie();
     let csrf = login.string("csrf_token");
     app.send(
         app.client

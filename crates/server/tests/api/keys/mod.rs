@@ -4,7 +4,7 @@
 //! period, IP allowlists and last use, the gateway, and refused credentials changing nothing.
 
 use crate::both_backends;
-use crate::fixtures::Acme;
+use crate::fixtures::{Acme, Team};
 use crate::helpers::*;
 use crate::ws::Ws;
 use chrono::Duration;

@@ -106,7 +106,7 @@ pub(super) async fn scopes_cap_every_route_family(app: TestApp) {
 
     // Nothing changed, and alice's own session is not limited.
     let list = app.get(&messages(&conv), &alice.token).await.expect(200);
-    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list.items().len(), 1);
     assert_eq!(list.body["items"][0]["content"], "hello");
     app.get(&format!("/api/v1/orgs/{org}"), &alice.token)
         .await
@@ -147,10 +147,11 @@ pub(super) async fn scopes_cap_every_route_family(app: TestApp) {
 }
 
 pub(super) async fn keys_follow_their_owners_current_rights(app: TestApp) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "admin").await;
+    let Team {
+        owner: alice,
+        members: [bob],
+        org,
+    } = app.team("alice", "Acme", [("bob", "admin")]).await;
     let conv = app.group(&org, &alice, &[&bob], json!("private")).await;
     let (_, key) = make_key(
         &app,
@@ -242,12 +243,7 @@ pub(super) async fn keys_stay_in_their_org_and_conversations(app: TestApp) {
         .get("/api/v1/conversations", &listed_key)
         .await
         .expect(200);
-    let ids: Vec<&str> = convs.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
+    let ids = convs.ids();
     assert_eq!(ids, vec![a1.as_str()]);
     app.post(&messages(&a1), &listed_key, json!({"content": "in"}))
         .await
@@ -285,18 +281,13 @@ pub(super) async fn keys_stay_in_their_org_and_conversations(app: TestApp) {
     )
     .await;
     let convs = app.get("/api/v1/conversations", &org_key).await.expect(200);
-    let mut ids: Vec<String> = convs.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap().to_owned())
-        .collect();
+    let mut ids = convs.ids();
     ids.sort();
     let mut want = vec![a1.clone(), a2.clone()];
     want.sort();
     assert_eq!(ids, want);
     let orgs = app.get("/api/v1/orgs", &org_key).await.expect(200);
-    assert_eq!(orgs.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(orgs.items().len(), 1);
     assert_eq!(orgs.body["items"][0]["id"], acme.as_str());
     app.get(&format!("/api/v1/orgs/{beta}"), &org_key)
         .await

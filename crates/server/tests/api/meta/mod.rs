@@ -88,19 +88,11 @@ async fn headers_on_every_response(app: TestApp) {
     );
     // A client id is kept only when plain; otherwise a fresh one is made.
     let kept = app
-        .send(
-            app.client
-                .get(app.url("/health"))
-                .header("x-request-id", "client-123.abc"),
-        )
+        .get_with_header("/health", "x-request-id", "client-123.abc")
         .await;
     assert_eq!(kept.headers.get("x-request-id").unwrap(), "client-123.abc");
     let replaced = app
-        .send(
-            app.client
-                .get(app.url("/health"))
-                .header("x-request-id", "bad id with spaces"),
-        )
+        .get_with_header("/health", "x-request-id", "bad id with spaces")
         .await;
     assert_ne!(
         replaced.headers.get("x-request-id").unwrap(),
@@ -155,11 +147,7 @@ async fn cors_allowlist(app: TestApp) {
     let bad = app.send(preflight("https://evil.example")).await;
     assert!(bad.headers.get("access-control-allow-origin").is_none());
     let simple = app
-        .send(
-            app.client
-                .get(app.url("/api/v1/capabilities"))
-                .header("origin", "https://evil.example"),
-        )
+        .get_with_header("/api/v1/capabilities", "origin", "https://evil.example")
         .await;
     assert!(simple.headers.get("access-control-allow-origin").is_none());
 }
@@ -169,39 +157,19 @@ async fn client_version_gate(app: TestApp) {
         .await
         .unwrap();
     let old = gated
-        .send(
-            gated
-                .client
-                .get(gated.url("/api/v1/capabilities"))
-                .header("x-client-version", "web/1.9.9"),
-        )
+        .get_with_header("/api/v1/capabilities", "x-client-version", "web/1.9.9")
         .await;
     old.expect_error(426, "client_too_old");
     let old = gated
-        .send(
-            gated
-                .client
-                .get(gated.url("/api/v1/capabilities"))
-                .header("x-client-version", "web/1.9.9"),
-        )
+        .get_with_header("/api/v1/capabilities", "x-client-version", "web/1.9.9")
         .await;
     assert_eq!(old.body["supported"]["min"], "2.0.0");
     gated
-        .send(
-            gated
-                .client
-                .get(gated.url("/api/v1/capabilities"))
-                .header("x-client-version", "web/2.0.0"),
-        )
+        .get_with_header("/api/v1/capabilities", "x-client-version", "web/2.0.0")
         .await
         .expect(200);
     gated
-        .send(
-            gated
-                .client
-                .get(gated.url("/api/v1/capabilities"))
-                .header("x-client-version", "nonsense"),
-        )
+        .get_with_header("/api/v1/capabilities", "x-client-version", "nonsense")
         .await
         .expect_error(400, "invalid_client_version");
     // Without the header (curl) the request is served.

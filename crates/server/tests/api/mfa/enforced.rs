@@ -42,10 +42,7 @@ pub(super) async fn a_server_admin_requires_2fa_of_one_user(app: TestApp) {
     enable_2fa(&app, &alice).await;
     app.get("/api/v1/orgs", &alice.token).await.expect(200);
     crate::ws::Ws::identify(&app, &alice.token).await;
-    let rows = app
-        .get("/api/v1/admin/audit?event=admin.user_updated", ADMIN_TOKEN)
-        .await
-        .expect(200);
+    let rows = app.audit_of("admin.user_updated").await;
     assert_eq!(rows.body["items"][0]["detail"]["require_2fa"], true);
     assert_eq!(rows.body["items"][0]["actor"]["id"], json!(admin.id));
 }
@@ -175,9 +172,7 @@ pub(super) async fn org_enforced_2fa(app: TestApp) {
         .await
         .expect(200)
         .string("token");
-    app.call(Method::POST, "/api/v1/auth/logout", Some(&second), None)
-        .await
-        .expect(204);
+    app.logout(&second).await;
     // The admin without 2FA is stopped as well (and cannot lift the requirement).
     patch(&admin, false)
         .await

@@ -134,12 +134,7 @@ pub(super) async fn setup_enable_and_two_step_login(app: TestApp) {
         .get("/api/v1/auth/sessions", &alice.token)
         .await
         .expect(200);
-    let ids: Vec<&str> = sessions.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
+    let ids = sessions.ids();
     assert_eq!(ids.len(), before + 1);
     assert_eq!(ids.iter().filter(|i| **i == new_id).count(), 1);
     // Secrets are never in later answers.

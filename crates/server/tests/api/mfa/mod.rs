@@ -108,8 +108,6 @@ async fn session_count(app: &TestApp, user: &User) -> usize {
     app.get("/api/v1/auth/sessions", &user.token)
         .await
         .expect(200)
-        .body["items"]
-        .as_array()
-        .unwrap()
+        .items()
         .len()
 }

@@ -41,12 +41,7 @@ pub(super) async fn limited_routes_carry_headers_and_probes_are_never_limited(ap
     tight.get_anon("/health/ready").await.expect(200);
     // CORS lets browsers read the headers.
     let cors = tight
-        .send(
-            tight
-                .client
-                .get(tight.url("/health"))
-                .header("origin", "https://allowed.example"),
-        )
+        .get_with_header("/health", "origin", "https://allowed.example")
         .await;
     let exposed = cors.headers["access-control-expose-headers"]
         .to_str()
@@ -370,15 +365,5 @@ pub(super) async fn securing_an_account_is_never_refused_by_the_write_limit(app:
     .await
     .expect(200);
     crate::mfa::enable_2fa(&app, &alice).await;
-    app.call(
-        Method::POST,
-        "/api/v1/auth/logout",
-        Some(&alice.token),
-        None,
-    )
-    .await
-    .expect(204);
-    app.get("/api/v1/users/@me", &alice.token)
-        .await
-        .expect_error(401, "invalid_token");
+    app.logout_and_check(&alice).await;
 }

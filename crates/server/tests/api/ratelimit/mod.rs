@@ -12,7 +12,6 @@ use crate::helpers::*;
 use conclave_server::config::{Config, OnOff};
 use conclave_server::startup::StartError;
 use conclave_server::Application;
-use reqwest::Method;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
