@@ -4,6 +4,7 @@
 //! never acts org-wide, whatever its scopes.
 
 use crate::both_backends;
+use crate::fixtures::Acme;
 use crate::helpers::*;
 use crate::keys::make_key;
 use reqwest::Method;
@@ -341,11 +342,8 @@ async fn the_global_profile_is_for_sessions_only(app: TestApp) {
 }
 
 async fn conversation_limited_credentials_never_act_org_wide(app: TestApp) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
+    let Acme { alice, bob, org } = app.acme().await;
     let mallory = app.user("mallory").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
     let conv = app.group(&org, &alice, &[&bob], json!("private")).await;
     let all: Vec<&str> = vec![
         "messages:read",

@@ -8,12 +8,10 @@ pub(super) async fn security_events_and_mutations_are_logged_with_their_context(
     let admin = app.bootstrap().await;
     let alice = app.user("alice").await;
     // A failed sign-in, of a known name and of an unknown one.
-    app.login("alice", "not the password")
-        .await
-        .expect_error(401, "invalid_credentials");
-    app.login("nobody-here", "not the password")
-        .await
-        .expect_error(401, "invalid_credentials");
+    for name in ["alice", "nobody-here"] {
+        let failed = app.login(name, "not the password").await;
+        failed.expect_error(401, "invalid_credentials");
+    }
     let signed_in = app
         .send(
             app.client

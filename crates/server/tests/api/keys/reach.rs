@@ -4,11 +4,8 @@
 use super::*;
 
 pub(super) async fn scopes_cap_every_route_family(app: TestApp) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
+    let Acme { alice, bob, org } = app.acme().await;
     let mallory = app.user("mallory").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
     let conv = app.group(&org, &alice, &[&bob], json!("private")).await;
     let msg = app
         .send_message(&conv, &alice, "hello")

@@ -2,6 +2,7 @@
 //! answer, and the global and per-IP connection caps.
 
 use super::*;
+use conclave_server::config::RateLimitSettings;
 
 /// Reads until the server closes the connection; `Err` with what was read if it stays open.
 async fn closed_within(
@@ -66,6 +67,20 @@ fn tcp_addr(app: &TestApp) -> String {
     app.base.trim_start_matches("http://").to_owned()
 }
 
+/// A SQLite app with the connection limits `limits` sets, on top of a one-minute header-read
+/// timeout (so only the limit under test cuts a connection); `None` when skipped.
+async fn tcp_app(
+    rate_limits: OnOff,
+    limits: impl FnOnce(&mut RateLimitSettings),
+) -> Option<TestApp> {
+    spawn_app_with(Backend::Sqlite, |c| {
+        c.rate_limits = rate_limits;
+        c.rate_limit.header_read_timeout_secs = 60;
+        limits(&mut c.rate_limit);
+    })
+    .await
+}
+
 /// The next response on `stream` is a 200.
 async fn answered_ok(stream: &mut TcpStream) {
     let response = read_response(stream).await;
@@ -82,9 +97,9 @@ async fn served(stream: &mut TcpStream) {
 /// while an idle keep-alive connection lives until the idle timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_timed_out() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, |c| {
-        c.rate_limit.header_read_timeout_secs = 1;
-        c.rate_limit.idle_timeout_secs = 3;
+    let Some(app) = tcp_app(OnOff::On, |l| {
+        l.header_read_timeout_secs = 1;
+        l.idle_timeout_secs = 3;
     })
     .await
     else {
@@ -180,9 +195,8 @@ async fn stays_unanswered(stream: &mut TcpStream) {
 /// WebSocket holds its place too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_capped() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, |c| {
-        c.rate_limit.max_connections = 2;
-        c.rate_limit.header_read_timeout_secs = 60;
+    let Some(app) = tcp_app(OnOff::On, |l| {
+        l.max_connections = 2;
     })
     .await
     else {
@@ -215,9 +229,8 @@ async fn connections_are_capped() {
 /// timeout has passed, and the connection is closed; a body that arrives in time is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickled_body_is_cut_at_the_body_timeout() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, |c| {
-        c.rate_limit.body_timeout_secs = 1;
-        c.rate_limit.header_read_timeout_secs = 60;
+    let Some(app) = tcp_app(OnOff::On, |l| {
+        l.body_timeout_secs = 1;
     })
     .await
     else {
@@ -266,9 +279,8 @@ async fn a_trickled_body_is_cut_at_the_body_timeout() {
 /// 429 and closed; once one closes, the address may connect again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_per_ip_are_capped() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, |c| {
-        c.rate_limit.max_connections_per_ip = 2;
-        c.rate_limit.header_read_timeout_secs = 60;
+    let Some(app) = tcp_app(OnOff::On, |l| {
+        l.max_connections_per_ip = 2;
     })
     .await
     else {
@@ -310,10 +322,8 @@ async fn connections_per_ip_are_capped() {
         .expect("a slot frees up when a connection closes");
 
     // `rate_limits = off` lifts the per-IP cap (load tests run many clients from one address).
-    let Some(off) = spawn_app_with(Backend::Sqlite, |c| {
-        c.rate_limits = OnOff::Off;
-        c.rate_limit.max_connections_per_ip = 2;
-        c.rate_limit.header_read_timeout_secs = 60;
+    let Some(off) = tcp_app(OnOff::Off, |l| {
+        l.max_connections_per_ip = 2;
     })
     .await
     else {
