@@ -465,19 +465,7 @@ async fn bots_on_the_gateway(app: TestApp) {
         .await
         .expect(200)
         .string("token");
-    ws.heartbeat().await;
-    loop {
-        let f = ws
-            .frame()
-            .await
-            .expect("still open within the grace period");
-        if f["op"] == 11 {
-            break;
-        }
-    }
-    app.clock.advance(Duration::seconds(61));
-    ws.heartbeat().await;
-    assert_eq!(ws.close_code().await, 4004);
+    ws.outlives_the_grace_period_only(&app).await;
     let (_, ready) = identify_bot(&app, &third).await;
     assert_eq!(ready["user"]["id"], bot.user_id.as_str());
 }

@@ -55,6 +55,18 @@ impl TestApp {
         Acme { alice, bob, org }
     }
 
+    /// `by` sets the org role of member `who`.
+    pub async fn set_role(&self, org: &str, by: &User, who: &User, role: &str) -> Res {
+        let path = format!("/api/v1/orgs/{org}/members/{}", who.id);
+        self.patch(&path, &by.token, json!({ "role": role })).await
+    }
+
+    /// `who` joins an org with an invite `code`.
+    pub async fn join(&self, who: &User, code: &str) -> Res {
+        let body = json!({ "code": code });
+        self.post("/api/v1/orgs/join", &who.token, body).await
+    }
+
     /// `by` (a server admin) starts impersonating `target`.
     pub async fn impersonate(&self, by: &User, target: &User) -> Res {
         let path = format!("/api/v1/admin/users/{}/impersonate", target.id);

@@ -398,9 +398,7 @@ impl TestApp {
             .as_str()
             .unwrap()
             .to_owned();
-        self.post("/api/v1/orgs/join", &who.token, json!({"code": code}))
-            .await
-            .expect(200);
+        self.join(who, &code).await.expect(200);
     }
 
     /// The `items` of a list answered to `token` (200 expected).

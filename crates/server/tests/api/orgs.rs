@@ -247,26 +247,14 @@ async fn roles_decide_who_manages_members(app: TestApp) {
         .await
         .expect_error(422, "missing_field");
     // Admins cannot touch owners; members cannot change roles.
-    app.patch(
-        &format!("{members}/{}", owner.id),
-        &admin.token,
-        json!({"role": "member"}),
-    )
-    .await
-    .expect_error(403, "forbidden");
-    app.patch(
-        &format!("{members}/{}", viewer.id),
-        &member.token,
-        json!({"role": "admin"}),
-    )
-    .await
-    .expect_error(403, "forbidden");
+    app.set_role(&org, &admin, &owner, "member")
+        .await
+        .expect_error(403, "forbidden");
+    app.set_role(&org, &member, &viewer, "admin")
+        .await
+        .expect_error(403, "forbidden");
     let m = app
-        .patch(
-            &format!("{members}/{}", viewer.id),
-            &admin.token,
-            json!({"role": "member"}),
-        )
+        .set_role(&org, &admin, &viewer, "member")
         .await
         .expect(200);
     assert_eq!(m.body["role"], "member");
@@ -338,13 +326,9 @@ async fn last_owner_is_protected_and_ownership_transfers(app: TestApp) {
         org,
     } = app.team("owner", "Acme", [("admin1", "admin")]).await;
     let members = format!("/api/v1/orgs/{org}/members");
-    app.patch(
-        &format!("{members}/{}", owner.id),
-        &owner.token,
-        json!({"role": "admin"}),
-    )
-    .await
-    .expect_error(409, "last_owner");
+    app.set_role(&org, &owner, &owner, "admin")
+        .await
+        .expect_error(409, "last_owner");
     app.delete(&format!("{members}/{}", owner.id), &owner.token)
         .await
         .expect_error(409, "last_owner");
@@ -383,20 +367,12 @@ async fn last_owner_is_protected_and_ownership_transfers(app: TestApp) {
         "admin"
     );
     // Two owners: one may step down.
-    app.patch(
-        &format!("{members}/{}", owner.id),
-        &admin.token,
-        json!({"role": "owner"}),
-    )
-    .await
-    .expect(200);
-    app.patch(
-        &format!("{members}/{}", owner.id),
-        &owner.token,
-        json!({"role": "member"}),
-    )
-    .await
-    .expect(200);
+    app.set_role(&org, &admin, &owner, "owner")
+        .await
+        .expect(200);
+    app.set_role(&org, &owner, &owner, "member")
+        .await
+        .expect(200);
 }
 
 async fn invites_join_and_expire(app: TestApp) {
@@ -434,27 +410,18 @@ async fn invites_join_and_expire(app: TestApp) {
     assert!(code.starts_with("cnv_inv_"));
     assert_eq!(inv.body["role"], "viewer");
     let joiner = app.user("joiner").await;
-    let joined = app
-        .post("/api/v1/orgs/join", &joiner.token, json!({"code": code}))
-        .await
-        .expect(200);
+    let joined = app.join(&joiner, &code).await.expect(200);
     assert_eq!(joined.body["role"], "viewer");
-    app.post("/api/v1/orgs/join", &joiner.token, json!({"code": code}))
+    app.join(&joiner, &code)
         .await
         .expect_error(409, "already_member");
-    app.post(
-        "/api/v1/orgs/join",
-        &joiner.token,
-        json!({"code": "cnv_inv_nonsense"}),
-    )
-    .await
-    .expect_error(422, "invite_invalid");
-    let second = app.user("second").await;
-    app.post("/api/v1/orgs/join", &second.token, json!({"code": code}))
+    app.join(&joiner, "cnv_inv_nonsense")
         .await
-        .expect(200);
+        .expect_error(422, "invite_invalid");
+    let second = app.user("second").await;
+    app.join(&second, &code).await.expect(200);
     let third = app.user("third").await;
-    app.post("/api/v1/orgs/join", &third.token, json!({"code": code}))
+    app.join(&third, &code)
         .await
         .expect_error(422, "invite_invalid");
     // Expiry follows the clock.
@@ -465,7 +432,7 @@ async fn invites_join_and_expire(app: TestApp) {
         .expect(201)
         .string("code");
     app.clock.advance(chrono::Duration::hours(2));
-    app.post("/api/v1/orgs/join", &third.token, json!({"code": exp}))
+    app.join(&third, &exp)
         .await
         .expect_error(422, "invite_invalid");
     app.get(&format!("/api/v1/orgs/{org}"), &third.token)

@@ -129,6 +129,24 @@ impl Ws {
         }
     }
 
+    /// The socket of a credential rotated with a 60-second grace period: it still answers a
+    /// heartbeat, and once the app's clock is past the grace period it is closed with 4004.
+    pub async fn outlives_the_grace_period_only(&mut self, app: &TestApp) {
+        self.heartbeat().await;
+        loop {
+            let f = self
+                .frame()
+                .await
+                .expect("still open within the grace period");
+            if f["op"] == 11 {
+                break;
+            }
+        }
+        app.clock.advance(chrono::Duration::seconds(61));
+        self.heartbeat().await;
+        assert_eq!(self.close_code().await, 4004);
+    }
+
     pub async fn heartbeat(&mut self) {
         let s = self.last_s;
         self.send(json!({"op": 1, "d": s})).await;

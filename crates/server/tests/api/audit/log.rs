@@ -25,13 +25,7 @@ pub(super) async fn security_events_and_mutations_are_logged_with_their_context(
     let org = app.org(&alice, "Acme").await;
     let bob = app.user("bob").await;
     app.add_member(&org, &alice, &bob, "member").await;
-    app.patch(
-        &format!("/api/v1/orgs/{org}/members/{}", bob.id),
-        &alice.token,
-        json!({ "role": "admin" }),
-    )
-    .await
-    .expect(200);
+    app.set_role(&org, &alice, &bob, "admin").await.expect(200);
     app.patch(
         &format!("/api/v1/orgs/{org}"),
         &alice.token,

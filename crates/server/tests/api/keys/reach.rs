@@ -166,13 +166,7 @@ pub(super) async fn keys_follow_their_owners_current_rights(app: TestApp) {
     .expect(201);
 
     // Demoted: the next request has a member's rights.
-    app.patch(
-        &format!("/api/v1/orgs/{org}/members/{}", bob.id),
-        &alice.token,
-        json!({"role": "member"}),
-    )
-    .await
-    .expect(200);
+    app.set_role(&org, &alice, &bob, "member").await.expect(200);
     app.post(
         &format!("/api/v1/orgs/{org}/teams"),
         &key,
@@ -391,19 +385,7 @@ pub(super) async fn keys_on_the_gateway(app: TestApp) {
         .await
         .expect(200)
         .string("key");
-    later_ws.heartbeat().await;
-    loop {
-        let f = later_ws
-            .frame()
-            .await
-            .expect("still open within the grace period");
-        if f["op"] == 11 {
-            break;
-        }
-    }
-    app.clock.advance(Duration::seconds(61));
-    later_ws.heartbeat().await;
-    assert_eq!(later_ws.close_code().await, 4004);
+    later_ws.outlives_the_grace_period_only(&app).await;
     let (_, ready) = Ws::identify(&app, &fresh).await;
     assert_eq!(ready["user"]["id"], alice.id.as_str());
 }
