@@ -508,12 +508,7 @@ async fn bots_stay_in_their_org(app: TestApp) {
     .await
     .expect_error(404, "not_found");
     // Removed from its org, the bot is gone.
-    app.delete(
-        &format!("/api/v1/orgs/{org}/members/{}", bot.user_id),
-        &alice.token,
-    )
-    .await
-    .expect(204);
+    app.remove_member(&org, &alice, &bot.user_id).await;
     app.as_bot(Method::GET, "/api/v1/users/@me", &bot.token, None)
         .await
         .expect_error(401, "invalid_token");

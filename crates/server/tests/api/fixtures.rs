@@ -2,7 +2,8 @@
 //! one request (a cookie session).
 
 use crate::helpers::{Res, TestApp, User, ADMIN_TOKEN, PASSWORD};
-use serde_json::json;
+use reqwest::Method;
+use serde_json::{json, Value};
 
 /// Alice owns the org "Acme" and Bob is a member of it.
 pub struct Acme {
@@ -53,6 +54,28 @@ impl TestApp {
         let org = self.org(&alice, "Acme").await;
         self.add_member(&org, &alice, &bob, "member").await;
         Acme { alice, bob, org }
+    }
+
+    /// Sends each request (method, path, body) with bearer `token`, in order, and expects every
+    /// one refused with `status` and `code`.
+    pub async fn refused_all(
+        &self,
+        token: &str,
+        status: u16,
+        code: &str,
+        requests: impl IntoIterator<Item = (Method, String, Option<Value>)>,
+    ) {
+        for (method, path, body) in requests {
+            let res = self.call(method.clone(), &path, Some(token), body).await;
+            assert_eq!(res.status.as_u16(), status, "{method} {path}: {}", res.body);
+            res.expect_error(status, code);
+        }
+    }
+
+    /// `by` removes `user_id` from the org (204 expected).
+    pub async fn remove_member(&self, org: &str, by: &User, user_id: &str) {
+        let path = format!("/api/v1/orgs/{org}/members/{user_id}");
+        self.delete(&path, &by.token).await.expect(204);
     }
 
     /// `by` sets the org role of member `who`.

@@ -560,12 +560,7 @@ async fn removing_a_member_removes_their_participations(app: TestApp) {
     } = app.team("owner", "Acme", [("member1", "member")]).await;
     let conv = app.group(&org, &member, &[&owner], json!("private")).await;
     app.send_message(&conv, &member, "hello").await.expect(201);
-    app.delete(
-        &format!("/api/v1/orgs/{org}/members/{}", member.id),
-        &owner.token,
-    )
-    .await
-    .expect(204);
+    app.remove_member(&org, &owner, &member.id).await;
     app.get(
         &format!("/api/v1/conversations/{conv}/messages"),
         &member.token,

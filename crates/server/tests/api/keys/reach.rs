@@ -183,20 +183,14 @@ pub(super) async fn keys_follow_their_owners_current_rights(app: TestApp) {
     )
     .await
     .expect(204);
-    app.get(&messages(&conv), &key)
-        .await
-        .expect_error(404, "not_found");
-    app.post(&messages(&conv), &key, json!({"content": "x"}))
-        .await
-        .expect_error(404, "not_found");
+    let requests = [
+        (Method::GET, messages(&conv), None),
+        (Method::POST, messages(&conv), Some(json!({"content": "x"}))),
+    ];
+    app.refused_all(&key, 404, "not_found", requests).await;
 
     // Removed from the org: nothing of it is left.
-    app.delete(
-        &format!("/api/v1/orgs/{org}/members/{}", bob.id),
-        &alice.token,
-    )
-    .await
-    .expect(204);
+    app.remove_member(&org, &alice, &bob.id).await;
     app.get(&format!("/api/v1/orgs/{org}"), &key)
         .await
         .expect_error(404, "not_found");
