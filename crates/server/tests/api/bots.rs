@@ -3,6 +3,7 @@
 //! token rotation with a grace period, the gateway, and credentials in the wrong place.
 
 use crate::both_backends;
+use crate::fixtures::Rivals;
 use crate::helpers::*;
 use crate::ws::Ws;
 use chrono::Duration;
@@ -255,10 +256,12 @@ async fn bot_credentials_in_the_wrong_place_are_refused(app: TestApp) {
 }
 
 async fn bots_act_only_where_they_participate_and_are_listed(app: TestApp) {
-    let alice = app.user("alice").await;
-    let mallory = app.user("mallory").await;
-    let org = app.org(&alice, "Acme").await;
-    let evil = app.org(&mallory, "Evil").await;
+    let Rivals {
+        alice,
+        mallory,
+        org,
+        evil,
+    } = app.rivals().await;
     let listed = app.group(&org, &alice, &[], json!("private")).await;
     let unlisted = app.group(&org, &alice, &[], json!("private")).await;
     let listed_elsewhere = app.group(&org, &alice, &[], json!("private")).await;
@@ -471,10 +474,12 @@ async fn bots_on_the_gateway(app: TestApp) {
 }
 
 async fn bots_stay_in_their_org(app: TestApp) {
-    let alice = app.user("alice").await;
-    let mallory = app.user("mallory").await;
-    let org = app.org(&alice, "Acme").await;
-    let evil = app.org(&mallory, "Evil").await;
+    let Rivals {
+        alice,
+        mallory,
+        org,
+        evil,
+    } = app.rivals().await;
     let bot = make_bot(&app, &org, &alice, json!({"name": "Loyal"})).await;
     // Another org cannot take the bot in, not even by a direct add.
     let r = app

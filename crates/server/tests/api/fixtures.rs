@@ -12,6 +12,14 @@ pub struct Acme {
     pub org: String,
 }
 
+/// Two orgs that must stay apart: Alice's "Acme" and Mallory's "Evil".
+pub struct Rivals {
+    pub alice: User,
+    pub mallory: User,
+    pub org: String,
+    pub evil: String,
+}
+
 /// An org and its people: `owner` created it, each of `members` joined with a role.
 pub struct Team<const N: usize> {
     pub owner: User,
@@ -20,6 +28,20 @@ pub struct Team<const N: usize> {
 }
 
 impl TestApp {
+    /// Alice and Mallory (registered in that order) each create their org.
+    pub async fn rivals(&self) -> Rivals {
+        let alice = self.user("alice").await;
+        let mallory = self.user("mallory").await;
+        let org = self.org(&alice, "Acme").await;
+        let evil = self.org(&mallory, "Evil").await;
+        Rivals {
+            alice,
+            mallory,
+            org,
+            evil,
+        }
+    }
+
     /// Registers `owner` and then each member (in order), `owner` creates the org `name`, and
     /// each member joins it with their role.
     pub async fn team<const N: usize>(

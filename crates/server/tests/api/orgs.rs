@@ -1,7 +1,7 @@
 //! AZ-1, AZ-2, AZ-6: orgs, roles, invites, teams, the matrix, and that nothing crosses orgs.
 
 use crate::both_backends;
-use crate::fixtures::Team;
+use crate::fixtures::{Rivals, Team};
 use crate::helpers::*;
 use serde_json::json;
 
@@ -107,10 +107,12 @@ async fn the_audit_retention_floor_can_be_raised(app: TestApp) {
 }
 
 async fn orgs_are_isolated(app: TestApp) {
-    let alice = app.user("alice").await;
-    let mallory = app.user("mallory").await;
-    let org = app.org(&alice, "Acme").await;
-    let other = app.org(&mallory, "Evil").await;
+    let Rivals {
+        alice,
+        mallory,
+        org,
+        evil: other,
+    } = app.rivals().await;
     let got = app
         .get(&format!("/api/v1/orgs/{org}"), &alice.token)
         .await

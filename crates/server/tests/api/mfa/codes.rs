@@ -76,20 +76,17 @@ pub(super) async fn disable_needs_a_valid_code(app: TestApp) {
     let (app, _) = without_rate_limits(app, |_| {}).await;
     let alice = app.user("alice").await;
     // Not on yet: nothing to disable or regenerate.
-    app.post(
-        "/api/v1/auth/totp/disable",
-        &alice.token,
-        json!({"code": "123456"}),
-    )
-    .await
-    .expect_error(409, "mfa_not_enabled");
-    app.post(
-        "/api/v1/auth/recovery-codes",
-        &alice.token,
-        json!({"code": "123456"}),
-    )
-    .await
-    .expect_error(409, "mfa_not_enabled");
+    let code = || Some(json!({"code": "123456"}));
+    let requests = [
+        (Method::POST, "/api/v1/auth/totp/disable".to_owned(), code()),
+        (
+            Method::POST,
+            "/api/v1/auth/recovery-codes".to_owned(),
+            code(),
+        ),
+    ];
+    app.refused_all(&alice.token, 409, "mfa_not_enabled", requests)
+        .await;
     app.post(
         "/api/v1/auth/totp/enable",
         &alice.token,
