@@ -122,18 +122,14 @@ async fn bots_are_made_by_admins_and_shown_as_bots(app: TestApp) {
         format!("cnv_b_****{}", &token[token.len() - 4..])
     );
     assert!(!list.body.to_string().contains(&token[6..30]));
-    app.get(&path, &bob.token)
-        .await
-        .expect_error(403, "forbidden");
-    app.post(&path, &bob.token, json!({"name": "Sneaky"}))
-        .await
-        .expect_error(403, "forbidden");
-    app.get(&path, &mallory.token)
-        .await
-        .expect_error(404, "not_found");
-    app.post(&path, &mallory.token, json!({"name": "Sneaky"}))
-        .await
-        .expect_error(404, "not_found");
+    // A member may not manage bots; an outsider does not see the org.
+    for (who, status, code) in [(&bob, 403, "forbidden"), (&mallory, 404, "not_found")] {
+        let requests = [
+            (Method::GET, path.clone(), None),
+            (Method::POST, path.clone(), Some(json!({"name": "Sneaky"}))),
+        ];
+        app.refused_all(&who.token, status, code, requests).await;
+    }
     app.post(
         &format!("{path}/{}/token", res.id()),
         &mallory.token,
@@ -426,12 +422,7 @@ async fn bots_on_the_gateway(app: TestApp) {
 
     let (mut ws, ready) = identify_bot(&app, &bot.token).await;
     assert_eq!(ready["user"]["kind"], "bot");
-    let ids: Vec<&str> = ready["conversations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
+    let ids = crate::ws::ready_conversation_ids(&ready);
     assert_eq!(ids, vec![listed.as_str()]);
     // Nothing from unlisted conversations, not even new ones it is added to.
     app.send_message(&unlisted, &alice, "not for the bot")

@@ -85,7 +85,7 @@ async fn invited_users_consent_before_they_join(app: TestApp) {
         .await
         .expect_error(404, "not_found");
     let code = inv.body["code"].as_str().unwrap();
-    let r = app.join(&carol, &code).await;
+    let r = app.join(&carol, code).await;
     assert_ne!(r.status, 200, "{:?}", r.body);
     assert!(!org_ids(&app, &carol).await.contains(&org));
     // Bob accepts, once.

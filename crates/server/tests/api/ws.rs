@@ -21,6 +21,17 @@ pub struct Ws {
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// The ids of the conversations a READY lists, in order.
+#[track_caller]
+pub fn ready_conversation_ids(ready: &Value) -> Vec<String> {
+    let listed = ready["conversations"]
+        .as_array()
+        .expect("READY lists conversations");
+    let ids = listed.iter().map(|c| c["id"].as_str().map(str::to_owned));
+    ids.collect::<Option<_>>()
+        .expect("an id on every conversation")
+}
+
 impl Ws {
     /// Opens `/gateway?v=1` and reads HELLO.
     pub async fn connect(app: &TestApp) -> Ws {

@@ -318,12 +318,7 @@ pub(super) async fn keys_on_the_gateway(app: TestApp) {
     .await;
     let (mut ws, ready) = Ws::identify(&app, &key).await;
     assert_eq!(ready["user"]["id"], alice.id.as_str());
-    let ids: Vec<&str> = ready["conversations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
+    let ids = crate::ws::ready_conversation_ids(&ready);
     assert_eq!(ids, vec![shared.as_str()], "only what the key reaches");
 
     // Events of other conversations, and new conversations of its owner, stay away.
