@@ -157,16 +157,28 @@ impl Api {
             .ok_or_else(|| format!("login {username}: no token in the answer"))
     }
 
-    pub async fn create_org(&self, token: &str, name: &str) -> Result<String, String> {
-        let (status, text) = self
-            .post("create org", "/api/v1/orgs", token, &json!({"name": name}))
-            .await?;
+    /// POSTs `body` to `path` (documented as `route` in errors) and answers the new id (201).
+    async fn create(
+        &self,
+        what: &str,
+        route: &str,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> Result<String, String> {
+        let (status, text) = self.post(what, path, token, body).await?;
         if status != StatusCode::CREATED {
-            return Err(bad("POST /api/v1/orgs", status, &text));
+            return Err(bad(&format!("POST {route}"), status, &text));
         }
         Ok(serde_json::from_str::<Created>(&text)
-            .map_err(|e| format!("create org: {e}"))?
+            .map_err(|e| format!("{what}: {e}"))?
             .id)
+    }
+
+    pub async fn create_org(&self, token: &str, name: &str) -> Result<String, String> {
+        let body = json!({"name": name});
+        let path = "/api/v1/orgs";
+        self.create("create org", path, path, token, &body).await
     }
 
     /// Adds a member with the management token (`POST /admin/orgs/{org}/members`, AZ-7). A
@@ -221,20 +233,10 @@ impl Api {
             "visibility": "private",
             "participant_ids": participant_ids,
         });
-        let (status, text) = self
-            .post(
-                "create conversation",
-                &format!("/api/v1/orgs/{org}/conversations"),
-                token,
-                &body,
-            )
-            .await?;
-        if status != StatusCode::CREATED {
-            return Err(bad("POST /api/v1/orgs/{org}/conversations", status, &text));
-        }
-        Ok(serde_json::from_str::<Created>(&text)
-            .map_err(|e| format!("create conversation: {e}"))?
-            .id)
+        let path = format!("/api/v1/orgs/{org}/conversations");
+        let route = "/api/v1/orgs/{org}/conversations";
+        self.create("create conversation", route, &path, token, &body)
+            .await
     }
 
     /// Sends one message; true when it was persisted (201). Anything else is counted in

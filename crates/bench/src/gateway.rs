@@ -497,34 +497,40 @@ mod mock_server {
         seen
     }
 
-    #[tokio::test]
-    async fn client_identifies_heartbeats_and_counts() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shared = Arc::new(Shared::new("t1"));
-        let server = tokio::spawn(serve(listener, shared.marker.clone()));
+    /// One client (index 0, token `tok`, in `group`) of a gateway at `addr`, with generous
+    /// timeouts.
+    fn one_client(
+        addr: SocketAddr,
+        group: usize,
+        shared: &Arc<Shared>,
+        ready: ReadyTx,
+        stop: watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = ()> {
         let target = Arc::new(Target {
             addr,
             url: format!("ws://{addr}/gateway?v=1"),
             connect_timeout: Duration::from_secs(5),
             deadline: tokio::time::Instant::now() + Duration::from_secs(20),
         });
-        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-        let (stop_tx, stop_rx) = watch::channel(false);
         let spec = Spec {
             index: 0,
             token: "tok".into(),
-            group: 3,
+            group,
             source: None,
         };
-        let client = tokio::spawn(run(
-            spec,
-            target,
-            shared.clone(),
-            Arc::new(Semaphore::new(1)),
-            ready_tx,
-            stop_rx,
-        ));
+        let slots = Arc::new(Semaphore::new(1));
+        run(spec, target, shared.clone(), slots, ready, stop)
+    }
+
+    #[tokio::test]
+    async fn client_identifies_heartbeats_and_counts() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared::new("t1"));
+        let server = tokio::spawn(serve(listener, shared.marker.clone()));
+        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let client = tokio::spawn(one_client(addr, 3, &shared, ready_tx, stop_rx));
         assert_eq!(ready_rx.recv().await, Some(Some(3)));
         tokio::time::sleep(Duration::from_millis(450)).await;
         assert_eq!(shared.counters.alive(), 1);
@@ -567,29 +573,9 @@ mod mock_server {
                 .await;
         });
         let shared = Arc::new(Shared::new("t2"));
-        let target = Arc::new(Target {
-            addr,
-            url: format!("ws://{addr}/gateway?v=1"),
-            connect_timeout: Duration::from_secs(5),
-            deadline: tokio::time::Instant::now() + Duration::from_secs(20),
-        });
         let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
         let (_stop_tx, stop_rx) = watch::channel(false);
-        let spec = Spec {
-            index: 0,
-            token: "tok".into(),
-            group: 0,
-            source: None,
-        };
-        run(
-            spec,
-            target,
-            shared.clone(),
-            Arc::new(Semaphore::new(1)),
-            ready_tx,
-            stop_rx,
-        )
-        .await;
+        one_client(addr, 0, &shared, ready_tx, stop_rx).await;
         assert_eq!(ready_rx.recv().await, Some(None));
         let counts = shared.errors.counts();
         assert_eq!(

@@ -3,6 +3,7 @@
 //! token rotation with a grace period, the gateway, and credentials in the wrong place.
 
 use crate::both_backends;
+use crate::fixtures::Rivals;
 use crate::helpers::*;
 use crate::ws::Ws;
 use chrono::Duration;
@@ -19,21 +20,21 @@ both_backends!(
 );
 
 /// A bot made by `by` in `org`: its id, account id and token.
-struct Made {
-    id: String,
-    user_id: String,
-    token: String,
+pub(crate) struct Made {
+    pub(crate) id: String,
+    pub(crate) user_id: String,
+    pub(crate) token: String,
 }
 
-async fn make_bot(app: &TestApp, org: &str, by: &User, body: Value) -> Made {
+pub(crate) async fn make_bot(app: &TestApp, org: &str, by: &User, body: Value) -> Made {
     let res = app
         .post(&format!("/api/v1/orgs/{org}/bots"), &by.token, body)
         .await
         .expect(201);
     Made {
         id: res.id(),
-        user_id: res.body["user_id"].as_str().unwrap().to_owned(),
-        token: res.body["token"].as_str().unwrap().to_owned(),
+        user_id: res.string("user_id"),
+        token: res.string("token"),
     }
 }
 
@@ -88,11 +89,7 @@ pub(crate) async fn identify_bot(app: &TestApp, token: &str) -> (Ws, Value) {
 }
 
 async fn bots_are_made_by_admins_and_shown_as_bots(app: TestApp) {
-    let doc = app
-        .call(Method::GET, "/api/v1/openapi.json", None, None)
-        .await
-        .expect(200)
-        .body;
+    let doc = crate::meta::openapi(&app).await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
     let carol = app.user("carol").await;
@@ -108,12 +105,12 @@ async fn bots_are_made_by_admins_and_shown_as_bots(app: TestApp) {
         .await
         .expect(201);
     crate::meta::check(&doc, "post", "/api/v1/orgs/{org}/bots", 201, &res.body);
-    let token = res.body["token"].as_str().unwrap().to_owned();
+    let token = res.string("token");
     assert!(token.starts_with("cnv_b_") && token.len() == 6 + 43 + 8);
     assert_eq!(res.body["name"], "Deploy Bot");
     assert_eq!(res.body["org_id"], org.as_str());
     assert_eq!(res.body["created_by"], alice.id.as_str());
-    let bot_user = res.body["user_id"].as_str().unwrap().to_owned();
+    let bot_user = res.string("user_id");
 
     // Owners and admins manage bots; members get 403, other orgs 404.
     let list = app.get(&path, &carol.token).await.expect(200);
@@ -125,18 +122,14 @@ async fn bots_are_made_by_admins_and_shown_as_bots(app: TestApp) {
         format!("cnv_b_****{}", &token[token.len() - 4..])
     );
     assert!(!list.body.to_string().contains(&token[6..30]));
-    app.get(&path, &bob.token)
-        .await
-        .expect_error(403, "forbidden");
-    app.post(&path, &bob.token, json!({"name": "Sneaky"}))
-        .await
-        .expect_error(403, "forbidden");
-    app.get(&path, &mallory.token)
-        .await
-        .expect_error(404, "not_found");
-    app.post(&path, &mallory.token, json!({"name": "Sneaky"}))
-        .await
-        .expect_error(404, "not_found");
+    // A member may not manage bots; an outsider does not see the org.
+    for (who, status, code) in [(&bob, 403, "forbidden"), (&mallory, 404, "not_found")] {
+        let requests = [
+            (Method::GET, path.clone(), None),
+            (Method::POST, path.clone(), Some(json!({"name": "Sneaky"}))),
+        ];
+        app.refused_all(&who.token, status, code, requests).await;
+    }
     app.post(
         &format!("{path}/{}/token", res.id()),
         &mallory.token,
@@ -152,13 +145,7 @@ async fn bots_are_made_by_admins_and_shown_as_bots(app: TestApp) {
         let r = app.post(&path, &alice.token, body).await.expect(422);
         assert_eq!(r.field(), Some(field));
     }
-    assert_eq!(
-        app.get(&path, &alice.token).await.body["items"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(app.get(&path, &alice.token).await.items().len(), 1);
 
     // The bot is an org member of kind bot; it joins conversations like anyone.
     let members = app
@@ -265,10 +252,12 @@ async fn bot_credentials_in_the_wrong_place_are_refused(app: TestApp) {
 }
 
 async fn bots_act_only_where_they_participate_and_are_listed(app: TestApp) {
-    let alice = app.user("alice").await;
-    let mallory = app.user("mallory").await;
-    let org = app.org(&alice, "Acme").await;
-    let evil = app.org(&mallory, "Evil").await;
+    let Rivals {
+        alice,
+        mallory,
+        org,
+        evil,
+    } = app.rivals().await;
     let listed = app.group(&org, &alice, &[], json!("private")).await;
     let unlisted = app.group(&org, &alice, &[], json!("private")).await;
     let listed_elsewhere = app.group(&org, &alice, &[], json!("private")).await;
@@ -304,12 +293,7 @@ async fn bots_act_only_where_they_participate_and_are_listed(app: TestApp) {
         .as_bot(Method::GET, "/api/v1/conversations", &bot.token, None)
         .await
         .expect(200);
-    let ids: Vec<&str> = mine.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
+    let ids = mine.ids();
     assert_eq!(ids, vec![listed.as_str()]);
     app.as_bot(
         Method::POST,
@@ -342,11 +326,7 @@ async fn bots_act_only_where_they_participate_and_are_listed(app: TestApp) {
 }
 
 async fn bot_tokens_rotate_with_a_grace_period(app: TestApp) {
-    let doc = app
-        .call(Method::GET, "/api/v1/openapi.json", None, None)
-        .await
-        .expect(200)
-        .body;
+    let doc = crate::meta::openapi(&app).await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
     let mallory = app.user("mallory").await;
@@ -369,7 +349,7 @@ async fn bot_tokens_rotate_with_a_grace_period(app: TestApp) {
         200,
         &r.body,
     );
-    let second = r.body["token"].as_str().unwrap().to_owned();
+    let second = r.string("token");
     assert_ne!(second, bot.token);
     assert_eq!(r.body["id"], bot.id.as_str());
     assert!(r.body["previous_token_expires_at"].is_string());
@@ -388,10 +368,7 @@ async fn bot_tokens_rotate_with_a_grace_period(app: TestApp) {
         .post(&rotate_path, &alice.token, json!({}))
         .await
         .expect(200)
-        .body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .string("token");
     app.as_bot(Method::GET, me, &second, None)
         .await
         .expect_error(401, "invalid_token");
@@ -445,12 +422,7 @@ async fn bots_on_the_gateway(app: TestApp) {
 
     let (mut ws, ready) = identify_bot(&app, &bot.token).await;
     assert_eq!(ready["user"]["kind"], "bot");
-    let ids: Vec<&str> = ready["conversations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
+    let ids = crate::ws::ready_conversation_ids(&ready);
     assert_eq!(ids, vec![listed.as_str()]);
     // Nothing from unlisted conversations, not even new ones it is added to.
     app.send_message(&unlisted, &alice, "not for the bot")
@@ -478,10 +450,7 @@ async fn bots_on_the_gateway(app: TestApp) {
         .post(&rotate, &alice.token, json!({}))
         .await
         .expect(200)
-        .body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .string("token");
     assert_eq!(ws.close_code().await, 4004);
     // With grace, the old token's socket lives until the grace period ends.
     let (mut ws, _) = identify_bot(&app, &second).await;
@@ -489,40 +458,26 @@ async fn bots_on_the_gateway(app: TestApp) {
         .post(&rotate, &alice.token, json!({"grace_seconds": 60}))
         .await
         .expect(200)
-        .body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    ws.heartbeat().await;
-    loop {
-        let f = ws
-            .frame()
-            .await
-            .expect("still open within the grace period");
-        if f["op"] == 11 {
-            break;
-        }
-    }
-    app.clock.advance(Duration::seconds(61));
-    ws.heartbeat().await;
-    assert_eq!(ws.close_code().await, 4004);
+        .string("token");
+    ws.outlives_the_grace_period_only(&app).await;
     let (_, ready) = identify_bot(&app, &third).await;
     assert_eq!(ready["user"]["id"], bot.user_id.as_str());
 }
 
 async fn bots_stay_in_their_org(app: TestApp) {
-    let alice = app.user("alice").await;
-    let mallory = app.user("mallory").await;
-    let org = app.org(&alice, "Acme").await;
-    let evil = app.org(&mallory, "Evil").await;
+    let Rivals {
+        alice,
+        mallory,
+        org,
+        evil,
+    } = app.rivals().await;
     let bot = make_bot(&app, &org, &alice, json!({"name": "Loyal"})).await;
     // Another org cannot take the bot in, not even by a direct add.
     let r = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/admin/orgs/{evil}/members"),
-            Some(ADMIN_TOKEN),
-            Some(json!({"user_id": bot.user_id, "role": "member"})),
+            ADMIN_TOKEN,
+            json!({"user_id": bot.user_id, "role": "member"}),
         )
         .await
         .expect_error(422, "bot_not_allowed");
@@ -531,7 +486,7 @@ async fn bots_stay_in_their_org(app: TestApp) {
         .as_bot(Method::GET, "/api/v1/orgs", &bot.token, None)
         .await
         .expect(200);
-    assert_eq!(orgs.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(orgs.items().len(), 1);
     app.as_bot(
         Method::GET,
         &format!("/api/v1/orgs/{evil}"),
@@ -549,12 +504,7 @@ async fn bots_stay_in_their_org(app: TestApp) {
     .await
     .expect_error(404, "not_found");
     // Removed from its org, the bot is gone.
-    app.delete(
-        &format!("/api/v1/orgs/{org}/members/{}", bot.user_id),
-        &alice.token,
-    )
-    .await
-    .expect(204);
+    app.remove_member(&org, &alice, &bot.user_id).await;
     app.as_bot(Method::GET, "/api/v1/users/@me", &bot.token, None)
         .await
         .expect_error(401, "invalid_token");

@@ -8,8 +8,10 @@
 //! clock.
 
 use crate::both_backends;
+use crate::db::Db;
 use crate::helpers::*;
 use crate::mfa::{code_at, enable_2fa, mfa_token, second_step, without_rate_limits};
+use crate::with_pool;
 use conclave_server::config::{Config, OnOff};
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -246,27 +248,10 @@ async fn unknown_and_known_usernames_look_alike(app: TestApp) {
 /// One value from the database the app uses.
 async fn scalar(url: &str, sql: &str, bind: &str) -> i64 {
     use sqlx::Row;
-    if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-        let v = sqlx::query(sql)
-            .bind(bind)
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-            .get(0);
-        pool.close().await;
-        v
-    } else {
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
-        let v = sqlx::query(sql)
-            .bind(bind)
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-            .get(0);
-        pool.close().await;
-        v
-    }
+    let db = Db::connect(url).await;
+    let v = with_pool!(&db, p => sqlx::query(sql).bind(bind).fetch_one(p).await.unwrap().get(0));
+    db.close().await;
+    v
 }
 
 /// Sends `n` copies of a request at once and returns their answers.

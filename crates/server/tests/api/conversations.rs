@@ -1,8 +1,8 @@
 //! MSG-1, AZ-3, AZ-4: conversations, visibility, joining, participants.
 
 use crate::both_backends;
+use crate::fixtures::Team;
 use crate::helpers::*;
-use reqwest::Method;
 use serde_json::json;
 
 both_backends!(
@@ -15,12 +15,13 @@ both_backends!(
 );
 
 async fn direct_conversations_are_unique_per_pair(app: TestApp) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let carol = app.user("carol").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
-    app.add_member(&org, &alice, &carol, "member").await;
+    let Team {
+        owner: alice,
+        members: [bob, carol],
+        org,
+    } = app
+        .team("alice", "Acme", [("bob", "member"), ("carol", "member")])
+        .await;
     let path = format!("/api/v1/orgs/{org}/conversations");
     let first = app
         .post(
@@ -178,11 +179,9 @@ async fn visibility_decides_who_sees_and_joins(app: TestApp) {
         .expect(201);
     assert_eq!(available(&app, &sales).await, Vec::<String>::new());
     // Leaving works; the last owner cannot leave while others remain.
-    app.call(
-        Method::POST,
+    app.post_empty(
         &format!("/api/v1/conversations/{everyone}/leave"),
-        Some(&sales.token),
-        None,
+        &sales.token,
     )
     .await
     .expect(204);
@@ -192,19 +191,15 @@ async fn visibility_decides_who_sees_and_joins(app: TestApp) {
     )
     .await
     .expect(403);
-    app.call(
-        Method::POST,
+    app.post_empty(
         &format!("/api/v1/conversations/{team_only}/leave"),
-        Some(&owner.token),
-        None,
+        &owner.token,
     )
     .await
     .expect_error(409, "last_owner");
-    app.call(
-        Method::POST,
+    app.post_empty(
         &format!("/api/v1/conversations/{private}/leave"),
-        Some(&outsider.token),
-        None,
+        &outsider.token,
     )
     .await
     .expect_error(404, "not_found");
@@ -265,7 +260,7 @@ async fn participants_and_roles(app: TestApp) {
         .await
         .expect_error(404, "not_found");
     let list = app.get(&parts, &member.token).await.expect(200);
-    assert_eq!(list.body["items"].as_array().unwrap().len(), 3);
+    assert_eq!(list.items().len(), 3);
     // Another org's user cannot be added.
     let outsider = app.user("outsider").await;
     app.post(&parts, &owner.token, json!({"user_id": outsider.id}))
@@ -280,10 +275,11 @@ async fn participants_and_roles(app: TestApp) {
 }
 
 async fn viewers_cannot_write(app: TestApp) {
-    let owner = app.user("owner").await;
-    let viewer = app.user("viewer1").await;
-    let org = app.org(&owner, "Acme").await;
-    app.add_member(&org, &owner, &viewer, "viewer").await;
+    let Team {
+        owner,
+        members: [viewer],
+        org,
+    } = app.team("owner", "Acme", [("viewer1", "viewer")]).await;
     let conv = app.group(&org, &owner, &[&viewer], json!("org")).await;
     app.send_message(&conv, &owner, "read this")
         .await
@@ -320,14 +316,9 @@ async fn conversation_lists_paginate(app: TestApp) {
         .get("/api/v1/conversations?limit=2", &owner.token)
         .await
         .expect(200);
-    let got: Vec<&str> = p1.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
+    let got = p1.ids();
     assert_eq!(got, vec![ids[4].as_str(), ids[3].as_str()], "newest first");
-    let next = p1.body["next"].as_str().unwrap().to_owned();
+    let next = p1.string("next");
     let p2 = app
         .get(
             &format!("/api/v1/conversations?limit=2&before={next}"),
@@ -335,12 +326,7 @@ async fn conversation_lists_paginate(app: TestApp) {
         )
         .await
         .expect(200);
-    let got: Vec<&str> = p2.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
+    let got = p2.ids();
     assert_eq!(got, vec![ids[2].as_str(), ids[1].as_str()]);
     let p3 = app
         .get(
@@ -352,7 +338,7 @@ async fn conversation_lists_paginate(app: TestApp) {
         )
         .await
         .expect(200);
-    assert_eq!(p3.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(p3.items().len(), 1);
     assert!(p3.body["next"].is_null());
     app.get("/api/v1/conversations?limit=0", &owner.token)
         .await
@@ -375,12 +361,17 @@ async fn conversation_lists_paginate(app: TestApp) {
 }
 
 async fn rename_archive_delete(app: TestApp) {
-    let owner = app.user("owner").await;
-    let member = app.user("member1").await;
-    let org_admin = app.user("orgadmin").await;
-    let org = app.org(&owner, "Acme").await;
-    app.add_member(&org, &owner, &member, "member").await;
-    app.add_member(&org, &owner, &org_admin, "admin").await;
+    let Team {
+        owner,
+        members: [member, org_admin],
+        org,
+    } = app
+        .team(
+            "owner",
+            "Acme",
+            [("member1", "member"), ("orgadmin", "admin")],
+        )
+        .await;
     let conv = app.group(&org, &owner, &[&member], json!("private")).await;
     let path = format!("/api/v1/conversations/{conv}");
     app.patch(&path, &member.token, json!({"name": "mine now"}))
@@ -433,22 +424,12 @@ async fn available(app: &TestApp, u: &User) -> Vec<String> {
         .get("/api/v1/conversations/available", &u.token)
         .await
         .expect(200);
-    let mut ids: Vec<String> = res.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap().to_owned())
-        .collect();
+    let mut ids = res.ids();
     ids.sort();
     ids
 }
 
 async fn join(app: &TestApp, c: &str, u: &User) -> Res {
-    app.call(
-        Method::POST,
-        &format!("/api/v1/conversations/{c}/join"),
-        Some(&u.token),
-        None,
-    )
-    .await
+    app.post_empty(&format!("/api/v1/conversations/{c}/join"), &u.token)
+        .await
 }

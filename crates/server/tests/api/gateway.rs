@@ -93,9 +93,7 @@ async fn identify_and_ready(app: TestApp) {
     assert_eq!(c["last_read_message_id"], two.as_str());
     assert_eq!(c["unread_count"], 1);
     // Capabilities announce the gateway.
-    let caps = app
-        .call(Method::GET, "/api/v1/capabilities", None, None)
-        .await;
+    let caps = app.get_anon("/api/v1/capabilities").await;
     assert_eq!(caps.body["features"]["gateway"], true);
     assert_eq!(caps.body["limits"]["frame_max_bytes"], 65536);
 }
@@ -107,11 +105,7 @@ async fn protocol_errors_close_with_typed_codes(app: TestApp) {
     r.expect_error(400, "unsupported_version");
     // A foreign Origin may not open it (cross-site WebSocket hijacking).
     let r = app
-        .send(
-            app.client
-                .get(app.url("/gateway?v=1"))
-                .header("origin", "https://evil.example"),
-        )
+        .get_with_header("/gateway?v=1", "origin", "https://evil.example")
         .await;
     r.expect_error(403, "origin_not_allowed");
     let cases: Vec<(Value, u16)> = vec![
@@ -307,24 +301,11 @@ async fn revoked_credentials_close_sockets(app: TestApp) {
     let w = world(&app).await;
     // Logout closes that session's sockets with 4004.
     let (mut ws, _) = Ws::identify(&app, &w.alice.token).await;
-    app.call(
-        Method::POST,
-        "/api/v1/auth/logout",
-        Some(&w.alice.token),
-        None,
-    )
-    .await
-    .expect(204);
+    app.logout(&w.alice.token).await;
     assert_eq!(ws.close_code().await, 4004);
     // Revoking one session by id.
-    let t2 = app.login("alice", PASSWORD).await.body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let t3 = app.login("alice", PASSWORD).await.body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let t2 = app.login("alice", PASSWORD).await.string("token");
+    let t3 = app.login("alice", PASSWORD).await.string("token");
     let (mut ws2, _) = Ws::identify(&app, &t2).await;
     let (mut ws3, _) = Ws::identify(&app, &t3).await;
     let sid2 = app.get("/api/v1/auth/session", &t2).await.body["session"]["id"]
@@ -336,10 +317,7 @@ async fn revoked_credentials_close_sockets(app: TestApp) {
         .expect(204);
     assert_eq!(ws2.close_code().await, 4004);
     // A password change revokes the others but keeps the caller's own.
-    let t4 = app.login("alice", PASSWORD).await.body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let t4 = app.login("alice", PASSWORD).await.string("token");
     let (mut ws4, _) = Ws::identify(&app, &t4).await;
     app.post(
         "/api/v1/auth/password",
@@ -361,13 +339,7 @@ async fn revoked_credentials_close_sockets(app: TestApp) {
     .await;
     // Disabling the account closes everything.
     let (mut bob_ws, _) = Ws::identify(&app, &w.bob.token).await;
-    app.patch(
-        &format!("/api/v1/admin/users/{}", w.bob.id),
-        ADMIN_TOKEN,
-        json!({"disabled": true}),
-    )
-    .await
-    .expect(200);
+    app.set_disabled(ADMIN_TOKEN, &w.bob, true).await;
     assert_eq!(bob_ws.close_code().await, 4004);
     // A revoked token cannot identify again.
     let mut again = Ws::connect(&app).await;
@@ -390,11 +362,9 @@ async fn typing_read_markers_and_presence(app: TestApp) {
     bob.send(json!({"op": 3, "d": {"status": "idle"}})).await;
     assert_eq!(alice.expect("PRESENCE_UPDATE").await["status"], "idle");
     // Typing reaches the other participants.
-    app.call(
-        Method::POST,
+    app.post_empty(
         &format!("/api/v1/conversations/{}/typing", w.conv),
-        Some(&w.bob.token),
-        None,
+        &w.bob.token,
     )
     .await
     .expect(204);
@@ -402,11 +372,9 @@ async fn typing_read_markers_and_presence(app: TestApp) {
     assert_eq!(t["user_id"], w.bob.id.as_str());
     assert_eq!(t["conversation_id"], w.conv.as_str());
     assert!(t["at"].is_string());
-    app.call(
-        Method::POST,
+    app.post_empty(
         &format!("/api/v1/conversations/{}/typing", w.conv),
-        Some(&w.outsider.token),
-        None,
+        &w.outsider.token,
     )
     .await
     .expect(404);
@@ -515,25 +483,8 @@ async fn resume_replays_what_was_missed(app: TestApp) {
 
 async fn browsers_identify_with_their_cookie_from_allowed_origins(app: TestApp) {
     let w = world(&app).await;
-    let login = app
-        .call(
-            Method::POST,
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": "alice", "password": PASSWORD, "cookie": true})),
-        )
-        .await
-        .expect(200);
-    let cookie = login
-        .headers
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let login = app.cookie_login("alice").await;
+    let cookie = login.session_cookie();
     // From an allowed origin, IDENTIFY without a token uses the cookie.
     let mut ws = Ws::connect_with(
         &app,

@@ -4,6 +4,7 @@
 //! access-token gate on IDENTIFY and RESUME for every credential kind. Runs on both backends.
 
 use crate::both_backends;
+use crate::fixtures::Acme;
 use crate::helpers::*;
 use crate::ws::Ws;
 use futures::{SinkExt, StreamExt};
@@ -70,7 +71,7 @@ async fn close_code_while_sending(ws: Ws, frame: Message, limit: usize) -> u16 {
 }
 
 async fn logout(app: &TestApp, token: &str) {
-    app.call(Method::POST, "/api/v1/auth/logout", Some(token), None)
+    app.post_empty("/api/v1/auth/logout", token)
         .await
         .expect(204);
 }
@@ -154,10 +155,7 @@ async fn resume(app: &TestApp, d: Value) -> (Ws, Value) {
 }
 
 async fn resume_with_a_null_seq_starts_from_zero(app: TestApp) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
+    let Acme { alice, bob, org } = app.acme().await;
     let conv = app.group(&org, &alice, &[&bob], json!("private")).await;
     let (ws, ready) = Ws::identify(&app, &alice.token).await;
     let session_id = ready["session_id"].as_str().unwrap().to_owned();
@@ -247,10 +245,7 @@ async fn heartbeat_acknowledged(ws: &mut Ws) -> bool {
 
 async fn heartbeats_recheck_credentials_revoked_elsewhere(app: TestApp) {
     let other = node_without_shared_fanout(&app).await;
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
+    let Acme { alice, bob, org } = app.acme().await;
     let solo = app.group(&org, &alice, &[], json!("private")).await;
     let (t2, t3) = (
         login(&app, "alice", PASSWORD).await,

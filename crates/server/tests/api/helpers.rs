@@ -120,6 +120,22 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
     })
 }
 
+/// Spawns the app after `tweak` adjusts the configuration, and answers the configuration it
+/// runs with (for the CLI commands a test runs beside it); panics if it cannot start.
+pub async fn spawn_app_and_config(
+    backend: Backend,
+    tweak: impl FnOnce(&mut Config),
+) -> (TestApp, Config) {
+    let mut config = None;
+    let app = spawn_app_with(backend, |c| {
+        tweak(c);
+        config = Some(c.clone());
+    })
+    .await
+    .expect("the app starts");
+    (app, config.expect("the configuration"))
+}
+
 /// Runs one test body against both backends, as two `#[tokio::test]`s.
 #[macro_export]
 macro_rules! both_backends {
@@ -157,6 +173,14 @@ pub struct Res {
 impl Res {
     pub fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+    /// The error's message (panics when the body is not an error).
+    #[track_caller]
+    pub fn message(&self) -> &str {
+        match self.body["error"]["message"].as_str() {
+            Some(m) => m,
+            None => panic!("an error message in {}", self.body),
+        }
     }
     pub fn field(&self) -> Option<&str> {
         self.body["error"]["field"].as_str()
@@ -197,6 +221,24 @@ impl Res {
             "error has a request id"
         );
         self
+    }
+    /// The `items` of a list answer.
+    #[track_caller]
+    pub fn items(&self) -> Vec<Value> {
+        match self.body["items"].as_array() {
+            Some(items) => items.clone(),
+            None => panic!("`items` in {}", self.body),
+        }
+    }
+    /// The ids of the `items` of a list answer, in order.
+    #[track_caller]
+    pub fn ids(&self) -> Vec<String> {
+        let ids: Option<Vec<String>> = self
+            .items()
+            .iter()
+            .map(|i| i["id"].as_str().map(str::to_owned))
+            .collect();
+        ids.unwrap_or_else(|| panic!("an `id` on every item of {}", self.body))
     }
     pub fn id(&self) -> String {
         self.body["id"].as_str().expect("an id").to_owned()
@@ -253,6 +295,25 @@ impl TestApp {
         self.send(rb).await
     }
 
+    /// A GET without credentials.
+    pub async fn get_anon(&self, path: &str) -> Res {
+        self.call(Method::GET, path, None, None).await
+    }
+    /// A GET without credentials but with one extra request header.
+    pub async fn get_with_header(&self, path: &str, name: &str, value: &str) -> Res {
+        self.send(self.client.get(self.url(path)).header(name, value))
+            .await
+    }
+
+    /// A POST without a body (leave, logout, accept…).
+    pub async fn post_empty(&self, path: &str, token: &str) -> Res {
+        self.call(Method::POST, path, Some(token), None).await
+    }
+
+    /// A POST without credentials.
+    pub async fn post_anon(&self, path: &str, body: Value) -> Res {
+        self.call(Method::POST, path, None, Some(body)).await
+    }
     pub async fn get(&self, path: &str, token: &str) -> Res {
         self.call(Method::GET, path, Some(token), None).await
     }
@@ -337,17 +398,12 @@ impl TestApp {
             .as_str()
             .unwrap()
             .to_owned();
-        self.post("/api/v1/orgs/join", &who.token, json!({"code": code}))
-            .await
-            .expect(200);
+        self.join(who, &code).await.expect(200);
     }
 
     /// The `items` of a list answered to `token` (200 expected).
     pub async fn items(&self, path: &str, token: &str) -> Vec<Value> {
-        self.get(path, token).await.expect(200).body["items"]
-            .as_array()
-            .unwrap()
-            .clone()
+        self.get(path, token).await.expect(200).items()
     }
 
     /// `user` with a fresh session (after the clock moved past the old one's end).
@@ -406,9 +462,7 @@ impl TestApp {
         )
         .await
         .expect(200)
-        .body["items"]
-            .as_array()
-            .unwrap()
-            .len()
+        .items()
+        .len()
     }
 }

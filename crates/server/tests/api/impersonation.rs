@@ -4,6 +4,7 @@
 //! unauthorised attempts are refused.
 
 use crate::both_backends;
+use crate::fixtures::Acme;
 use crate::helpers::*;
 use chrono::{DateTime, Utc};
 use reqwest::Method;
@@ -20,16 +21,11 @@ both_backends!(
 
 /// The rows of `event` with their outcome, as the management token reads them.
 async fn rows_of(app: &TestApp, event: &str) -> Vec<Value> {
-    app.get(
+    app.items(
         &format!("/api/v1/admin/audit?event={event}&limit=100"),
         ADMIN_TOKEN,
     )
     .await
-    .expect(200)
-    .body["items"]
-        .as_array()
-        .unwrap()
-        .clone()
 }
 
 /// The attack of issue 10: acting as the owner, the admin adds their own account to the org
@@ -37,14 +33,12 @@ async fn rows_of(app: &TestApp, event: &str) -> Vec<Value> {
 /// audited as denied with both identities, and afterwards the admin is no member.
 async fn impersonation_cannot_take_over_the_users_org(app: TestApp) {
     let admin = app.bootstrap().await;
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
-    let token = impersonate(&app, &admin, &alice).await.expect(201).body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let Acme { alice, bob, org } = app.acme().await;
+    let token = app
+        .impersonate(&admin, &alice)
+        .await
+        .expect(201)
+        .string("token");
     let o = format!("/api/v1/orgs/{org}");
     for (method, path, body) in [
         (
@@ -149,20 +143,18 @@ async fn impersonation_cannot_take_over_the_users_org(app: TestApp) {
 /// deletes only the user's own messages, not others' (even where the user moderates).
 async fn impersonated_writes_are_audited_with_both_identities(app: TestApp) {
     let admin = app.bootstrap().await;
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
+    let Acme { alice, bob, org } = app.acme().await;
     let conv = app.group(&org, &alice, &[&bob], json!("org")).await;
     let bobs = app
         .send_message(&conv, &bob, "bob's")
         .await
         .expect(201)
         .id();
-    let token = impersonate(&app, &admin, &alice).await.expect(201).body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = app
+        .impersonate(&admin, &alice)
+        .await
+        .expect(201)
+        .string("token");
     let support = User {
         id: alice.id.clone(),
         token: token.clone(),
@@ -224,10 +216,11 @@ async fn impersonated_writes_are_audited_with_both_identities(app: TestApp) {
 async fn denied_attempts_are_audited_within_a_budget(app: TestApp) {
     let admin = app.bootstrap().await;
     let alice = app.user("alice").await;
-    let token = impersonate(&app, &admin, &alice).await.expect(201).body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = app
+        .impersonate(&admin, &alice)
+        .await
+        .expect(201)
+        .string("token");
     let budget = conclave_core::service::DENIED_ROWS_PER_MINUTE as usize;
     let tries = (0..3 * budget).map(|_| app.post("/api/v1/orgs", &token, json!({ "name": "x" })));
     for r in futures::future::join_all(tries).await {
@@ -243,25 +236,13 @@ async fn denied_attempts_are_audited_within_a_budget(app: TestApp) {
     assert!(rows[0]["detail"]["unrecorded_before"].as_u64().unwrap() > 0);
 }
 
-async fn impersonate(app: &TestApp, admin: &User, target: &User) -> Res {
-    app.post(
-        &format!("/api/v1/admin/users/{}/impersonate", target.id),
-        &admin.token,
-        json!({}),
-    )
-    .await
-}
-
 async fn an_admin_acts_as_a_user_in_a_marked_session(app: TestApp) {
     let admin = app.bootstrap().await;
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
+    let Acme { alice, bob, org } = app.acme().await;
     let conv = app.group(&org, &alice, &[&bob], json!("org")).await;
 
-    let res = impersonate(&app, &admin, &alice).await.expect(201);
-    let token = res.body["token"].as_str().unwrap().to_owned();
+    let res = app.impersonate(&admin, &alice).await.expect(201);
+    let token = res.string("token");
     assert_eq!(res.body["user"]["id"], json!(alice.id));
     let expires: DateTime<Utc> = res.body["expires_at"].as_str().unwrap().parse().unwrap();
     let now = conclave_core::Clock::now(&*app.clock);
@@ -283,26 +264,13 @@ async fn an_admin_acts_as_a_user_in_a_marked_session(app: TestApp) {
     .expect(201);
     // Its sends are audited with both identities (AUTH-12), unlike alice's own.
     let rows = app
-        .get("/api/v1/admin/audit?event=message.sent", ADMIN_TOKEN)
-        .await
-        .expect(200)
-        .body["items"]
-        .as_array()
-        .unwrap()
-        .clone();
+        .items("/api/v1/admin/audit?event=message.sent", ADMIN_TOKEN)
+        .await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["actor"]["id"], json!(alice.id));
     assert_eq!(rows[0]["actor"]["impersonator"], json!(admin.id));
     assert_eq!(rows[0]["org_id"], json!(org));
-    let started = app
-        .get(
-            "/api/v1/admin/audit?event=impersonation.started",
-            ADMIN_TOKEN,
-        )
-        .await
-        .expect(200)
-        .body["items"][0]
-        .clone();
+    let started = app.audit_of("impersonation.started").await.body["items"][0].clone();
     assert_eq!(started["actor"]["id"], json!(admin.id));
     assert_eq!(
         started["resource"],
@@ -311,13 +279,8 @@ async fn an_admin_acts_as_a_user_in_a_marked_session(app: TestApp) {
 
     // Alice sees that it happened: in her security events and her sessions.
     let events = app
-        .get("/api/v1/users/@me/security-events", &alice.token)
-        .await
-        .expect(200)
-        .body["items"]
-        .as_array()
-        .unwrap()
-        .clone();
+        .items("/api/v1/users/@me/security-events", &alice.token)
+        .await;
     let seen: Vec<&Value> = events
         .iter()
         .filter(|e| e["event"] == "impersonation.started")
@@ -347,10 +310,11 @@ async fn impersonation_cannot_touch_credentials(app: TestApp) {
     let admin = app.bootstrap().await;
     let alice = app.user("alice").await;
     let org = app.org(&alice, "Acme").await;
-    let token = impersonate(&app, &admin, &alice).await.expect(201).body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = app
+        .impersonate(&admin, &alice)
+        .await
+        .expect(201)
+        .string("token");
     for (method, path, body) in [
         (
             Method::POST,
@@ -436,7 +400,7 @@ async fn impersonation_is_refused_where_it_must_be(app: TestApp) {
     .await
     .expect_error(403, "impersonation_forbidden");
     // Not server admins: refused.
-    impersonate(&app, &bob, &alice)
+    app.impersonate(&bob, &alice)
         .await
         .expect_error(403, "forbidden");
     app.call(
@@ -455,27 +419,21 @@ async fn impersonation_is_refused_where_it_must_be(app: TestApp) {
     .await
     .expect(401);
     // Not oneself, not another server admin, not a disabled account, not an unknown one.
-    impersonate(&app, &admin, &admin)
+    app.impersonate(&admin, &admin)
         .await
         .expect_error(409, "cannot_impersonate");
-    impersonate(&app, &admin, &other_admin)
+    app.impersonate(&admin, &other_admin)
         .await
         .expect_error(409, "cannot_impersonate");
-    app.patch(
-        &format!("/api/v1/admin/users/{}", bob.id),
-        &admin.token,
-        json!({ "disabled": true }),
-    )
-    .await
-    .expect(200);
-    impersonate(&app, &admin, &bob)
+    app.set_disabled(&admin.token, &bob, true).await;
+    app.impersonate(&admin, &bob)
         .await
         .expect_error(409, "cannot_impersonate");
     let ghost = User {
         id: uuid::Uuid::now_v7().to_string(),
         token: String::new(),
     };
-    impersonate(&app, &admin, &ghost)
+    app.impersonate(&admin, &ghost)
         .await
         .expect_error(404, "not_found");
     app.post(
@@ -486,12 +444,6 @@ async fn impersonation_is_refused_where_it_must_be(app: TestApp) {
     .await
     .expect(400);
     // Nothing was started by any of these.
-    let rows = app
-        .get(
-            "/api/v1/admin/audit?event=impersonation.started",
-            ADMIN_TOKEN,
-        )
-        .await
-        .expect(200);
+    let rows = app.audit_of("impersonation.started").await;
     assert_eq!(rows.body["items"].as_array().map(Vec::len), Some(0));
 }

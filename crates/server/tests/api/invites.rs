@@ -4,6 +4,7 @@
 //! never acts org-wide, whatever its scopes.
 
 use crate::both_backends;
+use crate::fixtures::Acme;
 use crate::helpers::*;
 use crate::keys::make_key;
 use reqwest::Method;
@@ -84,9 +85,7 @@ async fn invited_users_consent_before_they_join(app: TestApp) {
         .await
         .expect_error(404, "not_found");
     let code = inv.body["code"].as_str().unwrap();
-    let r = app
-        .post("/api/v1/orgs/join", &carol.token, json!({"code": code}))
-        .await;
+    let r = app.join(&carol, code).await;
     assert_ne!(r.status, 200, "{:?}", r.body);
     assert!(!org_ids(&app, &carol).await.contains(&org));
     // Bob accepts, once.
@@ -148,13 +147,11 @@ async fn inviting_a_username_does_not_tell_whether_it_exists(app: TestApp) {
         .post(&invites, &owner.token, json!({"username": "carol"}))
         .await
         .expect(201);
-    let code = named.body["code"].as_str().unwrap().to_owned();
+    let code = named.string("code");
     let register = |name: &'static str| {
-        app.call(
-            Method::POST,
+        app.post_anon(
             "/api/v1/auth/register",
-            None,
-            Some(json!({"username": name, "password": PASSWORD, "invite_code": code})),
+            json!({"username": name, "password": PASSWORD, "invite_code": code}),
         )
     };
     let refused = register("mallory")
@@ -166,7 +163,7 @@ async fn inviting_a_username_does_not_tell_whether_it_exists(app: TestApp) {
     let carol = app.login("carol", PASSWORD).await.expect(200);
     let carol = User {
         id: carol.body["user"]["id"].as_str().unwrap().to_owned(),
-        token: carol.body["token"].as_str().unwrap().to_owned(),
+        token: carol.string("token"),
     };
     assert!(org_ids(&app, &carol).await.contains(&org));
 }
@@ -273,11 +270,10 @@ async fn only_server_admins_add_members_directly(app: TestApp) {
         .expect(201);
     assert_eq!(added.body["user"]["id"], json!(bob.id));
     // So may automation with the management token, on /admin only.
-    app.call(
-        Method::POST,
+    app.post(
         &members,
-        Some(ADMIN_TOKEN),
-        Some(json!({"user_id": carol.id, "role": "viewer"})),
+        ADMIN_TOKEN,
+        json!({"user_id": carol.id, "role": "viewer"}),
     )
     .await
     .expect(401);
@@ -292,11 +288,10 @@ async fn only_server_admins_add_members_directly(app: TestApp) {
     assert!(rows.iter().any(|r| r["actor"]["id"] == json!(root.id)));
     // Not for an unknown org, nor for ordinary users on /admin.
     let nowhere = uuid::Uuid::now_v7();
-    app.call(
-        Method::POST,
+    app.post(
         &format!("/api/v1/admin/orgs/{nowhere}/members"),
-        Some(ADMIN_TOKEN),
-        Some(json!({"user_id": carol.id, "role": "member"})),
+        ADMIN_TOKEN,
+        json!({"user_id": carol.id, "role": "member"}),
     )
     .await
     .expect_error(404, "not_found");
@@ -321,20 +316,12 @@ async fn the_global_profile_is_for_sessions_only(app: TestApp) {
     app.patch("/api/v1/users/@me", &key, json!({"display_name": "Pwned"}))
         .await
         .expect_error(403, "insufficient_scope");
-    let bot = app
-        .post(
-            &format!("/api/v1/orgs/{org}/bots"),
-            &alice.token,
-            json!({"name": "Helper"}),
-        )
-        .await
-        .expect(201);
-    let bot_token = bot.body["token"].as_str().unwrap();
+    let bot = crate::bots::make_bot(&app, &org, &alice, json!({"name": "Helper"})).await;
     let r = as_bot(
         &app,
         Method::PATCH,
         "/api/v1/users/@me",
-        bot_token,
+        &bot.token,
         json!({"display_name": "Pwned"}),
     )
     .await;
@@ -353,11 +340,8 @@ async fn the_global_profile_is_for_sessions_only(app: TestApp) {
 }
 
 async fn conversation_limited_credentials_never_act_org_wide(app: TestApp) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
+    let Acme { alice, bob, org } = app.acme().await;
     let mallory = app.user("mallory").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
     let conv = app.group(&org, &alice, &[&bob], json!("private")).await;
     let all: Vec<&str> = vec![
         "messages:read",
@@ -442,7 +426,7 @@ async fn conversation_limited_credentials_never_act_org_wide(app: TestApp) {
         .get(&format!("{o}/members"), &alice.token)
         .await
         .expect(200);
-    assert_eq!(members.body["items"].as_array().unwrap().len(), 2);
+    assert_eq!(members.items().len(), 2);
     assert_eq!(
         app.get(&o, &alice.token).await.expect(200).body["name"],
         "Acme"
@@ -523,5 +507,5 @@ async fn concurrent_acceptances_join_once(app: TestApp) {
         .get(&format!("/api/v1/orgs/{org}/members"), &owner.token)
         .await
         .expect(200);
-    assert_eq!(members.body["items"].as_array().unwrap().len(), 2);
+    assert_eq!(members.items().len(), 2);
 }

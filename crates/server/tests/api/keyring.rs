@@ -6,8 +6,10 @@
 //! refuses a generated master key.
 
 use crate::both_backends;
+use crate::db::Db;
 use crate::helpers::*;
 use crate::mfa::{code_at, enable_2fa, mfa_token, next_step, second_step};
+use crate::with_pool;
 use conclave_core::totp::TotpSecret;
 use conclave_server::config::{Config, Environment, OnOff};
 use conclave_server::keyring::{run_keys_command, KeysCommand, KeysError};
@@ -23,14 +25,7 @@ both_backends!(
 
 /// The app (rate limits off: these tests sign in often) and the configuration it runs with.
 async fn app_and_config(app: TestApp) -> (TestApp, Config) {
-    let mut config = None;
-    let app = spawn_app_with(app.backend, |c| {
-        c.rate_limits = OnOff::Off;
-        config = Some(c.clone());
-    })
-    .await
-    .expect("the app starts");
-    (app, config.unwrap())
+    spawn_app_and_config(app.backend, |c| c.rate_limits = OnOff::Off).await
 }
 
 async fn keys(app: &TestApp, config: &Config, command: KeysCommand) -> Result<String, KeysError> {
@@ -38,75 +33,47 @@ async fn keys(app: &TestApp, config: &Config, command: KeysCommand) -> Result<St
     run_keys_command(config, command, app.clock.now()).await
 }
 
-/// A raw statement against the app's database.
-enum Db {
-    Sqlite(sqlx::SqlitePool),
-    Pg(sqlx::PgPool),
+/// The error of a `keys retire` that must be refused.
+async fn retire_refused(app: &TestApp, config: &Config, id: i32) -> String {
+    let refused = keys(app, config, KeysCommand::Retire { id }).await;
+    refused.unwrap_err().to_string()
 }
 
 type TotpRow = (i32, Vec<u8>, Vec<u8>);
 
+/// The TOTP columns this module reads and writes directly.
 impl Db {
-    async fn open(config: &Config) -> Self {
-        let url = config.database_url();
-        if url.starts_with("sqlite:") {
-            Self::Sqlite(sqlx::SqlitePool::connect(&url).await.unwrap())
-        } else {
-            Self::Pg(sqlx::PgPool::connect(&url).await.unwrap())
-        }
-    }
-
     /// Every stored TOTP secret's key id, by user.
     async fn totp_key_ids(&self) -> Vec<i32> {
         let sql = "SELECT secret_key_id FROM user_totp ORDER BY user_id";
-        match self {
-            Self::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
-            Self::Pg(p) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
-        }
+        with_pool!(self, p => sqlx::query_scalar(sql).fetch_all(p).await.unwrap())
     }
 
     async fn wrapped_keys(&self) -> Vec<Vec<u8>> {
         let sql = "SELECT wrapped_key FROM secret_keys WHERE wrapped_key IS NOT NULL";
-        match self {
-            Self::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
-            Self::Pg(p) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
-        }
+        with_pool!(self, p => sqlx::query_scalar(sql).fetch_all(p).await.unwrap())
     }
 
     async fn totp(&self, user: &User) -> TotpRow {
         let id = uuid::Uuid::parse_str(&user.id).unwrap();
         let sql = "SELECT secret_key_id, secret_nonce, secret_ciphertext FROM user_totp \
                    WHERE user_id = $1";
-        match self {
-            Self::Sqlite(p) => sqlx::query_as(sql).bind(id).fetch_one(p).await.unwrap(),
-            Self::Pg(p) => sqlx::query_as(sql).bind(id).fetch_one(p).await.unwrap(),
-        }
+        with_pool!(self, p => sqlx::query_as(sql).bind(id).fetch_one(p).await.unwrap())
     }
 
     async fn set_totp(&self, user: &User, (key_id, nonce, ciphertext): &TotpRow) {
         let id = uuid::Uuid::parse_str(&user.id).unwrap();
         let sql = "UPDATE user_totp SET secret_key_id = $2, secret_nonce = $3, \
                    secret_ciphertext = $4 WHERE user_id = $1";
-        let done = match self {
-            Self::Sqlite(p) => sqlx::query(sql)
-                .bind(id)
-                .bind(key_id)
-                .bind(nonce)
-                .bind(ciphertext)
-                .execute(p)
-                .await
-                .unwrap()
-                .rows_affected(),
-            Self::Pg(p) => sqlx::query(sql)
-                .bind(id)
-                .bind(key_id)
-                .bind(nonce)
-                .bind(ciphertext)
-                .execute(p)
-                .await
-                .unwrap()
-                .rows_affected(),
-        };
+        let done = with_pool!(self, p => sqlx::query(sql)
+            .bind(id)
+            .bind(key_id)
+            .bind(nonce)
+            .bind(ciphertext)
+            .execute(p)
+            .await
+            .unwrap()
+            .rows_affected());
         assert_eq!(done, 1);
     }
 }
@@ -249,15 +216,9 @@ async fn retire_is_refused_while_in_use_and_retired_keys_open_nothing(app: TestA
     let old = db.totp(&alice).await;
     assert_eq!(old.0, 1);
 
-    let err = keys(&app, &config, KeysCommand::Retire { id: 1 })
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = retire_refused(&app, &config, 1).await;
     assert!(err.contains("key 1 is the current key"), "{err}");
-    let err = keys(&app, &config, KeysCommand::Retire { id: 7 })
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = retire_refused(&app, &config, 7).await;
     assert!(err.contains("no secrets key with id 7"), "{err}");
 
     keys(&app, &config, KeysCommand::Rotate).await.unwrap();
@@ -266,10 +227,7 @@ async fn retire_is_refused_while_in_use_and_retired_keys_open_nothing(app: TestA
     sign_in(&app, "alice", &code_at(&app, &secret, 0))
         .await
         .expect(200);
-    let err = keys(&app, &config, KeysCommand::Retire { id: 1 })
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = retire_refused(&app, &config, 1).await;
     assert!(err.contains("key 1 still seals 1 stored secret"), "{err}");
 
     keys(&app, &config, KeysCommand::Rotate).await.unwrap();
@@ -281,15 +239,9 @@ async fn retire_is_refused_while_in_use_and_retired_keys_open_nothing(app: TestA
     keys(&app, &config, KeysCommand::Retire { id: 2 })
         .await
         .unwrap();
-    let err = keys(&app, &config, KeysCommand::Retire { id: 1 })
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = retire_refused(&app, &config, 1).await;
     assert!(err.contains("retired already"), "{err}");
-    let err = keys(&app, &config, KeysCommand::Retire { id: 3 })
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = retire_refused(&app, &config, 3).await;
     assert!(err.contains("current key"), "{err}");
     let listed = keys(&app, &config, KeysCommand::List).await.unwrap();
     let retired: Vec<&str> = listed
@@ -347,7 +299,7 @@ async fn a_2fa_setup_during_rotation_is_never_lost(app: TestApp) {
             .post("/api/v1/auth/totp/setup", &bob.token, json!({}))
             .await
             .expect(200);
-        last = Some(setup.body["secret"].as_str().unwrap().to_owned());
+        last = Some(setup.string("secret"));
     }
     rotations.await.unwrap();
     // Bob's latest setup is the one stored, under the current key like every other secret.

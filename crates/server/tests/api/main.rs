@@ -1,6 +1,8 @@
 //! The HTTP suite: every test runs against a real server, once on SQLite and once on
 //! PostgreSQL.
 
+mod db;
+mod fixtures;
 mod helpers;
 mod ws;
 

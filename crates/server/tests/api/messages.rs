@@ -1,7 +1,9 @@
 //! MSG-2, MSG-3, CORE-5: sending, validation, sanitizing, idempotency, paging, edits, tombstones.
 
 use crate::both_backends;
+use crate::fixtures::Acme;
 use crate::helpers::*;
+use reqwest::Method;
 use serde_json::json;
 
 both_backends!(
@@ -14,10 +16,7 @@ both_backends!(
 );
 
 async fn setup(app: &TestApp) -> (User, User, String, String) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
+    let Acme { alice, bob, org } = app.acme().await;
     let conv = app.group(&org, &alice, &[&bob], json!("private")).await;
     (alice, bob, org, conv)
 }
@@ -322,26 +321,27 @@ async fn only_participants_touch_messages(app: TestApp) {
         .await
         .expect(201)
         .id();
+    let (messages, message) = (
+        format!("/api/v1/conversations/{conv}/messages"),
+        format!("/api/v1/messages/{id}"),
+    );
     for u in [&member, &outsider] {
-        app.get(&format!("/api/v1/conversations/{conv}/messages"), &u.token)
-            .await
-            .expect_error(404, "not_found");
-        app.send_message(&conv, u, "let me in")
-            .await
-            .expect_error(404, "not_found");
-        app.patch(
-            &format!("/api/v1/messages/{id}"),
-            &u.token,
-            json!({"content": "x"}),
-        )
-        .await
-        .expect_error(404, "not_found");
-        app.delete(&format!("/api/v1/messages/{id}"), &u.token)
-            .await
-            .expect_error(404, "not_found");
-        app.get(&format!("/api/v1/messages/{id}/history"), &u.token)
-            .await
-            .expect_error(404, "not_found");
+        let requests = [
+            (Method::GET, messages.clone(), None),
+            (
+                Method::POST,
+                messages.clone(),
+                Some(json!({"content": "let me in"})),
+            ),
+            (
+                Method::PATCH,
+                message.clone(),
+                Some(json!({"content": "x"})),
+            ),
+            (Method::DELETE, message.clone(), None),
+            (Method::GET, format!("{message}/history"), None),
+        ];
+        app.refused_all(&u.token, 404, "not_found", requests).await;
     }
     assert_eq!(app.message_count(&conv, &alice).await, 1);
 }

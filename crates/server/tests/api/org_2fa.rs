@@ -8,6 +8,7 @@
 
 use crate::both_backends;
 use crate::bots::identify_bot;
+use crate::fixtures::{Acme, Team};
 use crate::helpers::*;
 use crate::keys::make_key;
 use crate::mfa::enable_2fa;
@@ -34,22 +35,12 @@ fn ids(list: &Value) -> Vec<String> {
 
 /// A bot made by `by` in `org`, participating in `conv`: its token.
 async fn bot_in(app: &TestApp, org: &str, by: &User, conv: &str, name: &str) -> String {
-    let made = app
-        .post(
-            &format!("/api/v1/orgs/{org}/bots"),
-            &by.token,
-            json!({"name": name}),
-        )
+    let made = crate::bots::make_bot(app, org, by, json!({"name": name})).await;
+    let participants = format!("/api/v1/conversations/{conv}/participants");
+    app.post(&participants, &by.token, json!({"user_id": made.user_id}))
         .await
         .expect(201);
-    app.post(
-        &format!("/api/v1/conversations/{conv}/participants"),
-        &by.token,
-        json!({"user_id": made.body["user_id"]}),
-    )
-    .await
-    .expect(201);
-    made.body["token"].as_str().unwrap().to_owned()
+    made.token
 }
 
 /// Sets the org's requirement as `who`.
@@ -64,12 +55,13 @@ async fn require(app: &TestApp, org: &str, who: &User, on: bool) {
 }
 
 async fn org_2fa_reaches_every_credential_on_rest(app: TestApp) {
-    let owner = app.user("owner").await;
-    let ann = app.user("ann").await;
-    let bob = app.user("bob").await;
-    let acme = app.org(&owner, "Acme").await;
-    app.add_member(&acme, &owner, &ann, "admin").await;
-    app.add_member(&acme, &owner, &bob, "member").await;
+    let Team {
+        owner,
+        members: [ann, bob],
+        org: acme,
+    } = app
+        .team("owner", "Acme", [("ann", "admin"), ("bob", "member")])
+        .await;
     let conv = app.group(&acme, &owner, &[&ann, &bob], json!("org")).await;
     let open = app.group(&acme, &owner, &[], json!("org")).await;
     // Bob's own org, which does not require 2FA.
@@ -182,12 +174,13 @@ async fn next(ws: &mut Ws) -> (String, Value) {
 }
 
 async fn org_2fa_reaches_open_sockets_of_that_org_only(app: TestApp) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let carol = app.user("carol").await;
-    let acme = app.org(&alice, "Acme").await;
-    app.add_member(&acme, &alice, &bob, "member").await;
-    app.add_member(&acme, &alice, &carol, "admin").await;
+    let Team {
+        owner: alice,
+        members: [bob, carol],
+        org: acme,
+    } = app
+        .team("alice", "Acme", [("bob", "member"), ("carol", "admin")])
+        .await;
     let shared = app
         .group(&acme, &alice, &[&bob, &carol], json!("private"))
         .await;
@@ -389,10 +382,7 @@ async fn per_user_requirement_reaches_every_credential(app: TestApp) {
 }
 
 async fn key_sockets_receive_only_what_their_scopes_read(app: TestApp) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
+    let Acme { alice, bob, org } = app.acme().await;
     let conv = app.group(&org, &alice, &[], json!("private")).await;
     let key_with = |scopes: Value| {
         let app = &app;
@@ -423,14 +413,9 @@ async fn key_sockets_receive_only_what_their_scopes_read(app: TestApp) {
     .await
     .expect(201);
     let (_bobs, _) = Ws::identify(&app, &bob.token).await;
-    app.call(
-        Method::POST,
-        &format!("/api/v1/conversations/{conv}/typing"),
-        Some(&bob.token),
-        None,
-    )
-    .await
-    .expect(204);
+    app.post_empty(&format!("/api/v1/conversations/{conv}/typing"), &bob.token)
+        .await
+        .expect(204);
     app.patch(
         &format!("/api/v1/conversations/{conv}"),
         &alice.token,

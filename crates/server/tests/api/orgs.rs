@@ -1,8 +1,8 @@
 //! AZ-1, AZ-2, AZ-6: orgs, roles, invites, teams, the matrix, and that nothing crosses orgs.
 
 use crate::both_backends;
+use crate::fixtures::{Rivals, Team};
 use crate::helpers::*;
-use reqwest::Method;
 use serde_json::json;
 
 both_backends!(
@@ -20,10 +20,11 @@ both_backends!(
 /// AUTH-4a: once the org requires 2FA only an owner turns it off. DATA-5: only owners change
 /// `audit_retention_days`, never below 30 days, and the change is in the server's chain.
 async fn only_owners_relax_2fa_and_change_audit_retention(app: TestApp) {
-    let owner = app.user("owner").await;
-    let admin = app.user("admin1").await;
-    let org = app.org(&owner, "Acme").await;
-    app.add_member(&org, &owner, &admin, "admin").await;
+    let Team {
+        owner,
+        members: [admin],
+        org,
+    } = app.team("owner", "Acme", [("admin1", "admin")]).await;
     crate::mfa::enable_2fa(&app, &owner).await;
     crate::mfa::enable_2fa(&app, &admin).await;
     let o = format!("/api/v1/orgs/{org}");
@@ -65,16 +66,11 @@ async fn only_owners_relax_2fa_and_change_audit_retention(app: TestApp) {
     .await
     .expect(200);
     let rows = app
-        .get(
+        .items(
             "/api/v1/admin/audit?event=org.audit_retention_changed",
             ADMIN_TOKEN,
         )
-        .await
-        .expect(200)
-        .body["items"]
-        .as_array()
-        .unwrap()
-        .clone();
+        .await;
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(
         rows.iter().all(|r| r["org_id"].is_null()),
@@ -111,10 +107,12 @@ async fn the_audit_retention_floor_can_be_raised(app: TestApp) {
 }
 
 async fn orgs_are_isolated(app: TestApp) {
-    let alice = app.user("alice").await;
-    let mallory = app.user("mallory").await;
-    let org = app.org(&alice, "Acme").await;
-    let other = app.org(&mallory, "Evil").await;
+    let Rivals {
+        alice,
+        mallory,
+        org,
+        evil: other,
+    } = app.rivals().await;
     let got = app
         .get(&format!("/api/v1/orgs/{org}"), &alice.token)
         .await
@@ -176,12 +174,7 @@ async fn orgs_are_isolated(app: TestApp) {
     assert_eq!(a.body["error"]["message"], b.body["error"]["message"]);
     // Lists show only one's own orgs; a user outside both orgs can't see alice's profile.
     let list = app.get("/api/v1/orgs", &mallory.token).await.expect(200);
-    let ids: Vec<&str> = list.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["id"].as_str().unwrap())
-        .collect();
+    let ids = list.ids();
     assert_eq!(ids, vec![other.as_str()]);
     app.get(&format!("/api/v1/users/{}", alice.id), &mallory.token)
         .await
@@ -233,17 +226,16 @@ async fn roles_decide_who_manages_members(app: TestApp) {
         .expect_error(403, "forbidden");
     }
     assert_eq!(
-        app.get(&members, &owner.token).await.expect(200).body["items"]
-            .as_array()
-            .unwrap()
+        app.get(&members, &owner.token)
+            .await
+            .expect(200)
+            .items()
             .len(),
         4,
         "nobody was added"
     );
     let direct_path = format!("/api/v1/admin/orgs/{org}/members");
-    let direct = |body: serde_json::Value| {
-        app.call(Method::POST, &direct_path, Some(ADMIN_TOKEN), Some(body))
-    };
+    let direct = |body: serde_json::Value| app.post(&direct_path, ADMIN_TOKEN, body);
     direct(json!({"username": "newbie", "role": "member"}))
         .await
         .expect(201);
@@ -257,26 +249,14 @@ async fn roles_decide_who_manages_members(app: TestApp) {
         .await
         .expect_error(422, "missing_field");
     // Admins cannot touch owners; members cannot change roles.
-    app.patch(
-        &format!("{members}/{}", owner.id),
-        &admin.token,
-        json!({"role": "member"}),
-    )
-    .await
-    .expect_error(403, "forbidden");
-    app.patch(
-        &format!("{members}/{}", viewer.id),
-        &member.token,
-        json!({"role": "admin"}),
-    )
-    .await
-    .expect_error(403, "forbidden");
+    app.set_role(&org, &admin, &owner, "member")
+        .await
+        .expect_error(403, "forbidden");
+    app.set_role(&org, &member, &viewer, "admin")
+        .await
+        .expect_error(403, "forbidden");
     let m = app
-        .patch(
-            &format!("{members}/{}", viewer.id),
-            &admin.token,
-            json!({"role": "member"}),
-        )
+        .set_role(&org, &admin, &viewer, "member")
         .await
         .expect(200);
     assert_eq!(m.body["role"], "member");
@@ -342,18 +322,15 @@ async fn roles_decide_who_manages_members(app: TestApp) {
 }
 
 async fn last_owner_is_protected_and_ownership_transfers(app: TestApp) {
-    let owner = app.user("owner").await;
-    let admin = app.user("admin1").await;
-    let org = app.org(&owner, "Acme").await;
-    app.add_member(&org, &owner, &admin, "admin").await;
+    let Team {
+        owner,
+        members: [admin],
+        org,
+    } = app.team("owner", "Acme", [("admin1", "admin")]).await;
     let members = format!("/api/v1/orgs/{org}/members");
-    app.patch(
-        &format!("{members}/{}", owner.id),
-        &owner.token,
-        json!({"role": "admin"}),
-    )
-    .await
-    .expect_error(409, "last_owner");
+    app.set_role(&org, &owner, &owner, "admin")
+        .await
+        .expect_error(409, "last_owner");
     app.delete(&format!("{members}/{}", owner.id), &owner.token)
         .await
         .expect_error(409, "last_owner");
@@ -392,27 +369,20 @@ async fn last_owner_is_protected_and_ownership_transfers(app: TestApp) {
         "admin"
     );
     // Two owners: one may step down.
-    app.patch(
-        &format!("{members}/{}", owner.id),
-        &admin.token,
-        json!({"role": "owner"}),
-    )
-    .await
-    .expect(200);
-    app.patch(
-        &format!("{members}/{}", owner.id),
-        &owner.token,
-        json!({"role": "member"}),
-    )
-    .await
-    .expect(200);
+    app.set_role(&org, &admin, &owner, "owner")
+        .await
+        .expect(200);
+    app.set_role(&org, &owner, &owner, "member")
+        .await
+        .expect(200);
 }
 
 async fn invites_join_and_expire(app: TestApp) {
-    let owner = app.user("owner").await;
-    let member = app.user("member1").await;
-    let org = app.org(&owner, "Acme").await;
-    app.add_member(&org, &owner, &member, "member").await;
+    let Team {
+        owner,
+        members: [member],
+        org,
+    } = app.team("owner", "Acme", [("member1", "member")]).await;
     let invites = format!("/api/v1/orgs/{org}/invites");
     app.post(&invites, &member.token, json!({}))
         .await
@@ -438,31 +408,22 @@ async fn invites_join_and_expire(app: TestApp) {
         )
         .await
         .expect(201);
-    let code = inv.body["code"].as_str().unwrap().to_owned();
+    let code = inv.string("code");
     assert!(code.starts_with("cnv_inv_"));
     assert_eq!(inv.body["role"], "viewer");
     let joiner = app.user("joiner").await;
-    let joined = app
-        .post("/api/v1/orgs/join", &joiner.token, json!({"code": code}))
-        .await
-        .expect(200);
+    let joined = app.join(&joiner, &code).await.expect(200);
     assert_eq!(joined.body["role"], "viewer");
-    app.post("/api/v1/orgs/join", &joiner.token, json!({"code": code}))
+    app.join(&joiner, &code)
         .await
         .expect_error(409, "already_member");
-    app.post(
-        "/api/v1/orgs/join",
-        &joiner.token,
-        json!({"code": "cnv_inv_nonsense"}),
-    )
-    .await
-    .expect_error(422, "invite_invalid");
-    let second = app.user("second").await;
-    app.post("/api/v1/orgs/join", &second.token, json!({"code": code}))
+    app.join(&joiner, "cnv_inv_nonsense")
         .await
-        .expect(200);
+        .expect_error(422, "invite_invalid");
+    let second = app.user("second").await;
+    app.join(&second, &code).await.expect(200);
     let third = app.user("third").await;
-    app.post("/api/v1/orgs/join", &third.token, json!({"code": code}))
+    app.join(&third, &code)
         .await
         .expect_error(422, "invite_invalid");
     // Expiry follows the clock.
@@ -471,12 +432,9 @@ async fn invites_join_and_expire(app: TestApp) {
         .post(&invites, &owner.token, json!({"expires_at": soon}))
         .await
         .expect(201)
-        .body["code"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .string("code");
     app.clock.advance(chrono::Duration::hours(2));
-    app.post("/api/v1/orgs/join", &third.token, json!({"code": exp}))
+    app.join(&third, &exp)
         .await
         .expect_error(422, "invite_invalid");
     app.get(&format!("/api/v1/orgs/{org}"), &third.token)
@@ -532,7 +490,7 @@ async fn teams_belong_to_one_org(app: TestApp) {
     .await
     .expect(404);
     let list = app.get(&teams, &member.token).await.expect(200);
-    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list.items().len(), 1);
     app.delete(
         &format!("{teams}/{team}/members/{}", member.id),
         &owner.token,
@@ -550,10 +508,11 @@ async fn teams_belong_to_one_org(app: TestApp) {
 }
 
 async fn matrix_reflects_policy(app: TestApp) {
-    let owner = app.user("owner").await;
-    let viewer = app.user("viewer1").await;
-    let org = app.org(&owner, "Acme").await;
-    app.add_member(&org, &owner, &viewer, "viewer").await;
+    let Team {
+        owner: _,
+        members: [viewer],
+        org,
+    } = app.team("owner", "Acme", [("viewer1", "viewer")]).await;
     let m = app
         .get(
             &format!("/api/v1/orgs/{org}/permissions/matrix"),
@@ -596,18 +555,14 @@ async fn matrix_reflects_policy(app: TestApp) {
 }
 
 async fn removing_a_member_removes_their_participations(app: TestApp) {
-    let owner = app.user("owner").await;
-    let member = app.user("member1").await;
-    let org = app.org(&owner, "Acme").await;
-    app.add_member(&org, &owner, &member, "member").await;
+    let Team {
+        owner,
+        members: [member],
+        org,
+    } = app.team("owner", "Acme", [("member1", "member")]).await;
     let conv = app.group(&org, &member, &[&owner], json!("private")).await;
     app.send_message(&conv, &member, "hello").await.expect(201);
-    app.delete(
-        &format!("/api/v1/orgs/{org}/members/{}", member.id),
-        &owner.token,
-    )
-    .await
-    .expect(204);
+    app.remove_member(&org, &owner, &member.id).await;
     app.get(
         &format!("/api/v1/conversations/{conv}/messages"),
         &member.token,
@@ -618,7 +573,7 @@ async fn removing_a_member_removes_their_participations(app: TestApp) {
         .get("/api/v1/conversations", &member.token)
         .await
         .expect(200);
-    assert_eq!(convs.body["items"].as_array().unwrap().len(), 0);
+    assert_eq!(convs.items().len(), 0);
     // The conversation they owned passed to the remaining participant.
     let parts = app
         .get(

@@ -4,6 +4,7 @@
 //! impersonation, or while the user is an org's only owner.
 
 use crate::both_backends;
+use crate::fixtures::Acme;
 use crate::helpers::*;
 use crate::keys::make_key;
 use crate::mfa::{code_at, enable_2fa, next_step};
@@ -20,10 +21,7 @@ both_backends!(
 
 async fn the_export_holds_everything_about_the_caller_and_no_secret(app: TestApp) {
     let admin = app.bootstrap().await;
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
+    let Acme { alice, bob, org } = app.acme().await;
     let conv = app.group(&org, &alice, &[&bob], json!("org")).await;
     let first = app
         .send_message(&conv, &alice, "alice one")
@@ -106,10 +104,7 @@ async fn the_export_holds_everything_about_the_caller_and_no_secret(app: TestApp
         assert!(!text.contains(secret_text), "no secrets, nothing of others");
     }
     // The export is audited.
-    let rows = app
-        .get("/api/v1/admin/audit?event=user.exported", ADMIN_TOKEN)
-        .await
-        .expect(200);
+    let rows = app.audit_of("user.exported").await;
     assert_eq!(rows.body["items"][0]["actor"]["id"], json!(alice.id));
     // Bob's export is his alone.
     let b = app
@@ -120,21 +115,14 @@ async fn the_export_holds_everything_about_the_caller_and_no_secret(app: TestApp
     assert!(!b.body.to_string().contains("alice two"));
     // Not with a key, not impersonated, not unauthenticated.
     app.get("/api/v1/users/@me/export", &key).await.expect(403);
-    let imp = app
-        .post(
-            &format!("/api/v1/admin/users/{}/impersonate", alice.id),
-            &admin.token,
-            json!({}),
-        )
-        .await
-        .expect(201);
+    let imp = app.impersonate(&admin, &alice).await.expect(201);
     app.get(
         "/api/v1/users/@me/export",
         imp.body["token"].as_str().unwrap(),
     )
     .await
     .expect_error(403, "impersonation_forbidden");
-    app.call(Method::GET, "/api/v1/users/@me/export", None, None)
+    app.get_anon("/api/v1/users/@me/export")
         .await
         .expect_error(401, "unauthenticated");
     let _ = code_at;
@@ -191,14 +179,7 @@ async fn erasure_needs_the_password_and_the_second_factor(app: TestApp) {
     )
     .await
     .expect(403);
-    let imp = app
-        .post(
-            &format!("/api/v1/admin/users/{}/impersonate", alice.id),
-            &admin.token,
-            json!({}),
-        )
-        .await
-        .expect(201);
+    let imp = app.impersonate(&admin, &alice).await.expect(201);
     erase(
         &app,
         imp.body["token"].as_str().unwrap(),
@@ -216,10 +197,7 @@ async fn erasure_needs_the_password_and_the_second_factor(app: TestApp) {
     .expect_error(401, "unauthenticated");
     // Nothing was lost: alice is still there and still signs in.
     app.get("/api/v1/users/@me", &alice.token).await.expect(200);
-    let failed = app
-        .get("/api/v1/admin/audit?event=user.erased", ADMIN_TOKEN)
-        .await
-        .expect(200);
+    let failed = app.audit_of("user.erased").await;
     assert!(failed.body["items"]
         .as_array()
         .unwrap()
@@ -275,16 +253,11 @@ async fn erasure_follows_each_orgs_policy_and_removes_the_account(app: TestApp) 
         let app = &app;
         let owner = &owner;
         async move {
-            app.get(
+            app.items(
                 &format!("/api/v1/conversations/{conv}/messages"),
                 &owner.token,
             )
             .await
-            .expect(200)
-            .body["items"]
-                .as_array()
-                .unwrap()
-                .clone()
         }
     };
     let in_tomb = read(convs[0].clone()).await;
@@ -311,13 +284,8 @@ async fn erasure_follows_each_orgs_policy_and_removes_the_account(app: TestApp) 
     assert_eq!(name, format!("deleted-{}", &anon.replace('-', "")[20..]));
     assert_eq!(hers["author"]["display_name"], Value::Null);
     let users = app
-        .get("/api/v1/admin/users?limit=100", ADMIN_TOKEN)
-        .await
-        .expect(200)
-        .body["items"]
-        .as_array()
-        .unwrap()
-        .clone();
+        .items("/api/v1/admin/users?limit=100", ADMIN_TOKEN)
+        .await;
     let account = users
         .iter()
         .find(|u| u["id"] == json!(placeholder))
@@ -367,10 +335,7 @@ async fn erasure_follows_each_orgs_policy_and_removes_the_account(app: TestApp) 
     .await
     .expect_error(409, "account_erased");
     // Audited, and the chain still verifies.
-    let rows = app
-        .get("/api/v1/admin/audit?event=user.erased", ADMIN_TOKEN)
-        .await
-        .expect(200);
+    let rows = app.audit_of("user.erased").await;
     let hers = rows.body["items"]
         .as_array()
         .unwrap()
@@ -426,10 +391,7 @@ async fn an_administrators_address_never_reaches_the_user(app: TestApp) {
     )
     .await
     .expect(201)
-    .body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    .string("token");
     // Under impersonation she may only write her own messages (AUTH-12): the admin sends one.
     let conv = app.group(&org, &alice, &[], json!("private")).await;
     as_admin(
@@ -476,13 +438,8 @@ async fn an_administrators_address_never_reaches_the_user(app: TestApp) {
     };
     // Her security events: the impersonation and the admin's changes, by an administrator.
     let events = app
-        .get("/api/v1/users/@me/security-events", &alice.token)
-        .await
-        .expect(200)
-        .body["items"]
-        .as_array()
-        .unwrap()
-        .clone();
+        .items("/api/v1/users/@me/security-events", &alice.token)
+        .await;
     assert!(check(&events, "security events") >= 3, "{events:?}");
     // Her own sign-in still shows her address.
     let own = events
@@ -511,14 +468,6 @@ async fn an_administrators_address_never_reaches_the_user(app: TestApp) {
     assert_eq!(marked.len(), 1);
     assert_eq!(marked[0]["ip"], Value::Null);
     // The admin listing keeps everything for the admins.
-    let all = app
-        .get(
-            "/api/v1/admin/audit?event=impersonation.started",
-            ADMIN_TOKEN,
-        )
-        .await
-        .expect(200)
-        .body["items"][0]
-        .clone();
+    let all = app.audit_of("impersonation.started").await.body["items"][0].clone();
     assert_eq!(all["user_agent"], "admin-console/9");
 }

@@ -21,23 +21,21 @@ pub struct Ws {
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// The ids of the conversations a READY lists, in order.
+#[track_caller]
+pub fn ready_conversation_ids(ready: &Value) -> Vec<String> {
+    let listed = ready["conversations"]
+        .as_array()
+        .expect("READY lists conversations");
+    let ids = listed.iter().map(|c| c["id"].as_str().map(str::to_owned));
+    ids.collect::<Option<_>>()
+        .expect("an id on every conversation")
+}
+
 impl Ws {
     /// Opens `/gateway?v=1` and reads HELLO.
     pub async fn connect(app: &TestApp) -> Ws {
-        let url = format!("{}/gateway?v=1", app.base.replacen("http", "ws", 1));
-        let (socket, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("gateway upgrade");
-        let mut ws = Ws {
-            socket,
-            hello: Value::Null,
-            last_s: 0,
-            skip_presence: true,
-        };
-        let hello = ws.frame().await.expect("HELLO");
-        assert_eq!(hello["op"], 10, "HELLO first: {hello}");
-        ws.hello = hello;
-        ws
+        Ws::connect_with(app, &[]).await
     }
 
     /// Opens `/gateway?v=1` with extra request headers (Origin, Cookie) and reads HELLO.
@@ -61,7 +59,7 @@ impl Ws {
             skip_presence: true,
         };
         let hello = ws.frame().await.expect("HELLO");
-        assert_eq!(hello["op"], 10);
+        assert_eq!(hello["op"], 10, "HELLO first: {hello}");
         ws.hello = hello;
         ws
     }
@@ -140,6 +138,24 @@ impl Ws {
                 Some(Err(_)) => return u16::from(CloseCode::Abnormal),
             }
         }
+    }
+
+    /// The socket of a credential rotated with a 60-second grace period: it still answers a
+    /// heartbeat, and once the app's clock is past the grace period it is closed with 4004.
+    pub async fn outlives_the_grace_period_only(&mut self, app: &TestApp) {
+        self.heartbeat().await;
+        loop {
+            let f = self
+                .frame()
+                .await
+                .expect("still open within the grace period");
+            if f["op"] == 11 {
+                break;
+            }
+        }
+        app.clock.advance(chrono::Duration::seconds(61));
+        self.heartbeat().await;
+        assert_eq!(self.close_code().await, 4004);
     }
 
     pub async fn heartbeat(&mut self) {

@@ -1,0 +1,46 @@
+//! Raw access to a test app's database, as an operator (or an attacker with write access)
+//! would have it: one `Db` for both backends, and `with_pool!` to run one statement on either.
+
+use conclave_server::config::Config;
+
+/// A pool on the database a test app uses.
+pub enum Db {
+    Sqlite(sqlx::SqlitePool),
+    Pg(sqlx::PgPool),
+}
+
+/// Evaluates `$body` with `$pool` bound to the `Db`'s pool, whichever backend it is.
+#[macro_export]
+macro_rules! with_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Pg($pool) => $body,
+        }
+    };
+}
+
+impl Db {
+    /// Connects to the database at `url` (`sqlite:` or PostgreSQL).
+    pub async fn connect(url: &str) -> Self {
+        if url.starts_with("sqlite:") {
+            Self::Sqlite(sqlx::SqlitePool::connect(url).await.unwrap())
+        } else {
+            Self::Pg(sqlx::PgPool::connect(url).await.unwrap())
+        }
+    }
+
+    /// Connects to the database of an app started with `config`.
+    pub async fn open(config: &Config) -> Self {
+        Self::connect(&config.database_url()).await
+    }
+
+    /// Runs one statement; answers the rows it touched.
+    pub async fn exec(&self, sql: &str) -> u64 {
+        with_pool!(self, p => sqlx::query(sql).execute(p).await.unwrap().rows_affected())
+    }
+
+    pub async fn close(&self) {
+        with_pool!(self, p => p.close().await)
+    }
+}

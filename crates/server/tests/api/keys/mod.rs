@@ -1,0 +1,51 @@
+//! AUTH-7, AZ-5: API keys — shown once and listed masked, scopes capping every route family
+//! (403 `insufficient_scope`, or 404 when the owner could not see the resource either), org and
+//! conversation limits, the owner's current rights, revocation, expiry, rotation with a grace
+//! period, IP allowlists and last use, the gateway, and refused credentials changing nothing.
+
+use crate::both_backends;
+use crate::fixtures::{Acme, Team};
+use crate::helpers::*;
+use crate::ws::Ws;
+use chrono::Duration;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+mod lifecycle;
+mod reach;
+
+use lifecycle::*;
+use reach::*;
+
+both_backends!(
+    keys_are_shown_once_and_listed_masked,
+    bad_keys_are_refused_and_change_nothing,
+    scopes_cap_every_route_family,
+    keys_follow_their_owners_current_rights,
+    keys_stay_in_their_org_and_conversations,
+    rotation_keeps_the_old_key_for_the_grace_period,
+    ip_allowlist_and_last_use,
+    creation_checks_every_field,
+    keys_of_others_cannot_be_touched,
+    keys_on_the_gateway,
+    free_keys_spend_the_owner_budget_and_tiers_have_their_own,
+);
+
+/// Creates a key as `owner`; answers its id and the key.
+pub(crate) async fn make_key(app: &TestApp, owner: &User, body: Value) -> (String, String) {
+    let res = app
+        .post("/api/v1/api-keys", &owner.token, body)
+        .await
+        .expect(201);
+    let key = res.body["key"].as_str().expect("the key").to_owned();
+    (res.id(), key)
+}
+
+/// The caller's keys as listed.
+async fn listed(app: &TestApp, owner: &User) -> Vec<Value> {
+    app.items("/api/v1/api-keys", &owner.token).await
+}
+
+fn messages(conv: &str) -> String {
+    format!("/api/v1/conversations/{conv}/messages")
+}
