@@ -84,3 +84,18 @@ export function busyButton(text, status, action) {
   });
   return button;
 }
+
+/**
+ * Runs `action(values, ev)` when `form` is submitted (the page does not reload); what the
+ * action throws is shown in `status`.
+ */
+export function onSubmit(form, status, action) {
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      await action(formValues(form), ev);
+    } catch (e) {
+      show(status, notice(e.message));
+    }
+  });
+}

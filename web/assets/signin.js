@@ -4,7 +4,7 @@
 // which `api.js` keeps for this tab and sends with every request from then on.
 
 import { accessGate, bootstrapAdmin, setAccessCode, signIn, signInMfa } from './api.js';
-import { el, field, formValues, notice, show } from './dom.js';
+import { el, field, onSubmit, show } from './dom.js';
 
 /** The access-code field when capabilities report the gate; null otherwise. */
 async function accessCodeField() {
@@ -33,14 +33,7 @@ function cardForm(root, id, title, fields, button, submit) {
     el('button', { type: 'submit', text: button }),
     status,
   );
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    try {
-      await submit(formValues(form));
-    } catch (e) {
-      show(status, notice(e.message));
-    }
-  });
+  onSubmit(form, status, submit);
   show(root, form);
   return form;
 }

@@ -2,7 +2,7 @@
 // org, scopes and last use; create one (its secret shown once) and revoke one.
 
 import { api } from '../api.js';
-import { cardForm, el, field, formValues, notice, show } from '../dom.js';
+import { cardForm, el, field, onSubmit, show } from '../dom.js';
 import { copyButton, current, errorTo, table } from './console.js';
 
 const SCOPES = ['messages:read', 'messages:write', 'conversations:read', 'conversations:admin', 'org:read', 'org:admin', 'files:write', 'webhooks:admin'];
@@ -25,28 +25,23 @@ export async function keysView() {
     el('button', { type: 'submit', text: 'Create API key', disabled: orgs.items.length === 0 }),
     status,
   );
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
+  onSubmit(form, status, async (values) => {
     const scopes = new FormData(form).getAll('scope');
-    try {
-      const k = await api('POST', '/api-keys', { name: formValues(form).name.trim(), org_id: new FormData(form).get('org_id'), scopes });
-      await keysView();
-      const value = el('input', { readonly: true, value: k.key, 'aria-label': 'New API key secret', class: 'secret' });
-      show(
-        secret,
-        el(
-          'div',
-          { class: 'card secret-box', role: 'status' },
-          el('h3', { text: `Key "${k.name}" created` }),
-          el('p', { text: 'Copy it now: it is shown only once.' }),
-          value,
-          copyButton(k.key, null),
-        ),
-      );
-      current.content.prepend(secret);
-    } catch (e) {
-      show(status, notice(e.message));
-    }
+    const k = await api('POST', '/api-keys', { name: values.name.trim(), org_id: values.org_id, scopes });
+    await keysView();
+    const value = el('input', { readonly: true, value: k.key, 'aria-label': 'New API key secret', class: 'secret' });
+    show(
+      secret,
+      el(
+        'div',
+        { class: 'card secret-box', role: 'status' },
+        el('h3', { text: `Key "${k.name}" created` }),
+        el('p', { text: 'Copy it now: it is shown only once.' }),
+        value,
+        copyButton(k.key, null),
+      ),
+    );
+    current.content.prepend(secret);
   });
   const orgName = new Map(orgs.items.map((o) => [o.id, o.name]));
   const listStatus = el('div');

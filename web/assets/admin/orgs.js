@@ -3,7 +3,7 @@
 // `org-parts.js` (invites, teams, bots); the permissions matrix by role; create an org.
 
 import { api } from '../api.js';
-import { el, formValues, inlineForm, notice, show } from '../dom.js';
+import { el, inlineForm, notice, onSubmit, show } from '../dom.js';
 import { current, errorTo, ROLES, table } from './console.js';
 import { botsPart, invitesPart, teamsPart } from './org-parts.js';
 
@@ -87,20 +87,14 @@ async function orgSection(org, { revealed } = {}) {
     el('button', { type: 'submit', value: 'invite', text: 'Invite' }),
     current.me.server_admin ? el('button', { type: 'submit', value: 'add', class: 'secondary', text: 'Add member' }) : null,
   );
-  add.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    const v = formValues(add);
+  onSubmit(add, status, async (v, ev) => {
     const username = v.username.trim();
-    try {
-      if (ev.submitter?.value === 'add') {
-        await api('POST', `/orgs/${org.id}/members`, { username, role: v.role });
-        await orgsView();
-      } else {
-        await api('POST', `/orgs/${org.id}/invites`, { username, role: v.role });
-        await refresh(`Username to add to ${org.name}`);
-      }
-    } catch (e) {
-      show(status, notice(e.message));
+    if (ev.submitter?.value === 'add') {
+      await api('POST', `/orgs/${org.id}/members`, { username, role: v.role });
+      await orgsView();
+    } else {
+      await api('POST', `/orgs/${org.id}/invites`, { username, role: v.role });
+      await refresh(`Username to add to ${org.name}`);
     }
   });
   return el(

@@ -3,7 +3,7 @@
 // shown once and kept nowhere).
 
 import { api } from '../api.js';
-import { cardForm, el, field, formValues, notice, show } from '../dom.js';
+import { cardForm, el, field, notice, onSubmit, show } from '../dom.js';
 import { copyButton, current, errorTo, table } from './console.js';
 
 export async function usersView() {
@@ -18,21 +18,15 @@ export async function usersView() {
     el('button', { type: 'submit', text: 'Create user' }),
     status,
   );
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    const v = formValues(form);
-    try {
-      const u = await api('POST', '/admin/users', {
-        username: v.username.trim(),
-        password: v.password,
-        email: v.email ? v.email.trim() : undefined,
-        server_admin: v.server_admin === 'on',
-      });
-      await usersView();
-      current.content.prepend(notice(`User ${u.username} created.`, 'info'));
-    } catch (e) {
-      show(status, notice(e.message));
-    }
+  onSubmit(form, status, async (v) => {
+    const u = await api('POST', '/admin/users', {
+      username: v.username.trim(),
+      password: v.password,
+      email: v.email ? v.email.trim() : undefined,
+      server_admin: v.server_admin === 'on',
+    });
+    await usersView();
+    current.content.prepend(notice(`User ${u.username} created.`, 'info'));
   });
   const users = await api('GET', '/admin/users?limit=100');
   const listStatus = el('div');

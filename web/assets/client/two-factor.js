@@ -2,7 +2,7 @@
 // then a code to confirm; the recovery codes shown once) and turn it off again.
 
 import { api } from '../api.js';
-import { cardForm, el, formValues, notice, show } from '../dom.js';
+import { cardForm, el, notice, onSubmit, show } from '../dom.js';
 import { ui } from './state.js';
 
 export function securityView() {
@@ -29,15 +29,10 @@ export function securityView() {
     el('button', { type: 'submit', text: 'Turn off' }),
     disableStatus,
   );
-  disable.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    try {
-      await api('POST', '/auth/totp/disable', { code: formValues(disable).code.trim() });
-      disable.reset();
-      show(disableStatus, notice('Two-factor authentication is off.', 'info'));
-    } catch (e) {
-      show(disableStatus, notice(e.message));
-    }
+  onSubmit(disable, disableStatus, async (values) => {
+    await api('POST', '/auth/totp/disable', { code: values.code.trim() });
+    disable.reset();
+    show(disableStatus, notice('Two-factor authentication is off.', 'info'));
   });
   show(
     ui.main,
@@ -66,23 +61,18 @@ function enableForm(setup) {
     el('button', { type: 'submit', text: 'Turn on two-factor authentication' }),
     status,
   );
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    try {
-      const r = await api('POST', '/auth/totp/enable', { code: formValues(form).code.trim() });
-      show(
-        form,
-        el(
-          'div',
-          { class: 'secret-box card', role: 'status' },
-          el('h3', { text: 'Two-factor authentication is on' }),
-          el('p', { text: 'Save these recovery codes somewhere safe. Each works once if you lose your authenticator; they are shown only now.' }),
-          el('ul', { class: 'recovery-codes', 'aria-label': 'Recovery codes' }, r.recovery_codes.map((c) => el('li', {}, el('code', { text: c })))),
-        ),
-      );
-    } catch (e) {
-      show(status, notice(e.message));
-    }
+  onSubmit(form, status, async (values) => {
+    const r = await api('POST', '/auth/totp/enable', { code: values.code.trim() });
+    show(
+      form,
+      el(
+        'div',
+        { class: 'secret-box card', role: 'status' },
+        el('h3', { text: 'Two-factor authentication is on' }),
+        el('p', { text: 'Save these recovery codes somewhere safe. Each works once if you lose your authenticator; they are shown only now.' }),
+        el('ul', { class: 'recovery-codes', 'aria-label': 'Recovery codes' }, r.recovery_codes.map((c) => el('li', {}, el('code', { text: c })))),
+      ),
+    );
   });
   return form;
 }
