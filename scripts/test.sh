@@ -108,7 +108,7 @@ else
   cargo build --locked -p conclave-server --bin conclave
   (cd web/tests && npm ci --no-audit --no-fund --loglevel=error)
   CONCLAVE_BIN="${CARGO_TARGET_DIR:-target}/debug/conclave" \
-    node --test --test-concurrency=1 --test-reporter=tap web/tests/browser.test.mjs 2>&1 | tee "$browser_log" ||
+    node --test --test-concurrency=1 --test-reporter=tap web/tests/ 2>&1 | tee "$browser_log" ||
     status=$?
 fi
 

@@ -1,4 +1,5 @@
-// DOM building without HTML strings: text always goes through textContent.
+// DOM building without HTML strings: text always goes through textContent. Shared by the
+// client and the admin console: elements, fields, status lines, one-line forms and cards.
 
 /**
  * `el('button', {type: 'submit', onclick: fn, 'aria-label': 'Send'}, 'Send')`.
@@ -37,4 +38,64 @@ export function notice(text, kind = 'error') {
 
 export function formValues(form) {
   return Object.fromEntries(new FormData(form).entries());
+}
+
+/**
+ * A one-line form: one input and a submit button. `submit(values, form)` runs on submit (the
+ * page does not reload).
+ */
+export function inlineForm(label, input, button, submit) {
+  const form = el('form', { class: 'inline-form', 'aria-label': label }, el('input', input), el('button', { type: 'submit', text: button }));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    submit(formValues(form), form);
+  });
+  return form;
+}
+
+/** A titled card: `<section class="card">` labelled by its `<h3 id>`. */
+export function card(id, title, ...children) {
+  return el('section', { class: 'card', 'aria-labelledby': id }, el('h3', { id, text: title }), ...children);
+}
+
+/** A titled form drawn as a card: `<form class="card">` labelled by its `<h3 id>`. */
+export function cardForm(id, title, ...children) {
+  return el('form', { class: 'card', 'aria-labelledby': id }, el('h3', { id, text: title }), ...children);
+}
+
+/**
+ * A button whose `action` runs once at a time (the button is disabled meanwhile); what the
+ * action throws is shown in `status`.
+ */
+export function busyButton(text, status, action) {
+  const button = el('button', {
+    type: 'button',
+    text,
+    onclick: async () => {
+      button.disabled = true;
+      try {
+        await action();
+      } catch (e) {
+        show(status, notice(e.message));
+      } finally {
+        button.disabled = false;
+      }
+    },
+  });
+  return button;
+}
+
+/**
+ * Runs `action(values, ev)` when `form` is submitted (the page does not reload); what the
+ * action throws is shown in `status`.
+ */
+export function onSubmit(form, status, action) {
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      await action(formValues(form), ev);
+    } catch (e) {
+      show(status, notice(e.message));
+    }
+  });
 }

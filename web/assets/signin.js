@@ -4,7 +4,7 @@
 // which `api.js` keeps for this tab and sends with every request from then on.
 
 import { accessGate, bootstrapAdmin, setAccessCode, signIn, signInMfa } from './api.js';
-import { el, field, formValues, notice, show } from './dom.js';
+import { el, field, onSubmit, show } from './dom.js';
 
 /** The access-code field when capabilities report the gate; null otherwise. */
 async function accessCodeField() {
@@ -19,86 +19,68 @@ function keepAccessCode(values) {
   if (values.access_code !== undefined) setAccessCode(values.access_code.trim() || null);
 }
 
-/** Renders the sign-in form into `root`; calls `done(user)` once signed in. */
-export async function signInView(root, done) {
+/**
+ * Shows a sign-in card in `root`: its title, `fields`, the button and a status line.
+ * `submit(values)` runs on submit; what it throws is shown in the status line.
+ */
+function cardForm(root, id, title, fields, button, submit) {
   const status = el('div');
-  const access = await accessCodeField();
   const form = el(
     'form',
-    { class: 'card', 'aria-labelledby': 'signin-title' },
-    el('h2', { id: 'signin-title', text: 'Sign in' }),
-    access,
-    field('Username', { name: 'username', autocomplete: 'username', required: true }),
-    field('Password', { name: 'password', type: 'password', autocomplete: 'current-password', required: true }),
-    el('button', { type: 'submit', text: 'Sign in' }),
+    { class: 'card', 'aria-labelledby': id },
+    el('h2', { id, text: title }),
+    fields,
+    el('button', { type: 'submit', text: button }),
     status,
   );
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    const values = formValues(form);
-    keepAccessCode(values);
-    try {
-      const r = await signIn(values.username, values.password);
-      if (r.mfaToken) mfaView(root, r.mfaToken, done);
-      else done(r.user);
-    } catch (e) {
-      show(status, notice(e.message));
-    }
-  });
+  onSubmit(form, status, submit);
   show(root, form);
+  return form;
+}
+
+/** Username and password (`passwordAutocomplete` tells password managers which one). */
+function credentialFields(passwordAutocomplete) {
+  return [
+    field('Username', { name: 'username', autocomplete: 'username', required: true }),
+    field('Password', { name: 'password', type: 'password', autocomplete: passwordAutocomplete, required: true }),
+  ];
+}
+
+/** Renders the sign-in form into `root`; calls `done(user)` once signed in. */
+export async function signInView(root, done) {
+  const access = await accessCodeField();
+  const form = cardForm(root, 'signin-title', 'Sign in', [access, ...credentialFields('current-password')], 'Sign in', async (values) => {
+    keepAccessCode(values);
+    const r = await signIn(values.username, values.password);
+    if (r.mfaToken) mfaView(root, r.mfaToken, done);
+    else done(r.user);
+  });
   form.querySelector('input').focus();
 }
 
 function mfaView(root, mfaToken, done) {
-  const status = el('div');
-  const form = el(
-    'form',
-    { class: 'card', 'aria-labelledby': 'mfa-title' },
-    el('h2', { id: 'mfa-title', text: 'Two-factor authentication' }),
+  const fields = [
     el('p', { text: 'Enter the 6-digit code from your authenticator app, or a recovery code.' }),
     field('Authentication code', { name: 'code', autocomplete: 'one-time-code', inputmode: 'numeric', required: true }),
-    el('button', { type: 'submit', text: 'Verify' }),
-    status,
-  );
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    try {
-      const r = await signInMfa(mfaToken, formValues(form).code.trim());
-      done(r.user);
-    } catch (e) {
-      show(status, notice(e.message));
-    }
+  ];
+  const form = cardForm(root, 'mfa-title', 'Two-factor authentication', fields, 'Verify', async (values) => {
+    const r = await signInMfa(mfaToken, values.code.trim());
+    done(r.user);
   });
-  show(root, form);
   form.querySelector('input').focus();
 }
 
 /** The first-admin form for a `#bootstrap=<token>` link. */
 export async function bootstrapView(root, token, done) {
-  const status = el('div');
-  const access = await accessCodeField();
-  const form = el(
-    'form',
-    { class: 'card', 'aria-labelledby': 'bootstrap-title' },
-    el('h2', { id: 'bootstrap-title', text: 'Create the first administrator' }),
+  const fields = [
     el('p', { text: 'This one-time link makes the first server admin of this Conclave server.' }),
-    access,
-    field('Username', { name: 'username', autocomplete: 'username', required: true }),
-    field('Password', { name: 'password', type: 'password', autocomplete: 'new-password', required: true }),
-    el('button', { type: 'submit', text: 'Create administrator' }),
-    status,
-  );
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    const values = formValues(form);
+    await accessCodeField(),
+    ...credentialFields('new-password'),
+  ];
+  cardForm(root, 'bootstrap-title', 'Create the first administrator', fields, 'Create administrator', async (values) => {
     keepAccessCode(values);
-    try {
-      const r = await bootstrapAdmin(token, values.username, values.password);
-      history.replaceState(null, '', '/');
-      done(r.user);
-    } catch (e) {
-      show(status, notice(e.message));
-    }
+    const r = await bootstrapAdmin(token, values.username, values.password);
+    history.replaceState(null, '', '/');
+    done(r.user);
   });
-  show(root, form);
 }
