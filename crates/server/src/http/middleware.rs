@@ -7,6 +7,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
 
 /// A client-supplied id is kept only if it is short and plain.
 fn acceptable_request_id(id: &str) -> bool {
@@ -16,8 +17,10 @@ fn acceptable_request_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// Gives the request an id (the client's if acceptable), makes it available to error bodies and
-/// logs, and returns it in `X-Request-Id`.
+/// Gives the request an id (the client's if acceptable), makes it available to error bodies,
+/// returns it in `X-Request-Id`, and runs everything after it — the inner layers and the
+/// handler, with the services and stores it calls — inside the request's span, so every line
+/// the request logs carries its id (CORE-4).
 pub async fn request_id(req: Request, next: Next) -> Response {
     let id = req
         .headers()
@@ -26,17 +29,17 @@ pub async fn request_id(req: Request, next: Next) -> Response {
         .filter(|v| acceptable_request_id(v))
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
-    let mut res = {
-        let _guard = span.enter();
+    async move {
         tracing::debug!("started");
-        drop(_guard);
-        REQUEST_ID.scope(id.clone(), next.run(req)).await
-    };
-    tracing::info!(parent: &span, status = res.status().as_u16(), "finished");
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert("x-request-id", v);
+        let mut res = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+        tracing::info!(status = res.status().as_u16(), "finished");
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            res.headers_mut().insert("x-request-id", v);
+        }
+        res
     }
-    res
+    .instrument(span)
+    .await
 }
 
 /// Security headers on every response, errors included.
@@ -113,6 +116,96 @@ pub async fn client_version(State(state): State<AppState>, req: Request, next: N
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+    use tower::ServiceExt;
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+    use tracing_subscriber::registry::LookupSpan;
+
+    /// An event's message and the `request_id` of the span it was emitted in, if any.
+    type Line = (String, Option<String>);
+
+    /// Every event logged while it is the subscriber.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<Line>>>);
+
+    /// A span's `request_id` field, kept in its extensions.
+    struct RequestId(String);
+
+    /// Collects one named field of a span or event as text.
+    struct Field(&'static str, Option<String>);
+
+    impl tracing::field::Visit for Field {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            if field.name() == self.0 {
+                self.1 = Some(format!("{value:?}"));
+            }
+        }
+    }
+
+    impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for Recorder {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            id: &tracing::span::Id,
+            ctx: Context<'_, S>,
+        ) {
+            let mut field = Field("request_id", None);
+            attrs.record(&mut field);
+            if let (Some(value), Some(span)) = (field.1, ctx.span(id)) {
+                span.extensions_mut().insert(RequestId(value));
+            }
+        }
+
+        fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+            let mut message = Field("message", None);
+            event.record(&mut message);
+            let request_id = ctx.event_scope(event).and_then(|scope| {
+                scope
+                    .from_root()
+                    .find_map(|span| span.extensions().get::<RequestId>().map(|r| r.0.clone()))
+            });
+            let mut events = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            events.push((message.1.unwrap_or_default(), request_id));
+        }
+    }
+
+    /// CORE-4: a line logged inside the handler — and inside a service it awaits — carries the
+    /// id of its request.
+    #[tokio::test]
+    async fn the_request_span_wraps_the_handler() {
+        async fn service() {
+            tracing::info!("inside a service");
+        }
+        let app = axum::Router::new()
+            .route(
+                "/",
+                axum::routing::get(|| async {
+                    tracing::info!("inside the handler");
+                    service().await;
+                    "ok"
+                }),
+            )
+            .layer(axum::middleware::from_fn(super::request_id));
+        let recorder = Recorder::default();
+        let _guard =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(recorder.clone()));
+        let req = axum::http::Request::get("/")
+            .header("x-request-id", "req-42")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let res = app.oneshot(req).await.unwrap();
+        assert_eq!(res.headers()["x-request-id"], "req-42");
+        let events = recorder.0.lock().unwrap().clone();
+        for message in ["inside the handler", "inside a service", "finished"] {
+            assert!(
+                events
+                    .iter()
+                    .any(|(m, id)| m == message && id.as_deref() == Some("req-42")),
+                "{message:?} carries the request id: {events:?}"
+            );
+        }
+    }
+
     #[test]
     fn request_id_rules() {
         assert!(super::acceptable_request_id("abc-123_x.y:z"));
