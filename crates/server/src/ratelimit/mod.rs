@@ -423,34 +423,17 @@ mod tests {
 
     #[test]
     fn route_classes() {
-        assert_eq!(
-            RouteClass::of(&Method::POST, "/api/v1/auth/login"),
-            RouteClass::Auth
-        );
-        assert_eq!(
-            RouteClass::of(&Method::POST, "/api/v1/auth/login/mfa/"),
-            RouteClass::Auth
-        );
-        assert_eq!(
-            RouteClass::of(&Method::GET, "/api/v1/auth/login"),
-            RouteClass::Read
-        );
-        assert_eq!(
-            RouteClass::of(&Method::HEAD, "/api/v1/users/@me"),
-            RouteClass::Read
-        );
-        assert_eq!(
-            RouteClass::of(&Method::POST, "/api/v1/files"),
-            RouteClass::Upload
-        );
-        assert_eq!(
-            RouteClass::of(&Method::GET, "/api/v1/files/x"),
-            RouteClass::Read
-        );
-        assert_eq!(
-            RouteClass::of(&Method::DELETE, "/api/v1/orgs/x"),
-            RouteClass::Write
-        );
+        for (method, path, class) in [
+            (Method::POST, "/api/v1/auth/login", RouteClass::Auth),
+            (Method::POST, "/api/v1/auth/login/mfa/", RouteClass::Auth),
+            (Method::GET, "/api/v1/auth/login", RouteClass::Read),
+            (Method::HEAD, "/api/v1/users/@me", RouteClass::Read),
+            (Method::POST, "/api/v1/files", RouteClass::Upload),
+            (Method::GET, "/api/v1/files/x", RouteClass::Read),
+            (Method::DELETE, "/api/v1/orgs/x", RouteClass::Write),
+        ] {
+            assert_eq!(RouteClass::of(&method, path), class, "{method} {path}");
+        }
         for (method, path) in [
             (Method::POST, "/api/v1/auth/logout"),
             (Method::POST, "/api/v1/auth/sessions/revoke-others"),
