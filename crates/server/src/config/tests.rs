@@ -15,6 +15,11 @@ fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
     file
 }
 
+/// Loads a configuration file holding `toml`, under the environment `env`.
+fn from_file(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::load(Some(&temp_file("c.toml", toml)), vars(env))
+}
+
 fn vars(v: &[(&str, &str)]) -> Vec<(String, String)> {
     v.iter()
         .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
@@ -47,13 +52,9 @@ fn defaults_are_embedded() {
 
 #[test]
 fn env_wins_over_file_and_nests() {
-    let file = temp_file(
-        "c.toml",
+    let c = from_file(
         "listen = \"0.0.0.0:1\"\nregistration = \"open\"\n[session]\nidle_hours = 5\n",
-    );
-    let c = Config::load(
-        Some(&file),
-        vars(&[
+        &[
             ("CONCLAVE_LISTEN", "127.0.0.1:9"),
             ("CONCLAVE_SESSION__ABSOLUTE_DAYS", "2"),
             (
@@ -62,7 +63,7 @@ fn env_wins_over_file_and_nests() {
             ),
             ("CONCLAVE_TEST_POSTGRES_URL", "ignored"),
             ("PATH", "/bin"),
-        ]),
+        ],
     )
     .unwrap();
     assert_eq!(c.listen, "127.0.0.1:9");
@@ -78,8 +79,7 @@ fn env_wins_over_file_and_nests() {
 #[test]
 fn unknown_keys_are_errors() {
     assert!(Config::load(None, vars(&[("CONCLAVE_LISTN", "x")])).is_err());
-    let file = temp_file("c.toml", "colour = 1\n");
-    assert!(Config::load(Some(&file), vec![]).is_err());
+    assert!(from_file("colour = 1\n", &[]).is_err());
 }
 
 #[test]
@@ -95,19 +95,23 @@ fn secrets_from_files() {
 
 #[test]
 fn rate_limit_section_from_file_and_env() {
-    let c = Config::load(None, vec![]).unwrap();
-    assert_eq!(c.rate_limit.user_reads_per_min, 300);
-    assert_eq!(c.rate_limit.user_reads_burst, 100);
-    assert_eq!(c.rate_limit.user_writes_per_min, 60);
-    assert_eq!(c.rate_limit.user_writes_burst, 20);
-    assert_eq!(c.rate_limit.auth_per_min, 20);
-    assert_eq!(c.rate_limit.tier_pro_per_sec, 100);
-    assert_eq!(c.rate_limit.tier_team_per_sec, 1_000);
-    assert_eq!(c.rate_limit.tier_enterprise_per_sec, 0);
-    assert_eq!(c.rate_limit.header_read_timeout_secs, 10);
-    assert_eq!(c.rate_limit.idle_timeout_secs, 60);
-    assert_eq!(c.rate_limit.body_timeout_secs, 30);
-    assert_eq!(c.rate_limit.max_connections_per_ip, 256);
+    let r = Config::load(None, vec![]).unwrap().rate_limit;
+    for (name, value, default) in [
+        ("user_reads_per_min", r.user_reads_per_min, 300),
+        ("user_reads_burst", r.user_reads_burst, 100),
+        ("user_writes_per_min", r.user_writes_per_min, 60),
+        ("user_writes_burst", r.user_writes_burst, 20),
+        ("auth_per_min", r.auth_per_min, 20),
+        ("tier_pro_per_sec", r.tier_pro_per_sec, 100),
+        ("tier_team_per_sec", r.tier_team_per_sec, 1_000),
+        ("tier_enterprise_per_sec", r.tier_enterprise_per_sec, 0),
+        ("header_read_timeout_secs", r.header_read_timeout_secs, 10),
+        ("idle_timeout_secs", r.idle_timeout_secs, 60),
+        ("body_timeout_secs", r.body_timeout_secs, 30),
+        ("max_connections_per_ip", r.max_connections_per_ip, 256),
+    ] {
+        assert_eq!(value, default, "{name}");
+    }
     assert!(
         Config::load(
             None,
@@ -116,16 +120,12 @@ fn rate_limit_section_from_file_and_env() {
         .is_err(),
         "free keys have no rate of their own: they share their owner's per-user limits"
     );
-    let file = temp_file(
-        "c.toml",
+    let c = from_file(
         "rate_limits = \"off\"\n[rate_limit]\nuser_reads_per_min = 30\nmax_connections = 7\n",
-    );
-    let c = Config::load(
-        Some(&file),
-        vars(&[
+        &[
             ("CONCLAVE_RATE_LIMIT__USER_READS_PER_MIN", "42"),
             ("CONCLAVE_RATE_LIMIT__IDLE_TIMEOUT_SECS", "5"),
-        ]),
+        ],
     )
     .unwrap();
     assert_eq!(c.rate_limits, OnOff::Off);
@@ -289,14 +289,17 @@ fn webhook_allowlist_loads_and_production_needs_it_acknowledged() {
         ]
     );
     assert_eq!(dev.webhook_allow_ports, vec![8080, 9443]);
-    let file = temp_file("c.toml", "webhook_allow_cidrs = [\"fd00::/8\"]\nwebhook_allow_cidrs_acknowledged = true\nwebhook_allow_ports = [8443]\n");
-    let from_file = Config::load(Some(&file), vec![]).unwrap();
+    let loaded = from_file(
+        "webhook_allow_cidrs = [\"fd00::/8\"]\nwebhook_allow_cidrs_acknowledged = true\nwebhook_allow_ports = [8443]\n",
+        &[],
+    )
+    .unwrap();
     assert_eq!(
-        from_file.webhook_allow_cidrs,
+        loaded.webhook_allow_cidrs,
         vec!["fd00::/8".parse::<IpNet>().unwrap()]
     );
-    assert!(from_file.webhook_allow_cidrs_acknowledged);
-    assert_eq!(from_file.webhook_allow_ports, vec![8443]);
+    assert!(loaded.webhook_allow_cidrs_acknowledged);
+    assert_eq!(loaded.webhook_allow_ports, vec![8443]);
     for bad in [
         ("CONCLAVE_WEBHOOK_ALLOW_CIDRS", "10.0.0.0/33"),
         ("CONCLAVE_WEBHOOK_ALLOW_PORTS", "70000"),
