@@ -118,54 +118,18 @@ pub async fn client_version(State(state): State<AppState>, req: Request, next: N
 mod tests {
     use std::sync::{Arc, Mutex};
     use tower::ServiceExt;
-    use tracing_subscriber::layer::{Context, SubscriberExt};
-    use tracing_subscriber::registry::LookupSpan;
 
-    /// An event's message and the `request_id` of the span it was emitted in, if any.
-    type Line = (String, Option<String>);
-
-    /// Every event logged while it is the subscriber.
+    /// What the log printed, as one string.
     #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<Line>>>);
+    struct Log(Arc<Mutex<Vec<u8>>>);
 
-    /// A span's `request_id` field, kept in its extensions.
-    struct RequestId(String);
-
-    /// Collects one named field of a span or event as text.
-    struct Field(&'static str, Option<String>);
-
-    impl tracing::field::Visit for Field {
-        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-            if field.name() == self.0 {
-                self.1 = Some(format!("{value:?}"));
-            }
+    impl std::io::Write for Log {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
         }
-    }
-
-    impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for Recorder {
-        fn on_new_span(
-            &self,
-            attrs: &tracing::span::Attributes<'_>,
-            id: &tracing::span::Id,
-            ctx: Context<'_, S>,
-        ) {
-            let mut field = Field("request_id", None);
-            attrs.record(&mut field);
-            if let (Some(value), Some(span)) = (field.1, ctx.span(id)) {
-                span.extensions_mut().insert(RequestId(value));
-            }
-        }
-
-        fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
-            let mut message = Field("message", None);
-            event.record(&mut message);
-            let request_id = ctx.event_scope(event).and_then(|scope| {
-                scope
-                    .from_root()
-                    .find_map(|span| span.extensions().get::<RequestId>().map(|r| r.0.clone()))
-            });
-            let mut events = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            events.push((message.1.unwrap_or_default(), request_id));
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
         }
     }
 
@@ -186,22 +150,26 @@ mod tests {
                 }),
             )
             .layer(axum::middleware::from_fn(super::request_id));
-        let recorder = Recorder::default();
-        let _guard =
-            tracing::subscriber::set_default(tracing_subscriber::registry().with(recorder.clone()));
+        let log = Log::default();
+        let writer = log.clone();
+        let _guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish(),
+        );
         let req = axum::http::Request::get("/")
             .header("x-request-id", "req-42")
             .body(axum::body::Body::empty())
             .unwrap();
         let res = app.oneshot(req).await.unwrap();
         assert_eq!(res.headers()["x-request-id"], "req-42");
-        let events = recorder.0.lock().unwrap().clone();
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
         for message in ["inside the handler", "inside a service", "finished"] {
             assert!(
-                events
-                    .iter()
-                    .any(|(m, id)| m == message && id.as_deref() == Some("req-42")),
-                "{message:?} carries the request id: {events:?}"
+                text.lines()
+                    .any(|l| l.contains(message) && l.contains("request_id=req-42")),
+                "{message:?} carries the request id:\n{text}"
             );
         }
     }

@@ -29,3 +29,4 @@ mod org_2fa;
 mod orgs;
 mod privacy;
 mod ratelimit;
+mod tracing_span;
