@@ -39,6 +39,24 @@ if [ -n "$schemathesis_missing" ] && [ "${CI:-}" = "true" ]; then
   exit 1
 fi
 
+# cargo-deny checks the dependency graph against deny.toml (licences, bans, sources and, when
+# the RustSec database can be fetched, advisories), at this pinned version. Without it that
+# step says SKIPPED — except under CI=true, where it fails.
+cargo_deny_version=0.20.2
+cargo_deny_installed() {
+  [ "$(cargo deny --version 2>/dev/null | sed -n 's/^cargo-deny //p')" = "$cargo_deny_version" ]
+}
+if ! cargo_deny_installed; then
+  cargo install --quiet --locked cargo-deny --version "$cargo_deny_version" ||
+    echo "WARNING: could not install cargo-deny (cargo install --locked cargo-deny --version ${cargo_deny_version})." >&2
+fi
+cargo_deny_missing=""
+cargo_deny_installed || cargo_deny_missing="cargo-deny ${cargo_deny_version} (cargo install --locked cargo-deny --version ${cargo_deny_version})"
+if [ -n "$cargo_deny_missing" ] && [ "${CI:-}" = "true" ]; then
+  echo "FAIL: CI=true but the dependency check cannot run: missing ${cargo_deny_missing}." >&2
+  exit 1
+fi
+
 pg_url="${CONCLAVE_TEST_POSTGRES_URL:-postgres://root@127.0.0.1:5432/test}"
 pg_hostport="${pg_url#*@}"; pg_hostport="${pg_hostport%%/*}"
 pg_host="${pg_hostport%%:*}"; pg_port="${pg_hostport##*:}"
@@ -81,6 +99,27 @@ fi
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+if [ -n "$cargo_deny_missing" ]; then
+  echo "================================================================================"
+  echo "SKIPPED: the dependency check (cargo deny check) — missing ${cargo_deny_missing}."
+  echo "================================================================================"
+else
+  # The advisories check fetches the RustSec database by cloning github.com/rustsec/advisory-db.
+  # Where GitHub cannot be reached (the build machine of 2026-12-04 reaches only package
+  # registries: "Could not resolve host: github.com") that one check says SKIPPED — except
+  # under CI=true, where it fails; licences, bans and sources need only Cargo.lock.
+  if cargo deny fetch db >/dev/null 2>&1; then
+    cargo deny --locked check advisories bans licenses sources
+  elif [ "${CI:-}" = "true" ]; then
+    echo "FAIL: CI=true but cargo deny cannot fetch the RustSec advisory database (github.com)." >&2
+    exit 1
+  else
+    echo "================================================================================"
+    echo "SKIPPED: cargo deny check advisories — the RustSec database (github.com) cannot be fetched."
+    echo "================================================================================"
+    cargo deny --locked check bans licenses sources
+  fi
+fi
 log=$(mktemp)
 browser_log=$(mktemp)
 st_log=$(mktemp)

@@ -510,8 +510,12 @@ mod tests {
         let mut prev = GENESIS.to_vec();
         (1..=n)
             .map(|seq| {
-                let entry = AuditEntry::new("test.event", AuditActor::system(), Utc::now())
-                    .resource("user", seq);
+                let entry = AuditEntry::new(
+                    "test.event",
+                    AuditActor::system(),
+                    crate::clock::Clock::now(&crate::clock::SystemClock),
+                )
+                .resource("user", seq);
                 let hash = key
                     .link(&prev, &canonical("server", seq, &entry, None))
                     .to_vec();
@@ -615,7 +619,7 @@ mod tests {
             seq: 3,
             hash: rows[2].hash.clone(),
             signature: k.sign_checkpoint("server", 3, &rows[2].hash).to_vec(),
-            at: Utc::now(),
+            at: crate::clock::Clock::now(&crate::clock::SystemClock),
         };
         let r = verify(&k, &rows[3..], Some(&cp));
         assert!(r.ok, "{r:?}");

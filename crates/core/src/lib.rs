@@ -22,6 +22,6 @@ pub mod token;
 pub mod totp;
 pub mod types;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock, Ticker};
 pub use error::ServiceError;
 pub use ids::*;

@@ -1,6 +1,7 @@
 //! `conclave`: the server binary. Thin: parse the command line, load config, build, run.
 
 use clap::{Parser, Subcommand};
+use conclave_core::{Clock, SystemClock};
 use conclave_server::config::{Config, Environment};
 use conclave_server::keyring::{run_keys_command, KeysCommand};
 use conclave_server::Application;
@@ -62,12 +63,9 @@ async fn audit_verify(
     config: Option<PathBuf>,
     expect_head: Option<String>,
 ) -> std::process::ExitCode {
-    let config = match Config::load(config.as_deref(), std::env::vars()) {
+    let config = match load_config(config.as_deref()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("conclave: {e}");
-            return std::process::ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let services = match conclave_server::startup::offline_services(&config).await {
         Ok(s) => s,
@@ -121,7 +119,7 @@ enum KeysAction {
 }
 
 fn load_config(path: Option<&std::path::Path>) -> Result<Config, std::process::ExitCode> {
-    Config::load(path, std::env::vars()).map_err(|e| {
+    Config::load_from_env(path).map_err(|e| {
         eprintln!("conclave: {e}");
         std::process::ExitCode::from(2)
     })
@@ -181,7 +179,7 @@ async fn main() -> std::process::ExitCode {
                 KeysAction::Rotate => KeysCommand::Rotate,
                 KeysAction::Retire { id } => KeysCommand::Retire { id },
             };
-            match run_keys_command(&config, command, chrono::Utc::now()).await {
+            match run_keys_command(&config, command, SystemClock.now()).await {
                 Ok(out) => {
                     print!("{out}");
                     std::process::ExitCode::SUCCESS
@@ -198,7 +196,7 @@ async fn main() -> std::process::ExitCode {
                 Err(code) => return code,
             };
             init_tracing(config.env);
-            let app = match Application::build(config, Arc::new(conclave_core::SystemClock)).await {
+            let app = match Application::build(config, Arc::new(SystemClock)).await {
                 Ok(app) => app,
                 Err(e) => {
                     eprintln!("conclave: {e}");

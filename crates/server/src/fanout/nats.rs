@@ -906,7 +906,7 @@ mod tests {
         match NatsFanOut::connect(NATS_URL, cluster, window, test_key()).await {
             Ok(f) => Some(f),
             Err(e) => {
-                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                if crate::config::under_ci() {
                     panic!("NATS with JetStream is required under CI=true: {e}");
                 }
                 eprintln!("SKIPPED nats fanout: {e}");

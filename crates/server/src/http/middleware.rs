@@ -7,6 +7,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
 
 /// A client-supplied id is kept only if it is short and plain.
 fn acceptable_request_id(id: &str) -> bool {
@@ -16,8 +17,10 @@ fn acceptable_request_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// Gives the request an id (the client's if acceptable), makes it available to error bodies and
-/// logs, and returns it in `X-Request-Id`.
+/// Gives the request an id (the client's if acceptable), makes it available to error bodies,
+/// returns it in `X-Request-Id`, and runs everything after it — the inner layers and the
+/// handler, with the services and stores it calls — inside the request's span, so every line
+/// the request logs carries its id (CORE-4).
 pub async fn request_id(req: Request, next: Next) -> Response {
     let id = req
         .headers()
@@ -26,17 +29,17 @@ pub async fn request_id(req: Request, next: Next) -> Response {
         .filter(|v| acceptable_request_id(v))
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
-    let mut res = {
-        let _guard = span.enter();
+    async move {
         tracing::debug!("started");
-        drop(_guard);
-        REQUEST_ID.scope(id.clone(), next.run(req)).await
-    };
-    tracing::info!(parent: &span, status = res.status().as_u16(), "finished");
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert("x-request-id", v);
+        let mut res = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+        tracing::info!(status = res.status().as_u16(), "finished");
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            res.headers_mut().insert("x-request-id", v);
+        }
+        res
     }
-    res
+    .instrument(span)
+    .await
 }
 
 /// Security headers on every response, errors included.
@@ -113,6 +116,64 @@ pub async fn client_version(State(state): State<AppState>, req: Request, next: N
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+    use tower::ServiceExt;
+
+    /// What the log printed, as one string.
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Log {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// CORE-4: a line logged inside the handler — and inside a service it awaits — carries the
+    /// id of its request.
+    #[tokio::test]
+    async fn the_request_span_wraps_the_handler() {
+        async fn service() {
+            tracing::info!("inside a service");
+        }
+        let app = axum::Router::new()
+            .route(
+                "/",
+                axum::routing::get(|| async {
+                    tracing::info!("inside the handler");
+                    service().await;
+                    "ok"
+                }),
+            )
+            .layer(axum::middleware::from_fn(super::request_id));
+        let log = Log::default();
+        let writer = log.clone();
+        let _guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish(),
+        );
+        let req = axum::http::Request::get("/")
+            .header("x-request-id", "req-42")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let res = app.oneshot(req).await.unwrap();
+        assert_eq!(res.headers()["x-request-id"], "req-42");
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        for message in ["inside the handler", "inside a service", "finished"] {
+            assert!(
+                text.lines()
+                    .any(|l| l.contains(message) && l.contains("request_id=req-42")),
+                "{message:?} carries the request id:\n{text}"
+            );
+        }
+    }
+
     #[test]
     fn request_id_rules() {
         assert!(super::acceptable_request_id("abc-123_x.y:z"));

@@ -75,7 +75,7 @@ impl From<Refusal> for OutboundError {
 /// URLs longer than this are refused before parsing.
 const MAX_URL_LEN: usize = 2048;
 
-/// What the guard lets through; built from `Config` (`OutboundPolicy::from_config`).
+/// What the guard lets through; built once from the configuration (`RuntimeConfig::outbound`).
 #[derive(Debug, Clone)]
 pub struct OutboundPolicy {
     /// Ranges let through although special (`webhook_allow_cidrs`): tests, private deployments.
@@ -97,11 +97,12 @@ impl Default for OutboundPolicy {
 }
 
 impl OutboundPolicy {
+    /// The default policy, also letting through `allow_cidrs` and the ports `extra_ports`.
     #[must_use]
-    pub fn from_config(config: &crate::config::Config) -> Self {
+    pub fn allowing(allow_cidrs: Vec<IpNet>, extra_ports: Vec<u16>) -> Self {
         Self {
-            allow_cidrs: config.webhook_allow_cidrs.clone(),
-            extra_ports: config.webhook_allow_ports.clone(),
+            allow_cidrs,
+            extra_ports,
             ..Self::default()
         }
     }
@@ -547,7 +548,9 @@ mod tests {
             .map(|(k, v)| (k.to_owned(), v.to_owned())),
         )
         .unwrap();
-        let policy = OutboundPolicy::from_config(&config);
+        let policy = crate::config::RuntimeConfig::try_from(config)
+            .unwrap()
+            .outbound;
         assert!(parse("http://10.9.1.1:8080/", &policy).is_ok());
         assert_eq!(
             parse("http://10.8.1.1:8080/", &policy).unwrap_err(),
@@ -557,7 +560,9 @@ mod tests {
             parse("http://example.com:8081/", &policy).unwrap_err(),
             Refusal::Port.into()
         );
-        let default = OutboundPolicy::from_config(&crate::config::Config::default());
+        let default = crate::config::RuntimeConfig::try_from(crate::config::Config::default())
+            .unwrap()
+            .outbound;
         assert!(default.allow_cidrs.is_empty() && default.extra_ports.is_empty());
     }
 

@@ -64,26 +64,6 @@ pub struct ConnectionLimits {
     pub trusted_proxies: Arc<[IpNet]>,
 }
 
-impl ConnectionLimits {
-    #[must_use]
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        let s = &config.rate_limit;
-        let count = |n: u64| usize::try_from(n.max(1)).unwrap_or(usize::MAX);
-        Self {
-            header_read_timeout: Duration::from_secs(s.header_read_timeout_secs.max(1)),
-            idle_timeout: Duration::from_secs(s.idle_timeout_secs.max(1)),
-            max_connections: count(s.max_connections).min(Semaphore::MAX_PERMITS),
-            // `rate_limits = off` lifts the per-IP cap (CORE-2), not the overall one.
-            max_connections_per_ip: if config.rate_limits == crate::config::OnOff::On {
-                count(s.max_connections_per_ip)
-            } else {
-                usize::MAX
-            },
-            trusted_proxies: config.trusted_proxies.clone().into(),
-        }
-    }
-}
-
 /// Open connections per client address, for the per-IP cap.
 #[derive(Debug, Default)]
 struct PerIp(Mutex<HashMap<String, usize>>);

@@ -423,57 +423,33 @@ mod tests {
 
     #[test]
     fn route_classes() {
-        assert_eq!(
-            RouteClass::of(&Method::POST, "/api/v1/auth/login"),
-            RouteClass::Auth
-        );
-        assert_eq!(
-            RouteClass::of(&Method::POST, "/api/v1/auth/login/mfa/"),
-            RouteClass::Auth
-        );
-        assert_eq!(
-            RouteClass::of(&Method::GET, "/api/v1/auth/login"),
-            RouteClass::Read
-        );
-        assert_eq!(
-            RouteClass::of(&Method::HEAD, "/api/v1/users/@me"),
-            RouteClass::Read
-        );
-        assert_eq!(
-            RouteClass::of(&Method::POST, "/api/v1/files"),
-            RouteClass::Upload
-        );
-        assert_eq!(
-            RouteClass::of(&Method::GET, "/api/v1/files/x"),
-            RouteClass::Read
-        );
-        assert_eq!(
-            RouteClass::of(&Method::DELETE, "/api/v1/orgs/x"),
-            RouteClass::Write
-        );
-        for (method, path) in [
-            (Method::POST, "/api/v1/auth/logout"),
-            (Method::POST, "/api/v1/auth/sessions/revoke-others"),
-            (Method::DELETE, "/api/v1/auth/sessions/0190-abc"),
-            (Method::POST, "/api/v1/auth/totp/setup"),
-            (Method::POST, "/api/v1/auth/totp/enable/"),
+        for (method, path, class) in [
+            (Method::POST, "/api/v1/auth/login", RouteClass::Auth),
+            (Method::POST, "/api/v1/auth/login/mfa/", RouteClass::Auth),
+            (Method::GET, "/api/v1/auth/login", RouteClass::Read),
+            (Method::HEAD, "/api/v1/users/@me", RouteClass::Read),
+            (Method::POST, "/api/v1/files", RouteClass::Upload),
+            (Method::GET, "/api/v1/files/x", RouteClass::Read),
+            (Method::DELETE, "/api/v1/orgs/x", RouteClass::Write),
+        ] {
+            assert_eq!(RouteClass::of(&method, path), class, "{method} {path}");
+        }
+        // Securing a signed-in account (and nothing near it) is charged to no per-user bucket.
+        for (method, path, securing) in [
+            (Method::POST, "/api/v1/auth/logout", true),
+            (Method::POST, "/api/v1/auth/sessions/revoke-others", true),
+            (Method::DELETE, "/api/v1/auth/sessions/0190-abc", true),
+            (Method::POST, "/api/v1/auth/totp/setup", true),
+            (Method::POST, "/api/v1/auth/totp/enable/", true),
+            (Method::POST, "/api/v1/auth/totp/disable", false),
+            (Method::DELETE, "/api/v1/auth/sessions", false),
+            (Method::DELETE, "/api/v1/auth/sessions/a/b", false),
+            (Method::GET, "/api/v1/auth/sessions/x", false),
         ] {
             assert_eq!(
-                RouteClass::of(&method, path),
-                RouteClass::Securing,
-                "{path}"
-            );
-        }
-        for (method, path) in [
-            (Method::POST, "/api/v1/auth/totp/disable"),
-            (Method::DELETE, "/api/v1/auth/sessions"),
-            (Method::DELETE, "/api/v1/auth/sessions/a/b"),
-            (Method::GET, "/api/v1/auth/sessions/x"),
-        ] {
-            assert_ne!(
-                RouteClass::of(&method, path),
-                RouteClass::Securing,
-                "{path}"
+                RouteClass::of(&method, path) == RouteClass::Securing,
+                securing,
+                "{method} {path}"
             );
         }
     }

@@ -339,10 +339,14 @@ async fn production_refuses_a_generated_master_key() {
     };
     assert!(err.contains("CONCLAVE_MASTER_KEY"), "{err}");
     assert!(!dir.0.join("master.key").exists(), "no key was generated");
-    let err = run_keys_command(&config, KeysCommand::List, chrono::Utc::now())
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = run_keys_command(
+        &config,
+        KeysCommand::List,
+        conclave_core::Clock::now(&conclave_core::SystemClock),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("CONCLAVE_MASTER_KEY"), "{err}");
 
     // Outside production, the key tools still never make a key up.
@@ -350,10 +354,14 @@ async fn production_refuses_a_generated_master_key() {
         env: Environment::Development,
         ..config
     };
-    let err = run_keys_command(&dev, KeysCommand::Rotate, chrono::Utc::now())
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = run_keys_command(
+        &dev,
+        KeysCommand::Rotate,
+        conclave_core::Clock::now(&conclave_core::SystemClock),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("no master key"), "{err}");
     assert!(!dir.0.join("master.key").exists(), "no key was generated");
 }

@@ -1,5 +1,9 @@
 //! The HTTP suite: every test runs against a real server, once on SQLite and once on
 //! PostgreSQL.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test fixtures (CI, CONCLAVE_TEST_* service URLs) come from the environment"
+)]
 
 mod db;
 mod fixtures;
@@ -27,3 +31,4 @@ mod org_2fa;
 mod orgs;
 mod privacy;
 mod ratelimit;
+mod tracing_span;

@@ -164,7 +164,7 @@ print(" ".join(out))
                 Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
                 Err(e) => e.to_string(),
             };
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
+            if crate::config::under_ci() {
                 panic!("standardwebhooks is required under CI=true (python3 -m pip install standardwebhooks): {why}");
             }
             eprintln!("SKIPPED an_independent_verifier_accepts_our_headers: python3 with standardwebhooks is not available ({why})");
@@ -178,7 +178,7 @@ fn an_independent_verifier_accepts_our_headers() {
     let old = WebhookSecret::generate();
     let new = WebhookSecret::generate();
     let body = br#"{"type":"message.created","timestamp":"2026-12-04T21:00:00Z","data":{"text":"h\u00e9 \ud83d\udc4b"}}"#;
-    let now = chrono::Utc::now().timestamp();
+    let now = conclave_core::Clock::now(&conclave_core::SystemClock).timestamp();
     let secrets = [
         new.to_whsec().expose_secret().to_owned(),
         old.to_whsec().expose_secret().to_owned(),

@@ -181,27 +181,20 @@ pub(super) async fn retention_prunes_and_the_rest_still_verifies(app: TestApp) {
     )
     .await
     .expect(200);
-    // A month later the job (every second) prunes the org, and only that org.
+    // A month later the job (driven by the clock) prunes the org, and only that org.
     app.clock.advance(chrono::Duration::days(31));
+    app.clock.settled().await;
     let alice = app.sign_in_again("alice", alice).await;
     app.send_message(&conv, &alice, "new").await.expect(201);
-    let mut pruned = false;
-    for _ in 0..50 {
-        let rows = app
-            .get(
-                &format!("/api/v1/orgs/{org}/audit?event=audit.pruned"),
-                &alice.token,
-            )
-            .await
-            .expect(200);
-        if !rows.body["items"].as_array().unwrap().is_empty()
-            && app.message_count(&conv, &alice).await == 1
-        {
-            pruned = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let rows = app
+        .get(
+            &format!("/api/v1/orgs/{org}/audit?event=audit.pruned"),
+            &alice.token,
+        )
+        .await
+        .expect(200);
+    let pruned = !rows.body["items"].as_array().unwrap().is_empty()
+        && app.message_count(&conv, &alice).await == 1;
     assert!(pruned, "the retention job ran");
     assert_eq!(app.message_count(&kept_conv, &alice).await, 1);
     let org_rows = app
@@ -220,7 +213,7 @@ pub(super) async fn retention_prunes_and_the_rest_still_verifies(app: TestApp) {
     );
     // Pruned to its newest rows, again and again: still verifiable, nothing else lost.
     app.clock.advance(chrono::Duration::days(31));
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    app.clock.settled().await;
     let report = verify(&app, "").await;
     assert_eq!(report["ok"], true, "{report}");
     assert!(
@@ -258,7 +251,7 @@ pub(super) async fn pruning_refuses_a_backdated_row_and_raises_the_alarm(app: Te
     let before = org_rows().await;
     assert!(before >= 4, "{before} rows");
     // A database writer without the master key backdates a recent row so that the retention
-    // job (every second here) would delete it — and every row before it.
+    // job (every second of the clock here) would delete it — and every row before it.
     let db = Db::open(&config).await;
     db.exec(&format!(
         "CREATE TABLE audit_saved AS SELECT * FROM audit_log WHERE chain = '{org}' AND seq = 2"
@@ -276,14 +269,9 @@ pub(super) async fn pruning_refuses_a_backdated_row_and_raises_the_alarm(app: Te
         1
     );
     // The job verifies before it prunes: it removes nothing and raises the alarm.
-    let mut alarm = false;
-    for _ in 0..100 {
-        if readiness(&app).await == (503, json!("chain_mismatch")) {
-            alarm = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.clock.advance(chrono::Duration::seconds(1));
+    app.clock.settled().await;
+    let alarm = readiness(&app).await == (503, json!("chain_mismatch"));
     assert!(alarm, "readiness reports the mismatch");
     let refused = audit(&app, "?event=audit.prune_refused").await;
     assert!(!refused.is_empty());

@@ -12,7 +12,6 @@ use crate::keys::make_key;
 use conclave_server::config::{Config, OnOff};
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::time::Duration;
 
 mod integrity;
 mod log;
@@ -31,7 +30,7 @@ both_backends!(
     users_see_the_security_events_about_their_account,
 );
 
-/// The app (rate limits off; the retention job every second) and its configuration.
+/// The app (rate limits off; the retention job every second of its clock) and its configuration.
 async fn app_and_config(app: TestApp) -> (TestApp, Config) {
     spawn_app_and_config(app.backend, |c| {
         c.rate_limits = OnOff::Off;

@@ -1,0 +1,390 @@
+//! The layering (defaults → file → env), the checks of `TryFrom<Config> for RuntimeConfig`
+//! and the typed values it produces.
+
+use super::{Config, ConfigError, OnOff, ProxyHeader};
+use conclave_core::types::RegistrationMode;
+use ipnet::IpNet;
+use secrecy::ExposeSecret;
+
+/// A file `name` holding `contents`, in a directory of its own.
+fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("conclave-cfg-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(name);
+    std::fs::write(&file, contents).unwrap();
+    file
+}
+
+/// Loads a configuration file holding `toml`, under the environment `env`.
+fn from_file(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::load(Some(&temp_file("c.toml", toml)), vars(env))
+}
+
+fn vars(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+/// Validates a production configuration that is safe apart from `extra`.
+fn production(extra: &[(&str, &str)]) -> Result<(), ConfigError> {
+    let mut v = vec![
+        ("CONCLAVE_ENV", "production"),
+        (
+            "CONCLAVE_MASTER_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ),
+        ("CONCLAVE_PUBLIC_URL", "https://chat.example"),
+        ("CONCLAVE_TRUST_PROXY_TLS", "true"),
+    ];
+    v.extend_from_slice(extra);
+    Config::load(None, vars(&v)).unwrap().validate()
+}
+
+#[test]
+fn defaults_are_embedded() {
+    let c = Config::load(None, vec![]).unwrap();
+    assert_eq!(c.listen, "127.0.0.1:8080");
+    assert!(c.database_url().starts_with("sqlite://"));
+    assert_eq!(c.public_url(), "http://127.0.0.1:8080");
+    c.validate().unwrap();
+}
+
+#[test]
+fn env_wins_over_file_and_nests() {
+    let c = from_file(
+        "listen = \"0.0.0.0:1\"\nregistration = \"open\"\n[session]\nidle_hours = 5\n",
+        &[
+            ("CONCLAVE_LISTEN", "127.0.0.1:9"),
+            ("CONCLAVE_SESSION__ABSOLUTE_DAYS", "2"),
+            (
+                "CONCLAVE_CORS_ORIGINS",
+                "https://a.example, https://b.example",
+            ),
+            ("CONCLAVE_TEST_POSTGRES_URL", "ignored"),
+            ("PATH", "/bin"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.listen, "127.0.0.1:9");
+    assert_eq!(c.registration, RegistrationMode::Open);
+    assert_eq!(c.session.idle_hours, 5);
+    assert_eq!(c.session.absolute_days, 2);
+    assert_eq!(
+        c.cors_origins,
+        vec!["https://a.example", "https://b.example"]
+    );
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    assert!(Config::load(None, vars(&[("CONCLAVE_LISTN", "x")])).is_err());
+    assert!(from_file("colour = 1\n", &[]).is_err());
+}
+
+#[test]
+fn secrets_from_files() {
+    let file = temp_file("token", "s3cret-admin-token\n");
+    let c = Config::load(
+        None,
+        vars(&[("CONCLAVE_ADMIN_TOKEN_FILE", file.to_str().unwrap())]),
+    )
+    .unwrap();
+    assert_eq!(c.admin_token.unwrap().expose_secret(), "s3cret-admin-token");
+}
+
+#[test]
+fn rate_limit_section_from_file_and_env() {
+    let r = Config::load(None, vec![]).unwrap().rate_limit;
+    for (name, value, default) in [
+        ("user_reads_per_min", r.user_reads_per_min, 300),
+        ("user_reads_burst", r.user_reads_burst, 100),
+        ("user_writes_per_min", r.user_writes_per_min, 60),
+        ("user_writes_burst", r.user_writes_burst, 20),
+        ("auth_per_min", r.auth_per_min, 20),
+        ("tier_pro_per_sec", r.tier_pro_per_sec, 100),
+        ("tier_team_per_sec", r.tier_team_per_sec, 1_000),
+        ("tier_enterprise_per_sec", r.tier_enterprise_per_sec, 0),
+        ("header_read_timeout_secs", r.header_read_timeout_secs, 10),
+        ("idle_timeout_secs", r.idle_timeout_secs, 60),
+        ("body_timeout_secs", r.body_timeout_secs, 30),
+        ("max_connections_per_ip", r.max_connections_per_ip, 256),
+    ] {
+        assert_eq!(value, default, "{name}");
+    }
+    assert!(
+        Config::load(
+            None,
+            vars(&[("CONCLAVE_RATE_LIMIT__TIER_FREE_PER_SEC", "10")])
+        )
+        .is_err(),
+        "free keys have no rate of their own: they share their owner's per-user limits"
+    );
+    let c = from_file(
+        "rate_limits = \"off\"\n[rate_limit]\nuser_reads_per_min = 30\nmax_connections = 7\n",
+        &[
+            ("CONCLAVE_RATE_LIMIT__USER_READS_PER_MIN", "42"),
+            ("CONCLAVE_RATE_LIMIT__IDLE_TIMEOUT_SECS", "5"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.rate_limits, OnOff::Off);
+    assert_eq!(c.rate_limit.user_reads_per_min, 42, "env wins");
+    assert_eq!(c.rate_limit.idle_timeout_secs, 5);
+    assert_eq!(c.rate_limit.max_connections, 7);
+    assert_eq!(
+        c.rate_limit.user_writes_per_min, 60,
+        "the rest keeps defaults"
+    );
+    assert!(Config::load(None, vars(&[("CONCLAVE_RATE_LIMIT__READS", "1")])).is_err());
+    let bad = Config::load(
+        None,
+        vars(&[
+            ("CONCLAVE_RATE_LIMIT__AUTH_BURST", "0"),
+            ("CONCLAVE_RATE_LIMIT__HEADER_READ_TIMEOUT_SECS", "0"),
+            ("CONCLAVE_RATE_LIMIT__BODY_TIMEOUT_SECS", "0"),
+            ("CONCLAVE_RATE_LIMIT__MAX_CONNECTIONS_PER_IP", "0"),
+        ]),
+    )
+    .unwrap();
+    let err = bad.validate().unwrap_err().to_string();
+    assert!(err.contains("rate_limit.auth_burst"), "{err}");
+    assert!(err.contains("rate_limit.header_read_timeout_secs"), "{err}");
+    assert!(err.contains("rate_limit.body_timeout_secs"), "{err}");
+    assert!(err.contains("rate_limit.max_connections_per_ip"), "{err}");
+}
+
+/// CORE-3a: in every mode an empty or blank secret is an error, never "no check".
+#[test]
+fn empty_secrets_are_errors_in_every_mode() {
+    for env in ["development", "production"] {
+        for name in [
+            "CONCLAVE_ADMIN_TOKEN",
+            "CONCLAVE_ACCESS_TOKEN",
+            "CONCLAVE_BOOTSTRAP_TOKEN",
+            "CONCLAVE_MASTER_KEY",
+        ] {
+            for value in ["", "   ", "\t"] {
+                let c = Config::load(None, vars(&[("CONCLAVE_ENV", env), (name, value)])).unwrap();
+                let err = c.validate().unwrap_err().to_string();
+                assert!(
+                    err.contains("set but empty"),
+                    "{env} {name}={value:?}: {err}"
+                );
+            }
+        }
+    }
+    let file = temp_file("token", "\n");
+    let c = Config::load(
+        None,
+        vars(&[("CONCLAVE_ADMIN_TOKEN_FILE", file.to_str().unwrap())]),
+    )
+    .unwrap();
+    assert!(c.validate().is_err(), "an empty secret file too");
+}
+
+/// CORE-3a: a preset bootstrap token has at least 32 characters.
+#[test]
+fn preset_bootstrap_tokens_are_long() {
+    let short = Config::load(None, vars(&[("CONCLAVE_BOOTSTRAP_TOKEN", "12345")])).unwrap();
+    let err = short.validate().unwrap_err().to_string();
+    assert!(err.contains("at least 32 characters"), "{err}");
+    assert!(!err.contains("12345"), "secrets never appear in errors");
+    let almost = "x".repeat(31);
+    let c = Config::load(None, vars(&[("CONCLAVE_BOOTSTRAP_TOKEN", &almost)])).unwrap();
+    assert!(c.validate().is_err());
+    let long = "x".repeat(32);
+    let c = Config::load(None, vars(&[("CONCLAVE_BOOTSTRAP_TOKEN", &long)])).unwrap();
+    c.validate().unwrap();
+}
+
+#[test]
+fn one_proxy_header_is_configured() {
+    let c = Config::load(None, vec![]).unwrap();
+    assert_eq!(c.proxy_header, ProxyHeader::XForwardedFor);
+    let c = Config::load(None, vars(&[("CONCLAVE_PROXY_HEADER", "forwarded")])).unwrap();
+    assert_eq!(c.proxy_header, ProxyHeader::Forwarded);
+    let c = Config::load(None, vars(&[("CONCLAVE_PROXY_HEADER", "x-forwarded-for")])).unwrap();
+    assert_eq!(c.proxy_header, ProxyHeader::XForwardedFor);
+    for bad in ["both", "x-real-ip", ""] {
+        assert!(
+            Config::load(None, vars(&[("CONCLAVE_PROXY_HEADER", bad)])).is_err(),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn production_refuses_unsafe_settings() {
+    let c = Config::load(
+        None,
+        vars(&[
+            ("CONCLAVE_ENV", "production"),
+            ("CONCLAVE_CORS_ORIGINS", "*"),
+            ("CONCLAVE_ADMIN_TOKEN", "short"),
+        ]),
+    )
+    .unwrap();
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("wildcard CORS"));
+    assert!(err.contains("32 characters"));
+    assert!(err.contains("MASTER_KEY"));
+    assert!(err.contains("plain HTTP"));
+    assert!(!err.contains("short"), "secrets never appear in errors");
+    production(&[]).unwrap();
+}
+
+#[test]
+fn production_refuses_an_unauthenticated_nats_url_unless_acknowledged() {
+    let err = production(&[("CONCLAVE_NATS_URL", "nats://nats.internal:4222")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("NATS URL without credentials"), "{err}");
+    production(&[
+        ("CONCLAVE_NATS_URL", "nats://nats.internal:4222"),
+        ("CONCLAVE_NATS_ALLOW_UNAUTHENTICATED", "true"),
+    ])
+    .unwrap();
+    production(&[(
+        "CONCLAVE_NATS_URL",
+        "nats://conclave:s3cret@nats.internal:4222",
+    )])
+    .unwrap();
+    production(&[("CONCLAVE_NATS_URL", "nats://s3cret-token@nats.internal")]).unwrap();
+    // Development accepts it; a URL that is not a NATS URL is refused everywhere.
+    let dev = Config::load(
+        None,
+        vars(&[("CONCLAVE_NATS_URL", "nats://127.0.0.1:4222")]),
+    )
+    .unwrap();
+    dev.validate().unwrap();
+    let err = production(&[("CONCLAVE_NATS_URL", "http://user:s3cret@nats.internal")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a NATS URL"), "{err}");
+    assert!(
+        !err.contains("s3cret"),
+        "secrets never appear in errors: {err}"
+    );
+}
+
+#[test]
+fn webhook_allowlist_loads_and_production_needs_it_acknowledged() {
+    let allow = ("CONCLAVE_WEBHOOK_ALLOW_CIDRS", "10.0.0.0/8, 127.0.0.1");
+    let err = production(&[allow]).unwrap_err().to_string();
+    assert!(err.contains("webhook_allow_cidrs_acknowledged"), "{err}");
+    production(&[allow, ("CONCLAVE_WEBHOOK_ALLOW_CIDRS_ACKNOWLEDGED", "true")]).unwrap();
+    production(&[]).unwrap();
+    let dev = Config::load(
+        None,
+        vars(&[allow, ("CONCLAVE_WEBHOOK_ALLOW_PORTS", "8080, 9443")]),
+    )
+    .unwrap();
+    dev.validate().unwrap();
+    assert_eq!(
+        dev.webhook_allow_cidrs,
+        vec![
+            "10.0.0.0/8".parse::<IpNet>().unwrap(),
+            "127.0.0.1/32".parse().unwrap()
+        ]
+    );
+    assert_eq!(dev.webhook_allow_ports, vec![8080, 9443]);
+    let loaded = from_file(
+        "webhook_allow_cidrs = [\"fd00::/8\"]\nwebhook_allow_cidrs_acknowledged = true\nwebhook_allow_ports = [8443]\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.webhook_allow_cidrs,
+        vec!["fd00::/8".parse::<IpNet>().unwrap()]
+    );
+    assert!(loaded.webhook_allow_cidrs_acknowledged);
+    assert_eq!(loaded.webhook_allow_ports, vec![8443]);
+    for bad in [
+        ("CONCLAVE_WEBHOOK_ALLOW_CIDRS", "10.0.0.0/33"),
+        ("CONCLAVE_WEBHOOK_ALLOW_PORTS", "70000"),
+    ] {
+        assert!(Config::load(None, vars(&[bad])).is_err(), "{bad:?}");
+    }
+}
+
+/// Parsed once: durations, caps, versions, the master key and the backend come out typed, with
+/// the clamps applied here and nowhere else.
+#[test]
+fn the_runtime_configuration_is_typed() {
+    use super::{DatabaseUrl, RuntimeConfig};
+    use std::time::Duration;
+    let c = RuntimeConfig::try_from(
+        Config::load(
+            None,
+            vars(&[
+                ("CONCLAVE_MIN_CLIENT_VERSION", "1.2.0"),
+                (
+                    "CONCLAVE_MASTER_KEY",
+                    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                ),
+                ("CONCLAVE_DATABASE_URL", "postgres://u:pw@db/conclave"),
+                ("CONCLAVE_PUBLIC_URL", "https://chat.example/"),
+                ("CONCLAVE_SESSION__IDLE_HOURS", "2"),
+                ("CONCLAVE_GATEWAY__HEARTBEAT_INTERVAL_MS", "10"),
+                ("CONCLAVE_RETENTION__INTERVAL_SECS", "0"),
+                ("CONCLAVE_RATE_LIMITS", "off"),
+            ]),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(c.min_client_version, Some(semver::Version::new(1, 2, 0)));
+    assert!(c.secrets.master_key.is_some());
+    assert_eq!(
+        c.database,
+        DatabaseUrl::Postgres("postgres://u:pw@db/conclave".into())
+    );
+    assert!(
+        !format!("{:?}", c.database).contains("pw"),
+        "no password in logs"
+    );
+    assert_eq!(c.public_url.as_deref(), Some("https://chat.example"));
+    assert_eq!(c.auth.session_idle, chrono::Duration::hours(2));
+    assert_eq!(c.auth.session_absolute, chrono::Duration::days(30));
+    assert_eq!(c.gateway.heartbeat_interval, Duration::from_secs(1));
+    assert_eq!(c.gateway.resume_window, Duration::from_secs(300));
+    assert_eq!(c.retention.interval, Duration::from_secs(1));
+    assert_eq!(c.retention.audit_retention_floor_days, 30);
+    assert_eq!(c.body_timeout, Duration::from_secs(30));
+    assert_eq!(c.connections.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(c.connections.max_connections_per_ip, usize::MAX, "lifted");
+    assert!(!c.rate_limits_on && !c.gateway.limits_on);
+
+    let defaults = RuntimeConfig::try_from(Config::default()).unwrap();
+    assert!(matches!(defaults.database, DatabaseUrl::Sqlite(_)));
+    assert_eq!(
+        defaults.public_url, None,
+        "the bound address, known at start"
+    );
+    assert_eq!(defaults.connections.max_connections_per_ip, 256);
+    for (name, value, problem) in [
+        (
+            "CONCLAVE_DATABASE_URL",
+            "mysql://db",
+            "database_url must start with",
+        ),
+        (
+            "CONCLAVE_MASTER_KEY",
+            "not base64!",
+            "the master key must be base64",
+        ),
+        ("CONCLAVE_MIN_CLIENT_VERSION", "one", "min_client_version"),
+    ] {
+        let err = Config::load(None, vars(&[(name, value)]))
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(problem), "{name}: {err}");
+    }
+    assert!(
+        Config::load(None, vars(&[("CONCLAVE_METRICS_LISTEN", "127.0.0.1:9000")])).is_err(),
+        "metrics_listen was never served and is gone"
+    );
+}
