@@ -4,6 +4,7 @@
 
 pub mod connection;
 pub mod hub;
+mod identify;
 pub mod protocol;
 
 use crate::fanout::FanOut;
