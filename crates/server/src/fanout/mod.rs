@@ -4,6 +4,7 @@
 
 pub mod local;
 pub mod nats;
+pub mod retained;
 
 use async_trait::async_trait;
 use conclave_core::event::{Audience, Control, Event, EventSink};
