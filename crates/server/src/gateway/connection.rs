@@ -1,7 +1,7 @@
 //! One gateway connection: HELLO, then IDENTIFY or RESUME within the timeout, then one
 //! `select!` loop over the socket, the hub's frames, the heartbeat deadline and shutdown.
 
-use super::hub::{Checkpoint, Command as HubCommand, ConnId, ConnLimit, Outbound, Replay};
+use super::hub::{Checkpoint, Command as HubCommand, ConnId, Outbound, Replay};
 use super::identify::authenticate;
 use super::protocol::{self, CloseCode, Command, Identify, Resume};
 use super::{Gateway, UpgradeContext};
@@ -386,12 +386,13 @@ async fn register(
         .send(cmd)
         .await
         .map_err(|_| Start::Refuse(CloseCode::UnknownError, "gateway unavailable"))?;
-    if let Some(limit) = ConnLimit::of(&actor.credential) {
+    if actor.credential.is_limited() {
         // A bot or key receives only its org's conversations, only listed ones if listed, and
         // only the events its scopes read; sent before activation, so it applies to every
         // event the connection gets.
+        let credential = actor.credential.clone();
         gw.hub
-            .send(HubCommand::Restrict { conn, limit })
+            .send(HubCommand::Restrict { conn, credential })
             .await
             .map_err(|_| Start::Refuse(CloseCode::UnknownError, "gateway unavailable"))?;
     }

@@ -46,6 +46,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use conclave_core::clock::{Clock, SystemClock};
 use conclave_core::event::{Audience, Control, Event};
+use conclave_core::OrgId;
 use publish::publisher;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,6 +112,8 @@ struct WireRef<'a> {
     audience: &'a Audience,
     #[serde(skip_serializing_if = "Option::is_none")]
     control: Option<&'a Control>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    org: Option<OrgId>,
     d: &'a serde_json::Value,
 }
 
@@ -219,6 +222,7 @@ impl FanOut for NatsFanOut {
             t: &event.t,
             audience: &event.audience,
             control: event.control.as_ref(),
+            org: event.org,
             d: &event.d,
         };
         let payload = match serde_json::to_vec(&wire) {
