@@ -107,13 +107,19 @@ mod tests {
         v.map(|v| v.iter().map(|d| d.position).collect())
     }
 
-    #[test]
-    fn answers_only_what_it_holds_entirely() {
+    /// A buffer of at most `max` events on a manual clock, holding `held`.
+    fn holding(max: usize, held: std::ops::RangeInclusive<u64>) -> Retained {
         let clock = Arc::new(ManualClock::default());
-        let mut buffer = Retained::new(clock, Duration::from_secs(60), 100, 11);
-        for p in 11..=20 {
+        let mut buffer = Retained::new(clock, Duration::from_secs(60), max, *held.start());
+        for p in held {
             buffer.push(event(p));
         }
+        buffer
+    }
+
+    #[test]
+    fn answers_only_what_it_holds_entirely() {
+        let mut buffer = holding(100, 11..=20);
         assert_eq!(positions(buffer.slice(10, 20)), Some((11..=20).collect()));
         assert_eq!(positions(buffer.slice(14, 16)), Some(vec![15, 16]));
         assert_eq!(positions(buffer.slice(16, 16)), Some(vec![]));
@@ -146,11 +152,7 @@ mod tests {
 
     #[test]
     fn the_size_bound_holds_when_events_come_faster_than_they_age() {
-        let clock = Arc::new(ManualClock::default());
-        let mut buffer = Retained::new(clock, Duration::from_secs(60), 3, 1);
-        for p in 1..=5 {
-            buffer.push(event(p));
-        }
+        let mut buffer = holding(3, 1..=5);
         assert_eq!(positions(buffer.slice(1, 5)), None);
         assert_eq!(positions(buffer.slice(2, 5)), Some(vec![3, 4, 5]));
     }

@@ -86,50 +86,14 @@ impl Hub {
     /// revocation after. The same function serves live delivery and replay.
     pub(super) fn process(&mut self, id: ConnId, ev: &Delivered) -> Verdict {
         let e: &WireEvent = &ev.event;
-        let Some(c) = self.conns.get_mut(&id) else {
-            return Verdict::Keep;
-        };
-        if let Some(Control::Subscribe {
-            user,
-            conversation,
-            org,
-            locked,
-        }) = &e.control
-        {
-            if *user == c.user {
-                // A limited connection takes no subscription outside its limit, and so never
-                // gets that conversation's events, nor the event announcing it.
-                if !delivery::may_subscribe(&c.credential, *org, *conversation) {
-                    return Verdict::Keep;
-                }
-                // Held back while the user may not read the org (AUTH-4a).
-                if *locked {
-                    c.locked.insert(*org);
-                }
-                c.orgs.insert(*conversation, *org);
-                if c.conversations.insert(*conversation) {
-                    c.changes.push((ev.position, *conversation, true));
-                    self.by_conv.entry(*conversation).or_default().insert(id);
-                }
+        if let Some(control) = &e.control {
+            if !self.apply_before(id, ev.position, control) {
+                return Verdict::Keep;
             }
         }
         let Some(c) = self.conns.get_mut(&id) else {
             return Verdict::Keep;
         };
-        if let Some(Control::OrgAccess {
-            user,
-            org,
-            restored,
-        }) = &e.control
-        {
-            if *user == c.user && delivery::hears_of_org(&c.credential, *org) {
-                if *restored {
-                    c.locked.remove(org);
-                } else {
-                    c.locked.insert(*org);
-                }
-            }
-        }
         let deliver = match &e.audience {
             Audience::Conversation(conv) => c.reads(conv, e.org),
             Audience::User(u) => {
@@ -200,6 +164,50 @@ impl Hub {
             _ => {}
         }
         Verdict::Keep
+    }
+
+    /// What a control changes for connection `id` before its frame: a subscription (only
+    /// within the connection's limit) or the user's access to an org. `false` when the event
+    /// is not for this connection at all: a subscription outside its limit, whose
+    /// announcement it must not get either.
+    fn apply_before(&mut self, id: ConnId, position: u64, control: &Control) -> bool {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return false;
+        };
+        match control {
+            Control::Subscribe {
+                user,
+                conversation,
+                org,
+                locked,
+            } if *user == c.user => {
+                if !delivery::may_subscribe(&c.credential, *org, *conversation) {
+                    return false;
+                }
+                // Held back while the user may not read the org (AUTH-4a).
+                if *locked {
+                    c.locked.insert(*org);
+                }
+                c.orgs.insert(*conversation, *org);
+                if c.conversations.insert(*conversation) {
+                    c.changes.push((position, *conversation, true));
+                    self.by_conv.entry(*conversation).or_default().insert(id);
+                }
+            }
+            Control::OrgAccess {
+                user,
+                org,
+                restored,
+            } if *user == c.user && delivery::hears_of_org(&c.credential, *org) => {
+                if *restored {
+                    c.locked.remove(org);
+                } else {
+                    c.locked.insert(*org);
+                }
+            }
+            _ => {}
+        }
+        true
     }
 }
 

@@ -52,13 +52,8 @@ fn delivered(position: u64, event: Event) -> Delivered {
     }
 }
 
-fn connect(
-    h: &mut Hub,
-    id: ConnId,
-    user: UserId,
-    convs: &[ConversationId],
-    queue: usize,
-) -> mpsc::Receiver<Outbound> {
+/// Registers connection `id` of `user` with a queue of `queue` frames.
+fn register(h: &mut Hub, id: ConnId, user: UserId, queue: usize) -> mpsc::Receiver<Outbound> {
     let (tx, rx) = mpsc::channel(queue);
     let (reply, _) = oneshot::channel();
     h.command(Command::Register {
@@ -68,6 +63,17 @@ fn connect(
         tx,
         reply,
     });
+    rx
+}
+
+fn connect(
+    h: &mut Hub,
+    id: ConnId,
+    user: UserId,
+    convs: &[ConversationId],
+    queue: usize,
+) -> mpsc::Receiver<Outbound> {
+    let rx = register(h, id, user, queue);
     let start = Checkpoint {
         s: 0,
         position: h.position,
@@ -227,15 +233,7 @@ fn connect_as(
     convs: &[(ConversationId, OrgId)],
     locked: &[OrgId],
 ) -> mpsc::Receiver<Outbound> {
-    let (tx, rx) = mpsc::channel(64);
-    let (reply, _) = oneshot::channel();
-    h.command(Command::Register {
-        conn: id,
-        user,
-        session: SessionId::new(),
-        tx,
-        reply,
-    });
+    let rx = register(h, id, user, 64);
     if let Some(credential) = limit {
         h.command(Command::Restrict {
             conn: id,
