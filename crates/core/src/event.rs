@@ -240,6 +240,14 @@ impl Event {
         })
     }
 
+    /// Names the org the event belongs to (a conversation's), so delivery can judge the event
+    /// by its own org.
+    #[must_use]
+    pub fn in_org(mut self, org: OrgId) -> Self {
+        self.org = Some(org);
+        self
+    }
+
     /// Adds a control; one that names an org (subscribe, org access) also sets the event's org.
     #[must_use]
     pub fn with_control(mut self, control: Control) -> Self {

@@ -481,3 +481,26 @@ fn an_org_lockout_holds_back_that_org_only_until_restored() {
     }
     assert!(h.conns.contains_key(&4) && h.conns.len() == 1);
 }
+
+#[test]
+fn an_event_is_judged_by_its_own_org_when_it_names_one() {
+    let (mut h, _) = hub(64);
+    let user = UserId::new();
+    let (org, conv) = (OrgId::new(), ConversationId::new());
+    // Subscribed, but the connection never learned the conversation's org.
+    let mut rx = connect(&mut h, 1, user, &[conv], 64);
+    h.dispatch(&delivered(
+        1,
+        Event::org_access_lost(user, org, "mfa_setup_required"),
+    ));
+    let update = |p: u64| Event::conversation("CONVERSATION_UPDATE", conv, p);
+    h.dispatch(&delivered(2, update(2).in_org(org)));
+    h.dispatch(&delivered(3, update(3)));
+    let got = frames(&mut rx);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0]["t"], "ORG_ACCESS_LOST");
+    assert_eq!(
+        got[1]["d"], 3,
+        "the update of the locked org is held back; one naming no org goes by the subscription"
+    );
+}
