@@ -1,6 +1,11 @@
 //! Events: what services announce after a mutation commits. The gateway delivers them to the
 //! sockets allowed to see them; the fan-out carries them between nodes. `d` is the object
 //! exactly as REST returns it.
+//!
+//! Each event carries its routing facts typed, set where it is made: its kind (the typed `t`),
+//! its audience (which names the conversation, or the user), its control, and the org it
+//! belongs to when the maker knows it. The gateway decides delivery from these alone, by
+//! asking `policy::delivery`; it never reads `d`.
 
 use crate::credential::Scope;
 use crate::ids::*;
@@ -87,59 +92,121 @@ pub enum PresenceStatus {
     Online,
 }
 
+/// What an event is, typed: the gateway event name `t` parsed once, where the event is made
+/// (or read off the wire). `policy::delivery` decides from it which scope reads the event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    MessageCreate,
+    MessageUpdate,
+    MessageDelete,
+    MessageStream,
+    TypingStart,
+    ReadMarkerUpdate,
+    ConversationCreate,
+    ConversationUpdate,
+    ConversationDelete,
+    ParticipantAdd,
+    ParticipantRemove,
+    PresenceUpdate,
+    OrgAccessLost,
+    OrgAccessRestored,
+    /// `_CONTROL`: a control-only event no client sees.
+    Control,
+    /// A name this build does not know: read as a message event.
+    #[default]
+    Other,
+}
+
+impl EventKind {
+    const NAMES: [(&'static str, Self); 15] = [
+        ("MESSAGE_CREATE", Self::MessageCreate),
+        ("MESSAGE_UPDATE", Self::MessageUpdate),
+        ("MESSAGE_DELETE", Self::MessageDelete),
+        ("MESSAGE_STREAM", Self::MessageStream),
+        ("TYPING_START", Self::TypingStart),
+        ("READ_MARKER_UPDATE", Self::ReadMarkerUpdate),
+        ("CONVERSATION_CREATE", Self::ConversationCreate),
+        ("CONVERSATION_UPDATE", Self::ConversationUpdate),
+        ("CONVERSATION_DELETE", Self::ConversationDelete),
+        ("PARTICIPANT_ADD", Self::ParticipantAdd),
+        ("PARTICIPANT_REMOVE", Self::ParticipantRemove),
+        ("PRESENCE_UPDATE", Self::PresenceUpdate),
+        ("ORG_ACCESS_LOST", Self::OrgAccessLost),
+        ("ORG_ACCESS_RESTORED", Self::OrgAccessRestored),
+        ("_CONTROL", Self::Control),
+    ];
+
+    /// The kind of the event named `t`.
+    #[must_use]
+    pub fn of(t: &str) -> Self {
+        Self::NAMES
+            .iter()
+            .find(|(name, _)| *name == t)
+            .map_or(Self::Other, |(_, kind)| *kind)
+    }
+
+    /// The gateway name of this kind (`None` for `Other`).
+    #[must_use]
+    pub fn name(self) -> Option<&'static str> {
+        Self::NAMES
+            .iter()
+            .find(|(_, kind)| *kind == self)
+            .map(|(name, _)| *name)
+    }
+}
+
 /// One event. `t` is the gateway event name (`MESSAGE_CREATE`, …); control-only events use `_CONTROL`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
     pub t: String,
     pub audience: Audience,
     pub d: serde_json::Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<Control>,
+    /// `t`, typed (not on the wire: read back from `t`).
+    #[serde(skip)]
+    pub kind: EventKind,
+    /// The org the event belongs to, when its maker knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<OrgId>,
 }
 
 impl Event {
-    /// An event for the conversation's participants.
-    pub fn conversation(t: &str, conv: ConversationId, d: impl Serialize) -> Self {
+    /// An event named `t` for `audience`.
+    pub fn new(t: &str, audience: Audience, d: impl Serialize) -> Self {
         Self {
             t: t.into(),
-            audience: Audience::Conversation(conv),
+            audience,
             d: to_value(d),
             control: None,
+            kind: EventKind::of(t),
+            org: None,
         }
+    }
+
+    /// An event for the conversation's participants.
+    pub fn conversation(t: &str, conv: ConversationId, d: impl Serialize) -> Self {
+        Self::new(t, Audience::Conversation(conv), d)
     }
 
     /// An event for one user's sessions.
     pub fn user(t: &str, user: UserId, d: impl Serialize) -> Self {
-        Self {
-            t: t.into(),
-            audience: Audience::User(user),
-            d: to_value(d),
-            control: None,
-        }
+        Self::new(t, Audience::User(user), d)
     }
 
     /// An event for the sessions of one user that receive `conv` (a read marker).
     pub fn reader(t: &str, user: UserId, conv: ConversationId, d: impl Serialize) -> Self {
-        Self {
-            t: t.into(),
-            audience: Audience::Reader {
-                user,
-                conversation: conv,
-            },
-            d: to_value(d),
-            control: None,
-        }
+        let audience = Audience::Reader {
+            user,
+            conversation: conv,
+        };
+        Self::new(t, audience, d)
     }
 
     /// A control-only event no client sees.
     #[must_use]
     pub fn control(control: Control) -> Self {
-        Self {
-            t: "_CONTROL".into(),
-            audience: Audience::Nobody,
-            d: serde_json::Value::Null,
-            control: Some(control),
-        }
+        Self::new("_CONTROL", Audience::Nobody, serde_json::Value::Null).with_control(control)
     }
 
     /// `ORG_ACCESS_LOST {org_id, reason}` to the user's sockets, which stop receiving the org's
@@ -173,27 +240,52 @@ impl Event {
         })
     }
 
+    /// Names the org the event belongs to (a conversation's), so delivery can judge the event
+    /// by its own org.
+    #[must_use]
+    pub fn in_org(mut self, org: OrgId) -> Self {
+        self.org = Some(org);
+        self
+    }
+
+    /// Adds a control; one that names an org (subscribe, org access) also sets the event's org.
     #[must_use]
     pub fn with_control(mut self, control: Control) -> Self {
+        if let Control::Subscribe { org, .. } | Control::OrgAccess { org, .. } = &control {
+            self.org = Some(*org);
+        }
         self.control = Some(control);
         self
+    }
+
+    /// The conversation the event is about, when its audience names one.
+    #[must_use]
+    pub fn conversation_id(&self) -> Option<ConversationId> {
+        self.audience.conversation()
+    }
+}
+
+impl Audience {
+    /// The one conversation this audience is about, if any.
+    #[must_use]
+    pub fn conversation(&self) -> Option<ConversationId> {
+        match self {
+            Self::Conversation(c)
+            | Self::Reader {
+                conversation: c, ..
+            } => Some(*c),
+            Self::User(_) | Self::Peers { .. } | Self::Nobody => None,
+        }
     }
 }
 
 /// The scope an API key needs to receive an event named `t` on the gateway: the scope that
 /// reads the same thing over REST (AZ-5a). Events about access itself need none; an unknown
 /// name needs `messages:read`, the scope every key socket has.
+/// The rule itself is `policy::delivery::scope_to_read`.
 #[must_use]
 pub fn scope_to_read(t: &str) -> Option<Scope> {
-    match t {
-        "ORG_ACCESS_LOST" | "ORG_ACCESS_RESTORED" => None,
-        "PRESENCE_UPDATE" => Some(Scope::ConversationsRead),
-        _ if t.starts_with("CONVERSATION_") || t.starts_with("PARTICIPANT_") => {
-            Some(Scope::ConversationsRead)
-        }
-        // MESSAGE_*, MESSAGE_STREAM, TYPING_START, READ_MARKER_UPDATE.
-        _ => Some(Scope::MessagesRead),
-    }
+    crate::policy::delivery::scope_to_read(EventKind::of(t))
 }
 
 fn to_value(d: impl Serialize) -> serde_json::Value {
@@ -249,5 +341,30 @@ mod tests {
         }
         assert_eq!(scope_to_read("ORG_ACCESS_LOST"), None);
         assert_eq!(scope_to_read("ORG_ACCESS_RESTORED"), None);
+    }
+
+    #[test]
+    fn kinds_are_parsed_once_and_name_themselves() {
+        for (name, kind) in EventKind::NAMES {
+            assert_eq!(EventKind::of(name), kind);
+            assert_eq!(kind.name(), Some(name));
+        }
+        assert_eq!(EventKind::of("SOMETHING_NEW"), EventKind::Other);
+        assert_eq!(EventKind::Other.name(), None);
+        let e = Event::reader(
+            "READ_MARKER_UPDATE",
+            UserId::new(),
+            ConversationId::new(),
+            1,
+        );
+        assert_eq!(e.kind, EventKind::ReadMarkerUpdate);
+        assert!(e.conversation_id().is_some() && e.org.is_none());
+        let org = OrgId::new();
+        let lost = Event::org_access_lost(UserId::new(), org, "mfa_setup_required");
+        assert_eq!((lost.kind, lost.org), (EventKind::OrgAccessLost, Some(org)));
+        let control = Event::control(Control::Drop {
+            conversation: ConversationId::new(),
+        });
+        assert_eq!((control.kind, control.org), (EventKind::Control, None));
     }
 }

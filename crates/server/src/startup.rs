@@ -60,15 +60,16 @@ async fn open_fanout(
     config: &RuntimeConfig,
     window: Duration,
     keys: &ServerKeys,
+    clock: Arc<dyn Clock>,
 ) -> Result<Arc<dyn FanOut>, StartError> {
     match &config.nats_url {
-        None => Ok(Arc::new(LocalFanOut::new(window, 200_000))),
+        None => Ok(Arc::new(LocalFanOut::with_clock(clock, window, 200_000))),
         Some(url) => {
             use crate::fanout::nats::{EventKey, NatsFanOut};
             let key = EventKey::new(secrecy::SecretBox::new(Box::new(
                 *keys.fanout.expose_secret(),
             )));
-            let f = NatsFanOut::connect(url, &config.cluster_name, window, key)
+            let f = NatsFanOut::connect_with_clock(url, &config.cluster_name, window, key, clock)
                 .await
                 .map_err(|e| StartError::FanOut(e.to_string()))?;
             Ok(Arc::new(f))
@@ -206,7 +207,7 @@ impl Application {
         let keys = Arc::new(server_keys(&config, true)?);
         let store = open_store(&config.database, keys.audit_key()).await?;
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        let fanout = open_fanout(&config, config.gateway.resume_window, &keys).await?;
+        let fanout = open_fanout(&config, config.gateway.resume_window, &keys, clock.clone()).await?;
         let limiter = Arc::new(open_limiter(&config, clock.clone()).await?);
         let services = Services::new(
             store,

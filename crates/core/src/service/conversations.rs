@@ -279,7 +279,7 @@ impl Services {
                     .org(conv.org_id)],
             )
             .await?;
-        self.emit(Event::conversation("CONVERSATION_UPDATE", id, &updated));
+        self.emit(Event::conversation("CONVERSATION_UPDATE", id, &updated).in_org(conv.org_id));
         Ok(updated)
     }
 
@@ -298,6 +298,7 @@ impl Services {
         self.store.delete_conversation(id, &[audit]).await?;
         self.emit(
             Event::conversation("CONVERSATION_DELETE", id, &conv)
+                .in_org(conv.org_id)
                 .with_control(Control::Drop { conversation: id }),
         );
         Ok(conv)
@@ -343,7 +344,7 @@ impl Services {
         let user = p.user.id;
         self.announce_subscribed(conv, user).await?;
         let d = serde_json::json!({"conversation_id": conv.id, "user_id": user, "role": p.role});
-        self.emit(Event::conversation("PARTICIPANT_ADD", conv.id, d));
+        self.emit(Event::conversation("PARTICIPANT_ADD", conv.id, d).in_org(conv.org_id));
         Ok(())
     }
 

@@ -255,7 +255,9 @@ impl Services {
                 conversation: conv.id,
             };
             self.emit(
-                Event::conversation("CONVERSATION_DELETE", conv.id, &conv).with_control(drop),
+                Event::conversation("CONVERSATION_DELETE", conv.id, &conv)
+                    .in_org(conv.org_id)
+                    .with_control(drop),
             );
         }
         Ok(())

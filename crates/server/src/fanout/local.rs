@@ -1,42 +1,46 @@
 //! In-process fan-out (embedded default): positions come from one counter, the stream is a
-//! channel to the hub, and the last events within the resume window stay in a ring for RESUME.
+//! channel to the hub, and the events of the resume window stay in the shared
+//! [`Retained`] buffer for RESUME.
 
+use super::retained::Retained;
 use super::{Delivered, FanOut, FanOutError, WireEvent};
 use async_trait::async_trait;
+use conclave_core::clock::{Clock, SystemClock};
 use conclave_core::event::Event;
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 pub struct LocalFanOut {
     inner: Mutex<Inner>,
-    /// Bounds the ring even when events come faster than the window ages them out.
-    max_retained: usize,
-    window: Duration,
     epoch: String,
 }
 
 struct Inner {
     next: u64,
-    ring: VecDeque<(Instant, Delivered)>,
+    retained: Retained,
     tx: mpsc::UnboundedSender<Delivered>,
     rx: Option<mpsc::UnboundedReceiver<Delivered>>,
 }
 
 impl LocalFanOut {
+    /// Keeps events for `window` on the wall clock, at most `max_retained` of them.
     #[must_use]
     pub fn new(window: Duration, max_retained: usize) -> Self {
+        Self::with_clock(Arc::new(SystemClock), window, max_retained)
+    }
+
+    /// Keeps events for `window` as `clock` tells time, at most `max_retained` of them.
+    #[must_use]
+    pub fn with_clock(clock: Arc<dyn Clock>, window: Duration, max_retained: usize) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         Self {
             inner: Mutex::new(Inner {
                 next: 0,
-                ring: VecDeque::new(),
+                retained: Retained::new(clock, window, max_retained, 1),
                 tx,
                 rx: Some(rx),
             }),
-            max_retained,
-            window,
             // Positions restart with the process, so each process is its own epoch.
             epoch: format!("local-{}", uuid::Uuid::now_v7()),
         }
@@ -47,22 +51,13 @@ impl LocalFanOut {
 impl FanOut for LocalFanOut {
     fn publish(&self, event: Event) {
         let wire = Arc::new(WireEvent::from_event(&event));
-        let now = Instant::now();
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.next += 1;
         let delivered = Delivered {
             position: inner.next,
             event: wire,
         };
-        while inner.ring.len() >= self.max_retained
-            || inner
-                .ring
-                .front()
-                .is_some_and(|(at, _)| now.duration_since(*at) > self.window)
-        {
-            inner.ring.pop_front();
-        }
-        inner.ring.push_back((now, delivered.clone()));
+        inner.retained.push(delivered.clone());
         // Sent under the lock, so the stream's order is the positions' order.
         let _ = inner.tx.send(delivered);
     }
@@ -76,27 +71,8 @@ impl FanOut for LocalFanOut {
     }
 
     async fn replay(&self, after: u64, upto: u64) -> Result<Option<Vec<Delivered>>, FanOutError> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if after >= upto {
-            return Ok(Some(Vec::new()));
-        }
-        // Every position in (after, upto] must still be in the ring.
-        let oldest = inner
-            .ring
-            .front()
-            .map_or(inner.next + 1, |(_, d)| d.position);
-        if oldest > after + 1 {
-            return Ok(None);
-        }
-        Ok(Some(
-            inner
-                .ring
-                .iter()
-                .map(|(_, d)| d)
-                .filter(|d| d.position > after && d.position <= upto)
-                .cloned()
-                .collect(),
-        ))
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(inner.retained.slice(after, upto))
     }
 
     fn epoch(&self) -> String {

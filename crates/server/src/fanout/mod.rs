@@ -4,23 +4,56 @@
 
 pub mod local;
 pub mod nats;
+pub mod retained;
 
 use async_trait::async_trait;
-use conclave_core::event::{Audience, Control, Event, EventSink};
+use conclave_core::event::{Audience, Control, Event, EventKind, EventSink};
+use conclave_core::OrgId;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// An event as it travels: `d` is serialized once, when it is published, and its bytes are
-/// shared by every recipient.
+/// shared by every recipient. The routing facts stay typed beside it (`kind` is read back from
+/// `t`, so the wire carries the name only).
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(from = "WireFields")]
 pub struct WireEvent {
     pub t: String,
     pub audience: Audience,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<Control>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<OrgId>,
     pub d: Box<RawValue>,
+    #[serde(skip)]
+    pub kind: EventKind,
+}
+
+/// The fields of a `WireEvent` on the wire.
+#[derive(Deserialize)]
+struct WireFields {
+    t: String,
+    audience: Audience,
+    #[serde(default)]
+    control: Option<Control>,
+    #[serde(default)]
+    org: Option<OrgId>,
+    d: Box<RawValue>,
+}
+
+impl From<WireFields> for WireEvent {
+    fn from(w: WireFields) -> Self {
+        Self {
+            kind: EventKind::of(&w.t),
+            t: w.t,
+            audience: w.audience,
+            control: w.control,
+            org: w.org,
+            d: w.d,
+        }
+    }
 }
 
 impl WireEvent {
@@ -34,7 +67,9 @@ impl WireEvent {
             t: event.t.clone(),
             audience: event.audience.clone(),
             control: event.control.clone(),
+            org: event.org,
             d,
+            kind: event.kind,
         }
     }
 }

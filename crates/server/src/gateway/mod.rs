@@ -1,21 +1,20 @@
-//! The WebSocket gateway at `/gateway` (GATEWAY.md, MSG-4/5, RATE-3, CORE-10). Shaped like
-//! mini-redis: a typed frame codec (`protocol`), one task and one `select!` loop per connection
-//! (`connection`), a hub task that routes the fan-out stream (`hub`), broadcast shutdown.
+//! The WebSocket gateway at `/gateway` (GATEWAY.md, MSG-4/5, RATE-3, CORE-10), a layer beside
+//! HTTP: `http::gateway` checks and upgrades the request, then hands the socket here. Shaped
+//! like mini-redis: a typed frame codec (`protocol`), one task and one `select!` loop per
+//! connection (`connection`), a hub task that routes the fan-out stream (`hub`), broadcast
+//! shutdown.
 
 pub mod connection;
 pub mod hub;
+mod identify;
 pub mod protocol;
+mod start;
 
 use crate::fanout::FanOut;
-use crate::http::error::ApiError;
-use crate::http::extract::{client_ip, session_cookie};
-use crate::state::AppState;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{FromRequestParts, Request, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::extract::ws::WebSocket;
 use conclave_core::service::Services;
-use secrecy::{ExposeSecret, SecretString};
+use hub::ConnId;
+use secrecy::SecretString;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -140,13 +139,72 @@ impl Gateway {
         let _ = tokio::time::timeout(grace, rx.recv()).await;
     }
 
-    fn origin_allowed(&self, origin: &str) -> bool {
+    /// Whether the node is shutting down (no new connections).
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    /// Whether a browser page from `origin` may open the gateway: our own origin or a listed one.
+    #[must_use]
+    pub fn origin_allowed(&self, origin: &str) -> bool {
         let origin = origin.trim_end_matches('/');
         origin == self.own_origin
             || self
                 .allowed_origins
                 .iter()
                 .any(|o| o.trim_end_matches('/') == origin)
+    }
+}
+
+impl Gateway {
+    /// Takes a connection slot for the client address `key` (none without an address);
+    /// `None` when the address has all it may have.
+    pub fn ip_slot(self: &Arc<Self>, key: Option<String>) -> Option<IpSlot> {
+        if let Some(key) = &key {
+            let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            let n = map.entry(key.clone()).or_insert(0);
+            if self.config.limits_on && *n >= self.config.max_connections_per_ip {
+                return None;
+            }
+            *n += 1;
+        }
+        Some(IpSlot {
+            gateway: self.clone(),
+            key,
+        })
+    }
+
+    /// Accepts a connection holding `slot`; `None` once shutdown has begun.
+    pub fn admit(&self, slot: IpSlot) -> Option<Admission> {
+        let live = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        Some(Admission {
+            conn: self.next_conn.fetch_add(1, Ordering::Relaxed),
+            slot,
+            live,
+            shutdown: self.shutdown.subscribe(),
+        })
+    }
+
+    /// Runs an upgraded socket to its end: the protocol, from HELLO on.
+    pub async fn serve(
+        self: Arc<Self>,
+        socket: WebSocket,
+        ctx: UpgradeContext,
+        admission: Admission,
+    ) {
+        let Admission {
+            conn,
+            slot,
+            live,
+            shutdown,
+        } = admission;
+        connection::run(self, socket, conn, ctx, shutdown).await;
+        drop(slot);
+        drop(live);
     }
 }
 
@@ -181,6 +239,15 @@ impl Drop for IpSlot {
     }
 }
 
+/// A connection the node accepted: its id, its per-IP slot, and what keeps shutdown waiting
+/// for it.
+pub struct Admission {
+    conn: ConnId,
+    slot: IpSlot,
+    live: mpsc::Sender<()>,
+    shutdown: watch::Receiver<bool>,
+}
+
 /// What the upgrade request told us, for IDENTIFY.
 pub struct UpgradeContext {
     pub ip: Option<IpAddr>,
@@ -189,118 +256,4 @@ pub struct UpgradeContext {
     /// Whether the upgrade request carried the right `X-API-Access-Token` (AUTH-9; only
     /// consulted when the gate is on and IDENTIFY or RESUME carries no `access_token`).
     pub access_header_ok: bool,
-}
-
-#[derive(serde::Deserialize)]
-struct Version {
-    v: Option<String>,
-}
-
-/// `GET /gateway?v=1`: checks version, origin and per-IP caps, then upgrades.
-pub async fn upgrade(State(state): State<AppState>, req: Request) -> Response {
-    let gw = state.gateway.clone();
-    let (mut parts, _) = req.into_parts();
-    let query = parts.uri.query().unwrap_or_default();
-    let v = serde_urlencoded::from_str::<Version>(query)
-        .ok()
-        .and_then(|q| q.v);
-    if v.as_deref() != Some("1") {
-        return ApiError::bad_request(
-            "unsupported_version",
-            "the gateway speaks protocol version 1: use ?v=1",
-            "v",
-        )
-        .into_response();
-    }
-    if gw.closing.load(Ordering::SeqCst) {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "this node is shutting down; reconnect",
-        )
-        .into_response();
-    }
-    let origin = parts
-        .headers
-        .get("origin")
-        .and_then(|o| o.to_str().ok())
-        .map(str::to_owned);
-    if let Some(o) = &origin {
-        if !gw.origin_allowed(o) {
-            return ApiError::forbidden(
-                "origin_not_allowed",
-                "this origin may not open the gateway",
-            )
-            .into_response();
-        }
-    }
-    let cookie_token = origin
-        .as_ref()
-        .and_then(|_| session_cookie(&parts.headers, &state))
-        .map(str::to_owned);
-    let access_header_ok = gw.access_token.as_ref().is_some_and(|t| {
-        parts
-            .headers
-            .get("x-api-access-token")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|given| conclave_core::token::secrets_equal(given, t.expose_secret()))
-    });
-    let ip = client_ip(&parts, &state);
-    let key = ip.map(crate::ratelimit::ip_key);
-    if let Some(key) = &key {
-        let mut map = gw.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(key.clone()).or_insert(0);
-        if gw.config.limits_on && *n >= gw.config.max_connections_per_ip {
-            drop(map);
-            let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_connections",
-                "too many gateway connections from this address",
-            );
-            e.retry_after = Some(10);
-            return e.into_response();
-        }
-        *n += 1;
-    }
-    let slot = IpSlot {
-        gateway: gw.clone(),
-        key,
-    };
-    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
-        Ok(ws) => ws,
-        Err(_) => {
-            return ApiError::bad_request(
-                "not_a_websocket",
-                "this endpoint needs a WebSocket upgrade",
-                "",
-            )
-            .into_response()
-        }
-    };
-    let live = gw.live.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let Some(live) = live else {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "this node is shutting down; reconnect",
-        )
-        .into_response();
-    };
-    let conn = gw.next_conn.fetch_add(1, Ordering::Relaxed);
-    let ctx = UpgradeContext {
-        ip,
-        cookie_token,
-        access_header_ok,
-    };
-    let shutdown = gw.shutdown.subscribe();
-    // Frames are checked against our own limit (close 4010); the transport only refuses the absurd.
-    ws.max_message_size(gw.config.frame_max_bytes * 4)
-        .max_frame_size(gw.config.frame_max_bytes * 4)
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-        .on_upgrade(move |socket| async move {
-            connection::run(gw, socket, conn, ctx, shutdown).await;
-            drop(slot);
-            drop(live);
-        })
 }

@@ -11,6 +11,7 @@ pub mod conversations;
 pub mod credentials;
 pub mod error;
 pub mod extract;
+pub mod gateway;
 pub mod impersonation;
 pub mod messages;
 pub mod meta;
@@ -60,7 +61,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
             "/api/v1/openapi.json",
             axum::routing::get(move || openapi::serve(doc.clone())),
         )
-        .route("/gateway", axum::routing::get(crate::gateway::upgrade))
+        .route("/gateway", axum::routing::get(gateway::upgrade))
         .merge(web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

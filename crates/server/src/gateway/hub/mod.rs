@@ -1,0 +1,269 @@
+//! The hub: one task per node that owns every open gateway connection's routing state and
+//! turns the fan-out stream into frames. Events are applied in stream order, so a socket's view
+//! of who may read what follows the database exactly: a removal takes effect right after the
+//! removal event, for every socket at once, with no per-recipient database query.
+//!
+//! Each frame a connection is sent is a pure function of (the conversations it receives, the
+//! event stream), so a session can be re-created anywhere from a checkpoint — the last frame
+//! the client acknowledged, its stream position and the conversation set at that point — by
+//! replaying the stream from there (RESUME).
+//!
+//! The parts: `routing` (who gets which event: the delivery rules of `core::policy::delivery`
+//! applied to the event's typed routing facts), `sessions` (a connection's start, resume
+//! checkpoint and end), `presence` (this node's view of who is online, aggregated across nodes).
+
+mod presence;
+mod routing;
+mod sessions;
+#[cfg(test)]
+mod tests;
+
+use crate::fanout::Delivered;
+use conclave_core::credential::Credential;
+use conclave_core::event::PresenceStatus;
+use conclave_core::policy::delivery;
+use conclave_core::{ConversationId, OrgId, SessionId, UserId};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+pub type ConnId = u64;
+
+/// What a connection task is told.
+#[derive(Debug)]
+pub enum Outbound {
+    Frame(String),
+    /// Close the socket with this code; nothing follows.
+    Close(u16, &'static str),
+}
+
+/// Where a session can be rebuilt from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The last `s` the client acknowledged (0 before the first).
+    pub s: u64,
+    /// The stream position that frame came from.
+    pub position: u64,
+    /// The conversations the session received events for after that frame.
+    pub conversations: HashSet<ConversationId>,
+}
+
+/// Replay instructions for a resumed session.
+pub struct Replay {
+    pub events: Vec<Delivered>,
+    /// Frames numbered up to here are not sent again: the client has them.
+    pub client_seq: u64,
+}
+
+pub enum Command {
+    /// Starts routing for a connection (buffering until `Activate`); answers the current
+    /// position, or `Err` when the user has too many connections.
+    Register {
+        conn: ConnId,
+        user: UserId,
+        session: SessionId,
+        tx: mpsc::Sender<Outbound>,
+        reply: oneshot::Sender<Result<u64, ()>>,
+    },
+    /// Sets where the connection starts and goes live: `marker` (READY), or the replayed
+    /// events and RESUMED, then what was buffered. Answers how many replayed frames were sent, or
+    /// `None` when the client's sequence cannot be honoured.
+    Activate {
+        conn: ConnId,
+        start: Checkpoint,
+        replay: Option<Replay>,
+        marker: Option<String>,
+        reply: oneshot::Sender<Option<usize>>,
+    },
+    /// Limits a registered connection to what its bot or API key reaches (AZ-5, AZ-5a); sent
+    /// before `Activate`.
+    Restrict {
+        conn: ConnId,
+        credential: Credential,
+    },
+    /// The orgs of the conversations the connection starts with, and the orgs its user may
+    /// not read now (AUTH-4a), whose conversations it holds back; sent before `Activate`.
+    Standing {
+        conn: ConnId,
+        orgs: HashMap<ConversationId, OrgId>,
+        locked: HashSet<OrgId>,
+    },
+    /// The client acknowledged frames up to `s` (heartbeat).
+    Ack { conn: ConnId, s: u64 },
+    /// The connection's own presence (online or idle).
+    Presence {
+        conn: ConnId,
+        status: PresenceStatus,
+    },
+    /// Answers the last stream position this hub has dispatched.
+    Position { reply: oneshot::Sender<u64> },
+    /// Ends routing; answers the checkpoint to save (also after the hub dropped a slow client).
+    Unregister {
+        conn: ConnId,
+        reply: oneshot::Sender<Option<Checkpoint>>,
+    },
+}
+
+/// Limits the hub enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct HubLimits {
+    pub max_connections_per_user: usize,
+    /// Frames a slow client may have queued before it is disconnected.
+    pub queue_frames: usize,
+    /// Unacknowledged frames kept for resume before the checkpoint is moved forward anyway.
+    pub max_unacked: usize,
+    /// Events buffered while a connection starts.
+    pub max_buffered: usize,
+}
+
+struct Conn {
+    user: UserId,
+    session: SessionId,
+    tx: mpsc::Sender<Outbound>,
+    s: u64,
+    conversations: HashSet<ConversationId>,
+    status: PresenceStatus,
+    checkpoint: Checkpoint,
+    /// Frames sent since the checkpoint: (s, position).
+    unacked: VecDeque<(u64, u64)>,
+    /// Conversation-set changes since the checkpoint: (position, conversation, added).
+    changes: Vec<(u64, ConversationId, bool)>,
+    /// Events that arrived before `Activate`.
+    buffer: Option<Vec<Delivered>>,
+    /// Frames numbered up to here are suppressed (resume).
+    suppress_upto: u64,
+    /// How the connection authenticated: a bot or API key narrows what it may ever receive.
+    credential: Credential,
+    /// The org of each conversation, where known (all but a resumed session's conversations
+    /// the user has since left).
+    orgs: HashMap<ConversationId, OrgId>,
+    /// Orgs the user may not read now (AUTH-4a): their conversations stay subscribed, but no
+    /// event of them is sent until `ORG_ACCESS_RESTORED`.
+    locked: HashSet<OrgId>,
+}
+
+impl Conn {
+    /// Whether the connection receives `conv`'s events now; `org` is the event's org when it
+    /// carries one, else the one the connection learned when it subscribed.
+    fn reads(&self, conv: &ConversationId, org: Option<OrgId>) -> bool {
+        delivery::reads_conversation(
+            self.conversations.contains(conv),
+            org.or_else(|| self.orgs.get(conv).copied()),
+            &self.locked,
+        )
+    }
+}
+
+pub struct Hub {
+    node: String,
+    limits: HubLimits,
+    conns: HashMap<ConnId, Conn>,
+    by_user: HashMap<UserId, HashSet<ConnId>>,
+    by_session: HashMap<SessionId, HashSet<ConnId>>,
+    by_conv: HashMap<ConversationId, HashSet<ConnId>>,
+    /// Connections dropped by the hub (slow, revoked) whose checkpoint is still to be collected.
+    orphans: HashMap<ConnId, Checkpoint>,
+    /// Last dispatched stream position.
+    position: u64,
+    /// Per user, the presence each node reported.
+    presence: HashMap<UserId, HashMap<String, PresenceStatus>>,
+    publish: Arc<dyn Fn(conclave_core::event::Event) + Send + Sync>,
+}
+
+enum Verdict {
+    Keep,
+    Close(u16, &'static str),
+}
+
+impl Hub {
+    pub fn new(
+        node: String,
+        limits: HubLimits,
+        publish: Arc<dyn Fn(conclave_core::event::Event) + Send + Sync>,
+    ) -> Self {
+        Self {
+            node,
+            limits,
+            conns: HashMap::new(),
+            by_user: HashMap::new(),
+            by_session: HashMap::new(),
+            by_conv: HashMap::new(),
+            orphans: HashMap::new(),
+            position: 0,
+            presence: HashMap::new(),
+            publish,
+        }
+    }
+
+    /// Runs until both the command and the event channels close.
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut events: mpsc::UnboundedReceiver<Delivered>,
+    ) {
+        loop {
+            tokio::select! {
+                biased;
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.command(cmd),
+                    None => break,
+                },
+                ev = events.recv() => match ev {
+                    Some(ev) => self.dispatch(&ev),
+                    None => break,
+                },
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Register {
+                conn,
+                user,
+                session,
+                tx,
+                reply,
+            } => {
+                let _ = reply.send(self.register(conn, user, session, tx));
+            }
+            Command::Activate {
+                conn,
+                start,
+                replay,
+                marker,
+                reply,
+            } => {
+                let answer = self.activate(conn, start, replay, marker);
+                let _ = reply.send(answer);
+            }
+            Command::Restrict { conn, credential } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.credential = credential;
+                }
+            }
+            Command::Standing { conn, orgs, locked } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.orgs = orgs;
+                    c.locked = locked;
+                }
+            }
+            Command::Ack { conn, s } => self.ack(conn, s),
+            Command::Position { reply } => {
+                let _ = reply.send(self.position);
+            }
+            Command::Presence { conn, status } => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                let user = c.user;
+                c.status = status;
+                self.announce_presence(user, &HashSet::new());
+            }
+            Command::Unregister { conn, reply } => {
+                let checkpoint = self.remove(conn).or_else(|| self.orphans.remove(&conn));
+                let _ = reply.send(checkpoint);
+            }
+        }
+    }
+}

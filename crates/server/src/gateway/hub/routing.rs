@@ -1,0 +1,239 @@
+//! Who gets which event. Events are applied in stream order to every connection they concern:
+//! membership before the frame (a subscription), the frame if `core::policy::delivery` lets
+//! the connection receive it, membership and revocation after (so a removal is the removed
+//! user's last event of the conversation). The same function serves live delivery and replay.
+
+use super::sessions::advance;
+use super::{Conn, ConnId, Hub, HubLimits, Outbound, Verdict};
+use crate::fanout::{Delivered, WireEvent};
+use crate::gateway::protocol;
+use conclave_core::event::{Audience, Control};
+use conclave_core::policy::delivery;
+use serde_json::value::RawValue;
+use std::collections::HashSet;
+
+impl Hub {
+    /// Delivers one event from the live stream to every connection it concerns.
+    pub(super) fn dispatch(&mut self, ev: &Delivered) {
+        self.position = ev.position;
+        let e = &ev.event;
+        if let Some(control) = &e.control {
+            self.note_presence(control);
+        }
+        let mut targets: HashSet<ConnId> = HashSet::new();
+        let mut add = |set: Option<&HashSet<ConnId>>| {
+            if let Some(set) = set {
+                targets.extend(set.iter().copied());
+            }
+        };
+        match &e.audience {
+            Audience::Conversation(c) => add(self.by_conv.get(c)),
+            Audience::User(u) | Audience::Reader { user: u, .. } => add(self.by_user.get(u)),
+            Audience::Peers { conversations, .. } => {
+                for c in conversations {
+                    add(self.by_conv.get(c));
+                }
+            }
+            Audience::Nobody => {}
+        }
+        match &e.control {
+            Some(
+                Control::Subscribe { user, .. }
+                | Control::Unsubscribe { user, .. }
+                | Control::RevokeUser { user, .. }
+                | Control::OrgAccess { user, .. }
+                | Control::RequireSecondFactor { user },
+            ) => {
+                add(self.by_user.get(user));
+            }
+            Some(Control::Drop { conversation }) => add(self.by_conv.get(conversation)),
+            Some(Control::RevokeSession { session }) => add(self.by_session.get(session)),
+            Some(Control::Presence { .. }) | None => {}
+        }
+        // Connections still starting see every event later, in order.
+        let starting: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.buffer.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in starting {
+            targets.remove(&id);
+            let overflow = self
+                .conns
+                .get_mut(&id)
+                .and_then(|c| c.buffer.as_mut())
+                .is_some_and(|b| {
+                    b.push(ev.clone());
+                    b.len() > self.limits.max_buffered
+                });
+            if overflow {
+                self.kill(
+                    id,
+                    protocol::CloseCode::UnknownError.code(),
+                    "too many events while starting",
+                );
+            }
+        }
+        for id in targets {
+            if let Verdict::Close(code, why) = self.process(id, ev) {
+                self.kill(id, code, why);
+            }
+        }
+    }
+
+    /// Applies one event to one connection: membership before, the frame, membership and
+    /// revocation after. The same function serves live delivery and replay.
+    pub(super) fn process(&mut self, id: ConnId, ev: &Delivered) -> Verdict {
+        let e: &WireEvent = &ev.event;
+        if let Some(control) = &e.control {
+            if !self.apply_before(id, ev.position, control) {
+                return Verdict::Keep;
+            }
+        }
+        let Some(c) = self.conns.get_mut(&id) else {
+            return Verdict::Keep;
+        };
+        let deliver = match &e.audience {
+            Audience::Conversation(conv) => c.reads(conv, e.org),
+            Audience::User(u) => {
+                *u == c.user
+                    && match &e.control {
+                        Some(Control::Subscribe { conversation, .. }) => {
+                            c.reads(conversation, e.org)
+                        }
+                        Some(Control::OrgAccess { org, .. }) => {
+                            delivery::hears_of_org(&c.credential, *org)
+                        }
+                        _ => true,
+                    }
+            }
+            Audience::Reader { user, conversation } => {
+                *user == c.user && c.reads(conversation, e.org)
+            }
+            // Presence spans conversations of several orgs: each is judged by its own.
+            Audience::Peers {
+                user,
+                conversations,
+            } => *user != c.user && conversations.iter().any(|conv| c.reads(conv, None)),
+            Audience::Nobody => false,
+        } && delivery::may_receive(&c.credential, e.kind);
+        if deliver {
+            if let Verdict::Close(code, why) = frame(c, ev.position, &e.t, &e.d, self.limits) {
+                return Verdict::Close(code, why);
+            }
+        }
+        let leaving = match &e.control {
+            Some(Control::Unsubscribe { user, conversation }) if *user == c.user => {
+                Some(conversation)
+            }
+            Some(Control::Drop { conversation }) => Some(conversation),
+            _ => None,
+        };
+        if let Some(conversation) = leaving.filter(|conv| c.conversations.remove(conv)) {
+            c.orgs.remove(conversation);
+            c.changes.push((ev.position, *conversation, false));
+            if let Some(set) = self.by_conv.get_mut(conversation) {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.by_conv.remove(conversation);
+                }
+            }
+        }
+        match &e.control {
+            Some(Control::RevokeSession { session }) if *session == c.session => {
+                return Verdict::Close(
+                    protocol::CloseCode::AuthenticationFailed.code(),
+                    "session revoked",
+                );
+            }
+            Some(Control::RevokeUser { user, except })
+                if *user == c.user && *except != Some(c.session) =>
+            {
+                return Verdict::Close(
+                    protocol::CloseCode::AuthenticationFailed.code(),
+                    "credential revoked",
+                );
+            }
+            Some(Control::RequireSecondFactor { user }) if *user == c.user => {
+                return Verdict::Close(
+                    protocol::CloseCode::NotPermitted.code(),
+                    "two-factor authentication is required: turn it on first",
+                );
+            }
+            _ => {}
+        }
+        Verdict::Keep
+    }
+
+    /// What a control changes for connection `id` before its frame: a subscription (only
+    /// within the connection's limit) or the user's access to an org. `false` when the event
+    /// is not for this connection at all: a subscription outside its limit, whose
+    /// announcement it must not get either.
+    fn apply_before(&mut self, id: ConnId, position: u64, control: &Control) -> bool {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return false;
+        };
+        match control {
+            Control::Subscribe {
+                user,
+                conversation,
+                org,
+                locked,
+            } if *user == c.user => {
+                if !delivery::may_subscribe(&c.credential, *org, *conversation) {
+                    return false;
+                }
+                // Held back while the user may not read the org (AUTH-4a).
+                if *locked {
+                    c.locked.insert(*org);
+                }
+                c.orgs.insert(*conversation, *org);
+                if c.conversations.insert(*conversation) {
+                    c.changes.push((position, *conversation, true));
+                    self.by_conv.entry(*conversation).or_default().insert(id);
+                }
+            }
+            Control::OrgAccess {
+                user,
+                org,
+                restored,
+            } if *user == c.user && delivery::hears_of_org(&c.credential, *org) => {
+                if *restored {
+                    c.locked.remove(org);
+                } else {
+                    c.locked.insert(*org);
+                }
+            }
+            _ => {}
+        }
+        true
+    }
+}
+
+/// Sends one DISPATCH frame built around the shared payload bytes.
+pub(super) fn frame(
+    c: &mut Conn,
+    position: u64,
+    t: &str,
+    d: &RawValue,
+    limits: HubLimits,
+) -> Verdict {
+    c.s += 1;
+    c.unacked.push_back((c.s, position));
+    if c.unacked.len() > limits.max_unacked {
+        if let Some((fs, pos)) = c.unacked.pop_front() {
+            advance(c, fs, pos);
+        }
+    }
+    if c.s <= c.suppress_upto {
+        return Verdict::Keep;
+    }
+    match c
+        .tx
+        .try_send(Outbound::Frame(protocol::dispatch(Some(c.s), t, d)))
+    {
+        Ok(()) => Verdict::Keep,
+        Err(_) => Verdict::Close(protocol::CloseCode::UnknownError.code(), "too slow"),
+    }
+}

@@ -1,0 +1,193 @@
+//! A connection's life in the hub: registered (events buffered while it starts), activated
+//! from a checkpoint (READY, or a replay and RESUMED), acknowledged frames moving its
+//! checkpoint forward, and its end (unregistered, or dropped as slow or revoked, its checkpoint
+//! kept for the connection task to save for RESUME).
+
+use super::{Checkpoint, Conn, ConnId, Hub, Outbound, Replay, Verdict};
+use crate::gateway::protocol;
+use conclave_core::credential::Credential;
+use conclave_core::event::PresenceStatus;
+use conclave_core::{ConversationId, SessionId, UserId};
+use serde_json::value::RawValue;
+use std::collections::{HashMap, HashSet, VecDeque};
+use tokio::sync::mpsc;
+
+impl Hub {
+    /// Starts routing for a connection, buffering its events until it is activated; answers
+    /// the current position, or `Err` when the user has too many connections.
+    pub(super) fn register(
+        &mut self,
+        conn: ConnId,
+        user: UserId,
+        session: SessionId,
+        tx: mpsc::Sender<Outbound>,
+    ) -> Result<u64, ()> {
+        let count = self.by_user.get(&user).map_or(0, HashSet::len);
+        if count >= self.limits.max_connections_per_user {
+            return Err(());
+        }
+        self.conns.insert(
+            conn,
+            Conn {
+                user,
+                session,
+                tx,
+                s: 0,
+                conversations: HashSet::new(),
+                status: PresenceStatus::Online,
+                checkpoint: Checkpoint {
+                    s: 0,
+                    position: self.position,
+                    conversations: HashSet::new(),
+                },
+                unacked: VecDeque::new(),
+                changes: Vec::new(),
+                buffer: Some(Vec::new()),
+                suppress_upto: 0,
+                credential: Credential::Session,
+                orgs: HashMap::new(),
+                locked: HashSet::new(),
+            },
+        );
+        self.by_user.entry(user).or_default().insert(conn);
+        self.by_session.entry(session).or_default().insert(conn);
+        Ok(self.position)
+    }
+
+    pub(super) fn activate(
+        &mut self,
+        conn: ConnId,
+        start: Checkpoint,
+        replay: Option<Replay>,
+        marker: Option<String>,
+    ) -> Option<usize> {
+        let buffered = {
+            let c = self.conns.get_mut(&conn)?;
+            c.s = start.s;
+            c.conversations = start.conversations.clone();
+            c.checkpoint = start;
+            c.buffer.take().unwrap_or_default()
+        };
+        let convs: Vec<ConversationId> = self.conns[&conn].conversations.iter().copied().collect();
+        for conv in convs {
+            self.by_conv.entry(conv).or_default().insert(conn);
+        }
+        let mut replayed = 0;
+        if let Some(r) = replay {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.suppress_upto = r.client_seq;
+            }
+            for ev in &r.events {
+                let before = self.conns.get(&conn).map_or(0, |c| c.s);
+                if let Verdict::Close(code, why) = self.process(conn, ev) {
+                    self.kill(conn, code, why);
+                    return Some(replayed);
+                }
+                let after = self.conns.get(&conn).map_or(0, |c| c.s);
+                if after > before && after > r.client_seq {
+                    replayed += 1;
+                }
+            }
+            let c = self.conns.get_mut(&conn)?;
+            if c.s < r.client_seq {
+                // The client claims frames this session never produced.
+                return None;
+            }
+            c.suppress_upto = 0;
+            let d = RawValue::from_string(format!("{{\"replayed\":{replayed}}}")).ok()?;
+            self.send(
+                conn,
+                Outbound::Frame(protocol::dispatch(None, "RESUMED", &d)),
+            );
+        }
+        if let Some(frame) = marker {
+            self.send(conn, Outbound::Frame(frame));
+        }
+        for ev in &buffered {
+            if let Verdict::Close(code, why) = self.process(conn, ev) {
+                self.kill(conn, code, why);
+                break;
+            }
+        }
+        if self.conns.contains_key(&conn) {
+            let user = self.conns[&conn].user;
+            self.announce_presence(user, &HashSet::new());
+        }
+        Some(replayed)
+    }
+
+    pub(super) fn ack(&mut self, conn: ConnId, s: u64) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let mut moved = None;
+        while c.unacked.front().is_some_and(|(fs, _)| *fs <= s) {
+            moved = c.unacked.pop_front();
+        }
+        if let Some((fs, pos)) = moved {
+            advance(c, fs, pos);
+        }
+    }
+
+    pub(super) fn send(&mut self, id: ConnId, out: Outbound) {
+        let full = self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.tx.try_send(out).is_err());
+        if full {
+            self.kill(id, protocol::CloseCode::UnknownError.code(), "too slow");
+        }
+    }
+
+    /// Drops a connection from routing, keeping its checkpoint for the task to collect, and
+    /// tells it to close (if its queue has room; otherwise the closed channel says it).
+    pub(super) fn kill(&mut self, id: ConnId, code: u16, why: &'static str) {
+        if let Some(c) = self.conns.get(&id) {
+            let _ = c.tx.try_send(Outbound::Close(code, why));
+        }
+        if let Some(cp) = self.remove(id) {
+            self.orphans.insert(id, cp);
+        }
+    }
+
+    pub(super) fn remove(&mut self, id: ConnId) -> Option<Checkpoint> {
+        let c = self.conns.remove(&id)?;
+        if let Some(set) = self.by_user.get_mut(&c.user) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.by_user.remove(&c.user);
+            }
+        }
+        if let Some(set) = self.by_session.get_mut(&c.session) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.by_session.remove(&c.session);
+            }
+        }
+        for conv in &c.conversations {
+            if let Some(set) = self.by_conv.get_mut(conv) {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.by_conv.remove(conv);
+                }
+            }
+        }
+        self.announce_presence(c.user, &c.conversations);
+        Some(c.checkpoint)
+    }
+}
+
+/// Moves the checkpoint to frame `s` at `position`, folding in the membership changes up to it.
+pub(super) fn advance(c: &mut Conn, s: u64, position: u64) {
+    c.checkpoint.s = s;
+    c.checkpoint.position = position;
+    let (done, rest): (Vec<_>, Vec<_>) = c.changes.drain(..).partition(|(p, _, _)| *p <= position);
+    c.changes = rest;
+    for (_, conv, added) in done {
+        if added {
+            c.checkpoint.conversations.insert(conv);
+        } else {
+            c.checkpoint.conversations.remove(&conv);
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! How a connection starts: IDENTIFY (a new session: READY with the user's conversations) or
+//! RESUME (a saved session rebuilt from its checkpoint and the retained events it missed), each
+//! after the credential check of `identify`; both register with the hub, tell it where the
+//! session stands, and activate it.
+
+use super::hub::{Checkpoint, Command as HubCommand, ConnId, Outbound, Replay};
+use super::identify::authenticate;
+use super::protocol::{self, CloseCode, Identify, Resume};
+use super::{Gateway, UpgradeContext};
+use conclave_core::model::ConversationState;
+use conclave_core::service::Actor;
+use conclave_core::ConversationId;
+use serde_json::json;
+use std::collections::HashSet;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+/// A session that started: who it is, its id for RESUME, and the hub's frames for it.
+pub(super) struct Started {
+    pub(super) actor: Actor,
+    pub(super) gateway_session: uuid::Uuid,
+    pub(super) rx: mpsc::Receiver<Outbound>,
+}
+
+/// Why a session did not start.
+pub(super) enum Start {
+    Refuse(CloseCode, &'static str),
+    /// RESUME cannot be honoured: INVALID_SESSION, then the client may IDENTIFY.
+    Invalid,
+}
+
+fn check_client(
+    gw: &Gateway,
+    client: Option<&str>,
+    protocol_version: Option<u32>,
+) -> Result<(), Start> {
+    if protocol_version.is_some_and(|v| v != 1) {
+        return Err(Start::Refuse(
+            CloseCode::UnsupportedVersion,
+            "unsupported protocol version",
+        ));
+    }
+    if let Some(client) = client {
+        let version = client
+            .split_once('/')
+            .and_then(|(_, v)| semver::Version::parse(v.trim()).ok());
+        let Some(version) = version else {
+            return Err(Start::Refuse(
+                CloseCode::DecodeError,
+                "client must look like name/1.2.3",
+            ));
+        };
+        if gw
+            .min_client_version
+            .as_ref()
+            .is_some_and(|min| &version < min)
+        {
+            return Err(Start::Refuse(
+                CloseCode::UnsupportedVersion,
+                "client version too old",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Registers with the hub (which starts buffering) and answers its current position.
+async fn register(
+    gw: &Gateway,
+    conn: ConnId,
+    actor: &Actor,
+) -> Result<(u64, mpsc::Receiver<Outbound>), Start> {
+    let (tx, rx) = mpsc::channel(gw.config.queue_frames);
+    let (reply, answer) = oneshot::channel();
+    let cmd = HubCommand::Register {
+        conn,
+        user: actor.user.id,
+        session: actor.session.id,
+        tx,
+        reply,
+    };
+    gw.hub
+        .send(cmd)
+        .await
+        .map_err(|_| Start::Refuse(CloseCode::UnknownError, "gateway unavailable"))?;
+    if actor.credential.is_limited() {
+        // A bot or key receives only its org's conversations, only listed ones if listed, and
+        // only the events its scopes read; sent before activation, so it applies to every
+        // event the connection gets.
+        let credential = actor.credential.clone();
+        gw.hub
+            .send(HubCommand::Restrict { conn, credential })
+            .await
+            .map_err(|_| Start::Refuse(CloseCode::UnknownError, "gateway unavailable"))?;
+    }
+    match answer.await {
+        Ok(Ok(position)) => Ok((position, rx)),
+        Ok(Err(())) => Err(Start::Refuse(
+            CloseCode::RateLimited,
+            "too many connections for this user",
+        )),
+        Err(_) => Err(Start::Refuse(
+            CloseCode::UnknownError,
+            "gateway unavailable",
+        )),
+    }
+}
+
+/// Waits up to 5 s for this node's hub to reach stream position `target`.
+async fn caught_up(gw: &Gateway, target: u64) -> bool {
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (reply, answer) = oneshot::channel();
+        if gw.hub.send(HubCommand::Position { reply }).await.is_err() {
+            return false;
+        }
+        match answer.await {
+            Ok(p) if p >= target => return true,
+            Ok(_) if Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await
+            }
+            _ => return false,
+        }
+    }
+}
+
+async fn unregister(gw: &Gateway, conn: ConnId) {
+    let (reply, answer) = oneshot::channel();
+    if gw
+        .hub
+        .send(HubCommand::Unregister { conn, reply })
+        .await
+        .is_ok()
+    {
+        let _ = answer.await;
+    }
+}
+
+async fn activate(
+    gw: &Gateway,
+    conn: ConnId,
+    start: Checkpoint,
+    replay: Option<Replay>,
+    marker: Option<String>,
+) -> Option<usize> {
+    let (reply, answer) = oneshot::channel();
+    gw.hub
+        .send(HubCommand::Activate {
+            conn,
+            start,
+            replay,
+            marker,
+            reply,
+        })
+        .await
+        .ok()?;
+    answer.await.ok().flatten()
+}
+
+/// Loads where a registered session starts — READY's conversations and every conversation it
+/// subscribes to, the held-back ones of orgs its user may not read now included (AUTH-4a) —
+/// and tells the hub which orgs those are.
+async fn standing(
+    gw: &Gateway,
+    conn: ConnId,
+    actor: &Actor,
+) -> Result<(Vec<ConversationState>, HashSet<ConversationId>), Start> {
+    let start = match gw.services.gateway_start(actor).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "loading conversations for READY failed");
+            unregister(gw, conn).await;
+            return Err(Start::Refuse(CloseCode::UnknownError, "try again"));
+        }
+    };
+    let subscribed = start.conversations.keys().copied().collect();
+    let cmd = HubCommand::Standing {
+        conn,
+        orgs: start.conversations,
+        locked: start.locked,
+    };
+    if gw.hub.send(cmd).await.is_err() {
+        return Err(Start::Refuse(
+            CloseCode::UnknownError,
+            "gateway unavailable",
+        ));
+    }
+    Ok((start.ready, subscribed))
+}
+
+pub(super) async fn identify(
+    gw: &Gateway,
+    ctx: &UpgradeContext,
+    conn: ConnId,
+    id: Identify,
+) -> Result<Started, Start> {
+    check_client(gw, id.client.as_deref(), id.protocol_version)?;
+    let actor = authenticate(gw, ctx, id.token.as_deref(), id.access_token.as_deref()).await?;
+    let (position, rx) = register(gw, conn, &actor).await?;
+    let (states, conversations) = standing(gw, conn, &actor).await?;
+    let gateway_session = uuid::Uuid::new_v4();
+    let ready = json!({
+        "session_id": gateway_session,
+        "user": actor.user,
+        "conversations": states,
+        "resume_window_s": gw.config.resume_window.as_secs(),
+    });
+    let ready = serde_json::value::to_raw_value(&ready)
+        .map_err(|_| Start::Refuse(CloseCode::UnknownError, "try again"))?;
+    let start = Checkpoint {
+        s: 0,
+        position,
+        conversations,
+    };
+    activate(
+        gw,
+        conn,
+        start,
+        None,
+        Some(protocol::dispatch(None, "READY", &ready)),
+    )
+    .await
+    .ok_or(Start::Refuse(CloseCode::UnknownError, "try again"))?;
+    Ok(Started {
+        actor,
+        gateway_session,
+        rx,
+    })
+}
+
+pub(super) async fn resume(
+    gw: &Gateway,
+    ctx: &UpgradeContext,
+    conn: ConnId,
+    r: Resume,
+) -> Result<Started, Start> {
+    let actor = authenticate(gw, ctx, r.token.as_deref(), r.access_token.as_deref()).await?;
+    let Ok(id) = uuid::Uuid::try_parse(&r.session_id) else {
+        return Err(Start::Invalid);
+    };
+    let saved = gw
+        .services
+        .store
+        .take_gateway_session(id)
+        .await
+        .map_err(|_| Start::Invalid)?
+        .ok_or(Start::Invalid)?;
+    let window = chrono::Duration::from_std(gw.config.resume_window).unwrap_or_default();
+    let usable = saved.user_id == actor.user.id
+        && saved.auth_session_id == actor.session.id
+        && saved.epoch == gw.fanout.epoch()
+        && saved.saved_at + window > gw.services.clock.now();
+    if !usable {
+        if saved.user_id != actor.user.id {
+            // Not theirs: leave it for its owner.
+            let _ = gw.services.store.save_gateway_session(&saved).await;
+        }
+        return Err(Start::Invalid);
+    }
+    if r.seq < saved.last_s as u64 {
+        return Err(Start::Refuse(
+            CloseCode::InvalidSeq,
+            "sequence older than acknowledged",
+        ));
+    }
+    let after = saved.position as u64;
+    // The session may come from a node that was ahead of this one: wait (briefly) until this
+    // hub has seen everything the session had.
+    if !caught_up(gw, after).await {
+        return Err(Start::Invalid);
+    }
+    let (position, rx) = register(gw, conn, &actor).await?;
+    standing(gw, conn, &actor).await?;
+    let events = match gw.fanout.replay(after, position).await {
+        Ok(Some(events)) => events,
+        Ok(None) | Err(_) => {
+            unregister(gw, conn).await;
+            return Err(Start::Invalid);
+        }
+    };
+    let start = Checkpoint {
+        s: saved.last_s as u64,
+        position: after,
+        conversations: saved.conversations.iter().copied().collect(),
+    };
+    let replay = Replay {
+        events,
+        client_seq: r.seq,
+    };
+    match activate(gw, conn, start, Some(replay), None).await {
+        Some(_) => Ok(Started {
+            actor,
+            gateway_session: id,
+            rx,
+        }),
+        None => {
+            unregister(gw, conn).await;
+            Err(Start::Refuse(CloseCode::InvalidSeq, "sequence never sent"))
+        }
+    }
+}
