@@ -234,7 +234,11 @@ impl Application {
         )
         .with_audit_retention_floor(
             u32::try_from(config.retention.audit_retention_floor_days).unwrap_or(u32::MAX),
-        );
+        )
+        .with_gates(conclave_core::identity::Gates {
+            access_token: config.access_token.clone(),
+            management_token: config.admin_token.clone(),
+        });
         let bootstrap = services
             .prepare_bootstrap(config.bootstrap_token.as_ref().map(|t| t.expose_secret()))
             .await

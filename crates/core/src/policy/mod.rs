@@ -26,6 +26,8 @@
 //! - An impersonated session (AUTH-12) reads, and writes only the user's own messages, typing
 //!   and read markers; every other change is refused.
 
+pub mod credentials;
+
 use crate::credential::Credential;
 use crate::types::{ConversationKind, ConversationRole, OrgRole};
 use serde::Serialize;

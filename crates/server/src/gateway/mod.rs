@@ -15,7 +15,7 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use conclave_core::service::Services;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -186,9 +186,9 @@ pub struct UpgradeContext {
     pub ip: Option<IpAddr>,
     /// The session cookie, only when the request's Origin is allowed (browsers).
     pub cookie_token: Option<String>,
-    /// Whether the upgrade request carried the right `X-API-Access-Token` (AUTH-9; only
-    /// consulted when the gate is on and IDENTIFY or RESUME carries no `access_token`).
-    pub access_header_ok: bool,
+    /// The upgrade request's `X-API-Access-Token` (AUTH-9; judged when IDENTIFY or RESUME
+    /// carries no `access_token`).
+    pub access_header: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -238,13 +238,9 @@ pub async fn upgrade(State(state): State<AppState>, req: Request) -> Response {
         .as_ref()
         .and_then(|_| session_cookie(&parts.headers, &state))
         .map(str::to_owned);
-    let access_header_ok = gw.access_token.as_ref().is_some_and(|t| {
-        parts
-            .headers
-            .get("x-api-access-token")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|given| conclave_core::token::secrets_equal(given, t.expose_secret()))
-    });
+    let access_header = (parts.headers.get("x-api-access-token"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let ip = client_ip(&parts, &state);
     let key = ip.map(crate::ratelimit::ip_key);
     if let Some(key) = &key {
@@ -290,7 +286,7 @@ pub async fn upgrade(State(state): State<AppState>, req: Request) -> Response {
     let ctx = UpgradeContext {
         ip,
         cookie_token,
-        access_header_ok,
+        access_header,
     };
     let shutdown = gw.shutdown.subscribe();
     // Frames are checked against our own limit (close 4010); the transport only refuses the absurd.

@@ -52,7 +52,7 @@ pub struct Readiness {
 #[utoipa::path(get, path = "/health/ready", tag = "meta", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let mut checks = std::collections::BTreeMap::new();
-    let alerts = match state.services.store.alerts().await {
+    let alerts = match state.services.alerts().await {
         Ok(alerts) => {
             checks.insert("database".to_owned(), "ok".to_owned());
             alerts
@@ -150,7 +150,7 @@ async fn capabilities(State(state): State<AppState>) -> Json<Capabilities> {
         },
         auth: AuthInfo {
             schemes: vec!["bearer", "cookie"],
-            access_token_gate: state.access_token.is_some(),
+            access_token_gate: state.services.access_gate_on(),
             registration: state.registration,
         },
         limits: Limits {
