@@ -14,6 +14,7 @@ mod cluster;
 mod conversations;
 mod gateway;
 mod gateway_protocol;
+mod identity;
 mod impersonation;
 mod invites;
 mod keyring;
