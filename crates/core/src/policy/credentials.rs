@@ -4,7 +4,9 @@
 //! turn a `false` into their error; the REST routes and the gateway declare a [`ScopeRule`].
 
 use crate::credential::{Credential, Scope};
-use crate::model::Session;
+use crate::ids::UserId;
+use crate::model::{Session, User};
+use crate::types::UserKind;
 
 /// The scope a route group asks of a bot or API key, declared where the group is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +69,23 @@ pub fn is_unlisted(credential: &Credential) -> bool {
 #[must_use]
 pub const fn second_factor_waived(must_set_up: bool, before_2fa: bool, session: &Session) -> bool {
     !must_set_up || before_2fa || session.impersonator.is_some()
+}
+
+/// AUTH-12: why server admin `admin` may not impersonate `target`, if they may not: never
+/// themselves, another server admin, a bot (it has tokens) or a disabled account.
+#[must_use]
+pub fn impersonation_refusal(admin: UserId, target: &User) -> Option<&'static str> {
+    if target.id == admin {
+        Some("you cannot impersonate yourself")
+    } else if target.server_admin {
+        Some("server admins cannot be impersonated")
+    } else if target.kind != UserKind::User {
+        Some("bots are not impersonated; use their tokens")
+    } else if target.disabled {
+        Some("the account is disabled")
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]

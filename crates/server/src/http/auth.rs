@@ -24,24 +24,25 @@ use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
     use super::credentials::{declare, RouteAccess};
-    declare(
-        OpenApiRouter::new()
-            .routes(routes!(register))
-            .routes(routes!(login))
-            .routes(routes!(login_mfa))
-            .routes(routes!(bootstrap))
-            .routes(routes!(logout))
-            .routes(routes!(current_session))
-            .routes(routes!(list_sessions))
-            .routes(routes!(revoke_session))
-            .routes(routes!(revoke_other_sessions))
-            .routes(routes!(change_password))
-            .routes(routes!(totp_setup))
-            .routes(routes!(totp_enable))
-            .routes(routes!(totp_disable))
-            .routes(routes!(regenerate_recovery_codes)),
-        RouteAccess::SESSION.before_2fa(),
-    )
+    let sign_in = OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(login_mfa))
+        .routes(routes!(bootstrap));
+    let signed_in = OpenApiRouter::new()
+        .routes(routes!(logout))
+        .routes(routes!(current_session))
+        .routes(routes!(list_sessions))
+        .routes(routes!(revoke_session))
+        .routes(routes!(revoke_other_sessions))
+        .routes(routes!(change_password))
+        .routes(routes!(totp_setup))
+        .routes(routes!(totp_enable))
+        .routes(routes!(totp_disable))
+        .routes(routes!(regenerate_recovery_codes));
+    OpenApiRouter::new()
+        .merge(declare(sign_in, RouteAccess::PUBLIC))
+        .merge(declare(signed_in, RouteAccess::SESSION.before_2fa()))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -17,6 +17,7 @@ use conclave_core::policy::credentials::{scope_allows, ScopeRule};
 use conclave_core::service::{Actor, Resource};
 use conclave_core::types::KeyTier;
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::SecurityRequirement;
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
@@ -28,14 +29,24 @@ pub struct RouteAccess {
     /// Open to a user who must turn on 2FA and has not (AUTH-4a): their account and the 2FA
     /// routes.
     pub before_2fa: bool,
+    /// No credential at all (sign-in, the probes, the public documents).
+    pub public: bool,
 }
 
 impl RouteAccess {
-    /// Login sessions only (sign-in and sessions, server administration, API-key management);
-    /// also what a route without a declaration gets.
+    /// Login sessions only (sessions, server administration, API-key management); also what a
+    /// route without a declaration gets at request time.
     pub const SESSION: Self = Self {
         scope: ScopeRule::SessionOnly,
         before_2fa: false,
+        public: false,
+    };
+
+    /// Anyone, without a credential.
+    pub const PUBLIC: Self = Self {
+        scope: ScopeRule::SessionOnly,
+        before_2fa: true,
+        public: true,
     };
 
     /// Sessions, and bots and keys holding `read` (for `GET`) or `write` (otherwise).
@@ -44,6 +55,7 @@ impl RouteAccess {
         Self {
             scope: ScopeRule::ReadWrite { read, write },
             before_2fa: false,
+            public: false,
         }
     }
 
@@ -53,6 +65,7 @@ impl RouteAccess {
         Self {
             scope: ScopeRule::Always(scope),
             before_2fa: false,
+            public: false,
         }
     }
 
@@ -83,7 +96,8 @@ impl RouteAccess {
 }
 
 /// Declares what every route of `group` asks of its caller: each request carries the
-/// declaration (read by [`RouteAccess::of`]), and each operation's `x-scope` says it.
+/// declaration (read by [`RouteAccess::of`]), and each operation's `x-scope` and security
+/// requirements say it in the OpenAPI document.
 pub fn declare(mut group: OpenApiRouter<AppState>, access: RouteAccess) -> OpenApiRouter<AppState> {
     for item in group.get_openapi_mut().paths.paths.values_mut() {
         let ops: [(&mut Option<Operation>, Method); 5] = [
@@ -94,13 +108,22 @@ pub fn declare(mut group: OpenApiRouter<AppState>, access: RouteAccess) -> OpenA
             (&mut item.delete, Method::DELETE),
         ];
         for (op, method) in ops {
-            if let Some(op) = op {
-                let scope = access
-                    .needed(&method)
-                    .map_or(serde_json::Value::Null, |s| s.as_str().into());
-                op.extensions
-                    .get_or_insert_with(Default::default)
-                    .insert("x-scope".into(), scope);
+            let Some(op) = op else { continue };
+            let scope = access.needed(&method);
+            op.extensions.get_or_insert_with(Default::default).insert(
+                "x-scope".into(),
+                scope.map_or(serde_json::Value::Null, |s| s.as_str().into()),
+            );
+            if !access.public {
+                let schemes = match scope {
+                    Some(_) => &["bearer", "bot", "cookie"][..],
+                    None => &["bearer", "cookie"][..],
+                };
+                op.security = Some(
+                    (schemes.iter())
+                        .map(|name| SecurityRequirement::new(*name, [] as [&str; 0]))
+                        .collect(),
+                );
             }
         }
     }

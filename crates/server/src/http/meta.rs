@@ -15,13 +15,15 @@ use utoipa_axum::routes;
 pub const BODY_MAX_BYTES: usize = 2 * 1024 * 1024;
 
 pub fn health_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    let probes = OpenApiRouter::new()
         .routes(routes!(health))
-        .routes(routes!(ready))
+        .routes(routes!(ready));
+    super::credentials::declare(probes, super::credentials::RouteAccess::PUBLIC)
 }
 
 pub fn api_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(capabilities))
+    let capabilities = OpenApiRouter::new().routes(routes!(capabilities));
+    super::credentials::declare(capabilities, super::credentials::RouteAccess::PUBLIC)
 }
 
 #[derive(Serialize, ToSchema)]

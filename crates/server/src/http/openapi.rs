@@ -57,21 +57,6 @@ pub fn base() -> OpenApi {
     doc
 }
 
-/// Routes that need no credential.
-fn is_public(path: &str) -> bool {
-    matches!(
-        path,
-        "/health"
-            | "/health/ready"
-            | "/api/v1/capabilities"
-            | "/api/v1/openapi.json"
-            | "/api/v1/auth/login"
-            | "/api/v1/auth/login/mfa"
-            | "/api/v1/auth/register"
-            | "/api/v1/auth/bootstrap"
-    )
-}
-
 /// What every error answer looks like (CORE-4): the `ErrorBody` schema as JSON.
 fn error_content() -> Value {
     json!({"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}})
@@ -107,7 +92,7 @@ fn generic_errors(path: &str, op: &Value) -> Vec<u16> {
     if !crate::ratelimit::exempt(path) {
         out.push(429);
     }
-    if !is_public(path) {
+    if op.get("security").is_some() {
         out.extend([401, 403]);
     }
     // The access-token gate (AUTH-9) covers sign-in too: every API route but the two documents
@@ -212,17 +197,9 @@ pub fn finish(doc: OpenApi) -> Arc<Value> {
                 let Some(op) = op.as_object_mut() else {
                     continue;
                 };
-                // `x-scope` comes from the route group's declaration (`credentials::declare`);
-                // a route without one takes no bot or key.
-                let scoped = op.entry("x-scope").or_insert(Value::Null).is_string();
-                if scoped {
-                    op.insert(
-                        "security".into(),
-                        json!([{"bearer": []}, {"bot": []}, {"cookie": []}]),
-                    );
-                } else if !is_public(path) {
-                    op.insert("security".into(), json!([{"bearer": []}, {"cookie": []}]));
-                }
+                // `x-scope` and `security` come from the route group's declaration
+                // (`credentials::declare`); a route without one takes no credential.
+                op.entry("x-scope").or_insert(Value::Null);
                 declare_errors(path, op);
                 optional_empty_body(op, &schemas);
             }
