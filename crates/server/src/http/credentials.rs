@@ -98,7 +98,10 @@ impl RouteAccess {
 /// Declares what every route of `group` asks of its caller: each request carries the
 /// declaration (read by [`RouteAccess::of`]), and each operation's `x-scope` and security
 /// requirements say it in the OpenAPI document.
-pub fn declare(mut group: OpenApiRouter<AppState>, access: RouteAccess) -> OpenApiRouter<AppState> {
+pub fn declare<S>(mut group: OpenApiRouter<S>, access: RouteAccess) -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
     for item in group.get_openapi_mut().paths.paths.values_mut() {
         let ops: [(&mut Option<Operation>, Method); 5] = [
             (&mut item.get, Method::GET),
@@ -270,5 +273,76 @@ pub fn rate_subject(actor: &Actor) -> Subject {
             org: None,
             api_key: None,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+    use utoipa_axum::routes;
+
+    /// Answers the declaration the request carried.
+    #[utoipa::path(get, path = "/probe", responses((status = 200)))]
+    async fn probe(parts: Parts) -> String {
+        format!("{:?}", RouteAccess::of(&parts))
+    }
+
+    #[utoipa::path(post, path = "/probe", responses((status = 200)))]
+    async fn probe_post(parts: Parts) -> String {
+        format!("{:?}", RouteAccess::of(&parts))
+    }
+
+    #[tokio::test]
+    async fn the_declaration_reaches_the_request_and_the_document() {
+        let access = RouteAccess::scoped(Scope::MessagesRead, Scope::MessagesWrite).before_2fa();
+        let group = declare(
+            OpenApiRouter::new().routes(routes!(probe, probe_post)),
+            access,
+        );
+        let (router, doc) = group.split_for_parts();
+        let doc = serde_json::to_value(&doc).unwrap();
+        assert_eq!(doc["paths"]["/probe"]["get"]["x-scope"], "messages:read");
+        assert_eq!(doc["paths"]["/probe"]["post"]["x-scope"], "messages:write");
+        assert_eq!(
+            doc["paths"]["/probe"]["get"]["security"],
+            serde_json::json!([{"bearer": []}, {"bot": []}, {"cookie": []}])
+        );
+        for method in [Method::GET, Method::POST] {
+            let req = Request::builder()
+                .method(method)
+                .uri("/probe")
+                .body(Body::empty())
+                .unwrap();
+            let res = router.clone().oneshot(req).await.unwrap();
+            let body = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
+            assert_eq!(body, format!("{access:?}").as_bytes());
+        }
+        // A session-only group: no scope, sessions only; a public one: no security at all.
+        let (_, doc) = declare(
+            OpenApiRouter::<()>::new().routes(routes!(probe)),
+            RouteAccess::SESSION,
+        )
+        .split_for_parts();
+        let doc = serde_json::to_value(&doc).unwrap();
+        assert!(doc["paths"]["/probe"]["get"]["x-scope"].is_null());
+        assert_eq!(
+            doc["paths"]["/probe"]["get"]["security"],
+            serde_json::json!([{"bearer": []}, {"cookie": []}])
+        );
+        let (_, doc) = declare(
+            OpenApiRouter::<()>::new().routes(routes!(probe)),
+            RouteAccess::PUBLIC,
+        )
+        .split_for_parts();
+        let doc = serde_json::to_value(&doc).unwrap();
+        assert!(doc["paths"]["/probe"]["get"].get("security").is_none());
+    }
+
+    #[test]
+    fn undeclared_routes_are_for_sessions_only() {
+        let (parts, ()) = axum::http::Request::new(()).into_parts();
+        assert_eq!(RouteAccess::of(&parts), RouteAccess::SESSION);
     }
 }
