@@ -1,7 +1,8 @@
 //! What a credential itself allows, whatever its user's rights (AUTH-6, AUTH-7, AUTH-12, AZ-5):
 //! which scope a route group asks of a bot or API key, and the rules that keep account and
-//! credential management to the user's own login session. Services ask these predicates and
-//! turn a `false` into their error; the REST routes and the gateway declare a [`ScopeRule`].
+//! credential management to the user's own login session, and what the server admin capability
+//! and impersonation (AUTH-12) may not do. Services ask these predicates and turn a `false`
+//! into their error; the REST routes and the gateway declare a [`ScopeRule`].
 
 use crate::credential::{Credential, Scope};
 use crate::ids::UserId;
@@ -88,6 +89,13 @@ pub fn impersonation_refusal(admin: UserId, target: &User) -> Option<&'static st
     }
 }
 
+/// A server admin's capability over accounts: any change, but never disabling or demoting
+/// their own account (the server would lose its admin). The management token has no account.
+#[must_use]
+pub fn admin_may_update(admin: Option<UserId>, target: UserId, demotes: bool) -> bool {
+    !(demotes && admin == Some(target))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +144,17 @@ mod tests {
         assert!(!scope_allows(&k, Some(Scope::MessagesWrite)));
         assert!(is_login_session(&Credential::Session) && !is_login_session(&k));
         assert!(is_unlisted(&k));
+    }
+
+    #[test]
+    fn admins_never_demote_themselves() {
+        let (me, other) = (UserId::new(), UserId::new());
+        assert!(!admin_may_update(Some(me), me, true));
+        assert!(admin_may_update(Some(me), me, false));
+        assert!(admin_may_update(Some(me), other, true));
+        assert!(
+            admin_may_update(None, me, true),
+            "the management token has no account"
+        );
     }
 }

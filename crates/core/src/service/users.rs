@@ -167,7 +167,8 @@ impl Services {
         server_admin: Option<bool>,
         require_2fa: Option<bool>,
     ) -> Result<User> {
-        if admin.user == Some(id) && (disabled == Some(true) || server_admin == Some(false)) {
+        let demotes = disabled == Some(true) || server_admin == Some(false);
+        if !policy::credentials::admin_may_update(admin.user, id, demotes) {
             return Err(ServiceError::conflict(
                 "cannot_demote_self",
                 "you cannot disable or demote your own account",
