@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::IpAddr;
 
-/// A permission an API key may carry. Which one a route needs is decided by
-/// `openapi::scope_for` in the server, and shown per route as `x-scope`.
+/// A permission an API key may carry. Which one a route needs is declared by its route group
+/// (`policy::credentials::ScopeRule`), and shown per route as `x-scope`.
 #[derive(
     Debug,
     Clone,

@@ -35,6 +35,26 @@ impl TokenKind {
             Self::MfaChallenge => "cnv_mfa",
         }
     }
+
+    pub const ALL: [Self; 6] = [
+        Self::Session,
+        Self::Invite,
+        Self::Bootstrap,
+        Self::ApiKey,
+        Self::Bot,
+        Self::MfaChallenge,
+    ];
+
+    /// The kind whose prefix (and `_`) `token` starts with, well-formed or not: what a token
+    /// claims to be, so it is checked as that (and fails there if it is not).
+    #[must_use]
+    pub fn claimed_by(token: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| {
+            token
+                .strip_prefix(kind.prefix())
+                .is_some_and(|rest| rest.starts_with('_'))
+        })
+    }
 }
 
 const BODY_LEN: usize = 43;
@@ -172,6 +192,18 @@ mod tests {
             "the hint is the checksum's tail"
         );
         assert_eq!(masked(TokenKind::ApiKey, &h), format!("cnv_k_****{h}"));
+    }
+
+    #[test]
+    fn a_token_claims_the_kind_of_its_prefix() {
+        for kind in TokenKind::ALL {
+            let t = generate(kind);
+            assert_eq!(TokenKind::claimed_by(t.expose_secret()), Some(kind));
+        }
+        assert_eq!(TokenKind::claimed_by("cnv_k_"), Some(TokenKind::ApiKey));
+        assert_eq!(TokenKind::claimed_by("cnv_kx_1"), None);
+        assert_eq!(TokenKind::claimed_by("cnv_k"), None);
+        assert_eq!(TokenKind::claimed_by(""), None);
     }
 
     #[test]

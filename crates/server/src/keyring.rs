@@ -7,8 +7,7 @@
 use crate::config::Config;
 use crate::startup::{offline_services, StartError};
 use chrono::{DateTime, Utc};
-use conclave_core::audit::{AuditActor, AuditEntry};
-use conclave_core::keyring::{self, KeyInfo, KeyRingError};
+use conclave_core::keyring::{KeyInfo, KeyRingError};
 use std::fmt::Write;
 
 /// What to do with the key ring.
@@ -74,26 +73,10 @@ pub async fn run_keys_command(
 ) -> Result<String, KeysError> {
     // The same checks and opening as every command-line tool: never a generated master key.
     let services = offline_services(config).await?;
-    let store = &*services.store;
-    let keys = &*services.keys;
     match command {
-        KeysCommand::List => {
-            // Check the keys unwrap with this master key, so a wrong one is reported here.
-            keyring::load_ring(store, keys).await?;
-            Ok(format_keys(&keyring::list_keys(store).await?))
-        }
+        KeysCommand::List => Ok(format_keys(&services.list_secret_keys().await?)),
         KeysCommand::Rotate => {
-            let done = keyring::rotate(store, keys, now).await?;
-            let audit = AuditEntry::new("secrets.key_rotated", AuditActor::system(), now)
-                .resource("secret_key", done.key_id)
-                .detail(serde_json::json!({
-                    "reencrypted": done.reencrypted,
-                    "unreadable": done.unreadable,
-                }));
-            store
-                .append_audit(&[audit])
-                .await
-                .map_err(|e| StartError::Database(e.to_string()))?;
+            let done = services.rotate_secret_keys(now).await?;
             if done.unreadable > 0 {
                 return Err(KeysError::Unreadable {
                     key_id: done.key_id,
@@ -117,13 +100,7 @@ pub async fn run_keys_command(
             Ok(out)
         }
         KeysCommand::Retire { id } => {
-            keyring::retire(store, id, now).await?;
-            let audit = AuditEntry::new("secrets.key_retired", AuditActor::system(), now)
-                .resource("secret_key", id);
-            store
-                .append_audit(&[audit])
-                .await
-                .map_err(|e| StartError::Database(e.to_string()))?;
+            services.retire_secret_key(id, now).await?;
             Ok(format!(
                 "key {id} is retired: nothing opens with it any more\n"
             ))

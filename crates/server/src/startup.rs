@@ -217,7 +217,11 @@ impl Application {
             config.auth.clone(),
             Arc::new(FanOutSink(fanout.clone())),
         )
-        .with_audit_retention_floor(config.retention.audit_retention_floor_days);
+        .with_audit_retention_floor(config.retention.audit_retention_floor_days)
+        .with_gates(conclave_core::identity::Gates {
+            access_token: config.secrets.access_token.clone(),
+            management_token: config.secrets.admin_token.clone(),
+        });
         let bootstrap = services
             .prepare_bootstrap(
                 config
@@ -259,13 +263,10 @@ impl Application {
                 allowed_origins: config.cors_origins.clone(),
                 public_url: public_url.clone(),
                 min_client_version: config.min_client_version.clone(),
-                access_token: config.secrets.access_token.clone(),
             },
         );
         let state = AppState::new(StateInner {
             services,
-            admin_token: config.secrets.admin_token,
-            access_token: config.secrets.access_token,
             secure_cookies: public_url.starts_with("https://"),
             public_url,
             trusted_proxies: config.trusted_proxies,

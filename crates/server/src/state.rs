@@ -3,7 +3,6 @@
 
 use conclave_core::service::Services;
 use ipnet::IpNet;
-use secrecy::SecretString;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -12,10 +11,6 @@ pub struct AppState(Arc<StateInner>);
 
 pub struct StateInner {
     pub services: Services,
-    /// Management token, valid only on `/api/v1/admin/*`.
-    pub admin_token: Option<SecretString>,
-    /// The access-token gate (AUTH-9).
-    pub access_token: Option<SecretString>,
     pub public_url: String,
     /// Cookies get `Secure` when the public URL is https.
     pub secure_cookies: bool,

@@ -26,6 +26,7 @@
 //! - An impersonated session (AUTH-12) reads, and writes only the user's own messages, typing
 //!   and read markers; every other change is refused.
 
+pub mod credentials;
 pub mod delivery;
 
 use crate::credential::Credential;

@@ -8,6 +8,7 @@ use crate::event::{Control, Event};
 use crate::ids::*;
 use crate::model::*;
 use crate::password::{NewPassword, Verified};
+use crate::policy;
 use crate::store::{Conflict, StoreError};
 use crate::token::{self, TokenKind};
 use crate::types::*;
@@ -371,17 +372,7 @@ impl Services {
             StoreError::NotFound => ServiceError::NotFound("user"),
             other => other.into(),
         })?;
-        let refusal = if user.id == admin_id {
-            Some("you cannot impersonate yourself")
-        } else if user.server_admin {
-            Some("server admins cannot be impersonated")
-        } else if user.kind != UserKind::User {
-            Some("bots are not impersonated; use their tokens")
-        } else if user.disabled {
-            Some("the account is disabled")
-        } else {
-            None
-        };
+        let refusal = policy::credentials::impersonation_refusal(admin_id, &user);
         if let Some(message) = refusal {
             return Err(ServiceError::conflict("cannot_impersonate", message));
         }

@@ -308,7 +308,6 @@ impl Services {
         }
     }
 
-    /// Refuses a bot or key: managing credentials, creating or joining orgs take a login session.
     /// Refuses everything but the user's own login session: bots, API keys and impersonated
     /// sessions (AUTH-12) may not change credentials or 2FA, export or erase the account.
     pub(super) fn require_own_session(actor: &Actor) -> Result<()> {
@@ -318,30 +317,32 @@ impl Services {
 
     /// Refuses an impersonated session (AUTH-12).
     pub(super) fn require_not_impersonated(actor: &Actor) -> Result<()> {
-        if actor.session.impersonator.is_some() {
-            return Err(ServiceError::forbidden(
+        if policy::credentials::is_own_session(&actor.session) {
+            Ok(())
+        } else {
+            Err(ServiceError::forbidden(
                 "impersonation_forbidden",
                 "an impersonated session cannot do this",
-            ));
+            ))
         }
-        Ok(())
     }
 
+    /// Refuses a bot or key: managing credentials, creating or joining orgs take a login session.
     pub(super) fn require_session(actor: &Actor) -> Result<()> {
-        if actor.credential.is_limited() {
-            Err(INSUFFICIENT_SCOPE)
-        } else {
+        if policy::credentials::is_login_session(&actor.credential) {
             Ok(())
+        } else {
+            Err(INSUFFICIENT_SCOPE)
         }
     }
 
     /// Refuses a bot or key limited to listed conversations: what it would create (a
     /// conversation, a bot's token) would reach beyond the list.
     pub(super) fn require_unlisted(actor: &Actor) -> Result<()> {
-        if actor.credential.conversations().is_some() {
-            Err(INSUFFICIENT_SCOPE)
-        } else {
+        if policy::credentials::is_unlisted(&actor.credential) {
             Ok(())
+        } else {
+            Err(INSUFFICIENT_SCOPE)
         }
     }
 

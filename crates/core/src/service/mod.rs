@@ -14,6 +14,7 @@ mod org_2fa;
 mod orgs;
 mod privacy;
 mod secrets;
+mod system;
 mod throttle;
 mod users;
 
@@ -77,7 +78,9 @@ impl Actor {
 /// The services, sharing one store, clock and key set.
 #[derive(Clone)]
 pub struct Services {
-    pub store: Arc<dyn Store>,
+    /// Only services reach the store: the server asks them (`alerts`, the gateway sessions,
+    /// the key ring commands).
+    pub(crate) store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub keys: Arc<ServerKeys>,
     pub hasher: PasswordHasherPool,
@@ -92,6 +95,8 @@ pub struct Services {
     audit_retention_floor: u32,
     /// How many denied attempts each actor has had written this minute (AUTH-12).
     denied: Arc<denied::DeniedCounter>,
+    /// The access and management tokens `identity` checks requests against.
+    pub(crate) gates: Arc<crate::identity::Gates>,
 }
 
 impl Services {
@@ -115,7 +120,15 @@ impl Services {
             secret_ring: Arc::default(),
             audit_retention_floor: orgs::AUDIT_RETENTION_FLOOR_DAYS,
             denied: Arc::default(),
+            gates: Arc::default(),
         }
+    }
+
+    /// Sets the access-token gate (AUTH-9) and the management token (see `identity`).
+    #[must_use]
+    pub fn with_gates(mut self, gates: crate::identity::Gates) -> Self {
+        self.gates = Arc::new(gates);
+        self
     }
 
     /// Raises the shortest audit retention an org may set (DATA-5); it never goes below 30 days.

@@ -12,15 +12,33 @@ use crate::store::Page;
 use crate::types::*;
 
 /// Proof that the caller may use the server admin API: a server admin's session or the
-/// management token. Only `Services::admin_from_*` make one.
+/// management token. Only core makes one, after the check (`Services::admin_from_actor`,
+/// `Services::identify_management`); its fields are core's alone.
 #[derive(Debug, Clone)]
 pub struct ServerAdmin {
     /// `None` when the management token is the caller.
-    pub user: Option<UserId>,
+    pub(super) user: Option<UserId>,
     /// Who this is in the audit log.
-    pub audit_actor: AuditActor,
+    pub(super) audit_actor: AuditActor,
     /// Where the request came from.
-    pub meta: ClientMeta,
+    pub(super) meta: ClientMeta,
+}
+
+impl ServerAdmin {
+    /// The management token's capability, once `identity` has compared it.
+    pub(crate) fn management(meta: ClientMeta) -> Self {
+        Self {
+            user: None,
+            audit_actor: AuditActor::management(),
+            meta,
+        }
+    }
+
+    /// The signed-in admin; `None` for the management token.
+    #[must_use]
+    pub const fn user(&self) -> Option<UserId> {
+        self.user
+    }
 }
 
 impl Services {
@@ -84,24 +102,6 @@ impl Services {
             .await?)
     }
 
-    /// The per-user 2FA requirement (set by a server admin, AUTH-4a): every credential of a
-    /// user who must turn on 2FA and has not — a session or an API key they made (a bot is its
-    /// own account, with its own flag) — reaches only what `allowed` says (their account and
-    /// the 2FA routes); everything else is 403 `mfa_setup_required`.
-    pub async fn check_personal_2fa(&self, actor: &Actor, allowed: bool) -> Result<()> {
-        if !actor.user.require_2fa
-            || allowed
-            || actor.session.impersonator.is_some()
-            || self.has_2fa(actor.user.id).await?
-        {
-            return Ok(());
-        }
-        Err(ServiceError::forbidden(
-            "mfa_setup_required",
-            "your account requires two-factor authentication: turn it on first",
-        ))
-    }
-
     /// The admin capability for a signed-in user, if they are a server admin.
     pub fn admin_from_actor(&self, actor: &Actor) -> Result<ServerAdmin> {
         if policy::server_admin_allows(actor.user.server_admin) {
@@ -115,16 +115,6 @@ impl Services {
                 "forbidden",
                 "server admin rights are required",
             ))
-        }
-    }
-
-    /// The admin capability for the management token (checked by the caller in constant time).
-    #[must_use]
-    pub fn admin_from_management_token(&self, meta: ClientMeta) -> ServerAdmin {
-        ServerAdmin {
-            user: None,
-            audit_actor: AuditActor::management(),
-            meta,
         }
     }
 
@@ -177,7 +167,8 @@ impl Services {
         server_admin: Option<bool>,
         require_2fa: Option<bool>,
     ) -> Result<User> {
-        if admin.user == Some(id) && (disabled == Some(true) || server_admin == Some(false)) {
+        let demotes = disabled == Some(true) || server_admin == Some(false);
+        if !policy::credentials::admin_may_update(admin.user, id, demotes) {
             return Err(ServiceError::conflict(
                 "cannot_demote_self",
                 "you cannot disable or demote your own account",

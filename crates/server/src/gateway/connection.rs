@@ -348,7 +348,7 @@ async fn finish(
                 conversations: cp.conversations.into_iter().collect(),
                 saved_at: gw.services.clock.now(),
             };
-            if let Err(e) = gw.services.store.save_gateway_session(&saved).await {
+            if let Err(e) = gw.services.save_gateway_session(&saved).await {
                 tracing::warn!(error = %e, "could not save a gateway session for resume");
             }
         }

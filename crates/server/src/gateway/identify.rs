@@ -1,107 +1,73 @@
-//! The gateway's credential check for IDENTIFY and RESUME: the access-token gate, the
-//! credential itself, and the personal 2FA requirement. Moved here unchanged from
-//! `connection.rs`; the identity work owns its contents.
+//! The gateway's credential check for IDENTIFY and RESUME. It parses nothing itself: the frame's
+//! `Authorization`-style value (or a browser's cookie) goes to `Services::identify`, the one
+//! identity path REST uses too; this file only maps core's verdict to close codes.
 
 use super::connection::Start;
 use super::protocol::CloseCode;
 use super::{Gateway, UpgradeContext};
 use conclave_core::credential::Scope;
-use conclave_core::service::Actor;
-use secrecy::ExposeSecret;
+use conclave_core::identity::{Csrf, Presented, Refused, Shown};
+use conclave_core::policy;
+use conclave_core::service::{Actor, ClientMeta};
 
-/// Authenticates the credential of IDENTIFY or RESUME: a bearer session token, a bot token
-/// (`Bot …`), an API key holding `messages:read` (`Bearer cnv_k_…`; without it 4014), or for
-/// browsers (no token) the session cookie of an allowed origin. A bot's or key's socket goes by
-/// the id of the secret it used, so revoking that secret closes it (`RevokeSession`).
+/// The scope an API key needs to open a gateway session.
+const GATEWAY_SCOPE: Scope = Scope::MessagesRead;
+
+/// Authenticates the credential of IDENTIFY or RESUME through `Services::identify`, as REST
+/// does: `token` is an `Authorization` value (`Bearer …` for a session or an API key holding
+/// `messages:read` — without it 4014 —, `Bot …` for a bot); a browser sends none and is known
+/// by the session cookie of an allowed origin. The access-token gate (AUTH-9) judges the
+/// frame's `access_token`, else the upgrade request's `X-API-Access-Token`. A bot's or key's
+/// socket goes by the id of the secret it used, so revoking that secret closes it
+/// (`RevokeSession`).
 pub(super) async fn authenticate(
     gw: &Gateway,
     ctx: &UpgradeContext,
     token: Option<&str>,
     access_token: Option<&str>,
 ) -> Result<Actor, Start> {
-    if !access_granted(gw, ctx, access_token) {
+    let failed = Start::Refuse(CloseCode::AuthenticationFailed, "authentication failed");
+    let given = access_token.or(ctx.access_header.as_deref());
+    let Ok(access) = gw.services.access_gate(given) else {
         return Err(Start::Refuse(
             CloseCode::AuthenticationFailed,
             "access token missing or wrong",
         ));
-    }
-    let failed = Start::Refuse(CloseCode::AuthenticationFailed, "authentication failed");
-    let ip = ctx.ip.map(|i| i.to_string());
-    match token {
-        Some(t) => {
-            if let Some(bot) = t.strip_prefix("Bot ") {
-                let actor = gw
-                    .services
-                    .authenticate_bot(bot.trim(), ip.as_deref())
-                    .await
-                    .map_err(|_| failed)?;
-                return personal_2fa(gw, actor).await;
-            }
-            let t = t.strip_prefix("Bearer ").unwrap_or(t).trim();
-            if t.starts_with("cnv_k_") {
-                let actor = gw
-                    .services
-                    .authenticate_api_key(t, ip.as_deref())
-                    .await
-                    .map_err(|_| failed)?;
-                if !actor.credential.allows(Scope::MessagesRead) {
-                    return Err(Start::Refuse(
-                        CloseCode::NotPermitted,
-                        "the API key lacks messages:read",
-                    ));
-                }
-                return personal_2fa(gw, actor).await;
-            }
-            let actor = gw
-                .services
-                .authenticate(t, ip.as_deref())
-                .await
-                .map_err(|_| failed)?;
-            personal_2fa(gw, actor).await
-        }
-        None => {
-            let cookie = ctx.cookie_token.as_deref().ok_or(Start::Refuse(
-                CloseCode::AuthenticationFailed,
-                "authentication failed",
-            ))?;
-            let actor = gw
-                .services
-                .authenticate(cookie, ip.as_deref())
-                .await
-                .map_err(|_| {
-                    Start::Refuse(CloseCode::AuthenticationFailed, "authentication failed")
-                })?;
-            if actor.session.cookie {
-                personal_2fa(gw, actor).await
-            } else {
-                Err(failed)
-            }
-        }
-    }
-}
-
-/// The access-token gate (AUTH-9) covers every credential kind, the browser's cookie included:
-/// IDENTIFY or RESUME carries `access_token` (what a browser can send), or the upgrade request
-/// carried `X-API-Access-Token` (as every REST request does). A token given in the frame is the
-/// one judged. Compared in constant time.
-fn access_granted(gw: &Gateway, ctx: &UpgradeContext, given: Option<&str>) -> bool {
-    let Some(gate) = &gw.access_token else {
-        return true;
     };
-    match given {
-        Some(given) => conclave_core::token::secrets_equal(given, gate.expose_secret()),
-        None => ctx.access_header_ok,
-    }
-}
-
-/// A user a server admin requires to use 2FA gets no gateway session until they turn it on
-/// (4014, as REST answers 403 `mfa_setup_required`).
-async fn personal_2fa(gw: &Gateway, actor: Actor) -> Result<Actor, Start> {
-    match gw.services.check_personal_2fa(&actor, false).await {
-        Ok(()) => Ok(actor),
-        Err(_) => Err(Start::Refuse(
+    let credential = match (token, ctx.cookie_token.as_deref()) {
+        (Some(value), _) => Shown::Authorization(value),
+        (None, Some(cookie)) => Shown::Cookie {
+            token: cookie,
+            csrf: Csrf::NotNeeded,
+        },
+        (None, None) => return Err(failed),
+    };
+    let presented = Presented {
+        credential,
+        ip: ctx.ip,
+        meta: ClientMeta {
+            ip: ctx.ip.map(crate::ratelimit::ip_key),
+            ..ClientMeta::default()
+        },
+        before_2fa: false,
+    };
+    let actor = match gw.services.identify(&access, presented).await {
+        Ok(actor) => actor,
+        // A user a server admin requires to use 2FA gets no gateway session until they turn
+        // it on (4014, as REST answers 403 `mfa_setup_required`).
+        Err(Refused::SecondFactorRequired) => {
+            return Err(Start::Refuse(
+                CloseCode::NotPermitted,
+                "two-factor authentication is required: turn it on first",
+            ))
+        }
+        Err(_) => return Err(failed),
+    };
+    if !policy::credentials::scope_allows(&actor.credential, Some(GATEWAY_SCOPE)) {
+        return Err(Start::Refuse(
             CloseCode::NotPermitted,
-            "two-factor authentication is required: turn it on first",
-        )),
+            "the API key lacks messages:read",
+        ));
     }
+    Ok(actor)
 }

@@ -14,7 +14,6 @@ use crate::fanout::FanOut;
 use axum::extract::ws::WebSocket;
 use conclave_core::service::Services;
 use hub::ConnId;
-use secrecy::SecretString;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -60,7 +59,6 @@ pub struct ClientPolicy {
     pub allowed_origins: Vec<String>,
     pub public_url: String,
     pub min_client_version: Option<semver::Version>,
-    pub access_token: Option<SecretString>,
 }
 
 /// Everything connections share.
@@ -80,7 +78,6 @@ pub struct Gateway {
     pub allowed_origins: Vec<String>,
     pub own_origin: String,
     pub min_client_version: Option<semver::Version>,
-    pub access_token: Option<SecretString>,
 }
 
 impl Gateway {
@@ -125,7 +122,6 @@ impl Gateway {
             own_origin: origin_of(&clients.public_url),
             allowed_origins: clients.allowed_origins,
             min_client_version: clients.min_client_version,
-            access_token: clients.access_token,
         })
     }
 
@@ -253,7 +249,7 @@ pub struct UpgradeContext {
     pub ip: Option<IpAddr>,
     /// The session cookie, only when the request's Origin is allowed (browsers).
     pub cookie_token: Option<String>,
-    /// Whether the upgrade request carried the right `X-API-Access-Token` (AUTH-9; only
-    /// consulted when the gate is on and IDENTIFY or RESUME carries no `access_token`).
-    pub access_header_ok: bool,
+    /// The upgrade request's `X-API-Access-Token` (AUTH-9; judged when IDENTIFY or RESUME
+    /// carries no `access_token`).
+    pub access_header: Option<String>,
 }

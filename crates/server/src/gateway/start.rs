@@ -240,7 +240,6 @@ pub(super) async fn resume(
     };
     let saved = gw
         .services
-        .store
         .take_gateway_session(id)
         .await
         .map_err(|_| Start::Invalid)?
@@ -253,7 +252,7 @@ pub(super) async fn resume(
     if !usable {
         if saved.user_id != actor.user.id {
             // Not theirs: leave it for its owner.
-            let _ = gw.services.store.save_gateway_session(&saved).await;
+            let _ = gw.services.save_gateway_session(&saved).await;
         }
         return Err(Start::Invalid);
     }

@@ -19,11 +19,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_users, create_user))
-        .routes(routes!(update_user))
-        .routes(routes!(impersonate))
-        .routes(routes!(add_org_member))
+    use super::credentials::{declare, RouteAccess};
+    declare(
+        OpenApiRouter::new()
+            .routes(routes!(list_users, create_user))
+            .routes(routes!(update_user))
+            .routes(routes!(impersonate))
+            .routes(routes!(add_org_member)),
+        RouteAccess::SESSION,
+    )
 }
 
 /// Add an existing account to an org directly (AZ-7): for server admins and automation with

@@ -22,10 +22,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(create_api_key, list_api_keys))
-        .routes(routes!(delete_api_key))
-        .routes(routes!(rotate_api_key))
+    use super::credentials::{declare, RouteAccess};
+    declare(
+        OpenApiRouter::new()
+            .routes(routes!(create_api_key, list_api_keys))
+            .routes(routes!(delete_api_key))
+            .routes(routes!(rotate_api_key)),
+        RouteAccess::SESSION,
+    )
 }
 
 /// An API key: `key` is the key itself in the answer to creation and rotation (shown once),

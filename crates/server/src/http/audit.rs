@@ -18,11 +18,24 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 pub fn router() -> OpenApiRouter<AppState> {
+    use super::credentials::{declare, RouteAccess};
+    use conclave_core::credential::Scope;
     OpenApiRouter::new()
-        .routes(routes!(admin_audit))
-        .routes(routes!(admin_verify))
-        .routes(routes!(org_audit))
-        .routes(routes!(security_events))
+        .merge(declare(
+            OpenApiRouter::new()
+                .routes(routes!(admin_audit))
+                .routes(routes!(admin_verify)),
+            RouteAccess::SESSION,
+        ))
+        // The org's audit log is administration even to read.
+        .merge(declare(
+            OpenApiRouter::new().routes(routes!(org_audit)),
+            RouteAccess::always(Scope::OrgAdmin),
+        ))
+        .merge(declare(
+            OpenApiRouter::new().routes(routes!(security_events)),
+            RouteAccess::scoped(Scope::OrgRead, Scope::OrgAdmin).before_2fa(),
+        ))
 }
 
 /// Who acted.

@@ -1,20 +1,18 @@
 //! `/auth/*`: registration, login (bearer or cookie) with its second-factor step, bootstrap,
 //! logout, sessions, password, and two-factor setup (TOTP and recovery codes).
 
-use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{
-    client_ip, session_cookie_name, user_agent, ApiJson, AuthVia, Caller, PathParams,
-};
+use super::error::{ApiResult, ErrorBody};
+pub use super::extract::Meta;
+use super::extract::{session_cookie_name, ApiJson, AuthVia, Caller, PathParams};
 use super::pagination::List;
 use crate::state::AppState;
-use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use conclave_core::model::{Session, User};
 use conclave_core::password::NewPassword;
-use conclave_core::service::{ClientMeta, LoginOutcome, MfaPending, RecoveryCodes, SignedIn};
+use conclave_core::service::{LoginOutcome, MfaPending, RecoveryCodes, SignedIn};
 use conclave_core::totp::{SecondFactorCode, TotpCode};
 use conclave_core::types::{Email, Username};
 use conclave_core::SessionId;
@@ -25,11 +23,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    use super::credentials::{declare, RouteAccess};
+    let sign_in = OpenApiRouter::new()
         .routes(routes!(register))
         .routes(routes!(login))
         .routes(routes!(login_mfa))
-        .routes(routes!(bootstrap))
+        .routes(routes!(bootstrap));
+    let signed_in = OpenApiRouter::new()
         .routes(routes!(logout))
         .routes(routes!(current_session))
         .routes(routes!(list_sessions))
@@ -39,29 +39,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(totp_setup))
         .routes(routes!(totp_enable))
         .routes(routes!(totp_disable))
-        .routes(routes!(regenerate_recovery_codes))
-}
-
-/// Where the request came from, for the session record.
-pub struct Meta(pub ClientMeta);
-
-impl FromRequestParts<AppState> for Meta {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        Ok(Self(request_meta(parts, state)))
-    }
-}
-
-/// Where a request came from: client address, User-Agent and the request id. The address is
-/// the one limits key (RATE-2: an IPv6 client by its /64), so the brute-force counters fed
-/// from it cannot be dodged by hopping through one's own /64.
-pub fn request_meta(parts: &Parts, state: &AppState) -> ClientMeta {
-    let id = super::error::current_request_id();
-    ClientMeta {
-        ip: client_ip(parts, state).map(crate::ratelimit::ip_key),
-        user_agent: user_agent(parts),
-        request_id: (!id.is_empty()).then_some(id),
-    }
+        .routes(routes!(regenerate_recovery_codes));
+    OpenApiRouter::new()
+        .merge(declare(sign_in, RouteAccess::PUBLIC))
+        .merge(declare(signed_in, RouteAccess::SESSION.before_2fa()))
 }
 
 #[derive(Deserialize, ToSchema)]

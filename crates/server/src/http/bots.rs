@@ -19,9 +19,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_bots, create_bot))
-        .routes(routes!(rotate_bot_token))
+    use super::credentials::{declare, RouteAccess};
+    use conclave_core::credential::Scope;
+    declare(
+        OpenApiRouter::new()
+            .routes(routes!(list_bots, create_bot))
+            .routes(routes!(rotate_bot_token)),
+        RouteAccess::scoped(Scope::OrgRead, Scope::OrgAdmin),
+    )
 }
 
 /// A bot: `token` is the token itself in the answer to creation and rotation (shown once;

@@ -18,19 +18,24 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(create_conversation))
-        .routes(routes!(my_conversations))
-        .routes(routes!(available_conversations))
-        .routes(routes!(
-            get_conversation,
-            update_conversation,
-            delete_conversation
-        ))
-        .routes(routes!(join_conversation))
-        .routes(routes!(leave_conversation))
-        .routes(routes!(list_participants, add_participant))
-        .routes(routes!(remove_participant))
+    use super::credentials::{declare, RouteAccess};
+    use conclave_core::credential::Scope;
+    declare(
+        OpenApiRouter::new()
+            .routes(routes!(create_conversation))
+            .routes(routes!(my_conversations))
+            .routes(routes!(available_conversations))
+            .routes(routes!(
+                get_conversation,
+                update_conversation,
+                delete_conversation
+            ))
+            .routes(routes!(join_conversation))
+            .routes(routes!(leave_conversation))
+            .routes(routes!(list_participants, add_participant))
+            .routes(routes!(remove_participant)),
+        RouteAccess::scoped(Scope::ConversationsRead, Scope::ConversationsAdmin),
+    )
 }
 
 #[derive(Deserialize, ToSchema)]

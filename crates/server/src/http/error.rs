@@ -4,6 +4,7 @@
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use conclave_core::identity::Refused;
 use conclave_core::ServiceError;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -111,6 +112,31 @@ fn pointer(field: String) -> String {
         field
     } else {
         format!("/{field}")
+    }
+}
+
+/// How REST answers a request `identify` did not let in (AUTH-3, AUTH-4a, AUTH-9).
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::AccessToken => Self::unauthorized(
+                "access_token_required",
+                "a valid X-API-Access-Token header is required",
+            ),
+            Refused::UnsupportedScheme => {
+                Self::unauthorized("unsupported_scheme", "use Authorization: Bearer <token>")
+            }
+            Refused::InvalidCredential => Self::unauthorized(
+                "invalid_token",
+                "the credential is invalid, expired or revoked",
+            ),
+            Refused::Csrf => Self::forbidden("csrf_failed", "missing or wrong X-CSRF-Token"),
+            Refused::SecondFactorRequired => Self::forbidden(
+                "mfa_setup_required",
+                "your account requires two-factor authentication: turn it on first",
+            ),
+            Refused::Service(e) => e.into(),
+        }
     }
 }
 

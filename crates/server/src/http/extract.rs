@@ -1,17 +1,17 @@
 //! Our own extractors, so every rejection uses the error shape of CORE-4, and the auth
-//! extractors that say who is asking. Tokens never reach a log: nothing here is instrumented
-//! with its arguments.
+//! extractors that say who is asking (`Caller`, `AdminCaller`, `Meta`). Tokens never reach a
+//! log: nothing here is instrumented with its arguments.
 
+use super::credentials;
 use super::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use bytes::Bytes;
-use conclave_core::service::{Actor, ServerAdmin};
-use conclave_core::token::{self, TokenKind};
-use conclave_core::ServiceError;
-use secrecy::ExposeSecret;
+use conclave_core::credential::Credential;
+use conclave_core::identity::{Csrf, Presented, PresentedCredential, Shown};
+use conclave_core::service::{Actor, ClientMeta, ServerAdmin};
 use serde::de::DeserializeOwned;
 use std::net::{IpAddr, SocketAddr};
 use uuid::Uuid;
@@ -275,6 +275,28 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// Where the request came from, for the session record and the audit log.
+pub struct Meta(pub ClientMeta);
+
+impl FromRequestParts<AppState> for Meta {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(Self(request_meta(parts, state)))
+    }
+}
+
+/// Where a request came from: client address, User-Agent and the request id. The address is
+/// the one limits key (RATE-2: an IPv6 client by its /64), so the brute-force counters fed
+/// from it cannot be dodged by hopping through one's own /64.
+pub fn request_meta(parts: &Parts, state: &AppState) -> ClientMeta {
+    let id = super::error::current_request_id();
+    ClientMeta {
+        ip: client_ip(parts, state).map(crate::ratelimit::ip_key),
+        user_agent: user_agent(parts),
+        request_id: (!id.is_empty()).then_some(id),
+    }
+}
+
 /// How the caller authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthVia {
@@ -286,214 +308,85 @@ pub enum AuthVia {
     ApiKey,
 }
 
-/// An authenticated user. Bearer tokens come from `Authorization`; browsers use the session
-/// cookie and must send `X-CSRF-Token` on every state-changing request. Bots and API keys
-/// (`Bot …`, `Bearer cnv_k_…`) must also hold the scope of the route (`credentials`).
+/// An authenticated user: `conclave_core::identity` reads the credential — `Authorization`
+/// (a session, a bot's `Bot …`, an API key's `Bearer cnv_k_…`) or, for browsers, the session
+/// cookie, with `X-CSRF-Token` on every state-changing request — and this extractor adds what
+/// only HTTP knows: the route's declaration (`credentials::RouteAccess`: its scope and 2FA
+/// exemption), the impersonation rules of the route and the per-caller rate limit.
 pub struct Caller {
     pub actor: Actor,
     pub via: AuthVia,
 }
 
-/// Whether a path is outside the access-token gate: the public documents a client reads before
-/// it can know the gate exists (capabilities, the OpenAPI document), and everything that is
-/// not the REST API — probes, the web client's files (public by nature) and the gateway
-/// upgrade (the gateway checks `access_token` in IDENTIFY and RESUME instead).
-fn gate_exempt(path: &str) -> bool {
-    let path = path.strip_suffix('/').unwrap_or(path);
-    !(path == "/api" || path.starts_with("/api/"))
-        || path == "/api/v1/capabilities"
-        || path == "/api/v1/openapi.json"
-}
-
-/// AUTH-9: with `access_token` set, every REST request but the public documents — bearer,
-/// cookie, bot, API key or management token, and every sign-in (login, its 2FA step,
-/// bootstrap, register) — must carry `X-API-Access-Token` (401 `access_token_required`).
-/// Runs after the per-IP limits, so guessing the access token is rate-limited like any request.
-pub async fn access_gate(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    req: Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    if gate_exempt(req.uri().path()) {
-        return next.run(req).await;
-    }
-    match check_access_gate(req.headers(), &state) {
-        Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
-    }
-}
-
-fn check_access_gate(headers: &HeaderMap, state: &AppState) -> ApiResult<()> {
-    let Some(expected) = &state.access_token else {
-        return Ok(());
-    };
-    let given = headers
-        .get("x-api-access-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if token::secrets_equal(given, expected.expose_secret()) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized(
-            "access_token_required",
-            "a valid X-API-Access-Token header is required",
-        ))
-    }
-}
-
-/// A user a server admin requires to use 2FA reaches only their account and the 2FA routes
-/// until they turn it on (403 `mfa_setup_required` elsewhere).
-async fn personal_2fa(parts: &Parts, state: &AppState, actor: &Actor) -> ApiResult<()> {
-    // The route as matched (with its `/api/v1` prefix), not the URI a nested router sees.
-    let path = parts
-        .extensions
-        .get::<axum::extract::MatchedPath>()
-        .map(axum::extract::MatchedPath::as_str)
-        .unwrap_or_default();
-    let allowed = path.starts_with("/api/v1/auth/")
-        || path == "/api/v1/users/@me"
-        || path == "/api/v1/users/@me/security-events";
-    Ok(state.services.check_personal_2fa(actor, allowed).await?)
-}
-
-fn unauthenticated() -> ApiError {
-    ApiError::unauthorized("unauthenticated", "authentication is required")
-}
-
-fn auth_error(e: ServiceError) -> ApiError {
-    match e {
-        ServiceError::Unauthorized { .. } => ApiError::unauthorized(
-            "invalid_token",
-            "the credential is invalid, expired or revoked",
-        ),
-        other => other.into(),
-    }
-}
-
-/// The credential in `Authorization`, if any: `Ok(None)` when absent.
-fn bearer(headers: &HeaderMap) -> ApiResult<Option<&str>> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::unauthorized("invalid_token", "malformed Authorization header"))?;
-    let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(ApiError::unauthorized(
-            "unsupported_scheme",
-            "use Authorization: Bearer <token>",
-        ));
-    }
-    Ok(Some(rest.trim()))
-}
-
-fn csrf_ok(parts: &Parts, state: &AppState, actor: &Actor) -> bool {
-    let given = parts
-        .headers
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    token::secrets_equal(given, &state.services.csrf_token(&actor.session))
+/// `Authorization` as text: `None` when absent, 401 when it is not visible ASCII.
+fn authorization(headers: &HeaderMap) -> ApiResult<Option<&str>> {
+    headers
+        .get(header::AUTHORIZATION)
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                ApiError::unauthorized("invalid_token", "malformed Authorization header")
+            })
+        })
+        .transpose()
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let client = client_ip(parts, state);
-        // Sessions record the address as limits key it (RATE-2: IPv6 by /64), like sign-in
-        // does; an API key's allowlist is checked against the address itself.
-        let ip = client.map(crate::ratelimit::ip_key);
-        if let Some((via, tok)) = super::credentials::machine_credential(&parts.headers) {
-            let exact = client.map(|i| i.to_string());
-            let mut actor = super::credentials::authenticate(state, via, &tok, exact.as_deref())
-                .await
-                .map_err(auth_error)?;
-            actor.meta = super::auth::request_meta(parts, state);
-            // The per-user 2FA requirement reaches the user's keys too (AUTH-4a).
-            personal_2fa(parts, state, &actor).await?;
-            // Charged before the scope check, so refused requests count against the key too.
-            crate::ratelimit::check_caller(parts, state, super::credentials::rate_subject(&actor))
-                .await?;
-            if let Err(e) = super::credentials::require_scope(parts, state, &actor).await {
-                // A scope refusal is a denied attempt (AUTH-12), within the audit budget.
-                let route = format!("{} {}", parts.method, parts.uri.path());
-                (state.services)
-                    .audit_denied(&actor, "scope.denied", e.code, None, Some(("route", route)))
-                    .await;
-                return Err(e);
+        let access = credentials::access_granted(parts, state)?;
+        let route = credentials::RouteAccess::of(parts);
+        let credential = match authorization(&parts.headers)? {
+            Some(value) => Shown::Authorization(value),
+            None => {
+                let token = session_cookie(&parts.headers, state).ok_or_else(|| {
+                    ApiError::unauthorized("unauthenticated", "authentication is required")
+                })?;
+                let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+                let csrf = if safe {
+                    Csrf::NotNeeded
+                } else {
+                    Csrf::Given(
+                        (parts.headers.get("x-csrf-token"))
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default(),
+                    )
+                };
+                Shown::Cookie { token, csrf }
             }
-            return Ok(Self { actor, via });
-        }
-        if let Some(tok) = bearer(&parts.headers)? {
-            let mut actor = state
-                .services
-                .authenticate(tok, ip.as_deref())
-                .await
-                .map_err(auth_error)?;
-            actor.meta = super::auth::request_meta(parts, state);
-            personal_2fa(parts, state, &actor).await?;
+        };
+        let presented = Presented {
+            credential,
+            ip: client_ip(parts, state),
+            meta: request_meta(parts, state),
+            before_2fa: route.before_2fa,
+        };
+        let actor = state.services.identify(&access, presented).await?;
+        let via = match (&actor.credential, credential) {
+            (_, Shown::Cookie { .. }) => AuthVia::Cookie,
+            (Credential::Session, _) => AuthVia::Bearer,
+            (Credential::Bot { .. }, _) => AuthVia::Bot,
+            (Credential::ApiKey { .. }, _) => AuthVia::ApiKey,
+        };
+        if !actor.credential.is_limited() {
             super::impersonation::check(parts, state, &actor).await?;
-            crate::ratelimit::check_caller(
-                parts,
-                state,
-                crate::ratelimit::Subject {
-                    user: actor.user.id,
-                    org: None,
-                    api_key: None,
-                },
-            )
-            .await?;
-            return Ok(Self {
-                actor,
-                via: AuthVia::Bearer,
-            });
         }
-        if let Some(tok) = session_cookie(&parts.headers, state) {
-            let mut actor = state
-                .services
-                .authenticate(tok, ip.as_deref())
-                .await
-                .map_err(auth_error)?;
-            actor.meta = super::auth::request_meta(parts, state);
-            personal_2fa(parts, state, &actor).await?;
-            super::impersonation::check(parts, state, &actor).await?;
-            if !actor.session.cookie {
-                return Err(ApiError::unauthorized(
-                    "invalid_token",
-                    "the credential is invalid, expired or revoked",
-                ));
-            }
-            let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-            if !safe && !csrf_ok(parts, state, &actor) {
-                return Err(ApiError::forbidden(
-                    "csrf_failed",
-                    "missing or wrong X-CSRF-Token",
-                ));
-            }
-            crate::ratelimit::check_caller(
-                parts,
-                state,
-                crate::ratelimit::Subject {
-                    user: actor.user.id,
-                    org: None,
-                    api_key: None,
-                },
-            )
-            .await?;
-            return Ok(Self {
-                actor,
-                via: AuthVia::Cookie,
-            });
+        // Charged before the scope check, so refused requests count against a key too.
+        crate::ratelimit::check_caller(parts, state, credentials::rate_subject(&actor)).await?;
+        if let Err(e) = credentials::require_scope(parts, state, &actor, route).await {
+            // A scope refusal is a denied attempt (AUTH-12), within the audit budget.
+            let route = format!("{} {}", parts.method, parts.uri.path());
+            (state.services)
+                .audit_denied(&actor, "scope.denied", e.code, None, Some(("route", route)))
+                .await;
+            return Err(e);
         }
-        Err(unauthenticated())
+        Ok(Self { actor, via })
     }
 }
 
 /// A caller of the server admin API: a server admin's session, or the management token
-/// (compared in constant time; valid only here).
+/// (valid only here; compared by core, which alone makes the [`ServerAdmin`] proof).
 pub struct AdminCaller {
     pub admin: ServerAdmin,
     /// The signed-in admin, when it is not the management token.
@@ -504,36 +397,14 @@ impl FromRequestParts<AppState> for AdminCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        // Bots and API keys go the `Caller` way, which refuses them here: /admin has no scope.
-        let machine = super::credentials::machine_credential(&parts.headers).is_some();
-        let management = if machine {
-            None
-        } else {
-            bearer(&parts.headers)?
-        };
-        if let Some(tok) = management {
-            if !token::well_formed(TokenKind::Session, tok) {
-                // An empty token never matches, even if the configuration check were bypassed
-                // (CORE-3a).
-                let ok = !tok.is_empty()
-                    && state
-                        .admin_token
-                        .as_ref()
-                        .is_some_and(|t| token::secrets_equal(tok, t.expose_secret()));
-                if !ok {
-                    return Err(ApiError::unauthorized(
-                        "invalid_token",
-                        "the credential is invalid, expired or revoked",
-                    ));
-                }
-                return Ok(Self {
-                    admin: state
-                        .services
-                        .admin_from_management_token(super::auth::request_meta(parts, state)),
-                    actor: None,
-                });
-            }
+        let presented = authorization(&parts.headers)?.map(PresentedCredential::parse);
+        if let Some(Ok(credential @ PresentedCredential::Management(_))) = presented {
+            let access = credentials::access_granted(parts, state)?;
+            let meta = request_meta(parts, state);
+            let admin = (state.services).identify_management(&access, &credential, meta)?;
+            return Ok(Self { admin, actor: None });
         }
+        // Sessions, and bots and keys (which `Caller` refuses here: /admin has no scope).
         let caller = Caller::from_request_parts(parts, state).await?;
         let admin = match state.services.admin_from_actor(&caller.actor) {
             Ok(admin) => admin,

@@ -12,7 +12,6 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use secrecy::ExposeSecret;
 
 #[derive(serde::Deserialize)]
 struct Version {
@@ -65,13 +64,11 @@ pub async fn upgrade(State(state): State<AppState>, req: Request) -> Response {
         .as_ref()
         .and_then(|_| session_cookie(&parts.headers, &state))
         .map(str::to_owned);
-    let access_header_ok = gw.access_token.as_ref().is_some_and(|t| {
-        parts
-            .headers
-            .get("x-api-access-token")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|given| conclave_core::token::secrets_equal(given, t.expose_secret()))
-    });
+    let access_header = parts
+        .headers
+        .get("x-api-access-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let ip = client_ip(&parts, &state);
     let Some(slot) = gw.ip_slot(ip.map(crate::ratelimit::ip_key)) else {
         let mut e = ApiError::new(
@@ -99,7 +96,7 @@ pub async fn upgrade(State(state): State<AppState>, req: Request) -> Response {
     let ctx = UpgradeContext {
         ip,
         cookie_token,
-        access_header_ok,
+        access_header,
     };
     // Frames are checked against our own limit (close 4010); the transport only refuses the absurd.
     let frame_max = gw.config.frame_max_bytes * 4;

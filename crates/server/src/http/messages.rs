@@ -20,12 +20,17 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(send_message, list_messages))
-        .routes(routes!(edit_message, delete_message))
-        .routes(routes!(message_history))
-        .routes(routes!(typing))
-        .routes(routes!(read_marker))
+    use super::credentials::{declare, RouteAccess};
+    use conclave_core::credential::Scope;
+    declare(
+        OpenApiRouter::new()
+            .routes(routes!(send_message, list_messages))
+            .routes(routes!(edit_message, delete_message))
+            .routes(routes!(message_history))
+            .routes(routes!(typing))
+            .routes(routes!(read_marker)),
+        RouteAccess::scoped(Scope::MessagesRead, Scope::MessagesWrite),
+    )
 }
 
 /// Tell the other participants I am typing (delivered over the gateway as TYPING_START).

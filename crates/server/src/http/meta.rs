@@ -15,13 +15,15 @@ use utoipa_axum::routes;
 pub const BODY_MAX_BYTES: usize = 2 * 1024 * 1024;
 
 pub fn health_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    let probes = OpenApiRouter::new()
         .routes(routes!(health))
-        .routes(routes!(ready))
+        .routes(routes!(ready));
+    super::credentials::declare(probes, super::credentials::RouteAccess::PUBLIC)
 }
 
 pub fn api_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(capabilities))
+    let capabilities = OpenApiRouter::new().routes(routes!(capabilities));
+    super::credentials::declare(capabilities, super::credentials::RouteAccess::PUBLIC)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -52,7 +54,7 @@ pub struct Readiness {
 #[utoipa::path(get, path = "/health/ready", tag = "meta", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let mut checks = std::collections::BTreeMap::new();
-    let alerts = match state.services.store.alerts().await {
+    let alerts = match state.services.alerts().await {
         Ok(alerts) => {
             checks.insert("database".to_owned(), "ok".to_owned());
             alerts
@@ -150,7 +152,7 @@ async fn capabilities(State(state): State<AppState>) -> Json<Capabilities> {
         },
         auth: AuthInfo {
             schemes: vec!["bearer", "cookie"],
-            access_token_gate: state.access_token.is_some(),
+            access_token_gate: state.services.access_gate_on(),
             registration: state.registration,
         },
         limits: Limits {

@@ -29,12 +29,14 @@ use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use error::ApiError;
+use std::sync::Arc;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa_axum::router::OpenApiRouter;
 
-/// Builds the whole application router and the OpenAPI document generated from it.
-pub fn router(state: AppState, cors_origins: &[String]) -> Router {
+/// The REST API and the probes, and the OpenAPI document generated from them: each route
+/// group declares what it asks of its caller (`credentials::declare`), and the document says it.
+pub fn api() -> (Router<AppState>, Arc<serde_json::Value>) {
     let api = OpenApiRouter::new()
         .merge(auth::router())
         .merge(users::router())
@@ -52,11 +54,14 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .split_for_parts();
     let (health_router, health_doc) = meta::health_router().split_for_parts();
     doc.merge(health_doc);
-    let doc = openapi::finish(doc);
+    (api_router.merge(health_router), openapi::finish(doc))
+}
 
+/// Builds the whole application router and the OpenAPI document generated from it.
+pub fn router(state: AppState, cors_origins: &[String]) -> Router {
+    let (api_router, doc) = api();
     let app = Router::new()
         .merge(api_router)
-        .merge(health_router)
         .route(
             "/api/v1/openapi.json",
             axum::routing::get(move || openapi::serve(doc.clone())),
@@ -84,7 +89,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
             ))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
-                extract::access_gate,
+                credentials::access_gate,
             ))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),

@@ -1,5 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations at start (CORE-11), then
-//! given the security requirements and the API-key scope of each route (`x-scope`).
+//! given the security requirements and the generic error answers of each route. Its `x-scope`
+//! is what each route group declared (`credentials::declare`), the same declaration the
+//! request's scope check reads.
 
 use super::error::ErrorBody;
 use axum::response::IntoResponse;
@@ -55,59 +57,6 @@ pub fn base() -> OpenApi {
     doc
 }
 
-/// Routes that need no credential.
-fn is_public(path: &str) -> bool {
-    matches!(
-        path,
-        "/health"
-            | "/health/ready"
-            | "/api/v1/capabilities"
-            | "/api/v1/openapi.json"
-            | "/api/v1/auth/login"
-            | "/api/v1/auth/login/mfa"
-            | "/api/v1/auth/register"
-            | "/api/v1/auth/bootstrap"
-    )
-}
-
-/// The API-key scope a route needs; `None` for routes no API key or bot may use (public,
-/// session management, server administration, `/api-keys`). The one source for the scope
-/// check of every request (`credentials::require_scope`) and for `x-scope`.
-#[must_use]
-pub fn scope_for(method: &str, path: &str) -> Option<&'static str> {
-    let read = method.eq_ignore_ascii_case("get");
-    let p = path.strip_prefix("/api/v1")?;
-    if p.starts_with("/auth/") || p.starts_with("/admin/") || is_public(path) {
-        return None;
-    }
-    let message_route = ["/messages", "/typing", "/read-marker"]
-        .iter()
-        .any(|m| p.contains(m));
-    if p.starts_with("/messages/") || (p.starts_with("/conversations/") && message_route) {
-        return Some(if read {
-            "messages:read"
-        } else {
-            "messages:write"
-        });
-    }
-    if p.starts_with("/conversations") || (p.starts_with("/orgs/") && p.ends_with("/conversations"))
-    {
-        return Some(if read {
-            "conversations:read"
-        } else {
-            "conversations:admin"
-        });
-    }
-    if p.starts_with("/orgs/") && p.ends_with("/audit") {
-        // The audit log is administration even to read.
-        return Some("org:admin");
-    }
-    if p.starts_with("/orgs") || p.starts_with("/users") {
-        return Some(if read { "org:read" } else { "org:admin" });
-    }
-    None
-}
-
 /// What every error answer looks like (CORE-4): the `ErrorBody` schema as JSON.
 fn error_content() -> Value {
     json!({"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}})
@@ -143,7 +92,7 @@ fn generic_errors(path: &str, op: &Value) -> Vec<u16> {
     if !crate::ratelimit::exempt(path) {
         out.push(429);
     }
-    if !is_public(path) {
+    if op.get("security").is_some() {
         out.extend([401, 403]);
     }
     // The access-token gate (AUTH-9) covers sign-in too: every API route but the two documents
@@ -244,22 +193,13 @@ pub fn finish(doc: OpenApi) -> Arc<Value> {
             let Some(ops) = item.as_object_mut() else {
                 continue;
             };
-            for (method, op) in ops.iter_mut() {
+            for op in ops.values_mut() {
                 let Some(op) = op.as_object_mut() else {
                     continue;
                 };
-                op.insert(
-                    "x-scope".into(),
-                    scope_for(method, path).map_or(Value::Null, |s| Value::String(s.into())),
-                );
-                if scope_for(method, path).is_some() {
-                    op.insert(
-                        "security".into(),
-                        json!([{"bearer": []}, {"bot": []}, {"cookie": []}]),
-                    );
-                } else if !is_public(path) {
-                    op.insert("security".into(), json!([{"bearer": []}, {"cookie": []}]));
-                }
+                // `x-scope` and `security` come from the route group's declaration
+                // (`credentials::declare`); a route without one takes no credential.
+                op.entry("x-scope").or_insert(Value::Null);
                 declare_errors(path, op);
                 optional_empty_body(op, &schemas);
             }
@@ -274,41 +214,50 @@ pub async fn serve(doc: Arc<Value>) -> impl IntoResponse {
 
 #[cfg(test)]
 mod tests {
-    use super::scope_for;
+    use serde_json::Value;
+
+    /// The `x-scope` the route groups declare, as the document shows it.
+    fn scope_for(doc: &Value, method: &str, path: &str) -> Option<String> {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is documented");
+        op["x-scope"].as_str().map(str::to_owned)
+    }
 
     #[test]
     fn scopes() {
+        let (_, doc) = super::super::api();
+        let scope = |m: &str, p: &str| scope_for(&doc, m, p);
+        let is = |s: &str| Some(s.to_owned());
         assert_eq!(
-            scope_for("get", "/api/v1/conversations/{c}/messages"),
-            Some("messages:read")
+            scope("get", "/api/v1/conversations/{c}/messages"),
+            is("messages:read")
         );
         assert_eq!(
-            scope_for("post", "/api/v1/conversations/{c}/messages"),
-            Some("messages:write")
+            scope("post", "/api/v1/conversations/{c}/messages"),
+            is("messages:write")
         );
+        assert_eq!(scope("patch", "/api/v1/messages/{m}"), is("messages:write"));
         assert_eq!(
-            scope_for("patch", "/api/v1/messages/{m}"),
-            Some("messages:write")
+            scope("post", "/api/v1/orgs/{org}/conversations"),
+            is("conversations:admin")
         );
+        assert_eq!(scope("get", "/api/v1/orgs/{org}/members"), is("org:read"));
+        assert_eq!(scope("get", "/api/v1/orgs/{org}/bots"), is("org:read"));
         assert_eq!(
-            scope_for("post", "/api/v1/orgs/{org}/conversations"),
-            Some("conversations:admin")
+            scope("post", "/api/v1/orgs/{org}/bots/{bot}/token"),
+            is("org:admin")
         );
+        assert_eq!(scope("get", "/api/v1/api-keys"), None);
+        assert_eq!(scope("post", "/api/v1/api-keys/{id}/rotate"), None);
+        assert_eq!(scope("post", "/api/v1/auth/login"), None);
+        assert_eq!(scope("get", "/api/v1/admin/users"), None);
+        // Beyond the old table: the audit log is administration even to read, and the routes
+        // of one's own account keep their org scopes.
+        assert_eq!(scope("get", "/api/v1/orgs/{org}/audit"), is("org:admin"));
         assert_eq!(
-            scope_for("get", "/api/v1/orgs/{org}/members"),
-            Some("org:read")
+            scope("get", "/api/v1/users/@me/security-events"),
+            is("org:read")
         );
-        assert_eq!(
-            scope_for("get", "/api/v1/orgs/{org}/bots"),
-            Some("org:read")
-        );
-        assert_eq!(
-            scope_for("post", "/api/v1/orgs/{org}/bots/{bot}/token"),
-            Some("org:admin")
-        );
-        assert_eq!(scope_for("get", "/api/v1/api-keys"), None);
-        assert_eq!(scope_for("post", "/api/v1/api-keys/{id}/rotate"), None);
-        assert_eq!(scope_for("post", "/api/v1/auth/login"), None);
-        assert_eq!(scope_for("get", "/api/v1/admin/users"), None);
+        assert_eq!(scope("delete", "/api/v1/users/@me"), is("org:admin"));
     }
 }

@@ -20,9 +20,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
+    use super::credentials::{declare, RouteAccess};
+    use conclave_core::credential::Scope;
+    let org = RouteAccess::scoped(Scope::OrgRead, Scope::OrgAdmin);
     OpenApiRouter::new()
-        .routes(routes!(export))
-        .routes(routes!(erase))
+        .merge(declare(OpenApiRouter::new().routes(routes!(export)), org))
+        .merge(declare(
+            OpenApiRouter::new().routes(routes!(erase)),
+            org.before_2fa(),
+        ))
 }
 
 /// One org the user belongs to.

@@ -15,10 +15,20 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
+    use super::credentials::{declare, RouteAccess};
+    use conclave_core::credential::Scope;
+    let org = RouteAccess::scoped(Scope::OrgRead, Scope::OrgAdmin);
     OpenApiRouter::new()
-        .routes(routes!(me, update_me))
-        .routes(routes!(my_invites))
-        .routes(routes!(user))
+        .merge(declare(
+            OpenApiRouter::new().routes(routes!(me, update_me)),
+            org.before_2fa(),
+        ))
+        .merge(declare(
+            OpenApiRouter::new()
+                .routes(routes!(my_invites))
+                .routes(routes!(user)),
+            org,
+        ))
 }
 
 /// My account.

@@ -20,6 +20,7 @@ mod cluster;
 mod conversations;
 mod gateway;
 mod gateway_protocol;
+mod identity;
 mod impersonation;
 mod invites;
 mod keyring;

@@ -1,0 +1,308 @@
+//! Who is asking (AUTH-3, AUTH-4a, AUTH-6, AUTH-7, AUTH-9): the one place Conclave reads a
+//! credential. Every surface — REST and the gateway today, MCP and the widget next — hands
+//! what a request showed to [`Services::identify`] and maps the answer, an [`Actor`] or a
+//! [`Refused`], to its own status or close code. No surface parses a token itself, so they
+//! cannot drift apart.
+//!
+//! The order is fixed here: the access-token gate first ([`Services::access_gate`]; its
+//! [`AccessGranted`] proof is what `identify` asks for), then the credential — an
+//! `Authorization`-style value read by [`PresentedCredential::parse`], or a browser's session
+//! cookie with its CSRF token — then its account, then the per-user 2FA gate. Another kind of
+//! credential (an OAuth access token, a widget visitor's secret) is another variant of
+//! [`PresentedCredential`] and another arm of `identify`.
+
+use crate::error::ServiceError;
+use crate::policy;
+use crate::service::{Actor, ClientMeta, ServerAdmin, Services};
+use crate::token::{self, TokenKind};
+use secrecy::{ExposeSecret, SecretString};
+use std::net::IpAddr;
+
+/// The server's own secrets for the gates: the access token every request must carry when
+/// set (AUTH-9), and the management token, valid on the server admin API only.
+#[derive(Default)]
+pub struct Gates {
+    pub access_token: Option<SecretString>,
+    pub management_token: Option<SecretString>,
+}
+
+/// Proof that a request passed the access-token gate (AUTH-9); only
+/// [`Services::access_gate`] makes one.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessGranted(());
+
+/// A credential as an `Authorization` header (or the gateway's `token`) presents it:
+/// `<scheme> <token>`, the scheme matched case-insensitively (RFC 7235 §2.1). Which kind a
+/// bearer token is comes from its prefix ([`TokenKind::claimed_by`]); a token is then checked
+/// as that kind only, so a bot's token sent as `Bearer` or a key sent as `Bot` fails.
+pub enum PresentedCredential {
+    /// `Bearer cnv_s_…`, or a bearer token of another kind this server issues (which fails as
+    /// a session).
+    Session(SecretString),
+    /// `Bearer cnv_k_…` (AUTH-7).
+    ApiKey(SecretString),
+    /// `Bot <token>` (AUTH-6).
+    Bot(SecretString),
+    /// A bearer token of no kind this server issues: only the management token can be one,
+    /// and only the server admin API accepts it.
+    Management(SecretString),
+}
+
+impl PresentedCredential {
+    /// Reads `<scheme> <token>`; the token is trimmed. Any other scheme (`Basic`, or no
+    /// scheme at all) is [`Refused::UnsupportedScheme`].
+    pub fn parse(value: &str) -> Result<Self, Refused> {
+        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+        let token = SecretString::from(rest.trim());
+        if scheme.eq_ignore_ascii_case("bot") {
+            return Ok(Self::Bot(token));
+        }
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(Refused::UnsupportedScheme);
+        }
+        Ok(match TokenKind::claimed_by(token.expose_secret()) {
+            Some(TokenKind::ApiKey) => Self::ApiKey(token),
+            Some(_) => Self::Session(token),
+            None => Self::Management(token),
+        })
+    }
+}
+
+/// The CSRF token a cookie request carries (AUTH-3).
+#[derive(Debug, Clone, Copy)]
+pub enum Csrf<'a> {
+    /// A request that changes nothing (`GET`, `HEAD`, `OPTIONS`, the gateway's upgrade).
+    NotNeeded,
+    /// What `X-CSRF-Token` said (empty when it was missing).
+    Given(&'a str),
+}
+
+/// Where the credential was.
+#[derive(Debug, Clone, Copy)]
+pub enum Shown<'a> {
+    /// `Authorization` (REST), or IDENTIFY's and RESUME's `token` (gateway).
+    Authorization(&'a str),
+    /// A browser's session cookie.
+    Cookie { token: &'a str, csrf: Csrf<'a> },
+}
+
+/// What a request showed, for [`Services::identify`].
+pub struct Presented<'a> {
+    pub credential: Shown<'a>,
+    /// The client's address itself: an API key's allowlist is checked against it.
+    pub ip: Option<IpAddr>,
+    /// Where the request came from as recorded (its `ip` is the address as limits key it).
+    pub meta: ClientMeta,
+    /// Whether the route stays open to a user who must turn on 2FA and has not (their
+    /// account and the 2FA routes).
+    pub before_2fa: bool,
+}
+
+/// Why a request is not let in; each surface answers it its own way.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("a valid access token is required")]
+    AccessToken,
+    #[error("unsupported authorization scheme")]
+    UnsupportedScheme,
+    #[error("the credential is invalid, expired or revoked")]
+    InvalidCredential,
+    #[error("missing or wrong CSRF token")]
+    Csrf,
+    /// AUTH-4a: the user must turn on two-factor authentication first.
+    #[error("two-factor authentication is required")]
+    SecondFactorRequired,
+    /// Anything else: an API key used from outside its allowlist, a database failure.
+    #[error(transparent)]
+    Service(ServiceError),
+}
+
+impl From<ServiceError> for Refused {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Unauthorized { .. } => Self::InvalidCredential,
+            other => Self::Service(other),
+        }
+    }
+}
+
+impl Services {
+    /// AUTH-9: with an access token configured, every request must carry it (compared in
+    /// constant time); the proof is what [`Self::identify`] asks for.
+    pub fn access_gate(&self, given: Option<&str>) -> Result<AccessGranted, Refused> {
+        match &self.gates.access_token {
+            None => Ok(AccessGranted(())),
+            Some(expected)
+                if token::secrets_equal(given.unwrap_or_default(), expected.expose_secret()) =>
+            {
+                Ok(AccessGranted(()))
+            }
+            Some(_) => Err(Refused::AccessToken),
+        }
+    }
+
+    /// Whether the access-token gate is on (shown in the capabilities).
+    #[must_use]
+    pub fn access_gate_on(&self) -> bool {
+        self.gates.access_token.is_some()
+    }
+
+    /// Who is asking: the credential checked as the kind it presents itself as, a cookie
+    /// session with its CSRF token, then the per-user 2FA gate (AUTH-4a). Costs what checking
+    /// the credential costs (one lookup by token hash, one of the account) and, only for a
+    /// user who must turn on 2FA, one more.
+    pub async fn identify(
+        &self,
+        _access: &AccessGranted,
+        presented: Presented<'_>,
+    ) -> Result<Actor, Refused> {
+        let recorded_ip = presented.meta.ip.as_deref();
+        let exact_ip = presented.ip.map(|i| i.to_string());
+        let mut actor = match presented.credential {
+            Shown::Authorization(value) => match PresentedCredential::parse(value)? {
+                PresentedCredential::Session(t) => {
+                    self.authenticate(t.expose_secret(), recorded_ip).await?
+                }
+                PresentedCredential::ApiKey(t) => {
+                    (self.authenticate_api_key(t.expose_secret(), exact_ip.as_deref())).await?
+                }
+                PresentedCredential::Bot(t) => {
+                    (self.authenticate_bot(t.expose_secret(), exact_ip.as_deref())).await?
+                }
+                PresentedCredential::Management(_) => return Err(Refused::InvalidCredential),
+            },
+            Shown::Cookie { token, csrf } => {
+                let actor = self.authenticate(token, recorded_ip).await?;
+                if !actor.session.cookie {
+                    return Err(Refused::InvalidCredential);
+                }
+                if let Csrf::Given(given) = csrf {
+                    if !token::secrets_equal(given, &self.csrf_token(&actor.session)) {
+                        return Err(Refused::Csrf);
+                    }
+                }
+                actor
+            }
+        };
+        actor.meta = presented.meta;
+        self.second_factor_gate(&actor, presented.before_2fa)
+            .await?;
+        Ok(actor)
+    }
+
+    /// The server admin capability for the management token: only a non-empty token equal to
+    /// the configured one (constant time) makes one (CORE-3a).
+    pub fn identify_management(
+        &self,
+        _access: &AccessGranted,
+        credential: &PresentedCredential,
+        meta: ClientMeta,
+    ) -> Result<ServerAdmin, Refused> {
+        let PresentedCredential::Management(given) = credential else {
+            return Err(Refused::InvalidCredential);
+        };
+        let given = given.expose_secret();
+        let matches = !given.is_empty()
+            && (self.gates.management_token.as_ref())
+                .is_some_and(|t| token::secrets_equal(given, t.expose_secret()));
+        if matches {
+            Ok(ServerAdmin::management(meta))
+        } else {
+            Err(Refused::InvalidCredential)
+        }
+    }
+
+    /// AUTH-4a: every credential of a user a server admin requires to use 2FA — a session, or
+    /// an API key they made (a bot is its own account, with its own flag) — reaches only the
+    /// routes declared `before_2fa` until they turn it on.
+    async fn second_factor_gate(&self, actor: &Actor, before_2fa: bool) -> Result<(), Refused> {
+        if policy::credentials::second_factor_waived(
+            actor.user.require_2fa,
+            before_2fa,
+            &actor.session,
+        ) || self.has_2fa(actor.user.id).await?
+        {
+            Ok(())
+        } else {
+            Err(Refused::SecondFactorRequired)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn kind(value: &str) -> Result<&'static str, &'static str> {
+        match PresentedCredential::parse(value) {
+            Ok(PresentedCredential::Session(_)) => Ok("session"),
+            Ok(PresentedCredential::ApiKey(_)) => Ok("api_key"),
+            Ok(PresentedCredential::Bot(_)) => Ok("bot"),
+            Ok(PresentedCredential::Management(_)) => Ok("management"),
+            Err(Refused::UnsupportedScheme) => Err("unsupported_scheme"),
+            Err(_) => Err("other"),
+        }
+    }
+
+    fn token_of(value: &str) -> String {
+        match PresentedCredential::parse(value).unwrap() {
+            PresentedCredential::Session(t)
+            | PresentedCredential::ApiKey(t)
+            | PresentedCredential::Bot(t)
+            | PresentedCredential::Management(t) => t.expose_secret().to_owned(),
+        }
+    }
+
+    #[test]
+    fn schemes_and_prefixes_pick_the_kind() {
+        assert_eq!(kind("Bearer cnv_s_x"), Ok("session"));
+        assert_eq!(kind("Bearer cnv_k_x"), Ok("api_key"));
+        assert_eq!(kind("Bot cnv_b_x"), Ok("bot"));
+        assert_eq!(
+            kind("bot  cnv_k_y "),
+            Ok("bot"),
+            "a key sent as Bot is a bot (and fails)"
+        );
+        assert_eq!(
+            kind("Bearer cnv_b_x"),
+            Ok("session"),
+            "a bot token as Bearer fails"
+        );
+        assert_eq!(kind("Bearer s3cret-admin-token"), Ok("management"));
+        assert_eq!(kind("Bearer "), Ok("management"));
+        assert_eq!(kind("Bearer"), Ok("management"));
+        assert_eq!(kind("Basic YWxpY2U6cHc="), Err("unsupported_scheme"));
+        assert_eq!(
+            kind("cnv_k_x"),
+            Err("unsupported_scheme"),
+            "a scheme is required"
+        );
+        assert_eq!(kind(""), Err("unsupported_scheme"));
+        assert_eq!(token_of("Bearer   cnv_s_x  "), "cnv_s_x");
+        assert_eq!(token_of("Bot"), "");
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_values_never_panic(value in any::<String>()) {
+            let _ = PresentedCredential::parse(&value);
+        }
+
+        #[test]
+        fn the_scheme_is_case_insensitive(
+            scheme in prop::sample::select(vec!["bearer", "bot", "basic", "negotiate"]),
+            upper in prop::collection::vec(any::<bool>(), 9),
+            token in "[ -~]{0,60}",
+        ) {
+            let cased: String = scheme
+                .chars()
+                .zip(upper.iter().cycle())
+                .map(|(c, up)| if *up { c.to_ascii_uppercase() } else { c })
+                .collect();
+            let a = kind(&format!("{scheme} {token}"));
+            let b = kind(&format!("{cased} {token}"));
+            prop_assert_eq!(a, b);
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! What a credential itself allows, whatever its user's rights (AUTH-6, AUTH-7, AUTH-12, AZ-5):
+//! which scope a route group asks of a bot or API key, and the rules that keep account and
+//! credential management to the user's own login session, and what the server admin capability
+//! and impersonation (AUTH-12) may not do. Services ask these predicates and turn a `false`
+//! into their error; the REST routes and the gateway declare a [`ScopeRule`].
+
+use crate::credential::{Credential, Scope};
+use crate::ids::UserId;
+use crate::model::{Session, User};
+use crate::types::UserKind;
+
+/// The scope a route group asks of a bot or API key, declared where the group is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeRule {
+    /// No bot or key may use the group: sign-in and sessions, server administration, API-key
+    /// management, and routes that need no credential at all.
+    SessionOnly,
+    /// The same scope whatever the method (the org audit log is administration even to read).
+    Always(Scope),
+    /// `read` for `GET`, `write` for every other method.
+    ReadWrite { read: Scope, write: Scope },
+}
+
+impl ScopeRule {
+    /// The scope a request needs: `None` when no bot or key may make it.
+    #[must_use]
+    pub const fn needed(self, is_read: bool) -> Option<Scope> {
+        match self {
+            Self::SessionOnly => None,
+            Self::Always(scope) => Some(scope),
+            Self::ReadWrite { read, write } => Some(if is_read { read } else { write }),
+        }
+    }
+}
+
+/// AZ-5: whether a credential may make a request needing `needed`. A login session may make
+/// any (its user's rights decide); a bot or key only one with a scope, and a key only when it
+/// holds that scope.
+#[must_use]
+pub fn scope_allows(credential: &Credential, needed: Option<Scope>) -> bool {
+    match needed {
+        None => !credential.is_limited(),
+        Some(scope) => credential.allows(scope),
+    }
+}
+
+/// Whether the request came through a login session (not a bot or key): managing
+/// credentials, creating or joining orgs take one.
+#[must_use]
+pub const fn is_login_session(credential: &Credential) -> bool {
+    !credential.is_limited()
+}
+
+/// AUTH-12: whether the session is the user's own, not an admin impersonating them.
+#[must_use]
+pub const fn is_own_session(session: &Session) -> bool {
+    session.impersonator.is_none()
+}
+
+/// Whether the credential reaches its whole org rather than listed conversations: what it
+/// would create (a conversation, a bot's token) must not reach beyond its list.
+#[must_use]
+pub fn is_unlisted(credential: &Credential) -> bool {
+    credential.conversations().is_none()
+}
+
+/// AUTH-4a: whether a user who must turn on 2FA and has not may still make this request —
+/// on routes that set it up (`before_2fa`), or through an impersonated session (the admin
+/// who impersonates is not the one asked for a second factor).
+#[must_use]
+pub const fn second_factor_waived(must_set_up: bool, before_2fa: bool, session: &Session) -> bool {
+    !must_set_up || before_2fa || session.impersonator.is_some()
+}
+
+/// AUTH-12: why server admin `admin` may not impersonate `target`, if they may not: never
+/// themselves, another server admin, a bot (it has tokens) or a disabled account.
+#[must_use]
+pub fn impersonation_refusal(admin: UserId, target: &User) -> Option<&'static str> {
+    if target.id == admin {
+        Some("you cannot impersonate yourself")
+    } else if target.server_admin {
+        Some("server admins cannot be impersonated")
+    } else if target.kind != UserKind::User {
+        Some("bots are not impersonated; use their tokens")
+    } else if target.disabled {
+        Some("the account is disabled")
+    } else {
+        None
+    }
+}
+
+/// A server admin's capability over accounts: any change, but never disabling or demoting
+/// their own account (the server would lose its admin). The management token has no account.
+#[must_use]
+pub fn admin_may_update(admin: Option<UserId>, target: UserId, demotes: bool) -> bool {
+    !(demotes && admin == Some(target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::*;
+    use crate::types::KeyTier;
+
+    fn key(scopes: Vec<Scope>) -> Credential {
+        Credential::ApiKey {
+            key: ApiKeyId::new(),
+            org: OrgId::new(),
+            scopes,
+            conversations: None,
+            tier: KeyTier::Free,
+        }
+    }
+
+    #[test]
+    fn rules_name_the_scope_of_a_method() {
+        let rw = ScopeRule::ReadWrite {
+            read: Scope::MessagesRead,
+            write: Scope::MessagesWrite,
+        };
+        assert_eq!(rw.needed(true), Some(Scope::MessagesRead));
+        assert_eq!(rw.needed(false), Some(Scope::MessagesWrite));
+        assert_eq!(
+            ScopeRule::Always(Scope::OrgAdmin).needed(true),
+            Some(Scope::OrgAdmin)
+        );
+        assert_eq!(ScopeRule::SessionOnly.needed(false), None);
+    }
+
+    #[test]
+    fn sessions_pass_every_route_keys_only_their_scopes() {
+        assert!(scope_allows(&Credential::Session, None));
+        assert!(scope_allows(&Credential::Session, Some(Scope::OrgAdmin)));
+        let bot = Credential::Bot {
+            bot: BotId::new(),
+            org: OrgId::new(),
+            conversations: None,
+        };
+        assert!(!scope_allows(&bot, None));
+        assert!(scope_allows(&bot, Some(Scope::OrgAdmin)));
+        let k = key(vec![Scope::MessagesRead]);
+        assert!(!scope_allows(&k, None));
+        assert!(scope_allows(&k, Some(Scope::MessagesRead)));
+        assert!(!scope_allows(&k, Some(Scope::MessagesWrite)));
+        assert!(is_login_session(&Credential::Session) && !is_login_session(&k));
+        assert!(is_unlisted(&k));
+    }
+
+    #[test]
+    fn admins_never_demote_themselves() {
+        let (me, other) = (UserId::new(), UserId::new());
+        assert!(!admin_may_update(Some(me), me, true));
+        assert!(admin_may_update(Some(me), me, false));
+        assert!(admin_may_update(Some(me), other, true));
+        assert!(
+            admin_may_update(None, me, true),
+            "the management token has no account"
+        );
+    }
+}
