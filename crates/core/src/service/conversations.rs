@@ -6,7 +6,7 @@ use crate::error::ServiceError;
 use crate::event::{Control, Event};
 use crate::ids::*;
 use crate::model::*;
-use crate::policy::{self, ConversationAccess, ConversationAction, OrgAction};
+use crate::policy::{self, CallerLimits, ConversationAccess, ConversationAction, OrgAction};
 use crate::store::{Conflict, ConversationPatch, Page, StoreError};
 use crate::types::*;
 
@@ -19,7 +19,45 @@ pub struct NewConversation {
     pub participant_ids: Vec<UserId>,
 }
 
+/// What the request's credential and session take away from the actor's rights.
+pub(super) fn limits(actor: &Actor) -> CallerLimits<'_> {
+    CallerLimits {
+        credential: &actor.credential,
+        impersonated: actor.session.impersonator.is_some(),
+    }
+}
+
 impl Services {
+    /// `conv` with what the caller may do in it (nothing, outside the credential's reach).
+    async fn view(&self, actor: &Actor, conv: Conversation) -> Result<ConversationView> {
+        let limits = limits(actor);
+        let permissions = if limits.reach(conv.org_id, conv.id) {
+            let access = self.user_access(actor.user.id, &conv).await?;
+            policy::conversation_permissions(&access, limits)
+        } else {
+            Vec::new()
+        };
+        Ok(ConversationView {
+            conversation: conv,
+            permissions,
+        })
+    }
+
+    /// A page of the `which` list, each conversation with what the caller may do in it.
+    async fn views(
+        &self,
+        actor: &Actor,
+        which: ConversationList,
+        page: Page<ConversationId>,
+    ) -> Result<Vec<ConversationView>> {
+        let convs = self.conversation_page(actor, which, page).await?;
+        let mut views = Vec::with_capacity(convs.len());
+        for conv in convs {
+            views.push(self.view(actor, conv).await?);
+        }
+        Ok(views)
+    }
+
     /// Everything policy needs to decide about `actor` and `conv`. A bot or key outside its
     /// limits gets 403 `insufficient_scope` (404 when its user could not see `conv` either); a
     /// member of an org that requires 2FA without it gets 403 `mfa_setup_required`.
@@ -121,6 +159,16 @@ impl Services {
     /// Creates a conversation with the caller as owner. A direct conversation for a pair that
     /// already has one returns the existing one (`false`: not created).
     pub async fn create_conversation(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        new: NewConversation,
+    ) -> Result<(ConversationView, bool)> {
+        let (conv, created) = self.create_or_find_conversation(actor, org, new).await?;
+        Ok((self.view(actor, conv).await?, created))
+    }
+
+    async fn create_or_find_conversation(
         &self,
         actor: &Actor,
         org: OrgId,
@@ -230,29 +278,27 @@ impl Services {
         &self,
         actor: &Actor,
         page: Page<ConversationId>,
-    ) -> Result<Vec<Conversation>> {
-        self.conversation_page(actor, ConversationList::Mine, page)
-            .await
+    ) -> Result<Vec<ConversationView>> {
+        self.views(actor, ConversationList::Mine, page).await
     }
 
     pub async fn available_conversations(
         &self,
         actor: &Actor,
         page: Page<ConversationId>,
-    ) -> Result<Vec<Conversation>> {
-        self.conversation_page(actor, ConversationList::Available, page)
-            .await
+    ) -> Result<Vec<ConversationView>> {
+        self.views(actor, ConversationList::Available, page).await
     }
 
     pub async fn get_conversation(
         &self,
         actor: &Actor,
         id: ConversationId,
-    ) -> Result<Conversation> {
-        Ok(self
+    ) -> Result<ConversationView> {
+        let (conv, _) = self
             .conversation_for(actor, id, ConversationAction::See)
-            .await?
-            .0)
+            .await?;
+        self.view(actor, conv).await
     }
 
     pub async fn update_conversation(
@@ -260,7 +306,7 @@ impl Services {
         actor: &Actor,
         id: ConversationId,
         patch: ConversationPatch,
-    ) -> Result<Conversation> {
+    ) -> Result<ConversationView> {
         let (conv, _) = self
             .conversation_for(actor, id, ConversationAction::Update)
             .await?;
@@ -280,7 +326,7 @@ impl Services {
             )
             .await?;
         self.emit(Event::conversation("CONVERSATION_UPDATE", id, &updated));
-        Ok(updated)
+        self.view(actor, updated).await
     }
 
     pub async fn delete_conversation(
@@ -413,7 +459,7 @@ impl Services {
         role: ConversationRole,
     ) -> Result<Participant> {
         let (conv, access) = self
-            .conversation_for(actor, id, ConversationAction::AddParticipant)
+            .conversation_for(actor, id, ConversationAction::AddParticipants)
             .await?;
         if !policy::may_grant_participant_role(&access, role) {
             return Err(ServiceError::forbidden(
@@ -456,7 +502,7 @@ impl Services {
             return self.leave_conversation(actor, id).await;
         }
         let (conv, access) = self
-            .conversation_for(actor, id, ConversationAction::RemoveParticipant)
+            .conversation_for(actor, id, ConversationAction::RemoveParticipants)
             .await?;
         let target = self
             .store

@@ -7,7 +7,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use conclave_core::model::{Conversation, Participant};
+use conclave_core::model::{ConversationView, Participant};
 use conclave_core::service::NewConversation;
 use conclave_core::store::ConversationPatch;
 use conclave_core::types::{ConversationKind, ConversationRole, Name, Visibility};
@@ -47,14 +47,14 @@ pub struct CreateConversation {
 
 /// Create a conversation. A direct conversation for a pair that has one returns it with 200.
 #[utoipa::path(post, path = "/orgs/{org}/conversations", tag = "conversations", params(("org" = String, Path, format = Uuid)), request_body = CreateConversation,
-    responses((status = 201, body = Conversation), (status = 200, body = Conversation, description = "the existing direct conversation"),
+    responses((status = 201, body = ConversationView), (status = 200, body = ConversationView, description = "the existing direct conversation"),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_conversation(
     State(state): State<AppState>,
     caller: Caller,
     p: PathParams,
     ApiJson(body): ApiJson<CreateConversation>,
-) -> ApiResult<(StatusCode, Json<Conversation>)> {
+) -> ApiResult<(StatusCode, Json<ConversationView>)> {
     let new = NewConversation {
         kind: body.kind,
         name: body.name,
@@ -77,41 +77,41 @@ async fn create_conversation(
 
 /// Conversations I take part in, newest first.
 #[utoipa::path(get, path = "/conversations", tag = "conversations", params(ListQuery),
-    responses((status = 200, body = List<Conversation>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = List<ConversationView>), (status = 401, body = ErrorBody)))]
 async fn my_conversations(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<List<Conversation>>> {
+) -> ApiResult<Json<List<ConversationView>>> {
     let page = id_page::<ConversationId>(&q)?;
     let items = state.services.my_conversations(&caller.actor, page).await?;
-    Ok(Json(id_list(items, &page, |c| c.id.0)))
+    Ok(Json(id_list(items, &page, |c| c.conversation.id.0)))
 }
 
 /// Conversations I may join (org-wide, or for a team of mine).
 #[utoipa::path(get, path = "/conversations/available", tag = "conversations", params(ListQuery),
-    responses((status = 200, body = List<Conversation>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = List<ConversationView>), (status = 401, body = ErrorBody)))]
 async fn available_conversations(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<List<Conversation>>> {
+) -> ApiResult<Json<List<ConversationView>>> {
     let page = id_page::<ConversationId>(&q)?;
     let items = state
         .services
         .available_conversations(&caller.actor, page)
         .await?;
-    Ok(Json(id_list(items, &page, |c| c.id.0)))
+    Ok(Json(id_list(items, &page, |c| c.conversation.id.0)))
 }
 
 /// A conversation I can see.
 #[utoipa::path(get, path = "/conversations/{c}", tag = "conversations", params(("c" = String, Path, format = Uuid)),
-    responses((status = 200, body = Conversation), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ConversationView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_conversation(
     State(state): State<AppState>,
     caller: Caller,
     p: PathParams,
-) -> ApiResult<Json<Conversation>> {
+) -> ApiResult<Json<ConversationView>> {
     Ok(Json(
         state
             .services
@@ -130,13 +130,13 @@ pub struct UpdateConversation {
 
 /// Rename, archive or change visibility (conversation owners/moderators, org admins).
 #[utoipa::path(patch, path = "/conversations/{c}", tag = "conversations", params(("c" = String, Path, format = Uuid)), request_body = UpdateConversation,
-    responses((status = 200, body = Conversation), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = ConversationView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_conversation(
     State(state): State<AppState>,
     caller: Caller,
     p: PathParams,
     ApiJson(body): ApiJson<UpdateConversation>,
-) -> ApiResult<Json<Conversation>> {
+) -> ApiResult<Json<ConversationView>> {
     let patch = ConversationPatch {
         name: body.name,
         archived: body.archived,

@@ -23,5 +23,6 @@ mod meta;
 mod mfa;
 mod org_2fa;
 mod orgs;
+mod permissions;
 mod privacy;
 mod ratelimit;
