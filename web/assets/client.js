@@ -20,6 +20,8 @@ const state = {
   available: [],
   openId: null,
   participants: new Map(),
+  /** The open conversation's `permissions`, from the server. */
+  permissions: new Set(),
   presence: new Map(),
   typing: new Map(),
   gateway: null,
@@ -453,7 +455,7 @@ async function welcomeView() {
       inviteStatus,
       invites,
     ),
-    org && ['owner', 'admin'].includes(org.role) ? inviteForm(org) : null,
+    org?.permissions?.includes('create_invite') ? inviteForm(org) : null,
   );
   return fillInvitations(invites, inviteStatus);
 }
@@ -504,7 +506,7 @@ function inviteForm(org) {
     el(
       'select',
       { name: 'role', 'aria-label': 'Role for the invited person' },
-      ROLES.filter((r) => r !== 'owner' || org.role === 'owner').map((r) => el('option', { value: r, text: r })),
+      ROLES.filter((r) => r !== 'owner' || org.permissions.includes('manage_owners')).map((r) => el('option', { value: r, text: r })),
     ),
     el('button', { type: 'submit', text: 'Invite' }),
   );
@@ -586,11 +588,14 @@ async function conversationView(id) {
     composer,
     ui.sendStatus,
   );
-  const [messages, participants] = await Promise.all([
+  const [messages, participants, current] = await Promise.all([
     api('GET', `/conversations/${id}/messages?limit=50`),
     api('GET', `/conversations/${id}/participants?limit=100`),
+    api('GET', `/conversations/${id}`),
   ]);
   if (state.openId !== id) return;
+  // What the caller may do here, as the server decides it (never a copy of its rules).
+  state.permissions = new Set(current.permissions);
   for (const m of messages.items.reverse()) upsertMessage(m);
   olderButton(id, messages.next);
   state.participants = new Map(participants.items.map((p) => [p.user.id, p]));
@@ -630,8 +635,8 @@ function olderButton(id, next) {
 
 function renderPeople() {
   if (!ui.people) return;
-  const mine = state.participants.get(state.me.id);
-  const canRemove = mine && ['owner', 'admin'].includes(mine.role);
+  const may = state.permissions;
+  const canRemove = (p) => may.has('remove_participants') && (p.role !== 'owner' || may.has('manage_owners'));
   show(
     ui.people,
     [...state.participants.values()].map((p) => {
@@ -643,7 +648,7 @@ function renderPeople() {
         el('span', { class: `dot ${status}`, 'aria-hidden': 'true' }),
         el('span', { text: displayName(p.user) }),
         el('span', { class: 'visually-hidden', text: ` (${status})` }),
-        canRemove && p.user.id !== state.me.id
+        canRemove(p) && p.user.id !== state.me.id
           ? el('button', { type: 'button', class: 'small', 'aria-label': `Remove ${displayName(p.user)}`, text: 'Remove', onclick: () => removeParticipant(p) })
           : null,
       );

@@ -957,3 +957,45 @@ test('with the access-token gate the sign-in page asks for the access code and e
     rmSync(gatedDir, { recursive: true, force: true });
   }
 });
+
+test('a conversation moderator removes a member, and a plain member sees no Remove button', async () => {
+  // Self-contained: its own users, org and conversation, made through the API.
+  const adminToken = (await rest('POST', '/auth/login', null, { username: 'admin', password: PASSWORD })).body.token;
+  const tag = randomBytes(3).toString('hex');
+  const [moderator, member, target] = ['mod', 'mem', 'tgt'].map((n) => `${n}${tag}`);
+  const ids = {};
+  for (const name of [moderator, member, target]) {
+    const made = await rest('POST', '/admin/users', adminToken, { username: name, password: PASSWORD });
+    assert.equal(made.status, 201);
+    ids[name] = made.body.id;
+  }
+  const org = (await rest('POST', '/orgs', adminToken, { name: `Moderated ${tag}` })).body;
+  for (const name of [moderator, member, target]) {
+    assert.equal((await rest('POST', `/orgs/${org.id}/members`, adminToken, { user_id: ids[name], role: 'member' })).status, 201);
+  }
+  const conv = (await rest('POST', `/orgs/${org.id}/conversations`, adminToken, { kind: 'group', name: `mods ${tag}`, participant_ids: [ids[member], ids[target]] })).body;
+  assert.equal((await rest('POST', `/conversations/${conv.id}/participants`, adminToken, { user_id: ids[moderator], role: 'moderator' })).status, 201);
+
+  const mod = await newUser();
+  await signInAs(mod.page, moderator);
+  await mod.page.getByText(`Signed in as ${moderator}`).waitFor();
+  await mod.page.goto(`${base}/#/c/${conv.id}`);
+  const remove = mod.page.getByRole('button', { name: `Remove ${target}` });
+  await remove.waitFor({ timeout: 10_000 });
+  await remove.click();
+  await remove.waitFor({ state: 'detached' });
+  const left = await rest('GET', `/conversations/${conv.id}/participants`, adminToken);
+  assert.equal(left.status, 200);
+  assert.ok(!left.body.items.some((p) => p.user.id === ids[target]), 'the server removed the member');
+  assert.ok(left.body.items.some((p) => p.user.id === ids[member]), 'the others stay');
+
+  const plain = await newUser();
+  await signInAs(plain.page, member);
+  await plain.page.getByText(`Signed in as ${member}`).waitFor();
+  await plain.page.goto(`${base}/#/c/${conv.id}`);
+  await plain.page.locator(`.people li[data-user-id="${ids[moderator]}"]`).waitFor();
+  assert.equal(await plain.page.getByRole('button', { name: /^Remove / }).count(), 0, 'a plain member is offered no Remove');
+  await mod.context.close();
+  await plain.context.close();
+  assert.equal((await rest('DELETE', `/orgs/${org.id}`, adminToken)).status, 204);
+});
