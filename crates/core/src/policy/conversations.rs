@@ -2,7 +2,7 @@
 //! moderator, member), org owners and admins who administer it without taking part, read-only
 //! viewers, messages, and the caller's `permissions` list on the conversation object.
 
-use super::{org_allows, CallerLimits, ImpersonatedRequest, OrgAction};
+use super::{impersonation_allows, org_allows, CallerLimits, ImpersonatedRequest, OrgAction};
 use crate::credential::Scope;
 use crate::types::{ConversationKind, ConversationRole, OrgRole};
 use serde::Serialize;
@@ -178,6 +178,18 @@ pub fn may_delete_message(a: &ConversationAccess, is_author: bool) -> bool {
         || conversation_allows(a, ConversationAction::DeleteAnyMessage)
 }
 
+/// AUTH-12: whether an impersonated session (`impersonated`) may delete this message: only the
+/// user's own; moderation is refused, whatever the user's role.
+#[must_use]
+pub fn impersonation_may_delete_message(impersonated: bool, is_author: bool) -> bool {
+    !impersonated
+        || impersonation_allows(if is_author {
+            ImpersonatedRequest::OwnMessage
+        } else {
+            ImpersonatedRequest::ModerateMessage
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +282,13 @@ mod tests {
             &member,
             ConversationRole::Member
         ));
+    }
+
+    #[test]
+    fn impersonated_sessions_delete_only_their_users_messages() {
+        assert!(impersonation_may_delete_message(true, true));
+        assert!(!impersonation_may_delete_message(true, false));
+        assert!(impersonation_may_delete_message(false, false));
     }
 
     #[test]

@@ -36,14 +36,14 @@ mod limits;
 mod orgs;
 
 pub use conversations::{
-    conversation_allows, conversation_permissions, may_delete_message, may_edit_message,
-    may_grant_participant_role, may_remove_participant_with_role, ConversationAccess,
-    ConversationAction,
+    conversation_allows, conversation_permissions, impersonation_may_delete_message,
+    may_delete_message, may_edit_message, may_grant_participant_role,
+    may_remove_participant_with_role, ConversationAccess, ConversationAction,
 };
 pub use limits::CallerLimits;
 pub use orgs::{
-    credential_allows_org_action, may_add_member_directly, may_change_member_role,
-    may_change_security_setting, may_create_org, may_join_org_directly,
+    credential_allows_org_action, holds_own_second_factor, may_add_member_directly,
+    may_change_member_role, may_change_security_setting, may_create_org, may_join_org_directly,
     may_manage_member_with_role, may_remove_member, org_allows, org_permissions, OrgAction,
 };
 

@@ -172,6 +172,13 @@ pub fn may_join_org_directly(kind: UserKind) -> bool {
     kind != UserKind::Bot
 }
 
+/// AUTH-4a: whether an account of `kind` holds its own second factor. A bot cannot: the member
+/// who created it answers for it when its org requires 2FA.
+#[must_use]
+pub fn holds_own_second_factor(kind: UserKind) -> bool {
+    kind != UserKind::Bot
+}
+
 /// AZ-7: whether the caller may add an existing account to an org without its consent. Only a
 /// server admin's own signed-in session (or the management token, on `/admin`) may; everyone
 /// else invites.
@@ -224,6 +231,8 @@ mod tests {
         assert!(may_create_org(UserKind::User));
         assert!(!may_join_org_directly(UserKind::Bot));
         assert!(may_join_org_directly(UserKind::User));
+        assert!(!holds_own_second_factor(UserKind::Bot));
+        assert!(holds_own_second_factor(UserKind::User));
     }
 
     #[test]

@@ -28,7 +28,10 @@ pub(super) fn limits(actor: &Actor) -> CallerLimits<'_> {
 }
 
 impl Services {
-    /// `conv` with what the caller may do in it (nothing, outside the credential's reach).
+    /// `conv` with what the caller may do in it (nothing, outside the credential's reach). Only
+    /// reads answer it: what a create or an update answers is also an event's `d`, shared by
+    /// every recipient, so it carries no one's permissions (GATEWAY: `d` is the object exactly
+    /// as REST returns it).
     async fn view(&self, actor: &Actor, conv: Conversation) -> Result<ConversationView> {
         let limits = limits(actor);
         let permissions = if limits.reach(conv.org_id, conv.id) {
@@ -159,16 +162,6 @@ impl Services {
     /// Creates a conversation with the caller as owner. A direct conversation for a pair that
     /// already has one returns the existing one (`false`: not created).
     pub async fn create_conversation(
-        &self,
-        actor: &Actor,
-        org: OrgId,
-        new: NewConversation,
-    ) -> Result<(ConversationView, bool)> {
-        let (conv, created) = self.create_or_find_conversation(actor, org, new).await?;
-        Ok((self.view(actor, conv).await?, created))
-    }
-
-    async fn create_or_find_conversation(
         &self,
         actor: &Actor,
         org: OrgId,
@@ -306,7 +299,7 @@ impl Services {
         actor: &Actor,
         id: ConversationId,
         patch: ConversationPatch,
-    ) -> Result<ConversationView> {
+    ) -> Result<Conversation> {
         let (conv, _) = self
             .conversation_for(actor, id, ConversationAction::Update)
             .await?;
@@ -326,7 +319,7 @@ impl Services {
             )
             .await?;
         self.emit(Event::conversation("CONVERSATION_UPDATE", id, &updated));
-        self.view(actor, updated).await
+        Ok(updated)
     }
 
     pub async fn delete_conversation(

@@ -224,7 +224,7 @@ impl Services {
             return Err(Self::denied(&access));
         }
         let own = msg.author.id == actor.user.id;
-        if actor.session.impersonator.is_some() && !own {
+        if !policy::impersonation_may_delete_message(actor.session.impersonator.is_some(), own) {
             // An impersonated session deletes only the user's own messages (AUTH-12).
             self.audit_denied(
                 actor,

@@ -10,7 +10,7 @@ use crate::error::ServiceError;
 use crate::event::{Control, Event};
 use crate::ids::*;
 use crate::model::*;
-use crate::policy::{self, OrgAction};
+use crate::policy::{self, CallerLimits, OrgAction};
 use crate::store::{OrgPatch, Page};
 use crate::types::*;
 use serde::Serialize;
@@ -308,11 +308,7 @@ impl Services {
                 user_id: m.user.id,
                 username: m.user.username,
                 role: m.role,
-                actions: OrgAction::ALL
-                    .iter()
-                    .copied()
-                    .filter(|&a| policy::org_allows(m.role, a))
-                    .collect(),
+                actions: policy::org_permissions(m.role, CallerLimits::OWN_SESSION),
             })
             .collect();
         Ok(PermissionsMatrix {

@@ -7,7 +7,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use conclave_core::model::{ConversationView, Participant};
+use conclave_core::model::{Conversation, ConversationView, Participant};
 use conclave_core::service::NewConversation;
 use conclave_core::store::ConversationPatch;
 use conclave_core::types::{ConversationKind, ConversationRole, Name, Visibility};
@@ -47,14 +47,14 @@ pub struct CreateConversation {
 
 /// Create a conversation. A direct conversation for a pair that has one returns it with 200.
 #[utoipa::path(post, path = "/orgs/{org}/conversations", tag = "conversations", params(("org" = String, Path, format = Uuid)), request_body = CreateConversation,
-    responses((status = 201, body = ConversationView), (status = 200, body = ConversationView, description = "the existing direct conversation"),
+    responses((status = 201, body = Conversation), (status = 200, body = Conversation, description = "the existing direct conversation"),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_conversation(
     State(state): State<AppState>,
     caller: Caller,
     p: PathParams,
     ApiJson(body): ApiJson<CreateConversation>,
-) -> ApiResult<(StatusCode, Json<ConversationView>)> {
+) -> ApiResult<(StatusCode, Json<Conversation>)> {
     let new = NewConversation {
         kind: body.kind,
         name: body.name,
@@ -130,13 +130,13 @@ pub struct UpdateConversation {
 
 /// Rename, archive or change visibility (conversation owners/moderators, org admins).
 #[utoipa::path(patch, path = "/conversations/{c}", tag = "conversations", params(("c" = String, Path, format = Uuid)), request_body = UpdateConversation,
-    responses((status = 200, body = ConversationView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Conversation), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_conversation(
     State(state): State<AppState>,
     caller: Caller,
     p: PathParams,
     ApiJson(body): ApiJson<UpdateConversation>,
-) -> ApiResult<Json<ConversationView>> {
+) -> ApiResult<Json<Conversation>> {
     let patch = ConversationPatch {
         name: body.name,
         archived: body.archived,

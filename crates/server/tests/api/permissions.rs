@@ -521,8 +521,9 @@ async fn org_permissions_are_what_the_server_allows(app: TestApp) {
     }
 }
 
-/// The lists come with the objects wherever they are answered: the org when created, listed,
-/// changed; the conversation when created, listed (mine and available) and changed.
+/// The lists come with the objects: the org when created, listed and changed; the conversation
+/// when read, alone or listed (mine and available) — not when created or changed, since that
+/// answer is also the gateway event's `d`, shared by every recipient.
 async fn permissions_are_listed_wherever_the_objects_are_returned(app: TestApp) {
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
@@ -562,11 +563,18 @@ async fn permissions_are_listed_wherever_the_objects_are_returned(app: TestApp) 
         )
         .await
         .expect(201);
-    assert!(conv.body["permissions"]
+    // A create or an update answers the object its event carries to every recipient: no one's
+    // permissions; the reads do.
+    assert!(conv.body.get("permissions").is_none());
+    let c = conv.id();
+    let one = app
+        .get(&format!("/api/v1/conversations/{c}"), &alice.token)
+        .await
+        .expect(200);
+    assert!(one.body["permissions"]
         .as_array()
         .unwrap()
         .contains(&json!("delete")));
-    let c = conv.id();
     let available = app
         .items("/api/v1/conversations/available", &bob.token)
         .await;
@@ -584,8 +592,13 @@ async fn permissions_are_listed_wherever_the_objects_are_returned(app: TestApp) 
         )
         .await
         .expect(200);
+    assert!(archived.body.get("permissions").is_none());
     // Archived: nobody sends or adds people any more, and the list says so at once.
-    let after = archived.body["permissions"].as_array().unwrap();
+    let again = app
+        .get(&format!("/api/v1/conversations/{c}"), &alice.token)
+        .await
+        .expect(200);
+    let after = again.body["permissions"].as_array().unwrap();
     assert!(!after.contains(&json!("send_messages")));
     assert!(!after.contains(&json!("add_participants")));
     assert!(after.contains(&json!("update")));
