@@ -107,15 +107,8 @@ fn scopes(write: bool) -> Vec<&'static str> {
 }
 
 async fn make_key(app: &TestApp, owner: &User, org: &str, write: bool) -> Auth {
-    let res = app
-        .post(
-            "/api/v1/api-keys",
-            &owner.token,
-            json!({"name": "probe", "org_id": org, "scopes": scopes(write)}),
-        )
-        .await
-        .expect(201);
-    Auth::Bearer(res.body["key"].as_str().unwrap().to_owned())
+    let body = json!({"name": "probe", "org_id": org, "scopes": scopes(write)});
+    Auth::Bearer(crate::keys::make_key(app, owner, body).await.1)
 }
 
 async fn make_bot(app: &TestApp, org: &str, by: &User) -> (String, Auth) {
