@@ -2,7 +2,7 @@
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Caller, PathParams};
-use super::pagination::{id_list, id_page, List, ListQuery};
+use super::pagination::{id_listed, List, ListQuery};
 use super::users::nullable;
 use crate::state::AppState;
 use axum::extract::State;
@@ -290,12 +290,13 @@ async fn list_members(
     p: PathParams,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<List<Member>>> {
-    let page = id_page::<UserId>(&q)?;
-    let items = state
-        .services
-        .members(&caller.actor, p.id("org")?, page)
-        .await?;
-    Ok(Json(id_list(items, &page, |m| m.user.id.0)))
+    let org = p.id("org")?;
+    id_listed(
+        &q,
+        |m: &Member| m.user.id.0,
+        |page| state.services.members(&caller.actor, org, page),
+    )
+    .await
 }
 
 #[derive(Deserialize, ToSchema)]
