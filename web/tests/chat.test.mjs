@@ -1,5 +1,5 @@
 // Browser tests of the chat client: invitations, live messages (edit, delete, typing), older
-// pages, removing a participant, hostile content, reconnecting after a restart, and direct
+// pages, removing a participant (by an owner and by a moderator), hostile content, reconnecting after a restart, and direct
 // conversations with unread counts kept by read markers.
 
 import { test } from 'node:test';
@@ -144,6 +144,29 @@ test('a removed participant stops seeing the conversation', async () => {
   assert.equal(await bob.page.getByText('Only for those still here').count(), 0);
   const status = await bob.page.evaluate(async (id) => (await fetch(`/api/v1/conversations/${id}/messages`)).status, conversationId);
   assert.ok([403, 404].includes(status), `bob can no longer read it over REST (${status})`);
+});
+
+test('a conversation moderator removes a member, and a plain member sees no Remove button', async () => {
+  // The client shows controls from the conversation's `permissions` (issue 11): moderators
+  // remove members, plain members are offered nothing.
+  const { owner, people: [modUser, memberUser, targetUser], org } = await team('mod', 'mem', 'tgt');
+  const conv = await h.createConversation(owner, org.id, 'moderated', { participants: [memberUser, targetUser] });
+  const made = await h.rest('POST', `/conversations/${conv.id}/participants`, owner.token, { user_id: modUser.id, role: 'moderator' });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+
+  const mod = await onConversation(modUser, conv.id);
+  const remove = mod.page.getByRole('button', { name: `Remove ${targetUser.username}` });
+  await remove.waitFor({ timeout: 10_000 });
+  await remove.click();
+  await remove.waitFor({ state: 'detached' });
+  const left = await h.rest('GET', `/conversations/${conv.id}/participants`, owner.token);
+  assert.equal(left.status, 200);
+  assert.ok(!left.body.items.some((p) => p.user.id === targetUser.id), 'the server removed the member');
+  assert.ok(left.body.items.some((p) => p.user.id === memberUser.id), 'the others stay');
+
+  const plain = await onConversation(memberUser, conv.id);
+  await plain.page.locator(`.people li[data-user-id="${modUser.id}"]`).waitFor();
+  assert.equal(await plain.page.getByRole('button', { name: /^Remove / }).count(), 0, 'a plain member is offered no Remove');
 });
 
 test('hostile message content executes nothing', async () => {

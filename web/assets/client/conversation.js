@@ -64,11 +64,14 @@ export async function conversationView(id) {
     composer,
     ui.sendStatus,
   );
-  const [messages, participants] = await Promise.all([
+  const [messages, participants, current] = await Promise.all([
     api('GET', `/conversations/${id}/messages?limit=50`),
     api('GET', `/conversations/${id}/participants?limit=100`),
+    api('GET', `/conversations/${id}`),
   ]);
   if (state.openId !== id) return;
+  // What the caller may do here, as the server decides it (never a copy of its rules).
+  state.permissions = new Set(current.permissions);
   for (const m of messages.items.reverse()) upsertMessage(m);
   olderButton(id, messages.next);
   state.participants = new Map(participants.items.map((p) => [p.user.id, p]));
@@ -109,8 +112,8 @@ function olderButton(id, next) {
 /** The people panel: each participant with presence, and Remove for those who may remove. */
 export function renderPeople() {
   if (!ui.people) return;
-  const mine = state.participants.get(state.me.id);
-  const canRemove = mine && ['owner', 'admin'].includes(mine.role);
+  const may = state.permissions;
+  const canRemove = (p) => may.has('remove_participants') && (p.role !== 'owner' || may.has('manage_owners'));
   show(
     ui.people,
     [...state.participants.values()].map((p) => {
@@ -122,7 +125,7 @@ export function renderPeople() {
         el('span', { class: `dot ${status}`, 'aria-hidden': 'true' }),
         el('span', { text: displayName(p.user) }),
         el('span', { class: 'visually-hidden', text: ` (${status})` }),
-        canRemove && p.user.id !== state.me.id
+        canRemove(p) && p.user.id !== state.me.id
           ? el('button', { type: 'button', class: 'small', 'aria-label': `Remove ${displayName(p.user)}`, text: 'Remove', onclick: () => removeParticipant(p) })
           : null,
       );

@@ -29,7 +29,7 @@ export async function welcomeView() {
       inviteStatus,
       invites,
     ),
-    org && ['owner', 'admin'].includes(org.role) ? inviteForm(org) : null,
+    org?.permissions?.includes('create_invite') ? inviteForm(org) : null,
   );
   return fillInvitations(invites, inviteStatus);
 }
@@ -80,7 +80,7 @@ function inviteForm(org) {
     el(
       'select',
       { name: 'role', 'aria-label': 'Role for the invited person' },
-      ROLES.filter((r) => r !== 'owner' || org.role === 'owner').map((r) => el('option', { value: r, text: r })),
+      ROLES.filter((r) => r !== 'owner' || org.permissions.includes('manage_owners')).map((r) => el('option', { value: r, text: r })),
     ),
     el('button', { type: 'submit', text: 'Invite' }),
   );

@@ -11,6 +11,8 @@ export const state = {
   available: [],
   openId: null,
   participants: new Map(),
+  /** The open conversation's `permissions`, from the server. */
+  permissions: new Set(),
   presence: new Map(),
   typing: new Map(),
   gateway: null,

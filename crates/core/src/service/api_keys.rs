@@ -43,7 +43,6 @@ impl Services {
         new: NewApiKey,
     ) -> Result<(ApiKey, SecretString)> {
         Self::require_own_session(actor)?;
-        Self::require_session(actor)?;
         let role = self.org_role(actor, new.org_id).await?;
         if new.tier != KeyTier::Free && !policy::org_allows(role, OrgAction::SetKeyTier) {
             return Err(ServiceError::forbidden(
@@ -133,7 +132,6 @@ impl Services {
     /// its open gateway sockets close with 4004.
     pub async fn revoke_api_key(&self, actor: &Actor, id: ApiKeyId) -> Result<()> {
         Self::require_own_session(actor)?;
-        Self::require_session(actor)?;
         let mut audit = self.audit(actor, "api_key.revoked").resource("api_key", id);
         if let Ok(k) = self.store.api_key(id).await {
             audit = audit.org(k.org_id);
@@ -159,7 +157,6 @@ impl Services {
         grace_seconds: i64,
     ) -> Result<(ApiKey, SecretString)> {
         Self::require_own_session(actor)?;
-        Self::require_session(actor)?;
         let grace = Self::grace(grace_seconds)?;
         let not_found = || ServiceError::NotFound("API key");
         let key = match self.store.api_key(id).await {

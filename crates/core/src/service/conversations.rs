@@ -6,7 +6,7 @@ use crate::error::ServiceError;
 use crate::event::{Control, Event};
 use crate::ids::*;
 use crate::model::*;
-use crate::policy::{self, ConversationAccess, ConversationAction, OrgAction};
+use crate::policy::{self, CallerLimits, ConversationAccess, ConversationAction, OrgAction};
 use crate::store::{Conflict, ConversationPatch, Page, StoreError};
 use crate::types::*;
 
@@ -19,7 +19,48 @@ pub struct NewConversation {
     pub participant_ids: Vec<UserId>,
 }
 
+/// What the request's credential and session take away from the actor's rights.
+pub(super) fn limits(actor: &Actor) -> CallerLimits<'_> {
+    CallerLimits {
+        credential: &actor.credential,
+        impersonated: actor.session.impersonator.is_some(),
+    }
+}
+
 impl Services {
+    /// `conv` with what the caller may do in it (nothing, outside the credential's reach). Only
+    /// reads answer it: what a create or an update answers is also an event's `d`, shared by
+    /// every recipient, so it carries no one's permissions (GATEWAY: `d` is the object exactly
+    /// as REST returns it).
+    async fn view(&self, actor: &Actor, conv: Conversation) -> Result<ConversationView> {
+        let limits = limits(actor);
+        let permissions = if limits.reach(conv.org_id, conv.id) {
+            let access = self.user_access(actor.user.id, &conv).await?;
+            policy::conversation_permissions(&access, limits)
+        } else {
+            Vec::new()
+        };
+        Ok(ConversationView {
+            conversation: conv,
+            permissions,
+        })
+    }
+
+    /// A page of the `which` list, each conversation with what the caller may do in it.
+    async fn views(
+        &self,
+        actor: &Actor,
+        which: ConversationList,
+        page: Page<ConversationId>,
+    ) -> Result<Vec<ConversationView>> {
+        let convs = self.conversation_page(actor, which, page).await?;
+        let mut views = Vec::with_capacity(convs.len());
+        for conv in convs {
+            views.push(self.view(actor, conv).await?);
+        }
+        Ok(views)
+    }
+
     /// Everything policy needs to decide about `actor` and `conv`. A bot or key outside its
     /// limits gets 403 `insufficient_scope` (404 when its user could not see `conv` either); a
     /// member of an org that requires 2FA without it gets 403 `mfa_setup_required`.
@@ -230,29 +271,27 @@ impl Services {
         &self,
         actor: &Actor,
         page: Page<ConversationId>,
-    ) -> Result<Vec<Conversation>> {
-        self.conversation_page(actor, ConversationList::Mine, page)
-            .await
+    ) -> Result<Vec<ConversationView>> {
+        self.views(actor, ConversationList::Mine, page).await
     }
 
     pub async fn available_conversations(
         &self,
         actor: &Actor,
         page: Page<ConversationId>,
-    ) -> Result<Vec<Conversation>> {
-        self.conversation_page(actor, ConversationList::Available, page)
-            .await
+    ) -> Result<Vec<ConversationView>> {
+        self.views(actor, ConversationList::Available, page).await
     }
 
     pub async fn get_conversation(
         &self,
         actor: &Actor,
         id: ConversationId,
-    ) -> Result<Conversation> {
-        Ok(self
+    ) -> Result<ConversationView> {
+        let (conv, _) = self
             .conversation_for(actor, id, ConversationAction::See)
-            .await?
-            .0)
+            .await?;
+        self.view(actor, conv).await
     }
 
     pub async fn update_conversation(
@@ -414,7 +453,7 @@ impl Services {
         role: ConversationRole,
     ) -> Result<Participant> {
         let (conv, access) = self
-            .conversation_for(actor, id, ConversationAction::AddParticipant)
+            .conversation_for(actor, id, ConversationAction::AddParticipants)
             .await?;
         if !policy::may_grant_participant_role(&access, role) {
             return Err(ServiceError::forbidden(
@@ -457,7 +496,7 @@ impl Services {
             return self.leave_conversation(actor, id).await;
         }
         let (conv, access) = self
-            .conversation_for(actor, id, ConversationAction::RemoveParticipant)
+            .conversation_for(actor, id, ConversationAction::RemoveParticipants)
             .await?;
         let target = self
             .store

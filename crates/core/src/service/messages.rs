@@ -91,7 +91,7 @@ impl Services {
         conv: ConversationId,
         req: SendMessage,
     ) -> Result<Sent> {
-        self.conversation_for(actor, conv, ConversationAction::Send)
+        self.conversation_for(actor, conv, ConversationAction::SendMessages)
             .await?;
         let content = stored_content(&req.content, req.format)?;
         if let Some(reply) = req.reply_to {
@@ -224,7 +224,7 @@ impl Services {
             return Err(Self::denied(&access));
         }
         let own = msg.author.id == actor.user.id;
-        if actor.session.impersonator.is_some() && !own {
+        if !policy::impersonation_may_delete_message(actor.session.impersonator.is_some(), own) {
             // An impersonated session deletes only the user's own messages (AUTH-12).
             self.audit_denied(
                 actor,
@@ -290,7 +290,7 @@ impl Services {
 
     /// Tells the other participants the caller is typing (writers only).
     pub async fn typing(&self, actor: &Actor, conv: ConversationId) -> Result<()> {
-        self.conversation_for(actor, conv, ConversationAction::Send)
+        self.conversation_for(actor, conv, ConversationAction::SendMessages)
             .await?;
         let d = serde_json::json!({"conversation_id": conv, "user_id": actor.user.id, "at": self.clock.now()});
         self.emit(Event::conversation("TYPING_START", conv, d));

@@ -8,6 +8,8 @@ mod bots;
 mod conversations;
 mod credentials;
 mod denied;
+mod invites;
+mod members;
 mod messages;
 mod mfa;
 mod org_2fa;
@@ -26,10 +28,9 @@ pub use credentials::{GatewayStart, Resource};
 pub use denied::DENIED_ROWS_PER_MINUTE;
 pub use messages::{SendMessage, Sent};
 pub use mfa::{MfaPending, RecoveryCodes, TotpSetup, MFA_TOKEN_MAX_FAILURES, MFA_TOKEN_TTL};
-pub use orgs::{
-    MatrixEntry, MemberPermissions, PermissionsMatrix, UserRef, AUDIT_RETENTION_FLOOR_DAYS,
-    INVITE_DEFAULT_TTL,
-};
+pub use invites::INVITE_DEFAULT_TTL;
+pub use members::UserRef;
+pub use orgs::{MatrixEntry, MemberPermissions, PermissionsMatrix, AUDIT_RETENTION_FLOOR_DAYS};
 pub use privacy::{AccountExport, Erased, ExportedMembership};
 pub use secrets::SECRET_RING_TTL;
 pub use users::ServerAdmin;

@@ -12,7 +12,6 @@ use crate::ids::{OrgId, UserId};
 use crate::mfa::OrgStanding;
 use crate::model::{Conversation, Org};
 use crate::policy::{self, ConversationAccess, ConversationAction};
-use crate::types::UserKind;
 use std::collections::HashSet;
 
 const MFA_SETUP_REQUIRED: ServiceError = ServiceError::Forbidden {
@@ -79,7 +78,7 @@ impl Services {
         if !standing.needs_2fa_setup() {
             return Ok(false);
         }
-        if self.store.user(user).await?.kind != UserKind::Bot {
+        if policy::holds_own_second_factor(self.store.user(user).await?.kind) {
             return Ok(true);
         }
         let creator = self
@@ -133,7 +132,7 @@ impl Services {
     pub(super) async fn announce_org_2fa(&self, org: OrgId) -> Result<()> {
         let mut lacking = HashSet::new();
         for m in self.all_members(org).await? {
-            if m.user.kind == UserKind::User && !self.has_2fa(m.user.id).await? {
+            if policy::holds_own_second_factor(m.user.kind) && !self.has_2fa(m.user.id).await? {
                 lacking.insert(m.user.id);
             }
         }

@@ -1,27 +1,19 @@
-//! Organizations, their members, invites and teams, and the permissions matrix.
-//!
-//! Joining an org needs the invitee's consent (AZ-7): owners and admins make invite codes or
-//! invite a username, which that user sees in their pending invites and accepts; only a server
-//! admin (or the management token) adds an existing account directly. Bots and keys limited to
-//! a conversation list never change anything org-wide (AZ-5a), and an impersonated session
-//! changes nothing here (AUTH-12).
+//! Organizations: the caller's role in one (the check every org route starts with), creating,
+//! changing, deleting and transferring them, the org object's `permissions`, and the
+//! permissions matrix. Members and teams are in `members`, invites in `invites`. Bots and keys
+//! limited to a conversation list never change anything org-wide (AZ-5a), and an impersonated
+//! session changes nothing here (AUTH-12).
 
 use super::credentials::INSUFFICIENT_SCOPE;
-use super::{Actor, Result, ServerAdmin, Services};
+use super::{Actor, Result, Services};
 use crate::error::ServiceError;
 use crate::event::{Control, Event};
 use crate::ids::*;
 use crate::model::*;
-use crate::policy::{self, OrgAction};
+use crate::policy::{self, CallerLimits, OrgAction};
 use crate::store::{OrgPatch, Page};
-use crate::token::{self, TokenKind};
 use crate::types::*;
-use chrono::{DateTime, Duration, Utc};
-use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
-
-/// How long an invite lasts when its maker does not say (AZ-7).
-pub const INVITE_DEFAULT_TTL: Duration = Duration::days(7);
 
 /// The shortest audit retention an org may set, whatever the server allows (DATA-5).
 pub const AUDIT_RETENTION_FLOOR_DAYS: u32 = 30;
@@ -91,8 +83,17 @@ impl Services {
         }
     }
 
-    pub async fn create_org(&self, actor: &Actor, name: Name) -> Result<(Org, OrgRole)> {
-        if actor.user.kind == UserKind::Bot {
+    /// `org` with the caller's `role` and what they may do in it through this credential.
+    pub(super) fn org_view(actor: &Actor, org: Org, role: OrgRole) -> OrgView {
+        OrgView {
+            org,
+            role,
+            permissions: policy::org_permissions(role, super::conversations::limits(actor)),
+        }
+    }
+
+    pub async fn create_org(&self, actor: &Actor, name: Name) -> Result<OrgView> {
+        if !policy::may_create_org(actor.user.kind) {
             return Err(ServiceError::forbidden(
                 "forbidden",
                 "bots cannot create organizations",
@@ -113,31 +114,29 @@ impl Services {
             .resource("org", org.id)
             .org(org.id);
         self.store.create_org(&org, actor.user.id, &[audit]).await?;
-        Ok((org, OrgRole::Owner))
+        Ok(Self::org_view(actor, org, OrgRole::Owner))
     }
 
     /// The caller's orgs, leaving out those they may not read now (AUTH-4a: an org that
     /// requires 2FA they lack shows nothing of itself, its name included; its routes answer
     /// 403 `mfa_setup_required`, and enabling 2FA needs none of them).
-    pub async fn my_orgs(&self, actor: &Actor) -> Result<Vec<(Org, OrgRole)>> {
+    pub async fn my_orgs(&self, actor: &Actor) -> Result<Vec<OrgView>> {
         let mut orgs = self.store.orgs_for_user(actor.user.id).await?;
         orgs.retain(|(org, _)| actor.credential.covers_org(org.id));
         let locked = self.locked_orgs(actor, orgs.iter().map(|(o, _)| o)).await?;
         orgs.retain(|(org, _)| !locked.contains(&org.id));
-        Ok(orgs)
+        Ok(orgs
+            .into_iter()
+            .map(|(org, role)| Self::org_view(actor, org, role))
+            .collect())
     }
 
-    pub async fn get_org(&self, actor: &Actor, id: OrgId) -> Result<(Org, OrgRole)> {
+    pub async fn get_org(&self, actor: &Actor, id: OrgId) -> Result<OrgView> {
         let role = self.require_org(actor, id, OrgAction::ViewOrg).await?;
-        Ok((self.store.org(id).await?, role))
+        Ok(Self::org_view(actor, self.store.org(id).await?, role))
     }
 
-    pub async fn update_org(
-        &self,
-        actor: &Actor,
-        id: OrgId,
-        patch: OrgPatch,
-    ) -> Result<(Org, OrgRole)> {
+    pub async fn update_org(&self, actor: &Actor, id: OrgId, patch: OrgPatch) -> Result<OrgView> {
         Self::require_not_impersonated(actor)?;
         let role = self.require_org(actor, id, OrgAction::UpdateOrg).await?;
         let before = self.store.org(id).await?;
@@ -209,7 +208,7 @@ impl Services {
             // bots) get ORG_ACCESS_LOST and nothing more of this org, or ORG_ACCESS_RESTORED.
             self.announce_org_2fa(id).await?;
         }
-        Ok((org, role))
+        Ok(Self::org_view(actor, org, role))
     }
 
     /// Every member of an org, read page by page.
@@ -290,427 +289,6 @@ impl Services {
             .await?)
     }
 
-    pub async fn members(
-        &self,
-        actor: &Actor,
-        org: OrgId,
-        page: Page<UserId>,
-    ) -> Result<Vec<Member>> {
-        self.require_org(actor, org, OrgAction::ViewMembers).await?;
-        Ok(self.store.members(org, page).await?)
-    }
-
-    /// `POST /orgs/{org}/members`: only a server admin's own signed-in session adds an existing
-    /// account without its consent (AZ-7); everyone else is told to invite.
-    pub async fn add_member(
-        &self,
-        actor: &Actor,
-        org: OrgId,
-        user: UserRef,
-        role: OrgRole,
-    ) -> Result<Member> {
-        Self::require_not_impersonated(actor)?;
-        self.require_membership_change(actor, org).await?;
-        if !policy::may_add_member_directly(actor.user.server_admin, &actor.credential) {
-            // Outsiders learn nothing about the org (AZ-1): 404 before the refusal.
-            self.org_role(actor, org).await?;
-            self.audit_denied(
-                actor,
-                "member.add_denied",
-                "invite_required",
-                Some(org),
-                None,
-            )
-            .await;
-            return Err(ServiceError::forbidden(
-                "forbidden",
-                "only server admins add members directly; send an invite instead",
-            ));
-        }
-        let admin = self.admin_from_actor(actor)?;
-        self.admin_add_member(&admin, org, user, role).await
-    }
-
-    /// Adds an existing user (by id or username) to an org, for a server admin or the
-    /// management token (`POST /admin/orgs/{org}/members`, AZ-7).
-    pub async fn admin_add_member(
-        &self,
-        admin: &ServerAdmin,
-        org: OrgId,
-        user: UserRef,
-        role: OrgRole,
-    ) -> Result<Member> {
-        self.store.org(org).await.map_err(|e| match e {
-            crate::store::StoreError::NotFound => ServiceError::NotFound("organization"),
-            other => other.into(),
-        })?;
-        let found = match user {
-            UserRef::Id(id) => self
-                .store
-                .user(id)
-                .await
-                .map_err(|_| ServiceError::NotFound("user"))?,
-            UserRef::Name(name) => {
-                self.store
-                    .user_by_username(&name.key())
-                    .await?
-                    .ok_or(ServiceError::NotFound("user"))?
-                    .0
-            }
-        };
-        if found.kind == UserKind::Bot {
-            // A bot belongs to the org it was created in (AUTH-6), and joins it only then.
-            return Err(ServiceError::invalid(
-                "user_id",
-                "bot_not_allowed",
-                "bots are created in their organization and cannot be added to another",
-            ));
-        }
-        let user_id = found.id;
-        self.store
-            .add_member(
-                org,
-                user_id,
-                role,
-                self.clock.now(),
-                &[self
-                    .admin_audit(admin, "member.added")
-                    .resource("user", user_id)
-                    .org(org)
-                    .detail(serde_json::json!({ "role": role, "direct": true }))],
-            )
-            .await?;
-        Ok(self.store.member(org, user_id).await?)
-    }
-
-    /// Refuses what a bot or key limited to conversations, or an impersonated session, may
-    /// not do to memberships (AZ-5a, AUTH-12).
-    async fn require_membership_change(&self, actor: &Actor, org: OrgId) -> Result<()> {
-        Self::require_not_impersonated(actor)?;
-        if policy::credential_allows_org_action(&actor.credential, OrgAction::ManageMembers) {
-            Ok(())
-        } else {
-            self.audit_denied(actor, "org.denied", "insufficient_scope", Some(org), None)
-                .await;
-            Err(INSUFFICIENT_SCOPE)
-        }
-    }
-
-    pub async fn set_member_role(
-        &self,
-        actor: &Actor,
-        org: OrgId,
-        user: UserId,
-        role: OrgRole,
-    ) -> Result<Member> {
-        self.require_membership_change(actor, org).await?;
-        let mine = self.require_org(actor, org, OrgAction::ViewMembers).await?;
-        let current = self
-            .store
-            .membership(org, user)
-            .await?
-            .ok_or(ServiceError::NotFound("member"))?;
-        if !policy::may_manage_member_with_role(mine, current)
-            || !policy::may_manage_member_with_role(mine, role)
-        {
-            return Err(ServiceError::forbidden(
-                "forbidden",
-                "your role cannot change this member's role",
-            ));
-        }
-        let audit = self
-            .audit(actor, "member.role_changed")
-            .resource("user", user)
-            .org(org)
-            .detail(serde_json::json!({ "role": role }));
-        self.store
-            .set_member_role(org, user, role, &[audit])
-            .await?;
-        Ok(self.store.member(org, user).await?)
-    }
-
-    /// Removes a member, or lets a member leave (any role may leave, but not the last owner).
-    pub async fn remove_member(&self, actor: &Actor, org: OrgId, user: UserId) -> Result<()> {
-        let mine = self.org_role(actor, org).await?;
-        self.require_membership_change(actor, org).await?;
-        let target = self
-            .store
-            .membership(org, user)
-            .await?
-            .ok_or(ServiceError::NotFound("member"))?;
-        if user != actor.user.id && !policy::may_manage_member_with_role(mine, target) {
-            return Err(ServiceError::forbidden(
-                "forbidden",
-                "your role cannot remove this member",
-            ));
-        }
-        let conversations = self.store.user_conversation_ids(user, Some(org)).await?;
-        let event = if user == actor.user.id {
-            "member.left"
-        } else {
-            "member.removed"
-        };
-        let audit = self.audit(actor, event).resource("user", user).org(org);
-        self.store.remove_member(org, user, &[audit]).await?;
-        for conv in conversations {
-            self.announce_removed(conv, user, None);
-        }
-        Ok(())
-    }
-
-    /// Creates an invite; the code is returned once. It expires after 7 days unless told
-    /// otherwise. An invite naming a username is for that user only (one use): they see it in
-    /// their pending invites. Whether such an account exists is never looked up here, so the
-    /// answer (and the work done) is the same either way (AZ-7).
-    pub async fn create_invite(
-        &self,
-        actor: &Actor,
-        org: OrgId,
-        role: OrgRole,
-        max_uses: Option<i32>,
-        expires_at: Option<DateTime<Utc>>,
-        username: Option<Username>,
-    ) -> Result<(Invite, SecretString)> {
-        Self::require_not_impersonated(actor)?;
-        let mine = self
-            .require_org(actor, org, OrgAction::CreateInvite)
-            .await?;
-        if !policy::may_manage_member_with_role(mine, role) {
-            return Err(ServiceError::forbidden(
-                "forbidden",
-                "your role cannot invite with that role",
-            ));
-        }
-        if let Some(m) = max_uses {
-            if !(1..=100_000).contains(&m) {
-                return Err(ServiceError::invalid(
-                    "max_uses",
-                    "out_of_range",
-                    "must be between 1 and 100000",
-                ));
-            }
-            if username.is_some() && m != 1 {
-                return Err(ServiceError::invalid(
-                    "max_uses",
-                    "out_of_range",
-                    "an invite naming a user is used once",
-                ));
-            }
-        }
-        let now = self.clock.now();
-        if expires_at.is_some_and(|e| e <= now) {
-            return Err(ServiceError::invalid(
-                "expires_at",
-                "in_past",
-                "must be in the future",
-            ));
-        }
-        let invite = Invite {
-            id: InviteId::new(),
-            org_id: org,
-            role,
-            max_uses: if username.is_some() {
-                Some(1)
-            } else {
-                max_uses
-            },
-            uses: 0,
-            expires_at: Some(expires_at.unwrap_or(now + INVITE_DEFAULT_TTL)),
-            username: username.map(|u| u.key()),
-            created_by: actor.user.id,
-            created_at: now,
-        };
-        let code = token::generate(TokenKind::Invite);
-        self.store
-            .create_invite(
-                &invite,
-                &token::hash(&self.keys.token_pepper, code.expose_secret()),
-                &[self
-                    .audit(actor, "invite.created")
-                    .resource("invite", invite.id)
-                    .org(invite.org_id)
-                    .detail(serde_json::json!({
-                        "role": invite.role,
-                        "max_uses": invite.max_uses,
-                        "username": invite.username,
-                        "expires_at": invite.expires_at,
-                    }))],
-            )
-            .await?;
-        Ok((invite, code))
-    }
-
-    /// The org's invites, for those who may make them.
-    pub async fn invites(&self, actor: &Actor, org: OrgId) -> Result<Vec<Invite>> {
-        self.require_org(actor, org, OrgAction::CreateInvite)
-            .await?;
-        Ok(self.store.org_invites(org).await?)
-    }
-
-    /// Revokes an invite of the org: its code and its pending entry stop working at once.
-    pub async fn revoke_invite(&self, actor: &Actor, org: OrgId, id: InviteId) -> Result<()> {
-        Self::require_not_impersonated(actor)?;
-        self.require_org(actor, org, OrgAction::CreateInvite)
-            .await?;
-        let audit = self
-            .audit(actor, "invite.revoked")
-            .resource("invite", id)
-            .org(org);
-        self.store
-            .revoke_invite(org, id, &[audit])
-            .await
-            .map_err(|e| match e {
-                crate::store::StoreError::NotFound => ServiceError::NotFound("invite"),
-                other => other.into(),
-            })
-    }
-
-    /// The invites naming the caller that they can still accept.
-    pub async fn my_invites(&self, actor: &Actor) -> Result<Vec<PendingInvite>> {
-        Self::require_session(actor)?;
-        Ok(self
-            .store
-            .pending_invites(actor.user.id, self.clock.now())
-            .await?)
-    }
-
-    /// Accepts an invite naming the caller: their consent to join (AZ-7). 404 for an invite
-    /// that does not name them, is used, expired or revoked.
-    pub async fn accept_invite(&self, actor: &Actor, id: InviteId) -> Result<(Org, OrgRole)> {
-        Self::require_own_session(actor)?;
-        // The org is known only once the invite is taken; the row names it in its detail and
-        // is filed in the org's chain from the invite itself.
-        let pending = self
-            .store
-            .pending_invites(actor.user.id, self.clock.now())
-            .await?;
-        let mut audit = self
-            .audit(actor, "invite.accepted")
-            .resource("invite", id)
-            .detail(serde_json::json!({ "user_id": actor.user.id }));
-        if let Some(p) = pending.iter().find(|p| p.id == id) {
-            audit = audit
-                .org(p.org_id)
-                .detail(serde_json::json!({ "user_id": actor.user.id, "role": p.role }));
-        }
-        let invite = self
-            .store
-            .accept_invite(id, actor.user.id, self.clock.now(), &[audit])
-            .await
-            .map_err(|e| match e {
-                crate::store::StoreError::NotFound => ServiceError::NotFound("invite"),
-                other => other.into(),
-            })?;
-        Ok((self.store.org(invite.org_id).await?, invite.role))
-    }
-
-    /// Joins the org of an invite code.
-    pub async fn join_org(&self, actor: &Actor, code: &str) -> Result<(Org, OrgRole)> {
-        Self::require_own_session(actor)?;
-        let hash = self
-            .usable_invite(code, &actor.user.username.to_ascii_lowercase())
-            .await
-            .map_err(|_| {
-                ServiceError::invalid(
-                    "code",
-                    "invite_invalid",
-                    "the invite code is invalid, expired or used up",
-                )
-            })?;
-        let mut audit = self
-            .audit(actor, "member.joined")
-            .resource("user", actor.user.id);
-        if let Some(i) = self.store.invite_by_code(&hash).await? {
-            audit = audit
-                .org(i.org_id)
-                .detail(serde_json::json!({ "role": i.role, "invite_id": i.id }));
-        }
-        let invite = self
-            .store
-            .redeem_invite(&hash, actor.user.id, self.clock.now(), &[audit])
-            .await?;
-        Ok((self.store.org(invite.org_id).await?, invite.role))
-    }
-
-    pub async fn teams(&self, actor: &Actor, org: OrgId) -> Result<Vec<Team>> {
-        self.require_org(actor, org, OrgAction::ViewTeams).await?;
-        Ok(self.store.teams(org).await?)
-    }
-
-    pub async fn create_team(&self, actor: &Actor, org: OrgId, name: Name) -> Result<Team> {
-        Self::require_not_impersonated(actor)?;
-        self.require_org(actor, org, OrgAction::ManageTeams).await?;
-        let team = Team {
-            id: TeamId::new(),
-            org_id: org,
-            name: name.into_inner(),
-            member_ids: vec![],
-            created_at: self.clock.now(),
-        };
-        let audit = self
-            .audit(actor, "team.created")
-            .resource("team", team.id)
-            .org(org);
-        self.store.create_team(&team, &[audit]).await?;
-        Ok(team)
-    }
-
-    async fn org_team(&self, actor: &Actor, org: OrgId, team: TeamId) -> Result<Team> {
-        Self::require_not_impersonated(actor)?;
-        self.require_org(actor, org, OrgAction::ManageTeams).await?;
-        let t = self
-            .store
-            .team(team)
-            .await
-            .map_err(|_| ServiceError::NotFound("team"))?;
-        if t.org_id != org {
-            return Err(ServiceError::NotFound("team"));
-        }
-        Ok(t)
-    }
-
-    pub async fn add_team_member(
-        &self,
-        actor: &Actor,
-        org: OrgId,
-        team: TeamId,
-        user: UserId,
-    ) -> Result<Team> {
-        self.org_team(actor, org, team).await?;
-        if self.store.membership(org, user).await?.is_none() {
-            return Err(ServiceError::NotFound("member"));
-        }
-        let audit = self
-            .audit(actor, "team.member_added")
-            .resource("user", user)
-            .org(org)
-            .detail(serde_json::json!({ "team_id": team }));
-        self.store.add_team_member(team, user, &[audit]).await?;
-        Ok(self.store.team(team).await?)
-    }
-
-    pub async fn remove_team_member(
-        &self,
-        actor: &Actor,
-        org: OrgId,
-        team: TeamId,
-        user: UserId,
-    ) -> Result<()> {
-        self.org_team(actor, org, team).await?;
-        self.store
-            .remove_team_member(
-                team,
-                user,
-                &[self
-                    .audit(actor, "team.member_removed")
-                    .resource("user", user)
-                    .org(org)
-                    .detail(serde_json::json!({ "team_id": team }))],
-            )
-            .await
-            .map_err(|_| ServiceError::NotFound("team member"))
-    }
-
     /// The matrix of org actions by role, and what each member may do.
     pub async fn permissions_matrix(&self, actor: &Actor, org: OrgId) -> Result<PermissionsMatrix> {
         self.require_org(actor, org, OrgAction::ViewMembers).await?;
@@ -732,11 +310,7 @@ impl Services {
                 user_id: m.user.id,
                 username: m.user.username,
                 role: m.role,
-                actions: OrgAction::ALL
-                    .iter()
-                    .copied()
-                    .filter(|&a| policy::org_allows(m.role, a))
-                    .collect(),
+                actions: policy::org_permissions(m.role, CallerLimits::OWN_SESSION),
             })
             .collect();
         Ok(PermissionsMatrix {
@@ -745,11 +319,4 @@ impl Services {
             members,
         })
     }
-}
-
-/// A user named by id or by username.
-#[derive(Debug, Clone)]
-pub enum UserRef {
-    Id(UserId),
-    Name(Username),
 }

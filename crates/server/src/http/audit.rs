@@ -4,7 +4,7 @@
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{AdminCaller, ApiQuery, Caller, PathParams};
-use super::pagination::{id_list, id_page, List, ListQuery};
+use super::pagination::{id_list, id_listed, id_page, List, ListQuery};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
@@ -363,8 +363,13 @@ async fn security_events(
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<List<AuditEvent>>> {
-    let page = id_page::<Uuid>(&q)?;
-    let rows = state.services.security_events(&caller.actor, page).await?;
-    let items: Vec<AuditEvent> = rows.into_iter().map(AuditEvent::from).collect();
-    Ok(Json(id_list(items, &page, |e| e.id)))
+    id_listed(
+        &q,
+        |e: &AuditEvent| e.id,
+        |page: conclave_core::store::Page<Uuid>| async move {
+            let rows = state.services.security_events(&caller.actor, page).await?;
+            Ok(rows.into_iter().map(AuditEvent::from).collect())
+        },
+    )
+    .await
 }

@@ -2,16 +2,16 @@
 
 use super::error::{ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Caller, PathParams};
-use super::pagination::{id_list, id_page, List, ListQuery};
+use super::pagination::{id_listed, List, ListQuery};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use conclave_core::model::{Conversation, Participant};
+use conclave_core::model::{Conversation, ConversationView, Participant};
 use conclave_core::service::NewConversation;
 use conclave_core::store::ConversationPatch;
 use conclave_core::types::{ConversationKind, ConversationRole, Name, Visibility};
-use conclave_core::{ConversationId, UserId};
+use conclave_core::UserId;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -80,43 +80,47 @@ async fn create_conversation(
     ))
 }
 
+/// The id a conversation list is paged by.
+fn conversation_id(c: &ConversationView) -> uuid::Uuid {
+    c.conversation.id.0
+}
+
 /// Conversations I take part in, newest first.
 #[utoipa::path(get, path = "/conversations", tag = "conversations", params(ListQuery),
-    responses((status = 200, body = List<Conversation>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = List<ConversationView>), (status = 401, body = ErrorBody)))]
 async fn my_conversations(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<List<Conversation>>> {
-    let page = id_page::<ConversationId>(&q)?;
-    let items = state.services.my_conversations(&caller.actor, page).await?;
-    Ok(Json(id_list(items, &page, |c| c.id.0)))
+) -> ApiResult<Json<List<ConversationView>>> {
+    id_listed(&q, conversation_id, |page| {
+        state.services.my_conversations(&caller.actor, page)
+    })
+    .await
 }
 
 /// Conversations I may join (org-wide, or for a team of mine).
 #[utoipa::path(get, path = "/conversations/available", tag = "conversations", params(ListQuery),
-    responses((status = 200, body = List<Conversation>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = List<ConversationView>), (status = 401, body = ErrorBody)))]
 async fn available_conversations(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<List<Conversation>>> {
-    let page = id_page::<ConversationId>(&q)?;
-    let items = state
-        .services
-        .available_conversations(&caller.actor, page)
-        .await?;
-    Ok(Json(id_list(items, &page, |c| c.id.0)))
+) -> ApiResult<Json<List<ConversationView>>> {
+    id_listed(&q, conversation_id, |page| {
+        state.services.available_conversations(&caller.actor, page)
+    })
+    .await
 }
 
 /// A conversation I can see.
 #[utoipa::path(get, path = "/conversations/{c}", tag = "conversations", params(("c" = String, Path, format = Uuid)),
-    responses((status = 200, body = Conversation), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ConversationView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_conversation(
     State(state): State<AppState>,
     caller: Caller,
     p: PathParams,
-) -> ApiResult<Json<Conversation>> {
+) -> ApiResult<Json<ConversationView>> {
     Ok(Json(
         state
             .services
@@ -210,12 +214,13 @@ async fn list_participants(
     p: PathParams,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<List<Participant>>> {
-    let page = id_page::<UserId>(&q)?;
-    let items = state
-        .services
-        .participants(&caller.actor, p.id("c")?, page)
-        .await?;
-    Ok(Json(id_list(items, &page, |x| x.user.id.0)))
+    let c = p.id("c")?;
+    id_listed(
+        &q,
+        |x: &Participant| x.user.id.0,
+        |page| state.services.participants(&caller.actor, c, page),
+    )
+    .await
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -2,14 +2,14 @@
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Caller, PathParams};
-use super::pagination::{id_list, id_page, List, ListQuery};
+use super::pagination::{id_listed, List, ListQuery};
 use super::users::nullable;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use conclave_core::model::{Invite, Member, Org, Team};
+use conclave_core::model::{Invite, Member, OrgView, Team};
 use conclave_core::service::{PermissionsMatrix, UserRef};
 use conclave_core::store::OrgPatch;
 use conclave_core::types::{ErasurePolicy, Name, OrgRole, Username};
@@ -41,20 +41,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 }
 
-/// An org with the caller's role in it.
-#[derive(Serialize, ToSchema)]
-pub struct OrgView {
-    #[serde(flatten)]
-    org: Org,
-    role: OrgRole,
-}
-
-impl From<(Org, OrgRole)> for OrgView {
-    fn from((org, role): (Org, OrgRole)) -> Self {
-        Self { org, role }
-    }
-}
-
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrg {
@@ -70,7 +56,7 @@ async fn create_org(
     ApiJson(body): ApiJson<CreateOrg>,
 ) -> ApiResult<(StatusCode, Json<OrgView>)> {
     let org = state.services.create_org(&caller.actor, body.name).await?;
-    Ok((StatusCode::CREATED, Json(org.into())))
+    Ok((StatusCode::CREATED, Json(org)))
 }
 
 /// The orgs I belong to.
@@ -80,9 +66,7 @@ async fn list_orgs(
     caller: Caller,
 ) -> ApiResult<Json<List<OrgView>>> {
     let orgs = state.services.my_orgs(&caller.actor).await?;
-    Ok(Json(List::all(
-        orgs.into_iter().map(OrgView::from).collect(),
-    )))
+    Ok(Json(List::all(orgs)))
 }
 
 /// One org I belong to.
@@ -94,11 +78,7 @@ async fn get_org(
     p: PathParams,
 ) -> ApiResult<Json<OrgView>> {
     Ok(Json(
-        state
-            .services
-            .get_org(&caller.actor, p.id("org")?)
-            .await?
-            .into(),
+        state.services.get_org(&caller.actor, p.id("org")?).await?,
     ))
 }
 
@@ -150,11 +130,7 @@ async fn update_org(
         erasure: body.erasure,
     };
     Ok(Json(
-        state
-            .services
-            .update_org(&caller.actor, id, patch)
-            .await?
-            .into(),
+        state.services.update_org(&caller.actor, id, patch).await?,
     ))
 }
 
@@ -288,13 +264,7 @@ async fn accept_invite(
     p: PathParams,
 ) -> ApiResult<Json<OrgView>> {
     let id: InviteId = p.id("id")?;
-    Ok(Json(
-        state
-            .services
-            .accept_invite(&caller.actor, id)
-            .await?
-            .into(),
-    ))
+    Ok(Json(state.services.accept_invite(&caller.actor, id).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -312,11 +282,7 @@ async fn join_org(
     ApiJson(body): ApiJson<JoinOrg>,
 ) -> ApiResult<Json<OrgView>> {
     Ok(Json(
-        state
-            .services
-            .join_org(&caller.actor, &body.code)
-            .await?
-            .into(),
+        state.services.join_org(&caller.actor, &body.code).await?,
     ))
 }
 
@@ -329,12 +295,13 @@ async fn list_members(
     p: PathParams,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<List<Member>>> {
-    let page = id_page::<UserId>(&q)?;
-    let items = state
-        .services
-        .members(&caller.actor, p.id("org")?, page)
-        .await?;
-    Ok(Json(id_list(items, &page, |m| m.user.id.0)))
+    let org = p.id("org")?;
+    id_listed(
+        &q,
+        |m: &Member| m.user.id.0,
+        |page| state.services.members(&caller.actor, org, page),
+    )
+    .await
 }
 
 #[derive(Deserialize, ToSchema)]

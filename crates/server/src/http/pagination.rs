@@ -3,10 +3,13 @@
 //! `next` continues in the same direction.
 
 use super::error::{ApiError, ApiResult};
+use axum::Json;
 use base64::Engine;
+use conclave_core::error::ServiceError;
 use conclave_core::store::{Cursor, Page};
 use conclave_core::types::Limit;
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -160,6 +163,23 @@ pub fn id_list<T: ToSchema, K>(items: Vec<T>, page: &Page<K>, key: impl Fn(&T) -
         .filter(|_| full)
         .map(|last| encode_id(key(last)));
     List { items, next }
+}
+
+/// One page of a list keyed by id: the page `q` asks for, fetched by `fetch`, answered with
+/// the cursor of the next one (`key` names an item's id). What every id-keyed list route does.
+pub async fn id_listed<K, T, Fut>(
+    q: &ListQuery,
+    key: impl Fn(&T) -> Uuid,
+    fetch: impl FnOnce(Page<K>) -> Fut,
+) -> ApiResult<Json<List<T>>>
+where
+    K: From<Uuid> + Copy,
+    T: ToSchema,
+    Fut: Future<Output = Result<Vec<T>, ServiceError>>,
+{
+    let page = id_page::<K>(q)?;
+    let items = fetch(page).await?;
+    Ok(Json(id_list(items, &page, key)))
 }
 
 /// Wraps a page of messages (keyed by seq).

@@ -30,6 +30,7 @@ mod meta;
 mod mfa;
 mod org_2fa;
 mod orgs;
+mod permissions;
 mod privacy;
 mod ratelimit;
 mod tracing_span;

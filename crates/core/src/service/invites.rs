@@ -1,0 +1,194 @@
+//! Org invites (AZ-7): owners and admins make invite codes or invite a username, which that
+//! user sees in their pending invites and accepts; joining an org always takes the invitee's
+//! consent. An invite never grants more than its maker could.
+
+use super::{Actor, Result, Services};
+use crate::error::ServiceError;
+use crate::ids::*;
+use crate::model::*;
+use crate::policy::{self, OrgAction};
+use crate::token::{self, TokenKind};
+use crate::types::*;
+use chrono::{DateTime, Duration, Utc};
+use secrecy::{ExposeSecret, SecretString};
+
+/// How long an invite lasts when its maker does not say (AZ-7).
+pub const INVITE_DEFAULT_TTL: Duration = Duration::days(7);
+
+impl Services {
+    /// Creates an invite; the code is returned once. It expires after 7 days unless told
+    /// otherwise. An invite naming a username is for that user only (one use): they see it in
+    /// their pending invites. Whether such an account exists is never looked up here, so the
+    /// answer (and the work done) is the same either way (AZ-7).
+    pub async fn create_invite(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        role: OrgRole,
+        max_uses: Option<i32>,
+        expires_at: Option<DateTime<Utc>>,
+        username: Option<Username>,
+    ) -> Result<(Invite, SecretString)> {
+        Self::require_not_impersonated(actor)?;
+        let mine = self
+            .require_org(actor, org, OrgAction::CreateInvite)
+            .await?;
+        if !policy::may_manage_member_with_role(mine, role) {
+            return Err(ServiceError::forbidden(
+                "forbidden",
+                "your role cannot invite with that role",
+            ));
+        }
+        if let Some(m) = max_uses {
+            if !(1..=100_000).contains(&m) {
+                return Err(ServiceError::invalid(
+                    "max_uses",
+                    "out_of_range",
+                    "must be between 1 and 100000",
+                ));
+            }
+            if username.is_some() && m != 1 {
+                return Err(ServiceError::invalid(
+                    "max_uses",
+                    "out_of_range",
+                    "an invite naming a user is used once",
+                ));
+            }
+        }
+        let now = self.clock.now();
+        if expires_at.is_some_and(|e| e <= now) {
+            return Err(ServiceError::invalid(
+                "expires_at",
+                "in_past",
+                "must be in the future",
+            ));
+        }
+        let invite = Invite {
+            id: InviteId::new(),
+            org_id: org,
+            role,
+            max_uses: if username.is_some() {
+                Some(1)
+            } else {
+                max_uses
+            },
+            uses: 0,
+            expires_at: Some(expires_at.unwrap_or(now + INVITE_DEFAULT_TTL)),
+            username: username.map(|u| u.key()),
+            created_by: actor.user.id,
+            created_at: now,
+        };
+        let code = token::generate(TokenKind::Invite);
+        self.store
+            .create_invite(
+                &invite,
+                &token::hash(&self.keys.token_pepper, code.expose_secret()),
+                &[self
+                    .audit(actor, "invite.created")
+                    .resource("invite", invite.id)
+                    .org(invite.org_id)
+                    .detail(serde_json::json!({
+                        "role": invite.role,
+                        "max_uses": invite.max_uses,
+                        "username": invite.username,
+                        "expires_at": invite.expires_at,
+                    }))],
+            )
+            .await?;
+        Ok((invite, code))
+    }
+
+    /// The org's invites, for those who may make them.
+    pub async fn invites(&self, actor: &Actor, org: OrgId) -> Result<Vec<Invite>> {
+        self.require_org(actor, org, OrgAction::CreateInvite)
+            .await?;
+        Ok(self.store.org_invites(org).await?)
+    }
+
+    /// Revokes an invite of the org: its code and its pending entry stop working at once.
+    pub async fn revoke_invite(&self, actor: &Actor, org: OrgId, id: InviteId) -> Result<()> {
+        Self::require_not_impersonated(actor)?;
+        self.require_org(actor, org, OrgAction::CreateInvite)
+            .await?;
+        let audit = self
+            .audit(actor, "invite.revoked")
+            .resource("invite", id)
+            .org(org);
+        self.store
+            .revoke_invite(org, id, &[audit])
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::NotFound => ServiceError::NotFound("invite"),
+                other => other.into(),
+            })
+    }
+
+    /// The invites naming the caller that they can still accept.
+    pub async fn my_invites(&self, actor: &Actor) -> Result<Vec<PendingInvite>> {
+        Self::require_session(actor)?;
+        Ok(self
+            .store
+            .pending_invites(actor.user.id, self.clock.now())
+            .await?)
+    }
+
+    /// Accepts an invite naming the caller: their consent to join (AZ-7). 404 for an invite
+    /// that does not name them, is used, expired or revoked.
+    pub async fn accept_invite(&self, actor: &Actor, id: InviteId) -> Result<OrgView> {
+        Self::require_own_session(actor)?;
+        // The org is known only once the invite is taken; the row names it in its detail and
+        // is filed in the org's chain from the invite itself.
+        let pending = self
+            .store
+            .pending_invites(actor.user.id, self.clock.now())
+            .await?;
+        let mut audit = self
+            .audit(actor, "invite.accepted")
+            .resource("invite", id)
+            .detail(serde_json::json!({ "user_id": actor.user.id }));
+        if let Some(p) = pending.iter().find(|p| p.id == id) {
+            audit = audit
+                .org(p.org_id)
+                .detail(serde_json::json!({ "user_id": actor.user.id, "role": p.role }));
+        }
+        let invite = self
+            .store
+            .accept_invite(id, actor.user.id, self.clock.now(), &[audit])
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::NotFound => ServiceError::NotFound("invite"),
+                other => other.into(),
+            })?;
+        let org = self.store.org(invite.org_id).await?;
+        Ok(Self::org_view(actor, org, invite.role))
+    }
+
+    /// Joins the org of an invite code.
+    pub async fn join_org(&self, actor: &Actor, code: &str) -> Result<OrgView> {
+        Self::require_own_session(actor)?;
+        let hash = self
+            .usable_invite(code, &actor.user.username.to_ascii_lowercase())
+            .await
+            .map_err(|_| {
+                ServiceError::invalid(
+                    "code",
+                    "invite_invalid",
+                    "the invite code is invalid, expired or used up",
+                )
+            })?;
+        let mut audit = self
+            .audit(actor, "member.joined")
+            .resource("user", actor.user.id);
+        if let Some(i) = self.store.invite_by_code(&hash).await? {
+            audit = audit
+                .org(i.org_id)
+                .detail(serde_json::json!({ "role": i.role, "invite_id": i.id }));
+        }
+        let invite = self
+            .store
+            .redeem_invite(&hash, actor.user.id, self.clock.now(), &[audit])
+            .await?;
+        let org = self.store.org(invite.org_id).await?;
+        Ok(Self::org_view(actor, org, invite.role))
+    }
+}
