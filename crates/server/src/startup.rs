@@ -207,7 +207,8 @@ impl Application {
         let keys = Arc::new(server_keys(&config, true)?);
         let store = open_store(&config.database, keys.audit_key()).await?;
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        let fanout = open_fanout(&config, config.gateway.resume_window, &keys, clock.clone()).await?;
+        let fanout =
+            open_fanout(&config, config.gateway.resume_window, &keys, clock.clone()).await?;
         let limiter = Arc::new(open_limiter(&config, clock.clone()).await?);
         let services = Services::new(
             store,

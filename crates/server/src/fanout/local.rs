@@ -79,6 +79,10 @@ impl FanOut for LocalFanOut {
         self.epoch.clone()
     }
 
+    fn published(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).next
+    }
+
     async fn flush(&self) {}
 
     async fn ready(&self) -> bool {

@@ -100,6 +100,13 @@ pub trait FanOut: Send + Sync + 'static {
     async fn replay(&self, after: u64, upto: u64) -> Result<Option<Vec<Delivered>>, FanOutError>;
     /// Names the position space: positions from another epoch mean nothing here.
     fn epoch(&self) -> String;
+    /// The position of the newest event this node has published and knows the position of
+    /// (0 when the transport cannot tell). Every event at or below it was published after its
+    /// change committed, so a snapshot read from the store afterwards already holds it: a
+    /// connection starting now need not be sent it again (GATEWAY: nothing before READY).
+    fn published(&self) -> u64 {
+        0
+    }
     /// Waits until every event published so far has left this node.
     async fn flush(&self);
     /// Whether the transport is reachable (readiness).

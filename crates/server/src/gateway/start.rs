@@ -77,6 +77,7 @@ async fn register(
         user: actor.user.id,
         session: actor.session.id,
         tx,
+        after: gw.fanout.published(),
         reply,
     };
     gw.hub

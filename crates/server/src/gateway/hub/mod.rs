@@ -63,6 +63,9 @@ pub enum Command {
         user: UserId,
         session: SessionId,
         tx: mpsc::Sender<Outbound>,
+        /// `FanOut::published` before the connection reads its snapshot: plain events at or
+        /// below it are already in that snapshot and are not sent (controls still apply).
+        after: u64,
         reply: oneshot::Sender<Result<u64, ()>>,
     },
     /// Sets where the connection starts and goes live: `marker` (READY), or the replayed
@@ -130,6 +133,8 @@ struct Conn {
     changes: Vec<(u64, ConversationId, bool)>,
     /// Events that arrived before `Activate`.
     buffer: Option<Vec<Delivered>>,
+    /// Events up to this position were published before the connection's snapshot was read.
+    starts_after: u64,
     /// Frames numbered up to here are suppressed (resume).
     suppress_upto: u64,
     /// How the connection authenticated: a bot or API key narrows what it may ever receive.
@@ -223,9 +228,10 @@ impl Hub {
                 user,
                 session,
                 tx,
+                after,
                 reply,
             } => {
-                let _ = reply.send(self.register(conn, user, session, tx));
+                let _ = reply.send(self.register(conn, user, session, tx, after));
             }
             Command::Activate {
                 conn,

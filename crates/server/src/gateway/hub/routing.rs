@@ -62,6 +62,7 @@ impl Hub {
             let overflow = self
                 .conns
                 .get_mut(&id)
+                .filter(|c| ev.position > c.starts_after || ev.event.control.is_some())
                 .and_then(|c| c.buffer.as_mut())
                 .is_some_and(|b| {
                     b.push(ev.clone());

@@ -14,13 +14,17 @@ use tokio::sync::mpsc;
 
 impl Hub {
     /// Starts routing for a connection, buffering its events until it is activated; answers
-    /// the current position, or `Err` when the user has too many connections.
+    /// the position its snapshot stands at, or `Err` when the user has too many connections.
+    /// `after` is the newest position published before the snapshot is read: when the hub has
+    /// not dispatched that far yet, the plain events up to it are skipped for this connection
+    /// (they are in its snapshot), so none of them follows READY.
     pub(super) fn register(
         &mut self,
         conn: ConnId,
         user: UserId,
         session: SessionId,
         tx: mpsc::Sender<Outbound>,
+        after: u64,
     ) -> Result<u64, ()> {
         let count = self.by_user.get(&user).map_or(0, HashSet::len);
         if count >= self.limits.max_connections_per_user {
@@ -37,12 +41,13 @@ impl Hub {
                 status: PresenceStatus::Online,
                 checkpoint: Checkpoint {
                     s: 0,
-                    position: self.position,
+                    position: self.position.max(after),
                     conversations: HashSet::new(),
                 },
                 unacked: VecDeque::new(),
                 changes: Vec::new(),
                 buffer: Some(Vec::new()),
+                starts_after: after,
                 suppress_upto: 0,
                 credential: Credential::Session,
                 orgs: HashMap::new(),
@@ -51,7 +56,7 @@ impl Hub {
         );
         self.by_user.entry(user).or_default().insert(conn);
         self.by_session.entry(session).or_default().insert(conn);
-        Ok(self.position)
+        Ok(self.position.max(after))
     }
 
     pub(super) fn activate(

@@ -61,6 +61,7 @@ fn register(h: &mut Hub, id: ConnId, user: UserId, queue: usize) -> mpsc::Receiv
         user,
         session: SessionId::new(),
         tx,
+        after: 0,
         reply,
     });
     rx
@@ -165,6 +166,7 @@ fn removal_is_the_last_event_and_replay_from_a_checkpoint_is_identical() {
         user,
         session: SessionId::new(),
         tx,
+        after: 0,
         reply,
     });
     let replay = Replay {
@@ -503,4 +505,76 @@ fn an_event_is_judged_by_its_own_org_when_it_names_one() {
         got[1]["d"], 3,
         "the update of the locked org is held back; one naming no org goes by the subscription"
     );
+}
+
+#[test]
+fn events_published_before_the_snapshot_do_not_follow_ready() {
+    // The hub lags: events 1 and 2 were published (and are in the store snapshot READY is
+    // built from) but not yet dispatched when the connection registers with `after: 2`.
+    let (mut h, _) = hub(64);
+    let conv = ConversationId::new();
+    let user = UserId::new();
+    let (tx, mut rx) = mpsc::channel(64);
+    let (reply, mut answer) = oneshot::channel();
+    h.command(Command::Register {
+        conn: 1,
+        user,
+        session: SessionId::new(),
+        tx,
+        after: 2,
+        reply,
+    });
+    assert_eq!(
+        answer.try_recv().unwrap(),
+        Ok(2),
+        "the snapshot stands at 2"
+    );
+    h.dispatch(&delivered(
+        1,
+        Event::conversation("MESSAGE_CREATE", conv, 1),
+    ));
+    // A control published before the snapshot still applies: revoking another user's
+    // sessions reaches nobody here, but it is not dropped on the way.
+    h.dispatch(&delivered(
+        2,
+        Event::control(Control::RevokeUser {
+            user: UserId::new(),
+            except: None,
+        }),
+    ));
+    h.dispatch(&delivered(
+        3,
+        Event::conversation("MESSAGE_CREATE", conv, 3),
+    ));
+    let start = Checkpoint {
+        s: 0,
+        position: 2,
+        conversations: [conv].into_iter().collect(),
+    };
+    assert_eq!(h.activate(1, start, None, None), Some(0));
+    let got = frames(&mut rx);
+    assert_eq!(got.len(), 1, "only what came after the snapshot: {got:?}");
+    assert_eq!(got[0]["d"], 3);
+    // A revocation published before the snapshot still closes the socket.
+    let (tx, mut rx) = mpsc::channel(64);
+    let (reply, _) = oneshot::channel();
+    h.command(Command::Register {
+        conn: 2,
+        user,
+        session: SessionId::new(),
+        tx,
+        after: 4,
+        reply,
+    });
+    h.dispatch(&delivered(
+        4,
+        Event::control(Control::RevokeUser { user, except: None }),
+    ));
+    let start = Checkpoint {
+        s: 0,
+        position: 4,
+        conversations: HashSet::new(),
+    };
+    h.activate(2, start, None, None);
+    assert_eq!(frames(&mut rx).last().unwrap()["close"], 4004);
 }
