@@ -641,20 +641,14 @@ async fn resume(
     let saved = gw
         .services
         .store
-        .take_gateway_session(id)
+        .take_gateway_session(id, actor.user.id, actor.session.id)
         .await
         .map_err(|_| Start::Invalid)?
         .ok_or(Start::Invalid)?;
     let window = chrono::Duration::from_std(gw.config.resume_window).unwrap_or_default();
-    let usable = saved.user_id == actor.user.id
-        && saved.auth_session_id == actor.session.id
-        && saved.epoch == gw.fanout.epoch()
-        && saved.saved_at + window > gw.services.clock.now();
+    let usable =
+        saved.epoch == gw.fanout.epoch() && saved.saved_at + window > gw.services.clock.now();
     if !usable {
-        if saved.user_id != actor.user.id {
-            // Not theirs: leave it for its owner.
-            let _ = gw.services.store.save_gateway_session(&saved).await;
-        }
         return Err(Start::Invalid);
     }
     if r.seq < saved.last_s as u64 {

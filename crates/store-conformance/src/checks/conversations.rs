@@ -18,7 +18,7 @@ async fn make_team(store: &dyn Store, org: OrgId, name: &str, members: Vec<UserI
     team
 }
 
-pub async fn conversations_create_and_direct_pairs(store: Arc<dyn Store>) {
+async fn conversations_create_and_direct_pairs(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let org = make_org(&*store, "acme", alice.id).await;
@@ -122,8 +122,9 @@ pub async fn conversations_create_and_direct_pairs(store: Arc<dyn Store>) {
     );
     assert_not_found(store.conversation(doubled.id).await);
 }
+check!(conversations_create_and_direct_pairs);
 
-pub async fn conversations_for_user_pages(store: Arc<dyn Store>) {
+async fn conversations_for_user_pages(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let org = make_org(&*store, "acme", alice.id).await;
@@ -163,8 +164,9 @@ pub async fn conversations_for_user_pages(store: Arc<dyn Store>) {
         .unwrap();
     assert!(first.is_empty());
 }
+check!(conversations_for_user_pages);
 
-pub async fn available_conversations_scope(store: Arc<dyn Store>) {
+async fn available_conversations_scope(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let org = make_org(&*store, "acme", alice.id).await;
@@ -260,8 +262,9 @@ pub async fn available_conversations_scope(store: Arc<dyn Store>) {
         .unwrap()
         .is_empty());
 }
+check!(available_conversations_scope);
 
-pub async fn update_and_delete_conversation(store: Arc<dyn Store>) {
+async fn update_and_delete_conversation(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let org = make_org(&*store, "acme", alice.id).await;
@@ -331,7 +334,7 @@ pub async fn update_and_delete_conversation(store: Arc<dyn Store>) {
 
     let msg = created(
         store
-            .insert_message(&new_message(conv.id, bob.id, "bye"))
+            .insert_message(&new_message(conv.id, bob.id, "bye"), &[])
             .await
             .unwrap(),
     );
@@ -346,8 +349,9 @@ pub async fn update_and_delete_conversation(store: Arc<dyn Store>) {
         .is_empty());
     assert_not_found(store.delete_conversation(conv.id, &[]).await);
 }
+check!(update_and_delete_conversation);
 
-pub async fn participants_page_and_add(store: Arc<dyn Store>) {
+async fn participants_page_and_add(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let org = make_org(&*store, "acme", alice.id).await;
     let conv = make_group(&*store, org.id, alice.id, &[], Visibility::ORG).await;
@@ -422,8 +426,9 @@ pub async fn participants_page_and_add(store: Arc<dyn Store>) {
     assert_eq!(owner.role, ConversationRole::Owner);
     assert_eq!(owner.joined_at, conv.created_at);
 }
+check!(participants_page_and_add);
 
-pub async fn remove_participant_keeps_an_owner(store: Arc<dyn Store>) {
+async fn remove_participant_keeps_an_owner(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let org = make_org(&*store, "acme", alice.id).await;
@@ -467,3 +472,4 @@ pub async fn remove_participant_keeps_an_owner(store: Arc<dyn Store>) {
         Conflict::LastConversationOwner,
     );
 }
+check!(remove_participant_keeps_an_owner);
