@@ -282,8 +282,8 @@ pub async fn retire(store: &dyn Store, id: i32, now: DateTime<Utc>) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secretbox::{Binding, SealedColumn};
     use crate::keys::MasterKey;
+    use crate::secretbox::{Binding, SealedColumn};
     use chrono::TimeZone;
 
     fn keys(byte: u8) -> ServerKeys {

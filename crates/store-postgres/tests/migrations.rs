@@ -383,27 +383,89 @@ fn differences(sqlite: &Schema, postgres: &Schema) -> Vec<String> {
     out
 }
 
+/// A migrated SQLite store on a fresh file, and the file.
+async fn migrated_sqlite() -> (SqliteStore, std::path::PathBuf) {
+    let path = std::env::temp_dir().join(format!("conclave-schema-{}.db", uuid::Uuid::now_v7()));
+    let store = SqliteStore::connect(
+        &format!("sqlite://{}", path.display()),
+        AuditKey::from_bytes([7; 32]),
+    )
+    .await
+    .expect("migrating sqlite");
+    (store, path)
+}
+
+async fn remove_sqlite(store: SqliteStore, path: std::path::PathBuf) {
+    store.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+/// The comparison is not blind: on two SQLite databases, one changed after migrating, it reports
+/// an added column, a changed nullability, a renamed unique constraint and a changed
+/// `ON DELETE` — and, between the second and an unchanged database, only the added table.
+#[tokio::test]
+async fn the_comparison_reports_each_kind_of_difference() {
+    let (a, a_path) = migrated_sqlite().await;
+    let (b, b_path) = migrated_sqlite().await;
+    for sql in [
+        "CREATE TABLE probe (id BLOB NOT NULL, user_id BLOB, code TEXT NOT NULL, \
+         CONSTRAINT probe_pkey PRIMARY KEY (id), \
+         CONSTRAINT probe_code_unique UNIQUE (code), \
+         CONSTRAINT probe_user_fkey FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE)",
+        "ALTER TABLE users ADD COLUMN probe_note TEXT",
+    ] {
+        sqlx::query(sql).execute(a.writer()).await.expect(sql);
+    }
+    sqlx::query(
+        "CREATE TABLE probe (id BLOB NOT NULL, user_id BLOB NOT NULL, code TEXT NOT NULL, \
+         CONSTRAINT probe_pkey PRIMARY KEY (id), \
+         CONSTRAINT probe_code_key UNIQUE (code), \
+         CONSTRAINT probe_user_fkey FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE SET NULL)",
+    )
+    .execute(b.writer())
+    .await
+    .expect("the other probe table");
+    let (left, right) = (
+        sqlite_schema(a.reader()).await,
+        sqlite_schema(b.reader()).await,
+    );
+    let diff = differences(&left, &right);
+    assert_eq!(diff.len(), 2, "users and probe differ: {diff:#?}");
+    let probe = (&left["probe"], &right["probe"]);
+    assert_ne!(probe.0.columns["user_id"], probe.1.columns["user_id"]);
+    assert_ne!(probe.0.unique, probe.1.unique);
+    assert_ne!(probe.0.foreign_keys, probe.1.foreign_keys);
+    assert_eq!(probe.0.primary_key, probe.1.primary_key);
+    assert!(left["users"].columns.contains_key("probe_note"));
+    assert!(!right["users"].columns.contains_key("probe_note"));
+    let (c, c_path) = migrated_sqlite().await;
+    let same = differences(&right, &sqlite_schema(c.reader()).await);
+    assert_eq!(
+        same.len(),
+        1,
+        "only the probe table, which c lacks: {same:#?}"
+    );
+    for (store, path) in [(a, a_path), (b, b_path), (c, c_path)] {
+        remove_sqlite(store, path).await;
+    }
+}
+
 #[tokio::test]
 async fn sqlite_and_postgres_migrations_define_the_same_schema() {
     let Some(db) = FreshDatabase::create("migrations equivalence").await else {
         return;
     };
-    let key = || AuditKey::from_bytes([7; 32]);
-    let pg = PgStore::connect(&db.url, key())
+    let pg = PgStore::connect(&db.url, AuditKey::from_bytes([7; 32]))
         .await
         .expect("migrating postgres");
-    let path = std::env::temp_dir().join(format!("conclave-schema-{}.db", uuid::Uuid::now_v7()));
-    let lite = SqliteStore::connect(&format!("sqlite://{}", path.display()), key())
-        .await
-        .expect("migrating sqlite");
+    let (lite, path) = migrated_sqlite().await;
     let sqlite = sqlite_schema(lite.reader()).await;
     let postgres = postgres_schema(pg.reader()).await;
-    lite.close().await;
+    remove_sqlite(lite, path).await;
     pg.close().await;
     db.drop_database().await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
     assert!(
         sqlite.len() > 10,
         "introspection found the tables: {sqlite:?}"

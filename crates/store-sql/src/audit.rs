@@ -157,7 +157,7 @@ async fn verify_prunable(
             problem: r.problem.unwrap_or(Problem::Gap),
         }
     };
-    let mut v = ChainVerifier::new(&key, chain, cp.as_ref());
+    let mut v = ChainVerifier::new(key, chain, cp.as_ref());
     if v.failed() {
         return Ok(Some(refused(v)));
     }
