@@ -23,10 +23,7 @@ async fn conversations_create_and_direct_pairs(store: Arc<dyn Store>) {
     let bob = make_user(&*store, "bob").await;
     let org = make_org(&*store, "acme", alice.id).await;
     let other = make_org(&*store, "other", alice.id).await;
-    store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
-        .await
-        .unwrap();
+    join(&*store, org.id, bob.id).await;
     let t1 = make_team(&*store, org.id, "one", vec![bob.id]).await;
     let t2 = make_team(&*store, org.id, "two", vec![]).await;
 
@@ -128,10 +125,7 @@ async fn conversations_for_user_pages(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let org = make_org(&*store, "acme", alice.id).await;
-    store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
-        .await
-        .unwrap();
+    join(&*store, org.id, bob.id).await;
     let mut mine = Vec::new();
     for _ in 0..5 {
         mine.push(
@@ -332,12 +326,7 @@ async fn update_and_delete_conversation(store: Arc<dyn Store>) {
             .await,
     );
 
-    let msg = created(
-        store
-            .insert_message(&new_message(conv.id, bob.id, "bye"), &[])
-            .await
-            .unwrap(),
-    );
+    let msg = post_message(&*store, conv.id, bob.id, "bye").await;
     store.delete_conversation(conv.id, &[]).await.unwrap();
     assert_not_found(store.conversation(conv.id).await);
     assert_not_found(store.message(msg.id).await);
@@ -358,10 +347,7 @@ async fn participants_page_and_add(store: Arc<dyn Store>) {
     let mut everyone = vec![alice.id];
     for i in 0..4 {
         let user = make_user(&*store, &format!("user{i}")).await;
-        store
-            .add_member(org.id, user.id, OrgRole::Member, at(1), &[])
-            .await
-            .unwrap();
+        join(&*store, org.id, user.id).await;
         let p = store
             .add_participant(
                 conv.id,

@@ -7,10 +7,7 @@ async fn room(store: &dyn Store) -> (User, User, Conversation) {
     let alice = make_user(store, "alice").await;
     let bob = make_user(store, "bob").await;
     let org = make_org(store, "acme", alice.id).await;
-    store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
-        .await
-        .unwrap();
+    join(&*store, org.id, bob.id).await;
     let conv = make_group(store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
     (alice, bob, conv)
 }
@@ -42,12 +39,7 @@ async fn insert_message_sequences_concurrently(store: Arc<dyn Store>) {
     assert_eq!(store.conversation(conv.id).await.unwrap().last_seq, 20);
 
     let other = make_group(&*store, conv.org_id, alice.id, &[], Visibility::ORG).await;
-    let first = created(
-        store
-            .insert_message(&new_message(other.id, alice.id, "own count"), &[])
-            .await
-            .unwrap(),
-    );
+    let first = post_message(&*store, other.id, alice.id, "own count").await;
     assert_eq!(first.seq, 1, "each conversation counts on its own");
 
     let mut reply = new_message(conv.id, bob.id, "re");
@@ -163,12 +155,7 @@ check!(idempotent_inserts_race);
 async fn messages_page_by_seq(store: Arc<dyn Store>) {
     let (alice, _, conv) = room(&*store).await;
     for i in 1..=7 {
-        created(
-            store
-                .insert_message(&new_message(conv.id, alice.id, &format!("m{i}")), &[])
-                .await
-                .unwrap(),
-        );
+        post_message(&*store, conv.id, alice.id, &format!("m{i}")).await;
     }
     let seqs = |ms: Vec<Message>| ms.into_iter().map(|m| m.seq).collect::<Vec<_>>();
     let latest = store
@@ -202,12 +189,7 @@ check!(messages_page_by_seq);
 
 async fn edit_keeps_history(store: Arc<dyn Store>) {
     let (alice, _, conv) = room(&*store).await;
-    let msg = created(
-        store
-            .insert_message(&new_message(conv.id, alice.id, "v1"), &[])
-            .await
-            .unwrap(),
-    );
+    let msg = post_message(&*store, conv.id, alice.id, "v1").await;
     assert!(store.message_history(msg.id).await.unwrap().is_empty());
 
     let v2 = store
@@ -252,13 +234,9 @@ async fn delete_tombstones(store: Arc<dyn Store>) {
     let mut ids = Vec::new();
     for i in 1..=3 {
         ids.push(
-            created(
-                store
-                    .insert_message(&new_message(conv.id, alice.id, &format!("m{i}")), &[])
-                    .await
-                    .unwrap(),
-            )
-            .id,
+            post_message(&*store, conv.id, alice.id, &format!("m{i}"))
+                .await
+                .id,
         );
     }
     store

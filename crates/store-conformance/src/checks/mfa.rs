@@ -263,10 +263,7 @@ async fn org_standing_reflects_requirement_and_enrolment(store: Arc<dyn Store>) 
     let member = make_user(&*store, "member").await;
     let stranger = make_user(&*store, "stranger").await;
     let org = make_org(&*store, "acme", owner.id).await;
-    store
-        .add_member(org.id, member.id, OrgRole::Member, at(1), &[])
-        .await
-        .unwrap();
+    join(&*store, org.id, member.id).await;
     assert_eq!(store.org_standing(org.id, stranger.id).await.unwrap(), None);
     let standing = store
         .org_standing(org.id, member.id)

@@ -111,6 +111,29 @@ pub(crate) fn new_message(conv: ConversationId, author: UserId, content: &str) -
     }
 }
 
+/// Adds `user` to `org` as a plain member.
+pub(crate) async fn join(store: &dyn Store, org: OrgId, user: UserId) {
+    store
+        .add_member(org, user, OrgRole::Member, at(1), &[])
+        .await
+        .unwrap();
+}
+
+/// Stores a new message by `author` and answers it.
+pub(crate) async fn post_message(
+    store: &dyn Store,
+    conv: ConversationId,
+    author: UserId,
+    content: &str,
+) -> Message {
+    created(
+        store
+            .insert_message(&new_message(conv, author, content), &[])
+            .await
+            .unwrap(),
+    )
+}
+
 pub(crate) fn created(inserted: Inserted) -> Message {
     match inserted {
         Inserted::Created(m) => m,

@@ -43,10 +43,7 @@ async fn org_create_update_delete(store: Arc<dyn Store>) {
 
     // Deleting the org takes everything in it along.
     let bob = make_user(&*store, "bob").await;
-    store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
-        .await
-        .unwrap();
+    join(&*store, org.id, bob.id).await;
     let team = Team {
         id: TeamId::new(),
         org_id: org.id,
@@ -56,12 +53,7 @@ async fn org_create_update_delete(store: Arc<dyn Store>) {
     };
     store.create_team(&team, &[]).await.unwrap();
     let conv = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
-    let msg = created(
-        store
-            .insert_message(&new_message(conv.id, bob.id, "hi"), &[])
-            .await
-            .unwrap(),
-    );
+    let msg = post_message(&*store, conv.id, bob.id, "hi").await;
     store
         .create_invite(&invite(org.id, alice.id, None, None), b"code", &[])
         .await
@@ -195,10 +187,7 @@ async fn remove_member_cleans_up_and_passes_ownership(store: Arc<dyn Store>) {
             .await
             .unwrap();
     }
-    store
-        .add_member(other.id, bob.id, OrgRole::Member, at(1), &[])
-        .await
-        .unwrap();
+    join(&*store, other.id, bob.id).await;
 
     let team = Team {
         id: TeamId::new(),
@@ -298,10 +287,7 @@ async fn transfer_org_swaps_roles(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let org = make_org(&*store, "acme", alice.id).await;
-    store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
-        .await
-        .unwrap();
+    join(&*store, org.id, bob.id).await;
     store
         .transfer_org(org.id, alice.id, bob.id, &[])
         .await

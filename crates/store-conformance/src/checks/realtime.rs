@@ -6,12 +6,7 @@ use super::*;
 async fn post(store: &dyn Store, conv: ConversationId, author: UserId, n: usize) -> Vec<Message> {
     let mut posted = Vec::new();
     for i in 0..n {
-        posted.push(created(
-            store
-                .insert_message(&new_message(conv, author, &format!("m{i}")), &[])
-                .await
-                .unwrap(),
-        ));
+        posted.push(post_message(&*store, conv, author, &format!("m{i}")).await);
     }
     posted
 }
@@ -41,10 +36,7 @@ async fn read_markers_are_set_per_participant(store: Arc<dyn Store>) {
     let carol = make_user(&*store, "carol").await;
     let org = make_org(&*store, "acme", alice.id).await;
     for user in [bob.id, carol.id] {
-        store
-            .add_member(org.id, user, OrgRole::Member, at(1), &[])
-            .await
-            .unwrap();
+        join(&*store, org.id, user).await;
     }
     let conv = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
     let msgs = post(&*store, conv.id, alice.id, 3).await;
@@ -113,10 +105,7 @@ async fn conversation_states_count_unread(store: Arc<dyn Store>) {
     let loner = make_user(&*store, "loner").await;
     let org = make_org(&*store, "acme", alice.id).await;
     let other_org = make_org(&*store, "other", bob.id).await;
-    store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
-        .await
-        .unwrap();
+    join(&*store, org.id, bob.id).await;
 
     let empty = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
     let partly = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
@@ -208,10 +197,7 @@ async fn conversation_and_participant_ids(store: Arc<dyn Store>) {
     let other = make_org(&*store, "other", alice.id).await;
     for org in [acme.id, other.id] {
         for user in [bob.id, carol.id] {
-            store
-                .add_member(org, user, OrgRole::Member, at(1), &[])
-                .await
-                .unwrap();
+            join(&*store, org, user).await;
         }
     }
     let a1 = make_group(

@@ -288,10 +288,7 @@ async fn users_share_org_only_through_a_common_org(store: Arc<dyn Store>) {
     let org = make_org(&*store, "acme", alice.id).await;
     make_org(&*store, "other", carol.id).await;
     assert!(!store.users_share_org(alice.id, bob.id).await.unwrap());
-    store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
-        .await
-        .unwrap();
+    join(&*store, org.id, bob.id).await;
     assert!(store.users_share_org(alice.id, bob.id).await.unwrap());
     assert!(store.users_share_org(bob.id, alice.id).await.unwrap());
     assert!(!store.users_share_org(alice.id, carol.id).await.unwrap());
@@ -319,10 +316,7 @@ async fn anonymised_erasure_moves_messages_to_the_org_placeholder(store: Arc<dyn
     };
     store.update_org(org.id, &patch, &[]).await.unwrap();
     for u in [alice.id, bob.id] {
-        store
-            .add_member(org.id, u, OrgRole::Member, at(1), &[])
-            .await
-            .unwrap();
+        join(&*store, org.id, u).await;
     }
     let conv = make_group(
         &*store,
@@ -332,18 +326,8 @@ async fn anonymised_erasure_moves_messages_to_the_org_placeholder(store: Arc<dyn
         Visibility::Scope(VisibilityScope::Org),
     )
     .await;
-    let hers = created(
-        store
-            .insert_message(&new_message(conv.id, alice.id, "hers"), &[])
-            .await
-            .unwrap(),
-    );
-    let his = created(
-        store
-            .insert_message(&new_message(conv.id, bob.id, "his"), &[])
-            .await
-            .unwrap(),
-    );
+    let hers = post_message(&*store, conv.id, alice.id, "hers").await;
+    let his = post_message(&*store, conv.id, bob.id, "his").await;
     store
         .erase_user(alice.id, &[], "deleted-alice", at(500), &[])
         .await
