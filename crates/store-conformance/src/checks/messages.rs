@@ -7,7 +7,7 @@ async fn room(store: &dyn Store) -> (User, User, Conversation) {
     let alice = make_user(store, "alice").await;
     let bob = make_user(store, "bob").await;
     let org = make_org(store, "acme", alice.id).await;
-    join(&*store, org.id, bob.id).await;
+    join(store, org.id, bob.id).await;
     let conv = make_group(store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
     (alice, bob, conv)
 }

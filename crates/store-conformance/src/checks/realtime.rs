@@ -6,7 +6,7 @@ use super::*;
 async fn post(store: &dyn Store, conv: ConversationId, author: UserId, n: usize) -> Vec<Message> {
     let mut posted = Vec::new();
     for i in 0..n {
-        posted.push(post_message(&*store, conv, author, &format!("m{i}")).await);
+        posted.push(post_message(store, conv, author, &format!("m{i}")).await);
     }
     posted
 }
