@@ -221,10 +221,10 @@ impl ConversationStore for Backend {
              WHERE p.user_id = $1 {} ORDER BY c.id {} LIMIT $2",
             k.cond, k.order
         );
-        let mut q = sqlx::query(&sql).bind(user.0).bind(limit(page.limit));
-        if let Some(key) = k.key {
-            q = q.bind(key.0);
-        }
+        let q = k.bind_key(
+            sqlx::query(&sql).bind(user.0).bind(limit(page.limit)),
+            |key| key.0,
+        );
         let mut conn = self.reader().acquire().await.map_err(db)?;
         let rows = q.fetch_all(&mut *conn).await.map_err(db)?;
         conversation_list(&mut conn, &rows).await
@@ -251,10 +251,10 @@ impl ConversationStore for Backend {
              {} ORDER BY c.id {} LIMIT $2",
             k.cond, k.order
         );
-        let mut q = sqlx::query(&sql).bind(user.0).bind(limit(page.limit));
-        if let Some(key) = k.key {
-            q = q.bind(key.0);
-        }
+        let q = k.bind_key(
+            sqlx::query(&sql).bind(user.0).bind(limit(page.limit)),
+            |key| key.0,
+        );
         let mut conn = self.reader().acquire().await.map_err(db)?;
         let rows = q.fetch_all(&mut *conn).await.map_err(db)?;
         conversation_list(&mut conn, &rows).await
@@ -332,10 +332,10 @@ impl ConversationStore for Backend {
              ORDER BY p.user_id {} LIMIT $2",
             k.cond, k.order
         );
-        let mut q = sqlx::query(&sql).bind(conv.0).bind(limit(page.limit));
-        if let Some(key) = k.key {
-            q = q.bind(key.0);
-        }
+        let q = k.bind_key(
+            sqlx::query(&sql).bind(conv.0).bind(limit(page.limit)),
+            |key| key.0,
+        );
         let rows = q.fetch_all(self.reader()).await.map_err(db)?;
         rows.iter().map(participant_from_row).collect()
     }

@@ -138,10 +138,10 @@ impl MessageStore for Backend {
              WHERE m.conversation_id = $1 {} ORDER BY m.seq {} LIMIT $2",
             k.cond, k.order
         );
-        let mut q = sqlx::query(&sql).bind(conv.0).bind(limit(page.limit));
-        if let Some(key) = k.key {
-            q = q.bind(key);
-        }
+        let q = k.bind_key(
+            sqlx::query(&sql).bind(conv.0).bind(limit(page.limit)),
+            |key| key,
+        );
         let rows = q.fetch_all(self.reader()).await.map_err(db)?;
         rows.iter().map(message_from_row).collect()
     }

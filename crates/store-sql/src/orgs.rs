@@ -232,10 +232,10 @@ impl OrgStore for Backend {
             "{MEMBER_SELECT} WHERE m.org_id = $1 {} ORDER BY m.user_id {} LIMIT $2",
             k.cond, k.order
         );
-        let mut q = sqlx::query(&sql).bind(org.0).bind(limit(page.limit));
-        if let Some(key) = k.key {
-            q = q.bind(key.0);
-        }
+        let q = k.bind_key(
+            sqlx::query(&sql).bind(org.0).bind(limit(page.limit)),
+            |key| key.0,
+        );
         let rows = q.fetch_all(self.reader()).await.map_err(db)?;
         rows.iter().map(member_from_row).collect()
     }

@@ -83,6 +83,19 @@ pub(super) fn keyset<K>(cursor: Cursor<K>, col: &str, n: usize) -> Keyset<K> {
     }
 }
 
+impl<K> Keyset<K> {
+    /// Binds the key (as `value` makes it), when there is one, as the last parameter of `query`.
+    pub(super) fn bind_key<'q, V>(self, query: Query<'q>, value: fn(K) -> V) -> Query<'q>
+    where
+        V: sqlx::Encode<'q, Db> + sqlx::Type<Db> + Send + 'q,
+    {
+        match self.key {
+            Some(key) => query.bind(value(key)),
+            None => query,
+        }
+    }
+}
+
 /// `$from, $from+1, …` for `count` values of an `IN (…)` list.
 pub(super) fn placeholders(from: usize, count: usize) -> String {
     (from..from + count)

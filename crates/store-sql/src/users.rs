@@ -199,10 +199,7 @@ impl UserStore for Backend {
             "SELECT {USER_COLS} FROM users u WHERE 1 = 1 {} ORDER BY u.id {} LIMIT $1",
             k.cond, k.order
         );
-        let mut q = sqlx::query(&sql).bind(limit(page.limit));
-        if let Some(key) = k.key {
-            q = q.bind(key.0);
-        }
+        let q = k.bind_key(sqlx::query(&sql).bind(limit(page.limit)), |key| key.0);
         let rows = q.fetch_all(self.reader()).await.map_err(db)?;
         rows.iter().map(user_from_row).collect()
     }
