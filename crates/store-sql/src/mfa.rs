@@ -74,9 +74,8 @@ impl MfaStore for Backend {
         at: DateTime<Utc>,
         audit: &[AuditEntry],
     ) -> StoreResult<bool> {
-        let mut tx = self.writer().begin().await.map_err(db)?;
         // The conditional upsert replaces a pending secret but never an enabled one.
-        let done = sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO user_totp (user_id, secret_key_id, secret_nonce, secret_ciphertext, \
              enabled_at, last_step, created_at) VALUES ($1, $2, $3, $4, NULL, NULL, $5) \
              ON CONFLICT (user_id) DO UPDATE SET secret_key_id = excluded.secret_key_id, \
@@ -89,16 +88,9 @@ impl MfaStore for Backend {
         .bind(secret.key_id)
         .bind(secret.nonce.as_slice())
         .bind(secret.ciphertext.as_slice())
-        .bind(ts(at))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .bind(ts(at));
         // No change, no audit row.
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        commit_audited(tx, self, audit).await?;
-        Ok(true)
+        Ok(run_audited(self, query, audit).await? == 1)
     }
 
     async fn totp_enrolment(
@@ -209,23 +201,15 @@ impl MfaStore for Backend {
         at: DateTime<Utc>,
         audit: &[AuditEntry],
     ) -> StoreResult<bool> {
-        let mut tx = self.writer().begin().await.map_err(db)?;
-        let done = sqlx::query(
+        let query = sqlx::query(
             "UPDATE recovery_codes SET used_at = $3 \
              WHERE user_id = $1 AND lookup = $2 AND used_at IS NULL",
         )
         .bind(user.0)
         .bind(lookup)
-        .bind(ts(at))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .bind(ts(at));
         // No change, no audit row.
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        commit_audited(tx, self, audit).await?;
-        Ok(true)
+        Ok(run_audited(self, query, audit).await? == 1)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

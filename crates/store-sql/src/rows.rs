@@ -301,10 +301,23 @@ pub(super) async fn change_audited(
     query: Query<'_>,
     audit: &[AuditEntry],
 ) -> StoreResult<()> {
-    let mut tx = s.writer().begin().await.map_err(db)?;
-    let done = query.execute(&mut *tx).await.map_err(db)?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound);
+    match run_audited(s, query, audit).await? {
+        0 => Err(StoreError::NotFound),
+        _ => Ok(()),
     }
-    commit_audited(tx, s, audit).await
+}
+
+/// In one transaction: runs `query` and, when it changed a row, appends `audit` and commits (no
+/// change, no audit row); answers how many rows it changed.
+pub(super) async fn run_audited(
+    s: &Backend,
+    query: Query<'_>,
+    audit: &[AuditEntry],
+) -> StoreResult<u64> {
+    let mut tx = s.writer().begin().await.map_err(db)?;
+    let changed = query.execute(&mut *tx).await.map_err(db)?.rows_affected();
+    if changed > 0 {
+        commit_audited(tx, s, audit).await?;
+    }
+    Ok(changed)
 }
