@@ -12,74 +12,17 @@
 //! secret (on key id and nonce), so a user who replaces their secret meanwhile keeps theirs.
 
 use crate::keys::ServerKeys;
-use crate::secretbox::{Binding, Sealed, SealedColumn, SecretKeyRing, DERIVED_KEY_ID, NONCE_LEN};
+use crate::secretbox::{SecretKeyRing, DERIVED_KEY_ID, NONCE_LEN};
+pub use crate::store::keyring::{RetireOutcome, SecretKeyRecord, SecretRef, StoredSecret};
 use crate::store::{Store, StoreError};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretBox};
-use std::fmt;
 
 /// How many sealed secrets a rotation reads per batch.
 pub const ROTATION_BATCH: i64 = 100;
-
-/// One key of the ring as stored. `wrapped_key` is `None` for key 1 only (it is derived from
-/// the master key); otherwise it is nonce ‖ AES-256-GCM ciphertext and tag of the data key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretKeyRecord {
-    pub id: i32,
-    pub wrapped_key: Option<Vec<u8>>,
-    pub created_at: DateTime<Utc>,
-    pub retired_at: Option<DateTime<Utc>>,
-}
-
-impl fmt::Debug for SecretKeyRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SecretKeyRecord")
-            .field("id", &self.id)
-            .field("wrapped", &self.wrapped_key.is_some())
-            .field("created_at", &self.created_at)
-            .field("retired_at", &self.retired_at)
-            .finish()
-    }
-}
-
-/// Where a sealed secret is stored: its column and the id of its row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SecretRef {
-    pub column: SealedColumn,
-    pub row: uuid::Uuid,
-}
-
-impl SecretRef {
-    /// The binding a value stored here is sealed with.
-    #[must_use]
-    pub fn binding(&self) -> Binding<'_> {
-        Binding {
-            column: self.column,
-            row: self.row.as_bytes(),
-        }
-    }
-}
-
-/// A sealed secret and where it is stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredSecret {
-    pub at: SecretRef,
-    pub sealed: Sealed,
-}
-
-/// What `retire_secret_key` found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetireOutcome {
-    Retired,
-    AlreadyRetired,
-    /// It is the newest key not retired: the one new secrets are sealed with.
-    Current,
-    /// This many stored secrets are still sealed with it.
-    InUse(u64),
-}
 
 /// Why a key ring operation failed. The texts are meant for an operator and hold no key
 /// material.
@@ -326,7 +269,7 @@ pub async fn rotate(
 
 /// Retires key `id`: refused while it is current or any stored secret uses it.
 pub async fn retire(store: &dyn Store, id: i32, now: DateTime<Utc>) -> Result<(), KeyRingError> {
-    match store.retire_secret_key(id, now).await {
+    match store.retire_secret_key(id, now, &[]).await {
         Ok(RetireOutcome::Retired) => Ok(()),
         Ok(RetireOutcome::AlreadyRetired) => Err(KeyRingError::AlreadyRetired(id)),
         Ok(RetireOutcome::Current) => Err(KeyRingError::Current(id)),
@@ -340,6 +283,7 @@ pub async fn retire(store: &dyn Store, id: i32, now: DateTime<Utc>) -> Result<()
 mod tests {
     use super::*;
     use crate::keys::MasterKey;
+    use crate::secretbox::{Binding, SealedColumn};
     use chrono::TimeZone;
 
     fn keys(byte: u8) -> ServerKeys {

@@ -1,5 +1,6 @@
 //! The PostgreSQL store: one pool for reads and writes; row locks and transactions keep the
-//! invariants. The SQL itself is shared with SQLite through [`conclave_store_sql::impl_store!`].
+//! invariants. The SQL itself is shared with SQLite: `crates/store-sql/src` is compiled here as
+//! the private module `sql`, over `sqlx::Postgres`.
 
 use conclave_core::store::StoreError;
 use sqlx::postgres::PgPoolOptions;
@@ -62,4 +63,10 @@ impl PgStore {
     }
 }
 
-conclave_store_sql::impl_store!(PgStore, sqlx::Postgres);
+/// The database the shared SQL runs on.
+type Db = Postgres;
+/// The type the shared SQL implements the store traits for.
+type Backend = PgStore;
+
+#[path = "../../store-sql/src/mod.rs"]
+mod sql;

@@ -2,347 +2,371 @@
 //! indexed query), and atomic rotation. Lists (scopes, conversation ids, IP blocks) are JSON
 //! arrays of strings, the same text in both backends.
 
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __store_sql_credentials {
-    () => {
-        /// A list as the JSON array of strings the list columns hold.
-        fn json_text<T: ::std::fmt::Display>(list: &[T]) -> StoreResult<String> {
-            let items: Vec<String> = list.iter().map(ToString::to_string).collect();
-            ::serde_json::to_string(&items)
-                .map_err(|e| StoreError::Backend(format!("encoding a list: {e}")))
-        }
+use super::*;
 
-        /// A nullable list column, each item read back through `parse`.
-        fn json_list<T>(
-            row: &Row,
-            col: &str,
-            parse: fn(&str) -> Option<T>,
-        ) -> StoreResult<Option<Vec<T>>> {
-            let bad = |why: String| StoreError::Backend(format!("column {col}: {why}"));
-            let Some(text) = get::<Option<String>>(row, col)? else {
-                return Ok(None);
-            };
-            let items: Vec<String> =
-                ::serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-            items
-                .iter()
-                .map(|i| parse(i).ok_or_else(|| bad(format!("unknown value {i:?}"))))
-                .collect::<StoreResult<Vec<T>>>()
-                .map(Some)
-        }
+/// A list as the JSON array of strings the list columns hold.
+fn json_text<T: std::fmt::Display>(list: &[T]) -> StoreResult<String> {
+    let items: Vec<String> = list.iter().map(ToString::to_string).collect();
+    serde_json::to_string(&items).map_err(|e| StoreError::Backend(format!("encoding a list: {e}")))
+}
 
-        fn conversation_id(raw: &str) -> Option<ConversationId> {
-            ::uuid::Uuid::try_parse(raw).ok().map(ConversationId)
-        }
+/// A nullable list column, each item read back through `parse`.
+fn json_list<T>(row: &Row, col: &str, parse: fn(&str) -> Option<T>) -> StoreResult<Option<Vec<T>>> {
+    let bad = |why: String| StoreError::Backend(format!("column {col}: {why}"));
+    let Some(text) = get::<Option<String>>(row, col)? else {
+        return Ok(None);
+    };
+    let items: Vec<String> = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    items
+        .iter()
+        .map(|i| parse(i).ok_or_else(|| bad(format!("unknown value {i:?}"))))
+        .collect::<StoreResult<Vec<T>>>()
+        .map(Some)
+}
 
-        fn scope(raw: &str) -> Option<::conclave_core::credential::Scope> {
-            ::conclave_core::credential::Scope::parse(raw).ok()
-        }
+fn conversation_id(raw: &str) -> Option<ConversationId> {
+    uuid::Uuid::try_parse(raw).ok().map(ConversationId)
+}
 
-        fn cidr(raw: &str) -> Option<::conclave_core::credential::Cidr> {
-            ::conclave_core::credential::Cidr::parse(raw).ok()
-        }
+fn scope(raw: &str) -> Option<conclave_core::credential::Scope> {
+    conclave_core::credential::Scope::parse(raw).ok()
+}
 
-        fn secret_ids(row: &Row) -> StoreResult<SecretIds> {
-            Ok(SecretIds {
-                current: SessionId(get(row, "token_id")?),
-                hint: get(row, "token_hint")?,
-                previous: get::<Option<::uuid::Uuid>>(row, "previous_token_id")?.map(SessionId),
-            })
-        }
+fn cidr(raw: &str) -> Option<conclave_core::credential::Cidr> {
+    conclave_core::credential::Cidr::parse(raw).ok()
+}
 
-        /// Which secret matched, from the `is_current` column of a lookup by hash.
-        fn slot(row: &Row) -> StoreResult<SecretSlot> {
-            Ok(if get::<bool>(row, "is_current")? {
-                SecretSlot::Current
-            } else {
-                SecretSlot::Previous
-            })
-        }
+fn secret_ids(row: &Row) -> StoreResult<SecretIds> {
+    Ok(SecretIds {
+        current: SessionId(get(row, "token_id")?),
+        hint: get(row, "token_hint")?,
+        previous: get::<Option<uuid::Uuid>>(row, "previous_token_id")?.map(SessionId),
+    })
+}
 
-        const BOT_COLS: &str = "id, org_id, user_id, name, conversation_ids, created_by, \
-             created_at, token_id, token_hint, previous_token_id, previous_expires_at";
+/// Which secret matched, from the `is_current` column of a lookup by hash.
+fn slot(row: &Row) -> StoreResult<SecretSlot> {
+    Ok(if get::<bool>(row, "is_current")? {
+        SecretSlot::Current
+    } else {
+        SecretSlot::Previous
+    })
+}
 
-        fn bot_from_row(row: &Row) -> StoreResult<Bot> {
-            Ok(Bot {
-                id: BotId(get(row, "id")?),
-                org_id: OrgId(get(row, "org_id")?),
-                user_id: UserId(get(row, "user_id")?),
-                name: get(row, "name")?,
-                conversation_ids: json_list(row, "conversation_ids", conversation_id)?,
-                created_by: get::<Option<::uuid::Uuid>>(row, "created_by")?.map(UserId),
-                created_at: get(row, "created_at")?,
-                previous_token_expires_at: get(row, "previous_expires_at")?,
-                secrets: secret_ids(row)?,
-            })
-        }
+const BOT_COLS: &str = "id, org_id, user_id, name, conversation_ids, created_by, \
+     created_at, token_id, token_hint, previous_token_id, previous_expires_at";
 
-        const API_KEY_COLS: &str = "id, user_id, org_id, name, scopes, conversation_ids, \
-             expires_at, allowed_ips, tier, last_used_at, last_used_ip, created_at, token_id, \
-             token_hint, previous_token_id, previous_expires_at";
+fn bot_from_row(row: &Row) -> StoreResult<Bot> {
+    Ok(Bot {
+        id: BotId(get(row, "id")?),
+        org_id: OrgId(get(row, "org_id")?),
+        user_id: UserId(get(row, "user_id")?),
+        name: get(row, "name")?,
+        conversation_ids: json_list(row, "conversation_ids", conversation_id)?,
+        created_by: get::<Option<uuid::Uuid>>(row, "created_by")?.map(UserId),
+        created_at: get(row, "created_at")?,
+        previous_token_expires_at: get(row, "previous_expires_at")?,
+        secrets: secret_ids(row)?,
+    })
+}
 
-        fn api_key_from_row(row: &Row) -> StoreResult<ApiKey> {
-            Ok(ApiKey {
-                id: ApiKeyId(get(row, "id")?),
-                user_id: UserId(get(row, "user_id")?),
-                org_id: OrgId(get(row, "org_id")?),
-                name: get(row, "name")?,
-                scopes: json_list(row, "scopes", scope)?.unwrap_or_default(),
-                conversation_ids: json_list(row, "conversation_ids", conversation_id)?,
-                expires_at: get(row, "expires_at")?,
-                allowed_ips: json_list(row, "allowed_ips", cidr)?,
-                tier: tag(row, "tier", KeyTier::parse)?,
-                last_used_at: get(row, "last_used_at")?,
-                last_used_ip: get(row, "last_used_ip")?,
-                created_at: get(row, "created_at")?,
-                previous_key_expires_at: get(row, "previous_expires_at")?,
-                secrets: secret_ids(row)?,
-            })
-        }
+const API_KEY_COLS: &str = "id, user_id, org_id, name, scopes, conversation_ids, \
+     expires_at, allowed_ips, tier, last_used_at, last_used_ip, created_at, token_id, \
+     token_hint, previous_token_id, previous_expires_at";
 
-        /// Rotates the secret of row `id` in `table` (`bots` or `api_keys`) inside `conn`'s
-        /// transaction: the current secret becomes the previous one (or is dropped), and an
-        /// older previous one always goes.
-        async fn rotate_secret(
-            conn: &mut Conn,
-            table: &str,
-            id: ::uuid::Uuid,
-            rotation: &Rotation,
-        ) -> StoreResult<()> {
-            let keep = rotation.keep_previous_until.map(ts);
-            let done = ::sqlx::query(&format!(
-                "UPDATE {table} SET \
-                 previous_token_id = CASE WHEN $2 IS NULL THEN NULL ELSE token_id END, \
-                 previous_token_hash = CASE WHEN $2 IS NULL THEN NULL ELSE token_hash END, \
-                 previous_expires_at = $2, \
-                 token_id = $3, token_hash = $4, token_hint = $5 WHERE id = $1"
-            ))
-            .bind(id)
-            .bind(keep)
-            .bind(rotation.secret.id.0)
-            .bind(&rotation.secret.hash[..])
-            .bind(rotation.secret.hint.as_str())
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound);
-            }
-            Ok(())
-        }
+fn api_key_from_row(row: &Row) -> StoreResult<ApiKey> {
+    Ok(ApiKey {
+        id: ApiKeyId(get(row, "id")?),
+        user_id: UserId(get(row, "user_id")?),
+        org_id: OrgId(get(row, "org_id")?),
+        name: get(row, "name")?,
+        scopes: json_list(row, "scopes", scope)?.unwrap_or_default(),
+        conversation_ids: json_list(row, "conversation_ids", conversation_id)?,
+        expires_at: get(row, "expires_at")?,
+        allowed_ips: json_list(row, "allowed_ips", cidr)?,
+        tier: tag(row, "tier", KeyTier::parse)?,
+        last_used_at: get(row, "last_used_at")?,
+        last_used_ip: get(row, "last_used_ip")?,
+        created_at: get(row, "created_at")?,
+        previous_key_expires_at: get(row, "previous_expires_at")?,
+        secrets: secret_ids(row)?,
+    })
+}
 
-        #[::tracing::instrument(level = "debug", skip_all)]
-        async fn create_bot(
-            s: &Backend,
-            user: &NewUser,
-            bot: &Bot,
-            token_hash: &[u8], audit: &[AuditEntry]) -> StoreResult<()> {
-            let mut tx = s.writer().begin().await.map_err(db)?;
-            insert_user(&mut tx, user).await?;
-            insert_member(&mut tx, bot.org_id, bot.user_id, OrgRole::Member, bot.created_at)
-                .await?;
-            ::sqlx::query(
-                "INSERT INTO bots (id, org_id, user_id, name, conversation_ids, created_by, \
-                 created_at, token_id, token_hash, token_hint) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(bot.id.0)
-            .bind(bot.org_id.0)
-            .bind(bot.user_id.0)
-            .bind(bot.name.as_str())
-            .bind(bot.conversation_ids.as_deref().map(json_text).transpose()?)
-            .bind(bot.created_by.map(|u| u.0))
-            .bind(ts(bot.created_at))
-            .bind(bot.secrets.current.0)
-            .bind(token_hash)
-            .bind(bot.secrets.hint.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-            commit_audited(tx, s, audit).await?;
-            Ok(())
-        }
+/// Rotates the secret of row `id` in `table` (`bots` or `api_keys`) inside `conn`'s
+/// transaction: the current secret becomes the previous one (or is dropped), and an
+/// older previous one always goes.
+async fn rotate_secret(
+    conn: &mut Conn,
+    table: &str,
+    id: uuid::Uuid,
+    rotation: &Rotation,
+) -> StoreResult<()> {
+    let keep = rotation.keep_previous_until.map(ts);
+    let done = sqlx::query(&format!(
+        "UPDATE {table} SET \
+         previous_token_id = CASE WHEN $2 IS NULL THEN NULL ELSE token_id END, \
+         previous_token_hash = CASE WHEN $2 IS NULL THEN NULL ELSE token_hash END, \
+         previous_expires_at = $2, \
+         token_id = $3, token_hash = $4, token_hint = $5 WHERE id = $1"
+    ))
+    .bind(id)
+    .bind(keep)
+    .bind(rotation.secret.id.0)
+    .bind(&rotation.secret.hash[..])
+    .bind(rotation.secret.hint.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
 
-        async fn bot(s: &Backend, id: BotId) -> StoreResult<Bot> {
-            let row = ::sqlx::query(&format!("SELECT {BOT_COLS} FROM bots WHERE id = $1"))
-                .bind(id.0)
-                .fetch_one(s.reader())
-                .await
-                .map_err(db)?;
-            bot_from_row(&row)
-        }
+/// Locks one credential row, rotates its secret and answers the row before and after,
+/// in one transaction (concurrent rotations of the same row run in turn).
+async fn rotate_locked(
+    s: &Backend,
+    table: &str,
+    cols: &str,
+    id: uuid::Uuid,
+    rotation: &Rotation,
+    audit: &[AuditEntry],
+) -> StoreResult<(Row, Row)> {
+    let mut tx = s.writer().begin().await.map_err(db)?;
+    let select = format!("SELECT {cols} FROM {table} WHERE id = $1");
+    // Takes the row lock first (PostgreSQL).
+    let locked = sqlx::query(&format!("UPDATE {table} SET name = name WHERE id = $1"))
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    if locked.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    let before = sqlx::query(&select)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+    rotate_secret(&mut tx, table, id, rotation).await?;
+    let after = sqlx::query(&select)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+    commit_audited(tx, s, audit).await?;
+    Ok((before, after))
+}
 
-        async fn bots(s: &Backend, org: OrgId) -> StoreResult<Vec<Bot>> {
-            let rows = ::sqlx::query(&format!(
+#[async_trait]
+impl CredentialStore for Backend {
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn create_bot(
+        &self,
+        user: &NewUser,
+        bot: &Bot,
+        token_hash: &[u8],
+        audit: &[AuditEntry],
+    ) -> StoreResult<()> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        insert_user(&mut tx, user).await?;
+        insert_member(
+            &mut tx,
+            bot.org_id,
+            bot.user_id,
+            OrgRole::Member,
+            bot.created_at,
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO bots (id, org_id, user_id, name, conversation_ids, created_by, \
+             created_at, token_id, token_hash, token_hint) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(bot.id.0)
+        .bind(bot.org_id.0)
+        .bind(bot.user_id.0)
+        .bind(bot.name.as_str())
+        .bind(bot.conversation_ids.as_deref().map(json_text).transpose()?)
+        .bind(bot.created_by.map(|u| u.0))
+        .bind(ts(bot.created_at))
+        .bind(bot.secrets.current.0)
+        .bind(token_hash)
+        .bind(bot.secrets.hint.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        commit_audited(tx, self, audit).await?;
+        Ok(())
+    }
+
+    async fn bot(&self, id: BotId) -> StoreResult<Bot> {
+        fetch_one(
+            self.reader(),
+            sqlx::query(&format!("SELECT {BOT_COLS} FROM bots WHERE id = $1")).bind(id.0),
+            bot_from_row,
+        )
+        .await
+    }
+
+    async fn bots(&self, org: OrgId) -> StoreResult<Vec<Bot>> {
+        fetch_all(
+            self.reader(),
+            sqlx::query(&format!(
                 "SELECT {BOT_COLS} FROM bots WHERE org_id = $1 ORDER BY id"
             ))
-            .bind(org.0)
-            .fetch_all(s.reader())
-            .await
-            .map_err(db)?;
-            rows.iter().map(bot_from_row).collect()
-        }
+            .bind(org.0),
+            bot_from_row,
+        )
+        .await
+    }
 
-        async fn bot_by_token_hash(
-            s: &Backend,
-            token_hash: &[u8],
-        ) -> StoreResult<Option<(Bot, SecretSlot)>> {
-            let row = ::sqlx::query(&format!(
-                "SELECT {BOT_COLS}, token_hash = $1 AS is_current FROM bots \
-                 WHERE token_hash = $1 OR previous_token_hash = $1"
-            ))
-            .bind(token_hash)
-            .fetch_optional(s.reader())
-            .await
-            .map_err(db)?;
-            row.map(|r| Ok((bot_from_row(&r)?, slot(&r)?))).transpose()
-        }
+    async fn bot_by_token_hash(&self, token_hash: &[u8]) -> StoreResult<Option<(Bot, SecretSlot)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {BOT_COLS}, token_hash = $1 AS is_current FROM bots \
+             WHERE token_hash = $1 OR previous_token_hash = $1"
+        ))
+        .bind(token_hash)
+        .fetch_optional(self.reader())
+        .await
+        .map_err(db)?;
+        row.map(|r| Ok((bot_from_row(&r)?, slot(&r)?))).transpose()
+    }
 
-        #[::tracing::instrument(level = "debug", skip_all)]
-        async fn rotate_bot_token(
-            s: &Backend,
-            id: BotId,
-            rotation: &Rotation, audit: &[AuditEntry]) -> StoreResult<(Bot, Bot)> {
-            let (before, after) = rotate_locked(s, "bots", BOT_COLS, id.0, rotation, audit).await?;
-            Ok((bot_from_row(&before)?, bot_from_row(&after)?))
-        }
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn rotate_bot_token(
+        &self,
+        id: BotId,
+        rotation: &Rotation,
+        audit: &[AuditEntry],
+    ) -> StoreResult<(Bot, Bot)> {
+        let (before, after) = rotate_locked(self, "bots", BOT_COLS, id.0, rotation, audit).await?;
+        Ok((bot_from_row(&before)?, bot_from_row(&after)?))
+    }
 
-        /// Locks one credential row, rotates its secret and answers the row before and after,
-        /// in one transaction (concurrent rotations of the same row run in turn).
-        async fn rotate_locked(
-            s: &Backend,
-            table: &str,
-            cols: &str,
-            id: ::uuid::Uuid,
-            rotation: &Rotation,
-            audit: &[AuditEntry],
-        ) -> StoreResult<(Row, Row)> {
-            let mut tx = s.writer().begin().await.map_err(db)?;
-            let select = format!("SELECT {cols} FROM {table} WHERE id = $1");
-            // Takes the row lock first (PostgreSQL).
-            let locked = ::sqlx::query(&format!("UPDATE {table} SET name = name WHERE id = $1"))
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            if locked.rows_affected() == 0 {
-                return Err(StoreError::NotFound);
-            }
-            let before = ::sqlx::query(&select).bind(id).fetch_one(&mut *tx).await.map_err(db)?;
-            rotate_secret(&mut tx, table, id, rotation).await?;
-            let after = ::sqlx::query(&select).bind(id).fetch_one(&mut *tx).await.map_err(db)?;
-            commit_audited(tx, s, audit).await?;
-            Ok((before, after))
-        }
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn create_api_key(
+        &self,
+        key: &ApiKey,
+        token_hash: &[u8],
+        audit: &[AuditEntry],
+    ) -> StoreResult<()> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO api_keys (id, user_id, org_id, name, scopes, conversation_ids, \
+             expires_at, allowed_ips, tier, created_at, token_id, token_hash, token_hint) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(key.id.0)
+        .bind(key.user_id.0)
+        .bind(key.org_id.0)
+        .bind(key.name.as_str())
+        .bind(json_text(&key.scopes)?)
+        .bind(key.conversation_ids.as_deref().map(json_text).transpose()?)
+        .bind(key.expires_at.map(ts))
+        .bind(key.allowed_ips.as_deref().map(json_text).transpose()?)
+        .bind(key.tier.as_str())
+        .bind(ts(key.created_at))
+        .bind(key.secrets.current.0)
+        .bind(token_hash)
+        .bind(key.secrets.hint.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        commit_audited(tx, self, audit).await
+    }
 
-        #[::tracing::instrument(level = "debug", skip_all)]
-        async fn create_api_key(s: &Backend, key: &ApiKey, token_hash: &[u8], audit: &[AuditEntry]) -> StoreResult<()> {
-            let mut tx = s.writer().begin().await.map_err(db)?;
-            ::sqlx::query(
-                "INSERT INTO api_keys (id, user_id, org_id, name, scopes, conversation_ids, \
-                 expires_at, allowed_ips, tier, created_at, token_id, token_hash, token_hint) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .bind(key.id.0)
-            .bind(key.user_id.0)
-            .bind(key.org_id.0)
-            .bind(key.name.as_str())
-            .bind(json_text(&key.scopes)?)
-            .bind(key.conversation_ids.as_deref().map(json_text).transpose()?)
-            .bind(key.expires_at.map(ts))
-            .bind(key.allowed_ips.as_deref().map(json_text).transpose()?)
-            .bind(key.tier.as_str())
-            .bind(ts(key.created_at))
-            .bind(key.secrets.current.0)
-            .bind(token_hash)
-            .bind(key.secrets.hint.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-            commit_audited(tx, s, audit).await
-        }
-
-        async fn api_key(s: &Backend, id: ApiKeyId) -> StoreResult<ApiKey> {
-            let row = ::sqlx::query(&format!(
+    async fn api_key(&self, id: ApiKeyId) -> StoreResult<ApiKey> {
+        fetch_one(
+            self.reader(),
+            sqlx::query(&format!(
                 "SELECT {API_KEY_COLS} FROM api_keys WHERE id = $1"
             ))
-            .bind(id.0)
-            .fetch_one(s.reader())
-            .await
-            .map_err(db)?;
-            api_key_from_row(&row)
-        }
+            .bind(id.0),
+            api_key_from_row,
+        )
+        .await
+    }
 
-        async fn api_keys(s: &Backend, user: UserId) -> StoreResult<Vec<ApiKey>> {
-            let rows = ::sqlx::query(&format!(
+    async fn api_keys(&self, user: UserId) -> StoreResult<Vec<ApiKey>> {
+        fetch_all(
+            self.reader(),
+            sqlx::query(&format!(
                 "SELECT {API_KEY_COLS} FROM api_keys WHERE user_id = $1 ORDER BY id"
             ))
-            .bind(user.0)
-            .fetch_all(s.reader())
-            .await
-            .map_err(db)?;
-            rows.iter().map(api_key_from_row).collect()
-        }
+            .bind(user.0),
+            api_key_from_row,
+        )
+        .await
+    }
 
-        async fn api_key_by_token_hash(
-            s: &Backend,
-            token_hash: &[u8],
-        ) -> StoreResult<Option<(ApiKey, SecretSlot)>> {
-            let row = ::sqlx::query(&format!(
-                "SELECT {API_KEY_COLS}, token_hash = $1 AS is_current FROM api_keys \
-                 WHERE token_hash = $1 OR previous_token_hash = $1"
-            ))
-            .bind(token_hash)
-            .fetch_optional(s.reader())
-            .await
-            .map_err(db)?;
-            row.map(|r| Ok((api_key_from_row(&r)?, slot(&r)?)))
-                .transpose()
-        }
+    async fn api_key_by_token_hash(
+        &self,
+        token_hash: &[u8],
+    ) -> StoreResult<Option<(ApiKey, SecretSlot)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {API_KEY_COLS}, token_hash = $1 AS is_current FROM api_keys \
+             WHERE token_hash = $1 OR previous_token_hash = $1"
+        ))
+        .bind(token_hash)
+        .fetch_optional(self.reader())
+        .await
+        .map_err(db)?;
+        row.map(|r| Ok((api_key_from_row(&r)?, slot(&r)?)))
+            .transpose()
+    }
 
-        #[::tracing::instrument(level = "debug", skip_all)]
-        async fn rotate_api_key(
-            s: &Backend,
-            id: ApiKeyId,
-            rotation: &Rotation, audit: &[AuditEntry]) -> StoreResult<(ApiKey, ApiKey)> {
-            let (before, after) = rotate_locked(s, "api_keys", API_KEY_COLS, id.0, rotation, audit).await?;
-            Ok((api_key_from_row(&before)?, api_key_from_row(&after)?))
-        }
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn rotate_api_key(
+        &self,
+        id: ApiKeyId,
+        rotation: &Rotation,
+        audit: &[AuditEntry],
+    ) -> StoreResult<(ApiKey, ApiKey)> {
+        let (before, after) =
+            rotate_locked(self, "api_keys", API_KEY_COLS, id.0, rotation, audit).await?;
+        Ok((api_key_from_row(&before)?, api_key_from_row(&after)?))
+    }
 
-        #[::tracing::instrument(level = "debug", skip_all)]
-        async fn delete_api_key(s: &Backend, user: UserId, id: ApiKeyId, audit: &[AuditEntry]) -> StoreResult<ApiKey> {
-            let mut tx = s.writer().begin().await.map_err(db)?;
-            let row = ::sqlx::query(&format!(
-                "DELETE FROM api_keys WHERE id = $1 AND user_id = $2 RETURNING {API_KEY_COLS}"
-            ))
-            .bind(id.0)
-            .bind(user.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?
-            .ok_or(StoreError::NotFound)?;
-            commit_audited(tx, s, audit).await?;
-            api_key_from_row(&row)
-        }
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn delete_api_key(
+        &self,
+        user: UserId,
+        id: ApiKeyId,
+        audit: &[AuditEntry],
+    ) -> StoreResult<ApiKey> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let row = sqlx::query(&format!(
+            "DELETE FROM api_keys WHERE id = $1 AND user_id = $2 RETURNING {API_KEY_COLS}"
+        ))
+        .bind(id.0)
+        .bind(user.0)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?
+        .ok_or(StoreError::NotFound)?;
+        commit_audited(tx, self, audit).await?;
+        api_key_from_row(&row)
+    }
 
-        async fn touch_api_key(
-            s: &Backend,
-            id: ApiKeyId,
-            at: DateTime<Utc>,
-            ip: Option<&str>,
-        ) -> StoreResult<()> {
-            ::sqlx::query(
-                "UPDATE api_keys SET last_used_at = $2, last_used_ip = COALESCE($3, last_used_ip) \
-                 WHERE id = $1",
-            )
-            .bind(id.0)
-            .bind(ts(at))
-            .bind(ip)
-            .execute(s.writer())
-            .await
-            .map_err(db)?;
-            Ok(())
-        }
-    };
+    async fn touch_api_key(
+        &self,
+        id: ApiKeyId,
+        at: DateTime<Utc>,
+        ip: Option<&str>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = $2, last_used_ip = COALESCE($3, last_used_ip) \
+             WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(ts(at))
+        .bind(ip)
+        .execute(self.writer())
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
 }

@@ -5,255 +5,252 @@
 //! owner replaced meanwhile is never overwritten. Retiring is one conditional update, so a key
 //! that is current or still seals a stored secret is never retired.
 
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __store_sql_keyring {
-    () => {
-        /// Where a sealed column lives: table, row id column and the three sealed columns.
-        struct SealedColumnSql {
-            table: &'static str,
-            row: &'static str,
-            key_id: &'static str,
-            nonce: &'static str,
-            ciphertext: &'static str,
-        }
+use super::*;
+use conclave_core::store::keyring::{RetireOutcome, SecretKeyRecord, SecretRef, StoredSecret};
 
-        fn sealed_column_sql(column: ::conclave_core::secretbox::SealedColumn) -> SealedColumnSql {
-            match column {
-                ::conclave_core::secretbox::SealedColumn::UserTotpSecret => SealedColumnSql {
-                    table: "user_totp",
-                    row: "user_id",
-                    key_id: "secret_key_id",
-                    nonce: "secret_nonce",
-                    ciphertext: "secret_ciphertext",
-                },
-            }
-        }
+/// Where a sealed column lives: table, row id column and the three sealed columns.
+struct SealedColumnSql {
+    table: &'static str,
+    row: &'static str,
+    key_id: &'static str,
+    nonce: &'static str,
+    ciphertext: &'static str,
+}
 
-        fn secret_key_from_row(
-            row: &Row,
-        ) -> StoreResult<::conclave_core::keyring::SecretKeyRecord> {
-            Ok(::conclave_core::keyring::SecretKeyRecord {
-                id: get(row, "id")?,
-                wrapped_key: get(row, "wrapped_key")?,
-                created_at: get(row, "created_at")?,
-                retired_at: get(row, "retired_at")?,
-            })
-        }
+fn sealed_column_sql(column: conclave_core::secretbox::SealedColumn) -> SealedColumnSql {
+    match column {
+        conclave_core::secretbox::SealedColumn::UserTotpSecret => SealedColumnSql {
+            table: "user_totp",
+            row: "user_id",
+            key_id: "secret_key_id",
+            nonce: "secret_nonce",
+            ciphertext: "secret_ciphertext",
+        },
+    }
+}
 
-        async fn secret_keys(
-            s: &Backend,
-        ) -> StoreResult<Vec<::conclave_core::keyring::SecretKeyRecord>> {
-            let rows = ::sqlx::query(
+fn secret_key_from_row(row: &Row) -> StoreResult<SecretKeyRecord> {
+    Ok(SecretKeyRecord {
+        id: get(row, "id")?,
+        wrapped_key: get(row, "wrapped_key")?,
+        created_at: get(row, "created_at")?,
+        retired_at: get(row, "retired_at")?,
+    })
+}
+
+async fn secret_key_use_count(s: &Backend, id: i32) -> StoreResult<u64> {
+    Ok(s.secret_key_usage()
+        .await?
+        .into_iter()
+        .find(|(k, _)| *k == id)
+        .map_or(0, |(_, n)| n))
+}
+
+#[async_trait]
+impl SecretKeyStore for Backend {
+    async fn secret_keys(&self) -> StoreResult<Vec<SecretKeyRecord>> {
+        fetch_all(
+            self.reader(),
+            sqlx::query(
                 "SELECT id, wrapped_key, created_at, retired_at FROM secret_keys ORDER BY id",
-            )
-            .fetch_all(s.reader())
+            ),
+            secret_key_from_row,
+        )
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(id = key.id))]
+    async fn add_secret_key(&self, key: &SecretKeyRecord) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO secret_keys (id, wrapped_key, created_at, retired_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(key.id)
+        .bind(key.wrapped_key.as_deref())
+        .bind(ts(key.created_at))
+        .bind(key.retired_at.map(ts))
+        .execute(self.writer())
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn secret_key_usage(&self) -> StoreResult<Vec<(i32, u64)>> {
+        let mut usage: Vec<(i32, u64)> = Vec::new();
+        for column in conclave_core::secretbox::SealedColumn::ALL {
+            let c = sealed_column_sql(column);
+            let rows = sqlx::query(&format!(
+                "SELECT {k} AS key_id, COUNT(*) AS n FROM {t} GROUP BY {k}",
+                k = c.key_id,
+                t = c.table
+            ))
+            .fetch_all(self.reader())
             .await
             .map_err(db)?;
-            rows.iter().map(secret_key_from_row).collect()
-        }
-
-        #[::tracing::instrument(level = "debug", skip_all, fields(id = key.id))]
-        async fn add_secret_key(
-            s: &Backend,
-            key: &::conclave_core::keyring::SecretKeyRecord,
-        ) -> StoreResult<bool> {
-            let done = ::sqlx::query(
-                "INSERT INTO secret_keys (id, wrapped_key, created_at, retired_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(key.id)
-            .bind(key.wrapped_key.as_deref())
-            .bind(ts(key.created_at))
-            .bind(key.retired_at.map(ts))
-            .execute(s.writer())
-            .await
-            .map_err(db)?;
-            Ok(done.rows_affected() == 1)
-        }
-
-        async fn secret_key_usage(s: &Backend) -> StoreResult<Vec<(i32, u64)>> {
-            let mut usage: Vec<(i32, u64)> = Vec::new();
-            for column in ::conclave_core::secretbox::SealedColumn::ALL {
-                let c = sealed_column_sql(column);
-                let rows = ::sqlx::query(&format!(
-                    "SELECT {k} AS key_id, COUNT(*) AS n FROM {t} GROUP BY {k}",
-                    k = c.key_id,
-                    t = c.table
-                ))
-                .fetch_all(s.reader())
-                .await
-                .map_err(db)?;
-                for row in &rows {
-                    let id: i32 = get(row, "key_id")?;
-                    let n: i64 = get(row, "n")?;
-                    let n = u64::try_from(n).unwrap_or(0);
-                    match usage.iter_mut().find(|(k, _)| *k == id) {
-                        Some((_, total)) => *total += n,
-                        None => usage.push((id, n)),
-                    }
+            for row in &rows {
+                let id: i32 = get(row, "key_id")?;
+                let n: i64 = get(row, "n")?;
+                let n = u64::try_from(n).unwrap_or(0);
+                match usage.iter_mut().find(|(k, _)| *k == id) {
+                    Some((_, total)) => *total += n,
+                    None => usage.push((id, n)),
                 }
             }
-            usage.sort_unstable();
-            Ok(usage)
         }
+        usage.sort_unstable();
+        Ok(usage)
+    }
 
-        async fn secret_key_use_count(s: &Backend, id: i32) -> StoreResult<u64> {
-            Ok(secret_key_usage(s)
-                .await?
-                .into_iter()
-                .find(|(k, _)| *k == id)
-                .map_or(0, |(_, n)| n))
-        }
-
-        #[::tracing::instrument(level = "debug", skip_all, fields(id))]
-        async fn retire_secret_key(
-            s: &Backend,
-            id: i32,
-            at: DateTime<Utc>,
-        ) -> StoreResult<::conclave_core::keyring::RetireOutcome> {
-            use ::conclave_core::keyring::RetireOutcome;
-            let in_use = ::conclave_core::secretbox::SealedColumn::ALL
-                .iter()
-                .map(|column| {
-                    let c = sealed_column_sql(*column);
-                    format!("SELECT 1 FROM {} WHERE {} = $1", c.table, c.key_id)
-                })
-                .collect::<Vec<_>>()
-                .join(" UNION ALL ");
-            let sql = format!(
-                "UPDATE secret_keys SET retired_at = $2 WHERE id = $1 AND retired_at IS NULL \
-                 AND EXISTS (SELECT 1 FROM secret_keys newer \
-                             WHERE newer.id > $1 AND newer.retired_at IS NULL) \
-                 AND NOT EXISTS ({in_use})"
-            );
-            // The update decides; the reads after a refusal only say why. Should the reason be
-            // gone by then (a rotation finished meanwhile), try again.
-            for _ in 0..3 {
-                let done = ::sqlx::query(&sql)
-                    .bind(id)
-                    .bind(ts(at))
-                    .execute(s.writer())
-                    .await
-                    .map_err(db)?;
-                if done.rows_affected() == 1 {
-                    return Ok(RetireOutcome::Retired);
-                }
-                let row = ::sqlx::query("SELECT retired_at FROM secret_keys WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(s.writer())
-                    .await
-                    .map_err(db)?
-                    .ok_or(StoreError::NotFound)?;
-                let retired: Option<DateTime<Utc>> = get(&row, "retired_at")?;
-                if retired.is_some() {
-                    return Ok(RetireOutcome::AlreadyRetired);
-                }
-                let newer = ::sqlx::query(
-                    "SELECT COUNT(*) AS n FROM secret_keys WHERE id > $1 AND retired_at IS NULL",
-                )
+    #[tracing::instrument(level = "debug", skip_all, fields(id))]
+    async fn retire_secret_key(
+        &self,
+        id: i32,
+        at: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<RetireOutcome> {
+        let in_use = conclave_core::secretbox::SealedColumn::ALL
+            .iter()
+            .map(|column| {
+                let c = sealed_column_sql(*column);
+                format!("SELECT 1 FROM {} WHERE {} = $1", c.table, c.key_id)
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let sql = format!(
+            "UPDATE secret_keys SET retired_at = $2 WHERE id = $1 AND retired_at IS NULL \
+             AND EXISTS (SELECT 1 FROM secret_keys newer \
+                         WHERE newer.id > $1 AND newer.retired_at IS NULL) \
+             AND NOT EXISTS ({in_use})"
+        );
+        // The update decides; the reads after a refusal only say why. Should the reason be
+        // gone by then (a rotation finished meanwhile), try again.
+        for _ in 0..3 {
+            let mut tx = self.writer().begin().await.map_err(db)?;
+            let done = sqlx::query(&sql)
                 .bind(id)
-                .fetch_one(s.writer())
+                .bind(ts(at))
+                .execute(&mut *tx)
                 .await
                 .map_err(db)?;
-                if get::<i64>(&newer, "n")? == 0 {
-                    return Ok(RetireOutcome::Current);
-                }
-                let count = secret_key_use_count(s, id).await?;
-                if count > 0 {
-                    return Ok(RetireOutcome::InUse(count));
-                }
+            if done.rows_affected() == 1 {
+                commit_audited(tx, self, audit).await?;
+                return Ok(RetireOutcome::Retired);
             }
-            Err(StoreError::Backend(format!(
-                "retiring secrets key {id}: the key ring kept changing"
-            )))
-        }
-
-        async fn sealed_secrets(
-            s: &Backend,
-            after: Option<&::conclave_core::keyring::SecretRef>,
-            limit: i64,
-        ) -> StoreResult<Vec<::conclave_core::keyring::StoredSecret>> {
-            let mut out = Vec::new();
-            for column in ::conclave_core::secretbox::SealedColumn::ALL {
-                if after.is_some_and(|a| column < a.column) {
-                    continue;
-                }
-                let remaining = limit - out.len() as i64;
-                if remaining <= 0 {
-                    break;
-                }
-                let c = sealed_column_sql(column);
-                let from = after.filter(|a| a.column == column).map(|a| a.row);
-                let select = format!(
-                    "SELECT {row} AS row_id, {k} AS key_id, {n} AS nonce, {ct} AS ciphertext \
-                     FROM {t}",
-                    row = c.row,
-                    k = c.key_id,
-                    n = c.nonce,
-                    ct = c.ciphertext,
-                    t = c.table
-                );
-                let rows = match from {
-                    Some(row) => ::sqlx::query(&format!(
-                        "{select} WHERE {r} > $1 ORDER BY {r} LIMIT $2",
-                        r = c.row
-                    ))
-                    .bind(row)
-                    .bind(remaining)
-                    .fetch_all(s.reader())
-                    .await
-                    .map_err(db)?,
-                    None => ::sqlx::query(&format!("{select} ORDER BY {r} LIMIT $1", r = c.row))
-                        .bind(remaining)
-                        .fetch_all(s.reader())
-                        .await
-                        .map_err(db)?,
-                };
-                for row in &rows {
-                    out.push(::conclave_core::keyring::StoredSecret {
-                        at: ::conclave_core::keyring::SecretRef {
-                            column,
-                            row: get(row, "row_id")?,
-                        },
-                        sealed: ::conclave_core::secretbox::Sealed {
-                            key_id: get(row, "key_id")?,
-                            nonce: get(row, "nonce")?,
-                            ciphertext: get(row, "ciphertext")?,
-                        },
-                    });
-                }
+            tx.rollback().await.map_err(db)?;
+            let row = sqlx::query("SELECT retired_at FROM secret_keys WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.writer())
+                .await
+                .map_err(db)?
+                .ok_or(StoreError::NotFound)?;
+            let retired: Option<DateTime<Utc>> = get(&row, "retired_at")?;
+            if retired.is_some() {
+                return Ok(RetireOutcome::AlreadyRetired);
             }
-            Ok(out)
+            let newer = sqlx::query(
+                "SELECT COUNT(*) AS n FROM secret_keys WHERE id > $1 AND retired_at IS NULL",
+            )
+            .bind(id)
+            .fetch_one(self.writer())
+            .await
+            .map_err(db)?;
+            if get::<i64>(&newer, "n")? == 0 {
+                return Ok(RetireOutcome::Current);
+            }
+            let count = secret_key_use_count(self, id).await?;
+            if count > 0 {
+                return Ok(RetireOutcome::InUse(count));
+            }
         }
+        Err(StoreError::Backend(format!(
+            "retiring secrets key {id}: the key ring kept changing"
+        )))
+    }
 
-        #[::tracing::instrument(level = "debug", skip_all)]
-        async fn replace_sealed_secret(
-            s: &Backend,
-            at: &::conclave_core::keyring::SecretRef,
-            old: &::conclave_core::secretbox::Sealed,
-            new: &::conclave_core::secretbox::Sealed,
-        ) -> StoreResult<bool> {
-            let c = sealed_column_sql(at.column);
-            let done = ::sqlx::query(&format!(
-                "UPDATE {t} SET {k} = $4, {n} = $5, {ct} = $6 \
-                 WHERE {row} = $1 AND {k} = $2 AND {n} = $3",
-                t = c.table,
+    async fn sealed_secrets(
+        &self,
+        after: Option<&SecretRef>,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredSecret>> {
+        let mut out = Vec::new();
+        for column in conclave_core::secretbox::SealedColumn::ALL {
+            if after.is_some_and(|a| column < a.column) {
+                continue;
+            }
+            let remaining = limit - out.len() as i64;
+            if remaining <= 0 {
+                break;
+            }
+            let c = sealed_column_sql(column);
+            let from = after.filter(|a| a.column == column).map(|a| a.row);
+            let select = format!(
+                "SELECT {row} AS row_id, {k} AS key_id, {n} AS nonce, {ct} AS ciphertext \
+                 FROM {t}",
+                row = c.row,
                 k = c.key_id,
                 n = c.nonce,
                 ct = c.ciphertext,
-                row = c.row
-            ))
-            .bind(at.row)
-            .bind(old.key_id)
-            .bind(old.nonce.as_slice())
-            .bind(new.key_id)
-            .bind(new.nonce.as_slice())
-            .bind(new.ciphertext.as_slice())
-            .execute(s.writer())
-            .await
-            .map_err(db)?;
-            Ok(done.rows_affected() == 1)
+                t = c.table
+            );
+            let rows = match from {
+                Some(row) => sqlx::query(&format!(
+                    "{select} WHERE {r} > $1 ORDER BY {r} LIMIT $2",
+                    r = c.row
+                ))
+                .bind(row)
+                .bind(remaining)
+                .fetch_all(self.reader())
+                .await
+                .map_err(db)?,
+                None => sqlx::query(&format!("{select} ORDER BY {r} LIMIT $1", r = c.row))
+                    .bind(remaining)
+                    .fetch_all(self.reader())
+                    .await
+                    .map_err(db)?,
+            };
+            for row in &rows {
+                out.push(StoredSecret {
+                    at: SecretRef {
+                        column,
+                        row: get(row, "row_id")?,
+                    },
+                    sealed: conclave_core::secretbox::Sealed {
+                        key_id: get(row, "key_id")?,
+                        nonce: get(row, "nonce")?,
+                        ciphertext: get(row, "ciphertext")?,
+                    },
+                });
+            }
         }
-    };
+        Ok(out)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn replace_sealed_secret(
+        &self,
+        at: &SecretRef,
+        old: &conclave_core::secretbox::Sealed,
+        new: &conclave_core::secretbox::Sealed,
+    ) -> StoreResult<bool> {
+        let c = sealed_column_sql(at.column);
+        let done = sqlx::query(&format!(
+            "UPDATE {t} SET {k} = $4, {n} = $5, {ct} = $6 \
+             WHERE {row} = $1 AND {k} = $2 AND {n} = $3",
+            t = c.table,
+            k = c.key_id,
+            n = c.nonce,
+            ct = c.ciphertext,
+            row = c.row
+        ))
+        .bind(at.row)
+        .bind(old.key_id)
+        .bind(old.nonce.as_slice())
+        .bind(new.key_id)
+        .bind(new.nonce.as_slice())
+        .bind(new.ciphertext.as_slice())
+        .execute(self.writer())
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
 }

@@ -1,272 +1,323 @@
 //! Helpers every query uses: error mapping, timestamp normalisation, column decoding, keyset
-//! paging and the row → record mappings. Expanded once into the backend's private module.
+//! paging and the row → record mappings.
 
-/// Expands the helpers into the module made by [`impl_store!`](crate::impl_store); expects the
-/// aliases `Db`, `Conn` and `Row` there.
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __store_sql_rows {
-    () => {
-        /// Any database failure: a missing row or a dangling reference is `NotFound`, the rest is
-        /// text for the logs.
-        fn db(e: ::sqlx::Error) -> StoreError {
-            match &e {
-                ::sqlx::Error::RowNotFound => StoreError::NotFound,
-                ::sqlx::Error::Database(d)
-                    if d.kind() == ::sqlx::error::ErrorKind::ForeignKeyViolation =>
-                {
-                    StoreError::NotFound
-                }
-                _ => StoreError::Backend(e.to_string()),
-            }
+use super::*;
+
+/// Any database failure: a missing row or a dangling reference is `NotFound`, the rest is
+/// text for the logs.
+pub(super) fn db(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::Database(d) if d.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => {
+            StoreError::NotFound
         }
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
 
-        /// Like [`db`], but a unique violation means `conflict` (the caller knows which
-        /// constraint its statement can break).
-        fn unique(conflict: Conflict) -> impl Fn(::sqlx::Error) -> StoreError {
-            move |e| match &e {
-                ::sqlx::Error::Database(d) if d.is_unique_violation() => {
-                    StoreError::Conflict(conflict)
-                }
-                _ => db(e),
-            }
+/// Like [`db`], but a unique violation means `conflict` (the caller knows which
+/// constraint its statement can break).
+pub(super) fn unique(conflict: Conflict) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(conflict),
+        _ => db(e),
+    }
+}
+
+pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// PostgreSQL keeps microseconds; every stored time is cut to that so both backends
+/// store, compare and return the same instants.
+pub(super) fn ts(t: DateTime<Utc>) -> DateTime<Utc> {
+    chrono::SubsecRound::trunc_subsecs(t, 6)
+}
+
+pub(super) fn get<'r, T>(row: &'r Row, col: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, Db> + sqlx::Type<Db>,
+{
+    sqlx::Row::try_get(row, col).map_err(|e| StoreError::Backend(format!("column {col}: {e}")))
+}
+
+/// A stored closed-enum value read back through its own parser.
+pub(super) fn tag<T>(
+    row: &Row,
+    col: &str,
+    parse: fn(&str) -> Result<T, Rejection>,
+) -> StoreResult<T> {
+    let raw: String = get(row, col)?;
+    parse(&raw).map_err(|_| StoreError::Backend(format!("column {col}: unknown value {raw:?}")))
+}
+
+pub(super) fn limit(l: Limit) -> i64 {
+    i64::from(l.get())
+}
+
+/// Where and how a keyset page reads `col`: an extra condition on the last bind
+/// parameter `$n` (when there is a key), the sort direction and the key.
+pub(super) struct Keyset<K> {
+    pub(super) cond: String,
+    pub(super) order: &'static str,
+    pub(super) key: Option<K>,
+}
+
+pub(super) fn keyset<K>(cursor: Cursor<K>, col: &str, n: usize) -> Keyset<K> {
+    match cursor {
+        Cursor::Latest => Keyset {
+            cond: String::new(),
+            order: "DESC",
+            key: None,
+        },
+        Cursor::Before(k) => Keyset {
+            cond: format!("AND {col} < ${n}"),
+            order: "DESC",
+            key: Some(k),
+        },
+        Cursor::After(k) => Keyset {
+            cond: format!("AND {col} > ${n}"),
+            order: "ASC",
+            key: Some(k),
+        },
+    }
+}
+
+impl<K> Keyset<K> {
+    /// Binds the key (as `value` makes it), when there is one, as the last parameter of `query`.
+    pub(super) fn bind_key<'q, V>(self, query: Query<'q>, value: fn(K) -> V) -> Query<'q>
+    where
+        V: sqlx::Encode<'q, Db> + sqlx::Type<Db> + Send + 'q,
+    {
+        match self.key {
+            Some(key) => query.bind(value(key)),
+            None => query,
         }
+    }
+}
 
-        fn is_unique_violation(e: &::sqlx::Error) -> bool {
-            matches!(e, ::sqlx::Error::Database(d) if d.is_unique_violation())
-        }
+/// `$from, $from+1, …` for `count` values of an `IN (…)` list.
+pub(super) fn placeholders(from: usize, count: usize) -> String {
+    (from..from + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
-        /// PostgreSQL keeps microseconds; every stored time is cut to that so both backends
-        /// store, compare and return the same instants.
-        fn ts(t: DateTime<Utc>) -> DateTime<Utc> {
-            ::chrono::SubsecRound::trunc_subsecs(t, 6)
-        }
+/// The columns [`user_from_row`] reads, from `users u`.
+pub(super) const USER_COLS: &str = "u.id, u.username, u.display_name, u.email, u.kind, \
+                         u.server_admin, u.disabled, u.require_2fa, u.created_at";
 
-        fn get<'r, T>(row: &'r Row, col: &str) -> StoreResult<T>
-        where
-            T: ::sqlx::Decode<'r, Db> + ::sqlx::Type<Db>,
-        {
-            ::sqlx::Row::try_get(row, col)
-                .map_err(|e| StoreError::Backend(format!("column {col}: {e}")))
-        }
+/// [`USER_COLS`] unqualified, for `RETURNING`.
+pub(super) const USER_RETURNING: &str = "id, username, display_name, email, kind, server_admin, \
+                              disabled, require_2fa, created_at";
 
-        /// A stored closed-enum value read back through its own parser.
-        fn tag<T>(row: &Row, col: &str, parse: fn(&str) -> Result<T, Rejection>) -> StoreResult<T> {
-            let raw: String = get(row, col)?;
-            parse(&raw)
-                .map_err(|_| StoreError::Backend(format!("column {col}: unknown value {raw:?}")))
-        }
+pub(super) fn user_from_row(row: &Row) -> StoreResult<User> {
+    Ok(User {
+        id: UserId(get(row, "id")?),
+        username: get(row, "username")?,
+        display_name: get(row, "display_name")?,
+        email: get(row, "email")?,
+        kind: tag(row, "kind", UserKind::parse)?,
+        server_admin: get(row, "server_admin")?,
+        disabled: get(row, "disabled")?,
+        require_2fa: get(row, "require_2fa")?,
+        created_at: get(row, "created_at")?,
+    })
+}
 
-        fn limit(l: Limit) -> i64 {
-            i64::from(l.get())
-        }
+pub(super) fn summary_from_row(row: &Row) -> StoreResult<UserSummary> {
+    Ok(UserSummary {
+        id: UserId(get(row, "su_id")?),
+        username: get(row, "su_username")?,
+        display_name: get(row, "su_display_name")?,
+        kind: tag(row, "su_kind", UserKind::parse)?,
+    })
+}
 
-        /// Where and how a keyset page reads `col`: an extra condition on the last bind
-        /// parameter `$n` (when there is a key), the sort direction and the key.
-        struct Keyset<K> {
-            cond: String,
-            order: &'static str,
-            key: Option<K>,
-        }
+pub(super) const SESSION_COLS: &str =
+    "id, user_id, device, ip, created_at, last_seen_at, expires_at, cookie, impersonator_id";
 
-        fn keyset<K>(cursor: Cursor<K>, col: &str, n: usize) -> Keyset<K> {
-            match cursor {
-                Cursor::Latest => Keyset {
-                    cond: String::new(),
-                    order: "DESC",
-                    key: None,
-                },
-                Cursor::Before(k) => Keyset {
-                    cond: format!("AND {col} < ${n}"),
-                    order: "DESC",
-                    key: Some(k),
-                },
-                Cursor::After(k) => Keyset {
-                    cond: format!("AND {col} > ${n}"),
-                    order: "ASC",
-                    key: Some(k),
-                },
-            }
-        }
+pub(super) fn session_from_row(row: &Row) -> StoreResult<Session> {
+    Ok(Session {
+        id: SessionId(get(row, "id")?),
+        user_id: UserId(get(row, "user_id")?),
+        device: get(row, "device")?,
+        ip: get(row, "ip")?,
+        created_at: get(row, "created_at")?,
+        last_seen_at: get(row, "last_seen_at")?,
+        expires_at: get(row, "expires_at")?,
+        cookie: get(row, "cookie")?,
+        impersonator: get::<Option<uuid::Uuid>>(row, "impersonator_id")?.map(UserId),
+    })
+}
 
-        /// `$from, $from+1, …` for `count` values of an `IN (…)` list.
-        fn placeholders(from: usize, count: usize) -> String {
-            (from..from + count)
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
+pub(super) const ORG_COLS: &str = "o.id, o.name, o.require_2fa, o.message_retention_days, \
+                        o.audit_retention_days, o.erasure, o.created_at";
 
-        /// The columns [`user_from_row`] reads, from `users u`.
-        const USER_COLS: &str = "u.id, u.username, u.display_name, u.email, u.kind, \
-                                 u.server_admin, u.disabled, u.require_2fa, u.created_at";
+/// [`ORG_COLS`] unqualified, for `RETURNING`.
+pub(super) const ORG_RETURNING: &str = "id, name, require_2fa, message_retention_days, \
+                             audit_retention_days, erasure, created_at";
 
-        /// [`USER_COLS`] unqualified, for `RETURNING`.
-        const USER_RETURNING: &str = "id, username, display_name, email, kind, server_admin, \
-                                      disabled, require_2fa, created_at";
+pub(super) fn org_from_row(row: &Row) -> StoreResult<Org> {
+    Ok(Org {
+        id: OrgId(get(row, "id")?),
+        name: get(row, "name")?,
+        require_2fa: get(row, "require_2fa")?,
+        message_retention_days: get(row, "message_retention_days")?,
+        audit_retention_days: get(row, "audit_retention_days")?,
+        erasure: tag(row, "erasure", ErasurePolicy::parse)?,
+        created_at: get(row, "created_at")?,
+    })
+}
 
-        /// The columns [`summary_from_row`] reads, from `users u`.
-        const SUMMARY_COLS: &str =
-            "u.id AS su_id, u.username AS su_username, u.display_name AS su_display_name, \
-             u.kind AS su_kind";
+pub(super) fn member_from_row(row: &Row) -> StoreResult<Member> {
+    Ok(Member {
+        org_id: OrgId(get(row, "org_id")?),
+        user: summary_from_row(row)?,
+        role: tag(row, "role", OrgRole::parse)?,
+        joined_at: get(row, "joined_at")?,
+    })
+}
 
-        fn user_from_row(row: &Row) -> StoreResult<User> {
-            Ok(User {
-                id: UserId(get(row, "id")?),
-                username: get(row, "username")?,
-                display_name: get(row, "display_name")?,
-                email: get(row, "email")?,
-                kind: tag(row, "kind", UserKind::parse)?,
-                server_admin: get(row, "server_admin")?,
-                disabled: get(row, "disabled")?,
-                require_2fa: get(row, "require_2fa")?,
-                created_at: get(row, "created_at")?,
-            })
-        }
+pub(super) const INVITE_COLS: &str =
+    "id, org_id, role, max_uses, uses, expires_at, invitee_key, created_by, created_at";
 
-        fn summary_from_row(row: &Row) -> StoreResult<UserSummary> {
-            Ok(UserSummary {
-                id: UserId(get(row, "su_id")?),
-                username: get(row, "su_username")?,
-                display_name: get(row, "su_display_name")?,
-                kind: tag(row, "su_kind", UserKind::parse)?,
-            })
-        }
+pub(super) fn invite_from_row(row: &Row) -> StoreResult<Invite> {
+    Ok(Invite {
+        id: InviteId(get(row, "id")?),
+        org_id: OrgId(get(row, "org_id")?),
+        role: tag(row, "role", OrgRole::parse)?,
+        max_uses: get(row, "max_uses")?,
+        uses: get(row, "uses")?,
+        expires_at: get(row, "expires_at")?,
+        username: get(row, "invitee_key")?,
+        created_by: UserId(get(row, "created_by")?),
+        created_at: get(row, "created_at")?,
+    })
+}
 
-        const SESSION_COLS: &str =
-            "id, user_id, device, ip, created_at, last_seen_at, expires_at, cookie, impersonator_id";
+pub(super) const CONVERSATION_COLS: &str = "c.id, c.org_id, c.kind, c.name, c.visibility, \
+     c.archived, c.created_by, c.created_at, c.updated_at, c.last_seq, c.direct_key";
 
-        fn session_from_row(row: &Row) -> StoreResult<Session> {
-            Ok(Session {
-                id: SessionId(get(row, "id")?),
-                user_id: UserId(get(row, "user_id")?),
-                device: get(row, "device")?,
-                ip: get(row, "ip")?,
-                created_at: get(row, "created_at")?,
-                last_seen_at: get(row, "last_seen_at")?,
-                expires_at: get(row, "expires_at")?,
-                cookie: get(row, "cookie")?,
-                impersonator: get::<Option<::uuid::Uuid>>(row, "impersonator_id")?.map(UserId),
-            })
-        }
-
-        const ORG_COLS: &str = "o.id, o.name, o.require_2fa, o.message_retention_days, \
-                                o.audit_retention_days, o.erasure, o.created_at";
-
-        /// [`ORG_COLS`] unqualified, for `RETURNING`.
-        const ORG_RETURNING: &str = "id, name, require_2fa, message_retention_days, \
-                                     audit_retention_days, erasure, created_at";
-
-        fn org_from_row(row: &Row) -> StoreResult<Org> {
-            Ok(Org {
-                id: OrgId(get(row, "id")?),
-                name: get(row, "name")?,
-                require_2fa: get(row, "require_2fa")?,
-                message_retention_days: get(row, "message_retention_days")?,
-                audit_retention_days: get(row, "audit_retention_days")?,
-                erasure: tag(row, "erasure", ErasurePolicy::parse)?,
-                created_at: get(row, "created_at")?,
-            })
-        }
-
-        fn member_from_row(row: &Row) -> StoreResult<Member> {
-            Ok(Member {
-                org_id: OrgId(get(row, "org_id")?),
-                user: summary_from_row(row)?,
-                role: tag(row, "role", OrgRole::parse)?,
-                joined_at: get(row, "joined_at")?,
-            })
-        }
-
-        const INVITE_COLS: &str =
-            "id, org_id, role, max_uses, uses, expires_at, invitee_key, created_by, created_at";
-
-        fn invite_from_row(row: &Row) -> StoreResult<Invite> {
-            Ok(Invite {
-                id: InviteId(get(row, "id")?),
-                org_id: OrgId(get(row, "org_id")?),
-                role: tag(row, "role", OrgRole::parse)?,
-                max_uses: get(row, "max_uses")?,
-                uses: get(row, "uses")?,
-                expires_at: get(row, "expires_at")?,
-                username: get(row, "invitee_key")?,
-                created_by: UserId(get(row, "created_by")?),
-                created_at: get(row, "created_at")?,
-            })
-        }
-
-        const CONVERSATION_COLS: &str = "c.id, c.org_id, c.kind, c.name, c.visibility, \
-             c.archived, c.created_by, c.created_at, c.updated_at, c.last_seq, c.direct_key";
-
-        /// A conversation row; a `teams` visibility comes back with an empty list that
-        /// [`with_teams`] fills.
-        fn conversation_from_row(row: &Row) -> StoreResult<Conversation> {
-            let visibility: String = get(row, "visibility")?;
-            let visibility = match visibility.as_str() {
-                "private" => Visibility::PRIVATE,
-                "org" => Visibility::ORG,
-                "teams" => Visibility::Teams { teams: Vec::new() },
-                other => {
-                    return Err(StoreError::Backend(format!(
-                        "column visibility: unknown value {other:?}"
-                    )))
-                }
-            };
-            Ok(Conversation {
-                id: ConversationId(get(row, "id")?),
-                org_id: OrgId(get(row, "org_id")?),
-                kind: tag(row, "kind", ConversationKind::parse)?,
-                name: get(row, "name")?,
-                visibility,
-                archived: get(row, "archived")?,
-                created_by: UserId(get(row, "created_by")?),
-                created_at: get(row, "created_at")?,
-                updated_at: get(row, "updated_at")?,
-                last_seq: get(row, "last_seq")?,
-                direct_key: get(row, "direct_key")?,
-            })
-        }
-
-        fn participant_from_row(row: &Row) -> StoreResult<Participant> {
-            Ok(Participant {
-                conversation_id: ConversationId(get(row, "conversation_id")?),
-                user: summary_from_row(row)?,
-                role: tag(row, "role", ConversationRole::parse)?,
-                joined_at: get(row, "joined_at")?,
-            })
-        }
-
-        /// The columns [`message_from_row`] reads, from `messages m JOIN users u`.
-        const MESSAGE_COLS: &str = "m.id, m.conversation_id, m.seq, m.content, m.format, \
-             m.reply_to, m.created_at, m.edited_at, m.deleted_at, \
-             u.id AS su_id, u.username AS su_username, u.display_name AS su_display_name, \
-             u.kind AS su_kind";
-
-        fn message_from_row(row: &Row) -> StoreResult<Message> {
-            Ok(Message {
-                id: MessageId(get(row, "id")?),
-                conversation_id: ConversationId(get(row, "conversation_id")?),
-                seq: get(row, "seq")?,
-                author: summary_from_row(row)?,
-                content: get(row, "content")?,
-                format: tag(row, "format", MessageFormat::parse)?,
-                created_at: get(row, "created_at")?,
-                edited_at: get(row, "edited_at")?,
-                deleted_at: get(row, "deleted_at")?,
-                reply_to: get::<Option<::uuid::Uuid>>(row, "reply_to")?.map(MessageId),
-                attachments: Vec::new(),
-            })
-        }
-
-        fn version_from_row(row: &Row) -> StoreResult<MessageVersion> {
-            Ok(MessageVersion {
-                id: MessageVersionId(get(row, "id")?),
-                message_id: MessageId(get(row, "message_id")?),
-                content: get(row, "content")?,
-                format: tag(row, "format", MessageFormat::parse)?,
-                written_at: get(row, "written_at")?,
-                replaced_at: get(row, "replaced_at")?,
-            })
+/// A conversation row; a `teams` visibility comes back with an empty list that
+/// [`with_teams`] fills.
+pub(super) fn conversation_from_row(row: &Row) -> StoreResult<Conversation> {
+    let visibility: String = get(row, "visibility")?;
+    let visibility = match visibility.as_str() {
+        "private" => Visibility::PRIVATE,
+        "org" => Visibility::ORG,
+        "teams" => Visibility::Teams { teams: Vec::new() },
+        other => {
+            return Err(StoreError::Backend(format!(
+                "column visibility: unknown value {other:?}"
+            )))
         }
     };
+    Ok(Conversation {
+        id: ConversationId(get(row, "id")?),
+        org_id: OrgId(get(row, "org_id")?),
+        kind: tag(row, "kind", ConversationKind::parse)?,
+        name: get(row, "name")?,
+        visibility,
+        archived: get(row, "archived")?,
+        created_by: UserId(get(row, "created_by")?),
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+        last_seq: get(row, "last_seq")?,
+        direct_key: get(row, "direct_key")?,
+    })
+}
+
+pub(super) fn participant_from_row(row: &Row) -> StoreResult<Participant> {
+    Ok(Participant {
+        conversation_id: ConversationId(get(row, "conversation_id")?),
+        user: summary_from_row(row)?,
+        role: tag(row, "role", ConversationRole::parse)?,
+        joined_at: get(row, "joined_at")?,
+    })
+}
+
+/// The columns [`message_from_row`] reads, from `messages m JOIN users u`.
+pub(super) const MESSAGE_COLS: &str = "m.id, m.conversation_id, m.seq, m.content, m.format, \
+     m.reply_to, m.created_at, m.edited_at, m.deleted_at, \
+     u.id AS su_id, u.username AS su_username, u.display_name AS su_display_name, \
+     u.kind AS su_kind";
+
+pub(super) fn message_from_row(row: &Row) -> StoreResult<Message> {
+    Ok(Message {
+        id: MessageId(get(row, "id")?),
+        conversation_id: ConversationId(get(row, "conversation_id")?),
+        seq: get(row, "seq")?,
+        author: summary_from_row(row)?,
+        content: get(row, "content")?,
+        format: tag(row, "format", MessageFormat::parse)?,
+        created_at: get(row, "created_at")?,
+        edited_at: get(row, "edited_at")?,
+        deleted_at: get(row, "deleted_at")?,
+        reply_to: get::<Option<uuid::Uuid>>(row, "reply_to")?.map(MessageId),
+        attachments: Vec::new(),
+    })
+}
+
+pub(super) fn version_from_row(row: &Row) -> StoreResult<MessageVersion> {
+    Ok(MessageVersion {
+        id: MessageVersionId(get(row, "id")?),
+        message_id: MessageId(get(row, "message_id")?),
+        content: get(row, "content")?,
+        format: tag(row, "format", MessageFormat::parse)?,
+        written_at: get(row, "written_at")?,
+        replaced_at: get(row, "replaced_at")?,
+    })
+}
+
+/// A statement of the backend with its bound arguments.
+pub(super) type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
+
+/// Runs `query` on `pool` and maps every row with `from_row`.
+pub(super) async fn fetch_all<T>(
+    pool: &sqlx::Pool<Db>,
+    query: Query<'_>,
+    from_row: fn(&Row) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let rows = query.fetch_all(pool).await.map_err(db)?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Runs `query` on `pool` and maps its one row with `from_row`; `NotFound` when there is none.
+pub(super) async fn fetch_one<T>(
+    pool: &sqlx::Pool<Db>,
+    query: Query<'_>,
+    from_row: fn(&Row) -> StoreResult<T>,
+) -> StoreResult<T> {
+    let row = query.fetch_one(pool).await.map_err(db)?;
+    from_row(&row)
+}
+
+/// In one transaction: runs `query`, which must change a row (`NotFound`, nothing changed,
+/// when it changes none), and appends `audit`.
+pub(super) async fn change_audited(
+    s: &Backend,
+    query: Query<'_>,
+    audit: &[AuditEntry],
+) -> StoreResult<()> {
+    match run_audited(s, query, audit).await? {
+        0 => Err(StoreError::NotFound),
+        _ => Ok(()),
+    }
+}
+
+/// In one transaction: runs `query` and, when it changed a row, appends `audit` and commits (no
+/// change, no audit row); answers how many rows it changed.
+pub(super) async fn run_audited(
+    s: &Backend,
+    query: Query<'_>,
+    audit: &[AuditEntry],
+) -> StoreResult<u64> {
+    let mut tx = s.writer().begin().await.map_err(db)?;
+    let changed = query.execute(&mut *tx).await.map_err(db)?.rows_affected();
+    if changed > 0 {
+        commit_audited(tx, s, audit).await?;
+    }
+    Ok(changed)
 }

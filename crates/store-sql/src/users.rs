@@ -1,359 +1,219 @@
-//! Accounts, the bootstrap flag and sessions.
+//! Accounts, the bootstrap flag and the first-start record.
 
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __store_sql_users {
-    () => {
-        async fn ping(s: &Backend) -> StoreResult<()> {
-            ::sqlx::query("SELECT 1")
-                .execute(s.reader())
-                .await
-                .map_err(db)?;
-            Ok(())
+use super::*;
+
+pub(super) async fn insert_user(conn: &mut Conn, user: &NewUser) -> StoreResult<User> {
+    let row = sqlx::query(&format!(
+        "INSERT INTO users (id, username, username_key, display_name, email, \
+         password_hash, kind, server_admin, disabled, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {USER_RETURNING}"
+    ))
+    .bind(user.id.0)
+    .bind(user.username.as_str())
+    .bind(user.username.key())
+    .bind(user.display_name.as_ref().map(DisplayName::as_str))
+    .bind(user.email.as_ref().map(Email::as_str))
+    .bind(user.password_hash.as_deref())
+    .bind(user.kind.as_str())
+    .bind(user.server_admin)
+    .bind(false)
+    .bind(ts(user.created_at))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(unique(Conflict::UsernameTaken))?;
+    user_from_row(&row)
+}
+
+/// A server admin exists from now on: the bootstrap never re-arms (CORE-3a).
+async fn disarm_bootstrap(conn: &mut Conn) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO server_flags (name, set_at) VALUES ('bootstrap', CURRENT_TIMESTAMP) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+#[async_trait]
+impl UserStore for Backend {
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn create_user(&self, user: &NewUser, audit: &[AuditEntry]) -> StoreResult<User> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let created = insert_user(&mut tx, user).await?;
+        if user.server_admin {
+            disarm_bootstrap(&mut tx).await?;
         }
+        commit_audited(tx, self, audit).await?;
+        Ok(created)
+    }
 
-        async fn insert_user(conn: &mut Conn, user: &NewUser) -> StoreResult<User> {
-            let row = ::sqlx::query(&format!(
-                "INSERT INTO users (id, username, username_key, display_name, email, \
-                 password_hash, kind, server_admin, disabled, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {USER_RETURNING}"
-            ))
-            .bind(user.id.0)
-            .bind(user.username.as_str())
-            .bind(user.username.key())
-            .bind(user.display_name.as_ref().map(DisplayName::as_str))
-            .bind(user.email.as_ref().map(Email::as_str))
-            .bind(user.password_hash.as_deref())
-            .bind(user.kind.as_str())
-            .bind(user.server_admin)
-            .bind(false)
-            .bind(ts(user.created_at))
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(unique(Conflict::UsernameTaken))?;
-            user_from_row(&row)
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn claim_bootstrap(&self, user: &NewUser, audit: &[AuditEntry]) -> StoreResult<User> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        // Refused when claimed before or when a server admin exists already, however made.
+        let claimed = sqlx::query(
+            "INSERT INTO server_flags (name, set_at) SELECT 'bootstrap', $1 \
+             WHERE NOT EXISTS (SELECT 1 FROM users WHERE server_admin)",
+        )
+        .bind(ts(user.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(unique(Conflict::BootstrapUsed))?;
+        if claimed.rows_affected() == 0 {
+            return Err(StoreError::Conflict(Conflict::BootstrapUsed));
         }
+        let created = insert_user(&mut tx, user).await?;
+        commit_audited(tx, self, audit).await?;
+        Ok(created)
+    }
 
-        #[::tracing::instrument(level = "debug", skip_all)]
-        async fn create_user(
-            s: &Backend,
-            user: &NewUser,
-            audit: &[AuditEntry],
-        ) -> StoreResult<User> {
-            let mut tx = s.writer().begin().await.map_err(db)?;
-            let created = insert_user(&mut tx, user).await?;
-            if user.server_admin {
-                disarm_bootstrap(&mut tx).await?;
-            }
-            commit_audited(tx, s, audit).await?;
-            Ok(created)
-        }
+    async fn bootstrap_claimed(&self) -> StoreResult<bool> {
+        let row = sqlx::query(
+            "SELECT (EXISTS (SELECT 1 FROM server_flags WHERE name = 'bootstrap') \
+             OR EXISTS (SELECT 1 FROM users WHERE server_admin)) AS claimed",
+        )
+        .fetch_one(self.reader())
+        .await
+        .map_err(db)?;
+        get(&row, "claimed")
+    }
 
-        /// A server admin exists from now on: the bootstrap never re-arms (CORE-3a).
-        async fn disarm_bootstrap(conn: &mut Conn) -> StoreResult<()> {
-            ::sqlx::query(
-                "INSERT INTO server_flags (name, set_at) VALUES ('bootstrap', CURRENT_TIMESTAMP) \
-                 ON CONFLICT (name) DO NOTHING",
-            )
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
-            Ok(())
-        }
-
-        #[::tracing::instrument(level = "debug", skip_all)]
-        async fn claim_bootstrap(
-            s: &Backend,
-            user: &NewUser,
-            audit: &[AuditEntry],
-        ) -> StoreResult<User> {
-            let mut tx = s.writer().begin().await.map_err(db)?;
-            // Refused when claimed before or when a server admin exists already, however made.
-            let claimed = ::sqlx::query(
-                "INSERT INTO server_flags (name, set_at) SELECT 'bootstrap', $1 \
-                 WHERE NOT EXISTS (SELECT 1 FROM users WHERE server_admin)",
-            )
-            .bind(ts(user.created_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(unique(Conflict::BootstrapUsed))?;
-            if claimed.rows_affected() == 0 {
-                return Err(StoreError::Conflict(Conflict::BootstrapUsed));
-            }
-            let created = insert_user(&mut tx, user).await?;
-            commit_audited(tx, s, audit).await?;
-            Ok(created)
-        }
-
-        async fn bootstrap_claimed(s: &Backend) -> StoreResult<bool> {
-            let row = ::sqlx::query(
-                "SELECT (EXISTS (SELECT 1 FROM server_flags WHERE name = 'bootstrap') \
-                 OR EXISTS (SELECT 1 FROM users WHERE server_admin)) AS claimed",
-            )
-            .fetch_one(s.reader())
-            .await
-            .map_err(db)?;
-            get(&row, "claimed")
-        }
-
-        async fn first_start(s: &Backend, now: DateTime<Utc>) -> StoreResult<DateTime<Utc>> {
-            ::sqlx::query(
-                "INSERT INTO server_flags (name, set_at) VALUES ('first_start', $1) \
-                 ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(ts(now))
-            .execute(s.writer())
+    async fn first_start(&self, now: DateTime<Utc>) -> StoreResult<DateTime<Utc>> {
+        sqlx::query(
+            "INSERT INTO server_flags (name, set_at) VALUES ('first_start', $1) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(ts(now))
+        .execute(self.writer())
+        .await
+        .map_err(db)?;
+        let row = sqlx::query("SELECT set_at FROM server_flags WHERE name = 'first_start'")
+            .fetch_one(self.writer())
             .await
             .map_err(db)?;
-            let row = ::sqlx::query("SELECT set_at FROM server_flags WHERE name = 'first_start'")
-                .fetch_one(s.writer())
-                .await
-                .map_err(db)?;
-            get(&row, "set_at")
-        }
+        get(&row, "set_at")
+    }
 
-        async fn user(s: &Backend, id: UserId) -> StoreResult<User> {
-            let row = ::sqlx::query(&format!("SELECT {USER_COLS} FROM users u WHERE u.id = $1"))
-                .bind(id.0)
-                .fetch_one(s.reader())
-                .await
-                .map_err(db)?;
-            user_from_row(&row)
-        }
+    async fn user(&self, id: UserId) -> StoreResult<User> {
+        fetch_one(
+            self.reader(),
+            sqlx::query(&format!("SELECT {USER_COLS} FROM users u WHERE u.id = $1")).bind(id.0),
+            user_from_row,
+        )
+        .await
+    }
 
-        async fn user_by_username(
-            s: &Backend,
-            key: &str,
-        ) -> StoreResult<Option<(User, Option<String>)>> {
-            let row = ::sqlx::query(&format!(
-                "SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.username_key = $1"
-            ))
-            .bind(key.to_ascii_lowercase())
-            .fetch_optional(s.reader())
-            .await
-            .map_err(db)?;
-            row.map(|row| Ok((user_from_row(&row)?, get(&row, "password_hash")?)))
-                .transpose()
-        }
+    async fn user_by_username(&self, key: &str) -> StoreResult<Option<(User, Option<String>)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.username_key = $1"
+        ))
+        .bind(key.to_ascii_lowercase())
+        .fetch_optional(self.reader())
+        .await
+        .map_err(db)?;
+        row.map(|row| Ok((user_from_row(&row)?, get(&row, "password_hash")?)))
+            .transpose()
+    }
 
-        async fn password_hash(s: &Backend, id: UserId) -> StoreResult<Option<String>> {
-            let row = ::sqlx::query("SELECT password_hash FROM users WHERE id = $1")
-                .bind(id.0)
-                .fetch_one(s.reader())
-                .await
-                .map_err(db)?;
-            get(&row, "password_hash")
-        }
-
-        #[::tracing::instrument(level = "debug", skip_all)]
-        async fn set_password_hash(
-            s: &Backend,
-            id: UserId,
-            phc: &str,
-            audit: &[AuditEntry],
-        ) -> StoreResult<()> {
-            let mut tx = s.writer().begin().await.map_err(db)?;
-            let done = ::sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
-                .bind(id.0)
-                .bind(phc)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound);
-            }
-            commit_audited(tx, s, audit).await
-        }
-
-        #[::tracing::instrument(level = "debug", skip_all)]
-        async fn set_display_name(
-            s: &Backend,
-            id: UserId,
-            name: Option<&DisplayName>,
-            audit: &[AuditEntry],
-        ) -> StoreResult<User> {
-            let mut tx = s.writer().begin().await.map_err(db)?;
-            let row = ::sqlx::query(&format!(
-                "UPDATE users SET display_name = $2 WHERE id = $1 RETURNING {USER_RETURNING}"
-            ))
+    async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
             .bind(id.0)
-            .bind(name.map(DisplayName::as_str))
-            .fetch_one(&mut *tx)
+            .fetch_one(self.reader())
             .await
             .map_err(db)?;
-            commit_audited(tx, s, audit).await?;
-            user_from_row(&row)
-        }
+        get(&row, "password_hash")
+    }
 
-        #[::tracing::instrument(level = "debug", skip_all)]
-        async fn set_user_flags(
-            s: &Backend,
-            id: UserId,
-            disabled: Option<bool>,
-            server_admin: Option<bool>,
-            require_2fa: Option<bool>,
-            audit: &[AuditEntry],
-        ) -> StoreResult<User> {
-            let mut tx = s.writer().begin().await.map_err(db)?;
-            let row = ::sqlx::query(&format!(
-                "UPDATE users SET disabled = COALESCE($2, disabled), \
-                 server_admin = COALESCE($3, server_admin), \
-                 require_2fa = COALESCE($4, require_2fa) \
-                 WHERE id = $1 AND erased_at IS NULL RETURNING {USER_RETURNING}"
-            ))
-            .bind(id.0)
-            .bind(disabled)
-            .bind(server_admin)
-            .bind(require_2fa)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
-            if server_admin == Some(true) {
-                disarm_bootstrap(&mut tx).await?;
-            }
-            commit_audited(tx, s, audit).await?;
-            user_from_row(&row)
-        }
-
-        async fn list_users(s: &Backend, page: Page<UserId>) -> StoreResult<Vec<User>> {
-            let k = keyset(page.cursor, "u.id", 2);
-            let sql = format!(
-                "SELECT {USER_COLS} FROM users u WHERE 1 = 1 {} ORDER BY u.id {} LIMIT $1",
-                k.cond, k.order
-            );
-            let mut q = ::sqlx::query(&sql).bind(limit(page.limit));
-            if let Some(key) = k.key {
-                q = q.bind(key.0);
-            }
-            let rows = q.fetch_all(s.reader()).await.map_err(db)?;
-            rows.iter().map(user_from_row).collect()
-        }
-
-        async fn users_share_org(s: &Backend, a: UserId, b: UserId) -> StoreResult<bool> {
-            let row = ::sqlx::query(
-                "SELECT EXISTS (SELECT 1 FROM org_members x JOIN org_members y \
-                 ON y.org_id = x.org_id WHERE x.user_id = $1 AND y.user_id = $2) AS shared",
-            )
-            .bind(a.0)
-            .bind(b.0)
-            .fetch_one(s.reader())
-            .await
-            .map_err(db)?;
-            get(&row, "shared")
-        }
-
-        #[::tracing::instrument(level = "debug", skip_all)]
-        async fn create_session(
-            s: &Backend,
-            session: &Session,
-            token_hash: &[u8],
-            audit: &[AuditEntry],
-        ) -> StoreResult<()> {
-            let mut tx = s.writer().begin().await.map_err(db)?;
-            ::sqlx::query(
-                "INSERT INTO sessions (id, user_id, token_hash, device, ip, created_at, \
-                 last_seen_at, expires_at, cookie, impersonator_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(session.id.0)
-            .bind(session.user_id.0)
-            .bind(token_hash)
-            .bind(session.device.as_deref())
-            .bind(session.ip.as_deref())
-            .bind(ts(session.created_at))
-            .bind(ts(session.last_seen_at))
-            .bind(ts(session.expires_at))
-            .bind(session.cookie)
-            .bind(session.impersonator.map(|u| u.0))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-            commit_audited(tx, s, audit).await
-        }
-
-        async fn session_by_token_hash(
-            s: &Backend,
-            token_hash: &[u8],
-        ) -> StoreResult<Option<Session>> {
-            let row = ::sqlx::query(&format!(
-                "SELECT {SESSION_COLS} FROM sessions WHERE token_hash = $1"
-            ))
-            .bind(token_hash)
-            .fetch_optional(s.reader())
-            .await
-            .map_err(db)?;
-            row.as_ref().map(session_from_row).transpose()
-        }
-
-        async fn touch_session(
-            s: &Backend,
-            id: SessionId,
-            at: DateTime<Utc>,
-            ip: Option<&str>,
-        ) -> StoreResult<()> {
-            // A session signed out meanwhile simply stays gone: nothing to touch, no error.
-            ::sqlx::query(
-                "UPDATE sessions SET last_seen_at = $2, ip = COALESCE($3, ip) WHERE id = $1",
-            )
-            .bind(id.0)
-            .bind(ts(at))
-            .bind(ip)
-            .execute(s.writer())
-            .await
-            .map_err(db)?;
-            Ok(())
-        }
-
-        async fn list_sessions(s: &Backend, user: UserId) -> StoreResult<Vec<Session>> {
-            let rows = ::sqlx::query(&format!(
-                "SELECT {SESSION_COLS} FROM sessions WHERE user_id = $1 \
-                 ORDER BY created_at DESC, id DESC"
-            ))
-            .bind(user.0)
-            .fetch_all(s.reader())
-            .await
-            .map_err(db)?;
-            rows.iter().map(session_from_row).collect()
-        }
-
-        #[::tracing::instrument(level = "debug", skip_all)]
-        async fn delete_session(
-            s: &Backend,
-            user: UserId,
-            id: SessionId,
-            audit: &[AuditEntry],
-        ) -> StoreResult<()> {
-            let mut tx = s.writer().begin().await.map_err(db)?;
-            let done = ::sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn set_password_hash(
+        &self,
+        id: UserId,
+        phc: &str,
+        audit: &[AuditEntry],
+    ) -> StoreResult<()> {
+        change_audited(
+            self,
+            sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
                 .bind(id.0)
-                .bind(user.0)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound);
-            }
-            commit_audited(tx, s, audit).await
-        }
+                .bind(phc),
+            audit,
+        )
+        .await
+    }
 
-        #[::tracing::instrument(level = "debug", skip_all)]
-        async fn delete_sessions(
-            s: &Backend,
-            user: UserId,
-            keep: Option<SessionId>,
-            audit: &[AuditEntry],
-        ) -> StoreResult<u64> {
-            let mut tx = s.writer().begin().await.map_err(db)?;
-            let done = ::sqlx::query(
-                "DELETE FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR id <> $2)",
-            )
-            .bind(user.0)
-            .bind(keep.map(|k| k.0))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-            commit_audited(tx, s, audit).await?;
-            Ok(done.rows_affected())
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn set_display_name(
+        &self,
+        id: UserId,
+        name: Option<&DisplayName>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<User> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let row = sqlx::query(&format!(
+            "UPDATE users SET display_name = $2 WHERE id = $1 RETURNING {USER_RETURNING}"
+        ))
+        .bind(id.0)
+        .bind(name.map(DisplayName::as_str))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        commit_audited(tx, self, audit).await?;
+        user_from_row(&row)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn set_user_flags(
+        &self,
+        id: UserId,
+        disabled: Option<bool>,
+        server_admin: Option<bool>,
+        require_2fa: Option<bool>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<User> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let row = sqlx::query(&format!(
+            "UPDATE users SET disabled = COALESCE($2, disabled), \
+             server_admin = COALESCE($3, server_admin), \
+             require_2fa = COALESCE($4, require_2fa) \
+             WHERE id = $1 AND erased_at IS NULL RETURNING {USER_RETURNING}"
+        ))
+        .bind(id.0)
+        .bind(disabled)
+        .bind(server_admin)
+        .bind(require_2fa)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if server_admin == Some(true) {
+            disarm_bootstrap(&mut tx).await?;
         }
-    };
+        commit_audited(tx, self, audit).await?;
+        user_from_row(&row)
+    }
+
+    async fn list_users(&self, page: Page<UserId>) -> StoreResult<Vec<User>> {
+        let k = keyset(page.cursor, "u.id", 2);
+        let sql = format!(
+            "SELECT {USER_COLS} FROM users u WHERE 1 = 1 {} ORDER BY u.id {} LIMIT $1",
+            k.cond, k.order
+        );
+        let q = k.bind_key(sqlx::query(&sql).bind(limit(page.limit)), |key| key.0);
+        let rows = q.fetch_all(self.reader()).await.map_err(db)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn users_share_org(&self, a: UserId, b: UserId) -> StoreResult<bool> {
+        let row = sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM org_members x JOIN org_members y \
+             ON y.org_id = x.org_id WHERE x.user_id = $1 AND y.user_id = $2) AS shared",
+        )
+        .bind(a.0)
+        .bind(b.0)
+        .fetch_one(self.reader())
+        .await
+        .map_err(db)?;
+        get(&row, "shared")
+    }
 }

@@ -1,6 +1,7 @@
 //! The SQLite store: one file, WAL journal, a single writer connection (so writes queue in the
 //! pool instead of failing with `SQLITE_BUSY`) and a few reader connections. The SQL itself is
-//! shared with PostgreSQL through [`conclave_store_sql::impl_store!`].
+//! shared with PostgreSQL: `crates/store-sql/src` is compiled here as the private module `sql`,
+//! over `sqlx::Sqlite`.
 
 use conclave_core::store::StoreError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -86,4 +87,10 @@ fn backend(e: sqlx::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-conclave_store_sql::impl_store!(SqliteStore, sqlx::Sqlite);
+/// The database the shared SQL runs on.
+type Db = Sqlite;
+/// The type the shared SQL implements the store traits for.
+type Backend = SqliteStore;
+
+#[path = "../../store-sql/src/mod.rs"]
+mod sql;

@@ -120,7 +120,7 @@ impl Services {
             idempotency: req.idempotency_key.map(|k| (k, print.clone())),
             idempotency_since: now - IDEMPOTENCY_WINDOW,
         };
-        match self.store.insert_message(&new).await? {
+        match self.store.insert_message(&new, &[]).await? {
             Inserted::Created(message) => {
                 self.audit_impersonated(actor, "message.sent", &message)
                     .await;
@@ -206,7 +206,7 @@ impl Services {
         let content = stored_content(&text, format)?;
         let edited = self
             .store
-            .edit_message(id, &content, format, self.clock.now())
+            .edit_message(id, &content, format, self.clock.now(), &[])
             .await?;
         self.audit_impersonated(actor, "message.edited", &edited)
             .await;

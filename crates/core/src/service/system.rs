@@ -5,6 +5,7 @@
 use super::{Result, Services};
 use crate::audit::{AuditActor, AuditEntry};
 use crate::keyring::{self, KeyInfo, KeyRingError, KeyRotation};
+use crate::ids::{SessionId, UserId};
 use crate::model::GatewaySession;
 use chrono::{DateTime, Utc};
 
@@ -20,9 +21,15 @@ impl Services {
         Ok(self.store.save_gateway_session(session).await?)
     }
 
-    /// Takes a kept gateway session out for RESUME.
-    pub async fn take_gateway_session(&self, id: uuid::Uuid) -> Result<Option<GatewaySession>> {
-        Ok(self.store.take_gateway_session(id).await?)
+    /// Takes a kept gateway session out for RESUME: only its owner (user and login session)
+    /// gets it; anyone else gets nothing and leaves it in place.
+    pub async fn take_gateway_session(
+        &self,
+        id: uuid::Uuid,
+        user: UserId,
+        auth_session: SessionId,
+    ) -> Result<Option<GatewaySession>> {
+        Ok(self.store.take_gateway_session(id, user, auth_session).await?)
     }
 
     /// `conclave keys list`: every key, once the ring is known to unwrap with this master key

@@ -239,22 +239,17 @@ pub(super) async fn resume(
     let Ok(id) = uuid::Uuid::try_parse(&r.session_id) else {
         return Err(Start::Invalid);
     };
+    // Only the owner (same user, same login session) takes it, inside the store's query.
     let saved = gw
         .services
-        .take_gateway_session(id)
+        .take_gateway_session(id, actor.user.id, actor.session.id)
         .await
         .map_err(|_| Start::Invalid)?
         .ok_or(Start::Invalid)?;
     let window = chrono::Duration::from_std(gw.config.resume_window).unwrap_or_default();
-    let usable = saved.user_id == actor.user.id
-        && saved.auth_session_id == actor.session.id
-        && saved.epoch == gw.fanout.epoch()
-        && saved.saved_at + window > gw.services.clock.now();
+    let usable =
+        saved.epoch == gw.fanout.epoch() && saved.saved_at + window > gw.services.clock.now();
     if !usable {
-        if saved.user_id != actor.user.id {
-            // Not theirs: leave it for its owner.
-            let _ = gw.services.save_gateway_session(&saved).await;
-        }
         return Err(Start::Invalid);
     }
     if r.seq < saved.last_s as u64 {

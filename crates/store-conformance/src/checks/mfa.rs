@@ -50,7 +50,7 @@ async fn enrol(store: &dyn Store, user: UserId, step: i64, prefix: &str) {
         .unwrap());
 }
 
-pub async fn totp_enrolment_lifecycle(store: Arc<dyn Store>) {
+async fn totp_enrolment_lifecycle(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     assert!(store.totp_enrolment(alice.id).await.unwrap().is_none());
 
@@ -132,8 +132,9 @@ pub async fn totp_enrolment_lifecycle(store: Arc<dyn Store>) {
         .unwrap()
         .is_none());
 }
+check!(totp_enrolment_lifecycle);
 
-pub async fn totp_steps_are_used_once(store: Arc<dyn Store>) {
+async fn totp_steps_are_used_once(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     // Not enabled: no step is accepted.
     assert!(!store.use_totp_step(alice.id, 1).await.unwrap());
@@ -170,8 +171,9 @@ pub async fn totp_steps_are_used_once(store: Arc<dyn Store>) {
         Some(200)
     );
 }
+check!(totp_steps_are_used_once);
 
-pub async fn recovery_codes_are_used_once(store: Arc<dyn Store>) {
+async fn recovery_codes_are_used_once(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     // Replacing needs 2FA on.
@@ -254,16 +256,14 @@ pub async fn recovery_codes_are_used_once(store: Arc<dyn Store>) {
     assert_eq!(fresh.used_at, None);
     assert!(store.recovery_code(bob.id, "aa05").await.unwrap().is_some());
 }
+check!(recovery_codes_are_used_once);
 
-pub async fn org_standing_reflects_requirement_and_enrolment(store: Arc<dyn Store>) {
+async fn org_standing_reflects_requirement_and_enrolment(store: Arc<dyn Store>) {
     let owner = make_user(&*store, "owner").await;
     let member = make_user(&*store, "member").await;
     let stranger = make_user(&*store, "stranger").await;
     let org = make_org(&*store, "acme", owner.id).await;
-    store
-        .add_member(org.id, member.id, OrgRole::Member, at(1), &[])
-        .await
-        .unwrap();
+    join(&*store, org.id, member.id).await;
     assert_eq!(store.org_standing(org.id, stranger.id).await.unwrap(), None);
     let standing = store
         .org_standing(org.id, member.id)
@@ -324,8 +324,9 @@ pub async fn org_standing_reflects_requirement_and_enrolment(store: Arc<dyn Stor
     assert_eq!(owner_standing.role, OrgRole::Owner);
     assert!(owner_standing.needs_2fa_setup());
 }
+check!(org_standing_reflects_requirement_and_enrolment);
 
-pub async fn mfa_challenges_expire_fail_and_are_taken_once(store: Arc<dyn Store>) {
+async fn mfa_challenges_expire_fail_and_are_taken_once(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let challenge = MfaChallenge {
         user_id: alice.id,
@@ -438,6 +439,7 @@ pub async fn mfa_challenges_expire_fail_and_are_taken_once(store: Arc<dyn Store>
     assert!(store.mfa_challenge(b"hash-b").await.unwrap().is_none());
     assert!(store.mfa_challenge(b"hash-c").await.unwrap().is_some());
 }
+check!(mfa_challenges_expire_fail_and_are_taken_once);
 
 fn key(account: &str, ip: &str) -> ThrottleKey {
     ThrottleKey {
@@ -456,7 +458,7 @@ fn gate(key: ThrottleKey, now: i64) -> ThrottleGate {
     }
 }
 
-pub async fn login_attempts_are_reserved_atomically(store: Arc<dyn Store>) {
+async fn login_attempts_are_reserved_atomically(store: Arc<dyn Store>) {
     let keys = vec![
         key("acct", "10.0.0.1"),
         key("acct", ""),
@@ -589,3 +591,4 @@ pub async fn login_attempts_are_reserved_atomically(store: Arc<dyn Store>) {
     assert_eq!(store.prune_login_failures(at(150)).await.unwrap(), 1);
     assert!(store.login_failures(&keys).await.unwrap().is_empty());
 }
+check!(login_attempts_are_reserved_atomically);

@@ -7,10 +7,7 @@ async fn room(store: &dyn Store) -> (User, User, Conversation) {
     let alice = make_user(store, "alice").await;
     let bob = make_user(store, "bob").await;
     let org = make_org(store, "acme", alice.id).await;
-    store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
-        .await
-        .unwrap();
+    join(store, org.id, bob.id).await;
     let conv = make_group(store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
     (alice, bob, conv)
 }
@@ -22,7 +19,7 @@ fn keyed(conv: ConversationId, author: UserId, key: &str, print: &str) -> NewMes
     }
 }
 
-pub async fn insert_message_sequences_concurrently(store: Arc<dyn Store>) {
+async fn insert_message_sequences_concurrently(store: Arc<dyn Store>) {
     let (alice, bob, conv) = room(&*store).await;
     let mut tasks = Vec::new();
     for i in 0..20 {
@@ -30,7 +27,7 @@ pub async fn insert_message_sequences_concurrently(store: Arc<dyn Store>) {
         let author = if i % 2 == 0 { alice.id } else { bob.id };
         tasks.push(tokio::spawn(async move {
             let msg = new_message(conv.id, author, &format!("message {i}"));
-            created(store.insert_message(&msg).await.unwrap())
+            created(store.insert_message(&msg, &[]).await.unwrap())
         }));
     }
     let mut seqs = Vec::new();
@@ -42,18 +39,13 @@ pub async fn insert_message_sequences_concurrently(store: Arc<dyn Store>) {
     assert_eq!(store.conversation(conv.id).await.unwrap().last_seq, 20);
 
     let other = make_group(&*store, conv.org_id, alice.id, &[], Visibility::ORG).await;
-    let first = created(
-        store
-            .insert_message(&new_message(other.id, alice.id, "own count"))
-            .await
-            .unwrap(),
-    );
+    let first = post_message(&*store, other.id, alice.id, "own count").await;
     assert_eq!(first.seq, 1, "each conversation counts on its own");
 
     let mut reply = new_message(conv.id, bob.id, "re");
     reply.reply_to = Some(first.id);
     reply.format = MessageFormat::Html;
-    let reply = created(store.insert_message(&reply).await.unwrap());
+    let reply = created(store.insert_message(&reply, &[]).await.unwrap());
     assert_eq!(reply.seq, 21);
     assert_eq!(reply.reply_to, Some(first.id));
     assert_eq!(reply.format, MessageFormat::Html);
@@ -66,22 +58,23 @@ pub async fn insert_message_sequences_concurrently(store: Arc<dyn Store>) {
 
     assert_not_found(
         store
-            .insert_message(&new_message(ConversationId::new(), alice.id, "lost"))
+            .insert_message(&new_message(ConversationId::new(), alice.id, "lost"), &[])
             .await,
     );
     assert_not_found(store.message(MessageId::new()).await);
 }
+check!(insert_message_sequences_concurrently);
 
-pub async fn idempotent_inserts(store: Arc<dyn Store>) {
+async fn idempotent_inserts(store: Arc<dyn Store>) {
     let (alice, bob, conv) = room(&*store).await;
     let original = created(
         store
-            .insert_message(&keyed(conv.id, alice.id, "k-1", "first"))
+            .insert_message(&keyed(conv.id, alice.id, "k-1", "first"), &[])
             .await
             .unwrap(),
     );
     match store
-        .insert_message(&keyed(conv.id, alice.id, "k-1", "second"))
+        .insert_message(&keyed(conv.id, alice.id, "k-1", "second"), &[])
         .await
         .unwrap()
     {
@@ -99,7 +92,7 @@ pub async fn idempotent_inserts(store: Arc<dyn Store>) {
 
     let bobs = created(
         store
-            .insert_message(&keyed(conv.id, bob.id, "k-1", "bob's"))
+            .insert_message(&keyed(conv.id, bob.id, "k-1", "bob's"), &[])
             .await
             .unwrap(),
     );
@@ -107,7 +100,7 @@ pub async fn idempotent_inserts(store: Arc<dyn Store>) {
     let other = make_group(&*store, conv.org_id, alice.id, &[], Visibility::ORG).await;
     created(
         store
-            .insert_message(&keyed(other.id, alice.id, "k-1", "elsewhere"))
+            .insert_message(&keyed(other.id, alice.id, "k-1", "elsewhere"), &[])
             .await
             .unwrap(),
     );
@@ -116,12 +109,12 @@ pub async fn idempotent_inserts(store: Arc<dyn Store>) {
     let mut later = keyed(conv.id, alice.id, "k-1", "much later");
     later.created_at = at(100_000);
     later.idempotency_since = at(101);
-    let fresh = created(store.insert_message(&later).await.unwrap());
+    let fresh = created(store.insert_message(&later, &[]).await.unwrap());
     assert_eq!(fresh.seq, 3);
     let mut again = keyed(conv.id, alice.id, "k-1", "again");
     again.created_at = at(100_001);
     again.idempotency_since = at(101);
-    match store.insert_message(&again).await.unwrap() {
+    match store.insert_message(&again, &[]).await.unwrap() {
         Inserted::Replayed(m, print) => {
             assert_eq!(m.id, fresh.id);
             assert_eq!(print, "much later");
@@ -133,15 +126,16 @@ pub async fn idempotent_inserts(store: Arc<dyn Store>) {
         .await
         .expect("forgetting a key keeps its message");
 }
+check!(idempotent_inserts);
 
-pub async fn idempotent_inserts_race(store: Arc<dyn Store>) {
+async fn idempotent_inserts_race(store: Arc<dyn Store>) {
     let (alice, _, conv) = room(&*store).await;
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let store = store.clone();
         let msg = keyed(conv.id, alice.id, "race", "same");
         tasks.push(tokio::spawn(async move {
-            store.insert_message(&msg).await.unwrap()
+            store.insert_message(&msg, &[]).await.unwrap()
         }));
     }
     let mut created_ids = Vec::new();
@@ -156,16 +150,12 @@ pub async fn idempotent_inserts_race(store: Arc<dyn Store>) {
     assert!(replayed_ids.iter().all(|id| *id == created_ids[0]));
     assert_eq!(store.conversation(conv.id).await.unwrap().last_seq, 1);
 }
+check!(idempotent_inserts_race);
 
-pub async fn messages_page_by_seq(store: Arc<dyn Store>) {
+async fn messages_page_by_seq(store: Arc<dyn Store>) {
     let (alice, _, conv) = room(&*store).await;
     for i in 1..=7 {
-        created(
-            store
-                .insert_message(&new_message(conv.id, alice.id, &format!("m{i}")))
-                .await
-                .unwrap(),
-        );
+        post_message(&*store, conv.id, alice.id, &format!("m{i}")).await;
     }
     let seqs = |ms: Vec<Message>| ms.into_iter().map(|m| m.seq).collect::<Vec<_>>();
     let latest = store
@@ -195,19 +185,15 @@ pub async fn messages_page_by_seq(store: Arc<dyn Store>) {
         .unwrap();
     assert!(none.is_empty());
 }
+check!(messages_page_by_seq);
 
-pub async fn edit_keeps_history(store: Arc<dyn Store>) {
+async fn edit_keeps_history(store: Arc<dyn Store>) {
     let (alice, _, conv) = room(&*store).await;
-    let msg = created(
-        store
-            .insert_message(&new_message(conv.id, alice.id, "v1"))
-            .await
-            .unwrap(),
-    );
+    let msg = post_message(&*store, conv.id, alice.id, "v1").await;
     assert!(store.message_history(msg.id).await.unwrap().is_empty());
 
     let v2 = store
-        .edit_message(msg.id, "<b>v2</b>", MessageFormat::Html, at(200))
+        .edit_message(msg.id, "<b>v2</b>", MessageFormat::Html, at(200), &[])
         .await
         .unwrap();
     assert_eq!(v2.content.as_deref(), Some("<b>v2</b>"));
@@ -216,7 +202,7 @@ pub async fn edit_keeps_history(store: Arc<dyn Store>) {
     assert_eq!(v2.seq, msg.seq);
     assert_eq!(v2.created_at, msg.created_at);
     let v3 = store
-        .edit_message(msg.id, "v3", MessageFormat::Text, at(300))
+        .edit_message(msg.id, "v3", MessageFormat::Text, at(300), &[])
         .await
         .unwrap();
     assert_eq!(store.message(msg.id).await.unwrap(), v3);
@@ -236,28 +222,25 @@ pub async fn edit_keeps_history(store: Arc<dyn Store>) {
 
     assert_not_found(
         store
-            .edit_message(MessageId::new(), "x", MessageFormat::Text, at(1))
+            .edit_message(MessageId::new(), "x", MessageFormat::Text, at(1), &[])
             .await,
     );
     assert_not_found(store.message_history(MessageId::new()).await);
 }
+check!(edit_keeps_history);
 
-pub async fn delete_tombstones(store: Arc<dyn Store>) {
+async fn delete_tombstones(store: Arc<dyn Store>) {
     let (alice, _, conv) = room(&*store).await;
     let mut ids = Vec::new();
     for i in 1..=3 {
         ids.push(
-            created(
-                store
-                    .insert_message(&new_message(conv.id, alice.id, &format!("m{i}")))
-                    .await
-                    .unwrap(),
-            )
-            .id,
+            post_message(&*store, conv.id, alice.id, &format!("m{i}"))
+                .await
+                .id,
         );
     }
     store
-        .edit_message(ids[1], "m2 edited", MessageFormat::Text, at(150))
+        .edit_message(ids[1], "m2 edited", MessageFormat::Text, at(150), &[])
         .await
         .unwrap();
     let gone = store.delete_message(ids[1], at(200), &[]).await.unwrap();
@@ -285,7 +268,7 @@ pub async fn delete_tombstones(store: Arc<dyn Store>) {
     );
     assert_not_found(
         store
-            .edit_message(ids[1], "back", MessageFormat::Text, at(400))
+            .edit_message(ids[1], "back", MessageFormat::Text, at(400), &[])
             .await,
     );
     assert_not_found(store.delete_message(MessageId::new(), at(1), &[]).await);
@@ -295,3 +278,4 @@ pub async fn delete_tombstones(store: Arc<dyn Store>) {
         "deleting frees no seq"
     );
 }
+check!(delete_tombstones);

@@ -2,11 +2,12 @@
 
 use super::*;
 
-pub async fn ping(store: Arc<dyn Store>) {
+async fn ping(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
 }
+check!(ping);
 
-pub async fn users_create_and_read(store: Arc<dyn Store>) {
+async fn users_create_and_read(store: Arc<dyn Store>) {
     let mut new = new_user("Alice.Smith");
     new.display_name = Some(DisplayName::parse("Alice").unwrap());
     new.email = Some(Email::parse("alice@example.com").unwrap());
@@ -80,8 +81,9 @@ pub async fn users_create_and_read(store: Arc<dyn Store>) {
     let robot = store.create_user(&passwordless, &[]).await.unwrap();
     assert_eq!(store.password_hash(robot.id).await.unwrap(), None);
 }
+check!(users_create_and_read);
 
-pub async fn usernames_are_unique_ignoring_case(store: Arc<dyn Store>) {
+async fn usernames_are_unique_ignoring_case(store: Arc<dyn Store>) {
     make_user(&*store, "Carol").await;
     assert_conflict(
         store.create_user(&new_user("carol"), &[]).await,
@@ -93,8 +95,9 @@ pub async fn usernames_are_unique_ignoring_case(store: Arc<dyn Store>) {
     );
     make_user(&*store, "carol2").await;
 }
+check!(usernames_are_unique_ignoring_case);
 
-pub async fn bootstrap_is_claimed_once(store: Arc<dyn Store>) {
+async fn bootstrap_is_claimed_once(store: Arc<dyn Store>) {
     assert!(!store.bootstrap_claimed().await.unwrap());
     let mut first = new_user("admin");
     first.server_admin = true;
@@ -114,9 +117,10 @@ pub async fn bootstrap_is_claimed_once(store: Arc<dyn Store>) {
     );
     assert!(store.bootstrap_claimed().await.unwrap());
 }
+check!(bootstrap_is_claimed_once);
 
 /// CORE-3a: a server admin made any other way ends the bootstrap, and for good.
-pub async fn any_server_admin_disarms_the_bootstrap(store: Arc<dyn Store>) {
+async fn any_server_admin_disarms_the_bootstrap(store: Arc<dyn Store>) {
     make_user(&*store, "plain").await;
     assert!(
         !store.bootstrap_claimed().await.unwrap(),
@@ -141,8 +145,9 @@ pub async fn any_server_admin_disarms_the_bootstrap(store: Arc<dyn Store>) {
         Conflict::BootstrapUsed,
     );
 }
+check!(any_server_admin_disarms_the_bootstrap);
 
-pub async fn promotion_disarms_the_bootstrap(store: Arc<dyn Store>) {
+async fn promotion_disarms_the_bootstrap(store: Arc<dyn Store>) {
     let plain = make_user(&*store, "plain").await;
     store
         .set_user_flags(plain.id, None, Some(true), None, &[])
@@ -160,14 +165,16 @@ pub async fn promotion_disarms_the_bootstrap(store: Arc<dyn Store>) {
         Conflict::BootstrapUsed,
     );
 }
+check!(promotion_disarms_the_bootstrap);
 
 /// The first start is recorded once; later starts read it back.
-pub async fn first_start_is_recorded_once(store: Arc<dyn Store>) {
+async fn first_start_is_recorded_once(store: Arc<dyn Store>) {
     assert_eq!(store.first_start(at(10)).await.unwrap(), at(10));
     assert_eq!(store.first_start(at(5_000)).await.unwrap(), at(10));
 }
+check!(first_start_is_recorded_once);
 
-pub async fn list_users_pages_by_id(store: Arc<dyn Store>) {
+async fn list_users_pages_by_id(store: Arc<dyn Store>) {
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(make_user(&*store, &format!("user{i}")).await.id);
@@ -190,6 +197,7 @@ pub async fn list_users_pages_by_id(store: Arc<dyn Store>) {
     let all = store.list_users(page(Cursor::Latest, 100)).await.unwrap();
     assert_eq!(all.len(), 5);
 }
+check!(list_users_pages_by_id);
 
 fn session(user: UserId, created: i64) -> Session {
     Session {
@@ -205,7 +213,7 @@ fn session(user: UserId, created: i64) -> Session {
     }
 }
 
-pub async fn sessions_lifecycle(store: Arc<dyn Store>) {
+async fn sessions_lifecycle(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let a1 = session(alice.id, 1);
@@ -271,24 +279,23 @@ pub async fn sessions_lifecycle(store: Arc<dyn Store>) {
     assert!(store.list_sessions(alice.id).await.unwrap().is_empty());
     assert_eq!(store.list_sessions(bob.id).await.unwrap().len(), 1);
 }
+check!(sessions_lifecycle);
 
-pub async fn users_share_org_only_through_a_common_org(store: Arc<dyn Store>) {
+async fn users_share_org_only_through_a_common_org(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let carol = make_user(&*store, "carol").await;
     let org = make_org(&*store, "acme", alice.id).await;
     make_org(&*store, "other", carol.id).await;
     assert!(!store.users_share_org(alice.id, bob.id).await.unwrap());
-    store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
-        .await
-        .unwrap();
+    join(&*store, org.id, bob.id).await;
     assert!(store.users_share_org(alice.id, bob.id).await.unwrap());
     assert!(store.users_share_org(bob.id, alice.id).await.unwrap());
     assert!(!store.users_share_org(alice.id, carol.id).await.unwrap());
 }
+check!(users_share_org_only_through_a_common_org);
 
-pub async fn times_are_kept_to_the_microsecond(store: Arc<dyn Store>) {
+async fn times_are_kept_to_the_microsecond(store: Arc<dyn Store>) {
     let mut new = new_user("precise");
     new.created_at = at(0) + Duration::nanoseconds(123_456_789);
     let user = store.create_user(&new, &[]).await.unwrap();
@@ -296,8 +303,9 @@ pub async fn times_are_kept_to_the_microsecond(store: Arc<dyn Store>) {
     assert_eq!(user.created_at, expected);
     assert_eq!(store.user(user.id).await.unwrap().created_at, expected);
 }
+check!(times_are_kept_to_the_microsecond);
 
-pub async fn anonymised_erasure_moves_messages_to_the_org_placeholder(store: Arc<dyn Store>) {
+async fn anonymised_erasure_moves_messages_to_the_org_placeholder(store: Arc<dyn Store>) {
     let owner = make_user(&*store, "owner").await;
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
@@ -308,10 +316,7 @@ pub async fn anonymised_erasure_moves_messages_to_the_org_placeholder(store: Arc
     };
     store.update_org(org.id, &patch, &[]).await.unwrap();
     for u in [alice.id, bob.id] {
-        store
-            .add_member(org.id, u, OrgRole::Member, at(1), &[])
-            .await
-            .unwrap();
+        join(&*store, org.id, u).await;
     }
     let conv = make_group(
         &*store,
@@ -321,18 +326,8 @@ pub async fn anonymised_erasure_moves_messages_to_the_org_placeholder(store: Arc
         Visibility::Scope(VisibilityScope::Org),
     )
     .await;
-    let hers = created(
-        store
-            .insert_message(&new_message(conv.id, alice.id, "hers"))
-            .await
-            .unwrap(),
-    );
-    let his = created(
-        store
-            .insert_message(&new_message(conv.id, bob.id, "his"))
-            .await
-            .unwrap(),
-    );
+    let hers = post_message(&*store, conv.id, alice.id, "hers").await;
+    let his = post_message(&*store, conv.id, bob.id, "his").await;
     store
         .erase_user(alice.id, &[], "deleted-alice", at(500), &[])
         .await
@@ -359,3 +354,4 @@ pub async fn anonymised_erasure_moves_messages_to_the_org_placeholder(store: Arc
         .unwrap();
     assert_eq!(store.message(his.id).await.unwrap().author.id, placeholder);
 }
+check!(anonymised_erasure_moves_messages_to_the_org_placeholder);

@@ -27,7 +27,7 @@ fn entry(event: &str, secs: i64) -> AuditEntry {
 
 /// Verifies one chain with the suite's key against the stored head and checkpoint.
 async fn verify(store: &dyn Store, chain: &str) -> conclave_core::audit::ChainReport {
-    let key = test_audit_key();
+    let key = crate::test_audit_key();
     let cp = store.audit_checkpoint(chain).await.unwrap();
     let mut v = ChainVerifier::new(&key, chain, cp.as_ref());
     loop {
@@ -43,7 +43,7 @@ async fn verify(store: &dyn Store, chain: &str) -> conclave_core::audit::ChainRe
     v.finish(heads.iter().find(|h| h.chain == chain))
 }
 
-pub async fn audit_rows_are_written_with_their_change_only(store: Arc<dyn Store>) {
+async fn audit_rows_are_written_with_their_change_only(store: Arc<dyn Store>) {
     let alice = new_user("alice");
     let created = entry("user.registered", 1).resource("user", alice.id);
     store
@@ -108,8 +108,9 @@ pub async fn audit_rows_are_written_with_their_change_only(store: Arc<dyn Store>
         assert_eq!(report.checked, 1);
     }
 }
+check!(audit_rows_are_written_with_their_change_only);
 
-pub async fn audit_listing_filters_and_pages(store: Arc<dyn Store>) {
+async fn audit_listing_filters_and_pages(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let org = make_org(&*store, "Acme", alice.id).await;
     let mut entries = Vec::new();
@@ -213,8 +214,9 @@ pub async fn audit_listing_filters_and_pages(store: Arc<dyn Store>) {
         ids(&[2, 3])
     );
 }
+check!(audit_listing_filters_and_pages);
 
-pub async fn concurrent_appends_keep_one_valid_chain(store: Arc<dyn Store>) {
+async fn concurrent_appends_keep_one_valid_chain(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let org = make_org(&*store, "Acme", alice.id).await;
     let mut tasks = Vec::new();
@@ -241,8 +243,9 @@ pub async fn concurrent_appends_keep_one_valid_chain(store: Arc<dyn Store>) {
     let names = store.audit_chain_names().await.unwrap();
     assert_eq!(names.len(), 2);
 }
+check!(concurrent_appends_keep_one_valid_chain);
 
-pub async fn pruning_leaves_a_signed_checkpoint(store: Arc<dyn Store>) {
+async fn pruning_leaves_a_signed_checkpoint(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let org = make_org(&*store, "Acme", alice.id).await;
     let chain = chain_of(Some(org.id));
@@ -269,7 +272,7 @@ pub async fn pruning_leaves_a_signed_checkpoint(store: Arc<dyn Store>) {
     assert_eq!(pruned, 3, "rows at 0, 10 and 20 go");
     let cp = store.audit_checkpoint(&chain).await.unwrap().unwrap();
     assert_eq!(cp.seq, 3);
-    assert!(test_audit_key().checkpoint_valid(&cp));
+    assert!(crate::test_audit_key().checkpoint_valid(&cp));
     let rows = store.audit_rows(&chain, 0, 100).await.unwrap();
     assert_eq!(
         rows.iter().map(|r| r.seq).collect::<Vec<_>>(),
@@ -306,8 +309,9 @@ pub async fn pruning_leaves_a_signed_checkpoint(store: Arc<dyn Store>) {
     // Other chains are untouched.
     assert_eq!(store.audit_checkpoint(SERVER_CHAIN).await.unwrap(), None);
 }
+check!(pruning_leaves_a_signed_checkpoint);
 
-pub async fn message_retention_prunes_one_org(store: Arc<dyn Store>) {
+async fn message_retention_prunes_one_org(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let acme = make_org(&*store, "Acme", alice.id).await;
     let other = make_org(&*store, "Other", alice.id).await;
@@ -316,7 +320,7 @@ pub async fn message_retention_prunes_one_org(store: Arc<dyn Store>) {
     for (conv, secs) in [(a.id, 10), (a.id, 50), (b.id, 10)] {
         let mut m = new_message(conv, alice.id, "hello");
         m.created_at = at(secs);
-        store.insert_message(&m).await.unwrap();
+        store.insert_message(&m, &[]).await.unwrap();
     }
     let e = entry("messages.pruned", 100).org(acme.id);
     assert_eq!(store.prune_messages(acme.id, at(30), &e).await.unwrap(), 1);
@@ -355,8 +359,9 @@ pub async fn message_retention_prunes_one_org(store: Arc<dyn Store>) {
     let with = store.orgs_with_retention().await.unwrap();
     assert_eq!(with.iter().map(|o| o.id).collect::<Vec<_>>(), vec![acme.id]);
 }
+check!(message_retention_prunes_one_org);
 
-pub async fn health_alerts_are_raised_and_cleared(store: Arc<dyn Store>) {
+async fn health_alerts_are_raised_and_cleared(store: Arc<dyn Store>) {
     assert!(store.alerts().await.unwrap().is_empty());
     store
         .raise_alert(
@@ -381,3 +386,4 @@ pub async fn health_alerts_are_raised_and_cleared(store: Arc<dyn Store>) {
     assert!(store.alerts().await.unwrap().is_empty());
     assert!(!store.clear_alert("audit", at(200)).await.unwrap());
 }
+check!(health_alerts_are_raised_and_cleared);

@@ -18,15 +18,12 @@ async fn make_team(store: &dyn Store, org: OrgId, name: &str, members: Vec<UserI
     team
 }
 
-pub async fn conversations_create_and_direct_pairs(store: Arc<dyn Store>) {
+async fn conversations_create_and_direct_pairs(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let org = make_org(&*store, "acme", alice.id).await;
     let other = make_org(&*store, "other", alice.id).await;
-    store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
-        .await
-        .unwrap();
+    join(&*store, org.id, bob.id).await;
     let t1 = make_team(&*store, org.id, "one", vec![bob.id]).await;
     let t2 = make_team(&*store, org.id, "two", vec![]).await;
 
@@ -122,15 +119,13 @@ pub async fn conversations_create_and_direct_pairs(store: Arc<dyn Store>) {
     );
     assert_not_found(store.conversation(doubled.id).await);
 }
+check!(conversations_create_and_direct_pairs);
 
-pub async fn conversations_for_user_pages(store: Arc<dyn Store>) {
+async fn conversations_for_user_pages(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let org = make_org(&*store, "acme", alice.id).await;
-    store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
-        .await
-        .unwrap();
+    join(&*store, org.id, bob.id).await;
     let mut mine = Vec::new();
     for _ in 0..5 {
         mine.push(
@@ -163,8 +158,9 @@ pub async fn conversations_for_user_pages(store: Arc<dyn Store>) {
         .unwrap();
     assert!(first.is_empty());
 }
+check!(conversations_for_user_pages);
 
-pub async fn available_conversations_scope(store: Arc<dyn Store>) {
+async fn available_conversations_scope(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let org = make_org(&*store, "acme", alice.id).await;
@@ -260,8 +256,9 @@ pub async fn available_conversations_scope(store: Arc<dyn Store>) {
         .unwrap()
         .is_empty());
 }
+check!(available_conversations_scope);
 
-pub async fn update_and_delete_conversation(store: Arc<dyn Store>) {
+async fn update_and_delete_conversation(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let org = make_org(&*store, "acme", alice.id).await;
@@ -329,12 +326,7 @@ pub async fn update_and_delete_conversation(store: Arc<dyn Store>) {
             .await,
     );
 
-    let msg = created(
-        store
-            .insert_message(&new_message(conv.id, bob.id, "bye"))
-            .await
-            .unwrap(),
-    );
+    let msg = post_message(&*store, conv.id, bob.id, "bye").await;
     store.delete_conversation(conv.id, &[]).await.unwrap();
     assert_not_found(store.conversation(conv.id).await);
     assert_not_found(store.message(msg.id).await);
@@ -346,18 +338,16 @@ pub async fn update_and_delete_conversation(store: Arc<dyn Store>) {
         .is_empty());
     assert_not_found(store.delete_conversation(conv.id, &[]).await);
 }
+check!(update_and_delete_conversation);
 
-pub async fn participants_page_and_add(store: Arc<dyn Store>) {
+async fn participants_page_and_add(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let org = make_org(&*store, "acme", alice.id).await;
     let conv = make_group(&*store, org.id, alice.id, &[], Visibility::ORG).await;
     let mut everyone = vec![alice.id];
     for i in 0..4 {
         let user = make_user(&*store, &format!("user{i}")).await;
-        store
-            .add_member(org.id, user.id, OrgRole::Member, at(1), &[])
-            .await
-            .unwrap();
+        join(&*store, org.id, user.id).await;
         let p = store
             .add_participant(
                 conv.id,
@@ -422,8 +412,9 @@ pub async fn participants_page_and_add(store: Arc<dyn Store>) {
     assert_eq!(owner.role, ConversationRole::Owner);
     assert_eq!(owner.joined_at, conv.created_at);
 }
+check!(participants_page_and_add);
 
-pub async fn remove_participant_keeps_an_owner(store: Arc<dyn Store>) {
+async fn remove_participant_keeps_an_owner(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let org = make_org(&*store, "acme", alice.id).await;
@@ -467,3 +458,4 @@ pub async fn remove_participant_keeps_an_owner(store: Arc<dyn Store>) {
         Conflict::LastConversationOwner,
     );
 }
+check!(remove_participant_keeps_an_owner);

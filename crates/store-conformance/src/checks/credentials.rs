@@ -71,7 +71,7 @@ fn new_key(user: UserId, org: OrgId) -> ApiKey {
     }
 }
 
-pub async fn bots_are_accounts_of_their_org(store: Arc<dyn Store>) {
+async fn bots_are_accounts_of_their_org(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let org = make_org(&*store, "acme", alice.id).await;
     let conv = make_group(&*store, org.id, alice.id, &[], Visibility::ORG).await;
@@ -115,8 +115,9 @@ pub async fn bots_are_accounts_of_their_org(store: Arc<dyn Store>) {
     assert!(store.bot_by_token_hash(&hash(1)).await.unwrap().is_none());
     assert_not_found(store.bot(bot.id).await);
 }
+check!(bots_are_accounts_of_their_org);
 
-pub async fn bot_rotation_keeps_the_previous_token_when_told(store: Arc<dyn Store>) {
+async fn bot_rotation_keeps_the_previous_token_when_told(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let org = make_org(&*store, "acme", alice.id).await;
     let user = bot_user("bot-0002");
@@ -162,8 +163,9 @@ pub async fn bot_rotation_keeps_the_previous_token_when_told(store: Arc<dyn Stor
             .await,
     );
 }
+check!(bot_rotation_keeps_the_previous_token_when_told);
 
-pub async fn api_keys_lifecycle(store: Arc<dyn Store>) {
+async fn api_keys_lifecycle(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let org = make_org(&*store, "acme", alice.id).await;
@@ -225,8 +227,9 @@ pub async fn api_keys_lifecycle(store: Arc<dyn Store>) {
         .await
         .expect("touching a deleted key is not an error");
 }
+check!(api_keys_lifecycle);
 
-pub async fn api_key_rotation_and_org_removal(store: Arc<dyn Store>) {
+async fn api_key_rotation_and_org_removal(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let org = make_org(&*store, "acme", alice.id).await;
     let key = new_key(alice.id, org.id);
@@ -273,8 +276,9 @@ pub async fn api_key_rotation_and_org_removal(store: Arc<dyn Store>) {
     store.delete_org(org.id, &[]).await.unwrap();
     assert!(store.api_keys(alice.id).await.unwrap().is_empty());
 }
+check!(api_key_rotation_and_org_removal);
 
-pub async fn concurrent_rotations_keep_one_previous_secret(store: Arc<dyn Store>) {
+async fn concurrent_rotations_keep_one_previous_secret(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let org = make_org(&*store, "acme", alice.id).await;
     let key = new_key(alice.id, org.id);
@@ -311,3 +315,4 @@ pub async fn concurrent_rotations_keep_one_previous_secret(store: Arc<dyn Store>
     }
     assert_eq!(live, 2, "exactly the current and one previous secret work");
 }
+check!(concurrent_rotations_keep_one_previous_secret);

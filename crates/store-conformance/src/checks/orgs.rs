@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub async fn org_create_update_delete(store: Arc<dyn Store>) {
+async fn org_create_update_delete(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let org = make_org(&*store, "Acme", alice.id).await;
     assert_eq!(store.org(org.id).await.unwrap(), org);
@@ -43,10 +43,7 @@ pub async fn org_create_update_delete(store: Arc<dyn Store>) {
 
     // Deleting the org takes everything in it along.
     let bob = make_user(&*store, "bob").await;
-    store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
-        .await
-        .unwrap();
+    join(&*store, org.id, bob.id).await;
     let team = Team {
         id: TeamId::new(),
         org_id: org.id,
@@ -56,12 +53,7 @@ pub async fn org_create_update_delete(store: Arc<dyn Store>) {
     };
     store.create_team(&team, &[]).await.unwrap();
     let conv = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
-    let msg = created(
-        store
-            .insert_message(&new_message(conv.id, bob.id, "hi"))
-            .await
-            .unwrap(),
-    );
+    let msg = post_message(&*store, conv.id, bob.id, "hi").await;
     store
         .create_invite(&invite(org.id, alice.id, None, None), b"code", &[])
         .await
@@ -78,8 +70,9 @@ pub async fn org_create_update_delete(store: Arc<dyn Store>) {
     assert_not_found(store.delete_org(org.id, &[]).await);
     store.user(bob.id).await.expect("users stay");
 }
+check!(org_create_update_delete);
 
-pub async fn members_and_roles(store: Arc<dyn Store>) {
+async fn members_and_roles(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let carol = make_user(&*store, "carol").await;
@@ -179,8 +172,9 @@ pub async fn members_and_roles(store: Arc<dyn Store>) {
     assert_eq!(store.membership(org.id, carol.id).await.unwrap(), None);
     assert_not_found(store.remove_member(org.id, carol.id, &[]).await);
 }
+check!(members_and_roles);
 
-pub async fn remove_member_cleans_up_and_passes_ownership(store: Arc<dyn Store>) {
+async fn remove_member_cleans_up_and_passes_ownership(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let carol = make_user(&*store, "carol").await;
@@ -193,10 +187,7 @@ pub async fn remove_member_cleans_up_and_passes_ownership(store: Arc<dyn Store>)
             .await
             .unwrap();
     }
-    store
-        .add_member(other.id, bob.id, OrgRole::Member, at(1), &[])
-        .await
-        .unwrap();
+    join(&*store, other.id, bob.id).await;
 
     let team = Team {
         id: TeamId::new(),
@@ -290,15 +281,13 @@ pub async fn remove_member_cleans_up_and_passes_ownership(store: Arc<dyn Store>)
         .collect();
     assert_eq!(mine, vec![elsewhere.id]);
 }
+check!(remove_member_cleans_up_and_passes_ownership);
 
-pub async fn transfer_org_swaps_roles(store: Arc<dyn Store>) {
+async fn transfer_org_swaps_roles(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let org = make_org(&*store, "acme", alice.id).await;
-    store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
-        .await
-        .unwrap();
+    join(&*store, org.id, bob.id).await;
     store
         .transfer_org(org.id, alice.id, bob.id, &[])
         .await
@@ -320,6 +309,7 @@ pub async fn transfer_org_swaps_roles(store: Arc<dyn Store>) {
     );
     assert_eq!(store.membership(org.id, stranger.id).await.unwrap(), None);
 }
+check!(transfer_org_swaps_roles);
 
 pub(crate) fn invite(
     org: OrgId,
@@ -342,7 +332,7 @@ pub(crate) fn invite(
 
 /// AZ-7: an invite naming a user is listed for them only, taken by them only (by id or by its
 /// code), once, and can be revoked; many concurrent acceptances add one membership.
-pub async fn named_invites_reach_only_their_invitee(store: Arc<dyn Store>) {
+async fn named_invites_reach_only_their_invitee(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let carol = make_user(&*store, "carol").await;
@@ -418,8 +408,9 @@ pub async fn named_invites_reach_only_their_invitee(store: Arc<dyn Store>) {
     store.revoke_invite(org.id, named.id, &[]).await.unwrap();
     assert!(store.org_invites(org.id).await.unwrap().is_empty());
 }
+check!(named_invites_reach_only_their_invitee);
 
-pub async fn invites_are_redeemed_within_limits(store: Arc<dyn Store>) {
+async fn invites_are_redeemed_within_limits(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let carol = make_user(&*store, "carol").await;
@@ -521,8 +512,9 @@ pub async fn invites_are_redeemed_within_limits(store: Arc<dyn Store>) {
         .await
         .unwrap();
 }
+check!(invites_are_redeemed_within_limits);
 
-pub async fn teams_and_team_members(store: Arc<dyn Store>) {
+async fn teams_and_team_members(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let org = make_org(&*store, "acme", alice.id).await;
@@ -596,3 +588,4 @@ pub async fn teams_and_team_members(store: Arc<dyn Store>) {
     );
     assert_not_found(store.team(TeamId::new()).await);
 }
+check!(teams_and_team_members);

@@ -6,12 +6,7 @@ use super::*;
 async fn post(store: &dyn Store, conv: ConversationId, author: UserId, n: usize) -> Vec<Message> {
     let mut posted = Vec::new();
     for i in 0..n {
-        posted.push(created(
-            store
-                .insert_message(&new_message(conv, author, &format!("m{i}")))
-                .await
-                .unwrap(),
-        ));
+        posted.push(post_message(store, conv, author, &format!("m{i}")).await);
     }
     posted
 }
@@ -35,16 +30,13 @@ fn state(
     }
 }
 
-pub async fn read_markers_are_set_per_participant(store: Arc<dyn Store>) {
+async fn read_markers_are_set_per_participant(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let carol = make_user(&*store, "carol").await;
     let org = make_org(&*store, "acme", alice.id).await;
     for user in [bob.id, carol.id] {
-        store
-            .add_member(org.id, user, OrgRole::Member, at(1), &[])
-            .await
-            .unwrap();
+        join(&*store, org.id, user).await;
     }
     let conv = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
     let msgs = post(&*store, conv.id, alice.id, 3).await;
@@ -105,17 +97,15 @@ pub async fn read_markers_are_set_per_participant(store: Arc<dyn Store>) {
     assert_not_found(store.set_read_marker(conv.id, bob.id, msgs[2].id).await);
     assert!(store.conversation_states(bob.id).await.unwrap().is_empty());
 }
+check!(read_markers_are_set_per_participant);
 
-pub async fn conversation_states_count_unread(store: Arc<dyn Store>) {
+async fn conversation_states_count_unread(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let loner = make_user(&*store, "loner").await;
     let org = make_org(&*store, "acme", alice.id).await;
     let other_org = make_org(&*store, "other", bob.id).await;
-    store
-        .add_member(org.id, bob.id, OrgRole::Member, at(1), &[])
-        .await
-        .unwrap();
+    join(&*store, org.id, bob.id).await;
 
     let empty = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
     let partly = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
@@ -197,8 +187,9 @@ pub async fn conversation_states_count_unread(store: Arc<dyn Store>) {
         .unwrap()
         .is_empty());
 }
+check!(conversation_states_count_unread);
 
-pub async fn conversation_and_participant_ids(store: Arc<dyn Store>) {
+async fn conversation_and_participant_ids(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
     let carol = make_user(&*store, "carol").await;
@@ -206,10 +197,7 @@ pub async fn conversation_and_participant_ids(store: Arc<dyn Store>) {
     let other = make_org(&*store, "other", alice.id).await;
     for org in [acme.id, other.id] {
         for user in [bob.id, carol.id] {
-            store
-                .add_member(org, user, OrgRole::Member, at(1), &[])
-                .await
-                .unwrap();
+            join(&*store, org, user).await;
         }
     }
     let a1 = make_group(
@@ -301,6 +289,7 @@ pub async fn conversation_and_participant_ids(store: Arc<dyn Store>) {
     );
     assert!(store.participant_ids(o1.id).await.unwrap().is_empty());
 }
+check!(conversation_and_participant_ids);
 
 fn gateway_session(user: UserId, saved_at: DateTime<Utc>) -> GatewaySession {
     GatewaySession {
@@ -315,7 +304,15 @@ fn gateway_session(user: UserId, saved_at: DateTime<Utc>) -> GatewaySession {
     }
 }
 
-pub async fn gateway_sessions_save_take_prune(store: Arc<dyn Store>) {
+/// Takes `saved` as its owner would: its user with its login session.
+async fn take(store: &dyn Store, saved: &GatewaySession) -> Option<GatewaySession> {
+    store
+        .take_gateway_session(saved.id, saved.user_id, saved.auth_session_id)
+        .await
+        .unwrap()
+}
+
+async fn gateway_sessions_save_take_prune(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let bob = make_user(&*store, "bob").await;
 
@@ -331,18 +328,18 @@ pub async fn gateway_sessions_save_take_prune(store: Arc<dyn Store>) {
     };
     store.save_gateway_session(&replaced).await.unwrap();
     assert_eq!(
-        store.take_gateway_session(first.id).await.unwrap(),
+        take(&*store, &first).await,
         Some(replaced),
         "saving again replaces"
     );
     assert_eq!(
-        store.take_gateway_session(first.id).await.unwrap(),
+        take(&*store, &first).await,
         None,
         "a saved session is taken once"
     );
     assert_eq!(
         store
-            .take_gateway_session(uuid::Uuid::now_v7())
+            .take_gateway_session(uuid::Uuid::now_v7(), alice.id, first.auth_session_id)
             .await
             .unwrap(),
         None
@@ -356,7 +353,7 @@ pub async fn gateway_sessions_save_take_prune(store: Arc<dyn Store>) {
     };
     store.save_gateway_session(&quiet).await.unwrap();
     assert_eq!(
-        store.take_gateway_session(quiet.id).await.unwrap(),
+        take(&*store, &quiet).await,
         Some(quiet),
         "an empty conversation list round-trips"
     );
@@ -375,28 +372,33 @@ pub async fn gateway_sessions_save_take_prune(store: Arc<dyn Store>) {
         store.save_gateway_session(s).await.unwrap();
     }
     assert_eq!(store.prune_gateway_sessions(at(200)).await.unwrap(), 2);
-    assert_eq!(store.take_gateway_session(old.id).await.unwrap(), None);
-    assert_eq!(store.take_gateway_session(older.id).await.unwrap(), None);
+    assert_eq!(take(&*store, &old).await, None);
+    assert_eq!(take(&*store, &older).await, None);
     assert_eq!(
-        store.take_gateway_session(edge.id).await.unwrap(),
+        take(&*store, &edge).await,
         Some(edge),
         "saved exactly at the cut-off: kept"
     );
     assert_eq!(store.prune_gateway_sessions(at(200)).await.unwrap(), 0);
     assert_eq!(store.prune_gateway_sessions(at(10_000)).await.unwrap(), 1);
-    assert_eq!(store.take_gateway_session(new.id).await.unwrap(), None);
+    assert_eq!(take(&*store, &new).await, None);
 }
+check!(gateway_sessions_save_take_prune);
 
-pub async fn gateway_session_is_taken_once_concurrently(store: Arc<dyn Store>) {
+async fn gateway_session_is_taken_once_concurrently(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let saved = gateway_session(alice.id, at(1000));
     store.save_gateway_session(&saved).await.unwrap();
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let store = store.clone();
+        let saved = saved.clone();
         let id = saved.id;
         tasks.push(tokio::spawn(async move {
-            store.take_gateway_session(id).await.unwrap()
+            store
+                .take_gateway_session(id, saved.user_id, saved.auth_session_id)
+                .await
+                .unwrap()
         }));
     }
     let mut taken = Vec::new();
@@ -405,3 +407,51 @@ pub async fn gateway_session_is_taken_once_concurrently(store: Arc<dyn Store>) {
     }
     assert_eq!(taken, vec![saved], "exactly one resume gets the session");
 }
+check!(gateway_session_is_taken_once_concurrently);
+
+async fn gateway_sessions_are_taken_only_by_their_owner(store: Arc<dyn Store>) {
+    let alice = make_user(&*store, "alice").await;
+    let mallory = make_user(&*store, "mallory").await;
+    let saved = gateway_session(alice.id, at(1000));
+    store.save_gateway_session(&saved).await.unwrap();
+    let other_login = SessionId::new();
+    for (user, login) in [
+        (mallory.id, saved.auth_session_id),
+        (mallory.id, other_login),
+        (alice.id, other_login),
+    ] {
+        assert_eq!(
+            store
+                .take_gateway_session(saved.id, user, login)
+                .await
+                .unwrap(),
+            None,
+            "a take by another user or another login session gets nothing"
+        );
+    }
+    assert_eq!(
+        take(&*store, &saved).await,
+        Some(saved.clone()),
+        "the row stayed for its owner"
+    );
+
+    // Concurrently: the owner's take never misses the row because of another's attempt.
+    for round in 0..20 {
+        let saved = gateway_session(alice.id, at(2000 + round));
+        store.save_gateway_session(&saved).await.unwrap();
+        let thief = {
+            let store = store.clone();
+            let id = saved.id;
+            tokio::spawn(async move {
+                store
+                    .take_gateway_session(id, mallory.id, other_login)
+                    .await
+                    .unwrap()
+            })
+        };
+        let owner = take(&*store, &saved).await;
+        assert_eq!(thief.await.unwrap(), None, "round {round}");
+        assert_eq!(owner, Some(saved), "round {round}: the owner's resume");
+    }
+}
+check!(gateway_sessions_are_taken_only_by_their_owner);

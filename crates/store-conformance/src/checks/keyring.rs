@@ -29,14 +29,14 @@ fn totp_at(user: UserId) -> SecretRef {
     }
 }
 
-pub async fn secret_keys_are_added_listed_and_retired(store: Arc<dyn Store>) {
+async fn secret_keys_are_added_listed_and_retired(store: Arc<dyn Store>) {
     // A fresh database has key 1, derived from the master key: no stored material.
     let keys = store.secret_keys().await.unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].id, 1);
     assert!(keys[0].wrapped_key.is_none() && keys[0].retired_at.is_none());
     assert_eq!(
-        store.retire_secret_key(1, at(1)).await.unwrap(),
+        store.retire_secret_key(1, at(1), &[]).await.unwrap(),
         RetireOutcome::Current,
         "the only key is current"
     );
@@ -63,14 +63,14 @@ pub async fn secret_keys_are_added_listed_and_retired(store: Arc<dyn Store>) {
     assert_eq!(keys[1], key(2, 10), "what was added is read back unchanged");
 
     assert_eq!(
-        store.retire_secret_key(2, at(12)).await.unwrap(),
+        store.retire_secret_key(2, at(12), &[]).await.unwrap(),
         RetireOutcome::Current
     );
     assert_eq!(
-        store.retire_secret_key(1, at(12)).await.unwrap(),
+        store.retire_secret_key(1, at(12), &[]).await.unwrap(),
         RetireOutcome::InUse(2)
     );
-    assert_not_found(store.retire_secret_key(9, at(12)).await);
+    assert_not_found(store.retire_secret_key(9, at(12), &[]).await);
     assert!(store.secret_keys().await.unwrap()[0].retired_at.is_none());
 
     for (user, byte) in [(alice.id, 1), (bob.id, 2)] {
@@ -81,23 +81,24 @@ pub async fn secret_keys_are_added_listed_and_retired(store: Arc<dyn Store>) {
     }
     assert_eq!(store.secret_key_usage().await.unwrap(), vec![(2, 2)]);
     assert_eq!(
-        store.retire_secret_key(1, at(13)).await.unwrap(),
+        store.retire_secret_key(1, at(13), &[]).await.unwrap(),
         RetireOutcome::Retired
     );
     assert_eq!(
-        store.retire_secret_key(1, at(14)).await.unwrap(),
+        store.retire_secret_key(1, at(14), &[]).await.unwrap(),
         RetireOutcome::AlreadyRetired
     );
     let keys = store.secret_keys().await.unwrap();
     assert_eq!(keys[0].retired_at, Some(at(13)));
     assert_eq!(
-        store.retire_secret_key(2, at(15)).await.unwrap(),
+        store.retire_secret_key(2, at(15), &[]).await.unwrap(),
         RetireOutcome::Current,
         "the newest key not retired stays"
     );
 }
+check!(secret_keys_are_added_listed_and_retired);
 
-pub async fn sealed_secrets_page_through_every_row_once(store: Arc<dyn Store>) {
+async fn sealed_secrets_page_through_every_row_once(store: Arc<dyn Store>) {
     assert!(store.sealed_secrets(None, 10).await.unwrap().is_empty());
     let mut users = Vec::new();
     for i in 0..7u8 {
@@ -129,8 +130,9 @@ pub async fn sealed_secrets_page_through_every_row_once(store: Arc<dyn Store>) {
         assert_eq!(found.sealed, sealed(1, byte));
     }
 }
+check!(sealed_secrets_page_through_every_row_once);
 
-pub async fn replacing_a_sealed_secret_is_compare_and_swap(store: Arc<dyn Store>) {
+async fn replacing_a_sealed_secret_is_compare_and_swap(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
     let at_alice = totp_at(alice.id);
     assert!(
@@ -186,6 +188,7 @@ pub async fn replacing_a_sealed_secret_is_compare_and_swap(store: Arc<dyn Store>
         .secret;
     assert_eq!(stored.key_id, 2);
 }
+check!(replacing_a_sealed_secret_is_compare_and_swap);
 
 async fn futures_join(store: &Arc<dyn Store>, at_alice: SecretRef) -> usize {
     let tasks: Vec<_> = (0..8u8)
@@ -208,7 +211,7 @@ async fn futures_join(store: &Arc<dyn Store>, at_alice: SecretRef) -> usize {
     wins
 }
 
-pub async fn retire_and_reseal_race_never_retires_a_key_in_use(store: Arc<dyn Store>) {
+async fn retire_and_reseal_race_never_retires_a_key_in_use(store: Arc<dyn Store>) {
     // While key 1 is being replaced row by row, concurrent retire attempts either are refused
     // or happen after the last row moved: never is a retired key left sealing a secret.
     let mut users = Vec::new();
@@ -234,7 +237,7 @@ pub async fn retire_and_reseal_race_never_retires_a_key_in_use(store: Arc<dyn St
     };
     let mut retired = false;
     for i in 0..50 {
-        match store.retire_secret_key(1, at(10 + i)).await.unwrap() {
+        match store.retire_secret_key(1, at(10 + i), &[]).await.unwrap() {
             RetireOutcome::Retired => {
                 retired = true;
                 break;
@@ -247,9 +250,10 @@ pub async fn retire_and_reseal_race_never_retires_a_key_in_use(store: Arc<dyn St
     mover.await.unwrap();
     if !retired {
         assert_eq!(
-            store.retire_secret_key(1, at(100)).await.unwrap(),
+            store.retire_secret_key(1, at(100), &[]).await.unwrap(),
             RetireOutcome::Retired
         );
     }
     assert_eq!(store.secret_key_usage().await.unwrap(), vec![(2, 6)]);
 }
+check!(retire_and_reseal_race_never_retires_a_key_in_use);

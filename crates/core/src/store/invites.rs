@@ -1,0 +1,54 @@
+//! Invites to an organisation: created by code or for a named user, redeemed within their
+//! limits, revoked.
+
+use super::StoreResult;
+use crate::audit::AuditEntry;
+use crate::ids::*;
+use crate::model::*;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+/// Invites; use counts and expiry are checked in the same transaction that adds the member.
+#[async_trait]
+pub trait InviteStore: Send + Sync + 'static {
+    async fn create_invite(
+        &self,
+        invite: &Invite,
+        code_hash: &[u8],
+        audit: &[AuditEntry],
+    ) -> StoreResult<()>;
+    /// Uses an invite for `user`: checks expiry and use count, adds the membership.
+    async fn redeem_invite(
+        &self,
+        code_hash: &[u8],
+        user: UserId,
+        at: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<Invite>;
+    /// Checks an invite could be used now, without using it.
+    async fn invite_by_code(&self, code_hash: &[u8]) -> StoreResult<Option<Invite>>;
+    /// Every invite of an org, newest first.
+    async fn org_invites(&self, org: OrgId) -> StoreResult<Vec<Invite>>;
+    /// Deletes an invite of `org`; `NotFound` when `org` has no such invite.
+    async fn revoke_invite(
+        &self,
+        org: OrgId,
+        id: InviteId,
+        audit: &[AuditEntry],
+    ) -> StoreResult<()>;
+    /// The usable invites naming `user` (by username) of orgs they are not in, newest first.
+    async fn pending_invites(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<PendingInvite>>;
+    /// Takes invite `id` for `user` in one step: only when it names them and is usable now;
+    /// adds the membership. `NotFound` otherwise, `AlreadyMember` when they are in the org.
+    async fn accept_invite(
+        &self,
+        id: InviteId,
+        user: UserId,
+        at: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<Invite>;
+}

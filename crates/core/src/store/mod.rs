@@ -1,0 +1,162 @@
+//! The storage contract: one narrow trait per area (users, sessions, orgs, invites, teams,
+//! conversations, messages, real time, 2FA and throttling, bots and keys, audit and retention,
+//! health, privacy, the secrets key ring), and [`Store`], every area at once, which
+//! `Services` holds as `Arc<dyn Store>`. Two backends (SQLite and PostgreSQL) implement the areas
+//! and are held to the same conformance suite (`conclave-store-conformance`). Every multi-row
+//! invariant (sequence numbers, last owner, invite use counts, idempotency) is enforced inside
+//! the backend's transaction, never by read-then-write in a service; every mutating call takes
+//! its audit rows and appends them in that same transaction.
+
+mod audit;
+mod conversations;
+mod credentials;
+mod health;
+mod invites;
+pub mod keyring;
+mod messages;
+mod mfa;
+mod orgs;
+mod privacy;
+mod realtime;
+mod sessions;
+mod teams;
+mod users;
+
+pub use audit::{AuditStore, RetentionStore};
+pub use conversations::{ConversationPatch, ConversationStore};
+pub use credentials::{CredentialStore, NewSecret, Rotation, SecretSlot};
+pub use health::HealthStore;
+pub use invites::InviteStore;
+pub use keyring::SecretKeyStore;
+pub use messages::{Inserted, MessageStore};
+pub use mfa::{LoginThrottleStore, MfaStore};
+pub use orgs::{OrgPatch, OrgStore};
+pub use privacy::PrivacyStore;
+pub use realtime::RealtimeStore;
+pub use sessions::SessionStore;
+pub use teams::TeamStore;
+pub use users::UserStore;
+
+use crate::types::Limit;
+
+/// Every area of the store at once: what a backend offers and what `Services` holds. Implemented
+/// for every type that implements all the area traits; a service or fake that needs one area
+/// names that trait instead.
+pub trait Store:
+    HealthStore
+    + UserStore
+    + SessionStore
+    + OrgStore
+    + InviteStore
+    + TeamStore
+    + ConversationStore
+    + MessageStore
+    + RealtimeStore
+    + MfaStore
+    + LoginThrottleStore
+    + CredentialStore
+    + AuditStore
+    + RetentionStore
+    + PrivacyStore
+    + SecretKeyStore
+{
+}
+
+impl<T> Store for T where
+    T: HealthStore
+        + UserStore
+        + SessionStore
+        + OrgStore
+        + InviteStore
+        + TeamStore
+        + ConversationStore
+        + MessageStore
+        + RealtimeStore
+        + MfaStore
+        + LoginThrottleStore
+        + CredentialStore
+        + AuditStore
+        + RetentionStore
+        + PrivacyStore
+        + SecretKeyStore
+{
+}
+
+/// A conflict the store detected atomically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    UsernameTaken,
+    AlreadyMember,
+    AlreadyParticipant,
+    LastOrgOwner,
+    LastConversationOwner,
+    TeamNameTaken,
+    DirectExists,
+    BootstrapUsed,
+    InviteExhausted,
+}
+
+impl Conflict {
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::UsernameTaken => "username_taken",
+            Self::AlreadyMember => "already_member",
+            Self::AlreadyParticipant => "already_participant",
+            Self::LastOrgOwner => "last_owner",
+            Self::LastConversationOwner => "last_owner",
+            Self::TeamNameTaken => "team_name_taken",
+            Self::DirectExists => "direct_exists",
+            Self::BootstrapUsed => "bootstrap_used",
+            Self::InviteExhausted => "invite_invalid",
+        }
+    }
+
+    #[must_use]
+    pub const fn message(self) -> &'static str {
+        match self {
+            Self::UsernameTaken => "that username is taken",
+            Self::AlreadyMember => "the user is already a member of this organization",
+            Self::AlreadyParticipant => "the user is already a participant",
+            Self::LastOrgOwner => {
+                "the last owner of an organization cannot leave, be removed or be demoted"
+            }
+            Self::LastConversationOwner => {
+                "the last owner of a conversation cannot leave, be removed or be demoted"
+            }
+            Self::TeamNameTaken => "a team with that name exists",
+            Self::DirectExists => "a direct conversation for this pair exists",
+            Self::BootstrapUsed => "the bootstrap token was already used",
+            Self::InviteExhausted => "the invite code is invalid, expired or used up",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0:?}")]
+    Conflict(Conflict),
+    /// The database failed; the text is for logs only.
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Keyset position for lists: `Before(k)` returns keys below `k` newest first, `After(k)` keys
+/// above `k` oldest first, `Latest` the newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor<K> {
+    Latest,
+    Before(K),
+    After(K),
+}
+
+/// A bounded page request.
+#[derive(Debug, Clone, Copy)]
+pub struct Page<K> {
+    pub cursor: Cursor<K>,
+    pub limit: Limit,
+}

@@ -1,0 +1,50 @@
+//! Accounts and the bootstrap flag: creating, reading and changing users.
+
+use super::{Page, StoreResult};
+use crate::audit::AuditEntry;
+use crate::ids::*;
+use crate::model::*;
+use crate::types::*;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+/// Accounts, the bootstrap flag and the first-start record.
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    async fn create_user(&self, user: &NewUser, audit: &[AuditEntry]) -> StoreResult<User>;
+    /// Creates the first server admin, once: the second call fails with `BootstrapUsed`.
+    async fn claim_bootstrap(&self, user: &NewUser, audit: &[AuditEntry]) -> StoreResult<User>;
+    /// Whether the bootstrap is over: it was claimed, or any server admin exists (creating or
+    /// promoting a server admin also marks it claimed, so it never re-arms).
+    async fn bootstrap_claimed(&self) -> StoreResult<bool>;
+    /// Records `now` as the server's first start unless one is recorded; returns the recorded
+    /// one (the preset bootstrap token expires 24 h after it, across restarts and nodes).
+    async fn first_start(&self, now: DateTime<Utc>) -> StoreResult<DateTime<Utc>>;
+    async fn user(&self, id: UserId) -> StoreResult<User>;
+    /// Looks up by the case-folded username; returns the user and password hash.
+    async fn user_by_username(&self, key: &str) -> StoreResult<Option<(User, Option<String>)>>;
+    async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>>;
+    async fn set_password_hash(
+        &self,
+        id: UserId,
+        phc: &str,
+        audit: &[AuditEntry],
+    ) -> StoreResult<()>;
+    async fn set_display_name(
+        &self,
+        id: UserId,
+        name: Option<&DisplayName>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<User>;
+    async fn set_user_flags(
+        &self,
+        id: UserId,
+        disabled: Option<bool>,
+        server_admin: Option<bool>,
+        require_2fa: Option<bool>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<User>;
+    async fn list_users(&self, page: Page<UserId>) -> StoreResult<Vec<User>>;
+    /// Whether two users are members of at least one common org.
+    async fn users_share_org(&self, a: UserId, b: UserId) -> StoreResult<bool>;
+}
