@@ -4,8 +4,8 @@
 
 use super::{Result, Services};
 use crate::audit::{AuditActor, AuditEntry};
-use crate::keyring::{self, KeyInfo, KeyRingError, KeyRotation};
 use crate::ids::{SessionId, UserId};
+use crate::keyring::{self, KeyInfo, KeyRingError, KeyRotation};
 use crate::model::GatewaySession;
 use chrono::{DateTime, Utc};
 
@@ -29,7 +29,10 @@ impl Services {
         user: UserId,
         auth_session: SessionId,
     ) -> Result<Option<GatewaySession>> {
-        Ok(self.store.take_gateway_session(id, user, auth_session).await?)
+        Ok(self
+            .store
+            .take_gateway_session(id, user, auth_session)
+            .await?)
     }
 
     /// `conclave keys list`: every key, once the ring is known to unwrap with this master key
