@@ -122,6 +122,15 @@ mod tests {
         ] {
             assert!(super::WebFiles::get(path).is_some(), "{path} is missing");
         }
-        assert!(super::WebFiles::get("tests/browser.test.mjs").is_none());
+        for test_file in [
+            "tests/harness.mjs",
+            "tests/chat.test.mjs",
+            "tests/package.json",
+        ] {
+            assert!(
+                super::WebFiles::get(test_file).is_none(),
+                "{test_file} is served"
+            );
+        }
     }
 }
