@@ -62,10 +62,12 @@ pg_hostport="${pg_url#*@}"; pg_hostport="${pg_hostport%%/*}"
 pg_host="${pg_hostport%%:*}"; pg_port="${pg_hostport##*:}"
 if (exec 3<>"/dev/tcp/${pg_host}/${pg_port}") 2>/dev/null; then
   echo "PostgreSQL reachable at ${pg_host}:${pg_port}: the PostgreSQL suites will run."
-  # Each test makes its own database; drop the ones earlier runs left behind.
-  if command -v psql >/dev/null 2>&1; then
-    psql "$pg_url" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'conclave\_api\_%' OR datname LIKE 'conclave\_t\_%'" 2>/dev/null |
-      while read -r db; do psql "$pg_url" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
+  # Each test makes its own database; drop the ones earlier runs left behind (not when
+  # CONCLAVE_TEST_KEEP_DATABASES=1: another run is using the same server).
+  if command -v psql >/dev/null 2>&1 && [ "${CONCLAVE_TEST_KEEP_DATABASES:-}" != 1 ]; then
+    # One psql session for all of them (one process per database took minutes after many runs).
+    psql "$pg_url" -Atqc "SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE);', datname) FROM pg_database WHERE datname LIKE 'conclave\_api\_%' OR datname LIKE 'conclave\_t\_%'" 2>/dev/null |
+      psql "$pg_url" -q >/dev/null 2>&1 || true
   fi
 else
   if [ "${CI:-}" = "true" ]; then

@@ -1,9 +1,5 @@
 //! The shared conformance suite (`conclave-store-conformance`) against PostgreSQL, each check
 //! in a database of its own (see `support` for the server used and when checks are skipped).
-#![allow(
-    clippy::disallowed_methods,
-    reason = "test fixtures (CI, CONCLAVE_TEST_* service URLs) come from the environment"
-)]
 
 mod support;
 

@@ -3,6 +3,10 @@
 //! The server is `postgres://root@127.0.0.1:5432/test` unless `CONCLAVE_TEST_POSTGRES_URL`
 //! says otherwise. When it cannot be reached a test is skipped (said on stderr), except in CI
 //! (`CI=true`), where that is a failure.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "test fixtures (CI, CONCLAVE_TEST_* service URLs) come from the environment"
+)]
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection};
