@@ -7,7 +7,6 @@
 //! belongs to when the maker knows it. The gateway decides delivery from these alone, by
 //! asking `policy::delivery`; it never reads `d`.
 
-use crate::credential::Scope;
 use crate::ids::*;
 use serde::{Deserialize, Serialize};
 
@@ -279,15 +278,6 @@ impl Audience {
     }
 }
 
-/// The scope an API key needs to receive an event named `t` on the gateway: the scope that
-/// reads the same thing over REST (AZ-5a). Events about access itself need none; an unknown
-/// name needs `messages:read`, the scope every key socket has.
-/// The rule itself is `policy::delivery::scope_to_read`.
-#[must_use]
-pub fn scope_to_read(t: &str) -> Option<Scope> {
-    crate::policy::delivery::scope_to_read(EventKind::of(t))
-}
-
 fn to_value(d: impl Serialize) -> serde_json::Value {
     serde_json::to_value(d).unwrap_or(serde_json::Value::Null)
 }
@@ -316,32 +306,6 @@ impl EventSink for RecordingSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn each_event_needs_the_scope_that_reads_it_over_rest() {
-        for t in [
-            "MESSAGE_CREATE",
-            "MESSAGE_UPDATE",
-            "MESSAGE_DELETE",
-            "MESSAGE_STREAM",
-            "TYPING_START",
-            "READ_MARKER_UPDATE",
-        ] {
-            assert_eq!(scope_to_read(t), Some(Scope::MessagesRead), "{t}");
-        }
-        for t in [
-            "CONVERSATION_CREATE",
-            "CONVERSATION_UPDATE",
-            "CONVERSATION_DELETE",
-            "PARTICIPANT_ADD",
-            "PARTICIPANT_REMOVE",
-            "PRESENCE_UPDATE",
-        ] {
-            assert_eq!(scope_to_read(t), Some(Scope::ConversationsRead), "{t}");
-        }
-        assert_eq!(scope_to_read("ORG_ACCESS_LOST"), None);
-        assert_eq!(scope_to_read("ORG_ACCESS_RESTORED"), None);
-    }
 
     #[test]
     fn kinds_are_parsed_once_and_name_themselves() {

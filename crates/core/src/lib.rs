@@ -7,7 +7,6 @@ pub mod clock;
 pub mod credential;
 pub mod error;
 pub mod event;
-pub mod identity;
 pub mod ids;
 pub mod keyring;
 pub mod keys;

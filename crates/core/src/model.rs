@@ -4,7 +4,6 @@
 
 use crate::credential::{Cidr, Scope};
 use crate::ids::*;
-use crate::policy::{ConversationAction, OrgAction};
 use crate::types::*;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -91,17 +90,6 @@ pub struct Org {
     pub created_at: DateTime<Utc>,
 }
 
-/// An org as one of its members sees it: with their role and what they may do in it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct OrgView {
-    #[serde(flatten)]
-    pub org: Org,
-    pub role: OrgRole,
-    /// What the caller may do in the org through this credential, computed by the policy that
-    /// the routes enforce (the matrix's action names).
-    pub permissions: Vec<OrgAction>,
-}
-
 /// A user's membership in an org.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Member {
@@ -165,16 +153,6 @@ pub struct Conversation {
     /// For direct conversations: the sorted pair, so one pair has one conversation per org.
     #[serde(skip)]
     pub direct_key: Option<String>,
-}
-
-/// A conversation as the caller sees it: the conversation and what they may do in it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct ConversationView {
-    #[serde(flatten)]
-    pub conversation: Conversation,
-    /// What the caller may do in the conversation through this credential, computed by the
-    /// policy that the routes enforce.
-    pub permissions: Vec<ConversationAction>,
 }
 
 /// A participant of a conversation.

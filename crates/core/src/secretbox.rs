@@ -4,12 +4,12 @@
 //! of its row, so a ciphertext copied to another row or another column fails to open. Each
 //! sealed value records the id of the key that sealed it.
 //!
-//! The keys form a ring ([`SecretKeyRing`], loaded from the store by [`crate::keyring`]): key
-//! id 1 is derived from the master key with HKDF, as it always was, so every secret sealed before
-//! the ring existed keeps opening; later keys are random data keys stored wrapped under a
-//! key-encryption key derived from the master key. The newest key that is not retired is
-//! current: seals use it; opens use whichever key the value names, and retired keys are not in
-//! the ring at all.
+//! The keys form a ring ([`SecretKeyRing`], loaded from the store by the `keyring` module, which
+//! builds on this one): key id 1 is derived from the master key with HKDF, as it always was, so
+//! every secret sealed before the ring existed keeps opening; later keys are random data keys
+//! stored wrapped under a key-encryption key derived from the master key. The newest key that is
+//! not retired is current: seals use it; opens use whichever key the value names, and retired
+//! keys are not in the ring at all.
 //!
 //! Secrets sealed before the ring (format 1) were bound to a purpose string instead of the
 //! column name; they open under key 1 only, and `conclave keys rotate` re-seals them in the

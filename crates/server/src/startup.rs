@@ -1,12 +1,13 @@
 //! `Application::build` opens the store chosen by the database URL, derives keys, binds the
 //! listener (port 0 in tests) and assembles the router; `run_until` serves until shutdown.
 
+use crate::config::ConnectionLimits;
 use crate::config::{Config, DatabaseUrl, RuntimeConfig};
 use crate::fanout::local::LocalFanOut;
 use crate::fanout::{FanOut, FanOutSink};
 use crate::gateway::{ClientPolicy, Gateway};
 use crate::http;
-use crate::ratelimit::connections::{self, ConnectionLimits};
+use crate::ratelimit::connections;
 use crate::ratelimit::RateLimiter;
 use crate::state::{AppState, StateInner};
 use conclave_core::keys::{MasterKey, ServerKeys};
@@ -219,7 +220,7 @@ impl Application {
             Arc::new(FanOutSink(fanout.clone())),
         )
         .with_audit_retention_floor(config.retention.audit_retention_floor_days)
-        .with_gates(conclave_core::identity::Gates {
+        .with_gates(conclave_core::service::identity::Gates {
             access_token: config.secrets.access_token.clone(),
             management_token: config.secrets.admin_token.clone(),
         });

@@ -79,6 +79,40 @@ mod tests {
     }
 
     #[test]
+    fn each_event_needs_the_scope_that_reads_it_over_rest() {
+        for t in [
+            "MESSAGE_CREATE",
+            "MESSAGE_UPDATE",
+            "MESSAGE_DELETE",
+            "MESSAGE_STREAM",
+            "TYPING_START",
+            "READ_MARKER_UPDATE",
+        ] {
+            assert_eq!(
+                scope_to_read(EventKind::of(t)),
+                Some(Scope::MessagesRead),
+                "{t}"
+            );
+        }
+        for t in [
+            "CONVERSATION_CREATE",
+            "CONVERSATION_UPDATE",
+            "CONVERSATION_DELETE",
+            "PARTICIPANT_ADD",
+            "PARTICIPANT_REMOVE",
+            "PRESENCE_UPDATE",
+        ] {
+            assert_eq!(
+                scope_to_read(EventKind::of(t)),
+                Some(Scope::ConversationsRead),
+                "{t}"
+            );
+        }
+        assert_eq!(scope_to_read(EventKind::of("ORG_ACCESS_LOST")), None);
+        assert_eq!(scope_to_read(EventKind::of("ORG_ACCESS_RESTORED")), None);
+    }
+
+    #[test]
     fn a_key_receives_only_the_kinds_its_scopes_read() {
         let org = OrgId::new();
         let messages = key(org, &[Scope::MessagesRead], None);

@@ -1,6 +1,7 @@
 //! Conversations and their participants.
 
 use super::credentials::ConversationList;
+use super::ConversationView;
 use super::{Actor, Result, Services};
 use crate::error::ServiceError;
 use crate::event::{Control, Event};

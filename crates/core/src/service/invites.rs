@@ -2,6 +2,7 @@
 //! user sees in their pending invites and accepts; joining an org always takes the invitee's
 //! consent. An invite never grants more than its maker could.
 
+use super::OrgView;
 use super::{Actor, Result, Services};
 use crate::error::ServiceError;
 use crate::ids::*;

@@ -8,6 +8,7 @@ mod bots;
 mod conversations;
 mod credentials;
 mod denied;
+pub mod identity;
 mod invites;
 mod members;
 mod messages;
@@ -19,6 +20,7 @@ mod secrets;
 mod system;
 mod throttle;
 mod users;
+mod views;
 
 pub use api_keys::{NewApiKey, GRACE_MAX_SECONDS};
 pub use audit::{AccountEvent, RetentionReport, ShownActor, VerifyReport, SECURITY_EVENTS};
@@ -34,6 +36,7 @@ pub use orgs::{MatrixEntry, MemberPermissions, PermissionsMatrix, AUDIT_RETENTIO
 pub use privacy::{AccountExport, Erased, ExportedMembership};
 pub use secrets::SECRET_RING_TTL;
 pub use users::ServerAdmin;
+pub use views::{ConversationView, OrgView};
 
 use crate::audit::{AuditActor, AuditEntry};
 use crate::clock::Clock;
@@ -97,7 +100,7 @@ pub struct Services {
     /// How many denied attempts each actor has had written this minute (AUTH-12).
     denied: Arc<denied::DeniedCounter>,
     /// The access and management tokens `identity` checks requests against.
-    pub(crate) gates: Arc<crate::identity::Gates>,
+    pub(crate) gates: Arc<identity::Gates>,
 }
 
 impl Services {
@@ -127,7 +130,7 @@ impl Services {
 
     /// Sets the access-token gate (AUTH-9) and the management token (see `identity`).
     #[must_use]
-    pub fn with_gates(mut self, gates: crate::identity::Gates) -> Self {
+    pub fn with_gates(mut self, gates: identity::Gates) -> Self {
         self.gates = Arc::new(gates);
         self
     }

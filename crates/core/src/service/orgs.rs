@@ -5,6 +5,7 @@
 //! session changes nothing here (AUTH-12).
 
 use super::credentials::INSUFFICIENT_SCOPE;
+use super::OrgView;
 use super::{Actor, Result, Services};
 use crate::error::ServiceError;
 use crate::event::{Control, Event};

@@ -1,6 +1,7 @@
 //! Secrets at rest (DATA-3): the stored keys of the secrets key ring and the sealed secrets
 //! they seal. The record types live here, with the trait that stores them, so the store does
-//! not depend on `crate::keyring` (which uses this trait and re-exports the types).
+//! not depend on the key ring logic: the `keyring` module above it uses this trait and
+//! re-exports the types.
 
 use super::StoreResult;
 use crate::audit::AuditEntry;

@@ -6,11 +6,13 @@
 //! reader of the process environment.
 
 mod layers;
+mod limits;
 mod runtime;
 mod sections;
 #[cfg(test)]
 mod tests;
 
+pub use limits::{ConnectionLimits, GatewayConfig};
 pub use runtime::{DatabaseUrl, Retention, RuntimeConfig, Secrets, BOOTSTRAP_TOKEN_MIN_CHARS};
 pub use sections::{GatewaySettings, RateLimitSettings, RetentionSettings, SessionConfig};
 

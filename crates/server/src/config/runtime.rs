@@ -3,10 +3,11 @@
 //! startup, state, rate limits, the outbound guard — parses a configuration string or clamps a
 //! number again: it reads these typed values.
 
-use super::{Config, ConfigError, Environment, OnOff, ProxyHeader, RateLimitSettings};
-use crate::gateway::GatewayConfig;
+use super::{
+    Config, ConfigError, ConnectionLimits, Environment, GatewayConfig, OnOff, ProxyHeader,
+    RateLimitSettings,
+};
 use crate::outbound::OutboundPolicy;
-use crate::ratelimit::connections::ConnectionLimits;
 use conclave_core::keys::MasterKey;
 use conclave_core::service::AuthSettings;
 use ipnet::IpNet;

@@ -6,8 +6,9 @@
 
 use super::hub::{Command as HubCommand, ConnId, Outbound};
 use super::protocol::{self, CloseCode, Command};
-use super::start::{identify, resume, Started};
-use super::{Gateway, GatewayConfig, UpgradeContext};
+use super::start::{identify, resume, Start, Started};
+use super::{Gateway, UpgradeContext};
+use crate::config::GatewayConfig;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use conclave_core::event::PresenceStatus;
 use conclave_core::model::GatewaySession;
@@ -17,8 +18,6 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
-
-pub(super) use super::start::Start;
 
 /// Why the loop ended.
 enum End {

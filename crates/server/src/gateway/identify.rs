@@ -2,13 +2,16 @@
 //! `Authorization`-style value (or a browser's cookie) goes to `Services::identify`, the one
 //! identity path REST uses too; this file only maps core's verdict to close codes.
 
-use super::connection::Start;
 use super::protocol::CloseCode;
 use super::{Gateway, UpgradeContext};
 use conclave_core::credential::Scope;
-use conclave_core::identity::{Csrf, Presented, Refused, Shown};
 use conclave_core::policy;
+use conclave_core::service::identity::{Csrf, Presented, Refused, Shown};
 use conclave_core::service::{Actor, ClientMeta};
+
+/// Why a credential opens no gateway session: the close code and its reason (`start` turns it
+/// into its `Start::Refuse`).
+pub(super) struct Refusal(pub(super) CloseCode, pub(super) &'static str);
 
 /// The scope an API key needs to open a gateway session.
 const GATEWAY_SCOPE: Scope = Scope::MessagesRead;
@@ -25,11 +28,11 @@ pub(super) async fn authenticate(
     ctx: &UpgradeContext,
     token: Option<&str>,
     access_token: Option<&str>,
-) -> Result<Actor, Start> {
-    let failed = Start::Refuse(CloseCode::AuthenticationFailed, "authentication failed");
+) -> Result<Actor, Refusal> {
+    let failed = Refusal(CloseCode::AuthenticationFailed, "authentication failed");
     let given = access_token.or(ctx.access_header.as_deref());
     let Ok(access) = gw.services.access_gate(given) else {
-        return Err(Start::Refuse(
+        return Err(Refusal(
             CloseCode::AuthenticationFailed,
             "access token missing or wrong",
         ));
@@ -56,7 +59,7 @@ pub(super) async fn authenticate(
         // A user a server admin requires to use 2FA gets no gateway session until they turn
         // it on (4014, as REST answers 403 `mfa_setup_required`).
         Err(Refused::SecondFactorRequired) => {
-            return Err(Start::Refuse(
+            return Err(Refusal(
                 CloseCode::NotPermitted,
                 "two-factor authentication is required: turn it on first",
             ))
@@ -64,7 +67,7 @@ pub(super) async fn authenticate(
         Err(_) => return Err(failed),
     };
     if !policy::credentials::scope_allows(&actor.credential, Some(GATEWAY_SCOPE)) {
-        return Err(Start::Refuse(
+        return Err(Refusal(
             CloseCode::NotPermitted,
             "the API key lacks messages:read",
         ));

@@ -10,6 +10,7 @@ mod identify;
 pub mod protocol;
 mod start;
 
+use crate::config::GatewayConfig;
 use crate::fanout::FanOut;
 use axum::extract::ws::WebSocket;
 use conclave_core::service::Services;
@@ -20,39 +21,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-
-/// Gateway limits and timings (reported in capabilities where clients need them).
-#[derive(Debug, Clone)]
-pub struct GatewayConfig {
-    pub heartbeat_interval: Duration,
-    pub identify_timeout: Duration,
-    pub resume_window: Duration,
-    pub frame_max_bytes: usize,
-    /// Frames a connection may send per minute (close 4008 beyond).
-    pub frames_per_minute: u32,
-    pub max_connections_per_user: usize,
-    pub max_connections_per_ip: usize,
-    /// Frames queued for a slow client before it is disconnected.
-    pub queue_frames: usize,
-    /// `false` when `CONCLAVE_RATE_LIMITS=off`: frame and connection caps are lifted.
-    pub limits_on: bool,
-}
-
-impl Default for GatewayConfig {
-    fn default() -> Self {
-        Self {
-            heartbeat_interval: Duration::from_secs(30),
-            identify_timeout: Duration::from_secs(10),
-            resume_window: Duration::from_secs(300),
-            frame_max_bytes: 64 * 1024,
-            frames_per_minute: 120,
-            max_connections_per_user: 10,
-            max_connections_per_ip: 200,
-            queue_frames: 1024,
-            limits_on: true,
-        }
-    }
-}
 
 /// Who may connect: origins for browsers, the minimum client version, the access-token gate.
 pub struct ClientPolicy {

@@ -4,7 +4,7 @@
 //! session stands, and activate it.
 
 use super::hub::{Checkpoint, Command as HubCommand, ConnId, Outbound, Replay};
-use super::identify::authenticate;
+use super::identify::{authenticate, Refusal};
 use super::protocol::{self, CloseCode, Identify, Resume};
 use super::{Gateway, UpgradeContext};
 use conclave_core::model::ConversationState;
@@ -27,6 +27,12 @@ pub(super) enum Start {
     Refuse(CloseCode, &'static str),
     /// RESUME cannot be honoured: INVALID_SESSION, then the client may IDENTIFY.
     Invalid,
+}
+
+impl From<Refusal> for Start {
+    fn from(Refusal(code, why): Refusal) -> Self {
+        Self::Refuse(code, why)
+    }
 }
 
 fn check_client(

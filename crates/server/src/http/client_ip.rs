@@ -8,9 +8,27 @@
 //! header the client wrote can never change them.
 
 use crate::config::ProxyHeader;
+use crate::state::AppState;
+use axum::extract::ConnectInfo;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use ipnet::IpNet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+
+/// The client's address (RATE-2, [`resolve`]): the socket peer, or the forwarded
+/// client when the peer is a trusted proxy.
+pub fn of_request(parts: &Parts, state: &AppState) -> Option<IpAddr> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())?;
+    Some(resolve(
+        peer,
+        &parts.headers,
+        &state.trusted_proxies,
+        state.proxy_header,
+    ))
+}
 
 /// The client of a request that came from `peer` with `headers`.
 #[must_use]

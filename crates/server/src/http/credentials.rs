@@ -2,7 +2,7 @@
 //! its caller — declared with [`declare`] where the group is built, the one source of the
 //! request's scope check, its 2FA exemption and the OpenAPI `x-scope` — the access-token gate
 //! in front of the API, and who a bot's or key's request is charged to. Reading the credential
-//! itself is `conclave_core::identity`'s job; the extractors (`extract::Caller`) hand it over.
+//! itself is `conclave_core::service::identity`'s job; the extractors (`extract::Caller`) hand it over.
 
 use super::error::{ApiError, ApiResult};
 use crate::ratelimit::{Subject, Tier};
@@ -12,8 +12,8 @@ use axum::http::request::Parts;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use conclave_core::credential::{Credential, Scope};
-use conclave_core::identity::AccessGranted;
 use conclave_core::policy::credentials::{scope_allows, ScopeRule};
+use conclave_core::service::identity::AccessGranted;
 use conclave_core::service::{Actor, Resource};
 use conclave_core::types::KeyTier;
 use utoipa::openapi::path::Operation;

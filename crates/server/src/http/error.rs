@@ -4,7 +4,7 @@
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use conclave_core::identity::Refused;
+use conclave_core::service::identity::Refused;
 use conclave_core::ServiceError;
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -5,15 +5,14 @@
 use super::credentials;
 use super::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use bytes::Bytes;
 use conclave_core::credential::Credential;
-use conclave_core::identity::{Csrf, Presented, PresentedCredential, Shown};
+use conclave_core::service::identity::{Csrf, Presented, PresentedCredential, Shown};
 use conclave_core::service::{Actor, ClientMeta, ServerAdmin};
 use serde::de::DeserializeOwned;
-use std::net::{IpAddr, SocketAddr};
 use uuid::Uuid;
 
 /// The session cookie on a plain-HTTP (development) server.
@@ -239,21 +238,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// The client's address (RATE-2, `client_ip::resolve`): the socket peer, or the forwarded
-/// client when the peer is a trusted proxy.
-pub fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())?;
-    Some(super::client_ip::resolve(
-        peer,
-        &parts.headers,
-        &state.trusted_proxies,
-        state.proxy_header,
-    ))
-}
-
 /// The User-Agent, for the session list.
 pub fn user_agent(parts: &Parts) -> Option<String> {
     parts
@@ -291,7 +275,7 @@ impl FromRequestParts<AppState> for Meta {
 pub fn request_meta(parts: &Parts, state: &AppState) -> ClientMeta {
     let id = super::error::current_request_id();
     ClientMeta {
-        ip: client_ip(parts, state).map(crate::ratelimit::ip_key),
+        ip: super::client_ip::of_request(parts, state).map(crate::ratelimit::ip_key),
         user_agent: user_agent(parts),
         request_id: (!id.is_empty()).then_some(id),
     }
@@ -308,7 +292,7 @@ pub enum AuthVia {
     ApiKey,
 }
 
-/// An authenticated user: `conclave_core::identity` reads the credential — `Authorization`
+/// An authenticated user: `conclave_core::service::identity` reads the credential — `Authorization`
 /// (a session, a bot's `Bot …`, an API key's `Bearer cnv_k_…`) or, for browsers, the session
 /// cookie, with `X-CSRF-Token` on every state-changing request — and this extractor adds what
 /// only HTTP knows: the route's declaration (`credentials::RouteAccess`: its scope and 2FA
@@ -357,7 +341,7 @@ impl FromRequestParts<AppState> for Caller {
         };
         let presented = Presented {
             credential,
-            ip: client_ip(parts, state),
+            ip: super::client_ip::of_request(parts, state),
             meta: request_meta(parts, state),
             before_2fa: route.before_2fa,
         };
@@ -372,7 +356,7 @@ impl FromRequestParts<AppState> for Caller {
             super::impersonation::check(parts, state, &actor).await?;
         }
         // Charged before the scope check, so refused requests count against a key too.
-        crate::ratelimit::check_caller(parts, state, credentials::rate_subject(&actor)).await?;
+        super::limits::check_caller(parts, state, credentials::rate_subject(&actor)).await?;
         if let Err(e) = credentials::require_scope(parts, state, &actor, route).await {
             // A scope refusal is a denied attempt (AUTH-12), within the audit budget.
             let route = format!("{} {}", parts.method, parts.uri.path());

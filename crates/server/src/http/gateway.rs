@@ -5,8 +5,9 @@
 //! belongs to the gateway module, which owns the protocol.
 
 use crate::gateway::UpgradeContext;
+use crate::http::client_ip;
 use crate::http::error::ApiError;
-use crate::http::extract::{client_ip, session_cookie};
+use crate::http::extract::session_cookie;
 use crate::state::AppState;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequestParts, Request, State};
@@ -69,7 +70,7 @@ pub async fn upgrade(State(state): State<AppState>, req: Request) -> Response {
         .get("x-api-access-token")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let ip = client_ip(&parts, &state);
+    let ip = client_ip::of_request(&parts, &state);
     let Some(slot) = gw.ip_slot(ip.map(crate::ratelimit::ip_key)) else {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod gateway;
 pub mod impersonation;
+pub mod limits;
 pub mod messages;
 pub mod meta;
 pub mod middleware;
@@ -85,7 +86,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
             .layer(cors(cors_origins))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
-                crate::ratelimit::limit_requests,
+                limits::limit_requests,
             ))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
@@ -93,7 +94,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
             ))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
-                crate::ratelimit::connections::body_deadline,
+                limits::body_deadline,
             ))
             .layer(axum::middleware::from_fn_with_state(
                 state,

@@ -89,7 +89,7 @@ fn error_description(status: u16) -> &'static str {
 /// (409, 410, 503, a 404 for an id in the body) is in its own annotation.
 fn generic_errors(path: &str, op: &Value) -> Vec<u16> {
     let mut out = vec![400, 426];
-    if !crate::ratelimit::exempt(path) {
+    if !super::limits::exempt(path) {
         out.push(429);
     }
     if op.get("security").is_some() {

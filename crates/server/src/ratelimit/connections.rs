@@ -8,7 +8,7 @@
 //!   accept, so a client that connects and says nothing is dropped just as fast).
 //! - **Idle timeout**: a keep-alive connection that waits `idle_timeout` for its next request is
 //!   closed. A request in flight is never cut.
-//! - **Body timeout** (`body_deadline`, a router layer): once a request's head has arrived, its
+//! - **Body timeout** (`http::limits::body_deadline`, a router layer): once a request's head has arrived, its
 //!   whole body must arrive within `body_timeout`; past it the request is answered 408 with the
 //!   JSON error shape and the connection closed, so a trickled body cannot hold a connection.
 //!   A handler that has its body may take as long as it needs.
@@ -28,18 +28,15 @@
 //! refused early) says `Connection: close`: the connection cannot carry another request, and
 //! a client told so will not reuse it and lose its next request to the closing socket.
 
-use crate::http::error::ApiError;
-use axum::extract::{ConnectInfo, State};
+use crate::config::ConnectionLimits;
+use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderValue, Request, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use axum::Router;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::rt::{Sleep, Timer};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use ipnet::IpNet;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -52,17 +49,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
-
-/// The limits the accept loop applies.
-#[derive(Debug, Clone)]
-pub struct ConnectionLimits {
-    pub header_read_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub max_connections: usize,
-    pub max_connections_per_ip: usize,
-    /// Peers exempt from the per-IP cap.
-    pub trusted_proxies: Arc<[IpNet]>,
-}
 
 /// Open connections per client address, for the per-IP cap.
 #[derive(Debug, Default)]
@@ -123,40 +109,6 @@ async fn refuse_connection(mut stream: TcpStream) {
         stream.shutdown().await
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
-}
-
-/// RATE-5, the body timeout (see the module docs); `state.body_timeout` counts from the moment
-/// the router has the request head.
-pub async fn body_deadline(
-    State(state): State<crate::state::AppState>,
-    req: Request<axum::body::Body>,
-    next: Next,
-) -> Response {
-    let (parts, body) = req.into_parts();
-    let arrived = Arc::new(AtomicBool::new(body.is_end_stream()));
-    let body = axum::body::Body::new(TrackedBody {
-        inner: body,
-        read: arrived.clone(),
-    });
-    let handled = next.run(Request::from_parts(parts, body));
-    let expired = async {
-        tokio::time::sleep(state.body_timeout).await;
-        if arrived.load(Ordering::Relaxed) {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        res = handled => res,
-        () = expired => ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            format!(
-                "the request body did not arrive within {} s",
-                state.body_timeout.as_secs()
-            ),
-        )
-        .into_response(),
-    }
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains (see the module docs).
@@ -253,11 +205,7 @@ async fn serve_connection(
         async move {
             let (mut parts, body) = req.into_parts();
             parts.extensions.insert(ConnectInfo(peer));
-            let read = Arc::new(AtomicBool::new(body.is_end_stream()));
-            let body = TrackedBody {
-                inner: body,
-                read: read.clone(),
-            };
+            let (body, read) = TrackedBody::new(body);
             let mut res = router.oneshot(Request::from_parts(parts, body)).await?;
             let upgrade = res.status() == StatusCode::SWITCHING_PROTOCOLS;
             if !upgrade && !read.load(Ordering::Relaxed) {
@@ -296,10 +244,22 @@ async fn serve_connection(
 }
 
 /// A request body that notes when it has been read to the end (by the router, for
-/// `Connection: close`; by `body_deadline`, to stop its clock).
-struct TrackedBody<B> {
+/// `Connection: close`; by `http::limits::body_deadline`, to stop its clock).
+pub struct TrackedBody<B> {
     inner: B,
     read: Arc<AtomicBool>,
+}
+
+impl<B: Body> TrackedBody<B> {
+    /// Wraps `inner`; the flag turns `true` once it has been read to the end.
+    pub fn new(inner: B) -> (Self, Arc<AtomicBool>) {
+        let read = Arc::new(AtomicBool::new(inner.is_end_stream()));
+        let tracked = Self {
+            inner,
+            read: read.clone(),
+        };
+        (tracked, read)
+    }
 }
 
 impl<B: Body<Data = Bytes> + Unpin> Body for TrackedBody<B> {

@@ -1,26 +1,26 @@
 //! Abuse protection for the REST surface (RATE-1, RATE-2, RATE-4, RATE-5).
 //!
 //! Every request is charged to layered GCRA buckets (`gcra.rs`): the global bucket, its client
-//! IP and, on sign-in routes, the IP's auth bucket (the `limit_requests` middleware, before any
+//! IP and, on sign-in routes, the IP's auth bucket (`http::limits::limit_requests`, before any
 //! handler); once the caller is known, its user bucket for the route class — or its API key's
-//! tier bucket instead — and its org bucket (`check_caller`, called by the `Caller` extractor).
-//! The buckets of one check are charged all-or-nothing. The answer carries `RateLimit-*`
-//! headers for the most constrained layer; a denial is 429 `rate_limited` with `Retry-After`.
+//! tier bucket instead — and its org bucket (`http::limits::check_caller`, called by the `Caller`
+//! extractor). The buckets of one check are charged all-or-nothing. The answer carries
+//! `RateLimit-*` headers for the most constrained layer; a denial is 429 `rate_limited` with
+//! `Retry-After`.
 //!
 //! Buckets live in this process, or in Redis when `redis_url` is set so a cluster enforces one
 //! limit. A Redis failure at run time fails OPEN for that request (logged as a warning): the
 //! chat stays available, and sign-in stays protected by the database-backed AUTH-5 back-off.
 //! Time comes from the server's `Clock`, so tests move it. `connections.rs` holds the accept
-//! loop with the connection cap and the header-read and idle timeouts (RATE-5).
+//! loop with the connection cap and the header-read and idle timeouts (RATE-5). The HTTP glue
+//! (the layers, their 429 and 408 answers) is `http::limits`: this module answers in `Outcome`s.
 
 pub mod connections;
 mod gcra;
 mod local;
-mod middleware;
 mod redis;
 
 pub use gcra::Quota;
-pub use middleware::{check_caller, exempt, limit_requests, RequestLimits};
 
 use crate::config::RateLimitSettings;
 use axum::http::Method;

@@ -11,9 +11,9 @@
 //! credential (an OAuth access token, a widget visitor's secret) is another variant of
 //! [`PresentedCredential`] and another arm of `identify`.
 
+use super::{Actor, ClientMeta, ServerAdmin, Services};
 use crate::error::ServiceError;
 use crate::policy;
-use crate::service::{Actor, ClientMeta, ServerAdmin, Services};
 use crate::token::{self, TokenKind};
 use secrecy::{ExposeSecret, SecretString};
 use std::net::IpAddr;

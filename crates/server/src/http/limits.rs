@@ -3,17 +3,20 @@
 //! the caller is authenticated) charges the caller's buckets and records them in that slot; on
 //! the way out the layer writes `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
 //! for the most constrained bucket. Probes, the gateway (it has its own limits) and the OpenAPI
-//! document are never limited.
+//! document are never limited. `body_deadline` is RATE-5's body timeout, the router layer of
+//! `ratelimit::connections`. The limiter itself (`ratelimit`) knows nothing of HTTP responses.
 
-use super::{Outcome, RouteClass, Status, Subject};
-use crate::http::error::ApiError;
-use crate::http::extract::client_ip;
+use super::client_ip;
+use super::error::ApiError;
+use crate::ratelimit::connections::TrackedBody;
+use crate::ratelimit::{Outcome, RouteClass, Status, Subject};
 use crate::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 /// Paths no limit applies to.
@@ -91,7 +94,7 @@ pub async fn limit_requests(State(state): State<AppState>, req: Request, next: N
     }
     let (mut parts, body) = req.into_parts();
     let class = RouteClass::of(&parts.method, parts.uri.path());
-    let ip = client_ip(&parts, &state);
+    let ip = client_ip::of_request(&parts, &state);
     let status = match state
         .limiter
         .check(&state.limiter.request_layers(class, ip))
@@ -152,6 +155,33 @@ pub async fn check_caller(
             slot.lock().status = Some(status);
             Err(rate_limited(what, retry_after_secs))
         }
+    }
+}
+
+/// RATE-5, the body timeout (see `ratelimit::connections`); `state.body_timeout` counts from the moment
+/// the router has the request head.
+pub async fn body_deadline(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let (body, arrived) = TrackedBody::new(body);
+    let body = axum::body::Body::new(body);
+    let handled = next.run(Request::from_parts(parts, body));
+    let expired = async {
+        tokio::time::sleep(state.body_timeout).await;
+        if arrived.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        res = handled => res,
+        () = expired => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                state.body_timeout.as_secs()
+            ),
+        )
+        .into_response(),
     }
 }
 
