@@ -63,6 +63,10 @@ async fn store_lines_of_a_request_carry_its_id() {
         return;
     };
     let alice = app.user("alice").await;
+    // Other tests of this binary run on other threads without a subscriber; a callsite they
+    // reach first may have cached "no interest" before this thread's subscriber was counted
+    // (tracing caches interest per callsite, process-wide). Recompute it with ours in place.
+    tracing::callsite::rebuild_interest_cache();
     let res = app
         .client
         .get(format!("{}/api/v1/users/@me", app.base))
