@@ -267,9 +267,15 @@ pub async fn rotate(
     Ok(done)
 }
 
-/// Retires key `id`: refused while it is current or any stored secret uses it.
-pub async fn retire(store: &dyn Store, id: i32, now: DateTime<Utc>) -> Result<(), KeyRingError> {
-    match store.retire_secret_key(id, now, &[]).await {
+/// Retires key `id`, writing `audit` in the same transaction: refused (nothing written) while
+/// it is current or any stored secret uses it.
+pub async fn retire(
+    store: &dyn Store,
+    id: i32,
+    now: DateTime<Utc>,
+    audit: &[crate::audit::AuditEntry],
+) -> Result<(), KeyRingError> {
+    match store.retire_secret_key(id, now, audit).await {
         Ok(RetireOutcome::Retired) => Ok(()),
         Ok(RetireOutcome::AlreadyRetired) => Err(KeyRingError::AlreadyRetired(id)),
         Ok(RetireOutcome::Current) => Err(KeyRingError::Current(id)),

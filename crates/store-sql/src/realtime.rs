@@ -37,9 +37,11 @@ impl RealtimeStore for Backend {
         conv: ConversationId,
         user: UserId,
         message: MessageId,
+        audit: &[AuditEntry],
     ) -> StoreResult<()> {
         // A message id that does not exist breaks `participants_last_read_fkey`, which
         // `db` reports as `NotFound` too.
+        let mut tx = self.writer().begin().await.map_err(db)?;
         let done = sqlx::query(
             "UPDATE participants SET last_read_message_id = $3 \
              WHERE conversation_id = $1 AND user_id = $2",
@@ -47,13 +49,13 @@ impl RealtimeStore for Backend {
         .bind(conv.0)
         .bind(user.0)
         .bind(message.0)
-        .execute(self.writer())
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        Ok(())
+        commit_audited(tx, self, audit).await
     }
 
     async fn conversation_states(&self, user: UserId) -> StoreResult<Vec<ConversationState>> {

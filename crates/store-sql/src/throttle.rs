@@ -156,20 +156,31 @@ impl LoginThrottleStore for Backend {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn settle_login_attempt(
+    async fn settle_login_attempts(
         &self,
-        r: &conclave_core::mfa::ThrottleReservation,
+        reservations: &[conclave_core::mfa::ThrottleReservation],
+        audit: &[AuditEntry],
     ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE login_failures SET pending = pending - 1 \
-             WHERE account = $1 AND ip = $2 AND pending > 0",
-        )
-        .bind(r.key.account.as_str())
-        .bind(r.key.ip.as_str())
-        .execute(self.writer())
-        .await
-        .map_err(db)?;
-        Ok(())
+        // One key per statement, in key order: two settlements of the same counters never
+        // wait on each other's row locks.
+        let mut ordered: Vec<_> = reservations.iter().collect();
+        ordered.sort_by(|a, b| {
+            (a.key.account.as_str(), a.key.ip.as_str())
+                .cmp(&(b.key.account.as_str(), b.key.ip.as_str()))
+        });
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        for r in ordered {
+            sqlx::query(
+                "UPDATE login_failures SET pending = pending - 1 \
+                 WHERE account = $1 AND ip = $2 AND pending > 0",
+            )
+            .bind(r.key.account.as_str())
+            .bind(r.key.ip.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        commit_audited(tx, self, audit).await
     }
 
     async fn pending_login_attempts(

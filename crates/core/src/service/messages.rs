@@ -1,6 +1,7 @@
 //! Sending, listing, editing and deleting messages.
 
 use super::{Actor, Result, Services};
+use crate::audit::AuditEntry;
 use crate::error::ServiceError;
 use crate::event::Event;
 use crate::ids::*;
@@ -62,27 +63,25 @@ fn fingerprint(req: &SendMessage) -> String {
 
 impl Services {
     /// Under impersonation every write is audited with both identities (AUTH-12), message
-    /// sends, edits and deletions included. The row follows the committed write (the message
-    /// store takes no audit rows); a failure to write it is logged.
-    async fn audit_impersonated(&self, actor: &Actor, event: &str, msg: &Message) {
+    /// sends, edits, deletions and read-marker moves included: the row for `event` on
+    /// `message` of conversation `conv` in `org`, for the store to write in the transaction of
+    /// the change (none without impersonation).
+    fn impersonated_rows(
+        &self,
+        actor: &Actor,
+        event: &str,
+        org: OrgId,
+        conv: ConversationId,
+        message: MessageId,
+    ) -> Vec<AuditEntry> {
         if actor.session.impersonator.is_none() {
-            return;
+            return Vec::new();
         }
-        let org = match self.store.conversation(msg.conversation_id).await {
-            Ok(c) => c.org_id,
-            Err(e) => {
-                tracing::warn!(error = %e, event, "could not audit an impersonated write");
-                return;
-            }
-        };
-        let entry = self
+        vec![self
             .audit(actor, event)
             .org(org)
-            .resource("message", msg.id)
-            .detail(serde_json::json!({ "conversation_id": msg.conversation_id }));
-        if let Err(e) = self.store.append_audit(&[entry]).await {
-            tracing::warn!(error = %e, event, "could not audit an impersonated write");
-        }
+            .resource("message", message)
+            .detail(serde_json::json!({ "conversation_id": conv }))]
     }
 
     pub async fn send_message(
@@ -91,7 +90,8 @@ impl Services {
         conv: ConversationId,
         req: SendMessage,
     ) -> Result<Sent> {
-        self.conversation_for(actor, conv, ConversationAction::SendMessages)
+        let (conversation, _) = self
+            .conversation_for(actor, conv, ConversationAction::SendMessages)
             .await?;
         let content = stored_content(&req.content, req.format)?;
         if let Some(reply) = req.reply_to {
@@ -120,10 +120,10 @@ impl Services {
             idempotency: req.idempotency_key.map(|k| (k, print.clone())),
             idempotency_since: now - IDEMPOTENCY_WINDOW,
         };
-        match self.store.insert_message(&new, &[]).await? {
+        let audit =
+            self.impersonated_rows(actor, "message.sent", conversation.org_id, conv, new.id);
+        match self.store.insert_message(&new, &audit).await? {
             Inserted::Created(message) => {
-                self.audit_impersonated(actor, "message.sent", &message)
-                    .await;
                 self.emit(Event::conversation("MESSAGE_CREATE", conv, &message));
                 Ok(Sent {
                     message,
@@ -168,12 +168,13 @@ impl Services {
         }
     }
 
-    /// Loads a message with the caller's access to its conversation (404 when not readable).
+    /// Loads a message with its conversation's org and the caller's access to the conversation
+    /// (404 when not readable).
     async fn message_for(
         &self,
         actor: &Actor,
         id: MessageId,
-    ) -> Result<(Message, crate::policy::ConversationAccess)> {
+    ) -> Result<(Message, OrgId, crate::policy::ConversationAccess)> {
         let msg = self.store.message(id).await.map_err(|e| match e {
             StoreError::NotFound => ServiceError::NotFound("message"),
             other => other.into(),
@@ -183,7 +184,7 @@ impl Services {
         if !policy::conversation_allows(&access, ConversationAction::See) {
             return Err(ServiceError::NotFound("message"));
         }
-        Ok((msg, access))
+        Ok((msg, conv.org_id, access))
     }
 
     pub async fn edit_message(
@@ -193,7 +194,7 @@ impl Services {
         text: MessageText,
         format: MessageFormat,
     ) -> Result<Message> {
-        let (msg, access) = self.message_for(actor, id).await?;
+        let (msg, org, access) = self.message_for(actor, id).await?;
         if !policy::may_edit_message(&access, msg.author.id == actor.user.id) {
             return Err(Self::denied(&access));
         }
@@ -204,12 +205,11 @@ impl Services {
             ));
         }
         let content = stored_content(&text, format)?;
+        let audit = self.impersonated_rows(actor, "message.edited", org, msg.conversation_id, id);
         let edited = self
             .store
-            .edit_message(id, &content, format, self.clock.now(), &[])
+            .edit_message(id, &content, format, self.clock.now(), &audit)
             .await?;
-        self.audit_impersonated(actor, "message.edited", &edited)
-            .await;
         self.emit(Event::conversation(
             "MESSAGE_UPDATE",
             edited.conversation_id,
@@ -219,7 +219,7 @@ impl Services {
     }
 
     pub async fn delete_message(&self, actor: &Actor, id: MessageId) -> Result<Message> {
-        let (msg, access) = self.message_for(actor, id).await?;
+        let (msg, org, access) = self.message_for(actor, id).await?;
         if !policy::may_delete_message(&access, msg.author.id == actor.user.id) {
             return Err(Self::denied(&access));
         }
@@ -244,20 +244,12 @@ impl Services {
         }
         // An author deleting their own message is not an audit event (unless impersonated); a
         // moderator's is.
-        let audit: Vec<_> = if own && actor.session.impersonator.is_some() {
-            let conv = self.store.conversation(msg.conversation_id).await?;
-            vec![self
-                .audit(actor, "message.deleted")
-                .org(conv.org_id)
-                .resource("message", id)
-                .detail(serde_json::json!({ "conversation_id": msg.conversation_id }))]
-        } else if own {
-            Vec::new()
+        let audit = if own {
+            self.impersonated_rows(actor, "message.deleted", org, msg.conversation_id, id)
         } else {
-            let conv = self.store.conversation(msg.conversation_id).await?;
             vec![self
                 .audit(actor, "message.moderated")
-                .org(conv.org_id)
+                .org(org)
                 .resource("message", id)
                 .detail(serde_json::json!({
                     "conversation_id": msg.conversation_id,
@@ -281,7 +273,7 @@ impl Services {
         actor: &Actor,
         id: MessageId,
     ) -> Result<Vec<MessageVersion>> {
-        let (_, access) = self.message_for(actor, id).await?;
+        let (_, _, access) = self.message_for(actor, id).await?;
         if !policy::conversation_allows(&access, ConversationAction::Read) {
             return Err(Self::denied(&access));
         }
@@ -305,7 +297,8 @@ impl Services {
         conv: ConversationId,
         message: MessageId,
     ) -> Result<()> {
-        self.conversation_for(actor, conv, ConversationAction::Read)
+        let (conversation, _) = self
+            .conversation_for(actor, conv, ConversationAction::Read)
             .await?;
         match self.store.message(message).await {
             Ok(m) if m.conversation_id == conv => {}
@@ -318,15 +311,16 @@ impl Services {
             }
             Err(e) => return Err(e.into()),
         }
+        let audit = self.impersonated_rows(
+            actor,
+            "read_marker.moved",
+            conversation.org_id,
+            conv,
+            message,
+        );
         self.store
-            .set_read_marker(conv, actor.user.id, message)
+            .set_read_marker(conv, actor.user.id, message, &audit)
             .await?;
-        if actor.session.impersonator.is_some() {
-            if let Ok(m) = self.store.message(message).await {
-                self.audit_impersonated(actor, "read_marker.moved", &m)
-                    .await;
-            }
-        }
         let d = serde_json::json!({"conversation_id": conv, "user_id": actor.user.id, "message_id": message});
         self.emit(Event::reader("READ_MARKER_UPDATE", actor.user.id, conv, d));
         Ok(())

@@ -60,16 +60,14 @@ impl Services {
     }
 
     /// `conclave keys retire`: a key no secret uses any more stops opening anything, audited
-    /// as the system.
+    /// as the system in the same transaction.
     pub async fn retire_secret_key(
         &self,
         id: i32,
         now: DateTime<Utc>,
     ) -> std::result::Result<(), KeyRingError> {
-        keyring::retire(&*self.store, id, now).await?;
         let audit = AuditEntry::new("secrets.key_retired", AuditActor::system(), now)
             .resource("secret_key", id);
-        self.store.append_audit(&[audit]).await?;
-        Ok(())
+        keyring::retire(&*self.store, id, now, &[audit]).await
     }
 }

@@ -291,14 +291,12 @@ impl Services {
         }
     }
 
-    /// The attempt failed: it stays counted, and `audit` records it.
+    /// The attempt failed: it stays counted, and `audit` records it in the same transaction.
     pub(super) async fn attempt_failed(&self, attempt: Attempt, audit: AuditEntry) -> Result<()> {
-        for r in &attempt.reserved {
-            if let Err(e) = self.store.settle_login_attempt(r).await {
-                tracing::warn!(error = %e, "settling a failed sign-in attempt failed");
-            }
-        }
-        Ok(self.store.append_audit(&[audit]).await?)
+        Ok(self
+            .store
+            .settle_login_attempts(&attempt.reserved, &[audit])
+            .await?)
     }
 
     /// The attempt was not a failure (a right password that still needs its second factor, a

@@ -111,8 +111,13 @@ pub trait LoginThrottleStore: Send + Sync + 'static {
     /// none goes — and,
     /// unless another failure was counted since, the previous last failure time again.
     async fn refund_login_attempt(&self, reservation: &ThrottleReservation) -> StoreResult<()>;
-    /// A reserved attempt was checked and failed: it stays counted and is no longer pending.
-    async fn settle_login_attempt(&self, reservation: &ThrottleReservation) -> StoreResult<()>;
+    /// Reserved attempts were checked and failed: they stay counted and are no longer
+    /// pending; `audit` (the failure's rows) is appended in the same transaction.
+    async fn settle_login_attempts(
+        &self,
+        reservations: &[ThrottleReservation],
+        audit: &[AuditEntry],
+    ) -> StoreResult<()>;
     /// How many reserved attempts on these counters are not settled yet (checks in flight).
     async fn pending_login_attempts(&self, keys: &[ThrottleKey]) -> StoreResult<i64>;
     async fn clear_login_failures(&self, keys: &[ThrottleKey]) -> StoreResult<()>;

@@ -2,6 +2,7 @@
 //! state of gateway sessions.
 
 use super::StoreResult;
+use crate::audit::AuditEntry;
 use crate::ids::*;
 use crate::model::*;
 use async_trait::async_trait;
@@ -10,12 +11,14 @@ use chrono::{DateTime, Utc};
 /// Read state and gateway resume state.
 #[async_trait]
 pub trait RealtimeStore: Send + Sync + 'static {
-    /// Sets the participant's read marker; `NotFound` when not a participant.
+    /// Sets the participant's read marker and appends `audit` in the same transaction;
+    /// `NotFound` (nothing written) when not a participant.
     async fn set_read_marker(
         &self,
         conv: ConversationId,
         user: UserId,
         message: MessageId,
+        audit: &[AuditEntry],
     ) -> StoreResult<()>;
     /// For every conversation the user participates in: last seq, read marker, unread count.
     async fn conversation_states(&self, user: UserId) -> StoreResult<Vec<ConversationState>>;

@@ -487,7 +487,10 @@ async fn login_attempts_are_reserved_atomically(store: Arc<dyn Store>) {
     // All five are in flight until settled (checked and failed): then they stay counted.
     assert_eq!(store.pending_login_attempts(&keys).await.unwrap(), 5);
     for r in &passed {
-        store.settle_login_attempt(r).await.unwrap();
+        store
+            .settle_login_attempts(std::slice::from_ref(r), &[])
+            .await
+            .unwrap();
     }
     assert_eq!(store.pending_login_attempts(&keys).await.unwrap(), 0);
     assert_eq!(

@@ -3,6 +3,7 @@
 //! deviation, registered by `check!(name);` right after it.
 
 mod audit;
+mod audited;
 mod conversations;
 mod credentials;
 mod keyring;

@@ -42,7 +42,7 @@ async fn read_markers_are_set_per_participant(store: Arc<dyn Store>) {
     let msgs = post(&*store, conv.id, alice.id, 3).await;
 
     store
-        .set_read_marker(conv.id, bob.id, msgs[1].id)
+        .set_read_marker(conv.id, bob.id, msgs[1].id, &[])
         .await
         .unwrap();
     assert_eq!(
@@ -56,7 +56,7 @@ async fn read_markers_are_set_per_participant(store: Arc<dyn Store>) {
     );
 
     store
-        .set_read_marker(conv.id, bob.id, msgs[2].id)
+        .set_read_marker(conv.id, bob.id, msgs[2].id, &[])
         .await
         .unwrap();
     assert_eq!(
@@ -64,7 +64,7 @@ async fn read_markers_are_set_per_participant(store: Arc<dyn Store>) {
         vec![state(conv.id, 3, Some(&msgs[2]), 0)]
     );
     store
-        .set_read_marker(conv.id, bob.id, msgs[0].id)
+        .set_read_marker(conv.id, bob.id, msgs[0].id, &[])
         .await
         .unwrap();
     assert_eq!(
@@ -73,15 +73,19 @@ async fn read_markers_are_set_per_participant(store: Arc<dyn Store>) {
         "the marker is set as given, also backwards"
     );
 
-    assert_not_found(store.set_read_marker(conv.id, carol.id, msgs[0].id).await);
     assert_not_found(
         store
-            .set_read_marker(ConversationId::new(), bob.id, msgs[0].id)
+            .set_read_marker(conv.id, carol.id, msgs[0].id, &[])
             .await,
     );
     assert_not_found(
         store
-            .set_read_marker(conv.id, bob.id, MessageId::new())
+            .set_read_marker(ConversationId::new(), bob.id, msgs[0].id, &[])
+            .await,
+    );
+    assert_not_found(
+        store
+            .set_read_marker(conv.id, bob.id, MessageId::new(), &[])
             .await,
     );
     assert_eq!(
@@ -94,7 +98,11 @@ async fn read_markers_are_set_per_participant(store: Arc<dyn Store>) {
         .remove_participant(conv.id, bob.id, &[])
         .await
         .unwrap();
-    assert_not_found(store.set_read_marker(conv.id, bob.id, msgs[2].id).await);
+    assert_not_found(
+        store
+            .set_read_marker(conv.id, bob.id, msgs[2].id, &[])
+            .await,
+    );
     assert!(store.conversation_states(bob.id).await.unwrap().is_empty());
 }
 check!(read_markers_are_set_per_participant);
@@ -121,11 +129,11 @@ async fn conversation_states_count_unread(store: Arc<dyn Store>) {
     post(&*store, not_bobs.id, alice.id, 7).await;
 
     store
-        .set_read_marker(partly.id, bob.id, partly_msgs[2].id)
+        .set_read_marker(partly.id, bob.id, partly_msgs[2].id, &[])
         .await
         .unwrap();
     store
-        .set_read_marker(caught_up.id, bob.id, caught_up_msgs[1].id)
+        .set_read_marker(caught_up.id, bob.id, caught_up_msgs[1].id, &[])
         .await
         .unwrap();
     // A tombstone keeps its seq, so a marker on it still counts.
@@ -151,7 +159,7 @@ async fn conversation_states_count_unread(store: Arc<dyn Store>) {
     // Newer messages are unread again.
     post(&*store, caught_up.id, alice.id, 3).await;
     store
-        .set_read_marker(elsewhere.id, bob.id, own[0].id)
+        .set_read_marker(elsewhere.id, bob.id, own[0].id, &[])
         .await
         .unwrap();
     let states = store.conversation_states(bob.id).await.unwrap();
