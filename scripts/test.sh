@@ -101,6 +101,8 @@ fi
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# No module imports a sibling that imports it back (issue 11).
+python3 scripts/module-cycles.py
 if [ -n "$cargo_deny_missing" ]; then
   echo "================================================================================"
   echo "SKIPPED: the dependency check (cargo deny check) — missing ${cargo_deny_missing}."
