@@ -81,8 +81,12 @@ const MEMBER_SELECT: &str = "SELECT m.org_id, m.role, m.joined_at, \
      u.id AS su_id, u.username AS su_username, u.display_name AS su_display_name, \
      u.kind AS su_kind FROM org_members m JOIN users u ON u.id = m.user_id";
 
-/// [`remove_member`] inside the caller's transaction.
-pub(super) async fn remove_member_in(tx: &mut Conn, org: OrgId, user: UserId) -> StoreResult<()> {
+/// [`remove_member`] inside the caller's transaction; answers the conversations left.
+pub(super) async fn remove_member_in(
+    tx: &mut Conn,
+    org: OrgId,
+    user: UserId,
+) -> StoreResult<Vec<ConversationId>> {
     lock_org(&mut *tx, org).await?;
     let current = role_in(&mut *tx, org, user)
         .await?
@@ -117,22 +121,26 @@ pub(super) async fn remove_member_in(tx: &mut Conn, org: OrgId, user: UserId) ->
         let conv: uuid::Uuid = get(row, "conversation_id")?;
         promote_longest_standing(&mut *tx, ConversationId(conv), user).await?;
     }
-    sqlx::query(
+    let left = sqlx::query(
         "DELETE FROM participants WHERE user_id = $2 \
-         AND conversation_id IN (SELECT id FROM conversations WHERE org_id = $1)",
+         AND conversation_id IN (SELECT id FROM conversations WHERE org_id = $1) \
+         RETURNING conversation_id",
     )
     .bind(org.0)
     .bind(user.0)
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await
-    .map_err(db)?;
+    .map_err(db)?
+    .iter()
+    .map(|row| get(row, "conversation_id").map(ConversationId))
+    .collect::<StoreResult<Vec<_>>>()?;
     sqlx::query("DELETE FROM org_members WHERE org_id = $1 AND user_id = $2")
         .bind(org.0)
         .bind(user.0)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-    Ok(())
+    Ok(left)
 }
 
 #[async_trait]
@@ -296,10 +304,11 @@ impl OrgStore for Backend {
         org: OrgId,
         user: UserId,
         audit: &[AuditEntry],
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Vec<ConversationId>> {
         let mut tx = self.writer().begin().await.map_err(db)?;
-        remove_member_in(&mut tx, org, user).await?;
-        commit_audited(tx, self, audit).await
+        let left = remove_member_in(&mut tx, org, user).await?;
+        commit_audited(tx, self, audit).await?;
+        Ok(left)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

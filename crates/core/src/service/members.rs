@@ -165,14 +165,15 @@ impl Services {
                 "your role cannot remove this member",
             ));
         }
-        let conversations = self.store.user_conversation_ids(user, Some(org)).await?;
         let event = if user == actor.user.id {
             "member.left"
         } else {
             "member.removed"
         };
         let audit = self.audit(actor, event).resource("user", user).org(org);
-        self.store.remove_member(org, user, &[audit]).await?;
+        // The conversations come from the removal's own transaction: one joined meanwhile is
+        // announced too, so no socket keeps receiving it.
+        let conversations = self.store.remove_member(org, user, &[audit]).await?;
         for conv in conversations {
             self.announce_removed(conv, user, None);
         }

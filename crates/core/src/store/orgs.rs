@@ -50,14 +50,16 @@ pub trait OrgStore: Send + Sync + 'static {
         role: OrgRole,
         audit: &[AuditEntry],
     ) -> StoreResult<()>;
-    /// Removes the member, their team memberships and conversation participations in the org.
-    /// Conversations they were the only owner of pass to their longest-standing participant.
+    /// Removes the member, their team memberships and conversation participations in the org;
+    /// answers the conversations they left, as the transaction saw them (so a participation
+    /// added while the removal ran is never missed). Conversations they were the only owner of
+    /// pass to their longest-standing participant.
     async fn remove_member(
         &self,
         org: OrgId,
         user: UserId,
         audit: &[AuditEntry],
-    ) -> StoreResult<()>;
+    ) -> StoreResult<Vec<ConversationId>>;
     /// `to` becomes owner and `from` admin, atomically.
     async fn transfer_org(
         &self,

@@ -231,7 +231,14 @@ async fn remove_member_cleans_up_and_passes_ownership(store: Arc<dyn Store>) {
     // In the other org nothing changes.
     let elsewhere = make_group(&*store, other.id, bob.id, &[alice.id], Visibility::ORG).await;
 
-    store.remove_member(org.id, bob.id, &[]).await.unwrap();
+    let mut left = store.remove_member(org.id, bob.id, &[]).await.unwrap();
+    left.sort_by_key(|c| c.0);
+    let mut expected = vec![owned.id, shared.id, lonely.id];
+    expected.sort_by_key(|c| c.0);
+    assert_eq!(
+        left, expected,
+        "the conversations left in that org, and only those"
+    );
 
     assert_eq!(store.membership(org.id, bob.id).await.unwrap(), None);
     assert_eq!(
