@@ -6,13 +6,14 @@ set -euo pipefail
 . "$(dirname "$0")/need-wrk.sh"
 cd "$(dirname "$0")/.."
 T="${CARGO_TARGET_DIR:-target}"
+PORT="${BENCH_PORT:-18182}"
 cargo build --release -q -p conclave-server
 data=$(mktemp -d); tok=bench-management-token-0123456789abcdef0123
-CONCLAVE_DATA_DIR=$data CONCLAVE_LISTEN=127.0.0.1:18182 CONCLAVE_ADMIN_TOKEN=$tok CONCLAVE_RATE_LIMITS=off RUST_LOG=warn $T/release/conclave serve 2>/dev/null &
+CONCLAVE_DATA_DIR=$data CONCLAVE_LISTEN=127.0.0.1:$PORT CONCLAVE_ADMIN_TOKEN=$tok CONCLAVE_RATE_LIMITS=off RUST_LOG=warn $T/release/conclave serve 2>/dev/null &
 pid=$!
 trap 'kill $pid; wait $pid 2>/dev/null; rm -rf $data' EXIT
-for _ in $(seq 100); do curl -fs http://127.0.0.1:18182/health/ready >/dev/null && break; sleep 0.1; done
-B=http://127.0.0.1:18182/api/v1
+for _ in $(seq 100); do curl -fs http://127.0.0.1:$PORT/health/ready >/dev/null && break; sleep 0.1; done
+B=http://127.0.0.1:$PORT/api/v1
 curl -fs $B/admin/users -H "authorization: Bearer $tok" -H 'content-type: application/json' -d '{"username":"bench","password":"a long and unusual passphrase"}' >/dev/null
 S=$(curl -fs $B/auth/login -H 'content-type: application/json' -d '{"username":"bench","password":"a long and unusual passphrase"}' | sed -E 's/.*"token":"([^"]+)".*/\1/')
 ORG=$(curl -fs $B/orgs -H "authorization: Bearer $S" -H 'content-type: application/json' -d '{"name":"Bench"}' | sed -E 's/^\{"id":"([^"]+)".*/\1/')

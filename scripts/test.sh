@@ -22,22 +22,50 @@ if ! python3 -c 'import pyotp, standardwebhooks' >/dev/null 2>&1; then
     echo "WARNING: could not install pyotp and standardwebhooks (python3 -m pip install pyotp standardwebhooks): the TOTP and webhook signing interoperability tests will not run." >&2
 fi
 
+# A step that cannot run says SKIPPED loudly (`skipped WHAT`); under CI=true it fails the run
+# instead (`ci_requires STEP MISSING`, where MISSING is empty when nothing is missing).
+skipped() {
+  echo "================================================================================"
+  echo "SKIPPED: $1"
+  echo "================================================================================"
+}
+ci_requires() {
+  if [ -n "$2" ] && [ "${CI:-}" = "true" ]; then
+    echo "FAIL: CI=true but $1 cannot run: missing $2." >&2
+    exit 1
+  fi
+}
+
+# pinned_tool VAR STEP WHAT HINT CHECK INSTALL...: when the function CHECK does not find the
+# pinned tool WHAT, runs INSTALL (HINT is that command as a person would type it). VAR is then
+# empty, or says what is missing and how to install it; see ci_requires for CI=true.
+pinned_tool() {
+  local var=$1 step=$2 what=$3 hint=$4 check=$5
+  shift 5
+  if ! "$check"; then
+    "$@" || echo "WARNING: could not install ${what} (${hint})." >&2
+  fi
+  printf -v "$var" '%s' ""
+  "$check" || printf -v "$var" '%s' "${what} (${hint})"
+  ci_requires "$step" "${!var}"
+}
+
+# The S3 file storage test (files::s3_…) runs against moto in server mode, a real
+# S3-compatible server. Without it that test says SKIPPED — except under CI=true, where it fails.
+if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+  python3 -m pip install --quiet 'moto[server]' ||
+    echo "WARNING: could not install moto (python3 -m pip install 'moto[server]'): the S3 storage test will not run." >&2
+fi
+
 # schemathesis checks the OpenAPI document against a live server (scripts/schemathesis.sh), at
 # this pinned version. Without it that step says SKIPPED — except under CI=true, where it fails.
 schemathesis_version=4.32.5
 schemathesis_installed() {
   [ "$(python3 -m pip show schemathesis 2>/dev/null | sed -n 's/^Version: //p')" = "$schemathesis_version" ]
 }
-if ! schemathesis_installed; then
-  python3 -m pip install --quiet "schemathesis==${schemathesis_version}" ||
-    echo "WARNING: could not install schemathesis (python3 -m pip install schemathesis==${schemathesis_version})." >&2
-fi
-schemathesis_missing=""
-schemathesis_installed || schemathesis_missing="schemathesis ${schemathesis_version} (python3 -m pip install schemathesis==${schemathesis_version})"
-if [ -n "$schemathesis_missing" ] && [ "${CI:-}" = "true" ]; then
-  echo "FAIL: CI=true but the OpenAPI check cannot run: missing ${schemathesis_missing}." >&2
-  exit 1
-fi
+pinned_tool schemathesis_missing "the OpenAPI check" "schemathesis ${schemathesis_version}" \
+  "python3 -m pip install schemathesis==${schemathesis_version}" schemathesis_installed \
+  python3 -m pip install --quiet "schemathesis==${schemathesis_version}"
 
 # cargo-deny checks the dependency graph against deny.toml (licences, bans, sources and, when
 # the RustSec database can be fetched, advisories), at this pinned version. Without it that
@@ -46,16 +74,9 @@ cargo_deny_version=0.20.2
 cargo_deny_installed() {
   [ "$(cargo deny --version 2>/dev/null | sed -n 's/^cargo-deny //p')" = "$cargo_deny_version" ]
 }
-if ! cargo_deny_installed; then
-  cargo install --quiet --locked cargo-deny --version "$cargo_deny_version" ||
-    echo "WARNING: could not install cargo-deny (cargo install --locked cargo-deny --version ${cargo_deny_version})." >&2
-fi
-cargo_deny_missing=""
-cargo_deny_installed || cargo_deny_missing="cargo-deny ${cargo_deny_version} (cargo install --locked cargo-deny --version ${cargo_deny_version})"
-if [ -n "$cargo_deny_missing" ] && [ "${CI:-}" = "true" ]; then
-  echo "FAIL: CI=true but the dependency check cannot run: missing ${cargo_deny_missing}." >&2
-  exit 1
-fi
+pinned_tool cargo_deny_missing "the dependency check" "cargo-deny ${cargo_deny_version}" \
+  "cargo install --locked cargo-deny --version ${cargo_deny_version}" cargo_deny_installed \
+  cargo install --quiet --locked cargo-deny --version "$cargo_deny_version"
 
 pg_url="${CONCLAVE_TEST_POSTGRES_URL:-postgres://root@127.0.0.1:5432/test}"
 pg_hostport="${pg_url#*@}"; pg_hostport="${pg_hostport%%/*}"
@@ -94,19 +115,14 @@ fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   browser_missing="${browser_missing:+$browser_missing, }node and npm"
 fi
-if [ -n "$browser_missing" ] && [ "${CI:-}" = "true" ]; then
-  echo "FAIL: CI=true but the browser tests cannot run: missing ${browser_missing}." >&2
-  exit 1
-fi
+ci_requires "the browser tests" "$browser_missing"
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # No module imports a sibling that imports it back (issue 11).
 python3 scripts/module-cycles.py
 if [ -n "$cargo_deny_missing" ]; then
-  echo "================================================================================"
-  echo "SKIPPED: the dependency check (cargo deny check) — missing ${cargo_deny_missing}."
-  echo "================================================================================"
+  skipped "the dependency check (cargo deny check) — missing ${cargo_deny_missing}."
 else
   # The advisories check fetches the RustSec database by cloning github.com/rustsec/advisory-db.
   # Where GitHub cannot be reached that one check says SKIPPED, under CI=true too: the build
@@ -116,9 +132,7 @@ else
   if cargo deny fetch db >/dev/null 2>&1; then
     cargo deny --locked check advisories bans licenses sources
   else
-    echo "================================================================================"
-    echo "SKIPPED: cargo deny check advisories — the RustSec database (github.com) cannot be fetched."
-    echo "================================================================================"
+    skipped "cargo deny check advisories — the RustSec database (github.com) cannot be fetched."
     cargo deny --locked check bans licenses sources
   fi
 fi
@@ -130,9 +144,7 @@ status=0
 cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
 
 if [ -n "$schemathesis_missing" ]; then
-  echo "================================================================================"
-  echo "SKIPPED: the OpenAPI check (scripts/schemathesis.sh) — missing ${schemathesis_missing}."
-  echo "================================================================================"
+  skipped "the OpenAPI check (scripts/schemathesis.sh) — missing ${schemathesis_missing}."
   echo "schemathesis: skipped" >"$st_log"
 elif ./scripts/schemathesis.sh; then
   echo "schemathesis: ok" >"$st_log"
@@ -142,9 +154,7 @@ else
 fi
 
 if [ -n "$browser_missing" ]; then
-  echo "================================================================================"
-  echo "SKIPPED: browser tests (web/tests) — missing ${browser_missing}."
-  echo "================================================================================"
+  skipped "browser tests (web/tests) — missing ${browser_missing}."
 else
   cargo build --locked -p conclave-server --bin conclave
   (cd web/tests && npm ci --no-audit --no-fund --loglevel=error)

@@ -1,5 +1,6 @@
-// The admin console at `/admin`: users (with impersonation), orgs with their members, teams
-// and bots, API keys, the audit log, capabilities.
+// The admin console at `/admin`: users (with impersonation and file usage), orgs with their
+// members, teams and bots, webhooks and their deliveries, API keys, the audit log,
+// capabilities.
 // Sections are addressable as `/admin#/<section>`.
 //
 // This module signs in, draws the section tabs and routes to the sections under `admin/`
@@ -14,12 +15,14 @@ import { current } from './admin/console.js';
 import { keysView } from './admin/keys.js';
 import { orgsView } from './admin/orgs.js';
 import { usersView } from './admin/users.js';
+import { webhooksView } from './admin/webhooks.js';
 
 const root = document.getElementById('app');
 const nav = document.getElementById('nav');
 const SECTIONS = [
   ['users', 'Users'],
   ['orgs', 'Organizations'],
+  ['webhooks', 'Webhooks'],
   ['api-keys', 'API keys'],
   ['audit', 'Audit log'],
   ['capabilities', 'Capabilities'],
@@ -63,7 +66,7 @@ function render() {
     if (a.dataset.section === id) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  const view = { users: usersView, orgs: orgsView, 'api-keys': keysView, audit: auditView, capabilities: capabilitiesView }[id];
+  const view = { users: usersView, orgs: orgsView, webhooks: webhooksView, 'api-keys': keysView, audit: auditView, capabilities: capabilitiesView }[id];
   if (!view) {
     show(current.content, notice('No such section.'));
     return;

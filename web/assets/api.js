@@ -76,6 +76,33 @@ export async function api(method, path, body, opts = {}) {
   return data;
 }
 
+/**
+ * A multipart POST (`form`, a FormData) that reports its progress: `onProgress(sent, total)`
+ * as the body goes out (fetch cannot tell upload progress; XMLHttpRequest can). Aborting
+ * `signal` cancels it. Resolves the JSON answer; rejects with an ApiError (status 0 when the
+ * server was not reached or the upload was cancelled: code `network_error` or `aborted`).
+ */
+export function upload(path, form, onProgress, signal) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', `/api/v1${path}`);
+    xhr.responseType = 'json';
+    const headers = withAccessCode({ Accept: 'application/json' });
+    if (csrfToken) headers['X-CSRF-Token'] = csrfToken;
+    for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
+    xhr.upload.addEventListener('progress', (ev) => onProgress?.(ev.loaded, ev.lengthComputable ? ev.total : 0));
+    xhr.addEventListener('load', () => {
+      if (xhr.status >= 200 && xhr.status < 300) resolve(xhr.response);
+      else reject(new ApiError(xhr.status, xhr.response));
+    });
+    const failed = (code, message) => () => reject(new ApiError(0, { error: { code, message } }));
+    xhr.addEventListener('error', failed('network_error', 'the upload did not reach the server'));
+    xhr.addEventListener('abort', failed('aborted', 'the upload was cancelled'));
+    signal?.addEventListener('abort', () => xhr.abort(), { once: true });
+    xhr.send(form);
+  });
+}
+
 /** A GET whose answer is saved as a file: `{blob, filename}` (from Content-Disposition). */
 export async function download(path) {
   const res = await fetch(`/api/v1${path}`, { credentials: 'same-origin', headers: withAccessCode({}) });

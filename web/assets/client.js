@@ -75,7 +75,7 @@ async function signedIn(user) {
     onSignedOut: () => signedOut('Your session has ended. Please sign in again.'),
   });
   state.gateway.connect();
-  await reload();
+  await reload({ first: true });
 }
 
 async function doSignOut() {
@@ -86,14 +86,25 @@ async function doSignOut() {
   }
 }
 
-/** Loads my orgs and conversations again, then refreshes the screen on show. */
-async function reload() {
+/**
+ * Loads my orgs and conversations again, then refreshes the screen on show — unless it is one of
+ * my own pages (account, sessions, security), which show none of that: a late READY must not
+ * wipe what is typed or shown there. `first`: the screen is not drawn yet.
+ */
+async function reload({ first = false } = {}) {
   if (!state.me) return;
-  const [orgs, convs, available] = await Promise.all([
-    api('GET', '/orgs'),
-    api('GET', '/conversations?limit=100'),
-    api('GET', '/conversations/available?limit=100'),
-  ]);
+  let orgs, convs, available;
+  // Lists fetched while this client created, joined or left a conversation (or the gateway told
+  // it of one) would undo that change: fetch them again, a few times at most.
+  for (let attempt = 0; ; attempt += 1) {
+    const version = state.listVersion;
+    [orgs, convs, available] = await Promise.all([
+      api('GET', '/orgs'),
+      api('GET', '/conversations?limit=100'),
+      api('GET', '/conversations/available?limit=100'),
+    ]);
+    if (state.listVersion === version || attempt === 3) break;
+  }
   state.orgs = orgs.items;
   if (!state.orgs.some((o) => o.id === state.orgId)) state.orgId = state.orgs[0]?.id ?? null;
   state.conversations = new Map(convs.items.map((c) => [c.id, c]));
@@ -110,10 +121,13 @@ async function reload() {
     const messages = await api('GET', `/conversations/${r.id}/messages?limit=50`);
     for (const m of messages.items.reverse()) upsertMessage(m);
     markRead(messages.items.at(-1));
-  } else {
+  } else if (first || !OWN_PAGES.has(r.view)) {
     await renderRoute();
   }
 }
+
+/** Views of the account itself, which do not show orgs or conversations. */
+const OWN_PAGES = new Set(['sessions', 'security', 'account']);
 
 window.addEventListener('hashchange', () => {
   if (state.me) renderRoute();

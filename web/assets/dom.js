@@ -21,6 +21,11 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/** A small button saying `text`, named `label` for assistive technology, running `onclick`. */
+export function smallButton(text, label, onclick) {
+  return el('button', { type: 'button', class: 'small', 'aria-label': label, text, onclick });
+}
+
 /** A labelled input: `<label>Text <input></label>`. */
 export function field(label, attrs) {
   return el('label', { class: 'field' }, el('span', { text: label }), el('input', attrs));
@@ -98,4 +103,17 @@ export function onSubmit(form, status, action) {
       show(status, notice(e.message));
     }
   });
+}
+
+/** A byte count for people: `512 B`, `1.5 KiB`, `20 MiB`, `1 GiB` (at most one decimal). */
+export function formatBytes(n) {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = Number(n) || 0;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  const shown = unit === 0 || value >= 100 ? Math.round(value) : Math.round(value * 10) / 10;
+  return `${shown} ${units[unit]}`;
 }

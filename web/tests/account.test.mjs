@@ -74,6 +74,28 @@ test('a user turns on two-factor authentication in the client', async () => {
   await page.getByText(`Signed in as ${daveUser.username}`).waitFor();
 });
 
+test('loading the lists again (a late READY, an org lockout) keeps the account page and what is typed there', async () => {
+  const owner = await h.createUser('olga');
+  const setup = await h.rest('POST', '/auth/totp/setup', owner.token, {});
+  assert.equal((await h.rest('POST', '/auth/totp/enable', owner.token, { code: totp(setup.body.secret) })).status, 200);
+  const fredUser = await h.createUser('fred', { login: false });
+  const org = await h.createOrg(owner, 'Keepers', [fredUser]);
+  const { page } = await h.newUser();
+  await h.signInAs(page, fredUser.username);
+  await page.getByText(`Signed in as ${fredUser.username}`).waitFor();
+  await page.getByRole('link', { name: 'Account' }).click();
+  const danger = page.getByRole('form', { name: 'Delete my account' });
+  await danger.getByLabel('Current password').fill('half typed');
+  // The org now requires two-factor authentication Fred lacks: ORG_ACCESS_LOST has the client
+  // load its orgs and conversations again, as a late READY does.
+  const reloaded = page.waitForResponse((r) => r.url().includes('/api/v1/conversations/available'));
+  const required = await h.rest('PATCH', `/orgs/${org.id}`, owner.token, { require_2fa: true });
+  assert.equal(required.status, 200, JSON.stringify(required.body));
+  await reloaded;
+  await page.waitForTimeout(300);
+  assert.equal(await danger.getByLabel('Current password').inputValue(), 'half typed', 'the page was not drawn again');
+});
+
 test('a user sees their security events, downloads their data and deletes their account', async () => {
   const erinUser = await h.createUser('erin', { login: false });
   const erinName = erinUser.username;

@@ -1,5 +1,6 @@
-// Browser tests of the admin console: users (create, disable, require 2FA, impersonate), orgs
-// with their members, teams and bots, API keys, the audit log, and the permissions matrix.
+// Browser tests of the admin console: users (create, disable, require 2FA, impersonate, file
+// usage), orgs with their members, teams and bots, API keys, the audit log, and the
+// permissions matrix. (Webhooks: webhooks.test.mjs.)
 // Each test signs in a server admin of its own.
 
 import { test } from 'node:test';
@@ -218,6 +219,26 @@ test('an admin impersonates a user: the token is shown once and the user is told
   assert.equal((await revoked).status(), 204);
   await session.waitFor({ state: 'detached' });
   assert.equal((await fetch(`${h.base}/api/v1/users/@me`, { headers: { Authorization: `Bearer ${token}` } })).status, 401);
+});
+
+test("an admin sees each user's file usage against the quota", async () => {
+  const { admin, page } = await consoleAdmin();
+  const bob = await h.createUser('bob');
+  const carol = await h.createUser('carol', { login: false });
+  const org = await h.createOrg(admin, 'Acme', [bob]);
+  const conv = await h.createConversation(admin, org.id, 'files', { participants: [bob] });
+  for (const [name, size] of [['a.txt', 1024], ['b.txt', 1536]]) {
+    const made = await h.upload(bob, conv.id, name, 'x'.repeat(size), 'text/plain');
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+  }
+  await page.goto(`${h.base}/admin#/users`);
+  const usage = (name) => page.getByRole('row', { name: new RegExp(`^${literal(name)}\\b`) }).locator('td.usage-cell');
+  await usage(bob.username).waitFor();
+  assert.equal(await usage(bob.username).locator('span').textContent(), '2.5 KiB of 1 GiB · 2 files');
+  assert.equal(await usage(carol.username).locator('span').textContent(), '0 B of 1 GiB · 0 files');
+  const meter = page.getByRole('meter', { name: `File storage used by ${bob.username}` });
+  assert.equal(await meter.evaluate((m) => [m.value, m.max].join('/')), `2560/${1024 ** 3}`);
+  await page.screenshot({ path: join(SHOTS, 'admin-users-usage.png') });
 });
 
 test('the admin console screens', async () => {

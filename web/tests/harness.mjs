@@ -195,14 +195,15 @@ export async function launchBrowser() {
 /**
  * The file's server and browser, started before the first test that runs (none when a name
  * pattern selects no test of the file) and stopped after the last; the browser contexts a
- * test opens are closed after that test. Returns the helpers.
+ * test opens are closed after that test. `env`: more `CONCLAVE_*` settings for the server.
+ * Returns the helpers.
  */
-export function setup() {
+export function setup({ env = {} } = {}) {
   const h = new Harness();
   beforeEach(async () => {
     if (h.server) return;
     mkdirSync(SHOTS, { recursive: true });
-    const server = await Server.start();
+    const server = await Server.start({ env });
     try {
       h.browser = await launchBrowser();
     } catch (e) {
@@ -287,6 +288,15 @@ class Harness {
     const r = await this.rest('POST', `/conversations/${id}/messages`, user.token, { content, format });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     return r.body;
+  }
+
+  /** `user` uploads `content` named `name` into conversation `id` over REST: `{status, body}`. */
+  async upload(user, id, name, content, type = 'application/octet-stream') {
+    const form = new FormData();
+    form.append('conversation_id', id);
+    form.append('file', new Blob([content], { type }), name);
+    const res = await fetch(`${this.base}/api/v1/files`, { method: 'POST', headers: { Authorization: `Bearer ${user.token}` }, body: form });
+    return { status: res.status, body: await res.json() };
   }
 
   /** A fresh browser context and page that records dialogs, page errors and console errors. */

@@ -132,19 +132,31 @@ impl Percentiles {
 /// Counters the gateway clients update.
 #[derive(Default)]
 pub struct Counters {
-    /// MESSAGE_CREATE dispatches carrying this run's marker.
-    pub deliveries: AtomicU64,
+    /// MESSAGE_CREATE dispatches carrying this run's marker, counted in shards (by client) so
+    /// that clients on different threads do not contend for one cache line per delivery.
+    deliveries: [Shard; SHARDS],
     /// Connections currently past READY and not closed.
     pub alive: AtomicU64,
-    /// Monotonic nanoseconds (since the run's epoch) of the latest delivery.
-    pub last_delivery_ns: AtomicU64,
-    /// Any DISPATCH received (all events, including READY).
-    pub dispatches: AtomicU64,
 }
 
+/// A counter alone on its cache line.
+#[derive(Default)]
+#[repr(align(64))]
+struct Shard(AtomicU64);
+
 impl Counters {
+    /// Counts one delivery to client `shard` (any number: it is reduced to a shard).
+    pub fn delivered(&self, shard: usize) {
+        self.deliveries[shard % SHARDS]
+            .0
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn deliveries(&self) -> u64 {
-        self.deliveries.load(Ordering::Relaxed)
+        self.deliveries
+            .iter()
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .sum()
     }
 
     pub fn alive(&self) -> u64 {
@@ -187,6 +199,16 @@ mod tests {
         assert!((p.p99 - 990.0).abs() < 1.5, "{p:?}");
         assert!((p.max - 1000.0).abs() < 1.0, "{p:?}");
         assert!(Percentiles::from_us(&Latency::new().merged()).is_none());
+    }
+
+    #[test]
+    fn deliveries_add_up_over_the_shards() {
+        let c = Counters::default();
+        for client in 0..1000 {
+            c.delivered(client);
+        }
+        c.delivered(usize::MAX);
+        assert_eq!(c.deliveries(), 1001);
     }
 
     #[test]

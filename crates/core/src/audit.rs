@@ -107,31 +107,28 @@ pub struct AuditActor {
 }
 
 impl AuditActor {
-    #[must_use]
-    pub const fn system() -> Self {
+    /// An actor with no id of its own.
+    const fn nobody(kind: ActorType) -> Self {
         Self {
             id: None,
-            kind: ActorType::System,
+            kind,
             impersonator: None,
         }
+    }
+
+    #[must_use]
+    pub const fn system() -> Self {
+        Self::nobody(ActorType::System)
     }
 
     #[must_use]
     pub const fn management() -> Self {
-        Self {
-            id: None,
-            kind: ActorType::Management,
-            impersonator: None,
-        }
+        Self::nobody(ActorType::Management)
     }
 
     #[must_use]
     pub const fn anonymous() -> Self {
-        Self {
-            id: None,
-            kind: ActorType::Anonymous,
-            impersonator: None,
-        }
+        Self::nobody(ActorType::Anonymous)
     }
 
     #[must_use]
@@ -533,17 +530,22 @@ mod tests {
             .collect()
     }
 
-    fn verify(key: &AuditKey, rows: &[AuditRow], cp: Option<&Checkpoint>) -> ChainReport {
-        let mut v = ChainVerifier::new(key, "server", cp);
+    /// Feeds `rows` to `v` and finishes it against the head the store would report when `head`
+    /// is the newest row.
+    fn run(mut v: ChainVerifier<'_>, rows: &[AuditRow], head: Option<&AuditRow>) -> ChainReport {
         for r in rows {
             v.feed(r);
         }
-        let head = rows.last().map(|r| ChainHead {
-            chain: "server".into(),
+        let head = head.map(|r| ChainHead {
+            chain: r.chain.clone(),
             seq: r.seq,
             hash: r.hash.clone(),
         });
         v.finish(head.as_ref())
+    }
+
+    fn verify(key: &AuditKey, rows: &[AuditRow], cp: Option<&Checkpoint>) -> ChainReport {
+        run(ChainVerifier::new(key, "server", cp), rows, rows.last())
     }
 
     #[test]
@@ -576,38 +578,15 @@ mod tests {
     fn the_head_catches_a_truncated_tail() {
         let k = key();
         let rows = chain(&k, 4);
-        let mut v = ChainVerifier::new(&k, "server", None);
-        for r in &rows[..3] {
-            v.feed(r);
-        }
-        let head = ChainHead {
-            chain: "server".into(),
-            seq: 4,
-            hash: rows[3].hash.clone(),
-        };
-        assert_eq!(v.finish(Some(&head)).problem, Some(Problem::HeadMismatch));
+        let fresh = || ChainVerifier::new(&k, "server", None);
+        let report = run(fresh(), &rows[..3], Some(&rows[3]));
+        assert_eq!(report.problem, Some(Problem::HeadMismatch));
 
-        let mut v = ChainVerifier::new(&k, "server", None).expecting_head(rows[3].hash.clone());
-        for r in &rows[..3] {
-            v.feed(r);
-        }
-        let head = ChainHead {
-            chain: "server".into(),
-            seq: 3,
-            hash: rows[2].hash.clone(),
-        };
-        let report = v.finish(Some(&head));
+        let expecting_last = fresh().expecting_head(rows[3].hash.clone());
+        let report = run(expecting_last, &rows[..3], Some(&rows[2]));
         assert!(report.ok && !report.expected_found);
-        let mut v = ChainVerifier::new(&k, "server", None).expecting_head(rows[1].hash.clone());
-        for r in &rows {
-            v.feed(r);
-        }
-        let head = ChainHead {
-            chain: "server".into(),
-            seq: 4,
-            hash: rows[3].hash.clone(),
-        };
-        assert!(v.finish(Some(&head)).expected_found);
+        let expecting_second = fresh().expecting_head(rows[1].hash.clone());
+        assert!(run(expecting_second, &rows, Some(&rows[3])).expected_found);
     }
 
     #[test]
@@ -632,12 +611,7 @@ mod tests {
         );
         // Pruned to nothing: the checkpoint alone, with the head at it.
         let v = ChainVerifier::new(&k, "server", Some(&cp));
-        let head = ChainHead {
-            chain: "server".into(),
-            seq: 3,
-            hash: rows[2].hash.clone(),
-        };
-        assert!(v.finish(Some(&head)).ok);
+        assert!(run(v, &[], Some(&rows[2])).ok);
     }
 
     #[test]

@@ -69,9 +69,33 @@ impl ServiceError {
         Self::Forbidden { code, message }
     }
 
+    /// 403 `forbidden`: the caller's role does not allow this.
+    #[must_use]
+    pub const fn not_allowed(message: &'static str) -> Self {
+        Self::forbidden("forbidden", message)
+    }
+
     #[must_use]
     pub const fn conflict(code: &'static str, message: &'static str) -> Self {
         Self::Conflict { code, message }
+    }
+
+    /// Maps a store error, answering its `NotFound` as 404 naming `what`.
+    pub fn missing(what: &'static str) -> impl Fn(StoreError) -> Self {
+        move |e| match e {
+            StoreError::NotFound => Self::NotFound(what),
+            other => other.into(),
+        }
+    }
+
+    #[must_use]
+    pub const fn unauthorized(code: &'static str, message: &'static str) -> Self {
+        Self::Unauthorized { code, message }
+    }
+
+    #[must_use]
+    pub const fn gone(code: &'static str, message: &'static str) -> Self {
+        Self::Gone { code, message }
     }
 }
 

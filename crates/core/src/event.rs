@@ -6,6 +6,11 @@
 //! its audience (which names the conversation, or the user), its control, and the org it
 //! belongs to when the maker knows it. The gateway decides delivery from these alone, by
 //! asking `policy::delivery`; it never reads `d`.
+//!
+//! Webhooks (`service::webhooks`) carry the events whose kind has a webhook name, on the node
+//! that made them: each says what they receive as `data` ([`Hook`]). An event no client sees
+//! and no gateway applies (a member's, which GATEWAY.md does not define) is for webhooks only
+//! ([`Event::reaches_gateways`]).
 
 use crate::ids::*;
 use serde::{Deserialize, Serialize};
@@ -72,6 +77,10 @@ pub enum Control {
     /// The user must turn on 2FA before using any credential (the per-user requirement,
     /// AUTH-4a): close every socket of theirs (4014).
     RequireSecondFactor { user: UserId },
+    /// Data nodes cache about these (the `cache` module) changed in a way no other control says
+    /// (a role, a setting, an account, a credential): every node forgets what it holds of them.
+    /// No socket is touched.
+    Stale { cached: Vec<Cached> },
     /// A node's view of a user's presence changed; gateways aggregate across nodes and tell
     /// users who share one of `conversations`.
     Presence {
@@ -80,6 +89,39 @@ pub enum Control {
         status: PresenceStatus,
         conversations: Vec<ConversationId>,
     },
+}
+
+/// What a [`Control`] makes stale in every node's cache (the `cache` module): everything cached
+/// about one user (their account, credentials, 2FA, memberships, participations, teams), one
+/// credential (a login session, or a bot's or key's secret, by the id its sockets carry), one
+/// conversation (its settings and everyone's access to it), or one org (its settings and
+/// everyone's standing in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cached {
+    User(UserId),
+    Credential(SessionId),
+    Conversation(ConversationId),
+    Org(OrgId),
+}
+
+impl Control {
+    /// What this control makes stale in a node's cache. Each control names at least what it
+    /// revokes or changes; presence changes nothing cached.
+    #[must_use]
+    pub fn stale(&self) -> Vec<Cached> {
+        match self {
+            Self::Subscribe { user, .. }
+            | Self::Unsubscribe { user, .. }
+            | Self::RevokeUser { user, .. }
+            | Self::OrgAccess { user, .. }
+            | Self::RequireSecondFactor { user } => vec![Cached::User(*user)],
+            Self::Drop { conversation } => vec![Cached::Conversation(*conversation)],
+            Self::RevokeSession { session } => vec![Cached::Credential(*session)],
+            Self::Stale { cached } => cached.clone(),
+            Self::Presence { .. } => Vec::new(),
+        }
+    }
 }
 
 /// Presence of a user on one node, or across all of them.
@@ -109,6 +151,12 @@ pub enum EventKind {
     PresenceUpdate,
     OrgAccessLost,
     OrgAccessRestored,
+    /// `_MEMBER_ADDED`, `_MEMBER_REMOVED`, `_MEMBER_ROLE_CHANGED`: an org's membership changed.
+    /// The gateway protocol has no such event (the `_` says no client sees it); webhooks carry
+    /// them as `member.added|removed|role_changed`.
+    MemberAdded,
+    MemberRemoved,
+    MemberRoleChanged,
     /// `_CONTROL`: a control-only event no client sees.
     Control,
     /// A name this build does not know: read as a message event.
@@ -117,7 +165,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    const NAMES: [(&'static str, Self); 15] = [
+    const NAMES: [(&'static str, Self); 18] = [
         ("MESSAGE_CREATE", Self::MessageCreate),
         ("MESSAGE_UPDATE", Self::MessageUpdate),
         ("MESSAGE_DELETE", Self::MessageDelete),
@@ -132,6 +180,9 @@ impl EventKind {
         ("PRESENCE_UPDATE", Self::PresenceUpdate),
         ("ORG_ACCESS_LOST", Self::OrgAccessLost),
         ("ORG_ACCESS_RESTORED", Self::OrgAccessRestored),
+        ("_MEMBER_ADDED", Self::MemberAdded),
+        ("_MEMBER_REMOVED", Self::MemberRemoved),
+        ("_MEMBER_ROLE_CHANGED", Self::MemberRoleChanged),
         ("_CONTROL", Self::Control),
     ];
 
@@ -144,6 +195,11 @@ impl EventKind {
             .map_or(Self::Other, |(_, kind)| *kind)
     }
 
+    /// Every kind with a name.
+    pub fn named() -> impl Iterator<Item = Self> {
+        Self::NAMES.iter().map(|(_, kind)| *kind)
+    }
+
     /// The gateway name of this kind (`None` for `Other`).
     #[must_use]
     pub fn name(self) -> Option<&'static str> {
@@ -154,7 +210,23 @@ impl EventKind {
     }
 }
 
-/// One event. `t` is the gateway event name (`MESSAGE_CREATE`, …); control-only events use `_CONTROL`.
+/// What webhooks receive of an event whose kind they carry (not on the wire: webhooks are
+/// queued on the node that made the event).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Hook {
+    /// `d`, which is the REST object.
+    #[default]
+    D,
+    /// This REST object, where the gateway's `d` is a smaller shape (`PARTICIPANT_ADD|REMOVE`:
+    /// `{conversation_id,user_id,role}` there, the participant object for webhooks).
+    Object(serde_json::Value),
+    /// Nothing: the gateway's repeat of something webhooks heard of once (`CONVERSATION_CREATE`
+    /// to each further participant of a conversation).
+    Skip,
+}
+
+/// One event. `t` is the gateway event name (`MESSAGE_CREATE`, …); control-only events use
+/// `_CONTROL`, and events for webhooks only another name starting with `_`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
     pub t: String,
@@ -168,6 +240,9 @@ pub struct Event {
     /// The org the event belongs to, when its maker knows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org: Option<OrgId>,
+    /// What webhooks receive of it, when its kind is one they carry.
+    #[serde(skip)]
+    pub hook: Hook,
 }
 
 impl Event {
@@ -180,7 +255,14 @@ impl Event {
             control: None,
             kind: EventKind::of(t),
             org: None,
+            hook: Hook::D,
         }
+    }
+
+    /// `t` (a `_MEMBER_*` name) about `member`, for the webhooks of its org only: no client
+    /// receives it (GATEWAY.md defines no member event).
+    pub fn member(t: &str, member: &crate::model::Member) -> Self {
+        Self::new(t, Audience::Nobody, member).in_org(member.org_id)
     }
 
     /// An event for the conversation's participants.
@@ -212,30 +294,23 @@ impl Event {
     /// events.
     #[must_use]
     pub fn org_access_lost(user: UserId, org: OrgId, reason: &str) -> Self {
-        Self::user(
-            "ORG_ACCESS_LOST",
-            user,
-            serde_json::json!({ "org_id": org, "reason": reason }),
-        )
-        .with_control(Control::OrgAccess {
-            user,
-            org,
-            restored: false,
-        })
+        let d = serde_json::json!({ "org_id": org, "reason": reason });
+        Self::org_access("ORG_ACCESS_LOST", user, org, d, false)
     }
 
     /// `ORG_ACCESS_RESTORED {org_id}`: the user's sockets receive the org's events again.
     #[must_use]
     pub fn org_access_restored(user: UserId, org: OrgId) -> Self {
-        Self::user(
-            "ORG_ACCESS_RESTORED",
-            user,
-            serde_json::json!({ "org_id": org }),
-        )
-        .with_control(Control::OrgAccess {
+        let d = serde_json::json!({ "org_id": org });
+        Self::org_access("ORG_ACCESS_RESTORED", user, org, d, true)
+    }
+
+    /// Event `t` telling `user`'s sockets that their access to `org` was lost or restored.
+    fn org_access(t: &str, user: UserId, org: OrgId, d: serde_json::Value, restored: bool) -> Self {
+        Self::user(t, user, d).with_control(Control::OrgAccess {
             user,
             org,
-            restored: true,
+            restored,
         })
     }
 
@@ -245,6 +320,37 @@ impl Event {
     pub fn in_org(mut self, org: OrgId) -> Self {
         self.org = Some(org);
         self
+    }
+
+    /// Webhooks receive `object` (the REST object) instead of `d`.
+    #[must_use]
+    pub fn hook_with(mut self, object: impl Serialize) -> Self {
+        self.hook = Hook::Object(to_value(object));
+        self
+    }
+
+    /// Webhooks do not receive this one: the gateway's repeat of something they heard of once.
+    #[must_use]
+    pub fn gateway_only(mut self) -> Self {
+        self.hook = Hook::Skip;
+        self
+    }
+
+    /// What webhooks receive as `data` (`None`: nothing of this event).
+    #[must_use]
+    pub fn hook_data(&self) -> Option<&serde_json::Value> {
+        match &self.hook {
+            Hook::D => Some(&self.d),
+            Hook::Object(object) => Some(object),
+            Hook::Skip => None,
+        }
+    }
+
+    /// Whether any gateway needs the event: one no client receives and without a control (a
+    /// webhook-only event) does not travel the fan-out.
+    #[must_use]
+    pub fn reaches_gateways(&self) -> bool {
+        self.audience != Audience::Nobody || self.control.is_some()
     }
 
     /// Adds a control; one that names an org (subscribe, org access) also sets the event's org.
@@ -330,5 +436,49 @@ mod tests {
             conversation: ConversationId::new(),
         });
         assert_eq!((control.kind, control.org), (EventKind::Control, None));
+        assert!(
+            control.reaches_gateways(),
+            "a control is applied by every gateway"
+        );
+    }
+
+    #[test]
+    fn member_events_are_for_their_orgs_webhooks_only() {
+        let member = crate::model::Member {
+            org_id: OrgId::new(),
+            user: crate::model::UserSummary {
+                id: UserId::new(),
+                username: "bob".into(),
+                display_name: None,
+                kind: crate::types::UserKind::User,
+            },
+            role: crate::types::OrgRole::Admin,
+            joined_at: chrono::DateTime::UNIX_EPOCH,
+        };
+        let e = Event::member("_MEMBER_ROLE_CHANGED", &member);
+        assert_eq!(e.kind, EventKind::MemberRoleChanged);
+        assert_eq!((e.org, e.conversation_id()), (Some(member.org_id), None));
+        assert_eq!(e.audience, Audience::Nobody);
+        assert!(!e.reaches_gateways());
+        assert_eq!(e.hook_data(), Some(&serde_json::to_value(&member).unwrap()));
+        assert!(e.d["role"] == "admin" && e.d["user"]["username"] == "bob");
+    }
+
+    #[test]
+    fn webhooks_receive_d_another_object_or_nothing() {
+        let conv = ConversationId::new();
+        let plain = Event::conversation("MESSAGE_CREATE", conv, serde_json::json!({"id": 1}));
+        assert_eq!(plain.hook_data(), Some(&plain.d));
+        assert!(plain.reaches_gateways());
+        let object = Event::conversation("PARTICIPANT_ADD", conv, serde_json::json!({"a": 1}))
+            .hook_with(serde_json::json!({"b": 2}));
+        assert_eq!(object.hook_data(), Some(&serde_json::json!({"b": 2})));
+        assert_eq!(
+            object.d,
+            serde_json::json!({"a": 1}),
+            "the gateway's d is kept"
+        );
+        let repeat = Event::user("CONVERSATION_CREATE", UserId::new(), 1).gateway_only();
+        assert_eq!(repeat.hook_data(), None);
     }
 }

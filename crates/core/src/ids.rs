@@ -56,6 +56,8 @@ id_type!(
     ConversationId,
     MessageId,
     MessageVersionId,
+    /// An uploaded file (DATA-1).
+    FileId,
     ApiKeyId,
     BotId,
 );

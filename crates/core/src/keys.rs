@@ -77,6 +77,9 @@ pub struct ServerKeys {
     pub secrets_kek: SecretBox<[u8; 32]>,
     /// HMAC key that signs the events nodes exchange over NATS (SCALE-2).
     pub fanout: SecretBox<[u8; 32]>,
+    /// HMAC key of signed download URLs (`/media/{id}?exp=&sig=`, DATA-2); every node signs
+    /// and checks with the same key.
+    pub media_url: SecretBox<[u8; 32]>,
 }
 
 impl ServerKeys {
@@ -89,6 +92,7 @@ impl ServerKeys {
             audit: master.derive("audit-hmac-sha256"),
             secrets_kek: master.derive("secrets-key-wrapping-aes-256-gcm"),
             fanout: master.derive("fanout-event-hmac-sha256"),
+            media_url: master.derive("media-url-hmac-sha256"),
         }
     }
 }
@@ -120,17 +124,21 @@ mod tests {
             a.token_pepper.expose_secret(),
             b.token_pepper.expose_secret()
         );
-        assert_ne!(a.token_pepper.expose_secret(), a.csrf.expose_secret());
-        assert_ne!(a.secrets.expose_secret(), a.csrf.expose_secret());
-        assert_ne!(a.secrets.expose_secret(), a.token_pepper.expose_secret());
-        assert_ne!(a.secrets_kek.expose_secret(), a.secrets.expose_secret());
-        assert_ne!(a.secrets_kek.expose_secret(), a.csrf.expose_secret());
-        assert_ne!(
-            a.secrets_kek.expose_secret(),
-            a.token_pepper.expose_secret()
-        );
-        assert_ne!(a.fanout.expose_secret(), a.audit.expose_secret());
-        assert_ne!(a.fanout.expose_secret(), a.token_pepper.expose_secret());
+        // Every derived key differs from every other.
+        let all = [
+            &a.token_pepper,
+            &a.csrf,
+            &a.secrets,
+            &a.audit,
+            &a.secrets_kek,
+            &a.fanout,
+            &a.media_url,
+        ];
+        for (i, x) in all.iter().enumerate() {
+            for y in &all[i + 1..] {
+                assert_ne!(x.expose_secret(), y.expose_secret());
+            }
+        }
         assert!(format!("{m:?}").contains("redacted"));
     }
 

@@ -3,15 +3,18 @@
 //! Nothing here knows about HTTP, SQL or sockets.
 
 pub mod audit;
+pub mod cache;
 pub mod clock;
 pub mod credential;
 pub mod error;
 pub mod event;
+pub mod files;
 pub mod ids;
 pub mod keyring;
 pub mod keys;
 pub mod mfa;
 pub mod model;
+pub mod opcodes;
 pub mod password;
 pub mod policy;
 pub mod sanitize;

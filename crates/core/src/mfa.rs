@@ -36,6 +36,13 @@ pub struct StoredRecoveryCode {
     pub used_at: Option<DateTime<Utc>>,
 }
 
+/// One of a user's recovery codes, named by its lookup prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryCodeRef<'a> {
+    pub user: UserId,
+    pub lookup: &'a str,
+}
+
 /// A sign-in whose password was right, waiting for its second factor. Known to the client by
 /// an opaque `mfa_token`, stored only as its keyed hash.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! as it is, it derives `Serialize` + `ToSchema` with exactly the REST shape; secrets (password
 //! hashes, token hashes) never live in these structs.
 
-use crate::credential::{Cidr, Scope};
+use crate::credential::{Cidr, Credential, Scope};
 use crate::ids::*;
 use crate::types::*;
 use chrono::{DateTime, Utc};
@@ -177,9 +177,8 @@ pub struct Message {
     pub edited_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub reply_to: Option<MessageId>,
-    /// Files attached; always empty until uploads exist.
-    #[schema(value_type = Vec<Object>)]
-    pub attachments: Vec<serde_json::Value>,
+    /// Files attached (ordered by id, so by upload); empty once the message is deleted.
+    pub attachments: Vec<crate::files::FileInfo>,
 }
 
 /// An earlier version of an edited message.
@@ -205,6 +204,9 @@ pub struct NewMessage {
     pub format: MessageFormat,
     pub reply_to: Option<MessageId>,
     pub created_at: DateTime<Utc>,
+    /// Files the message claims: the author's own uploads to the conversation, not attached
+    /// yet (all of them or the insert is refused).
+    pub attachments: Vec<FileId>,
     /// Client idempotency key with a fingerprint of the request it was first used with.
     pub idempotency: Option<(IdempotencyKey, String)>,
     /// Keys older than this are forgotten.
@@ -253,6 +255,18 @@ pub struct SecretIds {
     pub previous: Option<SessionId>,
 }
 
+impl SecretIds {
+    /// A credential's first secret: nothing rotated out yet.
+    #[must_use]
+    pub fn first(current: SessionId, hint: String) -> Self {
+        Self {
+            current,
+            hint,
+            previous: None,
+        }
+    }
+}
+
 /// An API key as its owner sees it (AUTH-7). The key itself is shown once and stored only as
 /// a keyed hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -281,6 +295,20 @@ pub struct ApiKey {
     pub secrets: SecretIds,
 }
 
+impl ApiKey {
+    /// What a request with this key may do, as the credential it authenticates with.
+    #[must_use]
+    pub fn into_credential(self) -> Credential {
+        Credential::ApiKey {
+            key: self.id,
+            org: self.org_id,
+            scopes: self.scopes,
+            conversations: self.conversation_ids,
+            tier: self.tier,
+        }
+    }
+}
+
 /// An org's bot (AUTH-6): an account of kind `bot`, a member of its org, with a token shown once
 /// and stored only as a keyed hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -299,4 +327,16 @@ pub struct Bot {
     pub previous_token_expires_at: Option<DateTime<Utc>>,
     #[serde(skip)]
     pub secrets: SecretIds,
+}
+
+impl Bot {
+    /// What a request with this bot's token may do, as the credential it authenticates with.
+    #[must_use]
+    pub fn into_credential(self) -> Credential {
+        Credential::Bot {
+            bot: self.id,
+            org: self.org_id,
+            conversations: self.conversation_ids,
+        }
+    }
 }

@@ -61,17 +61,20 @@ pub enum SealedColumn {
     /// `user_totp.secret` (stored as `secret_key_id`, `secret_nonce`, `secret_ciphertext`),
     /// row id = the user id.
     UserTotpSecret,
+    /// `webhook_secrets.secret` (same three columns), row id = the secret's id.
+    WebhookSecret,
 }
 
 impl SealedColumn {
     /// Every sealed column, in the order rotation walks them.
-    pub const ALL: [Self; 1] = [Self::UserTotpSecret];
+    pub const ALL: [Self; 2] = [Self::UserTotpSecret, Self::WebhookSecret];
 
     /// `table.column`, as bound into the associated data.
     #[must_use]
     pub const fn name(self) -> &'static str {
         match self {
             Self::UserTotpSecret => "user_totp.secret",
+            Self::WebhookSecret => "webhook_secrets.secret",
         }
     }
 
@@ -80,6 +83,7 @@ impl SealedColumn {
     const fn legacy_purpose(self) -> Option<&'static str> {
         match self {
             Self::UserTotpSecret => Some("totp-secret"),
+            Self::WebhookSecret => None,
         }
     }
 }
@@ -94,14 +98,7 @@ pub struct Binding<'a> {
 
 impl Binding<'_> {
     fn associated_data(&self, key_id: i32) -> Vec<u8> {
-        let name = self.column.name();
-        let mut aad = Vec::with_capacity(32 + name.len() + self.row.len());
-        aad.extend_from_slice(b"conclave-secretbox-v2\0");
-        aad.extend_from_slice(&key_id.to_be_bytes());
-        aad.extend_from_slice(name.as_bytes());
-        aad.push(0);
-        aad.extend_from_slice(self.row);
-        aad
+        self.aad(b"conclave-secretbox-v2\0", key_id, self.column.name())
     }
 
     /// Format 1: purpose instead of column (key 1 only).
@@ -110,13 +107,18 @@ impl Binding<'_> {
         if key_id != DERIVED_KEY_ID {
             return None;
         }
-        let mut aad = Vec::with_capacity(32 + purpose.len() + self.row.len());
-        aad.extend_from_slice(b"conclave-secretbox-v1\0");
+        Some(self.aad(b"conclave-secretbox-v1\0", key_id, purpose))
+    }
+
+    /// `format`, the key id, `name`, a NUL and the row: what a sealed value is bound to.
+    fn aad(&self, format: &[u8], key_id: i32, name: &str) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(32 + name.len() + self.row.len());
+        aad.extend_from_slice(format);
         aad.extend_from_slice(&key_id.to_be_bytes());
-        aad.extend_from_slice(purpose.as_bytes());
+        aad.extend_from_slice(name.as_bytes());
         aad.push(0);
         aad.extend_from_slice(self.row);
-        Some(aad)
+        aad
     }
 }
 

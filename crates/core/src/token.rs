@@ -118,6 +118,13 @@ pub fn masked(kind: TokenKind, hint: &str) -> String {
     format!("{}_****{hint}", kind.prefix())
 }
 
+/// How an answer shows a token of `kind`: the token itself where `revealed` (the answer that
+/// created or rotated it, shown once), [`masked`] everywhere else.
+#[must_use]
+pub fn shown(kind: TokenKind, hint: &str, revealed: Option<&SecretString>) -> String {
+    revealed.map_or_else(|| masked(kind, hint), |t| t.expose_secret().to_owned())
+}
+
 /// The keyed hash under which a token is stored.
 #[must_use]
 pub fn hash(pepper: &SecretBox<[u8; 32]>, token: &str) -> [u8; 32] {

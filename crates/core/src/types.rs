@@ -44,6 +44,16 @@ impl Rejection {
     }
 }
 
+/// `raw` as owned text when it has the expected shape (`ok`), else `invalid_format` saying what
+/// it must be.
+fn shaped(raw: &str, ok: bool, expected: &'static str) -> Result<String, Rejection> {
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(Rejection::new("invalid_format", expected))
+    }
+}
+
 fn has_control(s: &str) -> bool {
     s.chars().any(char::is_control)
 }
@@ -70,13 +80,12 @@ impl Username {
         let all_ok = raw
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if !first_ok || !all_ok {
-            return Err(Rejection::new(
-                "invalid_format",
-                "may contain only letters, digits, '_', '.' and '-', and must start with a letter or digit",
-            ));
-        }
-        Ok(Self(raw.to_owned()))
+        shaped(
+            raw,
+            first_ok && all_ok,
+            "may contain only letters, digits, '_', '.' and '-', and must start with a letter or digit",
+        )
+        .map(Self)
     }
 
     #[must_use]
@@ -154,14 +163,7 @@ impl Email {
             && raw.split('@').count() == 2
             && raw.split('@').all(|p| !p.is_empty())
             && !raw.chars().any(|c| c.is_whitespace() || c.is_control());
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(Rejection::new(
-                "invalid_format",
-                "must be an e-mail address",
-            ))
-        }
+        shaped(raw, ok, "must be an e-mail address").map(Self)
     }
 
     #[must_use]
@@ -215,14 +217,7 @@ impl IdempotencyKey {
             && raw
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(Rejection::new(
-                "invalid_format",
-                "must be 1 to 128 of A-Z a-z 0-9 . _ : -",
-            ))
-        }
+        shaped(raw, ok, "must be 1 to 128 of A-Z a-z 0-9 . _ : -").map(Self)
     }
 
     #[must_use]

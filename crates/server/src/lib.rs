@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod fanout;
+pub mod files;
 pub mod gateway;
 pub mod http;
 pub mod keyring;

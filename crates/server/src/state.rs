@@ -25,6 +25,10 @@ pub struct StateInner {
     pub gateway: Arc<crate::gateway::Gateway>,
     /// Request limits (RATE-1), per node or shared through Redis.
     pub limiter: Arc<crate::ratelimit::RateLimiter>,
+    /// The SSRF guard every server-side fetch goes through (HOOK-3).
+    pub outbound: crate::outbound::OutboundGuard,
+    /// File storage and upload limits (DATA-1, DATA-2).
+    pub files: Arc<crate::files::Files>,
 }
 
 impl AppState {

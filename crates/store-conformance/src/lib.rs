@@ -11,7 +11,10 @@
 //! which also catches a linker that dropped a registration.
 
 mod checks;
+mod held;
 mod runner;
+
+pub use held::{a_failed_commit_answers_every_sender, DOOMED};
 
 pub use runner::{run, test_audit_key, TestDb};
 
@@ -57,6 +60,36 @@ macro_rules! check {
             }
         }
     };
+}
+
+/// A user who owns an org and a group conversation in it, on `store`: for a backend's own
+/// tests (`(author, conversation)`).
+pub async fn author_and_conversation(
+    store: &dyn Store,
+) -> (
+    conclave_core::ids::UserId,
+    conclave_core::ids::ConversationId,
+) {
+    let (owner, org) = checks::owned_org(store, "author", "org").await;
+    let conv = checks::make_group(
+        store,
+        org.id,
+        owner.id,
+        &[],
+        conclave_core::types::Visibility::ORG,
+    )
+    .await;
+    (owner.id, conv.id)
+}
+
+/// A plain-text message by `author` in `conv`, as the checks send them.
+#[must_use]
+pub fn message(
+    conv: conclave_core::ids::ConversationId,
+    author: conclave_core::ids::UserId,
+    content: &str,
+) -> conclave_core::model::NewMessage {
+    checks::new_message(conv, author, content)
 }
 
 /// Every registered check, by trial name.

@@ -1,5 +1,6 @@
 //! The PostgreSQL store: one pool for reads and writes; row locks and transactions keep the
-//! invariants. The SQL itself is shared with SQLite: `crates/store-sql/src` is compiled here as
+//! invariants. Message sends are group-committed by a few writer tasks sharded by conversation
+//! (`store-sql/src/batch.rs`). The SQL itself is shared with SQLite: `crates/store-sql/src` is compiled here as
 //! the private module `sql`, over `sqlx::Postgres`.
 
 use conclave_core::store::StoreError;
@@ -7,8 +8,15 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Pool, Postgres};
 use std::time::Duration;
 
+/// How a batch of sends begins (row locks are taken by its statements).
+const BEGIN_SENDS: &str = "BEGIN";
+
 /// Connections per node.
 const MAX_CONNECTIONS: u32 = 16;
+
+/// Group-commit writers of message sends, each owning the conversations that hash to it and
+/// holding one connection while it writes a batch.
+const SEND_WRITERS: usize = 4;
 
 /// A `Store` on a PostgreSQL database.
 #[derive(Debug, Clone)]
@@ -16,6 +24,8 @@ pub struct PgStore {
     pool: PgPool,
     /// Chains the audit rows this store appends (DATA-4).
     audit_key: conclave_core::audit::AuditKey,
+    /// The group-commit writers of message sends.
+    writers: sql::Writers,
 }
 
 impl PgStore {
@@ -36,7 +46,11 @@ impl PgStore {
             .await
             .map_err(|e| StoreError::Backend(format!("migrating: {e}")))?;
         tracing::debug!("postgres store ready");
-        Ok(Self { pool, audit_key })
+        Ok(Self {
+            pool,
+            audit_key,
+            writers: sql::Writers::new(SEND_WRITERS),
+        })
     }
 
     /// The key the audit chains are made with.
@@ -57,8 +71,14 @@ impl PgStore {
         &self.pool
     }
 
-    /// Closes the pool, waiting for connections in use to come back.
+    /// The group-commit writers of message sends.
+    fn writers(&self) -> &sql::Writers {
+        &self.writers
+    }
+
+    /// Ends the send writers and closes the pool, waiting for connections in use to come back.
     pub async fn close(&self) {
+        self.writers.close();
         self.pool.close().await;
     }
 }

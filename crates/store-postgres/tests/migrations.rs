@@ -12,6 +12,8 @@ mod support;
 use conclave_core::audit::AuditKey;
 use conclave_store_postgres::PgStore;
 use conclave_store_sqlite::SqliteStore;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
 use sqlx::{PgPool, Row, SqlitePool};
 use std::collections::{BTreeMap, BTreeSet};
 use support::FreshDatabase;
@@ -75,18 +77,26 @@ fn on_delete(code: &str) -> String {
     .to_owned()
 }
 
+/// The rows `sql` answers on PostgreSQL (`what` they are, for a failure).
+async fn postgres_rows(pool: &PgPool, what: &str, sql: &str) -> Vec<PgRow> {
+    sqlx::query(sql)
+        .fetch_all(pool)
+        .await
+        .unwrap_or_else(|e| panic!("reading {what}: {e}"))
+}
+
 async fn postgres_schema(pool: &PgPool) -> Schema {
     let mut schema = Schema::new();
-    let columns = sqlx::query(
+    let columns = postgres_rows(
+        pool,
+        "columns",
         "SELECT c.table_name::text AS t, c.column_name::text AS c, c.data_type::text AS ty, \
          c.is_nullable::text AS nullable FROM information_schema.columns c \
          JOIN information_schema.tables t ON t.table_schema = c.table_schema \
          AND t.table_name = c.table_name \
          WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'",
     )
-    .fetch_all(pool)
-    .await
-    .expect("reading columns");
+    .await;
     for row in columns {
         let table: String = row.get("t");
         let ty: String = row.get("ty");
@@ -99,7 +109,9 @@ async fn postgres_schema(pool: &PgPool) -> Schema {
             },
         );
     }
-    let constraints = sqlx::query(
+    let constraints = postgres_rows(
+        pool,
+        "constraints",
         "SELECT c.conname::text AS name, c.contype::text AS kind, t.relname::text AS t, \
          ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, i) \
                JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n \
@@ -113,9 +125,7 @@ async fn postgres_schema(pool: &PgPool) -> Schema {
          JOIN pg_namespace n ON n.oid = t.relnamespace LEFT JOIN pg_class rt ON rt.oid = c.confrelid \
          WHERE n.nspname = 'public'",
     )
-    .fetch_all(pool)
-    .await
-    .expect("reading constraints");
+    .await;
     for row in constraints {
         let table: String = row.get("t");
         let name: String = row.get("name");
@@ -141,7 +151,9 @@ async fn postgres_schema(pool: &PgPool) -> Schema {
             other => panic!("constraint {name} of unexpected kind {other:?}"),
         }
     }
-    let indexes = sqlx::query(
+    let indexes = postgres_rows(
+        pool,
+        "indexes",
         "SELECT i.relname::text AS name, t.relname::text AS t, ix.indisunique AS uniq, \
          ARRAY(SELECT a.attname::text FROM unnest(ix.indkey::int2[]) WITH ORDINALITY k(n, o) \
                JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.n ORDER BY k.o) AS cols \
@@ -150,9 +162,7 @@ async fn postgres_schema(pool: &PgPool) -> Schema {
          WHERE n.nspname = 'public' \
          AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = ix.indexrelid)",
     )
-    .fetch_all(pool)
-    .await
-    .expect("reading indexes");
+    .await;
     for row in indexes {
         let table: String = row.get("t");
         schema.entry(table).or_default().indexes.insert((
@@ -249,27 +259,36 @@ fn name_of(named: &[Named], kind: &str, columns: &[String], table: &str) -> Stri
     matching[0].name.clone()
 }
 
-async fn sqlite_strings(pool: &SqlitePool, sql: &str, arg: &str, col: &str) -> Vec<String> {
+/// The rows `sql` answers on SQLite with `arg` bound (the table or index a pragma reads).
+async fn sqlite_rows(pool: &SqlitePool, sql: &str, arg: &str) -> Vec<SqliteRow> {
     sqlx::query(sql)
         .bind(arg)
         .fetch_all(pool)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .iter()
-        .map(|r| r.get::<String, _>(col))
-        .collect()
 }
+
+async fn sqlite_strings(pool: &SqlitePool, sql: &str, arg: &str, col: &str) -> Vec<String> {
+    let rows = sqlite_rows(pool, sql, arg).await;
+    rows.iter().map(|r| r.get::<String, _>(col)).collect()
+}
+
+/// A SQLite table's columns (with their primary-key position).
+const PRAGMA_COLUMNS: &str = "SELECT name, type, \"notnull\" AS nn, pk FROM pragma_table_info(?)";
+
+/// A SQLite table's indexes.
+const PRAGMA_INDEXES: &str = "SELECT name, \"unique\" AS uniq, origin FROM pragma_index_list(?)";
+
+/// A SQLite table's foreign keys, one row per column.
+const PRAGMA_FOREIGN_KEYS: &str =
+    "SELECT id, \"table\" AS target, \"from\" AS col, \"to\" AS target_col, on_delete \
+         FROM pragma_foreign_key_list(?) ORDER BY id, seq";
 
 async fn sqlite_table(pool: &SqlitePool, name: &str, sql: &str) -> Table {
     let named = named_constraints(sql);
     let mut table = Table::default();
     let mut pk: Vec<(i64, String)> = Vec::new();
-    for row in sqlx::query("SELECT name, type, \"notnull\" AS nn, pk FROM pragma_table_info(?)")
-        .bind(name)
-        .fetch_all(pool)
-        .await
-        .expect("reading columns")
-    {
+    for row in sqlite_rows(pool, PRAGMA_COLUMNS, name).await {
         let column: String = row.get("name");
         let key: i64 = row.get("pk");
         if key > 0 {
@@ -288,12 +307,7 @@ async fn sqlite_table(pool: &SqlitePool, name: &str, sql: &str) -> Table {
         let cols: Vec<String> = pk.into_iter().map(|(_, c)| c).collect();
         table.primary_key = Some((name_of(&named, "primary key", &cols, name), cols));
     }
-    for row in sqlx::query("SELECT name, \"unique\" AS uniq, origin FROM pragma_index_list(?)")
-        .bind(name)
-        .fetch_all(pool)
-        .await
-        .expect("reading indexes")
-    {
+    for row in sqlite_rows(pool, PRAGMA_INDEXES, name).await {
         let index: String = row.get("name");
         let cols = sqlite_strings(
             pool,
@@ -315,15 +329,7 @@ async fn sqlite_table(pool: &SqlitePool, name: &str, sql: &str) -> Table {
         }
     }
     let mut fks: BTreeMap<i64, ForeignKey> = BTreeMap::new();
-    for row in sqlx::query(
-        "SELECT id, \"table\" AS target, \"from\" AS col, \"to\" AS target_col, on_delete \
-         FROM pragma_foreign_key_list(?) ORDER BY id, seq",
-    )
-    .bind(name)
-    .fetch_all(pool)
-    .await
-    .expect("reading foreign keys")
-    {
+    for row in sqlite_rows(pool, PRAGMA_FOREIGN_KEYS, name).await {
         let fk = fks.entry(row.get("id")).or_insert_with(|| ForeignKey {
             name: String::new(),
             columns: Vec::new(),

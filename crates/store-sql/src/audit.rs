@@ -25,18 +25,15 @@ pub(super) async fn append_audit_in(
         let mut e = e.clone();
         e.at = ts(e.at);
         let chain = e.chain();
-        let head = sqlx::query(
+        let (seq, prev): (i64, Vec<u8>) = sqlx::query(
             "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 1, $2) \
              ON CONFLICT (chain) DO UPDATE SET seq = audit_heads.seq + 1 \
              RETURNING seq, hash",
         )
         .bind(&chain)
         .bind(&GENESIS[..])
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db)?;
-        let seq: i64 = get(&head, "seq")?;
-        let prev: Vec<u8> = get(&head, "hash")?;
+        .one(&mut *conn, seq_and_hash)
+        .await?;
         let detail = e.detail_text();
         let hash = s
             .audit_key()
@@ -63,15 +60,13 @@ pub(super) async fn append_audit_in(
         .bind(detail.as_deref())
         .bind(&prev[..])
         .bind(&hash[..])
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+        .run(&mut *conn)
+        .await?;
         sqlx::query("UPDATE audit_heads SET hash = $2 WHERE chain = $1")
             .bind(&chain)
             .bind(&hash[..])
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
+            .run(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -84,6 +79,29 @@ pub(super) async fn commit_audited(
 ) -> StoreResult<()> {
     append_audit_in(&mut tx, s, entries).await?;
     tx.commit().await.map_err(db)
+}
+
+/// A chain position from the `seq` and `hash` columns.
+fn seq_and_hash(row: &Row) -> StoreResult<(i64, Vec<u8>)> {
+    Ok((get(row, "seq")?, get(row, "hash")?))
+}
+
+fn checkpoint_from_row(row: &Row) -> StoreResult<Checkpoint> {
+    Ok(Checkpoint {
+        chain: get(row, "chain")?,
+        seq: get(row, "seq")?,
+        hash: get(row, "hash")?,
+        signature: get(row, "signature")?,
+        at: get(row, "at")?,
+    })
+}
+
+/// A chain's checkpoint, if it has one.
+async fn checkpoint<'c>(on: impl Executor<'c>, chain: &str) -> StoreResult<Option<Checkpoint>> {
+    sqlx::query("SELECT chain, seq, hash, signature, at FROM audit_checkpoints WHERE chain = $1")
+        .bind(chain)
+        .opt(on, checkpoint_from_row)
+        .await
 }
 
 fn audit_from_row(row: &Row) -> StoreResult<AuditRow> {
@@ -131,23 +149,7 @@ async fn verify_prunable(
 ) -> StoreResult<Option<conclave_core::audit::PruneOutcome>> {
     use conclave_core::audit::{ChainVerifier, Problem, PruneOutcome};
     const BATCH: i64 = 1000;
-    let cp = sqlx::query(
-        "SELECT chain, seq, hash, signature, at FROM audit_checkpoints WHERE chain = $1",
-    )
-    .bind(chain)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db)?
-    .map(|r| {
-        Ok::<_, StoreError>(Checkpoint {
-            chain: get(&r, "chain")?,
-            seq: get(&r, "seq")?,
-            hash: get(&r, "hash")?,
-            signature: get(&r, "signature")?,
-            at: get(&r, "at")?,
-        })
-    })
-    .transpose()?;
+    let cp = checkpoint(&mut *conn, chain).await?;
     let key = s.audit_key();
     let refused = |v: ChainVerifier<'_>| {
         let r = v.finish(None);
@@ -168,11 +170,9 @@ async fn verify_prunable(
         ))
         .bind(chain)
         .bind(cp.seq)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db)?;
+        .opt(&mut *conn, audit_from_row)
+        .await?;
         if let Some(row) = stray {
-            let row = audit_from_row(&row)?;
             return Ok(Some(PruneOutcome::Refused {
                 first_bad: Some(row.entry.id),
                 first_bad_seq: Some(row.seq),
@@ -189,11 +189,10 @@ async fn verify_prunable(
         .bind(v.next_seq())
         .bind(through + 1)
         .bind(BATCH)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
+        .all(&mut *conn, audit_from_row)
+        .await?;
         for row in &rows {
-            v.feed(&audit_from_row(row)?);
+            v.feed(row);
         }
         if (rows.len() as i64) < BATCH {
             break;
@@ -214,30 +213,25 @@ impl AuditStore for Backend {
     }
 
     async fn audit_heads(&self) -> StoreResult<Vec<ChainHead>> {
-        let rows = sqlx::query("SELECT chain, seq, hash FROM audit_heads ORDER BY chain")
-            .fetch_all(self.reader())
-            .await
-            .map_err(db)?;
-        rows.iter()
-            .map(|r| {
+        sqlx::query("SELECT chain, seq, hash FROM audit_heads ORDER BY chain")
+            .all(self.reader(), |r| {
+                let (seq, hash) = seq_and_hash(r)?;
                 Ok(ChainHead {
                     chain: get(r, "chain")?,
-                    seq: get(r, "seq")?,
-                    hash: get(r, "hash")?,
+                    seq,
+                    hash,
                 })
             })
-            .collect()
+            .await
     }
 
     async fn audit_chain_names(&self) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query(
+        sqlx::query(
             "SELECT chain FROM audit_heads UNION SELECT chain FROM audit_log \
              UNION SELECT chain FROM audit_checkpoints ORDER BY chain",
         )
-        .fetch_all(self.reader())
+        .all(self.reader(), |r| get(r, "chain"))
         .await
-        .map_err(db)?;
-        rows.iter().map(|r| get(r, "chain")).collect()
     }
 
     async fn audit_rows(
@@ -246,38 +240,19 @@ impl AuditStore for Backend {
         from_seq: i64,
         limit: i64,
     ) -> StoreResult<Vec<AuditRow>> {
-        fetch_all(
-            self.reader(),
-            sqlx::query(&format!(
-                "SELECT {AUDIT_COLS} FROM audit_log WHERE chain = $1 AND seq >= $2 \
+        sqlx::query(&format!(
+            "SELECT {AUDIT_COLS} FROM audit_log WHERE chain = $1 AND seq >= $2 \
              ORDER BY seq LIMIT $3"
-            ))
-            .bind(chain)
-            .bind(from_seq)
-            .bind(limit),
-            audit_from_row,
-        )
+        ))
+        .bind(chain)
+        .bind(from_seq)
+        .bind(limit)
+        .all(self.reader(), audit_from_row)
         .await
     }
 
     async fn audit_checkpoint(&self, chain: &str) -> StoreResult<Option<Checkpoint>> {
-        let row = sqlx::query(
-            "SELECT chain, seq, hash, signature, at FROM audit_checkpoints WHERE chain = $1",
-        )
-        .bind(chain)
-        .fetch_optional(self.reader())
-        .await
-        .map_err(db)?;
-        row.map(|r| {
-            Ok(Checkpoint {
-                chain: get(&r, "chain")?,
-                seq: get(&r, "seq")?,
-                hash: get(&r, "hash")?,
-                signature: get(&r, "signature")?,
-                at: get(&r, "at")?,
-            })
-        })
-        .transpose()
+        checkpoint(self.reader(), chain).await
     }
 
     async fn list_audit(
@@ -358,12 +333,9 @@ impl AuditStore for Backend {
         if let Some(k) = ks.key {
             q = q.bind(k);
         }
-        let rows = q
-            .bind(limit(page.limit))
-            .fetch_all(self.reader())
+        q.bind(limit(page.limit))
+            .all(self.reader(), audit_from_row)
             .await
-            .map_err(db)?;
-        rows.iter().map(audit_from_row).collect()
     }
 
     /// Deletes the chain's rows older than `before` (never the newest row, which the head
@@ -384,13 +356,11 @@ impl AuditStore for Backend {
         let head =
             sqlx::query("UPDATE audit_heads SET seq = seq WHERE chain = $1 RETURNING seq, hash")
                 .bind(chain)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-        let Some(head) = head else {
+                .opt(&mut *tx, seq_and_hash)
+                .await?;
+        let Some((head_seq, _)) = head else {
             return Ok(PruneOutcome::Pruned(0));
         };
-        let head_seq: i64 = get(&head, "seq")?;
         let last = sqlx::query(
             "SELECT seq, hash FROM audit_log WHERE chain = $1 AND at < $2 AND seq < $3 \
              ORDER BY seq DESC LIMIT 1",
@@ -398,23 +368,19 @@ impl AuditStore for Backend {
         .bind(chain)
         .bind(ts(before))
         .bind(head_seq)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        let Some(last) = last else {
+        .opt(&mut *tx, seq_and_hash)
+        .await?;
+        let Some((seq, hash)) = last else {
             return Ok(PruneOutcome::Pruned(0));
         };
-        let seq: i64 = get(&last, "seq")?;
-        let hash: Vec<u8> = get(&last, "hash")?;
         if let Some(refused) = verify_prunable(&mut tx, self, chain, seq).await? {
             return Ok(refused);
         }
-        let done = sqlx::query("DELETE FROM audit_log WHERE chain = $1 AND seq <= $2")
+        let pruned = sqlx::query("DELETE FROM audit_log WHERE chain = $1 AND seq <= $2")
             .bind(chain)
             .bind(seq)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .run(&mut *tx)
+            .await?;
         let signature = self.audit_key().sign_checkpoint(chain, seq, &hash);
         sqlx::query(
             "INSERT INTO audit_checkpoints (chain, seq, hash, signature, at) \
@@ -427,10 +393,8 @@ impl AuditStore for Backend {
         .bind(&hash[..])
         .bind(&signature[..])
         .bind(ts(entry.at))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        let pruned = done.rows_affected();
+        .run(&mut *tx)
+        .await?;
         let mut entry = entry.clone();
         entry.detail = Some(serde_json::json!({ "rows": pruned, "through_seq": seq }));
         commit_audited(tx, self, std::slice::from_ref(&entry)).await?;

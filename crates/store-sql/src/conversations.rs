@@ -1,4 +1,5 @@
-//! Conversations, their team visibility and participants.
+//! Conversations, their team visibility and participants (whose statements are the roster's,
+//! [`PARTICIPANTS`]).
 
 use super::*;
 
@@ -21,40 +22,48 @@ async fn with_teams(conn: &mut Conn, convs: &mut [Conversation]) -> StoreResult<
     for id in &ids {
         q = q.bind(*id);
     }
-    let rows = q.fetch_all(&mut *conn).await.map_err(db)?;
-    for row in &rows {
-        let conv: uuid::Uuid = get(row, "conversation_id")?;
-        let team: uuid::Uuid = get(row, "team_id")?;
+    let pair = |row: &Row| Ok((get(row, "conversation_id")?, TeamId(get(row, "team_id")?)));
+    for (conv, team) in q.all::<(uuid::Uuid, TeamId)>(&mut *conn, pair).await? {
         for c in convs.iter_mut().filter(|c| c.id.0 == conv) {
             if let Visibility::Teams { teams } = &mut c.visibility {
-                teams.push(TeamId(team));
+                teams.push(team);
             }
         }
     }
     Ok(())
 }
 
-async fn load_conversation(conn: &mut Conn, id: ConversationId) -> StoreResult<Conversation> {
-    let row = sqlx::query(&format!(
-        "SELECT {CONVERSATION_COLS} FROM conversations c WHERE c.id = $1"
-    ))
-    .bind(id.0)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db)?;
-    let mut convs = [conversation_from_row(&row)?];
-    with_teams(conn, &mut convs).await?;
-    let [conv] = convs;
-    Ok(conv)
-}
-
-async fn conversation_list(conn: &mut Conn, rows: &[Row]) -> StoreResult<Vec<Conversation>> {
-    let mut convs = rows
-        .iter()
-        .map(conversation_from_row)
-        .collect::<StoreResult<Vec<_>>>()?;
+/// The conversations `query` selects (as `c`, [`CONVERSATION_COLS`]), with their teams.
+async fn conversations(conn: &mut Conn, query: Query<'_>) -> StoreResult<Vec<Conversation>> {
+    let mut convs = query.all(&mut *conn, conversation_from_row).await?;
     with_teams(conn, &mut convs).await?;
     Ok(convs)
+}
+
+async fn load_conversation(conn: &mut Conn, id: ConversationId) -> StoreResult<Conversation> {
+    let sql = format!("SELECT {CONVERSATION_COLS} FROM conversations c WHERE c.id = $1");
+    conversations(conn, sqlx::query(&sql).bind(id.0))
+        .await?
+        .pop()
+        .ok_or(StoreError::NotFound)
+}
+
+/// A keyset page of the conversations `filter` (a condition on `c`, the user as `$1`) keeps.
+async fn conversation_page(
+    s: &Backend,
+    filter: &str,
+    user: UserId,
+    page: Page<ConversationId>,
+) -> StoreResult<Vec<Conversation>> {
+    let k = keyset(page.cursor, "c.id", 3);
+    let sql = format!(
+        "SELECT {CONVERSATION_COLS} FROM conversations c WHERE {filter} {} \
+         ORDER BY c.id {} LIMIT $2",
+        k.cond, k.order
+    );
+    let query = sqlx::query(&sql).bind(user.0).bind(limit(page.limit));
+    let mut conn = s.reader().acquire().await.map_err(db)?;
+    conversations(&mut conn, k.bind_key(query, |key| key.0)).await
 }
 
 async fn insert_visibility_teams(
@@ -63,29 +72,13 @@ async fn insert_visibility_teams(
     visibility: &Visibility,
 ) -> StoreResult<()> {
     for team in visibility.teams() {
-        sqlx::query(
-            "INSERT INTO conversation_teams (conversation_id, team_id) VALUES ($1, $2) \
-             ON CONFLICT DO NOTHING",
+        link(
+            conn,
+            "conversation_teams (conversation_id, team_id)",
+            conv.0,
+            team.0,
         )
-        .bind(conv.0)
-        .bind(team.0)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
-    }
-    Ok(())
-}
-
-/// Takes the conversation's row lock (PostgreSQL) inside `conn`'s transaction, so
-/// owner-count checks on one conversation run one after the other.
-async fn lock_conversation(conn: &mut Conn, conv: ConversationId) -> StoreResult<()> {
-    let done = sqlx::query("UPDATE conversations SET last_seq = last_seq WHERE id = $1")
-        .bind(conv.0)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound);
+        .await?;
     }
     Ok(())
 }
@@ -103,52 +96,10 @@ pub(super) async fn promote_longest_standing(
     )
     .bind(conv.0)
     .bind(leaving.0)
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+    .run(&mut *conn)
+    .await?;
     Ok(())
 }
-
-async fn insert_participant(
-    conn: &mut Conn,
-    conv: ConversationId,
-    user: UserId,
-    role: ConversationRole,
-    at: DateTime<Utc>,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO participants (conversation_id, user_id, role, joined_at) \
-         VALUES ($1, $2, $3, $4)",
-    )
-    .bind(conv.0)
-    .bind(user.0)
-    .bind(role.as_str())
-    .bind(ts(at))
-    .execute(&mut *conn)
-    .await
-    .map_err(unique(Conflict::AlreadyParticipant))?;
-    Ok(())
-}
-
-async fn conversation_role(
-    conn: &mut Conn,
-    conv: ConversationId,
-    user: UserId,
-) -> StoreResult<Option<ConversationRole>> {
-    let row =
-        sqlx::query("SELECT role FROM participants WHERE conversation_id = $1 AND user_id = $2")
-            .bind(conv.0)
-            .bind(user.0)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)?;
-    row.map(|r| tag(&r, "role", ConversationRole::parse))
-        .transpose()
-}
-
-const PARTICIPANT_SELECT: &str = "SELECT p.conversation_id, p.role, p.joined_at, \
-     u.id AS su_id, u.username AS su_username, u.display_name AS su_display_name, \
-     u.kind AS su_kind FROM participants p JOIN users u ON u.id = p.user_id";
 
 #[async_trait]
 impl ConversationStore for Backend {
@@ -181,7 +132,9 @@ impl ConversationStore for Backend {
         .map_err(unique(Conflict::DirectExists))?;
         insert_visibility_teams(&mut tx, conv.id, &conv.visibility).await?;
         for (user, role) in participants {
-            insert_participant(&mut tx, conv.id, *user, *role, conv.created_at).await?;
+            PARTICIPANTS
+                .insert(&mut tx, conv.id.0, *user, *role, conv.created_at)
+                .await?;
         }
         commit_audited(tx, self, audit).await
     }
@@ -191,17 +144,13 @@ impl ConversationStore for Backend {
         org: OrgId,
         key: &str,
     ) -> StoreResult<Option<Conversation>> {
-        let mut conn = self.reader().acquire().await.map_err(db)?;
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "SELECT {CONVERSATION_COLS} FROM conversations c \
              WHERE c.org_id = $1 AND c.direct_key = $2"
-        ))
-        .bind(org.0)
-        .bind(key)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
-        Ok(conversation_list(&mut conn, &rows).await?.pop())
+        );
+        let mut conn = self.reader().acquire().await.map_err(db)?;
+        let query = sqlx::query(&sql).bind(org.0).bind(key);
+        Ok(conversations(&mut conn, query).await?.pop())
     }
 
     async fn conversation(&self, id: ConversationId) -> StoreResult<Conversation> {
@@ -214,20 +163,9 @@ impl ConversationStore for Backend {
         user: UserId,
         page: Page<ConversationId>,
     ) -> StoreResult<Vec<Conversation>> {
-        let k = keyset(page.cursor, "c.id", 3);
-        let sql = format!(
-            "SELECT {CONVERSATION_COLS} FROM conversations c \
-             JOIN participants p ON p.conversation_id = c.id \
-             WHERE p.user_id = $1 {} ORDER BY c.id {} LIMIT $2",
-            k.cond, k.order
-        );
-        let q = k.bind_key(
-            sqlx::query(&sql).bind(user.0).bind(limit(page.limit)),
-            |key| key.0,
-        );
-        let mut conn = self.reader().acquire().await.map_err(db)?;
-        let rows = q.fetch_all(&mut *conn).await.map_err(db)?;
-        conversation_list(&mut conn, &rows).await
+        let filter = "EXISTS (SELECT 1 FROM participants p \
+                      WHERE p.conversation_id = c.id AND p.user_id = $1)";
+        conversation_page(self, filter, user, page).await
     }
 
     async fn available_conversations(
@@ -237,39 +175,26 @@ impl ConversationStore for Backend {
     ) -> StoreResult<Vec<Conversation>> {
         // What the user could join: open group conversations of their orgs, visible to the
         // whole org or to one of their teams, that they are not in yet.
-        let k = keyset(page.cursor, "c.id", 3);
-        let sql = format!(
-            "SELECT {CONVERSATION_COLS} FROM conversations c \
-             WHERE c.org_id IN (SELECT org_id FROM org_members WHERE user_id = $1) \
+        let filter = "c.org_id IN (SELECT org_id FROM org_members WHERE user_id = $1) \
              AND c.kind = 'group' AND NOT c.archived \
              AND NOT EXISTS (SELECT 1 FROM participants p \
                  WHERE p.conversation_id = c.id AND p.user_id = $1) \
              AND (c.visibility = 'org' OR (c.visibility = 'teams' AND EXISTS ( \
                  SELECT 1 FROM conversation_teams ct \
                  JOIN team_members tm ON tm.team_id = ct.team_id \
-                 WHERE ct.conversation_id = c.id AND tm.user_id = $1))) \
-             {} ORDER BY c.id {} LIMIT $2",
-            k.cond, k.order
-        );
-        let q = k.bind_key(
-            sqlx::query(&sql).bind(user.0).bind(limit(page.limit)),
-            |key| key.0,
-        );
-        let mut conn = self.reader().acquire().await.map_err(db)?;
-        let rows = q.fetch_all(&mut *conn).await.map_err(db)?;
-        conversation_list(&mut conn, &rows).await
+                 WHERE ct.conversation_id = c.id AND tm.user_id = $1)))";
+        conversation_page(self, filter, user, page).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn update_conversation(
         &self,
-        id: ConversationId,
-        patch: &ConversationPatch,
-        at: DateTime<Utc>,
+        update: &ConversationUpdate,
         audit: &[AuditEntry],
     ) -> StoreResult<Conversation> {
+        let (id, patch, at) = (update.id, &update.patch, update.at);
         let mut tx = self.writer().begin().await.map_err(db)?;
-        let done = sqlx::query(
+        sqlx::query(
             "UPDATE conversations SET name = COALESCE($2, name), \
              archived = COALESCE($3, archived), visibility = COALESCE($4, visibility), \
              updated_at = $5 WHERE id = $1",
@@ -279,18 +204,13 @@ impl ConversationStore for Backend {
         .bind(patch.archived)
         .bind(patch.visibility.as_ref().map(Visibility::tag))
         .bind(ts(at))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        .change(&mut *tx)
+        .await?;
         if let Some(visibility) = &patch.visibility {
             sqlx::query("DELETE FROM conversation_teams WHERE conversation_id = $1")
                 .bind(id.0)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+                .run(&mut *tx)
+                .await?;
             insert_visibility_teams(&mut tx, id, visibility).await?;
         }
         let conv = load_conversation(&mut tx, id).await?;
@@ -303,13 +223,8 @@ impl ConversationStore for Backend {
         &self,
         id: ConversationId,
         audit: &[AuditEntry],
-    ) -> StoreResult<()> {
-        change_audited(
-            self,
-            sqlx::query("DELETE FROM conversations WHERE id = $1").bind(id.0),
-            audit,
-        )
-        .await
+    ) -> StoreResult<FreedBlobs> {
+        delete_with_files(self, "conversations", "id", id.0, audit).await
     }
 
     async fn participant_role(
@@ -317,8 +232,7 @@ impl ConversationStore for Backend {
         conv: ConversationId,
         user: UserId,
     ) -> StoreResult<Option<ConversationRole>> {
-        let mut conn = self.reader().acquire().await.map_err(db)?;
-        conversation_role(&mut conn, conv, user).await
+        PARTICIPANTS.role(self.reader(), conv.0, user).await
     }
 
     async fn participants(
@@ -326,42 +240,19 @@ impl ConversationStore for Backend {
         conv: ConversationId,
         page: Page<UserId>,
     ) -> StoreResult<Vec<Participant>> {
-        let k = keyset(page.cursor, "p.user_id", 3);
-        let sql = format!(
-            "{PARTICIPANT_SELECT} WHERE p.conversation_id = $1 {} \
-             ORDER BY p.user_id {} LIMIT $2",
-            k.cond, k.order
-        );
-        let q = k.bind_key(
-            sqlx::query(&sql).bind(conv.0).bind(limit(page.limit)),
-            |key| key.0,
-        );
-        let rows = q.fetch_all(self.reader()).await.map_err(db)?;
-        rows.iter().map(participant_from_row).collect()
+        PARTICIPANTS.page(self.reader(), conv.0, page).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn add_participant(
         &self,
-        conv: ConversationId,
-        user: UserId,
-        role: ConversationRole,
-        at: DateTime<Utc>,
+        joining: &Joining,
         audit: &[AuditEntry],
     ) -> StoreResult<Participant> {
-        let mut tx = self.writer().begin().await.map_err(db)?;
-        insert_participant(&mut tx, conv, user, role, at).await?;
-        let row = sqlx::query(&format!(
-            "{PARTICIPANT_SELECT} WHERE p.conversation_id = $1 AND p.user_id = $2"
-        ))
-        .bind(conv.0)
-        .bind(user.0)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        let participant = participant_from_row(&row)?;
-        commit_audited(tx, self, audit).await?;
-        Ok(participant)
+        let Joining { conv, user, .. } = *joining;
+        PARTICIPANTS
+            .join(self, conv.0, user, joining.role, joining.at, audit)
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -370,37 +261,17 @@ impl ConversationStore for Backend {
         conv: ConversationId,
         user: UserId,
         audit: &[AuditEntry],
-    ) -> StoreResult<()> {
-        let mut tx = self.writer().begin().await.map_err(db)?;
-        lock_conversation(&mut tx, conv).await?;
-        let role = conversation_role(&mut tx, conv, user)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        if role == ConversationRole::Owner {
-            let row = sqlx::query(
-                "SELECT \
-                 EXISTS (SELECT 1 FROM participants WHERE conversation_id = $1 \
-                     AND user_id <> $2) AS others, \
-                 EXISTS (SELECT 1 FROM participants WHERE conversation_id = $1 \
-                     AND user_id <> $2 AND role = 'owner') AS other_owner",
-            )
-            .bind(conv.0)
-            .bind(user.0)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
-            let others: bool = get(&row, "others")?;
-            let other_owner: bool = get(&row, "other_owner")?;
-            if others && !other_owner {
+    ) -> StoreResult<Participant> {
+        let mut tx = PARTICIPANTS.locked(self, conv.0).await?;
+        let leaving = PARTICIPANTS.entry(&mut *tx, conv.0, user).await?;
+        if leaving.role == ConversationRole::Owner {
+            let others = PARTICIPANTS.others(&mut tx, conv.0, user).await?;
+            if others.any && !others.owner {
                 return Err(StoreError::Conflict(Conflict::LastConversationOwner));
             }
         }
-        sqlx::query("DELETE FROM participants WHERE conversation_id = $1 AND user_id = $2")
-            .bind(conv.0)
-            .bind(user.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        commit_audited(tx, self, audit).await
+        PARTICIPANTS.remove(&mut tx, conv.0, user).await?;
+        commit_audited(tx, self, audit).await?;
+        Ok(leaving)
     }
 }

@@ -103,7 +103,7 @@ async fn rotate_secret(
     rotation: &Rotation,
 ) -> StoreResult<()> {
     let keep = rotation.keep_previous_until.map(ts);
-    let done = sqlx::query(&format!(
+    sqlx::query(&format!(
         "UPDATE {table} SET \
          previous_token_id = CASE WHEN $2 IS NULL THEN NULL ELSE token_id END, \
          previous_token_hash = CASE WHEN $2 IS NULL THEN NULL ELSE token_hash END, \
@@ -115,71 +115,120 @@ async fn rotate_secret(
     .bind(rotation.secret.id.0)
     .bind(&rotation.secret.hash[..])
     .bind(rotation.secret.hint.as_str())
-    .execute(&mut *conn)
+    .change(&mut *conn)
     .await
-    .map_err(db)?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound);
-    }
-    Ok(())
 }
 
-/// Locks one credential row, rotates its secret and answers the row before and after,
-/// in one transaction (concurrent rotations of the same row run in turn).
-async fn rotate_locked(
-    s: &Backend,
-    table: &str,
-    cols: &str,
-    id: uuid::Uuid,
-    rotation: &Rotation,
-    audit: &[AuditEntry],
-) -> StoreResult<(Row, Row)> {
-    let mut tx = s.writer().begin().await.map_err(db)?;
-    let select = format!("SELECT {cols} FROM {table} WHERE id = $1");
-    // Takes the row lock first (PostgreSQL).
-    let locked = sqlx::query(&format!("UPDATE {table} SET name = name WHERE id = $1"))
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-    if locked.rows_affected() == 0 {
-        return Err(StoreError::NotFound);
+/// Where a credential lives: its table, its columns and how a row of them decodes.
+struct CredentialTable<T> {
+    table: &'static str,
+    cols: &'static str,
+    from_row: FromRow<T>,
+}
+
+const BOTS: CredentialTable<Bot> = CredentialTable {
+    table: "bots",
+    cols: BOT_COLS,
+    from_row: bot_from_row,
+};
+
+const API_KEYS: CredentialTable<ApiKey> = CredentialTable {
+    table: "api_keys",
+    cols: API_KEY_COLS,
+    from_row: api_key_from_row,
+};
+
+impl<T> CredentialTable<T> {
+    /// The credential with row id `id`.
+    async fn by_id(&self, s: &Backend, id: uuid::Uuid) -> StoreResult<T> {
+        let (cols, table) = (self.cols, self.table);
+        sqlx::query(&format!("SELECT {cols} FROM {table} WHERE id = $1"))
+            .bind(id)
+            .one(s.reader(), self.from_row)
+            .await
     }
-    let before = sqlx::query(&select)
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-    rotate_secret(&mut tx, table, id, rotation).await?;
-    let after = sqlx::query(&select)
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-    commit_audited(tx, s, audit).await?;
-    Ok((before, after))
+
+    /// The credentials whose `owner` column is `value`, oldest first.
+    async fn owned_by(&self, s: &Backend, owner: &str, value: uuid::Uuid) -> StoreResult<Vec<T>> {
+        let (cols, table) = (self.cols, self.table);
+        let sql = format!("SELECT {cols} FROM {table} WHERE {owner} = $1 ORDER BY id");
+        sqlx::query(&sql)
+            .bind(value)
+            .all(s.reader(), self.from_row)
+            .await
+    }
+
+    /// The credential whose current or previous secret has this hash, and which one it was.
+    async fn by_token_hash(
+        &self,
+        s: &Backend,
+        token_hash: &[u8],
+    ) -> StoreResult<Option<(T, SecretSlot)>> {
+        let (cols, table) = (self.cols, self.table);
+        let sql = format!(
+            "SELECT {cols}, token_hash = $1 AS is_current FROM {table} \
+             WHERE token_hash = $1 OR previous_token_hash = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(token_hash)
+            .fetch_optional(s.reader())
+            .await
+            .map_err(db)?;
+        row.map(|r| Ok(((self.from_row)(&r)?, slot(&r)?)))
+            .transpose()
+    }
+
+    /// Locks one credential row, rotates its secret and answers the credential before and
+    /// after, in one transaction (concurrent rotations of the same row run in turn).
+    async fn rotate(
+        &self,
+        s: &Backend,
+        id: uuid::Uuid,
+        rotation: &Rotation,
+        audit: &[AuditEntry],
+    ) -> StoreResult<(T, T)> {
+        let (cols, table) = (self.cols, self.table);
+        let mut tx = s.writer().begin().await.map_err(db)?;
+        let select = format!("SELECT {cols} FROM {table} WHERE id = $1");
+        // Takes the row lock first (PostgreSQL).
+        sqlx::query(&format!("UPDATE {table} SET name = name WHERE id = $1"))
+            .bind(id)
+            .change(&mut *tx)
+            .await?;
+        let before = sqlx::query(&select)
+            .bind(id)
+            .one(&mut *tx, self.from_row)
+            .await?;
+        rotate_secret(&mut tx, table, id, rotation).await?;
+        let after = sqlx::query(&select)
+            .bind(id)
+            .one(&mut *tx, self.from_row)
+            .await?;
+        commit_audited(tx, s, audit).await?;
+        Ok((before, after))
+    }
 }
 
 #[async_trait]
 impl CredentialStore for Backend {
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn create_bot(
-        &self,
-        user: &NewUser,
-        bot: &Bot,
-        token_hash: &[u8],
-        audit: &[AuditEntry],
-    ) -> StoreResult<()> {
+    async fn create_bot(&self, new: &NewBot<'_>, audit: &[AuditEntry]) -> StoreResult<Member> {
+        let NewBot {
+            bot,
+            account,
+            token_hash,
+        } = *new;
         let mut tx = self.writer().begin().await.map_err(db)?;
-        insert_user(&mut tx, user).await?;
-        insert_member(
-            &mut tx,
-            bot.org_id,
-            bot.user_id,
-            OrgRole::Member,
-            bot.created_at,
-        )
-        .await?;
+        insert_user(&mut tx, account).await?;
+        ORG_MEMBERS
+            .insert(
+                &mut tx,
+                bot.org_id.0,
+                bot.user_id,
+                OrgRole::Member,
+                bot.created_at,
+            )
+            .await?;
         sqlx::query(
             "INSERT INTO bots (id, org_id, user_id, name, conversation_ids, created_by, \
              created_at, token_id, token_hash, token_hint) \
@@ -195,44 +244,25 @@ impl CredentialStore for Backend {
         .bind(bot.secrets.current.0)
         .bind(token_hash)
         .bind(bot.secrets.hint.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .run(&mut *tx)
+        .await?;
+        let member = ORG_MEMBERS
+            .entry(&mut *tx, bot.org_id.0, bot.user_id)
+            .await?;
         commit_audited(tx, self, audit).await?;
-        Ok(())
+        Ok(member)
     }
 
     async fn bot(&self, id: BotId) -> StoreResult<Bot> {
-        fetch_one(
-            self.reader(),
-            sqlx::query(&format!("SELECT {BOT_COLS} FROM bots WHERE id = $1")).bind(id.0),
-            bot_from_row,
-        )
-        .await
+        BOTS.by_id(self, id.0).await
     }
 
     async fn bots(&self, org: OrgId) -> StoreResult<Vec<Bot>> {
-        fetch_all(
-            self.reader(),
-            sqlx::query(&format!(
-                "SELECT {BOT_COLS} FROM bots WHERE org_id = $1 ORDER BY id"
-            ))
-            .bind(org.0),
-            bot_from_row,
-        )
-        .await
+        BOTS.owned_by(self, "org_id", org.0).await
     }
 
     async fn bot_by_token_hash(&self, token_hash: &[u8]) -> StoreResult<Option<(Bot, SecretSlot)>> {
-        let row = sqlx::query(&format!(
-            "SELECT {BOT_COLS}, token_hash = $1 AS is_current FROM bots \
-             WHERE token_hash = $1 OR previous_token_hash = $1"
-        ))
-        .bind(token_hash)
-        .fetch_optional(self.reader())
-        .await
-        .map_err(db)?;
-        row.map(|r| Ok((bot_from_row(&r)?, slot(&r)?))).transpose()
+        BOTS.by_token_hash(self, token_hash).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -242,8 +272,7 @@ impl CredentialStore for Backend {
         rotation: &Rotation,
         audit: &[AuditEntry],
     ) -> StoreResult<(Bot, Bot)> {
-        let (before, after) = rotate_locked(self, "bots", BOT_COLS, id.0, rotation, audit).await?;
-        Ok((bot_from_row(&before)?, bot_from_row(&after)?))
+        BOTS.rotate(self, id.0, rotation, audit).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -253,7 +282,6 @@ impl CredentialStore for Backend {
         token_hash: &[u8],
         audit: &[AuditEntry],
     ) -> StoreResult<()> {
-        let mut tx = self.writer().begin().await.map_err(db)?;
         sqlx::query(
             "INSERT INTO api_keys (id, user_id, org_id, name, scopes, conversation_ids, \
              expires_at, allowed_ips, tier, created_at, token_id, token_hash, token_hint) \
@@ -272,50 +300,23 @@ impl CredentialStore for Backend {
         .bind(key.secrets.current.0)
         .bind(token_hash)
         .bind(key.secrets.hint.as_str())
-        .execute(&mut *tx)
+        .change_audited(self, audit)
         .await
-        .map_err(db)?;
-        commit_audited(tx, self, audit).await
     }
 
     async fn api_key(&self, id: ApiKeyId) -> StoreResult<ApiKey> {
-        fetch_one(
-            self.reader(),
-            sqlx::query(&format!(
-                "SELECT {API_KEY_COLS} FROM api_keys WHERE id = $1"
-            ))
-            .bind(id.0),
-            api_key_from_row,
-        )
-        .await
+        API_KEYS.by_id(self, id.0).await
     }
 
     async fn api_keys(&self, user: UserId) -> StoreResult<Vec<ApiKey>> {
-        fetch_all(
-            self.reader(),
-            sqlx::query(&format!(
-                "SELECT {API_KEY_COLS} FROM api_keys WHERE user_id = $1 ORDER BY id"
-            ))
-            .bind(user.0),
-            api_key_from_row,
-        )
-        .await
+        API_KEYS.owned_by(self, "user_id", user.0).await
     }
 
     async fn api_key_by_token_hash(
         &self,
         token_hash: &[u8],
     ) -> StoreResult<Option<(ApiKey, SecretSlot)>> {
-        let row = sqlx::query(&format!(
-            "SELECT {API_KEY_COLS}, token_hash = $1 AS is_current FROM api_keys \
-             WHERE token_hash = $1 OR previous_token_hash = $1"
-        ))
-        .bind(token_hash)
-        .fetch_optional(self.reader())
-        .await
-        .map_err(db)?;
-        row.map(|r| Ok((api_key_from_row(&r)?, slot(&r)?)))
-            .transpose()
+        API_KEYS.by_token_hash(self, token_hash).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -325,9 +326,7 @@ impl CredentialStore for Backend {
         rotation: &Rotation,
         audit: &[AuditEntry],
     ) -> StoreResult<(ApiKey, ApiKey)> {
-        let (before, after) =
-            rotate_locked(self, "api_keys", API_KEY_COLS, id.0, rotation, audit).await?;
-        Ok((api_key_from_row(&before)?, api_key_from_row(&after)?))
+        API_KEYS.rotate(self, id.0, rotation, audit).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -337,36 +336,18 @@ impl CredentialStore for Backend {
         id: ApiKeyId,
         audit: &[AuditEntry],
     ) -> StoreResult<ApiKey> {
-        let mut tx = self.writer().begin().await.map_err(db)?;
-        let row = sqlx::query(&format!(
+        sqlx::query(&format!(
             "DELETE FROM api_keys WHERE id = $1 AND user_id = $2 RETURNING {API_KEY_COLS}"
         ))
         .bind(id.0)
         .bind(user.0)
-        .fetch_optional(&mut *tx)
+        .one_audited(self, audit, api_key_from_row)
         .await
-        .map_err(db)?
-        .ok_or(StoreError::NotFound)?;
-        commit_audited(tx, self, audit).await?;
-        api_key_from_row(&row)
     }
 
-    async fn touch_api_key(
-        &self,
-        id: ApiKeyId,
-        at: DateTime<Utc>,
-        ip: Option<&str>,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE api_keys SET last_used_at = $2, last_used_ip = COALESCE($3, last_used_ip) \
-             WHERE id = $1",
-        )
-        .bind(id.0)
-        .bind(ts(at))
-        .bind(ip)
-        .execute(self.writer())
-        .await
-        .map_err(db)?;
-        Ok(())
+    async fn touch_api_key(&self, id: ApiKeyId, seen: Seen<'_>) -> StoreResult<()> {
+        let sql = "UPDATE api_keys SET last_used_at = $2, \
+                   last_used_ip = COALESCE($3, last_used_ip) WHERE id = $1";
+        touch(self, sql, id.0, seen).await
     }
 }

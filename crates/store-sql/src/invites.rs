@@ -3,6 +3,44 @@
 
 use super::*;
 
+fn pending_invite_from_row(row: &Row) -> StoreResult<PendingInvite> {
+    Ok(PendingInvite {
+        id: InviteId(get(row, "id")?),
+        org_id: OrgId(get(row, "org_id")?),
+        org_name: get(row, "org_name")?,
+        role: tag(row, "role", OrgRole::parse)?,
+        expires_at: get(row, "expires_at")?,
+        created_at: get(row, "created_at")?,
+    })
+}
+
+/// Takes one use of the invite `take` (an `UPDATE … RETURNING` [`INVITE_COLS`] that binds the
+/// invite as `$1`, `at` as `$2` and `user` as `$3`) and adds `user` to its org, in one
+/// transaction; answers the invite as used and the membership. `refused` when the statement
+/// takes nothing.
+async fn take_invite(
+    s: &Backend,
+    take: Query<'_>,
+    refused: StoreError,
+    InviteUse { user, at }: InviteUse,
+    audit: &[AuditEntry],
+) -> StoreResult<(Invite, Member)> {
+    let mut tx = s.writer().begin().await.map_err(db)?;
+    let invite = take
+        .bind(ts(at))
+        .bind(user.0)
+        .opt(&mut *tx, invite_from_row)
+        .await?
+        .ok_or(refused)?;
+    // A duplicate membership returns early, so the transaction (and the use) rolls back.
+    ORG_MEMBERS
+        .insert(&mut tx, invite.org_id.0, user, invite.role, at)
+        .await?;
+    let member = ORG_MEMBERS.entry(&mut *tx, invite.org_id.0, user).await?;
+    commit_audited(tx, s, audit).await?;
+    Ok((invite, member))
+}
+
 #[async_trait]
 impl InviteStore for Backend {
     #[tracing::instrument(level = "debug", skip_all)]
@@ -12,7 +50,6 @@ impl InviteStore for Backend {
         code_hash: &[u8],
         audit: &[AuditEntry],
     ) -> StoreResult<()> {
-        let mut tx = self.writer().begin().await.map_err(db)?;
         sqlx::query(
             "INSERT INTO invites (id, org_id, code_hash, role, max_uses, uses, expires_at, \
              created_by, created_at, invitee_key) \
@@ -28,63 +65,45 @@ impl InviteStore for Backend {
         .bind(invite.created_by.0)
         .bind(ts(invite.created_at))
         .bind(invite.username.as_deref())
-        .execute(&mut *tx)
+        .change_audited(self, audit)
         .await
-        .map_err(db)?;
-        commit_audited(tx, self, audit).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn redeem_invite(
         &self,
         code_hash: &[u8],
-        user: UserId,
-        at: DateTime<Utc>,
+        by: InviteUse,
         audit: &[AuditEntry],
-    ) -> StoreResult<Invite> {
-        let mut tx = self.writer().begin().await.map_err(db)?;
-        let row = sqlx::query(&format!(
+    ) -> StoreResult<(Invite, Member)> {
+        let sql = format!(
             "UPDATE invites SET uses = uses + 1 WHERE code_hash = $1 \
              AND (max_uses IS NULL OR uses < max_uses) \
              AND (expires_at IS NULL OR expires_at > $2) \
              AND (invitee_key IS NULL OR invitee_key = \
                   (SELECT username_key FROM users WHERE id = $3)) \
              RETURNING {INVITE_COLS}"
-        ))
-        .bind(code_hash)
-        .bind(ts(at))
-        .bind(user.0)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?
-        .ok_or(StoreError::Conflict(Conflict::InviteExhausted))?;
-        let invite = invite_from_row(&row)?;
-        // A duplicate membership returns early, so the transaction (and the use) rolls back.
-        insert_member(&mut tx, invite.org_id, user, invite.role, at).await?;
-        commit_audited(tx, self, audit).await?;
-        Ok(invite)
+        );
+        let exhausted = StoreError::Conflict(Conflict::InviteExhausted);
+        let take = sqlx::query(&sql).bind(code_hash);
+        take_invite(self, take, exhausted, by, audit).await
     }
 
     async fn invite_by_code(&self, code_hash: &[u8]) -> StoreResult<Option<Invite>> {
-        let row = sqlx::query(&format!(
+        sqlx::query(&format!(
             "SELECT {INVITE_COLS} FROM invites WHERE code_hash = $1"
         ))
         .bind(code_hash)
-        .fetch_optional(self.reader())
+        .opt(self.reader(), invite_from_row)
         .await
-        .map_err(db)?;
-        row.as_ref().map(invite_from_row).transpose()
     }
 
     async fn org_invites(&self, org: OrgId) -> StoreResult<Vec<Invite>> {
-        fetch_all(
-            self.reader(),
-            sqlx::query(&format!(
-                "SELECT {INVITE_COLS} FROM invites WHERE org_id = $1 ORDER BY created_at DESC, id"
-            ))
-            .bind(org.0),
-            invite_from_row,
-        )
+        sqlx::query(&format!(
+            "SELECT {INVITE_COLS} FROM invites WHERE org_id = $1 ORDER BY created_at DESC, id"
+        ))
+        .bind(org.0)
+        .all(self.reader(), invite_from_row)
         .await
     }
 
@@ -95,14 +114,8 @@ impl InviteStore for Backend {
         id: InviteId,
         audit: &[AuditEntry],
     ) -> StoreResult<()> {
-        change_audited(
-            self,
-            sqlx::query("DELETE FROM invites WHERE id = $1 AND org_id = $2")
-                .bind(id.0)
-                .bind(org.0),
-            audit,
-        )
-        .await
+        let keys = [("id", id.0), ("org_id", org.0)];
+        delete_keyed(self, "invites", keys, audit).await
     }
 
     async fn pending_invites(
@@ -110,7 +123,7 @@ impl InviteStore for Backend {
         user: UserId,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<PendingInvite>> {
-        let rows = sqlx::query(
+        sqlx::query(
             "SELECT i.id, i.org_id, o.name AS org_name, i.role, i.expires_at, i.created_at \
              FROM invites i JOIN orgs o ON o.id = i.org_id \
              WHERE i.invitee_key = (SELECT username_key FROM users WHERE id = $1) \
@@ -122,49 +135,24 @@ impl InviteStore for Backend {
         )
         .bind(user.0)
         .bind(ts(now))
-        .fetch_all(self.reader())
+        .all(self.reader(), pending_invite_from_row)
         .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|row| {
-                Ok(PendingInvite {
-                    id: InviteId(get(row, "id")?),
-                    org_id: OrgId(get(row, "org_id")?),
-                    org_name: get(row, "org_name")?,
-                    role: tag(row, "role", OrgRole::parse)?,
-                    expires_at: get(row, "expires_at")?,
-                    created_at: get(row, "created_at")?,
-                })
-            })
-            .collect()
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn accept_invite(
         &self,
         id: InviteId,
-        user: UserId,
-        at: DateTime<Utc>,
+        by: InviteUse,
         audit: &[AuditEntry],
-    ) -> StoreResult<Invite> {
-        let mut tx = self.writer().begin().await.map_err(db)?;
-        let row = sqlx::query(&format!(
+    ) -> StoreResult<(Invite, Member)> {
+        let sql = format!(
             "UPDATE invites SET uses = uses + 1 WHERE id = $1 \
              AND invitee_key = (SELECT username_key FROM users WHERE id = $3) \
              AND (max_uses IS NULL OR uses < max_uses) \
              AND (expires_at IS NULL OR expires_at > $2) RETURNING {INVITE_COLS}"
-        ))
-        .bind(id.0)
-        .bind(ts(at))
-        .bind(user.0)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?
-        .ok_or(StoreError::NotFound)?;
-        let invite = invite_from_row(&row)?;
-        // A duplicate membership returns early, so the transaction (and the use) rolls back.
-        insert_member(&mut tx, invite.org_id, user, invite.role, at).await?;
-        commit_audited(tx, self, audit).await?;
-        Ok(invite)
+        );
+        let take = sqlx::query(&sql).bind(id.0);
+        take_invite(self, take, StoreError::NotFound, by, audit).await
     }
 }

@@ -26,6 +26,13 @@ fn sealed_column_sql(column: conclave_core::secretbox::SealedColumn) -> SealedCo
             nonce: "secret_nonce",
             ciphertext: "secret_ciphertext",
         },
+        conclave_core::secretbox::SealedColumn::WebhookSecret => SealedColumnSql {
+            table: "webhook_secrets",
+            row: "id",
+            key_id: "secret_key_id",
+            nonce: "secret_nonce",
+            ciphertext: "secret_ciphertext",
+        },
     }
 }
 
@@ -49,19 +56,14 @@ async fn secret_key_use_count(s: &Backend, id: i32) -> StoreResult<u64> {
 #[async_trait]
 impl SecretKeyStore for Backend {
     async fn secret_keys(&self) -> StoreResult<Vec<SecretKeyRecord>> {
-        fetch_all(
-            self.reader(),
-            sqlx::query(
-                "SELECT id, wrapped_key, created_at, retired_at FROM secret_keys ORDER BY id",
-            ),
-            secret_key_from_row,
-        )
-        .await
+        sqlx::query("SELECT id, wrapped_key, created_at, retired_at FROM secret_keys ORDER BY id")
+            .all(self.reader(), secret_key_from_row)
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(id = key.id))]
     async fn add_secret_key(&self, key: &SecretKeyRecord) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let added = sqlx::query(
             "INSERT INTO secret_keys (id, wrapped_key, created_at, retired_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
         )
@@ -69,27 +71,23 @@ impl SecretKeyStore for Backend {
         .bind(key.wrapped_key.as_deref())
         .bind(ts(key.created_at))
         .bind(key.retired_at.map(ts))
-        .execute(self.writer())
-        .await
-        .map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        .run(self.writer())
+        .await?;
+        Ok(added == 1)
     }
 
     async fn secret_key_usage(&self) -> StoreResult<Vec<(i32, u64)>> {
         let mut usage: Vec<(i32, u64)> = Vec::new();
         for column in conclave_core::secretbox::SealedColumn::ALL {
             let c = sealed_column_sql(column);
-            let rows = sqlx::query(&format!(
+            let counts: Vec<(i32, i64)> = sqlx::query(&format!(
                 "SELECT {k} AS key_id, COUNT(*) AS n FROM {t} GROUP BY {k}",
                 k = c.key_id,
                 t = c.table
             ))
-            .fetch_all(self.reader())
-            .await
-            .map_err(db)?;
-            for row in &rows {
-                let id: i32 = get(row, "key_id")?;
-                let n: i64 = get(row, "n")?;
+            .all(self.reader(), |r| Ok((get(r, "key_id")?, get(r, "n")?)))
+            .await?;
+            for (id, n) in counts {
                 let n = u64::try_from(n).unwrap_or(0);
                 match usage.iter_mut().find(|(k, _)| *k == id) {
                     Some((_, total)) => *total += n,
@@ -126,35 +124,31 @@ impl SecretKeyStore for Backend {
         // gone by then (a rotation finished meanwhile), try again.
         for _ in 0..3 {
             let mut tx = self.writer().begin().await.map_err(db)?;
-            let done = sqlx::query(&sql)
+            let retired = sqlx::query(&sql)
                 .bind(id)
                 .bind(ts(at))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            if done.rows_affected() == 1 {
+                .run(&mut *tx)
+                .await?;
+            if retired == 1 {
                 commit_audited(tx, self, audit).await?;
                 return Ok(RetireOutcome::Retired);
             }
             tx.rollback().await.map_err(db)?;
-            let row = sqlx::query("SELECT retired_at FROM secret_keys WHERE id = $1")
-                .bind(id)
-                .fetch_optional(self.writer())
-                .await
-                .map_err(db)?
-                .ok_or(StoreError::NotFound)?;
-            let retired: Option<DateTime<Utc>> = get(&row, "retired_at")?;
+            let retired: Option<DateTime<Utc>> =
+                sqlx::query("SELECT retired_at FROM secret_keys WHERE id = $1")
+                    .bind(id)
+                    .one(self.writer(), |r| get(r, "retired_at"))
+                    .await?;
             if retired.is_some() {
                 return Ok(RetireOutcome::AlreadyRetired);
             }
-            let newer = sqlx::query(
+            let newer: i64 = sqlx::query(
                 "SELECT COUNT(*) AS n FROM secret_keys WHERE id > $1 AND retired_at IS NULL",
             )
             .bind(id)
-            .fetch_one(self.writer())
-            .await
-            .map_err(db)?;
-            if get::<i64>(&newer, "n")? == 0 {
+            .one(self.writer(), |r| get(r, "n"))
+            .await?;
+            if newer == 0 {
                 return Ok(RetireOutcome::Current);
             }
             let count = secret_key_use_count(self, id).await?;
@@ -184,7 +178,8 @@ impl SecretKeyStore for Backend {
             let c = sealed_column_sql(column);
             let from = after.filter(|a| a.column == column).map(|a| a.row);
             let select = format!(
-                "SELECT {row} AS row_id, {k} AS key_id, {n} AS nonce, {ct} AS ciphertext \
+                "SELECT {row} AS row_id, {k} AS secret_key_id, {n} AS secret_nonce, \
+                 {ct} AS secret_ciphertext \
                  FROM {t}",
                 row = c.row,
                 k = c.key_id,
@@ -192,33 +187,21 @@ impl SecretKeyStore for Backend {
                 ct = c.ciphertext,
                 t = c.table
             );
-            let rows = match from {
-                Some(row) => sqlx::query(&format!(
-                    "{select} WHERE {r} > $1 ORDER BY {r} LIMIT $2",
-                    r = c.row
-                ))
-                .bind(row)
-                .bind(remaining)
-                .fetch_all(self.reader())
-                .await
-                .map_err(db)?,
-                None => sqlx::query(&format!("{select} ORDER BY {r} LIMIT $1", r = c.row))
-                    .bind(remaining)
-                    .fetch_all(self.reader())
-                    .await
-                    .map_err(db)?,
-            };
-            for row in &rows {
+            // Without a row to start after, `$1 IS NULL` keeps every row.
+            let rows = sqlx::query(&format!(
+                "{select} WHERE ($1 IS NULL OR {r} > $1) ORDER BY {r} LIMIT $2",
+                r = c.row
+            ))
+            .bind(from)
+            .bind(remaining)
+            .all(self.reader(), |row| {
+                Ok((get(row, "row_id")?, sealed_from_row(row)?))
+            })
+            .await?;
+            for (row, sealed) in rows {
                 out.push(StoredSecret {
-                    at: SecretRef {
-                        column,
-                        row: get(row, "row_id")?,
-                    },
-                    sealed: conclave_core::secretbox::Sealed {
-                        key_id: get(row, "key_id")?,
-                        nonce: get(row, "nonce")?,
-                        ciphertext: get(row, "ciphertext")?,
-                    },
+                    at: SecretRef { column, row },
+                    sealed,
                 });
             }
         }
@@ -233,7 +216,7 @@ impl SecretKeyStore for Backend {
         new: &conclave_core::secretbox::Sealed,
     ) -> StoreResult<bool> {
         let c = sealed_column_sql(at.column);
-        let done = sqlx::query(&format!(
+        let sql = format!(
             "UPDATE {t} SET {k} = $4, {n} = $5, {ct} = $6 \
              WHERE {row} = $1 AND {k} = $2 AND {n} = $3",
             t = c.table,
@@ -241,16 +224,12 @@ impl SecretKeyStore for Backend {
             n = c.nonce,
             ct = c.ciphertext,
             row = c.row
-        ))
-        .bind(at.row)
-        .bind(old.key_id)
-        .bind(old.nonce.as_slice())
-        .bind(new.key_id)
-        .bind(new.nonce.as_slice())
-        .bind(new.ciphertext.as_slice())
-        .execute(self.writer())
-        .await
-        .map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        );
+        let swap = sqlx::query(&sql)
+            .bind(at.row)
+            .bind(old.key_id)
+            .bind(old.nonce.as_slice());
+        let replaced = bind_sealed(swap, new).run(self.writer()).await?;
+        Ok(replaced == 1)
     }
 }

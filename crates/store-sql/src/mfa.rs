@@ -13,11 +13,7 @@ const TOTP_COLS: &str = "user_id, secret_key_id, secret_nonce, secret_ciphertext
 fn totp_from_row(row: &Row) -> StoreResult<conclave_core::mfa::TotpEnrolment> {
     Ok(conclave_core::mfa::TotpEnrolment {
         user_id: UserId(get(row, "user_id")?),
-        secret: conclave_core::secretbox::Sealed {
-            key_id: get(row, "secret_key_id")?,
-            nonce: get(row, "secret_nonce")?,
-            ciphertext: get(row, "secret_ciphertext")?,
-        },
+        secret: sealed_from_row(row)?,
         enabled_at: get(row, "enabled_at")?,
         last_step: get(row, "last_step")?,
         created_at: get(row, "created_at")?,
@@ -36,6 +32,14 @@ fn challenge_from_row(row: &Row) -> StoreResult<conclave_core::mfa::MfaChallenge
     })
 }
 
+fn recovery_code_from_row(row: &Row) -> StoreResult<conclave_core::mfa::StoredRecoveryCode> {
+    Ok(conclave_core::mfa::StoredRecoveryCode {
+        lookup: get(row, "lookup")?,
+        hash: get(row, "code_hash")?,
+        used_at: get(row, "used_at")?,
+    })
+}
+
 async fn insert_recovery_codes(
     conn: &mut Conn,
     user: UserId,
@@ -44,9 +48,8 @@ async fn insert_recovery_codes(
 ) -> StoreResult<()> {
     sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
         .bind(user.0)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+        .run(&mut *conn)
+        .await?;
     for code in codes {
         sqlx::query(
             "INSERT INTO recovery_codes (user_id, lookup, code_hash, used_at, created_at) \
@@ -57,9 +60,8 @@ async fn insert_recovery_codes(
         .bind(code.hash.as_str())
         .bind(code.used_at.map(ts))
         .bind(ts(at))
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+        .run(&mut *conn)
+        .await?;
     }
     Ok(())
 }
@@ -74,8 +76,9 @@ impl MfaStore for Backend {
         at: DateTime<Utc>,
         audit: &[AuditEntry],
     ) -> StoreResult<bool> {
-        // The conditional upsert replaces a pending secret but never an enabled one.
-        let query = sqlx::query(
+        // The conditional upsert replaces a pending secret but never an enabled one; no
+        // change, no audit row.
+        let upsert = sqlx::query(
             "INSERT INTO user_totp (user_id, secret_key_id, secret_nonce, secret_ciphertext, \
              enabled_at, last_step, created_at) VALUES ($1, $2, $3, $4, NULL, NULL, $5) \
              ON CONFLICT (user_id) DO UPDATE SET secret_key_id = excluded.secret_key_id, \
@@ -84,27 +87,24 @@ impl MfaStore for Backend {
              created_at = excluded.created_at \
              WHERE user_totp.enabled_at IS NULL",
         )
-        .bind(user.0)
-        .bind(secret.key_id)
-        .bind(secret.nonce.as_slice())
-        .bind(secret.ciphertext.as_slice())
-        .bind(ts(at));
-        // No change, no audit row.
-        Ok(run_audited(self, query, audit).await? == 1)
+        .bind(user.0);
+        let saved = bind_sealed(upsert, secret)
+            .bind(ts(at))
+            .run_audited(self, audit)
+            .await?;
+        Ok(saved == 1)
     }
 
     async fn totp_enrolment(
         &self,
         user: UserId,
     ) -> StoreResult<Option<conclave_core::mfa::TotpEnrolment>> {
-        let row = sqlx::query(&format!(
+        sqlx::query(&format!(
             "SELECT {TOTP_COLS} FROM user_totp WHERE user_id = $1"
         ))
         .bind(user.0)
-        .fetch_optional(self.reader())
+        .opt(self.reader(), totp_from_row)
         .await
-        .map_err(db)?;
-        row.as_ref().map(totp_from_row).transpose()
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -118,7 +118,7 @@ impl MfaStore for Backend {
         audit: &[AuditEntry],
     ) -> StoreResult<bool> {
         let mut tx = self.writer().begin().await.map_err(db)?;
-        let done = sqlx::query(
+        let enabled = sqlx::query(
             "UPDATE user_totp SET enabled_at = $3, last_step = $4 \
              WHERE user_id = $1 AND secret_nonce = $2 AND enabled_at IS NULL \
              AND (last_step IS NULL OR last_step < $4)",
@@ -127,10 +127,9 @@ impl MfaStore for Backend {
         .bind(nonce)
         .bind(ts(at))
         .bind(step)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        if done.rows_affected() == 0 {
+        .run(&mut *tx)
+        .await?;
+        if enabled == 0 {
             return Ok(false);
         }
         insert_recovery_codes(&mut tx, user, codes, at).await?;
@@ -140,76 +139,61 @@ impl MfaStore for Backend {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn use_totp_step(&self, user: UserId, step: i64) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let used = sqlx::query(
             "UPDATE user_totp SET last_step = $2 WHERE user_id = $1 \
              AND enabled_at IS NOT NULL AND (last_step IS NULL OR last_step < $2)",
         )
         .bind(user.0)
         .bind(step)
-        .execute(self.writer())
-        .await
-        .map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        .run(self.writer())
+        .await?;
+        Ok(used == 1)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn disable_totp(&self, user: UserId, audit: &[AuditEntry]) -> StoreResult<()> {
         let mut tx = self.writer().begin().await.map_err(db)?;
-        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
-            .bind(user.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        sqlx::query("DELETE FROM user_totp WHERE user_id = $1")
-            .bind(user.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        commit_audited(tx, self, audit).await?;
-        Ok(())
+        for table in ["recovery_codes", "user_totp"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                .bind(user.0)
+                .run(&mut *tx)
+                .await?;
+        }
+        commit_audited(tx, self, audit).await
     }
 
     async fn recovery_code(
         &self,
-        user: UserId,
-        lookup: &str,
+        code: conclave_core::mfa::RecoveryCodeRef<'_>,
     ) -> StoreResult<Option<conclave_core::mfa::StoredRecoveryCode>> {
-        let row = sqlx::query(
+        sqlx::query(
             "SELECT lookup, code_hash, used_at FROM recovery_codes \
              WHERE user_id = $1 AND lookup = $2",
         )
-        .bind(user.0)
-        .bind(lookup)
-        .fetch_optional(self.reader())
+        .bind(code.user.0)
+        .bind(code.lookup)
+        .opt(self.reader(), recovery_code_from_row)
         .await
-        .map_err(db)?;
-        row.map(|r| {
-            Ok(conclave_core::mfa::StoredRecoveryCode {
-                lookup: get(&r, "lookup")?,
-                hash: get(&r, "code_hash")?,
-                used_at: get(&r, "used_at")?,
-            })
-        })
-        .transpose()
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn use_recovery_code(
         &self,
-        user: UserId,
-        lookup: &str,
+        code: conclave_core::mfa::RecoveryCodeRef<'_>,
         at: DateTime<Utc>,
         audit: &[AuditEntry],
     ) -> StoreResult<bool> {
-        let query = sqlx::query(
+        // No change, no audit row.
+        let used = sqlx::query(
             "UPDATE recovery_codes SET used_at = $3 \
              WHERE user_id = $1 AND lookup = $2 AND used_at IS NULL",
         )
-        .bind(user.0)
-        .bind(lookup)
-        .bind(ts(at));
-        // No change, no audit row.
-        Ok(run_audited(self, query, audit).await? == 1)
+        .bind(code.user.0)
+        .bind(code.lookup)
+        .bind(ts(at))
+        .run_audited(self, audit)
+        .await?;
+        Ok(used == 1)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -227,10 +211,9 @@ impl MfaStore for Backend {
              WHERE user_id = $1 AND enabled_at IS NOT NULL",
         )
         .bind(user.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        if on.rows_affected() == 0 {
+        .run(&mut *tx)
+        .await?;
+        if on == 0 {
             return Ok(false);
         }
         insert_recovery_codes(&mut tx, user, codes, at).await?;
@@ -243,7 +226,7 @@ impl MfaStore for Backend {
         org: OrgId,
         user: UserId,
     ) -> StoreResult<Option<conclave_core::mfa::OrgStanding>> {
-        let row = sqlx::query(
+        sqlx::query(
             "SELECT m.role, o.require_2fa, EXISTS (SELECT 1 FROM user_totp t \
              WHERE t.user_id = m.user_id AND t.enabled_at IS NOT NULL) AS has_2fa \
              FROM org_members m JOIN orgs o ON o.id = m.org_id \
@@ -251,17 +234,14 @@ impl MfaStore for Backend {
         )
         .bind(org.0)
         .bind(user.0)
-        .fetch_optional(self.reader())
-        .await
-        .map_err(db)?;
-        row.map(|r| {
+        .opt(self.reader(), |r| {
             Ok(conclave_core::mfa::OrgStanding {
-                role: tag(&r, "role", OrgRole::parse)?,
-                org_requires_2fa: get(&r, "require_2fa")?,
-                user_has_2fa: get(&r, "has_2fa")?,
+                role: tag(r, "role", OrgRole::parse)?,
+                org_requires_2fa: get(r, "require_2fa")?,
+                user_has_2fa: get(r, "has_2fa")?,
             })
         })
-        .transpose()
+        .await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -280,9 +260,8 @@ impl MfaStore for Backend {
         .bind(challenge.failures)
         .bind(ts(challenge.created_at))
         .bind(ts(challenge.expires_at))
-        .execute(self.writer())
-        .await
-        .map_err(db)?;
+        .run(self.writer())
+        .await?;
         Ok(())
     }
 
@@ -290,14 +269,12 @@ impl MfaStore for Backend {
         &self,
         token_hash: &[u8],
     ) -> StoreResult<Option<conclave_core::mfa::MfaChallenge>> {
-        let row = sqlx::query(&format!(
+        sqlx::query(&format!(
             "SELECT {CHALLENGE_COLS} FROM mfa_challenges WHERE token_hash = $1"
         ))
         .bind(token_hash)
-        .fetch_optional(self.reader())
+        .opt(self.reader(), challenge_from_row)
         .await
-        .map_err(db)?;
-        row.as_ref().map(challenge_from_row).transpose()
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -309,17 +286,15 @@ impl MfaStore for Backend {
     ) -> StoreResult<Option<conclave_core::mfa::MfaChallenge>> {
         // One conditional statement: concurrent reservations queue on the row, and each
         // sees the count the one before left.
-        let row = sqlx::query(&format!(
+        sqlx::query(&format!(
             "UPDATE mfa_challenges SET failures = failures + 1 WHERE token_hash = $1 \
              AND expires_at > $2 AND failures < $3 RETURNING {CHALLENGE_COLS}"
         ))
         .bind(token_hash)
         .bind(ts(now))
         .bind(max_failures)
-        .fetch_optional(self.writer())
+        .opt(self.writer(), challenge_from_row)
         .await
-        .map_err(db)?;
-        row.as_ref().map(challenge_from_row).transpose()
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -329,25 +304,18 @@ impl MfaStore for Backend {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<conclave_core::mfa::MfaChallenge>> {
         // One statement: of two concurrent takes only one deletes the row.
-        let row = sqlx::query(&format!(
+        sqlx::query(&format!(
             "DELETE FROM mfa_challenges WHERE token_hash = $1 AND expires_at > $2 \
              RETURNING {CHALLENGE_COLS}"
         ))
         .bind(token_hash)
         .bind(ts(now))
-        .fetch_optional(self.writer())
+        .opt(self.writer(), challenge_from_row)
         .await
-        .map_err(db)?;
-        row.as_ref().map(challenge_from_row).transpose()
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn prune_mfa_challenges(&self, before: DateTime<Utc>) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM mfa_challenges WHERE expires_at < $1")
-            .bind(ts(before))
-            .execute(self.writer())
-            .await
-            .map_err(db)?;
-        Ok(done.rows_affected())
+        prune_before(self, "mfa_challenges", "expires_at", before).await
     }
 }

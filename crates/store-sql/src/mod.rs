@@ -14,16 +14,19 @@
 //! so every file here is ordinary code over one concrete database type — rustfmt formats it,
 //! IDEs read it, and each file implements the `conclave_core::store` area traits of its name
 //! directly (no forwarder, no macro bodies). `Backend` must offer
-//! `reader()`/`writer()` (`&sqlx::Pool<Db>`: plain reads; every write and transaction) and
-//! `audit_key()`.
+//! `reader()`/`writer()` (`&sqlx::Pool<Db>`: plain reads; every write and transaction),
+//! `audit_key()` and `writers()` (the group-commit writers of message sends, `batch`), and the
+//! crate a `BEGIN_SENDS` statement that opens a batch's transaction.
 //!
 //! Every time is stored cut to microseconds (PostgreSQL's precision), so both backends return
 //! the same instants; SQLite keeps them as RFC 3339 text in UTC, which sorts and compares in
 //! time order.
 
 mod audit;
+mod batch;
 mod conversations;
 mod credentials;
+mod files;
 mod health;
 mod invites;
 mod keyring;
@@ -33,23 +36,34 @@ mod orgs;
 mod privacy;
 mod realtime;
 mod retention;
+mod roster;
 mod rows;
 mod sessions;
 mod teams;
 mod throttle;
 mod users;
+mod webhooks;
+
+pub(crate) use batch::Writers;
 
 use super::{Backend, Db};
 use async_trait::async_trait;
 use audit::commit_audited;
 use chrono::{DateTime, Utc};
 use conclave_core::audit::AuditEntry;
+use conclave_core::files::{
+    FileInfo, FileName, FreedBlobs, QuotaRequest, Reservation, StoredFile, UploadLease,
+};
 use conclave_core::ids::*;
 use conclave_core::model::*;
 use conclave_core::store::*;
 use conclave_core::types::*;
 use conversations::promote_longest_standing;
-use orgs::{insert_member, remove_member_in};
+use files::{
+    claim_files, delete_with_files, hand_over_files, remove_files, with_attachments, REMOVED_FILE,
+};
+use orgs::remove_member_in;
+use roster::{ORG_MEMBERS, PARTICIPANTS};
 use rows::*;
 use users::insert_user;
 
@@ -57,3 +71,6 @@ use users::insert_user;
 type Conn = <Db as sqlx::Database>::Connection;
 /// A result row of the backend.
 type Row = <Db as sqlx::Database>::Row;
+
+/// The backend implements every area trait of this directory, so it is the whole [`Store`].
+impl Store for Backend {}

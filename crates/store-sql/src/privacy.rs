@@ -1,5 +1,5 @@
-//! Privacy (DATA-6): reading everything a user wrote, and erasing an account in one
-//! transaction.
+//! Privacy (DATA-6): reading everything a user wrote, and erasing an account (files included)
+//! in one transaction.
 
 use super::*;
 
@@ -9,19 +9,19 @@ use super::*;
 /// that name). Concurrent erasures in one org end up with the same placeholder.
 async fn org_placeholder(conn: &mut Conn, org: OrgId, at: DateTime<Utc>) -> StoreResult<UserId> {
     let find = "SELECT user_id FROM org_placeholders WHERE org_id = $1";
-    let existing = sqlx::query(find)
+    let user_id = |r: &Row| get(r, "user_id").map(UserId);
+    if let Some(existing) = sqlx::query(find)
         .bind(org.0)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db)?;
-    if let Some(row) = existing {
-        return Ok(UserId(get(&row, "user_id")?));
+        .opt(&mut *conn, user_id)
+        .await?
+    {
+        return Ok(existing);
     }
     let id = UserId::new();
     let short = org.0.simple().to_string()[20..].to_owned();
     let mut name = format!("deleted-{short}");
     loop {
-        let done = sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO users (id, username, username_key, display_name, email, \
              password_hash, kind, server_admin, disabled, created_at, erased_at) \
              VALUES ($1, $2, $3, NULL, NULL, NULL, 'user', $4, $5, $6, $6) \
@@ -33,10 +33,9 @@ async fn org_placeholder(conn: &mut Conn, org: OrgId, at: DateTime<Utc>) -> Stor
         .bind(false)
         .bind(true)
         .bind(ts(at))
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
-        if done.rows_affected() == 1 {
+        .run(&mut *conn)
+        .await?;
+        if inserted == 1 {
             break;
         }
         let tail = uuid::Uuid::new_v4().simple().to_string();
@@ -48,24 +47,17 @@ async fn org_placeholder(conn: &mut Conn, org: OrgId, at: DateTime<Utc>) -> Stor
     )
     .bind(org.0)
     .bind(id.0)
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
-    if claimed.rows_affected() == 1 {
+    .run(&mut *conn)
+    .await?;
+    if claimed == 1 {
         return Ok(id);
     }
     // Another erasure made one first: use that, drop ours.
     sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(id.0)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
-    let row = sqlx::query(find)
-        .bind(org.0)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db)?;
-    Ok(UserId(get(&row, "user_id")?))
+        .run(&mut *conn)
+        .await?;
+    sqlx::query(find).bind(org.0).one(&mut *conn, user_id).await
 }
 
 #[async_trait]
@@ -76,40 +68,50 @@ impl PrivacyStore for Backend {
         after: Option<MessageId>,
         limit: i64,
     ) -> StoreResult<Vec<Message>> {
-        fetch_all(
-            self.reader(),
-            sqlx::query(&format!(
-                "SELECT {MESSAGE_COLS} FROM messages m JOIN users u ON u.id = m.author_id \
+        let page = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLS} FROM messages m JOIN users u ON u.id = m.author_id \
              WHERE m.author_id = $1 AND ($2 IS NULL OR m.id > $2) ORDER BY m.id LIMIT $3"
-            ))
-            .bind(user.0)
-            .bind(after.map(|m| m.0))
-            .bind(limit),
-            message_from_row,
-        )
-        .await
+        ))
+        .bind(user.0)
+        .bind(after.map(|m| m.0))
+        .bind(limit)
+        .all(self.reader(), message_from_row)
+        .await?;
+        with_attachments(self.reader(), page).await
     }
 
-    /// Erases an account: messages in `tombstone_orgs` lose their content (the others keep
+    /// Erases an account: messages in `erasure.tombstone_orgs` lose their content (the others keep
     /// it under the org's placeholder author), every membership goes as `remove_member` would,
-    /// credentials, 2FA and sessions are deleted and the profile is scrubbed. Fails with
-    /// `LastOrgOwner` (nothing changed) while the user is an org's only owner.
+    /// credentials, 2FA and sessions are deleted and the profile is scrubbed. Files go with
+    /// tombstoned messages, move with anonymised ones, and uploads no message carries go.
+    /// Fails with `LastOrgOwner` (nothing changed) while the user is an org's only owner.
     async fn erase_user(
         &self,
-        user: UserId,
-        tombstone_orgs: &[OrgId],
-        anonymous_name: &str,
-        at: DateTime<Utc>,
+        erasure: &Erasure<'_>,
         audit: &[AuditEntry],
-    ) -> StoreResult<u64> {
+    ) -> StoreResult<ErasedAccount> {
+        let Erasure {
+            user,
+            tombstone_orgs,
+            anonymous_name,
+            at,
+        } = *erasure;
         let mut tx = self.writer().begin().await.map_err(db)?;
+        let org_id = |r: &Row| get(r, "org_id").map(OrgId);
         let orgs = sqlx::query("SELECT org_id FROM org_members WHERE user_id = $1")
             .bind(user.0)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
+            .all(&mut *tx, org_id)
+            .await?;
         let mut tombstoned = 0;
+        let mut freed = FreedBlobs::default();
         for org in tombstone_orgs {
+            let files = format!(
+                "DELETE FROM files WHERE message_id IN (SELECT m.id FROM messages m \
+                 JOIN conversations c ON c.id = m.conversation_id \
+                 WHERE m.author_id = $1 AND c.org_id = $2) {REMOVED_FILE}"
+            );
+            let query = sqlx::query(&files).bind(user.0).bind(org.0);
+            freed.0.extend(remove_files(&mut tx, query).await?.0);
             sqlx::query(
                 "DELETE FROM message_versions WHERE message_id IN (SELECT m.id FROM \
                  messages m JOIN conversations c ON c.id = m.conversation_id \
@@ -117,10 +119,9 @@ impl PrivacyStore for Backend {
             )
             .bind(user.0)
             .bind(org.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-            let done = sqlx::query(
+            .run(&mut *tx)
+            .await?;
+            tombstoned += sqlx::query(
                 "UPDATE messages SET content = NULL, deleted_at = COALESCE(deleted_at, $3) \
                  WHERE author_id = $1 AND content IS NOT NULL AND conversation_id IN \
                  (SELECT id FROM conversations WHERE org_id = $2)",
@@ -128,10 +129,8 @@ impl PrivacyStore for Backend {
             .bind(user.0)
             .bind(org.0)
             .bind(ts(at))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-            tombstoned += done.rows_affected();
+            .run(&mut *tx)
+            .await?;
         }
         // Everywhere else the messages keep their content but move to the org's placeholder
         // author, so the erased id leads to none of them.
@@ -140,11 +139,9 @@ impl PrivacyStore for Backend {
              JOIN conversations c ON c.id = m.conversation_id WHERE m.author_id = $1",
         )
         .bind(user.0)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-        for row in &written {
-            let org = OrgId(get(row, "org_id")?);
+        .all(&mut *tx, org_id)
+        .await?;
+        for org in written {
             if tombstone_orgs.contains(&org) {
                 continue;
             }
@@ -156,13 +153,17 @@ impl PrivacyStore for Backend {
             .bind(user.0)
             .bind(placeholder.0)
             .bind(org.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .run(&mut *tx)
+            .await?;
+            hand_over_files(&mut tx, user, placeholder, org).await?;
         }
-        for row in &orgs {
-            let org: uuid::Uuid = get(row, "org_id")?;
-            remove_member_in(&mut tx, OrgId(org), user).await?;
+        // What is left of theirs are uploads no message carries.
+        let files = format!("DELETE FROM files WHERE uploader_id = $1 {REMOVED_FILE}");
+        let query = sqlx::query(&files).bind(user.0);
+        freed.0.extend(remove_files(&mut tx, query).await?.0);
+        let mut removed = Vec::with_capacity(orgs.len());
+        for org in orgs {
+            removed.push(remove_member_in(&mut tx, org, user).await?);
         }
         for table in [
             "sessions",
@@ -180,11 +181,10 @@ impl PrivacyStore for Backend {
             };
             sqlx::query(&format!("DELETE FROM {table} WHERE {col} = $1"))
                 .bind(user.0)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+                .run(&mut *tx)
+                .await?;
         }
-        let done = sqlx::query(
+        sqlx::query(
             "UPDATE users SET username = $2, username_key = $3, display_name = NULL, \
              email = NULL, password_hash = NULL, disabled = $4, server_admin = $5, \
              erased_at = $6 WHERE id = $1",
@@ -195,13 +195,13 @@ impl PrivacyStore for Backend {
         .bind(true)
         .bind(false)
         .bind(ts(at))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        .change(&mut *tx)
+        .await?;
         commit_audited(tx, self, audit).await?;
-        Ok(tombstoned)
+        Ok(ErasedAccount {
+            tombstoned,
+            removed,
+            freed,
+        })
     }
 }

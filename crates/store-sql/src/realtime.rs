@@ -32,36 +32,24 @@ fn gateway_session_from_row(row: &Row) -> StoreResult<GatewaySession> {
 #[async_trait]
 impl RealtimeStore for Backend {
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn set_read_marker(
-        &self,
-        conv: ConversationId,
-        user: UserId,
-        message: MessageId,
-        audit: &[AuditEntry],
-    ) -> StoreResult<()> {
+    async fn set_read_marker(&self, marker: ReadMarker, audit: &[AuditEntry]) -> StoreResult<()> {
         // A message id that does not exist breaks `participants_last_read_fkey`, which
         // `db` reports as `NotFound` too.
-        let mut tx = self.writer().begin().await.map_err(db)?;
-        let done = sqlx::query(
+        sqlx::query(
             "UPDATE participants SET last_read_message_id = $3 \
              WHERE conversation_id = $1 AND user_id = $2",
         )
-        .bind(conv.0)
-        .bind(user.0)
-        .bind(message.0)
-        .execute(&mut *tx)
+        .bind(marker.conv.0)
+        .bind(marker.user.0)
+        .bind(marker.message.0)
+        .change_audited(self, audit)
         .await
-        .map_err(db)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        commit_audited(tx, self, audit).await
     }
 
     async fn conversation_states(&self, user: UserId) -> StoreResult<Vec<ConversationState>> {
         // The marker's seq counts only when the message is in that conversation; a marker
         // whose message is gone was set to NULL by `participants_last_read_fkey`.
-        let rows = sqlx::query(
+        sqlx::query(
             "SELECT c.id, c.last_seq, p.last_read_message_id, m.seq AS read_seq \
              FROM participants p JOIN conversations c ON c.id = p.conversation_id \
              LEFT JOIN messages m ON m.id = p.last_read_message_id \
@@ -69,22 +57,18 @@ impl RealtimeStore for Backend {
              WHERE p.user_id = $1 ORDER BY c.id",
         )
         .bind(user.0)
-        .fetch_all(self.reader())
-        .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|row| {
-                let last_seq: i64 = get(row, "last_seq")?;
-                let read_seq: Option<i64> = get(row, "read_seq")?;
-                Ok(ConversationState {
-                    id: ConversationId(get(row, "id")?),
-                    last_seq,
-                    last_read_message_id: get::<Option<uuid::Uuid>>(row, "last_read_message_id")?
-                        .map(MessageId),
-                    unread_count: last_seq.saturating_sub(read_seq.unwrap_or(0)).max(0),
-                })
+        .all(self.reader(), |row| {
+            let last_seq: i64 = get(row, "last_seq")?;
+            let read_seq: Option<i64> = get(row, "read_seq")?;
+            Ok(ConversationState {
+                id: ConversationId(get(row, "id")?),
+                last_seq,
+                last_read_message_id: get::<Option<uuid::Uuid>>(row, "last_read_message_id")?
+                    .map(MessageId),
+                unread_count: last_seq.saturating_sub(read_seq.unwrap_or(0)).max(0),
             })
-            .collect()
+        })
+        .await
     }
 
     async fn user_conversation_ids(
@@ -92,45 +76,23 @@ impl RealtimeStore for Backend {
         user: UserId,
         org: Option<OrgId>,
     ) -> StoreResult<Vec<ConversationId>> {
-        let rows = match org {
-            None => {
-                sqlx::query(
-                    "SELECT conversation_id AS id FROM participants WHERE user_id = $1 \
-                     ORDER BY conversation_id",
-                )
-                .bind(user.0)
-                .fetch_all(self.reader())
-                .await
-            }
-            Some(org) => {
-                sqlx::query(
-                    "SELECT c.id FROM participants p \
-                     JOIN conversations c ON c.id = p.conversation_id \
-                     WHERE p.user_id = $1 AND c.org_id = $2 ORDER BY c.id",
-                )
-                .bind(user.0)
-                .bind(org.0)
-                .fetch_all(self.reader())
-                .await
-            }
-        }
-        .map_err(db)?;
-        rows.iter()
-            .map(|row| Ok(ConversationId(get(row, "id")?)))
-            .collect()
+        // Without an org, `$2 IS NULL` keeps every conversation.
+        sqlx::query(
+            "SELECT c.id FROM participants p \
+             JOIN conversations c ON c.id = p.conversation_id \
+             WHERE p.user_id = $1 AND ($2 IS NULL OR c.org_id = $2) ORDER BY c.id",
+        )
+        .bind(user.0)
+        .bind(org.map(|o| o.0))
+        .all(self.reader(), |row| get(row, "id").map(ConversationId))
+        .await
     }
 
     async fn participant_ids(&self, conv: ConversationId) -> StoreResult<Vec<UserId>> {
-        let rows = sqlx::query(
-            "SELECT user_id FROM participants WHERE conversation_id = $1 ORDER BY user_id",
-        )
-        .bind(conv.0)
-        .fetch_all(self.reader())
-        .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|row| Ok(UserId(get(row, "user_id")?)))
-            .collect()
+        sqlx::query("SELECT user_id FROM participants WHERE conversation_id = $1 ORDER BY user_id")
+            .bind(conv.0)
+            .all(self.reader(), |row| get(row, "user_id").map(UserId))
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -151,9 +113,8 @@ impl RealtimeStore for Backend {
         .bind(session.epoch.as_str())
         .bind(conversations_json(&session.conversations)?)
         .bind(ts(session.saved_at))
-        .execute(self.writer())
-        .await
-        .map_err(db)?;
+        .run(self.writer())
+        .await?;
         Ok(())
     }
 
@@ -166,26 +127,19 @@ impl RealtimeStore for Backend {
     ) -> StoreResult<Option<GatewaySession>> {
         // One statement, so one transaction: of two concurrent takes only one gets the row,
         // and a take by someone else never removes it, not even for a moment.
-        let row = sqlx::query(&format!(
+        sqlx::query(&format!(
             "DELETE FROM gateway_sessions WHERE id = $1 AND user_id = $2 \
              AND auth_session_id = $3 RETURNING {GATEWAY_SESSION_COLS}"
         ))
         .bind(id)
         .bind(user.0)
         .bind(auth_session.0)
-        .fetch_optional(self.writer())
+        .opt(self.writer(), gateway_session_from_row)
         .await
-        .map_err(db)?;
-        row.as_ref().map(gateway_session_from_row).transpose()
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn prune_gateway_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM gateway_sessions WHERE saved_at < $1")
-            .bind(ts(before))
-            .execute(self.writer())
-            .await
-            .map_err(db)?;
-        Ok(done.rows_affected())
+        prune_before(self, "gateway_sessions", "saved_at", before).await
     }
 }

@@ -271,53 +271,194 @@ pub(super) fn version_from_row(row: &Row) -> StoreResult<MessageVersion> {
     })
 }
 
+/// Inserts the pair (`a`, `b`) into a link table, named with its two columns as
+/// `"table (a_col, b_col)"`; a pair linked already is not an error.
+pub(super) async fn link(
+    conn: &mut Conn,
+    table: &str,
+    a: uuid::Uuid,
+    b: uuid::Uuid,
+) -> StoreResult<()> {
+    let sql = format!("INSERT INTO {table} VALUES ($1, $2) ON CONFLICT DO NOTHING");
+    sqlx::query(&sql).bind(a).bind(b).run(conn).await?;
+    Ok(())
+}
+
+/// Deletes the one row of `table` that both keys (`(column, value)`) name, with the change's
+/// audit rows; `NotFound` (and no audit row) when there is none.
+pub(super) async fn delete_keyed(
+    s: &Backend,
+    table: &str,
+    [(a_col, a), (b_col, b)]: [(&str, uuid::Uuid); 2],
+    audit: &[AuditEntry],
+) -> StoreResult<()> {
+    let sql = format!("DELETE FROM {table} WHERE {a_col} = $1 AND {b_col} = $2");
+    sqlx::query(&sql)
+        .bind(a)
+        .bind(b)
+        .change_audited(s, audit)
+        .await
+}
+
+/// Deletes the rows of `table` whose `col` is before `before` (expired sign-in challenges,
+/// stale resume states, forgotten login counters); answers how many went.
+pub(super) async fn prune_before(
+    s: &Backend,
+    table: &str,
+    col: &str,
+    before: DateTime<Utc>,
+) -> StoreResult<u64> {
+    sqlx::query(&format!("DELETE FROM {table} WHERE {col} < $1"))
+        .bind(ts(before))
+        .run(s.writer())
+        .await
+}
+
+/// Records a use of a session or key: `sql` sets row `$1`'s last use to `$2` and its address to
+/// `$3` when that is known. A row deleted meanwhile simply stays gone: nothing to touch, no
+/// error.
+pub(super) async fn touch(
+    s: &Backend,
+    sql: &str,
+    id: uuid::Uuid,
+    seen: Seen<'_>,
+) -> StoreResult<()> {
+    sqlx::query(sql)
+        .bind(id)
+        .bind(ts(seen.at))
+        .bind(seen.ip)
+        .run(s.writer())
+        .await?;
+    Ok(())
+}
+
+/// What a statement runs on: the backend's pool, a connection or a transaction.
+pub(super) trait Executor<'c>: sqlx::Executor<'c, Database = Db> {}
+
+impl<'c, E: sqlx::Executor<'c, Database = Db>> Executor<'c> for E {}
+
+/// A sealed secret from its `secret_key_id`, `secret_nonce` and `secret_ciphertext` columns
+/// (as every sealed column is stored, DATA-3).
+pub(super) fn sealed_from_row(row: &Row) -> StoreResult<conclave_core::secretbox::Sealed> {
+    Ok(conclave_core::secretbox::Sealed {
+        key_id: get(row, "secret_key_id")?,
+        nonce: get(row, "secret_nonce")?,
+        ciphertext: get(row, "secret_ciphertext")?,
+    })
+}
+
+/// Binds a sealed secret's key id, nonce and ciphertext, in that order.
+pub(super) fn bind_sealed<'q>(
+    query: Query<'q>,
+    sealed: &'q conclave_core::secretbox::Sealed,
+) -> Query<'q> {
+    query
+        .bind(sealed.key_id)
+        .bind(sealed.nonce.as_slice())
+        .bind(sealed.ciphertext.as_slice())
+}
+
+/// How a `*_from_row` function decodes one result row.
+pub(super) type FromRow<T> = fn(&Row) -> StoreResult<T>;
+
 /// A statement of the backend with its bound arguments.
 pub(super) type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
 
-/// Runs `query` on `pool` and maps every row with `from_row`.
-pub(super) async fn fetch_all<T>(
-    pool: &sqlx::Pool<Db>,
-    query: Query<'_>,
-    from_row: fn(&Row) -> StoreResult<T>,
-) -> StoreResult<Vec<T>> {
-    let rows = query.fetch_all(pool).await.map_err(db)?;
-    rows.iter().map(from_row).collect()
+/// How every statement of the store runs: on a pool or a connection (`on`), with its errors
+/// mapped by [`db`] and its rows decoded by a `*_from_row` function.
+pub(super) trait Run: Sized {
+    /// Runs the statement; answers how many rows it changed.
+    async fn run<'c>(self, on: impl Executor<'c>) -> StoreResult<u64>;
+
+    /// Runs a statement that must change a row: `NotFound` when it changes none.
+    async fn change<'c>(self, on: impl Executor<'c>) -> StoreResult<()>;
+
+    /// The statement's one row, decoded; `NotFound` when there is none.
+    async fn one<'c, T>(self, on: impl Executor<'c>, from_row: FromRow<T>) -> StoreResult<T>;
+
+    /// The statement's row, decoded, if there is one.
+    async fn opt<'c, T>(
+        self,
+        on: impl Executor<'c>,
+        from_row: FromRow<T>,
+    ) -> StoreResult<Option<T>>;
+
+    /// Every row of the statement, decoded.
+    async fn all<'c, T>(self, on: impl Executor<'c>, from_row: FromRow<T>) -> StoreResult<Vec<T>>;
+
+    /// In one transaction of `s`: runs the statement and, when it changed a row, appends
+    /// `audit` and commits (no change, no audit row); answers how many rows it changed.
+    async fn run_audited(self, s: &Backend, audit: &[AuditEntry]) -> StoreResult<u64>;
+
+    /// [`Run::run_audited`] for a statement that must change a row: `NotFound` (and no audit
+    /// row) when it changes none.
+    async fn change_audited(self, s: &Backend, audit: &[AuditEntry]) -> StoreResult<()>;
+
+    /// In one transaction of `s`: the statement's one row, decoded (`NotFound` when there is
+    /// none), with `audit` appended.
+    async fn one_audited<T>(
+        self,
+        s: &Backend,
+        audit: &[AuditEntry],
+        from_row: FromRow<T>,
+    ) -> StoreResult<T>;
 }
 
-/// Runs `query` on `pool` and maps its one row with `from_row`; `NotFound` when there is none.
-pub(super) async fn fetch_one<T>(
-    pool: &sqlx::Pool<Db>,
-    query: Query<'_>,
-    from_row: fn(&Row) -> StoreResult<T>,
-) -> StoreResult<T> {
-    let row = query.fetch_one(pool).await.map_err(db)?;
-    from_row(&row)
-}
-
-/// In one transaction: runs `query`, which must change a row (`NotFound`, nothing changed,
-/// when it changes none), and appends `audit`.
-pub(super) async fn change_audited(
-    s: &Backend,
-    query: Query<'_>,
-    audit: &[AuditEntry],
-) -> StoreResult<()> {
-    match run_audited(s, query, audit).await? {
-        0 => Err(StoreError::NotFound),
-        _ => Ok(()),
+impl Run for Query<'_> {
+    async fn run<'c>(self, on: impl Executor<'c>) -> StoreResult<u64> {
+        Ok(self.execute(on).await.map_err(db)?.rows_affected())
     }
-}
 
-/// In one transaction: runs `query` and, when it changed a row, appends `audit` and commits (no
-/// change, no audit row); answers how many rows it changed.
-pub(super) async fn run_audited(
-    s: &Backend,
-    query: Query<'_>,
-    audit: &[AuditEntry],
-) -> StoreResult<u64> {
-    let mut tx = s.writer().begin().await.map_err(db)?;
-    let changed = query.execute(&mut *tx).await.map_err(db)?.rows_affected();
-    if changed > 0 {
+    async fn change<'c>(self, on: impl Executor<'c>) -> StoreResult<()> {
+        match self.run(on).await? {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
+        }
+    }
+
+    async fn one<'c, T>(self, on: impl Executor<'c>, from_row: FromRow<T>) -> StoreResult<T> {
+        from_row(&self.fetch_one(on).await.map_err(db)?)
+    }
+
+    async fn opt<'c, T>(
+        self,
+        on: impl Executor<'c>,
+        from_row: FromRow<T>,
+    ) -> StoreResult<Option<T>> {
+        let row = self.fetch_optional(on).await.map_err(db)?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    async fn all<'c, T>(self, on: impl Executor<'c>, from_row: FromRow<T>) -> StoreResult<Vec<T>> {
+        let rows = self.fetch_all(on).await.map_err(db)?;
+        rows.iter().map(from_row).collect()
+    }
+
+    async fn run_audited(self, s: &Backend, audit: &[AuditEntry]) -> StoreResult<u64> {
+        let mut tx = s.writer().begin().await.map_err(db)?;
+        let changed = self.run(&mut *tx).await?;
+        if changed > 0 {
+            commit_audited(tx, s, audit).await?;
+        }
+        Ok(changed)
+    }
+
+    async fn change_audited(self, s: &Backend, audit: &[AuditEntry]) -> StoreResult<()> {
+        match self.run_audited(s, audit).await? {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
+        }
+    }
+
+    async fn one_audited<T>(
+        self,
+        s: &Backend,
+        audit: &[AuditEntry],
+        from_row: FromRow<T>,
+    ) -> StoreResult<T> {
+        let mut tx = s.writer().begin().await.map_err(db)?;
+        let row = self.one(&mut *tx, from_row).await?;
         commit_audited(tx, s, audit).await?;
+        Ok(row)
     }
-    Ok(changed)
 }

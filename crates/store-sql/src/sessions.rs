@@ -11,7 +11,6 @@ impl SessionStore for Backend {
         token_hash: &[u8],
         audit: &[AuditEntry],
     ) -> StoreResult<()> {
-        let mut tx = self.writer().begin().await.map_err(db)?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, token_hash, device, ip, created_at, \
              last_seen_at, expires_at, cookie, impersonator_id) \
@@ -27,50 +26,31 @@ impl SessionStore for Backend {
         .bind(ts(session.expires_at))
         .bind(session.cookie)
         .bind(session.impersonator.map(|u| u.0))
-        .execute(&mut *tx)
+        .change_audited(self, audit)
         .await
-        .map_err(db)?;
-        commit_audited(tx, self, audit).await
     }
 
     async fn session_by_token_hash(&self, token_hash: &[u8]) -> StoreResult<Option<Session>> {
-        let row = sqlx::query(&format!(
+        sqlx::query(&format!(
             "SELECT {SESSION_COLS} FROM sessions WHERE token_hash = $1"
         ))
         .bind(token_hash)
-        .fetch_optional(self.reader())
+        .opt(self.reader(), session_from_row)
         .await
-        .map_err(db)?;
-        row.as_ref().map(session_from_row).transpose()
     }
 
-    async fn touch_session(
-        &self,
-        id: SessionId,
-        at: DateTime<Utc>,
-        ip: Option<&str>,
-    ) -> StoreResult<()> {
-        // A session signed out meanwhile simply stays gone: nothing to touch, no error.
-        sqlx::query("UPDATE sessions SET last_seen_at = $2, ip = COALESCE($3, ip) WHERE id = $1")
-            .bind(id.0)
-            .bind(ts(at))
-            .bind(ip)
-            .execute(self.writer())
-            .await
-            .map_err(db)?;
-        Ok(())
+    async fn touch_session(&self, id: SessionId, seen: Seen<'_>) -> StoreResult<()> {
+        let sql = "UPDATE sessions SET last_seen_at = $2, ip = COALESCE($3, ip) WHERE id = $1";
+        touch(self, sql, id.0, seen).await
     }
 
     async fn list_sessions(&self, user: UserId) -> StoreResult<Vec<Session>> {
-        fetch_all(
-            self.reader(),
-            sqlx::query(&format!(
-                "SELECT {SESSION_COLS} FROM sessions WHERE user_id = $1 \
+        sqlx::query(&format!(
+            "SELECT {SESSION_COLS} FROM sessions WHERE user_id = $1 \
              ORDER BY created_at DESC, id DESC"
-            ))
-            .bind(user.0),
-            session_from_row,
-        )
+        ))
+        .bind(user.0)
+        .all(self.reader(), session_from_row)
         .await
     }
 
@@ -81,14 +61,8 @@ impl SessionStore for Backend {
         id: SessionId,
         audit: &[AuditEntry],
     ) -> StoreResult<()> {
-        change_audited(
-            self,
-            sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
-                .bind(id.0)
-                .bind(user.0),
-            audit,
-        )
-        .await
+        let keys = [("id", id.0), ("user_id", user.0)];
+        delete_keyed(self, "sessions", keys, audit).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -99,14 +73,13 @@ impl SessionStore for Backend {
         audit: &[AuditEntry],
     ) -> StoreResult<u64> {
         let mut tx = self.writer().begin().await.map_err(db)?;
-        let done =
+        let deleted =
             sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR id <> $2)")
                 .bind(user.0)
                 .bind(keep.map(|k| k.0))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+                .run(&mut *tx)
+                .await?;
         commit_audited(tx, self, audit).await?;
-        Ok(done.rows_affected())
+        Ok(deleted)
     }
 }

@@ -12,18 +12,38 @@ fn team_from_row(row: &Row) -> StoreResult<Team> {
     })
 }
 
+/// (team, user) pairs from the `team_id` and `user_id` columns.
+fn team_member_from_row(row: &Row) -> StoreResult<(TeamId, UserId)> {
+    Ok((TeamId(get(row, "team_id")?), UserId(get(row, "user_id")?)))
+}
+
 /// Adds a team member; adding one twice is not an error.
 async fn insert_team_member(conn: &mut Conn, team: TeamId, user: UserId) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO team_members (team_id, user_id) VALUES ($1, $2) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(team.0)
-    .bind(user.0)
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
-    Ok(())
+    link(conn, "team_members (team_id, user_id)", team.0, user.0).await
+}
+
+/// The teams `filter` keeps (a condition on `t`, binding `scope` as `$1`), with their members.
+async fn load_teams(s: &Backend, filter: &str, scope: uuid::Uuid) -> StoreResult<Vec<Team>> {
+    let mut conn = s.reader().acquire().await.map_err(db)?;
+    let mut teams = sqlx::query(&format!(
+        "SELECT t.id, t.org_id, t.name, t.created_at FROM teams t WHERE {filter} ORDER BY t.id"
+    ))
+    .bind(scope)
+    .all(&mut *conn, team_from_row)
+    .await?;
+    let members = sqlx::query(&format!(
+        "SELECT tm.team_id, tm.user_id FROM team_members tm \
+         JOIN teams t ON t.id = tm.team_id WHERE {filter} ORDER BY tm.user_id"
+    ))
+    .bind(scope)
+    .all(&mut *conn, team_member_from_row)
+    .await?;
+    for (team, user) in members {
+        if let Some(t) = teams.iter_mut().find(|t| t.id == team) {
+            t.member_ids.push(user);
+        }
+    }
+    Ok(teams)
 }
 
 #[async_trait]
@@ -46,55 +66,14 @@ impl TeamStore for Backend {
     }
 
     async fn teams(&self, org: OrgId) -> StoreResult<Vec<Team>> {
-        let mut conn = self.reader().acquire().await.map_err(db)?;
-        let rows = sqlx::query(
-            "SELECT id, org_id, name, created_at FROM teams WHERE org_id = $1 ORDER BY id",
-        )
-        .bind(org.0)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
-        let mut teams = rows
-            .iter()
-            .map(team_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        let members = sqlx::query(
-            "SELECT tm.team_id, tm.user_id FROM team_members tm \
-             JOIN teams t ON t.id = tm.team_id WHERE t.org_id = $1 ORDER BY tm.user_id",
-        )
-        .bind(org.0)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
-        for row in &members {
-            let team: uuid::Uuid = get(row, "team_id")?;
-            let user: uuid::Uuid = get(row, "user_id")?;
-            if let Some(t) = teams.iter_mut().find(|t| t.id.0 == team) {
-                t.member_ids.push(UserId(user));
-            }
-        }
-        Ok(teams)
+        load_teams(self, "t.org_id = $1", org.0).await
     }
 
     async fn team(&self, id: TeamId) -> StoreResult<Team> {
-        let mut conn = self.reader().acquire().await.map_err(db)?;
-        let row = sqlx::query("SELECT id, org_id, name, created_at FROM teams WHERE id = $1")
-            .bind(id.0)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(db)?;
-        let mut team = team_from_row(&row)?;
-        let members =
-            sqlx::query("SELECT user_id FROM team_members WHERE team_id = $1 ORDER BY user_id")
-                .bind(id.0)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(db)?;
-        team.member_ids = members
-            .iter()
-            .map(|r| get(r, "user_id").map(UserId))
-            .collect::<StoreResult<_>>()?;
-        Ok(team)
+        load_teams(self, "t.id = $1", id.0)
+            .await?
+            .pop()
+            .ok_or(StoreError::NotFound)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -116,26 +95,18 @@ impl TeamStore for Backend {
         user: UserId,
         audit: &[AuditEntry],
     ) -> StoreResult<()> {
-        change_audited(
-            self,
-            sqlx::query("DELETE FROM team_members WHERE team_id = $1 AND user_id = $2")
-                .bind(team.0)
-                .bind(user.0),
-            audit,
-        )
-        .await
+        let keys = [("team_id", team.0), ("user_id", user.0)];
+        delete_keyed(self, "team_members", keys, audit).await
     }
 
     async fn user_teams(&self, org: OrgId, user: UserId) -> StoreResult<Vec<TeamId>> {
-        let rows = sqlx::query(
+        sqlx::query(
             "SELECT tm.team_id FROM team_members tm JOIN teams t ON t.id = tm.team_id \
              WHERE t.org_id = $1 AND tm.user_id = $2 ORDER BY tm.team_id",
         )
         .bind(org.0)
         .bind(user.0)
-        .fetch_all(self.reader())
+        .all(self.reader(), |r| get(r, "team_id").map(TeamId))
         .await
-        .map_err(db)?;
-        rows.iter().map(|r| get(r, "team_id").map(TeamId)).collect()
     }
 }

@@ -37,8 +37,7 @@ impl LoginThrottleStore for Backend {
         for key in keys {
             query = query.bind(key.account.as_str()).bind(key.ip.as_str());
         }
-        let rows = query.fetch_all(self.reader()).await.map_err(db)?;
-        rows.iter().map(throttle_from_row).collect()
+        query.all(self.reader(), throttle_from_row).await
     }
 
     /// The conditional upsert of AUTH-5: the `WHERE` of its update part is the gate, checked
@@ -109,15 +108,16 @@ impl LoginThrottleStore for Backend {
             }
             query = query.bind(ts(*cutoff));
         }
-        let row = query.fetch_optional(self.writer()).await.map_err(db)?;
-        row.map(|r| {
-            Ok(conclave_core::mfa::ThrottleReservation {
+        let previous = query
+            .opt(self.writer(), |r| get(r, "prev_failure_at"))
+            .await?;
+        Ok(
+            previous.map(|previous| conclave_core::mfa::ThrottleReservation {
                 key: gate.key.clone(),
                 at: ts(at),
-                previous: get(&r, "prev_failure_at")?,
-            })
-        })
-        .transpose()
+                previous,
+            }),
+        )
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -134,9 +134,8 @@ impl LoginThrottleStore for Backend {
         .bind(r.key.account.as_str())
         .bind(r.key.ip.as_str())
         .bind(ts(r.at))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .run(&mut *tx)
+        .await?;
         // Otherwise one less, and the last failure before this one again unless a later one
         // was counted meanwhile.
         sqlx::query(
@@ -149,9 +148,8 @@ impl LoginThrottleStore for Backend {
         .bind(r.key.ip.as_str())
         .bind(ts(r.at))
         .bind(r.previous.map(ts))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .run(&mut *tx)
+        .await?;
         tx.commit().await.map_err(db)
     }
 
@@ -176,9 +174,8 @@ impl LoginThrottleStore for Backend {
             )
             .bind(r.key.account.as_str())
             .bind(r.key.ip.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .run(&mut *tx)
+            .await?;
         }
         commit_audited(tx, self, audit).await
     }
@@ -189,17 +186,13 @@ impl LoginThrottleStore for Backend {
     ) -> StoreResult<i64> {
         let mut total = 0;
         for key in keys {
-            let row =
+            let pending: Option<i64> =
                 sqlx::query("SELECT pending FROM login_failures WHERE account = $1 AND ip = $2")
                     .bind(key.account.as_str())
                     .bind(key.ip.as_str())
-                    .fetch_optional(self.reader())
-                    .await
-                    .map_err(db)?;
-            if let Some(row) = row {
-                let n: i64 = get(&row, "pending")?;
-                total += n;
-            }
+                    .opt(self.reader(), |r| get(r, "pending"))
+                    .await?;
+            total += pending.unwrap_or(0);
         }
         Ok(total)
     }
@@ -213,20 +206,14 @@ impl LoginThrottleStore for Backend {
             sqlx::query("DELETE FROM login_failures WHERE account = $1 AND ip = $2")
                 .bind(key.account.as_str())
                 .bind(key.ip.as_str())
-                .execute(self.writer())
-                .await
-                .map_err(db)?;
+                .run(self.writer())
+                .await?;
         }
         Ok(())
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn prune_login_failures(&self, before: DateTime<Utc>) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM login_failures WHERE last_failure_at < $1")
-            .bind(ts(before))
-            .execute(self.writer())
-            .await
-            .map_err(db)?;
-        Ok(done.rows_affected())
+        prune_before(self, "login_failures", "last_failure_at", before).await
     }
 }

@@ -30,9 +30,8 @@ async fn disarm_bootstrap(conn: &mut Conn) -> StoreResult<()> {
         "INSERT INTO server_flags (name, set_at) VALUES ('bootstrap', CURRENT_TIMESTAMP) \
          ON CONFLICT (name) DO NOTHING",
     )
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+    .run(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -70,14 +69,12 @@ impl UserStore for Backend {
     }
 
     async fn bootstrap_claimed(&self) -> StoreResult<bool> {
-        let row = sqlx::query(
+        sqlx::query(
             "SELECT (EXISTS (SELECT 1 FROM server_flags WHERE name = 'bootstrap') \
              OR EXISTS (SELECT 1 FROM users WHERE server_admin)) AS claimed",
         )
-        .fetch_one(self.reader())
+        .one(self.reader(), |r| get(r, "claimed"))
         .await
-        .map_err(db)?;
-        get(&row, "claimed")
     }
 
     async fn first_start(&self, now: DateTime<Utc>) -> StoreResult<DateTime<Utc>> {
@@ -86,44 +83,36 @@ impl UserStore for Backend {
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(ts(now))
-        .execute(self.writer())
-        .await
-        .map_err(db)?;
-        let row = sqlx::query("SELECT set_at FROM server_flags WHERE name = 'first_start'")
-            .fetch_one(self.writer())
+        .run(self.writer())
+        .await?;
+        sqlx::query("SELECT set_at FROM server_flags WHERE name = 'first_start'")
+            .one(self.writer(), |r| get(r, "set_at"))
             .await
-            .map_err(db)?;
-        get(&row, "set_at")
     }
 
     async fn user(&self, id: UserId) -> StoreResult<User> {
-        fetch_one(
-            self.reader(),
-            sqlx::query(&format!("SELECT {USER_COLS} FROM users u WHERE u.id = $1")).bind(id.0),
-            user_from_row,
-        )
-        .await
+        sqlx::query(&format!("SELECT {USER_COLS} FROM users u WHERE u.id = $1"))
+            .bind(id.0)
+            .one(self.reader(), user_from_row)
+            .await
     }
 
     async fn user_by_username(&self, key: &str) -> StoreResult<Option<(User, Option<String>)>> {
-        let row = sqlx::query(&format!(
+        sqlx::query(&format!(
             "SELECT {USER_COLS}, u.password_hash FROM users u WHERE u.username_key = $1"
         ))
         .bind(key.to_ascii_lowercase())
-        .fetch_optional(self.reader())
+        .opt(self.reader(), |r| {
+            Ok((user_from_row(r)?, get(r, "password_hash")?))
+        })
         .await
-        .map_err(db)?;
-        row.map(|row| Ok((user_from_row(&row)?, get(&row, "password_hash")?)))
-            .transpose()
     }
 
     async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>> {
-        let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
+        sqlx::query("SELECT password_hash FROM users WHERE id = $1")
             .bind(id.0)
-            .fetch_one(self.reader())
+            .one(self.reader(), |r| get(r, "password_hash"))
             .await
-            .map_err(db)?;
-        get(&row, "password_hash")
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -133,14 +122,11 @@ impl UserStore for Backend {
         phc: &str,
         audit: &[AuditEntry],
     ) -> StoreResult<()> {
-        change_audited(
-            self,
-            sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
-                .bind(id.0)
-                .bind(phc),
-            audit,
-        )
-        .await
+        sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+            .bind(id.0)
+            .bind(phc)
+            .change_audited(self, audit)
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -150,47 +136,40 @@ impl UserStore for Backend {
         name: Option<&DisplayName>,
         audit: &[AuditEntry],
     ) -> StoreResult<User> {
-        let mut tx = self.writer().begin().await.map_err(db)?;
-        let row = sqlx::query(&format!(
+        sqlx::query(&format!(
             "UPDATE users SET display_name = $2 WHERE id = $1 RETURNING {USER_RETURNING}"
         ))
         .bind(id.0)
         .bind(name.map(DisplayName::as_str))
-        .fetch_one(&mut *tx)
+        .one_audited(self, audit, user_from_row)
         .await
-        .map_err(db)?;
-        commit_audited(tx, self, audit).await?;
-        user_from_row(&row)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn set_user_flags(
         &self,
         id: UserId,
-        disabled: Option<bool>,
-        server_admin: Option<bool>,
-        require_2fa: Option<bool>,
+        flags: UserFlags,
         audit: &[AuditEntry],
     ) -> StoreResult<User> {
         let mut tx = self.writer().begin().await.map_err(db)?;
-        let row = sqlx::query(&format!(
+        let user = sqlx::query(&format!(
             "UPDATE users SET disabled = COALESCE($2, disabled), \
              server_admin = COALESCE($3, server_admin), \
              require_2fa = COALESCE($4, require_2fa) \
              WHERE id = $1 AND erased_at IS NULL RETURNING {USER_RETURNING}"
         ))
         .bind(id.0)
-        .bind(disabled)
-        .bind(server_admin)
-        .bind(require_2fa)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        if server_admin == Some(true) {
+        .bind(flags.disabled)
+        .bind(flags.server_admin)
+        .bind(flags.require_2fa)
+        .one(&mut *tx, user_from_row)
+        .await?;
+        if flags.server_admin == Some(true) {
             disarm_bootstrap(&mut tx).await?;
         }
         commit_audited(tx, self, audit).await?;
-        user_from_row(&row)
+        Ok(user)
     }
 
     async fn list_users(&self, page: Page<UserId>) -> StoreResult<Vec<User>> {
@@ -200,20 +179,17 @@ impl UserStore for Backend {
             k.cond, k.order
         );
         let q = k.bind_key(sqlx::query(&sql).bind(limit(page.limit)), |key| key.0);
-        let rows = q.fetch_all(self.reader()).await.map_err(db)?;
-        rows.iter().map(user_from_row).collect()
+        q.all(self.reader(), user_from_row).await
     }
 
     async fn users_share_org(&self, a: UserId, b: UserId) -> StoreResult<bool> {
-        let row = sqlx::query(
+        sqlx::query(
             "SELECT EXISTS (SELECT 1 FROM org_members x JOIN org_members y \
              ON y.org_id = x.org_id WHERE x.user_id = $1 AND y.user_id = $2) AS shared",
         )
         .bind(a.0)
         .bind(b.0)
-        .fetch_one(self.reader())
+        .one(self.reader(), |r| get(r, "shared"))
         .await
-        .map_err(db)?;
-        get(&row, "shared")
     }
 }

@@ -1,5 +1,6 @@
 //! The SQLite store: one file, WAL journal, a single writer connection (so writes queue in the
-//! pool instead of failing with `SQLITE_BUSY`) and a few reader connections. The SQL itself is
+//! pool instead of failing with `SQLITE_BUSY`) and a few reader connections. Message sends are
+//! group-committed by one writer task (`store-sql/src/batch.rs`). The SQL itself is
 //! shared with PostgreSQL: `crates/store-sql/src` is compiled here as the private module `sql`,
 //! over `sqlx::Sqlite`.
 
@@ -9,8 +10,26 @@ use sqlx::{Pool, Sqlite};
 use std::str::FromStr;
 use std::time::Duration;
 
+/// How a batch of sends begins: with the write lock taken at once (waiting up to the busy
+/// timeout), since the batch reads (replays, authors) before it writes, and a read
+/// transaction that has to wait for the write lock gets `SQLITE_BUSY` without waiting.
+const BEGIN_SENDS: &str = "BEGIN IMMEDIATE";
+
 /// How many connections serve plain reads.
 const READERS: u32 = 4;
+
+/// When a commit reaches the disk (`PRAGMA synchronous`, in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// The WAL is synced at checkpoints only: a commit survives the process being killed
+    /// (`kill -9`, a crash), but the last commits before a power loss or an OS crash may be
+    /// lost (the database stays consistent).
+    #[default]
+    Normal,
+    /// The WAL is synced at every commit: a commit survives a power loss too, at the cost of
+    /// an fsync per transaction (group commit makes that one per batch of sends).
+    Full,
+}
 
 /// A `Store` on an SQLite database file.
 #[derive(Debug, Clone)]
@@ -20,14 +39,25 @@ pub struct SqliteStore {
     writer: Pool<Sqlite>,
     /// Chains the audit rows this store appends (DATA-4).
     audit_key: conclave_core::audit::AuditKey,
+    /// The one group-commit writer of message sends.
+    writers: sql::Writers,
 }
 
 impl SqliteStore {
     /// Opens (creating it if missing) the database at `url` — `sqlite://path`, `sqlite:path` or
-    /// a plain path — and applies this crate's migrations.
+    /// a plain path — and applies this crate's migrations, with `synchronous = NORMAL`.
     pub async fn connect(
         url: &str,
         audit_key: conclave_core::audit::AuditKey,
+    ) -> Result<Self, StoreError> {
+        Self::open(url, audit_key, Synchronous::Normal).await
+    }
+
+    /// [`Self::connect`] with the given [`Synchronous`] setting.
+    pub async fn open(
+        url: &str,
+        audit_key: conclave_core::audit::AuditKey,
+        synchronous: Synchronous,
     ) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(backend)?
@@ -35,7 +65,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
-            .synchronous(SqliteSynchronous::Normal);
+            .synchronous(match synchronous {
+                Synchronous::Normal => SqliteSynchronous::Normal,
+                Synchronous::Full => SqliteSynchronous::Full,
+            });
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -50,11 +83,12 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(backend)?;
-        tracing::debug!(url, "sqlite store ready");
+        tracing::debug!(url, ?synchronous, "sqlite store ready");
         Ok(Self {
             reader,
             writer,
             audit_key,
+            writers: sql::Writers::new(1),
         })
     }
 
@@ -76,8 +110,14 @@ impl SqliteStore {
         &self.writer
     }
 
-    /// Closes both pools, waiting for connections in use to come back.
+    /// The group-commit writer of message sends.
+    fn writers(&self) -> &sql::Writers {
+        &self.writers
+    }
+
+    /// Ends the send writer and closes both pools, waiting for connections in use to come back.
     pub async fn close(&self) {
+        self.writers.close();
         self.writer.close().await;
         self.reader.close().await;
     }

@@ -4,7 +4,7 @@
 
 import { api } from '../api.js';
 import { busyButton, el, formValues, notice, show } from '../dom.js';
-import { current, table } from './console.js';
+import { current, fillPage, olderButton, table } from './console.js';
 
 const AUDIT_EVENTS = ['auth.login', 'auth.logout', 'auth.second_factor', 'session.revoked', 'sessions.revoked_others', 'password.changed', 'password.reset', 'totp.enabled', 'totp.disabled', 'impersonation.started', 'admin.user_updated', 'user.exported', 'user.erased'];
 const AUDIT_FILTERS = ['event', 'actor', 'org', 'since', 'until'];
@@ -88,13 +88,11 @@ export async function auditView() {
       return;
     }
     status.replaceChildren();
-    if (!before) body.replaceChildren();
-    body.append(...page.items.map(row));
-    if (!body.children.length) body.append(el('tr', {}, el('td', { colspan: 7, class: 'empty', text: 'No events match.' })));
+    fillPage(body, page.items, row, { older: before, empty: 'No events match.', columns: 7 });
     show(
       more,
       el('span', { class: 'muted', text: `${body.querySelectorAll('tr[data-event-id]').length} events shown` }),
-      page.next ? el('button', { type: 'button', class: 'small', text: 'Older events', onclick: (ev) => { ev.target.disabled = true; load(page.next); } }) : el('span', { class: 'muted', text: ' · no older events' }),
+      olderButton('Older events', page.next, load) ?? el('span', { class: 'muted', text: ' · no older events' }),
     );
   };
 

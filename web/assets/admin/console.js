@@ -1,6 +1,6 @@
 // What the sections of the admin console share: who is signed in and the content area the
-// section on show fills (`current`, set by `admin.js`), the org roles, and the table, error
-// and copy-button pieces every section draws with.
+// section on show fills (`current`, set by `admin.js`), the org roles, and the table, paging,
+// error and copy-button pieces every section draws with.
 
 import { el, notice, show } from '../dom.js';
 
@@ -23,6 +23,35 @@ export function table(caption, headers, rows) {
     el('thead', {}, el('tr', {}, headers.map((h) => el('th', { scope: 'col', text: h })))),
     el('tbody', {}, rows.length ? rows : el('tr', {}, el('td', { colspan: headers.length, class: 'empty', text: 'None.' }))),
   );
+}
+
+/**
+ * A table row: a string is a text cell, a `<td>` stays as it is, anything else (an element, or
+ * nothing) is put in a cell of its own.
+ */
+export function row(attrs, ...cells) {
+  const cell = (c) => (typeof c === 'string' ? el('td', { text: c }) : c instanceof HTMLTableCellElement ? c : el('td', {}, c));
+  return el('tr', attrs, cells.map(cell));
+}
+
+/**
+ * Shows a page of a newest-first list in `body`: instead of what it showed (the first page) or
+ * below it (an `older` page); one row saying `empty` (across `columns`) when nothing is listed.
+ */
+export function fillPage(body, items, toRow, { older, empty, columns }) {
+  if (!older) body.replaceChildren();
+  body.append(...items.map(toRow));
+  if (!body.children.length) body.append(el('tr', {}, el('td', { colspan: columns, class: 'empty', text: empty })));
+}
+
+/** The button that loads the older page after cursor `next` (once), or null at the end. */
+export function olderButton(text, next, load) {
+  if (!next) return null;
+  const onclick = (ev) => {
+    ev.target.disabled = true;
+    load(next);
+  };
+  return el('button', { type: 'button', class: 'small', text, onclick });
 }
 
 /** The Copy button beside a secret shown once (`cls`: its class, `small` unless told). */

@@ -2,8 +2,8 @@
 // org, scopes and last use; create one (its secret shown once) and revoke one.
 
 import { api } from '../api.js';
-import { cardForm, el, field, onSubmit, show } from '../dom.js';
-import { copyButton, current, errorTo, table } from './console.js';
+import { cardForm, el, field, onSubmit, show, smallButton } from '../dom.js';
+import { copyButton, current, errorTo, row, table } from './console.js';
 
 const SCOPES = ['messages:read', 'messages:write', 'conversations:read', 'conversations:admin', 'org:read', 'org:admin', 'files:write', 'webhooks:admin'];
 
@@ -46,25 +46,14 @@ export async function keysView() {
   const orgName = new Map(orgs.items.map((o) => [o.id, o.name]));
   const listStatus = el('div');
   const rows = keys.items.map((k) =>
-    el(
-      'tr',
+    row(
       { 'data-key-id': k.id },
-      el('td', { text: k.name }),
-      el('td', {}, el('code', { text: k.key })),
-      el('td', { text: orgName.get(k.org_id) ?? k.org_id }),
-      el('td', { text: k.scopes.join(', ') }),
-      el('td', { text: k.last_used_at ? new Date(k.last_used_at).toLocaleString() : 'never' }),
-      el(
-        'td',
-        {},
-        el('button', {
-          type: 'button',
-          class: 'small',
-          'aria-label': `Revoke API key ${k.name}`,
-          text: 'Revoke',
-          onclick: () => api('DELETE', `/api-keys/${k.id}`).then(keysView, errorTo(listStatus)),
-        }),
-      ),
+      k.name,
+      el('code', { text: k.key }),
+      orgName.get(k.org_id) ?? k.org_id,
+      k.scopes.join(', '),
+      k.last_used_at ? new Date(k.last_used_at).toLocaleString() : 'never',
+      smallButton('Revoke', `Revoke API key ${k.name}`, () => api('DELETE', `/api-keys/${k.id}`).then(keysView, errorTo(listStatus))),
     ),
   );
   show(current.content, el('h2', { text: 'API keys' }), el('p', { class: 'muted', text: 'Your API keys. Each acts as you, capped by its scopes.' }), listStatus, table('API keys', ['Name', 'Key', 'Organization', 'Scopes', 'Last used', 'Actions'], rows), form);

@@ -3,8 +3,8 @@
 // `refresh(focusLabel, opts)` to draw the org's card again after a change.
 
 import { api } from '../api.js';
-import { el, formValues, inlineForm } from '../dom.js';
-import { copyButton, errorTo, table } from './console.js';
+import { el, formValues, inlineForm, smallButton } from '../dom.js';
+import { copyButton, errorTo, row, table } from './console.js';
 
 /** The org's invites, with who they name, their use and expiry, and a revoke button each. */
 export function invitesPart(org, invites, refresh) {
@@ -12,24 +12,13 @@ export function invitesPart(org, invites, refresh) {
   const rows = invites.map((i) => {
     const who = i.username ?? 'anyone with the code';
     const uses = i.max_uses ? `${i.uses} of ${i.max_uses}` : String(i.uses);
-    return el(
-      'tr',
+    return row(
       {},
-      el('td', { text: who }),
-      el('td', { text: i.role }),
-      el('td', { text: uses }),
-      el('td', {}, i.expires_at ? el('time', { datetime: i.expires_at, text: new Date(i.expires_at).toLocaleString() }) : 'never'),
-      el(
-        'td',
-        {},
-        el('button', {
-          type: 'button',
-          class: 'small',
-          'aria-label': `Revoke the invite for ${who}`,
-          text: 'Revoke',
-          onclick: () => api('DELETE', `/orgs/${org.id}/invites/${i.id}`).then(() => refresh(), errorTo(status)),
-        }),
-      ),
+      who,
+      i.role,
+      uses,
+      i.expires_at ? el('time', { datetime: i.expires_at, text: new Date(i.expires_at).toLocaleString() }) : 'never',
+      smallButton('Revoke', `Revoke the invite for ${who}`, () => api('DELETE', `/orgs/${org.id}/invites/${i.id}`).then(() => refresh(), errorTo(status))),
     );
   });
   return el(
@@ -55,13 +44,11 @@ export function teamsPart(org, canManage, teams, members, refresh) {
         { 'data-user-id': id },
         el('span', { text: name }),
         canManage
-          ? el('button', {
-              type: 'button',
-              class: 'small',
-              'aria-label': `Remove ${name} from team ${t.name}`,
-              text: 'Remove',
-              onclick: () => api('DELETE', `/orgs/${org.id}/teams/${t.id}/members/${id}`).then(() => refresh(`Add to team ${t.name}`), errorTo(status)),
-            })
+          ? smallButton(
+              'Remove',
+              `Remove ${name} from team ${t.name}`,
+              () => api('DELETE', `/orgs/${org.id}/teams/${t.id}/members/${id}`).then(() => refresh(`Add to team ${t.name}`), errorTo(status)),
+            )
           : null,
       );
     });
@@ -134,13 +121,11 @@ export function botsPart(org, bots, revealed, refresh) {
       el(
         'td',
         {},
-        el('button', {
-          type: 'button',
-          class: 'small',
-          'aria-label': `Rotate token of bot ${b.name}`,
-          text: 'Rotate token',
-          onclick: () => api('POST', `/orgs/${org.id}/bots/${b.id}/token`, {}).then(withSecret('rotated'), errorTo(status)),
-        }),
+        smallButton(
+          'Rotate token',
+          `Rotate token of bot ${b.name}`,
+          () => api('POST', `/orgs/${org.id}/bots/${b.id}/token`, {}).then(withSecret('rotated'), errorTo(status)),
+        ),
       ),
     ),
   );

@@ -3,8 +3,8 @@
 // `org-parts.js` (invites, teams, bots); the permissions matrix by role; create an org.
 
 import { api } from '../api.js';
-import { el, inlineForm, notice, onSubmit, show } from '../dom.js';
-import { current, errorTo, ROLES, table } from './console.js';
+import { el, inlineForm, notice, onSubmit, show, smallButton } from '../dom.js';
+import { current, errorTo, ROLES, row, table } from './console.js';
 import { botsPart, invitesPart, teamsPart } from './org-parts.js';
 
 export async function orgsView() {
@@ -56,24 +56,13 @@ async function orgSection(org, { revealed } = {}) {
     roleSelect.addEventListener('change', () =>
       api('PATCH', `/orgs/${org.id}/members/${m.user.id}`, { role: roleSelect.value }).then(orgsView, errorTo(status)),
     );
-    return el(
-      'tr',
+    return row(
       {},
-      el('td', { text: name }),
-      el('td', {}, roleSelect),
-      el(
-        'td',
-        {},
-        canManage && m.user.id !== current.me.id
-          ? el('button', {
-              type: 'button',
-              class: 'small',
-              'aria-label': `Remove ${name} from ${org.name}`,
-              text: 'Remove',
-              onclick: () => api('DELETE', `/orgs/${org.id}/members/${m.user.id}`).then(orgsView, errorTo(status)),
-            })
-          : null,
-      ),
+      name,
+      roleSelect,
+      canManage && m.user.id !== current.me.id
+        ? smallButton('Remove', `Remove ${name} from ${org.name}`, () => api('DELETE', `/orgs/${org.id}/members/${m.user.id}`).then(orgsView, errorTo(status)))
+        : null,
     );
   });
   // Owners and admins invite by username (the person accepts, AZ-7); a server admin may also add

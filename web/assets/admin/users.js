@@ -1,10 +1,10 @@
-// The Users section of the admin console (`/admin#/users`): every account with its status,
-// create a user, enable or disable one, require 2FA of one, and impersonate one (the token is
+// The Users section of the admin console (`/admin#/users`): every account with its status and
+// file usage (bytes against the per-user quota, files stored), create a user, enable or disable one, require 2FA of one, and impersonate one (the token is
 // shown once and kept nowhere).
 
 import { api } from '../api.js';
-import { cardForm, el, field, notice, onSubmit, show } from '../dom.js';
-import { copyButton, current, errorTo, table } from './console.js';
+import { cardForm, el, field, formatBytes, notice, onSubmit, show, smallButton } from '../dom.js';
+import { copyButton, current, errorTo, row, table } from './console.js';
 
 export async function usersView() {
   const status = el('div');
@@ -31,51 +31,58 @@ export async function usersView() {
   const users = await api('GET', '/admin/users?limit=100');
   const listStatus = el('div');
   const rows = users.items.map((u) =>
-    el(
-      'tr',
+    row(
       { 'data-user-id': u.id },
-      el('td', { text: u.username }),
-      el('td', { text: u.email ?? '' }),
-      el('td', { text: u.kind }),
-      el('td', { text: u.server_admin ? 'yes' : 'no' }),
-      el('td', { text: u.disabled ? 'disabled' : 'active' }),
-      el('td', { text: u.require_2fa ? 'required' : '—' }),
+      u.username,
+      u.email ?? '',
+      u.kind,
+      u.server_admin ? 'yes' : 'no',
+      u.disabled ? 'disabled' : 'active',
+      u.require_2fa ? 'required' : '—',
+      usageCell(u),
       el(
         'td',
         { class: 'actions-cell' },
         u.id === current.me.id
           ? el('span', { class: 'muted', text: 'you' })
-          : el('button', {
-              type: 'button',
-              class: 'small',
-              'aria-label': `${u.disabled ? 'Enable' : 'Disable'} ${u.username}`,
-              text: u.disabled ? 'Enable' : 'Disable',
-              onclick: () => api('PATCH', `/admin/users/${u.id}`, { disabled: !u.disabled }).then(usersView, errorTo(listStatus)),
-            }),
+          : smallButton(
+              u.disabled ? 'Enable' : 'Disable',
+              `${u.disabled ? 'Enable' : 'Disable'} ${u.username}`,
+              () => api('PATCH', `/admin/users/${u.id}`, { disabled: !u.disabled }).then(usersView, errorTo(listStatus)),
+            ),
         // Requiring 2FA: until the user turns it on, their session reaches only their account.
         u.kind === 'user' && !u.disabled
-          ? el('button', {
-              type: 'button',
-              class: 'small',
-              'aria-label': `${u.require_2fa ? 'Stop requiring' : 'Require'} 2FA for ${u.username}`,
-              text: u.require_2fa ? 'Stop requiring 2FA' : 'Require 2FA',
-              onclick: () => api('PATCH', `/admin/users/${u.id}`, { require_2fa: !u.require_2fa }).then(usersView, errorTo(listStatus)),
-            })
+          ? smallButton(
+              u.require_2fa ? 'Stop requiring 2FA' : 'Require 2FA',
+              `${u.require_2fa ? 'Stop requiring' : 'Require'} 2FA for ${u.username}`,
+              () => api('PATCH', `/admin/users/${u.id}`, { require_2fa: !u.require_2fa }).then(usersView, errorTo(listStatus)),
+            )
           : null,
         // The server refuses the rest (yourself, server admins, bots, disabled accounts).
         u.id !== current.me.id && !u.server_admin && !u.disabled && u.kind === 'user'
-          ? el('button', {
-              type: 'button',
-              class: 'small',
-              'aria-label': `Impersonate ${u.username}`,
-              text: 'Impersonate',
-              onclick: () => impersonate(u, listStatus),
-            })
+          ? smallButton(
+              'Impersonate',
+              `Impersonate ${u.username}`,
+              () => impersonate(u, listStatus),
+            )
           : null,
       ),
     ),
   );
-  show(current.content, el('h2', { text: 'Users' }), listStatus, el('div', { class: 'table-scroll' }, table('All accounts', ['Username', 'Email', 'Kind', 'Server admin', 'Status', '2FA', 'Actions'], rows)), form);
+  show(current.content, el('h2', { text: 'Users' }), listStatus, el('div', { class: 'table-scroll' }, table('All accounts', ['Username', 'Email', 'Kind', 'Server admin', 'Status', '2FA', 'Files', 'Actions'], rows)), form);
+}
+
+/** What the user's files take: bytes of the quota (a meter too) and how many files. */
+function usageCell(u) {
+  const usage = u.file_usage;
+  if (!usage) return '';
+  const files = `${usage.files} file${usage.files === 1 ? '' : 's'}`;
+  return el(
+    'td',
+    { class: 'usage-cell' },
+    el('meter', { min: 0, max: usage.quota_bytes, value: usage.used_bytes, high: usage.quota_bytes * 0.9, 'aria-label': `File storage used by ${u.username}` }),
+    el('span', { text: `${formatBytes(usage.used_bytes)} of ${formatBytes(usage.quota_bytes)} · ${files}` }),
+  );
 }
 
 /**

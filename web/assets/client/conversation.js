@@ -1,9 +1,11 @@
 // The conversation view of the chat client: its log (newest 50, older pages on request), the
-// composer (Enter sends, typing is announced at most every 5 s), and the people panel with
+// composer (Enter sends, typing is announced at most every 5 s; files attached with its button
+// or dropped on it upload at once and go with the message), and the people panel with
 // presence and, for those who may, a Remove button per participant.
 
 import { api } from '../api.js';
-import { el, notice, show } from '../dom.js';
+import { el, notice, show, smallButton } from '../dom.js';
+import { pendingAttachments } from './attachments.js';
 import { upsertMessage } from './messages.js';
 import { markRead } from './reads.js';
 import { renderSidebar, setDirectName } from './sidebar.js';
@@ -25,7 +27,16 @@ export async function conversationView(id) {
   ui.people = el('ul', { class: 'people', 'aria-label': 'Participants' });
   ui.sendStatus = el('div');
   const input = el('textarea', { name: 'content', 'aria-label': 'Message', placeholder: `Message ${conversationName(c)}`, rows: 2, maxlength: 4000, required: true });
-  const composer = el('form', { class: 'composer', 'aria-label': 'Send a message' }, input, el('button', { type: 'submit', text: 'Send' }));
+  // A message needs text (the server refuses an empty one), files or not.
+  const files = pendingAttachments(id);
+  const picker = el('input', { type: 'file', multiple: true, hidden: true, 'aria-label': 'Files to attach' });
+  picker.addEventListener('change', () => {
+    files.add(picker.files);
+    picker.value = '';
+  });
+  const attach = el('button', { type: 'button', class: 'secondary', text: 'Attach', 'aria-label': 'Attach files', onclick: () => picker.click() });
+  const composer = el('form', { class: 'composer', 'aria-label': 'Send a message' }, attach, picker, input, el('button', { type: 'submit', text: 'Send' }));
+  dropTarget(composer, (dropped) => files.add(dropped));
   let lastTyping = 0;
   input.addEventListener('input', () => {
     const now = Date.now();
@@ -43,10 +54,18 @@ export async function conversationView(id) {
   composer.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const content = input.value.trim();
+    if (files.busy()) {
+      show(ui.sendStatus, notice('Wait until the files have uploaded.', 'info'));
+      return;
+    }
     if (!content) return;
+    const attachments = files.ids();
+    const body = { content, format: 'text', idempotency_key: crypto.randomUUID() };
+    if (attachments.length) body.attachment_ids = attachments;
     try {
-      const m = await api('POST', `/conversations/${id}/messages`, { content, format: 'text', idempotency_key: crypto.randomUUID() });
+      const m = await api('POST', `/conversations/${id}/messages`, body);
       input.value = '';
+      files.clear();
       lastTyping = 0;
       upsertMessage(m);
       markRead(m);
@@ -62,6 +81,7 @@ export async function conversationView(id) {
     el('div', { class: 'conv-body' }, ui.log, el('aside', { class: 'people-panel', 'aria-labelledby': 'people-title' }, el('h3', { id: 'people-title', text: 'People' }), ui.people)),
     ui.typing,
     composer,
+    files.list,
     ui.sendStatus,
   );
   const [messages, participants, current] = await Promise.all([
@@ -83,6 +103,32 @@ export async function conversationView(id) {
   renderPeople();
   markRead(messages.items.at(-1));
   input.focus();
+}
+
+/** Files dragged over `node` mark it; files dropped on it go to `dropped(files)`. */
+function dropTarget(node, dropped) {
+  const carriesFiles = (ev) => [...(ev.dataTransfer?.types ?? [])].includes('Files');
+  let depth = 0;
+  node.addEventListener('dragenter', (ev) => {
+    if (!carriesFiles(ev)) return;
+    ev.preventDefault();
+    depth += 1;
+    node.classList.add('drop-target');
+  });
+  node.addEventListener('dragover', (ev) => {
+    if (carriesFiles(ev)) ev.preventDefault();
+  });
+  node.addEventListener('dragleave', () => {
+    depth = Math.max(0, depth - 1);
+    if (depth === 0) node.classList.remove('drop-target');
+  });
+  node.addEventListener('drop', (ev) => {
+    if (!carriesFiles(ev)) return;
+    ev.preventDefault();
+    depth = 0;
+    node.classList.remove('drop-target');
+    dropped(ev.dataTransfer.files);
+  });
 }
 
 /** "Load older messages" while the server says there are more (`next` continues backwards). */
@@ -126,7 +172,7 @@ export function renderPeople() {
         el('span', { text: displayName(p.user) }),
         el('span', { class: 'visually-hidden', text: ` (${status})` }),
         canRemove(p) && p.user.id !== state.me.id
-          ? el('button', { type: 'button', class: 'small', 'aria-label': `Remove ${displayName(p.user)}`, text: 'Remove', onclick: () => removeParticipant(p) })
+          ? smallButton('Remove', `Remove ${displayName(p.user)}`, () => removeParticipant(p))
           : null,
       );
     }),

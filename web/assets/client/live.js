@@ -8,7 +8,7 @@ import { renderPeople } from './conversation.js';
 import { renderTyping, upsertMessage } from './messages.js';
 import { markRead, newestShown } from './reads.js';
 import { renderSidebar } from './sidebar.js';
-import { app, readsOf, state, ui } from './state.js';
+import { app, listsChanged, readsOf, state, ui } from './state.js';
 
 export function dispatch(t, d) {
   switch (t) {
@@ -36,12 +36,14 @@ export function dispatch(t, d) {
     case 'CONVERSATION_CREATE':
     case 'CONVERSATION_UPDATE':
       state.conversations.set(d.id, d);
+      listsChanged();
       readsOf(d.id).lastSeq = Math.max(readsOf(d.id).lastSeq, d.last_seq);
       state.available = state.available.filter((a) => a.id !== d.id);
       renderSidebar();
       break;
     case 'CONVERSATION_DELETE':
       state.conversations.delete(d.id);
+      listsChanged();
       renderSidebar();
       if (state.openId === d.id) show(ui.main, notice('This conversation was deleted.', 'info'));
       break;
@@ -58,6 +60,7 @@ export function dispatch(t, d) {
     case 'PARTICIPANT_REMOVE':
       if (d.user_id === state.me.id) {
         state.conversations.delete(d.conversation_id);
+        listsChanged();
         renderSidebar();
         if (state.openId === d.conversation_id) {
           ui.log = null;

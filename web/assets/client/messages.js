@@ -1,10 +1,11 @@
 // The messages of the open conversation: how one is drawn (plain text as text, server-sanitized
-// HTML through DOMPurify), kept in seq order in the log, edited and deleted by its author; and
+// HTML through DOMPurify, its attachments as `attachments.js` draws them), kept in seq order in the log, edited and deleted by its author; and
 // the "… is typing" line under the log.
 
 import DOMPurify from '../vendor/dompurify/purify.es.mjs';
 import { api } from '../api.js';
-import { el, notice, show } from '../dom.js';
+import { el, notice, show, smallButton } from '../dom.js';
+import { attachmentsOf } from './attachments.js';
 import { displayName, state, ui } from './state.js';
 
 /** The body of a message: plain text as text; HTML (sanitized by the server) through DOMPurify. */
@@ -35,14 +36,15 @@ function messageElement(m) {
       m.edited_at && !m.deleted_at ? el('span', { class: 'muted', text: '(edited)' }) : null,
     ),
     messageBody(m),
+    attachmentsOf(m),
   );
   if (mine) {
     li.append(
       el(
         'div',
         { class: 'actions' },
-        el('button', { type: 'button', class: 'small', 'aria-label': 'Edit message', text: 'Edit', onclick: () => editMessage(li, m) }),
-        el('button', { type: 'button', class: 'small', 'aria-label': 'Delete message', text: 'Delete', onclick: () => deleteMessage(m) }),
+        smallButton('Edit', 'Edit message', () => editMessage(li, m)),
+        smallButton('Delete', 'Delete message', () => deleteMessage(m)),
       ),
     );
   }

@@ -6,7 +6,7 @@
 import { api } from '../api.js';
 import { el, inlineForm, notice, show } from '../dom.js';
 import { welcomeView } from './home.js';
-import { app, conversationName, displayName, route, state, ui, unreadCount } from './state.js';
+import { app, conversationName, displayName, listsChanged, route, state, ui, unreadCount } from './state.js';
 
 /** Builds the page: the sidebar and the empty main area (`ui.main`) the views fill. */
 export function layout(root) {
@@ -27,9 +27,7 @@ export function layout(root) {
           participant_ids: [],
         });
         form.reset();
-        state.conversations.set(c.id, c);
-        location.hash = `#/c/${c.id}`;
-        renderSidebar();
+        openAsMine(c);
       } catch (e) {
         show(ui.newConvStatus, notice(e.message));
       }
@@ -62,10 +60,8 @@ export function layout(root) {
       });
       const other = state.members.get(state.orgId)?.find((m) => m.user.id === userId);
       if (other) state.directNames.set(c.id, displayName(other.user));
-      state.conversations.set(c.id, c);
       ui.directStatus.replaceChildren();
-      location.hash = `#/c/${c.id}`;
-      renderSidebar();
+      openAsMine(c);
     } catch (e) {
       show(ui.directStatus, notice(e.message));
     }
@@ -167,13 +163,19 @@ function selectOrg(id) {
   if (route().view === 'home') welcomeView();
 }
 
+/** Adds a conversation I just created or joined to my list and opens it. */
+function openAsMine(c) {
+  state.conversations.set(c.id, c);
+  listsChanged();
+  location.hash = `#/c/${c.id}`;
+  renderSidebar();
+}
+
 async function join(c) {
   try {
     await api('POST', `/conversations/${c.id}/join`);
     state.available = state.available.filter((a) => a.id !== c.id);
-    state.conversations.set(c.id, c);
-    location.hash = `#/c/${c.id}`;
-    renderSidebar();
+    openAsMine(c);
   } catch (e) {
     show(ui.newConvStatus, notice(e.message));
   }

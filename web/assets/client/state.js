@@ -26,7 +26,14 @@ export const state = {
   directPending: new Set(),
   /** org id → its members (for starting direct conversations). */
   members: new Map(),
+  /** Counts the client's own changes to `conversations`/`available` (see `listsChanged`). */
+  listVersion: 0,
 };
+
+/** Notes a change to the conversation lists, so a reload fetched before it is not applied. */
+export function listsChanged() {
+  state.listVersion += 1;
+}
 
 /** The nodes of the screen on show (sidebar lists, the open conversation's log …). */
 export const ui = {};

@@ -193,9 +193,8 @@ pub fn impersonation_may_delete_message(impersonated: bool, is_author: bool) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credential::Credential;
-    use crate::ids::{ApiKeyId, OrgId};
-    use crate::types::KeyTier;
+    use crate::policy::testing::{scoped_key, with, IMPERSONATED};
+    use ConversationAction::*;
 
     fn access(
         org: Option<OrgRole>,
@@ -211,77 +210,72 @@ mod tests {
         }
     }
 
+    /// Checks that `a` allows every action of `allowed` and none of `refused`.
+    fn expect(
+        a: &ConversationAccess,
+        allowed: &[ConversationAction],
+        refused: &[ConversationAction],
+    ) {
+        for action in allowed {
+            assert!(conversation_allows(a, *action), "{action:?} is allowed");
+        }
+        for action in refused {
+            assert!(!conversation_allows(a, *action), "{action:?} is refused");
+        }
+    }
+
     #[test]
     fn outsiders_of_the_org_can_do_nothing() {
-        for action in ConversationAction::ALL {
-            assert!(!conversation_allows(
-                &access(None, Some(ConversationRole::Owner), true),
-                *action
-            ));
-        }
+        expect(
+            &access(None, Some(ConversationRole::Owner), true),
+            &[],
+            ConversationAction::ALL,
+        );
     }
 
     #[test]
     fn viewers_read_but_never_write() {
         let v = access(Some(OrgRole::Viewer), Some(ConversationRole::Member), true);
-        assert!(conversation_allows(&v, ConversationAction::Read));
-        assert!(!conversation_allows(&v, ConversationAction::SendMessages));
+        expect(&v, &[Read], &[SendMessages]);
         assert!(!org_allows(OrgRole::Viewer, OrgAction::CreateConversation));
         let vo = access(Some(OrgRole::Viewer), Some(ConversationRole::Owner), true);
-        assert!(!conversation_allows(
-            &vo,
-            ConversationAction::AddParticipants
-        ));
-        assert!(!conversation_allows(&vo, ConversationAction::Delete));
-        assert!(!conversation_allows(&vo, ConversationAction::ManageOwners));
+        expect(&vo, &[], &[AddParticipants, Delete, ManageOwners]);
     }
 
     #[test]
     fn non_participants_see_only_what_is_in_scope() {
-        let m = access(Some(OrgRole::Member), None, false);
-        assert!(!conversation_allows(&m, ConversationAction::See));
-        let scoped = access(Some(OrgRole::Member), None, true);
-        assert!(conversation_allows(&scoped, ConversationAction::See));
-        assert!(!conversation_allows(&scoped, ConversationAction::Read));
-        assert!(conversation_allows(&scoped, ConversationAction::Join));
-        let admin = access(Some(OrgRole::Admin), None, false);
-        assert!(conversation_allows(&admin, ConversationAction::See));
-        assert!(!conversation_allows(&admin, ConversationAction::Read));
-        assert!(!conversation_allows(&admin, ConversationAction::Join));
+        expect(&access(Some(OrgRole::Member), None, false), &[], &[See]);
+        expect(
+            &access(Some(OrgRole::Member), None, true),
+            &[See, Join],
+            &[Read],
+        );
+        expect(
+            &access(Some(OrgRole::Admin), None, false),
+            &[See],
+            &[Read, Join],
+        );
     }
 
     #[test]
     fn moderators_remove_members_but_not_owners() {
-        let m = access(
-            Some(OrgRole::Member),
-            Some(ConversationRole::Moderator),
-            true,
-        );
-        assert!(may_remove_participant_with_role(
-            &m,
-            ConversationRole::Member
-        ));
-        assert!(!may_remove_participant_with_role(
-            &m,
-            ConversationRole::Owner
-        ));
-        assert!(!may_grant_participant_role(&m, ConversationRole::Owner));
-        assert!(may_grant_participant_role(&m, ConversationRole::Moderator));
-        let o = access(Some(OrgRole::Member), Some(ConversationRole::Owner), true);
-        assert!(may_remove_participant_with_role(
-            &o,
-            ConversationRole::Owner
-        ));
+        use ConversationRole::{Member, Moderator, Owner};
+        let m = access(Some(OrgRole::Member), Some(Moderator), true);
+        assert!(!may_grant_participant_role(&m, Owner));
+        assert!(may_grant_participant_role(&m, Moderator));
+        let o = access(Some(OrgRole::Member), Some(Owner), true);
         let admin = access(Some(OrgRole::Admin), None, false);
-        assert!(may_remove_participant_with_role(
-            &admin,
-            ConversationRole::Owner
-        ));
-        let member = access(Some(OrgRole::Member), Some(ConversationRole::Member), true);
-        assert!(!may_remove_participant_with_role(
-            &member,
-            ConversationRole::Member
-        ));
+        let member = access(Some(OrgRole::Member), Some(Member), true);
+        for (who, target, may) in [
+            (&m, Member, true),
+            (&m, Owner, false),
+            (&o, Owner, true),
+            (&admin, Owner, true),
+            (&member, Member, false),
+        ] {
+            let got = may_remove_participant_with_role(who, target);
+            assert_eq!(got, may, "{who:?} removing a {target:?}");
+        }
     }
 
     #[test]
@@ -295,17 +289,11 @@ mod tests {
     fn direct_conversations_are_closed() {
         let mut a = access(Some(OrgRole::Owner), Some(ConversationRole::Owner), true);
         a.kind = ConversationKind::Direct;
-        assert!(!conversation_allows(
-            &a,
-            ConversationAction::AddParticipants
-        ));
-        assert!(!conversation_allows(&a, ConversationAction::Join));
-        assert!(!conversation_allows(&a, ConversationAction::Update));
+        expect(&a, &[], &[AddParticipants, Join, Update]);
     }
 
     #[test]
     fn permissions_follow_the_role_and_the_limits() {
-        use ConversationAction::*;
         let moderator = access(
             Some(OrgRole::Member),
             Some(ConversationRole::Moderator),
@@ -330,24 +318,13 @@ mod tests {
             conversation_permissions(&member, CallerLimits::OWN_SESSION),
             [See, Read, SendMessages, Leave]
         );
-        let reader = Credential::ApiKey {
-            key: ApiKeyId::new(),
-            org: OrgId::new(),
-            scopes: vec![Scope::MessagesRead, Scope::ConversationsRead],
-            conversations: None,
-            tier: KeyTier::Free,
-        };
-        let limits = CallerLimits {
-            credential: &reader,
-            impersonated: false,
-        };
-        assert_eq!(conversation_permissions(&moderator, limits), [See, Read]);
-        let impersonated = CallerLimits {
-            credential: &Credential::Session,
-            impersonated: true,
-        };
+        let reader = scoped_key(&[Scope::MessagesRead, Scope::ConversationsRead]);
         assert_eq!(
-            conversation_permissions(&moderator, impersonated),
+            conversation_permissions(&moderator, with(&reader)),
+            [See, Read]
+        );
+        assert_eq!(
+            conversation_permissions(&moderator, IMPERSONATED),
             [See, Read, SendMessages]
         );
     }

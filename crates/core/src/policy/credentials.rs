@@ -100,17 +100,7 @@ pub fn admin_may_update(admin: Option<UserId>, target: UserId, demotes: bool) ->
 mod tests {
     use super::*;
     use crate::ids::*;
-    use crate::types::KeyTier;
-
-    fn key(scopes: Vec<Scope>) -> Credential {
-        Credential::ApiKey {
-            key: ApiKeyId::new(),
-            org: OrgId::new(),
-            scopes,
-            conversations: None,
-            tier: KeyTier::Free,
-        }
-    }
+    use crate::policy::testing::scoped_key;
 
     #[test]
     fn rules_name_the_scope_of_a_method() {
@@ -138,7 +128,7 @@ mod tests {
         };
         assert!(!scope_allows(&bot, None));
         assert!(scope_allows(&bot, Some(Scope::OrgAdmin)));
-        let k = key(vec![Scope::MessagesRead]);
+        let k = scoped_key(&[Scope::MessagesRead]);
         assert!(!scope_allows(&k, None));
         assert!(scope_allows(&k, Some(Scope::MessagesRead)));
         assert!(!scope_allows(&k, Some(Scope::MessagesWrite)));

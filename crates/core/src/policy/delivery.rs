@@ -21,6 +21,10 @@ pub const fn scope_to_read(kind: EventKind) -> Option<Scope> {
         | EventKind::ConversationDelete
         | EventKind::ParticipantAdd
         | EventKind::ParticipantRemove => Some(Scope::ConversationsRead),
+        // No socket is their audience (webhooks only); were one, it would read the member list.
+        EventKind::MemberAdded | EventKind::MemberRemoved | EventKind::MemberRoleChanged => {
+            Some(Scope::OrgRead)
+        }
         EventKind::MessageCreate
         | EventKind::MessageUpdate
         | EventKind::MessageDelete
@@ -65,57 +69,35 @@ pub fn reads_conversation(subscribed: bool, org: Option<OrgId>, locked: &HashSet
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{ApiKeyId, BotId};
-    use crate::types::KeyTier;
-
-    fn key(org: OrgId, scopes: &[Scope], conversations: Option<Vec<ConversationId>>) -> Credential {
-        Credential::ApiKey {
-            key: ApiKeyId::new(),
-            org,
-            scopes: scopes.to_vec(),
-            conversations,
-            tier: KeyTier::Free,
-        }
-    }
+    use crate::ids::BotId;
+    use crate::policy::testing::api_key;
 
     #[test]
     fn each_event_needs_the_scope_that_reads_it_over_rest() {
-        for t in [
-            "MESSAGE_CREATE",
-            "MESSAGE_UPDATE",
-            "MESSAGE_DELETE",
-            "MESSAGE_STREAM",
-            "TYPING_START",
-            "READ_MARKER_UPDATE",
-        ] {
-            assert_eq!(
-                scope_to_read(EventKind::of(t)),
-                Some(Scope::MessagesRead),
-                "{t}"
-            );
+        let messages = Some(Scope::MessagesRead);
+        let convs = Some(Scope::ConversationsRead);
+        let cases: &[(Option<Scope>, &[&str])] = &[
+            (messages, &["MESSAGE_CREATE", "MESSAGE_UPDATE"]),
+            (messages, &["MESSAGE_DELETE", "MESSAGE_STREAM"]),
+            (messages, &["TYPING_START", "READ_MARKER_UPDATE"]),
+            (convs, &["CONVERSATION_CREATE", "CONVERSATION_UPDATE"]),
+            (convs, &["CONVERSATION_DELETE", "PRESENCE_UPDATE"]),
+            (convs, &["PARTICIPANT_ADD", "PARTICIPANT_REMOVE"]),
+            (None, &["ORG_ACCESS_LOST", "ORG_ACCESS_RESTORED"]),
+            (Some(Scope::OrgRead), &["_MEMBER_ADDED", "_MEMBER_REMOVED"]),
+            (Some(Scope::OrgRead), &["_MEMBER_ROLE_CHANGED"]),
+        ];
+        for (scope, kinds) in cases {
+            for t in *kinds {
+                assert_eq!(scope_to_read(EventKind::of(t)), *scope, "{t}");
+            }
         }
-        for t in [
-            "CONVERSATION_CREATE",
-            "CONVERSATION_UPDATE",
-            "CONVERSATION_DELETE",
-            "PARTICIPANT_ADD",
-            "PARTICIPANT_REMOVE",
-            "PRESENCE_UPDATE",
-        ] {
-            assert_eq!(
-                scope_to_read(EventKind::of(t)),
-                Some(Scope::ConversationsRead),
-                "{t}"
-            );
-        }
-        assert_eq!(scope_to_read(EventKind::of("ORG_ACCESS_LOST")), None);
-        assert_eq!(scope_to_read(EventKind::of("ORG_ACCESS_RESTORED")), None);
     }
 
     #[test]
     fn a_key_receives_only_the_kinds_its_scopes_read() {
         let org = OrgId::new();
-        let messages = key(org, &[Scope::MessagesRead], None);
+        let messages = api_key(org, &[Scope::MessagesRead], None);
         assert!(may_receive(&messages, EventKind::MessageCreate));
         assert!(may_receive(&messages, EventKind::ReadMarkerUpdate));
         assert!(may_receive(&messages, EventKind::Other));
@@ -125,7 +107,7 @@ mod tests {
             may_receive(&messages, EventKind::OrgAccessLost),
             "access needs no scope"
         );
-        let conversations = key(org, &[Scope::ConversationsRead], None);
+        let conversations = api_key(org, &[Scope::ConversationsRead], None);
         assert!(!may_receive(&conversations, EventKind::TypingStart));
         assert!(may_receive(&conversations, EventKind::ConversationUpdate));
         for kind in [EventKind::MessageCreate, EventKind::ConversationDelete] {
@@ -151,7 +133,7 @@ mod tests {
         assert!(may_subscribe(&bot, org, listed));
         assert!(!may_subscribe(&bot, org, unlisted));
         assert!(!may_subscribe(&bot, other, listed));
-        let whole_org = key(org, &[Scope::MessagesRead], None);
+        let whole_org = api_key(org, &[Scope::MessagesRead], None);
         assert!(may_subscribe(&whole_org, org, unlisted));
         assert!(!may_subscribe(&whole_org, other, unlisted));
         assert!(may_subscribe(&Credential::Session, other, unlisted));

@@ -44,31 +44,18 @@ impl<'a> CallerLimits<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::ApiKeyId;
-    use crate::types::KeyTier;
+    use crate::policy::testing::{scoped_key, with, IMPERSONATED};
 
     #[test]
     fn scopes_and_impersonation_narrow_what_a_caller_may() {
-        let key = Credential::ApiKey {
-            key: ApiKeyId::new(),
-            org: OrgId::new(),
-            scopes: vec![Scope::MessagesRead],
-            conversations: None,
-            tier: KeyTier::Free,
-        };
-        let limits = CallerLimits {
-            credential: &key,
-            impersonated: false,
-        };
+        let key = scoped_key(&[Scope::MessagesRead]);
+        let limits = with(&key);
         assert!(limits.allow(Some(Scope::MessagesRead), ImpersonatedRequest::Read));
         assert!(!limits.allow(Some(Scope::MessagesWrite), ImpersonatedRequest::OwnMessage));
         assert!(!limits.allow(None, ImpersonatedRequest::Read));
         let own = CallerLimits::OWN_SESSION;
         assert!(own.allow(None, ImpersonatedRequest::OtherWrite));
-        let impersonated = CallerLimits {
-            credential: &Credential::Session,
-            impersonated: true,
-        };
+        let impersonated = IMPERSONATED;
         assert!(impersonated.allow(Some(Scope::MessagesWrite), ImpersonatedRequest::OwnMessage));
         assert!(!impersonated.allow(Some(Scope::OrgAdmin), ImpersonatedRequest::OtherWrite));
     }

@@ -34,8 +34,11 @@
 mod conversations;
 pub mod credentials;
 pub mod delivery;
+pub mod files;
 mod limits;
 mod orgs;
+#[cfg(test)]
+mod testing;
 
 pub use conversations::{
     conversation_allows, conversation_permissions, impersonation_may_delete_message,

@@ -33,6 +33,8 @@ pub enum OrgAction {
     ViewAudit,
     /// Turn off a 2FA requirement and change the audit retention (AUTH-4a, DATA-5).
     ManageSecurity,
+    /// Create, change, rotate, test and inspect the org's webhooks (HOOK-1, HOOK-2).
+    ManageWebhooks,
 }
 
 impl OrgAction {
@@ -54,6 +56,7 @@ impl OrgAction {
         Self::SetKeyTier,
         Self::ViewAudit,
         Self::ManageSecurity,
+        Self::ManageWebhooks,
     ];
 
     /// Whether the action only looks.
@@ -72,6 +75,7 @@ impl OrgAction {
                 Some(Scope::ConversationsAdmin)
             }
             SetKeyTier => None,
+            ManageWebhooks => Some(Scope::WebhooksAdmin),
             UpdateOrg | DeleteOrg | TransferOrg | ManageMembers | ManageOwners | CreateInvite
             | ManageTeams | ManageBots | ViewAudit | ManageSecurity => Some(Scope::OrgAdmin),
         }
@@ -101,7 +105,8 @@ pub fn org_allows(role: OrgRole, action: OrgAction) -> bool {
         | AdministerConversations
         | ManageBots
         | SetKeyTier
-        | ViewAudit => role.rank() >= OrgRole::Admin.rank(),
+        | ViewAudit
+        | ManageWebhooks => role.rank() >= OrgRole::Admin.rank(),
         DeleteOrg | TransferOrg | ManageOwners | ManageSecurity => role == OrgRole::Owner,
         CreateConversation => role.rank() >= OrgRole::Member.rank(),
     }
@@ -198,7 +203,7 @@ pub fn may_change_security_setting(role: OrgRole) -> bool {
 mod tests {
     use super::*;
     use crate::ids::*;
-    use crate::types::KeyTier;
+    use crate::policy::testing::{api_key, scoped_key, with, IMPERSONATED};
 
     #[test]
     fn only_owners_handle_owners() {
@@ -237,13 +242,7 @@ mod tests {
 
     #[test]
     fn listed_credentials_never_act_org_wide() {
-        let listed = Credential::ApiKey {
-            key: ApiKeyId::new(),
-            org: OrgId::new(),
-            scopes: Scope::ALL.to_vec(),
-            conversations: Some(vec![ConversationId::new()]),
-            tier: KeyTier::Free,
-        };
+        let listed = api_key(OrgId::new(), Scope::ALL, Some(vec![ConversationId::new()]));
         let bot = Credential::Bot {
             bot: BotId::new(),
             org: OrgId::new(),
@@ -280,24 +279,11 @@ mod tests {
                 OrgAction::JoinConversation
             ]
         );
-        let reader = Credential::ApiKey {
-            key: ApiKeyId::new(),
-            org: OrgId::new(),
-            scopes: vec![Scope::OrgRead],
-            conversations: None,
-            tier: KeyTier::Free,
-        };
-        let limits = CallerLimits {
-            credential: &reader,
-            impersonated: false,
-        };
-        for a in org_permissions(OrgRole::Owner, limits) {
+        let reader = scoped_key(&[Scope::OrgRead]);
+        for a in org_permissions(OrgRole::Owner, with(&reader)) {
             assert_eq!(a.scope(), Some(Scope::OrgRead));
         }
-        let impersonated = CallerLimits {
-            credential: &Credential::Session,
-            impersonated: true,
-        };
+        let impersonated = IMPERSONATED;
         assert!(!org_permissions(OrgRole::Owner, impersonated).contains(&OrgAction::CreateInvite));
         assert!(org_permissions(OrgRole::Owner, impersonated).contains(&OrgAction::ViewAudit));
     }

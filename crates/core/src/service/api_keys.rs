@@ -6,10 +6,11 @@ use super::credentials::new_secret;
 use super::{Actor, Result, Services};
 use crate::credential::{Cidr, Scope};
 use crate::error::ServiceError;
+use crate::event::Cached;
 use crate::ids::*;
 use crate::model::*;
 use crate::policy::{self, OrgAction};
-use crate::store::{Rotation, StoreError};
+use crate::store::StoreError;
 use crate::token::TokenKind;
 use crate::types::*;
 use chrono::{DateTime, Utc};
@@ -45,8 +46,7 @@ impl Services {
         Self::require_own_session(actor)?;
         let role = self.org_role(actor, new.org_id).await?;
         if new.tier != KeyTier::Free && !policy::org_allows(role, OrgAction::SetKeyTier) {
-            return Err(ServiceError::forbidden(
-                "forbidden",
+            return Err(ServiceError::not_allowed(
                 "only owners and admins of the organization set a tier other than free",
             ));
         }
@@ -105,11 +105,7 @@ impl Services {
             last_used_ip: None,
             created_at: now,
             previous_key_expires_at: None,
-            secrets: SecretIds {
-                current: secret.id,
-                hint: secret.hint,
-                previous: None,
-            },
+            secrets: SecretIds::first(secret.id, secret.hint),
         };
         let audit = self
             .audit(actor, "api_key.created")
@@ -140,10 +136,8 @@ impl Services {
             .store
             .delete_api_key(actor.user.id, id, &[audit])
             .await
-            .map_err(|e| match e {
-                StoreError::NotFound => ServiceError::NotFound("API key"),
-                other => other.into(),
-            })?;
+            .map_err(ServiceError::missing("API key"))?;
+        self.stale(vec![Cached::User(key.user_id)]);
         self.close_replaced(&key.secrets, None);
         Ok(())
     }
@@ -158,10 +152,10 @@ impl Services {
     ) -> Result<(ApiKey, SecretString)> {
         Self::require_own_session(actor)?;
         let grace = Self::grace(grace_seconds)?;
-        let not_found = || ServiceError::NotFound("API key");
+        let what = "API key";
         let key = match self.store.api_key(id).await {
             Ok(k) if k.user_id == actor.user.id => k,
-            Ok(_) | Err(StoreError::NotFound) => return Err(not_found()),
+            Ok(_) | Err(StoreError::NotFound) => return Err(ServiceError::NotFound(what)),
             Err(e) => return Err(e.into()),
         };
         let now = self.clock.now();
@@ -171,28 +165,16 @@ impl Services {
                 "an expired key cannot be rotated; create a new one",
             ));
         }
-        let (key_text, secret) = new_secret(TokenKind::ApiKey, &self.keys.token_pepper);
-        let rotation = Rotation {
-            secret,
-            keep_previous_until: (grace > chrono::Duration::zero()).then(|| now + grace),
-        };
-        let (before, after) = self
-            .store
-            .rotate_api_key(
-                id,
-                &rotation,
-                &[self
-                    .audit(actor, "api_key.rotated")
-                    .resource("api_key", id)
-                    .org(key.org_id)
-                    .detail(serde_json::json!({ "grace_seconds": grace.num_seconds() }))],
-            )
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound => not_found(),
-                other => other.into(),
-            })?;
-        self.close_replaced(&before.secrets, Some(&after.secrets));
-        Ok((after, key_text))
+        let audit = self.audit(actor, "api_key.rotated");
+        self.rotate_secret(
+            (TokenKind::ApiKey, now, grace),
+            audit.resource("api_key", id).org(key.org_id),
+            |rotation, audit| async move {
+                let rotated = self.store.rotate_api_key(id, &rotation, &[audit]).await;
+                rotated.map_err(ServiceError::missing(what))
+            },
+            |k| (k.user_id, &k.secrets),
+        )
+        .await
     }
 }

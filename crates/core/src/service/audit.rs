@@ -10,9 +10,11 @@ use crate::ids::{ApiKeyId, OrgId, UserId};
 use crate::policy::OrgAction;
 use crate::store::Page;
 use crate::types::ActorType;
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
+use utoipa::ToSchema;
+use uuid::Uuid;
 
 /// How many rows verification reads at a time.
 const VERIFY_BATCH: i64 = 1000;
@@ -56,23 +58,130 @@ pub struct AccountEvent {
     pub by: ShownActor,
 }
 
-/// The result of `audit verify`.
-#[derive(Debug, Clone, Serialize)]
+/// The result of verifying every chain.
+// `audit verify` prints it; `GET /admin/audit/verify` answers it. `checked` counts the rows
+// of every chain.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = VerifyView)]
 pub struct VerifyReport {
     pub ok: bool,
-    /// Rows checked, over every chain.
     pub checked: u64,
-    /// The first bad row found (its id), when a row can be named.
+    /// The first row found altered, inserted or out of place; null when none can be named
+    /// (a truncated tail shows as `problem: head_mismatch`).
     pub first_bad: Option<uuid::Uuid>,
-    /// What is wrong, when something is.
+    /// `altered`, `broken_link`, `gap`, `bad_checkpoint`, `head_mismatch` or
+    /// `expected_head_missing`.
+    #[schema(value_type = Option<String>)]
     pub problem: Option<Problem>,
+    #[schema(value_type = Vec<Object>)]
     pub chains: Vec<ChainReport>,
+}
+
+/// Who acted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct AuditActorView {
+    /// The user, bot or API key; null for the management token and the system.
+    pub id: Option<Uuid>,
+    /// `user`, `bot`, `api_key`, `management`, `system` or `anonymous`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The server admin behind an impersonated session (AUTH-12).
+    pub impersonator: Option<Uuid>,
+}
+
+/// What it was done to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct AuditResourceView {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub id: Option<String>,
+}
+
+/// One audit event. Every key is present; null where not applicable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct AuditEvent {
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    pub event: String,
+    pub actor: AuditActorView,
+    pub resource: AuditResourceView,
+    pub org_id: Option<Uuid>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    /// `success` or `failure`.
+    pub outcome: String,
+    /// Non-secret details (roles, names of changed settings, counts).
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<serde_json::Value>,
+    /// The chain (`server` or the org id) and the row's number in it.
+    pub chain: String,
+    pub seq: i64,
+    /// The row's chain hash (hex): record it elsewhere to check later with `--expect-head`.
+    pub hash: String,
+    /// In your security events and export only: who acted, as you are shown it (another
+    /// person's IP address and user agent are left out there). Null in the audit listings.
+    pub by: Option<ShownActorView>,
+}
+
+/// Who acted on your account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ShownActorView {
+    /// `you`, `administrator`, `another_user`, `system` or `someone`.
+    pub kind: String,
+    /// The other person's username (an administrator's too), when there is one.
+    pub username: Option<String>,
+}
+
+impl From<AccountEvent> for AuditEvent {
+    fn from(e: AccountEvent) -> Self {
+        Self {
+            by: Some(ShownActorView {
+                kind: e.by.kind.to_owned(),
+                username: e.by.username,
+            }),
+            ..Self::from(e.row)
+        }
+    }
+}
+
+impl From<AuditRow> for AuditEvent {
+    fn from(r: AuditRow) -> Self {
+        let e = r.entry;
+        Self {
+            id: e.id,
+            at: e.at,
+            event: e.event,
+            actor: AuditActorView {
+                id: e.actor.id,
+                kind: e.actor.kind.as_str().to_owned(),
+                impersonator: e.actor.impersonator.map(|u| u.0),
+            },
+            resource: AuditResourceView {
+                kind: e.resource_type,
+                id: e.resource_id,
+            },
+            org_id: e.org.map(|o| o.0),
+            ip: e.ip,
+            user_agent: e.user_agent,
+            request_id: e.request_id,
+            outcome: e.outcome.as_str().to_owned(),
+            detail: e.detail,
+            chain: r.chain,
+            seq: r.seq,
+            hash: hex(&r.hash),
+            by: None,
+        }
+    }
 }
 
 /// What one run of the retention job did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RetentionReport {
     pub messages_deleted: u64,
+    /// Files removed with those messages, and uploads older than the retention that no
+    /// message claimed.
+    pub files_deleted: u64,
     pub audit_rows_deleted: u64,
     /// Chains whose pruning was refused because their rows did not verify.
     pub audit_prunes_refused: u64,
@@ -338,7 +447,14 @@ impl Services {
             "first_bad_seq": first_bad_seq,
         }));
         self.store
-            .raise_alert(AUDIT_ALERT, CHAIN_MISMATCH, self.clock.now(), &[entry])
+            .raise_alert(
+                &crate::store::HealthAlert {
+                    name: AUDIT_ALERT,
+                    status: CHAIN_MISMATCH,
+                    raised_at: self.clock.now(),
+                },
+                &[entry],
+            )
             .await?;
         Ok(())
     }
@@ -356,10 +472,13 @@ impl Services {
                 let entry = AuditEntry::new("messages.pruned", AuditActor::system(), now)
                     .resource("org", org.id)
                     .org(org.id);
-                report.messages_deleted += self
+                let (deleted, freed) = self
                     .store
                     .prune_messages(org.id, now - Duration::days(i64::from(days)), &entry)
                     .await?;
+                report.messages_deleted += deleted;
+                report.files_deleted += freed.0.len() as u64;
+                self.free(freed).await;
             }
             if let Some(days) = org.audit_retention_days {
                 // A value set below today's floor (DATA-5) is kept as the floor.

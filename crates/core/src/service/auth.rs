@@ -1,15 +1,17 @@
 //! Accounts and sessions: registration, login, the one-time bootstrap, bearer/cookie session
 //! authentication with idle and absolute expiry, session listing and revocation, password change.
 
+use super::throttle::WrongPassword;
 use super::{Actor, Result, Services};
 use crate::audit::AuditActor;
+use crate::cache::{Credentials, Identity};
 use crate::error::ServiceError;
 use crate::event::{Control, Event};
 use crate::ids::*;
 use crate::model::*;
 use crate::password::{NewPassword, Verified};
 use crate::policy;
-use crate::store::{Conflict, StoreError};
+use crate::store::{Conflict, Seen, StoreError};
 use crate::token::{self, TokenKind};
 use crate::types::*;
 use chrono::Duration;
@@ -37,6 +39,17 @@ pub struct ClientMeta {
     pub request_id: Option<String>,
 }
 
+impl ClientMeta {
+    /// A request known only by its address.
+    #[must_use]
+    pub fn from_ip(ip: Option<&str>) -> Self {
+        Self {
+            ip: ip.map(str::to_owned),
+            ..Self::default()
+        }
+    }
+}
+
 /// A new session: the token is shown to the client once.
 pub struct SignedIn {
     pub token: SecretString,
@@ -51,19 +64,16 @@ pub enum LoginOutcome {
     MfaRequired(super::mfa::MfaPending),
 }
 
-const INVALID_CREDENTIALS: ServiceError = ServiceError::Unauthorized {
-    code: "invalid_credentials",
-    message: "invalid username or password",
-};
-const INVALID_TOKEN: ServiceError = ServiceError::Unauthorized {
-    code: "invalid_token",
-    message: "the credential is invalid, expired or revoked",
-};
+const INVALID_CREDENTIALS: ServiceError =
+    ServiceError::unauthorized("invalid_credentials", "invalid username or password");
+/// Any session, bot or API-key credential that does not check out.
+pub(super) const INVALID_TOKEN: ServiceError = ServiceError::unauthorized(
+    "invalid_token",
+    "the credential is invalid, expired or revoked",
+);
 
-const BOOTSTRAP_USED: ServiceError = ServiceError::Gone {
-    code: "bootstrap_used",
-    message: "the server already has an admin",
-};
+const BOOTSTRAP_USED: ServiceError =
+    ServiceError::gone("bootstrap_used", "the server already has an admin");
 
 /// How long a preset bootstrap token is valid after the server's first start (CORE-3a).
 pub const PRESET_BOOTSTRAP_TTL: Duration = Duration::hours(24);
@@ -127,29 +137,20 @@ impl Services {
             !bootstrap_token.is_empty()
                 && bool::from(subtle::ConstantTimeEq::ct_eq(&a.hash[..], &given[..]))
         }) else {
-            return Err(ServiceError::Unauthorized {
-                code: "invalid_bootstrap_token",
-                message: "the bootstrap token is not valid",
-            });
+            return Err(ServiceError::unauthorized(
+                "invalid_bootstrap_token",
+                "the bootstrap token is not valid",
+            ));
         };
         if armed.expires_at.is_some_and(|at| self.clock.now() >= at) {
-            return Err(ServiceError::Gone {
-                code: "bootstrap_expired",
-                message:
-                    "the preset bootstrap token expired 24 hours after the server's first start",
-            });
+            return Err(ServiceError::gone(
+                "bootstrap_expired",
+                "the preset bootstrap token expired 24 hours after the server's first start",
+            ));
         }
-        let hash = self.hasher.hash(&password).await?;
-        let new = NewUser {
-            id: UserId::new(),
-            username,
-            display_name: None,
-            email: None,
-            password_hash: Some(hash),
-            kind: UserKind::User,
-            server_admin: true,
-            created_at: self.clock.now(),
-        };
+        let new = self
+            .new_password_user(username, &password, None, true)
+            .await?;
         let audit = self
             .audit_as(AuditActor::user(new.id), &meta, "user.bootstrapped")
             .resource("user", new.id);
@@ -198,17 +199,9 @@ impl Services {
             }
             None => None,
         };
-        let hash = self.hasher.hash(&password).await?;
-        let new = NewUser {
-            id: UserId::new(),
-            username,
-            display_name: None,
-            email,
-            password_hash: Some(hash),
-            kind: UserKind::User,
-            server_admin: false,
-            created_at: self.clock.now(),
-        };
+        let new = self
+            .new_password_user(username, &password, email, false)
+            .await?;
         let who = AuditActor::user(new.id);
         let audit = self
             .audit_as(who.clone(), meta, "user.registered")
@@ -224,9 +217,11 @@ impl Services {
                     .org(invite.org_id)
                     .detail(serde_json::json!({ "role": invite.role, "invite_id": invite.id }));
             }
-            self.store
-                .redeem_invite(&h, user.id, self.clock.now(), &[audit])
+            let (_, member) = self
+                .store
+                .redeem_invite(&h, self.invite_use(user.id), &[audit])
                 .await?;
+            self.announce_member_added(&member);
         }
         Ok(user)
     }
@@ -242,10 +237,7 @@ impl Services {
                 "the invite code is invalid, expired or used up",
             )
         };
-        if !token::well_formed(TokenKind::Invite, code) {
-            return Err(bad());
-        }
-        let hash = token::hash(&self.keys.token_pepper, code);
+        let hash = self.presented_token_hash(TokenKind::Invite, code, bad())?;
         let invite = self.store.invite_by_code(&hash).await?.ok_or_else(bad)?;
         let now = self.clock.now();
         let expired = invite.expires_at.is_some_and(|e| e <= now);
@@ -368,10 +360,7 @@ impl Services {
                 "an impersonated session cannot impersonate",
             ));
         }
-        let user = self.store.user(target).await.map_err(|e| match e {
-            StoreError::NotFound => ServiceError::NotFound("user"),
-            other => other.into(),
-        })?;
+        let user = self.existing_user(target).await?;
         let refusal = policy::credentials::impersonation_refusal(admin_id, &user);
         if let Some(message) = refusal {
             return Err(ServiceError::conflict("cannot_impersonate", message));
@@ -402,6 +391,34 @@ impl Services {
             token,
             session,
             user,
+        })
+    }
+
+    /// Account `id`, or 404 `user`.
+    pub(super) async fn existing_user(&self, id: UserId) -> Result<User> {
+        self.store
+            .user(id)
+            .await
+            .map_err(ServiceError::missing("user"))
+    }
+
+    /// A new account that signs in with `password` (hashed here), with no display name yet.
+    pub(super) async fn new_password_user(
+        &self,
+        username: Username,
+        password: &NewPassword,
+        email: Option<Email>,
+        server_admin: bool,
+    ) -> Result<NewUser> {
+        Ok(NewUser {
+            id: UserId::new(),
+            username,
+            display_name: None,
+            email,
+            password_hash: Some(self.hasher.hash(password).await?),
+            kind: UserKind::User,
+            server_admin,
+            created_at: self.clock.now(),
         })
     }
 
@@ -443,19 +460,65 @@ impl Services {
 
     /// Resolves a session token to its user and session, enforcing checksum, revocation,
     /// idle and absolute expiry and disabled accounts. Refreshes `last_seen_at` at most once a
-    /// minute.
+    /// minute. The session and its account come from this node's cache while it holds a fresh
+    /// copy (`crate::cache`); a copy that would be refused is never the last word: the store's
+    /// rows decide then (another node may have used the session since).
     pub async fn authenticate(&self, token_text: &str, ip: Option<&str>) -> Result<Actor> {
-        if !token::well_formed(TokenKind::Session, token_text) {
-            return Err(INVALID_TOKEN);
+        let hash = self.presented_token_hash(TokenKind::Session, token_text, INVALID_TOKEN)?;
+        let now = self.clock.now();
+        let cached = match self.cache.get::<Credentials>(&hash, now) {
+            Some(Identity::Session { session, user })
+                if !self.session_ended(&session, now) && !user.disabled =>
+            {
+                Some((session, user))
+            }
+            _ => None,
+        };
+        let (mut session, user) = match cached {
+            Some(found) => found,
+            None => self.session_from_store(&hash, now).await?,
+        };
+        if now - session.last_seen_at >= TOUCH_EVERY {
+            let seen = Seen { at: now, ip };
+            self.store.touch_session(session.id, seen).await?;
+            session.last_seen_at = now;
+            if let Some(ip) = ip {
+                session.ip = Some(ip.to_owned());
+            }
+            self.cache.update::<Credentials>(&hash, |cached| {
+                if let Identity::Session { session: s, .. } = cached {
+                    s.clone_from(&session);
+                }
+            });
         }
-        let hash = token::hash(&self.keys.token_pepper, token_text);
+        Ok(Actor {
+            meta: ClientMeta::from_ip(ip),
+            user,
+            session,
+            credential: crate::credential::Credential::Session,
+        })
+    }
+
+    /// Whether `session` has ended at `now`: past its absolute expiry, or unused too long.
+    fn session_ended(&self, session: &Session, now: chrono::DateTime<chrono::Utc>) -> bool {
+        now >= session.expires_at || now >= session.last_seen_at + self.settings.session_idle
+    }
+
+    /// The session under token hash `hash` and its account, read from the store (an ended
+    /// session is deleted there) and kept in the cache when they let the request in.
+    async fn session_from_store(
+        &self,
+        hash: &[u8; 32],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(Session, User)> {
+        self.cache.remove::<Credentials>(hash);
+        let ticket = self.cache.ticket(now);
         let session = self
             .store
-            .session_by_token_hash(&hash)
+            .session_by_token_hash(hash)
             .await?
             .ok_or(INVALID_TOKEN)?;
-        let now = self.clock.now();
-        if now >= session.expires_at || now >= session.last_seen_at + self.settings.session_idle {
+        if self.session_ended(&session, now) {
             self.store
                 .delete_session(session.user_id, session.id, &[])
                 .await
@@ -466,23 +529,12 @@ impl Services {
         if user.disabled {
             return Err(INVALID_TOKEN);
         }
-        let mut session = session;
-        if now - session.last_seen_at >= TOUCH_EVERY {
-            self.store.touch_session(session.id, now, ip).await?;
-            session.last_seen_at = now;
-            if let Some(ip) = ip {
-                session.ip = Some(ip.to_owned());
-            }
-        }
-        Ok(Actor {
-            meta: super::ClientMeta {
-                ip: ip.map(str::to_owned),
-                ..super::ClientMeta::default()
-            },
-            user,
-            session,
-            credential: crate::credential::Credential::Session,
-        })
+        let identity = Identity::Session {
+            session: session.clone(),
+            user: user.clone(),
+        };
+        self.cache.put::<Credentials>(ticket, *hash, identity);
+        Ok((session, user))
     }
 
     /// The CSRF token bound to a cookie session.
@@ -530,10 +582,7 @@ impl Services {
                 &[self.audit(actor, "session.revoked").resource("session", id)],
             )
             .await
-            .map_err(|e| match e {
-                StoreError::NotFound => ServiceError::NotFound("session"),
-                other => other.into(),
-            })?;
+            .map_err(ServiceError::missing("session"))?;
         self.emit(Event::control(Control::RevokeSession { session: id }));
         Ok(())
     }
@@ -545,9 +594,7 @@ impl Services {
             .delete_sessions(
                 actor.user.id,
                 Some(actor.session.id),
-                &[self
-                    .audit(actor, "sessions.revoked_others")
-                    .resource("user", actor.user.id)],
+                &[self.own_audit(actor, "sessions.revoked_others")],
             )
             .await?;
         self.emit(Event::control(Control::RevokeUser {
@@ -574,26 +621,15 @@ impl Services {
                 "this account has no password to change",
             ));
         }
-        let failure = self
-            .audit(actor, "password.changed")
-            .resource("user", actor.user.id)
-            .failed()
-            .detail(serde_json::json!({ "reason": "current_password_incorrect" }));
-        let ip = actor.meta.ip.as_deref();
-        if !self
-            .recheck_password(&actor.user.username, ip, current, phc, failure)
-            .await?
-        {
-            return Err(ServiceError::invalid(
-                "current_password",
-                "incorrect",
-                "the current password is not correct",
-            ));
-        }
+        let wrong = WrongPassword {
+            event: "password.changed",
+            field: "current_password",
+            message: "the current password is not correct",
+        };
+        self.recheck_password(actor, actor.meta.ip.as_deref(), current, phc, wrong)
+            .await?;
         let fresh = self.hasher.hash(&new).await?;
-        let audit = self
-            .audit(actor, "password.changed")
-            .resource("user", actor.user.id);
+        let audit = self.own_audit(actor, "password.changed");
         self.store
             .set_password_hash(actor.user.id, &fresh, &[audit])
             .await?;

@@ -8,7 +8,7 @@ use crate::error::ServiceError;
 use crate::ids::*;
 use crate::model::*;
 use crate::policy::OrgAction;
-use crate::store::{Rotation, StoreError};
+use crate::store::{NewBot, StoreError};
 use crate::token::TokenKind;
 use crate::types::*;
 use secrecy::SecretString;
@@ -59,19 +59,19 @@ impl Services {
             created_by: Some(actor.user.id),
             created_at: now,
             previous_token_expires_at: None,
-            secrets: SecretIds {
-                current: secret.id,
-                hint: secret.hint,
-                previous: None,
-            },
+            secrets: SecretIds::first(secret.id, secret.hint),
         };
         let audit = self
             .audit(actor, "bot.created")
             .resource("bot", bot.id)
             .org(bot.org_id);
-        self.store
-            .create_bot(&user, &bot, &secret.hash, &[audit])
-            .await?;
+        let new = NewBot {
+            bot: &bot,
+            account: &user,
+            token_hash: &secret.hash,
+        };
+        let member = self.store.create_bot(&new, &[audit]).await?;
+        self.announce_member_added(&member);
         Ok((bot, token))
     }
 
@@ -95,36 +95,24 @@ impl Services {
         self.require_org(actor, org, OrgAction::ManageBots).await?;
         Self::require_unlisted(actor)?;
         let grace = Self::grace(grace_seconds)?;
-        let not_found = || ServiceError::NotFound("bot");
+        let what = "bot";
         match self.store.bot(id).await {
             Ok(b) if b.org_id == org => {}
-            Ok(_) | Err(StoreError::NotFound) => return Err(not_found()),
+            Ok(_) | Err(StoreError::NotFound) => return Err(ServiceError::NotFound(what)),
             Err(e) => return Err(e.into()),
         }
         let now = self.clock.now();
-        let (token, secret) = new_secret(TokenKind::Bot, &self.keys.token_pepper);
-        let rotation = Rotation {
-            secret,
-            keep_previous_until: (grace > chrono::Duration::zero()).then(|| now + grace),
-        };
-        let (before, after) = self
-            .store
-            .rotate_bot_token(
-                id,
-                &rotation,
-                &[self
-                    .audit(actor, "bot.token_rotated")
-                    .resource("bot", id)
-                    .org(org)
-                    .detail(serde_json::json!({ "grace_seconds": grace.num_seconds() }))],
-            )
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound => not_found(),
-                other => other.into(),
-            })?;
-        self.close_replaced(&before.secrets, Some(&after.secrets));
-        Ok((after, token))
+        let audit = self.audit(actor, "bot.token_rotated");
+        self.rotate_secret(
+            (TokenKind::Bot, now, grace),
+            audit.resource("bot", id).org(org),
+            |rotation, audit| async move {
+                let rotated = self.store.rotate_bot_token(id, &rotation, &[audit]).await;
+                rotated.map_err(ServiceError::missing(what))
+            },
+            |b| (b.user_id, &b.secrets),
+        )
+        .await
     }
 }
 

@@ -3,12 +3,14 @@
 use super::credentials::ConversationList;
 use super::ConversationView;
 use super::{Actor, Result, Services};
+use crate::audit::AuditEntry;
+use crate::cache::ConversationFacts;
 use crate::error::ServiceError;
-use crate::event::{Control, Event};
+use crate::event::{Cached, Control, Event};
 use crate::ids::*;
 use crate::model::*;
 use crate::policy::{self, CallerLimits, ConversationAccess, ConversationAction, OrgAction};
-use crate::store::{Conflict, ConversationPatch, Page, StoreError};
+use crate::store::{Conflict, ConversationPatch, ConversationUpdate, Joining, Page, StoreError};
 use crate::types::*;
 
 /// What creating a conversation needs (already parsed).
@@ -18,6 +20,15 @@ pub struct NewConversation {
     pub name: Option<Name>,
     pub visibility: Visibility,
     pub participant_ids: Vec<UserId>,
+}
+
+impl Services {
+    /// An audit entry for what `actor` does in (or to) conversation `conv`.
+    fn conversation_audit(&self, actor: &Actor, event: &str, conv: &Conversation) -> AuditEntry {
+        self.audit(actor, event)
+            .resource("conversation", conv.id)
+            .org(conv.org_id)
+    }
 }
 
 /// What the request's credential and session take away from the actor's rights.
@@ -36,7 +47,7 @@ impl Services {
     async fn view(&self, actor: &Actor, conv: Conversation) -> Result<ConversationView> {
         let limits = limits(actor);
         let permissions = if limits.reach(conv.org_id, conv.id) {
-            let access = self.user_access(actor.user.id, &conv).await?;
+            let access = self.user_access(actor.user.id, &(&conv).into()).await?;
             policy::conversation_permissions(&access, limits)
         } else {
             Vec::new()
@@ -47,8 +58,9 @@ impl Services {
         })
     }
 
-    /// A page of the `which` list, each conversation with what the caller may do in it.
-    async fn views(
+    /// A page of the `which` list (the caller's conversations, or those it may join), each
+    /// conversation with what the caller may do in it.
+    pub async fn conversation_list(
         &self,
         actor: &Actor,
         which: ConversationList,
@@ -68,7 +80,7 @@ impl Services {
     pub(super) async fn access(
         &self,
         actor: &Actor,
-        conv: &Conversation,
+        conv: &ConversationFacts,
     ) -> Result<ConversationAccess> {
         let access = self.user_access(actor.user.id, conv).await?;
         Self::check_conversation_credential(actor, conv, &access)?;
@@ -76,15 +88,16 @@ impl Services {
         Ok(access)
     }
 
-    /// What `user` alone (whatever credential they use) may do in `conv`.
+    /// What `user` alone (whatever credential they use) may do in `conv`: their org standing,
+    /// participation and teams, each from the cache when it holds them.
     pub(super) async fn user_access(
         &self,
         user: UserId,
-        conv: &Conversation,
+        conv: &ConversationFacts,
     ) -> Result<ConversationAccess> {
-        let org_role = self.store.membership(conv.org_id, user).await?;
+        let org_role = self.standing(conv.org_id, user).await?.map(|s| s.role);
         let participant = match org_role {
-            Some(_) => self.store.participant_role(conv.id, user).await?,
+            Some(_) => self.participation(conv.id, user).await?,
             None => None,
         };
         let in_scope = match (&conv.visibility, org_role) {
@@ -92,7 +105,7 @@ impl Services {
             (Visibility::Scope(VisibilityScope::Org), _) => true,
             (Visibility::Scope(VisibilityScope::Private), _) => false,
             (Visibility::Teams { teams }, _) => {
-                let mine = self.store.user_teams(conv.org_id, user).await?;
+                let mine = self.teams_of(conv.org_id, user).await?;
                 teams.iter().any(|t| mine.contains(t))
             }
         };
@@ -108,10 +121,7 @@ impl Services {
     /// 403 when the caller may know the conversation, 404 otherwise.
     pub(super) fn denied(a: &ConversationAccess) -> ServiceError {
         if policy::conversation_allows(a, ConversationAction::See) {
-            ServiceError::forbidden(
-                "forbidden",
-                "you are not allowed to do this in this conversation",
-            )
+            ServiceError::not_allowed("you are not allowed to do this in this conversation")
         } else {
             ServiceError::NotFound("conversation")
         }
@@ -124,15 +134,40 @@ impl Services {
         id: ConversationId,
         action: ConversationAction,
     ) -> Result<(Conversation, ConversationAccess)> {
-        let conv = self.store.conversation(id).await.map_err(|e| match e {
-            StoreError::NotFound => ServiceError::NotFound("conversation"),
-            other => other.into(),
-        })?;
-        let access = self.access(actor, &conv).await?;
+        let conv = self
+            .store
+            .conversation(id)
+            .await
+            .map_err(ServiceError::missing("conversation"))?;
+        let access = self.allowed(actor, &(&conv).into(), action).await?;
+        Ok((conv, access))
+    }
+
+    /// [`Self::conversation_for`] for the message path, which needs only the conversation's
+    /// settings (from the cache when it holds them), not its row.
+    pub(super) async fn conversation_access(
+        &self,
+        actor: &Actor,
+        id: ConversationId,
+        action: ConversationAction,
+    ) -> Result<(ConversationFacts, ConversationAccess)> {
+        let conv = self.conversation_facts(id).await?;
+        let access = self.allowed(actor, &conv, action).await?;
+        Ok((conv, access))
+    }
+
+    /// The caller's access to `conv` when it allows `action`; 404/403 as policy says.
+    async fn allowed(
+        &self,
+        actor: &Actor,
+        conv: &ConversationFacts,
+        action: ConversationAction,
+    ) -> Result<ConversationAccess> {
+        let access = self.access(actor, conv).await?;
         if !policy::conversation_allows(&access, action) {
             return Err(Self::denied(&access));
         }
-        Ok((conv, access))
+        Ok(access)
     }
 
     /// A team visibility must list at least one team, all of this org.
@@ -239,9 +274,7 @@ impl Services {
         let mut participants = vec![(actor.user.id, ConversationRole::Owner)];
         participants.extend(others.iter().map(|u| (*u, ConversationRole::Member)));
         let audit = self
-            .audit(actor, "conversation.created")
-            .resource("conversation", conv.id)
-            .org(conv.org_id)
+            .conversation_audit(actor, "conversation.created", &conv)
             .detail(serde_json::json!({ "kind": conv.kind, "participants": participants.len() }));
         match self
             .store
@@ -249,8 +282,14 @@ impl Services {
             .await
         {
             Ok(()) => {
-                for (user, _) in &participants {
-                    self.announce_subscribed(&conv, *user).await?;
+                // Webhooks hear of the creation once, with the first announcement.
+                for (i, (user, _)) in participants.iter().enumerate() {
+                    let subscribe = self.subscribed(&conv, *user).await?;
+                    self.emit(if i == 0 {
+                        subscribe
+                    } else {
+                        subscribe.gateway_only()
+                    });
                 }
                 Ok((conv, true))
             }
@@ -266,22 +305,6 @@ impl Services {
             }
             Err(e) => Err(e.into()),
         }
-    }
-
-    pub async fn my_conversations(
-        &self,
-        actor: &Actor,
-        page: Page<ConversationId>,
-    ) -> Result<Vec<ConversationView>> {
-        self.views(actor, ConversationList::Mine, page).await
-    }
-
-    pub async fn available_conversations(
-        &self,
-        actor: &Actor,
-        page: Page<ConversationId>,
-    ) -> Result<Vec<ConversationView>> {
-        self.views(actor, ConversationList::Available, page).await
     }
 
     pub async fn get_conversation(
@@ -310,15 +333,16 @@ impl Services {
         let updated = self
             .store
             .update_conversation(
-                id,
-                &patch,
-                self.clock.now(),
-                &[self
-                    .audit(actor, "conversation.updated")
-                    .resource("conversation", id)
-                    .org(conv.org_id)],
+                &ConversationUpdate {
+                    id,
+                    patch,
+                    at: self.clock.now(),
+                },
+                &[self.conversation_audit(actor, "conversation.updated", &conv)],
             )
             .await?;
+        // Its settings (visibility, archival) decide everyone's access: forgotten first.
+        self.stale(vec![Cached::Conversation(id)]);
         self.emit(Event::conversation("CONVERSATION_UPDATE", id, &updated).in_org(conv.org_id));
         Ok(updated)
     }
@@ -331,16 +355,14 @@ impl Services {
         let (conv, _) = self
             .conversation_for(actor, id, ConversationAction::Delete)
             .await?;
-        let audit = self
-            .audit(actor, "conversation.deleted")
-            .resource("conversation", id)
-            .org(conv.org_id);
-        self.store.delete_conversation(id, &[audit]).await?;
+        let audit = self.conversation_audit(actor, "conversation.deleted", &conv);
+        let freed = self.store.delete_conversation(id, &[audit]).await?;
         self.emit(
             Event::conversation("CONVERSATION_DELETE", id, &conv)
                 .in_org(conv.org_id)
                 .with_control(Control::Drop { conversation: id }),
         );
+        self.free(freed).await;
         Ok(conv)
     }
 
@@ -354,84 +376,81 @@ impl Services {
             .conversation(id)
             .await
             .map_err(|_| ServiceError::NotFound("conversation"))?;
-        let access = self.access(actor, &conv).await?;
+        let access = self.access(actor, &(&conv).into()).await?;
         if access.participant.is_some() && access.org_role.is_some() {
             return Err(StoreError::Conflict(Conflict::AlreadyParticipant).into());
         }
         if !policy::conversation_allows(&access, ConversationAction::Join) {
             return Err(Self::denied(&access));
         }
-        let added = self
-            .store
-            .add_participant(
-                id,
-                actor.user.id,
-                ConversationRole::Member,
-                self.clock.now(),
-                &[self
-                    .audit(actor, "participant.joined")
-                    .resource("conversation", id)
-                    .org(conv.org_id)],
-            )
-            .await?;
+        let joining = Joining {
+            conv: id,
+            user: actor.user.id,
+            role: ConversationRole::Member,
+            at: self.clock.now(),
+        };
+        let audit = self.conversation_audit(actor, "participant.joined", &conv);
+        let added = self.store.add_participant(&joining, &[audit]).await?;
         self.announce_added(&conv, &added).await?;
         Ok(added)
     }
 
     /// The added user first gets the conversation (and from then on its events), then every
-    /// participant learns of the new one.
+    /// participant learns of the new one; webhooks get `participant.added` with the participant
+    /// object (and no second `conversation.created`).
     async fn announce_added(&self, conv: &Conversation, p: &Participant) -> Result<()> {
         let user = p.user.id;
-        self.announce_subscribed(conv, user).await?;
+        let subscribe = self.subscribed(conv, user).await?;
+        self.emit(subscribe.gateway_only());
         let d = serde_json::json!({"conversation_id": conv.id, "user_id": user, "role": p.role});
-        self.emit(Event::conversation("PARTICIPANT_ADD", conv.id, d).in_org(conv.org_id));
+        self.emit(
+            Event::conversation("PARTICIPANT_ADD", conv.id, d)
+                .in_org(conv.org_id)
+                .hook_with(p),
+        );
         Ok(())
     }
 
     /// `CONVERSATION_CREATE` to a user who now participates, subscribing their sockets. A user
     /// locked out of the org (AUTH-4a) gets the subscription held back: nothing of it reaches
     /// them until `ORG_ACCESS_RESTORED`.
-    async fn announce_subscribed(&self, conv: &Conversation, user: UserId) -> Result<()> {
+    async fn subscribed(&self, conv: &Conversation, user: UserId) -> Result<Event> {
         let locked = self.locked_out(user, conv.org_id).await?;
-        self.emit(Event::user("CONVERSATION_CREATE", user, conv).with_control(
-            Control::Subscribe {
+        Ok(
+            Event::user("CONVERSATION_CREATE", user, conv).with_control(Control::Subscribe {
                 user,
                 conversation: conv.id,
                 org: conv.org_id,
                 locked,
-            },
-        ));
-        Ok(())
+            }),
+        )
     }
 
-    /// Everyone (the removed user included, as their last event of it) learns of the removal.
-    pub(super) fn announce_removed(
-        &self,
-        conv: ConversationId,
-        user: UserId,
-        role: Option<ConversationRole>,
-    ) {
-        let d = serde_json::json!({"conversation_id": conv, "user_id": user, "role": role});
+    /// Everyone (the removed user included, as their last event of it) learns of the removal;
+    /// webhooks get `participant.removed` with the participant object as it was.
+    pub(super) fn announce_removed(&self, p: &Participant) {
+        let (conv, user) = (p.conversation_id, p.user.id);
+        let d = serde_json::json!({"conversation_id": conv, "user_id": user, "role": p.role});
         self.emit(
-            Event::conversation("PARTICIPANT_REMOVE", conv, d).with_control(Control::Unsubscribe {
-                user,
-                conversation: conv,
-            }),
+            Event::conversation("PARTICIPANT_REMOVE", conv, d)
+                .with_control(Control::Unsubscribe {
+                    user,
+                    conversation: conv,
+                })
+                .hook_with(p),
         );
     }
 
     pub async fn leave_conversation(&self, actor: &Actor, id: ConversationId) -> Result<()> {
-        let (conv, access) = self
+        let (conv, _) = self
             .conversation_for(actor, id, ConversationAction::Leave)
             .await?;
-        let audit = self
-            .audit(actor, "participant.left")
-            .resource("conversation", id)
-            .org(conv.org_id);
-        self.store
+        let audit = self.conversation_audit(actor, "participant.left", &conv);
+        let left = self
+            .store
             .remove_participant(id, actor.user.id, &[audit])
             .await?;
-        self.announce_removed(id, actor.user.id, access.participant);
+        self.announce_removed(&left);
         Ok(())
     }
 
@@ -457,10 +476,7 @@ impl Services {
             .conversation_for(actor, id, ConversationAction::AddParticipants)
             .await?;
         if !policy::may_grant_participant_role(&access, role) {
-            return Err(ServiceError::forbidden(
-                "forbidden",
-                "you cannot grant that role",
-            ));
+            return Err(ServiceError::not_allowed("you cannot grant that role"));
         }
         if self.store.membership(conv.org_id, user).await?.is_none() {
             return Err(ServiceError::invalid(
@@ -469,20 +485,16 @@ impl Services {
                 "the user is not a member of this organization",
             ));
         }
-        let added = self
-            .store
-            .add_participant(
-                id,
-                user,
-                role,
-                self.clock.now(),
-                &[self
-                    .audit(actor, "participant.added")
-                    .resource("conversation", id)
-                    .org(conv.org_id)
-                    .detail(serde_json::json!({ "user_id": user, "role": role }))],
-            )
-            .await?;
+        let joining = Joining {
+            conv: id,
+            user,
+            role,
+            at: self.clock.now(),
+        };
+        let audit = self
+            .conversation_audit(actor, "participant.added", &conv)
+            .detail(serde_json::json!({ "user_id": user, "role": role }));
+        let added = self.store.add_participant(&joining, &[audit]).await?;
         self.announce_added(&conv, &added).await?;
         Ok(added)
     }
@@ -505,18 +517,15 @@ impl Services {
             .await?
             .ok_or(ServiceError::NotFound("participant"))?;
         if !policy::may_remove_participant_with_role(&access, target) {
-            return Err(ServiceError::forbidden(
-                "forbidden",
+            return Err(ServiceError::not_allowed(
                 "you cannot remove this participant",
             ));
         }
         let audit = self
-            .audit(actor, "participant.removed")
-            .resource("conversation", id)
-            .org(conv.org_id)
+            .conversation_audit(actor, "participant.removed", &conv)
             .detail(serde_json::json!({ "user_id": user }));
-        self.store.remove_participant(id, user, &[audit]).await?;
-        self.announce_removed(id, user, Some(target));
+        let removed = self.store.remove_participant(id, user, &[audit]).await?;
+        self.announce_removed(&removed);
         Ok(())
     }
 }

@@ -1,7 +1,8 @@
 //! Bots and API keys as callers (AUTH-6, AUTH-7, AZ-5): turning a bot token or an API key into
 //! an [`Actor`], and the limits such an actor carries. Checking a credential is a keyed-hash
-//! lookup (no password hashing), read from the database on every request and at every gateway
-//! heartbeat, so a revocation holds on the next request on every node.
+//! lookup (no password hashing): from this node's cache while it holds a fresh copy (every
+//! revocation invalidates it, on every node, before the hub closes the credential's sockets;
+//! see `crate::cache`), from the database otherwise and at every gateway heartbeat.
 //!
 //! The limits apply in two places only: [`Services::check_org_credential`] (called by
 //! `org_role`, so by every org route) and [`Services::check_conversation_credential`] (called by
@@ -9,24 +10,23 @@
 //! its limits a credential gets 403 `insufficient_scope` when its user could see the resource,
 //! and 404 otherwise.
 
+use super::auth::INVALID_TOKEN;
 use super::{Actor, Result, Services};
+use crate::audit::AuditEntry;
+use crate::cache::{ConversationFacts, Credentials, Identity};
 use crate::credential::Credential;
 use crate::error::ServiceError;
-use crate::event::{Control, Event};
+use crate::event::{Cached, Control, Event};
 use crate::ids::*;
 use crate::model::*;
 use crate::policy::{self, ConversationAccess, ConversationAction};
-use crate::store::{Cursor, NewSecret, Page, SecretSlot, StoreError};
+use crate::store::{Cursor, NewSecret, Page, Rotation, SecretSlot, Seen, StoreError};
 use crate::token::{self, TokenKind};
 use chrono::{DateTime, Duration, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::net::IpAddr;
-
-const INVALID_TOKEN: ServiceError = ServiceError::Unauthorized {
-    code: "invalid_token",
-    message: "the credential is invalid, expired or revoked",
-};
 
 /// Where a gateway session starts (see [`Services::gateway_start`]).
 #[derive(Debug, Clone, Default)]
@@ -40,15 +40,15 @@ pub struct GatewayStart {
 }
 
 /// A request beyond what a bot's or key's limits allow (its user could see the resource).
-pub(super) const INSUFFICIENT_SCOPE: ServiceError = ServiceError::Forbidden {
-    code: "insufficient_scope",
-    message: "this credential's scopes do not cover this request",
-};
+pub(super) const INSUFFICIENT_SCOPE: ServiceError = ServiceError::forbidden(
+    "insufficient_scope",
+    "this credential's scopes do not cover this request",
+);
 
-const IP_NOT_ALLOWED: ServiceError = ServiceError::Forbidden {
-    code: "ip_not_allowed",
-    message: "this API key may not be used from this address",
-};
+const IP_NOT_ALLOWED: ServiceError = ServiceError::forbidden(
+    "ip_not_allowed",
+    "this API key may not be used from this address",
+);
 
 /// How often an API key's last use is written at most.
 const TOUCH_EVERY: Duration = Duration::minutes(1);
@@ -63,9 +63,10 @@ pub enum Resource {
     User(UserId),
 }
 
-/// Which conversation list a caller asks for.
+/// Which conversation list a caller asks for: the ones it takes part in, or the ones it may
+/// join.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum ConversationList {
+pub enum ConversationList {
     Mine,
     Available,
 }
@@ -89,6 +90,29 @@ fn secret_end(
         return Err(INVALID_TOKEN);
     }
     Ok(end)
+}
+
+/// The id of the secret a bot or key presented, found in `slot`.
+fn slot_secret(secrets: &SecretIds, slot: SecretSlot) -> Result<SessionId> {
+    match slot {
+        SecretSlot::Current => Ok(secrets.current),
+        SecretSlot::Previous => secrets.previous.ok_or(INVALID_TOKEN),
+    }
+}
+
+/// The actor of a bot or key request: `user` on the stand-in `session`.
+fn credential_actor(
+    user: User,
+    session: Session,
+    ip: Option<&str>,
+    credential: Credential,
+) -> Actor {
+    Actor {
+        meta: super::ClientMeta::from_ip(ip),
+        session,
+        user,
+        credential,
+    }
 }
 
 /// The session a bot or key request stands on: its id is the secret's, so revoking that secret
@@ -139,21 +163,65 @@ pub(super) fn new_secret(
     (text, secret)
 }
 
+/// A fresh secret of `kind` and the rotation that installs it: the secret it replaces keeps
+/// working `grace` past `now` (not at all when `grace` is zero).
+pub(super) fn new_rotation(
+    kind: TokenKind,
+    pepper: &secrecy::SecretBox<[u8; 32]>,
+    now: DateTime<Utc>,
+    grace: Duration,
+) -> (SecretString, Rotation) {
+    let (text, secret) = new_secret(kind, pepper);
+    let rotation = Rotation {
+        secret,
+        keep_previous_until: (grace > Duration::zero()).then(|| now + grace),
+    };
+    (text, rotation)
+}
+
 impl Services {
-    /// Resolves `Authorization: Bearer cnv_k_…`: checksum, revocation, expiry, grace period,
-    /// IP allowlist (403 `ip_not_allowed`) and the owner's account. Records the last use (time
-    /// and address) at most once a minute.
-    pub async fn authenticate_api_key(&self, token_text: &str, ip: Option<&str>) -> Result<Actor> {
-        if !token::well_formed(TokenKind::ApiKey, token_text) {
-            return Err(INVALID_TOKEN);
+    /// The records of the bot or API key whose secret `token_text` (a token of `kind`) is:
+    /// this node's cached copy (`crate::cache`) while it is fresh, else what `load` reads by
+    /// the token's hash (then kept); 401 `invalid_token` when the text is no such token or no
+    /// secret matches. The caller checks the records, whichever their source.
+    async fn identity<F>(
+        &self,
+        kind: TokenKind,
+        token_text: &str,
+        now: DateTime<Utc>,
+        load: impl FnOnce([u8; 32]) -> F,
+    ) -> Result<([u8; 32], Identity)>
+    where
+        F: Future<Output = Result<Option<Identity>>>,
+    {
+        let hash = self.presented_token_hash(kind, token_text, INVALID_TOKEN)?;
+        if let Some(found) = self.cache.get::<Credentials>(&hash, now) {
+            return Ok((hash, found));
         }
-        let hash = token::hash(&self.keys.token_pepper, token_text);
-        let (key, slot) = self
-            .store
-            .api_key_by_token_hash(&hash)
-            .await?
-            .ok_or(INVALID_TOKEN)?;
+        let ticket = self.cache.ticket(now);
+        let found = load(hash).await?.ok_or(INVALID_TOKEN)?;
+        self.cache.put::<Credentials>(ticket, hash, found.clone());
+        Ok((hash, found))
+    }
+
+    /// Resolves `Authorization: Bearer cnv_k_…`: checksum, revocation, expiry, grace period,
+    /// IP allowlist (403 `ip_not_allowed`, checked on every request) and the owner's account.
+    /// Records the last use (time and address) at most once a minute.
+    pub async fn authenticate_api_key(&self, token_text: &str, ip: Option<&str>) -> Result<Actor> {
         let now = self.clock.now();
+        let load = |hash: [u8; 32]| async move {
+            let Some((key, slot)) = self.store.api_key_by_token_hash(&hash).await? else {
+                return Ok(None);
+            };
+            let user = self.store.user(key.user_id).await?;
+            Ok(Some(Identity::ApiKey { key, slot, user }))
+        };
+        let (hash, found) = self
+            .identity(TokenKind::ApiKey, token_text, now, load)
+            .await?;
+        let Identity::ApiKey { key, slot, user } = found else {
+            return Err(INVALID_TOKEN);
+        };
         let ends = secret_end(slot, key.previous_key_expires_at, key.expires_at, now)?;
         if let Some(allowed) = &key.allowed_ips {
             let from = ip.and_then(|i| i.parse::<IpAddr>().ok());
@@ -161,69 +229,58 @@ impl Services {
                 return Err(IP_NOT_ALLOWED);
             }
         }
-        let user = self.store.user(key.user_id).await?;
         if user.disabled {
             return Err(INVALID_TOKEN);
         }
         if key.last_used_at.is_none_or(|t| now - t >= TOUCH_EVERY) {
-            self.store.touch_api_key(key.id, now, ip).await?;
+            let seen = Seen { at: now, ip };
+            self.store.touch_api_key(key.id, seen).await?;
+            self.cache.update::<Credentials>(&hash, |cached| {
+                if let Identity::ApiKey { key, .. } = cached {
+                    key.last_used_at = Some(now);
+                    key.last_used_ip = ip.map(str::to_owned);
+                }
+            });
         }
-        let secret = match slot {
-            SecretSlot::Current => key.secrets.current,
-            SecretSlot::Previous => key.secrets.previous.ok_or(INVALID_TOKEN)?,
-        };
-        Ok(Actor {
-            meta: super::ClientMeta {
-                ip: ip.map(str::to_owned),
-                ..super::ClientMeta::default()
-            },
-            session: stand_in(secret, user.id, ip, key.created_at, now, ends),
-            user,
-            credential: Credential::ApiKey {
-                key: key.id,
-                org: key.org_id,
-                scopes: key.scopes,
-                conversations: key.conversation_ids,
-                tier: key.tier,
-            },
-        })
+        let secret = slot_secret(&key.secrets, slot)?;
+        let session = stand_in(secret, user.id, ip, key.created_at, now, ends);
+        Ok(credential_actor(user, session, ip, key.into_credential()))
     }
 
     /// Resolves `Authorization: Bot cnv_b_…`: checksum, rotation grace period, the bot account
     /// and its membership in its org (a bot removed from its org is gone).
     pub async fn authenticate_bot(&self, token_text: &str, ip: Option<&str>) -> Result<Actor> {
-        if !token::well_formed(TokenKind::Bot, token_text) {
-            return Err(INVALID_TOKEN);
-        }
-        let hash = token::hash(&self.keys.token_pepper, token_text);
-        let (bot, slot) = self
-            .store
-            .bot_by_token_hash(&hash)
-            .await?
-            .ok_or(INVALID_TOKEN)?;
         let now = self.clock.now();
+        let load = |hash: [u8; 32]| async move {
+            let Some((bot, slot)) = self.store.bot_by_token_hash(&hash).await? else {
+                return Ok(None);
+            };
+            let user = self.store.user(bot.user_id).await?;
+            let member = self.store.membership(bot.org_id, user.id).await?.is_some();
+            Ok(Some(Identity::Bot {
+                bot,
+                slot,
+                user,
+                member,
+            }))
+        };
+        let (_, found) = self.identity(TokenKind::Bot, token_text, now, load).await?;
+        let Identity::Bot {
+            bot,
+            slot,
+            user,
+            member,
+        } = found
+        else {
+            return Err(INVALID_TOKEN);
+        };
         let ends = secret_end(slot, bot.previous_token_expires_at, None, now)?;
-        let user = self.store.user(bot.user_id).await?;
-        if user.disabled || self.store.membership(bot.org_id, user.id).await?.is_none() {
+        if user.disabled || !member {
             return Err(INVALID_TOKEN);
         }
-        let secret = match slot {
-            SecretSlot::Current => bot.secrets.current,
-            SecretSlot::Previous => bot.secrets.previous.ok_or(INVALID_TOKEN)?,
-        };
-        Ok(Actor {
-            meta: super::ClientMeta {
-                ip: ip.map(str::to_owned),
-                ..super::ClientMeta::default()
-            },
-            session: stand_in(secret, user.id, ip, bot.created_at, now, ends),
-            user,
-            credential: Credential::Bot {
-                bot: bot.id,
-                org: bot.org_id,
-                conversations: bot.conversation_ids,
-            },
-        })
+        let secret = slot_secret(&bot.secrets, slot)?;
+        let session = stand_in(secret, user.id, ip, bot.created_at, now, ends);
+        Ok(credential_actor(user, session, ip, bot.into_credential()))
     }
 
     /// Whether the credential an open gateway socket authenticated with still works: the login
@@ -272,6 +329,31 @@ impl Services {
         }
     }
 
+    /// Rotates the secret of a bot or API key (a token of `kind`), the old one kept `grace` past
+    /// `now`: `commit` stores the rotation with `audit` (told the grace) and answers the
+    /// credential before and after it, whose owner and secrets `parts` reads. The owner's
+    /// cached identities go, and the sockets of a secret no longer kept close. Answers the
+    /// credential after and its new secret (shown once).
+    pub(super) async fn rotate_secret<T, Fut>(
+        &self,
+        (kind, now, grace): (TokenKind, DateTime<Utc>, Duration),
+        audit: AuditEntry,
+        commit: impl FnOnce(Rotation, AuditEntry) -> Fut,
+        parts: fn(&T) -> (UserId, &SecretIds),
+    ) -> Result<(T, SecretString)>
+    where
+        Fut: Future<Output = Result<(T, T)>>,
+    {
+        let (text, rotation) = new_rotation(kind, &self.keys.token_pepper, now, grace);
+        let audit = audit.detail(serde_json::json!({ "grace_seconds": grace.num_seconds() }));
+        let (before, after) = commit(rotation, audit).await?;
+        // A secret kept for its grace period is now the previous one, with an end.
+        let ((user, before), (_, kept)) = (parts(&before), parts(&after));
+        self.stale(vec![Cached::User(user)]);
+        self.close_replaced(before, Some(kept));
+        Ok((after, text))
+    }
+
     /// Closes the gateway sockets of every secret in `before` that `after` no longer has.
     pub(super) fn close_replaced(&self, before: &SecretIds, after: Option<&SecretIds>) {
         let kept = |id: SessionId| after.is_some_and(|a| a.current == id || a.previous == Some(id));
@@ -296,7 +378,7 @@ impl Services {
     /// conversation, 404 otherwise.
     pub(super) fn check_conversation_credential(
         actor: &Actor,
-        conv: &Conversation,
+        conv: &ConversationFacts,
         access: &ConversationAccess,
     ) -> Result<()> {
         if actor.credential.covers_conversation(conv.org_id, conv.id) {
@@ -414,7 +496,7 @@ impl Services {
             Err(StoreError::NotFound) => return Ok(false),
             Err(e) => return Err(e.into()),
         };
-        let access = self.user_access(user, &conv).await?;
+        let access = self.user_access(user, &(&conv).into()).await?;
         Ok(policy::conversation_allows(
             &access,
             ConversationAction::See,
@@ -512,7 +594,7 @@ impl Services {
             if conv.org_id != org || !actor.credential.covers_conversation(org, id) {
                 return Err(unknown());
             }
-            let access = self.user_access(actor.user.id, &conv).await?;
+            let access = self.user_access(actor.user.id, &(&conv).into()).await?;
             if !policy::conversation_allows(&access, ConversationAction::See) {
                 return Err(unknown());
             }

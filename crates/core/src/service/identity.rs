@@ -150,7 +150,8 @@ impl Services {
     /// Who is asking: the credential checked as the kind it presents itself as, a cookie
     /// session with its CSRF token, then the per-user 2FA gate (AUTH-4a). Costs what checking
     /// the credential costs (one lookup by token hash, one of the account) and, only for a
-    /// user who must turn on 2FA, one more.
+    /// user who must turn on 2FA, one more — none of them while this node's cache holds a
+    /// fresh copy (`crate::cache`); every check runs on the copy as on a fresh read.
     pub async fn identify(
         &self,
         _access: &AccessGranted,
@@ -220,7 +221,7 @@ impl Services {
             actor.user.require_2fa,
             before_2fa,
             &actor.session,
-        ) || self.has_2fa(actor.user.id).await?
+        ) || self.second_factor_on(actor.user.id).await?
         {
             Ok(())
         } else {
@@ -256,29 +257,29 @@ mod tests {
 
     #[test]
     fn schemes_and_prefixes_pick_the_kind() {
-        assert_eq!(kind("Bearer cnv_s_x"), Ok("session"));
-        assert_eq!(kind("Bearer cnv_k_x"), Ok("api_key"));
-        assert_eq!(kind("Bot cnv_b_x"), Ok("bot"));
-        assert_eq!(
-            kind("bot  cnv_k_y "),
-            Ok("bot"),
-            "a key sent as Bot is a bot (and fails)"
-        );
-        assert_eq!(
-            kind("Bearer cnv_b_x"),
-            Ok("session"),
-            "a bot token as Bearer fails"
-        );
-        assert_eq!(kind("Bearer s3cret-admin-token"), Ok("management"));
-        assert_eq!(kind("Bearer "), Ok("management"));
-        assert_eq!(kind("Bearer"), Ok("management"));
-        assert_eq!(kind("Basic YWxpY2U6cHc="), Err("unsupported_scheme"));
-        assert_eq!(
-            kind("cnv_k_x"),
-            Err("unsupported_scheme"),
-            "a scheme is required"
-        );
-        assert_eq!(kind(""), Err("unsupported_scheme"));
+        for (value, expected, why) in [
+            ("Bearer cnv_s_x", Ok("session"), ""),
+            ("Bearer cnv_k_x", Ok("api_key"), ""),
+            ("Bot cnv_b_x", Ok("bot"), ""),
+            (
+                "bot  cnv_k_y ",
+                Ok("bot"),
+                "a key sent as Bot is a bot (and fails)",
+            ),
+            (
+                "Bearer cnv_b_x",
+                Ok("session"),
+                "a bot token as Bearer fails",
+            ),
+            ("Bearer s3cret-admin-token", Ok("management"), ""),
+            ("Bearer ", Ok("management"), ""),
+            ("Bearer", Ok("management"), ""),
+            ("Basic YWxpY2U6cHc=", Err("unsupported_scheme"), ""),
+            ("cnv_k_x", Err("unsupported_scheme"), "a scheme is required"),
+            ("", Err("unsupported_scheme"), ""),
+        ] {
+            assert_eq!(kind(value), expected, "{value:?}: {why}");
+        }
         assert_eq!(token_of("Bearer   cnv_s_x  "), "cnv_s_x");
         assert_eq!(token_of("Bot"), "");
     }

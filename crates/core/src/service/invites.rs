@@ -8,6 +8,7 @@ use crate::error::ServiceError;
 use crate::ids::*;
 use crate::model::*;
 use crate::policy::{self, OrgAction};
+use crate::store::InviteUse;
 use crate::token::{self, TokenKind};
 use crate::types::*;
 use chrono::{DateTime, Duration, Utc};
@@ -35,8 +36,7 @@ impl Services {
             .require_org(actor, org, OrgAction::CreateInvite)
             .await?;
         if !policy::may_manage_member_with_role(mine, role) {
-            return Err(ServiceError::forbidden(
-                "forbidden",
+            return Err(ServiceError::not_allowed(
                 "your role cannot invite with that role",
             ));
         }
@@ -118,10 +118,7 @@ impl Services {
         self.store
             .revoke_invite(org, id, &[audit])
             .await
-            .map_err(|e| match e {
-                crate::store::StoreError::NotFound => ServiceError::NotFound("invite"),
-                other => other.into(),
-            })
+            .map_err(ServiceError::missing("invite"))
     }
 
     /// The invites naming the caller that they can still accept.
@@ -152,16 +149,22 @@ impl Services {
                 .org(p.org_id)
                 .detail(serde_json::json!({ "user_id": actor.user.id, "role": p.role }));
         }
-        let invite = self
+        let (invite, member) = self
             .store
-            .accept_invite(id, actor.user.id, self.clock.now(), &[audit])
+            .accept_invite(id, self.invite_use(actor.user.id), &[audit])
             .await
-            .map_err(|e| match e {
-                crate::store::StoreError::NotFound => ServiceError::NotFound("invite"),
-                other => other.into(),
-            })?;
+            .map_err(ServiceError::missing("invite"))?;
+        self.announce_member_added(&member);
         let org = self.store.org(invite.org_id).await?;
         Ok(Self::org_view(actor, org, invite.role))
+    }
+
+    /// `user` using an invite now.
+    pub(super) fn invite_use(&self, user: UserId) -> InviteUse {
+        InviteUse {
+            user,
+            at: self.clock.now(),
+        }
     }
 
     /// Joins the org of an invite code.
@@ -177,18 +180,17 @@ impl Services {
                     "the invite code is invalid, expired or used up",
                 )
             })?;
-        let mut audit = self
-            .audit(actor, "member.joined")
-            .resource("user", actor.user.id);
+        let mut audit = self.own_audit(actor, "member.joined");
         if let Some(i) = self.store.invite_by_code(&hash).await? {
             audit = audit
                 .org(i.org_id)
                 .detail(serde_json::json!({ "role": i.role, "invite_id": i.id }));
         }
-        let invite = self
+        let (invite, member) = self
             .store
-            .redeem_invite(&hash, actor.user.id, self.clock.now(), &[audit])
+            .redeem_invite(&hash, self.invite_use(actor.user.id), &[audit])
             .await?;
+        self.announce_member_added(&member);
         let org = self.store.org(invite.org_id).await?;
         Ok(Self::org_view(actor, org, invite.role))
     }

@@ -2,14 +2,19 @@
 //! account directly (AZ-7); everyone else invites (`invites`). Owners are handled only by
 //! owners, anyone may leave, and bots and keys limited to a conversation list change nothing
 //! here (AZ-5a).
+//!
+//! Every membership change, wherever it happens (here, invites, registration, bots, transfers,
+//! erasure), is announced after its commit as a `_MEMBER_*` event carrying the member object of
+//! `GET /orgs/{org}/members`: for the org's webhooks only, as no client event exists for it.
 
 use super::credentials::INSUFFICIENT_SCOPE;
 use super::{Actor, Result, ServerAdmin, Services};
 use crate::error::ServiceError;
+use crate::event::{Cached, Event};
 use crate::ids::*;
 use crate::model::*;
 use crate::policy::{self, OrgAction};
-use crate::store::Page;
+use crate::store::{Membership, Page, Removed};
 use crate::types::*;
 
 impl Services {
@@ -45,8 +50,7 @@ impl Services {
                 None,
             )
             .await;
-            return Err(ServiceError::forbidden(
-                "forbidden",
+            return Err(ServiceError::not_allowed(
                 "only server admins add members directly; send an invite instead",
             ));
         }
@@ -63,10 +67,10 @@ impl Services {
         user: UserRef,
         role: OrgRole,
     ) -> Result<Member> {
-        self.store.org(org).await.map_err(|e| match e {
-            crate::store::StoreError::NotFound => ServiceError::NotFound("organization"),
-            other => other.into(),
-        })?;
+        self.store
+            .org(org)
+            .await
+            .map_err(ServiceError::missing("organization"))?;
         let found = match user {
             UserRef::Id(id) => self
                 .store
@@ -90,11 +94,14 @@ impl Services {
             ));
         }
         let user_id = found.id;
-        self.store
+        let member = self
+            .store
             .add_member(
-                org,
-                user_id,
-                role,
+                Membership {
+                    org,
+                    user: user_id,
+                    role,
+                },
                 self.clock.now(),
                 &[self
                     .admin_audit(admin, "member.added")
@@ -103,7 +110,30 @@ impl Services {
                     .detail(serde_json::json!({ "role": role, "direct": true }))],
             )
             .await?;
-        Ok(self.store.member(org, user_id).await?)
+        self.announce_member_added(&member);
+        Ok(member)
+    }
+
+    /// `member.added`, after the membership's commit.
+    pub(super) fn announce_member_added(&self, member: &Member) {
+        self.stale(vec![Cached::User(member.user.id)]);
+        self.emit(Event::member("_MEMBER_ADDED", member));
+    }
+
+    /// `member.role_changed`, after the change's commit.
+    pub(super) fn announce_role_changed(&self, member: &Member) {
+        self.stale(vec![Cached::User(member.user.id)]);
+        self.emit(Event::member("_MEMBER_ROLE_CHANGED", member));
+    }
+
+    /// A member's removal, after its commit: each conversation they left first (their last
+    /// event of it), then `member.removed`.
+    pub(super) fn announce_member_removed(&self, removed: &Removed) {
+        self.stale(vec![Cached::User(removed.member.user.id)]);
+        for p in &removed.participations {
+            self.announce_removed(p);
+        }
+        self.emit(Event::member("_MEMBER_REMOVED", &removed.member));
     }
 
     /// Refuses what a bot or key limited to conversations, or an impersonated session, may
@@ -134,8 +164,7 @@ impl Services {
             .await?
             .ok_or(ServiceError::NotFound("member"))?;
         if !policy::may_change_member_role(mine, current, role) {
-            return Err(ServiceError::forbidden(
-                "forbidden",
+            return Err(ServiceError::not_allowed(
                 "your role cannot change this member's role",
             ));
         }
@@ -144,10 +173,14 @@ impl Services {
             .resource("user", user)
             .org(org)
             .detail(serde_json::json!({ "role": role }));
-        self.store
-            .set_member_role(org, user, role, &[audit])
+        let (member, changed) = self
+            .store
+            .set_member_role(Membership { org, user, role }, &[audit])
             .await?;
-        Ok(self.store.member(org, user).await?)
+        if changed {
+            self.announce_role_changed(&member);
+        }
+        Ok(member)
     }
 
     /// Removes a member, or lets a member leave (any role may leave, but not the last owner).
@@ -160,8 +193,7 @@ impl Services {
             .await?
             .ok_or(ServiceError::NotFound("member"))?;
         if !policy::may_remove_member(mine, target, user == actor.user.id) {
-            return Err(ServiceError::forbidden(
-                "forbidden",
+            return Err(ServiceError::not_allowed(
                 "your role cannot remove this member",
             ));
         }
@@ -173,10 +205,8 @@ impl Services {
         let audit = self.audit(actor, event).resource("user", user).org(org);
         // The conversations come from the removal's own transaction: one joined meanwhile is
         // announced too, so no socket keeps receiving it.
-        let conversations = self.store.remove_member(org, user, &[audit]).await?;
-        for conv in conversations {
-            self.announce_removed(conv, user, None);
-        }
+        let removed = self.store.remove_member(org, user, &[audit]).await?;
+        self.announce_member_removed(&removed);
         Ok(())
     }
 
@@ -234,6 +264,8 @@ impl Services {
             .org(org)
             .detail(serde_json::json!({ "team_id": team }));
         self.store.add_team_member(team, user, &[audit]).await?;
+        // Teams widen what the user may see (team visibility).
+        self.stale(vec![Cached::User(user)]);
         Ok(self.store.team(team).await?)
     }
 
@@ -256,7 +288,9 @@ impl Services {
                     .detail(serde_json::json!({ "team_id": team }))],
             )
             .await
-            .map_err(|_| ServiceError::NotFound("team member"))
+            .map_err(|_| ServiceError::NotFound("team member"))?;
+        self.stale(vec![Cached::User(user)]);
+        Ok(())
     }
 }
 

@@ -1,14 +1,15 @@
-//! Sending, listing, editing and deleting messages.
+//! Sending (with attachments), listing, editing and deleting messages.
 
 use super::{Actor, Result, Services};
 use crate::audit::AuditEntry;
 use crate::error::ServiceError;
 use crate::event::Event;
+use crate::files::AttachmentIds;
 use crate::ids::*;
 use crate::model::*;
 use crate::policy::{self, ConversationAction};
 use crate::sanitize;
-use crate::store::{Inserted, Page, StoreError};
+use crate::store::{Inserted, Page, ReadMarker, StoreError};
 use crate::types::*;
 use chrono::Duration;
 use sha2::{Digest, Sha256};
@@ -22,6 +23,8 @@ pub struct SendMessage {
     pub content: MessageText,
     pub format: MessageFormat,
     pub reply_to: Option<MessageId>,
+    /// Files to attach: the sender's own uploads to this conversation, not attached yet.
+    pub attachments: AttachmentIds,
     pub idempotency_key: Option<IdempotencyKey>,
 }
 
@@ -58,7 +61,26 @@ fn fingerprint(req: &SendMessage) -> String {
     if let Some(r) = req.reply_to {
         h.update(r.0.as_bytes());
     }
+    // Without attachments the fingerprint is what it was before they existed, so keys stored
+    // then still replay. The same files in another order are the same request.
+    if !req.attachments.as_slice().is_empty() {
+        let mut files = req.attachments.as_slice().to_vec();
+        files.sort_unstable();
+        h.update(b"\0attachments");
+        for f in files {
+            h.update(f.0.as_bytes());
+        }
+    }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 422 on `field`, naming a message that is not one of the conversation's.
+fn unknown_message(field: &str) -> ServiceError {
+    ServiceError::invalid(
+        field,
+        "unknown_message",
+        "no such message in this conversation",
+    )
 }
 
 impl Services {
@@ -91,21 +113,13 @@ impl Services {
         req: SendMessage,
     ) -> Result<Sent> {
         let (conversation, _) = self
-            .conversation_for(actor, conv, ConversationAction::SendMessages)
+            .conversation_access(actor, conv, ConversationAction::SendMessages)
             .await?;
         let content = stored_content(&req.content, req.format)?;
         if let Some(reply) = req.reply_to {
-            match self.store.message(reply).await {
-                Ok(m) if m.conversation_id == conv => {}
-                Ok(_) | Err(StoreError::NotFound) => {
-                    return Err(ServiceError::invalid(
-                        "reply_to",
-                        "unknown_message",
-                        "no such message in this conversation",
-                    ))
-                }
-                Err(e) => return Err(e.into()),
-            }
+            self.message_of(conv, reply)
+                .await?
+                .ok_or_else(|| unknown_message("reply_to"))?;
         }
         let now = self.clock.now();
         let print = fingerprint(&req);
@@ -117,6 +131,7 @@ impl Services {
             format: req.format,
             reply_to: req.reply_to,
             created_at: now,
+            attachments: req.attachments.into_vec(),
             idempotency: req.idempotency_key.map(|k| (k, print.clone())),
             idempotency_since: now - IDEMPOTENCY_WINDOW,
         };
@@ -138,6 +153,14 @@ impl Services {
                 "idempotency_conflict",
                 "this idempotency key was used with different content",
             )),
+            // Another user's file, another conversation's, one already attached or none at
+            // all: one answer, so nothing is learnt about files the caller cannot see.
+            Inserted::AttachmentsRefused => Err(ServiceError::invalid(
+                "attachment_ids",
+                "attachment_unavailable",
+                "each attachment must be a file you uploaded to this conversation that no \
+                 message carries yet",
+            )),
         }
     }
 
@@ -147,7 +170,7 @@ impl Services {
         conv: ConversationId,
         page: Page<i64>,
     ) -> Result<Vec<Message>> {
-        self.conversation_for(actor, conv, ConversationAction::Read)
+        self.conversation_access(actor, conv, ConversationAction::Read)
             .await?;
         Ok(self.store.messages(conv, page).await?)
     }
@@ -159,11 +182,24 @@ impl Services {
         conv: ConversationId,
         id: MessageId,
     ) -> Result<Message> {
-        self.conversation_for(actor, conv, ConversationAction::Read)
+        self.conversation_access(actor, conv, ConversationAction::Read)
             .await?;
+        self.message_of(conv, id)
+            .await?
+            .ok_or(ServiceError::NotFound("message"))
+    }
+
+    /// Tells the conversation about a committed change to `message` and hands it back.
+    fn announce_message(&self, kind: &str, message: Message) -> Message {
+        self.emit(Event::conversation(kind, message.conversation_id, &message));
+        message
+    }
+
+    /// Message `id` when it belongs to `conv`.
+    async fn message_of(&self, conv: ConversationId, id: MessageId) -> Result<Option<Message>> {
         match self.store.message(id).await {
-            Ok(m) if m.conversation_id == conv => Ok(m),
-            Ok(_) | Err(StoreError::NotFound) => Err(ServiceError::NotFound("message")),
+            Ok(m) => Ok(Some(m).filter(|m| m.conversation_id == conv)),
+            Err(StoreError::NotFound) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -175,11 +211,12 @@ impl Services {
         actor: &Actor,
         id: MessageId,
     ) -> Result<(Message, OrgId, crate::policy::ConversationAccess)> {
-        let msg = self.store.message(id).await.map_err(|e| match e {
-            StoreError::NotFound => ServiceError::NotFound("message"),
-            other => other.into(),
-        })?;
-        let conv = self.store.conversation(msg.conversation_id).await?;
+        let msg = self
+            .store
+            .message(id)
+            .await
+            .map_err(ServiceError::missing("message"))?;
+        let conv = self.conversation_facts(msg.conversation_id).await?;
         let access = self.access(actor, &conv).await?;
         if !policy::conversation_allows(&access, ConversationAction::See) {
             return Err(ServiceError::NotFound("message"));
@@ -208,14 +245,17 @@ impl Services {
         let audit = self.impersonated_rows(actor, "message.edited", org, msg.conversation_id, id);
         let edited = self
             .store
-            .edit_message(id, &content, format, self.clock.now(), &audit)
+            .edit_message(
+                &crate::store::MessageEdit {
+                    id,
+                    content: &content,
+                    format,
+                    at: self.clock.now(),
+                },
+                &audit,
+            )
             .await?;
-        self.emit(Event::conversation(
-            "MESSAGE_UPDATE",
-            edited.conversation_id,
-            &edited,
-        ));
-        Ok(edited)
+        Ok(self.announce_message("MESSAGE_UPDATE", edited))
     }
 
     pub async fn delete_message(&self, actor: &Actor, id: MessageId) -> Result<Message> {
@@ -256,15 +296,12 @@ impl Services {
                     "author_id": msg.author.id,
                 }))]
         };
-        let deleted = self
+        let (deleted, freed) = self
             .store
             .delete_message(id, self.clock.now(), &audit)
             .await?;
-        self.emit(Event::conversation(
-            "MESSAGE_DELETE",
-            deleted.conversation_id,
-            &deleted,
-        ));
+        let deleted = self.announce_message("MESSAGE_DELETE", deleted);
+        self.free(freed).await;
         Ok(deleted)
     }
 
@@ -282,7 +319,7 @@ impl Services {
 
     /// Tells the other participants the caller is typing (writers only).
     pub async fn typing(&self, actor: &Actor, conv: ConversationId) -> Result<()> {
-        self.conversation_for(actor, conv, ConversationAction::SendMessages)
+        self.conversation_access(actor, conv, ConversationAction::SendMessages)
             .await?;
         let d = serde_json::json!({"conversation_id": conv, "user_id": actor.user.id, "at": self.clock.now()});
         self.emit(Event::conversation("TYPING_START", conv, d));
@@ -298,19 +335,11 @@ impl Services {
         message: MessageId,
     ) -> Result<()> {
         let (conversation, _) = self
-            .conversation_for(actor, conv, ConversationAction::Read)
+            .conversation_access(actor, conv, ConversationAction::Read)
             .await?;
-        match self.store.message(message).await {
-            Ok(m) if m.conversation_id == conv => {}
-            Ok(_) | Err(StoreError::NotFound) => {
-                return Err(ServiceError::invalid(
-                    "message_id",
-                    "unknown_message",
-                    "no such message in this conversation",
-                ))
-            }
-            Err(e) => return Err(e.into()),
-        }
+        self.message_of(conv, message)
+            .await?
+            .ok_or_else(|| unknown_message("message_id"))?;
         let audit = self.impersonated_rows(
             actor,
             "read_marker.moved",
@@ -318,9 +347,12 @@ impl Services {
             conv,
             message,
         );
-        self.store
-            .set_read_marker(conv, actor.user.id, message, &audit)
-            .await?;
+        let marker = ReadMarker {
+            conv,
+            user: actor.user.id,
+            message,
+        };
+        self.store.set_read_marker(marker, &audit).await?;
         let d = serde_json::json!({"conversation_id": conv, "user_id": actor.user.id, "message_id": message});
         self.emit(Event::reader("READ_MARKER_UPDATE", actor.user.id, conv, d));
         Ok(())

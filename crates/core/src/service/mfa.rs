@@ -16,7 +16,7 @@ use crate::audit::AuditActor;
 use crate::error::ServiceError;
 use crate::ids::UserId;
 use crate::keyring::SecretRef;
-use crate::mfa::{MfaChallenge, StoredRecoveryCode};
+use crate::mfa::{MfaChallenge, RecoveryCodeRef, StoredRecoveryCode};
 use crate::password::{NewPassword, Verified};
 use crate::secretbox::{Sealed, SealedColumn};
 use crate::token::{self, TokenKind};
@@ -52,26 +52,24 @@ pub struct MfaPending {
 /// Fresh recovery codes, shown once (`xxxx-xxxx-xxxx-xxxx`).
 pub struct RecoveryCodes(pub Vec<SecretString>);
 
-const INVALID_MFA_TOKEN: ServiceError = ServiceError::Unauthorized {
-    code: "invalid_mfa_token",
-    message: "the sign-in challenge is invalid, expired or used up; sign in again",
-};
-const INVALID_CODE: ServiceError = ServiceError::Unauthorized {
-    code: "invalid_code",
-    message: "the code is not valid",
-};
-const CODE_REUSED: ServiceError = ServiceError::Unauthorized {
-    code: "code_reused",
-    message: "this code was used already; wait for the next one or use another recovery code",
-};
-const NOT_ENABLED: ServiceError = ServiceError::Conflict {
-    code: "mfa_not_enabled",
-    message: "two-factor authentication is not enabled on this account",
-};
-const ALREADY_ENABLED: ServiceError = ServiceError::Conflict {
-    code: "mfa_already_enabled",
-    message: "two-factor authentication is already enabled; disable it first to start over",
-};
+const INVALID_MFA_TOKEN: ServiceError = ServiceError::unauthorized(
+    "invalid_mfa_token",
+    "the sign-in challenge is invalid, expired or used up; sign in again",
+);
+const INVALID_CODE: ServiceError =
+    ServiceError::unauthorized("invalid_code", "the code is not valid");
+const CODE_REUSED: ServiceError = ServiceError::unauthorized(
+    "code_reused",
+    "this code was used already; wait for the next one or use another recovery code",
+);
+const NOT_ENABLED: ServiceError = ServiceError::conflict(
+    "mfa_not_enabled",
+    "two-factor authentication is not enabled on this account",
+);
+const ALREADY_ENABLED: ServiceError = ServiceError::conflict(
+    "mfa_already_enabled",
+    "two-factor authentication is already enabled; disable it first to start over",
+);
 
 /// How a second factor checked out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,9 +113,7 @@ impl Services {
                 actor.user.id,
                 &sealed,
                 self.clock.now(),
-                &[self
-                    .audit(actor, "totp.setup_started")
-                    .resource("user", actor.user.id)],
+                &[self.own_audit(actor, "totp.setup_started")],
             )
             .await?
         {
@@ -172,9 +168,7 @@ impl Services {
                     step,
                     &stored,
                     self.clock.now(),
-                    &[self
-                        .audit(actor, "totp.enabled")
-                        .resource("user", actor.user.id)],
+                    &[self.own_audit(actor, "totp.enabled")],
                 )
                 .await?
             {
@@ -223,12 +217,8 @@ impl Services {
         code: SecondFactorCode,
         meta: &ClientMeta,
     ) -> Result<()> {
-        Self::require_own_session(actor)?;
-        self.require_2fa_on(actor.user.id).await?;
-        self.verify_second_factor(actor, &code, meta).await?;
-        let audit = self
-            .audit(actor, "totp.disabled")
-            .resource("user", actor.user.id);
+        self.confirm_2fa_change(actor, &code, meta).await?;
+        let audit = self.own_audit(actor, "totp.disabled");
         self.store.disable_totp(actor.user.id, &[audit]).await?;
         self.announce_own_2fa(actor.user.id).await?;
         Ok(())
@@ -241,9 +231,7 @@ impl Services {
         code: SecondFactorCode,
         meta: &ClientMeta,
     ) -> Result<RecoveryCodes> {
-        Self::require_own_session(actor)?;
-        self.require_2fa_on(actor.user.id).await?;
-        self.verify_second_factor(actor, &code, meta).await?;
+        self.confirm_2fa_change(actor, &code, meta).await?;
         let (shown, stored) = self.new_recovery_codes().await?;
         if !self
             .store
@@ -251,9 +239,7 @@ impl Services {
                 actor.user.id,
                 &stored,
                 self.clock.now(),
-                &[self
-                    .audit(actor, "recovery_codes.regenerated")
-                    .resource("user", actor.user.id)],
+                &[self.own_audit(actor, "recovery_codes.regenerated")],
             )
             .await?
         {
@@ -262,12 +248,18 @@ impl Services {
         Ok(shown)
     }
 
-    async fn require_2fa_on(&self, user: UserId) -> Result<()> {
-        if self.has_2fa(user).await? {
-            Ok(())
-        } else {
-            Err(NOT_ENABLED)
+    /// What a change to a user's 2FA needs: their own session, 2FA on, and a valid code.
+    async fn confirm_2fa_change(
+        &self,
+        actor: &Actor,
+        code: &SecondFactorCode,
+        meta: &ClientMeta,
+    ) -> Result<()> {
+        Self::require_own_session(actor)?;
+        if !self.has_2fa(actor.user.id).await? {
+            return Err(NOT_ENABLED);
         }
+        self.verify_second_factor(actor, code, meta).await
     }
 
     /// Checks a signed-in user's second factor (re-authentication before a sensitive change).
@@ -286,10 +278,7 @@ impl Services {
                 Ok(())
             }
             Ok(bad) => {
-                let audit = self
-                    .audit(actor, "auth.second_factor")
-                    .resource("user", actor.user.id)
-                    .failed();
+                let audit = self.own_audit(actor, "auth.second_factor").failed();
                 self.attempt_failed(attempt, audit).await?;
                 Err(bad.into_error())
             }
@@ -338,10 +327,8 @@ impl Services {
         meta: ClientMeta,
         cookie: bool,
     ) -> Result<SignedIn> {
-        if !token::well_formed(TokenKind::MfaChallenge, mfa_token) {
-            return Err(INVALID_MFA_TOKEN);
-        }
-        let hash = token::hash(&self.keys.token_pepper, mfa_token);
+        let hash =
+            self.presented_token_hash(TokenKind::MfaChallenge, mfa_token, INVALID_MFA_TOKEN)?;
         let now = self.clock.now();
         let challenge = self
             .store
@@ -441,7 +428,11 @@ impl Services {
     }
 
     async fn check_recovery_code(&self, user: UserId, code: &RecoveryCode) -> Result<Checked> {
-        let stored = self.store.recovery_code(user, code.lookup()).await?;
+        let lookup = code.lookup();
+        let stored = self
+            .store
+            .recovery_code(RecoveryCodeRef { user, lookup })
+            .await?;
         let phc = stored.as_ref().map(|s| s.hash.clone());
         // With no such prefix this verifies against the dummy hash: the same cost, a "No".
         let verdict = self
@@ -457,8 +448,10 @@ impl Services {
         if self
             .store
             .use_recovery_code(
-                user,
-                &stored.lookup,
+                RecoveryCodeRef {
+                    user,
+                    lookup: &stored.lookup,
+                },
                 self.clock.now(),
                 &[self
                     .audit_as(

@@ -5,9 +5,11 @@ mod api_keys;
 mod audit;
 mod auth;
 mod bots;
+mod cached;
 mod conversations;
 mod credentials;
 mod denied;
+mod files;
 pub mod identity;
 mod invites;
 mod members;
@@ -21,13 +23,18 @@ mod system;
 mod throttle;
 mod users;
 mod views;
+pub mod webhooks;
 
 pub use api_keys::{NewApiKey, GRACE_MAX_SECONDS};
-pub use audit::{AccountEvent, RetentionReport, ShownActor, VerifyReport, SECURITY_EVENTS};
+pub use audit::{
+    AccountEvent, AuditActorView, AuditEvent, AuditResourceView, RetentionReport, ShownActor,
+    ShownActorView, VerifyReport, SECURITY_EVENTS,
+};
 pub use auth::{AuthSettings, ClientMeta, LoginOutcome, SignedIn};
 pub use conversations::NewConversation;
-pub use credentials::{GatewayStart, Resource};
+pub use credentials::{ConversationList, GatewayStart, Resource};
 pub use denied::DENIED_ROWS_PER_MINUTE;
+pub use files::{UploadGrant, Uploaded};
 pub use invites::INVITE_DEFAULT_TTL;
 pub use members::UserRef;
 pub use messages::{SendMessage, Sent};
@@ -39,9 +46,11 @@ pub use users::ServerAdmin;
 pub use views::{ConversationView, OrgView};
 
 use crate::audit::{AuditActor, AuditEntry};
+use crate::cache::{Cache, CacheSettings};
 use crate::clock::Clock;
 use crate::error::ServiceError;
-use crate::event::{Event, EventSink};
+use crate::event::{Cached, Control, Event, EventSink};
+use crate::files::{Blobs, FreedBlobs};
 use crate::keys::ServerKeys;
 use crate::model::{Session, User};
 use crate::password::PasswordHasherPool;
@@ -91,6 +100,8 @@ pub struct Services {
     pub settings: Arc<AuthSettings>,
     /// Where events go after commit (the gateway's fan-out).
     pub events: Arc<dyn EventSink>,
+    /// Where file bytes live: removed after the commit that removed their rows.
+    blobs: Arc<dyn Blobs>,
     /// This node's one-time bootstrap token while no admin exists.
     bootstrap: Arc<Mutex<Option<auth::ArmedBootstrap>>>,
     /// The secrets key ring this node loaded last (DATA-3; see `secrets`).
@@ -101,6 +112,8 @@ pub struct Services {
     denied: Arc<denied::DeniedCounter>,
     /// The access and management tokens `identity` checks requests against.
     pub(crate) gates: Arc<identity::Gates>,
+    /// Identities and conversation access, kept between requests (`crate::cache`).
+    pub(crate) cache: Arc<Cache>,
 }
 
 impl Services {
@@ -112,6 +125,7 @@ impl Services {
         hasher: PasswordHasherPool,
         settings: AuthSettings,
         events: Arc<dyn EventSink>,
+        blobs: Arc<dyn Blobs>,
     ) -> Self {
         Self {
             store,
@@ -120,12 +134,34 @@ impl Services {
             hasher,
             settings: Arc::new(settings),
             events,
+            blobs,
             bootstrap: Arc::new(Mutex::new(None)),
             secret_ring: Arc::default(),
             audit_retention_floor: orgs::AUDIT_RETENTION_FLOOR_DAYS,
             denied: Arc::default(),
             gates: Arc::default(),
+            cache: Arc::new(Cache::new(CacheSettings::default())),
         }
+    }
+
+    /// Sets the cache's TTL and size (see `crate::cache`); a fresh, empty cache.
+    #[must_use]
+    pub fn with_cache(mut self, settings: CacheSettings) -> Self {
+        self.cache = Arc::new(Cache::new(settings));
+        self
+    }
+
+    /// Applies a control event that came from the fan-out to this node's cache: every node
+    /// calls it for every event before its hub applies the event to sockets (the node that
+    /// made the change has already, in [`Self::emit`]).
+    pub fn invalidate(&self, control: &Control) {
+        self.cache.invalidate(control);
+    }
+
+    /// How many entries this node's cache holds (tests, metrics).
+    #[must_use]
+    pub fn cached_entries(&self) -> usize {
+        self.cache.len()
     }
 
     /// Sets the access-token gate (AUTH-9) and the management token (see `identity`).
@@ -153,6 +189,11 @@ impl Services {
         self.audit_as(actor.audit_actor(), &actor.meta, event)
     }
 
+    /// An audit entry for what `actor` does to their own account.
+    fn own_audit(&self, actor: &Actor, event: &str) -> AuditEntry {
+        self.audit(actor, event).resource("user", actor.user.id)
+    }
+
     /// An audit entry for an event by `who`, from the request described by `meta`.
     fn audit_as(&self, who: AuditActor, meta: &ClientMeta, event: &str) -> AuditEntry {
         let mut e = AuditEntry::new(event, who, self.clock.now());
@@ -162,9 +203,41 @@ impl Services {
         e
     }
 
-    /// Announces a committed change.
+    /// The keyed hash a presented token of `kind` is stored under; `invalid` when the text is
+    /// not such a token at all (checked before any lookup).
+    fn presented_token_hash(
+        &self,
+        kind: crate::token::TokenKind,
+        text: &str,
+        invalid: ServiceError,
+    ) -> Result<[u8; 32]> {
+        if crate::token::well_formed(kind, text) {
+            Ok(crate::token::hash(&self.keys.token_pepper, text))
+        } else {
+            Err(invalid)
+        }
+    }
+
+    /// Announces a committed change. What a control revokes or changes leaves this node's
+    /// cache first, before the caller answers: the next request here reads the store.
     fn emit(&self, event: Event) {
+        if let Some(control) = &event.control {
+            self.cache.invalidate(control);
+        }
         self.events.publish(event);
+    }
+
+    /// Cached data about `cached` changed with a mutation no other control announces: forgotten
+    /// here now and, through the fan-out, on every node.
+    fn stale(&self, cached: Vec<Cached>) {
+        self.emit(Event::control(Control::Stale { cached }));
+    }
+
+    /// Removes the bytes of files whose rows a committed change removed.
+    async fn free(&self, freed: FreedBlobs) {
+        if !freed.0.is_empty() {
+            self.blobs.remove(&freed.0).await;
+        }
     }
 }
 

@@ -5,26 +5,27 @@
 //! nothing of the org listed, and none of its gateway events.
 
 use super::{Actor, Result, Services};
+use crate::cache::ConversationFacts;
 use crate::credential::Credential;
 use crate::error::ServiceError;
-use crate::event::Event;
+use crate::event::{Cached, Event};
 use crate::ids::{OrgId, UserId};
 use crate::mfa::OrgStanding;
-use crate::model::{Conversation, Org};
+use crate::model::Org;
 use crate::policy::{self, ConversationAccess, ConversationAction};
 use std::collections::HashSet;
 
-const MFA_SETUP_REQUIRED: ServiceError = ServiceError::Forbidden {
-    code: "mfa_setup_required",
-    message: "this organization requires two-factor authentication: enable it under /auth/totp",
-};
+const MFA_SETUP_REQUIRED: ServiceError = ServiceError::forbidden(
+    "mfa_setup_required",
+    "this organization requires two-factor authentication: enable it under /auth/totp",
+);
 
 /// What a bot is told when the member who created it lacks the 2FA its org requires.
-const OWNER_MFA_SETUP_REQUIRED: ServiceError = ServiceError::Forbidden {
-    code: "mfa_setup_required",
-    message: "this organization requires two-factor authentication of the member who created \
+const OWNER_MFA_SETUP_REQUIRED: ServiceError = ServiceError::forbidden(
+    "mfa_setup_required",
+    "this organization requires two-factor authentication of the member who created \
               this bot: they must enable it first",
-};
+);
 
 /// Why a socket lost an org (`ORG_ACCESS_LOST.reason`).
 pub const REASON_2FA_REQUIRED: &str = "mfa_setup_required";
@@ -157,6 +158,8 @@ impl Services {
     /// regain or lose every org of theirs that requires it. Called after the change committed;
     /// whether 2FA is on is read again just before the events go out.
     pub(super) async fn announce_own_2fa(&self, user: UserId) -> Result<()> {
+        // Whether they have 2FA is cached for their gate and in each of their org standings.
+        self.stale(vec![Cached::User(user)]);
         let mut events = Vec::new();
         for (org, _) in self.store.orgs_for_user(user).await? {
             if !org.require_2fa {
@@ -186,13 +189,13 @@ impl Services {
     pub(super) async fn check_conversation_2fa(
         &self,
         actor: &Actor,
-        conv: &Conversation,
+        conv: &ConversationFacts,
         access: &ConversationAccess,
     ) -> Result<()> {
         if access.org_role.is_none() {
             return Ok(());
         }
-        let Some(standing) = self.store.org_standing(conv.org_id, actor.user.id).await? else {
+        let Some(standing) = self.standing(conv.org_id, actor.user.id).await? else {
             return Ok(());
         };
         match self.check_2fa_standing(actor, conv.org_id, &standing).await {

@@ -8,11 +8,11 @@ use super::credentials::INSUFFICIENT_SCOPE;
 use super::OrgView;
 use super::{Actor, Result, Services};
 use crate::error::ServiceError;
-use crate::event::{Control, Event};
+use crate::event::{Cached, Control, Event};
 use crate::ids::*;
 use crate::model::*;
 use crate::policy::{self, CallerLimits, OrgAction};
-use crate::store::{OrgPatch, Page};
+use crate::store::{OrgPatch, Page, Transfer};
 use crate::types::*;
 use serde::Serialize;
 
@@ -53,8 +53,7 @@ impl Services {
     /// 403 `mfa_setup_required` when the org requires 2FA and the caller has not enabled it.
     pub(super) async fn org_role(&self, actor: &Actor, org: OrgId) -> Result<OrgRole> {
         let standing = self
-            .store
-            .org_standing(org, actor.user.id)
+            .standing(org, actor.user.id)
             .await?
             .ok_or(ServiceError::NotFound("organization"))?;
         Self::check_org_credential(actor, org)?;
@@ -77,8 +76,7 @@ impl Services {
         if policy::org_allows(role, action) {
             Ok(role)
         } else {
-            Err(ServiceError::forbidden(
-                "forbidden",
+            Err(ServiceError::not_allowed(
                 "your role in this organization does not allow this",
             ))
         }
@@ -95,8 +93,7 @@ impl Services {
 
     pub async fn create_org(&self, actor: &Actor, name: Name) -> Result<OrgView> {
         if !policy::may_create_org(actor.user.kind) {
-            return Err(ServiceError::forbidden(
-                "forbidden",
+            return Err(ServiceError::not_allowed(
                 "bots cannot create organizations",
             ));
         }
@@ -204,6 +201,8 @@ impl Services {
             );
         }
         let org = self.store.update_org(id, &patch, &entries).await?;
+        // Its settings (the 2FA it requires) are part of every member's cached standing.
+        self.stale(vec![Cached::Org(id)]);
         if org.require_2fa != before.require_2fa {
             // Enforcement holds on open sockets too (AUTH-4a): members without 2FA (and their
             // bots) get ORG_ACCESS_LOST and nothing more of this org, or ORG_ACCESS_RESTORED.
@@ -249,7 +248,8 @@ impl Services {
         // Recorded in the org's own chain (which outlives it) and in the server's.
         let in_org = self.audit(actor, "org.deleted").resource("org", id).org(id);
         let on_server = self.audit(actor, "org.deleted").resource("org", id);
-        self.store.delete_org(id, &[in_org, on_server]).await?;
+        let freed = self.store.delete_org(id, &[in_org, on_server]).await?;
+        self.stale(vec![Cached::Org(id)]);
         for conv in objects {
             let drop = Control::Drop {
                 conversation: conv.id,
@@ -260,6 +260,7 @@ impl Services {
                     .with_control(drop),
             );
         }
+        self.free(freed).await;
         Ok(())
     }
 
@@ -284,10 +285,21 @@ impl Services {
             .audit(actor, "org.ownership_transferred")
             .resource("user", to)
             .org(id);
-        Ok(self
+        for member in self
             .store
-            .transfer_org(id, actor.user.id, to, &[audit])
-            .await?)
+            .transfer_org(
+                Transfer {
+                    org: id,
+                    from: actor.user.id,
+                    to,
+                },
+                &[audit],
+            )
+            .await?
+        {
+            self.announce_role_changed(&member);
+        }
+        Ok(())
     }
 
     /// The matrix of org actions by role, and what each member may do.

@@ -1,6 +1,7 @@
 //! Privacy (DATA-6): a user's export of all their data, and erasure of their account.
 
-use super::{Actor, ClientMeta, Result, Services};
+use super::throttle::WrongPassword;
+use super::{Actor, AuditEvent, ClientMeta, Result, Services};
 use crate::audit::{AuditFilter, AuditRow};
 use crate::error::ServiceError;
 use crate::event::{Control, Event};
@@ -10,6 +11,7 @@ use crate::store::{Conflict, Cursor, Page, StoreError};
 use crate::totp::SecondFactorCode;
 use crate::types::{ErasurePolicy, Limit, OrgRole};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// How many messages the export reads at a time.
 const BATCH: i64 = 500;
@@ -17,28 +19,40 @@ const BATCH: i64 = 500;
 /// How many other rows it reads at a time (the largest list page).
 const PAGE: u32 = Limit::MAX;
 
-/// One org the user belongs to, as exported.
-#[derive(Debug, Clone, Serialize)]
+/// What `format` says of every archive.
+pub const EXPORT_FORMAT: &str = "conclave-export-v1";
+
+/// One org the user belongs to.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = MembershipView)]
 pub struct ExportedMembership {
+    #[schema(value_type = Object)]
     pub org: Org,
+    #[schema(value_type = String)]
     pub role: OrgRole,
 }
 
-/// Everything the server holds about a user, for a JSON archive. Secrets (password hash, TOTP
-/// secret, recovery codes, token hashes) are never part of it.
-#[derive(Debug, Clone)]
+/// Everything Conclave holds about the caller. Never secrets: no password hash, TOTP secret,
+/// recovery code or token.
+// The JSON archive of `GET /users/@me/export`, as it is written.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = AccountArchive)]
 pub struct AccountExport {
+    /// `conclave-export-v1`.
+    pub format: String,
     pub exported_at: chrono::DateTime<chrono::Utc>,
     pub user: User,
     pub two_factor_enabled: bool,
     pub memberships: Vec<ExportedMembership>,
     pub conversations: Vec<Conversation>,
+    /// Every message the user wrote, oldest first (deleted ones as tombstones).
     pub messages: Vec<Message>,
     pub sessions: Vec<Session>,
+    /// Masked: the secrets were shown once at creation.
     pub api_keys: Vec<ApiKey>,
-    /// Audit events by the user or about their account, oldest first, as the user is shown
-    /// them (no other person's IP address or user agent).
-    pub audit_events: Vec<super::AccountEvent>,
+    /// Audit events by the user or about their account, oldest first.
+    // As the user is shown them: no other person's IP address or user agent.
+    pub audit_events: Vec<AuditEvent>,
 }
 
 /// What an erasure did.
@@ -108,6 +122,7 @@ impl Services {
         audit_events.sort_by_key(|r| r.entry.id);
         let audit_events = self.shown_to(user.id, audit_events).await?;
         let export = AccountExport {
+            format: EXPORT_FORMAT.to_owned(),
             exported_at: self.clock.now(),
             two_factor_enabled: self.has_2fa(user.id).await?,
             memberships,
@@ -115,12 +130,11 @@ impl Services {
             messages,
             sessions: self.sessions_shown(user.id).await?,
             api_keys: self.store.api_keys(user.id).await?,
-            audit_events,
+            audit_events: audit_events.into_iter().map(AuditEvent::from).collect(),
             user,
         };
         let audit = self
-            .audit(actor, "user.exported")
-            .resource("user", actor.user.id)
+            .own_audit(actor, "user.exported")
             .detail(serde_json::json!({
                 "messages": export.messages.len(),
                 "conversations": export.conversations.len(),
@@ -156,8 +170,10 @@ impl Services {
     }
 
     /// Erases the caller's account after re-checking their password (and a second-factor code
-    /// when 2FA is on): per org policy their messages are tombstoned or, anonymised, move to
-    /// the org's placeholder author (unlinkable from the erased id); memberships, credentials, 2FA, sessions and the profile go. Refused
+    /// when 2FA is on): per org policy their messages are tombstoned (their files removed) or,
+    /// anonymised, move with their files to the org's placeholder author (unlinkable from the
+    /// erased id); uploads no message carries, memberships, credentials, 2FA, sessions and the
+    /// profile go. Refused
     /// (409, nothing changed) while they are an org's only owner.
     pub async fn erase_account(
         &self,
@@ -168,22 +184,13 @@ impl Services {
     ) -> Result<Erased> {
         Self::require_own_session(actor)?;
         let phc = self.store.password_hash(actor.user.id).await?;
-        let failure = self
-            .audit(actor, "user.erased")
-            .resource("user", actor.user.id)
-            .failed()
-            .detail(serde_json::json!({ "reason": "password_incorrect" }));
-        let ip = meta.ip.as_deref();
-        if !self
-            .recheck_password(&actor.user.username, ip, password, phc, failure)
-            .await?
-        {
-            return Err(ServiceError::invalid(
-                "password",
-                "incorrect",
-                "the password is not correct",
-            ));
-        }
+        let wrong = WrongPassword {
+            event: "user.erased",
+            field: "password",
+            message: "the password is not correct",
+        };
+        self.recheck_password(actor, meta.ip.as_deref(), password, phc, wrong)
+            .await?;
         if self.has_2fa(actor.user.id).await? {
             let Some(code) = code else {
                 return Err(ServiceError::invalid(
@@ -202,19 +209,20 @@ impl Services {
             .collect();
         let anonymous = format!("deleted-{}", &actor.user.id.0.simple().to_string()[20..]);
         let audit = self
-            .audit(actor, "user.erased")
-            .resource("user", actor.user.id)
+            .own_audit(actor, "user.erased")
             .detail(serde_json::json!({
                 "orgs": orgs.len(),
                 "tombstoned_in": tombstone.len(),
             }));
-        let tombstoned = self
+        let erased = self
             .store
             .erase_user(
-                actor.user.id,
-                &tombstone,
-                &anonymous,
-                self.clock.now(),
+                &crate::store::Erasure {
+                    user: actor.user.id,
+                    tombstone_orgs: &tombstone,
+                    anonymous_name: &anonymous,
+                    at: self.clock.now(),
+                },
                 &[audit],
             )
             .await
@@ -225,12 +233,28 @@ impl Services {
                 ),
                 other => other.into(),
             })?;
+        // Each org hears that the member left, under the name the account has now: the erased
+        // profile is not sent anywhere again.
+        let anonymised = UserSummary {
+            id: actor.user.id,
+            username: anonymous,
+            display_name: None,
+            kind: actor.user.kind,
+        };
+        for mut removed in erased.removed {
+            removed.member.user = anonymised.clone();
+            for p in &mut removed.participations {
+                p.user = anonymised.clone();
+            }
+            self.announce_member_removed(&removed);
+        }
         self.emit(Event::control(Control::RevokeUser {
             user: actor.user.id,
             except: None,
         }));
+        self.free(erased.freed).await;
         Ok(Erased {
-            messages_tombstoned: tombstoned,
+            messages_tombstoned: erased.tombstoned,
             orgs_left: orgs.len(),
         })
     }

@@ -23,7 +23,7 @@
 //! usernames are counted exactly like known ones (the account key is a keyed hash of whatever
 //! was typed), so the answers never reveal whether an account exists.
 
-use super::{Result, Services};
+use super::{Actor, Result, Services};
 use crate::audit::AuditEntry;
 use crate::error::ServiceError;
 use crate::mfa::{ThrottleCount, ThrottleGate, ThrottleKey, ThrottleReservation};
@@ -149,6 +149,15 @@ pub(super) fn retry_after(counts: &[ThrottleCount], now: DateTime<Utc>) -> Optio
         .max()
 }
 
+/// How a wrong password in [`Services::recheck_password`] is recorded and answered.
+pub(super) struct WrongPassword {
+    /// The audited event the check guards.
+    pub event: &'static str,
+    /// The request field that held the password.
+    pub field: &'static str,
+    pub message: &'static str,
+}
+
 impl Services {
     /// The counters for an attempt on `username` (as typed, or an account's username) from
     /// `ip`. Usernames are case-folded the way login looks them up; the account key is an HMAC
@@ -261,27 +270,36 @@ impl Services {
     }
 
     /// Re-authenticates a signed-in user by password, counted like a sign-in of their account
-    /// from `ip` (AUTH-5): 429 while the counters back off; a wrong password stays counted,
-    /// `failure` records it and the answer is `false`; a right one is given back.
+    /// from `ip` (AUTH-5): 429 while the counters back off; a wrong password stays counted, is
+    /// recorded as a failed `wrong.event` and answered with 422 on `wrong.field`; a right one is
+    /// given back.
     pub(super) async fn recheck_password(
         &self,
-        username: &str,
+        actor: &Actor,
         ip: Option<&str>,
         password: &str,
         phc: Option<String>,
-        failure: AuditEntry,
-    ) -> Result<bool> {
+        wrong: WrongPassword,
+    ) -> Result<()> {
         let attempt = self
-            .reserve_attempt(&self.login_subject(username, ip))
+            .reserve_attempt(&self.login_subject(&actor.user.username, ip))
             .await?;
         match self.hasher.verify(password, phc).await {
             Ok(crate::password::Verified::No) => {
+                let failure = self
+                    .own_audit(actor, wrong.event)
+                    .failed()
+                    .detail(serde_json::json!({ "reason": format!("{}_incorrect", wrong.field) }));
                 self.attempt_failed(attempt, failure).await?;
-                Ok(false)
+                Err(ServiceError::invalid(
+                    wrong.field,
+                    "incorrect",
+                    wrong.message,
+                ))
             }
             Ok(_) => {
                 self.give_back(attempt).await;
-                Ok(true)
+                Ok(())
             }
             Err(e) => {
                 // Never checked (the hashing pool was busy): not a failure.

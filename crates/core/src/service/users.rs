@@ -3,7 +3,8 @@
 use super::{Actor, ClientMeta, Result, Services};
 use crate::audit::{AuditActor, AuditEntry};
 use crate::error::ServiceError;
-use crate::event::{Control, Event};
+use crate::event::{Cached, Control, Event};
+use crate::files::FilesHeld;
 use crate::ids::*;
 use crate::model::*;
 use crate::password::NewPassword;
@@ -90,16 +91,17 @@ impl Services {
         let Some(name) = name else {
             return Ok(actor.user.clone());
         };
-        Ok(self
+        let user = self
             .store
             .set_display_name(
                 actor.user.id,
                 name.as_ref(),
-                &[self
-                    .audit(actor, "user.profile_updated")
-                    .resource("user", actor.user.id)],
+                &[self.own_audit(actor, "user.profile_updated")],
             )
-            .await?)
+            .await?;
+        // Cached credentials carry the account as `GET /users/@me` answers it.
+        self.stale(vec![Cached::User(user.id)]);
+        Ok(user)
     }
 
     /// The admin capability for a signed-in user, if they are a server admin.
@@ -111,8 +113,7 @@ impl Services {
                 meta: actor.meta.clone(),
             })
         } else {
-            Err(ServiceError::forbidden(
-                "forbidden",
+            Err(ServiceError::not_allowed(
                 "server admin rights are required",
             ))
         }
@@ -123,12 +124,22 @@ impl Services {
         self.audit_as(admin.audit_actor.clone(), &admin.meta, event)
     }
 
+    /// A page of accounts, each with what its files take (DATA-1: the quota's use).
     pub async fn admin_list_users(
         &self,
         _admin: &ServerAdmin,
         page: Page<UserId>,
-    ) -> Result<Vec<User>> {
-        Ok(self.store.list_users(page).await?)
+    ) -> Result<Vec<(User, FilesHeld)>> {
+        let users = self.store.list_users(page).await?;
+        let ids: Vec<UserId> = users.iter().map(|u| u.id).collect();
+        let mut held = self.store.files_held(&ids).await?;
+        Ok(users
+            .into_iter()
+            .map(|u| {
+                let files = held.remove(&u.id).unwrap_or_default();
+                (u, files)
+            })
+            .collect())
     }
 
     pub async fn admin_create_user(
@@ -139,17 +150,9 @@ impl Services {
         email: Option<Email>,
         server_admin: bool,
     ) -> Result<User> {
-        let hash = self.hasher.hash(&password).await?;
-        let new = NewUser {
-            id: UserId::new(),
-            username,
-            display_name: None,
-            email,
-            password_hash: Some(hash),
-            kind: UserKind::User,
-            server_admin,
-            created_at: self.clock.now(),
-        };
+        let new = self
+            .new_password_user(username, &password, email, server_admin)
+            .await?;
         let audit = self
             .admin_audit(admin, "admin.user_created")
             .resource("user", new.id)
@@ -174,17 +177,16 @@ impl Services {
                 "you cannot disable or demote your own account",
             ));
         }
-        let before = self.store.user(id).await.map_err(|e| match e {
-            crate::store::StoreError::NotFound => ServiceError::NotFound("user"),
-            other => other.into(),
-        })?;
+        let before = self.existing_user(id).await?;
         let user = self
             .store
             .set_user_flags(
                 id,
-                disabled,
-                server_admin,
-                require_2fa,
+                crate::store::UserFlags {
+                    disabled,
+                    server_admin,
+                    require_2fa,
+                },
                 &[self
                     .admin_audit(admin, "admin.user_updated")
                     .resource("user", id)
@@ -203,6 +205,8 @@ impl Services {
                 ),
                 other => other.into(),
             })?;
+        // Every flag is read from the account cached with each credential.
+        self.stale(vec![Cached::User(id)]);
         if user.disabled != before.disabled && user.disabled
             || user.server_admin != before.server_admin
         {

@@ -2,6 +2,7 @@
 
 use super::{Page, StoreResult};
 use crate::audit::{AuditEntry, AuditFilter, AuditRow, ChainHead, Checkpoint, PruneOutcome};
+use crate::files::FreedBlobs;
 use crate::ids::*;
 use crate::model::*;
 use async_trait::async_trait;
@@ -49,14 +50,16 @@ pub trait AuditStore: Send + Sync + 'static {
 /// Retention: pruning old messages per org.
 #[async_trait]
 pub trait RetentionStore: Send + Sync + 'static {
-    /// Deletes the org's messages created before `before` and, when any went, appends `entry`
-    /// (with the count) in the same transaction; returns how many.
+    /// Deletes the org's messages created before `before` with their files, and the org's
+    /// uploads from before then that no message claimed (their bytes given back); when anything
+    /// went, appends `entry` (with the counts) in the same transaction. Answers how many
+    /// messages went and the removed files' keys.
     async fn prune_messages(
         &self,
         org: OrgId,
         before: DateTime<Utc>,
         entry: &AuditEntry,
-    ) -> StoreResult<u64>;
+    ) -> StoreResult<(u64, FreedBlobs)>;
     /// Every org with a retention setting.
     async fn orgs_with_retention(&self) -> StoreResult<Vec<Org>>;
 }

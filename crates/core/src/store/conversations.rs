@@ -3,18 +3,41 @@
 
 use super::{Page, StoreResult};
 use crate::audit::AuditEntry;
+use crate::files::FreedBlobs;
 use crate::ids::*;
 use crate::model::*;
 use crate::types::*;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::ToSchema;
 
-/// Changes to a conversation.
-#[derive(Debug, Clone, Default)]
+// Changes to a conversation: the body of `PATCH /conversations/{c}` as the store takes it (no
+// doc comment, so the schema keeps no description).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = UpdateConversation)]
 pub struct ConversationPatch {
     pub name: Option<Name>,
     pub archived: Option<bool>,
     pub visibility: Option<Visibility>,
+}
+
+/// A change to conversation `id`, made at `at`.
+#[derive(Debug, Clone)]
+pub struct ConversationUpdate {
+    pub id: ConversationId,
+    pub patch: ConversationPatch,
+    pub at: DateTime<Utc>,
+}
+
+/// A user joining a conversation: with which role, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Joining {
+    pub conv: ConversationId,
+    pub user: UserId,
+    pub role: ConversationRole,
+    pub at: DateTime<Utc>,
 }
 
 /// Conversations and participants.
@@ -43,16 +66,16 @@ pub trait ConversationStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<Conversation>>;
     async fn update_conversation(
         &self,
-        id: ConversationId,
-        patch: &ConversationPatch,
-        at: DateTime<Utc>,
+        update: &ConversationUpdate,
         audit: &[AuditEntry],
     ) -> StoreResult<Conversation>;
+    /// Deletes the conversation with its messages; its files' rows go (their bytes given back
+    /// to their uploaders) and their keys are answered.
     async fn delete_conversation(
         &self,
         id: ConversationId,
         audit: &[AuditEntry],
-    ) -> StoreResult<()>;
+    ) -> StoreResult<FreedBlobs>;
     async fn participant_role(
         &self,
         conv: ConversationId,
@@ -65,18 +88,15 @@ pub trait ConversationStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<Participant>>;
     async fn add_participant(
         &self,
-        conv: ConversationId,
-        user: UserId,
-        role: ConversationRole,
-        at: DateTime<Utc>,
+        joining: &Joining,
         audit: &[AuditEntry],
     ) -> StoreResult<Participant>;
-    /// Fails with `LastConversationOwner` when it would leave the conversation without an owner
-    /// while others remain.
+    /// Answers the participant as the removal found them. Fails with `LastConversationOwner`
+    /// when it would leave the conversation without an owner while others remain.
     async fn remove_participant(
         &self,
         conv: ConversationId,
         user: UserId,
         audit: &[AuditEntry],
-    ) -> StoreResult<()>;
+    ) -> StoreResult<Participant>;
 }

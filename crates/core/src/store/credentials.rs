@@ -1,6 +1,6 @@
 //! Bots and API keys: creation, lookup by token hash and secret rotation with a grace period.
 
-use super::StoreResult;
+use super::{Seen, StoreResult};
 use crate::audit::AuditEntry;
 use crate::ids::*;
 use crate::model::*;
@@ -32,18 +32,21 @@ pub struct Rotation {
     pub keep_previous_until: Option<DateTime<Utc>>,
 }
 
+/// A bot to create: the bot, its account (kind bot, made a member of the bot's org) and the
+/// keyed hash of its first token.
+#[derive(Debug, Clone, Copy)]
+pub struct NewBot<'a> {
+    pub bot: &'a Bot,
+    pub account: &'a NewUser,
+    pub token_hash: &'a [u8],
+}
+
 /// Bots and API keys.
 #[async_trait]
 pub trait CredentialStore: Send + Sync + 'static {
     /// Creates the bot's account (`user`, kind bot), its membership (role member) in the bot's
-    /// org and the bot with its first secret, in one transaction.
-    async fn create_bot(
-        &self,
-        user: &NewUser,
-        bot: &Bot,
-        token_hash: &[u8],
-        audit: &[AuditEntry],
-    ) -> StoreResult<()>;
+    /// org and the bot with its first secret, in one transaction; answers the membership.
+    async fn create_bot(&self, new: &NewBot<'_>, audit: &[AuditEntry]) -> StoreResult<Member>;
     async fn bot(&self, id: BotId) -> StoreResult<Bot>;
     /// An org's bots, oldest first.
     async fn bots(&self, org: OrgId) -> StoreResult<Vec<Bot>>;
@@ -85,10 +88,5 @@ pub trait CredentialStore: Send + Sync + 'static {
         audit: &[AuditEntry],
     ) -> StoreResult<ApiKey>;
     /// Records the last use; a key deleted meanwhile stays gone.
-    async fn touch_api_key(
-        &self,
-        id: ApiKeyId,
-        at: DateTime<Utc>,
-        ip: Option<&str>,
-    ) -> StoreResult<()>;
+    async fn touch_api_key(&self, id: ApiKeyId, seen: Seen<'_>) -> StoreResult<()>;
 }

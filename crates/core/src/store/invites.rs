@@ -8,6 +8,13 @@ use crate::model::*;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+/// Who uses an invite, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InviteUse {
+    pub user: UserId,
+    pub at: DateTime<Utc>,
+}
+
 /// Invites; use counts and expiry are checked in the same transaction that adds the member.
 #[async_trait]
 pub trait InviteStore: Send + Sync + 'static {
@@ -17,14 +24,14 @@ pub trait InviteStore: Send + Sync + 'static {
         code_hash: &[u8],
         audit: &[AuditEntry],
     ) -> StoreResult<()>;
-    /// Uses an invite for `user`: checks expiry and use count, adds the membership.
+    /// Uses an invite for `user`: checks expiry and use count, adds the membership; answers
+    /// the invite as used and the new membership.
     async fn redeem_invite(
         &self,
         code_hash: &[u8],
-        user: UserId,
-        at: DateTime<Utc>,
+        by: InviteUse,
         audit: &[AuditEntry],
-    ) -> StoreResult<Invite>;
+    ) -> StoreResult<(Invite, Member)>;
     /// Checks an invite could be used now, without using it.
     async fn invite_by_code(&self, code_hash: &[u8]) -> StoreResult<Option<Invite>>;
     /// Every invite of an org, newest first.
@@ -43,12 +50,12 @@ pub trait InviteStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<PendingInvite>>;
     /// Takes invite `id` for `user` in one step: only when it names them and is usable now;
-    /// adds the membership. `NotFound` otherwise, `AlreadyMember` when they are in the org.
+    /// adds the membership, answered as in `redeem_invite`. `NotFound` otherwise,
+    /// `AlreadyMember` when they are in the org.
     async fn accept_invite(
         &self,
         id: InviteId,
-        user: UserId,
-        at: DateTime<Utc>,
+        by: InviteUse,
         audit: &[AuditEntry],
-    ) -> StoreResult<Invite>;
+    ) -> StoreResult<(Invite, Member)>;
 }

@@ -3,6 +3,7 @@
 
 use super::{Page, StoreResult};
 use crate::audit::AuditEntry;
+use crate::files::FreedBlobs;
 use crate::ids::*;
 use crate::model::*;
 use crate::types::MessageFormat;
@@ -16,13 +17,28 @@ pub enum Inserted {
     /// The key was used before (within the window): the original message and the fingerprint
     /// of the request that created it.
     Replayed(Message, String),
+    /// Not every file in `attachments` is the author's own upload to the conversation that no
+    /// message claimed yet: nothing was stored.
+    AttachmentsRefused,
+}
+
+/// A new version of message `id`: its content and format, written at `at`.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageEdit<'a> {
+    pub id: MessageId,
+    pub content: &'a str,
+    pub format: MessageFormat,
+    pub at: DateTime<Utc>,
 }
 
 /// Messages of conversations.
 #[async_trait]
 pub trait MessageStore: Send + Sync + 'static {
-    /// Assigns the next `seq` and stores the message in one transaction; with an idempotency
-    /// key seen within the window, returns the original instead (and appends no audit rows).
+    /// Assigns the next `seq` and stores the message in one transaction, claiming its
+    /// attachments with one conditional update (so of two messages claiming a file, exactly one
+    /// gets it); with an idempotency key seen within the window, returns the original instead
+    /// (and appends no audit rows, claims nothing). Every message answered carries its
+    /// attachments (one query per call, whatever the page size).
     async fn insert_message(&self, msg: &NewMessage, audit: &[AuditEntry])
         -> StoreResult<Inserted>;
     async fn message(&self, id: MessageId) -> StoreResult<Message>;
@@ -31,18 +47,16 @@ pub trait MessageStore: Send + Sync + 'static {
     /// Keeps the current version in the history and replaces it.
     async fn edit_message(
         &self,
-        id: MessageId,
-        content: &str,
-        format: MessageFormat,
-        at: DateTime<Utc>,
+        edit: &MessageEdit<'_>,
         audit: &[AuditEntry],
     ) -> StoreResult<Message>;
-    /// Tombstones the message: content gone, place kept.
+    /// Tombstones the message: content gone, place kept; its files' rows go (their bytes given
+    /// back to their uploaders) and their keys are answered.
     async fn delete_message(
         &self,
         id: MessageId,
         at: DateTime<Utc>,
         audit: &[AuditEntry],
-    ) -> StoreResult<Message>;
+    ) -> StoreResult<(Message, FreedBlobs)>;
     async fn message_history(&self, id: MessageId) -> StoreResult<Vec<MessageVersion>>;
 }

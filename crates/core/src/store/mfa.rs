@@ -41,14 +41,12 @@ pub trait MfaStore: Send + Sync + 'static {
     async fn disable_totp(&self, user: UserId, audit: &[AuditEntry]) -> StoreResult<()>;
     async fn recovery_code(
         &self,
-        user: UserId,
-        lookup: &str,
+        code: RecoveryCodeRef<'_>,
     ) -> StoreResult<Option<StoredRecoveryCode>>;
     /// Marks an unused recovery code used, atomically; `false` when it was used already.
     async fn use_recovery_code(
         &self,
-        user: UserId,
-        lookup: &str,
+        code: RecoveryCodeRef<'_>,
         at: DateTime<Utc>,
         audit: &[AuditEntry],
     ) -> StoreResult<bool>;

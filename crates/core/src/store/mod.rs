@@ -1,6 +1,6 @@
 //! The storage contract: one narrow trait per area (users, sessions, orgs, invites, teams,
 //! conversations, messages, real time, 2FA and throttling, bots and keys, audit and retention,
-//! health, privacy, the secrets key ring), and [`Store`], every area at once, which
+//! health, privacy, the secrets key ring, files), and [`Store`], every area at once, which
 //! `Services` holds as `Arc<dyn Store>`. Two backends (SQLite and PostgreSQL) implement the areas
 //! and are held to the same conformance suite (`conclave-store-conformance`). Every multi-row
 //! invariant (sequence numbers, last owner, invite use counts, idempotency) is enforced inside
@@ -10,6 +10,7 @@
 mod audit;
 mod conversations;
 mod credentials;
+mod files;
 mod health;
 mod invites;
 pub mod keyring;
@@ -21,27 +22,30 @@ mod realtime;
 mod sessions;
 mod teams;
 mod users;
+pub mod webhooks;
 
 pub use audit::{AuditStore, RetentionStore};
-pub use conversations::{ConversationPatch, ConversationStore};
-pub use credentials::{CredentialStore, NewSecret, Rotation, SecretSlot};
-pub use health::HealthStore;
-pub use invites::InviteStore;
+pub use conversations::{ConversationPatch, ConversationStore, ConversationUpdate, Joining};
+pub use credentials::{CredentialStore, NewBot, NewSecret, Rotation, SecretSlot};
+pub use files::FileStore;
+pub use health::{HealthAlert, HealthStore};
+pub use invites::{InviteStore, InviteUse};
 pub use keyring::SecretKeyStore;
-pub use messages::{Inserted, MessageStore};
+pub use messages::{Inserted, MessageEdit, MessageStore};
 pub use mfa::{LoginThrottleStore, MfaStore};
-pub use orgs::{OrgPatch, OrgStore};
-pub use privacy::PrivacyStore;
-pub use realtime::RealtimeStore;
-pub use sessions::SessionStore;
+pub use orgs::{Membership, OrgPatch, OrgStore, Removed, Transfer};
+pub use privacy::{ErasedAccount, Erasure, PrivacyStore};
+pub use realtime::{ReadMarker, RealtimeStore};
+pub use sessions::{Seen, SessionStore};
 pub use teams::TeamStore;
-pub use users::UserStore;
+pub use users::{UserFlags, UserStore};
+pub use webhooks::WebhookStore;
 
 use crate::types::Limit;
 
-/// Every area of the store at once: what a backend offers and what `Services` holds. Implemented
-/// for every type that implements all the area traits; a service or fake that needs one area
-/// names that trait instead.
+/// Every area of the store at once: what a backend offers and what `Services` holds. A backend
+/// implements it (an empty `impl`) once it implements every area trait; a service or fake that
+/// needs one area names that trait instead.
 pub trait Store:
     HealthStore
     + UserStore
@@ -59,26 +63,8 @@ pub trait Store:
     + RetentionStore
     + PrivacyStore
     + SecretKeyStore
-{
-}
-
-impl<T> Store for T where
-    T: HealthStore
-        + UserStore
-        + SessionStore
-        + OrgStore
-        + InviteStore
-        + TeamStore
-        + ConversationStore
-        + MessageStore
-        + RealtimeStore
-        + MfaStore
-        + LoginThrottleStore
-        + CredentialStore
-        + AuditStore
-        + RetentionStore
-        + PrivacyStore
-        + SecretKeyStore
+    + WebhookStore
+    + FileStore
 {
 }
 
@@ -94,6 +80,8 @@ pub enum Conflict {
     DirectExists,
     BootstrapUsed,
     InviteExhausted,
+    /// The upload's lease expired before its file was recorded.
+    UploadExpired,
 }
 
 impl Conflict {
@@ -109,6 +97,7 @@ impl Conflict {
             Self::DirectExists => "direct_exists",
             Self::BootstrapUsed => "bootstrap_used",
             Self::InviteExhausted => "invite_invalid",
+            Self::UploadExpired => "upload_expired",
         }
     }
 
@@ -128,6 +117,9 @@ impl Conflict {
             Self::DirectExists => "a direct conversation for this pair exists",
             Self::BootstrapUsed => "the bootstrap token was already used",
             Self::InviteExhausted => "the invite code is invalid, expired or used up",
+            Self::UploadExpired => {
+                "the upload stalled for too long and was dropped; upload it again"
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::{Page, StoreResult};
 use crate::audit::AuditEntry;
+use crate::files::FreedBlobs;
 use crate::ids::*;
 use crate::model::*;
 use crate::types::*;
@@ -18,7 +19,33 @@ pub struct OrgPatch {
     pub erasure: Option<ErasurePolicy>,
 }
 
-/// Organisations and memberships; every role change keeps an owner (`LastOrgOwner`).
+/// Who holds which role in an org: what `add_member` and `set_member_role` write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Membership {
+    pub org: OrgId,
+    pub user: UserId,
+    pub role: OrgRole,
+}
+
+/// An org's ownership handed from one member to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transfer {
+    pub org: OrgId,
+    pub from: UserId,
+    pub to: UserId,
+}
+
+/// A member taken out of an org, as the removal's own transaction saw them: the membership,
+/// and the participations in the org's conversations that went with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    pub member: Member,
+    pub participations: Vec<Participant>,
+}
+
+/// Organisations and memberships; every role change keeps an owner (`LastOrgOwner`). Each
+/// change of a membership answers the membership as its own transaction left (or, removed,
+/// found) it: what the change's REST answer and its webhook event carry.
 #[async_trait]
 pub trait OrgStore: Send + Sync + 'static {
     async fn create_org(&self, org: &Org, owner: UserId, audit: &[AuditEntry]) -> StoreResult<()>;
@@ -30,42 +57,41 @@ pub trait OrgStore: Send + Sync + 'static {
         patch: &OrgPatch,
         audit: &[AuditEntry],
     ) -> StoreResult<Org>;
-    async fn delete_org(&self, id: OrgId, audit: &[AuditEntry]) -> StoreResult<()>;
+    /// Deletes the org with everything in it; its files' rows go (their bytes given back to
+    /// their uploaders) and their keys are answered.
+    async fn delete_org(&self, id: OrgId, audit: &[AuditEntry]) -> StoreResult<FreedBlobs>;
     async fn membership(&self, org: OrgId, user: UserId) -> StoreResult<Option<OrgRole>>;
     async fn members(&self, org: OrgId, page: Page<UserId>) -> StoreResult<Vec<Member>>;
     async fn member(&self, org: OrgId, user: UserId) -> StoreResult<Member>;
     async fn add_member(
         &self,
-        org: OrgId,
-        user: UserId,
-        role: OrgRole,
+        membership: Membership,
         at: DateTime<Utc>,
         audit: &[AuditEntry],
-    ) -> StoreResult<()>;
-    /// Fails with `LastOrgOwner` when it would leave the org without an owner.
+    ) -> StoreResult<Member>;
+    /// Answers the membership with its new role, and whether the role changed (it may have
+    /// been the role already). Fails with `LastOrgOwner` when it would leave the org without an
+    /// owner.
     async fn set_member_role(
         &self,
-        org: OrgId,
-        user: UserId,
-        role: OrgRole,
+        membership: Membership,
         audit: &[AuditEntry],
-    ) -> StoreResult<()>;
+    ) -> StoreResult<(Member, bool)>;
     /// Removes the member, their team memberships and conversation participations in the org;
-    /// answers the conversations they left, as the transaction saw them (so a participation
-    /// added while the removal ran is never missed). Conversations they were the only owner of
-    /// pass to their longest-standing participant.
+    /// answers them as the transaction saw them (so a participation added while the removal
+    /// ran is never missed). Conversations they were the only owner of pass to their
+    /// longest-standing participant.
     async fn remove_member(
         &self,
         org: OrgId,
         user: UserId,
         audit: &[AuditEntry],
-    ) -> StoreResult<Vec<ConversationId>>;
-    /// `to` becomes owner and `from` admin, atomically.
+    ) -> StoreResult<Removed>;
+    /// `to` becomes owner and `from` admin, atomically; answers the memberships whose role
+    /// changed (`to` first: already a co-owner, only `from` changes; none when `from == to`).
     async fn transfer_org(
         &self,
-        org: OrgId,
-        from: UserId,
-        to: UserId,
+        transfer: Transfer,
         audit: &[AuditEntry],
-    ) -> StoreResult<()>;
+    ) -> StoreResult<Vec<Member>>;
 }

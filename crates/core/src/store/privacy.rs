@@ -2,15 +2,36 @@
 
 use super::StoreResult;
 use crate::audit::AuditEntry;
+use crate::files::FreedBlobs;
 use crate::ids::*;
 use crate::model::*;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+/// How account `user` is erased: the orgs whose messages are tombstoned, the name the
+/// account takes and when.
+#[derive(Debug, Clone, Copy)]
+pub struct Erasure<'a> {
+    pub user: UserId,
+    pub tombstone_orgs: &'a [OrgId],
+    pub anonymous_name: &'a str,
+    pub at: DateTime<Utc>,
+}
+
+/// What erasing an account did: messages tombstoned, and each org membership removed (as
+/// `OrgStore::remove_member` answers it; the profile as it was before the scrub).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasedAccount {
+    pub tombstoned: u64,
+    pub removed: Vec<super::Removed>,
+    /// The storage keys of the files the erasure removed (deleted after the commit).
+    pub freed: FreedBlobs,
+}
+
 /// Export and erasure of accounts.
 #[async_trait]
 pub trait PrivacyStore: Send + Sync + 'static {
-    /// The user's own messages, by id (time order), after `after`.
+    /// The user's own messages, by id (time order), after `after`, with their attachments.
     async fn messages_by_author(
         &self,
         user: UserId,
@@ -18,19 +39,18 @@ pub trait PrivacyStore: Send + Sync + 'static {
         limit: i64,
     ) -> StoreResult<Vec<Message>>;
     /// Erases an account in one transaction: tombstones the user's messages in
-    /// `tombstone_orgs`; elsewhere they keep their content but move to the org's placeholder
-    /// author (one per org, created on first use: kind user, disabled, erased, no
-    /// credentials), so the erased id leads to none of them; the account is renamed
-    /// `anonymous_name`; removes every membership
+    /// `erasure.tombstone_orgs` and removes their files; elsewhere they keep their content and
+    /// files but move to the org's placeholder author (one per org, created on first use: kind
+    /// user, disabled, erased, no credentials; it becomes the files' uploader and holds their
+    /// bytes), so the erased id leads to none of them; every other file the user uploaded
+    /// (never attached) is removed, and its bytes given back; the account is renamed
+    /// `erasure.anonymous_name`; removes every membership
     /// (and participation), deletes sessions, API keys, 2FA and resume state, and scrubs the
     /// profile (name, email, password; disabled). `LastOrgOwner` while the user is an org's
-    /// only owner. Answers how many messages were tombstoned.
+    /// only owner. Answers how many messages were tombstoned and the removed files' keys.
     async fn erase_user(
         &self,
-        user: UserId,
-        tombstone_orgs: &[OrgId],
-        anonymous_name: &str,
-        at: DateTime<Utc>,
+        erasure: &Erasure<'_>,
         audit: &[AuditEntry],
-    ) -> StoreResult<u64>;
+    ) -> StoreResult<ErasedAccount>;
 }

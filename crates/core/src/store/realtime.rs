@@ -8,18 +8,20 @@ use crate::model::*;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+/// Where a participant has read up to: `message` in conversation `conv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadMarker {
+    pub conv: ConversationId,
+    pub user: UserId,
+    pub message: MessageId,
+}
+
 /// Read state and gateway resume state.
 #[async_trait]
 pub trait RealtimeStore: Send + Sync + 'static {
     /// Sets the participant's read marker and appends `audit` in the same transaction;
     /// `NotFound` (nothing written) when not a participant.
-    async fn set_read_marker(
-        &self,
-        conv: ConversationId,
-        user: UserId,
-        message: MessageId,
-        audit: &[AuditEntry],
-    ) -> StoreResult<()>;
+    async fn set_read_marker(&self, marker: ReadMarker, audit: &[AuditEntry]) -> StoreResult<()>;
     /// For every conversation the user participates in: last seq, read marker, unread count.
     async fn conversation_states(&self, user: UserId) -> StoreResult<Vec<ConversationState>>;
     /// Ids of the conversations the user participates in, optionally only in one org.

@@ -36,15 +36,22 @@ pub trait UserStore: Send + Sync + 'static {
         name: Option<&DisplayName>,
         audit: &[AuditEntry],
     ) -> StoreResult<User>;
+    /// Changes the flags `flags` sets; `NotFound` for an unknown or erased account.
     async fn set_user_flags(
         &self,
         id: UserId,
-        disabled: Option<bool>,
-        server_admin: Option<bool>,
-        require_2fa: Option<bool>,
+        flags: UserFlags,
         audit: &[AuditEntry],
     ) -> StoreResult<User>;
     async fn list_users(&self, page: Page<UserId>) -> StoreResult<Vec<User>>;
     /// Whether two users are members of at least one common org.
     async fn users_share_org(&self, a: UserId, b: UserId) -> StoreResult<bool>;
+}
+
+/// Account flags an admin may change; `None` leaves a flag as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserFlags {
+    pub disabled: Option<bool>,
+    pub server_admin: Option<bool>,
+    pub require_2fa: Option<bool>,
 }

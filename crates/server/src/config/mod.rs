@@ -5,6 +5,7 @@
 //! refuses what cannot work, and in production what is unsafe (CORE-3). This module is the only
 //! reader of the process environment.
 
+mod files;
 mod layers;
 mod limits;
 mod runtime;
@@ -12,9 +13,12 @@ mod sections;
 #[cfg(test)]
 mod tests;
 
+pub use files::{FilesSettings, StorageKind};
 pub use limits::{ConnectionLimits, GatewayConfig};
 pub use runtime::{DatabaseUrl, Retention, RuntimeConfig, Secrets, BOOTSTRAP_TOKEN_MIN_CHARS};
-pub use sections::{GatewaySettings, RateLimitSettings, RetentionSettings, SessionConfig};
+pub use sections::{
+    CacheConfig, GatewaySettings, RateLimitSettings, RetentionSettings, SessionConfig,
+};
 
 use conclave_core::types::RegistrationMode;
 use ipnet::IpNet;
@@ -42,6 +46,18 @@ pub enum ProxyHeader {
     Forwarded,
 }
 
+/// SQLite's `PRAGMA synchronous` (WAL mode): `normal` keeps every acknowledged write across a
+/// process crash or `kill -9` but may lose the last commits to a power loss or an OS crash;
+/// `full` syncs the log at every commit (one fsync per group-committed batch of sends) and
+/// keeps them across a power loss too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SqliteSynchronous {
+    #[default]
+    Normal,
+    Full,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnOff {
@@ -60,6 +76,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `sqlite://…` or `postgres://…`; default SQLite in the data dir.
     pub database_url: Option<String>,
+    /// SQLite only: `normal` (default) or `full`, see [`SqliteSynchronous`].
+    pub sqlite_synchronous: SqliteSynchronous,
     /// NATS for cluster fan-out (used by the gateway). Credentials go in the URL:
     /// `nats://user:password@host`, `nats://token@host` or `nats://<NKey seed>@host`.
     pub nats_url: Option<String>,
@@ -101,9 +119,13 @@ pub struct Config {
     #[serde(deserialize_with = "flex::bool")]
     pub trust_proxy_tls: bool,
     pub session: SessionConfig,
+    /// The identity and access cache: its staleness bound and size.
+    pub cache: CacheConfig,
     pub gateway: GatewaySettings,
     pub rate_limit: RateLimitSettings,
     pub retention: RetentionSettings,
+    /// Uploads and downloads (DATA-1, DATA-2) and where the bytes live (SCALE-3).
+    pub files: FilesSettings,
     /// Special ranges the outbound guard lets through (HOOK-3; comma-separated in env): tests
     /// and private deployments. Production refuses it unless acknowledged.
     #[serde(deserialize_with = "flex::cidrs")]
@@ -122,6 +144,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./conclave-data"),
             database_url: None,
+            sqlite_synchronous: SqliteSynchronous::Normal,
             nats_url: None,
             nats_allow_unauthenticated: false,
             redis_url: None,
@@ -142,9 +165,11 @@ impl Default for Config {
             tls_key: None,
             trust_proxy_tls: false,
             session: SessionConfig::default(),
+            cache: CacheConfig::default(),
             gateway: GatewaySettings::default(),
             rate_limit: RateLimitSettings::default(),
             retention: RetentionSettings::default(),
+            files: FilesSettings::default(),
             webhook_allow_cidrs: vec![],
             webhook_allow_cidrs_acknowledged: false,
             webhook_allow_ports: vec![],

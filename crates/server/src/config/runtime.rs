@@ -8,6 +8,7 @@ use super::{
     RateLimitSettings,
 };
 use crate::outbound::OutboundPolicy;
+use conclave_core::cache::CacheSettings;
 use conclave_core::keys::MasterKey;
 use conclave_core::service::AuthSettings;
 use ipnet::IpNet;
@@ -81,6 +82,8 @@ pub struct RuntimeConfig {
     pub listen: String,
     pub data_dir: PathBuf,
     pub database: DatabaseUrl,
+    /// When an SQLite commit reaches the disk.
+    pub sqlite_synchronous: conclave_store_sqlite::Synchronous,
     /// NATS for cluster fan-out; its credentials were checked (production wants some).
     pub nats_url: Option<String>,
     pub redis_url: Option<String>,
@@ -91,6 +94,8 @@ pub struct RuntimeConfig {
     pub proxy_header: ProxyHeader,
     /// Session lifetimes and the registration mode.
     pub auth: AuthSettings,
+    /// The identity and access cache's TTL and size.
+    pub cache: CacheSettings,
     pub min_client_version: Option<semver::Version>,
     /// `rate_limits = on`.
     pub rate_limits_on: bool,
@@ -106,6 +111,8 @@ pub struct RuntimeConfig {
     pub retention: Retention,
     /// What the outbound SSRF guard lets through besides public addresses (HOOK-3).
     pub outbound: OutboundPolicy,
+    /// Upload limits, signed URL lifetime and storage (DATA-1, DATA-2, SCALE-3).
+    pub files: crate::files::FilesConfig,
 }
 
 /// The problems found so far; the conversion reports all of them at once.
@@ -289,7 +296,12 @@ impl TryFrom<Config> for RuntimeConfig {
             production_problems(&mut problems, &c, nats_authenticated);
         }
         let database = problems.take(DatabaseUrl::parse(&c.database_url()));
-        let (Some(database), []) = (database, problems.0.as_slice()) else {
+        let files = problems.take(
+            c.files
+                .parse(&c.data_dir, c.env == Environment::Production)
+                .map_err(|p| p.join("; ")),
+        );
+        let (Some(database), Some(files), []) = (database, files, problems.0.as_slice()) else {
             return Err(ConfigError::Invalid(problems.0.join("; ")));
         };
         let rate_limits_on = c.rate_limits == OnOff::On;
@@ -326,6 +338,10 @@ impl TryFrom<Config> for RuntimeConfig {
                 session_absolute: lifetime(c.session.absolute_days, 86_400),
                 registration: c.registration,
             },
+            cache: CacheSettings {
+                ttl: Duration::from_millis(c.cache.ttl_ms),
+                max_entries: count(c.cache.max_entries),
+            },
             retention: Retention {
                 interval: secs(c.retention.interval_secs),
                 audit_retention_floor_days: floor,
@@ -334,11 +350,16 @@ impl TryFrom<Config> for RuntimeConfig {
                 c.webhook_allow_cidrs.clone(),
                 c.webhook_allow_ports.clone(),
             ),
+            files,
             public_url: c.public_url.as_ref().map(|_| public.clone()),
             env: c.env,
             listen: c.listen,
             data_dir: c.data_dir,
             database,
+            sqlite_synchronous: match c.sqlite_synchronous {
+                super::SqliteSynchronous::Normal => conclave_store_sqlite::Synchronous::Normal,
+                super::SqliteSynchronous::Full => conclave_store_sqlite::Synchronous::Full,
+            },
             nats_url: c.nats_url,
             redis_url: c.redis_url,
             cluster_name: c.cluster_name,

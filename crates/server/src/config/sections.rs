@@ -1,4 +1,4 @@
-//! The `[session]`, `[gateway]`, `[rate_limit]` and `[retention]` sections of the layered
+//! The `[session]`, `[cache]`, `[gateway]`, `[rate_limit]` and `[retention]` sections of the layered
 //! configuration, as written (numbers), with their defaults — the only place they are written.
 
 use super::flex;
@@ -21,6 +21,31 @@ impl Default for SessionConfig {
         Self {
             idle_hours: 24 * 7,
             absolute_days: 30,
+        }
+    }
+}
+
+/// The identity and access cache (`[cache]`, `CONCLAVE_CACHE__TTL_MS`, …; `core::cache`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// The most, in milliseconds, a cached session, key, membership, role or conversation
+    /// setting can lag the database when the event that invalidates it is lost (events
+    /// invalidate at once otherwise). 0 turns the cache off.
+    #[serde(deserialize_with = "flex::u64")]
+    pub ttl_ms: u64,
+    /// Entries kept of each kind (credentials, 2FA, standings, conversations, participations,
+    /// teams); past it the stale go first, then an arbitrary quarter.
+    #[serde(deserialize_with = "flex::u64")]
+    pub max_entries: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        let d = conclave_core::cache::CacheSettings::default();
+        Self {
+            ttl_ms: u64::try_from(d.ttl.as_millis()).unwrap_or(u64::MAX),
+            max_entries: d.max_entries as u64,
         }
     }
 }

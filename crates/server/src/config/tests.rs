@@ -199,6 +199,24 @@ fn preset_bootstrap_tokens_are_long() {
 }
 
 #[test]
+fn sqlite_synchronous_is_normal_or_full() {
+    let c = Config::load(None, vec![]).unwrap();
+    assert_eq!(c.sqlite_synchronous, super::SqliteSynchronous::Normal);
+    let full = vars(&[("CONCLAVE_SQLITE_SYNCHRONOUS", "full")]);
+    let c = Config::load(None, full).unwrap();
+    assert_eq!(c.sqlite_synchronous, super::SqliteSynchronous::Full);
+    let r = super::RuntimeConfig::try_from(c).unwrap();
+    assert_eq!(
+        r.sqlite_synchronous,
+        conclave_store_sqlite::Synchronous::Full
+    );
+    for bad in ["off", "extra", ""] {
+        let v = vars(&[("CONCLAVE_SQLITE_SYNCHRONOUS", bad)]);
+        assert!(Config::load(None, v).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
 fn one_proxy_header_is_configured() {
     let c = Config::load(None, vec![]).unwrap();
     assert_eq!(c.proxy_header, ProxyHeader::XForwardedFor);
@@ -329,6 +347,8 @@ fn the_runtime_configuration_is_typed() {
                 ("CONCLAVE_GATEWAY__HEARTBEAT_INTERVAL_MS", "10"),
                 ("CONCLAVE_RETENTION__INTERVAL_SECS", "0"),
                 ("CONCLAVE_RATE_LIMITS", "off"),
+                ("CONCLAVE_CACHE__TTL_MS", "250"),
+                ("CONCLAVE_CACHE__MAX_ENTRIES", "1000"),
             ]),
         )
         .unwrap(),
@@ -355,6 +375,8 @@ fn the_runtime_configuration_is_typed() {
     assert_eq!(c.connections.header_read_timeout, Duration::from_secs(10));
     assert_eq!(c.connections.max_connections_per_ip, usize::MAX, "lifted");
     assert!(!c.rate_limits_on && !c.gateway.limits_on);
+    assert_eq!(c.cache.ttl, Duration::from_millis(250));
+    assert_eq!(c.cache.max_entries, 1000);
 
     let defaults = RuntimeConfig::try_from(Config::default()).unwrap();
     assert!(matches!(defaults.database, DatabaseUrl::Sqlite(_)));
@@ -363,6 +385,11 @@ fn the_runtime_configuration_is_typed() {
         "the bound address, known at start"
     );
     assert_eq!(defaults.connections.max_connections_per_ip, 256);
+    assert_eq!(
+        defaults.cache,
+        conclave_core::cache::CacheSettings::default()
+    );
+    assert_eq!(defaults.cache.ttl, Duration::from_secs(5));
     for (name, value, problem) in [
         (
             "CONCLAVE_DATABASE_URL",
@@ -387,4 +414,49 @@ fn the_runtime_configuration_is_typed() {
         Config::load(None, vars(&[("CONCLAVE_METRICS_LISTEN", "127.0.0.1:9000")])).is_err(),
         "metrics_listen was never served and is gone"
     );
+}
+
+#[test]
+fn file_settings_are_checked() {
+    // Script-running types cannot be allowed, whatever is listed.
+    let c = Config::load(
+        None,
+        vars(&[("CONCLAVE_FILES__ALLOWED_TYPES", "image/png,image/svg+xml")]),
+    )
+    .unwrap();
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("image/svg+xml"), "{e}");
+    // S3 needs a bucket; its secret is never quoted.
+    let c = Config::load(
+        None,
+        vars(&[
+            ("CONCLAVE_FILES__STORAGE", "s3"),
+            ("CONCLAVE_FILES__S3_SECRET_ACCESS_KEY", "very-secret-s3-key"),
+        ]),
+    )
+    .unwrap();
+    let e = c.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("files.s3_bucket") && !e.contains("very-secret-s3-key"),
+        "{e}"
+    );
+    // A signed URL lives at most a day; production refuses a plain-HTTP S3 endpoint.
+    let c = Config::load(None, vars(&[("CONCLAVE_FILES__URL_TTL_SECS", "90000")])).unwrap();
+    assert!(c
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("url_ttl_secs"));
+    let s3 = [
+        ("CONCLAVE_FILES__STORAGE", "s3"),
+        ("CONCLAVE_FILES__S3_BUCKET", "b"),
+        ("CONCLAVE_FILES__S3_ALLOW_HTTP", "true"),
+    ];
+    let e = production(&s3).unwrap_err().to_string();
+    assert!(e.contains("s3_allow_http"), "{e}");
+    assert!(production(&s3[..2]).is_ok());
+    // The defaults: 100 MiB, 1 h URLs.
+    let c = Config::load(None, vars(&[])).unwrap();
+    assert_eq!(c.files.max_upload_bytes, 100 * 1024 * 1024);
+    assert_eq!(c.files.url_ttl_secs, 3600);
 }

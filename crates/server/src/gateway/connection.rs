@@ -1,15 +1,22 @@
 //! One gateway connection, in the mini-redis manner: a [`Connection`] owns the socket and reads
 //! and writes typed frames (inbound frames become a `protocol::Command`, with the size and rate
 //! limits applied; failures are a typed [`ReadError`]); `run` drives it through HELLO, then
-//! IDENTIFY or RESUME within the timeout (`start`), then one `select!` loop over the socket, the
-//! hub's frames, the heartbeat deadline and shutdown.
+//! IDENTIFY or RESUME within the timeout (phase one), then one `select!` loop over the socket,
+//! the outbox's signals, the heartbeat deadline and shutdown (phase two).
+//!
+//! The task does not carry the hub's frames: the hub writes them into the connection's outbox
+//! itself, so a delivery wakes no task. The task wakes for what the client sends, its heartbeat
+//! deadline, shutdown, and the outbox (the hub dropped the connection, or the socket would
+//! block and the task waits for it to drain). Phase one and the ending run in futures of their
+//! own, boxed: the task a live connection keeps in memory holds phase two's state only.
 
-use super::hub::{Command as HubCommand, ConnId, Outbound};
+use super::hub::{Command as HubCommand, ConnId};
+use super::outbox::{Outbox, Signal};
 use super::protocol::{self, CloseCode, Command};
+use super::socket::{GatewayIo, Socket};
 use super::start::{identify, resume, Start, Started};
 use super::{Gateway, UpgradeContext};
 use crate::config::GatewayConfig;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use conclave_core::event::PresenceStatus;
 use conclave_core::model::GatewaySession;
 use conclave_core::service::Actor;
@@ -18,6 +25,9 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
 
 /// Why the loop ended.
 enum End {
@@ -85,10 +95,11 @@ impl FrameBudget {
 /// for its own close frame to leave.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// A gateway socket with typed frames: the socket's two halves and the inbound limits.
+/// A gateway socket with typed frames: the codec that reads frames (and answers pings and the
+/// close handshake), the outbox every frame leaves through, and the inbound limits.
 pub struct Connection {
-    sink: futures::stream::SplitSink<WebSocket, Message>,
-    stream: futures::stream::SplitStream<WebSocket>,
+    ws: WebSocketStream<GatewayIo>,
+    out: Arc<Outbox>,
     budget: FrameBudget,
     frame_max_bytes: usize,
     limits_on: bool,
@@ -96,11 +107,11 @@ pub struct Connection {
 
 impl Connection {
     #[must_use]
-    pub fn new(socket: WebSocket, config: &GatewayConfig) -> Self {
-        let (sink, stream) = socket.split();
+    pub fn new(socket: Box<Socket>, config: &GatewayConfig) -> Self {
+        let socket = *socket;
         Self {
-            sink,
-            stream,
+            ws: socket.ws,
+            out: socket.out,
             budget: FrameBudget::new(config.frames_per_minute),
             frame_max_bytes: config.frame_max_bytes,
             limits_on: config.limits_on,
@@ -110,7 +121,7 @@ impl Connection {
     /// Reads the next command, enforcing the frame size and rate limits (RATE-3).
     pub async fn read_command(&mut self) -> Result<Command, ReadError> {
         loop {
-            let msg = match self.stream.next().await {
+            let msg = match self.ws.next().await {
                 Some(Ok(m)) => m,
                 Some(Err(_)) | None => return Err(ReadError::Gone),
             };
@@ -131,7 +142,7 @@ impl Connection {
                         "frames are JSON text",
                     ))
                 }
-                Message::Ping(_) | Message::Pong(_) => continue,
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
             };
             if text.len() > self.frame_max_bytes {
                 return Err(ReadError::Refused(
@@ -144,41 +155,33 @@ impl Connection {
         }
     }
 
-    /// Writes one text frame (already serialized); `false` when the client is gone.
-    pub async fn write_frame(&mut self, text: String) -> bool {
-        self.sink
-            .send(Message::Text(Utf8Bytes::from(text)))
-            .await
-            .is_ok()
+    /// Writes a non-DISPATCH frame with opcode `op`; `false` when the client is gone.
+    pub fn write_control(&self, op: u8, d: &serde_json::Value) -> bool {
+        let text = protocol::control(op, d);
+        self.out.send(|b| protocol::put_text_frame(b, &[&text]))
     }
 
-    /// Writes a non-DISPATCH frame with opcode `op`.
-    pub async fn write_control(&mut self, op: u8, d: &serde_json::Value) -> bool {
-        self.write_frame(protocol::control(op, d)).await
-    }
-
-    /// The closing handshake: sends the close frame, then keeps reading (and discarding) until
-    /// the client answers with its own close frame, goes away, or `CLOSE_GRACE` passes; only
-    /// then is the TCP connection dropped. Dropping it at once would reset it while the client
-    /// is still sending, and the client would lose the close frame, so never learn why it was
-    /// closed.
+    /// The closing handshake: sends the close frame after everything queued, then keeps reading
+    /// (and discarding) until the client answers with its own close frame, goes away, or
+    /// `CLOSE_GRACE` passes; only then is the TCP connection dropped. Dropping it at once would
+    /// reset it while the client is still sending, and the client would lose the close frame,
+    /// so never learn why it was closed.
     pub async fn close(&mut self, code: u16, reason: &'static str) {
         let frame = Message::Close(Some(CloseFrame {
-            code,
+            code: code.into(),
             reason: Utf8Bytes::from_static(reason),
         }));
-        let sink = &mut self.sink;
-        // Pongs owed for Pings already read go out first: tungstenite would otherwise queue the
+        let ws = &mut self.ws;
+        // Pongs owed for Pings already read go out first: the codec would otherwise queue the
         // last one after the close frame, which a client must treat as a protocol error.
         let sent = tokio::time::timeout(CLOSE_GRACE, async {
-            sink.flush().await.is_ok() && sink.send(frame).await.is_ok()
+            ws.flush().await.is_ok() && ws.send(frame).await.is_ok()
         })
         .await
         .unwrap_or(false);
         if sent {
-            let stream = &mut self.stream;
             let _ = tokio::time::timeout(CLOSE_GRACE, async {
-                while let Some(Ok(msg)) = stream.next().await {
+                while let Some(Ok(msg)) = ws.next().await {
                     if matches!(msg, Message::Close(_)) {
                         break;
                     }
@@ -186,107 +189,117 @@ impl Connection {
             })
             .await;
         }
-        let _ = tokio::time::timeout(CLOSE_GRACE, self.sink.close()).await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.ws.close(None)).await;
     }
 
     /// Drops a socket whose client is already gone.
     async fn hang_up(&mut self) {
-        let _ = self.sink.close().await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.ws.close(None)).await;
     }
 }
 
 /// Runs one connection to its end.
 pub async fn run(
     gw: Arc<Gateway>,
-    socket: WebSocket,
+    socket: Box<Socket>,
     conn: ConnId,
     ctx: UpgradeContext,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connection = Connection::new(socket, &gw.config);
+    // Bound before it is awaited: a temporary would keep its room in this future's state.
+    let phase_one = Box::pin(start(&gw, &mut connection, conn, ctx, &mut shutdown));
+    if let Some(started) = phase_one.await {
+        live(&gw, &mut connection, conn, started, &mut shutdown).await;
+    }
+}
+
+/// Phase one: HELLO, then IDENTIFY or RESUME within the timeout. `None` when the connection
+/// ended instead (it is closed then). Boxed, so that it moves to phase two as a pointer.
+async fn start(
+    gw: &Gateway,
+    connection: &mut Connection,
+    conn: ConnId,
+    ctx: UpgradeContext,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Box<Started>> {
     let hello = json!({"heartbeat_interval_ms": gw.config.heartbeat_interval.as_millis() as u64, "session_id_hint": null});
-    if !connection.write_control(protocol::HELLO, &hello).await {
-        return;
+    if !connection.write_control(protocol::HELLO, &hello) {
+        return None;
     }
     let deadline = tokio::time::sleep(gw.config.identify_timeout);
     tokio::pin!(deadline);
-    // Phase one: IDENTIFY or RESUME.
-    let started = loop {
+    loop {
         let cmd = tokio::select! {
             () = &mut deadline => Err(End::Close(CloseCode::SessionTimedOut, "identify in time")),
             _ = shutdown.changed() => Err(End::Shutdown),
             c = connection.read_command() => c.map_err(End::from),
         };
+        let out = connection.out.clone();
         let result = match cmd {
-            Ok(Command::Identify(id)) => identify(&gw, &ctx, conn, id).await,
-            Ok(Command::Resume(r)) => match resume(&gw, &ctx, conn, r).await {
+            Ok(Command::Identify(id)) => identify(gw, &ctx, conn, &out, id).await,
+            Ok(Command::Resume(r)) => match resume(gw, &ctx, conn, &out, r).await {
                 Err(Start::Invalid) => {
                     let d = json!({"resumable": false});
-                    let _ = connection
-                        .write_control(protocol::INVALID_SESSION, &d)
-                        .await;
+                    let _ = connection.write_control(protocol::INVALID_SESSION, &d);
                     continue;
                 }
                 other => other,
             },
             Ok(Command::Heartbeat(_)) => {
-                let _ = connection
-                    .write_control(protocol::HEARTBEAT_ACK, &serde_json::Value::Null)
-                    .await;
+                let _ = connection.write_control(protocol::HEARTBEAT_ACK, &serde_json::Value::Null);
                 continue;
             }
             Ok(Command::Presence(_)) => {
                 Err(Start::Refuse(CloseCode::NotAuthenticated, "identify first"))
             }
             Err(end) => {
-                finish(&gw, &mut connection, None, end).await;
-                return;
+                finish(gw, connection, None, end).await;
+                return None;
             }
         };
         match result {
-            Ok(s) => break s,
+            Ok(s) => return Some(Box::new(s)),
             Err(Start::Refuse(code, why)) => {
-                finish(&gw, &mut connection, None, End::Close(code, why)).await;
-                return;
+                finish(gw, connection, None, End::Close(code, why)).await;
+                return None;
             }
             Err(Start::Invalid) => unreachable!("handled above"),
         }
-    };
-    let Started {
-        actor,
-        gateway_session,
-        mut rx,
-    } = started;
-    // Phase two: live.
+    }
+}
+
+/// Phase two: the live session, until the client, the hub, the heartbeat or shutdown ends it.
+async fn live(
+    gw: &Gateway,
+    connection: &mut Connection,
+    conn: ConnId,
+    started: Box<Started>,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let actor = &started.actor;
+    let out = connection.out.clone();
     let interval = gw.config.heartbeat_interval;
-    let mut heartbeat_deadline = Instant::now() + interval.mul_f32(1.5);
+    let missed = tokio::time::sleep(interval.mul_f32(1.5));
+    tokio::pin!(missed);
+    let stopping = shutdown.changed();
+    tokio::pin!(stopping);
     let end = loop {
-        let sleep = tokio::time::sleep_until(heartbeat_deadline.into());
         tokio::select! {
             biased;
-            _ = shutdown.changed() => break End::Shutdown,
-            out = rx.recv() => match out {
-                Some(Outbound::Frame(f)) => {
-                    if !connection.write_frame(f).await {
-                        break End::Gone;
-                    }
-                }
-                Some(Outbound::Close(code, why)) => break End::Hub(code, why),
-                None => break End::Hub(CloseCode::UnknownError.code(), "dropped by the server"),
+            _ = &mut stopping => break End::Shutdown,
+            signal = std::future::poll_fn(|cx| out.poll_signal(cx)) => match signal {
+                Signal::Close(code, why) => break End::Hub(code, why),
+                Signal::Gone => break End::Gone,
             },
             cmd = connection.read_command() => match cmd {
                 Ok(Command::Heartbeat(seq)) => {
-                    heartbeat_deadline = Instant::now() + interval.mul_f32(1.5);
-                    if let Some(s) = seq {
-                        let _ = gw.hub.send(HubCommand::Ack { conn, s }).await;
+                    missed.as_mut().reset((Instant::now() + interval.mul_f32(1.5)).into());
+                    let beat = Box::pin(heartbeat(gw, conn, actor, seq));
+                    if let Some(end) = beat.await {
+                        break end;
                     }
-                    if actor.session.expires_at <= gw.services.clock.now() {
-                        break End::Close(CloseCode::AuthenticationFailed, "session expired");
-                    }
-                    if !gw.services.credential_still_valid(&actor).await {
-                        break End::Close(CloseCode::AuthenticationFailed, "credential revoked");
-                    }
-                    if !connection.write_control(protocol::HEARTBEAT_ACK, &serde_json::Value::Null).await {
+                    if !connection.write_control(protocol::HEARTBEAT_ACK, &serde_json::Value::Null) {
                         break End::Gone;
                     }
                 }
@@ -295,21 +308,44 @@ pub async fn run(
                         protocol::ClientStatus::Online => PresenceStatus::Online,
                         protocol::ClientStatus::Idle => PresenceStatus::Idle,
                     };
-                    let _ = gw.hub.send(HubCommand::Presence { conn, status }).await;
+                    let told = Box::pin(gw.hub.send(HubCommand::Presence { conn, status }));
+                    let _ = told.await;
                 }
                 Ok(Command::Identify(_) | Command::Resume(_)) => break End::Close(CloseCode::AlreadyAuthenticated, "already authenticated"),
                 Err(e) => break e.into(),
             },
-            () = sleep => break End::Close(CloseCode::SessionTimedOut, "missed heartbeat"),
+            () = &mut missed => break End::Close(CloseCode::SessionTimedOut, "missed heartbeat"),
         }
     };
-    finish(
-        &gw,
-        &mut connection,
-        Some((conn, &actor, gateway_session)),
+    let ending = Box::pin(finish(
+        gw,
+        connection,
+        Some((conn, actor, started.gateway_session)),
         end,
-    )
-    .await;
+    ));
+    ending.await;
+}
+
+/// A heartbeat's work besides the answer: the acknowledgement moves the resume checkpoint, and
+/// the credential is checked again. `Some` when the connection must end. (Boxed by the caller:
+/// a live connection's future does not keep room for it between heartbeats.)
+async fn heartbeat(gw: &Gateway, conn: ConnId, actor: &Actor, seq: Option<u64>) -> Option<End> {
+    if let Some(s) = seq {
+        let _ = gw.hub.send(HubCommand::Ack { conn, s }).await;
+    }
+    if actor.session.expires_at <= gw.services.clock.now() {
+        return Some(End::Close(
+            CloseCode::AuthenticationFailed,
+            "session expired",
+        ));
+    }
+    if !gw.services.credential_still_valid(actor).await {
+        return Some(End::Close(
+            CloseCode::AuthenticationFailed,
+            "credential revoked",
+        ));
+    }
+    None
 }
 
 /// Unregisters, saves the session for RESUME (on any node), and closes the socket.
@@ -356,13 +392,54 @@ async fn finish(
         End::Close(code, why) => connection.close(code.code(), why).await,
         End::Hub(code, why) => connection.close(code, why).await,
         End::Shutdown => {
-            let _ = connection
-                .write_control(protocol::RECONNECT, &serde_json::Value::Null)
-                .await;
+            let _ = connection.write_control(protocol::RECONNECT, &serde_json::Value::Null);
             connection
                 .close(1001, "server restarting: reconnect and resume")
                 .await;
         }
         End::Gone => connection.hang_up().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future an async fn returns (its state), from the fn's type alone.
+    fn state_size<A, B, C, D, E, R>(_: fn(A, B, C, D, E) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    #[test]
+    fn a_live_connection_keeps_a_small_future() {
+        // What an idle connection holds in memory is mostly its task's future: phase one
+        // (IDENTIFY, READY: several KiB of state) and the ending are boxed and gone by then.
+        type Shutdown = &'static mut watch::Receiver<bool>;
+        let start: fn(
+            &'static Gateway,
+            &'static mut Connection,
+            ConnId,
+            UpgradeContext,
+            Shutdown,
+        ) -> _ = start;
+        let live: fn(
+            &'static Gateway,
+            &'static mut Connection,
+            ConnId,
+            Box<Started>,
+            Shutdown,
+        ) -> _ = live;
+        let run: fn(Arc<Gateway>, Box<Socket>, ConnId, UpgradeContext, watch::Receiver<bool>) -> _ =
+            run;
+        let (start, live, run) = (state_size(start), state_size(live), state_size(run));
+        assert!(
+            start > 2 * 1024,
+            "phase one is the large one: {start} bytes"
+        );
+        assert!(live <= 1024, "phase two: {live} bytes");
+        assert!(
+            run <= live + std::mem::size_of::<Connection>() + 256,
+            "the connection future is phase two, the socket and a few pointers: {run} bytes"
+        );
     }
 }

@@ -1,20 +1,22 @@
 //! The WebSocket gateway at `/gateway` (GATEWAY.md, MSG-4/5, RATE-3, CORE-10), a layer beside
-//! HTTP: `http::gateway` checks and upgrades the request, then hands the socket here. Shaped
-//! like mini-redis: a typed frame codec (`protocol`), one task and one `select!` loop per
-//! connection (`connection`), a hub task that routes the fan-out stream (`hub`), broadcast
-//! shutdown.
+//! HTTP: `http::gateway` checks the request, `socket` does the WebSocket handshake and takes the
+//! socket over. Shaped like mini-redis: a typed frame codec (`protocol`), one task and one
+//! `select!` loop per connection (`connection`), a hub task that routes the fan-out stream
+//! (`hub`) and writes every connection's frames through its `outbox`, broadcast shutdown.
 
 pub mod connection;
 pub mod hub;
 mod identify;
+pub mod outbox;
 pub mod protocol;
+pub mod socket;
 mod start;
 
 use crate::config::GatewayConfig;
 use crate::fanout::FanOut;
-use axum::extract::ws::WebSocket;
 use conclave_core::service::Services;
 use hub::ConnId;
+use socket::{Socket, SocketLimits};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -72,7 +74,9 @@ impl Gateway {
             max_unacked: 100_000,
             max_buffered: 100_000,
         };
-        let hub = hub::Hub::new(node, limits, Arc::new(move |e| publisher.publish(e)));
+        let cache = services.clone();
+        let hub = hub::Hub::new(node, limits, Arc::new(move |e| publisher.publish(e)))
+            .invalidating(Arc::new(move |control| cache.invalidate(control)));
         tokio::spawn(hub.run(hub_rx, stream));
         let (shutdown, _) = watch::channel(false);
         let (live_tx, live_rx) = mpsc::channel(1);
@@ -153,10 +157,21 @@ impl Gateway {
         })
     }
 
+    /// How this node's sockets are set up: the codec refuses only the absurd (frames are
+    /// checked against our own limit, close 4010); the hub drops a client that leaves
+    /// `queue_frames` frames unread.
+    #[must_use]
+    pub fn socket_limits(&self) -> SocketLimits {
+        SocketLimits {
+            frame_max_bytes: self.config.frame_max_bytes * 4,
+            queue_frames: self.config.queue_frames,
+        }
+    }
+
     /// Runs an upgraded socket to its end: the protocol, from HELLO on.
     pub async fn serve(
         self: Arc<Self>,
-        socket: WebSocket,
+        socket: Box<Socket>,
         ctx: UpgradeContext,
         admission: Admission,
     ) {

@@ -1,18 +1,11 @@
 //! Gateway protocol v1 (GATEWAY.md): opcodes, close codes, and the frames we send. Inbound
 //! frames are parsed into a typed command; anything else is a typed error.
 
+use bytes::{BufMut, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-pub const DISPATCH: u8 = 0;
-pub const HEARTBEAT: u8 = 1;
-pub const IDENTIFY: u8 = 2;
-pub const PRESENCE_UPDATE: u8 = 3;
-pub const RESUME: u8 = 6;
-pub const RECONNECT: u8 = 7;
-pub const INVALID_SESSION: u8 = 9;
-pub const HELLO: u8 = 10;
-pub const HEARTBEAT_ACK: u8 = 11;
+pub use conclave_core::opcodes::*;
 
 /// Close codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,23 +139,62 @@ pub fn control(op: u8, d: &serde_json::Value) -> String {
 /// never re-serialized.
 #[must_use]
 pub fn dispatch(s: Option<u64>, t: &str, d: &RawValue) -> String {
-    let mut out = String::with_capacity(d.get().len() + t.len() + 40);
-    out.push_str("{\"op\":0,\"s\":");
-    match s {
-        Some(s) => out.push_str(itoa::Buffer::new().format(s)),
-        None => out.push_str("null"),
+    let mut n = itoa::Buffer::new();
+    dispatch_parts(&mut n, s, t, d).concat()
+}
+
+/// Appends a DISPATCH frame, as a WebSocket frame, around an already serialized payload.
+pub fn put_dispatch(buf: &mut BytesMut, s: Option<u64>, t: &str, d: &RawValue) {
+    let mut n = itoa::Buffer::new();
+    put_text_frame(buf, &dispatch_parts(&mut n, s, t, d));
+}
+
+/// The pieces of a DISPATCH frame's JSON, in order.
+fn dispatch_parts<'a>(
+    n: &'a mut itoa::Buffer,
+    s: Option<u64>,
+    t: &'a str,
+    d: &'a RawValue,
+) -> [&'a str; 7] {
+    let s = match s {
+        Some(s) => n.format(s),
+        None => "null",
+    };
+    [
+        "{\"op\":0,\"s\":",
+        s,
+        ",\"t\":\"",
+        t,
+        "\",\"d\":",
+        d.get(),
+        "}",
+    ]
+}
+
+/// Appends one WebSocket text frame whose payload is `parts` joined: final, unmasked (server to
+/// client, RFC 6455 §5.2), the length in the shortest form.
+pub fn put_text_frame(buf: &mut BytesMut, parts: &[&str]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    buf.reserve(len + 10);
+    buf.put_u8(0x81);
+    if len < 126 {
+        buf.put_u8(len as u8);
+    } else if let Ok(short) = u16::try_from(len) {
+        buf.put_u8(126);
+        buf.put_u16(short);
+    } else {
+        buf.put_u8(127);
+        buf.put_u64(len as u64);
     }
-    out.push_str(",\"t\":\"");
-    out.push_str(t);
-    out.push_str("\",\"d\":");
-    out.push_str(d.get());
-    out.push('}');
-    out
+    for p in parts {
+        buf.extend_from_slice(p.as_bytes());
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio_tungstenite::tungstenite;
 
     #[test]
     fn parses_commands_and_refuses_the_rest() {
@@ -225,5 +257,46 @@ mod tests {
         assert_eq!(v["s"], 7);
         assert_eq!(v["t"], "MESSAGE_CREATE");
         assert_eq!(v["d"]["a"][1], 2);
+        assert_eq!(
+            dispatch(None, "READY", &d),
+            r#"{"op":0,"s":null,"t":"READY","d":{"a":[1,2]}}"#
+        );
+    }
+
+    /// Decodes one server frame with the WebSocket codec the clients use.
+    fn decode(bytes: &[u8]) -> (tungstenite::protocol::frame::FrameHeader, String) {
+        use tungstenite::protocol::frame::FrameHeader;
+        let mut cursor = std::io::Cursor::new(bytes);
+        let (header, len) = FrameHeader::parse(&mut cursor).unwrap().unwrap();
+        let start = usize::try_from(cursor.position()).unwrap();
+        assert_eq!(
+            start + usize::try_from(len).unwrap(),
+            bytes.len(),
+            "one whole frame"
+        );
+        (header, String::from_utf8(bytes[start..].to_vec()).unwrap())
+    }
+
+    #[test]
+    fn text_frames_use_every_length_form() {
+        for len in [0, 1, 125, 126, 127, 65_535, 65_536, 70_000] {
+            let text = "x".repeat(len);
+            let mut buf = BytesMut::new();
+            put_text_frame(&mut buf, &[&text[..len / 2], &text[len / 2..]]);
+            let (header, payload) = decode(&buf);
+            assert!(header.is_final);
+            assert_eq!(
+                header.opcode,
+                tungstenite::protocol::frame::coding::OpCode::Data(
+                    tungstenite::protocol::frame::coding::Data::Text
+                )
+            );
+            assert!(header.mask.is_none(), "server frames are not masked");
+            assert_eq!(payload, text, "length {len}");
+        }
+        let d = RawValue::from_string(r#"{"content":"é"}"#.into()).unwrap();
+        let mut buf = BytesMut::new();
+        put_dispatch(&mut buf, Some(42), "MESSAGE_CREATE", &d);
+        assert_eq!(decode(&buf).1, dispatch(Some(42), "MESSAGE_CREATE", &d));
     }
 }

@@ -3,8 +3,9 @@
 //! after the credential check of `identify`; both register with the hub, tell it where the
 //! session stands, and activate it.
 
-use super::hub::{Checkpoint, Command as HubCommand, ConnId, Outbound, Replay};
+use super::hub::{Checkpoint, Command as HubCommand, ConnId, Replay};
 use super::identify::{authenticate, Refusal};
+use super::outbox::Outbox;
 use super::protocol::{self, CloseCode, Identify, Resume};
 use super::{Gateway, UpgradeContext};
 use conclave_core::model::ConversationState;
@@ -12,14 +13,15 @@ use conclave_core::service::Actor;
 use conclave_core::ConversationId;
 use serde_json::json;
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-/// A session that started: who it is, its id for RESUME, and the hub's frames for it.
+/// A session that started: who it is and its id for RESUME (the hub writes its frames into the
+/// connection's outbox).
 pub(super) struct Started {
     pub(super) actor: Actor,
     pub(super) gateway_session: uuid::Uuid,
-    pub(super) rx: mpsc::Receiver<Outbound>,
 }
 
 /// Why a session did not start.
@@ -75,14 +77,14 @@ async fn register(
     gw: &Gateway,
     conn: ConnId,
     actor: &Actor,
-) -> Result<(u64, mpsc::Receiver<Outbound>), Start> {
-    let (tx, rx) = mpsc::channel(gw.config.queue_frames);
+    out: &Arc<Outbox>,
+) -> Result<u64, Start> {
     let (reply, answer) = oneshot::channel();
     let cmd = HubCommand::Register {
         conn,
         user: actor.user.id,
         session: actor.session.id,
-        tx,
+        out: out.clone(),
         after: gw.fanout.published(),
         reply,
     };
@@ -101,7 +103,7 @@ async fn register(
             .map_err(|_| Start::Refuse(CloseCode::UnknownError, "gateway unavailable"))?;
     }
     match answer.await {
-        Ok(Ok(position)) => Ok((position, rx)),
+        Ok(Ok(position)) => Ok(position),
         Ok(Err(())) => Err(Start::Refuse(
             CloseCode::RateLimited,
             "too many connections for this user",
@@ -199,11 +201,12 @@ pub(super) async fn identify(
     gw: &Gateway,
     ctx: &UpgradeContext,
     conn: ConnId,
+    out: &Arc<Outbox>,
     id: Identify,
 ) -> Result<Started, Start> {
     check_client(gw, id.client.as_deref(), id.protocol_version)?;
     let actor = authenticate(gw, ctx, id.token.as_deref(), id.access_token.as_deref()).await?;
-    let (position, rx) = register(gw, conn, &actor).await?;
+    let position = register(gw, conn, &actor, out).await?;
     let (states, conversations) = standing(gw, conn, &actor).await?;
     let gateway_session = uuid::Uuid::new_v4();
     let ready = json!({
@@ -231,7 +234,6 @@ pub(super) async fn identify(
     Ok(Started {
         actor,
         gateway_session,
-        rx,
     })
 }
 
@@ -239,6 +241,7 @@ pub(super) async fn resume(
     gw: &Gateway,
     ctx: &UpgradeContext,
     conn: ConnId,
+    out: &Arc<Outbox>,
     r: Resume,
 ) -> Result<Started, Start> {
     let actor = authenticate(gw, ctx, r.token.as_deref(), r.access_token.as_deref()).await?;
@@ -270,7 +273,7 @@ pub(super) async fn resume(
     if !caught_up(gw, after).await {
         return Err(Start::Invalid);
     }
-    let (position, rx) = register(gw, conn, &actor).await?;
+    let position = register(gw, conn, &actor, out).await?;
     standing(gw, conn, &actor).await?;
     let events = match gw.fanout.replay(after, position).await {
         Ok(Some(events)) => events,
@@ -292,7 +295,6 @@ pub(super) async fn resume(
         Some(_) => Ok(Started {
             actor,
             gateway_session: id,
-            rx,
         }),
         None => {
             unregister(gw, conn).await;

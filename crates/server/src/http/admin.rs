@@ -1,13 +1,10 @@
 //! `/admin/*`: server administration, for server admins and the management token.
 
-use super::error::{ApiResult, ErrorBody};
-use super::extract::{AdminCaller, ApiJson, ApiQuery, PathParams};
+use super::error::{created, created_by, json, Answer, Created, ErrorBody};
+use super::extract::{AdminCaller, ApiJson, ApiQuery};
 use super::orgs::AddMember;
-use super::pagination::{id_list, id_page, List, ListQuery};
+use super::pagination::{id_listed, List, ListQuery, Listed, Paging};
 use crate::state::AppState;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::Json;
 use conclave_core::model::{Member, User};
 use conclave_core::password::NewPassword;
 use conclave_core::types::{Email, Username};
@@ -33,20 +30,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Add an existing account to an org directly (AZ-7): for server admins and automation with
 /// the management token. Audited in the org's chain.
 #[utoipa::path(post, path = "/admin/orgs/{org}/members", tag = "admin", params(("org" = String, Path, format = Uuid)), request_body = AddMember,
-    responses((status = 201, body = Member), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = Member), (status = 409, body = ErrorBody)))]
 async fn add_org_member(
-    State(state): State<AppState>,
-    admin: AdminCaller,
-    p: PathParams,
+    a: AdminCaller<OrgId>,
     ApiJson(body): ApiJson<AddMember>,
-) -> ApiResult<(StatusCode, Json<Member>)> {
-    let org: OrgId = p.id("org")?;
+) -> Created<Member> {
     let (who, role) = body.target()?;
-    let member = state
-        .services
-        .admin_add_member(&admin.admin, org, who, role)
-        .await?;
-    Ok((StatusCode::CREATED, Json(member)))
+    created_by(a.services().admin_add_member(&a.admin, a.at, who, role)).await
 }
 
 /// A marked session as another user (AUTH-12).
@@ -64,36 +54,55 @@ pub struct Impersonation {
 /// audit log with both identities, and shown to the user among their security events and
 /// sessions. Only a signed-in server admin (not the management token) may.
 #[utoipa::path(post, path = "/admin/users/{id}/impersonate", tag = "admin", params(("id" = String, Path, format = Uuid)),
-    responses((status = 201, body = Impersonation), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn impersonate(
-    State(state): State<AppState>,
-    admin: AdminCaller,
-    p: PathParams,
-) -> ApiResult<(StatusCode, Json<Impersonation>)> {
-    let id: UserId = p.id("id")?;
-    let signed = state.services.admin_impersonate(&admin.admin, id).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(Impersonation {
-            token: signed.token.expose_secret().to_owned(),
-            expires_at: signed.session.expires_at,
-            session_id: signed.session.id,
-            user: signed.user,
-        }),
-    ))
+    responses((status = 201, body = Impersonation), (status = 409, body = ErrorBody)))]
+async fn impersonate(a: AdminCaller<UserId>) -> Created<Impersonation> {
+    let id = a.at;
+    let signed = a.services().admin_impersonate(&a.admin, id).await?;
+    created(Impersonation {
+        token: signed.token.expose_secret().to_owned(),
+        expires_at: signed.session.expires_at,
+        session_id: signed.session.id,
+        user: signed.user,
+    })
 }
 
-/// Every account, newest first.
-#[utoipa::path(get, path = "/admin/users", tag = "admin", params(ListQuery),
-    responses((status = 200, body = List<User>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_users(
-    State(state): State<AppState>,
-    admin: AdminCaller,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<List<User>>> {
-    let page = id_page::<UserId>(&q)?;
-    let items = state.services.admin_list_users(&admin.admin, page).await?;
-    Ok(Json(id_list(items, &page, |u| u.id.0)))
+/// An account as the server admin's listing shows it: the user object and what its files take.
+#[derive(Serialize, ToSchema)]
+pub struct AdminUser {
+    #[serde(flatten)]
+    user: User,
+    file_usage: FileUsage,
+}
+
+/// A user's uploads against the per-user quota (`files.user_quota_bytes`, DATA-1).
+#[derive(Serialize, ToSchema)]
+pub struct FileUsage {
+    /// Bytes counted against the quota: stored files and uploads in progress.
+    used_bytes: u64,
+    quota_bytes: u64,
+    /// Files stored under the user's name.
+    files: u64,
+}
+
+/// Every account, newest first, each with its file usage.
+#[utoipa::path(get, path = "/admin/users", tag = "admin", params(ListQuery), responses((status = 200, body = List<AdminUser>)))]
+async fn list_users(a: AdminCaller, ApiQuery(q): Paging) -> Listed<AdminUser> {
+    let quota_bytes = a.state().files.config.user_quota_bytes;
+    let users = |page| async move {
+        let listed = a.services().admin_list_users(&a.admin, page).await?;
+        Ok(listed
+            .into_iter()
+            .map(|(user, held)| AdminUser {
+                user,
+                file_usage: FileUsage {
+                    used_bytes: held.used_bytes,
+                    quota_bytes,
+                    files: held.files,
+                },
+            })
+            .collect())
+    };
+    id_listed(&q, |u: &AdminUser| u.user.id.0, users).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -108,23 +117,19 @@ pub struct CreateUser {
 
 /// Create an account (works whatever the registration mode).
 #[utoipa::path(post, path = "/admin/users", tag = "admin", request_body = CreateUser,
-    responses((status = 201, body = User), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create_user(
-    State(state): State<AppState>,
-    admin: AdminCaller,
-    ApiJson(body): ApiJson<CreateUser>,
-) -> ApiResult<(StatusCode, Json<User>)> {
-    let user = state
-        .services
-        .admin_create_user(
-            &admin.admin,
-            body.username,
-            body.password,
-            body.email,
-            body.server_admin,
-        )
-        .await?;
-    Ok((StatusCode::CREATED, Json(user)))
+    responses((status = 201, body = User), (status = 409, body = ErrorBody)))]
+async fn create_user(a: AdminCaller, ApiJson(body): ApiJson<CreateUser>) -> Created<User> {
+    let CreateUser {
+        username,
+        password,
+        email,
+        server_admin,
+    } = body;
+    created_by(
+        a.services()
+            .admin_create_user(&a.admin, username, password, email, server_admin),
+    )
+    .await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -140,24 +145,16 @@ pub struct UpdateUser {
 
 /// Disable or enable an account, or change its server-admin right.
 #[utoipa::path(patch, path = "/admin/users/{id}", tag = "admin", params(("id" = String, Path, format = Uuid)), request_body = UpdateUser,
-    responses((status = 200, body = User), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn update_user(
-    State(state): State<AppState>,
-    admin: AdminCaller,
-    p: PathParams,
-    ApiJson(body): ApiJson<UpdateUser>,
-) -> ApiResult<Json<User>> {
-    let id: UserId = p.id("id")?;
-    Ok(Json(
-        state
-            .services
-            .admin_update_user(
-                &admin.admin,
-                id,
-                body.disabled,
-                body.server_admin,
-                body.require_2fa,
-            )
-            .await?,
-    ))
+    responses((status = 200, body = User), (status = 409, body = ErrorBody)))]
+async fn update_user(a: AdminCaller<UserId>, ApiJson(body): ApiJson<UpdateUser>) -> Answer<User> {
+    let UpdateUser {
+        disabled,
+        server_admin,
+        require_2fa,
+    } = body;
+    json(
+        a.services()
+            .admin_update_user(&a.admin, a.at, disabled, server_admin, require_2fa),
+    )
+    .await
 }

@@ -1,12 +1,10 @@
 //! `/api-keys`: a signed-in user's API keys (AUTH-7). The key is in the answer to creation and
 //! rotation only; lists show it masked (`cnv_k_****abcd`). Bots and keys cannot use these routes.
 
-use super::error::{ApiResult, ErrorBody};
-use super::extract::{ApiJson, Caller, PathParams};
-use super::pagination::List;
+use super::error::{created, no_content, Answer, Created, ErrorBody, NoContent};
+use super::extract::{ApiJson, Caller};
+use super::pagination::{all_as, List, Listed};
 use crate::state::AppState;
-use axum::extract::State;
-use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use conclave_core::credential::{Cidr, Scope};
@@ -15,7 +13,7 @@ use conclave_core::service::NewApiKey;
 use conclave_core::token::{self, TokenKind};
 use conclave_core::types::{KeyTier, Name};
 use conclave_core::{ApiKeyId, ConversationId, OrgId};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -42,16 +40,14 @@ pub struct ApiKeyView {
 }
 
 impl ApiKeyView {
-    fn masked(api_key: ApiKey) -> Self {
-        let key = token::masked(TokenKind::ApiKey, &api_key.secrets.hint);
+    /// `revealed`: the key itself, in the answer that created or rotated it.
+    fn new(api_key: ApiKey, revealed: Option<&SecretString>) -> Self {
+        let key = token::shown(TokenKind::ApiKey, &api_key.secrets.hint, revealed);
         Self { api_key, key }
     }
 
-    fn revealed(api_key: ApiKey, key: &SecretString) -> Self {
-        Self {
-            api_key,
-            key: key.expose_secret().to_owned(),
-        }
+    fn masked(api_key: ApiKey) -> Self {
+        Self::new(api_key, None)
     }
 }
 
@@ -78,13 +74,8 @@ pub struct CreateApiKey {
 
 /// Create an API key acting as me in one of my orgs; the key is shown only here.
 #[utoipa::path(post, path = "/api-keys", tag = "api-keys", request_body = CreateApiKey,
-    responses((status = 201, body = ApiKeyView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create_api_key(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiJson(body): ApiJson<CreateApiKey>,
-) -> ApiResult<(StatusCode, Json<ApiKeyView>)> {
+    responses((status = 201, body = ApiKeyView), (status = 404, body = ErrorBody)))]
+async fn create_api_key(me: Caller, ApiJson(body): ApiJson<CreateApiKey>) -> Created<ApiKeyView> {
     let new = NewApiKey {
         name: body.name,
         org_id: body.org_id,
@@ -94,37 +85,20 @@ async fn create_api_key(
         allowed_ips: body.allowed_ips,
         tier: body.tier.unwrap_or(KeyTier::Free),
     };
-    let (api_key, key) = state.services.create_api_key(&caller.actor, new).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(ApiKeyView::revealed(api_key, &key)),
-    ))
+    let (api_key, key) = me.services().create_api_key(&me.actor, new).await?;
+    created(ApiKeyView::new(api_key, Some(&key)))
 }
 
 /// My API keys, masked.
-#[utoipa::path(get, path = "/api-keys", tag = "api-keys",
-    responses((status = 200, body = List<ApiKeyView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_api_keys(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<List<ApiKeyView>>> {
-    let keys = state.services.api_keys(&caller.actor).await?;
-    Ok(Json(List::all(
-        keys.into_iter().map(ApiKeyView::masked).collect(),
-    )))
+#[utoipa::path(get, path = "/api-keys", tag = "api-keys", responses((status = 200, body = List<ApiKeyView>)))]
+async fn list_api_keys(me: Caller) -> Listed<ApiKeyView> {
+    all_as(me.services().api_keys(&me.actor), ApiKeyView::masked).await
 }
 
 /// Revoke one of my API keys: it fails from the next request on, on every node.
-#[utoipa::path(delete, path = "/api-keys/{id}", tag = "api-keys", params(("id" = String, Path, format = Uuid)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_api_key(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-) -> ApiResult<StatusCode> {
-    let id: ApiKeyId = p.id("id")?;
-    state.services.revoke_api_key(&caller.actor, id).await?;
-    Ok(StatusCode::NO_CONTENT)
+#[utoipa::path(delete, path = "/api-keys/{id}", tag = "api-keys", params(("id" = String, Path, format = Uuid)), responses((status = 204)))]
+async fn delete_api_key(me: Caller<ApiKeyId>) -> NoContent {
+    no_content(me.services().revoke_api_key(&me.actor, me.at)).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -137,18 +111,14 @@ pub struct RotateApiKey {
 
 /// Issue a new key for one of my API keys; the old one works until the grace period ends.
 #[utoipa::path(post, path = "/api-keys/{id}/rotate", tag = "api-keys", params(("id" = String, Path, format = Uuid)), request_body = RotateApiKey,
-    responses((status = 200, body = ApiKeyView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = ApiKeyView), (status = 409, body = ErrorBody)))]
 async fn rotate_api_key(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
+    me: Caller<ApiKeyId>,
     ApiJson(body): ApiJson<RotateApiKey>,
-) -> ApiResult<Json<ApiKeyView>> {
-    let id: ApiKeyId = p.id("id")?;
-    let (api_key, key) = state
-        .services
-        .rotate_api_key(&caller.actor, id, body.grace_seconds)
-        .await?;
-    Ok(Json(ApiKeyView::revealed(api_key, &key)))
+) -> Answer<ApiKeyView> {
+    let rotated = me
+        .services()
+        .rotate_api_key(&me.actor, me.at, body.grace_seconds);
+    let (api_key, key) = rotated.await?;
+    Ok(Json(ApiKeyView::new(api_key, Some(&key))))
 }

@@ -2,17 +2,19 @@
 //! verification of the chains, and a user's own security events. There is no route that
 //! changes or deletes an audit row.
 
-use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{AdminCaller, ApiQuery, Caller, PathParams};
-use super::pagination::{id_list, id_listed, id_page, List, ListQuery};
+use super::error::{Answer, ApiError, ApiResult};
+use super::extract::{AdminCaller, ApiQuery, Caller};
+use super::pagination::{id_listed, List, ListQuery, Listed, Paging};
 use crate::state::AppState;
-use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use conclave_core::audit::{AuditFilter, AuditRow, ChainReport, Problem};
-use conclave_core::service::{AccountEvent, VerifyReport};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use conclave_core::audit::AuditFilter;
+use conclave_core::service::{AuditEvent, VerifyReport};
+use conclave_core::store::Page;
+use conclave_core::{OrgId, ServiceError};
+use serde::Deserialize;
+use std::future::Future;
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -36,104 +38,6 @@ pub fn router() -> OpenApiRouter<AppState> {
             OpenApiRouter::new().routes(routes!(security_events)),
             RouteAccess::scoped(Scope::OrgRead, Scope::OrgAdmin).before_2fa(),
         ))
-}
-
-/// Who acted.
-#[derive(Serialize, ToSchema)]
-pub struct AuditActorView {
-    /// The user, bot or API key; null for the management token and the system.
-    pub id: Option<Uuid>,
-    /// `user`, `bot`, `api_key`, `management`, `system` or `anonymous`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The server admin behind an impersonated session (AUTH-12).
-    pub impersonator: Option<Uuid>,
-}
-
-/// What it was done to.
-#[derive(Serialize, ToSchema)]
-pub struct AuditResourceView {
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    pub id: Option<String>,
-}
-
-/// One audit event. Every key is present; null where not applicable.
-#[derive(Serialize, ToSchema)]
-pub struct AuditEvent {
-    pub id: Uuid,
-    pub at: DateTime<Utc>,
-    pub event: String,
-    pub actor: AuditActorView,
-    pub resource: AuditResourceView,
-    pub org_id: Option<Uuid>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub request_id: Option<String>,
-    /// `success` or `failure`.
-    pub outcome: String,
-    /// Non-secret details (roles, names of changed settings, counts).
-    #[schema(value_type = Option<Object>)]
-    pub detail: Option<serde_json::Value>,
-    /// The chain (`server` or the org id) and the row's number in it.
-    pub chain: String,
-    pub seq: i64,
-    /// The row's chain hash (hex): record it elsewhere to check later with `--expect-head`.
-    pub hash: String,
-    /// In your security events and export only: who acted, as you are shown it (another
-    /// person's IP address and user agent are left out there). Null in the audit listings.
-    pub by: Option<ShownActorView>,
-}
-
-/// Who acted on your account.
-#[derive(Serialize, ToSchema)]
-pub struct ShownActorView {
-    /// `you`, `administrator`, `another_user`, `system` or `someone`.
-    pub kind: String,
-    /// The other person's username (an administrator's too), when there is one.
-    pub username: Option<String>,
-}
-
-impl From<AccountEvent> for AuditEvent {
-    fn from(e: AccountEvent) -> Self {
-        Self {
-            by: Some(ShownActorView {
-                kind: e.by.kind.to_owned(),
-                username: e.by.username,
-            }),
-            ..Self::from(e.row)
-        }
-    }
-}
-
-impl From<AuditRow> for AuditEvent {
-    fn from(r: AuditRow) -> Self {
-        let e = r.entry;
-        Self {
-            id: e.id,
-            at: e.at,
-            event: e.event,
-            actor: AuditActorView {
-                id: e.actor.id,
-                kind: e.actor.kind.as_str().to_owned(),
-                impersonator: e.actor.impersonator.map(|u| u.0),
-            },
-            resource: AuditResourceView {
-                kind: e.resource_type,
-                id: e.resource_id,
-            },
-            org_id: e.org.map(|o| o.0),
-            ip: e.ip,
-            user_agent: e.user_agent,
-            request_id: e.request_id,
-            outcome: e.outcome.as_str().to_owned(),
-            detail: e.detail,
-            chain: r.chain,
-            seq: r.seq,
-            hash: conclave_core::audit::hex(&r.hash),
-            by: None,
-        }
-    }
 }
 
 /// Filters of the audit listings, with the usual paging.
@@ -240,26 +144,28 @@ impl AuditQuery {
     }
 }
 
-fn listing(rows: Vec<AuditRow>, page: &conclave_core::store::Page<Uuid>) -> List<AuditEvent> {
-    let items: Vec<AuditEvent> = rows.into_iter().map(AuditEvent::from).collect();
-    id_list(items, page, |e| e.id)
+/// One page of audit events, newest first: the page `q` asks for, its rows read by `fetch`.
+async fn events_listed<R, Fut>(
+    q: &ListQuery,
+    fetch: impl FnOnce(Page<Uuid>) -> Fut,
+) -> Listed<AuditEvent>
+where
+    R: Into<AuditEvent>,
+    Fut: Future<Output = Result<Vec<R>, ServiceError>>,
+{
+    let events = |page| async move {
+        let rows = fetch(page).await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    };
+    id_listed(q, |e: &AuditEvent| e.id, events).await
 }
 
 /// The audit log of the whole server, newest first.
-#[utoipa::path(get, path = "/admin/audit", tag = "admin", params(AuditQuery),
-    responses((status = 200, body = List<AuditEvent>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn admin_audit(
-    State(state): State<AppState>,
-    admin: AdminCaller,
-    ApiQuery(q): ApiQuery<AuditQuery>,
-) -> ApiResult<Json<List<AuditEvent>>> {
+#[utoipa::path(get, path = "/admin/audit", tag = "admin", params(AuditQuery), responses((status = 200, body = List<AuditEvent>)))]
+async fn admin_audit(a: AdminCaller, ApiQuery(q): ApiQuery<AuditQuery>) -> Listed<AuditEvent> {
     let filter = q.filter()?;
-    let page = id_page::<Uuid>(&q.page())?;
-    let rows = state
-        .services
-        .admin_audit_log(&admin.admin, filter, page)
-        .await?;
-    Ok(Json(listing(rows, &page)))
+    let rows = |page| a.services().admin_audit_log(&a.admin, filter, page);
+    events_listed(&q.page(), rows).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -271,48 +177,9 @@ pub struct VerifyQuery {
     pub expect_head: Option<String>,
 }
 
-/// The result of verifying every chain.
-#[derive(Serialize, ToSchema)]
-pub struct VerifyView {
-    pub ok: bool,
-    pub checked: u64,
-    /// The first row found altered, inserted or out of place; null when none can be named
-    /// (a truncated tail shows as `problem: head_mismatch`).
-    pub first_bad: Option<Uuid>,
-    /// `altered`, `broken_link`, `gap`, `bad_checkpoint`, `head_mismatch` or
-    /// `expected_head_missing`.
-    pub problem: Option<String>,
-    #[schema(value_type = Vec<Object>)]
-    pub chains: Vec<ChainReport>,
-}
-
-fn problem_name(p: Problem) -> String {
-    serde_json::to_value(p)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-impl From<VerifyReport> for VerifyView {
-    fn from(r: VerifyReport) -> Self {
-        Self {
-            ok: r.ok,
-            checked: r.checked,
-            first_bad: r.first_bad,
-            problem: r.problem.map(problem_name),
-            chains: r.chains,
-        }
-    }
-}
-
 /// Verifies every audit chain and reports the first row that was altered, inserted or removed.
-#[utoipa::path(get, path = "/admin/audit/verify", tag = "admin", params(VerifyQuery),
-    responses((status = 200, body = VerifyView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn admin_verify(
-    State(state): State<AppState>,
-    admin: AdminCaller,
-    ApiQuery(q): ApiQuery<VerifyQuery>,
-) -> ApiResult<Json<VerifyView>> {
+#[utoipa::path(get, path = "/admin/audit/verify", tag = "admin", params(VerifyQuery), responses((status = 200, body = VerifyReport)))]
+async fn admin_verify(a: AdminCaller, ApiQuery(q): ApiQuery<VerifyQuery>) -> Answer<VerifyReport> {
     if let Some(h) = &q.expect_head {
         if conclave_core::audit::unhex(h).is_none_or(|b| b.len() != 32) {
             return Err(bad(
@@ -322,22 +189,16 @@ async fn admin_verify(
             ));
         }
     }
-    let report = state
-        .services
-        .admin_verify_audit(&admin.admin, q.expect_head.as_deref())
-        .await?;
-    Ok(Json(report.into()))
+    let expected = q.expect_head.as_deref();
+    let report = a.services().admin_verify_audit(&a.admin, expected).await?;
+    Ok(Json(report))
 }
 
 /// One org's audit log, newest first (owners and admins of the org).
 #[utoipa::path(get, path = "/orgs/{org}/audit", tag = "orgs", params(("org" = String, Path, format = Uuid), AuditQuery),
-    responses((status = 200, body = List<AuditEvent>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn org_audit(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-    ApiQuery(q): ApiQuery<AuditQuery>,
-) -> ApiResult<Json<List<AuditEvent>>> {
+    responses((status = 200, body = List<AuditEvent>)))]
+async fn org_audit(me: Caller<OrgId>, ApiQuery(q): ApiQuery<AuditQuery>) -> Listed<AuditEvent> {
+    let org = me.at;
     if q.org.is_some() {
         return Err(bad(
             "org",
@@ -346,30 +207,15 @@ async fn org_audit(
         ));
     }
     let filter = q.filter()?;
-    let page = id_page::<Uuid>(&q.page())?;
-    let rows = state
-        .services
-        .org_audit(&caller.actor, p.id("org")?, filter, page)
-        .await?;
-    Ok(Json(listing(rows, &page)))
+    let rows = |page| me.services().org_audit(&me.actor, org, filter, page);
+    events_listed(&q.page(), rows).await
 }
 
 /// The security events about your own account (sign-ins, sessions, 2FA changes,
 /// impersonations), newest first.
 #[utoipa::path(get, path = "/users/@me/security-events", tag = "users", params(ListQuery),
-    responses((status = 200, body = List<AuditEvent>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn security_events(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<List<AuditEvent>>> {
-    id_listed(
-        &q,
-        |e: &AuditEvent| e.id,
-        |page: conclave_core::store::Page<Uuid>| async move {
-            let rows = state.services.security_events(&caller.actor, page).await?;
-            Ok(rows.into_iter().map(AuditEvent::from).collect())
-        },
-    )
-    .await
+    responses((status = 200, body = List<AuditEvent>)))]
+async fn security_events(me: Caller, ApiQuery(q): Paging) -> Listed<AuditEvent> {
+    let rows = |page| me.services().security_events(&me.actor, page);
+    events_listed(&q, rows).await
 }

@@ -1,12 +1,11 @@
 //! `/auth/*`: registration, login (bearer or cookie) with its second-factor step, bootstrap,
 //! logout, sessions, password, and two-factor setup (TOTP and recovery codes).
 
-use super::error::{ApiResult, ErrorBody};
+use super::error::{created, no_content, Answer, ApiResult, Created, ErrorBody, NoContent};
 pub use super::extract::Meta;
-use super::extract::{session_cookie_name, ApiJson, AuthVia, Caller, PathParams};
-use super::pagination::List;
+use super::extract::{session_cookie_name, ApiJson, AuthVia, Caller, Guest};
+use super::pagination::{all_as, List, Listed};
 use crate::state::AppState;
-use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -61,23 +60,16 @@ pub struct UserEnvelope {
 
 /// Create an account (when registration is open, or with an invite code).
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterBody,
-    responses((status = 201, body = UserEnvelope), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = UserEnvelope), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn register(
-    State(state): State<AppState>,
-    Meta(meta): Meta,
+    Guest { state, meta }: Guest,
     ApiJson(body): ApiJson<RegisterBody>,
-) -> ApiResult<(StatusCode, Json<UserEnvelope>)> {
+) -> Created<UserEnvelope> {
+    let invite = body.invite_code.as_deref();
     let user = state
         .services
-        .register(
-            body.username,
-            body.password,
-            body.email,
-            body.invite_code.as_deref(),
-            &meta,
-        )
-        .await?;
-    Ok((StatusCode::CREATED, Json(UserEnvelope { user })))
+        .register(body.username, body.password, body.email, invite, &meta);
+    created(UserEnvelope { user: user.await? })
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -182,18 +174,15 @@ pub enum LoginAnswer {
 /// Sign in with username and password. Repeated failures are answered 429 with `Retry-After`
 /// (per account and IP, per account, per IP); unknown usernames are treated like known ones.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginBody,
-    responses((status = 200, body = LoginAnswer), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "seconds until another attempt is allowed"))), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = LoginAnswer), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn login(
-    State(state): State<AppState>,
-    Meta(meta): Meta,
+    Guest { state, meta }: Guest,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<Response> {
     let outcome = state
         .services
-        .login(&body.username, &body.password, meta, body.cookie)
-        .await?;
-    Ok(match outcome {
+        .login(&body.username, &body.password, meta, body.cookie);
+    Ok(match outcome.await? {
         LoginOutcome::SignedIn(s) => signed_in(&state, StatusCode::OK, *s, body.cookie),
         LoginOutcome::MfaRequired(pending) => {
             Json(MfaRequiredResponse::new(pending)).into_response()
@@ -218,17 +207,15 @@ pub struct LoginMfaBody {
 /// reused codes are 401 (`invalid_code`, `code_reused`) and count toward the login throttle;
 /// an expired, used or exhausted `mfa_token` is 401 `invalid_mfa_token`.
 #[utoipa::path(post, path = "/auth/login/mfa", tag = "auth", request_body = LoginMfaBody,
-    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "seconds until another attempt is allowed"))), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = LoginResponse), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn login_mfa(
-    State(state): State<AppState>,
-    Meta(meta): Meta,
+    Guest { state, meta }: Guest,
     ApiJson(body): ApiJson<LoginMfaBody>,
 ) -> ApiResult<Response> {
     let s = state
         .services
-        .login_mfa(&body.mfa_token, body.code, meta, body.cookie)
-        .await?;
+        .login_mfa(&body.mfa_token, body.code, meta, body.cookie);
+    let s = s.await?;
     let cookie = s.session.cookie;
     Ok(signed_in(&state, StatusCode::OK, s, cookie))
 }
@@ -245,32 +232,25 @@ pub struct BootstrapBody {
 
 /// Create the first server admin with the one-time bootstrap token, signed in.
 #[utoipa::path(post, path = "/auth/bootstrap", tag = "auth", request_body = BootstrapBody,
-    responses((status = 201, body = LoginResponse), (status = 401, body = ErrorBody), (status = 410, body = ErrorBody)))]
+    responses((status = 201, body = LoginResponse), (status = 410, body = ErrorBody)))]
 async fn bootstrap(
-    State(state): State<AppState>,
-    Meta(meta): Meta,
+    Guest { state, meta }: Guest,
     ApiJson(body): ApiJson<BootstrapBody>,
 ) -> ApiResult<Response> {
+    let (token, cookie) = (&body.bootstrap_token, body.cookie);
     let s = state
         .services
-        .bootstrap(
-            &body.bootstrap_token,
-            body.username,
-            body.password,
-            meta,
-            body.cookie,
-        )
-        .await?;
-    Ok(signed_in(&state, StatusCode::CREATED, s, body.cookie))
+        .bootstrap(token, body.username, body.password, meta, cookie);
+    Ok(signed_in(&state, StatusCode::CREATED, s.await?, cookie))
 }
 
 /// End this session (and clear the cookie).
-#[utoipa::path(post, path = "/auth/logout", tag = "auth", responses((status = 204), (status = 401, body = ErrorBody)))]
-async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
-    state.services.logout(&caller.actor).await?;
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", responses((status = 204)))]
+async fn logout(me: Caller) -> ApiResult<Response> {
+    me.services().logout(&me.actor).await?;
     let mut res = StatusCode::NO_CONTENT.into_response();
     res.headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(&state, "", 0));
+        .insert(header::SET_COOKIE, session_cookie(me.state(), "", 0));
     Ok(res)
 }
 
@@ -283,14 +263,14 @@ pub struct SessionInfo {
 }
 
 /// The current session; for cookie sessions also the CSRF token (after a page reload).
-#[utoipa::path(get, path = "/auth/session", tag = "auth", responses((status = 200, body = SessionInfo), (status = 401, body = ErrorBody)))]
-async fn current_session(State(state): State<AppState>, caller: Caller) -> Json<SessionInfo> {
+#[utoipa::path(get, path = "/auth/session", tag = "auth", responses((status = 200, body = SessionInfo)))]
+async fn current_session(me: Caller) -> Json<SessionInfo> {
     let csrf_token =
-        (caller.via == AuthVia::Cookie).then(|| state.services.csrf_token(&caller.actor.session));
+        (me.via == AuthVia::Cookie).then(|| me.services().csrf_token(&me.actor.session));
     Json(SessionInfo {
         csrf_token,
-        user: caller.actor.user,
-        session: caller.actor.session,
+        user: me.actor.user,
+        session: me.actor.session,
     })
 }
 
@@ -303,36 +283,20 @@ pub struct SessionView {
 }
 
 /// My sessions (devices), newest first.
-#[utoipa::path(get, path = "/auth/sessions", tag = "auth", responses((status = 200, body = List<SessionView>), (status = 401, body = ErrorBody)))]
-async fn list_sessions(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<List<SessionView>>> {
-    let me = caller.actor.session.id;
-    let items = state
-        .services
-        .sessions(&caller.actor)
-        .await?
-        .into_iter()
-        .map(|session| SessionView {
-            current: session.id == me,
-            session,
-        })
-        .collect();
-    Ok(Json(List::all(items)))
+#[utoipa::path(get, path = "/auth/sessions", tag = "auth", responses((status = 200, body = List<SessionView>)))]
+async fn list_sessions(me: Caller) -> Listed<SessionView> {
+    let current = me.actor.session.id;
+    let view = |session: Session| SessionView {
+        current: session.id == current,
+        session,
+    };
+    all_as(me.services().sessions(&me.actor), view).await
 }
 
 /// Revoke one of my sessions.
-#[utoipa::path(delete, path = "/auth/sessions/{id}", tag = "auth", params(("id" = String, Path, format = Uuid)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn revoke_session(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-) -> ApiResult<StatusCode> {
-    let id: SessionId = p.id("id")?;
-    state.services.revoke_session(&caller.actor, id).await?;
-    Ok(StatusCode::NO_CONTENT)
+#[utoipa::path(delete, path = "/auth/sessions/{id}", tag = "auth", params(("id" = String, Path, format = Uuid)), responses((status = 204)))]
+async fn revoke_session(me: Caller<SessionId>) -> NoContent {
+    no_content(me.services().revoke_session(&me.actor, me.at)).await
 }
 
 #[derive(Serialize, ToSchema)]
@@ -341,12 +305,9 @@ pub struct Revoked {
 }
 
 /// Revoke every session but this one.
-#[utoipa::path(post, path = "/auth/sessions/revoke-others", tag = "auth", responses((status = 200, body = Revoked), (status = 401, body = ErrorBody)))]
-async fn revoke_other_sessions(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<Revoked>> {
-    let revoked = state.services.revoke_other_sessions(&caller.actor).await?;
+#[utoipa::path(post, path = "/auth/sessions/revoke-others", tag = "auth", responses((status = 200, body = Revoked)))]
+async fn revoke_other_sessions(me: Caller) -> Answer<Revoked> {
+    let revoked = me.services().revoke_other_sessions(&me.actor).await?;
     Ok(Json(Revoked { revoked }))
 }
 
@@ -358,18 +319,14 @@ pub struct PasswordBody {
 }
 
 /// Change my password; every other session is revoked.
-#[utoipa::path(post, path = "/auth/password", tag = "auth", request_body = PasswordBody,
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn change_password(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiJson(body): ApiJson<PasswordBody>,
-) -> ApiResult<StatusCode> {
-    state
-        .services
-        .change_password(&caller.actor, &body.current_password, body.new_password)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+#[utoipa::path(post, path = "/auth/password", tag = "auth", request_body = PasswordBody, responses((status = 204)))]
+async fn change_password(me: Caller, ApiJson(body): ApiJson<PasswordBody>) -> NoContent {
+    let current = &body.current_password;
+    no_content(
+        me.services()
+            .change_password(&me.actor, current, body.new_password),
+    )
+    .await
 }
 
 /// A new TOTP secret, shown once.
@@ -384,12 +341,9 @@ pub struct TotpSetupResponse {
 /// Start (or restart) TOTP setup: a new secret that becomes active once confirmed with
 /// `POST /auth/totp/enable`. 409 `mfa_already_enabled` while 2FA is on.
 #[utoipa::path(post, path = "/auth/totp/setup", tag = "auth",
-    responses((status = 200, body = TotpSetupResponse), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn totp_setup(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<TotpSetupResponse>> {
-    let setup = state.services.totp_setup(&caller.actor).await?;
+    responses((status = 200, body = TotpSetupResponse), (status = 409, body = ErrorBody)))]
+async fn totp_setup(me: Caller) -> Answer<TotpSetupResponse> {
+    let setup = me.services().totp_setup(&me.actor).await?;
     Ok(Json(TotpSetupResponse {
         secret: setup.secret.expose_secret().to_owned(),
         otpauth_uri: setup.otpauth_uri.expose_secret().to_owned(),
@@ -432,46 +386,32 @@ pub struct EnableBody {
 /// Turn 2FA on with a code of the new secret (the code then counts as used); returns the
 /// recovery codes.
 #[utoipa::path(post, path = "/auth/totp/enable", tag = "auth", request_body = EnableBody,
-    responses((status = 200, body = RecoveryCodesResponse), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = RecoveryCodesResponse), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn totp_enable(
-    State(state): State<AppState>,
-    caller: Caller,
+    me: Caller,
     ApiJson(body): ApiJson<EnableBody>,
-) -> ApiResult<Json<RecoveryCodesResponse>> {
-    let codes = state.services.totp_enable(&caller.actor, body.code).await?;
+) -> Answer<RecoveryCodesResponse> {
+    let codes = me.services().totp_enable(&me.actor, body.code).await?;
     Ok(Json(RecoveryCodesResponse::new(codes)))
 }
 
 /// Turn 2FA off, confirmed with a TOTP or recovery code.
 #[utoipa::path(post, path = "/auth/totp/disable", tag = "auth", request_body = CodeBody,
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "seconds until another attempt is allowed")))))]
-async fn totp_disable(
-    State(state): State<AppState>,
-    caller: Caller,
-    Meta(meta): Meta,
-    ApiJson(body): ApiJson<CodeBody>,
-) -> ApiResult<StatusCode> {
-    state
-        .services
-        .totp_disable(&caller.actor, body.code, &meta)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    responses((status = 204), (status = 409, body = ErrorBody)))]
+async fn totp_disable(me: Caller, Meta(meta): Meta, ApiJson(body): ApiJson<CodeBody>) -> NoContent {
+    no_content(me.services().totp_disable(&me.actor, body.code, &meta)).await
 }
 
 /// Replace every recovery code, confirmed with a TOTP or recovery code; returns the new ones.
 #[utoipa::path(post, path = "/auth/recovery-codes", tag = "auth", request_body = CodeBody,
-    responses((status = 200, body = RecoveryCodesResponse), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 429, body = ErrorBody, headers(("Retry-After" = u64, description = "seconds until another attempt is allowed"))), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = RecoveryCodesResponse), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn regenerate_recovery_codes(
-    State(state): State<AppState>,
-    caller: Caller,
+    me: Caller,
     Meta(meta): Meta,
     ApiJson(body): ApiJson<CodeBody>,
-) -> ApiResult<Json<RecoveryCodesResponse>> {
-    let codes = state
-        .services
-        .regenerate_recovery_codes(&caller.actor, body.code, &meta)
-        .await?;
-    Ok(Json(RecoveryCodesResponse::new(codes)))
+) -> Answer<RecoveryCodesResponse> {
+    let codes = me
+        .services()
+        .regenerate_recovery_codes(&me.actor, body.code, &meta);
+    Ok(Json(RecoveryCodesResponse::new(codes.await?)))
 }

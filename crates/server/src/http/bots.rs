@@ -1,18 +1,16 @@
 //! `/orgs/{org}/bots`: an org's bots (AUTH-6), managed by its owners and admins. The token is in
 //! the answer to creation and rotation only; lists show it masked (`cnv_b_****abcd`).
 
-use super::error::{ApiResult, ErrorBody};
-use super::extract::{ApiJson, Caller, PathParams};
-use super::pagination::List;
+use super::error::{created, Answer, Created};
+use super::extract::{ApiJson, Caller};
+use super::pagination::{all_as, List, Listed};
 use crate::state::AppState;
-use axum::extract::State;
-use axum::http::StatusCode;
 use axum::Json;
 use conclave_core::model::Bot;
 use conclave_core::token::{self, TokenKind};
 use conclave_core::types::DisplayName;
 use conclave_core::{BotId, ConversationId, OrgId};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -39,16 +37,14 @@ pub struct BotView {
 }
 
 impl BotView {
-    fn masked(bot: Bot) -> Self {
-        let token = token::masked(TokenKind::Bot, &bot.secrets.hint);
+    /// `revealed`: the token itself, in the answer that created or rotated it.
+    fn new(bot: Bot, revealed: Option<&SecretString>) -> Self {
+        let token = token::shown(TokenKind::Bot, &bot.secrets.hint, revealed);
         Self { bot, token }
     }
 
-    fn revealed(bot: Bot, token: &SecretString) -> Self {
-        Self {
-            bot,
-            token: token.expose_secret().to_owned(),
-        }
+    fn masked(bot: Bot) -> Self {
+        Self::new(bot, None)
     }
 }
 
@@ -65,34 +61,19 @@ pub struct CreateBot {
 
 /// Create a bot (owners and admins); its token is shown only here.
 #[utoipa::path(post, path = "/orgs/{org}/bots", tag = "bots", params(("org" = String, Path, format = Uuid)), request_body = CreateBot,
-    responses((status = 201, body = BotView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create_bot(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-    ApiJson(body): ApiJson<CreateBot>,
-) -> ApiResult<(StatusCode, Json<BotView>)> {
-    let org: OrgId = p.id("org")?;
-    let (bot, token) = state
-        .services
-        .create_bot(&caller.actor, org, body.name, body.conversation_ids)
-        .await?;
-    Ok((StatusCode::CREATED, Json(BotView::revealed(bot, &token))))
+    responses((status = 201, body = BotView)))]
+async fn create_bot(me: Caller<OrgId>, ApiJson(body): ApiJson<CreateBot>) -> Created<BotView> {
+    let made = me
+        .services()
+        .create_bot(&me.actor, me.at, body.name, body.conversation_ids);
+    let (bot, token) = made.await?;
+    created(BotView::new(bot, Some(&token)))
 }
 
 /// The org's bots, tokens masked (owners and admins).
-#[utoipa::path(get, path = "/orgs/{org}/bots", tag = "bots", params(("org" = String, Path, format = Uuid)),
-    responses((status = 200, body = List<BotView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn list_bots(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-) -> ApiResult<Json<List<BotView>>> {
-    let bots = state.services.bots(&caller.actor, p.id("org")?).await?;
-    Ok(Json(List::all(
-        bots.into_iter().map(BotView::masked).collect(),
-    )))
+#[utoipa::path(get, path = "/orgs/{org}/bots", tag = "bots", params(("org" = String, Path, format = Uuid)), responses((status = 200, body = List<BotView>)))]
+async fn list_bots(me: Caller<OrgId>) -> Listed<BotView> {
+    all_as(me.services().bots(&me.actor, me.at), BotView::masked).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -105,20 +86,14 @@ pub struct RotateBotToken {
 
 /// Issue a new token for a bot; the old one works until the grace period ends.
 #[utoipa::path(post, path = "/orgs/{org}/bots/{bot}/token", tag = "bots",
-    params(("org" = String, Path, format = Uuid), ("bot" = String, Path, format = Uuid)), request_body = RotateBotToken,
-    responses((status = 200, body = BotView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    params(("org" = String, Path, format = Uuid), ("bot" = String, Path, format = Uuid)), request_body = RotateBotToken, responses((status = 200, body = BotView)))]
 async fn rotate_bot_token(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
+    me: Caller<(OrgId, BotId)>,
     ApiJson(body): ApiJson<RotateBotToken>,
-) -> ApiResult<Json<BotView>> {
-    let org: OrgId = p.id("org")?;
-    let bot: BotId = p.id("bot")?;
-    let (bot, token) = state
-        .services
-        .rotate_bot_token(&caller.actor, org, bot, body.grace_seconds.unwrap_or(0))
-        .await?;
-    Ok(Json(BotView::revealed(bot, &token)))
+) -> Answer<BotView> {
+    let (org, bot) = me.at;
+    let grace = body.grace_seconds.unwrap_or(0);
+    let rotated = me.services().rotate_bot_token(&me.actor, org, bot, grace);
+    let (bot, token) = rotated.await?;
+    Ok(Json(BotView::new(bot, Some(&token))))
 }

@@ -177,56 +177,37 @@ mod tests {
         }
     }
 
+    /// Each case: the header lines, and the client they name.
+    fn cases(which: ProxyHeader, name: &str, cases: &[(&[&str], &str)]) {
+        for (lines, expected) in cases {
+            assert_eq!(client(which, name, lines), *expected, "{lines:?}");
+        }
+    }
+
     #[test]
     fn x_forwarded_for_is_read_from_the_right_skipping_trusted_proxies() {
-        assert_eq!(client(XFF, "x-forwarded-for", &["192.0.2.7"]), "192.0.2.7");
-        // The client wrote the first entry; our proxy appended what it saw.
-        assert_eq!(
-            client(XFF, "x-forwarded-for", &["198.51.100.1, 192.0.2.7"]),
-            "192.0.2.7"
+        cases(
+            XFF,
+            "x-forwarded-for",
+            &[
+                (&["192.0.2.7"], "192.0.2.7"),
+                // The client wrote the first entry; our proxy appended what it saw.
+                (&["198.51.100.1, 192.0.2.7"], "192.0.2.7"),
+                // A chain of our own proxies is skipped.
+                (&["198.51.100.1, 192.0.2.7, 10.0.0.9"], "192.0.2.7"),
+                // Every line counts, in order: a spoofed first line changes nothing.
+                (&["198.51.100.1", "192.0.2.7"], "192.0.2.7"),
+                (&["198.51.100.1, 192.0.2.7", "10.0.0.3"], "192.0.2.7"),
+                // Ports and brackets are accepted; IPv4-mapped addresses are IPv4.
+                (&["192.0.2.7:5555"], "192.0.2.7"),
+                (&["[2001:db8::7]:443"], "2001:db8::7"),
+                (&["::ffff:192.0.2.7"], "192.0.2.7"),
+                // Only trusted hops: the earliest of them.
+                (&["10.0.0.5, 10.0.0.6"], "10.0.0.5"),
+                // No header: the peer.
+                (&[], PEER),
+            ],
         );
-        // A chain of our own proxies is skipped.
-        assert_eq!(
-            client(
-                XFF,
-                "x-forwarded-for",
-                &["198.51.100.1, 192.0.2.7, 10.0.0.9"]
-            ),
-            "192.0.2.7"
-        );
-        // Every line counts, in order: a spoofed first line changes nothing.
-        assert_eq!(
-            client(XFF, "x-forwarded-for", &["198.51.100.1", "192.0.2.7"]),
-            "192.0.2.7"
-        );
-        assert_eq!(
-            client(
-                XFF,
-                "x-forwarded-for",
-                &["198.51.100.1, 192.0.2.7", "10.0.0.3"]
-            ),
-            "192.0.2.7"
-        );
-        // Ports and brackets are accepted; IPv4-mapped addresses are IPv4.
-        assert_eq!(
-            client(XFF, "x-forwarded-for", &["192.0.2.7:5555"]),
-            "192.0.2.7"
-        );
-        assert_eq!(
-            client(XFF, "x-forwarded-for", &["[2001:db8::7]:443"]),
-            "2001:db8::7"
-        );
-        assert_eq!(
-            client(XFF, "x-forwarded-for", &["::ffff:192.0.2.7"]),
-            "192.0.2.7"
-        );
-        // Only trusted hops: the earliest of them.
-        assert_eq!(
-            client(XFF, "x-forwarded-for", &["10.0.0.5, 10.0.0.6"]),
-            "10.0.0.5"
-        );
-        // No header: the peer.
-        assert_eq!(client(XFF, "x-forwarded-for", &[]), PEER);
     }
 
     #[test]
@@ -237,38 +218,23 @@ mod tests {
 
     #[test]
     fn forwarded_is_read_from_the_right_skipping_trusted_proxies() {
-        assert_eq!(
-            client(FWD, "forwarded", &["for=192.0.2.7;proto=https"]),
-            "192.0.2.7"
-        );
-        assert_eq!(
-            client(
-                FWD,
-                "forwarded",
-                &["for=198.51.100.1, for=\"[2001:db8:cafe::17]:4711\";by=10.0.0.1"]
-            ),
-            "2001:db8:cafe::17"
-        );
-        assert_eq!(
-            client(
-                FWD,
-                "forwarded",
-                &["for=198.51.100.1", "For=\"192.0.2.7:80\""]
-            ),
-            "192.0.2.7"
-        );
-        assert_eq!(
-            client(
-                FWD,
-                "forwarded",
-                &["for=198.51.100.1, for=192.0.2.7, for=10.0.0.4"]
-            ),
-            "192.0.2.7"
-        );
-        // A quoted comma does not split an element.
-        assert_eq!(
-            client(FWD, "forwarded", &["for=192.0.2.7;host=\"a,b\""]),
-            "192.0.2.7"
+        cases(
+            FWD,
+            "forwarded",
+            &[
+                (&["for=192.0.2.7;proto=https"], "192.0.2.7"),
+                (
+                    &["for=198.51.100.1, for=\"[2001:db8:cafe::17]:4711\";by=10.0.0.1"],
+                    "2001:db8:cafe::17",
+                ),
+                (&["for=198.51.100.1", "For=\"192.0.2.7:80\""], "192.0.2.7"),
+                (
+                    &["for=198.51.100.1, for=192.0.2.7, for=10.0.0.4"],
+                    "192.0.2.7",
+                ),
+                // A quoted comma does not split an element.
+                (&["for=192.0.2.7;host=\"a,b\""], "192.0.2.7"),
+            ],
         );
     }
 

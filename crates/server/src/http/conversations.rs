@@ -1,18 +1,17 @@
 //! `/orgs/{org}/conversations` and `/conversations/*`: conversations and participants.
 
-use super::error::{ApiResult, ErrorBody};
-use super::extract::{ApiJson, ApiQuery, Caller, PathParams};
-use super::pagination::{id_listed, List, ListQuery};
+use super::error::{
+    created_by, created_or_found, json, no_content, Answer, Created, ErrorBody, NoContent,
+};
+use super::extract::{ApiJson, ApiQuery, Caller};
+use super::pagination::{id_listed, List, ListQuery, Listed, Paging};
 use crate::state::AppState;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::Json;
 use conclave_core::model::{Conversation, Participant};
-use conclave_core::service::ConversationView;
 use conclave_core::service::NewConversation;
+use conclave_core::service::{ConversationList, ConversationView};
 use conclave_core::store::ConversationPatch;
 use conclave_core::types::{ConversationKind, ConversationRole, Name, Visibility};
-use conclave_core::UserId;
+use conclave_core::{ConversationId, OrgId, UserId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -53,32 +52,22 @@ pub struct CreateConversation {
 
 /// Create a conversation. A direct conversation for a pair that has one returns it with 200.
 #[utoipa::path(post, path = "/orgs/{org}/conversations", tag = "conversations", params(("org" = String, Path, format = Uuid)), request_body = CreateConversation,
-    responses((status = 201, body = Conversation), (status = 200, body = Conversation, description = "the existing direct conversation"),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = Conversation), (status = 200, body = Conversation, description = "the existing direct conversation")))]
 async fn create_conversation(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
+    me: Caller<OrgId>,
     ApiJson(body): ApiJson<CreateConversation>,
-) -> ApiResult<(StatusCode, Json<Conversation>)> {
+) -> Created<Conversation> {
     let new = NewConversation {
         kind: body.kind,
         name: body.name,
         visibility: body.visibility.unwrap_or(Visibility::PRIVATE),
         participant_ids: body.participant_ids,
     };
-    let (conv, created) = state
-        .services
-        .create_conversation(&caller.actor, p.id("org")?, new)
+    let (conv, fresh) = me
+        .services()
+        .create_conversation(&me.actor, me.at, new)
         .await?;
-    Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(conv),
-    ))
+    created_or_found(fresh, conv)
 }
 
 /// The id a conversation list is paged by.
@@ -88,140 +77,70 @@ fn conversation_id(c: &ConversationView) -> uuid::Uuid {
 
 /// Conversations I take part in, newest first.
 #[utoipa::path(get, path = "/conversations", tag = "conversations", params(ListQuery),
-    responses((status = 200, body = List<ConversationView>), (status = 401, body = ErrorBody)))]
-async fn my_conversations(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<List<ConversationView>>> {
-    id_listed(&q, conversation_id, |page| {
-        state.services.my_conversations(&caller.actor, page)
-    })
-    .await
+    responses((status = 200, body = List<ConversationView>)))]
+async fn my_conversations(me: Caller, ApiQuery(q): Paging) -> Listed<ConversationView> {
+    conversation_list(&me, &q, ConversationList::Mine).await
 }
 
 /// Conversations I may join (org-wide, or for a team of mine).
 #[utoipa::path(get, path = "/conversations/available", tag = "conversations", params(ListQuery),
-    responses((status = 200, body = List<ConversationView>), (status = 401, body = ErrorBody)))]
-async fn available_conversations(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<List<ConversationView>>> {
-    id_listed(&q, conversation_id, |page| {
-        state.services.available_conversations(&caller.actor, page)
-    })
-    .await
+    responses((status = 200, body = List<ConversationView>)))]
+async fn available_conversations(me: Caller, ApiQuery(q): Paging) -> Listed<ConversationView> {
+    conversation_list(&me, &q, ConversationList::Available).await
+}
+
+/// A page of the `which` list, by conversation id.
+async fn conversation_list(
+    me: &Caller,
+    q: &ListQuery,
+    which: ConversationList,
+) -> Listed<ConversationView> {
+    let fetch = |page| me.services().conversation_list(&me.actor, which, page);
+    id_listed(q, conversation_id, fetch).await
 }
 
 /// A conversation I can see.
-#[utoipa::path(get, path = "/conversations/{c}", tag = "conversations", params(("c" = String, Path, format = Uuid)),
-    responses((status = 200, body = ConversationView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_conversation(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-) -> ApiResult<Json<ConversationView>> {
-    Ok(Json(
-        state
-            .services
-            .get_conversation(&caller.actor, p.id("c")?)
-            .await?,
-    ))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateConversation {
-    name: Option<Name>,
-    archived: Option<bool>,
-    visibility: Option<Visibility>,
+#[utoipa::path(get, path = "/conversations/{c}", tag = "conversations", params(("c" = String, Path, format = Uuid)), responses((status = 200, body = ConversationView)))]
+async fn get_conversation(me: Caller<ConversationId>) -> Answer<ConversationView> {
+    json(me.services().get_conversation(&me.actor, me.at)).await
 }
 
 /// Rename, archive or change visibility (conversation owners/moderators, org admins).
-#[utoipa::path(patch, path = "/conversations/{c}", tag = "conversations", params(("c" = String, Path, format = Uuid)), request_body = UpdateConversation,
-    responses((status = 200, body = Conversation), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[utoipa::path(patch, path = "/conversations/{c}", tag = "conversations", params(("c" = String, Path, format = Uuid)), request_body = ConversationPatch,
+    responses((status = 200, body = Conversation)))]
 async fn update_conversation(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-    ApiJson(body): ApiJson<UpdateConversation>,
-) -> ApiResult<Json<Conversation>> {
-    let patch = ConversationPatch {
-        name: body.name,
-        archived: body.archived,
-        visibility: body.visibility,
-    };
-    Ok(Json(
-        state
-            .services
-            .update_conversation(&caller.actor, p.id("c")?, patch)
-            .await?,
-    ))
+    me: Caller<ConversationId>,
+    ApiJson(patch): ApiJson<ConversationPatch>,
+) -> Answer<Conversation> {
+    json(me.services().update_conversation(&me.actor, me.at, patch)).await
 }
 
 /// Delete a conversation and its messages (its owner, org admins).
-#[utoipa::path(delete, path = "/conversations/{c}", tag = "conversations", params(("c" = String, Path, format = Uuid)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_conversation(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-) -> ApiResult<StatusCode> {
-    state
-        .services
-        .delete_conversation(&caller.actor, p.id("c")?)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+#[utoipa::path(delete, path = "/conversations/{c}", tag = "conversations", params(("c" = String, Path, format = Uuid)), responses((status = 204)))]
+async fn delete_conversation(me: Caller<ConversationId>) -> NoContent {
+    no_content(me.services().delete_conversation(&me.actor, me.at)).await
 }
 
 /// Join a conversation whose visibility covers me.
 #[utoipa::path(post, path = "/conversations/{c}/join", tag = "conversations", params(("c" = String, Path, format = Uuid)),
-    responses((status = 200, body = Participant), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn join_conversation(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-) -> ApiResult<Json<Participant>> {
-    Ok(Json(
-        state
-            .services
-            .join_conversation(&caller.actor, p.id("c")?)
-            .await?,
-    ))
+    responses((status = 200, body = Participant), (status = 409, body = ErrorBody)))]
+async fn join_conversation(me: Caller<ConversationId>) -> Answer<Participant> {
+    json(me.services().join_conversation(&me.actor, me.at)).await
 }
 
 /// Leave a conversation (not as its last owner while others remain).
 #[utoipa::path(post, path = "/conversations/{c}/leave", tag = "conversations", params(("c" = String, Path, format = Uuid)),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn leave_conversation(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-) -> ApiResult<StatusCode> {
-    state
-        .services
-        .leave_conversation(&caller.actor, p.id("c")?)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    responses((status = 204), (status = 409, body = ErrorBody)))]
+async fn leave_conversation(me: Caller<ConversationId>) -> NoContent {
+    no_content(me.services().leave_conversation(&me.actor, me.at)).await
 }
 
 /// Participants (participants only).
 #[utoipa::path(get, path = "/conversations/{c}/participants", tag = "conversations", params(("c" = String, Path, format = Uuid), ListQuery),
-    responses((status = 200, body = List<Participant>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn list_participants(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<List<Participant>>> {
-    let c = p.id("c")?;
-    id_listed(
-        &q,
-        |x: &Participant| x.user.id.0,
-        |page| state.services.participants(&caller.actor, c, page),
-    )
-    .await
+    responses((status = 200, body = List<Participant>)))]
+async fn list_participants(me: Caller<ConversationId>, ApiQuery(q): Paging) -> Listed<Participant> {
+    let participants = |page| me.services().participants(&me.actor, me.at, page);
+    id_listed(&q, |x: &Participant| x.user.id.0, participants).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -234,37 +153,23 @@ pub struct AddParticipant {
 
 /// Add an org member to a group conversation.
 #[utoipa::path(post, path = "/conversations/{c}/participants", tag = "conversations", params(("c" = String, Path, format = Uuid)), request_body = AddParticipant,
-    responses((status = 201, body = Participant), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = Participant), (status = 409, body = ErrorBody)))]
 async fn add_participant(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
+    me: Caller<ConversationId>,
     ApiJson(body): ApiJson<AddParticipant>,
-) -> ApiResult<(StatusCode, Json<Participant>)> {
-    let added = state
-        .services
-        .add_participant(
-            &caller.actor,
-            p.id("c")?,
-            body.user_id,
-            body.role.unwrap_or(ConversationRole::Member),
-        )
-        .await?;
-    Ok((StatusCode::CREATED, Json(added)))
+) -> Created<Participant> {
+    let role = body.role.unwrap_or(ConversationRole::Member);
+    created_by(
+        me.services()
+            .add_participant(&me.actor, me.at, body.user_id, role),
+    )
+    .await
 }
 
 /// Remove a participant (or leave, with your own id).
 #[utoipa::path(delete, path = "/conversations/{c}/participants/{user}", tag = "conversations",
-    params(("c" = String, Path, format = Uuid), ("user" = String, Path, format = Uuid)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn remove_participant(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-) -> ApiResult<StatusCode> {
-    state
-        .services
-        .remove_participant(&caller.actor, p.id("c")?, p.id("user")?)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    params(("c" = String, Path, format = Uuid), ("user" = String, Path, format = Uuid)), responses((status = 204), (status = 409, body = ErrorBody)))]
+async fn remove_participant(me: Caller<(ConversationId, UserId)>) -> NoContent {
+    let (c, user) = me.at;
+    no_content(me.services().remove_participant(&me.actor, c, user)).await
 }

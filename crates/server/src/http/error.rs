@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use conclave_core::service::identity::Refused;
 use conclave_core::ServiceError;
 use serde::Serialize;
+use std::future::Future;
 use utoipa::ToSchema;
 
 tokio::task_local! {
@@ -204,3 +205,45 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A 200 answer with a JSON body.
+pub type Answer<T> = ApiResult<axum::Json<T>>;
+
+/// A 204 answer.
+pub type NoContent = ApiResult<StatusCode>;
+
+/// Answers 204 once `action` has succeeded (whatever it answers is not sent).
+pub async fn no_content<T>(action: impl Future<Output = Result<T, ServiceError>>) -> NoContent {
+    action.await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A 201 answer with the created resource.
+pub type Created<T> = ApiResult<(StatusCode, axum::Json<T>)>;
+
+/// Answers 201 with `value`.
+pub fn created<T>(value: T) -> Created<T> {
+    Ok((StatusCode::CREATED, axum::Json(value)))
+}
+
+/// Answers 201 with what `making` made.
+pub async fn created_by<T>(making: impl Future<Output = Result<T, ServiceError>>) -> Created<T> {
+    created(making.await?)
+}
+
+/// Answers 200 with what `reading` read.
+pub async fn json<T>(
+    reading: impl Future<Output = Result<T, ServiceError>>,
+) -> ApiResult<axum::Json<T>> {
+    Ok(axum::Json(reading.await?))
+}
+
+/// Answers 200 with `value` when `fresh` is false (an existing one, or a replay), else 201.
+pub fn created_or_found<T>(fresh: bool, value: T) -> Created<T> {
+    let status = if fresh {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(value)))
+}

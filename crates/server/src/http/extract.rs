@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use bytes::Bytes;
 use conclave_core::credential::Credential;
 use conclave_core::service::identity::{Csrf, Presented, PresentedCredential, Shown};
-use conclave_core::service::{Actor, ClientMeta, ServerAdmin};
+use conclave_core::service::{Actor, ClientMeta, ServerAdmin, Services};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -217,6 +217,27 @@ impl PathParams {
     }
 }
 
+/// The ids of a route's path, in path order, each parsed to its type: `()` for none, `OrgId`
+/// for one, `(OrgId, UserId)` for several; 400 naming the first malformed one.
+async fn path_ids<P: DeserializeOwned>(parts: &mut Parts) -> ApiResult<P> {
+    use serde::de::value::{Error, SeqDeserializer};
+    use serde::de::IntoDeserializer;
+    let params = PathParams::from_request_parts(parts, &()).await?;
+    let ids = (params.0.iter())
+        .map(|(name, _)| params.id(name).map(|id: Uuid| id.to_string()))
+        .collect::<ApiResult<Vec<String>>>()?;
+    let typed: Result<P, Error> = match ids.as_slice() {
+        [] => P::deserialize(().into_deserializer()),
+        [one] => P::deserialize(one.as_str().into_deserializer()),
+        _ => P::deserialize(SeqDeserializer::new(ids.into_iter())),
+    };
+    // Only a handler asking for other ids than its route has gets here.
+    typed.map_err(|e| {
+        tracing::error!(error = %e, path = %parts.uri.path(), "path ids do not fit the handler");
+        ApiError::internal()
+    })
+}
+
 /// A query string parsed into `T`; 400 naming the parameter when a value has the wrong type.
 pub struct ApiQuery<T>(pub T);
 
@@ -269,6 +290,21 @@ impl FromRequestParts<AppState> for Meta {
     }
 }
 
+/// A request that brings no credential (sign-up, sign-in): the state and where it came from.
+pub struct Guest {
+    pub state: AppState,
+    pub meta: ClientMeta,
+}
+
+impl FromRequestParts<AppState> for Guest {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let meta = request_meta(parts, state);
+        let state = state.clone();
+        Ok(Self { state, meta })
+    }
+}
+
 /// Where a request came from: client address, User-Agent and the request id. The address is
 /// the one limits key (RATE-2: an IPv6 client by its /64), so the brute-force counters fed
 /// from it cannot be dodged by hopping through one's own /64.
@@ -297,9 +333,23 @@ pub enum AuthVia {
 /// cookie, with `X-CSRF-Token` on every state-changing request — and this extractor adds what
 /// only HTTP knows: the route's declaration (`credentials::RouteAccess`: its scope and 2FA
 /// exemption), the impersonation rules of the route and the per-caller rate limit.
-pub struct Caller {
+pub struct Caller<P = ()> {
     pub actor: Actor,
     pub via: AuthVia,
+    /// The ids in the route's path (see [`path_ids`]), read once the caller is let in.
+    pub at: P,
+    state: AppState,
+}
+
+impl<P> Caller<P> {
+    /// The services a handler calls on this caller's behalf (`me.services().x(&me.actor, …)`).
+    pub fn services(&self) -> &Services {
+        &self.state.services
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
 }
 
 /// `Authorization` as text: `None` when absent, 401 when it is not visible ASCII.
@@ -314,101 +364,141 @@ fn authorization(headers: &HeaderMap) -> ApiResult<Option<&str>> {
         .transpose()
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl<P: DeserializeOwned + Send> FromRequestParts<AppState> for Caller<P> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let access = credentials::access_granted(parts, state)?;
-        let route = credentials::RouteAccess::of(parts);
-        let credential = match authorization(&parts.headers)? {
-            Some(value) => Shown::Authorization(value),
-            None => {
-                let token = session_cookie(&parts.headers, state).ok_or_else(|| {
-                    ApiError::unauthorized("unauthenticated", "authentication is required")
-                })?;
-                let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-                let csrf = if safe {
-                    Csrf::NotNeeded
-                } else {
-                    Csrf::Given(
-                        (parts.headers.get("x-csrf-token"))
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default(),
-                    )
-                };
-                Shown::Cookie { token, csrf }
-            }
-        };
-        let presented = Presented {
-            credential,
-            ip: super::client_ip::of_request(parts, state),
-            meta: request_meta(parts, state),
-            before_2fa: route.before_2fa,
-        };
-        let actor = state.services.identify(&access, presented).await?;
-        let via = match (&actor.credential, credential) {
-            (_, Shown::Cookie { .. }) => AuthVia::Cookie,
-            (Credential::Session, _) => AuthVia::Bearer,
-            (Credential::Bot { .. }, _) => AuthVia::Bot,
-            (Credential::ApiKey { .. }, _) => AuthVia::ApiKey,
-        };
-        if !actor.credential.is_limited() {
-            super::impersonation::check(parts, state, &actor).await?;
-        }
-        // Charged before the scope check, so refused requests count against a key too.
-        super::limits::check_caller(parts, state, credentials::rate_subject(&actor)).await?;
-        if let Err(e) = credentials::require_scope(parts, state, &actor, route).await {
-            // A scope refusal is a denied attempt (AUTH-12), within the audit budget.
-            let route = format!("{} {}", parts.method, parts.uri.path());
-            (state.services)
-                .audit_denied(&actor, "scope.denied", e.code, None, Some(("route", route)))
-                .await;
-            return Err(e);
-        }
-        Ok(Self { actor, via })
+        let (actor, via) = authenticate(parts, state).await?;
+        let at = path_ids(parts).await?;
+        let state = state.clone();
+        Ok(Self {
+            actor,
+            via,
+            at,
+            state,
+        })
     }
+}
+
+/// Who is asking, on a route that takes a credential (see [`Caller`]).
+async fn authenticate(parts: &mut Parts, state: &AppState) -> ApiResult<(Actor, AuthVia)> {
+    let access = credentials::access_granted(parts, state)?;
+    let route = credentials::RouteAccess::of(parts);
+    let credential = match authorization(&parts.headers)? {
+        Some(value) => Shown::Authorization(value),
+        None => {
+            let token = session_cookie(&parts.headers, state).ok_or_else(|| {
+                ApiError::unauthorized("unauthenticated", "authentication is required")
+            })?;
+            let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+            let csrf = if safe {
+                Csrf::NotNeeded
+            } else {
+                Csrf::Given(
+                    (parts.headers.get("x-csrf-token"))
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default(),
+                )
+            };
+            Shown::Cookie { token, csrf }
+        }
+    };
+    let presented = Presented {
+        credential,
+        ip: super::client_ip::of_request(parts, state),
+        meta: request_meta(parts, state),
+        before_2fa: route.before_2fa,
+    };
+    let actor = state.services.identify(&access, presented).await?;
+    let via = match (&actor.credential, credential) {
+        (_, Shown::Cookie { .. }) => AuthVia::Cookie,
+        (Credential::Session, _) => AuthVia::Bearer,
+        (Credential::Bot { .. }, _) => AuthVia::Bot,
+        (Credential::ApiKey { .. }, _) => AuthVia::ApiKey,
+    };
+    if !actor.credential.is_limited() {
+        super::impersonation::check(parts, state, &actor).await?;
+    }
+    // Charged before the scope check, so refused requests count against a key too.
+    super::limits::check_caller(parts, state, credentials::rate_subject(&actor)).await?;
+    if let Err(e) = credentials::require_scope(parts, state, &actor, route).await {
+        // A scope refusal is a denied attempt (AUTH-12), within the audit budget.
+        let route = format!("{} {}", parts.method, parts.uri.path());
+        (state.services)
+            .audit_denied(&actor, "scope.denied", e.code, None, Some(("route", route)))
+            .await;
+        return Err(e);
+    }
+    Ok((actor, via))
 }
 
 /// A caller of the server admin API: a server admin's session, or the management token
 /// (valid only here; compared by core, which alone makes the [`ServerAdmin`] proof).
-pub struct AdminCaller {
+pub struct AdminCaller<P = ()> {
     pub admin: ServerAdmin,
     /// The signed-in admin, when it is not the management token.
     pub actor: Option<Actor>,
+    /// The ids in the route's path, as [`Caller::at`].
+    pub at: P,
+    state: AppState,
 }
 
-impl FromRequestParts<AppState> for AdminCaller {
+impl<P> AdminCaller<P> {
+    /// The services a handler calls with this admin's proof (`a.services().x(&a.admin, …)`).
+    pub fn services(&self) -> &Services {
+        &self.state.services
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+}
+
+impl<P: DeserializeOwned + Send> FromRequestParts<AppState> for AdminCaller<P> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = authorization(&parts.headers)?.map(PresentedCredential::parse);
-        if let Some(Ok(credential @ PresentedCredential::Management(_))) = presented {
-            let access = credentials::access_granted(parts, state)?;
-            let meta = request_meta(parts, state);
-            let admin = (state.services).identify_management(&access, &credential, meta)?;
-            return Ok(Self { admin, actor: None });
-        }
-        // Sessions, and bots and keys (which `Caller` refuses here: /admin has no scope).
-        let caller = Caller::from_request_parts(parts, state).await?;
-        let admin = match state.services.admin_from_actor(&caller.actor) {
-            Ok(admin) => admin,
-            Err(e) => {
-                let route = format!("{} {}", parts.method, parts.uri.path());
-                (state.services)
-                    .audit_denied(
-                        &caller.actor,
-                        "admin.denied",
-                        "forbidden",
-                        None,
-                        Some(("route", route)),
-                    )
-                    .await;
-                return Err(e.into());
-            }
-        };
+        let (admin, actor) = authenticate_admin(parts, state).await?;
+        let at = path_ids(parts).await?;
+        let state = state.clone();
         Ok(Self {
             admin,
-            actor: Some(caller.actor),
+            actor,
+            at,
+            state,
         })
+    }
+}
+
+/// The server admin proof of a request to the admin API, and the signed-in admin (none for
+/// the management token).
+async fn authenticate_admin(
+    parts: &mut Parts,
+    state: &AppState,
+) -> ApiResult<(ServerAdmin, Option<Actor>)> {
+    let presented = authorization(&parts.headers)?.map(PresentedCredential::parse);
+    if let Some(Ok(credential @ PresentedCredential::Management(_))) = presented {
+        let access = credentials::access_granted(parts, state)?;
+        let meta = request_meta(parts, state);
+        let admin = (state.services).identify_management(&access, &credential, meta)?;
+        return Ok((admin, None));
+    }
+    // Sessions, and bots and keys (which `Caller` refuses here: /admin has no scope).
+    let (actor, _) = authenticate(parts, state).await?;
+    match state.services.admin_from_actor(&actor) {
+        Ok(admin) => Ok((admin, Some(actor))),
+        Err(e) => {
+            let route = format!("{} {}", parts.method, parts.uri.path());
+            (state.services)
+                .audit_denied(
+                    &actor,
+                    "admin.denied",
+                    "forbidden",
+                    None,
+                    Some(("route", route)),
+                )
+                .await;
+            Err(e.into())
+        }
     }
 }

@@ -1,16 +1,16 @@
 //! `GET /gateway?v=1`: the HTTP side of the gateway. Checks the protocol version, that the node
 //! is not shutting down, the browser's origin and the per-address connection cap, collects what
 //! IDENTIFY may need from the upgrade request (the session cookie, the access-token header, the
-//! client address), sets the transport's frame limits, and upgrades. From then on the socket
-//! belongs to the gateway module, which owns the protocol.
+//! client address), and upgrades. From then on the socket belongs to the gateway module, which
+//! owns the transport and the protocol.
 
+use crate::gateway::socket::Handshake;
 use crate::gateway::UpgradeContext;
 use crate::http::client_ip;
 use crate::http::error::ApiError;
 use crate::http::extract::session_cookie;
 use crate::state::AppState;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -80,16 +80,13 @@ pub async fn upgrade(State(state): State<AppState>, req: Request) -> Response {
         e.retry_after = Some(10);
         return e.into_response();
     };
-    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
-        Ok(ws) => ws,
-        Err(_) => {
-            return ApiError::bad_request(
-                "not_a_websocket",
-                "this endpoint needs a WebSocket upgrade",
-                "",
-            )
-            .into_response()
-        }
+    let Some(handshake) = Handshake::of(&mut parts) else {
+        return ApiError::bad_request(
+            "not_a_websocket",
+            "this endpoint needs a WebSocket upgrade",
+            "",
+        )
+        .into_response();
     };
     let Some(admission) = gw.admit(slot) else {
         return shutting_down();
@@ -99,11 +96,6 @@ pub async fn upgrade(State(state): State<AppState>, req: Request) -> Response {
         cookie_token,
         access_header,
     };
-    // Frames are checked against our own limit (close 4010); the transport only refuses the absurd.
-    let frame_max = gw.config.frame_max_bytes * 4;
-    ws.max_message_size(frame_max)
-        .max_frame_size(frame_max)
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-        .on_upgrade(move |socket| gw.serve(socket, ctx, admission))
+    let limits = gw.socket_limits();
+    handshake.accept(limits, move |socket| gw.serve(socket, ctx, admission))
 }

@@ -144,7 +144,7 @@ async fn capabilities(State(state): State<AppState>) -> Json<Capabilities> {
             api_keys: true,
             bots: true,
             webhooks: false,
-            files: false,
+            files: true,
             search: false,
             sso: false,
             widget: false,
@@ -157,7 +157,7 @@ async fn capabilities(State(state): State<AppState>) -> Json<Capabilities> {
         },
         limits: Limits {
             message_max_chars: MESSAGE_MAX_CHARS,
-            upload_max_bytes: 100 * 1024 * 1024,
+            upload_max_bytes: state.files.config.max_upload_bytes,
             frame_max_bytes: state.gateway.config.frame_max_bytes as u64,
             request_body_max_bytes: BODY_MAX_BYTES,
         },

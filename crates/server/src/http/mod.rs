@@ -11,6 +11,7 @@ pub mod conversations;
 pub mod credentials;
 pub mod error;
 pub mod extract;
+pub mod files;
 pub mod gateway;
 pub mod impersonation;
 pub mod limits;
@@ -23,6 +24,7 @@ pub mod pagination;
 pub mod privacy;
 pub mod users;
 pub mod web;
+pub mod webhooks;
 
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -43,9 +45,11 @@ pub fn api() -> (Router<AppState>, Arc<serde_json::Value>) {
         .merge(users::router())
         .merge(orgs::router())
         .merge(bots::router())
+        .merge(webhooks::router())
         .merge(api_keys::router())
         .merge(conversations::router())
         .merge(messages::router())
+        .merge(files::router())
         .merge(admin::router())
         .merge(audit::router())
         .merge(privacy::router())
@@ -68,6 +72,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
             axum::routing::get(move || openapi::serve(doc.clone())),
         )
         .route("/gateway", axum::routing::get(gateway::upgrade))
+        .route("/media/{id}", axum::routing::get(files::media))
         .merge(web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,13 +1,13 @@
 //! `/orgs/*`: organizations, members, invites, teams and the permissions matrix.
 
-use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{ApiJson, ApiQuery, Caller, PathParams};
-use super::pagination::{id_listed, List, ListQuery};
+use super::error::{
+    created, created_by, json, no_content, Answer, ApiError, ApiResult, Created, ErrorBody,
+    NoContent,
+};
+use super::extract::{ApiJson, ApiQuery, Caller};
+use super::pagination::{all, id_listed, List, ListQuery, Listed, Paging};
 use super::users::nullable;
 use crate::state::AppState;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::Json;
 use chrono::{DateTime, Utc};
 use conclave_core::model::{Invite, Member, Team};
 use conclave_core::service::OrgView;
@@ -49,38 +49,21 @@ pub struct CreateOrg {
 }
 
 /// Create an organization; the caller becomes its owner.
-#[utoipa::path(post, path = "/orgs", tag = "orgs", request_body = CreateOrg,
-    responses((status = 201, body = OrgView), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create_org(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiJson(body): ApiJson<CreateOrg>,
-) -> ApiResult<(StatusCode, Json<OrgView>)> {
-    let org = state.services.create_org(&caller.actor, body.name).await?;
-    Ok((StatusCode::CREATED, Json(org)))
+#[utoipa::path(post, path = "/orgs", tag = "orgs", request_body = CreateOrg, responses((status = 201, body = OrgView)))]
+async fn create_org(me: Caller, ApiJson(body): ApiJson<CreateOrg>) -> Created<OrgView> {
+    created_by(me.services().create_org(&me.actor, body.name)).await
 }
 
 /// The orgs I belong to.
-#[utoipa::path(get, path = "/orgs", tag = "orgs", responses((status = 200, body = List<OrgView>), (status = 401, body = ErrorBody)))]
-async fn list_orgs(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<List<OrgView>>> {
-    let orgs = state.services.my_orgs(&caller.actor).await?;
-    Ok(Json(List::all(orgs)))
+#[utoipa::path(get, path = "/orgs", tag = "orgs", responses((status = 200, body = List<OrgView>)))]
+async fn list_orgs(me: Caller) -> Listed<OrgView> {
+    all(me.services().my_orgs(&me.actor)).await
 }
 
 /// One org I belong to.
-#[utoipa::path(get, path = "/orgs/{org}", tag = "orgs", params(("org" = String, Path, format = Uuid)),
-    responses((status = 200, body = OrgView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_org(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-) -> ApiResult<Json<OrgView>> {
-    Ok(Json(
-        state.services.get_org(&caller.actor, p.id("org")?).await?,
-    ))
+#[utoipa::path(get, path = "/orgs/{org}", tag = "orgs", params(("org" = String, Path, format = Uuid)), responses((status = 200, body = OrgView)))]
+async fn get_org(me: Caller<OrgId>) -> Answer<OrgView> {
+    json(me.services().get_org(&me.actor, me.at)).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -115,14 +98,8 @@ fn retention(value: Option<Option<i32>>, field: &str) -> ApiResult<Option<Option
 
 /// Change an org's settings (owners and admins).
 #[utoipa::path(patch, path = "/orgs/{org}", tag = "orgs", params(("org" = String, Path, format = Uuid)), request_body = UpdateOrg,
-    responses((status = 200, body = OrgView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn update_org(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-    ApiJson(body): ApiJson<UpdateOrg>,
-) -> ApiResult<Json<OrgView>> {
-    let id: OrgId = p.id("org")?;
+    responses((status = 200, body = OrgView), (status = 409, body = ErrorBody)))]
+async fn update_org(me: Caller<OrgId>, ApiJson(body): ApiJson<UpdateOrg>) -> Answer<OrgView> {
     let patch = OrgPatch {
         name: body.name,
         require_2fa: body.require_2fa,
@@ -130,24 +107,13 @@ async fn update_org(
         audit_retention_days: retention(body.audit_retention_days, "audit_retention_days")?,
         erasure: body.erasure,
     };
-    Ok(Json(
-        state.services.update_org(&caller.actor, id, patch).await?,
-    ))
+    json(me.services().update_org(&me.actor, me.at, patch)).await
 }
 
 /// Delete an org and everything in it (owners).
-#[utoipa::path(delete, path = "/orgs/{org}", tag = "orgs", params(("org" = String, Path, format = Uuid)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_org(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-) -> ApiResult<StatusCode> {
-    state
-        .services
-        .delete_org(&caller.actor, p.id("org")?)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+#[utoipa::path(delete, path = "/orgs/{org}", tag = "orgs", params(("org" = String, Path, format = Uuid)), responses((status = 204)))]
+async fn delete_org(me: Caller<OrgId>) -> NoContent {
+    no_content(me.services().delete_org(&me.actor, me.at)).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -158,18 +124,10 @@ pub struct TransferOrg {
 
 /// Hand ownership to another member; the caller becomes an admin.
 #[utoipa::path(post, path = "/orgs/{org}/transfer", tag = "orgs", params(("org" = String, Path, format = Uuid)), request_body = TransferOrg,
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn transfer_org(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-    ApiJson(body): ApiJson<TransferOrg>,
-) -> ApiResult<StatusCode> {
-    state
-        .services
-        .transfer_org(&caller.actor, p.id("org")?, body.user_id)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    responses((status = 204)))]
+async fn transfer_org(me: Caller<OrgId>, ApiJson(body): ApiJson<TransferOrg>) -> NoContent {
+    let to = body.user_id;
+    no_content(me.services().transfer_org(&me.actor, me.at, to)).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -199,73 +157,47 @@ pub struct CreatedInvite {
 /// Create an invite code, or invite a username (owners and admins; an invite never grants a
 /// role its maker could not). Expires after 7 days unless `expires_at` says otherwise.
 #[utoipa::path(post, path = "/orgs/{org}/invites", tag = "orgs", params(("org" = String, Path, format = Uuid)), request_body = CreateInvite,
-    responses((status = 201, body = CreatedInvite), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = CreatedInvite)))]
 async fn create_invite(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
+    me: Caller<OrgId>,
     ApiJson(body): ApiJson<CreateInvite>,
-) -> ApiResult<(StatusCode, Json<CreatedInvite>)> {
-    let (invite, code) = state
-        .services
+) -> Created<CreatedInvite> {
+    let role = body.role.unwrap_or(OrgRole::Member);
+    let (invite, code) = me
+        .services()
         .create_invite(
-            &caller.actor,
-            p.id("org")?,
-            body.role.unwrap_or(OrgRole::Member),
+            &me.actor,
+            me.at,
+            role,
             body.max_uses,
             body.expires_at,
             body.username,
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedInvite {
-            invite,
-            code: code.expose_secret().to_owned(),
-        }),
-    ))
+    let code = code.expose_secret().to_owned();
+    created(CreatedInvite { invite, code })
 }
 
 /// The org's invites, newest first (owners and admins); codes are never shown again.
 #[utoipa::path(get, path = "/orgs/{org}/invites", tag = "orgs", params(("org" = String, Path, format = Uuid)),
-    responses((status = 200, body = List<Invite>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn list_invites(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-) -> ApiResult<Json<List<Invite>>> {
-    Ok(Json(List::all(
-        state.services.invites(&caller.actor, p.id("org")?).await?,
-    )))
+    responses((status = 200, body = List<Invite>)))]
+async fn list_invites(me: Caller<OrgId>) -> Listed<Invite> {
+    all(me.services().invites(&me.actor, me.at)).await
 }
 
 /// Revoke an invite (owners and admins): its code and pending entry stop working at once.
 #[utoipa::path(delete, path = "/orgs/{org}/invites/{id}", tag = "orgs",
-    params(("org" = String, Path, format = Uuid), ("id" = String, Path, format = Uuid)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn revoke_invite(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-) -> ApiResult<StatusCode> {
-    let id: InviteId = p.id("id")?;
-    state
-        .services
-        .revoke_invite(&caller.actor, p.id("org")?, id)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    params(("org" = String, Path, format = Uuid), ("id" = String, Path, format = Uuid)), responses((status = 204)))]
+async fn revoke_invite(me: Caller<(OrgId, InviteId)>) -> NoContent {
+    let (org, id) = me.at;
+    no_content(me.services().revoke_invite(&me.actor, org, id)).await
 }
 
 /// Accept an invite naming me (from `GET /users/@me/invites`): I join its org with its role.
 #[utoipa::path(post, path = "/orgs/invites/{id}/accept", tag = "orgs", params(("id" = String, Path, format = Uuid)),
-    responses((status = 200, body = OrgView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn accept_invite(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-) -> ApiResult<Json<OrgView>> {
-    let id: InviteId = p.id("id")?;
-    Ok(Json(state.services.accept_invite(&caller.actor, id).await?))
+    responses((status = 200, body = OrgView), (status = 409, body = ErrorBody)))]
+async fn accept_invite(me: Caller<InviteId>) -> Answer<OrgView> {
+    json(me.services().accept_invite(&me.actor, me.at)).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -276,33 +208,17 @@ pub struct JoinOrg {
 
 /// Join an org with an invite code.
 #[utoipa::path(post, path = "/orgs/join", tag = "orgs", request_body = JoinOrg,
-    responses((status = 200, body = OrgView), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn join_org(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiJson(body): ApiJson<JoinOrg>,
-) -> ApiResult<Json<OrgView>> {
-    Ok(Json(
-        state.services.join_org(&caller.actor, &body.code).await?,
-    ))
+    responses((status = 200, body = OrgView), (status = 409, body = ErrorBody)))]
+async fn join_org(me: Caller, ApiJson(body): ApiJson<JoinOrg>) -> Answer<OrgView> {
+    json(me.services().join_org(&me.actor, &body.code)).await
 }
 
 /// Members of an org.
 #[utoipa::path(get, path = "/orgs/{org}/members", tag = "orgs", params(("org" = String, Path, format = Uuid), ListQuery),
-    responses((status = 200, body = List<Member>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn list_members(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<List<Member>>> {
-    let org = p.id("org")?;
-    id_listed(
-        &q,
-        |m: &Member| m.user.id.0,
-        |page| state.services.members(&caller.actor, org, page),
-    )
-    .await
+    responses((status = 200, body = List<Member>)))]
+async fn list_members(me: Caller<OrgId>, ApiQuery(q): Paging) -> Listed<Member> {
+    let members = |page| me.services().members(&me.actor, me.at, page);
+    id_listed(&q, |m: &Member| m.user.id.0, members).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -342,19 +258,10 @@ impl AddMember {
 /// signed-in session); everyone else invites (AZ-7), and automation uses
 /// `POST /admin/orgs/{org}/members`.
 #[utoipa::path(post, path = "/orgs/{org}/members", tag = "orgs", params(("org" = String, Path, format = Uuid)), request_body = AddMember,
-    responses((status = 201, body = Member), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn add_member(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-    ApiJson(body): ApiJson<AddMember>,
-) -> ApiResult<(StatusCode, Json<Member>)> {
+    responses((status = 201, body = Member), (status = 409, body = ErrorBody)))]
+async fn add_member(me: Caller<OrgId>, ApiJson(body): ApiJson<AddMember>) -> Created<Member> {
     let (who, role) = body.target()?;
-    let member = state
-        .services
-        .add_member(&caller.actor, p.id("org")?, who, role)
-        .await?;
-    Ok((StatusCode::CREATED, Json(member)))
+    created_by(me.services().add_member(&me.actor, me.at, who, role)).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -365,47 +272,31 @@ pub struct UpdateMember {
 
 /// Change a member's role.
 #[utoipa::path(patch, path = "/orgs/{org}/members/{user}", tag = "orgs", params(("org" = String, Path, format = Uuid), ("user" = String, Path, format = Uuid)), request_body = UpdateMember,
-    responses((status = 200, body = Member), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = Member), (status = 409, body = ErrorBody)))]
 async fn update_member(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
+    me: Caller<(OrgId, UserId)>,
     ApiJson(body): ApiJson<UpdateMember>,
-) -> ApiResult<Json<Member>> {
-    Ok(Json(
-        state
-            .services
-            .set_member_role(&caller.actor, p.id("org")?, p.id("user")?, body.role)
-            .await?,
-    ))
+) -> Answer<Member> {
+    let (org, user) = me.at;
+    json(
+        me.services()
+            .set_member_role(&me.actor, org, user, body.role),
+    )
+    .await
 }
 
 /// Remove a member (or leave, with your own id).
 #[utoipa::path(delete, path = "/orgs/{org}/members/{user}", tag = "orgs", params(("org" = String, Path, format = Uuid), ("user" = String, Path, format = Uuid)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn remove_member(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-) -> ApiResult<StatusCode> {
-    state
-        .services
-        .remove_member(&caller.actor, p.id("org")?, p.id("user")?)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    responses((status = 204), (status = 409, body = ErrorBody)))]
+async fn remove_member(me: Caller<(OrgId, UserId)>) -> NoContent {
+    let (org, user) = me.at;
+    no_content(me.services().remove_member(&me.actor, org, user)).await
 }
 
 /// Teams of an org.
-#[utoipa::path(get, path = "/orgs/{org}/teams", tag = "orgs", params(("org" = String, Path, format = Uuid)),
-    responses((status = 200, body = List<Team>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn list_teams(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-) -> ApiResult<Json<List<Team>>> {
-    Ok(Json(List::all(
-        state.services.teams(&caller.actor, p.id("org")?).await?,
-    )))
+#[utoipa::path(get, path = "/orgs/{org}/teams", tag = "orgs", params(("org" = String, Path, format = Uuid)), responses((status = 200, body = List<Team>)))]
+async fn list_teams(me: Caller<OrgId>) -> Listed<Team> {
+    all(me.services().teams(&me.actor, me.at)).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -416,67 +307,32 @@ pub struct CreateTeam {
 
 /// Create a team (owners and admins).
 #[utoipa::path(post, path = "/orgs/{org}/teams", tag = "orgs", params(("org" = String, Path, format = Uuid)), request_body = CreateTeam,
-    responses((status = 201, body = Team), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_team(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-    ApiJson(body): ApiJson<CreateTeam>,
-) -> ApiResult<(StatusCode, Json<Team>)> {
-    let team = state
-        .services
-        .create_team(&caller.actor, p.id("org")?, body.name)
-        .await?;
-    Ok((StatusCode::CREATED, Json(team)))
+    responses((status = 201, body = Team), (status = 409, body = ErrorBody)))]
+async fn create_team(me: Caller<OrgId>, ApiJson(body): ApiJson<CreateTeam>) -> Created<Team> {
+    created_by(me.services().create_team(&me.actor, me.at, body.name)).await
 }
 
 /// Add an org member to a team.
 #[utoipa::path(post, path = "/orgs/{org}/teams/{team}/members/{user}", tag = "orgs",
     params(("org" = String, Path, format = Uuid), ("team" = String, Path, format = Uuid), ("user" = String, Path, format = Uuid)),
-    responses((status = 200, body = Team), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn add_team_member(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-) -> ApiResult<Json<Team>> {
-    let team: TeamId = p.id("team")?;
-    Ok(Json(
-        state
-            .services
-            .add_team_member(&caller.actor, p.id("org")?, team, p.id("user")?)
-            .await?,
-    ))
+    responses((status = 200, body = Team)))]
+async fn add_team_member(me: Caller<(OrgId, TeamId, UserId)>) -> Answer<Team> {
+    let (org, team, user) = me.at;
+    json(me.services().add_team_member(&me.actor, org, team, user)).await
 }
 
 /// Remove someone from a team.
 #[utoipa::path(delete, path = "/orgs/{org}/teams/{team}/members/{user}", tag = "orgs",
     params(("org" = String, Path, format = Uuid), ("team" = String, Path, format = Uuid), ("user" = String, Path, format = Uuid)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn remove_team_member(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-) -> ApiResult<StatusCode> {
-    let team: TeamId = p.id("team")?;
-    state
-        .services
-        .remove_team_member(&caller.actor, p.id("org")?, team, p.id("user")?)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+    responses((status = 204)))]
+async fn remove_team_member(me: Caller<(OrgId, TeamId, UserId)>) -> NoContent {
+    let (org, team, user) = me.at;
+    no_content(me.services().remove_team_member(&me.actor, org, team, user)).await
 }
 
 /// Who can do what in the org, computed from the policy module.
 #[utoipa::path(get, path = "/orgs/{org}/permissions/matrix", tag = "orgs", params(("org" = String, Path, format = Uuid)),
-    responses((status = 200, body = PermissionsMatrix), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn permissions_matrix(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-) -> ApiResult<Json<PermissionsMatrix>> {
-    Ok(Json(
-        state
-            .services
-            .permissions_matrix(&caller.actor, p.id("org")?)
-            .await?,
-    ))
+    responses((status = 200, body = PermissionsMatrix)))]
+async fn permissions_matrix(me: Caller<OrgId>) -> Answer<PermissionsMatrix> {
+    json(me.services().permissions_matrix(&me.actor, me.at)).await
 }

@@ -165,13 +165,36 @@ pub fn id_list<T: ToSchema, K>(items: Vec<T>, page: &Page<K>, key: impl Fn(&T) -
     List { items, next }
 }
 
+/// The paging query of a list route, as its handler takes it.
+pub type Paging = super::extract::ApiQuery<ListQuery>;
+
+/// The answer of a list route.
+pub type Listed<T> = ApiResult<Json<List<T>>>;
+
+/// Answers every item `reading` read, as one page.
+pub async fn all<T: ToSchema>(
+    reading: impl Future<Output = Result<Vec<T>, ServiceError>>,
+) -> Listed<T> {
+    Ok(Json(List::all(reading.await?)))
+}
+
+/// [`all`], each record answered as `view` shows it (a credential masked, say).
+pub async fn all_as<R, T: ToSchema>(
+    reading: impl Future<Output = Result<Vec<R>, ServiceError>>,
+    view: impl FnMut(R) -> T,
+) -> Listed<T> {
+    Ok(Json(List::all(
+        reading.await?.into_iter().map(view).collect(),
+    )))
+}
+
 /// One page of a list keyed by id: the page `q` asks for, fetched by `fetch`, answered with
 /// the cursor of the next one (`key` names an item's id). What every id-keyed list route does.
 pub async fn id_listed<K, T, Fut>(
     q: &ListQuery,
     key: impl Fn(&T) -> Uuid,
     fetch: impl FnOnce(Page<K>) -> Fut,
-) -> ApiResult<Json<List<T>>>
+) -> Listed<T>
 where
     K: From<Uuid> + Copy,
     T: ToSchema,

@@ -1,10 +1,9 @@
 //! `/users/*`: my profile and other people's public profiles.
 
-use super::error::{ApiResult, ErrorBody};
-use super::extract::{ApiJson, Caller, PathParams};
-use super::pagination::List;
+use super::error::{json, Answer};
+use super::extract::{ApiJson, Caller};
+use super::pagination::{all, List, Listed};
 use crate::state::AppState;
-use axum::extract::State;
 use axum::Json;
 use conclave_core::model::{PendingInvite, User, UserSummary};
 use conclave_core::types::DisplayName;
@@ -32,9 +31,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// My account.
-#[utoipa::path(get, path = "/users/@me", tag = "users", responses((status = 200, body = User), (status = 401, body = ErrorBody)))]
-async fn me(caller: Caller) -> Json<User> {
-    Json(caller.actor.user)
+#[utoipa::path(get, path = "/users/@me", tag = "users", responses((status = 200, body = User)))]
+async fn me(me: Caller) -> Json<User> {
+    Json(me.actor.user)
 }
 
 /// `Some(None)` when the key is present with `null`; `None` when absent.
@@ -54,41 +53,21 @@ pub struct UpdateMe {
 }
 
 /// Change my display name (the global profile): sessions only, never a bot or API key (AZ-7).
-#[utoipa::path(patch, path = "/users/@me", tag = "users", request_body = UpdateMe,
-    responses((status = 200, body = User), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn update_me(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiJson(body): ApiJson<UpdateMe>,
-) -> ApiResult<Json<User>> {
-    Ok(Json(
-        state
-            .services
-            .set_display_name(&caller.actor, body.display_name)
-            .await?,
-    ))
+#[utoipa::path(patch, path = "/users/@me", tag = "users", request_body = UpdateMe, responses((status = 200, body = User)))]
+async fn update_me(me: Caller, ApiJson(body): ApiJson<UpdateMe>) -> Answer<User> {
+    let name = body.display_name;
+    json(me.services().set_display_name(&me.actor, name)).await
 }
 
 /// Invites naming me that I can still accept (`POST /orgs/invites/{id}/accept`), newest first.
-#[utoipa::path(get, path = "/users/@me/invites", tag = "users",
-    responses((status = 200, body = List<PendingInvite>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn my_invites(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<List<PendingInvite>>> {
-    Ok(Json(List::all(
-        state.services.my_invites(&caller.actor).await?,
-    )))
+#[utoipa::path(get, path = "/users/@me/invites", tag = "users", responses((status = 200, body = List<PendingInvite>)))]
+async fn my_invites(me: Caller) -> Listed<PendingInvite> {
+    all(me.services().my_invites(&me.actor)).await
 }
 
 /// Another user's public profile (users who share an org with me).
 #[utoipa::path(get, path = "/users/{id}", tag = "users", params(("id" = String, Path, format = Uuid)),
-    responses((status = 200, body = UserSummary), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn user(
-    State(state): State<AppState>,
-    caller: Caller,
-    p: PathParams,
-) -> ApiResult<Json<UserSummary>> {
-    let id: UserId = p.id("id")?;
-    Ok(Json(state.services.user_profile(&caller.actor, id).await?))
+    responses((status = 200, body = UserSummary)))]
+async fn user(me: Caller<UserId>) -> Answer<UserSummary> {
+    json(me.services().user_profile(&me.actor, me.at)).await
 }

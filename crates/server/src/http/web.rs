@@ -91,22 +91,14 @@ fn serve(path: &str, request: &HeaderMap) -> Response {
 mod tests {
     #[test]
     fn content_types() {
-        assert_eq!(
-            super::content_type("assets/app.js"),
-            "text/javascript; charset=utf-8"
-        );
-        assert_eq!(
-            super::content_type("assets/app.css"),
-            "text/css; charset=utf-8"
-        );
-        assert_eq!(
-            super::content_type("index.html"),
-            "text/html; charset=utf-8"
-        );
-        assert_eq!(
-            super::content_type("assets/LICENSE"),
-            "application/octet-stream"
-        );
+        for (path, expected) in [
+            ("assets/app.js", "text/javascript; charset=utf-8"),
+            ("assets/app.css", "text/css; charset=utf-8"),
+            ("index.html", "text/html; charset=utf-8"),
+            ("assets/LICENSE", "application/octet-stream"),
+        ] {
+            assert_eq!(super::content_type(path), expected, "{path}");
+        }
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //!   IPv6 client: its /64, as the rate limits key it); a further one is answered 429
 //!   `too_many_connections` and closed at once. Trusted proxies are exempt: their connections
 //!   carry many clients, and the overall cap still holds.
+//! - **No Nagle**: every accepted socket gets `TCP_NODELAY` (`accept`), so a small gateway
+//!   frame never waits for the ACK of the previous one (a delayed ACK holds it up to 40 ms).
 //!
 //! Both timeouts are hyper's header-read timer, driven by a timer that knows whether the
 //! connection is between requests (something was already answered and no byte of the next
@@ -135,7 +137,7 @@ pub async fn serve(
         };
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
+            accepted = accept(&listener) => match accepted {
                 Ok(conn) => conn,
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
@@ -177,6 +179,19 @@ pub async fn serve(
     Ok(())
 }
 
+/// Accepts the next connection and sets its socket up: `TCP_NODELAY`, so that a small write (a
+/// gateway frame, a short response) leaves at once instead of waiting, under Nagle's algorithm,
+/// for the peer to acknowledge the previous one — with the peer's delayed ACK that is a stall
+/// of up to 40 ms on a push channel. Frames queued together still leave in one write (the
+/// gateway flushes once per batch).
+async fn accept(listener: &TcpListener) -> std::io::Result<(TcpStream, SocketAddr)> {
+    let (stream, peer) = listener.accept().await?;
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, error = %e, "could not set TCP_NODELAY");
+    }
+    Ok((stream, peer))
+}
+
 fn is_connection_error(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
     matches!(
@@ -195,10 +210,14 @@ async fn serve_connection(
     close: watch::Receiver<()>,
 ) {
     let activity = Arc::new(Activity::default());
+    let (permit, slot) = permit;
     let io = TokioIo::new(TrackedStream {
         inner: stream,
         activity: activity.clone(),
-        _permit: permit,
+        hold: Hold {
+            _permit: permit,
+            _slot: slot,
+        },
     });
     let service = TowerToHyperService::new(tower::service_fn(move |req: Request<Incoming>| {
         let router = router.clone();
@@ -295,10 +314,25 @@ struct Activity {
 
 /// The socket, counting bytes and holding the connection's permit and per-IP slot until it
 /// closes (through a WebSocket upgrade too).
-struct TrackedStream {
+pub(crate) struct TrackedStream {
     inner: TcpStream,
     activity: Arc<Activity>,
-    _permit: (OwnedSemaphorePermit, Option<IpSlot>),
+    hold: Hold,
+}
+
+/// What keeps a connection counted: its permit under the connection cap and its per-IP slot,
+/// released when dropped.
+pub(crate) struct Hold {
+    _permit: OwnedSemaphorePermit,
+    _slot: Option<IpSlot>,
+}
+
+impl TrackedStream {
+    /// The socket and what keeps it counted, for a protocol that takes the socket over after an
+    /// upgrade (the gateway); the byte counts only serve HTTP's timeouts.
+    pub(crate) fn into_socket(self) -> (TcpStream, Hold) {
+        (self.inner, self.hold)
+    }
 }
 
 impl AsyncRead for TrackedStream {
@@ -418,3 +452,23 @@ impl Future for HeadDeadline {
 }
 
 impl Sleep for HeadDeadline {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_have_nagle_off() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (server_side, peer) = accept(&listener).await.unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        assert!(
+            server_side.nodelay().unwrap(),
+            "TCP_NODELAY must be set on every accepted socket"
+        );
+        // A fresh socket has Nagle on: the flag above is the accept path's doing.
+        assert!(!client.nodelay().unwrap());
+    }
+}

@@ -2,6 +2,7 @@
 //! status and a JSON error naming the field, and writes nothing.
 
 use crate::both_backends;
+use crate::cases::Caller;
 use crate::helpers::*;
 use reqwest::Method;
 use serde_json::json;
@@ -13,10 +14,8 @@ both_backends!(
 );
 
 async fn malformed_bodies_on_every_family(app: TestApp) {
-    let alice = app.user("alice").await;
-    let org = app.org(&alice, "Acme").await;
-    let conv = app.group(&org, &alice, &[], json!("private")).await;
-    let msg = app.send_message(&conv, &alice, "hi").await.expect(201).id();
+    let (alice, org, conv) = app.alice_private().await;
+    let msg = app.says(&conv, &alice, "hi").await.id();
     let routes = [
         (Method::POST, "/api/v1/orgs".to_owned()),
         (Method::PATCH, format!("/api/v1/orgs/{org}")),
@@ -150,30 +149,29 @@ async fn bad_ids_and_paths(app: TestApp) {
     assert!(r.body["error"]["code"].is_string());
     // Well-formed ids that do not exist: 404.
     let id = uuid::Uuid::now_v7();
-    app.get(&format!("/api/v1/conversations/{id}"), &alice.token)
-        .await
-        .expect_error(404, "not_found");
-    app.delete(&format!("/api/v1/messages/{id}"), &alice.token)
-        .await
-        .expect_error(404, "not_found");
-    // Unknown routes and methods answer JSON too.
-    app.get("/api/v1/nothing-here", &alice.token)
-        .await
-        .expect_error(404, "not_found");
+    app.expect_all([
+        alice
+            .get(&conv_path(&id.to_string(), ""))
+            .err(404, "not_found"),
+        alice
+            .delete(&format!("/api/v1/messages/{id}"))
+            .err(404, "not_found"),
+        // Unknown routes and methods answer JSON too.
+        alice.get("/api/v1/nothing-here").err(404, "not_found"),
+    ])
+    .await;
     app.call(Method::PUT, "/api/v1/orgs", Some(&alice.token), None)
         .await
         .expect_error(405, "method_not_allowed");
 }
 
 async fn oversize_bodies(app: TestApp) {
-    let alice = app.user("alice").await;
-    let org = app.org(&alice, "Acme").await;
-    let conv = app.group(&org, &alice, &[], json!("private")).await;
+    let (alice, _, conv) = app.alice_private().await;
     let big = format!("{{\"content\": \"{}\"}}", "a".repeat(3 * 1024 * 1024));
     let r = app
         .send(
             app.client
-                .post(app.url(&format!("/api/v1/conversations/{conv}/messages")))
+                .post(app.url(&conv_path(&conv, "/messages")))
                 .bearer_auth(&alice.token)
                 .header("content-type", "application/json")
                 .body(big),

@@ -3,7 +3,8 @@
 //! token rotation with a grace period, the gateway, and credentials in the wrong place.
 
 use crate::both_backends;
-use crate::fixtures::Rivals;
+use crate::cases::{get, post, Caller};
+use crate::fixtures::{Rivals, Team};
 use crate::helpers::*;
 use crate::ws::Ws;
 use chrono::Duration;
@@ -28,7 +29,7 @@ pub(crate) struct Made {
 
 pub(crate) async fn make_bot(app: &TestApp, org: &str, by: &User, body: Value) -> Made {
     let res = app
-        .post(&format!("/api/v1/orgs/{org}/bots"), &by.token, body)
+        .post(&org_path(org, "/bots"), &by.token, body)
         .await
         .expect(201);
     Made {
@@ -60,16 +61,17 @@ impl TestApp {
     async fn bot_says(&self, conv: &str, token: &str, content: &str) -> Res {
         self.as_bot(
             Method::POST,
-            &format!("/api/v1/conversations/{conv}/messages"),
+            &conv_path(conv, "/messages"),
             token,
             Some(json!({"content": content})),
         )
         .await
     }
 
-    async fn add_participant(&self, conv: &str, by: &User, user_id: &str) {
+    /// `by` adds `user_id` (a person or a bot) to `conv` (201 expected).
+    pub(crate) async fn add_participant(&self, conv: &str, by: &User, user_id: &str) {
         self.post(
-            &format!("/api/v1/conversations/{conv}/participants"),
+            &conv_path(conv, "/participants"),
             &by.token,
             json!({"user_id": user_id}),
         )
@@ -90,13 +92,9 @@ pub(crate) async fn identify_bot(app: &TestApp, token: &str) -> (Ws, Value) {
 
 async fn bots_are_made_by_admins_and_shown_as_bots(app: TestApp) {
     let doc = crate::meta::openapi(&app).await;
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let carol = app.user("carol").await;
+    let roles = [("bob", "member"), ("carol", "admin")];
+    let Team(alice, [bob, carol], org) = app.team("alice", "Acme", roles).await;
     let mallory = app.user("mallory").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
-    app.add_member(&org, &alice, &carol, "admin").await;
     let _evil = app.org(&mallory, "Evil").await;
     let path = format!("/api/v1/orgs/{org}/bots");
 
@@ -125,18 +123,12 @@ async fn bots_are_made_by_admins_and_shown_as_bots(app: TestApp) {
     // A member may not manage bots; an outsider does not see the org.
     for (who, status, code) in [(&bob, 403, "forbidden"), (&mallory, 404, "not_found")] {
         let requests = [
-            (Method::GET, path.clone(), None),
-            (Method::POST, path.clone(), Some(json!({"name": "Sneaky"}))),
+            get(path.clone()),
+            post(path.clone(), json!({"name": "Sneaky"})),
+            post(format!("{path}/{}/token", res.id()), json!({})),
         ];
         app.refused_all(&who.token, status, code, requests).await;
     }
-    app.post(
-        &format!("{path}/{}/token", res.id()),
-        &mallory.token,
-        json!({}),
-    )
-    .await
-    .expect_error(404, "not_found");
     for (body, field) in [
         (json!({"name": ""}), "/name"),
         (json!({}), "/name"),
@@ -149,7 +141,7 @@ async fn bots_are_made_by_admins_and_shown_as_bots(app: TestApp) {
 
     // The bot is an org member of kind bot; it joins conversations like anyone.
     let members = app
-        .get(&format!("/api/v1/orgs/{org}/members"), &bob.token)
+        .get(&org_path(&org, "/members"), &bob.token)
         .await
         .expect(200);
     let member = members.body["items"]
@@ -168,10 +160,7 @@ async fn bots_are_made_by_admins_and_shown_as_bots(app: TestApp) {
     assert_eq!(sent.body["author"]["kind"], "bot");
     assert_eq!(sent.body["author"]["display_name"], "Deploy Bot");
     let seen = app
-        .get(
-            &format!("/api/v1/conversations/{conv}/messages"),
-            &bob.token,
-        )
+        .get(&conv_path(&conv, "/messages"), &bob.token)
         .await
         .expect(200);
     assert_eq!(seen.body["items"][0]["author"]["kind"], "bot");
@@ -189,9 +178,7 @@ async fn bots_are_made_by_admins_and_shown_as_bots(app: TestApp) {
 }
 
 async fn bot_credentials_in_the_wrong_place_are_refused(app: TestApp) {
-    let alice = app.user("alice").await;
-    let org = app.org(&alice, "Acme").await;
-    let conv = app.group(&org, &alice, &[], json!("private")).await;
+    let (alice, org, conv) = app.alice_private().await;
     let bot = make_bot(&app, &org, &alice, json!({"name": "Helper"})).await;
     app.add_participant(&conv, &alice, &bot.user_id).await;
     app.bot_says(&conv, &bot.token, "hello").await.expect(201);
@@ -213,12 +200,8 @@ async fn bot_credentials_in_the_wrong_place_are_refused(app: TestApp) {
     app.bot_says(&conv, "cnv_b_short", "no")
         .await
         .expect_error(401, "invalid_token");
-    let (_, key) = crate::keys::make_key(
-        &app,
-        &alice,
-        json!({"name": "k", "org_id": org, "scopes": ["messages:write"], "tier": "team"}),
-    )
-    .await;
+    let spec = json!({"name": "k", "org_id": org, "scopes": ["messages:write"], "tier": "team"});
+    let (_, key) = crate::keys::make_key(&app, &alice, spec).await;
     app.bot_says(&conv, &key, "no")
         .await
         .expect_error(401, "invalid_token");
@@ -252,23 +235,13 @@ async fn bot_credentials_in_the_wrong_place_are_refused(app: TestApp) {
 }
 
 async fn bots_act_only_where_they_participate_and_are_listed(app: TestApp) {
-    let Rivals {
-        alice,
-        mallory,
-        org,
-        evil,
-    } = app.rivals().await;
+    let Rivals(alice, mallory, org, evil) = app.rivals().await;
     let listed = app.group(&org, &alice, &[], json!("private")).await;
     let unlisted = app.group(&org, &alice, &[], json!("private")).await;
     let listed_elsewhere = app.group(&org, &alice, &[], json!("private")).await;
     let foreign = app.group(&evil, &mallory, &[], json!("org")).await;
-    let bot = make_bot(
-        &app,
-        &org,
-        &alice,
-        json!({"name": "Scoped", "conversation_ids": [listed, listed_elsewhere]}),
-    )
-    .await;
+    let spec = json!({"name": "Scoped", "conversation_ids": [listed, listed_elsewhere]});
+    let bot = make_bot(&app, &org, &alice, spec).await;
     app.add_participant(&listed, &alice, &bot.user_id).await;
     app.add_participant(&unlisted, &alice, &bot.user_id).await;
     let get = |conv: &str| {
@@ -297,7 +270,7 @@ async fn bots_act_only_where_they_participate_and_are_listed(app: TestApp) {
     assert_eq!(ids, vec![listed.as_str()]);
     app.as_bot(
         Method::POST,
-        &format!("/api/v1/orgs/{org}/conversations"),
+        &org_path(&org, "/conversations"),
         &bot.token,
         Some(json!({"kind": "group", "name": "bot room"})),
     )
@@ -314,12 +287,9 @@ async fn bots_act_only_where_they_participate_and_are_listed(app: TestApp) {
         .expect_error(404, "not_found");
 
     // The list holds conversations of the org only.
+    let body = json!({"name": "Bad", "conversation_ids": [foreign]});
     let r = app
-        .post(
-            &format!("/api/v1/orgs/{org}/bots"),
-            &alice.token,
-            json!({"name": "Bad", "conversation_ids": [foreign]}),
-        )
+        .post(&org_path(&org, "/bots"), &alice.token, body)
         .await
         .expect_error(422, "unknown_conversation");
     assert_eq!(r.field(), Some("/conversation_ids/0"));
@@ -327,12 +297,9 @@ async fn bots_act_only_where_they_participate_and_are_listed(app: TestApp) {
 
 async fn bot_tokens_rotate_with_a_grace_period(app: TestApp) {
     let doc = crate::meta::openapi(&app).await;
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
+    let Team(alice, [bob], org) = app.team("alice", "Acme", [("bob", "member")]).await;
     let mallory = app.user("mallory").await;
-    let org = app.org(&alice, "Acme").await;
     let evil = app.org(&mallory, "Evil").await;
-    app.add_member(&org, &alice, &bob, "member").await;
     let bot = make_bot(&app, &org, &alice, json!({"name": "Rotor"})).await;
     let theirs = make_bot(&app, &evil, &mallory, json!({"name": "Theirs"})).await;
     let rotate_path = format!("/api/v1/orgs/{org}/bots/{}/token", bot.id);
@@ -379,12 +346,11 @@ async fn bot_tokens_rotate_with_a_grace_period(app: TestApp) {
         .await
         .expect_error(422, "out_of_range");
     assert_eq!(r.field(), Some("/grace_seconds"));
-    app.post(&rotate_path, &bob.token, json!({}))
-        .await
-        .expect_error(403, "forbidden");
-    app.post(&rotate_path, &mallory.token, json!({}))
-        .await
-        .expect_error(404, "not_found");
+    app.expect_all([
+        bob.post(&rotate_path, json!({})).err(403, "forbidden"),
+        mallory.post(&rotate_path, json!({})).err(404, "not_found"),
+    ])
+    .await;
     // Another org's bot through this org's path, and an unknown bot: 404.
     for other in [&theirs.id, &uuid::Uuid::now_v7().to_string()] {
         app.post(
@@ -406,17 +372,10 @@ async fn bot_tokens_rotate_with_a_grace_period(app: TestApp) {
 }
 
 async fn bots_on_the_gateway(app: TestApp) {
-    let alice = app.user("alice").await;
-    let org = app.org(&alice, "Acme").await;
-    let listed = app.group(&org, &alice, &[], json!("private")).await;
+    let (alice, org, listed) = app.alice_private().await;
     let unlisted = app.group(&org, &alice, &[], json!("private")).await;
-    let bot = make_bot(
-        &app,
-        &org,
-        &alice,
-        json!({"name": "Watcher", "conversation_ids": [listed]}),
-    )
-    .await;
+    let spec = json!({"name": "Watcher", "conversation_ids": [listed]});
+    let bot = make_bot(&app, &org, &alice, spec).await;
     app.add_participant(&listed, &alice, &bot.user_id).await;
     app.add_participant(&unlisted, &alice, &bot.user_id).await;
 
@@ -425,15 +384,10 @@ async fn bots_on_the_gateway(app: TestApp) {
     let ids = crate::ws::ready_conversation_ids(&ready);
     assert_eq!(ids, vec![listed.as_str()]);
     // Nothing from unlisted conversations, not even new ones it is added to.
-    app.send_message(&unlisted, &alice, "not for the bot")
-        .await
-        .expect(201);
+    app.says(&unlisted, &alice, "not for the bot").await;
     let _later = app.group(&org, &alice, &[], json!("private")).await;
     app.add_participant(&_later, &alice, &bot.user_id).await;
-    let m = app
-        .send_message(&listed, &alice, "for the bot")
-        .await
-        .expect(201);
+    let m = app.says(&listed, &alice, "for the bot").await;
     let d = ws.expect("MESSAGE_CREATE").await;
     assert_eq!(d["id"], m.body["id"]);
 
@@ -465,19 +419,15 @@ async fn bots_on_the_gateway(app: TestApp) {
 }
 
 async fn bots_stay_in_their_org(app: TestApp) {
-    let Rivals {
-        alice,
-        mallory,
-        org,
-        evil,
-    } = app.rivals().await;
+    let Rivals(alice, mallory, org, evil) = app.rivals().await;
     let bot = make_bot(&app, &org, &alice, json!({"name": "Loyal"})).await;
     // Another org cannot take the bot in, not even by a direct add.
+    let body = json!({"user_id": bot.user_id, "role": "member"});
     let r = app
         .post(
             &format!("/api/v1/admin/orgs/{evil}/members"),
             ADMIN_TOKEN,
-            json!({"user_id": bot.user_id, "role": "member"}),
+            body,
         )
         .await
         .expect_error(422, "bot_not_allowed");
@@ -487,14 +437,9 @@ async fn bots_stay_in_their_org(app: TestApp) {
         .await
         .expect(200);
     assert_eq!(orgs.items().len(), 1);
-    app.as_bot(
-        Method::GET,
-        &format!("/api/v1/orgs/{evil}"),
-        &bot.token,
-        None,
-    )
-    .await
-    .expect_error(404, "not_found");
+    app.as_bot(Method::GET, &org_path(&evil, ""), &bot.token, None)
+        .await
+        .expect_error(404, "not_found");
     app.as_bot(
         Method::GET,
         &format!("/api/v1/users/{}", mallory.id),

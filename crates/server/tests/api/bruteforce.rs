@@ -10,8 +10,9 @@
 use crate::both_backends;
 use crate::db::Db;
 use crate::helpers::*;
-use crate::mfa::{code_at, enable_2fa, mfa_token, second_step, without_rate_limits};
+use crate::mfa::{code_at, enable_2fa, mfa_token, second_step, without_rate_limits, wrong_code};
 use crate::with_pool;
+use conclave_core::totp::TotpSecret;
 use conclave_core::Clock;
 use conclave_server::config::{Config, OnOff};
 use secrecy::SecretString;
@@ -38,6 +39,15 @@ fn behind_proxy(c: &mut Config) {
 
 async fn proxied_app(app: TestApp) -> (TestApp, String) {
     without_rate_limits(app, behind_proxy).await
+}
+
+/// A proxied app where alice has 2FA on: her TOTP secret, and a code wrong for the current step.
+async fn alice_with_2fa(app: TestApp) -> (TestApp, TotpSecret, String) {
+    let (app, _) = proxied_app(app).await;
+    let alice = app.user("alice").await;
+    let (secret, _) = enable_2fa(&app, &alice).await;
+    let wrong = wrong_code(&code_at(&app, &secret, 0));
+    (app, secret, wrong)
 }
 
 async fn login_from(app: &TestApp, ip: &str, username: &str, password: &str) -> Res {
@@ -340,12 +350,8 @@ async fn parallel_wrong_logins_get_no_more_checks_than_sequential_ones(app: Test
 }
 
 async fn parallel_wrong_codes_get_five_checks_per_mfa_token(app: TestApp) {
-    let (app, _) = proxied_app(app).await;
-    let alice = app.user("alice").await;
-    let (secret, _) = enable_2fa(&app, &alice).await;
+    let (app, secret, wrong) = alice_with_2fa(app).await;
     let token = mfa_token(&app, "alice").await;
-    let good = code_at(&app, &secret, 0);
-    let wrong = format!("{:06}", (good.parse::<u32>().unwrap() + 1) % 1_000_000);
     let app = std::sync::Arc::new(app);
     // A hundred wrong codes at once on one challenge, each from its own address, so only the
     // challenge's own limit (and the looser per-account one) stands in the way.
@@ -443,11 +449,8 @@ async fn wrong_current_passwords_back_off_like_sign_ins(app: TestApp) {
 }
 
 async fn wrong_codes_count_toward_the_back_off(app: TestApp) {
-    let (app, _) = proxied_app(app).await;
-    let alice = app.user("alice").await;
-    let (secret, _) = enable_2fa(&app, &alice).await;
+    let (app, secret, wrong) = alice_with_2fa(app).await;
     let good = code_at(&app, &secret, 0);
-    let wrong = format!("{:06}", (good.parse::<u32>().unwrap() + 1) % 1_000_000);
     // Three wrong codes on one challenge, two on the next: five failures for (alice, here),
     // although the password was right each time — a right password resets nothing.
     let first = mfa_token(&app, "alice").await;

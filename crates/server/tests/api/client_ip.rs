@@ -31,19 +31,20 @@ async fn me_via(app: &TestApp, token: &str, lines: &[(&str, &str)]) -> Res {
     app.send(rb).await
 }
 
+/// Alice's key to her org "Acme", allowed from 10.0.0.0/8 only.
+async fn office_key(app: &TestApp) -> String {
+    let alice = app.user("alice").await;
+    let org = app.org(&alice, "Acme").await;
+    let body = json!({"name": "office", "org_id": org, "scopes": ["org:read"], "allowed_ips": ["10.0.0.0/8"]});
+    crate::keys::make_key(app, &alice, body).await.1
+}
+
 async fn spoofed_entries_change_no_allowlist_decision(app: TestApp) {
     let backend = app.backend;
     let Some(app) = spawn_app_with(backend, behind_proxy).await else {
         return;
     };
-    let alice = app.user("alice").await;
-    let org = app.org(&alice, "Acme").await;
-    let (_, key) = crate::keys::make_key(
-        &app,
-        &alice,
-        json!({"name": "office", "org_id": org, "scopes": ["org:read"], "allowed_ips": ["10.0.0.0/8"]}),
-    )
-    .await;
+    let key = office_key(&app).await;
     let xff = "x-forwarded-for";
     // What the proxy appended last is the client; trusted hops are skipped.
     me_via(&app, &key, &[(xff, "10.1.2.3")]).await.expect(200);
@@ -76,14 +77,7 @@ async fn spoofed_entries_change_no_allowlist_decision(app: TestApp) {
     else {
         return;
     };
-    let alice = fwd.user("alice").await;
-    let org = fwd.org(&alice, "Acme").await;
-    let (_, key) = crate::keys::make_key(
-        &fwd,
-        &alice,
-        json!({"name": "office", "org_id": org, "scopes": ["org:read"], "allowed_ips": ["10.0.0.0/8"]}),
-    )
-    .await;
+    let key = office_key(&fwd).await;
     me_via(
         &fwd,
         &key,

@@ -1,6 +1,7 @@
 //! MSG-1, AZ-3, AZ-4: conversations, visibility, joining, participants.
 
 use crate::both_backends;
+use crate::cases::Caller;
 use crate::fixtures::Team;
 use crate::helpers::*;
 use serde_json::json;
@@ -15,68 +16,44 @@ both_backends!(
 );
 
 async fn direct_conversations_are_unique_per_pair(app: TestApp) {
-    let Team {
-        owner: alice,
-        members: [bob, carol],
-        org,
-    } = app
+    let Team(alice, [bob, carol], org) = app
         .team("alice", "Acme", [("bob", "member"), ("carol", "member")])
         .await;
     let path = format!("/api/v1/orgs/{org}/conversations");
-    let first = app
-        .post(
-            &path,
-            &alice.token,
-            json!({"kind": "direct", "participant_ids": [bob.id]}),
-        )
-        .await
-        .expect(201);
+    let start = |by: &User, with: &User| {
+        let body = json!({"kind": "direct", "participant_ids": [with.id]});
+        let (app, path, token) = (&app, &path, by.token.clone());
+        async move { app.post(path, &token, body).await }
+    };
+    let first = start(&alice, &bob).await.expect(201);
     assert_eq!(first.body["visibility"], "private");
     assert!(first.body["name"].is_null());
     // Either side asking again gets the same conversation, with 200.
-    let again = app
-        .post(
-            &path,
-            &bob.token,
-            json!({"kind": "direct", "participant_ids": [alice.id]}),
-        )
-        .await
-        .expect(200);
+    let again = start(&bob, &alice).await.expect(200);
     assert_eq!(again.id(), first.id());
-    app.post(
-        &path,
-        &alice.token,
-        json!({"kind": "direct", "participant_ids": [bob.id, carol.id]}),
-    )
-    .await
-    .expect_error(422, "invalid_length");
-    app.post(
-        &path,
-        &alice.token,
-        json!({"kind": "direct", "participant_ids": [bob.id], "name": "x"}),
-    )
-    .await
-    .expect_error(422, "not_allowed");
-    app.post(
-        &path,
-        &alice.token,
-        json!({"kind": "direct", "participant_ids": [bob.id], "visibility": "org"}),
-    )
-    .await
-    .expect_error(422, "not_allowed");
-    // Nobody can be added to a direct conversation.
-    let conv = first.id();
-    app.post(
-        &format!("/api/v1/conversations/{conv}/participants"),
-        &alice.token,
-        json!({"user_id": carol.id}),
-    )
-    .await
-    .expect_error(403, "forbidden");
-    // Carol cannot see it at all.
-    app.get(&format!("/api/v1/conversations/{conv}"), &carol.token)
-        .await
-        .expect_error(404, "not_found");
+    let direct = |more: serde_json::Value| {
+        let mut body = json!({"kind": "direct", "participant_ids": [bob.id]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(more.as_object().unwrap().clone());
+        alice.post(&path, body)
+    };
+    let c = first.id();
+    app.expect_all([
+        direct(json!({"participant_ids": [bob.id, carol.id]})).err(422, "invalid_length"),
+        direct(json!({"name": "x"})).err(422, "not_allowed"),
+        direct(json!({"visibility": "org"})).err(422, "not_allowed"),
+        // Nobody can be added to a direct conversation.
+        alice
+            .post(
+                &conv_path(&c, "/participants"),
+                json!({"user_id": carol.id}),
+            )
+            .err(403, "forbidden"),
+        // Carol cannot see it at all.
+        carol.get(&conv_path(&c, "")).err(404, "not_found"),
+    ])
+    .await;
     // Participants must be org members.
     let stranger = app.user("stranger").await;
     let bad = app
@@ -93,27 +70,16 @@ async fn direct_conversations_are_unique_per_pair(app: TestApp) {
 }
 
 async fn visibility_decides_who_sees_and_joins(app: TestApp) {
-    let owner = app.user("owner").await;
-    let eng = app.user("engineer").await;
-    let sales = app.user("salesperson").await;
+    let roles = [("engineer", "member"), ("salesperson", "member")];
+    let Team(owner, [eng, sales], org) = app.team("owner", "Acme", roles).await;
     let outsider = app.user("outsider").await;
-    let org = app.org(&owner, "Acme").await;
     app.org(&outsider, "Elsewhere").await;
-    app.add_member(&org, &owner, &eng, "member").await;
-    app.add_member(&org, &owner, &sales, "member").await;
-    let team = app
-        .post(
-            &format!("/api/v1/orgs/{org}/teams"),
-            &owner.token,
-            json!({"name": "Eng"}),
-        )
-        .await
-        .expect(201)
-        .id();
+    let team = app.create_team(&org, &owner, "Eng").await;
+    let body = json!({});
     app.post(
         &format!("/api/v1/orgs/{org}/teams/{team}/members/{}", eng.id),
         &owner.token,
-        json!({}),
+        body,
     )
     .await
     .expect(200);
@@ -125,184 +91,113 @@ async fn visibility_decides_who_sees_and_joins(app: TestApp) {
     assert_eq!(available(&app, &eng).await, expect_eng);
     assert_eq!(available(&app, &sales).await, vec![everyone.clone()]);
     assert!(available(&app, &outsider).await.is_empty());
-    // Non-participants: 403 on what they may see, 404 on what they may not.
-    app.get(
-        &format!("/api/v1/conversations/{everyone}/messages"),
-        &sales.token,
-    )
-    .await
-    .expect_error(403, "forbidden");
-    app.get(
-        &format!("/api/v1/conversations/{everyone}/participants"),
-        &sales.token,
-    )
-    .await
-    .expect_error(403, "forbidden");
-    app.send_message(&everyone, &sales, "hi")
-        .await
-        .expect_error(403, "forbidden");
-    app.get(
-        &format!("/api/v1/conversations/{team_only}/messages"),
-        &sales.token,
-    )
-    .await
-    .expect_error(404, "not_found");
-    app.get(
-        &format!("/api/v1/conversations/{private}/messages"),
-        &eng.token,
-    )
-    .await
-    .expect_error(404, "not_found");
-    app.get(
-        &format!("/api/v1/conversations/{everyone}"),
-        &outsider.token,
-    )
-    .await
-    .expect_error(404, "not_found");
-    // Joining requires visibility.
-    join(&app, &private, &eng)
-        .await
-        .expect_error(404, "not_found");
-    join(&app, &team_only, &sales)
-        .await
-        .expect_error(404, "not_found");
-    join(&app, &everyone, &outsider)
-        .await
-        .expect_error(404, "not_found");
-    join(&app, &team_only, &eng).await.expect(200);
-    join(&app, &team_only, &eng)
-        .await
-        .expect_error(409, "already_participant");
-    join(&app, &everyone, &sales).await.expect(200);
-    app.send_message(&everyone, &sales, "now I can")
-        .await
-        .expect(201);
+    let everyone_messages = conv_path(&everyone, "/messages");
+    let join = |c: &str| conv_path(c, "/join");
+    let leave = |c: &str| conv_path(c, "/leave");
+    app.expect_all([
+        // Non-participants: 403 on what they may see, 404 on what they may not.
+        sales.get(&everyone_messages).err(403, "forbidden"),
+        sales
+            .get(&conv_path(&everyone, "/participants"))
+            .err(403, "forbidden"),
+        sales
+            .post(&everyone_messages, json!({"content": "hi"}))
+            .err(403, "forbidden"),
+        sales
+            .get(&conv_path(&team_only, "/messages"))
+            .err(404, "not_found"),
+        eng.get(&conv_path(&private, "/messages"))
+            .err(404, "not_found"),
+        outsider
+            .get(&conv_path(&everyone, ""))
+            .err(404, "not_found"),
+        // Joining requires visibility.
+        eng.post_empty(&join(&private)).err(404, "not_found"),
+        sales.post_empty(&join(&team_only)).err(404, "not_found"),
+        outsider.post_empty(&join(&everyone)).err(404, "not_found"),
+        eng.post_empty(&join(&team_only)).is(200),
+        eng.post_empty(&join(&team_only))
+            .err(409, "already_participant"),
+        sales.post_empty(&join(&everyone)).is(200),
+        sales
+            .post(&everyone_messages, json!({"content": "now I can"}))
+            .is(201),
+    ])
+    .await;
     assert_eq!(available(&app, &sales).await, Vec::<String>::new());
-    // Leaving works; the last owner cannot leave while others remain.
-    app.post_empty(
-        &format!("/api/v1/conversations/{everyone}/leave"),
-        &sales.token,
-    )
-    .await
-    .expect(204);
-    app.get(
-        &format!("/api/v1/conversations/{everyone}/messages"),
-        &sales.token,
-    )
-    .await
-    .expect(403);
-    app.post_empty(
-        &format!("/api/v1/conversations/{team_only}/leave"),
-        &owner.token,
-    )
-    .await
-    .expect_error(409, "last_owner");
-    app.post_empty(
-        &format!("/api/v1/conversations/{private}/leave"),
-        &outsider.token,
-    )
-    .await
-    .expect_error(404, "not_found");
+    app.expect_all([
+        // Leaving works; the last owner cannot leave while others remain.
+        sales.post_empty(&leave(&everyone)).is(204),
+        sales.get(&everyone_messages).is(403),
+        owner.post_empty(&leave(&team_only)).err(409, "last_owner"),
+        outsider.post_empty(&leave(&private)).err(404, "not_found"),
+    ])
+    .await;
 }
 
 async fn participants_and_roles(app: TestApp) {
-    let owner = app.user("owner").await;
-    let moder = app.user("moderator").await;
-    let member = app.user("member1").await;
-    let extra = app.user("extra").await;
-    let org = app.org(&owner, "Acme").await;
-    for u in [&moder, &member, &extra] {
-        app.add_member(&org, &owner, u, "member").await;
-    }
-    let conv = app.group(&org, &owner, &[&member], json!("private")).await;
-    let parts = format!("/api/v1/conversations/{conv}/participants");
-    app.post(
-        &parts,
-        &owner.token,
-        json!({"user_id": moder.id, "role": "moderator"}),
-    )
-    .await
-    .expect(201);
-    app.post(&parts, &owner.token, json!({"user_id": moder.id}))
-        .await
-        .expect_error(409, "already_participant");
-    app.post(
-        &parts,
-        &owner.token,
-        json!({"user_id": extra.id, "role": "boss"}),
-    )
-    .await
-    .expect(422);
-    // Plain members cannot add; moderators can, but cannot grant owner or remove the owner.
-    app.post(&parts, &member.token, json!({"user_id": extra.id}))
-        .await
-        .expect_error(403, "forbidden");
-    app.post(
-        &parts,
-        &moder.token,
-        json!({"user_id": extra.id, "role": "owner"}),
-    )
-    .await
-    .expect_error(403, "forbidden");
-    app.post(&parts, &moder.token, json!({"user_id": extra.id}))
-        .await
-        .expect(201);
-    app.delete(&format!("{parts}/{}", owner.id), &moder.token)
-        .await
-        .expect_error(403, "forbidden");
-    app.delete(&format!("{parts}/{}", extra.id), &member.token)
-        .await
-        .expect_error(403, "forbidden");
-    app.delete(&format!("{parts}/{}", extra.id), &moder.token)
-        .await
-        .expect(204);
-    app.delete(&format!("{parts}/{}", extra.id), &moder.token)
-        .await
-        .expect_error(404, "not_found");
-    let list = app.get(&parts, &member.token).await.expect(200);
-    assert_eq!(list.items().len(), 3);
+    let roles = [
+        ("moderator", "member"),
+        ("member1", "member"),
+        ("extra", "member"),
+    ];
+    let Team(owner, [moder, member, extra], org) = app.team("owner", "Acme", roles).await;
+    let conv_id = app.group(&org, &owner, &[&member], json!("private")).await;
+    let parts = conv_path(&conv_id, "/participants");
+    let add = |u: &User, role: &str| json!({"user_id": u.id, "role": role});
+    let one = |u: &User| format!("{parts}/{}", u.id);
+    app.expect_all([
+        owner.post(&parts, add(&moder, "moderator")).is(201),
+        owner
+            .post(&parts, json!({"user_id": moder.id}))
+            .err(409, "already_participant"),
+        owner.post(&parts, add(&extra, "boss")).is(422),
+        // Plain members cannot add; moderators can, but cannot grant owner or remove the owner.
+        member
+            .post(&parts, json!({"user_id": extra.id}))
+            .err(403, "forbidden"),
+        moder
+            .post(&parts, add(&extra, "owner"))
+            .err(403, "forbidden"),
+        moder.post(&parts, json!({"user_id": extra.id})).is(201),
+        moder.delete(&one(&owner)).err(403, "forbidden"),
+        member.delete(&one(&extra)).err(403, "forbidden"),
+        moder.delete(&one(&extra)).is(204),
+        moder.delete(&one(&extra)).err(404, "not_found"),
+    ])
+    .await;
+    assert_eq!(app.items(&parts, &member.token).await.len(), 3);
     // Another org's user cannot be added.
     let outsider = app.user("outsider").await;
-    app.post(&parts, &owner.token, json!({"user_id": outsider.id}))
-        .await
-        .expect_error(422, "not_a_member");
-    app.get(&parts, &outsider.token)
-        .await
-        .expect_error(404, "not_found");
-    app.delete(&format!("{parts}/{}", member.id), &outsider.token)
-        .await
-        .expect_error(404, "not_found");
+    app.expect_all([
+        owner
+            .post(&parts, json!({"user_id": outsider.id}))
+            .err(422, "not_a_member"),
+        outsider.get(&parts).err(404, "not_found"),
+        outsider.delete(&one(&member)).err(404, "not_found"),
+    ])
+    .await;
 }
 
 async fn viewers_cannot_write(app: TestApp) {
-    let Team {
-        owner,
-        members: [viewer],
-        org,
-    } = app.team("owner", "Acme", [("viewer1", "viewer")]).await;
-    let conv = app.group(&org, &owner, &[&viewer], json!("org")).await;
-    app.send_message(&conv, &owner, "read this")
-        .await
-        .expect(201);
-    assert_eq!(app.message_count(&conv, &viewer).await, 1);
-    app.send_message(&conv, &viewer, "can I write?")
+    let Team(owner, [viewer], org) = app.team("owner", "Acme", [("viewer1", "viewer")]).await;
+    let c = app.group(&org, &owner, &[&viewer], json!("org")).await;
+    app.says(&c, &owner, "read this").await;
+    assert_eq!(app.message_count(&c, &viewer).await, 1);
+    app.send_message(&c, &viewer, "can I write?")
         .await
         .expect_error(403, "forbidden");
-    assert_eq!(app.message_count(&conv, &owner).await, 1);
-    app.post(
-        &format!("/api/v1/orgs/{org}/conversations"),
-        &viewer.token,
-        json!({"kind": "group", "name": "mine"}),
-    )
-    .await
-    .expect_error(403, "forbidden");
-    app.patch(
-        &format!("/api/v1/conversations/{conv}"),
-        &viewer.token,
-        json!({"name": "renamed"}),
-    )
-    .await
-    .expect_error(403, "forbidden");
+    assert_eq!(app.message_count(&c, &owner).await, 1);
+    let group = json!({"kind": "group", "name": "mine"});
+    app.expect_all([
+        viewer
+            .post(&org_path(&org, "/conversations"), group)
+            .err(403, "forbidden"),
+        viewer
+            .patch(&conv_path(&c, ""), json!({"name": "renamed"}))
+            .err(403, "forbidden"),
+    ])
+    .await;
 }
 
 async fn conversation_lists_paginate(app: TestApp) {
@@ -312,111 +207,64 @@ async fn conversation_lists_paginate(app: TestApp) {
     for _ in 0..5 {
         ids.push(app.group(&org, &owner, &[], json!("private")).await);
     }
-    let p1 = app
-        .get("/api/v1/conversations?limit=2", &owner.token)
-        .await
-        .expect(200);
+    let first = "/api/v1/conversations?limit=2";
+    let p1 = app.get(first, &owner.token).await.expect(200);
     let got = p1.ids();
     assert_eq!(got, vec![ids[4].as_str(), ids[3].as_str()], "newest first");
     let next = p1.string("next");
-    let p2 = app
-        .get(
-            &format!("/api/v1/conversations?limit=2&before={next}"),
-            &owner.token,
-        )
-        .await
-        .expect(200);
+    let p2 = app.next_page(first, &p1, &owner.token).await;
     let got = p2.ids();
     assert_eq!(got, vec![ids[2].as_str(), ids[1].as_str()]);
-    let p3 = app
-        .get(
-            &format!(
-                "/api/v1/conversations?limit=2&before={}",
-                p2.body["next"].as_str().unwrap()
-            ),
-            &owner.token,
-        )
-        .await
-        .expect(200);
+    let p3 = app.next_page(first, &p2, &owner.token).await;
     assert_eq!(p3.items().len(), 1);
     assert!(p3.body["next"].is_null());
-    app.get("/api/v1/conversations?limit=0", &owner.token)
-        .await
-        .expect_error(422, "out_of_range");
-    app.get("/api/v1/conversations?limit=101", &owner.token)
-        .await
-        .expect(422);
-    app.get("/api/v1/conversations?limit=ten", &owner.token)
-        .await
-        .expect_error(400, "invalid_query");
-    app.get("/api/v1/conversations?before=%%%", &owner.token)
-        .await
-        .expect(400);
-    app.get(
-        &format!("/api/v1/conversations?before={next}&after={next}"),
-        &owner.token,
-    )
-    .await
-    .expect_error(422, "conflicting_parameters");
+    let list = |query: &str| format!("/api/v1/conversations?{query}");
+    let both = format!("before={next}&after={next}");
+    app.expect_all([
+        owner.get(&list("limit=0")).err(422, "out_of_range"),
+        owner.get(&list("limit=101")).is(422),
+        owner.get(&list("limit=ten")).err(400, "invalid_query"),
+        owner.get(&list("before=%%%")).is(400),
+        owner.get(&list(&both)).err(422, "conflicting_parameters"),
+    ])
+    .await;
 }
 
 async fn rename_archive_delete(app: TestApp) {
-    let Team {
-        owner,
-        members: [member, org_admin],
-        org,
-    } = app
+    let Team(owner, [member, org_admin], org) = app
         .team(
             "owner",
             "Acme",
             [("member1", "member"), ("orgadmin", "admin")],
         )
         .await;
-    let conv = app.group(&org, &owner, &[&member], json!("private")).await;
-    let path = format!("/api/v1/conversations/{conv}");
-    app.patch(&path, &member.token, json!({"name": "mine now"}))
-        .await
-        .expect_error(403, "forbidden");
-    let r = app
-        .patch(&path, &owner.token, json!({"name": "Renamed"}))
-        .await
-        .expect(200);
-    assert_eq!(r.body["name"], "Renamed");
-    app.patch(&path, &owner.token, json!({"name": "x".repeat(101)}))
-        .await
-        .expect(422);
-    app.patch(
-        &path,
-        &owner.token,
-        json!({"visibility": {"teams": [uuid::Uuid::now_v7()]}}),
-    )
-    .await
-    .expect_error(422, "unknown_team");
-    let a = app
-        .patch(&path, &owner.token, json!({"archived": true}))
-        .await
-        .expect(200);
-    assert_eq!(a.body["archived"], true);
-    app.send_message(&conv, &member, "archived?")
-        .await
-        .expect_error(403, "forbidden");
-    app.patch(&path, &owner.token, json!({"archived": false}))
-        .await
-        .expect(200);
-    app.delete(&path, &member.token)
-        .await
-        .expect_error(403, "forbidden");
-    // An org admin administers conversations they are not in: they may delete but not read.
-    app.get(&format!("{path}/messages"), &org_admin.token)
-        .await
-        .expect_error(403, "forbidden");
-    app.delete(&path, &org_admin.token).await.expect(204);
-    app.get(&path, &owner.token)
-        .await
-        .expect_error(404, "not_found");
-    app.get(&format!("{path}/messages"), &member.token)
-        .await
-        .expect_error(404, "not_found");
+    let c = app.group(&org, &owner, &[&member], json!("private")).await;
+    let (path, messages) = (conv_path(&c, ""), conv_path(&c, "/messages"));
+    let unknown_team = json!({"visibility": {"teams": [uuid::Uuid::now_v7()]}});
+    let answers = app
+        .expect_all([
+            member
+                .patch(&path, json!({"name": "mine now"}))
+                .err(403, "forbidden"),
+            owner.patch(&path, json!({"name": "Renamed"})).is(200),
+            owner.patch(&path, json!({"name": "x".repeat(101)})).is(422),
+            owner.patch(&path, unknown_team).err(422, "unknown_team"),
+            owner.patch(&path, json!({"archived": true})).is(200),
+            member
+                .post(&messages, json!({"content": "archived?"}))
+                .err(403, "forbidden"),
+            owner.patch(&path, json!({"archived": false})).is(200),
+            member.delete(&path).err(403, "forbidden"),
+            // An org admin administers conversations they are not in: they may delete but not
+            // read.
+            org_admin.get(&messages).err(403, "forbidden"),
+            org_admin.delete(&path).is(204),
+            owner.get(&path).err(404, "not_found"),
+            member.get(&messages).err(404, "not_found"),
+        ])
+        .await;
+    assert_eq!(answers[1].body["name"], "Renamed");
+    assert_eq!(answers[4].body["archived"], true);
 }
 
 async fn available(app: &TestApp, u: &User) -> Vec<String> {
@@ -427,9 +275,4 @@ async fn available(app: &TestApp, u: &User) -> Vec<String> {
     let mut ids = res.ids();
     ids.sort();
     ids
-}
-
-async fn join(app: &TestApp, c: &str, u: &User) -> Res {
-    app.post_empty(&format!("/api/v1/conversations/{c}/join"), &u.token)
-        .await
 }

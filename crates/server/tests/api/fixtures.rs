@@ -1,7 +1,7 @@
 //! Worlds the tests start from: signed-in users in an org, and the sign-ins that take more than
 //! one request (a cookie session).
 
-use crate::helpers::{Res, TestApp, User, ADMIN_TOKEN, PASSWORD};
+use crate::helpers::{conv_path, org_path, Res, TestApp, User, ADMIN_TOKEN, PASSWORD};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -12,20 +12,18 @@ pub struct Acme {
     pub org: String,
 }
 
-/// Two orgs that must stay apart: Alice's "Acme" and Mallory's "Evil".
-pub struct Rivals {
-    pub alice: User,
-    pub mallory: User,
-    pub org: String,
-    pub evil: String,
-}
+/// Two orgs that must stay apart, `Rivals(alice, mallory, acme, evil)`: Alice's "Acme" and
+/// Mallory's "Evil".
+pub struct Rivals(pub User, pub User, pub String, pub String);
 
-/// An org and its people: `owner` created it, each of `members` joined with a role.
-pub struct Team<const N: usize> {
-    pub owner: User,
-    pub members: [User; N],
-    pub org: String,
-}
+/// An org and its people, `Team(owner, members, org)`: the owner created the org and each
+/// member joined it with a role.
+pub struct Team<const N: usize>(pub User, pub [User; N], pub String);
+
+/// One org of each erasure policy, `ErasureOrgs(owner, alice, tombstones, anonymous)`: the
+/// owner's "Tombstones" (the default policy) and "Anonymous" (set to anonymise), Alice a
+/// member of both.
+pub struct ErasureOrgs(pub User, pub User, pub String, pub String);
 
 impl TestApp {
     /// Alice and Mallory (registered in that order) each create their org.
@@ -34,12 +32,7 @@ impl TestApp {
         let mallory = self.user("mallory").await;
         let org = self.org(&alice, "Acme").await;
         let evil = self.org(&mallory, "Evil").await;
-        Rivals {
-            alice,
-            mallory,
-            org,
-            evil,
-        }
+        Rivals(alice, mallory, org, evil)
     }
 
     /// Registers `owner` and then each member (in order), `owner` creates the org `name`, and
@@ -62,11 +55,22 @@ impl TestApp {
         let members = users
             .try_into()
             .unwrap_or_else(|_| unreachable!("N members"));
-        Team {
-            owner,
-            members,
-            org,
+        Team(owner, members, org)
+    }
+
+    /// Owner and Alice (registered in that order) and an org of each erasure policy.
+    pub async fn erasure_orgs(&self) -> ErasureOrgs {
+        let owner = self.user("owner").await;
+        let alice = self.user("alice").await;
+        let tomb = self.org(&owner, "Tombstones").await;
+        let anon = self.org(&owner, "Anonymous").await;
+        self.update_org(&anon, &owner, json!({ "erasure": "anonymise" }))
+            .await
+            .expect(200);
+        for org in [&tomb, &anon] {
+            self.add_member(org, &owner, &alice, "member").await;
         }
+        ErasureOrgs(owner, alice, tomb, anon)
     }
 
     /// Alice (registered first) owns "Acme"; Bob (second) joined it as a member.
@@ -76,6 +80,15 @@ impl TestApp {
         let org = self.org(&alice, "Acme").await;
         self.add_member(&org, &alice, &bob, "member").await;
         Acme { alice, bob, org }
+    }
+
+    /// Alice (registered first) owns "Acme" and is alone in a private conversation of it:
+    /// `(alice, org, conversation)`.
+    pub async fn alice_private(&self) -> (User, String, String) {
+        let alice = self.user("alice").await;
+        let org = self.org(&alice, "Acme").await;
+        let conv = self.group(&org, &alice, &[], json!("private")).await;
+        (alice, org, conv)
     }
 
     /// Sends each request (method, path, body) with bearer `token`, in order, and expects every
@@ -100,6 +113,25 @@ impl TestApp {
         self.delete(&path, &by.token).await.expect(204);
     }
 
+    /// `by` changes the settings of `org` (name, retention, 2FA…) to `body`.
+    pub async fn update_org(&self, org: &str, by: &User, body: Value) -> Res {
+        self.patch(&org_path(org, ""), &by.token, body).await
+    }
+
+    /// `by` changes the settings of conversation `conv` (name, archival, visibility) to `body`.
+    pub async fn update_conversation(&self, conv: &str, by: &User, body: Value) -> Res {
+        self.patch(&conv_path(conv, ""), &by.token, body).await
+    }
+
+    /// `by` creates a team named `name` in `org` (201 expected); answers its id.
+    pub async fn create_team(&self, org: &str, by: &User, name: &str) -> String {
+        let body = json!({ "name": name });
+        self.post(&org_path(org, "/teams"), &by.token, body)
+            .await
+            .expect(201)
+            .id()
+    }
+
     /// `by` sets the org role of member `who`.
     pub async fn set_role(&self, org: &str, by: &User, who: &User, role: &str) -> Res {
         let path = format!("/api/v1/orgs/{org}/members/{}", who.id);
@@ -118,6 +150,14 @@ impl TestApp {
         self.post(&path, &by.token, json!({})).await
     }
 
+    /// `by` (a server admin) impersonates `target` (201 expected); the impersonation's token.
+    pub async fn impersonation(&self, by: &User, target: &User) -> String {
+        self.impersonate(by, target)
+            .await
+            .expect(201)
+            .string("token")
+    }
+
     /// The server-wide audit rows of `event` (and more query, e.g. `&limit=2`), as the
     /// management token reads them (200 expected).
     pub async fn audit_of(&self, event_and_query: &str) -> Res {
@@ -125,11 +165,16 @@ impl TestApp {
         self.get(&path, ADMIN_TOKEN).await.expect(200)
     }
 
+    /// `by` (a server admin's or the management token) changes the account of `who`.
+    pub async fn update_user(&self, by: &str, who: &User, body: Value) -> Res {
+        let path = format!("/api/v1/admin/users/{}", who.id);
+        self.patch(&path, by, body).await
+    }
+
     /// Sets `disabled` on `who`, as server admin `by` (200 expected).
     pub async fn set_disabled(&self, by: &str, who: &User, disabled: bool) -> Res {
-        let path = format!("/api/v1/admin/users/{}", who.id);
         let body = json!({ "disabled": disabled });
-        self.patch(&path, by, body).await.expect(200)
+        self.update_user(by, who, body).await.expect(200)
     }
 
     /// Signs the session of `token` out (204 expected).
@@ -142,7 +187,12 @@ impl TestApp {
     /// Signs `user` out, and proves the token is then refused.
     pub async fn logout_and_check(&self, user: &User) {
         self.logout(&user.token).await;
-        self.get("/api/v1/users/@me", &user.token)
+        self.assert_signed_out(&user.token).await;
+    }
+
+    /// Proves `token` signs nobody in any more (401 `invalid_token`).
+    pub async fn assert_signed_out(&self, token: &str) {
+        self.get("/api/v1/users/@me", token)
             .await
             .expect_error(401, "invalid_token");
     }

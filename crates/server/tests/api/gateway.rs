@@ -2,6 +2,7 @@
 //! revocation, typing, read markers, presence and RESUME. Runs on both backends.
 
 use crate::both_backends;
+use crate::fixtures::Acme;
 use crate::helpers::*;
 use crate::ws::Ws;
 use reqwest::Method;
@@ -33,11 +34,8 @@ struct World {
 }
 
 async fn world(app: &TestApp) -> World {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
+    let Acme { alice, bob, org } = app.acme().await;
     let outsider = app.user("outsider").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
     let conv = app.group(&org, &alice, &[&bob], json!("private")).await;
     let other = app.org(&outsider, "Elsewhere").await;
     let outsider_conv = app.group(&other, &outsider, &[], json!("private")).await;
@@ -57,30 +55,19 @@ async fn world(app: &TestApp) -> World {
 
 /// Sends a marker message in `conv` as `by` and checks it is the next event `ws` sees.
 async fn next_is_marker(app: &TestApp, ws: &mut Ws, conv: &str, by: &User) {
-    let m = app.send_message(conv, by, "marker").await.expect(201).id();
+    let m = app.says(conv, by, "marker").await.id();
     let d = ws.expect("MESSAGE_CREATE").await;
     assert_eq!(d["id"], m.as_str(), "nothing came before the marker");
 }
 
 async fn identify_and_ready(app: TestApp) {
     let w = world(&app).await;
-    app.send_message(&w.conv, &w.alice, "one").await.expect(201);
-    let two = app
-        .send_message(&w.conv, &w.alice, "two")
+    app.says(&w.conv, &w.alice, "one").await;
+    let two = app.says(&w.conv, &w.alice, "two").await.id();
+    mark_read(&app, &w.conv, &w.bob, json!(two))
         .await
-        .expect(201)
-        .id();
-    app.call(
-        Method::PUT,
-        &format!("/api/v1/conversations/{}/read-marker", w.conv),
-        Some(&w.bob.token),
-        Some(json!({"message_id": two})),
-    )
-    .await
-    .expect(204);
-    app.send_message(&w.conv, &w.alice, "three")
-        .await
-        .expect(201);
+        .expect(204);
+    app.says(&w.conv, &w.alice, "three").await;
     let (ws, ready) = Ws::identify(&app, &w.bob.token).await;
     assert!(ws.hello["d"]["heartbeat_interval_ms"].as_u64().unwrap() > 0);
     assert_eq!(ready["user"]["id"], w.bob.id.as_str());
@@ -181,10 +168,7 @@ async fn events_follow_rest_and_stay_in_their_org(app: TestApp) {
     let w = world(&app).await;
     let (mut alice, _) = Ws::identify(&app, &w.alice.token).await;
     let (mut outsider, _) = Ws::identify(&app, &w.outsider.token).await;
-    let sent = app
-        .send_message(&w.conv, &w.bob, "hello alice")
-        .await
-        .expect(201);
+    let sent = app.says(&w.conv, &w.bob, "hello alice").await;
     let d = alice.expect("MESSAGE_CREATE").await;
     assert_eq!(d, sent.body, "d is the REST object");
     let id = sent.id();
@@ -231,13 +215,9 @@ async fn removal_and_deletion_stop_events_at_once(app: TestApp) {
     let (mut bob, _) = Ws::identify(&app, &w.bob.token).await;
     let (mut carol_ws, _) = Ws::identify(&app, &carol.token).await;
     // Adding carol: she gets the conversation first, then the participant event.
-    app.post(
-        &format!("/api/v1/conversations/{}/participants", w.conv),
-        &w.alice.token,
-        json!({"user_id": carol.id}),
-    )
-    .await
-    .expect(201);
+    let parts = conv_path(&w.conv, "/participants");
+    let body = json!({"user_id": carol.id});
+    app.post(&parts, &w.alice.token, body).await.expect(201);
     assert_eq!(
         carol_ws.expect("CONVERSATION_CREATE").await["id"],
         w.conv.as_str()
@@ -249,35 +229,22 @@ async fn removal_and_deletion_stop_events_at_once(app: TestApp) {
         carol.id.as_str()
     );
     // Removing bob: his last event of the conversation is his own removal.
-    app.delete(
-        &format!("/api/v1/conversations/{}/participants/{}", w.conv, w.bob.id),
-        &w.alice.token,
-    )
-    .await
-    .expect(204);
+    let bob_part = format!("{parts}/{}", w.bob.id);
+    app.delete(&bob_part, &w.alice.token).await.expect(204);
     let rm = bob.expect("PARTICIPANT_REMOVE").await;
     assert_eq!(rm["user_id"], w.bob.id.as_str());
     assert_eq!(rm["conversation_id"], w.conv.as_str());
-    app.send_message(&w.conv, &w.alice, "bob must not see this")
-        .await
-        .expect(201);
+    app.says(&w.conv, &w.alice, "bob must not see this").await;
     carol_ws.expect("PARTICIPANT_REMOVE").await;
     carol_ws.expect("MESSAGE_CREATE").await;
     next_is_marker(&app, &mut bob, &w.bob_solo, &w.bob).await;
     // Removing carol from the org removes her from its conversations, live.
-    app.delete(
-        &format!("/api/v1/orgs/{}/members/{}", w.org, carol.id),
-        &w.alice.token,
-    )
-    .await
-    .expect(204);
+    app.remove_member(&w.org, &w.alice, &carol.id).await;
     assert_eq!(
         carol_ws.expect("PARTICIPANT_REMOVE").await["user_id"],
         carol.id.as_str()
     );
-    app.send_message(&w.conv, &w.alice, "carol is gone")
-        .await
-        .expect(201);
+    app.says(&w.conv, &w.alice, "carol is gone").await;
     // Deleting the conversation: the last event, for everyone.
     let (mut alice, _) = Ws::identify(&app, &w.alice.token).await;
     app.delete(&format!("/api/v1/conversations/{}", w.conv), &w.alice.token)
@@ -327,16 +294,7 @@ async fn revoked_credentials_close_sockets(app: TestApp) {
     .await
     .expect(204);
     assert_eq!(ws4.close_code().await, 4004);
-    next_is_marker(
-        &app,
-        &mut ws3,
-        &w.alice_solo,
-        &User {
-            id: w.alice.id.clone(),
-            token: t3.clone(),
-        },
-    )
-    .await;
+    next_is_marker(&app, &mut ws3, &w.alice_solo, &w.alice.with_token(&t3)).await;
     // Disabling the account closes everything.
     let (mut bob_ws, _) = Ws::identify(&app, &w.bob.token).await;
     app.set_disabled(ADMIN_TOKEN, &w.bob, true).await;
@@ -362,42 +320,22 @@ async fn typing_read_markers_and_presence(app: TestApp) {
     bob.send(json!({"op": 3, "d": {"status": "idle"}})).await;
     assert_eq!(alice.expect("PRESENCE_UPDATE").await["status"], "idle");
     // Typing reaches the other participants.
-    app.post_empty(
-        &format!("/api/v1/conversations/{}/typing", w.conv),
-        &w.bob.token,
-    )
-    .await
-    .expect(204);
+    let typing = conv_path(&w.conv, "/typing");
+    app.post_empty(&typing, &w.bob.token).await.expect(204);
     let t = alice.expect("TYPING_START").await;
     assert_eq!(t["user_id"], w.bob.id.as_str());
     assert_eq!(t["conversation_id"], w.conv.as_str());
     assert!(t["at"].is_string());
-    app.post_empty(
-        &format!("/api/v1/conversations/{}/typing", w.conv),
-        &w.outsider.token,
-    )
-    .await
-    .expect(404);
+    app.post_empty(&typing, &w.outsider.token).await.expect(404);
     // Read markers go to the user's own sessions only.
-    let m = app
-        .send_message(&w.conv, &w.alice, "read me")
-        .await
-        .expect(201)
-        .id();
+    let m = app.says(&w.conv, &w.alice, "read me").await.id();
     alice.expect("MESSAGE_CREATE").await;
     bob.expect("TYPING_START").await;
     bob.expect("MESSAGE_CREATE").await;
     let (mut bob2, _) = Ws::identify(&app, &w.bob.token).await;
     // One of bob's sessions is active again: online wins over idle.
     assert_eq!(alice.expect("PRESENCE_UPDATE").await["status"], "online");
-    app.call(
-        Method::PUT,
-        &format!("/api/v1/conversations/{}/read-marker", w.conv),
-        Some(&w.bob.token),
-        Some(json!({"message_id": m})),
-    )
-    .await
-    .expect(204);
+    mark_read(&app, &w.conv, &w.bob, json!(m)).await.expect(204);
     let r = bob2.expect("READ_MARKER_UPDATE").await;
     assert_eq!(
         r,
@@ -407,14 +345,9 @@ async fn typing_read_markers_and_presence(app: TestApp) {
         bob.expect("READ_MARKER_UPDATE").await["message_id"],
         m.as_str()
     );
-    app.call(
-        Method::PUT,
-        &format!("/api/v1/conversations/{}/read-marker", w.conv),
-        Some(&w.bob.token),
-        Some(json!({"message_id": uuid::Uuid::now_v7()})),
-    )
-    .await
-    .expect_error(422, "unknown_message");
+    mark_read(&app, &w.conv, &w.bob, json!(uuid::Uuid::now_v7()))
+        .await
+        .expect_error(422, "unknown_message");
     // Bob's sockets all go: offline.
     drop(bob);
     drop(bob2);
@@ -433,16 +366,16 @@ async fn resume_replays_what_was_missed(app: TestApp) {
     let w = world(&app).await;
     let (mut alice, ready) = Ws::identify(&app, &w.alice.token).await;
     let session_id = ready["session_id"].as_str().unwrap().to_owned();
-    app.send_message(&w.conv, &w.bob, "m1").await.expect(201);
+    app.says(&w.conv, &w.bob, "m1").await;
     alice.expect("MESSAGE_CREATE").await;
     alice.heartbeat().await;
-    app.send_message(&w.conv, &w.bob, "m2").await.expect(201);
+    app.says(&w.conv, &w.bob, "m2").await;
     alice.expect("MESSAGE_CREATE").await;
     let seen = alice.last_s;
     drop(alice);
     // Missed while away: m3, m4, and a removal from another conversation... then resume.
     for c in ["m3", "m4"] {
-        app.send_message(&w.conv, &w.bob, c).await.expect(201);
+        app.says(&w.conv, &w.bob, c).await;
     }
     // Wait until the old connection's state is saved (the server notices the close).
     let mut resumed = None;
@@ -465,7 +398,7 @@ async fn resume_replays_what_was_missed(app: TestApp) {
     ws.last_s = seen + 1;
     assert_eq!(ws.expect("MESSAGE_CREATE").await["content"], "m4");
     assert_eq!(ws.expect("RESUMED").await["replayed"], 2);
-    app.send_message(&w.conv, &w.bob, "m5").await.expect(201);
+    app.says(&w.conv, &w.bob, "m5").await;
     assert_eq!(ws.expect("MESSAGE_CREATE").await["content"], "m5");
     // A session id that does not exist (or belongs to someone else) cannot be resumed.
     let mut bad = Ws::connect(&app).await;
@@ -527,13 +460,10 @@ async fn requiring_2fa_reaches_open_sockets(app: TestApp) {
         .unwrap()
         .iter()
         .any(|c| c["id"] == w.conv.as_str()));
-    app.patch(
-        &format!("/api/v1/orgs/{}", w.org),
-        &w.alice.token,
-        json!({"require_2fa": true}),
-    )
-    .await
-    .expect(200);
+    let body = json!({"require_2fa": true});
+    app.patch(&format!("/api/v1/orgs/{}", w.org), &w.alice.token, body)
+        .await
+        .expect(200);
     // Enforcement reaches the open socket at once, which stays open (4004 is for revoked
     // credentials only; see `api::org_2fa`) ...
     assert_eq!(
@@ -550,4 +480,11 @@ async fn requiring_2fa_reaches_open_sockets(app: TestApp) {
         .unwrap()
         .iter()
         .any(|c| c["id"] == w.conv.as_str()));
+}
+
+/// `by` marks `message_id` read in `conv`.
+async fn mark_read(app: &TestApp, conv: &str, by: &User, message_id: Value) -> Res {
+    let path = format!("/api/v1/conversations/{conv}/read-marker");
+    let body = Some(json!({ "message_id": message_id }));
+    app.call(Method::PUT, &path, Some(&by.token), body).await
 }

@@ -162,7 +162,7 @@ async fn resume_with_a_null_seq_starts_from_zero(app: TestApp) {
     drop(ws);
     // Alice saw no event before she dropped; two arrive while she is away.
     for c in ["m1", "m2"] {
-        app.send_message(&conv, &bob, c).await.expect(201);
+        app.says(&conv, &bob, c).await;
     }
     let d =
         json!({"token": format!("Bearer {}", alice.token), "session_id": session_id, "seq": null});
@@ -256,11 +256,8 @@ async fn heartbeats_recheck_credentials_revoked_elsewhere(app: TestApp) {
     let (mut ws3, _) = Ws::identify(&app, &t3).await;
     // Logged out through the other node: no event reaches this one ...
     logout(&other, &alice.token).await;
-    let alice2 = User {
-        id: alice.id.clone(),
-        token: t2.clone(),
-    };
-    let m = app.send_message(&solo, &alice2, "marker").await.expect(201);
+    let alice2 = alice.with_token(&t2);
+    let m = app.says(&solo, &alice2, "marker").await;
     let d = ws1.expect("MESSAGE_CREATE").await;
     assert_eq!(
         d["id"], m.body["id"],
@@ -310,14 +307,7 @@ async fn heartbeats_recheck_credentials_revoked_elsewhere(app: TestApp) {
     let (mut bob_ws, _) = Ws::identify(&app, &bob.token).await;
     let (mut key_ws, _) = Ws::identify(&app, &key).await;
     assert!(heartbeat_acknowledged(&mut key_ws).await);
-    other
-        .patch(
-            &format!("/api/v1/admin/users/{}", bob.id),
-            ADMIN_TOKEN,
-            json!({"disabled": true}),
-        )
-        .await
-        .expect(200);
+    other.set_disabled(ADMIN_TOKEN, &bob, true).await;
     assert!(!heartbeat_acknowledged(&mut bob_ws).await);
     assert!(!heartbeat_acknowledged(&mut key_ws).await);
 }

@@ -40,11 +40,32 @@ impl Drop for TempDir {
     }
 }
 
-/// A signed-in test user.
+/// A signed-in test user; `name` labels them in the failure message of a request table.
 #[derive(Debug, Clone)]
 pub struct User {
+    pub name: String,
     pub id: String,
     pub token: String,
+}
+
+impl User {
+    /// The same account, calling with another credential (an impersonation or API key).
+    pub fn with_token(&self, token: &str) -> User {
+        let token = token.to_owned();
+        User {
+            token,
+            ..self.clone()
+        }
+    }
+    /// An account known only by its id (a bot, an unknown id): it has no credential.
+    pub fn without_token(name: &str, id: &str) -> User {
+        let (name, id) = (name.to_owned(), id.to_owned());
+        User {
+            name,
+            id,
+            token: String::new(),
+        }
+    }
 }
 
 fn postgres_admin_url() -> String {
@@ -82,6 +103,10 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 
 /// Spawns the app after `tweak` adjusts the configuration.
 pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("error")
+        .with_test_writer()
+        .try_init();
     let dir = std::env::temp_dir().join(format!("conclave-test-{}", uuid::Uuid::now_v7()));
     let database_url = match backend {
         Backend::Sqlite => None,
@@ -136,15 +161,19 @@ pub async fn spawn_app_and_config(
     (app, config.expect("the configuration"))
 }
 
-/// Runs one test body against both backends, as two `#[tokio::test]`s.
+/// Runs one test body against both backends, as two `#[tokio::test]`s. The body takes what
+/// `spawn_app` gives, or with `with <setup>;` first what `setup(backend)` gives (`None` skips).
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
+        $crate::both_backends!(with $crate::helpers::spawn_app; $($name),*);
+    };
+    (with $setup:path; $($name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    if let Some(app) = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await {
+                    if let Some(app) = $setup($crate::helpers::Backend::Sqlite).await {
                         super::$name(app).await;
                     }
                 }
@@ -154,7 +183,7 @@ macro_rules! both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    if let Some(app) = $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await {
+                    if let Some(app) = $setup($crate::helpers::Backend::Postgres).await {
                         super::$name(app).await;
                     }
                 }
@@ -187,39 +216,33 @@ impl Res {
     }
     #[track_caller]
     pub fn expect(self, status: u16) -> Self {
-        assert_eq!(
-            self.status.as_u16(),
-            status,
-            "unexpected status; body: {}",
-            self.body
-        );
-        self
+        self.check(status, None, "")
     }
     #[track_caller]
     pub fn expect_error(self, status: u16, code: &str) -> Self {
-        assert_eq!(
-            self.status.as_u16(),
-            status,
-            "unexpected status; body: {}",
-            self.body
-        );
+        self.check(status, Some(code), "")
+    }
+    /// Expects `status` and, given a `code`, a complete JSON error with that code; `case`
+    /// (when not empty) names the request in the failure message.
+    #[track_caller]
+    pub fn check(self, status: u16, code: Option<&str>, case: &str) -> Self {
+        let got = self.status.as_u16();
+        assert_eq!(got, status, "{case}unexpected status; body: {}", self.body);
+        let Some(code) = code else { return self };
+        let body = &self.body;
         assert_eq!(
             self.code(),
             code,
-            "unexpected error code; body: {}",
-            self.body
+            "{case}unexpected error code; body: {body}"
         );
+        let error = &body["error"];
         assert!(
-            self.body["error"]["message"].is_string(),
-            "error has a message: {}",
-            self.body
+            error["message"].is_string(),
+            "{case}error has a message: {body}"
         );
-        assert!(
-            self.body["error"]["request_id"]
-                .as_str()
-                .is_some_and(|r| !r.is_empty()),
-            "error has a request id"
-        );
+        let request_id = error["request_id"].as_str();
+        let has_id = request_id.is_some_and(|r| !r.is_empty());
+        assert!(has_id, "{case}error has a request id: {body}");
         self
     }
     /// The `items` of a list answer.
@@ -249,6 +272,18 @@ impl Res {
         match self.body[field].as_str() {
             Some(v) => v.to_owned(),
             None => panic!("a string `{field}` in {}", self.body),
+        }
+    }
+    /// The strings of an array field of the body (`recovery_codes`, …).
+    #[track_caller]
+    pub fn strings(&self, field: &str) -> Vec<String> {
+        let strings = self.body[field].as_array().map(|a| {
+            let each = a.iter().map(|v| v.as_str().map(str::to_owned));
+            each.collect::<Option<Vec<String>>>()
+        });
+        match strings.flatten() {
+            Some(strings) => strings,
+            None => panic!("an array of strings `{field}` in {}", self.body),
         }
     }
     /// `name=value` of the session cookie a cookie sign-in set.
@@ -340,8 +375,8 @@ impl TestApp {
             .await
             .expect(201);
         User {
+            name: "root-admin".into(),
             id: res.body["user"]["id"].as_str().unwrap().into(),
-
             token: res.body["token"].as_str().unwrap().into(),
         }
     }
@@ -362,7 +397,8 @@ impl TestApp {
             .as_str()
             .unwrap()
             .to_owned();
-        User { id, token }
+        let name = username.to_owned();
+        User { name, id, token }
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Res {
@@ -377,33 +413,38 @@ impl TestApp {
 
     /// An org owned by `owner`.
     pub async fn org(&self, owner: &User, name: &str) -> String {
-        self.post("/api/v1/orgs", &owner.token, json!({"name": name}))
-            .await
-            .expect(201)
-            .id()
+        self.create_org(owner, name).await.expect(201).id()
+    }
+
+    /// `owner` asks for a new org `name`.
+    pub async fn create_org(&self, owner: &User, name: &str) -> Res {
+        let body = json!({ "name": name });
+        self.post("/api/v1/orgs", &owner.token, body).await
     }
 
     /// Puts `who` in the org with `role` the way people join (AZ-7): `by` invites them with
     /// that role (so `by` must be allowed to grant it) and they accept with the code.
     pub async fn add_member(&self, org: &str, by: &User, who: &User, role: &str) {
-        let code = self
-            .post(
-                &format!("/api/v1/orgs/{org}/invites"),
-                &by.token,
-                json!({"role": role, "max_uses": 1}),
-            )
-            .await
-            .expect(201)
-            .body["code"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let body = json!({"role": role, "max_uses": 1});
+        let code = self.invite(org, by, body).await.expect(201).string("code");
         self.join(who, &code).await.expect(200);
+    }
+
+    /// `by` creates an invite to `org` (by code, or for a `username`) from `body`.
+    pub async fn invite(&self, org: &str, by: &User, body: Value) -> Res {
+        self.post(&org_path(org, "/invites"), &by.token, body).await
     }
 
     /// The `items` of a list answered to `token` (200 expected).
     pub async fn items(&self, path: &str, token: &str) -> Vec<Value> {
         self.get(path, token).await.expect(200).items()
+    }
+
+    /// The page after `prev` of the list at `first` (a path with its query), as `token` reads
+    /// it (200 expected).
+    pub async fn next_page(&self, first: &str, prev: &Res, token: &str) -> Res {
+        let path = format!("{first}&before={}", prev.string("next"));
+        self.get(&path, token).await.expect(200)
     }
 
     /// `user` with a fresh session (after the clock moved past the old one's end).
@@ -436,7 +477,7 @@ impl TestApp {
     ) -> String {
         let ids: Vec<&str> = others.iter().map(|u| u.id.as_str()).collect();
         self.post(
-            &format!("/api/v1/orgs/{org}/conversations"),
+            &org_path(org, "/conversations"),
             &owner.token,
             json!({"kind": "group", "name": "General", "visibility": visibility, "participant_ids": ids}),
         )
@@ -447,22 +488,55 @@ impl TestApp {
 
     pub async fn send_message(&self, conv: &str, by: &User, content: &str) -> Res {
         self.post(
-            &format!("/api/v1/conversations/{conv}/messages"),
+            &conv_path(conv, "/messages"),
             &by.token,
             json!({"content": content}),
         )
         .await
     }
 
+    /// `by` sends `content` to `conv` (201 expected).
+    pub async fn says(&self, conv: &str, by: &User, content: &str) -> Res {
+        self.send_message(conv, by, content).await.expect(201)
+    }
+
     /// How many messages a participant sees (for "nothing was written" checks).
     pub async fn message_count(&self, conv: &str, by: &User) -> usize {
-        self.get(
-            &format!("/api/v1/conversations/{conv}/messages?limit=100"),
-            &by.token,
-        )
-        .await
-        .expect(200)
-        .items()
-        .len()
+        self.get(&conv_path(conv, "/messages?limit=100"), &by.token)
+            .await
+            .expect(200)
+            .items()
+            .len()
     }
+}
+
+/// The path of conversation `c`, followed by `rest` (`""`, `"/messages"`, …).
+pub fn conv_path(c: &str, rest: &str) -> String {
+    format!("/api/v1/conversations/{c}{rest}")
+}
+
+/// The path of org `org`, followed by `rest` (`""`, `"/members"`, …).
+pub fn org_path(org: &str, rest: &str) -> String {
+    format!("/api/v1/orgs/{org}{rest}")
+}
+
+/// Asserts that each of `want` is among `have` (e.g. audit events), naming what is missing.
+#[track_caller]
+pub fn assert_includes(have: &[&str], want: &[&str]) {
+    for w in want {
+        assert!(have.contains(w), "{w} is missing from {have:?}");
+    }
+}
+
+/// The string `field` of each element of the array `list`.
+#[track_caller]
+pub fn pluck<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    let Some(items) = list.as_array() else {
+        panic!("an array, not {list}");
+    };
+    let each = items.iter().map(|item| match item[field].as_str() {
+        Some(v) => v,
+        None => panic!("a string `{field}` in {item}"),
+    });
+    each.collect()
 }

@@ -42,10 +42,10 @@ enum Verdict {
 /// The REST verdict and error code for `authorization` on `GET …/messages` of `conv`.
 async fn on_rest(app: &TestApp, conv: &str, authorization: &str) -> (Verdict, String) {
     let res = app
-        .send(
-            app.client
-                .get(app.url(&format!("/api/v1/conversations/{conv}/messages")))
-                .header("authorization", authorization),
+        .get_with_header(
+            &conv_path(conv, "/messages"),
+            "authorization",
+            authorization,
         )
         .await;
     let verdict = match res.status.as_u16() {
@@ -103,31 +103,18 @@ async fn same_verdict(app: &TestApp, conv: &str, authorization: &str, expected: 
 /// Alice's org with a conversation she shares with a bot: the conversation and the bot's token.
 async fn world(app: &TestApp, alice: &User) -> (String, String, String) {
     let org = app.org(alice, "Acme").await;
-    let bot = app
-        .post(
-            &format!("/api/v1/orgs/{org}/bots"),
-            &alice.token,
-            json!({"name": "helper"}),
-        )
-        .await
-        .expect(201);
-    let bot_user = User {
-        id: bot.body["user_id"].as_str().unwrap().to_owned(),
-        token: String::new(),
-    };
+    let bot = crate::bots::make_bot(app, &org, alice, json!({"name": "helper"})).await;
+    let bot_user = User::without_token("bot", &bot.user_id);
     let conv = app.group(&org, alice, &[&bot_user], json!("private")).await;
-    (org, conv, bot.body["token"].as_str().unwrap().to_owned())
+    (org, conv, bot.token)
 }
 
 async fn make_key(app: &TestApp, owner: &User, org: &str, scopes: &[&str]) -> String {
-    app.post(
-        "/api/v1/api-keys",
-        &owner.token,
-        json!({"name": "k", "org_id": org, "scopes": scopes, "tier": "team"}),
-    )
-    .await
-    .expect(201)
-    .string("key")
+    let body = json!({"name": "k", "org_id": org, "scopes": scopes, "tier": "team"});
+    app.post("/api/v1/api-keys", &owner.token, body)
+        .await
+        .expect(201)
+        .string("key")
 }
 
 async fn the_same_credential_text_gets_the_same_verdict_on_rest_and_the_gateway(app: TestApp) {
@@ -189,15 +176,7 @@ async fn account_state_and_scopes_get_the_same_verdict_on_rest_and_the_gateway(a
     .await;
 
     // An impersonation session reads on both surfaces (its writes are REST's to refuse).
-    let imp = app
-        .post(
-            &format!("/api/v1/admin/users/{}/impersonate", alice.id),
-            &admin.token,
-            json!({}),
-        )
-        .await
-        .expect(201)
-        .string("token");
+    let imp = app.impersonation(&admin, &alice).await;
     same_verdict(&app, &conv, &format!("Bearer {imp}"), ok).await;
 
     // A user who must turn on 2FA: 403 mfa_setup_required on REST, 4014 on the gateway — for
@@ -243,13 +222,9 @@ async fn the_management_token_is_good_on_the_admin_api_only(app: TestApp) {
             (Verdict::NoCredential, "invalid_token"),
         )
         .await;
-        app.send(
-            app.client
-                .get(app.url("/api/v1/admin/users"))
-                .header("authorization", &value),
-        )
-        .await
-        .expect(200);
+        app.get_with_header("/api/v1/admin/users", "authorization", &value)
+            .await
+            .expect(200);
     }
     // Not as a bot, and never an empty or wrong one.
     for value in [
@@ -257,13 +232,9 @@ async fn the_management_token_is_good_on_the_admin_api_only(app: TestApp) {
         format!("Bearer {ADMIN_TOKEN}x"),
         "Bearer".to_owned(),
     ] {
-        app.send(
-            app.client
-                .get(app.url("/api/v1/admin/users"))
-                .header("authorization", &value),
-        )
-        .await
-        .expect_error(401, "invalid_token");
+        app.get_with_header("/api/v1/admin/users", "authorization", &value)
+            .await
+            .expect_error(401, "invalid_token");
     }
     let r = app
         .call(Method::GET, "/api/v1/admin/users", None, None)

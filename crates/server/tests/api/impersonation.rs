@@ -34,13 +34,9 @@ async fn rows_of(app: &TestApp, event: &str) -> Vec<Value> {
 async fn impersonation_cannot_take_over_the_users_org(app: TestApp) {
     let admin = app.bootstrap().await;
     let Acme { alice, bob, org } = app.acme().await;
-    let token = app
-        .impersonate(&admin, &alice)
-        .await
-        .expect(201)
-        .string("token");
+    let token = app.impersonation(&admin, &alice).await;
     let o = format!("/api/v1/orgs/{org}");
-    for (method, path, body) in [
+    let requests = [
         (
             Method::POST,
             format!("{o}/members"),
@@ -86,17 +82,10 @@ async fn impersonation_cannot_take_over_the_users_org(app: TestApp) {
             "/api/v1/users/@me".into(),
             json!({ "password": PASSWORD }),
         ),
-    ] {
-        let r = app
-            .call(method.clone(), &path, Some(&token), Some(body))
-            .await;
-        assert_eq!(
-            (r.status.as_u16(), r.code()),
-            (403, "impersonation_forbidden"),
-            "{method} {path}: {}",
-            r.body
-        );
-    }
+    ];
+    let requests = requests.map(|(method, path, body)| (method, path, Some(body)));
+    app.refused_all(&token, 403, "impersonation_forbidden", requests)
+        .await;
     // The refusals are in the log, as denied, with both identities.
     let denied = rows_of(&app, "impersonation.denied").await;
     assert!(!denied.is_empty());
@@ -107,9 +96,7 @@ async fn impersonation_cannot_take_over_the_users_org(app: TestApp) {
     }
     // Nothing changed, and after the hour the admin has no way in.
     app.clock.advance(chrono::Duration::minutes(61));
-    app.get("/api/v1/users/@me", &token)
-        .await
-        .expect_error(401, "invalid_token");
+    app.assert_signed_out(&token).await;
     let admin = app.sign_in_again("root-admin", admin).await;
     app.get(&o, &admin.token)
         .await
@@ -145,47 +132,25 @@ async fn impersonated_writes_are_audited_with_both_identities(app: TestApp) {
     let admin = app.bootstrap().await;
     let Acme { alice, bob, org } = app.acme().await;
     let conv = app.group(&org, &alice, &[&bob], json!("org")).await;
-    let bobs = app
-        .send_message(&conv, &bob, "bob's")
+    let bobs = app.says(&conv, &bob, "bob's").await.id();
+    let token = app.impersonation(&admin, &alice).await;
+    let support = alice.with_token(&token);
+    let sent = app.says(&conv, &support, "hello").await.id();
+    let body = json!({ "content": "hello again" });
+    app.patch(&format!("/api/v1/messages/{sent}"), &token, body)
         .await
-        .expect(201)
-        .id();
-    let token = app
-        .impersonate(&admin, &alice)
-        .await
-        .expect(201)
-        .string("token");
-    let support = User {
-        id: alice.id.clone(),
-        token: token.clone(),
-    };
-    let sent = app
-        .send_message(&conv, &support, "hello")
-        .await
-        .expect(201)
-        .id();
-    app.patch(
-        &format!("/api/v1/messages/{sent}"),
-        &token,
-        json!({ "content": "hello again" }),
-    )
-    .await
-    .expect(200);
+        .expect(200);
     app.call(
         Method::PUT,
-        &format!("/api/v1/conversations/{conv}/read-marker"),
+        &conv_path(&conv, "/read-marker"),
         Some(&token),
         Some(json!({ "message_id": sent })),
     )
     .await
     .expect(204);
-    app.post(
-        &format!("/api/v1/conversations/{conv}/typing"),
-        &token,
-        json!({}),
-    )
-    .await
-    .expect(204);
+    app.post(&conv_path(&conv, "/typing"), &token, json!({}))
+        .await
+        .expect(204);
     app.delete(&format!("/api/v1/messages/{sent}"), &token)
         .await
         .expect(204);
@@ -207,7 +172,7 @@ async fn impersonated_writes_are_audited_with_both_identities(app: TestApp) {
     }
     // Bob's message is untouched; alice's own sends are not audit events.
     assert_eq!(app.message_count(&conv, &bob).await, 2);
-    app.send_message(&conv, &alice, "myself").await.expect(201);
+    app.says(&conv, &alice, "myself").await;
     assert_eq!(rows_of(&app, "message.sent").await.len(), 1);
 }
 
@@ -216,11 +181,7 @@ async fn impersonated_writes_are_audited_with_both_identities(app: TestApp) {
 async fn denied_attempts_are_audited_within_a_budget(app: TestApp) {
     let admin = app.bootstrap().await;
     let alice = app.user("alice").await;
-    let token = app
-        .impersonate(&admin, &alice)
-        .await
-        .expect(201)
-        .string("token");
+    let token = app.impersonation(&admin, &alice).await;
     let budget = conclave_core::service::DENIED_ROWS_PER_MINUTE as usize;
     let tries = (0..3 * budget).map(|_| app.post("/api/v1/orgs", &token, json!({ "name": "x" })));
     for r in futures::future::join_all(tries).await {
@@ -252,16 +213,9 @@ async fn an_admin_acts_as_a_user_in_a_marked_session(app: TestApp) {
     // It reads and sends as alice.
     let me = app.get("/api/v1/users/@me", &token).await.expect(200);
     assert_eq!(me.body["id"], json!(alice.id));
-    app.send_message(
-        &conv,
-        &User {
-            id: alice.id.clone(),
-            token: token.clone(),
-        },
-        "from support",
-    )
-    .await
-    .expect(201);
+    app.send_message(&conv, &alice.with_token(&token), "from support")
+        .await
+        .expect(201);
     // Its sends are audited with both identities (AUTH-12), unlike alice's own.
     let rows = app
         .items("/api/v1/admin/audit?event=message.sent", ADMIN_TOKEN)
@@ -301,20 +255,14 @@ async fn an_admin_acts_as_a_user_in_a_marked_session(app: TestApp) {
 
     // At most an hour.
     app.clock.advance(chrono::Duration::minutes(61));
-    app.get("/api/v1/users/@me", &token)
-        .await
-        .expect_error(401, "invalid_token");
+    app.assert_signed_out(&token).await;
 }
 
 async fn impersonation_cannot_touch_credentials(app: TestApp) {
     let admin = app.bootstrap().await;
     let alice = app.user("alice").await;
     let org = app.org(&alice, "Acme").await;
-    let token = app
-        .impersonate(&admin, &alice)
-        .await
-        .expect(201)
-        .string("token");
+    let token = app.impersonation(&admin, &alice).await;
     for (method, path, body) in [
         (
             Method::POST,
@@ -349,7 +297,7 @@ async fn impersonation_cannot_touch_credentials(app: TestApp) {
         ),
         (
             Method::POST,
-            &format!("/api/v1/orgs/{org}/bots"),
+            &org_path(&org, "/bots"),
             json!({ "name": "Bot" }),
         ),
         (
@@ -374,9 +322,7 @@ async fn impersonation_cannot_touch_credentials(app: TestApp) {
     app.post("/api/v1/auth/logout", &token, json!({}))
         .await
         .expect(204);
-    app.get("/api/v1/users/@me", &token)
-        .await
-        .expect_error(401, "invalid_token");
+    app.assert_signed_out(&token).await;
 }
 
 async fn impersonation_is_refused_where_it_must_be(app: TestApp) {
@@ -384,13 +330,9 @@ async fn impersonation_is_refused_where_it_must_be(app: TestApp) {
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
     let other_admin = app.user("root2").await;
-    app.patch(
-        &format!("/api/v1/admin/users/{}", other_admin.id),
-        &admin.token,
-        json!({ "server_admin": true }),
-    )
-    .await
-    .expect(200);
+    app.update_user(&admin.token, &other_admin, json!({ "server_admin": true }))
+        .await
+        .expect(200);
     // The management token has no identity to put beside the user's.
     app.post(
         &format!("/api/v1/admin/users/{}/impersonate", alice.id),
@@ -429,10 +371,7 @@ async fn impersonation_is_refused_where_it_must_be(app: TestApp) {
     app.impersonate(&admin, &bob)
         .await
         .expect_error(409, "cannot_impersonate");
-    let ghost = User {
-        id: uuid::Uuid::now_v7().to_string(),
-        token: String::new(),
-    };
+    let ghost = User::without_token("ghost", &uuid::Uuid::now_v7().to_string());
     app.impersonate(&admin, &ghost)
         .await
         .expect_error(404, "not_found");

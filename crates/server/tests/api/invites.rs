@@ -4,7 +4,8 @@
 //! never acts org-wide, whatever its scopes.
 
 use crate::both_backends;
-use crate::fixtures::Acme;
+use crate::cases::{delete, get, patch, post, Caller};
+use crate::fixtures::{Acme, Team};
 use crate::helpers::*;
 use crate::keys::make_key;
 use reqwest::Method;
@@ -58,14 +59,8 @@ async fn invited_users_consent_before_they_join(app: TestApp) {
     let bob = app.user("bob").await;
     let carol = app.user("carol").await;
     let org = app.org(&owner, "Acme").await;
-    let inv = app
-        .post(
-            &format!("/api/v1/orgs/{org}/invites"),
-            &owner.token,
-            json!({"username": "Bob", "role": "admin"}),
-        )
-        .await
-        .expect(201);
+    let inv = json!({"username": "Bob", "role": "admin"});
+    let inv = app.invite(&org, &owner, inv).await.expect(201);
     let id = inv.id();
     assert!(inv.body["code"].as_str().unwrap().starts_with("cnv_inv_"));
     // Nothing happens to bob until he says yes.
@@ -162,6 +157,7 @@ async fn inviting_a_username_does_not_tell_whether_it_exists(app: TestApp) {
     register("Carol").await.expect(201);
     let carol = app.login("carol", PASSWORD).await.expect(200);
     let carol = User {
+        name: "carol".into(),
         id: carol.body["user"]["id"].as_str().unwrap().to_owned(),
         token: carol.string("token"),
     };
@@ -169,14 +165,10 @@ async fn inviting_a_username_does_not_tell_whether_it_exists(app: TestApp) {
 }
 
 async fn invites_are_listed_revoked_and_expire_by_default(app: TestApp) {
-    let owner = app.user("owner").await;
-    let admin = app.user("admin1").await;
-    let member = app.user("member1").await;
+    let roles = [("admin1", "admin"), ("member1", "member")];
+    let Team(owner, [admin, member], org) = app.team("owner", "Acme", roles).await;
     let bob = app.user("bob").await;
-    let org = app.org(&owner, "Acme").await;
     let other = app.org(&bob, "Other").await;
-    app.add_member(&org, &owner, &admin, "admin").await;
-    app.add_member(&org, &owner, &member, "member").await;
     let invites = format!("/api/v1/orgs/{org}/invites");
     let now = app.clock_now();
     let named = app
@@ -198,35 +190,23 @@ async fn invites_are_listed_revoked_and_expire_by_default(app: TestApp) {
         assert!(ids.contains(&named.id().as_str()) && ids.contains(&open.id().as_str()));
         assert!(listed.iter().all(|i| i.get("code").is_none()));
     }
-    app.get(&invites, &member.token)
-        .await
-        .expect_error(403, "forbidden");
-    app.get(&invites, &bob.token)
-        .await
-        .expect_error(404, "not_found");
-    // Revoking: the code stops working; another org's admin cannot revoke it.
-    app.delete(
-        &format!("/api/v1/orgs/{other}/invites/{}", open.id()),
-        &bob.token,
-    )
-    .await
-    .expect_error(404, "not_found");
-    app.delete(&format!("{invites}/{}", open.id()), &member.token)
-        .await
-        .expect_error(403, "forbidden");
-    app.delete(&format!("{invites}/{}", open.id()), &admin.token)
-        .await
-        .expect(204);
-    app.delete(&format!("{invites}/{}", open.id()), &admin.token)
-        .await
-        .expect_error(404, "not_found");
-    app.post(
-        "/api/v1/orgs/join",
-        &bob.token,
-        json!({"code": open.body["code"]}),
-    )
-    .await
-    .expect_error(422, "invite_invalid");
+    app.expect_all([
+        member.get(&invites).err(403, "forbidden"),
+        bob.get(&invites).err(404, "not_found"),
+        // Revoking: the code stops working; another org's admin cannot revoke it.
+        bob.delete(&format!("/api/v1/orgs/{other}/invites/{}", open.id()))
+            .err(404, "not_found"),
+        member
+            .delete(&format!("{invites}/{}", open.id()))
+            .err(403, "forbidden"),
+        admin.delete(&format!("{invites}/{}", open.id())).is(204),
+        admin
+            .delete(&format!("{invites}/{}", open.id()))
+            .err(404, "not_found"),
+        bob.post("/api/v1/orgs/join", json!({"code": open.body["code"]}))
+            .err(422, "invite_invalid"),
+    ])
+    .await;
     assert_eq!(org_events(&app, &org, "invite.revoked").await.len(), 1);
     // Eight days on, the named invite is gone from bob's list and cannot be taken.
     assert_eq!(pending(&app, &bob).await.len(), 1);
@@ -307,12 +287,8 @@ async fn only_server_admins_add_members_directly(app: TestApp) {
 async fn the_global_profile_is_for_sessions_only(app: TestApp) {
     let alice = app.user("alice").await;
     let org = app.org(&alice, "Acme").await;
-    let (_, key) = make_key(
-        &app,
-        &alice,
-        json!({"name": "all", "org_id": org, "scopes": ["org:read", "org:admin"]}),
-    )
-    .await;
+    let spec = json!({"name": "all", "org_id": org, "scopes": ["org:read", "org:admin"]});
+    let (_, key) = make_key(&app, &alice, spec).await;
     app.patch("/api/v1/users/@me", &key, json!({"display_name": "Pwned"}))
         .await
         .expect_error(403, "insufficient_scope");
@@ -343,64 +319,29 @@ async fn conversation_limited_credentials_never_act_org_wide(app: TestApp) {
     let Acme { alice, bob, org } = app.acme().await;
     let mallory = app.user("mallory").await;
     let conv = app.group(&org, &alice, &[&bob], json!("private")).await;
-    let all: Vec<&str> = vec![
-        "messages:read",
-        "messages:write",
-        "conversations:read",
-        "conversations:admin",
-        "org:read",
-        "org:admin",
-        "files:write",
-        "webhooks:admin",
-    ];
-    let (_, key) = make_key(
-        &app,
-        &alice,
-        json!({"name": "support", "org_id": org, "scopes": all, "conversation_ids": [conv]}),
-    )
-    .await;
+    let all = crate::keys::ALL_SCOPES;
+    let spec = json!({"name": "support", "org_id": org, "scopes": all, "conversation_ids": [conv]});
+    let (_, key) = make_key(&app, &alice, spec).await;
     let o = format!("/api/v1/orgs/{org}");
     let refused: Vec<(Method, String, Option<Value>)> = vec![
-        (
-            Method::POST,
+        post(format!("{o}/invites"), json!({"role": "owner"})),
+        post(
             format!("{o}/invites"),
-            Some(json!({"role": "owner"})),
+            json!({"username": "mallory", "role": "owner"}),
         ),
-        (
-            Method::POST,
-            format!("{o}/invites"),
-            Some(json!({"username": "mallory", "role": "owner"})),
-        ),
-        (Method::GET, format!("{o}/invites"), None),
-        (
-            Method::POST,
+        get(format!("{o}/invites")),
+        post(
             format!("{o}/members"),
-            Some(json!({"user_id": mallory.id, "role": "owner"})),
+            json!({"user_id": mallory.id, "role": "owner"}),
         ),
-        (
-            Method::PATCH,
-            format!("{o}/members/{}", bob.id),
-            Some(json!({"role": "owner"})),
-        ),
-        (Method::DELETE, format!("{o}/members/{}", bob.id), None),
-        (
-            Method::POST,
-            format!("{o}/teams"),
-            Some(json!({"name": "x"})),
-        ),
-        (Method::PATCH, o.clone(), Some(json!({"name": "Pwned"}))),
-        (
-            Method::POST,
-            format!("{o}/transfer"),
-            Some(json!({"user_id": bob.id})),
-        ),
-        (
-            Method::POST,
-            format!("{o}/bots"),
-            Some(json!({"name": "b"})),
-        ),
-        (Method::GET, format!("{o}/audit"), None),
-        (Method::DELETE, o.clone(), None),
+        patch(format!("{o}/members/{}", bob.id), json!({"role": "owner"})),
+        delete(format!("{o}/members/{}", bob.id)),
+        post(format!("{o}/teams"), json!({"name": "x"})),
+        patch(o.clone(), json!({"name": "Pwned"})),
+        post(format!("{o}/transfer"), json!({"user_id": bob.id})),
+        post(format!("{o}/bots"), json!({"name": "b"})),
+        get(format!("{o}/audit")),
+        delete(o.clone()),
     ];
     for (method, path, body) in refused {
         // Past the key's per-second budget each time: the answer is the refusal, not 429.
@@ -433,16 +374,9 @@ async fn conversation_limited_credentials_never_act_org_wide(app: TestApp) {
     );
     // It still looks at the org and works in its conversation.
     app.get(&o, &key).await.expect(200);
-    app.send_message(
-        &conv,
-        &User {
-            id: alice.id.clone(),
-            token: key.clone(),
-        },
-        "still works",
-    )
-    .await
-    .expect(201);
+    app.send_message(&conv, &alice.with_token(&key), "still works")
+        .await
+        .expect(201);
     // The refusals are audited as denied.
     let denied = org_events(&app, &org, "org.denied").await;
     assert!(!denied.is_empty());
@@ -474,27 +408,15 @@ async fn conversation_limited_credentials_never_act_org_wide(app: TestApp) {
         json!({"role": "admin"}),
     )
     .await;
-    assert_eq!(
-        (r.status.as_u16(), r.code()),
-        (403, "insufficient_scope"),
-        "{:?}",
-        r.body
-    );
+    r.expect_error(403, "insufficient_scope");
 }
 
 async fn concurrent_acceptances_join_once(app: TestApp) {
     let owner = app.user("owner").await;
     let bob = app.user("bob").await;
     let org = app.org(&owner, "Acme").await;
-    let id = app
-        .post(
-            &format!("/api/v1/orgs/{org}/invites"),
-            &owner.token,
-            json!({"username": "bob"}),
-        )
-        .await
-        .expect(201)
-        .id();
+    let id = app.invite(&org, &owner, json!({"username": "bob"})).await;
+    let id = id.expect(201).id();
     let accept = format!("/api/v1/orgs/invites/{id}/accept");
     let tries = (0..100).map(|_| app.post(&accept, &bob.token, json!({})));
     let results = futures::future::join_all(tries).await;
@@ -504,7 +426,7 @@ async fn concurrent_acceptances_join_once(app: TestApp) {
         .iter()
         .all(|r| r.status == 200 || r.status == 404 || r.status == 409 || r.status == 429));
     let members = app
-        .get(&format!("/api/v1/orgs/{org}/members"), &owner.token)
+        .get(&org_path(&org, "/members"), &owner.token)
         .await
         .expect(200);
     assert_eq!(members.items().len(), 2);

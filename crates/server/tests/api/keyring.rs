@@ -8,7 +8,7 @@
 use crate::both_backends;
 use crate::db::Db;
 use crate::helpers::*;
-use crate::mfa::{code_at, enable_2fa, mfa_token, next_step, second_step};
+use crate::mfa::{code_at, enable_2fa, mfa_token, next_step, second_step, send_code};
 use crate::with_pool;
 use conclave_core::totp::TotpSecret;
 use conclave_server::config::{Config, Environment, OnOff};
@@ -23,9 +23,12 @@ both_backends!(
     a_2fa_setup_during_rotation_is_never_lost,
 );
 
-/// The app (rate limits off: these tests sign in often) and the configuration it runs with.
-async fn app_and_config(app: TestApp) -> (TestApp, Config) {
-    spawn_app_and_config(app.backend, |c| c.rate_limits = OnOff::Off).await
+/// The app (rate limits off: these tests sign in often), the configuration it runs with, and
+/// its database opened beside it.
+async fn app_config_and_db(app: TestApp) -> (TestApp, Config, Db) {
+    let (app, config) = spawn_app_and_config(app.backend, |c| c.rate_limits = OnOff::Off).await;
+    let db = Db::open(&config).await;
+    (app, config, db)
 }
 
 async fn keys(app: &TestApp, config: &Config, command: KeysCommand) -> Result<String, KeysError> {
@@ -85,8 +88,7 @@ async fn sign_in(app: &TestApp, username: &str, code: &str) -> Res {
 }
 
 async fn rotation_re_encrypts_every_secret_and_totp_login_still_works(app: TestApp) {
-    let (app, config) = app_and_config(app).await;
-    let db = Db::open(&config).await;
+    let (app, config, db) = app_config_and_db(app).await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
     let (secret, _) = enable_2fa(&app, &alice).await;
@@ -117,13 +119,9 @@ async fn rotation_re_encrypts_every_secret_and_totp_login_still_works(app: TestA
         .await
         .expect(200);
     assert!(signed_in.body["token"].is_string());
-    app.post(
-        "/api/v1/auth/totp/enable",
-        &bob.token,
-        json!({"code": code_at(&app, &bob_secret, 0)}),
-    )
-    .await
-    .expect(200);
+    send_code(&app, &bob, "totp/enable", code_at(&app, &bob_secret, 0))
+        .await
+        .expect(200);
 
     // Safe to re-run: another key, everything moves again, sign-in still works.
     let out = keys(&app, &config, KeysCommand::Rotate).await.unwrap();
@@ -162,8 +160,7 @@ async fn rotation_re_encrypts_every_secret_and_totp_login_still_works(app: TestA
 }
 
 async fn a_ciphertext_copied_to_another_row_or_tampered_does_not_open(app: TestApp) {
-    let (app, config) = app_and_config(app).await;
-    let db = Db::open(&config).await;
+    let (app, config, db) = app_config_and_db(app).await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
     let (alice_secret, _) = enable_2fa(&app, &alice).await;
@@ -209,8 +206,7 @@ async fn a_ciphertext_copied_to_another_row_or_tampered_does_not_open(app: TestA
 }
 
 async fn retire_is_refused_while_in_use_and_retired_keys_open_nothing(app: TestApp) {
-    let (app, config) = app_and_config(app).await;
-    let db = Db::open(&config).await;
+    let (app, config, db) = app_config_and_db(app).await;
     let alice = app.user("alice").await;
     let (secret, _) = enable_2fa(&app, &alice).await;
     let old = db.totp(&alice).await;
@@ -270,8 +266,7 @@ async fn retire_is_refused_while_in_use_and_retired_keys_open_nothing(app: TestA
 }
 
 async fn a_2fa_setup_during_rotation_is_never_lost(app: TestApp) {
-    let (app, config) = app_and_config(app).await;
-    let db = Db::open(&config).await;
+    let (app, config, db) = app_config_and_db(app).await;
     let bob = app.user("bob").await;
     for name in ["carol", "dave", "erin", "frank"] {
         let u = app.user(name).await;
@@ -306,13 +301,8 @@ async fn a_2fa_setup_during_rotation_is_never_lost(app: TestApp) {
     let ids = db.totp_key_ids().await;
     assert!(ids.iter().all(|id| *id == 4), "{ids:?}");
     let secret = TotpSecret::from_base32(&last.unwrap()).unwrap();
-    app.post(
-        "/api/v1/auth/totp/enable",
-        &bob.token,
-        json!({"code": code_at(&app, &secret, 0)}),
-    )
-    .await
-    .expect(200);
+    let code = code_at(&app, &secret, 0);
+    send_code(&app, &bob, "totp/enable", code).await.expect(200);
 }
 
 /// A production configuration that lacks only the master key.
@@ -328,6 +318,13 @@ fn production_without_master_key(dir: &std::path::Path) -> Config {
     }
 }
 
+/// The error of a key command run on its own (no server, the system clock) that must fail.
+async fn refused_without_a_server(config: &Config, command: KeysCommand) -> String {
+    let now = conclave_core::Clock::now(&conclave_core::SystemClock);
+    let refused = run_keys_command(config, command, now).await;
+    refused.unwrap_err().to_string()
+}
+
 #[tokio::test]
 async fn production_refuses_a_generated_master_key() {
     let dir = TempDir(std::env::temp_dir().join(format!("conclave-test-{}", uuid::Uuid::now_v7())));
@@ -339,14 +336,7 @@ async fn production_refuses_a_generated_master_key() {
     };
     assert!(err.contains("CONCLAVE_MASTER_KEY"), "{err}");
     assert!(!dir.0.join("master.key").exists(), "no key was generated");
-    let err = run_keys_command(
-        &config,
-        KeysCommand::List,
-        conclave_core::Clock::now(&conclave_core::SystemClock),
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let err = refused_without_a_server(&config, KeysCommand::List).await;
     assert!(err.contains("CONCLAVE_MASTER_KEY"), "{err}");
 
     // Outside production, the key tools still never make a key up.
@@ -354,14 +344,7 @@ async fn production_refuses_a_generated_master_key() {
         env: Environment::Development,
         ..config
     };
-    let err = run_keys_command(
-        &dev,
-        KeysCommand::Rotate,
-        conclave_core::Clock::now(&conclave_core::SystemClock),
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let err = refused_without_a_server(&dev, KeysCommand::Rotate).await;
     assert!(err.contains("no master key"), "{err}");
     assert!(!dir.0.join("master.key").exists(), "no key was generated");
 }

@@ -5,9 +5,11 @@
     reason = "test fixtures (CI, CONCLAVE_TEST_* service URLs) come from the environment"
 )]
 
+mod cases;
 mod db;
 mod fixtures;
 mod helpers;
+mod python;
 mod ws;
 
 mod audit;
@@ -15,11 +17,14 @@ mod auth;
 mod bad_input;
 mod bots;
 mod bruteforce;
+mod cache;
 mod client_ip;
 mod cluster;
 mod conversations;
+mod files;
 mod gateway;
 mod gateway_protocol;
+mod group_commit;
 mod identity;
 mod impersonation;
 mod invites;
@@ -34,3 +39,4 @@ mod permissions;
 mod privacy;
 mod ratelimit;
 mod tracing_span;
+mod webhooks;

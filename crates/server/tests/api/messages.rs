@@ -1,9 +1,9 @@
 //! MSG-2, MSG-3, CORE-5: sending, validation, sanitizing, idempotency, paging, edits, tombstones.
 
 use crate::both_backends;
+use crate::cases::{delete, get, patch, post, Caller};
 use crate::fixtures::Acme;
 use crate::helpers::*;
-use reqwest::Method;
 use serde_json::json;
 
 both_backends!(
@@ -24,10 +24,7 @@ async fn setup(app: &TestApp) -> (User, User, String, String) {
 async fn send_validate_and_sanitize(app: TestApp) {
     let (alice, bob, _, conv) = setup(&app).await;
     let path = format!("/api/v1/conversations/{conv}/messages");
-    let m = app
-        .send_message(&conv, &alice, "hello <b>world</b>")
-        .await
-        .expect(201);
+    let m = app.says(&conv, &alice, "hello <b>world</b>").await;
     assert_eq!(
         m.body["content"], "hello <b>world</b>",
         "plain text is stored as given"
@@ -56,26 +53,21 @@ async fn send_validate_and_sanitize(app: TestApp) {
         .await
         .expect(422);
     assert_eq!(long.field(), Some("/content"));
-    app.post(&path, &alice.token, json!({"content": "é".repeat(4000)}))
-        .await
-        .expect(201);
-    app.post(&path, &alice.token, json!({"content": "bad\u{0}byte"}))
-        .await
-        .expect(422);
-    app.post(
-        &path,
-        &alice.token,
-        json!({"content": "hi", "format": "markdown"}),
-    )
-    .await
-    .expect(422);
-    app.post(
-        &path,
-        &alice.token,
-        json!({"content": "hi", "attachment_ids": ["x"]}),
-    )
-    .await
-    .expect_error(422, "attachments_unavailable");
+    app.expect_all([
+        alice
+            .post(&path, json!({"content": "é".repeat(4000)}))
+            .is(201),
+        alice
+            .post(&path, json!({"content": "bad\u{0}byte"}))
+            .is(422),
+        alice
+            .post(&path, json!({"content": "hi", "format": "markdown"}))
+            .is(422),
+        alice
+            .post(&path, json!({"content": "hi", "attachment_ids": ["x"]}))
+            .err(422, "invalid_value"),
+    ])
+    .await;
     assert_eq!(app.message_count(&conv, &bob).await, 2);
     // HTML is sanitized before it is stored.
     let h = app
@@ -93,63 +85,52 @@ async fn send_validate_and_sanitize(app: TestApp) {
         html.contains(r#"<a href="https://ok.example" rel="noopener noreferrer nofollow">ok</a>"#),
         "{html}"
     );
-    app.post(
-        &path,
-        &alice.token,
-        json!({"content": "<script>alert(1)</script>", "format": "html"}),
-    )
-    .await
-    .expect_error(422, "empty_after_sanitizing");
-    // Replies must point into the same conversation.
+    let only_script = json!({"content": "<script>alert(1)</script>", "format": "html"});
     let first = m.id();
-    let r = app
-        .post(
-            &path,
-            &bob.token,
-            json!({"content": "re", "reply_to": first}),
-        )
-        .await
-        .expect(201);
-    assert_eq!(r.body["reply_to"], first.as_str());
-    app.post(
-        &path,
-        &bob.token,
-        json!({"content": "re", "reply_to": uuid::Uuid::now_v7()}),
-    )
-    .await
-    .expect_error(422, "unknown_message");
+    let reply_to = |to: serde_json::Value| json!({"content": "re", "reply_to": to});
+    let unknown = json!(uuid::Uuid::now_v7());
+    let answers = app
+        .expect_all([
+            alice
+                .post(&path, only_script)
+                .err(422, "empty_after_sanitizing"),
+            // Replies must point into the same conversation.
+            bob.post(&path, reply_to(json!(first))).is(201),
+            bob.post(&path, reply_to(unknown))
+                .err(422, "unknown_message"),
+        ])
+        .await;
+    assert_eq!(answers[1].body["reply_to"], first.as_str());
 }
 
 async fn idempotent_sends(app: TestApp) {
     let (alice, bob, _, conv) = setup(&app).await;
     let path = format!("/api/v1/conversations/{conv}/messages");
     let body = json!({"content": "once", "idempotency_key": "k-1"});
-    let a = app
-        .post(&path, &alice.token, body.clone())
-        .await
-        .expect(201);
-    let b = app
-        .post(&path, &alice.token, body.clone())
-        .await
-        .expect(200);
+    let different = json!({"content": "different", "idempotency_key": "k-1"});
+    let answers = app
+        .expect_all([
+            alice.post(&path, body.clone()).is(201),
+            alice.post(&path, body.clone()).is(200),
+            alice
+                .post(&path, different)
+                .err(409, "idempotency_conflict"),
+        ])
+        .await;
+    let (a, b) = (&answers[0], &answers[1]);
     assert_eq!(a.body, b.body, "a retried send returns the same message");
-    app.post(
-        &path,
-        &alice.token,
-        json!({"content": "different", "idempotency_key": "k-1"}),
-    )
-    .await
-    .expect_error(409, "idempotency_conflict");
     assert_eq!(app.message_count(&conv, &alice).await, 1);
     // Scoped to the author: bob's "k-1" is a different message.
-    app.post(&path, &bob.token, body.clone()).await.expect(201);
-    app.post(
-        &path,
-        &alice.token,
-        json!({"content": "x", "idempotency_key": "bad key!"}),
-    )
-    .await
-    .expect(422);
+    app.expect_all([
+        bob.post(&path, body.clone()).is(201),
+        alice
+            .post(
+                &path,
+                json!({"content": "x", "idempotency_key": "bad key!"}),
+            )
+            .is(422),
+    ])
+    .await;
     // Forgotten after 24 hours.
     app.clock.advance(chrono::Duration::hours(25));
     let c = app.post(&path, &alice.token, body).await.expect(201);
@@ -176,32 +157,12 @@ async fn message_pages_both_ways(app: TestApp) {
             .map(|m| m["seq"].as_i64().unwrap())
             .collect::<Vec<_>>()
     };
-    let p1 = app
-        .get(&format!("{path}?limit=3"), &bob.token)
-        .await
-        .expect(200);
+    let first = format!("{path}?limit=3");
+    let p1 = app.get(&first, &bob.token).await.expect(200);
     assert_eq!(seqs(&p1), vec![7, 6, 5]);
-    let p2 = app
-        .get(
-            &format!(
-                "{path}?limit=3&before={}",
-                p1.body["next"].as_str().unwrap()
-            ),
-            &bob.token,
-        )
-        .await
-        .expect(200);
+    let p2 = app.next_page(&first, &p1, &bob.token).await;
     assert_eq!(seqs(&p2), vec![4, 3, 2]);
-    let p3 = app
-        .get(
-            &format!(
-                "{path}?limit=3&before={}",
-                p2.body["next"].as_str().unwrap()
-            ),
-            &bob.token,
-        )
-        .await
-        .expect(200);
+    let p3 = app.next_page(&first, &p2, &bob.token).await;
     assert_eq!(seqs(&p3), vec![1]);
     assert!(p3.body["next"].is_null());
     // Forward from a message id, oldest first.
@@ -224,31 +185,25 @@ async fn message_pages_both_ways(app: TestApp) {
         .expect(200);
     assert_eq!(seqs(&b), vec![2, 1]);
     // A message id from elsewhere is refused.
-    app.get(
-        &format!("{path}?before={}", uuid::Uuid::now_v7()),
-        &bob.token,
-    )
-    .await
-    .expect_error(422, "unknown_message");
-    app.get(&format!("{path}?after=garbage"), &bob.token)
-        .await
-        .expect_error(400, "invalid_cursor");
+    app.expect_all([
+        bob.get(&format!("{path}?before={}", uuid::Uuid::now_v7()))
+            .err(422, "unknown_message"),
+        bob.get(&format!("{path}?after=garbage"))
+            .err(400, "invalid_cursor"),
+    ])
+    .await;
 }
 
 async fn edits_keep_history_and_deletes_leave_tombstones(app: TestApp) {
     let (alice, bob, _, conv) = setup(&app).await;
-    let id = app
-        .send_message(&conv, &alice, "first draft")
-        .await
-        .expect(201)
-        .id();
+    let id = app.says(&conv, &alice, "first draft").await.id();
     let path = format!("/api/v1/messages/{id}");
-    app.patch(&path, &bob.token, json!({"content": "bob was here"}))
-        .await
-        .expect_error(403, "forbidden");
-    app.patch(&path, &alice.token, json!({"content": ""}))
-        .await
-        .expect(422);
+    app.expect_all([
+        bob.patch(&path, json!({"content": "bob was here"}))
+            .err(403, "forbidden"),
+        alice.patch(&path, json!({"content": ""})).is(422),
+    ])
+    .await;
     let e = app
         .patch(&path, &alice.token, json!({"content": "second draft"}))
         .await
@@ -266,23 +221,16 @@ async fn edits_keep_history_and_deletes_leave_tombstones(app: TestApp) {
         .get(&format!("{path}/history"), &bob.token)
         .await
         .expect(200);
-    let versions: Vec<&str> = h.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["content"].as_str().unwrap())
-        .collect();
+    let versions: Vec<&str> = pluck(&h.body["items"], "content");
     assert_eq!(versions, vec!["first draft", "second draft"]);
     // Bob (not author, not moderator) cannot delete; alice can; it stays as a tombstone.
-    app.delete(&path, &bob.token)
-        .await
-        .expect_error(403, "forbidden");
-    app.delete(&path, &alice.token).await.expect(204);
+    app.expect_all([
+        bob.delete(&path).err(403, "forbidden"),
+        alice.delete(&path).is(204),
+    ])
+    .await;
     let list = app
-        .get(
-            &format!("/api/v1/conversations/{conv}/messages"),
-            &bob.token,
-        )
+        .get(&conv_path(&conv, "/messages"), &bob.token)
         .await
         .expect(200);
     let m = &list.body["items"][0];
@@ -293,21 +241,14 @@ async fn edits_keep_history_and_deletes_leave_tombstones(app: TestApp) {
         .await
         .expect_error(409, "message_deleted");
     // A moderator (the conversation owner) may delete others' messages.
-    let bobs = app
-        .send_message(&conv, &bob, "remove me")
-        .await
-        .expect(201)
-        .id();
-    app.delete(&format!("/api/v1/messages/{bobs}"), &alice.token)
-        .await
-        .expect(204);
-    app.patch(
-        "/api/v1/messages/not-a-uuid",
-        &alice.token,
-        json!({"content": "x"}),
-    )
-    .await
-    .expect_error(400, "invalid_id");
+    let bobs = app.says(&conv, &bob, "remove me").await.id();
+    app.expect_all([
+        alice.delete(&format!("/api/v1/messages/{bobs}")).is(204),
+        alice
+            .patch("/api/v1/messages/not-a-uuid", json!({"content": "x"}))
+            .err(400, "invalid_id"),
+    ])
+    .await;
 }
 
 async fn only_participants_touch_messages(app: TestApp) {
@@ -316,30 +257,18 @@ async fn only_participants_touch_messages(app: TestApp) {
     app.add_member(&org, &alice, &member, "member").await;
     let outsider = app.user("outsider").await;
     app.org(&outsider, "Elsewhere").await;
-    let id = app
-        .send_message(&conv, &alice, "secret")
-        .await
-        .expect(201)
-        .id();
+    let id = app.says(&conv, &alice, "secret").await.id();
     let (messages, message) = (
         format!("/api/v1/conversations/{conv}/messages"),
         format!("/api/v1/messages/{id}"),
     );
     for u in [&member, &outsider] {
         let requests = [
-            (Method::GET, messages.clone(), None),
-            (
-                Method::POST,
-                messages.clone(),
-                Some(json!({"content": "let me in"})),
-            ),
-            (
-                Method::PATCH,
-                message.clone(),
-                Some(json!({"content": "x"})),
-            ),
-            (Method::DELETE, message.clone(), None),
-            (Method::GET, format!("{message}/history"), None),
+            get(messages.clone()),
+            post(messages.clone(), json!({"content": "let me in"})),
+            patch(message.clone(), json!({"content": "x"})),
+            delete(message.clone()),
+            get(format!("{message}/history")),
         ];
         app.refused_all(&u.token, 404, "not_found", requests).await;
     }
@@ -351,7 +280,7 @@ async fn concurrent_sends_get_distinct_ordered_seqs(app: TestApp) {
     let mut tasks = Vec::new();
     for i in 0..20 {
         let client = app.client.clone();
-        let url = app.url(&format!("/api/v1/conversations/{conv}/messages"));
+        let url = app.url(&conv_path(&conv, "/messages"));
         let token = if i % 2 == 0 {
             alice.token.clone()
         } else {
@@ -378,7 +307,7 @@ async fn concurrent_sends_get_distinct_ordered_seqs(app: TestApp) {
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
     let c = app
-        .get(&format!("/api/v1/conversations/{conv}"), &alice.token)
+        .get(&conv_path(&conv, ""), &alice.token)
         .await
         .expect(200);
     assert_eq!(c.body["last_seq"], 20);

@@ -8,6 +8,7 @@
 
 use crate::both_backends;
 use crate::bots::identify_bot;
+use crate::cases::Caller;
 use crate::fixtures::{Acme, Team};
 use crate::helpers::*;
 use crate::keys::make_key;
@@ -45,21 +46,13 @@ async fn bot_in(app: &TestApp, org: &str, by: &User, conv: &str, name: &str) -> 
 
 /// Sets the org's requirement as `who`.
 async fn require(app: &TestApp, org: &str, who: &User, on: bool) {
-    app.patch(
-        &format!("/api/v1/orgs/{org}"),
-        &who.token,
-        json!({"require_2fa": on}),
-    )
-    .await
-    .expect(200);
+    app.update_org(org, who, json!({"require_2fa": on}))
+        .await
+        .expect(200);
 }
 
 async fn org_2fa_reaches_every_credential_on_rest(app: TestApp) {
-    let Team {
-        owner,
-        members: [ann, bob],
-        org: acme,
-    } = app
+    let Team(owner, [ann, bob], acme) = app
         .team("owner", "Acme", [("ann", "admin"), ("bob", "member")])
         .await;
     let conv = app.group(&acme, &owner, &[&ann, &bob], json!("org")).await;
@@ -67,13 +60,9 @@ async fn org_2fa_reaches_every_credential_on_rest(app: TestApp) {
     // Bob's own org, which does not require 2FA.
     let other = app.org(&bob, "Other").await;
     let mine = app.group(&other, &bob, &[], json!("private")).await;
-    let (_, key) = make_key(
-        &app,
-        &bob,
-        json!({"name": "k", "org_id": acme,
-            "scopes": ["messages:read", "messages:write", "conversations:read", "org:read"]}),
-    )
-    .await;
+    let spec = json!({"name": "k", "org_id": acme,
+            "scopes": ["messages:read", "messages:write", "conversations:read", "org:read"]});
+    let (_, key) = make_key(&app, &bob, spec).await;
     let anns_bot = bot_in(&app, &acme, &ann, &conv, "anns-bot").await;
     enable_2fa(&app, &owner).await;
     let owners_bot = bot_in(&app, &acme, &owner, &conv, "owners-bot").await;
@@ -107,16 +96,14 @@ async fn org_2fa_reaches_every_credential_on_rest(app: TestApp) {
         "{}",
         available.body
     );
-    app.get(&messages, &bob.token)
-        .await
-        .expect_error(403, "mfa_setup_required");
-    // Nor the profiles of people he shares only Acme with (his own stays readable).
-    app.get(&format!("/api/v1/users/{}", ann.id), &bob.token)
-        .await
-        .expect_error(404, "not_found");
-    app.get(&format!("/api/v1/users/{}", bob.id), &bob.token)
-        .await
-        .expect(200);
+    app.expect_all([
+        bob.get(&messages).err(403, "mfa_setup_required"),
+        // Nor the profiles of people he shares only Acme with (his own stays readable).
+        bob.get(&format!("/api/v1/users/{}", ann.id))
+            .err(404, "not_found"),
+        bob.get(&format!("/api/v1/users/{}", bob.id)).is(200),
+    ])
+    .await;
     // The key the member made: refused and listed nothing, writing included.
     app.get(&messages, &key)
         .await
@@ -124,7 +111,7 @@ async fn org_2fa_reaches_every_credential_on_rest(app: TestApp) {
     app.post(&messages, &key, json!({"content": "let me in"}))
         .await
         .expect_error(403, "mfa_setup_required");
-    app.get(&format!("/api/v1/orgs/{acme}"), &key)
+    app.get(&org_path(&acme, ""), &key)
         .await
         .expect_error(403, "mfa_setup_required");
     let keyed = app.get("/api/v1/conversations", &key).await.expect(200);
@@ -141,12 +128,9 @@ async fn org_2fa_reaches_every_credential_on_rest(app: TestApp) {
         .await
         .expect(200);
     // The other org is untouched.
-    app.get(
-        &format!("/api/v1/conversations/{mine}/messages"),
-        &bob.token,
-    )
-    .await
-    .expect(200);
+    app.get(&conv_path(&mine, "/messages"), &bob.token)
+        .await
+        .expect(200);
 
     // Enabling 2FA opens every credential again.
     enable_2fa(&app, &bob).await;
@@ -174,11 +158,7 @@ async fn next(ws: &mut Ws) -> (String, Value) {
 }
 
 async fn org_2fa_reaches_open_sockets_of_that_org_only(app: TestApp) {
-    let Team {
-        owner: alice,
-        members: [bob, carol],
-        org: acme,
-    } = app
+    let Team(alice, [bob, carol], acme) = app
         .team("alice", "Acme", [("bob", "member"), ("carol", "admin")])
         .await;
     let shared = app
@@ -189,18 +169,10 @@ async fn org_2fa_reaches_open_sockets_of_that_org_only(app: TestApp) {
     let other = app.org(&bob, "Other").await;
     let elsewhere = app.group(&other, &bob, &[], json!("private")).await;
     let scopes = json!(["messages:read", "conversations:read"]);
-    let (_, acme_key) = make_key(
-        &app,
-        &bob,
-        json!({"name": "acme", "org_id": acme, "scopes": scopes}),
-    )
-    .await;
-    let (_, other_key) = make_key(
-        &app,
-        &bob,
-        json!({"name": "other", "org_id": other, "scopes": scopes, "tier": "team"}),
-    )
-    .await;
+    let spec = json!({"name": "acme", "org_id": acme, "scopes": scopes});
+    let (_, acme_key) = make_key(&app, &bob, spec).await;
+    let spec = json!({"name": "other", "org_id": other, "scopes": scopes, "tier": "team"});
+    let (_, other_key) = make_key(&app, &bob, spec).await;
     enable_2fa(&app, &alice).await;
     let (mut session, _) = Ws::identify(&app, &bob.token).await;
     let (mut keyed, ready) = Ws::identify(&app, &acme_key).await;
@@ -218,17 +190,10 @@ async fn org_2fa_reaches_open_sockets_of_that_org_only(app: TestApp) {
     }
     // Nothing of Acme follows — its messages, a new conversation with bob in it and that
     // conversation's messages — while the other org's events still do, on every socket.
-    app.send_message(&shared, &alice, "secret")
-        .await
-        .expect(201);
+    app.says(&shared, &alice, "secret").await;
     let created = app.group(&acme, &alice, &[&bob], json!("private")).await;
-    app.send_message(&created, &alice, "also secret")
-        .await
-        .expect(201);
-    let m = app
-        .send_message(&elsewhere, &bob, "still here")
-        .await
-        .expect(201);
+    app.says(&created, &alice, "also secret").await;
+    let m = app.says(&elsewhere, &bob, "still here").await;
     for ws in [&mut session, &mut other_socket] {
         let (t, d) = next(ws).await;
         assert_eq!((t.as_str(), &d["id"]), ("MESSAGE_CREATE", &m.body["id"]));
@@ -307,25 +272,20 @@ async fn resume(app: &TestApp, token: &str, session_id: &str, seq: u64) -> (Ws, 
 /// A socket that resumes while its user is locked out gets nothing of the org replayed, and
 /// still gets the org back when access is restored.
 async fn a_resumed_socket_stays_locked_out(app: TestApp) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let acme = app.org(&alice, "Acme").await;
-    app.add_member(&acme, &alice, &bob, "member").await;
-    let shared = app.group(&acme, &alice, &[&bob], json!("private")).await;
+    let Acme { alice, bob, org } = app.acme().await;
+    let shared = app.group(&org, &alice, &[&bob], json!("private")).await;
     let other = app.org(&bob, "Other").await;
     let elsewhere = app.group(&other, &bob, &[], json!("private")).await;
     enable_2fa(&app, &alice).await;
     let (mut ws, ready) = Ws::identify(&app, &bob.token).await;
     let session_id = ready["session_id"].as_str().unwrap().to_owned();
-    require(&app, &acme, &alice, true).await;
+    require(&app, &org, &alice, true).await;
     ws.expect("ORG_ACCESS_LOST").await;
     ws.heartbeat().await;
     let seen = ws.last_s;
     drop(ws);
-    app.send_message(&shared, &alice, "secret")
-        .await
-        .expect(201);
-    let mine = app.send_message(&elsewhere, &bob, "mine").await.expect(201);
+    app.says(&shared, &alice, "secret").await;
+    let mine = app.says(&elsewhere, &bob, "mine").await;
     let (mut ws, first) = resume(&app, &bob.token, &session_id, seen).await;
     assert_eq!(first["t"], "MESSAGE_CREATE", "{first}");
     assert_eq!(first["d"]["id"], mine.body["id"]);
@@ -334,7 +294,7 @@ async fn a_resumed_socket_stays_locked_out(app: TestApp) {
     enable_2fa(&app, &bob).await;
     assert_eq!(
         ws.expect("ORG_ACCESS_RESTORED").await["org_id"],
-        acme.as_str()
+        org.as_str()
     );
     let back = app.send_message(&shared, &alice, "welcome").await;
     assert_eq!(ws.expect("MESSAGE_CREATE").await["id"], back.body["id"]);
@@ -342,26 +302,17 @@ async fn a_resumed_socket_stays_locked_out(app: TestApp) {
 
 async fn per_user_requirement_reaches_every_credential(app: TestApp) {
     let admin = app.bootstrap().await;
-    let alice = app.user("alice").await;
-    let org = app.org(&alice, "Acme").await;
-    let conv = app.group(&org, &alice, &[], json!("private")).await;
-    let (_, key) = make_key(
-        &app,
-        &alice,
-        json!({"name": "k", "org_id": org, "scopes": ["messages:read"], "tier": "team"}),
-    )
-    .await;
+    let (alice, org, conv) = app.alice_private().await;
+    let spec = json!({"name": "k", "org_id": org, "scopes": ["messages:read"], "tier": "team"});
+    let (_, key) = make_key(&app, &alice, spec).await;
     let (mut session, _) = Ws::identify(&app, &alice.token).await;
     let (mut keyed, _) = Ws::identify(&app, &key).await;
     let messages = format!("/api/v1/conversations/{conv}/messages");
     app.get(&messages, &key).await.expect(200);
-    app.patch(
-        &format!("/api/v1/admin/users/{}", alice.id),
-        &admin.token,
-        json!({"require_2fa": true}),
-    )
-    .await
-    .expect(200);
+    let body = json!({"require_2fa": true});
+    app.update_user(&admin.token, &alice, body)
+        .await
+        .expect(200);
     // Open sockets close at once with 4014, the key's too.
     assert_eq!(session.close_code().await, 4014);
     assert_eq!(keyed.close_code().await, 4014);
@@ -405,25 +356,16 @@ async fn key_sockets_receive_only_what_their_scopes_read(app: TestApp) {
     narrow.skip_presence = false;
     wide.skip_presence = false;
     // Bob joins, comes online and types; alice renames the conversation and writes.
-    app.post(
-        &format!("/api/v1/conversations/{conv}/participants"),
-        &alice.token,
-        json!({"user_id": bob.id}),
-    )
-    .await
-    .expect(201);
+    app.add_participant(&conv, &alice, &bob.id).await;
     let (_bobs, _) = Ws::identify(&app, &bob.token).await;
-    app.post_empty(&format!("/api/v1/conversations/{conv}/typing"), &bob.token)
-        .await
-        .expect(204);
-    app.patch(
-        &format!("/api/v1/conversations/{conv}"),
-        &alice.token,
-        json!({"name": "Renamed"}),
-    )
-    .await
-    .expect(200);
-    let m = app.send_message(&conv, &alice, "hello").await.expect(201);
+    app.expect_all([
+        bob.post_empty(&conv_path(&conv, "/typing")).is(204),
+        alice
+            .patch(&conv_path(&conv, ""), json!({"name": "Renamed"}))
+            .is(200),
+    ])
+    .await;
+    let m = app.says(&conv, &alice, "hello").await;
     // messages:read alone: typing and the message, nothing about conversations or presence.
     assert_eq!(next(&mut narrow).await.0, "TYPING_START");
     let (t, d) = next(&mut narrow).await;

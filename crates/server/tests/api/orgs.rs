@@ -1,6 +1,7 @@
 //! AZ-1, AZ-2, AZ-6: orgs, roles, invites, teams, the matrix, and that nothing crosses orgs.
 
 use crate::both_backends;
+use crate::cases::Caller;
 use crate::fixtures::{Rivals, Team};
 use crate::helpers::*;
 use serde_json::json;
@@ -20,24 +21,19 @@ both_backends!(
 /// AUTH-4a: once the org requires 2FA only an owner turns it off. DATA-5: only owners change
 /// `audit_retention_days`, never below 30 days, and the change is in the server's chain.
 async fn only_owners_relax_2fa_and_change_audit_retention(app: TestApp) {
-    let Team {
-        owner,
-        members: [admin],
-        org,
-    } = app.team("owner", "Acme", [("admin1", "admin")]).await;
+    let Team(owner, [admin], org) = app.team("owner", "Acme", [("admin1", "admin")]).await;
     crate::mfa::enable_2fa(&app, &owner).await;
     crate::mfa::enable_2fa(&app, &admin).await;
     let o = format!("/api/v1/orgs/{org}");
-    app.patch(&o, &owner.token, json!({"require_2fa": true}))
-        .await
-        .expect(200);
-    // The admin may rename the org, but not lift the requirement.
-    app.patch(&o, &admin.token, json!({"name": "Acme 2"}))
-        .await
-        .expect(200);
-    app.patch(&o, &admin.token, json!({"require_2fa": false}))
-        .await
-        .expect_error(403, "owner_required");
+    app.expect_all([
+        owner.patch(&o, json!({"require_2fa": true})).is(200),
+        // The admin may rename the org, but not lift the requirement.
+        admin.patch(&o, json!({"name": "Acme 2"})).is(200),
+        admin
+            .patch(&o, json!({"require_2fa": false}))
+            .err(403, "owner_required"),
+    ])
+    .await;
     let now = app.get(&o, &owner.token).await.expect(200);
     assert_eq!(now.body["require_2fa"], true);
     // Audit retention: owners only, 30 days at least (null keeps everything).
@@ -51,20 +47,17 @@ async fn only_owners_relax_2fa_and_change_audit_retention(app: TestApp) {
             .expect_error(422, "below_floor");
         assert_eq!(r.field(), Some("/audit_retention_days"));
     }
-    app.patch(&o, &owner.token, json!({"audit_retention_days": 30}))
-        .await
-        .expect(200);
-    app.patch(&o, &owner.token, json!({"audit_retention_days": null}))
-        .await
-        .expect(200);
-    // The admin may still send the unchanged value with other settings.
-    app.patch(
-        &o,
-        &admin.token,
-        json!({"name": "Acme 3", "audit_retention_days": null}),
-    )
-    .await
-    .expect(200);
+    app.expect_all([
+        owner.patch(&o, json!({"audit_retention_days": 30})).is(200),
+        owner
+            .patch(&o, json!({"audit_retention_days": null}))
+            .is(200),
+        // The admin may still send the unchanged value with other settings.
+        admin
+            .patch(&o, json!({"name": "Acme 3", "audit_retention_days": null}))
+            .is(200),
+    ])
+    .await;
     let rows = app
         .items(
             "/api/v1/admin/audit?event=org.audit_retention_changed",
@@ -92,12 +85,13 @@ async fn the_audit_retention_floor_can_be_raised(app: TestApp) {
     let owner = app.user("owner").await;
     let org = app.org(&owner, "Acme").await;
     let o = format!("/api/v1/orgs/{org}");
-    app.patch(&o, &owner.token, json!({"audit_retention_days": 60}))
-        .await
-        .expect_error(422, "below_floor");
-    app.patch(&o, &owner.token, json!({"audit_retention_days": 90}))
-        .await
-        .expect(200);
+    app.expect_all([
+        owner
+            .patch(&o, json!({"audit_retention_days": 60}))
+            .err(422, "below_floor"),
+        owner.patch(&o, json!({"audit_retention_days": 90})).is(200),
+    ])
+    .await;
     let mut config = conclave_server::config::Config::default();
     config.retention.audit_retention_floor_days = 7;
     assert!(
@@ -107,16 +101,8 @@ async fn the_audit_retention_floor_can_be_raised(app: TestApp) {
 }
 
 async fn orgs_are_isolated(app: TestApp) {
-    let Rivals {
-        alice,
-        mallory,
-        org,
-        evil: other,
-    } = app.rivals().await;
-    let got = app
-        .get(&format!("/api/v1/orgs/{org}"), &alice.token)
-        .await
-        .expect(200);
+    let Rivals(alice, mallory, org, other) = app.rivals().await;
+    let got = app.get(&org_path(&org, ""), &alice.token).await.expect(200);
     assert_eq!(got.body["role"], "owner");
     assert_eq!(got.body["name"], "Acme");
     // Every org route answers 404 to a non-member: existence is not leaked.
@@ -130,45 +116,36 @@ async fn orgs_are_isolated(app: TestApp) {
             .await
             .expect_error(404, "not_found");
     }
-    app.patch(
-        &format!("/api/v1/orgs/{org}"),
-        &mallory.token,
-        json!({"name": "Pwned"}),
-    )
-    .await
-    .expect_error(404, "not_found");
-    app.delete(&format!("/api/v1/orgs/{org}"), &mallory.token)
-        .await
-        .expect_error(404, "not_found");
-    app.post(
-        &format!("/api/v1/orgs/{org}/members"),
-        &mallory.token,
-        json!({"user_id": mallory.id, "role": "owner"}),
-    )
-    .await
-    .expect_error(404, "not_found");
-    app.post(
-        &format!("/api/v1/orgs/{org}/invites"),
-        &mallory.token,
-        json!({}),
-    )
-    .await
-    .expect_error(404, "not_found");
-    app.post(
-        &format!("/api/v1/orgs/{org}/conversations"),
-        &mallory.token,
-        json!({"kind": "group", "name": "x"}),
-    )
-    .await
-    .expect_error(404, "not_found");
+    app.expect_all([
+        mallory
+            .patch(&org_path(&org, ""), json!({"name": "Pwned"}))
+            .err(404, "not_found"),
+        mallory.delete(&org_path(&org, "")).err(404, "not_found"),
+        mallory
+            .post(
+                &org_path(&org, "/members"),
+                json!({"user_id": mallory.id, "role": "owner"}),
+            )
+            .err(404, "not_found"),
+        mallory
+            .post(&org_path(&org, "/invites"), json!({}))
+            .err(404, "not_found"),
+        mallory
+            .post(
+                &org_path(&org, "/conversations"),
+                json!({"kind": "group", "name": "x"}),
+            )
+            .err(404, "not_found"),
+    ])
+    .await;
     // A random id is indistinguishable from another org's id.
     let random = uuid::Uuid::now_v7();
     let a = app
-        .get(&format!("/api/v1/orgs/{random}"), &mallory.token)
+        .get(&org_path(&random.to_string(), ""), &mallory.token)
         .await
         .expect(404);
     let b = app
-        .get(&format!("/api/v1/orgs/{org}"), &mallory.token)
+        .get(&org_path(&org, ""), &mallory.token)
         .await
         .expect(404);
     assert_eq!(a.body["error"]["message"], b.body["error"]["message"]);
@@ -204,36 +181,21 @@ async fn roles_decide_who_manages_members(app: TestApp) {
     let members = format!("/api/v1/orgs/{org}/members");
     // Members and viewers cannot invite; admins cannot grant owner (AZ-7).
     let invites = format!("/api/v1/orgs/{org}/invites");
-    for who in [&member, &viewer] {
-        app.post(&invites, &who.token, json!({"role": "member"}))
-            .await
-            .expect_error(403, "forbidden");
-    }
-    app.post(&invites, &admin.token, json!({"role": "owner"}))
-        .await
-        .expect_error(403, "forbidden");
-    app.post(&invites, &admin.token, json!({"role": "superuser"}))
-        .await
-        .expect(422);
-    // Nobody but a server admin adds an account without its consent, whatever their role.
-    for who in [&owner, &admin, &member] {
-        app.post(
-            &members,
-            &who.token,
-            json!({"user_id": newbie.id, "role": "member"}),
-        )
-        .await
-        .expect_error(403, "forbidden");
-    }
-    assert_eq!(
-        app.get(&members, &owner.token)
-            .await
-            .expect(200)
-            .items()
-            .len(),
-        4,
-        "nobody was added"
-    );
+    let role = |role: &str| json!({ "role": role });
+    let add = json!({"user_id": newbie.id, "role": "member"});
+    app.expect_all([
+        member.post(&invites, role("member")).err(403, "forbidden"),
+        viewer.post(&invites, role("member")).err(403, "forbidden"),
+        admin.post(&invites, role("owner")).err(403, "forbidden"),
+        admin.post(&invites, role("superuser")).is(422),
+        // Nobody but a server admin adds an account without its consent, whatever their role.
+        owner.post(&members, add.clone()).err(403, "forbidden"),
+        admin.post(&members, add.clone()).err(403, "forbidden"),
+        member.post(&members, add).err(403, "forbidden"),
+    ])
+    .await;
+    let listed = app.items(&members, &owner.token).await;
+    assert_eq!(listed.len(), 4, "nobody was added");
     let direct_path = format!("/api/v1/admin/orgs/{org}/members");
     let direct = |body: serde_json::Value| app.post(&direct_path, ADMIN_TOKEN, body);
     direct(json!({"username": "newbie", "role": "member"}))
@@ -261,111 +223,77 @@ async fn roles_decide_who_manages_members(app: TestApp) {
         .expect(200);
     assert_eq!(m.body["role"], "member");
     // Viewers cannot change org settings; admins can.
-    app.patch(
-        &format!("/api/v1/orgs/{org}"),
-        &member.token,
-        json!({"name": "Nope"}),
-    )
-    .await
-    .expect_error(403, "forbidden");
+    app.update_org(&org, &member, json!({"name": "Nope"}))
+        .await
+        .expect_error(403, "forbidden");
     let o = app
-        .patch(
-            &format!("/api/v1/orgs/{org}"),
-            &admin.token,
+        .update_org(
+            &org,
+            &admin,
             json!({"name": "Acme Inc", "message_retention_days": 30, "erasure": "anonymise"}),
         )
         .await
         .expect(200);
     assert_eq!(o.body["name"], "Acme Inc");
     assert_eq!(o.body["message_retention_days"], 30);
-    app.patch(
-        &format!("/api/v1/orgs/{org}"),
-        &admin.token,
-        json!({"message_retention_days": 0}),
-    )
-    .await
-    .expect(422);
+    app.update_org(&org, &admin, json!({"message_retention_days": 0}))
+        .await
+        .expect(422);
     let cleared = app
-        .patch(
-            &format!("/api/v1/orgs/{org}"),
-            &admin.token,
-            json!({"message_retention_days": null}),
-        )
+        .update_org(&org, &admin, json!({"message_retention_days": null}))
         .await
         .expect(200);
     assert!(cleared.body["message_retention_days"].is_null());
     // The owner has no 2FA, so they cannot require it (see `api::mfa::org_enforced_2fa`).
-    app.patch(
-        &format!("/api/v1/orgs/{org}"),
-        &owner.token,
-        json!({"require_2fa": true}),
-    )
-    .await
-    .expect_error(409, "mfa_required_for_owner");
-    // Only owners delete.
-    app.delete(&format!("/api/v1/orgs/{org}"), &admin.token)
-        .await
-        .expect_error(403, "forbidden");
-    // Any member may leave.
-    app.delete(&format!("{members}/{}", member.id), &member.token)
-        .await
-        .expect(204);
-    app.get(&format!("/api/v1/orgs/{org}"), &member.token)
-        .await
-        .expect(404);
-    app.delete(&format!("/api/v1/orgs/{org}"), &owner.token)
-        .await
-        .expect(204);
-    app.get(&format!("/api/v1/orgs/{org}"), &owner.token)
-        .await
-        .expect(404);
+    app.expect_all([
+        owner
+            .patch(&org_path(&org, ""), json!({"require_2fa": true}))
+            .err(409, "mfa_required_for_owner"),
+        // Only owners delete.
+        admin.delete(&org_path(&org, "")).err(403, "forbidden"),
+        // Any member may leave.
+        member.delete(&format!("{members}/{}", member.id)).is(204),
+        member.get(&org_path(&org, "")).is(404),
+        owner.delete(&org_path(&org, "")).is(204),
+        owner.get(&org_path(&org, "")).is(404),
+    ])
+    .await;
 }
 
 async fn last_owner_is_protected_and_ownership_transfers(app: TestApp) {
-    let Team {
-        owner,
-        members: [admin],
-        org,
-    } = app.team("owner", "Acme", [("admin1", "admin")]).await;
+    let Team(owner, [admin], org) = app.team("owner", "Acme", [("admin1", "admin")]).await;
     let members = format!("/api/v1/orgs/{org}/members");
     app.set_role(&org, &owner, &owner, "admin")
         .await
         .expect_error(409, "last_owner");
-    app.delete(&format!("{members}/{}", owner.id), &owner.token)
-        .await
-        .expect_error(409, "last_owner");
-    app.post(
-        &format!("/api/v1/orgs/{org}/transfer"),
-        &admin.token,
-        json!({"user_id": admin.id}),
-    )
-    .await
-    .expect_error(403, "forbidden");
+    app.expect_all([
+        owner
+            .delete(&format!("{members}/{}", owner.id))
+            .err(409, "last_owner"),
+        admin
+            .post(&org_path(&org, "/transfer"), json!({"user_id": admin.id}))
+            .err(403, "forbidden"),
+    ])
+    .await;
     let stranger = app.user("stranger").await;
-    app.post(
-        &format!("/api/v1/orgs/{org}/transfer"),
-        &owner.token,
-        json!({"user_id": stranger.id}),
-    )
-    .await
-    .expect_error(422, "not_a_member");
-    app.post(
-        &format!("/api/v1/orgs/{org}/transfer"),
-        &owner.token,
-        json!({"user_id": admin.id}),
-    )
-    .await
-    .expect(204);
+    app.expect_all([
+        owner
+            .post(
+                &org_path(&org, "/transfer"),
+                json!({"user_id": stranger.id}),
+            )
+            .err(422, "not_a_member"),
+        owner
+            .post(&org_path(&org, "/transfer"), json!({"user_id": admin.id}))
+            .is(204),
+    ])
+    .await;
     assert_eq!(
-        app.get(&format!("/api/v1/orgs/{org}"), &admin.token)
-            .await
-            .body["role"],
+        app.get(&org_path(&org, ""), &admin.token).await.body["role"],
         "owner"
     );
     assert_eq!(
-        app.get(&format!("/api/v1/orgs/{org}"), &owner.token)
-            .await
-            .body["role"],
+        app.get(&org_path(&org, ""), &owner.token).await.body["role"],
         "admin"
     );
     // Two owners: one may step down.
@@ -378,28 +306,19 @@ async fn last_owner_is_protected_and_ownership_transfers(app: TestApp) {
 }
 
 async fn invites_join_and_expire(app: TestApp) {
-    let Team {
-        owner,
-        members: [member],
-        org,
-    } = app.team("owner", "Acme", [("member1", "member")]).await;
+    let Team(owner, [member], org) = app.team("owner", "Acme", [("member1", "member")]).await;
     let invites = format!("/api/v1/orgs/{org}/invites");
-    app.post(&invites, &member.token, json!({}))
-        .await
-        .expect_error(403, "forbidden");
-    app.post(&invites, &owner.token, json!({"max_uses": 0}))
-        .await
-        .expect(422);
-    app.post(
-        &invites,
-        &owner.token,
-        json!({"expires_at": "2001-01-01T00:00:00Z"}),
-    )
-    .await
-    .expect(422);
-    app.post(&invites, &owner.token, json!({"expires_at": "yesterday"}))
-        .await
-        .expect(422);
+    app.expect_all([
+        member.post(&invites, json!({})).err(403, "forbidden"),
+        owner.post(&invites, json!({"max_uses": 0})).is(422),
+        owner
+            .post(&invites, json!({"expires_at": "2001-01-01T00:00:00Z"}))
+            .is(422),
+        owner
+            .post(&invites, json!({"expires_at": "yesterday"}))
+            .is(422),
+    ])
+    .await;
     let inv = app
         .post(
             &invites,
@@ -437,18 +356,13 @@ async fn invites_join_and_expire(app: TestApp) {
     app.join(&third, &exp)
         .await
         .expect_error(422, "invite_invalid");
-    app.get(&format!("/api/v1/orgs/{org}"), &third.token)
-        .await
-        .expect(404);
+    app.get(&org_path(&org, ""), &third.token).await.expect(404);
 }
 
 async fn teams_belong_to_one_org(app: TestApp) {
-    let owner = app.user("owner").await;
-    let member = app.user("member1").await;
+    let Team(owner, [member], org) = app.team("owner", "Acme", [("member1", "member")]).await;
     let outsider = app.user("outsider").await;
-    let org = app.org(&owner, "Acme").await;
     let other = app.org(&outsider, "Other").await;
-    app.add_member(&org, &owner, &member, "member").await;
     let teams = format!("/api/v1/orgs/{org}/teams");
     app.post(&teams, &member.token, json!({"name": "Eng"}))
         .await
@@ -458,12 +372,13 @@ async fn teams_belong_to_one_org(app: TestApp) {
         .await
         .expect(201)
         .id();
-    app.post(&teams, &owner.token, json!({"name": "Eng"}))
-        .await
-        .expect_error(409, "team_name_taken");
-    app.post(&teams, &owner.token, json!({"name": ""}))
-        .await
-        .expect(422);
+    app.expect_all([
+        owner
+            .post(&teams, json!({"name": "Eng"}))
+            .err(409, "team_name_taken"),
+        owner.post(&teams, json!({"name": ""})).is(422),
+    ])
+    .await;
     let t = app
         .post(
             &format!("{teams}/{team}/members/{}", member.id),
@@ -474,21 +389,22 @@ async fn teams_belong_to_one_org(app: TestApp) {
         .expect(200);
     assert_eq!(t.body["member_ids"][0], member.id.as_str());
     // Not an org member: cannot be added to a team.
-    app.post(
-        &format!("{teams}/{team}/members/{}", outsider.id),
-        &owner.token,
-        json!({}),
-    )
-    .await
-    .expect(404);
-    // The team is not reachable through another org's path.
-    app.post(
-        &format!("/api/v1/orgs/{other}/teams/{team}/members/{}", outsider.id),
-        &outsider.token,
-        json!({}),
-    )
-    .await
-    .expect(404);
+    app.expect_all([
+        owner
+            .post(
+                &format!("{teams}/{team}/members/{}", outsider.id),
+                json!({}),
+            )
+            .is(404),
+        // The team is not reachable through another org's path.
+        outsider
+            .post(
+                &format!("/api/v1/orgs/{other}/teams/{team}/members/{}", outsider.id),
+                json!({}),
+            )
+            .is(404),
+    ])
+    .await;
     let list = app.get(&teams, &member.token).await.expect(200);
     assert_eq!(list.items().len(), 1);
     app.delete(
@@ -508,16 +424,9 @@ async fn teams_belong_to_one_org(app: TestApp) {
 }
 
 async fn matrix_reflects_policy(app: TestApp) {
-    let Team {
-        owner: _,
-        members: [viewer],
-        org,
-    } = app.team("owner", "Acme", [("viewer1", "viewer")]).await;
+    let Team(_, [viewer], org) = app.team("owner", "Acme", [("viewer1", "viewer")]).await;
     let m = app
-        .get(
-            &format!("/api/v1/orgs/{org}/permissions/matrix"),
-            &viewer.token,
-        )
+        .get(&org_path(&org, "/permissions/matrix"), &viewer.token)
         .await
         .expect(200);
     let row = |action: &str| {
@@ -546,7 +455,7 @@ async fn matrix_reflects_policy(app: TestApp) {
         .contains(&json!("create_conversation")));
     // And it is enforced: the viewer's write is refused.
     app.post(
-        &format!("/api/v1/orgs/{org}/conversations"),
+        &org_path(&org, "/conversations"),
         &viewer.token,
         json!({"kind": "group", "name": "x"}),
     )
@@ -555,20 +464,13 @@ async fn matrix_reflects_policy(app: TestApp) {
 }
 
 async fn removing_a_member_removes_their_participations(app: TestApp) {
-    let Team {
-        owner,
-        members: [member],
-        org,
-    } = app.team("owner", "Acme", [("member1", "member")]).await;
+    let Team(owner, [member], org) = app.team("owner", "Acme", [("member1", "member")]).await;
     let conv = app.group(&org, &member, &[&owner], json!("private")).await;
-    app.send_message(&conv, &member, "hello").await.expect(201);
+    app.says(&conv, &member, "hello").await;
     app.remove_member(&org, &owner, &member.id).await;
-    app.get(
-        &format!("/api/v1/conversations/{conv}/messages"),
-        &member.token,
-    )
-    .await
-    .expect(404);
+    app.get(&conv_path(&conv, "/messages"), &member.token)
+        .await
+        .expect(404);
     let convs = app
         .get("/api/v1/conversations", &member.token)
         .await
@@ -576,10 +478,7 @@ async fn removing_a_member_removes_their_participations(app: TestApp) {
     assert_eq!(convs.items().len(), 0);
     // The conversation they owned passed to the remaining participant.
     let parts = app
-        .get(
-            &format!("/api/v1/conversations/{conv}/participants"),
-            &owner.token,
-        )
+        .get(&conv_path(&conv, "/participants"), &owner.token)
         .await
         .expect(200);
     let items = parts.body["items"].as_array().unwrap();

@@ -5,6 +5,7 @@
 //! is tried on a fresh conversation or org, so one try cannot spoil the next.
 
 use crate::both_backends;
+use crate::cases::{delete, get, patch, post, post_empty};
 use crate::helpers::*;
 use conclave_server::config::OnOff;
 use reqwest::Method;
@@ -50,6 +51,7 @@ const ORG_ACTIONS: &[&str] = &[
     "set_key_tier",
     "view_audit",
     "manage_security",
+    "manage_webhooks",
 ];
 
 /// How a caller authenticates.
@@ -93,14 +95,7 @@ const READ_SCOPES: &[&str] = &["messages:read", "conversations:read", "org:read"
 
 fn scopes(write: bool) -> Vec<&'static str> {
     if write {
-        vec![
-            "messages:read",
-            "messages:write",
-            "conversations:read",
-            "conversations:admin",
-            "org:read",
-            "org:admin",
-        ]
+        crate::keys::ALL_SCOPES[..6].to_vec()
     } else {
         READ_SCOPES.to_vec()
     }
@@ -112,30 +107,13 @@ async fn make_key(app: &TestApp, owner: &User, org: &str, write: bool) -> Auth {
 }
 
 async fn make_bot(app: &TestApp, org: &str, by: &User) -> (String, Auth) {
-    let res = app
-        .post(
-            &format!("/api/v1/orgs/{org}/bots"),
-            &by.token,
-            json!({"name": "probe"}),
-        )
-        .await
-        .expect(201);
-    (
-        res.body["user_id"].as_str().unwrap().to_owned(),
-        Auth::Bot(res.body["token"].as_str().unwrap().to_owned()),
-    )
+    let bot = crate::bots::make_bot(app, org, by, json!({"name": "probe"})).await;
+    (bot.user_id, Auth::Bot(bot.token))
 }
 
 async fn impersonate(app: &TestApp, admin: &User, target: &User) -> Auth {
-    let res = app
-        .post(
-            &format!("/api/v1/admin/users/{}/impersonate", target.id),
-            &admin.token,
-            json!({}),
-        )
-        .await
-        .expect(201);
-    Auth::Bearer(res.body["token"].as_str().unwrap().to_owned())
+    let res = app.impersonate(admin, target).await.expect(201);
+    Auth::Bearer(res.string("token"))
 }
 
 /// The people every try needs: an owner who sets things up, the caller, and others to act on.
@@ -187,6 +165,28 @@ fn refused(status: u16, action: &str, participant: bool) -> bool {
     }
 }
 
+/// The server's answer `status` to `action` agrees with the `permissions` listed to `who`: an
+/// action listed succeeds, one left out is refused (`was_refused`).
+fn verdict_matches(
+    who: &impl std::fmt::Debug,
+    action: &str,
+    permissions: &[String],
+    status: u16,
+    was_refused: bool,
+) {
+    if permissions.iter().any(|p| p == action) {
+        assert!(
+            (200..300).contains(&status),
+            "{who:?} is told it may {action}, but the server answers {status}"
+        );
+    } else {
+        assert!(
+            was_refused,
+            "{who:?} is not told it may {action}, but the server answers {status}"
+        );
+    }
+}
+
 /// Tries `action` in conversation `c` as `auth`; answers the status.
 async fn try_conversation_action(
     app: &TestApp,
@@ -198,37 +198,23 @@ async fn try_conversation_action(
 ) -> u16 {
     let base = format!("/api/v1/conversations/{c}");
     let (method, path, body) = match action {
-        "see" => (Method::GET, base.clone(), None),
-        "read" => (Method::GET, format!("{base}/messages"), None),
-        "send_messages" => (
-            Method::POST,
-            format!("{base}/messages"),
-            Some(json!({"content": "probe"})),
-        ),
-        "join" => (Method::POST, format!("{base}/join"), None),
-        "leave" => (Method::POST, format!("{base}/leave"), None),
-        "update" => (
-            Method::PATCH,
-            base.clone(),
-            Some(json!({"name": "renamed"})),
-        ),
-        "delete" => (Method::DELETE, base.clone(), None),
-        "add_participants" => (
-            Method::POST,
+        "see" => get(base.clone()),
+        "read" => get(format!("{base}/messages")),
+        "send_messages" => post(format!("{base}/messages"), json!({"content": "probe"})),
+        "join" => post_empty(format!("{base}/join")),
+        "leave" => post_empty(format!("{base}/leave")),
+        "update" => patch(base.clone(), json!({"name": "renamed"})),
+        "delete" => delete(base.clone()),
+        "add_participants" => post(
             format!("{base}/participants"),
-            Some(json!({"user_id": cast.outsider.id})),
+            json!({"user_id": cast.outsider.id}),
         ),
-        "remove_participants" => (
-            Method::DELETE,
-            format!("{base}/participants/{}", cast.victim.id),
-            None,
-        ),
-        "manage_owners" => (
-            Method::POST,
+        "remove_participants" => delete(format!("{base}/participants/{}", cast.victim.id)),
+        "manage_owners" => post(
             format!("{base}/participants"),
-            Some(json!({"user_id": cast.outsider.id, "role": "owner"})),
+            json!({"user_id": cast.outsider.id, "role": "owner"}),
         ),
-        "delete_any_message" => (Method::DELETE, format!("/api/v1/messages/{message}"), None),
+        "delete_any_message" => delete(format!("/api/v1/messages/{message}")),
         other => panic!("no probe for {other}"),
     };
     app.as_caller(auth, method, &path, body)
@@ -253,18 +239,14 @@ async fn conversation_for(
     let c = app
         .group(&org, &cast.owner, &[&cast.victim], json!("org"))
         .await;
-    let message = app
-        .send_message(&c, &cast.owner, "the owner's")
-        .await
-        .expect(201)
-        .id();
+    let message = app.says(&c, &cast.owner, "the owner's").await.id();
     let (auth, participant_id) = match who {
         ConvCaller::Person(..) => (Auth::Bearer(cast.caller.token.clone()), &cast.caller.id),
         ConvCaller::Bot => {
             let (user_id, auth) = make_bot(app, &org, &cast.owner).await;
             let added = app
                 .post(
-                    &format!("/api/v1/conversations/{c}/participants"),
+                    &conv_path(&c, "/participants"),
                     &cast.owner.token,
                     json!({"user_id": user_id, "role": "member"}),
                 )
@@ -284,7 +266,7 @@ async fn conversation_for(
     };
     if let Some(role) = conv_role {
         app.post(
-            &format!("/api/v1/conversations/{c}/participants"),
+            &conv_path(&c, "/participants"),
             &cast.owner.token,
             json!({"user_id": participant_id, "role": role}),
         )
@@ -326,7 +308,7 @@ async fn conversation_permissions_are_what_the_server_allows(app: TestApp) {
     let mut seen = Vec::new();
     for who in callers {
         let (auth, c, _, _) = conversation_for(&app, &cast, who).await;
-        let permissions = listed(&app, &auth, &format!("/api/v1/conversations/{c}")).await;
+        let permissions = listed(&app, &auth, &conv_path(&c, "")).await;
         for action in &permissions {
             assert!(
                 CONVERSATION_ACTIONS.contains(&action.as_str()),
@@ -337,17 +319,8 @@ async fn conversation_permissions_are_what_the_server_allows(app: TestApp) {
             // A fresh conversation for each try.
             let (auth, c, message, participant) = conversation_for(&app, &cast, who).await;
             let status = try_conversation_action(&app, &auth, &c, action, &cast, &message).await;
-            if permissions.iter().any(|p| p == action) {
-                assert!(
-                    (200..300).contains(&status),
-                    "{who:?} is told it may {action}, but the server answers {status}"
-                );
-            } else {
-                assert!(
-                    refused(status, action, participant),
-                    "{who:?} is not told it may {action}, but the server answers {status}"
-                );
-            }
+            let was_refused = refused(status, action, participant);
+            verdict_matches(&who, action, &permissions, status, was_refused);
         }
         seen.push((format!("{who:?}"), permissions));
     }
@@ -381,67 +354,36 @@ async fn try_org_action(
     let base = format!("/api/v1/orgs/{org}");
     let victim = &cast.victim.id;
     let (method, path, body) = match action {
-        "view_org" => (Method::GET, base.clone(), None),
-        "update_org" => (
-            Method::PATCH,
-            base.clone(),
-            Some(json!({"name": "Renamed"})),
-        ),
-        "delete_org" => (Method::DELETE, base.clone(), None),
-        "transfer_org" => (
-            Method::POST,
-            format!("{base}/transfer"),
-            Some(json!({"user_id": victim})),
-        ),
-        "view_members" => (Method::GET, format!("{base}/members"), None),
-        "manage_members" => (
-            Method::PATCH,
+        "view_org" => get(base.clone()),
+        "update_org" => patch(base.clone(), json!({"name": "Renamed"})),
+        "delete_org" => delete(base.clone()),
+        "transfer_org" => post(format!("{base}/transfer"), json!({"user_id": victim})),
+        "view_members" => get(format!("{base}/members")),
+        "manage_members" => patch(
             format!("{base}/members/{victim}"),
-            Some(json!({"role": "viewer"})),
+            json!({"role": "viewer"}),
         ),
-        "manage_owners" => (
-            Method::PATCH,
-            format!("{base}/members/{victim}"),
-            Some(json!({"role": "owner"})),
-        ),
-        "create_invite" => (Method::POST, format!("{base}/invites"), Some(json!({}))),
-        "view_teams" => (Method::GET, format!("{base}/teams"), None),
-        "manage_teams" => (
-            Method::POST,
-            format!("{base}/teams"),
-            Some(json!({"name": "t"})),
-        ),
-        "create_conversation" => (
-            Method::POST,
+        "manage_owners" => patch(format!("{base}/members/{victim}"), json!({"role": "owner"})),
+        "create_invite" => post(format!("{base}/invites"), json!({})),
+        "view_teams" => get(format!("{base}/teams")),
+        "manage_teams" => post(format!("{base}/teams"), json!({"name": "t"})),
+        "create_conversation" => post(
             format!("{base}/conversations"),
-            Some(json!({"kind": "group", "name": "new"})),
+            json!({"kind": "group", "name": "new"}),
         ),
-        "join_conversation" => (
-            Method::POST,
-            format!("/api/v1/conversations/{conv}/join"),
-            None,
-        ),
-        "administer_conversations" => (
-            Method::PATCH,
+        "join_conversation" => post_empty(format!("/api/v1/conversations/{conv}/join")),
+        "administer_conversations" => patch(
             format!("/api/v1/conversations/{conv}"),
-            Some(json!({"name": "administered"})),
+            json!({"name": "administered"}),
         ),
-        "manage_bots" => (
-            Method::POST,
-            format!("{base}/bots"),
-            Some(json!({"name": "b"})),
-        ),
-        "set_key_tier" => (
-            Method::POST,
+        "manage_bots" => post(format!("{base}/bots"), json!({"name": "b"})),
+        "set_key_tier" => post(
             "/api/v1/api-keys".to_owned(),
-            Some(json!({"name": "k", "org_id": org, "scopes": ["org:read"], "tier": "team"})),
+            json!({"name": "k", "org_id": org, "scopes": ["org:read"], "tier": "team"}),
         ),
-        "view_audit" => (Method::GET, format!("{base}/audit"), None),
-        "manage_security" => (
-            Method::PATCH,
-            base.clone(),
-            Some(json!({"audit_retention_days": 90})),
-        ),
+        "view_audit" => get(format!("{base}/audit")),
+        "manage_webhooks" => get(format!("{base}/webhooks")),
+        "manage_security" => patch(base.clone(), json!({"audit_retention_days": 90})),
         other => panic!("no probe for {other}"),
     };
     app.as_caller(auth, method, &path, body)
@@ -481,21 +423,11 @@ async fn org_permissions_are_what_the_server_allows(app: TestApp) {
     ];
     for who in callers {
         let (auth, org, _) = org_for(&app, &cast, who).await;
-        let permissions = listed(&app, &auth, &format!("/api/v1/orgs/{org}")).await;
+        let permissions = listed(&app, &auth, &org_path(&org, "")).await;
         for action in ORG_ACTIONS {
             let (auth, org, conv) = org_for(&app, &cast, who).await;
             let status = try_org_action(&app, &auth, &org, &conv, action, &cast).await;
-            if permissions.iter().any(|p| p == action) {
-                assert!(
-                    (200..300).contains(&status),
-                    "{who:?} is told it may {action}, but the server answers {status}"
-                );
-            } else {
-                assert_eq!(
-                    status, 403,
-                    "{who:?} is not told it may {action}, but the server answers {status}"
-                );
-            }
+            verdict_matches(&who, action, &permissions, status, status == 403);
         }
         match who {
             OrgCaller::Person("owner") => assert_eq!(permissions, ORG_ACTIONS),
@@ -520,10 +452,7 @@ async fn org_permissions_are_what_the_server_allows(app: TestApp) {
 async fn permissions_are_listed_wherever_the_objects_are_returned(app: TestApp) {
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
-    let created = app
-        .post("/api/v1/orgs", &alice.token, json!({"name": "Acme"}))
-        .await
-        .expect(201);
+    let created = app.create_org(&alice, "Acme").await.expect(201);
     assert_eq!(
         created.body["permissions"].as_array().unwrap().len(),
         ORG_ACTIONS.len()
@@ -540,17 +469,13 @@ async fn permissions_are_listed_wherever_the_objects_are_returned(app: TestApp) 
         .unwrap()
         .contains(&json!("create_invite")));
     let patched = app
-        .patch(
-            &format!("/api/v1/orgs/{org}"),
-            &alice.token,
-            json!({"name": "Acme 2"}),
-        )
+        .update_org(&org, &alice, json!({"name": "Acme 2"}))
         .await
         .expect(200);
     assert!(patched.body["permissions"].is_array());
     let conv = app
         .post(
-            &format!("/api/v1/orgs/{org}/conversations"),
+            &org_path(&org, "/conversations"),
             &alice.token,
             json!({"kind": "group", "name": "g", "visibility": "org"}),
         )
@@ -560,10 +485,7 @@ async fn permissions_are_listed_wherever_the_objects_are_returned(app: TestApp) 
     // permissions; the reads do.
     assert!(conv.body.get("permissions").is_none());
     let c = conv.id();
-    let one = app
-        .get(&format!("/api/v1/conversations/{c}"), &alice.token)
-        .await
-        .expect(200);
+    let one = app.get(&conv_path(&c, ""), &alice.token).await.expect(200);
     assert!(one.body["permissions"]
         .as_array()
         .unwrap()
@@ -578,19 +500,12 @@ async fn permissions_are_listed_wherever_the_objects_are_returned(app: TestApp) 
         .unwrap()
         .contains(&json!("remove_participants")));
     let archived = app
-        .patch(
-            &format!("/api/v1/conversations/{c}"),
-            &alice.token,
-            json!({"archived": true}),
-        )
+        .update_conversation(&c, &alice, json!({"archived": true}))
         .await
         .expect(200);
     assert!(archived.body.get("permissions").is_none());
     // Archived: nobody sends or adds people any more, and the list says so at once.
-    let again = app
-        .get(&format!("/api/v1/conversations/{c}"), &alice.token)
-        .await
-        .expect(200);
+    let again = app.get(&conv_path(&c, ""), &alice.token).await.expect(200);
     let after = again.body["permissions"].as_array().unwrap();
     assert!(!after.contains(&json!("send_messages")));
     assert!(!after.contains(&json!("add_participants")));

@@ -23,10 +23,7 @@ async fn the_export_holds_everything_about_the_caller_and_no_secret(app: TestApp
     let admin = app.bootstrap().await;
     let Acme { alice, bob, org } = app.acme().await;
     let conv = app.group(&org, &alice, &[&bob], json!("org")).await;
-    let first = app
-        .send_message(&conv, &alice, "alice one")
-        .await
-        .expect(201);
+    let first = app.says(&conv, &alice, "alice one").await;
     app.patch(
         &format!("/api/v1/messages/{}", first.id()),
         &alice.token,
@@ -34,18 +31,10 @@ async fn the_export_holds_everything_about_the_caller_and_no_secret(app: TestApp
     )
     .await
     .expect(200);
-    app.send_message(&conv, &alice, "alice two")
-        .await
-        .expect(201);
-    app.send_message(&conv, &bob, "bob's own words")
-        .await
-        .expect(201);
-    let (_, key) = make_key(
-        &app,
-        &alice,
-        json!({ "name": "ci", "org_id": org, "scopes": ["messages:read"] }),
-    )
-    .await;
+    app.says(&conv, &alice, "alice two").await;
+    app.says(&conv, &bob, "bob's own words").await;
+    let spec = json!({ "name": "ci", "org_id": org, "scopes": ["messages:read"] });
+    let (_, key) = make_key(&app, &alice, spec).await;
     let (secret, recovery) = enable_2fa(&app, &alice).await;
 
     let res = app
@@ -64,12 +53,7 @@ async fn the_export_holds_everything_about_the_caller_and_no_secret(app: TestApp
     assert_eq!(e["memberships"].as_array().unwrap().len(), 1);
     assert_eq!(e["memberships"][0]["role"], "owner");
     assert_eq!(e["conversations"][0]["id"], json!(conv));
-    let contents: Vec<&str> = e["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap())
-        .collect();
+    let contents: Vec<&str> = pluck(&e["messages"], "content");
     assert_eq!(
         contents,
         vec!["alice one, edited", "alice two"],
@@ -77,20 +61,16 @@ async fn the_export_holds_everything_about_the_caller_and_no_secret(app: TestApp
     );
     assert!(!e["sessions"].as_array().unwrap().is_empty());
     assert_eq!(e["api_keys"].as_array().unwrap().len(), 1);
-    let events: Vec<&str> = e["audit_events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["event"].as_str().unwrap())
-        .collect();
-    for expected in [
-        "user.registered",
-        "auth.login",
-        "org.created",
-        "totp.enabled",
-    ] {
-        assert!(events.contains(&expected), "{expected} in {events:?}");
-    }
+    let events: Vec<&str> = pluck(&e["audit_events"], "event");
+    assert_includes(
+        &events,
+        &[
+            "user.registered",
+            "auth.login",
+            "org.created",
+            "totp.enabled",
+        ],
+    );
     let text = e.to_string();
     let base32 = secrecy::ExposeSecret::expose_secret(&secret.base32()).to_owned();
     for secret_text in [
@@ -128,7 +108,8 @@ async fn the_export_holds_everything_about_the_caller_and_no_secret(app: TestApp
     let _ = code_at;
 }
 
-async fn erase(app: &TestApp, token: &str, body: Value) -> Res {
+/// `DELETE /users/@me` with `token` and `body`.
+pub async fn erase(app: &TestApp, token: &str, body: Value) -> Res {
     app.call(Method::DELETE, "/api/v1/users/@me", Some(token), Some(body))
         .await
 }
@@ -166,12 +147,8 @@ async fn erasure_needs_the_password_and_the_second_factor(app: TestApp) {
         json!({ "password": PASSWORD, "code": "000000" }),
     )
     .await;
-    let (_, key) = make_key(
-        &app,
-        &alice,
-        json!({ "name": "k", "org_id": org, "scopes": ["org:admin"] }),
-    )
-    .await;
+    let spec = json!({ "name": "k", "org_id": org, "scopes": ["org:admin"] });
+    let (_, key) = make_key(&app, &alice, spec).await;
     erase(
         &app,
         &key,
@@ -207,43 +184,22 @@ async fn erasure_needs_the_password_and_the_second_factor(app: TestApp) {
 
 async fn erasure_follows_each_orgs_policy_and_removes_the_account(app: TestApp) {
     let _admin = app.bootstrap().await;
-    let owner = app.user("owner").await;
-    let alice = app.user("alice").await;
-    let tomb = app.org(&owner, "Tombstones").await;
-    let anon = app.org(&owner, "Anonymous").await;
-    app.patch(
-        &format!("/api/v1/orgs/{anon}"),
-        &owner.token,
-        json!({ "erasure": "anonymise" }),
-    )
-    .await
-    .expect(200);
+    let crate::fixtures::ErasureOrgs(owner, alice, tomb, anon) = app.erasure_orgs().await;
     let mut convs = Vec::new();
     for org in [&tomb, &anon] {
-        app.add_member(org, &owner, &alice, "member").await;
         let conv = app.group(org, &owner, &[&alice], json!("org")).await;
-        app.send_message(&conv, &alice, "words of alice")
-            .await
-            .expect(201);
-        app.send_message(&conv, &owner, "words of owner")
-            .await
-            .expect(201);
+        app.says(&conv, &alice, "words of alice").await;
+        app.says(&conv, &owner, "words of owner").await;
         convs.push(conv);
     }
-    let (_, key) = make_key(
-        &app,
-        &alice,
-        json!({ "name": "k", "org_id": tomb, "scopes": ["messages:read"] }),
-    )
-    .await;
+    let spec = json!({ "name": "k", "org_id": tomb, "scopes": ["messages:read"] });
+    let (_, key) = make_key(&app, &alice, spec).await;
     erase(&app, &alice.token, json!({ "password": PASSWORD }))
         .await
         .expect(204);
 
     // Credentials are gone: the session, the key, the password.
-    app.get("/api/v1/users/@me", &alice.token)
-        .await
-        .expect_error(401, "invalid_token");
+    app.assert_signed_out(&alice.token).await;
     app.get("/api/v1/users/@me", &key).await.expect(401);
     app.login("alice", PASSWORD)
         .await
@@ -253,11 +209,8 @@ async fn erasure_follows_each_orgs_policy_and_removes_the_account(app: TestApp) 
         let app = &app;
         let owner = &owner;
         async move {
-            app.items(
-                &format!("/api/v1/conversations/{conv}/messages"),
-                &owner.token,
-            )
-            .await
+            app.items(&conv_path(&conv, "/messages"), &owner.token)
+                .await
         }
     };
     let in_tomb = read(convs[0].clone()).await;
@@ -302,9 +255,7 @@ async fn erasure_follows_each_orgs_policy_and_removes_the_account(app: TestApp) 
     let bob = app.user("bob").await;
     app.add_member(&anon, &owner, &bob, "member").await;
     let bobs_conv = app.group(&anon, &owner, &[&bob], json!("org")).await;
-    app.send_message(&bobs_conv, &bob, "words of bob")
-        .await
-        .expect(201);
+    app.says(&bobs_conv, &bob, "words of bob").await;
     erase(&app, &bob.token, json!({ "password": PASSWORD }))
         .await
         .expect(204);
@@ -320,20 +271,16 @@ async fn erasure_follows_each_orgs_policy_and_removes_the_account(app: TestApp) 
     // No longer a member anywhere; the name is free again.
     for org in [&tomb, &anon] {
         let members = app
-            .get(&format!("/api/v1/orgs/{org}/members"), &owner.token)
+            .get(&org_path(org, "/members"), &owner.token)
             .await
             .expect(200);
         assert!(!members.body.to_string().contains(&alice.id));
     }
     app.user("alice").await;
     // An erased account stays off: it cannot be re-enabled.
-    app.patch(
-        &format!("/api/v1/admin/users/{}", alice.id),
-        ADMIN_TOKEN,
-        json!({ "disabled": false }),
-    )
-    .await
-    .expect_error(409, "account_erased");
+    app.update_user(ADMIN_TOKEN, &alice, json!({ "disabled": false }))
+        .await
+        .expect_error(409, "account_erased");
     // Audited, and the chain still verifies.
     let rows = app.audit_of("user.erased").await;
     let hers = rows.body["items"]
@@ -354,9 +301,7 @@ async fn the_only_owner_of_an_org_cannot_erase_the_account(app: TestApp) {
     let alice = app.user("alice").await;
     let org = app.org(&alice, "Mine").await;
     let conv = app.group(&org, &alice, &[], json!("org")).await;
-    app.send_message(&conv, &alice, "still here")
-        .await
-        .expect(201);
+    app.says(&conv, &alice, "still here").await;
     erase(&app, &alice.token, json!({ "password": PASSWORD }))
         .await
         .expect_error(409, "last_owner");
@@ -397,7 +342,7 @@ async fn an_administrators_address_never_reaches_the_user(app: TestApp) {
     as_admin(
         &app,
         Method::POST,
-        &format!("/api/v1/conversations/{conv}/messages"),
+        &conv_path(&conv, "/messages"),
         &token,
         json!({ "content": "sent by support" }),
     )

@@ -26,7 +26,7 @@ fn entry(event: &str, secs: i64) -> AuditEntry {
 }
 
 /// Verifies one chain with the suite's key against the stored head and checkpoint.
-async fn verify(store: &dyn Store, chain: &str) -> conclave_core::audit::ChainReport {
+pub(super) async fn verify(store: &dyn Store, chain: &str) -> conclave_core::audit::ChainReport {
     let key = crate::test_audit_key();
     let cp = store.audit_checkpoint(chain).await.unwrap();
     let mut v = ChainVerifier::new(&key, chain, cp.as_ref());
@@ -67,9 +67,7 @@ async fn audit_rows_are_written_with_their_change_only(store: Arc<dyn Store>) {
         .org(org.id);
     store
         .add_member(
-            org.id,
-            bob.id,
-            OrgRole::Member,
+            membership(org.id, bob.id, OrgRole::Member),
             at(3),
             std::slice::from_ref(&added),
         )
@@ -77,7 +75,11 @@ async fn audit_rows_are_written_with_their_change_only(store: Arc<dyn Store>) {
         .unwrap();
     // A no-op (recovery code that does not exist) writes nothing either.
     assert!(!store
-        .use_recovery_code(bob.id, "nope", at(4), &[entry("recovery_code.used", 4)])
+        .use_recovery_code(
+            recovery(bob.id, "nope"),
+            at(4),
+            &[entry("recovery_code.used", 4)]
+        )
         .await
         .unwrap());
 
@@ -111,8 +113,7 @@ async fn audit_rows_are_written_with_their_change_only(store: Arc<dyn Store>) {
 check!(audit_rows_are_written_with_their_change_only);
 
 async fn audit_listing_filters_and_pages(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let org = make_org(&*store, "Acme", alice.id).await;
+    let (alice, org) = owned_org(&*store, "alice", "Acme").await;
     let mut entries = Vec::new();
     for i in 0..6 {
         let mut e = entry(
@@ -187,38 +188,22 @@ async fn audit_listing_filters_and_pages(store: Arc<dyn Store>) {
     .await
     .is_empty());
     // Keyset paging both ways.
-    let first = store
-        .list_audit(&AuditFilter::default(), page(Cursor::Latest, 2))
-        .await
-        .unwrap();
-    let next = store
-        .list_audit(
-            &AuditFilter::default(),
-            page(Cursor::Before(first[1].entry.id), 2),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        next.iter().map(|r| r.entry.id).collect::<Vec<_>>(),
-        ids(&[3, 2])
-    );
-    let after = store
-        .list_audit(
-            &AuditFilter::default(),
-            page(Cursor::After(entries[1].id), 2),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        after.iter().map(|r| r.entry.id).collect::<Vec<_>>(),
-        ids(&[2, 3])
-    );
+    let unfiltered = AuditFilter::default();
+    assert_pages(
+        |p| store.list_audit(&unfiltered, p),
+        |r| r.entry.id,
+        &[
+            (Cursor::Latest, 2, ids(&[5, 4])),
+            (Cursor::Before(entries[4].id), 2, ids(&[3, 2])),
+            (Cursor::After(entries[1].id), 2, ids(&[2, 3])),
+        ],
+    )
+    .await;
 }
 check!(audit_listing_filters_and_pages);
 
 async fn concurrent_appends_keep_one_valid_chain(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let org = make_org(&*store, "Acme", alice.id).await;
+    let (_, org) = owned_org(&*store, "alice", "Acme").await;
     let mut tasks = Vec::new();
     for i in 0..24 {
         let store = store.clone();
@@ -246,30 +231,29 @@ async fn concurrent_appends_keep_one_valid_chain(store: Arc<dyn Store>) {
 check!(concurrent_appends_keep_one_valid_chain);
 
 async fn pruning_leaves_a_signed_checkpoint(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let org = make_org(&*store, "Acme", alice.id).await;
+    let (_, org) = owned_org(&*store, "alice", "Acme").await;
     let chain = chain_of(Some(org.id));
+    // Prunes the org's chain before `secs`, its row written at `written`; answers the count.
+    let prune = |secs, written| {
+        let (store, chain) = (&store, &chain);
+        async move {
+            let row = entry("audit.pruned", written).org(org.id);
+            store
+                .prune_audit(chain, at(secs), &row)
+                .await
+                .unwrap()
+                .rows()
+        }
+    };
     // Nothing to prune in a chain that does not exist yet.
-    assert_eq!(
-        store
-            .prune_audit(&chain, at(100), &entry("audit.pruned", 100).org(org.id))
-            .await
-            .unwrap()
-            .rows(),
-        0
-    );
+    assert_eq!(prune(100, 100).await, 0);
     for i in 0..5 {
         store
             .append_audit(&[entry("test.event", i * 10).org(org.id)])
             .await
             .unwrap();
     }
-    let pruned = store
-        .prune_audit(&chain, at(25), &entry("audit.pruned", 100).org(org.id))
-        .await
-        .unwrap()
-        .rows();
-    assert_eq!(pruned, 3, "rows at 0, 10 and 20 go");
+    assert_eq!(prune(25, 100).await, 3, "rows at 0, 10 and 20 go");
     let cp = store.audit_checkpoint(&chain).await.unwrap().unwrap();
     assert_eq!(cp.seq, 3);
     assert!(crate::test_audit_key().checkpoint_valid(&cp));
@@ -288,18 +272,13 @@ async fn pruning_leaves_a_signed_checkpoint(store: Arc<dyn Store>) {
     assert_eq!(report.checked, 3);
     // Pruning everything still keeps the newest row (the head) and a verifiable chain; a
     // second run right after finds nothing more.
-    let all = store
-        .prune_audit(&chain, at(1000), &entry("audit.pruned", 1000).org(org.id))
-        .await
-        .unwrap()
-        .rows();
-    assert_eq!(all, 2, "rows 4 and 5; row 6, the head, stays");
     assert_eq!(
-        store
-            .prune_audit(&chain, at(1000), &entry("audit.pruned", 1000).org(org.id))
-            .await
-            .unwrap()
-            .rows(),
+        prune(1000, 1000).await,
+        2,
+        "rows 4 and 5; row 6, the head, stays"
+    );
+    assert_eq!(
+        prune(1000, 1000).await,
         1,
         "only the previous pruning row was older than the cutoff"
     );
@@ -312,8 +291,7 @@ async fn pruning_leaves_a_signed_checkpoint(store: Arc<dyn Store>) {
 check!(pruning_leaves_a_signed_checkpoint);
 
 async fn message_retention_prunes_one_org(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let acme = make_org(&*store, "Acme", alice.id).await;
+    let (alice, acme) = owned_org(&*store, "alice", "Acme").await;
     let other = make_org(&*store, "Other", alice.id).await;
     let a = make_group(&*store, acme.id, alice.id, &[], Visibility::ORG).await;
     let b = make_group(&*store, other.id, alice.id, &[], Visibility::ORG).await;
@@ -323,8 +301,10 @@ async fn message_retention_prunes_one_org(store: Arc<dyn Store>) {
         store.insert_message(&m, &[]).await.unwrap();
     }
     let e = entry("messages.pruned", 100).org(acme.id);
-    assert_eq!(store.prune_messages(acme.id, at(30), &e).await.unwrap(), 1);
-    assert_eq!(store.prune_messages(acme.id, at(30), &e).await.unwrap(), 0);
+    let pruned = store.prune_messages(acme.id, at(30), &e).await.unwrap();
+    assert_eq!(pruned, (1, FreedBlobs::default()));
+    let again = store.prune_messages(acme.id, at(30), &e).await.unwrap();
+    assert_eq!(again, (0, FreedBlobs::default()));
     let left_a = store
         .messages(a.id, page(Cursor::Latest, 10))
         .await
@@ -365,9 +345,11 @@ async fn health_alerts_are_raised_and_cleared(store: Arc<dyn Store>) {
     assert!(store.alerts().await.unwrap().is_empty());
     store
         .raise_alert(
-            "audit",
-            "chain_mismatch",
-            at(100),
+            &HealthAlert {
+                name: "audit",
+                status: "chain_mismatch",
+                raised_at: at(100),
+            },
             &[entry("audit.prune_refused", 100)],
         )
         .await

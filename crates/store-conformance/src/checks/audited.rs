@@ -25,8 +25,7 @@ async fn chain(store: &dyn Store, chain: &str) -> Vec<AuditEntry> {
 }
 
 async fn message_writes_are_audited_with_their_change(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let org = make_org(&*store, "acme", alice.id).await;
+    let (alice, org) = owned_org(&*store, "alice", "acme").await;
     let conv = make_group(&*store, org.id, alice.id, &[], Visibility::ORG).await;
     let org_chain = chain_of(Some(org.id));
     let o = Some(org.id);
@@ -62,10 +61,7 @@ async fn message_writes_are_audited_with_their_change(store: Arc<dyn Store>) {
     assert_not_found(
         store
             .edit_message(
-                MessageId::new(),
-                "x",
-                MessageFormat::Text,
-                at(4),
+                &text_edit(MessageId::new(), "x", 4),
                 &[row("message.edited", 4, o)],
             )
             .await,
@@ -81,10 +77,7 @@ async fn message_writes_are_audited_with_their_change(store: Arc<dyn Store>) {
     let edited = row("message.edited", 6, o);
     store
         .edit_message(
-            msg.id,
-            "hello again",
-            MessageFormat::Text,
-            at(6),
+            &text_edit(msg.id, "hello again", 6),
             std::slice::from_ref(&edited),
         )
         .await
@@ -98,27 +91,29 @@ async fn message_writes_are_audited_with_their_change(store: Arc<dyn Store>) {
 check!(message_writes_are_audited_with_their_change);
 
 async fn read_marker_moves_are_audited_with_their_change(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
+    let [alice, bob] = make_users(&*store, ["alice", "bob"]).await;
     let org = make_org(&*store, "acme", alice.id).await;
     join(&*store, org.id, bob.id).await;
     let conv = make_group(&*store, org.id, alice.id, &[], Visibility::ORG).await;
     let msg = post_message(&*store, conv.id, alice.id, "hi").await;
     let org_chain = chain_of(Some(org.id));
     let o = Some(org.id);
+    let marker = |user, message| ReadMarker {
+        conv: conv.id,
+        user,
+        message,
+    };
 
     // Not a participant, or no such message: nothing changes and nothing is written.
     assert_not_found(
         store
-            .set_read_marker(conv.id, bob.id, msg.id, &[row("read_marker.moved", 1, o)])
+            .set_read_marker(marker(bob.id, msg.id), &[row("read_marker.moved", 1, o)])
             .await,
     );
     assert_not_found(
         store
             .set_read_marker(
-                conv.id,
-                alice.id,
-                MessageId::new(),
+                marker(alice.id, MessageId::new()),
                 &[row("read_marker.moved", 2, o)],
             )
             .await,
@@ -127,7 +122,7 @@ async fn read_marker_moves_are_audited_with_their_change(store: Arc<dyn Store>) 
 
     let moved = row("read_marker.moved", 3, o);
     store
-        .set_read_marker(conv.id, alice.id, msg.id, std::slice::from_ref(&moved))
+        .set_read_marker(marker(alice.id, msg.id), std::slice::from_ref(&moved))
         .await
         .unwrap();
     assert_eq!(chain(&*store, &org_chain).await, vec![moved]);
@@ -139,19 +134,17 @@ async fn read_marker_moves_are_audited_with_their_change(store: Arc<dyn Store>) 
 check!(read_marker_moves_are_audited_with_their_change);
 
 async fn key_retirement_is_audited_with_its_change(store: Arc<dyn Store>) {
+    // Each retirement attempt at `secs` carries its own row.
+    let retire = |id, secs| {
+        let store = &store;
+        async move {
+            let audit = [row("secrets.key_retired", secs, None)];
+            store.retire_secret_key(id, at(secs), &audit).await
+        }
+    };
     // Refusals write nothing: the current key, a key that does not exist.
-    assert_eq!(
-        store
-            .retire_secret_key(1, at(1), &[row("secrets.key_retired", 1, None)])
-            .await
-            .unwrap(),
-        RetireOutcome::Current
-    );
-    assert_not_found(
-        store
-            .retire_secret_key(9, at(2), &[row("secrets.key_retired", 2, None)])
-            .await,
-    );
+    assert_eq!(retire(1, 1).await.unwrap(), RetireOutcome::Current);
+    assert_not_found(retire(9, 2).await);
     let newer = SecretKeyRecord {
         id: 2,
         wrapped_key: Some(vec![2; 60]),
@@ -169,13 +162,7 @@ async fn key_retirement_is_audited_with_its_change(store: Arc<dyn Store>) {
             .unwrap(),
         RetireOutcome::Retired
     );
-    assert_eq!(
-        store
-            .retire_secret_key(1, at(5), &[row("secrets.key_retired", 5, None)])
-            .await
-            .unwrap(),
-        RetireOutcome::AlreadyRetired
-    );
+    assert_eq!(retire(1, 5).await.unwrap(), RetireOutcome::AlreadyRetired);
     assert_eq!(chain(&*store, SERVER_CHAIN).await, vec![retired]);
 }
 check!(key_retirement_is_audited_with_its_change);

@@ -2,25 +2,28 @@
 
 use super::*;
 
-fn ids(convs: Vec<Conversation>) -> Vec<ConversationId> {
-    convs.into_iter().map(|c| c.id).collect()
-}
-
-async fn make_team(store: &dyn Store, org: OrgId, name: &str, members: Vec<UserId>) -> Team {
-    let team = Team {
-        id: TeamId::new(),
-        org_id: org,
-        name: name.to_owned(),
-        member_ids: members,
-        created_at: at(1),
-    };
-    store.create_team(&team, &[]).await.unwrap();
-    team
+/// Applies `patch` to conversation `id`, `secs` into the test; answers the result.
+async fn patched(
+    store: &dyn Store,
+    id: ConversationId,
+    patch: ConversationPatch,
+    secs: i64,
+) -> Conversation {
+    store
+        .update_conversation(
+            &ConversationUpdate {
+                id,
+                patch,
+                at: at(secs),
+            },
+            &[],
+        )
+        .await
+        .unwrap()
 }
 
 async fn conversations_create_and_direct_pairs(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
+    let [alice, bob] = make_users(&*store, ["alice", "bob"]).await;
     let org = make_org(&*store, "acme", alice.id).await;
     let other = make_org(&*store, "other", alice.id).await;
     join(&*store, org.id, bob.id).await;
@@ -48,14 +51,11 @@ async fn conversations_create_and_direct_pairs(store: Arc<dyn Store>) {
         },
         "teams come back sorted by id"
     );
-    assert_eq!(
-        store.participant_role(conv.id, alice.id).await.unwrap(),
-        Some(ConversationRole::Owner)
-    );
-    assert_eq!(
-        store.participant_role(conv.id, bob.id).await.unwrap(),
-        Some(ConversationRole::Member)
-    );
+    let roles = [
+        (conv.id, alice.id, Some(ConversationRole::Owner)),
+        (conv.id, bob.id, Some(ConversationRole::Member)),
+    ];
+    assert_participant_roles(&*store, &roles).await;
     assert_not_found(store.conversation(ConversationId::new()).await);
 
     let mut pair = [alice.id, bob.id];
@@ -122,8 +122,7 @@ async fn conversations_create_and_direct_pairs(store: Arc<dyn Store>) {
 check!(conversations_create_and_direct_pairs);
 
 async fn conversations_for_user_pages(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
+    let [alice, bob] = make_users(&*store, ["alice", "bob"]).await;
     let org = make_org(&*store, "acme", alice.id).await;
     join(&*store, org.id, bob.id).await;
     let mut mine = Vec::new();
@@ -137,36 +136,26 @@ async fn conversations_for_user_pages(store: Arc<dyn Store>) {
     make_group(&*store, org.id, bob.id, &[], Visibility::ORG).await;
     mine.sort();
 
-    let latest = store
-        .conversations_for_user(alice.id, page(Cursor::Latest, 2))
-        .await
-        .unwrap();
-    assert_eq!(ids(latest), vec![mine[4], mine[3]]);
-    let before = store
-        .conversations_for_user(alice.id, page(Cursor::Before(mine[3]), 2))
-        .await
-        .unwrap();
-    assert_eq!(ids(before), vec![mine[2], mine[1]]);
-    let after = store
-        .conversations_for_user(alice.id, page(Cursor::After(mine[1]), 10))
-        .await
-        .unwrap();
-    assert_eq!(ids(after), vec![mine[2], mine[3], mine[4]]);
-    let first = store
-        .conversations_for_user(alice.id, page(Cursor::Before(mine[0]), 10))
-        .await
-        .unwrap();
-    assert!(first.is_empty());
+    assert_pages(
+        |p| store.conversations_for_user(alice.id, p),
+        |c| c.id,
+        &[
+            (Cursor::Latest, 2, vec![mine[4], mine[3]]),
+            (Cursor::Before(mine[3]), 2, vec![mine[2], mine[1]]),
+            (Cursor::After(mine[1]), 10, vec![mine[2], mine[3], mine[4]]),
+            (Cursor::Before(mine[0]), 10, vec![]),
+        ],
+    )
+    .await;
 }
 check!(conversations_for_user_pages);
 
 async fn available_conversations_scope(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
+    let [alice, bob] = make_users(&*store, ["alice", "bob"]).await;
     let org = make_org(&*store, "acme", alice.id).await;
     let other = make_org(&*store, "other", alice.id).await;
     store
-        .add_member(org.id, bob.id, OrgRole::Viewer, at(1), &[])
+        .add_member(membership(org.id, bob.id, OrgRole::Viewer), at(1), &[])
         .await
         .unwrap();
     let bobs = make_team(&*store, org.id, "bobs", vec![bob.id]).await;
@@ -197,18 +186,16 @@ async fn available_conversations_scope(store: Arc<dyn Store>) {
     make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
     make_group(&*store, other.id, alice.id, &[], Visibility::ORG).await;
     let archived = make_group(&*store, org.id, alice.id, &[], Visibility::ORG).await;
-    store
-        .update_conversation(
-            archived.id,
-            &ConversationPatch {
-                archived: Some(true),
-                ..ConversationPatch::default()
-            },
-            at(20),
-            &[],
-        )
-        .await
-        .unwrap();
+    patched(
+        &*store,
+        archived.id,
+        ConversationPatch {
+            archived: Some(true),
+            ..ConversationPatch::default()
+        },
+        20,
+    )
+    .await;
 
     let mut expected = vec![open.id, for_bobs.id];
     expected.sort();
@@ -239,10 +226,7 @@ async fn available_conversations_scope(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(ids(before), vec![expected[0]]);
 
-    store
-        .add_participant(open.id, bob.id, ConversationRole::Member, at(30), &[])
-        .await
-        .unwrap();
+    take_part(&*store, open.id, bob.id, ConversationRole::Member, 30).await;
     let available = store
         .available_conversations(bob.id, page(Cursor::Latest, 100))
         .await
@@ -259,27 +243,24 @@ async fn available_conversations_scope(store: Arc<dyn Store>) {
 check!(available_conversations_scope);
 
 async fn update_and_delete_conversation(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
+    let [alice, bob] = make_users(&*store, ["alice", "bob"]).await;
     let org = make_org(&*store, "acme", alice.id).await;
     let team = make_team(&*store, org.id, "t", vec![alice.id]).await;
     let conv = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
 
-    let renamed = store
-        .update_conversation(
-            conv.id,
-            &ConversationPatch {
-                name: Some(Name::parse("random").unwrap()),
-                archived: Some(true),
-                visibility: Some(Visibility::Teams {
-                    teams: vec![team.id],
-                }),
-            },
-            at(50),
-            &[],
-        )
-        .await
-        .unwrap();
+    let renamed = patched(
+        &*store,
+        conv.id,
+        ConversationPatch {
+            name: Some(Name::parse("random").unwrap()),
+            archived: Some(true),
+            visibility: Some(Visibility::Teams {
+                teams: vec![team.id],
+            }),
+        },
+        50,
+    )
+    .await;
     assert_eq!(renamed.name.as_deref(), Some("random"));
     assert!(renamed.archived);
     assert_eq!(
@@ -292,35 +273,32 @@ async fn update_and_delete_conversation(store: Arc<dyn Store>) {
     assert_eq!(renamed.created_at, conv.created_at);
     assert_eq!(store.conversation(conv.id).await.unwrap(), renamed);
 
-    let unchanged = store
-        .update_conversation(conv.id, &ConversationPatch::default(), at(60), &[])
-        .await
-        .unwrap();
+    let unchanged = patched(&*store, conv.id, ConversationPatch::default(), 60).await;
     assert_eq!(unchanged.name.as_deref(), Some("random"));
     assert_eq!(unchanged.visibility, renamed.visibility);
     assert_eq!(unchanged.updated_at, at(60));
 
-    let private = store
-        .update_conversation(
-            conv.id,
-            &ConversationPatch {
-                visibility: Some(Visibility::PRIVATE),
-                archived: Some(false),
-                ..ConversationPatch::default()
-            },
-            at(70),
-            &[],
-        )
-        .await
-        .unwrap();
+    let private = patched(
+        &*store,
+        conv.id,
+        ConversationPatch {
+            visibility: Some(Visibility::PRIVATE),
+            archived: Some(false),
+            ..ConversationPatch::default()
+        },
+        70,
+    )
+    .await;
     assert_eq!(private.visibility, Visibility::PRIVATE);
     assert!(!private.archived);
     assert_not_found(
         store
             .update_conversation(
-                ConversationId::new(),
-                &ConversationPatch::default(),
-                at(1),
+                &ConversationUpdate {
+                    id: ConversationId::new(),
+                    patch: ConversationPatch::default(),
+                    at: at(1),
+                },
                 &[],
             )
             .await,
@@ -341,23 +319,20 @@ async fn update_and_delete_conversation(store: Arc<dyn Store>) {
 check!(update_and_delete_conversation);
 
 async fn participants_page_and_add(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let org = make_org(&*store, "acme", alice.id).await;
+    let (alice, org) = owned_org(&*store, "alice", "acme").await;
     let conv = make_group(&*store, org.id, alice.id, &[], Visibility::ORG).await;
     let mut everyone = vec![alice.id];
     for i in 0..4 {
         let user = make_user(&*store, &format!("user{i}")).await;
         join(&*store, org.id, user.id).await;
-        let p = store
-            .add_participant(
-                conv.id,
-                user.id,
-                ConversationRole::Moderator,
-                at(40 + i),
-                &[],
-            )
-            .await
-            .unwrap();
+        let p = take_part(
+            &*store,
+            conv.id,
+            user.id,
+            ConversationRole::Moderator,
+            40 + i,
+        )
+        .await;
         assert_eq!(
             p,
             Participant {
@@ -371,39 +346,41 @@ async fn participants_page_and_add(store: Arc<dyn Store>) {
     }
     assert_conflict(
         store
-            .add_participant(conv.id, alice.id, ConversationRole::Member, at(50), &[])
+            .add_participant(
+                &joining(conv.id, alice.id, ConversationRole::Member, 50),
+                &[],
+            )
             .await,
         Conflict::AlreadyParticipant,
     );
     assert_not_found(
         store
             .add_participant(
-                ConversationId::new(),
-                alice.id,
-                ConversationRole::Member,
-                at(50),
+                &joining(
+                    ConversationId::new(),
+                    alice.id,
+                    ConversationRole::Member,
+                    50,
+                ),
                 &[],
             )
             .await,
     );
     everyone.sort();
-    let of = |ps: Vec<Participant>| ps.into_iter().map(|p| p.user.id).collect::<Vec<_>>();
-
-    let latest = store
-        .participants(conv.id, page(Cursor::Latest, 2))
-        .await
-        .unwrap();
-    assert_eq!(of(latest), vec![everyone[4], everyone[3]]);
-    let after = store
-        .participants(conv.id, page(Cursor::After(everyone[1]), 2))
-        .await
-        .unwrap();
-    assert_eq!(of(after), vec![everyone[2], everyone[3]]);
-    let before = store
-        .participants(conv.id, page(Cursor::Before(everyone[1]), 2))
-        .await
-        .unwrap();
-    assert_eq!(of(before), vec![everyone[0]]);
+    assert_pages(
+        |p| store.participants(conv.id, p),
+        |p| p.user.id,
+        &[
+            (Cursor::Latest, 2, vec![everyone[4], everyone[3]]),
+            (
+                Cursor::After(everyone[1]),
+                2,
+                vec![everyone[2], everyone[3]],
+            ),
+            (Cursor::Before(everyone[1]), 2, vec![everyone[0]]),
+        ],
+    )
+    .await;
     let all = store
         .participants(conv.id, page(Cursor::Latest, 100))
         .await
@@ -415,8 +392,7 @@ async fn participants_page_and_add(store: Arc<dyn Store>) {
 check!(participants_page_and_add);
 
 async fn remove_participant_keeps_an_owner(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
+    let [alice, bob] = make_users(&*store, ["alice", "bob"]).await;
     let org = make_org(&*store, "acme", alice.id).await;
     let conv = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
 
@@ -430,10 +406,15 @@ async fn remove_participant_keeps_an_owner(store: Arc<dyn Store>) {
             .remove_participant(ConversationId::new(), alice.id, &[])
             .await,
     );
-    store
+    let bob_left = store
         .remove_participant(conv.id, bob.id, &[])
         .await
         .unwrap();
+    assert_eq!(
+        (bob_left.conversation_id, bob_left.user, bob_left.role),
+        (conv.id, bob.summary(), ConversationRole::Member),
+        "the participant as the removal found them"
+    );
     store
         .remove_participant(conv.id, alice.id, &[])
         .await
@@ -445,10 +426,7 @@ async fn remove_participant_keeps_an_owner(store: Arc<dyn Store>) {
 
     let conv = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
     let carol = make_user(&*store, "carol").await;
-    store
-        .add_participant(conv.id, carol.id, ConversationRole::Owner, at(20), &[])
-        .await
-        .unwrap();
+    take_part(&*store, conv.id, carol.id, ConversationRole::Owner, 20).await;
     store
         .remove_participant(conv.id, alice.id, &[])
         .await

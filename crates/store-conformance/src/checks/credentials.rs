@@ -27,6 +27,18 @@ fn rotation(n: u8, keep_previous_until: Option<DateTime<Utc>>) -> Rotation {
     }
 }
 
+/// The slot of the bot secret hashed as `hash(n)`, when a bot has it.
+async fn bot_slot(store: &dyn Store, n: u8) -> Option<SecretSlot> {
+    let found = store.bot_by_token_hash(&hash(n)).await.unwrap();
+    found.map(|(_, slot)| slot)
+}
+
+/// The slot of the API key secret hashed as `hash(n)`, when a key has it.
+async fn key_slot(store: &dyn Store, n: u8) -> Option<SecretSlot> {
+    let found = store.api_key_by_token_hash(&hash(n)).await.unwrap();
+    found.map(|(_, slot)| slot)
+}
+
 fn bot_user(name: &str) -> NewUser {
     NewUser {
         password_hash: None,
@@ -47,6 +59,21 @@ fn new_bot(org: OrgId, user: &NewUser, creator: UserId, convs: Option<Vec<Conver
         previous_token_expires_at: None,
         secrets: secrets("b001"),
     }
+}
+
+/// Creates `bot` with its `account` and first token hash `token_hash`, with no audit row.
+async fn create_bot(
+    store: &dyn Store,
+    account: &NewUser,
+    bot: &Bot,
+    token_hash: &[u8],
+) -> StoreResult<Member> {
+    let new = NewBot {
+        bot,
+        account,
+        token_hash,
+    };
+    store.create_bot(&new, &[]).await
 }
 
 fn new_key(user: UserId, org: OrgId) -> ApiKey {
@@ -72,12 +99,16 @@ fn new_key(user: UserId, org: OrgId) -> ApiKey {
 }
 
 async fn bots_are_accounts_of_their_org(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let org = make_org(&*store, "acme", alice.id).await;
+    let (alice, org) = owned_org(&*store, "alice", "acme").await;
     let conv = make_group(&*store, org.id, alice.id, &[], Visibility::ORG).await;
     let user = bot_user("bot-0001");
     let bot = new_bot(org.id, &user, alice.id, Some(vec![conv.id]));
-    store.create_bot(&user, &bot, &hash(1), &[]).await.unwrap();
+    let member = create_bot(&*store, &user, &bot, &hash(1)).await.unwrap();
+    assert_eq!(
+        member,
+        store.member(org.id, user.id).await.unwrap(),
+        "creating a bot answers its membership"
+    );
 
     let account = store.user(user.id).await.unwrap();
     assert_eq!(account.kind, UserKind::Bot);
@@ -96,33 +127,32 @@ async fn bots_are_accounts_of_their_org(store: Arc<dyn Store>) {
         store.bot_by_token_hash(&hash(1)).await.unwrap(),
         Some((bot.clone(), SecretSlot::Current))
     );
-    assert!(store.bot_by_token_hash(&hash(2)).await.unwrap().is_none());
+    assert_eq!(bot_slot(&*store, 2).await, None);
     assert_not_found(store.bot(BotId::new()).await);
 
     // All or nothing: a taken username leaves no bot, account or membership behind.
     let clash = bot_user("bot-0001");
     let second = new_bot(org.id, &clash, alice.id, None);
     assert_conflict(
-        store.create_bot(&clash, &second, &hash(3), &[]).await,
+        create_bot(&*store, &clash, &second, &hash(3)).await,
         Conflict::UsernameTaken,
     );
     assert_eq!(store.bots(org.id).await.unwrap().len(), 1);
-    assert!(store.bot_by_token_hash(&hash(3)).await.unwrap().is_none());
+    assert_eq!(bot_slot(&*store, 3).await, None);
     assert_eq!(store.membership(org.id, clash.id).await.unwrap(), None);
 
     // Bots go with their org.
     store.delete_org(org.id, &[]).await.unwrap();
-    assert!(store.bot_by_token_hash(&hash(1)).await.unwrap().is_none());
+    assert_eq!(bot_slot(&*store, 1).await, None);
     assert_not_found(store.bot(bot.id).await);
 }
 check!(bots_are_accounts_of_their_org);
 
 async fn bot_rotation_keeps_the_previous_token_when_told(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let org = make_org(&*store, "acme", alice.id).await;
+    let (alice, org) = owned_org(&*store, "alice", "acme").await;
     let user = bot_user("bot-0002");
     let bot = new_bot(org.id, &user, alice.id, None);
-    store.create_bot(&user, &bot, &hash(1), &[]).await.unwrap();
+    create_bot(&*store, &user, &bot, &hash(1)).await.unwrap();
 
     let r = rotation(2, Some(at(60)));
     let (before, after) = store.rotate_bot_token(bot.id, &r, &[]).await.unwrap();
@@ -141,12 +171,9 @@ async fn bot_rotation_keeps_the_previous_token_when_told(store: Arc<dyn Store>) 
         .rotate_bot_token(bot.id, &rotation(3, Some(at(120))), &[])
         .await
         .unwrap();
-    assert!(store.bot_by_token_hash(&hash(1)).await.unwrap().is_none());
+    assert_eq!(bot_slot(&*store, 1).await, None);
     assert_eq!(again.secrets.previous, Some(r.secret.id));
-    assert_eq!(
-        store.bot_by_token_hash(&hash(2)).await.unwrap().unwrap().1,
-        SecretSlot::Previous
-    );
+    assert_eq!(bot_slot(&*store, 2).await, Some(SecretSlot::Previous));
 
     // Without a grace period the replaced token goes with it.
     let (_, last) = store
@@ -155,8 +182,8 @@ async fn bot_rotation_keeps_the_previous_token_when_told(store: Arc<dyn Store>) 
         .unwrap();
     assert_eq!(last.secrets.previous, None);
     assert_eq!(last.previous_token_expires_at, None);
-    assert!(store.bot_by_token_hash(&hash(2)).await.unwrap().is_none());
-    assert!(store.bot_by_token_hash(&hash(3)).await.unwrap().is_none());
+    assert_eq!(bot_slot(&*store, 2).await, None);
+    assert_eq!(bot_slot(&*store, 3).await, None);
     assert_not_found(
         store
             .rotate_bot_token(BotId::new(), &rotation(5, None), &[])
@@ -166,8 +193,7 @@ async fn bot_rotation_keeps_the_previous_token_when_told(store: Arc<dyn Store>) 
 check!(bot_rotation_keeps_the_previous_token_when_told);
 
 async fn api_keys_lifecycle(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
+    let [alice, bob] = make_users(&*store, ["alice", "bob"]).await;
     let org = make_org(&*store, "acme", alice.id).await;
     let conv = make_group(&*store, org.id, alice.id, &[], Visibility::ORG).await;
     let mut key = new_key(alice.id, org.id);
@@ -199,10 +225,25 @@ async fn api_keys_lifecycle(store: Arc<dyn Store>) {
     );
 
     store
-        .touch_api_key(key.id, at(30), Some("10.1.2.3"))
+        .touch_api_key(
+            key.id,
+            Seen {
+                at: at(30),
+                ip: Some("10.1.2.3"),
+            },
+        )
         .await
         .unwrap();
-    store.touch_api_key(key.id, at(90), None).await.unwrap();
+    store
+        .touch_api_key(
+            key.id,
+            Seen {
+                at: at(90),
+                ip: None,
+            },
+        )
+        .await
+        .unwrap();
     let touched = store.api_key(key.id).await.unwrap();
     assert_eq!(touched.last_used_at, Some(at(90)));
     assert_eq!(
@@ -215,23 +256,24 @@ async fn api_keys_lifecycle(store: Arc<dyn Store>) {
     assert_not_found(store.delete_api_key(bob.id, key.id, &[]).await);
     let gone = store.delete_api_key(alice.id, key.id, &[]).await.unwrap();
     assert_eq!(gone.id, key.id);
-    assert!(store
-        .api_key_by_token_hash(&hash(1))
-        .await
-        .unwrap()
-        .is_none());
+    assert_eq!(key_slot(&*store, 1).await, None);
     assert_not_found(store.api_key(key.id).await);
     assert_not_found(store.delete_api_key(alice.id, key.id, &[]).await);
     store
-        .touch_api_key(key.id, at(100), None)
+        .touch_api_key(
+            key.id,
+            Seen {
+                at: at(100),
+                ip: None,
+            },
+        )
         .await
         .expect("touching a deleted key is not an error");
 }
 check!(api_keys_lifecycle);
 
 async fn api_key_rotation_and_org_removal(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let org = make_org(&*store, "acme", alice.id).await;
+    let (alice, org) = owned_org(&*store, "alice", "acme").await;
     let key = new_key(alice.id, org.id);
     store.create_api_key(&key, &hash(1), &[]).await.unwrap();
 
@@ -242,30 +284,14 @@ async fn api_key_rotation_and_org_removal(store: Arc<dyn Store>) {
     assert_eq!(after.secrets.previous, Some(key.secrets.current));
     assert_eq!(after.previous_key_expires_at, Some(at(300)));
     assert_eq!(after.scopes, key.scopes, "only the secret changes");
-    assert_eq!(
-        store
-            .api_key_by_token_hash(&hash(1))
-            .await
-            .unwrap()
-            .unwrap()
-            .1,
-        SecretSlot::Previous
-    );
+    assert_eq!(key_slot(&*store, 1).await, Some(SecretSlot::Previous));
     let (_, last) = store
         .rotate_api_key(key.id, &rotation(3, None), &[])
         .await
         .unwrap();
     assert_eq!(last.secrets.previous, None);
-    assert!(store
-        .api_key_by_token_hash(&hash(1))
-        .await
-        .unwrap()
-        .is_none());
-    assert!(store
-        .api_key_by_token_hash(&hash(2))
-        .await
-        .unwrap()
-        .is_none());
+    assert_eq!(key_slot(&*store, 1).await, None);
+    assert_eq!(key_slot(&*store, 2).await, None);
     assert_not_found(
         store
             .rotate_api_key(ApiKeyId::new(), &rotation(4, None), &[])
@@ -279,8 +305,7 @@ async fn api_key_rotation_and_org_removal(store: Arc<dyn Store>) {
 check!(api_key_rotation_and_org_removal);
 
 async fn concurrent_rotations_keep_one_previous_secret(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let org = make_org(&*store, "acme", alice.id).await;
+    let (alice, org) = owned_org(&*store, "alice", "acme").await;
     let key = new_key(alice.id, org.id);
     store.create_api_key(&key, &hash(1), &[]).await.unwrap();
     let mut tasks = Vec::new();

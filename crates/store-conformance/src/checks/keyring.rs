@@ -29,6 +29,20 @@ fn totp_at(user: UserId) -> SecretRef {
     }
 }
 
+/// `n` users, the `i`-th with a pending TOTP secret sealed under key 1 from byte `i`.
+async fn users_with_secrets(store: &dyn Store, n: u8) -> Vec<(UserId, u8)> {
+    let mut users = Vec::new();
+    for i in 0..n {
+        let u = make_user(store, &format!("user{i}")).await;
+        let saved = store
+            .save_pending_totp(u.id, &sealed(1, i), at(0), &[])
+            .await;
+        assert!(saved.unwrap());
+        users.push((u.id, i));
+    }
+    users
+}
+
 async fn secret_keys_are_added_listed_and_retired(store: Arc<dyn Store>) {
     // A fresh database has key 1, derived from the master key: no stored material.
     let keys = store.secret_keys().await.unwrap();
@@ -41,8 +55,7 @@ async fn secret_keys_are_added_listed_and_retired(store: Arc<dyn Store>) {
         "the only key is current"
     );
 
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
+    let [alice, bob] = make_users(&*store, ["alice", "bob"]).await;
     assert!(store
         .save_pending_totp(alice.id, &sealed(1, 1), at(0), &[])
         .await
@@ -100,15 +113,7 @@ check!(secret_keys_are_added_listed_and_retired);
 
 async fn sealed_secrets_page_through_every_row_once(store: Arc<dyn Store>) {
     assert!(store.sealed_secrets(None, 10).await.unwrap().is_empty());
-    let mut users = Vec::new();
-    for i in 0..7u8 {
-        let u = make_user(&*store, &format!("user{i}")).await;
-        assert!(store
-            .save_pending_totp(u.id, &sealed(1, i), at(0), &[])
-            .await
-            .unwrap());
-        users.push((u.id, i));
-    }
+    let users = users_with_secrets(&*store, 7).await;
     let mut seen = Vec::new();
     let mut after = None;
     loop {
@@ -153,15 +158,7 @@ async fn replacing_a_sealed_secret_is_compare_and_swap(store: Arc<dyn Store>) {
             .await
             .unwrap());
     }
-    assert_eq!(
-        store
-            .totp_enrolment(alice.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .secret,
-        sealed(1, 1)
-    );
+    assert_eq!(enrolment(&*store, alice.id).await.secret, sealed(1, 1));
 
     // A rotation read the value, then the user set up 2FA again: the user's secret stays.
     let read = store.sealed_secrets(None, 10).await.unwrap();
@@ -173,19 +170,14 @@ async fn replacing_a_sealed_secret_is_compare_and_swap(store: Arc<dyn Store>) {
         .replace_sealed_secret(&at_alice, &read[0].sealed, &sealed(2, 6))
         .await
         .unwrap());
-    let now = store.totp_enrolment(alice.id).await.unwrap().unwrap();
+    let now = enrolment(&*store, alice.id).await;
     assert_eq!(now.secret, sealed(1, 5));
     assert!(now.enabled_at.is_none(), "the rest of the row is untouched");
 
     // Of many concurrent replacements of the same value, exactly one wins.
     let wins = futures_join(&store, at_alice).await;
     assert_eq!(wins, 1);
-    let stored = store
-        .totp_enrolment(alice.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .secret;
+    let stored = enrolment(&*store, alice.id).await.secret;
     assert_eq!(stored.key_id, 2);
 }
 check!(replacing_a_sealed_secret_is_compare_and_swap);
@@ -214,15 +206,7 @@ async fn futures_join(store: &Arc<dyn Store>, at_alice: SecretRef) -> usize {
 async fn retire_and_reseal_race_never_retires_a_key_in_use(store: Arc<dyn Store>) {
     // While key 1 is being replaced row by row, concurrent retire attempts either are refused
     // or happen after the last row moved: never is a retired key left sealing a secret.
-    let mut users = Vec::new();
-    for i in 0..6u8 {
-        let u = make_user(&*store, &format!("user{i}")).await;
-        assert!(store
-            .save_pending_totp(u.id, &sealed(1, i), at(0), &[])
-            .await
-            .unwrap());
-        users.push((u.id, i));
-    }
+    let users = users_with_secrets(&*store, 6).await;
     assert!(store.add_secret_key(&key(2, 1)).await.unwrap());
     let mover = {
         let store = store.clone();

@@ -3,7 +3,7 @@
 use super::*;
 
 /// An org with alice (owner) and bob, and a conversation both are in.
-async fn room(store: &dyn Store) -> (User, User, Conversation) {
+pub(super) async fn room(store: &dyn Store) -> (User, User, Conversation) {
     let alice = make_user(store, "alice").await;
     let bob = make_user(store, "bob").await;
     let org = make_org(store, "acme", alice.id).await;
@@ -12,7 +12,7 @@ async fn room(store: &dyn Store) -> (User, User, Conversation) {
     (alice, bob, conv)
 }
 
-fn keyed(conv: ConversationId, author: UserId, key: &str, print: &str) -> NewMessage {
+pub(super) fn keyed(conv: ConversationId, author: UserId, key: &str, print: &str) -> NewMessage {
     NewMessage {
         idempotency: Some((IdempotencyKey::parse(key).unwrap(), print.to_owned())),
         ..new_message(conv, author, print)
@@ -27,7 +27,7 @@ async fn insert_message_sequences_concurrently(store: Arc<dyn Store>) {
         let author = if i % 2 == 0 { alice.id } else { bob.id };
         tasks.push(tokio::spawn(async move {
             let msg = new_message(conv.id, author, &format!("message {i}"));
-            created(store.insert_message(&msg, &[]).await.unwrap())
+            send(&*store, &msg).await
         }));
     }
     let mut seqs = Vec::new();
@@ -45,7 +45,7 @@ async fn insert_message_sequences_concurrently(store: Arc<dyn Store>) {
     let mut reply = new_message(conv.id, bob.id, "re");
     reply.reply_to = Some(first.id);
     reply.format = MessageFormat::Html;
-    let reply = created(store.insert_message(&reply, &[]).await.unwrap());
+    let reply = send(&*store, &reply).await;
     assert_eq!(reply.seq, 21);
     assert_eq!(reply.reply_to, Some(first.id));
     assert_eq!(reply.format, MessageFormat::Html);
@@ -67,12 +67,7 @@ check!(insert_message_sequences_concurrently);
 
 async fn idempotent_inserts(store: Arc<dyn Store>) {
     let (alice, bob, conv) = room(&*store).await;
-    let original = created(
-        store
-            .insert_message(&keyed(conv.id, alice.id, "k-1", "first"), &[])
-            .await
-            .unwrap(),
-    );
+    let original = send(&*store, &keyed(conv.id, alice.id, "k-1", "first")).await;
     match store
         .insert_message(&keyed(conv.id, alice.id, "k-1", "second"), &[])
         .await
@@ -82,7 +77,7 @@ async fn idempotent_inserts(store: Arc<dyn Store>) {
             assert_eq!(m, original);
             assert_eq!(print, "first", "the fingerprint of the first request");
         }
-        Inserted::Created(m) => panic!("the key was reused, yet {:?} was created", m.id),
+        other => panic!("the key was reused, yet it answered {other:?}"),
     }
     assert_eq!(
         store.conversation(conv.id).await.unwrap().last_seq,
@@ -90,26 +85,16 @@ async fn idempotent_inserts(store: Arc<dyn Store>) {
         "a replay takes no seq"
     );
 
-    let bobs = created(
-        store
-            .insert_message(&keyed(conv.id, bob.id, "k-1", "bob's"), &[])
-            .await
-            .unwrap(),
-    );
+    let bobs = send(&*store, &keyed(conv.id, bob.id, "k-1", "bob's")).await;
     assert_eq!(bobs.seq, 2);
     let other = make_group(&*store, conv.org_id, alice.id, &[], Visibility::ORG).await;
-    created(
-        store
-            .insert_message(&keyed(other.id, alice.id, "k-1", "elsewhere"), &[])
-            .await
-            .unwrap(),
-    );
+    send(&*store, &keyed(other.id, alice.id, "k-1", "elsewhere")).await;
 
     // Keys older than the window are forgotten.
     let mut later = keyed(conv.id, alice.id, "k-1", "much later");
     later.created_at = at(100_000);
     later.idempotency_since = at(101);
-    let fresh = created(store.insert_message(&later, &[]).await.unwrap());
+    let fresh = send(&*store, &later).await;
     assert_eq!(fresh.seq, 3);
     let mut again = keyed(conv.id, alice.id, "k-1", "again");
     again.created_at = at(100_001);
@@ -119,7 +104,7 @@ async fn idempotent_inserts(store: Arc<dyn Store>) {
             assert_eq!(m.id, fresh.id);
             assert_eq!(print, "much later");
         }
-        Inserted::Created(_) => panic!("the renewed key should replay"),
+        other => panic!("the renewed key should replay, not answer {other:?}"),
     }
     store
         .message(original.id)
@@ -144,6 +129,7 @@ async fn idempotent_inserts_race(store: Arc<dyn Store>) {
         match task.await.unwrap() {
             Inserted::Created(m) => created_ids.push(m.id),
             Inserted::Replayed(m, _) => replayed_ids.push(m.id),
+            Inserted::AttachmentsRefused => panic!("no attachments were named"),
         }
     }
     assert_eq!(created_ids.len(), 1, "exactly one insert creates");
@@ -193,7 +179,15 @@ async fn edit_keeps_history(store: Arc<dyn Store>) {
     assert!(store.message_history(msg.id).await.unwrap().is_empty());
 
     let v2 = store
-        .edit_message(msg.id, "<b>v2</b>", MessageFormat::Html, at(200), &[])
+        .edit_message(
+            &MessageEdit {
+                id: msg.id,
+                content: "<b>v2</b>",
+                format: MessageFormat::Html,
+                at: at(200),
+            },
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(v2.content.as_deref(), Some("<b>v2</b>"));
@@ -202,7 +196,7 @@ async fn edit_keeps_history(store: Arc<dyn Store>) {
     assert_eq!(v2.seq, msg.seq);
     assert_eq!(v2.created_at, msg.created_at);
     let v3 = store
-        .edit_message(msg.id, "v3", MessageFormat::Text, at(300), &[])
+        .edit_message(&text_edit(msg.id, "v3", 300), &[])
         .await
         .unwrap();
     assert_eq!(store.message(msg.id).await.unwrap(), v3);
@@ -222,7 +216,7 @@ async fn edit_keeps_history(store: Arc<dyn Store>) {
 
     assert_not_found(
         store
-            .edit_message(MessageId::new(), "x", MessageFormat::Text, at(1), &[])
+            .edit_message(&text_edit(MessageId::new(), "x", 1), &[])
             .await,
     );
     assert_not_found(store.message_history(MessageId::new()).await);
@@ -240,10 +234,11 @@ async fn delete_tombstones(store: Arc<dyn Store>) {
         );
     }
     store
-        .edit_message(ids[1], "m2 edited", MessageFormat::Text, at(150), &[])
+        .edit_message(&text_edit(ids[1], "m2 edited", 150), &[])
         .await
         .unwrap();
-    let gone = store.delete_message(ids[1], at(200), &[]).await.unwrap();
+    let (gone, freed) = store.delete_message(ids[1], at(200), &[]).await.unwrap();
+    assert!(freed.0.is_empty(), "a message without files frees no blob");
     assert_eq!(gone.content, None);
     assert_eq!(gone.deleted_at, Some(at(200)));
     assert_eq!(gone.seq, 2);
@@ -260,7 +255,7 @@ async fn delete_tombstones(store: Arc<dyn Store>) {
     assert_eq!(listed.len(), 3, "the tombstone keeps its place");
     assert_eq!(listed[1], gone);
 
-    let twice = store.delete_message(ids[1], at(300), &[]).await.unwrap();
+    let (twice, _) = store.delete_message(ids[1], at(300), &[]).await.unwrap();
     assert_eq!(
         twice.deleted_at,
         Some(at(200)),
@@ -268,7 +263,7 @@ async fn delete_tombstones(store: Arc<dyn Store>) {
     );
     assert_not_found(
         store
-            .edit_message(ids[1], "back", MessageFormat::Text, at(400), &[])
+            .edit_message(&text_edit(ids[1], "back", 400), &[])
             .await,
     );
     assert_not_found(store.delete_message(MessageId::new(), at(1), &[]).await);

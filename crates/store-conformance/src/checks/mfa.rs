@@ -38,6 +38,16 @@ where
     out
 }
 
+/// The sign-in challenge stored under `token_hash`, if any.
+async fn challenge_of(store: &dyn Store, token_hash: &[u8]) -> Option<MfaChallenge> {
+    store.mfa_challenge(token_hash).await.unwrap()
+}
+
+/// The user's recovery code with this lookup, if stored.
+async fn code_of(store: &dyn Store, user: UserId, lookup: &str) -> Option<StoredRecoveryCode> {
+    store.recovery_code(recovery(user, lookup)).await.unwrap()
+}
+
 /// An enabled enrolment for `user` with its last step at `step` and codes `prefix00..09`.
 async fn enrol(store: &dyn Store, user: UserId, step: i64, prefix: &str) {
     assert!(store
@@ -58,7 +68,7 @@ async fn totp_enrolment_lifecycle(store: Arc<dyn Store>) {
         .save_pending_totp(alice.id, &sealed(1), at(10), &[])
         .await
         .unwrap());
-    let pending = store.totp_enrolment(alice.id).await.unwrap().unwrap();
+    let pending = enrolment(&*store, alice.id).await;
     assert_eq!(pending.user_id, alice.id);
     assert_eq!(pending.secret, sealed(1));
     assert!(!pending.enabled());
@@ -70,7 +80,7 @@ async fn totp_enrolment_lifecycle(store: Arc<dyn Store>) {
         .save_pending_totp(alice.id, &sealed(2), at(20), &[])
         .await
         .unwrap());
-    let pending = store.totp_enrolment(alice.id).await.unwrap().unwrap();
+    let pending = enrolment(&*store, alice.id).await;
     assert_eq!(pending.secret, sealed(2));
 
     // Enabling needs the pending secret's nonce: the replaced one does nothing.
@@ -78,23 +88,15 @@ async fn totp_enrolment_lifecycle(store: Arc<dyn Store>) {
         .enable_totp(alice.id, &sealed(1).nonce, 100, &codes("aa"), at(30), &[])
         .await
         .unwrap());
-    assert!(store
-        .recovery_code(alice.id, "aa00")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(code_of(&*store, alice.id, "aa00").await.is_none());
     assert!(store
         .enable_totp(alice.id, &sealed(2).nonce, 100, &codes("aa"), at(30), &[])
         .await
         .unwrap());
-    let on = store.totp_enrolment(alice.id).await.unwrap().unwrap();
+    let on = enrolment(&*store, alice.id).await;
     assert_eq!(on.enabled_at, Some(at(30)));
     assert_eq!(on.last_step, Some(100));
-    let code = store
-        .recovery_code(alice.id, "aa03")
-        .await
-        .unwrap()
-        .unwrap();
+    let code = code_of(&*store, alice.id, "aa03").await.unwrap();
     assert_eq!(code.hash, "$argon2id$fake$aa3");
     assert_eq!(code.used_at, None);
 
@@ -107,30 +109,18 @@ async fn totp_enrolment_lifecycle(store: Arc<dyn Store>) {
         .enable_totp(alice.id, &sealed(2).nonce, 200, &codes("bb"), at(40), &[])
         .await
         .unwrap());
-    assert_eq!(store.totp_enrolment(alice.id).await.unwrap().unwrap(), on);
-    assert!(store
-        .recovery_code(alice.id, "bb00")
-        .await
-        .unwrap()
-        .is_none());
+    assert_eq!(enrolment(&*store, alice.id).await, on);
+    assert!(code_of(&*store, alice.id, "bb00").await.is_none());
 
     // Disabling removes the secret and every recovery code.
     store.disable_totp(alice.id, &[]).await.unwrap();
     assert!(store.totp_enrolment(alice.id).await.unwrap().is_none());
-    assert!(store
-        .recovery_code(alice.id, "aa03")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(code_of(&*store, alice.id, "aa03").await.is_none());
     // Enrolments are per user.
     let bob = make_user(&*store, "bob").await;
     enrol(&*store, bob.id, 5, "cc").await;
     assert!(store.totp_enrolment(alice.id).await.unwrap().is_none());
-    assert!(store
-        .recovery_code(alice.id, "cc00")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(code_of(&*store, alice.id, "cc00").await.is_none());
 }
 check!(totp_enrolment_lifecycle);
 
@@ -161,71 +151,41 @@ async fn totp_steps_are_used_once(store: Arc<dyn Store>) {
     })
     .await;
     assert_eq!(wins.iter().filter(|w| **w).count(), 1);
-    assert_eq!(
-        store
-            .totp_enrolment(alice.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .last_step,
-        Some(200)
-    );
+    assert_eq!(enrolment(&*store, alice.id).await.last_step, Some(200));
 }
 check!(totp_steps_are_used_once);
 
 async fn recovery_codes_are_used_once(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
+    let [alice, bob] = make_users(&*store, ["alice", "bob"]).await;
     // Replacing needs 2FA on.
     assert!(!store
         .replace_recovery_codes(alice.id, &codes("zz"), at(0), &[])
         .await
         .unwrap());
-    assert!(store
-        .recovery_code(alice.id, "zz00")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(code_of(&*store, alice.id, "zz00").await.is_none());
     enrol(&*store, alice.id, 1, "aa").await;
     enrol(&*store, bob.id, 1, "aa").await;
 
-    assert!(store
-        .use_recovery_code(alice.id, "aa01", at(50), &[])
-        .await
-        .unwrap());
-    assert!(!store
-        .use_recovery_code(alice.id, "aa01", at(60), &[])
-        .await
-        .unwrap());
+    // A code is used once (the first use's time stays); an unknown code never.
+    for (lookup, secs, used) in [("aa01", 50, true), ("aa01", 60, false), ("nope", 60, false)] {
+        let got = store
+            .use_recovery_code(recovery(alice.id, lookup), at(secs), &[])
+            .await;
+        assert_eq!(got.unwrap(), used, "using {lookup} at {secs}s");
+    }
+    let used_at = |code: Option<StoredRecoveryCode>| code.expect("stored").used_at;
     assert_eq!(
-        store
-            .recovery_code(alice.id, "aa01")
-            .await
-            .unwrap()
-            .unwrap()
-            .used_at,
+        used_at(code_of(&*store, alice.id, "aa01").await),
         Some(at(50))
     );
-    assert!(!store
-        .use_recovery_code(alice.id, "nope", at(60), &[])
-        .await
-        .unwrap());
     // Codes are per user: bob's code with the same prefix is untouched.
-    assert_eq!(
-        store
-            .recovery_code(bob.id, "aa01")
-            .await
-            .unwrap()
-            .unwrap()
-            .used_at,
-        None
-    );
+    assert_eq!(used_at(code_of(&*store, bob.id, "aa01").await), None);
     // Twenty concurrent uses of one code: exactly one succeeds.
     let wins = concurrently(20, |_| {
         let store = store.clone();
         async move {
             store
-                .use_recovery_code(alice.id, "aa02", at(70), &[])
+                .use_recovery_code(recovery(alice.id, "aa02"), at(70), &[])
                 .await
                 .unwrap()
         }
@@ -238,38 +198,27 @@ async fn recovery_codes_are_used_once(store: Arc<dyn Store>) {
         .replace_recovery_codes(alice.id, &codes("bb"), at(80), &[])
         .await
         .unwrap());
-    assert!(store
-        .recovery_code(alice.id, "aa01")
-        .await
-        .unwrap()
-        .is_none());
-    assert!(store
-        .recovery_code(alice.id, "aa05")
-        .await
-        .unwrap()
-        .is_none());
-    let fresh = store
-        .recovery_code(alice.id, "bb01")
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(code_of(&*store, alice.id, "aa01").await.is_none());
+    assert!(code_of(&*store, alice.id, "aa05").await.is_none());
+    let fresh = code_of(&*store, alice.id, "bb01").await.unwrap();
     assert_eq!(fresh.used_at, None);
-    assert!(store.recovery_code(bob.id, "aa05").await.unwrap().is_some());
+    assert!(code_of(&*store, bob.id, "aa05").await.is_some());
 }
 check!(recovery_codes_are_used_once);
 
 async fn org_standing_reflects_requirement_and_enrolment(store: Arc<dyn Store>) {
-    let owner = make_user(&*store, "owner").await;
-    let member = make_user(&*store, "member").await;
-    let stranger = make_user(&*store, "stranger").await;
+    let [owner, member, stranger] = make_users(&*store, ["owner", "member", "stranger"]).await;
     let org = make_org(&*store, "acme", owner.id).await;
     join(&*store, org.id, member.id).await;
     assert_eq!(store.org_standing(org.id, stranger.id).await.unwrap(), None);
-    let standing = store
-        .org_standing(org.id, member.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let standing_of = |user| {
+        let store = &store;
+        async move {
+            let standing = store.org_standing(org.id, user).await.unwrap();
+            standing.expect("a member's standing")
+        }
+    };
+    let standing = standing_of(member.id).await;
     assert_eq!(
         standing,
         OrgStanding {
@@ -291,11 +240,7 @@ async fn org_standing_reflects_requirement_and_enrolment(store: Arc<dyn Store>) 
         )
         .await
         .unwrap();
-    let standing = store
-        .org_standing(org.id, member.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let standing = standing_of(member.id).await;
     assert!(standing.org_requires_2fa && !standing.user_has_2fa);
     assert!(standing.needs_2fa_setup());
 
@@ -304,23 +249,14 @@ async fn org_standing_reflects_requirement_and_enrolment(store: Arc<dyn Store>) 
         .save_pending_totp(member.id, &sealed(1), at(2), &[])
         .await
         .unwrap();
-    assert!(store
-        .org_standing(org.id, member.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .needs_2fa_setup());
+    assert!(standing_of(member.id).await.needs_2fa_setup());
     store
         .enable_totp(member.id, &sealed(1).nonce, 7, &[], at(3), &[])
         .await
         .unwrap();
-    let standing = store
-        .org_standing(org.id, member.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let standing = standing_of(member.id).await;
     assert!(standing.user_has_2fa && !standing.needs_2fa_setup());
-    let owner_standing = store.org_standing(org.id, owner.id).await.unwrap().unwrap();
+    let owner_standing = standing_of(owner.id).await;
     assert_eq!(owner_standing.role, OrgRole::Owner);
     assert!(owner_standing.needs_2fa_setup());
 }
@@ -340,10 +276,10 @@ async fn mfa_challenges_expire_fail_and_are_taken_once(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(
-        store.mfa_challenge(b"hash-a").await.unwrap(),
+        challenge_of(&*store, b"hash-a").await,
         Some(challenge.clone())
     );
-    assert_eq!(store.mfa_challenge(b"hash-x").await.unwrap(), None);
+    assert_eq!(challenge_of(&*store, b"hash-x").await, None);
 
     // Two checks reserved: counted on the challenge.
     for n in 1..=2 {
@@ -354,37 +290,20 @@ async fn mfa_challenges_expire_fail_and_are_taken_once(store: Arc<dyn Store>) {
             .expect("reserved");
         assert_eq!(got.failures, n);
     }
-    assert_eq!(
-        store
-            .reserve_mfa_attempt(b"hash-x", at(10), 5)
-            .await
-            .unwrap(),
-        None
-    );
-    // Expired, or at the limit: no check reserved, nothing counted.
-    assert_eq!(
-        store
-            .reserve_mfa_attempt(b"hash-a", at(300), 5)
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .reserve_mfa_attempt(b"hash-a", at(10), 2)
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .mfa_challenge(b"hash-a")
-            .await
-            .unwrap()
-            .unwrap()
-            .failures,
-        2
-    );
+    // Unknown, expired, or at the limit: no check reserved, nothing counted.
+    let refused: [(&[u8], i64, i32); 3] =
+        [(b"hash-x", 10, 5), (b"hash-a", 300, 5), (b"hash-a", 10, 2)];
+    for (hash, secs, max_failures) in refused {
+        let got = store
+            .reserve_mfa_attempt(hash, at(secs), max_failures)
+            .await;
+        assert_eq!(
+            got.unwrap(),
+            None,
+            "{hash:?} at {secs}s, limit {max_failures}"
+        );
+    }
+    assert_eq!(challenge_of(&*store, b"hash-a").await.unwrap().failures, 2);
     // Expired: not taken (and still there).
     assert_eq!(
         store.take_mfa_challenge(b"hash-a", at(300)).await.unwrap(),
@@ -400,7 +319,7 @@ async fn mfa_challenges_expire_fail_and_are_taken_once(store: Arc<dyn Store>) {
     assert_eq!(winners.len(), 1);
     assert_eq!(winners[0].failures, 2);
     assert!(winners[0].cookie);
-    assert_eq!(store.mfa_challenge(b"hash-a").await.unwrap(), None);
+    assert_eq!(challenge_of(&*store, b"hash-a").await, None);
 
     // A hundred checks at once on one challenge: exactly five are reserved, then it is dead.
     store
@@ -436,8 +355,8 @@ async fn mfa_challenges_expire_fail_and_are_taken_once(store: Arc<dyn Store>) {
     };
     store.create_mfa_challenge(&later, b"hash-c").await.unwrap();
     assert_eq!(store.prune_mfa_challenges(at(600)).await.unwrap(), 1);
-    assert!(store.mfa_challenge(b"hash-b").await.unwrap().is_none());
-    assert!(store.mfa_challenge(b"hash-c").await.unwrap().is_some());
+    assert!(challenge_of(&*store, b"hash-b").await.is_none());
+    assert!(challenge_of(&*store, b"hash-c").await.is_some());
 }
 check!(mfa_challenges_expire_fail_and_are_taken_once);
 

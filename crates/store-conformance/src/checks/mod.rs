@@ -6,16 +6,23 @@ mod audit;
 mod audited;
 mod conversations;
 mod credentials;
+mod files;
+mod group_commit;
 mod keyring;
 mod messages;
 mod mfa;
 mod orgs;
 mod realtime;
 mod users;
+mod webhooks;
 
 use crate::check;
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use conclave_core::files::{
+    FileInfo, FileName, FreedBlobs, QuotaRequest, Reservation, StoredFile, UploadLease,
+};
 use conclave_core::ids::*;
+use conclave_core::mfa::RecoveryCodeRef;
 use conclave_core::model::*;
 use conclave_core::store::*;
 use conclave_core::types::*;
@@ -30,6 +37,23 @@ pub(crate) fn page<K>(cursor: Cursor<K>, limit: i64) -> Page<K> {
     Page {
         cursor,
         limit: Limit::parse(Some(limit)).unwrap(),
+    }
+}
+
+/// Walks a keyset-paged list: for each case (cursor, limit, the keys expected in that order)
+/// asserts the page `list` answers, its items read by `key`.
+pub(crate) async fn assert_pages<K, T, Fut>(
+    list: impl Fn(Page<K>) -> Fut,
+    key: fn(&T) -> K,
+    cases: &[(Cursor<K>, i64, Vec<K>)],
+) where
+    K: Copy + PartialEq + std::fmt::Debug,
+    Fut: std::future::Future<Output = StoreResult<Vec<T>>>,
+{
+    for (cursor, limit, expected) in cases {
+        let items = list(page(*cursor, *limit)).await.unwrap();
+        let keys: Vec<K> = items.iter().map(key).collect();
+        assert_eq!(&keys, expected, "{cursor:?}, limit {limit}");
     }
 }
 
@@ -50,6 +74,31 @@ pub(crate) async fn make_user(store: &dyn Store, name: &str) -> User {
     store.create_user(&new_user(name), &[]).await.unwrap()
 }
 
+/// Makes one user per name, in order.
+pub(crate) async fn make_users<const N: usize>(store: &dyn Store, names: [&str; N]) -> [User; N] {
+    let mut users = Vec::with_capacity(N);
+    for name in names {
+        users.push(make_user(store, name).await);
+    }
+    users.try_into().expect("one user per name")
+}
+
+/// The user's TOTP enrolment, which must exist.
+pub(crate) async fn enrolment(
+    store: &dyn Store,
+    user: UserId,
+) -> conclave_core::mfa::TotpEnrolment {
+    let enrolment = store.totp_enrolment(user).await.unwrap();
+    enrolment.expect("an enrolment")
+}
+
+/// A user named `owner` and an org named `org` they own.
+pub(crate) async fn owned_org(store: &dyn Store, owner: &str, org: &str) -> (User, Org) {
+    let owner = make_user(store, owner).await;
+    let org = make_org(store, org, owner.id).await;
+    (owner, org)
+}
+
 pub(crate) async fn make_org(store: &dyn Store, name: &str, owner: UserId) -> Org {
     let org = Org {
         id: OrgId::new(),
@@ -62,6 +111,24 @@ pub(crate) async fn make_org(store: &dyn Store, name: &str, owner: UserId) -> Or
     };
     store.create_org(&org, owner, &[]).await.unwrap();
     org
+}
+
+/// Creates a team of `org` named `name` with `members`.
+pub(crate) async fn make_team(
+    store: &dyn Store,
+    org: OrgId,
+    name: &str,
+    members: Vec<UserId>,
+) -> Team {
+    let team = Team {
+        id: TeamId::new(),
+        org_id: org,
+        name: name.to_owned(),
+        member_ids: members,
+        created_at: at(1),
+    };
+    store.create_team(&team, &[]).await.unwrap();
+    team
 }
 
 pub(crate) fn group(org: OrgId, creator: UserId, visibility: Visibility) -> Conversation {
@@ -98,6 +165,61 @@ pub(crate) async fn make_group(
     conv
 }
 
+/// `user` joining `conv` as `role`, `secs` into the test.
+pub(crate) fn joining(
+    conv: ConversationId,
+    user: UserId,
+    role: ConversationRole,
+    secs: i64,
+) -> Joining {
+    Joining {
+        conv,
+        user,
+        role,
+        at: at(secs),
+    }
+}
+
+/// Adds `user` to `conv` as `role`, `secs` into the test; answers the participant.
+pub(crate) async fn take_part(
+    store: &dyn Store,
+    conv: ConversationId,
+    user: UserId,
+    role: ConversationRole,
+    secs: i64,
+) -> Participant {
+    store
+        .add_participant(&joining(conv, user, role, secs), &[])
+        .await
+        .unwrap()
+}
+
+/// The ids of `convs`, in their order.
+pub(crate) fn ids(convs: Vec<Conversation>) -> Vec<ConversationId> {
+    convs.into_iter().map(|c| c.id).collect()
+}
+
+/// Asserts each user's role in each conversation; `None` for someone not in it.
+pub(crate) async fn assert_participant_roles(
+    store: &dyn Store,
+    expected: &[(ConversationId, UserId, Option<ConversationRole>)],
+) {
+    for (conv, user, role) in expected {
+        let got = store.participant_role(*conv, *user).await.unwrap();
+        assert_eq!(got, *role, "role of {user:?} in {conv:?}");
+    }
+}
+
+/// A plain-text edit of message `id` at `secs`.
+pub(crate) fn text_edit(id: MessageId, content: &str, secs: i64) -> MessageEdit<'_> {
+    MessageEdit {
+        id,
+        content,
+        format: MessageFormat::Text,
+        at: at(secs),
+    }
+}
+
 pub(crate) fn new_message(conv: ConversationId, author: UserId, content: &str) -> NewMessage {
     NewMessage {
         id: MessageId::new(),
@@ -107,15 +229,31 @@ pub(crate) fn new_message(conv: ConversationId, author: UserId, content: &str) -
         format: MessageFormat::Text,
         reply_to: None,
         created_at: at(100),
+        attachments: Vec::new(),
         idempotency: None,
         idempotency_since: at(0),
     }
 }
 
+/// `user` in `org` as `role`.
+pub(crate) fn membership(org: OrgId, user: UserId, role: OrgRole) -> Membership {
+    Membership { org, user, role }
+}
+
+/// `user`'s recovery code with this lookup.
+pub(crate) fn recovery(user: UserId, lookup: &str) -> RecoveryCodeRef<'_> {
+    RecoveryCodeRef { user, lookup }
+}
+
+/// `org` handed from `from` to `to`.
+pub(crate) fn transfer(org: OrgId, from: UserId, to: UserId) -> Transfer {
+    Transfer { org, from, to }
+}
+
 /// Adds `user` to `org` as a plain member.
 pub(crate) async fn join(store: &dyn Store, org: OrgId, user: UserId) {
     store
-        .add_member(org, user, OrgRole::Member, at(1), &[])
+        .add_member(membership(org, user, OrgRole::Member), at(1), &[])
         .await
         .unwrap();
 }
@@ -127,18 +265,21 @@ pub(crate) async fn post_message(
     author: UserId,
     content: &str,
 ) -> Message {
-    created(
-        store
-            .insert_message(&new_message(conv, author, content), &[])
-            .await
-            .unwrap(),
-    )
+    send(store, &new_message(conv, author, content)).await
+}
+
+/// Stores `msg` (unaudited), which must be accepted as a new message, and answers it.
+pub(crate) async fn send(store: &dyn Store, msg: &NewMessage) -> Message {
+    created(store.insert_message(msg, &[]).await.unwrap())
 }
 
 pub(crate) fn created(inserted: Inserted) -> Message {
     match inserted {
         Inserted::Created(m) => m,
         Inserted::Replayed(m, _) => panic!("expected a new message, got a replay of {:?}", m.id),
+        Inserted::AttachmentsRefused => {
+            panic!("expected a new message, its attachments were refused")
+        }
     }
 }
 

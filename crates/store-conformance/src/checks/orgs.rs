@@ -2,9 +2,31 @@
 
 use super::*;
 
+/// The invite with this code hash, which must exist.
+async fn stored_invite(store: &dyn Store, code_hash: &[u8]) -> Invite {
+    let invite = store.invite_by_code(code_hash).await.unwrap();
+    invite.expect("an invite")
+}
+
+/// `user` redeems the invite with `code_hash`, `secs` into the test.
+async fn redeem(
+    store: &dyn Store,
+    code_hash: &[u8],
+    user: UserId,
+    secs: i64,
+) -> StoreResult<(Invite, Member)> {
+    store
+        .redeem_invite(code_hash, used_by(user, secs), &[])
+        .await
+}
+
+/// `user` using an invite, `secs` into the test.
+fn used_by(user: UserId, secs: i64) -> InviteUse {
+    InviteUse { user, at: at(secs) }
+}
+
 async fn org_create_update_delete(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let org = make_org(&*store, "Acme", alice.id).await;
+    let (alice, org) = owned_org(&*store, "alice", "Acme").await;
     assert_eq!(store.org(org.id).await.unwrap(), org);
     assert_eq!(
         store.membership(org.id, alice.id).await.unwrap(),
@@ -44,14 +66,7 @@ async fn org_create_update_delete(store: Arc<dyn Store>) {
     // Deleting the org takes everything in it along.
     let bob = make_user(&*store, "bob").await;
     join(&*store, org.id, bob.id).await;
-    let team = Team {
-        id: TeamId::new(),
-        org_id: org.id,
-        name: "ops".to_owned(),
-        member_ids: vec![bob.id],
-        created_at: at(1),
-    };
-    store.create_team(&team, &[]).await.unwrap();
+    let team = make_team(&*store, org.id, "ops", vec![bob.id]).await;
     let conv = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
     let msg = post_message(&*store, conv.id, bob.id, "hi").await;
     store
@@ -73,28 +88,30 @@ async fn org_create_update_delete(store: Arc<dyn Store>) {
 check!(org_create_update_delete);
 
 async fn members_and_roles(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
-    let carol = make_user(&*store, "carol").await;
+    let [alice, bob, carol] = make_users(&*store, ["alice", "bob", "carol"]).await;
     let org = make_org(&*store, "acme", alice.id).await;
 
-    store
-        .add_member(org.id, bob.id, OrgRole::Admin, at(5), &[])
+    let added = store
+        .add_member(membership(org.id, bob.id, OrgRole::Admin), at(5), &[])
         .await
         .unwrap();
     assert_conflict(
         store
-            .add_member(org.id, bob.id, OrgRole::Member, at(6), &[])
+            .add_member(membership(org.id, bob.id, OrgRole::Member), at(6), &[])
             .await,
         Conflict::AlreadyMember,
     );
     assert_not_found(
         store
-            .add_member(org.id, UserId::new(), OrgRole::Member, at(6), &[])
+            .add_member(
+                membership(org.id, UserId::new(), OrgRole::Member),
+                at(6),
+                &[],
+            )
             .await,
     );
     store
-        .add_member(org.id, carol.id, OrgRole::Viewer, at(7), &[])
+        .add_member(membership(org.id, carol.id, OrgRole::Viewer), at(7), &[])
         .await
         .unwrap();
 
@@ -108,103 +125,83 @@ async fn members_and_roles(store: Arc<dyn Store>) {
             joined_at: at(5),
         }
     );
+    assert_eq!(added, bob_member, "adding answers the membership");
     assert_not_found(store.member(org.id, UserId::new()).await);
 
     let mut ids = vec![alice.id, bob.id, carol.id];
     ids.sort();
-    let of = |ms: Vec<Member>| ms.into_iter().map(|m| m.user.id).collect::<Vec<_>>();
-    let all = store
-        .members(org.id, page(Cursor::After(UserId(uuid::Uuid::nil())), 100))
-        .await
-        .unwrap();
-    assert_eq!(of(all), ids);
-    let latest = store
-        .members(org.id, page(Cursor::Latest, 2))
-        .await
-        .unwrap();
-    assert_eq!(of(latest), vec![ids[2], ids[1]]);
-    let before = store
-        .members(org.id, page(Cursor::Before(ids[1]), 5))
-        .await
-        .unwrap();
-    assert_eq!(of(before), vec![ids[0]]);
+    assert_pages(
+        |p| store.members(org.id, p),
+        |m| m.user.id,
+        &[
+            (Cursor::After(UserId(uuid::Uuid::nil())), 100, ids.clone()),
+            (Cursor::Latest, 2, vec![ids[2], ids[1]]),
+            (Cursor::Before(ids[1]), 5, vec![ids[0]]),
+        ],
+    )
+    .await;
 
+    let set_role = |user, role| store.set_member_role(membership(org.id, user, role), &[]);
     // The only owner cannot step down.
     assert_conflict(
-        store
-            .set_member_role(org.id, alice.id, OrgRole::Admin, &[])
-            .await,
+        set_role(alice.id, OrgRole::Admin).await,
         Conflict::LastOrgOwner,
     );
     assert_conflict(
         store.remove_member(org.id, alice.id, &[]).await,
         Conflict::LastOrgOwner,
     );
-    store
-        .set_member_role(org.id, alice.id, OrgRole::Owner, &[])
+    let (same, changed) = set_role(alice.id, OrgRole::Owner)
         .await
         .expect("an owner staying owner is fine");
-    store
-        .set_member_role(org.id, bob.id, OrgRole::Owner, &[])
-        .await
-        .unwrap();
-    store
-        .set_member_role(org.id, alice.id, OrgRole::Member, &[])
-        .await
-        .unwrap();
+    assert_eq!((same.role, changed), (OrgRole::Owner, false));
+    let (promoted, changed) = set_role(bob.id, OrgRole::Owner).await.unwrap();
+    assert_eq!(
+        (promoted.user.id, promoted.role, promoted.joined_at, changed),
+        (bob.id, OrgRole::Owner, at(5), true)
+    );
+    set_role(alice.id, OrgRole::Member).await.unwrap();
     assert_eq!(
         store.membership(org.id, alice.id).await.unwrap(),
         Some(OrgRole::Member)
     );
     assert_conflict(
-        store
-            .set_member_role(org.id, bob.id, OrgRole::Viewer, &[])
-            .await,
+        set_role(bob.id, OrgRole::Viewer).await,
         Conflict::LastOrgOwner,
     );
-    assert_not_found(
-        store
-            .set_member_role(org.id, UserId::new(), OrgRole::Member, &[])
-            .await,
-    );
+    assert_not_found(set_role(UserId::new(), OrgRole::Member).await);
 
-    store.remove_member(org.id, carol.id, &[]).await.unwrap();
+    let gone = store.remove_member(org.id, carol.id, &[]).await.unwrap();
+    assert_eq!(
+        gone.member,
+        Member {
+            org_id: org.id,
+            user: carol.summary(),
+            role: OrgRole::Viewer,
+            joined_at: at(7),
+        },
+        "the membership as the removal found it"
+    );
+    assert!(gone.participations.is_empty());
     assert_eq!(store.membership(org.id, carol.id).await.unwrap(), None);
     assert_not_found(store.remove_member(org.id, carol.id, &[]).await);
 }
 check!(members_and_roles);
 
 async fn remove_member_cleans_up_and_passes_ownership(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
-    let carol = make_user(&*store, "carol").await;
-    let dave = make_user(&*store, "dave").await;
+    let [alice, bob, carol, dave] = make_users(&*store, ["alice", "bob", "carol", "dave"]).await;
     let org = make_org(&*store, "acme", alice.id).await;
     let other = make_org(&*store, "other", alice.id).await;
     for (user, at_) in [(bob.id, 1), (carol.id, 2), (dave.id, 3)] {
         store
-            .add_member(org.id, user, OrgRole::Member, at(at_), &[])
+            .add_member(membership(org.id, user, OrgRole::Member), at(at_), &[])
             .await
             .unwrap();
     }
     join(&*store, other.id, bob.id).await;
 
-    let team = Team {
-        id: TeamId::new(),
-        org_id: org.id,
-        name: "ops".to_owned(),
-        member_ids: vec![bob.id, carol.id],
-        created_at: at(1),
-    };
-    store.create_team(&team, &[]).await.unwrap();
-    let other_team = Team {
-        id: TeamId::new(),
-        org_id: other.id,
-        name: "ops".to_owned(),
-        member_ids: vec![bob.id],
-        created_at: at(1),
-    };
-    store.create_team(&other_team, &[]).await.unwrap();
+    let team = make_team(&*store, org.id, "ops", vec![bob.id, carol.id]).await;
+    let other_team = make_team(&*store, other.id, "ops", vec![bob.id]).await;
 
     // Bob alone owns `owned`; dave joined it before carol.
     let owned = group(org.id, bob.id, Visibility::ORG);
@@ -212,26 +209,38 @@ async fn remove_member_cleans_up_and_passes_ownership(store: Arc<dyn Store>) {
         .create_conversation(&owned, &[(bob.id, ConversationRole::Owner)], &[])
         .await
         .unwrap();
-    store
-        .add_participant(owned.id, carol.id, ConversationRole::Member, at(30), &[])
-        .await
-        .unwrap();
-    store
-        .add_participant(owned.id, dave.id, ConversationRole::Moderator, at(20), &[])
-        .await
-        .unwrap();
+    take_part(&*store, owned.id, carol.id, ConversationRole::Member, 30).await;
+    take_part(&*store, owned.id, dave.id, ConversationRole::Moderator, 20).await;
     // Bob co-owns `shared` with alice: nothing passes on.
     let shared = make_group(&*store, org.id, alice.id, &[carol.id], Visibility::ORG).await;
-    store
-        .add_participant(shared.id, bob.id, ConversationRole::Owner, at(20), &[])
-        .await
-        .unwrap();
+    take_part(&*store, shared.id, bob.id, ConversationRole::Owner, 20).await;
     // Bob alone in `lonely`.
     let lonely = make_group(&*store, org.id, bob.id, &[], Visibility::PRIVATE).await;
     // In the other org nothing changes.
     let elsewhere = make_group(&*store, other.id, bob.id, &[alice.id], Visibility::ORG).await;
 
-    let mut left = store.remove_member(org.id, bob.id, &[]).await.unwrap();
+    let removed = store.remove_member(org.id, bob.id, &[]).await.unwrap();
+    assert_eq!(
+        (removed.member.user.clone(), removed.member.role),
+        (bob.summary(), OrgRole::Member)
+    );
+    // Each participation as it was: bob owned all three (dave took `owned` over after).
+    for p in &removed.participations {
+        assert_eq!((&p.user, p.role), (&bob.summary(), ConversationRole::Owner));
+    }
+    let joined = |c: ConversationId| {
+        removed
+            .participations
+            .iter()
+            .find(|p| p.conversation_id == c)
+            .map(|p| p.joined_at)
+    };
+    assert_eq!(joined(shared.id), Some(at(20)));
+    let mut left: Vec<ConversationId> = removed
+        .participations
+        .iter()
+        .map(|p| p.conversation_id)
+        .collect();
     left.sort_by_key(|c| c.0);
     let mut expected = vec![owned.id, shared.id, lonely.id];
     expected.sort_by_key(|c| c.0);
@@ -254,51 +263,45 @@ async fn remove_member_cleans_up_and_passes_ownership(store: Arc<dyn Store>) {
         store.user_teams(other.id, bob.id).await.unwrap(),
         vec![other_team.id]
     );
-    for conv in [owned.id, shared.id, lonely.id] {
-        assert_eq!(store.participant_role(conv, bob.id).await.unwrap(), None);
-    }
-    assert_eq!(
-        store.participant_role(owned.id, dave.id).await.unwrap(),
-        Some(ConversationRole::Owner),
-        "the longest-standing participant takes over"
-    );
-    assert_eq!(
-        store.participant_role(owned.id, carol.id).await.unwrap(),
-        Some(ConversationRole::Member)
-    );
-    assert_eq!(
-        store.participant_role(shared.id, carol.id).await.unwrap(),
-        Some(ConversationRole::Member)
-    );
-    assert_eq!(
-        store.participant_role(shared.id, alice.id).await.unwrap(),
-        Some(ConversationRole::Owner)
-    );
+    // Bob is gone from every conversation; in `owned` the longest-standing participant
+    // (dave) takes over.
+    let roles = [
+        (owned.id, bob.id, None),
+        (shared.id, bob.id, None),
+        (lonely.id, bob.id, None),
+        (owned.id, dave.id, Some(ConversationRole::Owner)),
+        (owned.id, carol.id, Some(ConversationRole::Member)),
+        (shared.id, carol.id, Some(ConversationRole::Member)),
+        (shared.id, alice.id, Some(ConversationRole::Owner)),
+    ];
+    assert_participant_roles(&*store, &roles).await;
     store.conversation(lonely.id).await.expect("kept");
     assert_eq!(
         store.participant_role(elsewhere.id, bob.id).await.unwrap(),
         Some(ConversationRole::Owner)
     );
-    let mine: Vec<_> = store
+    let mine = ids(store
         .conversations_for_user(bob.id, page(Cursor::Latest, 100))
         .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
+        .unwrap());
     assert_eq!(mine, vec![elsewhere.id]);
 }
 check!(remove_member_cleans_up_and_passes_ownership);
 
 async fn transfer_org_swaps_roles(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
+    let [alice, bob] = make_users(&*store, ["alice", "bob"]).await;
     let org = make_org(&*store, "acme", alice.id).await;
     join(&*store, org.id, bob.id).await;
-    store
-        .transfer_org(org.id, alice.id, bob.id, &[])
+    let changed = store
+        .transfer_org(transfer(org.id, alice.id, bob.id), &[])
         .await
         .unwrap();
+    let roles: Vec<(UserId, OrgRole)> = changed.iter().map(|m| (m.user.id, m.role)).collect();
+    assert_eq!(
+        roles,
+        vec![(bob.id, OrgRole::Owner), (alice.id, OrgRole::Admin)],
+        "the new owner first"
+    );
     assert_eq!(
         store.membership(org.id, bob.id).await.unwrap(),
         Some(OrgRole::Owner)
@@ -308,13 +311,32 @@ async fn transfer_org_swaps_roles(store: Arc<dyn Store>) {
         Some(OrgRole::Admin)
     );
     let stranger = make_user(&*store, "stranger").await;
-    assert_not_found(store.transfer_org(org.id, bob.id, stranger.id, &[]).await);
+    assert_not_found(
+        store
+            .transfer_org(transfer(org.id, bob.id, stranger.id), &[])
+            .await,
+    );
     assert_eq!(
         store.membership(org.id, bob.id).await.unwrap(),
         Some(OrgRole::Owner),
         "a failed transfer changes nothing"
     );
     assert_eq!(store.membership(org.id, stranger.id).await.unwrap(), None);
+    // To a co-owner, only the one handing over changes.
+    store
+        .set_member_role(membership(org.id, alice.id, OrgRole::Owner), &[])
+        .await
+        .unwrap();
+    let changed = store
+        .transfer_org(transfer(org.id, bob.id, alice.id), &[])
+        .await
+        .unwrap();
+    let roles: Vec<(UserId, OrgRole)> = changed.iter().map(|m| (m.user.id, m.role)).collect();
+    assert_eq!(roles, vec![(bob.id, OrgRole::Admin)]);
+    let nothing = store
+        .transfer_org(transfer(org.id, alice.id, alice.id), &[])
+        .await;
+    assert!(nothing.unwrap().is_empty(), "to oneself nothing changes");
 }
 check!(transfer_org_swaps_roles);
 
@@ -340,9 +362,7 @@ pub(crate) fn invite(
 /// AZ-7: an invite naming a user is listed for them only, taken by them only (by id or by its
 /// code), once, and can be revoked; many concurrent acceptances add one membership.
 async fn named_invites_reach_only_their_invitee(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
-    let carol = make_user(&*store, "carol").await;
+    let [alice, bob, carol] = make_users(&*store, ["alice", "bob", "carol"]).await;
     let org = make_org(&*store, "acme", alice.id).await;
     let mut named = invite(org.id, alice.id, Some(1), Some(at(1000)));
     named.username = Some("bob".into());
@@ -372,15 +392,19 @@ async fn named_invites_reach_only_their_invitee(store: Arc<dyn Store>) {
     );
     // Nobody else takes it, by id or by code.
     assert!(matches!(
-        store.accept_invite(named.id, carol.id, at(2), &[]).await,
+        store
+            .accept_invite(named.id, used_by(carol.id, 2), &[])
+            .await,
         Err(StoreError::NotFound)
     ));
     assert_conflict(
-        store.redeem_invite(b"named", carol.id, at(2), &[]).await,
+        redeem(&*store, b"named", carol.id, 2).await,
         Conflict::InviteExhausted,
     );
     assert!(matches!(
-        store.accept_invite(named.id, bob.id, at(1000), &[]).await,
+        store
+            .accept_invite(named.id, used_by(bob.id, 1000), &[])
+            .await,
         Err(StoreError::NotFound)
     ));
     // Concurrent acceptances by the invitee: exactly one succeeds (the HTTP suite sends 100).
@@ -388,19 +412,18 @@ async fn named_invites_reach_only_their_invitee(store: Arc<dyn Store>) {
         let store = store.clone();
         let id = named.id;
         let bob = bob.id;
-        tokio::spawn(async move { store.accept_invite(id, bob, at(3), &[]).await })
+        tokio::spawn(async move { store.accept_invite(id, used_by(bob, 3), &[]).await })
     });
-    let mut ok = 0;
+    let mut taken = Vec::new();
     for t in tries {
-        if t.await.unwrap().is_ok() {
-            ok += 1;
+        if let Ok(pair) = t.await.unwrap() {
+            taken.push(pair);
         }
     }
-    assert_eq!(ok, 1);
-    assert_eq!(
-        store.member(org.id, bob.id).await.unwrap().role,
-        OrgRole::Member
-    );
+    assert_eq!(taken.len(), 1);
+    let member = store.member(org.id, bob.id).await.unwrap();
+    assert_eq!(member.role, OrgRole::Member);
+    assert_eq!((taken[0].0.id, &taken[0].1), (named.id, &member));
     assert!(store
         .pending_invites(bob.id, at(4))
         .await
@@ -418,10 +441,7 @@ async fn named_invites_reach_only_their_invitee(store: Arc<dyn Store>) {
 check!(named_invites_reach_only_their_invitee);
 
 async fn invites_are_redeemed_within_limits(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
-    let carol = make_user(&*store, "carol").await;
-    let dave = make_user(&*store, "dave").await;
+    let [alice, bob, carol, dave] = make_users(&*store, ["alice", "bob", "carol", "dave"]).await;
     let org = make_org(&*store, "acme", alice.id).await;
 
     let mut limited = invite(org.id, alice.id, Some(2), Some(at(1000)));
@@ -436,12 +456,14 @@ async fn invites_are_redeemed_within_limits(store: Arc<dyn Store>) {
     );
     assert_eq!(store.invite_by_code(b"unknown").await.unwrap(), None);
 
-    let used = store
-        .redeem_invite(b"limited", bob.id, at(10), &[])
-        .await
-        .unwrap();
+    let (used, member) = redeem(&*store, b"limited", bob.id, 10).await.unwrap();
     assert_eq!(used.uses, 1);
     assert_eq!(used.id, limited.id);
+    assert_eq!(
+        member,
+        store.member(org.id, bob.id).await.unwrap(),
+        "redeeming answers the new membership"
+    );
     assert_eq!(
         store.member(org.id, bob.id).await.unwrap().role,
         OrgRole::Viewer
@@ -452,42 +474,26 @@ async fn invites_are_redeemed_within_limits(store: Arc<dyn Store>) {
     );
 
     assert_conflict(
-        store.redeem_invite(b"limited", bob.id, at(11), &[]).await,
+        redeem(&*store, b"limited", bob.id, 11).await,
         Conflict::AlreadyMember,
     );
     assert_eq!(
-        store
-            .invite_by_code(b"limited")
-            .await
-            .unwrap()
-            .unwrap()
-            .uses,
+        stored_invite(&*store, b"limited").await.uses,
         1,
         "a refused redemption uses nothing"
     );
     assert_conflict(
-        store.redeem_invite(b"limited", alice.id, at(11), &[]).await,
+        redeem(&*store, b"limited", alice.id, 11).await,
         Conflict::AlreadyMember,
     );
 
-    store
-        .redeem_invite(b"limited", carol.id, at(12), &[])
-        .await
-        .unwrap();
+    redeem(&*store, b"limited", carol.id, 12).await.unwrap();
     assert_conflict(
-        store.redeem_invite(b"limited", dave.id, at(13), &[]).await,
+        redeem(&*store, b"limited", dave.id, 13).await,
         Conflict::InviteExhausted,
     );
     assert_eq!(store.membership(org.id, dave.id).await.unwrap(), None);
-    assert_eq!(
-        store
-            .invite_by_code(b"limited")
-            .await
-            .unwrap()
-            .unwrap()
-            .uses,
-        2
-    );
+    assert_eq!(stored_invite(&*store, b"limited").await.uses, 2);
 
     let expiring = invite(org.id, alice.id, None, Some(at(100)));
     store
@@ -495,35 +501,26 @@ async fn invites_are_redeemed_within_limits(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_conflict(
-        store
-            .redeem_invite(b"expiring", dave.id, at(100), &[])
-            .await,
+        redeem(&*store, b"expiring", dave.id, 100).await,
         Conflict::InviteExhausted,
     );
     assert_conflict(
-        store.redeem_invite(b"unknown", dave.id, at(1), &[]).await,
+        redeem(&*store, b"unknown", dave.id, 1).await,
         Conflict::InviteExhausted,
     );
-    let redeemed = store
-        .redeem_invite(b"expiring", dave.id, at(99), &[])
-        .await
-        .unwrap();
+    let (redeemed, _) = redeem(&*store, b"expiring", dave.id, 99).await.unwrap();
     assert_eq!(redeemed.uses, 1);
     assert_eq!(redeemed.max_uses, None);
 
     let open = invite(org.id, alice.id, None, None);
     store.create_invite(&open, b"open", &[]).await.unwrap();
     let eve = make_user(&*store, "eve").await;
-    store
-        .redeem_invite(b"open", eve.id, at(1_000_000), &[])
-        .await
-        .unwrap();
+    redeem(&*store, b"open", eve.id, 1_000_000).await.unwrap();
 }
 check!(invites_are_redeemed_within_limits);
 
 async fn teams_and_team_members(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
+    let [alice, bob] = make_users(&*store, ["alice", "bob"]).await;
     let org = make_org(&*store, "acme", alice.id).await;
     let other = make_org(&*store, "other", alice.id).await;
     let team = Team {

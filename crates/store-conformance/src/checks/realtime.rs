@@ -31,61 +31,43 @@ fn state(
 }
 
 async fn read_markers_are_set_per_participant(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
-    let carol = make_user(&*store, "carol").await;
+    let [alice, bob, carol] = make_users(&*store, ["alice", "bob", "carol"]).await;
     let org = make_org(&*store, "acme", alice.id).await;
     for user in [bob.id, carol.id] {
         join(&*store, org.id, user).await;
     }
     let conv = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
     let msgs = post(&*store, conv.id, alice.id, 3).await;
+    let marker = |conv, user, message| ReadMarker {
+        conv,
+        user,
+        message,
+    };
 
-    store
-        .set_read_marker(conv.id, bob.id, msgs[1].id, &[])
-        .await
-        .unwrap();
-    assert_eq!(
-        store.conversation_states(bob.id).await.unwrap(),
-        vec![state(conv.id, 3, Some(&msgs[1]), 1)]
-    );
-    assert_eq!(
-        store.conversation_states(alice.id).await.unwrap(),
-        vec![state(conv.id, 3, None, 3)],
-        "markers are per participant"
-    );
-
-    store
-        .set_read_marker(conv.id, bob.id, msgs[2].id, &[])
-        .await
-        .unwrap();
-    assert_eq!(
-        store.conversation_states(bob.id).await.unwrap(),
-        vec![state(conv.id, 3, Some(&msgs[2]), 0)]
-    );
-    store
-        .set_read_marker(conv.id, bob.id, msgs[0].id, &[])
-        .await
-        .unwrap();
-    assert_eq!(
-        store.conversation_states(bob.id).await.unwrap(),
-        vec![state(conv.id, 3, Some(&msgs[0]), 2)],
-        "the marker is set as given, also backwards"
-    );
+    // Bob's marker moves forward and back (it is set as given): each time his unread count
+    // follows, and alice's (markers are per participant) stays at all three.
+    for (read, unread) in [(1, 1), (2, 0), (0, 2)] {
+        let set = store.set_read_marker(marker(conv.id, bob.id, msgs[read].id), &[]);
+        set.await.unwrap();
+        let states = store.conversation_states(bob.id).await.unwrap();
+        assert_eq!(states, vec![state(conv.id, 3, Some(&msgs[read]), unread)]);
+        let states = store.conversation_states(alice.id).await.unwrap();
+        assert_eq!(states, vec![state(conv.id, 3, None, 3)]);
+    }
 
     assert_not_found(
         store
-            .set_read_marker(conv.id, carol.id, msgs[0].id, &[])
+            .set_read_marker(marker(conv.id, carol.id, msgs[0].id), &[])
             .await,
     );
     assert_not_found(
         store
-            .set_read_marker(ConversationId::new(), bob.id, msgs[0].id, &[])
+            .set_read_marker(marker(ConversationId::new(), bob.id, msgs[0].id), &[])
             .await,
     );
     assert_not_found(
         store
-            .set_read_marker(conv.id, bob.id, MessageId::new(), &[])
+            .set_read_marker(marker(conv.id, bob.id, MessageId::new()), &[])
             .await,
     );
     assert_eq!(
@@ -100,7 +82,7 @@ async fn read_markers_are_set_per_participant(store: Arc<dyn Store>) {
         .unwrap();
     assert_not_found(
         store
-            .set_read_marker(conv.id, bob.id, msgs[2].id, &[])
+            .set_read_marker(marker(conv.id, bob.id, msgs[2].id), &[])
             .await,
     );
     assert!(store.conversation_states(bob.id).await.unwrap().is_empty());
@@ -108,9 +90,7 @@ async fn read_markers_are_set_per_participant(store: Arc<dyn Store>) {
 check!(read_markers_are_set_per_participant);
 
 async fn conversation_states_count_unread(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
-    let loner = make_user(&*store, "loner").await;
+    let [alice, bob, loner] = make_users(&*store, ["alice", "bob", "loner"]).await;
     let org = make_org(&*store, "acme", alice.id).await;
     let other_org = make_org(&*store, "other", bob.id).await;
     join(&*store, org.id, bob.id).await;
@@ -127,13 +107,18 @@ async fn conversation_states_count_unread(store: Arc<dyn Store>) {
     post(&*store, unread.id, alice.id, 4).await;
     let own = post(&*store, elsewhere.id, bob.id, 1).await;
     post(&*store, not_bobs.id, alice.id, 7).await;
+    let marker = |conv, user, message| ReadMarker {
+        conv,
+        user,
+        message,
+    };
 
     store
-        .set_read_marker(partly.id, bob.id, partly_msgs[2].id, &[])
+        .set_read_marker(marker(partly.id, bob.id, partly_msgs[2].id), &[])
         .await
         .unwrap();
     store
-        .set_read_marker(caught_up.id, bob.id, caught_up_msgs[1].id, &[])
+        .set_read_marker(marker(caught_up.id, bob.id, caught_up_msgs[1].id), &[])
         .await
         .unwrap();
     // A tombstone keeps its seq, so a marker on it still counts.
@@ -159,7 +144,7 @@ async fn conversation_states_count_unread(store: Arc<dyn Store>) {
     // Newer messages are unread again.
     post(&*store, caught_up.id, alice.id, 3).await;
     store
-        .set_read_marker(elsewhere.id, bob.id, own[0].id, &[])
+        .set_read_marker(marker(elsewhere.id, bob.id, own[0].id), &[])
         .await
         .unwrap();
     let states = store.conversation_states(bob.id).await.unwrap();
@@ -198,9 +183,7 @@ async fn conversation_states_count_unread(store: Arc<dyn Store>) {
 check!(conversation_states_count_unread);
 
 async fn conversation_and_participant_ids(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
-    let carol = make_user(&*store, "carol").await;
+    let [alice, bob, carol] = make_users(&*store, ["alice", "bob", "carol"]).await;
     let acme = make_org(&*store, "acme", alice.id).await;
     let other = make_org(&*store, "other", alice.id).await;
     for org in [acme.id, other.id] {
@@ -220,44 +203,19 @@ async fn conversation_and_participant_ids(store: Arc<dyn Store>) {
     let a3 = make_group(&*store, acme.id, bob.id, &[], Visibility::ORG).await;
     let o1 = make_group(&*store, other.id, carol.id, &[bob.id], Visibility::ORG).await;
 
-    assert_eq!(
-        store.user_conversation_ids(bob.id, None).await.unwrap(),
-        sorted(vec![a1.id, a3.id, o1.id])
-    );
-    assert_eq!(
-        store
-            .user_conversation_ids(bob.id, Some(acme.id))
-            .await
-            .unwrap(),
-        sorted(vec![a1.id, a3.id])
-    );
-    assert_eq!(
-        store
-            .user_conversation_ids(bob.id, Some(other.id))
-            .await
-            .unwrap(),
-        vec![o1.id]
-    );
-    assert_eq!(
-        store
-            .user_conversation_ids(alice.id, Some(other.id))
-            .await
-            .unwrap(),
-        Vec::<ConversationId>::new(),
-        "membership of the org alone is no participation"
-    );
-    assert_eq!(
-        store
-            .user_conversation_ids(carol.id, Some(OrgId::new()))
-            .await
-            .unwrap(),
-        Vec::<ConversationId>::new()
-    );
-    assert!(store
-        .user_conversation_ids(UserId::new(), None)
-        .await
-        .unwrap()
-        .is_empty());
+    // Membership of an org alone (alice in `other`) is no participation.
+    let cases = [
+        (bob.id, None, sorted(vec![a1.id, a3.id, o1.id])),
+        (bob.id, Some(acme.id), sorted(vec![a1.id, a3.id])),
+        (bob.id, Some(other.id), vec![o1.id]),
+        (alice.id, Some(other.id), vec![]),
+        (carol.id, Some(OrgId::new()), vec![]),
+        (UserId::new(), None, vec![]),
+    ];
+    for (user, org, expected) in cases {
+        let ids = store.user_conversation_ids(user, org).await.unwrap();
+        assert_eq!(ids, expected, "{user:?} in {org:?}");
+    }
 
     assert_eq!(
         store.participant_ids(a1.id).await.unwrap(),
@@ -275,10 +233,7 @@ async fn conversation_and_participant_ids(store: Arc<dyn Store>) {
         .is_empty());
 
     store.remove_participant(a1.id, bob.id, &[]).await.unwrap();
-    store
-        .add_participant(a2.id, bob.id, ConversationRole::Member, at(20), &[])
-        .await
-        .unwrap();
+    take_part(&*store, a2.id, bob.id, ConversationRole::Member, 20).await;
     assert_eq!(
         store
             .user_conversation_ids(bob.id, Some(acme.id))
@@ -321,8 +276,7 @@ async fn take(store: &dyn Store, saved: &GatewaySession) -> Option<GatewaySessio
 }
 
 async fn gateway_sessions_save_take_prune(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
+    let [alice, bob] = make_users(&*store, ["alice", "bob"]).await;
 
     let first = gateway_session(alice.id, at(1000));
     store.save_gateway_session(&first).await.unwrap();
@@ -418,8 +372,7 @@ async fn gateway_session_is_taken_once_concurrently(store: Arc<dyn Store>) {
 check!(gateway_session_is_taken_once_concurrently);
 
 async fn gateway_sessions_are_taken_only_by_their_owner(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let mallory = make_user(&*store, "mallory").await;
+    let [alice, mallory] = make_users(&*store, ["alice", "mallory"]).await;
     let saved = gateway_session(alice.id, at(1000));
     store.save_gateway_session(&saved).await.unwrap();
     let other_login = SessionId::new();

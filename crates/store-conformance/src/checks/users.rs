@@ -2,6 +2,30 @@
 
 use super::*;
 
+/// A claim of the bootstrap (by a would-be first admin) is refused.
+/// Flags that only switch the account on or off.
+fn disabled(on: bool) -> UserFlags {
+    UserFlags {
+        disabled: Some(on),
+        ..UserFlags::default()
+    }
+}
+
+/// Flags that only grant or take server admin.
+fn admin(on: bool) -> UserFlags {
+    UserFlags {
+        server_admin: Some(on),
+        ..UserFlags::default()
+    }
+}
+
+async fn assert_bootstrap_refused(store: &dyn Store) {
+    let mut first = new_user("first");
+    first.server_admin = true;
+    let claimed = store.claim_bootstrap(&first, &[]).await;
+    assert_conflict(claimed, Conflict::BootstrapUsed);
+}
+
 async fn ping(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
 }
@@ -53,12 +77,20 @@ async fn users_create_and_read(store: Arc<dyn Store>) {
     assert_eq!(cleared.display_name, None);
 
     let flagged = store
-        .set_user_flags(user.id, Some(true), None, None, &[])
+        .set_user_flags(user.id, disabled(true), &[])
         .await
         .unwrap();
     assert!(flagged.disabled && !flagged.server_admin);
     let flagged = store
-        .set_user_flags(user.id, None, Some(true), Some(true), &[])
+        .set_user_flags(
+            user.id,
+            UserFlags {
+                server_admin: Some(true),
+                require_2fa: Some(true),
+                ..UserFlags::default()
+            },
+            &[],
+        )
         .await
         .unwrap();
     assert!(flagged.disabled && flagged.server_admin && flagged.require_2fa);
@@ -70,11 +102,7 @@ async fn users_create_and_read(store: Arc<dyn Store>) {
     assert_not_found(store.password_hash(nobody).await);
     assert_not_found(store.set_password_hash(nobody, "$x", &[]).await);
     assert_not_found(store.set_display_name(nobody, None, &[]).await);
-    assert_not_found(
-        store
-            .set_user_flags(nobody, Some(true), None, None, &[])
-            .await,
-    );
+    assert_not_found(store.set_user_flags(nobody, disabled(true), &[]).await);
 
     let mut passwordless = new_user("robot");
     passwordless.password_hash = None;
@@ -131,39 +159,29 @@ async fn any_server_admin_disarms_the_bootstrap(store: Arc<dyn Store>) {
     store.create_user(&made, &[]).await.unwrap();
     assert!(store.bootstrap_claimed().await.unwrap());
     store
-        .set_user_flags(made.id, None, Some(false), None, &[])
+        .set_user_flags(made.id, admin(false), &[])
         .await
         .unwrap();
     assert!(
         store.bootstrap_claimed().await.unwrap(),
         "demoting the only admin does not re-arm it"
     );
-    let mut first = new_user("first");
-    first.server_admin = true;
-    assert_conflict(
-        store.claim_bootstrap(&first, &[]).await,
-        Conflict::BootstrapUsed,
-    );
+    assert_bootstrap_refused(&*store).await;
 }
 check!(any_server_admin_disarms_the_bootstrap);
 
 async fn promotion_disarms_the_bootstrap(store: Arc<dyn Store>) {
     let plain = make_user(&*store, "plain").await;
     store
-        .set_user_flags(plain.id, None, Some(true), None, &[])
+        .set_user_flags(plain.id, admin(true), &[])
         .await
         .unwrap();
     store
-        .set_user_flags(plain.id, None, Some(false), None, &[])
+        .set_user_flags(plain.id, admin(false), &[])
         .await
         .unwrap();
     assert!(store.bootstrap_claimed().await.unwrap());
-    let mut first = new_user("first");
-    first.server_admin = true;
-    assert_conflict(
-        store.claim_bootstrap(&first, &[]).await,
-        Conflict::BootstrapUsed,
-    );
+    assert_bootstrap_refused(&*store).await;
 }
 check!(promotion_disarms_the_bootstrap);
 
@@ -214,8 +232,7 @@ fn session(user: UserId, created: i64) -> Session {
 }
 
 async fn sessions_lifecycle(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
+    let [alice, bob] = make_users(&*store, ["alice", "bob"]).await;
     let a1 = session(alice.id, 1);
     let a2 = session(alice.id, 2);
     let a3 = session(alice.id, 3);
@@ -230,13 +247,28 @@ async fn sessions_lifecycle(store: Arc<dyn Store>) {
     assert_eq!(store.session_by_token_hash(b"zz").await.unwrap(), None);
 
     store
-        .touch_session(a2.id, at(50), Some("198.51.100.7"))
+        .touch_session(
+            a2.id,
+            Seen {
+                at: at(50),
+                ip: Some("198.51.100.7"),
+            },
+        )
         .await
         .unwrap();
     let touched = store.session_by_token_hash(b"a2").await.unwrap().unwrap();
     assert_eq!(touched.last_seen_at, at(50));
     assert_eq!(touched.ip.as_deref(), Some("198.51.100.7"));
-    store.touch_session(a2.id, at(60), None).await.unwrap();
+    store
+        .touch_session(
+            a2.id,
+            Seen {
+                at: at(60),
+                ip: None,
+            },
+        )
+        .await
+        .unwrap();
     let touched = store.session_by_token_hash(b"a2").await.unwrap().unwrap();
     assert_eq!(touched.last_seen_at, at(60));
     assert_eq!(
@@ -282,9 +314,7 @@ async fn sessions_lifecycle(store: Arc<dyn Store>) {
 check!(sessions_lifecycle);
 
 async fn users_share_org_only_through_a_common_org(store: Arc<dyn Store>) {
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
-    let carol = make_user(&*store, "carol").await;
+    let [alice, bob, carol] = make_users(&*store, ["alice", "bob", "carol"]).await;
     let org = make_org(&*store, "acme", alice.id).await;
     make_org(&*store, "other", carol.id).await;
     assert!(!store.users_share_org(alice.id, bob.id).await.unwrap());
@@ -306,9 +336,7 @@ async fn times_are_kept_to_the_microsecond(store: Arc<dyn Store>) {
 check!(times_are_kept_to_the_microsecond);
 
 async fn anonymised_erasure_moves_messages_to_the_org_placeholder(store: Arc<dyn Store>) {
-    let owner = make_user(&*store, "owner").await;
-    let alice = make_user(&*store, "alice").await;
-    let bob = make_user(&*store, "bob").await;
+    let [owner, alice, bob] = make_users(&*store, ["owner", "alice", "bob"]).await;
     let org = make_org(&*store, "Acme", owner.id).await;
     let patch = OrgPatch {
         erasure: Some(ErasurePolicy::Anonymise),
@@ -328,10 +356,32 @@ async fn anonymised_erasure_moves_messages_to_the_org_placeholder(store: Arc<dyn
     .await;
     let hers = post_message(&*store, conv.id, alice.id, "hers").await;
     let his = post_message(&*store, conv.id, bob.id, "his").await;
-    store
-        .erase_user(alice.id, &[], "deleted-alice", at(500), &[])
+    let erased = store
+        .erase_user(
+            &Erasure {
+                user: alice.id,
+                tombstone_orgs: &[],
+                anonymous_name: "deleted-alice",
+                at: at(500),
+            },
+            &[],
+        )
         .await
         .unwrap();
+    // What left, as it was: her membership and her place in the conversation.
+    assert_eq!(erased.tombstoned, 0);
+    assert_eq!(erased.removed.len(), 1);
+    let gone = &erased.removed[0];
+    assert_eq!(
+        (gone.member.org_id, &gone.member.user, gone.member.role),
+        (org.id, &alice.summary(), OrgRole::Member)
+    );
+    let left: Vec<(ConversationId, ConversationRole)> = gone
+        .participations
+        .iter()
+        .map(|p| (p.conversation_id, p.role))
+        .collect();
+    assert_eq!(left, vec![(conv.id, ConversationRole::Member)]);
     // The erased id leads to none of her messages; they keep their words under the placeholder.
     assert!(store
         .messages_by_author(alice.id, None, 10)
@@ -349,7 +399,15 @@ async fn anonymised_erasure_moves_messages_to_the_org_placeholder(store: Arc<dyn
     assert_eq!(store.membership(org.id, placeholder).await.unwrap(), None);
     // One placeholder per org.
     store
-        .erase_user(bob.id, &[], "deleted-bob", at(600), &[])
+        .erase_user(
+            &Erasure {
+                user: bob.id,
+                tombstone_orgs: &[],
+                anonymous_name: "deleted-bob",
+                at: at(600),
+            },
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(store.message(his.id).await.unwrap().author.id, placeholder);

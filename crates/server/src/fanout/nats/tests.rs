@@ -21,10 +21,12 @@ fn random_cluster() -> String {
     format!("test-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// Connects, or says why not: under `CI=true` an unreachable NATS fails the test.
-async fn connect_or_skip(cluster: &str, window: Duration) -> Option<NatsFanOut> {
-    match NatsFanOut::connect(NATS_URL, cluster, window, test_key()).await {
-        Ok(f) => Some(f),
+/// The first node of a new cluster (and the cluster's name), or says why not: under `CI=true`
+/// an unreachable NATS fails the test.
+async fn connect_or_skip(window: Duration) -> Option<(String, NatsFanOut)> {
+    let cluster = random_cluster();
+    match NatsFanOut::connect(NATS_URL, &cluster, window, test_key()).await {
+        Ok(f) => Some((cluster, f)),
         Err(e) => {
             if crate::config::under_ci() {
                 panic!("NATS with JetStream is required under CI=true: {e}");
@@ -33,6 +35,47 @@ async fn connect_or_skip(cluster: &str, window: Duration) -> Option<NatsFanOut> 
             None
         }
     }
+}
+
+/// [`connect_or_skip`], with the node's stream of events taken.
+async fn listening_or_skip(
+    window: Duration,
+) -> Option<(String, NatsFanOut, mpsc::UnboundedReceiver<Delivered>)> {
+    let (cluster, node) = connect_or_skip(window).await?;
+    let rx = node.take_stream().expect("stream");
+    Some((cluster, node, rx))
+}
+
+/// Another node of `cluster`, once a first one has connected (so NATS is there).
+async fn node(cluster: &str, window: Duration) -> NatsFanOut {
+    NatsFanOut::connect(NATS_URL, cluster, window, test_key())
+        .await
+        .expect("another node")
+}
+
+/// What `f` replays of (after, upto]; the range must still be retained.
+async fn replayed(f: &NatsFanOut, after: u64, upto: u64) -> Vec<Delivered> {
+    f.replay(after, upto)
+        .await
+        .unwrap()
+        .expect("a retained range")
+}
+
+/// Publishes an `X` event from `f` per number in `numbers`; the positions they arrive at.
+async fn publish_numbered(
+    f: &NatsFanOut,
+    rx: &mut mpsc::UnboundedReceiver<Delivered>,
+    numbers: std::ops::Range<i64>,
+) -> Vec<u64> {
+    for i in numbers.clone() {
+        f.publish(Event::user("X", UserId::new(), i));
+    }
+    f.flush().await;
+    let mut positions = Vec::new();
+    for _ in numbers {
+        positions.push(next(rx).await.position);
+    }
+    positions
 }
 
 async fn delete_stream(f: &NatsFanOut) {
@@ -184,13 +227,10 @@ fn names_are_sanitized() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_from_one_node_reach_another_in_order() {
-    let cluster = random_cluster();
-    let Some(a) = connect_or_skip(&cluster, Duration::from_secs(60)).await else {
+    let Some((cluster, a)) = connect_or_skip(Duration::from_secs(60)).await else {
         return;
     };
-    let b = NatsFanOut::connect(NATS_URL, &cluster, Duration::from_secs(60), test_key())
-        .await
-        .expect("second node");
+    let b = node(&cluster, Duration::from_secs(60)).await;
     assert!(a.ready().await && b.ready().await);
     assert_eq!(a.epoch(), b.epoch(), "one stream, one epoch");
     assert!(a.epoch().starts_with(&format!("nats:{}:", a.stream_name())));
@@ -250,7 +290,7 @@ async fn events_from_one_node_reach_another_in_order() {
 
     // Replay returns exactly (after, upto], from either node.
     let p = |i: usize| seen_b[i].position;
-    let got = b.replay(p(9), p(19)).await.unwrap().unwrap();
+    let got = replayed(&b, p(9), p(19)).await;
     assert_eq!(
         got.iter().map(|d| d.position).collect::<Vec<_>>(),
         seen_b[10..20]
@@ -262,19 +302,17 @@ async fn events_from_one_node_reach_another_in_order() {
         got.iter().map(number).collect::<Vec<_>>(),
         (10..20).collect::<Vec<_>>()
     );
-    let all = a.replay(p(0) - 1, p(49)).await.unwrap().unwrap();
+    let all = replayed(&a, p(0) - 1, p(49)).await;
     assert_eq!(all.len(), 50);
-    assert_eq!(a.replay(p(5), p(5)).await.unwrap().unwrap().len(), 0);
+    assert_eq!(replayed(&a, p(5), p(5)).await.len(), 0);
     // Beyond the end: what exists.
-    let last = a.replay(p(49), p(49) + 40 + 1000).await.unwrap().unwrap();
+    let last = replayed(&a, p(49), p(49) + 40 + 1000).await;
     assert_eq!(last.len(), 40);
 
     // A node that started later has none of it in memory: it reads the stream back.
-    let c = NatsFanOut::connect(NATS_URL, &cluster, Duration::from_secs(60), test_key())
-        .await
-        .expect("third node");
+    let c = node(&cluster, Duration::from_secs(60)).await;
     assert_eq!(c.epoch(), a.epoch());
-    let from_stream = c.replay(p(9), p(19)).await.unwrap().unwrap();
+    let from_stream = replayed(&c, p(9), p(19)).await;
     assert_eq!(
         from_stream
             .iter()
@@ -284,11 +322,8 @@ async fn events_from_one_node_reach_another_in_order() {
             .map(|d| (d.position, number(d), d.event.t.clone()))
             .collect::<Vec<_>>()
     );
-    assert_eq!(c.replay(p(0) - 1, p(49)).await.unwrap().unwrap().len(), 50);
-    assert_eq!(
-        c.replay(p(49), p(49) + 40).await.unwrap().unwrap().len(),
-        40
-    );
+    assert_eq!(replayed(&c, p(0) - 1, p(49)).await.len(), 50);
+    assert_eq!(replayed(&c, p(49), p(49) + 40).await.len(), 40);
 
     delete_stream(&a).await;
 }
@@ -297,11 +332,9 @@ async fn events_from_one_node_reach_another_in_order() {
 /// and on replay, and the node's own signed events still flow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsigned_or_forged_events_are_dropped() {
-    let cluster = random_cluster();
-    let Some(a) = connect_or_skip(&cluster, Duration::from_secs(60)).await else {
+    let Some((cluster, a, mut rx)) = listening_or_skip(Duration::from_secs(60)).await else {
         return;
     };
-    let mut rx = a.take_stream().expect("stream");
     let user = UserId::new();
     let forged = serde_json::to_vec(&Event::user("MESSAGE_CREATE", user, "forged")).unwrap();
     let js = jetstream::new(async_nats::connect(NATS_URL).await.expect("a NATS client"));
@@ -338,12 +371,10 @@ async fn unsigned_or_forged_events_are_dropped() {
     );
     assert_eq!(d.position, first + 3, "after the three forged ones");
     // A node reading the stream back (RESUME on a node that started later) drops them too.
-    let b = NatsFanOut::connect(NATS_URL, &cluster, Duration::from_secs(60), test_key())
-        .await
-        .expect("second node");
-    let replayed = b.replay(first - 1, d.position).await.unwrap().unwrap();
+    let b = node(&cluster, Duration::from_secs(60)).await;
+    let again = replayed(&b, first - 1, d.position).await;
     assert_eq!(
-        replayed.iter().map(|d| d.position).collect::<Vec<_>>(),
+        again.iter().map(|d| d.position).collect::<Vec<_>>(),
         vec![d.position]
     );
     delete_stream(&a).await;
@@ -351,27 +382,11 @@ async fn unsigned_or_forged_events_are_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aged_out_ranges_cannot_be_replayed() {
-    let cluster = random_cluster();
-    let Some(a) = connect_or_skip(&cluster, Duration::from_secs(1)).await else {
+    let Some((_, a, mut rx)) = listening_or_skip(Duration::from_secs(1)).await else {
         return;
     };
-    let mut rx = a.take_stream().expect("stream");
-    for i in 0..3 {
-        a.publish(Event::user("X", UserId::new(), i));
-    }
-    a.flush().await;
-    let mut positions = Vec::new();
-    for _ in 0..3 {
-        positions.push(next(&mut rx).await.position);
-    }
-    assert_eq!(
-        a.replay(positions[0] - 1, positions[2])
-            .await
-            .unwrap()
-            .unwrap()
-            .len(),
-        3
-    );
+    let positions = publish_numbered(&a, &mut rx, 0..3).await;
+    assert_eq!(replayed(&a, positions[0] - 1, positions[2]).await.len(), 3);
     // Wait (polling) until the stream has aged them out. A replay racing the expiry (the
     // events go between the look at the stream and the read) times out: poll again.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -386,11 +401,7 @@ async fn aged_out_ranges_cannot_be_replayed() {
     a.publish(Event::user("X", UserId::new(), 3));
     a.flush().await;
     let newest = next(&mut rx).await;
-    let got = a
-        .replay(positions[2], newest.position)
-        .await
-        .unwrap()
-        .unwrap();
+    let got = replayed(&a, positions[2], newest.position).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].position, newest.position);
     delete_stream(&a).await;
@@ -398,13 +409,10 @@ async fn aged_out_ranges_cannot_be_replayed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_another_window_updates_the_stream() {
-    let cluster = random_cluster();
-    let Some(a) = connect_or_skip(&cluster, Duration::from_secs(60)).await else {
+    let Some((cluster, a)) = connect_or_skip(Duration::from_secs(60)).await else {
         return;
     };
-    let b = NatsFanOut::connect(NATS_URL, &cluster, Duration::from_secs(90), test_key())
-        .await
-        .expect("second node");
+    let b = node(&cluster, Duration::from_secs(90)).await;
     let info = b
         .shared
         .js
@@ -422,19 +430,10 @@ async fn a_node_with_another_window_updates_the_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_stream_is_a_new_epoch_and_positions_keep_increasing() {
-    let cluster = random_cluster();
-    let Some(a) = connect_or_skip(&cluster, Duration::from_secs(60)).await else {
+    let Some((_, a, mut rx)) = listening_or_skip(Duration::from_secs(60)).await else {
         return;
     };
-    let mut rx = a.take_stream().expect("stream");
-    for i in 0..3 {
-        a.publish(Event::user("X", UserId::new(), i));
-    }
-    a.flush().await;
-    let mut last = 0;
-    for _ in 0..3 {
-        last = next(&mut rx).await.position;
-    }
+    let last = publish_numbered(&a, &mut rx, 0..3).await[2];
     let before = a.epoch();
     a.shared
         .js
@@ -458,6 +457,6 @@ async fn a_replaced_stream_is_a_new_epoch_and_positions_keep_increasing() {
     );
     // Positions from before the replacement cannot be replayed; later ones can.
     assert!(a.replay(last - 1, d.position).await.unwrap().is_none());
-    assert_eq!(a.replay(last, d.position).await.unwrap().unwrap().len(), 1);
+    assert_eq!(replayed(&a, last, d.position).await.len(), 1);
     delete_stream(&a).await;
 }

@@ -8,34 +8,44 @@
 //! the client acknowledged, its stream position and the conversation set at that point — by
 //! replaying the stream from there (RESUME).
 //!
+//! The hub writes each connection's frames into its [`Outbox`] and, after a burst of events
+//! (what waited in the stream, up to `BURST`), has every touched socket written once: a
+//! connection that got several frames gets them in one write, and no connection task is woken
+//! to deliver. The writes are shared among writer tasks (`writers`), one per runtime worker, so
+//! the system calls of a burst run on every core while the hub routes the next; the hub stays
+//! at most one burst ahead of them. The payload of an event is serialized once, when published;
+//! each frame is those bytes with the connection's own `s` around them.
+//!
 //! The parts: `routing` (who gets which event: the delivery rules of `core::policy::delivery`
 //! applied to the event's typed routing facts), `sessions` (a connection's start, resume
-//! checkpoint and end), `presence` (this node's view of who is online, aggregated across nodes).
+//! checkpoint and end), `presence` (this node's view of who is online, aggregated across nodes),
+//! `ids` (the hashing of its id-keyed maps), `writers` (the tasks that write the sockets).
 
+mod ids;
 mod presence;
 mod routing;
 mod sessions;
 #[cfg(test)]
 mod tests;
+mod writers;
 
+use super::outbox::Outbox;
 use crate::fanout::Delivered;
 use conclave_core::credential::Credential;
 use conclave_core::event::PresenceStatus;
 use conclave_core::policy::delivery;
 use conclave_core::{ConversationId, OrgId, SessionId, UserId};
+use ids::{IdMap, IdSet};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
+use writers::Writers;
 
 pub type ConnId = u64;
 
-/// What a connection task is told.
-#[derive(Debug)]
-pub enum Outbound {
-    Frame(String),
-    /// Close the socket with this code; nothing follows.
-    Close(u16, &'static str),
-}
+/// Events dispatched before the touched sockets are written: what waited in the stream when the
+/// hub woke, up to this many.
+const BURST: usize = 64;
 
 /// Where a session can be rebuilt from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +72,7 @@ pub enum Command {
         conn: ConnId,
         user: UserId,
         session: SessionId,
-        tx: mpsc::Sender<Outbound>,
+        out: Arc<Outbox>,
         /// `FanOut::published` before the connection reads its snapshot: plain events at or
         /// below it are already in that snapshot and are not sent (controls still apply).
         after: u64,
@@ -122,9 +132,9 @@ pub struct HubLimits {
 struct Conn {
     user: UserId,
     session: SessionId,
-    tx: mpsc::Sender<Outbound>,
+    out: Arc<Outbox>,
     s: u64,
-    conversations: HashSet<ConversationId>,
+    conversations: IdSet<ConversationId>,
     status: PresenceStatus,
     checkpoint: Checkpoint,
     /// Frames sent since the checkpoint: (s, position).
@@ -141,7 +151,7 @@ struct Conn {
     credential: Credential,
     /// The org of each conversation, where known (all but a resumed session's conversations
     /// the user has since left).
-    orgs: HashMap<ConversationId, OrgId>,
+    orgs: IdMap<ConversationId, OrgId>,
     /// Orgs the user may not read now (AUTH-4a): their conversations stay subscribed, but no
     /// event of them is sent until `ORG_ACCESS_RESTORED`.
     locked: HashSet<OrgId>,
@@ -162,18 +172,33 @@ impl Conn {
 pub struct Hub {
     node: String,
     limits: HubLimits,
-    conns: HashMap<ConnId, Conn>,
-    by_user: HashMap<UserId, HashSet<ConnId>>,
-    by_session: HashMap<SessionId, HashSet<ConnId>>,
-    by_conv: HashMap<ConversationId, HashSet<ConnId>>,
+    /// Boxed: the table's spare room stays a pointer per slot, not a whole `Conn`.
+    conns: IdMap<ConnId, Box<Conn>>,
+    by_user: IdMap<UserId, IdSet<ConnId>>,
+    by_session: IdMap<SessionId, IdSet<ConnId>>,
+    by_conv: IdMap<ConversationId, IdSet<ConnId>>,
+    /// Connections registered but not activated yet (they buffer every event).
+    starting: IdSet<ConnId>,
     /// Connections dropped by the hub (slow, revoked) whose checkpoint is still to be collected.
-    orphans: HashMap<ConnId, Checkpoint>,
+    orphans: IdMap<ConnId, Checkpoint>,
+    /// Outboxes with frames queued since the last write, written at the end of the burst.
+    dirty: Vec<Arc<Outbox>>,
+    /// The writer tasks the touched outboxes are shared among (none: the hub writes them).
+    writers: Writers,
+    /// The connections one event goes to (kept to spare an allocation per event).
+    targets: Vec<ConnId>,
     /// Last dispatched stream position.
     position: u64,
     /// Per user, the presence each node reported.
     presence: HashMap<UserId, HashMap<String, PresenceStatus>>,
     publish: Arc<dyn Fn(conclave_core::event::Event) + Send + Sync>,
+    /// Applies each control to this node's identity and access cache before the hub applies
+    /// it to sockets (`Services::invalidate`).
+    invalidate: Option<Invalidate>,
 }
+
+/// What the hub calls with each control it receives, before acting on it.
+pub type Invalidate = Arc<dyn Fn(&conclave_core::event::Control) + Send + Sync>;
 
 enum Verdict {
     Keep,
@@ -189,15 +214,28 @@ impl Hub {
         Self {
             node,
             limits,
-            conns: HashMap::new(),
-            by_user: HashMap::new(),
-            by_session: HashMap::new(),
-            by_conv: HashMap::new(),
-            orphans: HashMap::new(),
+            conns: IdMap::default(),
+            by_user: IdMap::default(),
+            by_session: IdMap::default(),
+            by_conv: IdMap::default(),
+            starting: IdSet::default(),
+            orphans: IdMap::default(),
+            dirty: Vec::new(),
+            writers: Writers::default(),
+            targets: Vec::new(),
             position: 0,
             presence: HashMap::new(),
             publish,
+            invalidate: None,
         }
+    }
+
+    /// Has every control applied to the node's cache first (so a socket closed here implies
+    /// the cache here no longer holds what closed it).
+    #[must_use]
+    pub fn invalidating(mut self, invalidate: Invalidate) -> Self {
+        self.invalidate = Some(invalidate);
+        self
     }
 
     /// Runs until both the command and the event channels close.
@@ -206,6 +244,7 @@ impl Hub {
         mut commands: mpsc::Receiver<Command>,
         mut events: mpsc::UnboundedReceiver<Delivered>,
     ) {
+        self.writers = Writers::spawn(tokio::runtime::Handle::current().metrics().num_workers());
         loop {
             tokio::select! {
                 biased;
@@ -214,10 +253,19 @@ impl Hub {
                     None => break,
                 },
                 ev = events.recv() => match ev {
-                    Some(ev) => self.dispatch(&ev),
+                    Some(ev) => {
+                        self.dispatch(&ev);
+                        for _ in 1..BURST {
+                            match events.try_recv() {
+                                Ok(ev) => self.dispatch(&ev),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     None => break,
                 },
             }
+            self.writers.hand_over(&mut self.dirty).await;
         }
     }
 
@@ -227,11 +275,11 @@ impl Hub {
                 conn,
                 user,
                 session,
-                tx,
+                out,
                 after,
                 reply,
             } => {
-                let _ = reply.send(self.register(conn, user, session, tx, after));
+                let _ = reply.send(self.register(conn, user, session, out, after));
             }
             Command::Activate {
                 conn,
@@ -250,7 +298,7 @@ impl Hub {
             }
             Command::Standing { conn, orgs, locked } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    c.orgs = orgs;
+                    c.orgs = orgs.into_iter().collect();
                     c.locked = locked;
                 }
             }
@@ -264,7 +312,7 @@ impl Hub {
                 };
                 let user = c.user;
                 c.status = status;
-                self.announce_presence(user, &HashSet::new());
+                self.announce_presence(user, &IdSet::default());
             }
             Command::Unregister { conn, reply } => {
                 let checkpoint = self.remove(conn).or_else(|| self.orphans.remove(&conn));

@@ -2,6 +2,7 @@
 //! all are), published when it changes; every node aggregates the views of all nodes, so each
 //! delivers the same `PRESENCE_UPDATE` to the users who share a conversation.
 
+use super::ids::IdSet;
 use super::Hub;
 use conclave_core::event::{Audience, Control, Event, PresenceStatus};
 use conclave_core::{ConversationId, UserId};
@@ -39,7 +40,7 @@ impl Hub {
     /// Publishes this node's presence for `user` when it changed; the event carries the
     /// aggregate over all nodes, so every gateway delivers the same thing. `leaving` holds the
     /// conversations of a connection that just closed (no longer indexed).
-    pub(super) fn announce_presence(&mut self, user: UserId, leaving: &HashSet<ConversationId>) {
+    pub(super) fn announce_presence(&mut self, user: UserId, leaving: &IdSet<ConversationId>) {
         let local = self.local_status(user);
         let nodes = self.presence.entry(user).or_default();
         let before_local = nodes

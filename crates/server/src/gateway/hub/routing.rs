@@ -3,27 +3,35 @@
 //! the connection receive it, membership and revocation after (so a removal is the removed
 //! user's last event of the conversation). The same function serves live delivery and replay.
 
+use super::ids::IdSet;
 use super::sessions::advance;
-use super::{Conn, ConnId, Hub, HubLimits, Outbound, Verdict};
+use super::{Conn, ConnId, Hub, HubLimits, Verdict};
 use crate::fanout::{Delivered, WireEvent};
+use crate::gateway::outbox::{Full, Outbox};
 use crate::gateway::protocol;
 use conclave_core::event::{Audience, Control};
 use conclave_core::policy::delivery;
 use serde_json::value::RawValue;
-use std::collections::HashSet;
+use std::sync::Arc;
 
 impl Hub {
-    /// Delivers one event from the live stream to every connection it concerns.
+    /// Delivers one event from the live stream to every connection it concerns: queues the
+    /// frames; the hub writes them out after the burst.
     pub(super) fn dispatch(&mut self, ev: &Delivered) {
         self.position = ev.position;
         let e = &ev.event;
         if let Some(control) = &e.control {
+            if let Some(invalidate) = &self.invalidate {
+                invalidate(control);
+            }
             self.note_presence(control);
         }
-        let mut targets: HashSet<ConnId> = HashSet::new();
-        let mut add = |set: Option<&HashSet<ConnId>>| {
+        let mut targets = std::mem::take(&mut self.targets);
+        let mut sources = 0;
+        let mut add = |set: Option<&IdSet<ConnId>>| {
             if let Some(set) = set {
                 targets.extend(set.iter().copied());
+                sources += 1;
             }
         };
         match &e.audience {
@@ -48,39 +56,42 @@ impl Hub {
             }
             Some(Control::Drop { conversation }) => add(self.by_conv.get(conversation)),
             Some(Control::RevokeSession { session }) => add(self.by_session.get(session)),
-            Some(Control::Presence { .. }) | None => {}
+            Some(Control::Presence { .. } | Control::Stale { .. }) | None => {}
+        }
+        if sources > 1 {
+            targets.sort_unstable();
+            targets.dedup();
         }
         // Connections still starting see every event later, in order.
-        let starting: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.buffer.is_some())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in starting {
-            targets.remove(&id);
-            let overflow = self
-                .conns
-                .get_mut(&id)
-                .filter(|c| ev.position > c.starts_after || ev.event.control.is_some())
-                .and_then(|c| c.buffer.as_mut())
-                .is_some_and(|b| {
-                    b.push(ev.clone());
-                    b.len() > self.limits.max_buffered
-                });
-            if overflow {
-                self.kill(
-                    id,
-                    protocol::CloseCode::UnknownError.code(),
-                    "too many events while starting",
-                );
+        if !self.starting.is_empty() {
+            targets.retain(|id| !self.starting.contains(id));
+            let starting: Vec<ConnId> = self.starting.iter().copied().collect();
+            for id in starting {
+                let overflow = self
+                    .conns
+                    .get_mut(&id)
+                    .filter(|c| ev.position > c.starts_after || ev.event.control.is_some())
+                    .and_then(|c| c.buffer.as_mut())
+                    .is_some_and(|b| {
+                        b.push(ev.clone());
+                        b.len() > self.limits.max_buffered
+                    });
+                if overflow {
+                    self.kill(
+                        id,
+                        protocol::CloseCode::UnknownError.code(),
+                        "too many events while starting",
+                    );
+                }
             }
         }
-        for id in targets {
+        for &id in &targets {
             if let Verdict::Close(code, why) = self.process(id, ev) {
                 self.kill(id, code, why);
             }
         }
+        targets.clear();
+        self.targets = targets;
     }
 
     /// Applies one event to one connection: membership before, the frame, membership and
@@ -120,7 +131,9 @@ impl Hub {
             Audience::Nobody => false,
         } && delivery::may_receive(&c.credential, e.kind);
         if deliver {
-            if let Verdict::Close(code, why) = frame(c, ev.position, &e.t, &e.d, self.limits) {
+            if let Verdict::Close(code, why) =
+                frame(c, ev.position, &e.t, &e.d, self.limits, &mut self.dirty)
+            {
                 return Verdict::Close(code, why);
             }
         }
@@ -212,13 +225,15 @@ impl Hub {
     }
 }
 
-/// Sends one DISPATCH frame built around the shared payload bytes.
+/// Queues one DISPATCH frame built around the shared payload bytes; an outbox that had nothing
+/// to write before joins `dirty`, to be written at the end of the burst.
 pub(super) fn frame(
     c: &mut Conn,
     position: u64,
     t: &str,
     d: &RawValue,
     limits: HubLimits,
+    dirty: &mut Vec<Arc<Outbox>>,
 ) -> Verdict {
     c.s += 1;
     c.unacked.push_back((c.s, position));
@@ -230,11 +245,12 @@ pub(super) fn frame(
     if c.s <= c.suppress_upto {
         return Verdict::Keep;
     }
-    match c
-        .tx
-        .try_send(Outbound::Frame(protocol::dispatch(Some(c.s), t, d)))
-    {
-        Ok(()) => Verdict::Keep,
-        Err(_) => Verdict::Close(protocol::CloseCode::UnknownError.code(), "too slow"),
+    match c.out.queue(|b| protocol::put_dispatch(b, Some(c.s), t, d)) {
+        Ok(true) => {
+            dirty.push(c.out.clone());
+            Verdict::Keep
+        }
+        Ok(false) => Verdict::Keep,
+        Err(Full) => Verdict::Close(protocol::CloseCode::UnknownError.code(), "too slow"),
     }
 }

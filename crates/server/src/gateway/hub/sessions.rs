@@ -3,14 +3,16 @@
 //! checkpoint forward, and its end (unregistered, or dropped as slow or revoked, its checkpoint
 //! kept for the connection task to save for RESUME).
 
-use super::{Checkpoint, Conn, ConnId, Hub, Outbound, Replay, Verdict};
+use super::ids::{IdMap, IdSet};
+use super::{Checkpoint, Conn, ConnId, Hub, Replay, Verdict};
+use crate::gateway::outbox::{Full, Outbox};
 use crate::gateway::protocol;
 use conclave_core::credential::Credential;
 use conclave_core::event::PresenceStatus;
 use conclave_core::{ConversationId, SessionId, UserId};
 use serde_json::value::RawValue;
-use std::collections::{HashMap, HashSet, VecDeque};
-use tokio::sync::mpsc;
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 
 impl Hub {
     /// Starts routing for a connection, buffering its events until it is activated; answers
@@ -23,21 +25,21 @@ impl Hub {
         conn: ConnId,
         user: UserId,
         session: SessionId,
-        tx: mpsc::Sender<Outbound>,
+        out: Arc<Outbox>,
         after: u64,
     ) -> Result<u64, ()> {
-        let count = self.by_user.get(&user).map_or(0, HashSet::len);
+        let count = self.by_user.get(&user).map_or(0, IdSet::len);
         if count >= self.limits.max_connections_per_user {
             return Err(());
         }
         self.conns.insert(
             conn,
-            Conn {
+            Box::new(Conn {
                 user,
                 session,
-                tx,
+                out,
                 s: 0,
-                conversations: HashSet::new(),
+                conversations: IdSet::default(),
                 status: PresenceStatus::Online,
                 checkpoint: Checkpoint {
                     s: 0,
@@ -50,10 +52,11 @@ impl Hub {
                 starts_after: after,
                 suppress_upto: 0,
                 credential: Credential::Session,
-                orgs: HashMap::new(),
+                orgs: IdMap::default(),
                 locked: HashSet::new(),
-            },
+            }),
         );
+        self.starting.insert(conn);
         self.by_user.entry(user).or_default().insert(conn);
         self.by_session.entry(session).or_default().insert(conn);
         Ok(self.position.max(after))
@@ -69,10 +72,11 @@ impl Hub {
         let buffered = {
             let c = self.conns.get_mut(&conn)?;
             c.s = start.s;
-            c.conversations = start.conversations.clone();
+            c.conversations = start.conversations.iter().copied().collect();
             c.checkpoint = start;
             c.buffer.take().unwrap_or_default()
         };
+        self.starting.remove(&conn);
         let convs: Vec<ConversationId> = self.conns[&conn].conversations.iter().copied().collect();
         for conv in convs {
             self.by_conv.entry(conv).or_default().insert(conn);
@@ -100,13 +104,10 @@ impl Hub {
             }
             c.suppress_upto = 0;
             let d = RawValue::from_string(format!("{{\"replayed\":{replayed}}}")).ok()?;
-            self.send(
-                conn,
-                Outbound::Frame(protocol::dispatch(None, "RESUMED", &d)),
-            );
+            self.send(conn, &protocol::dispatch(None, "RESUMED", &d));
         }
         if let Some(frame) = marker {
-            self.send(conn, Outbound::Frame(frame));
+            self.send(conn, &frame);
         }
         for ev in &buffered {
             if let Verdict::Close(code, why) = self.process(conn, ev) {
@@ -116,7 +117,7 @@ impl Hub {
         }
         if self.conns.contains_key(&conn) {
             let user = self.conns[&conn].user;
-            self.announce_presence(user, &HashSet::new());
+            self.announce_presence(user, &IdSet::default());
         }
         Some(replayed)
     }
@@ -134,21 +135,23 @@ impl Hub {
         }
     }
 
-    pub(super) fn send(&mut self, id: ConnId, out: Outbound) {
-        let full = self
-            .conns
-            .get(&id)
-            .is_some_and(|c| c.tx.try_send(out).is_err());
-        if full {
-            self.kill(id, protocol::CloseCode::UnknownError.code(), "too slow");
+    /// Queues one frame (already serialized) for connection `id`.
+    pub(super) fn send(&mut self, id: ConnId, frame: &str) {
+        let Some(c) = self.conns.get(&id) else {
+            return;
+        };
+        match c.out.queue(|b| protocol::put_text_frame(b, &[frame])) {
+            Ok(true) => self.dirty.push(c.out.clone()),
+            Ok(false) => {}
+            Err(Full) => self.kill(id, protocol::CloseCode::UnknownError.code(), "too slow"),
         }
     }
 
     /// Drops a connection from routing, keeping its checkpoint for the task to collect, and
-    /// tells it to close (if its queue has room; otherwise the closed channel says it).
+    /// tells it to close.
     pub(super) fn kill(&mut self, id: ConnId, code: u16, why: &'static str) {
         if let Some(c) = self.conns.get(&id) {
-            let _ = c.tx.try_send(Outbound::Close(code, why));
+            c.out.close(code, why);
         }
         if let Some(cp) = self.remove(id) {
             self.orphans.insert(id, cp);
@@ -157,6 +160,7 @@ impl Hub {
 
     pub(super) fn remove(&mut self, id: ConnId) -> Option<Checkpoint> {
         let c = self.conns.remove(&id)?;
+        self.starting.remove(&id);
         if let Some(set) = self.by_user.get_mut(&c.user) {
             set.remove(&id);
             if set.is_empty() {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::fanout::WireEvent;
+use crate::gateway::outbox::Outbox;
 use conclave_core::credential::Scope;
 use conclave_core::event::{Audience, Control, Event};
 use conclave_core::types::KeyTier;
@@ -52,19 +53,38 @@ fn delivered(position: u64, event: Event) -> Delivered {
     }
 }
 
+/// A connection as the hub sees it: an outbox with no socket, whose frames the test reads.
+struct Client {
+    out: Arc<Outbox>,
+    /// Whether the hub's close was already reported.
+    closed: bool,
+}
+
 /// Registers connection `id` of `user` with a queue of `queue` frames.
-fn register(h: &mut Hub, id: ConnId, user: UserId, queue: usize) -> mpsc::Receiver<Outbound> {
-    let (tx, rx) = mpsc::channel(queue);
-    let (reply, _) = oneshot::channel();
+fn register(h: &mut Hub, id: ConnId, user: UserId, queue: usize) -> Client {
+    register_after(h, id, user, 0, queue).0
+}
+
+/// Registers connection `id` of `user` (a new session) whose snapshot stands at `after`: the
+/// outbox its frames go to, and the hub's answer.
+fn register_after(
+    h: &mut Hub,
+    id: ConnId,
+    user: UserId,
+    after: u64,
+    queue: usize,
+) -> (Client, oneshot::Receiver<Result<u64, ()>>) {
+    let out = Arc::new(Outbox::detached(queue));
+    let (reply, answer) = oneshot::channel();
     h.command(Command::Register {
         conn: id,
         user,
         session: SessionId::new(),
-        tx,
-        after: 0,
+        out: out.clone(),
+        after,
         reply,
     });
-    rx
+    (Client { out, closed: false }, answer)
 }
 
 fn connect(
@@ -73,7 +93,7 @@ fn connect(
     user: UserId,
     convs: &[ConversationId],
     queue: usize,
-) -> mpsc::Receiver<Outbound> {
+) -> Client {
     let rx = register(h, id, user, queue);
     let start = Checkpoint {
         s: 0,
@@ -84,13 +104,17 @@ fn connect(
     rx
 }
 
-fn frames(rx: &mut mpsc::Receiver<Outbound>) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    while let Ok(o) = rx.try_recv() {
-        match o {
-            Outbound::Frame(f) => out.push(serde_json::from_str(&f).unwrap()),
-            Outbound::Close(code, _) => out.push(serde_json::json!({"close": code})),
-        }
+/// The frames queued since the last call (as if the client read them), then the hub's close
+/// the first time it is seen.
+fn frames(rx: &mut Client) -> Vec<serde_json::Value> {
+    let (queued, close) = rx.out.take();
+    let mut out: Vec<serde_json::Value> = queued
+        .iter()
+        .map(|f| serde_json::from_str(f).unwrap())
+        .collect();
+    if let (Some((code, _)), false) = (close, rx.closed) {
+        rx.closed = true;
+        out.push(serde_json::json!({"close": code}));
     }
     out
 }
@@ -114,7 +138,9 @@ fn a_slow_client_is_dropped_without_slowing_others() {
         h.orphans.contains_key(&1),
         "its checkpoint waits to be saved"
     );
-    assert_eq!(frames(&mut slow).len(), 4, "its queue stayed bounded");
+    let got = frames(&mut slow);
+    assert_eq!(got.len(), 5, "its queue stayed bounded: {got:?}");
+    assert_eq!(got[4]["close"], 4000, "then it is told why");
     h.dispatch(&delivered(
         11,
         Event::conversation("MESSAGE_CREATE", conv, 11),
@@ -159,16 +185,7 @@ fn removal_is_the_last_event_and_replay_from_a_checkpoint_is_identical() {
     assert_eq!((cp.s, cp.position), (1, 1));
     assert!(cp.conversations.contains(&conv));
     // Rebuild from the checkpoint: the client saw s=2 already, so only the removal comes.
-    let (tx, mut rx2) = mpsc::channel(64);
-    let (reply, _) = oneshot::channel();
-    h.command(Command::Register {
-        conn: 2,
-        user,
-        session: SessionId::new(),
-        tx,
-        after: 0,
-        reply,
-    });
+    let mut rx2 = register(&mut h, 2, user, 64);
     let replay = Replay {
         events: events[1..].to_vec(),
         client_seq: 2,
@@ -234,7 +251,7 @@ fn connect_as(
     limit: Option<Credential>,
     convs: &[(ConversationId, OrgId)],
     locked: &[OrgId],
-) -> mpsc::Receiver<Outbound> {
+) -> Client {
     let rx = register(h, id, user, 64);
     if let Some(credential) = limit {
         h.command(Command::Restrict {
@@ -256,7 +273,7 @@ fn connect_as(
     rx
 }
 
-fn names(rx: &mut mpsc::Receiver<Outbound>) -> Vec<String> {
+fn names(rx: &mut Client) -> Vec<String> {
     frames(rx)
         .iter()
         .map(|f| {
@@ -514,16 +531,7 @@ fn events_published_before_the_snapshot_do_not_follow_ready() {
     let (mut h, _) = hub(64);
     let conv = ConversationId::new();
     let user = UserId::new();
-    let (tx, mut rx) = mpsc::channel(64);
-    let (reply, mut answer) = oneshot::channel();
-    h.command(Command::Register {
-        conn: 1,
-        user,
-        session: SessionId::new(),
-        tx,
-        after: 2,
-        reply,
-    });
+    let (mut rx, mut answer) = register_after(&mut h, 1, user, 2, 64);
     assert_eq!(
         answer.try_recv().unwrap(),
         Ok(2),
@@ -556,16 +564,7 @@ fn events_published_before_the_snapshot_do_not_follow_ready() {
     assert_eq!(got.len(), 1, "only what came after the snapshot: {got:?}");
     assert_eq!(got[0]["d"], 3);
     // A revocation published before the snapshot still closes the socket.
-    let (tx, mut rx) = mpsc::channel(64);
-    let (reply, _) = oneshot::channel();
-    h.command(Command::Register {
-        conn: 2,
-        user,
-        session: SessionId::new(),
-        tx,
-        after: 4,
-        reply,
-    });
+    let (mut rx, _) = register_after(&mut h, 2, user, 4, 64);
     h.dispatch(&delivered(
         4,
         Event::control(Control::RevokeUser { user, except: None }),
@@ -577,4 +576,82 @@ fn events_published_before_the_snapshot_do_not_follow_ready() {
     };
     h.activate(2, start, None, None);
     assert_eq!(frames(&mut rx).last().unwrap()["close"], 4004);
+}
+
+/// Writing must keep up with routing: the hub, run for real with its writer tasks, sends 2,000
+/// events in one go to clients that take every write at once and are allowed 256 unread frames.
+/// Were the hub to route burst after burst ahead of the writers, frames would pile up in the
+/// outboxes and these clients would be dropped as too slow; with the hub at most one burst
+/// ahead, no more than two bursts' frames ever wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_clients_keep_up_with_a_flood_through_the_writers() {
+    const EVENTS: u64 = 2_000;
+    const CLIENTS: u64 = 20;
+    let (h, _) = hub(256);
+    let (commands, command_rx) = mpsc::channel(16);
+    let (events, event_rx) = mpsc::unbounded_channel();
+    let hub = tokio::spawn(h.run(command_rx, event_rx));
+    let conv = ConversationId::new();
+    let mut outs = Vec::new();
+    for id in 1..=CLIENTS {
+        let out = Arc::new(Outbox::sink(256));
+        let (reply, answer) = oneshot::channel();
+        let (user, session) = (UserId::new(), SessionId::new());
+        let register = Command::Register {
+            conn: id,
+            user,
+            session,
+            out: out.clone(),
+            after: 0,
+            reply,
+        };
+        commands.send(register).await.unwrap();
+        let position = answer.await.unwrap().unwrap();
+        let conversations = [conv].into();
+        let start = Checkpoint {
+            s: 0,
+            position,
+            conversations,
+        };
+        let (reply, answer) = oneshot::channel();
+        let activate = Command::Activate {
+            conn: id,
+            start,
+            replay: None,
+            marker: None,
+            reply,
+        };
+        commands.send(activate).await.unwrap();
+        assert_eq!(answer.await.unwrap(), Some(0));
+        outs.push(out);
+    }
+    for p in 1..=EVENTS {
+        let ev = delivered(p, Event::conversation("MESSAGE_CREATE", conv, p));
+        events.send(ev).unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    for (i, out) in outs.iter().enumerate() {
+        let (frames, close) = loop {
+            let (frames, close) = out.written();
+            if close.is_some() || frames.len() as u64 == EVENTS {
+                break (frames, close);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "client {i} got {} frames",
+                frames.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        assert_eq!(
+            close,
+            None,
+            "client {i} was dropped after {} frames",
+            frames.len()
+        );
+        let last: serde_json::Value = serde_json::from_str(frames.last().unwrap()).unwrap();
+        assert_eq!(last["s"], EVENTS, "in order, the last one last");
+    }
+    drop((commands, events));
+    hub.await.unwrap();
 }

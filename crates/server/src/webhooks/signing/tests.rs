@@ -1,5 +1,8 @@
 use super::*;
 
+#[path = "../../../tests/api/python.rs"]
+mod python;
+
 /// The Standard Webhooks specification's published test vector.
 const VECTOR_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const VECTOR_ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
@@ -105,72 +108,12 @@ fn bad_secrets_ids_and_timestamps_are_refused() {
     );
 }
 
-/// Verifies `headers` for `body` with the independent `standardwebhooks` package (PyPI) once per
-/// secret, recomputes `X-Webhook-Signature` with Python's hmac, and checks a tampered body fails.
-/// `None` (after saying SKIPPED) when python3 or the package is missing outside CI; under
-/// `CI=true` that is a failure (scripts/test.sh installs it).
+/// What `standardwebhooks` (PyPI) says of `headers` for `body`, per secret.
 fn python_verdicts(secrets: &[String], headers: &HeaderMap, body: &[u8]) -> Option<String> {
-    const SCRIPT: &str = r#"
-import base64, hashlib, hmac, json, sys
-from standardwebhooks import Webhook
-req = json.load(sys.stdin)
-body = base64.b64decode(req["body"])
-out = []
-for secret in req["secrets"]:
-    wh = Webhook(secret)
-    try:
-        wh.verify(body, req["headers"], json_parse=False)
-        ok = "ok"
-    except Exception as e:
-        ok = "fail:" + type(e).__name__
-    try:
-        wh.verify(body + b" ", req["headers"], json_parse=False)
-        tampered = "accepted"
-    except Exception:
-        tampered = "refused"
-    key = base64.b64decode(secret[len("whsec_"):] + "==")
-    hexsig = "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
-    plain = "match" if hexsig == req["headers"]["x-webhook-signature"] else "differ"
-    out.append(f"{ok},{tampered},{plain}")
-print(" ".join(out))
-"#;
-    use std::io::Write;
-    let heads: serde_json::Map<String, serde_json::Value> = headers
+    let headers = headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().into()))
-        .collect();
-    let input = serde_json::json!({
-        "secrets": secrets,
-        "headers": heads,
-        "body": STANDARD.encode(body),
-    });
-    let child = std::process::Command::new("python3")
-        .args(["-c", SCRIPT])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let out = child.and_then(|mut c| {
-        c.stdin
-            .take()
-            .unwrap()
-            .write_all(input.to_string().as_bytes())?;
-        c.wait_with_output()
-    });
-    match out {
-        Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).trim().to_owned()),
-        other => {
-            let why = match other {
-                Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
-                Err(e) => e.to_string(),
-            };
-            if crate::config::under_ci() {
-                panic!("standardwebhooks is required under CI=true (python3 -m pip install standardwebhooks): {why}");
-            }
-            eprintln!("SKIPPED an_independent_verifier_accepts_our_headers: python3 with standardwebhooks is not available ({why})");
-            None
-        }
-    }
+        .map(|(k, v)| (k.as_str(), v.to_str().unwrap()));
+    python::standardwebhooks_verdicts(secrets, headers, body)
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! removed in the database, retention pruning behind a signed checkpoint, a backdated row refused.
 
 use super::*;
+use crate::helpers::org_path;
 
 /// Runs `conclave audit verify` against the app's data; answers the exit code and the report.
 pub(super) async fn cli_verify(config: &Config, expect_head: Option<&str>) -> (i32, Value) {
@@ -161,22 +162,16 @@ pub(super) async fn retention_prunes_and_the_rest_still_verifies(app: TestApp) {
             .await
             .expect(201);
     }
-    app.send_message(&kept_conv, &alice, "kept forever")
-        .await
-        .expect(201);
+    app.says(&kept_conv, &alice, "kept forever").await;
     // Bad settings are refused and change nothing.
     let res = app
-        .patch(
-            &format!("/api/v1/orgs/{org}"),
-            &alice.token,
-            json!({ "message_retention_days": -1 }),
-        )
+        .update_org(&org, &alice, json!({ "message_retention_days": -1 }))
         .await
         .expect(422);
     assert_eq!(res.field(), Some("/message_retention_days"));
-    app.patch(
-        &format!("/api/v1/orgs/{org}"),
-        &alice.token,
+    app.update_org(
+        &org,
+        &alice,
         json!({ "message_retention_days": 1, "audit_retention_days": 30 }),
     )
     .await
@@ -185,12 +180,9 @@ pub(super) async fn retention_prunes_and_the_rest_still_verifies(app: TestApp) {
     app.clock.advance(chrono::Duration::days(31));
     app.clock.settled().await;
     let alice = app.sign_in_again("alice", alice).await;
-    app.send_message(&conv, &alice, "new").await.expect(201);
+    app.says(&conv, &alice, "new").await;
     let rows = app
-        .get(
-            &format!("/api/v1/orgs/{org}/audit?event=audit.pruned"),
-            &alice.token,
-        )
+        .get(&org_path(&org, "/audit?event=audit.pruned"), &alice.token)
         .await
         .expect(200);
     let pruned = !rows.body["items"].as_array().unwrap().is_empty()
@@ -198,7 +190,7 @@ pub(super) async fn retention_prunes_and_the_rest_still_verifies(app: TestApp) {
     assert!(pruned, "the retention job ran");
     assert_eq!(app.message_count(&kept_conv, &alice).await, 1);
     let org_rows = app
-        .items(&format!("/api/v1/orgs/{org}/audit?limit=100"), &alice.token)
+        .items(&org_path(&org, "/audit?limit=100"), &alice.token)
         .await;
     let names = events(&org_rows);
     assert!(names.contains(&"messages.pruned"));
@@ -233,16 +225,11 @@ pub(super) async fn pruning_refuses_a_backdated_row_and_raises_the_alarm(app: Te
     app.bootstrap().await;
     let Acme { alice, bob, org } = app.acme().await;
     app.group(&org, &alice, &[&bob], json!("org")).await;
-    app.patch(
-        &format!("/api/v1/orgs/{org}"),
-        &alice.token,
-        json!({ "audit_retention_days": 30 }),
-    )
-    .await
-    .expect(200);
+    let body = json!({ "audit_retention_days": 30 });
+    app.update_org(&org, &alice, body).await.expect(200);
     assert_eq!(readiness(&app).await, (200, json!("ok")));
     let org_rows = || async {
-        app.get(&format!("/api/v1/orgs/{org}/audit?limit=100"), &alice.token)
+        app.get(&org_path(&org, "/audit?limit=100"), &alice.token)
             .await
             .expect(200)
             .items()

@@ -2,6 +2,7 @@
 //! filters and pages, access, no route changing a row, a user's own security events.
 
 use super::*;
+use crate::cases::Caller;
 
 pub(super) async fn security_events_and_mutations_are_logged_with_their_context(app: TestApp) {
     let (app, _) = app_and_config(app).await;
@@ -26,21 +27,13 @@ pub(super) async fn security_events_and_mutations_are_logged_with_their_context(
     let bob = app.user("bob").await;
     app.add_member(&org, &alice, &bob, "member").await;
     app.set_role(&org, &alice, &bob, "admin").await.expect(200);
-    app.patch(
-        &format!("/api/v1/orgs/{org}"),
-        &alice.token,
-        json!({ "message_retention_days": 30 }),
-    )
-    .await
-    .expect(200);
-    let (_, key) = make_key(
-        &app,
-        &alice,
-        json!({ "name": "ci", "org_id": org, "scopes": ["messages:read"] }),
-    )
-    .await;
+    app.update_org(&org, &alice, json!({ "message_retention_days": 30 }))
+        .await
+        .expect(200);
+    let spec = json!({ "name": "ci", "org_id": org, "scopes": ["messages:read"] });
+    let (_, key) = make_key(&app, &alice, spec).await;
     let conv = app.group(&org, &alice, &[&bob], json!("org")).await;
-    let sent = app.send_message(&conv, &bob, "delete me").await.expect(201);
+    let sent = app.says(&conv, &bob, "delete me").await;
     // A moderator's deletion is audited; an author's own send is not.
     app.delete(&format!("/api/v1/messages/{}", sent.id()), &alice.token)
         .await
@@ -49,22 +42,23 @@ pub(super) async fn security_events_and_mutations_are_logged_with_their_context(
 
     let rows = audit(&app, "?limit=100").await;
     let names = events(&rows);
-    for expected in [
-        "user.bootstrapped",
-        "auth.login",
-        "user.registered",
-        "org.created",
-        "invite.created",
-        "member.joined",
-        "member.role_changed",
-        "org.settings_changed",
-        "api_key.created",
-        "conversation.created",
-        "message.moderated",
-        "admin.user_updated",
-    ] {
-        assert!(names.contains(&expected), "{expected} is logged: {names:?}");
-    }
+    assert_includes(
+        &names,
+        &[
+            "user.bootstrapped",
+            "auth.login",
+            "user.registered",
+            "org.created",
+            "invite.created",
+            "member.joined",
+            "member.role_changed",
+            "org.settings_changed",
+            "api_key.created",
+            "conversation.created",
+            "message.moderated",
+            "admin.user_updated",
+        ],
+    );
     assert!(
         !names.contains(&"message.created"),
         "an author's own messages are not audit events"
@@ -136,13 +130,7 @@ pub(super) async fn listings_filter_and_page(app: TestApp) {
     let acme = app.org(&alice, "Acme").await;
     let other = app.org(&alice, "Other").await;
     for i in 0..4 {
-        app.post(
-            &format!("/api/v1/orgs/{acme}/teams"),
-            &alice.token,
-            json!({ "name": format!("team {i}") }),
-        )
-        .await
-        .expect(201);
+        app.create_team(&acme, &alice, &format!("team {i}")).await;
     }
     let teams = audit(&app, "?event=team.created").await;
     assert_eq!(teams.len(), 4);
@@ -223,24 +211,19 @@ pub(super) async fn only_admins_and_org_owners_read_the_log(app: TestApp) {
         assert!(events(&rows).contains(&"member.joined"));
     }
     // Members may not; outsiders do not see that the org exists.
-    app.get(&path, &member.token)
-        .await
-        .expect_error(403, "forbidden");
-    app.get(&path, &outsider.token)
-        .await
-        .expect_error(404, "not_found");
+    app.expect_all([
+        member.get(&path).err(403, "forbidden"),
+        outsider.get(&path).err(404, "not_found"),
+    ])
+    .await;
     let res = app
         .get(&format!("{path}?org={elsewhere}"), &owner.token)
         .await
         .expect(422);
     assert_eq!(res.field(), Some("org"));
     // An API key of the owner with read scopes only cannot read the log.
-    let (_, key) = make_key(
-        &app,
-        &owner,
-        json!({ "name": "reader", "org_id": org, "scopes": ["org:read"] }),
-    )
-    .await;
+    let spec = json!({ "name": "reader", "org_id": org, "scopes": ["org:read"] });
+    let (_, key) = make_key(&app, &owner, spec).await;
     app.get(&path, &key)
         .await
         .expect_error(403, "insufficient_scope");
@@ -317,12 +300,8 @@ pub(super) async fn users_see_the_security_events_about_their_account(app: TestA
     );
     let _ = bob;
     // Not for keys: a key of alice's cannot read her account's events.
-    let (_, key) = make_key(
-        &app,
-        &alice,
-        json!({ "name": "k", "org_id": org, "scopes": ["org:read"] }),
-    )
-    .await;
+    let spec = json!({ "name": "k", "org_id": org, "scopes": ["org:read"] });
+    let (_, key) = make_key(&app, &alice, spec).await;
     app.get("/api/v1/users/@me/security-events", &key)
         .await
         .expect(403);

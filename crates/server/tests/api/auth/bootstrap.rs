@@ -83,6 +83,27 @@ pub(super) async fn try_bootstrap(node: &TestApp) -> Res {
         .await
 }
 
+/// How a bootstrap that is over answers once the server restarts: `why` it has no link, the
+/// error a try gets, and no first admin made by it.
+struct Disarmed {
+    why: &'static str,
+    status: u16,
+    code: &'static str,
+}
+
+impl Disarmed {
+    async fn after_restart(&self, app: &TestApp, dir: &std::path::Path, url: &str) {
+        let (restarted, link) = restart(app, restart_config(dir, url)).await;
+        assert!(link.is_none(), "{}", self.why);
+        try_bootstrap(&restarted)
+            .await
+            .expect_error(self.status, self.code);
+        app.login("first", PASSWORD)
+            .await
+            .expect_error(401, "invalid_credentials");
+    }
+}
+
 pub(super) fn bootstrap_body(username: &str) -> serde_json::Value {
     json!({"bootstrap_token": BOOTSTRAP_TOKEN, "username": username, "password": PASSWORD})
 }
@@ -91,32 +112,28 @@ pub(super) fn bootstrap_body(username: &str) -> serde_json::Value {
 /// once, after a restart, and even once that admin is demoted again.
 pub(super) async fn any_server_admin_disarms_the_bootstrap_for_good(app: TestApp) {
     let (app, dir, url) = restartable(app).await;
+    let body = json!({"username": "made-admin", "password": PASSWORD, "server_admin": true});
     let made = app
-        .post(
-            "/api/v1/admin/users",
-            ADMIN_TOKEN,
-            json!({"username": "made-admin", "password": PASSWORD, "server_admin": true}),
-        )
+        .post("/api/v1/admin/users", ADMIN_TOKEN, body)
         .await
         .expect(201);
     try_bootstrap(&app)
         .await
         .expect_error(410, "bootstrap_used");
+    let body = json!({"server_admin": false});
     app.patch(
         &format!("/api/v1/admin/users/{}", made.id()),
         ADMIN_TOKEN,
-        json!({"server_admin": false}),
+        body,
     )
     .await
     .expect(200);
-    let (again, link) = restart(&app, restart_config(&dir, &url)).await;
-    assert!(link.is_none(), "a restart does not re-arm the bootstrap");
-    try_bootstrap(&again)
-        .await
-        .expect_error(410, "bootstrap_used");
-    app.login("first", PASSWORD)
-        .await
-        .expect_error(401, "invalid_credentials");
+    let disarmed = Disarmed {
+        why: "a restart does not re-arm the bootstrap",
+        status: 410,
+        code: "bootstrap_used",
+    };
+    disarmed.after_restart(&app, &dir, &url).await;
 }
 
 /// CORE-3a: a preset bootstrap token works for 24 hours after the server's first start, which
@@ -135,20 +152,15 @@ pub(super) async fn a_preset_bootstrap_token_expires_a_day_after_the_first_start
             .await
             .expect_error(410, "bootstrap_expired");
     }
-    let (restarted, link) = restart(&app, restart_config(&dir, &url)).await;
-    assert!(link.is_none(), "an expired preset token stays expired");
-    try_bootstrap(&restarted)
-        .await
-        .expect_error(401, "invalid_bootstrap_token");
-    app.login("first", PASSWORD)
-        .await
-        .expect_error(401, "invalid_credentials");
+    let disarmed = Disarmed {
+        why: "an expired preset token stays expired",
+        status: 401,
+        code: "invalid_bootstrap_token",
+    };
+    disarmed.after_restart(&app, &dir, &url).await;
     // The first admin then comes from the management token.
-    app.post(
-        "/api/v1/admin/users",
-        ADMIN_TOKEN,
-        json!({"username": "first", "password": PASSWORD, "server_admin": true}),
-    )
-    .await
-    .expect(201);
+    let body = json!({"username": "first", "password": PASSWORD, "server_admin": true});
+    app.post("/api/v1/admin/users", ADMIN_TOKEN, body)
+        .await
+        .expect(201);
 }

@@ -2,6 +2,7 @@
 //! password change, cookie sessions with CSRF and the `__Host-` prefix, disabled users.
 
 use super::*;
+use crate::cases::Caller;
 
 pub(super) async fn broken_revoked_and_expired_tokens_are_refused(app: TestApp) {
     let alice = app.user("alice").await;
@@ -12,12 +13,8 @@ pub(super) async fn broken_revoked_and_expired_tokens_are_refused(app: TestApp) 
     let mut broken = alice.token.clone();
     let last = broken.pop().unwrap();
     broken.push(if last == '0' { '1' } else { '0' });
-    app.get("/api/v1/users/@me", &broken)
-        .await
-        .expect_error(401, "invalid_token");
-    app.get("/api/v1/users/@me", "garbage")
-        .await
-        .expect_error(401, "invalid_token");
+    app.assert_signed_out(&broken).await;
+    app.assert_signed_out("garbage").await;
     let basic = app
         .send(
             app.client
@@ -44,9 +41,7 @@ pub(super) async fn broken_revoked_and_expired_tokens_are_refused(app: TestApp) 
     app.clock.advance(chrono::Duration::days(6));
     app.get("/api/v1/users/@me", &t).await.expect(200);
     app.clock.advance(chrono::Duration::days(8));
-    app.get("/api/v1/users/@me", &t)
-        .await
-        .expect_error(401, "invalid_token");
+    app.assert_signed_out(&t).await;
     // Absolute expiry: 30 days even when used daily.
     let t = app.login("alice", PASSWORD).await.string("token");
     for _ in 0..29 {
@@ -54,9 +49,7 @@ pub(super) async fn broken_revoked_and_expired_tokens_are_refused(app: TestApp) 
         app.get("/api/v1/users/@me", &t).await.expect(200);
     }
     app.clock.advance(chrono::Duration::days(1));
-    app.get("/api/v1/users/@me", &t)
-        .await
-        .expect_error(401, "invalid_token");
+    app.assert_signed_out(&t).await;
 }
 
 pub(super) async fn sessions_list_revoke_and_password_change(app: TestApp) {
@@ -80,15 +73,17 @@ pub(super) async fn sessions_list_revoke_and_password_change(app: TestApp) {
     let second_id = me_second.body["session"]["id"].as_str().unwrap().to_owned();
     // Another user cannot revoke it.
     let bob = app.user("bob").await;
-    app.delete(&format!("/api/v1/auth/sessions/{second_id}"), &bob.token)
-        .await
-        .expect_error(404, "not_found");
-    app.delete("/api/v1/auth/sessions/not-a-uuid", &alice.token)
-        .await
-        .expect_error(400, "invalid_id");
-    app.delete(&format!("/api/v1/auth/sessions/{second_id}"), &alice.token)
-        .await
-        .expect(204);
+    app.expect_all([
+        bob.delete(&format!("/api/v1/auth/sessions/{second_id}"))
+            .err(404, "not_found"),
+        alice
+            .delete("/api/v1/auth/sessions/not-a-uuid")
+            .err(400, "invalid_id"),
+        alice
+            .delete(&format!("/api/v1/auth/sessions/{second_id}"))
+            .is(204),
+    ])
+    .await;
     app.get("/api/v1/users/@me", &second).await.expect(401);
     app.get("/api/v1/users/@me", &third).await.expect(200);
     // Revoke others.
@@ -106,20 +101,21 @@ pub(super) async fn sessions_list_revoke_and_password_change(app: TestApp) {
         .expect_error(422, "incorrect");
     assert_eq!(bad.field(), Some("/current_password"));
     app.get("/api/v1/users/@me", &other).await.expect(200);
-    app.post(
-        "/api/v1/auth/password",
-        &alice.token,
-        json!({"current_password": PASSWORD, "new_password": "short"}),
-    )
-    .await
-    .expect(422);
-    app.post(
-        "/api/v1/auth/password",
-        &alice.token,
-        json!({"current_password": PASSWORD, "new_password": "another long passphrase"}),
-    )
-    .await
-    .expect(204);
+    app.expect_all([
+        alice
+            .post(
+                "/api/v1/auth/password",
+                json!({"current_password": PASSWORD, "new_password": "short"}),
+            )
+            .is(422),
+        alice
+            .post(
+                "/api/v1/auth/password",
+                json!({"current_password": PASSWORD, "new_password": "another long passphrase"}),
+            )
+            .is(204),
+    ])
+    .await;
     app.get("/api/v1/users/@me", &other).await.expect(401);
     app.get("/api/v1/users/@me", &alice.token).await.expect(200);
     app.login("alice", PASSWORD).await.expect(401);
@@ -208,32 +204,24 @@ pub(super) async fn cookie_sessions_need_csrf(app: TestApp) {
 pub(super) async fn disabling_a_user_revokes_access(app: TestApp) {
     let admin = app.bootstrap().await;
     let alice = app.user("alice").await;
-    app.patch(
-        &format!("/api/v1/admin/users/{}", alice.id),
-        &alice.token,
-        json!({"disabled": true}),
-    )
-    .await
-    .expect_error(403, "forbidden");
-    app.patch(
-        &format!("/api/v1/admin/users/{}", admin.id),
-        &admin.token,
-        json!({"disabled": true}),
-    )
-    .await
-    .expect_error(409, "cannot_demote_self");
-    let u = app
-        .patch(
-            &format!("/api/v1/admin/users/{}", alice.id),
-            ADMIN_TOKEN,
-            json!({"disabled": true}),
-        )
-        .await
-        .expect(200);
+    app.expect_all([
+        alice
+            .patch(
+                &format!("/api/v1/admin/users/{}", alice.id),
+                json!({"disabled": true}),
+            )
+            .err(403, "forbidden"),
+        admin
+            .patch(
+                &format!("/api/v1/admin/users/{}", admin.id),
+                json!({"disabled": true}),
+            )
+            .err(409, "cannot_demote_self"),
+    ])
+    .await;
+    let u = app.set_disabled(ADMIN_TOKEN, &alice, true).await;
     assert_eq!(u.body["disabled"], true);
-    app.get("/api/v1/users/@me", &alice.token)
-        .await
-        .expect_error(401, "invalid_token");
+    app.assert_signed_out(&alice.token).await;
     app.login("alice", PASSWORD)
         .await
         .expect_error(403, "account_disabled");

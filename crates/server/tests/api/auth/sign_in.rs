@@ -2,6 +2,7 @@
 //! the management token only on admin routes, and the access-token gate on every sign-in.
 
 use super::*;
+use conclave_core::types::RegistrationMode;
 
 pub(super) async fn login_failures_look_alike(app: TestApp) {
     let alice = app.user("alice").await;
@@ -52,11 +53,7 @@ pub(super) async fn registration_modes_and_password_rules(app: TestApp) {
         .expect_error(409, "username_taken");
 
     // Closed registration.
-    let closed = spawn_app_with(app.backend, |c| {
-        c.registration = conclave_core::types::RegistrationMode::Closed
-    })
-    .await
-    .unwrap();
+    let closed = with_registration(&app, RegistrationMode::Closed).await;
     closed
         .post_anon(
             "/api/v1/auth/register",
@@ -66,11 +63,7 @@ pub(super) async fn registration_modes_and_password_rules(app: TestApp) {
         .expect_error(403, "registration_closed");
 
     // Invite-only registration: a code is required, and it joins the org.
-    let inv = spawn_app_with(app.backend, |c| {
-        c.registration = conclave_core::types::RegistrationMode::Invite
-    })
-    .await
-    .unwrap();
+    let inv = with_registration(&app, RegistrationMode::Invite).await;
     let admin = inv.bootstrap().await;
     let org = inv.org(&admin, "Acme").await;
     inv.post_anon(
@@ -79,15 +72,8 @@ pub(super) async fn registration_modes_and_password_rules(app: TestApp) {
     )
     .await
     .expect_error(422, "required");
-    let code = inv
-        .post(
-            &format!("/api/v1/orgs/{org}/invites"),
-            &admin.token,
-            json!({"max_uses": 1}),
-        )
-        .await
-        .expect(201)
-        .string("code");
+    let code = inv.invite(&org, &admin, json!({"max_uses": 1})).await;
+    let code = code.expect(201).string("code");
     inv.post_anon(
         "/api/v1/auth/register",
         json!({"username": "dave", "password": PASSWORD, "invite_code": "cnv_inv_bogus"}),
@@ -125,9 +111,7 @@ pub(super) async fn management_token_only_on_admin_routes(app: TestApp) {
         .expect(200);
     assert!(list.body["items"].is_array());
     // Not valid anywhere else.
-    app.get("/api/v1/users/@me", ADMIN_TOKEN)
-        .await
-        .expect_error(401, "invalid_token");
+    app.assert_signed_out(ADMIN_TOKEN).await;
     app.get("/api/v1/admin/users", "wrong-management-token")
         .await
         .expect_error(401, "invalid_token");
@@ -210,13 +194,9 @@ pub(super) async fn the_access_gate_covers_cookies_and_every_sign_in(app: TestAp
         .expect(200);
     let cookie = login.session_cookie();
     let csrf = login.string("csrf_token");
-    app.send(
-        app.client
-            .get(app.url("/api/v1/users/@me"))
-            .header("cookie", &cookie),
-    )
-    .await
-    .expect_error(401, "access_token_required");
+    app.get_with_header("/api/v1/users/@me", "cookie", &cookie)
+        .await
+        .expect_error(401, "access_token_required");
     app.send(gated(Method::GET, "/api/v1/users/@me").header("cookie", &cookie))
         .await
         .expect(200);
@@ -247,4 +227,10 @@ pub(super) async fn the_access_gate_covers_cookies_and_every_sign_in(app: TestAp
     app.send(gated(Method::GET, "/api/v1/admin/users").bearer_auth(ADMIN_TOKEN))
         .await
         .expect(200);
+}
+
+/// A second app like `app` but with the `registration` mode given.
+async fn with_registration(app: &TestApp, registration: RegistrationMode) -> TestApp {
+    let other = spawn_app_with(app.backend, |c| c.registration = registration);
+    other.await.expect("the app starts")
 }

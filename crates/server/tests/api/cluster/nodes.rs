@@ -2,6 +2,10 @@
 //! NATS stream, started together and stopped (with their stream deleted) when dropped.
 
 use super::*;
+use crate::helpers::{conv_path, org_path};
+
+/// The cache TTL of cluster nodes.
+pub(super) const CACHE_TTL_MS: u64 = 60_000;
 
 /// One `conclave serve` process; killed (and its data dir removed) when dropped.
 pub(super) struct Node {
@@ -9,6 +13,8 @@ pub(super) struct Node {
     pub(super) base: String,
     pub(super) dir: PathBuf,
     pub(super) child: Option<Child>,
+    /// What configures it besides its port and data dir (kept for `relaunch`).
+    env: Vec<(&'static str, String)>,
 }
 
 /// What every node of one cluster shares.
@@ -19,14 +25,59 @@ pub(super) struct Shared {
 }
 
 impl Node {
+    /// A node of the cluster `shared` describes.
     pub(super) fn spawn(name: &'static str, shared: &Shared) -> Node {
-        let port = free_port();
+        Node::launch(
+            name,
+            vec![
+                ("CONCLAVE_DATABASE_URL", shared.database_url.clone()),
+                ("CONCLAVE_NATS_URL", nats_url()),
+                ("CONCLAVE_CLUSTER_NAME", shared.cluster_name.clone()),
+                ("CONCLAVE_MASTER_KEY", shared.master_key.clone()),
+                // Long enough that what another node refuses at once, it refuses because an
+                // event invalidated its cache, not because its copy expired.
+                ("CONCLAVE_CACHE__TTL_MS", CACHE_TTL_MS.to_string()),
+            ],
+        )
+    }
+
+    /// A node on its own: the embedded SQLite database in its data dir, or the PostgreSQL
+    /// database `database_url` names; no NATS; `more` configures it further.
+    pub(super) fn alone(
+        name: &'static str,
+        database_url: Option<String>,
+        more: &[(&'static str, &str)],
+    ) -> Node {
+        let mut env: Vec<_> = more.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        env.extend(database_url.map(|url| ("CONCLAVE_DATABASE_URL", url)));
+        Node::launch(name, env)
+    }
+
+    fn launch(name: &'static str, env: Vec<(&'static str, String)>) -> Node {
         let dir = std::env::temp_dir().join(format!(
             "conclave-cluster-{name}-{}",
             uuid::Uuid::now_v7().simple()
         ));
         std::fs::create_dir_all(&dir).expect("node dir");
-        let log = std::fs::File::create(dir.join("node.log")).expect("log file");
+        let mut node = Node {
+            name,
+            base: String::new(),
+            dir,
+            child: None,
+            env,
+        };
+        node.start();
+        node
+    }
+
+    /// Starts the process on a fresh port, over the node's data dir and database.
+    fn start(&mut self) {
+        let port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("node.log"))
+            .expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_conclave"));
         cmd.arg("serve");
         // Only what is set here configures the node.
@@ -36,24 +87,22 @@ impl Node {
             }
         }
         cmd.env("CONCLAVE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("CONCLAVE_DATA_DIR", dir.join("data"))
-            .env("CONCLAVE_DATABASE_URL", &shared.database_url)
-            .env("CONCLAVE_NATS_URL", nats_url())
-            .env("CONCLAVE_CLUSTER_NAME", &shared.cluster_name)
-            .env("CONCLAVE_MASTER_KEY", &shared.master_key)
+            .env("CONCLAVE_DATA_DIR", self.dir.join("data"))
             .env("CONCLAVE_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("CONCLAVE_REGISTRATION", "open")
             .env("RUST_LOG", "info,sqlx=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log);
-        let child = cmd.spawn().expect("start conclave serve");
-        Node {
-            name,
-            base: format!("http://127.0.0.1:{port}"),
-            dir,
-            child: Some(child),
-        }
+        self.child = Some(cmd.spawn().expect("start conclave serve"));
+        self.base = format!("http://127.0.0.1:{port}");
+    }
+
+    /// SIGKILL (no shutdown of any kind), then the same node again over the same data.
+    pub(super) fn relaunch(&mut self) {
+        self.kill();
+        self.start();
     }
 
     pub(super) fn ws_url(&self) -> String {
@@ -87,14 +136,15 @@ impl Node {
             if res.is_ok_and(|r| r.status() == 200) {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "node {} not ready after {START:?}:\n{}",
-                self.name,
-                self.log_tail()
-            );
+            self.assert_before(deadline, format_args!("not ready after {START:?}"));
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Fails, naming `what` went wrong and showing the node's log, once `deadline` has passed.
+    fn assert_before(&self, deadline: Instant, what: std::fmt::Arguments<'_>) {
+        let (name, now) = (&self.name, Instant::now());
+        assert!(now < deadline, "node {name} {what}:\n{}", self.log_tail());
     }
 
     /// SIGTERM: the graceful shutdown path.
@@ -115,11 +165,9 @@ impl Node {
             if let Some(status) = child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "node {} still running {limit:?} after SIGTERM:\n{}",
-                self.name,
-                self.log_tail()
+            self.assert_before(
+                deadline,
+                format_args!("still running {limit:?} after SIGTERM"),
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -225,9 +273,24 @@ impl Cluster {
         token: Option<&str>,
         body: Value,
     ) -> (u16, Value) {
-        let mut rb = self.http.post(format!("{}{path}", node.base)).json(&body);
+        self.request(node, (reqwest::Method::POST, path), token, Some(body))
+            .await
+    }
+
+    /// `method path` through `node`, with a bearer `token` and a JSON `body` when given.
+    pub(super) async fn request(
+        &self,
+        node: &Node,
+        (method, path): (reqwest::Method, &str),
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut rb = self.http.request(method, format!("{}{path}", node.base));
         if let Some(t) = token {
             rb = rb.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            rb = rb.json(&b);
         }
         let res = within(path, rb.send()).await.expect("request sent");
         let status = res.status().as_u16();
@@ -253,7 +316,7 @@ impl Cluster {
         let (status, body) = self
             .call(
                 node,
-                &format!("/api/v1/conversations/{conv}/messages"),
+                &conv_path(conv, "/messages"),
                 Some(token),
                 json!({"content": content}),
             )
@@ -288,7 +351,7 @@ impl Cluster {
         let (status, conv) = self
             .call(
                 &self.a,
-                &format!("/api/v1/orgs/{org}/conversations"),
+                &org_path(&org, "/conversations"),
                 Some(&alice),
                 json!({"kind": "group", "name": "General", "visibility": "private", "participant_ids": [bob_id]}),
             )

@@ -2,6 +2,7 @@
 //! period, IP allowlists and last use, every creation field checked, others' keys untouchable.
 
 use super::*;
+use crate::cases::Caller;
 
 pub(super) async fn keys_are_shown_once_and_listed_masked(app: TestApp) {
     let doc = crate::meta::openapi(&app).await;
@@ -55,16 +56,10 @@ pub(super) async fn keys_are_shown_once_and_listed_masked(app: TestApp) {
 }
 
 pub(super) async fn bad_keys_are_refused_and_change_nothing(app: TestApp) {
-    let alice = app.user("alice").await;
-    let org = app.org(&alice, "Acme").await;
-    let conv = app.group(&org, &alice, &[], json!("private")).await;
+    let (alice, org, conv) = app.alice_private().await;
     let scopes = json!(["messages:read", "messages:write"]);
-    let (id, key) = make_key(
-        &app,
-        &alice,
-        json!({"name": "ci", "org_id": org, "scopes": scopes, "tier": "team"}),
-    )
-    .await;
+    let spec = json!({"name": "ci", "org_id": org, "scopes": scopes, "tier": "team"});
+    let (id, key) = make_key(&app, &alice, spec).await;
     let sent = app
         .post(&messages(&conv), &key, json!({"content": "via key"}))
         .await
@@ -108,12 +103,8 @@ pub(super) async fn bad_keys_are_refused_and_change_nothing(app: TestApp) {
 
     // Expired: any future time is accepted, and the key stops at it.
     let soon = app.clock_now() + Duration::seconds(60);
-    let (_, short) = make_key(
-        &app,
-        &alice,
-        json!({"name": "short", "org_id": org, "scopes": scopes, "expires_at": soon, "tier": "team"}),
-    )
-    .await;
+    let spec = json!({"name": "short", "org_id": org, "scopes": scopes, "expires_at": soon, "tier": "team"});
+    let (_, short) = make_key(&app, &alice, spec).await;
     app.get(&messages(&conv), &short).await.expect(200);
     app.clock.advance(Duration::seconds(61));
     write(short).await.expect_error(401, "invalid_token");
@@ -123,9 +114,7 @@ pub(super) async fn bad_keys_are_refused_and_change_nothing(app: TestApp) {
         .await
         .expect(204);
     write(key.clone()).await.expect_error(401, "invalid_token");
-    app.get("/api/v1/users/@me", &key)
-        .await
-        .expect_error(401, "invalid_token");
+    app.assert_signed_out(&key).await;
     app.delete(&format!("/api/v1/api-keys/{id}"), &alice.token)
         .await
         .expect_error(404, "not_found");
@@ -140,12 +129,8 @@ pub(super) async fn bad_keys_are_refused_and_change_nothing(app: TestApp) {
 pub(super) async fn rotation_keeps_the_old_key_for_the_grace_period(app: TestApp) {
     let alice = app.user("alice").await;
     let org = app.org(&alice, "Acme").await;
-    let (id, first) = make_key(
-        &app,
-        &alice,
-        json!({"name": "ci", "org_id": org, "scopes": ["org:read"], "tier": "team"}),
-    )
-    .await;
+    let spec = json!({"name": "ci", "org_id": org, "scopes": ["org:read"], "tier": "team"});
+    let (id, first) = make_key(&app, &alice, spec).await;
     let rotate = |grace: Value| {
         let app = &app;
         let path = format!("/api/v1/api-keys/{id}/rotate");
@@ -214,13 +199,9 @@ pub(super) async fn ip_allowlist_and_last_use(app: TestApp) {
     .unwrap();
     let alice = app.user("alice").await;
     let org = app.org(&alice, "Acme").await;
-    let (_, key) = make_key(
-        &app,
-        &alice,
-        json!({"name": "office", "org_id": org, "scopes": ["org:read"], "tier": "team",
-            "allowed_ips": ["10.0.0.0/8", "2001:db8::1"]}),
-    )
-    .await;
+    let spec = json!({"name": "office", "org_id": org, "scopes": ["org:read"], "tier": "team",
+            "allowed_ips": ["10.0.0.0/8", "2001:db8::1"]});
+    let (_, key) = make_key(&app, &alice, spec).await;
     let from = |ip: &'static str| {
         let app = &app;
         let key = key.clone();
@@ -291,11 +272,8 @@ pub(super) async fn ip_allowlist_and_last_use(app: TestApp) {
 }
 
 pub(super) async fn creation_checks_every_field(app: TestApp) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
+    let Team(alice, [bob], org) = app.team("alice", "Acme", [("bob", "member")]).await;
     let mallory = app.user("mallory").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "member").await;
     let evil = app.org(&mallory, "Evil").await;
     let theirs = app.group(&evil, &mallory, &[], json!("private")).await;
     let alices_private = app.group(&org, &alice, &[], json!("private")).await;
@@ -359,30 +337,25 @@ pub(super) async fn creation_checks_every_field(app: TestApp) {
 }
 
 pub(super) async fn keys_of_others_cannot_be_touched(app: TestApp) {
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
+    let Team(alice, [bob], org) = app.team("alice", "Acme", [("bob", "admin")]).await;
     let mallory = app.user("mallory").await;
-    let org = app.org(&alice, "Acme").await;
-    app.add_member(&org, &alice, &bob, "admin").await;
-    let (id, key) = make_key(
-        &app,
-        &alice,
-        json!({"name": "ci", "org_id": org, "scopes": ["org:read"], "tier": "team"}),
-    )
-    .await;
+    let spec = json!({"name": "ci", "org_id": org, "scopes": ["org:read"], "tier": "team"});
+    let (id, key) = make_key(&app, &alice, spec).await;
     // Neither a member of the same org (even an admin) nor a user of another org.
     for other in [&bob, &mallory] {
         assert!(listed(&app, other).await.is_empty());
-        app.delete(&format!("/api/v1/api-keys/{id}"), &other.token)
-            .await
-            .expect_error(404, "not_found");
-        app.post(
-            &format!("/api/v1/api-keys/{id}/rotate"),
-            &other.token,
-            json!({"grace_seconds": 0}),
-        )
-        .await
-        .expect_error(404, "not_found");
+        app.expect_all([
+            other
+                .delete(&format!("/api/v1/api-keys/{id}"))
+                .err(404, "not_found"),
+            other
+                .post(
+                    &format!("/api/v1/api-keys/{id}/rotate"),
+                    json!({"grace_seconds": 0}),
+                )
+                .err(404, "not_found"),
+        ])
+        .await;
     }
     app.delete("/api/v1/api-keys/not-an-id", &alice.token)
         .await

@@ -31,6 +31,18 @@ both_backends!(
     free_keys_spend_the_owner_budget_and_tiers_have_their_own,
 );
 
+/// Every scope a key can be given; the first six are those of the messaging and org routes.
+pub(crate) const ALL_SCOPES: &[&str] = &[
+    "messages:read",
+    "messages:write",
+    "conversations:read",
+    "conversations:admin",
+    "org:read",
+    "org:admin",
+    "files:write",
+    "webhooks:admin",
+];
+
 /// Creates a key as `owner`; answers its id and the key.
 pub(crate) async fn make_key(app: &TestApp, owner: &User, body: Value) -> (String, String) {
     let res = app

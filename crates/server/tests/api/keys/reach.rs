@@ -2,75 +2,52 @@
 //! and conversations, the gateway, and the owner's rate budget.
 
 use super::*;
+use crate::cases::{delete, get, patch, post, post_empty, Caller, Token};
+use crate::helpers::{conv_path, org_path};
 
 pub(super) async fn scopes_cap_every_route_family(app: TestApp) {
     let Acme { alice, bob, org } = app.acme().await;
     let mallory = app.user("mallory").await;
     let conv = app.group(&org, &alice, &[&bob], json!("private")).await;
-    let msg = app
-        .send_message(&conv, &alice, "hello")
-        .await
-        .expect(201)
-        .id();
+    let msg = app.says(&conv, &alice, "hello").await.id();
     let elsewhere = app.org(&mallory, "Evil").await;
     let hidden = app.group(&elsewhere, &mallory, &[], json!("private")).await;
-    let (_, key) = make_key(
-        &app,
-        &alice,
-        json!({"name": "reader", "org_id": org, "scopes": ["messages:read"], "tier": "team"}),
-    )
-    .await;
+    let spec =
+        json!({"name": "reader", "org_id": org, "scopes": ["messages:read"], "tier": "team"});
+    let (_, key) = make_key(&app, &alice, spec).await;
 
     app.get(&messages(&conv), &key).await.expect(200);
     app.get(&format!("/api/v1/messages/{msg}/history"), &key)
         .await
         .expect(200);
     let refused: Vec<(Method, String, Option<Value>)> = vec![
-        (Method::POST, messages(&conv), Some(json!({"content": "x"}))),
-        (
-            Method::PATCH,
-            format!("/api/v1/messages/{msg}"),
-            Some(json!({"content": "x"})),
-        ),
-        (Method::DELETE, format!("/api/v1/messages/{msg}"), None),
-        (
-            Method::POST,
-            format!("/api/v1/conversations/{conv}/typing"),
-            None,
-        ),
-        (Method::GET, "/api/v1/conversations".into(), None),
-        (Method::GET, format!("/api/v1/conversations/{conv}"), None),
-        (
-            Method::GET,
-            format!("/api/v1/conversations/{conv}/participants"),
-            None,
-        ),
-        (
-            Method::POST,
+        post(messages(&conv), json!({"content": "x"})),
+        patch(format!("/api/v1/messages/{msg}"), json!({"content": "x"})),
+        delete(format!("/api/v1/messages/{msg}")),
+        post_empty(format!("/api/v1/conversations/{conv}/typing")),
+        get("/api/v1/conversations".into()),
+        get(format!("/api/v1/conversations/{conv}")),
+        get(format!("/api/v1/conversations/{conv}/participants")),
+        post(
             format!("/api/v1/orgs/{org}/conversations"),
-            Some(json!({"kind": "group", "name": "x"})),
+            json!({"kind": "group", "name": "x"}),
         ),
-        (Method::GET, "/api/v1/orgs".into(), None),
-        (Method::GET, format!("/api/v1/orgs/{org}"), None),
-        (Method::GET, format!("/api/v1/orgs/{org}/members"), None),
-        (Method::GET, format!("/api/v1/orgs/{org}/bots"), None),
-        (
-            Method::PATCH,
-            format!("/api/v1/orgs/{org}"),
-            Some(json!({"name": "Pwned"})),
-        ),
-        (Method::GET, "/api/v1/users/@me".into(), None),
-        (Method::GET, format!("/api/v1/users/{}", bob.id), None),
+        get("/api/v1/orgs".into()),
+        get(format!("/api/v1/orgs/{org}")),
+        get(format!("/api/v1/orgs/{org}/members")),
+        get(format!("/api/v1/orgs/{org}/bots")),
+        patch(format!("/api/v1/orgs/{org}"), json!({"name": "Pwned"})),
+        get("/api/v1/users/@me".into()),
+        get(format!("/api/v1/users/{}", bob.id)),
         // Routes without a scope refuse every key.
         (Method::GET, "/api/v1/auth/sessions".into(), None),
-        (Method::POST, "/api/v1/auth/logout".into(), None),
-        (Method::GET, "/api/v1/api-keys".into(), None),
-        (
-            Method::POST,
+        post_empty("/api/v1/auth/logout".into()),
+        get("/api/v1/api-keys".into()),
+        post(
             "/api/v1/api-keys".into(),
-            Some(json!({"name": "more", "org_id": org, "scopes": ["messages:read"]})),
+            json!({"name": "more", "org_id": org, "scopes": ["messages:read"]}),
         ),
-        (Method::GET, "/api/v1/admin/users".into(), None),
+        get("/api/v1/admin/users".into()),
     ];
     for (method, path, body) in refused {
         app.call(method.clone(), &path, Some(&key), body)
@@ -105,75 +82,45 @@ pub(super) async fn scopes_cap_every_route_family(app: TestApp) {
     let list = app.get(&messages(&conv), &alice.token).await.expect(200);
     assert_eq!(list.items().len(), 1);
     assert_eq!(list.body["items"][0]["content"], "hello");
-    app.get(&format!("/api/v1/orgs/{org}"), &alice.token)
-        .await
-        .expect(200);
+    app.get(&org_path(&org, ""), &alice.token).await.expect(200);
     assert_eq!(
-        app.get(&format!("/api/v1/orgs/{org}"), &alice.token)
-            .await
-            .body["name"],
+        app.get(&org_path(&org, ""), &alice.token).await.body["name"],
         "Acme"
     );
 
     // A key never exceeds its owner: every scope, but bob is a member.
-    let (_, bobs) = make_key(
-        &app,
-        &bob,
-        json!({"name": "all", "org_id": org,
-            "scopes": ["messages:read", "messages:write", "conversations:read", "conversations:admin",
-                       "org:read", "org:admin", "files:write", "webhooks:admin"]}),
-    )
-    .await;
-    app.patch(
-        &format!("/api/v1/orgs/{org}"),
-        &bobs,
-        json!({"name": "Bob's"}),
-    )
-    .await
-    .expect_error(403, "forbidden");
+    let spec = json!({"name": "all", "org_id": org, "scopes": ALL_SCOPES});
+    let (_, bobs) = make_key(&app, &bob, spec).await;
+    app.patch(&org_path(&org, ""), &bobs, json!({"name": "Bob's"}))
+        .await
+        .expect_error(403, "forbidden");
     app.post(
-        &format!("/api/v1/orgs/{org}/members"),
+        &org_path(&org, "/members"),
         &bobs,
         json!({"user_id": mallory.id, "role": "member"}),
     )
     .await
     .expect_error(403, "forbidden");
-    app.get(&format!("/api/v1/orgs/{org}/members"), &bobs)
+    app.get(&org_path(&org, "/members"), &bobs)
         .await
         .expect(200);
 }
 
 pub(super) async fn keys_follow_their_owners_current_rights(app: TestApp) {
-    let Team {
-        owner: alice,
-        members: [bob],
-        org,
-    } = app.team("alice", "Acme", [("bob", "admin")]).await;
+    let Team(alice, [bob], org) = app.team("alice", "Acme", [("bob", "admin")]).await;
     let conv = app.group(&org, &alice, &[&bob], json!("private")).await;
-    let (_, key) = make_key(
-        &app,
-        &bob,
-        json!({"name": "bob", "org_id": org, "tier": "team",
-            "scopes": ["messages:read", "messages:write", "org:read", "org:admin", "conversations:read"]}),
-    )
-    .await;
-    app.post(
-        &format!("/api/v1/orgs/{org}/teams"),
-        &key,
-        json!({"name": "Ops"}),
-    )
-    .await
-    .expect(201);
+    let spec = json!({"name": "bob", "org_id": org, "tier": "team",
+            "scopes": ["messages:read", "messages:write", "org:read", "org:admin", "conversations:read"]});
+    let (_, key) = make_key(&app, &bob, spec).await;
+    app.post(&org_path(&org, "/teams"), &key, json!({"name": "Ops"}))
+        .await
+        .expect(201);
 
     // Demoted: the next request has a member's rights.
     app.set_role(&org, &alice, &bob, "member").await.expect(200);
-    app.post(
-        &format!("/api/v1/orgs/{org}/teams"),
-        &key,
-        json!({"name": "Ops 2"}),
-    )
-    .await
-    .expect_error(403, "forbidden");
+    app.post(&org_path(&org, "/teams"), &key, json!({"name": "Ops 2"}))
+        .await
+        .expect_error(403, "forbidden");
 
     // Removed from the conversation: it is gone for the key at once.
     app.get(&messages(&conv), &key).await.expect(200);
@@ -184,14 +131,14 @@ pub(super) async fn keys_follow_their_owners_current_rights(app: TestApp) {
     .await
     .expect(204);
     let requests = [
-        (Method::GET, messages(&conv), None),
-        (Method::POST, messages(&conv), Some(json!({"content": "x"}))),
+        get(messages(&conv)),
+        post(messages(&conv), json!({"content": "x"})),
     ];
     app.refused_all(&key, 404, "not_found", requests).await;
 
     // Removed from the org: nothing of it is left.
     app.remove_member(&org, &alice, &bob.id).await;
-    app.get(&format!("/api/v1/orgs/{org}"), &key)
+    app.get(&org_path(&org, ""), &key)
         .await
         .expect_error(404, "not_found");
     let convs = app.get("/api/v1/conversations", &key).await.expect(200);
@@ -209,20 +156,9 @@ pub(super) async fn keys_stay_in_their_org_and_conversations(app: TestApp) {
     let a2 = app.group(&acme, &alice, &[], json!("private")).await;
     let b1 = app.group(&beta, &alice, &[], json!("private")).await;
     let e1 = app.group(&evil, &mallory, &[], json!("private")).await;
-    let all = json!([
-        "messages:read",
-        "messages:write",
-        "conversations:read",
-        "conversations:admin",
-        "org:read",
-        "org:admin"
-    ]);
-    let (_, listed_key) = make_key(
-        &app,
-        &alice,
-        json!({"name": "one", "org_id": acme, "scopes": all, "conversation_ids": [a1], "tier": "team"}),
-    )
-    .await;
+    let all = json!(ALL_SCOPES[..6]);
+    let spec = json!({"name": "one", "org_id": acme, "scopes": all, "conversation_ids": [a1], "tier": "team"});
+    let (_, listed_key) = make_key(&app, &alice, spec).await;
 
     let convs = app
         .get("/api/v1/conversations", &listed_key)
@@ -230,41 +166,39 @@ pub(super) async fn keys_stay_in_their_org_and_conversations(app: TestApp) {
         .expect(200);
     let ids = convs.ids();
     assert_eq!(ids, vec![a1.as_str()]);
-    app.post(&messages(&a1), &listed_key, json!({"content": "in"}))
-        .await
-        .expect(201);
-    app.get(&messages(&a1), &listed_key).await.expect(200);
+    let listed = Token("the listed key", &listed_key);
+    let scope = "insufficient_scope";
+    let group = json!({"kind": "group", "name": "new"});
+    app.expect_all([
+        listed
+            .post(&messages(&a1), json!({"content": "in"}))
+            .is(201),
+        listed.get(&messages(&a1)).is(200),
+    ])
+    .await;
     // Conversations alice may use but the key may not: 403; what alice cannot see: 404.
     for conv in [&a2, &b1] {
-        app.get(&messages(conv), &listed_key)
-            .await
-            .expect_error(403, "insufficient_scope");
-        app.post(&messages(conv), &listed_key, json!({"content": "out"}))
-            .await
-            .expect_error(403, "insufficient_scope");
-        app.get(&format!("/api/v1/conversations/{conv}"), &listed_key)
-            .await
-            .expect_error(403, "insufficient_scope");
+        app.expect_all([
+            listed.get(&messages(conv)).err(403, scope),
+            listed
+                .post(&messages(conv), json!({"content": "out"}))
+                .err(403, scope),
+            listed.get(&conv_path(conv, "")).err(403, scope),
+        ])
+        .await;
     }
-    app.get(&messages(&e1), &listed_key)
-        .await
-        .expect_error(404, "not_found");
-    // It cannot create what would lie outside its list.
-    app.post(
-        &format!("/api/v1/orgs/{acme}/conversations"),
-        &listed_key,
-        json!({"kind": "group", "name": "new"}),
-    )
-    .await
-    .expect_error(403, "insufficient_scope");
+    app.expect_all([
+        listed.get(&messages(&e1)).err(404, "not_found"),
+        // It cannot create what would lie outside its list.
+        listed
+            .post(&org_path(&acme, "/conversations"), group.clone())
+            .err(403, scope),
+    ])
+    .await;
 
     // Without a list the key reaches its org's conversations, and only its org.
-    let (_, org_key) = make_key(
-        &app,
-        &alice,
-        json!({"name": "org", "org_id": acme, "scopes": all, "tier": "team"}),
-    )
-    .await;
+    let spec = json!({"name": "org", "org_id": acme, "scopes": all, "tier": "team"});
+    let (_, org_key) = make_key(&app, &alice, spec).await;
     let convs = app.get("/api/v1/conversations", &org_key).await.expect(200);
     let mut ids = convs.ids();
     ids.sort();
@@ -274,71 +208,46 @@ pub(super) async fn keys_stay_in_their_org_and_conversations(app: TestApp) {
     let orgs = app.get("/api/v1/orgs", &org_key).await.expect(200);
     assert_eq!(orgs.items().len(), 1);
     assert_eq!(orgs.body["items"][0]["id"], acme.as_str());
-    app.get(&format!("/api/v1/orgs/{beta}"), &org_key)
-        .await
-        .expect_error(403, "insufficient_scope");
-    app.get(&messages(&b1), &org_key)
-        .await
-        .expect_error(403, "insufficient_scope");
-    app.post(
-        &format!("/api/v1/orgs/{beta}/conversations"),
-        &org_key,
-        json!({"kind": "group", "name": "new"}),
-    )
-    .await
-    .expect_error(403, "insufficient_scope");
-    app.get(&format!("/api/v1/orgs/{evil}"), &org_key)
-        .await
-        .expect_error(404, "not_found");
-    // Keys neither create nor join orgs.
-    app.post("/api/v1/orgs", &org_key, json!({"name": "Side"}))
-        .await
-        .expect_error(403, "insufficient_scope");
-    let created = app
-        .post(
-            &format!("/api/v1/orgs/{acme}/conversations"),
-            &org_key,
-            json!({"kind": "group", "name": "new"}),
-        )
-        .await
-        .expect(201);
-    assert_eq!(created.body["created_by"], alice.id.as_str());
+    let key = Token("the org key", &org_key);
+    let answers = app
+        .expect_all([
+            key.get(&org_path(&beta, "")).err(403, scope),
+            key.get(&messages(&b1)).err(403, scope),
+            key.post(&org_path(&beta, "/conversations"), group.clone())
+                .err(403, scope),
+            key.get(&org_path(&evil, "")).err(404, "not_found"),
+            // Keys neither create nor join orgs.
+            key.post("/api/v1/orgs", json!({"name": "Side"}))
+                .err(403, scope),
+            key.post(&org_path(&acme, "/conversations"), group).is(201),
+        ])
+        .await;
+    assert_eq!(answers[5].body["created_by"], alice.id.as_str());
 }
 
 pub(super) async fn keys_on_the_gateway(app: TestApp) {
     let Acme { alice, bob, org } = app.acme().await;
     let shared = app.group(&org, &alice, &[&bob], json!("private")).await;
     let solo = app.group(&org, &alice, &[], json!("private")).await;
-    let (id, key) = make_key(
-        &app,
-        &alice,
-        json!({"name": "listener", "org_id": org, "scopes": ["messages:read"],
-            "conversation_ids": [shared], "tier": "team"}),
-    )
-    .await;
+    let spec = json!({"name": "listener", "org_id": org, "scopes": ["messages:read"],
+            "conversation_ids": [shared], "tier": "team"});
+    let (id, key) = make_key(&app, &alice, spec).await;
     let (mut ws, ready) = Ws::identify(&app, &key).await;
     assert_eq!(ready["user"]["id"], alice.id.as_str());
     let ids = crate::ws::ready_conversation_ids(&ready);
     assert_eq!(ids, vec![shared.as_str()], "only what the key reaches");
 
     // Events of other conversations, and new conversations of its owner, stay away.
-    app.send_message(&solo, &alice, "private").await.expect(201);
+    app.says(&solo, &alice, "private").await;
     let _new = app.group(&org, &alice, &[&bob], json!("private")).await;
-    let m = app
-        .send_message(&shared, &bob, "for the key")
-        .await
-        .expect(201);
+    let m = app.says(&shared, &bob, "for the key").await;
     let d = ws.expect("MESSAGE_CREATE").await;
     assert_eq!(d["id"], m.body["id"]);
     assert_eq!(d["conversation_id"], shared.as_str());
 
     // A key without messages:read may not identify (4014).
-    let (_, blind) = make_key(
-        &app,
-        &alice,
-        json!({"name": "blind", "org_id": org, "scopes": ["org:read"], "tier": "team"}),
-    )
-    .await;
+    let spec = json!({"name": "blind", "org_id": org, "scopes": ["org:read"], "tier": "team"});
+    let (_, blind) = make_key(&app, &alice, spec).await;
     let mut refused = Ws::connect(&app).await;
     refused
         .send(json!({"op": 2, "d": {"token": format!("Bearer {blind}"), "client": "tests/1.0.0"}}))
@@ -381,18 +290,10 @@ pub(super) async fn keys_on_the_gateway(app: TestApp) {
 
 pub(super) async fn free_keys_spend_the_owner_budget_and_tiers_have_their_own(app: TestApp) {
     let Acme { alice, bob, org } = app.acme().await;
-    let (_, free) = make_key(
-        &app,
-        &bob,
-        json!({"name": "free", "org_id": org, "scopes": ["org:read"]}),
-    )
-    .await;
-    let (_, team) = make_key(
-        &app,
-        &alice,
-        json!({"name": "team", "org_id": org, "scopes": ["org:read"], "tier": "team"}),
-    )
-    .await;
+    let spec = json!({"name": "free", "org_id": org, "scopes": ["org:read"]});
+    let (_, free) = make_key(&app, &bob, spec).await;
+    let spec = json!({"name": "team", "org_id": org, "scopes": ["org:read"], "tier": "team"});
+    let (_, team) = make_key(&app, &alice, spec).await;
     // The clock stands still. A free key shares its owner's per-user read bucket (burst 100,
     // RATE-1/AUTH-7), so it runs out; a team key's tier bucket does not.
     let mut limited = None;

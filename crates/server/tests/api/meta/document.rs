@@ -2,6 +2,7 @@
 //! schema, every error the middleware and extractors can answer declared, integers as JSON has them.
 
 use super::*;
+use crate::helpers::org_path;
 
 /// Every route of the REST contract that this server implements.
 const ROUTES: &[(&str, &str)] = &[
@@ -54,6 +55,17 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/orgs/{org}/bots"),
     ("post", "/api/v1/orgs/{org}/bots"),
     ("post", "/api/v1/orgs/{org}/bots/{bot}/token"),
+    ("get", "/api/v1/orgs/{org}/webhooks"),
+    ("post", "/api/v1/orgs/{org}/webhooks"),
+    ("patch", "/api/v1/orgs/{org}/webhooks/{id}"),
+    ("delete", "/api/v1/orgs/{org}/webhooks/{id}"),
+    ("post", "/api/v1/orgs/{org}/webhooks/{id}/secret"),
+    ("post", "/api/v1/orgs/{org}/webhooks/{id}/test"),
+    ("get", "/api/v1/orgs/{org}/webhooks/{id}/deliveries"),
+    (
+        "post",
+        "/api/v1/orgs/{org}/webhooks/{id}/deliveries/{delivery}/redeliver",
+    ),
     ("post", "/api/v1/api-keys"),
     ("get", "/api/v1/api-keys"),
     ("delete", "/api/v1/api-keys/{id}"),
@@ -74,6 +86,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("patch", "/api/v1/messages/{m}"),
     ("delete", "/api/v1/messages/{m}"),
     ("get", "/api/v1/messages/{m}/history"),
+    ("post", "/api/v1/files"),
+    ("get", "/api/v1/files/{id}/url"),
     ("post", "/api/v1/conversations/{c}/typing"),
     ("put", "/api/v1/conversations/{c}/read-marker"),
     ("get", "/api/v1/admin/users"),
@@ -166,26 +180,19 @@ pub(super) async fn responses_match_the_openapi_schemas(app: TestApp) {
     let doc = openapi(&app).await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
-    let org_res = app
-        .post("/api/v1/orgs", &alice.token, json!({"name": "Acme"}))
-        .await
-        .expect(201);
+    let org_res = app.create_org(&alice, "Acme").await.expect(201);
     check_res(&doc, "post", "/api/v1/orgs", &org_res);
     let org = org_res.id();
     let m = app.admin_add_member(&org, &bob, "member").await.expect(201);
     check_res(&doc, "post", "/api/v1/admin/orgs/{org}/members", &m);
     let body = json!({"kind": "group", "name": "g", "participant_ids": [bob.id]});
     let conv = app
-        .post(
-            &format!("/api/v1/orgs/{org}/conversations"),
-            &alice.token,
-            body,
-        )
+        .post(&org_path(&org, "/conversations"), &alice.token, body)
         .await
         .expect(201);
     check_res(&doc, "post", "/api/v1/orgs/{org}/conversations", &conv);
     let c = conv.id();
-    let msg = app.send_message(&c, &alice, "hello").await.expect(201);
+    let msg = app.says(&c, &alice, "hello").await;
     check_res(&doc, "post", "/api/v1/conversations/{c}/messages", &msg);
     let messages = format!("/api/v1/conversations/{c}/messages");
     let list = app.get(&messages, &bob.token).await.expect(200);
@@ -226,10 +233,7 @@ pub(super) async fn responses_match_the_openapi_schemas(app: TestApp) {
         200,
         &app.get_anon("/api/v1/capabilities").await.body,
     );
-    let err = app
-        .get(&format!("/api/v1/orgs/{org}"), "bad")
-        .await
-        .expect(401);
+    let err = app.get(&org_path(&org, ""), "bad").await.expect(401);
     check_res(&doc, "get", "/api/v1/orgs/{org}", &err);
     let invites = format!("/api/v1/orgs/{org}/invites");
     let inv = app
@@ -338,11 +342,7 @@ pub(super) async fn error_answers_match_the_openapi_schemas(app: TestApp) {
     let doc = openapi(&app).await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
-    let org = app
-        .post("/api/v1/orgs", &alice.token, json!({"name": "Acme"}))
-        .await
-        .expect(201)
-        .id();
+    let org = app.org(&alice, "Acme").await;
     app.add_member(&org, &alice, &bob, "member").await;
     let post_orgs = |body: reqwest::Body, content_type: &'static str| {
         app.client
@@ -411,11 +411,7 @@ pub(super) async fn error_answers_match_the_openapi_schemas(app: TestApp) {
 /// whole number however it is written, and still refuses a fraction, naming the member.
 pub(super) async fn whole_numbers_are_integers(app: TestApp) {
     let alice = app.user("alice").await;
-    let org = app
-        .post("/api/v1/orgs", &alice.token, json!({"name": "Acme"}))
-        .await
-        .expect(201)
-        .id();
+    let org = app.org(&alice, "Acme").await;
     let invites = format!("/api/v1/orgs/{org}/invites");
     for (written, read) in [(json!(3.0), 3), (json!(2e1), 20), (json!(7), 7)] {
         let inv = app

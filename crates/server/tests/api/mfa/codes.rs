@@ -2,6 +2,7 @@
 //! and codes from an independent generator (pyotp).
 
 use super::*;
+use crate::cases::Caller;
 
 pub(super) async fn recovery_codes_work_once_and_regenerate(app: TestApp) {
     let (app, _) = without_rate_limits(app, |_| {}).await;
@@ -21,30 +22,16 @@ pub(super) async fn recovery_codes_work_once_and_regenerate(app: TestApp) {
 
     // Regenerating needs a valid code; a wrong one changes nothing.
     let good = code_at(&app, &secret, 0);
-    let wrong = format!("{:06}", (good.parse::<u32>().unwrap() + 1) % 1_000_000);
-    app.post(
-        "/api/v1/auth/recovery-codes",
-        &alice.token,
-        json!({"code": wrong}),
-    )
-    .await
-    .expect_error(401, "invalid_code");
+    let wrong = wrong_code(&good);
+    send_code(&app, &alice, "recovery-codes", wrong)
+        .await
+        .expect_error(401, "invalid_code");
     let token = mfa_token(&app, "alice").await;
     second_step(&app, &token, &codes[5]).await.expect(200);
-    let fresh = app
-        .post(
-            "/api/v1/auth/recovery-codes",
-            &alice.token,
-            json!({"code": good}),
-        )
+    let fresh = send_code(&app, &alice, "recovery-codes", good)
         .await
         .expect(200);
-    let fresh: Vec<String> = fresh.body["recovery_codes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_owned())
-        .collect();
+    let fresh = fresh.strings("recovery_codes");
     assert_eq!(fresh.len(), 10);
     assert!(fresh.iter().all(|c| !codes.contains(c)));
     // The old set is gone, used or not; the new set works.
@@ -54,22 +41,13 @@ pub(super) async fn recovery_codes_work_once_and_regenerate(app: TestApp) {
         .expect_error(401, "invalid_code");
     second_step(&app, &token, &fresh[0]).await.expect(200);
     // A recovery code can confirm a regeneration too (and is used up by it).
-    let newer = app
-        .post(
-            "/api/v1/auth/recovery-codes",
-            &alice.token,
-            json!({"code": fresh[1]}),
-        )
+    let newer = send_code(&app, &alice, "recovery-codes", &fresh[1])
         .await
         .expect(200);
     assert_eq!(newer.body["recovery_codes"].as_array().unwrap().len(), 10);
-    app.post(
-        "/api/v1/auth/recovery-codes",
-        &alice.token,
-        json!({"code": "nonsense"}),
-    )
-    .await
-    .expect_error(422, "invalid_value");
+    send_code(&app, &alice, "recovery-codes", "nonsense")
+        .await
+        .expect_error(422, "invalid_value");
 }
 
 pub(super) async fn disable_needs_a_valid_code(app: TestApp) {
@@ -87,26 +65,21 @@ pub(super) async fn disable_needs_a_valid_code(app: TestApp) {
     ];
     app.refused_all(&alice.token, 409, "mfa_not_enabled", requests)
         .await;
-    app.post(
-        "/api/v1/auth/totp/enable",
-        &alice.token,
-        json!({"code": "123456"}),
-    )
-    .await
-    .expect_error(409, "mfa_setup_missing");
+    send_code(&app, &alice, "totp/enable", "123456")
+        .await
+        .expect_error(409, "mfa_setup_missing");
     let (secret, codes) = enable_2fa(&app, &alice).await;
     let good = code_at(&app, &secret, 0);
-    let wrong = format!("{:06}", (good.parse::<u32>().unwrap() + 1) % 1_000_000);
-    app.post(
-        "/api/v1/auth/totp/disable",
-        &alice.token,
-        json!({"code": wrong}),
-    )
-    .await
-    .expect_error(401, "invalid_code");
-    app.post("/api/v1/auth/totp/disable", &alice.token, json!({}))
-        .await
-        .expect_error(422, "missing_field");
+    let wrong = wrong_code(&good);
+    app.expect_all([
+        alice
+            .post("/api/v1/auth/totp/disable", json!({"code": wrong}))
+            .err(401, "invalid_code"),
+        alice
+            .post("/api/v1/auth/totp/disable", json!({}))
+            .err(422, "missing_field"),
+    ])
+    .await;
     // Still on.
     assert_eq!(
         app.login("alice", PASSWORD).await.expect(200).body["mfa_required"],
@@ -116,31 +89,19 @@ pub(super) async fn disable_needs_a_valid_code(app: TestApp) {
     app.post_anon("/api/v1/auth/totp/disable", json!({"code": good}))
         .await
         .expect_error(401, "unauthenticated");
-    app.post(
-        "/api/v1/auth/totp/disable",
-        &alice.token,
-        json!({"code": good}),
-    )
-    .await
-    .expect(204);
+    send_code(&app, &alice, "totp/disable", good)
+        .await
+        .expect(204);
     // Off: login gives a session at once, the old recovery codes are gone, setup starts over.
     assert!(app.login("alice", PASSWORD).await.expect(200).body["token"].is_string());
-    app.post(
-        "/api/v1/auth/totp/disable",
-        &alice.token,
-        json!({"code": codes[0]}),
-    )
-    .await
-    .expect_error(409, "mfa_not_enabled");
+    send_code(&app, &alice, "totp/disable", &codes[0])
+        .await
+        .expect_error(409, "mfa_not_enabled");
     let (_, codes) = enable_2fa(&app, &alice).await;
     // Disabling with a recovery code works as well.
-    app.post(
-        "/api/v1/auth/totp/disable",
-        &alice.token,
-        json!({"code": codes[9]}),
-    )
-    .await
-    .expect(204);
+    send_code(&app, &alice, "totp/disable", &codes[9])
+        .await
+        .expect(204);
     assert!(app.login("alice", PASSWORD).await.expect(200).body["token"].is_string());
 }
 
@@ -193,23 +154,7 @@ pub(super) async fn totp_secret_is_sealed_at_rest(app: TestApp) {
 /// a failure (scripts/test.sh installs pyotp).
 fn pyotp_code(secret: &str, unix_time: i64) -> Option<String> {
     let script = format!("import pyotp; print(pyotp.TOTP({secret:?}).at({unix_time}))");
-    let out = std::process::Command::new("python3")
-        .args(["-c", &script])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).trim().to_owned()),
-        other => {
-            let why = match other {
-                Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
-                Err(e) => e.to_string(),
-            };
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("pyotp is required under CI=true (python3 -m pip install pyotp): {why}");
-            }
-            eprintln!("SKIPPED codes_from_an_independent_generator_are_accepted: python3 with pyotp is not available ({why})");
-            None
-        }
-    }
+    crate::python::python("pyotp", &script, "")
 }
 
 pub(super) async fn codes_from_an_independent_generator_are_accepted(app: TestApp) {
@@ -224,13 +169,9 @@ pub(super) async fn codes_from_an_independent_generator_are_accepted(app: TestAp
         return;
     };
     assert_eq!(code.len(), 6);
-    app.post(
-        "/api/v1/auth/totp/enable",
-        &alice.token,
-        json!({"code": code}),
-    )
-    .await
-    .expect(200);
+    send_code(&app, &alice, "totp/enable", code)
+        .await
+        .expect(200);
     // Sign in with pyotp's code for the next step, and again a step later.
     for _ in 0..2 {
         next_step(&app);

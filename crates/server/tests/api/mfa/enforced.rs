@@ -2,6 +2,9 @@
 //! org-scoped route of its members.
 
 use super::*;
+use crate::cases::{get, patch, post, post_empty, Caller};
+use crate::fixtures::Team;
+use crate::helpers::{conv_path, org_path};
 
 /// `PATCH /admin/users/{id}` `{"require_2fa": true}`: until the user turns 2FA on, their session
 /// reaches only their account and the 2FA routes; then everything again.
@@ -59,30 +62,24 @@ pub(super) async fn org_scoped_calls(
     let o = format!("/api/v1/orgs/{org}");
     let c = format!("/api/v1/conversations/{conv}");
     let calls: Vec<(Method, String, Option<Value>)> = vec![
-        (Method::GET, o.clone(), None),
-        (Method::GET, format!("{o}/members"), None),
-        (Method::GET, format!("{o}/teams"), None),
-        (Method::GET, format!("{o}/permissions/matrix"), None),
-        (
-            Method::POST,
+        get(o.clone()),
+        get(format!("{o}/members")),
+        get(format!("{o}/teams")),
+        get(format!("{o}/permissions/matrix")),
+        post(
             format!("{o}/conversations"),
-            Some(json!({"kind": "group", "name": "new", "participant_ids": []})),
+            json!({"kind": "group", "name": "new", "participant_ids": []}),
         ),
-        (Method::GET, c.clone(), None),
-        (Method::GET, format!("{c}/participants"), None),
-        (Method::GET, format!("{c}/messages"), None),
-        (
-            Method::POST,
-            format!("{c}/messages"),
-            Some(json!({"content": "let me in"})),
-        ),
-        (Method::POST, format!("{c}/typing"), None),
-        (
-            Method::PATCH,
+        get(c.clone()),
+        get(format!("{c}/participants")),
+        get(format!("{c}/messages")),
+        post(format!("{c}/messages"), json!({"content": "let me in"})),
+        post_empty(format!("{c}/typing")),
+        patch(
             format!("/api/v1/messages/{msg}"),
-            Some(json!({"content": "edited"})),
+            json!({"content": "edited"}),
         ),
-        (Method::GET, format!("/api/v1/messages/{msg}/history"), None),
+        get(format!("/api/v1/messages/{msg}/history")),
     ];
     for (method, path, body) in calls {
         let res = app
@@ -95,20 +92,12 @@ pub(super) async fn org_scoped_calls(
 
 pub(super) async fn org_enforced_2fa(app: TestApp) {
     let (app, _) = without_rate_limits(app, |_| {}).await;
-    let owner = app.user("owner").await;
-    let admin = app.user("admin").await;
-    let member = app.user("member").await;
+    let roles = [("admin", "admin"), ("member", "member")];
+    let Team(owner, [admin, member], org) = app.team("owner", "Acme", roles).await;
     let stranger = app.user("stranger").await;
-    let org = app.org(&owner, "Acme").await;
-    app.add_member(&org, &owner, &admin, "admin").await;
-    app.add_member(&org, &owner, &member, "member").await;
     let conv = app.group(&org, &owner, &[&member], json!("private")).await;
     let hidden = app.group(&org, &owner, &[], json!("private")).await;
-    let msg = app
-        .send_message(&conv, &member, "hello")
-        .await
-        .expect(201)
-        .id();
+    let msg = app.says(&conv, &member, "hello").await.id();
     let patch = |who: &User, on: bool| {
         let who = who.clone();
         let path = format!("/api/v1/orgs/{org}");
@@ -154,7 +143,7 @@ pub(super) async fn org_enforced_2fa(app: TestApp) {
     let history = app.get(&history_path, &owner.token).await.expect(200);
     assert_eq!(history.body, history_before);
     // A conversation they could not see stays 404; strangers still get 404 everywhere.
-    app.get(&format!("/api/v1/conversations/{hidden}"), &member.token)
+    app.get(&conv_path(&hidden, ""), &member.token)
         .await
         .expect_error(404, "not_found");
     for (route, res) in org_scoped_calls(&app, &stranger, &org, &conv, &msg).await {
@@ -184,20 +173,20 @@ pub(super) async fn org_enforced_2fa(app: TestApp) {
         assert!(res.status.is_success(), "{route}: {}", res.body);
     }
     // An owner who turns their own 2FA off is held to the same rule.
-    app.post(
-        "/api/v1/auth/totp/disable",
-        &owner.token,
-        json!({"code": code_at(&app, &owner_secret, 0)}),
-    )
-    .await
-    .expect(204);
-    app.get(&format!("/api/v1/orgs/{org}"), &owner.token)
-        .await
-        .expect_error(403, "mfa_setup_required");
+    app.expect_all([
+        owner
+            .post(
+                "/api/v1/auth/totp/disable",
+                json!({"code": code_at(&app, &owner_secret, 0)}),
+            )
+            .is(204),
+        owner
+            .get(&org_path(&org, ""))
+            .err(403, "mfa_setup_required"),
+    ])
+    .await;
     let (_, _) = enable_2fa(&app, &owner).await;
     let off = patch(&owner, false).await.expect(200);
     assert_eq!(off.body["require_2fa"], false);
-    app.get(&format!("/api/v1/orgs/{org}"), &admin.token)
-        .await
-        .expect(200);
+    app.get(&org_path(&org, ""), &admin.token).await.expect(200);
 }

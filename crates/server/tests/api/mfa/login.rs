@@ -2,6 +2,7 @@
 //! every bad input of the second step, and an mfa token dying after five wrong codes.
 
 use super::*;
+use crate::cases::Caller;
 
 pub(super) async fn setup_enable_and_two_step_login(app: TestApp) {
     let (app, _) = without_rate_limits(app, |_| {}).await;
@@ -30,24 +31,19 @@ pub(super) async fn setup_enable_and_two_step_login(app: TestApp) {
     assert!(app.login("alice", PASSWORD).await.expect(200).body["token"].is_string());
 
     // A wrong code does not enable it; a recovery code is not accepted for enabling.
-    let wrong = format!(
-        "{:06}",
-        (code_at(&app, &secret, 0).parse::<u32>().unwrap() + 1) % 1_000_000
-    );
-    app.post(
-        "/api/v1/auth/totp/enable",
-        &alice.token,
-        json!({"code": wrong}),
-    )
-    .await
-    .expect_error(401, "invalid_code");
-    app.post(
-        "/api/v1/auth/totp/enable",
-        &alice.token,
-        json!({"code": "abcd-efgh-jkmn-pqrs"}),
-    )
-    .await
-    .expect_error(422, "invalid_format");
+    let wrong = wrong_code(&code_at(&app, &secret, 0));
+    app.expect_all([
+        alice
+            .post("/api/v1/auth/totp/enable", json!({"code": wrong}))
+            .err(401, "invalid_code"),
+        alice
+            .post(
+                "/api/v1/auth/totp/enable",
+                json!({"code": "abcd-efgh-jkmn-pqrs"}),
+            )
+            .err(422, "invalid_format"),
+    ])
+    .await;
     assert!(app.login("alice", PASSWORD).await.expect(200).body["token"].is_string());
 
     // A second setup replaces the pending secret: the first one's codes no longer enable.
@@ -56,31 +52,17 @@ pub(super) async fn setup_enable_and_two_step_login(app: TestApp) {
         .await
         .expect(200);
     assert_ne!(again.body["secret"], setup.body["secret"]);
-    app.post(
-        "/api/v1/auth/totp/enable",
-        &alice.token,
-        json!({"code": code_at(&app, &secret, 0)}),
-    )
-    .await
-    .expect_error(401, "invalid_code");
+    send_code(&app, &alice, "totp/enable", code_at(&app, &secret, 0))
+        .await
+        .expect_error(401, "invalid_code");
     let secret = TotpSecret::from_base32(again.body["secret"].as_str().unwrap()).unwrap();
 
     // The right code enables it and returns ten distinct recovery codes.
-    let enabled = app
-        .post(
-            "/api/v1/auth/totp/enable",
-            &alice.token,
-            json!({"code": code_at(&app, &secret, 0)}),
-        )
+    let enabled = send_code(&app, &alice, "totp/enable", code_at(&app, &secret, 0))
         .await
         .expect(200);
     check(&doc, "post", "/api/v1/auth/totp/enable", 200, &enabled.body);
-    let codes: Vec<&str> = enabled.body["recovery_codes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap())
-        .collect();
+    let codes = enabled.strings("recovery_codes");
     assert_eq!(codes.len(), 10);
     let distinct: std::collections::HashSet<_> = codes.iter().collect();
     assert_eq!(distinct.len(), 10);
@@ -89,16 +71,18 @@ pub(super) async fn setup_enable_and_two_step_login(app: TestApp) {
         assert_eq!(c.matches('-').count(), 3);
     }
     // Enabled: setup and enable refuse, the secret is never shown again.
-    app.post("/api/v1/auth/totp/setup", &alice.token, json!({}))
-        .await
-        .expect_error(409, "mfa_already_enabled");
-    app.post(
-        "/api/v1/auth/totp/enable",
-        &alice.token,
-        json!({"code": code_at(&app, &secret, 0)}),
-    )
-    .await
-    .expect_error(409, "mfa_already_enabled");
+    app.expect_all([
+        alice
+            .post("/api/v1/auth/totp/setup", json!({}))
+            .err(409, "mfa_already_enabled"),
+        alice
+            .post(
+                "/api/v1/auth/totp/enable",
+                json!({"code": code_at(&app, &secret, 0)}),
+            )
+            .err(409, "mfa_already_enabled"),
+    ])
+    .await;
 
     // Login now stops at the password step: no token, no session.
     let before = session_count(&app, &alice).await;
@@ -111,9 +95,7 @@ pub(super) async fn setup_enable_and_two_step_login(app: TestApp) {
     assert!(token.starts_with("cnv_mfa_"));
     assert_eq!(session_count(&app, &alice).await, before);
     // The mfa_token is not a credential.
-    app.get("/api/v1/users/@me", &token)
-        .await
-        .expect_error(401, "invalid_token");
+    app.assert_signed_out(&token).await;
 
     // The code that enabled 2FA counts as used.
     second_step(&app, &token, &code_at(&app, &secret, 0))
@@ -197,7 +179,7 @@ pub(super) async fn second_step_bad_input_is_refused_and_changes_nothing(app: Te
             .expect_error(401, "invalid_mfa_token");
     }
     // A wrong code and an expired one (two steps old): 401, nothing consumed.
-    let wrong = format!("{:06}", (current.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let wrong = wrong_code(&current);
     second_step(&app, &token, &wrong)
         .await
         .expect_error(401, "invalid_code");
@@ -257,7 +239,7 @@ pub(super) async fn mfa_token_dies_after_five_wrong_codes(app: TestApp) {
     let (secret, _) = enable_2fa(&app, &alice).await;
     let token = mfa_token(&app, "alice").await;
     let good = code_at(&app, &secret, 0);
-    let wrong = format!("{:06}", (good.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let wrong = wrong_code(&good);
     for _ in 0..4 {
         second_step(&app, &token, &wrong)
             .await
@@ -308,11 +290,7 @@ pub(super) async fn cookie_sessions_take_the_second_step_too(app: TestApp) {
     assert!(set_cookie.starts_with("conclave_session=cnv_s_") && set_cookie.contains("HttpOnly"));
     let cookie = set_cookie.split(';').next().unwrap().to_owned();
     let s = app
-        .send(
-            app.client
-                .get(app.url("/api/v1/auth/session"))
-                .header("cookie", cookie.clone()),
-        )
+        .get_with_header("/api/v1/auth/session", "cookie", &cookie)
         .await
         .expect(200);
     assert_eq!(s.body["csrf_token"], csrf.as_str());

@@ -14,6 +14,7 @@ use conclave_core::Clock;
 use conclave_server::config::{Config, OnOff};
 use reqwest::Method;
 use secrecy::ExposeSecret;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 mod codes;
@@ -58,6 +59,12 @@ pub(crate) fn code_at(app: &TestApp, secret: &TotpSecret, steps: i64) -> String 
     secret.code_at_step(time_step(app.clock.now()) + steps)
 }
 
+/// A six-digit code that is not `good` (the next number, wrapping at a million): wrong for
+/// the step `good` belongs to.
+pub(crate) fn wrong_code(good: &str) -> String {
+    format!("{:06}", (good.parse::<u32>().unwrap() + 1) % 1_000_000)
+}
+
 /// Moves the app's clock to the next TOTP step.
 pub(crate) fn next_step(app: &TestApp) {
     app.clock.advance(chrono::Duration::seconds(30));
@@ -71,22 +78,24 @@ pub(crate) async fn enable_2fa(app: &TestApp, user: &User) -> (TotpSecret, Vec<S
         .await
         .expect(200);
     let secret = TotpSecret::from_base32(setup.body["secret"].as_str().unwrap()).unwrap();
-    let enabled = app
-        .post(
-            "/api/v1/auth/totp/enable",
-            &user.token,
-            json!({"code": code_at(app, &secret, 0)}),
-        )
+    let enabled = send_code(app, user, "totp/enable", code_at(app, &secret, 0))
         .await
         .expect(200);
-    let codes = enabled.body["recovery_codes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_owned())
-        .collect();
+    let codes = enabled.strings("recovery_codes");
     next_step(app);
     (secret, codes)
+}
+
+/// `user` sends a 2FA `code` (a TOTP or a recovery code) to `/api/v1/auth/{route}`:
+/// `totp/enable`, `totp/disable` or `recovery-codes`.
+pub(crate) async fn send_code(
+    app: &TestApp,
+    user: &User,
+    route: &str,
+    code: impl Serialize,
+) -> Res {
+    let path = format!("/api/v1/auth/{route}");
+    app.post(&path, &user.token, json!({ "code": code })).await
 }
 
 /// The password step for a 2FA user: the `mfa_token`.

@@ -3,6 +3,7 @@
 //! share their owner's budget, and `rate_limits = off`.
 
 use super::*;
+use crate::cases::Caller;
 
 pub(super) async fn limited_routes_carry_headers_and_probes_are_never_limited(app: TestApp) {
     // Defaults: a read is charged to the user's read bucket (burst 100), the tightest layer.
@@ -72,10 +73,7 @@ pub(super) async fn tight_reads_refill_with_the_clock(app: &TestApp) {
     // Another user, and this user's writes, are not affected.
     let bob = app.user("bob").await;
     app.get("/api/v1/users/@me", &bob.token).await.expect(200);
-    let org = app
-        .post("/api/v1/orgs", &alice.token, json!({"name": "Acme"}))
-        .await
-        .expect(201);
+    let org = app.create_org(&alice, "Acme").await.expect(201);
     assert_eq!(rate_headers(&org).0, 20, "the write bucket's burst");
     // Nine seconds are not enough; ten are, for exactly one read.
     app.clock.advance(chrono::Duration::seconds(9));
@@ -92,8 +90,23 @@ pub(super) async fn tight_reads_refill_with_the_clock(app: &TestApp) {
 }
 
 pub(super) fn tight_reads(c: &mut Config) {
-    c.rate_limit.user_reads_per_min = 6;
-    c.rate_limit.user_reads_burst = 2;
+    read_limit(6, 2)(c);
+}
+
+/// A per-user read budget of `per_min` a minute with a burst of `burst`.
+fn read_limit(per_min: u64, burst: u64) -> impl Fn(&mut Config) {
+    move |c| {
+        c.rate_limit.user_reads_per_min = per_min;
+        c.rate_limit.user_reads_burst = burst;
+    }
+}
+
+/// A per-user write budget of `per_min` a minute with a burst of `burst`.
+fn write_limit(per_min: u64, burst: u64) -> impl Fn(&mut Config) {
+    move |c| {
+        c.rate_limit.user_writes_per_min = per_min;
+        c.rate_limit.user_writes_burst = burst;
+    }
 }
 
 pub(super) async fn over_the_limit_is_429_and_the_bucket_refills_with_the_clock(app: TestApp) {
@@ -254,12 +267,9 @@ pub(super) async fn parallel_logins_cannot_slip_past_the_limit(app: TestApp) {
 pub(super) async fn rate_limits_off_lifts_every_limit(app: TestApp) {
     let Some(off) = spawn_app_with(app.backend, |c| {
         c.rate_limits = OnOff::Off;
-        c.rate_limit.ip_per_min = 1;
-        c.rate_limit.ip_burst = 1;
-        c.rate_limit.auth_per_min = 1;
-        c.rate_limit.auth_burst = 1;
-        c.rate_limit.user_reads_per_min = 1;
-        c.rate_limit.user_reads_burst = 1;
+        ip_limit(1)(c);
+        auth_limit(1)(c);
+        read_limit(1, 1)(c);
     })
     .await
     else {
@@ -280,17 +290,14 @@ pub(super) async fn rate_limits_off_lifts_every_limit(app: TestApp) {
 /// bucket per (owner, tier).
 pub(super) async fn keys_never_multiply_a_users_budget(app: TestApp) {
     let Some(app) = spawn_app_with(app.backend, |c| {
-        c.rate_limit.user_writes_per_min = 6;
-        c.rate_limit.user_writes_burst = 5;
+        write_limit(6, 5)(c);
         c.rate_limit.tier_pro_per_sec = 3;
     })
     .await
     else {
         return;
     };
-    let alice = app.user("alice").await;
-    let org = app.org(&alice, "Acme").await;
-    let conv = app.group(&org, &alice, &[], json!("private")).await;
+    let (alice, org, conv) = app.alice_private().await;
     let scopes = json!(["messages:write", "messages:read"]);
     // Six free keys, then two pro keys (only an org admin sets a tier; Alice owns the org).
     let tiers = (0..6).map(|i| (format!("free{i}"), None));
@@ -326,12 +333,7 @@ pub(super) async fn keys_never_multiply_a_users_budget(app: TestApp) {
 /// RATE-1: signing out, revoking sessions and turning 2FA on still work once the per-user
 /// write budget is spent.
 pub(super) async fn securing_an_account_is_never_refused_by_the_write_limit(app: TestApp) {
-    let Some(app) = spawn_app_with(app.backend, |c| {
-        c.rate_limit.user_writes_per_min = 2;
-        c.rate_limit.user_writes_burst = 2;
-    })
-    .await
-    else {
+    let Some(app) = spawn_app_with(app.backend, write_limit(2, 2)).await else {
         return;
     };
     let alice = app.user("alice").await;
@@ -342,28 +344,22 @@ pub(super) async fn securing_an_account_is_never_refused_by_the_write_limit(app:
     app.login("alice", PASSWORD).await.expect(200);
     // Spend the write budget.
     loop {
-        let r = app
-            .post("/api/v1/orgs", &alice.token, json!({"name": "Acme"}))
-            .await;
+        let r = app.create_org(&alice, "Acme").await;
         if r.status.as_u16() == 429 {
             break;
         }
         r.expect(201);
     }
-    expect_rate_limited(
-        app.post("/api/v1/orgs", &alice.token, json!({"name": "Acme"}))
-            .await,
-    );
-    app.delete(&format!("/api/v1/auth/sessions/{other}"), &alice.token)
-        .await
-        .expect(204);
-    app.post(
-        "/api/v1/auth/sessions/revoke-others",
-        &alice.token,
-        json!({}),
-    )
-    .await
-    .expect(200);
+    expect_rate_limited(app.create_org(&alice, "Acme").await);
+    app.expect_all([
+        alice
+            .delete(&format!("/api/v1/auth/sessions/{other}"))
+            .is(204),
+        alice
+            .post("/api/v1/auth/sessions/revoke-others", json!({}))
+            .is(200),
+    ])
+    .await;
     crate::mfa::enable_2fa(&app, &alice).await;
     app.logout_and_check(&alice).await;
 }

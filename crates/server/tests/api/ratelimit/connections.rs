@@ -69,16 +69,13 @@ fn tcp_addr(app: &TestApp) -> String {
 
 /// A SQLite app with the connection limits `limits` sets, on top of a one-minute header-read
 /// timeout (so only the limit under test cuts a connection); `None` when skipped.
-async fn tcp_app(
-    rate_limits: OnOff,
-    limits: impl FnOnce(&mut RateLimitSettings),
-) -> Option<TestApp> {
-    spawn_app_with(Backend::Sqlite, |c| {
+async fn tcp_app(rate_limits: OnOff, limits: impl FnOnce(&mut RateLimitSettings)) -> TestApp {
+    let app = spawn_app_with(Backend::Sqlite, |c| {
         c.rate_limits = rate_limits;
         c.rate_limit.header_read_timeout_secs = 60;
         limits(&mut c.rate_limit);
-    })
-    .await
+    });
+    app.await.expect("a SQLite app always starts")
 }
 
 /// The next response on `stream` is a 200.
@@ -97,14 +94,11 @@ async fn served(stream: &mut TcpStream) {
 /// while an idle keep-alive connection lives until the idle timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_timed_out() {
-    let Some(app) = tcp_app(OnOff::On, |l| {
+    let app = tcp_app(OnOff::On, |l| {
         l.header_read_timeout_secs = 1;
         l.idle_timeout_secs = 3;
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let addr = tcp_addr(&app);
 
     // Half a request head, then nothing: closed after about a second.
@@ -195,13 +189,7 @@ async fn stays_unanswered(stream: &mut TcpStream) {
 /// WebSocket holds its place too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_capped() {
-    let Some(app) = tcp_app(OnOff::On, |l| {
-        l.max_connections = 2;
-    })
-    .await
-    else {
-        return;
-    };
+    let app = tcp_app(OnOff::On, |l| l.max_connections = 2).await;
     let addr = tcp_addr(&app);
     let first = TcpStream::connect(&addr).await.unwrap();
     let second = TcpStream::connect(&addr).await.unwrap();
@@ -229,13 +217,7 @@ async fn connections_are_capped() {
 /// timeout has passed, and the connection is closed; a body that arrives in time is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickled_body_is_cut_at_the_body_timeout() {
-    let Some(app) = tcp_app(OnOff::On, |l| {
-        l.body_timeout_secs = 1;
-    })
-    .await
-    else {
-        return;
-    };
+    let app = tcp_app(OnOff::On, |l| l.body_timeout_secs = 1).await;
     let addr = tcp_addr(&app);
     let body = br#"{"username": "nobody", "password": "not the password"}"#;
     let mut slow = TcpStream::connect(&addr).await.unwrap();
@@ -279,13 +261,7 @@ async fn a_trickled_body_is_cut_at_the_body_timeout() {
 /// 429 and closed; once one closes, the address may connect again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_per_ip_are_capped() {
-    let Some(app) = tcp_app(OnOff::On, |l| {
-        l.max_connections_per_ip = 2;
-    })
-    .await
-    else {
-        return;
-    };
+    let app = tcp_app(OnOff::On, |l| l.max_connections_per_ip = 2).await;
     let addr = tcp_addr(&app);
     let mut first = TcpStream::connect(&addr).await.unwrap();
     served(&mut first).await;
@@ -322,13 +298,7 @@ async fn connections_per_ip_are_capped() {
         .expect("a slot frees up when a connection closes");
 
     // `rate_limits = off` lifts the per-IP cap (load tests run many clients from one address).
-    let Some(off) = tcp_app(OnOff::Off, |l| {
-        l.max_connections_per_ip = 2;
-    })
-    .await
-    else {
-        return;
-    };
+    let off = tcp_app(OnOff::Off, |l| l.max_connections_per_ip = 2).await;
     let addr = tcp_addr(&off);
     let mut held = Vec::new();
     for _ in 0..4 {

@@ -1,0 +1,166 @@
+//! Bad input gets a clear error and leaves nothing behind (no row, no blob, no reserved
+//! bytes): empty files, markup, executables, polyglots, pixel bombs, broken headers,
+//! truncated multipart, fields out of order; and the size limit and the quota hold, the quota
+//! under 100 parallel uploads.
+
+use super::*;
+
+pub(crate) async fn hostile_files_are_refused_and_leave_nothing(app: TestApp) {
+    let (acme, conv) = app.acme_private().await;
+    let me = As::Bearer(&acme.alice.token);
+    let mut script_png = png(10, 10, 100);
+    script_png.extend_from_slice(b"<ScRiPt>alert(document.cookie)</script>");
+    let mut gifar = png(10, 10, 100);
+    gifar.extend_from_slice(b"PK\x03\x04\x14\x00\x00\x00META-INF/MANIFEST.MF");
+    let elf = b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x3e\x00".to_vec();
+    let table: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("empty.png", vec![], 422, "file_empty"),
+        (
+            "logo.png",
+            b"<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"/>".to_vec(),
+            415,
+            "file_type_not_allowed",
+        ),
+        (
+            "page.png",
+            b"<!DOCTYPE html><html><script>alert(1)</script>".to_vec(),
+            415,
+            "file_type_not_allowed",
+        ),
+        (
+            "feed.txt",
+            b"<?xml version=\"1.0\"?><x/>".to_vec(),
+            415,
+            "file_type_not_allowed",
+        ),
+        ("tool.png", elf, 415, "file_type_not_allowed"),
+        (
+            "bin.txt",
+            vec![0, 159, 146, 150, 0, 1, 2],
+            415,
+            "file_type_not_allowed",
+        ),
+        ("script.png", script_png, 415, "file_polyglot"),
+        ("gifar.png", gifar, 415, "file_polyglot"),
+        (
+            "bomb.png",
+            png(100_000, 100_000, 100),
+            422,
+            "image_too_large",
+        ),
+        (
+            "cut.png",
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIH".to_vec(),
+            422,
+            "file_corrupt",
+        ),
+    ];
+    for (name, content, status, code) in &table {
+        let res = app.upload(me, &conv, name, content).await;
+        res.expect_error(*status, code);
+    }
+    // A multipart body cut off inside the file, after storage has begun.
+    let big = png(10, 10, 600_000);
+    let mut cut = form(&[conv_part(&conv), file_part("big.png", &big)]);
+    cut.truncate(cut.len() - 100_000);
+    let res = app.upload_raw(me, cut).await;
+    let res = res.expect_error(400, "multipart_invalid");
+    assert_eq!(res.field(), Some("file"));
+    // Fields out of order, missing, unknown, malformed; not multipart at all.
+    app.upload_raw(me, form(&[file_part("a.txt", b"a\n"), conv_part(&conv)]))
+        .await
+        .expect_error(422, "required");
+    let res = app.upload_raw(me, form(&[conv_part(&conv)])).await;
+    let res = res.expect_error(422, "required");
+    assert_eq!(res.field(), Some("file"));
+    let res = app
+        .upload_raw(
+            me,
+            form(&[
+                Part {
+                    name: "path",
+                    file_name: None,
+                    content: b"/etc",
+                },
+                conv_part(&conv),
+            ]),
+        )
+        .await;
+    let res = res.expect_error(422, "unknown_field");
+    assert_eq!(res.field(), Some("path"));
+    let res = app
+        .upload_raw(
+            me,
+            form(&[conv_part("not-a-uuid"), file_part("a.txt", b"a\n")]),
+        )
+        .await;
+    let res = res.expect_error(400, "invalid_id");
+    assert_eq!(res.field(), Some("conversation_id"));
+    app.post(
+        "/api/v1/files",
+        &acme.alice.token,
+        json!({"conversation_id": conv}),
+    )
+    .await
+    .expect_error(400, "multipart_invalid");
+    // Every refusal left nothing: no blob, and the next good upload works.
+    assert_eq!(app.blob_count(), 0);
+    app.upload(me, &conv, "fine.txt", b"fine\n")
+        .await
+        .expect(201);
+    assert_eq!(app.blob_count(), 1);
+}
+
+/// A server with small limits: 400 KiB per file, 1,024,000 bytes per user, no rate limits.
+pub(crate) async fn limited_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |c| {
+        c.files.max_upload_bytes = 400 * 1024;
+        c.files.user_quota_bytes = 1_024_000;
+        c.rate_limits = conclave_server::config::OnOff::Off;
+    })
+    .await
+}
+
+pub(crate) async fn size_and_quota_hold_under_parallel_uploads(app: TestApp) {
+    let (acme, conv) = app.acme_private().await;
+    let caps = app.get_anon("/api/v1/capabilities").await.expect(200);
+    assert_eq!(caps.body["limits"]["upload_max_bytes"], 400 * 1024);
+    // Over the size limit, found while streaming (after the first 256 KiB were stored).
+    let res = app
+        .upload(
+            As::Bearer(&acme.alice.token),
+            &conv,
+            "big.txt",
+            &vec![b'a'; 500 * 1024],
+        )
+        .await;
+    let res = res.expect_error(413, "file_too_large");
+    assert_eq!(res.field(), Some("file"));
+    assert_eq!(app.blob_count(), 0);
+    // 100 uploads of 102,400 bytes at once against a quota of 1,024,000: exactly ten fit —
+    // the refused upload above gave back what it had reserved.
+    let body = vec![b'q'; 102_400];
+    let uploads = (0..100).map(|i| {
+        let (app, token, conv, body) = (&app, acme.alice.token.clone(), conv.clone(), body.clone());
+        async move {
+            app.upload(As::Bearer(&token), &conv, &format!("q{i}.txt"), &body)
+                .await
+        }
+    });
+    let results = futures::future::join_all(uploads).await;
+    let mut created = 0;
+    for res in results {
+        match res.status.as_u16() {
+            201 => created += 1,
+            _ => {
+                res.expect_error(413, "quota_exceeded");
+            }
+        }
+    }
+    assert_eq!(created, 10, "the quota admits exactly ten");
+    assert_eq!(app.blob_count(), 10);
+    // Another user has a quota of their own.
+    app.upload(As::Bearer(&acme.bob.token), &conv, "b.txt", &body)
+        .await
+        .expect(201);
+}

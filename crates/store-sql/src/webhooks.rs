@@ -1,0 +1,389 @@
+//! Outgoing webhooks: endpoints, their sealed secrets, and the delivery queue (see
+//! `conclave_core::store::webhooks` for the rules). The claim is one statement: only the pending
+//! delivery with the lowest event id of each enabled endpoint, not leased by anyone, is leased; on PostgreSQL the
+//! candidate rows are locked with `FOR UPDATE SKIP LOCKED`, and the outer `WHERE` repeats the
+//! lease test, so two nodes claiming at once never lease the same row.
+
+use super::*;
+use conclave_core::store::webhooks::*;
+use uuid::Uuid;
+
+const WEBHOOK_COLS: &str = "w.id, w.org_id, w.conversation_id, w.url, w.events, w.enabled, \
+     w.disabled_reason, w.consecutive_failures, w.created_by, w.created_at, w.updated_at, \
+     (SELECT s.hint FROM webhook_secrets s WHERE s.webhook_id = w.id AND s.expires_at IS NULL \
+      ORDER BY s.id DESC LIMIT 1) AS secret_hint, \
+     (SELECT s.expires_at FROM webhook_secrets s WHERE s.webhook_id = w.id \
+      AND s.expires_at IS NOT NULL ORDER BY s.expires_at DESC LIMIT 1) AS previous_expires_at";
+
+fn webhook_from_row(row: &Row) -> StoreResult<Webhook> {
+    let events: String = get(row, "events")?;
+    Ok(Webhook {
+        id: get(row, "id")?,
+        org_id: OrgId(get(row, "org_id")?),
+        conversation_id: get::<Option<Uuid>>(row, "conversation_id")?.map(ConversationId),
+        url: get(row, "url")?,
+        events: serde_json::from_str(&events)
+            .map_err(|e| StoreError::Backend(format!("column events: {e}")))?,
+        enabled: get(row, "enabled")?,
+        disabled_reason: get(row, "disabled_reason")?,
+        consecutive_failures: get(row, "consecutive_failures")?,
+        created_by: get::<Option<Uuid>>(row, "created_by")?.map(UserId),
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+        previous_secret_expires_at: get(row, "previous_expires_at")?,
+        secret_hint: get::<Option<String>>(row, "secret_hint")?.unwrap_or_default(),
+    })
+}
+
+fn secret_from_row(row: &Row) -> StoreResult<WebhookSecretRecord> {
+    Ok(WebhookSecretRecord {
+        id: get(row, "id")?,
+        hint: get(row, "hint")?,
+        sealed: sealed_from_row(row)?,
+        created_at: get(row, "created_at")?,
+        expires_at: get(row, "expires_at")?,
+    })
+}
+
+const DELIVERY_COLS: &str = "id, webhook_id, event_id, event_type, payload, status, attempts, \
+     next_attempt_at, last_status_code, last_error, latency_ms, created_at, finished_at";
+
+fn delivery_from_row(row: &Row) -> StoreResult<WebhookDelivery> {
+    let status: String = get(row, "status")?;
+    Ok(WebhookDelivery {
+        id: get(row, "id")?,
+        webhook_id: get(row, "webhook_id")?,
+        event_id: get(row, "event_id")?,
+        event_type: get(row, "event_type")?,
+        payload: get(row, "payload")?,
+        status: DeliveryStatus::parse(&status)
+            .ok_or_else(|| StoreError::Backend(format!("column status: {status:?}")))?,
+        attempts: get(row, "attempts")?,
+        next_attempt_at: get(row, "next_attempt_at")?,
+        last_status_code: get(row, "last_status_code")?,
+        last_error: get(row, "last_error")?,
+        latency_ms: get(row, "latency_ms")?,
+        created_at: get(row, "created_at")?,
+        finished_at: get(row, "finished_at")?,
+    })
+}
+
+fn events_text(events: &[String]) -> StoreResult<String> {
+    serde_json::to_string(events).map_err(|e| StoreError::Backend(format!("encoding events: {e}")))
+}
+
+async fn insert_secret(
+    conn: &mut Conn,
+    webhook: Uuid,
+    secret: &WebhookSecretRecord,
+) -> StoreResult<()> {
+    let insert = sqlx::query(
+        "INSERT INTO webhook_secrets (id, webhook_id, hint, secret_key_id, secret_nonce, \
+         secret_ciphertext, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(secret.id)
+    .bind(webhook)
+    .bind(secret.hint.as_str());
+    bind_sealed(insert, &secret.sealed)
+        .bind(ts(secret.created_at))
+        .bind(secret.expires_at.map(ts))
+        .run(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// PostgreSQL locks the claim's candidates and skips rows another claim holds.
+fn claim_lock() -> &'static str {
+    if <Db as sqlx::Database>::NAME == "PostgreSQL" {
+        " FOR UPDATE OF d SKIP LOCKED"
+    } else {
+        ""
+    }
+}
+
+#[async_trait]
+impl WebhookStore for Backend {
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %hook.id))]
+    async fn create_webhook(
+        &self,
+        hook: &Webhook,
+        secret: &WebhookSecretRecord,
+        audit: &[AuditEntry],
+    ) -> StoreResult<()> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO webhooks (id, org_id, conversation_id, url, events, enabled, \
+             disabled_reason, consecutive_failures, created_by, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, 0, $7, $8, $9)",
+        )
+        .bind(hook.id)
+        .bind(hook.org_id.0)
+        .bind(hook.conversation_id.map(|c| c.0))
+        .bind(hook.url.as_str())
+        .bind(events_text(&hook.events)?)
+        .bind(hook.enabled)
+        .bind(hook.created_by.map(|u| u.0))
+        .bind(ts(hook.created_at))
+        .bind(ts(hook.updated_at))
+        .run(&mut *tx)
+        .await?;
+        insert_secret(&mut tx, hook.id, secret).await?;
+        commit_audited(tx, self, audit).await
+    }
+
+    async fn webhook(&self, id: Uuid) -> StoreResult<Webhook> {
+        (sqlx::query(&format!(
+            "SELECT {WEBHOOK_COLS} FROM webhooks w WHERE w.id = $1"
+        ))
+        .bind(id))
+        .one(self.reader(), webhook_from_row)
+        .await
+    }
+
+    async fn webhooks(&self, org: OrgId) -> StoreResult<Vec<Webhook>> {
+        (sqlx::query(&format!(
+            "SELECT {WEBHOOK_COLS} FROM webhooks w WHERE w.org_id = $1 ORDER BY w.id"
+        ))
+        .bind(org.0))
+        .all(self.reader(), webhook_from_row)
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %update.id))]
+    async fn update_webhook(
+        &self,
+        update: WebhookUpdate<'_>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<Webhook> {
+        let WebhookUpdate { id, patch, at } = update;
+        let events = patch.events.as_deref().map(events_text).transpose()?;
+        let reenable = patch.enabled == Some(true);
+        let query = sqlx::query(
+            "UPDATE webhooks SET url = COALESCE($2, url), events = COALESCE($3, events), \
+             enabled = COALESCE($4, enabled), \
+             disabled_reason = CASE WHEN $5 THEN NULL ELSE disabled_reason END, \
+             consecutive_failures = CASE WHEN $5 THEN 0 ELSE consecutive_failures END, \
+             updated_at = $6 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(patch.url.as_deref())
+        .bind(events)
+        .bind(patch.enabled)
+        .bind(reenable)
+        .bind(ts(at));
+        (query).change_audited(self, audit).await?;
+        self.webhook(id).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(%id))]
+    async fn delete_webhook(&self, id: Uuid, audit: &[AuditEntry]) -> StoreResult<()> {
+        (sqlx::query("DELETE FROM webhooks WHERE id = $1").bind(id))
+            .change_audited(self, audit)
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(%id))]
+    async fn rotate_webhook_secret(
+        &self,
+        id: Uuid,
+        rotation: &SecretRotation,
+        audit: &[AuditEntry],
+    ) -> StoreResult<Webhook> {
+        let SecretRotation {
+            secret,
+            overlap_until,
+        } = rotation;
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let touched = sqlx::query("UPDATE webhooks SET updated_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(ts(secret.created_at))
+            .run(&mut *tx)
+            .await?;
+        if touched == 0 {
+            return Err(StoreError::NotFound);
+        }
+        // A secret kept from an earlier rotation goes now; the current one signs on until
+        // `overlap_until`.
+        sqlx::query("DELETE FROM webhook_secrets WHERE webhook_id = $1 AND expires_at IS NOT NULL")
+            .bind(id)
+            .run(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE webhook_secrets SET expires_at = $2 WHERE webhook_id = $1")
+            .bind(id)
+            .bind(ts(*overlap_until))
+            .run(&mut *tx)
+            .await?;
+        insert_secret(&mut tx, id, secret).await?;
+        commit_audited(tx, self, audit).await?;
+        self.webhook(id).await
+    }
+
+    async fn webhook_secrets(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<WebhookSecretRecord>> {
+        (sqlx::query(
+            "SELECT id, hint, secret_key_id, secret_nonce, secret_ciphertext, created_at, \
+                 expires_at FROM webhook_secrets \
+                 WHERE webhook_id = $1 AND (expires_at IS NULL OR expires_at > $2) \
+                 ORDER BY id DESC",
+        )
+        .bind(id)
+        .bind(ts(now)))
+        .all(self.reader(), secret_from_row)
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(n = deliveries.len()))]
+    async fn enqueue_deliveries(&self, deliveries: &[NewDelivery]) -> StoreResult<u64> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let mut added = 0;
+        for d in deliveries {
+            added += sqlx::query(
+                "INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, payload, \
+                 status, attempts, next_attempt_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6) \
+                 ON CONFLICT (webhook_id, event_id) DO NOTHING",
+            )
+            .bind(d.id)
+            .bind(d.webhook_id)
+            .bind(d.event_id)
+            .bind(d.event_type.as_str())
+            .bind(d.payload.as_str())
+            .bind(ts(d.created_at))
+            .run(&mut *tx)
+            .await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(added)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(owner))]
+    async fn claim_deliveries(
+        &self,
+        lease: Lease<'_>,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<WebhookDelivery>> {
+        let sql = format!(
+            "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2 \
+             WHERE status = 'pending' AND (lease_until IS NULL OR lease_until <= $3) \
+             AND id IN (SELECT d.id FROM webhook_deliveries d \
+                 JOIN webhooks w ON w.id = d.webhook_id \
+                 WHERE w.enabled AND d.status = 'pending' AND d.next_attempt_at <= $3 \
+                 AND (d.lease_until IS NULL OR d.lease_until <= $3) \
+                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
+                     WHERE e.webhook_id = d.webhook_id AND e.status = 'pending' \
+                     AND e.event_id < d.event_id) \
+                 ORDER BY d.next_attempt_at, d.event_id LIMIT $4{lock}) \
+             RETURNING {DELIVERY_COLS}",
+            lock = claim_lock()
+        );
+        (sqlx::query(&sql)
+            .bind(lease.owner)
+            .bind(ts(lease.until))
+            .bind(ts(now))
+            .bind(limit))
+        .all(self.writer(), delivery_from_row)
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(%id))]
+    async fn finish_delivery(
+        &self,
+        id: Uuid,
+        owner: &str,
+        outcome: &AttemptOutcome,
+    ) -> StoreResult<(bool, bool)> {
+        let (status, next, finished) = match outcome.retry_at {
+            None => (DeliveryStatus::Delivered, None, Some(outcome.at)),
+            Some(Some(t)) => (DeliveryStatus::Pending, Some(t), None),
+            Some(None) => (DeliveryStatus::Failed, None, Some(outcome.at)),
+        };
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let row = sqlx::query(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, lease_owner = NULL, \
+             lease_until = NULL, status = $3, next_attempt_at = COALESCE($4, next_attempt_at), \
+             last_status_code = $5, last_error = $6, latency_ms = $7, finished_at = $8 \
+             WHERE id = $1 AND lease_owner = $2 AND status = 'pending' RETURNING webhook_id",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(status.as_str())
+        .bind(next.map(ts))
+        .bind(outcome.status_code)
+        .bind(outcome.error.as_deref())
+        .bind(outcome.latency_ms)
+        .bind(finished.map(ts))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(db)?;
+            return Ok((false, false));
+        };
+        let webhook: Uuid = get(&row, "webhook_id")?;
+        if outcome.retry_at.is_none() {
+            sqlx::query("UPDATE webhooks SET consecutive_failures = 0 WHERE id = $1")
+                .bind(webhook)
+                .run(&mut *tx)
+                .await?;
+            tx.commit().await.map_err(db)?;
+            return Ok((true, false));
+        }
+        sqlx::query(
+            "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1 WHERE id = $1",
+        )
+        .bind(webhook)
+        .run(&mut *tx)
+        .await?;
+        // Only the attempt that crosses the threshold of an enabled endpoint disables it.
+        let disabled = sqlx::query(
+            "UPDATE webhooks SET enabled = $3, disabled_reason = 'failing' \
+             WHERE id = $1 AND enabled AND consecutive_failures >= $2",
+        )
+        .bind(webhook)
+        .bind(outcome.disable_after)
+        .bind(false)
+        .run(&mut *tx)
+        .await?
+            == 1;
+        if disabled {
+            commit_audited(tx, self, &outcome.disable_audit).await?;
+        } else {
+            tx.commit().await.map_err(db)?;
+        }
+        Ok((true, disabled))
+    }
+
+    async fn delivery(&self, id: Uuid) -> StoreResult<WebhookDelivery> {
+        (sqlx::query(&format!(
+            "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE id = $1"
+        ))
+        .bind(id))
+        .one(self.reader(), delivery_from_row)
+        .await
+    }
+
+    async fn deliveries(
+        &self,
+        webhook: Uuid,
+        before: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<WebhookDelivery>> {
+        let sql_before = format!(
+            "SELECT {DELIVERY_COLS} FROM webhook_deliveries \
+             WHERE webhook_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+        );
+        let sql_latest = format!(
+            "SELECT {DELIVERY_COLS} FROM webhook_deliveries \
+             WHERE webhook_id = $1 ORDER BY id DESC LIMIT $2"
+        );
+        let query = match before {
+            Some(b) => sqlx::query(&sql_before).bind(webhook).bind(b).bind(limit),
+            None => sqlx::query(&sql_latest).bind(webhook).bind(limit),
+        };
+        (query).all(self.reader(), delivery_from_row).await
+    }
+}
