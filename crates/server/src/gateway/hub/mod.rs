@@ -145,6 +145,10 @@ struct Conn {
     buffer: Option<Vec<Delivered>>,
     /// Events up to this position were published before the connection's snapshot was read.
     starts_after: u64,
+    /// Events up to this position are covered by how the connection started (READY's snapshot,
+    /// or RESUME's replay): their effects on membership and revocation still apply when they
+    /// reach it, but their frames are not sent again.
+    covered: u64,
     /// Frames numbered up to here are suppressed (resume).
     suppress_upto: u64,
     /// How the connection authenticated: a bot or API key narrows what it may ever receive.

@@ -129,7 +129,10 @@ impl Hub {
                 conversations,
             } => *user != c.user && conversations.iter().any(|conv| c.reads(conv, None)),
             Audience::Nobody => false,
-        } && delivery::may_receive(&c.credential, e.kind);
+        } && delivery::may_receive(&c.credential, e.kind)
+            // Published before the snapshot READY was built from, or replayed already: a
+            // conversation created then is in READY, and must not follow it again.
+            && ev.position > c.covered;
         if deliver {
             if let Verdict::Close(code, why) =
                 frame(c, ev.position, &e.t, &e.d, self.limits, &mut self.dirty)

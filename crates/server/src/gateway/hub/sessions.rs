@@ -50,6 +50,7 @@ impl Hub {
                 changes: Vec::new(),
                 buffer: Some(Vec::new()),
                 starts_after: after,
+                covered: self.position.max(after),
                 suppress_upto: 0,
                 credential: Credential::Session,
                 orgs: IdMap::default(),
@@ -83,9 +84,11 @@ impl Hub {
         }
         let mut replayed = 0;
         if let Some(r) = replay {
-            if let Some(c) = self.conns.get_mut(&conn) {
+            // The replay is what covers its positions: framed here, and only here.
+            let covered = self.conns.get_mut(&conn).map_or(0, |c| {
                 c.suppress_upto = r.client_seq;
-            }
+                std::mem::take(&mut c.covered)
+            });
             for ev in &r.events {
                 let before = self.conns.get(&conn).map_or(0, |c| c.s);
                 if let Verdict::Close(code, why) = self.process(conn, ev) {
@@ -98,6 +101,7 @@ impl Hub {
                 }
             }
             let c = self.conns.get_mut(&conn)?;
+            c.covered = covered;
             if c.s < r.client_seq {
                 // The client claims frames this session never produced.
                 return None;

@@ -4,10 +4,13 @@
 use super::*;
 use crate::fanout::WireEvent;
 use crate::gateway::outbox::Outbox;
+use crate::gateway::protocol;
 use conclave_core::credential::Scope;
 use conclave_core::event::{Audience, Control, Event};
 use conclave_core::types::KeyTier;
 use conclave_core::{ApiKeyId, BotId};
+use serde_json::json;
+use serde_json::value::RawValue;
 
 /// A bot limited to `org` (and `conversations` when listed).
 fn bot(org: OrgId, conversations: Option<Vec<ConversationId>>) -> Credential {
@@ -576,6 +579,95 @@ fn events_published_before_the_snapshot_do_not_follow_ready() {
     };
     h.activate(2, start, None, None);
     assert_eq!(frames(&mut rx).last().unwrap()["close"], 4004);
+}
+
+/// `CONVERSATION_CREATE` for `user` of `conv` in `org`, subscribing their sockets.
+fn joined(user: UserId, conv: ConversationId, org: OrgId) -> Event {
+    Event::user("CONVERSATION_CREATE", user, conv).with_control(Control::Subscribe {
+        user,
+        conversation: conv,
+        org,
+        locked: false,
+    })
+}
+
+#[test]
+fn a_conversation_joined_before_the_snapshot_is_not_announced_after_ready() {
+    // Bob was added to two conversations (positions 1 and 2) before his snapshot was read,
+    // so READY lists both; the hub lags and dispatches the first while he starts and the
+    // second only after his READY went out. Neither announcement may follow READY, but both
+    // subscriptions hold: what comes later in either conversation reaches him.
+    let (mut h, _) = hub(64);
+    let (org, first, second) = (OrgId::new(), ConversationId::new(), ConversationId::new());
+    let bob = UserId::new();
+    let (mut rx, mut answer) = register_after(&mut h, 1, bob, 2, 64);
+    assert_eq!(answer.try_recv().unwrap(), Ok(2));
+    h.dispatch(&delivered(1, joined(bob, first, org)));
+    let start = Checkpoint {
+        s: 0,
+        position: 2,
+        conversations: [first, second].into_iter().collect(),
+    };
+    let ready = RawValue::from_string("{}".into()).unwrap();
+    h.activate(
+        1,
+        start,
+        None,
+        Some(protocol::dispatch(None, "READY", &ready)),
+    );
+    h.dispatch(&delivered(2, joined(bob, second, org)));
+    h.dispatch(&delivered(
+        3,
+        Event::conversation("MESSAGE_CREATE", first, 3),
+    ));
+    h.dispatch(&delivered(
+        4,
+        Event::conversation("MESSAGE_CREATE", second, 4),
+    ));
+    let got: Vec<_> = frames(&mut rx).iter().map(|f| f["t"].clone()).collect();
+    assert_eq!(got, ["READY", "MESSAGE_CREATE", "MESSAGE_CREATE"]);
+}
+
+#[test]
+fn a_resumed_session_gets_each_replayed_event_once() {
+    // The session stood at position 1; events 2 and 3 are replayed. The hub lags and
+    // dispatches 3 again after activation: it is not sent twice. Event 4 is new.
+    let (mut h, _) = hub(64);
+    let conv = ConversationId::new();
+    let user = UserId::new();
+    let (mut rx, mut answer) = register_after(&mut h, 1, user, 3, 64);
+    assert_eq!(answer.try_recv().unwrap(), Ok(3));
+    let events: Vec<Delivered> = (2..=3)
+        .map(|p| delivered(p, Event::conversation("MESSAGE_CREATE", conv, p)))
+        .collect();
+    let start = Checkpoint {
+        s: 1,
+        position: 1,
+        conversations: [conv].into_iter().collect(),
+    };
+    let replay = Replay {
+        events: events.clone(),
+        client_seq: 1,
+    };
+    assert_eq!(h.activate(1, start, Some(replay), None), Some(2));
+    h.dispatch(&events[1]);
+    h.dispatch(&delivered(
+        4,
+        Event::conversation("MESSAGE_CREATE", conv, 4),
+    ));
+    let got: Vec<_> = frames(&mut rx)
+        .iter()
+        .map(|f| (f["t"].clone(), f["d"].clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (json!("MESSAGE_CREATE"), json!(2)),
+            (json!("MESSAGE_CREATE"), json!(3)),
+            (json!("RESUMED"), json!({"replayed": 2})),
+            (json!("MESSAGE_CREATE"), json!(4)),
+        ]
+    );
 }
 
 /// Writing must keep up with routing: the hub, run for real with its writer tasks, sends 2,000
