@@ -90,6 +90,20 @@ fn register_after(
     (Client { out, closed: false }, answer)
 }
 
+/// A hub that has dispatched nothing yet (it lags behind what was published), with connection
+/// 1 of a new user registered, whose snapshot stands at `after`.
+fn lagging(after: u64) -> (Hub, Client, UserId) {
+    let (mut h, _) = hub(64);
+    let user = UserId::new();
+    let (rx, mut answer) = register_after(&mut h, 1, user, after, 64);
+    assert_eq!(
+        answer.try_recv().unwrap(),
+        Ok(after),
+        "the snapshot stands at {after}"
+    );
+    (h, rx, user)
+}
+
 fn connect(
     h: &mut Hub,
     id: ConnId,
@@ -531,15 +545,8 @@ fn an_event_is_judged_by_its_own_org_when_it_names_one() {
 fn events_published_before_the_snapshot_do_not_follow_ready() {
     // The hub lags: events 1 and 2 were published (and are in the store snapshot READY is
     // built from) but not yet dispatched when the connection registers with `after: 2`.
-    let (mut h, _) = hub(64);
+    let (mut h, mut rx, user) = lagging(2);
     let conv = ConversationId::new();
-    let user = UserId::new();
-    let (mut rx, mut answer) = register_after(&mut h, 1, user, 2, 64);
-    assert_eq!(
-        answer.try_recv().unwrap(),
-        Ok(2),
-        "the snapshot stands at 2"
-    );
     h.dispatch(&delivered(
         1,
         Event::conversation("MESSAGE_CREATE", conv, 1),
@@ -597,11 +604,8 @@ fn a_conversation_joined_before_the_snapshot_is_not_announced_after_ready() {
     // so READY lists both; the hub lags and dispatches the first while he starts and the
     // second only after his READY went out. Neither announcement may follow READY, but both
     // subscriptions hold: what comes later in either conversation reaches him.
-    let (mut h, _) = hub(64);
+    let (mut h, mut rx, bob) = lagging(2);
     let (org, first, second) = (OrgId::new(), ConversationId::new(), ConversationId::new());
-    let bob = UserId::new();
-    let (mut rx, mut answer) = register_after(&mut h, 1, bob, 2, 64);
-    assert_eq!(answer.try_recv().unwrap(), Ok(2));
     h.dispatch(&delivered(1, joined(bob, first, org)));
     let start = Checkpoint {
         s: 0,
@@ -632,11 +636,8 @@ fn a_conversation_joined_before_the_snapshot_is_not_announced_after_ready() {
 fn a_resumed_session_gets_each_replayed_event_once() {
     // The session stood at position 1; events 2 and 3 are replayed. The hub lags and
     // dispatches 3 again after activation: it is not sent twice. Event 4 is new.
-    let (mut h, _) = hub(64);
+    let (mut h, mut rx, _) = lagging(3);
     let conv = ConversationId::new();
-    let user = UserId::new();
-    let (mut rx, mut answer) = register_after(&mut h, 1, user, 3, 64);
-    assert_eq!(answer.try_recv().unwrap(), Ok(3));
     let events: Vec<Delivered> = (2..=3)
         .map(|p| delivered(p, Event::conversation("MESSAGE_CREATE", conv, p)))
         .collect();
