@@ -104,12 +104,15 @@ pub(super) fn placeholders(from: usize, count: usize) -> String {
         .join(", ")
 }
 
-/// A `$ty` read from `$row`: each field before the `;` from the column of its own name (so the
-/// two cannot drift apart), each after it as given (an id type around its column, a tag to
-/// parse, a column of another name).
+/// A `$ty` (a struct's name or path) read from `$row`: each field before the `;` from the
+/// column of its own name (so the two cannot drift apart), each after it as given (an id type
+/// around its column, a tag to parse, a column of another name, a nested read).
 macro_rules! from_columns {
-    ($row:ident, $ty:ident { $($col:ident),* $(,)? ; $($field:ident: $value:expr),* $(,)? }) => {
-        $ty {
+    (
+        $row:ident,
+        $($ty:ident)::+ { $($col:ident),* $(,)? ; $($field:ident: $value:expr),* $(,)? }
+    ) => {
+        $($ty)::+ {
             $($col: get($row, stringify!($col))?,)*
             $($field: $value,)*
         }
