@@ -141,13 +141,7 @@ fn ensure_private_dir(path: &Path) -> Result<(), StartError> {
 /// one.
 pub async fn offline_services(config: &Config) -> Result<Services, StartError> {
     let config = runtime(config.clone())?;
-    let keys = Arc::new(server_keys(&config, false)?);
-    let store = open_store(
-        &config.database,
-        config.sqlite_synchronous,
-        keys.audit_key(),
-    )
-    .await?;
+    let (keys, store) = keys_and_store(&config, false).await?;
     let files = open_files(&config)?;
     struct Dropped;
     impl conclave_core::event::EventSink for Dropped {
@@ -169,6 +163,22 @@ fn open_files(config: &RuntimeConfig) -> Result<Arc<crate::files::Files>, StartE
     crate::files::Files::open(config.files.clone())
         .map(Arc::new)
         .map_err(|e| StartError::Config(e.to_string()))
+}
+
+/// The server's keys (from [`server_keys`], which may `generate` the master key) and the
+/// configured store, whose audit chains they sign.
+async fn keys_and_store(
+    config: &RuntimeConfig,
+    generate: bool,
+) -> Result<(Arc<ServerKeys>, Arc<dyn Store>), StartError> {
+    let keys = Arc::new(server_keys(config, generate)?);
+    let store = open_store(
+        &config.database,
+        config.sqlite_synchronous,
+        keys.audit_key(),
+    )
+    .await?;
+    Ok((keys, store))
 }
 
 /// The keys derived from the configured master key, or from the one in the data dir; when there
@@ -222,13 +232,7 @@ impl Application {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
         let config = runtime(config)?;
         ensure_private_dir(&config.data_dir)?;
-        let keys = Arc::new(server_keys(&config, true)?);
-        let store = open_store(
-            &config.database,
-            config.sqlite_synchronous,
-            keys.audit_key(),
-        )
-        .await?;
+        let (keys, store) = keys_and_store(&config, true).await?;
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let fanout =
             open_fanout(&config, config.gateway.resume_window, &keys, clock.clone()).await?;

@@ -27,11 +27,35 @@ fn seq(inserted: Inserted) -> i64 {
     }
 }
 
+/// Runs the scenario below on a fresh author and conversation of `store`, its writer held
+/// back by `side`, another connection to the same database: the statements `hold(conv)`
+/// answers run there first, one by one, and must leave a [`DOOMED`] message failing at
+/// `COMMIT` and an open transaction holding a lock the first send waits for; committing that
+/// transaction lets the writer go. `side` is closed before this returns.
+pub async fn a_failed_commit_answers_every_sender<C>(
+    store: Arc<dyn Store>,
+    mut side: C,
+    hold: impl FnOnce(ConversationId) -> Vec<String>,
+) where
+    C: sqlx::Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    let (author, conv) = crate::author_and_conversation(&*store).await;
+    for statement in hold(conv) {
+        sqlx::raw_sql(&statement).execute(&mut side).await.unwrap();
+    }
+    let release = async {
+        sqlx::raw_sql("COMMIT").execute(&mut side).await.unwrap();
+    };
+    held_batch_fails_as_one(store, author, conv, release).await;
+    side.close().await.unwrap();
+}
+
 /// With the writer held back (the caller holds a lock the first send waits for), sends one
 /// message, then ten that queue into one batch, one of them [`DOOMED`]; `release` lets the
 /// writer go. Asserts the first is stored, every sender of the failed batch gets an error,
 /// nothing of it is stored, and the next send takes the next `seq`.
-pub async fn a_failed_commit_answers_every_sender(
+async fn held_batch_fails_as_one(
     store: Arc<dyn Store>,
     author: UserId,
     conv: ConversationId,

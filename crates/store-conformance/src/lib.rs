@@ -62,9 +62,9 @@ macro_rules! check {
     };
 }
 
-/// A user who owns an org and a group conversation in it, on `store`: for a backend's own
-/// tests (`(author, conversation)`).
-pub async fn author_and_conversation(
+/// A user who owns an org and a group conversation in it, on `store`: for the scenarios of a
+/// backend's own tests (`(author, conversation)`).
+pub(crate) async fn author_and_conversation(
     store: &dyn Store,
 ) -> (
     conclave_core::ids::UserId,

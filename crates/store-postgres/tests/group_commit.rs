@@ -4,9 +4,7 @@
 
 mod support;
 
-use conclave_store_conformance::{
-    a_failed_commit_answers_every_sender, author_and_conversation, test_audit_key, DOOMED,
-};
+use conclave_store_conformance::{a_failed_commit_answers_every_sender, test_audit_key, DOOMED};
 use conclave_store_postgres::PgStore;
 use sqlx::Connection;
 use std::sync::Arc;
@@ -18,33 +16,28 @@ async fn a_failed_commit_answers_every_sender_of_the_batch() {
         return;
     };
     let store = Arc::new(PgStore::connect(&db.url, test_audit_key()).await.unwrap());
-    let (author, conv) = author_and_conversation(&*store).await;
-    let mut side = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    sqlx::raw_sql(&format!(
-        "CREATE TABLE doom_parent (id INTEGER PRIMARY KEY); \
-         CREATE TABLE doom (parent INTEGER REFERENCES doom_parent (id) \
-             DEFERRABLE INITIALLY DEFERRED); \
-         CREATE FUNCTION doom_row() RETURNS trigger LANGUAGE plpgsql AS \
-             $$ BEGIN INSERT INTO doom (parent) VALUES (1); RETURN NEW; END $$; \
-         CREATE TRIGGER doom_on_send AFTER INSERT ON messages FOR EACH ROW \
-             WHEN (NEW.content = '{DOOMED}') EXECUTE FUNCTION doom_row();"
-    ))
-    .execute(&mut side)
-    .await
-    .unwrap();
-    // The conversation's row, held: the first send waits for it inside its batch.
-    sqlx::raw_sql("BEGIN").execute(&mut side).await.unwrap();
-    sqlx::query("SELECT last_seq FROM conversations WHERE id = $1 FOR UPDATE")
-        .bind(conv.0)
-        .execute(&mut side)
-        .await
-        .unwrap();
-    let release = async {
-        sqlx::raw_sql("COMMIT").execute(&mut side).await.unwrap();
-    };
-    a_failed_commit_answers_every_sender(store.clone(), author, conv, release).await;
+    let side = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    a_failed_commit_answers_every_sender(store.clone(), side, |conv| {
+        vec![
+            format!(
+                "CREATE TABLE doom_parent (id INTEGER PRIMARY KEY); \
+                 CREATE TABLE doom (parent INTEGER REFERENCES doom_parent (id) \
+                     DEFERRABLE INITIALLY DEFERRED); \
+                 CREATE FUNCTION doom_row() RETURNS trigger LANGUAGE plpgsql AS \
+                     $$ BEGIN INSERT INTO doom (parent) VALUES (1); RETURN NEW; END $$; \
+                 CREATE TRIGGER doom_on_send AFTER INSERT ON messages FOR EACH ROW \
+                     WHEN (NEW.content = '{DOOMED}') EXECUTE FUNCTION doom_row();"
+            ),
+            // The conversation's row, held: the first send waits for it inside its batch.
+            "BEGIN".to_owned(),
+            format!(
+                "SELECT last_seq FROM conversations WHERE id = '{}' FOR UPDATE",
+                conv.0
+            ),
+        ]
+    })
+    .await;
 
-    drop(side);
     store.close().await;
     db.drop_database().await;
 }

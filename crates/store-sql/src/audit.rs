@@ -87,13 +87,7 @@ fn seq_and_hash(row: &Row) -> StoreResult<(i64, Vec<u8>)> {
 }
 
 fn checkpoint_from_row(row: &Row) -> StoreResult<Checkpoint> {
-    Ok(Checkpoint {
-        chain: get(row, "chain")?,
-        seq: get(row, "seq")?,
-        hash: get(row, "hash")?,
-        signature: get(row, "signature")?,
-        at: get(row, "at")?,
-    })
+    Ok(from_columns!(row, Checkpoint { chain, seq, hash, signature, at; }))
 }
 
 /// A chain's checkpoint, if it has one.

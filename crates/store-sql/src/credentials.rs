@@ -57,17 +57,16 @@ const BOT_COLS: &str = "id, org_id, user_id, name, conversation_ids, created_by,
      created_at, token_id, token_hint, previous_token_id, previous_expires_at";
 
 fn bot_from_row(row: &Row) -> StoreResult<Bot> {
-    Ok(Bot {
+    Ok(from_columns!(row, Bot {
+        name, created_at;
         id: BotId(get(row, "id")?),
         org_id: OrgId(get(row, "org_id")?),
         user_id: UserId(get(row, "user_id")?),
-        name: get(row, "name")?,
         conversation_ids: json_list(row, "conversation_ids", conversation_id)?,
         created_by: get::<Option<uuid::Uuid>>(row, "created_by")?.map(UserId),
-        created_at: get(row, "created_at")?,
         previous_token_expires_at: get(row, "previous_expires_at")?,
         secrets: secret_ids(row)?,
-    })
+    }))
 }
 
 const API_KEY_COLS: &str = "id, user_id, org_id, name, scopes, conversation_ids, \
@@ -75,22 +74,18 @@ const API_KEY_COLS: &str = "id, user_id, org_id, name, scopes, conversation_ids,
      token_hint, previous_token_id, previous_expires_at";
 
 fn api_key_from_row(row: &Row) -> StoreResult<ApiKey> {
-    Ok(ApiKey {
+    Ok(from_columns!(row, ApiKey {
+        name, expires_at, last_used_at, last_used_ip, created_at;
         id: ApiKeyId(get(row, "id")?),
         user_id: UserId(get(row, "user_id")?),
         org_id: OrgId(get(row, "org_id")?),
-        name: get(row, "name")?,
         scopes: json_list(row, "scopes", scope)?.unwrap_or_default(),
         conversation_ids: json_list(row, "conversation_ids", conversation_id)?,
-        expires_at: get(row, "expires_at")?,
         allowed_ips: json_list(row, "allowed_ips", cidr)?,
         tier: tag(row, "tier", KeyTier::parse)?,
-        last_used_at: get(row, "last_used_at")?,
-        last_used_ip: get(row, "last_used_ip")?,
-        created_at: get(row, "created_at")?,
         previous_key_expires_at: get(row, "previous_expires_at")?,
         secrets: secret_ids(row)?,
-    })
+    }))
 }
 
 /// Rotates the secret of row `id` in `table` (`bots` or `api_keys`) inside `conn`'s

@@ -35,14 +35,13 @@ fn info_from_row(row: &Row) -> StoreResult<FileInfo> {
 }
 
 fn file_from_row(row: &Row) -> StoreResult<StoredFile> {
-    Ok(StoredFile {
+    Ok(from_columns!(row, StoredFile {
+        storage_key, created_at;
         info: info_from_row(row)?,
         conversation_id: ConversationId(get(row, "conversation_id")?),
         uploader_id: UserId(get(row, "uploader_id")?),
-        storage_key: get(row, "storage_key")?,
-        created_at: get(row, "created_at")?,
         message_id: get::<Option<uuid::Uuid>>(row, "message_id")?.map(MessageId),
-    })
+    }))
 }
 
 /// Gives `user` back `bytes` of their usage (never below zero).

@@ -4,14 +4,12 @@
 use super::*;
 
 fn pending_invite_from_row(row: &Row) -> StoreResult<PendingInvite> {
-    Ok(PendingInvite {
+    Ok(from_columns!(row, PendingInvite {
+        org_name, expires_at, created_at;
         id: InviteId(get(row, "id")?),
         org_id: OrgId(get(row, "org_id")?),
-        org_name: get(row, "org_name")?,
         role: tag(row, "role", OrgRole::parse)?,
-        expires_at: get(row, "expires_at")?,
-        created_at: get(row, "created_at")?,
-    })
+    }))
 }
 
 /// Takes one use of the invite `take` (an `UPDATE … RETURNING` [`INVITE_COLS`] that binds the

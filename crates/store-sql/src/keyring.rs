@@ -37,12 +37,7 @@ fn sealed_column_sql(column: conclave_core::secretbox::SealedColumn) -> SealedCo
 }
 
 fn secret_key_from_row(row: &Row) -> StoreResult<SecretKeyRecord> {
-    Ok(SecretKeyRecord {
-        id: get(row, "id")?,
-        wrapped_key: get(row, "wrapped_key")?,
-        created_at: get(row, "created_at")?,
-        retired_at: get(row, "retired_at")?,
-    })
+    Ok(from_columns!(row, SecretKeyRecord { id, wrapped_key, created_at, retired_at; }))
 }
 
 async fn secret_key_use_count(s: &Backend, id: i32) -> StoreResult<u64> {

@@ -11,25 +11,20 @@ const TOTP_COLS: &str = "user_id, secret_key_id, secret_nonce, secret_ciphertext
                          enabled_at, last_step, created_at";
 
 fn totp_from_row(row: &Row) -> StoreResult<conclave_core::mfa::TotpEnrolment> {
-    Ok(conclave_core::mfa::TotpEnrolment {
+    Ok(from_columns!(row, conclave_core::mfa::TotpEnrolment {
+        enabled_at, last_step, created_at;
         user_id: UserId(get(row, "user_id")?),
         secret: sealed_from_row(row)?,
-        enabled_at: get(row, "enabled_at")?,
-        last_step: get(row, "last_step")?,
-        created_at: get(row, "created_at")?,
-    })
+    }))
 }
 
 const CHALLENGE_COLS: &str = "user_id, cookie, failures, created_at, expires_at";
 
 fn challenge_from_row(row: &Row) -> StoreResult<conclave_core::mfa::MfaChallenge> {
-    Ok(conclave_core::mfa::MfaChallenge {
+    Ok(from_columns!(row, conclave_core::mfa::MfaChallenge {
+        cookie, failures, created_at, expires_at;
         user_id: UserId(get(row, "user_id")?),
-        cookie: get(row, "cookie")?,
-        failures: get(row, "failures")?,
-        created_at: get(row, "created_at")?,
-        expires_at: get(row, "expires_at")?,
-    })
+    }))
 }
 
 fn recovery_code_from_row(row: &Row) -> StoreResult<conclave_core::mfa::StoredRecoveryCode> {

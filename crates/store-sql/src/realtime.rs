@@ -15,18 +15,13 @@ fn conversations_json(ids: &[ConversationId]) -> StoreResult<String> {
 
 fn gateway_session_from_row(row: &Row) -> StoreResult<GatewaySession> {
     let conversations: String = get(row, "conversations")?;
-    let conversations = serde_json::from_str(&conversations)
-        .map_err(|e| StoreError::Backend(format!("column conversations: {e}")))?;
-    Ok(GatewaySession {
-        id: get(row, "id")?,
+    Ok(from_columns!(row, GatewaySession {
+        id, last_s, position, epoch, saved_at;
         user_id: UserId(get(row, "user_id")?),
         auth_session_id: SessionId(get(row, "auth_session_id")?),
-        last_s: get(row, "last_s")?,
-        position: get(row, "position")?,
-        epoch: get(row, "epoch")?,
-        conversations,
-        saved_at: get(row, "saved_at")?,
-    })
+        conversations: serde_json::from_str(&conversations)
+            .map_err(|e| StoreError::Backend(format!("column conversations: {e}")))?,
+    }))
 }
 
 #[async_trait]

@@ -104,6 +104,22 @@ pub(super) fn placeholders(from: usize, count: usize) -> String {
         .join(", ")
 }
 
+/// A `$ty` (a struct's name or path) read from `$row`: each field before the `;` from the
+/// column of its own name (so the two cannot drift apart), each after it as given (an id type
+/// around its column, a tag to parse, a column of another name, a nested read).
+macro_rules! from_columns {
+    (
+        $row:ident,
+        $($ty:ident)::+ { $($col:ident),* $(,)? ; $($field:ident: $value:expr),* $(,)? }
+    ) => {
+        $($ty)::+ {
+            $($col: get($row, stringify!($col))?,)*
+            $($field: $value,)*
+        }
+    };
+}
+pub(super) use from_columns;
+
 /// The columns [`user_from_row`] reads, from `users u`.
 pub(super) const USER_COLS: &str = "u.id, u.username, u.display_name, u.email, u.kind, \
                          u.server_admin, u.disabled, u.require_2fa, u.created_at";
@@ -113,17 +129,11 @@ pub(super) const USER_RETURNING: &str = "id, username, display_name, email, kind
                               disabled, require_2fa, created_at";
 
 pub(super) fn user_from_row(row: &Row) -> StoreResult<User> {
-    Ok(User {
+    Ok(from_columns!(row, User {
+        username, display_name, email, server_admin, disabled, require_2fa, created_at;
         id: UserId(get(row, "id")?),
-        username: get(row, "username")?,
-        display_name: get(row, "display_name")?,
-        email: get(row, "email")?,
         kind: tag(row, "kind", UserKind::parse)?,
-        server_admin: get(row, "server_admin")?,
-        disabled: get(row, "disabled")?,
-        require_2fa: get(row, "require_2fa")?,
-        created_at: get(row, "created_at")?,
-    })
+    }))
 }
 
 pub(super) fn summary_from_row(row: &Row) -> StoreResult<UserSummary> {
@@ -139,17 +149,12 @@ pub(super) const SESSION_COLS: &str =
     "id, user_id, device, ip, created_at, last_seen_at, expires_at, cookie, impersonator_id";
 
 pub(super) fn session_from_row(row: &Row) -> StoreResult<Session> {
-    Ok(Session {
+    Ok(from_columns!(row, Session {
+        device, ip, created_at, last_seen_at, expires_at, cookie;
         id: SessionId(get(row, "id")?),
         user_id: UserId(get(row, "user_id")?),
-        device: get(row, "device")?,
-        ip: get(row, "ip")?,
-        created_at: get(row, "created_at")?,
-        last_seen_at: get(row, "last_seen_at")?,
-        expires_at: get(row, "expires_at")?,
-        cookie: get(row, "cookie")?,
         impersonator: get::<Option<uuid::Uuid>>(row, "impersonator_id")?.map(UserId),
-    })
+    }))
 }
 
 pub(super) const ORG_COLS: &str = "o.id, o.name, o.require_2fa, o.message_retention_days, \
@@ -160,51 +165,44 @@ pub(super) const ORG_RETURNING: &str = "id, name, require_2fa, message_retention
                              audit_retention_days, erasure, created_at";
 
 pub(super) fn org_from_row(row: &Row) -> StoreResult<Org> {
-    Ok(Org {
+    Ok(from_columns!(row, Org {
+        name, require_2fa, message_retention_days, audit_retention_days, created_at;
         id: OrgId(get(row, "id")?),
-        name: get(row, "name")?,
-        require_2fa: get(row, "require_2fa")?,
-        message_retention_days: get(row, "message_retention_days")?,
-        audit_retention_days: get(row, "audit_retention_days")?,
         erasure: tag(row, "erasure", ErasurePolicy::parse)?,
-        created_at: get(row, "created_at")?,
-    })
+    }))
 }
 
 pub(super) fn member_from_row(row: &Row) -> StoreResult<Member> {
-    Ok(Member {
+    Ok(from_columns!(row, Member {
+        joined_at;
         org_id: OrgId(get(row, "org_id")?),
         user: summary_from_row(row)?,
         role: tag(row, "role", OrgRole::parse)?,
-        joined_at: get(row, "joined_at")?,
-    })
+    }))
 }
 
 pub(super) const INVITE_COLS: &str =
     "id, org_id, role, max_uses, uses, expires_at, invitee_key, created_by, created_at";
 
 pub(super) fn invite_from_row(row: &Row) -> StoreResult<Invite> {
-    Ok(Invite {
+    Ok(from_columns!(row, Invite {
+        max_uses, uses, expires_at, created_at;
         id: InviteId(get(row, "id")?),
         org_id: OrgId(get(row, "org_id")?),
         role: tag(row, "role", OrgRole::parse)?,
-        max_uses: get(row, "max_uses")?,
-        uses: get(row, "uses")?,
-        expires_at: get(row, "expires_at")?,
         username: get(row, "invitee_key")?,
         created_by: UserId(get(row, "created_by")?),
-        created_at: get(row, "created_at")?,
-    })
+    }))
 }
 
 pub(super) const CONVERSATION_COLS: &str = "c.id, c.org_id, c.kind, c.name, c.visibility, \
      c.archived, c.created_by, c.created_at, c.updated_at, c.last_seq, c.direct_key";
 
-/// A conversation row; a `teams` visibility comes back with an empty list that
+/// A conversation's visibility column; `teams` comes back with an empty list that
 /// [`with_teams`] fills.
-pub(super) fn conversation_from_row(row: &Row) -> StoreResult<Conversation> {
+fn visibility_from_row(row: &Row) -> StoreResult<Visibility> {
     let visibility: String = get(row, "visibility")?;
-    let visibility = match visibility.as_str() {
+    Ok(match visibility.as_str() {
         "private" => Visibility::PRIVATE,
         "org" => Visibility::ORG,
         "teams" => Visibility::Teams { teams: Vec::new() },
@@ -213,29 +211,29 @@ pub(super) fn conversation_from_row(row: &Row) -> StoreResult<Conversation> {
                 "column visibility: unknown value {other:?}"
             )))
         }
-    };
-    Ok(Conversation {
-        id: ConversationId(get(row, "id")?),
-        org_id: OrgId(get(row, "org_id")?),
-        kind: tag(row, "kind", ConversationKind::parse)?,
-        name: get(row, "name")?,
-        visibility,
-        archived: get(row, "archived")?,
-        created_by: UserId(get(row, "created_by")?),
-        created_at: get(row, "created_at")?,
-        updated_at: get(row, "updated_at")?,
-        last_seq: get(row, "last_seq")?,
-        direct_key: get(row, "direct_key")?,
     })
 }
 
+/// A conversation row; a `teams` visibility comes back with an empty list that
+/// [`with_teams`] fills.
+pub(super) fn conversation_from_row(row: &Row) -> StoreResult<Conversation> {
+    Ok(from_columns!(row, Conversation {
+        name, archived, created_at, updated_at, last_seq, direct_key;
+        id: ConversationId(get(row, "id")?),
+        org_id: OrgId(get(row, "org_id")?),
+        kind: tag(row, "kind", ConversationKind::parse)?,
+        visibility: visibility_from_row(row)?,
+        created_by: UserId(get(row, "created_by")?),
+    }))
+}
+
 pub(super) fn participant_from_row(row: &Row) -> StoreResult<Participant> {
-    Ok(Participant {
+    Ok(from_columns!(row, Participant {
+        joined_at;
         conversation_id: ConversationId(get(row, "conversation_id")?),
         user: summary_from_row(row)?,
         role: tag(row, "role", ConversationRole::parse)?,
-        joined_at: get(row, "joined_at")?,
-    })
+    }))
 }
 
 /// The columns [`message_from_row`] reads, from `messages m JOIN users u`.
@@ -245,30 +243,24 @@ pub(super) const MESSAGE_COLS: &str = "m.id, m.conversation_id, m.seq, m.content
      u.kind AS su_kind";
 
 pub(super) fn message_from_row(row: &Row) -> StoreResult<Message> {
-    Ok(Message {
+    Ok(from_columns!(row, Message {
+        seq, content, created_at, edited_at, deleted_at;
         id: MessageId(get(row, "id")?),
         conversation_id: ConversationId(get(row, "conversation_id")?),
-        seq: get(row, "seq")?,
         author: summary_from_row(row)?,
-        content: get(row, "content")?,
         format: tag(row, "format", MessageFormat::parse)?,
-        created_at: get(row, "created_at")?,
-        edited_at: get(row, "edited_at")?,
-        deleted_at: get(row, "deleted_at")?,
         reply_to: get::<Option<uuid::Uuid>>(row, "reply_to")?.map(MessageId),
         attachments: Vec::new(),
-    })
+    }))
 }
 
 pub(super) fn version_from_row(row: &Row) -> StoreResult<MessageVersion> {
-    Ok(MessageVersion {
+    Ok(from_columns!(row, MessageVersion {
+        content, written_at, replaced_at;
         id: MessageVersionId(get(row, "id")?),
         message_id: MessageId(get(row, "message_id")?),
-        content: get(row, "content")?,
         format: tag(row, "format", MessageFormat::parse)?,
-        written_at: get(row, "written_at")?,
-        replaced_at: get(row, "replaced_at")?,
-    })
+    }))
 }
 
 /// Inserts the pair (`a`, `b`) into a link table, named with its two columns as

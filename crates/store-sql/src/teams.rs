@@ -3,13 +3,12 @@
 use super::*;
 
 fn team_from_row(row: &Row) -> StoreResult<Team> {
-    Ok(Team {
+    Ok(from_columns!(row, Team {
+        name, created_at;
         id: TeamId(get(row, "id")?),
         org_id: OrgId(get(row, "org_id")?),
-        name: get(row, "name")?,
         member_ids: Vec::new(),
-        created_at: get(row, "created_at")?,
-    })
+    }))
 }
 
 /// (team, user) pairs from the `team_id` and `user_id` columns.

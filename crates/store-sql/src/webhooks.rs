@@ -17,32 +17,23 @@ const WEBHOOK_COLS: &str = "w.id, w.org_id, w.conversation_id, w.url, w.events, 
 
 fn webhook_from_row(row: &Row) -> StoreResult<Webhook> {
     let events: String = get(row, "events")?;
-    Ok(Webhook {
-        id: get(row, "id")?,
+    Ok(from_columns!(row, Webhook {
+        id, url, enabled, disabled_reason, consecutive_failures, created_at, updated_at;
         org_id: OrgId(get(row, "org_id")?),
         conversation_id: get::<Option<Uuid>>(row, "conversation_id")?.map(ConversationId),
-        url: get(row, "url")?,
         events: serde_json::from_str(&events)
             .map_err(|e| StoreError::Backend(format!("column events: {e}")))?,
-        enabled: get(row, "enabled")?,
-        disabled_reason: get(row, "disabled_reason")?,
-        consecutive_failures: get(row, "consecutive_failures")?,
         created_by: get::<Option<Uuid>>(row, "created_by")?.map(UserId),
-        created_at: get(row, "created_at")?,
-        updated_at: get(row, "updated_at")?,
         previous_secret_expires_at: get(row, "previous_expires_at")?,
         secret_hint: get::<Option<String>>(row, "secret_hint")?.unwrap_or_default(),
-    })
+    }))
 }
 
 fn secret_from_row(row: &Row) -> StoreResult<WebhookSecretRecord> {
-    Ok(WebhookSecretRecord {
-        id: get(row, "id")?,
-        hint: get(row, "hint")?,
+    Ok(from_columns!(row, WebhookSecretRecord {
+        id, hint, created_at, expires_at;
         sealed: sealed_from_row(row)?,
-        created_at: get(row, "created_at")?,
-        expires_at: get(row, "expires_at")?,
-    })
+    }))
 }
 
 const DELIVERY_COLS: &str = "id, webhook_id, event_id, event_type, payload, status, attempts, \
@@ -50,22 +41,12 @@ const DELIVERY_COLS: &str = "id, webhook_id, event_id, event_type, payload, stat
 
 fn delivery_from_row(row: &Row) -> StoreResult<WebhookDelivery> {
     let status: String = get(row, "status")?;
-    Ok(WebhookDelivery {
-        id: get(row, "id")?,
-        webhook_id: get(row, "webhook_id")?,
-        event_id: get(row, "event_id")?,
-        event_type: get(row, "event_type")?,
-        payload: get(row, "payload")?,
+    Ok(from_columns!(row, WebhookDelivery {
+        id, webhook_id, event_id, event_type, payload, attempts, next_attempt_at,
+        last_status_code, last_error, latency_ms, created_at, finished_at;
         status: DeliveryStatus::parse(&status)
             .ok_or_else(|| StoreError::Backend(format!("column status: {status:?}")))?,
-        attempts: get(row, "attempts")?,
-        next_attempt_at: get(row, "next_attempt_at")?,
-        last_status_code: get(row, "last_status_code")?,
-        last_error: get(row, "last_error")?,
-        latency_ms: get(row, "latency_ms")?,
-        created_at: get(row, "created_at")?,
-        finished_at: get(row, "finished_at")?,
-    })
+    }))
 }
 
 fn events_text(events: &[String]) -> StoreResult<String> {

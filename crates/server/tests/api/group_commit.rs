@@ -65,15 +65,9 @@ async fn a_burst_of_sends_is_answered_send_by_send(app: TestApp) {
         .map(|(body, token, expected)| {
             let (client, url) = (app.client.clone(), url.clone());
             tokio::spawn(async move {
-                let r = client
-                    .post(url)
-                    .bearer_auth(token)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = r.status().as_u16();
-                (body, expected, status, r.json::<Value>().await.unwrap())
+                let answered = post_json(&client, &url, &token, body.clone()).await;
+                let (status, answer) = answered.expect("an answer");
+                (body, expected, status, answer)
             })
         })
         .collect();

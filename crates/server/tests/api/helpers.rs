@@ -511,6 +511,27 @@ impl TestApp {
 }
 
 /// The path of conversation `c`, followed by `rest` (`""`, `"/messages"`, …).
+/// A JSON POST with a bearer token, for callers without the app at hand (a spawned sender, a
+/// node that may be killed meanwhile): the status and the answer (null when it is not JSON),
+/// or `None` when no answer came.
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: Value,
+) -> Option<(u16, Value)> {
+    let res = http
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .ok()?;
+    let status = res.status().as_u16();
+    let body = res.bytes().await.ok()?;
+    Some((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+}
+
 pub fn conv_path(c: &str, rest: &str) -> String {
     format!("/api/v1/conversations/{c}{rest}")
 }

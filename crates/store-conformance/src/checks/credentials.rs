@@ -39,6 +39,136 @@ async fn key_slot(store: &dyn Store, n: u8) -> Option<SecretSlot> {
     found.map(|(_, slot)| slot)
 }
 
+/// A credential whose secret rotates with a grace period, as made (with the secret
+/// `hash(1)`), for the rotation check both kinds share.
+enum Rotating {
+    Bot(Bot),
+    ApiKey(ApiKey),
+}
+
+/// A credential's secrets and the end of its previous secret's grace period.
+#[derive(Debug)]
+struct SecretState {
+    secrets: SecretIds,
+    previous_expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<Bot> for SecretState {
+    fn from(bot: Bot) -> Self {
+        Self {
+            secrets: bot.secrets,
+            previous_expires_at: bot.previous_token_expires_at,
+        }
+    }
+}
+
+impl From<ApiKey> for SecretState {
+    fn from(key: ApiKey) -> Self {
+        Self {
+            secrets: key.secrets,
+            previous_expires_at: key.previous_key_expires_at,
+        }
+    }
+}
+
+/// Both states of a rotation's answer.
+fn states<T: Into<SecretState>>((before, after): (T, T)) -> (SecretState, SecretState) {
+    (before.into(), after.into())
+}
+
+impl Rotating {
+    /// The credential's id and the secrets it was made with.
+    fn made(&self) -> (uuid::Uuid, &SecretIds) {
+        match self {
+            Self::Bot(bot) => (bot.id.0, &bot.secrets),
+            Self::ApiKey(key) => (key.id.0, &key.secrets),
+        }
+    }
+
+    /// Rotates the credential with this id to `r`: its state before and after.
+    async fn rotate(
+        &self,
+        store: &dyn Store,
+        id: uuid::Uuid,
+        r: &Rotation,
+    ) -> StoreResult<(SecretState, SecretState)> {
+        match self {
+            Self::Bot(_) => store.rotate_bot_token(BotId(id), r, &[]).await.map(states),
+            Self::ApiKey(_) => store.rotate_api_key(ApiKeyId(id), r, &[]).await.map(states),
+        }
+    }
+
+    /// The credential of this kind holding the secret hashed as `hash(n)` (its id) and which
+    /// slot matched.
+    async fn holder(&self, store: &dyn Store, n: u8) -> Option<(uuid::Uuid, SecretSlot)> {
+        match self {
+            Self::Bot(_) => (store.bot_by_token_hash(&hash(n)).await.unwrap())
+                .map(|(bot, slot)| (bot.id.0, slot)),
+            Self::ApiKey(_) => (store.api_key_by_token_hash(&hash(n)).await.unwrap())
+                .map(|(key, slot)| (key.id.0, slot)),
+        }
+    }
+
+    /// The credential as stored now equals the one made but for its secrets.
+    async fn assert_only_the_secret_changed(&self, store: &dyn Store) {
+        match self {
+            Self::Bot(made) => {
+                let mut now = store.bot(made.id).await.unwrap();
+                now.secrets = made.secrets.clone();
+                assert_eq!(now, *made, "only the token changes");
+            }
+            Self::ApiKey(made) => {
+                let mut now = store.api_key(made.id).await.unwrap();
+                now.secrets = made.secrets.clone();
+                assert_eq!(now, *made, "only the secret changes");
+            }
+        }
+    }
+
+    /// Rotates the credential three times: with a grace period the replaced secret stays as
+    /// the previous one; a second rotation drops the oldest secret at once, whatever its
+    /// grace; without a grace period the replaced secret goes with it. Nothing but the secret
+    /// changes; an unknown id is not found.
+    async fn rotation_keeps_the_previous_secret_when_told(&self, store: &dyn Store) {
+        let (id, made) = self.made();
+        let r = rotation(2, Some(at(60)));
+        let (before, after) = self.rotate(store, id, &r).await.unwrap();
+        assert_eq!(before.previous_expires_at, None);
+        assert_eq!(before.secrets, *made);
+        assert_eq!(after.secrets.current, r.secret.id);
+        assert_eq!(after.secrets.hint, "h002");
+        assert_eq!(after.secrets.previous, Some(before.secrets.current));
+        assert_eq!(after.previous_expires_at, Some(at(60)));
+        assert_eq!(
+            self.holder(store, 1).await,
+            Some((id, SecretSlot::Previous))
+        );
+        assert_eq!(self.holder(store, 2).await, Some((id, SecretSlot::Current)));
+
+        let (_, again) = self
+            .rotate(store, id, &rotation(3, Some(at(120))))
+            .await
+            .unwrap();
+        assert_eq!(self.holder(store, 1).await, None);
+        assert_eq!(again.secrets.previous, Some(r.secret.id));
+        assert_eq!(again.previous_expires_at, Some(at(120)));
+        assert_eq!(
+            self.holder(store, 2).await,
+            Some((id, SecretSlot::Previous))
+        );
+
+        let (_, last) = self.rotate(store, id, &rotation(4, None)).await.unwrap();
+        assert_eq!(last.secrets.previous, None);
+        assert_eq!(last.previous_expires_at, None);
+        assert_eq!(self.holder(store, 2).await, None);
+        assert_eq!(self.holder(store, 3).await, None);
+        assert_eq!(self.holder(store, 4).await, Some((id, SecretSlot::Current)));
+        self.assert_only_the_secret_changed(store).await;
+        let unknown = uuid::Uuid::now_v7();
+        assert_not_found(self.rotate(store, unknown, &rotation(5, None)).await);
+    }
+}
+
 fn bot_user(name: &str) -> NewUser {
     NewUser {
         password_hash: None,
@@ -154,41 +284,9 @@ async fn bot_rotation_keeps_the_previous_token_when_told(store: Arc<dyn Store>) 
     let bot = new_bot(org.id, &user, alice.id, None);
     create_bot(&*store, &user, &bot, &hash(1)).await.unwrap();
 
-    let r = rotation(2, Some(at(60)));
-    let (before, after) = store.rotate_bot_token(bot.id, &r, &[]).await.unwrap();
-    assert_eq!(before, bot);
-    assert_eq!(after.secrets.current, r.secret.id);
-    assert_eq!(after.secrets.hint, "h002");
-    assert_eq!(after.secrets.previous, Some(bot.secrets.current));
-    assert_eq!(after.previous_token_expires_at, Some(at(60)));
-    let (found, slot) = store.bot_by_token_hash(&hash(1)).await.unwrap().unwrap();
-    assert_eq!((found.id, slot), (bot.id, SecretSlot::Previous));
-    let (_, slot) = store.bot_by_token_hash(&hash(2)).await.unwrap().unwrap();
-    assert_eq!(slot, SecretSlot::Current);
-
-    // A second rotation drops the oldest token at once, whatever its grace.
-    let (_, again) = store
-        .rotate_bot_token(bot.id, &rotation(3, Some(at(120))), &[])
-        .await
-        .unwrap();
-    assert_eq!(bot_slot(&*store, 1).await, None);
-    assert_eq!(again.secrets.previous, Some(r.secret.id));
-    assert_eq!(bot_slot(&*store, 2).await, Some(SecretSlot::Previous));
-
-    // Without a grace period the replaced token goes with it.
-    let (_, last) = store
-        .rotate_bot_token(bot.id, &rotation(4, None), &[])
-        .await
-        .unwrap();
-    assert_eq!(last.secrets.previous, None);
-    assert_eq!(last.previous_token_expires_at, None);
-    assert_eq!(bot_slot(&*store, 2).await, None);
-    assert_eq!(bot_slot(&*store, 3).await, None);
-    assert_not_found(
-        store
-            .rotate_bot_token(BotId::new(), &rotation(5, None), &[])
-            .await,
-    );
+    Rotating::Bot(bot)
+        .rotation_keeps_the_previous_secret_when_told(&*store)
+        .await;
 }
 check!(bot_rotation_keeps_the_previous_token_when_told);
 
@@ -277,26 +375,9 @@ async fn api_key_rotation_and_org_removal(store: Arc<dyn Store>) {
     let key = new_key(alice.id, org.id);
     store.create_api_key(&key, &hash(1), &[]).await.unwrap();
 
-    let r = rotation(2, Some(at(300)));
-    let (before, after) = store.rotate_api_key(key.id, &r, &[]).await.unwrap();
-    assert_eq!(before, key);
-    assert_eq!(after.secrets.current, r.secret.id);
-    assert_eq!(after.secrets.previous, Some(key.secrets.current));
-    assert_eq!(after.previous_key_expires_at, Some(at(300)));
-    assert_eq!(after.scopes, key.scopes, "only the secret changes");
-    assert_eq!(key_slot(&*store, 1).await, Some(SecretSlot::Previous));
-    let (_, last) = store
-        .rotate_api_key(key.id, &rotation(3, None), &[])
-        .await
-        .unwrap();
-    assert_eq!(last.secrets.previous, None);
-    assert_eq!(key_slot(&*store, 1).await, None);
-    assert_eq!(key_slot(&*store, 2).await, None);
-    assert_not_found(
-        store
-            .rotate_api_key(ApiKeyId::new(), &rotation(4, None), &[])
-            .await,
-    );
+    Rotating::ApiKey(key)
+        .rotation_keeps_the_previous_secret_when_told(&*store)
+        .await;
 
     // Keys go with their org.
     store.delete_org(org.id, &[]).await.unwrap();

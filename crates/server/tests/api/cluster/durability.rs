@@ -5,7 +5,7 @@
 //! cluster's process harness rather than needing NATS.
 
 use super::*;
-use crate::helpers::{conv_path, org_path};
+use crate::helpers::{conv_path, org_path, post_json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,33 +23,20 @@ struct Sent {
     in_flight: Option<(String, String)>,
 }
 
-async fn post(http: &reqwest::Client, url: &str, token: &str, body: Value) -> Option<(u16, Value)> {
-    let res = http
-        .post(url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .ok()?;
-    let status = res.status().as_u16();
-    let body = res.bytes().await.ok()?;
-    Some((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
-}
-
 /// Registers alice and gives her an org and a group conversation: (token, conversation id).
 async fn alice_and_a_conversation(http: &reqwest::Client, node: &Node) -> (String, String) {
     let api = format!("{}/api/v1", node.base);
     let creds = json!({"username": "alice", "password": PASSWORD});
-    let (status, body) = post(http, &format!("{api}/auth/register"), "", creds.clone())
+    let (status, body) = post_json(http, &format!("{api}/auth/register"), "", creds.clone())
         .await
         .expect("register");
     assert_eq!(status, 201, "register: {body}");
-    let (status, body) = post(http, &format!("{api}/auth/login"), "", creds)
+    let (status, body) = post_json(http, &format!("{api}/auth/login"), "", creds)
         .await
         .expect("login");
     assert_eq!(status, 200, "login: {body}");
     let token = body["token"].as_str().expect("token").to_owned();
-    let (status, org) = post(
+    let (status, org) = post_json(
         http,
         &format!("{api}/orgs"),
         &token,
@@ -59,7 +46,7 @@ async fn alice_and_a_conversation(http: &reqwest::Client, node: &Node) -> (Strin
     .expect("org");
     assert_eq!(status, 201, "org: {org}");
     let org = org["id"].as_str().expect("org id");
-    let (status, conv) = post(
+    let (status, conv) = post_json(
         http,
         &format!("{}{}", node.base, org_path(org, "/conversations")),
         &token,
@@ -122,7 +109,7 @@ async fn acknowledged_messages_survive_sigkill(database_url: Option<String>) {
                 for n in 0.. {
                     let (key, content) = (format!("k{s}-{n}"), format!("sender {s} message {n}"));
                     let body = json!({"content": content, "idempotency_key": key});
-                    match post(&http, &url, &token, body).await {
+                    match post_json(&http, &url, &token, body).await {
                         Some((201, message)) => {
                             sent.acknowledged.push((key, message));
                             acknowledged.fetch_add(1, Ordering::Relaxed);
@@ -191,7 +178,7 @@ async fn acknowledged_messages_survive_sigkill(database_url: Option<String>) {
     let (mut retried, mut new) = (0, 0);
     for (key, content) in sent.iter().filter_map(|s| s.in_flight.clone()) {
         let body = json!({"content": content, "idempotency_key": key});
-        let (status, body) = post(&http, &url, &token, body).await.expect("retry");
+        let (status, body) = post_json(&http, &url, &token, body).await.expect("retry");
         assert!(
             status == 201 || status == 200,
             "retry of {key}: {status} {body}"
