@@ -108,6 +108,7 @@ impl From<StoreError> for ServiceError {
                 message: c.message(),
             },
             StoreError::Backend(msg) => Self::Internal(msg),
+            StoreError::Busy => Self::Busy,
         }
     }
 }

@@ -179,6 +179,7 @@ fn each(n: usize, e: &StoreError) -> Vec<StoreResult<Inserted>> {
                 StoreError::NotFound => StoreError::NotFound,
                 StoreError::Conflict(c) => StoreError::Conflict(*c),
                 StoreError::Backend(t) => StoreError::Backend(t.clone()),
+                StoreError::Busy => StoreError::Busy,
             })
         })
         .collect()

@@ -8,6 +8,9 @@ use super::*;
 pub(super) fn db(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::RowNotFound => StoreError::NotFound,
+        // Every connection stayed taken for the pool's whole acquire timeout: overload (503,
+        // retry), not a failure of the server (500).
+        sqlx::Error::PoolTimedOut => StoreError::Busy,
         sqlx::Error::Database(d) if d.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => {
             StoreError::NotFound
         }
@@ -452,5 +455,19 @@ impl Run for Query<'_> {
         let row = self.one(&mut *tx, from_row).await?;
         commit_audited(tx, s, audit).await?;
         Ok(row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_timeout_is_overload_not_a_failure() {
+        assert!(matches!(db(sqlx::Error::PoolTimedOut), StoreError::Busy));
+        assert!(matches!(
+            db(sqlx::Error::PoolClosed),
+            StoreError::Backend(_)
+        ));
     }
 }

@@ -133,6 +133,10 @@ pub enum StoreError {
     /// The database failed; the text is for logs only.
     #[error("backend: {0}")]
     Backend(String),
+    /// No database connection came free in time: the server is overloaded, not broken, and
+    /// the request may be retried.
+    #[error("busy: no database connection came free in time")]
+    Busy,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -247,3 +247,16 @@ pub fn created_or_found<T>(fresh: bool, value: T) -> Created<T> {
     };
     Ok((status, axum::Json(value)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conclave_core::store::StoreError;
+
+    #[test]
+    fn an_overloaded_database_answers_503_with_retry_after() {
+        let res = ApiError::from(ServiceError::from(StoreError::Busy)).into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()["retry-after"], "1");
+    }
+}

@@ -85,8 +85,9 @@ fn error_description(status: u16) -> &'static str {
 /// and a caller without the right (403), and the access-token gate every API route but the
 /// public documents (401); an id in the path can be malformed (400) or unknown (404); a query
 /// can be malformed (400) or out of range (422); a JSON body can be late (408), malformed (400),
-/// too large (413), not JSON (415) or invalid (422). What a handler adds beyond these
-/// (409, 410, 503, a 404 for an id in the body) is in its own annotation.
+/// too large (413), not JSON (415) or invalid (422); every route that reads the database can
+/// find it overloaded (503 with `Retry-After`). What a handler adds beyond these (409, 410,
+/// a 404 for an id in the body) is in its own annotation.
 fn generic_errors(path: &str, op: &Value) -> Vec<u16> {
     let mut out = vec![400, 426];
     if !super::limits::exempt(path) {
@@ -99,7 +100,7 @@ fn generic_errors(path: &str, op: &Value) -> Vec<u16> {
     // a client reads before it can know of the gate.
     if path.starts_with("/api/") && !matches!(path, "/api/v1/capabilities" | "/api/v1/openapi.json")
     {
-        out.push(401);
+        out.extend([401, 503]);
     }
     let params = op["parameters"]
         .as_array()
