@@ -14,6 +14,7 @@ both_backends!(
     keys_bots_and_impersonation_keep_their_limits,
     query_text_is_plain_and_snippets_are_escaped,
     pages_in_both_orders_without_repeats,
+    a_hundred_parallel_searches_and_sends,
 );
 
 /// `q` percent-encoded for a query string.
@@ -407,4 +408,45 @@ async fn pages_in_both_orders_without_repeats(app: TestApp) {
         app.get(&path, &alice.token).await.expect(422).field(),
         Some("before")
     );
+}
+
+/// 100 requests at once — 50 searches beside 50 sends — each answered as it should be (a
+/// result, or 429 where a per-user limit is reached; never a 5xx or a busy database), and
+/// afterwards every message stored is found.
+async fn a_hundred_parallel_searches_and_sends(app: TestApp) {
+    let (alice, org, conv) = app.alice_private().await;
+    app.says(&conv, &alice, "parallel seed").await;
+    let path = org_search(&org, "parallel");
+    let searches = (0..50).map(|_| app.get(&path, &alice.token));
+    let texts: Vec<String> = (0..50).map(|i| format!("parallel send{i}")).collect();
+    let sends = texts.iter().map(|t| app.send_message(&conv, &alice, t));
+    let (searched, sent) = futures::join!(
+        futures::future::join_all(searches),
+        futures::future::join_all(sends)
+    );
+    let mut answered = 0;
+    for res in searched {
+        match res.status.as_u16() {
+            200 => {
+                answered += 1;
+                assert!(!res.items().is_empty(), "the seed is always there");
+            }
+            _ => {
+                res.expect_error(429, "rate_limited");
+            }
+        }
+    }
+    assert!(answered > 0, "some searches were answered");
+    let mut stored = 1;
+    for res in sent {
+        match res.status.as_u16() {
+            201 => stored += 1,
+            _ => {
+                res.expect_error(429, "rate_limited");
+            }
+        }
+    }
+    let all = format!("{path}&sort=newest&limit=100");
+    let res = app.get(&all, &alice.token).await.expect(200);
+    assert_eq!(hit_ids(&res).len(), stored);
 }
