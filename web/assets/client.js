@@ -147,5 +147,6 @@ async function renderRoute() {
 
 app.reload = reload;
 app.signedOut = signedOut;
+app.showRoute = renderRoute;
 
 start().catch((e) => show(root, notice(`Could not start: ${e.message}`)));

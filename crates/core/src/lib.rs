@@ -18,6 +18,7 @@ pub mod opcodes;
 pub mod password;
 pub mod policy;
 pub mod sanitize;
+pub mod search;
 pub mod secretbox;
 pub mod service;
 pub mod store;

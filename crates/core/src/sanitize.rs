@@ -47,8 +47,16 @@ pub fn clean_html(input: &str) -> String {
 /// Whether cleaned HTML has any visible text left.
 #[must_use]
 pub fn html_is_blank(cleaned: &str) -> bool {
+    html_text(cleaned).trim().is_empty()
+}
+
+/// The visible text of cleaned HTML: tags dropped, the entities the cleaner writes (`&amp;`,
+/// `&lt;`, `&gt;`, `&quot;`, `&#39;`, `&nbsp;`) turned back into characters. For search
+/// snippets, which escape it again.
+#[must_use]
+pub fn html_text(cleaned: &str) -> String {
     let mut in_tag = false;
-    let mut text = String::new();
+    let mut text = String::with_capacity(cleaned.len());
     for c in cleaned.chars() {
         match c {
             '<' => in_tag = true,
@@ -57,8 +65,12 @@ pub fn html_is_blank(cleaned: &str) -> bool {
             _ => {}
         }
     }
-    let text = text.replace("&nbsp;", " ");
-    text.trim().is_empty()
+    text.replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! sends back and make its `COMMIT` fail.
 
 use conclave_core::ids::{ConversationId, UserId};
-use conclave_core::store::{Cursor, Inserted, Page, Store, StoreResult};
+use conclave_core::search::SearchText;
+use conclave_core::store::{Cursor, Inserted, Page, SearchFrom, SearchRequest, Store, StoreResult};
 use conclave_core::types::Limit;
 use std::future::Future;
 use std::sync::Arc;
@@ -54,7 +55,8 @@ pub async fn a_failed_commit_answers_every_sender<C>(
 /// With the writer held back (the caller holds a lock the first send waits for), sends one
 /// message, then ten that queue into one batch, one of them [`DOOMED`]; `release` lets the
 /// writer go. Asserts the first is stored, every sender of the failed batch gets an error,
-/// nothing of it is stored, and the next send takes the next `seq`.
+/// nothing of it is stored — its search index entries neither (MSG-6: they are written in the
+/// batch's transaction) —, and the next send takes the next `seq`.
 async fn held_batch_fails_as_one(
     store: Arc<dyn Store>,
     author: UserId,
@@ -94,4 +96,19 @@ async fn held_batch_fails_as_one(
     let stored = store.messages(conv, page).await.unwrap();
     let contents: Vec<_> = stored.iter().filter_map(|m| m.content.clone()).collect();
     assert_eq!(contents, ["first", "after"]);
+    // The index rolled back with the batch: its words find nothing, the stored ones do.
+    let org = store.conversation(conv).await.unwrap().org_id;
+    for (q, expected) in [("batched", 0), ("first", 1), ("after", 1)] {
+        let text = SearchText::parse(q).unwrap();
+        let req = SearchRequest {
+            user: author,
+            org,
+            within: None,
+            text: &text,
+            from: SearchFrom::Newest(None),
+            limit: Limit::parse(Some(10)).unwrap(),
+        };
+        let hits = store.search_messages(&req).await.unwrap();
+        assert_eq!(hits.len(), expected, "{q}");
+    }
 }

@@ -11,6 +11,21 @@ use std::time::Duration;
 /// How a batch of sends begins (row locks are taken by its statements).
 const BEGIN_SENDS: &str = "BEGIN";
 
+/// How search asks PostgreSQL (MSG-6): the generated `messages.search` vector (`simple`
+/// configuration, GIN-indexed) against `plainto_tsquery`, which reads its text as plain words
+/// (no operators), ranked by `ts_rank` (negated: lower is better).
+const SEARCH: sql::SearchSql = sql::SearchSql {
+    from: "messages m",
+    matches: "m.search @@ plainto_tsquery('simple', $1)",
+    score: "(-ts_rank(m.search, plainto_tsquery('simple', $1)))::float8",
+    query: plain_words,
+};
+
+/// The words, space-separated, for `plainto_tsquery`.
+fn plain_words(words: &[&str]) -> String {
+    words.join(" ")
+}
+
 /// Connections per node.
 const MAX_CONNECTIONS: u32 = 16;
 

@@ -51,6 +51,23 @@ type Schema = BTreeMap<String, Table>;
 
 const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
 
+/// The full-text index of messages (MSG-6) is each engine's own, with no counterpart in the
+/// other: SQLite's FTS5 table `message_search` (and the shadow tables FTS5 keeps for it,
+/// `message_search_*`); PostgreSQL's generated column `messages.search` and its GIN index.
+/// The schemas are compared without them, and [`each_backend_has_its_full_text_index`] checks
+/// that each backend has its own.
+const SQLITE_FULL_TEXT: &str = "message_search";
+/// PostgreSQL's: table, generated column, index.
+const PG_FULL_TEXT: (&str, &str, &str) = ("messages", "search", "messages_search_idx");
+
+/// Whether a SQLite table is the full-text index or one of its shadow tables.
+fn sqlite_full_text(table: &str) -> bool {
+    table == SQLITE_FULL_TEXT
+        || table
+            .strip_prefix(SQLITE_FULL_TEXT)
+            .is_some_and(|rest| rest.starts_with('_'))
+}
+
 /// The SQLite type a PostgreSQL column type is stored as by these migrations. Every type the
 /// PostgreSQL schema uses must be listed: an unknown one fails the test.
 fn sqlite_type_of(pg_type: &str) -> &'static str {
@@ -100,6 +117,9 @@ async fn postgres_schema(pool: &PgPool) -> Schema {
     for row in columns {
         let table: String = row.get("t");
         let ty: String = row.get("ty");
+        if (table.as_str(), row.get::<&str, _>("c")) == (PG_FULL_TEXT.0, PG_FULL_TEXT.1) {
+            continue;
+        }
         let nullable: String = row.get("nullable");
         schema.entry(table).or_default().columns.insert(
             row.get("c"),
@@ -165,6 +185,9 @@ async fn postgres_schema(pool: &PgPool) -> Schema {
     .await;
     for row in indexes {
         let table: String = row.get("t");
+        if row.get::<&str, _>("name") == PG_FULL_TEXT.2 {
+            continue;
+        }
         schema.entry(table).or_default().indexes.insert((
             row.get("name"),
             row.get("uniq"),
@@ -362,7 +385,7 @@ async fn sqlite_schema(pool: &SqlitePool) -> Schema {
     .expect("reading tables")
     {
         let name: String = row.get("name");
-        if name != MIGRATIONS_TABLE {
+        if name != MIGRATIONS_TABLE && !sqlite_full_text(&name) {
             let table = sqlite_table(pool, &name, &row.get::<String, _>("sql")).await;
             schema.insert(name, table);
         }
@@ -482,4 +505,67 @@ async fn sqlite_and_postgres_migrations_define_the_same_schema() {
         "the migrations differ:\n{}",
         diff.join("\n")
     );
+}
+
+/// The part of each schema the comparison leaves out (see [`SQLITE_FULL_TEXT`]) is there: an
+/// FTS5 table with its triggers on SQLite; a generated `tsvector` column with a GIN index on
+/// PostgreSQL.
+#[tokio::test]
+async fn each_backend_has_its_full_text_index() {
+    let (lite, path) = migrated_sqlite().await;
+    let objects: Vec<(String, String)> = sqlx::query(
+        "SELECT type, name FROM sqlite_master WHERE name = 'message_search' \
+         OR (type = 'trigger' AND tbl_name = 'messages') ORDER BY name",
+    )
+    .fetch_all(lite.reader())
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get("type"), r.get("name")))
+    .collect();
+    let fts: String = sqlx::query("SELECT sql FROM sqlite_master WHERE name = 'message_search'")
+        .fetch_one(lite.reader())
+        .await
+        .unwrap()
+        .get("sql");
+    remove_sqlite(lite, path).await;
+    assert!(fts.contains("fts5"), "{fts}");
+    let names: Vec<&str> = objects.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "message_search",
+            "message_search_delete",
+            "message_search_insert",
+            "message_search_update"
+        ]
+    );
+    assert!(!sqlite_full_text("message_searches") && sqlite_full_text("message_search_data"));
+
+    let Some(db) = FreshDatabase::create("full-text index").await else {
+        return;
+    };
+    let pg = PgStore::connect(&db.url, AuditKey::from_bytes([7; 32]))
+        .await
+        .expect("migrating postgres");
+    let column = sqlx::query(
+        "SELECT data_type::text AS ty, is_generated::text AS generated \
+         FROM information_schema.columns WHERE table_name = $1 AND column_name = $2",
+    )
+    .bind(PG_FULL_TEXT.0)
+    .bind(PG_FULL_TEXT.1)
+    .fetch_one(pg.reader())
+    .await
+    .expect("the generated column");
+    let index: String = sqlx::query("SELECT indexdef FROM pg_indexes WHERE indexname = $1")
+        .bind(PG_FULL_TEXT.2)
+        .fetch_one(pg.reader())
+        .await
+        .expect("the index")
+        .get("indexdef");
+    pg.close().await;
+    db.drop_database().await;
+    assert_eq!(column.get::<String, _>("ty"), "tsvector");
+    assert_eq!(column.get::<String, _>("generated"), "ALWAYS");
+    assert!(index.contains("USING gin (search)"), "{index}");
 }

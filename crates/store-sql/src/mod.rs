@@ -16,7 +16,8 @@
 //! directly (no forwarder, no macro bodies). `Backend` must offer
 //! `reader()`/`writer()` (`&sqlx::Pool<Db>`: plain reads; every write and transaction),
 //! `audit_key()` and `writers()` (the group-commit writers of message sends, `batch`), and the
-//! crate a `BEGIN_SENDS` statement that opens a batch's transaction.
+//! crate a `BEGIN_SENDS` statement that opens a batch's transaction and a `SEARCH`
+//! ([`SearchSql`]) that says how its full-text index is asked.
 //!
 //! Every time is stored cut to microseconds (PostgreSQL's precision), so both backends return
 //! the same instants; SQLite keeps them as RFC 3339 text in UTC, which sorts and compares in
@@ -38,6 +39,7 @@ mod realtime;
 mod retention;
 mod roster;
 mod rows;
+mod search;
 mod sessions;
 mod teams;
 mod throttle;
@@ -45,6 +47,7 @@ mod users;
 mod webhooks;
 
 pub(crate) use batch::Writers;
+pub(crate) use search::SearchSql;
 
 use super::{Backend, Db};
 use async_trait::async_trait;

@@ -15,6 +15,26 @@ use std::time::Duration;
 /// transaction that has to wait for the write lock gets `SQLITE_BUSY` without waiting.
 const BEGIN_SENDS: &str = "BEGIN IMMEDIATE";
 
+/// How search asks FTS5 (MSG-6): the table `message_search` keyed by the message's rowid (its
+/// `message_id` is checked too, so an entry can never stand for another message), ranked by
+/// `bm25`, each word of the query a quoted phrase so nothing in it is FTS5 syntax.
+const SEARCH: sql::SearchSql = sql::SearchSql {
+    from: "message_search s JOIN messages m ON m.rowid = s.rowid AND m.id = s.message_id",
+    matches: "message_search MATCH $1",
+    score: "bm25(message_search)",
+    query: fts5_phrases,
+};
+
+/// Every word as an FTS5 string (double quotes doubled): a phrase of the word's tokens, all
+/// of them required (FTS5's implicit `AND`).
+fn fts5_phrases(words: &[&str]) -> String {
+    let quoted: Vec<String> = words
+        .iter()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    quoted.join(" ")
+}
+
 /// How many connections serve plain reads.
 const READERS: u32 = 4;
 

@@ -1,13 +1,15 @@
 // The conversation view of the chat client: its log (newest 50, older pages on request), the
 // composer (Enter sends, typing is announced at most every 5 s; files attached with its button
 // or dropped on it upload at once and go with the message), and the people panel with
-// presence and, for those who may, a Remove button per participant.
+// presence and, for those who may, a Remove button per participant; a search box over its
+// messages (`search.js`).
 
 import { api } from '../api.js';
 import { el, notice, show, smallButton } from '../dom.js';
 import { pendingAttachments } from './attachments.js';
 import { upsertMessage } from './messages.js';
 import { markRead } from './reads.js';
+import { revealPending, searchBox } from './search.js';
 import { renderSidebar, setDirectName } from './sidebar.js';
 import { conversationName, displayName, state, ui } from './state.js';
 
@@ -76,7 +78,13 @@ export async function conversationView(id) {
   });
   show(
     ui.main,
-    el('div', { class: 'conv-head' }, (ui.convTitle = el('h2', { text: conversationName(c) })), el('span', { class: 'muted', text: c.kind === 'group' ? 'Group' : 'Direct' })),
+    el(
+      'div',
+      { class: 'conv-head' },
+      (ui.convTitle = el('h2', { text: conversationName(c) })),
+      el('span', { class: 'muted', text: c.kind === 'group' ? 'Group' : 'Direct' }),
+      searchBox({ path: () => `/conversations/${id}/search`, label: 'Search this conversation', showConversation: false }),
+    ),
     (ui.older = el('div', { class: 'older' })),
     el('div', { class: 'conv-body' }, ui.log, el('aside', { class: 'people-panel', 'aria-labelledby': 'people-title' }, el('h3', { id: 'people-title', text: 'People' }), ui.people)),
     ui.typing,
@@ -103,6 +111,8 @@ export async function conversationView(id) {
   renderPeople();
   markRead(messages.items.at(-1));
   input.focus();
+  // A search hit chosen elsewhere opens here: show it in its context.
+  await revealPending();
 }
 
 /** Files dragged over `node` mark it; files dropped on it go to `dropped(files)`. */

@@ -1,4 +1,5 @@
-// The sidebar of the chat client: the organization picker, my group and direct conversations
+// The sidebar of the chat client: the organization picker with a search box over the
+// conversations I take part in there, my group and direct conversations
 // with their unread counts, the ones available to join, and the forms that create a group
 // conversation, start a direct one and create an organization. Also loads what the lists
 // need: an org's members and the names of the other people in direct conversations.
@@ -6,6 +7,7 @@
 import { api } from '../api.js';
 import { el, inlineForm, notice, show } from '../dom.js';
 import { welcomeView } from './home.js';
+import { searchBox } from './search.js';
 import { app, conversationName, displayName, listsChanged, route, state, ui, unreadCount } from './state.js';
 
 /** Builds the page: the sidebar and the empty main area (`ui.main`) the views fill. */
@@ -83,7 +85,8 @@ export function layout(root) {
     },
   );
   const part = (id, title, ...children) => el('section', { 'aria-labelledby': id }, el('h2', { id, text: title }), ...children);
-  ui.orgSection = part('orgs-title', 'Organization', ui.orgSelect);
+  const orgSearch = searchBox({ path: () => `/orgs/${state.orgId}/search`, label: 'Search this organization', showConversation: true });
+  ui.orgSection = part('orgs-title', 'Organization', ui.orgSelect, orgSearch);
   ui.sidebar = el(
     'aside',
     { class: 'sidebar' },

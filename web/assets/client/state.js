@@ -39,10 +39,11 @@ export function listsChanged() {
 export const ui = {};
 
 /** Filled by `client.js`: `reload()` loads orgs and conversations again and re-renders;
- * `signedOut(reason)` returns to the sign-in form. */
+ * `signedOut(reason)` returns to the sign-in form; `showRoute()` draws the fragment's view again. */
 export const app = {
   reload: async () => {},
   signedOut: () => {},
+  showRoute: async () => {},
 };
 
 /** The screen the fragment names: `#/c/<id>`, `#/sessions`, `#/security`, `#/account`, or home. */

@@ -3,7 +3,8 @@
 //! viewers, messages, and the caller's `permissions` list on the conversation object.
 
 use super::{impersonation_allows, org_allows, CallerLimits, ImpersonatedRequest, OrgAction};
-use crate::credential::Scope;
+use crate::credential::{Credential, Scope};
+use crate::ids::ConversationId;
 use crate::types::{ConversationKind, ConversationRole, OrgRole};
 use serde::Serialize;
 
@@ -128,6 +129,14 @@ pub fn conversation_allows(a: &ConversationAccess, action: ConversationAction) -
             a.writer() && (a.participant == Some(ConversationRole::Owner) || a.org_admin())
         }
     }
+}
+
+/// MSG-6: what a search reads is what [`ConversationAction::Read`] allows — conversations the
+/// caller takes part in while an org member (the store's query joins both rows, so nothing
+/// else can come back) — and, for a bot or key limited to a list of conversations, only those.
+#[must_use]
+pub fn search_within(credential: &Credential) -> Option<&[ConversationId]> {
+    credential.conversations()
 }
 
 /// What the caller may do in the conversation through a request with `limits` (which must

@@ -1,5 +1,5 @@
 //! The storage contract: one narrow trait per area (users, sessions, orgs, invites, teams,
-//! conversations, messages, real time, 2FA and throttling, bots and keys, audit and retention,
+//! conversations, messages, search, real time, 2FA and throttling, bots and keys, audit and retention,
 //! health, privacy, the secrets key ring, files), and [`Store`], every area at once, which
 //! `Services` holds as `Arc<dyn Store>`. Two backends (SQLite and PostgreSQL) implement the areas
 //! and are held to the same conformance suite (`conclave-store-conformance`). Every multi-row
@@ -19,6 +19,7 @@ mod mfa;
 mod orgs;
 mod privacy;
 mod realtime;
+mod search;
 mod sessions;
 mod teams;
 mod users;
@@ -36,6 +37,7 @@ pub use mfa::{LoginThrottleStore, MfaStore};
 pub use orgs::{Membership, OrgPatch, OrgStore, Removed, Transfer};
 pub use privacy::{ErasedAccount, Erasure, PrivacyStore};
 pub use realtime::{ReadMarker, RealtimeStore};
+pub use search::{SearchFrom, SearchHit, SearchRequest, SearchStore};
 pub use sessions::{Seen, SessionStore};
 pub use teams::TeamStore;
 pub use users::{UserFlags, UserStore};
@@ -55,6 +57,7 @@ pub trait Store:
     + TeamStore
     + ConversationStore
     + MessageStore
+    + SearchStore
     + RealtimeStore
     + MfaStore
     + LoginThrottleStore

@@ -145,7 +145,7 @@ async fn capabilities(State(state): State<AppState>) -> Json<Capabilities> {
             bots: true,
             webhooks: false,
             files: true,
-            search: false,
+            search: true,
             sso: false,
             widget: false,
             audit_log: true,

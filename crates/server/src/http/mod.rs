@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod orgs;
 pub mod pagination;
 pub mod privacy;
+pub mod search;
 pub mod users;
 pub mod web;
 pub mod webhooks;
@@ -49,6 +50,7 @@ pub fn api() -> (Router<AppState>, Arc<serde_json::Value>) {
         .merge(api_keys::router())
         .merge(conversations::router())
         .merge(messages::router())
+        .merge(search::router())
         .merge(files::router())
         .merge(admin::router())
         .merge(audit::router())

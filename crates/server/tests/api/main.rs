@@ -38,5 +38,6 @@ mod orgs;
 mod permissions;
 mod privacy;
 mod ratelimit;
+mod search;
 mod tracing_span;
 mod webhooks;

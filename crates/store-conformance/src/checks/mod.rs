@@ -13,6 +13,7 @@ mod messages;
 mod mfa;
 mod orgs;
 mod realtime;
+mod search;
 mod users;
 mod webhooks;
 

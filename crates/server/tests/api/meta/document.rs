@@ -90,6 +90,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/files/{id}/url"),
     ("post", "/api/v1/conversations/{c}/typing"),
     ("put", "/api/v1/conversations/{c}/read-marker"),
+    ("get", "/api/v1/conversations/{c}/search"),
+    ("get", "/api/v1/orgs/{org}/search"),
     ("get", "/api/v1/admin/users"),
     ("post", "/api/v1/admin/users"),
     ("patch", "/api/v1/admin/users/{id}"),

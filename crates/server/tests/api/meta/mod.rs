@@ -42,7 +42,14 @@ async fn health_and_capabilities(app: TestApp) {
     assert_eq!(c.body["auth"]["access_token_gate"], false);
     assert!(c.body["server_version"].is_string());
     // What is served is reported as such (CORE-8).
-    for feature in ["gateway", "two_factor", "api_keys", "bots", "audit_log"] {
+    for feature in [
+        "gateway",
+        "two_factor",
+        "api_keys",
+        "bots",
+        "audit_log",
+        "search",
+    ] {
         assert_eq!(c.body["features"][feature], true, "{feature}");
     }
 }

@@ -1,0 +1,452 @@
+//! MSG-6: search per conversation and per org — only what the caller may list, keys and bots
+//! within their limits, query text that is never syntax, escaped snippets, both orders paged.
+
+use crate::both_backends;
+use crate::bots::make_bot;
+use crate::fixtures::{Rivals, Team};
+use crate::helpers::*;
+use crate::keys::make_key;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+both_backends!(
+    only_readable_conversations_are_searched,
+    keys_bots_and_impersonation_keep_their_limits,
+    query_text_is_plain_and_snippets_are_escaped,
+    pages_in_both_orders_without_repeats,
+    a_hundred_parallel_searches_and_sends,
+);
+
+/// `q` percent-encoded for a query string.
+fn enc(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+fn org_search(org: &str, q: &str) -> String {
+    org_path(org, &format!("/search?q={}", enc(q)))
+}
+
+fn conv_search(conv: &str, q: &str) -> String {
+    conv_path(conv, &format!("/search?q={}", enc(q)))
+}
+
+/// The message ids of a search answer, in order.
+fn hit_ids(res: &Res) -> Vec<String> {
+    res.items()
+        .iter()
+        .map(|h| {
+            h["message"]["id"]
+                .as_str()
+                .expect("a message id")
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The ids `token` finds at `path` (200 expected), sorted.
+async fn found(app: &TestApp, path: &str, token: &str) -> Vec<String> {
+    let mut ids = hit_ids(&app.get(path, token).await.expect(200));
+    ids.sort();
+    ids
+}
+
+/// Each (path, user, status, code): the user's search there is refused so.
+async fn refused(app: &TestApp, cases: &[(String, &User, u16, &str)]) {
+    for (path, who, status, code) in cases {
+        app.get(path, &who.token).await.expect_error(*status, code);
+    }
+}
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
+
+async fn only_readable_conversations_are_searched(app: TestApp) {
+    let Team(owner, [member, viewer, removed, loner], org) = app
+        .team(
+            "owner",
+            "Acme",
+            [
+                ("member", "member"),
+                ("viewer", "viewer"),
+                ("removed", "member"),
+                ("loner", "member"),
+            ],
+        )
+        .await;
+    let mallory = app.user("mallory").await;
+    let evil = app.org(&mallory, "Evil").await;
+    let shared = app
+        .group(
+            &org,
+            &owner,
+            &[&member, &viewer, &removed],
+            json!("private"),
+        )
+        .await;
+    let private = app.group(&org, &owner, &[], json!("private")).await;
+    let open = app.group(&org, &owner, &[], json!("org")).await;
+    let in_shared = app.says(&shared, &owner, "quarterly budget").await.id();
+    let in_private = app.says(&private, &owner, "secret budget").await.id();
+    let in_open = app.says(&open, &owner, "open budget").await.id();
+    let theirs = app.group(&evil, &mallory, &[], json!("org")).await;
+    app.says(&theirs, &mallory, "evil budget").await;
+
+    // The owner takes part in all three; the member, the Viewer and (for now) the removed
+    // one only in the shared conversation.
+    let all = found(&app, &org_search(&org, "budget"), &owner.token).await;
+    assert_eq!(all, sorted(vec![in_shared.clone(), in_private, in_open]));
+    for who in [&member, &viewer, &removed] {
+        let mine = found(&app, &org_search(&org, "budget"), &who.token).await;
+        assert_eq!(mine, vec![in_shared.clone()], "{}", who.name);
+        let here = found(&app, &conv_search(&shared, "budget"), &who.token).await;
+        assert_eq!(here, vec![in_shared.clone()]);
+    }
+    // Not a participant: nothing from the private conversation (not even that it exists) nor
+    // from the org-visible one not joined (which they may see, not read).
+    assert!(found(&app, &org_search(&org, "budget"), &loner.token)
+        .await
+        .is_empty());
+    // Another org's user: neither the org nor its conversations exist for them.
+    refused(
+        &app,
+        &[
+            (conv_search(&private, "budget"), &loner, 404, "not_found"),
+            (conv_search(&open, "budget"), &loner, 403, "forbidden"),
+            (org_search(&org, "budget"), &mallory, 404, "not_found"),
+            (conv_search(&shared, "budget"), &mallory, 404, "not_found"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        found(&app, &org_search(&evil, "budget"), &mallory.token)
+            .await
+            .len(),
+        1
+    );
+
+    // Removed: nothing from that conversation any more, old or new.
+    let path = conv_path(&shared, &format!("/participants/{}", removed.id));
+    app.delete(&path, &owner.token).await.expect(204);
+    app.says(&shared, &owner, "budget after the removal").await;
+    assert!(found(&app, &org_search(&org, "budget"), &removed.token)
+        .await
+        .is_empty());
+    refused(
+        &app,
+        &[(conv_search(&shared, "budget"), &removed, 404, "not_found")],
+    )
+    .await;
+    assert_eq!(
+        found(&app, &org_search(&org, "budget"), &member.token)
+            .await
+            .len(),
+        2
+    );
+
+    // A disabled account searches nothing at all.
+    app.set_disabled(ADMIN_TOKEN, &member, true).await;
+    app.get(&org_search(&org, "budget"), &member.token)
+        .await
+        .expect(401);
+    app.get(&conv_search(&shared, "budget"), &member.token)
+        .await
+        .expect(401);
+}
+
+/// A request with `Authorization: Bearer <token>` (sessions and keys alike).
+async fn get_as(app: &TestApp, path: &str, token: &str) -> Res {
+    app.call(Method::GET, path, Some(token), None).await
+}
+
+async fn keys_bots_and_impersonation_keep_their_limits(app: TestApp) {
+    let admin = app.bootstrap().await;
+    let Rivals(alice, mallory, org, evil) = app.rivals().await;
+    let one = app.group(&org, &alice, &[], json!("private")).await;
+    let two = app.group(&org, &alice, &[], json!("private")).await;
+    let in_one = app.says(&one, &alice, "release notes").await.id();
+    let in_two = app.says(&two, &alice, "release plan").await.id();
+    let theirs = app.group(&evil, &mallory, &[], json!("private")).await;
+    app.says(&theirs, &mallory, "release party").await;
+
+    // A key without `messages:read` may not search at all.
+    let body =
+        json!({"name": "no read", "org_id": org, "scopes": ["conversations:read", "org:read"]});
+    let (_, unread) = make_key(&app, &alice, body).await;
+    for path in [org_search(&org, "release"), conv_search(&one, "release")] {
+        get_as(&app, &path, &unread)
+            .await
+            .expect_error(403, "insufficient_scope");
+    }
+    // With it, everything its owner reads; limited to `one`, only that.
+    let body = json!({"name": "reader", "org_id": org, "scopes": ["messages:read"]});
+    let (_, reader) = make_key(&app, &alice, body).await;
+    let all = found(&app, &org_search(&org, "release"), &reader).await;
+    assert_eq!(all, sorted(vec![in_one.clone(), in_two.clone()]));
+    let body = json!({"name": "one", "org_id": org, "scopes": ["messages:read"], "conversation_ids": [one]});
+    let (_, limited) = make_key(&app, &alice, body).await;
+    let mine = found(&app, &org_search(&org, "release"), &limited).await;
+    assert_eq!(mine, vec![in_one.clone()]);
+    assert_eq!(
+        found(&app, &conv_search(&one, "release"), &limited).await,
+        vec![in_one.clone()]
+    );
+    get_as(&app, &conv_search(&two, "release"), &limited)
+        .await
+        .expect_error(403, "insufficient_scope");
+    // A key of this org reaches no other org.
+    get_as(&app, &org_search(&evil, "release"), &reader)
+        .await
+        .expect(404);
+
+    // A bot reads where it takes part, and searches only there.
+    let bot = make_bot(&app, &org, &alice, json!({"name": "Helper"})).await;
+    app.post(
+        &conv_path(&two, "/participants"),
+        &alice.token,
+        json!({"user_id": bot.user_id}),
+    )
+    .await
+    .expect(201);
+    let res = app
+        .as_bot(Method::GET, &org_search(&org, "release"), &bot.token, None)
+        .await
+        .expect(200);
+    assert_eq!(hit_ids(&res), vec![in_two.clone()]);
+    app.as_bot(Method::GET, &conv_search(&one, "release"), &bot.token, None)
+        .await
+        .expect_error(404, "not_found");
+
+    // An impersonated session reads what the user reads.
+    let token = app.impersonation(&admin, &alice).await;
+    assert_eq!(
+        found(&app, &org_search(&org, "release"), &token).await,
+        sorted(vec![in_one, in_two])
+    );
+    get_as(&app, &org_search(&evil, "release"), &token)
+        .await
+        .expect_error(404, "not_found");
+}
+
+async fn query_text_is_plain_and_snippets_are_escaped(app: TestApp) {
+    let doc = crate::meta::openapi(&app).await;
+    let (alice, org, conv) = app.alice_private().await;
+    let tricky = app
+        .says(
+            &conv,
+            &alice,
+            r#"<script>alert("x")</script> say "hello" OR near(me) -minus a:b star*"#,
+        )
+        .await
+        .id();
+    let res = app
+        .get(&conv_search(&conv, "alert hello"), &alice.token)
+        .await
+        .expect(200);
+    crate::meta::check(
+        &doc,
+        "get",
+        "/api/v1/conversations/{c}/search",
+        200,
+        &res.body,
+    );
+    let snippet = res.items()[0]["snippet"].as_str().unwrap().to_owned();
+    assert_eq!(
+        snippet,
+        "&lt;script&gt;<mark>alert</mark>(&quot;x&quot;)&lt;/script&gt; say \
+         &quot;<mark>hello</mark>&quot; OR near(me) -minus a:b star*"
+    );
+    // Operators of either engine are text: no error, and they find the message.
+    for q in [
+        r#""hello""#,
+        r#"hello""#,
+        "OR hello",
+        "NEAR(me",
+        "-minus",
+        "a:b",
+        "star*",
+        "hello & !",
+        "(hello)",
+    ] {
+        let ids = found(&app, &org_search(&org, q), &alice.token).await;
+        assert_eq!(ids, vec![tricky.clone()], "{q}");
+    }
+    for q in ["\"", "*", "-", ":", "NEAR(", "^"] {
+        let res = app
+            .get(&org_search(&org, q), &alice.token)
+            .await
+            .expect(200);
+        assert!(
+            res.items().is_empty() || hit_ids(&res) == vec![tricky.clone()],
+            "{q}"
+        );
+    }
+    assert!(
+        found(&app, &org_search(&org, "hello OR absent"), &alice.token)
+            .await
+            .is_empty()
+    );
+    // HTML messages are snipped from their text.
+    let body =
+        json!({"content": "<p>see <a href=\"https://x.test/\">the docs</a></p>", "format": "html"});
+    app.post(&conv_path(&conv, "/messages"), &alice.token, body)
+        .await
+        .expect(201);
+    let res = app
+        .get(&conv_search(&conv, "docs"), &alice.token)
+        .await
+        .expect(200);
+    assert_eq!(res.items()[0]["snippet"], "see the <mark>docs</mark>");
+    // Deleted messages never match.
+    app.delete(&format!("/api/v1/messages/{tricky}"), &alice.token)
+        .await
+        .expect(204);
+    assert!(found(&app, &conv_search(&conv, "hello"), &alice.token)
+        .await
+        .is_empty());
+
+    // Bad parameters: 422 naming the parameter.
+    let base = conv_path(&conv, "/search");
+    let long = "a".repeat(257);
+    for (query, field) in [
+        (String::new(), "q"),
+        ("?q=".to_owned(), "q"),
+        ("?q=%20%20".to_owned(), "q"),
+        (format!("?q={long}"), "q"),
+        ("?q=x&sort=oldest".to_owned(), "sort"),
+        ("?q=x&limit=0".to_owned(), "limit"),
+        ("?q=x&limit=101".to_owned(), "limit"),
+        ("?q=x&limit=ten".to_owned(), "limit"),
+        ("?q=x&before=nope".to_owned(), "before"),
+    ] {
+        let res = app
+            .get(&format!("{base}{query}"), &alice.token)
+            .await
+            .expect(422);
+        assert_eq!(res.field(), Some(field), "{query}");
+        crate::meta::check(
+            &doc,
+            "get",
+            "/api/v1/conversations/{c}/search",
+            422,
+            &res.body,
+        );
+    }
+    let ok = format!("?q={}", "a".repeat(256));
+    app.get(&format!("{base}{ok}"), &alice.token)
+        .await
+        .expect(200);
+}
+
+async fn pages_in_both_orders_without_repeats(app: TestApp) {
+    let doc = crate::meta::openapi(&app).await;
+    let (alice, org, conv) = app.alice_private().await;
+    let capabilities = app.get_anon("/api/v1/capabilities").await.expect(200);
+    assert_eq!(capabilities.body["features"]["search"], true);
+    let mut sent = Vec::new();
+    for i in 0..7 {
+        let text = format!("{} item{i}", "apple ".repeat(1 + i % 3));
+        sent.push(app.says(&conv, &alice, &text).await.id());
+    }
+    app.says(&conv, &alice, "no fruit").await;
+    for (sort, path) in [
+        ("newest", org_search(&org, "apple")),
+        ("relevance", conv_search(&conv, "apple")),
+    ] {
+        let first = format!("{path}&sort={sort}&limit=3");
+        let mut res = app.get(&first, &alice.token).await.expect(200);
+        let schema_path = if path.contains("/orgs/") {
+            "/api/v1/orgs/{org}/search"
+        } else {
+            "/api/v1/conversations/{c}/search"
+        };
+        crate::meta::check(&doc, "get", schema_path, 200, &res.body);
+        let mut ids = hit_ids(&res);
+        let mut pages = 1;
+        while res.body["next"].is_string() {
+            res = app.next_page(&first, &res, &alice.token).await;
+            ids.extend(hit_ids(&res));
+            pages += 1;
+        }
+        assert_eq!(pages, 3, "{sort}: 3 + 3 + 1");
+        assert_eq!(
+            sorted(ids.clone()),
+            sorted(sent.clone()),
+            "{sort}: each once"
+        );
+        if sort == "newest" {
+            let mut newest = sent.clone();
+            newest.reverse();
+            assert_eq!(ids, newest);
+        } else {
+            let best: Value = app.get(&format!("{path}&limit=1"), &alice.token).await.body;
+            let text = best["items"][0]["message"]["content"].as_str().unwrap();
+            assert!(text.starts_with("apple apple apple"), "{text}");
+            assert_eq!(ids[0], best["items"][0]["message"]["id"].as_str().unwrap());
+        }
+    }
+    // A cursor of one order is no cursor of the other.
+    let newest = app
+        .get(
+            &format!("{}&sort=newest&limit=1", org_search(&org, "apple")),
+            &alice.token,
+        )
+        .await
+        .expect(200);
+    let path = format!(
+        "{}&sort=relevance&before={}",
+        org_search(&org, "apple"),
+        newest.string("next")
+    );
+    assert_eq!(
+        app.get(&path, &alice.token).await.expect(422).field(),
+        Some("before")
+    );
+}
+
+/// 100 requests at once — 50 searches beside 50 sends — each answered as it should be (a
+/// result, or 429 where a per-user limit is reached; never a 5xx or a busy database), and
+/// afterwards every message stored is found.
+async fn a_hundred_parallel_searches_and_sends(app: TestApp) {
+    let (alice, org, conv) = app.alice_private().await;
+    app.says(&conv, &alice, "parallel seed").await;
+    let path = org_search(&org, "parallel");
+    let searches = (0..50).map(|_| app.get(&path, &alice.token));
+    let texts: Vec<String> = (0..50).map(|i| format!("parallel send{i}")).collect();
+    let sends = texts.iter().map(|t| app.send_message(&conv, &alice, t));
+    let (searched, sent) = futures::join!(
+        futures::future::join_all(searches),
+        futures::future::join_all(sends)
+    );
+    let mut answered = 0;
+    for res in searched {
+        match res.status.as_u16() {
+            200 => {
+                answered += 1;
+                assert!(!res.items().is_empty(), "the seed is always there");
+            }
+            _ => {
+                res.expect_error(429, "rate_limited");
+            }
+        }
+    }
+    assert!(answered > 0, "some searches were answered");
+    let mut stored = 1;
+    for res in sent {
+        match res.status.as_u16() {
+            201 => stored += 1,
+            _ => {
+                res.expect_error(429, "rate_limited");
+            }
+        }
+    }
+    let all = format!("{path}&sort=newest&limit=100");
+    let res = app.get(&all, &alice.token).await.expect(200);
+    assert_eq!(hit_ids(&res).len(), stored);
+}
