@@ -21,6 +21,7 @@ pub mod sanitize;
 pub mod search;
 pub mod secretbox;
 pub mod service;
+pub mod slots;
 pub mod store;
 pub mod token;
 pub mod totp;

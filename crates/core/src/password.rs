@@ -4,6 +4,7 @@
 //! every slot is busy a request waits briefly, then gets `Busy` (503).
 
 use crate::error::ServiceError;
+use crate::slots::Slots;
 use crate::types::Rejection;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -11,7 +12,6 @@ use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 pub const MIN_LEN: usize = 12;
 pub const MAX_LEN: usize = 1024;
@@ -106,8 +106,7 @@ pub enum Verified {
 /// The bounded pool that runs Argon2id.
 #[derive(Clone)]
 pub struct PasswordHasherPool {
-    slots: Arc<Semaphore>,
-    wait: Duration,
+    slots: Slots,
     /// Verified against for unknown users, so they cost the same time as known ones.
     dummy: Arc<String>,
 }
@@ -121,8 +120,7 @@ impl PasswordHasherPool {
             .map(|h| h.to_string())
             .unwrap_or_default();
         Self {
-            slots: Arc::new(Semaphore::new(slots.max(1))),
-            wait,
+            slots: Slots::new(slots, wait),
             dummy: Arc::new(dummy),
         }
     }
@@ -131,10 +129,7 @@ impl PasswordHasherPool {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ServiceError> {
-        let permit = tokio::time::timeout(self.wait, self.slots.clone().acquire_owned())
-            .await
-            .map_err(|_| ServiceError::Busy)?
-            .map_err(|_| ServiceError::Busy)?;
+        let permit = self.slots.take().await?;
         let out = tokio::task::spawn_blocking(move || {
             let out = f();
             drop(permit);

@@ -116,6 +116,9 @@ pub struct Services {
     pub(crate) gates: Arc<identity::Gates>,
     /// Identities and conversation access, kept between requests (`crate::cache`).
     pub(crate) cache: Arc<Cache>,
+    /// Searches running at once on this node (`search`): a query matching much of a large
+    /// table costs seconds, and must not hold every database connection.
+    searches: crate::slots::Slots,
 }
 
 impl Services {
@@ -143,6 +146,7 @@ impl Services {
             denied: Arc::default(),
             gates: Arc::default(),
             cache: Arc::new(Cache::new(CacheSettings::default())),
+            searches: crate::slots::Slots::new(search::SLOTS, search::SLOT_WAIT),
         }
     }
 

@@ -10,6 +10,12 @@ use crate::search::{snippet, SearchText};
 use crate::store::{SearchFrom, SearchRequest};
 use crate::types::Limit;
 
+/// Searches one node runs at once: the others wait (other reads keep the rest of the
+/// database connections) ...
+pub(super) const SLOTS: usize = 2;
+/// ... up to this long, then are answered 503 `busy` with `Retry-After`.
+pub(super) const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A parsed search request.
 #[derive(Debug, Clone)]
 pub struct SearchQuery {
@@ -68,7 +74,9 @@ impl Services {
             from: query.from,
             limit: query.limit,
         };
+        let slot = self.searches.take().await?;
         let hits = self.store.search_messages(&req).await?;
+        drop(slot);
         Ok(hits
             .into_iter()
             .map(|h| Found {
