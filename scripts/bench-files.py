@@ -9,19 +9,13 @@ signed URL. Prints upload and download MiB/s and the RSS before, at peak and aft
 
     python3 scripts/bench-files.py [path/to/conclave] [SIZE_MIB]
 """
-import http.client, json, os, shutil, socket, subprocess, sys, tempfile, threading, time
+import http.client, json, shutil, sys, tempfile, threading, time
+
+from benchlib import call, org_with_group, serve, sign_up
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/debug/conclave"
 SIZE_MIB = int(sys.argv[2]) if len(sys.argv) > 2 else 100
 CHUNK = 256 * 1024
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def rss_kib(pid):
@@ -32,45 +26,12 @@ def rss_kib(pid):
     return 0
 
 
-def call(port, method, path, token=None, body=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    headers = {"content-type": "application/json"}
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    c.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
-    r = c.getresponse()
-    data = r.read()
-    if r.status >= 300:
-        raise SystemExit(f"{method} {path}: {r.status} {data[:300]!r}")
-    return json.loads(data) if data else None
-
-
 def main():
     data = tempfile.mkdtemp(prefix="conclave-bench-files-")
-    port = free_port()
-    env = dict(os.environ)
-    env.update({
-        "CONCLAVE_LISTEN": f"127.0.0.1:{port}",
-        "CONCLAVE_DATA_DIR": data,
-        "CONCLAVE_REGISTRATION": "open",
-        "CONCLAVE_RATE_LIMITS": "off",
-        "CONCLAVE_RATE_LIMIT__BODY_TIMEOUT_SECS": "600",
-        "RUST_LOG": "warn",
-    })
-    server = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, port = serve(BIN, data, CONCLAVE_RATE_LIMIT__BODY_TIMEOUT_SECS="600")
     try:
-        for _ in range(200):
-            try:
-                call(port, "GET", "/health")
-                break
-            except Exception:
-                time.sleep(0.05)
-        pw = "a long and unusual passphrase"
-        call(port, "POST", "/api/v1/auth/register", body={"username": "bench", "password": pw})
-        token = call(port, "POST", "/api/v1/auth/login", body={"username": "bench", "password": pw})["token"]
-        org = call(port, "POST", "/api/v1/orgs", token, {"name": "Bench"})["id"]
-        conv = call(port, "POST", f"/api/v1/orgs/{org}/conversations", token,
-                    {"kind": "group", "name": "Files", "visibility": "private", "participant_ids": []})["id"]
+        token, _ = sign_up(port, "bench")
+        _, conv = org_with_group(port, token, "Bench", "Files")
 
         samples, stop = [], threading.Event()
 

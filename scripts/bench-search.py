@@ -16,34 +16,15 @@ BENCH_SERVER_BIN set to each build.
 
     python3 scripts/bench-search.py sqlite|postgres [path/to/conclave] [MESSAGES] [QUERIES]
 """
-import http.client, json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.parse
+import json, os, shutil, subprocess, sys, tempfile, time, urllib.parse
+
+from benchlib import call, org_with_group, serve, sign_up
 
 BACKEND = sys.argv[1] if len(sys.argv) > 1 else "sqlite"
 BIN = sys.argv[2] if len(sys.argv) > 2 else "target/debug/conclave"
 MESSAGES = int(sys.argv[3]) if len(sys.argv) > 3 else 1_000_000
 QUERIES = int(sys.argv[4]) if len(sys.argv) > 4 else 100
 PG = "postgres://root@127.0.0.1:5432"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def call(port, method, path, token=None, body=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    headers = {"content-type": "application/json"}
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    c.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
-    r = c.getresponse()
-    data = r.read()
-    if r.status >= 300:
-        raise SystemExit(f"{method} {path}: {r.status} {data[:300]!r}")
-    return json.loads(data) if data else None
 
 
 def fill_sql(conv_in, conv_out, author, n):
@@ -83,40 +64,18 @@ def percentiles(samples):
 
 def main():
     data = tempfile.mkdtemp(prefix="conclave-bench-search-")
-    port = free_port()
-    env = dict(os.environ)
-    env.update({
-        "CONCLAVE_LISTEN": f"127.0.0.1:{port}",
-        "CONCLAVE_DATA_DIR": data,
-        "CONCLAVE_REGISTRATION": "open",
-        "CONCLAVE_RATE_LIMITS": "off",
-        "RUST_LOG": "warn",
-    })
+    env = {}
     db = None
     if BACKEND == "postgres":
         db = f"conclave_bench_search_{os.getpid()}"
         subprocess.run(["psql", "-h", "127.0.0.1", "-d", "test", "-qc", f"CREATE DATABASE {db}"], check=True)
         env["CONCLAVE_DATABASE_URL"] = f"{PG}/{db}"
-    server = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, port = serve(BIN, data, **env)
     try:
-        for _ in range(400):
-            try:
-                call(port, "GET", "/health/ready")
-                break
-            except Exception:
-                time.sleep(0.05)
-        pw = "a long and unusual passphrase"
-        me = call(port, "POST", "/api/v1/auth/register", body={"username": "bench", "password": pw})
-        call(port, "POST", "/api/v1/auth/register", body={"username": "other", "password": pw})
-        token = call(port, "POST", "/api/v1/auth/login", body={"username": "bench", "password": pw})["token"]
-        other = call(port, "POST", "/api/v1/auth/login", body={"username": "other", "password": pw})["token"]
-        author = me.get("id") or me["user"]["id"]
-        org = call(port, "POST", "/api/v1/orgs", token, {"name": "Bench"})["id"]
-        mine = {"kind": "group", "name": "Mine", "visibility": "private", "participant_ids": []}
-        conv_in = call(port, "POST", f"/api/v1/orgs/{org}/conversations", token, mine)["id"]
-        other_org = call(port, "POST", "/api/v1/orgs", other, {"name": "Other"})["id"]
-        theirs = {"kind": "group", "name": "Theirs", "visibility": "private", "participant_ids": []}
-        conv_out = call(port, "POST", f"/api/v1/orgs/{other_org}/conversations", other, theirs)["id"]
+        token, author = sign_up(port, "bench")
+        other, _ = sign_up(port, "other")
+        org, conv_in = org_with_group(port, token, "Bench", "Mine")
+        _, conv_out = org_with_group(port, other, "Other", "Theirs")
         sql = fill_sql(conv_in, conv_out, author, MESSAGES)
         start = time.monotonic()
         if BACKEND == "sqlite":

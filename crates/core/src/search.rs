@@ -211,32 +211,31 @@ mod tests {
     }
 
     #[test]
-    fn snippets_escape_and_mark_whole_words() {
-        let m = message(
-            "<script>alert('hi')</script> & Hello, hello-world!",
-            MessageFormat::Text,
-        );
-        assert_eq!(
-            snippet(&m, &q("HELLO script")),
-            "&lt;<mark>script</mark>&gt;alert(&#39;hi&#39;)&lt;/<mark>script</mark>&gt; &amp; \
-             <mark>Hello</mark>, <mark>hello</mark>-world!"
-        );
-        assert_eq!(
-            snippet(&message("shell", MessageFormat::Text), &q("hell")),
-            "shell"
-        );
-    }
-
-    #[test]
-    fn html_messages_are_snipped_from_their_text() {
-        let m = message(
-            "<p>see <a href=\"https://x.test/?a&amp;b\">the &lt;docs&gt;</a></p>",
-            MessageFormat::Html,
-        );
-        assert_eq!(
-            snippet(&m, &q("docs href")),
-            "see the &lt;<mark>docs</mark>&gt;"
-        );
+    fn snippets_escape_and_mark_whole_words_of_the_text() {
+        use MessageFormat::{Html, Text};
+        for (content, format, query, want) in [
+            (
+                "<script>alert('hi')</script> & Hello, hello-world!",
+                Text,
+                "HELLO script",
+                "&lt;<mark>script</mark>&gt;alert(&#39;hi&#39;)&lt;/<mark>script</mark>&gt; \
+                 &amp; <mark>Hello</mark>, <mark>hello</mark>-world!",
+            ),
+            ("shell", Text, "hell", "shell"),
+            // HTML messages are snipped from their text: markup is neither shown nor matched.
+            (
+                "<p>see <a href=\"https://x.test/?a&amp;b\">the &lt;docs&gt;</a></p>",
+                Html,
+                "docs href",
+                "see the &lt;<mark>docs</mark>&gt;",
+            ),
+        ] {
+            assert_eq!(
+                snippet(&message(content, format), &q(query)),
+                want,
+                "{content}"
+            );
+        }
     }
 
     #[test]

@@ -192,6 +192,19 @@ macro_rules! both_backends {
     };
 }
 
+/// Of answers given at once, those with status `ok`; every other one must be the error
+/// `refused` (status and code) — a limit's refusal, never a failure.
+#[track_caller]
+pub fn only(answers: Vec<Res>, ok: u16, refused: (u16, &str)) -> Vec<Res> {
+    let (passed, others): (Vec<Res>, Vec<Res>) = answers
+        .into_iter()
+        .partition(|res| res.status.as_u16() == ok);
+    for res in others {
+        res.expect_error(refused.0, refused.1);
+    }
+    passed
+}
+
 /// A response: status, headers and JSON body (`Null` when empty or not JSON).
 pub struct Res {
     pub status: StatusCode,

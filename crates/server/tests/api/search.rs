@@ -207,13 +207,7 @@ async fn keys_bots_and_impersonation_keep_their_limits(app: TestApp) {
 
     // A bot reads where it takes part, and searches only there.
     let bot = make_bot(&app, &org, &alice, json!({"name": "Helper"})).await;
-    app.post(
-        &conv_path(&two, "/participants"),
-        &alice.token,
-        json!({"user_id": bot.user_id}),
-    )
-    .await
-    .expect(201);
+    app.add_participant(&two, &alice, &bot.user_id).await;
     let res = app
         .as_bot(Method::GET, &org_search(&org, "release"), &bot.token, None)
         .await
@@ -424,28 +418,12 @@ async fn a_hundred_parallel_searches_and_sends(app: TestApp) {
         futures::future::join_all(searches),
         futures::future::join_all(sends)
     );
-    let mut answered = 0;
-    for res in searched {
-        match res.status.as_u16() {
-            200 => {
-                answered += 1;
-                assert!(!res.items().is_empty(), "the seed is always there");
-            }
-            _ => {
-                res.expect_error(429, "rate_limited");
-            }
-        }
+    let answered = only(searched, 200, (429, "rate_limited"));
+    assert!(!answered.is_empty(), "some searches were answered");
+    for res in &answered {
+        assert!(!res.items().is_empty(), "the seed is always there");
     }
-    assert!(answered > 0, "some searches were answered");
-    let mut stored = 1;
-    for res in sent {
-        match res.status.as_u16() {
-            201 => stored += 1,
-            _ => {
-                res.expect_error(429, "rate_limited");
-            }
-        }
-    }
+    let stored = 1 + only(sent, 201, (429, "rate_limited")).len();
     let all = format!("{path}&sort=newest&limit=100");
     let res = app.get(&all, &alice.token).await.expect(200);
     assert_eq!(hit_ids(&res).len(), stored);

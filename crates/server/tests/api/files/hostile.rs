@@ -148,15 +148,7 @@ pub(crate) async fn size_and_quota_hold_under_parallel_uploads(app: TestApp) {
         }
     });
     let results = futures::future::join_all(uploads).await;
-    let mut created = 0;
-    for res in results {
-        match res.status.as_u16() {
-            201 => created += 1,
-            _ => {
-                res.expect_error(413, "quota_exceeded");
-            }
-        }
-    }
+    let created = only(results, 201, (413, "quota_exceeded")).len();
     assert_eq!(created, 10, "the quota admits exactly ten");
     assert_eq!(app.blob_count(), 10);
     // Another user has a quota of their own.
