@@ -35,8 +35,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
     /// 1–256 characters of plain words, all of which a hit contains; quotes and operators are
-    /// searched as text.
-    #[param(min_length = 1, max_length = 256)]
+    /// searched as text. Not only white space, and no control characters.
+    #[param(
+        required = true,
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x1f\x7f-\x9f\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     q: Option<String>,
     /// `relevance` (best match first, the default) or `newest`.
     #[param(pattern = "^(relevance|newest)$")]
@@ -45,7 +50,7 @@ pub struct SearchParams {
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
     /// Continue after this cursor (the `next` of an earlier page of the same search and sort).
-    #[param(pattern = "^[A-Za-z0-9_-]+$")]
+    #[param(pattern = "^[A-Za-z0-9_-]{32}$")]
     before: Option<String>,
 }
 
@@ -62,30 +67,35 @@ fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
 }
 
-/// The cursor after `hit`: its score (exactly, as bits) for relevance, its id either way.
+/// The cursor after `hit`: 24 bytes, its score's bits then its id, base64url (32 characters).
+/// Every such string is a position in either order — the newest order reads only the id — so
+/// a well-formed cursor is never refused, whatever page it came from.
 fn encode_cursor(from: SearchFrom, hit: &Found) -> String {
-    let raw = match from {
-        SearchFrom::Relevance(_) => {
-            format!("r:{:016x}:{}", hit.score.to_bits(), hit.message.id.0)
-        }
-        SearchFrom::Newest(_) => format!("n:{}", hit.message.id.0),
+    let score = match from {
+        SearchFrom::Relevance(_) => hit.score,
+        SearchFrom::Newest(_) => 0.0,
     };
+    let mut raw = [0u8; 24];
+    raw[..8].copy_from_slice(&score.to_bits().to_be_bytes());
+    raw[8..].copy_from_slice(hit.message.id.0.as_bytes());
     b64().encode(raw)
 }
 
-/// A cursor of [`encode_cursor`] for the order `from` asks for; `None` if it is not one.
+/// The position a cursor of [`encode_cursor`] names in the order `from` asks for; `None` if it
+/// is not 32 characters of base64url. A score that is no number (only a forged cursor has one)
+/// stands past every score: an empty page.
 fn decode_cursor(raw: &str, from: SearchFrom) -> Option<SearchFrom> {
-    let text = String::from_utf8(b64().decode(raw).ok()?).ok()?;
-    let id = |s: &str| uuid::Uuid::try_parse(s).ok().map(MessageId);
-    match (from, text.split(':').collect::<Vec<_>>().as_slice()) {
-        (SearchFrom::Relevance(_), ["r", bits, msg]) => {
-            let score = f64::from_bits(u64::from_str_radix(bits, 16).ok()?);
-            (score.is_finite()).then_some(())?;
-            Some(SearchFrom::Relevance(Some((score, id(msg)?))))
+    let bytes: [u8; 24] = b64().decode(raw).ok()?.try_into().ok()?;
+    let (bits, id) = bytes.split_at(8);
+    let id = MessageId(uuid::Uuid::from_slice(id).ok()?);
+    Some(match from {
+        SearchFrom::Relevance(_) => {
+            let score = f64::from_bits(u64::from_be_bytes(bits.try_into().ok()?));
+            let score = if score.is_nan() { f64::INFINITY } else { score };
+            SearchFrom::Relevance(Some((score, id)))
         }
-        (SearchFrom::Newest(_), ["n", msg]) => Some(SearchFrom::Newest(Some(id(msg)?))),
-        _ => None,
-    }
+        SearchFrom::Newest(_) => SearchFrom::Newest(Some(id)),
+    })
 }
 
 /// 422 naming `field`.
@@ -127,7 +137,7 @@ impl SearchParams {
                 invalid(
                     "before",
                     "invalid_cursor",
-                    "`before` is not a cursor of this search's order",
+                    "`before` is not a cursor (the `next` of an earlier page)",
                 )
             })?,
         };
@@ -213,7 +223,7 @@ mod tests {
     }
 
     #[test]
-    fn cursors_round_trip_only_within_their_order() {
+    fn cursors_round_trip_and_every_well_formed_one_is_a_position() {
         let hit = Found {
             message: Message {
                 id: MessageId::new(),
@@ -237,17 +247,44 @@ mod tests {
             score: -1.25e-6,
         };
         let rel = encode_cursor(SearchFrom::Relevance(None), &hit);
+        assert_eq!(rel.len(), 32);
         assert_eq!(
             decode_cursor(&rel, SearchFrom::Relevance(None)),
             Some(SearchFrom::Relevance(Some((hit.score, hit.message.id))))
         );
-        assert_eq!(decode_cursor(&rel, SearchFrom::Newest(None)), None);
         let new = encode_cursor(SearchFrom::Newest(None), &hit);
         assert_eq!(
             decode_cursor(&new, SearchFrom::Newest(None)),
             Some(SearchFrom::Newest(Some(hit.message.id)))
         );
-        assert_eq!(decode_cursor("bm9wZQ", SearchFrom::Newest(None)), None);
+        // A cursor of the other order is still a position in this one.
+        assert_eq!(
+            decode_cursor(&rel, SearchFrom::Newest(None)),
+            Some(SearchFrom::Newest(Some(hit.message.id)))
+        );
+        assert_eq!(
+            decode_cursor(&new, SearchFrom::Relevance(None)),
+            Some(SearchFrom::Relevance(Some((0.0, hit.message.id))))
+        );
+        // Any 32 characters of base64url decode; a forged NaN score is past every score.
+        let nan = b64().encode([[0x7f, 0xf8, 0, 0, 0, 0, 0, 1].as_slice(), &[0; 16]].concat());
+        assert_eq!(
+            decode_cursor(&nan, SearchFrom::Relevance(None)),
+            Some(SearchFrom::Relevance(Some((
+                f64::INFINITY,
+                MessageId(uuid::Uuid::nil())
+            ))))
+        );
+        assert!(decode_cursor(&"_".repeat(32), SearchFrom::Relevance(None)).is_some());
+        for bad in [
+            "bm9wZQ",
+            "",
+            &"A".repeat(31),
+            &"A".repeat(33),
+            &"!".repeat(32),
+        ] {
+            assert_eq!(decode_cursor(bad, SearchFrom::Newest(None)), None, "{bad}");
+        }
     }
 
     #[test]
