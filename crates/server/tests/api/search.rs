@@ -427,3 +427,67 @@ async fn a_hundred_parallel_searches_and_sends(app: TestApp) {
     let res = app.get(&all, &alice.token).await.expect(200);
     assert_eq!(hit_ids(&res).len(), stored);
 }
+
+/// A node runs two searches at once; a third waits for a slot, then is answered 503 `busy`
+/// with `Retry-After`, while every other request is served. PostgreSQL only: a side
+/// connection's table lock holds the first two searches in the database (on SQLite, WAL
+/// readers cannot be held back so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_beyond_the_nodes_slots_wait_then_are_told_busy() {
+    use sqlx::Connection;
+    let Some(app) = spawn_app(Backend::Postgres).await else {
+        return;
+    };
+    let url = app
+        .database_url
+        .clone()
+        .expect("a PostgreSQL app has its URL");
+    let (alice, org, conv) = app.alice_private().await;
+    app.says(&conv, &alice, "held back").await;
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut watcher = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let path = org_search(&org, "held");
+    let held = futures::future::join_all((0..2).map(|_| app.get(&path, &alice.token)));
+    let control = async {
+        // Both held searches wait on the lock: they hold the node's two slots.
+        let waiting = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                       WHERE NOT l.granted AND c.relname = 'messages'";
+        for _ in 0..200 {
+            let n: i64 = sqlx::query_scalar(waiting)
+                .fetch_one(&mut watcher)
+                .await
+                .unwrap();
+            if n >= 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let third = app.get(&path, &alice.token);
+        let others = async {
+            // Reads that are not searches are not held back by the searches' slots.
+            app.get("/api/v1/users/@me", &alice.token).await.expect(200);
+            app.get("/api/v1/orgs", &alice.token).await.expect(200);
+        };
+        let third = async {
+            // Without the slots it would wait on the lock like the others, for good.
+            tokio::time::timeout(std::time::Duration::from_secs(30), third)
+                .await
+                .expect("the third search is answered while the lock is held")
+        };
+        let (third, ()) = tokio::join!(third, others);
+        sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+        third
+    };
+    let (held, third) = tokio::join!(held, control);
+    let third = third.expect_error(503, "busy");
+    assert_eq!(third.headers["retry-after"], "1");
+    for search in held {
+        search.expect(200);
+    }
+    app.get(&path, &alice.token).await.expect(200);
+}
