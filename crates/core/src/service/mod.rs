@@ -10,6 +10,7 @@ mod conversations;
 mod credentials;
 mod denied;
 mod files;
+mod guards;
 pub mod identity;
 mod invites;
 mod members;
@@ -36,6 +37,7 @@ pub use conversations::NewConversation;
 pub use credentials::{ConversationList, GatewayStart, Resource};
 pub use denied::DENIED_ROWS_PER_MINUTE;
 pub use files::{UploadGrant, Uploaded};
+pub use guards::{blocked_error, screened_text, FlagItem, GuardPatch, NewGuard, POSITION_RANGE};
 pub use invites::INVITE_DEFAULT_TTL;
 pub use members::UserRef;
 pub use messages::{SendMessage, Sent};
@@ -119,6 +121,9 @@ pub struct Services {
     /// Searches running at once on this node (`search`): a query matching much of a large
     /// table costs seconds, and must not hold every database connection.
     searches: crate::slots::Slots,
+    /// The content guards' checks that ask another service (RATE-6): the server's, through its
+    /// SSRF guard; without one every remote check fails and its fail mode applies.
+    remote: Arc<dyn crate::guards::RemoteScreen>,
 }
 
 impl Services {
@@ -147,6 +152,7 @@ impl Services {
             gates: Arc::default(),
             cache: Arc::new(Cache::new(CacheSettings::default())),
             searches: crate::slots::Slots::new(search::SLOTS, search::SLOT_WAIT),
+            remote: Arc::new(crate::guards::NoRemoteScreen),
         }
     }
 
