@@ -63,11 +63,14 @@ pub enum SealedColumn {
     UserTotpSecret,
     /// `webhook_secrets.secret` (same three columns), row id = the secret's id.
     WebhookSecret,
+    /// `guard_secrets.api_key` (same three columns), row id = the guard's id: a moderation
+    /// endpoint's API key (RATE-6).
+    GuardApiKey,
 }
 
 impl SealedColumn {
     /// Every sealed column, in the order rotation walks them.
-    pub const ALL: [Self; 2] = [Self::UserTotpSecret, Self::WebhookSecret];
+    pub const ALL: [Self; 3] = [Self::UserTotpSecret, Self::WebhookSecret, Self::GuardApiKey];
 
     /// `table.column`, as bound into the associated data.
     #[must_use]
@@ -75,6 +78,7 @@ impl SealedColumn {
         match self {
             Self::UserTotpSecret => "user_totp.secret",
             Self::WebhookSecret => "webhook_secrets.secret",
+            Self::GuardApiKey => "guard_secrets.api_key",
         }
     }
 
@@ -83,7 +87,7 @@ impl SealedColumn {
     const fn legacy_purpose(self) -> Option<&'static str> {
         match self {
             Self::UserTotpSecret => Some("totp-secret"),
-            Self::WebhookSecret => None,
+            Self::WebhookSecret | Self::GuardApiKey => None,
         }
     }
 }

@@ -126,6 +126,9 @@ pub struct Conversations;
 pub struct Participants;
 /// The teams of an org a user is in.
 pub struct Teams;
+/// An org's enabled content guards, compiled (RATE-6); empty when it has none, so a send in
+/// an org without guards reads nothing more.
+pub struct Guards;
 
 impl Kind for Credentials {
     type Key = [u8; 32];
@@ -188,6 +191,9 @@ kind!(
 kind!(Teams, teams: (OrgId, UserId) => Vec<TeamId>, |(org, user), _| {
     both(Cached::Org(*org), Cached::User(*user))
 });
+kind!(Guards, guards: OrgId => std::sync::Arc<crate::guards::OrgGuards>, |org, _| {
+    [Some(Cached::Org(*org)), None, None, None]
+});
 
 /// Taken before a load reads the store: the generation and the time it began.
 #[derive(Debug, Clone, Copy)]
@@ -231,6 +237,7 @@ pub struct Tables {
     conversations: Table<ConversationId, ConversationFacts>,
     participants: Table<(ConversationId, UserId), Option<ConversationRole>>,
     teams: Table<(OrgId, UserId), Vec<TeamId>>,
+    guards: Table<OrgId, std::sync::Arc<crate::guards::OrgGuards>>,
 }
 
 impl Tables {
@@ -245,6 +252,7 @@ impl Tables {
             + self.conversations.0.len()
             + self.participants.0.len()
             + self.teams.0.len()
+            + self.guards.0.len()
     }
 }
 

@@ -35,6 +35,8 @@ pub enum OrgAction {
     ManageSecurity,
     /// Create, change, rotate, test and inspect the org's webhooks (HOOK-1, HOOK-2).
     ManageWebhooks,
+    /// Manage the org's content guards and review what they flagged (RATE-6).
+    ManageGuards,
 }
 
 impl OrgAction {
@@ -57,6 +59,7 @@ impl OrgAction {
         Self::ViewAudit,
         Self::ManageSecurity,
         Self::ManageWebhooks,
+        Self::ManageGuards,
     ];
 
     /// Whether the action only looks.
@@ -77,7 +80,9 @@ impl OrgAction {
             SetKeyTier => None,
             ManageWebhooks => Some(Scope::WebhooksAdmin),
             UpdateOrg | DeleteOrg | TransferOrg | ManageMembers | ManageOwners | CreateInvite
-            | ManageTeams | ManageBots | ViewAudit | ManageSecurity => Some(Scope::OrgAdmin),
+            | ManageTeams | ManageBots | ViewAudit | ManageSecurity | ManageGuards => {
+                Some(Scope::OrgAdmin)
+            }
         }
     }
 
@@ -106,7 +111,8 @@ pub fn org_allows(role: OrgRole, action: OrgAction) -> bool {
         | ManageBots
         | SetKeyTier
         | ViewAudit
-        | ManageWebhooks => role.rank() >= OrgRole::Admin.rank(),
+        | ManageWebhooks
+        | ManageGuards => role.rank() >= OrgRole::Admin.rank(),
         DeleteOrg | TransferOrg | ManageOwners | ManageSecurity => role == OrgRole::Owner,
         CreateConversation => role.rank() >= OrgRole::Member.rank(),
     }

@@ -11,6 +11,7 @@ mod audit;
 mod conversations;
 mod credentials;
 mod files;
+pub mod guards;
 mod health;
 mod invites;
 pub mod keyring;
@@ -29,6 +30,7 @@ pub use audit::{AuditStore, RetentionStore};
 pub use conversations::{ConversationPatch, ConversationStore, ConversationUpdate, Joining};
 pub use credentials::{CredentialStore, NewBot, NewSecret, Rotation, SecretSlot};
 pub use files::FileStore;
+pub use guards::GuardStore;
 pub use health::{HealthAlert, HealthStore};
 pub use invites::{InviteStore, InviteUse};
 pub use keyring::SecretKeyStore;
@@ -68,6 +70,7 @@ pub trait Store:
     + SecretKeyStore
     + WebhookStore
     + FileStore
+    + GuardStore
 {
 }
 
