@@ -34,7 +34,7 @@ pub use files::FileStore;
 pub use health::{HealthAlert, HealthStore};
 pub use invites::{InviteStore, InviteUse};
 pub use keyring::SecretKeyStore;
-pub use messages::{Inserted, MessageEdit, MessageStore};
+pub use messages::{Inserted, MessageEdit, MessageStore, StreamChange};
 pub use mfa::{LoginThrottleStore, MfaStore};
 pub use orgs::{Membership, OrgPatch, OrgStore, Removed, Transfer};
 pub use privacy::{ErasedAccount, Erasure, PrivacyStore};

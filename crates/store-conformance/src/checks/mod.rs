@@ -15,6 +15,7 @@ mod mfa;
 mod orgs;
 mod realtime;
 mod search;
+mod streams;
 mod users;
 mod webhooks;
 
@@ -234,6 +235,7 @@ pub(crate) fn new_message(conv: ConversationId, author: UserId, content: &str) -
         attachments: Vec::new(),
         idempotency: None,
         idempotency_since: at(0),
+        status: MessageStatus::Complete,
     }
 }
 
