@@ -55,6 +55,10 @@ pub struct Application {
     connection_limits: ConnectionLimits,
     retention: RetentionJob,
     webhooks: crate::webhooks::DeliveryWorker,
+    /// People's new messages, for the agents' dispatcher (`agent_runner::dispatch`).
+    agent_triggers: tokio::sync::mpsc::Receiver<crate::agent_runner::dispatch::Trigger>,
+    /// How often one user may call one agent per minute (AGENT-4).
+    agent_invocations_per_minute: u64,
 }
 
 /// In-process fan-out by default; NATS JetStream when `nats_url` is set (cluster).
@@ -249,13 +253,14 @@ impl Application {
             outbound.clone(),
             &node,
         );
+        let (agent_tap, agent_triggers) = crate::agent_runner::dispatch::tap(Arc::new(webhook_tap));
         let services = Services::new(
             store,
             clock.clone(),
             keys,
             PasswordHasherPool::new(cores, Duration::from_secs(2)),
             config.auth.clone(),
-            Arc::new(webhook_tap),
+            Arc::new(agent_tap),
             files.clone(),
         )
         .with_audit_retention_floor(config.retention.audit_retention_floor_days)
@@ -336,6 +341,8 @@ impl Application {
             connection_limits: config.connections,
             retention: RetentionJob::every(config.retention.interval, clock),
             webhooks,
+            agent_triggers,
+            agent_invocations_per_minute: config.agent_invocations_per_minute,
         })
     }
 
@@ -369,6 +376,11 @@ impl Application {
                 .run(self.state.services.clone(), self.state.files.clone()),
         );
         let webhooks = tokio::spawn(self.webhooks.run(self.state.services.clone()));
+        let agents = tokio::spawn(crate::agent_runner::dispatch::run(
+            self.agent_triggers,
+            self.state.clone(),
+            self.agent_invocations_per_minute,
+        ));
         let signal = async move {
             shutdown.await;
             gateway.shutdown(Duration::from_secs(10)).await;
@@ -377,6 +389,7 @@ impl Application {
             connections::serve(self.listener, self.router, self.connection_limits, signal).await;
         retention.abort();
         webhooks.abort();
+        agents.abort();
         // Bounded: a fan-out that cannot be reached must not hold the process forever.
         if tokio::time::timeout(Duration::from_secs(15), self.fanout.flush())
             .await

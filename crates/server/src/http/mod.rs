@@ -2,6 +2,7 @@
 //! around them. Handlers only translate HTTP to service calls and back.
 
 pub mod admin;
+pub mod agents;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
@@ -47,6 +48,7 @@ pub fn api() -> (Router<AppState>, Arc<serde_json::Value>) {
         .merge(orgs::router())
         .merge(bots::router())
         .merge(webhooks::router())
+        .merge(agents::router())
         .merge(api_keys::router())
         .merge(conversations::router())
         .merge(messages::router())
