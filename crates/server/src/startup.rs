@@ -339,7 +339,11 @@ impl Application {
             gateway,
             fanout,
             connection_limits: config.connections,
-            retention: RetentionJob::every(config.retention.interval, clock),
+            retention: RetentionJob::every(
+                config.retention.interval,
+                clock,
+                crate::agents::abandoned_after(&config.agents),
+            ),
             webhooks,
             agent_triggers,
             agent_invocations_per_minute: config.agent_invocations_per_minute,
@@ -404,17 +408,24 @@ impl Application {
 /// The retention job (DATA-5): runs now and then every `interval` of the server's clock, so a
 /// test advancing a manual clock drives it (and waits for it with `ManualClock::settled`). Every
 /// node runs it; the store makes concurrent runs safe.
-struct RetentionJob(Ticker);
+struct RetentionJob {
+    ticker: Ticker,
+    /// Answers streaming longer than this were left by a node that stopped (AGENT-3).
+    abandoned_after: chrono::Duration,
+}
 
 impl RetentionJob {
-    fn every(interval: Duration, clock: Arc<dyn Clock>) -> Self {
-        Self(clock.ticker(interval))
+    fn every(interval: Duration, clock: Arc<dyn Clock>, abandoned_after: chrono::Duration) -> Self {
+        Self {
+            ticker: clock.ticker(interval),
+            abandoned_after,
+        }
     }
 
     /// Runs until aborted; each run also sweeps blobs whose file rows are gone.
     async fn run(mut self, services: Services, files: Arc<crate::files::Files>) {
         loop {
-            self.0.tick().await;
+            self.ticker.tick().await;
             match services.run_retention().await {
                 Ok(r)
                     if r.messages_deleted > 0
@@ -431,6 +442,11 @@ impl RetentionJob {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "retention job failed"),
+            }
+            match services.fail_abandoned_streams(self.abandoned_after).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(answers = n, "ended answers their node left streaming"),
+                Err(e) => tracing::error!(error = %e, "ending abandoned answers failed"),
             }
             let now = services.clock.now();
             let grace = crate::files::sweep::SWEEP_GRACE;
