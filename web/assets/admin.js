@@ -1,6 +1,6 @@
 // The admin console at `/admin`: users (with impersonation and file usage), orgs with their
 // members, teams and bots, webhooks and their deliveries, API keys, the audit log,
-// capabilities.
+// statistics (content guards), capabilities.
 // Sections are addressable as `/admin#/<section>`.
 //
 // This module signs in, draws the section tabs and routes to the sections under `admin/`
@@ -14,6 +14,7 @@ import { capabilitiesView } from './admin/capabilities.js';
 import { current } from './admin/console.js';
 import { keysView } from './admin/keys.js';
 import { orgsView } from './admin/orgs.js';
+import { statsView } from './admin/stats.js';
 import { usersView } from './admin/users.js';
 import { webhooksView } from './admin/webhooks.js';
 
@@ -25,6 +26,7 @@ const SECTIONS = [
   ['webhooks', 'Webhooks'],
   ['api-keys', 'API keys'],
   ['audit', 'Audit log'],
+  ['stats', 'Statistics'],
   ['capabilities', 'Capabilities'],
 ];
 
@@ -66,7 +68,7 @@ function render() {
     if (a.dataset.section === id) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  const view = { users: usersView, orgs: orgsView, webhooks: webhooksView, 'api-keys': keysView, audit: auditView, capabilities: capabilitiesView }[id];
+  const view = { users: usersView, orgs: orgsView, webhooks: webhooksView, 'api-keys': keysView, audit: auditView, stats: statsView, capabilities: capabilitiesView }[id];
   if (!view) {
     show(current.content, notice('No such section.'));
     return;
