@@ -57,6 +57,10 @@ pub struct Application {
     /// Ticks the writing of content-guard counters (RATE-6).
     guard_counts: Ticker,
     webhooks: crate::webhooks::DeliveryWorker,
+    /// People's new messages, for the agents' dispatcher (`agent_runner::dispatch`).
+    agent_triggers: tokio::sync::mpsc::Receiver<crate::agent_runner::dispatch::Trigger>,
+    /// How often one user may call one agent per minute (AGENT-4).
+    agent_invocations_per_minute: u64,
 }
 
 /// In-process fan-out by default; NATS JetStream when `nats_url` is set (cluster).
@@ -251,13 +255,14 @@ impl Application {
             outbound.clone(),
             &node,
         );
+        let (agent_tap, agent_triggers) = crate::agent_runner::dispatch::tap(Arc::new(webhook_tap));
         let services = Services::new(
             store,
             clock.clone(),
             keys,
             PasswordHasherPool::new(cores, Duration::from_secs(2)),
             config.auth.clone(),
-            Arc::new(webhook_tap),
+            Arc::new(agent_tap),
             files.clone(),
         )
         .with_audit_retention_floor(config.retention.audit_retention_floor_days)
@@ -346,6 +351,8 @@ impl Application {
             ),
             guard_counts: clock.ticker(GUARD_COUNTS_INTERVAL),
             webhooks,
+            agent_triggers,
+            agent_invocations_per_minute: config.agent_invocations_per_minute,
         })
     }
 
@@ -379,6 +386,11 @@ impl Application {
                 .run(self.state.services.clone(), self.state.files.clone()),
         );
         let webhooks = tokio::spawn(self.webhooks.run(self.state.services.clone()));
+        let agents = tokio::spawn(crate::agent_runner::dispatch::run(
+            self.agent_triggers,
+            self.state.clone(),
+            self.agent_invocations_per_minute,
+        ));
         let guard_counts = tokio::spawn(write_guard_counts(
             self.guard_counts,
             self.state.services.clone(),
@@ -391,6 +403,7 @@ impl Application {
             connections::serve(self.listener, self.router, self.connection_limits, signal).await;
         retention.abort();
         webhooks.abort();
+        agents.abort();
         guard_counts.abort();
         if let Err(e) = self.state.services.flush_guard_counts().await {
             tracing::error!(error = %e, "content guard counters could not be written before exit");

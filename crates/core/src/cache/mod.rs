@@ -22,6 +22,7 @@ use crate::event::{Cached, Control};
 use crate::ids::{ConversationId, OrgId, TeamId, UserId};
 use crate::mfa::OrgStanding;
 use crate::model::{ApiKey, Bot, Conversation, Session, User};
+use crate::store::agents::Agent;
 use crate::store::SecretSlot;
 use crate::types::{ConversationKind, ConversationRole, Visibility};
 use chrono::{DateTime, Utc};
@@ -126,6 +127,8 @@ pub struct Conversations;
 pub struct Participants;
 /// The teams of an org a user is in.
 pub struct Teams;
+/// An org's AI agents (AGENT-2: which agents might answer a message of the org).
+pub struct OrgAgents;
 /// An org's enabled content guards, compiled (RATE-6); empty when it has none, so a send in
 /// an org without guards reads nothing more.
 pub struct Guards;
@@ -191,6 +194,9 @@ kind!(
 kind!(Teams, teams: (OrgId, UserId) => Vec<TeamId>, |(org, user), _| {
     both(Cached::Org(*org), Cached::User(*user))
 });
+kind!(OrgAgents, org_agents: OrgId => Vec<Agent>, |org, _| {
+    [Some(Cached::Org(*org)), None, None, None]
+});
 kind!(Guards, guards: OrgId => std::sync::Arc<crate::guards::OrgGuards>, |org, _| {
     [Some(Cached::Org(*org)), None, None, None]
 });
@@ -237,6 +243,7 @@ pub struct Tables {
     conversations: Table<ConversationId, ConversationFacts>,
     participants: Table<(ConversationId, UserId), Option<ConversationRole>>,
     teams: Table<(OrgId, UserId), Vec<TeamId>>,
+    org_agents: Table<OrgId, Vec<Agent>>,
     guards: Table<OrgId, std::sync::Arc<crate::guards::OrgGuards>>,
 }
 
@@ -252,6 +259,7 @@ impl Tables {
             + self.conversations.0.len()
             + self.participants.0.len()
             + self.teams.0.len()
+            + self.org_agents.0.len()
             + self.guards.0.len()
     }
 }

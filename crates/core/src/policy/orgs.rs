@@ -35,6 +35,9 @@ pub enum OrgAction {
     ManageSecurity,
     /// Create, change, rotate, test and inspect the org's webhooks (HOOK-1, HOOK-2).
     ManageWebhooks,
+    /// Create, change and delete the org's AI agents, see their usage and set the org's monthly
+    /// token budget (AGENT-1, AGENT-4).
+    ManageAgents,
     /// Manage the org's content guards and review what they flagged (RATE-6).
     ManageGuards,
 }
@@ -59,6 +62,7 @@ impl OrgAction {
         Self::ViewAudit,
         Self::ManageSecurity,
         Self::ManageWebhooks,
+        Self::ManageAgents,
         Self::ManageGuards,
     ];
 
@@ -80,9 +84,8 @@ impl OrgAction {
             SetKeyTier => None,
             ManageWebhooks => Some(Scope::WebhooksAdmin),
             UpdateOrg | DeleteOrg | TransferOrg | ManageMembers | ManageOwners | CreateInvite
-            | ManageTeams | ManageBots | ViewAudit | ManageSecurity | ManageGuards => {
-                Some(Scope::OrgAdmin)
-            }
+            | ManageTeams | ManageBots | ManageAgents | ViewAudit | ManageSecurity
+            | ManageGuards => Some(Scope::OrgAdmin),
         }
     }
 
@@ -112,6 +115,7 @@ pub fn org_allows(role: OrgRole, action: OrgAction) -> bool {
         | SetKeyTier
         | ViewAudit
         | ManageWebhooks
+        | ManageAgents
         | ManageGuards => role.rank() >= OrgRole::Admin.rank(),
         DeleteOrg | TransferOrg | ManageOwners | ManageSecurity => role == OrgRole::Owner,
         CreateConversation => role.rank() >= OrgRole::Member.rank(),

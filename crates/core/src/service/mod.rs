@@ -1,6 +1,8 @@
 //! The operations REST (and later the gateway) perform. Each one takes the authenticated actor,
 //! asks `policy` whether it is allowed, lets the store persist it, and returns domain records.
 
+pub mod agent_runs;
+pub mod agents;
 mod api_keys;
 mod audit;
 mod auth;

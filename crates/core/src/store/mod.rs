@@ -7,6 +7,7 @@
 //! the backend's transaction, never by read-then-write in a service; every mutating call takes
 //! its audit rows and appends them in that same transaction.
 
+pub mod agents;
 mod audit;
 mod conversations;
 mod credentials;
@@ -26,6 +27,7 @@ mod teams;
 mod users;
 pub mod webhooks;
 
+pub use agents::AgentStore;
 pub use audit::{AuditStore, RetentionStore};
 pub use conversations::{ConversationPatch, ConversationStore, ConversationUpdate, Joining};
 pub use credentials::{CredentialStore, NewBot, NewSecret, Rotation, SecretSlot};
@@ -70,6 +72,7 @@ pub trait Store:
     + SecretKeyStore
     + WebhookStore
     + FileStore
+    + AgentStore
     + GuardStore
 {
 }

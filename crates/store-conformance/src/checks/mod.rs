@@ -2,6 +2,7 @@
 //! `async fn name(store: Arc<dyn Store>)` on a fresh, empty database that panics on a
 //! deviation, registered by `check!(name);` right after it.
 
+mod agents;
 mod audit;
 mod audited;
 mod conversations;
