@@ -22,6 +22,14 @@ if ! python3 -c 'import pyotp, standardwebhooks' >/dev/null 2>&1; then
     echo "WARNING: could not install pyotp and standardwebhooks (python3 -m pip install pyotp standardwebhooks): the TOTP and webhook signing interoperability tests will not run." >&2
 fi
 
+# The fake model provider of the HTTP suite (api::llm) is checked against the official `openai`
+# Python client (scripts/openai-check.py). Without it that test says SKIPPED — except under
+# CI=true, where it fails.
+if ! python3 -c 'import openai' >/dev/null 2>&1; then
+  python3 -m pip install --quiet openai ||
+    echo "WARNING: could not install openai (python3 -m pip install openai): the fake provider's interoperability test will not run." >&2
+fi
+
 # A step that cannot run says SKIPPED loudly (`skipped WHAT`); under CI=true it fails the run
 # instead (`ci_requires STEP MISSING`, where MISSING is empty when nothing is missing).
 skipped() {

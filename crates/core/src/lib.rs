@@ -2,6 +2,7 @@
 //! trait every backend implements, credentials and the services that REST and the gateway share.
 //! Nothing here knows about HTTP, SQL or sockets.
 
+pub mod agent;
 pub mod audit;
 pub mod cache;
 pub mod clock;

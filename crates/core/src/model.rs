@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+pub use crate::types::MessageStatus;
+
 /// An account, as its owner and server admins see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct User {
@@ -179,6 +181,11 @@ pub struct Message {
     pub reply_to: Option<MessageId>,
     /// Files attached (ordered by id, so by upload); empty once the message is deleted.
     pub attachments: Vec<crate::files::FileInfo>,
+    /// `complete` unless an agent's answer is still streaming or ended early (AGENT-3).
+    pub status: MessageStatus,
+    /// Why a `failed` or `stopped` message ended (`provider_error`, `timeout`, `stopped`…);
+    /// null otherwise.
+    pub status_reason: Option<String>,
 }
 
 /// An earlier version of an edited message.
@@ -211,6 +218,8 @@ pub struct NewMessage {
     pub idempotency: Option<(IdempotencyKey, String)>,
     /// Keys older than this are forgotten.
     pub idempotency_since: DateTime<Utc>,
+    /// `complete` for every send; `streaming` for an agent's answer opened empty (AGENT-3).
+    pub status: MessageStatus,
 }
 
 /// Per-conversation state a gateway client needs at READY to catch up over REST.

@@ -183,6 +183,8 @@ mod tests {
             deleted_at: None,
             reply_to: None,
             attachments: Vec::new(),
+            status: crate::types::MessageStatus::Complete,
+            status_reason: None,
         }
     }
 

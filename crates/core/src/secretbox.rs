@@ -63,11 +63,13 @@ pub enum SealedColumn {
     UserTotpSecret,
     /// `webhook_secrets.secret` (same three columns), row id = the secret's id.
     WebhookSecret,
+    /// `agent_keys.secret` (same three columns), row id = the agent's id.
+    AgentApiKey,
 }
 
 impl SealedColumn {
     /// Every sealed column, in the order rotation walks them.
-    pub const ALL: [Self; 2] = [Self::UserTotpSecret, Self::WebhookSecret];
+    pub const ALL: [Self; 3] = [Self::UserTotpSecret, Self::WebhookSecret, Self::AgentApiKey];
 
     /// `table.column`, as bound into the associated data.
     #[must_use]
@@ -75,6 +77,7 @@ impl SealedColumn {
         match self {
             Self::UserTotpSecret => "user_totp.secret",
             Self::WebhookSecret => "webhook_secrets.secret",
+            Self::AgentApiKey => "agent_keys.secret",
         }
     }
 
@@ -83,7 +86,7 @@ impl SealedColumn {
     const fn legacy_purpose(self) -> Option<&'static str> {
         match self {
             Self::UserTotpSecret => Some("totp-secret"),
-            Self::WebhookSecret => None,
+            Self::WebhookSecret | Self::AgentApiKey => None,
         }
     }
 }

@@ -283,6 +283,12 @@ closed_enum!(
     MessageFormat { Text = "text", Html = "html" }
 );
 closed_enum!(
+    /// Where a message stands (AGENT-3): `complete` (the default: written at once, or an
+    /// answer that finished), `streaming` (an agent's answer being written; the content is the
+    /// text so far), `failed` or `stopped` (ended early, keeping the text written until then).
+    MessageStatus { Complete = "complete", Streaming = "streaming", Failed = "failed", Stopped = "stopped" }
+);
+closed_enum!(
     /// What happens to an erased user's messages.
     ErasurePolicy { Tombstone = "tombstone", Anonymise = "anonymise" }
 );

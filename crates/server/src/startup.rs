@@ -240,6 +240,8 @@ impl Application {
         let files = open_files(&config)?;
         let outbound = crate::outbound::OutboundGuard::new(config.outbound.clone())
             .map_err(|e| StartError::Config(e.to_string()))?;
+        let agent_outbound = crate::outbound::OutboundGuard::new(config.agents.outbound.clone())
+            .map_err(|e| StartError::Config(e.to_string()))?;
         let node = format!("node-{}", uuid::Uuid::now_v7());
         let (webhook_tap, webhooks) = crate::webhooks::delivery::tap(
             Arc::new(FanOutSink(fanout.clone())),
@@ -317,6 +319,9 @@ impl Application {
             gateway: gateway.clone(),
             limiter,
             outbound,
+            agent_outbound,
+            agent_slots: Arc::new(tokio::sync::Semaphore::new(config.agents.max_concurrent)),
+            agents: config.agents.clone(),
             files,
         });
         let router = http::router(state.clone(), &config.cors_origins);

@@ -25,8 +25,15 @@ pub struct StateInner {
     pub gateway: Arc<crate::gateway::Gateway>,
     /// Request limits (RATE-1), per node or shared through Redis.
     pub limiter: Arc<crate::ratelimit::RateLimiter>,
-    /// The SSRF guard every server-side fetch goes through (HOOK-3).
+    /// The SSRF guard every server-side fetch goes through (HOOK-3), except model endpoints.
     pub outbound: crate::outbound::OutboundGuard,
+    /// The SSRF guard for AI agents' model endpoints (AGENT-1), built from the agents'
+    /// allowlist only.
+    pub agent_outbound: crate::outbound::OutboundGuard,
+    /// Agents' time limits and concurrency cap (AGENT-4).
+    pub agents: crate::agents::AgentSettings,
+    /// Answers streaming at once on this node: one permit each (`agents.max_concurrent`).
+    pub agent_slots: Arc<tokio::sync::Semaphore>,
     /// File storage and upload limits (DATA-1, DATA-2).
     pub files: Arc<crate::files::Files>,
 }

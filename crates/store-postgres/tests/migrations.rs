@@ -77,6 +77,7 @@ fn sqlite_type_of(pg_type: &str) -> &'static str {
         // Times are RFC 3339 text in UTC.
         "text" | "timestamp with time zone" => "TEXT",
         "boolean" | "smallint" | "integer" | "bigint" => "INTEGER",
+        "double precision" => "REAL",
         other => panic!("PostgreSQL type {other:?} has no SQLite mapping here; add one"),
     }
 }

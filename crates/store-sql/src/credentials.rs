@@ -204,46 +204,50 @@ impl<T> CredentialTable<T> {
     }
 }
 
+/// Creates the bot's account, its membership (role member) and the `bots` row inside `tx`;
+/// answers the membership.
+pub(super) async fn insert_bot(tx: &mut Conn, new: &NewBot<'_>) -> StoreResult<Member> {
+    let NewBot {
+        bot,
+        account,
+        token_hash,
+    } = *new;
+    insert_user(&mut *tx, account).await?;
+    ORG_MEMBERS
+        .insert(
+            &mut *tx,
+            bot.org_id.0,
+            bot.user_id,
+            OrgRole::Member,
+            bot.created_at,
+        )
+        .await?;
+    sqlx::query(
+        "INSERT INTO bots (id, org_id, user_id, name, conversation_ids, created_by, \
+         created_at, token_id, token_hash, token_hint) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(bot.id.0)
+    .bind(bot.org_id.0)
+    .bind(bot.user_id.0)
+    .bind(bot.name.as_str())
+    .bind(bot.conversation_ids.as_deref().map(json_text).transpose()?)
+    .bind(bot.created_by.map(|u| u.0))
+    .bind(ts(bot.created_at))
+    .bind(bot.secrets.current.0)
+    .bind(token_hash)
+    .bind(bot.secrets.hint.as_str())
+    .run(&mut *tx)
+    .await?;
+    ORG_MEMBERS.entry(&mut *tx, bot.org_id.0, bot.user_id).await
+}
+
 #[async_trait]
 impl CredentialStore for Backend {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn create_bot(&self, new: &NewBot<'_>, audit: &[AuditEntry]) -> StoreResult<Member> {
-        let NewBot {
-            bot,
-            account,
-            token_hash,
-        } = *new;
         let mut tx = self.writer().begin().await.map_err(db)?;
-        insert_user(&mut tx, account).await?;
-        ORG_MEMBERS
-            .insert(
-                &mut tx,
-                bot.org_id.0,
-                bot.user_id,
-                OrgRole::Member,
-                bot.created_at,
-            )
-            .await?;
-        sqlx::query(
-            "INSERT INTO bots (id, org_id, user_id, name, conversation_ids, created_by, \
-             created_at, token_id, token_hash, token_hint) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(bot.id.0)
-        .bind(bot.org_id.0)
-        .bind(bot.user_id.0)
-        .bind(bot.name.as_str())
-        .bind(bot.conversation_ids.as_deref().map(json_text).transpose()?)
-        .bind(bot.created_by.map(|u| u.0))
-        .bind(ts(bot.created_at))
-        .bind(bot.secrets.current.0)
-        .bind(token_hash)
-        .bind(bot.secrets.hint.as_str())
-        .run(&mut *tx)
-        .await?;
-        let member = ORG_MEMBERS
-            .entry(&mut *tx, bot.org_id.0, bot.user_id)
-            .await?;
+        let member = insert_bot(&mut tx, new).await?;
         commit_audited(tx, self, audit).await?;
         Ok(member)
     }

@@ -33,6 +33,13 @@ fn sealed_column_sql(column: conclave_core::secretbox::SealedColumn) -> SealedCo
             nonce: "secret_nonce",
             ciphertext: "secret_ciphertext",
         },
+        conclave_core::secretbox::SealedColumn::AgentApiKey => SealedColumnSql {
+            table: "agent_keys",
+            row: "agent_id",
+            key_id: "secret_key_id",
+            nonce: "secret_nonce",
+            ciphertext: "secret_ciphertext",
+        },
     }
 }
 

@@ -77,8 +77,8 @@ fn tuples(rows: usize, width: usize) -> String {
 async fn insert_rows(conn: &mut Conn, rows: &[(&NewMessage, i64)]) -> StoreResult<()> {
     let sql = format!(
         "INSERT INTO messages (id, conversation_id, seq, author_id, content, format, reply_to, \
-         created_at) VALUES {}",
-        tuples(rows.len(), 8)
+         created_at, status) VALUES {}",
+        tuples(rows.len(), 9)
     );
     let mut q = sqlx::query(&sql);
     for (msg, seq) in rows {
@@ -90,7 +90,8 @@ async fn insert_rows(conn: &mut Conn, rows: &[(&NewMessage, i64)]) -> StoreResul
             .bind(msg.content.as_str())
             .bind(msg.format.as_str())
             .bind(msg.reply_to.map(|r| r.0))
-            .bind(ts(msg.created_at));
+            .bind(ts(msg.created_at))
+            .bind(msg.status.as_str());
     }
     q.run(&mut *conn).await?;
     Ok(())
@@ -159,6 +160,8 @@ fn stored(msg: &NewMessage, seq: i64, author: UserSummary, attachments: Vec<File
         deleted_at: None,
         reply_to: msg.reply_to,
         attachments,
+        status: msg.status,
+        status_reason: None,
     }
 }
 
@@ -484,9 +487,11 @@ impl MessageStore for Backend {
         let id = edit.id;
         let mut tx = self.writer().begin().await.map_err(db)?;
         // Lock the row first so concurrent edits each keep the version they replace.
-        // A deleted message has no content to keep and cannot be edited.
+        // A deleted message has no content to keep and cannot be edited, nor can an answer
+        // still streaming (AGENT-3).
         sqlx::query(
-            "UPDATE messages SET edited_at = edited_at WHERE id = $1 AND deleted_at IS NULL",
+            "UPDATE messages SET edited_at = edited_at WHERE id = $1 AND deleted_at IS NULL \
+             AND status <> 'streaming'",
         )
         .bind(id.0)
         .change(&mut *tx)
@@ -521,8 +526,13 @@ impl MessageStore for Backend {
         audit: &[AuditEntry],
     ) -> StoreResult<(Message, FreedBlobs)> {
         let mut tx = self.writer().begin().await.map_err(db)?;
+        // A streaming answer deleted is stopped with it, so its stream's next write finds it
+        // ended (AGENT-3).
         sqlx::query(
-            "UPDATE messages SET content = NULL, deleted_at = COALESCE(deleted_at, $2) \
+            "UPDATE messages SET content = NULL, deleted_at = COALESCE(deleted_at, $2), \
+             status_reason = CASE WHEN status = 'streaming' THEN 'deleted' \
+             ELSE status_reason END, \
+             status = CASE WHEN status = 'streaming' THEN 'stopped' ELSE status END \
              WHERE id = $1",
         )
         .bind(id.0)
@@ -554,5 +564,24 @@ impl MessageStore for Backend {
         .bind(id.0)
         .all(&mut *conn, version_from_row)
         .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn change_stream(
+        &self,
+        change: &StreamChange<'_>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<bool> {
+        let changed = sqlx::query(
+            "UPDATE messages SET content = COALESCE($2, content), status = $3, \
+             status_reason = $4 WHERE id = $1 AND status = 'streaming' AND deleted_at IS NULL",
+        )
+        .bind(change.id.0)
+        .bind(change.content)
+        .bind(change.status.as_str())
+        .bind(change.reason)
+        .run_audited(self, audit)
+        .await?;
+        Ok(changed > 0)
     }
 }

@@ -23,6 +23,7 @@
 //! the same instants; SQLite keeps them as RFC 3339 text in UTC, which sorts and compares in
 //! time order.
 
+mod agents;
 mod audit;
 mod batch;
 mod conversations;

@@ -241,19 +241,20 @@ pub(super) fn participant_from_row(row: &Row) -> StoreResult<Participant> {
 
 /// The columns [`message_from_row`] reads, from `messages m JOIN users u`.
 pub(super) const MESSAGE_COLS: &str = "m.id, m.conversation_id, m.seq, m.content, m.format, \
-     m.reply_to, m.created_at, m.edited_at, m.deleted_at, \
+     m.reply_to, m.created_at, m.edited_at, m.deleted_at, m.status, m.status_reason, \
      u.id AS su_id, u.username AS su_username, u.display_name AS su_display_name, \
      u.kind AS su_kind";
 
 pub(super) fn message_from_row(row: &Row) -> StoreResult<Message> {
     Ok(from_columns!(row, Message {
-        seq, content, created_at, edited_at, deleted_at;
+        seq, content, created_at, edited_at, deleted_at, status_reason;
         id: MessageId(get(row, "id")?),
         conversation_id: ConversationId(get(row, "conversation_id")?),
         author: summary_from_row(row)?,
         format: tag(row, "format", MessageFormat::parse)?,
         reply_to: get::<Option<uuid::Uuid>>(row, "reply_to")?.map(MessageId),
         attachments: Vec::new(),
+        status: tag(row, "status", MessageStatus::parse)?,
     }))
 }
 

@@ -22,6 +22,7 @@ use crate::event::{Cached, Control};
 use crate::ids::{ConversationId, OrgId, TeamId, UserId};
 use crate::mfa::OrgStanding;
 use crate::model::{ApiKey, Bot, Conversation, Session, User};
+use crate::store::agents::Agent;
 use crate::store::SecretSlot;
 use crate::types::{ConversationKind, ConversationRole, Visibility};
 use chrono::{DateTime, Utc};
@@ -126,6 +127,8 @@ pub struct Conversations;
 pub struct Participants;
 /// The teams of an org a user is in.
 pub struct Teams;
+/// An org's AI agents (AGENT-2: which agents might answer a message of the org).
+pub struct OrgAgents;
 
 impl Kind for Credentials {
     type Key = [u8; 32];
@@ -188,6 +191,9 @@ kind!(
 kind!(Teams, teams: (OrgId, UserId) => Vec<TeamId>, |(org, user), _| {
     both(Cached::Org(*org), Cached::User(*user))
 });
+kind!(OrgAgents, org_agents: OrgId => Vec<Agent>, |org, _| {
+    [Some(Cached::Org(*org)), None, None, None]
+});
 
 /// Taken before a load reads the store: the generation and the time it began.
 #[derive(Debug, Clone, Copy)]
@@ -231,6 +237,7 @@ pub struct Tables {
     conversations: Table<ConversationId, ConversationFacts>,
     participants: Table<(ConversationId, UserId), Option<ConversationRole>>,
     teams: Table<(OrgId, UserId), Vec<TeamId>>,
+    org_agents: Table<OrgId, Vec<Agent>>,
 }
 
 impl Tables {
@@ -245,6 +252,7 @@ impl Tables {
             + self.conversations.0.len()
             + self.participants.0.len()
             + self.teams.0.len()
+            + self.org_agents.0.len()
     }
 }
 

@@ -180,6 +180,14 @@ pub fn may_edit_message(a: &ConversationAccess, is_author: bool) -> bool {
     is_author && conversation_allows(a, ConversationAction::SendMessages)
 }
 
+/// Whether the caller may stop an agent's streaming answer (AGENT-3): a participant who may
+/// read and send in the conversation (a Viewer may not; the conversation archived, nobody may).
+#[must_use]
+pub fn may_stop_stream(a: &ConversationAccess) -> bool {
+    conversation_allows(a, ConversationAction::Read)
+        && conversation_allows(a, ConversationAction::SendMessages)
+}
+
 /// Whether the caller may delete a message: its author while participating, or a moderator.
 #[must_use]
 pub fn may_delete_message(a: &ConversationAccess, is_author: bool) -> bool {

@@ -43,7 +43,8 @@ mod testing;
 pub use conversations::{
     conversation_allows, conversation_permissions, impersonation_may_delete_message,
     may_delete_message, may_edit_message, may_grant_participant_role,
-    may_remove_participant_with_role, search_within, ConversationAccess, ConversationAction,
+    may_remove_participant_with_role, may_stop_stream, search_within, ConversationAccess,
+    ConversationAction,
 };
 pub use limits::CallerLimits;
 pub use orgs::{

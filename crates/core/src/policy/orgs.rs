@@ -35,6 +35,9 @@ pub enum OrgAction {
     ManageSecurity,
     /// Create, change, rotate, test and inspect the org's webhooks (HOOK-1, HOOK-2).
     ManageWebhooks,
+    /// Create, change and delete the org's AI agents, see their usage and set the org's monthly
+    /// token budget (AGENT-1, AGENT-4).
+    ManageAgents,
 }
 
 impl OrgAction {
@@ -57,6 +60,7 @@ impl OrgAction {
         Self::ViewAudit,
         Self::ManageSecurity,
         Self::ManageWebhooks,
+        Self::ManageAgents,
     ];
 
     /// Whether the action only looks.
@@ -77,7 +81,9 @@ impl OrgAction {
             SetKeyTier => None,
             ManageWebhooks => Some(Scope::WebhooksAdmin),
             UpdateOrg | DeleteOrg | TransferOrg | ManageMembers | ManageOwners | CreateInvite
-            | ManageTeams | ManageBots | ViewAudit | ManageSecurity => Some(Scope::OrgAdmin),
+            | ManageTeams | ManageBots | ManageAgents | ViewAudit | ManageSecurity => {
+                Some(Scope::OrgAdmin)
+            }
         }
     }
 
@@ -106,7 +112,8 @@ pub fn org_allows(role: OrgRole, action: OrgAction) -> bool {
         | ManageBots
         | SetKeyTier
         | ViewAudit
-        | ManageWebhooks => role.rank() >= OrgRole::Admin.rank(),
+        | ManageWebhooks
+        | ManageAgents => role.rank() >= OrgRole::Admin.rank(),
         DeleteOrg | TransferOrg | ManageOwners | ManageSecurity => role == OrgRole::Owner,
         CreateConversation => role.rank() >= OrgRole::Member.rank(),
     }

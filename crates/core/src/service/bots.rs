@@ -1,6 +1,7 @@
 //! Bots (AUTH-6): accounts of kind `bot` that belong to one org, created by its owners and
 //! admins, with a token shown once and rotated with a grace period. A bot is an org member with
-//! role `member`; conversation managers add it to conversations like anyone else.
+//! role `member`; conversation managers add it to conversations like anyone else. An AI
+//! agent's bot (`agents`) is not listed here and its token is never rotated: it has none.
 
 use super::credentials::new_secret;
 use super::{Actor, Result, Services};
@@ -13,15 +14,57 @@ use crate::token::TokenKind;
 use crate::types::*;
 use secrecy::SecretString;
 
-/// A bot account's username: `bot-` and 16 hex digits of the random part of its id. People see
-/// its display name (the bot's name); the username only has to be unique.
-fn bot_username(id: BotId) -> Result<Username> {
+/// What a bot account's username starts with; an AI agent's is [`AGENT_USERNAME_PREFIX`].
+pub const BOT_USERNAME_PREFIX: &str = "bot-";
+/// An AI agent's bot account's username starts with this: with `kind: "bot"` (which no person's
+/// account has), clients show such an author or participant as an AI agent, at no cost.
+pub const AGENT_USERNAME_PREFIX: &str = "agent-";
+
+/// A bot account's username: `prefix` and 16 hex digits of the random part of its id. People
+/// see its display name (the bot's name); the username only has to be unique.
+fn bot_username(id: BotId, prefix: &str) -> Result<Username> {
     let hex = id.0.simple().to_string();
-    Username::parse(&format!("bot-{}", &hex[hex.len() - 16..]))
+    Username::parse(&format!("{prefix}{}", &hex[hex.len() - 16..]))
         .map_err(|r| ServiceError::Internal(format!("bot username: {r}")))
 }
 
 impl Services {
+    /// A new bot of `org` made by `actor` and its account (kind bot, username starting with
+    /// `prefix`); its first secret is the caller's to set (`secrets` holds a fresh id and no
+    /// hint).
+    pub(super) fn new_bot(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        (name, prefix): (DisplayName, &str),
+        conversation_ids: Option<Vec<ConversationId>>,
+    ) -> Result<(Bot, NewUser)> {
+        let now = self.clock.now();
+        let id = BotId::new();
+        let user = NewUser {
+            id: UserId::new(),
+            username: bot_username(id, prefix)?,
+            display_name: Some(name.clone()),
+            email: None,
+            password_hash: None,
+            kind: UserKind::Bot,
+            server_admin: false,
+            created_at: now,
+        };
+        let bot = Bot {
+            id,
+            org_id: org,
+            user_id: user.id,
+            name: name.into_inner(),
+            conversation_ids,
+            created_by: Some(actor.user.id),
+            created_at: now,
+            previous_token_expires_at: None,
+            secrets: SecretIds::first(SessionId::new(), String::new()),
+        };
+        Ok((bot, user))
+    }
+
     /// Creates a bot in `org`, optionally limited to `conversation_ids` (conversations of the
     /// org). The token is returned once.
     pub async fn create_bot(
@@ -37,29 +80,12 @@ impl Services {
         let conversation_ids = self
             .check_conversation_list(actor, org, conversation_ids)
             .await?;
-        let now = self.clock.now();
-        let id = BotId::new();
-        let user = NewUser {
-            id: UserId::new(),
-            username: bot_username(id)?,
-            display_name: Some(name.clone()),
-            email: None,
-            password_hash: None,
-            kind: UserKind::Bot,
-            server_admin: false,
-            created_at: now,
-        };
         let (token, secret) = new_secret(TokenKind::Bot, &self.keys.token_pepper);
+        let named = (name, BOT_USERNAME_PREFIX);
+        let (bot, user) = self.new_bot(actor, org, named, conversation_ids)?;
         let bot = Bot {
-            id,
-            org_id: org,
-            user_id: user.id,
-            name: name.into_inner(),
-            conversation_ids,
-            created_by: Some(actor.user.id),
-            created_at: now,
-            previous_token_expires_at: None,
             secrets: SecretIds::first(secret.id, secret.hint),
+            ..bot
         };
         let audit = self
             .audit(actor, "bot.created")
@@ -78,7 +104,16 @@ impl Services {
     /// The org's bots (owners and admins; tokens are never shown again).
     pub async fn bots(&self, actor: &Actor, org: OrgId) -> Result<Vec<Bot>> {
         self.require_org(actor, org, OrgAction::ManageBots).await?;
-        Ok(self.store.bots(org).await?)
+        let agents: Vec<BotId> = self
+            .store
+            .agents(org)
+            .await?
+            .iter()
+            .map(|a| a.bot_id)
+            .collect();
+        let mut bots = self.store.bots(org).await?;
+        bots.retain(|b| !agents.contains(&b.id));
+        Ok(bots)
     }
 
     /// Issues a new token for a bot of `org`; the old one keeps working for `grace_seconds`
@@ -97,7 +132,8 @@ impl Services {
         let grace = Self::grace(grace_seconds)?;
         let what = "bot";
         match self.store.bot(id).await {
-            Ok(b) if b.org_id == org => {}
+            // An agent's bot holds no token, and never gets one (AGENT-1): it is not found here.
+            Ok(b) if b.org_id == org && self.store.agent_of_user(b.user_id).await?.is_none() => {}
             Ok(_) | Err(StoreError::NotFound) => return Err(ServiceError::NotFound(what)),
             Err(e) => return Err(e.into()),
         }
@@ -122,9 +158,11 @@ mod tests {
 
     #[test]
     fn bot_usernames_are_valid_and_distinct() {
-        let a = bot_username(BotId::new()).unwrap();
-        let b = bot_username(BotId::new()).unwrap();
+        let a = bot_username(BotId::new(), BOT_USERNAME_PREFIX).unwrap();
+        let b = bot_username(BotId::new(), BOT_USERNAME_PREFIX).unwrap();
         assert!(a.as_str().starts_with("bot-") && a.as_str().len() == 20);
         assert_ne!(a, b);
+        let agent = bot_username(BotId::new(), AGENT_USERNAME_PREFIX).unwrap();
+        assert!(agent.as_str().starts_with("agent-") && agent.as_str().len() == 22);
     }
 }

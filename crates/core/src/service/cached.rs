@@ -17,7 +17,7 @@ use std::future::Future;
 impl Services {
     /// The copy of `key` the cache holds, or what `load` reads from the store (then kept). The
     /// ticket is taken before the read, so a read that raced an invalidation is not kept.
-    async fn read_through<K: Kind, F>(
+    pub(super) async fn read_through<K: Kind, F>(
         &self,
         key: K::Key,
         load: impl FnOnce() -> F,

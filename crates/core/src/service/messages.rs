@@ -88,7 +88,7 @@ impl Services {
     /// sends, edits, deletions and read-marker moves included: the row for `event` on
     /// `message` of conversation `conv` in `org`, for the store to write in the transaction of
     /// the change (none without impersonation).
-    fn impersonated_rows(
+    pub(super) fn impersonated_rows(
         &self,
         actor: &Actor,
         event: &str,
@@ -134,6 +134,7 @@ impl Services {
             attachments: req.attachments.into_vec(),
             idempotency: req.idempotency_key.map(|k| (k, print.clone())),
             idempotency_since: now - IDEMPOTENCY_WINDOW,
+            status: MessageStatus::Complete,
         };
         let audit =
             self.impersonated_rows(actor, "message.sent", conversation.org_id, conv, new.id);
@@ -190,13 +191,17 @@ impl Services {
     }
 
     /// Tells the conversation about a committed change to `message` and hands it back.
-    fn announce_message(&self, kind: &str, message: Message) -> Message {
+    pub(super) fn announce_message(&self, kind: &str, message: Message) -> Message {
         self.emit(Event::conversation(kind, message.conversation_id, &message));
         message
     }
 
     /// Message `id` when it belongs to `conv`.
-    async fn message_of(&self, conv: ConversationId, id: MessageId) -> Result<Option<Message>> {
+    pub(super) async fn message_of(
+        &self,
+        conv: ConversationId,
+        id: MessageId,
+    ) -> Result<Option<Message>> {
         match self.store.message(id).await {
             Ok(m) => Ok(Some(m).filter(|m| m.conversation_id == conv)),
             Err(StoreError::NotFound) => Ok(None),
@@ -206,7 +211,7 @@ impl Services {
 
     /// Loads a message with its conversation's org and the caller's access to the conversation
     /// (404 when not readable).
-    async fn message_for(
+    pub(super) async fn message_for(
         &self,
         actor: &Actor,
         id: MessageId,
@@ -239,6 +244,12 @@ impl Services {
             return Err(ServiceError::conflict(
                 "message_deleted",
                 "a deleted message cannot be edited",
+            ));
+        }
+        if msg.status == MessageStatus::Streaming {
+            return Err(ServiceError::conflict(
+                "message_streaming",
+                "an answer cannot be edited while it is being written",
             ));
         }
         let content = stored_content(&text, format)?;

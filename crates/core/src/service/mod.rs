@@ -1,6 +1,8 @@
 //! The operations REST (and later the gateway) perform. Each one takes the authenticated actor,
 //! asks `policy` whether it is allowed, lets the store persist it, and returns domain records.
 
+pub mod agent_runs;
+pub mod agents;
 mod api_keys;
 mod audit;
 mod auth;
@@ -20,6 +22,7 @@ mod orgs;
 mod privacy;
 mod search;
 mod secrets;
+mod streams;
 mod system;
 mod throttle;
 mod users;
@@ -44,6 +47,10 @@ pub use orgs::{MatrixEntry, MemberPermissions, PermissionsMatrix, AUDIT_RETENTIO
 pub use privacy::{AccountExport, Erased, ExportedMembership};
 pub use search::{Found, SearchQuery};
 pub use secrets::SECRET_RING_TTL;
+pub use streams::{
+    AnswerStream, Flow, StreamEnd, MAX_ANSWER_BYTES, STOPPED, STOPPED_BY_USER,
+    STREAM_EVENT_INTERVAL, STREAM_PERSIST_INTERVAL,
+};
 pub use users::ServerAdmin;
 pub use views::{ConversationView, OrgView};
 
@@ -119,6 +126,8 @@ pub struct Services {
     /// Searches running at once on this node (`search`): a query matching much of a large
     /// table costs seconds, and must not hold every database connection.
     searches: crate::slots::Slots,
+    /// The agents' answers streaming on this node, so a stop here reaches them at once.
+    open_streams: Arc<streams::OpenStreams>,
 }
 
 impl Services {
@@ -147,6 +156,7 @@ impl Services {
             gates: Arc::default(),
             cache: Arc::new(Cache::new(CacheSettings::default())),
             searches: crate::slots::Slots::new(search::SLOTS, search::SLOT_WAIT),
+            open_streams: Arc::default(),
         }
     }
 

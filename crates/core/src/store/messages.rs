@@ -6,7 +6,7 @@ use crate::audit::AuditEntry;
 use crate::files::FreedBlobs;
 use crate::ids::*;
 use crate::model::*;
-use crate::types::MessageFormat;
+use crate::types::{MessageFormat, MessageStatus};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -29,6 +29,19 @@ pub struct MessageEdit<'a> {
     pub content: &'a str,
     pub format: MessageFormat,
     pub at: DateTime<Utc>,
+}
+
+/// A change to a streaming message (AGENT-3): its text so far, or its end. Applied only while
+/// the message is still streaming and not deleted.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamChange<'a> {
+    pub id: MessageId,
+    /// The text so far (`None`: keep what is stored, as a stop does).
+    pub content: Option<&'a str>,
+    /// `Streaming` writes the text so far; `Complete`, `Failed` or `Stopped` ends the stream.
+    pub status: MessageStatus,
+    /// Why a `failed` or `stopped` message ended.
+    pub reason: Option<&'a str>,
 }
 
 /// Messages of conversations.
@@ -59,4 +72,14 @@ pub trait MessageStore: Send + Sync + 'static {
         audit: &[AuditEntry],
     ) -> StoreResult<(Message, FreedBlobs)>;
     async fn message_history(&self, id: MessageId) -> StoreResult<Vec<MessageVersion>>;
+    /// Applies `change` with one conditional UPDATE (`… WHERE status = 'streaming' AND
+    /// deleted_at IS NULL`) and, when it changed the row, appends `audit` in its transaction.
+    /// `false` (and no audit row) when the message is not streaming any more — stopped, ended
+    /// or deleted, by any node — or does not exist: of a stop and the stream's own end, exactly
+    /// one wins.
+    async fn change_stream(
+        &self,
+        change: &StreamChange<'_>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<bool>;
 }

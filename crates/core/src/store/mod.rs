@@ -7,6 +7,7 @@
 //! the backend's transaction, never by read-then-write in a service; every mutating call takes
 //! its audit rows and appends them in that same transaction.
 
+pub mod agents;
 mod audit;
 mod conversations;
 mod credentials;
@@ -25,6 +26,7 @@ mod teams;
 mod users;
 pub mod webhooks;
 
+pub use agents::AgentStore;
 pub use audit::{AuditStore, RetentionStore};
 pub use conversations::{ConversationPatch, ConversationStore, ConversationUpdate, Joining};
 pub use credentials::{CredentialStore, NewBot, NewSecret, Rotation, SecretSlot};
@@ -32,7 +34,7 @@ pub use files::FileStore;
 pub use health::{HealthAlert, HealthStore};
 pub use invites::{InviteStore, InviteUse};
 pub use keyring::SecretKeyStore;
-pub use messages::{Inserted, MessageEdit, MessageStore};
+pub use messages::{Inserted, MessageEdit, MessageStore, StreamChange};
 pub use mfa::{LoginThrottleStore, MfaStore};
 pub use orgs::{Membership, OrgPatch, OrgStore, Removed, Transfer};
 pub use privacy::{ErasedAccount, Erasure, PrivacyStore};
@@ -68,6 +70,7 @@ pub trait Store:
     + SecretKeyStore
     + WebhookStore
     + FileStore
+    + AgentStore
 {
 }
 

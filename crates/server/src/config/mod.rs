@@ -136,6 +136,23 @@ pub struct Config {
     /// Ports outbound requests may use besides 80 and 443 (comma-separated in env).
     #[serde(deserialize_with = "flex::ports")]
     pub webhook_allow_ports: Vec<u16>,
+    /// Special ranges AI agents' model endpoints may be in (AGENT-1; comma-separated in env),
+    /// e.g. a local Ollama. Only model endpoints: the webhook allowlist never applies to them,
+    /// nor this one to webhooks.
+    #[serde(deserialize_with = "flex::cidrs")]
+    pub agent_allow_cidrs: Vec<IpNet>,
+    /// Ports model endpoints may use besides 80 and 443 (comma-separated in env).
+    #[serde(deserialize_with = "flex::ports")]
+    pub agent_allow_ports: Vec<u16>,
+    /// How long a model endpoint may take to answer with its response head (AGENT-4).
+    #[serde(deserialize_with = "flex::u64")]
+    pub agent_request_timeout_secs: u64,
+    /// How long a whole answer may take (AGENT-4).
+    #[serde(deserialize_with = "flex::u64")]
+    pub agent_max_answer_secs: u64,
+    /// Answers streaming at once on one node.
+    #[serde(deserialize_with = "flex::u64")]
+    pub agent_max_concurrent: u64,
 }
 
 impl Default for Config {
@@ -173,6 +190,11 @@ impl Default for Config {
             webhook_allow_cidrs: vec![],
             webhook_allow_cidrs_acknowledged: false,
             webhook_allow_ports: vec![],
+            agent_allow_cidrs: vec![],
+            agent_allow_ports: vec![],
+            agent_request_timeout_secs: 30,
+            agent_max_answer_secs: 120,
+            agent_max_concurrent: 64,
         }
     }
 }

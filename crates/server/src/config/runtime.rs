@@ -113,6 +113,8 @@ pub struct RuntimeConfig {
     pub outbound: OutboundPolicy,
     /// Upload limits, signed URL lifetime and storage (DATA-1, DATA-2, SCALE-3).
     pub files: crate::files::FilesConfig,
+    /// What model endpoints may be (their own allowlist) and how long answers may take.
+    pub agents: crate::agents::AgentSettings,
 }
 
 /// The problems found so far; the conversion reports all of them at once.
@@ -351,6 +353,16 @@ impl TryFrom<Config> for RuntimeConfig {
                 c.webhook_allow_ports.clone(),
             ),
             files,
+            agents: crate::agents::AgentSettings {
+                outbound: OutboundPolicy::allowing(
+                    c.agent_allow_cidrs.clone(),
+                    c.agent_allow_ports.clone(),
+                ),
+                request_timeout: secs(c.agent_request_timeout_secs),
+                max_answer: secs(c.agent_max_answer_secs),
+                max_concurrent: count(c.agent_max_concurrent)
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            },
             public_url: c.public_url.as_ref().map(|_| public.clone()),
             env: c.env,
             listen: c.listen,

@@ -1,10 +1,11 @@
 //! The layering (defaults → file → env), the checks of `TryFrom<Config> for RuntimeConfig`
 //! and the typed values it produces.
 
-use super::{Config, ConfigError, OnOff, ProxyHeader};
+use super::{Config, ConfigError, OnOff, ProxyHeader, RuntimeConfig};
 use conclave_core::types::RegistrationMode;
 use ipnet::IpNet;
 use secrecy::ExposeSecret;
+use std::time::Duration;
 
 /// A file `name` holding `contents`, in a directory of its own.
 fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
@@ -321,6 +322,59 @@ fn webhook_allowlist_loads_and_production_needs_it_acknowledged() {
     for bad in [
         ("CONCLAVE_WEBHOOK_ALLOW_CIDRS", "10.0.0.0/33"),
         ("CONCLAVE_WEBHOOK_ALLOW_PORTS", "70000"),
+    ] {
+        assert!(Config::load(None, vars(&[bad])).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn the_agents_have_their_own_allowlist_and_limits() {
+    let defaults = RuntimeConfig::try_from(Config::default()).unwrap().agents;
+    assert!(defaults.outbound.allow_cidrs.is_empty() && defaults.outbound.extra_ports.is_empty());
+    assert_eq!(
+        (
+            defaults.request_timeout,
+            defaults.max_answer,
+            defaults.max_concurrent
+        ),
+        (Duration::from_secs(30), Duration::from_secs(120), 64)
+    );
+    let c = Config::load(
+        None,
+        vars(&[
+            ("CONCLAVE_AGENT_ALLOW_CIDRS", "127.0.0.1, 10.1.0.0/16"),
+            ("CONCLAVE_AGENT_ALLOW_PORTS", "11434"),
+            ("CONCLAVE_AGENT_REQUEST_TIMEOUT_SECS", "5"),
+            ("CONCLAVE_AGENT_MAX_ANSWER_SECS", "0"),
+            ("CONCLAVE_AGENT_MAX_CONCURRENT", "8"),
+        ]),
+    )
+    .unwrap();
+    let runtime = RuntimeConfig::try_from(c).unwrap();
+    let agents = runtime.agents;
+    assert_eq!(
+        agents.outbound.allow_cidrs,
+        vec![
+            "127.0.0.1/32".parse::<IpNet>().unwrap(),
+            "10.1.0.0/16".parse().unwrap()
+        ]
+    );
+    assert_eq!(agents.outbound.extra_ports, vec![11434]);
+    // Zero is clamped to the least that works.
+    assert_eq!(
+        (
+            agents.request_timeout,
+            agents.max_answer,
+            agents.max_concurrent
+        ),
+        (Duration::from_secs(5), Duration::from_secs(1), 8)
+    );
+    // Each allowlist stays with its own guard.
+    assert!(runtime.outbound.allow_cidrs.is_empty() && runtime.outbound.extra_ports.is_empty());
+    for bad in [
+        ("CONCLAVE_AGENT_ALLOW_CIDRS", "10.0.0.0/33"),
+        ("CONCLAVE_AGENT_ALLOW_PORTS", "70000"),
+        ("CONCLAVE_AGENT_MAX_CONCURRENT", "many"),
     ] {
         assert!(Config::load(None, vars(&[bad])).is_err(), "{bad:?}");
     }

@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
             .routes(routes!(send_message, list_messages))
             .routes(routes!(edit_message, delete_message))
             .routes(routes!(message_history))
+            .routes(routes!(stop_message))
             .routes(routes!(typing))
             .routes(routes!(read_marker)),
         RouteAccess::scoped(Scope::MessagesRead, Scope::MessagesWrite),
@@ -158,4 +159,12 @@ async fn delete_message(me: Caller<MessageId>) -> NoContent {
     responses((status = 200, body = List<MessageVersion>)))]
 async fn message_history(me: Caller<MessageId>) -> Listed<MessageVersion> {
     all(me.services().message_history(&me.actor, me.at)).await
+}
+
+/// Stop an AI agent's answer while it streams (AGENT-3): it keeps the text written so far, with
+/// status `stopped`; the conversation gets MESSAGE_UPDATE. Participants who may send.
+#[utoipa::path(post, path = "/messages/{m}/stop", tag = "messages", params(("m" = String, Path, format = Uuid)),
+    responses((status = 200, body = Message), (status = 409, body = ErrorBody, description = "`not_streaming`: the message is not streaming (any more)")))]
+async fn stop_message(me: Caller<MessageId>) -> Answer<Message> {
+    json(me.services().stop_message(&me.actor, me.at)).await
 }

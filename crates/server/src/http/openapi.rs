@@ -239,6 +239,10 @@ mod tests {
         );
         assert_eq!(scope("patch", "/api/v1/messages/{m}"), is("messages:write"));
         assert_eq!(
+            scope("post", "/api/v1/messages/{m}/stop"),
+            is("messages:write")
+        );
+        assert_eq!(
             scope("post", "/api/v1/orgs/{org}/conversations"),
             is("conversations:admin")
         );

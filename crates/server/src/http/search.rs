@@ -242,6 +242,8 @@ mod tests {
                 deleted_at: None,
                 reply_to: None,
                 attachments: Vec::new(),
+                status: conclave_core::types::MessageStatus::Complete,
+                status_reason: None,
             },
             snippet: String::new(),
             score: -1.25e-6,

@@ -10,7 +10,7 @@ pub mod ssrf;
 pub use address::AddressClass;
 pub use ssrf::{
     Fetched, Limits, Lookup, OutboundError, OutboundGuard, OutboundPolicy, OutboundRequest,
-    Refusal, SystemLookup,
+    Refusal, StreamingResponse, SystemLookup,
 };
 
 #[cfg(test)]

@@ -11,6 +11,11 @@
 //! connection goes to exactly those addresses, so no second lookup can rebind the name. Every
 //! redirect hop is checked again and their number is capped; no system proxy is used; the whole
 //! exchange has a deadline and the body is read in chunks and abandoned past its size cap.
+//!
+//! [`OutboundGuard::open`] is the same exchange for a body read as it arrives (a model's
+//! streamed answer, AGENT-3): the same checks up to the response head, which must come within
+//! the request's timeout; then [`StreamingResponse::chunk`] hands the body over chunk by chunk
+//! within a total byte cap and the caller's overall deadline.
 
 use super::address::{self, AddressClass};
 use bytes::{Bytes, BytesMut};
@@ -378,9 +383,43 @@ impl OutboundGuard {
             .map_err(|_| OutboundError::Timeout(limits.timeout))?
     }
 
-    async fn exchange(&self, url: Url, req: OutboundRequest) -> Result<Fetched, OutboundError> {
+    /// Sends `req` through every check and answers once the response head has come (within
+    /// `req.limits.timeout`, and before `deadline`); the body is then read with
+    /// [`StreamingResponse::chunk`], at most `req.limits.max_response_bytes` of it in all, and
+    /// none of it after `deadline`. `Ok` for any status the target answers with.
+    pub async fn open(
+        &self,
+        req: OutboundRequest,
+        deadline: tokio::time::Instant,
+    ) -> Result<StreamingResponse, OutboundError> {
+        let started = tokio::time::Instant::now();
+        let url = parse(&req.url, &self.inner.policy)?;
+        let limits = req.limits;
+        let head_by = deadline.min(started + limits.timeout);
+        let response = tokio::time::timeout_at(head_by, self.head(url, req))
+            .await
+            .map_err(|_| OutboundError::Timeout(head_by - started))??;
+        Ok(StreamingResponse {
+            status: response.status(),
+            headers: response.headers().clone(),
+            final_url: response.url().clone(),
+            response,
+            read: 0,
+            cap: limits.max_response_bytes,
+            deadline,
+            allowed: deadline.saturating_duration_since(started),
+        })
+    }
+
+    /// The request sent and its response head, refused at once when it announces a body past
+    /// the cap.
+    async fn head(
+        &self,
+        url: Url,
+        req: OutboundRequest,
+    ) -> Result<reqwest::Response, OutboundError> {
         let cap = req.limits.max_response_bytes;
-        let mut response = self
+        let response = self
             .client
             .request(req.method, url)
             .headers(req.headers)
@@ -391,6 +430,12 @@ impl OutboundGuard {
         if response.content_length().is_some_and(|n| n > cap as u64) {
             return Err(OutboundError::TooLarge(cap));
         }
+        Ok(response)
+    }
+
+    async fn exchange(&self, url: Url, req: OutboundRequest) -> Result<Fetched, OutboundError> {
+        let cap = req.limits.max_response_bytes;
+        let mut response = self.head(url, req).await?;
         let mut body = BytesMut::new();
         while let Some(chunk) = response.chunk().await.map_err(classify_error)? {
             if body.len() + chunk.len() > cap {
@@ -404,6 +449,48 @@ impl OutboundGuard {
             final_url: response.url().clone(),
             body: body.freeze(),
         })
+    }
+}
+
+/// A response whose body is read as it arrives ([`OutboundGuard::open`]).
+pub struct StreamingResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// Where the last redirect led.
+    pub final_url: Url,
+    response: reqwest::Response,
+    /// Bytes of the body handed over so far.
+    read: usize,
+    cap: usize,
+    deadline: tokio::time::Instant,
+    /// The time the caller allowed for the whole exchange (named in a `Timeout`).
+    allowed: Duration,
+}
+
+impl std::fmt::Debug for StreamingResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamingResponse")
+            .field("status", &self.status)
+            .field("read", &self.read)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamingResponse {
+    /// The next piece of the body (`None` at its end): `TooLarge` once the body passes the
+    /// cap, `Timeout` once the deadline has passed.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, OutboundError> {
+        let next = tokio::time::timeout_at(self.deadline, self.response.chunk())
+            .await
+            .map_err(|_| OutboundError::Timeout(self.allowed))?
+            .map_err(classify_error)?;
+        if let Some(chunk) = &next {
+            self.read += chunk.len();
+            if self.read > self.cap {
+                return Err(OutboundError::TooLarge(self.cap));
+            }
+        }
+        Ok(next)
     }
 }
 

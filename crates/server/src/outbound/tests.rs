@@ -437,8 +437,8 @@ async fn through_the_allowlist_fetches_follow_allowed_redirects_and_stop_at_refu
     assert_eq!(e, OutboundError::TooManyRedirects(5));
 }
 
-#[tokio::test]
-async fn response_size_and_time_are_capped() {
+/// The upstream router on 127.0.0.1 (its port) and a guard that lets it through.
+async fn allowed_upstream() -> (u16, OutboundGuard) {
     let a = serve(
         "127.0.0.1",
         upstream_router(Upstream {
@@ -448,6 +448,12 @@ async fn response_size_and_time_are_capped() {
     )
     .await;
     let g = guard(&["127.0.0.1/32"], &[a], Arc::new(TableLookup::default()));
+    (a, g)
+}
+
+#[tokio::test]
+async fn response_size_and_time_are_capped() {
+    let (a, g) = allowed_upstream().await;
     let with = |path: &str, limits: Limits| {
         let mut req = OutboundRequest::get(format!("http://127.0.0.1:{a}{path}"));
         req.limits = limits;
@@ -486,4 +492,91 @@ async fn response_size_and_time_are_capped() {
             "{path}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_streamed_body_keeps_every_check_and_its_caps() {
+    let (a, g) = allowed_upstream().await;
+    let open = |path: &str, limits: Limits, within: Duration| {
+        let mut req = OutboundRequest::get(format!("http://127.0.0.1:{a}{path}"));
+        req.limits = limits;
+        g.open(req, tokio::time::Instant::now() + within)
+    };
+    let long = Duration::from_secs(10);
+    // The whole body, chunk by chunk, within the cap.
+    let roomy = Limits {
+        max_response_bytes: 4 * 1024 * 1024,
+        ..Limits::default()
+    };
+    let mut big = open("/big", roomy, long).await.unwrap();
+    assert_eq!(big.status, http::StatusCode::OK);
+    let mut read = 0;
+    while let Some(chunk) = big.chunk().await.unwrap() {
+        read += chunk.len();
+    }
+    assert_eq!(read, 2 * 1024 * 1024);
+    // An announced body past the cap is refused with the head; an unannounced one at the cap.
+    let small = Limits {
+        max_response_bytes: 1024 * 1024,
+        ..Limits::default()
+    };
+    assert_eq!(
+        open("/big", small, long).await.unwrap_err(),
+        OutboundError::TooLarge(1024 * 1024)
+    );
+    let mut endless = open("/endless", small, long).await.unwrap();
+    let capped = loop {
+        match endless.chunk().await {
+            Ok(Some(_)) => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(capped, Err(OutboundError::TooLarge(1024 * 1024)));
+    // No head within the request timeout; or within the caller's deadline, if sooner.
+    let quick = Limits {
+        timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    assert_eq!(
+        open("/hang", quick, long).await.unwrap_err(),
+        OutboundError::Timeout(Duration::from_millis(300))
+    );
+    let started = tokio::time::Instant::now();
+    assert!(matches!(
+        open("/hang", Limits::default(), Duration::from_millis(200)).await,
+        Err(OutboundError::Timeout(_))
+    ));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A head in time, then a body that stops: the caller's deadline ends it.
+    let mut slow = open("/slow-body", quick, Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert_eq!(slow.chunk().await.unwrap().as_deref(), Some(&b"start"[..]));
+    assert!(matches!(slow.chunk().await, Err(OutboundError::Timeout(_))));
+}
+
+#[tokio::test]
+async fn a_streamed_fetch_is_refused_where_a_buffered_one_is() {
+    let wire = Tripwire::bind("127.0.0.1").await;
+    let g = guard(&[], &[wire.port()], TableLookup::new(HOSTILE_NAMES));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    for (url, want) in [
+        (
+            format!("http://127.0.0.1:{}/", wire.port()),
+            addr(AddressClass::Loopback),
+        ),
+        (
+            format!("http://internal.example.com:{}/", wire.port()),
+            addr(AddressClass::Loopback),
+        ),
+        (
+            format!("http://localhost:{}/", wire.port()),
+            Refusal::LocalName.into(),
+        ),
+        ("http://127.0.0.1:22/".to_owned(), Refusal::Port.into()),
+    ] {
+        let got = g.open(OutboundRequest::get(url.clone()), deadline).await;
+        assert_eq!(got.unwrap_err(), want, "{url}");
+    }
+    assert_eq!(wire.connections_so_far().await, 0);
 }

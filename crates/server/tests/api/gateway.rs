@@ -378,20 +378,7 @@ async fn resume_replays_what_was_missed(app: TestApp) {
         app.says(&w.conv, &w.bob, c).await;
     }
     // Wait until the old connection's state is saved (the server notices the close).
-    let mut resumed = None;
-    for _ in 0..50 {
-        let mut ws = Ws::connect(&app).await;
-        ws.last_s = seen;
-        ws.send(json!({"op": 6, "d": {"token": format!("Bearer {}", w.alice.token), "session_id": session_id, "seq": seen}})).await;
-        let f = ws.frame().await.unwrap();
-        if f["op"] == 9 {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            continue;
-        }
-        resumed = Some((ws, f));
-        break;
-    }
-    let (mut ws, first) = resumed.expect("the session resumes");
+    let (mut ws, first) = Ws::resume(&app, &w.alice.token, &session_id, seen).await;
     assert_eq!(first["t"], "MESSAGE_CREATE", "{first}");
     assert_eq!(first["d"]["content"], "m3");
     assert_eq!(first["s"].as_u64().unwrap(), seen + 1);

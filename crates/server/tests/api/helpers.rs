@@ -28,6 +28,8 @@ pub struct TestApp {
     /// URL: a second node given both shares the database and keys, not the fan-out.
     pub data_dir: std::path::PathBuf,
     pub database_url: Option<String>,
+    /// The node's services, for driving what no HTTP route starts (an agent's answer).
+    pub services: conclave_core::service::Services,
     pub _data: TempDir,
 }
 
@@ -129,6 +131,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
         .await
         .expect("the app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
+    let services = app.state().services.clone();
     tokio::spawn(app.run_until(std::future::pending()));
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -141,6 +144,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
         backend,
         data_dir,
         database_url,
+        services,
         _data: TempDir(dir),
     })
 }

@@ -9,6 +9,7 @@ mod cases;
 mod db;
 mod fixtures;
 mod helpers;
+mod llm;
 mod python;
 mod ws;
 
@@ -37,7 +38,9 @@ mod org_2fa;
 mod orgs;
 mod permissions;
 mod privacy;
+mod provider;
 mod ratelimit;
 mod search;
+mod streams;
 mod tracing_span;
 mod webhooks;

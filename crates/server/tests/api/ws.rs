@@ -158,6 +158,23 @@ impl Ws {
         assert_eq!(self.close_code().await, 4004);
     }
 
+    /// RESUMEs session `session_id` of `token` from `seq`, retrying while the server has not
+    /// saved the old connection's state yet (INVALID_SESSION); answers the socket and the first
+    /// frame after the RESUME.
+    pub async fn resume(app: &TestApp, token: &str, session_id: &str, seq: u64) -> (Ws, Value) {
+        for _ in 0..50 {
+            let mut ws = Ws::connect(app).await;
+            ws.send(json!({"op": 6, "d": {"token": format!("Bearer {token}"), "session_id": session_id, "seq": seq}})).await;
+            let f = ws.frame().await.unwrap();
+            if f["op"] == 9 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            return (ws, f);
+        }
+        panic!("the session does not resume");
+    }
+
     pub async fn heartbeat(&mut self) {
         let s = self.last_s;
         self.send(json!({"op": 1, "d": s})).await;

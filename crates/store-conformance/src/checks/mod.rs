@@ -2,6 +2,7 @@
 //! `async fn name(store: Arc<dyn Store>)` on a fresh, empty database that panics on a
 //! deviation, registered by `check!(name);` right after it.
 
+mod agents;
 mod audit;
 mod audited;
 mod conversations;
@@ -14,6 +15,7 @@ mod mfa;
 mod orgs;
 mod realtime;
 mod search;
+mod streams;
 mod users;
 mod webhooks;
 
@@ -233,6 +235,7 @@ pub(crate) fn new_message(conv: ConversationId, author: UserId, content: &str) -
         attachments: Vec::new(),
         idempotency: None,
         idempotency_since: at(0),
+        status: MessageStatus::Complete,
     }
 }
 

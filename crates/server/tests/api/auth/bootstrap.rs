@@ -49,6 +49,7 @@ pub(super) async fn restart(app: &TestApp, config: Config) -> (TestApp, Option<S
         .expect("the app restarts");
     let link = built.bootstrap_link().map(|l| l.expose_secret().to_owned());
     let base = format!("http://127.0.0.1:{}", built.port());
+    let services = built.state().services.clone();
     tokio::spawn(built.run_until(std::future::pending()));
     let again = TestApp {
         base,
@@ -57,6 +58,7 @@ pub(super) async fn restart(app: &TestApp, config: Config) -> (TestApp, Option<S
         backend: app.backend,
         data_dir: app.data_dir.clone(),
         database_url: app.database_url.clone(),
+        services,
         // The data belongs to `app`, which removes it.
         _data: TempDir(
             std::env::temp_dir().join(format!("conclave-none-{}", uuid::Uuid::now_v7())),

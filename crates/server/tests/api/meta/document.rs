@@ -86,6 +86,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("patch", "/api/v1/messages/{m}"),
     ("delete", "/api/v1/messages/{m}"),
     ("get", "/api/v1/messages/{m}/history"),
+    ("post", "/api/v1/messages/{m}/stop"),
     ("post", "/api/v1/files"),
     ("get", "/api/v1/files/{id}/url"),
     ("post", "/api/v1/conversations/{c}/typing"),

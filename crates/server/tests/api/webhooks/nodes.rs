@@ -32,6 +32,7 @@ impl Node {
             .await
             .expect("the node builds");
         let base = format!("http://127.0.0.1:{}", app.port());
+        let services = app.state().services.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let done = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
@@ -50,6 +51,7 @@ impl Node {
                 backend,
                 data_dir,
                 database_url,
+                services,
                 _data: TempDir(owned),
             },
             stop: Some(tx),

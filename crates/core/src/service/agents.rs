@@ -1,0 +1,453 @@
+//! AI agents (AGENT-1, AGENT-4, AGENT-6): managed by org owners and admins (and keys with
+//! `org:admin`). An agent IS a bot account of its org (AUTH-6), made with it in one
+//! transaction: an org member with role `member`, added to conversations like anyone, limited
+//! as a bot. It holds no credential: its `bots` row stores random bytes where a token's keyed
+//! hash would be (no token hashes to them), it is left out of the bot list and its token cannot
+//! be rotated (`bots`). Only this node's agent runner acts as it.
+//!
+//! The model API key is sealed at rest with the secrets key ring (DATA-3, column
+//! `agent_keys.secret`), never answered (the caller masks it with its hint), never audited or
+//! logged. The endpoint has passed the agent SSRF guard before these calls (the server owns
+//! it) and passes it again at every call. Every change is audited without the key or any
+//! message content; budget changes carry the old and new cap.
+
+use super::{Actor, Result, Services};
+use crate::agent::{
+    ModelApiKey, ModelName, SystemPrompt, CONTEXT_MESSAGES_DEFAULT, CONTEXT_MESSAGES_MAX,
+    MAX_OUTPUT_TOKENS_DEFAULT, MAX_OUTPUT_TOKENS_MAX, TEMPERATURE_MAX,
+};
+use crate::audit::AuditEntry;
+use crate::error::ServiceError;
+use crate::event::Cached;
+use crate::ids::*;
+use crate::keyring::SecretRef;
+use crate::policy::OrgAction;
+use crate::secretbox::SealedColumn;
+use crate::store::agents::*;
+use crate::store::NewBot;
+use crate::types::DisplayName;
+use chrono::NaiveDate;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use uuid::Uuid;
+
+/// Agents per org.
+pub const MAX_AGENTS_PER_ORG: usize = 50;
+/// The longest usage report, in days.
+pub const USAGE_MAX_DAYS: i64 = 92;
+/// The usage report's default span, in days (ending today).
+pub const USAGE_DEFAULT_DAYS: i64 = 30;
+
+/// An agent's settings as given at creation; the endpoint has passed the agent SSRF guard.
+#[derive(Debug)]
+pub struct NewAgentSettings {
+    pub name: DisplayName,
+    pub endpoint: String,
+    pub model: ModelName,
+    pub api_key: Option<ModelApiKey>,
+    pub system_prompt: Option<SystemPrompt>,
+    pub temperature: Option<f64>,
+    pub max_output_tokens: Option<i32>,
+    pub context_messages: Option<i32>,
+    pub monthly_token_budget: Option<i64>,
+}
+
+/// A change to an agent; `None` leaves a field, `Some(None)` clears it.
+#[derive(Debug, Default)]
+pub struct AgentChanges {
+    pub name: Option<DisplayName>,
+    /// Passed the agent SSRF guard.
+    pub endpoint: Option<String>,
+    pub model: Option<ModelName>,
+    pub api_key: Option<Option<ModelApiKey>>,
+    pub system_prompt: Option<Option<SystemPrompt>>,
+    pub temperature: Option<Option<f64>>,
+    pub max_output_tokens: Option<i32>,
+    pub context_messages: Option<i32>,
+    pub monthly_token_budget: Option<Option<i64>>,
+}
+
+fn key_ref(agent: Uuid) -> SecretRef {
+    SecretRef {
+        column: SealedColumn::AgentApiKey,
+        row: agent,
+    }
+}
+
+fn out_of_range(field: &str, rule: &str) -> ServiceError {
+    ServiceError::invalid(field, "out_of_range", format!("must be {rule}"))
+}
+
+fn check_temperature(t: Option<f64>) -> Result<Option<f64>> {
+    match t {
+        Some(t) if !(0.0..=TEMPERATURE_MAX).contains(&t) => {
+            Err(out_of_range("temperature", "between 0 and 2"))
+        }
+        other => Ok(other),
+    }
+}
+
+fn check_max_output_tokens(n: i32) -> Result<i32> {
+    if (1..=MAX_OUTPUT_TOKENS_MAX).contains(&n) {
+        Ok(n)
+    } else {
+        Err(out_of_range("max_output_tokens", "between 1 and 32768"))
+    }
+}
+
+fn check_context_messages(n: i32) -> Result<i32> {
+    if (1..=CONTEXT_MESSAGES_MAX).contains(&n) {
+        Ok(n)
+    } else {
+        Err(out_of_range("context_messages", "between 1 and 200"))
+    }
+}
+
+/// A monthly token cap: 0 or more (`field` names it in the answer).
+pub fn check_budget(field: &str, b: Option<i64>) -> Result<Option<i64>> {
+    match b {
+        Some(b) if b < 0 => Err(out_of_range(field, "0 or more, or null for no cap")),
+        other => Ok(other),
+    }
+}
+
+/// The usage report's days: `since`..=`until`, by default the last 30 days to `today`; at
+/// most [`USAGE_MAX_DAYS`], `since` not after `until`.
+pub fn usage_span(
+    since: Option<NaiveDate>,
+    until: Option<NaiveDate>,
+    today: NaiveDate,
+) -> Result<(NaiveDate, NaiveDate)> {
+    let until = until.unwrap_or(today);
+    let since = since.unwrap_or(until - chrono::Duration::days(USAGE_DEFAULT_DAYS - 1));
+    if since > until {
+        return Err(ServiceError::invalid(
+            "since",
+            "invalid_range",
+            "must not be after until",
+        ));
+    }
+    if (until - since).num_days() >= USAGE_MAX_DAYS {
+        return Err(ServiceError::invalid(
+            "since",
+            "range_too_long",
+            format!("the range may span at most {USAGE_MAX_DAYS} days"),
+        ));
+    }
+    Ok((since, until))
+}
+
+/// The audit row names changed fields only (never the key, and not the prompt's text).
+fn changed_fields(c: &AgentChanges) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let mut add = |set: bool, name| {
+        if set {
+            out.push(name);
+        }
+    };
+    add(c.name.is_some(), "name");
+    add(c.endpoint.is_some(), "endpoint");
+    add(c.model.is_some(), "model");
+    add(c.system_prompt.is_some(), "system_prompt");
+    add(c.temperature.is_some(), "temperature");
+    add(c.max_output_tokens.is_some(), "max_output_tokens");
+    add(c.context_messages.is_some(), "context_messages");
+    add(c.monthly_token_budget.is_some(), "monthly_token_budget");
+    out
+}
+
+impl Services {
+    async fn require_agents(&self, actor: &Actor, org: OrgId, write: bool) -> Result<()> {
+        if write {
+            Self::require_not_impersonated(actor)?;
+        }
+        self.require_org(actor, org, OrgAction::ManageAgents)
+            .await?;
+        Self::require_unlisted(actor)
+    }
+
+    /// Agent `id` of `org` (404 for another org's), once `actor` may manage the org's agents.
+    async fn org_agent(&self, actor: &Actor, org: OrgId, id: Uuid, write: bool) -> Result<Agent> {
+        self.require_agents(actor, org, write).await?;
+        match self.store.agent(id).await {
+            Ok(a) if a.org_id == org => Ok(a),
+            Ok(_) => Err(ServiceError::NotFound("agent")),
+            Err(e) => Err(ServiceError::missing("agent")(e)),
+        }
+    }
+
+    /// Seals `key` for agent `id`.
+    async fn seal_agent_key(&self, id: Uuid, key: &ModelApiKey) -> Result<AgentKeyRecord> {
+        let text = key.secret().expose_secret().as_bytes();
+        let sealed = self.seal_secret(key_ref(id).binding(), text).await?;
+        Ok(AgentKeyRecord {
+            hint: key.hint(),
+            sealed,
+            created_at: self.clock.now(),
+        })
+    }
+
+    /// After storing `record` (sealed from `key`): settles its seal (see `settle_sealed`).
+    async fn settle_agent_key(
+        &self,
+        id: Uuid,
+        record: AgentKeyRecord,
+        key: &ModelApiKey,
+    ) -> Result<()> {
+        let text = key.secret().expose_secret().as_bytes();
+        self.settle_sealed(key_ref(id), record.sealed, text).await
+    }
+
+    /// The org's agents changed: every node forgets its copy of the list (`OrgAgents`).
+    fn agents_changed(&self, org: OrgId) {
+        self.stale(vec![Cached::Org(org)]);
+    }
+
+    /// Creates an agent of `org` with its bot account, in one transaction.
+    pub async fn create_agent(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        s: NewAgentSettings,
+    ) -> Result<Agent> {
+        self.require_agents(actor, org, true).await?;
+        let temperature = check_temperature(s.temperature)?;
+        let max_output_tokens =
+            check_max_output_tokens(s.max_output_tokens.unwrap_or(MAX_OUTPUT_TOKENS_DEFAULT))?;
+        let context_messages =
+            check_context_messages(s.context_messages.unwrap_or(CONTEXT_MESSAGES_DEFAULT))?;
+        let budget = check_budget("monthly_token_budget", s.monthly_token_budget)?;
+        if self.store.agents(org).await?.len() >= MAX_AGENTS_PER_ORG {
+            return Err(ServiceError::conflict(
+                "too_many_agents",
+                "this organization has the most agents allowed",
+            ));
+        }
+        let named = (s.name.clone(), super::bots::AGENT_USERNAME_PREFIX);
+        let (bot, account) = self.new_bot(actor, org, named, None)?;
+        // No token exists for an agent's bot: where its hash would be are random bytes.
+        let mut unusable = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut unusable);
+        let id = Uuid::now_v7();
+        let key = match &s.api_key {
+            Some(k) => Some(self.seal_agent_key(id, k).await?),
+            None => None,
+        };
+        let agent = Agent {
+            id,
+            org_id: org,
+            user_id: bot.user_id,
+            bot_id: bot.id,
+            name: s.name.into_inner(),
+            endpoint: s.endpoint,
+            model: s.model.into_inner(),
+            system_prompt: s.system_prompt.and_then(SystemPrompt::into_option),
+            temperature,
+            max_output_tokens,
+            context_messages,
+            monthly_token_budget: budget,
+            created_by: Some(actor.user.id),
+            created_at: bot.created_at,
+            updated_at: bot.created_at,
+            api_key_hint: key.as_ref().map(|k| k.hint.clone()),
+        };
+        let audit = self
+            .audit(actor, "agent.created")
+            .resource("agent", id)
+            .org(org)
+            .detail(serde_json::json!({
+                "user_id": agent.user_id, "endpoint": agent.endpoint, "model": agent.model,
+                "api_key": key.is_some(), "monthly_token_budget": budget,
+            }));
+        let new = NewAgent {
+            bot: NewBot {
+                bot: &bot,
+                account: &account,
+                token_hash: &unusable,
+            },
+            agent: &agent,
+            api_key: key.as_ref(),
+        };
+        let member = self.store.create_agent(&new, &[audit]).await?;
+        self.announce_member_added(&member);
+        self.agents_changed(org);
+        if let (Some(record), Some(k)) = (key, &s.api_key) {
+            self.settle_agent_key(id, record, k).await?;
+        }
+        Ok(agent)
+    }
+
+    /// The org's agents (keys masked by the caller).
+    pub async fn agents(&self, actor: &Actor, org: OrgId) -> Result<Vec<Agent>> {
+        self.require_agents(actor, org, false).await?;
+        Ok(self.store.agents(org).await?)
+    }
+
+    pub async fn agent(&self, actor: &Actor, org: OrgId, id: Uuid) -> Result<Agent> {
+        self.org_agent(actor, org, id, false).await
+    }
+
+    /// Changes an agent: any setting, a new API key (rotated) or none (cleared).
+    pub async fn update_agent(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        id: Uuid,
+        c: AgentChanges,
+    ) -> Result<Agent> {
+        let before = self.org_agent(actor, org, id, true).await?;
+        let temperature = c.temperature.map(check_temperature).transpose()?;
+        let max_output_tokens = c
+            .max_output_tokens
+            .map(check_max_output_tokens)
+            .transpose()?;
+        let context_messages = c.context_messages.map(check_context_messages).transpose()?;
+        let budget = (c.monthly_token_budget)
+            .map(|b| check_budget("monthly_token_budget", b))
+            .transpose()?;
+        let key = match &c.api_key {
+            Some(Some(k)) => Some(Some(self.seal_agent_key(id, k).await?)),
+            Some(None) => Some(None),
+            None => None,
+        };
+        let mut audit: Vec<AuditEntry> = Vec::new();
+        let entry = |event: &str| self.audit(actor, event).resource("agent", id).org(org);
+        let fields = changed_fields(&c);
+        if !fields.is_empty() {
+            audit.push(entry("agent.updated").detail(serde_json::json!({ "fields": fields })));
+        }
+        if let Some(k) = &key {
+            let what = if k.is_some() { "replaced" } else { "removed" };
+            audit.push(entry("agent.key_rotated").detail(serde_json::json!({ "key": what })));
+        }
+        if let Some(b) = budget {
+            audit.push(entry("agent.budget_changed").detail(serde_json::json!({
+                "from": before.monthly_token_budget, "to": b,
+            })));
+        }
+        let patch = AgentPatch {
+            name: c.name.map(DisplayName::into_inner),
+            endpoint: c.endpoint,
+            model: c.model.map(ModelName::into_inner),
+            system_prompt: (c.system_prompt).map(|p| p.and_then(SystemPrompt::into_option)),
+            temperature,
+            max_output_tokens,
+            context_messages,
+            monthly_token_budget: budget,
+            api_key: key.clone(),
+        };
+        let now = self.clock.now();
+        let updated = (self.store.update_agent(id, &patch, now, &audit).await)
+            .map_err(ServiceError::missing("agent"))?;
+        if patch.name.is_some() {
+            self.stale(vec![Cached::User(updated.user_id)]);
+        }
+        self.agents_changed(org);
+        if let (Some(Some(record)), Some(Some(k))) = (key, &c.api_key) {
+            self.settle_agent_key(id, record, k).await?;
+        }
+        Ok(updated)
+    }
+
+    /// Deletes an agent: its configuration, key and usage go, its bot account is disabled and
+    /// keeps its past messages.
+    pub async fn delete_agent(&self, actor: &Actor, org: OrgId, id: Uuid) -> Result<()> {
+        let agent = self.org_agent(actor, org, id, true).await?;
+        let audit = self
+            .audit(actor, "agent.deleted")
+            .resource("agent", id)
+            .org(org)
+            .detail(serde_json::json!({ "user_id": agent.user_id }));
+        (self.store.delete_agent(id, &[audit]).await).map_err(ServiceError::missing("agent"))?;
+        self.stale(vec![Cached::User(agent.user_id)]);
+        self.agents_changed(org);
+        Ok(())
+    }
+
+    /// The org's monthly token budget for all its agents, and this month's use.
+    pub async fn agent_budget(&self, actor: &Actor, org: OrgId) -> Result<BudgetState> {
+        self.require_agents(actor, org, false).await?;
+        let month = MonthKey::of(self.clock.now());
+        Ok(self.store.org_budget_state(org, month).await?)
+    }
+
+    /// Sets (or, `None`, removes) the org's monthly token budget.
+    pub async fn set_agent_budget(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        budget: Option<i64>,
+    ) -> Result<BudgetState> {
+        self.require_agents(actor, org, true).await?;
+        let budget = check_budget("monthly_token_budget", budget)?;
+        let month = MonthKey::of(self.clock.now());
+        let before = self.store.org_budget_state(org, month).await?;
+        let audit = self
+            .audit(actor, "agent.org_budget_changed")
+            .resource("org", org)
+            .org(org)
+            .detail(serde_json::json!({
+                "from": before.monthly_token_budget, "to": budget,
+            }));
+        let now = self.clock.now();
+        (self.store.set_org_token_budget(org, budget, now, &[audit])).await?;
+        Ok(self.store.org_budget_state(org, month).await?)
+    }
+
+    /// An agent's usage per day between `since` and `until` (see [`usage_span`]).
+    pub async fn agent_usage(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        id: Uuid,
+        since: Option<NaiveDate>,
+        until: Option<NaiveDate>,
+    ) -> Result<Vec<UsageDay>> {
+        let agent = self.org_agent(actor, org, id, false).await?;
+        let (since, until) = usage_span(since, until, self.clock.now().date_naive())?;
+        Ok(self.store.agent_usage(agent.id, since, until).await?)
+    }
+
+    /// The agent's model API key, opened (the runner's, for one call).
+    pub(super) async fn open_agent_key(&self, agent: &Agent) -> Result<Option<SecretString>> {
+        let Some(record) = self.store.agent_key(agent.id).await? else {
+            return Ok(None);
+        };
+        let opened = self
+            .open_sealed(key_ref(agent.id).binding(), &record.sealed)
+            .await?;
+        let text = String::from_utf8(opened.expose_secret().clone())
+            .map_err(|_| ServiceError::Internal("an agent key is not UTF-8".into()))?;
+        Ok(Some(SecretString::from(text)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_bounds() {
+        assert!(check_temperature(Some(2.0)).is_ok());
+        assert!(check_temperature(Some(2.01)).is_err());
+        assert!(check_temperature(Some(-0.1)).is_err());
+        assert!(check_max_output_tokens(0).is_err());
+        assert!(check_max_output_tokens(32768).is_ok());
+        assert!(check_context_messages(201).is_err());
+        assert!(check_budget("b", Some(-1)).is_err());
+        assert_eq!(check_budget("b", None).unwrap(), None);
+    }
+
+    #[test]
+    fn usage_spans() {
+        let today = NaiveDate::from_ymd_opt(2026, 3, 31).unwrap();
+        let (since, until) = usage_span(None, None, today).unwrap();
+        assert_eq!(until, today);
+        assert_eq!((until - since).num_days(), 29);
+        let early = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+        assert!(usage_span(Some(early), None, today).is_err());
+        assert!(usage_span(Some(today), Some(early), today).is_err());
+        let ok = today - chrono::Duration::days(91);
+        assert!(usage_span(Some(ok), Some(today), today).is_ok());
+    }
+}

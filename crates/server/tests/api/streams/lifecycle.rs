@@ -1,0 +1,171 @@
+//! An answer from open to end: coalesced deltas to readers only, the text so far over REST,
+//! RESUME, edits refused while streaming and deletion stopping the stream.
+
+use super::*;
+use conclave_core::types::MessageStatus;
+use reqwest::Method;
+
+crate::both_backends!(
+    deltas_reach_readers_in_order_and_rest_shows_the_text_so_far,
+    a_resumed_client_gets_the_missed_deltas_then_the_end,
+    a_streaming_answer_cannot_be_edited_and_deleting_it_stops_it,
+);
+
+/// `d` is the message object with this content, status and reason.
+#[track_caller]
+fn shows(d: &Value, content: &str, status: &str, reason: Option<&str>) {
+    assert_eq!(d["content"], content, "{d}");
+    assert_eq!(d["status"], status, "{d}");
+    assert_eq!(d["status_reason"].as_str(), reason, "{d}");
+    assert!(d.as_object().unwrap().contains_key("status_reason"), "{d}");
+}
+
+async fn deltas_reach_readers_in_order_and_rest_shows_the_text_so_far(app: TestApp) {
+    let r = room(&app).await;
+    let (mut alice, _) = Ws::identify(&app, &r.alice.token).await;
+    let (mut vic, _) = Ws::identify(&app, &r.vic.token).await;
+    let (mut carol, _) = Ws::identify(&app, &r.carol.token).await;
+    let (mut dave, _) = Ws::identify(&app, &r.dave.token).await;
+    let (mut mallory, _) = Ws::identify(&app, &r.mallory.token).await;
+    // Dave is removed first: that is the last he hears of the conversation.
+    let dave_out = conv_path(&r.conv, &format!("/participants/{}", r.dave.id));
+    app.delete(&dave_out, &r.alice.token).await.expect(204);
+    for ws in [&mut alice, &mut vic, &mut dave] {
+        ws.expect("PARTICIPANT_REMOVE").await;
+    }
+
+    let mut s = r.open(&app).await;
+    let id = s.message.id.to_string();
+    for ws in [&mut alice, &mut vic] {
+        let d = ws.expect("MESSAGE_CREATE").await;
+        shows(&d, "", "streaming", None);
+        assert_eq!(d["author"]["kind"], "bot");
+        assert_eq!(d["format"], "text");
+    }
+    // The first delta goes out at once; the next within 50 ms is held and joined.
+    assert_eq!(delta(&app, &mut s, 0, "Hel").await, Flow::Continue);
+    assert_eq!(delta(&app, &mut s, 10, "lo").await, Flow::Continue);
+    assert_eq!(delta(&app, &mut s, 40, ", wor").await, Flow::Continue);
+    // Nothing is written before 250 ms; then the text so far is, for REST.
+    shows(
+        &listed(&app, &r.conv, &r.bob, &id).await,
+        "",
+        "streaming",
+        None,
+    );
+    assert_eq!(delta(&app, &mut s, 200, "ld").await, Flow::Continue);
+    let so_far = listed(&app, &r.conv, &r.bob, &id).await;
+    shows(&so_far, "Hello, world", "streaming", None);
+    let one = app
+        .get(&format!("/api/v1/messages/{id}/history"), &r.bob.token)
+        .await
+        .expect(200);
+    assert!(one.items().is_empty(), "writing the text so far is no edit");
+    // What is held when the answer ends goes out before the end.
+    assert_eq!(delta(&app, &mut s, 10, "!").await, Flow::Continue);
+    assert_eq!(s.text(), "Hello, world!");
+    let done = close(&app, s, StreamEnd::Complete).await;
+    assert_eq!(done.content.as_deref(), Some("Hello, world!"));
+    assert_eq!(
+        (done.status, done.status_reason),
+        (MessageStatus::Complete, None)
+    );
+    for ws in [&mut alice, &mut vic] {
+        expect_delta(ws, &id, 0, "Hel").await;
+        expect_delta(ws, &id, 1, "lo, wor").await;
+        expect_delta(ws, &id, 2, "ld").await;
+        expect_delta(ws, &id, 3, "!").await;
+        shows(
+            &ws.expect("MESSAGE_UPDATE").await,
+            "Hello, world!",
+            "complete",
+            None,
+        );
+    }
+    shows(
+        &listed(&app, &r.conv, &r.bob, &id).await,
+        "Hello, world!",
+        "complete",
+        None,
+    );
+    // A member outside the conversation, a removed participant and another org heard none
+    // of it: their next event is the barrier.
+    app.says(&r.lounge, &r.alice, "barrier").await;
+    for ws in [&mut carol, &mut dave] {
+        assert_eq!(ws.expect("MESSAGE_CREATE").await["content"], "barrier");
+    }
+    app.says(&r.evil_conv, &r.mallory, "barrier").await;
+    assert_eq!(mallory.expect("MESSAGE_CREATE").await["content"], "barrier");
+}
+
+async fn a_resumed_client_gets_the_missed_deltas_then_the_end(app: TestApp) {
+    let r = room(&app).await;
+    let (mut alice, ready) = Ws::identify(&app, &r.alice.token).await;
+    let session_id = ready["session_id"].as_str().unwrap().to_owned();
+    let mut s = r.open(&app).await;
+    let id = s.message.id.to_string();
+    alice.expect("MESSAGE_CREATE").await;
+    delta(&app, &mut s, 0, "one").await;
+    expect_delta(&mut alice, &id, 0, "one").await;
+    alice.heartbeat().await;
+    let seen = alice.last_s;
+    drop(alice);
+    // Missed while away: two deltas and the end.
+    delta(&app, &mut s, 50, " two").await;
+    delta(&app, &mut s, 50, " three").await;
+    close(&app, s, StreamEnd::Complete).await;
+    let (mut ws, first) = Ws::resume(&app, &r.alice.token, &session_id, seen).await;
+    assert_eq!(first["t"], "MESSAGE_STREAM", "{first}");
+    assert_eq!(first["s"].as_u64().unwrap(), seen + 1);
+    assert_eq!(
+        (first["d"]["index"].as_u64(), first["d"]["delta"].as_str()),
+        (Some(1), Some(" two"))
+    );
+    ws.last_s = seen + 1;
+    expect_delta(&mut ws, &id, 2, " three").await;
+    shows(
+        &ws.expect("MESSAGE_UPDATE").await,
+        "one two three",
+        "complete",
+        None,
+    );
+    assert_eq!(ws.expect("RESUMED").await["replayed"], 3);
+}
+
+async fn a_streaming_answer_cannot_be_edited_and_deleting_it_stops_it(app: TestApp) {
+    let r = room(&app).await;
+    let edit = |id: String, content: &'static str| {
+        let (app, token) = (&app, r.bot.token.clone());
+        async move {
+            let path = format!("/api/v1/messages/{id}");
+            let body = Some(json!({ "content": content }));
+            app.as_bot(Method::PATCH, &path, &token, body).await
+        }
+    };
+    let mut s = r.open(&app).await;
+    let id = s.message.id.to_string();
+    delta(&app, &mut s, 0, "draft").await;
+    edit(id.clone(), "changed")
+        .await
+        .expect_error(409, "message_streaming");
+    // Alice (the owner) deletes it: the stream's next write finds it gone, and it writes no more.
+    app.delete(&format!("/api/v1/messages/{id}"), &r.alice.token)
+        .await
+        .expect(204);
+    assert_eq!(delta(&app, &mut s, 250, " more").await, Flow::Stopped);
+    assert!(s.is_stopped());
+    assert_eq!(delta(&app, &mut s, 250, " again").await, Flow::Stopped);
+    let end = close(&app, s, StreamEnd::Complete).await;
+    assert!(end.content.is_none() && end.deleted_at.is_some());
+    assert_eq!(end.status, MessageStatus::Stopped);
+    assert_eq!(end.status_reason.as_deref(), Some("deleted"));
+    // A finished answer is the bot's to edit like any message.
+    let mut s = r.open(&app).await;
+    let id = s.message.id.to_string();
+    delta(&app, &mut s, 0, "v1").await;
+    close(&app, s, StreamEnd::Failed("timeout".into())).await;
+    let shown = listed(&app, &r.conv, &r.bob, &id).await;
+    shows(&shown, "v1", "failed", Some("timeout"));
+    let edited = edit(id, "v2").await.expect(200);
+    assert_eq!(edited.body["content"], "v2");
+}
