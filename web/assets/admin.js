@@ -1,6 +1,7 @@
 // The admin console at `/admin`: users (with impersonation and file usage), orgs with their
 // members, teams and bots, webhooks and their deliveries, AI agents (with usage and token
-// budgets), content guards and their review queue, API keys, the audit log, capabilities.
+// budgets), content guards and their review queue, API keys, the audit log, statistics
+// (content guards), capabilities.
 // Sections are addressable as `/admin#/<section>`.
 //
 // This module signs in, draws the section tabs and routes to the sections under `admin/`
@@ -16,6 +17,7 @@ import { current } from './admin/console.js';
 import { guardsView } from './admin/guards.js';
 import { keysView } from './admin/keys.js';
 import { orgsView } from './admin/orgs.js';
+import { statsView } from './admin/stats.js';
 import { usersView } from './admin/users.js';
 import { webhooksView } from './admin/webhooks.js';
 
@@ -29,6 +31,7 @@ const SECTIONS = [
   ['guards', 'Guards'],
   ['api-keys', 'API keys'],
   ['audit', 'Audit log'],
+  ['stats', 'Statistics'],
   ['capabilities', 'Capabilities'],
 ];
 
@@ -70,7 +73,7 @@ function render() {
     if (a.dataset.section === id) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  const view = { users: usersView, orgs: orgsView, webhooks: webhooksView, agents: agentsView, guards: guardsView, 'api-keys': keysView, audit: auditView, capabilities: capabilitiesView }[id];
+  const view = { users: usersView, orgs: orgsView, webhooks: webhooksView, agents: agentsView, guards: guardsView, 'api-keys': keysView, audit: auditView, stats: statsView, capabilities: capabilitiesView }[id];
   if (!view) {
     show(current.content, notice('No such section.'));
     return;

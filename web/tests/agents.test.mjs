@@ -1,7 +1,8 @@
 // Browser tests of AI agents and content guards (AGENT-1..5, RATE-6, WEB-3) against a fake
 // OpenAI Chat Completions provider on 127.0.0.1 (the server's agent SSRF guard lets that
 // address and the provider's port through): an answer that grows in the client as it streams
-// and ends complete, as text (no markup, no link followed or previewed); an endless answer
+// and ends complete, as text (no markup, no link followed or previewed), a repeated delta
+// ignored and a lost one fetched again (the gateway's frames altered in between); an endless answer
 // stopped with its Stop button; and the console — an agent created (its API key never shown
 // back), changed, its key rotated and cleared, its usage; the org's token budget; a blocklist
 // guard whose refusal the client shows, a flagging guard whose message reaches the review
@@ -169,6 +170,46 @@ test('an agent’s answer grows in place as it streams, as text, and ends comple
   assert.equal(await answer.locator('.badge').textContent(), 'AI agent');
   await page.screenshot({ path: join(SHOTS, 'client-agent-answer.png') });
   assert.deepEqual(seen.errors.filter((e) => !/Failed to load resource/.test(e)), []);
+});
+
+test('a repeated delta changes nothing and a lost one makes the client fetch the answer', async () => {
+  const { owner, org, agent } = await withAgent('Relay');
+  const conv = await directWith(owner, org, agent);
+  const opened = await h.newUser();
+  const { page } = opened;
+  // Between the page and the gateway: the second delta comes twice, the fourth never.
+  await page.routeWebSocket(/\/gateway/, (ws) => {
+    const server = ws.connectToServer();
+    server.onMessage((frame) => {
+      const f = JSON.parse(frame);
+      if (f.t === 'MESSAGE_STREAM' && f.d.index === 1) ws.send(frame);
+      if (f.t === 'MESSAGE_STREAM' && f.d.index === 3) return;
+      ws.send(frame);
+    });
+  });
+  const refetched = [];
+  page.on('request', (r) => {
+    if (/\/messages\?limit=1&after=/.test(r.url())) refetched.push(r.url());
+  });
+  await h.signInAs(page, owner.username);
+  await page.getByText(`Signed in as ${owner.username}`).waitFor();
+  await page.goto(`${h.base}/#/c/${conv.id}`);
+  await log(page).waitFor();
+  await watchAnswers(page);
+  await say(page, 'Relay this, please');
+  await waitFor(() => page.evaluate(() => window.answerTexts.length > 0), 'the answer to open');
+  const id = await page.evaluate(() => window.answerTexts[0].id);
+  const answer = log(page).locator(`[data-message-id="${id}"]`);
+  await waitFor(async () => (await answer.getAttribute('data-status')) === 'complete', 'the answer to end complete');
+  assert.equal(await answer.locator('.body').textContent(), ANSWER);
+  const texts = (await page.evaluate(() => window.answerTexts)).filter((t) => t.id === id).map((t) => t.text);
+  // Never a piece twice, never shrinking: each text shown is the start of the answer and of the next.
+  for (const [i, text] of texts.entries()) {
+    assert.ok(ANSWER.startsWith(text), `${JSON.stringify(text)} starts the answer`);
+    if (i > 0) assert.ok(text.startsWith(texts[i - 1]), `${JSON.stringify(text)} continues ${JSON.stringify(texts[i - 1])}`);
+  }
+  assert.ok(new Set(texts).size >= 2, `it grew: ${JSON.stringify(texts)}`);
+  assert.ok(refetched.length >= 1, 'the gap made the client fetch the answer');
 });
 
 test('a participant stops an endless answer with its Stop button', async () => {

@@ -18,7 +18,7 @@ async function consoleAdmin() {
 }
 
 test('an admin creates users, an org with members and an API key in the console', async () => {
-  const { page } = await consoleAdmin();
+  const { admin, page } = await consoleAdmin();
   const bob = h.name('bob');
   const carol = h.name('carol');
   await page.goto(`${h.base}/admin#/users`);
@@ -68,6 +68,14 @@ test('an admin creates users, an org with members and an API key in the console'
   assert.equal((await h.rest('POST', '/auth/logout', carolToken)).status, 204);
   await page.goto(`${h.base}/admin#/capabilities`);
   await page.getByRole('rowheader', { name: 'api_version' }).waitFor();
+  // Guard statistics (RATE-6): a blocked post is counted.
+  const stats = page.getByRole('table', { name: 'Content guards' });
+  const guardedId = (await h.createOrg(admin, 'Guarded', [])).id;
+  const made = await h.rest('POST', `/orgs/${guardedId}/guards`, admin.token, { kind: 'blocklist', mode: 'block', terms: ['darn'] });
+  assert.equal(made.status, 201);
+  await page.goto(`${h.base}/admin#/stats`);
+  await stats.getByRole('row', { name: /^Enabled guards/ }).waitFor();
+  assert.ok((await stats.getByRole('row', { name: /^Enabled guards/ }).textContent()).includes('1'));
 });
 
 test('an admin manages the teams and bots of an org in the console', async () => {

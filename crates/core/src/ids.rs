@@ -60,4 +60,8 @@ id_type!(
     FileId,
     ApiKeyId,
     BotId,
+    /// An org's content guard (RATE-6).
+    GuardId,
+    /// A message queued for review by a flagging guard (RATE-6).
+    FlagId,
 );

@@ -10,6 +10,7 @@ pub mod credential;
 pub mod error;
 pub mod event;
 pub mod files;
+pub mod guards;
 pub mod ids;
 pub mod keyring;
 pub mod keys;

@@ -65,11 +65,19 @@ pub enum SealedColumn {
     WebhookSecret,
     /// `agent_keys.secret` (same three columns), row id = the agent's id.
     AgentApiKey,
+    /// `guard_secrets.api_key` (same three columns), row id = the guard's id: a moderation
+    /// endpoint's API key (RATE-6).
+    GuardApiKey,
 }
 
 impl SealedColumn {
     /// Every sealed column, in the order rotation walks them.
-    pub const ALL: [Self; 3] = [Self::UserTotpSecret, Self::WebhookSecret, Self::AgentApiKey];
+    pub const ALL: [Self; 4] = [
+        Self::UserTotpSecret,
+        Self::WebhookSecret,
+        Self::AgentApiKey,
+        Self::GuardApiKey,
+    ];
 
     /// `table.column`, as bound into the associated data.
     #[must_use]
@@ -78,6 +86,7 @@ impl SealedColumn {
             Self::UserTotpSecret => "user_totp.secret",
             Self::WebhookSecret => "webhook_secrets.secret",
             Self::AgentApiKey => "agent_keys.secret",
+            Self::GuardApiKey => "guard_secrets.api_key",
         }
     }
 
@@ -86,7 +95,7 @@ impl SealedColumn {
     const fn legacy_purpose(self) -> Option<&'static str> {
         match self {
             Self::UserTotpSecret => Some("totp-secret"),
-            Self::WebhookSecret | Self::AgentApiKey => None,
+            Self::WebhookSecret | Self::AgentApiKey | Self::GuardApiKey => None,
         }
     }
 }

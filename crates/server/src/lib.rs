@@ -8,6 +8,7 @@ pub mod files;
 pub mod gateway;
 pub mod http;
 pub mod keyring;
+pub mod moderation;
 pub mod outbound;
 pub mod ratelimit;
 pub mod startup;

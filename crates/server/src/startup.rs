@@ -263,7 +263,10 @@ impl Application {
         .with_gates(conclave_core::service::identity::Gates {
             access_token: config.secrets.access_token.clone(),
             management_token: config.secrets.admin_token.clone(),
-        });
+        })
+        .with_remote_screen(Arc::new(crate::moderation::ModerationClient::new(
+            outbound.clone(),
+        )));
         let bootstrap = services
             .prepare_bootstrap(
                 config

@@ -40,6 +40,13 @@ fn sealed_column_sql(column: conclave_core::secretbox::SealedColumn) -> SealedCo
             nonce: "secret_nonce",
             ciphertext: "secret_ciphertext",
         },
+        conclave_core::secretbox::SealedColumn::GuardApiKey => SealedColumnSql {
+            table: "guard_secrets",
+            row: "guard_id",
+            key_id: "secret_key_id",
+            nonce: "secret_nonce",
+            ciphertext: "secret_ciphertext",
+        },
     }
 }
 

@@ -29,6 +29,7 @@ mod batch;
 mod conversations;
 mod credentials;
 mod files;
+mod guards;
 mod health;
 mod invites;
 mod keyring;

@@ -111,11 +111,15 @@ function trackAnswer(m, live) {
   if (state.ended.has(m.id)) return false;
   const content = m.content ?? '';
   const known = state.streams.get(m.id);
-  if (known?.next !== null && known?.next !== undefined && known.text.startsWith(content)) {
-    // The deltas are ahead of the text the server has stored so far: keep them.
-    return true;
+  if (!known) {
+    state.streams.set(m.id, { text: content, next: live && content === '' ? 0 : null });
+  } else if (!known.text.startsWith(content)) {
+    // The server has more (or other) text than shown: show it; where deltas go on is unknown.
+    known.text = content;
+    known.next = null;
   }
-  state.streams.set(m.id, { text: content, next: live && content === '' ? 0 : null });
+  // Otherwise what is shown is ahead of the text the server has stored so far: it stays (an
+  // answer never shrinks on screen).
   return true;
 }
 

@@ -129,6 +129,9 @@ pub struct Participants;
 pub struct Teams;
 /// An org's AI agents (AGENT-2: which agents might answer a message of the org).
 pub struct OrgAgents;
+/// An org's enabled content guards, compiled (RATE-6); empty when it has none, so a send in
+/// an org without guards reads nothing more.
+pub struct Guards;
 
 impl Kind for Credentials {
     type Key = [u8; 32];
@@ -194,6 +197,9 @@ kind!(Teams, teams: (OrgId, UserId) => Vec<TeamId>, |(org, user), _| {
 kind!(OrgAgents, org_agents: OrgId => Vec<Agent>, |org, _| {
     [Some(Cached::Org(*org)), None, None, None]
 });
+kind!(Guards, guards: OrgId => std::sync::Arc<crate::guards::OrgGuards>, |org, _| {
+    [Some(Cached::Org(*org)), None, None, None]
+});
 
 /// Taken before a load reads the store: the generation and the time it began.
 #[derive(Debug, Clone, Copy)]
@@ -238,6 +244,7 @@ pub struct Tables {
     participants: Table<(ConversationId, UserId), Option<ConversationRole>>,
     teams: Table<(OrgId, UserId), Vec<TeamId>>,
     org_agents: Table<OrgId, Vec<Agent>>,
+    guards: Table<OrgId, std::sync::Arc<crate::guards::OrgGuards>>,
 }
 
 impl Tables {
@@ -253,6 +260,7 @@ impl Tables {
             + self.participants.0.len()
             + self.teams.0.len()
             + self.org_agents.0.len()
+            + self.guards.0.len()
     }
 }
 

@@ -38,6 +38,8 @@ pub enum OrgAction {
     /// Create, change and delete the org's AI agents, see their usage and set the org's monthly
     /// token budget (AGENT-1, AGENT-4).
     ManageAgents,
+    /// Manage the org's content guards and review what they flagged (RATE-6).
+    ManageGuards,
 }
 
 impl OrgAction {
@@ -61,6 +63,7 @@ impl OrgAction {
         Self::ManageSecurity,
         Self::ManageWebhooks,
         Self::ManageAgents,
+        Self::ManageGuards,
     ];
 
     /// Whether the action only looks.
@@ -81,9 +84,8 @@ impl OrgAction {
             SetKeyTier => None,
             ManageWebhooks => Some(Scope::WebhooksAdmin),
             UpdateOrg | DeleteOrg | TransferOrg | ManageMembers | ManageOwners | CreateInvite
-            | ManageTeams | ManageBots | ManageAgents | ViewAudit | ManageSecurity => {
-                Some(Scope::OrgAdmin)
-            }
+            | ManageTeams | ManageBots | ManageAgents | ViewAudit | ManageSecurity
+            | ManageGuards => Some(Scope::OrgAdmin),
         }
     }
 
@@ -113,7 +115,8 @@ pub fn org_allows(role: OrgRole, action: OrgAction) -> bool {
         | SetKeyTier
         | ViewAudit
         | ManageWebhooks
-        | ManageAgents => role.rank() >= OrgRole::Admin.rank(),
+        | ManageAgents
+        | ManageGuards => role.rank() >= OrgRole::Admin.rank(),
         DeleteOrg | TransferOrg | ManageOwners | ManageSecurity => role == OrgRole::Owner,
         CreateConversation => role.rank() >= OrgRole::Member.rank(),
     }

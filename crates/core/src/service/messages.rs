@@ -116,6 +116,10 @@ impl Services {
             .conversation_access(actor, conv, ConversationAction::SendMessages)
             .await?;
         let content = stored_content(&req.content, req.format)?;
+        // RATE-6: before anything is stored; a block answers 422 and nothing is written.
+        let flagged = self
+            .screen_post(conversation.org_id, &content, req.format)
+            .await?;
         if let Some(reply) = req.reply_to {
             self.message_of(conv, reply)
                 .await?
@@ -141,6 +145,8 @@ impl Services {
         match self.store.insert_message(&new, &audit).await? {
             Inserted::Created(message) => {
                 self.emit(Event::conversation("MESSAGE_CREATE", conv, &message));
+                self.flag_message(conversation.org_id, &message, &flagged)
+                    .await?;
                 Ok(Sent {
                     message,
                     created: true,
@@ -253,6 +259,7 @@ impl Services {
             ));
         }
         let content = stored_content(&text, format)?;
+        let flagged = self.screen_post(org, &content, format).await?;
         let audit = self.impersonated_rows(actor, "message.edited", org, msg.conversation_id, id);
         let edited = self
             .store
@@ -266,7 +273,9 @@ impl Services {
                 &audit,
             )
             .await?;
-        Ok(self.announce_message("MESSAGE_UPDATE", edited))
+        let edited = self.announce_message("MESSAGE_UPDATE", edited);
+        self.flag_message(org, &edited, &flagged).await?;
+        Ok(edited)
     }
 
     pub async fn delete_message(&self, actor: &Actor, id: MessageId) -> Result<Message> {

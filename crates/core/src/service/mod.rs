@@ -12,6 +12,7 @@ mod conversations;
 mod credentials;
 mod denied;
 mod files;
+mod guards;
 pub mod identity;
 mod invites;
 mod members;
@@ -39,6 +40,7 @@ pub use conversations::NewConversation;
 pub use credentials::{ConversationList, GatewayStart, Resource};
 pub use denied::DENIED_ROWS_PER_MINUTE;
 pub use files::{UploadGrant, Uploaded};
+pub use guards::{blocked_error, screened_text, FlagItem, GuardPatch, NewGuard, POSITION_RANGE};
 pub use invites::INVITE_DEFAULT_TTL;
 pub use members::UserRef;
 pub use messages::{SendMessage, Sent};
@@ -128,6 +130,9 @@ pub struct Services {
     searches: crate::slots::Slots,
     /// The agents' answers streaming on this node, so a stop here reaches them at once.
     open_streams: Arc<streams::OpenStreams>,
+    /// The content guards' checks that ask another service (RATE-6): the server's, through its
+    /// SSRF guard; without one every remote check fails and its fail mode applies.
+    remote: Arc<dyn crate::guards::RemoteScreen>,
 }
 
 impl Services {
@@ -157,6 +162,7 @@ impl Services {
             cache: Arc::new(Cache::new(CacheSettings::default())),
             searches: crate::slots::Slots::new(search::SLOTS, search::SLOT_WAIT),
             open_streams: Arc::default(),
+            remote: Arc::new(crate::guards::NoRemoteScreen),
         }
     }
 

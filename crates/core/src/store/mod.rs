@@ -12,6 +12,7 @@ mod audit;
 mod conversations;
 mod credentials;
 mod files;
+pub mod guards;
 mod health;
 mod invites;
 pub mod keyring;
@@ -31,6 +32,7 @@ pub use audit::{AuditStore, RetentionStore};
 pub use conversations::{ConversationPatch, ConversationStore, ConversationUpdate, Joining};
 pub use credentials::{CredentialStore, NewBot, NewSecret, Rotation, SecretSlot};
 pub use files::FileStore;
+pub use guards::GuardStore;
 pub use health::{HealthAlert, HealthStore};
 pub use invites::{InviteStore, InviteUse};
 pub use keyring::SecretKeyStore;
@@ -71,6 +73,7 @@ pub trait Store:
     + WebhookStore
     + FileStore
     + AgentStore
+    + GuardStore
 {
 }
 

@@ -22,9 +22,24 @@ pub fn router() -> OpenApiRouter<AppState> {
             .routes(routes!(list_users, create_user))
             .routes(routes!(update_user))
             .routes(routes!(impersonate))
-            .routes(routes!(add_org_member)),
+            .routes(routes!(add_org_member))
+            .routes(routes!(stats)),
         RouteAccess::SESSION,
     )
+}
+
+/// What `GET /admin/stats` reports.
+#[derive(Serialize, ToSchema)]
+pub struct AdminStats {
+    /// Content guards over every org (RATE-6): how many, and how many of each decision.
+    guards: conclave_core::store::guards::GuardTotals,
+}
+
+/// Server statistics for the admin console: content guards and their decisions.
+#[utoipa::path(get, path = "/admin/stats", tag = "admin", responses((status = 200, body = AdminStats)))]
+async fn stats(a: AdminCaller) -> Answer<AdminStats> {
+    let guards = a.services().guard_totals(&a.admin).await?;
+    Ok(axum::Json(AdminStats { guards }))
 }
 
 /// Add an existing account to an org directly (AZ-7): for server admins and automation with

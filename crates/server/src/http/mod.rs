@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod files;
 pub mod gateway;
+pub mod guards;
 pub mod impersonation;
 pub mod limits;
 pub mod messages;
@@ -47,6 +48,7 @@ pub fn api() -> (Router<AppState>, Arc<serde_json::Value>) {
         .merge(orgs::router())
         .merge(bots::router())
         .merge(webhooks::router())
+        .merge(guards::router())
         .merge(api_keys::router())
         .merge(conversations::router())
         .merge(messages::router())

@@ -35,6 +35,16 @@ impl Db {
         Self::connect(&config.database_url()).await
     }
 
+    /// Connects to the database of a running test app.
+    pub async fn of(app: &crate::helpers::TestApp) -> Self {
+        let config = Config {
+            data_dir: app.data_dir.clone(),
+            database_url: app.database_url.clone(),
+            ..Default::default()
+        };
+        Self::open(&config).await
+    }
+
     /// Runs one statement; answers the rows it touched.
     pub async fn exec(&self, sql: &str) -> u64 {
         with_pool!(self, p => sqlx::query(sql).execute(p).await.unwrap().rows_affected())

@@ -58,6 +58,18 @@ impl TestApp {
         Team(owner, members, org)
     }
 
+    /// Alice's org Acme with one of each role that manages or does not: `Team(alice, [ann
+    /// (admin), bob (member), vic (viewer), dee (admin)], acme)`.
+    pub async fn acme_staff(&self) -> Team<4> {
+        let staff = [
+            ("ann", "admin"),
+            ("bob", "member"),
+            ("vic", "viewer"),
+            ("dee", "admin"),
+        ];
+        self.team("alice", "Acme", staff).await
+    }
+
     /// Owner and Alice (registered in that order) and an org of each erasure policy.
     pub async fn erasure_orgs(&self) -> ErasureOrgs {
         let owner = self.user("owner").await;

@@ -26,6 +26,7 @@ mod files;
 mod gateway;
 mod gateway_protocol;
 mod group_commit;
+mod guards;
 mod identity;
 mod impersonation;
 mod invites;

@@ -139,14 +139,9 @@ fn base64_key(secret: &str) -> Vec<u8> {
 /// The endpoint's stored secrets, (nonce, ciphertext), read from the database directly.
 async fn stored_secrets(app: &TestApp, hook: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     use sqlx::Row;
-    let config = conclave_server::config::Config {
-        data_dir: app.data_dir.clone(),
-        database_url: app.database_url.clone(),
-        ..Default::default()
-    };
     let id = uuid::Uuid::parse_str(hook).unwrap();
     let sql = "SELECT secret_nonce, secret_ciphertext FROM webhook_secrets WHERE webhook_id = $1";
-    let db = crate::db::Db::open(&config).await;
+    let db = crate::db::Db::of(app).await;
     let rows: Vec<(Vec<u8>, Vec<u8>)> = crate::with_pool!(&db, p => sqlx::query(sql)
         .bind(id)
         .fetch_all(p)
@@ -221,18 +216,7 @@ async fn hostile_urls_are_refused(h: Hooked) {
 async fn only_owners_admins_and_webhook_keys_manage_webhooks(h: Hooked) {
     let app = &h.app;
     let admin = app.bootstrap().await;
-    let team = app
-        .team(
-            "alice",
-            "Acme",
-            [
-                ("ann", "admin"),
-                ("bob", "member"),
-                ("vic", "viewer"),
-                ("dee", "admin"),
-            ],
-        )
-        .await;
+    let team = app.acme_staff().await;
     let crate::fixtures::Team(owner, [ann, bob, vic, dee], org) = &team;
     let url = h.rx[0].url();
     let body = json!({"url": url, "events": ["message.created"]});

@@ -8,7 +8,7 @@ mod crud;
 mod delivery;
 mod events;
 mod nodes;
-mod receiver;
+pub mod receiver;
 
 use crate::helpers::*;
 use receiver::Receiver;

@@ -1,0 +1,557 @@
+//! Content guards (RATE-6, AGENT-5): an org's rules for what may be posted, as values.
+//!
+//! A guard is a blocklist (whole words, case-insensitive, Unicode-aware), a list of regular
+//! expressions (the `regex` crate: a linear-time engine, with size limits, so no pattern can
+//! make a check slow), an external moderation endpoint (the OpenAI moderation API shape), or a
+//! guard agent (a model asked to answer ALLOW or DENY). Its mode blocks (the post is refused
+//! with 422 `content_blocked`, never stored) or flags (delivered and queued for review).
+//!
+//! This module parses a guard's settings ([`GuardRules::parse`]) and compiles an org's guards
+//! into [`OrgGuards`], which `Services::screen` runs; the remote kinds are checked through
+//! [`RemoteScreen`], which the server implements with its SSRF guard (core makes no request).
+
+use crate::ids::GuardId;
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Terms in one blocklist, at most.
+pub const MAX_TERMS: usize = 1000;
+/// Characters of one blocklist term, at most.
+pub const MAX_TERM_CHARS: usize = 100;
+/// Patterns in one regex guard, at most.
+pub const MAX_PATTERNS: usize = 100;
+/// Characters of one pattern, at most.
+pub const MAX_PATTERN_CHARS: usize = 1000;
+/// The compiled size one pattern may reach (`RegexBuilder::size_limit`).
+pub const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+/// The lazy DFA's cache per pattern set (`dfa_size_limit`).
+pub const DFA_SIZE_LIMIT: usize = 2 << 20;
+/// The compiled size of a whole blocklist (all its terms as one expression).
+pub const BLOCKLIST_SIZE_LIMIT: usize = 16 << 20;
+/// Guards per org, at most.
+pub const MAX_GUARDS_PER_ORG: usize = 50;
+/// A moderation endpoint's answer is awaited this long unless the guard says otherwise.
+pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
+/// The range a guard's `timeout_ms` may take.
+pub const TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 100..=10_000;
+
+/// What a guard checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardKind {
+    Blocklist,
+    Regex,
+    ModerationEndpoint,
+    Agent,
+}
+
+impl GuardKind {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Blocklist => "blocklist",
+            Self::Regex => "regex",
+            Self::ModerationEndpoint => "moderation_endpoint",
+            Self::Agent => "agent",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Blocklist,
+            Self::Regex,
+            Self::ModerationEndpoint,
+            Self::Agent,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+
+    /// Whether checking needs a request to another service (not run by `screen_local`).
+    #[must_use]
+    pub const fn is_remote(self) -> bool {
+        matches!(self, Self::ModerationEndpoint | Self::Agent)
+    }
+}
+
+/// What a guard does with a post it objects to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardMode {
+    /// Refused with 422 `content_blocked`, never stored.
+    Block,
+    /// Delivered, and queued for review.
+    Flag,
+}
+
+impl GuardMode {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Block => "block",
+            Self::Flag => "flag",
+        }
+    }
+
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "block" => Some(Self::Block),
+            "flag" => Some(Self::Flag),
+            _ => None,
+        }
+    }
+}
+
+/// What a remote guard does when its check times out or fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Let the post through (the error is counted).
+    Open,
+    /// Refuse it with 422 `content_blocked` (the error is counted).
+    Closed,
+}
+
+/// What is being screened: a post by a person or bot, or an AI agent's answer (AGENT-5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    Message,
+    AgentAnswer,
+}
+
+/// The verdict of an org's guards on one text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Screening {
+    Allow,
+    /// Deliver, and queue for review by each of these guards.
+    Flag(Vec<GuardId>),
+    /// Refuse: the first guard in order that blocked.
+    Block {
+        guard: GuardId,
+        name: String,
+    },
+}
+
+/// Why a guard's settings were refused: the field (`terms/3`, `patterns/0`, `timeout_ms`), a
+/// machine code and a sentence (a 422 once the service maps it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    pub field: String,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl RuleError {
+    fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A guard's settings as stored (`guards.config`): everything but a moderation endpoint's API
+/// key, which is sealed apart (DATA-3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GuardRules {
+    Blocklist {
+        terms: Vec<String>,
+    },
+    Regex {
+        patterns: Vec<String>,
+    },
+    ModerationEndpoint {
+        url: String,
+        timeout_ms: u64,
+        fail: FailMode,
+    },
+    Agent {
+        agent_id: Uuid,
+        fail: FailMode,
+    },
+}
+
+impl GuardRules {
+    #[must_use]
+    pub const fn kind(&self) -> GuardKind {
+        match self {
+            Self::Blocklist { .. } => GuardKind::Blocklist,
+            Self::Regex { .. } => GuardKind::Regex,
+            Self::ModerationEndpoint { .. } => GuardKind::ModerationEndpoint,
+            Self::Agent { .. } => GuardKind::Agent,
+        }
+    }
+
+    /// Checks the settings a manager gave (the URL has passed the SSRF guard already): 422
+    /// naming the field (`terms/3`, `patterns/0`, `timeout_ms`) when one is not acceptable.
+    /// Terms are trimmed and repeated ones (in any case) dropped.
+    pub fn validated(self) -> Result<Self, RuleError> {
+        match self {
+            Self::Blocklist { terms } => {
+                let terms = clean_terms(terms)?;
+                blocklist_regex(&terms)?;
+                Ok(Self::Blocklist { terms })
+            }
+            Self::Regex { patterns } => {
+                check_patterns(&patterns)?;
+                Ok(Self::Regex { patterns })
+            }
+            Self::ModerationEndpoint {
+                url,
+                timeout_ms,
+                fail,
+            } => {
+                if !TIMEOUT_MS_RANGE.contains(&timeout_ms) {
+                    return Err(RuleError::new(
+                        "timeout_ms",
+                        "invalid",
+                        format!(
+                            "between {} and {} milliseconds",
+                            TIMEOUT_MS_RANGE.start(),
+                            TIMEOUT_MS_RANGE.end()
+                        ),
+                    ));
+                }
+                Ok(Self::ModerationEndpoint {
+                    url,
+                    timeout_ms,
+                    fail,
+                })
+            }
+            Self::Agent { .. } => Err(RuleError::new(
+                "kind",
+                "guard_kind_unavailable",
+                "guard agents are not available on this server yet; use blocklist, regex or \
+                 moderation_endpoint",
+            )),
+        }
+    }
+}
+
+fn clean_terms(terms: Vec<String>) -> Result<Vec<String>, RuleError> {
+    if terms.is_empty() || terms.len() > MAX_TERMS {
+        return Err(RuleError::new(
+            "terms",
+            "invalid",
+            format!("list 1 to {MAX_TERMS} terms"),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(terms.len());
+    let mut seen = std::collections::HashSet::new();
+    for (i, term) in terms.into_iter().enumerate() {
+        let t = term.trim();
+        if t.is_empty() || t.chars().count() > MAX_TERM_CHARS || t.chars().any(char::is_control) {
+            return Err(RuleError::new(
+                format!("terms/{i}"),
+                "invalid",
+                format!("a term is 1 to {MAX_TERM_CHARS} characters without control characters"),
+            ));
+        }
+        if seen.insert(t.to_lowercase()) {
+            out.push(t.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// One expression for a whole blocklist: any term, case-insensitive, not inside a longer word
+/// (the characters around it, if any, are not word characters in Unicode's sense).
+fn blocklist_regex(terms: &[String]) -> Result<Regex, RuleError> {
+    let alternatives: Vec<String> = terms.iter().map(|t| regex::escape(t)).collect();
+    RegexBuilder::new(&format!(r"(?:^|\W)(?:{})(?:\W|$)", alternatives.join("|")))
+        .case_insensitive(true)
+        .size_limit(BLOCKLIST_SIZE_LIMIT)
+        .dfa_size_limit(DFA_SIZE_LIMIT)
+        .build()
+        .map_err(|_| {
+            RuleError::new(
+                "terms",
+                "blocklist_too_large",
+                "these terms together are too large to check; use fewer or shorter terms",
+            )
+        })
+}
+
+fn check_patterns(patterns: &[String]) -> Result<(), RuleError> {
+    if patterns.is_empty() || patterns.len() > MAX_PATTERNS {
+        return Err(RuleError::new(
+            "patterns",
+            "invalid",
+            format!("list 1 to {MAX_PATTERNS} patterns"),
+        ));
+    }
+    for (i, p) in patterns.iter().enumerate() {
+        if p.is_empty() || p.chars().count() > MAX_PATTERN_CHARS {
+            return Err(RuleError::new(
+                format!("patterns/{i}"),
+                "invalid_pattern",
+                format!("a pattern is 1 to {MAX_PATTERN_CHARS} characters"),
+            ));
+        }
+        let built = RegexBuilder::new(p)
+            .size_limit(PATTERN_SIZE_LIMIT)
+            .dfa_size_limit(DFA_SIZE_LIMIT)
+            .build();
+        if let Err(e) = built {
+            let why = match e {
+                regex::Error::CompiledTooBig(_) => "the pattern compiles too large".to_owned(),
+                // The syntax error names the position in the manager's own pattern.
+                other => format!("not a valid pattern: {}", one_line(&other.to_string())),
+            };
+            return Err(RuleError::new(
+                format!("patterns/{i}"),
+                "invalid_pattern",
+                why,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The last line of `regex`'s multi-line syntax error (the reason).
+fn one_line(text: &str) -> String {
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid")
+        .trim()
+        .chars()
+        .take(200)
+        .collect()
+}
+
+/// A remote guard as `RemoteScreen` needs it: where to ask, with what, for how long.
+#[derive(Clone)]
+pub struct RemoteGuard {
+    pub id: GuardId,
+    pub target: RemoteTarget,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for RemoteGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteGuard")
+            .field("id", &self.id)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a remote guard asks.
+#[derive(Clone)]
+pub enum RemoteTarget {
+    /// An OpenAI-moderation-shaped endpoint; the key goes in `Authorization: Bearer`.
+    Moderation {
+        url: String,
+        api_key: Option<SecretString>,
+    },
+}
+
+/// Why a remote check gave no verdict (the guard's fail mode decides). The text names the
+/// kind of failure only — never the content, the key or the endpoint's answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RemoteFailure(pub String);
+
+/// The checks that need another service (moderation endpoints, guard agents), made by the
+/// server through its SSRF guard and injected into `Services`.
+#[async_trait::async_trait]
+pub trait RemoteScreen: Send + Sync + 'static {
+    /// `Ok(true)`: the service objects to `text`; `Ok(false)`: it does not.
+    async fn objects(&self, guard: &RemoteGuard, text: &str) -> Result<bool, RemoteFailure>;
+}
+
+/// The `RemoteScreen` of services built without one: every remote check fails (so each
+/// guard's fail mode applies).
+pub struct NoRemoteScreen;
+
+#[async_trait::async_trait]
+impl RemoteScreen for NoRemoteScreen {
+    async fn objects(&self, _: &RemoteGuard, _: &str) -> Result<bool, RemoteFailure> {
+        Err(RemoteFailure("remote checks are not available".into()))
+    }
+}
+
+/// How one guard checks.
+#[derive(Clone)]
+pub enum Check {
+    Words(Regex),
+    Patterns(RegexSet),
+    Remote { guard: RemoteGuard, fail: FailMode },
+}
+
+/// One enabled guard, ready to run.
+#[derive(Clone)]
+pub struct CompiledGuard {
+    pub id: GuardId,
+    pub name: String,
+    pub mode: GuardMode,
+    pub check: Check,
+}
+
+impl CompiledGuard {
+    /// The in-process check of a blocklist or regex guard (`None` for a remote one).
+    #[must_use]
+    pub fn local_objects(&self, text: &str) -> Option<bool> {
+        match &self.check {
+            Check::Words(re) => Some(re.is_match(text)),
+            Check::Patterns(set) => Some(set.is_match(text)),
+            Check::Remote { .. } => None,
+        }
+    }
+}
+
+/// An org's enabled guards in order, compiled: what the cache keeps per org. Empty for an org
+/// without guards, so a send there costs one cache hit.
+#[derive(Clone, Default)]
+pub struct OrgGuards {
+    pub guards: Vec<CompiledGuard>,
+}
+
+impl OrgGuards {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.guards.is_empty()
+    }
+
+    #[must_use]
+    pub fn has_remote(&self) -> bool {
+        self.guards
+            .iter()
+            .any(|g| matches!(g.check, Check::Remote { .. }))
+    }
+}
+
+/// Compiles stored, validated settings into a check; a moderation endpoint takes its opened
+/// API key. Settings that no longer compile (never, once validated) answer why.
+pub fn compile(
+    id: GuardId,
+    rules: &GuardRules,
+    api_key: Option<SecretString>,
+) -> Result<Check, String> {
+    let broken = |_| format!("guard {id} no longer compiles");
+    Ok(match rules {
+        GuardRules::Blocklist { terms } => {
+            Check::Words(blocklist_regex(terms).map_err(|e| format!("guard {id}: {}", e.message))?)
+        }
+        GuardRules::Regex { patterns } => Check::Patterns(
+            RegexSetBuilder::new(patterns)
+                .size_limit(PATTERN_SIZE_LIMIT.saturating_mul(patterns.len().max(1)))
+                .dfa_size_limit(DFA_SIZE_LIMIT)
+                .build()
+                .map_err(broken)?,
+        ),
+        GuardRules::ModerationEndpoint {
+            url,
+            timeout_ms,
+            fail,
+        } => Check::Remote {
+            guard: RemoteGuard {
+                id,
+                target: RemoteTarget::Moderation {
+                    url: url.clone(),
+                    api_key,
+                },
+                timeout: Duration::from_millis(*timeout_ms),
+            },
+            fail: *fail,
+        },
+        GuardRules::Agent { .. } => {
+            return Err(format!("guard {id}: guard agents are not available"))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(terms: &[&str]) -> Regex {
+        let terms = clean_terms(terms.iter().map(|t| (*t).to_owned()).collect()).unwrap();
+        blocklist_regex(&terms).unwrap()
+    }
+
+    #[test]
+    fn blocklist_matches_whole_words_in_any_case() {
+        let re = words(&["darn", "Straße", "c++"]);
+        assert!(re.is_match("oh darn"));
+        assert!(re.is_match("DARN!"));
+        assert!(re.is_match("(darn)"));
+        assert!(!re.is_match("darned"));
+        assert!(!re.is_match("undarn"));
+        assert!(re.is_match("DIE STRAßE"));
+        assert!(!re.is_match("Straßenbahn"));
+        assert!(re.is_match("I like c++ a lot"));
+        assert!(!re.is_match("c++x"));
+        // Non-Latin scripts: word characters are Unicode's.
+        let cyr = words(&["слово"]);
+        assert!(cyr.is_match("это СЛОВО тут"));
+        assert!(!cyr.is_match("словообразование"));
+    }
+
+    #[test]
+    fn terms_are_checked_and_deduplicated() {
+        let bad = clean_terms(vec!["ok".into(), "  ".into()]).unwrap_err();
+        assert_eq!(bad.field, "terms/1");
+        assert_eq!(
+            clean_terms(vec!["A".into(), " a ".into(), "b".into()]).unwrap(),
+            vec!["A".to_owned(), "b".to_owned()]
+        );
+        assert!(clean_terms(vec![]).is_err());
+        assert!(clean_terms(vec!["x".into(); MAX_TERMS + 1]).is_err());
+    }
+
+    #[test]
+    fn patterns_are_refused_by_index() {
+        let e = check_patterns(&["ok".into(), "(".into()]).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.code),
+            ("patterns/1", "invalid_pattern")
+        );
+        // Over the size limit: a large repetition of a Unicode class.
+        let e = check_patterns(&[r"\w{1000}\w{1000}\w{1000}".into()]).unwrap_err();
+        assert_eq!(e.field, "patterns/0");
+        assert!(e.message.contains("too large"), "{}", e.message);
+        // Look-around and back-references do not exist in a linear-time engine.
+        assert!(check_patterns(&[r"(a)\1".into()]).is_err());
+        assert!(check_patterns(&[r"(?=a)".into()]).is_err());
+    }
+
+    #[test]
+    fn a_pathological_pattern_runs_in_linear_time() {
+        let check = compile(
+            GuardId::new(),
+            &GuardRules::Regex {
+                patterns: vec!["(a+)+$".into()],
+            },
+            None,
+        )
+        .unwrap();
+        let text = format!("{}b", "a".repeat(100_000));
+        let started = std::time::Instant::now();
+        let Check::Patterns(set) = check else {
+            panic!("a regex guard compiles to patterns")
+        };
+        assert!(!set.is_match(&text));
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn agent_guards_are_refused_until_available() {
+        let e = GuardRules::Agent {
+            agent_id: Uuid::now_v7(),
+            fail: FailMode::Open,
+        }
+        .validated()
+        .unwrap_err();
+        assert_eq!(e.field, "kind");
+    }
+}
