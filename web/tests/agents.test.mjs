@@ -244,7 +244,11 @@ test('a participant stops an endless answer with its Stop button', async () => {
   assert.equal((await h.rest('POST', `/messages/${id}/stop`, owner.token)).status, 409);
 });
 
-test('an admin manages agents, their usage and budget, guards and the review queue in the console', async () => {
+/**
+ * A server admin signed in to a browser, owner of an org (with `member` in it) and a member of
+ * another's org: `{owner, member, org, orgName, otherName, page, seen}`.
+ */
+async function consoleOwner() {
   const owner = await h.createUser('root', { serverAdmin: true });
   const member = await h.createUser('mia');
   const orgName = h.name('Guarded');
@@ -254,6 +258,11 @@ test('an admin manages agents, their usage and budget, guards and the review que
   const otherName = h.name('Elsewhere');
   await h.createOrg(other, otherName, [owner]);
   const { page, seen } = await h.browse(owner);
+  return { owner, member, org, orgName, otherName, page, seen };
+}
+
+test('an admin manages agents, their keys, usage and budget in the console', async () => {
+  const { owner, org, orgName, otherName, page, seen } = await consoleOwner();
 
   // Agents: create one; its key goes to the provider and never comes back.
   await page.goto(`${h.base}/admin#/agents`);
@@ -329,7 +338,16 @@ test('an admin manages agents, their usage and budget, guards and the review que
   await card.getByRole('button', { name: 'Save budget' }).click();
   await card.getByText(/used 18 tokens of 50,000/).waitFor();
   assert.equal((await h.rest('GET', `/orgs/${org.id}/agent-budget`, owner.token)).body.monthly_token_budget, 50000);
+  await page.screenshot({ path: join(SHOTS, 'console-agents.png'), fullPage: true });
 
+  await card.getByRole('button', { name: 'Delete agent Helper' }).click();
+  await card.getByRole('row', { name: /^Helper/ }).waitFor({ state: 'detached' });
+  assert.equal((await h.rest('GET', `/orgs/${org.id}/agents`, owner.token)).body.items.length, 0);
+  assert.deepEqual(seen.errors.filter((e) => !/Failed to load resource/.test(e)), []);
+});
+
+test('an admin manages guards in the console; the client shows a refusal; the review queue resolves a flag', async () => {
+  const { owner, member, org, orgName, otherName, page, seen } = await consoleOwner();
   // Guards: a blocklist that blocks, and a pattern that flags.
   await page.goto(`${h.base}/admin#/guards`);
   const guards = page.getByRole('region', { name: `Guards of ${orgName}` });
@@ -380,7 +398,7 @@ test('an admin manages agents, their usage and budget, guards and the review que
   await queue.getByRole('row', { name: /Refunds.*dismissed/ }).waitFor();
   assert.equal((await h.rest('GET', `/orgs/${org.id}/flags`, owner.token)).body.items.length, 0);
 
-  // Edit and delete a guard; delete the agent.
+  // Edit and delete a guard.
   await guards.getByRole('button', { name: 'Edit guard Language' }).click();
   const editGuard = guards.getByRole('form', { name: 'Edit guard Language' });
   await editGuard.getByLabel('Mode', { exact: true }).selectOption('flag');
@@ -388,8 +406,5 @@ test('an admin manages agents, their usage and budget, guards and the review que
   await waitFor(async () => /Blocklist\s*flag/.test(await guards.getByRole('row', { name: /^Language/ }).textContent()), 'the guard in flag mode');
   await guards.getByRole('button', { name: 'Delete guard Refunds' }).click();
   await guards.getByRole('row', { name: /^Refunds/ }).waitFor({ state: 'detached' });
-  await page.goto(`${h.base}/admin#/agents`);
-  await card.getByRole('button', { name: 'Delete agent Helper' }).click();
-  await card.getByRole('row', { name: /^Helper/ }).waitFor({ state: 'detached' });
   assert.deepEqual(seen.errors.filter((e) => !/Failed to load resource/.test(e)), []);
 });

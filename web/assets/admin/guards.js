@@ -120,14 +120,14 @@ function kindField(kinds, label, control) {
 function guardForm(org, guard, agents, refresh) {
   const status = el('div');
   const title = guard ? `Edit guard ${guard.name}` : `Create a guard in ${org.name}`;
-  const kind = el('select', { name: 'kind', disabled: Boolean(guard) }, KINDS.map(([k, label]) => el('option', { value: k, text: label, selected: k === (guard?.kind ?? 'blocklist') })));
-  const mode = el('select', { name: 'mode' }, ['block', 'flag'].map((m) => el('option', { value: m, text: m === 'block' ? 'Block (refuse the message)' : 'Flag (deliver it, queue it for review)', selected: m === (guard?.mode ?? 'block') })));
+  const kind = el('select', { name: 'kind', 'aria-label': 'Kind', disabled: Boolean(guard) }, KINDS.map(([k, label]) => el('option', { value: k, text: label, selected: k === (guard?.kind ?? 'blocklist') })));
+  const mode = el('select', { name: 'mode', 'aria-label': 'Mode' }, ['block', 'flag'].map((m) => el('option', { value: m, text: m === 'block' ? 'Block (refuse the message)' : 'Flag (deliver it, queue it for review)', selected: m === (guard?.mode ?? 'block') })));
   const terms = el('textarea', { name: 'terms', rows: 3, placeholder: 'One term a line' });
   terms.value = (guard?.terms ?? []).join('\n');
   const patterns = el('textarea', { name: 'patterns', rows: 3, placeholder: 'One pattern a line', spellcheck: 'false' });
   patterns.value = (guard?.patterns ?? []).join('\n');
-  const fail = el('select', { name: 'fail' }, ['open', 'closed'].map((f) => el('option', { value: f, text: f === 'open' ? 'Let the message through' : 'Refuse the message', selected: f === (guard?.fail ?? 'open') })));
-  const agentSelect = el('select', { name: 'agent_id' }, agents.length ? agents.map((a) => el('option', { value: a.id, text: a.name })) : el('option', { value: '', text: 'No agents in this organization' }));
+  const fail = el('select', { name: 'fail', 'aria-label': 'When the check fails' }, ['open', 'closed'].map((f) => el('option', { value: f, text: f === 'open' ? 'Let the message through' : 'Refuse the message', selected: f === (guard?.fail ?? 'open') })));
+  const agentSelect = el('select', { name: 'agent_id', 'aria-label': 'Guard agent' }, agents.length ? agents.map((a) => el('option', { value: a.id, text: a.name })) : el('option', { value: '', text: 'No agents in this organization' }));
   const form = el(
     'form',
     { class: 'card guard-form', 'aria-label': title },
