@@ -649,6 +649,9 @@ mod tests {
             WEBHOOK_EVENTS.len(),
             "no kind makes an unlisted name"
         );
+        // An answer's deltas are for sockets only: webhooks hear of it as message.created,
+        // then message.updated (AGENT-3).
+        assert_eq!(webhook_event_name(EventKind::MessageStream), None);
     }
 
     #[test]

@@ -61,11 +61,17 @@ async fn deltas_reach_readers_in_order_and_rest_shows_the_text_so_far(app: TestA
         .await
         .expect(200);
     assert!(one.items().is_empty(), "writing the text so far is no edit");
-    // What is held when the answer ends goes out before the end.
+    // A held delta goes out when the writer flushes (its model paused), and what is held
+    // when the answer ends goes out before the end.
     assert_eq!(delta(&app, &mut s, 10, "!").await, Flow::Continue);
-    assert_eq!(s.text(), "Hello, world!");
+    assert_eq!(
+        app.services.stream_flush(&mut s).await.unwrap(),
+        Flow::Continue
+    );
+    assert_eq!(delta(&app, &mut s, 10, "?").await, Flow::Continue);
+    assert_eq!(s.text(), "Hello, world!?");
     let done = close(&app, s, StreamEnd::Complete).await;
-    assert_eq!(done.content.as_deref(), Some("Hello, world!"));
+    assert_eq!(done.content.as_deref(), Some("Hello, world!?"));
     assert_eq!(
         (done.status, done.status_reason),
         (MessageStatus::Complete, None)
@@ -75,16 +81,17 @@ async fn deltas_reach_readers_in_order_and_rest_shows_the_text_so_far(app: TestA
         expect_delta(ws, &id, 1, "lo, wor").await;
         expect_delta(ws, &id, 2, "ld").await;
         expect_delta(ws, &id, 3, "!").await;
+        expect_delta(ws, &id, 4, "?").await;
         shows(
             &ws.expect("MESSAGE_UPDATE").await,
-            "Hello, world!",
+            "Hello, world!?",
             "complete",
             None,
         );
     }
     shows(
         &listed(&app, &r.conv, &r.bob, &id).await,
-        "Hello, world!",
+        "Hello, world!?",
         "complete",
         None,
     );
@@ -145,6 +152,20 @@ async fn a_streaming_answer_cannot_be_edited_and_deleting_it_stops_it(app: TestA
     let mut s = r.open(&app).await;
     let id = s.message.id.to_string();
     delta(&app, &mut s, 0, "draft").await;
+    // An answer longer than the server keeps is refused, the text so far kept.
+    let long = "x".repeat(conclave_core::service::MAX_ANSWER_BYTES);
+    let refused = app.services.stream_delta(&mut s, &long).await;
+    assert!(
+        matches!(
+            refused,
+            Err(conclave_core::ServiceError::Invalid {
+                code: "answer_too_long",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(s.text(), "draft");
     edit(id.clone(), "changed")
         .await
         .expect_error(409, "message_streaming");

@@ -15,6 +15,7 @@ crate::both_backends!(
     a_participant_stops_an_answer_once,
     only_those_who_may_send_there_stop,
     of_a_hundred_stops_exactly_one_wins,
+    a_stop_on_another_node_ends_the_stream_at_its_next_write,
 );
 
 pub(crate) async fn without_limits(backend: Backend) -> Option<TestApp> {
@@ -170,4 +171,39 @@ async fn of_a_hundred_stops_exactly_one_wins(app: TestApp) {
     }
     let stored = listed(&app, &r.conv, &r.alice, &id).await;
     assert_eq!(stored["status"], end.status.as_str());
+}
+
+/// Node B shares the database with node A, where the answer streams, but not its memory: the
+/// stop reaches the stream through the conditional write alone.
+async fn a_stop_on_another_node_ends_the_stream_at_its_next_write(app: TestApp) {
+    let r = room(&app).await;
+    let (data_dir, database_url) = (app.data_dir.clone(), app.database_url.clone());
+    let b = spawn_app_with(app.backend, |c| {
+        c.data_dir = data_dir;
+        c.database_url = database_url;
+        c.rate_limits = OnOff::Off;
+    })
+    .await
+    .expect("node B starts");
+    let mut s = r.open(&app).await;
+    let id = s.message.id.to_string();
+    delta(&app, &mut s, 0, "one").await;
+    let stopped = b
+        .post_empty(&stop_path(&id), &r.bob.token)
+        .await
+        .expect(200);
+    assert_eq!(stopped.body["status"], "stopped");
+    // Node A learns of it at its next write of the text so far (at most 250 ms later), and
+    // from then on takes nothing more.
+    assert_eq!(delta(&app, &mut s, 10, " two").await, Flow::Continue);
+    assert_eq!(delta(&app, &mut s, 250, " three").await, Flow::Stopped);
+    assert_eq!(delta(&app, &mut s, 250, " four").await, Flow::Stopped);
+    let end = close(&app, s, StreamEnd::Complete).await;
+    assert_eq!(end.status, MessageStatus::Stopped);
+    assert_eq!(end.status_reason.as_deref(), Some("stopped_by_user"));
+    let shown = listed(&b, &r.conv, &r.alice, &id).await;
+    assert_eq!(shown["status"], "stopped");
+    b.post_empty(&stop_path(&id), &r.bob.token)
+        .await
+        .expect_error(409, "not_streaming");
 }
