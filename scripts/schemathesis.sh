@@ -2,7 +2,7 @@
 # Checks the OpenAPI document against the server that serves it (CORE-11): starts the debug
 # `conclave` binary on a free port with a fresh SQLite data dir, creates fixtures (the first
 # server admin through a preset bootstrap token, two users, orgs, a team, conversations,
-# messages, a bot, an API key, an invite), then runs schemathesis signed in as the admin with
+# messages, a bot, an API key, an invite, content guards and a flag), then runs schemathesis signed in as the admin with
 # scripts/schemathesis.toml. Any failure of its checks fails the script.
 #
 # Not run: the operations that end the run's own session or account —
@@ -91,8 +91,16 @@ ST_BOT=$(call POST "/orgs/$ST_ORG/bots" "$admin" '{"name":"Helper"}' | field id)
 ST_KEY=$(call POST /api-keys "$admin" \
   "{\"name\":\"Key\",\"org_id\":\"$ST_ORG\",\"scopes\":[\"messages:read\"]}" | field id)
 ST_INVITE=$(call POST "/orgs/$ST_ORG/invites" "$admin" '{"max_uses":100000}' | field code)
+# Content guards live in the spare org, so the guards the run creates never screen the
+# messages of the others' operations; a flagged message gives the review queue a flag.
+guard() { call POST "/orgs/$ST_ORG_SPARE/guards" "$admin" "$1" | field id; }
+ST_GUARD=$(guard '{"kind":"blocklist","mode":"flag","terms":["review"]}')
+ST_GUARD_DOOMED=$(guard '{"kind":"regex","mode":"flag","patterns":["doomed"]}')
+message "$(conversation "$ST_ORG_SPARE" Reviewed)" "please review" >/dev/null
+ST_FLAG=$(call GET "/orgs/$ST_ORG_SPARE/flags" "$admin" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["items"][0]["id"])')
 export ST_USER ST_USER_SPARE ST_ORG ST_ORG_SPARE ST_ORG_DOOMED ST_TEAM ST_CONV ST_CONV_DOOMED \
-  ST_MSG ST_MSG_DOOMED ST_BOT ST_KEY ST_INVITE
+  ST_MSG ST_MSG_DOOMED ST_BOT ST_KEY ST_INVITE ST_GUARD ST_GUARD_DOOMED ST_FLAG
 
 status=0
 # One worker: schemathesis runs workers as threads, and CPython before 3.11.9 / 3.12.3 keeps the
