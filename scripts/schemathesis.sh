@@ -28,7 +28,7 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 base="http://127.0.0.1:${port}"
 bootstrap_token="schemathesis-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 CONCLAVE_DATA_DIR="$data" CONCLAVE_LISTEN="127.0.0.1:${port}" CONCLAVE_BOOTSTRAP_TOKEN="$bootstrap_token" \
-  CONCLAVE_RATE_LIMITS=off RUST_LOG=warn env -u CONCLAVE_BIN "$bin" serve 2>"$data/server.log" &
+  CONCLAVE_AGENT_ALLOW_CIDRS=127.0.0.1/32 CONCLAVE_AGENT_ALLOW_PORTS=11434 CONCLAVE_RATE_LIMITS=off RUST_LOG=warn env -u CONCLAVE_BIN "$bin" serve 2>"$data/server.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
 for _ in $(seq 600); do
@@ -99,8 +99,17 @@ ST_GUARD_DOOMED=$(guard '{"kind":"regex","mode":"flag","patterns":["doomed"]}')
 message "$(conversation "$ST_ORG_SPARE" Reviewed)" "please review" >/dev/null
 ST_FLAG=$(call GET "/orgs/$ST_ORG_SPARE/flags" "$admin" |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["items"][0]["id"])')
+# Agents on a local model endpoint (allowed for agents by the server's CONCLAVE_AGENT_* above;
+# nothing listens there, and nothing in the run mentions them).
+agent() {
+  call POST "/orgs/$ST_ORG/agents" "$admin" \
+    "{\"name\":\"$1\",\"endpoint\":\"http://127.0.0.1:11434/v1\",\"model\":\"llama3\"}" | field id
+}
+ST_AGENT=$(agent Llama)
+ST_AGENT_DOOMED=$(agent Doomed)
 export ST_USER ST_USER_SPARE ST_ORG ST_ORG_SPARE ST_ORG_DOOMED ST_TEAM ST_CONV ST_CONV_DOOMED \
-  ST_MSG ST_MSG_DOOMED ST_BOT ST_KEY ST_INVITE ST_GUARD ST_GUARD_DOOMED ST_FLAG
+  ST_MSG ST_MSG_DOOMED ST_BOT ST_KEY ST_INVITE ST_GUARD ST_GUARD_DOOMED ST_FLAG ST_AGENT \
+  ST_AGENT_DOOMED
 
 status=0
 # One worker: schemathesis runs workers as threads, and CPython before 3.11.9 / 3.12.3 keeps the

@@ -3,7 +3,7 @@
 // address and the provider's port through): an answer that grows in the client as it streams
 // and ends complete, as text (no markup, no link followed or previewed), a repeated delta
 // ignored and a lost one fetched again (the gateway's frames altered in between); an endless answer
-// stopped with its Stop button; and the console — an agent created (its API key never shown
+// stopped with its Stop button; one the provider breaks off shown failed with its reason; and the console — an agent created (its API key never shown
 // back), changed, its key rotated and cleared, its usage; the org's token budget; a blocklist
 // guard whose refusal the client shows, a flagging guard whose message reaches the review
 // queue and is resolved there.
@@ -40,6 +40,12 @@ const provider = createServer((req, res) => {
     const delta = (content) => send({ id: 'chatcmpl-1', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content } }] });
     send({ id: 'chatcmpl-1', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { role: 'assistant' } }] });
     const last = body.messages.at(-1)?.content ?? '';
+    if (/break/.test(last)) {
+      // A piece, then the connection drops before [DONE].
+      delta('Half an ans');
+      setTimeout(() => res.destroy(), 300);
+      return;
+    }
     if (/forever/.test(last)) {
       // Endless: a word every 150 ms until the server hangs up.
       endlessOpen += 1;
@@ -260,6 +266,22 @@ async function consoleOwner() {
   const { page, seen } = await h.browse(owner);
   return { owner, member, org, orgName, otherName, page, seen };
 }
+
+test('an answer the provider breaks off ends failed, saying why', async () => {
+  const { owner, org, agent } = await withAgent('Brittle');
+  const conv = await directWith(owner, org, agent);
+  const { page } = await onConversation(owner, conv.id);
+  await say(page, 'Please break');
+  const answer = log(page).locator('[data-message-id]').filter({ has: page.locator('.author', { hasText: 'Brittle' }) });
+  await waitFor(async () => (await answer.getAttribute('data-status')) === 'failed', 'the answer to end failed');
+  const said = await answer.locator('.answer-state').textContent();
+  const stored = (await h.rest('GET', `/conversations/${conv.id}/messages?limit=5`, owner.token)).body.items.find((m) => m.author.id === agent.user_id);
+  assert.equal(stored.status, 'failed');
+  assert.ok(stored.status_reason, 'a failed answer has a reason');
+  assert.equal(said, `The answer failed: ${stored.status_reason.replaceAll('_', ' ')}.`);
+  assert.equal(await answer.getAttribute('aria-busy'), null);
+  assert.equal(await answer.getByRole('button').count(), 0);
+});
 
 test('an admin manages agents, their keys, usage and budget in the console', async () => {
   const { owner, org, orgName, otherName, page, seen } = await consoleOwner();

@@ -1,6 +1,7 @@
 //! The Conclave server: configuration, startup, the REST surface, and (later) the gateway,
 //! fan-out and background jobs. `main` only loads config, builds `Application` and runs it.
 
+pub mod agent_runner;
 pub mod agents;
 pub mod config;
 pub mod fanout;

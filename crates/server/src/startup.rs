@@ -55,6 +55,10 @@ pub struct Application {
     connection_limits: ConnectionLimits,
     retention: RetentionJob,
     webhooks: crate::webhooks::DeliveryWorker,
+    /// People's new messages, for the agents' dispatcher (`agent_runner::dispatch`).
+    agent_triggers: tokio::sync::mpsc::Receiver<crate::agent_runner::dispatch::Trigger>,
+    /// How often one user may call one agent per minute (AGENT-4).
+    agent_invocations_per_minute: u64,
 }
 
 /// In-process fan-out by default; NATS JetStream when `nats_url` is set (cluster).
@@ -249,13 +253,14 @@ impl Application {
             outbound.clone(),
             &node,
         );
+        let (agent_tap, agent_triggers) = crate::agent_runner::dispatch::tap(Arc::new(webhook_tap));
         let services = Services::new(
             store,
             clock.clone(),
             keys,
             PasswordHasherPool::new(cores, Duration::from_secs(2)),
             config.auth.clone(),
-            Arc::new(webhook_tap),
+            Arc::new(agent_tap),
             files.clone(),
         )
         .with_audit_retention_floor(config.retention.audit_retention_floor_days)
@@ -337,8 +342,14 @@ impl Application {
             gateway,
             fanout,
             connection_limits: config.connections,
-            retention: RetentionJob::every(config.retention.interval, clock),
+            retention: RetentionJob::every(
+                config.retention.interval,
+                clock,
+                crate::agents::abandoned_after(&config.agents),
+            ),
             webhooks,
+            agent_triggers,
+            agent_invocations_per_minute: config.agent_invocations_per_minute,
         })
     }
 
@@ -372,6 +383,11 @@ impl Application {
                 .run(self.state.services.clone(), self.state.files.clone()),
         );
         let webhooks = tokio::spawn(self.webhooks.run(self.state.services.clone()));
+        let agents = tokio::spawn(crate::agent_runner::dispatch::run(
+            self.agent_triggers,
+            self.state.clone(),
+            self.agent_invocations_per_minute,
+        ));
         let signal = async move {
             shutdown.await;
             gateway.shutdown(Duration::from_secs(10)).await;
@@ -380,6 +396,7 @@ impl Application {
             connections::serve(self.listener, self.router, self.connection_limits, signal).await;
         retention.abort();
         webhooks.abort();
+        agents.abort();
         // Bounded: a fan-out that cannot be reached must not hold the process forever.
         if tokio::time::timeout(Duration::from_secs(15), self.fanout.flush())
             .await
@@ -394,17 +411,24 @@ impl Application {
 /// The retention job (DATA-5): runs now and then every `interval` of the server's clock, so a
 /// test advancing a manual clock drives it (and waits for it with `ManualClock::settled`). Every
 /// node runs it; the store makes concurrent runs safe.
-struct RetentionJob(Ticker);
+struct RetentionJob {
+    ticker: Ticker,
+    /// Answers streaming longer than this were left by a node that stopped (AGENT-3).
+    abandoned_after: chrono::Duration,
+}
 
 impl RetentionJob {
-    fn every(interval: Duration, clock: Arc<dyn Clock>) -> Self {
-        Self(clock.ticker(interval))
+    fn every(interval: Duration, clock: Arc<dyn Clock>, abandoned_after: chrono::Duration) -> Self {
+        Self {
+            ticker: clock.ticker(interval),
+            abandoned_after,
+        }
     }
 
     /// Runs until aborted; each run also sweeps blobs whose file rows are gone.
     async fn run(mut self, services: Services, files: Arc<crate::files::Files>) {
         loop {
-            self.0.tick().await;
+            self.ticker.tick().await;
             match services.run_retention().await {
                 Ok(r)
                     if r.messages_deleted > 0
@@ -421,6 +445,11 @@ impl RetentionJob {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "retention job failed"),
+            }
+            match services.fail_abandoned_streams(self.abandoned_after).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(answers = n, "ended answers their node left streaming"),
+                Err(e) => tracing::error!(error = %e, "ending abandoned answers failed"),
             }
             let now = services.clock.now();
             let grace = crate::files::sweep::SWEEP_GRACE;

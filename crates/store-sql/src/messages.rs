@@ -584,4 +584,19 @@ impl MessageStore for Backend {
         .await?;
         Ok(changed > 0)
     }
+
+    async fn abandoned_streams(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<MessageId>> {
+        sqlx::query(
+            "SELECT id FROM messages WHERE status = 'streaming' AND created_at < $1 \
+             ORDER BY created_at LIMIT $2",
+        )
+        .bind(ts(before))
+        .bind(i64::from(limit))
+        .all(self.reader(), |r| Ok(MessageId(get(r, "id")?)))
+        .await
+    }
 }

@@ -10,3 +10,6 @@ ALTER TABLE messages ADD COLUMN status TEXT NOT NULL DEFAULT 'complete'
     CHECK (status IN ('complete', 'streaming', 'failed', 'stopped'));
 
 ALTER TABLE messages ADD COLUMN status_reason TEXT;
+
+-- Answers left streaming by a node that stopped mid-way are found by the periodic sweep.
+CREATE INDEX messages_streaming_idx ON messages (created_at) WHERE status = 'streaming';

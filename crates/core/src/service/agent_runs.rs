@@ -21,7 +21,7 @@ use crate::ids::*;
 use crate::model::{Message, Session};
 use crate::store::agents::*;
 use crate::store::{Cursor, Page};
-use crate::types::{ConversationKind, Limit, MessageFormat, MessageText, UserKind};
+use crate::types::{ConversationKind, Limit, MessageFormat, MessageStatus, MessageText, UserKind};
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -62,9 +62,9 @@ pub struct Prepared {
 /// Pages read at most while collecting a context (of 100 messages each).
 const CONTEXT_PAGES: usize = 3;
 
-/// A message the model may see: not deleted, with content, and finished.
+/// A message the model may see: not deleted, with content, and not still streaming.
 fn shown_to_model(m: &Message) -> bool {
-    m.deleted_at.is_none() && m.content.is_some()
+    m.deleted_at.is_none() && m.content.is_some() && m.status != MessageStatus::Streaming
 }
 
 impl Services {

@@ -50,7 +50,7 @@ pub use privacy::{AccountExport, Erased, ExportedMembership};
 pub use search::{Found, SearchQuery};
 pub use secrets::SECRET_RING_TTL;
 pub use streams::{
-    AnswerStream, Flow, StreamEnd, MAX_ANSWER_BYTES, STOPPED, STOPPED_BY_USER,
+    AnswerStream, Flow, StreamEnd, INTERRUPTED, MAX_ANSWER_BYTES, STOPPED, STOPPED_BY_USER,
     STREAM_EVENT_INTERVAL, STREAM_PERSIST_INTERVAL,
 };
 pub use users::ServerAdmin;

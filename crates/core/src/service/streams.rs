@@ -36,6 +36,8 @@ pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 pub const STOPPED_BY_USER: &str = "stopped_by_user";
 /// `status_reason` of an answer its writer ended with [`StreamEnd::Stopped`].
 pub const STOPPED: &str = "stopped";
+/// `status_reason` of an answer left streaming by a node that stopped mid-way.
+pub const INTERRUPTED: &str = "interrupted";
 
 /// An answer being written by `author` (an agent's bot user) in a conversation.
 pub struct AnswerStream {
@@ -53,6 +55,14 @@ pub struct AnswerStream {
     last_persist: DateTime<Utc>,
     /// Set by a stop on this node, or once a write found the message ended.
     stopped: Arc<AtomicBool>,
+    /// The node's open streams, which this one leaves when dropped (closed or not).
+    open: Arc<OpenStreams>,
+}
+
+impl Drop for AnswerStream {
+    fn drop(&mut self) {
+        self.open.close(self.message.id);
+    }
 }
 
 /// Content stays out of logs: `Debug` shows the message id and the counts.
@@ -100,7 +110,8 @@ pub enum StreamEnd {
     Stopped,
 }
 
-/// The streams open on this node, so a stop here reaches its stream at once.
+/// The streams open on this node, so a stop here reaches its stream at once. A stream leaves
+/// it when it is dropped.
 #[derive(Debug, Default)]
 pub(crate) struct OpenStreams(Mutex<HashMap<MessageId, Arc<AtomicBool>>>);
 
@@ -113,6 +124,10 @@ impl OpenStreams {
 
     fn open(&self, id: MessageId) -> Arc<AtomicBool> {
         self.map().entry(id).or_default().clone()
+    }
+
+    fn contains(&self, id: MessageId) -> bool {
+        self.map().contains_key(&id)
     }
 
     fn close(&self, id: MessageId) {
@@ -175,6 +190,7 @@ impl Services {
             last_event: None,
             last_persist: now,
             stopped,
+            open: self.open_streams.clone(),
         })
     }
 
@@ -227,15 +243,8 @@ impl Services {
     /// (or deleted) it first.
     pub async fn close_stream(&self, mut stream: AnswerStream, end: StreamEnd) -> Result<Message> {
         let id = stream.message.id;
-        let ended = self.end_stream(&mut stream, end).await;
-        self.open_streams.close(id);
-        ended
-    }
-
-    async fn end_stream(&self, stream: &mut AnswerStream, end: StreamEnd) -> Result<Message> {
-        let id = stream.message.id;
         if !stream.is_stopped() {
-            self.emit_pending(stream, self.clock.now());
+            self.emit_pending(&mut stream, self.clock.now());
             let (status, reason) = match &end {
                 StreamEnd::Complete => (MessageStatus::Complete, None),
                 StreamEnd::Failed(reason) => (MessageStatus::Failed, Some(reason.as_str())),
@@ -285,6 +294,41 @@ impl Services {
         self.open_streams.stop(id);
         let stopped = self.store.message(id).await?;
         Ok(self.announce_message("MESSAGE_UPDATE", stopped))
+    }
+
+    /// Ends, as failed (`interrupted`), the answers still streaming that were opened more
+    /// than `older_than` ago and are not open on this node — their node stopped mid-way — with
+    /// the same conditional UPDATE and a MESSAGE_UPDATE each; answers how many. `older_than`
+    /// must exceed the longest an answer may take, so no live stream is ended.
+    pub async fn fail_abandoned_streams(&self, older_than: Duration) -> Result<usize> {
+        const BATCH: u32 = 100;
+        let before = self.clock.now() - older_than;
+        let mut failed = 0;
+        loop {
+            let found = self.store.abandoned_streams(before, BATCH).await?;
+            let full = found.len() == BATCH as usize;
+            let mut ended = 0;
+            for id in found {
+                if self.open_streams.contains(id) {
+                    continue;
+                }
+                let change = StreamChange {
+                    id,
+                    content: None,
+                    status: MessageStatus::Failed,
+                    reason: Some(INTERRUPTED),
+                };
+                if self.store.change_stream(&change, &[]).await? {
+                    let message = self.store.message(id).await?;
+                    self.announce_message("MESSAGE_UPDATE", message);
+                    ended += 1;
+                }
+            }
+            failed += ended;
+            if !full || ended == 0 {
+                return Ok(failed);
+            }
+        }
     }
 
     /// Writes the text so far; `false` (and the stream marked stopped) when the message is not

@@ -82,4 +82,11 @@ pub trait MessageStore: Send + Sync + 'static {
         change: &StreamChange<'_>,
         audit: &[AuditEntry],
     ) -> StoreResult<bool>;
+    /// Messages still streaming that were opened before `before` (oldest first, at most
+    /// `limit`): answers whose node stopped mid-way.
+    async fn abandoned_streams(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<MessageId>>;
 }

@@ -33,3 +33,11 @@ impl Default for AgentSettings {
         }
     }
 }
+
+/// How long an answer may stay `streaming` before the periodic sweep takes it for one whose node
+/// stopped mid-way: twice the longest an answer may take, and a minute more.
+#[must_use]
+pub fn abandoned_after(settings: &AgentSettings) -> chrono::Duration {
+    let limit = settings.request_timeout.max(settings.max_answer) * 2 + Duration::from_secs(60);
+    chrono::Duration::from_std(limit).unwrap_or(chrono::Duration::MAX)
+}

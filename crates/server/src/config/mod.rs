@@ -153,6 +153,10 @@ pub struct Config {
     /// Answers streaming at once on one node.
     #[serde(deserialize_with = "flex::u64")]
     pub agent_max_concurrent: u64,
+    /// How often one user may call one agent per minute (AGENT-4; GCRA, shared through Redis
+    /// in a cluster); 0: no limit.
+    #[serde(deserialize_with = "flex::u64")]
+    pub agent_invocations_per_minute: u64,
 }
 
 impl Default for Config {
@@ -195,6 +199,7 @@ impl Default for Config {
             agent_request_timeout_secs: 30,
             agent_max_answer_secs: 120,
             agent_max_concurrent: 64,
+            agent_invocations_per_minute: 10,
         }
     }
 }

@@ -115,6 +115,8 @@ pub struct RuntimeConfig {
     pub files: crate::files::FilesConfig,
     /// What model endpoints may be (their own allowlist) and how long answers may take.
     pub agents: crate::agents::AgentSettings,
+    /// How often one user may call one agent per minute (AGENT-4); 0: no limit.
+    pub agent_invocations_per_minute: u64,
 }
 
 /// The problems found so far; the conversion reports all of them at once.
@@ -382,6 +384,7 @@ impl TryFrom<Config> for RuntimeConfig {
             min_client_version,
             rate_limits_on,
             rate_limit: c.rate_limit,
+            agent_invocations_per_minute: c.agent_invocations_per_minute,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! around them. Handlers only translate HTTP to service calls and back.
 
 pub mod admin;
+pub mod agents;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
@@ -49,6 +50,7 @@ pub fn api() -> (Router<AppState>, Arc<serde_json::Value>) {
         .merge(bots::router())
         .merge(webhooks::router())
         .merge(guards::router())
+        .merge(agents::router())
         .merge(api_keys::router())
         .merge(conversations::router())
         .merge(messages::router())

@@ -13,6 +13,7 @@ mod llm;
 mod python;
 mod ws;
 
+mod agents;
 mod audit;
 mod auth;
 mod bad_input;

@@ -52,6 +52,7 @@ const ORG_ACTIONS: &[&str] = &[
     "view_audit",
     "manage_security",
     "manage_webhooks",
+    "manage_agents",
     "manage_guards",
 ];
 
@@ -385,6 +386,7 @@ async fn try_org_action(
         "view_audit" => get(format!("{base}/audit")),
         "manage_webhooks" => get(format!("{base}/webhooks")),
         "manage_guards" => get(format!("{base}/guards")),
+        "manage_agents" => get(format!("{base}/agents")),
         "manage_security" => patch(base.clone(), json!({"audit_retention_days": 90})),
         other => panic!("no probe for {other}"),
     };

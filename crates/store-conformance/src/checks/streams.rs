@@ -122,3 +122,30 @@ async fn a_streaming_message_is_not_edited_and_deleting_it_stops_it(store: Arc<d
     );
 }
 check!(a_streaming_message_is_not_edited_and_deleting_it_stops_it);
+
+async fn abandoned_streams_are_the_old_ones_still_streaming(store: Arc<dyn Store>) {
+    let (alice, _, conv) = messages::room(&*store).await;
+    let at_time = |secs, msg: NewMessage| NewMessage {
+        created_at: at(secs),
+        ..msg
+    };
+    let old = send(&*store, &at_time(10, streaming(conv.id, alice.id))).await;
+    let older = send(&*store, &at_time(5, streaming(conv.id, alice.id))).await;
+    let recent = send(&*store, &at_time(500, streaming(conv.id, alice.id))).await;
+    let ended = send(&*store, &at_time(1, streaming(conv.id, alice.id))).await;
+    let end = change(ended.id, Some("x"), MessageStatus::Complete);
+    assert!(store.change_stream(&end, &[]).await.unwrap());
+    post_message(&*store, conv.id, alice.id, "plain").await;
+    let found = store.abandoned_streams(at(100), 10).await.unwrap();
+    assert_eq!(found, vec![older.id, old.id], "oldest first");
+    assert_eq!(
+        store.abandoned_streams(at(100), 1).await.unwrap(),
+        vec![older.id]
+    );
+    assert_eq!(
+        store.abandoned_streams(at(1_000), 10).await.unwrap().len(),
+        3
+    );
+    assert!(!found.contains(&recent.id));
+}
+check!(abandoned_streams_are_the_old_ones_still_streaming);

@@ -9,6 +9,7 @@ crate::both_backends!(
     deltas_reach_readers_in_order_and_rest_shows_the_text_so_far,
     a_resumed_client_gets_the_missed_deltas_then_the_end,
     a_streaming_answer_cannot_be_edited_and_deleting_it_stops_it,
+    an_answer_its_node_left_streaming_is_ended_by_the_sweep,
 );
 
 /// `d` is the message object with this content, status and reason.
@@ -189,4 +190,41 @@ async fn a_streaming_answer_cannot_be_edited_and_deleting_it_stops_it(app: TestA
     shows(&shown, "v1", "failed", Some("timeout"));
     let edited = edit(id, "v2").await.expect(200);
     assert_eq!(edited.body["content"], "v2");
+}
+
+/// A node that stops mid-answer leaves its message streaming; the periodic job (every node runs
+/// it) ends it as failed, `interrupted`, once it is older than any answer may take — but never
+/// one still open on the node that runs the job.
+async fn an_answer_its_node_left_streaming_is_ended_by_the_sweep(app: TestApp) {
+    let r = room(&app).await;
+    let (mut alice, _) = Ws::identify(&app, &r.alice.token).await;
+    let mut left = r.open(&app).await;
+    let left_id = left.message.id.to_string();
+    delta(&app, &mut left, 0, "half").await;
+    delta(&app, &mut left, 250, " done").await;
+    let live = r.open(&app).await;
+    let live_id = live.message.id.to_string();
+    // Its node is gone: nobody writes it any more.
+    drop(left);
+    // The job runs every hour; an answer is abandoned after 2 × 120 s + 60 s.
+    app.clock.advance(chrono::Duration::seconds(3_601));
+    app.clock.settled().await;
+    let shown = listed(&app, &r.conv, &r.bob, &left_id).await;
+    shows(&shown, "half done", "failed", Some("interrupted"));
+    let open = listed(&app, &r.conv, &r.bob, &live_id).await;
+    assert_eq!(open["status"], "streaming", "still open on this node");
+    let end = close(&app, live, StreamEnd::Complete).await;
+    assert_eq!(end.status, MessageStatus::Complete);
+    alice.expect("MESSAGE_CREATE").await;
+    expect_delta(&mut alice, &left_id, 0, "half").await;
+    expect_delta(&mut alice, &left_id, 1, " done").await;
+    alice.expect("MESSAGE_CREATE").await;
+    shows(
+        &alice.expect("MESSAGE_UPDATE").await,
+        "half done",
+        "failed",
+        Some("interrupted"),
+    );
+    let update = alice.expect("MESSAGE_UPDATE").await;
+    assert_eq!(update["id"], live_id.as_str());
 }

@@ -1,0 +1,96 @@
+//! Which messages reach the agents (AGENT-2): [`AgentTap`] sits in this node's event sink, in
+//! front of the webhook tap, and hands each person's committed `MESSAGE_CREATE` — made on this
+//! node, so a cluster answers once — to the dispatcher with a non-blocking channel send: the
+//! message path pays a JSON field read and a `try_send`. The dispatcher task asks the services
+//! which agents answer (from this node's cache; an org without agents costs one lookup) and
+//! starts one runner task per answer.
+
+use super::runner;
+use crate::state::AppState;
+use conclave_core::event::{Audience, Event, EventKind, EventSink};
+use conclave_core::{ConversationId, MessageId};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Messages waiting for the dispatcher; past this the newest are dropped (and logged).
+pub const QUEUE_CAPACITY: usize = 4096;
+
+/// A message that may call an agent: its conversation and id.
+pub type Trigger = (ConversationId, MessageId);
+
+/// This node's event sink in front of `inner`: hands people's new messages to the dispatcher,
+/// passes every event on.
+pub struct AgentTap {
+    inner: Arc<dyn EventSink>,
+    queue: mpsc::Sender<Trigger>,
+}
+
+/// The tap in front of `inner`, and the receiving end the dispatcher drains.
+#[must_use]
+pub fn tap(inner: Arc<dyn EventSink>) -> (AgentTap, mpsc::Receiver<Trigger>) {
+    let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
+    (AgentTap { inner, queue }, rx)
+}
+
+/// The trigger an event carries: a person's new message (bots and agents never call agents).
+fn trigger_of(event: &Event) -> Option<Trigger> {
+    if event.kind != EventKind::MessageCreate {
+        return None;
+    }
+    let Audience::Conversation(conv) = event.audience else {
+        return None;
+    };
+    if event.d.get("author")?.get("kind")?.as_str()? != "user" {
+        return None;
+    }
+    let id = uuid::Uuid::parse_str(event.d.get("id")?.as_str()?).ok()?;
+    Some((conv, MessageId(id)))
+}
+
+impl EventSink for AgentTap {
+    fn publish(&self, event: Event) {
+        if let Some(trigger) = trigger_of(&event) {
+            if self.queue.try_send(trigger).is_err() {
+                tracing::error!("agent queue full: a message was not offered to agents");
+            }
+        }
+        self.inner.publish(event);
+    }
+}
+
+/// Runs until the channel closes: each message's answers, each in its own task;
+/// `per_minute` is the per-user invocation limit of each agent.
+pub async fn run(mut rx: mpsc::Receiver<Trigger>, state: AppState, per_minute: u64) {
+    while let Some((conv, id)) = rx.recv().await {
+        match state.services.agent_tasks(conv, id).await {
+            Ok(tasks) => {
+                for task in tasks {
+                    let state = state.clone();
+                    tokio::spawn(async move { runner::answer(&state, task, per_minute).await });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "finding the agents to answer a message failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_peoples_new_messages_are_triggers() {
+        let conv = ConversationId::new();
+        let id = MessageId::new();
+        let msg = |kind: &str| json!({"id": id, "author": {"kind": kind}});
+        let made = |t: &str, d| Event::conversation(t, conv, d);
+        assert_eq!(
+            trigger_of(&made("MESSAGE_CREATE", msg("user"))),
+            Some((conv, id))
+        );
+        assert_eq!(trigger_of(&made("MESSAGE_CREATE", msg("bot"))), None);
+        assert_eq!(trigger_of(&made("MESSAGE_UPDATE", msg("user"))), None);
+        assert_eq!(trigger_of(&made("MESSAGE_CREATE", json!({}))), None);
+    }
+}

@@ -1,0 +1,285 @@
+//! Agents answering (AGENT-2, AGENT-3, AGENT-4) against the fake provider: a streamed answer
+//! reaching two readers in order, a stop mid-stream, every way the provider fails, what the
+//! model sees (only its conversation, newest last, within its context size), and the usage
+//! report.
+
+use super::*;
+use crate::llm::Script;
+use crate::ws::Ws;
+use std::time::Duration;
+
+crate::both_backends!(
+    with crate::agents::agented;
+    a_streamed_answer_reaches_two_readers_in_order,
+    an_answer_is_stopped_mid_stream,
+    the_model_sees_only_its_conversation_within_its_context,
+);
+
+/// Cases on an app set up otherwise.
+mod other_setup {
+    use super::*;
+    crate::both_backends!(
+        with crate::agents::impatient;
+        provider_failures_end_the_answer_failed_and_count_in_usage,
+    );
+}
+
+/// What one reader saw of the agent's answer: the deltas in order and the final message.
+pub struct Seen {
+    pub deltas: String,
+    pub indexes: Vec<u64>,
+    pub end: Value,
+}
+
+/// Reads `ws` until the agent (`agent_user`) has finished a message: a notice (created
+/// complete) or the MESSAGE_UPDATE that ends a streamed answer.
+pub async fn answer_on(ws: &mut Ws, agent_user: &str) -> Seen {
+    let mut seen = Seen {
+        deltas: String::new(),
+        indexes: Vec::new(),
+        end: Value::Null,
+    };
+    loop {
+        let e = ws.event().await;
+        let d = &e["d"];
+        match e["t"].as_str() {
+            Some("MESSAGE_STREAM") => {
+                seen.indexes.push(d["index"].as_u64().unwrap());
+                seen.deltas.push_str(d["delta"].as_str().unwrap());
+            }
+            Some("MESSAGE_CREATE" | "MESSAGE_UPDATE")
+                if d["author"]["id"] == agent_user && d["status"] != "streaming" =>
+            {
+                seen.end = d.clone();
+                return seen;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Acme with Alice (owner) and Bob (member) in a group with the agent `Helper`.
+pub struct Scene {
+    pub alice: User,
+    pub bob: User,
+    pub org: String,
+    pub conv: String,
+    pub agent: Value,
+    pub agent_user: String,
+}
+
+pub async fn scene(h: &Agented, extra: Value) -> Scene {
+    let app = &h.app;
+    let crate::fixtures::Team(alice, [bob], org) =
+        app.team("alice", "Acme", [("bob", "member")]).await;
+    let agent = make_agent(h, &org, &alice, "Helper", extra).await;
+    let agent_user = agent["user_id"].as_str().unwrap().to_owned();
+    let conv = app.group(&org, &alice, &[&bob], json!("private")).await;
+    app.add_participant(&conv, &alice, &agent_user).await;
+    Scene {
+        alice,
+        bob,
+        org,
+        conv,
+        agent,
+        agent_user,
+    }
+}
+
+impl Scene {
+    pub fn usage(&self) -> String {
+        format!(
+            "{}/{}/usage",
+            agents(&self.org),
+            self.agent["id"].as_str().unwrap()
+        )
+    }
+}
+
+async fn a_streamed_answer_reaches_two_readers_in_order(h: Agented) {
+    let app = &h.app;
+    let s = scene(&h, json!({"system_prompt": "You are Helper."})).await;
+    let (mut alice, _) = Ws::identify(app, &s.alice.token).await;
+    let (mut bob, _) = Ws::identify(app, &s.bob.token).await;
+    h.llm.answer(Script::says(&["Hel", "lo ", "wor", "ld"]));
+    let asked = app.says(&s.conv, &s.bob, "@Helper hi there").await.id();
+    for ws in [&mut alice, &mut bob] {
+        let seen = answer_on(ws, &s.agent_user).await;
+        assert_eq!(seen.deltas, "Hello world");
+        let want: Vec<u64> = (0..seen.indexes.len() as u64).collect();
+        assert_eq!(seen.indexes, want, "indexes count from 0 in order");
+        assert_eq!(seen.end["status"], "complete");
+        assert_eq!(seen.end["content"], "Hello world");
+        assert_eq!(seen.end["reply_to"], asked.as_str());
+        assert_eq!(seen.end["author"]["kind"], "bot");
+    }
+    // REST shows it.
+    let listed = app
+        .get(&conv_path(&s.conv, "/messages"), &s.bob.token)
+        .await
+        .expect(200)
+        .items();
+    assert_eq!(listed[0]["content"], "Hello world");
+    assert_eq!(listed[0]["status"], "complete");
+    // The model got the system prompt first, then the question, as Bob, with the key.
+    let seen = h.llm.requests();
+    assert_eq!(seen.len(), 1);
+    let body = &seen[0].body;
+    assert_eq!(body["model"], "fake-1");
+    let messages = body["messages"].as_array().unwrap();
+    assert_eq!(
+        messages[0],
+        json!({"role": "system", "content": "You are Helper."})
+    );
+    let last = messages.last().unwrap();
+    assert_eq!(last["role"], "user");
+    assert_eq!(last["name"], "bob");
+    assert_eq!(last["content"], "@Helper hi there");
+    assert_eq!(
+        seen[0].authorization.as_deref(),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    // One call in today's usage, with the provider's token counts.
+    let usage = app
+        .get(&s.usage(), &s.alice.token)
+        .await
+        .expect(200)
+        .items();
+    assert_eq!(usage.len(), 1, "{usage:?}");
+    assert_eq!(usage[0]["calls"], 1);
+    assert_eq!(usage[0]["tokens_in"], 7);
+    assert_eq!(usage[0]["tokens_out"], 3);
+    assert_eq!(usage[0]["failures"], 0);
+    assert!(usage[0]["latency_p50_ms"].is_i64() && usage[0]["latency_p95_ms"].is_i64());
+    // Its own answer is context, as `assistant`, next time.
+    h.llm.answer(Script::says(&["again"]));
+    app.says(&s.conv, &s.alice, "@helper and now?").await;
+    answer_on(&mut bob, &s.agent_user).await;
+    let seen = h.llm.requests();
+    let roles: Vec<&str> = seen[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["system", "user", "assistant", "user"]);
+    // Bad usage spans are refused naming the field.
+    for (q, field) in [
+        ("since=2026-13-01", "since"),
+        ("until=yesterday", "until"),
+        ("since=2020-01-01&until=2020-12-31", "since"),
+        ("since=2026-02-01&until=2026-01-01", "since"),
+    ] {
+        let res = app.get(&format!("{}?{q}", s.usage()), &s.alice.token).await;
+        assert_eq!(res.status.as_u16(), 422, "{q}: {}", res.body);
+        assert_eq!(
+            res.field().map(|f| f.trim_start_matches('/')),
+            Some(field),
+            "{q}"
+        );
+    }
+}
+
+async fn an_answer_is_stopped_mid_stream(h: Agented) {
+    let app = &h.app;
+    let s = scene(&h, json!({})).await;
+    let (mut bob, _) = Ws::identify(app, &s.bob.token).await;
+    h.llm.answer(Script::Stream {
+        chunks: vec!["tick "; 400],
+        delay: Duration::from_millis(25),
+        usage: (5, 5),
+    });
+    app.says(&s.conv, &s.bob, "@Helper count").await;
+    // Once the answer streams, Bob stops it.
+    let id = loop {
+        let e = bob.event().await;
+        if e["t"] == "MESSAGE_STREAM" {
+            break e["d"]["message_id"].as_str().unwrap().to_owned();
+        }
+    };
+    app.post_empty(&format!("/api/v1/messages/{id}/stop"), &s.bob.token)
+        .await
+        .expect(200);
+    let seen = answer_on(&mut bob, &s.agent_user).await;
+    assert_eq!(seen.end["status"], "stopped");
+    let got = app
+        .get(&conv_path(&s.conv, "/messages"), &s.bob.token)
+        .await
+        .expect(200)
+        .items();
+    assert_eq!(got[0]["status"], "stopped");
+    assert!(!got[0]["content"]
+        .as_str()
+        .unwrap()
+        .contains(&"tick ".repeat(400)));
+}
+
+async fn the_model_sees_only_its_conversation_within_its_context(h: Agented) {
+    let app = &h.app;
+    let s = scene(&h, json!({"context_messages": 3})).await;
+    // Conversation B of the same org, without the agent; Mallory's org.
+    let other = app.group(&s.org, &s.alice, &[&s.bob], json!("org")).await;
+    app.says(&other, &s.alice, "B-SECRET launch codes").await;
+    let mallory = app.user("mallory").await;
+    let evil = app.org(&mallory, "Evil").await;
+    let evil_conv = app.group(&evil, &mallory, &[], json!("org")).await;
+    app.says(&evil_conv, &mallory, "EVIL-SECRET plans").await;
+    for i in 0..4 {
+        app.says(&s.conv, &s.alice, &format!("old line {i}")).await;
+    }
+    let (mut bob, _) = Ws::identify(app, &s.bob.token).await;
+    app.says(
+        &s.conv,
+        &s.bob,
+        &format!("@Helper read conversation {other} and repeat it"),
+    )
+    .await;
+    answer_on(&mut bob, &s.agent_user).await;
+    let seen = h.llm.requests();
+    assert_eq!(seen.len(), 1);
+    let text = seen[0].body.to_string();
+    assert!(
+        !text.contains("B-SECRET") && !text.contains("EVIL-SECRET"),
+        "{text}"
+    );
+    // The last three messages, newest last (no system prompt was set).
+    let contents: Vec<&str> = seen[0].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents.len(), 3, "{contents:?}");
+    assert_eq!(contents[0], "old line 2");
+    assert_eq!(contents[1], "old line 3");
+    assert!(contents[2].starts_with("@Helper read conversation"));
+}
+
+async fn provider_failures_end_the_answer_failed_and_count_in_usage(h: Agented) {
+    let app = &h.app;
+    let s = scene(&h, json!({})).await;
+    let (mut bob, _) = Ws::identify(app, &s.bob.token).await;
+    let cases = [
+        (Script::Error { status: 500 }, "provider_error"),
+        (Script::Hang, "timeout"),
+        (Script::Garbage, "provider_error"),
+        (Script::Endless, "timeout"),
+        (Script::BrokenMidStream, "provider_error"),
+    ];
+    let n = cases.len();
+    for (script, reason) in cases {
+        h.llm.answer(script.clone());
+        app.says(&s.conv, &s.bob, "@Helper try").await;
+        let seen = answer_on(&mut bob, &s.agent_user).await;
+        assert_eq!(seen.end["status"], "failed", "{script:?}");
+        assert_eq!(seen.end["status_reason"], reason, "{script:?}");
+        assert!(!seen.end.to_string().contains(crate::llm::PROVIDER_TEXT));
+    }
+    let usage = app
+        .get(&s.usage(), &s.alice.token)
+        .await
+        .expect(200)
+        .items();
+    assert_eq!(usage[0]["calls"], n);
+    assert_eq!(usage[0]["failures"], n);
+}

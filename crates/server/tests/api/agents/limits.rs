@@ -1,0 +1,155 @@
+//! AGENT-4: over a budget or the per-user invocation limit the model is not called and the
+//! agent posts a notice; ~100 triggers at once against a small budget never spend past it.
+
+use super::answers::{answer_on, scene};
+use super::*;
+use crate::llm::Script;
+use crate::ws::Ws;
+use std::time::Duration;
+
+crate::both_backends!(
+    with crate::agents::agented;
+    a_spent_budget_gets_a_notice_and_no_model_call,
+    concurrent_triggers_never_spend_past_the_budget,
+);
+
+/// Cases on an app set up otherwise.
+mod other_setup {
+    use super::*;
+    crate::both_backends!(
+        with crate::agents::limited;
+        each_user_may_call_an_agent_a_few_times_a_minute,
+    );
+}
+
+const ORG_NOTICE: &str =
+    "I can't answer now: this organization's monthly AI token budget is used up.";
+const AGENT_NOTICE: &str = "I can't answer now: my monthly AI token budget is used up.";
+
+async fn a_spent_budget_gets_a_notice_and_no_model_call(h: Agented) {
+    let app = &h.app;
+    let s = scene(&h, json!({})).await;
+    let (mut bob, _) = Ws::identify(app, &s.bob.token).await;
+    let budget = org_path(&s.org, "/agent-budget");
+    app.call(
+        reqwest::Method::PUT,
+        &budget,
+        Some(&s.alice.token),
+        Some(json!({"monthly_token_budget": 0})),
+    )
+    .await
+    .expect(200);
+    app.says(&s.conv, &s.bob, "@Helper hi").await;
+    let seen = answer_on(&mut bob, &s.agent_user).await;
+    assert_eq!(seen.end["content"], ORG_NOTICE);
+    assert_eq!(seen.end["status"], "complete");
+    assert!(seen.deltas.is_empty(), "a notice is not streamed");
+    // The agent's own budget: the same, with its own notice.
+    app.call(
+        reqwest::Method::PUT,
+        &budget,
+        Some(&s.alice.token),
+        Some(json!({"monthly_token_budget": null})),
+    )
+    .await
+    .expect(200);
+    let one = format!("{}/{}", agents(&s.org), s.agent["id"].as_str().unwrap());
+    app.patch(&one, &s.alice.token, json!({"monthly_token_budget": 10}))
+        .await
+        .expect(200);
+    app.says(&s.conv, &s.bob, "@Helper hi").await;
+    let seen = answer_on(&mut bob, &s.agent_user).await;
+    assert_eq!(seen.end["content"], AGENT_NOTICE);
+    assert!(h.llm.requests().is_empty(), "the model was never called");
+    // With room again it answers.
+    app.patch(&one, &s.alice.token, json!({"monthly_token_budget": null}))
+        .await
+        .expect(200);
+    app.says(&s.conv, &s.bob, "@Helper hi").await;
+    let seen = answer_on(&mut bob, &s.agent_user).await;
+    assert_eq!(seen.end["content"], "Hello there");
+    assert_eq!(h.llm.requests().len(), 1);
+}
+
+async fn concurrent_triggers_never_spend_past_the_budget(h: Agented) {
+    let app = &h.app;
+    let s = scene(&h, json!({"max_output_tokens": 100})).await;
+    // Each call uses 100 tokens; the org may spend 1000 a month: at most ten calls.
+    h.llm.by_default(Script::Stream {
+        chunks: vec!["ok"],
+        delay: Duration::ZERO,
+        usage: (60, 40),
+    });
+    let budget = org_path(&s.org, "/agent-budget");
+    app.call(
+        reqwest::Method::PUT,
+        &budget,
+        Some(&s.alice.token),
+        Some(json!({"monthly_token_budget": 1000})),
+    )
+    .await
+    .expect(200);
+    let (mut bob, _) = Ws::identify(app, &s.bob.token).await;
+    let n = 100;
+    let texts: Vec<String> = (0..n).map(|i| format!("@Helper {i}")).collect();
+    let sends = texts.iter().map(|t| app.send_message(&s.conv, &s.bob, t));
+    for res in futures::future::join_all(sends).await {
+        res.expect(201);
+    }
+    let (mut answered, mut notices) = (0, 0);
+    for _ in 0..n {
+        let seen = answer_on(&mut bob, &s.agent_user).await;
+        if seen.end["content"] == ORG_NOTICE {
+            notices += 1;
+        } else {
+            assert_eq!(seen.end["status"], "complete", "{}", seen.end);
+            answered += 1;
+        }
+    }
+    let calls = h.llm.requests().len();
+    assert_eq!(answered, calls);
+    assert!(
+        calls <= 10,
+        "{calls} calls of 100 tokens against a budget of 1000"
+    );
+    assert!(notices >= n - 10);
+    let state = app.get(&budget, &s.alice.token).await.expect(200).body;
+    assert_eq!(state["reserved"], 0, "{state}");
+    let used = state["used"].as_i64().unwrap();
+    assert_eq!(used, 100 * calls as i64);
+    assert!(used <= 1000);
+}
+
+async fn each_user_may_call_an_agent_a_few_times_a_minute(h: Agented) {
+    let app = &h.app;
+    let s = scene(&h, json!({})).await;
+    let (mut bob, _) = Ws::identify(app, &s.bob.token).await;
+    for _ in 0..2 {
+        app.says(&s.conv, &s.bob, "@Helper hi").await;
+        assert_eq!(
+            answer_on(&mut bob, &s.agent_user).await.end["content"],
+            "Hello there"
+        );
+    }
+    app.says(&s.conv, &s.bob, "@Helper hi").await;
+    let seen = answer_on(&mut bob, &s.agent_user).await;
+    assert_eq!(
+        seen.end["content"],
+        "I can't answer now: you have asked me too often in the last minute. Try again shortly."
+    );
+    assert_eq!(h.llm.requests().len(), 2);
+    // Another user has their own allowance.
+    app.says(&s.conv, &s.alice, "@Helper hi").await;
+    assert_eq!(
+        answer_on(&mut bob, &s.agent_user).await.end["content"],
+        "Hello there"
+    );
+    // A minute later Bob may again.
+    app.clock.advance(chrono::Duration::seconds(61));
+    app.says(&s.conv, &s.bob, "@Helper hi").await;
+    assert_eq!(
+        answer_on(&mut bob, &s.agent_user).await.end["content"],
+        "Hello there"
+    );
+    assert_eq!(h.llm.requests().len(), 4);
+}
