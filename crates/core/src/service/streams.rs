@@ -105,9 +105,25 @@ pub enum Flow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEnd {
     Complete,
-    /// A short reason (`provider_error`, `timeout`, `budget_exhausted`…), never provider text.
+    /// A short reason (`provider_error`, `timeout`, `budget_exhausted`…; `[a-z0-9_]{1,64}`,
+    /// anything else is stored as `error`), never provider text.
     Failed(String),
     Stopped,
+}
+
+/// `reason` when it is a short code (`[a-z0-9_]{1,64}`), else `error`: whatever a writer
+/// passes, no provider text reaches the message.
+fn short_reason(reason: &str) -> &str {
+    let code = !reason.is_empty()
+        && reason.len() <= 64
+        && reason
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if code {
+        reason
+    } else {
+        "error"
+    }
 }
 
 /// The streams open on this node, so a stop here reaches its stream at once. A stream leaves
@@ -247,7 +263,7 @@ impl Services {
             self.emit_pending(&mut stream, self.clock.now());
             let (status, reason) = match &end {
                 StreamEnd::Complete => (MessageStatus::Complete, None),
-                StreamEnd::Failed(reason) => (MessageStatus::Failed, Some(reason.as_str())),
+                StreamEnd::Failed(reason) => (MessageStatus::Failed, Some(short_reason(reason))),
                 StreamEnd::Stopped => (MessageStatus::Stopped, Some(STOPPED)),
             };
             let change = StreamChange {
@@ -369,5 +385,28 @@ impl Services {
         stream.next_index += 1;
         stream.emitted = stream.text.len();
         stream.last_event = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_reason;
+
+    #[test]
+    fn a_failure_reason_is_a_short_code_or_error() {
+        for ok in ["timeout", "provider_error", "budget_exhausted", "http_503"] {
+            assert_eq!(short_reason(ok), ok);
+        }
+        let long = "x".repeat(65);
+        for bad in [
+            "",
+            "Provider said: rate limited",
+            "a-b",
+            "naïve",
+            "x\ny",
+            long.as_str(),
+        ] {
+            assert_eq!(short_reason(bad), "error", "{bad:?}");
+        }
     }
 }

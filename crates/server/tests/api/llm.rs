@@ -2,7 +2,8 @@
 //! (`POST /v1/chat/completions`), streamed and not, checked against the official `openai`
 //! Python client (`provider::the_official_openai_client_reads_the_fake`). Tests script each
 //! answer — a stream of chunks, an error in OpenAI's shape, garbage, a hang, an endless
-//! stream, a stream cut before `[DONE]` — one per request from a queue, then a default, and
+//! stream, a stream cut before `[DONE]`, a redirect — one per request from a queue, then a
+//! default, and
 //! read back every request body and `Authorization` header received.
 
 use axum::body::Body;
@@ -38,6 +39,8 @@ pub enum Script {
     Endless,
     /// Sends two deltas, then closes without `[DONE]`.
     BrokenMidStream,
+    /// `307 Temporary Redirect` to `location` (the request is to be sent there again).
+    Redirect { location: String },
 }
 
 impl Script {
@@ -186,6 +189,9 @@ async fn completions(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: 
             axum::Json(completion(&model, &chunks.concat(), usage)).into_response()
         }
         Script::Endless => endless(model),
+        Script::Redirect { location } => {
+            (StatusCode::TEMPORARY_REDIRECT, [("location", location)]).into_response()
+        }
         Script::BrokenMidStream => sse(vec![
             (Duration::ZERO, data(&role_chunk(&model))),
             (Duration::ZERO, data(&content_chunk(&model, "Hel"))),

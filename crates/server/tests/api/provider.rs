@@ -118,6 +118,38 @@ async fn a_streamed_answer_arrives_delta_by_delta_with_its_usage() {
 }
 
 #[tokio::test]
+async fn the_key_goes_to_the_endpoint_only_not_where_it_redirects() {
+    let llm = FakeLlm::start().await;
+    let elsewhere = FakeLlm::start().await;
+    let config = Config {
+        agent_allow_cidrs: vec!["127.0.0.1/32".parse().unwrap()],
+        agent_allow_ports: vec![llm.port, elsewhere.port],
+        ..Config::default()
+    };
+    let guard =
+        OutboundGuard::new(RuntimeConfig::try_from(config).unwrap().agents.outbound).unwrap();
+    llm.answer(Script::Redirect {
+        location: format!("{}/chat/completions", elsewhere.url()),
+    });
+    let mut stream = stream_chat(&guard, &request(&llm, Some("sk-only-here")), LIMITS)
+        .await
+        .unwrap();
+    assert_eq!(drain(&mut stream).await.1, None);
+    assert_eq!(stream.text(), "Hello there");
+    let first = llm.requests();
+    assert_eq!(
+        first[0].authorization.as_deref(),
+        Some("Bearer sk-only-here")
+    );
+    let second = elsewhere.requests();
+    assert_eq!(second.len(), 1, "the redirect was followed");
+    assert_eq!(
+        second[0].authorization, None,
+        "the key stayed with the endpoint"
+    );
+}
+
+#[tokio::test]
 async fn a_plain_answer_is_read_whole() {
     let llm = FakeLlm::start().await;
     let guard = agent_guard(&llm);
