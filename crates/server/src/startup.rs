@@ -54,6 +54,8 @@ pub struct Application {
     fanout: Arc<dyn FanOut>,
     connection_limits: ConnectionLimits,
     retention: RetentionJob,
+    /// Ticks the writing of content-guard counters (RATE-6).
+    guard_counts: Ticker,
     webhooks: crate::webhooks::DeliveryWorker,
     /// People's new messages, for the agents' dispatcher (`agent_runner::dispatch`).
     agent_triggers: tokio::sync::mpsc::Receiver<crate::agent_runner::dispatch::Trigger>,
@@ -344,9 +346,10 @@ impl Application {
             connection_limits: config.connections,
             retention: RetentionJob::every(
                 config.retention.interval,
-                clock,
+                clock.clone(),
                 crate::agents::abandoned_after(&config.agents),
             ),
+            guard_counts: clock.ticker(GUARD_COUNTS_INTERVAL),
             webhooks,
             agent_triggers,
             agent_invocations_per_minute: config.agent_invocations_per_minute,
@@ -388,6 +391,10 @@ impl Application {
             self.state.clone(),
             self.agent_invocations_per_minute,
         ));
+        let guard_counts = tokio::spawn(write_guard_counts(
+            self.guard_counts,
+            self.state.services.clone(),
+        ));
         let signal = async move {
             shutdown.await;
             gateway.shutdown(Duration::from_secs(10)).await;
@@ -397,6 +404,10 @@ impl Application {
         retention.abort();
         webhooks.abort();
         agents.abort();
+        guard_counts.abort();
+        if let Err(e) = self.state.services.flush_guard_counts().await {
+            tracing::error!(error = %e, "content guard counters could not be written before exit");
+        }
         // Bounded: a fan-out that cannot be reached must not hold the process forever.
         if tokio::time::timeout(Duration::from_secs(15), self.fanout.flush())
             .await
@@ -405,6 +416,20 @@ impl Application {
             tracing::error!("events could not all be handed to the fan-out before exit");
         }
         served
+    }
+}
+
+/// How often each node writes the content-guard decisions it counted (RATE-6).
+const GUARD_COUNTS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Writes the guard decisions this node counted, every tick, until aborted (reads of the
+/// counters write them first too).
+async fn write_guard_counts(mut ticker: Ticker, services: Services) {
+    loop {
+        ticker.tick().await;
+        if let Err(e) = services.flush_guard_counts().await {
+            tracing::error!(error = %e, "writing content guard counters failed");
+        }
     }
 }
 

@@ -171,6 +171,35 @@ fn check_position(position: i32) -> Result<i32> {
     }
 }
 
+/// Decisions counted on this node and not written yet: a send adds to them in memory (no write
+/// of its own), [`Services::flush_guard_counts`] writes them — every second from the server's
+/// job, before every read of the counters on this node, and at shutdown — as one
+/// `n = n + k` per guard, so nothing is counted twice or lost between parallel sends.
+#[derive(Default)]
+pub(super) struct PendingCounts(std::sync::Mutex<std::collections::HashMap<GuardId, GuardCounts>>);
+
+impl PendingCounts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<GuardId, GuardCounts>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn add(&self, counts: &[(GuardId, GuardCounts)]) {
+        if counts.is_empty() {
+            return;
+        }
+        let mut pending = self.lock();
+        for (id, c) in counts {
+            pending.entry(*id).or_default().add(*c);
+        }
+    }
+
+    fn take(&self) -> Vec<(GuardId, GuardCounts)> {
+        self.lock().drain().collect()
+    }
+}
+
 /// What screening counts and whether remote guards run.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Reach {
@@ -291,10 +320,26 @@ impl Services {
         Ok(guard)
     }
 
-    /// The org's guards in running order, with their counters.
+    /// The org's guards in running order, with their counters (this node's decisions
+    /// written first).
     pub async fn guards(&self, actor: &Actor, org: OrgId) -> Result<Vec<Guard>> {
         self.require_guards(actor, org, false).await?;
+        self.flush_guard_counts().await?;
         Ok(self.store.guards(org).await?)
+    }
+
+    /// Writes the decisions this node counted since the last call; on failure they are kept
+    /// for the next one.
+    pub async fn flush_guard_counts(&self) -> Result<()> {
+        let counts = self.guard_counts.take();
+        if counts.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.store.count_guard_decisions(&counts).await {
+            self.guard_counts.add(&counts);
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     pub async fn update_guard(
@@ -460,9 +505,7 @@ impl Services {
                 break;
             }
         }
-        if !counts.is_empty() {
-            self.store.count_guard_decisions(&counts).await?;
-        }
+        self.guard_counts.add(&counts);
         Ok(verdict.unwrap_or(if flagged.is_empty() {
             Screening::Allow
         } else {
@@ -635,6 +678,7 @@ impl Services {
 
     /// Totals over every guard of the server (`GET /admin/stats`).
     pub async fn guard_totals(&self, _admin: &ServerAdmin) -> Result<GuardTotals> {
+        self.flush_guard_counts().await?;
         Ok(self.store.guard_totals().await?)
     }
 }

@@ -133,6 +133,8 @@ pub struct Services {
     /// The content guards' checks that ask another service (RATE-6): the server's, through its
     /// SSRF guard; without one every remote check fails and its fail mode applies.
     remote: Arc<dyn crate::guards::RemoteScreen>,
+    /// Guard decisions counted on this node, not written yet (`guards::PendingCounts`).
+    guard_counts: Arc<guards::PendingCounts>,
 }
 
 impl Services {
@@ -163,6 +165,7 @@ impl Services {
             searches: crate::slots::Slots::new(search::SLOTS, search::SLOT_WAIT),
             open_streams: Arc::default(),
             remote: Arc::new(crate::guards::NoRemoteScreen),
+            guard_counts: Arc::default(),
         }
     }
 

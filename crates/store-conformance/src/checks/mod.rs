@@ -9,6 +9,7 @@ mod conversations;
 mod credentials;
 mod files;
 mod group_commit;
+mod guards;
 mod keyring;
 mod messages;
 mod mfa;
