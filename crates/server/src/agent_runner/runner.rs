@@ -17,9 +17,11 @@ use crate::agents::provider::{
 };
 use crate::ratelimit::{Layer, Outcome, Quota};
 use crate::state::AppState;
+use conclave_core::guards::{Screening, Subject};
 use conclave_core::service::agent_runs::{AgentTask, ContextLine, ContextRole, Prepared};
 use conclave_core::service::{AnswerStream, Flow, StreamEnd};
 use conclave_core::store::agents::BudgetRefusal;
+use conclave_core::{GuardId, OrgId};
 use std::time::{Duration, Instant};
 
 pub const ORG_BUDGET_NOTICE: &str =
@@ -29,6 +31,8 @@ pub const RATE_NOTICE: &str =
     "I can't answer now: you have asked me too often in the last minute. Try again shortly.";
 pub const BUSY_NOTICE: &str =
     "I can't answer now: too many answers are in progress. Try again shortly.";
+pub const BLOCKED_NOTICE: &str =
+    "I can't show my answer: this organization's content guards do not allow it.";
 
 /// Notices about the invocation limit, per user and agent, at most this many a minute (so a
 /// user cannot make an agent post notices without end).
@@ -139,7 +143,13 @@ async fn run(
     let mut stream = services
         .open_stream(agent.user_id, conv, Some(task.message.id))
         .await?;
-    let (end, usage) = stream_answer(state, &request, limits, &mut stream).await;
+    let answered = stream_answer(state, (agent.org_id, &request), limits, &mut stream).await;
+    let Answered {
+        end,
+        usage,
+        blocked,
+        flags,
+    } = answered;
     let failed = matches!(end, StreamEnd::Failed(_));
     let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     // Without the provider's usage, the text is counted as the prompt was estimated.
@@ -158,37 +168,103 @@ async fn run(
         .settle_agent_tokens(&reservation, tokens.0.saturating_add(tokens.1))
         .await;
     let recorded = (services.record_agent_call(agent.id, latency_ms, tokens, failed)).await;
-    services.close_stream(stream, end).await?;
+    let closed = services.close_stream(stream, end).await?;
+    if blocked {
+        notice(BLOCKED_NOTICE).await?;
+    }
+    (services.flag_message(agent.org_id, &closed, &flags)).await?;
     settled.and(recorded)
 }
 
-/// Streams the model's answer into `stream`: how it ended and the usage the provider reported.
+/// How an answer ended: the stream's end, the provider's usage, whether a content guard
+/// blocked it (AGENT-5), and the guards that flagged it.
+struct Answered {
+    end: StreamEnd,
+    usage: Option<Usage>,
+    blocked: bool,
+    flags: Vec<GuardId>,
+}
+
+/// A guard's verdict on text about to be shown: `Err` ends the answer (blocked, or the guards
+/// could not be asked), flags accumulate in `flags`.
+fn judged(
+    screening: Result<Screening, conclave_core::ServiceError>,
+    flags: &mut Vec<GuardId>,
+) -> Result<(), StreamEnd> {
+    match screening {
+        Ok(Screening::Allow) => Ok(()),
+        Ok(Screening::Flag(by)) => {
+            flags.extend(by);
+            Ok(())
+        }
+        Ok(Screening::Block { .. }) => Err(StreamEnd::Failed(CONTENT_BLOCKED.to_owned())),
+        Err(_) => Err(StreamEnd::Failed("guard_error".to_owned())),
+    }
+}
+
+/// What a delta's `stream_delta` means for the answer: `Some` ends it (dropping the provider
+/// stream closes the provider's connection).
+fn shown(flow: Result<Flow, conclave_core::ServiceError>) -> Option<StreamEnd> {
+    match flow {
+        Ok(Flow::Continue) => None,
+        Ok(Flow::Stopped) => Some(StreamEnd::Stopped),
+        Err(_) => Some(StreamEnd::Failed("too_long".to_owned())),
+    }
+}
+
+/// The reason of an answer a content guard blocked.
+const CONTENT_BLOCKED: &str = "content_blocked";
+
+/// Streams the model's answer into `stream`, screened by the org's content guards (AGENT-5):
+/// with only local guards (blocklists, regexes) the text so far is screened before each delta
+/// goes out; when the org has a guard that asks another service, the whole answer is held and
+/// screened once before anyone sees it. A block ends the answer (`content_blocked`).
 async fn stream_answer(
     state: &AppState,
-    request: &ChatRequest,
+    (org, request): (OrgId, &ChatRequest),
     limits: ProviderLimits,
     stream: &mut AnswerStream,
-) -> (StreamEnd, Option<Usage>) {
+) -> Answered {
     let services = &state.services;
     let mut usage = None;
+    let mut flags = Vec::new();
     let reading = async {
+        // Unknown (the guards could not be read): held and screened whole, the safe way.
+        let whole = services.has_remote_guards(org).await.unwrap_or(true);
         let mut chat = match stream_chat(&state.agent_outbound, request, limits).await {
             Ok(chat) => chat,
             Err(e) => return StreamEnd::Failed(e.reason().to_owned()),
         };
+        let mut held = String::new();
         loop {
             match chat.next().await {
+                Some(Ok(ChatEvent::Delta(delta))) if whole => held.push_str(&delta),
                 Some(Ok(ChatEvent::Delta(delta))) => {
-                    match services.stream_delta(stream, &delta).await {
-                        Ok(Flow::Continue) => {}
-                        // Dropping `chat` closes the provider's connection.
-                        Ok(Flow::Stopped) => return StreamEnd::Stopped,
-                        Err(_) => return StreamEnd::Failed("too_long".to_owned()),
+                    let so_far = format!("{}{delta}", stream.text());
+                    let verdict = services.screen_local(org, Subject::AgentAnswer, &so_far);
+                    if let Err(end) = judged(verdict.await, &mut flags) {
+                        return end;
+                    }
+                    if let Some(end) = shown(services.stream_delta(stream, &delta).await) {
+                        return end;
                     }
                 }
                 Some(Ok(ChatEvent::Usage(u))) => usage = Some(u),
                 Some(Err(e)) => return StreamEnd::Failed(e.reason().to_owned()),
-                None => return StreamEnd::Complete,
+                None => {
+                    if whole {
+                        let verdict = services.screen(org, Subject::AgentAnswer, &held);
+                        if let Err(end) = judged(verdict.await, &mut flags) {
+                            return end;
+                        }
+                        if !held.is_empty() {
+                            if let Some(end) = shown(services.stream_delta(stream, &held).await) {
+                                return end;
+                            }
+                        }
+                    }
+                    return StreamEnd::Complete;
+                }
             }
         }
     };
@@ -198,7 +274,13 @@ async fn stream_answer(
         Ok(end) => end,
         Err(_) => StreamEnd::Failed("timeout".to_owned()),
     };
-    (end, usage)
+    let blocked = end == StreamEnd::Failed(CONTENT_BLOCKED.to_owned());
+    Answered {
+        end,
+        usage,
+        blocked,
+        flags,
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ crate::both_backends!(
     a_streamed_answer_reaches_two_readers_in_order,
     an_answer_is_stopped_mid_stream,
     the_model_sees_only_its_conversation_within_its_context,
+    a_guarded_answer_is_blocked_before_anyone_sees_it,
 );
 
 /// Cases on an app set up otherwise.
@@ -282,4 +283,35 @@ async fn provider_failures_end_the_answer_failed_and_count_in_usage(h: Agented) 
         .items();
     assert_eq!(usage[0]["calls"], n);
     assert_eq!(usage[0]["failures"], n);
+}
+
+async fn a_guarded_answer_is_blocked_before_anyone_sees_it(h: Agented) {
+    let app = &h.app;
+    let s = scene(&h, json!({})).await;
+    let guard = json!({"kind": "blocklist", "mode": "block", "terms": ["forbidden"]});
+    app.post(&org_path(&s.org, "/guards"), &s.alice.token, guard)
+        .await
+        .expect(201);
+    let (mut bob, _) = Ws::identify(app, &s.bob.token).await;
+    h.llm
+        .answer(Script::says(&["this is ", "forbid", "den text"]));
+    app.says(&s.conv, &s.bob, "@Helper say it").await;
+    let seen = answer_on(&mut bob, &s.agent_user).await;
+    assert_eq!(seen.end["status"], "failed", "{}", seen.end);
+    assert_eq!(seen.end["status_reason"], "content_blocked");
+    // The blocked word never went out, split across deltas or not.
+    assert!(!seen.deltas.contains("forbidden"), "{}", seen.deltas);
+    // What passed before the block stays (the text so far, screened at each delta).
+    assert_eq!(seen.end["content"], "this is forbid");
+    // A notice says why instead.
+    let notice = answer_on(&mut bob, &s.agent_user).await;
+    assert_eq!(
+        notice.end["content"],
+        "I can't show my answer: this organization's content guards do not allow it."
+    );
+    // An answer the guards allow streams as usual.
+    h.llm.answer(Script::says(&["all ", "fine"]));
+    app.says(&s.conv, &s.bob, "@Helper again").await;
+    let seen = answer_on(&mut bob, &s.agent_user).await;
+    assert_eq!(seen.end["content"], "all fine");
 }
