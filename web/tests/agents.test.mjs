@@ -399,7 +399,8 @@ test('an admin manages guards in the console; the client shows a refusal; the re
   await say(mia.page, 'I would like a refund please');
   await log(mia.page).getByText('I would like a refund please').waitFor();
 
-  // The counters and the review queue.
+  // The counters and the review queue (once the server lists the flag).
+  await waitFor(async () => (await h.rest('GET', `/orgs/${org.id}/flags`, owner.token)).body.items.length === 1, 'the flag to be queued');
   await page.reload();
   // Cells after the name: kind, mode, rules, status, allowed, flagged, blocked, errors.
   const counted = async (name) => {
