@@ -577,6 +577,15 @@ impl Services {
         Ok(self.store.add_flags(&flags).await?)
     }
 
+    /// [`Self::flag_message`] for a message just delivered: the message stands whatever
+    /// happens here, so a failure to queue its flags is logged (never its content), not
+    /// answered.
+    pub(super) async fn queue_flags(&self, org: OrgId, message: &Message, guards: &[GuardId]) {
+        if let Err(e) = self.flag_message(org, message, guards).await {
+            tracing::error!(error = %e, message = %message.id, "a flagged message could not be queued for review");
+        }
+    }
+
     /// The org's review queue: open (or resolved) flags, newest first, each with its message.
     pub async fn flags(
         &self,

@@ -145,8 +145,8 @@ impl Services {
         match self.store.insert_message(&new, &audit).await? {
             Inserted::Created(message) => {
                 self.emit(Event::conversation("MESSAGE_CREATE", conv, &message));
-                self.flag_message(conversation.org_id, &message, &flagged)
-                    .await?;
+                self.queue_flags(conversation.org_id, &message, &flagged)
+                    .await;
                 Ok(Sent {
                     message,
                     created: true,
@@ -274,7 +274,7 @@ impl Services {
             )
             .await?;
         let edited = self.announce_message("MESSAGE_UPDATE", edited);
-        self.flag_message(org, &edited, &flagged).await?;
+        self.queue_flags(org, &edited, &flagged).await;
         Ok(edited)
     }
 
