@@ -91,14 +91,6 @@ ST_BOT=$(call POST "/orgs/$ST_ORG/bots" "$admin" '{"name":"Helper"}' | field id)
 ST_KEY=$(call POST /api-keys "$admin" \
   "{\"name\":\"Key\",\"org_id\":\"$ST_ORG\",\"scopes\":[\"messages:read\"]}" | field id)
 ST_INVITE=$(call POST "/orgs/$ST_ORG/invites" "$admin" '{"max_uses":100000}' | field code)
-# Agents on a local model endpoint (allowed for agents by the server's CONCLAVE_AGENT_* above;
-# nothing listens there, and nothing in the run mentions them).
-agent() {
-  call POST "/orgs/$ST_ORG/agents" "$admin" \
-    "{\"name\":\"$1\",\"endpoint\":\"http://127.0.0.1:11434/v1\",\"model\":\"llama3\"}" | field id
-}
-ST_AGENT=$(agent Llama)
-ST_AGENT_DOOMED=$(agent Doomed)
 # Content guards live in the spare org, so the guards the run creates never screen the
 # messages of the others' operations; a flagged message gives the review queue a flag.
 guard() { call POST "/orgs/$ST_ORG_SPARE/guards" "$admin" "$1" | field id; }
@@ -107,6 +99,14 @@ ST_GUARD_DOOMED=$(guard '{"kind":"regex","mode":"flag","patterns":["doomed"]}')
 message "$(conversation "$ST_ORG_SPARE" Reviewed)" "please review" >/dev/null
 ST_FLAG=$(call GET "/orgs/$ST_ORG_SPARE/flags" "$admin" |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["items"][0]["id"])')
+# Agents on a local model endpoint (allowed for agents by the server's CONCLAVE_AGENT_* above;
+# nothing listens there, and nothing in the run mentions them).
+agent() {
+  call POST "/orgs/$ST_ORG/agents" "$admin" \
+    "{\"name\":\"$1\",\"endpoint\":\"http://127.0.0.1:11434/v1\",\"model\":\"llama3\"}" | field id
+}
+ST_AGENT=$(agent Llama)
+ST_AGENT_DOOMED=$(agent Doomed)
 export ST_USER ST_USER_SPARE ST_ORG ST_ORG_SPARE ST_ORG_DOOMED ST_TEAM ST_CONV ST_CONV_DOOMED \
   ST_MSG ST_MSG_DOOMED ST_BOT ST_KEY ST_INVITE ST_GUARD ST_GUARD_DOOMED ST_FLAG ST_AGENT \
   ST_AGENT_DOOMED

@@ -1,6 +1,7 @@
 // The admin console at `/admin`: users (with impersonation and file usage), orgs with their
-// members, teams and bots, webhooks and their deliveries, API keys, the audit log,
-// statistics (content guards), capabilities.
+// members, teams and bots, webhooks and their deliveries, AI agents (with usage and token
+// budgets), content guards and their review queue, API keys, the audit log, statistics
+// (content guards), capabilities.
 // Sections are addressable as `/admin#/<section>`.
 //
 // This module signs in, draws the section tabs and routes to the sections under `admin/`
@@ -9,9 +10,11 @@
 import { currentSession, signOut } from './api.js';
 import { el, notice, show } from './dom.js';
 import { signInView } from './signin.js';
+import { agentsView } from './admin/agents.js';
 import { auditView } from './admin/audit.js';
 import { capabilitiesView } from './admin/capabilities.js';
 import { current } from './admin/console.js';
+import { guardsView } from './admin/guards.js';
 import { keysView } from './admin/keys.js';
 import { orgsView } from './admin/orgs.js';
 import { statsView } from './admin/stats.js';
@@ -24,6 +27,8 @@ const SECTIONS = [
   ['users', 'Users'],
   ['orgs', 'Organizations'],
   ['webhooks', 'Webhooks'],
+  ['agents', 'Agents'],
+  ['guards', 'Guards'],
   ['api-keys', 'API keys'],
   ['audit', 'Audit log'],
   ['stats', 'Statistics'],
@@ -68,7 +73,7 @@ function render() {
     if (a.dataset.section === id) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  const view = { users: usersView, orgs: orgsView, webhooks: webhooksView, 'api-keys': keysView, audit: auditView, stats: statsView, capabilities: capabilitiesView }[id];
+  const view = { users: usersView, orgs: orgsView, webhooks: webhooksView, agents: agentsView, guards: guardsView, 'api-keys': keysView, audit: auditView, stats: statsView, capabilities: capabilitiesView }[id];
   if (!view) {
     show(current.content, notice('No such section.'));
     return;

@@ -58,3 +58,50 @@ export function olderButton(text, next, load) {
 export function copyButton(secret, cls = 'small') {
   return el('button', { type: 'button', class: cls, text: 'Copy', onclick: () => navigator.clipboard?.writeText(secret) });
 }
+
+/**
+ * The card of `org` in a section its owners and admins manage (`permission`, e.g.
+ * `manage_agents`, among the org's `permissions`: the server decides): `build()` gives its
+ * content; for anyone else it says who may. `what`: what the section manages ("agents").
+ */
+export async function managedOrgCard(org, what, permission, build) {
+  const label = `${what[0].toUpperCase()}${what.slice(1)} of ${org.name}`;
+  const card = (...children) => el('section', { class: 'card', 'data-org-id': org.id, 'aria-label': label }, el('h3', { text: org.name }), ...children);
+  if (!(org.permissions ?? []).includes(permission)) {
+    return card(el('p', { class: 'muted', text: `Your role here is ${org.role}: only owners and admins of ${org.name} manage its ${what}.` }));
+  }
+  return card(...(await build()));
+}
+
+/** Draws `org`'s card again in place with `make(org)`, keeping the rest of the section. */
+export async function replaceOrgCard(org, make) {
+  const fresh = await make(org);
+  current.content.querySelector(`[data-org-id="${CSS.escape(org.id)}"]`)?.replaceWith(fresh);
+  return fresh;
+}
+
+/** A number as people read it (`12,345`); `—` for nothing. */
+export function count(n) {
+  return n === null || n === undefined ? '—' : Number(n).toLocaleString();
+}
+
+/** Shows a section of per-org cards: its title, what it manages, and `card(org)` of each of `orgs`. */
+export async function showOrgCards(title, intro, orgs, card) {
+  const cards = await Promise.all(orgs.map(card));
+  show(current.content, el('h2', { text: title }), el('p', { class: 'muted', text: intro }), cards.length ? cards : notice('You belong to no organization yet.', 'info'));
+}
+
+/**
+ * What is open in each org's card of a section (an edit form, a panel…): `of(org)` is that
+ * org's record, made from `initial()` the first time; `clear()` forgets them all.
+ */
+export function openParts(initial) {
+  const parts = new Map();
+  return {
+    of(org) {
+      if (!parts.has(org.id)) parts.set(org.id, initial());
+      return parts.get(org.id);
+    },
+    clear: () => parts.clear(),
+  };
+}

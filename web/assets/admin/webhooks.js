@@ -9,8 +9,8 @@
 // (the org's `permissions` lack `manage_webhooks`), says who may.
 
 import { api } from '../api.js';
-import { el, field, notice, onSubmit, show, smallButton } from '../dom.js';
-import { copyButton, current, errorTo, row, table } from './console.js';
+import { el, field, onSubmit, smallButton } from '../dom.js';
+import { copyButton, current, errorTo, managedOrgCard, replaceOrgCard, row, showOrgCards, table } from './console.js';
 import { deliveriesPart } from './deliveries.js';
 
 /** The events an endpoint may subscribe to (API.md, Organizations). */
@@ -39,43 +39,31 @@ const revealed = new Map();
 export async function webhooksView() {
   revealed.clear();
   const [orgs, convs] = await Promise.all([api('GET', '/orgs'), api('GET', '/conversations?limit=100').catch(() => ({ items: [] }))]);
-  const cards = await Promise.all(orgs.items.map((org) => orgCard(org, convs.items.filter((c) => c.org_id === org.id))));
-  show(
-    current.content,
-    el('h2', { text: 'Webhooks' }),
-    el('p', {
-      class: 'muted',
-      text: 'Outgoing webhooks of your organizations: each POSTs the chosen events, signed with its secret, to its URL. An organization’s owners and admins manage them.',
-    }),
-    cards.length ? cards : notice('You belong to no organization yet.', 'info'),
+  await showOrgCards(
+    'Webhooks',
+    'Outgoing webhooks of your organizations: each POSTs the chosen events, signed with its secret, to its URL. An organization’s owners and admins manage them.',
+    orgs.items,
+    (org) => orgCard(org, convs.items.filter((c) => c.org_id === org.id)),
   );
 }
 
 /** The card of one org: its webhooks, the create form and, when open, one's deliveries. */
-async function orgCard(org, convs) {
-  const card = (...children) => el('section', { class: 'card', 'data-org-id': org.id, 'aria-label': `Webhooks of ${org.name}` }, el('h3', { text: org.name }), ...children);
-  if (!(org.permissions ?? []).includes('manage_webhooks')) {
-    return card(el('p', { class: 'muted', text: `Your role here is ${org.role}: only owners and admins of ${org.name} manage its webhooks.` }));
-  }
-  const hooks = (await api('GET', `/orgs/${org.id}/webhooks`)).items;
-  const status = el('div');
-  const refresh = () => refreshCard(org, convs);
-  const convName = new Map(convs.map((c) => [c.id, c.name || 'Direct conversation']));
-  const rows = hooks.map((w) => hookRow(org, w, convName, status, refresh));
-  const shown = hooks.find((w) => w.id === openDeliveries.get(org.id));
-  return card(
-    revealed.has(org.id) ? secretBox(revealed.get(org.id), () => { revealed.delete(org.id); refresh(); }) : null,
-    el('div', { class: 'table-scroll' }, table(`Webhooks of ${org.name}`, ['URL', 'Events', 'Conversation', 'Status', 'Secret', 'Actions'], rows)),
-    status,
-    shown ? deliveriesPart(org, shown, () => { openDeliveries.delete(org.id); refresh(); }) : null,
-    createForm(org, convs, refresh),
-  );
-}
-
-/** Draws the org's card again in place (after a change), keeping the rest of the page. */
-async function refreshCard(org, convs) {
-  const fresh = await orgCard(org, convs);
-  current.content.querySelector(`[data-org-id="${CSS.escape(org.id)}"]`)?.replaceWith(fresh);
+function orgCard(org, convs) {
+  return managedOrgCard(org, 'webhooks', 'manage_webhooks', async () => {
+    const hooks = (await api('GET', `/orgs/${org.id}/webhooks`)).items;
+    const status = el('div');
+    const refresh = () => replaceOrgCard(org, (o) => orgCard(o, convs));
+    const convName = new Map(convs.map((c) => [c.id, c.name || 'Direct conversation']));
+    const rows = hooks.map((w) => hookRow(org, w, convName, status, refresh));
+    const shown = hooks.find((w) => w.id === openDeliveries.get(org.id));
+    return [
+      revealed.has(org.id) ? secretBox(revealed.get(org.id), () => { revealed.delete(org.id); refresh(); }) : null,
+      el('div', { class: 'table-scroll' }, table(`Webhooks of ${org.name}`, ['URL', 'Events', 'Conversation', 'Status', 'Secret', 'Actions'], rows)),
+      status,
+      shown ? deliveriesPart(org, shown, () => { openDeliveries.delete(org.id); refresh(); }) : null,
+      createForm(org, convs, refresh),
+    ];
+  });
 }
 
 /** Moves the focus to the secret just shown in `org`'s card. */

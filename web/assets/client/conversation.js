@@ -7,7 +7,7 @@
 import { api } from '../api.js';
 import { el, notice, show, smallButton } from '../dom.js';
 import { pendingAttachments } from './attachments.js';
-import { upsertMessage } from './messages.js';
+import { kindBadge, upsertMessage } from './messages.js';
 import { markRead } from './reads.js';
 import { revealPending, searchBox } from './search.js';
 import { renderSidebar, setDirectName } from './sidebar.js';
@@ -180,6 +180,7 @@ export function renderPeople() {
         { 'data-user-id': p.user.id },
         el('span', { class: `dot ${status}`, 'aria-hidden': 'true' }),
         el('span', { text: displayName(p.user) }),
+        kindBadge(p.user),
         el('span', { class: 'visually-hidden', text: ` (${status})` }),
         canRemove(p) && p.user.id !== state.me.id
           ? smallButton('Remove', `Remove ${displayName(p.user)}`, () => removeParticipant(p))

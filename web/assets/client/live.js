@@ -1,9 +1,11 @@
-// Live events from the gateway (DISPATCH frames) applied to what is on screen: messages,
+// Live events from the gateway (DISPATCH frames) applied to what is on screen: messages (and
+// AI agents' answers as they grow, `answers.js`),
 // read markers of my other sessions, conversations created, changed or deleted, participants,
 // typing and presence; and my own presence, idle while the page is hidden.
 
 import { api } from '../api.js';
 import { notice, show } from '../dom.js';
+import { streamDelta } from './answers.js';
 import { renderPeople } from './conversation.js';
 import { renderTyping, upsertMessage } from './messages.js';
 import { markRead, newestShown } from './reads.js';
@@ -14,7 +16,7 @@ export function dispatch(t, d) {
   switch (t) {
     case 'MESSAGE_CREATE': {
       state.typing.delete(d.author?.id);
-      upsertMessage(d);
+      upsertMessage(d, { live: true });
       renderTyping();
       const r = readsOf(d.conversation_id);
       r.lastSeq = Math.max(r.lastSeq, d.seq);
@@ -25,6 +27,9 @@ export function dispatch(t, d) {
     case 'MESSAGE_UPDATE':
     case 'MESSAGE_DELETE':
       upsertMessage(d);
+      break;
+    case 'MESSAGE_STREAM':
+      streamDelta(d);
       break;
     case 'READ_MARKER_UPDATE': {
       // Another of my sessions read up to this message (its seq, when known here; else all).

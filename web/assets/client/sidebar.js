@@ -1,14 +1,14 @@
 // The sidebar of the chat client: the organization picker with a search box over the
 // conversations I take part in there, my group and direct conversations
 // with their unread counts, the ones available to join, and the forms that create a group
-// conversation, start a direct one and create an organization. Also loads what the lists
+// conversation, start a direct one (with a person or an AI agent) and create an organization. Also loads what the lists
 // need: an org's members and the names of the other people in direct conversations.
 
 import { api } from '../api.js';
 import { el, inlineForm, notice, show } from '../dom.js';
 import { welcomeView } from './home.js';
 import { searchBox } from './search.js';
-import { app, conversationName, displayName, listsChanged, route, state, ui, unreadCount } from './state.js';
+import { app, conversationName, displayName, isAgent, listsChanged, route, state, ui, unreadCount } from './state.js';
 
 /** Builds the page: the sidebar and the empty main area (`ui.main`) the views fill. */
 export function layout(root) {
@@ -133,12 +133,13 @@ export function renderSidebar() {
   );
   show(ui.directList, directs.length === 0 ? el('li', { class: 'empty', text: 'No direct conversations yet.' }) : directs.map(item));
   if (focusedId) ui.sidebar.querySelector(`[data-conversation-id="${CSS.escape(focusedId)}"] a`)?.focus();
-  const people = (state.members.get(state.orgId) ?? []).filter((m) => m.user.id !== state.me.id && m.user.kind !== 'bot');
+  // People and the org's AI agents (a direct conversation with an agent is answered by it).
+  const people = (state.members.get(state.orgId) ?? []).filter((m) => m.user.id !== state.me.id && (m.user.kind !== 'bot' || isAgent(m.user)));
   const chosen = ui.directChosen;
   show(
     ui.directSelect,
     el('option', { value: '', text: people.length ? 'Choose a person…' : 'No one else here yet' }),
-    people.map((m) => el('option', { value: m.user.id, text: displayName(m.user), selected: m.user.id === chosen })),
+    people.map((m) => el('option', { value: m.user.id, text: isAgent(m.user) ? `${displayName(m.user)} (AI agent)` : displayName(m.user), selected: m.user.id === chosen })),
   );
   ui.directSelect.disabled = people.length === 0;
   ui.directButton.disabled = people.length === 0;

@@ -21,6 +21,14 @@ export const state = {
   reads: new Map(),
   /** message id → seq, for read markers that arrive as a message id. */
   seqOf: new Map(),
+  /**
+   * message id → an agent's answer being written (AGENT-3): `{text, next}`, the text shown and
+   * the `index` of the MESSAGE_STREAM event that continues it (null: not known, so every
+   * event fetches the message again instead).
+   */
+  streams: new Map(),
+  /** Ids of messages seen ended (not `streaming`): a late copy cannot make them stream again. */
+  ended: new Set(),
   /** direct conversation id → the other person's name. */
   directNames: new Map(),
   directPending: new Set(),
@@ -58,6 +66,14 @@ export function route() {
 
 export function displayName(user) {
   return user?.display_name || user?.username || 'unknown';
+}
+
+/**
+ * Whether `user` is an AI agent: a bot account whose username starts with `agent-` (AGENT-1;
+ * the server names agents' bots so, and other bots `bot-…`).
+ */
+export function isAgent(user) {
+  return user?.kind === 'bot' && /^agent-/.test(user.username ?? '');
 }
 
 export function conversationName(c) {

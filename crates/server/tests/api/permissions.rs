@@ -385,8 +385,8 @@ async fn try_org_action(
         ),
         "view_audit" => get(format!("{base}/audit")),
         "manage_webhooks" => get(format!("{base}/webhooks")),
-        "manage_agents" => get(format!("{base}/agents")),
         "manage_guards" => get(format!("{base}/guards")),
+        "manage_agents" => get(format!("{base}/agents")),
         "manage_security" => patch(base.clone(), json!({"audit_retention_days": 90})),
         other => panic!("no probe for {other}"),
     };
