@@ -31,7 +31,7 @@ pub enum ServiceError {
     #[error("{message}")]
     Conflict {
         code: &'static str,
-        message: &'static str,
+        message: std::borrow::Cow<'static, str>,
     },
     /// A one-time resource was already consumed (410).
     #[error("{message}")]
@@ -77,7 +77,19 @@ impl ServiceError {
 
     #[must_use]
     pub const fn conflict(code: &'static str, message: &'static str) -> Self {
-        Self::Conflict { code, message }
+        Self::Conflict {
+            code,
+            message: std::borrow::Cow::Borrowed(message),
+        }
+    }
+
+    /// 409 with a message made for this case (e.g. naming what is in the way).
+    #[must_use]
+    pub fn conflict_naming(code: &'static str, message: String) -> Self {
+        Self::Conflict {
+            code,
+            message: std::borrow::Cow::Owned(message),
+        }
     }
 
     /// Maps a store error, answering its `NotFound` as 404 naming `what`.
@@ -105,7 +117,7 @@ impl From<StoreError> for ServiceError {
             StoreError::NotFound => Self::NotFound("resource"),
             StoreError::Conflict(c) => Self::Conflict {
                 code: c.code(),
-                message: c.message(),
+                message: std::borrow::Cow::Borrowed(c.message()),
             },
             StoreError::Backend(msg) => Self::Internal(msg),
             StoreError::Busy => Self::Busy,

@@ -226,12 +226,8 @@ impl GuardRules {
                     fail,
                 })
             }
-            Self::Agent { .. } => Err(RuleError::new(
-                "kind",
-                "guard_kind_unavailable",
-                "guard agents are not available on this server yet; use blocklist, regex or \
-                 moderation_endpoint",
-            )),
+            // That the agent is one of the guard's org is checked by the service.
+            agent @ Self::Agent { .. } => Ok(agent),
         }
     }
 }
@@ -353,6 +349,25 @@ pub enum RemoteTarget {
         url: String,
         api_key: Option<SecretString>,
     },
+    /// A guard agent's model (AGENT-5), with the agent's own endpoint, model and opened key,
+    /// asked to answer ALLOW or DENY.
+    Agent {
+        endpoint: String,
+        model: String,
+        api_key: Option<SecretString>,
+    },
+}
+
+/// How long a guard agent's model may take, from the request to the whole answer (the
+/// server's agent timeouts apply within it).
+pub const AGENT_GUARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a remote service answered: whether it objects, and the tokens a guard agent's model
+/// says it used (`None`: a moderation endpoint, or a provider that did not say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteAnswer {
+    pub objects: bool,
+    pub tokens: Option<(u64, u64)>,
 }
 
 /// Why a remote check gave no verdict (the guard's fail mode decides). The text names the
@@ -365,8 +380,9 @@ pub struct RemoteFailure(pub String);
 /// server through its SSRF guard and injected into `Services`.
 #[async_trait::async_trait]
 pub trait RemoteScreen: Send + Sync + 'static {
-    /// `Ok(true)`: the service objects to `text`; `Ok(false)`: it does not.
-    async fn objects(&self, guard: &RemoteGuard, text: &str) -> Result<bool, RemoteFailure>;
+    /// Whether the service objects to `text` (and what a model call cost).
+    async fn objects(&self, guard: &RemoteGuard, text: &str)
+        -> Result<RemoteAnswer, RemoteFailure>;
 }
 
 /// The `RemoteScreen` of services built without one: every remote check fails (so each
@@ -375,7 +391,7 @@ pub struct NoRemoteScreen;
 
 #[async_trait::async_trait]
 impl RemoteScreen for NoRemoteScreen {
-    async fn objects(&self, _: &RemoteGuard, _: &str) -> Result<bool, RemoteFailure> {
+    async fn objects(&self, _: &RemoteGuard, _: &str) -> Result<RemoteAnswer, RemoteFailure> {
         Err(RemoteFailure("remote checks are not available".into()))
     }
 }
@@ -385,7 +401,16 @@ impl RemoteScreen for NoRemoteScreen {
 pub enum Check {
     Words(Regex),
     Patterns(RegexSet),
-    Remote { guard: RemoteGuard, fail: FailMode },
+    Remote {
+        guard: RemoteGuard,
+        fail: FailMode,
+    },
+    /// A guard agent: the agent is read (and its budget reserved) at each check, so a change
+    /// of its endpoint, model or key applies at once.
+    Agent {
+        agent_id: Uuid,
+        fail: FailMode,
+    },
 }
 
 /// One enabled guard, ready to run.
@@ -404,7 +429,7 @@ impl CompiledGuard {
         match &self.check {
             Check::Words(re) => Some(re.is_match(text)),
             Check::Patterns(set) => Some(set.is_match(text)),
-            Check::Remote { .. } => None,
+            Check::Remote { .. } | Check::Agent { .. } => None,
         }
     }
 }
@@ -426,7 +451,7 @@ impl OrgGuards {
     pub fn has_remote(&self) -> bool {
         self.guards
             .iter()
-            .any(|g| matches!(g.check, Check::Remote { .. }))
+            .any(|g| matches!(g.check, Check::Remote { .. } | Check::Agent { .. }))
     }
 }
 
@@ -464,9 +489,10 @@ pub fn compile(
             },
             fail: *fail,
         },
-        GuardRules::Agent { .. } => {
-            return Err(format!("guard {id}: guard agents are not available"))
-        }
+        GuardRules::Agent { agent_id, fail } => Check::Agent {
+            agent_id: *agent_id,
+            fail: *fail,
+        },
     })
 }
 
@@ -545,13 +571,18 @@ mod tests {
     }
 
     #[test]
-    fn agent_guards_are_refused_until_available() {
-        let e = GuardRules::Agent {
-            agent_id: Uuid::now_v7(),
-            fail: FailMode::Open,
+    fn agent_guards_compile_to_a_check_of_their_agent() {
+        let agent_id = Uuid::now_v7();
+        let rules = GuardRules::Agent {
+            agent_id,
+            fail: FailMode::Closed,
         }
         .validated()
-        .unwrap_err();
-        assert_eq!(e.field, "kind");
+        .unwrap();
+        let check = compile(GuardId::new(), &rules, None).unwrap();
+        assert!(matches!(
+            check,
+            Check::Agent { agent_id: a, fail: FailMode::Closed } if a == agent_id
+        ));
     }
 }

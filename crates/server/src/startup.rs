@@ -273,6 +273,8 @@ impl Application {
         })
         .with_remote_screen(Arc::new(crate::moderation::ModerationClient::new(
             outbound.clone(),
+            agent_outbound.clone(),
+            crate::agents::provider::ProviderLimits::of(&config.agents),
         )));
         let bootstrap = services
             .prepare_bootstrap(

@@ -353,6 +353,16 @@ impl Services {
     /// keeps its past messages.
     pub async fn delete_agent(&self, actor: &Actor, org: OrgId, id: Uuid) -> Result<()> {
         let agent = self.org_agent(actor, org, id, true).await?;
+        if let Some(g) = self.guards_using_agent(org, id).await?.first() {
+            return Err(ServiceError::conflict_naming(
+                "agent_in_use",
+                format!(
+                    "the content guard \"{}\" uses this agent: delete it or give it another \
+                     agent first",
+                    g.name
+                ),
+            ));
+        }
         let audit = self
             .audit(actor, "agent.deleted")
             .resource("agent", id)

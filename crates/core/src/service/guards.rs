@@ -50,6 +50,8 @@ pub struct GuardPatch {
     pub url: Option<String>,
     pub timeout_ms: Option<u64>,
     pub fail: Option<FailMode>,
+    /// A guard agent's agent (one of the org's).
+    pub agent_id: Option<uuid::Uuid>,
     /// `Some(None)` removes the key.
     pub api_key: Option<Option<SecretString>>,
 }
@@ -60,6 +62,10 @@ pub struct FlagItem {
     pub flag: Flag,
     pub message: Option<Message>,
 }
+
+/// What a guard agent's call adds to the text's tokens in a reservation: the instruction, the
+/// delimiters and the one-word answer.
+const AGENT_GUARD_PROMPT_TOKENS: i64 = 100;
 
 /// The position range a guard may take.
 pub const POSITION_RANGE: std::ops::RangeInclusive<i32> = 0..=10_000;
@@ -123,6 +129,7 @@ fn patched_rules(rules: GuardRules, patch: &mut GuardPatch) -> Result<GuardRules
         }
     };
     let remote = matches!(rules, GuardRules::ModerationEndpoint { .. });
+    let agent = matches!(rules, GuardRules::Agent { .. });
     foreign(
         !matches!(rules, GuardRules::Blocklist { .. }) && patch.terms.is_some(),
         "terms",
@@ -134,7 +141,8 @@ fn patched_rules(rules: GuardRules, patch: &mut GuardPatch) -> Result<GuardRules
     foreign(!remote && patch.url.is_some(), "url")?;
     foreign(!remote && patch.timeout_ms.is_some(), "timeout_ms")?;
     foreign(!remote && patch.api_key.is_some(), "api_key")?;
-    foreign(!remote && patch.fail.is_some(), "fail")?;
+    foreign(!remote && !agent && patch.fail.is_some(), "fail")?;
+    foreign(!agent && patch.agent_id.is_some(), "agent_id")?;
     Ok(match rules {
         GuardRules::Blocklist { terms } => GuardRules::Blocklist {
             terms: patch.terms.take().unwrap_or(terms),
@@ -151,7 +159,10 @@ fn patched_rules(rules: GuardRules, patch: &mut GuardPatch) -> Result<GuardRules
             timeout_ms: patch.timeout_ms.unwrap_or(timeout_ms),
             fail: patch.fail.unwrap_or(fail),
         },
-        agent @ GuardRules::Agent { .. } => agent,
+        GuardRules::Agent { agent_id, fail } => GuardRules::Agent {
+            agent_id: patch.agent_id.unwrap_or(agent_id),
+            fail: patch.fail.unwrap_or(fail),
+        },
     })
 }
 
@@ -264,10 +275,41 @@ impl Services {
             }))
     }
 
+    /// A guard agent's agent must be one of `org`'s: 422 naming `agent_id` otherwise (the
+    /// same for another org's agent and none).
+    async fn check_guard_agent(&self, org: OrgId, rules: &GuardRules) -> Result<()> {
+        let GuardRules::Agent { agent_id, .. } = rules else {
+            return Ok(());
+        };
+        match self.store.agent(*agent_id).await {
+            Ok(a) if a.org_id == org => Ok(()),
+            Ok(_) | Err(StoreError::NotFound) => Err(ServiceError::invalid(
+                "agent_id",
+                "unknown_agent",
+                "no agent of this organization has this id",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The org's guards that use agent `agent` (AGENT-5): an agent in use is not deleted.
+    pub(super) async fn guards_using_agent(
+        &self,
+        org: OrgId,
+        agent: uuid::Uuid,
+    ) -> Result<Vec<Guard>> {
+        let guards = self.store.guards(org).await?;
+        Ok(guards
+            .into_iter()
+            .filter(|g| matches!(g.rules, GuardRules::Agent { agent_id, .. } if agent_id == agent))
+            .collect())
+    }
+
     /// Creates a guard of `org`; a moderation endpoint's URL has passed the SSRF guard.
     pub async fn create_guard(&self, actor: &Actor, org: OrgId, new: NewGuard) -> Result<Guard> {
         self.require_guards(actor, org, true).await?;
         let rules = new.rules.validated()?;
+        self.check_guard_agent(org, &rules).await?;
         if new.api_key.is_some() && rules.kind() != GuardKind::ModerationEndpoint {
             return Err(not_of_kind("api_key", rules.kind()));
         }
@@ -352,6 +394,7 @@ impl Services {
         let mut guard = self.org_guard(actor, org, id).await?;
         let rules = patched_rules(guard.rules.clone(), &mut patch)?;
         guard.rules = rules.validated()?;
+        self.check_guard_agent(org, &guard.rules).await?;
         if let Some(name) = patch.name.take() {
             guard.name = name.into_inner();
         }
@@ -476,7 +519,16 @@ impl Services {
                     if reach == Reach::Local {
                         continue;
                     }
-                    (self.ask_remote(guard, text).await, *fail)
+                    (self.ask_remote(guard, text).await.map(|a| a.objects), *fail)
+                }
+                Check::Agent { agent_id, fail } => {
+                    if reach == Reach::Local {
+                        continue;
+                    }
+                    (
+                        self.ask_guard_agent(org, g.id, *agent_id, text).await,
+                        *fail,
+                    )
                 }
                 _ => (Ok(g.local_objects(text) == Some(true)), FailMode::Open),
             };
@@ -518,12 +570,69 @@ impl Services {
         &self,
         guard: &RemoteGuard,
         text: &str,
-    ) -> std::result::Result<bool, RemoteFailure> {
+    ) -> std::result::Result<RemoteAnswer, RemoteFailure> {
         let grace = guard.timeout + std::time::Duration::from_millis(250);
         match tokio::time::timeout(grace, self.remote.objects(guard, text)).await {
             Ok(answer) => answer,
             Err(_) => Err(RemoteFailure("no answer in time".into())),
         }
+    }
+
+    /// A guard agent's check (AGENT-5): the agent (still one of `org`'s) with its opened key,
+    /// its tokens reserved against its and the org's budgets (a spent budget is a failed
+    /// check), the call, then the tokens used settled and the call logged for its usage.
+    async fn ask_guard_agent(
+        &self,
+        org: OrgId,
+        guard: GuardId,
+        agent_id: uuid::Uuid,
+        text: &str,
+    ) -> std::result::Result<bool, RemoteFailure> {
+        let fail = |why: &str| RemoteFailure(why.to_owned());
+        let agent = match self.store.agent(agent_id).await {
+            Ok(a) if a.org_id == org => a,
+            Ok(_) | Err(StoreError::NotFound) => return Err(fail("the guard's agent is gone")),
+            Err(_) => return Err(fail("the guard's agent could not be read")),
+        };
+        let api_key = (self.open_agent_key(&agent).await)
+            .map_err(|_| fail("the guard agent's key could not be opened"))?;
+        let estimate = i64::try_from(text.chars().count().div_ceil(3))
+            .unwrap_or(i64::MAX)
+            .saturating_add(AGENT_GUARD_PROMPT_TOKENS);
+        let reservation = match self.reserve_agent_tokens(&agent, estimate).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => return Err(fail("the guard agent's token budget is used up")),
+            Err(_) => return Err(fail("the guard agent's budget could not be read")),
+        };
+        let remote = RemoteGuard {
+            id: guard,
+            target: RemoteTarget::Agent {
+                endpoint: agent.endpoint.clone(),
+                model: agent.model.clone(),
+                api_key,
+            },
+            timeout: AGENT_GUARD_TIMEOUT,
+        };
+        let started = std::time::Instant::now();
+        let answer = self.ask_remote(&remote, text).await;
+        let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        // Without the provider's count, the prompt is counted as estimated.
+        let tokens = match &answer {
+            Ok(RemoteAnswer {
+                tokens: Some((i, o)),
+                ..
+            }) => (as_i64(*i), as_i64(*o)),
+            _ => (estimate, 0),
+        };
+        let settled =
+            (self.settle_agent_tokens(&reservation, tokens.0.saturating_add(tokens.1))).await;
+        let recorded =
+            (self.record_agent_call(agent.id, latency_ms, tokens, answer.is_err())).await;
+        if let Err(e) = settled.and(recorded) {
+            tracing::warn!(%guard, error = %e, "a guard agent's tokens could not be counted");
+        }
+        answer.map(|a| a.objects)
     }
 
     /// Screens a post's content (HTML on its text): a block is 422 `content_blocked` naming

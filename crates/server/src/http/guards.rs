@@ -68,6 +68,10 @@ pub struct GuardView {
     /// `moderation_endpoint`: whether an API key is set (it is never shown).
     #[serde(skip_serializing_if = "Option::is_none")]
     has_api_key: Option<bool>,
+    /// `agent`: the org's agent whose model is asked ALLOW or DENY.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Uuid)]
+    agent_id: Option<Uuid>,
     counts: GuardCounts,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -89,6 +93,7 @@ impl From<Guard> for GuardView {
             timeout_ms: None,
             fail: None,
             has_api_key: None,
+            agent_id: None,
             counts: g.counts,
             created_at: g.created_at,
             updated_at: g.updated_at,
@@ -106,7 +111,10 @@ impl From<Guard> for GuardView {
                 view.fail = Some(fail);
                 view.has_api_key = Some(g.has_api_key);
             }
-            GuardRules::Agent { fail, .. } => view.fail = Some(fail),
+            GuardRules::Agent { agent_id, fail } => {
+                view.fail = Some(fail);
+                view.agent_id = Some(agent_id);
+            }
         }
         view
     }
@@ -198,7 +206,12 @@ pub struct CreateGuard {
     timeout_ms: Option<u64>,
     /// `moderation_endpoint` and `agent`: what a failed check does.
     fail: Option<FailMode>,
-    /// `agent`: the guard agent (not available yet: refused with 422).
+    /// `agent`: one of the org's agents (422 naming `agent_id` otherwise). Its model, with the
+    /// agent's own endpoint and key, is asked to answer ALLOW or DENY for each text (temperature
+    /// 0, through the agents' SSRF guard, within 10 s and the agents' timeouts); any other
+    /// answer, an error or a timeout is a failed check (`fail` decides). Its tokens count
+    /// against the agent's and the org's budgets; a spent budget is a failed check. An agent a
+    /// guard uses cannot be deleted (409 `agent_in_use`).
     #[schema(value_type = Option<String>, format = Uuid)]
     agent_id: Option<Uuid>,
 }
@@ -301,6 +314,9 @@ pub struct UpdateGuard {
     #[schema(minimum = 100, maximum = 10000)]
     timeout_ms: Option<u64>,
     fail: Option<FailMode>,
+    /// `agent`: another of the org's agents.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    agent_id: Option<Uuid>,
 }
 
 /// A member that may be absent (`None`), `null` (`Some(None)`) or a value.
@@ -340,6 +356,7 @@ async fn update_guard(
         url,
         timeout_ms: body.timeout_ms,
         fail: body.fail,
+        agent_id: body.agent_id,
         api_key,
     };
     let guard = me

@@ -14,6 +14,7 @@ crate::both_backends!(
     an_answer_is_stopped_mid_stream,
     the_model_sees_only_its_conversation_within_its_context,
     a_guarded_answer_is_blocked_before_anyone_sees_it,
+    a_remotely_guarded_answer_is_held_and_screened_before_anyone_sees_it,
 );
 
 /// Cases on an app set up otherwise.
@@ -314,4 +315,55 @@ async fn a_guarded_answer_is_blocked_before_anyone_sees_it(h: Agented) {
     app.says(&s.conv, &s.bob, "@Helper again").await;
     let seen = answer_on(&mut bob, &s.agent_user).await;
     assert_eq!(seen.end["content"], "all fine");
+}
+
+/// AGENT-5 with a remote guard (a guard agent): the answer is held whole, screened, and on
+/// DENY never reaches a reader — no delta with its text on the gateway — and a notice is
+/// posted instead.
+async fn a_remotely_guarded_answer_is_held_and_screened_before_anyone_sees_it(h: Agented) {
+    let app = &h.app;
+    let s = scene(&h, json!({})).await;
+    let sentinel = make_agent(&h, &s.org, &s.alice, "Sentinel", json!({})).await;
+    let guard = json!({"name": "Sentinel guard", "kind": "agent", "mode": "block",
+                       "agent_id": sentinel["id"], "fail": "closed"});
+    app.post(&org_path(&s.org, "/guards"), &s.alice.token, guard)
+        .await
+        .expect(201);
+    let (mut bob, _) = Ws::identify(app, &s.bob.token).await;
+    let (mut alice, _) = Ws::identify(app, &s.alice.token).await;
+    // Bob's question is allowed, Helper's answer streamed, then denied; the notice allowed.
+    h.llm.answer(Script::says(&["ALLOW"]));
+    h.llm
+        .answer(Script::says(&["the secret ", "launch ", "codes"]));
+    h.llm.answer(Script::says(&["DENY"]));
+    h.llm.by_default(Script::says(&["ALLOW"]));
+    app.says(&s.conv, &s.bob, "@Helper tell me").await;
+    for ws in [&mut bob, &mut alice] {
+        let seen = answer_on(ws, &s.agent_user).await;
+        assert_eq!(seen.end["status"], "failed", "{}", seen.end);
+        assert_eq!(seen.end["status_reason"], "content_blocked");
+        assert_eq!(seen.deltas, "", "no delta went out");
+        assert!(!seen.end["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("secret"));
+        let notice = answer_on(ws, &s.agent_user).await;
+        assert_eq!(
+            notice.end["content"],
+            "I can't show my answer: this organization's content guards do not allow it."
+        );
+    }
+    // The guard agent was asked about the whole answer.
+    let seen = h.llm.requests();
+    assert!(seen.len() >= 3);
+    assert_eq!(seen[1].body["stream"], true);
+    let screened = seen[2].body["messages"][1]["content"].as_str().unwrap();
+    assert!(screened.contains("the secret launch codes"), "{screened}");
+    // Nothing of it is stored either.
+    let texts: Vec<Value> = app
+        .items(&conv_path(&s.conv, "/messages?limit=100"), &s.alice.token)
+        .await;
+    assert!(texts
+        .iter()
+        .all(|m| !m["content"].as_str().unwrap_or("").contains("secret")));
 }

@@ -5,6 +5,7 @@
 //! must be refused; one org's guards never reach another's.
 
 mod access;
+mod agent;
 mod counts;
 mod moderation;
 mod rules;

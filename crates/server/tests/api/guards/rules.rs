@@ -398,8 +398,8 @@ async fn settings_are_checked_and_changed_within_their_kind(g: Guarded) {
         ),
         (
             json!({"kind": "agent", "mode": "block", "agent_id": uuid::Uuid::now_v7(), "fail": "open"}),
-            "guard_kind_unavailable",
-            "kind",
+            "unknown_agent",
+            "agent_id",
         ),
     ];
     for (body, code, field) in cases {
