@@ -141,6 +141,7 @@ function guardForm(org, guard, agents, refresh) {
     kindField(['moderation_endpoint'], guard?.has_api_key ? 'New API key (empty: keep the current one)' : 'API key (optional)', el('input', { name: 'api_key', type: 'password', autocomplete: 'new-password' })),
     kindField(['moderation_endpoint'], 'Timeout (ms)', el('input', { name: 'timeout_ms', type: 'number', min: 100, max: 10000, step: 1, placeholder: '2000', value: guard?.timeout_ms ?? '' })),
     guard ? null : kindField(['agent'], 'Guard agent', agentSelect),
+    el('p', { class: 'muted', 'data-kinds': 'agent', text: 'The agent’s model is asked to answer ALLOW or DENY for each message; any other answer, an error or a timeout counts as a failed check. Its tokens count against the agent’s budget, and the agent cannot be deleted while a guard uses it.' }),
     kindField(['moderation_endpoint', 'agent'], 'When the check fails', fail),
     el('button', { type: 'submit', text: guard ? 'Save guard' : 'Create guard' }),
     guard ? el('button', { type: 'button', class: 'secondary', text: 'Cancel', onclick: () => { open.of(org).edit = null; refresh(); } }) : null,

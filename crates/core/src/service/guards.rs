@@ -4,7 +4,7 @@
 //! Screening reads the org's guards compiled from the cache (`cache::Guards`, invalidated on
 //! every node by `Control::Stale` for the org when a guard changes), so a send in an org
 //! without guards costs one cache hit and no query. The guards run in position order; the
-//! first that blocks ends it, flags accumulate. Remote checks (moderation endpoints) go
+//! first that blocks ends it, flags accumulate. Remote checks (moderation endpoints, guard agents) go
 //! through the injected [`RemoteScreen`]; a check that fails or times out counts an error and
 //! then lets the text through (`fail: open`) or blocks it (`fail: closed`). Every decision is
 //! counted with one atomic increment per guard.
