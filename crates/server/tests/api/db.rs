@@ -50,6 +50,26 @@ impl Db {
         with_pool!(self, p => sqlx::query(sql).execute(p).await.unwrap().rows_affected())
     }
 
+    /// The (nonce, ciphertext) pairs `sql` selects, binding `id` when given: sealed secrets as
+    /// stored.
+    pub async fn sealed(&self, sql: &str, id: Option<uuid::Uuid>) -> Vec<(Vec<u8>, Vec<u8>)> {
+        use sqlx::Row;
+        with_pool!(self, p => {
+            let query = sqlx::query(sql);
+            let query = match id {
+                Some(id) => query.bind(id),
+                None => query,
+            };
+            query
+                .fetch_all(p)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()
+        })
+    }
+
     pub async fn close(&self) {
         with_pool!(self, p => p.close().await)
     }

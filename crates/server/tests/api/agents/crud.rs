@@ -160,7 +160,7 @@ async fn agents_are_bots_with_a_masked_key(h: Agented) {
 async fn bot_id_of(app: &TestApp, user_id: &str) -> String {
     use sqlx::Row;
     let user = uuid::Uuid::parse_str(user_id).unwrap();
-    let db = open_db(app).await;
+    let db = crate::db::Db::of(app).await;
     let id: uuid::Uuid = crate::with_pool!(&db, p => sqlx::query("SELECT id FROM bots WHERE user_id = $1")
         .bind(user)
         .fetch_one(p)
@@ -171,27 +171,11 @@ async fn bot_id_of(app: &TestApp, user_id: &str) -> String {
     id.to_string()
 }
 
-async fn open_db(app: &TestApp) -> crate::db::Db {
-    let config = conclave_server::config::Config {
-        data_dir: app.data_dir.clone(),
-        database_url: app.database_url.clone(),
-        ..Default::default()
-    };
-    crate::db::Db::open(&config).await
-}
-
 /// Every stored agent key, (nonce, ciphertext).
 async fn stored_keys(app: &TestApp) -> Vec<(Vec<u8>, Vec<u8>)> {
-    use sqlx::Row;
-    let db = open_db(app).await;
+    let db = crate::db::Db::of(app).await;
     let sql = "SELECT secret_nonce, secret_ciphertext FROM agent_keys";
-    let rows: Vec<(Vec<u8>, Vec<u8>)> = crate::with_pool!(&db, p => sqlx::query(sql)
-        .fetch_all(p)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect());
+    let rows = db.sealed(sql, None).await;
     db.close().await;
     rows
 }

@@ -191,14 +191,12 @@ async fn moderation_urls_pass_the_ssrf_guard_and_keys_stay_secret(g: Guarded) {
 async fn stored_guard_bytes(app: &TestApp) -> Vec<u8> {
     use sqlx::Row;
     let db = crate::db::Db::of(app).await;
-    let sealed: Vec<(Vec<u8>, Vec<u8>)> = crate::with_pool!(&db, p => sqlx::query(
-        "SELECT secret_nonce, secret_ciphertext FROM guard_secrets")
-        .fetch_all(p)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect());
+    let sealed = db
+        .sealed(
+            "SELECT secret_nonce, secret_ciphertext FROM guard_secrets",
+            None,
+        )
+        .await;
     let configs: Vec<String> = crate::with_pool!(&db, p => sqlx::query("SELECT config FROM guards")
         .fetch_all(p)
         .await

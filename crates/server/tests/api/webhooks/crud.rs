@@ -138,18 +138,10 @@ fn base64_key(secret: &str) -> Vec<u8> {
 
 /// The endpoint's stored secrets, (nonce, ciphertext), read from the database directly.
 async fn stored_secrets(app: &TestApp, hook: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
-    use sqlx::Row;
     let id = uuid::Uuid::parse_str(hook).unwrap();
     let sql = "SELECT secret_nonce, secret_ciphertext FROM webhook_secrets WHERE webhook_id = $1";
     let db = crate::db::Db::of(app).await;
-    let rows: Vec<(Vec<u8>, Vec<u8>)> = crate::with_pool!(&db, p => sqlx::query(sql)
-        .bind(id)
-        .fetch_all(p)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect());
+    let rows = db.sealed(sql, Some(id)).await;
     db.close().await;
     rows
 }
