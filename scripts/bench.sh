@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs one conclave-bench scenario against a fresh release server and prints its report.
 #   scripts/bench.sh sqlite|postgres idle|fanout|throughput [conclave-bench flags…]
+# (with `fanout --streaming-agents N --model-port P`, set BENCH_MODEL_PORT=P when P is not 18190)
 # The server runs with CONCLAVE_RATE_LIMITS=off on 127.0.0.1:$BENCH_PORT (default 18181) with a
 # fresh data dir (and, for postgres, a fresh database on 127.0.0.1:5432); it is stopped
 # afterwards. BENCH_SERVER_BIN names another server binary to run (a before/after comparison: the
@@ -18,6 +19,9 @@ data=$(mktemp -d)
 token="bench-management-token-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export CONCLAVE_DATA_DIR="$data" CONCLAVE_LISTEN="127.0.0.1:$port" CONCLAVE_ADMIN_TOKEN="$token" \
        CONCLAVE_RATE_LIMITS=off RUST_LOG=warn
+# `--streaming-agents N` serves the agents' model from the bench on loopback (--model-port).
+export CONCLAVE_AGENT_ALLOW_CIDRS=127.0.0.1/32 CONCLAVE_AGENT_ALLOW_PORTS="${BENCH_MODEL_PORT:-18190}" \
+       CONCLAVE_AGENT_INVOCATIONS_PER_MINUTE=100000
 if [ "$backend" = postgres ]; then
   db="conclave_bench_$(date +%s)"
   psql -h 127.0.0.1 -d test -qc "CREATE DATABASE $db"

@@ -239,6 +239,53 @@ impl Api {
             .await
     }
 
+    /// Creates an AI agent (`POST /orgs/{org}/agents`) answering from `endpoint` with at most
+    /// `max_output_tokens`; answers its bot account's user id.
+    pub async fn create_agent(
+        &self,
+        owner_token: &str,
+        org: &str,
+        name: &str,
+        endpoint: &str,
+        max_output_tokens: usize,
+    ) -> Result<String, String> {
+        let body = json!({
+            "name": name,
+            "endpoint": endpoint,
+            "model": "bench",
+            "max_output_tokens": max_output_tokens + 16,
+            "context_messages": 4,
+        });
+        let path = format!("/api/v1/orgs/{org}/agents");
+        let (status, text) = self.post("create agent", &path, owner_token, &body).await?;
+        if status != StatusCode::CREATED {
+            return Err(bad("POST /api/v1/orgs/{org}/agents", status, &text));
+        }
+        let v: Value = serde_json::from_str(&text).map_err(|e| format!("create agent: {e}"))?;
+        v.get("user_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| "create agent: no user_id in the answer".to_owned())
+    }
+
+    /// The direct conversation of the caller with `user_id` (created, or the existing one).
+    pub async fn create_direct(
+        &self,
+        token: &str,
+        org: &str,
+        user_id: &str,
+    ) -> Result<String, String> {
+        let body = json!({"kind": "direct", "participant_ids": [user_id]});
+        let path = format!("/api/v1/orgs/{org}/conversations");
+        let (status, text) = self.post("create direct", &path, token, &body).await?;
+        if status != StatusCode::CREATED && status != StatusCode::OK {
+            return Err(bad("POST /api/v1/orgs/{org}/conversations", status, &text));
+        }
+        Ok(serde_json::from_str::<Created>(&text)
+            .map_err(|e| format!("create direct: {e}"))?
+            .id)
+    }
+
     /// Sends one message; true when it was persisted (201). Anything else is counted in
     /// `errors`.
     pub async fn send_message(
@@ -289,6 +336,8 @@ impl Api {
 pub struct World {
     pub users: Vec<BenchUser>,
     pub conversations: Vec<(String, Vec<usize>)>,
+    pub org: String,
+    pub owner_token: String,
 }
 
 /// Creates `users` users plus an owner, one org with all of them as members, and a
@@ -370,5 +419,7 @@ pub async fn setup(
     Ok(World {
         users,
         conversations,
+        org,
+        owner_token: owner.token,
     })
 }

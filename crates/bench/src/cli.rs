@@ -112,12 +112,34 @@ pub struct Traffic {
     pub drain_secs: u64,
 }
 
+/// AI agents streaming answers during the window, as background load (issue 14).
+#[derive(Args, Debug, Clone)]
+pub struct AgentLoad {
+    /// Agents kept streaming answers at once, each in a direct conversation with one of the
+    /// bench users (0: none). The server must allow the bench's model endpoint
+    /// (scripts/bench.sh does: CONCLAVE_AGENT_ALLOW_CIDRS=127.0.0.1/32,
+    /// CONCLAVE_AGENT_ALLOW_PORTS=<--model-port>).
+    #[arg(long, default_value_t = 0)]
+    pub streaming_agents: usize,
+    /// Tokens (chunks) in each answer of the bench's model.
+    #[arg(long, default_value_t = 200)]
+    pub agent_tokens: usize,
+    /// Time between two tokens of an answer.
+    #[arg(long, default_value_t = 20)]
+    pub agent_token_interval_ms: u64,
+    /// Loopback port of the bench's OpenAI-compatible model endpoint.
+    #[arg(long, default_value_t = 18190)]
+    pub model_port: u16,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct FanoutArgs {
     #[command(flatten)]
     pub common: Common,
     #[command(flatten)]
     pub traffic: Traffic,
+    #[command(flatten)]
+    pub agents: AgentLoad,
     /// Clients (gateway connections) in the one conversation.
     #[arg(long, short = 'n', default_value_t = 200)]
     pub clients: usize,
@@ -178,6 +200,29 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_streaming_agents() {
+        let cli = Cli::try_parse_from([
+            "conclave-bench",
+            "fanout",
+            "--admin-token",
+            "x",
+            "--streaming-agents",
+            "50",
+            "--agent-tokens",
+            "100",
+        ])
+        .unwrap();
+        match cli.scenario {
+            Scenario::Fanout(f) => {
+                assert_eq!(f.agents.streaming_agents, 50);
+                assert_eq!(f.agents.agent_tokens, 100);
+                assert_eq!(f.agents.agent_token_interval_ms, 20);
+            }
+            _ => unreachable!(),
+        }
     }
 
     #[test]

@@ -390,11 +390,17 @@ pub async fn run(
                         if f.s.is_some() {
                             last_s = f.s;
                         }
-                        if f.t.as_deref() == Some("MESSAGE_CREATE") {
-                            if let Some(us) = f.content.as_deref().and_then(|c| shared.latency_us(c)) {
-                                shared.latency.record_us(shard, us);
-                                counters.delivered(shard);
+                        match f.t.as_deref() {
+                            Some("MESSAGE_CREATE") => {
+                                if let Some(us) = f.content.as_deref().and_then(|c| shared.latency_us(c)) {
+                                    shared.latency.record_us(shard, us);
+                                    counters.delivered(shard);
+                                }
                             }
+                            Some("MESSAGE_STREAM") => {
+                                counters.stream_deltas.fetch_add(1, Ordering::Relaxed);
+                            }
+                            _ => {}
                         }
                     }
                     op::HEARTBEAT_ACK => awaiting_ack = false,

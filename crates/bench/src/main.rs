@@ -7,6 +7,7 @@
 //! send→receive latency, as a table and as one JSON line. Every phase is bounded in time.
 
 mod addr;
+mod agents;
 mod api;
 mod cli;
 mod connect;
@@ -204,7 +205,25 @@ async fn run(scenario: Scenario) -> Result<Report, String> {
             let senders: Vec<(String, usize)> = (0..a.senders.max(1))
                 .map(|s| (world.users[s % world.users.len()].token.clone(), 0))
                 .collect();
-            window::traffic(&window, &mut report, &a.traffic, senders).await;
+            let streaming = if a.agents.streaming_agents > 0 {
+                let s = agents::start(&api, &world, &a.agents, &shared).await?;
+                // Let every agent get its first answer going before the window opens.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Some(s)
+            } else {
+                None
+            };
+            window::traffic(
+                &window,
+                &mut report,
+                &a.traffic,
+                senders,
+                streaming.as_ref(),
+            )
+            .await;
+            if let Some(s) = streaming {
+                s.stop().await;
+            }
         }
         Scenario::Throughput(t) => {
             let mut senders = Vec::new();
@@ -214,7 +233,7 @@ async fn run(scenario: Scenario) -> Result<Report, String> {
                     senders.push((world.users[user].token.clone(), g));
                 }
             }
-            window::traffic(&window, &mut report, &t.traffic, senders).await;
+            window::traffic(&window, &mut report, &t.traffic, senders, None).await;
         }
     }
 

@@ -45,6 +45,18 @@ pub struct Report {
     pub latency_ms: Option<Percentiles>,
     /// REST POST → 201 answer.
     pub send_latency_ms: Option<Percentiles>,
+    /// AI agents kept streaming during the window (`--streaming-agents`).
+    pub streaming_agents: Option<usize>,
+    /// Tokens the bench's model streamed to the server inside the window.
+    pub agent_tokens: Option<u64>,
+    pub agent_tokens_per_sec: Option<f64>,
+    /// Answers streamed to the end inside the window.
+    pub agent_answers: Option<u64>,
+    /// MESSAGE_STREAM deltas the clients received inside the window.
+    pub stream_deltas_delivered: Option<u64>,
+    /// Server CPU of the window divided by the tokens streamed (an upper bound: it includes the
+    /// ordinary traffic; subtract a run without agents at the same rate for the agents' share).
+    pub server_cpu_us_per_token: Option<f64>,
     pub errors: u64,
     pub errors_by_kind: BTreeMap<String, u64>,
     pub error_samples: Vec<String>,
@@ -156,6 +168,27 @@ impl Report {
                 ("server CPU (% of a core)", f1(self.server_cpu_percent)),
                 ("server RSS at end (KiB)", opt(self.server_rss_end_kib)),
             ]);
+            if let Some(n) = self.streaming_agents {
+                rows.extend([
+                    (
+                        "agents streaming / answers completed",
+                        format!("{n} / {}", opt(self.agent_answers)),
+                    ),
+                    (
+                        "agent tokens streamed",
+                        format!(
+                            "{}  ({}/s)",
+                            opt(self.agent_tokens),
+                            f1(self.agent_tokens_per_sec)
+                        ),
+                    ),
+                    ("stream deltas delivered", opt(self.stream_deltas_delivered)),
+                    (
+                        "server CPU per token, upper bound (µs)",
+                        f2(self.server_cpu_us_per_token),
+                    ),
+                ]);
+            }
         }
         rows.push(("bench CPU (% of a core)", f1(self.bench_cpu_percent)));
         rows.push((

@@ -137,6 +137,8 @@ pub struct Counters {
     deliveries: [Shard; SHARDS],
     /// Connections currently past READY and not closed.
     pub alive: AtomicU64,
+    /// MESSAGE_STREAM dispatches (deltas of agents' answers) received by the clients.
+    pub stream_deltas: AtomicU64,
 }
 
 /// A counter alone on its cache line.

@@ -1,6 +1,7 @@
 //! The measured windows of the scenarios: `idle` holds its connections; `fanout` and
 //! `throughput` post through REST senders and count what the gateway clients receive.
 
+use crate::agents::Streaming;
 use crate::api::{Api, World};
 use crate::cli::{IdleArgs, Traffic};
 use crate::connect::Connected;
@@ -58,13 +59,32 @@ pub async fn idle(w: &Window<'_>, report: &mut Report, a: &IdleArgs) {
     report.window_secs = Some(used.wall);
 }
 
+/// Agents' streaming counted over the window.
+struct AgentMark {
+    tokens: u64,
+    answers: u64,
+    deltas: u64,
+}
+
+impl AgentMark {
+    fn now(agents: &Streaming, shared: &Shared) -> Self {
+        Self {
+            tokens: agents.tokens(),
+            answers: agents.answers(),
+            deltas: shared.counters.stream_deltas.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// The measured window of `fanout` and `throughput`: senders (token, group) post for the
-/// duration, then outstanding deliveries are awaited for at most the drain time.
+/// duration, then outstanding deliveries are awaited for at most the drain time. With `agents`,
+/// their streaming during the window is reported too.
 pub async fn traffic(
     w: &Window<'_>,
     report: &mut Report,
     traffic: &Traffic,
     senders: Vec<(String, usize)>,
+    agents: Option<&Streaming>,
 ) {
     let Window {
         world,
@@ -83,6 +103,7 @@ pub async fn traffic(
     let counters = &shared.counters;
 
     let d0 = counters.deliveries();
+    let a0 = agents.map(|a| AgentMark::now(a, shared));
     let before = CpuMark::now(pid);
     let end = tokio::time::Instant::now() + Duration::from_secs(traffic.duration_secs);
     let mut tasks = JoinSet::new();
@@ -140,6 +161,8 @@ pub async fn traffic(
     }
     let window = before.at.elapsed().as_secs_f64();
     let d1 = counters.deliveries();
+    let a1 = agents.map(|a| AgentMark::now(a, shared));
+    let window_cpu = CpuMark::now(pid);
     report.connections_held = counters.alive();
     let total_persisted: u64 = persisted.iter().map(|p| p.load(Ordering::Relaxed)).sum();
     let expected: u64 = persisted
@@ -172,6 +195,19 @@ pub async fn traffic(
     report.server_rss_end_kib = pid.and_then(sys::rss_kib);
     report.latency_ms = Percentiles::from_us(&shared.latency.merged());
     report.send_latency_ms = Percentiles::from_us(&send_latency.merged());
+    if let (Some(a), Some(a0), Some(a1)) = (agents, a0, a1) {
+        let tokens = a1.tokens - a0.tokens;
+        report.streaming_agents = Some(a.agents);
+        report.agent_tokens = Some(tokens);
+        report.agent_tokens_per_sec = Some(tokens as f64 / window);
+        report.agent_answers = Some(a1.answers - a0.answers);
+        report.stream_deltas_delivered = Some(a1.deltas - a0.deltas);
+        report.server_cpu_us_per_token = before
+            .since(&window_cpu, clk)
+            .server
+            .filter(|_| tokens > 0)
+            .map(|us| us / tokens as f64);
+    }
     if expected > total {
         shared.errors.note(format!(
             "{} deliveries missing after the drain",
