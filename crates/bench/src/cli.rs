@@ -41,6 +41,9 @@ pub enum Scenario {
     /// C conversations × K clients each; REST senders per conversation post as fast as
     /// possible (or at --rate); report messages persisted/s and deliveries/s.
     Throughput(ThroughputArgs),
+    /// N support-widget visitors each hold their Server-Sent Events stream open; report
+    /// streams held and server memory per idle visitor stream.
+    WidgetIdle(WidgetIdleArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -95,6 +98,21 @@ pub struct IdleArgs {
     #[arg(long, default_value_t = 10)]
     pub hold_secs: u64,
     /// Pause after the last connection is ready before RSS is read.
+    #[arg(long, default_value_t = 2)]
+    pub settle_secs: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WidgetIdleArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Visitor streams to open and hold.
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    pub streams: usize,
+    /// How long to hold them once all are open.
+    #[arg(long, default_value_t = 10)]
+    pub hold_secs: u64,
+    /// Pause after the last stream is open before RSS is read.
     #[arg(long, default_value_t = 2)]
     pub settle_secs: u64,
 }
@@ -171,6 +189,7 @@ impl Scenario {
             Self::Idle(_) => "idle",
             Self::Fanout(_) => "fanout",
             Self::Throughput(_) => "throughput",
+            Self::WidgetIdle(_) => "widget-idle",
         }
     }
 
@@ -179,6 +198,7 @@ impl Scenario {
             Self::Idle(a) => &a.common,
             Self::Fanout(a) => &a.common,
             Self::Throughput(a) => &a.common,
+            Self::WidgetIdle(a) => &a.common,
         }
     }
 
@@ -188,6 +208,7 @@ impl Scenario {
             Self::Idle(a) => a.connections,
             Self::Fanout(a) => a.clients,
             Self::Throughput(a) => a.conversations * a.clients_per_conversation,
+            Self::WidgetIdle(a) => a.streams,
         }
     }
 }

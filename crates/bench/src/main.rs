@@ -17,6 +17,7 @@ mod layout;
 mod report;
 mod stats;
 mod sys;
+mod widget;
 mod window;
 
 use addr::{gateway_url, resolve_loopback, source_addrs};
@@ -103,10 +104,22 @@ async fn run(scenario: Scenario) -> Result<Report, String> {
     }
     let addr = resolve_loopback(&base).await?;
     let api = Api::new(base.clone(), 64)?;
+    let run = run_id();
+    if let Scenario::WidgetIdle(a) = &scenario {
+        eprintln!("conclave-bench widget-idle: run {run}, {n} visitor streams");
+        let mut report = Report {
+            scenario: scenario.name(),
+            url: common.url.clone(),
+            machine_cpus: std::thread::available_parallelism().map_or(0, usize::from),
+            connections_requested: n,
+            ..Report::default()
+        };
+        widget::run(&api, a, &run, &mut report).await?;
+        return Ok(report);
+    }
     let gw = gateway_url(&base, &api.gateway_url().await?)?;
     let sources = source_addrs(&common, n, addr)?;
 
-    let run = run_id();
     let users_wanted = common.users.unwrap_or(n.min(200)).max(1);
     let layout = match &scenario {
         Scenario::Throughput(t) => {
@@ -137,6 +150,7 @@ async fn run(scenario: Scenario) -> Result<Report, String> {
             Scenario::Idle(a) => a.hold_secs + a.settle_secs,
             Scenario::Fanout(a) => a.traffic.duration_secs + a.traffic.drain_secs,
             Scenario::Throughput(a) => a.traffic.duration_secs + a.traffic.drain_secs,
+            Scenario::WidgetIdle(a) => a.hold_secs + a.settle_secs,
         }
         + 180;
     let target = Arc::new(Target {
@@ -235,6 +249,7 @@ async fn run(scenario: Scenario) -> Result<Report, String> {
             }
             window::traffic(&window, &mut report, &t.traffic, senders, None).await;
         }
+        Scenario::WidgetIdle(_) => unreachable!("answered before any gateway client"),
     }
 
     conn.shutdown().await;

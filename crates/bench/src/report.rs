@@ -111,7 +111,7 @@ impl Report {
                 ),
             ),
         ];
-        if self.scenario == "idle" {
+        if self.scenario == "idle" || self.scenario == "widget-idle" {
             rows.extend([
                 (
                     "server RSS before / connected / end (KiB)",
