@@ -3,6 +3,8 @@
 //! and PostgreSQL's generated `messages.search` `tsvector` with its GIN index — both written
 //! by the statement that inserts, edits, tombstones or deletes the message, so always in that
 //! statement's transaction, whichever path (group commit, edit, retention, erasure) ran it.
+//! An agent's answer is indexed once, with its final text, when it stops streaming
+//! (`0022_search_final_text.sql`): its text so far is not searchable.
 //! The crate's `SEARCH` says how its engine is asked; the rest of the query is shared,
 //! including who may read what: the caller's participant row and org-member row are joined
 //! in the query itself, so a page never holds a message they could not list.

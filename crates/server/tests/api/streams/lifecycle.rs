@@ -10,6 +10,7 @@ crate::both_backends!(
     a_resumed_client_gets_the_missed_deltas_then_the_end,
     a_streaming_answer_cannot_be_edited_and_deleting_it_stops_it,
     an_answer_its_node_left_streaming_is_ended_by_the_sweep,
+    an_answer_is_searchable_by_its_final_text_once_it_ends,
 );
 
 /// `d` is the message object with this content, status and reason.
@@ -227,4 +228,49 @@ async fn an_answer_its_node_left_streaming_is_ended_by_the_sweep(app: TestApp) {
     );
     let update = alice.expect("MESSAGE_UPDATE").await;
     assert_eq!(update["id"], live_id.as_str());
+}
+
+/// The ids of the messages `who` finds for `q` in the room's conversation.
+async fn found(app: &TestApp, r: &Room, who: &User, q: &str) -> Vec<String> {
+    let path = conv_path(&r.conv, &format!("/search?q={q}"));
+    let res = app.get(&path, &who.token).await.expect(200);
+    res.items()
+        .iter()
+        .map(|h| h["message"]["id"].as_str().expect("an id").to_owned())
+        .collect()
+}
+
+async fn an_answer_is_searchable_by_its_final_text_once_it_ends(app: TestApp) {
+    let r = room(&app).await;
+    let mut s = r.open(&app).await;
+    let id = s.message.id.to_string();
+    delta(&app, &mut s, 0, "zebracorn ").await;
+    delta(&app, &mut s, 300, "gallops").await;
+    // The text so far is written (REST shows it) but not indexed: no half answers in search.
+    shows(
+        &listed(&app, &r.conv, &r.bob, &id).await,
+        "zebracorn gallops",
+        "streaming",
+        None,
+    );
+    assert!(found(&app, &r, &r.bob, "zebracorn").await.is_empty());
+    delta(&app, &mut s, 300, " onward").await;
+    close(&app, s, StreamEnd::Complete).await;
+    assert_eq!(found(&app, &r, &r.bob, "zebracorn").await, [id.clone()]);
+    assert_eq!(found(&app, &r, &r.bob, "onward").await, [id]);
+    // A stopped answer is indexed by the text it stopped at.
+    let mut cut = r.open(&app).await;
+    let cut_id = cut.message.id.to_string();
+    delta(&app, &mut cut, 0, "quokkas ").await;
+    delta(&app, &mut cut, 300, "wave").await;
+    app.post_empty(&format!("/api/v1/messages/{cut_id}/stop"), &r.bob.token)
+        .await
+        .expect(200);
+    assert_eq!(found(&app, &r, &r.bob, "quokkas").await, [cut_id]);
+    drop(cut);
+    // An ordinary message is indexed as it is sent, as before.
+    let plain = app.says(&r.conv, &r.alice, "zebracorn again").await;
+    let plain = plain.body["id"].as_str().expect("an id").to_owned();
+    assert!(found(&app, &r, &r.bob, "zebracorn").await.contains(&plain));
+    assert_eq!(found(&app, &r, &r.bob, "zebracorn").await.len(), 2);
 }
