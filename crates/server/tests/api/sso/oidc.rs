@@ -26,6 +26,7 @@ both_backends!(
     replayed_and_cross_browser_callbacks_are_refused,
     disabled_accounts_cannot_sign_in_with_oidc,
     forged_id_tokens_are_refused,
+    link_existing_takes_only_a_verified_email,
 );
 
 const CLIENT_ID: &str = "conclave-test";
@@ -432,6 +433,8 @@ async fn disabled_accounts_cannot_sign_in_with_oidc(app: TestApp) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Forge {
     Good,
+    /// A good token whose provider says it verified the email.
+    GoodVerified,
     WrongNonce,
     WrongAudience,
     Expired,
@@ -554,6 +557,11 @@ print(json.dumps({
         };
         let id_token = match mode {
             Forge::Good => rs256(&claims),
+            Forge::GoodVerified => {
+                claims["sub"] = json!("verified-sub");
+                claims["email_verified"] = json!(true);
+                rs256(&claims)
+            }
             Forge::WrongNonce => {
                 claims["nonce"] = json!("another-nonce");
                 rs256(&claims)
@@ -662,4 +670,43 @@ async fn forged_id_tokens_are_refused(app: TestApp) {
         .filter(|e| e["detail"]["reason"] == "oidc_id_token_invalid")
         .count();
     assert_eq!(invalid, 5);
+}
+
+async fn link_existing_takes_only_a_verified_email(app: TestApp) {
+    let Some(forger) = Forger::start().await else {
+        return;
+    };
+    let extra = json!({
+        "scopes": ["openid"], "create_users": false, "link_existing": "email_verified",
+    });
+    let p = provider("forger", &forger.issuer(), extra);
+    let port = forger.port;
+    let app = spawn_app_with(app.backend, |c| {
+        c.oidc.providers = vec![p];
+        reach(c, vec![port]);
+    })
+    .await
+    .expect("the app starts");
+    let body = json!({
+        "username": "carol", "password": PASSWORD, "email": "Mallory@forger.example",
+    });
+    let carol = app
+        .post_anon("/api/v1/auth/register", body)
+        .await
+        .expect(201);
+    // An email the provider does not say it verified links nothing (and creates nothing).
+    assert_eq!(
+        forger.sign_in(&app, &browser(), "c1", Forge::Good).await,
+        "/#/signin?error=sso_user_unknown"
+    );
+    // A verified one takes the one account with that email, and stays linked.
+    let b = browser();
+    assert_eq!(
+        forger.sign_in(&app, &b, "c2", Forge::GoodVerified).await,
+        "/"
+    );
+    assert_eq!(session_user(&app, &b).await["id"], carol.body["user"]["id"]);
+    let linked = app.audit_of("sso.identity_linked").await.items();
+    assert_eq!(linked.len(), 1);
+    assert_eq!(linked[0]["detail"]["subject"], "verified-sub");
 }
