@@ -502,6 +502,18 @@ print(json.dumps({
         self.state.lock().unwrap().issuer.clone()
     }
 
+    /// A fresh app with this provider as `forger` (`extra` adds to its configuration).
+    async fn app(&self, backend: Backend, extra: Value) -> TestApp {
+        let p = provider("forger", &self.issuer(), extra);
+        let port = self.port;
+        spawn_app_with(backend, |c| {
+            c.oidc.providers = vec![p];
+            reach(c, vec![port]);
+        })
+        .await
+        .expect("the app starts")
+    }
+
     async fn discovery(State(s): State<Arc<Mutex<ForgerState>>>) -> axum::Json<Value> {
         let iss = s.lock().unwrap().issuer.clone();
         axum::Json(json!({
@@ -633,14 +645,9 @@ async fn forged_id_tokens_are_refused(app: TestApp) {
     let Some(forger) = Forger::start().await else {
         return;
     };
-    let p = provider("forger", &forger.issuer(), json!({ "scopes": ["openid"] }));
-    let port = forger.port;
-    let app = spawn_app_with(app.backend, |c| {
-        c.oidc.providers = vec![p];
-        reach(c, vec![port]);
-    })
-    .await
-    .expect("the app starts");
+    let app = forger
+        .app(app.backend, json!({ "scopes": ["openid"] }))
+        .await;
     let cases = [
         (Forge::WrongNonce, "w1"),
         (Forge::WrongAudience, "w2"),
@@ -679,14 +686,7 @@ async fn link_existing_takes_only_a_verified_email(app: TestApp) {
     let extra = json!({
         "scopes": ["openid"], "create_users": false, "link_existing": "email_verified",
     });
-    let p = provider("forger", &forger.issuer(), extra);
-    let port = forger.port;
-    let app = spawn_app_with(app.backend, |c| {
-        c.oidc.providers = vec![p];
-        reach(c, vec![port]);
-    })
-    .await
-    .expect("the app starts");
+    let app = forger.app(app.backend, extra).await;
     let body = json!({
         "username": "carol", "password": PASSWORD, "email": "Mallory@forger.example",
     });
