@@ -30,6 +30,14 @@ if ! python3 -c 'import openai' >/dev/null 2>&1; then
     echo "WARNING: could not install openai (python3 -m pip install openai): the fake provider's interoperability test will not run." >&2
 fi
 
+# Host-app JWTs (AUTH-11) are checked with tokens minted by PyJWT, an independent JOSE
+# implementation (api::sso). Without it those tests say SKIPPED — except under CI=true, where
+# they fail.
+if ! python3 -c 'import jwt, cryptography' >/dev/null 2>&1; then
+  python3 -m pip install --quiet 'pyjwt[crypto]' ||
+    echo "WARNING: could not install pyjwt (python3 -m pip install 'pyjwt[crypto]'): the host JWT interoperability tests will not run." >&2
+fi
+
 # A step that cannot run says SKIPPED loudly (`skipped WHAT`); under CI=true it fails the run
 # instead (`ci_requires STEP MISSING`, where MISSING is empty when nothing is missing).
 skipped() {
@@ -149,6 +157,12 @@ browser_log=$(mktemp)
 st_log=$(mktemp)
 trap 'rm -f "$log" "$browser_log" "$st_log"' EXIT
 status=0
+# web/tests' packages first: besides the browser tests, the HTTP suite's OpenID tests start the
+# real `oidc-provider` from there (api::sso::oidc, web/tests/oidc-provider.mjs). Without node
+# those tests say SKIPPED — except under CI=true, where they fail.
+if command -v npm >/dev/null 2>&1; then
+  (cd web/tests && npm ci --no-audit --no-fund --loglevel=error)
+fi
 cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
 
 if [ -n "$schemathesis_missing" ]; then
@@ -165,7 +179,6 @@ if [ -n "$browser_missing" ]; then
   skipped "browser tests (web/tests) — missing ${browser_missing}."
 else
   cargo build --locked -p conclave-server --bin conclave
-  (cd web/tests && npm ci --no-audit --no-fund --loglevel=error)
   CONCLAVE_BIN="${CARGO_TARGET_DIR:-target}/debug/conclave" \
     node --test --test-concurrency=1 --test-reporter=tap web/tests/ 2>&1 | tee "$browser_log" ||
     status=$?

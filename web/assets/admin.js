@@ -17,6 +17,7 @@ import { current } from './admin/console.js';
 import { guardsView } from './admin/guards.js';
 import { keysView } from './admin/keys.js';
 import { orgsView } from './admin/orgs.js';
+import { ssoView } from './admin/sso.js';
 import { statsView } from './admin/stats.js';
 import { usersView } from './admin/users.js';
 import { webhooksView } from './admin/webhooks.js';
@@ -30,6 +31,7 @@ const SECTIONS = [
   ['agents', 'Agents'],
   ['guards', 'Guards'],
   ['api-keys', 'API keys'],
+  ['sso', 'Single sign-on'],
   ['audit', 'Audit log'],
   ['stats', 'Statistics'],
   ['capabilities', 'Capabilities'],
@@ -73,7 +75,7 @@ function render() {
     if (a.dataset.section === id) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  const view = { users: usersView, orgs: orgsView, webhooks: webhooksView, agents: agentsView, guards: guardsView, 'api-keys': keysView, audit: auditView, stats: statsView, capabilities: capabilitiesView }[id];
+  const view = { users: usersView, orgs: orgsView, webhooks: webhooksView, agents: agentsView, guards: guardsView, 'api-keys': keysView, audit: auditView, sso: ssoView, stats: statsView, capabilities: capabilitiesView }[id];
   if (!view) {
     show(current.content, notice('No such section.'));
     return;

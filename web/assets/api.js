@@ -35,12 +35,28 @@ function withAccessCode(headers) {
   return headers;
 }
 
+/** The server's capabilities document, or null when it cannot be read. */
+async function capabilities() {
+  const res = await fetch('/api/v1/capabilities', { headers: { Accept: 'application/json' } });
+  if (!res.ok) return null;
+  return res.json().catch(() => null);
+}
+
 /** Whether the server asks for an access code (`auth.access_token_gate` in capabilities). */
 export async function accessGate() {
-  const res = await fetch('/api/v1/capabilities', { headers: { Accept: 'application/json' } });
-  if (!res.ok) return false;
-  const caps = await res.json().catch(() => null);
+  const caps = await capabilities();
   return caps?.auth?.access_token_gate === true;
+}
+
+/**
+ * The OpenID providers the sign-in page offers (`auth.providers` of kind `oidc`: AUTH-10), each
+ * `{id, name}`. None while the access-token gate is on: a provider's redirect back cannot carry
+ * the access code.
+ */
+export async function ssoProviders() {
+  const caps = await capabilities();
+  if (!caps || caps.auth?.access_token_gate) return [];
+  return (caps.auth?.providers ?? []).filter((p) => p.kind === 'oidc');
 }
 
 export class ApiError extends Error {

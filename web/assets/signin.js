@@ -3,8 +3,43 @@
 // the server has the access-token gate on (AUTH-9), both forms also ask for the access code,
 // which `api.js` keeps for this tab and sends with every request from then on.
 
-import { accessGate, bootstrapAdmin, setAccessCode, signIn, signInMfa } from './api.js';
-import { el, field, onSubmit, show } from './dom.js';
+import { accessGate, bootstrapAdmin, setAccessCode, signIn, signInMfa, ssoProviders } from './api.js';
+import { el, field, notice, onSubmit, show } from './dom.js';
+
+/** What `/#/signin?error=<code>` (an OpenID sign-in that failed) means, for people. */
+const SSO_ERRORS = {
+  account_disabled: 'This account is disabled.',
+  sso_user_unknown: 'That identity is not linked to an account on this server.',
+  oidc_state_mismatch: 'The sign-in was started in another browser or tab. Try again here.',
+  oidc_state_invalid: 'The sign-in link expired or was already used. Try again.',
+  oidc_provider_error: 'The identity provider did not sign you in.',
+  oidc_code_rejected: 'The identity provider did not accept the sign-in. Try again.',
+  oidc_id_token_invalid: 'The identity provider’s answer could not be verified.',
+  oidc_unavailable: 'The identity provider cannot be reached right now.',
+  too_many_attempts: 'Too many failed attempts. Wait a little and try again.',
+};
+
+/** `error` and `mfa_token` of a `#/signin?…` the server sent the browser back to; cleared. */
+function ssoReturn() {
+  const m = location.hash.match(/^#\/signin\?(.*)$/);
+  if (!m) return {};
+  const params = new URLSearchParams(m[1]);
+  history.replaceState(null, '', location.pathname);
+  return { error: params.get('error'), mfaToken: params.get('mfa_token') };
+}
+
+/** "Sign in with …" links, one per OpenID provider (full-page navigations to its start). */
+async function providerLinks() {
+  const providers = await ssoProviders().catch(() => []);
+  if (providers.length === 0) return null;
+  return el(
+    'div',
+    { class: 'sso' },
+    ...providers.map((p) =>
+      el('a', { class: 'button', href: `/api/v1/auth/oidc/${encodeURIComponent(p.id)}/start`, text: `Sign in with ${p.name}` }),
+    ),
+  );
+}
 
 /** The access-code field when capabilities report the gate; null otherwise. */
 async function accessCodeField() {
@@ -48,6 +83,11 @@ function credentialFields(passwordAutocomplete) {
 
 /** Renders the sign-in form into `root`; calls `done(user)` once signed in. */
 export async function signInView(root, done) {
+  const back = ssoReturn();
+  if (back.mfaToken) {
+    mfaView(root, back.mfaToken, done);
+    return;
+  }
   const access = await accessCodeField();
   const form = cardForm(root, 'signin-title', 'Sign in', [access, ...credentialFields('current-password')], 'Sign in', async (values) => {
     keepAccessCode(values);
@@ -55,6 +95,9 @@ export async function signInView(root, done) {
     if (r.mfaToken) mfaView(root, r.mfaToken, done);
     else done(r.user);
   });
+  const links = await providerLinks();
+  if (links) form.append(links);
+  if (back.error) form.prepend(notice(SSO_ERRORS[back.error] ?? 'Single sign-on failed.'));
   form.querySelector('input').focus();
 }
 

@@ -45,6 +45,12 @@ pub enum ServiceError {
     /// The server is busy (503), the client should retry later.
     #[error("service busy")]
     Busy,
+    /// Something the answer depends on (an identity provider) cannot be reached (503).
+    #[error("{message}")]
+    Unavailable {
+        code: &'static str,
+        message: &'static str,
+    },
     /// Anything the client cannot act on; logged, answered with a generic 500.
     #[error("internal error: {0}")]
     Internal(String),

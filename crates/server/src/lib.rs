@@ -12,6 +12,7 @@ pub mod keyring;
 pub mod moderation;
 pub mod outbound;
 pub mod ratelimit;
+pub mod sso;
 pub mod startup;
 pub mod state;
 pub mod webhooks;

@@ -305,6 +305,11 @@ impl Application {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{bound}"));
+        let sso = Arc::new(crate::sso::Sso {
+            host_jwt: crate::sso::host_jwt::HostJwtVerifier::new(config.host_jwt, &outbound),
+            oidc: crate::sso::oidc::Oidc::new(config.oidc, &public_url, &outbound)
+                .map_err(StartError::Config)?,
+        });
         let bootstrap_link = bootstrap
             .map(|t| SecretString::from(format!("{public_url}/#bootstrap={}", t.expose_secret())));
         let gateway = Gateway::start(
@@ -335,6 +340,7 @@ impl Application {
             agent_slots: Arc::new(tokio::sync::Semaphore::new(config.agents.max_concurrent)),
             agents: config.agents.clone(),
             files,
+            sso,
         });
         let router = http::router(state.clone(), &config.cors_origins);
         Ok(Self {

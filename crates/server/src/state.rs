@@ -34,6 +34,8 @@ pub struct StateInner {
     pub agents: crate::agents::AgentSettings,
     /// Answers streaming at once on this node: one permit each (`agents.max_concurrent`).
     pub agent_slots: Arc<tokio::sync::Semaphore>,
+    /// Single sign-on: the host-app JWT verifier (AUTH-11).
+    pub sso: Arc<crate::sso::Sso>,
     /// File storage and upload limits (DATA-1, DATA-2).
     pub files: Arc<crate::files::Files>,
 }

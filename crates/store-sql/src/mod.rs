@@ -43,6 +43,7 @@ mod roster;
 mod rows;
 mod search;
 mod sessions;
+mod sso;
 mod teams;
 mod throttle;
 mod users;

@@ -173,6 +173,7 @@ impl PrivacyStore for Backend {
             "mfa_challenges",
             "gateway_sessions",
             "idempotency_keys",
+            "user_identities",
         ] {
             let col = if table == "idempotency_keys" {
                 "author_id"

@@ -1,5 +1,5 @@
 // The Users section of the admin console (`/admin#/users`): every account with its status and
-// file usage (bytes against the per-user quota, files stored), create a user, enable or disable one, require 2FA of one, and impersonate one (the token is
+// file usage (bytes against the per-user quota, files stored), their linked SSO identities, create a user, enable or disable one, require 2FA of one, and impersonate one (the token is
 // shown once and kept nowhere).
 
 import { api } from '../api.js';
@@ -66,10 +66,32 @@ export async function usersView() {
               () => impersonate(u, listStatus),
             )
           : null,
+        u.kind === 'user' ? smallButton('Identities', `Linked identities of ${u.username}`, () => identities(u, listStatus)) : null,
       ),
     ),
   );
   show(current.content, el('h2', { text: 'Users' }), listStatus, el('div', { class: 'table-scroll' }, table('All accounts', ['Username', 'Email', 'Kind', 'Server admin', 'Status', '2FA', 'Files', 'Actions'], rows)), form);
+}
+
+/** The outside identities (SSO) linked to `u`, in the status area. */
+async function identities(u, status) {
+  let r;
+  try {
+    r = await api('GET', `/admin/users/${u.id}/identities`);
+  } catch (e) {
+    show(status, notice(e.message));
+    return;
+  }
+  const rows = r.items.map((i) => row({}, i.kind, i.provider, i.subject, new Date(i.created_at).toLocaleString(), new Date(i.last_used_at).toLocaleString()));
+  show(
+    status,
+    el(
+      'div',
+      { class: 'card', role: 'status' },
+      table(`Identities linked to ${u.username}`, ['Kind', 'Provider', 'Subject', 'Linked', 'Last used'], rows),
+      el('button', { type: 'button', class: 'small', text: 'Dismiss', onclick: () => status.replaceChildren() }),
+    ),
+  );
 }
 
 /** What the user's files take: bytes of the quota (a meter too) and how many files. */

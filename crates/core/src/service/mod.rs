@@ -23,6 +23,7 @@ mod orgs;
 mod privacy;
 mod search;
 mod secrets;
+pub mod sso;
 mod streams;
 mod system;
 mod throttle;
@@ -49,6 +50,7 @@ pub use orgs::{MatrixEntry, MemberPermissions, PermissionsMatrix, AUDIT_RETENTIO
 pub use privacy::{AccountExport, Erased, ExportedMembership};
 pub use search::{Found, SearchQuery};
 pub use secrets::SECRET_RING_TTL;
+pub use sso::{ExternalIdentity, SsoFailure, SsoRefusal, SsoRules, SsoSignIn};
 pub use streams::{
     AnswerStream, Flow, StreamEnd, INTERRUPTED, MAX_ANSWER_BYTES, STOPPED, STOPPED_BY_USER,
     STREAM_EVENT_INTERVAL, STREAM_PERSIST_INTERVAL,

@@ -33,6 +33,13 @@ use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret;
 use sha2::Sha256;
 
+/// The address a counter is kept for.
+fn client_ip(ip: Option<&str>) -> String {
+    ip.filter(|i| !i.is_empty())
+        .unwrap_or(UNKNOWN_IP)
+        .to_owned()
+}
+
 /// How one kind of counter backs off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct BackOff {
@@ -82,10 +89,11 @@ pub(super) const FORGET_AFTER: Duration = Duration::hours(1);
 /// Stands for a missing client address (never in practice: the socket peer is always known).
 const UNKNOWN_IP: &str = "unknown";
 
-/// The three counters one sign-in attempt touches.
+/// The counters one sign-in attempt touches: three for a named account, the address's alone
+/// for a sign-in that names none (an OpenID callback, a token without a subject).
 #[derive(Debug, Clone)]
 pub(super) struct LoginSubject {
-    keys: [ThrottleKey; 3],
+    keys: Vec<ThrottleKey>,
 }
 
 impl LoginSubject {
@@ -118,7 +126,12 @@ impl LoginSubject {
 
     /// The counters a success resets: the account's, from this IP and overall.
     fn cleared_on_success(&self) -> &[ThrottleKey] {
-        &self.keys[..2]
+        let accounts = self
+            .keys
+            .iter()
+            .take_while(|k| !k.account.is_empty())
+            .count();
+        &self.keys[..accounts]
     }
 }
 
@@ -182,12 +195,9 @@ impl Services {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let ip = ip
-            .filter(|i| !i.is_empty())
-            .unwrap_or(UNKNOWN_IP)
-            .to_owned();
+        let ip = client_ip(ip);
         LoginSubject {
-            keys: [
+            keys: vec![
                 ThrottleKey {
                     account: account.clone(),
                     ip: ip.clone(),
@@ -201,6 +211,17 @@ impl Services {
                     ip,
                 },
             ],
+        }
+    }
+
+    /// The counter of a sign-in attempt from `ip` that names no account: only the address's
+    /// (AUTH-5's per-IP limit), so nobody can lock a whole provider's users out.
+    pub(super) fn address_subject(&self, ip: Option<&str>) -> LoginSubject {
+        LoginSubject {
+            keys: vec![ThrottleKey {
+                account: String::new(),
+                ip: client_ip(ip),
+            }],
         }
     }
 

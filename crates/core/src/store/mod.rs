@@ -23,6 +23,7 @@ mod privacy;
 mod realtime;
 mod search;
 mod sessions;
+pub mod sso;
 mod teams;
 mod users;
 pub mod webhooks;
@@ -43,6 +44,7 @@ pub use privacy::{ErasedAccount, Erasure, PrivacyStore};
 pub use realtime::{ReadMarker, RealtimeStore};
 pub use search::{SearchFrom, SearchHit, SearchRequest, SearchStore};
 pub use sessions::{Seen, SessionStore};
+pub use sso::{IdentityKey, IdentityKind, LinkedIdentity, SsoStore};
 pub use teams::TeamStore;
 pub use users::{UserFlags, UserStore};
 pub use webhooks::WebhookStore;
@@ -74,6 +76,7 @@ pub trait Store:
     + FileStore
     + AgentStore
     + GuardStore
+    + SsoStore
 {
 }
 
@@ -91,6 +94,8 @@ pub enum Conflict {
     InviteExhausted,
     /// The upload's lease expired before its file was recorded.
     UploadExpired,
+    /// The outside identity is linked to an account already.
+    IdentityTaken,
 }
 
 impl Conflict {
@@ -107,6 +112,7 @@ impl Conflict {
             Self::BootstrapUsed => "bootstrap_used",
             Self::InviteExhausted => "invite_invalid",
             Self::UploadExpired => "upload_expired",
+            Self::IdentityTaken => "identity_taken",
         }
     }
 
@@ -129,6 +135,7 @@ impl Conflict {
             Self::UploadExpired => {
                 "the upload stalled for too long and was dropped; upload it again"
             }
+            Self::IdentityTaken => "that outside identity is linked to an account already",
         }
     }
 }

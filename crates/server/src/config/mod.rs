@@ -10,6 +10,7 @@ mod layers;
 mod limits;
 mod runtime;
 mod sections;
+mod sso;
 #[cfg(test)]
 mod tests;
 
@@ -18,6 +19,9 @@ pub use limits::{ConnectionLimits, GatewayConfig};
 pub use runtime::{DatabaseUrl, Retention, RuntimeConfig, Secrets, BOOTSTRAP_TOKEN_MIN_CHARS};
 pub use sections::{
     CacheConfig, GatewaySettings, RateLimitSettings, RetentionSettings, SessionConfig,
+};
+pub use sso::{
+    HostJwtConfig, LinkExisting, OidcPreset, OidcProviderConfig, OidcSection, RoleMappingConfig,
 };
 
 use conclave_core::types::RegistrationMode;
@@ -157,6 +161,10 @@ pub struct Config {
     /// in a cluster); 0: no limit.
     #[serde(deserialize_with = "flex::u64")]
     pub agent_invocations_per_minute: u64,
+    /// Host apps that sign JWTs naming their users (AUTH-11; TOML only).
+    pub host_jwt: Vec<HostJwtConfig>,
+    /// OpenID Connect providers (AUTH-10; `[[oidc.providers]]`, TOML only).
+    pub oidc: OidcSection,
 }
 
 impl Default for Config {
@@ -200,6 +208,8 @@ impl Default for Config {
             agent_max_answer_secs: 120,
             agent_max_concurrent: 64,
             agent_invocations_per_minute: 10,
+            host_jwt: vec![],
+            oidc: OidcSection::default(),
         }
     }
 }

@@ -117,6 +117,10 @@ pub struct RuntimeConfig {
     pub agents: crate::agents::AgentSettings,
     /// How often one user may call one agent per minute (AGENT-4); 0: no limit.
     pub agent_invocations_per_minute: u64,
+    /// Host apps whose JWTs sign users in (AUTH-11), keys read and checked.
+    pub host_jwt: Vec<crate::sso::host_jwt::HostJwt>,
+    /// OpenID Connect providers (AUTH-10), checked.
+    pub oidc: Vec<crate::sso::oidc::OidcSettings>,
 }
 
 /// The problems found so far; the conversion reports all of them at once.
@@ -305,7 +309,14 @@ impl TryFrom<Config> for RuntimeConfig {
                 .parse(&c.data_dir, c.env == Environment::Production)
                 .map_err(|p| p.join("; ")),
         );
-        let (Some(database), Some(files), []) = (database, files, problems.0.as_slice()) else {
+        let production = c.env == Environment::Production;
+        let host_jwt =
+            problems.take(super::sso::host_jwts(&c.host_jwt, production).map_err(|p| p.join("; ")));
+        let oidc = problems
+            .take(super::sso::oidc_providers(&c.oidc, production).map_err(|p| p.join("; ")));
+        let (Some(database), Some(files), Some(host_jwt), Some(oidc), []) =
+            (database, files, host_jwt, oidc, problems.0.as_slice())
+        else {
             return Err(ConfigError::Invalid(problems.0.join("; ")));
         };
         let rate_limits_on = c.rate_limits == OnOff::On;
@@ -385,6 +396,8 @@ impl TryFrom<Config> for RuntimeConfig {
             rate_limits_on,
             rate_limit: c.rate_limit,
             agent_invocations_per_minute: c.agent_invocations_per_minute,
+            host_jwt,
+            oidc,
         })
     }
 }

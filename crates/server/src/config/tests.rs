@@ -514,3 +514,63 @@ fn file_settings_are_checked() {
     assert_eq!(c.files.max_upload_bytes, 100 * 1024 * 1024);
     assert_eq!(c.files.url_ttl_secs, 3600);
 }
+
+#[test]
+fn sso_sections_refuse_what_cannot_be_safe() {
+    let problems = |toml: &str, env: &[(&str, &str)]| {
+        from_file(toml, env)
+            .and_then(|c| c.validate())
+            .map_err(|e| e.to_string())
+            .err()
+            .unwrap_or_default()
+    };
+    let host = |extra: &str| {
+        format!(
+            "[[host_jwt]]\nid = \"acme\"\nissuer = \"https://acme.example\"\naudience = \"chat\"\n{extra}\n"
+        )
+    };
+    let secret = "secret = \"a host secret of thirty-two bytes or more\"";
+    assert_eq!(
+        problems(&host(&format!("algorithms = [\"HS256\"]\n{secret}")), &[]),
+        ""
+    );
+    let confused = problems(&host(&format!("algorithms = [\"RS256\"]\n{secret}")), &[]);
+    assert!(confused.contains("HS256/384/512 only"), "{confused}");
+    let hmac_by_key = problems(
+        &host("algorithms = [\"HS256\"]\npublic_key = \"-----BEGIN PUBLIC KEY-----\""),
+        &[],
+    );
+    assert!(hmac_by_key.contains("algorithm confusion"), "{hmac_by_key}");
+    let none = problems(&host(&format!("algorithms = [\"none\"]\n{secret}")), &[]);
+    assert!(none.contains("is not accepted"), "{none}");
+    let short = problems(&host("algorithms = [\"HS256\"]\nsecret = \"short\""), &[]);
+    assert!(
+        short.contains("at least 32 bytes") && !short.contains("\"short\""),
+        "{short}"
+    );
+    let two = problems(
+        &host(&format!(
+            "algorithms = [\"HS256\"]\n{secret}\njwks_url = \"https://a.example/j\""
+        )),
+        &[],
+    );
+    assert!(two.contains("exactly one of"), "{two}");
+    let mixed = problems(
+        &host("algorithms = [\"RS256\", \"ES256\"]\njwks_url = \"https://a.example/j\""),
+        &[],
+    );
+    assert!(mixed.contains("all be of one kind"), "{mixed}");
+    let oidc = "[[oidc.providers]]\nid = \"corp\"\nissuer = \"http://sso.corp.example\"\nclient_id = \"c\"\n";
+    assert!(problems(oidc, &[]).contains("must be an https URL"));
+    let insecure = format!("{oidc}allow_insecure_http = true\n");
+    assert_eq!(problems(&insecure, &[]), "");
+    assert!(problems(&insecure, &[("CONCLAVE_ENV", "production")])
+        .contains("production refuses allow_insecure_http"));
+    let owner = format!(
+        "{insecure}roles = [{{ claim = \"g\", value = \"x\", org = \"{}\", role = \"owner\" }}]\n",
+        uuid::Uuid::nil()
+    );
+    assert!(problems(&owner, &[]).contains("cannot make owners"));
+    let entra = "[[oidc.providers]]\nid = \"entra\"\npreset = \"microsoft\"\nissuer = \"https://login.microsoftonline.com/common/v2.0\"\nclient_id = \"c\"\n";
+    assert!(problems(entra, &[]).contains("one tenant's issuer"));
+}

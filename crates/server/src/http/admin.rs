@@ -7,6 +7,7 @@ use super::pagination::{id_listed, List, ListQuery, Listed, Paging};
 use crate::state::AppState;
 use conclave_core::model::{Member, User};
 use conclave_core::password::NewPassword;
+use conclave_core::store::LinkedIdentity;
 use conclave_core::types::{Email, Username};
 use conclave_core::{OrgId, UserId};
 use secrecy::ExposeSecret;
@@ -22,6 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
             .routes(routes!(list_users, create_user))
             .routes(routes!(update_user))
             .routes(routes!(impersonate))
+            .routes(routes!(user_identities))
             .routes(routes!(add_org_member))
             .routes(routes!(stats)),
         RouteAccess::SESSION,
@@ -52,6 +54,14 @@ async fn add_org_member(
 ) -> Created<Member> {
     let (who, role) = body.target()?;
     created_by(a.services().admin_add_member(&a.admin, a.at, who, role)).await
+}
+
+/// The outside identities (host-app JWT subjects, OpenID and LDAP identities) linked to an
+/// account (AUTH-10, AUTH-11), oldest first.
+#[utoipa::path(get, path = "/admin/users/{id}/identities", tag = "admin", params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = List<LinkedIdentity>), (status = 404, body = ErrorBody)))]
+async fn user_identities(a: AdminCaller<UserId>) -> Listed<LinkedIdentity> {
+    super::pagination::all(a.services().admin_user_identities(&a.admin, a.at)).await
 }
 
 /// A marked session as another user (AUTH-12).

@@ -95,7 +95,7 @@ pub struct LoginResponse {
 
 /// The session cookie (AUTH-3): `__Host-conclave_session` with `Secure` when the public URL
 /// is https, `conclave_session` on plain HTTP.
-fn session_cookie(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
+pub(super) fn session_cookie(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
     let secure = if state.secure_cookies { "; Secure" } else { "" };
     let name = session_cookie_name(state);
     let text =
@@ -104,7 +104,12 @@ fn session_cookie(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
 }
 
 /// Answers a sign-in: the token in the body, or in a cookie with the CSRF token in the body.
-fn signed_in(state: &AppState, status: StatusCode, s: SignedIn, cookie: bool) -> Response {
+pub(super) fn signed_in(
+    state: &AppState,
+    status: StatusCode,
+    s: SignedIn,
+    cookie: bool,
+) -> Response {
     if cookie {
         let csrf = state.services.csrf_token(&s.session);
         let max_age = (s.session.expires_at - s.session.created_at).num_seconds();
@@ -182,12 +187,17 @@ async fn login(
     let outcome = state
         .services
         .login(&body.username, &body.password, meta, body.cookie);
-    Ok(match outcome.await? {
-        LoginOutcome::SignedIn(s) => signed_in(&state, StatusCode::OK, *s, body.cookie),
+    Ok(login_answer(&state, outcome.await?, body.cookie))
+}
+
+/// Answers any sign-in as `POST /auth/login` does: a session, or the second-factor challenge.
+pub(super) fn login_answer(state: &AppState, outcome: LoginOutcome, cookie: bool) -> Response {
+    match outcome {
+        LoginOutcome::SignedIn(s) => signed_in(state, StatusCode::OK, *s, cookie),
         LoginOutcome::MfaRequired(pending) => {
             Json(MfaRequiredResponse::new(pending)).into_response()
         }
-    })
+    }
 }
 
 #[derive(Deserialize, ToSchema)]

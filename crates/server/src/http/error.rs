@@ -174,6 +174,11 @@ impl From<ServiceError> for ApiError {
                 e.retry_after = Some(1);
                 e
             }
+            ServiceError::Unavailable { code, message } => {
+                let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
+                e.retry_after = Some(5);
+                e
+            }
             ServiceError::Internal(detail) => {
                 tracing::error!(request_id = %current_request_id(), error = %detail, "internal error");
                 Self::internal()

@@ -105,6 +105,19 @@ pub struct AuthInfo {
     /// gateway IDENTIFY and RESUME an `access_token`.
     access_token_gate: bool,
     registration: RegistrationMode,
+    /// Single sign-on providers the sign-in page offers (AUTH-10): `kind` `oidc` signs in at
+    /// `GET /api/v1/auth/oidc/{id}/start`.
+    providers: Vec<AuthProvider>,
+}
+
+/// A single sign-on provider.
+#[derive(Serialize, ToSchema)]
+pub struct AuthProvider {
+    id: String,
+    /// Shown as "Sign in with {name}".
+    name: String,
+    /// `oidc`.
+    kind: &'static str,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -130,6 +143,16 @@ pub struct Capabilities {
 #[utoipa::path(get, path = "/capabilities", tag = "meta", responses((status = 200, body = Capabilities)))]
 async fn capabilities(State(state): State<AppState>) -> Json<Capabilities> {
     let ws = state.public_url.replacen("http", "ws", 1);
+    let providers: Vec<AuthProvider> = state
+        .sso
+        .oidc
+        .providers()
+        .map(|p| AuthProvider {
+            id: p.settings.id.clone(),
+            name: p.settings.name.clone(),
+            kind: "oidc",
+        })
+        .collect();
     Json(Capabilities {
         server_version: state.server_version,
         api_version: "v1",
@@ -146,7 +169,7 @@ async fn capabilities(State(state): State<AppState>) -> Json<Capabilities> {
             webhooks: false,
             files: true,
             search: true,
-            sso: false,
+            sso: !state.sso.host_jwt.is_empty() || !providers.is_empty(),
             widget: false,
             audit_log: true,
         },
@@ -154,6 +177,7 @@ async fn capabilities(State(state): State<AppState>) -> Json<Capabilities> {
             schemes: vec!["bearer", "cookie"],
             access_token_gate: state.services.access_gate_on(),
             registration: state.registration,
+            providers,
         },
         limits: Limits {
             message_max_chars: MESSAGE_MAX_CHARS,

@@ -25,6 +25,7 @@ pub mod orgs;
 pub mod pagination;
 pub mod privacy;
 pub mod search;
+pub mod sso;
 pub mod users;
 pub mod web;
 pub mod webhooks;
@@ -45,6 +46,7 @@ use utoipa_axum::router::OpenApiRouter;
 pub fn api() -> (Router<AppState>, Arc<serde_json::Value>) {
     let api = OpenApiRouter::new()
         .merge(auth::router())
+        .merge(sso::router())
         .merge(users::router())
         .merge(orgs::router())
         .merge(bots::router())

@@ -99,8 +99,9 @@ fn path_matches(pattern: &str, path: &str) -> bool {
 }
 
 /// The routes that create a session or an account.
-const AUTH_ROUTES: [&str; 4] = [
+const AUTH_ROUTES: [&str; 5] = [
     "/api/v1/auth/login",
+    "/api/v1/auth/jwt",
     "/api/v1/auth/login/mfa",
     "/api/v1/auth/register",
     "/api/v1/auth/bootstrap",
@@ -114,7 +115,8 @@ impl RouteClass {
             .filter(|p| !p.is_empty())
             .unwrap_or(path);
         let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if *method == Method::POST && AUTH_ROUTES.contains(&path) {
+        let oidc = *method == Method::GET && path.starts_with("/api/v1/auth/oidc/");
+        if (*method == Method::POST && AUTH_ROUTES.contains(&path)) || oidc {
             Self::Auth
         } else if SECURING_ROUTES
             .iter()

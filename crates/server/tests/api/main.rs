@@ -43,6 +43,7 @@ mod privacy;
 mod provider;
 mod ratelimit;
 mod search;
+mod sso;
 mod streams;
 mod tracing_span;
 mod webhooks;

@@ -1,0 +1,53 @@
+//! A local JWKS endpoint: serves the key set it was last given and counts its fetches.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+struct Inner {
+    body: Mutex<String>,
+    fetches: AtomicUsize,
+}
+
+#[derive(Clone)]
+pub struct JwksServer {
+    pub port: u16,
+    inner: Arc<Inner>,
+}
+
+impl JwksServer {
+    pub async fn start(keys: serde_json::Value) -> Self {
+        let inner = Arc::new(Inner::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = inner.clone();
+        let app = axum::Router::new().route(
+            "/jwks.json",
+            axum::routing::get(move || {
+                let state = state.clone();
+                async move {
+                    state.fetches.fetch_add(1, Ordering::SeqCst);
+                    let body = state.body.lock().unwrap().clone();
+                    ([("content-type", "application/json")], body)
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let server = Self { port, inner };
+        server.serve(keys);
+        server
+    }
+
+    /// Serves `{"keys": keys}` from now on.
+    pub fn serve(&self, keys: serde_json::Value) {
+        *self.inner.body.lock().unwrap() = serde_json::json!({ "keys": keys }).to_string();
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/jwks.json", self.port)
+    }
+
+    pub fn fetches(&self) -> usize {
+        self.inner.fetches.load(Ordering::SeqCst)
+    }
+}

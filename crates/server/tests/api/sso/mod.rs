@@ -1,0 +1,7 @@
+//! AUTH-10, AUTH-11: single sign-on over HTTP against real counterparts — host-app JWTs minted by
+//! the independent PyJWT library, with keys configured or served as a JWKS by a local server
+//! that the SSRF guard's test allowlist lets through.
+
+mod host_jwt;
+mod jwks;
+mod oidc;
