@@ -114,6 +114,11 @@ impl RouteClass {
             .filter(|p| !p.is_empty())
             .unwrap_or(path);
         let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+        // Every MCP message is a POST: the envelope is charged as a read; a tool call that
+        // writes is charged to the writes on its own (`RateLimiter::tool_call_layers`).
+        if path == "/mcp" {
+            return Self::Read;
+        }
         if *method == Method::POST && AUTH_ROUTES.contains(&path) {
             Self::Auth
         } else if SECURING_ROUTES
@@ -194,6 +199,7 @@ struct Quotas {
     pro: Option<Quota>,
     team: Option<Quota>,
     enterprise: Option<Quota>,
+    mcp_tool_calls: Option<Quota>,
 }
 
 impl Quotas {
@@ -211,6 +217,7 @@ impl Quotas {
             pro: Quota::new(s.tier_pro_per_sec, sec, s.tier_pro_per_sec),
             team: Quota::new(s.tier_team_per_sec, sec, s.tier_team_per_sec),
             enterprise: Quota::new(s.tier_enterprise_per_sec, sec, s.tier_enterprise_per_sec),
+            mcp_tool_calls: Quota::new(s.mcp_tool_calls_per_min, min, s.mcp_tool_calls_burst),
         }
     }
 
@@ -368,6 +375,32 @@ impl RateLimiter {
         }
         if let Some(org) = subject.org {
             push("the per-org limit", format!("org:{org}"), q.org);
+        }
+        layers
+    }
+
+    /// The layers one MCP tool call is charged to (MCP-1): its credential's tool-call bucket
+    /// (`credential` names the credential, say an API key's id) and, for a tool that writes,
+    /// the writes of its subject as a REST write would be — so an agent never writes more
+    /// than its user could, whichever way it comes in.
+    #[must_use]
+    pub fn tool_call_layers(
+        &self,
+        subject: &Subject,
+        credential: &str,
+        writes: bool,
+    ) -> Vec<Layer> {
+        let mut layers = Vec::with_capacity(2);
+        if let Some(quota) = self.quotas.mcp_tool_calls {
+            layers.push(Layer {
+                what: "the credential's limit on MCP tool calls",
+                key: format!("mcp:{credential}"),
+                quota,
+            });
+        }
+        if writes {
+            let user = self.caller_layers(RouteClass::Write, subject);
+            layers.extend(user.into_iter().filter(|l| !l.key.starts_with("org:")));
         }
         layers
     }
