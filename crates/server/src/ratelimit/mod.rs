@@ -464,6 +464,7 @@ mod tests {
             (Method::POST, "/api/v1/files", RouteClass::Upload),
             (Method::GET, "/api/v1/files/x", RouteClass::Read),
             (Method::DELETE, "/api/v1/orgs/x", RouteClass::Write),
+            (Method::POST, "/mcp", RouteClass::Read),
         ] {
             assert_eq!(RouteClass::of(&method, path), class, "{method} {path}");
         }
@@ -495,6 +496,31 @@ mod tests {
         assert_eq!(ip_key(a), ip_key(b));
         assert_ne!(ip_key(a), ip_key(c));
         assert_eq!(ip_key("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1");
+    }
+
+    #[test]
+    fn tool_calls_have_a_bucket_per_credential_and_writes_the_users() {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::default());
+        let limiter = RateLimiter::local(&RateLimitSettings::default(), true, clock);
+        let user = UserId::new();
+        let subject = Subject {
+            user,
+            org: Some(OrgId::new()),
+            api_key: Some((uuid::Uuid::now_v7(), Tier::Free)),
+        };
+        let keys = |writes| -> Vec<String> {
+            (limiter
+                .tool_call_layers(&subject, "key:k1", writes)
+                .into_iter())
+            .map(|l| l.key)
+            .collect()
+        };
+        assert_eq!(keys(false), ["mcp:key:k1"]);
+        assert_eq!(
+            keys(true),
+            ["mcp:key:k1".to_owned(), format!("user:{user}:write")],
+            "the org was charged for the request already"
+        );
     }
 
     #[test]
