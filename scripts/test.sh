@@ -38,6 +38,15 @@ if ! python3 -c 'import jwt, cryptography' >/dev/null 2>&1; then
     echo "WARNING: could not install pyjwt (python3 -m pip install 'pyjwt[crypto]'): the host JWT interoperability tests will not run." >&2
 fi
 
+# The MCP endpoint (api::mcp) is checked with the official MCP SDKs as independent clients: the
+# Python one (`mcp`, scripts/mcp-check.py) here, the TypeScript one (@modelcontextprotocol/sdk,
+# web/tests/mcp-check.mjs) from web/tests' packages, installed before the Rust tests below.
+# Without them those tests say SKIPPED — except under CI=true, where they fail.
+if ! python3 -c 'import mcp' >/dev/null 2>&1; then
+  python3 -m pip install --quiet mcp ||
+    echo "WARNING: could not install mcp (python3 -m pip install mcp): the MCP Python SDK interoperability test will not run." >&2
+fi
+
 # A step that cannot run says SKIPPED loudly (`skipped WHAT`); under CI=true it fails the run
 # instead (`ci_requires STEP MISSING`, where MISSING is empty when nothing is missing).
 skipped() {
@@ -158,10 +167,12 @@ st_log=$(mktemp)
 trap 'rm -f "$log" "$browser_log" "$st_log"' EXIT
 status=0
 # web/tests' packages first: besides the browser tests, the HTTP suite's OpenID tests start the
-# real `oidc-provider` from there (api::sso::oidc, web/tests/oidc-provider.mjs). Without node
-# those tests say SKIPPED — except under CI=true, where they fail.
+# real `oidc-provider` from there (api::sso::oidc, web/tests/oidc-provider.mjs) and the MCP tests
+# run the TypeScript SDK from there (web/tests/mcp-check.mjs). Without node those tests say
+# SKIPPED — except under CI=true, where they fail.
 if command -v npm >/dev/null 2>&1; then
-  (cd web/tests && npm ci --no-audit --no-fund --loglevel=error)
+  (cd web/tests && npm ci --no-audit --no-fund --loglevel=error) ||
+    echo "WARNING: npm ci in web/tests failed: the OpenID, MCP TypeScript SDK and browser tests will not run." >&2
 fi
 cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
 

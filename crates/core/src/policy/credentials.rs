@@ -1,10 +1,10 @@
-//! What a credential itself allows, whatever its user's rights (AUTH-6, AUTH-7, AUTH-12, AZ-5):
-//! which scope a route group asks of a bot or API key, and the rules that keep account and
-//! credential management to the user's own login session, and what the server admin capability
-//! and impersonation (AUTH-12) may not do. Services ask these predicates and turn a `false`
+//! What a credential itself allows, whatever its user's rights (AUTH-6, AUTH-7, AUTH-12, AZ-5,
+//! MCP-2): which scope a route group asks of a bot or API key, which credentials `POST /mcp`
+//! accepts, the rules that keep account and credential management to the user's own login
+//! session, and what the server admin capability and impersonation (AUTH-12) may not do. Services ask these predicates and turn a `false`
 //! into their error; the REST routes and the gateway declare a [`ScopeRule`].
 
-use crate::credential::{Credential, Scope};
+use crate::credential::{Credential, Scope, Surface};
 use crate::ids::UserId;
 use crate::model::{Session, User};
 use crate::types::UserKind;
@@ -42,6 +42,27 @@ pub fn scope_allows(credential: &Credential, needed: Option<Scope>) -> bool {
         None => !credential.is_limited(),
         Some(scope) => credential.allows(scope),
     }
+}
+
+/// MCP-2: whether `POST /mcp` accepts a credential. Only credentials made for programs acting
+/// for a user within stated scopes: API keys (AUTH-7). A login session (bearer or cookie) is
+/// refused, so an agent never holds a user's whole account and a browser's cookie never
+/// reaches the endpoint; a bot is its own account with no scopes an agent could be limited to.
+/// Another kind of credential for agents is one more arm here.
+#[must_use]
+pub const fn mcp_accepts(credential: &Credential) -> bool {
+    match credential {
+        Credential::ApiKey { .. } => true,
+        Credential::Session | Credential::Bot { .. } => false,
+    }
+}
+
+/// Whether a write that is otherwise not an audit event (an author's own message or read
+/// marker, DATA-4) is recorded: under impersonation, with both identities (AUTH-12), and when
+/// an outside agent makes it over MCP, with its credential (MCP-3).
+#[must_use]
+pub const fn writes_audited(impersonated: bool, surface: Surface) -> bool {
+    impersonated || matches!(surface, Surface::Mcp)
 }
 
 /// Whether the request came through a login session (not a bot or key): managing
@@ -134,6 +155,25 @@ mod tests {
         assert!(!scope_allows(&k, Some(Scope::MessagesWrite)));
         assert!(is_login_session(&Credential::Session) && !is_login_session(&k));
         assert!(is_unlisted(&k));
+    }
+
+    #[test]
+    fn mcp_takes_api_keys_only() {
+        assert!(mcp_accepts(&scoped_key(&[Scope::MessagesRead])));
+        assert!(!mcp_accepts(&Credential::Session));
+        let bot = Credential::Bot {
+            bot: BotId::new(),
+            org: OrgId::new(),
+            conversations: None,
+        };
+        assert!(!mcp_accepts(&bot));
+    }
+
+    #[test]
+    fn own_writes_are_audited_under_impersonation_and_over_mcp() {
+        assert!(!writes_audited(false, Surface::Api));
+        assert!(writes_audited(false, Surface::Mcp));
+        assert!(writes_audited(true, Surface::Api));
     }
 
     #[test]

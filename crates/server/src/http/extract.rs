@@ -68,8 +68,9 @@ fn pointer(path: &serde_path_to_error::Path) -> String {
     out
 }
 
-/// Maps a typed-deserialization error (syntax was checked before) to 422, naming the field.
-fn body_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+/// Maps a typed-deserialization error (syntax was checked before) to 422, naming the field (a
+/// JSON pointer): a request body's, or an MCP tool's arguments'.
+pub fn body_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let mut field = pointer(err.path());
     // serde's messages end with " at line L column C"; clients need the field, not that.
     let text = err.inner().to_string();
@@ -314,6 +315,7 @@ pub fn request_meta(parts: &Parts, state: &AppState) -> ClientMeta {
         ip: super::client_ip::of_request(parts, state).map(crate::ratelimit::ip_key),
         user_agent: user_agent(parts),
         request_id: (!id.is_empty()).then_some(id),
+        surface: conclave_core::credential::Surface::Api,
     }
 }
 
@@ -353,7 +355,7 @@ impl<P> Caller<P> {
 }
 
 /// `Authorization` as text: `None` when absent, 401 when it is not visible ASCII.
-fn authorization(headers: &HeaderMap) -> ApiResult<Option<&str>> {
+pub fn authorization(headers: &HeaderMap) -> ApiResult<Option<&str>> {
     headers
         .get(header::AUTHORIZATION)
         .map(|v| {

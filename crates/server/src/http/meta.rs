@@ -93,6 +93,8 @@ pub struct Features {
     webhooks: bool,
     files: bool,
     search: bool,
+    /// `POST /mcp`: Conclave as an MCP server for outside AI agents (MCP-1).
+    mcp: bool,
     sso: bool,
     widget: bool,
     audit_log: bool,
@@ -170,6 +172,7 @@ async fn capabilities(State(state): State<AppState>) -> Json<Capabilities> {
             files: true,
             search: true,
             sso: !state.sso.host_jwt.is_empty() || !providers.is_empty(),
+            mcp: true,
             widget: false,
             audit_log: true,
         },
