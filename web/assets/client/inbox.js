@@ -15,6 +15,7 @@ const STATUSES = [
   ['open', 'Open'],
   ['resolved', 'Resolved'],
 ];
+const EMPTY = { bot: 'No conversation is with the AI agent.', open: 'No open conversations.', resolved: 'No resolved conversations.' };
 
 /** The status filter on show (kept while the client runs). */
 let chosen = 'open';
@@ -89,7 +90,7 @@ async function fillInbox() {
   inbox.status.replaceChildren();
   show(
     inbox.list,
-    page.items.length === 0 ? el('li', { class: 'empty', text: `No ${label(chosen).toLowerCase()} conversations.` }) : page.items.map((c) => inboxItem(c, inbox)),
+    page.items.length === 0 ? el('li', { class: 'empty', text: EMPTY[chosen] }) : page.items.map((c) => inboxItem(c, inbox)),
   );
 }
 
