@@ -15,5 +15,6 @@ pub mod ratelimit;
 pub mod startup;
 pub mod state;
 pub mod webhooks;
+pub mod widget_streams;
 
 pub use startup::Application;

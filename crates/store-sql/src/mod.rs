@@ -47,6 +47,7 @@ mod teams;
 mod throttle;
 mod users;
 mod webhooks;
+mod widget;
 
 pub(crate) use batch::Writers;
 pub(crate) use search::SearchSql;

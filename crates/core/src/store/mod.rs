@@ -26,6 +26,7 @@ mod sessions;
 mod teams;
 mod users;
 pub mod webhooks;
+pub mod widget;
 
 pub use agents::AgentStore;
 pub use audit::{AuditStore, RetentionStore};
@@ -46,6 +47,7 @@ pub use sessions::{Seen, SessionStore};
 pub use teams::TeamStore;
 pub use users::{UserFlags, UserStore};
 pub use webhooks::WebhookStore;
+pub use widget::WidgetStore;
 
 use crate::types::Limit;
 
@@ -74,6 +76,7 @@ pub trait Store:
     + FileStore
     + AgentStore
     + GuardStore
+    + WidgetStore
 {
 }
 

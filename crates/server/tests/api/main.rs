@@ -46,3 +46,4 @@ mod search;
 mod streams;
 mod tracing_span;
 mod webhooks;
+mod widget;
