@@ -1,6 +1,6 @@
 // The admin console at `/admin`: users (with impersonation and file usage), orgs with their
 // members, teams and bots, webhooks and their deliveries, AI agents (with usage and token
-// budgets), content guards and their review queue, API keys, the audit log, statistics
+// budgets), website widget keys, content guards and their review queue, API keys, the audit log, statistics
 // (content guards), capabilities.
 // Sections are addressable as `/admin#/<section>`.
 //
@@ -21,6 +21,7 @@ import { ssoView } from './admin/sso.js';
 import { statsView } from './admin/stats.js';
 import { usersView } from './admin/users.js';
 import { webhooksView } from './admin/webhooks.js';
+import { widgetsView } from './admin/widgets.js';
 
 const root = document.getElementById('app');
 const nav = document.getElementById('nav');
@@ -29,6 +30,7 @@ const SECTIONS = [
   ['orgs', 'Organizations'],
   ['webhooks', 'Webhooks'],
   ['agents', 'Agents'],
+  ['widgets', 'Widget keys'],
   ['guards', 'Guards'],
   ['api-keys', 'API keys'],
   ['sso', 'Single sign-on'],
@@ -75,7 +77,7 @@ function render() {
     if (a.dataset.section === id) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  const view = { users: usersView, orgs: orgsView, webhooks: webhooksView, agents: agentsView, guards: guardsView, 'api-keys': keysView, audit: auditView, sso: ssoView, stats: statsView, capabilities: capabilitiesView }[id];
+  const view = { users: usersView, orgs: orgsView, webhooks: webhooksView, agents: agentsView, widgets: widgetsView, guards: guardsView, 'api-keys': keysView, audit: auditView, sso: ssoView, stats: statsView, capabilities: capabilitiesView }[id];
   if (!view) {
     show(current.content, notice('No such section.'));
     return;

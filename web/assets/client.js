@@ -1,7 +1,8 @@
 // The chat client at `/`: sign-in, orgs and conversations (group and direct), live messages
 // over the gateway, unread counts kept with read markers, the sessions page, two-factor
 // settings and the account page (security events, data export, erasure). Routes live in the
-// fragment: `#/c/<id>`, `#/sessions`, `#/security`, `#/account`.
+// fragment: `#/c/<id>`, `#/sessions`, `#/security`, `#/account`, `#/inbox` (the support inbox of
+// the website widget's conversations).
 //
 // This module starts the app: sign-in and sign-out, the gateway, loading orgs and
 // conversations, and routing to the views under `client/` (each says what it owns).
@@ -13,6 +14,7 @@ import { bootstrapView, signInView } from './signin.js';
 import { accountView } from './client/account.js';
 import { conversationView } from './client/conversation.js';
 import { welcomeView } from './client/home.js';
+import { inboxView } from './client/inbox.js';
 import { dispatch } from './client/live.js';
 import { upsertMessage } from './client/messages.js';
 import { applyReady, markRead } from './client/reads.js';
@@ -142,6 +144,7 @@ async function renderRoute() {
   if (r.view === 'security') return securityView();
   if (r.view === 'account') return accountView();
   if (r.view === 'conversation') return conversationView(r.id);
+  if (r.view === 'inbox') return inboxView();
   return welcomeView();
 }
 

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
-import { SHOTS, log, setup, waitFor } from './harness.mjs';
+import { SHOTS, completionStream, log, setup, waitFor } from './harness.mjs';
 
 /** The pieces of the finite answer, sent ~150 ms apart. */
 const PIECES = ['Hello', ' there,', ' I am', ' <b>an agent</b>', '. See http://127.0.0.1:PORT/preview-me', ' — done.'];
@@ -35,10 +35,7 @@ const provider = createServer((req, res) => {
   req.on('end', () => {
     const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
     calls.push({ authorization: req.headers.authorization ?? null, body });
-    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
-    const send = (data) => res.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
-    const delta = (content) => send({ id: 'chatcmpl-1', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content } }] });
-    send({ id: 'chatcmpl-1', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { role: 'assistant' } }] });
+    const { delta, finish } = completionStream(res);
     const last = body.messages.at(-1)?.content ?? '';
     if (/break/.test(last)) {
       // A piece, then the connection drops before [DONE].
@@ -56,20 +53,10 @@ const provider = createServer((req, res) => {
       });
       return;
     }
-    const pieces = PIECES.map((p) => p.replace('PORT', String(port)));
-    let i = 0;
-    const timer = setInterval(() => {
-      if (i < pieces.length) {
-        delta(pieces[i]);
-        i += 1;
-        return;
-      }
-      clearInterval(timer);
-      send({ id: 'chatcmpl-1', object: 'chat.completion.chunk', choices: [], usage: { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 } });
-      send('[DONE]');
-      res.end();
-    }, 150);
-    res.on('close', () => clearInterval(timer));
+    finish(
+      PIECES.map((p) => p.replace('PORT', String(port))),
+      { prompt_tokens: 11, completion_tokens: 7, total_tokens: 18 },
+    );
   });
 });
 await new Promise((ok) => provider.listen(0, '127.0.0.1', ok));

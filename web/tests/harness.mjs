@@ -72,6 +72,34 @@ export async function decodeQr(context, png) {
   return jsQR(Uint8ClampedArray.from(data), width, height)?.data ?? null;
 }
 
+/**
+ * Answers a fake OpenAI Chat Completions request on `res` as a stream (the server's AI agents
+ * call it): `delta(text)` sends one piece; `finish(pieces, usage)` sends `pieces` 150 ms apart,
+ * then `usage` and `[DONE]`, and ends (a hang-up stops it).
+ */
+export function completionStream(res) {
+  res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
+  const send = (data) => res.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+  const delta = (content) => send({ id: 'chatcmpl-1', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content } }] });
+  send({ id: 'chatcmpl-1', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { role: 'assistant' } }] });
+  const finish = (pieces, usage) => {
+    let i = 0;
+    const timer = setInterval(() => {
+      if (i < pieces.length) {
+        delta(pieces[i]);
+        i += 1;
+        return;
+      }
+      clearInterval(timer);
+      send({ id: 'chatcmpl-1', object: 'chat.completion.chunk', choices: [], usage });
+      send('[DONE]');
+      res.end();
+    }, 150);
+    res.on('close', () => clearInterval(timer));
+  };
+  return { delta, finish };
+}
+
 /** The message log of the open conversation. */
 export function log(page) {
   return page.getByRole('log');

@@ -28,6 +28,7 @@ pub mod store;
 pub mod token;
 pub mod totp;
 pub mod types;
+pub mod widget;
 
 pub use clock::{Clock, ManualClock, SystemClock, Ticker};
 pub use error::ServiceError;

@@ -68,15 +68,19 @@ pub enum SealedColumn {
     /// `guard_secrets.api_key` (same three columns), row id = the guard's id: a moderation
     /// endpoint's API key (RATE-6).
     GuardApiKey,
+    /// `widget_key_secrets.secret` (same three columns), row id = the widget key's id: the
+    /// identity secret hosts sign visitors with (WEB-4).
+    WidgetIdentitySecret,
 }
 
 impl SealedColumn {
     /// Every sealed column, in the order rotation walks them.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::UserTotpSecret,
         Self::WebhookSecret,
         Self::AgentApiKey,
         Self::GuardApiKey,
+        Self::WidgetIdentitySecret,
     ];
 
     /// `table.column`, as bound into the associated data.
@@ -87,6 +91,7 @@ impl SealedColumn {
             Self::WebhookSecret => "webhook_secrets.secret",
             Self::AgentApiKey => "agent_keys.secret",
             Self::GuardApiKey => "guard_secrets.api_key",
+            Self::WidgetIdentitySecret => "widget_key_secrets.secret",
         }
     }
 
@@ -95,7 +100,10 @@ impl SealedColumn {
     const fn legacy_purpose(self) -> Option<&'static str> {
         match self {
             Self::UserTotpSecret => Some("totp-secret"),
-            Self::WebhookSecret | Self::AgentApiKey | Self::GuardApiKey => None,
+            Self::WebhookSecret
+            | Self::AgentApiKey
+            | Self::GuardApiKey
+            | Self::WidgetIdentitySecret => None,
         }
     }
 }

@@ -21,6 +21,11 @@ pub enum TokenKind {
     Bot,
     /// The short-lived ticket between a sign-in's password step and its second factor.
     MfaChallenge,
+    /// A support widget's publishable key (WEB-4), sent as `X-Widget-Key: cnv_w_…`.
+    WidgetKey,
+    /// A widget visitor session's secret (WEB-4), sent as `X-Widget-Visitor: cnv_v_…`; valid on
+    /// the widget routes only.
+    Visitor,
 }
 
 impl TokenKind {
@@ -33,16 +38,20 @@ impl TokenKind {
             Self::ApiKey => "cnv_k",
             Self::Bot => "cnv_b",
             Self::MfaChallenge => "cnv_mfa",
+            Self::WidgetKey => "cnv_w",
+            Self::Visitor => "cnv_v",
         }
     }
 
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::Session,
         Self::Invite,
         Self::Bootstrap,
         Self::ApiKey,
         Self::Bot,
         Self::MfaChallenge,
+        Self::WidgetKey,
+        Self::Visitor,
     ];
 
     /// The kind whose prefix (and `_`) `token` starts with, well-formed or not: what a token

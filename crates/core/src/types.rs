@@ -258,6 +258,8 @@ macro_rules! closed_enum {
     };
 }
 
+pub(crate) use closed_enum;
+
 closed_enum!(
     /// Who acted, in an audit row.
     ActorType { User = "user", Bot = "bot", ApiKey = "api_key", Management = "management", System = "system", Anonymous = "anonymous" }

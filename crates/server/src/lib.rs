@@ -16,5 +16,6 @@ pub mod sso;
 pub mod startup;
 pub mod state;
 pub mod webhooks;
+pub mod widget_streams;
 
 pub use startup::Application;

@@ -66,6 +66,41 @@ async fn conversation_page(
     conversations(&mut conn, k.bind_key(query, |key| key.0)).await
 }
 
+/// Inserts the conversation, its visibility teams and its participants (a direct pair that
+/// exists already: `DirectExists`).
+pub(super) async fn insert_conversation(
+    conn: &mut Conn,
+    conv: &Conversation,
+    participants: &[(UserId, ConversationRole)],
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO conversations (id, org_id, kind, name, visibility, archived, \
+         created_by, created_at, updated_at, last_seq, direct_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(conv.id.0)
+    .bind(conv.org_id.0)
+    .bind(conv.kind.as_str())
+    .bind(conv.name.as_deref())
+    .bind(conv.visibility.tag())
+    .bind(conv.archived)
+    .bind(conv.created_by.0)
+    .bind(ts(conv.created_at))
+    .bind(ts(conv.updated_at))
+    .bind(conv.last_seq)
+    .bind(conv.direct_key.as_deref())
+    .execute(&mut *conn)
+    .await
+    .map_err(unique(Conflict::DirectExists))?;
+    insert_visibility_teams(&mut *conn, conv.id, &conv.visibility).await?;
+    for (user, role) in participants {
+        PARTICIPANTS
+            .insert(&mut *conn, conv.id.0, *user, *role, conv.created_at)
+            .await?;
+    }
+    Ok(())
+}
+
 async fn insert_visibility_teams(
     conn: &mut Conn,
     conv: ConversationId,
@@ -111,31 +146,7 @@ impl ConversationStore for Backend {
         audit: &[AuditEntry],
     ) -> StoreResult<()> {
         let mut tx = self.writer().begin().await.map_err(db)?;
-        sqlx::query(
-            "INSERT INTO conversations (id, org_id, kind, name, visibility, archived, \
-             created_by, created_at, updated_at, last_seq, direct_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(conv.id.0)
-        .bind(conv.org_id.0)
-        .bind(conv.kind.as_str())
-        .bind(conv.name.as_deref())
-        .bind(conv.visibility.tag())
-        .bind(conv.archived)
-        .bind(conv.created_by.0)
-        .bind(ts(conv.created_at))
-        .bind(ts(conv.updated_at))
-        .bind(conv.last_seq)
-        .bind(conv.direct_key.as_deref())
-        .execute(&mut *tx)
-        .await
-        .map_err(unique(Conflict::DirectExists))?;
-        insert_visibility_teams(&mut tx, conv.id, &conv.visibility).await?;
-        for (user, role) in participants {
-            PARTICIPANTS
-                .insert(&mut tx, conv.id.0, *user, *role, conv.created_at)
-                .await?;
-        }
+        insert_conversation(&mut tx, conv, participants).await?;
         commit_audited(tx, self, audit).await
     }
 

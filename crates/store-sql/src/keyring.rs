@@ -47,6 +47,13 @@ fn sealed_column_sql(column: conclave_core::secretbox::SealedColumn) -> SealedCo
             nonce: "secret_nonce",
             ciphertext: "secret_ciphertext",
         },
+        conclave_core::secretbox::SealedColumn::WidgetIdentitySecret => SealedColumnSql {
+            table: "widget_key_secrets",
+            row: "key_id",
+            key_id: "secret_key_id",
+            nonce: "secret_nonce",
+            ciphertext: "secret_ciphertext",
+        },
     }
 }
 

@@ -48,6 +48,7 @@ mod teams;
 mod throttle;
 mod users;
 mod webhooks;
+mod widget;
 
 pub(crate) use batch::Writers;
 pub(crate) use search::SearchSql;

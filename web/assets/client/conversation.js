@@ -7,6 +7,7 @@
 import { api } from '../api.js';
 import { el, notice, show, smallButton } from '../dom.js';
 import { pendingAttachments } from './attachments.js';
+import { widgetActions } from './inbox.js';
 import { kindBadge, upsertMessage } from './messages.js';
 import { markRead } from './reads.js';
 import { revealPending, searchBox } from './search.js';
@@ -82,7 +83,8 @@ export async function conversationView(id) {
       'div',
       { class: 'conv-head' },
       (ui.convTitle = el('h2', { text: conversationName(c) })),
-      el('span', { class: 'muted', text: c.kind === 'group' ? 'Group' : 'Direct' }),
+      el('span', { class: 'muted', text: c.source === 'widget' ? 'Website visitor' : c.kind === 'group' ? 'Group' : 'Direct' }),
+      widgetActions(c),
       searchBox({ path: () => `/conversations/${id}/search`, label: 'Search this conversation', showConversation: false }),
     ),
     (ui.older = el('div', { class: 'older' })),

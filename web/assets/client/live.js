@@ -1,11 +1,13 @@
 // Live events from the gateway (DISPATCH frames) applied to what is on screen: messages (and
 // AI agents' answers as they grow, `answers.js`),
 // read markers of my other sessions, conversations created, changed or deleted, participants,
-// typing and presence; and my own presence, idle while the page is hidden.
+// typing and presence; the support inbox (`inbox.js`); and my own presence, idle while the page
+// is hidden.
 
 import { api } from '../api.js';
 import { notice, show } from '../dom.js';
 import { streamDelta } from './answers.js';
+import { inboxEvent } from './inbox.js';
 import { renderPeople } from './conversation.js';
 import { renderTyping, upsertMessage } from './messages.js';
 import { markRead, newestShown } from './reads.js';
@@ -13,6 +15,7 @@ import { renderSidebar } from './sidebar.js';
 import { app, listsChanged, readsOf, state, ui } from './state.js';
 
 export function dispatch(t, d) {
+  inboxEvent(t, d);
   switch (t) {
     case 'MESSAGE_CREATE': {
       state.typing.delete(d.author?.id);

@@ -86,7 +86,8 @@ export function layout(root) {
   );
   const part = (id, title, ...children) => el('section', { 'aria-labelledby': id }, el('h2', { id, text: title }), ...children);
   const orgSearch = searchBox({ path: () => `/orgs/${state.orgId}/search`, label: 'Search this organization', showConversation: true });
-  ui.orgSection = part('orgs-title', 'Organization', ui.orgSelect, orgSearch);
+  ui.inboxLink = el('a', { href: '#/inbox', class: 'inbox-link', text: 'Support inbox' });
+  ui.orgSection = part('orgs-title', 'Organization', ui.orgSelect, orgSearch, ui.inboxLink);
   ui.sidebar = el(
     'aside',
     { class: 'sidebar' },
@@ -105,6 +106,8 @@ export function renderSidebar() {
   show(ui.orgSelect, state.orgs.map((o) => el('option', { value: o.id, text: o.name, selected: o.id === state.orgId })));
   ui.orgSelect.disabled = state.orgs.length === 0;
   ui.newConvButton.disabled = !state.orgId;
+  if (route().view === 'inbox') ui.inboxLink.setAttribute('aria-current', 'page');
+  else ui.inboxLink.removeAttribute('aria-current');
   // Lists are rebuilt on live events: keep the keyboard focus on the same conversation.
   const focusedId = document.activeElement?.closest?.('[data-conversation-id]')?.dataset.conversationId;
   const inOrg = (c) => c.org_id === state.orgId;
@@ -163,8 +166,9 @@ function selectOrg(id) {
   state.orgId = id;
   renderSidebar();
   loadMembers(id);
-  // The home view's invite form belongs to the chosen org.
+  // The home view's invite form and the inbox belong to the chosen org.
   if (route().view === 'home') welcomeView();
+  if (route().view === 'inbox') app.showRoute();
 }
 
 /** Adds a conversation I just created or joined to my list and opens it. */

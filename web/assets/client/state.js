@@ -54,13 +54,14 @@ export const app = {
   showRoute: async () => {},
 };
 
-/** The screen the fragment names: `#/c/<id>`, `#/sessions`, `#/security`, `#/account`, or home. */
+/** The screen the fragment names: `#/c/<id>`, `#/sessions`, `#/security`, `#/account`, `#/inbox`, or home. */
 export function route() {
   const m = location.hash.match(/^#\/c\/([0-9a-f-]{36})$/);
   if (m) return { view: 'conversation', id: m[1] };
   if (location.hash === '#/sessions') return { view: 'sessions' };
   if (location.hash === '#/security') return { view: 'security' };
   if (location.hash === '#/account') return { view: 'account' };
+  if (location.hash === '#/inbox') return { view: 'inbox' };
   return { view: 'home' };
 }
 

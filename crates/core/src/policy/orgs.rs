@@ -40,6 +40,8 @@ pub enum OrgAction {
     ManageAgents,
     /// Manage the org's content guards and review what they flagged (RATE-6).
     ManageGuards,
+    /// Create, change and revoke the org's support widget keys (WEB-4).
+    ManageWidgetKeys,
 }
 
 impl OrgAction {
@@ -64,6 +66,7 @@ impl OrgAction {
         Self::ManageWebhooks,
         Self::ManageAgents,
         Self::ManageGuards,
+        Self::ManageWidgetKeys,
     ];
 
     /// Whether the action only looks.
@@ -85,7 +88,7 @@ impl OrgAction {
             ManageWebhooks => Some(Scope::WebhooksAdmin),
             UpdateOrg | DeleteOrg | TransferOrg | ManageMembers | ManageOwners | CreateInvite
             | ManageTeams | ManageBots | ManageAgents | ViewAudit | ManageSecurity
-            | ManageGuards => Some(Scope::OrgAdmin),
+            | ManageGuards | ManageWidgetKeys => Some(Scope::OrgAdmin),
         }
     }
 
@@ -116,7 +119,8 @@ pub fn org_allows(role: OrgRole, action: OrgAction) -> bool {
         | ViewAudit
         | ManageWebhooks
         | ManageAgents
-        | ManageGuards => role.rank() >= OrgRole::Admin.rank(),
+        | ManageGuards
+        | ManageWidgetKeys => role.rank() >= OrgRole::Admin.rank(),
         DeleteOrg | TransferOrg | ManageOwners | ManageSecurity => role == OrgRole::Owner,
         CreateConversation => role.rank() >= OrgRole::Member.rank(),
     }
@@ -171,6 +175,22 @@ pub fn credential_allows_org_action(credential: &Credential, action: OrgAction) 
     credential.conversations().is_none()
         || action.reads()
         || matches!(action, OrgAction::JoinConversation)
+}
+
+/// WEB-4: whether a caller may work a support widget inbox (list widget conversations, open or
+/// resolve them): an org admin, or a member (not a viewer) of the key's support team
+/// (`in_team`) — through a login session or an API key, never a bot (a visitor's messages are
+/// written by one) and never a credential limited to listed conversations (AZ-5a, checked by
+/// the caller before).
+#[must_use]
+pub fn widget_inbox_allows(
+    credential: &Credential,
+    role: OrgRole,
+    admin: bool,
+    in_team: bool,
+) -> bool {
+    !matches!(credential, Credential::Bot { .. })
+        && (admin || (in_team && role.rank() >= OrgRole::Member.rank()))
 }
 
 /// Whether an account of `kind` may create organizations: bots act only in the org they were

@@ -32,6 +32,9 @@ pub struct AgentTask {
     pub agent: Agent,
     pub message: Message,
     pub trigger: Trigger,
+    /// A support widget conversation (WEB-4): the agent is told how to hand off, and its
+    /// answer's handoff marker hands the conversation to people.
+    pub widget: bool,
 }
 
 /// Who wrote a line of the model's context.
@@ -82,7 +85,18 @@ impl Services {
             return Ok(Vec::new());
         }
         let message = self.store.message(id).await?;
-        if message.author.kind != UserKind::User || message.conversation_id != conv {
+        if message.conversation_id != conv {
+            return Ok(Vec::new());
+        }
+        // WEB-4: in a widget conversation only the key's agent answers, only the visitor, and
+        // only while the conversation is `bot` — as in a direct conversation, never after a
+        // handoff.
+        if facts.kind == ConversationKind::Group {
+            if let Some(w) = self.store.widget_conversation(conv).await? {
+                return self.widget_agent_tasks(&w, agents, message).await;
+            }
+        }
+        if message.author.kind != UserKind::User {
             return Ok(Vec::new());
         }
         let replied_author = match message.reply_to {
@@ -108,10 +122,47 @@ impl Services {
                     agent,
                     message: message.clone(),
                     trigger,
+                    widget: false,
                 });
             }
         }
         Ok(tasks)
+    }
+
+    /// The answer of a widget conversation's agent to a visitor's message while it is `bot`.
+    async fn widget_agent_tasks(
+        &self,
+        w: &crate::store::widget::WidgetConversation,
+        agents: Vec<Agent>,
+        message: Message,
+    ) -> Result<Vec<AgentTask>> {
+        if w.status != crate::widget::WidgetStatus::Bot || message.deleted_at.is_some() {
+            return Ok(Vec::new());
+        }
+        let key = match self.store.widget_key(w.key_id).await {
+            Ok(k) => k,
+            Err(crate::store::StoreError::NotFound) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        if message.author.id != key.visitor_user_id {
+            return Ok(Vec::new());
+        }
+        let Some(agent) = agents.into_iter().find(|a| Some(a.id) == key.agent_id) else {
+            return Ok(Vec::new());
+        };
+        if self
+            .participation(w.conversation_id, agent.user_id)
+            .await?
+            .is_none()
+        {
+            return Ok(Vec::new());
+        }
+        Ok(vec![AgentTask {
+            agent,
+            message,
+            trigger: Trigger::Direct,
+            widget: true,
+        }])
     }
 
     /// The agent acting as its bot account: the bot's credential (its org only), on a stand-in
@@ -179,11 +230,16 @@ impl Services {
         seen.truncate(wanted);
         seen.reverse();
         let mut context = Vec::with_capacity(seen.len() + 1);
-        if let Some(prompt) = &agent.system_prompt {
+        let prompt = match (&agent.system_prompt, task.widget) {
+            (Some(p), true) => Some(format!("{p}\n\n{}", crate::widget::HANDOFF_INSTRUCTION)),
+            (None, true) => Some(crate::widget::HANDOFF_INSTRUCTION.to_owned()),
+            (p, false) => p.clone(),
+        };
+        if let Some(prompt) = prompt {
             context.push(ContextLine {
                 role: ContextRole::System,
                 name: None,
-                content: prompt.clone(),
+                content: prompt,
             });
         }
         context.extend(seen.into_iter().map(|m| {

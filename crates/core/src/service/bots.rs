@@ -111,8 +111,9 @@ impl Services {
             .iter()
             .map(|a| a.bot_id)
             .collect();
+        let widget_bots = self.widget_bots(org).await?;
         let mut bots = self.store.bots(org).await?;
-        bots.retain(|b| !agents.contains(&b.id));
+        bots.retain(|b| !agents.contains(&b.id) && !widget_bots.contains(&b.user_id));
         Ok(bots)
     }
 
@@ -133,7 +134,10 @@ impl Services {
         let what = "bot";
         match self.store.bot(id).await {
             // An agent's bot holds no token, and never gets one (AGENT-1): it is not found here.
-            Ok(b) if b.org_id == org && self.store.agent_of_user(b.user_id).await?.is_none() => {}
+            Ok(b)
+                if b.org_id == org
+                    && self.store.agent_of_user(b.user_id).await?.is_none()
+                    && !self.widget_bots(org).await?.contains(&b.user_id) => {}
             Ok(_) | Err(StoreError::NotFound) => return Err(ServiceError::NotFound(what)),
             Err(e) => return Err(e.into()),
         }

@@ -414,7 +414,7 @@ impl Services {
     /// `CONVERSATION_CREATE` to a user who now participates, subscribing their sockets. A user
     /// locked out of the org (AUTH-4a) gets the subscription held back: nothing of it reaches
     /// them until `ORG_ACCESS_RESTORED`.
-    async fn subscribed(&self, conv: &Conversation, user: UserId) -> Result<Event> {
+    pub(super) async fn subscribed(&self, conv: &Conversation, user: UserId) -> Result<Event> {
         let locked = self.locked_out(user, conv.org_id).await?;
         Ok(
             Event::user("CONVERSATION_CREATE", user, conv).with_control(Control::Subscribe {

@@ -11,10 +11,13 @@
 //! credential (an OAuth access token, a widget visitor's secret) is another variant of
 //! [`PresentedCredential`] and another arm of `identify`.
 
+use super::widget::Visitor;
 use super::{Actor, ClientMeta, ServerAdmin, Services};
 use crate::error::ServiceError;
 use crate::policy;
+use crate::store::widget::WidgetKey;
 use crate::token::{self, TokenKind};
+use crate::widget::{origin_listed, WidgetOrigin, WidgetSessionId};
 use secrecy::{ExposeSecret, SecretString};
 use std::net::IpAddr;
 
@@ -211,6 +214,85 @@ impl Services {
         } else {
             Err(Refused::InvalidCredential)
         }
+    }
+
+    /// WEB-4: a support widget call. `key` (`X-Widget-Key`) must be a live widget key and
+    /// `origin` (`Origin`) one of its allowed origins; anything else is 403 — the same answer
+    /// for an unknown, revoked or malformed key (`widget_key_invalid`), and
+    /// `origin_not_allowed` for a page elsewhere. A malformed key costs no query.
+    pub async fn identify_widget(
+        &self,
+        key: Option<&str>,
+        origin: Option<&str>,
+    ) -> Result<WidgetKey, ServiceError> {
+        let invalid = ServiceError::forbidden(
+            "widget_key_invalid",
+            "the widget key is missing, unknown or revoked",
+        );
+        let key = key.map(str::trim).unwrap_or_default();
+        if !token::well_formed(TokenKind::WidgetKey, key) {
+            return Err(invalid);
+        }
+        let Some(found) = self.store.widget_key_by_value(key).await? else {
+            return Err(invalid);
+        };
+        if !origin.is_some_and(|o| origin_listed(&found.allowed_origins, o)) {
+            return Err(ServiceError::forbidden(
+                "origin_not_allowed",
+                "this page's origin may not use this widget key",
+            ));
+        }
+        Ok(found)
+    }
+
+    /// WEB-4: whether some live widget key allows `origin` (a CORS preflight carries no key).
+    pub async fn widget_origin_known(&self, origin: &str) -> Result<bool, ServiceError> {
+        match WidgetOrigin::parse(origin) {
+            Ok(o) => Ok(self.store.widget_origin_known(o.as_str()).await?),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// WEB-4: the visitor of session `session_id` of `key`, when `secret` (`X-Widget-Visitor`)
+    /// is that session's visitor secret: its keyed hash is compared in constant time with the
+    /// stored one. A missing or wrong secret, or a session of another key, is 401
+    /// `visitor_invalid`, the same whether the session exists — a session id alone reads
+    /// nothing. The secret is valid nowhere else: on every other route it is a bearer token
+    /// of no session.
+    pub async fn identify_visitor(
+        &self,
+        key: WidgetKey,
+        session_id: &WidgetSessionId,
+        secret: Option<&str>,
+        meta: ClientMeta,
+    ) -> Result<Visitor, ServiceError> {
+        let invalid = || {
+            ServiceError::unauthorized(
+                "visitor_invalid",
+                "the visitor session is unknown or its secret is wrong",
+            )
+        };
+        let secret = secret.map(str::trim).unwrap_or_default();
+        let hash = self.presented_token_hash(TokenKind::Visitor, secret, invalid())?;
+        let Some((session, visitor)) = self
+            .store
+            .widget_session(key.id, session_id.as_str())
+            .await?
+        else {
+            return Err(invalid());
+        };
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            &hash[..],
+            &session.secret_hash[..],
+        )) {
+            return Err(invalid());
+        }
+        Ok(Visitor {
+            key,
+            session,
+            visitor,
+            meta,
+        })
     }
 
     /// AUTH-4a: every credential of a user a server admin requires to use 2FA — a session, or

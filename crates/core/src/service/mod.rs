@@ -30,6 +30,7 @@ mod throttle;
 mod users;
 mod views;
 pub mod webhooks;
+pub mod widget;
 
 pub use api_keys::{NewApiKey, GRACE_MAX_SECONDS};
 pub use audit::{

@@ -91,6 +91,22 @@ impl AnswerStream {
     pub fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::Acquire)
     }
+
+    /// WEB-4: takes the handoff marker lines out of the answer (`crate::widget`), answering
+    /// whether there was one. What is left goes out whole with the end (no further delta); an
+    /// answer that was only the marker becomes a short line saying a person will answer.
+    pub fn take_handoff_marker(&mut self) -> bool {
+        let Some(mut kept) = crate::widget::strip_handoff(&self.text) else {
+            return false;
+        };
+        if kept.trim().is_empty() {
+            kept = super::widget::HANDOFF_ONLY_ANSWER.to_owned();
+        }
+        self.text = kept;
+        self.emitted = self.text.len();
+        self.persisted = 0;
+        true
+    }
 }
 
 /// What the writer of a stream should do next.

@@ -27,6 +27,7 @@ pub mod sso;
 mod teams;
 mod users;
 pub mod webhooks;
+pub mod widget;
 
 pub use agents::AgentStore;
 pub use audit::{AuditStore, RetentionStore};
@@ -48,6 +49,7 @@ pub use sso::{IdentityKey, IdentityKind, LinkedIdentity, SsoStore};
 pub use teams::TeamStore;
 pub use users::{UserFlags, UserStore};
 pub use webhooks::WebhookStore;
+pub use widget::WidgetStore;
 
 use crate::types::Limit;
 
@@ -77,6 +79,7 @@ pub trait Store:
     + AgentStore
     + GuardStore
     + SsoStore
+    + WidgetStore
 {
 }
 

@@ -8,6 +8,7 @@
 use super::runner;
 use crate::state::AppState;
 use conclave_core::event::{Audience, Event, EventKind, EventSink};
+use conclave_core::service::widget::VISITOR_USERNAME_PREFIX;
 use conclave_core::{ConversationId, MessageId};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -32,7 +33,9 @@ pub fn tap(inner: Arc<dyn EventSink>) -> (AgentTap, mpsc::Receiver<Trigger>) {
     (AgentTap { inner, queue }, rx)
 }
 
-/// The trigger an event carries: a person's new message (bots and agents never call agents).
+/// The trigger an event carries: a person's new message (bots and agents never call agents),
+/// or a support widget visitor's (written by the widget key's `visitor-…` bot, WEB-4; the
+/// services answer it only in that key's conversations while they are `bot`).
 fn trigger_of(event: &Event) -> Option<Trigger> {
     if event.kind != EventKind::MessageCreate {
         return None;
@@ -40,7 +43,16 @@ fn trigger_of(event: &Event) -> Option<Trigger> {
     let Audience::Conversation(conv) = event.audience else {
         return None;
     };
-    if event.d.get("author")?.get("kind")?.as_str()? != "user" {
+    let author = event.d.get("author")?;
+    let person = match author.get("kind")?.as_str()? {
+        "user" => true,
+        "bot" => author
+            .get("username")?
+            .as_str()?
+            .starts_with(VISITOR_USERNAME_PREFIX),
+        _ => false,
+    };
+    if !person {
         return None;
     }
     let id = uuid::Uuid::parse_str(event.d.get("id")?.as_str()?).ok()?;
@@ -90,6 +102,13 @@ mod tests {
             Some((conv, id))
         );
         assert_eq!(trigger_of(&made("MESSAGE_CREATE", msg("bot"))), None);
+        let visitor = json!({"id": id, "author": {"kind": "bot", "username": "visitor-0123"}});
+        assert_eq!(
+            trigger_of(&made("MESSAGE_CREATE", visitor)),
+            Some((conv, id))
+        );
+        let system = json!({"id": id, "author": {"kind": "bot", "username": "widget-0123"}});
+        assert_eq!(trigger_of(&made("MESSAGE_CREATE", system)), None);
         assert_eq!(trigger_of(&made("MESSAGE_UPDATE", msg("user"))), None);
         assert_eq!(trigger_of(&made("MESSAGE_CREATE", json!({}))), None);
     }

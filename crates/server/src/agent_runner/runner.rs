@@ -168,9 +168,14 @@ async fn run(
         .settle_agent_tokens(&reservation, tokens.0.saturating_add(tokens.1))
         .await;
     let recorded = (services.record_agent_call(agent.id, latency_ms, tokens, failed)).await;
+    // WEB-4: an answer ending with the handoff marker hands the widget conversation to people.
+    let handoff = task.widget && matches!(end, StreamEnd::Complete) && stream.take_handoff_marker();
     let closed = services.close_stream(stream, end).await?;
     if blocked {
         notice(BLOCKED_NOTICE).await?;
+    }
+    if handoff {
+        services.widget_agent_handoff(&actor, conv).await?;
     }
     (services.flag_message(agent.org_id, &closed, &flags)).await?;
     settled.and(recorded)

@@ -155,6 +155,21 @@ pub struct RateLimitSettings {
     /// answered 429 and closed. Trusted proxies are exempt (they carry many clients).
     #[serde(deserialize_with = "flex::u64")]
     pub max_connections_per_ip: u64,
+    /// Support widget calls (WEB-4) per widget key, whatever the visitor.
+    #[serde(deserialize_with = "flex::u64")]
+    pub widget_key_per_min: u64,
+    #[serde(deserialize_with = "flex::u64")]
+    pub widget_key_burst: u64,
+    /// Support widget calls of one visitor session.
+    #[serde(deserialize_with = "flex::u64")]
+    pub widget_visitor_per_min: u64,
+    #[serde(deserialize_with = "flex::u64")]
+    pub widget_visitor_burst: u64,
+    /// Support widget calls from one client IP (a session creation always counts here).
+    #[serde(deserialize_with = "flex::u64")]
+    pub widget_ip_per_min: u64,
+    #[serde(deserialize_with = "flex::u64")]
+    pub widget_ip_burst: u64,
 }
 
 impl Default for RateLimitSettings {
@@ -183,6 +198,12 @@ impl Default for RateLimitSettings {
             idle_timeout_secs: 60,
             max_connections: 50_000,
             max_connections_per_ip: 256,
+            widget_key_per_min: 3_000,
+            widget_key_burst: 600,
+            widget_visitor_per_min: 60,
+            widget_visitor_burst: 20,
+            widget_ip_per_min: 300,
+            widget_ip_burst: 60,
         }
     }
 }

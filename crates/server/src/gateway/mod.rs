@@ -48,6 +48,8 @@ pub struct Gateway {
     pub allowed_origins: Vec<String>,
     pub own_origin: String,
     pub min_client_version: Option<semver::Version>,
+    /// The support widget's visitor streams on this node, fed by the hub (WEB-4).
+    pub widget_streams: Arc<crate::widget_streams::WidgetStreams>,
 }
 
 impl Gateway {
@@ -75,8 +77,11 @@ impl Gateway {
             max_buffered: 100_000,
         };
         let cache = services.clone();
+        let widget_streams = Arc::new(crate::widget_streams::WidgetStreams::default());
+        let tapped = widget_streams.clone();
         let hub = hub::Hub::new(node, limits, Arc::new(move |e| publisher.publish(e)))
-            .invalidating(Arc::new(move |control| cache.invalidate(control)));
+            .invalidating(Arc::new(move |control| cache.invalidate(control)))
+            .tapping(Arc::new(move |ev| tapped.tap(ev)));
         tokio::spawn(hub.run(hub_rx, stream));
         let (shutdown, _) = watch::channel(false);
         let (live_tx, live_rx) = mpsc::channel(1);
@@ -94,6 +99,7 @@ impl Gateway {
             own_origin: origin_of(&clients.public_url),
             allowed_origins: clients.allowed_origins,
             min_client_version: clients.min_client_version,
+            widget_streams,
         })
     }
 

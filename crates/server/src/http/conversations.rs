@@ -11,6 +11,7 @@ use conclave_core::service::NewConversation;
 use conclave_core::service::{ConversationList, ConversationView};
 use conclave_core::store::ConversationPatch;
 use conclave_core::types::{ConversationKind, ConversationRole, Name, Visibility};
+use conclave_core::widget::WidgetStatus;
 use conclave_core::{ConversationId, OrgId, UserId};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -105,14 +106,44 @@ async fn get_conversation(me: Caller<ConversationId>) -> Answer<ConversationView
     json(me.services().get_conversation(&me.actor, me.at)).await
 }
 
-/// Rename, archive or change visibility (conversation owners/moderators, org admins).
-#[utoipa::path(patch, path = "/conversations/{c}", tag = "conversations", params(("c" = String, Path, format = Uuid)), request_body = ConversationPatch,
+/// The body of `PATCH /conversations/{c}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConversation {
+    name: Option<Name>,
+    archived: Option<bool>,
+    visibility: Option<Visibility>,
+    /// A support widget conversation's status (WEB-4): `open` (takes it from the AI agent) or
+    /// `resolved`; the key's support team and org admins only.
+    status: Option<WidgetStatus>,
+}
+
+/// Rename, archive or change visibility (conversation owners/moderators, org admins); open or
+/// resolve a support widget conversation (its support team, org admins).
+#[utoipa::path(patch, path = "/conversations/{c}", tag = "conversations", params(("c" = String, Path, format = Uuid)), request_body = UpdateConversation,
     responses((status = 200, body = Conversation)))]
 async fn update_conversation(
     me: Caller<ConversationId>,
-    ApiJson(patch): ApiJson<ConversationPatch>,
+    ApiJson(body): ApiJson<UpdateConversation>,
 ) -> Answer<Conversation> {
-    json(me.services().update_conversation(&me.actor, me.at, patch)).await
+    let patch = ConversationPatch {
+        name: body.name,
+        archived: body.archived,
+        visibility: body.visibility,
+    };
+    let settings = patch.name.is_some() || patch.archived.is_some() || patch.visibility.is_some();
+    let Some(status) = body.status else {
+        return json(me.services().update_conversation(&me.actor, me.at, patch)).await;
+    };
+    if settings {
+        me.services()
+            .update_conversation(&me.actor, me.at, patch)
+            .await?;
+    }
+    let (_, conv) = (me.services())
+        .set_widget_status(&me.actor, me.at, status)
+        .await?;
+    Ok(axum::Json(conv))
 }
 
 /// Delete a conversation and its messages (its owner, org admins).

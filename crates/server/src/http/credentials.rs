@@ -136,12 +136,22 @@ where
 /// Whether a path is outside the access-token gate: the public documents a client reads before
 /// it can know the gate exists (capabilities, the OpenAPI document), and everything that is
 /// not the REST API — probes, the web client's files (public by nature) and the gateway
-/// upgrade (the gateway checks `access_token` in IDENTIFY and RESUME instead).
+/// upgrade (the gateway checks `access_token` in IDENTIFY and RESUME instead). The support
+/// widget's routes are exempt too: a visitor's browser on another site cannot hold the
+/// access token; a live widget key and an origin it allows are their gate (WEB-4).
 fn gate_exempt(path: &str) -> bool {
     let path = path.strip_suffix('/').unwrap_or(path);
     !(path == "/api" || path.starts_with("/api/"))
         || path == "/api/v1/capabilities"
         || path == "/api/v1/openapi.json"
+        || is_widget_path(path)
+}
+
+/// Whether `path` is one of the support widget's routes (WEB-4), which have their own gate
+/// and CORS (`widget::gate`).
+#[must_use]
+pub fn is_widget_path(path: &str) -> bool {
+    path.starts_with("/api/v1/widget/")
 }
 
 /// What the request said at the access-token gate.

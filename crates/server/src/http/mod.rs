@@ -30,6 +30,8 @@ pub mod sso;
 pub mod users;
 pub mod web;
 pub mod webhooks;
+pub mod widget;
+pub mod widget_keys;
 
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -62,6 +64,9 @@ pub fn api() -> (Router<AppState>, Arc<serde_json::Value>) {
         .merge(admin::router())
         .merge(audit::router())
         .merge(privacy::router())
+        .merge(widget_keys::router())
+        .merge(widget_keys::admin_router())
+        .merge(widget::router())
         .merge(meta::api_router());
     let (api_router, mut doc) = OpenApiRouter::with_openapi(openapi::base())
         .nest("/api/v1", api)
@@ -103,6 +108,10 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
             .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
                 ApiError::internal().into_response()
             }))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                widget::gate,
+            ))
             .layer(cors(cors_origins))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
@@ -125,7 +134,8 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
 }
 
 /// WEB-1: only allowlisted origins get CORS headers, with credentials; `*` (development only)
-/// allows any origin without credentials.
+/// allows any origin without credentials. The support widget's routes are never covered:
+/// they answer only their key's origins (`widget::gate`).
 fn cors(origins: &[String]) -> CorsLayer {
     let base = CorsLayer::new()
         .allow_methods([
@@ -151,14 +161,18 @@ fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("ratelimit-reset"),
         ]);
     if origins.iter().any(|o| o == "*") {
-        return base.allow_origin(AllowOrigin::any());
+        return base.allow_origin(AllowOrigin::predicate(|_, parts| {
+            !credentials::is_widget_path(parts.uri.path())
+        }));
     }
     let list: Vec<HeaderValue> = origins
         .iter()
         .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
         .collect();
-    base.allow_origin(AllowOrigin::list(list))
-        .allow_credentials(true)
+    base.allow_origin(AllowOrigin::predicate(move |origin, parts| {
+        !credentials::is_widget_path(parts.uri.path()) && list.contains(origin)
+    }))
+    .allow_credentials(true)
 }
 
 async fn not_found() -> Response {

@@ -1,7 +1,11 @@
 //! The embedded web client and admin console (WEB-3): the files under `web/` are compiled into
-//! the binary and served here — `/` (chat client), `/admin` (admin console) and `/assets/*`.
+//! the binary and served here — `/` (chat client), `/admin` (admin console), `/assets/*`, and
+//! `/widget.js`, the support widget other sites embed (WEB-4).
 //! Pages and assets revalidate on every load (`no-cache` with an `ETag`), so an upgraded binary
-//! never mixes old scripts with new pages, and an unchanged file costs a `304`.
+//! never mixes old scripts with new pages, and an unchanged file costs a `304`. The widget is
+//! loaded by every page view of the sites embedding it: browsers may keep it for five minutes
+//! before they revalidate, and `Cross-Origin-Resource-Policy: cross-origin` lets those sites
+//! load it (also under `Cross-Origin-Embedder-Policy`).
 
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -15,25 +19,39 @@ use super::error::ApiError;
 #[derive(rust_embed::Embed)]
 #[folder = "../../web/"]
 #[include = "*.html"]
+#[include = "widget.js"]
 #[include = "assets/**"]
 #[exclude = "tests/**"]
 struct WebFiles;
+
+/// How long a browser may keep a file before it revalidates it.
+#[derive(Clone, Copy)]
+enum Caching {
+    /// Pages and the client's own assets: revalidate every time.
+    Revalidate,
+    /// `/widget.js`, loaded on other sites' pages: five minutes, then revalidate.
+    Embedded,
+}
 
 /// The routes of the web client; merged next to the API routes.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route(
             "/",
-            get(|h: HeaderMap| async move { serve("index.html", &h) }),
+            get(|h: HeaderMap| async move { serve("index.html", &h, Caching::Revalidate) }),
         )
         .route(
             "/admin",
-            get(|h: HeaderMap| async move { serve("admin.html", &h) }),
+            get(|h: HeaderMap| async move { serve("admin.html", &h, Caching::Revalidate) }),
+        )
+        .route(
+            "/widget.js",
+            get(|h: HeaderMap| async move { serve("widget.js", &h, Caching::Embedded) }),
         )
         .route(
             "/assets/{*path}",
             get(|Path(path): Path<String>, h: HeaderMap| async move {
-                serve(&format!("assets/{path}"), &h)
+                serve(&format!("assets/{path}"), &h, Caching::Revalidate)
             }),
         )
 }
@@ -52,7 +70,7 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
-fn serve(path: &str, request: &HeaderMap) -> Response {
+fn serve(path: &str, request: &HeaderMap, caching: Caching) -> Response {
     let Some(file) = WebFiles::get(path) else {
         return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response();
     };
@@ -80,7 +98,21 @@ fn serve(path: &str, request: &HeaderMap) -> Response {
         res
     };
     let h = res.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    match caching {
+        Caching::Revalidate => {
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        }
+        Caching::Embedded => {
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            );
+            h.insert(
+                header::HeaderName::from_static("cross-origin-resource-policy"),
+                HeaderValue::from_static("cross-origin"),
+            );
+        }
+    }
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
     }
@@ -106,6 +138,7 @@ mod tests {
         for path in [
             "index.html",
             "admin.html",
+            "widget.js",
             "assets/vendor/dompurify/purify.es.mjs",
             "assets/vendor/dompurify/LICENSE",
             "assets/vendor/qrcode-generator/qrcode.mjs",

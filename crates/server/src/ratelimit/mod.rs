@@ -202,6 +202,9 @@ struct Quotas {
     team: Option<Quota>,
     enterprise: Option<Quota>,
     mcp_tool_calls: Option<Quota>,
+    widget_key: Option<Quota>,
+    widget_visitor: Option<Quota>,
+    widget_ip: Option<Quota>,
 }
 
 impl Quotas {
@@ -220,6 +223,9 @@ impl Quotas {
             team: Quota::new(s.tier_team_per_sec, sec, s.tier_team_per_sec),
             enterprise: Quota::new(s.tier_enterprise_per_sec, sec, s.tier_enterprise_per_sec),
             mcp_tool_calls: Quota::new(s.mcp_tool_calls_per_min, min, s.mcp_tool_calls_burst),
+            widget_key: Quota::new(s.widget_key_per_min, min, s.widget_key_burst),
+            widget_visitor: Quota::new(s.widget_visitor_per_min, min, s.widget_visitor_burst),
+            widget_ip: Quota::new(s.widget_ip_per_min, min, s.widget_ip_burst),
         }
     }
 
@@ -332,6 +338,47 @@ impl RateLimiter {
                 );
             }
             push("the per-IP limit", format!("ip:{ip}"), q.ip);
+        }
+        layers
+    }
+
+    /// The layers a support widget call is charged to (WEB-4): its widget key, its visitor
+    /// session once there is one, and its client IP. Empty when limits are off.
+    #[must_use]
+    pub fn widget_layers(
+        &self,
+        key: uuid::Uuid,
+        visitor: Option<&str>,
+        ip: Option<IpAddr>,
+    ) -> Vec<Layer> {
+        if !self.enabled {
+            return Vec::new();
+        }
+        let q = &self.quotas;
+        let mut layers = Vec::with_capacity(3);
+        let mut push = |what, key: String, quota: Option<Quota>| {
+            if let Some(quota) = quota {
+                layers.push(Layer { what, key, quota });
+            }
+        };
+        push(
+            "the widget key's limit",
+            format!("widget:key:{key}"),
+            q.widget_key,
+        );
+        if let Some(v) = visitor {
+            push(
+                "the widget visitor's limit",
+                format!("widget:visitor:{key}:{v}"),
+                q.widget_visitor,
+            );
+        }
+        if let Some(ip) = ip.map(ip_key) {
+            push(
+                "the widget per-IP limit",
+                format!("widget:ip:{ip}"),
+                q.widget_ip,
+            );
         }
         layers
     }

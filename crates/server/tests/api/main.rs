@@ -48,3 +48,4 @@ mod sso;
 mod streams;
 mod tracing_span;
 mod webhooks;
+mod widget;

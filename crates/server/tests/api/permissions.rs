@@ -54,6 +54,7 @@ const ORG_ACTIONS: &[&str] = &[
     "manage_webhooks",
     "manage_agents",
     "manage_guards",
+    "manage_widget_keys",
 ];
 
 /// How a caller authenticates.
@@ -387,6 +388,7 @@ async fn try_org_action(
         "manage_webhooks" => get(format!("{base}/webhooks")),
         "manage_guards" => get(format!("{base}/guards")),
         "manage_agents" => get(format!("{base}/agents")),
+        "manage_widget_keys" => get(format!("{base}/widget-keys")),
         "manage_security" => patch(base.clone(), json!({"audit_retention_days": 90})),
         other => panic!("no probe for {other}"),
     };

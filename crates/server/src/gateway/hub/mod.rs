@@ -199,7 +199,13 @@ pub struct Hub {
     /// Applies each control to this node's identity and access cache before the hub applies
     /// it to sockets (`Services::invalidate`).
     invalidate: Option<Invalidate>,
+    /// Sees every event in stream order before it is routed (the support widget's streams,
+    /// `crate::widget_streams`).
+    tap: Option<Tap>,
 }
+
+/// What the hub hands each event to, in stream order, before routing it.
+pub type Tap = Arc<dyn Fn(&Delivered) + Send + Sync>;
 
 /// What the hub calls with each control it receives, before acting on it.
 pub type Invalidate = Arc<dyn Fn(&conclave_core::event::Control) + Send + Sync>;
@@ -231,7 +237,15 @@ impl Hub {
             presence: HashMap::new(),
             publish,
             invalidate: None,
+            tap: None,
         }
+    }
+
+    /// Hands every event to `tap` (in stream order) before routing it.
+    #[must_use]
+    pub fn tapping(mut self, tap: Tap) -> Self {
+        self.tap = Some(tap);
+        self
     }
 
     /// Has every control applied to the node's cache first (so a socket closed here implies

@@ -19,6 +19,9 @@ impl Hub {
     /// frames; the hub writes them out after the burst.
     pub(super) fn dispatch(&mut self, ev: &Delivered) {
         self.position = ev.position;
+        if let Some(tap) = &self.tap {
+            tap(ev);
+        }
         let e = &ev.event;
         if let Some(control) = &e.control {
             if let Some(invalidate) = &self.invalidate {

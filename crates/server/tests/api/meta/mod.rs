@@ -184,7 +184,8 @@ async fn client_version_gate(app: TestApp) {
     assert_eq!(caps.body["min_client_version"], "2.0.0");
 }
 
-/// WEB-3: the embedded client and console, with their content types, revalidation and the CSP.
+/// WEB-3: the embedded client and console, with their content types, revalidation and the CSP;
+/// WEB-4: `/widget.js` with its own caching.
 async fn web_client_is_served(app: TestApp) {
     for (path, kind) in [
         ("/", "text/html; charset=utf-8"),
@@ -215,4 +216,28 @@ async fn web_client_is_served(app: TestApp) {
     app.get_anon("/assets/../Cargo.toml").await.expect(404);
     let api = app.get_anon("/api/v1/capabilities").await;
     assert_eq!(api.headers["cache-control"], "no-store");
+    // WEB-4: the widget other sites load with a `<script>` tag: JavaScript, kept for five
+    // minutes, loadable cross-origin, and never a 200 for a stale copy.
+    let widget = app
+        .send(app.client.get(app.url("/widget.js")))
+        .await
+        .expect(200);
+    assert_eq!(
+        widget.headers["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(widget.headers["cache-control"], "public, max-age=300");
+    assert_eq!(
+        widget.headers["cross-origin-resource-policy"],
+        "cross-origin"
+    );
+    assert_eq!(widget.headers["x-content-type-options"], "nosniff");
+    let etag = widget.headers["etag"].clone();
+    app.send(
+        app.client
+            .get(app.url("/widget.js"))
+            .header("if-none-match", etag),
+    )
+    .await
+    .expect(304);
 }

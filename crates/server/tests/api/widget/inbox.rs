@@ -1,0 +1,174 @@
+//! The support inbox and status changes: the key's team and org admins only — not a member of
+//! another org, a member outside the team, a viewer, a bot, an API key outside its scopes or
+//! limited to conversations — and server admins' list of every widget conversation.
+
+use super::*;
+
+crate::both_backends!(
+    with crate::widget::widgeted;
+    only_the_team_and_admins_work_the_inbox,
+    server_admins_list_widget_conversations,
+);
+
+async fn only_the_team_and_admins_work_the_inbox(h: Widgeted) {
+    let app = &h.app;
+    let s = site(&h, "acme", "optional", false).await;
+    let v = app
+        .visit(
+            &s.key,
+            json!({"profile": {"name": "Vera", "email": "vera@example.com"}}),
+        )
+        .await;
+    app.visitor_says(&s.key, &v, "help").await;
+    let inbox = org_path(&s.org, "/inbox");
+    let items = app.items(&inbox, &s.staff.token).await;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["status"], "open");
+    assert_eq!(items[0]["source"], "widget");
+    assert_eq!(items[0]["visitor"]["name"], "Vera");
+    assert_eq!(items[0]["visitor"]["email"], "vera@example.com");
+    assert_eq!(items[0]["name"], "Vera");
+    let conv = items[0]["conversation_id"].as_str().unwrap().to_owned();
+    assert!(app
+        .items(&format!("{inbox}?status=bot"), &s.staff.token)
+        .await
+        .is_empty());
+    // The owner (an admin) sees it without being in the team.
+    assert_eq!(app.items(&inbox, &s.owner.token).await.len(), 1);
+    let status = |token: &str, to: &str| {
+        let token = token.to_owned();
+        let body = json!({"status": to});
+        let path = format!("/api/v1/conversations/{conv}");
+        async move { app.patch(&path, &token, body).await }
+    };
+    // Refused: a member outside the team, a viewer in the team, a user of another org.
+    let member = app.user("acme-member").await;
+    app.add_member(&s.org, &s.owner, &member, "member").await;
+    let viewer = app.user("acme-viewer").await;
+    app.add_member(&s.org, &s.owner, &viewer, "viewer").await;
+    app.post(
+        &org_path(&s.org, &format!("/teams/{}/members/{}", s.team, viewer.id)),
+        &s.owner.token,
+        json!({}),
+    )
+    .await
+    .expect(200);
+    let outsider = app.user("outsider").await;
+    app.org(&outsider, "other").await;
+    app.get(&inbox, &member.token)
+        .await
+        .expect_error(403, "forbidden");
+    app.get(&inbox, &viewer.token)
+        .await
+        .expect_error(403, "forbidden");
+    app.get(&inbox, &outsider.token)
+        .await
+        .expect_error(404, "not_found");
+    status(&member.token, "resolved").await.expect(404);
+    status(&viewer.token, "resolved")
+        .await
+        .expect_error(403, "forbidden");
+    status(&outsider.token, "resolved").await.expect(404);
+    // A bot of the org, even one in the conversation, is refused.
+    let bot = app
+        .post(
+            &org_path(&s.org, "/bots"),
+            &s.owner.token,
+            json!({"name": "b"}),
+        )
+        .await
+        .expect(201);
+    let bot_token = bot.string("token");
+    let bot_get = app
+        .send(
+            app.client
+                .get(app.url(&inbox))
+                .header("authorization", format!("Bot {bot_token}")),
+        )
+        .await;
+    assert_eq!(bot_get.status.as_u16(), 403, "{}", bot_get.body);
+    // API keys: outside `conversations:read`, or limited to conversations, are refused.
+    let (_, wrong_scope) = crate::keys::make_key(
+        app,
+        &s.staff,
+        json!({"name": "w", "org_id": s.org, "scopes": ["messages:read"]}),
+    )
+    .await;
+    app.get(&inbox, &wrong_scope)
+        .await
+        .expect_error(403, "insufficient_scope");
+    let (_, listed) = crate::keys::make_key(
+        app,
+        &s.staff,
+        json!({"name": "l", "org_id": s.org, "scopes": ["conversations:read"], "conversation_ids": [conv]}),
+    )
+    .await;
+    app.get(&inbox, &listed)
+        .await
+        .expect_error(403, "insufficient_scope");
+    let (_, reader) = crate::keys::make_key(
+        app,
+        &s.staff,
+        json!({"name": "r", "org_id": s.org, "scopes": ["conversations:read"]}),
+    )
+    .await;
+    assert_eq!(app.items(&inbox, &reader).await.len(), 1);
+    // `bot` is no status a person sets; an ordinary conversation has none.
+    status(&s.staff.token, "bot")
+        .await
+        .expect_error(422, "invalid_value");
+    let plain = app
+        .post(
+            &org_path(&s.org, "/conversations"),
+            &s.owner.token,
+            json!({"kind": "group", "name": "plain"}),
+        )
+        .await
+        .expect(201)
+        .id();
+    app.patch(
+        &format!("/api/v1/conversations/{plain}"),
+        &s.owner.token,
+        json!({"status": "resolved"}),
+    )
+    .await
+    .expect_error(422, "not_a_widget_conversation");
+    // The team resolves it.
+    let res = status(&s.staff.token, "resolved").await.expect(200);
+    assert_eq!(res.body["id"], conv.as_str());
+    let items = app
+        .items(&format!("{inbox}?status=resolved"), &s.staff.token)
+        .await;
+    assert_eq!(items.len(), 1);
+    // Another org's inbox shows none of it.
+    let other = app.org(&s.staff, "staff-own").await;
+    assert!(app
+        .items(&org_path(&other, "/inbox"), &s.staff.token)
+        .await
+        .is_empty());
+}
+
+async fn server_admins_list_widget_conversations(h: Widgeted) {
+    let app = &h.app;
+    let admin = app.bootstrap().await;
+    let s = site(&h, "acme", "optional", false).await;
+    let t = site(&h, "globex", "optional", false).await;
+    for key in [&s.key, &t.key] {
+        let v = app.visit(key, json!({})).await;
+        app.visitor_says(key, &v, "hello").await;
+    }
+    let all = app
+        .items("/api/v1/admin/conversations?source=widget", &admin.token)
+        .await;
+    assert_eq!(all.len(), 2);
+    let by_token = app
+        .items("/api/v1/admin/conversations?status=open", ADMIN_TOKEN)
+        .await;
+    assert_eq!(by_token.len(), 2);
+    app.get("/api/v1/admin/conversations?source=email", ADMIN_TOKEN)
+        .await
+        .expect_error(422, "invalid_value");
+    app.get("/api/v1/admin/conversations", &s.owner.token)
+        .await
+        .expect(403);
+}

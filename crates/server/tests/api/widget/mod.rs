@@ -1,0 +1,310 @@
+//! WEB-4, AGENT-6: the embeddable support widget over HTTP — widget keys and who manages
+//! them, the origin check and CORS on widget routes only, server-made visitor sessions whose
+//! secret is required on every call, signed identities, the AI agent's first answer streamed
+//! over Server-Sent Events, handoff (by the visitor and by the agent), the support inbox and
+//! who may work it, resume with `Last-Event-ID`, limits and plain-text replies.
+
+mod agent;
+mod inbox;
+mod keys;
+mod limits;
+mod visitors;
+
+use crate::helpers::*;
+use hmac::{Hmac, Mac};
+use reqwest::Method;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::time::Duration;
+
+/// The page origin the test keys allow.
+pub const ORIGIN: &str = "https://shop.example";
+/// Another site.
+pub const EVIL: &str = "https://evil.example";
+
+/// An app whose agent SSRF guard lets the fake model provider through, limits off (the
+/// agents' setup).
+pub use crate::agents::{agented as widgeted, agented_with as widgeted_with, Agented as Widgeted};
+
+/// An org with a support team (`staff` in it), an AI agent when asked, and a widget key.
+pub struct Site {
+    pub org: String,
+    pub owner: User,
+    pub staff: User,
+    pub team: String,
+    /// The key's id and its publishable value.
+    pub key_id: String,
+    pub key: String,
+    pub identity_secret: String,
+}
+
+pub fn widget_keys(org: &str) -> String {
+    org_path(org, "/widget-keys")
+}
+
+/// A fresh org `name` with a team, a key for [`ORIGIN`] with `identity`, and an agent when
+/// `with_agent`.
+pub async fn site(h: &Widgeted, name: &str, identity: &str, with_agent: bool) -> Site {
+    let app = &h.app;
+    let owner = app.user(&format!("{name}-owner")).await;
+    let staff = app.user(&format!("{name}-staff")).await;
+    let org = app.org(&owner, name).await;
+    app.add_member(&org, &owner, &staff, "member").await;
+    let team = app.create_team(&org, &owner, "Support").await;
+    app.post(
+        &org_path(&org, &format!("/teams/{team}/members/{}", staff.id)),
+        &owner.token,
+        json!({}),
+    )
+    .await
+    .expect(200);
+    let agent = if with_agent {
+        let body = json!({"name": "Helper", "endpoint": h.llm.url(), "model": "fake-1"});
+        Some(
+            app.post(&org_path(&org, "/agents"), &owner.token, body)
+                .await
+                .expect(201)
+                .body,
+        )
+    } else {
+        None
+    };
+    let mut body = json!({
+        "name": format!("{name} support"),
+        "allowed_origins": [ORIGIN],
+        "team_id": team,
+        "identity": identity,
+    });
+    if let Some(a) = &agent {
+        body["agent_id"] = a["id"].clone();
+    }
+    let made = app
+        .post(&widget_keys(&org), &owner.token, body)
+        .await
+        .expect(201);
+    Site {
+        org,
+        owner,
+        staff,
+        team,
+        key_id: made.id(),
+        key: made.string("key"),
+        identity_secret: made.string("identity_secret"),
+    }
+}
+
+/// HMAC-SHA256 of `user_id` with the identity secret, hex: what the host's server computes.
+pub fn sign(secret: &str, user_id: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(user_id.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A visitor's session: its id and secret.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub secret: String,
+    pub body: Value,
+}
+
+impl TestApp {
+    /// A widget call from `origin` with `key` and, when given, the visitor secret.
+    pub async fn widget_call(
+        &self,
+        method: Method,
+        path: &str,
+        origin: Option<&str>,
+        key: Option<&str>,
+        visitor: Option<&str>,
+        body: Option<Value>,
+    ) -> Res {
+        let mut rb = self
+            .client
+            .request(method, self.url(&format!("/api/v1/widget{path}")));
+        if let Some(o) = origin {
+            rb = rb.header("origin", o);
+        }
+        if let Some(k) = key {
+            rb = rb.header("x-widget-key", k);
+        }
+        if let Some(v) = visitor {
+            rb = rb.header("x-widget-visitor", v);
+        }
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        self.send(rb).await
+    }
+
+    /// A widget call from [`ORIGIN`] with `key` and the visitor secret `secret`.
+    pub async fn as_visitor(
+        &self,
+        key: &str,
+        secret: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Res {
+        (self.widget_call(method, path, Some(ORIGIN), Some(key), Some(secret), body)).await
+    }
+
+    /// Begins a session of `key` from [`ORIGIN`] with `body` (200 expected).
+    pub async fn visit(&self, key: &str, body: Value) -> Session {
+        let res = self
+            .widget_call(
+                Method::POST,
+                "/sessions",
+                Some(ORIGIN),
+                Some(key),
+                None,
+                Some(body),
+            )
+            .await
+            .expect(200);
+        Session {
+            id: res.string("session_id"),
+            secret: res.string("visitor_secret"),
+            body: res.body,
+        }
+    }
+
+    /// The visitor sends `text` (201 expected); answers the message object.
+    pub async fn visitor_says(&self, key: &str, s: &Session, text: &str) -> Value {
+        self.widget_call(
+            Method::POST,
+            "/chat",
+            Some(ORIGIN),
+            Some(key),
+            Some(&s.secret),
+            Some(json!({"session_id": s.id, "message": text})),
+        )
+        .await
+        .expect(201)
+        .body
+    }
+
+    /// The visitor's history (200 expected).
+    pub async fn visitor_history(&self, key: &str, s: &Session) -> Value {
+        self.widget_call(
+            Method::GET,
+            &format!("/chat?session_id={}", s.id),
+            Some(ORIGIN),
+            Some(key),
+            Some(&s.secret),
+            None,
+        )
+        .await
+        .expect(200)
+        .body
+    }
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone)]
+pub struct Sse {
+    pub event: String,
+    pub id: String,
+    pub data: Value,
+}
+
+/// A visitor's open event stream.
+pub struct Stream {
+    res: reqwest::Response,
+    buf: String,
+}
+
+impl Stream {
+    /// Opens the stream of `s`, resuming after `last` when given.
+    pub async fn open(app: &TestApp, key: &str, s: &Session, last: Option<&str>) -> Stream {
+        let mut rb = app
+            .client
+            .get(app.url(&format!("/api/v1/widget/chat/stream?session_id={}", s.id)))
+            .header("origin", ORIGIN)
+            .header("x-widget-key", key)
+            .header("x-widget-visitor", &s.secret);
+        if let Some(l) = last {
+            rb = rb.header("last-event-id", l);
+        }
+        let res = rb.send().await.expect("stream opened");
+        assert_eq!(res.status().as_u16(), 200, "the stream opens");
+        assert_eq!(
+            res.headers()["access-control-allow-origin"],
+            ORIGIN,
+            "the stream answers the page's origin"
+        );
+        Stream {
+            res,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event (heartbeat comments skipped), within 10 s.
+    pub async fn next(&mut self) -> Sse {
+        tokio::time::timeout(Duration::from_secs(10), self.read())
+            .await
+            .expect("an event within 10 s")
+    }
+
+    async fn read(&mut self) -> Sse {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let (mut event, mut id, mut data) = (String::new(), String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if event.is_empty() {
+                    continue;
+                }
+                let data = serde_json::from_str(&data).unwrap_or(Value::Null);
+                return Sse { event, id, data };
+            }
+            let chunk = self
+                .res
+                .chunk()
+                .await
+                .expect("stream read")
+                .expect("stream open");
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Reads until `done` holds for an event; answers every event read.
+    pub async fn until(&mut self, mut done: impl FnMut(&Sse) -> bool) -> Vec<Sse> {
+        let mut seen = Vec::new();
+        loop {
+            let e = self.next().await;
+            let stop = done(&e);
+            seen.push(e);
+            if stop {
+                return seen;
+            }
+        }
+    }
+}
+
+/// Waits until `check` holds (every 50 ms, at most 10 s).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}

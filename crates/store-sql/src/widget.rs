@@ -1,0 +1,529 @@
+//! The support widget (see `conclave_core::store::widget` for the rules): widget keys with their
+//! origins and sealed identity secret, visitors, sessions and widget conversations. A status
+//! change is one conditional UPDATE, so two concurrent handoffs change the row once.
+
+use super::conversations::insert_conversation;
+use super::credentials::insert_bot;
+use super::*;
+use conclave_core::store::widget::*;
+use conclave_core::widget::{IdentityMode, WidgetOrigin, WidgetStatus};
+use uuid::Uuid;
+
+const KEY_COLS: &str = "k.id, k.org_id, k.name, k.widget_key, k.team_id, k.agent_id, k.identity, \
+     k.prechat_form, k.visitor_user_id, k.system_user_id, k.visitor_bot_id, k.system_bot_id, \
+     k.created_by, k.created_at, \
+     k.updated_at, k.revoked_at";
+
+fn key_from_row(row: &Row) -> StoreResult<WidgetKey> {
+    Ok(from_columns!(row, WidgetKey {
+        id, name, agent_id, prechat_form, created_at, updated_at, revoked_at;
+        key: get(row, "widget_key")?,
+        org_id: OrgId(get(row, "org_id")?),
+        team_id: TeamId(get(row, "team_id")?),
+        identity: tag(row, "identity", IdentityMode::parse)?,
+        visitor_user_id: UserId(get(row, "visitor_user_id")?),
+        system_user_id: UserId(get(row, "system_user_id")?),
+        visitor_bot_id: BotId(get(row, "visitor_bot_id")?),
+        system_bot_id: BotId(get(row, "system_bot_id")?),
+        created_by: get::<Option<Uuid>>(row, "created_by")?.map(UserId),
+        allowed_origins: Vec::new(),
+    }))
+}
+
+fn origin_from_row(row: &Row) -> StoreResult<(Uuid, WidgetOrigin)> {
+    let origin: String = get(row, "origin")?;
+    let parsed = WidgetOrigin::parse(&origin)
+        .map_err(|_| StoreError::Backend(format!("column origin: {origin:?}")))?;
+    Ok((get(row, "key_id")?, parsed))
+}
+
+/// Fills each key's origins with one query.
+async fn with_origins(s: &Backend, mut keys: Vec<WidgetKey>) -> StoreResult<Vec<WidgetKey>> {
+    if keys.is_empty() {
+        return Ok(keys);
+    }
+    let sql = format!(
+        "SELECT key_id, origin FROM widget_key_origins WHERE key_id IN ({}) ORDER BY origin",
+        placeholders(1, keys.len())
+    );
+    let mut query = sqlx::query(&sql);
+    for k in &keys {
+        query = query.bind(k.id);
+    }
+    let origins = query.all(s.reader(), origin_from_row).await?;
+    for k in &mut keys {
+        k.allowed_origins = (origins.iter())
+            .filter(|(id, _)| *id == k.id)
+            .map(|(_, o)| o.clone())
+            .collect();
+    }
+    Ok(keys)
+}
+
+async fn put_origins(conn: &mut Conn, key: Uuid, origins: &[WidgetOrigin]) -> StoreResult<()> {
+    sqlx::query("DELETE FROM widget_key_origins WHERE key_id = $1")
+        .bind(key)
+        .run(&mut *conn)
+        .await?;
+    for o in origins {
+        sqlx::query("INSERT INTO widget_key_origins (key_id, origin) VALUES ($1, $2)")
+            .bind(key)
+            .bind(o.as_str())
+            .run(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn one_key(
+    s: &Backend,
+    sql: &str,
+    bind: impl FnOnce(Query<'_>) -> Query<'_>,
+) -> StoreResult<Option<WidgetKey>> {
+    let found = bind(sqlx::query(sql)).opt(s.reader(), key_from_row).await?;
+    match found {
+        Some(k) => Ok(with_origins(s, vec![k]).await?.pop()),
+        None => Ok(None),
+    }
+}
+
+fn visitor_from_row(row: &Row) -> StoreResult<WidgetVisitor> {
+    Ok(from_columns!(row, WidgetVisitor {
+        id, key_id, external_id, name, email, created_at;
+    }))
+}
+
+const VISITOR_COLS: &str = "v.id, v.key_id, v.external_id, v.name, v.email, v.created_at";
+
+fn session_and_visitor(row: &Row) -> StoreResult<(WidgetSession, WidgetVisitor)> {
+    let session = WidgetSession {
+        id: get(row, "session_id")?,
+        key_id: get(row, "key_id")?,
+        visitor_id: get(row, "id")?,
+        secret_hash: get(row, "secret_hash")?,
+        verified: get(row, "verified")?,
+        created_at: get(row, "session_created_at")?,
+    };
+    Ok((session, visitor_from_row(row)?))
+}
+
+const WC_COLS: &str = "w.conversation_id, w.org_id, w.key_id, w.visitor_id, w.team_id, \
+     w.status, w.created_at, w.updated_at";
+
+fn wc_from_row(row: &Row) -> StoreResult<WidgetConversation> {
+    Ok(from_columns!(row, WidgetConversation {
+        key_id, visitor_id, created_at, updated_at;
+        conversation_id: ConversationId(get(row, "conversation_id")?),
+        org_id: OrgId(get(row, "org_id")?),
+        team_id: TeamId(get(row, "team_id")?),
+        status: tag(row, "status", WidgetStatus::parse)?,
+    }))
+}
+
+fn inbox_from_row(row: &Row) -> StoreResult<InboxItem> {
+    Ok(InboxItem {
+        conversation: wc_from_row(row)?,
+        name: get(row, "conv_name")?,
+        last_seq: get(row, "last_seq")?,
+        visitor: WidgetVisitor {
+            id: get(row, "visitor_id")?,
+            key_id: get(row, "key_id")?,
+            external_id: get(row, "external_id")?,
+            name: get(row, "visitor_name")?,
+            email: get(row, "email")?,
+            created_at: get(row, "visitor_created_at")?,
+        },
+        source: "widget",
+    })
+}
+
+#[async_trait]
+impl WidgetStore for Backend {
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %new.key.id))]
+    async fn create_widget_key(
+        &self,
+        new: &NewWidgetKey<'_>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<[Member; 2]> {
+        let k = new.key;
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let visitor = insert_bot(&mut tx, &new.visitor_bot).await?;
+        let system = insert_bot(&mut tx, &new.system_bot).await?;
+        sqlx::query(
+            "INSERT INTO widget_keys (id, org_id, name, widget_key, team_id, agent_id, identity, \
+             prechat_form, visitor_user_id, system_user_id, visitor_bot_id, system_bot_id, \
+             created_by, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(k.id)
+        .bind(k.org_id.0)
+        .bind(k.name.as_str())
+        .bind(k.key.as_str())
+        .bind(k.team_id.0)
+        .bind(k.agent_id)
+        .bind(k.identity.as_str())
+        .bind(k.prechat_form)
+        .bind(k.visitor_user_id.0)
+        .bind(k.system_user_id.0)
+        .bind(k.visitor_bot_id.0)
+        .bind(k.system_bot_id.0)
+        .bind(k.created_by.map(|u| u.0))
+        .bind(ts(k.created_at))
+        .bind(ts(k.updated_at))
+        .run(&mut *tx)
+        .await?;
+        put_origins(&mut tx, k.id, &k.allowed_origins).await?;
+        let insert = sqlx::query(
+            "INSERT INTO widget_key_secrets (key_id, secret_key_id, secret_nonce, \
+             secret_ciphertext, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(k.id);
+        bind_sealed(insert, &new.secret.sealed)
+            .bind(ts(new.secret.created_at))
+            .run(&mut *tx)
+            .await?;
+        commit_audited(tx, self, audit).await?;
+        Ok([visitor, system])
+    }
+
+    async fn widget_keys(&self, org: OrgId) -> StoreResult<Vec<WidgetKey>> {
+        let keys = sqlx::query(&format!(
+            "SELECT {KEY_COLS} FROM widget_keys k WHERE k.org_id = $1 AND k.revoked_at IS NULL \
+             ORDER BY k.id"
+        ))
+        .bind(org.0)
+        .all(self.reader(), key_from_row)
+        .await?;
+        with_origins(self, keys).await
+    }
+
+    async fn widget_key(&self, id: Uuid) -> StoreResult<WidgetKey> {
+        let sql = format!(
+            "SELECT {KEY_COLS} FROM widget_keys k WHERE k.id = $1 AND k.revoked_at IS NULL"
+        );
+        one_key(self, &sql, |q| q.bind(id))
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn widget_key_by_value(&self, key: &str) -> StoreResult<Option<WidgetKey>> {
+        let sql = format!(
+            "SELECT {KEY_COLS} FROM widget_keys k WHERE k.widget_key = $1 AND k.revoked_at IS NULL"
+        );
+        one_key(self, &sql, |q| q.bind(key.to_owned())).await
+    }
+
+    async fn widget_origin_known(&self, origin: &str) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "SELECT k.id FROM widget_key_origins o JOIN widget_keys k ON k.id = o.key_id \
+             WHERE o.origin = $1 AND k.revoked_at IS NULL LIMIT 1",
+        )
+        .bind(origin)
+        .all(self.reader(), |r| get::<Uuid>(r, "id"))
+        .await?;
+        Ok(!n.is_empty())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(%id))]
+    async fn update_widget_key(
+        &self,
+        id: Uuid,
+        patch: &WidgetKeyPatch,
+        at: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<WidgetKey> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        sqlx::query(
+            "UPDATE widget_keys SET \
+             name = COALESCE($2, name), team_id = COALESCE($3, team_id), \
+             agent_id = CASE WHEN $4 THEN $5 ELSE agent_id END, \
+             identity = COALESCE($6, identity), prechat_form = COALESCE($7, prechat_form), \
+             updated_at = $8 WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(patch.name.as_deref())
+        .bind(patch.team_id.map(|t| t.0))
+        .bind(patch.agent_id.is_some())
+        .bind(patch.agent_id.flatten())
+        .bind(patch.identity.map(IdentityMode::as_str))
+        .bind(patch.prechat_form)
+        .bind(ts(at))
+        .change(&mut *tx)
+        .await?;
+        if let Some(origins) = &patch.allowed_origins {
+            put_origins(&mut tx, id, origins).await?;
+        }
+        commit_audited(tx, self, audit).await?;
+        self.widget_key(id).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(%id))]
+    async fn revoke_widget_key(
+        &self,
+        id: Uuid,
+        at: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE widget_keys SET revoked_at = $2, updated_at = $2 \
+             WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(ts(at))
+        .change_audited(self, audit)
+        .await
+    }
+
+    async fn widget_key_secret(&self, id: Uuid) -> StoreResult<Option<WidgetSecretRecord>> {
+        sqlx::query(
+            "SELECT secret_key_id, secret_nonce, secret_ciphertext, created_at \
+             FROM widget_key_secrets WHERE key_id = $1",
+        )
+        .bind(id)
+        .opt(self.reader(), |row| {
+            Ok(WidgetSecretRecord {
+                sealed: sealed_from_row(row)?,
+                created_at: get(row, "created_at")?,
+            })
+        })
+        .await
+    }
+
+    async fn widget_bot_users(&self, org: OrgId) -> StoreResult<Vec<UserId>> {
+        let pairs = sqlx::query(
+            "SELECT visitor_user_id, system_user_id FROM widget_keys WHERE org_id = $1",
+        )
+        .bind(org.0)
+        .all(self.reader(), |r| {
+            Ok((
+                UserId(get(r, "visitor_user_id")?),
+                UserId(get(r, "system_user_id")?),
+            ))
+        })
+        .await?;
+        Ok(pairs.into_iter().flat_map(|(a, b)| [a, b]).collect())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn create_widget_session(
+        &self,
+        session: &WidgetSession,
+        visitor: &VisitorFor,
+    ) -> StoreResult<WidgetVisitor> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let stored = match visitor {
+            VisitorFor::Anonymous(v) => {
+                sqlx::query(
+                    "INSERT INTO widget_visitors (id, key_id, external_id, name, email, \
+                     created_at) VALUES ($1, $2, NULL, $3, $4, $5)",
+                )
+                .bind(v.id)
+                .bind(v.key_id)
+                .bind(v.name.as_deref())
+                .bind(v.email.as_deref())
+                .bind(ts(v.created_at))
+                .run(&mut *tx)
+                .await?;
+                v.clone()
+            }
+            VisitorFor::Verified(v) => {
+                // One statement: a concurrent first session of the same user finds the row.
+                sqlx::query(
+                    "INSERT INTO widget_visitors (id, key_id, external_id, name, email, \
+                     created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (key_id, external_id) DO UPDATE SET \
+                     name = COALESCE(excluded.name, widget_visitors.name), \
+                     email = COALESCE(excluded.email, widget_visitors.email)",
+                )
+                .bind(v.id)
+                .bind(v.key_id)
+                .bind(v.external_id.as_deref())
+                .bind(v.name.as_deref())
+                .bind(v.email.as_deref())
+                .bind(ts(v.created_at))
+                .run(&mut *tx)
+                .await?;
+                sqlx::query(&format!(
+                    "SELECT {VISITOR_COLS} FROM widget_visitors v \
+                     WHERE v.key_id = $1 AND v.external_id = $2"
+                ))
+                .bind(v.key_id)
+                .bind(v.external_id.as_deref())
+                .one(&mut *tx, visitor_from_row)
+                .await?
+            }
+        };
+        sqlx::query(
+            "INSERT INTO widget_sessions (id, key_id, visitor_id, secret_hash, verified, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(session.id.as_str())
+        .bind(session.key_id)
+        .bind(stored.id)
+        .bind(session.secret_hash.as_slice())
+        .bind(session.verified)
+        .bind(ts(session.created_at))
+        .run(&mut *tx)
+        .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(stored)
+    }
+
+    async fn widget_session(
+        &self,
+        key: Uuid,
+        id: &str,
+    ) -> StoreResult<Option<(WidgetSession, WidgetVisitor)>> {
+        sqlx::query(&format!(
+            "SELECT s.id AS session_id, s.secret_hash, s.verified, \
+             s.created_at AS session_created_at, {VISITOR_COLS} \
+             FROM widget_sessions s JOIN widget_visitors v ON v.id = s.visitor_id \
+             WHERE s.key_id = $1 AND s.id = $2"
+        ))
+        .bind(key)
+        .bind(id)
+        .opt(self.reader(), session_and_visitor)
+        .await
+    }
+
+    async fn latest_widget_conversation(
+        &self,
+        visitor: Uuid,
+    ) -> StoreResult<Option<WidgetConversation>> {
+        sqlx::query(&format!(
+            "SELECT {WC_COLS} FROM widget_conversations w WHERE w.visitor_id = $1 \
+             ORDER BY w.created_at DESC, w.conversation_id DESC LIMIT 1"
+        ))
+        .bind(visitor)
+        .opt(self.reader(), wc_from_row)
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(id = %conv.id.0))]
+    async fn create_widget_conversation(
+        &self,
+        conv: &Conversation,
+        participants: &[(UserId, ConversationRole)],
+        w: &WidgetConversation,
+        audit: &[AuditEntry],
+    ) -> StoreResult<()> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        insert_conversation(&mut tx, conv, participants).await?;
+        sqlx::query(
+            "INSERT INTO widget_conversations (conversation_id, org_id, key_id, visitor_id, \
+             team_id, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(w.conversation_id.0)
+        .bind(w.org_id.0)
+        .bind(w.key_id)
+        .bind(w.visitor_id)
+        .bind(w.team_id.0)
+        .bind(w.status.as_str())
+        .bind(ts(w.created_at))
+        .bind(ts(w.updated_at))
+        .run(&mut *tx)
+        .await?;
+        commit_audited(tx, self, audit).await
+    }
+
+    async fn widget_conversation(
+        &self,
+        conv: ConversationId,
+    ) -> StoreResult<Option<WidgetConversation>> {
+        sqlx::query(&format!(
+            "SELECT {WC_COLS} FROM widget_conversations w WHERE w.conversation_id = $1"
+        ))
+        .bind(conv.0)
+        .opt(self.reader(), wc_from_row)
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(conv = %conv.0))]
+    async fn set_widget_status(
+        &self,
+        conv: ConversationId,
+        from: &[WidgetStatus],
+        to: WidgetStatus,
+        at: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<Option<WidgetConversation>> {
+        let sql = format!(
+            "UPDATE widget_conversations SET status = $2, updated_at = $3 \
+             WHERE conversation_id = $1 AND status IN ({}) \
+             RETURNING conversation_id, org_id, key_id, visitor_id, team_id, status, \
+             created_at, updated_at",
+            placeholders(4, from.len())
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(conv.0)
+            .bind(to.as_str())
+            .bind(ts(at));
+        for f in from {
+            query = query.bind(f.as_str());
+        }
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let changed = query.opt(&mut *tx, wc_from_row).await?;
+        if changed.is_some() {
+            commit_audited(tx, self, audit).await?;
+        }
+        Ok(changed)
+    }
+
+    async fn widget_inbox(&self, q: &InboxQuery) -> StoreResult<Vec<InboxItem>> {
+        let mut conds = vec!["1 = 1".to_owned()];
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        if q.org.is_some() {
+            conds.push(format!("w.org_id = ${}", next()));
+        }
+        if q.status.is_some() {
+            conds.push(format!("w.status = ${}", next()));
+        }
+        if q.before.is_some() {
+            conds.push(format!("w.conversation_id < ${}", next()));
+        }
+        if let Some(teams) = &q.teams {
+            if teams.is_empty() {
+                return Ok(Vec::new());
+            }
+            let from = next();
+            for _ in 1..teams.len() {
+                next();
+            }
+            conds.push(format!(
+                "w.team_id IN ({})",
+                placeholders(from, teams.len())
+            ));
+        }
+        let lim = next();
+        let sql = format!(
+            "SELECT {WC_COLS}, c.name AS conv_name, c.last_seq, v.external_id, \
+             v.name AS visitor_name, v.email, v.created_at AS visitor_created_at \
+             FROM widget_conversations w \
+             JOIN conversations c ON c.id = w.conversation_id \
+             JOIN widget_visitors v ON v.id = w.visitor_id \
+             WHERE {} ORDER BY w.conversation_id DESC LIMIT ${lim}",
+            conds.join(" AND ")
+        );
+        let mut query = sqlx::query(&sql);
+        if let Some(org) = q.org {
+            query = query.bind(org.0);
+        }
+        if let Some(status) = q.status {
+            query = query.bind(status.as_str());
+        }
+        if let Some(before) = q.before {
+            query = query.bind(before.0);
+        }
+        for t in q.teams.iter().flatten() {
+            query = query.bind(t.0);
+        }
+        query
+            .bind(i64::from(q.limit))
+            .all(self.reader(), inbox_from_row)
+            .await
+    }
+}
