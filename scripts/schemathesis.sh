@@ -107,9 +107,17 @@ agent() {
 }
 ST_AGENT=$(agent Llama)
 ST_AGENT_DOOMED=$(agent Doomed)
+# Support widget keys (WEB-4) of the org's team; the widget routes themselves need a page
+# origin the run does not send, so they answer 403 (their own gate).
+wkey() {
+  call POST "/orgs/$ST_ORG/widget-keys" "$admin" \
+    "{\"name\":\"$1\",\"allowed_origins\":[\"https://shop.example\"],\"team_id\":\"$ST_TEAM\"}" | field id
+}
+ST_WKEY=$(wkey Shop)
+ST_WKEY_DOOMED=$(wkey Doomed)
 export ST_USER ST_USER_SPARE ST_ORG ST_ORG_SPARE ST_ORG_DOOMED ST_TEAM ST_CONV ST_CONV_DOOMED \
   ST_MSG ST_MSG_DOOMED ST_BOT ST_KEY ST_INVITE ST_GUARD ST_GUARD_DOOMED ST_FLAG ST_AGENT \
-  ST_AGENT_DOOMED
+  ST_AGENT_DOOMED ST_WKEY ST_WKEY_DOOMED
 
 status=0
 # One worker: schemathesis runs workers as threads, and CPython before 3.11.9 / 3.12.3 keeps the

@@ -25,7 +25,6 @@ fn host_ok(host: &str) -> bool {
         return !inner.is_empty() && inner.chars().all(|c| c.is_ascii_hexdigit() || c == ':');
     }
     !host.is_empty()
-        && host.len() <= 253
         && host.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
@@ -45,7 +44,10 @@ impl WidgetOrigin {
                 "must be an exact origin: http(s)://host[:port], no path or wildcard",
             )
         };
-        let lower = raw.trim().to_ascii_lowercase();
+        if raw.len() > 300 {
+            return Err(bad());
+        }
+        let lower = raw.to_ascii_lowercase();
         let (scheme, rest) = lower.split_once("://").ok_or_else(bad)?;
         let default_port = match scheme {
             "https" => "443",
@@ -183,7 +185,12 @@ schema!(
         "An exact site origin: http(s)://host[:port] (no path, query or wildcard)",
         8,
         Some(300),
-        r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.\[\]:-]+/?$",
+        concat!(
+            r"^[Hh][Tt][Tt][Pp][Ss]?://",
+            r"(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?",
+            r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)",
+            r"(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?/?$",
+        ),
     )
 );
 schema!(
@@ -287,12 +294,31 @@ pub fn strip_handoff(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The OpenAPI pattern of [`WidgetOrigin`], as the document states it.
+    fn documented_pattern() -> regex::Regex {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(WidgetOrigin::schema()).unwrap();
+        regex::Regex::new(schema["pattern"].as_str().unwrap()).unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn the_documented_pattern_is_what_parse_accepts(
+            raw in "[hH][tT]{2}[pP][sS]?://[a-zA-Z0-9.:\\[\\]-]{0,24}/?[ ?]?",
+        ) {
+            let pattern = documented_pattern();
+            prop_assert_eq!(pattern.is_match(&raw), WidgetOrigin::parse(&raw).is_ok(), "{}", raw);
+        }
+    }
 
     #[test]
     fn origins_are_exact() {
         let ok =
             |raw: &str, want: &str| assert_eq!(WidgetOrigin::parse(raw).unwrap().as_str(), want);
         ok("https://Example.com", "https://example.com");
+        ok("https://a.example:65535", "https://a.example:65535");
         ok("https://example.com/", "https://example.com");
         ok("https://example.com:443", "https://example.com");
         ok("http://127.0.0.1:8080", "http://127.0.0.1:8080");
@@ -311,6 +337,10 @@ mod tests {
             "https://exa mple.com",
             "https://",
             "javascript://x",
+            " https://example.com",
+            "https://example.com:65536",
+            "https://-a.example",
+            "https://a..example",
         ] {
             assert!(WidgetOrigin::parse(bad).is_err(), "{bad}");
         }

@@ -7,12 +7,13 @@
 //! nothing. A stream that does not keep up (its queue of [`QUEUE`] events full) is dropped;
 //! the visitor reconnects and replays.
 //!
-//! Visitors waiting for their first (or next) conversation are woken on this node when it is
-//! made here ([`WidgetStreams::conversation_started`]); a conversation made on another node is
-//! found by the stream's periodic check.
+//! Visitors waiting for their first (or next) conversation are woken when it is made, on any
+//! node: the visitor bot's `CONVERSATION_CREATE` (which reaches no socket or webhook) names the
+//! visitor; the stream's slow periodic check is only a backstop.
 
-use crate::fanout::Delivered;
+use crate::fanout::{Delivered, WireEvent};
 use conclave_core::event::{Audience, EventKind};
+use conclave_core::service::widget::WIDGET_VISITOR_FIELD;
 use conclave_core::ConversationId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,13 +35,24 @@ pub fn shown(kind: EventKind) -> bool {
     )
 }
 
+/// The visitor a `CONVERSATION_CREATE` to a widget key's visitor bot names.
+fn started_for(event: &WireEvent) -> Option<Uuid> {
+    if !matches!(event.audience, Audience::User(_)) || !event.d.get().contains(WIDGET_VISITOR_FIELD)
+    {
+        return None;
+    }
+    let d: serde_json::Value = serde_json::from_str(event.d.get()).ok()?;
+    Uuid::parse_str(d.get(WIDGET_VISITOR_FIELD)?.as_str()?).ok()
+}
+
 #[derive(Default)]
 struct Inner {
     /// The position of the last event tapped that a widget stream shows.
     seen: u64,
     next: u64,
     by_conv: HashMap<ConversationId, Vec<(u64, mpsc::Sender<Delivered>)>>,
-    waiting: HashMap<Uuid, Arc<Notify>>,
+    /// One per stream waiting on the visitor (a permit is kept until it is waited for).
+    waiting: HashMap<Uuid, Vec<Arc<Notify>>>,
 }
 
 /// This node's visitor streams.
@@ -76,8 +88,15 @@ impl WidgetStreams {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The hub's tap: a shown event of a conversation goes to the streams subscribed to it.
+    /// The hub's tap: a shown event of a conversation goes to the streams subscribed to it; a
+    /// visitor's new conversation (made on any node) wakes their waiting streams.
     pub fn tap(&self, ev: &Delivered) {
+        if ev.event.kind == EventKind::ConversationCreate {
+            if let Some(visitor) = started_for(&ev.event) {
+                self.conversation_started(visitor);
+            }
+            return;
+        }
         if !shown(ev.event.kind) {
             return;
         }
@@ -111,27 +130,31 @@ impl WidgetStreams {
         }
     }
 
-    /// What wakes `visitor`'s streams when a conversation of theirs is made on this node.
+    /// What wakes this stream of `visitor`'s when a conversation of theirs is made.
     #[must_use]
     pub fn waiter(&self, visitor: Uuid) -> Arc<Notify> {
-        self.lock().waiting.entry(visitor).or_default().clone()
+        let notify = Arc::new(Notify::new());
+        (self.lock().waiting.entry(visitor).or_default()).push(notify.clone());
+        notify
     }
 
-    /// Forgets `visitor`'s waiter once no stream holds it.
-    pub fn release(&self, visitor: Uuid) {
+    /// Forgets a stream's waiter.
+    pub fn release(&self, visitor: Uuid, waiter: &Arc<Notify>) {
         let mut g = self.lock();
-        if g.waiting
-            .get(&visitor)
-            .is_some_and(|n| Arc::strong_count(n) == 1)
-        {
-            g.waiting.remove(&visitor);
+        if let Some(list) = g.waiting.get_mut(&visitor) {
+            list.retain(|n| !Arc::ptr_eq(n, waiter));
+            if list.is_empty() {
+                g.waiting.remove(&visitor);
+            }
         }
     }
 
-    /// A conversation of `visitor`'s was made on this node: their streams look again now.
+    /// A conversation of `visitor`'s was made: their streams look again now.
     pub fn conversation_started(&self, visitor: Uuid) {
-        if let Some(n) = self.lock().waiting.get(&visitor) {
-            n.notify_waiters();
+        if let Some(list) = self.lock().waiting.get(&visitor) {
+            for n in list {
+                n.notify_one();
+            }
         }
     }
 

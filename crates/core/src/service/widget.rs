@@ -49,6 +49,9 @@ pub const HANDOFF_NOTICE: &str =
     "This conversation was handed to the support team. Someone will answer here soon.";
 /// What an agent's answer that was only a handoff marker becomes.
 pub const HANDOFF_ONLY_ANSWER: &str = "Let me connect you with a person from our team.";
+/// The field of the visitor bot's `CONVERSATION_CREATE` that names the visitor (see
+/// `visitor_conversation`).
+pub const WIDGET_VISITOR_FIELD: &str = "widget_visitor_id";
 /// Messages a visitor's history holds at most (the newest).
 pub const HISTORY_MAX: usize = 200;
 
@@ -248,28 +251,21 @@ impl Services {
         }
     }
 
-    /// 422 unless `team` is a team of `org`.
+    /// 404 unless `team` is a team of `org`.
     async fn check_widget_team(&self, org: OrgId, team: TeamId) -> Result<()> {
         match self.store.team(team).await {
             Ok(t) if t.org_id == org => Ok(()),
-            Ok(_) | Err(crate::store::StoreError::NotFound) => Err(ServiceError::invalid(
-                "team_id",
-                "unknown_team",
-                "must be a team of this organization",
-            )),
+            // An id in the body that names nothing here: 404, like one in the path.
+            Ok(_) | Err(crate::store::StoreError::NotFound) => Err(ServiceError::NotFound("team")),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// 422 unless `agent` is an agent of `org`.
+    /// 404 unless `agent` is an agent of `org`.
     async fn check_widget_agent(&self, org: OrgId, agent: Uuid) -> Result<()> {
         match self.store.agent(agent).await {
             Ok(a) if a.org_id == org => Ok(()),
-            Ok(_) | Err(crate::store::StoreError::NotFound) => Err(ServiceError::invalid(
-                "agent_id",
-                "unknown_agent",
-                "must be an AI agent of this organization",
-            )),
+            Ok(_) | Err(crate::store::StoreError::NotFound) => Err(ServiceError::NotFound("agent")),
             Err(e) => Err(e.into()),
         }
     }
@@ -672,7 +668,14 @@ impl Services {
             .create_widget_conversation(&conv, &participants, &widget, &[audit])
             .await?;
         for (i, (user, _)) in participants.iter().enumerate() {
-            let subscribe = self.subscribed(&conv, *user).await?;
+            let mut subscribe = self.subscribed(&conv, *user).await?;
+            if *user == key.visitor_user_id {
+                // The visitor bot has no sockets and this copy reaches no webhook: it tells the
+                // visitor's event streams on every node that their conversation exists.
+                if let Some(d) = subscribe.d.as_object_mut() {
+                    d.insert(WIDGET_VISITOR_FIELD.into(), v.visitor.id.to_string().into());
+                }
+            }
             self.emit(if i == 0 {
                 subscribe
             } else {

@@ -135,10 +135,14 @@ async fn update_conversation(
     let Some(status) = body.status else {
         return json(me.services().update_conversation(&me.actor, me.at, patch)).await;
     };
+    // Two changes with their own permissions and audit rows: one at a time, so neither is
+    // applied when the other is refused.
     if settings {
-        me.services()
-            .update_conversation(&me.actor, me.at, patch)
-            .await?;
+        return Err(super::error::ApiError::invalid(
+            "not_combinable",
+            "change `status` on its own, without other fields",
+            "/status",
+        ));
     }
     let (_, conv) = (me.services())
         .set_widget_status(&me.actor, me.at, status)

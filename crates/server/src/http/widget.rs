@@ -50,17 +50,18 @@ use utoipa_axum::routes;
 const ALLOWED_HEADERS: &str = "content-type, x-widget-key, x-widget-visitor, last-event-id";
 /// The heartbeat comment of an idle stream.
 const HEARTBEAT: Duration = Duration::from_secs(15);
-/// How often a stream without a live conversation looks for a new one made on another node.
-const RECHECK: Duration = Duration::from_secs(5);
+/// How often a stream without a live conversation looks for a new one anyway (the fan-out
+/// wakes it when one is made; this is a backstop).
+const RECHECK: Duration = Duration::from_secs(30);
 
 pub fn router() -> OpenApiRouter<AppState> {
     use super::credentials::{declare, RouteAccess};
     declare(
         OpenApiRouter::new()
-            .routes(routes!(create_session))
-            .routes(routes!(send, history))
-            .routes(routes!(handoff))
-            .routes(routes!(stream)),
+            .routes(routes!(widget_session))
+            .routes(routes!(widget_send, widget_history))
+            .routes(routes!(widget_handoff))
+            .routes(routes!(widget_stream)),
         RouteAccess::PUBLIC,
     )
 }
@@ -309,7 +310,7 @@ pub struct SessionAnswer {
 #[utoipa::path(post, path = "/widget/sessions", tag = "widget", request_body = CreateSession,
     params(("X-Widget-Key" = String, Header, description = "The publishable widget key")),
     responses((status = 200, body = SessionAnswer), (status = 403, body = super::error::ErrorBody)))]
-async fn create_session(
+async fn widget_session(
     call: WidgetCall,
     ApiJson(body): ApiJson<CreateSession>,
 ) -> ApiResult<Json<SessionAnswer>> {
@@ -371,16 +372,13 @@ pub struct SendBody {
 #[utoipa::path(post, path = "/widget/chat", tag = "widget", request_body = SendBody,
     params(("X-Widget-Key" = String, Header), ("X-Widget-Visitor" = String, Header)),
     responses((status = 201, body = WidgetMessage), (status = 403, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody)))]
-async fn send(
+async fn widget_send(
     call: WidgetCall,
     ApiJson(body): ApiJson<SendBody>,
 ) -> ApiResult<(StatusCode, Json<WidgetMessage>)> {
     let v = call.visitor(&body.session_id).await?;
     let services = &call.state.services;
-    let (message, _, created) = services.widget_send(&v, body.message).await?;
-    if created {
-        (call.state.gateway.widget_streams).conversation_started(v.visitor.id);
-    }
+    let (message, _, _) = services.widget_send(&v, body.message).await?;
     let shown = widget_message(&v.key, &v.visitor, &MessageFacts::from(&message))
         .ok_or_else(ApiError::internal)?;
     Ok((StatusCode::CREATED, Json(shown)))
@@ -406,7 +404,7 @@ pub struct History {
 #[utoipa::path(get, path = "/widget/chat", tag = "widget",
     params(SessionQuery, ("X-Widget-Key" = String, Header), ("X-Widget-Visitor" = String, Header)),
     responses((status = 200, body = History), (status = 403, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody)))]
-async fn history(
+async fn widget_history(
     call: WidgetCall,
     ApiQuery(q): ApiQuery<SessionQuery>,
 ) -> ApiResult<Json<History>> {
@@ -436,7 +434,7 @@ pub struct StatusView {
 #[utoipa::path(post, path = "/widget/handoff", tag = "widget", request_body = HandoffBody,
     params(("X-Widget-Key" = String, Header), ("X-Widget-Visitor" = String, Header)),
     responses((status = 200, body = StatusView), (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody)))]
-async fn handoff(
+async fn widget_handoff(
     call: WidgetCall,
     ApiJson(body): ApiJson<HandoffBody>,
 ) -> ApiResult<Json<StatusView>> {
@@ -456,7 +454,10 @@ async fn handoff(
     params(SessionQuery, ("X-Widget-Key" = String, Header), ("X-Widget-Visitor" = String, Header),
         ("Last-Event-ID" = Option<String>, Header)),
     responses((status = 200, content_type = "text/event-stream", body = String), (status = 403, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody)))]
-async fn stream(call: WidgetCall, ApiQuery(q): ApiQuery<SessionQuery>) -> ApiResult<Response> {
+async fn widget_stream(
+    call: WidgetCall,
+    ApiQuery(q): ApiQuery<SessionQuery>,
+) -> ApiResult<Response> {
     let v = call.visitor(&q.session_id).await?;
     let epoch = epoch_tag(&call.state.gateway.fanout.epoch());
     let last = call
@@ -593,8 +594,7 @@ async fn follow_visitor(
     let waiter = streams.waiter(v.visitor.id);
     loop {
         // Listening before looking: a conversation made in between still wakes the stream.
-        let notified = waiter.notified();
-        tokio::pin!(notified);
+        let mut notified = Box::pin(waiter.notified());
         notified.as_mut().enable();
         let current = match state.services.widget_current(&v).await {
             Ok(c) => c,
@@ -605,7 +605,7 @@ async fn follow_visitor(
         };
         let Some(w) = current else {
             let gone = tokio::select! {
-                () = &mut notified => false,
+                () = notified.as_mut() => false,
                 () = tokio::time::sleep(RECHECK) => false,
                 () = tx.closed() => true,
             };
@@ -614,6 +614,8 @@ async fn follow_visitor(
             }
             continue;
         };
+        // Not listening here any more: a wake-up goes to the loop below.
+        drop(notified);
         let sub = streams.subscribe(w.conversation_id);
         let ctx = Follow {
             state: &state,
@@ -626,8 +628,7 @@ async fn follow_visitor(
             break;
         }
     }
-    drop(waiter);
-    streams.release(v.visitor.id);
+    streams.release(v.visitor.id, &waiter);
 }
 
 struct Follow<'a> {

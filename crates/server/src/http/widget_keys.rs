@@ -28,12 +28,12 @@ pub fn router() -> OpenApiRouter<AppState> {
     use conclave_core::credential::Scope;
     declare(
         OpenApiRouter::new()
-            .routes(routes!(list_keys, create_key))
-            .routes(routes!(update_key, delete_key)),
+            .routes(routes!(list_widget_keys, create_widget_key))
+            .routes(routes!(update_widget_key, delete_widget_key)),
         RouteAccess::always(Scope::OrgAdmin),
     )
     .merge(declare(
-        OpenApiRouter::new().routes(routes!(inbox)),
+        OpenApiRouter::new().routes(routes!(widget_inbox)),
         RouteAccess::always(Scope::ConversationsRead),
     ))
 }
@@ -42,7 +42,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub fn admin_router() -> OpenApiRouter<AppState> {
     use super::credentials::{declare, RouteAccess};
     declare(
-        OpenApiRouter::new().routes(routes!(admin_conversations)),
+        OpenApiRouter::new().routes(routes!(admin_widget_conversations_list)),
         RouteAccess::SESSION,
     )
 }
@@ -81,8 +81,8 @@ pub struct CreateWidgetKey {
 
 /// Create a widget key (owners and admins); its identity secret is answered this once.
 #[utoipa::path(post, path = "/orgs/{org}/widget-keys", tag = "widget", params(("org" = String, Path, format = Uuid)), request_body = CreateWidgetKey,
-    responses((status = 201, body = WidgetKeyView)))]
-async fn create_key(
+    responses((status = 201, body = WidgetKeyView), (status = 404, body = super::error::ErrorBody, description = "The org, or the team or agent named in the body, is not found")))]
+async fn create_widget_key(
     me: Caller<OrgId>,
     ApiJson(body): ApiJson<CreateWidgetKey>,
 ) -> Created<WidgetKeyView> {
@@ -108,7 +108,7 @@ async fn create_key(
 /// The org's live widget keys (identity secrets masked).
 #[utoipa::path(get, path = "/orgs/{org}/widget-keys", tag = "widget", params(("org" = String, Path, format = Uuid)),
     responses((status = 200, body = List<WidgetKeyView>)))]
-async fn list_keys(me: Caller<OrgId>) -> Listed<WidgetKeyView> {
+async fn list_widget_keys(me: Caller<OrgId>) -> Listed<WidgetKeyView> {
     let keys = me.services().widget_keys(&me.actor, me.at).await?;
     Ok(Json(List::all(
         keys.into_iter()
@@ -139,8 +139,8 @@ pub struct UpdateWidgetKey {
 /// Change a widget key.
 #[utoipa::path(patch, path = "/orgs/{org}/widget-keys/{id}", tag = "widget",
     params(("org" = String, Path, format = Uuid), ("id" = String, Path, format = Uuid)), request_body = UpdateWidgetKey,
-    responses((status = 200, body = WidgetKeyView)))]
-async fn update_key(
+    responses((status = 200, body = WidgetKeyView), (status = 404, body = super::error::ErrorBody, description = "The key, or the team or agent named in the body, is not found")))]
+async fn update_widget_key(
     me: Caller<(OrgId, Uuid)>,
     ApiJson(body): ApiJson<UpdateWidgetKey>,
 ) -> Answer<WidgetKeyView> {
@@ -167,7 +167,7 @@ async fn update_key(
 #[utoipa::path(delete, path = "/orgs/{org}/widget-keys/{id}", tag = "widget",
     params(("org" = String, Path, format = Uuid), ("id" = String, Path, format = Uuid)),
     responses((status = 204)))]
-async fn delete_key(me: Caller<(OrgId, Uuid)>) -> NoContent {
+async fn delete_widget_key(me: Caller<(OrgId, Uuid)>) -> NoContent {
     let (org, id) = me.at;
     no_content(me.services().delete_widget_key(&me.actor, org, id)).await
 }
@@ -215,7 +215,7 @@ fn inbox_page(q: &InboxParams) -> ApiResult<(Page<ConversationId>, Option<Conver
 /// admins: all), newest first. Members of no such team, viewers and bots are refused.
 #[utoipa::path(get, path = "/orgs/{org}/inbox", tag = "widget", params(("org" = String, Path, format = Uuid), InboxParams),
     responses((status = 200, body = List<InboxItem>)))]
-async fn inbox(me: Caller<OrgId>, ApiQuery(q): ApiQuery<InboxParams>) -> Listed<InboxItem> {
+async fn widget_inbox(me: Caller<OrgId>, ApiQuery(q): ApiQuery<InboxParams>) -> Listed<InboxItem> {
     let (page, before) = inbox_page(&q)?;
     let items = me
         .services()
@@ -229,7 +229,7 @@ async fn inbox(me: Caller<OrgId>, ApiQuery(q): ApiQuery<InboxParams>) -> Listed<
 /// Every widget conversation on the server, newest first (server admins).
 #[utoipa::path(get, path = "/admin/conversations", tag = "admin", params(InboxParams),
     responses((status = 200, body = List<InboxItem>)))]
-async fn admin_conversations(
+async fn admin_widget_conversations_list(
     a: AdminCaller,
     ApiQuery(q): ApiQuery<InboxParams>,
 ) -> Listed<InboxItem> {

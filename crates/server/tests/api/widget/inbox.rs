@@ -146,6 +146,18 @@ async fn only_the_team_and_admins_work_the_inbox(h: Widgeted) {
         .items(&org_path(&other, "/inbox"), &s.staff.token)
         .await
         .is_empty());
+    // Taken out of the team, the staff member is refused at once; a disabled account too.
+    let membership = org_path(&s.org, &format!("/teams/{}/members/{}", s.team, s.staff.id));
+    app.delete(&membership, &s.owner.token).await.expect(204);
+    app.get(&inbox, &s.staff.token)
+        .await
+        .expect_error(403, "forbidden");
+    status(&s.staff.token, "open").await.expect(404);
+    let admin = app.user("acme-admin").await;
+    app.add_member(&s.org, &s.owner, &admin, "admin").await;
+    assert_eq!(app.items(&inbox, &admin.token).await.len(), 1);
+    app.set_disabled(ADMIN_TOKEN, &admin, true).await;
+    app.get(&inbox, &admin.token).await.expect(401);
 }
 
 async fn server_admins_list_widget_conversations(h: Widgeted) {

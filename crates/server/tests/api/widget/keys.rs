@@ -130,14 +130,21 @@ async fn key_fields_are_checked_and_the_secret_shown_once(h: Widgeted) {
             "/allowed_origins/0",
         ),
         (with("allowed_origins", json!([])), "/allowed_origins"),
-        (with("team_id", json!(foreign_team)), "/team_id"),
-        (with("agent_id", json!(uuid::Uuid::now_v7())), "/agent_id"),
         (with("identity", json!("sometimes")), "/identity"),
         (with("name", json!("")), "/name"),
     ] {
         let res = app.post(&path, &s.owner.token, body.clone()).await;
         assert_eq!(res.status.as_u16(), 422, "{body}: {}", res.body);
         assert_eq!(res.field(), Some(field), "{body}");
+    }
+    // A team or agent that is not the org's is not found.
+    for body in [
+        with("team_id", json!(foreign_team)),
+        with("agent_id", json!(uuid::Uuid::now_v7())),
+    ] {
+        app.post(&path, &s.owner.token, body)
+            .await
+            .expect_error(404, "not_found");
     }
     // Exact origins are kept normalised; an update replaces them.
     let item = format!("{path}/{}", s.key_id);
