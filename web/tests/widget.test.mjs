@@ -409,11 +409,9 @@ test('an allowed site chats end to end: a streamed AI answer, a handoff, a perso
   assert.deepEqual(errorsOf(staff.seen), []);
 });
 
-// Marked todo while the server tells only a widget conversation's participants of it (its
-// `CONVERSATION_UPDATE` has the conversation as audience): the support team's inbox then learns
-// of new and handed-off conversations only on a reload. It runs and reports; remove `todo` once
-// the server tells the key's team and the org's admins (the client already listens).
-test('the support inbox is live: a new conversation and a handoff appear without a reload', { todo: 'the server does not yet tell the support team of widget conversations it is not in' }, async () => {
+// The server tells everyone who works the inbox with `INBOX_UPDATE` (the team's members and the
+// org's admins, who are not participants until they take a conversation).
+test('the support inbox is live: a new conversation and a handoff appear without a reload', async () => {
   const desk = await supportDesk();
   const staff = await h.browse(desk.staff);
   await staff.page.goto(`${h.base}/#/inbox`);

@@ -151,6 +151,10 @@ pub enum EventKind {
     PresenceUpdate,
     OrgAccessLost,
     OrgAccessRestored,
+    /// `INBOX_UPDATE {conversation_id, org_id, status}`: a widget conversation of a support
+    /// team was created, changed status or got a visitor's message (WEB-4), to each person who
+    /// works that inbox — they are not its participants until they take it.
+    InboxUpdate,
     /// `_MEMBER_ADDED`, `_MEMBER_REMOVED`, `_MEMBER_ROLE_CHANGED`: an org's membership changed.
     /// The gateway protocol has no such event (the `_` says no client sees it); webhooks carry
     /// them as `member.added|removed|role_changed`.
@@ -165,7 +169,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    const NAMES: [(&'static str, Self); 18] = [
+    const NAMES: [(&'static str, Self); 19] = [
         ("MESSAGE_CREATE", Self::MessageCreate),
         ("MESSAGE_UPDATE", Self::MessageUpdate),
         ("MESSAGE_DELETE", Self::MessageDelete),
@@ -180,6 +184,7 @@ impl EventKind {
         ("PRESENCE_UPDATE", Self::PresenceUpdate),
         ("ORG_ACCESS_LOST", Self::OrgAccessLost),
         ("ORG_ACCESS_RESTORED", Self::OrgAccessRestored),
+        ("INBOX_UPDATE", Self::InboxUpdate),
         ("_MEMBER_ADDED", Self::MemberAdded),
         ("_MEMBER_REMOVED", Self::MemberRemoved),
         ("_MEMBER_ROLE_CHANGED", Self::MemberRoleChanged),

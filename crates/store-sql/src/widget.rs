@@ -469,6 +469,20 @@ impl WidgetStore for Backend {
         Ok(changed)
     }
 
+    async fn widget_inbox_audience(&self, org: OrgId, team: TeamId) -> StoreResult<Vec<UserId>> {
+        sqlx::query(
+            "SELECT t.user_id AS user_id FROM team_members t \
+             JOIN org_members m ON m.org_id = $1 AND m.user_id = t.user_id \
+             WHERE t.team_id = $2 AND m.role <> 'viewer' \
+             UNION SELECT user_id FROM org_members \
+             WHERE org_id = $1 AND role IN ('owner', 'admin')",
+        )
+        .bind(org.0)
+        .bind(team.0)
+        .all(self.reader(), |r| Ok(UserId(get(r, "user_id")?)))
+        .await
+    }
+
     async fn widget_inbox(&self, q: &InboxQuery) -> StoreResult<Vec<InboxItem>> {
         let mut conds = vec!["1 = 1".to_owned()];
         let mut n = 0;

@@ -20,7 +20,8 @@ pub const fn scope_to_read(kind: EventKind) -> Option<Scope> {
         | EventKind::ConversationUpdate
         | EventKind::ConversationDelete
         | EventKind::ParticipantAdd
-        | EventKind::ParticipantRemove => Some(Scope::ConversationsRead),
+        | EventKind::ParticipantRemove
+        | EventKind::InboxUpdate => Some(Scope::ConversationsRead),
         // No socket is their audience (webhooks only); were one, it would read the member list.
         EventKind::MemberAdded | EventKind::MemberRemoved | EventKind::MemberRoleChanged => {
             Some(Scope::OrgRead)
@@ -49,6 +50,16 @@ pub fn may_receive(credential: &Credential, kind: EventKind) -> bool {
 #[must_use]
 pub fn may_subscribe(credential: &Credential, org: OrgId, conv: ConversationId) -> bool {
     credential.covers_conversation(org, conv)
+}
+
+/// Whether a socket authenticated with `credential` hears of the widget inbox of `org`
+/// (`INBOX_UPDATE`): as the inbox itself is read (WEB-4) — a login session, or a key of that
+/// org not limited to listed conversations; never a bot.
+#[must_use]
+pub fn hears_of_inbox(credential: &Credential, org: Option<OrgId>) -> bool {
+    !matches!(credential, Credential::Bot { .. })
+        && credential.conversations().is_none()
+        && org.is_some_and(|o| credential.covers_org(o))
 }
 
 /// Whether a socket authenticated with `credential` hears about `org` at all (its access to

@@ -682,6 +682,7 @@ impl Services {
                 subscribe.gateway_only()
             });
         }
+        self.announce_to_inbox(&widget).await?;
         Ok((widget, true))
     }
 
@@ -709,6 +710,10 @@ impl Services {
                 },
             )
             .await?;
+        if !created {
+            // A new conversation was announced as it was made.
+            self.announce_to_inbox(&w).await?;
+        }
         Ok((sent.message, w, created))
     }
 
@@ -790,6 +795,28 @@ impl Services {
         self.emit(
             Event::conversation("CONVERSATION_UPDATE", w.conversation_id, d).in_org(w.org_id),
         );
+        self.announce_to_inbox(w).await
+    }
+
+    /// `INBOX_UPDATE` to everyone who works `w`'s inbox (its team's members and the org's
+    /// owners and admins), whether or not they are in the conversation: the inbox is live.
+    async fn announce_to_inbox(&self, w: &WidgetConversation) -> Result<()> {
+        let d = serde_json::json!({
+            "conversation_id": w.conversation_id,
+            "org_id": w.org_id,
+            "status": w.status,
+        });
+        for user in self
+            .store
+            .widget_inbox_audience(w.org_id, w.team_id)
+            .await?
+        {
+            self.emit(
+                Event::user("INBOX_UPDATE", user, &d)
+                    .in_org(w.org_id)
+                    .gateway_only(),
+            );
+        }
         Ok(())
     }
 

@@ -234,4 +234,7 @@ pub trait WidgetStore: Send + Sync + 'static {
     ) -> StoreResult<Option<WidgetConversation>>;
     /// A page of widget conversations, newest first.
     async fn widget_inbox(&self, query: &InboxQuery) -> StoreResult<Vec<InboxItem>>;
+    /// Who works the inbox of `team`'s widget conversations in `org`: the team's members (not
+    /// viewers) and the org's owners and admins — as `policy::widget_inbox_allows` lets in.
+    async fn widget_inbox_audience(&self, org: OrgId, team: TeamId) -> StoreResult<Vec<UserId>>;
 }

@@ -9,7 +9,7 @@ use super::{Conn, ConnId, Hub, HubLimits, Verdict};
 use crate::fanout::{Delivered, WireEvent};
 use crate::gateway::outbox::{Full, Outbox};
 use crate::gateway::protocol;
-use conclave_core::event::{Audience, Control};
+use conclave_core::event::{Audience, Control, EventKind};
 use conclave_core::policy::delivery;
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -119,6 +119,9 @@ impl Hub {
                         }
                         Some(Control::OrgAccess { org, .. }) => {
                             delivery::hears_of_org(&c.credential, *org)
+                        }
+                        _ if e.kind == EventKind::InboxUpdate => {
+                            delivery::hears_of_inbox(&c.credential, e.org)
                         }
                         _ => true,
                     }

@@ -8,6 +8,7 @@ crate::both_backends!(
     with crate::widget::widgeted;
     only_the_team_and_admins_work_the_inbox,
     server_admins_list_widget_conversations,
+    the_inbox_is_live_for_those_who_work_it_only,
 );
 
 async fn only_the_team_and_admins_work_the_inbox(h: Widgeted) {
@@ -183,4 +184,88 @@ async fn server_admins_list_widget_conversations(h: Widgeted) {
     app.get("/api/v1/admin/conversations", &s.owner.token)
         .await
         .expect(403);
+}
+
+/// `INBOX_UPDATE` reaches the team's members and the org's admins on the gateway — who are
+/// not participants until they take a conversation — and nobody else: not a member outside
+/// the team, a viewer in it, another org, the org's bot, or keys without `conversations:read`
+/// or limited to conversations.
+async fn the_inbox_is_live_for_those_who_work_it_only(h: Widgeted) {
+    use crate::ws::Ws;
+    let app = &h.app;
+    let s = site(&h, "acme", "optional", false).await;
+    let member = app.user("acme-member").await;
+    app.add_member(&s.org, &s.owner, &member, "member").await;
+    let viewer = app.user("acme-viewer").await;
+    app.add_member(&s.org, &s.owner, &viewer, "viewer").await;
+    app.post(
+        &org_path(&s.org, &format!("/teams/{}/members/{}", s.team, viewer.id)),
+        &s.owner.token,
+        json!({}),
+    )
+    .await
+    .expect(200);
+    let outsider = app.user("outsider").await;
+    let other = app.org(&outsider, "other").await;
+    let bot = crate::bots::make_bot(app, &s.org, &s.owner, json!({"name": "b"})).await;
+    let org = s.org.clone();
+    let staff_token = s.staff.token.clone();
+    let key = |scopes: Value| {
+        let body = json!({"name": "k", "org_id": org, "scopes": scopes});
+        let token = staff_token.clone();
+        async move {
+            let made = app.post("/api/v1/api-keys", &token, body).await;
+            made.expect(201).body["key"]
+                .as_str()
+                .expect("a key")
+                .to_owned()
+        }
+    };
+    // Conversations for the barrier at the end, made before anyone connects.
+    let barrier = (app.group(
+        &s.org,
+        &s.owner,
+        &[&member, &viewer, &s.staff],
+        json!("private"),
+    ))
+    .await;
+    app.add_participant(&barrier, &s.owner, &bot.user_id).await;
+    let evil = app.group(&other, &outsider, &[], json!("private")).await;
+    let reader = key(json!(["conversations:read"])).await;
+    let blind = key(json!(["messages:read"])).await;
+    let (mut staff, _) = Ws::identify(app, &s.staff.token).await;
+    let (mut owner, _) = Ws::identify(app, &s.owner.token).await;
+    let (mut reader, _) = Ws::identify(app, &reader).await;
+    let mut deaf = Vec::new();
+    for token in [&member.token, &viewer.token, &outsider.token, &blind] {
+        deaf.push(Ws::identify(app, token).await.0);
+    }
+    deaf.push(crate::bots::identify_bot(app, &bot.token).await.0);
+
+    let v = app.visit(&s.key, json!({})).await;
+    app.visitor_says(&s.key, &v, "help").await;
+    let mut conv = String::new();
+    for ws in [&mut staff, &mut owner, &mut reader] {
+        let d = ws.expect("INBOX_UPDATE").await;
+        assert_eq!(d["org_id"], s.org.as_str(), "{d}");
+        assert_eq!(d["status"], "open", "{d}");
+        conv = d["conversation_id"].as_str().expect("an id").to_owned();
+    }
+    let path = format!("/api/v1/conversations/{conv}");
+    app.patch(&path, &s.staff.token, json!({"status": "resolved"}))
+        .await
+        .expect(200);
+    for ws in [&mut staff, &mut owner, &mut reader] {
+        let d = ws.expect("INBOX_UPDATE").await;
+        assert_eq!(
+            (d["conversation_id"].as_str(), d["status"].as_str()),
+            (Some(conv.as_str()), Some("resolved"))
+        );
+    }
+    // The others' next event is a barrier sent to each of them: nothing came before it.
+    app.says(&barrier, &s.owner, "barrier").await;
+    app.says(&evil, &outsider, "barrier").await;
+    for ws in &mut deaf {
+        assert_eq!(ws.expect("MESSAGE_CREATE").await["content"], "barrier");
+    }
 }
