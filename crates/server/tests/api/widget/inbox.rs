@@ -231,7 +231,7 @@ async fn the_inbox_is_live_for_those_who_work_it_only(h: Widgeted) {
     .await;
     app.add_participant(&barrier, &s.owner, &bot.user_id).await;
     let evil = app.group(&other, &outsider, &[], json!("private")).await;
-    let reader = key(json!(["conversations:read"])).await;
+    let reader = key(json!(["messages:read", "conversations:read"])).await;
     let blind = key(json!(["messages:read"])).await;
     let (mut staff, _) = Ws::identify(app, &s.staff.token).await;
     let (mut owner, _) = Ws::identify(app, &s.owner.token).await;
