@@ -1,7 +1,8 @@
 // The chat client at `/`: sign-in, orgs and conversations (group and direct), live messages
 // over the gateway, unread counts kept with read markers, the sessions page, two-factor
 // settings and the account page (security events, data export, erasure). Routes live in the
-// fragment: `#/c/<id>`, `#/sessions`, `#/security`, `#/account`.
+// fragment: `#/c/<id>`, `#/sessions`, `#/security`, `#/account`, and the OAuth consent page
+// `#/oauth/consent?request=<id>` (MCP-2).
 //
 // This module starts the app: sign-in and sign-out, the gateway, loading orgs and
 // conversations, and routing to the views under `client/` (each says what it owns).
@@ -11,6 +12,7 @@ import { Gateway } from './gateway.js';
 import { el, notice, show } from './dom.js';
 import { bootstrapView, signInView } from './signin.js';
 import { accountView } from './client/account.js';
+import { consentView } from './client/consent.js';
 import { conversationView } from './client/conversation.js';
 import { welcomeView } from './client/home.js';
 import { dispatch } from './client/live.js';
@@ -127,7 +129,7 @@ async function reload({ first = false } = {}) {
 }
 
 /** Views of the account itself, which do not show orgs or conversations. */
-const OWN_PAGES = new Set(['sessions', 'security', 'account']);
+const OWN_PAGES = new Set(['sessions', 'security', 'account', 'consent']);
 
 window.addEventListener('hashchange', () => {
   if (state.me) renderRoute();
@@ -141,6 +143,7 @@ async function renderRoute() {
   if (r.view === 'sessions') return sessionsView();
   if (r.view === 'security') return securityView();
   if (r.view === 'account') return accountView();
+  if (r.view === 'consent') return consentView(r.id);
   if (r.view === 'conversation') return conversationView(r.id);
   return welcomeView();
 }

@@ -21,6 +21,14 @@ pub enum TokenKind {
     Bot,
     /// The short-lived ticket between a sign-in's password step and its second factor.
     MfaChallenge,
+    /// An OAuth access token (MCP-2), valid on `/mcp` only: `Authorization: Bearer cnv_oa_…`.
+    OAuthAccess,
+    /// An OAuth refresh token (MCP-2), rotated on every use.
+    OAuthRefresh,
+    /// An OAuth authorization code (MCP-2): 60 seconds, single use.
+    OAuthCode,
+    /// A confidential OAuth client's secret (MCP-2).
+    OAuthClientSecret,
 }
 
 impl TokenKind {
@@ -33,16 +41,24 @@ impl TokenKind {
             Self::ApiKey => "cnv_k",
             Self::Bot => "cnv_b",
             Self::MfaChallenge => "cnv_mfa",
+            Self::OAuthAccess => "cnv_oa",
+            Self::OAuthRefresh => "cnv_or",
+            Self::OAuthCode => "cnv_oc",
+            Self::OAuthClientSecret => "cnv_ocs",
         }
     }
 
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 10] = [
         Self::Session,
         Self::Invite,
         Self::Bootstrap,
         Self::ApiKey,
         Self::Bot,
         Self::MfaChallenge,
+        Self::OAuthAccess,
+        Self::OAuthRefresh,
+        Self::OAuthCode,
+        Self::OAuthClientSecret,
     ];
 
     /// The kind whose prefix (and `_`) `token` starts with, well-formed or not: what a token
@@ -210,6 +226,14 @@ mod tests {
         assert_eq!(TokenKind::claimed_by("cnv_k_"), Some(TokenKind::ApiKey));
         assert_eq!(TokenKind::claimed_by("cnv_kx_1"), None);
         assert_eq!(TokenKind::claimed_by("cnv_k"), None);
+        assert_eq!(
+            TokenKind::claimed_by("cnv_ocs_x"),
+            Some(TokenKind::OAuthClientSecret)
+        );
+        assert_eq!(
+            TokenKind::claimed_by("cnv_oc_x"),
+            Some(TokenKind::OAuthCode)
+        );
         assert_eq!(TokenKind::claimed_by(""), None);
     }
 

@@ -7,7 +7,55 @@
 use crate::credential::{Credential, Scope};
 use crate::ids::UserId;
 use crate::model::{Session, User};
-use crate::types::UserKind;
+use crate::types::{OrgRole, UserKind};
+
+/// Where a credential is presented: each surface takes some kinds of credential only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// The REST API (`/api/v1`).
+    Rest,
+    /// The gateway's IDENTIFY and RESUME.
+    Gateway,
+    /// `POST /mcp` (MCP-1, MCP-2).
+    Mcp,
+}
+
+/// The kinds of credential a request can present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// A login session, by bearer token or browser cookie.
+    Session,
+    ApiKey,
+    Bot,
+    /// An OAuth access token (MCP-2).
+    OAuth,
+}
+
+/// MCP-2: which kinds of credential a surface accepts. OAuth access tokens are bound to the
+/// MCP resource (RFC 8707), so REST and the gateway refuse them; `/mcp` takes API keys and
+/// OAuth access tokens only (no session or bot token).
+#[must_use]
+pub const fn surface_accepts(surface: Surface, kind: CredentialKind) -> bool {
+    match surface {
+        Surface::Rest | Surface::Gateway => !matches!(kind, CredentialKind::OAuth),
+        Surface::Mcp => matches!(kind, CredentialKind::ApiKey | CredentialKind::OAuth),
+    }
+}
+
+/// MCP-2: whether an OAuth grant made by a member with `role` may hold `scope`. A grant never
+/// carries a scope its user's role could not use in the org (a viewer's grant reads only);
+/// the user's current rights still decide every request.
+#[must_use]
+pub fn scope_fits_role(role: OrgRole, scope: Scope) -> bool {
+    use super::orgs::{org_allows, OrgAction};
+    match scope {
+        Scope::MessagesRead | Scope::ConversationsRead | Scope::OrgRead => true,
+        Scope::MessagesWrite | Scope::FilesWrite => role != OrgRole::Viewer,
+        Scope::ConversationsAdmin => org_allows(role, OrgAction::CreateConversation),
+        Scope::OrgAdmin => org_allows(role, OrgAction::UpdateOrg),
+        Scope::WebhooksAdmin => org_allows(role, OrgAction::ManageWebhooks),
+    }
+}
 
 /// The scope a route group asks of a bot or API key, declared where the group is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +182,32 @@ mod tests {
         assert!(!scope_allows(&k, Some(Scope::MessagesWrite)));
         assert!(is_login_session(&Credential::Session) && !is_login_session(&k));
         assert!(is_unlisted(&k));
+    }
+
+    #[test]
+    fn oauth_tokens_only_on_mcp_and_mcp_takes_no_session() {
+        use CredentialKind::*;
+        for surface in [Surface::Rest, Surface::Gateway] {
+            assert!(!surface_accepts(surface, OAuth));
+            for kind in [Session, ApiKey, Bot] {
+                assert!(surface_accepts(surface, kind));
+            }
+        }
+        assert!(surface_accepts(Surface::Mcp, OAuth) && surface_accepts(Surface::Mcp, ApiKey));
+        assert!(!surface_accepts(Surface::Mcp, Session) && !surface_accepts(Surface::Mcp, Bot));
+    }
+
+    #[test]
+    fn grants_hold_only_scopes_the_role_can_use() {
+        for scope in Scope::ALL {
+            assert!(scope_fits_role(OrgRole::Owner, *scope));
+        }
+        assert!(!scope_fits_role(OrgRole::Viewer, Scope::MessagesWrite));
+        assert!(scope_fits_role(OrgRole::Viewer, Scope::MessagesRead));
+        assert!(scope_fits_role(OrgRole::Member, Scope::MessagesWrite));
+        assert!(!scope_fits_role(OrgRole::Member, Scope::OrgAdmin));
+        assert!(!scope_fits_role(OrgRole::Member, Scope::WebhooksAdmin));
+        assert!(scope_fits_role(OrgRole::Admin, Scope::OrgAdmin));
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub enum OrgAction {
     ManageAgents,
     /// Manage the org's content guards and review what they flagged (RATE-6).
     ManageGuards,
+    /// Register and delete the org's OAuth clients, list and revoke the OAuth grants made for
+    /// the org (MCP-2).
+    #[serde(rename = "manage_oauth")]
+    ManageOAuth,
 }
 
 impl OrgAction {
@@ -64,6 +68,7 @@ impl OrgAction {
         Self::ManageWebhooks,
         Self::ManageAgents,
         Self::ManageGuards,
+        Self::ManageOAuth,
     ];
 
     /// Whether the action only looks.
@@ -85,7 +90,7 @@ impl OrgAction {
             ManageWebhooks => Some(Scope::WebhooksAdmin),
             UpdateOrg | DeleteOrg | TransferOrg | ManageMembers | ManageOwners | CreateInvite
             | ManageTeams | ManageBots | ManageAgents | ViewAudit | ManageSecurity
-            | ManageGuards => Some(Scope::OrgAdmin),
+            | ManageGuards | ManageOAuth => Some(Scope::OrgAdmin),
         }
     }
 
@@ -116,7 +121,8 @@ pub fn org_allows(role: OrgRole, action: OrgAction) -> bool {
         | ViewAudit
         | ManageWebhooks
         | ManageAgents
-        | ManageGuards => role.rank() >= OrgRole::Admin.rank(),
+        | ManageGuards
+        | ManageOAuth => role.rank() >= OrgRole::Admin.rank(),
         DeleteOrg | TransferOrg | ManageOwners | ManageSecurity => role == OrgRole::Owner,
         CreateConversation => role.rank() >= OrgRole::Member.rank(),
     }

@@ -18,6 +18,7 @@ mod invites;
 pub mod keyring;
 mod messages;
 mod mfa;
+pub mod oauth;
 mod orgs;
 mod privacy;
 mod realtime;
@@ -38,6 +39,7 @@ pub use invites::{InviteStore, InviteUse};
 pub use keyring::SecretKeyStore;
 pub use messages::{Inserted, MessageEdit, MessageStore, StreamChange};
 pub use mfa::{LoginThrottleStore, MfaStore};
+pub use oauth::OAuthStore;
 pub use orgs::{Membership, OrgPatch, OrgStore, Removed, Transfer};
 pub use privacy::{ErasedAccount, Erasure, PrivacyStore};
 pub use realtime::{ReadMarker, RealtimeStore};
@@ -74,6 +76,7 @@ pub trait Store:
     + FileStore
     + AgentStore
     + GuardStore
+    + OAuthStore
 {
 }
 

@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use bytes::Bytes;
 use conclave_core::credential::Credential;
-use conclave_core::service::identity::{Csrf, Presented, PresentedCredential, Shown};
+use conclave_core::service::identity::{Csrf, Presented, PresentedCredential, Shown, Surface};
 use conclave_core::service::{Actor, ClientMeta, ServerAdmin, Services};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -408,11 +408,12 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> ApiResult<(Actor, 
         ip: super::client_ip::of_request(parts, state),
         meta: request_meta(parts, state),
         before_2fa: route.before_2fa,
+        surface: Surface::Rest,
     };
     let actor = state.services.identify(&access, presented).await?;
     let via = match (&actor.credential, credential) {
         (_, Shown::Cookie { .. }) => AuthVia::Cookie,
-        (Credential::Session, _) => AuthVia::Bearer,
+        (Credential::Session | Credential::OAuth { .. }, _) => AuthVia::Bearer,
         (Credential::Bot { .. }, _) => AuthVia::Bot,
         (Credential::ApiKey { .. }, _) => AuthVia::ApiKey,
     };

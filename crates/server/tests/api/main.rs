@@ -36,6 +36,7 @@ mod keys;
 mod messages;
 mod meta;
 mod mfa;
+mod oauth;
 mod org_2fa;
 mod orgs;
 mod permissions;

@@ -54,6 +54,7 @@ const ORG_ACTIONS: &[&str] = &[
     "manage_webhooks",
     "manage_agents",
     "manage_guards",
+    "manage_oauth",
 ];
 
 /// How a caller authenticates.
@@ -386,6 +387,7 @@ async fn try_org_action(
         "view_audit" => get(format!("{base}/audit")),
         "manage_webhooks" => get(format!("{base}/webhooks")),
         "manage_guards" => get(format!("{base}/guards")),
+        "manage_oauth" => get(format!("{base}/oauth-clients")),
         "manage_agents" => get(format!("{base}/agents")),
         "manage_security" => patch(base.clone(), json!({"audit_retention_days": 90})),
         other => panic!("no probe for {other}"),
