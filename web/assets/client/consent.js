@@ -66,7 +66,7 @@ export async function consentView(id) {
       el('p', { class: 'muted', text: 'It never gets more than your role in the organization allows; a permission your role lacks is left out. You can revoke its access at any time.' }),
       request.orgs.length === 0
         ? notice('You are not a member of an organization this application may be granted.')
-        : el('label', { class: 'field', for: 'consent-org' }, el('span', { text: 'Organization' }), orgPicker),
+        : el('div', { class: 'field' }, el('label', { for: 'consent-org', text: 'Organization to grant' }), orgPicker),
       el('div', { class: 'actions' }, approve, deny),
       status,
     ),
