@@ -136,6 +136,11 @@ async fn the_code_flow_issues_tokens_that_only_mcp_accepts(app: TestApp) {
             .await
             .expect_error(401, "invalid_token");
     }
+    // The gateway refuses it too (4004, as any invalid credential).
+    let mut ws = crate::ws::Ws::connect(&app).await;
+    ws.send(json!({"op": 2, "d": {"token": format!("Bearer {access}"), "client": "tests/1.0.0", "protocol_version": 1}}))
+        .await;
+    assert_eq!(ws.close_code().await, 4004);
     // Neither the refresh token nor the code is a credential anywhere.
     assert!(!app.mcp_accepts(&refresh).await);
     app.get("/api/v1/users/@me", &refresh).await.expect(401);
