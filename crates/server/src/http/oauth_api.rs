@@ -8,7 +8,7 @@ use super::extract::{ApiJson, Caller};
 use super::pagination::{all, all_as, List, Listed};
 use crate::state::AppState;
 use axum::Json;
-use conclave_core::oauth::{Grant, OAuthClient};
+use conclave_core::oauth::{Grant, OAuthClient, RedirectUri};
 use conclave_core::service::{ConsentView, NewOAuthClient};
 use conclave_core::token::{self, TokenKind};
 use conclave_core::types::Name;
@@ -129,7 +129,7 @@ pub struct CreateOAuthClient {
     /// 1–10 redirect URIs, matched as exact strings: https, http to a loopback address, or
     /// an app's own scheme; no fragment.
     #[schema(min_items = 1, max_items = 10)]
-    redirect_uris: Vec<String>,
+    redirect_uris: Vec<RedirectUri>,
     /// Public clients (PKCE alone) get no secret; confidential ones get one, shown once.
     public: bool,
 }
@@ -143,7 +143,9 @@ async fn create_client(
 ) -> Created<OAuthClientView> {
     let new = NewOAuthClient {
         name: body.name,
-        redirect_uris: body.redirect_uris,
+        redirect_uris: (body.redirect_uris.into_iter())
+            .map(RedirectUri::into_inner)
+            .collect(),
         public: body.public,
     };
     let (client, secret) = me
