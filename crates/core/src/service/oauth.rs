@@ -26,6 +26,16 @@ pub struct OAuthSettings {
     pub resource: String,
 }
 
+impl OAuthSettings {
+    /// Where the resource's RFC 9728 metadata is (RFC 9728 §3.1: the well-known path with the
+    /// resource's path after it): what `/mcp`'s 401 names in `WWW-Authenticate: Bearer
+    /// resource_metadata="…"`.
+    #[must_use]
+    pub fn resource_metadata_url(&self) -> String {
+        format!("{}/.well-known/oauth-protected-resource/mcp", self.issuer)
+    }
+}
+
 /// `GET /oauth/authorize`'s parameters, as given (each checked here, in RFC 6749 §4.1.2.1's
 /// order: the client and its redirect URI first).
 #[derive(Debug, Clone, Default)]
@@ -702,6 +712,18 @@ impl Services {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_resource_metadata_url_follows_rfc_9728() {
+        let s = OAuthSettings {
+            issuer: "https://chat.example".into(),
+            resource: "https://chat.example/mcp".into(),
+        };
+        assert_eq!(
+            s.resource_metadata_url(),
+            "https://chat.example/.well-known/oauth-protected-resource/mcp"
+        );
+    }
 
     #[test]
     fn redirects_add_to_the_query() {
