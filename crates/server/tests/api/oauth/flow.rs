@@ -12,6 +12,7 @@ both_backends!(with super::oauth_app;
     the_resource_is_required_and_checked,
     a_code_works_once_and_its_replay_revokes_the_grant,
     of_a_hundred_parallel_redemptions_exactly_one_succeeds,
+    a_hundred_parallel_refreshes_and_consents_succeed_once,
     codes_and_access_tokens_expire,
     refresh_tokens_rotate_and_reuse_revokes_the_family,
     disabled_users_tokens_stop,
@@ -406,4 +407,30 @@ async fn disabled_users_tokens_stop(app: TestApp) {
     assert!(!app.mcp_accepts(&access).await);
     // Its refresh token is refused too.
     refresh_refused(&app, &w.client_id, &refresh_token).await;
+}
+
+async fn a_hundred_parallel_refreshes_and_consents_succeed_once(app: TestApp) {
+    let w = world(&app).await;
+    // One pending request, approved 100 times at once: one code.
+    let id = request_id(&app.authorize_as(&w.client_id, &[]).await);
+    let body = json!({"approve": true, "org_id": w.org});
+    let approvals =
+        (0..100).map(|_| app.consent_api(&w.browser, Method::POST, &id, Some(body.clone())));
+    let answers = futures::future::join_all(approvals).await;
+    let ok: Vec<&Res> = answers.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(ok.len(), 1, "one decision");
+    assert!(answers.iter().all(|r| r.status == 200 || r.status == 404));
+    let code = query_param(&ok[0].string("redirect_to"), "code").unwrap();
+    let (_, refresh_token) = tokens(&redeem(&app, &w.client_id, &code).await.expect(200));
+    // One refresh token, rotated 100 times at once: one rotation; the rest are reuse, which
+    // revokes the family (the winner's new tokens included).
+    let rotations = (0..100).map(|_| refresh(&app, &w.client_id, &refresh_token));
+    let answers = futures::future::join_all(rotations).await;
+    let ok: Vec<&Res> = answers.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(ok.len(), 1, "one rotation");
+    for r in answers.iter().filter(|r| r.status != 200) {
+        oauth_error(r, 400, "invalid_grant");
+    }
+    assert!(!app.mcp_accepts(&ok[0].string("access_token")).await);
+    refresh_refused(&app, &w.client_id, &ok[0].string("refresh_token")).await;
 }
