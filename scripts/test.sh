@@ -30,6 +30,15 @@ if ! python3 -c 'import openai' >/dev/null 2>&1; then
     echo "WARNING: could not install openai (python3 -m pip install openai): the fake provider's interoperability test will not run." >&2
 fi
 
+# The MCP endpoint (api::mcp) is checked with the official MCP SDKs as independent clients: the
+# Python one (`mcp`, scripts/mcp-check.py) here, the TypeScript one (@modelcontextprotocol/sdk,
+# web/tests/mcp-check.mjs) from web/tests' packages, installed before the Rust tests below.
+# Without them those tests say SKIPPED — except under CI=true, where they fail.
+if ! python3 -c 'import mcp' >/dev/null 2>&1; then
+  python3 -m pip install --quiet mcp ||
+    echo "WARNING: could not install mcp (python3 -m pip install mcp): the MCP Python SDK interoperability test will not run." >&2
+fi
+
 # A step that cannot run says SKIPPED loudly (`skipped WHAT`); under CI=true it fails the run
 # instead (`ci_requires STEP MISSING`, where MISSING is empty when nothing is missing).
 skipped() {
@@ -149,6 +158,11 @@ browser_log=$(mktemp)
 st_log=$(mktemp)
 trap 'rm -f "$log" "$browser_log" "$st_log"' EXIT
 status=0
+if command -v npm >/dev/null 2>&1; then
+  # web/tests' packages: the browser tests' and the MCP TypeScript SDK the Rust tests run.
+  (cd web/tests && npm ci --no-audit --no-fund --loglevel=error) ||
+    echo "WARNING: npm ci in web/tests failed: the MCP TypeScript SDK and browser tests will not run." >&2
+fi
 cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
 
 if [ -n "$schemathesis_missing" ]; then
@@ -165,7 +179,6 @@ if [ -n "$browser_missing" ]; then
   skipped "browser tests (web/tests) — missing ${browser_missing}."
 else
   cargo build --locked -p conclave-server --bin conclave
-  (cd web/tests && npm ci --no-audit --no-fund --loglevel=error)
   CONCLAVE_BIN="${CARGO_TARGET_DIR:-target}/debug/conclave" \
     node --test --test-concurrency=1 --test-reporter=tap web/tests/ 2>&1 | tee "$browser_log" ||
     status=$?

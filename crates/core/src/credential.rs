@@ -181,6 +181,28 @@ impl From<Cidr> for String {
     }
 }
 
+/// Which surface a request came through, where that changes what is recorded about it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Surface {
+    /// The REST API or the gateway.
+    #[default]
+    Api,
+    /// `POST /mcp`: an outside AI agent acting with the credential (MCP-3), whose writes
+    /// are audited.
+    Mcp,
+}
+
+impl Surface {
+    /// How an audit row names it (`detail.via`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Mcp => "mcp",
+        }
+    }
+}
+
 /// How a request authenticated, and so what it may do beyond its user's rights.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Credential {

@@ -1,24 +1,13 @@
-//! What a credential itself allows, whatever its user's rights (AUTH-6, AUTH-7, AUTH-12, AZ-5):
-//! which scope a route group asks of a bot or API key, and the rules that keep account and
-//! credential management to the user's own login session, and what the server admin capability
-//! and impersonation (AUTH-12) may not do. Services ask these predicates and turn a `false`
+//! What a credential itself allows, whatever its user's rights (AUTH-6, AUTH-7, AUTH-12, AZ-5,
+//! MCP-2): which scope a route group asks of a bot or API key, which credentials `POST /mcp`
+//! accepts, the rules that keep account and credential management to the user's own login
+//! session, and what the server admin capability and impersonation (AUTH-12) may not do. Services ask these predicates and turn a `false`
 //! into their error; the REST routes and the gateway declare a [`ScopeRule`].
 
-use crate::credential::{Credential, Scope};
+use crate::credential::{Credential, Scope, Surface};
 use crate::ids::UserId;
 use crate::model::{Session, User};
 use crate::types::{OrgRole, UserKind};
-
-/// Where a credential is presented: each surface takes some kinds of credential only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Surface {
-    /// The REST API (`/api/v1`).
-    Rest,
-    /// The gateway's IDENTIFY and RESUME.
-    Gateway,
-    /// `POST /mcp` (MCP-1, MCP-2).
-    Mcp,
-}
 
 /// The kinds of credential a request can present.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,13 +20,14 @@ pub enum CredentialKind {
     OAuth,
 }
 
-/// MCP-2: which kinds of credential a surface accepts. OAuth access tokens are bound to the
-/// MCP resource (RFC 8707), so REST and the gateway refuse them; `/mcp` takes API keys and
-/// OAuth access tokens only (no session or bot token).
+/// MCP-2: which kinds of credential a surface accepts, asked by `Services::identify` before
+/// any lookup. OAuth access tokens are bound to the MCP resource (RFC 8707), so REST and the
+/// gateway (`Surface::Api`) refuse them; `/mcp` takes API keys and OAuth access tokens only
+/// (no session or bot token) — the same rule as [`mcp_accepts`] on the resolved credential.
 #[must_use]
 pub const fn surface_accepts(surface: Surface, kind: CredentialKind) -> bool {
     match surface {
-        Surface::Rest | Surface::Gateway => !matches!(kind, CredentialKind::OAuth),
+        Surface::Api => !matches!(kind, CredentialKind::OAuth),
         Surface::Mcp => matches!(kind, CredentialKind::ApiKey | CredentialKind::OAuth),
     }
 }
@@ -90,6 +80,28 @@ pub fn scope_allows(credential: &Credential, needed: Option<Scope>) -> bool {
         None => !credential.is_limited(),
         Some(scope) => credential.allows(scope),
     }
+}
+
+/// MCP-2: whether `POST /mcp` accepts a credential. Only credentials made for programs acting
+/// for a user within stated scopes: API keys (AUTH-7) and OAuth access tokens issued by
+/// Conclave's own authorization server. A login session (bearer or cookie) is
+/// refused, so an agent never holds a user's whole account and a browser's cookie never
+/// reaches the endpoint; a bot is its own account with no scopes an agent could be limited to.
+/// Another kind of credential for agents is one more arm here.
+#[must_use]
+pub const fn mcp_accepts(credential: &Credential) -> bool {
+    match credential {
+        Credential::ApiKey { .. } | Credential::OAuth { .. } => true,
+        Credential::Session | Credential::Bot { .. } => false,
+    }
+}
+
+/// Whether a write that is otherwise not an audit event (an author's own message or read
+/// marker, DATA-4) is recorded: under impersonation, with both identities (AUTH-12), and when
+/// an outside agent makes it over MCP, with its credential (MCP-3).
+#[must_use]
+pub const fn writes_audited(impersonated: bool, surface: Surface) -> bool {
+    impersonated || matches!(surface, Surface::Mcp)
 }
 
 /// Whether the request came through a login session (not a bot or key): managing
@@ -187,11 +199,9 @@ mod tests {
     #[test]
     fn oauth_tokens_only_on_mcp_and_mcp_takes_no_session() {
         use CredentialKind::*;
-        for surface in [Surface::Rest, Surface::Gateway] {
-            assert!(!surface_accepts(surface, OAuth));
-            for kind in [Session, ApiKey, Bot] {
-                assert!(surface_accepts(surface, kind));
-            }
+        assert!(!surface_accepts(Surface::Api, OAuth));
+        for kind in [Session, ApiKey, Bot] {
+            assert!(surface_accepts(Surface::Api, kind));
         }
         assert!(surface_accepts(Surface::Mcp, OAuth) && surface_accepts(Surface::Mcp, ApiKey));
         assert!(!surface_accepts(Surface::Mcp, Session) && !surface_accepts(Surface::Mcp, Bot));
@@ -208,6 +218,30 @@ mod tests {
         assert!(!scope_fits_role(OrgRole::Member, Scope::OrgAdmin));
         assert!(!scope_fits_role(OrgRole::Member, Scope::WebhooksAdmin));
         assert!(scope_fits_role(OrgRole::Admin, Scope::OrgAdmin));
+    }
+
+    #[test]
+    fn mcp_takes_api_keys_and_oauth_tokens_only() {
+        assert!(mcp_accepts(&scoped_key(&[Scope::MessagesRead])));
+        assert!(mcp_accepts(&Credential::OAuth {
+            grant: crate::ids::GrantId::new(),
+            org: OrgId::new(),
+            scopes: vec![Scope::MessagesRead],
+        }));
+        assert!(!mcp_accepts(&Credential::Session));
+        let bot = Credential::Bot {
+            bot: BotId::new(),
+            org: OrgId::new(),
+            conversations: None,
+        };
+        assert!(!mcp_accepts(&bot));
+    }
+
+    #[test]
+    fn own_writes_are_audited_under_impersonation_and_over_mcp() {
+        assert!(!writes_audited(false, Surface::Api));
+        assert!(writes_audited(false, Surface::Mcp));
+        assert!(writes_audited(true, Surface::Api));
     }
 
     #[test]

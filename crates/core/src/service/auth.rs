@@ -37,6 +37,8 @@ pub struct ClientMeta {
     pub user_agent: Option<String>,
     /// The id the server gave the request (in its logs and error bodies).
     pub request_id: Option<String>,
+    /// The surface the request came through (MCP writes are audited, MCP-3).
+    pub surface: crate::credential::Surface,
 }
 
 impl ClientMeta {

@@ -13,10 +13,10 @@
 //! secret) is another variant of [`PresentedCredential`] and another arm of `identify`.
 
 use super::{Actor, ClientMeta, ServerAdmin, Services};
+pub use crate::credential::Surface;
 use crate::error::ServiceError;
 use crate::policy;
 use crate::policy::credentials::CredentialKind;
-pub use crate::policy::credentials::Surface;
 use crate::token::{self, TokenKind};
 use secrecy::{ExposeSecret, SecretString};
 use std::net::IpAddr;
@@ -114,8 +114,6 @@ pub struct Presented<'a> {
     /// Whether the route stays open to a user who must turn on 2FA and has not (their
     /// account and the 2FA routes).
     pub before_2fa: bool,
-    /// Where the request came: which kinds of credential it may present.
-    pub surface: Surface,
 }
 
 /// Why a request is not let in; each surface answers it its own way.
@@ -183,7 +181,7 @@ impl Services {
             Shown::Authorization(value) => PresentedCredential::parse(value)?.kind(),
             Shown::Cookie { .. } => CredentialKind::Session,
         };
-        if !policy::credentials::surface_accepts(presented.surface, kind) {
+        if !policy::credentials::surface_accepts(presented.meta.surface, kind) {
             return Err(Refused::InvalidCredential);
         }
         let mut actor = match presented.credential {

@@ -84,11 +84,12 @@ fn unknown_message(field: &str) -> ServiceError {
 }
 
 impl Services {
-    /// Under impersonation every write is audited with both identities (AUTH-12), message
-    /// sends, edits, deletions and read-marker moves included: the row for `event` on
-    /// `message` of conversation `conv` in `org`, for the store to write in the transaction of
-    /// the change (none without impersonation).
-    pub(super) fn impersonated_rows(
+    /// The audit row of a write that is otherwise not an audit event (DATA-4), when policy
+    /// records it (`writes_audited`): under impersonation, with both identities (AUTH-12),
+    /// and over MCP, with the agent's credential (MCP-3) — message sends, edits, deletions and
+    /// read-marker moves. The row for `event` on `message` of conversation `conv` in `org`, for
+    /// the store to write in the transaction of the change (none otherwise).
+    pub(super) fn audited_write_rows(
         &self,
         actor: &Actor,
         event: &str,
@@ -96,14 +97,15 @@ impl Services {
         conv: ConversationId,
         message: MessageId,
     ) -> Vec<AuditEntry> {
-        if actor.session.impersonator.is_none() {
+        let surface = actor.meta.surface;
+        if !policy::credentials::writes_audited(actor.session.impersonator.is_some(), surface) {
             return Vec::new();
         }
         vec![self
             .audit(actor, event)
             .org(org)
             .resource("message", message)
-            .detail(serde_json::json!({ "conversation_id": conv }))]
+            .detail(serde_json::json!({ "conversation_id": conv, "via": surface.as_str() }))]
     }
 
     pub async fn send_message(
@@ -141,7 +143,7 @@ impl Services {
             status: MessageStatus::Complete,
         };
         let audit =
-            self.impersonated_rows(actor, "message.sent", conversation.org_id, conv, new.id);
+            self.audited_write_rows(actor, "message.sent", conversation.org_id, conv, new.id);
         match self.store.insert_message(&new, &audit).await? {
             Inserted::Created(message) => {
                 self.emit(Event::conversation("MESSAGE_CREATE", conv, &message));
@@ -260,7 +262,7 @@ impl Services {
         }
         let content = stored_content(&text, format)?;
         let flagged = self.screen_post(org, &content, format).await?;
-        let audit = self.impersonated_rows(actor, "message.edited", org, msg.conversation_id, id);
+        let audit = self.audited_write_rows(actor, "message.edited", org, msg.conversation_id, id);
         let edited = self
             .store
             .edit_message(
@@ -305,7 +307,7 @@ impl Services {
         // An author deleting their own message is not an audit event (unless impersonated); a
         // moderator's is.
         let audit = if own {
-            self.impersonated_rows(actor, "message.deleted", org, msg.conversation_id, id)
+            self.audited_write_rows(actor, "message.deleted", org, msg.conversation_id, id)
         } else {
             vec![self
                 .audit(actor, "message.moderated")
@@ -360,7 +362,7 @@ impl Services {
         self.message_of(conv, message)
             .await?
             .ok_or_else(|| unknown_message("message_id"))?;
-        let audit = self.impersonated_rows(
+        let audit = self.audited_write_rows(
             actor,
             "read_marker.moved",
             conversation.org_id,

@@ -217,6 +217,11 @@ fn rate_limit_problems(problems: &mut Problems, s: &RateLimitSettings) {
         (s.user_writes_per_min, s.user_writes_burst, "user_writes"),
         (s.user_uploads_per_min, s.user_uploads_burst, "user_uploads"),
         (s.org_per_min, s.org_burst, "org"),
+        (
+            s.mcp_tool_calls_per_min,
+            s.mcp_tool_calls_burst,
+            "mcp_tool_calls",
+        ),
     ] {
         problems.when(
             rate > 0 && burst == 0,

@@ -131,6 +131,11 @@ pub struct RateLimitSettings {
     pub tier_team_per_sec: u64,
     #[serde(deserialize_with = "flex::u64")]
     pub tier_enterprise_per_sec: u64,
+    /// MCP tool calls of one credential (an API key), on top of the per-user limits (MCP-1).
+    #[serde(deserialize_with = "flex::u64")]
+    pub mcp_tool_calls_per_min: u64,
+    #[serde(deserialize_with = "flex::u64")]
+    pub mcp_tool_calls_burst: u64,
     /// Once a request's first byte arrives, its headers must be complete within this time
     /// (the first request of a connection: from the accept).
     #[serde(deserialize_with = "flex::u64")]
@@ -171,6 +176,8 @@ impl Default for RateLimitSettings {
             tier_pro_per_sec: 100,
             tier_team_per_sec: 1_000,
             tier_enterprise_per_sec: 0,
+            mcp_tool_calls_per_min: 120,
+            mcp_tool_calls_burst: 30,
             header_read_timeout_secs: 10,
             body_timeout_secs: 30,
             idle_timeout_secs: 60,

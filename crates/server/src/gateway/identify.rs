@@ -6,7 +6,7 @@ use super::protocol::CloseCode;
 use super::{Gateway, UpgradeContext};
 use conclave_core::credential::Scope;
 use conclave_core::policy;
-use conclave_core::service::identity::{Csrf, Presented, Refused, Shown, Surface};
+use conclave_core::service::identity::{Csrf, Presented, Refused, Shown};
 use conclave_core::service::{Actor, ClientMeta};
 
 /// Why a credential opens no gateway session: the close code and its reason (`start` turns it
@@ -53,7 +53,6 @@ pub(super) async fn authenticate(
             ..ClientMeta::default()
         },
         before_2fa: false,
-        surface: Surface::Gateway,
     };
     let actor = match gw.services.identify(&access, presented).await {
         Ok(actor) => actor,

@@ -71,7 +71,7 @@ async fn create_conversation(
 }
 
 /// The id a conversation list is paged by.
-fn conversation_id(c: &ConversationView) -> uuid::Uuid {
+pub fn conversation_id(c: &ConversationView) -> uuid::Uuid {
     c.conversation.id.0
 }
 

@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use bytes::Bytes;
 use conclave_core::credential::Credential;
-use conclave_core::service::identity::{Csrf, Presented, PresentedCredential, Shown, Surface};
+use conclave_core::service::identity::{Csrf, Presented, PresentedCredential, Shown};
 use conclave_core::service::{Actor, ClientMeta, ServerAdmin, Services};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -68,8 +68,9 @@ fn pointer(path: &serde_path_to_error::Path) -> String {
     out
 }
 
-/// Maps a typed-deserialization error (syntax was checked before) to 422, naming the field.
-fn body_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+/// Maps a typed-deserialization error (syntax was checked before) to 422, naming the field (a
+/// JSON pointer): a request body's, or an MCP tool's arguments'.
+pub fn body_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let mut field = pointer(err.path());
     // serde's messages end with " at line L column C"; clients need the field, not that.
     let text = err.inner().to_string();
@@ -314,6 +315,7 @@ pub fn request_meta(parts: &Parts, state: &AppState) -> ClientMeta {
         ip: super::client_ip::of_request(parts, state).map(crate::ratelimit::ip_key),
         user_agent: user_agent(parts),
         request_id: (!id.is_empty()).then_some(id),
+        surface: conclave_core::credential::Surface::Api,
     }
 }
 
@@ -353,7 +355,7 @@ impl<P> Caller<P> {
 }
 
 /// `Authorization` as text: `None` when absent, 401 when it is not visible ASCII.
-fn authorization(headers: &HeaderMap) -> ApiResult<Option<&str>> {
+pub fn authorization(headers: &HeaderMap) -> ApiResult<Option<&str>> {
     headers
         .get(header::AUTHORIZATION)
         .map(|v| {
@@ -408,7 +410,6 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> ApiResult<(Actor, 
         ip: super::client_ip::of_request(parts, state),
         meta: request_meta(parts, state),
         before_2fa: route.before_2fa,
-        surface: Surface::Rest,
     };
     let actor = state.services.identify(&access, presented).await?;
     let via = match (&actor.credential, credential) {

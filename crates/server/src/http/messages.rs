@@ -6,13 +6,13 @@ use super::error::{
 };
 use super::extract::{ApiJson, ApiQuery, Caller};
 use super::pagination::{
-    all, message_page, seq_list, List, Listed, MessageListQuery, MessagePosition, Paging,
+    all, message_page, seq_list, List, ListQuery, Listed, MessageListQuery, MessagePosition, Paging,
 };
 use crate::state::AppState;
 use axum::Json;
 use conclave_core::files::AttachmentIds;
 use conclave_core::model::{Message, MessageVersion};
-use conclave_core::service::SendMessage;
+use conclave_core::service::{Actor, SendMessage, Services};
 use conclave_core::store::{Cursor, Page};
 use conclave_core::types::{IdempotencyKey, MessageFormat, MessageText};
 use conclave_core::{ConversationId, MessageId};
@@ -96,27 +96,33 @@ async fn send_message(
 #[utoipa::path(get, path = "/conversations/{c}/messages", tag = "messages", params(("c" = String, Path, format = Uuid), MessageListQuery),
     responses((status = 200, body = List<Message>)))]
 async fn list_messages(me: Caller<ConversationId>, ApiQuery(q): Paging) -> Listed<Message> {
-    let conv = me.at;
-    let (position, limit) = message_page(&q)?;
-    let resolve = |pos: MessagePosition, field: &'static str| {
-        let me = &me;
-        async move {
-            match pos {
-                MessagePosition::Seq(s) => Ok(s),
-                MessagePosition::Message(id) => me
-                    .services()
-                    .message_in(&me.actor, conv, MessageId(id))
-                    .await
-                    .map(|m| m.seq)
-                    .map_err(|e| match e {
-                        conclave_core::ServiceError::NotFound(_) => ApiError::invalid(
-                            "unknown_message",
-                            format!("`{field}` names no message in this conversation"),
-                            field,
-                        ),
-                        other => other.into(),
-                    }),
-            }
+    message_list(me.services(), &me.actor, me.at, &q).await
+}
+
+/// A page of a conversation's messages as `q` asks for it (a `before`/`after` message id or
+/// cursor): the REST list, and MCP's `read_messages` (MCP-3).
+pub async fn message_list(
+    services: &Services,
+    actor: &Actor,
+    conv: ConversationId,
+    q: &ListQuery,
+) -> Listed<Message> {
+    let (position, limit) = message_page(q)?;
+    let resolve = |pos: MessagePosition, field: &'static str| async move {
+        match pos {
+            MessagePosition::Seq(s) => Ok(s),
+            MessagePosition::Message(id) => services
+                .message_in(actor, conv, MessageId(id))
+                .await
+                .map(|m| m.seq)
+                .map_err(|e| match e {
+                    conclave_core::ServiceError::NotFound(_) => ApiError::invalid(
+                        "unknown_message",
+                        format!("`{field}` names no message in this conversation"),
+                        field,
+                    ),
+                    other => other.into(),
+                }),
         }
     };
     let cursor = match position {
@@ -125,7 +131,7 @@ async fn list_messages(me: Caller<ConversationId>, ApiQuery(q): Paging) -> Liste
         Cursor::After(p) => Cursor::After(resolve(p, "after").await?),
     };
     let page = Page { cursor, limit };
-    let items = me.services().list_messages(&me.actor, conv, page).await?;
+    let items = services.list_messages(actor, conv, page).await?;
     Ok(Json(seq_list(items, limit, |m| m.seq)))
 }
 

@@ -93,6 +93,8 @@ pub struct Features {
     webhooks: bool,
     files: bool,
     search: bool,
+    /// `POST /mcp`: Conclave as an MCP server for outside AI agents (MCP-1).
+    mcp: bool,
     sso: bool,
     widget: bool,
     audit_log: bool,
@@ -146,6 +148,7 @@ async fn capabilities(State(state): State<AppState>) -> Json<Capabilities> {
             webhooks: false,
             files: true,
             search: true,
+            mcp: true,
             sso: false,
             widget: false,
             audit_log: true,

@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod guards;
 pub mod impersonation;
 pub mod limits;
+pub mod mcp;
 pub mod messages;
 pub mod meta;
 pub mod middleware;
@@ -81,6 +82,12 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
             axum::routing::get(move || openapi::serve(doc.clone())),
         )
         .route("/gateway", axum::routing::get(gateway::upgrade))
+        .route(
+            "/mcp",
+            axum::routing::any(mcp::serve).layer(axum::Extension(Arc::new(mcp::McpEndpoint::new(
+                &state.public_url,
+            )))),
+        )
         .route("/media/{id}", axum::routing::get(files::media))
         .merge(oauth::router())
         .merge(web::router())

@@ -42,16 +42,16 @@ pub struct SearchParams {
         max_length = 256,
         pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x1f\x7f-\x9f\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$"
     )]
-    q: Option<String>,
+    pub q: Option<String>,
     /// `relevance` (best match first, the default) or `newest`.
     #[param(pattern = "^(relevance|newest)$")]
-    sort: Option<String>,
+    pub sort: Option<String>,
     /// 1–100, default 50 (read as text here, so a bad value is a 422 naming `limit`).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
-    limit: Option<String>,
+    pub limit: Option<String>,
     /// Continue after this cursor (the `next` of an earlier page of the same search and sort).
     #[param(pattern = "^[A-Za-z0-9_-]{32}$")]
-    before: Option<String>,
+    pub before: Option<String>,
 }
 
 /// One hit.
@@ -162,8 +162,9 @@ fn page(found: Vec<Found>, query: &SearchQuery) -> Json<List<SearchHit>> {
     Json(List { items, next })
 }
 
-/// Parses the query, runs `search` with it and answers the page.
-async fn answer<F>(
+/// Parses the query, runs `search` with it and answers the page (REST, and MCP's
+/// `search_messages`).
+pub async fn answer<F>(
     params: &SearchParams,
     search: impl FnOnce(SearchQuery) -> F,
 ) -> ApiResult<Json<List<SearchHit>>>

@@ -114,6 +114,11 @@ impl RouteClass {
             .filter(|p| !p.is_empty())
             .unwrap_or(path);
         let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+        // Every MCP message is a POST: the envelope is charged as a read; a tool call that
+        // writes is charged to the writes on its own (`RateLimiter::tool_call_layers`).
+        if path == "/mcp" {
+            return Self::Read;
+        }
         if *method == Method::POST && AUTH_ROUTES.contains(&path) {
             Self::Auth
         } else if SECURING_ROUTES
@@ -194,6 +199,7 @@ struct Quotas {
     pro: Option<Quota>,
     team: Option<Quota>,
     enterprise: Option<Quota>,
+    mcp_tool_calls: Option<Quota>,
 }
 
 impl Quotas {
@@ -211,6 +217,7 @@ impl Quotas {
             pro: Quota::new(s.tier_pro_per_sec, sec, s.tier_pro_per_sec),
             team: Quota::new(s.tier_team_per_sec, sec, s.tier_team_per_sec),
             enterprise: Quota::new(s.tier_enterprise_per_sec, sec, s.tier_enterprise_per_sec),
+            mcp_tool_calls: Quota::new(s.mcp_tool_calls_per_min, min, s.mcp_tool_calls_burst),
         }
     }
 
@@ -372,6 +379,32 @@ impl RateLimiter {
         layers
     }
 
+    /// The layers one MCP tool call is charged to (MCP-1): its credential's tool-call bucket
+    /// (`credential` names the credential, say an API key's id) and, for a tool that writes,
+    /// the writes of its subject as a REST write would be — so an agent never writes more
+    /// than its user could, whichever way it comes in.
+    #[must_use]
+    pub fn tool_call_layers(
+        &self,
+        subject: &Subject,
+        credential: &str,
+        writes: bool,
+    ) -> Vec<Layer> {
+        let mut layers = Vec::with_capacity(2);
+        if let Some(quota) = self.quotas.mcp_tool_calls {
+            layers.push(Layer {
+                what: "the credential's limit on MCP tool calls",
+                key: format!("mcp:{credential}"),
+                quota,
+            });
+        }
+        if writes {
+            let user = self.caller_layers(RouteClass::Write, subject);
+            layers.extend(user.into_iter().filter(|l| !l.key.starts_with("org:")));
+        }
+        layers
+    }
+
     /// Charges one request to `layers`, all or nothing.
     pub async fn check(&self, layers: &[Layer]) -> Outcome {
         if !self.enabled || layers.is_empty() {
@@ -431,6 +464,7 @@ mod tests {
             (Method::POST, "/api/v1/files", RouteClass::Upload),
             (Method::GET, "/api/v1/files/x", RouteClass::Read),
             (Method::DELETE, "/api/v1/orgs/x", RouteClass::Write),
+            (Method::POST, "/mcp", RouteClass::Read),
         ] {
             assert_eq!(RouteClass::of(&method, path), class, "{method} {path}");
         }
@@ -462,6 +496,31 @@ mod tests {
         assert_eq!(ip_key(a), ip_key(b));
         assert_ne!(ip_key(a), ip_key(c));
         assert_eq!(ip_key("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1");
+    }
+
+    #[test]
+    fn tool_calls_have_a_bucket_per_credential_and_writes_the_users() {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::default());
+        let limiter = RateLimiter::local(&RateLimitSettings::default(), true, clock);
+        let user = UserId::new();
+        let subject = Subject {
+            user,
+            org: Some(OrgId::new()),
+            api_key: Some((uuid::Uuid::now_v7(), Tier::Free)),
+        };
+        let keys = |writes| -> Vec<String> {
+            (limiter
+                .tool_call_layers(&subject, "key:k1", writes)
+                .into_iter())
+            .map(|l| l.key)
+            .collect()
+        };
+        assert_eq!(keys(false), ["mcp:key:k1"]);
+        assert_eq!(
+            keys(true),
+            ["mcp:key:k1".to_owned(), format!("user:{user}:write")],
+            "the org was charged for the request already"
+        );
     }
 
     #[test]

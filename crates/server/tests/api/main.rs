@@ -33,6 +33,7 @@ mod impersonation;
 mod invites;
 mod keyring;
 mod keys;
+mod mcp;
 mod messages;
 mod meta;
 mod mfa;

@@ -8,6 +8,7 @@ mod clients;
 mod documents;
 mod flow;
 mod grants;
+mod mcp;
 
 use crate::helpers::*;
 use conclave_core::service::identity::{Presented, Shown, Surface};
@@ -131,9 +132,11 @@ impl TestApp {
         let presented = Presented {
             credential: Shown::Authorization(&value),
             ip: None,
-            meta: ClientMeta::default(),
+            meta: ClientMeta {
+                surface: Surface::Mcp,
+                ..ClientMeta::default()
+            },
             before_2fa: false,
-            surface: Surface::Mcp,
         };
         self.services.identify(&granted, presented).await.is_ok()
     }
