@@ -2,7 +2,8 @@
 // over the gateway, unread counts kept with read markers, the sessions page, two-factor
 // settings and the account page (security events, data export, erasure). Routes live in the
 // fragment: `#/c/<id>`, `#/sessions`, `#/security`, `#/account`, `#/inbox` (the support inbox of
-// the website widget's conversations).
+// the website widget's conversations), and the OAuth consent page `#/oauth/consent?request=<id>`
+// (MCP-2).
 //
 // This module starts the app: sign-in and sign-out, the gateway, loading orgs and
 // conversations, and routing to the views under `client/` (each says what it owns).
@@ -12,6 +13,7 @@ import { Gateway } from './gateway.js';
 import { el, notice, show } from './dom.js';
 import { bootstrapView, signInView } from './signin.js';
 import { accountView } from './client/account.js';
+import { consentView } from './client/consent.js';
 import { conversationView } from './client/conversation.js';
 import { welcomeView } from './client/home.js';
 import { inboxView } from './client/inbox.js';
@@ -129,7 +131,7 @@ async function reload({ first = false } = {}) {
 }
 
 /** Views of the account itself, which do not show orgs or conversations. */
-const OWN_PAGES = new Set(['sessions', 'security', 'account']);
+const OWN_PAGES = new Set(['sessions', 'security', 'account', 'consent']);
 
 window.addEventListener('hashchange', () => {
   if (state.me) renderRoute();
@@ -143,6 +145,7 @@ async function renderRoute() {
   if (r.view === 'sessions') return sessionsView();
   if (r.view === 'security') return securityView();
   if (r.view === 'account') return accountView();
+  if (r.view === 'consent') return consentView(r.id);
   if (r.view === 'conversation') return conversationView(r.id);
   if (r.view === 'inbox') return inboxView();
   return welcomeView();

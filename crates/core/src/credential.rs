@@ -225,6 +225,13 @@ pub enum Credential {
         conversations: Option<Vec<ConversationId>>,
         tier: KeyTier,
     },
+    /// An OAuth access token (MCP-2): its user's current rights, in the grant's org only,
+    /// capped by the granted `scopes`; accepted on `/mcp` only (bound to the MCP resource).
+    OAuth {
+        grant: GrantId,
+        org: OrgId,
+        scopes: Vec<Scope>,
+    },
 }
 
 impl Credential {
@@ -233,7 +240,9 @@ impl Credential {
     pub fn org(&self) -> Option<OrgId> {
         match self {
             Self::Session => None,
-            Self::Bot { org, .. } | Self::ApiKey { org, .. } => Some(*org),
+            Self::Bot { org, .. } | Self::ApiKey { org, .. } | Self::OAuth { org, .. } => {
+                Some(*org)
+            }
         }
     }
 
@@ -241,7 +250,7 @@ impl Credential {
     #[must_use]
     pub fn conversations(&self) -> Option<&[ConversationId]> {
         match self {
-            Self::Session => None,
+            Self::Session | Self::OAuth { .. } => None,
             Self::Bot { conversations, .. } | Self::ApiKey { conversations, .. } => {
                 conversations.as_deref()
             }
@@ -265,12 +274,13 @@ impl Credential {
     #[must_use]
     pub fn allows(&self, scope: Scope) -> bool {
         match self {
-            Self::ApiKey { scopes, .. } => scopes.contains(&scope),
+            Self::ApiKey { scopes, .. } | Self::OAuth { scopes, .. } => scopes.contains(&scope),
             Self::Session | Self::Bot { .. } => true,
         }
     }
 
-    /// Whether this is a bot or key (limited to one org), rather than a login session.
+    /// Whether this is a bot, key or OAuth grant (limited to one org), rather than a login
+    /// session.
     #[must_use]
     pub const fn is_limited(&self) -> bool {
         !matches!(self, Self::Session)
@@ -348,5 +358,14 @@ mod tests {
         assert!(!bot.covers_org(OrgId::new()));
         assert!(bot.allows(Scope::OrgAdmin));
         assert!(bot.is_limited() && !Credential::Session.is_limited());
+        let oauth = Credential::OAuth {
+            grant: GrantId::new(),
+            org,
+            scopes: vec![Scope::MessagesRead],
+        };
+        assert!(oauth.is_limited() && oauth.covers_conversation(org, other));
+        assert!(!oauth.covers_org(OrgId::new()));
+        assert!(oauth.allows(Scope::MessagesRead) && !oauth.allows(Scope::MessagesWrite));
+        assert_eq!(oauth.conversations(), None);
     }
 }

@@ -64,4 +64,10 @@ id_type!(
     GuardId,
     /// A message queued for review by a flagging guard (RATE-6).
     FlagId,
+    /// An OAuth client an org admin registered (MCP-2).
+    OAuthClientId,
+    /// An OAuth authorization waiting for the user's consent (MCP-2).
+    OAuthRequestId,
+    /// One consent to an OAuth client: its family of access and refresh tokens (MCP-2).
+    GrantId,
 );

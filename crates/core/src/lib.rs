@@ -16,6 +16,7 @@ pub mod keyring;
 pub mod keys;
 pub mod mfa;
 pub mod model;
+pub mod oauth;
 pub mod opcodes;
 pub mod password;
 pub mod policy;

@@ -26,6 +26,14 @@ pub enum TokenKind {
     /// A widget visitor session's secret (WEB-4), sent as `X-Widget-Visitor: cnv_v_…`; valid on
     /// the widget routes only.
     Visitor,
+    /// An OAuth access token (MCP-2), valid on `/mcp` only: `Authorization: Bearer cnv_oa_…`.
+    OAuthAccess,
+    /// An OAuth refresh token (MCP-2), rotated on every use.
+    OAuthRefresh,
+    /// An OAuth authorization code (MCP-2): 60 seconds, single use.
+    OAuthCode,
+    /// A confidential OAuth client's secret (MCP-2).
+    OAuthClientSecret,
 }
 
 impl TokenKind {
@@ -40,10 +48,14 @@ impl TokenKind {
             Self::MfaChallenge => "cnv_mfa",
             Self::WidgetKey => "cnv_w",
             Self::Visitor => "cnv_v",
+            Self::OAuthAccess => "cnv_oa",
+            Self::OAuthRefresh => "cnv_or",
+            Self::OAuthCode => "cnv_oc",
+            Self::OAuthClientSecret => "cnv_ocs",
         }
     }
 
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 12] = [
         Self::Session,
         Self::Invite,
         Self::Bootstrap,
@@ -52,6 +64,10 @@ impl TokenKind {
         Self::MfaChallenge,
         Self::WidgetKey,
         Self::Visitor,
+        Self::OAuthAccess,
+        Self::OAuthRefresh,
+        Self::OAuthCode,
+        Self::OAuthClientSecret,
     ];
 
     /// The kind whose prefix (and `_`) `token` starts with, well-formed or not: what a token
@@ -219,6 +235,14 @@ mod tests {
         assert_eq!(TokenKind::claimed_by("cnv_k_"), Some(TokenKind::ApiKey));
         assert_eq!(TokenKind::claimed_by("cnv_kx_1"), None);
         assert_eq!(TokenKind::claimed_by("cnv_k"), None);
+        assert_eq!(
+            TokenKind::claimed_by("cnv_ocs_x"),
+            Some(TokenKind::OAuthClientSecret)
+        );
+        assert_eq!(
+            TokenKind::claimed_by("cnv_oc_x"),
+            Some(TokenKind::OAuthCode)
+        );
         assert_eq!(TokenKind::claimed_by(""), None);
     }
 

@@ -261,8 +261,8 @@ macro_rules! closed_enum {
 pub(crate) use closed_enum;
 
 closed_enum!(
-    /// Who acted, in an audit row.
-    ActorType { User = "user", Bot = "bot", ApiKey = "api_key", Management = "management", System = "system", Anonymous = "anonymous" }
+    /// Who acted, in an audit row (`oauth_grant`: an MCP client through a user's OAuth grant).
+    ActorType { User = "user", Bot = "bot", ApiKey = "api_key", OAuthGrant = "oauth_grant", Management = "management", System = "system", Anonymous = "anonymous" }
 );
 closed_enum!(
     /// How an audited event ended.

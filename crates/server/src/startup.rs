@@ -312,6 +312,12 @@ impl Application {
         });
         let bootstrap_link = bootstrap
             .map(|t| SecretString::from(format!("{public_url}/#bootstrap={}", t.expose_secret())));
+        // MCP-2: the OAuth issuer is the public URL; its tokens are for `<public URL>/mcp`.
+        let issuer = public_url.trim_end_matches('/').to_owned();
+        let services = services.with_oauth(conclave_core::service::OAuthSettings {
+            resource: format!("{issuer}/mcp"),
+            issuer,
+        });
         let gateway = Gateway::start(
             config.gateway.clone(),
             services.clone(),

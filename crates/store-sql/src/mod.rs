@@ -35,6 +35,7 @@ mod invites;
 mod keyring;
 mod messages;
 mod mfa;
+mod oauth;
 mod orgs;
 mod privacy;
 mod realtime;

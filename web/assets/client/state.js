@@ -54,10 +54,15 @@ export const app = {
   showRoute: async () => {},
 };
 
-/** The screen the fragment names: `#/c/<id>`, `#/sessions`, `#/security`, `#/account`, `#/inbox`, or home. */
+/**
+ * The screen the fragment names: `#/c/<id>`, `#/sessions`, `#/security`, `#/account`, `#/inbox`,
+ * `#/oauth/consent?request=<id>` (MCP-2), or home.
+ */
 export function route() {
   const m = location.hash.match(/^#\/c\/([0-9a-f-]{36})$/);
   if (m) return { view: 'conversation', id: m[1] };
+  const consent = location.hash.match(/^#\/oauth\/consent\?request=([0-9a-f-]{36})$/);
+  if (consent) return { view: 'consent', id: consent[1] };
   if (location.hash === '#/sessions') return { view: 'sessions' };
   if (location.hash === '#/security') return { view: 'security' };
   if (location.hash === '#/account') return { view: 'account' };

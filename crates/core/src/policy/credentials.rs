@@ -7,7 +7,45 @@
 use crate::credential::{Credential, Scope, Surface};
 use crate::ids::UserId;
 use crate::model::{Session, User};
-use crate::types::UserKind;
+use crate::types::{OrgRole, UserKind};
+
+/// The kinds of credential a request can present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// A login session, by bearer token or browser cookie.
+    Session,
+    ApiKey,
+    Bot,
+    /// An OAuth access token (MCP-2).
+    OAuth,
+}
+
+/// MCP-2: which kinds of credential a surface accepts, asked by `Services::identify` before
+/// any lookup. OAuth access tokens are bound to the MCP resource (RFC 8707), so REST and the
+/// gateway (`Surface::Api`) refuse them; `/mcp` takes API keys and OAuth access tokens only
+/// (no session or bot token) — the same rule as [`mcp_accepts`] on the resolved credential.
+#[must_use]
+pub const fn surface_accepts(surface: Surface, kind: CredentialKind) -> bool {
+    match surface {
+        Surface::Api => !matches!(kind, CredentialKind::OAuth),
+        Surface::Mcp => matches!(kind, CredentialKind::ApiKey | CredentialKind::OAuth),
+    }
+}
+
+/// MCP-2: whether an OAuth grant made by a member with `role` may hold `scope`. A grant never
+/// carries a scope its user's role could not use in the org (a viewer's grant reads only);
+/// the user's current rights still decide every request.
+#[must_use]
+pub fn scope_fits_role(role: OrgRole, scope: Scope) -> bool {
+    use super::orgs::{org_allows, OrgAction};
+    match scope {
+        Scope::MessagesRead | Scope::ConversationsRead | Scope::OrgRead => true,
+        Scope::MessagesWrite | Scope::FilesWrite => role != OrgRole::Viewer,
+        Scope::ConversationsAdmin => org_allows(role, OrgAction::CreateConversation),
+        Scope::OrgAdmin => org_allows(role, OrgAction::UpdateOrg),
+        Scope::WebhooksAdmin => org_allows(role, OrgAction::ManageWebhooks),
+    }
+}
 
 /// The scope a route group asks of a bot or API key, declared where the group is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,14 +83,15 @@ pub fn scope_allows(credential: &Credential, needed: Option<Scope>) -> bool {
 }
 
 /// MCP-2: whether `POST /mcp` accepts a credential. Only credentials made for programs acting
-/// for a user within stated scopes: API keys (AUTH-7). A login session (bearer or cookie) is
+/// for a user within stated scopes: API keys (AUTH-7) and OAuth access tokens issued by
+/// Conclave's own authorization server. A login session (bearer or cookie) is
 /// refused, so an agent never holds a user's whole account and a browser's cookie never
 /// reaches the endpoint; a bot is its own account with no scopes an agent could be limited to.
 /// Another kind of credential for agents is one more arm here.
 #[must_use]
 pub const fn mcp_accepts(credential: &Credential) -> bool {
     match credential {
-        Credential::ApiKey { .. } => true,
+        Credential::ApiKey { .. } | Credential::OAuth { .. } => true,
         Credential::Session | Credential::Bot { .. } => false,
     }
 }
@@ -158,8 +197,37 @@ mod tests {
     }
 
     #[test]
-    fn mcp_takes_api_keys_only() {
+    fn oauth_tokens_only_on_mcp_and_mcp_takes_no_session() {
+        use CredentialKind::*;
+        assert!(!surface_accepts(Surface::Api, OAuth));
+        for kind in [Session, ApiKey, Bot] {
+            assert!(surface_accepts(Surface::Api, kind));
+        }
+        assert!(surface_accepts(Surface::Mcp, OAuth) && surface_accepts(Surface::Mcp, ApiKey));
+        assert!(!surface_accepts(Surface::Mcp, Session) && !surface_accepts(Surface::Mcp, Bot));
+    }
+
+    #[test]
+    fn grants_hold_only_scopes_the_role_can_use() {
+        for scope in Scope::ALL {
+            assert!(scope_fits_role(OrgRole::Owner, *scope));
+        }
+        assert!(!scope_fits_role(OrgRole::Viewer, Scope::MessagesWrite));
+        assert!(scope_fits_role(OrgRole::Viewer, Scope::MessagesRead));
+        assert!(scope_fits_role(OrgRole::Member, Scope::MessagesWrite));
+        assert!(!scope_fits_role(OrgRole::Member, Scope::OrgAdmin));
+        assert!(!scope_fits_role(OrgRole::Member, Scope::WebhooksAdmin));
+        assert!(scope_fits_role(OrgRole::Admin, Scope::OrgAdmin));
+    }
+
+    #[test]
+    fn mcp_takes_api_keys_and_oauth_tokens_only() {
         assert!(mcp_accepts(&scoped_key(&[Scope::MessagesRead])));
+        assert!(mcp_accepts(&Credential::OAuth {
+            grant: crate::ids::GrantId::new(),
+            org: OrgId::new(),
+            scopes: vec![Scope::MessagesRead],
+        }));
         assert!(!mcp_accepts(&Credential::Session));
         let bot = Credential::Bot {
             bot: BotId::new(),

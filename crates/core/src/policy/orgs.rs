@@ -42,6 +42,10 @@ pub enum OrgAction {
     ManageGuards,
     /// Create, change and revoke the org's support widget keys (WEB-4).
     ManageWidgetKeys,
+    /// Register and delete the org's OAuth clients, list and revoke the OAuth grants made for
+    /// the org (MCP-2).
+    #[serde(rename = "manage_oauth")]
+    ManageOAuth,
 }
 
 impl OrgAction {
@@ -67,6 +71,7 @@ impl OrgAction {
         Self::ManageAgents,
         Self::ManageGuards,
         Self::ManageWidgetKeys,
+        Self::ManageOAuth,
     ];
 
     /// Whether the action only looks.
@@ -88,7 +93,7 @@ impl OrgAction {
             ManageWebhooks => Some(Scope::WebhooksAdmin),
             UpdateOrg | DeleteOrg | TransferOrg | ManageMembers | ManageOwners | CreateInvite
             | ManageTeams | ManageBots | ManageAgents | ViewAudit | ManageSecurity
-            | ManageGuards | ManageWidgetKeys => Some(Scope::OrgAdmin),
+            | ManageGuards | ManageWidgetKeys | ManageOAuth => Some(Scope::OrgAdmin),
         }
     }
 
@@ -120,7 +125,8 @@ pub fn org_allows(role: OrgRole, action: OrgAction) -> bool {
         | ManageWebhooks
         | ManageAgents
         | ManageGuards
-        | ManageWidgetKeys => role.rank() >= OrgRole::Admin.rank(),
+        | ManageWidgetKeys
+        | ManageOAuth => role.rank() >= OrgRole::Admin.rank(),
         DeleteOrg | TransferOrg | ManageOwners | ManageSecurity => role == OrgRole::Owner,
         CreateConversation => role.rank() >= OrgRole::Member.rank(),
     }

@@ -101,7 +101,7 @@ fn slot_secret(secrets: &SecretIds, slot: SecretSlot) -> Result<SessionId> {
 }
 
 /// The actor of a bot or key request: `user` on the stand-in `session`.
-fn credential_actor(
+pub(super) fn credential_actor(
     user: User,
     session: Session,
     ip: Option<&str>,
@@ -117,7 +117,7 @@ fn credential_actor(
 
 /// The session a bot or key request stands on: its id is the secret's, so revoking that secret
 /// closes its gateway sockets, and it ends when the secret does.
-fn stand_in(
+pub(super) fn stand_in(
     secret: SessionId,
     user: UserId,
     ip: Option<&str>,
@@ -313,6 +313,10 @@ impl Services {
                     now,
                 )
             }),
+            // Never on a gateway socket (`policy::credentials::surface_accepts`); for any
+            // other caller: the grant is live and the token has not ended.
+            Credential::OAuth { grant, .. } => (self.store.oauth_grant(*grant).await)
+                .map(|g| g.revoked_at.is_none() && now < actor.session.expires_at),
         };
         // A disabled account's keys and bots stop too (its sessions are deleted on disabling).
         let live = match live {

@@ -7,14 +7,17 @@
 //! The order is fixed here: the access-token gate first ([`Services::access_gate`]; its
 //! [`AccessGranted`] proof is what `identify` asks for), then the credential — an
 //! `Authorization`-style value read by [`PresentedCredential::parse`], or a browser's session
-//! cookie with its CSRF token — then its account, then the per-user 2FA gate. Another kind of
-//! credential (an OAuth access token, a widget visitor's secret) is another variant of
-//! [`PresentedCredential`] and another arm of `identify`.
+//! cookie with its CSRF token — whose kind must be one the request's [`Surface`] accepts
+//! (`policy::credentials::surface_accepts`: an OAuth access token only on `/mcp`) — then its
+//! account, then the per-user 2FA gate. Another kind of credential (a widget visitor's
+//! secret) is another variant of [`PresentedCredential`] and another arm of `identify`.
 
 use super::widget::Visitor;
 use super::{Actor, ClientMeta, ServerAdmin, Services};
+pub use crate::credential::Surface;
 use crate::error::ServiceError;
 use crate::policy;
+use crate::policy::credentials::CredentialKind;
 use crate::store::widget::WidgetKey;
 use crate::token::{self, TokenKind};
 use crate::widget::{origin_listed, WidgetOrigin, WidgetSessionId};
@@ -46,12 +49,26 @@ pub enum PresentedCredential {
     ApiKey(SecretString),
     /// `Bot <token>` (AUTH-6).
     Bot(SecretString),
+    /// `Bearer cnv_oa_…`: an OAuth access token (MCP-2).
+    OAuth(SecretString),
     /// A bearer token of no kind this server issues: only the management token can be one,
     /// and only the server admin API accepts it.
     Management(SecretString),
 }
 
 impl PresentedCredential {
+    /// The kind of credential this claims to be (the management token counts as a session:
+    /// it is refused everywhere `identify` is asked).
+    #[must_use]
+    pub const fn kind(&self) -> CredentialKind {
+        match self {
+            Self::Session(_) | Self::Management(_) => CredentialKind::Session,
+            Self::ApiKey(_) => CredentialKind::ApiKey,
+            Self::Bot(_) => CredentialKind::Bot,
+            Self::OAuth(_) => CredentialKind::OAuth,
+        }
+    }
+
     /// Reads `<scheme> <token>`; the token is trimmed. Any other scheme (`Basic`, or no
     /// scheme at all) is [`Refused::UnsupportedScheme`].
     pub fn parse(value: &str) -> Result<Self, Refused> {
@@ -65,6 +82,7 @@ impl PresentedCredential {
         }
         Ok(match TokenKind::claimed_by(token.expose_secret()) {
             Some(TokenKind::ApiKey) => Self::ApiKey(token),
+            Some(TokenKind::OAuthAccess) => Self::OAuth(token),
             Some(_) => Self::Session(token),
             None => Self::Management(token),
         })
@@ -162,6 +180,13 @@ impl Services {
     ) -> Result<Actor, Refused> {
         let recorded_ip = presented.meta.ip.as_deref();
         let exact_ip = presented.ip.map(|i| i.to_string());
+        let kind = match presented.credential {
+            Shown::Authorization(value) => PresentedCredential::parse(value)?.kind(),
+            Shown::Cookie { .. } => CredentialKind::Session,
+        };
+        if !policy::credentials::surface_accepts(presented.meta.surface, kind) {
+            return Err(Refused::InvalidCredential);
+        }
         let mut actor = match presented.credential {
             Shown::Authorization(value) => match PresentedCredential::parse(value)? {
                 PresentedCredential::Session(t) => {
@@ -172,6 +197,9 @@ impl Services {
                 }
                 PresentedCredential::Bot(t) => {
                     (self.authenticate_bot(t.expose_secret(), exact_ip.as_deref())).await?
+                }
+                PresentedCredential::OAuth(t) => {
+                    (self.authenticate_oauth(t.expose_secret(), recorded_ip)).await?
                 }
                 PresentedCredential::Management(_) => return Err(Refused::InvalidCredential),
             },
@@ -322,6 +350,7 @@ mod tests {
             Ok(PresentedCredential::Session(_)) => Ok("session"),
             Ok(PresentedCredential::ApiKey(_)) => Ok("api_key"),
             Ok(PresentedCredential::Bot(_)) => Ok("bot"),
+            Ok(PresentedCredential::OAuth(_)) => Ok("oauth"),
             Ok(PresentedCredential::Management(_)) => Ok("management"),
             Err(Refused::UnsupportedScheme) => Err("unsupported_scheme"),
             Err(_) => Err("other"),
@@ -333,6 +362,7 @@ mod tests {
             PresentedCredential::Session(t)
             | PresentedCredential::ApiKey(t)
             | PresentedCredential::Bot(t)
+            | PresentedCredential::OAuth(t)
             | PresentedCredential::Management(t) => t.expose_secret().to_owned(),
         }
     }
@@ -343,6 +373,12 @@ mod tests {
             ("Bearer cnv_s_x", Ok("session"), ""),
             ("Bearer cnv_k_x", Ok("api_key"), ""),
             ("Bot cnv_b_x", Ok("bot"), ""),
+            ("Bearer cnv_oa_x", Ok("oauth"), ""),
+            (
+                "Bearer cnv_or_x",
+                Ok("session"),
+                "a refresh token is no credential (fails as a session)",
+            ),
             (
                 "bot  cnv_k_y ",
                 Ok("bot"),

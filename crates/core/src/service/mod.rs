@@ -18,6 +18,8 @@ mod invites;
 mod members;
 mod messages;
 mod mfa;
+mod oauth;
+mod oauth_grants;
 mod org_2fa;
 mod orgs;
 mod privacy;
@@ -47,6 +49,11 @@ pub use invites::INVITE_DEFAULT_TTL;
 pub use members::UserRef;
 pub use messages::{SendMessage, Sent};
 pub use mfa::{MfaPending, RecoveryCodes, TotpSetup, MFA_TOKEN_MAX_FAILURES, MFA_TOKEN_TTL};
+pub use oauth::{
+    AuthorizeClient, AuthorizeRefusal, AuthorizeRequest, ClientAuth, ConsentOrg, ConsentView,
+    IssuedTokens, OAuthSettings, TokenFailure, TokenRequest,
+};
+pub use oauth_grants::NewOAuthClient;
 pub use orgs::{MatrixEntry, MemberPermissions, PermissionsMatrix, AUDIT_RETENTION_FLOOR_DAYS};
 pub use privacy::{AccountExport, Erased, ExportedMembership};
 pub use search::{Found, SearchQuery};
@@ -93,6 +100,7 @@ impl Actor {
             Credential::Session => (self.user.id.0, crate::types::ActorType::User),
             Credential::Bot { bot, .. } => (bot.0, crate::types::ActorType::Bot),
             Credential::ApiKey { key, .. } => (key.0, crate::types::ActorType::ApiKey),
+            Credential::OAuth { grant, .. } => (grant.0, crate::types::ActorType::OAuthGrant),
         };
         AuditActor {
             id: Some(id),
@@ -138,6 +146,8 @@ pub struct Services {
     remote: Arc<dyn crate::guards::RemoteScreen>,
     /// Guard decisions counted on this node, not written yet (`guards::PendingCounts`).
     guard_counts: Arc<guards::PendingCounts>,
+    /// The OAuth issuer and the MCP resource its tokens are bound to (MCP-2).
+    oauth: Arc<OAuthSettings>,
 }
 
 impl Services {
@@ -169,7 +179,21 @@ impl Services {
             open_streams: Arc::default(),
             remote: Arc::new(crate::guards::NoRemoteScreen),
             guard_counts: Arc::default(),
+            oauth: Arc::default(),
         }
+    }
+
+    /// Sets the OAuth issuer and MCP resource (MCP-2), from the public URL.
+    #[must_use]
+    pub fn with_oauth(mut self, settings: OAuthSettings) -> Self {
+        self.oauth = Arc::new(settings);
+        self
+    }
+
+    /// The OAuth issuer and MCP resource.
+    #[must_use]
+    pub fn oauth_settings(&self) -> &OAuthSettings {
+        &self.oauth
     }
 
     /// Sets the cache's TTL and size (see `crate::cache`); a fresh, empty cache.

@@ -53,7 +53,9 @@ impl Services {
                     Ok(())
                 }
             }
-            Credential::Session | Credential::ApiKey { .. } => Err(MFA_SETUP_REQUIRED),
+            Credential::Session | Credential::ApiKey { .. } | Credential::OAuth { .. } => {
+                Err(MFA_SETUP_REQUIRED)
+            }
         }
     }
 
@@ -117,7 +119,7 @@ impl Services {
                     }
                 }
             }
-            Credential::Session | Credential::ApiKey { .. } => {
+            Credential::Session | Credential::ApiKey { .. } | Credential::OAuth { .. } => {
                 if !self.has_2fa(actor.user.id).await? {
                     locked.extend(requiring);
                 }

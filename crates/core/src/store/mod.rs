@@ -18,6 +18,7 @@ mod invites;
 pub mod keyring;
 mod messages;
 mod mfa;
+pub mod oauth;
 mod orgs;
 mod privacy;
 mod realtime;
@@ -40,6 +41,7 @@ pub use invites::{InviteStore, InviteUse};
 pub use keyring::SecretKeyStore;
 pub use messages::{Inserted, MessageEdit, MessageStore, StreamChange};
 pub use mfa::{LoginThrottleStore, MfaStore};
+pub use oauth::OAuthStore;
 pub use orgs::{Membership, OrgPatch, OrgStore, Removed, Transfer};
 pub use privacy::{ErasedAccount, Erasure, PrivacyStore};
 pub use realtime::{ReadMarker, RealtimeStore};
@@ -80,6 +82,7 @@ pub trait Store:
     + GuardStore
     + SsoStore
     + WidgetStore
+    + OAuthStore
 {
 }
 

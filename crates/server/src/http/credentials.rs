@@ -273,7 +273,7 @@ pub fn rate_subject(actor: &Actor) -> Subject {
                 },
             )),
         },
-        Credential::Bot { org, .. } => Subject {
+        Credential::Bot { org, .. } | Credential::OAuth { org, .. } => Subject {
             user,
             org: Some(*org),
             api_key: None,

@@ -414,7 +414,7 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> ApiResult<(Actor, 
     let actor = state.services.identify(&access, presented).await?;
     let via = match (&actor.credential, credential) {
         (_, Shown::Cookie { .. }) => AuthVia::Cookie,
-        (Credential::Session, _) => AuthVia::Bearer,
+        (Credential::Session | Credential::OAuth { .. }, _) => AuthVia::Bearer,
         (Credential::Bot { .. }, _) => AuthVia::Bot,
         (Credential::ApiKey { .. }, _) => AuthVia::ApiKey,
     };

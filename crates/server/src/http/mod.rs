@@ -21,6 +21,8 @@ pub mod mcp;
 pub mod messages;
 pub mod meta;
 pub mod middleware;
+pub mod oauth;
+pub mod oauth_api;
 pub mod openapi;
 pub mod orgs;
 pub mod pagination;
@@ -57,6 +59,7 @@ pub fn api() -> (Router<AppState>, Arc<serde_json::Value>) {
         .merge(guards::router())
         .merge(agents::router())
         .merge(api_keys::router())
+        .merge(oauth_api::router())
         .merge(conversations::router())
         .merge(messages::router())
         .merge(search::router())
@@ -93,6 +96,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
             )))),
         )
         .route("/media/{id}", axum::routing::get(files::media))
+        .merge(oauth::router())
         .merge(web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -37,6 +37,7 @@ mod mcp;
 mod messages;
 mod meta;
 mod mfa;
+mod oauth;
 mod org_2fa;
 mod orgs;
 mod permissions;

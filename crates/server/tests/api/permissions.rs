@@ -55,6 +55,7 @@ const ORG_ACTIONS: &[&str] = &[
     "manage_agents",
     "manage_guards",
     "manage_widget_keys",
+    "manage_oauth",
 ];
 
 /// How a caller authenticates.
@@ -387,6 +388,7 @@ async fn try_org_action(
         "view_audit" => get(format!("{base}/audit")),
         "manage_webhooks" => get(format!("{base}/webhooks")),
         "manage_guards" => get(format!("{base}/guards")),
+        "manage_oauth" => get(format!("{base}/oauth-clients")),
         "manage_agents" => get(format!("{base}/agents")),
         "manage_widget_keys" => get(format!("{base}/widget-keys")),
         "manage_security" => patch(base.clone(), json!({"audit_retention_days": 90})),

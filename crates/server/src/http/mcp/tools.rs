@@ -225,6 +225,7 @@ pub fn visible(credential: &Credential) -> Vec<Tool> {
 fn bucket(actor: &Actor) -> String {
     match &actor.credential {
         Credential::ApiKey { key, .. } => format!("key:{key}"),
+        Credential::OAuth { grant, .. } => format!("grant:{grant}"),
         Credential::Session | Credential::Bot { .. } => format!("user:{}", actor.user.id),
     }
 }

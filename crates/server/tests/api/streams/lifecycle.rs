@@ -256,8 +256,8 @@ async fn an_answer_is_searchable_by_its_final_text_once_it_ends(app: TestApp) {
     assert!(found(&app, &r, &r.bob, "zebracorn").await.is_empty());
     delta(&app, &mut s, 300, " onward").await;
     close(&app, s, StreamEnd::Complete).await;
-    assert_eq!(found(&app, &r, &r.bob, "zebracorn").await, [id.clone()]);
-    assert_eq!(found(&app, &r, &r.bob, "onward").await, [id]);
+    assert_eq!(found(&app, &r, &r.bob, "zebracorn").await, [id.as_str()]);
+    assert_eq!(found(&app, &r, &r.bob, "onward").await, [id.as_str()]);
     // A stopped answer is indexed by the text it stopped at.
     let mut cut = r.open(&app).await;
     let cut_id = cut.message.id.to_string();
@@ -266,7 +266,7 @@ async fn an_answer_is_searchable_by_its_final_text_once_it_ends(app: TestApp) {
     app.post_empty(&format!("/api/v1/messages/{cut_id}/stop"), &r.bob.token)
         .await
         .expect(200);
-    assert_eq!(found(&app, &r, &r.bob, "quokkas").await, [cut_id]);
+    assert_eq!(found(&app, &r, &r.bob, "quokkas").await, [cut_id.as_str()]);
     drop(cut);
     // An ordinary message is indexed as it is sent, as before.
     let plain = app.says(&r.conv, &r.alice, "zebracorn again").await;

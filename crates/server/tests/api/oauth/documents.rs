@@ -1,0 +1,86 @@
+//! Client ID Metadata Documents through the SSRF guard, with the guard's allowlist letting a
+//! local document server through (as a private deployment's would). Without the allowlist
+//! the same document is refused (`clients::a_metadata_document_on_a_private_address_is_refused`).
+
+use super::*;
+use crate::both_backends;
+
+both_backends!(with super::oauth_app_with_document;
+    a_metadata_document_client_signs_in,
+);
+
+/// A Client ID Metadata Document server on 127.0.0.1 and an app whose SSRF guard lets it
+/// through (as a deployment's allowlist would).
+pub struct Documented {
+    pub app: TestApp,
+    pub url: String,
+}
+
+/// Serves `/client.json` naming itself; answers its port and its URL.
+pub async fn serve_document() -> (u16, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/client.json");
+    let doc = json!({
+        "client_id": url,
+        "client_name": "Document Agent",
+        "redirect_uris": [REDIRECT],
+        "token_endpoint_auth_method": "none",
+    });
+    let router = axum::Router::new().route(
+        "/client.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { axum::Json(doc) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (port, url)
+}
+
+pub async fn oauth_app_with_document(backend: Backend) -> Option<Documented> {
+    let (port, url) = serve_document().await;
+    let app = spawn_app_with(backend, |c| {
+        c.rate_limits = OnOff::Off;
+        c.webhook_allow_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
+        c.webhook_allow_ports = vec![port];
+    })
+    .await?;
+    Some(Documented { app, url })
+}
+
+async fn a_metadata_document_client_signs_in(d: Documented) {
+    let app = &d.app;
+    let w = world(app).await;
+    let id = request_id(&app.authorize_as(&d.url, &[]).await);
+    let view = app
+        .consent_api(&w.browser, Method::GET, &id, None)
+        .await
+        .expect(200);
+    assert_eq!(view.body["client_name"], "Document Agent");
+    assert_eq!(view.body["client_id"], d.url.as_str());
+    assert_eq!(view.body["registered"], false);
+    let code = code_for(app, &w, &d.url, &w.org).await;
+    let (access, _) = tokens(&redeem(app, &d.url, &code).await.expect(200));
+    assert!(app.mcp_accepts(&access).await);
+    let grants = grants_of(app, &w.owner).await;
+    assert_eq!(grants[0]["client_id"], d.url.as_str());
+    // A redirect URI the document does not list is never used.
+    let res = app
+        .authorize_as(&d.url, &[("redirect_uri", "http://127.0.0.1:9/other")])
+        .await;
+    assert_eq!(res.status, 400);
+    // A document elsewhere naming another URL, or none at all: refused.
+    let port = d.url.split(':').nth(2).unwrap().split('/').next().unwrap();
+    let missing = format!("http://127.0.0.1:{port}/missing.json");
+    let res = app.authorize_as(&missing, &[]).await;
+    assert_eq!(
+        (res.status.as_u16(), res.body["error"].as_str()),
+        (400, Some("invalid_client"))
+    );
+    // https is required of any host the allowlist does not name.
+    let res = app
+        .authorize_as("http://client.example/meta.json", &[])
+        .await;
+    assert_eq!(res.status, 400);
+}
