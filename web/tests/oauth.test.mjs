@@ -17,7 +17,9 @@ const h = setup();
 async function callbackServer() {
   const hits = [];
   const server = createServer((req, res) => {
-    hits.push(new URL(req.url, 'http://127.0.0.1'));
+    // Only the redirect itself: the browser may ask for /favicon.ico of the page as well.
+    const url = new URL(req.url, 'http://127.0.0.1');
+    if (url.pathname === '/callback') hits.push(url);
     res.writeHead(200, { 'Content-Type': 'text/plain' });
     res.end('back at the client');
   });
