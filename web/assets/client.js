@@ -13,7 +13,6 @@ import { Gateway } from './gateway.js';
 import { el, notice, show } from './dom.js';
 import { bootstrapView, signInView } from './signin.js';
 import { accountView } from './client/account.js';
-import { consentView } from './client/consent.js';
 import { conversationView } from './client/conversation.js';
 import { welcomeView } from './client/home.js';
 import { inboxView } from './client/inbox.js';
@@ -145,7 +144,8 @@ async function renderRoute() {
   if (r.view === 'sessions') return sessionsView();
   if (r.view === 'security') return securityView();
   if (r.view === 'account') return accountView();
-  if (r.view === 'consent') return consentView(r.id);
+  // The OAuth consent page is rare: loaded only when needed, off the first page's weight.
+  if (r.view === 'consent') return import('./client/consent.js').then((m) => m.consentView(r.id));
   if (r.view === 'conversation') return conversationView(r.id);
   if (r.view === 'inbox') return inboxView();
   return welcomeView();
