@@ -59,6 +59,10 @@ impl Script {
 pub struct Seen {
     pub body: Value,
     pub authorization: Option<String>,
+    /// Path and query.
+    pub uri: String,
+    /// Every header, as text.
+    pub headers: Vec<(String, String)>,
 }
 
 /// Text a test looks for where provider text must never appear.
@@ -119,7 +123,12 @@ fn error(status: u16, message: &str, kind: &str, code: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn completions(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn completions(
+    State(inner): State<Arc<Inner>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let authorization = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -135,6 +144,10 @@ async fn completions(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: 
     locked(&inner.seen).push(Seen {
         body: body.clone(),
         authorization,
+        uri: uri.to_string(),
+        headers: (headers.iter())
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect(),
     });
     if !body["model"].is_string() || !body["messages"].is_array() {
         return error(

@@ -3,7 +3,7 @@
 //! who may do it, the key never shown, when an agent answers and what it sees, streamed
 //! answers and their failures, budgets under concurrency, limits and the usage report.
 
-mod answers;
+pub(crate) mod answers;
 mod crud;
 mod limits;
 mod rules;

@@ -17,6 +17,7 @@ mod reach;
 mod tools;
 
 use clients::*;
+pub(crate) use protocol::refused_401;
 use protocol::*;
 use reach::*;
 use tools::*;
@@ -29,6 +30,8 @@ both_backends!(
     tool_calls_are_rate_limited_per_credential,
     the_python_sdk_connects,
     the_typescript_sdk_connects,
+    the_python_sdk_authorizes_through_oauth,
+    the_typescript_sdk_authorizes_through_oauth,
 );
 
 /// Tests that make many calls as one user (a hundred parallel retries, ten refusals per

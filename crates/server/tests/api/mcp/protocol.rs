@@ -112,7 +112,7 @@ fn challenge(app: &TestApp) -> String {
 }
 
 #[track_caller]
-fn refused_401(app: &TestApp, res: Res, code: &str, shown: bool) {
+pub(crate) fn refused_401(app: &TestApp, res: Res, code: &str, shown: bool) {
     let header = (res.headers.get("www-authenticate"))
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();

@@ -210,7 +210,7 @@ async fn revocation_ends_tokens(app: TestApp) {
 }
 
 async fn a_metadata_document_on_a_private_address_is_refused(app: TestApp) {
-    let (_port, url) = super::documents::serve_document().await;
+    let (_port, url, fetches) = super::documents::serve_document().await;
     let res = app.authorize_as(&url, &[]).await;
     assert_eq!(res.status, 400, "{}", res.body);
     assert_eq!(res.body["error"], "invalid_client");
@@ -228,4 +228,6 @@ async fn a_metadata_document_on_a_private_address_is_refused(app: TestApp) {
             "{url}"
         );
     }
+    // The guard refused before connecting: the document server was never asked.
+    assert!(fetches.lock().unwrap().is_empty());
 }

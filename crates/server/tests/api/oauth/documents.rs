@@ -4,6 +4,9 @@
 
 use super::*;
 use crate::both_backends;
+use crate::webhooks::receiver::Received;
+use axum::response::IntoResponse;
+use std::sync::{Arc, Mutex};
 
 both_backends!(with super::oauth_app_with_document;
     a_metadata_document_client_signs_in,
@@ -16,8 +19,12 @@ pub struct Documented {
     pub url: String,
 }
 
-/// Serves `/client.json` naming itself; answers its port and its URL.
-pub async fn serve_document() -> (u16, String) {
+/// Every request a document server received.
+pub type Fetches = Arc<Mutex<Vec<Received>>>;
+
+/// Serves `/client.json` naming itself, recording every request (any path); answers its
+/// port, its URL and the record.
+pub async fn serve_document() -> (u16, String, Fetches) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/client.json");
@@ -27,19 +34,36 @@ pub async fn serve_document() -> (u16, String) {
         "redirect_uris": [REDIRECT],
         "token_endpoint_auth_method": "none",
     });
-    let router = axum::Router::new().route(
-        "/client.json",
-        axum::routing::get(move || {
-            let doc = doc.clone();
-            async move { axum::Json(doc) }
-        }),
+    let fetches = Fetches::default();
+    let seen = fetches.clone();
+    let router = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: String| {
+            let (doc, seen) = (doc.clone(), seen.clone());
+            async move {
+                let headers = (headers.iter())
+                    .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                    .collect();
+                let path = uri.path().to_owned();
+                let got = Received {
+                    uri: uri.to_string(),
+                    headers,
+                    body,
+                };
+                seen.lock().unwrap_or_else(|e| e.into_inner()).push(got);
+                if path == "/client.json" {
+                    axum::Json(doc).into_response()
+                } else {
+                    axum::http::StatusCode::NOT_FOUND.into_response()
+                }
+            }
+        },
     );
     tokio::spawn(async move { axum::serve(listener, router).await });
-    (port, url)
+    (port, url, fetches)
 }
 
 pub async fn oauth_app_with_document(backend: Backend) -> Option<Documented> {
-    let (port, url) = serve_document().await;
+    let (port, url, _) = serve_document().await;
     let app = spawn_app_with(backend, |c| {
         c.rate_limits = OnOff::Off;
         c.webhook_allow_cidrs = vec!["127.0.0.1/32".parse().unwrap()];

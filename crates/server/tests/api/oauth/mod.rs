@@ -7,6 +7,7 @@
 mod clients;
 mod documents;
 mod flow;
+mod forwarding;
 mod grants;
 mod mcp;
 
@@ -69,14 +70,13 @@ impl TestApp {
         format!("{}/mcp", self.base)
     }
 
-    /// `GET /oauth/authorize` with `params`.
-    pub async fn authorize(&self, params: &[(&str, &str)]) -> Res {
-        self.send(self.client.get(self.url("/oauth/authorize")).query(params))
-            .await
-    }
-
-    /// An authorization with the usual parameters for `client_id`, `extra` replacing or adding.
-    pub async fn authorize_as(&self, client_id: &str, extra: &[(&str, &str)]) -> Res {
+    /// The usual authorization parameters for `client_id`, `extra` replacing or adding (an
+    /// empty value removing).
+    pub fn authorize_query(
+        &self,
+        client_id: &str,
+        extra: &[(&str, &str)],
+    ) -> Vec<(String, String)> {
         let resource = self.resource();
         let mut params: Vec<(&str, &str)> = vec![
             ("client_id", client_id),
@@ -97,7 +97,16 @@ impl TestApp {
                 params.push((k, v));
             }
         }
-        self.authorize(&params).await
+        (params.into_iter())
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    /// An authorization with the usual parameters for `client_id`, `extra` replacing or adding.
+    pub async fn authorize_as(&self, client_id: &str, extra: &[(&str, &str)]) -> Res {
+        let params = self.authorize_query(client_id, extra);
+        self.send(self.client.get(self.url("/oauth/authorize")).query(&params))
+            .await
     }
 
     /// The browser's request to the consent API.
