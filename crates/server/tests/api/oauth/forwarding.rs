@@ -245,18 +245,22 @@ async fn no_token_is_forwarded(backend: Backend, read_logs: bool) {
         ("the refresh token", refresh_token.as_str()),
         ("the API key", key.as_str()),
         ("the session cookie", w.browser.cookie.as_str()),
+        ("the authorization code", code.as_str()),
     ];
     nowhere_in("an outside server", &outside, &secrets);
 
-    // The server's log of the whole run: it logged (the control), and no credential.
+    // The server's log of the whole run: it logged the requests (the control), and no
+    // credential.
     if !read_logs {
         return;
     }
     let lines = logs.lines();
-    assert!(
-        lines.iter().any(|l| l.contains("conclave")),
-        "the server's lines are captured: {} lines",
-        lines.len()
-    );
+    for seen in ["conclave", "/mcp", "/oauth/authorize", "/oauth/token"] {
+        assert!(
+            lines.iter().any(|l| l.contains(seen)),
+            "the server's lines are captured, {seen} among them: {} lines",
+            lines.len()
+        );
+    }
     nowhere_in("the log", &lines, &secrets);
 }
