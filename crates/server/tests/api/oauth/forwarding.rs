@@ -1,11 +1,12 @@
 //! MCP-2 "a token is never forwarded anywhere": MCP clients — one with an OAuth access token
 //! of a Client ID Metadata Document client, one with an API key — send into a conversation
 //! that has a webhook and an AI agent; the document is fetched again by an authorization that
-//! carries the access token. Every request the outside servers receive (the webhook receiver,
-//! the fake model provider, the document server, all on 127.0.0.1 through the SSRF guard's
-//! allowlists) is recorded with its path, query, headers and body, and none holds any of the
-//! credentials or any 12 characters of their secret part. Everything the server logs meanwhile
-//! (every level, every field, span fields too) is read the same way.
+//! carries the access token; then the tokens are refused (REST, a rotated refresh token, its
+//! reuse, the revoked access token). Every request the outside servers receive (the webhook
+//! receiver, the fake model provider, the document server, all on 127.0.0.1 through the SSRF
+//! guard's allowlists) is recorded with its path, query, headers and body, and none holds any
+//! of the credentials or any 12 characters of their secret part. Everything the server logs
+//! meanwhile (every level, every field, span fields too) is read the same way.
 //!
 //! The test runs on a current-thread runtime with a thread-default subscriber, so the server's
 //! tasks log into it (as `tracing_span` does); not through `both_backends!`, whose runtime has
@@ -205,6 +206,16 @@ async fn no_token_is_forwarded(backend: Backend, read_logs: bool) {
         assert_eq!(answer.end["status"], "complete", "{}", answer.end);
     }
     crate::webhooks::run_worker(app, chrono::Duration::seconds(1)).await;
+    // The refusals, where a server is most tempted to log what it was shown: the access token
+    // on REST, a rotated refresh token on /mcp and again at the token endpoint (reuse: the
+    // grant is revoked), then the revoked access token on /mcp.
+    app.get("/api/v1/users/@me", &access).await.expect(401);
+    let list = crate::mcp::request("tools/list", json!({}));
+    let refused = crate::mcp::mcp_post(app, Some(&r1), &[], list.clone()).await;
+    assert_eq!(refused.status, 401);
+    refresh_refused(app, &doc_url, &r1).await;
+    let refused = crate::mcp::mcp_post(app, Some(&access), &[], list).await;
+    assert_eq!(refused.status, 401, "the reuse revoked the grant");
 
     // What the outside servers received; first, that they received what they should.
     let hooks = rx.received();
