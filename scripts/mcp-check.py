@@ -6,11 +6,11 @@ Usage: mcp-check.py MCP_URL API_KEY CONVERSATION_ID
            (environment: CONCLAVE_COOKIE, the signed-in user's session cookie `name=value`,
            and CONCLAVE_CSRF, its CSRF token)
 
-With an API key: connects twice — once with the initialize handshake (mode "legacy", the 2025-11-25 revision)
-and once as the SDK connects by default (it probes `server/discover` and speaks 2026-07-28
-when the server offers it) — with the API key as bearer token. Each time it lists the tools,
-reads the conversation, searches it for "interop", and sends a message with an idempotency key
-(twice: the retry must answer the same message). Prints one line per connection,
+With an API key: connects twice — once with the initialize handshake (mode "legacy", the
+2025-11-25 revision) and once as the SDK connects by default (it probes `server/discover` and
+speaks 2026-07-28 when the server offers it) — with the API key as bearer token. Each time it
+lists the tools, reads the conversation, searches it for "interop", and sends a message with an
+idempotency key (twice: the retry must answer the same message). Prints one line per connection,
 `<protocol version> tools=<n> read=<n> found=<n> sent=<message id>`, and exits non-zero with
 the reason on anything unexpected.
 
@@ -178,7 +178,8 @@ async def oauth(url: str, client_id: str, redirect_uri: str, conv: str, org: str
         http = httpx2.AsyncClient(auth=provider, timeout=30)
         print(await session(http, url, conv, mode, f"oauth-{mode}"), flush=True)
     first, last = storage.stored[0], storage.stored[-1]
-    if len(storage.stored) > 1 and (first.access_token == last.access_token or first.refresh_token == last.refresh_token):
+    rotated = first.access_token != last.access_token and first.refresh_token != last.refresh_token
+    if len(storage.stored) > 1 and not rotated:
         raise SystemExit("the refresh did not rotate the tokens")
     scope = ",".join((last.scope or "").split())
     print(f"oauth consents={page.consents} tokens={len(storage.stored)} scope={scope}")

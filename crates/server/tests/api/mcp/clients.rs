@@ -200,7 +200,8 @@ async fn run_oauth(app: &TestApp, program: &str, args: &[String], browser: &Brow
 }
 
 /// Checks what an SDK did through OAuth: the summary line (one consent, a code and a refresh,
-/// scopes within a member's role: no org or webhook administration), two sessions' sends in the conversation as Bob, one grant.
+/// scopes within a member's role: no org or webhook administration), two sessions' sends in
+/// the conversation as Bob, one grant.
 async fn check_oauth_run(app: &TestApp, w: &OAuthWorld, out: &str) -> Vec<(String, String)> {
     let summary = (out.lines().find_map(|l| l.strip_prefix("oauth ")))
         .unwrap_or_else(|| panic!("a summary line: {out}"));
