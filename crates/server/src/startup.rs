@@ -56,6 +56,8 @@ pub struct Application {
     retention: RetentionJob,
     /// Ticks the writing of content-guard counters (RATE-6).
     guard_counts: Ticker,
+    /// Ticks the directory check of LDAP-linked accounts (AUTH-10), when `[ldap]` is set.
+    directory_check: Option<Ticker>,
     webhooks: crate::webhooks::DeliveryWorker,
     /// People's new messages, for the agents' dispatcher (`agent_runner::dispatch`).
     agent_triggers: tokio::sync::mpsc::Receiver<crate::agent_runner::dispatch::Trigger>,
@@ -309,6 +311,7 @@ impl Application {
             host_jwt: crate::sso::host_jwt::HostJwtVerifier::new(config.host_jwt, &outbound),
             oidc: crate::sso::oidc::Oidc::new(config.oidc, &public_url, &outbound)
                 .map_err(StartError::Config)?,
+            ldap: config.ldap.map(crate::sso::ldap::Directory::new),
         });
         let bootstrap_link = bootstrap
             .map(|t| SecretString::from(format!("{public_url}/#bootstrap={}", t.expose_secret())));
@@ -349,6 +352,7 @@ impl Application {
             sso,
         });
         let router = http::router(state.clone(), &config.cors_origins);
+        let directory_check = (state.sso.ldap.as_ref()).map(|d| clock.ticker(d.check_interval()));
         Ok(Self {
             listener,
             router,
@@ -364,6 +368,7 @@ impl Application {
                 crate::agents::abandoned_after(&config.agents),
             ),
             guard_counts: clock.ticker(GUARD_COUNTS_INTERVAL),
+            directory_check,
             webhooks,
             agent_triggers,
             agent_invocations_per_minute: config.agent_invocations_per_minute,
@@ -409,6 +414,13 @@ impl Application {
             self.guard_counts,
             self.state.services.clone(),
         ));
+        let directory_check = self.directory_check.map(|ticker| {
+            tokio::spawn(check_directory(
+                ticker,
+                self.state.sso.clone(),
+                self.state.services.clone(),
+            ))
+        });
         let signal = async move {
             shutdown.await;
             gateway.shutdown(Duration::from_secs(10)).await;
@@ -419,6 +431,9 @@ impl Application {
         webhooks.abort();
         agents.abort();
         guard_counts.abort();
+        if let Some(check) = directory_check {
+            check.abort();
+        }
         if let Err(e) = self.state.services.flush_guard_counts().await {
             tracing::error!(error = %e, "content guard counters could not be written before exit");
         }
@@ -443,6 +458,32 @@ async fn write_guard_counts(mut ticker: Ticker, services: Services) {
         ticker.tick().await;
         if let Err(e) = services.flush_guard_counts().await {
             tracing::error!(error = %e, "writing content guard counters failed");
+        }
+    }
+}
+
+/// Looks every LDAP-linked account up again each tick of the server's clock (so a test
+/// advancing a manual clock drives it), until aborted (AUTH-10): removed or disabled entries
+/// lose their sessions, group changes move org roles. Every node runs it; revoking twice is
+/// harmless.
+async fn check_directory(mut ticker: Ticker, sso: Arc<crate::sso::Sso>, services: Services) {
+    let Some(directory) = sso.ldap.as_ref() else {
+        return;
+    };
+    loop {
+        ticker.tick().await;
+        match directory.check(&services).await {
+            Ok(r) if r.unreachable => tracing::warn!(
+                checked = r.checked,
+                "the LDAP directory could not be asked: the accounts left are checked next time"
+            ),
+            Ok(r) if r.sessions_revoked > 0 => tracing::info!(
+                gone = r.gone,
+                sessions = r.sessions_revoked,
+                "revoked the sessions of accounts the directory no longer lets in"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "the LDAP directory check failed"),
         }
     }
 }

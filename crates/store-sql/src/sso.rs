@@ -107,6 +107,21 @@ impl SsoStore for Backend {
         .await
     }
 
+    async fn identities_of_provider(
+        &self,
+        kind: IdentityKind,
+        provider: &str,
+    ) -> StoreResult<Vec<LinkedIdentity>> {
+        sqlx::query(
+            "SELECT kind, provider, subject, user_id, created_at, last_used_at \
+             FROM user_identities WHERE kind = $1 AND provider = $2 ORDER BY created_at, subject",
+        )
+        .bind(kind.as_str())
+        .bind(provider)
+        .all(self.reader(), identity_from_row)
+        .await
+    }
+
     async fn spend_token_id(
         &self,
         provider: &str,

@@ -51,6 +51,10 @@ pub struct SsoRules {
     /// by configuration), when it is not a member yet; an existing membership is left as
     /// its org's admins set it.
     pub grants: Vec<(crate::ids::OrgId, OrgRole)>,
+    /// Orgs whose memberships the provider governs (a directory's mapped groups): there the
+    /// highest granted role replaces the member's role, and a member granted none is removed.
+    /// An owner is never changed.
+    pub managed_orgs: Vec<crate::ids::OrgId>,
 }
 
 /// Why a provider's proof was refused: a code and message for the client, counted as a failed
@@ -301,34 +305,96 @@ impl Services {
         ))
     }
 
-    /// Adds `user` to each org the rules grant that they are not a member of yet.
-    async fn sso_grants(&self, user: &User, rules: &SsoRules, sign_in: &SsoSignIn) -> Result<()> {
-        for &(org, role) in &rules.grants {
-            let audit = self
-                .audit_as(AuditActor::system(), &sign_in.meta, "member.added")
-                .resource("user", user.id)
-                .org(org)
-                .detail(serde_json::json!({
-                    "role": role,
-                    "via": sign_in.kind.as_str(),
-                    "provider": sign_in.provider,
-                }));
-            let membership = crate::store::Membership {
-                org,
-                user: user.id,
-                role,
-            };
-            match self
-                .store
-                .add_member(membership, self.clock.now(), &[audit])
-                .await
-            {
-                Ok(member) => self.announce_member_added(&member),
-                Err(StoreError::Conflict(Conflict::AlreadyMember)) => {}
-                Err(StoreError::NotFound) => {
-                    tracing::warn!(%org, provider = %sign_in.provider, "an SSO role mapping names an org that does not exist");
+    /// Adds `user` to each org the rules grant that they are not a member of yet; in the orgs
+    /// the provider governs, also sets the granted role or removes a member granted none.
+    pub(super) async fn sso_grants(
+        &self,
+        user: &User,
+        rules: &SsoRules,
+        sign_in: &SsoSignIn,
+    ) -> Result<()> {
+        let mut orgs: Vec<crate::ids::OrgId> = rules.grants.iter().map(|(o, _)| *o).collect();
+        orgs.extend(rules.managed_orgs.iter().copied());
+        orgs.sort_by_key(|o| o.0);
+        orgs.dedup();
+        let via = serde_json::json!({
+            "via": sign_in.kind.as_str(),
+            "provider": sign_in.provider,
+        });
+        for org in orgs {
+            let granted = rules
+                .grants
+                .iter()
+                .filter(|(o, _)| *o == org)
+                .map(|(_, r)| *r)
+                .max_by_key(|r| r.rank());
+            let managed = rules.managed_orgs.contains(&org);
+            let audit = |event: &str, role: Option<OrgRole>| {
+                let mut detail = via.clone();
+                if let Some(role) = role {
+                    detail["role"] = serde_json::json!(role);
                 }
-                Err(e) => return Err(e.into()),
+                self.audit_as(AuditActor::system(), &sign_in.meta, event)
+                    .resource("user", user.id)
+                    .org(org)
+                    .detail(detail)
+            };
+            let current = if managed {
+                self.store.membership(org, user.id).await?
+            } else {
+                None
+            };
+            match (current, granted) {
+                (Some(OrgRole::Owner), _) | (None, None) => {}
+                (Some(now), Some(role)) if now == role => {}
+                (Some(_), Some(role)) => {
+                    let membership = crate::store::Membership {
+                        org,
+                        user: user.id,
+                        role,
+                    };
+                    let (member, changed) = self
+                        .store
+                        .set_member_role(membership, &[audit("member.role_changed", Some(role))])
+                        .await?;
+                    if changed {
+                        self.announce_role_changed(&member);
+                    }
+                }
+                (Some(_), None) => {
+                    let removed = self
+                        .store
+                        .remove_member(org, user.id, &[audit("member.removed", None)])
+                        .await;
+                    match removed {
+                        Ok(removed) => self.announce_member_removed(&removed),
+                        Err(StoreError::NotFound) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                (None, Some(role)) => {
+                    let membership = crate::store::Membership {
+                        org,
+                        user: user.id,
+                        role,
+                    };
+                    match self
+                        .store
+                        .add_member(
+                            membership,
+                            self.clock.now(),
+                            &[audit("member.added", Some(role))],
+                        )
+                        .await
+                    {
+                        Ok(member) => self.announce_member_added(&member),
+                        Err(StoreError::Conflict(Conflict::AlreadyMember)) => {}
+                        Err(StoreError::NotFound) => {
+                            tracing::warn!(%org, provider = %sign_in.provider, "an SSO role mapping names an org that does not exist");
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             }
         }
         Ok(())

@@ -97,6 +97,14 @@ pub trait SsoStore: Send + Sync + 'static {
     /// The identities linked to `user`, oldest first.
     async fn identities_of(&self, user: UserId) -> StoreResult<Vec<LinkedIdentity>>;
 
+    /// Every identity of `kind` vouched for by `provider` (a directory's linked accounts, which
+    /// its periodic check looks up again), oldest first.
+    async fn identities_of_provider(
+        &self,
+        kind: IdentityKind,
+        provider: &str,
+    ) -> StoreResult<Vec<LinkedIdentity>>;
+
     /// Spends the single-use token id `token_id` of `provider`, remembered until `expires_at`:
     /// `false` when it was spent before (one conditional insert, so of any number of
     /// concurrent spends on any nodes exactly one wins). Ids past their expiry are forgotten.

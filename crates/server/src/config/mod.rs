@@ -7,6 +7,7 @@
 
 mod files;
 mod layers;
+mod ldap;
 mod limits;
 mod runtime;
 mod sections;
@@ -15,6 +16,7 @@ mod sso;
 mod tests;
 
 pub use files::{FilesSettings, StorageKind};
+pub use ldap::{GroupRoleConfig, LdapConfig};
 pub use limits::{ConnectionLimits, GatewayConfig};
 pub use runtime::{DatabaseUrl, Retention, RuntimeConfig, Secrets, BOOTSTRAP_TOKEN_MIN_CHARS};
 pub use sections::{
@@ -165,6 +167,8 @@ pub struct Config {
     pub host_jwt: Vec<HostJwtConfig>,
     /// OpenID Connect providers (AUTH-10; `[[oidc.providers]]`, TOML only).
     pub oidc: OidcSection,
+    /// An LDAP / Active Directory directory for `POST /auth/login` (AUTH-10; `[ldap]`).
+    pub ldap: Option<LdapConfig>,
 }
 
 impl Default for Config {
@@ -210,6 +214,7 @@ impl Default for Config {
             agent_invocations_per_minute: 10,
             host_jwt: vec![],
             oidc: OidcSection::default(),
+            ldap: None,
         }
     }
 }

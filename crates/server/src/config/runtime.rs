@@ -121,6 +121,8 @@ pub struct RuntimeConfig {
     pub host_jwt: Vec<crate::sso::host_jwt::HostJwt>,
     /// OpenID Connect providers (AUTH-10), checked.
     pub oidc: Vec<crate::sso::oidc::OidcSettings>,
+    /// The LDAP directory (AUTH-10), checked.
+    pub ldap: Option<crate::sso::ldap::LdapSettings>,
 }
 
 /// The problems found so far; the conversion reports all of them at once.
@@ -319,8 +321,14 @@ impl TryFrom<Config> for RuntimeConfig {
             problems.take(super::sso::host_jwts(&c.host_jwt, production).map_err(|p| p.join("; ")));
         let oidc = problems
             .take(super::sso::oidc_providers(&c.oidc, production).map_err(|p| p.join("; ")));
-        let (Some(database), Some(files), Some(host_jwt), Some(oidc), []) =
-            (database, files, host_jwt, oidc, problems.0.as_slice())
+        let ldap = match &c.ldap {
+            Some(l) => problems
+                .take(l.parse(production).map_err(|p| p.join("; ")))
+                .map(Some),
+            None => Some(None),
+        };
+        let (Some(database), Some(files), Some(host_jwt), Some(oidc), Some(ldap), []) =
+            (database, files, host_jwt, oidc, ldap, problems.0.as_slice())
         else {
             return Err(ConfigError::Invalid(problems.0.join("; ")));
         };
@@ -403,6 +411,7 @@ impl TryFrom<Config> for RuntimeConfig {
             agent_invocations_per_minute: c.agent_invocations_per_minute,
             host_jwt,
             oidc,
+            ldap,
         })
     }
 }

@@ -178,16 +178,33 @@ pub enum LoginAnswer {
 
 /// Sign in with username and password. Repeated failures are answered 429 with `Retry-After`
 /// (per account and IP, per account, per IP); unknown usernames are treated like known ones.
+/// With `[ldap]` configured, a username no local password account holds is checked against the
+/// directory (AUTH-10): refusals are the same 401, an unreachable directory is 503
+/// `directory_unavailable`.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginBody,
     responses((status = 200, body = LoginAnswer), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn login(
     Guest { state, meta }: Guest,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<Response> {
-    let outcome = state
-        .services
-        .login(&body.username, &body.password, meta, body.cookie);
-    Ok(login_answer(&state, outcome.await?, body.cookie))
+    let (username, password) = (&body.username, &body.password);
+    let outcome = match &state.sso.ldap {
+        // AUTH-10: a name no local password account holds is the directory's to check.
+        Some(directory) => {
+            let verify = || directory.authenticate(username, password);
+            let services = &state.services;
+            services
+                .login_or_directory(username, password, meta, body.cookie, verify)
+                .await?
+        }
+        None => {
+            let services = &state.services;
+            services
+                .login(username, password, meta, body.cookie)
+                .await?
+        }
+    };
+    Ok(login_answer(&state, outcome, body.cookie))
 }
 
 /// Answers any sign-in as `POST /auth/login` does: a session, or the second-factor challenge.

@@ -171,7 +171,9 @@ async fn capabilities(State(state): State<AppState>) -> Json<Capabilities> {
             webhooks: false,
             files: true,
             search: true,
-            sso: !state.sso.host_jwt.is_empty() || !providers.is_empty(),
+            sso: !state.sso.host_jwt.is_empty()
+                || !providers.is_empty()
+                || state.sso.ldap.is_some(),
             mcp: true,
             widget: false,
             audit_log: true,

@@ -4,6 +4,7 @@
 //! every kind (counters, single use, account linking, disabled accounts, audit).
 
 pub mod host_jwt;
+pub mod ldap;
 pub mod oidc;
 
 use conclave_core::service::{ExternalIdentity, SsoFailure, SsoRefusal, SsoRules};
@@ -15,6 +16,8 @@ use host_jwt::{HostJwtError, HostJwtVerifier, VerifiedClaims};
 pub struct Sso {
     pub host_jwt: HostJwtVerifier,
     pub oidc: oidc::Oidc,
+    /// The LDAP directory `POST /auth/login` asks about names no local password account holds.
+    pub ldap: Option<ldap::Directory>,
 }
 
 impl Sso {
@@ -45,6 +48,7 @@ fn host_identity(c: VerifiedClaims) -> (ExternalIdentity, SsoRules) {
         create_users: c.create_users,
         link_by_verified_email: false,
         grants: Vec::new(),
+        managed_orgs: Vec::new(),
     };
     let single_use = match (c.single_use, c.token_id) {
         (true, Some(id)) => Some((id, c.remember_until)),

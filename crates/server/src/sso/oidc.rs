@@ -432,6 +432,7 @@ impl OidcProvider {
             create_users: self.settings.create_users,
             link_by_verified_email: self.settings.link_existing,
             grants,
+            managed_orgs: Vec::new(),
         };
         Ok((identity, rules))
     }

@@ -50,7 +50,7 @@ async fn alice_with_2fa(app: TestApp) -> (TestApp, TotpSecret, String) {
     (app, secret, wrong)
 }
 
-async fn login_from(app: &TestApp, ip: &str, username: &str, password: &str) -> Res {
+pub(crate) async fn login_from(app: &TestApp, ip: &str, username: &str, password: &str) -> Res {
     app.send(
         app.client
             .post(app.url("/api/v1/auth/login"))
@@ -266,7 +266,7 @@ async fn scalar(url: &str, sql: &str, bind: &str) -> i64 {
 }
 
 /// Sends `n` copies of a request at once and returns their answers.
-async fn at_once<F, Fut>(n: usize, f: F) -> Vec<Res>
+pub(crate) async fn at_once<F, Fut>(n: usize, f: F) -> Vec<Res>
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = Res> + Send + 'static,
@@ -279,7 +279,7 @@ where
     out
 }
 
-fn count(answers: &[Res], status: u16) -> usize {
+pub(crate) fn count(answers: &[Res], status: u16) -> usize {
     answers
         .iter()
         .filter(|r| r.status.as_u16() == status)

@@ -4,4 +4,5 @@
 
 mod host_jwt;
 mod jwks;
+mod ldap;
 mod oidc;

@@ -1,0 +1,688 @@
+//! AUTH-10 over HTTP, LDAP: `POST /auth/login` against a real OpenLDAP (Debian's `slapd`)
+//! that each test starts from a temporary directory on free ports, serving `ldap://` (plain and
+//! StartTLS) and `ldaps://` with a certificate signed by a CA made for the test. The directory:
+//!
+//! - `alice` (groups `chat-admins`, `staff`), `bob` (`staff`), `dave`, `admin`, `localuser`;
+//! - `carol`, disabled: `employeeType: disabled`, which the test's `user_filter` leaves out
+//!   (as Active Directory's `userAccountControl` bit is left out by the documented AD filter).
+//!
+//! Without slapd the tests say SKIPPED — except under CI=true, where they fail.
+
+use crate::both_backends;
+use crate::bruteforce::{at_once, count, login_from};
+use crate::helpers::*;
+use conclave_server::config::{Config, Environment, LdapConfig, OnOff, RuntimeConfig};
+use ldap3::{Ldap, LdapConnAsync, Mod};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+both_backends!(
+    directory_users_sign_in_over_starttls_and_ldaps,
+    refusals_look_alike_and_injection_finds_no_one,
+    local_accounts_win_and_disabled_links_stay_out,
+    removed_and_disabled_entries_lose_sessions_at_the_check,
+    groups_map_to_org_roles_and_follow_changes,
+    directory_failures_count_toward_the_back_off,
+);
+
+const SUFFIX: &str = "dc=example,dc=org";
+const ROOT_DN: &str = "cn=admin,dc=example,dc=org";
+const ROOT_PW: &str = "root secret";
+const SERVICE_DN: &str = "cn=service,dc=example,dc=org";
+const SERVICE_PW: &str = "service secret";
+const FILTER: &str = "(&(uid={username})(!(employeeType=disabled)))";
+const ALICE_PW: &str = "alice's directory password";
+const CHECK_SECS: u64 = 60;
+
+fn person(uid: &str, name: &str, password: &str, extra: &str) -> String {
+    format!(
+        "dn: uid={uid},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {name}\n\
+         sn: {uid}\nmail: {uid}@example.org\nuserPassword: {password}\n{extra}\n"
+    )
+}
+
+fn people_dn(uid: &str) -> String {
+    format!("uid={uid},ou=people,{SUFFIX}")
+}
+
+fn group_dn(cn: &str) -> String {
+    format!("cn={cn},ou=groups,{SUFFIX}")
+}
+
+fn directory_ldif() -> String {
+    let mut ldif = format!(
+        "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
+         dn: {SERVICE_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n\
+         cn: service\nuserPassword: {SERVICE_PW}\n\n\
+         dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n\
+         dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n\n"
+    );
+    ldif += &person("alice", "Alice Liddell", ALICE_PW, "displayName: Alice L.");
+    ldif += "\n";
+    ldif += &person("bob", "Bob", "bob's password", "");
+    ldif += "\n";
+    ldif += &person(
+        "carol",
+        "Carol",
+        "carol's password",
+        "employeeType: disabled",
+    );
+    ldif += "\n";
+    ldif += &person("dave", "Dave", "dave's password", "");
+    ldif += "\n";
+    ldif += &person("admin", "Admin", "admin's password", "");
+    ldif += "\n";
+    ldif += &person("localuser", "Local", "the directory's password", "");
+    ldif += &format!(
+        "\ndn: {}\nobjectClass: groupOfNames\ncn: chat-admins\nmember: {}\n\n\
+         dn: {}\nobjectClass: groupOfNames\ncn: staff\nmember: {}\nmember: {}\n",
+        group_dn("chat-admins"),
+        people_dn("alice"),
+        group_dn("staff"),
+        people_dn("alice"),
+        people_dn("bob"),
+    );
+    ldif
+}
+
+/// A running slapd, killed (and its directory removed) when dropped.
+struct Slapd {
+    child: Option<tokio::process::Child>,
+    dir: PathBuf,
+    port: u16,
+    tls_port: u16,
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        drop(self.child.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn run(dir: &Path, program: &str, args: &[&str]) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Slapd {
+    /// Starts one; `None` (after saying SKIPPED) when slapd is not installed, outside CI.
+    async fn start() -> Option<Slapd> {
+        if !Path::new("/usr/sbin/slapd").exists() || !Path::new("/usr/sbin/slapadd").exists() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "slapd is required under CI=true (apt-get install slapd ldap-utils)"
+            );
+            eprintln!(
+                "SKIPPED an LDAP test: slapd is not installed (apt-get install slapd ldap-utils)"
+            );
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("conclave-slapd-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(dir.join("db")).unwrap();
+        // A CA, and a server certificate for 127.0.0.1 it signs.
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509"];
+        ca.extend(ec);
+        ca.extend([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=conclave test CA",
+        ]);
+        run(&dir, "openssl", &ca);
+        let mut csr = vec!["req"];
+        csr.extend(ec);
+        csr.extend([
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        run(&dir, "openssl", &csr);
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
+             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(
+            &dir,
+            "openssl",
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "ext.cnf",
+            ],
+        );
+        let d = dir.display();
+        let conf = format!(
+            "include /etc/ldap/schema/core.schema\n\
+             include /etc/ldap/schema/cosine.schema\n\
+             include /etc/ldap/schema/inetorgperson.schema\n\
+             modulepath /usr/lib/ldap\nmoduleload back_mdb\n\
+             pidfile {d}/slapd.pid\n\
+             TLSCertificateFile {d}/server.pem\nTLSCertificateKeyFile {d}/server.key\n\
+             database mdb\nmaxsize 10485760\nsuffix \"{SUFFIX}\"\n\
+             rootdn \"{ROOT_DN}\"\nrootpw \"{ROOT_PW}\"\ndirectory {d}/db\n\
+             access to attrs=userPassword by anonymous auth by * none\n\
+             access to * by dn.exact=\"{SERVICE_DN}\" read by * none\n"
+        );
+        std::fs::write(dir.join("slapd.conf"), conf).unwrap();
+        std::fs::write(dir.join("init.ldif"), directory_ldif()).unwrap();
+        run(
+            &dir,
+            "/usr/sbin/slapadd",
+            &["-f", "slapd.conf", "-l", "init.ldif"],
+        );
+        let (port, tls_port) = (free_port(), free_port());
+        let child = tokio::process::Command::new("/usr/sbin/slapd")
+            .arg("-h")
+            .arg(format!(
+                "ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/"
+            ))
+            .arg("-f")
+            .arg(dir.join("slapd.conf"))
+            // In the foreground, so it ends with the test.
+            .args(["-d", "0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("slapd starts");
+        let slapd = Slapd {
+            child: Some(child),
+            dir,
+            port,
+            tls_port,
+        };
+        for _ in 0..200 {
+            let plain = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+            let tls = tokio::net::TcpStream::connect(("127.0.0.1", tls_port)).await;
+            if plain.is_ok() && tls.is_ok() {
+                return Some(slapd);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("slapd did not start listening");
+    }
+
+    fn url(&self, transport: &str) -> String {
+        match transport {
+            "ldaps" => format!("ldaps://127.0.0.1:{}", self.tls_port),
+            _ => format!("ldap://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// `[ldap]` for `transport` (`starttls`, `ldaps` or `plain`), with `extra` keys.
+    fn config(&self, transport: &str, extra: Value) -> LdapConfig {
+        let mut c = json!({
+            "url": self.url(transport),
+            "starttls": transport == "starttls",
+            "allow_plain": transport == "plain",
+            "ca_file": self.dir.join("ca.pem"),
+            "bind_dn": SERVICE_DN,
+            "bind_password": SERVICE_PW,
+            "user_base": format!("ou=people,{SUFFIX}"),
+            "user_filter": FILTER,
+            "group_base": format!("ou=groups,{SUFFIX}"),
+            "member_attribute": "member",
+            "check_interval_secs": CHECK_SECS,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        serde_json::from_value(c).unwrap()
+    }
+
+    /// The directory's administrator, to change entries under a running app.
+    async fn admin(&self) -> Ldap {
+        let (conn, mut ldap) = LdapConnAsync::new(&self.url("plain")).await.unwrap();
+        ldap3::drive!(conn);
+        ldap.simple_bind(ROOT_DN, ROOT_PW)
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+        ldap
+    }
+
+    async fn modify(&self, dn: &str, change: Mod<&str>) {
+        let mut ldap = self.admin().await;
+        ldap.modify(dn, vec![change])
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+        ldap.unbind().await.unwrap();
+    }
+}
+
+fn values(v: &str) -> HashSet<&str> {
+    HashSet::from([v])
+}
+
+/// An app using `ldap`, on the database of `first` (so orgs made there can be mapped); behind
+/// a trusted proxy (the loopback peer) so tests name the client address, request rate limits
+/// off so only the sign-in back-off answers.
+async fn ldap_app(first: &TestApp, ldap: LdapConfig) -> TestApp {
+    spawn_app_with(first.backend, |c| {
+        c.ldap = Some(ldap);
+        c.rate_limits = OnOff::Off;
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.data_dir = first.data_dir.clone();
+        c.database_url = first.database_url.clone();
+    })
+    .await
+    .expect("the app starts")
+}
+
+/// Signs `username` in from its own address: (user id, token).
+async fn sign_in(app: &TestApp, username: &str, password: &str) -> (String, String) {
+    let res = login_from(app, "192.0.2.1", username, password)
+        .await
+        .expect(200);
+    (
+        res.body["user"]["id"].as_str().unwrap().to_owned(),
+        res.body["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn me(app: &TestApp, token: &str) -> u16 {
+    app.get("/api/v1/users/@me", token).await.status.as_u16()
+}
+
+async fn identities(app: &TestApp, user: &str) -> Vec<Value> {
+    app.get(
+        &format!("/api/v1/admin/users/{user}/identities"),
+        ADMIN_TOKEN,
+    )
+    .await
+    .expect(200)
+    .items()
+}
+
+/// Runs one directory check (the job ticks with the app's clock).
+async fn check(app: &TestApp) {
+    app.clock
+        .advance(chrono::Duration::seconds(CHECK_SECS as i64));
+    app.clock.settled().await;
+}
+
+async fn directory_users_sign_in_over_starttls_and_ldaps(first: TestApp) {
+    let Some(slapd) = Slapd::start().await else {
+        return;
+    };
+    // Plain ldap:// needs StartTLS unless allow_plain, which production refuses.
+    let problems = |ldap: LdapConfig, env: Environment| {
+        let c = Config {
+            ldap: Some(ldap),
+            env,
+            ..Config::default()
+        };
+        RuntimeConfig::try_from(c)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let dev = Environment::Development;
+    assert!(
+        problems(slapd.config("plain", json!({"allow_plain": false})), dev)
+            .contains("ldap: a plain ldap:// url needs starttls")
+    );
+    assert!(
+        problems(slapd.config("plain", json!({})), Environment::Production)
+            .contains("ldap: production refuses allow_plain")
+    );
+    assert!(!problems(slapd.config("starttls", json!({})), dev).contains("ldap:"));
+    let roles =
+        json!({"group_roles": [{"group": "staff", "org": uuid::Uuid::nil(), "role": "owner"}]});
+    assert!(problems(slapd.config("starttls", roles), dev).contains("cannot make owners"));
+    // Without the test's CA the certificate is not trusted: the directory cannot be asked.
+    let untrusted = ldap_app(&first, slapd.config("ldaps", json!({"ca_file": null}))).await;
+    login_from(&untrusted, "192.0.2.9", "alice", ALICE_PW)
+        .await
+        .expect_error(503, "directory_unavailable");
+    drop(untrusted);
+
+    for transport in ["starttls", "ldaps", "plain"] {
+        let fresh = spawn_app(first.backend).await.unwrap();
+        let app = ldap_app(&fresh, slapd.config(transport, json!({}))).await;
+        let caps = app.get_anon("/api/v1/capabilities").await.expect(200);
+        assert_eq!(caps.body["features"]["sso"], true);
+        let res = login_from(&app, "192.0.2.1", "alice", ALICE_PW)
+            .await
+            .expect(200);
+        assert_eq!(res.body["user"]["username"], "alice", "{transport}");
+        assert_eq!(res.body["user"]["display_name"], "Alice L.", "{transport}");
+        let id = res.body["user"]["id"].as_str().unwrap().to_owned();
+        let token = res.body["token"].as_str().unwrap();
+        assert_eq!(me(&app, token).await, 200);
+        // The same entry is the same account; linked by the entry's entryUUID.
+        let (again, _) = sign_in(&app, "ALICE", ALICE_PW).await;
+        assert_eq!(again, id, "{transport}");
+        let linked = identities(&app, &id).await;
+        assert_eq!(linked.len(), 1);
+        assert_eq!(linked[0]["kind"], "ldap");
+        assert_eq!(linked[0]["provider"], slapd.url(transport));
+        let subject = linked[0]["subject"].as_str().unwrap();
+        assert!(uuid::Uuid::parse_str(subject).is_ok(), "{subject}");
+        let logins = app.audit_of("auth.login&limit=100").await.items();
+        let by_ldap = logins
+            .iter()
+            .filter(|e| e["outcome"] == "success" && e["detail"]["method"] == "ldap")
+            .count();
+        assert_eq!(by_ldap, 2, "{transport}");
+    }
+}
+
+async fn refusals_look_alike_and_injection_finds_no_one(first: TestApp) {
+    let Some(slapd) = Slapd::start().await else {
+        return;
+    };
+    let app = ldap_app(&first, slapd.config("starttls", json!({}))).await;
+    let cases: Vec<(&str, &str)> = vec![
+        ("alice", "wrong password"),
+        ("nobody", ALICE_PW),
+        // An empty password would be an unauthenticated bind, which succeeds.
+        ("alice", ""),
+        // Disabled in the directory: the filter leaves carol out.
+        ("carol", "carol's password"),
+        // Injection: every name is escaped per RFC 4515, so none matches anyone, nor breaks
+        // the filter (a broken filter would be a 503); unescaped, `alic*` would be alice.
+        ("*)(uid=*", ALICE_PW),
+        ("admin)(|(", "admin's password"),
+        ("admin)(|(uid=*", "admin's password"),
+        ("*", ALICE_PW),
+        ("alic*", ALICE_PW),
+        ("*lice", ALICE_PW),
+        ("\\", ALICE_PW),
+        ("\\2a", ALICE_PW),
+        ("ali\0ce", ALICE_PW),
+        ("alice\0", ALICE_PW),
+        ("alice)", ALICE_PW),
+    ];
+    for (i, (name, password)) in cases.iter().enumerate() {
+        // Each from its own address, so only the refusals answer, not the back-off.
+        let ip = format!("198.51.100.{}", i + 1);
+        login_from(&app, &ip, name, password).await.check(
+            401,
+            Some("invalid_credentials"),
+            &format!("{name:?}: "),
+        );
+    }
+    // Every refusal is audited as a failed directory sign-in.
+    let failed = app.audit_of("auth.login&limit=100").await.items();
+    let by_ldap: Vec<&Value> = failed
+        .iter()
+        .filter(|e| e["outcome"] == "failure" && e["detail"]["method"] == "ldap")
+        .collect();
+    assert_eq!(by_ldap.len(), cases.len(), "{failed:?}");
+    assert!(by_ldap
+        .iter()
+        .all(|e| e["detail"]["reason"] == "invalid_credentials"));
+    // No one signed in, so no account was made.
+    let users = app
+        .get("/api/v1/admin/users", ADMIN_TOKEN)
+        .await
+        .expect(200);
+    assert!(users.items().is_empty(), "{}", users.body);
+    // The right ones do sign in.
+    sign_in(&app, "alice", ALICE_PW).await;
+    sign_in(&app, "admin", "admin's password").await;
+}
+
+async fn local_accounts_win_and_disabled_links_stay_out(first: TestApp) {
+    let Some(slapd) = Slapd::start().await else {
+        return;
+    };
+    let local = first.user("localuser").await;
+    let app = ldap_app(&first, slapd.config("starttls", json!({}))).await;
+    // A local password account's name is checked against its password only.
+    login_from(&app, "192.0.2.2", "localuser", "the directory's password")
+        .await
+        .expect_error(401, "invalid_credentials");
+    let (id, _) = sign_in(&app, "localuser", PASSWORD).await;
+    assert_eq!(id, local.id);
+    assert!(identities(&app, &local.id).await.is_empty());
+    let logins = app.audit_of("auth.login&limit=100").await.items();
+    assert!(!logins.iter().any(|e| e["detail"]["method"] == "ldap"));
+    // A disabled account linked to the directory cannot get in with its directory password.
+    let (alice, token) = sign_in(&app, "alice", ALICE_PW).await;
+    let alice = User::without_token("alice", &alice);
+    app.set_disabled(ADMIN_TOKEN, &alice, true).await;
+    assert_eq!(me(&app, &token).await, 401);
+    login_from(&app, "192.0.2.3", "alice", ALICE_PW)
+        .await
+        .expect_error(403, "account_disabled");
+    app.set_disabled(ADMIN_TOKEN, &alice, false).await;
+    sign_in(&app, "alice", ALICE_PW).await;
+}
+
+async fn removed_and_disabled_entries_lose_sessions_at_the_check(first: TestApp) {
+    let Some(mut slapd) = Slapd::start().await else {
+        return;
+    };
+    let app = ldap_app(&first, slapd.config("ldaps", json!({}))).await;
+    let (_, alice) = sign_in(&app, "alice", ALICE_PW).await;
+    let (bob_id, bob) = sign_in(&app, "bob", "bob's password").await;
+    let (dave_id, dave) = sign_in(&app, "dave", "dave's password").await;
+    check(&app).await;
+    for token in [&alice, &bob, &dave] {
+        assert_eq!(
+            me(&app, token).await,
+            200,
+            "a check with no change revokes nothing"
+        );
+    }
+    // dave is removed from the directory, bob disabled there.
+    let mut admin = slapd.admin().await;
+    admin
+        .delete(&people_dn("dave"))
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    slapd
+        .modify(
+            &people_dn("bob"),
+            Mod::Add("employeeType", values("disabled")),
+        )
+        .await;
+    // Until the check their sessions stand (the directory is not asked per request)...
+    assert_eq!(me(&app, &dave).await, 200);
+    check(&app).await;
+    // ...after it they are gone; alice's stays.
+    assert_eq!(me(&app, &dave).await, 401);
+    assert_eq!(me(&app, &bob).await, 401);
+    assert_eq!(me(&app, &alice).await, 200);
+    login_from(&app, "192.0.2.4", "dave", "dave's password")
+        .await
+        .expect_error(401, "invalid_credentials");
+    login_from(&app, "192.0.2.4", "bob", "bob's password")
+        .await
+        .expect_error(401, "invalid_credentials");
+    let revoked = app
+        .audit_of("sso.directory_revoked&limit=100")
+        .await
+        .items();
+    let mut who: Vec<&str> = revoked
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap_or_default())
+        .collect();
+    who.sort_unstable();
+    let mut expected = vec![bob_id.as_str(), dave_id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(who, expected, "{revoked:?}");
+    // Re-enabled in the directory, bob signs in again.
+    slapd
+        .modify(
+            &people_dn("bob"),
+            Mod::Delete("employeeType", HashSet::new()),
+        )
+        .await;
+    let (again, _) = sign_in(&app, "bob", "bob's password").await;
+    assert_eq!(again, bob_id);
+    admin.unbind().await.unwrap();
+    // A directory that cannot be reached decides nothing: no session is revoked, and sign-ins
+    // are 503, never let through.
+    drop(slapd.child.take());
+    check(&app).await;
+    assert_eq!(me(&app, &alice).await, 200);
+    login_from(&app, "192.0.2.5", "alice", ALICE_PW)
+        .await
+        .expect_error(503, "directory_unavailable");
+}
+
+async fn members(app: &TestApp, owner: &User, org: &str) -> Vec<(String, String)> {
+    app.get(&format!("/api/v1/orgs/{org}/members"), &owner.token)
+        .await
+        .expect(200)
+        .items()
+        .iter()
+        .map(|m| {
+            (
+                m["user"]["id"].as_str().unwrap().to_owned(),
+                m["role"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn role_of(members: &[(String, String)], user: &str) -> Option<String> {
+    members
+        .iter()
+        .find(|(id, _)| id == user)
+        .map(|(_, r)| r.clone())
+}
+
+async fn groups_map_to_org_roles_and_follow_changes(first: TestApp) {
+    let Some(slapd) = Slapd::start().await else {
+        return;
+    };
+    let owner = first.user("owner").await;
+    let org = first.org(&owner, "Acme").await;
+    let other = first.org(&owner, "Other").await;
+    let roles = json!({"group_roles": [
+        {"group": group_dn("chat-admins").to_uppercase(), "org": org, "role": "admin"},
+        {"group": "staff", "org": org, "role": "member"},
+    ]});
+    let app = ldap_app(&first, slapd.config("starttls", roles)).await;
+    // alice (chat-admins and staff) gets the higher role; bob (staff) is a member.
+    let (alice, _) = sign_in(&app, "alice", ALICE_PW).await;
+    let (bob, _) = sign_in(&app, "bob", "bob's password").await;
+    let now = members(&app, &owner, &org).await;
+    assert_eq!(role_of(&now, &alice).as_deref(), Some("admin"));
+    assert_eq!(role_of(&now, &bob).as_deref(), Some("member"));
+    // Orgs no group maps are not touched.
+    let other_members = members(&app, &owner, &other).await;
+    assert_eq!(other_members.len(), 1);
+    // alice leaves chat-admins: the next check makes her a member.
+    slapd
+        .modify(
+            &group_dn("chat-admins"),
+            Mod::Replace("member", values(&people_dn("admin"))),
+        )
+        .await;
+    check(&app).await;
+    let now = members(&app, &owner, &org).await;
+    assert_eq!(role_of(&now, &alice).as_deref(), Some("member"));
+    // bob joins chat-admins: his next sign-in makes him an admin.
+    slapd
+        .modify(
+            &group_dn("chat-admins"),
+            Mod::Add("member", values(&people_dn("bob"))),
+        )
+        .await;
+    sign_in(&app, "bob", "bob's password").await;
+    let now = members(&app, &owner, &org).await;
+    assert_eq!(role_of(&now, &bob).as_deref(), Some("admin"));
+    // alice leaves every mapped group: the check removes her from the org.
+    slapd
+        .modify(
+            &group_dn("staff"),
+            Mod::Replace("member", values(&people_dn("bob"))),
+        )
+        .await;
+    check(&app).await;
+    let now = members(&app, &owner, &org).await;
+    assert_eq!(role_of(&now, &alice), None);
+    assert_eq!(role_of(&now, &bob).as_deref(), Some("admin"));
+    assert_eq!(role_of(&now, &owner.id).as_deref(), Some("owner"));
+    let changed = app.audit_of("member.role_changed&limit=100").await.items();
+    assert_eq!(changed.len(), 2, "{changed:?}");
+    assert!(changed.iter().all(|e| e["detail"]["via"] == "ldap"));
+}
+
+async fn directory_failures_count_toward_the_back_off(first: TestApp) {
+    let Some(slapd) = Slapd::start().await else {
+        return;
+    };
+    let app = std::sync::Arc::new(ldap_app(&first, slapd.config("starttls", json!({}))).await);
+    let ip = "203.0.113.7";
+    let answers = at_once(100, |_| {
+        let app = app.clone();
+        async move { login_from(&app, ip, "alice", "a wrong guess").await }
+    })
+    .await;
+    // Sequential guesses are stopped after five: parallel ones too. Every other answer is the
+    // back-off (or a busy hashing pool, which checks nothing).
+    let failed = count(&answers, 401);
+    let waits = count(&answers, 429);
+    assert_eq!(failed + waits + count(&answers, 503), 100);
+    assert!(failed <= 5, "{failed} guesses checked, at most 5");
+    assert!(waits >= 95 - count(&answers, 503));
+    // Even the right password waits now, from that address; alice elsewhere is not stopped.
+    login_from(&app, ip, "alice", ALICE_PW)
+        .await
+        .expect_error(429, "too_many_attempts");
+    sign_in(&app, "alice", ALICE_PW).await;
+    let failures = app.audit_of("auth.login&limit=100").await.items();
+    let audited = failures
+        .iter()
+        .filter(|e| e["outcome"] == "failure" && e["detail"]["method"] == "ldap")
+        .count();
+    assert_eq!(audited, failed);
+}
