@@ -31,6 +31,7 @@ both_backends!(
     erased_accounts_come_back_only_as_new_ones,
     several_providers_at_once_keep_their_identities_apart,
     openid_failures_count_toward_the_address_back_off,
+    a_state_begun_outside_the_gate_is_not_completed_through_it,
 );
 
 const CLIENT_ID: &str = "conclave-test";
@@ -194,6 +195,15 @@ async fn callback(browser: &reqwest::Client, url: &str) -> String {
     let res = browser.get(url).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 302, "{url}");
     res.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// Starts a sign-in at `start` in `browser` (a 302 to the provider expected): the query of
+/// the provider URL it sends the browser to (`state`, `nonce`, `code_challenge`, …).
+async fn started(browser: &reqwest::Client, start: &str) -> HashMap<String, String> {
+    let res = browser.get(start).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 302);
+    let to = url::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
+    to.query_pairs().into_owned().collect()
 }
 
 /// Who the browser's session cookie is.
@@ -512,6 +522,13 @@ print(json.dumps({
         Some(Self { port, state })
     }
 
+    /// A forger and a fresh app asking it for `openid` only; `None` without PyJWT.
+    async fn with_app(backend: Backend) -> Option<(Self, TestApp)> {
+        let forger = Self::start().await?;
+        let app = forger.app(backend, json!({ "scopes": ["openid"] })).await;
+        Some((forger, app))
+    }
+
     fn issuer(&self) -> String {
         self.state.lock().unwrap().issuer.clone()
     }
@@ -643,14 +660,7 @@ print(json.dumps({
         code: &str,
         mode: Forge,
     ) -> String {
-        let start = browser
-            .get(app.url(&format!("/api/v1/auth/oidc/{id}/start")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(start.status().as_u16(), 302);
-        let to = url::Url::parse(start.headers()["location"].to_str().unwrap()).unwrap();
-        let q: HashMap<String, String> = to.query_pairs().into_owned().collect();
+        let q = started(browser, &app.url(&format!("/api/v1/auth/oidc/{id}/start"))).await;
         // A code already used stays used.
         self.state
             .lock()
@@ -668,12 +678,9 @@ print(json.dumps({
 }
 
 async fn forged_id_tokens_are_refused(app: TestApp) {
-    let Some(forger) = Forger::start().await else {
+    let Some((forger, app)) = Forger::with_app(app.backend).await else {
         return;
     };
-    let app = forger
-        .app(app.backend, json!({ "scopes": ["openid"] }))
-        .await;
     let cases = [
         (Forge::WrongNonce, "w1"),
         (Forge::WrongAudience, "w2"),
@@ -865,12 +872,9 @@ async fn csrf(app: &TestApp, browser: &reqwest::Client) -> String {
 }
 
 async fn erased_accounts_come_back_only_as_new_ones(app: TestApp) {
-    let Some(forger) = Forger::start().await else {
+    let Some((forger, app)) = Forger::with_app(app.backend).await else {
         return;
     };
-    let app = forger
-        .app(app.backend, json!({ "scopes": ["openid"] }))
-        .await;
     let b = browser();
     assert_eq!(forger.sign_in(&app, &b, "e1", Forge::Good).await, "/");
     let old = session_user(&app, &b).await;
@@ -974,12 +978,9 @@ async fn several_providers_at_once_keep_their_identities_apart(app: TestApp) {
 }
 
 async fn openid_failures_count_toward_the_address_back_off(app: TestApp) {
-    let Some(forger) = Forger::start().await else {
+    let Some((forger, app)) = Forger::with_app(app.backend).await else {
         return;
     };
-    let app = forger
-        .app(app.backend, json!({ "scopes": ["openid"] }))
-        .await;
     // A callback names nobody before it is verified, so only the address's counter (AUTH-5's
     // per-address rule: 50 free failures) holds it back — 100 refusals in parallel, each
     // audited, then even a good sign-in from that address waits.
@@ -1011,4 +1012,51 @@ async fn openid_failures_count_toward_the_address_back_off(app: TestApp) {
         .filter(|e| e["outcome"] == "failure" && e["detail"]["reason"] == "oidc_provider_error")
         .count();
     assert_eq!(failed, provider_error);
+}
+
+async fn a_state_begun_outside_the_gate_is_not_completed_through_it(app: TestApp) {
+    let Some((forger, open)) = Forger::with_app(app.backend).await else {
+        return;
+    };
+    // A second node on the same database and keys, with the gate on (as after turning it on).
+    let p = provider("forger", &forger.issuer(), json!({ "scopes": ["openid"] }));
+    let port = forger.port;
+    let gated = spawn_app_with(open.backend, |c| {
+        c.oidc.providers = vec![p];
+        reach(c, vec![port]);
+        c.access_token = Some(secrecy::SecretString::from(ACCESS));
+        c.data_dir = open.data_dir.clone();
+        c.database_url = open.database_url.clone();
+    })
+    .await
+    .expect("the gated node starts");
+    let b = browser();
+    let q = started(&b, &open.url("/api/v1/auth/oidc/forger/start")).await;
+    forger.state.lock().unwrap().codes.insert(
+        "g1".into(),
+        (
+            q["code_challenge"].clone(),
+            q["nonce"].clone(),
+            Some(Forge::Good),
+        ),
+    );
+    let path = format!(
+        "/api/v1/auth/oidc/forger/callback?code=g1&state={}",
+        q["state"]
+    );
+    // The browser holds the state's cookie (cookies ignore ports), but the state was begun
+    // outside the gate: through the gated node it is not found.
+    assert_eq!(
+        callback(&b, &gated.url(&path)).await,
+        "/#/signin?error=oidc_state_invalid"
+    );
+    // It was a good state all the same: on the node it was begun on, it completes.
+    let done = open
+        .client
+        .get(open.url(&path))
+        .header("cookie", format!("conclave_oidc={}", q["state"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.headers()["location"], "/");
 }
