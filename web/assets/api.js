@@ -50,13 +50,22 @@ export async function accessGate() {
 
 /**
  * The OpenID providers the sign-in page offers (`auth.providers` of kind `oidc`: AUTH-10), each
- * `{id, name}`. None while the access-token gate is on: a provider's redirect back cannot carry
- * the access code.
+ * `{id, name}`, and whether the access-token gate is on (then a sign-in is started with
+ * `oidcStartUrl`, which carries the access code; the provider's redirect back needs none).
  */
 export async function ssoProviders() {
   const caps = await capabilities();
-  if (!caps || caps.auth?.access_token_gate) return [];
-  return (caps.auth?.providers ?? []).filter((p) => p.kind === 'oidc');
+  if (!caps) return { providers: [], gated: false };
+  return {
+    providers: (caps.auth?.providers ?? []).filter((p) => p.kind === 'oidc'),
+    gated: caps.auth?.access_token_gate === true,
+  };
+}
+
+/** Starts an OpenID sign-in through the gate: the provider URL to navigate to. */
+export async function oidcStartUrl(provider) {
+  const r = await api('POST', `/auth/oidc/${encodeURIComponent(provider)}/start`);
+  return r.url;
 }
 
 export class ApiError extends Error {

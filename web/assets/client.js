@@ -12,7 +12,6 @@ import { api, currentSession, signOut } from './api.js';
 import { Gateway } from './gateway.js';
 import { el, notice, show } from './dom.js';
 import { bootstrapView, signInView } from './signin.js';
-import { accountView } from './client/account.js';
 import { conversationView } from './client/conversation.js';
 import { welcomeView } from './client/home.js';
 import { inboxView } from './client/inbox.js';
@@ -143,7 +142,8 @@ async function renderRoute() {
   renderSidebar();
   if (r.view === 'sessions') return sessionsView();
   if (r.view === 'security') return securityView();
-  if (r.view === 'account') return accountView();
+  // Loaded when opened (as the consent page and the QR encoder), off the first page's budget.
+  if (r.view === 'account') return import('./client/account.js').then((m) => m.accountView());
   // The OAuth consent page is rare: loaded only when needed, off the first page's weight.
   if (r.view === 'consent') return import('./client/consent.js').then((m) => m.consentView(r.id));
   if (r.view === 'conversation') return conversationView(r.id);

@@ -3,7 +3,7 @@
 // the server has the access-token gate on (AUTH-9), both forms also ask for the access code,
 // which `api.js` keeps for this tab and sends with every request from then on.
 
-import { accessGate, bootstrapAdmin, setAccessCode, signIn, signInMfa, ssoProviders } from './api.js';
+import { accessGate, bootstrapAdmin, oidcStartUrl, setAccessCode, signIn, signInMfa, ssoProviders } from './api.js';
 import { el, field, notice, onSubmit, show } from './dom.js';
 
 /** What `/#/signin?error=<code>` (an OpenID sign-in that failed) means, for people. */
@@ -16,6 +16,7 @@ const SSO_ERRORS = {
   oidc_code_rejected: 'The identity provider did not accept the sign-in. Try again.',
   oidc_id_token_invalid: 'The identity provider’s answer could not be verified.',
   oidc_unavailable: 'The identity provider cannot be reached right now.',
+  access_token_required: 'Enter the access code of this server first.',
   too_many_attempts: 'Too many failed attempts. Wait a little and try again.',
 };
 
@@ -28,16 +29,38 @@ function ssoReturn() {
   return { error: params.get('error'), mfaToken: params.get('mfa_token') };
 }
 
-/** "Sign in with …" links, one per OpenID provider (full-page navigations to its start). */
-async function providerLinks() {
-  const providers = await ssoProviders().catch(() => []);
+/**
+ * "Sign in with …", one per OpenID provider: links (full-page navigations to its start) — or,
+ * while the access-token gate is on, buttons that keep the access code typed in `form`, start
+ * the sign-in with a request that carries it, then go to the provider.
+ */
+async function providerLinks(form) {
+  const { providers, gated } = await ssoProviders().catch(() => ({ providers: [], gated: false }));
   if (providers.length === 0) return null;
+  const status = el('div');
+  const start = (p) => async () => {
+    const code = form.querySelector('[name="access_code"]')?.value.trim();
+    if (!code) {
+      show(status, notice(SSO_ERRORS.access_token_required));
+      form.querySelector('[name="access_code"]')?.focus();
+      return;
+    }
+    setAccessCode(code);
+    try {
+      location.assign(await oidcStartUrl(p.id));
+    } catch (e) {
+      show(status, notice(SSO_ERRORS[e.code] ?? e.message));
+    }
+  };
   return el(
     'div',
     { class: 'sso' },
     ...providers.map((p) =>
-      el('a', { class: 'button', href: `/api/v1/auth/oidc/${encodeURIComponent(p.id)}/start`, text: `Sign in with ${p.name}` }),
+      gated
+        ? el('button', { type: 'button', class: 'button', text: `Sign in with ${p.name}`, onclick: start(p) })
+        : el('a', { class: 'button', href: `/api/v1/auth/oidc/${encodeURIComponent(p.id)}/start`, text: `Sign in with ${p.name}` }),
     ),
+    status,
   );
 }
 
@@ -95,7 +118,7 @@ export async function signInView(root, done) {
     if (r.mfaToken) mfaView(root, r.mfaToken, done);
     else done(r.user);
   });
-  const links = await providerLinks();
+  const links = await providerLinks(form);
   if (links) form.append(links);
   if (back.error) form.prepend(notice(SSO_ERRORS[back.error] ?? 'Single sign-on failed.'));
   form.querySelector('input').focus();

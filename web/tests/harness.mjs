@@ -120,16 +120,18 @@ export function literal(text) {
  * the server's log line) and, unless told not to, bootstraps the first admin over REST.
  */
 export class Server {
-  constructor(env) {
+  constructor(env, args = []) {
     this.env = env;
+    this.args = args;
     this.dir = mkdtempSync(join(tmpdir(), 'conclave-web-'));
     this.output = '';
     this.port = 0;
     this.child = null;
   }
 
-  static async start({ env = {}, bootstrap = true } = {}) {
-    const server = new Server(env);
+  /** `args`: more arguments for `conclave serve` (`--config <file>`). */
+  static async start({ env = {}, args = [], bootstrap = true } = {}) {
+    const server = new Server(env, args);
     await server.listen();
     if (bootstrap) {
       const made = await server.rest('POST', '/auth/bootstrap', null, { bootstrap_token: BOOTSTRAP, username: 'root', password: PASSWORD });
@@ -148,7 +150,7 @@ export class Server {
    * stopped server comes back where its clients look for it) and waits until it answers.
    */
   async listen() {
-    const child = spawn(BIN, ['serve'], {
+    const child = spawn(BIN, ['serve', ...this.args], {
       env: {
         // The server refuses unknown CONCLAVE_* variables (CONCLAVE_BIN is ours): pass none on.
         ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CONCLAVE_'))),
@@ -223,15 +225,16 @@ export async function launchBrowser() {
 /**
  * The file's server and browser, started before the first test that runs (none when a name
  * pattern selects no test of the file) and stopped after the last; the browser contexts a
- * test opens are closed after that test. `env`: more `CONCLAVE_*` settings for the server.
+ * test opens are closed after that test. `env`: more `CONCLAVE_*` settings for the server,
+ * `args`: more arguments for `conclave serve`.
  * Returns the helpers.
  */
-export function setup({ env = {} } = {}) {
+export function setup({ env = {}, args = [] } = {}) {
   const h = new Harness();
   beforeEach(async () => {
     if (h.server) return;
     mkdirSync(SHOTS, { recursive: true });
-    const server = await Server.start({ env });
+    const server = await Server.start({ env, args });
     try {
       h.browser = await launchBrowser();
     } catch (e) {

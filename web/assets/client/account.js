@@ -1,8 +1,9 @@
 // The account page of the chat client (`#/account`): my security events (paged), the download
-// of my data, and the erasure of my account (password, a code when 2FA is on, then an explicit
-// confirmation).
+// of my data, and the erasure of my account (password — or, for an account made by single
+// sign-on, which has none, a sign-in within the last ten minutes —, a code when 2FA is on,
+// then an explicit confirmation).
 
-import { api, download, saveBlob, setCsrfToken } from '../api.js';
+import { api, download, saveBlob, setCsrfToken, signOut } from '../api.js';
 import { busyButton, card, el, formValues, notice, show } from '../dom.js';
 import { app, state, ui } from './state.js';
 
@@ -82,13 +83,56 @@ export async function accountView() {
       exportButton,
       exportStatus,
     ),
-    deleteAccountForm(),
+    deleteAccountForm(await api('GET', '/auth/session').catch(() => null)),
   );
   await loadEvents();
 }
 
-/** Erasure: password (and a code when two-factor is on), then an explicit confirmation. */
-function deleteAccountForm() {
+/** How long after signing in an account without a password may still erase itself. */
+const RECENT_SIGN_IN_MS = 10 * 60 * 1000;
+
+/**
+ * What confirms an erasure for an account without a password (`session.has_password` false):
+ * a sign-in within the last ten minutes. Says until when this session counts, or that it is
+ * too old and offers to sign out so that the user signs in again through their provider.
+ */
+function recentSignInNote(session) {
+  const until = new Date(new Date(session.session.created_at).getTime() + RECENT_SIGN_IN_MS);
+  const fresh = until > new Date();
+  return el(
+    'div',
+    { class: 'reauth', 'data-fresh': String(fresh) },
+    el('p', { text: 'Your account signs in through single sign-on and has no password. To confirm it is you, deleting it needs a sign-in within the last ten minutes.' }),
+    fresh
+      ? el('p', { class: 'muted', text: `You signed in recently: you can delete the account until ${until.toLocaleTimeString()}.` })
+      : signInAgain(),
+  );
+}
+
+/** "Sign in again" for a session too old to erase an account without a password. */
+function signInAgain() {
+  return el(
+    'p',
+    { class: 'notice error' },
+    'Your sign-in is more than ten minutes old. ',
+    el('button', {
+      type: 'button',
+      class: 'secondary',
+      text: 'Sign out and sign in again',
+      onclick: async () => {
+        await signOut().catch(() => {});
+        app.signedOut('Sign in again, then delete your account within ten minutes.');
+      },
+    }),
+  );
+}
+
+/**
+ * Erasure: the password (or, without one, a recent sign-in) and a code when two-factor is on,
+ * then an explicit confirmation. `session` is `GET /auth/session` (null: ask for a password).
+ */
+function deleteAccountForm(session) {
+  const hasPassword = session?.has_password !== false;
   const status = el('div');
   const confirmArea = el('div');
   const codeField = el(
@@ -102,7 +146,9 @@ function deleteAccountForm() {
     { class: 'card danger-zone', 'aria-labelledby': 'delete-title' },
     el('h3', { id: 'delete-title', text: 'Delete my account' }),
     el('p', { text: 'This erases your account for good: your memberships, sessions, keys and personal data go; your messages are removed or kept under an anonymous name, as each organization decides. Download your data first if you want a copy.' }),
-    el('label', { class: 'field' }, el('span', { text: 'Current password' }), el('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true })),
+    hasPassword
+      ? el('label', { class: 'field' }, el('span', { text: 'Current password' }), el('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true }))
+      : recentSignInNote(session),
     codeField,
     el('button', { type: 'submit', class: 'danger', text: 'Delete my account…' }),
     confirmArea,
@@ -116,7 +162,7 @@ function deleteAccountForm() {
   };
   const erase = async () => {
     const v = formValues(form);
-    const body = { password: v.password };
+    const body = hasPassword ? { password: v.password } : {};
     if (v.code?.trim()) body.code = v.code.trim();
     try {
       await api('DELETE', '/users/@me', body);
@@ -124,6 +170,10 @@ function deleteAccountForm() {
       confirmArea.replaceChildren();
       const field = e.field?.replace(/^\//, '') ?? null;
       if (field === 'code') codeField.hidden = false;
+      if (e.code === 'reauthentication_required') {
+        show(status, signInAgain());
+        return;
+      }
       const what =
         e.code === 'last_owner'
           ? `${e.message}. Make someone else an owner of that organization first.`

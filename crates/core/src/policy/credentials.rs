@@ -117,6 +117,18 @@ pub const fn is_own_session(session: &Session) -> bool {
     session.impersonator.is_none()
 }
 
+/// DATA-6 for an account with no password (one that signs in through single sign-on only):
+/// how recently its session must have been made for erasure to take it as re-authentication.
+pub const RECENT_SIGN_IN: chrono::Duration = chrono::Duration::minutes(10);
+
+/// Whether `session` was made by a sign-in (its 2FA step included) within [`RECENT_SIGN_IN`]
+/// of `now`. A session is only ever made by a sign-in — never renewed in place — so its
+/// creation time is when its user last proved who they are. An impersonation is never one.
+#[must_use]
+pub fn signed_in_recently(session: &Session, now: chrono::DateTime<chrono::Utc>) -> bool {
+    session.impersonator.is_none() && now - session.created_at <= RECENT_SIGN_IN
+}
+
 /// Whether the credential reaches its whole org rather than listed conversations: what it
 /// would create (a conversation, a bot's token) must not reach beyond its list.
 #[must_use]
@@ -242,6 +254,27 @@ mod tests {
         assert!(!writes_audited(false, Surface::Api));
         assert!(writes_audited(false, Surface::Mcp));
         assert!(writes_audited(true, Surface::Api));
+    }
+
+    #[test]
+    fn only_a_fresh_own_sign_in_is_recent() {
+        use chrono::TimeZone;
+        let now = chrono::Utc.with_ymd_and_hms(2030, 1, 1, 12, 0, 0).unwrap();
+        let session = |minutes_ago: i64, impersonator: Option<UserId>| Session {
+            id: crate::ids::SessionId::new(),
+            user_id: UserId::new(),
+            device: None,
+            ip: None,
+            created_at: now - chrono::Duration::minutes(minutes_ago),
+            last_seen_at: now,
+            expires_at: now + chrono::Duration::hours(1),
+            cookie: true,
+            impersonator,
+        };
+        assert!(signed_in_recently(&session(0, None), now));
+        assert!(signed_in_recently(&session(10, None), now));
+        assert!(!signed_in_recently(&session(11, None), now));
+        assert!(!signed_in_recently(&session(0, Some(UserId::new())), now));
     }
 
     #[test]

@@ -143,6 +143,62 @@ impl Services {
         Ok(export)
     }
 
+    /// Whether the caller's account has a password (one made by single sign-on has none).
+    pub async fn has_password(&self, actor: &Actor) -> Result<bool> {
+        Ok(self.store.password_hash(actor.user.id).await?.is_some())
+    }
+
+    /// DATA-6 re-authentication before erasure. An account with a password gives it (checked
+    /// and counted like a sign-in, AUTH-5). An account without one — made by single sign-on,
+    /// it has nothing to type — shows instead that it signed in within the last ten minutes
+    /// (`policy::credentials::RECENT_SIGN_IN`): an older session is refused with
+    /// `reauthentication_required` (audited as denied) and its user signs in again through
+    /// their provider. Never neither.
+    async fn erasure_reauthenticated(
+        &self,
+        actor: &Actor,
+        password: Option<&str>,
+        meta: &ClientMeta,
+    ) -> Result<()> {
+        let phc = self.store.password_hash(actor.user.id).await?;
+        match (phc, password) {
+            (Some(phc), Some(password)) => {
+                let wrong = WrongPassword {
+                    event: "user.erased",
+                    field: "password",
+                    message: "the password is not correct",
+                };
+                self.recheck_password(actor, meta.ip.as_deref(), password, Some(phc), wrong)
+                    .await
+            }
+            (Some(_), None) => Err(ServiceError::invalid(
+                "password",
+                "required",
+                "your current password is required",
+            )),
+            (None, Some(_)) => Err(ServiceError::invalid(
+                "password",
+                "not_set",
+                "this account has no password (it signs in through single sign-on): leave the \
+                 password out; erasing it takes a sign-in within the last ten minutes",
+            )),
+            (None, None) => {
+                let now = self.clock.now();
+                if crate::policy::credentials::signed_in_recently(&actor.session, now) {
+                    return Ok(());
+                }
+                let user = ("user", actor.user.id.0.to_string());
+                self.audit_denied(actor, "user.erased", "sign_in_not_recent", None, Some(user))
+                    .await;
+                Err(ServiceError::forbidden(
+                    "reauthentication_required",
+                    "this account has no password: sign in again through your identity \
+                     provider, then erase the account within ten minutes of signing in",
+                ))
+            }
+        }
+    }
+
     fn batch<K>(&self, cursor: Cursor<K>) -> Page<K> {
         Page {
             cursor,
@@ -169,8 +225,9 @@ impl Services {
         Ok(out)
     }
 
-    /// Erases the caller's account after re-checking their password (and a second-factor code
-    /// when 2FA is on): per org policy their messages are tombstoned (their files removed) or,
+    /// Erases the caller's account after re-authentication — their password, or for an account
+    /// with none (single sign-on only) a sign-in within the last ten minutes (see
+    /// [`Self::erasure_reauthenticated`]) — and a second-factor code when 2FA is on: per org policy their messages are tombstoned (their files removed) or,
     /// anonymised, move with their files to the org's placeholder author (unlinkable from the
     /// erased id); uploads no message carries, memberships, credentials, 2FA, sessions and the
     /// profile go. Refused
@@ -178,19 +235,12 @@ impl Services {
     pub async fn erase_account(
         &self,
         actor: &Actor,
-        password: &str,
+        password: Option<&str>,
         code: Option<&SecondFactorCode>,
         meta: &ClientMeta,
     ) -> Result<Erased> {
         Self::require_own_session(actor)?;
-        let phc = self.store.password_hash(actor.user.id).await?;
-        let wrong = WrongPassword {
-            event: "user.erased",
-            field: "password",
-            message: "the password is not correct",
-        };
-        self.recheck_password(actor, meta.ip.as_deref(), password, phc, wrong)
-            .await?;
+        self.erasure_reauthenticated(actor, password, meta).await?;
         if self.has_2fa(actor.user.id).await? {
             let Some(code) = code else {
                 return Err(ServiceError::invalid(

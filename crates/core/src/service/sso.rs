@@ -415,7 +415,8 @@ impl Services {
         Ok(self.store.identities_of(actor.user.id).await?)
     }
 
-    /// Records a pending OpenID sign-in under the keyed hash of its `state` until `expires_at`.
+    /// Records a pending OpenID sign-in under the keyed hash of its `state` until `expires_at`
+    /// (bound to the access token while the gate is on: [`Self::gated_state_key`]).
     pub async fn sso_login_started(
         &self,
         state_hash: &[u8; 32],
@@ -423,16 +424,38 @@ impl Services {
         expires_at: DateTime<Utc>,
     ) -> Result<()> {
         let now = self.clock.now();
+        let key = self.gated_state_key(state_hash);
         Ok(self
             .store
-            .put_sso_login(state_hash, provider, expires_at, now)
+            .put_sso_login(&key, provider, expires_at, now)
             .await?)
     }
 
     /// Takes the pending sign-in under `state_hash` (once): the provider it was started for.
     pub async fn sso_login_taken(&self, state_hash: &[u8; 32]) -> Result<Option<String>> {
         let now = self.clock.now();
-        Ok(self.store.take_sso_login(state_hash, now).await?)
+        let key = self.gated_state_key(state_hash);
+        Ok(self.store.take_sso_login(&key, now).await?)
+    }
+
+    /// AUTH-9 for OpenID: the key a pending sign-in is stored under. With the access-token
+    /// gate on, the start of a sign-in is behind the gate but the provider's redirect back
+    /// cannot carry the header, so the callback is let through and the flow carries the gate
+    /// instead: its state is stored under a key that also hashes the access token. A state is
+    /// then found only when it was started through the gate with the token in force now —
+    /// not one started before the gate was turned on or the token changed.
+    fn gated_state_key(&self, state_hash: &[u8; 32]) -> [u8; 32] {
+        use secrecy::ExposeSecret;
+        match &self.gates.access_token {
+            None => *state_hash,
+            Some(access) => {
+                let hex: String = state_hash.iter().map(|b| format!("{b:02x}")).collect();
+                crate::token::hash(
+                    &self.keys.token_pepper,
+                    &format!("oidc-gate:{hex}:{}", access.expose_secret()),
+                )
+            }
+        }
     }
 }
 

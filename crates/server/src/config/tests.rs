@@ -574,3 +574,47 @@ fn sso_sections_refuse_what_cannot_be_safe() {
     let entra = "[[oidc.providers]]\nid = \"entra\"\npreset = \"microsoft\"\nissuer = \"https://login.microsoftonline.com/common/v2.0\"\nclient_id = \"c\"\n";
     assert!(problems(entra, &[]).contains("one tenant's issuer"));
 }
+
+/// AUTH-10 presets: Google fills in its issuer and name; Microsoft Entra takes one tenant's
+/// issuer and is named "Microsoft"; a generic provider is named by its id and needs an issuer.
+#[test]
+fn oidc_presets_fill_in_issuers_and_names() {
+    let c = from_file(
+        "[[oidc.providers]]\nid = \"google\"\npreset = \"google\"\nclient_id = \"g\"\n\
+         [[oidc.providers]]\nid = \"entra\"\npreset = \"microsoft\"\n\
+         issuer = \"https://login.microsoftonline.com/72f988bf-0000-0000-0000-2d7cd011db47/v2.0\"\nclient_id = \"m\"\n\
+         [[oidc.providers]]\nid = \"corp\"\nissuer = \"https://sso.corp.example/realms/main\"\nclient_id = \"c\"\n",
+        &[],
+    )
+    .unwrap();
+    let oidc = RuntimeConfig::try_from(c).unwrap().oidc;
+    let seen: Vec<(&str, &str, &str)> = oidc
+        .iter()
+        .map(|p| (p.id.as_str(), p.name.as_str(), p.issuer.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("google", "Google", "https://accounts.google.com"),
+            (
+                "entra",
+                "Microsoft",
+                "https://login.microsoftonline.com/72f988bf-0000-0000-0000-2d7cd011db47/v2.0"
+            ),
+            ("corp", "corp", "https://sso.corp.example/realms/main"),
+        ]
+    );
+    assert!(oidc
+        .iter()
+        .all(|p| p.scopes == ["openid", "email", "profile"]
+            && !p.link_existing
+            && !p.create_users));
+    let missing = from_file(
+        "[[oidc.providers]]\nid = \"entra\"\npreset = \"microsoft\"\nclient_id = \"m\"\n",
+        &[],
+    )
+    .and_then(|c| c.validate())
+    .unwrap_err()
+    .to_string();
+    assert!(missing.contains("issuer is required"), "{missing}");
+}

@@ -287,18 +287,23 @@ pub struct SessionInfo {
     csrf_token: Option<String>,
     user: User,
     session: Session,
+    /// Whether the account has a password. One made by single sign-on has none: erasing it
+    /// (`DELETE /users/@me`) takes a sign-in within the last ten minutes instead.
+    has_password: bool,
 }
 
 /// The current session; for cookie sessions also the CSRF token (after a page reload).
 #[utoipa::path(get, path = "/auth/session", tag = "auth", responses((status = 200, body = SessionInfo)))]
-async fn current_session(me: Caller) -> Json<SessionInfo> {
+async fn current_session(me: Caller) -> ApiResult<Json<SessionInfo>> {
     let csrf_token =
         (me.via == AuthVia::Cookie).then(|| me.services().csrf_token(&me.actor.session));
-    Json(SessionInfo {
+    let has_password = me.services().has_password(&me.actor).await?;
+    Ok(Json(SessionInfo {
         csrf_token,
         user: me.actor.user,
         session: me.actor.session,
-    })
+        has_password,
+    }))
 }
 
 #[derive(Serialize, ToSchema)]

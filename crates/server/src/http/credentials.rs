@@ -138,13 +138,24 @@ where
 /// not the REST API — probes, the web client's files (public by nature) and the gateway
 /// upgrade (the gateway checks `access_token` in IDENTIFY and RESUME instead). The support
 /// widget's routes are exempt too: a visitor's browser on another site cannot hold the
-/// access token; a live widget key and an origin it allows are their gate (WEB-4).
+/// access token; a live widget key and an origin it allows are their gate (WEB-4). The
+/// OpenID callback is let through too: the provider's redirect back cannot carry the header,
+/// so the flow carries the gate instead — its start is gated, and the callback completes only
+/// a sign-in this server started through the gate (see `Services::sso_login_taken`).
 fn gate_exempt(path: &str) -> bool {
     let path = path.strip_suffix('/').unwrap_or(path);
     !(path == "/api" || path.starts_with("/api/"))
         || path == "/api/v1/capabilities"
         || path == "/api/v1/openapi.json"
         || is_widget_path(path)
+        || is_oidc_callback(path)
+}
+
+/// Whether `path` is `/api/v1/auth/oidc/{provider}/callback` (one path segment for the id).
+fn is_oidc_callback(path: &str) -> bool {
+    path.strip_prefix("/api/v1/auth/oidc/")
+        .and_then(|rest| rest.strip_suffix("/callback"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
 /// Whether `path` is one of the support widget's routes (WEB-4), which have their own gate
@@ -348,6 +359,23 @@ mod tests {
         .split_for_parts();
         let doc = serde_json::to_value(&doc).unwrap();
         assert!(doc["paths"]["/probe"]["get"].get("security").is_none());
+    }
+
+    #[test]
+    fn only_the_openid_callback_passes_the_gate_among_sign_ins() {
+        assert!(gate_exempt("/api/v1/auth/oidc/google/callback"));
+        assert!(gate_exempt("/api/v1/auth/oidc/google/callback/"));
+        for gated in [
+            "/api/v1/auth/oidc/google/start",
+            "/api/v1/auth/oidc//callback",
+            "/api/v1/auth/oidc/a/b/callback",
+            "/api/v1/auth/oidc/google/callbackx",
+            "/api/v1/auth/login",
+            "/api/v1/auth/jwt",
+            "/api/v1/users/@me",
+        ] {
+            assert!(!gate_exempt(gated), "{gated}");
+        }
     }
 
     #[test]

@@ -44,22 +44,25 @@ async fn export(me: Caller) -> ApiResult<Response> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EraseBody {
-    /// Your current password.
-    password: String,
+    /// Your current password. An account with none (it signs in through single sign-on
+    /// only) leaves it out and must have signed in within the last ten minutes instead.
+    password: Option<String>,
     /// A TOTP or recovery code; required when two-factor authentication is on.
     code: Option<SecondFactorCode>,
 }
 
-/// Erase your account: password (and 2FA code) re-checked; messages tombstoned or kept under
-/// an anonymous name per each org's `erasure` policy; memberships, credentials and personal
-/// data removed. 409 `last_owner` while you are an org's only owner.
+/// Erase your account: password (and 2FA code) re-checked — an account without a password
+/// (single sign-on only) must instead have signed in within the last ten minutes, else 403
+/// `reauthentication_required`; messages tombstoned or kept under an anonymous name per each
+/// org's `erasure` policy; memberships, credentials and personal data removed. 409
+/// `last_owner` while you are an org's only owner.
 #[utoipa::path(delete, path = "/users/@me", tag = "users", request_body = EraseBody,
-    responses((status = 204), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn erase(me: Caller, Meta(meta): Meta, ApiJson(body): ApiJson<EraseBody>) -> NoContent {
     let code = body.code.as_ref();
     no_content(
         me.services()
-            .erase_account(&me.actor, &body.password, code, &meta),
+            .erase_account(&me.actor, body.password.as_deref(), code, &meta),
     )
     .await
 }

@@ -24,7 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     use super::credentials::{declare, RouteAccess};
     let sign_in = OpenApiRouter::new()
         .routes(routes!(jwt_sign_in))
-        .routes(routes!(oidc_start))
+        .routes(routes!(oidc_start, oidc_start_url))
         .routes(routes!(oidc_callback));
     let admin = OpenApiRouter::new().routes(routes!(sso_overview));
     OpenApiRouter::new()
@@ -124,21 +124,63 @@ fn failed(code: &str) -> Response {
     responses((status = 302, description = "To the provider, or back to the sign-in page"),
         (status = 404, body = ErrorBody)))]
 async fn oidc_start(Guest { state, .. }: Guest, Path(id): Path<String>) -> ApiResult<Response> {
-    let provider = oidc_provider(&state, &id)?;
+    Ok(match begin_oidc(&state, &id).await? {
+        Some((url, cookie)) => {
+            let mut res = redirect(url.as_str());
+            res.headers_mut().insert(header::SET_COOKIE, cookie);
+            res
+        }
+        None => failed("oidc_unavailable"),
+    })
+}
+
+/// Where the browser goes to sign in with the provider.
+#[derive(Serialize, ToSchema)]
+pub struct OidcStart {
+    /// The provider's authorization URL (code flow with PKCE S256, `state` and `nonce`).
+    url: String,
+}
+
+/// Start signing in with an OpenID provider from a script (AUTH-10): as `GET …/start`, but
+/// answered with the provider's URL (200 `{"url"}`, the state cookie set) for the page to
+/// navigate to. This is how the web client starts while the access-token gate (AUTH-9) is
+/// on: a request it makes can carry `X-API-Access-Token`, a top-level navigation cannot.
+/// 503 `oidc_unavailable` when the provider cannot be reached.
+#[utoipa::path(post, path = "/auth/oidc/{provider}/start", tag = "auth",
+    params(("provider" = String, Path, description = "A configured `[[oidc.providers]]` id")),
+    responses((status = 200, body = OidcStart), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+async fn oidc_start_url(Guest { state, .. }: Guest, Path(id): Path<String>) -> ApiResult<Response> {
+    let Some((url, cookie)) = begin_oidc(&state, &id).await? else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "oidc_unavailable",
+            "the identity provider cannot be reached right now",
+        ));
+    };
+    let mut res = Json(OidcStart {
+        url: url.to_string(),
+    })
+    .into_response();
+    res.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(res)
+}
+
+/// Begins a sign-in with provider `id`: its authorization URL and the state cookie that ties
+/// the sign-in to this browser; `None` when the provider cannot be reached.
+async fn begin_oidc(state: &AppState, id: &str) -> ApiResult<Option<(url::Url, HeaderValue)>> {
+    let provider = oidc_provider(state, id)?;
     let services = &state.services;
     let now = services.clock.now();
     let Some((url, login)) = provider.start(&services.keys.token_pepper, now).await else {
-        return Ok(failed("oidc_unavailable"));
+        return Ok(None);
     };
     let hash = oidc::state_hash(&services.keys.token_pepper, &login);
     services
         .sso_login_started(&hash, &provider.settings.id, now + oidc::LOGIN_TTL)
         .await?;
-    let mut res = redirect(url.as_str());
     let max_age = oidc::LOGIN_TTL.num_seconds();
-    res.headers_mut()
-        .insert(header::SET_COOKIE, state_cookie(&state, &login, max_age));
-    Ok(res)
+    Ok(Some((url, state_cookie(state, &login, max_age))))
 }
 
 /// What a provider sends the browser back with.

@@ -5,7 +5,6 @@
 
 use super::jwks::JwksServer;
 use crate::both_backends;
-use crate::db::Db;
 use crate::helpers::*;
 use crate::python::python;
 use conclave_core::Clock;
@@ -20,6 +19,8 @@ both_backends!(
     disabled_and_erased_accounts_cannot_get_in_with_a_jwt,
     unknown_subjects_need_create_users,
     a_jwt_user_with_2fa_gets_the_second_factor_step,
+    accounts_without_a_password_erase_only_after_a_recent_sign_in,
+    single_use_token_ids_are_spent_on_every_node,
 );
 
 const SECRET: &str = "the acme host secret, 32 bytes or more";
@@ -460,23 +461,15 @@ async fn disabled_and_erased_accounts_cannot_get_in_with_a_jwt(app: TestApp) {
         .expect_error(401, "invalid_token");
     app.set_disabled(ADMIN_TOKEN, &bob, false).await;
     sign_in(&app, &m.tokens[2]).await.expect(200);
-    // Carol erases her account (an operator gave her a password first: SSO accounts have
-    // none); the host still vouching for her subject reaches a new, empty account, never the
-    // erased one, and her old session is gone.
+    // Carol erases her account (no password: her sign-in is recent); the host still vouching
+    // for her subject reaches a new, empty account, never the erased one, and her old
+    // session is gone.
     let carol = sign_in(&app, &m.tokens[3]).await.expect(200);
     let (carol_id, carol_token) = (
         carol.body["user"]["id"].as_str().unwrap().to_owned(),
         carol.string("token"),
     );
-    app.user("alice").await;
-    Db::of(&app)
-        .await
-        .exec(
-            "UPDATE users SET password_hash = (SELECT password_hash FROM users \
-             WHERE username_key = 'alice') WHERE username_key = 'hostcarol'",
-        )
-        .await;
-    crate::privacy::erase(&app, &carol_token, json!({ "password": PASSWORD }))
+    crate::privacy::erase(&app, &carol_token, json!({}))
         .await
         .expect(204);
     app.get("/api/v1/users/@me", &carol_token)
@@ -518,13 +511,26 @@ async fn a_jwt_user_with_2fa_gets_the_second_factor_step(app: TestApp) {
         return;
     };
     let app = jwt_app(app.backend, vec![host("acme", json!({}))], None).await;
+    let owner = app.user("owner").await;
+    let org = app.org(&owner, "Acme").await;
     let res = sign_in(&app, &m.tokens[0]).await.expect(200);
     let dave = User {
         name: "dave".into(),
         id: res.body["user"]["id"].as_str().unwrap().to_owned(),
         token: res.string("token"),
     };
+    // An org that requires 2FA holds the SSO session back like any other (AUTH-4a).
+    app.add_member(&org, &owner, &dave, "member").await;
+    crate::mfa::enable_2fa(&app, &owner).await;
+    app.update_org(&org, &owner, json!({"require_2fa": true}))
+        .await
+        .expect(200);
+    let acme = format!("/api/v1/orgs/{org}");
+    app.get(&acme, &dave.token)
+        .await
+        .expect_error(403, "mfa_setup_required");
     let (secret, _) = crate::mfa::enable_2fa(&app, &dave).await;
+    app.get(&acme, &dave.token).await.expect(200);
     let challenge = sign_in(&app, &m.tokens[1]).await.expect(200);
     assert_eq!(challenge.body["mfa_required"], true);
     assert!(challenge.body["token"].is_null());
@@ -537,4 +543,156 @@ async fn a_jwt_user_with_2fa_gets_the_second_factor_step(app: TestApp) {
         .await
         .expect(200);
     assert_eq!(done.body["user"]["id"], json!(dave.id));
+    // An ordinary session (AUTH-2): listed among his sessions, revocable, and erasure asks
+    // it for a second factor too, though the sign-in was recent.
+    let token = done.string("token");
+    let sessions = app.get("/api/v1/auth/sessions", &token).await.expect(200);
+    let current: Vec<Value> = sessions
+        .items()
+        .into_iter()
+        .filter(|s| s["current"] == true)
+        .collect();
+    assert_eq!(current.len(), 1, "{}", sessions.body);
+    let res = crate::privacy::erase(&app, &token, json!({}))
+        .await
+        .expect_error(422, "required");
+    assert_eq!(res.field(), Some("/code"));
+    let first = app
+        .get("/api/v1/auth/session", &dave.token)
+        .await
+        .expect(200);
+    let first_id = first.body["session"]["id"].as_str().unwrap().to_owned();
+    app.delete(&format!("/api/v1/auth/sessions/{first_id}"), &token)
+        .await
+        .expect(204);
+    app.get(&acme, &dave.token)
+        .await
+        .expect_error(401, "invalid_token");
+    crate::mfa::next_step(&app);
+    let code = crate::mfa::code_at(&app, &secret, 0);
+    crate::privacy::erase(&app, &token, json!({ "code": code }))
+        .await
+        .expect(204);
+}
+
+/// Claims of a good token for `sub` of `iss`, issued `ahead` seconds from now (for a server
+/// whose clock a test moved on).
+fn claims_at(iss: &str, sub: &str, ahead: i64) -> Value {
+    let t = now() + ahead;
+    json!({"iss": iss, "aud": AUD, "sub": sub, "iat": t - 5, "exp": t + 120})
+}
+
+async fn accounts_without_a_password_erase_only_after_a_recent_sign_in(app: TestApp) {
+    let iss = "https://acme.example";
+    let named = |c: Value| with(c, "preferred_username", json!("hostdan"));
+    let later = 11 * 60;
+    let Some(m) = mint(json!([
+        hs(named(claims(iss, "d-1"))),
+        hs(named(claims_at(iss, "d-1", later))),
+    ])) else {
+        return;
+    };
+    let app = jwt_app(app.backend, vec![host("acme", json!({}))], None).await;
+    let admin = app.bootstrap().await;
+    let res = sign_in(&app, &m.tokens[0]).await.expect(200);
+    let dan = User {
+        name: "hostdan".into(),
+        id: res.body["user"]["id"].as_str().unwrap().to_owned(),
+        token: res.string("token"),
+    };
+    // The client learns what erasure will ask: no password here, one for the admin.
+    let session = app
+        .get("/api/v1/auth/session", &dan.token)
+        .await
+        .expect(200);
+    assert_eq!(session.body["has_password"], false);
+    let session = app
+        .get("/api/v1/auth/session", &admin.token)
+        .await
+        .expect(200);
+    assert_eq!(session.body["has_password"], true);
+    // A password is not what this account confirms with.
+    let res = crate::privacy::erase(&app, &dan.token, json!({ "password": PASSWORD }))
+        .await
+        .expect_error(422, "not_set");
+    assert_eq!(res.field(), Some("/password"));
+    // Eleven minutes on, the session is too old to stand for a sign-in: refused, saying how to
+    // go on, audited as denied; nothing erased.
+    app.clock.advance(chrono::Duration::seconds(later));
+    let res = crate::privacy::erase(&app, &dan.token, json!({}))
+        .await
+        .expect_error(403, "reauthentication_required");
+    assert!(res.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("sign in again"));
+    let denied = app.audit_of("user.erased").await.items();
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["outcome"] == "denied" && e["detail"]["reason"] == "sign_in_not_recent"),
+        "{denied:?}"
+    );
+    app.get("/api/v1/users/@me", &dan.token).await.expect(200);
+    // A fresh session an admin made by impersonating him is no sign-in of his.
+    let imp = app.impersonation(&admin, &dan).await;
+    crate::privacy::erase(&app, &imp, json!({}))
+        .await
+        .expect_error(403, "impersonation_forbidden");
+    // Nor is an API key, however new.
+    let org = app.org(&admin, "Acme").await;
+    app.add_member(&org, &admin, &dan, "member").await;
+    let spec = json!({ "name": "k", "org_id": org, "scopes": ["org:admin"] });
+    let (_, key) = crate::keys::make_key(&app, &dan, spec).await;
+    crate::privacy::erase(&app, &key, json!({}))
+        .await
+        .expect(403);
+    app.get("/api/v1/users/@me", &dan.token).await.expect(200);
+    // Signed in again through the host: erased, every session with it.
+    let fresh = sign_in(&app, &m.tokens[1]).await.expect(200);
+    assert_eq!(fresh.body["user"]["id"], json!(dan.id));
+    crate::privacy::erase(&app, &fresh.string("token"), json!({}))
+        .await
+        .expect(204);
+    app.get("/api/v1/users/@me", &dan.token)
+        .await
+        .expect_error(401, "invalid_token");
+    let erased = app.audit_of("user.erased").await.items();
+    assert!(erased.iter().any(|e| e["outcome"] == "success"));
+}
+
+/// A second node on `first`'s database, with the same hosts.
+async fn second_node(first: &TestApp, hosts: Vec<HostJwtConfig>) -> TestApp {
+    spawn_app_with(first.backend, |c: &mut Config| {
+        c.host_jwt = hosts;
+        c.rate_limits = OnOff::Off;
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.data_dir = first.data_dir.clone();
+        c.database_url = first.database_url.clone();
+    })
+    .await
+    .expect("the second node starts")
+}
+
+async fn single_use_token_ids_are_spent_on_every_node(app: TestApp) {
+    let iss = "https://acme.example";
+    let Some(m) = mint(json!([hs(with(claims(iss, "n-1"), "jti", json!("one")))])) else {
+        return;
+    };
+    let hosts = vec![host("acme", json!({"single_use": true}))];
+    let a = jwt_app(app.backend, hosts.clone(), None).await;
+    let b = second_node(&a, hosts).await;
+    sign_in(&a, &m.tokens[0]).await.expect(200);
+    // The token id is remembered in the shared store, not in node A's memory.
+    sign_in(&b, &m.tokens[0])
+        .await
+        .expect_error(401, "token_replayed");
+    // And the other way round, in parallel: of 20 replays split over both nodes, none gets in.
+    let replays = futures::future::join_all((0..20).map(|i| {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let token = m.tokens[0].clone();
+        async move { jwt_from(node, &format!("10.3.0.{i}"), json!({ "token": token })).await }
+    }))
+    .await;
+    assert!(replays.iter().all(|r| r.status.as_u16() != 200));
 }

@@ -27,6 +27,11 @@ both_backends!(
     disabled_accounts_cannot_sign_in_with_oidc,
     forged_id_tokens_are_refused,
     link_existing_takes_only_a_verified_email,
+    the_access_gate_holds_for_openid_sign_in,
+    erased_accounts_come_back_only_as_new_ones,
+    several_providers_at_once_keep_their_identities_apart,
+    openid_failures_count_toward_the_address_back_off,
+    a_state_begun_outside_the_gate_is_not_completed_through_it,
 );
 
 const CLIENT_ID: &str = "conclave-test";
@@ -141,7 +146,17 @@ fn location(res: &reqwest::Response, base: &reqwest::Url) -> String {
 /// Signs in at `app` through oidc-provider's pages as `account`: follows redirects, fills the
 /// login and consent forms, and stops at the URL the provider sends the browser back to.
 async fn through_provider(app: &TestApp, browser: &reqwest::Client, account: &str) -> String {
-    let mut url = app.url("/api/v1/auth/oidc/node/start");
+    let start = app.url("/api/v1/auth/oidc/node/start");
+    from_provider(app, browser, account, start).await
+}
+
+/// As [`through_provider`], from `url` (the provider's authorization URL, or our start).
+async fn from_provider(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    account: &str,
+    mut url: String,
+) -> String {
     for _ in 0..20 {
         let res = browser.get(&url).send().await.unwrap();
         let here = res.url().clone();
@@ -180,6 +195,15 @@ async fn callback(browser: &reqwest::Client, url: &str) -> String {
     let res = browser.get(url).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 302, "{url}");
     res.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// Starts a sign-in at `start` in `browser` (a 302 to the provider expected): the query of
+/// the provider URL it sends the browser to (`state`, `nonce`, `code_challenge`, …).
+async fn started(browser: &reqwest::Client, start: &str) -> HashMap<String, String> {
+    let res = browser.get(start).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 302);
+    let to = url::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
+    to.query_pairs().into_owned().collect()
 }
 
 /// Who the browser's session cookie is.
@@ -498,6 +522,13 @@ print(json.dumps({
         Some(Self { port, state })
     }
 
+    /// A forger and a fresh app asking it for `openid` only; `None` without PyJWT.
+    async fn with_app(backend: Backend) -> Option<(Self, TestApp)> {
+        let forger = Self::start().await?;
+        let app = forger.app(backend, json!({ "scopes": ["openid"] })).await;
+        Some((forger, app))
+    }
+
     fn issuer(&self) -> String {
         self.state.lock().unwrap().issuer.clone()
     }
@@ -617,14 +648,19 @@ print(json.dumps({
         code: &str,
         mode: Forge,
     ) -> String {
-        let start = browser
-            .get(app.url("/api/v1/auth/oidc/forger/start"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(start.status().as_u16(), 302);
-        let to = url::Url::parse(start.headers()["location"].to_str().unwrap()).unwrap();
-        let q: HashMap<String, String> = to.query_pairs().into_owned().collect();
+        self.sign_in_at(app, "forger", browser, code, mode).await
+    }
+
+    /// As [`Self::sign_in`], with this provider configured at `app` as `id`.
+    async fn sign_in_at(
+        &self,
+        app: &TestApp,
+        id: &str,
+        browser: &reqwest::Client,
+        code: &str,
+        mode: Forge,
+    ) -> String {
+        let q = started(browser, &app.url(&format!("/api/v1/auth/oidc/{id}/start"))).await;
         // A code already used stays used.
         self.state
             .lock()
@@ -634,7 +670,7 @@ print(json.dumps({
             .or_insert((q["code_challenge"].clone(), q["nonce"].clone(), Some(mode)));
         let back = format!(
             "{}?code={code}&state={}",
-            app.url("/api/v1/auth/oidc/forger/callback"),
+            app.url(&format!("/api/v1/auth/oidc/{id}/callback")),
             q["state"]
         );
         callback(browser, &back).await
@@ -642,12 +678,9 @@ print(json.dumps({
 }
 
 async fn forged_id_tokens_are_refused(app: TestApp) {
-    let Some(forger) = Forger::start().await else {
+    let Some((forger, app)) = Forger::with_app(app.backend).await else {
         return;
     };
-    let app = forger
-        .app(app.backend, json!({ "scopes": ["openid"] }))
-        .await;
     let cases = [
         (Forge::WrongNonce, "w1"),
         (Forge::WrongAudience, "w2"),
@@ -709,4 +742,321 @@ async fn link_existing_takes_only_a_verified_email(app: TestApp) {
     let linked = app.audit_of("sso.identity_linked").await.items();
     assert_eq!(linked.len(), 1);
     assert_eq!(linked[0]["detail"]["subject"], "verified-sub");
+}
+
+const ACCESS: &str = "the access code of this server";
+
+async fn the_access_gate_holds_for_openid_sign_in(app: TestApp) {
+    let port = free_port();
+    let redirect = format!("http://127.0.0.1:{port}/api/v1/auth/oidc/node/callback");
+    let Some(op) = node_op(&redirect, accounts()).await else {
+        return;
+    };
+    let p = provider("node", &op.issuer, json!({}));
+    let op_port = op.port;
+    let app = spawn_app_with(app.backend, |c| {
+        c.listen = format!("127.0.0.1:{port}");
+        c.oidc.providers = vec![p];
+        c.access_token = Some(secrecy::SecretString::from(ACCESS));
+        reach(c, vec![op_port]);
+    })
+    .await
+    .expect("the app starts");
+    let start = app.url("/api/v1/auth/oidc/node/start");
+    // Begun without the access token — a top-level navigation cannot send it, nor can a
+    // script that does not know it — the flow never starts: no state, no cookie.
+    let b = browser();
+    let nav = b.get(&start).send().await.unwrap();
+    assert_eq!(nav.status().as_u16(), 401);
+    assert!(nav.headers().get("set-cookie").is_none());
+    for token in [None, Some("wrong")] {
+        let mut req = b.post(&start);
+        if let Some(t) = token {
+            req = req.header("x-api-access-token", t);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 401, "{token:?}");
+        assert!(res.headers().get("set-cookie").is_none());
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "access_token_required");
+    }
+    // The callback is reachable without the header, but completes only a state this server
+    // stored for a flow begun through the gate: anything else is a refused sign-in.
+    let made_up = format!(
+        "{}?code=x&state=made-up",
+        app.url("/api/v1/auth/oidc/node/callback")
+    );
+    assert_eq!(
+        callback(&b, &made_up).await,
+        "/#/signin?error=oidc_state_mismatch"
+    );
+    let forged = app
+        .client
+        .get(&made_up)
+        .header("cookie", "conclave_oidc=made-up")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        forged.headers()["location"],
+        "/#/signin?error=oidc_state_invalid"
+    );
+    // Begun with it (as the web client does: a POST that carries the header, then a
+    // navigation to the provider), the sign-in completes against the real provider.
+    let res = b
+        .post(&start)
+        .header("x-api-access-token", ACCESS)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let set_cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"));
+    let url = res.json::<Value>().await.unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(url.starts_with(&op.issuer), "{url}");
+    let back = from_provider(&app, &b, "op-alice", url).await;
+    assert_eq!(callback(&b, &back).await, "/");
+    // The session it made is behind the gate like every other.
+    let session = app.url("/api/v1/auth/session");
+    let res = b.get(&session).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+    let res = b
+        .get(&session)
+        .header("x-api-access-token", ACCESS)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let me: Value = res.json().await.unwrap();
+    assert_eq!(me["user"]["username"], "opalice");
+    // Failures on the callback are sign-in failures all the same: audited.
+    let audit = app
+        .send(
+            app.client
+                .get(app.url("/api/v1/admin/audit?event=auth.login&limit=100"))
+                .bearer_auth(ADMIN_TOKEN)
+                .header("x-api-access-token", ACCESS),
+        )
+        .await
+        .expect(200);
+    let reasons: Vec<Value> = audit
+        .items()
+        .into_iter()
+        .filter(|e| e["outcome"] == "failure")
+        .map(|e| e["detail"]["reason"].clone())
+        .collect();
+    assert!(
+        reasons.contains(&json!("oidc_state_mismatch")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&json!("oidc_state_invalid")),
+        "{reasons:?}"
+    );
+}
+
+/// The CSRF token of `browser`'s cookie session.
+async fn csrf(app: &TestApp, browser: &reqwest::Client) -> String {
+    let res = browser
+        .get(app.url("/api/v1/auth/session"))
+        .send()
+        .await
+        .unwrap();
+    res.json::<Value>().await.unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn erased_accounts_come_back_only_as_new_ones(app: TestApp) {
+    let Some((forger, app)) = Forger::with_app(app.backend).await else {
+        return;
+    };
+    let b = browser();
+    assert_eq!(forger.sign_in(&app, &b, "e1", Forge::Good).await, "/");
+    let old = session_user(&app, &b).await;
+    // No password (made by the provider), a sign-in just now: the browser erases it.
+    let token = csrf(&app, &b).await;
+    let res = b
+        .delete(app.url("/api/v1/users/@me"))
+        .header("x-csrf-token", token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 204);
+    let res = b.get(app.url("/api/v1/auth/session")).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+    let id = old["id"].as_str().unwrap();
+    let identities = app
+        .get(&format!("/api/v1/admin/users/{id}/identities"), ADMIN_TOKEN)
+        .await;
+    assert!(identities.status.as_u16() == 404 || identities.items().is_empty());
+    // The provider still vouching for the same subject reaches a new, empty account (its
+    // creation audited), never the erased one.
+    let again = browser();
+    assert_eq!(forger.sign_in(&app, &again, "e2", Forge::Good).await, "/");
+    let new = session_user(&app, &again).await;
+    assert_ne!(new["id"], old["id"]);
+    let registered = app.audit_of("user.registered").await.items();
+    assert_eq!(registered.len(), 2, "{registered:?}");
+}
+
+async fn several_providers_at_once_keep_their_identities_apart(app: TestApp) {
+    let (Some(one), Some(two)) = (Forger::start().await, Forger::start().await) else {
+        return;
+    };
+    let admin_email = "mallory@forger.example";
+    let p1 = provider(
+        "one",
+        &one.issuer(),
+        json!({ "scopes": ["openid"], "name": "One" }),
+    );
+    let p2 = provider(
+        "two",
+        &two.issuer(),
+        json!({ "scopes": ["openid"], "create_users": false, "link_existing": "email_verified" }),
+    );
+    let ports = vec![one.port, two.port];
+    let app = spawn_app_with(app.backend, |c| {
+        c.oidc.providers = vec![p1, p2];
+        reach(c, ports);
+    })
+    .await
+    .expect("the app starts");
+    let caps = app.get_anon("/api/v1/capabilities").await.expect(200);
+    assert_eq!(
+        caps.body["auth"]["providers"],
+        json!([
+            {"id": "one", "name": "One", "kind": "oidc"},
+            {"id": "two", "name": "two", "kind": "oidc"},
+        ])
+    );
+    // A server admin with the email both providers claim is never taken over, though the
+    // second one links by verified email; nor does an unverified claim link anything, and the
+    // second provider creates no account (its rules say no).
+    app.post(
+        "/api/v1/admin/users",
+        ADMIN_TOKEN,
+        json!({"username": "ops", "password": PASSWORD, "email": admin_email,
+               "server_admin": true}),
+    )
+    .await
+    .expect(201);
+    for (code, mode) in [("b1", Forge::GoodVerified), ("b2", Forge::Good)] {
+        assert_eq!(
+            two.sign_in_at(&app, "two", &browser(), code, mode).await,
+            "/#/signin?error=sso_user_unknown",
+            "{mode:?}"
+        );
+    }
+    // The first provider creates an account for its subject, and finds it again.
+    let b = browser();
+    assert_eq!(
+        one.sign_in_at(&app, "one", &b, "a1", Forge::Good).await,
+        "/"
+    );
+    let from_one = session_user(&app, &b).await;
+    assert_eq!(from_one["username"], "mallory");
+    let c = browser();
+    assert_eq!(
+        one.sign_in_at(&app, "one", &c, "a2", Forge::Good).await,
+        "/"
+    );
+    assert_eq!(session_user(&app, &c).await["id"], from_one["id"]);
+    let id = from_one["id"].as_str().unwrap();
+    let identities = app
+        .get(&format!("/api/v1/admin/users/{id}/identities"), ADMIN_TOKEN)
+        .await
+        .expect(200)
+        .items();
+    assert_eq!(identities.len(), 1);
+    assert_eq!(identities[0]["provider"], one.issuer());
+}
+
+async fn openid_failures_count_toward_the_address_back_off(app: TestApp) {
+    let Some((forger, app)) = Forger::with_app(app.backend).await else {
+        return;
+    };
+    // A callback names nobody before it is verified, so only the address's counter (AUTH-5's
+    // per-address rule: 50 free failures) holds it back — 100 refusals in parallel, each
+    // audited, then even a good sign-in from that address waits.
+    let refused = format!(
+        "{}?error=access_denied",
+        app.url("/api/v1/auth/oidc/forger/callback")
+    );
+    let b = browser();
+    let answers = futures::future::join_all((0..100).map(|_| callback(&b, &refused))).await;
+    let provider_error = answers
+        .iter()
+        .filter(|a| *a == "/#/signin?error=oidc_provider_error")
+        .count();
+    let held = answers
+        .iter()
+        .filter(|a| *a == "/#/signin?error=too_many_attempts")
+        .count();
+    assert_eq!(provider_error + held, 100, "{answers:?}");
+    assert_eq!(provider_error, 50, "exactly the free failures were checked");
+    assert_eq!(
+        forger.sign_in(&app, &browser(), "late", Forge::Good).await,
+        "/#/signin?error=too_many_attempts"
+    );
+    let failed = app
+        .audit_of("auth.login&limit=100")
+        .await
+        .items()
+        .into_iter()
+        .filter(|e| e["outcome"] == "failure" && e["detail"]["reason"] == "oidc_provider_error")
+        .count();
+    assert_eq!(failed, provider_error);
+}
+
+async fn a_state_begun_outside_the_gate_is_not_completed_through_it(app: TestApp) {
+    let Some((forger, open)) = Forger::with_app(app.backend).await else {
+        return;
+    };
+    // A second node on the same database and keys, with the gate on (as after turning it on).
+    let p = provider("forger", &forger.issuer(), json!({ "scopes": ["openid"] }));
+    let port = forger.port;
+    let gated = spawn_app_with(open.backend, |c| {
+        c.oidc.providers = vec![p];
+        reach(c, vec![port]);
+        c.access_token = Some(secrecy::SecretString::from(ACCESS));
+        c.data_dir = open.data_dir.clone();
+        c.database_url = open.database_url.clone();
+    })
+    .await
+    .expect("the gated node starts");
+    let b = browser();
+    let q = started(&b, &open.url("/api/v1/auth/oidc/forger/start")).await;
+    forger.state.lock().unwrap().codes.insert(
+        "g1".into(),
+        (
+            q["code_challenge"].clone(),
+            q["nonce"].clone(),
+            Some(Forge::Good),
+        ),
+    );
+    let path = format!(
+        "/api/v1/auth/oidc/forger/callback?code=g1&state={}",
+        q["state"]
+    );
+    // The browser holds the state's cookie (cookies ignore ports), but the state was begun
+    // outside the gate: through the gated node it is not found.
+    assert_eq!(
+        callback(&b, &gated.url(&path)).await,
+        "/#/signin?error=oidc_state_invalid"
+    );
+    // It was a good state all the same: on the node it was begun on, it completes.
+    let done = open
+        .client
+        .get(open.url(&path))
+        .header("cookie", format!("conclave_oidc={}", q["state"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.headers()["location"], "/");
 }
