@@ -2,6 +2,6 @@
 //! the independent PyJWT library, with keys configured or served as a JWKS by a local server
 //! that the SSRF guard's test allowlist lets through.
 
-mod host_jwt;
+pub mod host_jwt;
 mod jwks;
 mod oidc;
