@@ -679,7 +679,7 @@ test('the pre-chat form asks an anonymous visitor for a name and email first', a
   assert.match(JSON.stringify(listed.body.items[0]), /Vera Visitor/);
 });
 
-test('with identity required, an unsigned visitor cannot chat and a signed one can', async () => {
+test('with identity required, an unsigned visitor cannot chat and a signed one can (hash or token)', async () => {
   const desk = await supportDesk({ agent: false, identity: 'required' });
   const unsigned = await visit(desk.key.key);
   await unsigned.probe.click('button', 'Chat with us');
@@ -694,6 +694,24 @@ test('with identity required, an unsigned visitor cannot chat and a signed one c
   await signed.probe.waitMessage((m) => m.text === 'Signed hello', 'my message');
   // The configuration object stays the host's: the widget adds nothing to it.
   assert.deepEqual(await signed.page.evaluate(() => Object.keys(window.ConclaveWidget)), ['identity']);
+
+  // Another browser, signed with a short-lived JWT (HS256 with the identity secret) instead of
+  // a hash: the same visitor, with their history.
+  const jwt = (claims, secret) => {
+    const part = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(claims)}`;
+    return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+  };
+  const now = Math.floor(Date.now() / 1000);
+  const token = jwt({ sub: userId, name: 'Carla Customer', iat: now, exp: now + 600 }, desk.key.identity_secret);
+  const tokened = await visit(desk.key.key, { config: { identity: { token } } });
+  await openChat(tokened.probe);
+  await tokened.probe.waitMessage((m) => m.text === 'Signed hello', 'the history, found with the token');
+  const badToken = jwt({ sub: userId, iat: now, exp: now + 600 }, '0'.repeat(64));
+  const wrongToken = await visit(desk.key.key, { config: { identity: { token: badToken } } });
+  await wrongToken.probe.click('button', 'Chat with us');
+  await waitFor(async () => /sign in/i.test((await wrongToken.probe.text('[role="alert"]')) ?? ''), 'the wrongly signed token to be refused');
+  assert.equal((await wrongToken.probe.messages()).length, 0, 'a wrongly signed token sees no history');
 
   const forged = await visit(desk.key.key, { config: { identity: { user_id: userId, name: 'Carla Customer', hash: '0'.repeat(64) } } });
   await forged.probe.click('button', 'Chat with us');

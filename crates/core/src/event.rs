@@ -81,6 +81,11 @@ pub enum Control {
     /// (a role, a setting, an account, a credential): every node forgets what it holds of them.
     /// No socket is touched.
     Stale { cached: Vec<Cached> },
+    /// A widget key was revoked or changed (WEB-4): the support widget's visitor streams of
+    /// that key on every node check it again and end when it no longer admits them (revoked,
+    /// their page's origin no longer allowed, signed visitors now required). No socket is
+    /// touched. `revoked`: the key is gone, its streams end without looking.
+    WidgetKey { key: uuid::Uuid, revoked: bool },
     /// A node's view of a user's presence changed; gateways aggregate across nodes and tell
     /// users who share one of `conversations`.
     Presence {
@@ -119,7 +124,7 @@ impl Control {
             Self::Drop { conversation } => vec![Cached::Conversation(*conversation)],
             Self::RevokeSession { session } => vec![Cached::Credential(*session)],
             Self::Stale { cached } => cached.clone(),
-            Self::Presence { .. } => Vec::new(),
+            Self::Presence { .. } | Self::WidgetKey { .. } => Vec::new(),
         }
     }
 }

@@ -224,6 +224,12 @@ crate::types::closed_enum!(
     WidgetStatus { Bot = "bot", Open = "open", Resolved = "resolved" }
 );
 
+crate::types::closed_enum!(
+    /// Where a conversation comes from, when it is not an ordinary one: `widget`, a support
+    /// widget conversation (WEB-4).
+    ConversationSource { Widget = "widget" }
+);
+
 /// The identity secret's length in bytes (shown as 64 hex digits).
 const IDENTITY_SECRET_BYTES: usize = 32;
 

@@ -10,15 +10,38 @@
 //! Visitors waiting for their first (or next) conversation are woken when it is made, on any
 //! node: the visitor bot's `CONVERSATION_CREATE` (which reaches no socket or webhook) names the
 //! visitor; the stream's slow periodic check is only a backstop.
+//!
+//! A widget key revoked or changed (`Control::WidgetKey`, made by the node that changed it and
+//! heard by every node's hub) wakes that key's streams ([`WidgetStreams::watch_key`]): a
+//! revoked key's streams end at once; after a change each looks at the key again and ends
+//! when its page's origin is no longer allowed or the key now requires signed visitors. An
+//! idle stream costs nothing for this: no polling.
 
 use crate::fanout::{Delivered, WireEvent};
-use conclave_core::event::{Audience, EventKind};
+use conclave_core::event::{Audience, Control, EventKind};
 use conclave_core::service::widget::WIDGET_VISITOR_FIELD;
 use conclave_core::ConversationId;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, Notify};
 use uuid::Uuid;
+
+/// What one open visitor stream hears of its widget key: woken when the key changed (on any
+/// node: `Control::WidgetKey` reaches every hub), with `revoked` set when it is gone.
+#[derive(Default)]
+pub struct KeyWatch {
+    pub changed: Notify,
+    revoked: AtomicBool,
+}
+
+impl KeyWatch {
+    /// Whether the key was revoked.
+    #[must_use]
+    pub fn revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+}
 
 /// Events a visitor stream may have waiting before it is dropped.
 pub const QUEUE: usize = 512;
@@ -45,6 +68,16 @@ fn started_for(event: &WireEvent) -> Option<Uuid> {
     Uuid::parse_str(d.get(WIDGET_VISITOR_FIELD)?.as_str()?).ok()
 }
 
+/// Takes `item` out of `map`'s list for `id` (and the list, once empty).
+fn forget<T>(map: &mut HashMap<Uuid, Vec<Arc<T>>>, id: Uuid, item: &Arc<T>) {
+    if let Some(list) = map.get_mut(&id) {
+        list.retain(|x| !Arc::ptr_eq(x, item));
+        if list.is_empty() {
+            map.remove(&id);
+        }
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     /// The position of the last event tapped that a widget stream shows.
@@ -53,6 +86,8 @@ struct Inner {
     by_conv: HashMap<ConversationId, Vec<(u64, mpsc::Sender<Delivered>)>>,
     /// One per stream waiting on the visitor (a permit is kept until it is waited for).
     waiting: HashMap<Uuid, Vec<Arc<Notify>>>,
+    /// Per widget key, one per open stream of it.
+    keys: HashMap<Uuid, Vec<Arc<KeyWatch>>>,
 }
 
 /// This node's visitor streams.
@@ -91,6 +126,10 @@ impl WidgetStreams {
     /// The hub's tap: a shown event of a conversation goes to the streams subscribed to it; a
     /// visitor's new conversation (made on any node) wakes their waiting streams.
     pub fn tap(&self, ev: &Delivered) {
+        if let Some(Control::WidgetKey { key, revoked }) = &ev.event.control {
+            self.key_changed(*key, *revoked);
+            return;
+        }
         if ev.event.kind == EventKind::ConversationCreate {
             if let Some(visitor) = started_for(&ev.event) {
                 self.conversation_started(visitor);
@@ -140,13 +179,7 @@ impl WidgetStreams {
 
     /// Forgets a stream's waiter.
     pub fn release(&self, visitor: Uuid, waiter: &Arc<Notify>) {
-        let mut g = self.lock();
-        if let Some(list) = g.waiting.get_mut(&visitor) {
-            list.retain(|n| !Arc::ptr_eq(n, waiter));
-            if list.is_empty() {
-                g.waiting.remove(&visitor);
-            }
-        }
+        forget(&mut self.lock().waiting, visitor, waiter);
     }
 
     /// A conversation of `visitor`'s was made: their streams look again now.
@@ -154,6 +187,32 @@ impl WidgetStreams {
         if let Some(list) = self.lock().waiting.get(&visitor) {
             for n in list {
                 n.notify_one();
+            }
+        }
+    }
+
+    /// What tells a stream of `key` that the key changed.
+    #[must_use]
+    pub fn watch_key(&self, key: Uuid) -> Arc<KeyWatch> {
+        let watch = Arc::new(KeyWatch::default());
+        (self.lock().keys.entry(key).or_default()).push(watch.clone());
+        watch
+    }
+
+    /// Forgets a stream's key watch.
+    pub fn unwatch_key(&self, key: Uuid, watch: &Arc<KeyWatch>) {
+        forget(&mut self.lock().keys, key, watch);
+    }
+
+    /// `key` was revoked or changed: its streams on this node look at it again (a revoked
+    /// key's end without looking).
+    pub fn key_changed(&self, key: Uuid, revoked: bool) {
+        if let Some(list) = self.lock().keys.get(&key) {
+            for w in list {
+                if revoked {
+                    w.revoked.store(true, Ordering::Release);
+                }
+                w.changed.notify_one();
             }
         }
     }

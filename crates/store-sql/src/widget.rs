@@ -438,6 +438,24 @@ impl WidgetStore for Backend {
         .await
     }
 
+    async fn widget_conversations(
+        &self,
+        convs: &[ConversationId],
+    ) -> StoreResult<Vec<WidgetConversation>> {
+        if convs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {WC_COLS} FROM widget_conversations w WHERE w.conversation_id IN ({})",
+            placeholders(1, convs.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for c in convs {
+            query = query.bind(c.0);
+        }
+        query.all(self.reader(), wc_from_row).await
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(conv = %conv.0))]
     async fn set_widget_status(
         &self,

@@ -148,7 +148,7 @@ async function setStatus(c, to) {
   const taking = to === 'open' && c.status !== 'resolved';
   // Taking one makes me one of its participants (the key's team may join it).
   if (taking && !state.conversations.has(id)) await join(id);
-  remember({ ...(await api('GET', `/conversations/${id}`)), source: 'widget', status: to });
+  remember(await api('GET', `/conversations/${id}`));
   if (taking) {
     // Taken: answer it at once.
     location.hash = `#/c/${id}`;
@@ -168,8 +168,8 @@ async function join(id) {
 
 /**
  * Keeps conversation `c` among mine (the client's lists and the view read them from there),
- * with its widget `source` and `status` (the REST conversation object does not carry them; the
- * gateway's CONVERSATION_UPDATE of a widget conversation does).
+ * with its widget `source` and `status` (the REST conversation object and the gateway's
+ * CONVERSATION_CREATE/UPDATE of a widget conversation carry both).
  */
 function remember(c) {
   if (!c?.id) return;
@@ -184,7 +184,7 @@ async function openConversation(ev, c) {
   ev.preventDefault();
   try {
     await join(id);
-    remember({ ...(await api('GET', `/conversations/${id}`)), source: 'widget', status: c.status });
+    remember(await api('GET', `/conversations/${id}`));
     location.hash = `#/c/${id}`;
   } catch (e) {
     if (ui.inbox) show(ui.inbox.status, notice(e.message));

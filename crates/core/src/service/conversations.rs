@@ -10,8 +10,10 @@ use crate::event::{Cached, Control, Event};
 use crate::ids::*;
 use crate::model::*;
 use crate::policy::{self, CallerLimits, ConversationAccess, ConversationAction, OrgAction};
+use crate::store::widget::WidgetConversation;
 use crate::store::{Conflict, ConversationPatch, ConversationUpdate, Joining, Page, StoreError};
 use crate::types::*;
+use crate::widget::ConversationSource;
 
 /// What creating a conversation needs (already parsed).
 #[derive(Debug, Clone)]
@@ -44,7 +46,12 @@ impl Services {
     /// reads answer it: what a create or an update answers is also an event's `d`, shared by
     /// every recipient, so it carries no one's permissions (GATEWAY: `d` is the object exactly
     /// as REST returns it).
-    async fn view(&self, actor: &Actor, conv: Conversation) -> Result<ConversationView> {
+    async fn view(
+        &self,
+        actor: &Actor,
+        conv: Conversation,
+        widget: Option<&WidgetConversation>,
+    ) -> Result<ConversationView> {
         let limits = limits(actor);
         let permissions = if limits.reach(conv.org_id, conv.id) {
             let access = self.user_access(actor.user.id, &(&conv).into()).await?;
@@ -54,6 +61,8 @@ impl Services {
         };
         Ok(ConversationView {
             conversation: conv,
+            source: widget.map(|_| ConversationSource::Widget),
+            status: widget.map(|w| w.status),
             permissions,
         })
     }
@@ -67,9 +76,12 @@ impl Services {
         page: Page<ConversationId>,
     ) -> Result<Vec<ConversationView>> {
         let convs = self.conversation_page(actor, which, page).await?;
+        let ids: Vec<ConversationId> = convs.iter().map(|c| c.id).collect();
+        let widgets = self.store.widget_conversations(&ids).await?;
         let mut views = Vec::with_capacity(convs.len());
         for conv in convs {
-            views.push(self.view(actor, conv).await?);
+            let widget = widgets.iter().find(|w| w.conversation_id == conv.id);
+            views.push(self.view(actor, conv, widget).await?);
         }
         Ok(views)
     }
@@ -315,7 +327,8 @@ impl Services {
         let (conv, _) = self
             .conversation_for(actor, id, ConversationAction::See)
             .await?;
-        self.view(actor, conv).await
+        let widget = self.store.widget_conversation(id).await?;
+        self.view(actor, conv, widget.as_ref()).await
     }
 
     pub async fn update_conversation(
@@ -343,7 +356,9 @@ impl Services {
             .await?;
         // Its settings (visibility, archival) decide everyone's access: forgotten first.
         self.stale(vec![Cached::Conversation(id)]);
-        self.emit(Event::conversation("CONVERSATION_UPDATE", id, &updated).in_org(conv.org_id));
+        let widget = self.store.widget_conversation(id).await?;
+        let d = super::widget::sourced(&updated, widget.as_ref());
+        self.emit(Event::conversation("CONVERSATION_UPDATE", id, d).in_org(conv.org_id));
         Ok(updated)
     }
 
@@ -356,11 +371,17 @@ impl Services {
             .conversation_for(actor, id, ConversationAction::Delete)
             .await?;
         let audit = self.conversation_audit(actor, "conversation.deleted", &conv);
+        // The object as `GET` showed it last (its widget row goes with it).
+        let widget = self.store.widget_conversation(id).await?;
         let freed = self.store.delete_conversation(id, &[audit]).await?;
         self.emit(
-            Event::conversation("CONVERSATION_DELETE", id, &conv)
-                .in_org(conv.org_id)
-                .with_control(Control::Drop { conversation: id }),
+            Event::conversation(
+                "CONVERSATION_DELETE",
+                id,
+                super::widget::sourced(&conv, widget.as_ref()),
+            )
+            .in_org(conv.org_id)
+            .with_control(Control::Drop { conversation: id }),
         );
         self.free(freed).await;
         Ok(conv)

@@ -285,7 +285,8 @@ impl Services {
     /// is that session's visitor secret: its keyed hash is compared in constant time with the
     /// stored one. A missing or wrong secret, or a session of another key, is 401
     /// `visitor_invalid`, the same whether the session exists — a session id alone reads
-    /// nothing. The secret is valid nowhere else: on every other route it is a bearer token
+    /// nothing. An anonymous session of a key that now requires signed visitors is 403
+    /// `identity_required`. The secret is valid nowhere else: on every other route it is a bearer token
     /// of no session.
     pub async fn identify_visitor(
         &self,
@@ -314,6 +315,14 @@ impl Services {
             &session.secret_hash[..],
         )) {
             return Err(invalid());
+        }
+        // A session begun anonymously before the key came to require signed visitors reads
+        // and says nothing any more.
+        if key.identity == crate::widget::IdentityMode::Required && !session.verified {
+            return Err(ServiceError::forbidden(
+                "identity_required",
+                "this widget requires a signed-in visitor",
+            ));
         }
         Ok(Visitor {
             key,

@@ -66,7 +66,7 @@ pub use streams::{
     STREAM_EVENT_INTERVAL, STREAM_PERSIST_INTERVAL,
 };
 pub use users::ServerAdmin;
-pub use views::{ConversationView, OrgView};
+pub use views::{ConversationView, OrgView, SourcedConversation};
 
 use crate::audit::{AuditActor, AuditEntry};
 use crate::cache::{Cache, CacheSettings};

@@ -22,7 +22,7 @@
 
 use super::{Actor, ClientMeta, Result, SendMessage, Services};
 use crate::error::ServiceError;
-use crate::event::Event;
+use crate::event::{Control, Event};
 use crate::files::AttachmentIds;
 use crate::ids::*;
 use crate::keyring::SecretRef;
@@ -107,6 +107,27 @@ pub struct SignedIdentity {
     pub name: Option<DisplayName>,
     pub email: Option<Email>,
     pub hash: String,
+}
+
+/// The host's signed-in user, once its proof verified.
+#[derive(Debug, Clone)]
+pub struct HostUser {
+    pub user_id: ExternalUserId,
+    pub name: Option<DisplayName>,
+    pub email: Option<Email>,
+}
+
+/// Checks a host's visitor token with the key's identity secret (its text's bytes) at the
+/// services' time: the user it names, or why not (403 `identity_invalid`). The server supplies
+/// it (its JWT library); core opens the secret only for it.
+pub type TokenCheck<'a> = dyn Fn(&[u8], DateTime<Utc>) -> Result<HostUser> + Send + Sync + 'a;
+
+/// How the host vouches for a signed-in visitor (WEB-4).
+pub enum HostIdentity<'a> {
+    /// `user_id` with its HMAC-SHA256.
+    Signed(SignedIdentity),
+    /// A short-lived token (a JWT), checked by the server's check.
+    Token(&'a TokenCheck<'a>),
 }
 
 /// What a visitor typed into the pre-chat form.
@@ -211,6 +232,13 @@ pub fn widget_message(
         status: m.status,
         created_at: m.created_at,
     })
+}
+
+/// The REST conversation object of `conv` with its `source` and `status` (WEB-4), for events.
+#[must_use]
+pub fn sourced(conv: &Conversation, w: Option<&WidgetConversation>) -> serde_json::Value {
+    serde_json::to_value(super::views::SourcedConversation::new(conv.clone(), w))
+        .unwrap_or_default()
 }
 
 /// Who handed a conversation to people.
@@ -434,11 +462,19 @@ impl Services {
             prechat_form: c.prechat_form,
         };
         let now = self.clock.now();
-        (self
+        let updated = (self
             .store
             .update_widget_key(id, &patch, now, &[audit])
             .await)
-            .map_err(ServiceError::missing("widget key"))
+            .map_err(ServiceError::missing("widget key"))?;
+        // Open visitor streams whose page the key no longer admits end, on every node.
+        if patch.allowed_origins.is_some() || patch.identity.is_some() {
+            self.emit(Event::control(Control::WidgetKey {
+                key: id,
+                revoked: false,
+            }));
+        }
+        Ok(updated)
     }
 
     /// Revokes a key: every widget call with it is refused from now on; its conversations and
@@ -451,7 +487,26 @@ impl Services {
             .org(org);
         let now = self.clock.now();
         (self.store.revoke_widget_key(id, now, &[audit]).await)
-            .map_err(ServiceError::missing("widget key"))
+            .map_err(ServiceError::missing("widget key"))?;
+        // Its open visitor streams end, on every node.
+        self.emit(Event::control(Control::WidgetKey {
+            key: id,
+            revoked: true,
+        }));
+        Ok(())
+    }
+
+    /// Whether `key` (still live, as stored now) admits visitor `v` on a page of `origin`:
+    /// what an open visitor stream asks when its key changed.
+    pub async fn widget_key_admits(&self, v: &Visitor, origin: Option<&str>) -> Result<bool> {
+        let key = match self.store.widget_key(v.key.id).await {
+            Ok(k) => k,
+            Err(crate::store::StoreError::NotFound) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        let origin_ok = origin.is_some_and(|o| origin_listed(&key.allowed_origins, o));
+        let identity_ok = key.identity == IdentityMode::Optional || v.session.verified;
+        Ok(key.revoked_at.is_none() && origin_ok && identity_ok)
     }
 
     /// The opened identity secret of `key`.
@@ -474,21 +529,34 @@ impl Services {
         &self,
         key: &WidgetKey,
         resume: Option<Visitor>,
-        identity: Option<SignedIdentity>,
+        identity: Option<HostIdentity<'_>>,
         profile: VisitorProfile,
     ) -> Result<(StartedSession, bool)> {
-        let verified = match &identity {
-            Some(id) => {
+        let identity = match identity {
+            Some(proof) => {
                 let secret = self.widget_identity_secret(key).await?;
                 let bytes = secret.expose_secret().as_bytes();
-                if !identity_verified(bytes, id.user_id.as_str(), &id.hash) {
-                    return Err(ServiceError::forbidden(
-                        "identity_invalid",
-                        "the visitor's identity signature does not verify",
-                    ));
-                }
-                Some(id.user_id.as_str().to_owned())
+                Some(match proof {
+                    HostIdentity::Signed(id) => {
+                        if !identity_verified(bytes, id.user_id.as_str(), &id.hash) {
+                            return Err(ServiceError::forbidden(
+                                "identity_invalid",
+                                "the visitor's identity signature does not verify",
+                            ));
+                        }
+                        HostUser {
+                            user_id: id.user_id,
+                            name: id.name,
+                            email: id.email,
+                        }
+                    }
+                    HostIdentity::Token(check) => check(bytes, self.clock.now())?,
+                })
             }
+            None => None,
+        };
+        let verified = match &identity {
+            Some(id) => Some(id.user_id.as_str().to_owned()),
             None if key.identity == IdentityMode::Required => {
                 return Err(ServiceError::forbidden(
                     "identity_required",
@@ -669,6 +737,7 @@ impl Services {
             .await?;
         for (i, (user, _)) in participants.iter().enumerate() {
             let mut subscribe = self.subscribed(&conv, *user).await?;
+            subscribe.d = sourced(&conv, Some(&widget));
             if *user == key.visitor_user_id {
                 // The visitor bot has no sockets and this copy reaches no webhook: it tells the
                 // visitor's event streams on every node that their conversation exists.
@@ -787,11 +856,7 @@ impl Services {
     /// the visitor's stream: `CONVERSATION_UPDATE` with `source` and `status`.
     async fn announce_widget_status(&self, w: &WidgetConversation) -> Result<()> {
         let conv = self.store.conversation(w.conversation_id).await?;
-        let mut d = serde_json::to_value(&conv).unwrap_or_default();
-        if let Some(obj) = d.as_object_mut() {
-            obj.insert("source".into(), "widget".into());
-            obj.insert("status".into(), w.status.as_str().into());
-        }
+        let d = sourced(&conv, Some(w));
         self.emit(
             Event::conversation("CONVERSATION_UPDATE", w.conversation_id, d).in_org(w.org_id),
         );

@@ -223,6 +223,11 @@ pub trait WidgetStore: Send + Sync + 'static {
         &self,
         conv: ConversationId,
     ) -> StoreResult<Option<WidgetConversation>>;
+    /// The widget rows of those of `convs` that are widget conversations (any order).
+    async fn widget_conversations(
+        &self,
+        convs: &[ConversationId],
+    ) -> StoreResult<Vec<WidgetConversation>>;
     /// Moves the conversation to `to` if its status is one of `from`; `None` when it was not.
     async fn set_widget_status(
         &self,

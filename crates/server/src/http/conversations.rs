@@ -8,7 +8,7 @@ use super::pagination::{id_listed, List, ListQuery, Listed, Paging};
 use crate::state::AppState;
 use conclave_core::model::{Conversation, Participant};
 use conclave_core::service::NewConversation;
-use conclave_core::service::{ConversationList, ConversationView};
+use conclave_core::service::{ConversationList, ConversationView, SourcedConversation};
 use conclave_core::store::ConversationPatch;
 use conclave_core::types::{ConversationKind, ConversationRole, Name, Visibility};
 use conclave_core::widget::WidgetStatus;
@@ -119,13 +119,14 @@ pub struct UpdateConversation {
 }
 
 /// Rename, archive or change visibility (conversation owners/moderators, org admins); open or
-/// resolve a support widget conversation (its support team, org admins).
+/// resolve a support widget conversation (its support team, org admins). Answers the
+/// conversation with its `source` and `status`.
 #[utoipa::path(patch, path = "/conversations/{c}", tag = "conversations", params(("c" = String, Path, format = Uuid)), request_body = UpdateConversation,
-    responses((status = 200, body = Conversation)))]
+    responses((status = 200, body = SourcedConversation)))]
 async fn update_conversation(
     me: Caller<ConversationId>,
     ApiJson(body): ApiJson<UpdateConversation>,
-) -> Answer<Conversation> {
+) -> Answer<SourcedConversation> {
     let patch = ConversationPatch {
         name: body.name,
         archived: body.archived,
@@ -133,7 +134,11 @@ async fn update_conversation(
     };
     let settings = patch.name.is_some() || patch.archived.is_some() || patch.visibility.is_some();
     let Some(status) = body.status else {
-        return json(me.services().update_conversation(&me.actor, me.at, patch)).await;
+        let conv = (me.services())
+            .update_conversation(&me.actor, me.at, patch)
+            .await?;
+        let widget = me.services().widget_conversation_of(me.at).await?;
+        return Ok(axum::Json(SourcedConversation::new(conv, widget.as_ref())));
     };
     // Two changes with their own permissions and audit rows: one at a time, so neither is
     // applied when the other is refused.
@@ -144,10 +149,10 @@ async fn update_conversation(
             "/status",
         ));
     }
-    let (_, conv) = (me.services())
+    let (w, conv) = (me.services())
         .set_widget_status(&me.actor, me.at, status)
         .await?;
-    Ok(axum::Json(conv))
+    Ok(axum::Json(SourcedConversation::new(conv, Some(&w))))
 }
 
 /// Delete a conversation and its messages (its owner, org admins).

@@ -18,18 +18,22 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{request_meta, ApiJson, ApiQuery};
 use crate::fanout::WireEvent;
 use crate::ratelimit::Outcome;
+use crate::sso::host_jwt::{verify_widget_token, JwtRefusal};
 use crate::state::AppState;
-use crate::widget_streams::{shown, Subscription};
+use crate::widget_streams::{shown, KeyWatch, Subscription};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use chrono::{DateTime, Utc};
+use conclave_core::error::ServiceError;
 use conclave_core::event::EventKind;
 use conclave_core::model::UserSummary;
 use conclave_core::service::widget::{
-    widget_message, MessageFacts, SignedIdentity, Visitor, VisitorProfile, WidgetMessage,
+    widget_message, HostIdentity, HostUser, MessageFacts, SignedIdentity, Visitor, VisitorProfile,
+    WidgetMessage,
 };
 use conclave_core::store::widget::{WidgetConversation, WidgetKey};
 use conclave_core::types::{
@@ -66,10 +70,11 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 }
 
-/// The key [`gate`] let in (for an origin it allows).
+/// The key [`gate`] let in, and the origin it allows.
 #[derive(Clone)]
 struct Gated {
     key: WidgetKey,
+    origin: Option<String>,
 }
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -132,8 +137,12 @@ pub async fn gate(
     let key = header_text(req.headers(), "x-widget-key");
     match state.services.identify_widget(key, origin_text).await {
         Ok(key) => {
+            let gated = Gated {
+                key,
+                origin: origin_text.map(str::to_owned),
+            };
             let origin = origin.unwrap_or_else(|| HeaderValue::from_static("null"));
-            req.extensions_mut().insert(Gated { key });
+            req.extensions_mut().insert(gated);
             let mut res = next.run(req).await;
             cors_headers(&mut res, origin);
             res
@@ -145,6 +154,8 @@ pub async fn gate(
 /// A widget call that passed [`gate`]: its key, and what the request showed.
 pub struct WidgetCall {
     key: WidgetKey,
+    /// The page's origin (one the key allows).
+    origin: Option<String>,
     ip: Option<IpAddr>,
     meta: conclave_core::service::ClientMeta,
     secret: Option<String>,
@@ -164,6 +175,7 @@ impl FromRequestParts<AppState> for WidgetCall {
         };
         Ok(Self {
             key: gated.key,
+            origin: gated.origin,
             ip: super::client_ip::of_request(parts, state),
             meta: request_meta(parts, state),
             secret: header_text(&parts.headers, "x-widget-visitor").map(str::to_owned),
@@ -218,7 +230,7 @@ impl WidgetCall {
     }
 }
 
-/// The host's signature of a signed-in visitor, or (AUTH-11) a host JWT.
+/// How the host vouches for its signed-in visitor: `user_id` with `hash`, or `token`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityBody {
@@ -229,25 +241,52 @@ pub struct IdentityBody {
     /// HMAC-SHA256 of `user_id` keyed with the widget key's identity secret, hex.
     #[schema(max_length = 128)]
     hash: Option<String>,
-    /// A host JWT (AUTH-11): not accepted by this server yet (422).
+    /// Instead of `user_id` and `hash`: a short-lived JWT signed HS256 with the widget key's
+    /// identity secret; `sub` is the user id, `exp` and `iat` are required (at most one hour
+    /// apart), `name` and `email` are read when present.
     #[schema(max_length = 8192)]
     token: Option<String>,
 }
 
+/// The longest visitor token read.
+const MAX_TOKEN_CHARS: usize = 8192;
+
+/// What the identity body holds: a signature, or a token to check.
+enum Proof {
+    Signed(SignedIdentity),
+    Token(String),
+}
+
 impl IdentityBody {
-    fn signed(self) -> ApiResult<SignedIdentity> {
-        if self.token.is_some() {
-            return Err(ApiError::invalid(
-                "not_supported",
-                "host JWT identities are not configured on this server; sign the user id \
-                 (`user_id` and `hash`) instead",
-                "/identity/token",
-            ));
+    fn proof(self) -> ApiResult<Proof> {
+        if let Some(token) = self.token {
+            if self.user_id.is_some() || self.hash.is_some() || self.name.is_some() {
+                return Err(ApiError::invalid(
+                    "not_combinable",
+                    "give either `token` or `user_id` and `hash` (the token names the user)",
+                    "/identity/token",
+                ));
+            }
+            if self.email.is_some() {
+                return Err(ApiError::invalid(
+                    "not_combinable",
+                    "with a `token`, the e-mail address is the token's `email` claim",
+                    "/identity/email",
+                ));
+            }
+            if token.is_empty() || token.len() > MAX_TOKEN_CHARS {
+                return Err(ApiError::invalid(
+                    "invalid_length",
+                    "`token` must be 1 to 8192 characters",
+                    "/identity/token",
+                ));
+            }
+            return Ok(Proof::Token(token));
         }
         let Some(user_id) = self.user_id else {
             return Err(ApiError::invalid(
                 "required",
-                "`user_id` is required",
+                "`user_id` is required (or a `token`)",
                 "/identity/user_id",
             ));
         };
@@ -258,13 +297,65 @@ impl IdentityBody {
                 "/identity/hash",
             ));
         };
-        Ok(SignedIdentity {
+        Ok(Proof::Signed(SignedIdentity {
             user_id,
             name: self.name,
             email: self.email,
             hash,
-        })
+        }))
     }
+}
+
+/// Why a visitor token is refused: 403 `identity_invalid` naming the failing rule (nothing of
+/// the token or the secret).
+fn token_refused(why: JwtRefusal) -> ServiceError {
+    let message = match why {
+        JwtRefusal::Malformed => "the identity token is not a well-formed JWT",
+        JwtRefusal::AlgorithmNotAllowed => "the identity token must be signed with HS256",
+        JwtRefusal::BadSignature | JwtRefusal::UnknownKey => {
+            "the identity token's signature does not verify with this widget key's identity secret"
+        }
+        JwtRefusal::Expired => "the identity token has expired",
+        JwtRefusal::NotYetValid => "the identity token is not valid yet (`iat` or `nbf` is ahead)",
+        JwtRefusal::LifetimeTooLong => {
+            "the identity token's lifetime (`exp` - `iat`) must be above zero and at most one hour"
+        }
+        JwtRefusal::MissingClaim
+        | JwtRefusal::UnknownIssuer
+        | JwtRefusal::WrongAudience
+        | JwtRefusal::WrongIssuer => {
+            "a required claim of the identity token (sub, exp, iat) is missing or invalid"
+        }
+    };
+    ServiceError::forbidden("identity_invalid", message)
+}
+
+/// WEB-4: the host user a visitor token names, once `verify_widget_token` believed it with the
+/// key's identity secret; its `sub`, `name` and `email` are checked like the fields of a
+/// signed identity.
+fn token_user(token: &str, secret: &[u8], now: DateTime<Utc>) -> Result<HostUser, ServiceError> {
+    let claims = verify_widget_token(token, secret, now).map_err(token_refused)?;
+    let bad = |claim: &str, r: conclave_core::types::Rejection| {
+        ServiceError::invalid(
+            "/identity/token",
+            r.code,
+            format!("the identity token's `{claim}` claim {}", r.message),
+        )
+    };
+    let user_id = ExternalUserId::parse(&claims.subject).map_err(|r| bad("sub", r))?;
+    let name = (claims.name.as_deref())
+        .map(DisplayName::parse)
+        .transpose()
+        .map_err(|r| bad("name", r))?;
+    let email = (claims.email.as_deref())
+        .map(Email::parse)
+        .transpose()
+        .map_err(|r| bad("email", r))?;
+    Ok(HostUser {
+        user_id,
+        name,
+        email,
+    })
 }
 
 /// What the pre-chat form asked.
@@ -316,7 +407,18 @@ async fn widget_session(
 ) -> ApiResult<Json<SessionAnswer>> {
     call.charge(body.session_id.as_ref().map(WidgetSessionId::as_str))
         .await?;
-    let identity = body.identity.map(IdentityBody::signed).transpose()?;
+    let (signed, token) = match body.identity.map(IdentityBody::proof).transpose()? {
+        Some(Proof::Signed(s)) => (Some(s), None),
+        Some(Proof::Token(t)) => (None, Some(t)),
+        None => (None, None),
+    };
+    let token_text = token.as_deref().unwrap_or_default();
+    let check = |secret: &[u8], now: DateTime<Utc>| token_user(token_text, secret, now);
+    let identity = match (signed, &token) {
+        (Some(s), _) => Some(HostIdentity::Signed(s)),
+        (None, Some(_)) => Some(HostIdentity::Token(&check)),
+        (None, None) => None,
+    };
     let services = &call.state.services;
     let resume = match (&body.session_id, &call.secret) {
         (Some(id), Some(secret)) => services
@@ -466,7 +568,23 @@ async fn widget_stream(
         .and_then(|id| position_of(id, &epoch));
     let (tx, rx) = mpsc::channel::<SseEvent>(64);
     let state = call.state.clone();
-    tokio::spawn(async move { follow_visitor(state, v, epoch, last, tx).await });
+    let origin = call.origin.clone();
+    tokio::spawn(async move {
+        let streams = state.gateway.widget_streams.clone();
+        let watch = streams.watch_key(v.key.id);
+        // Watching before looking: a change from now on wakes the stream; one made since the
+        // gate let the call in is seen here.
+        let key = KeyCheck {
+            state: &state,
+            v: &v,
+            origin: origin.as_deref(),
+            watch: &watch,
+        };
+        if key.admits().await {
+            follow_visitor(&state, &v, &key, epoch, last, tx).await;
+        }
+        streams.unwatch_key(v.key.id, &watch);
+    });
     let events = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
     });
@@ -581,11 +699,42 @@ fn status_event(w: &WidgetConversation, id: &str) -> SseEvent {
         .data(data.to_string())
 }
 
-/// Feeds one visitor's stream until the client goes: their current conversation's events,
-/// switching when a new conversation of theirs appears.
+/// What an open stream checks when its widget key changed.
+struct KeyCheck<'a> {
+    state: &'a AppState,
+    v: &'a Visitor,
+    origin: Option<&'a str>,
+    watch: &'a KeyWatch,
+}
+
+impl KeyCheck<'_> {
+    /// Whether the key still admits the stream's visitor and page (a revoked key does not,
+    /// nor does one that cannot be read now).
+    async fn admits(&self) -> bool {
+        if self.watch.revoked() {
+            return false;
+        }
+        match self
+            .state
+            .services
+            .widget_key_admits(self.v, self.origin)
+            .await
+        {
+            Ok(admits) => admits,
+            Err(e) => {
+                tracing::warn!(error = %e, "a widget stream could not read its key");
+                false
+            }
+        }
+    }
+}
+
+/// Feeds one visitor's stream until the client goes (or the key no longer admits it): their
+/// current conversation's events, switching when a new conversation of theirs appears.
 async fn follow_visitor(
-    state: AppState,
-    v: Visitor,
+    state: &AppState,
+    v: &Visitor,
+    key: &KeyCheck<'_>,
     epoch: String,
     mut last: Option<u64>,
     tx: mpsc::Sender<SseEvent>,
@@ -596,7 +745,7 @@ async fn follow_visitor(
         // Listening before looking: a conversation made in between still wakes the stream.
         let mut notified = Box::pin(waiter.notified());
         notified.as_mut().enable();
-        let current = match state.services.widget_current(&v).await {
+        let current = match state.services.widget_current(v).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "a widget stream could not read its conversation");
@@ -607,6 +756,7 @@ async fn follow_visitor(
             let gone = tokio::select! {
                 () = notified.as_mut() => false,
                 () = tokio::time::sleep(RECHECK) => false,
+                () = key.watch.changed.notified() => !key.admits().await,
                 () = tx.closed() => true,
             };
             if gone {
@@ -618,11 +768,12 @@ async fn follow_visitor(
         drop(notified);
         let sub = streams.subscribe(w.conversation_id);
         let ctx = Follow {
-            state: &state,
-            v: &v,
+            state,
+            v,
             epoch: &epoch,
             tx: &tx,
             waiter: &waiter,
+            key,
         };
         if !ctx.conversation(w, sub, &mut last).await {
             break;
@@ -637,6 +788,7 @@ struct Follow<'a> {
     epoch: &'a str,
     tx: &'a mpsc::Sender<SseEvent>,
     waiter: &'a tokio::sync::Notify,
+    key: &'a KeyCheck<'a>,
 }
 
 impl Follow<'_> {
@@ -736,6 +888,11 @@ impl Follow<'_> {
                 () = tokio::time::sleep(RECHECK), if resolved => {
                     if self.switched(conv).await {
                         return true;
+                    }
+                }
+                () = self.key.watch.changed.notified() => {
+                    if !self.key.admits().await {
+                        return false;
                     }
                 }
                 () = self.tx.closed() => return false,

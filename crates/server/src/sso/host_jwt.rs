@@ -354,12 +354,22 @@ fn check_signature(
     host: &HostJwt,
 ) -> Result<Claims, JwtRefusal> {
     let mut validation = Validation::new(alg);
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.leeway = 0;
     validation.set_issuer(&[&host.issuer]);
     validation.set_audience(&[&host.audience]);
     validation.set_required_spec_claims(&["iss", "aud", "sub", "exp"]);
+    decode_checked(token, key, validation)
+}
+
+/// Decodes `token` with `key` under `validation` (whose time checks are turned off: they are
+/// made against the server's clock afterwards), naming the failing rule.
+fn decode_checked(
+    token: &str,
+    key: &DecodingKey,
+    mut validation: Validation,
+) -> Result<Claims, JwtRefusal> {
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.leeway = 0;
     jsonwebtoken::decode::<Claims>(token, key, &validation)
         .map(|d| d.claims)
         .map_err(|e| {
@@ -386,24 +396,8 @@ fn check_claims(
     host: &HostJwt,
     now: DateTime<Utc>,
 ) -> Result<VerifiedClaims, HostJwtError> {
-    let at = |d: Option<NumericDate>| -> Result<Option<i64>, JwtRefusal> {
-        d.map(|d| d.secs().ok_or(JwtRefusal::MissingClaim))
-            .transpose()
-    };
-    let exp = at(claims.exp)?.ok_or(JwtRefusal::MissingClaim)?;
-    let iat = at(claims.iat)?.ok_or(JwtRefusal::MissingClaim)?;
-    let nbf = at(claims.nbf)?;
-    let now_s = now.timestamp();
     let leeway = host.leeway_secs;
-    if exp <= now_s.saturating_sub(leeway) {
-        return Err(JwtRefusal::Expired.into());
-    }
-    if iat > now_s.saturating_add(leeway) || nbf.is_some_and(|n| n > now_s.saturating_add(leeway)) {
-        return Err(JwtRefusal::NotYetValid.into());
-    }
-    if exp <= iat || exp - iat > host.max_lifetime_secs {
-        return Err(JwtRefusal::LifetimeTooLong.into());
-    }
+    let exp = check_times(&claims, now, leeway, host.max_lifetime_secs)?;
     let subject = claims
         .sub
         .filter(|s| !s.trim().is_empty() && s.chars().count() <= MAX_SUBJECT_CHARS)
@@ -428,6 +422,84 @@ fn check_claims(
         remember_until,
         single_use: host.single_use,
         create_users: host.create_users,
+    })
+}
+
+/// Checks `exp` (required, in the future), `iat` (required, not in the future) and `nbf` (if
+/// any, not in the future) at `now`, each within `leeway` seconds, and that the token lives
+/// (`exp - iat`) at most `max_lifetime` seconds; answers `exp`.
+fn check_times(
+    claims: &Claims,
+    now: DateTime<Utc>,
+    leeway: i64,
+    max_lifetime: i64,
+) -> Result<i64, JwtRefusal> {
+    let at = |d: Option<NumericDate>| -> Result<Option<i64>, JwtRefusal> {
+        d.map(|d| d.secs().ok_or(JwtRefusal::MissingClaim))
+            .transpose()
+    };
+    let exp = at(claims.exp)?.ok_or(JwtRefusal::MissingClaim)?;
+    let iat = at(claims.iat)?.ok_or(JwtRefusal::MissingClaim)?;
+    let nbf = at(claims.nbf)?;
+    let now_s = now.timestamp();
+    if exp <= now_s.saturating_sub(leeway) {
+        return Err(JwtRefusal::Expired);
+    }
+    if iat > now_s.saturating_add(leeway) || nbf.is_some_and(|n| n > now_s.saturating_add(leeway)) {
+        return Err(JwtRefusal::NotYetValid);
+    }
+    if exp <= iat || exp - iat > max_lifetime {
+        return Err(JwtRefusal::LifetimeTooLong);
+    }
+    Ok(exp)
+}
+
+/// WEB-4: the longest a widget visitor token may live (`exp - iat`).
+pub const WIDGET_MAX_LIFETIME_SECS: i64 = 3600;
+/// WEB-4: the clock skew allowed on a widget visitor token's `exp`, `iat` and `nbf`.
+pub const WIDGET_LEEWAY_SECS: i64 = 60;
+
+/// A widget visitor token's claims once everything checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WidgetClaims {
+    /// `sub`: the host's user id (the same namespace as the HMAC identity's `user_id`).
+    pub subject: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+/// WEB-4: verifies a support widget visitor token — a JWT the host signs **HS256 with the
+/// widget key's identity secret** (the secret of the HMAC identity too) — at `now` (the
+/// server's clock). The header's `alg` must be HS256 (`none`, RS*, other HS* are refused before
+/// anything is checked, and `jsonwebtoken` is told HS256 only); the signature is checked by
+/// `jsonwebtoken` (a constant-time MAC comparison); `sub`, `exp` and `iat` are required, `exp`
+/// in the future and `iat`/`nbf` not, within [`WIDGET_LEEWAY_SECS`]; `exp - iat` at most
+/// [`WIDGET_MAX_LIFETIME_SECS`]. `iss` and `aud` are not read: the secret belongs to one key.
+pub fn verify_widget_token(
+    token: &str,
+    secret: &[u8],
+    now: DateTime<Utc>,
+) -> Result<WidgetClaims, JwtRefusal> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(JwtRefusal::Malformed);
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|_| JwtRefusal::Malformed)?;
+    if header.alg != Algorithm::HS256 {
+        return Err(JwtRefusal::AlgorithmNotAllowed);
+    }
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.validate_aud = false;
+    validation.set_required_spec_claims(&["sub", "exp"]);
+    let claims = decode_checked(token, &DecodingKey::from_secret(secret), validation)?;
+    check_times(&claims, now, WIDGET_LEEWAY_SECS, WIDGET_MAX_LIFETIME_SECS)?;
+    let subject = claims
+        .sub
+        .filter(|s| !s.trim().is_empty())
+        .ok_or(JwtRefusal::MissingClaim)?;
+    Ok(WidgetClaims {
+        subject,
+        name: claims.name,
+        email: claims.email,
     })
 }
 

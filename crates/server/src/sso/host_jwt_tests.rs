@@ -325,3 +325,96 @@ async fn single_use_hosts_need_a_token_id() {
             .single_use
     );
 }
+
+/// WEB-4: widget visitor tokens — HS256 with the key's secret only, the time rules at the edges.
+#[test]
+fn widget_tokens() {
+    let now = 1_700_000_000;
+    let hs = |alg: Algorithm, key: &[u8], claims: serde_json::Value| {
+        encode(&Header::new(alg), &claims, &EncodingKey::from_secret(key)).unwrap()
+    };
+    let good = json!({"sub": "u-1", "iat": now, "exp": now + 3600, "name": "Ann"});
+    let verified =
+        verify_widget_token(&hs(Algorithm::HS256, SECRET, good.clone()), SECRET, at(now));
+    assert_eq!(
+        verified,
+        Ok(WidgetClaims {
+            subject: "u-1".into(),
+            name: Some("Ann".into()),
+            email: None
+        })
+    );
+    // The RFC's HS256 example, under its own key: well signed, but it has no `sub`.
+    let a1_key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(A1_KEY)
+        .unwrap();
+    assert_eq!(
+        verify_widget_token(A1_TOKEN, &a1_key, at(1_300_819_000)),
+        Err(JwtRefusal::MissingClaim)
+    );
+    assert_eq!(
+        verify_widget_token(A2_TOKEN, SECRET, at(1_300_819_000)),
+        Err(JwtRefusal::AlgorithmNotAllowed)
+    );
+    let cases = [
+        (
+            Algorithm::HS256,
+            b"another secret".as_slice(),
+            good.clone(),
+            JwtRefusal::BadSignature,
+        ),
+        (
+            Algorithm::HS512,
+            SECRET,
+            good.clone(),
+            JwtRefusal::AlgorithmNotAllowed,
+        ),
+        (
+            Algorithm::HS256,
+            SECRET,
+            json!({"sub": "u-1", "iat": now, "exp": now + 3601}),
+            JwtRefusal::LifetimeTooLong,
+        ),
+        (
+            Algorithm::HS256,
+            SECRET,
+            json!({"sub": "u-1", "iat": now - 200, "exp": now - WIDGET_LEEWAY_SECS}),
+            JwtRefusal::Expired,
+        ),
+        (
+            Algorithm::HS256,
+            SECRET,
+            json!({"sub": "u-1", "iat": now + WIDGET_LEEWAY_SECS + 1, "exp": now + 600}),
+            JwtRefusal::NotYetValid,
+        ),
+        (
+            Algorithm::HS256,
+            SECRET,
+            json!({"iat": now, "exp": now + 60}),
+            JwtRefusal::MissingClaim,
+        ),
+        (
+            Algorithm::HS256,
+            SECRET,
+            json!({"sub": "u-1", "exp": now + 60}),
+            JwtRefusal::MissingClaim,
+        ),
+    ];
+    for (alg, key, claims, want) in cases {
+        let token = hs(alg, key, claims.clone());
+        assert_eq!(
+            verify_widget_token(&token, SECRET, at(now)),
+            Err(want),
+            "{claims}"
+        );
+    }
+    // Just inside the leeway on both ends.
+    let edge = json!({"sub": "u-1", "iat": now + WIDGET_LEEWAY_SECS, "exp": now + 600});
+    assert!(verify_widget_token(&hs(Algorithm::HS256, SECRET, edge), SECRET, at(now)).is_ok());
+    let late = json!({"sub": "u-1", "iat": now - 600, "exp": now - WIDGET_LEEWAY_SECS + 1});
+    assert!(verify_widget_token(&hs(Algorithm::HS256, SECRET, late), SECRET, at(now)).is_ok());
+    assert_eq!(
+        verify_widget_token(&"a".repeat(9000), SECRET, at(now)),
+        Err(JwtRefusal::Malformed)
+    );
+}

@@ -59,7 +59,8 @@ impl Hub {
             }
             Some(Control::Drop { conversation }) => add(self.by_conv.get(conversation)),
             Some(Control::RevokeSession { session }) => add(self.by_session.get(session)),
-            Some(Control::Presence { .. } | Control::Stale { .. }) | None => {}
+            Some(Control::Presence { .. } | Control::Stale { .. } | Control::WidgetKey { .. })
+            | None => {}
         }
         if sources > 1 {
             targets.sort_unstable();

@@ -19,6 +19,7 @@ mod cache;
 mod durability;
 mod gw;
 mod nodes;
+mod widget;
 
 use gw::*;
 use nodes::*;

@@ -87,7 +87,8 @@ fn claims(iss: &str, sub: &str) -> Value {
     json!({"iss": iss, "aud": AUD, "sub": sub, "iat": t - 5, "exp": t + 120})
 }
 
-fn with(mut claims: Value, key: &str, value: Value) -> Value {
+/// `claims` with `key` set to `value` (removed when `value` is null).
+pub fn with(mut claims: Value, key: &str, value: Value) -> Value {
     if value.is_null() {
         claims.as_object_mut().unwrap().remove(key);
     } else {

@@ -2,7 +2,7 @@
 //! the independent PyJWT library, with keys configured or served as a JWKS by a local server
 //! that the SSRF guard's test allowlist lets through.
 
-mod host_jwt;
+pub mod host_jwt;
 mod jwks;
 mod ldap;
 mod oidc;

@@ -8,6 +8,9 @@ mod agent;
 mod inbox;
 mod keys;
 mod limits;
+mod objects;
+mod revocation;
+mod tokens;
 mod visitors;
 
 use crate::helpers::*;
@@ -153,19 +156,28 @@ impl TestApp {
         (self.widget_call(method, path, Some(ORIGIN), Some(key), Some(secret), body)).await
     }
 
+    /// The site's owner changes its key (`PATCH`, 200 expected).
+    pub async fn change_key(&self, s: &Site, body: Value) -> Res {
+        let path = format!("{}/{}", widget_keys(&s.org), s.key_id);
+        self.patch(&path, &s.owner.token, body).await.expect(200)
+    }
+
+    /// `POST /widget/sessions` of `key` from [`ORIGIN`] with `body`, no visitor secret.
+    pub async fn start_session(&self, key: &str, body: Value) -> Res {
+        self.widget_call(
+            Method::POST,
+            "/sessions",
+            Some(ORIGIN),
+            Some(key),
+            None,
+            Some(body),
+        )
+        .await
+    }
+
     /// Begins a session of `key` from [`ORIGIN`] with `body` (200 expected).
     pub async fn visit(&self, key: &str, body: Value) -> Session {
-        let res = self
-            .widget_call(
-                Method::POST,
-                "/sessions",
-                Some(ORIGIN),
-                Some(key),
-                None,
-                Some(body),
-            )
-            .await
-            .expect(200);
+        let res = self.start_session(key, body).await.expect(200);
         Session {
             id: res.string("session_id"),
             secret: res.string("visitor_secret"),
@@ -221,10 +233,21 @@ pub struct Stream {
 impl Stream {
     /// Opens the stream of `s`, resuming after `last` when given.
     pub async fn open(app: &TestApp, key: &str, s: &Session, last: Option<&str>) -> Stream {
+        Self::open_from(app, ORIGIN, key, s, last).await
+    }
+
+    /// Opens the stream of `s` from a page of `origin`.
+    pub async fn open_from(
+        app: &TestApp,
+        origin: &str,
+        key: &str,
+        s: &Session,
+        last: Option<&str>,
+    ) -> Stream {
         let mut rb = app
             .client
             .get(app.url(&format!("/api/v1/widget/chat/stream?session_id={}", s.id)))
-            .header("origin", ORIGIN)
+            .header("origin", origin)
             .header("x-widget-key", key)
             .header("x-widget-visitor", &s.secret);
         if let Some(l) = last {
@@ -234,7 +257,7 @@ impl Stream {
         assert_eq!(res.status().as_u16(), 200, "the stream opens");
         assert_eq!(
             res.headers()["access-control-allow-origin"],
-            ORIGIN,
+            origin,
             "the stream answers the page's origin"
         );
         Stream {
@@ -278,6 +301,13 @@ impl Stream {
                 .expect("stream open");
             self.buf.push_str(&String::from_utf8_lossy(&chunk));
         }
+    }
+
+    /// Whether the server ends the stream within `within` (what arrives meanwhile is read and
+    /// dropped).
+    pub async fn ends_within(&mut self, within: Duration) -> bool {
+        let ended = async { while let Ok(Some(_)) = self.res.chunk().await {} };
+        tokio::time::timeout(within, ended).await.is_ok()
     }
 
     /// Reads until `done` holds for an event; answers every event read.

@@ -221,8 +221,8 @@ async fn required_identity_refuses_unsigned_and_wrongly_signed_visitors(h: Widge
         (json!({"identity": {"user_id": "user-42"}}), 422, "required"),
         (
             json!({"identity": {"token": "eyJ.x.y"}}),
-            422,
-            "not_supported",
+            403,
+            "identity_invalid",
         ),
     ] {
         app.widget_call(
