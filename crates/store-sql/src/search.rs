@@ -31,6 +31,9 @@ pub(crate) struct SearchSql {
     pub(crate) matches: &'static str,
     /// A message's score (a double; lower is a better match).
     pub(crate) score: &'static str,
+    /// Whether `score` is read only in the query that reads the index (FTS5's `bm25`); else it
+    /// is computed after the window is cut, for the window's messages only.
+    pub(crate) score_in_window: bool,
     /// The query text bound as `$1`, from words that each hold a letter or digit.
     pub(crate) query: fn(&[&str]) -> String,
     /// The index alone (`SELECT 1 FROM {index} WHERE {matches}` lists the matches without
@@ -163,9 +166,14 @@ async fn relevance(
     } else {
         ""
     };
+    let (inner, outer) = if engine.score_in_window {
+        (format!(", {score} AS score"), "w.score")
+    } else {
+        (String::new(), *score)
+    };
     let sql = format!(
-        "SELECT * FROM (SELECT {MESSAGE_COLS}, w.score AS score FROM \
-         (SELECT m.id AS hit_id, {score} AS score FROM {from} {joins} \
+        "SELECT * FROM (SELECT {MESSAGE_COLS}, {outer} AS score FROM \
+         (SELECT m.id AS hit_id{inner} FROM {from} {joins} \
           WHERE {matches} AND {cond} ORDER BY {newest_first} LIMIT {RELEVANCE_WINDOW}) w \
          JOIN messages m ON m.id = w.hit_id JOIN users u ON u.id = m.author_id) hits \
          {cursor} ORDER BY score ASC, id DESC LIMIT $4"

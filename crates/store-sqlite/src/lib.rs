@@ -22,6 +22,7 @@ const SEARCH: sql::SearchSql = sql::SearchSql {
     from: "message_search s JOIN messages m ON m.rowid = s.rowid AND m.id = s.message_id",
     matches: "message_search MATCH $1",
     score: "bm25(message_search)",
+    score_in_window: true,
     query: fts5_phrases,
     index: "message_search",
     newest_first: "s.rowid DESC",

@@ -17,10 +17,8 @@ both_backends!(
     a_hundred_parallel_searches_and_sends,
 );
 
-both_backends!(with unlimited; a_common_word_pages_exactly_and_ranks_the_newest_window);
-
 /// An app without rate limits: the test below reads a hundred pages as one user.
-async fn unlimited(backend: Backend) -> Option<TestApp> {
+pub(crate) async fn unlimited(backend: Backend) -> Option<TestApp> {
     use conclave_server::config::OnOff;
     spawn_app_with(backend, |c| c.rate_limits = OnOff::Off).await
 }
@@ -551,7 +549,7 @@ async fn all_pages(app: &TestApp, first: &str, token: &str) -> Vec<String> {
 /// first windows of the walk hold only those: the caller's page comes from below them);
 /// `relevance` ranks the newest 5,000 readable matches, so an older better match is found by
 /// `newest` only.
-async fn a_common_word_pages_exactly_and_ranks_the_newest_window(app: TestApp) {
+pub(crate) async fn a_common_word_pages_exactly_and_ranks_the_newest_window(app: TestApp) {
     let Team(owner, [alice], org) = app.team("owner", "Acme", [("alice", "member")]).await;
     let mine = app.group(&org, &owner, &[&alice], json!("private")).await;
     let theirs = app.group(&org, &owner, &[], json!("private")).await;
@@ -619,4 +617,10 @@ async fn a_common_word_pages_exactly_and_ranks_the_newest_window(app: TestApp) {
         assert_eq!(ranked.len(), 5_000, "the window, each once");
         assert_eq!(sorted(ranked), sorted(readable[..5_000].to_vec()));
     }
+}
+
+/// Thousands of messages on an app without rate limits (its own `both_backends!`).
+mod at_scale {
+    use super::a_common_word_pages_exactly_and_ranks_the_newest_window;
+    crate::both_backends!(with crate::search::unlimited; a_common_word_pages_exactly_and_ranks_the_newest_window);
 }
