@@ -18,7 +18,12 @@ const SEARCH: sql::SearchSql = sql::SearchSql {
     from: "messages m",
     matches: "m.search @@ plainto_tsquery('simple', $1)",
     score: "(-ts_rank(m.search, plainto_tsquery('simple', $1)))::float8",
+    score_in_window: false,
     query: plain_words,
+    index: "messages m",
+    newest_first: "m.id DESC",
+    row_matches: "m.search @@ plainto_tsquery('simple', $1)",
+    join_in_order: "JOIN",
 };
 
 /// The words, space-separated, for `plainto_tsquery`.

@@ -22,7 +22,13 @@ const SEARCH: sql::SearchSql = sql::SearchSql {
     from: "message_search s JOIN messages m ON m.rowid = s.rowid AND m.id = s.message_id",
     matches: "message_search MATCH $1",
     score: "bm25(message_search)",
+    score_in_window: true,
     query: fts5_phrases,
+    index: "message_search",
+    newest_first: "s.rowid DESC",
+    row_matches: "EXISTS (SELECT 1 FROM message_search WHERE message_search MATCH $1 \
+                  AND rowid = m.rowid AND message_id = m.id)",
+    join_in_order: "CROSS JOIN",
 };
 
 /// Every word as an FTS5 string (double quotes doubled): a phrase of the word's tokens, all

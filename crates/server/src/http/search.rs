@@ -43,7 +43,8 @@ pub struct SearchParams {
         pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x1f\x7f-\x9f\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$"
     )]
     pub q: Option<String>,
-    /// `relevance` (best match first, the default) or `newest`.
+    /// `relevance` (best match first among the newest 5,000 matches the caller may read, the
+    /// default) or `newest` (every match, newest first).
     #[param(pattern = "^(relevance|newest)$")]
     pub sort: Option<String>,
     /// 1–100, default 50 (read as text here, so a bad value is a 422 naming `limit`).

@@ -17,6 +17,12 @@ both_backends!(
     a_hundred_parallel_searches_and_sends,
 );
 
+/// An app without rate limits: the test below reads a hundred pages as one user.
+pub(crate) async fn unlimited(backend: Backend) -> Option<TestApp> {
+    use conclave_server::config::OnOff;
+    spawn_app_with(backend, |c| c.rate_limits = OnOff::Off).await
+}
+
 /// `q` percent-encoded for a query string.
 fn enc(q: &str) -> String {
     q.bytes()
@@ -490,4 +496,131 @@ async fn searches_beyond_the_nodes_slots_wait_then_are_told_busy() {
         search.expect(200);
     }
     app.get(&path, &alice.token).await.expect(200);
+}
+
+/// The messages of the scale test, written straight into `messages` (the index follows, as
+/// for a send): `(id order k, conversation, content, deleted)`, inserted in `rows`' order.
+async fn write_messages(
+    app: &TestApp,
+    author: &str,
+    rows: &[(u128, String, Option<String>, bool)],
+) {
+    let db = crate::db::Db::of(app).await;
+    let author = uuid::Uuid::parse_str(author).unwrap();
+    let now = chrono::Utc::now();
+    crate::with_pool!(&db, p => {
+        for chunk in rows.chunks(500) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO messages (id, conversation_id, seq, author_id, content, format, \
+                 created_at, deleted_at) ",
+            );
+            insert.push_values(chunk, |mut b, (id, conv, content, deleted)| {
+                let seq = 1_000_000 + i64::try_from(*id & 0xffff_ffff).unwrap();
+                b.push_bind(uuid::Uuid::from_u128(*id))
+                    .push_bind(uuid::Uuid::parse_str(conv).unwrap())
+                    .push_bind(seq)
+                    .push_bind(author)
+                    .push_bind(content.clone())
+                    .push_bind("text")
+                    .push_bind(now)
+                    .push_bind(deleted.then_some(now));
+            });
+            insert.build().execute(p).await.unwrap();
+        }
+    });
+    db.close().await;
+}
+
+/// Every page of `first` as `token`: the ids in order (each page's items, then the next).
+async fn all_pages(app: &TestApp, first: &str, token: &str) -> Vec<String> {
+    let mut res = app.get(first, token).await.expect(200);
+    let mut ids = hit_ids(&res);
+    while res.body["next"].is_string() {
+        res = app.next_page(first, &res, token).await;
+        ids.extend(hit_ids(&res));
+    }
+    ids
+}
+
+/// A word in thousands of messages, as a very common word is (the newest walk and the
+/// relevance window): `newest` pages through every readable match exactly once, newest first
+/// by id — not by the order rows were written — skipping deleted and content-less ones, and
+/// nothing of a conversation the caller is not in although its matches are the newest (the
+/// first windows of the walk hold only those: the caller's page comes from below them);
+/// `relevance` ranks the newest 5,000 readable matches, so an older better match is found by
+/// `newest` only.
+pub(crate) async fn a_common_word_pages_exactly_and_ranks_the_newest_window(app: TestApp) {
+    let Team(owner, [alice], org) = app.team("owner", "Acme", [("alice", "member")]).await;
+    let mine = app.group(&org, &owner, &[&alice], json!("private")).await;
+    let theirs = app.group(&org, &owner, &[], json!("private")).await;
+    // k orders the ids (the larger the newer). Alice's conversation: 5,001 readable matches,
+    // k = 0 the best match of all and the oldest; then one deleted and one content-less; then
+    // 1,500 newer in the conversation Alice is not in.
+    let base = uuid::Uuid::now_v7().as_u128();
+    let mut rows = vec![(
+        base,
+        mine.clone(),
+        Some("pear pear pear pear pear".into()),
+        false,
+    )];
+    let mut later = Vec::new();
+    for k in 1..5_001u128 {
+        later.push((
+            base + k,
+            mine.clone(),
+            Some(format!("pear filler{k}")),
+            false,
+        ));
+    }
+    later.push((
+        base + 5_001,
+        mine.clone(),
+        Some("pear deleted".into()),
+        true,
+    ));
+    later.push((base + 5_002, mine.clone(), None, false));
+    for k in 5_003..6_503u128 {
+        later.push((
+            base + k,
+            theirs.clone(),
+            Some(format!("pear theirs{k}")),
+            false,
+        ));
+    }
+    // Written in another order than the ids' (each run of 100 backwards).
+    for run in later.chunks(100) {
+        rows.extend(run.iter().rev().cloned());
+    }
+    write_messages(&app, &owner.id, &rows).await;
+    let id = |k: u128| uuid::Uuid::from_u128(base + k).to_string();
+    let readable: Vec<String> = (0..5_001).rev().map(id).collect();
+
+    let newest = format!("{}&sort=newest&limit=100", org_search(&org, "pear"));
+    assert_eq!(all_pages(&app, &newest, &alice.token).await, readable);
+    // One hit asked for: every window of the walk holds Alice's nothing; the rest is read.
+    let one = format!("{}&sort=newest&limit=1", org_search(&org, "pear"));
+    let res = app.get(&one, &alice.token).await.expect(200);
+    assert_eq!(hit_ids(&res), vec![id(5_000)]);
+    let here = format!("{}&sort=newest&limit=100", conv_search(&mine, "pear"));
+    let res = app.get(&here, &alice.token).await.expect(200);
+    assert_eq!(hit_ids(&res), readable[..100].to_vec());
+    // The owner takes part in both: their newest are the other conversation's.
+    let res = app.get(&newest, &owner.token).await.expect(200);
+    let theirs_newest: Vec<String> = (6_403..6_503).rev().map(id).collect();
+    assert_eq!(hit_ids(&res), theirs_newest);
+
+    for first in [
+        format!("{}&limit=100", org_search(&org, "pear")),
+        format!("{}&limit=100", conv_search(&mine, "pear")),
+    ] {
+        let ranked = all_pages(&app, &first, &alice.token).await;
+        assert_eq!(ranked.len(), 5_000, "the window, each once");
+        assert_eq!(sorted(ranked), sorted(readable[..5_000].to_vec()));
+    }
+}
+
+/// Thousands of messages on an app without rate limits (its own `both_backends!`).
+mod at_scale {
+    use super::a_common_word_pages_exactly_and_ranks_the_newest_window;
+    crate::both_backends!(with crate::search::unlimited; a_common_word_pages_exactly_and_ranks_the_newest_window);
 }
