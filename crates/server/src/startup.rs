@@ -464,7 +464,7 @@ async fn write_guard_counts(mut ticker: Ticker, services: Services) {
 
 /// Looks every LDAP-linked account up again each tick of the server's clock (so a test
 /// advancing a manual clock drives it), until aborted (AUTH-10): removed or disabled entries
-/// lose their sessions, group changes move org roles. Every node runs it; revoking twice is
+/// lose their sessions, API keys and OAuth grants, group changes move org roles. Every node runs it; revoking twice is
 /// harmless.
 async fn check_directory(mut ticker: Ticker, sso: Arc<crate::sso::Sso>, services: Services) {
     let Some(directory) = sso.ldap.as_ref() else {
@@ -477,10 +477,13 @@ async fn check_directory(mut ticker: Ticker, sso: Arc<crate::sso::Sso>, services
                 checked = r.checked,
                 "the LDAP directory could not be asked: the accounts left are checked next time"
             ),
-            Ok(r) if r.sessions_revoked > 0 => tracing::info!(
+            Ok(r) if r.revoked.any() => tracing::info!(
                 gone = r.gone,
-                sessions = r.sessions_revoked,
-                "revoked the sessions of accounts the directory no longer lets in"
+                sessions = r.revoked.sessions,
+                api_keys = r.revoked.api_keys,
+                oauth_grants = r.revoked.oauth_grants,
+                "revoked the sessions, API keys and OAuth grants of accounts the directory no \
+                 longer lets in"
             ),
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "the LDAP directory check failed"),

@@ -3,7 +3,8 @@
 //! do at request time is `credentials`' business.
 
 use super::credentials::new_secret;
-use super::{Actor, Result, Services};
+use super::{Actor, ClientMeta, Result, Services};
+use crate::audit::AuditActor;
 use crate::credential::{Cidr, Scope};
 use crate::error::ServiceError;
 use crate::event::Cached;
@@ -140,6 +141,36 @@ impl Services {
         self.stale(vec![Cached::User(key.user_id)]);
         self.close_replaced(&key.secrets, None);
         Ok(())
+    }
+
+    /// Deletes every key `user` owns, as the system for `reason` (each audited as
+    /// `api_key.revoked`), the way `revoke_api_key` does: caches go stale and the keys'
+    /// sockets close. Answers how many went; a key deleted meanwhile is not an error.
+    pub(super) async fn revoke_all_api_keys(&self, user: UserId, reason: &str) -> Result<u64> {
+        let mut revoked = 0;
+        for key in self.store.api_keys(user).await? {
+            let audit = self
+                .audit_as(
+                    AuditActor::system(),
+                    &ClientMeta::default(),
+                    "api_key.revoked",
+                )
+                .resource("api_key", key.id)
+                .org(key.org_id)
+                .detail(serde_json::json!({ "user_id": user, "reason": reason }));
+            match self.store.delete_api_key(user, key.id, &[audit]).await {
+                Ok(gone) => {
+                    self.close_replaced(&gone.secrets, None);
+                    revoked += 1;
+                }
+                Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if revoked > 0 {
+            self.stale(vec![Cached::User(user)]);
+        }
+        Ok(revoked)
     }
 
     /// Issues a new secret for one of the caller's keys; the old one keeps working for

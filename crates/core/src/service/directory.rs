@@ -8,8 +8,9 @@
 //! - any other username is a directory sign-in through `sso_sign_in` (counters, linking by the
 //!   directory's stable id, disabled accounts, org roles, 2FA, audit), after the same Argon2id
 //!   work a password check costs, so the answer's timing does not tell local names apart;
-//! - the check revokes every session (and socket) of an account the directory no longer has or
-//!   no longer lets in, and brings its org roles in line with its groups.
+//! - the check revokes every session (and socket), API key and OAuth grant of an account the
+//!   directory no longer has or no longer lets in (bots are the org's and stay), and brings
+//!   its org roles in line with its groups.
 
 use super::{ClientMeta, LoginOutcome, Result, Services};
 use crate::audit::AuditActor;
@@ -28,6 +29,25 @@ pub enum DirectoryVerdict {
     /// It is gone, or the directory's filter leaves it out (disabled).
     Gone,
 }
+
+/// What a check took from one account the directory no longer lets in. Bots belong to their
+/// org, not to the person who made them, and stay.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DirectoryRevoked {
+    pub sessions: u64,
+    pub api_keys: u64,
+    pub oauth_grants: u64,
+}
+
+impl DirectoryRevoked {
+    /// Whether anything was revoked.
+    pub fn any(&self) -> bool {
+        self.sessions + self.api_keys + self.oauth_grants > 0
+    }
+}
+
+/// The audit event of a check's revocations, and the reason the revoked keys and grants name.
+const REVOKED_REASON: &str = "sso.directory_revoked";
 
 /// The name sign-ins through the directory carry in the counters and the audit log.
 pub const DIRECTORY_PROVIDER: &str = "ldap";
@@ -83,41 +103,48 @@ impl Services {
             .await?)
     }
 
-    /// Applies what the directory said about `identity` at a check: a gone account's sessions
-    /// are revoked (its sockets closed) and audited; a present one's org roles follow its
-    /// groups. Answers how many sessions were revoked.
+    /// Applies what the directory said about `identity` at a check: a gone account loses its
+    /// sessions (its sockets closed), every API key it owns and every OAuth grant it made,
+    /// audited together; a present one's org roles follow its groups. Answers what was revoked.
     pub async fn directory_checked(
         &self,
         identity: &LinkedIdentity,
         verdict: DirectoryVerdict,
-    ) -> Result<u64> {
+    ) -> Result<DirectoryRevoked> {
         let user = match self.store.user(identity.user_id).await {
             Ok(u) => u,
             // Erased meanwhile: nothing is left to revoke.
-            Err(crate::store::StoreError::NotFound) => return Ok(0),
+            Err(crate::store::StoreError::NotFound) => return Ok(DirectoryRevoked::default()),
             Err(e) => return Err(e.into()),
         };
         match verdict {
             DirectoryVerdict::Gone => {
-                let revoked = self.store.delete_sessions(user.id, None, &[]).await?;
-                if revoked > 0 {
-                    let audit = self
-                        .audit_as(
-                            AuditActor::system(),
-                            &ClientMeta::default(),
-                            "sso.directory_revoked",
-                        )
-                        .resource("user", user.id)
-                        .detail(serde_json::json!({
-                            "provider": identity.provider,
-                            "subject": identity.subject,
-                            "sessions": revoked,
-                        }));
-                    self.store.append_audit(&[audit]).await?;
+                // Sessions first, so no key or grant can be made after the lists are read;
+                // one a request already under way makes goes at the next check.
+                let sessions = self.store.delete_sessions(user.id, None, &[]).await?;
+                if sessions > 0 {
                     self.emit(Event::control(Control::RevokeUser {
                         user: user.id,
                         except: None,
                     }));
+                }
+                let revoked = DirectoryRevoked {
+                    sessions,
+                    api_keys: self.revoke_all_api_keys(user.id, REVOKED_REASON).await?,
+                    oauth_grants: self.revoke_all_grants(user.id, REVOKED_REASON).await?,
+                };
+                if revoked.any() {
+                    let audit = self
+                        .audit_as(AuditActor::system(), &ClientMeta::default(), REVOKED_REASON)
+                        .resource("user", user.id)
+                        .detail(serde_json::json!({
+                            "provider": identity.provider,
+                            "subject": identity.subject,
+                            "sessions": revoked.sessions,
+                            "api_keys": revoked.api_keys,
+                            "oauth_grants": revoked.oauth_grants,
+                        }));
+                    self.store.append_audit(&[audit]).await?;
                 }
                 Ok(revoked)
             }
@@ -132,7 +159,7 @@ impl Services {
                     };
                     self.sso_grants(&user, &rules, &sign_in).await?;
                 }
-                Ok(0)
+                Ok(DirectoryRevoked::default())
             }
         }
     }

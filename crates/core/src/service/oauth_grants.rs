@@ -3,7 +3,8 @@
 //! revokes their own. Revoking a grant deletes its tokens in the same transaction, so the next
 //! `/mcp` request with one of them gets 401 on every node (access tokens are not cached).
 
-use super::{Actor, Result, Services};
+use super::{Actor, ClientMeta, Result, Services};
+use crate::audit::AuditActor;
 use crate::error::ServiceError;
 use crate::ids::*;
 use crate::oauth::*;
@@ -134,6 +135,36 @@ impl Services {
             return Err(ServiceError::NotFound("grant"));
         }
         self.revoke_grant(actor, grant).await
+    }
+
+    /// Revokes every live grant of `user` (their tokens with it), as the system for `reason`,
+    /// each audited as `oauth_grant.revoked`. Answers how many; one revoked meanwhile is not
+    /// an error.
+    pub(super) async fn revoke_all_grants(&self, user: UserId, reason: &str) -> Result<u64> {
+        let mut revoked = 0;
+        for grant in self.store.user_grants(user).await? {
+            let audit = self
+                .audit_as(
+                    AuditActor::system(),
+                    &ClientMeta::default(),
+                    "oauth_grant.revoked",
+                )
+                .resource("oauth_grant", grant.id)
+                .org(grant.org_id)
+                .detail(serde_json::json!({
+                    "client_id": grant.client_id, "user_id": user, "reason": reason,
+                }));
+            match self
+                .store
+                .revoke_oauth_grant(grant.id, self.clock.now(), &[audit])
+                .await
+            {
+                Ok(_) => revoked += 1,
+                Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(revoked)
     }
 
     async fn live_grant(&self, id: GrantId) -> Result<Grant> {

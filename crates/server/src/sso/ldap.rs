@@ -17,11 +17,12 @@
 //! `directory_unavailable`, never a fallback. The periodic [`Directory::check`] looks every
 //! linked account up again by its stable id with the service account, through the same
 //! `user_filter` (`{username}` standing for any value), so an entry removed, or left out by the
-//! filter because it was disabled, loses its sessions.
+//! filter because it was disabled, loses its sessions, API keys and OAuth grants.
 
 use conclave_core::error::ServiceError;
 use conclave_core::service::{
-    DirectoryVerdict, ExternalIdentity, Services, SsoFailure, SsoRefusal, SsoRules,
+    DirectoryRevoked, DirectoryVerdict, ExternalIdentity, Services, SsoFailure, SsoRefusal,
+    SsoRules,
 };
 use conclave_core::store::{IdentityKey, IdentityKind, LinkedIdentity};
 use conclave_core::types::OrgRole;
@@ -337,7 +338,8 @@ impl Directory {
     }
 
     /// Looks every account linked to this directory up again: one no longer found (removed, or
-    /// left out by `user_filter` because it was disabled) loses its sessions; one found gets
+    /// left out by `user_filter` because it was disabled) loses its sessions, API keys and
+    /// OAuth grants; one found gets
     /// the org roles of its groups now. Nothing is revoked when the directory cannot be asked.
     pub async fn check(&self, services: &Services) -> Result<CheckReport, ServiceError> {
         let accounts = services.directory_accounts(&self.settings.url).await?;
@@ -368,7 +370,10 @@ impl Directory {
             if matches!(verdict, DirectoryVerdict::Gone) {
                 report.gone += 1;
             }
-            report.sessions_revoked += services.directory_checked(account, verdict).await?;
+            let revoked = services.directory_checked(account, verdict).await?;
+            report.revoked.sessions += revoked.sessions;
+            report.revoked.api_keys += revoked.api_keys;
+            report.revoked.oauth_grants += revoked.oauth_grants;
         }
         let _ = ldap.unbind().await;
         Ok(report)
@@ -408,7 +413,8 @@ impl Directory {
 pub struct CheckReport {
     pub checked: usize,
     pub gone: usize,
-    pub sessions_revoked: u64,
+    /// What the accounts no longer let in lost, summed.
+    pub revoked: DirectoryRevoked,
     /// The directory could not be asked (about some accounts): nothing was decided for them.
     pub unreachable: bool,
 }

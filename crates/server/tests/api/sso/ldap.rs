@@ -6,11 +6,16 @@
 //! - `carol`, disabled: `employeeType: disabled`, which the test's `user_filter` leaves out
 //!   (as Active Directory's `userAccountControl` bit is left out by the documented AD filter).
 //!
+//! At the check, an account gone from the directory loses its sessions, API keys and OAuth
+//! grants (its `/mcp` tokens), and only those.
+//!
 //! Without slapd the tests say SKIPPED — except under CI=true, where they fail.
 
 use crate::both_backends;
 use crate::bruteforce::{at_once, count, login_from};
 use crate::helpers::*;
+use crate::keys::make_key;
+use crate::{mcp, oauth};
 use conclave_server::config::{Config, Environment, LdapConfig, OnOff, RuntimeConfig};
 use ldap3::{Ldap, LdapConnAsync, Mod};
 use serde_json::{json, Value};
@@ -506,10 +511,12 @@ async fn removed_and_disabled_entries_lose_sessions_at_the_check(first: TestApp)
         return;
     };
     let app = ldap_app(&first, slapd.config("ldaps", json!({}))).await;
-    let (_, alice) = sign_in(&app, "alice", ALICE_PW).await;
+    let (alice_id, alice) = sign_in(&app, "alice", ALICE_PW).await;
     let (bob_id, bob) = sign_in(&app, "bob", "bob's password").await;
     let (dave_id, dave) = sign_in(&app, "dave", "dave's password").await;
+    let access = Programmatic::make(&app, &alice_id, &alice, &dave_id, &dave).await;
     check(&app).await;
+    access.all_work(&app).await;
     for token in [&alice, &bob, &dave] {
         assert_eq!(
             me(&app, token).await,
@@ -534,10 +541,11 @@ async fn removed_and_disabled_entries_lose_sessions_at_the_check(first: TestApp)
     // Until the check their sessions stand (the directory is not asked per request)...
     assert_eq!(me(&app, &dave).await, 200);
     check(&app).await;
-    // ...after it they are gone; alice's stays.
+    // ...after it they are gone with dave's API key and OAuth grant; alice's stay.
     assert_eq!(me(&app, &dave).await, 401);
     assert_eq!(me(&app, &bob).await, 401);
     assert_eq!(me(&app, &alice).await, 200);
+    access.daves_are_refused(&app).await;
     login_from(&app, "192.0.2.4", "dave", "dave's password")
         .await
         .expect_error(401, "invalid_credentials");
@@ -556,6 +564,29 @@ async fn removed_and_disabled_entries_lose_sessions_at_the_check(first: TestApp)
     let mut expected = vec![bob_id.as_str(), dave_id.as_str()];
     expected.sort_unstable();
     assert_eq!(who, expected, "{revoked:?}");
+    let counts = |id: &str| {
+        let row = revoked.iter().find(|e| e["resource"]["id"] == id).unwrap();
+        let d = &row["detail"];
+        (
+            d["sessions"].clone(),
+            d["api_keys"].clone(),
+            d["oauth_grants"].clone(),
+        )
+    };
+    // dave: the bearer session, the browser's and the key; bob: his session.
+    assert_eq!(counts(&dave_id), (json!(2), json!(1), json!(1)));
+    assert_eq!(counts(&bob_id), (json!(1), json!(0), json!(0)));
+    let keys = app.audit_of("api_key.revoked&limit=100").await.items();
+    let grants = app.audit_of("oauth_grant.revoked&limit=100").await.items();
+    for (rows, what) in [(&keys, "key"), (&grants, "grant")] {
+        assert_eq!(rows.len(), 1, "dave's {what} only: {rows:?}");
+        assert_eq!(rows[0]["detail"]["reason"], "sso.directory_revoked");
+        assert_eq!(rows[0]["detail"]["user_id"], dave_id.as_str());
+    }
+    // Another check finds nothing more to take, and audits nothing.
+    check(&app).await;
+    let again = app.audit_of("sso.directory_revoked&limit=100").await;
+    assert_eq!(again.items().len(), 2);
     // Re-enabled in the directory, bob signs in again.
     slapd
         .modify(
@@ -574,6 +605,98 @@ async fn removed_and_disabled_entries_lose_sessions_at_the_check(first: TestApp)
     login_from(&app, "192.0.2.5", "alice", ALICE_PW)
         .await
         .expect_error(503, "directory_unavailable");
+}
+
+/// What alice and dave reach without a session: an API key each in alice's org, and dave's
+/// OAuth grant there (an access and a refresh token of a public client).
+struct Programmatic {
+    alice_key: String,
+    dave_key: String,
+    client_id: String,
+    access: String,
+    refresh: String,
+}
+
+impl Programmatic {
+    async fn make(app: &TestApp, alice_id: &str, alice: &str, dave_id: &str, dave: &str) -> Self {
+        let user = |name: &str, id: &str, token: &str| User {
+            name: name.to_owned(),
+            id: id.to_owned(),
+            token: token.to_owned(),
+        };
+        let (alice, dave) = (user("alice", alice_id, alice), user("dave", dave_id, dave));
+        let org = app.org(&alice, "Directory Co").await;
+        app.add_member(&org, &alice, &dave, "member").await;
+        let spec = json!({"name": "ci", "org_id": org, "scopes": ["org:read"]});
+        let (_, alice_key) = make_key(app, &alice, spec.clone()).await;
+        let (_, dave_key) = make_key(app, &dave, spec).await;
+        let client_id = oauth::register(app, &alice, &org, true)
+            .await
+            .expect(201)
+            .string("client_id");
+        let res = app
+            .send(
+                (app.client.post(app.url("/api/v1/auth/login")))
+                    .header("x-forwarded-for", "192.0.2.3")
+                    .json(
+                        &json!({"username": "dave", "password": "dave's password", "cookie": true}),
+                    ),
+            )
+            .await
+            .expect(200);
+        let browser = oauth::Browser {
+            cookie: res.session_cookie(),
+            csrf: res.string("csrf_token"),
+        };
+        let w = oauth::World {
+            owner: dave,
+            org: org.clone(),
+            browser,
+            client_id: client_id.clone(),
+            redirect: oauth::REDIRECT.to_owned(),
+        };
+        let code = oauth::code_for(app, &w, &client_id, &org).await;
+        let (access, refresh) =
+            oauth::tokens(&oauth::redeem(app, &client_id, &code).await.expect(200));
+        Programmatic {
+            alice_key,
+            dave_key,
+            client_id,
+            access,
+            refresh,
+        }
+    }
+
+    async fn mcp(&self, app: &TestApp) -> Res {
+        let version = [("mcp-protocol-version", mcp::REVISION)];
+        mcp::mcp_post(
+            app,
+            Some(&self.access),
+            &version,
+            mcp::request("tools/list", json!({})),
+        )
+        .await
+    }
+
+    async fn all_work(&self, app: &TestApp) {
+        assert_eq!(me(app, &self.alice_key).await, 200);
+        assert_eq!(me(app, &self.dave_key).await, 200);
+        self.mcp(app).await.expect(200);
+    }
+
+    /// dave's key and tokens are refused, alice's key still works.
+    async fn daves_are_refused(&self, app: &TestApp) {
+        app.get("/api/v1/users/@me", &self.dave_key)
+            .await
+            .expect_error(401, "invalid_token");
+        mcp::refused_401(app, self.mcp(app).await, "invalid_token", true);
+        oauth::refresh_refused(app, &self.client_id, &self.refresh).await;
+        assert_eq!(
+            me(app, &self.alice_key).await,
+            200,
+            "another user's key stays"
+        );
+    }
 }
 
 async fn members(app: &TestApp, owner: &User, org: &str) -> Vec<(String, String)> {
