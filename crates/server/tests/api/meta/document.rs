@@ -23,6 +23,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/auth/login/mfa"),
     ("post", "/api/v1/auth/jwt"),
     ("get", "/api/v1/auth/oidc/{provider}/start"),
+    ("post", "/api/v1/auth/oidc/{provider}/start"),
     ("get", "/api/v1/auth/oidc/{provider}/callback"),
     ("get", "/api/v1/admin/sso"),
     ("get", "/api/v1/admin/users/{id}/identities"),
