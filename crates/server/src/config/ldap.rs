@@ -119,18 +119,9 @@ impl LdapConfig {
         });
         let password = match (&self.bind_password, &self.bind_password_file) {
             (Some(s), None) => Some(s.clone()),
-            (None, Some(path)) => match std::fs::read_to_string(path) {
-                Ok(t) => Some(SecretString::from(
-                    t.trim_end_matches(['\n', '\r']).to_owned(),
-                )),
-                Err(e) => {
-                    problems.push(format!(
-                        "ldap: cannot read bind_password_file {}: {e}",
-                        path.display()
-                    ));
-                    None
-                }
-            },
+            (None, Some(path)) => {
+                super::sso::secret_file(path, "ldap", "bind_password_file", &mut problems)
+            }
             (None, None) => {
                 problems.push("ldap: bind_password or bind_password_file is required".to_owned());
                 None

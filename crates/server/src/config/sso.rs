@@ -391,18 +391,7 @@ pub(super) fn oidc_providers(
         }
         let secret = match (&p.client_secret, &p.client_secret_file) {
             (Some(s), None) => Some(s.clone()),
-            (None, Some(path)) => match std::fs::read_to_string(path) {
-                Ok(t) => Some(SecretString::from(
-                    t.trim_end_matches(['\n', '\r']).to_owned(),
-                )),
-                Err(e) => {
-                    problems.push(format!(
-                        "{name}: cannot read client_secret_file {}: {e}",
-                        path.display()
-                    ));
-                    None
-                }
-            },
+            (None, Some(path)) => secret_file(path, &name, "client_secret_file", &mut problems),
             (None, None) => None,
             (Some(_), Some(_)) => {
                 problems.push(format!(
@@ -474,5 +463,27 @@ pub(super) fn oidc_providers(
         Ok(parsed)
     } else {
         Err(problems)
+    }
+}
+
+/// A secret read from a `*_file` setting (its trailing line break dropped); a file that cannot be
+/// read is one problem naming the section and the setting.
+pub(super) fn secret_file(
+    path: &std::path::Path,
+    section: &str,
+    setting: &str,
+    problems: &mut Vec<String>,
+) -> Option<SecretString> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Some(SecretString::from(
+            t.trim_end_matches(['\n', '\r']).to_owned(),
+        )),
+        Err(e) => {
+            problems.push(format!(
+                "{section}: cannot read {setting} {}: {e}",
+                path.display()
+            ));
+            None
+        }
     }
 }
