@@ -169,6 +169,13 @@ impl WidgetStreams {
         }
     }
 
+    /// The position of the last shown event tapped: a stream that starts waiting for a
+    /// conversation replays from here once one appears, so nothing said meanwhile is missed.
+    #[must_use]
+    pub fn seen(&self) -> u64 {
+        self.lock().seen
+    }
+
     /// What wakes this stream of `visitor`'s when a conversation of theirs is made.
     #[must_use]
     pub fn waiter(&self, visitor: Uuid) -> Arc<Notify> {

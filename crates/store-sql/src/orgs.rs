@@ -196,8 +196,11 @@ impl OrgStore for Backend {
         }
         ORG_MEMBERS.set_role(&mut tx, org.0, user, role).await?;
         let member = ORG_MEMBERS.entry(&mut *tx, org.0, user).await?;
-        commit_audited(tx, self, audit).await?;
-        Ok((member, current != role))
+        // Audited only when the role changed, decided under the row's lock: two callers that
+        // both read the old role (a sign-in and a directory check) record one change.
+        let changed = current != role;
+        commit_audited(tx, self, if changed { audit } else { &[] }).await?;
+        Ok((member, changed))
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

@@ -70,8 +70,8 @@ pub trait OrgStore: Send + Sync + 'static {
         audit: &[AuditEntry],
     ) -> StoreResult<Member>;
     /// Answers the membership with its new role, and whether the role changed (it may have
-    /// been the role already). Fails with `LastOrgOwner` when it would leave the org without an
-    /// owner.
+    /// been the role already; then `audit` is not written). Fails with `LastOrgOwner` when it
+    /// would leave the org without an owner.
     async fn set_member_role(
         &self,
         membership: Membership,

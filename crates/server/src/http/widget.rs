@@ -741,10 +741,14 @@ async fn follow_visitor(
 ) {
     let streams = state.gateway.widget_streams.clone();
     let waiter = streams.waiter(v.visitor.id);
+    // Whether the next conversation followed is new to the client (it appeared, or replaced
+    // another, while this stream was open): its status is sent before its events.
+    let mut announce = false;
     loop {
         // Listening before looking: a conversation made in between still wakes the stream.
         let mut notified = Box::pin(waiter.notified());
         notified.as_mut().enable();
+        let seen = streams.seen();
         let current = match state.services.widget_current(v).await {
             Ok(c) => c,
             Err(e) => {
@@ -753,6 +757,11 @@ async fn follow_visitor(
             }
         };
         let Some(w) = current else {
+            // The conversation that appears will be sent from here on (a replay), not from
+            // when this stream gets to it: its first events (the visitor's message, the
+            // agent's answer starting) happen before that.
+            last.get_or_insert(seen);
+            announce = true;
             let gone = tokio::select! {
                 () = notified.as_mut() => false,
                 () = tokio::time::sleep(RECHECK) => false,
@@ -775,9 +784,10 @@ async fn follow_visitor(
             waiter: &waiter,
             key,
         };
-        if !ctx.conversation(w, sub, &mut last).await {
+        if !ctx.conversation(w, sub, &mut last, announce).await {
             break;
         }
+        announce = true;
     }
     streams.release(v.visitor.id, &waiter);
 }
@@ -804,14 +814,15 @@ impl Follow<'_> {
         }
     }
 
-    /// Sends what the client missed of `w` (a replay from `last`, or the current messages),
-    /// then its live events; `false` once the client is gone (or fell too far behind),
-    /// `true` when the visitor's conversation changed.
+    /// Sends what the client missed of `w` (a replay from `last`, after `w`'s status when
+    /// `announce`, or the current messages), then its live events; `false` once the client
+    /// is gone (or fell too far behind), `true` when the visitor's conversation changed.
     async fn conversation(
         &self,
         w: WidgetConversation,
         mut sub: Subscription,
         last: &mut Option<u64>,
+        announce: bool,
     ) -> bool {
         let conv = w.conversation_id;
         let upto = sub.from;
@@ -830,6 +841,10 @@ impl Follow<'_> {
         let mut resolved = w.status == WidgetStatus::Resolved;
         match replayed {
             Some(events) => {
+                let from = event_id(self.epoch, last.unwrap_or(upto));
+                if announce && !self.send(status_event(&w, &from)).await {
+                    return false;
+                }
                 for ev in events {
                     if ev.event.audience.conversation() != Some(conv) || !shown(ev.event.kind) {
                         continue;

@@ -207,3 +207,33 @@ async fn failed_sign_ins_are_settled_with_their_row(store: Arc<dyn Store>) {
     assert_eq!(chain(&*store, SERVER_CHAIN).await, vec![failed]);
 }
 check!(failed_sign_ins_are_settled_with_their_row);
+
+async fn role_changes_are_audited_once_when_they_change(store: Arc<dyn Store>) {
+    let (_, org) = owned_org(&*store, "alice", "acme").await;
+    let bob = make_user(&*store, "bob").await;
+    store
+        .add_member(membership(org.id, bob.id, OrgRole::Member), at(1), &[])
+        .await
+        .unwrap();
+    // A hundred callers that all read "member" (sign-ins and directory checks racing) set the
+    // same new role: one changes it and writes its row; the others change and write nothing.
+    let calls: Vec<_> = (0..100)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let audit = [row("member.role_changed", 2 + i, Some(org.id))];
+                let membership = membership(org.id, bob.id, OrgRole::Admin);
+                store.set_member_role(membership, &audit).await.unwrap().1
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for call in calls {
+        answers.push(call.await.unwrap());
+    }
+    assert_eq!(answers.iter().filter(|changed| **changed).count(), 1);
+    let rows = chain(&*store, &chain_of(Some(org.id))).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].event, "member.role_changed");
+}
+check!(role_changes_are_audited_once_when_they_change);

@@ -6,3 +6,4 @@ pub mod host_jwt;
 mod jwks;
 mod ldap;
 mod oidc;
+mod slapd;
