@@ -144,6 +144,12 @@ impl TestApp {
             .id()
     }
 
+    /// `by` puts member `who` in `team` of `org` (200 expected).
+    pub async fn add_to_team(&self, org: &str, by: &User, team: &str, who: &User) {
+        let path = org_path(org, &format!("/teams/{team}/members/{}", who.id));
+        self.post(&path, &by.token, json!({})).await.expect(200);
+    }
+
     /// `by` sets the org role of member `who`.
     pub async fn set_role(&self, org: &str, by: &User, who: &User, role: &str) -> Res {
         let path = format!("/api/v1/orgs/{org}/members/{}", who.id);

@@ -60,12 +60,10 @@ async fn moderate(
 impl Moderator {
     pub async fn start() -> Self {
         let seen: Seen = Arc::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let app = axum::Router::new()
             .route("/moderate", axum::routing::post(moderate))
             .with_state(seen.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let port = serve_locally(app).await;
         Self { port, seen }
     }
 
