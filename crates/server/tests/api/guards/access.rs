@@ -144,13 +144,9 @@ async fn only_owners_admins_and_admin_keys_manage_guards(g: Guarded) {
         json!({"name": "s", "org_id": org, "scopes": ["org:admin"]}),
     )
     .await;
-    app.post(
-        &format!("{}/{flag}/resolve", flags(org)),
-        &strong,
-        json!({"resolution": "dismissed"}),
-    )
-    .await
-    .expect(200);
+    resolve_flag(app, org, &flag, &strong, "dismissed")
+        .await
+        .expect(200);
     app.post(
         &guards(org),
         &strong,
@@ -194,13 +190,9 @@ async fn an_orgs_guards_never_apply_to_another(g: Guarded) {
     app.delete(&format!("{}/{id}", guards(&acme)), &alice.token)
         .await
         .expect(404);
-    app.post(
-        &format!("{}/{their_flag}/resolve", flags(&acme)),
-        &alice.token,
-        json!({"resolution": "removed"}),
-    )
-    .await
-    .expect(404);
+    resolve_flag(app, &acme, &their_flag, &alice.token, "removed")
+        .await
+        .expect(404);
     assert_eq!(texts(app, &evil_conv, &mallory).await, vec!["world"]);
     assert_eq!(open_flags(app, &evil, &mallory).await.len(), 1);
 }

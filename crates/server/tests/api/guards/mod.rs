@@ -109,6 +109,19 @@ pub async fn make_guard(app: &TestApp, org: &str, by: &User, body: Value) -> Val
         .body
 }
 
+/// `token` resolves flag `flag` of `org` as `resolution` (`dismissed`, `removed`).
+pub async fn resolve_flag(
+    app: &TestApp,
+    org: &str,
+    flag: &str,
+    token: &str,
+    resolution: &str,
+) -> Res {
+    let path = format!("{}/{flag}/resolve", flags(org));
+    app.post(&path, token, json!({ "resolution": resolution }))
+        .await
+}
+
 /// `org`'s open flags as its owner sees them.
 pub async fn open_flags(app: &TestApp, org: &str, by: &User) -> Vec<Value> {
     app.items(&flags(org), &by.token).await

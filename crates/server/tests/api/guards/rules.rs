@@ -161,32 +161,18 @@ async fn flagged_posts_are_delivered_and_queued_for_review(g: Guarded) {
     // Dismissed: the message stays; removed: the message is deleted as a moderator deletes,
     // with the message's other open flags.
     let first_id = first["id"].as_str().unwrap();
-    let dismissed = app
-        .post(
-            &format!("{}/{first_id}/resolve", flags(&org)),
-            &alice.token,
-            json!({"resolution": "dismissed"}),
-        )
+    let dismissed = resolve_flag(app, &org, first_id, &alice.token, "dismissed")
         .await
         .expect(200);
     assert_eq!(dismissed.body["status"], "resolved");
     assert_eq!(dismissed.body["resolution"], "dismissed");
     assert_eq!(dismissed.body["resolved_by"], alice.id);
-    app.post(
-        &format!("{}/{first_id}/resolve", flags(&org)),
-        &alice.token,
-        json!({"resolution": "removed"}),
-    )
-    .await
-    .expect_error(409, "flag_resolved");
+    resolve_flag(app, &org, first_id, &alice.token, "removed")
+        .await
+        .expect_error(409, "flag_resolved");
     let (mut ws, _) = Ws::identify(app, &bob.token).await;
     let removed_id = for_both[0]["id"].as_str().unwrap();
-    let removed = app
-        .post(
-            &format!("{}/{removed_id}/resolve", flags(&org)),
-            &alice.token,
-            json!({"resolution": "removed"}),
-        )
+    let removed = resolve_flag(app, &org, removed_id, &alice.token, "removed")
         .await
         .expect(200);
     assert_eq!(removed.body["message"]["content"], Value::Null);
@@ -212,13 +198,9 @@ async fn flagged_posts_are_delivered_and_queued_for_review(g: Guarded) {
     let all = serde_json::to_string(&audit).unwrap();
     assert!(!all.contains("REFUND") && !all.contains("example.com"));
     // Unknown resolutions and statuses are refused.
-    app.post(
-        &format!("{}/{first_id}/resolve", flags(&org)),
-        &alice.token,
-        json!({"resolution": "ignored"}),
-    )
-    .await
-    .expect(422);
+    resolve_flag(app, &org, first_id, &alice.token, "ignored")
+        .await
+        .expect(422);
     app.get(&format!("{}?status=maybe", flags(&org)), &alice.token)
         .await
         .expect(400);

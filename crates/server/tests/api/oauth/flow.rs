@@ -307,13 +307,9 @@ async fn of_a_hundred_parallel_redemptions_exactly_one_succeeds(app: TestApp) {
     let code = code_for(&app, &w, &w.client_id, &w.org).await;
     let attempts = (0..100).map(|_| redeem(&app, &w.client_id, &code));
     let answers = futures::future::join_all(attempts).await;
-    let ok: Vec<&Res> = answers.iter().filter(|r| r.status == 200).collect();
-    assert_eq!(ok.len(), 1, "exactly one redemption wins");
-    for r in answers.iter().filter(|r| r.status != 200) {
-        oauth_error(r, 400, "invalid_grant");
-    }
+    let won = the_one_success(&answers, "exactly one redemption wins");
     // The replays revoked what the winner got.
-    assert!(!app.mcp_accepts(&ok[0].string("access_token")).await);
+    assert!(!app.mcp_accepts(&won.string("access_token")).await);
 }
 
 async fn codes_and_access_tokens_expire(app: TestApp) {
@@ -415,11 +411,7 @@ async fn a_hundred_parallel_refreshes_and_consents_succeed_once(app: TestApp) {
     // revokes the family (the winner's new tokens included).
     let rotations = (0..100).map(|_| refresh(&app, &w.client_id, &refresh_token));
     let answers = futures::future::join_all(rotations).await;
-    let ok: Vec<&Res> = answers.iter().filter(|r| r.status == 200).collect();
-    assert_eq!(ok.len(), 1, "one rotation");
-    for r in answers.iter().filter(|r| r.status != 200) {
-        oauth_error(r, 400, "invalid_grant");
-    }
-    assert!(!app.mcp_accepts(&ok[0].string("access_token")).await);
-    refresh_refused(&app, &w.client_id, &ok[0].string("refresh_token")).await;
+    let won = the_one_success(&answers, "one rotation");
+    assert!(!app.mcp_accepts(&won.string("access_token")).await);
+    refresh_refused(&app, &w.client_id, &won.string("refresh_token")).await;
 }

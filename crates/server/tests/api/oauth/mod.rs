@@ -258,3 +258,14 @@ pub fn oauth_error(res: &Res, status: u16, error: &str) {
     assert_eq!(res.status, status, "{}", res.body);
     assert_eq!(res.body["error"], error, "{}", res.body);
 }
+
+/// Of `answers` given at once, the one that succeeded (exactly one, `what`); every other one
+/// is the OAuth error `invalid_grant`.
+pub fn the_one_success<'a>(answers: &'a [Res], what: &str) -> &'a Res {
+    let ok: Vec<&Res> = answers.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(ok.len(), 1, "{what}");
+    for r in answers.iter().filter(|r| r.status != 200) {
+        oauth_error(r, 400, "invalid_grant");
+    }
+    ok[0]
+}
