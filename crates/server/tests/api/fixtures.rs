@@ -35,6 +35,13 @@ impl TestApp {
         Rivals(alice, mallory, org, evil)
     }
 
+    /// Mallory registers and creates her org "Evil": `(mallory, evil)`.
+    pub async fn mallory(&self) -> (User, String) {
+        let mallory = self.user("mallory").await;
+        let evil = self.org(&mallory, "Evil").await;
+        (mallory, evil)
+    }
+
     /// Registers `owner` and then each member (in order), `owner` creates the org `name`, and
     /// each member joins it with their role.
     pub async fn team<const N: usize>(

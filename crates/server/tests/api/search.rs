@@ -80,8 +80,7 @@ async fn only_readable_conversations_are_searched(app: TestApp) {
             ],
         )
         .await;
-    let mallory = app.user("mallory").await;
-    let evil = app.org(&mallory, "Evil").await;
+    let (mallory, evil) = app.mallory().await;
     let shared = app
         .group(
             &org,

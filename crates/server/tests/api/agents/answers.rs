@@ -214,8 +214,7 @@ async fn the_model_sees_only_its_conversation_within_its_context(h: Agented) {
     // Conversation B of the same org, without the agent; Mallory's org.
     let other = app.group(&s.org, &s.alice, &[&s.bob], json!("org")).await;
     app.says(&other, &s.alice, "B-SECRET launch codes").await;
-    let mallory = app.user("mallory").await;
-    let evil = app.org(&mallory, "Evil").await;
+    let (mallory, evil) = app.mallory().await;
     let evil_conv = app.group(&evil, &mallory, &[], json!("org")).await;
     app.says(&evil_conv, &mallory, "EVIL-SECRET plans").await;
     for i in 0..4 {

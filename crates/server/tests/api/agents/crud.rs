@@ -357,8 +357,7 @@ async fn only_owners_and_admins_manage_agents(h: Agented) {
             .expect(403);
     }
     // Another org's owner does not even see it, on either path.
-    let mallory = app.user("mallory").await;
-    let evil = app.org(&mallory, "Evil").await;
+    let (mallory, evil) = app.mallory().await;
     app.get(&agents(org), &mallory.token).await.expect(404);
     app.get(&one, &mallory.token).await.expect(404);
     app.delete(&one, &mallory.token).await.expect(404);

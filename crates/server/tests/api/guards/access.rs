@@ -59,8 +59,7 @@ async fn only_owners_admins_and_admin_keys_manage_guards(g: Guarded) {
     let members_key = crate::keys::org_key(app, bob, org, &["org:admin"], &[]).await;
     // A key limited to one conversation, even with `org:admin` and an owner behind it.
     let listed_key = crate::keys::org_key(app, owner, org, &["org:admin"], &[conv.as_str()]).await;
-    let mallory = app.user("mallory").await;
-    app.org(&mallory, "Evil").await;
+    let (mallory, _) = app.mallory().await;
     // The owner, impersonated by a server admin.
     let impersonated = app.impersonation(&admin, owner).await;
     let mut callers = vec![

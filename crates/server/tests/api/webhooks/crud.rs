@@ -94,8 +94,7 @@ async fn webhooks_are_managed_with_secrets_shown_once(h: Hooked) {
     assert!(rotated.body["previous_secret_expires_at"].is_string());
 
     // A conversation of another org is not a target.
-    let mallory = app.user("mallory").await;
-    let evil = app.org(&mallory, "Evil").await;
+    let (mallory, evil) = app.mallory().await;
     let theirs = app.group(&evil, &mallory, &[], json!("org")).await;
     app.post(
         &hooks(&org),
@@ -237,8 +236,7 @@ async fn only_owners_admins_and_webhook_keys_manage_webhooks(h: Hooked) {
         app.delete(&one, &who.token).await.expect(403);
     }
     // Another org's owner does not even see it.
-    let mallory = app.user("mallory").await;
-    let evil = app.org(&mallory, "Evil").await;
+    let (mallory, evil) = app.mallory().await;
     app.get(&hooks(org), &mallory.token).await.expect(404);
     app.post(&hooks(org), &mallory.token, body.clone())
         .await
