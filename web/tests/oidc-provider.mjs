@@ -1,4 +1,4 @@
-// A real OpenID provider for the Rust HTTP suite (crates/server/tests/api/sso/oidc.rs):
+// A real OpenID provider for the Rust HTTP suite (crates/server/tests/api/sso/oidc/):
 // oidc-provider (a certified implementation) with its development login and consent pages.
 //
 //   node web/tests/oidc-provider.mjs '{"client_id","client_secret","redirect_uri","accounts":{…}}'

@@ -94,8 +94,7 @@ async fn bots_are_made_by_admins_and_shown_as_bots(app: TestApp) {
     let doc = crate::meta::openapi(&app).await;
     let roles = [("bob", "member"), ("carol", "admin")];
     let Team(alice, [bob, carol], org) = app.team("alice", "Acme", roles).await;
-    let mallory = app.user("mallory").await;
-    let _evil = app.org(&mallory, "Evil").await;
+    let (mallory, _evil) = app.mallory().await;
     let path = format!("/api/v1/orgs/{org}/bots");
 
     let res = app
@@ -298,8 +297,7 @@ async fn bots_act_only_where_they_participate_and_are_listed(app: TestApp) {
 async fn bot_tokens_rotate_with_a_grace_period(app: TestApp) {
     let doc = crate::meta::openapi(&app).await;
     let Team(alice, [bob], org) = app.team("alice", "Acme", [("bob", "member")]).await;
-    let mallory = app.user("mallory").await;
-    let evil = app.org(&mallory, "Evil").await;
+    let (mallory, evil) = app.mallory().await;
     let bot = make_bot(&app, &org, &alice, json!({"name": "Rotor"})).await;
     let theirs = make_bot(&app, &evil, &mallory, json!({"name": "Theirs"})).await;
     let rotate_path = format!("/api/v1/orgs/{org}/bots/{}/token", bot.id);

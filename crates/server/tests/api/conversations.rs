@@ -75,14 +75,7 @@ async fn visibility_decides_who_sees_and_joins(app: TestApp) {
     let outsider = app.user("outsider").await;
     app.org(&outsider, "Elsewhere").await;
     let team = app.create_team(&org, &owner, "Eng").await;
-    let body = json!({});
-    app.post(
-        &format!("/api/v1/orgs/{org}/teams/{team}/members/{}", eng.id),
-        &owner.token,
-        body,
-    )
-    .await
-    .expect(200);
+    app.add_to_team(&org, &owner, &team, &eng).await;
     let private = app.group(&org, &owner, &[], json!("private")).await;
     let everyone = app.group(&org, &owner, &[], json!("org")).await;
     let team_only = app.group(&org, &owner, &[], json!({"teams": [team]})).await;

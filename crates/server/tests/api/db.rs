@@ -70,6 +70,18 @@ impl Db {
         })
     }
 
+    /// [`Self::sealed`] on the database of a running test app.
+    pub async fn sealed_of(
+        app: &crate::helpers::TestApp,
+        sql: &str,
+        id: Option<uuid::Uuid>,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let db = Self::of(app).await;
+        let rows = db.sealed(sql, id).await;
+        db.close().await;
+        rows
+    }
+
     pub async fn close(&self) {
         with_pool!(self, p => p.close().await)
     }

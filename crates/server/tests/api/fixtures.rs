@@ -35,6 +35,13 @@ impl TestApp {
         Rivals(alice, mallory, org, evil)
     }
 
+    /// Mallory registers and creates her org "Evil": `(mallory, evil)`.
+    pub async fn mallory(&self) -> (User, String) {
+        let mallory = self.user("mallory").await;
+        let evil = self.org(&mallory, "Evil").await;
+        (mallory, evil)
+    }
+
     /// Registers `owner` and then each member (in order), `owner` creates the org `name`, and
     /// each member joins it with their role.
     pub async fn team<const N: usize>(
@@ -142,6 +149,12 @@ impl TestApp {
             .await
             .expect(201)
             .id()
+    }
+
+    /// `by` puts member `who` in `team` of `org` (200 expected).
+    pub async fn add_to_team(&self, org: &str, by: &User, team: &str, who: &User) {
+        let path = org_path(org, &format!("/teams/{team}/members/{}", who.id));
+        self.post(&path, &by.token, json!({})).await.expect(200);
     }
 
     /// `by` sets the org role of member `who`.

@@ -5,7 +5,6 @@ use crate::both_backends;
 use crate::fixtures::Acme;
 use crate::helpers::*;
 use crate::ws::Ws;
-use reqwest::Method;
 use serde_json::{json, Value};
 
 both_backends!(
@@ -472,6 +471,6 @@ async fn requiring_2fa_reaches_open_sockets(app: TestApp) {
 /// `by` marks `message_id` read in `conv`.
 async fn mark_read(app: &TestApp, conv: &str, by: &User, message_id: Value) -> Res {
     let path = format!("/api/v1/conversations/{conv}/read-marker");
-    let body = Some(json!({ "message_id": message_id }));
-    app.call(Method::PUT, &path, Some(&by.token), body).await
+    let body = json!({ "message_id": message_id });
+    app.put(&path, &by.token, body).await
 }

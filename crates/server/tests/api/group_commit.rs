@@ -7,14 +7,9 @@ use crate::both_backends;
 use crate::files::As;
 use crate::fixtures::Acme;
 use crate::helpers::*;
-use conclave_server::config::OnOff;
 use serde_json::{json, Value};
 
-both_backends!(with crate::group_commit::without_limits; a_burst_of_sends_is_answered_send_by_send);
-
-async fn without_limits(backend: Backend) -> Option<TestApp> {
-    spawn_app_with(backend, |c| c.rate_limits = OnOff::Off).await
-}
+both_backends!(with crate::helpers::spawn_app_unlimited; a_burst_of_sends_is_answered_send_by_send);
 
 async fn a_burst_of_sends_is_answered_send_by_send(app: TestApp) {
     let Acme { alice, bob, org } = app.acme().await;

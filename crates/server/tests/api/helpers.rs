@@ -103,6 +103,15 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     spawn_app_with(backend, |_| {}).await
 }
 
+/// An app without rate limits: for tests whose point is many requests from one user or one
+/// address (the limits have tests of their own).
+pub async fn spawn_app_unlimited(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |c| {
+        c.rate_limits = conclave_server::config::OnOff::Off
+    })
+    .await
+}
+
 /// Spawns the app after `tweak` adjusts the configuration.
 pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
     let _ = tracing_subscriber::fmt()
@@ -376,6 +385,9 @@ impl TestApp {
         self.call(Method::PATCH, path, Some(token), Some(body))
             .await
     }
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Res {
+        self.call(Method::PUT, path, Some(token), Some(body)).await
+    }
     pub async fn delete(&self, path: &str, token: &str) -> Res {
         self.call(Method::DELETE, path, Some(token), None).await
     }
@@ -577,4 +589,27 @@ pub fn pluck<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
         None => panic!("a string `{field}` in {item}"),
     });
     each.collect()
+}
+
+/// Every header of a request a fake server received, as text (`""` where not text).
+pub fn header_pairs(headers: &axum::http::HeaderMap) -> Vec<(String, String)> {
+    let text = |v: &axum::http::HeaderValue| v.to_str().unwrap_or("").to_owned();
+    (headers.iter())
+        .map(|(k, v)| (k.as_str().to_owned(), text(v)))
+        .collect()
+}
+
+/// A port that was free a moment ago (for a server that must know its port before it starts).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Serves `router` in the background on 127.0.0.1, on a free port (a fake server a test talks
+/// to): answers the port.
+pub async fn serve_locally(router: axum::Router) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    port
 }

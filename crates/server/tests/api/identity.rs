@@ -7,7 +7,6 @@
 use crate::both_backends;
 use crate::helpers::*;
 use crate::ws::Ws;
-use conclave_server::config::OnOff;
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::json;
@@ -23,7 +22,7 @@ both_backends!(
 /// The app without request and connection limits: each case opens a socket and makes
 /// requests, more than one user's budget.
 async fn unlimited(app: TestApp) -> TestApp {
-    spawn_app_with(app.backend, |c| c.rate_limits = OnOff::Off)
+    spawn_app_unlimited(app.backend)
         .await
         .expect("the app starts")
 }

@@ -90,9 +90,7 @@ impl FakeLlm {
         let router = Router::new()
             .route("/v1/chat/completions", post(completions))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let port = crate::helpers::serve_locally(router).await;
         FakeLlm { port, inner }
     }
 
@@ -145,9 +143,7 @@ async fn completions(
         body: body.clone(),
         authorization,
         uri: uri.to_string(),
-        headers: (headers.iter())
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-            .collect(),
+        headers: crate::helpers::header_pairs(&headers),
     });
     if !body["model"].is_string() || !body["messages"].is_array() {
         return error(

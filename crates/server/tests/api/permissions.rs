@@ -7,7 +7,6 @@
 use crate::both_backends;
 use crate::cases::{delete, get, patch, post, post_empty};
 use crate::helpers::*;
-use conclave_server::config::OnOff;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -131,7 +130,7 @@ struct Cast {
 
 /// The same kind of app with rate limits off: every try below is a burst of writes.
 async fn unlimited(app: TestApp) -> TestApp {
-    spawn_app_with(app.backend, |c| c.rate_limits = OnOff::Off)
+    spawn_app_unlimited(app.backend)
         .await
         .expect("the app starts")
 }

@@ -17,12 +17,6 @@ both_backends!(
     a_hundred_parallel_searches_and_sends,
 );
 
-/// An app without rate limits: the test below reads a hundred pages as one user.
-pub(crate) async fn unlimited(backend: Backend) -> Option<TestApp> {
-    use conclave_server::config::OnOff;
-    spawn_app_with(backend, |c| c.rate_limits = OnOff::Off).await
-}
-
 /// `q` percent-encoded for a query string.
 fn enc(q: &str) -> String {
     q.bytes()
@@ -86,8 +80,7 @@ async fn only_readable_conversations_are_searched(app: TestApp) {
             ],
         )
         .await;
-    let mallory = app.user("mallory").await;
-    let evil = app.org(&mallory, "Evil").await;
+    let (mallory, evil) = app.mallory().await;
     let shared = app
         .group(
             &org,
@@ -622,5 +615,5 @@ pub(crate) async fn a_common_word_pages_exactly_and_ranks_the_newest_window(app:
 /// Thousands of messages on an app without rate limits (its own `both_backends!`).
 mod at_scale {
     use super::a_common_word_pages_exactly_and_ranks_the_newest_window;
-    crate::both_backends!(with crate::search::unlimited; a_common_word_pages_exactly_and_ranks_the_newest_window);
+    crate::both_backends!(with crate::helpers::spawn_app_unlimited; a_common_word_pages_exactly_and_ranks_the_newest_window);
 }

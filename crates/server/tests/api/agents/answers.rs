@@ -117,10 +117,8 @@ async fn a_streamed_answer_reaches_two_readers_in_order(h: Agented) {
     }
     // REST shows it.
     let listed = app
-        .get(&conv_path(&s.conv, "/messages"), &s.bob.token)
-        .await
-        .expect(200)
-        .items();
+        .items(&conv_path(&s.conv, "/messages"), &s.bob.token)
+        .await;
     assert_eq!(listed[0]["content"], "Hello world");
     assert_eq!(listed[0]["status"], "complete");
     // The model got the system prompt first, then the question, as Bob, with the key.
@@ -142,11 +140,7 @@ async fn a_streamed_answer_reaches_two_readers_in_order(h: Agented) {
         Some(format!("Bearer {KEY}").as_str())
     );
     // One call in today's usage, with the provider's token counts.
-    let usage = app
-        .get(&s.usage(), &s.alice.token)
-        .await
-        .expect(200)
-        .items();
+    let usage = app.items(&s.usage(), &s.alice.token).await;
     assert_eq!(usage.len(), 1, "{usage:?}");
     assert_eq!(usage[0]["calls"], 1);
     assert_eq!(usage[0]["tokens_in"], 7);
@@ -205,10 +199,8 @@ async fn an_answer_is_stopped_mid_stream(h: Agented) {
     let seen = answer_on(&mut bob, &s.agent_user).await;
     assert_eq!(seen.end["status"], "stopped");
     let got = app
-        .get(&conv_path(&s.conv, "/messages"), &s.bob.token)
-        .await
-        .expect(200)
-        .items();
+        .items(&conv_path(&s.conv, "/messages"), &s.bob.token)
+        .await;
     assert_eq!(got[0]["status"], "stopped");
     assert!(!got[0]["content"]
         .as_str()
@@ -222,8 +214,7 @@ async fn the_model_sees_only_its_conversation_within_its_context(h: Agented) {
     // Conversation B of the same org, without the agent; Mallory's org.
     let other = app.group(&s.org, &s.alice, &[&s.bob], json!("org")).await;
     app.says(&other, &s.alice, "B-SECRET launch codes").await;
-    let mallory = app.user("mallory").await;
-    let evil = app.org(&mallory, "Evil").await;
+    let (mallory, evil) = app.mallory().await;
     let evil_conv = app.group(&evil, &mallory, &[], json!("org")).await;
     app.says(&evil_conv, &mallory, "EVIL-SECRET plans").await;
     for i in 0..4 {
@@ -277,11 +268,7 @@ async fn provider_failures_end_the_answer_failed_and_count_in_usage(h: Agented) 
         assert_eq!(seen.end["status_reason"], reason, "{script:?}");
         assert!(!seen.end.to_string().contains(crate::llm::PROVIDER_TEXT));
     }
-    let usage = app
-        .get(&s.usage(), &s.alice.token)
-        .await
-        .expect(200)
-        .items();
+    let usage = app.items(&s.usage(), &s.alice.token).await;
     assert_eq!(usage[0]["calls"], n);
     assert_eq!(usage[0]["failures"], n);
 }

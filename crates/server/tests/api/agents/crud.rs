@@ -173,11 +173,8 @@ async fn bot_id_of(app: &TestApp, user_id: &str) -> String {
 
 /// Every stored agent key, (nonce, ciphertext).
 async fn stored_keys(app: &TestApp) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let db = crate::db::Db::of(app).await;
     let sql = "SELECT secret_nonce, secret_ciphertext FROM agent_keys";
-    let rows = db.sealed(sql, None).await;
-    db.close().await;
-    rows
+    crate::db::Db::sealed_of(app, sql, None).await
 }
 
 async fn agent_settings_are_validated_at_the_edge(h: Agented) {
@@ -276,6 +273,21 @@ async fn agent_settings_are_validated_at_the_edge(h: Agented) {
     );
 }
 
+/// A new owner makes an agent from `body` in a new org of a fresh app on `backend`, configured
+/// by `tweak`.
+async fn make_agent_on(
+    backend: Backend,
+    tweak: impl FnOnce(&mut conclave_server::config::Config),
+    body: Value,
+) -> Res {
+    let app = spawn_app_with(backend, tweak)
+        .await
+        .expect("the app starts");
+    let owner = app.user("owner").await;
+    let org = app.org(&owner, "Acme").await;
+    app.post(&agents(&org), &owner.token, body).await
+}
+
 async fn a_private_endpoint_needs_the_agent_allowlist(app: TestApp) {
     let alice = app.user("alice").await;
     let org = app.org(&alice, "Acme").await;
@@ -284,29 +296,19 @@ async fn a_private_endpoint_needs_the_agent_allowlist(app: TestApp) {
         .await
         .expect_error(422, "url_not_allowed");
     // The webhook allowlist does not open model endpoints.
-    let hooks_only = spawn_app_with(app.backend, |c| {
+    let hooks_only = |c: &mut conclave_server::config::Config| {
         c.webhook_allow_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
         c.webhook_allow_ports = vec![11434];
-    })
-    .await
-    .unwrap();
-    let bob = hooks_only.user("bob").await;
-    let org = hooks_only.org(&bob, "Bobs").await;
-    hooks_only
-        .post(&agents(&org), &bob.token, body.clone())
+    };
+    make_agent_on(app.backend, hooks_only, body.clone())
         .await
         .expect_error(422, "url_not_allowed");
     // With the agent allowlist (address and port) it is allowed.
-    let opened = spawn_app_with(app.backend, |c| {
+    let agents_allowed = |c: &mut conclave_server::config::Config| {
         c.agent_allow_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
         c.agent_allow_ports = vec![11434];
-    })
-    .await
-    .unwrap();
-    let carol = opened.user("carol").await;
-    let org = opened.org(&carol, "Carols").await;
-    opened
-        .post(&agents(&org), &carol.token, body)
+    };
+    make_agent_on(app.backend, agents_allowed, body)
         .await
         .expect(201);
 }
@@ -350,18 +352,12 @@ async fn only_owners_and_admins_manage_agents(h: Agented) {
             .expect(403);
         app.delete(&one, &who.token).await.expect(403);
         app.get(&budget, &who.token).await.expect(403);
-        app.call(
-            reqwest::Method::PUT,
-            &budget,
-            Some(&who.token),
-            Some(json!({"monthly_token_budget": 1})),
-        )
-        .await
-        .expect(403);
+        app.put(&budget, &who.token, json!({"monthly_token_budget": 1}))
+            .await
+            .expect(403);
     }
     // Another org's owner does not even see it, on either path.
-    let mallory = app.user("mallory").await;
-    let evil = app.org(&mallory, "Evil").await;
+    let (mallory, evil) = app.mallory().await;
     app.get(&agents(org), &mallory.token).await.expect(404);
     app.get(&one, &mallory.token).await.expect(404);
     app.delete(&one, &mallory.token).await.expect(404);
@@ -376,22 +372,15 @@ async fn only_owners_and_admins_manage_agents(h: Agented) {
         .expect(404);
 
     // A key without `org:admin` is refused even with every other scope; one with it may.
-    let all_but = json!({"name": "k", "org_id": org, "scopes": [
-        "messages:read", "messages:write", "conversations:read", "conversations:admin",
-        "org:read", "webhooks:admin", "files:write"]});
-    let (_, weak) = crate::keys::make_key(app, owner, all_but).await;
+    let all_but = crate::keys::all_scopes_but("org:admin");
+    let weak = crate::keys::org_key(app, owner, org, &all_but, &[]).await;
     app.get(&agents(org), &weak)
         .await
         .expect_error(403, "insufficient_scope");
     app.post(&agents(org), &weak, body.clone())
         .await
         .expect_error(403, "insufficient_scope");
-    let (_, strong) = crate::keys::make_key(
-        app,
-        owner,
-        json!({"name": "a", "org_id": org, "scopes": ["org:admin"]}),
-    )
-    .await;
+    let strong = crate::keys::org_key(app, owner, org, &["org:admin"], &[]).await;
     let listed = app.get(&agents(org), &strong).await.expect(200);
     assert!(!listed.body.to_string().contains(&KEY[8..]));
     app.post(&agents(org), &strong, body.clone())
@@ -427,14 +416,9 @@ async fn only_owners_and_admins_manage_agents(h: Agented) {
     app.delete(&one, &as_owner)
         .await
         .expect_error(403, "impersonation_forbidden");
-    app.call(
-        reqwest::Method::PUT,
-        &budget,
-        Some(&as_owner),
-        Some(json!({"monthly_token_budget": 1})),
-    )
-    .await
-    .expect_error(403, "impersonation_forbidden");
+    app.put(&budget, &as_owner, json!({"monthly_token_budget": 1}))
+        .await
+        .expect_error(403, "impersonation_forbidden");
 
     // A disabled admin's session is no credential.
     app.set_disabled(&admin.token, dee, true).await.expect(200);
@@ -455,14 +439,7 @@ async fn the_org_budget_is_set_by_admins_and_audited(h: Agented) {
         none.body,
         json!({"monthly_token_budget": null, "used": 0, "reserved": 0})
     );
-    let put = |b: Value| {
-        app.call(
-            reqwest::Method::PUT,
-            &budget,
-            Some(&alice.token),
-            Some(json!({ "monthly_token_budget": b })),
-        )
-    };
+    let put = |b: Value| app.put(&budget, &alice.token, json!({ "monthly_token_budget": b }));
     assert_eq!(
         put(json!(5000)).await.expect(200).body["monthly_token_budget"],
         5000

@@ -31,25 +31,19 @@ async fn a_spent_budget_gets_a_notice_and_no_model_call(h: Agented) {
     let s = scene(&h, json!({})).await;
     let (mut bob, _) = Ws::identify(app, &s.bob.token).await;
     let budget = org_path(&s.org, "/agent-budget");
-    app.call(
-        reqwest::Method::PUT,
-        &budget,
-        Some(&s.alice.token),
-        Some(json!({"monthly_token_budget": 0})),
-    )
-    .await
-    .expect(200);
+    app.put(&budget, &s.alice.token, json!({"monthly_token_budget": 0}))
+        .await
+        .expect(200);
     app.says(&s.conv, &s.bob, "@Helper hi").await;
     let seen = answer_on(&mut bob, &s.agent_user).await;
     assert_eq!(seen.end["content"], ORG_NOTICE);
     assert_eq!(seen.end["status"], "complete");
     assert!(seen.deltas.is_empty(), "a notice is not streamed");
     // The agent's own budget: the same, with its own notice.
-    app.call(
-        reqwest::Method::PUT,
+    app.put(
         &budget,
-        Some(&s.alice.token),
-        Some(json!({"monthly_token_budget": null})),
+        &s.alice.token,
+        json!({"monthly_token_budget": null}),
     )
     .await
     .expect(200);
@@ -81,11 +75,10 @@ async fn concurrent_triggers_never_spend_past_the_budget(h: Agented) {
         usage: (60, 40),
     });
     let budget = org_path(&s.org, "/agent-budget");
-    app.call(
-        reqwest::Method::PUT,
+    app.put(
         &budget,
-        Some(&s.alice.token),
-        Some(json!({"monthly_token_budget": 1000})),
+        &s.alice.token,
+        json!({"monthly_token_budget": 1000}),
     )
     .await
     .expect(200);

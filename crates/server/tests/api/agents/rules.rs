@@ -56,25 +56,14 @@ async fn agents_answer_mentions_replies_and_direct_messages_only(h: Agented) {
     let answer = answer_on(&mut bob, &s.agent_user).await.end;
     assert_eq!(answer["reply_to"], asked.as_str());
     let answer_id = answer["id"].as_str().unwrap();
-    let reply = app
-        .post(
-            &conv_path(&s.conv, "/messages"),
-            &s.bob.token,
-            json!({"content": "and then?", "reply_to": answer_id}),
-        )
-        .await
-        .expect(201)
-        .id();
+    let replies = |by: &User, text: &str, to: &str| {
+        let body = json!({"content": text, "reply_to": to});
+        let (path, token) = (conv_path(&s.conv, "/messages"), by.token.clone());
+        async move { app.post(&path, &token, body).await.expect(201).id() }
+    };
+    let reply = replies(&s.bob, "and then?", answer_id).await;
     assert_eq!(h.triggers(&s.conv, &reply).await, [Trigger::Reply]);
-    let to_bob = app
-        .post(
-            &conv_path(&s.conv, "/messages"),
-            &s.alice.token,
-            json!({"content": "no", "reply_to": reply}),
-        )
-        .await
-        .expect(201)
-        .id();
+    let to_bob = replies(&s.alice, "no", &reply).await;
     assert!(h.triggers(&s.conv, &to_bob).await.is_empty());
     // Its own message never calls it.
     assert!(h.triggers(&s.conv, answer_id).await.is_empty());

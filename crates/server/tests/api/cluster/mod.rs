@@ -6,7 +6,7 @@
 //! Needs PostgreSQL and NATS (`CONCLAVE_TEST_NATS_URL`, default `nats://127.0.0.1:4222`): when
 //! either is unreachable the tests are skipped, except under `CI=true`, where they fail.
 
-use crate::helpers::{fresh_postgres_db, ADMIN_TOKEN, PASSWORD};
+use crate::helpers::{free_port, fresh_postgres_db, ADMIN_TOKEN, PASSWORD};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::io::{Read, Seek, SeekFrom};
@@ -42,12 +42,6 @@ fn skip(reason: &str) {
 
 fn nats_url() -> String {
     std::env::var("CONCLAVE_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
-}
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local addr").port()
 }
 
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {

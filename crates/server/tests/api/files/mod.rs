@@ -176,8 +176,7 @@ impl TestApp {
                 ],
             )
             .await;
-        let mallory = self.user("mallory").await;
-        self.org(&mallory, "Evil").await;
+        let (mallory, _) = self.mallory().await;
         (t, mallory)
     }
 

@@ -30,10 +30,7 @@ fn skip(reason: &str) {
 }
 
 async fn start_moto() -> Option<Moto> {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-        l.local_addr().expect("local addr").port()
-    };
+    let port = free_port();
     let child = Command::new("python3")
         .args([
             "-m",

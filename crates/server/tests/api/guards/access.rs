@@ -31,32 +31,14 @@ fn routes(org: &str, guard: &str, flag: &str) -> Vec<(Method, String, Option<Val
     ]
 }
 
-impl TestApp {
-    async fn bearer(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Res {
-        let mut rb = self
-            .client
-            .request(method, self.url(path))
-            .header("authorization", format!("Bearer {token}"));
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
-        self.send(rb).await
-    }
-}
-
 async fn only_owners_admins_and_admin_keys_manage_guards(g: Guarded) {
     let app = &g.app;
     let admin = app.bootstrap().await;
     let team = app.acme_staff().await;
     let crate::fixtures::Team(owner, [ann, bob, vic, dee], org) = &team;
     let conv = app.group(org, owner, &[bob], json!("org")).await;
-    let watch = make_guard(
-        app,
-        org,
-        owner,
-        json!({"kind": "blocklist", "mode": "flag", "terms": ["refund"]}),
-    )
-    .await;
+    let body = json!({"kind": "blocklist", "mode": "flag", "terms": ["refund"]});
+    let watch = make_guard(app, org, owner, body).await;
     let guard = watch["id"].as_str().unwrap().to_owned();
     app.says(&conv, bob, "refund").await;
     let flag = open_flags(app, org, owner).await[0]["id"]
@@ -71,30 +53,13 @@ async fn only_owners_admins_and_admin_keys_manage_guards(g: Guarded) {
         (who.to_owned(), token, status, code)
     };
     // A key with every scope but `org:admin`.
-    let (_, weak) = crate::keys::make_key(
-        app,
-        owner,
-        json!({"name": "k", "org_id": org, "scopes": [
-            "messages:read", "messages:write", "conversations:read", "conversations:admin",
-            "org:read", "webhooks:admin"]}),
-    )
-    .await;
+    let all_but = crate::keys::all_scopes_but("org:admin");
+    let weak = crate::keys::org_key(app, owner, org, &all_but, &[]).await;
     // A member's key with `org:admin`: capped by the member's role.
-    let (_, members_key) = crate::keys::make_key(
-        app,
-        bob,
-        json!({"name": "m", "org_id": org, "scopes": ["org:admin"]}),
-    )
-    .await;
+    let members_key = crate::keys::org_key(app, bob, org, &["org:admin"], &[]).await;
     // A key limited to one conversation, even with `org:admin` and an owner behind it.
-    let (_, listed_key) = crate::keys::make_key(
-        app,
-        owner,
-        json!({"name": "l", "org_id": org, "scopes": ["org:admin"], "conversation_ids": [conv]}),
-    )
-    .await;
-    let mallory = app.user("mallory").await;
-    app.org(&mallory, "Evil").await;
+    let listed_key = crate::keys::org_key(app, owner, org, &["org:admin"], &[conv.as_str()]).await;
+    let (mallory, _) = app.mallory().await;
     // The owner, impersonated by a server admin.
     let impersonated = app.impersonation(&admin, owner).await;
     let mut callers = vec![
@@ -120,7 +85,9 @@ async fn only_owners_admins_and_admin_keys_manage_guards(g: Guarded) {
     callers.push(refused("disabled admin", dee.token.clone(), 401, None));
     for (who, token, status, code) in &callers {
         for (method, path, body) in routes(org, &guard, &flag) {
-            let res = app.bearer(method.clone(), &path, token, body).await;
+            let res = app
+                .call(method.clone(), &path, Some(token.as_str()), body)
+                .await;
             assert_eq!(
                 res.status.as_u16(),
                 *status,
@@ -134,7 +101,9 @@ async fn only_owners_admins_and_admin_keys_manage_guards(g: Guarded) {
     }
     // An impersonated session reads as the owner would but changes nothing.
     for (method, path, body) in routes(org, &guard, &flag) {
-        let res = app.bearer(method.clone(), &path, &impersonated, body).await;
+        let res = app
+            .call(method.clone(), &path, Some(impersonated.as_str()), body)
+            .await;
         let expected = if method == Method::GET { 200 } else { 403 };
         assert_eq!(
             res.status.as_u16(),
@@ -174,13 +143,9 @@ async fn only_owners_admins_and_admin_keys_manage_guards(g: Guarded) {
         json!({"name": "s", "org_id": org, "scopes": ["org:admin"]}),
     )
     .await;
-    app.post(
-        &format!("{}/{flag}/resolve", flags(org)),
-        &strong,
-        json!({"resolution": "dismissed"}),
-    )
-    .await
-    .expect(200);
+    resolve_flag(app, org, &flag, &strong, "dismissed")
+        .await
+        .expect(200);
     app.post(
         &guards(org),
         &strong,
@@ -195,20 +160,10 @@ async fn an_orgs_guards_never_apply_to_another(g: Guarded) {
     let crate::fixtures::Rivals(alice, mallory, acme, evil) = app.rivals().await;
     let acme_conv = app.group(&acme, &alice, &[], json!("private")).await;
     let evil_conv = app.group(&evil, &mallory, &[], json!("private")).await;
-    let theirs = make_guard(
-        app,
-        &evil,
-        &mallory,
-        json!({"kind": "blocklist", "mode": "block", "terms": ["hello"]}),
-    )
-    .await;
-    make_guard(
-        app,
-        &evil,
-        &mallory,
-        json!({"kind": "blocklist", "mode": "flag", "terms": ["world"]}),
-    )
-    .await;
+    let body = json!({"kind": "blocklist", "mode": "block", "terms": ["hello"]});
+    let theirs = make_guard(app, &evil, &mallory, body).await;
+    let body = json!({"kind": "blocklist", "mode": "flag", "terms": ["world"]});
+    make_guard(app, &evil, &mallory, body).await;
     // Acme is untouched by Evil's guards.
     app.says(&acme_conv, &alice, "hello world").await;
     assert!(open_flags(app, &acme, &alice).await.is_empty());
@@ -234,13 +189,9 @@ async fn an_orgs_guards_never_apply_to_another(g: Guarded) {
     app.delete(&format!("{}/{id}", guards(&acme)), &alice.token)
         .await
         .expect(404);
-    app.post(
-        &format!("{}/{their_flag}/resolve", flags(&acme)),
-        &alice.token,
-        json!({"resolution": "removed"}),
-    )
-    .await
-    .expect(404);
+    resolve_flag(app, &acme, &their_flag, &alice.token, "removed")
+        .await
+        .expect(404);
     assert_eq!(texts(app, &evil_conv, &mallory).await, vec!["world"]);
     assert_eq!(open_flags(app, &evil, &mallory).await.len(), 1);
 }

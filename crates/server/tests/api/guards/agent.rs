@@ -45,13 +45,11 @@ async fn tallies(
 ) -> ((i64, i64, i64, i64), (i64, i64)) {
     let listed = listed_guard(app, org, by, guard).await;
     let usage = app
-        .get(
+        .items(
             &format!("{}/{agent}/usage", crate::agents::agents(org)),
             &by.token,
         )
-        .await
-        .expect(200)
-        .items();
+        .await;
     let n = |k: &str| usage[0][k].as_i64().unwrap();
     (counts(&listed), (n("calls"), n("failures")))
 }

@@ -13,20 +13,10 @@ async fn counters_are_exact_under_parallel_sends(g: Guarded) {
     let alice = app.user("alice").await;
     let org = app.org(&alice, "Acme").await;
     let conv = app.group(&org, &alice, &[], json!("private")).await;
-    let words = make_guard(
-        app,
-        &org,
-        &alice,
-        json!({"kind": "blocklist", "mode": "block", "terms": ["stop"]}),
-    )
-    .await;
-    let flags_guard = make_guard(
-        app,
-        &org,
-        &alice,
-        json!({"kind": "regex", "mode": "flag", "patterns": ["(?i)look"]}),
-    )
-    .await;
+    let body = json!({"kind": "blocklist", "mode": "block", "terms": ["stop"]});
+    let words = make_guard(app, &org, &alice, body).await;
+    let body = json!({"kind": "regex", "mode": "flag", "patterns": ["(?i)look"]});
+    let flags_guard = make_guard(app, &org, &alice, body).await;
     // 100 sends at once: every third blocked, every fifth flagged (unless blocked first).
     let sends = (0..100).map(|i| {
         let text = match (i % 3, i % 5) {

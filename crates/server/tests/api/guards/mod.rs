@@ -60,12 +60,10 @@ async fn moderate(
 impl Moderator {
     pub async fn start() -> Self {
         let seen: Seen = Arc::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let app = axum::Router::new()
             .route("/moderate", axum::routing::post(moderate))
             .with_state(seen.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let port = serve_locally(app).await;
         Self { port, seen }
     }
 
@@ -109,6 +107,19 @@ pub async fn make_guard(app: &TestApp, org: &str, by: &User, body: Value) -> Val
         .await
         .expect(201)
         .body
+}
+
+/// `token` resolves flag `flag` of `org` as `resolution` (`dismissed`, `removed`).
+pub async fn resolve_flag(
+    app: &TestApp,
+    org: &str,
+    flag: &str,
+    token: &str,
+    resolution: &str,
+) -> Res {
+    let path = format!("{}/{flag}/resolve", flags(org));
+    app.post(&path, token, json!({ "resolution": resolution }))
+        .await
 }
 
 /// `org`'s open flags as its owner sees them.

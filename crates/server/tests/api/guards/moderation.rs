@@ -23,14 +23,9 @@ async fn acme(app: &TestApp) -> (User, String, String) {
 async fn a_moderation_endpoint_flags_and_blocks(g: Guarded) {
     let app = &g.app;
     let (alice, org, conv) = acme(app).await;
-    let guard = make_guard(
-        app,
-        &org,
-        &alice,
-        json!({"name": "Moderation", "kind": "moderation_endpoint", "mode": "flag",
-               "url": g.moderator.url(), "api_key": KEY, "fail": "open"}),
-    )
-    .await;
+    let body = json!({"name": "Moderation", "kind": "moderation_endpoint", "mode": "flag",
+           "url": g.moderator.url(), "api_key": KEY, "fail": "open"});
+    let guard = make_guard(app, &org, &alice, body).await;
     assert_eq!(guard["has_api_key"], true);
     assert_eq!(guard["timeout_ms"], 2000);
     app.says(&conv, &alice, "a kind word").await;
@@ -71,14 +66,9 @@ async fn a_moderation_endpoint_flags_and_blocks(g: Guarded) {
 async fn timeouts_and_failures_follow_the_fail_mode(g: Guarded) {
     let app = &g.app;
     let (alice, org, conv) = acme(app).await;
-    let open = make_guard(
-        app,
-        &org,
-        &alice,
-        json!({"name": "Lenient", "kind": "moderation_endpoint", "mode": "block",
-               "url": g.moderator.url(), "timeout_ms": 300, "fail": "open"}),
-    )
-    .await;
+    let body = json!({"name": "Lenient", "kind": "moderation_endpoint", "mode": "block",
+           "url": g.moderator.url(), "timeout_ms": 300, "fail": "open"});
+    let open = make_guard(app, &org, &alice, body).await;
     let open_id = open["id"].as_str().unwrap();
     // Timed out: let through, an error counted.
     let started = std::time::Instant::now();

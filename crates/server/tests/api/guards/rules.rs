@@ -28,23 +28,13 @@ async fn blocked_posts_are_never_stored_or_announced(g: Guarded) {
     let app = &g.app;
     let (alice, bob, org, conv) = acme(app).await;
     crate::webhooks::make_hook(app, &org, &alice, &g.rx.url(), &["message.created"]).await;
-    let words = make_guard(
-        app,
-        &org,
-        &alice,
-        json!({"name": "Language", "kind": "blocklist", "mode": "block", "terms": ["darn", "Heck"]}),
-    )
-    .await;
+    let body = json!({"name": "Language", "kind": "blocklist", "mode": "block", "terms": ["darn", "Heck"]});
+    let words = make_guard(app, &org, &alice, body).await;
     assert_eq!(words["terms"], json!(["darn", "Heck"]));
     assert_eq!(words["position"], 0);
-    let cards = make_guard(
-        app,
-        &org,
-        &alice,
-        json!({"name": "Card numbers", "kind": "regex", "mode": "block",
-               "patterns": [r"\b\d{4}-\d{4}-\d{4}-\d{4}\b"]}),
-    )
-    .await;
+    let body = json!({"name": "Card numbers", "kind": "regex", "mode": "block",
+           "patterns": [r"\b\d{4}-\d{4}-\d{4}-\d{4}\b"]});
+    let cards = make_guard(app, &org, &alice, body).await;
     assert_eq!(cards["position"], 1);
     let (mut ws, _) = Ws::identify(app, &bob.token).await;
 
@@ -112,20 +102,11 @@ async fn blocked_posts_are_never_stored_or_announced(g: Guarded) {
 async fn flagged_posts_are_delivered_and_queued_for_review(g: Guarded) {
     let app = &g.app;
     let (alice, bob, org, conv) = acme(app).await;
-    let watch = make_guard(
-        app,
-        &org,
-        &alice,
-        json!({"name": "Watch list", "kind": "blocklist", "mode": "flag", "terms": ["refund"]}),
-    )
-    .await;
-    let links = make_guard(
-        app,
-        &org,
-        &alice,
-        json!({"name": "Links", "kind": "regex", "mode": "flag", "patterns": ["https?://"]}),
-    )
-    .await;
+    let body =
+        json!({"name": "Watch list", "kind": "blocklist", "mode": "flag", "terms": ["refund"]});
+    let watch = make_guard(app, &org, &alice, body).await;
+    let body = json!({"name": "Links", "kind": "regex", "mode": "flag", "patterns": ["https?://"]});
+    let links = make_guard(app, &org, &alice, body).await;
     assert!(open_flags(app, &org, &alice).await.is_empty());
     let one = app.says(&conv, &bob, "I want a REFUND").await;
     let both = app
@@ -180,32 +161,18 @@ async fn flagged_posts_are_delivered_and_queued_for_review(g: Guarded) {
     // Dismissed: the message stays; removed: the message is deleted as a moderator deletes,
     // with the message's other open flags.
     let first_id = first["id"].as_str().unwrap();
-    let dismissed = app
-        .post(
-            &format!("{}/{first_id}/resolve", flags(&org)),
-            &alice.token,
-            json!({"resolution": "dismissed"}),
-        )
+    let dismissed = resolve_flag(app, &org, first_id, &alice.token, "dismissed")
         .await
         .expect(200);
     assert_eq!(dismissed.body["status"], "resolved");
     assert_eq!(dismissed.body["resolution"], "dismissed");
     assert_eq!(dismissed.body["resolved_by"], alice.id);
-    app.post(
-        &format!("{}/{first_id}/resolve", flags(&org)),
-        &alice.token,
-        json!({"resolution": "removed"}),
-    )
-    .await
-    .expect_error(409, "flag_resolved");
+    resolve_flag(app, &org, first_id, &alice.token, "removed")
+        .await
+        .expect_error(409, "flag_resolved");
     let (mut ws, _) = Ws::identify(app, &bob.token).await;
     let removed_id = for_both[0]["id"].as_str().unwrap();
-    let removed = app
-        .post(
-            &format!("{}/{removed_id}/resolve", flags(&org)),
-            &alice.token,
-            json!({"resolution": "removed"}),
-        )
+    let removed = resolve_flag(app, &org, removed_id, &alice.token, "removed")
         .await
         .expect(200);
     assert_eq!(removed.body["message"]["content"], Value::Null);
@@ -231,13 +198,9 @@ async fn flagged_posts_are_delivered_and_queued_for_review(g: Guarded) {
     let all = serde_json::to_string(&audit).unwrap();
     assert!(!all.contains("REFUND") && !all.contains("example.com"));
     // Unknown resolutions and statuses are refused.
-    app.post(
-        &format!("{}/{first_id}/resolve", flags(&org)),
-        &alice.token,
-        json!({"resolution": "ignored"}),
-    )
-    .await
-    .expect(422);
+    resolve_flag(app, &org, first_id, &alice.token, "ignored")
+        .await
+        .expect(422);
     app.get(&format!("{}?status=maybe", flags(&org)), &alice.token)
         .await
         .expect(400);
@@ -246,20 +209,10 @@ async fn flagged_posts_are_delivered_and_queued_for_review(g: Guarded) {
 async fn edits_and_bots_are_screened(g: Guarded) {
     let app = &g.app;
     let (alice, bob, org, conv) = acme(app).await;
-    make_guard(
-        app,
-        &org,
-        &alice,
-        json!({"name": "Language", "kind": "blocklist", "mode": "block", "terms": ["darn"]}),
-    )
-    .await;
-    make_guard(
-        app,
-        &org,
-        &alice,
-        json!({"name": "Watch", "kind": "blocklist", "mode": "flag", "terms": ["refund"]}),
-    )
-    .await;
+    let body = json!({"name": "Language", "kind": "blocklist", "mode": "block", "terms": ["darn"]});
+    make_guard(app, &org, &alice, body).await;
+    let body = json!({"name": "Watch", "kind": "blocklist", "mode": "flag", "terms": ["refund"]});
+    make_guard(app, &org, &alice, body).await;
     let sent = app.says(&conv, &bob, "all fine").await;
     let path = format!("/api/v1/messages/{}", sent.id());
     let res = app
@@ -311,13 +264,8 @@ async fn edits_and_bots_are_screened(g: Guarded) {
 async fn regexes_run_in_linear_time_and_bad_ones_are_refused(g: Guarded) {
     let app = &g.app;
     let (alice, _bob, org, conv) = acme(app).await;
-    make_guard(
-        app,
-        &org,
-        &alice,
-        json!({"name": "Evil", "kind": "regex", "mode": "block", "patterns": ["(a+)+$"]}),
-    )
-    .await;
+    let body = json!({"name": "Evil", "kind": "regex", "mode": "block", "patterns": ["(a+)+$"]});
+    make_guard(app, &org, &alice, body).await;
     // Catastrophic for a backtracking engine: ~2^3999 paths. Linear here.
     let text = format!("{}b", "a".repeat(3999));
     let started = std::time::Instant::now();
@@ -420,13 +368,8 @@ async fn settings_are_checked_and_changed_within_their_kind(g: Guarded) {
     assert!(app.items(&guards(&org), &alice.token).await.is_empty());
 
     // Terms are trimmed and deduplicated; a PATCH changes them, not another kind's settings.
-    let made = make_guard(
-        app,
-        &org,
-        &alice,
-        json!({"kind": "blocklist", "mode": "flag", "terms": [" spam ", "SPAM", "eggs"], "position": 7}),
-    )
-    .await;
+    let body = json!({"kind": "blocklist", "mode": "flag", "terms": [" spam ", "SPAM", "eggs"], "position": 7});
+    let made = make_guard(app, &org, &alice, body).await;
     assert_eq!(made["name"], "blocklist");
     assert_eq!(made["terms"], json!(["spam", "eggs"]));
     assert_eq!(made["position"], 7);

@@ -273,8 +273,7 @@ pub(super) async fn ip_allowlist_and_last_use(app: TestApp) {
 
 pub(super) async fn creation_checks_every_field(app: TestApp) {
     let Team(alice, [bob], org) = app.team("alice", "Acme", [("bob", "member")]).await;
-    let mallory = app.user("mallory").await;
-    let evil = app.org(&mallory, "Evil").await;
+    let (mallory, evil) = app.mallory().await;
     let theirs = app.group(&evil, &mallory, &[], json!("private")).await;
     let alices_private = app.group(&org, &alice, &[], json!("private")).await;
     let create = |by: &User, body: Value| {

@@ -53,6 +53,27 @@ pub(crate) async fn make_key(app: &TestApp, owner: &User, body: Value) -> (Strin
     (res.id(), key)
 }
 
+/// Every scope but `but`: a key that lacks only the one a route needs.
+pub(crate) fn all_scopes_but(but: &str) -> Vec<&'static str> {
+    ALL_SCOPES.iter().copied().filter(|s| *s != but).collect()
+}
+
+/// A key `owner` makes in `org` with `scopes`, limited to `conversations` unless that is
+/// empty; answers the key.
+pub(crate) async fn org_key(
+    app: &TestApp,
+    owner: &User,
+    org: &str,
+    scopes: &[&str],
+    conversations: &[&str],
+) -> String {
+    let mut body = json!({"name": "k", "org_id": org, "scopes": scopes});
+    if !conversations.is_empty() {
+        body["conversation_ids"] = json!(conversations);
+    }
+    make_key(app, owner, body).await.1
+}
+
 /// The caller's keys as listed.
 async fn listed(app: &TestApp, owner: &User) -> Vec<Value> {
     app.items("/api/v1/api-keys", &owner.token).await

@@ -41,20 +41,12 @@ mod unlimited {
     use super::*;
 
     crate::both_backends!(
-        with crate::mcp::unlimited_app;
+        with crate::helpers::spawn_app_unlimited;
         every_tool_works_through_the_services,
         out_of_reach_reads_as_not_found,
         results_are_capped_and_paged,
         sends_are_idempotent_and_audited,
     );
-}
-
-/// An app without rate limits.
-pub(crate) async fn unlimited_app(backend: Backend) -> Option<TestApp> {
-    spawn_app_with(backend, |c| {
-        c.rate_limits = conclave_server::config::OnOff::Off;
-    })
-    .await
 }
 
 /// The revision current clients speak, with an `initialize` handshake.

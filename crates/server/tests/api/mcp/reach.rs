@@ -52,13 +52,8 @@ pub(crate) async fn out_of_reach_reads_as_not_found(app: TestApp) {
     like_missing(&app, &alices, &theirs, "another org").await;
     let found = call_tool(&app, &alices, "search_messages", json!({"query": "secret"})).await;
     assert_eq!(content(&found)["items"], json!([]));
-    let nobody = answer(
-        &app,
-        &alices,
-        "get_user",
-        json!({"user_id": uuid::Uuid::now_v7()}),
-    )
-    .await;
+    let args = json!({"user_id": uuid::Uuid::now_v7()});
+    let nobody = answer(&app, &alices, "get_user", args).await;
     let stranger = answer(&app, &alices, "get_user", json!({"user_id": mallory.id})).await;
     assert_eq!(stranger, nobody);
     assert_eq!(nobody["error"]["message"], "user not found");
@@ -90,24 +85,14 @@ pub(crate) async fn out_of_reach_reads_as_not_found(app: TestApp) {
     let vics = key(&app, &vic, &acme, TOOL_SCOPES, None).await;
     let nowhere = json!({"conversation_id": uuid::Uuid::now_v7(), "content": "hi"});
     let missing = answer(&app, &vics, "send_message", nowhere).await;
-    let viewer = answer(
-        &app,
-        &vics,
-        "send_message",
-        json!({"conversation_id": private, "content": "hi"}),
-    )
-    .await;
+    let args = json!({"conversation_id": private, "content": "hi"});
+    let viewer = answer(&app, &vics, "send_message", args).await;
     assert_eq!(
         viewer, missing,
         "a viewer's refused send reads as not found"
     );
-    let read = call_tool(
-        &app,
-        &vics,
-        "read_messages",
-        json!({"conversation_id": private}),
-    )
-    .await;
+    let args = json!({"conversation_id": private});
+    let read = call_tool(&app, &vics, "read_messages", args).await;
     assert_eq!(
         content(&read)["items"].as_array().unwrap().len(),
         1,
@@ -127,13 +112,8 @@ pub(crate) async fn out_of_reach_reads_as_not_found(app: TestApp) {
         "a key limited to another conversation",
     )
     .await;
-    let found = call_tool(
-        &app,
-        &limited,
-        "search_messages",
-        json!({"query": "secret"}),
-    )
-    .await;
+    let args = json!({"query": "secret"});
+    let found = call_tool(&app, &limited, "search_messages", args).await;
     let hits = content(&found)["items"].as_array().unwrap().clone();
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0]["message"]["content"], "secret roadmap");
@@ -149,13 +129,8 @@ pub(crate) async fn out_of_reach_reads_as_not_found(app: TestApp) {
     )
     .await;
     let unknown = answer(&app, &reader, "no_such_tool", json!({})).await;
-    let refused = answer(
-        &app,
-        &reader,
-        "send_message",
-        json!({"conversation_id": general, "content": "hi"}),
-    )
-    .await;
+    let args = json!({"conversation_id": general, "content": "hi"});
+    let refused = answer(&app, &reader, "send_message", args).await;
     assert_eq!(refused, unknown);
     assert_eq!(refused["error"]["message"], "tool not found");
     assert_eq!(app.message_count(&general, &alice).await, 1);

@@ -73,13 +73,8 @@ pub(crate) async fn every_tool_works_through_the_services(app: TestApp) {
     assert_eq!(pluck(&json!(items), "id"), [conv.as_str()]);
     assert_eq!(items[0]["name"], "General");
 
-    let read = call_tool(
-        &app,
-        &key,
-        "read_messages",
-        json!({"conversation_id": conv}),
-    )
-    .await;
+    let args = json!({"conversation_id": conv});
+    let read = call_tool(&app, &key, "read_messages", args).await;
     let page = content(&read);
     assert_eq!(
         pluck(&page["items"], "content"),
@@ -105,13 +100,8 @@ pub(crate) async fn every_tool_works_through_the_services(app: TestApp) {
             .contains("<mark>brave</mark>"));
     }
 
-    let sent = call_tool(
-        &app,
-        &key,
-        "send_message",
-        json!({"conversation_id": conv, "content": "from the agent"}),
-    )
-    .await;
+    let args = json!({"conversation_id": conv, "content": "from the agent"});
+    let sent = call_tool(&app, &key, "send_message", args).await;
     let sent = content(&sent);
     assert_eq!(sent["created"], true);
     assert_eq!(sent["message"]["author"]["id"], json!(bob.id));
@@ -124,26 +114,16 @@ pub(crate) async fn every_tool_works_through_the_services(app: TestApp) {
     assert_eq!(rest.items()[0]["id"], json!(mid));
     assert_eq!(rest.items()[0]["content"], "from the agent");
 
-    let people = call_tool(
-        &app,
-        &key,
-        "list_participants",
-        json!({"conversation_id": conv}),
-    )
-    .await;
+    let args = json!({"conversation_id": conv});
+    let people = call_tool(&app, &key, "list_participants", args).await;
     let mut names: Vec<String> = (content(&people)["items"].as_array().unwrap().iter())
         .map(|p| p["user"]["username"].as_str().unwrap().to_owned())
         .collect();
     names.sort();
     assert_eq!(names, ["alice", "bob"]);
 
-    let marked = call_tool(
-        &app,
-        &key,
-        "mark_read",
-        json!({"conversation_id": conv, "message_id": mid}),
-    )
-    .await;
+    let args = json!({"conversation_id": conv, "message_id": mid});
+    let marked = call_tool(&app, &key, "mark_read", args).await;
     assert_eq!(ok(&marked)["marked_read"], true);
     let unknown = json!({"conversation_id": conv, "message_id": uuid::Uuid::now_v7()});
     let res = call_tool(&app, &key, "mark_read", unknown).await;

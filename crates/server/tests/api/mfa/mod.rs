@@ -114,9 +114,5 @@ pub(crate) async fn second_step(app: &TestApp, mfa_token: &str, code: &str) -> R
 }
 
 async fn session_count(app: &TestApp, user: &User) -> usize {
-    app.get("/api/v1/auth/sessions", &user.token)
-        .await
-        .expect(200)
-        .items()
-        .len()
+    app.items("/api/v1/auth/sessions", &user.token).await.len()
 }

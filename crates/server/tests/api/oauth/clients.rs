@@ -6,7 +6,7 @@ use super::*;
 use crate::both_backends;
 use base64::Engine;
 
-both_backends!(with super::oauth_app;
+both_backends!(with crate::helpers::spawn_app_unlimited;
     only_owners_and_admins_register_clients,
     confidential_clients_authenticate_with_their_secret,
     deleting_a_client_ends_its_grants,

@@ -40,13 +40,10 @@ pub async fn serve_document() -> (u16, String, Fetches) {
         move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: String| {
             let (doc, seen) = (doc.clone(), seen.clone());
             async move {
-                let headers = (headers.iter())
-                    .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-                    .collect();
                 let path = uri.path().to_owned();
                 let got = Received {
                     uri: uri.to_string(),
-                    headers,
+                    headers: header_pairs(&headers),
                     body,
                 };
                 seen.lock().unwrap_or_else(|e| e.into_inner()).push(got);

@@ -4,7 +4,7 @@
 use super::*;
 use crate::both_backends;
 
-both_backends!(with super::oauth_app;
+both_backends!(with crate::helpers::spawn_app_unlimited;
     metadata_documents_describe_the_server,
     the_code_flow_issues_tokens_that_only_mcp_accepts,
     pkce_is_required_and_must_be_s256,
@@ -101,16 +101,7 @@ async fn the_code_flow_issues_tokens_that_only_mcp_accepts(app: TestApp) {
     )
     .await
     .expect_error(403, "cookie_session_required");
-    let res = app
-        .consent_api(
-            &w.browser,
-            Method::POST,
-            &id,
-            Some(json!({"approve": true, "org_id": w.org})),
-        )
-        .await
-        .expect(200);
-    let code = query_param(&res.string("redirect_to"), "code").expect("a code");
+    let code = approved_code(&app, &w, &id, &w.org).await;
     assert!(code.starts_with("cnv_oc_"));
     // Decided once: the request is gone.
     app.consent_api(&w.browser, Method::GET, &id, None)
@@ -316,13 +307,9 @@ async fn of_a_hundred_parallel_redemptions_exactly_one_succeeds(app: TestApp) {
     let code = code_for(&app, &w, &w.client_id, &w.org).await;
     let attempts = (0..100).map(|_| redeem(&app, &w.client_id, &code));
     let answers = futures::future::join_all(attempts).await;
-    let ok: Vec<&Res> = answers.iter().filter(|r| r.status == 200).collect();
-    assert_eq!(ok.len(), 1, "exactly one redemption wins");
-    for r in answers.iter().filter(|r| r.status != 200) {
-        oauth_error(r, 400, "invalid_grant");
-    }
+    let won = the_one_success(&answers, "exactly one redemption wins");
     // The replays revoked what the winner got.
-    assert!(!app.mcp_accepts(&ok[0].string("access_token")).await);
+    assert!(!app.mcp_accepts(&won.string("access_token")).await);
 }
 
 async fn codes_and_access_tokens_expire(app: TestApp) {
@@ -413,9 +400,7 @@ async fn a_hundred_parallel_refreshes_and_consents_succeed_once(app: TestApp) {
     let w = world(&app).await;
     // One pending request, approved 100 times at once: one code.
     let id = request_id(&app.authorize_as(&w.client_id, &[]).await);
-    let body = json!({"approve": true, "org_id": w.org});
-    let approvals =
-        (0..100).map(|_| app.consent_api(&w.browser, Method::POST, &id, Some(body.clone())));
+    let approvals = (0..100).map(|_| app.approve(&w.browser, &id, &w.org));
     let answers = futures::future::join_all(approvals).await;
     let ok: Vec<&Res> = answers.iter().filter(|r| r.status == 200).collect();
     assert_eq!(ok.len(), 1, "one decision");
@@ -426,11 +411,7 @@ async fn a_hundred_parallel_refreshes_and_consents_succeed_once(app: TestApp) {
     // revokes the family (the winner's new tokens included).
     let rotations = (0..100).map(|_| refresh(&app, &w.client_id, &refresh_token));
     let answers = futures::future::join_all(rotations).await;
-    let ok: Vec<&Res> = answers.iter().filter(|r| r.status == 200).collect();
-    assert_eq!(ok.len(), 1, "one rotation");
-    for r in answers.iter().filter(|r| r.status != 200) {
-        oauth_error(r, 400, "invalid_grant");
-    }
-    assert!(!app.mcp_accepts(&ok[0].string("access_token")).await);
-    refresh_refused(&app, &w.client_id, &ok[0].string("refresh_token")).await;
+    let won = the_one_success(&answers, "one rotation");
+    assert!(!app.mcp_accepts(&won.string("access_token")).await);
+    refresh_refused(&app, &w.client_id, &won.string("refresh_token")).await;
 }

@@ -4,7 +4,7 @@
 use super::*;
 use crate::both_backends;
 
-both_backends!(with super::oauth_app;
+both_backends!(with crate::helpers::spawn_app_unlimited;
     consent_is_only_for_the_users_own_orgs,
     a_grant_never_holds_scopes_beyond_the_role,
     denying_sends_the_client_access_denied,
@@ -26,11 +26,8 @@ async fn consent_is_only_for_the_users_own_orgs(app: TestApp) {
         .expect(200);
     assert_eq!(view.body["orgs"], json!([]));
     // Approving for Acme (not hers): 404; for her own org: the client is Acme's (403).
-    let approve = |org: &str| Some(json!({"approve": true, "org_id": org}));
-    app.consent_api(&browser, Method::POST, &id, approve(&w.org))
-        .await
-        .expect(404);
-    app.consent_api(&browser, Method::POST, &id, approve(&other_org))
+    app.approve(&browser, &id, &w.org).await.expect(404);
+    app.approve(&browser, &id, &other_org)
         .await
         .expect_error(403, "client_org");
     // Approving needs an org at all.
@@ -44,7 +41,7 @@ async fn consent_is_only_for_the_users_own_orgs(app: TestApp) {
         cookie: browser.cookie.clone(),
         csrf: String::new(),
     };
-    app.consent_api(&no_csrf, Method::POST, &id, approve(&other_org))
+    app.approve(&no_csrf, &id, &other_org)
         .await
         .expect_error(403, "csrf_failed");
     // An API key of the owner is no consent either.
@@ -79,14 +76,9 @@ async fn a_grant_never_holds_scopes_beyond_the_role(app: TestApp) {
         &app.authorize_as(&vw.client_id, &[("scope", "org:admin messages:write")])
             .await,
     );
-    app.consent_api(
-        &vw.browser,
-        Method::POST,
-        &id,
-        Some(json!({"approve": true, "org_id": vw.org})),
-    )
-    .await
-    .expect_error(403, "no_scope");
+    app.approve(&vw.browser, &id, &vw.org)
+        .await
+        .expect_error(403, "no_scope");
     // Unknown scopes go back to the client as invalid_scope.
     let res = app
         .authorize_as(&vw.client_id, &[("scope", "messages:delete")])
@@ -114,14 +106,7 @@ async fn denying_sends_the_client_access_denied(app: TestApp) {
     assert_eq!(query_param(&to, "error").as_deref(), Some("access_denied"));
     assert_eq!(query_param(&to, "code"), None);
     assert_eq!(query_param(&to, "state").as_deref(), Some("st-1"));
-    app.consent_api(
-        &w.browser,
-        Method::POST,
-        &id,
-        Some(json!({"approve": true, "org_id": w.org})),
-    )
-    .await
-    .expect(404);
+    app.approve(&w.browser, &id, &w.org).await.expect(404);
 }
 
 /// A grant of `w`'s owner: its access and refresh token and its id.

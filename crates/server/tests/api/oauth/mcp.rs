@@ -8,7 +8,7 @@ use super::*;
 use crate::both_backends;
 use crate::mcp::{call_tool, content, mcp_post, request, tool_error, REVISION};
 
-both_backends!(with super::oauth_app;
+both_backends!(with crate::helpers::spawn_app_unlimited;
     an_oauth_token_calls_mcp_tools_within_its_grant,
     mcp_refuses_expired_and_other_tokens_with_the_challenge,
     a_grant_follows_the_members_role_and_membership,
@@ -136,16 +136,7 @@ async fn an_oauth_token_calls_mcp_tools_within_its_grant(app: TestApp) {
         )
         .await,
     );
-    let res = app
-        .consent_api(
-            &w.browser,
-            Method::POST,
-            &id,
-            Some(json!({"approve": true, "org_id": w.org})),
-        )
-        .await
-        .expect(200);
-    let code = query_param(&res.string("redirect_to"), "code").unwrap();
+    let code = approved_code(&app, &w, &id, &w.org).await;
     let (access, _) = tokens(&redeem(&app, &w.client_id, &code).await.expect(200));
 
     let listed_tools = crate::mcp::rpc(&app, &access, "tools/list", json!({})).await;
@@ -162,13 +153,8 @@ async fn an_oauth_token_calls_mcp_tools_within_its_grant(app: TestApp) {
     assert_eq!(pluck(&json!(items), "id"), [conv.as_str()], "its org only");
     let read = read_with(&app, &access, &conv).await;
     assert!(content(&read).to_string().contains("hello from the web"));
-    let send = call_tool(
-        &app,
-        &access,
-        "send_message",
-        json!({"conversation_id": conv, "content": "not allowed"}),
-    )
-    .await;
+    let args = json!({"conversation_id": conv, "content": "not allowed"});
+    let send = call_tool(&app, &access, "send_message", args).await;
     assert!(!tool_error(&send).is_empty());
     let foreign = read_with(&app, &access, &other_conv).await;
     assert!(

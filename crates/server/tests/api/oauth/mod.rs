@@ -18,11 +18,6 @@ use conclave_server::config::OnOff;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-/// The app without request limits (the parallel redemptions come from one address).
-pub async fn oauth_app(backend: Backend) -> Option<TestApp> {
-    spawn_app_with(backend, |c| c.rate_limits = OnOff::Off).await
-}
-
 /// A signed-in browser: its session cookie and CSRF token.
 pub struct Browser {
     pub cookie: String,
@@ -128,6 +123,12 @@ impl TestApp {
         self.send(rb).await
     }
 
+    /// The browser approves request `id` for `org`.
+    pub async fn approve(&self, b: &Browser, id: &str, org: &str) -> Res {
+        let body = json!({"approve": true, "org_id": org});
+        self.consent_api(b, Method::POST, id, Some(body)).await
+    }
+
     /// `POST /oauth/token` with `form`.
     pub async fn token(&self, form: &[(&str, &str)]) -> Res {
         self.send(self.client.post(self.url("/oauth/token")).form(form))
@@ -200,15 +201,12 @@ pub async fn world(app: &TestApp) -> World {
 /// The whole flow up to a code: authorize, approve for `org`; answers the code.
 pub async fn code_for(app: &TestApp, w: &World, client_id: &str, org: &str) -> String {
     let id = request_id(&app.authorize_as(client_id, &[]).await);
-    let res = app
-        .consent_api(
-            &w.browser,
-            Method::POST,
-            &id,
-            Some(json!({"approve": true, "org_id": org})),
-        )
-        .await
-        .expect(200);
+    approved_code(app, w, &id, org).await
+}
+
+/// `w`'s browser approves request `id` for `org`: answers the code sent back to the client.
+pub async fn approved_code(app: &TestApp, w: &World, id: &str, org: &str) -> String {
+    let res = app.approve(&w.browser, id, org).await.expect(200);
     let to = res.string("redirect_to");
     assert!(to.starts_with(REDIRECT), "{to}");
     assert_eq!(query_param(&to, "state").as_deref(), Some("st-1"));
@@ -259,4 +257,15 @@ pub fn tokens(res: &Res) -> (String, String) {
 pub fn oauth_error(res: &Res, status: u16, error: &str) {
     assert_eq!(res.status, status, "{}", res.body);
     assert_eq!(res.body["error"], error, "{}", res.body);
+}
+
+/// Of `answers` given at once, the one that succeeded (exactly one, `what`); every other one
+/// is the OAuth error `invalid_grant`.
+pub fn the_one_success<'a>(answers: &'a [Res], what: &str) -> &'a Res {
+    let ok: Vec<&Res> = answers.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(ok.len(), 1, "{what}");
+    for r in answers.iter().filter(|r| r.status != 200) {
+        oauth_error(r, 400, "invalid_grant");
+    }
+    ok[0]
 }

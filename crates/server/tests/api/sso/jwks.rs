@@ -18,8 +18,6 @@ pub struct JwksServer {
 impl JwksServer {
     pub async fn start(keys: serde_json::Value) -> Self {
         let inner = Arc::new(Inner::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let state = inner.clone();
         let app = axum::Router::new().route(
             "/jwks.json",
@@ -32,7 +30,7 @@ impl JwksServer {
                 }
             }),
         );
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let port = crate::helpers::serve_locally(app).await;
         let server = Self { port, inner };
         server.serve(keys);
         server

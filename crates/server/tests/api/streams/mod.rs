@@ -46,8 +46,7 @@ pub(crate) async fn room(app: &TestApp) -> Room {
             ],
         )
         .await;
-    let mallory = app.user("mallory").await;
-    let evil = app.org(&mallory, "Evil").await;
+    let (mallory, evil) = app.mallory().await;
     let evil_conv = app.group(&evil, &mallory, &[], json!("private")).await;
     let bot = make_bot(app, &org, &alice, json!({"name": "helper"})).await;
     let conv = app

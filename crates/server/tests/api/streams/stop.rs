@@ -11,16 +11,12 @@ use reqwest::Method;
 
 // Without rate limits: a hundred requests at once are the point of one test.
 crate::both_backends!(
-    with crate::streams::stop::without_limits;
+    with crate::helpers::spawn_app_unlimited;
     a_participant_stops_an_answer_once,
     only_those_who_may_send_there_stop,
     of_a_hundred_stops_exactly_one_wins,
     a_stop_on_another_node_ends_the_stream_at_its_next_write,
 );
-
-pub(crate) async fn without_limits(backend: Backend) -> Option<TestApp> {
-    spawn_app_with(backend, |c| c.rate_limits = OnOff::Off).await
-}
 
 fn stop_path(id: &str) -> String {
     format!("/api/v1/messages/{id}/stop")

@@ -94,8 +94,7 @@ async fn webhooks_are_managed_with_secrets_shown_once(h: Hooked) {
     assert!(rotated.body["previous_secret_expires_at"].is_string());
 
     // A conversation of another org is not a target.
-    let mallory = app.user("mallory").await;
-    let evil = app.org(&mallory, "Evil").await;
+    let (mallory, evil) = app.mallory().await;
     let theirs = app.group(&evil, &mallory, &[], json!("org")).await;
     app.post(
         &hooks(&org),
@@ -140,10 +139,7 @@ fn base64_key(secret: &str) -> Vec<u8> {
 async fn stored_secrets(app: &TestApp, hook: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     let id = uuid::Uuid::parse_str(hook).unwrap();
     let sql = "SELECT secret_nonce, secret_ciphertext FROM webhook_secrets WHERE webhook_id = $1";
-    let db = crate::db::Db::of(app).await;
-    let rows = db.sealed(sql, Some(id)).await;
-    db.close().await;
-    rows
+    crate::db::Db::sealed_of(app, sql, Some(id)).await
 }
 
 async fn hostile_urls_are_refused(h: Hooked) {
@@ -240,8 +236,7 @@ async fn only_owners_admins_and_webhook_keys_manage_webhooks(h: Hooked) {
         app.delete(&one, &who.token).await.expect(403);
     }
     // Another org's owner does not even see it.
-    let mallory = app.user("mallory").await;
-    let evil = app.org(&mallory, "Evil").await;
+    let (mallory, evil) = app.mallory().await;
     app.get(&hooks(org), &mallory.token).await.expect(404);
     app.post(&hooks(org), &mallory.token, body.clone())
         .await
@@ -256,32 +251,20 @@ async fn only_owners_admins_and_webhook_keys_manage_webhooks(h: Hooked) {
         .expect(404);
 
     // A key without `webhooks:admin` is refused even with every other scope; one with it may.
-    let all_but = json!({"name": "k", "org_id": org, "scopes": [
-        "messages:read", "messages:write", "conversations:read", "conversations:admin",
-        "org:read", "org:admin"]});
-    let (_, weak) = crate::keys::make_key(app, owner, all_but).await;
+    let all_but = crate::keys::all_scopes_but("webhooks:admin");
+    let weak = crate::keys::org_key(app, owner, org, &all_but, &[]).await;
     let res = app.post(&hooks(org), &weak, body.clone()).await;
     res.expect_error(403, "insufficient_scope");
     app.get(&hooks(org), &weak)
         .await
         .expect_error(403, "insufficient_scope");
-    let (_, strong) = crate::keys::make_key(
-        app,
-        owner,
-        json!({"name": "w", "org_id": org, "scopes": ["webhooks:admin"]}),
-    )
-    .await;
+    let strong = crate::keys::org_key(app, owner, org, &["webhooks:admin"], &[]).await;
     app.get(&hooks(org), &strong).await.expect(200);
     app.post(&hooks(org), &strong, body.clone())
         .await
         .expect(201);
     // A member's key with the scope is still capped by the member's role.
-    let (_, members_key) = crate::keys::make_key(
-        app,
-        bob,
-        json!({"name": "w", "org_id": org, "scopes": ["webhooks:admin"]}),
-    )
-    .await;
+    let members_key = crate::keys::org_key(app, bob, org, &["webhooks:admin"], &[]).await;
     app.post(&hooks(org), &members_key, body.clone())
         .await
         .expect(403);

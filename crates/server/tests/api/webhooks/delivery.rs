@@ -222,7 +222,6 @@ async fn parallel_tests_and_redeliveries_send_what_was_asked(h: Hooked) {
     run_worker(app, Duration::seconds(1)).await;
     assert_eq!(rx.received().len(), accepted + again);
     // Another org's admin cannot redeliver it.
-    let mallory = app.user("mallory").await;
-    app.org(&mallory, "Evil").await;
+    let (mallory, _) = app.mallory().await;
     app.post_empty(&redeliver, &mallory.token).await.expect(404);
 }

@@ -99,8 +99,7 @@ impl World {
             let url = format!("{url}?{tag}");
             endpoint(app, &org, &alice, &url, NAMES, Some(conv)).await;
         }
-        let mallory = app.user("mallory").await;
-        let evil = app.org(&mallory, "Evil").await;
+        let (mallory, evil) = app.mallory().await;
         let url = format!("{url}?evil");
         endpoint(app, &evil, &mallory, &url, NAMES, None).await;
         World {
@@ -352,8 +351,7 @@ async fn every_way_into_and_out_of_an_org_is_a_member_event(h: Hooked) {
         Some(&conv),
     )
     .await;
-    let mallory = app.user("mallory").await;
-    let evil = app.org(&mallory, "Evil").await;
+    let (mallory, evil) = app.mallory().await;
     endpoint(app, &evil, &mallory, &format!("{url}?evil"), &members, None).await;
     // Mallory's own org changes: only Evil's endpoint hears of them, never Acme's.
     let code = app

@@ -48,13 +48,9 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let headers = headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-        .collect();
     inner.got.lock().unwrap().push(Received {
         uri: uri.to_string(),
-        headers,
+        headers: crate::helpers::header_pairs(&headers),
         body: String::from_utf8_lossy(&body).into_owned(),
     });
     let next = inner.script.lock().unwrap().pop_front();
@@ -65,12 +61,10 @@ async fn receive(
 impl Receiver {
     pub async fn start() -> Self {
         let inner = Arc::new(Inner::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let app = axum::Router::new()
             .route("/hook", axum::routing::post(receive))
             .with_state(inner.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let port = crate::helpers::serve_locally(app).await;
         Self { port, inner }
     }
 

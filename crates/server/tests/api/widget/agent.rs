@@ -85,30 +85,16 @@ async fn the_visitor_hands_off_and_the_agent_falls_silent(h: Widgeted) {
     let s = site(&h, "acme", "optional", true).await;
     let v = app.visit(&s.key, json!({})).await;
     // Nothing to hand off before the first message.
-    app.as_visitor(
-        &s.key,
-        &v.secret,
-        Method::POST,
-        "/handoff",
-        Some(json!({"session_id": v.id})),
-    )
-    .await
-    .expect_error(404, "not_found");
+    app.visitor_hands_off(&s.key, &v)
+        .await
+        .expect_error(404, "not_found");
     h.llm.by_default(Script::says(&["Sure."]));
     app.visitor_says(&s.key, &v, "question").await;
     agent_answers(app, &s.key, &v, 1).await;
     let mut stream = Stream::open(app, &s.key, &v, None).await;
     stream.until(|e| e.event == "status").await;
     // Two handoffs at once: one changes the status, one audit row, one notice.
-    let handoff = || {
-        app.as_visitor(
-            &s.key,
-            &v.secret,
-            Method::POST,
-            "/handoff",
-            Some(json!({"session_id": v.id})),
-        )
-    };
+    let handoff = || app.visitor_hands_off(&s.key, &v);
     let (a, b) = tokio::join!(handoff(), handoff());
     assert_eq!(a.expect(200).body["status"], "open");
     assert_eq!(b.expect(200).body["status"], "open");
@@ -197,12 +183,7 @@ async fn the_agent_hands_off_with_its_marker(h: Widgeted) {
 async fn a_reconnect_with_last_event_id_misses_nothing(h: Widgeted) {
     let app = &h.app;
     let s = site(&h, "acme", "optional", false).await;
-    let v = app.visit(&s.key, json!({})).await;
-    app.visitor_says(&s.key, &v, "first").await;
-    let conv = app.visitor_history(&s.key, &v).await["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (v, conv) = app.visitor_opens(&s.key, "first").await;
     app.post(&conv_path(&conv, "/join"), &s.staff.token, json!({}))
         .await
         .expect(200);

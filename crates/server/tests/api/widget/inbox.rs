@@ -11,6 +11,19 @@ crate::both_backends!(
     the_inbox_is_live_for_those_who_work_it_only,
 );
 
+/// Who must not work the inbox of `s`: `(member, viewer, outsider, other)` — a member of the
+/// org outside the team, a viewer of the org in the team, and the owner of another org `other`.
+async fn refused(app: &TestApp, s: &Site) -> (User, User, User, String) {
+    let member = app.user("acme-member").await;
+    app.add_member(&s.org, &s.owner, &member, "member").await;
+    let viewer = app.user("acme-viewer").await;
+    app.add_member(&s.org, &s.owner, &viewer, "viewer").await;
+    app.add_to_team(&s.org, &s.owner, &s.team, &viewer).await;
+    let outsider = app.user("outsider").await;
+    let other = app.org(&outsider, "other").await;
+    (member, viewer, outsider, other)
+}
+
 async fn only_the_team_and_admins_work_the_inbox(h: Widgeted) {
     let app = &h.app;
     let s = site(&h, "acme", "optional", false).await;
@@ -43,19 +56,7 @@ async fn only_the_team_and_admins_work_the_inbox(h: Widgeted) {
         async move { app.patch(&path, &token, body).await }
     };
     // Refused: a member outside the team, a viewer in the team, a user of another org.
-    let member = app.user("acme-member").await;
-    app.add_member(&s.org, &s.owner, &member, "member").await;
-    let viewer = app.user("acme-viewer").await;
-    app.add_member(&s.org, &s.owner, &viewer, "viewer").await;
-    app.post(
-        &org_path(&s.org, &format!("/teams/{}/members/{}", s.team, viewer.id)),
-        &s.owner.token,
-        json!({}),
-    )
-    .await
-    .expect(200);
-    let outsider = app.user("outsider").await;
-    app.org(&outsider, "other").await;
+    let (member, viewer, outsider, _) = refused(app, &s).await;
     app.get(&inbox, &member.token)
         .await
         .expect_error(403, "forbidden");
@@ -71,62 +72,32 @@ async fn only_the_team_and_admins_work_the_inbox(h: Widgeted) {
         .expect_error(403, "forbidden");
     status(&outsider.token, "resolved").await.expect(404);
     // A bot of the org, even one in the conversation, is refused.
-    let bot = app
-        .post(
-            &org_path(&s.org, "/bots"),
-            &s.owner.token,
-            json!({"name": "b"}),
-        )
-        .await
-        .expect(201);
-    let bot_token = bot.string("token");
-    let bot_get = app
-        .send(
-            app.client
-                .get(app.url(&inbox))
-                .header("authorization", format!("Bot {bot_token}")),
-        )
-        .await;
+    let bot = crate::bots::make_bot(app, &s.org, &s.owner, json!({"name": "b"})).await;
+    let bot_get = app.as_bot(Method::GET, &inbox, &bot.token, None).await;
     assert_eq!(bot_get.status.as_u16(), 403, "{}", bot_get.body);
     // API keys: outside `conversations:read`, or limited to conversations, are refused.
-    let (_, wrong_scope) = crate::keys::make_key(
-        app,
-        &s.staff,
-        json!({"name": "w", "org_id": s.org, "scopes": ["messages:read"]}),
-    )
-    .await;
+    let wrong_scope = crate::keys::org_key(app, &s.staff, &s.org, &["messages:read"], &[]).await;
     app.get(&inbox, &wrong_scope)
         .await
         .expect_error(403, "insufficient_scope");
-    let (_, listed) = crate::keys::make_key(
+    let listed = crate::keys::org_key(
         app,
         &s.staff,
-        json!({"name": "l", "org_id": s.org, "scopes": ["conversations:read"], "conversation_ids": [conv]}),
+        &s.org,
+        &["conversations:read"],
+        &[conv.as_str()],
     )
     .await;
     app.get(&inbox, &listed)
         .await
         .expect_error(403, "insufficient_scope");
-    let (_, reader) = crate::keys::make_key(
-        app,
-        &s.staff,
-        json!({"name": "r", "org_id": s.org, "scopes": ["conversations:read"]}),
-    )
-    .await;
+    let reader = crate::keys::org_key(app, &s.staff, &s.org, &["conversations:read"], &[]).await;
     assert_eq!(app.items(&inbox, &reader).await.len(), 1);
     // `bot` is no status a person sets; an ordinary conversation has none.
     status(&s.staff.token, "bot")
         .await
         .expect_error(422, "invalid_value");
-    let plain = app
-        .post(
-            &org_path(&s.org, "/conversations"),
-            &s.owner.token,
-            json!({"kind": "group", "name": "plain"}),
-        )
-        .await
-        .expect(201)
-        .id();
+    let plain = app.group(&s.org, &s.owner, &[], json!("private")).await;
     app.patch(
         &format!("/api/v1/conversations/{plain}"),
         &s.owner.token,
@@ -194,33 +165,8 @@ async fn the_inbox_is_live_for_those_who_work_it_only(h: Widgeted) {
     use crate::ws::Ws;
     let app = &h.app;
     let s = site(&h, "acme", "optional", false).await;
-    let member = app.user("acme-member").await;
-    app.add_member(&s.org, &s.owner, &member, "member").await;
-    let viewer = app.user("acme-viewer").await;
-    app.add_member(&s.org, &s.owner, &viewer, "viewer").await;
-    app.post(
-        &org_path(&s.org, &format!("/teams/{}/members/{}", s.team, viewer.id)),
-        &s.owner.token,
-        json!({}),
-    )
-    .await
-    .expect(200);
-    let outsider = app.user("outsider").await;
-    let other = app.org(&outsider, "other").await;
+    let (member, viewer, outsider, other) = refused(app, &s).await;
     let bot = crate::bots::make_bot(app, &s.org, &s.owner, json!({"name": "b"})).await;
-    let org = s.org.clone();
-    let staff_token = s.staff.token.clone();
-    let key = |scopes: Value| {
-        let body = json!({"name": "k", "org_id": org, "scopes": scopes});
-        let token = staff_token.clone();
-        async move {
-            let made = app.post("/api/v1/api-keys", &token, body).await;
-            made.expect(201).body["key"]
-                .as_str()
-                .expect("a key")
-                .to_owned()
-        }
-    };
     // Conversations for the barrier at the end, made before anyone connects.
     let barrier = (app.group(
         &s.org,
@@ -231,8 +177,9 @@ async fn the_inbox_is_live_for_those_who_work_it_only(h: Widgeted) {
     .await;
     app.add_participant(&barrier, &s.owner, &bot.user_id).await;
     let evil = app.group(&other, &outsider, &[], json!("private")).await;
-    let reader = key(json!(["messages:read", "conversations:read"])).await;
-    let blind = key(json!(["messages:read"])).await;
+    let both = ["messages:read", "conversations:read"];
+    let reader = crate::keys::org_key(app, &s.staff, &s.org, &both, &[]).await;
+    let blind = crate::keys::org_key(app, &s.staff, &s.org, &["messages:read"], &[]).await;
     let (mut staff, _) = Ws::identify(app, &s.staff.token).await;
     let (mut owner, _) = Ws::identify(app, &s.owner.token).await;
     let (mut reader, _) = Ws::identify(app, &reader).await;

@@ -38,39 +38,24 @@ async fn keys_are_managed_by_owners_and_admins_only(h: Widgeted) {
         .await
         .expect_error(404, "not_found");
     // An API key outside `org:admin`, or limited to conversations (AZ-5a), is refused.
-    let (_, read_only) = crate::keys::make_key(
+    let read_only = crate::keys::org_key(
         app,
         &s.owner,
-        json!({"name": "r", "org_id": s.org, "scopes": ["org:read", "conversations:read"]}),
+        &s.org,
+        &["org:read", "conversations:read"],
+        &[],
     )
     .await;
     app.get(&path, &read_only)
         .await
         .expect_error(403, "insufficient_scope");
-    let conv = app
-        .post(
-            &org_path(&s.org, "/conversations"),
-            &s.owner.token,
-            json!({"kind": "group", "name": "c"}),
-        )
-        .await
-        .expect(201)
-        .id();
-    let (_, listed) = crate::keys::make_key(
-        app,
-        &s.owner,
-        json!({"name": "l", "org_id": s.org, "scopes": ["org:admin"], "conversation_ids": [conv]}),
-    )
-    .await;
+    let conv = app.group(&s.org, &s.owner, &[], json!("private")).await;
+    let listed =
+        crate::keys::org_key(app, &s.owner, &s.org, &["org:admin"], &[conv.as_str()]).await;
     app.post(&path, &listed, body.clone())
         .await
         .expect_error(403, "insufficient_scope");
-    let (_, admin_key) = crate::keys::make_key(
-        app,
-        &s.owner,
-        json!({"name": "a", "org_id": s.org, "scopes": ["org:admin"]}),
-    )
-    .await;
+    let admin_key = crate::keys::org_key(app, &s.owner, &s.org, &["org:admin"], &[]).await;
     app.post(&path, &admin_key, body).await.expect(201);
     // An admin manages keys; the changes are audited.
     let admin = app.user("acme-admin").await;
@@ -175,27 +160,13 @@ async fn a_revoked_key_is_refused(h: Widgeted) {
     .await
     .expect(204);
     let res = app
-        .widget_call(
-            Method::GET,
-            &format!("/chat?session_id={}", session.id),
-            Some(ORIGIN),
-            Some(&s.key),
-            Some(&session.secret),
-            None,
-        )
+        .visitor_reads(&s.key, &session)
         .await
         .expect_error(403, "widget_key_invalid");
     assert!(res.headers.get("access-control-allow-origin").is_none());
-    app.widget_call(
-        Method::POST,
-        "/sessions",
-        Some(ORIGIN),
-        Some(&s.key),
-        None,
-        Some(json!({})),
-    )
-    .await
-    .expect_error(403, "widget_key_invalid");
+    app.start_session(&s.key, json!({}))
+        .await
+        .expect_error(403, "widget_key_invalid");
     assert!(app
         .items(&widget_keys(&s.org), &s.owner.token)
         .await

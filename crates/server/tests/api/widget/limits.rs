@@ -52,31 +52,11 @@ async fn a_key_gets_its_burst_and_no_more(h: Widgeted) {
     let app = &h.app;
     let s = site(&h, "acme", "optional", false).await;
     let t = site(&h, "globex", "optional", false).await;
-    let answers = join_all((0..100).map(|_| {
-        app.widget_call(
-            Method::POST,
-            "/sessions",
-            Some(ORIGIN),
-            Some(&s.key),
-            None,
-            Some(json!({})),
-        )
-    }))
-    .await;
+    let answers = join_all((0..100).map(|_| app.start_session(&s.key, json!({})))).await;
     let passed = only(answers, 200, (429, "rate_limited"));
     assert_eq!(passed.len(), 30, "the key's burst");
     // The IP had 30 of its 50: another key gets 20 more from this address, then none.
-    let answers = join_all((0..40).map(|_| {
-        app.widget_call(
-            Method::POST,
-            "/sessions",
-            Some(ORIGIN),
-            Some(&t.key),
-            None,
-            Some(json!({})),
-        )
-    }))
-    .await;
+    let answers = join_all((0..40).map(|_| app.start_session(&t.key, json!({})))).await;
     let passed = only(answers, 200, (429, "rate_limited"));
     assert_eq!(passed.len(), 20, "the IP's burst");
 }

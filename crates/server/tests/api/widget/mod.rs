@@ -54,13 +54,7 @@ pub async fn site(h: &Widgeted, name: &str, identity: &str, with_agent: bool) ->
     let org = app.org(&owner, name).await;
     app.add_member(&org, &owner, &staff, "member").await;
     let team = app.create_team(&org, &owner, "Support").await;
-    app.post(
-        &org_path(&org, &format!("/teams/{team}/members/{}", staff.id)),
-        &owner.token,
-        json!({}),
-    )
-    .await
-    .expect(200);
+    app.add_to_team(&org, &owner, &team, &staff).await;
     let agent = if with_agent {
         let body = json!({"name": "Helper", "endpoint": h.llm.url(), "model": "fake-1"});
         Some(
@@ -175,6 +169,13 @@ impl TestApp {
         .await
     }
 
+    /// `POST /widget/sessions` of `key` resuming session `id` with the visitor secret `secret`.
+    pub async fn resume_session(&self, key: &str, secret: &str, id: &str) -> Res {
+        let body = json!({"session_id": id});
+        self.as_visitor(key, secret, Method::POST, "/sessions", Some(body))
+            .await
+    }
+
     /// Begins a session of `key` from [`ORIGIN`] with `body` (200 expected).
     pub async fn visit(&self, key: &str, body: Value) -> Session {
         let res = self.start_session(key, body).await.expect(200);
@@ -185,34 +186,50 @@ impl TestApp {
         }
     }
 
+    /// The visitor sends `text`.
+    pub async fn visitor_sends(&self, key: &str, s: &Session, text: &str) -> Res {
+        let body = json!({"session_id": s.id, "message": text});
+        self.as_visitor(key, &s.secret, Method::POST, "/chat", Some(body))
+            .await
+    }
+
     /// The visitor sends `text` (201 expected); answers the message object.
     pub async fn visitor_says(&self, key: &str, s: &Session, text: &str) -> Value {
-        self.widget_call(
-            Method::POST,
-            "/chat",
-            Some(ORIGIN),
-            Some(key),
-            Some(&s.secret),
-            Some(json!({"session_id": s.id, "message": text})),
-        )
-        .await
-        .expect(201)
-        .body
+        self.visitor_sends(key, s, text).await.expect(201).body
+    }
+
+    /// The visitor reads their history.
+    pub async fn visitor_reads(&self, key: &str, s: &Session) -> Res {
+        let path = format!("/chat?session_id={}", s.id);
+        self.as_visitor(key, &s.secret, Method::GET, &path, None)
+            .await
     }
 
     /// The visitor's history (200 expected).
     pub async fn visitor_history(&self, key: &str, s: &Session) -> Value {
-        self.widget_call(
-            Method::GET,
-            &format!("/chat?session_id={}", s.id),
-            Some(ORIGIN),
-            Some(key),
-            Some(&s.secret),
-            None,
-        )
-        .await
-        .expect(200)
-        .body
+        self.visitor_reads(key, s).await.expect(200).body
+    }
+
+    /// The id of the visitor's conversation (one must exist).
+    pub async fn visitor_conversation(&self, key: &str, s: &Session) -> String {
+        let history = self.visitor_history(key, s).await;
+        let conv = history["conversation_id"].as_str();
+        conv.expect("a conversation").to_owned()
+    }
+
+    /// A new visitor of `key` says `text`: their session and the conversation it opened.
+    pub async fn visitor_opens(&self, key: &str, text: &str) -> (Session, String) {
+        let v = self.visit(key, json!({})).await;
+        self.visitor_says(key, &v, text).await;
+        let conv = self.visitor_conversation(key, &v).await;
+        (v, conv)
+    }
+
+    /// The visitor asks for a person.
+    pub async fn visitor_hands_off(&self, key: &str, s: &Session) -> Res {
+        let body = json!({"session_id": s.id});
+        self.as_visitor(key, &s.secret, Method::POST, "/handoff", Some(body))
+            .await
     }
 }
 

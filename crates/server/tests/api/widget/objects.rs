@@ -10,6 +10,27 @@ crate::both_backends!(
     conversation_objects_carry_source_and_status,
 );
 
+/// Asserts that conversation object `c` is a widget conversation with `status`.
+fn from_widget(c: &Value, status: &str) {
+    assert_eq!(
+        (&c["source"], &c["status"]),
+        (&json!("widget"), &json!(status)),
+        "{c}"
+    );
+}
+
+/// Asserts that conversation object `c` carries `source` and `status`, both null.
+fn ordinary(c: &Value) {
+    assert!(c.get("source").is_some_and(Value::is_null), "{c}");
+    assert!(c.get("status").is_some_and(Value::is_null), "{c}");
+}
+
+/// `who` changes `conv` with `body` (200 expected): the conversation object answered.
+async fn updated(app: &TestApp, conv: &str, who: &User, body: Value) -> Value {
+    let res = app.update_conversation(conv, who, body).await;
+    res.expect(200).body
+}
+
 /// The item of `list` (at `path`, as `token`) with id `conv`.
 async fn listed(app: &TestApp, path: &str, token: &str, conv: &str) -> Value {
     app.items(path, token)
@@ -22,17 +43,11 @@ async fn listed(app: &TestApp, path: &str, token: &str, conv: &str) -> Value {
 async fn conversation_objects_carry_source_and_status(h: Widgeted) {
     let app = &h.app;
     let s = site(&h, "acme", "optional", true).await;
-    let v = app.visit(&s.key, json!({})).await;
-    app.visitor_says(&s.key, &v, "hello").await;
-    let conv = app.visitor_history(&s.key, &v).await["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_, conv) = app.visitor_opens(&s.key, "hello").await;
     let path = conv_path(&conv, "");
     // The team sees it among the conversations it may join, as the agent's (`bot`).
     let got = app.get(&path, &s.staff.token).await.expect(200).body;
-    assert_eq!(got["source"], "widget");
-    assert_eq!(got["status"], "bot");
+    from_widget(&got, "bot");
     assert!(got["permissions"].is_array());
     let available = listed(
         app,
@@ -41,49 +56,24 @@ async fn conversation_objects_carry_source_and_status(h: Widgeted) {
         &conv,
     )
     .await;
-    assert_eq!(available["source"], "widget");
-    assert_eq!(available["status"], "bot");
+    from_widget(&available, "bot");
     // Taken: the answer, the object and the list say `open`.
-    let taken = app
-        .update_conversation(&conv, &s.staff, json!({"status": "open"}))
-        .await
-        .expect(200)
-        .body;
-    assert_eq!(
-        (&taken["source"], &taken["status"]),
-        (&json!("widget"), &json!("open"))
-    );
+    let taken = updated(app, &conv, &s.staff, json!({"status": "open"})).await;
+    from_widget(&taken, "open");
     assert_eq!(taken["id"], conv);
     app.post(&conv_path(&conv, "/join"), &s.staff.token, json!({}))
         .await
         .expect(200);
     let mine = listed(app, "/api/v1/conversations", &s.staff.token, &conv).await;
-    assert_eq!(
-        (&mine["source"], &mine["status"]),
-        (&json!("widget"), &json!("open"))
-    );
+    from_widget(&mine, "open");
     // Resolved, then renamed: every answer keeps both.
-    let resolved = app
-        .update_conversation(&conv, &s.staff, json!({"status": "resolved"}))
-        .await
-        .expect(200)
-        .body;
-    assert_eq!(resolved["status"], "resolved");
-    let renamed = app
-        .update_conversation(&conv, &s.owner, json!({"name": "Order 1234"}))
-        .await
-        .expect(200)
-        .body;
-    assert_eq!(
-        (&renamed["source"], &renamed["status"]),
-        (&json!("widget"), &json!("resolved"))
-    );
+    let resolved = updated(app, &conv, &s.staff, json!({"status": "resolved"})).await;
+    from_widget(&resolved, "resolved");
+    let renamed = updated(app, &conv, &s.owner, json!({"name": "Order 1234"})).await;
+    from_widget(&renamed, "resolved");
     assert_eq!(renamed["name"], "Order 1234");
     let got = app.get(&path, &s.staff.token).await.expect(200).body;
-    assert_eq!(
-        (&got["source"], &got["status"]),
-        (&json!("widget"), &json!("resolved"))
-    );
+    from_widget(&got, "resolved");
     // An ordinary conversation: both present and null, in every shape.
     let plain = app
         .group(&s.org, &s.owner, &[&s.staff], json!("private"))
@@ -93,23 +83,11 @@ async fn conversation_objects_carry_source_and_status(h: Widgeted) {
         .await
         .expect(200)
         .body;
-    assert!(got.get("source").is_some_and(Value::is_null), "{got}");
-    assert!(got.get("status").is_some_and(Value::is_null), "{got}");
+    ordinary(&got);
     let mine = listed(app, "/api/v1/conversations", &s.staff.token, &plain).await;
-    assert!(mine["source"].is_null() && mine.get("status").is_some_and(Value::is_null));
-    let renamed = app
-        .update_conversation(&plain, &s.owner, json!({"name": "Lunch"}))
-        .await
-        .expect(200)
-        .body;
-    assert!(
-        renamed.get("source").is_some_and(Value::is_null),
-        "{renamed}"
-    );
-    assert!(
-        renamed.get("status").is_some_and(Value::is_null),
-        "{renamed}"
-    );
+    ordinary(&mine);
+    let renamed = updated(app, &plain, &s.owner, json!({"name": "Lunch"})).await;
+    ordinary(&renamed);
     // An ordinary conversation has no status to change.
     app.update_conversation(&plain, &s.owner, json!({"status": "resolved"}))
         .await

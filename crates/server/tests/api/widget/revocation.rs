@@ -29,13 +29,7 @@ async fn revoking_a_key_ends_its_open_streams_and_refuses_its_visitors(h: Widget
     let s = site(&h, "acme", "optional", false).await;
     // One visitor with a conversation (its stream follows it), one still without (its stream
     // waits for one), and a visitor of another key of the same org.
-    let talking = app.visit(&s.key, json!({})).await;
-    app.visitor_says(&s.key, &talking, "my card number is …")
-        .await;
-    let conv = app.visitor_history(&s.key, &talking).await["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (talking, conv) = app.visitor_opens(&s.key, "my card number is …").await;
     let waiting = app.visit(&s.key, json!({})).await;
     let other = app
         .post(
@@ -95,15 +89,9 @@ async fn revoking_a_key_ends_its_open_streams_and_refuses_its_visitors(h: Widget
         }
     }
     // The visitor secrets open nothing through another key either.
-    app.as_visitor(
-        &other,
-        &talking.secret,
-        Method::GET,
-        &format!("/chat?session_id={}", talking.id),
-        None,
-    )
-    .await
-    .expect_error(401, "visitor_invalid");
+    app.visitor_reads(&other, &talking)
+        .await
+        .expect_error(401, "visitor_invalid");
     // Nothing was written after the revocation; the team keeps the conversation.
     let kept = app
         .get(&conv_path(&conv, ""), &s.staff.token)
@@ -156,15 +144,9 @@ async fn removing_an_origin_ends_that_origins_streams_only(h: Widgeted) {
     second
         .until(|e| e.event == "message" && e.data["content"] == "from the help site")
         .await;
-    app.as_visitor(
-        &s.key,
-        &here.secret,
-        Method::GET,
-        &format!("/chat?session_id={}", here.id),
-        None,
-    )
-    .await
-    .expect_error(403, "origin_not_allowed");
+    app.visitor_reads(&s.key, &here)
+        .await
+        .expect_error(403, "origin_not_allowed");
 }
 
 async fn requiring_identity_ends_anonymous_streams(h: Widgeted) {

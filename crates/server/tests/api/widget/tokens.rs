@@ -391,24 +391,12 @@ async fn required_identity_refuses_unsigned_and_wrongly_signed_tokens(h: Widgete
     let anon = app.visit(&t.key, json!({})).await;
     app.visitor_says(&t.key, &anon, "before").await;
     app.change_key(&t, json!({"identity": "required"})).await;
-    app.as_visitor(
-        &t.key,
-        &anon.secret,
-        Method::POST,
-        "/chat",
-        Some(json!({"session_id": anon.id, "message": "after"})),
-    )
-    .await
-    .expect_error(403, "identity_required");
-    app.as_visitor(
-        &t.key,
-        &anon.secret,
-        Method::GET,
-        &format!("/chat?session_id={}", anon.id),
-        None,
-    )
-    .await
-    .expect_error(403, "identity_required");
+    app.visitor_sends(&t.key, &anon, "after")
+        .await
+        .expect_error(403, "identity_required");
+    app.visitor_reads(&t.key, &anon)
+        .await
+        .expect_error(403, "identity_required");
 }
 
 async fn pyjwt_tokens_are_accepted_and_its_rs256_refused(h: Widgeted) {

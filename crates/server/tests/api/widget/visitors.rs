@@ -17,17 +17,7 @@ crate::both_backends!(
 async fn only_the_keys_origins_get_in_and_get_cors(h: Widgeted) {
     let app = &h.app;
     let s = site(&h, "acme", "optional", false).await;
-    let ok = app
-        .widget_call(
-            Method::POST,
-            "/sessions",
-            Some(ORIGIN),
-            Some(&s.key),
-            None,
-            Some(json!({})),
-        )
-        .await
-        .expect(200);
+    let ok = app.start_session(&s.key, json!({})).await.expect(200);
     assert_eq!(ok.headers["access-control-allow-origin"], ORIGIN);
     assert!(ok.string("visitor_secret").starts_with("cnv_v_"));
     assert_eq!(ok.body["settings"]["title"], "acme support");
@@ -72,16 +62,9 @@ async fn only_the_keys_origins_get_in_and_get_cors(h: Widgeted) {
             .expect(204);
         other.string("key")
     };
-    app.widget_call(
-        Method::POST,
-        "/sessions",
-        Some(ORIGIN),
-        Some(&fake),
-        None,
-        Some(json!({})),
-    )
-    .await
-    .expect_error(403, "widget_key_invalid");
+    app.start_session(&fake, json!({}))
+        .await
+        .expect_error(403, "widget_key_invalid");
     // Preflights: answered for a known origin only.
     let preflight = |origin: &'static str| {
         app.client
@@ -154,29 +137,13 @@ async fn a_session_id_without_its_secret_reads_nothing(h: Widgeted) {
         }
     }
     // Resuming the victim's session without its secret makes a new, empty one.
-    let res = app
-        .as_visitor(
-            &s.key,
-            &thief.secret,
-            Method::POST,
-            "/sessions",
-            Some(json!({"session_id": victim.id})),
-        )
-        .await
-        .expect(200);
+    let res = app.resume_session(&s.key, &thief.secret, &victim.id).await;
+    let res = res.expect(200);
     assert_ne!(res.string("session_id"), victim.id);
     assert!(res.body["conversation_id"].is_null());
     // With the secret, the session resumes.
-    let res = app
-        .as_visitor(
-            &s.key,
-            &victim.secret,
-            Method::POST,
-            "/sessions",
-            Some(json!({"session_id": victim.id})),
-        )
-        .await
-        .expect(200);
+    let res = app.resume_session(&s.key, &victim.secret, &victim.id).await;
+    let res = res.expect(200);
     assert_eq!(res.string("session_id"), victim.id);
     assert_eq!(res.string("visitor_secret"), victim.secret);
     assert_eq!(res.body["status"], "open");
@@ -225,16 +192,9 @@ async fn required_identity_refuses_unsigned_and_wrongly_signed_visitors(h: Widge
             "identity_invalid",
         ),
     ] {
-        app.widget_call(
-            Method::POST,
-            "/sessions",
-            Some(ORIGIN),
-            Some(&s.key),
-            None,
-            Some(body.clone()),
-        )
-        .await
-        .check(status, Some(code), &body.to_string());
+        app.start_session(&s.key, body.clone())
+            .await
+            .check(status, Some(code), &body.to_string());
     }
     let ok = app
         .visit(
@@ -246,13 +206,9 @@ async fn required_identity_refuses_unsigned_and_wrongly_signed_visitors(h: Widge
     assert_eq!(said["author_name"], "Ann");
     // In optional mode a wrong signature is refused too (never silently anonymous).
     let t = site(&h, "globex", "optional", false).await;
-    app.widget_call(
-        Method::POST,
-        "/sessions",
-        Some(ORIGIN),
-        Some(&t.key),
-        None,
-        Some(json!({"identity": {"user_id": "u", "hash": sign(&s.identity_secret, "u")}})),
+    app.start_session(
+        &t.key,
+        json!({"identity": {"user_id": "u", "hash": sign(&s.identity_secret, "u")}}),
     )
     .await
     .expect_error(403, "identity_invalid");
@@ -287,10 +243,7 @@ async fn the_visitor_secret_opens_no_other_route(h: Widgeted) {
     let s = site(&h, "acme", "optional", false).await;
     let v = app.visit(&s.key, json!({})).await;
     let said = app.visitor_says(&s.key, &v, "hello").await;
-    let conv = app.visitor_history(&s.key, &v).await["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conv = app.visitor_conversation(&s.key, &v).await;
     for path in [
         "/api/v1/users/@me".to_owned(),
         "/api/v1/conversations".to_owned(),
@@ -330,25 +283,13 @@ async fn messages_are_one_to_4000_characters_and_replies_arrive_as_text(h: Widge
     let s = site(&h, "acme", "optional", false).await;
     let v = app.visit(&s.key, json!({})).await;
     for text in ["", "   "] {
-        app.as_visitor(
-            &s.key,
-            &v.secret,
-            Method::POST,
-            "/chat",
-            Some(json!({"session_id": v.id, "message": text})),
-        )
-        .await
-        .expect_error(422, "invalid_value");
+        app.visitor_sends(&s.key, &v, text)
+            .await
+            .expect_error(422, "invalid_value");
     }
     let long = "x".repeat(4001);
     let res = app
-        .as_visitor(
-            &s.key,
-            &v.secret,
-            Method::POST,
-            "/chat",
-            Some(json!({"session_id": v.id, "message": long})),
-        )
+        .visitor_sends(&s.key, &v, &long)
         .await
         .expect_error(422, "invalid_value");
     assert_eq!(res.field(), Some("/message"));
@@ -360,10 +301,7 @@ async fn messages_are_one_to_4000_characters_and_replies_arrive_as_text(h: Widge
     let said = app.visitor_says(&s.key, &v, script).await;
     assert_eq!(said["content"], script, "visitor text is kept as text");
     // A staff reply in HTML reaches the visitor as its text only.
-    let conv = app.visitor_history(&s.key, &v).await["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conv = app.visitor_conversation(&s.key, &v).await;
     app.post(&conv_path(&conv, "/join"), &s.staff.token, json!({}))
         .await
         .expect(200);
