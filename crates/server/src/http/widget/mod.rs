@@ -12,6 +12,9 @@
 //! and the client IP's widget buckets. The event stream is Server-Sent Events: `message`,
 //! `delta` and `status`, each with an `id` (the fan-out position) a reconnect sends back as
 //! `Last-Event-ID` to replay what it missed (`crate::widget_streams`).
+//!
+//! Here: the gate, the call extractor and the handlers; `identity` reads what the host vouches
+//! for a signed-in visitor, `stream` feeds the event stream.
 
 mod identity;
 mod stream;
