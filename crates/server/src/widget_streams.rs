@@ -68,6 +68,13 @@ fn started_for(event: &WireEvent) -> Option<Uuid> {
     Uuid::parse_str(d.get(WIDGET_VISITOR_FIELD)?.as_str()?).ok()
 }
 
+/// A new item in `map`'s list for `id`.
+fn enlist<T: Default>(map: &mut HashMap<Uuid, Vec<Arc<T>>>, id: Uuid) -> Arc<T> {
+    let item = Arc::new(T::default());
+    map.entry(id).or_default().push(item.clone());
+    item
+}
+
 /// Takes `item` out of `map`'s list for `id` (and the list, once empty).
 fn forget<T>(map: &mut HashMap<Uuid, Vec<Arc<T>>>, id: Uuid, item: &Arc<T>) {
     if let Some(list) = map.get_mut(&id) {
@@ -179,9 +186,7 @@ impl WidgetStreams {
     /// What wakes this stream of `visitor`'s when a conversation of theirs is made.
     #[must_use]
     pub fn waiter(&self, visitor: Uuid) -> Arc<Notify> {
-        let notify = Arc::new(Notify::new());
-        (self.lock().waiting.entry(visitor).or_default()).push(notify.clone());
-        notify
+        enlist(&mut self.lock().waiting, visitor)
     }
 
     /// Forgets a stream's waiter.
@@ -201,9 +206,7 @@ impl WidgetStreams {
     /// What tells a stream of `key` that the key changed.
     #[must_use]
     pub fn watch_key(&self, key: Uuid) -> Arc<KeyWatch> {
-        let watch = Arc::new(KeyWatch::default());
-        (self.lock().keys.entry(key).or_default()).push(watch.clone());
-        watch
+        enlist(&mut self.lock().keys, key)
     }
 
     /// Forgets a stream's key watch.

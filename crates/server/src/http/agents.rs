@@ -55,19 +55,10 @@ impl AgentView {
 /// Puts an endpoint (the base URL of a Chat Completions API) through the agent SSRF guard:
 /// 422 `url_not_allowed` naming `endpoint`.
 async fn checked_endpoint(state: &AppState, url: &str) -> ApiResult<String> {
-    match state.agent_outbound.check(url).await {
-        Ok(u) => Ok(u.to_string()),
-        Err(e) if e.is_url_not_allowed() => Err(ApiError::invalid(
-            "url_not_allowed",
-            format!("this URL is not allowed for model endpoints: {e}"),
-            "endpoint",
-        )),
-        Err(_) => Err(ApiError::invalid(
-            "url_not_allowed",
-            "this URL's host does not resolve to an allowed address",
-            "endpoint",
-        )),
-    }
+    let checked = state.agent_outbound.check(url).await;
+    checked
+        .map(|u| u.to_string())
+        .map_err(|e| ApiError::url_not_allowed(&e, "model endpoints", "endpoint"))
 }
 
 #[derive(Deserialize, ToSchema)]

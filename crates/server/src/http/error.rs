@@ -2,6 +2,7 @@
 //! `{"error":{"code","message","field","request_id"}}`. 5xx bodies are generic; the detail goes
 //! to the log with the request id.
 
+use crate::outbound::OutboundError;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use conclave_core::service::identity::Refused;
@@ -82,6 +83,35 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_field(field)
     }
 
+    /// Tells the client when to try again (`Retry-After`, in seconds).
+    #[must_use]
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// 429 `rate_limited`: the limit `what` was reached.
+    pub fn rate_limited(what: &str, retry_after_secs: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests: {what} was reached; retry in {retry_after_secs} s"),
+        )
+        .with_retry_after(retry_after_secs)
+    }
+
+    /// 422 `url_not_allowed` naming `field`: the SSRF guard refused a URL given for `purpose`
+    /// (the rule is named), or its host does not resolve to an allowed address.
+    pub fn url_not_allowed(e: &OutboundError, purpose: &str, field: &str) -> Self {
+        let message = if e.is_url_not_allowed() {
+            format!("this URL is not allowed for {purpose}: {e}")
+        } else {
+            // A name that does not resolve (or a lookup failure) is not a reachable target either.
+            "this URL's host does not resolve to an allowed address".to_owned()
+        };
+        Self::invalid("url_not_allowed", message, field)
+    }
+
     pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, code, message)
     }
@@ -156,28 +186,20 @@ impl From<ServiceError> for ApiError {
                 Self::new(StatusCode::CONFLICT, code, message)
             }
             ServiceError::Gone { code, message } => Self::new(StatusCode::GONE, code, message),
-            ServiceError::Throttled { retry_after_secs } => {
-                let mut e = Self::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_attempts",
-                    "too many failed attempts; retry later",
-                );
-                e.retry_after = Some(retry_after_secs.max(1));
-                e
-            }
-            ServiceError::Busy => {
-                let mut e = Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "busy",
-                    "the server is busy; retry shortly",
-                );
-                e.retry_after = Some(1);
-                e
-            }
+            ServiceError::Throttled { retry_after_secs } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "too many failed attempts; retry later",
+            )
+            .with_retry_after(retry_after_secs.max(1)),
+            ServiceError::Busy => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the server is busy; retry shortly",
+            )
+            .with_retry_after(1),
             ServiceError::Unavailable { code, message } => {
-                let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
-                e.retry_after = Some(5);
-                e
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message).with_retry_after(5)
             }
             ServiceError::Internal(detail) => {
                 tracing::error!(request_id = %current_request_id(), error = %detail, "internal error");

@@ -72,13 +72,13 @@ pub async fn upgrade(State(state): State<AppState>, req: Request) -> Response {
         .map(str::to_owned);
     let ip = client_ip::of_request(&parts, &state);
     let Some(slot) = gw.ip_slot(ip.map(crate::ratelimit::ip_key)) else {
-        let mut e = ApiError::new(
+        return ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_connections",
             "too many gateway connections from this address",
-        );
-        e.retry_after = Some(10);
-        return e.into_response();
+        )
+        .with_retry_after(10)
+        .into_response();
     };
     let Some(handshake) = Handshake::of(&mut parts) else {
         return ApiError::bad_request(

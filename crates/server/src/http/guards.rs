@@ -123,19 +123,10 @@ impl From<Guard> for GuardView {
 /// Puts a moderation endpoint's `url` through the SSRF guard (lookup included): 422
 /// `url_not_allowed` naming `url`.
 async fn checked_url(state: &AppState, url: &str) -> ApiResult<String> {
-    match state.outbound.check(url).await {
-        Ok(u) => Ok(u.to_string()),
-        Err(e) if e.is_url_not_allowed() => Err(ApiError::invalid(
-            "url_not_allowed",
-            format!("this URL is not allowed for a moderation endpoint: {e}"),
-            "url",
-        )),
-        Err(_) => Err(ApiError::invalid(
-            "url_not_allowed",
-            "this URL's host does not resolve to an allowed address",
-            "url",
-        )),
-    }
+    let checked = state.outbound.check(url).await;
+    checked
+        .map(|u| u.to_string())
+        .map_err(|e| ApiError::url_not_allowed(&e, "a moderation endpoint", "url"))
 }
 
 /// An API key as given: 1–1024 characters without control characters or spaces.

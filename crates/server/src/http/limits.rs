@@ -66,16 +66,6 @@ impl RequestLimits {
     }
 }
 
-fn rate_limited(what: &str, retry_after_secs: u64) -> ApiError {
-    let mut e = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        format!("too many requests: {what} was reached; retry in {retry_after_secs} s"),
-    );
-    e.retry_after = Some(retry_after_secs);
-    e
-}
-
 fn set_headers(res: &mut Response, status: Option<Status>) {
     let Some(s) = status else {
         return;
@@ -106,7 +96,7 @@ pub async fn limit_requests(State(state): State<AppState>, req: Request, next: N
             retry_after_secs,
             status,
         } => {
-            let mut res = rate_limited(what, retry_after_secs).into_response();
+            let mut res = ApiError::rate_limited(what, retry_after_secs).into_response();
             set_headers(&mut res, Some(status));
             return res;
         }
@@ -153,7 +143,7 @@ pub async fn check_caller(
             status,
         } => {
             slot.lock().status = Some(status);
-            Err(rate_limited(what, retry_after_secs))
+            Err(ApiError::rate_limited(what, retry_after_secs))
         }
     }
 }

@@ -315,6 +315,31 @@ fn token_failure(f: TokenFailure) -> Response {
     }
 }
 
+/// The grant a token request's form asks for.
+fn token_request(form: &HashMap<String, String>) -> Result<TokenRequest, OAuthError> {
+    let get = |k: &str| form.get(k).cloned();
+    let required =
+        |k: &str| get(k).ok_or_else(|| OAuthError::invalid_request(format!("{k} is required")));
+    match form.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => Ok(TokenRequest::AuthorizationCode {
+            code: required("code")?,
+            code_verifier: get("code_verifier"),
+            redirect_uri: get("redirect_uri"),
+            resource: get("resource"),
+        }),
+        Some("refresh_token") => Ok(TokenRequest::RefreshToken {
+            refresh_token: required("refresh_token")?,
+            scope: get("scope"),
+            resource: get("resource"),
+        }),
+        Some(_) => Err(OAuthError::new(
+            "unsupported_grant_type",
+            "grant_type must be authorization_code or refresh_token",
+        )),
+        None => Err(OAuthError::invalid_request("grant_type is required")),
+    }
+}
+
 /// `POST /oauth/token`: `authorization_code` (with `code_verifier` and `redirect_uri`) or
 /// `refresh_token` (rotated: the answer carries the next one).
 async fn token(State(state): State<AppState>, req: Request) -> Response {
@@ -322,50 +347,9 @@ async fn token(State(state): State<AppState>, req: Request) -> Response {
         Ok(f) => f,
         Err(res) => return res,
     };
-    let get = |k: &str| form.get(k).cloned();
-    let request = match form.get("grant_type").map(String::as_str) {
-        Some("authorization_code") => match get("code") {
-            Some(code) => TokenRequest::AuthorizationCode {
-                code,
-                code_verifier: get("code_verifier"),
-                redirect_uri: get("redirect_uri"),
-                resource: get("resource"),
-            },
-            None => {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    &OAuthError::invalid_request("code is required"),
-                )
-            }
-        },
-        Some("refresh_token") => match get("refresh_token") {
-            Some(refresh_token) => TokenRequest::RefreshToken {
-                refresh_token,
-                scope: get("scope"),
-                resource: get("resource"),
-            },
-            None => {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    &OAuthError::invalid_request("refresh_token is required"),
-                )
-            }
-        },
-        Some(_) => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                &OAuthError::new(
-                    "unsupported_grant_type",
-                    "grant_type must be authorization_code or refresh_token",
-                ),
-            )
-        }
-        None => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                &OAuthError::invalid_request("grant_type is required"),
-            )
-        }
+    let request = match token_request(&form) {
+        Ok(r) => r,
+        Err(e) => return oauth_error(StatusCode::BAD_REQUEST, &e),
     };
     match state.services.oauth_token(auth, request, &meta).await {
         Ok(t) => {

@@ -62,20 +62,10 @@ impl WebhookView {
 
 /// Puts `url` through the SSRF guard (lookup included): 422 `url_not_allowed` naming the rule.
 async fn checked_url(state: &AppState, url: &str) -> ApiResult<String> {
-    match state.outbound.check(url).await {
-        Ok(u) => Ok(u.to_string()),
-        Err(e) if e.is_url_not_allowed() => Err(ApiError::invalid(
-            "url_not_allowed",
-            format!("this URL is not allowed for webhooks: {e}"),
-            "url",
-        )),
-        // A name that does not resolve (or a lookup failure) is not a reachable target either.
-        Err(_) => Err(ApiError::invalid(
-            "url_not_allowed",
-            "this URL's host does not resolve to an allowed address",
-            "url",
-        )),
-    }
+    let checked = state.outbound.check(url).await;
+    checked
+        .map(|u| u.to_string())
+        .map_err(|e| ApiError::url_not_allowed(&e, "webhooks", "url"))
 }
 
 #[derive(Deserialize, ToSchema)]

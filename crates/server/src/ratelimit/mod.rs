@@ -547,10 +547,15 @@ mod tests {
         assert_eq!(ip_key("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1");
     }
 
+    /// A node-local limiter with the default settings, on a clock that stands still.
+    fn default_limiter() -> RateLimiter {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::default());
+        RateLimiter::local(&RateLimitSettings::default(), true, clock)
+    }
+
     #[test]
     fn tool_calls_have_a_bucket_per_credential_and_writes_the_users() {
-        let clock: Arc<dyn Clock> = Arc::new(ManualClock::default());
-        let limiter = RateLimiter::local(&RateLimitSettings::default(), true, clock);
+        let limiter = default_limiter();
         let user = UserId::new();
         let subject = Subject {
             user,
@@ -574,8 +579,7 @@ mod tests {
 
     #[test]
     fn free_keys_share_the_user_buckets_higher_tiers_one_per_owner() {
-        let clock: Arc<dyn Clock> = Arc::new(ManualClock::default());
-        let limiter = RateLimiter::local(&RateLimitSettings::default(), true, clock);
+        let limiter = default_limiter();
         let user = UserId::new();
         let plain = Subject {
             user,

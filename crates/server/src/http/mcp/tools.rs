@@ -341,14 +341,6 @@ struct GetUser {
 
 /// The REST paging query of a tool's `before` and `limit` (`after` is not offered: tools read
 /// back from the newest).
-fn query(before: Option<String>, limit: Option<i64>) -> ListQuery {
-    ListQuery {
-        limit,
-        before,
-        after: None,
-    }
-}
-
 /// A page `fetch` reads for `limit`, cut to what fits in one result: when the page is too
 /// large it is read again with the number of items that fit, so `next` continues right after
 /// the last one given.
@@ -368,6 +360,27 @@ where
     }
 }
 
+/// [`fitted`] for a list read with a [`ListQuery`]: `limit` items older than `before`.
+async fn fitted_list<T, F, Fut>(
+    limit: Option<i64>,
+    before: Option<&str>,
+    fetch: F,
+) -> Result<Value, ApiError>
+where
+    T: Serialize + ToSchema,
+    F: Fn(ListQuery) -> Fut,
+    Fut: Future<Output = Listed<T>>,
+{
+    fitted(limit, |limit| {
+        fetch(ListQuery {
+            limit,
+            before: before.map(str::to_owned),
+            after: None,
+        })
+    })
+    .await
+}
+
 async fn run(
     state: &AppState,
     actor: &Actor,
@@ -378,34 +391,26 @@ async fn run(
     Ok(match tool {
         ChatTool::ListConversations => {
             let a: Paging = arguments(args)?;
-            let list = fitted(a.limit, |limit| {
-                let q = query(a.before.clone(), limit);
-                async move {
-                    let fetch =
-                        |page| services.conversation_list(actor, ConversationList::Mine, page);
-                    id_listed(&q, conversation_id, fetch).await
-                }
+            let list = fitted_list(a.limit, a.before.as_deref(), |q| async move {
+                let fetch = |page| services.conversation_list(actor, ConversationList::Mine, page);
+                id_listed(&q, conversation_id, fetch).await
             })
             .await?;
             untrusted(list)
         }
         ChatTool::ReadMessages => {
             let a: InConversation = arguments(args)?;
-            let list = fitted(a.limit, |limit| {
-                let q = query(a.before.clone(), limit);
-                async move { message_list(services, actor, a.conversation_id, &q).await }
+            let list = fitted_list(a.limit, a.before.as_deref(), |q| async move {
+                message_list(services, actor, a.conversation_id, &q).await
             })
             .await?;
             untrusted(list)
         }
         ChatTool::ListParticipants => {
             let a: InConversation = arguments(args)?;
-            let list = fitted(a.limit, |limit| {
-                let q = query(a.before.clone(), limit);
-                async move {
-                    let fetch = |page| services.participants(actor, a.conversation_id, page);
-                    id_listed(&q, |p: &Participant| p.user.id.0, fetch).await
-                }
+            let list = fitted_list(a.limit, a.before.as_deref(), |q| async move {
+                let fetch = |page| services.participants(actor, a.conversation_id, page);
+                id_listed(&q, |p: &Participant| p.user.id.0, fetch).await
             })
             .await?;
             untrusted(list)
