@@ -248,6 +248,11 @@ impl Services {
         self.audit(actor, event).resource("user", actor.user.id)
     }
 
+    /// An audit entry for what the server does on its own, for no request.
+    fn system_audit(&self, event: &str) -> AuditEntry {
+        self.audit_as(AuditActor::system(), &ClientMeta::default(), event)
+    }
+
     /// An audit entry for an event by `who`, from the request described by `meta`.
     fn audit_as(&self, who: AuditActor, meta: &ClientMeta, event: &str) -> AuditEntry {
         let mut e = AuditEntry::new(event, who, self.clock.now());

@@ -12,7 +12,7 @@ use crate::event::{Cached, Control, Event};
 use crate::ids::*;
 use crate::model::*;
 use crate::policy::{self, CallerLimits, OrgAction};
-use crate::store::{OrgPatch, Page, Transfer};
+use crate::store::{OrgPatch, Page, StoreError, Transfer};
 use crate::types::*;
 use serde::Serialize;
 
@@ -45,6 +45,21 @@ pub struct MemberPermissions {
     pub username: String,
     pub role: OrgRole,
     pub actions: Vec<OrgAction>,
+}
+
+/// `found` if it is `org`'s (`org_of` says whose it is); 404 `what` if it is another org's or
+/// missing, so another org's id answers like one that names nothing.
+pub(super) fn of_org<T>(
+    found: std::result::Result<T, StoreError>,
+    org: OrgId,
+    org_of: impl FnOnce(&T) -> OrgId,
+    what: &'static str,
+) -> Result<T> {
+    match found {
+        Ok(x) if org_of(&x) == org => Ok(x),
+        Ok(_) => Err(ServiceError::NotFound(what)),
+        Err(e) => Err(ServiceError::missing(what)(e)),
+    }
 }
 
 impl Services {
@@ -80,6 +95,23 @@ impl Services {
                 "your role in this organization does not allow this",
             ))
         }
+    }
+
+    /// Refuses unless `actor` may manage the org's settings of `action` (webhooks, guards,
+    /// agents, widget keys): the role and scope `require_org` asks, a credential not limited to
+    /// listed conversations (AZ-5a), and for a change (`write`) no impersonated session.
+    pub(super) async fn require_org_settings(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        action: OrgAction,
+        write: bool,
+    ) -> Result<()> {
+        if write {
+            Self::require_not_impersonated(actor)?;
+        }
+        self.require_org(actor, org, action).await?;
+        Self::require_unlisted(actor)
     }
 
     /// `org` with the caller's `role` and what they may do in it through this credential.
