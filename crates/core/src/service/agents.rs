@@ -12,8 +12,7 @@
 //! message content; budget changes carry the old and new cap.
 
 use super::bots::unusable_token_hash;
-use super::orgs::of_org;
-use super::{Actor, Result, Services};
+use super::{of_org, Actor, Result, Services};
 use crate::agent::{
     ModelApiKey, ModelName, SystemPrompt, CONTEXT_MESSAGES_DEFAULT, CONTEXT_MESSAGES_MAX,
     MAX_OUTPUT_TOKENS_DEFAULT, MAX_OUTPUT_TOKENS_MAX, TEMPERATURE_MAX,

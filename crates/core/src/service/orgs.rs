@@ -12,7 +12,7 @@ use crate::event::{Cached, Control, Event};
 use crate::ids::*;
 use crate::model::*;
 use crate::policy::{self, CallerLimits, OrgAction};
-use crate::store::{OrgPatch, Page, StoreError, Transfer};
+use crate::store::{OrgPatch, Page, Transfer};
 use crate::types::*;
 use serde::Serialize;
 
@@ -45,21 +45,6 @@ pub struct MemberPermissions {
     pub username: String,
     pub role: OrgRole,
     pub actions: Vec<OrgAction>,
-}
-
-/// `found` if it is `org`'s (`org_of` says whose it is); 404 `what` if it is another org's or
-/// missing, so another org's id answers like one that names nothing.
-pub(super) fn of_org<T>(
-    found: std::result::Result<T, StoreError>,
-    org: OrgId,
-    org_of: impl FnOnce(&T) -> OrgId,
-    what: &'static str,
-) -> Result<T> {
-    match found {
-        Ok(x) if org_of(&x) == org => Ok(x),
-        Ok(_) => Err(ServiceError::NotFound(what)),
-        Err(e) => Err(ServiceError::missing(what)(e)),
-    }
 }
 
 impl Services {

@@ -11,8 +11,7 @@
 //! the change: one delivery row per matching enabled endpoint, unique per (endpoint, event id),
 //! so an event handed in twice is queued once.
 
-use super::orgs::of_org;
-use super::{Actor, Result, Services};
+use super::{of_org, Actor, Result, Services};
 use crate::error::ServiceError;
 use crate::event::{Audience, Control, Event, EventKind};
 use crate::ids::*;

@@ -12,8 +12,7 @@
 mod flags;
 mod screening;
 
-use super::orgs::of_org;
-use super::{Actor, Result, Services};
+use super::{of_org, Actor, Result, Services};
 use crate::error::ServiceError;
 use crate::event::Cached;
 use crate::guards::*;
