@@ -16,13 +16,11 @@ use super::{Actor, ClientMeta, Result, SendMessage, Services};
 use crate::agent::{context_name, trigger, Incoming, Trigger};
 use crate::cache::OrgAgents;
 use crate::error::ServiceError;
-use crate::files::AttachmentIds;
 use crate::ids::*;
-use crate::model::{Message, Session};
+use crate::model::Message;
 use crate::store::agents::*;
 use crate::store::{Cursor, Page};
-use crate::types::{ConversationKind, Limit, MessageFormat, MessageStatus, MessageText, UserKind};
-use chrono::{DateTime, Utc};
+use crate::types::{ConversationKind, Limit, MessageStatus, MessageText, UserKind};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -168,28 +166,11 @@ impl Services {
     /// The agent acting as its bot account: the bot's credential (its org only), on a stand-in
     /// session that no token opens.
     pub async fn agent_actor(&self, agent: &Agent) -> Result<Actor> {
-        let user = self.store.user(agent.user_id).await?;
-        if user.disabled {
+        let actor = self.acting_bot(agent.bot_id, ClientMeta::default()).await?;
+        if actor.user.disabled {
             return Err(ServiceError::NotFound("agent"));
         }
-        let bot = self.store.bot(agent.bot_id).await?;
-        let now = self.clock.now();
-        Ok(Actor {
-            session: Session {
-                id: bot.secrets.current,
-                user_id: user.id,
-                device: None,
-                ip: None,
-                created_at: bot.created_at,
-                last_seen_at: now,
-                expires_at: DateTime::<Utc>::MAX_UTC,
-                cookie: false,
-                impersonator: None,
-            },
-            user,
-            credential: bot.into_credential(),
-            meta: ClientMeta::default(),
-        })
+        Ok(actor)
     }
 
     /// Everything one call needs, read as the agent; `None` when the agent may not read the
@@ -321,11 +302,8 @@ impl Services {
                 actor,
                 conv,
                 SendMessage {
-                    content,
-                    format: MessageFormat::Text,
                     reply_to: Some(reply_to),
-                    attachments: AttachmentIds::default(),
-                    idempotency_key: None,
+                    ..SendMessage::text(content)
                 },
             )
             .await?;

@@ -11,7 +11,8 @@
 //! it) and passes it again at every call. Every change is audited without the key or any
 //! message content; budget changes carry the old and new cap.
 
-use super::{Actor, Result, Services};
+use super::bots::unusable_token_hash;
+use super::{of_org, Actor, Result, Services};
 use crate::agent::{
     ModelApiKey, ModelName, SystemPrompt, CONTEXT_MESSAGES_DEFAULT, CONTEXT_MESSAGES_MAX,
     MAX_OUTPUT_TOKENS_DEFAULT, MAX_OUTPUT_TOKENS_MAX, TEMPERATURE_MAX,
@@ -27,7 +28,6 @@ use crate::store::agents::*;
 use crate::store::NewBot;
 use crate::types::DisplayName;
 use chrono::NaiveDate;
-use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
@@ -157,23 +157,11 @@ fn changed_fields(c: &AgentChanges) -> Vec<&'static str> {
 }
 
 impl Services {
-    async fn require_agents(&self, actor: &Actor, org: OrgId, write: bool) -> Result<()> {
-        if write {
-            Self::require_not_impersonated(actor)?;
-        }
-        self.require_org(actor, org, OrgAction::ManageAgents)
-            .await?;
-        Self::require_unlisted(actor)
-    }
-
     /// Agent `id` of `org` (404 for another org's), once `actor` may manage the org's agents.
     async fn org_agent(&self, actor: &Actor, org: OrgId, id: Uuid, write: bool) -> Result<Agent> {
-        self.require_agents(actor, org, write).await?;
-        match self.store.agent(id).await {
-            Ok(a) if a.org_id == org => Ok(a),
-            Ok(_) => Err(ServiceError::NotFound("agent")),
-            Err(e) => Err(ServiceError::missing("agent")(e)),
-        }
+        self.require_org_settings(actor, org, OrgAction::ManageAgents, write)
+            .await?;
+        of_org(self.store.agent(id).await, org, |a| a.org_id, "agent")
     }
 
     /// Seals `key` for agent `id`.
@@ -210,7 +198,8 @@ impl Services {
         org: OrgId,
         s: NewAgentSettings,
     ) -> Result<Agent> {
-        self.require_agents(actor, org, true).await?;
+        self.require_org_settings(actor, org, OrgAction::ManageAgents, true)
+            .await?;
         let temperature = check_temperature(s.temperature)?;
         let max_output_tokens =
             check_max_output_tokens(s.max_output_tokens.unwrap_or(MAX_OUTPUT_TOKENS_DEFAULT))?;
@@ -225,9 +214,7 @@ impl Services {
         }
         let named = (s.name.clone(), super::bots::AGENT_USERNAME_PREFIX);
         let (bot, account) = self.new_bot(actor, org, named, None)?;
-        // No token exists for an agent's bot: where its hash would be are random bytes.
-        let mut unusable = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut unusable);
+        let unusable = unusable_token_hash();
         let id = Uuid::now_v7();
         let key = match &s.api_key {
             Some(k) => Some(self.seal_agent_key(id, k).await?),
@@ -279,7 +266,8 @@ impl Services {
 
     /// The org's agents (keys masked by the caller).
     pub async fn agents(&self, actor: &Actor, org: OrgId) -> Result<Vec<Agent>> {
-        self.require_agents(actor, org, false).await?;
+        self.require_org_settings(actor, org, OrgAction::ManageAgents, false)
+            .await?;
         Ok(self.store.agents(org).await?)
     }
 
@@ -376,7 +364,8 @@ impl Services {
 
     /// The org's monthly token budget for all its agents, and this month's use.
     pub async fn agent_budget(&self, actor: &Actor, org: OrgId) -> Result<BudgetState> {
-        self.require_agents(actor, org, false).await?;
+        self.require_org_settings(actor, org, OrgAction::ManageAgents, false)
+            .await?;
         let month = MonthKey::of(self.clock.now());
         Ok(self.store.org_budget_state(org, month).await?)
     }
@@ -388,7 +377,8 @@ impl Services {
         org: OrgId,
         budget: Option<i64>,
     ) -> Result<BudgetState> {
-        self.require_agents(actor, org, true).await?;
+        self.require_org_settings(actor, org, OrgAction::ManageAgents, true)
+            .await?;
         let budget = check_budget("monthly_token_budget", budget)?;
         let month = MonthKey::of(self.clock.now());
         let before = self.store.org_budget_state(org, month).await?;
@@ -423,12 +413,8 @@ impl Services {
         let Some(record) = self.store.agent_key(agent.id).await? else {
             return Ok(None);
         };
-        let opened = self
-            .open_sealed(key_ref(agent.id).binding(), &record.sealed)
-            .await?;
-        let text = String::from_utf8(opened.expose_secret().clone())
-            .map_err(|_| ServiceError::Internal("an agent key is not UTF-8".into()))?;
-        Ok(Some(SecretString::from(text)))
+        let key = (self.open_sealed_text(key_ref(agent.id).binding(), &record.sealed)).await?;
+        Ok(Some(key))
     }
 }
 

@@ -3,8 +3,7 @@
 //! do at request time is `credentials`' business.
 
 use super::credentials::new_secret;
-use super::{Actor, ClientMeta, Result, Services};
-use crate::audit::AuditActor;
+use super::{Actor, Result, Services};
 use crate::credential::{Cidr, Scope};
 use crate::error::ServiceError;
 use crate::event::Cached;
@@ -150,11 +149,7 @@ impl Services {
         let mut revoked = 0;
         for key in self.store.api_keys(user).await? {
             let audit = self
-                .audit_as(
-                    AuditActor::system(),
-                    &ClientMeta::default(),
-                    "api_key.revoked",
-                )
+                .system_audit("api_key.revoked")
                 .resource("api_key", key.id)
                 .org(key.org_id)
                 .detail(serde_json::json!({ "user_id": user, "reason": reason }));

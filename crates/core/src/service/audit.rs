@@ -434,18 +434,14 @@ impl Services {
             "audit rows due for pruning do not verify against the chain: nothing pruned; \
              run `conclave audit verify`"
         );
-        let entry = AuditEntry::new(
-            "audit.prune_refused",
-            AuditActor::system(),
-            self.clock.now(),
-        )
-        .failed()
-        .detail(serde_json::json!({
-            "chain": chain,
-            "problem": problem,
-            "first_bad": first_bad,
-            "first_bad_seq": first_bad_seq,
-        }));
+        let entry = (self.system_audit("audit.prune_refused"))
+            .failed()
+            .detail(serde_json::json!({
+                "chain": chain,
+                "problem": problem,
+                "first_bad": first_bad,
+                "first_bad_seq": first_bad_seq,
+            }));
         self.store
             .raise_alert(
                 &crate::store::HealthAlert {

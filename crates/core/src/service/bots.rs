@@ -28,6 +28,14 @@ fn bot_username(id: BotId, prefix: &str) -> Result<Username> {
         .map_err(|r| ServiceError::Internal(format!("bot username: {r}")))
 }
 
+/// What is stored where the token hash of a bot that no token opens would be (an agent's, a
+/// widget key's): random bytes, which no token hashes to.
+pub(super) fn unusable_token_hash() -> [u8; 32] {
+    let mut hash = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut hash);
+    hash
+}
+
 impl Services {
     /// A new bot of `org` made by `actor` and its account (kind bot, username starting with
     /// `prefix`); its first secret is the caller's to set (`secrets` holds a fresh id and no

@@ -283,6 +283,29 @@ impl Services {
         Ok(credential_actor(user, session, ip, bot.into_credential()))
     }
 
+    /// Bot `id` acting on its own rather than for a request (an agent answering, a widget key's
+    /// bots): its account and credential, on the stand-in session of its current secret, which
+    /// no token opens and which does not end.
+    pub(super) async fn acting_bot(&self, id: BotId, meta: super::ClientMeta) -> Result<Actor> {
+        let bot = self.store.bot(id).await?;
+        let user = self.store.user(bot.user_id).await?;
+        let now = self.clock.now();
+        let session = stand_in(
+            bot.secrets.current,
+            user.id,
+            None,
+            bot.created_at,
+            now,
+            None,
+        );
+        Ok(Actor {
+            session,
+            user,
+            credential: bot.into_credential(),
+            meta,
+        })
+    }
+
     /// Whether the credential an open gateway socket authenticated with still works: the login
     /// session still exists (not logged out, revoked or ended by a password change), or the bot
     /// or key secret is still current or in its grace period, and the account is not disabled.

@@ -13,7 +13,6 @@
 //!   its org roles in line with its groups.
 
 use super::{ClientMeta, LoginOutcome, Result, Services};
-use crate::audit::AuditActor;
 use crate::event::{Control, Event};
 use crate::store::{IdentityKind, LinkedIdentity};
 use crate::types::*;
@@ -135,7 +134,7 @@ impl Services {
                 };
                 if revoked.any() {
                     let audit = self
-                        .audit_as(AuditActor::system(), &ClientMeta::default(), REVOKED_REASON)
+                        .system_audit(REVOKED_REASON)
                         .resource("user", user.id)
                         .detail(serde_json::json!({
                             "provider": identity.provider,

@@ -28,6 +28,21 @@ pub struct SendMessage {
     pub idempotency_key: Option<IdempotencyKey>,
 }
 
+impl SendMessage {
+    /// Plain `content` with nothing else: no reply, files or idempotency key (what the
+    /// server's own bots send).
+    #[must_use]
+    pub fn text(content: MessageText) -> Self {
+        Self {
+            content,
+            format: MessageFormat::Text,
+            reply_to: None,
+            attachments: AttachmentIds::default(),
+            idempotency_key: None,
+        }
+    }
+}
+
 /// A sent message, and whether it was created now (`false`: an idempotent replay).
 pub struct Sent {
     pub message: Message,

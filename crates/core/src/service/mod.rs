@@ -74,10 +74,11 @@ use crate::clock::Clock;
 use crate::error::ServiceError;
 use crate::event::{Cached, Control, Event, EventSink};
 use crate::files::{Blobs, FreedBlobs};
+use crate::ids::OrgId;
 use crate::keys::ServerKeys;
 use crate::model::{Session, User};
 use crate::password::PasswordHasherPool;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use std::sync::{Arc, Mutex};
 
 /// An authenticated person or bot, with the session the request came through.
@@ -109,6 +110,21 @@ impl Actor {
             kind,
             impersonator: self.session.impersonator,
         }
+    }
+}
+
+/// `found` if it is `org`'s (`org_of` says whose it is); 404 `what` if it is another org's or
+/// missing, so another org's id answers like one that names nothing.
+fn of_org<T>(
+    found: std::result::Result<T, StoreError>,
+    org: OrgId,
+    org_of: impl FnOnce(&T) -> OrgId,
+    what: &'static str,
+) -> Result<T> {
+    match found {
+        Ok(x) if org_of(&x) == org => Ok(x),
+        Ok(_) => Err(ServiceError::NotFound(what)),
+        Err(e) => Err(ServiceError::missing(what)(e)),
     }
 }
 
@@ -246,6 +262,11 @@ impl Services {
     /// An audit entry for what `actor` does to their own account.
     fn own_audit(&self, actor: &Actor, event: &str) -> AuditEntry {
         self.audit(actor, event).resource("user", actor.user.id)
+    }
+
+    /// An audit entry for what the server does on its own, for no request.
+    fn system_audit(&self, event: &str) -> AuditEntry {
+        self.audit_as(AuditActor::system(), &ClientMeta::default(), event)
     }
 
     /// An audit entry for an event by `who`, from the request described by `meta`.

@@ -3,8 +3,7 @@
 //! revokes their own. Revoking a grant deletes its tokens in the same transaction, so the next
 //! `/mcp` request with one of them gets 401 on every node (access tokens are not cached).
 
-use super::{Actor, ClientMeta, Result, Services};
-use crate::audit::AuditActor;
+use super::{Actor, Result, Services};
 use crate::error::ServiceError;
 use crate::ids::*;
 use crate::oauth::*;
@@ -144,11 +143,7 @@ impl Services {
         let mut revoked = 0;
         for grant in self.store.user_grants(user).await? {
             let audit = self
-                .audit_as(
-                    AuditActor::system(),
-                    &ClientMeta::default(),
-                    "oauth_grant.revoked",
-                )
+                .system_audit("oauth_grant.revoked")
                 .resource("oauth_grant", grant.id)
                 .org(grant.org_id)
                 .detail(serde_json::json!({

@@ -82,6 +82,23 @@ impl Services {
         }
     }
 
+    /// Refuses unless `actor` may manage the org's settings of `action` (webhooks, guards,
+    /// agents, widget keys): the role and scope `require_org` asks, a credential not limited to
+    /// listed conversations (AZ-5a), and for a change (`write`) no impersonated session.
+    pub(super) async fn require_org_settings(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        action: OrgAction,
+        write: bool,
+    ) -> Result<()> {
+        if write {
+            Self::require_not_impersonated(actor)?;
+        }
+        self.require_org(actor, org, action).await?;
+        Self::require_unlisted(actor)
+    }
+
     /// `org` with the caller's `role` and what they may do in it through this credential.
     pub(super) fn org_view(actor: &Actor, org: Org, role: OrgRole) -> OrgView {
         OrgView {

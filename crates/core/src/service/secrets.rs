@@ -14,7 +14,7 @@ use crate::error::ServiceError;
 use crate::keyring::{self, KeyRingError, SecretRef};
 use crate::secretbox::{Binding, Sealed, SecretKeyRing};
 use chrono::{DateTime, Duration, Utc};
-use secrecy::SecretBox;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// How long a node opens secrets with the key ring it loaded before reading it again.
@@ -106,5 +106,18 @@ impl Services {
         ring.open(binding, sealed).map_err(|e| {
             ServiceError::Internal(format!("opening a sealed {}: {e}", binding.column.name()))
         })
+    }
+
+    /// Opens a sealed secret that was text (a key, an identity secret).
+    pub(super) async fn open_sealed_text(
+        &self,
+        binding: Binding<'_>,
+        sealed: &Sealed,
+    ) -> Result<SecretString> {
+        let opened = self.open_sealed(binding, sealed).await?;
+        let text = String::from_utf8(opened.expose_secret().clone()).map_err(|_| {
+            ServiceError::Internal(format!("a sealed {} is not UTF-8", binding.column.name()))
+        })?;
+        Ok(SecretString::from(text))
     }
 }

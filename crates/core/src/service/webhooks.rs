@@ -11,8 +11,7 @@
 //! the change: one delivery row per matching enabled endpoint, unique per (endpoint, event id),
 //! so an event handed in twice is queued once.
 
-use super::{Actor, Result, Services};
-use crate::audit::AuditActor;
+use super::{of_org, Actor, Result, Services};
 use crate::error::ServiceError;
 use crate::event::{Audience, Control, Event, EventKind};
 use crate::ids::*;
@@ -145,25 +144,9 @@ fn check_events(events: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn not_found(e: StoreError) -> ServiceError {
-    match e {
-        StoreError::NotFound => ServiceError::NotFound("webhook"),
-        other => other.into(),
-    }
-}
-
 impl Services {
-    async fn require_webhooks(&self, actor: &Actor, org: OrgId, write: bool) -> Result<()> {
-        if write {
-            Self::require_not_impersonated(actor)?;
-        }
-        self.require_org(actor, org, OrgAction::ManageWebhooks)
-            .await?;
-        Self::require_unlisted(actor)
-    }
-
     /// The endpoint `id` of `org` (404 for another org's), once `actor` may manage the org's
-    /// webhooks (`write`: as in `require_webhooks`).
+    /// webhooks (`write`: as in `require_org_settings`).
     async fn org_webhook(
         &self,
         actor: &Actor,
@@ -171,12 +154,9 @@ impl Services {
         id: Uuid,
         write: bool,
     ) -> Result<Webhook> {
-        self.require_webhooks(actor, org, write).await?;
-        match self.store.webhook(id).await {
-            Ok(w) if w.org_id == org => Ok(w),
-            Ok(_) => Err(ServiceError::NotFound("webhook")),
-            Err(e) => Err(not_found(e)),
-        }
+        self.require_org_settings(actor, org, OrgAction::ManageWebhooks, write)
+            .await?;
+        of_org(self.store.webhook(id).await, org, |w| w.org_id, "webhook")
     }
 
     /// Call after storing `secret` (sealed from `text`) for `hook`: settles its seal (see
@@ -225,7 +205,8 @@ impl Services {
         events: &[String],
         conversation_id: Option<ConversationId>,
     ) -> Result<(Webhook, SecretString)> {
-        self.require_webhooks(actor, org, true).await?;
+        self.require_org_settings(actor, org, OrgAction::ManageWebhooks, true)
+            .await?;
         let events = check_events(events)?;
         if let Some(c) = conversation_id {
             match self.store.conversation(c).await {
@@ -277,7 +258,8 @@ impl Services {
 
     /// The org's endpoints (secrets masked by the caller).
     pub async fn webhooks(&self, actor: &Actor, org: OrgId) -> Result<Vec<Webhook>> {
-        self.require_webhooks(actor, org, false).await?;
+        self.require_org_settings(actor, org, OrgAction::ManageWebhooks, false)
+            .await?;
         Ok(self.store.webhooks(org).await?)
     }
 
@@ -310,7 +292,7 @@ impl Services {
                 &[audit],
             )
             .await
-            .map_err(not_found)
+            .map_err(ServiceError::missing("webhook"))
     }
 
     pub async fn delete_webhook(&self, actor: &Actor, org: OrgId, id: Uuid) -> Result<()> {
@@ -322,7 +304,7 @@ impl Services {
         self.store
             .delete_webhook(id, &[audit])
             .await
-            .map_err(not_found)
+            .map_err(ServiceError::missing("webhook"))
     }
 
     /// A new secret for the endpoint, returned once; the replaced one signs on for
@@ -351,7 +333,7 @@ impl Services {
             .store
             .rotate_webhook_secret(id, &rotation, &[audit])
             .await
-            .map_err(not_found)?;
+            .map_err(ServiceError::missing("webhook"))?;
         self.settle_webhook_secret(hook, rotation.secret, text)
             .await
     }
@@ -537,7 +519,11 @@ impl Services {
         &self,
         webhook: Uuid,
     ) -> Result<(Webhook, Vec<SecretBox<Vec<u8>>>)> {
-        let hook = self.store.webhook(webhook).await.map_err(not_found)?;
+        let hook = self
+            .store
+            .webhook(webhook)
+            .await
+            .map_err(ServiceError::missing("webhook"))?;
         let mut secrets = Vec::new();
         for s in self
             .store
@@ -575,11 +561,7 @@ impl Services {
             Some(Some(now + backoff(attempts, &mut rand::thread_rng())))
         };
         let disable_audit = vec![self
-            .audit_as(
-                AuditActor::system(),
-                &super::ClientMeta::default(),
-                "webhook.disabled",
-            )
+            .system_audit("webhook.disabled")
             .resource("webhook", delivery.webhook_id)
             .org(org)
             .failed()

@@ -79,9 +79,11 @@ impl IdentityBody {
             ));
         };
         Ok(Proof::Signed(SignedIdentity {
-            user_id,
-            name: self.name,
-            email: self.email,
+            user: HostUser {
+                user_id,
+                name: self.name,
+                email: self.email,
+            },
             hash,
         }))
     }
