@@ -14,6 +14,8 @@ const AGENT_COLS: &str = "a.id, a.org_id, a.bot_id, a.user_id, a.name, a.endpoin
      a.monthly_token_budget, a.created_by, a.created_at, a.updated_at, \
      (SELECT k.hint FROM agent_keys k WHERE k.agent_id = a.id) AS api_key_hint";
 
+const AGENTS: Records<Agent> = Records::new("agents a", AGENT_COLS, agent_from_row);
+
 fn agent_from_row(row: &Row) -> StoreResult<Agent> {
     Ok(from_columns!(row, Agent {
         id, name, endpoint, model, system_prompt, temperature, max_output_tokens,
@@ -144,41 +146,24 @@ impl AgentStore for Backend {
     }
 
     async fn agent(&self, id: Uuid) -> StoreResult<Agent> {
-        (sqlx::query(&format!(
-            "SELECT {AGENT_COLS} FROM agents a WHERE a.id = $1"
-        ))
-        .bind(id))
-        .one(self.reader(), agent_from_row)
-        .await
+        AGENTS.one(self.reader(), "WHERE a.id = $1", id).await
     }
 
     async fn agents(&self, org: OrgId) -> StoreResult<Vec<Agent>> {
-        (sqlx::query(&format!(
-            "SELECT {AGENT_COLS} FROM agents a WHERE a.org_id = $1 ORDER BY a.id"
-        ))
-        .bind(org.0))
-        .all(self.reader(), agent_from_row)
-        .await
+        let rest = "WHERE a.org_id = $1 ORDER BY a.id";
+        AGENTS.all(self.reader(), rest, org.0).await
     }
 
     async fn agent_of_user(&self, user: UserId) -> StoreResult<Option<Agent>> {
-        (sqlx::query(&format!(
-            "SELECT {AGENT_COLS} FROM agents a WHERE a.user_id = $1"
-        ))
-        .bind(user.0))
-        .opt(self.reader(), agent_from_row)
-        .await
+        AGENTS
+            .opt(self.reader(), "WHERE a.user_id = $1", user.0)
+            .await
     }
 
     async fn agents_in_conversation(&self, conv: ConversationId) -> StoreResult<Vec<Agent>> {
-        (sqlx::query(&format!(
-            "SELECT {AGENT_COLS} FROM agents a \
-             JOIN participants p ON p.user_id = a.user_id AND p.conversation_id = $1 \
-             ORDER BY a.id"
-        ))
-        .bind(conv.0))
-        .all(self.reader(), agent_from_row)
-        .await
+        let rest = "JOIN participants p ON p.user_id = a.user_id AND p.conversation_id = $1 \
+                    ORDER BY a.id";
+        AGENTS.all(self.reader(), rest, conv.0).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(%id))]
@@ -264,11 +249,11 @@ impl AgentStore for Backend {
     }
 
     async fn agent_key(&self, id: Uuid) -> StoreResult<Option<AgentKeyRecord>> {
-        (sqlx::query(
+        sqlx::query(
             "SELECT hint, secret_key_id, secret_nonce, secret_ciphertext, created_at \
              FROM agent_keys WHERE agent_id = $1",
         )
-        .bind(id))
+        .bind(id)
         .opt(self.reader(), key_from_row)
         .await
     }
@@ -307,14 +292,15 @@ impl AgentStore for Backend {
     }
 
     async fn org_budget_state(&self, org: OrgId, month: MonthKey) -> StoreResult<BudgetState> {
-        let cap: Option<i64> = (sqlx::query(ORG_CAP).bind(org.0))
+        let cap: Option<i64> = sqlx::query(ORG_CAP)
+            .bind(org.0)
             .opt(self.reader(), |r| get(r, "monthly_token_budget"))
             .await?;
-        let (used, reserved) = (sqlx::query(
+        let (used, reserved) = sqlx::query(
             "SELECT used, reserved FROM agent_token_months WHERE scope_id = $1 AND month = $2",
         )
         .bind(org.0)
-        .bind(month.as_text()))
+        .bind(month.as_text())
         .opt(self.reader(), |r| {
             Ok((get(r, "used")?, get(r, "reserved")?))
         })
@@ -388,13 +374,13 @@ impl AgentStore for Backend {
         since: chrono::NaiveDate,
         until: chrono::NaiveDate,
     ) -> StoreResult<Vec<UsageDay>> {
-        let rows = (sqlx::query(
+        let rows = sqlx::query(
             "SELECT day, latency_ms, tokens_in, tokens_out, failed FROM agent_calls \
              WHERE agent_id = $1 AND day >= $2 AND day <= $3",
         )
         .bind(agent)
         .bind(day_text(since))
-        .bind(day_text(until)))
+        .bind(day_text(until))
         .all(self.reader(), call_from_row)
         .await?;
         let calls = rows

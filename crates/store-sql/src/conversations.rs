@@ -10,20 +10,16 @@ async fn with_teams(conn: &mut Conn, convs: &mut [Conversation]) -> StoreResult<
         .filter(|c| matches!(c.visibility, Visibility::Teams { .. }))
         .map(|c| c.id.0)
         .collect();
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
-        "SELECT conversation_id, team_id FROM conversation_teams \
-         WHERE conversation_id IN ({}) ORDER BY team_id",
-        placeholders(1, ids.len())
-    );
-    let mut q = sqlx::query(&sql);
-    for id in &ids {
-        q = q.bind(*id);
-    }
+    let select = |list: &str| {
+        format!(
+            "SELECT conversation_id, team_id FROM conversation_teams \
+             WHERE conversation_id IN ({list}) ORDER BY team_id"
+        )
+    };
     let pair = |row: &Row| Ok((get(row, "conversation_id")?, TeamId(get(row, "team_id")?)));
-    for (conv, team) in q.all::<(uuid::Uuid, TeamId)>(&mut *conn, pair).await? {
+    let pairs: Vec<(uuid::Uuid, TeamId)> =
+        select_in(&mut *conn, ids.into_iter(), select, pair).await?;
+    for (conv, team) in pairs {
         for c in convs.iter_mut().filter(|c| c.id.0 == conv) {
             if let Visibility::Teams { teams } = &mut c.visibility {
                 teams.push(team);

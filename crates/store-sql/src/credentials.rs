@@ -114,43 +114,25 @@ async fn rotate_secret(
     .await
 }
 
-/// Where a credential lives: its table, its columns and how a row of them decodes.
-struct CredentialTable<T> {
-    table: &'static str,
-    cols: &'static str,
-    from_row: FromRow<T>,
-}
+/// Where a credential lives: its table (as [`Records::from`]), its columns and how a row of
+/// them decodes.
+struct CredentialTable<T>(Records<T>);
 
-const BOTS: CredentialTable<Bot> = CredentialTable {
-    table: "bots",
-    cols: BOT_COLS,
-    from_row: bot_from_row,
-};
+const BOTS: CredentialTable<Bot> = CredentialTable(Records::new("bots", BOT_COLS, bot_from_row));
 
-const API_KEYS: CredentialTable<ApiKey> = CredentialTable {
-    table: "api_keys",
-    cols: API_KEY_COLS,
-    from_row: api_key_from_row,
-};
+const API_KEYS: CredentialTable<ApiKey> =
+    CredentialTable(Records::new("api_keys", API_KEY_COLS, api_key_from_row));
 
 impl<T> CredentialTable<T> {
     /// The credential with row id `id`.
     async fn by_id(&self, s: &Backend, id: uuid::Uuid) -> StoreResult<T> {
-        let (cols, table) = (self.cols, self.table);
-        sqlx::query(&format!("SELECT {cols} FROM {table} WHERE id = $1"))
-            .bind(id)
-            .one(s.reader(), self.from_row)
-            .await
+        self.0.one(s.reader(), "WHERE id = $1", id).await
     }
 
     /// The credentials whose `owner` column is `value`, oldest first.
     async fn owned_by(&self, s: &Backend, owner: &str, value: uuid::Uuid) -> StoreResult<Vec<T>> {
-        let (cols, table) = (self.cols, self.table);
-        let sql = format!("SELECT {cols} FROM {table} WHERE {owner} = $1 ORDER BY id");
-        sqlx::query(&sql)
-            .bind(value)
-            .all(s.reader(), self.from_row)
-            .await
+        let rest = format!("WHERE {owner} = $1 ORDER BY id");
+        self.0.all(s.reader(), &rest, value).await
     }
 
     /// The credential whose current or previous secret has this hash, and which one it was.
@@ -159,9 +141,9 @@ impl<T> CredentialTable<T> {
         s: &Backend,
         token_hash: &[u8],
     ) -> StoreResult<Option<(T, SecretSlot)>> {
-        let (cols, table) = (self.cols, self.table);
+        let Records { cols, from, .. } = self.0;
         let sql = format!(
-            "SELECT {cols}, token_hash = $1 AS is_current FROM {table} \
+            "SELECT {cols}, token_hash = $1 AS is_current FROM {from} \
              WHERE token_hash = $1 OR previous_token_hash = $1"
         );
         let row = sqlx::query(&sql)
@@ -169,7 +151,7 @@ impl<T> CredentialTable<T> {
             .fetch_optional(s.reader())
             .await
             .map_err(db)?;
-        row.map(|r| Ok(((self.from_row)(&r)?, slot(&r)?)))
+        row.map(|r| Ok(((self.0.from_row)(&r)?, slot(&r)?)))
             .transpose()
     }
 
@@ -182,23 +164,16 @@ impl<T> CredentialTable<T> {
         rotation: &Rotation,
         audit: &[AuditEntry],
     ) -> StoreResult<(T, T)> {
-        let (cols, table) = (self.cols, self.table);
+        let table = self.0.from;
         let mut tx = s.writer().begin().await.map_err(db)?;
-        let select = format!("SELECT {cols} FROM {table} WHERE id = $1");
         // Takes the row lock first (PostgreSQL).
         sqlx::query(&format!("UPDATE {table} SET name = name WHERE id = $1"))
             .bind(id)
             .change(&mut *tx)
             .await?;
-        let before = sqlx::query(&select)
-            .bind(id)
-            .one(&mut *tx, self.from_row)
-            .await?;
+        let before = self.0.one(&mut *tx, "WHERE id = $1", id).await?;
         rotate_secret(&mut tx, table, id, rotation).await?;
-        let after = sqlx::query(&select)
-            .bind(id)
-            .one(&mut *tx, self.from_row)
-            .await?;
+        let after = self.0.one(&mut *tx, "WHERE id = $1", id).await?;
         commit_audited(tx, s, audit).await?;
         Ok((before, after))
     }

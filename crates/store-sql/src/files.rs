@@ -68,22 +68,13 @@ pub(super) async fn with_attachments<'c>(
         .filter(|m| m.deleted_at.is_none())
         .map(|m| m.id.0)
         .collect();
-    if live.is_empty() {
-        return Ok(messages);
-    }
-    let sql = format!(
-        "SELECT {INFO_COLS}, message_id FROM files WHERE message_id IN ({}) ORDER BY id",
-        placeholders(1, live.len())
-    );
-    let mut q = sqlx::query(&sql);
-    for id in live {
-        q = q.bind(id);
-    }
-    let rows = q
-        .all(on, |r| {
-            Ok((MessageId(get(r, "message_id")?), info_from_row(r)?))
-        })
-        .await?;
+    let select = |list: &str| {
+        format!(
+            "SELECT {INFO_COLS}, message_id FROM files WHERE message_id IN ({list}) ORDER BY id"
+        )
+    };
+    let info = |r: &Row| Ok((MessageId(get(r, "message_id")?), info_from_row(r)?));
+    let rows = select_in(on, live.into_iter(), select, info).await?;
     let mut by_message: HashMap<MessageId, Vec<FileInfo>> = HashMap::new();
     for (message, info) in rows {
         by_message.entry(message).or_default().push(info);
@@ -387,47 +378,42 @@ impl FileStore for Backend {
     async fn file_keys_present(&self, keys: &[String]) -> StoreResult<Vec<String>> {
         let mut present = Vec::new();
         for chunk in keys.chunks(500) {
-            let sql = format!(
-                "SELECT storage_key FROM files WHERE storage_key IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for k in chunk {
-                q = q.bind(k.as_str());
-            }
-            for row in q.fetch_all(self.reader()).await.map_err(db)? {
-                present.push(get(&row, "storage_key")?);
-            }
+            let select =
+                |list: &str| format!("SELECT storage_key FROM files WHERE storage_key IN ({list})");
+            let keys = chunk.iter().map(String::as_str);
+            let found = select_in(self.reader(), keys, select, |r| get(r, "storage_key")).await?;
+            present.extend(found);
         }
         Ok(present)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(users = users.len()))]
     async fn files_held(&self, users: &[UserId]) -> StoreResult<HashMap<UserId, FilesHeld>> {
-        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        fn count(n: i64) -> u64 {
+            u64::try_from(n).unwrap_or(0)
+        }
+        let held_from_row = |row: &Row| {
+            let files = FilesHeld {
+                used_bytes: count(get(row, "used_bytes")?),
+                files: count(get(row, "files")?),
+            };
+            Ok((UserId(get(row, "id")?), files))
+        };
         let mut held = HashMap::with_capacity(users.len());
         for chunk in users.chunks(500) {
             // Both counts come from indexed lookups per user (`file_usage`'s key and
             // `files_uploader_idx`).
-            let sql = format!(
-                "SELECT u.id, \
-                 COALESCE((SELECT fu.used_bytes FROM file_usage fu WHERE fu.user_id = u.id), 0) \
-                 AS used_bytes, \
-                 (SELECT COUNT(*) FROM files f WHERE f.uploader_id = u.id) AS files \
-                 FROM users u WHERE u.id IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for user in chunk {
-                q = q.bind(user.0);
-            }
-            for row in q.fetch_all(self.reader()).await.map_err(db)? {
-                let files = FilesHeld {
-                    used_bytes: count(get(&row, "used_bytes")?),
-                    files: count(get(&row, "files")?),
-                };
-                held.insert(UserId(get(&row, "id")?), files);
-            }
+            let select = |list: &str| {
+                format!(
+                    "SELECT u.id, \
+                     COALESCE((SELECT fu.used_bytes FROM file_usage fu WHERE fu.user_id = u.id), \
+                     0) AS used_bytes, \
+                     (SELECT COUNT(*) FROM files f WHERE f.uploader_id = u.id) AS files \
+                     FROM users u WHERE u.id IN ({list})"
+                )
+            };
+            let ids = chunk.iter().map(|u| u.0);
+            held.extend(select_in(self.reader(), ids, select, held_from_row).await?);
         }
         Ok(held)
     }

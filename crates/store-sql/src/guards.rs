@@ -12,6 +12,8 @@ const GUARD_COLS: &str = "g.id, g.org_id, g.name, g.mode, g.config, g.position, 
      g.allowed_count, g.flagged_count, g.blocked_count, g.error_count, g.created_at, \
      g.updated_at, EXISTS (SELECT 1 FROM guard_secrets s WHERE s.guard_id = g.id) AS has_api_key";
 
+const GUARDS: Records<Guard> = Records::new("guards g", GUARD_COLS, guard_from_row);
+
 fn guard_from_row(row: &Row) -> StoreResult<Guard> {
     let config: String = get(row, "config")?;
     let mode: String = get(row, "mode")?;
@@ -23,17 +25,24 @@ fn guard_from_row(row: &Row) -> StoreResult<Guard> {
             .ok_or_else(|| StoreError::Backend(format!("column mode: {mode:?}")))?,
         rules: serde_json::from_str::<GuardRules>(&config)
             .map_err(|e| StoreError::Backend(format!("column config: {e}")))?,
-        counts: GuardCounts {
-            allowed: get(row, "allowed_count")?,
-            flagged: get(row, "flagged_count")?,
-            blocked: get(row, "blocked_count")?,
-            errors: get(row, "error_count")?,
-        },
+        counts: counts_from_row(row)?,
     }))
+}
+
+/// A guard's counters, from its `*_count` columns (or their sums).
+fn counts_from_row(row: &Row) -> StoreResult<GuardCounts> {
+    Ok(GuardCounts {
+        allowed: get(row, "allowed_count")?,
+        flagged: get(row, "flagged_count")?,
+        blocked: get(row, "blocked_count")?,
+        errors: get(row, "error_count")?,
+    })
 }
 
 const FLAG_COLS: &str = "id, org_id, guard_id, guard_name, message_id, conversation_id, \
      author_id, created_at, resolved_at, resolved_by, resolution";
+
+const FLAGS: Records<Flag> = Records::new("guard_flags", FLAG_COLS, flag_from_row);
 
 fn flag_from_row(row: &Row) -> StoreResult<Flag> {
     let resolution: Option<String> = get(row, "resolution")?;
@@ -118,21 +127,12 @@ impl GuardStore for Backend {
     }
 
     async fn guard(&self, id: GuardId) -> StoreResult<Guard> {
-        (sqlx::query(&format!(
-            "SELECT {GUARD_COLS} FROM guards g WHERE g.id = $1"
-        ))
-        .bind(id.0))
-        .one(self.reader(), guard_from_row)
-        .await
+        GUARDS.one(self.reader(), "WHERE g.id = $1", id.0).await
     }
 
     async fn guards(&self, org: OrgId) -> StoreResult<Vec<Guard>> {
-        (sqlx::query(&format!(
-            "SELECT {GUARD_COLS} FROM guards g WHERE g.org_id = $1 ORDER BY g.position, g.id"
-        ))
-        .bind(org.0))
-        .all(self.reader(), guard_from_row)
-        .await
+        let rest = "WHERE g.org_id = $1 ORDER BY g.position, g.id";
+        GUARDS.all(self.reader(), rest, org.0).await
     }
 
     async fn guard_api_key(&self, id: GuardId) -> StoreResult<Option<Sealed>> {
@@ -182,7 +182,8 @@ impl GuardStore for Backend {
 
     #[tracing::instrument(level = "debug", skip_all, fields(%id))]
     async fn delete_guard(&self, id: GuardId, audit: &[AuditEntry]) -> StoreResult<()> {
-        (sqlx::query("DELETE FROM guards WHERE id = $1").bind(id.0))
+        sqlx::query("DELETE FROM guards WHERE id = $1")
+            .bind(id.0)
             .change_audited(self, audit)
             .await
     }
@@ -238,12 +239,7 @@ impl GuardStore for Backend {
     }
 
     async fn flag(&self, id: FlagId) -> StoreResult<Flag> {
-        (sqlx::query(&format!(
-            "SELECT {FLAG_COLS} FROM guard_flags WHERE id = $1"
-        ))
-        .bind(id.0))
-        .one(self.reader(), flag_from_row)
-        .await
+        FLAGS.one(self.reader(), "WHERE id = $1", id.0).await
     }
 
     async fn flags(
@@ -258,15 +254,15 @@ impl GuardStore for Backend {
         } else {
             "resolved_at IS NULL"
         };
-        (sqlx::query(&format!(
-            "SELECT {FLAG_COLS} FROM guard_flags WHERE org_id = $1 AND {state} \
-             AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
-        ))
-        .bind(org.0)
-        .bind(before.map(|b| b.0))
-        .bind(limit))
-        .all(self.reader(), flag_from_row)
-        .await
+        let sql = FLAGS.select(&format!(
+            "WHERE org_id = $1 AND {state} AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        ));
+        sqlx::query(&sql)
+            .bind(org.0)
+            .bind(before.map(|b| b.0))
+            .bind(limit)
+            .all(self.reader(), flag_from_row)
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(id = %resolution.id))]
@@ -305,12 +301,7 @@ impl GuardStore for Backend {
                 .run(&mut *tx)
                 .await?;
         }
-        let flag = (sqlx::query(&format!(
-            "SELECT {FLAG_COLS} FROM guard_flags WHERE id = $1"
-        ))
-        .bind(id.0))
-        .one(&mut *tx, flag_from_row)
-        .await?;
+        let flag = FLAGS.one(&mut *tx, "WHERE id = $1", id.0).await?;
         commit_audited(tx, self, audit).await?;
         Ok(Some(flag))
     }
@@ -320,24 +311,17 @@ impl GuardStore for Backend {
             "SELECT COUNT(*) AS guards, \
              CAST(COALESCE(SUM(CASE WHEN enabled THEN 1 ELSE 0 END), 0) AS BIGINT) AS enabled, \
              COUNT(DISTINCT CASE WHEN enabled THEN org_id END) AS orgs, \
-             CAST(COALESCE(SUM(allowed_count), 0) AS BIGINT) AS allowed, \
-             CAST(COALESCE(SUM(flagged_count), 0) AS BIGINT) AS flagged, \
-             CAST(COALESCE(SUM(blocked_count), 0) AS BIGINT) AS blocked, \
-             CAST(COALESCE(SUM(error_count), 0) AS BIGINT) AS errors FROM guards",
+             CAST(COALESCE(SUM(allowed_count), 0) AS BIGINT) AS allowed_count, \
+             CAST(COALESCE(SUM(flagged_count), 0) AS BIGINT) AS flagged_count, \
+             CAST(COALESCE(SUM(blocked_count), 0) AS BIGINT) AS blocked_count, \
+             CAST(COALESCE(SUM(error_count), 0) AS BIGINT) AS error_count FROM guards",
         )
-        .one(self.reader(), |r| {
-            Ok(GuardTotals {
-                guards: get(r, "guards")?,
-                enabled: get(r, "enabled")?,
-                orgs: get(r, "orgs")?,
-                counts: GuardCounts {
-                    allowed: get(r, "allowed")?,
-                    flagged: get(r, "flagged")?,
-                    blocked: get(r, "blocked")?,
-                    errors: get(r, "errors")?,
-                },
+        .one(self.reader(), |row| {
+            Ok(from_columns!(row, GuardTotals {
+                guards, enabled, orgs;
+                counts: counts_from_row(row)?,
                 open_flags: 0,
-            })
+            }))
         })
         .await?;
         totals.open_flags =

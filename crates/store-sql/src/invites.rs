@@ -88,21 +88,14 @@ impl InviteStore for Backend {
     }
 
     async fn invite_by_code(&self, code_hash: &[u8]) -> StoreResult<Option<Invite>> {
-        sqlx::query(&format!(
-            "SELECT {INVITE_COLS} FROM invites WHERE code_hash = $1"
-        ))
-        .bind(code_hash)
-        .opt(self.reader(), invite_from_row)
-        .await
+        INVITES
+            .opt(self.reader(), "WHERE code_hash = $1", code_hash)
+            .await
     }
 
     async fn org_invites(&self, org: OrgId) -> StoreResult<Vec<Invite>> {
-        sqlx::query(&format!(
-            "SELECT {INVITE_COLS} FROM invites WHERE org_id = $1 ORDER BY created_at DESC, id"
-        ))
-        .bind(org.0)
-        .all(self.reader(), invite_from_row)
-        .await
+        let rest = "WHERE org_id = $1 ORDER BY created_at DESC, id";
+        INVITES.all(self.reader(), rest, org.0).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

@@ -7,13 +7,7 @@ use std::collections::HashMap;
 
 /// Message `id` without its attachments.
 async fn message_row(conn: &mut Conn, id: MessageId) -> StoreResult<Message> {
-    sqlx::query(&format!(
-        "SELECT {MESSAGE_COLS} FROM messages m JOIN users u ON u.id = m.author_id \
-         WHERE m.id = $1"
-    ))
-    .bind(id.0)
-    .one(&mut *conn, message_from_row)
-    .await
+    MESSAGES.one(&mut *conn, "WHERE m.id = $1", id.0).await
 }
 
 /// Message `id` with its attachments.
@@ -130,19 +124,13 @@ async fn author_summaries(
     let mut ids: Vec<uuid::Uuid> = authors.into_iter().map(|a| a.0).collect();
     ids.sort_unstable();
     ids.dedup();
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let sql = format!(
-        "SELECT id AS su_id, username AS su_username, display_name AS su_display_name, \
-         kind AS su_kind FROM users WHERE id IN ({})",
-        placeholders(1, ids.len())
-    );
-    let mut q = sqlx::query(&sql);
-    for id in ids {
-        q = q.bind(id);
-    }
-    let found = q.all(&mut *conn, summary_from_row).await?;
+    let select = |list: &str| {
+        format!(
+            "SELECT id AS su_id, username AS su_username, display_name AS su_display_name, \
+             kind AS su_kind FROM users WHERE id IN ({list})"
+        )
+    };
+    let found = select_in(&mut *conn, ids.into_iter(), select, summary_from_row).await?;
     Ok(found.into_iter().map(|u| (u.id, u)).collect())
 }
 
@@ -465,11 +453,10 @@ impl MessageStore for Backend {
 
     async fn messages(&self, conv: ConversationId, page: Page<i64>) -> StoreResult<Vec<Message>> {
         let k = keyset(page.cursor, "m.seq", 3);
-        let sql = format!(
-            "SELECT {MESSAGE_COLS} FROM messages m JOIN users u ON u.id = m.author_id \
-             WHERE m.conversation_id = $1 {} ORDER BY m.seq {} LIMIT $2",
+        let sql = MESSAGES.select(&format!(
+            "WHERE m.conversation_id = $1 {} ORDER BY m.seq {} LIMIT $2",
             k.cond, k.order
-        );
+        ));
         let q = sqlx::query(&sql).bind(conv.0).bind(limit(page.limit));
         let page = k
             .bind_key(q, |key| key)

@@ -10,6 +10,9 @@ use super::*;
 const TOTP_COLS: &str = "user_id, secret_key_id, secret_nonce, secret_ciphertext, \
                          enabled_at, last_step, created_at";
 
+const TOTPS: Records<conclave_core::mfa::TotpEnrolment> =
+    Records::new("user_totp", TOTP_COLS, totp_from_row);
+
 fn totp_from_row(row: &Row) -> StoreResult<conclave_core::mfa::TotpEnrolment> {
     Ok(from_columns!(row, conclave_core::mfa::TotpEnrolment {
         enabled_at, last_step, created_at;
@@ -19,6 +22,9 @@ fn totp_from_row(row: &Row) -> StoreResult<conclave_core::mfa::TotpEnrolment> {
 }
 
 const CHALLENGE_COLS: &str = "user_id, cookie, failures, created_at, expires_at";
+
+const CHALLENGES: Records<conclave_core::mfa::MfaChallenge> =
+    Records::new("mfa_challenges", CHALLENGE_COLS, challenge_from_row);
 
 fn challenge_from_row(row: &Row) -> StoreResult<conclave_core::mfa::MfaChallenge> {
     Ok(from_columns!(row, conclave_core::mfa::MfaChallenge {
@@ -35,15 +41,24 @@ fn recovery_code_from_row(row: &Row) -> StoreResult<conclave_core::mfa::StoredRe
     })
 }
 
-async fn insert_recovery_codes(
-    conn: &mut Conn,
+/// In one transaction: runs `guard` (an `UPDATE` of the user's enrolment that changes it only
+/// when the user may have new codes) and, when it changed the row, replaces the user's
+/// recovery codes with `codes` and appends `audit`; answers whether it did.
+async fn replace_codes_if(
+    s: &Backend,
+    guard: Query<'_>,
     user: UserId,
     codes: &[conclave_core::mfa::StoredRecoveryCode],
     at: DateTime<Utc>,
-) -> StoreResult<()> {
+    audit: &[AuditEntry],
+) -> StoreResult<bool> {
+    let mut tx = s.writer().begin().await.map_err(db)?;
+    if guard.run(&mut *tx).await? == 0 {
+        return Ok(false);
+    }
     sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
         .bind(user.0)
-        .run(&mut *conn)
+        .run(&mut *tx)
         .await?;
     for code in codes {
         sqlx::query(
@@ -55,10 +70,11 @@ async fn insert_recovery_codes(
         .bind(code.hash.as_str())
         .bind(code.used_at.map(ts))
         .bind(ts(at))
-        .run(&mut *conn)
+        .run(&mut *tx)
         .await?;
     }
-    Ok(())
+    commit_audited(tx, s, audit).await?;
+    Ok(true)
 }
 
 #[async_trait]
@@ -94,12 +110,7 @@ impl MfaStore for Backend {
         &self,
         user: UserId,
     ) -> StoreResult<Option<conclave_core::mfa::TotpEnrolment>> {
-        sqlx::query(&format!(
-            "SELECT {TOTP_COLS} FROM user_totp WHERE user_id = $1"
-        ))
-        .bind(user.0)
-        .opt(self.reader(), totp_from_row)
-        .await
+        TOTPS.opt(self.reader(), "WHERE user_id = $1", user.0).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -112,8 +123,7 @@ impl MfaStore for Backend {
         at: DateTime<Utc>,
         audit: &[AuditEntry],
     ) -> StoreResult<bool> {
-        let mut tx = self.writer().begin().await.map_err(db)?;
-        let enabled = sqlx::query(
+        let enable = sqlx::query(
             "UPDATE user_totp SET enabled_at = $3, last_step = $4 \
              WHERE user_id = $1 AND secret_nonce = $2 AND enabled_at IS NULL \
              AND (last_step IS NULL OR last_step < $4)",
@@ -121,15 +131,8 @@ impl MfaStore for Backend {
         .bind(user.0)
         .bind(nonce)
         .bind(ts(at))
-        .bind(step)
-        .run(&mut *tx)
-        .await?;
-        if enabled == 0 {
-            return Ok(false);
-        }
-        insert_recovery_codes(&mut tx, user, codes, at).await?;
-        commit_audited(tx, self, audit).await?;
-        Ok(true)
+        .bind(step);
+        replace_codes_if(self, enable, user, codes, at, audit).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -199,21 +202,13 @@ impl MfaStore for Backend {
         at: DateTime<Utc>,
         audit: &[AuditEntry],
     ) -> StoreResult<bool> {
-        let mut tx = self.writer().begin().await.map_err(db)?;
         // Locks the enrolment (PostgreSQL) so a concurrent disable cannot leave codes behind.
-        let on = sqlx::query(
+        let enabled = sqlx::query(
             "UPDATE user_totp SET enabled_at = enabled_at \
              WHERE user_id = $1 AND enabled_at IS NOT NULL",
         )
-        .bind(user.0)
-        .run(&mut *tx)
-        .await?;
-        if on == 0 {
-            return Ok(false);
-        }
-        insert_recovery_codes(&mut tx, user, codes, at).await?;
-        commit_audited(tx, self, audit).await?;
-        Ok(true)
+        .bind(user.0);
+        replace_codes_if(self, enabled, user, codes, at, audit).await
     }
 
     async fn org_standing(
@@ -264,12 +259,9 @@ impl MfaStore for Backend {
         &self,
         token_hash: &[u8],
     ) -> StoreResult<Option<conclave_core::mfa::MfaChallenge>> {
-        sqlx::query(&format!(
-            "SELECT {CHALLENGE_COLS} FROM mfa_challenges WHERE token_hash = $1"
-        ))
-        .bind(token_hash)
-        .opt(self.reader(), challenge_from_row)
-        .await
+        CHALLENGES
+            .opt(self.reader(), "WHERE token_hash = $1", token_hash)
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

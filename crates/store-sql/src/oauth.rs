@@ -43,6 +43,8 @@ fn client_ref(row: &Row) -> StoreResult<ClientRef> {
 const CLIENT_COLS: &str =
     "id, org_id, name, redirect_uris, public, secret_hash, secret_hint, created_by, created_at";
 
+const CLIENTS: Records<OAuthClient> = Records::new("oauth_clients", CLIENT_COLS, client_from_row);
+
 fn client_from_row(row: &Row) -> StoreResult<OAuthClient> {
     Ok(from_columns!(row, OAuthClient {
         name, public, secret_hash, secret_hint, created_at;
@@ -55,6 +57,9 @@ fn client_from_row(row: &Row) -> StoreResult<OAuthClient> {
 
 const REQUEST_COLS: &str = "id, client_id, registered_client, client_name, redirect_uri, \
      scopes, state, code_challenge, resource, created_at, expires_at";
+
+const REQUESTS: Records<AuthorizationRequest> =
+    Records::new("oauth_requests", REQUEST_COLS, request_from_row);
 
 fn request_from_row(row: &Row) -> StoreResult<AuthorizationRequest> {
     Ok(from_columns!(row, AuthorizationRequest {
@@ -84,6 +89,8 @@ const GRANT_COLS: &str = "g.id, g.user_id, g.org_id, g.client_id, g.registered_c
 /// [`GRANT_COLS`] unqualified, for `RETURNING`.
 const GRANT_RETURNING: &str = "id, user_id, org_id, client_id, registered_client, \
      client_name, scopes, resource, created_at, revoked_at";
+
+const GRANTS: Records<Grant> = Records::new("oauth_grants g", GRANT_COLS, grant_from_row);
 
 fn grant_from_row(row: &Row) -> StoreResult<Grant> {
     Ok(from_columns!(row, Grant {
@@ -143,23 +150,14 @@ async fn insert_grant(conn: &mut Conn, g: &Grant) -> StoreResult<()> {
 
 /// The live (not revoked) grant `id`, read inside `conn`'s transaction.
 async fn live_grant(conn: &mut Conn, id: uuid::Uuid) -> StoreResult<Option<Grant>> {
-    sqlx::query(&format!(
-        "SELECT {GRANT_COLS} FROM oauth_grants g WHERE g.id = $1 AND g.revoked_at IS NULL"
-    ))
-    .bind(id)
-    .opt(&mut *conn, grant_from_row)
-    .await
+    let rest = "WHERE g.id = $1 AND g.revoked_at IS NULL";
+    GRANTS.opt(&mut *conn, rest, id).await
 }
 
 /// The live grants whose `col` (`user_id` or `org_id`) is `id`, oldest first.
 async fn live_grants_of(s: &Backend, col: &str, id: uuid::Uuid) -> StoreResult<Vec<Grant>> {
-    sqlx::query(&format!(
-        "SELECT {GRANT_COLS} FROM oauth_grants g \
-         WHERE g.{col} = $1 AND g.revoked_at IS NULL ORDER BY g.id"
-    ))
-    .bind(id)
-    .all(s.reader(), grant_from_row)
-    .await
+    let rest = format!("WHERE g.{col} = $1 AND g.revoked_at IS NULL ORDER BY g.id");
+    GRANTS.all(s.reader(), &rest, id).await
 }
 
 #[async_trait]
@@ -183,21 +181,12 @@ impl OAuthStore for Backend {
     }
 
     async fn oauth_client(&self, id: OAuthClientId) -> StoreResult<OAuthClient> {
-        sqlx::query(&format!(
-            "SELECT {CLIENT_COLS} FROM oauth_clients WHERE id = $1"
-        ))
-        .bind(id.0)
-        .one(self.reader(), client_from_row)
-        .await
+        CLIENTS.one(self.reader(), "WHERE id = $1", id.0).await
     }
 
     async fn oauth_clients(&self, org: OrgId) -> StoreResult<Vec<OAuthClient>> {
-        sqlx::query(&format!(
-            "SELECT {CLIENT_COLS} FROM oauth_clients WHERE org_id = $1 ORDER BY id"
-        ))
-        .bind(org.0)
-        .all(self.reader(), client_from_row)
-        .await
+        let rest = "WHERE org_id = $1 ORDER BY id";
+        CLIENTS.all(self.reader(), rest, org.0).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -246,12 +235,7 @@ impl OAuthStore for Backend {
     }
 
     async fn oauth_request(&self, id: OAuthRequestId) -> StoreResult<AuthorizationRequest> {
-        sqlx::query(&format!(
-            "SELECT {REQUEST_COLS} FROM oauth_requests WHERE id = $1"
-        ))
-        .bind(id.0)
-        .one(self.reader(), request_from_row)
-        .await
+        REQUESTS.one(self.reader(), "WHERE id = $1", id.0).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -401,14 +385,9 @@ impl OAuthStore for Backend {
     }
 
     async fn oauth_refresh_grant(&self, hash: &[u8]) -> StoreResult<Option<Grant>> {
-        sqlx::query(&format!(
-            "SELECT {GRANT_COLS} FROM oauth_refresh_tokens t \
-             JOIN oauth_grants g ON g.id = t.grant_id \
-             WHERE t.token_hash = $1 AND g.revoked_at IS NULL"
-        ))
-        .bind(hash)
-        .opt(self.reader(), grant_from_row)
-        .await
+        let rest = "JOIN oauth_refresh_tokens t ON t.grant_id = g.id \
+                    WHERE t.token_hash = $1 AND g.revoked_at IS NULL";
+        GRANTS.opt(self.reader(), rest, hash).await
     }
 
     async fn delete_oauth_access_token(&self, hash: &[u8]) -> StoreResult<bool> {
@@ -420,12 +399,7 @@ impl OAuthStore for Backend {
     }
 
     async fn oauth_grant(&self, id: GrantId) -> StoreResult<Grant> {
-        sqlx::query(&format!(
-            "SELECT {GRANT_COLS} FROM oauth_grants g WHERE g.id = $1"
-        ))
-        .bind(id.0)
-        .one(self.reader(), grant_from_row)
-        .await
+        GRANTS.one(self.reader(), "WHERE g.id = $1", id.0).await
     }
 
     async fn user_grants(&self, user: UserId) -> StoreResult<Vec<Grant>> {

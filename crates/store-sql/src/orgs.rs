@@ -107,10 +107,7 @@ impl OrgStore for Backend {
     }
 
     async fn org(&self, id: OrgId) -> StoreResult<Org> {
-        sqlx::query(&format!("SELECT {ORG_COLS} FROM orgs o WHERE o.id = $1"))
-            .bind(id.0)
-            .one(self.reader(), org_from_row)
-            .await
+        ORGS.one(self.reader(), "WHERE o.id = $1", id.0).await
     }
 
     async fn orgs_for_user(&self, user: UserId) -> StoreResult<Vec<(Org, OrgRole)>> {

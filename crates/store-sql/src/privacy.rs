@@ -68,15 +68,15 @@ impl PrivacyStore for Backend {
         after: Option<MessageId>,
         limit: i64,
     ) -> StoreResult<Vec<Message>> {
-        let page = sqlx::query(&format!(
-            "SELECT {MESSAGE_COLS} FROM messages m JOIN users u ON u.id = m.author_id \
-             WHERE m.author_id = $1 AND ($2 IS NULL OR m.id > $2) ORDER BY m.id LIMIT $3"
-        ))
-        .bind(user.0)
-        .bind(after.map(|m| m.0))
-        .bind(limit)
-        .all(self.reader(), message_from_row)
-        .await?;
+        let page =
+            sqlx::query(&MESSAGES.select(
+                "WHERE m.author_id = $1 AND ($2 IS NULL OR m.id > $2) ORDER BY m.id LIMIT $3",
+            ))
+            .bind(user.0)
+            .bind(after.map(|m| m.0))
+            .bind(limit)
+            .all(self.reader(), message_from_row)
+            .await?;
         with_attachments(self.reader(), page).await
     }
 

@@ -7,12 +7,11 @@ use super::*;
 #[async_trait]
 impl RetentionStore for Backend {
     async fn orgs_with_retention(&self) -> StoreResult<Vec<Org>> {
-        sqlx::query(&format!(
-            "SELECT {ORG_COLS} FROM orgs o WHERE o.message_retention_days IS NOT NULL \
-             OR o.audit_retention_days IS NOT NULL ORDER BY o.id"
-        ))
-        .all(self.reader(), org_from_row)
-        .await
+        let sql = ORGS.select(
+            "WHERE o.message_retention_days IS NOT NULL \
+             OR o.audit_retention_days IS NOT NULL ORDER BY o.id",
+        );
+        sqlx::query(&sql).all(self.reader(), org_from_row).await
     }
 
     /// Deletes the org's messages created before `before` (with their edit history and files)

@@ -107,6 +107,25 @@ pub(super) fn placeholders(from: usize, count: usize) -> String {
         .join(", ")
 }
 
+/// Every row, decoded, of the statement `select` makes around an `IN` list (`$1, $2, …`) of
+/// `keys`; no statement at all when there are no keys.
+pub(super) async fn select_in<'c, K: Key, T>(
+    on: impl Executor<'c>,
+    keys: impl ExactSizeIterator<Item = K>,
+    select: impl FnOnce(&str) -> String,
+    from_row: FromRow<T>,
+) -> StoreResult<Vec<T>> {
+    if keys.len() == 0 {
+        return Ok(Vec::new());
+    }
+    let sql = select(&placeholders(1, keys.len()));
+    let mut query = sqlx::query(&sql);
+    for key in keys {
+        query = key.bind_to(query);
+    }
+    query.all(on, from_row).await
+}
+
 /// A `$ty` (a struct's name or path) read from `$row`: each field before the `;` from the
 /// column of its own name (so the two cannot drift apart), each after it as given (an id type
 /// around its column, a tag to parse, a column of another name, a nested read).
@@ -131,6 +150,8 @@ pub(super) const USER_COLS: &str = "u.id, u.username, u.display_name, u.email, u
 pub(super) const USER_RETURNING: &str = "id, username, display_name, email, kind, server_admin, \
                               disabled, require_2fa, created_at";
 
+pub(super) const USERS: Records<User> = Records::new("users u", USER_COLS, user_from_row);
+
 pub(super) fn user_from_row(row: &Row) -> StoreResult<User> {
     Ok(from_columns!(row, User {
         username, display_name, email, server_admin, disabled, require_2fa, created_at;
@@ -151,6 +172,9 @@ pub(super) fn summary_from_row(row: &Row) -> StoreResult<UserSummary> {
 pub(super) const SESSION_COLS: &str =
     "id, user_id, device, ip, created_at, last_seen_at, expires_at, cookie, impersonator_id";
 
+pub(super) const SESSIONS: Records<Session> =
+    Records::new("sessions", SESSION_COLS, session_from_row);
+
 pub(super) fn session_from_row(row: &Row) -> StoreResult<Session> {
     Ok(from_columns!(row, Session {
         device, ip, created_at, last_seen_at, expires_at, cookie;
@@ -166,6 +190,8 @@ pub(super) const ORG_COLS: &str = "o.id, o.name, o.require_2fa, o.message_retent
 /// [`ORG_COLS`] unqualified, for `RETURNING`.
 pub(super) const ORG_RETURNING: &str = "id, name, require_2fa, message_retention_days, \
                              audit_retention_days, erasure, created_at";
+
+pub(super) const ORGS: Records<Org> = Records::new("orgs o", ORG_COLS, org_from_row);
 
 pub(super) fn org_from_row(row: &Row) -> StoreResult<Org> {
     Ok(from_columns!(row, Org {
@@ -186,6 +212,8 @@ pub(super) fn member_from_row(row: &Row) -> StoreResult<Member> {
 
 pub(super) const INVITE_COLS: &str =
     "id, org_id, role, max_uses, uses, expires_at, invitee_key, created_by, created_at";
+
+pub(super) const INVITES: Records<Invite> = Records::new("invites", INVITE_COLS, invite_from_row);
 
 pub(super) fn invite_from_row(row: &Row) -> StoreResult<Invite> {
     Ok(from_columns!(row, Invite {
@@ -244,6 +272,13 @@ pub(super) const MESSAGE_COLS: &str = "m.id, m.conversation_id, m.seq, m.content
      m.reply_to, m.created_at, m.edited_at, m.deleted_at, m.status, m.status_reason, \
      u.id AS su_id, u.username AS su_username, u.display_name AS su_display_name, \
      u.kind AS su_kind";
+
+/// Messages with their authors.
+pub(super) const MESSAGES: Records<Message> = Records::new(
+    "messages m JOIN users u ON u.id = m.author_id",
+    MESSAGE_COLS,
+    message_from_row,
+);
 
 pub(super) fn message_from_row(row: &Row) -> StoreResult<Message> {
     Ok(from_columns!(row, Message {
@@ -356,6 +391,95 @@ pub(super) fn bind_sealed<'q>(
 
 /// How a `*_from_row` function decodes one result row.
 pub(super) type FromRow<T> = fn(&Row) -> StoreResult<T>;
+
+/// Where the records of `T` are read from: the columns `from_row` decodes and the table they
+/// come from (with the alias the columns name it by). Each read gives the rest of its
+/// statement — a join, the `WHERE` on its key `$1`, the order.
+pub(super) struct Records<T> {
+    pub(super) cols: &'static str,
+    pub(super) from: &'static str,
+    pub(super) from_row: FromRow<T>,
+}
+
+impl<T> Records<T> {
+    /// The records of `from`: `cols` read by `from_row`.
+    pub(super) const fn new(from: &'static str, cols: &'static str, from_row: FromRow<T>) -> Self {
+        Self {
+            cols,
+            from,
+            from_row,
+        }
+    }
+
+    /// `SELECT` the columns `FROM` the table, then `rest`.
+    pub(super) fn select(&self, rest: &str) -> String {
+        format!("SELECT {} FROM {} {rest}", self.cols, self.from)
+    }
+
+    /// The one record that `rest` picks by `key`; `NotFound` when there is none.
+    pub(super) async fn one<'c>(
+        &self,
+        on: impl Executor<'c>,
+        rest: &str,
+        key: impl Key,
+    ) -> StoreResult<T> {
+        let found = self.opt(on, rest, key).await?;
+        found.ok_or(StoreError::NotFound)
+    }
+
+    /// The record that `rest` picks by `key`, if there is one.
+    pub(super) async fn opt<'c>(
+        &self,
+        on: impl Executor<'c>,
+        rest: &str,
+        key: impl Key,
+    ) -> StoreResult<Option<T>> {
+        let sql = self.select(rest);
+        key.bind_to(sqlx::query(&sql)).opt(on, self.from_row).await
+    }
+
+    /// Every record that `rest` picks by `key`.
+    pub(super) async fn all<'c>(
+        &self,
+        on: impl Executor<'c>,
+        rest: &str,
+        key: impl Key,
+    ) -> StoreResult<Vec<T>> {
+        let sql = self.select(rest);
+        key.bind_to(sqlx::query(&sql)).all(on, self.from_row).await
+    }
+}
+
+/// What a [`Records`] read binds as its `$1`: a row id, a token's hash, a key's text.
+pub(super) trait Key: Send {
+    fn bind_to<'q>(self, query: Query<'q>) -> Query<'q>
+    where
+        Self: 'q;
+}
+
+impl Key for uuid::Uuid {
+    fn bind_to<'q>(self, query: Query<'q>) -> Query<'q>
+    where
+        Self: 'q,
+    {
+        query.bind(self)
+    }
+}
+
+/// A borrowed value (a token's hash, a key's text), bound for as long as the statement runs.
+impl<V> Key for &V
+where
+    V: ?Sized + Sync,
+    for<'q> &'q V: sqlx::Encode<'q, Db> + sqlx::Type<Db>,
+{
+    fn bind_to<'q>(self, query: Query<'q>) -> Query<'q>
+    where
+        Self: 'q,
+    {
+        let value: &'q V = self;
+        query.bind(value)
+    }
+}
 
 /// A statement of the backend with its bound arguments.
 pub(super) type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;

@@ -104,12 +104,16 @@ fn start<'q>(sql: &'q str, req: &SearchRequest<'_>, text: &str, limit: i64) -> Q
         .bind(limit)
 }
 
-/// Binds `within`'s list, in order.
-fn bind_within<'q>(mut q: Query<'q>, within: Option<&[ConversationId]>) -> Query<'q> {
+/// Binds `within`'s list (the statement's last parameters), in order, and reads the hits.
+async fn read_hits(
+    tx: &mut Tx,
+    mut q: Query<'_>,
+    within: Option<&[ConversationId]>,
+) -> StoreResult<Vec<SearchHit>> {
     for conv in within.unwrap_or_default() {
         q = q.bind(conv.0);
     }
-    q
+    q.all(&mut **tx, hit_from_row).await
 }
 
 async fn search(
@@ -182,9 +186,7 @@ async fn relevance(
     if let Some((score, id)) = after {
         q = q.bind(score).bind(id.0);
     }
-    bind_within(q, req.within)
-        .all(&mut **tx, hit_from_row)
-        .await
+    read_hits(tx, q, req.within).await
 }
 
 /// Newest first (by id) below the cursor `before`: exact, see the module's notes.
@@ -285,9 +287,7 @@ async fn walk(
     for id in [floor, before].into_iter().flatten() {
         q = q.bind(id.0);
     }
-    bind_within(q, req.within)
-        .all(&mut **tx, hit_from_row)
-        .await
+    read_hits(tx, q, req.within).await
 }
 
 /// The newest `want` matches the caller may read below `before`, every match read through the
@@ -316,7 +316,5 @@ async fn sorted(
     if let Some(id) = before {
         q = q.bind(id.0);
     }
-    bind_within(q, req.within)
-        .all(&mut **tx, hit_from_row)
-        .await
+    read_hits(tx, q, req.within).await
 }

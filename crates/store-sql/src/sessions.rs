@@ -31,12 +31,9 @@ impl SessionStore for Backend {
     }
 
     async fn session_by_token_hash(&self, token_hash: &[u8]) -> StoreResult<Option<Session>> {
-        sqlx::query(&format!(
-            "SELECT {SESSION_COLS} FROM sessions WHERE token_hash = $1"
-        ))
-        .bind(token_hash)
-        .opt(self.reader(), session_from_row)
-        .await
+        SESSIONS
+            .opt(self.reader(), "WHERE token_hash = $1", token_hash)
+            .await
     }
 
     async fn touch_session(&self, id: SessionId, seen: Seen<'_>) -> StoreResult<()> {
@@ -45,13 +42,8 @@ impl SessionStore for Backend {
     }
 
     async fn list_sessions(&self, user: UserId) -> StoreResult<Vec<Session>> {
-        sqlx::query(&format!(
-            "SELECT {SESSION_COLS} FROM sessions WHERE user_id = $1 \
-             ORDER BY created_at DESC, id DESC"
-        ))
-        .bind(user.0)
-        .all(self.reader(), session_from_row)
-        .await
+        let rest = "WHERE user_id = $1 ORDER BY created_at DESC, id DESC";
+        SESSIONS.all(self.reader(), rest, user.0).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

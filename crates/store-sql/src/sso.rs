@@ -88,12 +88,11 @@ impl SsoStore for Backend {
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        let mut found = sqlx::query(&format!(
-            "SELECT {USER_COLS} FROM users u WHERE lower(u.email) = lower($1) LIMIT 2"
-        ))
-        .bind(email)
-        .all(self.reader(), user_from_row)
-        .await?;
+        let sql = USERS.select("WHERE lower(u.email) = lower($1) LIMIT 2");
+        let mut found = sqlx::query(&sql)
+            .bind(email)
+            .all(self.reader(), user_from_row)
+            .await?;
         Ok(if found.len() == 1 { found.pop() } else { None })
     }
 

@@ -91,10 +91,7 @@ impl UserStore for Backend {
     }
 
     async fn user(&self, id: UserId) -> StoreResult<User> {
-        sqlx::query(&format!("SELECT {USER_COLS} FROM users u WHERE u.id = $1"))
-            .bind(id.0)
-            .one(self.reader(), user_from_row)
-            .await
+        USERS.one(self.reader(), "WHERE u.id = $1", id.0).await
     }
 
     async fn user_by_username(&self, key: &str) -> StoreResult<Option<(User, Option<String>)>> {
@@ -174,10 +171,10 @@ impl UserStore for Backend {
 
     async fn list_users(&self, page: Page<UserId>) -> StoreResult<Vec<User>> {
         let k = keyset(page.cursor, "u.id", 2);
-        let sql = format!(
-            "SELECT {USER_COLS} FROM users u WHERE 1 = 1 {} ORDER BY u.id {} LIMIT $1",
+        let sql = USERS.select(&format!(
+            "WHERE 1 = 1 {} ORDER BY u.id {} LIMIT $1",
             k.cond, k.order
-        );
+        ));
         let q = k.bind_key(sqlx::query(&sql).bind(limit(page.limit)), |key| key.0);
         q.all(self.reader(), user_from_row).await
     }

@@ -15,6 +15,8 @@ const WEBHOOK_COLS: &str = "w.id, w.org_id, w.conversation_id, w.url, w.events, 
      (SELECT s.expires_at FROM webhook_secrets s WHERE s.webhook_id = w.id \
       AND s.expires_at IS NOT NULL ORDER BY s.expires_at DESC LIMIT 1) AS previous_expires_at";
 
+const WEBHOOKS: Records<Webhook> = Records::new("webhooks w", WEBHOOK_COLS, webhook_from_row);
+
 fn webhook_from_row(row: &Row) -> StoreResult<Webhook> {
     let events: String = get(row, "events")?;
     Ok(from_columns!(row, Webhook {
@@ -38,6 +40,9 @@ fn secret_from_row(row: &Row) -> StoreResult<WebhookSecretRecord> {
 
 const DELIVERY_COLS: &str = "id, webhook_id, event_id, event_type, payload, status, attempts, \
      next_attempt_at, last_status_code, last_error, latency_ms, created_at, finished_at";
+
+const DELIVERIES: Records<WebhookDelivery> =
+    Records::new("webhook_deliveries", DELIVERY_COLS, delivery_from_row);
 
 fn delivery_from_row(row: &Row) -> StoreResult<WebhookDelivery> {
     let status: String = get(row, "status")?;
@@ -113,21 +118,12 @@ impl WebhookStore for Backend {
     }
 
     async fn webhook(&self, id: Uuid) -> StoreResult<Webhook> {
-        (sqlx::query(&format!(
-            "SELECT {WEBHOOK_COLS} FROM webhooks w WHERE w.id = $1"
-        ))
-        .bind(id))
-        .one(self.reader(), webhook_from_row)
-        .await
+        WEBHOOKS.one(self.reader(), "WHERE w.id = $1", id).await
     }
 
     async fn webhooks(&self, org: OrgId) -> StoreResult<Vec<Webhook>> {
-        (sqlx::query(&format!(
-            "SELECT {WEBHOOK_COLS} FROM webhooks w WHERE w.org_id = $1 ORDER BY w.id"
-        ))
-        .bind(org.0))
-        .all(self.reader(), webhook_from_row)
-        .await
+        let rest = "WHERE w.org_id = $1 ORDER BY w.id";
+        WEBHOOKS.all(self.reader(), rest, org.0).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(id = %update.id))]
@@ -152,13 +148,14 @@ impl WebhookStore for Backend {
         .bind(patch.enabled)
         .bind(reenable)
         .bind(ts(at));
-        (query).change_audited(self, audit).await?;
+        query.change_audited(self, audit).await?;
         self.webhook(id).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(%id))]
     async fn delete_webhook(&self, id: Uuid, audit: &[AuditEntry]) -> StoreResult<()> {
-        (sqlx::query("DELETE FROM webhooks WHERE id = $1").bind(id))
+        sqlx::query("DELETE FROM webhooks WHERE id = $1")
+            .bind(id)
             .change_audited(self, audit)
             .await
     }
@@ -204,14 +201,14 @@ impl WebhookStore for Backend {
         id: Uuid,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<WebhookSecretRecord>> {
-        (sqlx::query(
+        sqlx::query(
             "SELECT id, hint, secret_key_id, secret_nonce, secret_ciphertext, created_at, \
-                 expires_at FROM webhook_secrets \
-                 WHERE webhook_id = $1 AND (expires_at IS NULL OR expires_at > $2) \
-                 ORDER BY id DESC",
+             expires_at FROM webhook_secrets \
+             WHERE webhook_id = $1 AND (expires_at IS NULL OR expires_at > $2) \
+             ORDER BY id DESC",
         )
         .bind(id)
-        .bind(ts(now)))
+        .bind(ts(now))
         .all(self.reader(), secret_from_row)
         .await
     }
@@ -258,16 +255,17 @@ impl WebhookStore for Backend {
                      WHERE e.webhook_id = d.webhook_id AND e.status = 'pending' \
                      AND e.event_id < d.event_id) \
                  ORDER BY d.next_attempt_at, d.event_id LIMIT $4{lock}) \
-             RETURNING {DELIVERY_COLS}",
-            lock = claim_lock()
+             RETURNING {cols}",
+            lock = claim_lock(),
+            cols = DELIVERY_COLS
         );
-        (sqlx::query(&sql)
+        sqlx::query(&sql)
             .bind(lease.owner)
             .bind(ts(lease.until))
             .bind(ts(now))
-            .bind(limit))
-        .all(self.writer(), delivery_from_row)
-        .await
+            .bind(limit)
+            .all(self.writer(), delivery_from_row)
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(%id))]
@@ -339,12 +337,7 @@ impl WebhookStore for Backend {
     }
 
     async fn delivery(&self, id: Uuid) -> StoreResult<WebhookDelivery> {
-        (sqlx::query(&format!(
-            "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE id = $1"
-        ))
-        .bind(id))
-        .one(self.reader(), delivery_from_row)
-        .await
+        DELIVERIES.one(self.reader(), "WHERE id = $1", id).await
     }
 
     async fn deliveries(
@@ -353,18 +346,13 @@ impl WebhookStore for Backend {
         before: Option<Uuid>,
         limit: i64,
     ) -> StoreResult<Vec<WebhookDelivery>> {
-        let sql_before = format!(
-            "SELECT {DELIVERY_COLS} FROM webhook_deliveries \
-             WHERE webhook_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
-        );
-        let sql_latest = format!(
-            "SELECT {DELIVERY_COLS} FROM webhook_deliveries \
-             WHERE webhook_id = $1 ORDER BY id DESC LIMIT $2"
-        );
+        let sql_before =
+            DELIVERIES.select("WHERE webhook_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3");
+        let sql_latest = DELIVERIES.select("WHERE webhook_id = $1 ORDER BY id DESC LIMIT $2");
         let query = match before {
             Some(b) => sqlx::query(&sql_before).bind(webhook).bind(b).bind(limit),
             None => sqlx::query(&sql_latest).bind(webhook).bind(limit),
         };
-        (query).all(self.reader(), delivery_from_row).await
+        query.all(self.reader(), delivery_from_row).await
     }
 }

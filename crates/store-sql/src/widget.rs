@@ -11,8 +11,9 @@ use uuid::Uuid;
 
 const KEY_COLS: &str = "k.id, k.org_id, k.name, k.widget_key, k.team_id, k.agent_id, k.identity, \
      k.prechat_form, k.visitor_user_id, k.system_user_id, k.visitor_bot_id, k.system_bot_id, \
-     k.created_by, k.created_at, \
-     k.updated_at, k.revoked_at";
+     k.created_by, k.created_at, k.updated_at, k.revoked_at";
+
+const KEYS: Records<WidgetKey> = Records::new("widget_keys k", KEY_COLS, key_from_row);
 
 fn key_from_row(row: &Row) -> StoreResult<WidgetKey> {
     Ok(from_columns!(row, WidgetKey {
@@ -39,18 +40,14 @@ fn origin_from_row(row: &Row) -> StoreResult<(Uuid, WidgetOrigin)> {
 
 /// Fills each key's origins with one query.
 async fn with_origins(s: &Backend, mut keys: Vec<WidgetKey>) -> StoreResult<Vec<WidgetKey>> {
-    if keys.is_empty() {
-        return Ok(keys);
-    }
-    let sql = format!(
-        "SELECT key_id, origin FROM widget_key_origins WHERE key_id IN ({}) ORDER BY origin",
-        placeholders(1, keys.len())
-    );
-    let mut query = sqlx::query(&sql);
-    for k in &keys {
-        query = query.bind(k.id);
-    }
-    let origins = query.all(s.reader(), origin_from_row).await?;
+    let select = |list: &str| {
+        format!(
+            "SELECT key_id, origin FROM widget_key_origins WHERE key_id IN ({list}) \
+             ORDER BY origin"
+        )
+    };
+    let ids = keys.iter().map(|k| k.id);
+    let origins = select_in(s.reader(), ids, select, origin_from_row).await?;
     for k in &mut keys {
         k.allowed_origins = (origins.iter())
             .filter(|(id, _)| *id == k.id)
@@ -75,35 +72,35 @@ async fn put_origins(conn: &mut Conn, key: Uuid, origins: &[WidgetOrigin]) -> St
     Ok(())
 }
 
-async fn one_key(
-    s: &Backend,
-    sql: &str,
-    bind: impl FnOnce(Query<'_>) -> Query<'_>,
-) -> StoreResult<Option<WidgetKey>> {
-    let found = bind(sqlx::query(sql)).opt(s.reader(), key_from_row).await?;
+/// The live key `rest` picks by `key`, with its origins.
+async fn one_key(s: &Backend, rest: &str, key: impl Key) -> StoreResult<Option<WidgetKey>> {
+    let found = KEYS.opt(s.reader(), rest, key).await?;
     match found {
         Some(k) => Ok(with_origins(s, vec![k]).await?.pop()),
         None => Ok(None),
     }
 }
 
+/// The columns [`visitor_from_row`] reads, from `widget_visitors v`; named `v_*`, so they can
+/// stand beside a session's or a widget conversation's own.
+const VISITOR_COLS: &str = "v.id AS v_id, v.key_id AS v_key_id, v.external_id AS v_external_id, \
+     v.name AS v_name, v.email AS v_email, v.created_at AS v_created_at";
+
 fn visitor_from_row(row: &Row) -> StoreResult<WidgetVisitor> {
-    Ok(from_columns!(row, WidgetVisitor {
-        id, key_id, external_id, name, email, created_at;
-    }))
+    Ok(WidgetVisitor {
+        id: get(row, "v_id")?,
+        key_id: get(row, "v_key_id")?,
+        external_id: get(row, "v_external_id")?,
+        name: get(row, "v_name")?,
+        email: get(row, "v_email")?,
+        created_at: get(row, "v_created_at")?,
+    })
 }
 
-const VISITOR_COLS: &str = "v.id, v.key_id, v.external_id, v.name, v.email, v.created_at";
-
 fn session_and_visitor(row: &Row) -> StoreResult<(WidgetSession, WidgetVisitor)> {
-    let session = WidgetSession {
-        id: get(row, "session_id")?,
-        key_id: get(row, "key_id")?,
-        visitor_id: get(row, "id")?,
-        secret_hash: get(row, "secret_hash")?,
-        verified: get(row, "verified")?,
-        created_at: get(row, "session_created_at")?,
-    };
+    let session = from_columns!(row, WidgetSession {
+        id, key_id, visitor_id, secret_hash, verified, created_at;
+    });
     Ok((session, visitor_from_row(row)?))
 }
 
@@ -125,14 +122,7 @@ fn inbox_from_row(row: &Row) -> StoreResult<InboxItem> {
         conversation: wc_from_row(row)?,
         name: get(row, "conv_name")?,
         last_seq: get(row, "last_seq")?,
-        visitor: WidgetVisitor {
-            id: get(row, "visitor_id")?,
-            key_id: get(row, "key_id")?,
-            external_id: get(row, "external_id")?,
-            name: get(row, "visitor_name")?,
-            email: get(row, "email")?,
-            created_at: get(row, "visitor_created_at")?,
-        },
+        visitor: visitor_from_row(row)?,
         source: "widget",
     })
 }
@@ -187,30 +177,23 @@ impl WidgetStore for Backend {
     }
 
     async fn widget_keys(&self, org: OrgId) -> StoreResult<Vec<WidgetKey>> {
-        let keys = sqlx::query(&format!(
-            "SELECT {KEY_COLS} FROM widget_keys k WHERE k.org_id = $1 AND k.revoked_at IS NULL \
-             ORDER BY k.id"
-        ))
-        .bind(org.0)
-        .all(self.reader(), key_from_row)
-        .await?;
+        let rest = "WHERE k.org_id = $1 AND k.revoked_at IS NULL ORDER BY k.id";
+        let keys = KEYS.all(self.reader(), rest, org.0).await?;
         with_origins(self, keys).await
     }
 
     async fn widget_key(&self, id: Uuid) -> StoreResult<WidgetKey> {
-        let sql = format!(
-            "SELECT {KEY_COLS} FROM widget_keys k WHERE k.id = $1 AND k.revoked_at IS NULL"
-        );
-        one_key(self, &sql, |q| q.bind(id))
-            .await?
-            .ok_or(StoreError::NotFound)
+        let rest = "WHERE k.id = $1 AND k.revoked_at IS NULL";
+        one_key(self, rest, id).await?.ok_or(StoreError::NotFound)
     }
 
     async fn widget_key_by_value(&self, key: &str) -> StoreResult<Option<WidgetKey>> {
-        let sql = format!(
-            "SELECT {KEY_COLS} FROM widget_keys k WHERE k.widget_key = $1 AND k.revoked_at IS NULL"
-        );
-        one_key(self, &sql, |q| q.bind(key.to_owned())).await
+        one_key(
+            self,
+            "WHERE k.widget_key = $1 AND k.revoked_at IS NULL",
+            key,
+        )
+        .await
     }
 
     async fn widget_origin_known(&self, origin: &str) -> StoreResult<bool> {
@@ -375,8 +358,8 @@ impl WidgetStore for Backend {
         id: &str,
     ) -> StoreResult<Option<(WidgetSession, WidgetVisitor)>> {
         sqlx::query(&format!(
-            "SELECT s.id AS session_id, s.secret_hash, s.verified, \
-             s.created_at AS session_created_at, {VISITOR_COLS} \
+            "SELECT s.id, s.key_id, s.visitor_id, s.secret_hash, s.verified, s.created_at, \
+             {VISITOR_COLS} \
              FROM widget_sessions s JOIN widget_visitors v ON v.id = s.visitor_id \
              WHERE s.key_id = $1 AND s.id = $2"
         ))
@@ -442,18 +425,13 @@ impl WidgetStore for Backend {
         &self,
         convs: &[ConversationId],
     ) -> StoreResult<Vec<WidgetConversation>> {
-        if convs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT {WC_COLS} FROM widget_conversations w WHERE w.conversation_id IN ({})",
-            placeholders(1, convs.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for c in convs {
-            query = query.bind(c.0);
-        }
-        query.all(self.reader(), wc_from_row).await
+        let select = |list: &str| {
+            format!(
+                "SELECT {WC_COLS} FROM widget_conversations w WHERE w.conversation_id IN ({list})"
+            )
+        };
+        let ids = convs.iter().map(|c| c.0);
+        select_in(self.reader(), ids, select, wc_from_row).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(conv = %conv.0))]
@@ -532,8 +510,7 @@ impl WidgetStore for Backend {
         }
         let lim = next();
         let sql = format!(
-            "SELECT {WC_COLS}, c.name AS conv_name, c.last_seq, v.external_id, \
-             v.name AS visitor_name, v.email, v.created_at AS visitor_created_at \
+            "SELECT {WC_COLS}, c.name AS conv_name, c.last_seq, {VISITOR_COLS} \
              FROM widget_conversations w \
              JOIN conversations c ON c.id = w.conversation_id \
              JOIN widget_visitors v ON v.id = w.visitor_id \

@@ -4,7 +4,6 @@
 //! folds into days.
 
 use super::*;
-use conclave_core::secretbox::Sealed;
 use conclave_core::store::agents::*;
 use uuid::Uuid;
 
@@ -49,11 +48,7 @@ async fn make_agent(store: &dyn Store, org: OrgId, creator: UserId, budget: Opti
     };
     let key = AgentKeyRecord {
         hint: "abcd".to_owned(),
-        sealed: Sealed {
-            key_id: 1,
-            nonce: vec![7; 12],
-            ciphertext: vec![9; 40],
-        },
+        sealed: sealed(1, 7),
         created_at: at(1),
     };
     let token_hash = [Uuid::now_v7().as_bytes().as_slice(), &[3u8; 16]].concat();

@@ -5,7 +5,6 @@
 
 use super::*;
 use conclave_core::guards::{GuardMode, GuardRules};
-use conclave_core::secretbox::Sealed;
 use conclave_core::store::guards::*;
 
 fn guard(org: OrgId, name: &str, position: i32) -> Guard {
@@ -36,14 +35,6 @@ fn flag(org: OrgId, g: &Guard, m: &Message) -> NewFlag {
         conversation_id: m.conversation_id,
         author_id: m.author.id,
         created_at: at(1),
-    }
-}
-
-fn sealed(byte: u8) -> Sealed {
-    Sealed {
-        key_id: 1,
-        nonce: vec![byte; 12],
-        ciphertext: vec![byte; 40],
     }
 }
 
@@ -161,15 +152,18 @@ async fn guards_count_flag_and_resolve_atomically(store: Arc<dyn Store>) {
     let mut keyed = store.guard(late.id).await.unwrap();
     keyed.updated_at = at(3);
     let g = store
-        .update_guard(&keyed, &KeyChange::Set(sealed(1)), &[])
+        .update_guard(&keyed, &KeyChange::Set(sealed(1, 1)), &[])
         .await
         .unwrap();
     assert!(g.has_api_key);
     store
-        .update_guard(&keyed, &KeyChange::Set(sealed(2)), &[])
+        .update_guard(&keyed, &KeyChange::Set(sealed(1, 2)), &[])
         .await
         .unwrap();
-    assert_eq!(store.guard_api_key(late.id).await.unwrap(), Some(sealed(2)));
+    assert_eq!(
+        store.guard_api_key(late.id).await.unwrap(),
+        Some(sealed(1, 2))
+    );
     let g = store
         .update_guard(&keyed, &KeyChange::Remove, &[])
         .await

@@ -3,15 +3,7 @@
 
 use super::*;
 use conclave_core::keyring::*;
-use conclave_core::secretbox::{Sealed, SealedColumn};
-
-fn sealed(key_id: i32, byte: u8) -> Sealed {
-    Sealed {
-        key_id,
-        nonce: vec![byte; 12],
-        ciphertext: vec![byte; 36],
-    }
-}
+use conclave_core::secretbox::SealedColumn;
 
 fn key(id: i32, secs: i64) -> SecretKeyRecord {
     SecretKeyRecord {

@@ -3,15 +3,6 @@
 
 use super::*;
 use conclave_core::mfa::*;
-use conclave_core::secretbox::Sealed;
-
-fn sealed(byte: u8) -> Sealed {
-    Sealed {
-        key_id: 1,
-        nonce: vec![byte; 12],
-        ciphertext: vec![byte; 36],
-    }
-}
 
 fn codes(prefix: &str) -> Vec<StoredRecoveryCode> {
     (0..10)
@@ -51,46 +42,47 @@ async fn code_of(store: &dyn Store, user: UserId, lookup: &str) -> Option<Stored
 /// An enabled enrolment for `user` with its last step at `step` and codes `prefix00..09`.
 async fn enrol(store: &dyn Store, user: UserId, step: i64, prefix: &str) {
     assert!(store
-        .save_pending_totp(user, &sealed(1), at(0), &[])
+        .save_pending_totp(user, &sealed(1, 1), at(0), &[])
         .await
         .unwrap());
     assert!(store
-        .enable_totp(user, &sealed(1).nonce, step, &codes(prefix), at(1), &[])
+        .enable_totp(user, &sealed(1, 1).nonce, step, &codes(prefix), at(1), &[])
         .await
         .unwrap());
 }
 
 async fn totp_enrolment_lifecycle(store: Arc<dyn Store>) {
     let alice = make_user(&*store, "alice").await;
+    let (first, second) = (sealed(1, 1), sealed(1, 2));
     assert!(store.totp_enrolment(alice.id).await.unwrap().is_none());
 
     assert!(store
-        .save_pending_totp(alice.id, &sealed(1), at(10), &[])
+        .save_pending_totp(alice.id, &first, at(10), &[])
         .await
         .unwrap());
     let pending = enrolment(&*store, alice.id).await;
     assert_eq!(pending.user_id, alice.id);
-    assert_eq!(pending.secret, sealed(1));
+    assert_eq!(pending.secret, first);
     assert!(!pending.enabled());
     assert_eq!(pending.last_step, None);
     assert_eq!(pending.created_at, at(10));
 
     // A new setup replaces the pending secret.
     assert!(store
-        .save_pending_totp(alice.id, &sealed(2), at(20), &[])
+        .save_pending_totp(alice.id, &second, at(20), &[])
         .await
         .unwrap());
     let pending = enrolment(&*store, alice.id).await;
-    assert_eq!(pending.secret, sealed(2));
+    assert_eq!(pending.secret, second);
 
     // Enabling needs the pending secret's nonce: the replaced one does nothing.
     assert!(!store
-        .enable_totp(alice.id, &sealed(1).nonce, 100, &codes("aa"), at(30), &[])
+        .enable_totp(alice.id, &first.nonce, 100, &codes("aa"), at(30), &[])
         .await
         .unwrap());
     assert!(code_of(&*store, alice.id, "aa00").await.is_none());
     assert!(store
-        .enable_totp(alice.id, &sealed(2).nonce, 100, &codes("aa"), at(30), &[])
+        .enable_totp(alice.id, &second.nonce, 100, &codes("aa"), at(30), &[])
         .await
         .unwrap());
     let on = enrolment(&*store, alice.id).await;
@@ -102,11 +94,11 @@ async fn totp_enrolment_lifecycle(store: Arc<dyn Store>) {
 
     // Once on, neither a new setup nor a second enable changes anything.
     assert!(!store
-        .save_pending_totp(alice.id, &sealed(3), at(40), &[])
+        .save_pending_totp(alice.id, &sealed(1, 3), at(40), &[])
         .await
         .unwrap());
     assert!(!store
-        .enable_totp(alice.id, &sealed(2).nonce, 200, &codes("bb"), at(40), &[])
+        .enable_totp(alice.id, &second.nonce, 200, &codes("bb"), at(40), &[])
         .await
         .unwrap());
     assert_eq!(enrolment(&*store, alice.id).await, on);
@@ -129,12 +121,12 @@ async fn totp_steps_are_used_once(store: Arc<dyn Store>) {
     // Not enabled: no step is accepted.
     assert!(!store.use_totp_step(alice.id, 1).await.unwrap());
     store
-        .save_pending_totp(alice.id, &sealed(1), at(0), &[])
+        .save_pending_totp(alice.id, &sealed(1, 1), at(0), &[])
         .await
         .unwrap();
     assert!(!store.use_totp_step(alice.id, 1).await.unwrap());
     store
-        .enable_totp(alice.id, &sealed(1).nonce, 100, &[], at(0), &[])
+        .enable_totp(alice.id, &sealed(1, 1).nonce, 100, &[], at(0), &[])
         .await
         .unwrap();
     // The enabling step and earlier ones are taken; later ones once each.
@@ -246,12 +238,12 @@ async fn org_standing_reflects_requirement_and_enrolment(store: Arc<dyn Store>) 
 
     // A pending (unconfirmed) secret is not 2FA.
     store
-        .save_pending_totp(member.id, &sealed(1), at(2), &[])
+        .save_pending_totp(member.id, &sealed(1, 1), at(2), &[])
         .await
         .unwrap();
     assert!(standing_of(member.id).await.needs_2fa_setup());
     store
-        .enable_totp(member.id, &sealed(1).nonce, 7, &[], at(3), &[])
+        .enable_totp(member.id, &sealed(1, 1).nonce, 7, &[], at(3), &[])
         .await
         .unwrap();
     let standing = standing_of(member.id).await;

@@ -32,6 +32,16 @@ use conclave_core::store::*;
 use conclave_core::types::*;
 use std::sync::Arc;
 
+/// A sealed secret under key `key_id` whose nonce and ciphertext are `byte` repeated (the
+/// store keeps them as opaque bytes).
+pub(crate) fn sealed(key_id: i32, byte: u8) -> conclave_core::secretbox::Sealed {
+    conclave_core::secretbox::Sealed {
+        key_id,
+        nonce: vec![byte; 12],
+        ciphertext: vec![byte; 36],
+    }
+}
+
 /// A fixed instant plus `secs`; the suite passes every time explicitly.
 pub(crate) fn at(secs: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap() + Duration::seconds(secs)

@@ -3,7 +3,6 @@
 //! deliveries come in event-id order.
 
 use super::*;
-use conclave_core::secretbox::Sealed;
 use conclave_core::store::webhooks::*;
 use uuid::Uuid;
 
@@ -31,11 +30,7 @@ async fn make_hook(store: &dyn Store, org: OrgId) -> Uuid {
     let secret = WebhookSecretRecord {
         id: Uuid::now_v7(),
         hint: "abcd".into(),
-        sealed: Sealed {
-            key_id: 1,
-            nonce: vec![0; 12],
-            ciphertext: vec![1; 48],
-        },
+        sealed: sealed(1, 1),
         created_at: at(0),
         expires_at: None,
     };
