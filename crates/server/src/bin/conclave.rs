@@ -9,6 +9,12 @@ use secrecy::ExposeSecret;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// mimalloc instead of glibc's malloc: a profile of the send path found glibc's allocator
+/// (`_int_malloc`, `unlink_chunk`, `_int_free`, `malloc_consolidate`…) at about 14 % of the
+/// server's CPU (BENCHMARKS.md). The server binary only; tests keep the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "conclave",
