@@ -31,6 +31,9 @@ fn plain_words(words: &[&str]) -> String {
     words.join(" ")
 }
 
+/// Generated parameters are numbered (`$1`, …), as PostgreSQL wants them.
+const ANONYMOUS_PARAMETERS: bool = false;
+
 /// Connections per node.
 const MAX_CONNECTIONS: u32 = 16;
 

@@ -59,10 +59,20 @@ async fn forget_stale_key(
     Ok(())
 }
 
-/// `($1, …, $width), ($width+1, …)`: `rows` tuples of bind parameters for a multi-row insert.
+/// `($1, …, $width), ($width+1, …)`: `rows` tuples of bind parameters for a multi-row insert,
+/// the statement's only parameters. On SQLite they are anonymous `?`s (bound in order): SQLite
+/// finds a named parameter's name by a linear scan and sqlx asks the name of each one it binds,
+/// so a batch of 128 messages (1,152 parameters) spent more on naming than on inserting.
 fn tuples(rows: usize, width: usize) -> String {
+    let tuple = |r: usize| {
+        if crate::ANONYMOUS_PARAMETERS {
+            vec!["?"; width].join(", ")
+        } else {
+            placeholders(r * width + 1, width)
+        }
+    };
     (0..rows)
-        .map(|r| format!("({})", placeholders(r * width + 1, width)))
+        .map(|r| format!("({})", tuple(r)))
         .collect::<Vec<_>>()
         .join(", ")
 }

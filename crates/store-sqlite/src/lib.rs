@@ -41,6 +41,9 @@ fn fts5_phrases(words: &[&str]) -> String {
     quoted.join(" ")
 }
 
+/// Statements made wholly of generated parameters use anonymous `?`s (see `tuples`).
+const ANONYMOUS_PARAMETERS: bool = true;
+
 /// How many connections serve plain reads.
 const READERS: u32 = 4;
 
