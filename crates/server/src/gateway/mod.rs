@@ -8,6 +8,7 @@ pub mod connection;
 pub mod hub;
 mod identify;
 pub mod outbox;
+pub mod pace;
 pub mod protocol;
 pub mod socket;
 mod start;
@@ -50,6 +51,8 @@ pub struct Gateway {
     pub min_client_version: Option<semver::Version>,
     /// The support widget's visitor streams on this node, fed by the hub (WEB-4).
     pub widget_streams: Arc<crate::widget_streams::WidgetStreams>,
+    /// How far the hub is behind: message sends wait for it (`pace`).
+    pub pace: Arc<pace::Pace>,
 }
 
 impl Gateway {
@@ -79,9 +82,11 @@ impl Gateway {
         let cache = services.clone();
         let widget_streams = Arc::new(crate::widget_streams::WidgetStreams::default());
         let tapped = widget_streams.clone();
+        let pace = Arc::new(pace::Pace::new(fanout.clone()));
         let hub = hub::Hub::new(node, limits, Arc::new(move |e| publisher.publish(e)))
             .invalidating(Arc::new(move |control| cache.invalidate(control)))
-            .tapping(Arc::new(move |ev| tapped.tap(ev)));
+            .tapping(Arc::new(move |ev| tapped.tap(ev)))
+            .pacing(pace.clone());
         tokio::spawn(hub.run(hub_rx, stream));
         let (shutdown, _) = watch::channel(false);
         let (live_tx, live_rx) = mpsc::channel(1);
@@ -100,6 +105,7 @@ impl Gateway {
             allowed_origins: clients.allowed_origins,
             min_client_version: clients.min_client_version,
             widget_streams,
+            pace,
         })
     }
 

@@ -89,6 +89,10 @@ async fn send_message(
         idempotency_key: body.idempotency_key,
     };
     let sent = me.services().send_message(&me.actor, me.at, req).await?;
+    if sent.created {
+        // Committed and published: answered once the hub keeps up (`gateway::pace`).
+        me.state().gateway.pace.settle().await;
+    }
     created_or_found(sent.created, sent.message)
 }
 

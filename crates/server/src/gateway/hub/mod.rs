@@ -202,6 +202,8 @@ pub struct Hub {
     /// Sees every event in stream order before it is routed (the support widget's streams,
     /// `crate::widget_streams`).
     tap: Option<Tap>,
+    /// Told how far the hub has routed, so sends can wait for it (`gateway::pace`).
+    pace: Option<Arc<super::pace::Pace>>,
 }
 
 /// What the hub hands each event to, in stream order, before routing it.
@@ -238,7 +240,15 @@ impl Hub {
             publish,
             invalidate: None,
             tap: None,
+            pace: None,
         }
+    }
+
+    /// Tells `pace` how far it has routed while it runs.
+    #[must_use]
+    pub fn pacing(mut self, pace: Arc<super::pace::Pace>) -> Self {
+        self.pace = Some(pace);
+        self
     }
 
     /// Hands every event to `tap` (in stream order) before routing it.
@@ -262,7 +272,21 @@ impl Hub {
         mut commands: mpsc::Receiver<Command>,
         mut events: mpsc::UnboundedReceiver<Delivered>,
     ) {
+        /// Tells the pace the hub stopped, however `run` ends (its task aborted included).
+        struct Stopped(Option<Arc<super::pace::Pace>>);
+        impl Drop for Stopped {
+            fn drop(&mut self) {
+                if let Some(p) = &self.0 {
+                    p.running(false);
+                }
+            }
+        }
         self.writers = Writers::spawn(tokio::runtime::Handle::current().metrics().num_workers());
+        let _stopped = Stopped(self.pace.clone());
+        if let Some(p) = &self.pace {
+            p.routed(self.position);
+            p.running(true);
+        }
         loop {
             tokio::select! {
                 biased;
@@ -282,6 +306,9 @@ impl Hub {
                     }
                     None => break,
                 },
+            }
+            if let Some(p) = &self.pace {
+                p.routed(self.position);
             }
             self.writers.hand_over(&mut self.dirty).await;
         }
