@@ -100,6 +100,12 @@ pub struct IdleArgs {
     /// Pause after the last connection is ready before RSS is read.
     #[arg(long, default_value_t = 2)]
     pub settle_secs: u64,
+    /// Pause after the setup before the baseline RSS is read. The setup's sign-ins run
+    /// Argon2 (19 MiB each) on the server's blocking threads, which exit 10 s after their last
+    /// job; an allocator that returns memory (mimalloc) gives it back only then, so a baseline
+    /// read earlier is too high and the per-connection figure too low (it even went negative).
+    #[arg(long, default_value_t = 12)]
+    pub baseline_after_secs: u64,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -172,6 +172,13 @@ async fn run(scenario: Scenario) -> Result<Report, String> {
     };
     let clk = sys::clock_ticks_per_sec();
     let pid = common.server_pid;
+    if let (Scenario::Idle(a), Some(_)) = (&scenario, pid) {
+        eprintln!(
+            "  waiting {} s for the server's memory to settle before the baseline",
+            a.baseline_after_secs
+        );
+        tokio::time::sleep(Duration::from_secs(a.baseline_after_secs)).await;
+    }
     report.server_rss_before_kib = pid.and_then(sys::rss_kib);
 
     let conn = connect_all(
