@@ -161,7 +161,12 @@ impl Services {
             self.audited_write_rows(actor, "message.sent", conversation.org_id, conv, new.id);
         match self.store.insert_message(&new, &audit).await? {
             Inserted::Created(message) => {
-                self.emit(Event::conversation("MESSAGE_CREATE", conv, &message));
+                // With its org, so the webhook worker need not read the conversation to
+                // find it.
+                self.emit(
+                    Event::conversation("MESSAGE_CREATE", conv, &message)
+                        .in_org(conversation.org_id),
+                );
                 self.queue_flags(conversation.org_id, &message, &flagged)
                     .await;
                 Ok(Sent {
