@@ -21,7 +21,14 @@ pub struct GatewayConfig {
     pub queue_frames: usize,
     /// `false` when `CONCLAVE_RATE_LIMITS=off`: frame and connection caps are lifted.
     pub limits_on: bool,
+    /// How long the hub may hold the frames of an event for a large audience, so that the
+    /// events of that window reach each socket in one write (`gateway::hub`).
+    pub write_coalesce: Duration,
 }
+
+/// The default `write_coalesce`: a few milliseconds at most added to a large fan-out, for
+/// fewer system calls on both ends.
+pub const WRITE_COALESCE: Duration = Duration::from_millis(4);
 
 impl Default for GatewayConfig {
     fn default() -> Self {
@@ -35,6 +42,7 @@ impl Default for GatewayConfig {
             max_connections_per_ip: 200,
             queue_frames: 1024,
             limits_on: true,
+            write_coalesce: WRITE_COALESCE,
         }
     }
 }

@@ -347,6 +347,7 @@ impl TryFrom<Config> for RuntimeConfig {
                     .unwrap_or(usize::MAX),
                 queue_frames: 1024,
                 limits_on: rate_limits_on,
+                write_coalesce: Duration::from_micros(g.write_coalesce_us),
             },
             connections: ConnectionLimits {
                 header_read_timeout: secs(r.header_read_timeout_secs),

@@ -67,6 +67,10 @@ pub struct GatewaySettings {
     pub frames_per_minute: u64,
     #[serde(deserialize_with = "flex::u64")]
     pub frame_max_bytes: u64,
+    /// How long the frames of an event for a large audience (256 sockets or more on this node)
+    /// may wait for the next events, so each socket gets them in one write; 0 writes at once.
+    #[serde(deserialize_with = "flex::u64")]
+    pub write_coalesce_us: u64,
 }
 
 impl Default for GatewaySettings {
@@ -78,6 +82,8 @@ impl Default for GatewaySettings {
             max_connections_per_ip: 200,
             frames_per_minute: 120,
             frame_max_bytes: 64 * 1024,
+            write_coalesce_us: u64::try_from(super::limits::WRITE_COALESCE.as_micros())
+                .unwrap_or(u64::MAX),
         }
     }
 }

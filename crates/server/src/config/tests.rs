@@ -403,6 +403,7 @@ fn the_runtime_configuration_is_typed() {
                 ("CONCLAVE_RATE_LIMITS", "off"),
                 ("CONCLAVE_CACHE__TTL_MS", "250"),
                 ("CONCLAVE_CACHE__MAX_ENTRIES", "1000"),
+                ("CONCLAVE_GATEWAY__WRITE_COALESCE_US", "0"),
             ]),
         )
         .unwrap(),
@@ -431,6 +432,7 @@ fn the_runtime_configuration_is_typed() {
     assert!(!c.rate_limits_on && !c.gateway.limits_on);
     assert_eq!(c.cache.ttl, Duration::from_millis(250));
     assert_eq!(c.cache.max_entries, 1000);
+    assert_eq!(c.gateway.write_coalesce, Duration::ZERO, "writes at once");
 
     let defaults = RuntimeConfig::try_from(Config::default()).unwrap();
     assert!(matches!(defaults.database, DatabaseUrl::Sqlite(_)));
@@ -444,6 +446,11 @@ fn the_runtime_configuration_is_typed() {
         conclave_core::cache::CacheSettings::default()
     );
     assert_eq!(defaults.cache.ttl, Duration::from_secs(5));
+    assert_eq!(defaults.gateway.write_coalesce, Duration::from_millis(4));
+    assert_eq!(
+        defaults.gateway.write_coalesce,
+        super::GatewayConfig::default().write_coalesce
+    );
     for (name, value, problem) in [
         (
             "CONCLAVE_DATABASE_URL",

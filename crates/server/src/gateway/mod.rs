@@ -78,6 +78,7 @@ impl Gateway {
             queue_frames: config.queue_frames,
             max_unacked: 100_000,
             max_buffered: 100_000,
+            coalesce: config.write_coalesce,
         };
         let cache = services.clone();
         let widget_streams = Arc::new(crate::widget_streams::WidgetStreams::default());

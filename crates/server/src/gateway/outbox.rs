@@ -54,6 +54,9 @@ struct Inner {
     /// Tests: a detached outbox that writes into this instead, taking everything at once.
     #[cfg(test)]
     sink: Option<BytesMut>,
+    /// Tests: how many writes the sink took.
+    #[cfg(test)]
+    sink_writes: usize,
 }
 
 impl Inner {
@@ -82,6 +85,7 @@ impl Inner {
             #[cfg(test)]
             if let Some(sink) = &mut self.sink {
                 sink.extend_from_slice(&self.bytes);
+                self.sink_writes += 1;
                 self.drained();
             }
             return false;
@@ -194,6 +198,8 @@ impl Outbox {
                 close: None,
                 #[cfg(test)]
                 sink: None,
+                #[cfg(test)]
+                sink_writes: 0,
             }),
             task: AtomicWaker::new(),
         }
@@ -301,6 +307,12 @@ impl Outbox {
             text_frames(inner.sink.as_deref().unwrap_or_default()),
             inner.close,
         )
+    }
+
+    /// How many writes a sink outbox took so far.
+    #[cfg(test)]
+    pub fn sink_writes(&self) -> usize {
+        self.lock().sink_writes
     }
 
     /// Bytes waiting and the buffer's capacity.

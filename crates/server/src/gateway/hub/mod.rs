@@ -13,7 +13,10 @@
 //! connection that got several frames gets them in one write, and no connection task is woken
 //! to deliver. The writes are shared among writer tasks (`writers`), one per runtime worker, so
 //! the system calls of a burst run on every core while the hub routes the next; the hub stays
-//! at most one burst ahead of them. The payload of an event is serialized once, when published;
+//! at most one burst ahead of them. A burst for a large audience (`COALESCE_SOCKETS`) is handed
+//! over at most once per coalescing window (`[gateway] write_coalesce_us`): the first after a
+//! quiet while at once, later ones at the window's end with whatever else arrived meanwhile, so
+//! at moderate rates each socket still gets several frames per write. The payload of an event is serialized once, when published;
 //! each frame is those bytes with the connection's own `s` around them.
 //!
 //! The parts: `routing` (who gets which event: the delivery rules of `core::policy::delivery`
@@ -46,6 +49,10 @@ pub type ConnId = u64;
 /// Events dispatched before the touched sockets are written: what waited in the stream when the
 /// hub woke, up to this many.
 const BURST: usize = 64;
+
+/// A burst whose frames go to at least this many sockets is held for the coalescing window
+/// (`HubLimits::coalesce`); smaller ones are written at once.
+const COALESCE_SOCKETS: usize = 256;
 
 /// Where a session can be rebuilt from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +134,10 @@ pub struct HubLimits {
     pub max_unacked: usize,
     /// Events buffered while a connection starts.
     pub max_buffered: usize,
+    /// The shortest time between two hand-overs of a burst for a large audience
+    /// (`COALESCE_SOCKETS`): events routed meanwhile share their sockets' writes. Zero: every
+    /// burst is written at once.
+    pub coalesce: std::time::Duration,
 }
 
 struct Conn {
@@ -287,31 +298,65 @@ impl Hub {
             p.routed(self.position);
             p.running(true);
         }
+        let mut handed_over = tokio::time::Instant::now();
         loop {
-            tokio::select! {
-                biased;
-                cmd = commands.recv() => match cmd {
-                    Some(cmd) => self.command(cmd),
-                    None => break,
-                },
-                ev = events.recv() => match ev {
-                    Some(ev) => {
-                        self.dispatch(&ev);
-                        for _ in 1..BURST {
-                            match events.try_recv() {
-                                Ok(ev) => self.dispatch(&ev),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    None => break,
-                },
+            if self.step(&mut commands, &mut events, None).await.is_none() {
+                break;
             }
-            if let Some(p) = &self.pace {
-                p.routed(self.position);
+            // A burst for a large audience waits out the rest of the window in which the
+            // previous one was handed over, routing what arrives meanwhile into the same
+            // outboxes: each of those sockets is then written once for all of it.
+            if self.dirty.len() >= COALESCE_SOCKETS && !self.limits.coalesce.is_zero() {
+                let due = handed_over + self.limits.coalesce;
+                loop {
+                    match self.step(&mut commands, &mut events, Some(due)).await {
+                        None => return,
+                        Some(false) => break,
+                        Some(true) => {}
+                    }
+                }
+            }
+            if !self.dirty.is_empty() {
+                handed_over = tokio::time::Instant::now();
             }
             self.writers.hand_over(&mut self.dirty).await;
         }
+    }
+
+    /// Applies one command, or routes one burst of events (what waited in the stream, up to
+    /// `BURST`), and reports how far it has routed. `None` once either channel has closed;
+    /// `Some(false)` when `until` passed first.
+    async fn step(
+        &mut self,
+        commands: &mut mpsc::Receiver<Command>,
+        events: &mut mpsc::UnboundedReceiver<Delivered>,
+        until: Option<tokio::time::Instant>,
+    ) -> Option<bool> {
+        let due = async {
+            match until {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        // The deadline first: a stream that never runs dry must not hold the writes forever.
+        tokio::select! {
+            biased;
+            () = due => return Some(false),
+            cmd = commands.recv() => self.command(cmd?),
+            ev = events.recv() => {
+                self.dispatch(&ev?);
+                for _ in 1..BURST {
+                    match events.try_recv() {
+                        Ok(ev) => self.dispatch(&ev),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        if let Some(p) = &self.pace {
+            p.routed(self.position);
+        }
+        Some(true)
     }
 
     fn command(&mut self, cmd: Command) {

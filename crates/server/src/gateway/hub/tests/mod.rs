@@ -18,6 +18,7 @@ fn hub(queue: usize) -> (Hub, Arc<std::sync::Mutex<Vec<Event>>>) {
         queue_frames: queue,
         max_unacked: 1000,
         max_buffered: 1000,
+        coalesce: std::time::Duration::ZERO,
     };
     let hub = Hub::new(
         "n1".into(),
@@ -238,9 +239,49 @@ async fn fast_clients_keep_up_with_a_flood_through_the_writers() {
     let (events, event_rx) = mpsc::unbounded_channel();
     let hub = tokio::spawn(h.run(command_rx, event_rx));
     let conv = ConversationId::new();
+    let outs = join_running(&commands, conv, CLIENTS, 256).await;
+    for p in 1..=EVENTS {
+        let ev = delivered(p, Event::conversation("MESSAGE_CREATE", conv, p));
+        events.send(ev).unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    for (i, out) in outs.iter().enumerate() {
+        let (frames, close) = loop {
+            let (frames, close) = out.written();
+            if close.is_some() || frames.len() as u64 == EVENTS {
+                break (frames, close);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "client {i} got {} frames",
+                frames.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        assert_eq!(
+            close,
+            None,
+            "client {i} was dropped after {} frames",
+            frames.len()
+        );
+        let last: serde_json::Value = serde_json::from_str(frames.last().unwrap()).unwrap();
+        assert_eq!(last["s"], EVENTS, "in order, the last one last");
+    }
+    drop((commands, events));
+    hub.await.unwrap();
+}
+
+/// Connects `n` clients of one conversation to a running hub: sink outboxes that take every
+/// write at once, allowed `queue` unread frames.
+async fn join_running(
+    commands: &mpsc::Sender<Command>,
+    conv: ConversationId,
+    n: u64,
+    queue: usize,
+) -> Vec<Arc<Outbox>> {
     let mut outs = Vec::new();
-    for id in 1..=CLIENTS {
-        let out = Arc::new(Outbox::sink(256));
+    for id in 1..=n {
+        let out = Arc::new(Outbox::sink(queue));
         let (reply, answer) = oneshot::channel();
         let (user, session) = (UserId::new(), SessionId::new());
         let register = Command::Register {
@@ -271,33 +312,68 @@ async fn fast_clients_keep_up_with_a_flood_through_the_writers() {
         assert_eq!(answer.await.unwrap(), Some(0));
         outs.push(out);
     }
-    for p in 1..=EVENTS {
-        let ev = delivered(p, Event::conversation("MESSAGE_CREATE", conv, p));
-        events.send(ev).unwrap();
+    outs
+}
+
+/// Three events for `clients` sockets of one conversation, 1 ms apart on a paused clock
+/// after a quiet while, through a running hub whose coalescing window is `window`: for each
+/// socket, the writes it took by 3 ms after the first event, and the writes and frames by 10 ms.
+async fn three_events_1ms_apart(
+    clients: u64,
+    window: std::time::Duration,
+) -> Vec<(usize, usize, usize)> {
+    let ms = std::time::Duration::from_millis;
+    let (mut h, _) = hub(64);
+    h.limits.coalesce = window;
+    let (commands, command_rx) = mpsc::channel(16);
+    let (events, event_rx) = mpsc::unbounded_channel();
+    let hub = tokio::spawn(h.run(command_rx, event_rx));
+    let conv = ConversationId::new();
+    let outs = join_running(&commands, conv, clients, 64).await;
+    tokio::time::sleep(ms(50)).await;
+    for p in 1..=3 {
+        events
+            .send(delivered(p, Event::conversation("MESSAGE_CREATE", conv, p)))
+            .unwrap();
+        tokio::time::sleep(ms(1)).await;
     }
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    for (i, out) in outs.iter().enumerate() {
-        let (frames, close) = loop {
-            let (frames, close) = out.written();
-            if close.is_some() || frames.len() as u64 == EVENTS {
-                break (frames, close);
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "client {i} got {} frames",
-                frames.len()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        };
-        assert_eq!(
-            close,
-            None,
-            "client {i} was dropped after {} frames",
-            frames.len()
-        );
-        let last: serde_json::Value = serde_json::from_str(frames.last().unwrap()).unwrap();
-        assert_eq!(last["s"], EVENTS, "in order, the last one last");
-    }
+    let early: Vec<usize> = outs.iter().map(|o| o.sink_writes()).collect();
+    tokio::time::sleep(ms(7)).await;
+    let seen = outs
+        .iter()
+        .zip(early)
+        .map(|(o, early)| (early, o.sink_writes(), o.written().0.len()))
+        .collect();
     drop((commands, events));
     hub.await.unwrap();
+    seen
+}
+
+/// For a large audience (at least `COALESCE_SOCKETS` sockets) the first event after a quiet
+/// while is written at once, and the events that follow within the window wait for its end
+/// and share one write per socket.
+#[tokio::test(start_paused = true)]
+async fn events_for_a_large_audience_share_one_write_per_window() {
+    let n = COALESCE_SOCKETS as u64 + 10;
+    let seen = three_events_1ms_apart(n, std::time::Duration::from_millis(4)).await;
+    assert_eq!(seen.len() as u64, n);
+    for socket in seen {
+        assert_eq!(
+            socket,
+            (1, 2, 3),
+            "the first at once, the next two held and written together"
+        );
+    }
+    // Without a window each event takes a write.
+    for socket in three_events_1ms_apart(n, std::time::Duration::ZERO).await {
+        assert_eq!(socket, (3, 3, 3));
+    }
+}
+
+/// A small audience is written at once, whatever the window.
+#[tokio::test(start_paused = true)]
+async fn events_for_a_small_audience_are_not_held() {
+    for socket in three_events_1ms_apart(10, std::time::Duration::from_millis(4)).await {
+        assert_eq!(socket, (3, 3, 3));
+    }
 }
