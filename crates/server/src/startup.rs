@@ -4,7 +4,7 @@
 use crate::config::ConnectionLimits;
 use crate::config::{Config, DatabaseUrl, RuntimeConfig};
 use crate::fanout::local::LocalFanOut;
-use crate::fanout::{FanOut, FanOutSink};
+use crate::fanout::FanOut;
 use crate::gateway::{ClientPolicy, Gateway};
 use crate::http;
 use crate::ratelimit::connections;
@@ -252,7 +252,7 @@ impl Application {
             .map_err(|e| StartError::Config(e.to_string()))?;
         let node = format!("node-{}", uuid::Uuid::now_v7());
         let (webhook_tap, webhooks) = crate::webhooks::delivery::tap(
-            Arc::new(FanOutSink(fanout.clone())),
+            fanout.clone(),
             clock.ticker(crate::webhooks::delivery::POLL_INTERVAL),
             outbound.clone(),
             &node,

@@ -86,7 +86,7 @@ fn fingerprint(req: &SendMessage) -> String {
             h.update(f.0.as_bytes());
         }
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::audit::hex(&h.finalize())
 }
 
 /// 422 on `field`, naming a message that is not one of the conversation's.
@@ -127,7 +127,7 @@ impl Services {
         &self,
         actor: &Actor,
         conv: ConversationId,
-        req: SendMessage,
+        mut req: SendMessage,
     ) -> Result<Sent> {
         let (conversation, _) = self
             .conversation_access(actor, conv, ConversationAction::SendMessages)
@@ -143,7 +143,8 @@ impl Services {
                 .ok_or_else(|| unknown_message("reply_to"))?;
         }
         let now = self.clock.now();
-        let print = fingerprint(&req);
+        // Only a request with a key is ever compared with another.
+        let idempotency = req.idempotency_key.take().map(|k| (k, fingerprint(&req)));
         let new = NewMessage {
             id: MessageId::new(),
             conversation_id: conv,
@@ -153,7 +154,7 @@ impl Services {
             reply_to: req.reply_to,
             created_at: now,
             attachments: req.attachments.into_vec(),
-            idempotency: req.idempotency_key.map(|k| (k, print.clone())),
+            idempotency,
             idempotency_since: now - IDEMPOTENCY_WINDOW,
             status: MessageStatus::Complete,
         };
@@ -174,10 +175,17 @@ impl Services {
                     created: true,
                 })
             }
-            Inserted::Replayed(message, original) if original == print => Ok(Sent {
-                message,
-                created: false,
-            }),
+            Inserted::Replayed(message, original)
+                if new
+                    .idempotency
+                    .as_ref()
+                    .is_some_and(|(_, print)| *print == original) =>
+            {
+                Ok(Sent {
+                    message,
+                    created: false,
+                })
+            }
             Inserted::Replayed(..) => Err(ServiceError::conflict(
                 "idempotency_conflict",
                 "this idempotency key was used with different content",

@@ -449,7 +449,7 @@ impl Services {
         match &self.gates.access_token {
             None => *state_hash,
             Some(access) => {
-                let hex: String = state_hash.iter().map(|b| format!("{b:02x}")).collect();
+                let hex = crate::audit::hex(state_hash);
                 crate::token::hash(
                     &self.keys.token_pepper,
                     &format!("oidc-gate:{hex}:{}", access.expose_secret()),

@@ -189,12 +189,7 @@ impl Services {
             .unwrap_or_else(|_| unreachable!());
         mac.update(b"login-throttle:");
         mac.update(folded.as_bytes());
-        let account: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let account = crate::audit::hex(&mac.finalize().into_bytes());
         let ip = client_ip(ip);
         LoginSubject {
             keys: vec![

@@ -49,8 +49,8 @@ impl LocalFanOut {
 
 #[async_trait]
 impl FanOut for LocalFanOut {
-    fn publish(&self, event: Event) {
-        let wire = Arc::new(WireEvent::from_event(&event));
+    fn publish(&self, event: &Event) {
+        let wire = Arc::new(WireEvent::from_event(event));
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.next += 1;
         let delivered = Delivered {
@@ -102,7 +102,7 @@ mod tests {
         let mut rx = f.take_stream().unwrap();
         assert!(f.take_stream().is_none());
         for i in 0..5 {
-            f.publish(Event::user("X", UserId::new(), i));
+            f.publish(&Event::user("X", UserId::new(), i));
         }
         for want in 1..=5 {
             assert_eq!(rx.recv().await.unwrap().position, want);

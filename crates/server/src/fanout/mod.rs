@@ -7,7 +7,7 @@ pub mod nats;
 pub mod retained;
 
 use async_trait::async_trait;
-use conclave_core::event::{Audience, Control, Event, EventKind, EventSink};
+use conclave_core::event::{Audience, Control, Event, EventKind};
 use conclave_core::OrgId;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -92,7 +92,7 @@ pub enum FanOutError {
 pub trait FanOut: Send + Sync + 'static {
     /// Hands a committed event over for delivery to every node. Never blocks; the order of
     /// calls on one node is the order in which every node sees the events.
-    fn publish(&self, event: Event);
+    fn publish(&self, event: &Event);
     /// The live stream of every event, for this node's hub. Called once.
     fn take_stream(&self) -> Option<mpsc::UnboundedReceiver<Delivered>>;
     /// Retained events with `after < position <= upto`, in order; `None` when some of them are
@@ -111,13 +111,4 @@ pub trait FanOut: Send + Sync + 'static {
     async fn flush(&self);
     /// Whether the transport is reachable (readiness).
     async fn ready(&self) -> bool;
-}
-
-/// Lets services publish into a fan-out.
-pub struct FanOutSink(pub Arc<dyn FanOut>);
-
-impl EventSink for FanOutSink {
-    fn publish(&self, event: Event) {
-        self.0.publish(event);
-    }
 }

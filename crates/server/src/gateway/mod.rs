@@ -84,7 +84,7 @@ impl Gateway {
         let widget_streams = Arc::new(crate::widget_streams::WidgetStreams::default());
         let tapped = widget_streams.clone();
         let pace = Arc::new(pace::Pace::new(fanout.clone()));
-        let hub = hub::Hub::new(node, limits, Arc::new(move |e| publisher.publish(e)))
+        let hub = hub::Hub::new(node, limits, Arc::new(move |e| publisher.publish(&e)))
             .invalidating(Arc::new(move |control| cache.invalidate(control)))
             .tapping(Arc::new(move |ev| tapped.tap(ev)))
             .pacing(pace.clone());

@@ -104,7 +104,7 @@ mod tests {
 
     fn publish(fanout: &LocalFanOut, n: usize) {
         for i in 0..n {
-            fanout.publish(Event::user("X", UserId::new(), i));
+            fanout.publish(&Event::user("X", UserId::new(), i));
         }
     }
 

@@ -76,12 +76,7 @@ fn serve(path: &str, request: &HeaderMap, caching: Caching) -> Response {
     };
     let etag = format!(
         "\"{}\"",
-        file.metadata
-            .sha256_hash()
-            .iter()
-            .take(16)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+        conclave_core::audit::hex(&file.metadata.sha256_hash()[..16])
     );
     let fresh = request
         .get(header::IF_NONE_MATCH)

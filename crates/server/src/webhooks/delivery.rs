@@ -11,6 +11,7 @@
 //! that dies leaves its leases to run out; another node then takes the rows over.
 
 use super::signing::{signature_headers, WebhookSecret};
+use crate::fanout::FanOut;
 use crate::outbound::{Limits, OutboundGuard, OutboundRequest};
 use bytes::Bytes;
 use conclave_core::event::{Event, EventSink};
@@ -38,28 +39,25 @@ const ATTEMPT_LIMITS: Limits = Limits {
     max_response_bytes: 64 * 1024,
 };
 
-/// This node's event sink: those webhooks carry are handed to this node's worker, and every
-/// event a gateway needs goes on to `inner` (the fan-out); a webhook-only one (a member's) stops
-/// here.
+/// This node's event sink: every event a gateway needs goes to the fan-out, and those webhooks
+/// carry are then handed to this node's worker (moved, not copied); a webhook-only one (a
+/// member's) does not travel the fan-out.
 pub struct WebhookTap {
-    inner: Arc<dyn EventSink>,
+    fanout: Arc<dyn FanOut>,
     /// Each event with a UUIDv7 taken as it is published: its place in every endpoint's order.
     queue: mpsc::Sender<(Event, uuid::Uuid)>,
 }
 
 impl EventSink for WebhookTap {
     fn publish(&self, event: Event) {
+        if event.reaches_gateways() {
+            self.fanout.publish(&event);
+        }
         if webhook_event_name(event.kind).is_some()
             && event.hook_data().is_some()
-            && self
-                .queue
-                .try_send((event.clone(), uuid::Uuid::now_v7()))
-                .is_err()
+            && self.queue.try_send((event, uuid::Uuid::now_v7())).is_err()
         {
             tracing::error!("webhook event queue full: an event was not queued for webhooks");
-        }
-        if event.reaches_gateways() {
-            self.inner.publish(event);
         }
     }
 }
@@ -72,17 +70,17 @@ pub struct DeliveryWorker {
     owner: String,
 }
 
-/// A tap in front of `inner` and the worker it feeds, ticking on `ticker`.
+/// A tap in front of `fanout` and the worker it feeds, ticking on `ticker`.
 #[must_use]
 pub fn tap(
-    inner: Arc<dyn EventSink>,
+    fanout: Arc<dyn FanOut>,
     ticker: Ticker,
     guard: OutboundGuard,
     node: &str,
 ) -> (WebhookTap, DeliveryWorker) {
     let (queue, events) = mpsc::channel(TAP_CAPACITY);
     (
-        WebhookTap { inner, queue },
+        WebhookTap { fanout, queue },
         DeliveryWorker {
             ticker,
             events,

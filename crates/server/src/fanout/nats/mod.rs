@@ -217,7 +217,7 @@ impl Drop for NatsFanOut {
 
 #[async_trait]
 impl FanOut for NatsFanOut {
-    fn publish(&self, event: Event) {
+    fn publish(&self, event: &Event) {
         let wire = WireRef {
             t: &event.t,
             audience: &event.audience,

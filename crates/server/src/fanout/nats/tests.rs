@@ -68,7 +68,7 @@ async fn publish_numbered(
     numbers: std::ops::Range<i64>,
 ) -> Vec<u64> {
     for i in numbers.clone() {
-        f.publish(Event::user("X", UserId::new(), i));
+        f.publish(&Event::user("X", UserId::new(), i));
     }
     f.flush().await;
     let mut positions = Vec::new();
@@ -241,9 +241,9 @@ async fn events_from_one_node_reach_another_in_order() {
     let user = UserId::new();
     let mut event = Event::user("MESSAGE_CREATE", user, 0);
     event = event.with_control(Control::RevokeUser { user, except: None });
-    a.publish(event.clone());
+    a.publish(&event);
     for i in 1..50 {
-        a.publish(Event::user("MESSAGE_CREATE", user, i));
+        a.publish(&Event::user("MESSAGE_CREATE", user, i));
     }
     a.flush().await;
 
@@ -270,8 +270,8 @@ async fn events_from_one_node_reach_another_in_order() {
 
     // Both nodes publish: each node's events keep their order, and both see one order.
     for i in 100..120 {
-        a.publish(Event::user("A", user, i));
-        b.publish(Event::user("B", user, i));
+        a.publish(&Event::user("A", user, i));
+        b.publish(&Event::user("B", user, i));
     }
     tokio::join!(a.flush(), b.flush());
     let mut from_a = Vec::new();
@@ -361,7 +361,7 @@ async fn unsigned_or_forged_events_are_dropped() {
     garbled.insert(MSG_ID_HEADER, "forger-2");
     garbled.insert(SIGNATURE_HEADER, "v1=AAAA");
     publish(garbled).await;
-    a.publish(Event::user("MESSAGE_CREATE", user, "real"));
+    a.publish(&Event::user("MESSAGE_CREATE", user, "real"));
     a.flush().await;
     let d = next(&mut rx).await;
     assert_eq!(
@@ -398,7 +398,7 @@ async fn aged_out_ranges_cannot_be_replayed() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // What is still retained can be replayed.
-    a.publish(Event::user("X", UserId::new(), 3));
+    a.publish(&Event::user("X", UserId::new(), 3));
     a.flush().await;
     let newest = next(&mut rx).await;
     let got = replayed(&a, positions[2], newest.position).await;
@@ -446,7 +446,7 @@ async fn a_replaced_stream_is_a_new_epoch_and_positions_keep_increasing() {
         assert!(Instant::now() < deadline, "the replacement was not noticed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    a.publish(Event::user("X", UserId::new(), 3));
+    a.publish(&Event::user("X", UserId::new(), 3));
     a.flush().await;
     let d = next(&mut rx).await;
     assert_eq!(number(&d), 3);

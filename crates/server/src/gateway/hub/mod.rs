@@ -16,8 +16,9 @@
 //! at most one burst ahead of them. A burst for a large audience (`COALESCE_SOCKETS`) is handed
 //! over at most once per coalescing window (`[gateway] write_coalesce_us`): the first after a
 //! quiet while at once, later ones at the window's end with whatever else arrived meanwhile, so
-//! at moderate rates each socket still gets several frames per write. The payload of an event is serialized once, when published;
-//! each frame is those bytes with the connection's own `s` around them.
+//! at moderate rates each socket still gets several frames per write. The payload of an event
+//! is serialized once, when published; each frame is those bytes with the connection's own `s`
+//! around them.
 //!
 //! The parts: `routing` (who gets which event: the delivery rules of `core::policy::delivery`
 //! applied to the event's typed routing facts), `sessions` (a connection's start, resume

@@ -71,7 +71,7 @@ pub(super) fn open(call: &WidgetCall, v: Visitor) -> Response {
 fn epoch_tag(epoch: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(epoch.as_bytes());
-    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+    conclave_core::audit::hex(&digest[..4])
 }
 
 fn event_id(epoch: &str, position: u64) -> String {
