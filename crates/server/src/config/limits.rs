@@ -29,20 +29,35 @@ pub struct GatewayConfig {
 /// The default `write_coalesce`: a few milliseconds at most added to a large fan-out, for
 /// fewer system calls on both ends.
 pub const WRITE_COALESCE: Duration = Duration::from_millis(4);
+/// How long a new connection has to identify (not a setting).
+pub const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames queued for a slow client before it is disconnected (not a setting).
+pub const QUEUE_FRAMES: usize = 1024;
 
 impl Default for GatewayConfig {
+    /// What `[gateway]`'s defaults (`sections::GatewaySettings`, where they are written) give,
+    /// with the rate limits on.
     fn default() -> Self {
+        Self::from_settings(&super::GatewaySettings::default(), true)
+    }
+}
+
+impl GatewayConfig {
+    /// The runtime form of `[gateway]`; `limits_on` is `false` under `rate_limits = off`.
+    #[must_use]
+    pub fn from_settings(g: &super::GatewaySettings, limits_on: bool) -> Self {
         Self {
-            heartbeat_interval: Duration::from_secs(30),
-            identify_timeout: Duration::from_secs(10),
-            resume_window: Duration::from_secs(300),
-            frame_max_bytes: 64 * 1024,
-            frames_per_minute: 120,
-            max_connections_per_user: 10,
-            max_connections_per_ip: 200,
-            queue_frames: 1024,
-            limits_on: true,
-            write_coalesce: WRITE_COALESCE,
+            heartbeat_interval: Duration::from_millis(g.heartbeat_interval_ms.max(1000)),
+            identify_timeout: IDENTIFY_TIMEOUT,
+            resume_window: Duration::from_secs(g.resume_window_secs.max(1)),
+            frame_max_bytes: usize::try_from(g.frame_max_bytes).unwrap_or(usize::MAX),
+            frames_per_minute: u32::try_from(g.frames_per_minute).unwrap_or(u32::MAX),
+            max_connections_per_user: usize::try_from(g.max_connections_per_user)
+                .unwrap_or(usize::MAX),
+            max_connections_per_ip: usize::try_from(g.max_connections_per_ip).unwrap_or(usize::MAX),
+            queue_frames: QUEUE_FRAMES,
+            limits_on,
+            write_coalesce: Duration::from_micros(g.write_coalesce_us),
         }
     }
 }

@@ -335,20 +335,7 @@ impl TryFrom<Config> for RuntimeConfig {
         let rate_limits_on = c.rate_limits == OnOff::On;
         let (g, r) = (&c.gateway, &c.rate_limit);
         Ok(Self {
-            gateway: GatewayConfig {
-                heartbeat_interval: Duration::from_millis(g.heartbeat_interval_ms.max(1000)),
-                identify_timeout: Duration::from_secs(10),
-                resume_window: secs(g.resume_window_secs),
-                frame_max_bytes: usize::try_from(g.frame_max_bytes).unwrap_or(usize::MAX),
-                frames_per_minute: u32::try_from(g.frames_per_minute).unwrap_or(u32::MAX),
-                max_connections_per_user: usize::try_from(g.max_connections_per_user)
-                    .unwrap_or(usize::MAX),
-                max_connections_per_ip: usize::try_from(g.max_connections_per_ip)
-                    .unwrap_or(usize::MAX),
-                queue_frames: 1024,
-                limits_on: rate_limits_on,
-                write_coalesce: Duration::from_micros(g.write_coalesce_us),
-            },
+            gateway: GatewayConfig::from_settings(g, rate_limits_on),
             connections: ConnectionLimits {
                 header_read_timeout: secs(r.header_read_timeout_secs),
                 idle_timeout: secs(r.idle_timeout_secs),

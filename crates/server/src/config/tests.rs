@@ -447,9 +447,18 @@ fn the_runtime_configuration_is_typed() {
     );
     assert_eq!(defaults.cache.ttl, Duration::from_secs(5));
     assert_eq!(defaults.gateway.write_coalesce, Duration::from_millis(4));
+    // The runtime default is made from the section's defaults: written once.
+    let (built, plain) = (&defaults.gateway, super::GatewayConfig::default());
+    assert_eq!(format!("{built:?}"), format!("{plain:?}"));
+    assert_eq!(plain.heartbeat_interval, Duration::from_secs(30));
+    assert_eq!(plain.resume_window, Duration::from_secs(300));
     assert_eq!(
-        defaults.gateway.write_coalesce,
-        super::GatewayConfig::default().write_coalesce
+        (plain.max_connections_per_user, plain.max_connections_per_ip),
+        (10, 200)
+    );
+    assert_eq!(
+        (plain.frames_per_minute, plain.frame_max_bytes),
+        (120, 65_536)
     );
     for (name, value, problem) in [
         (
