@@ -14,6 +14,76 @@
 
 use crate::ids::*;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::sync::Arc;
+
+/// An event's payload, serialized once where the event is made (`Event::new`): every reader —
+/// the fan-out and its frames, the webhook worker, the REST answer of a send — shares these
+/// bytes instead of walking and serializing a JSON tree again. A reader that needs a field
+/// parses only that field ([`Data::value`] for the whole tree, in tests and rare paths).
+#[derive(Clone)]
+pub struct Data(Arc<RawValue>);
+
+impl Data {
+    /// `d` as JSON (`null` if it cannot be serialized, which no model type does).
+    pub fn of(d: impl Serialize) -> Self {
+        let raw = serde_json::value::to_raw_value(&d).unwrap_or_else(|_| null());
+        Self(Arc::from(raw))
+    }
+
+    /// The JSON text.
+    #[must_use]
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The JSON as a borrowed raw value (for embedding in a larger document).
+    #[must_use]
+    pub fn raw(&self) -> &RawValue {
+        &self.0
+    }
+
+    /// The JSON as a tree.
+    #[must_use]
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(self.get()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Reads the fields of `T` out of the JSON (`None` when it does not have them).
+    #[must_use]
+    pub fn read<'a, T: Deserialize<'a>>(&'a self) -> Option<T> {
+        serde_json::from_str(self.get()).ok()
+    }
+}
+
+fn null() -> Box<RawValue> {
+    RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!("null is JSON"))
+}
+
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+/// Equal when the JSON texts are (one serializer makes them, so equal values read alike).
+impl PartialEq for Data {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Serialize for Data {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Data {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Box::<RawValue>::deserialize(d).map(|raw| Self(Arc::from(raw)))
+    }
+}
 
 /// Who may receive an event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,7 +299,7 @@ pub enum Hook {
     D,
     /// This REST object, where the gateway's `d` is a smaller shape (`PARTICIPANT_ADD|REMOVE`:
     /// `{conversation_id,user_id,role}` there, the participant object for webhooks).
-    Object(serde_json::Value),
+    Object(Data),
     /// Nothing: the gateway's repeat of something webhooks heard of once (`CONVERSATION_CREATE`
     /// to each further participant of a conversation).
     Skip,
@@ -241,7 +311,7 @@ pub enum Hook {
 pub struct Event {
     pub t: String,
     pub audience: Audience,
-    pub d: serde_json::Value,
+    pub d: Data,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<Control>,
     /// `t`, typed (not on the wire: read back from `t`).
@@ -258,10 +328,16 @@ pub struct Event {
 impl Event {
     /// An event named `t` for `audience`.
     pub fn new(t: &str, audience: Audience, d: impl Serialize) -> Self {
+        Self::with_data(t, audience, Data::of(d))
+    }
+
+    /// An event named `t` for `audience` carrying `d` as it is (already serialized).
+    #[must_use]
+    pub fn with_data(t: &str, audience: Audience, d: Data) -> Self {
         Self {
             t: t.into(),
             audience,
-            d: to_value(d),
+            d,
             control: None,
             kind: EventKind::of(t),
             org: None,
@@ -335,7 +411,7 @@ impl Event {
     /// Webhooks receive `object` (the REST object) instead of `d`.
     #[must_use]
     pub fn hook_with(mut self, object: impl Serialize) -> Self {
-        self.hook = Hook::Object(to_value(object));
+        self.hook = Hook::Object(Data::of(object));
         self
     }
 
@@ -348,7 +424,7 @@ impl Event {
 
     /// What webhooks receive as `data` (`None`: nothing of this event).
     #[must_use]
-    pub fn hook_data(&self) -> Option<&serde_json::Value> {
+    pub fn hook_data(&self) -> Option<&Data> {
         match &self.hook {
             Hook::D => Some(&self.d),
             Hook::Object(object) => Some(object),
@@ -392,10 +468,6 @@ impl Audience {
             Self::User(_) | Self::Peers { .. } | Self::Nobody => None,
         }
     }
-}
-
-fn to_value(d: impl Serialize) -> serde_json::Value {
-    serde_json::to_value(d).unwrap_or(serde_json::Value::Null)
 }
 
 /// Where services hand events after commit. Implementations must not block and must keep the
@@ -470,8 +542,51 @@ mod tests {
         assert_eq!((e.org, e.conversation_id()), (Some(member.org_id), None));
         assert_eq!(e.audience, Audience::Nobody);
         assert!(!e.reaches_gateways());
-        assert_eq!(e.hook_data(), Some(&serde_json::to_value(&member).unwrap()));
-        assert!(e.d["role"] == "admin" && e.d["user"]["username"] == "bob");
+        assert_eq!(e.hook_data(), Some(&Data::of(&member)));
+        let d = e.d.value();
+        assert!(d["role"] == "admin" && d["user"]["username"] == "bob");
+    }
+
+    #[test]
+    fn data_is_serialized_once_and_embedded_as_it_is() {
+        let summary = crate::model::UserSummary {
+            id: UserId::new(),
+            username: "bob \"the\" builder".into(),
+            display_name: None,
+            kind: crate::types::UserKind::User,
+        };
+        let d = Data::of(&summary);
+        // The same bytes as the REST object (struct order, not a tree's sorted keys).
+        assert_eq!(d.get(), serde_json::to_string(&summary).unwrap());
+        let e = Event::with_data("USER_UPDATE", Audience::User(summary.id), d.clone());
+        assert_eq!(e.d, d);
+        assert_eq!(e.hook_data(), Some(&d), "webhooks get the same bytes");
+        // Embedded in a larger document, the text is copied as it is.
+        #[derive(Serialize)]
+        struct Outer<'a> {
+            d: &'a Data,
+        }
+        let text = serde_json::to_string(&Outer { d: &d }).unwrap();
+        assert_eq!(text, format!(r#"{{"d":{}}}"#, d.get()));
+        // Read back: the text kept, the tree and single fields on demand.
+        let back: Data = serde_json::from_str(&format!(" {} ", d.get())).unwrap();
+        assert_eq!(back, d);
+        assert_eq!(back.value()["username"], "bob \"the\" builder");
+        #[derive(Deserialize)]
+        struct Name<'a> {
+            #[serde(borrow)]
+            username: std::borrow::Cow<'a, str>,
+        }
+        assert_eq!(
+            back.read::<Name<'_>>().unwrap().username,
+            "bob \"the\" builder"
+        );
+        assert!(back.read::<Audience>().is_none(), "not an audience");
+        assert_eq!(
+            Data::of(f64::NAN).get(),
+            "null",
+            "a number JSON cannot hold"
+        );
     }
 
     #[test]
@@ -482,9 +597,12 @@ mod tests {
         assert!(plain.reaches_gateways());
         let object = Event::conversation("PARTICIPANT_ADD", conv, serde_json::json!({"a": 1}))
             .hook_with(serde_json::json!({"b": 2}));
-        assert_eq!(object.hook_data(), Some(&serde_json::json!({"b": 2})));
         assert_eq!(
-            object.d,
+            object.hook_data().map(Data::value),
+            Some(serde_json::json!({"b": 2}))
+        );
+        assert_eq!(
+            object.d.value(),
             serde_json::json!({"a": 1}),
             "the gateway's d is kept"
         );

@@ -3,7 +3,7 @@
 use super::{Actor, Result, Services};
 use crate::audit::AuditEntry;
 use crate::error::ServiceError;
-use crate::event::Event;
+use crate::event::{Audience, Data, Event};
 use crate::files::AttachmentIds;
 use crate::ids::*;
 use crate::model::*;
@@ -47,6 +47,9 @@ impl SendMessage {
 pub struct Sent {
     pub message: Message,
     pub created: bool,
+    /// `message` as JSON, serialized once: the REST answer is these bytes, and a new message's
+    /// `MESSAGE_CREATE` carries the same.
+    pub json: Data,
 }
 
 /// The stored form of submitted content: text as is, HTML sanitized (422 if nothing is left).
@@ -162,10 +165,11 @@ impl Services {
             self.audited_write_rows(actor, "message.sent", conversation.org_id, conv, new.id);
         match self.store.insert_message(&new, &audit).await? {
             Inserted::Created(message) => {
+                let json = Data::of(&message);
                 // With its org, so the webhook worker need not read the conversation to
                 // find it.
                 self.emit(
-                    Event::conversation("MESSAGE_CREATE", conv, &message)
+                    Event::with_data("MESSAGE_CREATE", Audience::Conversation(conv), json.clone())
                         .in_org(conversation.org_id),
                 );
                 self.queue_flags(conversation.org_id, &message, &flagged)
@@ -173,6 +177,7 @@ impl Services {
                 Ok(Sent {
                     message,
                     created: true,
+                    json,
                 })
             }
             Inserted::Replayed(message, original)
@@ -182,6 +187,7 @@ impl Services {
                     .is_some_and(|(_, print)| *print == original) =>
             {
                 Ok(Sent {
+                    json: Data::of(&message),
                     message,
                     created: false,
                 })

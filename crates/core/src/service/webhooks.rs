@@ -590,13 +590,20 @@ impl Services {
 }
 
 /// `{"type","timestamp","data"}`, the body of every delivery.
-fn payload(event_type: &str, at: DateTime<Utc>, data: &serde_json::Value) -> String {
-    serde_json::json!({
-        "type": event_type,
-        "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "data": data,
+fn payload(event_type: &str, at: DateTime<Utc>, data: &impl serde::Serialize) -> String {
+    /// A delivery's body (an event's `data` is embedded as it was serialized).
+    #[derive(serde::Serialize)]
+    struct Payload<'a, D> {
+        r#type: &'a str,
+        timestamp: String,
+        data: &'a D,
+    }
+    serde_json::to_string(&Payload {
+        r#type: event_type,
+        timestamp: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        data,
     })
-    .to_string()
+    .unwrap_or_default()
 }
 
 #[cfg(test)]

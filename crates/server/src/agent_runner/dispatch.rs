@@ -9,6 +9,7 @@ use super::runner;
 use crate::state::AppState;
 use conclave_core::event::{Audience, Event, EventKind, EventSink};
 use conclave_core::service::widget::VISITOR_USERNAME_PREFIX;
+use conclave_core::types::UserKind;
 use conclave_core::{ConversationId, MessageId};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -33,6 +34,21 @@ pub fn tap(inner: Arc<dyn EventSink>) -> (AgentTap, mpsc::Receiver<Trigger>) {
     (AgentTap { inner, queue }, rx)
 }
 
+/// The fields of a `MESSAGE_CREATE` payload the tap reads (the rest is skipped, not built).
+#[derive(serde::Deserialize)]
+struct Created<'a> {
+    id: MessageId,
+    #[serde(borrow)]
+    author: Author<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct Author<'a> {
+    kind: UserKind,
+    #[serde(default, borrow)]
+    username: std::borrow::Cow<'a, str>,
+}
+
 /// The trigger an event carries: a person's new message (bots and agents never call agents),
 /// or a support widget visitor's (written by the widget key's `visitor-…` bot, WEB-4; the
 /// services answer it only in that key's conversations while they are `bot`).
@@ -43,20 +59,12 @@ fn trigger_of(event: &Event) -> Option<Trigger> {
     let Audience::Conversation(conv) = event.audience else {
         return None;
     };
-    let author = event.d.get("author")?;
-    let person = match author.get("kind")?.as_str()? {
-        "user" => true,
-        "bot" => author
-            .get("username")?
-            .as_str()?
-            .starts_with(VISITOR_USERNAME_PREFIX),
-        _ => false,
+    let created: Created<'_> = event.d.read()?;
+    let person = match created.author.kind {
+        UserKind::User => true,
+        UserKind::Bot => created.author.username.starts_with(VISITOR_USERNAME_PREFIX),
     };
-    if !person {
-        return None;
-    }
-    let id = uuid::Uuid::parse_str(event.d.get("id")?.as_str()?).ok()?;
-    Some((conv, MessageId(id)))
+    person.then_some((conv, created.id))
 }
 
 impl EventSink for AgentTap {
@@ -105,6 +113,12 @@ mod tests {
         let visitor = json!({"id": id, "author": {"kind": "bot", "username": "visitor-0123"}});
         assert_eq!(
             trigger_of(&made("MESSAGE_CREATE", visitor)),
+            Some((conv, id))
+        );
+        // A name with escapes is read as the text it stands for.
+        let escaped = json!({"id": id, "author": {"kind": "bot", "username": "visitor-\"x"}});
+        assert_eq!(
+            trigger_of(&made("MESSAGE_CREATE", escaped)),
             Some((conv, id))
         );
         let system = json!({"id": id, "author": {"kind": "bot", "username": "widget-0123"}});

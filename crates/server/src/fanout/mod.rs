@@ -7,15 +7,14 @@ pub mod nats;
 pub mod retained;
 
 use async_trait::async_trait;
-use conclave_core::event::{Audience, Control, Event, EventKind};
+use conclave_core::event::{Audience, Control, Data, Event, EventKind};
 use conclave_core::OrgId;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// An event as it travels: `d` is serialized once, when it is published, and its bytes are
-/// shared by every recipient. The routing facts stay typed beside it (`kind` is read back from
+/// An event as it travels: `d` is the event's payload as it was serialized where the event was
+/// made, and its bytes are shared by every recipient. The routing facts stay typed beside it (`kind` is read back from
 /// `t`, so the wire carries the name only).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(from = "WireFields")]
@@ -26,7 +25,7 @@ pub struct WireEvent {
     pub control: Option<Control>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org: Option<OrgId>,
-    pub d: Box<RawValue>,
+    pub d: Data,
     #[serde(skip)]
     pub kind: EventKind,
 }
@@ -40,7 +39,7 @@ struct WireFields {
     control: Option<Control>,
     #[serde(default)]
     org: Option<OrgId>,
-    d: Box<RawValue>,
+    d: Data,
 }
 
 impl From<WireFields> for WireEvent {
@@ -57,18 +56,15 @@ impl From<WireFields> for WireEvent {
 }
 
 impl WireEvent {
-    /// Serializes the payload of a core event once.
+    /// A core event as it travels (its payload shared, not copied).
     #[must_use]
     pub fn from_event(event: &Event) -> Self {
-        let d = serde_json::value::to_raw_value(&event.d).unwrap_or_else(|_| {
-            RawValue::from_string("null".into()).unwrap_or_else(|_| unreachable!())
-        });
         Self {
             t: event.t.clone(),
             audience: event.audience.clone(),
             control: event.control.clone(),
             org: event.org,
-            d,
+            d: event.d.clone(),
             kind: event.kind,
         }
     }

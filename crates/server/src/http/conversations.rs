@@ -68,7 +68,7 @@ async fn create_conversation(
         .services()
         .create_conversation(&me.actor, me.at, new)
         .await?;
-    created_or_found(fresh, conv)
+    created_or_found(fresh, axum::Json(conv))
 }
 
 /// The id a conversation list is paged by.

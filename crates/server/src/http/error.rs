@@ -3,8 +3,9 @@
 //! to the log with the request id.
 
 use crate::outbound::OutboundError;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use conclave_core::event::Data;
 use conclave_core::service::identity::Refused;
 use conclave_core::ServiceError;
 use serde::Serialize;
@@ -265,14 +266,40 @@ pub async fn json<T>(
     Ok(axum::Json(reading.await?))
 }
 
-/// Answers 200 with `value` when `fresh` is false (an existing one, or a replay), else 201.
-pub fn created_or_found<T>(fresh: bool, value: T) -> Created<T> {
+/// Answers 200 with `body` when `fresh` is false (an existing one, or a replay), else 201.
+pub fn created_or_found<B>(fresh: bool, body: B) -> ApiResult<(StatusCode, B)> {
     let status = if fresh {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, axum::Json(value)))
+    Ok((status, body))
+}
+
+/// A JSON body serialized before the answer (an event's payload), sent as it is.
+pub struct JsonText(pub Data);
+
+/// A 201 (or 200) answer whose JSON body was serialized before.
+pub type CreatedText = ApiResult<(StatusCode, JsonText)>;
+
+impl IntoResponse for JsonText {
+    fn into_response(self) -> Response {
+        /// The payload's bytes, shared with the event rather than copied.
+        struct Text(Data);
+        impl AsRef<[u8]> for Text {
+            fn as_ref(&self) -> &[u8] {
+                self.0.get().as_bytes()
+            }
+        }
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(mime::APPLICATION_JSON.as_ref()),
+            )],
+            bytes::Bytes::from_owner(Text(self.0)),
+        )
+            .into_response()
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! delete as tombstone.
 
 use super::error::{
-    created_or_found, json, no_content, Answer, ApiError, Created, ErrorBody, NoContent,
+    created_or_found, json, no_content, Answer, ApiError, CreatedText, ErrorBody, JsonText,
+    NoContent,
 };
 use super::extract::{ApiJson, ApiQuery, Caller};
 use super::pagination::{
@@ -77,10 +78,7 @@ pub struct SendBody {
 /// same idempotency key returns the original with 200.
 #[utoipa::path(post, path = "/conversations/{c}/messages", tag = "messages", params(("c" = String, Path, format = Uuid)), request_body = SendBody,
     responses((status = 201, body = Message), (status = 200, body = Message, description = "an idempotent replay"), (status = 409, body = ErrorBody)))]
-async fn send_message(
-    me: Caller<ConversationId>,
-    ApiJson(body): ApiJson<SendBody>,
-) -> Created<Message> {
+async fn send_message(me: Caller<ConversationId>, ApiJson(body): ApiJson<SendBody>) -> CreatedText {
     let req = SendMessage {
         content: body.content,
         format: body.format.unwrap_or(MessageFormat::Text),
@@ -93,7 +91,7 @@ async fn send_message(
         // Committed and published: answered once the hub keeps up (`gateway::pace`).
         me.state().gateway.pace.settle().await;
     }
-    created_or_found(sent.created, sent.message)
+    created_or_found(sent.created, JsonText(sent.json))
 }
 
 /// Messages, newest first; `after` pages towards newer ones (oldest first).

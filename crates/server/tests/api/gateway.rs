@@ -170,6 +170,8 @@ async fn events_follow_rest_and_stay_in_their_org(app: TestApp) {
     let sent = app.says(&w.conv, &w.bob, "hello alice").await;
     let d = alice.expect("MESSAGE_CREATE").await;
     assert_eq!(d, sent.body, "d is the REST object");
+    // The 201 is the event's payload as serialized once, still answered as JSON.
+    assert_eq!(sent.headers["content-type"], "application/json");
     let id = sent.id();
     let edited = app
         .patch(

@@ -7,6 +7,7 @@ use super::{
 };
 use crate::credential::Credential;
 use crate::error::ServiceError;
+use crate::event::Data;
 use crate::ids::*;
 use crate::model::{Conversation, Message};
 use crate::service::{Actor, ClientMeta, Result, SendMessage, Services};
@@ -206,14 +207,15 @@ impl Services {
             .await?;
         for (i, (user, _)) in participants.iter().enumerate() {
             let mut subscribe = self.subscribed(&conv, *user).await?;
-            subscribe.d = sourced(&conv, Some(&widget));
+            let mut d = sourced(&conv, Some(&widget));
             if *user == key.visitor_user_id {
                 // The visitor bot has no sockets and this copy reaches no webhook: it tells the
                 // visitor's event streams on every node that their conversation exists.
-                if let Some(d) = subscribe.d.as_object_mut() {
+                if let Some(d) = d.as_object_mut() {
                     d.insert(WIDGET_VISITOR_FIELD.into(), v.visitor.id.to_string().into());
                 }
             }
+            subscribe.d = Data::of(d);
             self.emit(if i == 0 {
                 subscribe
             } else {

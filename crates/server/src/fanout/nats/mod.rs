@@ -114,7 +114,7 @@ struct WireRef<'a> {
     control: Option<&'a Control>,
     #[serde(skip_serializing_if = "Option::is_none")]
     org: Option<OrgId>,
-    d: &'a serde_json::Value,
+    d: &'a conclave_core::event::Data,
 }
 
 impl NatsFanOut {

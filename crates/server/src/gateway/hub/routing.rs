@@ -141,9 +141,14 @@ impl Hub {
             // conversation created then is in READY, and must not follow it again.
             && ev.position > c.covered;
         if deliver {
-            if let Verdict::Close(code, why) =
-                frame(c, ev.position, &e.t, &e.d, self.limits, &mut self.dirty)
-            {
+            if let Verdict::Close(code, why) = frame(
+                c,
+                ev.position,
+                &e.t,
+                e.d.raw(),
+                self.limits,
+                &mut self.dirty,
+            ) {
                 return Verdict::Close(code, why);
             }
         }

@@ -221,7 +221,7 @@ fn presence_is_published_on_change_only() {
     );
     let (reply, _) = oneshot::channel();
     h.command(Command::Unregister { conn: 2, reply });
-    let last = published.lock().unwrap().last().unwrap().d.clone();
+    let last = published.lock().unwrap().last().unwrap().d.value();
     assert_eq!(last["status"], "idle");
 }
 
