@@ -47,6 +47,12 @@ const ANONYMOUS_PARAMETERS: bool = true;
 /// How many connections serve plain reads.
 const READERS: u32 = 4;
 
+/// Prepared statements the writer keeps (sqlx's default is 100). A group-commit batch of n
+/// messages runs statements whose text depends on n and on how many conversations and authors
+/// it holds; with the default, batches of changing sizes pushed each other out and every batch
+/// was parsed and planned again.
+const WRITER_STATEMENTS: usize = 512;
+
 /// When a commit reaches the disk (`PRAGMA synchronous`, in WAL mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Synchronous {
@@ -100,7 +106,7 @@ impl SqliteStore {
             });
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options.clone().statement_cache_capacity(WRITER_STATEMENTS))
             .await
             .map_err(backend)?;
         sqlx::migrate!()
