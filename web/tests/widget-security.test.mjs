@@ -47,13 +47,16 @@ test('a hostile host page cannot restyle the widget, reach its DOM or find the v
   assert.notEqual(look.size, '40px');
   assert.equal(look.visible, 'visible');
   assert.ok(look.width > 0, 'the Send button is laid out');
-  await probe.say('My secret order number is 4242');
-  await probe.waitMessage((m) => m.text === 'My secret order number is 4242', 'my message');
+  // The number has letters around it: a bare number could turn up in the page by chance (the
+  // widget's script URL carries the Conclave server's port, which can contain 4242).
+  const ORDER = 'order-QX4242Z';
+  await probe.say(`My secret order number is ${ORDER}`);
+  await probe.waitMessage((m) => m.text === `My secret order number is ${ORDER}`, 'my message');
   assert.equal(visitor.sent.secrets.size, 1, 'one visitor secret in use');
   const [secret] = visitor.sent.secrets;
 
   // A script of the host page, after the widget started: every place it could look.
-  const found = await page.evaluate((secret) => {
+  const found = await page.evaluate(([secret, ORDER]) => {
     const host = document.querySelector('conclave-widget');
     const strings = [];
     const visit = (v, depth) => {
@@ -83,14 +86,14 @@ test('a hostile host page cannot restyle the widget, reach its DOM or find the v
       shadowViaAPI: typeof host.openOrClosedShadowRoot,
       children: host.children.length,
       inDocument: document.querySelectorAll('[role="log"], textarea, form, li').length,
-      text: document.body.innerText.includes('4242') || document.documentElement.outerHTML.includes('4242'),
+      text: document.body.innerText.includes(ORDER) || document.documentElement.outerHTML.includes(ORDER),
       secretInGlobals: strings.some((s) => s.includes(secret)),
       secretInStorage: storage.some((s) => s.includes(secret)) || document.cookie.includes(secret),
       secretInAttributes: attributes.some((s) => s.includes(secret)),
       secretInHtml: document.documentElement.outerHTML.includes(secret),
       storageKeys: storage.length,
     };
-  }, secret);
+  }, [secret, ORDER]);
   assert.deepEqual(found, {
     shadowRoot: null,
     shadowViaAPI: 'undefined',
