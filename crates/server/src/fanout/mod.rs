@@ -14,8 +14,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// An event as it travels: `d` is the event's payload as it was serialized where the event was
-/// made, and its bytes are shared by every recipient. The routing facts stay typed beside it (`kind` is read back from
-/// `t`, so the wire carries the name only).
+/// made, and its bytes are shared by every recipient. The routing facts stay typed beside it
+/// (`kind` is read back from `t`, so the wire carries the name only).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(from = "WireFields")]
 pub struct WireEvent {
