@@ -4,6 +4,9 @@
 //! author is given in the model's context.
 
 use crate::types::Rejection;
+
+/// Agents per org.
+pub const MAX_AGENTS_PER_ORG: usize = 50;
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::fmt;

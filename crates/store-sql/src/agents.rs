@@ -116,6 +116,7 @@ impl AgentStore for Backend {
     async fn create_agent(&self, new: &NewAgent<'_>, audit: &[AuditEntry]) -> StoreResult<Member> {
         let a = new.agent;
         let mut tx = self.writer().begin().await.map_err(db)?;
+        orgs::within_cap(&mut tx, a.org_id, OrgCapped::Agents).await?;
         let member = insert_bot(&mut tx, &new.bot).await?;
         sqlx::query(
             "INSERT INTO agents (id, org_id, bot_id, user_id, name, endpoint, model, \

@@ -104,6 +104,7 @@ impl GuardStore for Backend {
         audit: &[AuditEntry],
     ) -> StoreResult<()> {
         let mut tx = self.writer().begin().await.map_err(db)?;
+        orgs::within_cap(&mut tx, guard.org_id, OrgCapped::Guards).await?;
         sqlx::query(
             "INSERT INTO guards (id, org_id, name, kind, mode, config, position, enabled, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",

@@ -20,6 +20,29 @@ fn participation_from_row(
     ))
 }
 
+/// Takes `org`'s row lock in `conn`'s transaction and refuses (`Conflict::OrgCap`) a creation
+/// that would take the org past its cap of `what`: concurrent creations in one org count one
+/// after the other, each seeing the rows the others committed. A missing org is `NotFound`.
+pub(super) async fn within_cap(conn: &mut Conn, org: OrgId, what: OrgCapped) -> StoreResult<()> {
+    ORG_MEMBERS.lock(conn, org.0).await?;
+    let count = match what {
+        OrgCapped::Webhooks => "SELECT COUNT(*) AS n FROM webhooks WHERE org_id = $1",
+        OrgCapped::Agents => "SELECT COUNT(*) AS n FROM agents WHERE org_id = $1",
+        OrgCapped::WidgetKeys => {
+            "SELECT COUNT(*) AS n FROM widget_keys WHERE org_id = $1 AND revoked_at IS NULL"
+        }
+        OrgCapped::Guards => "SELECT COUNT(*) AS n FROM guards WHERE org_id = $1",
+    };
+    let held: i64 = sqlx::query(count)
+        .bind(org.0)
+        .one(&mut *conn, |r| get(r, "n"))
+        .await?;
+    if usize::try_from(held).unwrap_or(usize::MAX) >= what.most() {
+        return Err(StoreError::Conflict(Conflict::OrgCap(what)));
+    }
+    Ok(())
+}
+
 /// [`remove_member`] inside the caller's transaction; answers the membership and the
 /// participations removed.
 pub(super) async fn remove_member_in(

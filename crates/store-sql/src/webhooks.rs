@@ -97,6 +97,7 @@ impl WebhookStore for Backend {
         audit: &[AuditEntry],
     ) -> StoreResult<()> {
         let mut tx = self.writer().begin().await.map_err(db)?;
+        orgs::within_cap(&mut tx, hook.org_id, OrgCapped::Webhooks).await?;
         sqlx::query(
             "INSERT INTO webhooks (id, org_id, conversation_id, url, events, enabled, \
              disabled_reason, consecutive_failures, created_by, created_at, updated_at) \

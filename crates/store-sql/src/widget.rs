@@ -137,6 +137,7 @@ impl WidgetStore for Backend {
     ) -> StoreResult<[Member; 2]> {
         let k = new.key;
         let mut tx = self.writer().begin().await.map_err(db)?;
+        orgs::within_cap(&mut tx, k.org_id, OrgCapped::WidgetKeys).await?;
         let visitor = insert_bot(&mut tx, &new.visitor_bot).await?;
         let system = insert_bot(&mut tx, &new.system_bot).await?;
         sqlx::query(

@@ -54,12 +54,17 @@ pub fn may_subscribe(credential: &Credential, org: OrgId, conv: ConversationId) 
 
 /// Whether a socket authenticated with `credential` hears of the widget inbox of `org`
 /// (`INBOX_UPDATE`): as the inbox itself is read (WEB-4) — a login session, or a key of that
-/// org not limited to listed conversations; never a bot.
+/// org not limited to listed conversations; never a bot; and not while the org is `locked` to
+/// its user (AUTH-4a: a member the org's 2FA rule shuts out gets none of its events).
 #[must_use]
-pub fn hears_of_inbox(credential: &Credential, org: Option<OrgId>) -> bool {
+pub fn hears_of_inbox(
+    credential: &Credential,
+    org: Option<OrgId>,
+    locked: &HashSet<OrgId>,
+) -> bool {
     !matches!(credential, Credential::Bot { .. })
         && credential.conversations().is_none()
-        && org.is_some_and(|o| credential.covers_org(o))
+        && org.is_some_and(|o| credential.covers_org(o) && !locked.contains(&o))
 }
 
 /// Whether a socket authenticated with `credential` hears about `org` at all (its access to
@@ -130,6 +135,36 @@ mod tests {
             };
             assert!(may_receive(&bot, kind), "a bot has no scopes to lack");
         }
+    }
+
+    #[test]
+    fn the_inbox_is_heard_by_sessions_and_whole_org_keys_of_an_unlocked_org_only() {
+        let (org, other) = (OrgId::new(), OrgId::new());
+        let open = HashSet::new();
+        let locked: HashSet<OrgId> = [org].into();
+        assert!(hears_of_inbox(&Credential::Session, Some(org), &open));
+        assert!(
+            !hears_of_inbox(&Credential::Session, Some(org), &locked),
+            "the org's 2FA rule shuts its user out (AUTH-4a)"
+        );
+        assert!(hears_of_inbox(&Credential::Session, Some(other), &locked));
+        assert!(!hears_of_inbox(&Credential::Session, None, &open));
+        let key = api_key(org, &[Scope::ConversationsRead], None);
+        assert!(hears_of_inbox(&key, Some(org), &open));
+        assert!(!hears_of_inbox(&key, Some(org), &locked));
+        assert!(!hears_of_inbox(&key, Some(other), &open));
+        let listed = api_key(
+            org,
+            &[Scope::ConversationsRead],
+            Some(vec![ConversationId::new()]),
+        );
+        assert!(!hears_of_inbox(&listed, Some(org), &open));
+        let bot = Credential::Bot {
+            bot: BotId::new(),
+            org,
+            conversations: None,
+        };
+        assert!(!hears_of_inbox(&bot, Some(org), &open));
     }
 
     #[test]

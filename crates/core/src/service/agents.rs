@@ -31,8 +31,6 @@ use chrono::NaiveDate;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-/// Agents per org.
-pub const MAX_AGENTS_PER_ORG: usize = 50;
 /// The longest usage report, in days.
 pub const USAGE_MAX_DAYS: i64 = 92;
 /// The usage report's default span, in days (ending today).
@@ -206,12 +204,6 @@ impl Services {
         let context_messages =
             check_context_messages(s.context_messages.unwrap_or(CONTEXT_MESSAGES_DEFAULT))?;
         let budget = check_budget("monthly_token_budget", s.monthly_token_budget)?;
-        if self.store.agents(org).await?.len() >= MAX_AGENTS_PER_ORG {
-            return Err(ServiceError::conflict(
-                "too_many_agents",
-                "this organization has the most agents allowed",
-            ));
-        }
         let named = (s.name.clone(), super::bots::AGENT_USERNAME_PREFIX);
         let (bot, account) = self.new_bot(actor, org, named, None)?;
         let unusable = unusable_token_hash();

@@ -28,6 +28,15 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::IpAddr;
 
+/// Why an open socket's credential no longer holds (`Services::credential_still_valid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lapsed {
+    /// The session, key or bot secret is gone or ended, or the account is disabled or gone.
+    Revoked,
+    /// A server admin requires 2FA of the user and it is off (AUTH-4a).
+    SecondFactorRequired,
+}
+
 /// Where a gateway session starts (see [`Services::gateway_start`]).
 #[derive(Debug, Clone, Default)]
 pub struct GatewayStart {
@@ -308,11 +317,13 @@ impl Services {
 
     /// Whether the credential an open gateway socket authenticated with still works: the login
     /// session still exists (not logged out, revoked or ended by a password change), or the bot
-    /// or key secret is still current or in its grace period, and the account is not disabled.
-    /// Checked at every heartbeat, so a
-    /// revocation whose event never reached this node (or was lost) still closes the socket. A
-    /// database failure keeps the socket until the next heartbeat.
-    pub async fn credential_still_valid(&self, actor: &Actor) -> bool {
+    /// or key secret is still current or in its grace period, and the account is not disabled
+    /// (else `Lapsed::Revoked`); and its user still passes the personal 2FA gate (AUTH-4a; else
+    /// `Lapsed::SecondFactorRequired`). Checked at every heartbeat, so a revocation or a
+    /// requirement whose event never reached this node, was lost, or came while the socket was
+    /// being set up still closes the socket. A database failure keeps the socket until the next
+    /// heartbeat.
+    pub async fn credential_still_valid(&self, actor: &Actor) -> std::result::Result<(), Lapsed> {
         let now = self.clock.now();
         let live = match &actor.credential {
             Credential::Session => self
@@ -342,18 +353,44 @@ impl Services {
                 .map(|g| g.revoked_at.is_none() && now < actor.session.expires_at),
         };
         // A disabled account's keys and bots stop too (its sessions are deleted on disabling).
-        let live = match live {
-            Ok(true) => self.store.user(actor.user.id).await.map(|u| !u.disabled),
-            other => other,
+        let standing = match live {
+            Ok(true) => match self.store.user(actor.user.id).await {
+                Ok(u) if u.disabled => Ok(Err(Lapsed::Revoked)),
+                Ok(u) => self.second_factor_kept(&u, actor).await.map(|kept| {
+                    if kept {
+                        Ok(())
+                    } else {
+                        Err(Lapsed::SecondFactorRequired)
+                    }
+                }),
+                Err(e) => Err(e),
+            },
+            Ok(false) => Ok(Err(Lapsed::Revoked)),
+            Err(e) => Err(e),
         };
-        match live {
-            Ok(live) => live,
-            Err(StoreError::NotFound) => false,
+        match standing {
+            Ok(standing) => standing,
+            Err(StoreError::NotFound) => Err(Lapsed::Revoked),
             Err(e) => {
                 tracing::warn!(error = %e, "could not re-check a credential; keeping the socket");
-                true
+                Ok(())
             }
         }
+    }
+
+    /// Whether `user` (read fresh) passes the personal 2FA gate on `actor`'s session: no
+    /// requirement, a session exempt from it, or 2FA on — read from the store, since the
+    /// re-check is the backstop for whatever the cache missed.
+    async fn second_factor_kept(
+        &self,
+        user: &User,
+        actor: &Actor,
+    ) -> crate::store::StoreResult<bool> {
+        if policy::credentials::second_factor_waived(user.require_2fa, false, &actor.session) {
+            return Ok(true);
+        }
+        let enrolment = self.store.totp_enrolment(user.id).await?;
+        Ok(enrolment.is_some_and(|e| e.enabled()))
     }
 
     /// Rotates the secret of a bot or API key (a token of `kind`), the old one kept `grace` past

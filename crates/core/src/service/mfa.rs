@@ -14,6 +14,7 @@ use super::throttle::LoginSubject;
 use super::{Actor, ClientMeta, Result, Services, SignedIn};
 use crate::audit::AuditActor;
 use crate::error::ServiceError;
+use crate::event::{Control, Event};
 use crate::ids::UserId;
 use crate::keyring::SecretRef;
 use crate::mfa::{MfaChallenge, RecoveryCodeRef, StoredRecoveryCode};
@@ -221,6 +222,14 @@ impl Services {
         let audit = self.own_audit(actor, "totp.disabled");
         self.store.disable_totp(actor.user.id, &[audit]).await?;
         self.announce_own_2fa(actor.user.id).await?;
+        // A user a server admin requires to use 2FA now lacks it: every credential is refused
+        // at once (AUTH-4a) — open sockets too. The flag is read after the change, so an admin
+        // setting it meanwhile is seen here or sees the 2FA gone (`update_user` reads it after).
+        if self.store.user(actor.user.id).await?.require_2fa {
+            self.emit(Event::control(Control::RequireSecondFactor {
+                user: actor.user.id,
+            }));
+        }
         Ok(())
     }
 

@@ -42,7 +42,7 @@ pub use audit::{
 };
 pub use auth::{AuthSettings, ClientMeta, LoginOutcome, SignedIn};
 pub use conversations::NewConversation;
-pub use credentials::{ConversationList, GatewayStart, Resource};
+pub use credentials::{ConversationList, GatewayStart, Lapsed, Resource};
 pub use denied::DENIED_ROWS_PER_MINUTE;
 pub use directory::{DirectoryRevoked, DirectoryVerdict, DIRECTORY_PROVIDER};
 pub use files::{UploadGrant, Uploaded};

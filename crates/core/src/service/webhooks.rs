@@ -45,8 +45,6 @@ pub const DISABLE_AFTER_FAILURES: i32 = 20;
 /// The first retry's delay; each later one doubles, up to [`MAX_BACKOFF`].
 pub const BASE_BACKOFF: Duration = Duration::seconds(10);
 pub const MAX_BACKOFF: Duration = Duration::hours(1);
-/// Webhooks per org.
-pub const MAX_WEBHOOKS_PER_ORG: usize = 50;
 
 /// The events an endpoint may subscribe to (API.md).
 pub const WEBHOOK_EVENTS: &[&str] = &[
@@ -220,12 +218,6 @@ impl Services {
                 }
                 Err(e) => return Err(e.into()),
             }
-        }
-        if self.store.webhooks(org).await?.len() >= MAX_WEBHOOKS_PER_ORG {
-            return Err(ServiceError::conflict(
-                "too_many_webhooks",
-                "this organization has the most webhooks allowed",
-            ));
         }
         let now = self.clock.now();
         let (text, hint) = new_whsec();

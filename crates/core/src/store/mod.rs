@@ -102,6 +102,31 @@ pub enum Conflict {
     UploadExpired,
     /// The outside identity is linked to an account already.
     IdentityTaken,
+    /// The org holds the most of these it may: counted under the org's row lock in the
+    /// creating transaction, so concurrent creations cannot pass the cap together.
+    OrgCap(OrgCapped),
+}
+
+/// What an org may hold only so many of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrgCapped {
+    Webhooks,
+    Agents,
+    WidgetKeys,
+    Guards,
+}
+
+impl OrgCapped {
+    /// How many the org may hold at most.
+    #[must_use]
+    pub const fn most(self) -> usize {
+        match self {
+            Self::Webhooks => webhooks::MAX_WEBHOOKS_PER_ORG,
+            Self::Agents => crate::agent::MAX_AGENTS_PER_ORG,
+            Self::WidgetKeys => crate::widget::MAX_KEYS_PER_ORG,
+            Self::Guards => crate::guards::MAX_GUARDS_PER_ORG,
+        }
+    }
 }
 
 impl Conflict {
@@ -119,6 +144,10 @@ impl Conflict {
             Self::InviteExhausted => "invite_invalid",
             Self::UploadExpired => "upload_expired",
             Self::IdentityTaken => "identity_taken",
+            Self::OrgCap(OrgCapped::Webhooks) => "too_many_webhooks",
+            Self::OrgCap(OrgCapped::Agents) => "too_many_agents",
+            Self::OrgCap(OrgCapped::WidgetKeys) => "too_many_widget_keys",
+            Self::OrgCap(OrgCapped::Guards) => "too_many_guards",
         }
     }
 
@@ -142,6 +171,12 @@ impl Conflict {
                 "the upload stalled for too long and was dropped; upload it again"
             }
             Self::IdentityTaken => "that outside identity is linked to an account already",
+            Self::OrgCap(OrgCapped::Webhooks) => "this organization has the most webhooks allowed",
+            Self::OrgCap(OrgCapped::Agents) => "this organization has the most agents allowed",
+            Self::OrgCap(OrgCapped::WidgetKeys) => {
+                "this organization has the most widget keys allowed"
+            }
+            Self::OrgCap(OrgCapped::Guards) => "this organization has the most guards allowed",
         }
     }
 }

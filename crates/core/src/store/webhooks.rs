@@ -17,6 +17,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+/// Webhooks per org.
+pub const MAX_WEBHOOKS_PER_ORG: usize = 50;
+
 /// An org's (or one conversation's) webhook endpoint, as its managers see it. The secret is
 /// never part of it: `secret_hint` names its last characters for the masked form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]

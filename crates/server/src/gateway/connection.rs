@@ -19,7 +19,7 @@ use super::{Gateway, UpgradeContext};
 use crate::config::GatewayConfig;
 use conclave_core::event::PresenceStatus;
 use conclave_core::model::GatewaySession;
-use conclave_core::service::Actor;
+use conclave_core::service::{Actor, Lapsed};
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use std::sync::Arc;
@@ -339,13 +339,18 @@ async fn heartbeat(gw: &Gateway, conn: ConnId, actor: &Actor, seq: Option<u64>) 
             "session expired",
         ));
     }
-    if !gw.services.credential_still_valid(actor).await {
-        return Some(End::Close(
+    match gw.services.credential_still_valid(actor).await {
+        Ok(()) => None,
+        Err(Lapsed::Revoked) => Some(End::Close(
             CloseCode::AuthenticationFailed,
             "credential revoked",
-        ));
+        )),
+        // As the hub closes it on the requirement's event (AUTH-4a).
+        Err(Lapsed::SecondFactorRequired) => Some(End::Close(
+            CloseCode::NotPermitted,
+            "two-factor authentication is required: turn it on first",
+        )),
     }
-    None
 }
 
 /// Unregisters, saves the session for RESUME (on any node), and closes the socket.

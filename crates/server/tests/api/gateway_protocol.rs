@@ -18,6 +18,7 @@ both_backends!(
     ping_and_pong_frames_count_against_the_budget,
     resume_with_a_null_seq_starts_from_zero,
     heartbeats_recheck_credentials_revoked_elsewhere,
+    heartbeats_recheck_a_2fa_requirement_made_elsewhere,
     the_access_token_gate_covers_every_gateway_credential,
 );
 
@@ -310,6 +311,27 @@ async fn heartbeats_recheck_credentials_revoked_elsewhere(app: TestApp) {
     other.set_disabled(ADMIN_TOKEN, &bob, true).await;
     assert!(!heartbeat_acknowledged(&mut bob_ws).await);
     assert!(!heartbeat_acknowledged(&mut key_ws).await);
+}
+
+/// A server admin's 2FA requirement made through a node whose events never reach this one
+/// still closes the user's open sockets here (4014, AUTH-4a) at their next heartbeat — the
+/// backstop for a lost event and for one that came while a socket was being set up.
+async fn heartbeats_recheck_a_2fa_requirement_made_elsewhere(app: TestApp) {
+    let other = node_without_shared_fanout(&app).await;
+    let Acme { alice, bob, .. } = app.acme().await;
+    let (mut alice_ws, _) = Ws::identify(&app, &alice.token).await;
+    let (mut bob_ws, _) = Ws::identify(&app, &bob.token).await;
+    assert!(heartbeat_acknowledged(&mut alice_ws).await);
+    other
+        .update_user(ADMIN_TOKEN, &alice, json!({"require_2fa": true}))
+        .await
+        .expect(200);
+    alice_ws.heartbeat().await;
+    assert_eq!(until_op(&mut alice_ws, 11).await.err(), Some(4014));
+    assert!(
+        heartbeat_acknowledged(&mut bob_ws).await,
+        "only her sockets close"
+    );
 }
 
 const GATE: &str = "gate-token-value-for-the-gateway";

@@ -12,7 +12,7 @@ use crate::cases::Caller;
 use crate::fixtures::{Acme, Team};
 use crate::helpers::*;
 use crate::keys::make_key;
-use crate::mfa::enable_2fa;
+use crate::mfa::{code_at, enable_2fa};
 use crate::ws::Ws;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -313,13 +313,9 @@ async fn per_user_requirement_reaches_every_credential(app: TestApp) {
     app.update_user(&admin.token, &alice, body)
         .await
         .expect(200);
-    // Open sockets close at once with 4014, the key's too.
-    assert_eq!(session.close_code().await, 4014);
-    assert_eq!(keyed.close_code().await, 4014);
-    // The key is refused on REST, and on the gateway.
-    app.get(&messages, &key)
-        .await
-        .expect_error(403, "mfa_setup_required");
+    // Open sockets close at once with 4014, the key's too; the key is refused on REST, and
+    // on the gateway.
+    shut_out(&app, [&mut session, &mut keyed], &key, &messages).await;
     let mut again = Ws::connect(&app).await;
     again
         .send(json!({"op": 2, "d": {"token": format!("Bearer {key}"), "client": "tests/1.0.0"}}))
@@ -327,9 +323,26 @@ async fn per_user_requirement_reaches_every_credential(app: TestApp) {
     assert_eq!(again.close_code().await, 4014);
     // Her account stays readable.
     app.get("/api/v1/users/@me", &alice.token).await.expect(200);
-    enable_2fa(&app, &alice).await;
+    let (secret, _) = enable_2fa(&app, &alice).await;
     app.get(&messages, &key).await.expect(200);
-    Ws::identify(&app, &key).await;
+    let (mut session, _) = Ws::identify(&app, &alice.token).await;
+    let (mut keyed, _) = Ws::identify(&app, &key).await;
+    // Turning it off again under the requirement: refused at once on every credential, the
+    // open sockets close with 4014.
+    crate::mfa::send_code(&app, &alice, "totp/disable", code_at(&app, &secret, 0))
+        .await
+        .expect(204);
+    shut_out(&app, [&mut session, &mut keyed], &key, &messages).await;
+}
+
+/// Each of `sockets` closes with 4014 (AUTH-4a) and `key` is refused at `path` on REST.
+async fn shut_out(app: &TestApp, sockets: [&mut Ws; 2], key: &str, path: &str) {
+    for ws in sockets {
+        assert_eq!(ws.close_code().await, 4014);
+    }
+    app.get(path, key)
+        .await
+        .expect_error(403, "mfa_setup_required");
 }
 
 async fn key_sockets_receive_only_what_their_scopes_read(app: TestApp) {

@@ -183,3 +183,15 @@ async fn guards_count_flag_and_resolve_atomically(store: Arc<dyn Store>) {
     assert_eq!(totals.open_flags, 1);
 }
 check!(guards_count_flag_and_resolve_atomically);
+
+/// An org's guard cap holds when ~100 creations race; another org's count is its own.
+async fn guard_cap_holds_under_concurrent_creation(store: Arc<dyn Store>) {
+    let org = assert_capped(&store, OrgCapped::Guards, |store, org, i| async move {
+        let g = guard(org, &format!("guard {i}"), 0);
+        store.create_guard(&g, None, &[]).await
+    })
+    .await;
+    let held = store.guards(org).await.unwrap();
+    assert_eq!(held.len(), OrgCapped::Guards.most());
+}
+check!(guard_cap_holds_under_concurrent_creation);

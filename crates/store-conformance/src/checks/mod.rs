@@ -42,6 +42,39 @@ pub(crate) fn sealed(key_id: i32, byte: u8) -> conclave_core::secretbox::Sealed 
     }
 }
 
+/// Makes two orgs, starts 100 creations in the first at once (`create(store, org, i)` for each
+/// `i`) and asserts that exactly the org's cap of `what` succeed and every other is refused with
+/// `Conflict::OrgCap(what)`; then a creation in the second org succeeds (its count is its own).
+/// Answers the first org.
+pub(crate) async fn assert_capped<F, Fut>(
+    store: &Arc<dyn Store>,
+    what: OrgCapped,
+    create: F,
+) -> OrgId
+where
+    F: Fn(Arc<dyn Store>, OrgId, usize) -> Fut,
+    Fut: std::future::Future<Output = StoreResult<()>> + Send + 'static,
+{
+    let (_, org) = owned_org(&**store, "alice", "Acme").await;
+    let (_, other) = owned_org(&**store, "bob", "Other").await;
+    let tasks: Vec<_> = (0..100)
+        .map(|i| tokio::spawn(create(store.clone(), org.id, i)))
+        .collect();
+    let mut made = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => made += 1,
+            Err(StoreError::Conflict(Conflict::OrgCap(refused))) => assert_eq!(refused, what),
+            Err(e) => panic!("a creation failed otherwise: {e}"),
+        }
+    }
+    assert_eq!(made, what.most(), "exactly the cap's worth is created");
+    create(store.clone(), other.id, 0)
+        .await
+        .expect("another org's cap is its own");
+    org.id
+}
+
 /// A fixed instant plus `secs`; the suite passes every time explicitly.
 pub(crate) fn at(secs: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap() + Duration::seconds(secs)

@@ -12,6 +12,13 @@ fn lease(owner: &str, until: DateTime<Utc>) -> Lease<'_> {
 }
 
 async fn make_hook(store: &dyn Store, org: OrgId) -> Uuid {
+    let (hook, secret) = new_hook(org);
+    store.create_webhook(&hook, &secret, &[]).await.unwrap();
+    hook.id
+}
+
+/// A webhook of `org` and its first secret.
+fn new_hook(org: OrgId) -> (Webhook, WebhookSecretRecord) {
     let hook = Webhook {
         id: Uuid::now_v7(),
         org_id: org,
@@ -34,8 +41,7 @@ async fn make_hook(store: &dyn Store, org: OrgId) -> Uuid {
         created_at: at(0),
         expires_at: None,
     };
-    store.create_webhook(&hook, &secret, &[]).await.unwrap();
-    hook.id
+    (hook, secret)
 }
 
 fn delivery(webhook: Uuid, event_id: Uuid) -> NewDelivery {
@@ -150,3 +156,22 @@ async fn webhook_deliveries_are_claimed_once_in_order(store: Arc<dyn Store>) {
     assert_eq!(taken.len(), 5);
 }
 check!(webhook_deliveries_are_claimed_once_in_order);
+
+/// An org's webhook cap holds when ~100 creations race (each counts under the org's lock), and
+/// another org's count is its own.
+async fn webhook_cap_holds_under_concurrent_creation(store: Arc<dyn Store>) {
+    let org = assert_capped(&store, OrgCapped::Webhooks, |store, org, _| async move {
+        let (hook, secret) = new_hook(org);
+        store.create_webhook(&hook, &secret, &[]).await
+    })
+    .await;
+    let held = store.webhooks(org).await.unwrap();
+    assert_eq!(held.len(), OrgCapped::Webhooks.most());
+    // An unknown org has nothing to count against.
+    let (hook, secret) = new_hook(OrgId::new());
+    assert!(matches!(
+        store.create_webhook(&hook, &secret, &[]).await,
+        Err(StoreError::NotFound)
+    ));
+}
+check!(webhook_cap_holds_under_concurrent_creation);

@@ -283,13 +283,8 @@ impl Services {
         if new.api_key.is_some() && rules.kind() != GuardKind::ModerationEndpoint {
             return Err(not_of_kind("api_key", rules.kind()));
         }
+        // The cap (MAX_GUARDS_PER_ORG) is the store's to enforce, atomically.
         let existing = self.store.guards(org).await?;
-        if existing.len() >= MAX_GUARDS_PER_ORG {
-            return Err(ServiceError::conflict(
-                "too_many_guards",
-                "this organization has the most guards allowed",
-            ));
-        }
         let position = match new.position {
             Some(p) => check_position(p)?,
             None => existing

@@ -75,12 +75,6 @@ impl Services {
         if let Some(a) = s.agent_id {
             self.check_widget_agent(org, a).await?;
         }
-        if self.store.widget_keys(org).await?.len() >= MAX_KEYS_PER_ORG {
-            return Err(ServiceError::conflict(
-                "too_many_widget_keys",
-                "this organization has the most widget keys allowed",
-            ));
-        }
         let visitor_name = display_name(&format!("Visitor ({})", s.name.as_str()))?;
         let (vbot, vaccount) =
             self.new_bot(actor, org, (visitor_name, VISITOR_USERNAME_PREFIX), None)?;

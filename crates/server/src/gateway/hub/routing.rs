@@ -122,7 +122,7 @@ impl Hub {
                             delivery::hears_of_org(&c.credential, *org)
                         }
                         _ if e.kind == EventKind::InboxUpdate => {
-                            delivery::hears_of_inbox(&c.credential, e.org)
+                            delivery::hears_of_inbox(&c.credential, e.org, &c.locked)
                         }
                         _ => true,
                     }

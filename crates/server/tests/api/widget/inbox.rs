@@ -9,6 +9,7 @@ crate::both_backends!(
     only_the_team_and_admins_work_the_inbox,
     server_admins_list_widget_conversations,
     the_inbox_is_live_for_those_who_work_it_only,
+    a_member_the_orgs_2fa_rule_shuts_out_hears_nothing_of_its_inbox,
 );
 
 /// Who must not work the inbox of `s`: `(member, viewer, outsider, other)` — a member of the
@@ -213,6 +214,39 @@ async fn the_inbox_is_live_for_those_who_work_it_only(h: Widgeted) {
     app.says(&barrier, &s.owner, "barrier").await;
     app.says(&evil, &outsider, "barrier").await;
     for ws in &mut deaf {
+        assert_eq!(ws.expect("MESSAGE_CREATE").await["content"], "barrier");
+    }
+}
+
+/// A member of the inbox's team the org's 2FA rule shuts out (AUTH-4a) hears nothing of the
+/// inbox on the gateway — on a socket open before the rule came and on one opened after — as
+/// the inbox itself refuses them on REST; a member with 2FA still hears it.
+async fn a_member_the_orgs_2fa_rule_shuts_out_hears_nothing_of_its_inbox(h: Widgeted) {
+    use crate::ws::Ws;
+    let app = &h.app;
+    let s = site(&h, "acme", "optional", false).await;
+    // The barrier at the end: a conversation of another org the staff member owns.
+    let elsewhere = app.org(&s.staff, "elsewhere").await;
+    let barrier = app.group(&elsewhere, &s.staff, &[], json!("private")).await;
+    let (mut before, _) = Ws::identify(app, &s.staff.token).await;
+    crate::mfa::enable_2fa(app, &s.owner).await;
+    app.update_org(&s.org, &s.owner, json!({"require_2fa": true}))
+        .await
+        .expect(200);
+    let lost = before.expect("ORG_ACCESS_LOST").await;
+    assert_eq!(lost["org_id"], s.org.as_str(), "{lost}");
+    let (mut after, _) = Ws::identify(app, &s.staff.token).await;
+    let (mut owner, _) = Ws::identify(app, &s.owner.token).await;
+    app.get(&org_path(&s.org, "/inbox"), &s.staff.token)
+        .await
+        .expect_error(403, "mfa_setup_required");
+
+    let v = app.visit(&s.key, json!({})).await;
+    app.visitor_says(&s.key, &v, "help").await;
+    let heard = owner.expect("INBOX_UPDATE").await;
+    assert_eq!(heard["org_id"], s.org.as_str(), "{heard}");
+    app.says(&barrier, &s.staff, "barrier").await;
+    for ws in [&mut before, &mut after] {
         assert_eq!(ws.expect("MESSAGE_CREATE").await["content"], "barrier");
     }
 }

@@ -9,6 +9,7 @@ crate::both_backends!(
     keys_are_managed_by_owners_and_admins_only,
     key_fields_are_checked_and_the_secret_shown_once,
     a_revoked_key_is_refused,
+    the_key_cap_holds_under_a_hundred_parallel_creations,
 );
 
 async fn keys_are_managed_by_owners_and_admins_only(h: Widgeted) {
@@ -175,4 +176,35 @@ async fn a_revoked_key_is_refused(h: Widgeted) {
     let inbox = app.items(&org_path(&s.org, "/inbox"), &s.staff.token).await;
     assert_eq!(inbox.len(), 1);
     assert_eq!(app.audit_of("widget_key.revoked").await.items().len(), 1);
+}
+
+/// An org holds at most 50 live keys however many creations race (the count is taken under
+/// the org's lock in the creating transaction); a revoked key frees its place.
+async fn the_key_cap_holds_under_a_hundred_parallel_creations(h: Widgeted) {
+    let app = &h.app;
+    let s = site(&h, "acme", "optional", false).await;
+    let path = widget_keys(&s.org);
+    let creations = (0..100).map(|i| {
+        let body =
+            json!({"name": format!("site {i}"), "allowed_origins": [ORIGIN], "team_id": s.team});
+        app.post(&path, &s.owner.token, body)
+    });
+    let answers = futures::future::join_all(creations).await;
+    let made = answers.iter().filter(|r| r.status == 201).count();
+    for refused in answers.iter().filter(|r| r.status != 201) {
+        assert_eq!(refused.status, 409, "{}", refused.body);
+        assert_eq!(refused.code(), "too_many_widget_keys");
+    }
+    // The site's own key was the first of the 50.
+    assert_eq!(made, 49);
+    let listed = app.get(&path, &s.owner.token).await.expect(200);
+    assert_eq!(listed.items().len(), 50);
+    let body = json!({"name": "one more", "allowed_origins": [ORIGIN], "team_id": s.team});
+    app.post(&path, &s.owner.token, body.clone())
+        .await
+        .expect_error(409, "too_many_widget_keys");
+    app.delete(&format!("{path}/{}", s.key_id), &s.owner.token)
+        .await
+        .expect(204);
+    app.post(&path, &s.owner.token, body).await.expect(201);
 }
