@@ -1,7 +1,6 @@
 //! The one task per node that publishes its events, in order: each is signed, sent, and
 //! acknowledged before the next; retries keep the message id, so JetStream drops a duplicate.
 
-use super::signing::{MSG_ID_HEADER, SIGNATURE_HEADER};
 use super::stream::ensure_stream;
 use super::Shared;
 use async_nats::jetstream;
@@ -25,14 +24,11 @@ pub(super) async fn publisher(
     while let Some(payload) = queue.recv().await {
         counter += 1;
         let msg_id = format!("{node}-{counter}");
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert(MSG_ID_HEADER, msg_id.as_str());
-        headers.insert(
-            SIGNATURE_HEADER,
-            shared.key.sign(&msg_id, &payload).as_str(),
-        );
         let mut backoff = PUBLISH_BACKOFF;
         for attempt in 1..=PUBLISH_ATTEMPTS {
+            // Signed again at each attempt with the time of that attempt (the id stays, so
+            // JetStream still drops a duplicate): a retry is stored right after its signed time.
+            let headers = shared.key.headers(&msg_id, wall_clock_ms(), &payload);
             let sent = async {
                 shared
                     .js
@@ -61,4 +57,13 @@ pub(super) async fn publisher(
         }
         done.send_modify(|n| *n += 1);
     }
+}
+
+/// Now on this machine's wall clock, in Unix milliseconds: what the NATS server's stream
+/// timestamps are compared with, so not the application's `Clock` (tests move that one).
+pub(super) fn wall_clock_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }

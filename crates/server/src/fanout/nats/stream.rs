@@ -2,7 +2,7 @@
 //! consumer that feeds this node's hub (and the shared buffer), noticing a replaced stream,
 //! and reading a range back for RESUME.
 
-use super::signing::decode;
+use super::signing::{decode, Stored};
 use super::{Shared, View, MAX_DUPLICATE_WINDOW, REQUEST_TIMEOUT, RETRY_MAX, WATCH_INTERVAL};
 use crate::fanout::{Delivered, FanOutError};
 use async_nats::connection::State;
@@ -173,6 +173,7 @@ pub(super) async fn replay_seqs(
                 .info()
                 .map_err(|e| unavailable("replaying the event stream", e))?;
             let (seq, pending) = (info.stream_sequence, info.pending);
+            let stored = Stored::of(&info);
             if first && seq != after + 1 {
                 // Aged out between the look at the stream and the read.
                 return Ok(None);
@@ -181,7 +182,12 @@ pub(super) async fn replay_seqs(
             if seq > upto {
                 break;
             }
-            if let Some(event) = decode(&shared.key, &message, seq) {
+            if let Some(event) = decode(
+                &shared.key,
+                &message,
+                &stored,
+                shared.config.duplicate_window,
+            ) {
                 out.push(Delivered {
                     position: view.base + seq,
                     event,
@@ -271,13 +277,14 @@ pub(super) async fn consume(
             tokio::select! {
                 item = messages.next() => match item {
                     Some(Ok(message)) => {
-                        let seq = match message.info() {
-                            Ok(info) => info.stream_sequence,
+                        let stored = match message.info() {
+                            Ok(info) => Stored::of(&info),
                             Err(e) => {
                                 tracing::warn!(error = %e, "fan-out message without stream metadata; recreating the consumer");
                                 continue 'open;
                             }
                         };
+                        let seq = stored.seq;
                         if seq <= last_seq {
                             continue;
                         }
@@ -290,7 +297,7 @@ pub(super) async fn consume(
                         }
                         last_seq = seq;
                         last_position = position;
-                        if let Some(event) = decode(&shared.key, &message, seq) {
+                        if let Some(event) = decode(&shared.key, &message, &stored, shared.config.duplicate_window) {
                             let delivered = Delivered { position, event };
                             retained.push(delivered.clone());
                             drop(retained);

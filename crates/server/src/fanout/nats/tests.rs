@@ -1,7 +1,8 @@
 //! NATS fan-out tests: URL credentials and signatures alone, and (with the NATS server on this
 //! machine) two and three nodes sharing one stream.
 
-use super::signing::{MSG_ID_HEADER, SIGNATURE_HEADER};
+use super::publish::wall_clock_ms;
+use super::signing::{MSG_ID_HEADER, PUBLISHED_HEADER, SIGNATURE_HEADER};
 use super::stream::subject_name;
 use super::url::parse_url;
 use super::*;
@@ -61,6 +62,34 @@ async fn replayed(f: &NatsFanOut, after: u64, upto: u64) -> Vec<Delivered> {
         .expect("a retained range")
 }
 
+/// Publishes a real event "real" for `user` from `f` and asserts it is the next `rx` gets
+/// (`why`: nothing else came first); answers it.
+async fn the_real_one_follows(
+    f: &NatsFanOut,
+    rx: &mut mpsc::UnboundedReceiver<Delivered>,
+    user: UserId,
+    why: &str,
+) -> Delivered {
+    f.publish(&Event::user("MESSAGE_CREATE", user, "real"));
+    f.flush().await;
+    let d = next(rx).await;
+    assert_eq!(
+        serde_json::from_str::<String>(d.event.d.get()).unwrap(),
+        "real",
+        "{why}"
+    );
+    d
+}
+
+/// Reading the stream back from `after` up to `last` on `f` gives `last` alone.
+async fn replays_only(f: &NatsFanOut, after: u64, last: &Delivered) {
+    let again = replayed(f, after, last.position).await;
+    assert_eq!(
+        again.iter().map(|d| d.position).collect::<Vec<_>>(),
+        vec![last.position]
+    );
+}
+
 /// Publishes an `X` event from `f` per number in `numbers`; the positions they arrive at.
 async fn publish_numbered(
     f: &NatsFanOut,
@@ -94,41 +123,68 @@ fn number(d: &Delivered) -> i64 {
 }
 
 #[test]
-fn signatures_cover_the_message_id_and_the_payload() {
+fn signatures_cover_the_message_id_the_publish_time_and_the_payload() {
     let key = test_key();
-    let headers = |id: &str, sig: Option<String>| {
-        let mut h = async_nats::HeaderMap::new();
-        h.insert(MSG_ID_HEADER, id);
-        if let Some(sig) = sig {
-            h.insert(SIGNATURE_HEADER, sig.as_str());
-        }
-        h
-    };
     let payload = br#"{"t":"X"}"#;
-    let good = headers("n-1", Some(key.sign("n-1", payload)));
-    assert!(key.verify(Some(&good), payload));
-    assert!(!key.verify(Some(&good), br#"{"t":"Y"}"#), "another payload");
-    assert!(!key.verify(None, payload), "no headers");
-    assert!(
-        !key.verify(Some(&headers("n-1", None)), payload),
-        "unsigned"
+    let good = key.headers("n-1", 1_000, payload);
+    assert_eq!(key.verify(Some(&good), payload), Some(1_000));
+    assert_eq!(
+        key.verify(Some(&good), br#"{"t":"Y"}"#),
+        None,
+        "another payload"
     );
-    let moved = headers("n-2", Some(key.sign("n-1", payload)));
-    assert!(
-        !key.verify(Some(&moved), payload),
+    assert_eq!(key.verify(None, payload), None, "no headers");
+    let mut unsigned = good.clone();
+    unsigned.insert(SIGNATURE_HEADER, "");
+    assert_eq!(key.verify(Some(&unsigned), payload), None, "unsigned");
+    let mut moved = good.clone();
+    moved.insert(MSG_ID_HEADER, "n-2");
+    assert_eq!(
+        key.verify(Some(&moved), payload),
+        None,
         "a copy under a fresh id"
     );
+    let mut later = good.clone();
+    later.insert(PUBLISHED_HEADER, "2000");
+    assert_eq!(
+        key.verify(Some(&later), payload),
+        None,
+        "a copy with a later time"
+    );
+    let mut timeless = async_nats::HeaderMap::new();
+    for name in [MSG_ID_HEADER, SIGNATURE_HEADER] {
+        if let Some(v) = good.get(name) {
+            timeless.insert(name, v.as_str());
+        }
+    }
+    assert_eq!(
+        key.verify(Some(&timeless), payload),
+        None,
+        "no publish time"
+    );
     let other = EventKey::new(SecretBox::new(Box::new([7; 32])));
-    let foreign = headers("n-1", Some(other.sign("n-1", payload)));
-    assert!(
-        !key.verify(Some(&foreign), payload),
+    let foreign = other.headers("n-1", 1_000, payload);
+    assert_eq!(
+        key.verify(Some(&foreign), payload),
+        None,
         "another cluster's key"
     );
-    let garbage = headers("n-1", Some("v1=not base64!".into()));
-    assert!(!key.verify(Some(&garbage), payload));
+    let mut garbage = good.clone();
+    garbage.insert(SIGNATURE_HEADER, "v2=not base64!");
+    assert_eq!(key.verify(Some(&garbage), payload), None);
     let mut twice = good.clone();
-    twice.append(SIGNATURE_HEADER, key.sign("n-1", payload).as_str());
-    assert!(!key.verify(Some(&twice), payload), "one signature only");
+    twice.append(
+        SIGNATURE_HEADER,
+        key.headers("n-1", 1_000, payload)
+            .get(SIGNATURE_HEADER)
+            .unwrap()
+            .as_str(),
+    );
+    assert_eq!(
+        key.verify(Some(&twice), payload),
+        None,
+        "one signature only"
+    );
     assert!(format!("{key:?}").contains("redacted"));
 }
 
@@ -352,31 +408,48 @@ async fn unsigned_or_forged_events_are_dropped() {
         }
     };
     let first = publish(async_nats::HeaderMap::new()).await.sequence;
-    let mut signed_elsewhere = async_nats::HeaderMap::new();
     let other = EventKey::new(SecretBox::new(Box::new([7; 32])));
-    signed_elsewhere.insert(MSG_ID_HEADER, "forger-1");
-    signed_elsewhere.insert(SIGNATURE_HEADER, other.sign("forger-1", &forged).as_str());
-    publish(signed_elsewhere).await;
+    publish(other.headers("forger-1", wall_clock_ms(), &forged)).await;
     let mut garbled = async_nats::HeaderMap::new();
     garbled.insert(MSG_ID_HEADER, "forger-2");
     garbled.insert(SIGNATURE_HEADER, "v1=AAAA");
     publish(garbled).await;
-    a.publish(&Event::user("MESSAGE_CREATE", user, "real"));
-    a.flush().await;
-    let d = next(&mut rx).await;
-    assert_eq!(
-        serde_json::from_str::<String>(d.event.d.get()).unwrap(),
-        "real",
-        "the forged events never reach the hub"
-    );
+    let d = the_real_one_follows(&a, &mut rx, user, "the forged events never reach the hub").await;
     assert_eq!(d.position, first + 3, "after the three forged ones");
     // A node reading the stream back (RESUME on a node that started later) drops them too.
     let b = node(&cluster, Duration::from_secs(60)).await;
-    let again = replayed(&b, first - 1, d.position).await;
-    assert_eq!(
-        again.iter().map(|d| d.position).collect::<Vec<_>>(),
-        vec![d.position]
-    );
+    replays_only(&b, first - 1, &d).await;
+    delete_stream(&a).await;
+}
+
+/// A node's signed message captured off the subject and published again once JetStream's
+/// duplicate window has passed (so JetStream stores it as new) reaches no hub, live or on
+/// replay: it was stored long after its signed publish time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_event_published_again_after_the_window_is_dropped() {
+    let Some((cluster, a, mut rx)) = listening_or_skip(Duration::from_secs(2)).await else {
+        return;
+    };
+    let user = UserId::new();
+    a.publish(&Event::user("MESSAGE_CREATE", user, "original"));
+    a.flush().await;
+    let original = next(&mut rx).await;
+    let js = jetstream::new(async_nats::connect(NATS_URL).await.expect("a NATS client"));
+    let subject = subject_name(&cluster);
+    let stream = js.get_stream(a.stream_name()).await.expect("the stream");
+    let captured = stream
+        .get_last_raw_message_by_subject(&subject)
+        .await
+        .expect("the original in the stream");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    js.publish_with_headers(subject, captured.headers, captured.payload)
+        .await
+        .expect("publish")
+        .await
+        .expect("stored again: the duplicate window has passed");
+    let d = the_real_one_follows(&a, &mut rx, user, "the copy never reaches the hub").await;
+    assert_eq!(d.position, original.position + 2, "after the copy");
+    replays_only(&a, original.position, &d).await;
     delete_stream(&a).await;
 }
 
