@@ -19,7 +19,7 @@ use super::{Gateway, UpgradeContext};
 use crate::config::GatewayConfig;
 use conclave_core::event::PresenceStatus;
 use conclave_core::model::GatewaySession;
-use conclave_core::service::{Actor, Lapsed};
+use conclave_core::service::Actor;
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use std::sync::Arc;
@@ -339,18 +339,9 @@ async fn heartbeat(gw: &Gateway, conn: ConnId, actor: &Actor, seq: Option<u64>) 
             "session expired",
         ));
     }
-    match gw.services.credential_still_valid(actor).await {
-        Ok(()) => None,
-        Err(Lapsed::Revoked) => Some(End::Close(
-            CloseCode::AuthenticationFailed,
-            "credential revoked",
-        )),
-        // As the hub closes it on the requirement's event (AUTH-4a).
-        Err(Lapsed::SecondFactorRequired) => Some(End::Close(
-            CloseCode::NotPermitted,
-            "two-factor authentication is required: turn it on first",
-        )),
-    }
+    let lapsed = gw.services.credential_still_valid(actor).await.err()?;
+    let (code, why) = CloseCode::lapsed(lapsed);
+    Some(End::Close(code, why))
 }
 
 /// Unregisters, saves the session for RESUME (on any node), and closes the socket.

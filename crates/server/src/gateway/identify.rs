@@ -61,7 +61,7 @@ pub(super) async fn authenticate(
         Err(Refused::SecondFactorRequired) => {
             return Err(Refusal(
                 CloseCode::NotPermitted,
-                "two-factor authentication is required: turn it on first",
+                super::protocol::SECOND_FACTOR_REQUIRED,
             ))
         }
         Err(_) => return Err(failed),

@@ -29,7 +29,24 @@ impl CloseCode {
     pub const fn code(self) -> u16 {
         self as u16
     }
+
+    /// How a socket whose credential lapsed is closed, when a connection starts and at a
+    /// heartbeat (the hub closes on the events with the same codes and reasons).
+    #[must_use]
+    pub const fn lapsed(why: conclave_core::service::Lapsed) -> (Self, &'static str) {
+        match why {
+            conclave_core::service::Lapsed::Revoked => {
+                (Self::AuthenticationFailed, "credential revoked")
+            }
+            conclave_core::service::Lapsed::SecondFactorRequired => {
+                (Self::NotPermitted, SECOND_FACTOR_REQUIRED)
+            }
+        }
+    }
 }
+
+/// Why a socket of a user who must turn on 2FA first is closed (4014).
+pub const SECOND_FACTOR_REQUIRED: &str = "two-factor authentication is required: turn it on first";
 
 /// A frame from the client.
 #[derive(Debug, Deserialize)]

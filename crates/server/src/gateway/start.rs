@@ -115,6 +115,22 @@ async fn register(
     }
 }
 
+/// The credential checked again once the hub routes the connection's events (right after
+/// `register`). `authenticate` may have read it — or served it from the cache — just before a
+/// revocation (logout, a revoked session or key, a disabled account, a 2FA requirement) whose
+/// event then reached the hub before the connection was registered there and so closed
+/// nothing. Such a revocation was committed before its event went out, so this read sees it;
+/// one whose event comes later finds the connection registered (a starting connection gets
+/// every control at activation). Refused as the heartbeat's re-check refuses.
+async fn still_valid(gw: &Gateway, conn: ConnId, actor: &Actor) -> Result<(), Start> {
+    let Err(lapsed) = gw.services.credential_still_valid(actor).await else {
+        return Ok(());
+    };
+    unregister(gw, conn).await;
+    let (code, why) = CloseCode::lapsed(lapsed);
+    Err(Start::Refuse(code, why))
+}
+
 /// Waits up to 5 s for this node's hub to reach stream position `target`.
 async fn caught_up(gw: &Gateway, target: u64) -> bool {
     let deadline = Instant::now() + std::time::Duration::from_secs(5);
@@ -207,6 +223,7 @@ pub(super) async fn identify(
     check_client(gw, id.client.as_deref(), id.protocol_version)?;
     let actor = authenticate(gw, ctx, id.token.as_deref(), id.access_token.as_deref()).await?;
     let position = register(gw, conn, &actor, out).await?;
+    still_valid(gw, conn, &actor).await?;
     let (states, conversations) = standing(gw, conn, &actor).await?;
     let gateway_session = uuid::Uuid::new_v4();
     let ready = json!({
@@ -274,6 +291,7 @@ pub(super) async fn resume(
         return Err(Start::Invalid);
     }
     let position = register(gw, conn, &actor, out).await?;
+    still_valid(gw, conn, &actor).await?;
     standing(gw, conn, &actor).await?;
     let events = match gw.fanout.replay(after, position).await {
         Ok(Some(events)) => events,

@@ -19,6 +19,7 @@ both_backends!(
     resume_with_a_null_seq_starts_from_zero,
     heartbeats_recheck_credentials_revoked_elsewhere,
     heartbeats_recheck_a_2fa_requirement_made_elsewhere,
+    identify_and_resume_recheck_a_credential_revoked_while_cached,
     the_access_token_gate_covers_every_gateway_credential,
 );
 
@@ -202,6 +203,18 @@ async fn node_without_shared_fanout(app: &TestApp) -> TestApp {
     .expect("the second node starts")
 }
 
+/// A new API key of `owner` in `org` that reads messages.
+async fn reader_key(app: &TestApp, owner: &User, org: &str) -> String {
+    app.post(
+        "/api/v1/api-keys",
+        &owner.token,
+        json!({"name": "reader", "org_id": org, "scopes": ["messages:read"]}),
+    )
+    .await
+    .expect(201)
+    .string("key")
+}
+
 async fn login(app: &TestApp, username: &str, password: &str) -> String {
     app.login(username, password)
         .await
@@ -296,15 +309,7 @@ async fn heartbeats_recheck_credentials_revoked_elsewhere(app: TestApp) {
         .expect(204);
     assert!(!heartbeat_acknowledged(&mut ws2).await);
     // Disabling an account stops its sessions and its API keys.
-    let key = app
-        .post(
-            "/api/v1/api-keys",
-            &bob.token,
-            json!({"name": "reader", "org_id": org, "scopes": ["messages:read"]}),
-        )
-        .await
-        .expect(201)
-        .string("key");
+    let key = reader_key(&app, &bob, &org).await;
     let (mut bob_ws, _) = Ws::identify(&app, &bob.token).await;
     let (mut key_ws, _) = Ws::identify(&app, &key).await;
     assert!(heartbeat_acknowledged(&mut key_ws).await);
@@ -332,6 +337,104 @@ async fn heartbeats_recheck_a_2fa_requirement_made_elsewhere(app: TestApp) {
         heartbeat_acknowledged(&mut bob_ws).await,
         "only her sockets close"
     );
+}
+
+/// RESUMEs with `d` once the old connection's state is saved (INVALID_SESSION until then): 0
+/// when it resumed (its first frame is a DISPATCH), else the close code.
+async fn resume_outcome(app: &TestApp, d: &Value) -> u16 {
+    for _ in 0..100 {
+        let mut ws = Ws::connect(app).await;
+        ws.send(json!({"op": 6, "d": d})).await;
+        loop {
+            match tokio::time::timeout(WAIT, ws.socket.next())
+                .await
+                .expect("an answer to RESUME within the timeout")
+            {
+                Some(Ok(Message::Text(t))) => {
+                    let f: Value = serde_json::from_str(t.as_str()).expect("JSON");
+                    match f["op"].as_u64() {
+                        Some(0) => return 0,
+                        Some(9) => break,
+                        _ => continue,
+                    }
+                }
+                Some(Ok(Message::Close(Some(f)))) => return u16::from(f.code),
+                Some(Ok(_)) => continue,
+                other => panic!("an answer to RESUME, got {other:?}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the session never became resumable");
+}
+
+/// IDENTIFY and RESUME check the credential again once the hub routes the connection's events
+/// (`gateway::start::still_valid`). Here each credential is revoked through a node whose
+/// events never reach this one, while this node still serves it from its cache (a TTL of ten
+/// minutes: nothing expires during the test, and REST still accepts it, as the cache allows
+/// until its TTL). The gateway refuses it at once — 4004, or 4014 for a 2FA requirement — not
+/// at the socket's first heartbeat. The same re-check closes the race of a revocation whose
+/// event reaches the hub after the credential check but before the connection is registered
+/// there, which would otherwise close nothing.
+async fn identify_and_resume_recheck_a_credential_revoked_while_cached(app: TestApp) {
+    let app = spawn_app_with(app.backend, |c| c.cache.ttl_ms = 600_000)
+        .await
+        .expect("the app starts");
+    let other = node_without_shared_fanout(&app).await;
+    let Acme { alice, bob, org } = app.acme().await;
+    let carol = app.user("carol").await;
+    let dave = app.user("dave").await;
+    let key = reader_key(&app, &bob, &org).await;
+    // A gateway session of alice's second login, saved for RESUME when its socket goes.
+    let t2 = login(&app, "alice", PASSWORD).await;
+    let (ws, ready) = Ws::identify(&app, &t2).await;
+    let session_id = ready["session_id"].as_str().unwrap().to_owned();
+    drop(ws);
+    // Every credential is in this node's cache now.
+    for token in [&alice.token, &bob.token, &key, &carol.token, &dave.token] {
+        drop(Ws::identify(&app, token).await);
+    }
+    for token in [&alice.token, &t2, &bob.token, &carol.token] {
+        app.get("/api/v1/users/@me", token).await.expect(200);
+    }
+    logout(&other, &alice.token).await;
+    logout(&other, &t2).await;
+    other.set_disabled(ADMIN_TOKEN, &bob, true).await;
+    other
+        .update_user(ADMIN_TOKEN, &carol, json!({"require_2fa": true}))
+        .await
+        .expect(200);
+    // This node has heard of none of it: its cache still serves the credentials.
+    app.get("/api/v1/users/@me", &alice.token).await.expect(200);
+    let d = |token: &str| json!({"token": format!("Bearer {token}"), "client": "tests/1.0.0", "protocol_version": 1});
+    assert_eq!(
+        identify_outcome(&app, &[], d(&alice.token)).await,
+        4004,
+        "logged out"
+    );
+    assert_eq!(
+        identify_outcome(&app, &[], d(&bob.token)).await,
+        4004,
+        "disabled"
+    );
+    assert_eq!(
+        identify_outcome(&app, &[], d(&key)).await,
+        4004,
+        "its owner disabled"
+    );
+    assert_eq!(
+        identify_outcome(&app, &[], d(&carol.token)).await,
+        4014,
+        "2FA required"
+    );
+    let resume = json!({"token": format!("Bearer {t2}"), "session_id": session_id, "seq": 0});
+    assert_eq!(
+        resume_outcome(&app, &resume).await,
+        4004,
+        "RESUME of a logged-out session"
+    );
+    // Nobody else is refused.
+    assert_eq!(identify_outcome(&app, &[], d(&dave.token)).await, 0);
 }
 
 const GATE: &str = "gate-token-value-for-the-gateway";

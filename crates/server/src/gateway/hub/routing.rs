@@ -187,7 +187,7 @@ impl Hub {
             Some(Control::RequireSecondFactor { user }) if *user == c.user => {
                 return Verdict::Close(
                     protocol::CloseCode::NotPermitted.code(),
-                    "two-factor authentication is required: turn it on first",
+                    protocol::SECOND_FACTOR_REQUIRED,
                 );
             }
             _ => {}
