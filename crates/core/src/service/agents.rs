@@ -65,6 +65,35 @@ pub struct AgentChanges {
     pub monthly_token_budget: Option<Option<i64>>,
 }
 
+/// A stored API key goes only to the origin (scheme, host, port) it was given for (DATA-3): an
+/// endpoint moved to another origin without `api_key` in the same change — a new key, or null
+/// to drop it — is refused, else the next call would hand the stored key, which the API never
+/// shows, to the new host. Agents' `endpoint` and moderation guards' `url` follow this rule.
+pub(crate) fn key_stays_with_its_origin(
+    field: &str,
+    before: &str,
+    after: Option<&str>,
+    has_key: bool,
+    key_given: bool,
+) -> Result<()> {
+    let origin = |u: &str| url::Url::parse(u).ok().map(|u| u.origin());
+    let moved = after.is_some_and(|after| {
+        let (a, b) = (origin(before), origin(after));
+        a.is_none() || a != b
+    });
+    if moved && has_key && !key_given {
+        return Err(ServiceError::invalid(
+            "api_key",
+            "api_key_required",
+            format!(
+                "`{field}` moves to another host: send `api_key` with it (a new key, or null to \
+                 drop the stored one); a stored key goes only to the host it was given for"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn key_ref(agent: Uuid) -> SecretRef {
     SecretRef {
         column: SealedColumn::AgentApiKey,
@@ -276,6 +305,13 @@ impl Services {
         c: AgentChanges,
     ) -> Result<Agent> {
         let before = self.org_agent(actor, org, id, true).await?;
+        key_stays_with_its_origin(
+            "endpoint",
+            &before.endpoint,
+            c.endpoint.as_deref(),
+            before.api_key_hint.is_some(),
+            c.api_key.is_some(),
+        )?;
         let temperature = c.temperature.map(check_temperature).transpose()?;
         let max_output_tokens = c
             .max_output_tokens

@@ -117,6 +117,38 @@ fn multipart_invalid(message: &str) -> ApiError {
     ApiError::bad_request("multipart_invalid", message.to_owned(), "file")
 }
 
+/// The most bytes `conversation_id` is read to: an id, with room for whitespace. The upload's
+/// body has no overall cap (the file's own limit is enforced while it streams), so this field
+/// is read chunk by chunk and refused past the cap instead of being held whole in memory.
+const ID_FIELD_MAX: usize = 128;
+
+/// The `conversation_id` field's id; an id that is too long, not text or not an id is refused
+/// naming the field, as soon as it is known to be one.
+async fn id_field(mut field: axum::extract::multipart::Field<'_>) -> ApiResult<ConversationId> {
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_id",
+            "`conversation_id` is not a valid id",
+            "conversation_id",
+        )
+    };
+    let mut raw = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|_| multipart_invalid("the multipart body is malformed or was cut off"))?
+    {
+        if raw.len() + chunk.len() > ID_FIELD_MAX {
+            return Err(bad());
+        }
+        raw.extend_from_slice(&chunk);
+    }
+    let text = std::str::from_utf8(&raw).map_err(|_| bad())?;
+    Uuid::try_parse(text.trim())
+        .map(ConversationId)
+        .map_err(|_| bad())
+}
+
 /// Upload a file into a conversation (participants who may send there). The type is detected
 /// from the content; the name is only for display.
 #[utoipa::path(post, path = "/files", tag = "files",
@@ -150,18 +182,7 @@ async fn upload_file(
         };
         match field.name() {
             Some("conversation_id") if grant.is_none() && info.is_none() => {
-                let raw = field.text().await.map_err(|_| {
-                    multipart_invalid("the multipart body is malformed or was cut off")
-                })?;
-                let conv = Uuid::try_parse(raw.trim())
-                    .map(ConversationId)
-                    .map_err(|_| {
-                        ApiError::bad_request(
-                            "invalid_id",
-                            "`conversation_id` is not a valid id",
-                            "conversation_id",
-                        )
-                    })?;
+                let conv = id_field(field).await?;
                 grant = Some(state.services.authorize_upload(&caller.actor, conv).await?);
             }
             Some("file") if info.is_none() => {

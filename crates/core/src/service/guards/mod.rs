@@ -358,6 +358,15 @@ impl Services {
         mut patch: GuardPatch,
     ) -> Result<Guard> {
         let mut guard = self.org_guard(actor, org, id).await?;
+        if let GuardRules::ModerationEndpoint { url, .. } = &guard.rules {
+            super::agents::key_stays_with_its_origin(
+                "url",
+                url,
+                patch.url.as_deref(),
+                guard.has_api_key,
+                patch.api_key.is_some(),
+            )?;
+        }
         let rules = patched_rules(guard.rules.clone(), &mut patch)?;
         guard.rules = rules.validated()?;
         self.check_guard_agent(org, &guard.rules).await?;

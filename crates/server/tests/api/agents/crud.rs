@@ -107,8 +107,43 @@ async fn agents_are_bots_with_a_masked_key(h: Agented) {
     assert!(members
         .iter()
         .any(|m| m["user"]["id"] == user_id.as_str() && m["user"]["display_name"] == "Helper Two"));
+    // The stored key goes only to the host it was given for (DATA-3): moving the endpoint to
+    // another origin needs `api_key` in the same change; a new path on the same origin does not.
+    let elsewhere = h.llm.url().replacen("http://", "https://", 1);
+    let refused = app
+        .patch(&one, &alice.token, json!({"endpoint": elsewhere}))
+        .await
+        .expect_error(422, "api_key_required");
+    assert_eq!(refused.field(), Some("/api_key"));
+    let same_host = format!("{}/", h.llm.url());
+    app.patch(&one, &alice.token, json!({"endpoint": same_host}))
+        .await
+        .expect(200);
+    let moved = app
+        .patch(
+            &one,
+            &alice.token,
+            json!({"endpoint": elsewhere, "api_key": NEW_KEY}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(moved.body["endpoint"], elsewhere.as_str());
+    app.patch(
+        &one,
+        &alice.token,
+        json!({"endpoint": h.llm.url(), "api_key": NEW_KEY}),
+    )
+    .await
+    .expect(200);
     let cleared = app
         .patch(&one, &alice.token, json!({"api_key": null}))
+        .await
+        .expect(200);
+    // Without a stored key, the endpoint moves freely.
+    app.patch(&one, &alice.token, json!({"endpoint": elsewhere}))
+        .await
+        .expect(200);
+    app.patch(&one, &alice.token, json!({"endpoint": h.llm.url()}))
         .await
         .expect(200);
     assert_eq!(cleared.body["api_key"], Value::Null);

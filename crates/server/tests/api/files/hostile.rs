@@ -156,3 +156,81 @@ pub(crate) async fn size_and_quota_hold_under_parallel_uploads(app: TestApp) {
         .await
         .expect(201);
 }
+
+/// The upload's body has no overall cap (the file's limit is enforced while it streams), so the
+/// `conversation_id` field is read only up to what an id can take: an endless one is refused
+/// (400 naming it) while the client is still sending, not read whole into memory first. The
+/// request declares 1 GiB; the client stops after 256 MiB, so a server that reads the field
+/// whole never answers.
+pub(crate) async fn an_endless_id_field_is_refused_without_reading_it(app: TestApp) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (acme, _conv) = app.acme_private().await;
+    let host = app.base.trim_start_matches("http://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&host)
+        .await
+        .expect("connect");
+    let (mut read, mut write) = tcp.into_split();
+    let head = format!(
+        "POST /api/v1/files HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n\
+         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"conversation_id\"\r\n\r\n",
+        acme.alice.token,
+        1u64 << 30
+    );
+    let answered = std::sync::Arc::new(AtomicBool::new(false));
+    let done = answered.clone();
+    let sender = tokio::spawn(async move {
+        // The write half is handed back, not dropped: the request stays unfinished.
+        let mut sent = 0usize;
+        if write.write_all(head.as_bytes()).await.is_err() {
+            return (sent, write);
+        }
+        let chunk = vec![b'0'; 64 * 1024];
+        while sent < 256 << 20 && !done.load(Ordering::Relaxed) {
+            if write.write_all(&chunk).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        (sent, write)
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let complete = |a: &[u8]| {
+        let text = String::from_utf8_lossy(a);
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return false;
+        };
+        let length = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().to_owned())
+            })
+            .and_then(|v| v.parse::<usize>().ok());
+        length.is_some_and(|n| body.len() >= n)
+    };
+    while !complete(&answer) {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(20), read.read(&mut buf))
+            .await
+            .expect("an answer while the field is still being sent")
+            .expect("the answer is readable");
+        assert!(n > 0, "the connection ended without an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    answered.store(true, Ordering::Relaxed);
+    let (sent, _write) = sender.await.unwrap();
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    let body: Value =
+        serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).expect("a JSON error");
+    assert_eq!(body["error"]["code"], "invalid_id", "{body}");
+    assert_eq!(body["error"]["field"], "conversation_id", "{body}");
+    assert!(
+        sent < 64 << 20,
+        "the server read {sent} bytes of an id before refusing it"
+    );
+    assert_eq!(app.blob_count(), 0);
+}

@@ -28,6 +28,7 @@ both_backends!(
     only_participants_reach_files,
     keys_and_bots_need_scope_and_reach,
     hostile_files_are_refused_and_leave_nothing,
+    an_endless_id_field_is_refused_without_reading_it,
     orphan_blobs_are_swept,
     admins_see_each_users_file_usage,
     attachments_ride_on_messages,

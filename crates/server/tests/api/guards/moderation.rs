@@ -169,12 +169,42 @@ async fn moderation_urls_pass_the_ssrf_guard_and_keys_stay_secret(g: Guarded) {
         .await
         .windows(KEY.len())
         .any(|w| w == KEY.as_bytes()));
+    // The stored key goes only to the host it was given for (DATA-3): moving the URL to
+    // another origin needs `api_key` in the same change; another path on the same origin does
+    // not, and without a stored key the URL moves freely.
+    let elsewhere = g.moderator.url().replacen("http://", "https://", 1);
+    let res = app
+        .patch(&path, &alice.token, json!({"url": elsewhere}))
+        .await
+        .expect_error(422, "api_key_required");
+    assert_eq!(res.field(), Some("/api_key"));
+    let same_host = format!("{}/", g.moderator.url().trim_end_matches('/'));
+    app.patch(&path, &alice.token, json!({"url": same_host}))
+        .await
+        .expect(200);
+    app.patch(
+        &path,
+        &alice.token,
+        json!({"url": elsewhere, "api_key": KEY}),
+    )
+    .await
+    .expect(200);
+    app.patch(
+        &path,
+        &alice.token,
+        json!({"url": g.moderator.url(), "api_key": KEY}),
+    )
+    .await
+    .expect(200);
     // Removing the key.
     let removed = app
         .patch(&path, &alice.token, json!({"api_key": null}))
         .await
         .expect(200);
     assert_eq!(removed.body["has_api_key"], false);
+    app.patch(&path, &alice.token, json!({"url": elsewhere}))
+        .await
+        .expect(200);
 }
 
 /// Every byte of the guard tables (settings, sealed keys) as stored.
