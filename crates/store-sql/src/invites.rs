@@ -20,23 +20,47 @@ async fn take_invite(
     s: &Backend,
     take: Query<'_>,
     refused: StoreError,
-    InviteUse { user, at }: InviteUse,
+    by: InviteUse,
     audit: &[AuditEntry],
 ) -> StoreResult<(Invite, Member)> {
     let mut tx = s.writer().begin().await.map_err(db)?;
+    let taken = take_invite_in(&mut tx, take, refused, by).await?;
+    commit_audited(tx, s, audit).await?;
+    Ok(taken)
+}
+
+/// Takes a use of the invite `take` selects for `user` and adds the membership, inside `conn`'s
+/// transaction; `refused` when the invite cannot be used.
+async fn take_invite_in(
+    conn: &mut Conn,
+    take: Query<'_>,
+    refused: StoreError,
+    InviteUse { user, at }: InviteUse,
+) -> StoreResult<(Invite, Member)> {
     let invite = take
         .bind(ts(at))
         .bind(user.0)
-        .opt(&mut *tx, invite_from_row)
+        .opt(&mut *conn, invite_from_row)
         .await?
         .ok_or(refused)?;
     // A duplicate membership returns early, so the transaction (and the use) rolls back.
     ORG_MEMBERS
-        .insert(&mut tx, invite.org_id.0, user, invite.role, at)
+        .insert(&mut *conn, invite.org_id.0, user, invite.role, at)
         .await?;
-    let member = ORG_MEMBERS.entry(&mut *tx, invite.org_id.0, user).await?;
-    commit_audited(tx, s, audit).await?;
+    let member = ORG_MEMBERS.entry(&mut *conn, invite.org_id.0, user).await?;
     Ok((invite, member))
+}
+
+/// The conditional use of an invite by its code's hash (see `redeem_invite`).
+fn redeem_sql() -> String {
+    format!(
+        "UPDATE invites SET uses = uses + 1 WHERE code_hash = $1 \
+         AND (max_uses IS NULL OR uses < max_uses) \
+         AND (expires_at IS NULL OR expires_at > $2) \
+         AND (invitee_key IS NULL OR invitee_key = \
+              (SELECT username_key FROM users WHERE id = $3)) \
+         RETURNING {INVITE_COLS}"
+    )
 }
 
 #[async_trait]
@@ -74,17 +98,29 @@ impl InviteStore for Backend {
         by: InviteUse,
         audit: &[AuditEntry],
     ) -> StoreResult<(Invite, Member)> {
-        let sql = format!(
-            "UPDATE invites SET uses = uses + 1 WHERE code_hash = $1 \
-             AND (max_uses IS NULL OR uses < max_uses) \
-             AND (expires_at IS NULL OR expires_at > $2) \
-             AND (invitee_key IS NULL OR invitee_key = \
-                  (SELECT username_key FROM users WHERE id = $3)) \
-             RETURNING {INVITE_COLS}"
-        );
+        let sql = redeem_sql();
         let exhausted = StoreError::Conflict(Conflict::InviteExhausted);
         let take = sqlx::query(&sql).bind(code_hash);
         take_invite(self, take, exhausted, by, audit).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn register_with_invite(
+        &self,
+        user: &NewUser,
+        code_hash: &[u8],
+        at: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<(User, Invite, Member)> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let created = super::users::insert_user(&mut tx, user).await?;
+        let sql = redeem_sql();
+        let exhausted = StoreError::Conflict(Conflict::InviteExhausted);
+        let take = sqlx::query(&sql).bind(code_hash);
+        let by = InviteUse { user: user.id, at };
+        let (invite, member) = take_invite_in(&mut tx, take, exhausted, by).await?;
+        commit_audited(tx, self, audit).await?;
+        Ok((created, invite, member))
     }
 
     async fn invite_by_code(&self, code_hash: &[u8]) -> StoreResult<Option<Invite>> {

@@ -195,36 +195,39 @@ impl Services {
             _ => {}
         }
         let invite_hash = match invite_code {
-            Some(code) => {
-                let hash = self.usable_invite(code, &username.key()).await?;
-                Some(hash)
-            }
+            Some(code) => Some(self.usable_invite(code, &username.key()).await?),
             None => None,
         };
         let new = self
             .new_password_user(username, &password, email, false)
             .await?;
         let who = AuditActor::user(new.id);
-        let audit = self
+        let registered = self
             .audit_as(who.clone(), meta, "user.registered")
             .resource("user", new.id);
-        let user = self.store.create_user(&new, &[audit]).await?;
-        if let Some(h) = invite_hash {
-            let invite = self.store.invite_by_code(&h).await?;
-            let mut audit = self
-                .audit_as(who, meta, "member.joined")
-                .resource("user", user.id);
-            if let Some(invite) = invite {
-                audit = audit
-                    .org(invite.org_id)
-                    .detail(serde_json::json!({ "role": invite.role, "invite_id": invite.id }));
-            }
-            let (_, member) = self
-                .store
-                .redeem_invite(&h, self.invite_use(user.id), &[audit])
-                .await?;
-            self.announce_member_added(&member);
+        let Some(h) = invite_hash else {
+            return Ok(self.store.create_user(&new, &[registered]).await?);
+        };
+        // The account and the invite's use in one transaction: a code used up meanwhile (by a
+        // parallel registration) leaves no account behind.
+        let mut joined = self
+            .audit_as(who, meta, "member.joined")
+            .resource("user", new.id);
+        if let Some(invite) = self.store.invite_by_code(&h).await? {
+            joined = joined
+                .org(invite.org_id)
+                .detail(serde_json::json!({ "role": invite.role, "invite_id": invite.id }));
         }
+        let (user, _, member) = self
+            .store
+            .register_with_invite(&new, &h, self.clock.now(), &[registered, joined])
+            .await
+            .map_err(|e| match e {
+                // As a code found used up before: the same answer, whoever won the race.
+                StoreError::Conflict(Conflict::InviteExhausted) => invite_invalid(),
+                e => e.into(),
+            })?;
+        self.announce_member_added(&member);
         Ok(user)
     }
 
@@ -232,13 +235,7 @@ impl Services {
     /// 422 on `invite_code`: an invite naming another user is refused like an unknown code
     /// (AZ-7), before anything is created.
     pub(super) async fn usable_invite(&self, code: &str, username: &str) -> Result<[u8; 32]> {
-        let bad = || {
-            ServiceError::invalid(
-                "invite_code",
-                "invite_invalid",
-                "the invite code is invalid, expired or used up",
-            )
-        };
+        let bad = invite_invalid;
         let hash = self.presented_token_hash(TokenKind::Invite, code, bad())?;
         let invite = self.store.invite_by_code(&hash).await?.ok_or_else(bad)?;
         let now = self.clock.now();
@@ -644,4 +641,13 @@ impl Services {
         }));
         Ok(())
     }
+}
+
+/// 422 on `invite_code`: unknown, expired, used up or someone else's, all alike.
+fn invite_invalid() -> ServiceError {
+    ServiceError::invalid(
+        "invite_code",
+        "invite_invalid",
+        "the invite code is invalid, expired or used up",
+    )
 }

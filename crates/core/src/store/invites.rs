@@ -32,6 +32,17 @@ pub trait InviteStore: Send + Sync + 'static {
         by: InviteUse,
         audit: &[AuditEntry],
     ) -> StoreResult<(Invite, Member)>;
+    /// Creates `user` and uses the invite for them, in one transaction with `audit`: when the
+    /// invite cannot be used (`InviteExhausted`: used up, expired, for someone else, or gone)
+    /// or the name is taken, nothing is created and no use is taken — so parallel
+    /// registrations with one single-use code make one account, not one each.
+    async fn register_with_invite(
+        &self,
+        user: &NewUser,
+        code_hash: &[u8],
+        at: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> StoreResult<(User, Invite, Member)>;
     /// Checks an invite could be used now, without using it.
     async fn invite_by_code(&self, code_hash: &[u8]) -> StoreResult<Option<Invite>>;
     /// Every invite of an org, newest first.

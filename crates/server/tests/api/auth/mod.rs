@@ -23,6 +23,7 @@ both_backends!(
     bootstrap_works_once,
     login_failures_look_alike,
     registration_modes_and_password_rules,
+    one_single_use_invite_makes_one_account_under_parallel_registrations,
     broken_revoked_and_expired_tokens_are_refused,
     sessions_list_revoke_and_password_change,
     cookie_sessions_need_csrf,

@@ -104,6 +104,62 @@ pub(super) async fn registration_modes_and_password_rules(app: TestApp) {
     inv.login("erin", PASSWORD).await.expect(401);
 }
 
+/// AZ-7, CORE-2: a hundred registrations at once with one single-use invite (invite-only
+/// registration) make one account, not one each: the account and the invite's use are one
+/// transaction. The others get the answer a used-up code gets (or 503 when the hashing pool is
+/// busy, which creates nothing).
+pub(super) async fn one_single_use_invite_makes_one_account_under_parallel_registrations(
+    app: TestApp,
+) {
+    let inv = spawn_app_with(app.backend, |c| {
+        c.registration = RegistrationMode::Invite;
+        c.rate_limits = conclave_server::config::OnOff::Off;
+    })
+    .await
+    .expect("the app starts");
+    let admin = inv.bootstrap().await;
+    let org = inv.org(&admin, "Acme").await;
+    let code = inv.invite(&org, &admin, json!({"max_uses": 1})).await;
+    let code = code.expect(201).string("code");
+    let inv = Arc::new(inv);
+    let answers = crate::bruteforce::at_once(100, |i| {
+        let (inv, code) = (inv.clone(), code.clone());
+        async move {
+            inv.post_anon(
+                "/api/v1/auth/register",
+                json!({"username": format!("racer{i}"), "password": PASSWORD, "invite_code": code}),
+            )
+            .await
+        }
+    })
+    .await;
+    let created = answers.iter().filter(|r| r.status.as_u16() == 201).count();
+    assert_eq!(created, 1, "one account for one use");
+    for r in answers.iter().filter(|r| r.status.as_u16() != 201) {
+        let code = r.code();
+        assert!(
+            (r.status.as_u16() == 422 && code == "invite_invalid") || r.status.as_u16() == 503,
+            "{} {}",
+            r.status,
+            r.body
+        );
+    }
+    let users = inv
+        .items("/api/v1/admin/users?limit=100", ADMIN_TOKEN)
+        .await;
+    let racers = users
+        .iter()
+        .filter(|u| {
+            u["username"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("racer"))
+        })
+        .count();
+    assert_eq!(racers, 1, "no account without the invite's use");
+    let members = inv.items(&org_path(&org, "/members"), &admin.token).await;
+    assert_eq!(members.len(), 2, "the admin and the one new member");
+}
+
 pub(super) async fn management_token_only_on_admin_routes(app: TestApp) {
     let list = app
         .get("/api/v1/admin/users", ADMIN_TOKEN)
