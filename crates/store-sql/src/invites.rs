@@ -37,12 +37,27 @@ async fn take_invite_in(
     refused: StoreError,
     InviteUse { user, at }: InviteUse,
 ) -> StoreResult<(Invite, Member)> {
-    let invite = take
+    let Some(invite) = take
         .bind(ts(at))
         .bind(user.0)
         .opt(&mut *conn, invite_from_row)
         .await?
-        .ok_or(refused)?;
+    else {
+        return Err(refused);
+    };
+    // The maker must still be able to grant the role now (AZ-7): returning early rolls the
+    // transaction, and so the use, back.
+    let maker = sqlx::query(
+        "SELECT m.role FROM org_members m JOIN users u ON u.id = m.user_id \
+         WHERE m.org_id = $1 AND m.user_id = $2 AND NOT u.disabled",
+    )
+    .bind(invite.org_id.0)
+    .bind(invite.created_by.0)
+    .opt(&mut *conn, |r| tag(r, "role", OrgRole::parse))
+    .await?;
+    if !conclave_core::policy::invite_still_grants(maker, invite.role) {
+        return Err(refused);
+    }
     // A duplicate membership returns early, so the transaction (and the use) rolls back.
     ORG_MEMBERS
         .insert(&mut *conn, invite.org_id.0, user, invite.role, at)

@@ -158,6 +158,17 @@ pub fn may_manage_member_with_role(actor: OrgRole, role: OrgRole) -> bool {
     }
 }
 
+/// Whether an invite still admits with `role` when its maker now holds `maker` in the org
+/// (`None`: no longer a member, or their account is disabled): an invite never grants more
+/// than its maker could at the time it is used (AZ-7) — a removed or demoted admin's codes
+/// stop working.
+#[must_use]
+pub fn invite_still_grants(maker: Option<OrgRole>, role: OrgRole) -> bool {
+    maker.is_some_and(|m| {
+        org_allows(m, OrgAction::CreateInvite) && may_manage_member_with_role(m, role)
+    })
+}
+
 /// Whether `actor` may move a member from `current` to `new`: both roles must be theirs to
 /// handle (an admin neither promotes to nor demotes from owner).
 #[must_use]
@@ -328,5 +339,17 @@ mod tests {
     fn only_owners_relax_security() {
         assert!(may_change_security_setting(OrgRole::Owner));
         assert!(!may_change_security_setting(OrgRole::Admin));
+    }
+
+    #[test]
+    fn an_invite_grants_no_more_than_its_maker_can_now() {
+        use OrgRole::*;
+        assert!(invite_still_grants(Some(Owner), Owner));
+        assert!(invite_still_grants(Some(Admin), Admin));
+        assert!(invite_still_grants(Some(Admin), Member));
+        assert!(!invite_still_grants(Some(Admin), Owner));
+        assert!(!invite_still_grants(Some(Member), Member));
+        assert!(!invite_still_grants(Some(Viewer), Viewer));
+        assert!(!invite_still_grants(None, Member));
     }
 }

@@ -1,6 +1,7 @@
 //! Accounts and sessions: registration, login, the one-time bootstrap, bearer/cookie session
 //! authentication with idle and absolute expiry, session listing and revocation, password change.
 
+use super::invites::invite_invalid;
 use super::throttle::WrongPassword;
 use super::{Actor, Result, Services};
 use crate::audit::AuditActor;
@@ -224,7 +225,7 @@ impl Services {
             .await
             .map_err(|e| match e {
                 // As a code found used up before: the same answer, whoever won the race.
-                StoreError::Conflict(Conflict::InviteExhausted) => invite_invalid(),
+                StoreError::Conflict(Conflict::InviteExhausted) => invite_invalid("invite_code"),
                 e => e.into(),
             })?;
         self.announce_member_added(&member);
@@ -235,7 +236,7 @@ impl Services {
     /// 422 on `invite_code`: an invite naming another user is refused like an unknown code
     /// (AZ-7), before anything is created.
     pub(super) async fn usable_invite(&self, code: &str, username: &str) -> Result<[u8; 32]> {
-        let bad = invite_invalid;
+        let bad = || invite_invalid("invite_code");
         let hash = self.presented_token_hash(TokenKind::Invite, code, bad())?;
         let invite = self.store.invite_by_code(&hash).await?.ok_or_else(bad)?;
         let now = self.clock.now();
@@ -641,13 +642,4 @@ impl Services {
         }));
         Ok(())
     }
-}
-
-/// 422 on `invite_code`: unknown, expired, used up or someone else's, all alike.
-fn invite_invalid() -> ServiceError {
-    ServiceError::invalid(
-        "invite_code",
-        "invite_invalid",
-        "the invite code is invalid, expired or used up",
-    )
 }

@@ -8,7 +8,7 @@ use crate::error::ServiceError;
 use crate::ids::*;
 use crate::model::*;
 use crate::policy::{self, OrgAction};
-use crate::store::InviteUse;
+use crate::store::{Conflict, InviteUse, StoreError};
 use crate::token::{self, TokenKind};
 use crate::types::*;
 use chrono::{DateTime, Duration, Utc};
@@ -173,13 +173,7 @@ impl Services {
         let hash = self
             .usable_invite(code, &actor.user.username.to_ascii_lowercase())
             .await
-            .map_err(|_| {
-                ServiceError::invalid(
-                    "code",
-                    "invite_invalid",
-                    "the invite code is invalid, expired or used up",
-                )
-            })?;
+            .map_err(|_| invite_invalid("code"))?;
         let mut audit = self.own_audit(actor, "member.joined");
         if let Some(i) = self.store.invite_by_code(&hash).await? {
             audit = audit
@@ -189,9 +183,24 @@ impl Services {
         let (invite, member) = self
             .store
             .redeem_invite(&hash, self.invite_use(actor.user.id), &[audit])
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // Used up, expired or its maker's rights gone since the check: as before it.
+                StoreError::Conflict(Conflict::InviteExhausted) => invite_invalid("code"),
+                e => e.into(),
+            })?;
         self.announce_member_added(&member);
         let org = self.store.org(invite.org_id).await?;
         Ok(Self::org_view(actor, org, invite.role))
     }
+}
+
+/// 422 on `field`: an invite code unknown, expired, used up, someone else's or no longer
+/// backed by its maker's rights, all alike.
+pub(super) fn invite_invalid(field: &str) -> ServiceError {
+    ServiceError::invalid(
+        field,
+        "invite_invalid",
+        "the invite code is invalid, expired or used up",
+    )
 }

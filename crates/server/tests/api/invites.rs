@@ -19,6 +19,7 @@ both_backends!(
     the_global_profile_is_for_sessions_only,
     conversation_limited_credentials_never_act_org_wide,
     concurrent_acceptances_join_once,
+    an_invite_grants_no_more_than_its_maker_can_when_used,
 );
 
 /// The org ids `user` belongs to.
@@ -430,4 +431,68 @@ async fn concurrent_acceptances_join_once(app: TestApp) {
         .await
         .expect(200);
     assert_eq!(members.items().len(), 2);
+}
+
+/// AZ-7: an invite never grants more than its maker could at the time it is used. A demoted
+/// admin's codes and username invites admit nobody until she is promoted again; a removed
+/// admin's stop for good (a code she kept would otherwise bring her back in, as an admin, from
+/// another account); a disabled maker's stop too; the owner's keep working. Refused as a
+/// used-up code is (422 `invite_invalid`; 404 for a username invite), taking no use.
+async fn an_invite_grants_no_more_than_its_maker_can_when_used(app: TestApp) {
+    let Team(owner, [ann], org) = app.team("owner", "Acme", [("ann", "admin")]).await;
+    let (erin, frank, outsider) = (
+        app.user("erin").await,
+        app.user("frank").await,
+        app.user("outsider").await,
+    );
+    let code_of = |r: Res| r.expect(201).string("code");
+    let admin_code = code_of(
+        app.invite(&org, &ann, json!({"role": "admin", "max_uses": 1}))
+            .await,
+    );
+    let member_code = code_of(app.invite(&org, &ann, json!({"max_uses": 5})).await);
+    let named = app
+        .invite(&org, &ann, json!({"username": "erin", "role": "member"}))
+        .await
+        .expect(201);
+    let accept = format!("/api/v1/orgs/invites/{}/accept", named.id());
+    let owners_code = code_of(app.invite(&org, &owner, json!({"max_uses": 5})).await);
+    let ann_path = format!("/api/v1/orgs/{org}/members/{}", ann.id);
+    let refused = |r: Res| {
+        r.expect_error(422, "invite_invalid");
+    };
+    // Demoted to member: nothing she made admits anyone.
+    app.patch(&ann_path, &owner.token, json!({"role": "member"}))
+        .await
+        .expect(200);
+    refused(app.join(&outsider, &admin_code).await);
+    refused(app.join(&outsider, &member_code).await);
+    app.post(&accept, &erin.token, json!({}))
+        .await
+        .expect_error(404, "not_found");
+    assert!(!org_ids(&app, &outsider).await.contains(&org));
+    // Promoted again: they admit again, and the refusals took no use of the single-use code.
+    app.patch(&ann_path, &owner.token, json!({"role": "admin"}))
+        .await
+        .expect(200);
+    let joined = app.join(&outsider, &admin_code).await.expect(200);
+    assert_eq!(joined.body["role"], "admin");
+    // Removed: her codes and her username invite are dead, for any account of hers.
+    app.delete(&ann_path, &owner.token).await.expect(204);
+    refused(app.join(&frank, &member_code).await);
+    app.post(&accept, &erin.token, json!({}))
+        .await
+        .expect_error(404, "not_found");
+    assert!(!org_ids(&app, &frank).await.contains(&org));
+    assert!(!org_ids(&app, &erin).await.contains(&org));
+    // The owner's code still admits.
+    app.join(&frank, &owners_code).await.expect(200);
+    // A disabled maker's codes stop too, and work again once she is enabled.
+    app.add_member(&org, &owner, &ann, "admin").await;
+    let ann = ann.with_token(&app.login("ann", PASSWORD).await.expect(200).string("token"));
+    let again = code_of(app.invite(&org, &ann, json!({"max_uses": 5})).await);
+    app.set_disabled(ADMIN_TOKEN, &ann, true).await;
+    refused(app.join(&erin, &again).await);
+    app.set_disabled(ADMIN_TOKEN, &ann, false).await;
+    app.join(&erin, &again).await.expect(200);
 }
