@@ -99,6 +99,19 @@ impl Services {
         Self::require_unlisted(actor)
     }
 
+    /// Refuses (404, 403) a caller who may not change `org`'s settings with `action`, before
+    /// work that must not be done for them: an endpoint URL's lookup through the SSRF guard,
+    /// whose verdict ("a private address", "does not resolve") would map internal names for
+    /// anyone. The change itself checks again.
+    pub async fn authorize_org_change(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        action: OrgAction,
+    ) -> Result<()> {
+        self.require_org_settings(actor, org, action, true).await
+    }
+
     /// `org` with the caller's `role` and what they may do in it through this credential.
     pub(super) fn org_view(actor: &Actor, org: Org, role: OrgRole) -> OrgView {
         OrgView {

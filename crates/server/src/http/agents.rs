@@ -13,6 +13,7 @@ use crate::state::AppState;
 use axum::Json;
 use chrono::NaiveDate;
 use conclave_core::agent::{masked_key, ModelApiKey, ModelName, SystemPrompt};
+use conclave_core::policy::OrgAction;
 use conclave_core::service::agents::{AgentChanges, NewAgentSettings};
 use conclave_core::store::agents::{Agent, BudgetState, UsageDay};
 use conclave_core::types::DisplayName;
@@ -53,9 +54,13 @@ impl AgentView {
 }
 
 /// Puts an endpoint (the base URL of a Chat Completions API) through the agent SSRF guard:
-/// 422 `url_not_allowed` naming `endpoint`.
-async fn checked_endpoint(state: &AppState, url: &str) -> ApiResult<String> {
-    let checked = state.agent_outbound.check(url).await;
+/// 422 `url_not_allowed` naming `endpoint`; only for a caller who may manage the org's agents
+/// (the verdict says things about names).
+async fn checked_endpoint<P: Sync>(me: &Caller<P>, org: OrgId, url: &str) -> ApiResult<String> {
+    me.services()
+        .authorize_org_change(&me.actor, org, OrgAction::ManageAgents)
+        .await?;
+    let checked = me.state().agent_outbound.check(url).await;
     checked
         .map(|u| u.to_string())
         .map_err(|e| ApiError::url_not_allowed(&e, "model endpoints", "endpoint"))
@@ -95,7 +100,7 @@ async fn create_agent(
     me: Caller<OrgId>,
     ApiJson(body): ApiJson<CreateAgent>,
 ) -> Created<AgentView> {
-    let endpoint = checked_endpoint(me.state(), &body.endpoint).await?;
+    let endpoint = checked_endpoint(&me, me.at, &body.endpoint).await?;
     let settings = NewAgentSettings {
         name: body.name,
         endpoint,
@@ -170,7 +175,7 @@ async fn update_agent(
 ) -> Answer<AgentView> {
     let (org, id) = me.at;
     let endpoint = match &body.endpoint {
-        Some(u) => Some(checked_endpoint(me.state(), u).await?),
+        Some(u) => Some(checked_endpoint(&me, org, u).await?),
         None => None,
     };
     let changes = AgentChanges {

@@ -14,6 +14,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use conclave_core::guards::{FailMode, GuardKind, GuardMode, GuardRules, DEFAULT_TIMEOUT_MS};
 use conclave_core::model::Message;
+use conclave_core::policy::OrgAction;
 use conclave_core::service::{FlagItem, GuardPatch, NewGuard};
 use conclave_core::store::guards::{Guard, GuardCounts, Resolution};
 use conclave_core::store::Cursor;
@@ -121,9 +122,13 @@ impl From<Guard> for GuardView {
 }
 
 /// Puts a moderation endpoint's `url` through the SSRF guard (lookup included): 422
-/// `url_not_allowed` naming `url`.
-async fn checked_url(state: &AppState, url: &str) -> ApiResult<String> {
-    let checked = state.outbound.check(url).await;
+/// `url_not_allowed` naming `url`; only for a caller who may manage the org's guards (the
+/// verdict says things about names).
+async fn checked_url<P: Sync>(me: &Caller<P>, org: OrgId, url: &str) -> ApiResult<String> {
+    me.services()
+        .authorize_org_change(&me.actor, org, OrgAction::ManageGuards)
+        .await?;
+    let checked = me.state().outbound.check(url).await;
     checked
         .map(|u| u.to_string())
         .map_err(|e| ApiError::url_not_allowed(&e, "a moderation endpoint", "url"))
@@ -255,7 +260,7 @@ async fn create_guard(
             patterns: required(body.patterns, "patterns")?,
         },
         GuardKind::ModerationEndpoint => GuardRules::ModerationEndpoint {
-            url: checked_url(me.state(), &required(body.url, "url")?).await?,
+            url: checked_url(&me, me.at, &required(body.url, "url")?).await?,
             timeout_ms: body.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
             fail: required(body.fail, "fail")?,
         },
@@ -329,7 +334,7 @@ async fn update_guard(
 ) -> Answer<GuardView> {
     let (org, id) = me.at;
     let url = match &body.url {
-        Some(u) => Some(checked_url(me.state(), u).await?),
+        Some(u) => Some(checked_url(&me, org, u).await?),
         None => None,
     };
     let api_key = match body.api_key {

@@ -11,6 +11,7 @@ use super::pagination::{all_as, id_list, id_page, List, ListQuery, Listed, Pagin
 use crate::state::AppState;
 use axum::http::StatusCode;
 use axum::Json;
+use conclave_core::policy::OrgAction;
 use conclave_core::service::webhooks::masked_secret;
 use conclave_core::store::webhooks::{Webhook, WebhookDelivery, WebhookPatch};
 use conclave_core::store::Cursor;
@@ -60,9 +61,13 @@ impl WebhookView {
     }
 }
 
-/// Puts `url` through the SSRF guard (lookup included): 422 `url_not_allowed` naming the rule.
-async fn checked_url(state: &AppState, url: &str) -> ApiResult<String> {
-    let checked = state.outbound.check(url).await;
+/// Puts `url` through the SSRF guard (lookup included): 422 `url_not_allowed` naming the rule;
+/// only for a caller who may manage the org's webhooks (the verdict says things about names).
+async fn checked_url<P: Sync>(me: &Caller<P>, org: OrgId, url: &str) -> ApiResult<String> {
+    me.services()
+        .authorize_org_change(&me.actor, org, OrgAction::ManageWebhooks)
+        .await?;
+    let checked = me.state().outbound.check(url).await;
     checked
         .map(|u| u.to_string())
         .map_err(|e| ApiError::url_not_allowed(&e, "webhooks", "url"))
@@ -88,7 +93,7 @@ async fn create_webhook(
     me: Caller<OrgId>,
     ApiJson(body): ApiJson<CreateWebhook>,
 ) -> Created<WebhookView> {
-    let url = checked_url(me.state(), &body.url).await?;
+    let url = checked_url(&me, me.at, &body.url).await?;
     let made =
         me.services()
             .create_webhook(&me.actor, me.at, url, &body.events, body.conversation_id);
@@ -128,7 +133,7 @@ async fn update_webhook(
 ) -> Answer<WebhookView> {
     let (org, id) = me.at;
     let url = match &body.url {
-        Some(u) => Some(checked_url(me.state(), u).await?),
+        Some(u) => Some(checked_url(&me, org, u).await?),
         None => None,
     };
     let patch = WebhookPatch {

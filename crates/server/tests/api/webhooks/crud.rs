@@ -8,6 +8,7 @@ crate::both_backends!(
     webhooks_are_managed_with_secrets_shown_once,
     hostile_urls_are_refused,
     only_owners_admins_and_webhook_keys_manage_webhooks,
+    endpoint_urls_are_looked_up_only_for_who_may_manage_them,
 );
 
 async fn webhooks_are_managed_with_secrets_shown_once(h: Hooked) {
@@ -293,4 +294,79 @@ async fn only_owners_admins_and_webhook_keys_manage_webhooks(h: Hooked) {
     app.post(&hooks(org), &dee.token, body).await.expect(401);
     // Three were made: the owner's, the admin's and the key's.
     assert_eq!(app.items(&hooks(org), &owner.token).await.len(), 3);
+}
+
+/// HOOK-3, AZ-1: an endpoint URL goes through the SSRF guard (a DNS lookup whose verdict says
+/// "a private address" or "does not resolve") only for a caller who may manage what it is for.
+/// Anyone else gets the refusal they get for a public URL — 404 outside the org, 403 inside it
+/// — on webhooks, moderation guards and agents, created or changed: no map of internal names,
+/// and no lookups of names an outsider picks.
+async fn endpoint_urls_are_looked_up_only_for_who_may_manage_them(h: Hooked) {
+    let app = &h.app;
+    let crate::fixtures::Team(owner, [_ann, bob, vic, _dee], org) = &app.acme_staff().await;
+    let (mallory, _) = app.mallory().await;
+    let (hook, _) = make_hook(app, org, owner, &h.rx[0].url(), &["message.created"]).await;
+    let guard = app
+        .post(
+            &org_path(org, "/guards"),
+            &owner.token,
+            json!({"name": "Words", "kind": "blocklist", "mode": "block", "terms": ["nope"]}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let agent = uuid::Uuid::now_v7();
+    for url in [
+        h.rx[0].url(),
+        "http://10.1.2.3/hook".to_owned(),
+        "http://no-such-host.invalid/hook".to_owned(),
+    ] {
+        let requests = [
+            (
+                Method::POST,
+                hooks(org),
+                json!({"url": url, "events": ["message.created"]}),
+            ),
+            (
+                Method::PATCH,
+                format!("{}/{hook}", hooks(org)),
+                json!({"url": url}),
+            ),
+            (
+                Method::POST,
+                org_path(org, "/guards"),
+                json!({"name": "Remote", "kind": "moderation_endpoint", "mode": "block",
+                       "url": url, "fail": "open"}),
+            ),
+            (
+                Method::PATCH,
+                org_path(org, &format!("/guards/{guard}")),
+                json!({"url": url}),
+            ),
+            (
+                Method::POST,
+                org_path(org, "/agents"),
+                json!({"name": "Helper", "endpoint": url, "model": "m"}),
+            ),
+            (
+                Method::PATCH,
+                org_path(org, &format!("/agents/{agent}")),
+                json!({"endpoint": url}),
+            ),
+        ];
+        for (who, status) in [(bob, 403), (vic, 403), (&mallory, 404)] {
+            for (method, path, body) in &requests {
+                let res = app
+                    .call(method.clone(), path, Some(&who.token), Some(body.clone()))
+                    .await;
+                assert_eq!(
+                    res.status.as_u16(),
+                    status,
+                    "{} {method} {path} with {url}: {}",
+                    who.name,
+                    res.body
+                );
+            }
+        }
+    }
 }

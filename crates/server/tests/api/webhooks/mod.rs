@@ -12,6 +12,7 @@ pub mod receiver;
 
 use crate::helpers::*;
 use receiver::Receiver;
+use reqwest::Method;
 use serde_json::{json, Value};
 
 /// An app whose SSRF guard lets through 127.0.0.1 on the ports of `rx`; test bodies take it
