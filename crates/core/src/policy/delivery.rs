@@ -6,6 +6,7 @@
 use crate::credential::{Credential, Scope};
 use crate::event::EventKind;
 use crate::ids::{ConversationId, OrgId};
+use crate::types::{Visibility, VisibilityScope};
 use std::collections::HashSet;
 
 /// The scope an API key needs to receive an event of `kind` on the gateway: the scope that
@@ -35,6 +36,28 @@ pub const fn scope_to_read(kind: EventKind) -> Option<Scope> {
         | EventKind::Control
         | EventKind::Other => Some(Scope::MessagesRead),
     }
+}
+
+/// The scope a credential needs to subscribe a webhook endpoint to event `name`: the scope
+/// that reads the same thing over REST (AZ-5: a key never reaches past its scopes through an
+/// endpoint it makes — a `webhooks:admin` key without `messages:read` gets no message).
+#[must_use]
+pub fn scope_to_hear(name: &str) -> Option<Scope> {
+    match name.split_once('.').map(|(area, _)| area) {
+        Some("message") => Some(Scope::MessagesRead),
+        Some("conversation" | "participant") => Some(Scope::ConversationsRead),
+        Some("member") => Some(Scope::OrgRead),
+        _ => None,
+    }
+}
+
+/// Whether an endpoint of the whole org (not of one conversation) hears of a conversation
+/// with `visibility`: only of those every member of the org may read (AZ-3: only participants
+/// read a direct, private or team conversation; an org admin is not one by managing
+/// webhooks). An endpoint scoped to one conversation was made by someone who could read it.
+#[must_use]
+pub fn org_endpoint_hears(visibility: &Visibility) -> bool {
+    matches!(visibility, Visibility::Scope(VisibilityScope::Org))
 }
 
 /// Whether a socket authenticated with `credential` may receive an event of `kind`: a key

@@ -13,13 +13,14 @@
 
 use super::{of_org, Actor, Result, Services};
 use crate::error::ServiceError;
-use crate::event::{Audience, Control, Event, EventKind};
+use crate::event::{Audience, Control, Data, Event, EventKind};
 use crate::ids::*;
 use crate::keyring::SecretRef;
-use crate::policy::OrgAction;
+use crate::policy::{self, ConversationAction, OrgAction};
 use crate::secretbox::SealedColumn;
 use crate::store::webhooks::*;
 use crate::store::StoreError;
+use crate::types::Visibility;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
@@ -118,6 +119,23 @@ fn secret_ref(id: Uuid) -> SecretRef {
     }
 }
 
+/// 403 `insufficient_scope` when the caller's credential lacks the scope that reads one of
+/// `events` over REST (`policy::delivery::scope_to_hear`).
+fn may_hear(actor: &Actor, events: &[String]) -> Result<()> {
+    let lacking = events.iter().any(|e| {
+        policy::delivery::scope_to_hear(e)
+            .is_some_and(|s| !policy::credentials::scope_allows(&actor.credential, Some(s)))
+    });
+    if lacking {
+        return Err(ServiceError::forbidden(
+            "insufficient_scope",
+            "this key lacks the scope that reads these events (messages:read, \
+             conversations:read or org:read)",
+        ));
+    }
+    Ok(())
+}
+
 fn check_events(events: &[String]) -> Result<Vec<String>> {
     if events.is_empty() || events.len() > WEBHOOK_EVENTS.len() {
         return Err(ServiceError::invalid(
@@ -206,17 +224,25 @@ impl Services {
         self.require_org_settings(actor, org, OrgAction::ManageWebhooks, true)
             .await?;
         let events = check_events(events)?;
+        may_hear(actor, &events)?;
         if let Some(c) = conversation_id {
-            match self.store.conversation(c).await {
-                Ok(conv) if conv.org_id == org => {}
-                Ok(_) | Err(StoreError::NotFound) => {
-                    return Err(ServiceError::invalid(
-                        "conversation_id",
-                        "not_found",
-                        "no such conversation in this organization",
-                    ))
+            // Only a conversation the caller may read (AZ-3): any other is unknown to them.
+            let unknown = || {
+                ServiceError::invalid(
+                    "conversation_id",
+                    "not_found",
+                    "no such conversation in this organization",
+                )
+            };
+            match self
+                .conversation_access(actor, c, ConversationAction::Read)
+                .await
+            {
+                Ok((conv, _)) if conv.org_id == org => {}
+                Ok(_) | Err(ServiceError::NotFound(_) | ServiceError::Forbidden { .. }) => {
+                    return Err(unknown())
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
         let now = self.clock.now();
@@ -265,7 +291,9 @@ impl Services {
     ) -> Result<Webhook> {
         self.org_webhook(actor, org, id, true).await?;
         if let Some(events) = &patch.events {
-            patch.events = Some(check_events(events)?);
+            let events = check_events(events)?;
+            may_hear(actor, &events)?;
+            patch.events = Some(events);
         }
         let audit = self
             .audit(actor, "webhook.updated")
@@ -458,12 +486,19 @@ impl Services {
                 seen.endpoints.entry(org).or_insert(read)
             }
         };
+        // AZ-3: the org's own endpoints hear of a conversation only when every member may read
+        // it; an endpoint of one conversation hears of that one.
+        let org_wide = match conversation {
+            None => true,
+            Some(c) => self.read_by_the_whole_org(c, data).await?,
+        };
         let hooks: Vec<&Webhook> = endpoints
             .iter()
             .filter(|h| {
                 h.enabled
                     && h.events.iter().any(|e| e == name)
-                    && h.conversation_id.is_none_or(|c| Some(c) == conversation)
+                    && h.conversation_id
+                        .map_or(org_wide, |c| Some(c) == conversation)
             })
             .collect();
         if hooks.is_empty() {
@@ -483,6 +518,26 @@ impl Services {
             })
             .collect();
         Ok(self.store.enqueue_deliveries(&rows).await?)
+    }
+
+    /// Whether every member of its org may read conversation `c` (its visibility is `org`):
+    /// from its settings (cached), or for a conversation deleted since, from the event's own
+    /// copy of it (`conversation.deleted` carries the conversation).
+    async fn read_by_the_whole_org(&self, c: ConversationId, data: &Data) -> Result<bool> {
+        match self.conversation_facts(c).await {
+            Ok(conv) => Ok(policy::delivery::org_endpoint_hears(&conv.visibility)),
+            Err(ServiceError::NotFound(_)) => {
+                #[derive(serde::Deserialize)]
+                struct Shown {
+                    visibility: Option<Visibility>,
+                }
+                let shown = serde_json::from_str::<Shown>(data.get()).ok();
+                Ok(shown
+                    .and_then(|s| s.visibility)
+                    .is_some_and(|v| policy::delivery::org_endpoint_hears(&v)))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Leases due deliveries to this node's worker `owner` for `lease`.

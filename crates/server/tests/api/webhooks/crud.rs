@@ -259,8 +259,21 @@ async fn only_owners_admins_and_webhook_keys_manage_webhooks(h: Hooked) {
     app.get(&hooks(org), &weak)
         .await
         .expect_error(403, "insufficient_scope");
-    let strong = crate::keys::org_key(app, owner, org, &["webhooks:admin"], &[]).await;
-    app.get(&hooks(org), &strong).await.expect(200);
+    // AZ-5: with `webhooks:admin` alone a key manages endpoints but subscribes them to nothing
+    // it could not read over REST (here: messages, without `messages:read`).
+    let admin_only = crate::keys::org_key(app, owner, org, &["webhooks:admin"], &[]).await;
+    app.get(&hooks(org), &admin_only).await.expect(200);
+    app.post(&hooks(org), &admin_only, body.clone())
+        .await
+        .expect_error(403, "insufficient_scope");
+    app.patch(&one, &admin_only, json!({"events": ["message.created"]}))
+        .await
+        .expect_error(403, "insufficient_scope");
+    app.patch(&one, &admin_only, json!({"enabled": true}))
+        .await
+        .expect(200);
+    let strong =
+        crate::keys::org_key(app, owner, org, &["webhooks:admin", "messages:read"], &[]).await;
     app.post(&hooks(org), &strong, body.clone())
         .await
         .expect(201);

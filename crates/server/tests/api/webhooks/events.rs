@@ -15,6 +15,7 @@ crate::both_backends!(
     with crate::webhooks::hooked;
     each_event_name_fires_once_for_its_subscribers_only,
     every_way_into_and_out_of_an_org_is_a_member_event,
+    org_endpoints_hear_only_of_conversations_every_member_may_read,
 );
 
 /// An endpoint of `org` on `url` for `events`, limited to `conversation` when given.
@@ -235,7 +236,7 @@ async fn each_event_name_fires_once_for_its_subscribers_only(h: Hooked) {
         .post(
             &org_path(&w.org, "/conversations"),
             &alice.token,
-            json!({"kind": "group", "name": "Launch", "visibility": "private",
+            json!({"kind": "group", "name": "Launch", "visibility": "org",
                    "participant_ids": [w.bob.id, w.dave.id]}),
         )
         .await
@@ -511,4 +512,88 @@ async fn every_way_into_and_out_of_an_org_is_a_member_event(h: Hooked) {
     // No socket receives a member event: Alice's next event is the marker.
     let marker = app.says(&conv, &alice, "marker").await.id();
     assert_eq!(socket.expect("MESSAGE_CREATE").await["id"], marker.as_str());
+}
+
+/// AZ-3 through webhooks: an endpoint of the whole org hears of a conversation only when every
+/// member may read it (visibility `org`): not of a private group, a direct conversation or a
+/// team's conversation — an admin managing webhooks is no participant — and not of one made
+/// private later. An endpoint scoped to one conversation is made only by someone who may read
+/// it (anyone else is told there is no such conversation), and hears of it.
+async fn org_endpoints_hear_only_of_conversations_every_member_may_read(h: Hooked) {
+    let (app, rx) = (&h.app, &h.rx[0]);
+    let crate::fixtures::Team(owner, [ann, bob, _vic, _dee], org) = &app.acme_staff().await;
+    let open = app.group(org, owner, &[bob], json!("org")).await;
+    let private = app.group(org, owner, &[bob], json!("private")).await;
+    let direct = app
+        .post(
+            &org_path(org, "/conversations"),
+            &owner.token,
+            json!({"kind": "direct", "participant_ids": [bob.id]}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let team = app
+        .post(
+            &org_path(org, "/teams"),
+            &owner.token,
+            json!({"name": "Ops"}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let teams = app
+        .group(org, owner, &[bob], json!({"teams": [team]}))
+        .await;
+    let later = app.group(org, owner, &[bob], json!("org")).await;
+    let names = [
+        "message.created",
+        "conversation.updated",
+        "participant.added",
+    ];
+    let url = rx.url();
+    endpoint(app, org, ann, &format!("{url}?org-wide"), &names, None).await;
+    // Ann, an admin but no participant, cannot scope an endpoint to the private group; its
+    // owner can.
+    let res = app
+        .post(
+            &hooks(org),
+            &ann.token,
+            json!({"url": format!("{url}?ann-private"), "events": names, "conversation_id": private}),
+        )
+        .await
+        .expect_error(422, "not_found");
+    assert_eq!(res.field(), Some("/conversation_id"));
+    endpoint(
+        app,
+        org,
+        owner,
+        &format!("{url}?scoped-private"),
+        &names,
+        Some(&private),
+    )
+    .await;
+    app.patch(
+        &conv_path(&later, ""),
+        &owner.token,
+        json!({"visibility": "private"}),
+    )
+    .await
+    .expect(200);
+    run_worker(app, Duration::seconds(1)).await;
+    let before = got(rx, "org-wide").len();
+    for conv in [&open, &private, &direct, &teams, &later] {
+        app.says(conv, owner, &format!("said in {conv}")).await;
+    }
+    run_worker(app, Duration::seconds(1)).await;
+    let heard: Vec<String> = got(rx, "org-wide")[before..]
+        .iter()
+        .map(|(t, d)| format!("{t} {}", d["content"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(heard, vec![format!("message.created said in {open}")]);
+    let scoped: Vec<String> = got(rx, "scoped-private")
+        .iter()
+        .map(|(t, d)| format!("{t} {}", d["content"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(scoped, vec![format!("message.created said in {private}")]);
 }
