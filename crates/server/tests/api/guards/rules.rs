@@ -27,7 +27,15 @@ async fn acme(app: &TestApp) -> (User, User, String, String) {
 async fn blocked_posts_are_never_stored_or_announced(g: Guarded) {
     let app = &g.app;
     let (alice, bob, org, conv) = acme(app).await;
-    crate::webhooks::make_hook(app, &org, &alice, &g.rx.url(), &["message.created"]).await;
+    // An endpoint of the (private) conversation: the org's own endpoints hear only of
+    // conversations every member may read.
+    app.post(
+        &crate::webhooks::hooks(&org),
+        &alice.token,
+        json!({"url": g.rx.url(), "events": ["message.created"], "conversation_id": conv}),
+    )
+    .await
+    .expect(201);
     let body = json!({"name": "Language", "kind": "blocklist", "mode": "block", "terms": ["darn", "Heck"]});
     let words = make_guard(app, &org, &alice, body).await;
     assert_eq!(words["terms"], json!(["darn", "Heck"]));

@@ -165,14 +165,16 @@ async fn no_token_is_forwarded(backend: Backend, read_logs: bool) {
     let agent_user = agent["user_id"].as_str().unwrap().to_owned();
     let conv = app.group(&w.org, &w.owner, &[], json!("private")).await;
     app.add_participant(&conv, &w.owner, &agent_user).await;
-    crate::webhooks::make_hook(
-        app,
-        &w.org,
-        &w.owner,
-        &rx.url(),
-        &["message.created", "message.updated"],
+    // An endpoint of the (private) conversation: the org's own endpoints hear only of
+    // conversations every member may read.
+    app.post(
+        &crate::webhooks::hooks(&w.org),
+        &w.owner.token,
+        json!({"url": rx.url(), "events": ["message.created", "message.updated"],
+               "conversation_id": conv}),
     )
-    .await;
+    .await
+    .expect(201);
 
     // An OAuth grant to the metadata-document client (its document fetched), a rotation.
     let code = code_for(app, &w, &doc_url, &w.org).await;
