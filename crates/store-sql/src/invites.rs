@@ -165,8 +165,13 @@ impl InviteStore for Backend {
         user: UserId,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<PendingInvite>> {
-        sqlx::query(
-            "SELECT i.id, i.org_id, o.name AS org_name, i.role, i.expires_at, i.created_at \
+        // With the maker's current role (none when they left the org or are disabled): an
+        // invite its maker could not grant now is not listed (AZ-7, as at its use).
+        let listed = sqlx::query(
+            "SELECT i.id, i.org_id, o.name AS org_name, i.role, i.expires_at, i.created_at, \
+             (SELECT mk.role FROM org_members mk JOIN users mu ON mu.id = mk.user_id \
+              WHERE mk.org_id = i.org_id AND mk.user_id = i.created_by AND NOT mu.disabled) \
+             AS maker_role \
              FROM invites i JOIN orgs o ON o.id = i.org_id \
              WHERE i.invitee_key = (SELECT username_key FROM users WHERE id = $1) \
              AND (i.max_uses IS NULL OR i.uses < i.max_uses) \
@@ -177,8 +182,17 @@ impl InviteStore for Backend {
         )
         .bind(user.0)
         .bind(ts(now))
-        .all(self.reader(), pending_invite_from_row)
-        .await
+        .all(self.reader(), |r| {
+            let maker = get::<Option<String>>(r, "maker_role")?;
+            let maker = maker.and_then(|m| OrgRole::parse(&m).ok());
+            Ok((pending_invite_from_row(r)?, maker))
+        })
+        .await?;
+        Ok(listed
+            .into_iter()
+            .filter(|(p, maker)| conclave_core::policy::invite_still_grants(*maker, p.role))
+            .map(|(p, _)| p)
+            .collect())
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

@@ -471,18 +471,21 @@ async fn an_invite_grants_no_more_than_its_maker_can_when_used(app: TestApp) {
         .await
         .expect_error(404, "not_found");
     assert!(!org_ids(&app, &outsider).await.contains(&org));
+    assert!(pending(&app, &erin).await.is_empty(), "not listed either");
     // Promoted again: they admit again, and the refusals took no use of the single-use code.
     app.patch(&ann_path, &owner.token, json!({"role": "admin"}))
         .await
         .expect(200);
     let joined = app.join(&outsider, &admin_code).await.expect(200);
     assert_eq!(joined.body["role"], "admin");
+    assert_eq!(pending(&app, &erin).await.len(), 1, "listed again");
     // Removed: her codes and her username invite are dead, for any account of hers.
     app.delete(&ann_path, &owner.token).await.expect(204);
     refused(app.join(&frank, &member_code).await);
     app.post(&accept, &erin.token, json!({}))
         .await
         .expect_error(404, "not_found");
+    assert!(pending(&app, &erin).await.is_empty());
     assert!(!org_ids(&app, &frank).await.contains(&org));
     assert!(!org_ids(&app, &erin).await.contains(&org));
     // The owner's code still admits.
