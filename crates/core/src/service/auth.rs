@@ -1,7 +1,7 @@
 //! Accounts and sessions: registration, login, the one-time bootstrap, bearer/cookie session
 //! authentication with idle and absolute expiry, session listing and revocation, password change.
 
-use super::invites::invite_invalid;
+use super::invites::{invite_invalid, invite_refused};
 use super::throttle::WrongPassword;
 use super::{Actor, Result, Services};
 use crate::audit::AuditActor;
@@ -223,11 +223,7 @@ impl Services {
             .store
             .register_with_invite(&new, &h, self.clock.now(), &[registered, joined])
             .await
-            .map_err(|e| match e {
-                // As a code found used up before: the same answer, whoever won the race.
-                StoreError::Conflict(Conflict::InviteExhausted) => invite_invalid("invite_code"),
-                e => e.into(),
-            })?;
+            .map_err(invite_refused("invite_code"))?;
         self.announce_member_added(&member);
         Ok(user)
     }

@@ -184,11 +184,7 @@ impl Services {
             .store
             .redeem_invite(&hash, self.invite_use(actor.user.id), &[audit])
             .await
-            .map_err(|e| match e {
-                // Used up, expired or its maker's rights gone since the check: as before it.
-                StoreError::Conflict(Conflict::InviteExhausted) => invite_invalid("code"),
-                e => e.into(),
-            })?;
+            .map_err(invite_refused("code"))?;
         self.announce_member_added(&member);
         let org = self.store.org(invite.org_id).await?;
         Ok(Self::org_view(actor, org, invite.role))
@@ -203,4 +199,14 @@ pub(super) fn invite_invalid(field: &str) -> ServiceError {
         "invite_invalid",
         "the invite code is invalid, expired or used up",
     )
+}
+
+/// A store error of using an invite as the caller sees it: an invite used up, expired or no
+/// longer backed by its maker since it was checked gets the answer it would have got at the
+/// check, [`invite_invalid`] on `field`, whoever won the race.
+pub(super) fn invite_refused(field: &'static str) -> impl Fn(StoreError) -> ServiceError {
+    move |e| match e {
+        StoreError::Conflict(Conflict::InviteExhausted) => invite_invalid(field),
+        e => e.into(),
+    }
 }

@@ -486,17 +486,25 @@ impl Services {
                 seen.endpoints.entry(org).or_insert(read)
             }
         };
+        let subscribed = |h: &Webhook| h.enabled && h.events.iter().any(|e| e == name);
         // AZ-3: the org's own endpoints hear of a conversation only when every member may read
-        // it; an endpoint of one conversation hears of that one.
+        // it (read only when one of them would hear the event); an endpoint of one
+        // conversation hears of that one.
         let org_wide = match conversation {
             None => true,
-            Some(c) => self.read_by_the_whole_org(c, data).await?,
+            Some(c)
+                if endpoints
+                    .iter()
+                    .any(|h| subscribed(h) && h.conversation_id.is_none()) =>
+            {
+                self.read_by_the_whole_org(c, data).await?
+            }
+            Some(_) => false,
         };
         let hooks: Vec<&Webhook> = endpoints
             .iter()
             .filter(|h| {
-                h.enabled
-                    && h.events.iter().any(|e| e == name)
+                subscribed(h)
                     && h.conversation_id
                         .map_or(org_wide, |c| Some(c) == conversation)
             })
