@@ -18,6 +18,10 @@ pub struct User {
     pub username: String,
     pub display_name: Option<String>,
     pub email: Option<String>,
+    /// The server knows the account owns `email`: a server admin created the account with it
+    /// (or marked it), or a provider that created the account said it verified it. Only such
+    /// an email may link an outside identity to the account (`link_existing`).
+    pub email_verified: bool,
     pub kind: UserKind,
     pub server_admin: bool,
     pub disabled: bool,
@@ -55,6 +59,8 @@ pub struct NewUser {
     pub username: Username,
     pub display_name: Option<DisplayName>,
     pub email: Option<Email>,
+    /// See [`User::email_verified`]; false without an email.
+    pub email_verified: bool,
     /// PHC string of the Argon2id hash; `None` for accounts that cannot log in with a password.
     pub password_hash: Option<String>,
     pub kind: UserKind,

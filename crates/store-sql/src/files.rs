@@ -142,6 +142,15 @@ pub(super) async fn delete_with_files(
          (SELECT id FROM conversations WHERE {scope} = $1) {REMOVED_FILE}"
     );
     let freed = remove_files(&mut tx, sqlx::query(&files).bind(id)).await?;
+    // The deliveries about these messages go with them (DATA-5: as a retention purge; an org's
+    // own endpoints and deliveries go with the org).
+    sqlx::query(&format!(
+        "DELETE FROM webhook_deliveries WHERE message_id IN (SELECT m.id FROM messages m \
+         JOIN conversations c ON c.id = m.conversation_id WHERE c.{scope} = $1)"
+    ))
+    .bind(id)
+    .run(&mut *tx)
+    .await?;
     sqlx::query(&format!("DELETE FROM {table} WHERE id = $1"))
         .bind(id)
         .change(&mut *tx)

@@ -536,11 +536,12 @@ impl MessageStore for Backend {
         .bind(ts(at))
         .change(&mut *tx)
         .await?;
-        // The content is gone, earlier versions and attached files included.
+        // The content is gone, earlier versions, attached files and webhook bodies included.
         sqlx::query("DELETE FROM message_versions WHERE message_id = $1")
             .bind(id.0)
             .run(&mut *tx)
             .await?;
+        super::webhooks::redact_deliveries(&mut tx, at, "message_id = $2", id.0).await?;
         let files = format!("DELETE FROM files WHERE message_id = $1 {REMOVED_FILE}");
         let freed = remove_files(&mut tx, sqlx::query(&files).bind(id.0)).await?;
         let message = message_row(&mut tx, id).await?;

@@ -157,6 +157,8 @@ impl PrivacyStore for Backend {
             .await?;
             hand_over_files(&mut tx, user, placeholder, org).await?;
         }
+        // Webhook bodies about them (their messages, their membership) go, in every org.
+        super::webhooks::redact_deliveries(&mut tx, at, "user_id = $2", user.0).await?;
         // What is left of theirs are uploads no message carries.
         let files = format!("DELETE FROM files WHERE uploader_id = $1 {REMOVED_FILE}");
         let query = sqlx::query(&files).bind(user.0);
@@ -187,7 +189,7 @@ impl PrivacyStore for Backend {
         }
         sqlx::query(
             "UPDATE users SET username = $2, username_key = $3, display_name = NULL, \
-             email = NULL, password_hash = NULL, disabled = $4, server_admin = $5, \
+             email = NULL, email_verified = $5, password_hash = NULL, disabled = $4, server_admin = $5, \
              erased_at = $6 WHERE id = $1",
         )
         .bind(user.0)

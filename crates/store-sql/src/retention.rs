@@ -32,15 +32,18 @@ impl RetentionStore for Backend {
              WHERE m.id = files.message_id AND m.created_at < $2)) {REMOVED_FILE}"
         );
         let freed = remove_files(&mut tx, sqlx::query(&files).bind(org.0).bind(ts(before))).await?;
-        sqlx::query(
-            "DELETE FROM message_versions WHERE message_id IN (SELECT m.id FROM messages m \
-             JOIN conversations c ON c.id = m.conversation_id \
-             WHERE c.org_id = $1 AND m.created_at < $2)",
-        )
-        .bind(org.0)
-        .bind(ts(before))
-        .run(&mut *tx)
-        .await?;
+        // What is kept about those messages goes with them: earlier versions, webhook deliveries.
+        for table in ["message_versions", "webhook_deliveries"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE message_id IN (SELECT m.id FROM messages m \
+                 JOIN conversations c ON c.id = m.conversation_id \
+                 WHERE c.org_id = $1 AND m.created_at < $2)"
+            ))
+            .bind(org.0)
+            .bind(ts(before))
+            .run(&mut *tx)
+            .await?;
+        }
         let n = sqlx::query(
             "DELETE FROM messages WHERE created_at < $2 AND conversation_id IN \
              (SELECT id FROM conversations WHERE org_id = $1)",

@@ -143,18 +143,20 @@ macro_rules! from_columns {
 pub(super) use from_columns;
 
 /// The columns [`user_from_row`] reads, from `users u`.
-pub(super) const USER_COLS: &str = "u.id, u.username, u.display_name, u.email, u.kind, \
-                         u.server_admin, u.disabled, u.require_2fa, u.created_at";
+pub(super) const USER_COLS: &str = "u.id, u.username, u.display_name, u.email, \
+                         u.email_verified, u.kind, u.server_admin, u.disabled, u.require_2fa, \
+                         u.created_at";
 
 /// [`USER_COLS`] unqualified, for `RETURNING`.
-pub(super) const USER_RETURNING: &str = "id, username, display_name, email, kind, server_admin, \
-                              disabled, require_2fa, created_at";
+pub(super) const USER_RETURNING: &str = "id, username, display_name, email, \
+                              email_verified, kind, server_admin, disabled, require_2fa, created_at";
 
 pub(super) const USERS: Records<User> = Records::new("users u", USER_COLS, user_from_row);
 
 pub(super) fn user_from_row(row: &Row) -> StoreResult<User> {
     Ok(from_columns!(row, User {
-        username, display_name, email, server_admin, disabled, require_2fa, created_at;
+        username, display_name, email, email_verified, server_admin, disabled, require_2fa,
+        created_at;
         id: UserId(get(row, "id")?),
         kind: tag(row, "kind", UserKind::parse)?,
     }))

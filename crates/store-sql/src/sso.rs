@@ -87,13 +87,16 @@ impl SsoStore for Backend {
         commit_audited(tx, self, audit).await
     }
 
-    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+    async fn user_by_verified_email(&self, email: &str) -> StoreResult<Option<User>> {
         let sql = USERS.select("WHERE lower(u.email) = lower($1) LIMIT 2");
         let mut found = sqlx::query(&sql)
             .bind(email)
             .all(self.reader(), user_from_row)
             .await?;
-        Ok(if found.len() == 1 { found.pop() } else { None })
+        Ok(match found.pop() {
+            Some(user) if found.is_empty() && user.email_verified => Some(user),
+            _ => None,
+        })
     }
 
     async fn identities_of(&self, user: UserId) -> StoreResult<Vec<LinkedIdentity>> {

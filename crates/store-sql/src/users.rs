@@ -5,8 +5,8 @@ use super::*;
 pub(super) async fn insert_user(conn: &mut Conn, user: &NewUser) -> StoreResult<User> {
     let row = sqlx::query(&format!(
         "INSERT INTO users (id, username, username_key, display_name, email, \
-         password_hash, kind, server_admin, disabled, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {USER_RETURNING}"
+         password_hash, kind, server_admin, disabled, created_at, email_verified) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {USER_RETURNING}"
     ))
     .bind(user.id.0)
     .bind(user.username.as_str())
@@ -18,6 +18,7 @@ pub(super) async fn insert_user(conn: &mut Conn, user: &NewUser) -> StoreResult<
     .bind(user.server_admin)
     .bind(false)
     .bind(ts(user.created_at))
+    .bind(user.email.is_some() && user.email_verified)
     .fetch_one(&mut *conn)
     .await
     .map_err(unique(Conflict::UsernameTaken))?;
@@ -153,13 +154,15 @@ impl UserStore for Backend {
         let user = sqlx::query(&format!(
             "UPDATE users SET disabled = COALESCE($2, disabled), \
              server_admin = COALESCE($3, server_admin), \
-             require_2fa = COALESCE($4, require_2fa) \
+             require_2fa = COALESCE($4, require_2fa), \
+             email_verified = COALESCE($5, email_verified) AND email IS NOT NULL \
              WHERE id = $1 AND erased_at IS NULL RETURNING {USER_RETURNING}"
         ))
         .bind(id.0)
         .bind(flags.disabled)
         .bind(flags.server_admin)
         .bind(flags.require_2fa)
+        .bind(flags.email_verified)
         .one(&mut *tx, user_from_row)
         .await?;
         if flags.server_admin == Some(true) {

@@ -39,7 +39,8 @@ fn secret_from_row(row: &Row) -> StoreResult<WebhookSecretRecord> {
 }
 
 const DELIVERY_COLS: &str = "id, webhook_id, event_id, event_type, payload, status, attempts, \
-     next_attempt_at, last_status_code, last_error, latency_ms, created_at, finished_at";
+     next_attempt_at, last_status_code, last_error, latency_ms, created_at, finished_at, \
+     redacted_at, message_id, user_id";
 
 const DELIVERIES: Records<WebhookDelivery> =
     Records::new("webhook_deliveries", DELIVERY_COLS, delivery_from_row);
@@ -48,7 +49,8 @@ fn delivery_from_row(row: &Row) -> StoreResult<WebhookDelivery> {
     let status: String = get(row, "status")?;
     Ok(from_columns!(row, WebhookDelivery {
         id, webhook_id, event_id, event_type, payload, attempts, next_attempt_at,
-        last_status_code, last_error, latency_ms, created_at, finished_at;
+        last_status_code, last_error, latency_ms, created_at, finished_at, redacted_at,
+        message_id, user_id;
         status: DeliveryStatus::parse(&status)
             .ok_or_else(|| StoreError::Backend(format!("column status: {status:?}")))?,
     }))
@@ -76,6 +78,40 @@ async fn insert_secret(
         .run(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// Redacts the deliveries `cond` picks (its parameter is `$2`, bound to `subject`) at `at`: the
+/// body goes, the log line stays, and one still queued is given up (DATA-5, DATA-6). Run in the
+/// transaction that deletes or erases what the bodies are about.
+pub(super) async fn redact_deliveries(
+    conn: &mut Conn,
+    at: DateTime<Utc>,
+    cond: &str,
+    subject: Uuid,
+) -> StoreResult<()> {
+    sqlx::query(&format!(
+        "UPDATE webhook_deliveries SET payload = '', redacted_at = COALESCE(redacted_at, $1), \
+         last_error = CASE WHEN status = 'pending' THEN 'redacted' ELSE last_error END, \
+         finished_at = COALESCE(finished_at, $1), \
+         status = CASE WHEN status = 'pending' THEN 'failed' ELSE status END, \
+         lease_owner = NULL, lease_until = NULL WHERE redacted_at IS NULL AND {cond}"
+    ))
+    .bind(ts(at))
+    .bind(subject)
+    .run(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// On PostgreSQL, a message event's insert takes a share lock on the message it checks: a
+/// deletion holding the row waits for it (and then redacts the new row), or it waits for the
+/// deletion and sees the message deleted. SQLite's one writer orders them already.
+fn message_share_lock() -> &'static str {
+    if <Db as sqlx::Database>::NAME == "PostgreSQL" {
+        " FOR SHARE"
+    } else {
+        ""
+    }
 }
 
 /// PostgreSQL locks the claim's candidates and skips rows another claim holds.
@@ -218,21 +254,28 @@ impl WebhookStore for Backend {
     async fn enqueue_deliveries(&self, deliveries: &[NewDelivery]) -> StoreResult<u64> {
         let mut tx = self.writer().begin().await.map_err(db)?;
         let mut added = 0;
+        let sql = format!(
+            "INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, payload, \
+             status, attempts, next_attempt_at, created_at, message_id, user_id) \
+             SELECT $1, $2, $3, $4, $5, 'pending', 0, $6, $6, $7, $8 \
+             WHERE $4 NOT IN ('message.created', 'message.updated') OR EXISTS \
+                 (SELECT 1 FROM messages m WHERE m.id = $7 AND m.deleted_at IS NULL \
+                  AND m.author_id = $8{lock}) \
+             ON CONFLICT (webhook_id, event_id) DO NOTHING",
+            lock = message_share_lock()
+        );
         for d in deliveries {
-            added += sqlx::query(
-                "INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, payload, \
-                 status, attempts, next_attempt_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6) \
-                 ON CONFLICT (webhook_id, event_id) DO NOTHING",
-            )
-            .bind(d.id)
-            .bind(d.webhook_id)
-            .bind(d.event_id)
-            .bind(d.event_type.as_str())
-            .bind(d.payload.as_str())
-            .bind(ts(d.created_at))
-            .run(&mut *tx)
-            .await?;
+            added += sqlx::query(&sql)
+                .bind(d.id)
+                .bind(d.webhook_id)
+                .bind(d.event_id)
+                .bind(d.event_type.as_str())
+                .bind(d.payload.as_str())
+                .bind(ts(d.created_at))
+                .bind(d.message_id)
+                .bind(d.user_id)
+                .run(&mut *tx)
+                .await?;
         }
         tx.commit().await.map_err(db)?;
         Ok(added)

@@ -25,6 +25,7 @@ fn user(id: UserId) -> User {
         username: "alice".into(),
         display_name: None,
         email: None,
+        email_verified: false,
         kind: UserKind::User,
         server_admin: false,
         disabled: false,

@@ -399,6 +399,8 @@ impl Services {
     }
 
     /// A new account that signs in with `password` (hashed here), with no display name yet.
+    /// `email` is the owner's word only ([`NewUser::email_verified`] false); an admin who
+    /// creates the account vouches for it (see `admin_create_user`).
     pub(super) async fn new_password_user(
         &self,
         username: Username,
@@ -411,6 +413,7 @@ impl Services {
             username,
             display_name: None,
             email,
+            email_verified: false,
             password_hash: Some(self.hasher.hash(password).await?),
             kind: UserKind::User,
             server_admin,

@@ -54,6 +54,7 @@ impl Services {
             username: bot_username(id, prefix)?,
             display_name: Some(name.clone()),
             email: None,
+            email_verified: false,
             password_hash: None,
             kind: UserKind::Bot,
             server_admin: false,

@@ -229,7 +229,7 @@ impl Services {
         });
         if rules.link_by_verified_email && identity.email_verified {
             let existing = match identity.email.as_deref().map(Email::parse) {
-                Some(Ok(email)) => self.store.user_by_email(email.as_str()).await?,
+                Some(Ok(email)) => self.store.user_by_verified_email(email.as_str()).await?,
                 _ => None,
             };
             // A server admin is never taken over by an outside identity's email claim.
@@ -268,6 +268,8 @@ impl Services {
                     .as_deref()
                     .and_then(|n| DisplayName::parse(n).ok()),
                 email: identity.email.as_deref().and_then(|e| Email::parse(e).ok()),
+                // The provider's word on the address, when it gave one it says it checked.
+                email_verified: identity.email_verified,
                 password_hash: None,
                 kind: UserKind::User,
                 server_admin: false,

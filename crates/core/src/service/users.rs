@@ -9,7 +9,7 @@ use crate::ids::*;
 use crate::model::*;
 use crate::password::NewPassword;
 use crate::policy;
-use crate::store::Page;
+use crate::store::{Page, UserFlags};
 use crate::types::*;
 
 /// Proof that the caller may use the server admin API: a server admin's session or the
@@ -150,9 +150,11 @@ impl Services {
         email: Option<Email>,
         server_admin: bool,
     ) -> Result<User> {
-        let new = self
+        let mut new = self
             .new_password_user(username, &password, email, server_admin)
             .await?;
+        // The admin typed the address: the server takes it as the owner's (AUTH-10 linking).
+        new.email_verified = new.email.is_some();
         let audit = self
             .admin_audit(admin, "admin.user_created")
             .resource("user", new.id)
@@ -166,11 +168,9 @@ impl Services {
         &self,
         admin: &ServerAdmin,
         id: UserId,
-        disabled: Option<bool>,
-        server_admin: Option<bool>,
-        require_2fa: Option<bool>,
+        flags: UserFlags,
     ) -> Result<User> {
-        let demotes = disabled == Some(true) || server_admin == Some(false);
+        let demotes = flags.disabled == Some(true) || flags.server_admin == Some(false);
         if !policy::credentials::admin_may_update(admin.user, id, demotes) {
             return Err(ServiceError::conflict(
                 "cannot_demote_self",
@@ -182,18 +182,15 @@ impl Services {
             .store
             .set_user_flags(
                 id,
-                crate::store::UserFlags {
-                    disabled,
-                    server_admin,
-                    require_2fa,
-                },
+                flags,
                 &[self
                     .admin_audit(admin, "admin.user_updated")
                     .resource("user", id)
                     .detail(serde_json::json!({
-                        "disabled": disabled,
-                        "server_admin": server_admin,
-                        "require_2fa": require_2fa,
+                        "disabled": flags.disabled,
+                        "server_admin": flags.server_admin,
+                        "require_2fa": flags.require_2fa,
+                        "email_verified": flags.email_verified,
                     }))],
             )
             .await

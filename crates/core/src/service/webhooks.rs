@@ -62,6 +62,46 @@ pub const WEBHOOK_EVENTS: &[&str] = &[
     "member.role_changed",
 ];
 
+/// What a delivery's body is about, so that deleting, purging or erasing it reaches the
+/// delivery log too (DATA-5, DATA-6): the message of a message event, and the person — a
+/// message's author, a member or a participant.
+#[derive(Debug, Clone, Copy, Default)]
+struct About {
+    message: Option<Uuid>,
+    user: Option<Uuid>,
+}
+
+impl About {
+    /// Read from the event's REST object (`data`) of webhook event `name`.
+    fn of(name: &str, data: &Data) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Who {
+            id: Uuid,
+        }
+        #[derive(serde::Deserialize)]
+        struct Shown {
+            id: Option<Uuid>,
+            author: Option<Who>,
+            user: Option<Who>,
+        }
+        let Ok(shown) = serde_json::from_str::<Shown>(data.get()) else {
+            return Self::default();
+        };
+        Self {
+            message: shown.id.filter(|_| name.starts_with("message.")),
+            user: shown.author.or(shown.user).map(|w| w.id),
+        }
+    }
+}
+
+/// 409: the delivery's body went with what it was about, or that is gone since.
+fn redacted() -> ServiceError {
+    ServiceError::conflict(
+        "delivery_redacted",
+        "what this delivery was about was deleted or erased; its body is gone",
+    )
+}
+
 /// The event sent by `POST …/test`.
 pub const TEST_EVENT: &str = "webhook.test";
 
@@ -380,18 +420,19 @@ impl Services {
     ) -> Result<WebhookDelivery> {
         let now = self.clock.now();
         let body = payload(event_type, now, data);
-        self.enqueue_body(webhook, event_type.to_owned(), body, now)
+        self.enqueue_body(webhook, event_type.to_owned(), body, now, About::default())
             .await
     }
 
-    /// Queues one delivery of `event_type` with the body `payload` to the endpoint, made at
-    /// `now` (a new delivery and event id: receivers see a new message).
+    /// Queues one delivery of `event_type` with the body `payload` (which is `about` that) to
+    /// the endpoint, made at `now` (a new delivery and event id: receivers see a new message).
     async fn enqueue_body(
         &self,
         webhook: Uuid,
         event_type: String,
         payload: String,
         now: DateTime<Utc>,
+        about: About,
     ) -> Result<WebhookDelivery> {
         let d = NewDelivery {
             id: Uuid::now_v7(),
@@ -400,10 +441,16 @@ impl Services {
             event_type,
             payload,
             created_at: now,
+            message_id: about.message,
+            user_id: about.user,
         };
-        self.store
+        let added = self
+            .store
             .enqueue_deliveries(std::slice::from_ref(&d))
             .await?;
+        if added == 0 {
+            return Err(redacted());
+        }
         Ok(self.store.delivery(d.id).await?)
     }
 
@@ -440,7 +487,14 @@ impl Services {
             Ok(_) | Err(StoreError::NotFound) => return Err(ServiceError::NotFound("delivery")),
             Err(e) => return Err(e.into()),
         };
-        self.enqueue_body(id, old.event_type, old.payload, self.clock.now())
+        if old.redacted_at.is_some() {
+            return Err(redacted());
+        }
+        let about = About {
+            message: old.message_id,
+            user: old.user_id,
+        };
+        self.enqueue_body(id, old.event_type, old.payload, self.clock.now(), about)
             .await
     }
 
@@ -514,6 +568,7 @@ impl Services {
         }
         let now = self.clock.now();
         let body = payload(name, now, data);
+        let about = About::of(name, data);
         let rows: Vec<NewDelivery> = hooks
             .iter()
             .map(|h| NewDelivery {
@@ -523,6 +578,8 @@ impl Services {
                 event_type: name.to_owned(),
                 payload: body.clone(),
                 created_at: now,
+                message_id: about.message,
+                user_id: about.user,
             })
             .collect();
         Ok(self.store.enqueue_deliveries(&rows).await?)

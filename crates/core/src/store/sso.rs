@@ -90,9 +90,10 @@ pub trait SsoStore: Send + Sync + 'static {
         audit: &[AuditEntry],
     ) -> StoreResult<()>;
 
-    /// The one account whose email is `email` (case-insensitively); `None` when there is none
-    /// or more than one.
-    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    /// The one account whose email is `email` (case-insensitively), when the server knows the
+    /// account owns it ([`User::email_verified`]); `None` when there is none, more than one
+    /// account has it, or the one that has it is not verified.
+    async fn user_by_verified_email(&self, email: &str) -> StoreResult<Option<User>>;
 
     /// The identities linked to `user`, oldest first.
     async fn identities_of(&self, user: UserId) -> StoreResult<Vec<LinkedIdentity>>;

@@ -54,4 +54,6 @@ pub struct UserFlags {
     pub disabled: Option<bool>,
     pub server_admin: Option<bool>,
     pub require_2fa: Option<bool>,
+    /// The account's email is the owner's (an account without one stays unverified).
+    pub email_verified: Option<bool>,
 }

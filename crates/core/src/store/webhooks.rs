@@ -122,6 +122,9 @@ impl DeliveryStatus {
 
 /// One delivery of one event to one endpoint: the queue row and its log. `payload` is the exact
 /// body sent; the secret is never recorded, and `last_error` names only the kind of failure.
+/// When what the body is about is deleted, purged or erased (DATA-5, DATA-6), the body goes
+/// with it: `redacted_at` is set, `payload` is empty, and a delivery still queued is given up
+/// (`failed`, `last_error` "redacted").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct WebhookDelivery {
     #[schema(value_type = String, format = Uuid)]
@@ -144,6 +147,14 @@ pub struct WebhookDelivery {
     pub latency_ms: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// When the body was removed with what it was about; it cannot be redelivered.
+    pub redacted_at: Option<DateTime<Utc>>,
+    /// The message the body is about (message events).
+    #[serde(skip)]
+    pub message_id: Option<Uuid>,
+    /// The person the body is about: a message's author, a member, a participant.
+    #[serde(skip)]
+    pub user_id: Option<Uuid>,
 }
 
 /// A delivery to enqueue.
@@ -155,6 +166,11 @@ pub struct NewDelivery {
     pub event_type: String,
     pub payload: String,
     pub created_at: DateTime<Utc>,
+    /// See [`WebhookDelivery::message_id`]. A message event whose message is deleted or gone
+    /// by the time it is queued is not queued (its body would outlive the message).
+    pub message_id: Option<Uuid>,
+    /// See [`WebhookDelivery::user_id`].
+    pub user_id: Option<Uuid>,
 }
 
 /// The outcome of one attempt, recorded by `finish_delivery`.
@@ -204,7 +220,10 @@ pub trait WebhookStore: Send + Sync + 'static {
         id: Uuid,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<WebhookSecretRecord>>;
-    /// Enqueues; a (webhook, event) pair already queued is skipped. Answers how many were new.
+    /// Enqueues; a (webhook, event) pair already queued is skipped, and so is a
+    /// `message.created` or `message.updated` whose message is deleted, gone or no longer by
+    /// `user_id` (its author erased) — checked in the insert, so a deletion committing at the
+    /// same time is either seen here or redacts the new row. Answers how many were new.
     async fn enqueue_deliveries(&self, deliveries: &[NewDelivery]) -> StoreResult<u64>;
     /// Leases up to `limit` deliveries due at `now`: only the pending delivery with the lowest
     /// event id of each enabled endpoint, and none another node holds.

@@ -7,7 +7,7 @@ use super::pagination::{id_listed, List, ListQuery, Listed, Paging};
 use crate::state::AppState;
 use conclave_core::model::{Member, User};
 use conclave_core::password::NewPassword;
-use conclave_core::store::LinkedIdentity;
+use conclave_core::store::{LinkedIdentity, UserFlags};
 use conclave_core::types::{Email, Username};
 use conclave_core::{OrgId, UserId};
 use secrecy::ExposeSecret;
@@ -166,9 +166,14 @@ pub struct UpdateUser {
     /// The user must turn on two-factor authentication: until then their session reaches only
     /// their account and the 2FA setup routes.
     require_2fa: Option<bool>,
+    /// The account's email is its owner's (the admin checked it): an OpenID provider with
+    /// `link_existing = "email_verified"` may then link a first sign-in with that verified
+    /// address to this account. Ignored for an account without an email.
+    email_verified: Option<bool>,
 }
 
-/// Disable or enable an account, or change its server-admin right.
+/// Disable or enable an account, change its server-admin right, require 2FA, or vouch for its
+/// email.
 #[utoipa::path(patch, path = "/admin/users/{id}", tag = "admin", params(("id" = String, Path, format = Uuid)), request_body = UpdateUser,
     responses((status = 200, body = User), (status = 409, body = ErrorBody)))]
 async fn update_user(a: AdminCaller<UserId>, ApiJson(body): ApiJson<UpdateUser>) -> Answer<User> {
@@ -176,10 +181,13 @@ async fn update_user(a: AdminCaller<UserId>, ApiJson(body): ApiJson<UpdateUser>)
         disabled,
         server_admin,
         require_2fa,
+        email_verified,
     } = body;
-    json(
-        a.services()
-            .admin_update_user(&a.admin, a.at, disabled, server_admin, require_2fa),
-    )
-    .await
+    let flags = UserFlags {
+        disabled,
+        server_admin,
+        require_2fa,
+        email_verified,
+    };
+    json(a.services().admin_update_user(&a.admin, a.at, flags)).await
 }

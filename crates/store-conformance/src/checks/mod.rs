@@ -110,6 +110,7 @@ pub(crate) fn new_user(name: &str) -> NewUser {
         username: Username::parse(name).unwrap(),
         display_name: None,
         email: None,
+        email_verified: false,
         password_hash: Some(format!("$argon2id$fake${name}")),
         kind: UserKind::User,
         server_admin: false,

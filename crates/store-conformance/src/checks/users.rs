@@ -125,6 +125,65 @@ async fn usernames_are_unique_ignoring_case(store: Arc<dyn Store>) {
 }
 check!(usernames_are_unique_ignoring_case);
 
+/// Flags that only mark the account's email as its owner's (or not).
+fn verified(on: bool) -> UserFlags {
+    UserFlags {
+        email_verified: Some(on),
+        ..UserFlags::default()
+    }
+}
+
+async fn only_a_verified_email_finds_its_account(store: Arc<dyn Store>) {
+    let email = |e: &str| Some(Email::parse(e).unwrap());
+    let found = |e: &'static str| {
+        let store = Arc::clone(&store);
+        async move {
+            let user = store.user_by_verified_email(e).await.unwrap();
+            user.map(|u| u.id)
+        }
+    };
+    let mut typed = new_user("typed");
+    typed.email = email("Dana@Example.com");
+    let typed = store.create_user(&typed, &[]).await.unwrap();
+    assert!(!typed.email_verified);
+    // The owner's word alone finds nothing.
+    assert_eq!(found("dana@example.com").await, None);
+    let marked = store
+        .set_user_flags(typed.id, verified(true), &[])
+        .await
+        .unwrap();
+    assert!(marked.email_verified);
+    assert_eq!(found("DANA@example.COM").await, Some(typed.id));
+    // A second account with the address (verified or not) makes it nobody's.
+    let mut other = new_user("other");
+    other.email = email("dana@example.com");
+    store.create_user(&other, &[]).await.unwrap();
+    assert_eq!(found("dana@example.com").await, None);
+    // Created verified; marking it unverified takes it back.
+    let mut vouched = new_user("vouched");
+    vouched.email = email("erin@example.com");
+    vouched.email_verified = true;
+    let vouched = store.create_user(&vouched, &[]).await.unwrap();
+    assert!(vouched.email_verified);
+    assert_eq!(found("erin@example.com").await, Some(vouched.id));
+    store
+        .set_user_flags(vouched.id, verified(false), &[])
+        .await
+        .unwrap();
+    assert_eq!(found("erin@example.com").await, None);
+    // No email, nothing to verify.
+    let mut bare = new_user("bare");
+    bare.email_verified = true;
+    let bare = store.create_user(&bare, &[]).await.unwrap();
+    assert!(!bare.email_verified);
+    let still = store
+        .set_user_flags(bare.id, verified(true), &[])
+        .await
+        .unwrap();
+    assert!(!still.email_verified);
+}
+check!(only_a_verified_email_finds_its_account);
+
 async fn bootstrap_is_claimed_once(store: Arc<dyn Store>) {
     assert!(!store.bootstrap_claimed().await.unwrap());
     let mut first = new_user("admin");

@@ -3,6 +3,7 @@
 //! deliveries come in event-id order.
 
 use super::*;
+use conclave_core::audit::{AuditActor, AuditEntry};
 use conclave_core::store::webhooks::*;
 use uuid::Uuid;
 
@@ -49,11 +50,155 @@ fn delivery(webhook: Uuid, event_id: Uuid) -> NewDelivery {
         id: Uuid::now_v7(),
         webhook_id: webhook,
         event_id,
-        event_type: "message.created".into(),
+        event_type: "webhook.test".into(),
         payload: "{}".into(),
         created_at: at(0),
+        message_id: None,
+        user_id: None,
     }
 }
+
+/// A delivery of `event` about message `m` (by its author) to `webhook`.
+fn about_message(webhook: Uuid, event: &str, m: &Message) -> NewDelivery {
+    NewDelivery {
+        event_type: event.into(),
+        payload: format!("{{\"type\":\"{event}\",\"data\":{{\"content\":\"secret\"}}}}"),
+        message_id: Some(m.id.0),
+        user_id: Some(m.author.id.0),
+        ..delivery(webhook, Uuid::now_v7())
+    }
+}
+
+/// Delivery `d` is as it was queued: not redacted, its body whole.
+async fn kept_whole(store: &dyn Store, d: &WebhookDelivery) {
+    let now = store.delivery(d.id).await.unwrap();
+    assert!(now.redacted_at.is_none());
+    assert_eq!(now.payload, d.payload);
+}
+
+/// Queues a delivery of `event` about `m`; the row, when it was queued.
+async fn queued_about(
+    store: &dyn Store,
+    hook: Uuid,
+    event: &str,
+    m: &Message,
+) -> Option<WebhookDelivery> {
+    queued(store, &about_message(hook, event, m)).await
+}
+
+/// Queues `d` and answers whether it was queued, and the row as the log shows it.
+async fn queued(store: &dyn Store, d: &NewDelivery) -> Option<WebhookDelivery> {
+    let added = store
+        .enqueue_deliveries(std::slice::from_ref(d))
+        .await
+        .unwrap();
+    if added == 0 {
+        return None;
+    }
+    Some(store.delivery(d.id).await.unwrap())
+}
+
+/// Delivery `id` is redacted: no body, and given up if it was still queued (`was`).
+async fn redacted(store: &dyn Store, id: Uuid, was: DeliveryStatus) {
+    let d = store.delivery(id).await.unwrap();
+    assert!(d.redacted_at.is_some(), "{d:?}");
+    assert_eq!(d.payload, "", "the body is gone");
+    if was == DeliveryStatus::Pending {
+        assert_eq!(d.status, DeliveryStatus::Failed, "a queued one is given up");
+        assert_eq!(d.last_error.as_deref(), Some("redacted"));
+    } else {
+        assert_eq!(d.status, was);
+    }
+}
+
+/// DATA-5, DATA-6: a delivery's body goes when its message is deleted or its person erased;
+/// the delivery itself goes when its message is purged or its conversation deleted; a message
+/// event whose message is gone is not queued at all; other deliveries keep theirs.
+async fn webhook_bodies_go_with_what_they_are_about(store: Arc<dyn Store>) {
+    let (alice, org) = owned_org(&*store, "alice", "Acme").await;
+    let bob = make_user(&*store, "bob").await;
+    join(&*store, org.id, bob.id).await;
+    let hook = make_hook(&*store, org.id).await;
+    let conv = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
+    let gone = post_message(&*store, conv.id, alice.id, "gone").await;
+    let kept = post_message(&*store, conv.id, alice.id, "kept").await;
+    // One delivered, one still queued, of the message to delete; one of the message kept.
+    let sent = queued_about(&*store, hook, "message.created", &gone)
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_deliveries(lease("node-a", at(60)), at(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.iter().map(|d| d.id).collect::<Vec<_>>(), [sent.id]);
+    assert!(
+        store
+            .finish_delivery(sent.id, "node-a", &delivered())
+            .await
+            .unwrap()
+            .0
+    );
+    let waiting = queued_about(&*store, hook, "message.updated", &gone)
+        .await
+        .unwrap();
+    let other = queued_about(&*store, hook, "message.created", &kept)
+        .await
+        .unwrap();
+    store.delete_message(gone.id, at(200), &[]).await.unwrap();
+    redacted(&*store, sent.id, DeliveryStatus::Delivered).await;
+    redacted(&*store, waiting.id, DeliveryStatus::Pending).await;
+    kept_whole(&*store, &other).await;
+    // Too late for a deleted message's content; its tombstone is still announced.
+    assert!(queued_about(&*store, hook, "message.created", &gone)
+        .await
+        .is_none());
+    assert!(queued_about(&*store, hook, "message.updated", &gone)
+        .await
+        .is_none());
+    let tombstone = queued_about(&*store, hook, "message.deleted", &gone).await;
+    assert!(tombstone.is_some_and(|d| d.redacted_at.is_none()));
+    // Bob's membership and message: his erasure takes both bodies, and a body queued late
+    // naming him as his (moved) message's author is not queued.
+    let his = post_message(&*store, conv.id, bob.id, "his").await;
+    let member = NewDelivery {
+        event_type: "member.added".into(),
+        payload: "{\"data\":{\"user\":{\"username\":\"bob\"}}}".into(),
+        user_id: Some(bob.id.0),
+        ..delivery(hook, Uuid::now_v7())
+    };
+    let member = queued(&*store, &member).await.unwrap();
+    let his_body = queued_about(&*store, hook, "message.created", &his)
+        .await
+        .unwrap();
+    let erasure = conclave_core::store::Erasure {
+        user: bob.id,
+        tombstone_orgs: &[],
+        anonymous_name: "deleted-bob",
+        at: at(300),
+    };
+    store.erase_user(&erasure, &[]).await.unwrap();
+    redacted(&*store, member.id, DeliveryStatus::Pending).await;
+    redacted(&*store, his_body.id, DeliveryStatus::Pending).await;
+    assert!(queued_about(&*store, hook, "message.created", &his)
+        .await
+        .is_none());
+    kept_whole(&*store, &other).await;
+    // Retention: the purged message's deliveries leave the log.
+    let mut old = new_message(conv.id, alice.id, "old");
+    old.created_at = at(10);
+    let old = send(&*store, &old).await;
+    let old_body = queued_about(&*store, hook, "message.created", &old)
+        .await
+        .unwrap();
+    let e = AuditEntry::new("messages.pruned", AuditActor::system(), at(400)).org(org.id);
+    store.prune_messages(org.id, at(30), &e).await.unwrap();
+    assert_not_found(store.delivery(old_body.id).await);
+    kept_whole(&*store, &other).await;
+    // Deleting the conversation takes the deliveries about its messages, bodies and all.
+    store.delete_conversation(conv.id, &[]).await.unwrap();
+    assert_not_found(store.delivery(other.id).await);
+}
+check!(webhook_bodies_go_with_what_they_are_about);
 
 fn delivered() -> AttemptOutcome {
     AttemptOutcome {

@@ -9,6 +9,7 @@ mod delivery;
 mod events;
 mod nodes;
 pub mod receiver;
+mod redaction;
 
 use crate::helpers::*;
 use receiver::Receiver;

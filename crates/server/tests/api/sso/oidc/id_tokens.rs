@@ -48,6 +48,7 @@ pub(super) async fn link_existing_takes_only_a_verified_email(app: TestApp) {
         "scopes": ["openid"], "create_users": false, "link_existing": "email_verified",
     });
     let app = forger.app(app.backend, extra, |_| {}).await;
+    // Someone registers with the address the provider will vouch for: it is only his word.
     let body = json!({
         "username": "carol", "password": PASSWORD, "email": "Mallory@forger.example",
     });
@@ -55,21 +56,79 @@ pub(super) async fn link_existing_takes_only_a_verified_email(app: TestApp) {
         .post_anon("/api/v1/auth/register", body)
         .await
         .expect(201);
-    // An email the provider does not say it verified links nothing (and creates nothing).
-    assert_eq!(
-        forger.sign_in(&app, &browser(), "c1", Forge::Good).await,
-        "/#/signin?error=sso_user_unknown"
-    );
-    // A verified one takes the one account with that email, and stays linked.
+    assert_eq!(carol.body["user"]["email_verified"], false);
+    // An email the provider does not say it verified links nothing (and creates nothing); nor
+    // does a verified one while the account's own address is unverified.
+    for (code, mode) in [("c1", Forge::Good), ("c2", Forge::GoodVerified)] {
+        assert_eq!(
+            forger.sign_in(&app, &browser(), code, mode).await,
+            "/#/signin?error=sso_user_unknown",
+            "{mode:?}"
+        );
+    }
+    // Only a server admin vouches for an account's address; then a verified claim takes the
+    // one account with that email, and stays linked.
+    let id = carol.body["user"]["id"].as_str().unwrap();
+    let path = format!("/api/v1/admin/users/{id}");
+    let marked = app
+        .patch(&path, ADMIN_TOKEN, json!({ "email_verified": true }))
+        .await
+        .expect(200);
+    assert_eq!(marked.body["email_verified"], true);
     let b = browser();
     assert_eq!(
-        forger.sign_in(&app, &b, "c2", Forge::GoodVerified).await,
+        forger.sign_in(&app, &b, "c3", Forge::GoodVerified).await,
         "/"
     );
     assert_eq!(session_user(&app, &b).await["id"], carol.body["user"]["id"]);
     let linked = app.audit_of("sso.identity_linked").await.items();
     assert_eq!(linked.len(), 1);
     assert_eq!(linked[0]["detail"]["subject"], "verified-sub");
+    // An account an admin creates with an email is vouched for from the start; one without is
+    // not, and marking it changes nothing.
+    let made = app
+        .post(
+            "/api/v1/admin/users",
+            ADMIN_TOKEN,
+            json!({"username": "dave", "password": PASSWORD, "email": "dave@forger.example"}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(made.body["email_verified"], true);
+    let bare = app
+        .post(
+            "/api/v1/admin/users",
+            ADMIN_TOKEN,
+            json!({"username": "erin", "password": PASSWORD}),
+        )
+        .await
+        .expect(201);
+    let id = bare.body["id"].as_str().unwrap();
+    let path = format!("/api/v1/admin/users/{id}");
+    let marked = app
+        .patch(&path, ADMIN_TOKEN, json!({ "email_verified": true }))
+        .await
+        .expect(200);
+    assert_eq!(marked.body["email_verified"], false);
+    // Vouching is the server admin's: the user herself cannot.
+    let own = app
+        .login("carol", PASSWORD)
+        .await
+        .expect(200)
+        .string("token");
+    let id = carol.body["user"]["id"].as_str().unwrap();
+    let res = app
+        .patch(
+            &format!("/api/v1/admin/users/{id}"),
+            &own,
+            json!({ "email_verified": false }),
+        )
+        .await;
+    assert_eq!(res.status.as_u16(), 403);
+    let res = app
+        .patch("/api/v1/users/@me", &own, json!({ "email_verified": true }))
+        .await;
+    assert_eq!(res.status.as_u16(), 422);
 }
 
 pub(super) async fn erased_accounts_come_back_only_as_new_ones(app: TestApp) {
