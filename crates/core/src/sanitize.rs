@@ -1,8 +1,11 @@
 //! Message content formats. Plain text is stored as given (clients escape it when rendering);
 //! HTML is cleaned with an allowlist before it is stored, so every reader gets the same safe text.
 
-use std::collections::HashSet;
-use std::sync::LazyLock;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
+
+/// The link schemes a message may carry.
+const SCHEMES: [&str; 3] = ["http", "https", "mailto"];
 
 static CLEANER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
     let tags: HashSet<&str> = [
@@ -26,11 +29,8 @@ static CLEANER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
     let mut b = ammonia::Builder::empty();
     b.tags(tags)
         .generic_attributes(HashSet::new())
-        .tag_attributes(std::collections::HashMap::from([(
-            "a",
-            HashSet::from(["href"]),
-        )]))
-        .url_schemes(["http", "https", "mailto"].into_iter().collect())
+        .tag_attributes(HashMap::from([("a", HashSet::from(["href"]))]))
+        .url_schemes(SCHEMES.into_iter().collect())
         .link_rel(Some("noopener noreferrer nofollow"))
         .url_relative(ammonia::UrlRelative::Deny)
         .strip_comments(true);
@@ -42,6 +42,33 @@ static CLEANER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
 #[must_use]
 pub fn clean_html(input: &str) -> String {
     CLEANER.clean(input).to_string()
+}
+
+/// The link targets (`a[href]`) of cleaned HTML, as a reader's browser gets them (entities
+/// decoded), in order. Read with the same parser the cleaner uses, never by hand.
+#[must_use]
+pub fn html_links(cleaned: &str) -> Vec<String> {
+    let found = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&found);
+    let mut b = ammonia::Builder::empty();
+    b.tags(HashSet::from(["a"]))
+        .generic_attributes(HashSet::new())
+        .tag_attributes(HashMap::from([("a", HashSet::from(["href"]))]))
+        .url_schemes(SCHEMES.into_iter().collect())
+        .url_relative(ammonia::UrlRelative::Deny)
+        .attribute_filter(move |element, attribute, value| {
+            if element == "a" && attribute == "href" {
+                sink.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(value.to_owned());
+            }
+            Some(value.into())
+        });
+    let _ = b.clean(cleaned);
+    let mut links = found
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    std::mem::take(&mut *links)
 }
 
 /// Whether cleaned HTML has any visible text left.
@@ -76,6 +103,18 @@ pub fn html_text(cleaned: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_are_read_with_their_entities_decoded() {
+        let cleaned = clean_html(
+            r#"<p>see <a href="https://a.example/x?q=1&amp;r=2">docs</a> and <a href='mailto:m@b.example'>mail</a> <a href="javascript:x()">no</a></p>"#,
+        );
+        assert_eq!(
+            html_links(&cleaned),
+            ["https://a.example/x?q=1&r=2", "mailto:m@b.example"]
+        );
+        assert!(html_links(&clean_html("<p>no links</p>")).is_empty());
+    }
 
     #[test]
     fn scripts_handlers_and_bad_schemes_go() {

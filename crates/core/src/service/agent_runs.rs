@@ -187,6 +187,20 @@ impl Services {
             Err(e) => return Err(e),
         };
         let conv = task.message.conversation_id;
+        // An agent that may not post there (a Viewer, an archived conversation) is not asked:
+        // its answer could not be posted (AZ-2), and its budget is not spent.
+        match self
+            .conversation_access(
+                &actor,
+                conv,
+                crate::policy::ConversationAction::SendMessages,
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(ServiceError::NotFound(_) | ServiceError::Forbidden { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        }
         let wanted = usize::try_from(agent.context_messages).unwrap_or(1);
         let mut seen: Vec<Message> = Vec::new();
         let mut cursor = Cursor::Before(task.message.seq + 1);

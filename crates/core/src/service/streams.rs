@@ -174,16 +174,19 @@ impl OpenStreams {
 }
 
 impl Services {
-    /// Stores a message by `author` with status streaming and empty content, replying to
-    /// `reply_to` (a message of `conv`); emits MESSAGE_CREATE like any message. No Actor: this
-    /// is the server acting for an agent; the caller (the runner) has checked that `author`
-    /// is a participant who may post.
+    /// Stores a message by `author` (an agent's bot acting as itself) with status streaming
+    /// and empty content, replying to `reply_to` (a message of `conv`); emits MESSAGE_CREATE
+    /// like any message. The author must be allowed to send there now, as any sender is (AZ-2:
+    /// a Viewer, or a bot in an archived conversation, is refused with 403/404).
     pub async fn open_stream(
         &self,
-        author: UserId,
+        author: &Actor,
         conv: ConversationId,
         reply_to: Option<MessageId>,
     ) -> Result<AnswerStream> {
+        self.conversation_access(author, conv, policy::ConversationAction::SendMessages)
+            .await?;
+        let author = author.user.id;
         if let Some(reply) = reply_to {
             self.message_of(conv, reply).await?.ok_or_else(|| {
                 ServiceError::invalid(

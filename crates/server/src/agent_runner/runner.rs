@@ -101,7 +101,14 @@ async fn run(
             Ok::<(), conclave_core::ServiceError>(())
         }
     };
-    let key = format!("agent:{}:user:{asker}", agent.id);
+    // AGENT-4 counts per person. Every visitor of a widget key writes as the key's one visitor
+    // account, so there a visitor is their conversation (one per visitor session, WEB-4): one
+    // visitor cannot use up everyone else's allowance.
+    let key = if task.widget {
+        format!("agent:{}:visitor:{conv}", agent.id)
+    } else {
+        format!("agent:{}:user:{asker}", agent.id)
+    };
     if !within(state, "the agent invocation limit", key.clone(), per_minute).await {
         let notices = format!("{key}:notice");
         if within(state, "agent notices", notices, RATE_NOTICES_PER_MINUTE).await {
@@ -109,6 +116,8 @@ async fn run(
         }
         return Ok(());
     }
+    let endpoint = url::Url::parse(&agent.endpoint)
+        .map_err(|_| conclave_core::ServiceError::Internal("a stored endpoint is no URL".into()))?;
     let estimate = prompt_estimate(&context) + i64::from(agent.max_output_tokens);
     let reservation = match services.reserve_agent_tokens(agent, estimate).await? {
         Ok(r) => r,
@@ -126,8 +135,6 @@ async fn run(
         return notice(BUSY_NOTICE).await;
     };
     let prompt_chars: usize = context.iter().map(|l| l.content.chars().count()).sum();
-    let endpoint = url::Url::parse(&agent.endpoint)
-        .map_err(|_| conclave_core::ServiceError::Internal("a stored endpoint is no URL".into()))?;
     // Within 0–2: exact enough as an f32.
     #[allow(clippy::cast_possible_truncation)]
     let temperature = agent.temperature.map(|t| t as f32);
@@ -140,9 +147,23 @@ async fn run(
         max_tokens: u32::try_from(agent.max_output_tokens).ok(),
     };
     let started = Instant::now();
-    let mut stream = services
-        .open_stream(agent.user_id, conv, Some(task.message.id))
-        .await?;
+    // Whatever stops the answer before it starts gives the held tokens back (AGENT-4): the
+    // conversation or the question deleted meanwhile, the agent made a Viewer, an archive.
+    let mut stream = match services
+        .open_stream(&actor, conv, Some(task.message.id))
+        .await
+    {
+        Ok(stream) => stream,
+        Err(e) => {
+            services.settle_agent_tokens(&reservation, 0).await?;
+            return match e {
+                conclave_core::ServiceError::NotFound(_)
+                | conclave_core::ServiceError::Forbidden { .. }
+                | conclave_core::ServiceError::Invalid { .. } => Ok(()),
+                other => Err(other),
+            };
+        }
+    };
     let answered = stream_answer(state, (agent.org_id, &request), limits, &mut stream).await;
     let Answered {
         end,

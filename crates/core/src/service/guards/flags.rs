@@ -2,10 +2,11 @@
 //! moderators, and the server's guard totals.
 
 use super::FlagItem;
+use crate::credential::Scope;
 use crate::error::ServiceError;
 use crate::ids::*;
 use crate::model::Message;
-use crate::policy::OrgAction;
+use crate::policy::{self, OrgAction};
 use crate::service::{Actor, Result, ServerAdmin, Services};
 use crate::store::guards::*;
 use crate::store::StoreError;
@@ -75,6 +76,7 @@ impl Services {
     ) -> Result<Vec<FlagItem>> {
         self.require_org_settings(actor, org, OrgAction::ManageGuards, false)
             .await?;
+        reads_flagged(actor)?;
         let flags = self.store.flags(org, resolved, before, limit).await?;
         let mut items = Vec::with_capacity(flags.len());
         for flag in flags {
@@ -100,6 +102,7 @@ impl Services {
     ) -> Result<FlagItem> {
         self.require_org_settings(actor, org, OrgAction::ManageGuards, true)
             .await?;
+        reads_flagged(actor)?;
         let flag = match self.store.flag(id).await {
             Ok(f) if f.org_id == org => f,
             Ok(_) | Err(StoreError::NotFound) => return Err(ServiceError::NotFound("flag")),
@@ -169,5 +172,15 @@ impl Services {
     pub async fn guard_totals(&self, _admin: &ServerAdmin) -> Result<GuardTotals> {
         self.flush_guard_counts().await?;
         Ok(self.store.guard_totals().await?)
+    }
+}
+
+/// The review queue shows (and its answers carry) the flagged messages' text: a key needs
+/// `messages:read` besides `org:admin` (AZ-5), as reading them over REST would.
+fn reads_flagged(actor: &Actor) -> Result<()> {
+    if policy::credentials::scope_allows(&actor.credential, Some(Scope::MessagesRead)) {
+        Ok(())
+    } else {
+        Err(crate::service::credentials::INSUFFICIENT_SCOPE)
     }
 }

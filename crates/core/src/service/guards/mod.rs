@@ -100,12 +100,20 @@ fn not_of_kind(field: &str, kind: GuardKind) -> ServiceError {
     )
 }
 
-/// The text a post is screened on: HTML reduced to what a reader sees.
+/// The text a post is screened on: HTML reduced to what a reader sees — its visible text, then
+/// each link's target on a line of its own (where a link leads is posted as much as its label).
 #[must_use]
 pub fn screened_text(content: &str, format: MessageFormat) -> std::borrow::Cow<'_, str> {
     match format {
         MessageFormat::Text => std::borrow::Cow::Borrowed(content),
-        MessageFormat::Html => std::borrow::Cow::Owned(crate::sanitize::html_text(content)),
+        MessageFormat::Html => {
+            let mut text = crate::sanitize::html_text(content);
+            for link in crate::sanitize::html_links(content) {
+                text.push('\n');
+                text.push_str(&link);
+            }
+            std::borrow::Cow::Owned(text)
+        }
     }
 }
 

@@ -228,6 +228,10 @@ impl Services {
         content: &str,
         format: MessageFormat,
     ) -> Result<Vec<GuardId>> {
+        // Without guards the text to screen (for HTML: a parse of the message) is not made.
+        if self.org_guards(org).await?.is_empty() {
+            return Ok(Vec::new());
+        }
         match self
             .screen(org, Subject::Message, &screened_text(content, format))
             .await?

@@ -22,6 +22,20 @@ mod other_setup {
     );
 }
 
+/// Cases with one model call at a time on the node.
+mod one_slot {
+    use super::*;
+    crate::both_backends!(
+        with crate::agents::limits::one_at_a_time;
+        an_answer_that_cannot_start_gives_its_tokens_back,
+    );
+}
+
+/// One agent call at a time on the node (`agent_max_concurrent = 1`).
+pub(crate) async fn one_at_a_time(backend: Backend) -> Option<Agented> {
+    crate::agents::agented_with(backend, |c| c.agent_max_concurrent = 1).await
+}
+
 const ORG_NOTICE: &str =
     "I can't answer now: this organization's monthly AI token budget is used up.";
 const AGENT_NOTICE: &str = "I can't answer now: my monthly AI token budget is used up.";
@@ -145,4 +159,40 @@ async fn each_user_may_call_an_agent_a_few_times_a_minute(h: Agented) {
         "Hello there"
     );
     assert_eq!(h.llm.requests().len(), 4);
+}
+
+/// AGENT-4: tokens held for an answer that cannot start — its conversation deleted while it
+/// waited for a model slot — are given back, not kept for the month.
+async fn an_answer_that_cannot_start_gives_its_tokens_back(h: Agented) {
+    let app = &h.app;
+    let s = scene(&h, json!({"max_output_tokens": 100})).await;
+    let other = app
+        .group(&s.org, &s.alice, &[&s.bob], json!("private"))
+        .await;
+    app.add_participant(&other, &s.alice, &s.agent_user).await;
+    h.llm.by_default(Script::Stream {
+        chunks: vec!["a slow", " answer"],
+        delay: Duration::from_millis(500),
+        usage: (60, 40),
+    });
+    let budget = org_path(&s.org, "/agent-budget");
+    let reserved = || async {
+        let state = app.get(&budget, &s.alice.token).await.expect(200).body;
+        state["reserved"].as_i64().unwrap()
+    };
+    let (mut bob, _) = Ws::identify(app, &s.bob.token).await;
+    app.says(&s.conv, &s.bob, "@Helper first").await;
+    app.says(&other, &s.bob, "@Helper second").await;
+    // Both hold their tokens (at least their 100 output tokens each): the first answers, the
+    // second waits for the one slot. Its conversation goes meanwhile.
+    crate::widget::eventually("both reservations", || async { reserved().await >= 200 }).await;
+    app.delete(&format!("/api/v1/conversations/{other}"), &s.alice.token)
+        .await
+        .expect(204);
+    let first = answer_on(&mut bob, &s.agent_user).await;
+    assert_eq!(first.end["content"], "a slow answer");
+    crate::widget::eventually("the tokens given back", || async { reserved().await == 0 }).await;
+    let state = app.get(&budget, &s.alice.token).await.expect(200).body;
+    assert_eq!(state["used"], 100, "only the answer given counts: {state}");
+    assert_eq!(h.llm.requests().len(), 1);
 }

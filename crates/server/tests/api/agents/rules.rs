@@ -12,6 +12,7 @@ use conclave_core::{ConversationId, MessageId};
 crate::both_backends!(
     with crate::agents::agented;
     agents_answer_mentions_replies_and_direct_messages_only,
+    an_agent_that_may_not_post_is_not_asked,
 );
 
 fn ids(conv: &str, msg: &str) -> (ConversationId, MessageId) {
@@ -121,4 +122,65 @@ async fn agents_answer_mentions_replies_and_direct_messages_only(h: Agented) {
         )
         .await;
     assert_ne!(kept.status.as_u16(), 404, "{}", kept.body);
+}
+
+/// AZ-2 for agents: an agent made a Viewer, or in an archived conversation, is still mentioned
+/// but never asked (no model call, no tokens held), and could not open an answer there.
+async fn an_agent_that_may_not_post_is_not_asked(h: Agented) {
+    let app = &h.app;
+    let s = scene(&h, json!({})).await;
+    let other = make_agent(&h, &s.org, &s.alice, "Other", json!({}));
+    let other_user = other.await["user_id"].as_str().unwrap().to_owned();
+    app.add_participant(&s.conv, &s.alice, &other_user).await;
+    // Whether each agent mentioned by `msg` would be asked now, by agent user, sorted.
+    let asked = |msg: String| {
+        let conv = s.conv.clone();
+        async move {
+            let (c, m) = ids(&conv, &msg);
+            let mut found = Vec::new();
+            for task in app.services.agent_tasks(c, m).await.unwrap() {
+                let prepared = app.services.prepare_agent_call(&task).await.unwrap();
+                found.push((task.agent.user_id.0.to_string(), prepared.is_some()));
+            }
+            found.sort();
+            found
+        }
+    };
+    let expect = |helper: bool, other: bool| {
+        let mut want = vec![(s.agent_user.clone(), helper), (other_user.clone(), other)];
+        want.sort();
+        want
+    };
+    let member = org_path(&s.org, &format!("/members/{}", s.agent_user));
+    app.patch(&member, &s.alice.token, json!({"role": "viewer"}))
+        .await
+        .expect(200);
+    let (mut bob, _) = Ws::identify(app, &s.bob.token).await;
+    let both = app.says(&s.conv, &s.bob, "@Helper @Other hi").await.id();
+    // Other answers; Helper, a Viewer, is mentioned but not asked: one model call, no tokens
+    // held once the answer is told.
+    let answer = answer_on(&mut bob, &other_user).await.end;
+    assert_eq!(answer["reply_to"], both.as_str());
+    assert_eq!(asked(both).await, expect(false, true));
+    assert_eq!(h.llm.requests().len(), 1);
+    let budget = app
+        .get(&org_path(&s.org, "/agent-budget"), &s.alice.token)
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(budget["reserved"], 0, "{budget}");
+    // An archived conversation: mentioned before the archive, neither is asked after it.
+    app.patch(&member, &s.alice.token, json!({"role": "member"}))
+        .await
+        .expect(200);
+    let before = app.says(&s.conv, &s.alice, "@Helper @Other bye").await.id();
+    assert_eq!(asked(before.clone()).await, expect(true, true));
+    app.update_conversation(&s.conv, &s.alice, json!({"archived": true}))
+        .await
+        .expect(200);
+    assert_eq!(
+        asked(before).await,
+        expect(false, false),
+        "not in an archive"
+    );
 }

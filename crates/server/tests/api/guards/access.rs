@@ -136,19 +136,34 @@ async fn only_owners_admins_and_admin_keys_manage_guards(g: Guarded) {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["enabled"], true);
     assert_eq!(open_flags(app, org, owner).await.len(), 1);
-    // An admin's key with `org:admin` may.
+    // An admin's key with `org:admin` manages guards; the queue shows message text, so it also
+    // needs `messages:read` to read or resolve flags (AZ-5).
+    let (_, admin_only) = crate::keys::make_key(
+        app,
+        ann,
+        json!({"name": "a", "org_id": org, "scopes": ["org:admin"]}),
+    )
+    .await;
+    app.get(&flags(org), &admin_only)
+        .await
+        .expect_error(403, "insufficient_scope");
+    resolve_flag(app, org, &flag, &admin_only, "dismissed")
+        .await
+        .expect_error(403, "insufficient_scope");
+    assert_eq!(open_flags(app, org, owner).await.len(), 1);
     let (_, strong) = crate::keys::make_key(
         app,
         ann,
-        json!({"name": "s", "org_id": org, "scopes": ["org:admin"]}),
+        json!({"name": "s", "org_id": org, "scopes": ["org:admin", "messages:read"]}),
     )
     .await;
+    assert_eq!(app.items(&flags(org), &strong).await.len(), 1);
     resolve_flag(app, org, &flag, &strong, "dismissed")
         .await
         .expect(200);
     app.post(
         &guards(org),
-        &strong,
+        &admin_only,
         json!({"kind": "regex", "mode": "flag", "patterns": ["x"]}),
     )
     .await

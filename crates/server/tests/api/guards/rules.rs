@@ -57,6 +57,16 @@ async fn blocked_posts_are_never_stored_or_announced(g: Guarded) {
             json!({"content": "<p>so <b>darn</b></p>", "format": "html"}),
             "Language",
         ),
+        // Where a link leads is screened as much as its label.
+        (
+            json!({"content": "<p><a href=\"https://darn.example/x\">docs</a></p>", "format": "html"}),
+            "Language",
+        ),
+        (
+            json!({"content": "<a href=\"https://pay.example/?c=1234-5678-9012-3456\">pay</a>",
+                   "format": "html"}),
+            "Card numbers",
+        ),
     ] {
         let res = app
             .post(&conv_path(&conv, "/messages"), &alice.token, body.clone())
@@ -85,11 +95,11 @@ async fn blocked_posts_are_never_stored_or_announced(g: Guarded) {
     // Sequence numbers show no gap either: the blocked sends took none.
     assert_eq!(ok.body["seq"], 1);
 
-    // Every decision counted: the blocklist decided all five, the regex the two it saw.
+    // Every decision counted: the blocklist decided all seven, the regex the three it saw.
     let words = listed_guard(app, &org, &alice, words["id"].as_str().unwrap()).await;
-    assert_eq!(counts(&words), (2, 0, 3, 0));
+    assert_eq!(counts(&words), (3, 0, 4, 0));
     let cards = listed_guard(app, &org, &alice, cards["id"].as_str().unwrap()).await;
-    assert_eq!(counts(&cards), (1, 0, 1, 0));
+    assert_eq!(counts(&cards), (1, 0, 2, 0));
 
     // A disabled guard does not run; a deleted one neither.
     let path = format!("{}/{}", guards(&org), words["id"].as_str().unwrap());

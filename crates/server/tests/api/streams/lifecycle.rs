@@ -11,6 +11,7 @@ crate::both_backends!(
     a_streaming_answer_cannot_be_edited_and_deleting_it_stops_it,
     an_answer_its_node_left_streaming_is_ended_by_the_sweep,
     an_answer_is_searchable_by_its_final_text_once_it_ends,
+    only_a_bot_that_may_send_opens_an_answer,
 );
 
 /// `d` is the message object with this content, status and reason.
@@ -273,4 +274,44 @@ async fn an_answer_is_searchable_by_its_final_text_once_it_ends(app: TestApp) {
     let plain = plain.body["id"].as_str().expect("an id").to_owned();
     assert!(found(&app, &r, &r.bob, "zebracorn").await.contains(&plain));
     assert_eq!(found(&app, &r, &r.bob, "zebracorn").await.len(), 2);
+}
+
+/// AZ-2: an answer is a message like any other: a bot made a Viewer, removed from the
+/// conversation or in an archived one cannot open one (nothing is stored or sent).
+async fn only_a_bot_that_may_send_opens_an_answer(app: TestApp) {
+    let r = room(&app).await;
+    let member = org_path(&r.org, &format!("/members/{}", r.bot.user_id));
+    let (mut bob, _) = Ws::identify(&app, &r.bob.token).await;
+    app.patch(&member, &r.alice.token, json!({"role": "viewer"}))
+        .await
+        .expect(200);
+    let refused = r.open_as_bot(&app).await.err();
+    assert!(
+        matches!(refused, Some(conclave_core::ServiceError::Forbidden { .. })),
+        "{refused:?}"
+    );
+    app.patch(&member, &r.alice.token, json!({"role": "member"}))
+        .await
+        .expect(200);
+    r.open(&app).await;
+    assert_eq!(bob.expect("MESSAGE_CREATE").await["status"], "streaming");
+    app.update_conversation(&r.conv, &r.alice, json!({"archived": true}))
+        .await
+        .expect(200);
+    assert!(r.open_as_bot(&app).await.is_err(), "archived");
+    app.update_conversation(&r.conv, &r.alice, json!({"archived": false}))
+        .await
+        .expect(200);
+    let path = conv_path(&r.conv, &format!("/participants/{}", r.bot.user_id));
+    app.delete(&path, &r.alice.token).await.expect(204);
+    assert!(r.open_as_bot(&app).await.is_err(), "removed");
+    // Only the one answer it was allowed was stored.
+    let mine = app
+        .items(&conv_path(&r.conv, "/messages"), &r.alice.token)
+        .await;
+    let bots = mine
+        .iter()
+        .filter(|m| m["author"]["id"] == r.bot.user_id.as_str())
+        .count();
+    assert_eq!(bots, 1);
 }

@@ -9,7 +9,7 @@ mod stop;
 use crate::bots::{make_bot, Made};
 use crate::helpers::*;
 use crate::ws::Ws;
-use conclave_core::ids::{ConversationId, UserId};
+use conclave_core::ids::ConversationId;
 use conclave_core::model::Message;
 use conclave_core::service::{AnswerStream, Flow, StreamEnd};
 use serde_json::{json, Value};
@@ -78,14 +78,22 @@ fn uuid(s: &str) -> uuid::Uuid {
 impl Room {
     /// The agent's bot opens an answer in the room's conversation.
     pub async fn open(&self, app: &TestApp) -> AnswerStream {
-        app.services
-            .open_stream(
-                UserId(uuid(&self.bot.user_id)),
-                ConversationId(uuid(&self.conv)),
-                None,
-            )
+        self.open_as_bot(app).await.expect("the stream opens")
+    }
+
+    /// The agent's bot, acting as itself, tries to open an answer in the room's conversation.
+    pub async fn open_as_bot(
+        &self,
+        app: &TestApp,
+    ) -> Result<AnswerStream, conclave_core::ServiceError> {
+        let bot = app
+            .services
+            .authenticate_bot(&self.bot.token, None)
             .await
-            .expect("the stream opens")
+            .expect("the bot's token");
+        app.services
+            .open_stream(&bot, ConversationId(uuid(&self.conv)), None)
+            .await
     }
 }
 

@@ -13,6 +13,59 @@ crate::both_backends!(
     a_reconnect_with_last_event_id_misses_nothing,
 );
 
+/// Cases on an app set up otherwise.
+mod other_setup {
+    use super::*;
+    crate::both_backends!(
+        with crate::widget::agent::invocations_limited;
+        each_visitor_has_their_own_allowance_of_the_agent,
+    );
+}
+
+/// Rate limits on: two invocations of an agent per person and minute (the widget's own limits
+/// at their defaults, far above what these tests send).
+async fn invocations_limited(backend: Backend) -> Option<Widgeted> {
+    widgeted_with(backend, |c| {
+        c.rate_limits = conclave_server::config::OnOff::On;
+        c.agent_invocations_per_minute = 2;
+    })
+    .await
+}
+
+/// The agent's messages in the visitor's history, oldest first.
+async fn agent_lines(app: &TestApp, key: &str, v: &Session) -> Vec<String> {
+    let history = app.visitor_history(key, v).await;
+    history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "agent" && m["status"] == "complete")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// AGENT-4 per person, WEB-4 per visitor: every visitor writes as the key's one visitor
+/// account, yet one visitor who uses up their allowance leaves the others theirs.
+async fn each_visitor_has_their_own_allowance_of_the_agent(h: Widgeted) {
+    let app = &h.app;
+    let s = site(&h, "acme", "optional", true).await;
+    h.llm.by_default(Script::says(&["Sure."]));
+    let greedy = app.visit(&s.key, json!({})).await;
+    for n in 1..=3 {
+        app.visitor_says(&s.key, &greedy, "question").await;
+        agent_answers(app, &s.key, &greedy, n).await;
+    }
+    let lines = agent_lines(app, &s.key, &greedy).await;
+    assert_eq!(lines[..2], ["Sure.", "Sure."]);
+    assert_ne!(lines[2], "Sure.", "the third is refused: {lines:?}");
+    assert_eq!(h.llm.requests().len(), 2);
+    let other = app.visit(&s.key, json!({})).await;
+    app.visitor_says(&s.key, &other, "my own question").await;
+    agent_answers(app, &s.key, &other, 1).await;
+    assert_eq!(agent_lines(app, &s.key, &other).await, ["Sure."]);
+    assert_eq!(h.llm.requests().len(), 3);
+}
+
 async fn the_agent_answers_first_streamed_to_the_visitor(h: Widgeted) {
     let app = &h.app;
     let s = site(&h, "acme", "optional", true).await;
