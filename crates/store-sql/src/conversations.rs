@@ -257,8 +257,20 @@ impl ConversationStore for Backend {
         audit: &[AuditEntry],
     ) -> StoreResult<Participant> {
         let Joining { conv, user, .. } = *joining;
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        // AZ-2: only a member of the conversation's org takes part. Checked under the org's
+        // lock, which a member's removal holds from its start: a removal committing meanwhile
+        // is either seen here, or waits and then takes this participation with the rest.
+        let org: uuid::Uuid = sqlx::query("SELECT org_id FROM conversations WHERE id = $1")
+            .bind(conv.0)
+            .one(&mut *tx, |r| get(r, "org_id"))
+            .await?;
+        ORG_MEMBERS.lock(&mut tx, org).await?;
+        if ORG_MEMBERS.role(&mut *tx, org, user).await?.is_none() {
+            return Err(StoreError::NotFound);
+        }
         PARTICIPANTS
-            .join(self, conv.0, user, joining.role, joining.at, audit)
+            .join_in(tx, self, conv.0, user, (joining.role, joining.at), audit)
             .await
     }
 

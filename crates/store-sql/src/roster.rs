@@ -224,7 +224,20 @@ impl<R: Role, E> Roster<R, E> {
         at: DateTime<Utc>,
         audit: &[AuditEntry],
     ) -> StoreResult<E> {
-        let mut tx = s.writer().begin().await.map_err(db)?;
+        let tx = s.writer().begin().await.map_err(db)?;
+        self.join_in(tx, s, scope, user, (role, at), audit).await
+    }
+
+    /// [`Self::join`] in `tx`, which it commits.
+    pub(super) async fn join_in(
+        &self,
+        mut tx: sqlx::Transaction<'static, Db>,
+        s: &Backend,
+        scope: uuid::Uuid,
+        user: UserId,
+        (role, at): (R, DateTime<Utc>),
+        audit: &[AuditEntry],
+    ) -> StoreResult<E> {
         self.insert(&mut tx, scope, user, role, at).await?;
         let entry = self.entry(&mut *tx, scope, user).await?;
         commit_audited(tx, s, audit).await?;

@@ -22,6 +22,7 @@ use crate::model::*;
 use crate::policy::{self, ConversationAccess, ConversationAction};
 use crate::store::{Cursor, NewSecret, Page, Rotation, SecretSlot, Seen, StoreError};
 use crate::token::{self, TokenKind};
+use crate::types::KeyTier;
 use chrono::{DateTime, Duration, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::{HashMap, HashSet};
@@ -253,7 +254,19 @@ impl Services {
         }
         let secret = slot_secret(&key.secrets, slot)?;
         let session = stand_in(secret, user.id, ip, key.created_at, now, ends);
-        Ok(credential_actor(user, session, ip, key.into_credential()))
+        let mut credential = key.into_credential();
+        if let Credential::ApiKey { org, tier, .. } = &mut credential {
+            // RATE-1, AUTH-7: a tier above free is an owner's or admin's to give, and lasts
+            // while its owner may give it (read through the membership cache, which a role
+            // change or removal drops): a demoted admin's key is charged as a free one.
+            if *tier != KeyTier::Free {
+                let role = self.standing(*org, user.id).await?.map(|s| s.role);
+                if !role.is_some_and(|r| policy::org_allows(r, policy::OrgAction::SetKeyTier)) {
+                    *tier = KeyTier::Free;
+                }
+            }
+        }
+        Ok(credential_actor(user, session, ip, credential))
     }
 
     /// Resolves `Authorization: Bot cnv_b_…`: checksum, rotation grace period, the bot account
@@ -339,14 +352,19 @@ impl Services {
                 k.expires_at.is_none_or(|e| now < e)
                     && secret_live(&k.secrets, k.previous_key_expires_at, actor.session.id, now)
             }),
-            Credential::Bot { bot, .. } => self.store.bot(*bot).await.map(|b| {
-                secret_live(
-                    &b.secrets,
-                    b.previous_token_expires_at,
-                    actor.session.id,
-                    now,
-                )
-            }),
+            // A bot removed from its org is gone, as `authenticate_bot` says.
+            Credential::Bot { bot, org, .. } => match self.store.bot(*bot).await {
+                Ok(b) => (self.store.membership(*org, b.user_id).await).map(|m| {
+                    m.is_some()
+                        && secret_live(
+                            &b.secrets,
+                            b.previous_token_expires_at,
+                            actor.session.id,
+                            now,
+                        )
+                }),
+                Err(e) => Err(e),
+            },
             // Never on a gateway socket (`policy::credentials::surface_accepts`); for any
             // other caller: the grant is live and the token has not ended.
             Credential::OAuth { grant, .. } => (self.store.oauth_grant(*grant).await)

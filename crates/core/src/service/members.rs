@@ -10,7 +10,7 @@
 use super::credentials::INSUFFICIENT_SCOPE;
 use super::{Actor, Result, ServerAdmin, Services};
 use crate::error::ServiceError;
-use crate::event::{Cached, Event};
+use crate::event::{Cached, Control, Event};
 use crate::ids::*;
 use crate::model::*;
 use crate::policy::{self, OrgAction};
@@ -134,6 +134,14 @@ impl Services {
             self.announce_removed(p);
         }
         self.emit(Event::member("_MEMBER_REMOVED", &removed.member));
+        // A bot is its org's alone: out of it, its token is dead (`authenticate_bot`), and so
+        // are its open sockets (AZ-5).
+        if removed.member.user.kind == UserKind::Bot {
+            self.emit(Event::control(Control::RevokeUser {
+                user: removed.member.user.id,
+                except: None,
+            }));
+        }
     }
 
     /// Refuses what a bot or key limited to conversations, or an impersonated session, may

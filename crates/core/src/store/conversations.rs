@@ -86,6 +86,9 @@ pub trait ConversationStore: Send + Sync + 'static {
         conv: ConversationId,
         page: Page<UserId>,
     ) -> StoreResult<Vec<Participant>>;
+    /// Adds a participant; `NotFound` unless the user is a member of the conversation's org,
+    /// read under the lock a member's removal takes (a removal committing meanwhile is seen,
+    /// or removes this participation too); `AlreadyParticipant` when they take part.
     async fn add_participant(
         &self,
         joining: &Joining,

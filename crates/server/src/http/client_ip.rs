@@ -3,7 +3,9 @@
 //! `X-Forwarded-For` or `Forwarded`, never both) is read, all its lines joined in order, from
 //! the right: each trusted proxy appended the address it saw, so the first address from the
 //! right that is not a trusted proxy is the client. Anything left of it was written by the
-//! client and is ignored; a malformed value where the answer would come from means the peer.
+//! client and is ignored — read as bytes, element by element from the right, so no byte or
+//! quote the client wrote can hide what the proxies appended; a malformed value where the
+//! answer would come from (a proxy's) means the peer.
 //! The answer decides rate-limit buckets, brute-force keys and API-key IP allowlists, so a
 //! header the client wrote can never change them.
 
@@ -42,22 +44,28 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet], which: Prox
         ProxyHeader::XForwardedFor => header::HeaderName::from_static("x-forwarded-for"),
         ProxyHeader::Forwarded => header::FORWARDED,
     };
-    let mut lines = Vec::new();
-    for value in headers.get_all(name) {
-        let Ok(text) = value.to_str() else {
-            return peer;
-        };
-        lines.push(text);
+    // Bytes, not text: what the client wrote (left) may be anything, and must not stop the
+    // proxies' own elements (right) from being read.
+    let mut joined: Vec<u8> = Vec::new();
+    for (i, value) in headers.get_all(name).iter().enumerate() {
+        if i > 0 {
+            joined.push(b',');
+        }
+        joined.extend_from_slice(value.as_bytes());
     }
-    let joined = lines.join(",");
-    let elements = split_unquoted(&joined, ',');
+    let elements = match which {
+        // X-Forwarded-For has no quoting: a `"` is just a bad element.
+        ProxyHeader::XForwardedFor => joined.split(|b| *b == b',').collect(),
+        ProxyHeader::Forwarded => split_from_the_right(&joined),
+    };
     // The leftmost hop, for a chain of trusted proxies only (an internal client).
     let mut earliest = None;
     for element in elements.iter().rev() {
-        let parsed = match which {
+        let text = std::str::from_utf8(element).ok();
+        let parsed = text.and_then(|element| match which {
             ProxyHeader::XForwardedFor => parse_node(element.trim()),
             ProxyHeader::Forwarded => forwarded_for(element),
-        };
+        });
         let Some(ip) = parsed.map(|ip| ip.to_canonical()) else {
             return peer;
         };
@@ -67,6 +75,33 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet], which: Prox
         earliest = Some(ip);
     }
     earliest.unwrap_or(peer)
+}
+
+/// Splits a `Forwarded` value into its elements on commas outside double-quoted strings, the
+/// quotes paired from the right: the proxies' elements are the rightmost, so a quote the client
+/// left open (on the left) cannot swallow them.
+fn split_from_the_right(value: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut quoted = false;
+    let mut end = value.len();
+    for i in (0..value.len()).rev() {
+        match value[i] {
+            b'"' => {
+                let backslashes = value[..i].iter().rev().take_while(|b| **b == b'\\').count();
+                if backslashes % 2 == 0 {
+                    quoted = !quoted;
+                }
+            }
+            b',' if !quoted => {
+                out.push(&value[i + 1..end]);
+                end = i;
+            }
+            _ => {}
+        }
+    }
+    out.push(&value[..end]);
+    out.reverse();
+    out
 }
 
 /// Splits on `sep` outside double-quoted strings (RFC 7239 values may be quoted).
@@ -263,6 +298,51 @@ mod tests {
             client(XFF, "x-forwarded-for", &["garbage, 192.0.2.7"]),
             "192.0.2.7"
         );
+    }
+
+    /// The client's header, then what our proxy appended (on the same line or its own line).
+    fn appended(which: ProxyHeader, name: &str, theirs: &[u8], ours: &str) -> Vec<String> {
+        let header = header::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        let mut same_line = theirs.to_vec();
+        same_line.extend_from_slice(format!(", {ours}").as_bytes());
+        let mut one = HeaderMap::new();
+        one.append(&header, HeaderValue::from_bytes(&same_line).unwrap());
+        let mut two = HeaderMap::new();
+        two.append(&header, HeaderValue::from_bytes(theirs).unwrap());
+        two.append(&header, HeaderValue::from_str(ours).unwrap());
+        [one, two]
+            .iter()
+            .map(|h| resolve(PEER.parse().unwrap(), h, &trusted(), which).to_string())
+            .collect()
+    }
+
+    /// RATE-2: nothing the client writes makes the proxy's own address the client — not a
+    /// quote left open, not bytes that are no text.
+    #[test]
+    fn what_the_client_wrote_cannot_hide_what_the_proxy_appended() {
+        for theirs in [&b"\""[..], b"\"192.0.2.1", b"\x80\xff", b"a\x80, \"b"] {
+            assert_eq!(
+                appended(XFF, "x-forwarded-for", theirs, "192.0.2.7"),
+                ["192.0.2.7", "192.0.2.7"],
+                "{theirs:?}"
+            );
+            assert_eq!(
+                appended(FWD, "forwarded", theirs, "for=192.0.2.7"),
+                ["192.0.2.7", "192.0.2.7"],
+                "{theirs:?}"
+            );
+        }
+        for theirs in [
+            &b"for=\"junk"[..],
+            b"for=\"[2001:db8::1]:1;x=\"\\\"",
+            b"for=\xe9",
+        ] {
+            assert_eq!(
+                appended(FWD, "forwarded", theirs, "for=\"[2001:db8::7]:443\""),
+                ["2001:db8::7", "2001:db8::7"],
+                "{theirs:?}"
+            );
+        }
     }
 
     #[test]

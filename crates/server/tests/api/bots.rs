@@ -412,8 +412,18 @@ async fn bots_on_the_gateway(app: TestApp) {
         .expect(200)
         .string("token");
     ws.outlives_the_grace_period_only(&app).await;
-    let (_, ready) = identify_bot(&app, &third).await;
+    let (mut ws, ready) = identify_bot(&app, &third).await;
     assert_eq!(ready["user"]["id"], bot.user_id.as_str());
+    // Taken out of its org (its membership, the bot left as it is): its socket closes at once,
+    // and its token identifies nothing any more (AZ-5).
+    let member = org_path(&org, &format!("/members/{}", bot.user_id));
+    app.delete(&member, &alice.token).await.expect(204);
+    assert_eq!(ws.close_code().await, 4004);
+    let mut again = Ws::connect(&app).await;
+    again
+        .send(json!({"op": 2, "d": {"token": format!("Bot {third}")}}))
+        .await;
+    assert_eq!(again.close_code().await, 4004);
 }
 
 async fn bots_stay_in_their_org(app: TestApp) {

@@ -426,6 +426,7 @@ async fn remove_participant_keeps_an_owner(store: Arc<dyn Store>) {
 
     let conv = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
     let carol = make_user(&*store, "carol").await;
+    join(&*store, org.id, carol.id).await;
     take_part(&*store, conv.id, carol.id, ConversationRole::Owner, 20).await;
     store
         .remove_participant(conv.id, alice.id, &[])
@@ -437,3 +438,57 @@ async fn remove_participant_keeps_an_owner(store: Arc<dyn Store>) {
     );
 }
 check!(remove_participant_keeps_an_owner);
+
+/// AZ-2: only a member of the conversation's org takes part, also when the member is removed
+/// at the same moment: ~100 joins racing the removal of their user never leave a participant
+/// who is no member.
+async fn only_members_of_the_org_take_part(store: Arc<dyn Store>) {
+    let (alice, org) = owned_org(&*store, "alice", "Acme").await;
+    let conv = make_group(&*store, org.id, alice.id, &[], Visibility::ORG).await;
+    let outsider = make_user(&*store, "outsider").await;
+    let conv_id = conv.id;
+    let member_joins = move |user: UserId| joining(conv_id, user, ConversationRole::Member, 10);
+    assert_not_found(store.add_participant(&member_joins(outsider.id), &[]).await);
+    assert_eq!(
+        store.participant_role(conv.id, outsider.id).await.unwrap(),
+        None
+    );
+    let mut users = Vec::new();
+    for i in 0..100 {
+        let user = make_user(&*store, &format!("racer{i}")).await;
+        join(&*store, org.id, user.id).await;
+        users.push(user.id);
+    }
+    let races: Vec<_> = users
+        .iter()
+        .map(|&user| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let request = member_joins(user);
+                let removal = store.remove_member(org.id, user, &[]);
+                let join = store.add_participant(&request, &[]);
+                let (removed, joined) = tokio::join!(removal, join);
+                let removed = removed.unwrap();
+                if joined.is_ok() {
+                    // The join came first: the removal took its participation along.
+                    let taken = removed.participations.iter().map(|p| p.conversation_id);
+                    assert_eq!(taken.collect::<Vec<_>>(), [conv_id], "{user:?}");
+                } else {
+                    assert_not_found(joined);
+                }
+            })
+        })
+        .collect();
+    for race in races {
+        race.await.unwrap();
+    }
+    for user in users {
+        assert_eq!(store.membership(org.id, user).await.unwrap(), None);
+        assert_eq!(
+            store.participant_role(conv.id, user).await.unwrap(),
+            None,
+            "{user:?}"
+        );
+    }
+}
+check!(only_members_of_the_org_take_part);

@@ -285,16 +285,20 @@ pub(super) async fn rate_limits_off_lifts_every_limit(app: TestApp) {
     }
 }
 
-/// RATE-1/AUTH-7: six `free` keys of one user, used in parallel, share that user's write
-/// bucket (it was one bucket per key: 60 of 60 sends passed); keys of a higher tier share one
-/// bucket per (owner, tier).
-pub(super) async fn keys_never_multiply_a_users_budget(app: TestApp) {
-    let Some(app) = spawn_app_with(app.backend, |c| {
+/// An app where a user may write 5 at once (6 a minute) and a `pro` key 3 a second.
+async fn tight_writes_and_pro_keys(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |c| {
         write_limit(6, 5)(c);
         c.rate_limit.tier_pro_per_sec = 3;
     })
     .await
-    else {
+}
+
+/// RATE-1/AUTH-7: six `free` keys of one user, used in parallel, share that user's write
+/// bucket (it was one bucket per key: 60 of 60 sends passed); keys of a higher tier share one
+/// bucket per (owner, tier).
+pub(super) async fn keys_never_multiply_a_users_budget(app: TestApp) {
+    let Some(app) = tight_writes_and_pro_keys(app.backend).await else {
         return;
     };
     let (alice, org, conv) = app.alice_private().await;
@@ -328,6 +332,40 @@ pub(super) async fn keys_never_multiply_a_users_budget(app: TestApp) {
     assert!(results
         .iter()
         .all(|r| r.status.as_u16() == 201 || r.code() == "rate_limited"));
+}
+
+/// RATE-1/AUTH-7: a tier is an owner's or admin's to give, and lasts while its owner may give
+/// it: an admin's `pro` key has the pro bucket; demoted to member, she keeps the key, but it is
+/// charged as a free one — her own write budget.
+pub(super) async fn a_keys_tier_lasts_while_its_owner_may_give_it(app: TestApp) {
+    let Some(app) = tight_writes_and_pro_keys(app.backend).await else {
+        return;
+    };
+    let crate::fixtures::Team(alice, [bob], org) =
+        app.team("alice", "Acme", [("bob", "admin")]).await;
+    let conv = app.group(&org, &alice, &[&bob], json!("private")).await;
+    let body = json!({"name": "k", "org_id": org, "scopes": ["messages:write"], "tier": "pro"});
+    let key = crate::keys::make_key(&app, &bob, body).await.1;
+    let path = format!("/api/v1/conversations/{conv}/messages");
+    let burst = || {
+        let sends = (0..20).map(|_| app.post(&path, &key, json!({"content": "hi"})));
+        futures::future::join_all(sends)
+    };
+    app.clock.advance(chrono::Duration::minutes(10));
+    assert_eq!(answered(&burst().await, 201), 3, "the pro bucket");
+    app.patch(
+        &org_path(&org, &format!("/members/{}", bob.id)),
+        &alice.token,
+        json!({"role": "member"}),
+    )
+    .await
+    .expect(200);
+    app.clock.advance(chrono::Duration::minutes(10));
+    let results = burst().await;
+    assert_eq!(answered(&results, 201), 5, "Bob's own write budget");
+    assert_eq!(rate_limited(&results), 15);
+    // It was Bob's: his session cannot write now either.
+    expect_rate_limited(app.send_message(&conv, &bob, "me too").await);
 }
 
 /// RATE-1: signing out, revoking sessions and turning 2FA on still work once the per-user

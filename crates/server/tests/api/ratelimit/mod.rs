@@ -34,6 +34,7 @@ both_backends!(
     two_nodes_sharing_redis_enforce_one_limit,
     rate_limits_off_lifts_every_limit,
     keys_never_multiply_a_users_budget,
+    a_keys_tier_lasts_while_its_owner_may_give_it,
     securing_an_account_is_never_refused_by_the_write_limit,
 );
 
