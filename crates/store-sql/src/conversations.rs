@@ -142,6 +142,18 @@ impl ConversationStore for Backend {
         audit: &[AuditEntry],
     ) -> StoreResult<()> {
         let mut tx = self.writer().begin().await.map_err(db)?;
+        // AZ-2, as in `add_participant`: every participant is a member of the org, read under
+        // the org's lock a member's removal holds.
+        ORG_MEMBERS.lock(&mut tx, conv.org_id.0).await?;
+        for (user, _) in participants {
+            if ORG_MEMBERS
+                .role(&mut *tx, conv.org_id.0, *user)
+                .await?
+                .is_none()
+            {
+                return Err(StoreError::NotFound);
+            }
+        }
         insert_conversation(&mut tx, conv, participants).await?;
         commit_audited(tx, self, audit).await
     }

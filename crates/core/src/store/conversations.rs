@@ -43,7 +43,9 @@ pub struct Joining {
 /// Conversations and participants.
 #[async_trait]
 pub trait ConversationStore: Send + Sync + 'static {
-    /// Creates the conversation with its participants; `DirectExists` for a known direct pair.
+    /// Creates the conversation with its participants; `DirectExists` for a known direct pair;
+    /// `NotFound` unless every participant is a member of its org (read under the org's lock,
+    /// as in [`Self::add_participant`]).
     async fn create_conversation(
         &self,
         conv: &Conversation,

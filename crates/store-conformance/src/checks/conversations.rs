@@ -27,6 +27,7 @@ async fn conversations_create_and_direct_pairs(store: Arc<dyn Store>) {
     let org = make_org(&*store, "acme", alice.id).await;
     let other = make_org(&*store, "other", alice.id).await;
     join(&*store, org.id, bob.id).await;
+    join(&*store, other.id, bob.id).await;
     let t1 = make_team(&*store, org.id, "one", vec![bob.id]).await;
     let t2 = make_team(&*store, org.id, "two", vec![]).await;
 
@@ -246,6 +247,7 @@ async fn update_and_delete_conversation(store: Arc<dyn Store>) {
     let [alice, bob] = make_users(&*store, ["alice", "bob"]).await;
     let org = make_org(&*store, "acme", alice.id).await;
     let team = make_team(&*store, org.id, "t", vec![alice.id]).await;
+    join(&*store, org.id, bob.id).await;
     let conv = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
 
     let renamed = patched(
@@ -394,6 +396,7 @@ check!(participants_page_and_add);
 async fn remove_participant_keeps_an_owner(store: Arc<dyn Store>) {
     let [alice, bob] = make_users(&*store, ["alice", "bob"]).await;
     let org = make_org(&*store, "acme", alice.id).await;
+    join(&*store, org.id, bob.id).await;
     let conv = make_group(&*store, org.id, alice.id, &[bob.id], Visibility::ORG).await;
 
     assert_conflict(
@@ -449,6 +452,14 @@ async fn only_members_of_the_org_take_part(store: Arc<dyn Store>) {
     let conv_id = conv.id;
     let member_joins = move |user: UserId| joining(conv_id, user, ConversationRole::Member, 10);
     assert_not_found(store.add_participant(&member_joins(outsider.id), &[]).await);
+    // Nor is a conversation made with them.
+    let with_outsider = group(org.id, alice.id, Visibility::PRIVATE);
+    let both = [
+        (alice.id, ConversationRole::Owner),
+        (outsider.id, ConversationRole::Member),
+    ];
+    assert_not_found(store.create_conversation(&with_outsider, &both, &[]).await);
+    assert_not_found(store.conversation(with_outsider.id).await);
     assert_eq!(
         store.participant_role(conv.id, outsider.id).await.unwrap(),
         None

@@ -182,9 +182,18 @@ async fn an_answer_that_cannot_start_gives_its_tokens_back(h: Agented) {
     };
     let (mut bob, _) = Ws::identify(app, &s.bob.token).await;
     app.says(&s.conv, &s.bob, "@Helper first").await;
+    // The first answer has started: it holds the one slot.
+    loop {
+        let e = bob.event().await;
+        let d = &e["d"];
+        if e["t"] == "MESSAGE_CREATE" && d["author"]["id"] == s.agent_user.as_str() {
+            assert_eq!(d["conversation_id"], s.conv.as_str());
+            break;
+        }
+    }
     app.says(&other, &s.bob, "@Helper second").await;
     // Both hold their tokens (at least their 100 output tokens each): the first answers, the
-    // second waits for the one slot. Its conversation goes meanwhile.
+    // second waits for the slot. Its conversation goes meanwhile.
     crate::widget::eventually("both reservations", || async { reserved().await >= 200 }).await;
     app.delete(&format!("/api/v1/conversations/{other}"), &s.alice.token)
         .await
