@@ -64,6 +64,19 @@ async fn conversation_page(
 
 /// Inserts the conversation, its visibility teams and its participants (a direct pair that
 /// exists already: `DirectExists`).
+/// AZ-2: `NotFound` unless every one of `users` is a member of `org`. Read under the org's lock,
+/// which a member's removal holds from its start: a removal committing meanwhile is either seen
+/// here, or waits and then takes the new participations with the others.
+async fn members_only(tx: &mut Conn, org: uuid::Uuid, users: &[UserId]) -> StoreResult<()> {
+    ORG_MEMBERS.lock(tx, org).await?;
+    for user in users {
+        if ORG_MEMBERS.role(&mut *tx, org, *user).await?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+    }
+    Ok(())
+}
+
 pub(super) async fn insert_conversation(
     conn: &mut Conn,
     conv: &Conversation,
@@ -142,18 +155,8 @@ impl ConversationStore for Backend {
         audit: &[AuditEntry],
     ) -> StoreResult<()> {
         let mut tx = self.writer().begin().await.map_err(db)?;
-        // AZ-2, as in `add_participant`: every participant is a member of the org, read under
-        // the org's lock a member's removal holds.
-        ORG_MEMBERS.lock(&mut tx, conv.org_id.0).await?;
-        for (user, _) in participants {
-            if ORG_MEMBERS
-                .role(&mut *tx, conv.org_id.0, *user)
-                .await?
-                .is_none()
-            {
-                return Err(StoreError::NotFound);
-            }
-        }
+        let users: Vec<UserId> = participants.iter().map(|(user, _)| *user).collect();
+        members_only(&mut tx, conv.org_id.0, &users).await?;
         insert_conversation(&mut tx, conv, participants).await?;
         commit_audited(tx, self, audit).await
     }
@@ -270,17 +273,11 @@ impl ConversationStore for Backend {
     ) -> StoreResult<Participant> {
         let Joining { conv, user, .. } = *joining;
         let mut tx = self.writer().begin().await.map_err(db)?;
-        // AZ-2: only a member of the conversation's org takes part. Checked under the org's
-        // lock, which a member's removal holds from its start: a removal committing meanwhile
-        // is either seen here, or waits and then takes this participation with the rest.
         let org: uuid::Uuid = sqlx::query("SELECT org_id FROM conversations WHERE id = $1")
             .bind(conv.0)
             .one(&mut *tx, |r| get(r, "org_id"))
             .await?;
-        ORG_MEMBERS.lock(&mut tx, org).await?;
-        if ORG_MEMBERS.role(&mut *tx, org, user).await?.is_none() {
-            return Err(StoreError::NotFound);
-        }
+        members_only(&mut tx, org, &[user]).await?;
         PARTICIPANTS
             .join_in(tx, self, conv.0, user, (joining.role, joining.at), audit)
             .await
