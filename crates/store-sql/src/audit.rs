@@ -157,22 +157,22 @@ async fn verify_prunable(
     if v.failed() {
         return Ok(Some(refused(v)));
     }
-    if let Some(cp) = &cp {
-        let stray = sqlx::query(&format!(
-            "SELECT {AUDIT_COLS} FROM audit_log WHERE chain = $1 AND seq <= $2 \
-             ORDER BY seq LIMIT 1"
-        ))
-        .bind(chain)
-        .bind(cp.seq)
-        .opt(&mut *conn, audit_from_row)
-        .await?;
-        if let Some(row) = stray {
-            return Ok(Some(PruneOutcome::Refused {
-                first_bad: Some(row.entry.id),
-                first_bad_seq: Some(row.seq),
-                problem: Problem::Gap,
-            }));
-        }
+    // A row numbered before the first expected one (at or below the checkpoint, or below 1 in
+    // a chain never pruned) is out of place.
+    let first_expected = cp.as_ref().map_or(1, |cp| cp.seq + 1);
+    let stray = sqlx::query(&format!(
+        "SELECT {AUDIT_COLS} FROM audit_log WHERE chain = $1 AND seq < $2 ORDER BY seq LIMIT 1"
+    ))
+    .bind(chain)
+    .bind(first_expected)
+    .opt(&mut *conn, audit_from_row)
+    .await?;
+    if let Some(row) = stray {
+        return Ok(Some(PruneOutcome::Refused {
+            first_bad: Some(row.entry.id),
+            first_bad_seq: Some(row.seq),
+            problem: Problem::Gap,
+        }));
     }
     while !v.failed() && v.next_seq() <= through + 1 {
         let rows = sqlx::query(&format!(

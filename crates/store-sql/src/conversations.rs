@@ -64,19 +64,6 @@ async fn conversation_page(
 
 /// Inserts the conversation, its visibility teams and its participants (a direct pair that
 /// exists already: `DirectExists`).
-/// AZ-2: `NotFound` unless every one of `users` is a member of `org`. Read under the org's lock,
-/// which a member's removal holds from its start: a removal committing meanwhile is either seen
-/// here, or waits and then takes the new participations with the others.
-async fn members_only(tx: &mut Conn, org: uuid::Uuid, users: &[UserId]) -> StoreResult<()> {
-    ORG_MEMBERS.lock(tx, org).await?;
-    for user in users {
-        if ORG_MEMBERS.role(&mut *tx, org, *user).await?.is_none() {
-            return Err(StoreError::NotFound);
-        }
-    }
-    Ok(())
-}
-
 pub(super) async fn insert_conversation(
     conn: &mut Conn,
     conv: &Conversation,
@@ -156,7 +143,7 @@ impl ConversationStore for Backend {
     ) -> StoreResult<()> {
         let mut tx = self.writer().begin().await.map_err(db)?;
         let users: Vec<UserId> = participants.iter().map(|(user, _)| *user).collect();
-        members_only(&mut tx, conv.org_id.0, &users).await?;
+        orgs::members_only(&mut tx, conv.org_id.0, &users).await?;
         insert_conversation(&mut tx, conv, participants).await?;
         commit_audited(tx, self, audit).await
     }
@@ -277,7 +264,7 @@ impl ConversationStore for Backend {
             .bind(conv.0)
             .one(&mut *tx, |r| get(r, "org_id"))
             .await?;
-        members_only(&mut tx, org, &[user]).await?;
+        orgs::members_only(&mut tx, org, &[user]).await?;
         PARTICIPANTS
             .join_in(tx, self, conv.0, user, (joining.role, joining.at), audit)
             .await

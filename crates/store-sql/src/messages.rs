@@ -144,6 +144,61 @@ async fn author_summaries(
     Ok(found.into_iter().map(|u| (u.id, u)).collect())
 }
 
+/// AZ-2, AZ-3: of the (conversation, author) `pairs`, those whose author may write there now —
+/// a participant of the conversation and a member of its org who is no Viewer, the
+/// conversation not archived — read inside the write's transaction after the conversations'
+/// rows are locked (their `seq` counters advanced, or the message's row locked for an edit).
+/// The service asked the policy before, but a send then waits for its guards (remote ones for
+/// seconds): a removal, demotion or archival made meanwhile is seen here. On PostgreSQL the
+/// participant and member rows are share-locked too, so a removal or demotion that starts
+/// meanwhile waits for the write (which then counts as made before it); an archival waits on
+/// the conversation's row. SQLite's one writer orders them already.
+async fn still_writers(
+    conn: &mut Conn,
+    pairs: &[(ConversationId, UserId)],
+) -> StoreResult<Vec<(ConversationId, UserId)>> {
+    let mut convs: Vec<uuid::Uuid> = pairs.iter().map(|(c, _)| c.0).collect();
+    let mut users: Vec<uuid::Uuid> = pairs.iter().map(|(_, u)| u.0).collect();
+    for ids in [&mut convs, &mut users] {
+        ids.sort_unstable();
+        ids.dedup();
+    }
+    if convs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let lock = if <Db as sqlx::Database>::NAME == "PostgreSQL" {
+        " FOR SHARE OF p, m"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT p.conversation_id, p.user_id FROM participants p \
+         JOIN conversations c ON c.id = p.conversation_id \
+         JOIN org_members m ON m.org_id = c.org_id AND m.user_id = p.user_id \
+         WHERE p.conversation_id IN ({}) AND p.user_id IN ({}) \
+         AND NOT c.archived AND m.role <> 'viewer'{lock}",
+        placeholders(1, convs.len()),
+        placeholders(convs.len() + 1, users.len()),
+    );
+    let mut q = sqlx::query(&sql);
+    for id in convs.into_iter().chain(users) {
+        q = q.bind(id);
+    }
+    q.all(&mut *conn, |r| {
+        Ok((
+            ConversationId(get(r, "conversation_id")?),
+            UserId(get(r, "user_id")?),
+        ))
+    })
+    .await
+}
+
+/// Whether every one of `pairs` may write now ([`still_writers`]).
+async fn all_still_write(conn: &mut Conn, pairs: &[(ConversationId, UserId)]) -> StoreResult<bool> {
+    let may = still_writers(conn, pairs).await?;
+    Ok(pairs.iter().all(|p| may.contains(p)))
+}
+
 /// The message as stored by [`insert_rows`] (what reading it back would give).
 fn stored(msg: &NewMessage, seq: i64, author: UserSummary, attachments: Vec<FileInfo>) -> Message {
     Message {
@@ -295,6 +350,15 @@ async fn stage_together(
             next.insert(conv, last - n + 1);
         }
     }
+    // Each author still writes there, now that the conversations' rows are held; if one no
+    // longer does, the batch is written again message by message, which refuses only theirs.
+    let pairs: Vec<(ConversationId, UserId)> = pending(&answers)
+        .into_iter()
+        .map(|i| (sends[i].0.conversation_id, sends[i].0.author_id))
+        .collect();
+    if !all_still_write(conn, &pairs).await? {
+        return Ok(None);
+    }
     let mut rows: Vec<(usize, i64)> = Vec::new();
     for i in pending(&answers) {
         match next.get_mut(&sends[i].0.conversation_id) {
@@ -419,6 +483,9 @@ async fn stage_one(
     .bind(msg.conversation_id.0)
     .one(&mut *conn, |r| get(r, "last_seq"))
     .await?;
+    if !all_still_write(conn, &[(msg.conversation_id, msg.author_id)]).await? {
+        return Err(StoreError::NotFound);
+    }
     if let Some((key, _)) = &msg.idempotency {
         forget_stale_key(conn, msg, key).await?;
         if let Some((original, print)) = idempotent_original(conn, msg, key).await? {
@@ -486,13 +553,22 @@ impl MessageStore for Backend {
         // Lock the row first so concurrent edits each keep the version they replace.
         // A deleted message has no content to keep and cannot be edited, nor can an answer
         // still streaming (AGENT-3).
-        sqlx::query(
+        let (conv, author) = sqlx::query(
             "UPDATE messages SET edited_at = edited_at WHERE id = $1 AND deleted_at IS NULL \
-             AND status <> 'streaming'",
+             AND status <> 'streaming' RETURNING conversation_id, author_id",
         )
         .bind(id.0)
-        .change(&mut *tx)
+        .one(&mut *tx, |r| {
+            Ok((
+                ConversationId(get(r, "conversation_id")?),
+                UserId(get(r, "author_id")?),
+            ))
+        })
         .await?;
+        // Its author still writes there (see `still_writers`): an edit waits for its guards too.
+        if !all_still_write(&mut tx, &[(conv, author)]).await? {
+            return Err(StoreError::NotFound);
+        }
         sqlx::query(
             "INSERT INTO message_versions (id, message_id, content, format, written_at, \
              replaced_at) SELECT $1, id, content, format, COALESCE(edited_at, created_at), $3 \

@@ -43,6 +43,24 @@ pub(super) async fn within_cap(conn: &mut Conn, org: OrgId, what: OrgCapped) -> 
     Ok(())
 }
 
+/// AZ-2: `NotFound` unless every one of `users` is a member of `org`. Read under the org's lock,
+/// which a member's removal holds from its start: a removal committing meanwhile is either seen
+/// here, or waits and then takes what the caller adds (participations, team places) with the
+/// rest.
+pub(super) async fn members_only(
+    tx: &mut Conn,
+    org: uuid::Uuid,
+    users: &[UserId],
+) -> StoreResult<()> {
+    ORG_MEMBERS.lock(tx, org).await?;
+    for user in users {
+        if ORG_MEMBERS.role(&mut *tx, org, *user).await?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+    }
+    Ok(())
+}
+
 /// [`remove_member`] inside the caller's transaction; answers the membership and the
 /// participations removed.
 pub(super) async fn remove_member_in(

@@ -60,6 +60,60 @@ async fn org_placeholder(conn: &mut Conn, org: OrgId, at: DateTime<Utc>) -> Stor
     sqlx::query(find).bind(org.0).one(&mut *conn, user_id).await
 }
 
+/// Tombstones `user`'s messages in `org`: their content, edit history and files go. Answers how
+/// many messages lost their content and the files removed.
+async fn tombstone_in(
+    tx: &mut Conn,
+    user: UserId,
+    org: OrgId,
+    at: DateTime<Utc>,
+) -> StoreResult<(u64, FreedBlobs)> {
+    let files = format!(
+        "DELETE FROM files WHERE message_id IN (SELECT m.id FROM messages m \
+         JOIN conversations c ON c.id = m.conversation_id \
+         WHERE m.author_id = $1 AND c.org_id = $2) {REMOVED_FILE}"
+    );
+    let query = sqlx::query(&files).bind(user.0).bind(org.0);
+    let freed = remove_files(&mut *tx, query).await?;
+    sqlx::query(
+        "DELETE FROM message_versions WHERE message_id IN (SELECT m.id FROM \
+         messages m JOIN conversations c ON c.id = m.conversation_id \
+         WHERE m.author_id = $1 AND c.org_id = $2)",
+    )
+    .bind(user.0)
+    .bind(org.0)
+    .run(&mut *tx)
+    .await?;
+    let tombstoned = sqlx::query(
+        "UPDATE messages SET content = NULL, deleted_at = COALESCE(deleted_at, $3) \
+         WHERE author_id = $1 AND content IS NOT NULL AND conversation_id IN \
+         (SELECT id FROM conversations WHERE org_id = $2)",
+    )
+    .bind(user.0)
+    .bind(org.0)
+    .bind(ts(at))
+    .run(&mut *tx)
+    .await?;
+    Ok((tombstoned, freed))
+}
+
+/// Moderation flags in `org` naming `user` as the author name `now` instead (the placeholder,
+/// or nobody).
+async fn flags_name(
+    tx: &mut Conn,
+    user: UserId,
+    now: Option<UserId>,
+    org: OrgId,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE guard_flags SET author_id = $2 WHERE author_id = $1 AND org_id = $3")
+        .bind(user.0)
+        .bind(now.map(|u| u.0))
+        .bind(org.0)
+        .run(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl PrivacyStore for Backend {
     async fn messages_by_author(
@@ -80,8 +134,8 @@ impl PrivacyStore for Backend {
         with_attachments(self.reader(), page).await
     }
 
-    /// Erases an account: messages in `erasure.tombstone_orgs` lose their content (the others keep
-    /// it under the org's placeholder author), every membership goes as `remove_member` would,
+    /// Erases an account: messages in orgs whose policy is `tombstone` lose their content (the
+    /// others keep it under the org's placeholder author), every membership goes as `remove_member` would,
     /// credentials, 2FA and sessions are deleted and the profile is scrubbed. Files go with
     /// tombstoned messages, move with anonymised ones, and uploads no message carries go.
     /// Fails with `LastOrgOwner` (nothing changed) while the user is an org's only owner.
@@ -92,7 +146,6 @@ impl PrivacyStore for Backend {
     ) -> StoreResult<ErasedAccount> {
         let Erasure {
             user,
-            tombstone_orgs,
             anonymous_name,
             at,
         } = *erasure;
@@ -102,49 +155,32 @@ impl PrivacyStore for Backend {
             .bind(user.0)
             .all(&mut *tx, org_id)
             .await?;
-        let mut tombstoned = 0;
-        let mut freed = FreedBlobs::default();
-        for org in tombstone_orgs {
-            let files = format!(
-                "DELETE FROM files WHERE message_id IN (SELECT m.id FROM messages m \
-                 JOIN conversations c ON c.id = m.conversation_id \
-                 WHERE m.author_id = $1 AND c.org_id = $2) {REMOVED_FILE}"
-            );
-            let query = sqlx::query(&files).bind(user.0).bind(org.0);
-            freed.0.extend(remove_files(&mut tx, query).await?.0);
-            sqlx::query(
-                "DELETE FROM message_versions WHERE message_id IN (SELECT m.id FROM \
-                 messages m JOIN conversations c ON c.id = m.conversation_id \
-                 WHERE m.author_id = $1 AND c.org_id = $2)",
-            )
-            .bind(user.0)
-            .bind(org.0)
-            .run(&mut *tx)
-            .await?;
-            tombstoned += sqlx::query(
-                "UPDATE messages SET content = NULL, deleted_at = COALESCE(deleted_at, $3) \
-                 WHERE author_id = $1 AND content IS NOT NULL AND conversation_id IN \
-                 (SELECT id FROM conversations WHERE org_id = $2)",
-            )
-            .bind(user.0)
-            .bind(org.0)
-            .bind(ts(at))
-            .run(&mut *tx)
-            .await?;
-        }
-        // Everywhere else the messages keep their content but move to the org's placeholder
-        // author, so the erased id leads to none of them.
+        // DATA-6: each org where they wrote decides by its own policy, read here — also an org
+        // they have left since, whose messages of theirs are still there.
         let written = sqlx::query(
-            "SELECT DISTINCT c.org_id FROM messages m \
-             JOIN conversations c ON c.id = m.conversation_id WHERE m.author_id = $1",
+            "SELECT DISTINCT c.org_id, o.erasure FROM messages m \
+             JOIN conversations c ON c.id = m.conversation_id \
+             JOIN orgs o ON o.id = c.org_id WHERE m.author_id = $1",
         )
         .bind(user.0)
-        .all(&mut *tx, org_id)
+        .all(&mut *tx, |r| {
+            let org = get(r, "org_id").map(OrgId)?;
+            Ok((org, tag(r, "erasure", ErasurePolicy::parse)?))
+        })
         .await?;
-        for org in written {
-            if tombstone_orgs.contains(&org) {
+        let mut tombstoned = 0;
+        let mut freed = FreedBlobs::default();
+        for (org, policy) in written {
+            if policy == ErasurePolicy::Tombstone {
+                let (n, files) = tombstone_in(&mut tx, user, org, at).await?;
+                tombstoned += n;
+                freed.0.extend(files.0);
+                // A moderation flag on a message with no content left names nobody.
+                flags_name(&mut tx, user, None, org).await?;
                 continue;
             }
+            // The messages keep their content but move to the org's placeholder author, so
+            // the erased id leads to none of them (nor does a moderation flag on one).
             let placeholder = org_placeholder(&mut tx, org, at).await?;
             sqlx::query(
                 "UPDATE messages SET author_id = $2 WHERE author_id = $1 AND conversation_id \
@@ -156,7 +192,15 @@ impl PrivacyStore for Backend {
             .run(&mut *tx)
             .await?;
             hand_over_files(&mut tx, user, placeholder, org).await?;
+            flags_name(&mut tx, user, Some(placeholder), org).await?;
         }
+        // Invites addressed to their name would go to whoever takes the name next.
+        sqlx::query(
+            "DELETE FROM invites WHERE invitee_key = (SELECT username_key FROM users WHERE id = $1)",
+        )
+        .bind(user.0)
+        .run(&mut *tx)
+        .await?;
         // Webhook bodies about them (their messages, their membership) go, in every org.
         super::webhooks::redact_deliveries(&mut tx, at, "user_id = $2", user.0).await?;
         // What is left of theirs are uploads no message carries.

@@ -50,6 +50,7 @@ impl TeamStore for Backend {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn create_team(&self, team: &Team, audit: &[AuditEntry]) -> StoreResult<()> {
         let mut tx = self.writer().begin().await.map_err(db)?;
+        orgs::members_only(&mut tx, team.org_id.0, &team.member_ids).await?;
         sqlx::query("INSERT INTO teams (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)")
             .bind(team.id.0)
             .bind(team.org_id.0)
@@ -83,6 +84,14 @@ impl TeamStore for Backend {
         audit: &[AuditEntry],
     ) -> StoreResult<()> {
         let mut tx = self.writer().begin().await.map_err(db)?;
+        let org = sqlx::query("SELECT org_id FROM teams WHERE id = $1")
+            .bind(team.0)
+            .opt(&mut *tx, |r| get(r, "org_id"))
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        // A removal from the org racing this either sees the new place (and takes it) or
+        // commits first and this refuses.
+        orgs::members_only(&mut tx, org, &[user]).await?;
         insert_team_member(&mut tx, team, user).await?;
         commit_audited(tx, self, audit).await
     }

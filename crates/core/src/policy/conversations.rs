@@ -124,7 +124,11 @@ pub fn conversation_allows(a: &ConversationAccess, action: ConversationAction) -
         Update => group && manager,
         Delete => a.writer() && (a.participant == Some(ConversationRole::Owner) || a.org_admin()),
         AddParticipants => group && manager && !a.archived,
-        RemoveParticipants | DeleteAnyMessage => manager,
+        // MSG-1: a direct conversation is its pair's; its starter is its owner only so that
+        // it has one, and takes nobody out of it nor moderates the other's messages (an org
+        // admin still moderates).
+        RemoveParticipants => group && manager,
+        DeleteAnyMessage => manager && (group || a.org_admin()),
         ManageOwners => {
             a.writer() && (a.participant == Some(ConversationRole::Owner) || a.org_admin())
         }
@@ -306,7 +310,23 @@ mod tests {
     fn direct_conversations_are_closed() {
         let mut a = access(Some(OrgRole::Owner), Some(ConversationRole::Owner), true);
         a.kind = ConversationKind::Direct;
-        expect(&a, &[], &[AddParticipants, Join, Update]);
+        expect(
+            &a,
+            &[],
+            &[AddParticipants, Join, Update, RemoveParticipants],
+        );
+        // Its starter (the owner) neither takes the other out nor moderates their messages;
+        // an org admin still moderates.
+        let mut starter = access(Some(OrgRole::Member), Some(ConversationRole::Owner), true);
+        starter.kind = ConversationKind::Direct;
+        expect(
+            &starter,
+            &[Read, SendMessages, Leave],
+            &[RemoveParticipants, DeleteAnyMessage],
+        );
+        assert!(!may_delete_message(&starter, false));
+        assert!(may_delete_message(&starter, true));
+        expect(&a, &[DeleteAnyMessage], &[]);
     }
 
     #[test]

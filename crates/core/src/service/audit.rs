@@ -242,12 +242,15 @@ impl Services {
                 }
             }
             // Rows below the checkpoint that survived pruning, or rows filed before the first
-            // expected number, are out of place too.
+            // expected number (below 1 in a chain never pruned: a row numbered 0 or less is
+            // never read by the walk above), are out of place too.
             if !v.failed() {
                 let first = self.store.audit_rows(&chain, i64::MIN, 1).await?;
-                if let (Some(r), Some(cp)) = (first.first(), checkpoint.as_ref()) {
-                    if r.seq <= cp.seq {
-                        let mut report = ChainVerifier::new(&key, &chain, Some(cp)).finish(None);
+                let first_expected = checkpoint.as_ref().map_or(1, |cp| cp.seq + 1);
+                if let Some(r) = first.first() {
+                    if r.seq < first_expected {
+                        let start = ChainVerifier::new(&key, &chain, checkpoint.as_ref());
+                        let mut report = start.finish(None);
                         report.ok = false;
                         report.first_bad = Some(r.entry.id);
                         report.first_bad_seq = Some(r.seq);

@@ -262,7 +262,7 @@ impl Services {
                 pair.sort();
                 let key = format!("{}:{}", pair[0], pair[1]);
                 if let Some(existing) = self.store.direct_conversation(org, &key).await? {
-                    return Ok((existing, false));
+                    return Ok((self.reopen_direct(actor, existing, pair).await?, false));
                 }
                 Some(key)
             }
@@ -313,10 +313,47 @@ impl Services {
                     .direct_conversation(org, &key)
                     .await?
                     .ok_or(ServiceError::NotFound("conversation"))?;
-                Ok((existing, false))
+                let pair = [actor.user.id, others[0]];
+                Ok((self.reopen_direct(actor, existing, pair).await?, false))
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// MSG-1: a direct conversation is its pair's for good. Asked for again by one of them,
+    /// it first takes back whichever of the two is no longer in it (who left it, or was taken
+    /// out by a removal from the org and has come back), so it is never handed to someone
+    /// outside it (AZ-3) and the pair can always write to each other again. Both are members
+    /// of the org (checked by the caller, and again under the org's lock by the store).
+    async fn reopen_direct(
+        &self,
+        actor: &Actor,
+        conv: Conversation,
+        pair: [UserId; 2],
+    ) -> Result<Conversation> {
+        for user in pair {
+            if self.store.participant_role(conv.id, user).await?.is_some() {
+                continue;
+            }
+            let joining = Joining {
+                conv: conv.id,
+                user,
+                role: ConversationRole::Member,
+                at: self.clock.now(),
+            };
+            let audit = self
+                .conversation_audit(actor, "participant.added", &conv)
+                .detail(serde_json::json!({ "user_id": user, "role": joining.role }));
+            match self.store.add_participant(&joining, &[audit]).await {
+                Ok(added) => self.announce_added(&conv, &added).await?,
+                // Taken back by a concurrent request of the pair.
+                Err(StoreError::Conflict(Conflict::AlreadyParticipant)) => {}
+                // Removed from the org meanwhile.
+                Err(StoreError::NotFound) => return Err(ServiceError::NotFound("conversation")),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(conv)
     }
 
     pub async fn get_conversation(

@@ -626,6 +626,16 @@ impl Services {
         })
     }
 
+    /// The conversations `actor`'s user takes part in now, in every org: what a live gateway
+    /// session's subscriptions are reconciled with every few heartbeats (a subscription outside
+    /// it ends; none is added this way).
+    pub async fn conversations_taken_part_in(&self, actor: &Actor) -> Result<Vec<ConversationId>> {
+        Ok(self
+            .store
+            .user_conversation_ids(actor.user.id, None)
+            .await?)
+    }
+
     /// Checks a rotation's grace period: 0–86400 seconds.
     pub(super) fn grace(seconds: i64) -> Result<Duration> {
         if (0..=super::GRACE_MAX_SECONDS).contains(&seconds) {

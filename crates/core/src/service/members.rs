@@ -14,7 +14,7 @@ use crate::event::{Cached, Control, Event};
 use crate::ids::*;
 use crate::model::*;
 use crate::policy::{self, OrgAction};
-use crate::store::{Membership, Page, Removed};
+use crate::store::{Membership, Page, Removed, StoreError};
 use crate::types::*;
 
 impl Services {
@@ -271,7 +271,15 @@ impl Services {
             .resource("user", user)
             .org(org)
             .detail(serde_json::json!({ "team_id": team }));
-        self.store.add_team_member(team, user, &[audit]).await?;
+        // The store checks membership again under the org's lock: a removal racing this one
+        // wins or takes the new place along.
+        self.store
+            .add_team_member(team, user, &[audit])
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => ServiceError::NotFound("member"),
+                e => e.into(),
+            })?;
         // Teams widen what the user may see (team visibility).
         self.stale(vec![Cached::User(user)]);
         Ok(self.store.team(team).await?)

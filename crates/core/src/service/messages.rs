@@ -163,7 +163,18 @@ impl Services {
         };
         let audit =
             self.audited_write_rows(actor, "message.sent", conversation.org_id, conv, new.id);
-        match self.store.insert_message(&new, &audit).await? {
+        // The store asks again, in its transaction, whether the author still writes there (a
+        // removal, demotion or archival while the guards ran); if not, the policy's answer now
+        // says why.
+        let inserted = match self.store.insert_message(&new, &audit).await {
+            Err(StoreError::NotFound) => {
+                self.conversation_access(actor, conv, ConversationAction::SendMessages)
+                    .await?;
+                return Err(ServiceError::NotFound("conversation"));
+            }
+            inserted => inserted?,
+        };
+        match inserted {
             Inserted::Created(message) => {
                 let json = Data::of(&message);
                 // With its org, so the webhook worker need not read the conversation to
@@ -308,7 +319,8 @@ impl Services {
                 },
                 &audit,
             )
-            .await?;
+            .await
+            .map_err(ServiceError::missing("message"))?;
         let edited = self.announce_message("MESSAGE_UPDATE", edited);
         self.queue_flags(org, &edited, &flagged).await;
         Ok(edited)
@@ -356,6 +368,13 @@ impl Services {
             .store
             .delete_message(id, self.clock.now(), &audit)
             .await?;
+        // An agent's answer still streaming on this node sends nothing more of what was
+        // deleted (another node's stream finds the deletion at its next save).
+        // An agent's answer still streaming on this node sends nothing more of what was
+        // deleted (another node's stream finds the deletion at its next save).
+        // An agent's answer still streaming on this node sends nothing more of what was
+        // deleted (another node's stream finds the deletion at its next save).
+        self.open_streams.stop(id);
         let deleted = self.announce_message("MESSAGE_DELETE", deleted);
         self.free(freed).await;
         Ok(deleted)

@@ -5,11 +5,10 @@ use super::{Actor, AuditEvent, ClientMeta, Result, Services};
 use crate::audit::{AuditFilter, AuditRow};
 use crate::error::ServiceError;
 use crate::event::{Control, Event};
-use crate::ids::*;
 use crate::model::*;
 use crate::store::{Conflict, Cursor, Page, StoreError};
 use crate::totp::SecondFactorCode;
-use crate::types::{ErasurePolicy, Limit, OrgRole};
+use crate::types::{Limit, OrgRole};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -252,24 +251,17 @@ impl Services {
             self.verify_second_factor(actor, code, meta).await?;
         }
         let orgs = self.store.orgs_for_user(actor.user.id).await?;
-        let tombstone: Vec<OrgId> = orgs
-            .iter()
-            .filter(|(o, _)| o.erasure == ErasurePolicy::Tombstone)
-            .map(|(o, _)| o.id)
-            .collect();
         let anonymous = format!("deleted-{}", &actor.user.id.0.simple().to_string()[20..]);
         let audit = self
             .own_audit(actor, "user.erased")
             .detail(serde_json::json!({
                 "orgs": orgs.len(),
-                "tombstoned_in": tombstone.len(),
             }));
         let erased = self
             .store
             .erase_user(
                 &crate::store::Erasure {
                     user: actor.user.id,
-                    tombstone_orgs: &tombstone,
                     anonymous_name: &anonymous,
                     at: self.clock.now(),
                 },

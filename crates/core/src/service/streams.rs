@@ -166,7 +166,7 @@ impl OpenStreams {
         self.map().remove(&id);
     }
 
-    fn stop(&self, id: MessageId) {
+    pub(super) fn stop(&self, id: MessageId) {
         if let Some(flag) = self.map().get(&id) {
             flag.store(true, Ordering::Release);
         }

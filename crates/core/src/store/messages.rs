@@ -51,13 +51,19 @@ pub trait MessageStore: Send + Sync + 'static {
     /// attachments with one conditional update (so of two messages claiming a file, exactly one
     /// gets it); with an idempotency key seen within the window, returns the original instead
     /// (and appends no audit rows, claims nothing). Every message answered carries its
-    /// attachments (one query per call, whatever the page size).
+    /// attachments (one query per call, whatever the page size). `NotFound` when the author no
+    /// longer writes in the conversation (no longer a participant, a Viewer of its org, the
+    /// conversation archived), read after the conversation's row is locked in the insert's
+    /// transaction: a removal made while the send waited for its guards is never outrun.
     async fn insert_message(&self, msg: &NewMessage, audit: &[AuditEntry])
         -> StoreResult<Inserted>;
     async fn message(&self, id: MessageId) -> StoreResult<Message>;
     /// Messages by `seq`: `Latest`/`Before` newest first, `After` oldest first.
     async fn messages(&self, conv: ConversationId, page: Page<i64>) -> StoreResult<Vec<Message>>;
-    /// Keeps the current version in the history and replaces it.
+    /// Keeps the current version in the history and replaces it. `NotFound` when the message
+    /// is deleted, still streaming, or its author no longer writes in its conversation (no
+    /// longer a participant, a Viewer of its org, the conversation archived) — read under the
+    /// message's row lock in the edit's transaction.
     async fn edit_message(
         &self,
         edit: &MessageEdit<'_>,

@@ -8,12 +8,11 @@ use crate::model::*;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-/// How account `user` is erased: the orgs whose messages are tombstoned, the name the
-/// account takes and when.
+/// How account `user` is erased: the name the account takes and when. What happens to their
+/// messages in an org is that org's policy (`Org::erasure`) at the erasure.
 #[derive(Debug, Clone, Copy)]
 pub struct Erasure<'a> {
     pub user: UserId,
-    pub tombstone_orgs: &'a [OrgId],
     pub anonymous_name: &'a str,
     pub at: DateTime<Utc>,
 }
@@ -38,15 +37,17 @@ pub trait PrivacyStore: Send + Sync + 'static {
         after: Option<MessageId>,
         limit: i64,
     ) -> StoreResult<Vec<Message>>;
-    /// Erases an account in one transaction: tombstones the user's messages in
-    /// `erasure.tombstone_orgs` and removes their files; elsewhere they keep their content and
-    /// files but move to the org's placeholder author (one per org, created on first use: kind
-    /// user, disabled, erased, no credentials; it becomes the files' uploader and holds their
-    /// bytes), so the erased id leads to none of them; every other file the user uploaded
-    /// (never attached) is removed, and its bytes given back; the account is renamed
-    /// `erasure.anonymous_name`; removes every membership
-    /// (and participation), deletes sessions, API keys, 2FA and resume state, and scrubs the
-    /// profile (name, email, password; disabled). `LastOrgOwner` while the user is an org's
+    /// Erases an account in one transaction. In every org where the user wrote (a member
+    /// still or not), by that org's policy: `tombstone` — the messages lose their content,
+    /// history and files, and moderation flags on them name nobody; `anonymise` — they keep
+    /// their content and files but move to the org's placeholder author (one per org, created
+    /// on first use: kind user, disabled, erased, no credentials; it becomes the files'
+    /// uploader and holds their bytes, and the author of flags on them), so the erased id leads
+    /// to none of them. Every other file the user uploaded (never attached) is removed and its
+    /// bytes given back; invites addressed to the user's name are deleted (the name is freed);
+    /// the account is renamed `erasure.anonymous_name`; every membership (and participation)
+    /// is removed; sessions, API keys, 2FA and resume state are deleted and the profile
+    /// scrubbed (name, email, password; disabled). `LastOrgOwner` while the user is an org's
     /// only owner. Answers how many messages were tombstoned and the removed files' keys.
     async fn erase_user(
         &self,

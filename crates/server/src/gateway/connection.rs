@@ -284,6 +284,7 @@ async fn live(
     tokio::pin!(missed);
     let stopping = shutdown.changed();
     tokio::pin!(stopping);
+    let mut beats: u8 = 0;
     let end = loop {
         tokio::select! {
             biased;
@@ -295,7 +296,8 @@ async fn live(
             cmd = connection.read_command() => match cmd {
                 Ok(Command::Heartbeat(seq)) => {
                     missed.as_mut().reset((Instant::now() + interval.mul_f32(1.5)).into());
-                    let beat = Box::pin(heartbeat(gw, conn, actor, seq));
+                    beats = (beats + 1) % RECONCILE_EVERY;
+                    let beat = Box::pin(heartbeat(gw, conn, actor, seq, beats == 0));
                     if let Some(end) = beat.await {
                         break end;
                     }
@@ -326,12 +328,28 @@ async fn live(
     ending.await;
 }
 
-/// A heartbeat's work besides the answer: the acknowledgement moves the resume checkpoint, and
-/// the credential is checked again. `Some` when the connection must end. (Boxed by the caller:
-/// a live connection's future does not keep room for it between heartbeats.)
-async fn heartbeat(gw: &Gateway, conn: ConnId, actor: &Actor, seq: Option<u64>) -> Option<End> {
+/// Every this many heartbeats (≈ 2 min at the default interval) a live session's
+/// subscriptions are reconciled with the store (`HubCommand::Reconcile`).
+const RECONCILE_EVERY: u8 = 3;
+
+/// A heartbeat's work besides the answer: the acknowledgement moves the resume checkpoint, the
+/// credential is checked again, and with `reconcile` the subscriptions are held against the
+/// conversations the user takes part in now — the bound on how long a lost removal event (or a
+/// subscription that overtook its removal's) keeps a conversation's events coming. `Some` when
+/// the connection must end. (Boxed by the caller: a live connection's future does not keep room
+/// for it between heartbeats.)
+async fn heartbeat(
+    gw: &Gateway,
+    conn: ConnId,
+    actor: &Actor,
+    seq: Option<u64>,
+    reconcile: bool,
+) -> Option<End> {
     if let Some(s) = seq {
         let _ = gw.hub.send(HubCommand::Ack { conn, s }).await;
+    }
+    if reconcile {
+        reconcile_subscriptions(gw, conn, actor).await;
     }
     if actor.session.expires_at <= gw.services.clock.now() {
         return Some(End::Close(
@@ -342,6 +360,30 @@ async fn heartbeat(gw: &Gateway, conn: ConnId, actor: &Actor, seq: Option<u64>) 
     let lapsed = gw.services.credential_still_valid(actor).await.err()?;
     let (code, why) = CloseCode::lapsed(lapsed);
     Some(End::Close(code, why))
+}
+
+/// Sends the hub the conversations the user takes part in now, read after the position the hub
+/// had dispatched (so a subscription dispatched after it may be newer than the list, and the
+/// hub then keeps everything until the next time). A failed read changes nothing.
+async fn reconcile_subscriptions(gw: &Gateway, conn: ConnId, actor: &Actor) {
+    let (reply, answer) = oneshot::channel();
+    if gw.hub.send(HubCommand::Position { reply }).await.is_err() {
+        return;
+    }
+    let Ok(since) = answer.await else {
+        return;
+    };
+    match gw.services.conversations_taken_part_in(actor).await {
+        Ok(conversations) => {
+            let cmd = HubCommand::Reconcile {
+                conn,
+                since,
+                conversations,
+            };
+            let _ = gw.hub.send(cmd).await;
+        }
+        Err(e) => tracing::warn!(error = %e, "could not reconcile a gateway session"),
+    }
 }
 
 /// Unregisters, saves the session for RESUME (on any node), and closes the socket.

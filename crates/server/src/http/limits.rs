@@ -2,8 +2,8 @@
 //! per-IP buckets and leaves a `RequestLimits` slot in the request; `check_caller` (called once
 //! the caller is authenticated) charges the caller's buckets and records them in that slot; on
 //! the way out the layer writes `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
-//! for the most constrained bucket. Probes, the gateway (it has its own limits) and the OpenAPI
-//! document are never limited. `body_deadline` is RATE-5's body timeout, the router layer of
+//! for the most constrained bucket. Probes and the OpenAPI document are never limited; the
+//! gateway's upgrade is charged like a request (its frames have their own budget). `body_deadline` is RATE-5's body timeout, the router layer of
 //! `ratelimit::connections`. The limiter itself (`ratelimit`) knows nothing of HTTP responses.
 
 use super::client_ip;
@@ -19,12 +19,13 @@ use axum::response::{IntoResponse, Response};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-/// Paths no limit applies to.
+/// Paths no limit applies to. The gateway's upgrade is not one of them: each connection is
+/// charged to the global and per-IP buckets like a request (RATE-1, RATE-3), so IDENTIFY
+/// attempts — and with them guesses at the access token (AUTH-9) — come no faster than REST
+/// requests; the socket's own frames have their own budget.
 pub fn exempt(path: &str) -> bool {
-    matches!(
-        path,
-        "/health" | "/health/ready" | "/gateway" | "/api/v1/openapi.json"
-    ) || path.starts_with("/health/")
+    matches!(path, "/health" | "/health/ready" | "/api/v1/openapi.json")
+        || path.starts_with("/health/")
 }
 
 /// The per-request slot shared by the middleware and `check_caller`.
@@ -178,16 +179,16 @@ pub async fn body_deadline(State(state): State<AppState>, req: Request, next: Ne
 #[cfg(test)]
 mod tests {
     #[test]
-    fn probes_gateway_and_the_document_are_exempt() {
-        for path in [
-            "/health",
-            "/health/ready",
-            "/gateway",
-            "/api/v1/openapi.json",
-        ] {
+    fn probes_and_the_document_are_exempt() {
+        for path in ["/health", "/health/ready", "/api/v1/openapi.json"] {
             assert!(super::exempt(path), "{path}");
         }
-        for path in ["/api/v1/users/@me", "/healthz", "/api/v1/auth/login"] {
+        for path in [
+            "/api/v1/users/@me",
+            "/healthz",
+            "/api/v1/auth/login",
+            "/gateway",
+        ] {
             assert!(!super::exempt(path), "{path}");
         }
     }

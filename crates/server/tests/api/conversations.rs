@@ -8,6 +8,7 @@ use serde_json::json;
 
 both_backends!(
     direct_conversations_are_unique_per_pair,
+    a_direct_conversation_stays_its_pairs,
     visibility_decides_who_sees_and_joins,
     participants_and_roles,
     viewers_cannot_write,
@@ -20,16 +21,11 @@ async fn direct_conversations_are_unique_per_pair(app: TestApp) {
         .team("alice", "Acme", [("bob", "member"), ("carol", "member")])
         .await;
     let path = format!("/api/v1/orgs/{org}/conversations");
-    let start = |by: &User, with: &User| {
-        let body = json!({"kind": "direct", "participant_ids": [with.id]});
-        let (app, path, token) = (&app, &path, by.token.clone());
-        async move { app.post(path, &token, body).await }
-    };
-    let first = start(&alice, &bob).await.expect(201);
+    let first = start_direct(&app, &org, &alice, &bob).await.expect(201);
     assert_eq!(first.body["visibility"], "private");
     assert!(first.body["name"].is_null());
     // Either side asking again gets the same conversation, with 200.
-    let again = start(&bob, &alice).await.expect(200);
+    let again = start_direct(&app, &org, &bob, &alice).await.expect(200);
     assert_eq!(again.id(), first.id());
     let direct = |more: serde_json::Value| {
         let mut body = json!({"kind": "direct", "participant_ids": [bob.id]});
@@ -67,6 +63,92 @@ async fn direct_conversations_are_unique_per_pair(app: TestApp) {
         bad.expect_error(422, "not_a_member").field(),
         Some("/participant_ids/0")
     );
+}
+
+/// MSG-1, AZ-3: a direct conversation has its two and no moderator among them: its starter
+/// (its owner) neither takes the other out nor deletes their messages (an org admin still
+/// moderates). Asked for again by either of the pair, it is handed back only with both in it:
+/// who left it, or was removed from the org and came back, is taken back first.
+async fn a_direct_conversation_stays_its_pairs(app: TestApp) {
+    let Team(alice, [bob, dave], org) = app
+        .team("alice", "Acme", [("bob", "member"), ("dave", "member")])
+        .await;
+    let c = start_direct(&app, &org, &bob, &dave).await.expect(201).id();
+    let his = app.says(&c, &dave, "between us").await.id();
+    app.expect_all([
+        bob.delete(&conv_path(&c, &format!("/participants/{}", dave.id)))
+            .err(403, "forbidden"),
+        bob.delete(&format!("/api/v1/messages/{his}"))
+            .err(403, "forbidden"),
+    ])
+    .await;
+    assert_eq!(app.message_count(&c, &dave).await, 1, "nothing was deleted");
+    let permissions = app.get(&conv_path(&c, ""), &bob.token).await.expect(200);
+    let listed = permissions.body["permissions"].as_array().unwrap();
+    assert!(
+        !listed
+            .iter()
+            .any(|p| p == "remove_participants" || p == "delete_any_message"),
+        "{listed:?}"
+    );
+    let in_it = |who: &User| {
+        let (app, c, token) = (&app, c.clone(), bob.token.clone());
+        let id = who.id.clone();
+        async move {
+            app.items(&conv_path(&c, "/participants"), &token)
+                .await
+                .iter()
+                .any(|p| p["user"]["id"] == id.as_str())
+        }
+    };
+    // Dave leaves; asking for the pair's conversation again brings him back to it.
+    app.post(&conv_path(&c, "/leave"), &dave.token, json!({}))
+        .await
+        .expect(204);
+    app.expect_all([dave.get(&conv_path(&c, "")).err(404, "not_found")])
+        .await;
+    assert_eq!(
+        start_direct(&app, &org, &dave, &bob).await.expect(200).id(),
+        c
+    );
+    assert!(in_it(&dave).await);
+    assert_eq!(app.message_count(&c, &dave).await, 1);
+    // So does Bob asking for it.
+    app.post(&conv_path(&c, "/leave"), &dave.token, json!({}))
+        .await
+        .expect(204);
+    assert_eq!(
+        start_direct(&app, &org, &bob, &dave).await.expect(200).id(),
+        c
+    );
+    assert!(in_it(&dave).await);
+    // Removed from the org, Dave cannot have it; back in the org, he has it again.
+    app.remove_member(&org, &alice, &dave.id).await;
+    start_direct(&app, &org, &dave, &bob).await.expect(404);
+    start_direct(&app, &org, &bob, &dave).await.expect(422);
+    assert!(!in_it(&dave).await);
+    app.add_member(&org, &alice, &dave, "member").await;
+    assert_eq!(
+        start_direct(&app, &org, &dave, &bob).await.expect(200).id(),
+        c
+    );
+    assert!(in_it(&dave).await);
+    app.says(&c, &dave, "back").await;
+    // The org's owner, not in it, still moderates.
+    app.delete(&format!("/api/v1/messages/{his}"), &alice.token)
+        .await
+        .expect(204);
+}
+
+/// `by` asks for the direct conversation with `with` in `org`.
+async fn start_direct(app: &TestApp, org: &str, by: &User, with: &User) -> Res {
+    let body = json!({"kind": "direct", "participant_ids": [with.id]});
+    app.post(
+        &format!("/api/v1/orgs/{org}/conversations"),
+        &by.token,
+        body,
+    )
+    .await
 }
 
 async fn visibility_decides_who_sees_and_joins(app: TestApp) {

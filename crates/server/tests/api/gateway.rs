@@ -12,6 +12,7 @@ both_backends!(
     protocol_errors_close_with_typed_codes,
     events_follow_rest_and_stay_in_their_org,
     removal_and_deletion_stop_events_at_once,
+    a_lost_removal_stops_events_within_a_few_heartbeats,
     revoked_credentials_close_sockets,
     typing_read_markers_and_presence,
     resume_replays_what_was_missed,
@@ -207,6 +208,42 @@ async fn events_follow_rest_and_stay_in_their_org(app: TestApp) {
     next_is_marker(&app, &mut alice, &fresh, &w.bob).await;
     // The outsider saw none of it: their next event is their own marker.
     next_is_marker(&app, &mut outsider, &w.outsider_conv, &w.outsider).await;
+}
+
+/// MSG-4, AZ-3: a removal whose event never reached the hub — here the participant's row is
+/// deleted in the database, with no event at all — stops the conversation's events within a
+/// few heartbeats: every third one holds the socket's subscriptions against the store.
+async fn a_lost_removal_stops_events_within_a_few_heartbeats(app: TestApp) {
+    let w = world(&app).await;
+    let (mut bob, _) = Ws::identify(&app, &w.bob.token).await;
+    app.says(&w.conv, &w.alice, "seen").await;
+    bob.expect("MESSAGE_CREATE").await;
+    let db = crate::db::Db::of(&app).await;
+    let (conv, user) = (
+        uuid::Uuid::parse_str(&w.conv).unwrap(),
+        uuid::Uuid::parse_str(&w.bob.id).unwrap(),
+    );
+    let gone = crate::with_pool!(&db, p => sqlx::query(
+        "DELETE FROM participants WHERE conversation_id = $1 AND user_id = $2",
+    )
+    .bind(conv)
+    .bind(user)
+    .execute(p)
+    .await
+    .unwrap()
+    .rows_affected());
+    assert_eq!(gone, 1);
+    // Until then the socket still has it (the store alone changed)...
+    app.says(&w.conv, &w.alice, "before the heartbeats").await;
+    bob.expect("MESSAGE_CREATE").await;
+    // ...after three heartbeats it no longer does.
+    for _ in 0..3 {
+        bob.heartbeat().await;
+        while bob.frame().await.expect("open")["op"] != 11 {}
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    app.says(&w.conv, &w.alice, "bob must not see this").await;
+    next_is_marker(&app, &mut bob, &w.bob_solo, &w.bob).await;
 }
 
 async fn removal_and_deletion_stop_events_at_once(app: TestApp) {

@@ -464,12 +464,7 @@ async fn only_members_of_the_org_take_part(store: Arc<dyn Store>) {
         store.participant_role(conv.id, outsider.id).await.unwrap(),
         None
     );
-    let mut users = Vec::new();
-    for i in 0..100 {
-        let user = make_user(&*store, &format!("racer{i}")).await;
-        join(&*store, org.id, user.id).await;
-        users.push(user.id);
-    }
+    let users = racers(&*store, org.id, 100).await;
     let races: Vec<_> = users
         .iter()
         .map(|&user| {

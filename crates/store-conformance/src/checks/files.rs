@@ -274,11 +274,7 @@ async fn erasure_removes_or_hands_over_files_by_policy(store: Arc<dyn Store>) {
     let [owner, alice, bob] = make_users(&*store, ["owner", "alice", "bob"]).await;
     let tomb = make_org(&*store, "tomb", owner.id).await;
     let anon = make_org(&*store, "anon", owner.id).await;
-    let patch = OrgPatch {
-        erasure: Some(ErasurePolicy::Anonymise),
-        ..OrgPatch::default()
-    };
-    store.update_org(anon.id, &patch, &[]).await.unwrap();
+    anonymising(&*store, anon.id).await;
     let mut convs = Vec::new();
     for org in [&tomb, &anon] {
         join(&*store, org.id, alice.id).await;
@@ -295,13 +291,7 @@ async fn erasure_removes_or_hands_over_files_by_policy(store: Arc<dyn Store>) {
         send_with(&*store, conv, alice.id, &[file]).await;
     }
     send_with(&*store, in_tomb, bob.id, &[&bobs]).await;
-    let erasure = Erasure {
-        user: alice.id,
-        tombstone_orgs: &[tomb.id],
-        anonymous_name: "deleted-alice",
-        at: at(500),
-    };
-    let erased = store.erase_user(&erasure, &[]).await.unwrap();
+    let erased = erase(&*store, alice.id, "deleted-alice", 500).await;
     assert_eq!(erased.tombstoned, 1);
     assert_eq!(sorted(erased.freed), keys(&[&tombstoned, &unsent]));
     assert_removed(&*store, &[&tombstoned, &unsent]).await;

@@ -7,7 +7,7 @@ use super::*;
 use conclave_core::guards::{GuardMode, GuardRules};
 use conclave_core::store::guards::*;
 
-fn guard(org: OrgId, name: &str, position: i32) -> Guard {
+pub(crate) fn guard(org: OrgId, name: &str, position: i32) -> Guard {
     Guard {
         id: GuardId::new(),
         org_id: org,
@@ -25,7 +25,7 @@ fn guard(org: OrgId, name: &str, position: i32) -> Guard {
     }
 }
 
-fn flag(org: OrgId, g: &Guard, m: &Message) -> NewFlag {
+pub(crate) fn flag(org: OrgId, g: &Guard, m: &Message) -> NewFlag {
     NewFlag {
         id: FlagId::new(),
         org_id: org,

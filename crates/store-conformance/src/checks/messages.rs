@@ -274,3 +274,87 @@ async fn delete_tombstones(store: Arc<dyn Store>) {
     );
 }
 check!(delete_tombstones);
+
+/// AZ-2, AZ-3: a message (or an edit) is stored only while its author writes in its
+/// conversation — a participant, a member of its org who is no Viewer, the conversation not
+/// archived — read in the write's own transaction, so a removal, demotion or archival made
+/// while the send waited (for its guards, say) is never outrun; the others of a batch are
+/// stored all the same, with `seq` numbers that leave no gap.
+async fn only_those_who_still_write_there_are_stored(store: Arc<dyn Store>) {
+    let (alice, org) = owned_org(&*store, "alice", "Acme").await;
+    let [bob, vic, eve] = make_users(&*store, ["bob", "vic", "eve"]).await;
+    for u in [bob.id, vic.id, eve.id] {
+        join(&*store, org.id, u).await;
+    }
+    let others = [bob.id, vic.id];
+    let conv = make_group(&*store, org.id, alice.id, &others, Visibility::ORG).await;
+    let his = post_message(&*store, conv.id, bob.id, "before").await;
+    let refused = |author: UserId| {
+        let store = Arc::clone(&store);
+        async move {
+            let msg = new_message(conv.id, author, "after");
+            assert_not_found(store.insert_message(&msg, &[]).await);
+        }
+    };
+    // Not a participant (a member of the org all the same).
+    refused(eve.id).await;
+    // A Viewer of the org now.
+    store
+        .set_member_role(membership(org.id, vic.id, OrgRole::Viewer), &[])
+        .await
+        .unwrap();
+    refused(vic.id).await;
+    // Taken out of the conversation: no more messages, nor edits of the old ones.
+    store
+        .remove_participant(conv.id, bob.id, &[])
+        .await
+        .unwrap();
+    refused(bob.id).await;
+    assert_not_found(
+        store
+            .edit_message(&text_edit(his.id, "rewritten", 150), &[])
+            .await,
+    );
+    assert_eq!(
+        store.message(his.id).await.unwrap().content.as_deref(),
+        Some("before")
+    );
+    // Many at once, one of them refused: the others are stored, in order, without a gap.
+    let batch: Vec<_> = (0..20)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let author = if i == 7 { bob.id } else { alice.id };
+            tokio::spawn(async move {
+                let msg = new_message(conv.id, author, &format!("m{i}"));
+                (author, store.insert_message(&msg, &[]).await)
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for sent in batch {
+        match sent.await.unwrap() {
+            (author, Ok(inserted)) if author == alice.id => seqs.push(created(inserted).seq),
+            (_, outcome) => assert_not_found(outcome),
+        }
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (2..=20).collect::<Vec<i64>>());
+    // Archived: nobody writes.
+    let archive = ConversationPatch {
+        archived: Some(true),
+        ..ConversationPatch::default()
+    };
+    store
+        .update_conversation(
+            &ConversationUpdate {
+                id: conv.id,
+                patch: archive,
+                at: at(200),
+            },
+            &[],
+        )
+        .await
+        .unwrap();
+    refused(alice.id).await;
+}
+check!(only_those_who_still_write_there_are_stored);

@@ -307,6 +307,36 @@ pub(crate) async fn join(store: &dyn Store, org: OrgId, user: UserId) {
         .unwrap();
 }
 
+/// `n` new users (`racer0`…), each a plain member of `org`: the subjects of removal races.
+pub(crate) async fn racers(store: &dyn Store, org: OrgId, n: usize) -> Vec<UserId> {
+    let mut users = Vec::with_capacity(n);
+    for i in 0..n {
+        let user = make_user(store, &format!("racer{i}")).await;
+        join(store, org, user.id).await;
+        users.push(user.id);
+    }
+    users
+}
+
+/// Sets `org`'s erasure policy to `anonymise`.
+pub(crate) async fn anonymising(store: &dyn Store, org: OrgId) {
+    let patch = OrgPatch {
+        erasure: Some(ErasurePolicy::Anonymise),
+        ..OrgPatch::default()
+    };
+    store.update_org(org, &patch, &[]).await.unwrap();
+}
+
+/// Erases `user`, renamed `name`, `secs` into the test (unaudited); answers what it did.
+pub(crate) async fn erase(store: &dyn Store, user: UserId, name: &str, secs: i64) -> ErasedAccount {
+    let erasure = Erasure {
+        user,
+        anonymous_name: name,
+        at: at(secs),
+    };
+    store.erase_user(&erasure, &[]).await.unwrap()
+}
+
 /// Stores a new message by `author` and answers it.
 pub(crate) async fn post_message(
     store: &dyn Store,

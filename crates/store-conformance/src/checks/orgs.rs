@@ -555,6 +555,17 @@ async fn teams_and_team_members(store: Arc<dyn Store>) {
     };
     store.create_team(&second, &[]).await.unwrap();
 
+    // AZ-2: only a member of the team's org has a place in it.
+    assert_not_found(store.add_team_member(team.id, bob.id, &[]).await);
+    let outsider_team = Team {
+        id: TeamId::new(),
+        name: "Outsiders".to_owned(),
+        member_ids: vec![alice.id, bob.id],
+        ..team.clone()
+    };
+    assert_not_found(store.create_team(&outsider_team, &[]).await);
+    assert_not_found(store.team(outsider_team.id).await);
+    join(&*store, org.id, bob.id).await;
     store.add_team_member(team.id, bob.id, &[]).await.unwrap();
     store
         .add_team_member(team.id, bob.id, &[])
@@ -593,3 +604,42 @@ async fn teams_and_team_members(store: Arc<dyn Store>) {
     assert_not_found(store.team(TeamId::new()).await);
 }
 check!(teams_and_team_members);
+
+/// AZ-2: ~100 team additions racing the removal of their user from the org never leave a team
+/// place to someone who is no member.
+async fn team_places_do_not_outlive_a_removal(store: Arc<dyn Store>) {
+    let [alice] = make_users(&*store, ["alice"]).await;
+    let org = make_org(&*store, "acme", alice.id).await;
+    let team = Team {
+        id: TeamId::new(),
+        org_id: org.id,
+        name: "Design".to_owned(),
+        member_ids: vec![],
+        created_at: at(3),
+    };
+    store.create_team(&team, &[]).await.unwrap();
+    let users = racers(&*store, org.id, 100).await;
+    let races: Vec<_> = users
+        .iter()
+        .map(|&user| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let removal = store.remove_member(org.id, user, &[]);
+                let added = store.add_team_member(team.id, user, &[]);
+                let (removed, added) = tokio::join!(removal, added);
+                removed.unwrap();
+                if added.is_err() {
+                    assert_not_found(added);
+                }
+            })
+        })
+        .collect();
+    for race in races {
+        race.await.unwrap();
+    }
+    assert_eq!(store.team(team.id).await.unwrap().member_ids, vec![]);
+    for user in users {
+        assert_eq!(store.user_teams(org.id, user).await.unwrap(), vec![]);
+    }
+}
+check!(team_places_do_not_outlive_a_removal);

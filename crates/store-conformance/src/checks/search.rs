@@ -128,13 +128,7 @@ async fn edits_replace_and_removals_remove_entries(store: Arc<dyn Store>) {
 
     // Erasure tombstones the user's messages in a tombstoning org.
     post_message(&*store, conv.id, bob.id, "erasable remark").await;
-    let erasure = Erasure {
-        user: bob.id,
-        tombstone_orgs: &[conv.org_id],
-        anonymous_name: "deleted-bob",
-        at: at(500),
-    };
-    store.erase_user(&erasure, &[]).await.unwrap();
+    erase(&*store, bob.id, "deleted-bob", 500).await;
     assert!(
         a.ids(&*store, "erasable").await.is_empty(),
         "erasure removes"

@@ -397,11 +397,7 @@ check!(times_are_kept_to_the_microsecond);
 async fn anonymised_erasure_moves_messages_to_the_org_placeholder(store: Arc<dyn Store>) {
     let [owner, alice, bob] = make_users(&*store, ["owner", "alice", "bob"]).await;
     let org = make_org(&*store, "Acme", owner.id).await;
-    let patch = OrgPatch {
-        erasure: Some(ErasurePolicy::Anonymise),
-        ..OrgPatch::default()
-    };
-    store.update_org(org.id, &patch, &[]).await.unwrap();
+    anonymising(&*store, org.id).await;
     for u in [alice.id, bob.id] {
         join(&*store, org.id, u).await;
     }
@@ -415,18 +411,7 @@ async fn anonymised_erasure_moves_messages_to_the_org_placeholder(store: Arc<dyn
     .await;
     let hers = post_message(&*store, conv.id, alice.id, "hers").await;
     let his = post_message(&*store, conv.id, bob.id, "his").await;
-    let erased = store
-        .erase_user(
-            &Erasure {
-                user: alice.id,
-                tombstone_orgs: &[],
-                anonymous_name: "deleted-alice",
-                at: at(500),
-            },
-            &[],
-        )
-        .await
-        .unwrap();
+    let erased = erase(&*store, alice.id, "deleted-alice", 500).await;
     // What left, as it was: her membership and her place in the conversation.
     assert_eq!(erased.tombstoned, 0);
     assert_eq!(erased.removed.len(), 1);
@@ -457,18 +442,60 @@ async fn anonymised_erasure_moves_messages_to_the_org_placeholder(store: Arc<dyn
     assert_eq!(store.password_hash(placeholder).await.unwrap(), None);
     assert_eq!(store.membership(org.id, placeholder).await.unwrap(), None);
     // One placeholder per org.
-    store
-        .erase_user(
-            &Erasure {
-                user: bob.id,
-                tombstone_orgs: &[],
-                anonymous_name: "deleted-bob",
-                at: at(600),
-            },
-            &[],
-        )
-        .await
-        .unwrap();
+    erase(&*store, bob.id, "deleted-bob", 600).await;
     assert_eq!(store.message(his.id).await.unwrap().author.id, placeholder);
 }
 check!(anonymised_erasure_moves_messages_to_the_org_placeholder);
+
+/// DATA-6: erasure follows the policy of every org the user wrote in, a member still or not:
+/// an org they left tombstones their words too; flags name the placeholder (anonymise) or
+/// nobody (tombstone); invites addressed to the name they free are gone with it.
+async fn erasure_follows_each_orgs_policy_where_they_wrote(store: Arc<dyn Store>) {
+    let [owner, alice] = make_users(&*store, ["owner", "alice"]).await;
+    let tomb = make_org(&*store, "tomb", owner.id).await;
+    let anon = make_org(&*store, "anon", owner.id).await;
+    anonymising(&*store, anon.id).await;
+    let mut written = Vec::new();
+    for org in [&tomb, &anon] {
+        join(&*store, org.id, alice.id).await;
+        let conv = make_group(&*store, org.id, owner.id, &[alice.id], Visibility::ORG).await;
+        let message = post_message(&*store, conv.id, alice.id, "her words").await;
+        let g = super::guards::guard(org.id, "words", 0);
+        store.create_guard(&g, None, &[]).await.unwrap();
+        store
+            .add_flags(&[super::guards::flag(org.id, &g, &message)])
+            .await
+            .unwrap();
+        written.push(message);
+    }
+    // She leaves the tombstoning org before she erases her account.
+    store.remove_member(tomb.id, alice.id, &[]).await.unwrap();
+    let mut named = super::orgs::invite(tomb.id, owner.id, Some(1), None);
+    named.username = Some("alice".into());
+    store
+        .create_invite(&named, b"for-alice", &[])
+        .await
+        .unwrap();
+    let erased = erase(&*store, alice.id, "deleted-alice", 500).await;
+    assert_eq!(erased.tombstoned, 1);
+    let in_tomb = store.message(written[0].id).await.unwrap();
+    assert_eq!(in_tomb.content, None, "the org she left tombstones too");
+    let in_anon = store.message(written[1].id).await.unwrap();
+    assert_eq!(in_anon.content.as_deref(), Some("her words"));
+    let placeholder = in_anon.author.id;
+    assert_ne!(placeholder, alice.id);
+    for (org, author) in [(tomb.id, None), (anon.id, Some(placeholder))] {
+        let flags = store.flags(org, false, None, 50).await.unwrap();
+        let named: Vec<_> = flags.iter().map(|f| f.author_id).collect();
+        assert_eq!(named, vec![author], "flags in {org:?} lead nowhere");
+    }
+    // Whoever takes the freed name finds no invite meant for her.
+    let squatter = make_user(&*store, "alice").await;
+    assert!(store
+        .pending_invites(squatter.id, at(501))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.org_invites(tomb.id).await.unwrap().is_empty());
+}
+check!(erasure_follows_each_orgs_policy_where_they_wrote);

@@ -170,13 +170,8 @@ async fn webhook_bodies_go_with_what_they_are_about(store: Arc<dyn Store>) {
     let his_body = queued_about(&*store, hook, "message.created", &his)
         .await
         .unwrap();
-    let erasure = conclave_core::store::Erasure {
-        user: bob.id,
-        tombstone_orgs: &[],
-        anonymous_name: "deleted-bob",
-        at: at(300),
-    };
-    store.erase_user(&erasure, &[]).await.unwrap();
+    anonymising(&*store, org.id).await;
+    erase(&*store, bob.id, "deleted-bob", 300).await;
     redacted(&*store, member.id, DeliveryStatus::Pending).await;
     redacted(&*store, his_body.id, DeliveryStatus::Pending).await;
     assert!(queued_about(&*store, hook, "message.created", &his)

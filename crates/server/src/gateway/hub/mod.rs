@@ -111,6 +111,16 @@ pub enum Command {
     },
     /// The client acknowledged frames up to `s` (heartbeat).
     Ack { conn: ConnId, s: u64 },
+    /// The conversations the store lists for the connection's user now, read after the hub
+    /// had dispatched up to `since`: a subscription outside them whose removal never arrived
+    /// (an event lost, or a late subscription overtaking the removal's) ends — unless a
+    /// subscription came after `since`, which may be newer than the list (then the next one
+    /// decides). Sent every few heartbeats, the bound on how long a lost event can matter.
+    Reconcile {
+        conn: ConnId,
+        since: u64,
+        conversations: Vec<ConversationId>,
+    },
     /// The connection's own presence (online or idle).
     Presence {
         conn: ConnId,
@@ -171,6 +181,11 @@ struct Conn {
     /// Orgs the user may not read now (AUTH-4a): their conversations stay subscribed, but no
     /// event of them is sent until `ORG_ACCESS_RESTORED`.
     locked: HashSet<OrgId>,
+    /// The conversations the store listed for the user while the connection started
+    /// (`Standing`), until it is activated: a resumed session keeps no other.
+    standing: Option<Vec<ConversationId>>,
+    /// The position of the last subscription this connection took (`Reconcile`).
+    last_subscribed: u64,
 }
 
 impl Conn {
@@ -389,11 +404,25 @@ impl Hub {
             }
             Command::Standing { conn, orgs, locked } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
+                    c.standing = Some(orgs.keys().copied().collect());
                     c.orgs = orgs.into_iter().collect();
                     c.locked = locked;
                 }
             }
             Command::Ack { conn, s } => self.ack(conn, s),
+            Command::Reconcile {
+                conn,
+                since,
+                conversations,
+            } => {
+                let settled = self
+                    .conns
+                    .get(&conn)
+                    .is_some_and(|c| c.buffer.is_none() && c.last_subscribed <= since);
+                if settled {
+                    self.keep_only(conn, &conversations);
+                }
+            }
             Command::Position { reply } => {
                 let _ = reply.send(self.position);
             }

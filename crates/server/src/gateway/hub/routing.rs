@@ -218,6 +218,7 @@ impl Hub {
                     c.locked.insert(*org);
                 }
                 c.orgs.insert(*conversation, *org);
+                c.last_subscribed = c.last_subscribed.max(position);
                 if c.conversations.insert(*conversation) {
                     c.changes.push((position, *conversation, true));
                     self.by_conv.entry(*conversation).or_default().insert(id);

@@ -55,6 +55,8 @@ impl Hub {
                 credential: Credential::Session,
                 orgs: IdMap::default(),
                 locked: HashSet::new(),
+                standing: None,
+                last_subscribed: 0,
             }),
         );
         self.starting.insert(conn);
@@ -82,6 +84,12 @@ impl Hub {
         for conv in convs {
             self.by_conv.entry(conv).or_default().insert(conn);
         }
+        // What the store said the user takes part in, read after this connection was
+        // registered (`Standing`): it already reflects every replayed event. A resumed
+        // conversation outside it (its removal's event lost, or skipped by a node that fell
+        // too far behind) is dropped once the replay is through, instead of being carried from
+        // one session to the next.
+        let standing = self.conns.get_mut(&conn).and_then(|c| c.standing.take());
         let mut replayed = 0;
         if let Some(r) = replay {
             // The replay is what covers its positions: framed here, and only here.
@@ -99,6 +107,9 @@ impl Hub {
                 if after > before && after > r.client_seq {
                     replayed += 1;
                 }
+            }
+            if let Some(standing) = standing {
+                self.keep_only(conn, &standing);
             }
             let c = self.conns.get_mut(&conn)?;
             c.covered = covered;
@@ -124,6 +135,33 @@ impl Hub {
             self.announce_presence(user, &IdSet::default());
         }
         Some(replayed)
+    }
+
+    /// Ends connection `conn`'s subscriptions to conversations not in `standing` (a replay's
+    /// own changes made since are kept: a subscription it added is in `standing` too).
+    pub(super) fn keep_only(&mut self, conn: ConnId, standing: &[ConversationId]) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let stale: Vec<ConversationId> = c
+            .conversations
+            .iter()
+            .copied()
+            .filter(|conv| !standing.contains(conv))
+            .collect();
+        for conv in stale {
+            // Gone from what the session would be resumed with too.
+            c.conversations.remove(&conv);
+            c.orgs.remove(&conv);
+            c.checkpoint.conversations.remove(&conv);
+            c.changes.retain(|(_, changed, _)| *changed != conv);
+            if let Some(set) = self.by_conv.get_mut(&conv) {
+                set.remove(&conn);
+                if set.is_empty() {
+                    self.by_conv.remove(&conv);
+                }
+            }
+        }
     }
 
     pub(super) fn ack(&mut self, conn: ConnId, s: u64) {

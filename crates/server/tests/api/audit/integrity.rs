@@ -115,6 +115,35 @@ pub(super) async fn verify_catches_rows_altered_inserted_or_removed(app: TestApp
         verify(&app, "").await
     );
 
+    // Filed before the first: a row numbered 0 or below in the server chain, or the only row
+    // of a chain of its own, is out of place though no walk from 1 reads it.
+    for (chain, seq) in [("server", 0), ("server", -7), ("forged", 0)] {
+        let forged = format!(
+            "INSERT INTO audit_log (id, chain, seq, at, event, actor_id, actor_type, \
+             impersonator_id, resource_type, resource_id, org_id, ip, user_agent, request_id, \
+             outcome, detail, prev_hash, hash) SELECT {}, '{chain}', {seq}, at, \
+             'impersonation.started', actor_id, 'management', NULL, resource_type, \
+             resource_id, org_id, ip, user_agent, request_id, outcome, detail, prev_hash, hash \
+             FROM audit_log WHERE chain = 'server' AND seq = 4",
+            db.new_id()
+        );
+        assert_eq!(db.exec(&forged).await, 1);
+        let bad = verify(&app, "").await;
+        assert_eq!(bad["ok"], false, "{chain} {seq}: {bad}");
+        assert_eq!(bad["problem"], "gap");
+        let named = bad["chains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["chain"] == chain)
+            .unwrap();
+        assert_eq!(named["first_bad_seq"], seq, "{bad}");
+        let (code, _) = cli_verify(&config, None).await;
+        assert_eq!(code, 1);
+        db.exec("DELETE FROM audit_log WHERE seq <= 0").await;
+        assert_eq!(verify(&app, "").await["ok"], true);
+    }
+
     // Truncated: the newest row removed. Against the head table it shows; with the head table
     // rewritten too, a head recorded elsewhere (`--expect-head`) still shows it.
     let head_hash = by_seq(last)["hash"].as_str().unwrap().to_owned();
@@ -282,4 +311,23 @@ pub(super) async fn pruning_refuses_a_backdated_row_and_raises_the_alarm(app: Te
     assert_eq!(verify(&app, "").await["ok"], true);
     assert_eq!(readiness(&app).await, (200, json!("ok")));
     assert_eq!(org_rows().await, before, "nothing was old enough to go");
+    // A row filed before the first of a chain never pruned (numbered 0), old enough to go:
+    // the job refuses it too, rather than pruning it away behind a checkpoint.
+    let forged = format!(
+        "INSERT INTO audit_log (id, chain, seq, at, event, actor_id, actor_type, \
+         impersonator_id, resource_type, resource_id, org_id, ip, user_agent, request_id, \
+         outcome, detail, prev_hash, hash) SELECT {}, chain, 0, {old}, event, actor_id, \
+         actor_type, impersonator_id, resource_type, resource_id, org_id, ip, user_agent, \
+         request_id, outcome, detail, prev_hash, hash FROM audit_saved",
+        db.new_id()
+    );
+    assert_eq!(db.exec(&forged).await, 1);
+    app.clock.advance(chrono::Duration::seconds(1));
+    app.clock.settled().await;
+    assert_eq!(readiness(&app).await, (503, json!("chain_mismatch")));
+    let refused = audit(&app, "?event=audit.prune_refused").await;
+    assert_eq!(refused[0]["detail"]["problem"], "gap", "{refused:?}");
+    assert_eq!(refused[0]["detail"]["first_bad_seq"], 0, "{refused:?}");
+    db.exec("DELETE FROM audit_log WHERE seq = 0").await;
+    assert_eq!(verify(&app, "").await["ok"], true);
 }

@@ -9,6 +9,7 @@ crate::both_backends!(
     a_moderation_endpoint_flags_and_blocks,
     timeouts_and_failures_follow_the_fail_mode,
     moderation_urls_pass_the_ssrf_guard_and_keys_stay_secret,
+    a_send_waiting_for_its_guards_cannot_outrun_a_removal,
 );
 
 const KEY: &str = "sk-moderation-Zq8XfWv3Lr";
@@ -235,4 +236,59 @@ async fn stored_guard_bytes(app: &TestApp) -> Vec<u8> {
         all.extend(c.into_bytes());
     }
     all
+}
+
+/// AZ-2, AZ-3: a send (or an edit) is authorized, then waits for its guards — a remote one for
+/// seconds —, then is stored: the store asks again in its transaction, so a participant taken
+/// out, or a conversation archived, while the guard answered gets nothing stored or announced.
+async fn a_send_waiting_for_its_guards_cannot_outrun_a_removal(g: Guarded) {
+    let app = &g.app;
+    let crate::fixtures::Team(alice, [bob], org) =
+        app.team("alice", "Acme", [("bob", "member")]).await;
+    let conv = app.group(&org, &alice, &[&bob], json!("private")).await;
+    let before = app.says(&conv, &bob, "before").await.id();
+    let body = json!({"name": "Slow", "kind": "moderation_endpoint", "mode": "block",
+           "url": g.moderator.url(), "timeout_ms": 1500, "fail": "open"});
+    make_guard(app, &org, &alice, body).await;
+    let token = alice.token.clone();
+    let meanwhile = |work: reqwest::Method, path: String, body: Option<Value>| {
+        let token = token.clone();
+        async move {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            app.call(work, &path, Some(&token), body).await
+        }
+    };
+    // Bob's message and his edit wait for the guard; meanwhile he is taken out.
+    let message_path = format!("/api/v1/messages/{before}");
+    let edit = app.patch(
+        &message_path,
+        &bob.token,
+        json!({"content": "said slowly, edited"}),
+    );
+    let (sent, edited, removed) = tokio::join!(
+        app.send_message(&conv, &bob, "said slowly"),
+        edit,
+        meanwhile(
+            reqwest::Method::DELETE,
+            conv_path(&conv, &format!("/participants/{}", bob.id)),
+            None,
+        ),
+    );
+    removed.expect(204);
+    sent.expect_error(404, "not_found");
+    edited.expect_error(404, "not_found");
+    assert_eq!(texts(app, &conv, &alice).await, vec!["before"]);
+    // Alice's own message waits while she archives the conversation: refused as any send
+    // to an archived conversation is.
+    let (sent, archived) = tokio::join!(
+        app.send_message(&conv, &alice, "said slowly too"),
+        meanwhile(
+            reqwest::Method::PATCH,
+            conv_path(&conv, ""),
+            Some(json!({"archived": true})),
+        ),
+    );
+    archived.expect(200);
+    sent.expect_error(403, "forbidden");
+    assert_eq!(texts(app, &conv, &alice).await, vec!["before"]);
 }

@@ -40,6 +40,20 @@ pub(super) async fn limited_routes_carry_headers_and_probes_are_never_limited(ap
     assert!(denied.message().contains("per-IP"));
     // Probes still answer while the client is limited.
     tight.get_anon("/health/ready").await.expect(200);
+    // So is opening the gateway (each IDENTIFY, with its access-token check, comes with a
+    // connection): no faster than requests.
+    expect_rate_limited(tight.get_anon("/gateway?v=1").await);
+    let Some(fresh) = spawn_app_with(app.backend, ip_limit(2)).await else {
+        return;
+    };
+    for _ in 0..2 {
+        fresh
+            .get_anon("/gateway?v=1")
+            .await
+            .expect_error(400, "not_a_websocket");
+    }
+    expect_rate_limited(fresh.get_anon("/gateway?v=1").await);
+    expect_rate_limited(fresh.get_anon("/api/v1/capabilities").await);
     // CORS lets browsers read the headers.
     let cors = tight
         .get_with_header("/health", "origin", "https://allowed.example")

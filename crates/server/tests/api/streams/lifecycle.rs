@@ -172,11 +172,13 @@ async fn a_streaming_answer_cannot_be_edited_and_deleting_it_stops_it(app: TestA
     edit(id.clone(), "changed")
         .await
         .expect_error(409, "message_streaming");
-    // Alice (the owner) deletes it: the stream's next write finds it gone, and it writes no more.
+    // Alice (the owner) deletes it: the stream, open on this node, is stopped at once — no
+    // frame of the deleted text follows the deletion — and it writes no more.
     app.delete(&format!("/api/v1/messages/{id}"), &r.alice.token)
         .await
         .expect(204);
-    assert_eq!(delta(&app, &mut s, 250, " more").await, Flow::Stopped);
+    assert!(s.is_stopped(), "stopped by the deletion itself");
+    assert_eq!(delta(&app, &mut s, 0, " more").await, Flow::Stopped);
     assert!(s.is_stopped());
     assert_eq!(delta(&app, &mut s, 250, " again").await, Flow::Stopped);
     let end = close(&app, s, StreamEnd::Complete).await;

@@ -377,3 +377,124 @@ async fn events_for_a_small_audience_are_not_held() {
         assert_eq!(socket, (3, 3, 3));
     }
 }
+
+/// MSG-4, AZ-3: a resumed session keeps only the conversations the store lists for the user
+/// now. One whose removal never reached this hub (an event lost, or skipped by a node that fell
+/// behind) is dropped after the replay — its events stop, and the next checkpoint leaves it out —
+/// while one the replay itself added stays.
+#[test]
+fn a_resumed_session_keeps_only_what_the_user_still_takes_part_in() {
+    let (mut h, _) = hub(64);
+    let user = UserId::new();
+    let org = OrgId::new();
+    let [kept, left, joined] = [(); 3].map(|()| ConversationId::new());
+    let mut rx = register(&mut h, 1, user, 64);
+    // The store, read after registering: still in `kept`, since in `joined`; no longer in
+    // `left`, whose removal this hub never saw.
+    h.command(Command::Standing {
+        conn: 1,
+        orgs: [(kept, org), (joined, org)].into_iter().collect(),
+        locked: HashSet::new(),
+    });
+    let saved = Checkpoint {
+        s: 0,
+        position: 0,
+        conversations: [kept, left].into_iter().collect(),
+    };
+    let events = vec![delivered(
+        1,
+        Event::conversation("CONVERSATION_CREATE", joined, 1).with_control(Control::Subscribe {
+            user,
+            conversation: joined,
+            org,
+            locked: false,
+        }),
+    )];
+    let replay = Replay {
+        events,
+        client_seq: 0,
+    };
+    assert_eq!(h.activate(1, saved, Some(replay), None), Some(1));
+    frames(&mut rx);
+    for (p, conv) in [(2, kept), (3, left), (4, joined)] {
+        h.dispatch(&delivered(
+            p,
+            Event::conversation("MESSAGE_CREATE", conv, p),
+        ));
+    }
+    let got: Vec<u64> = frames(&mut rx)
+        .iter()
+        .map(|f| f["d"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, vec![2, 4], "nothing more of the conversation left");
+    h.command(Command::Ack { conn: 1, s: 3 });
+    let (reply, mut answer) = oneshot::channel();
+    h.command(Command::Unregister { conn: 1, reply });
+    let cp = answer.try_recv().unwrap().unwrap();
+    let mut resumable: Vec<_> = cp.conversations.into_iter().collect();
+    resumable.sort();
+    let mut expected = vec![kept, joined];
+    expected.sort();
+    assert_eq!(resumable, expected);
+}
+
+/// MSG-4, AZ-3: every few heartbeats a live session is held against the conversations the store
+/// lists for the user: a subscription whose removal never arrived ends — but not while a
+/// subscription dispatched after the list was read may be newer than it.
+#[test]
+fn a_live_session_is_reconciled_with_what_the_user_takes_part_in() {
+    let (mut h, _) = hub(64);
+    let user = UserId::new();
+    let org = OrgId::new();
+    let [kept, lost, joined] = [(); 3].map(|()| ConversationId::new());
+    let mut rx = connect(&mut h, 1, user, &[kept, lost], 64);
+    let said = |h: &mut Hub, rx: &mut Client, p: u64| -> Vec<u64> {
+        for conv in [kept, lost, joined] {
+            h.dispatch(&delivered(
+                p,
+                Event::conversation("MESSAGE_CREATE", conv, p),
+            ));
+        }
+        frames(rx)
+            .iter()
+            .map(|f| f["d"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(said(&mut h, &mut rx, 1), vec![1, 1]);
+    // The user's removal from `lost` was never dispatched here; the store no longer lists it.
+    let since = h.position;
+    h.command(Command::Reconcile {
+        conn: 1,
+        since,
+        conversations: vec![kept],
+    });
+    assert_eq!(said(&mut h, &mut rx, 2), vec![2], "only `kept` now");
+    // A subscription dispatched after the list was read may be newer than the list: kept.
+    h.dispatch(&delivered(
+        3,
+        Event::conversation("CONVERSATION_CREATE", joined, 3).with_control(Control::Subscribe {
+            user,
+            conversation: joined,
+            org,
+            locked: false,
+        }),
+    ));
+    frames(&mut rx);
+    h.command(Command::Reconcile {
+        conn: 1,
+        since: 2,
+        conversations: vec![kept],
+    });
+    assert_eq!(said(&mut h, &mut rx, 4), vec![4, 4], "`joined` stays");
+    // A list read after it decides.
+    h.command(Command::Reconcile {
+        conn: 1,
+        since: 4,
+        conversations: vec![kept],
+    });
+    assert_eq!(said(&mut h, &mut rx, 5), vec![5]);
+    let (reply, mut answer) = oneshot::channel();
+    h.command(Command::Unregister { conn: 1, reply });
+    let cp = answer.try_recv().unwrap().unwrap();
+    assert!(!cp.conversations.contains(&lost) && !cp.conversations.contains(&joined));
+}
