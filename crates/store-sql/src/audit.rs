@@ -98,7 +98,36 @@ async fn checkpoint<'c>(on: impl Executor<'c>, chain: &str) -> StoreResult<Optio
         .await
 }
 
+/// An audit row as [`stored_audit_row`] reads it — or, when one of its columns cannot be read
+/// as the server writes it (an actor type or outcome it never writes, a time it cannot parse,
+/// a value of another type: only a writer at the database makes such a row), the row under its
+/// id, chain and `seq` marked unreadable — event `unreadable`, its link kept, no hash — so
+/// verification finds it altered where it stands (no MAC is empty) and pruning refuses it, instead of the read
+/// failing and taking the retention job and `verify` down with it (DATA-4, DATA-5).
 fn audit_from_row(row: &Row) -> StoreResult<AuditRow> {
+    match stored_audit_row(row) {
+        Ok(r) => Ok(r),
+        Err(_) => {
+            let mut entry = AuditEntry::new(
+                "unreadable",
+                conclave_core::audit::AuditActor::system(),
+                DateTime::<Utc>::UNIX_EPOCH,
+            );
+            entry.id = get(row, "id")?;
+            Ok(AuditRow {
+                chain: get(row, "chain")?,
+                seq: get(row, "seq")?,
+                entry,
+                detail_text: None,
+                prev_hash: get(row, "prev_hash").unwrap_or_default(),
+                hash: Vec::new(),
+            })
+        }
+    }
+}
+
+/// An audit row, every column read as the server writes it.
+fn stored_audit_row(row: &Row) -> StoreResult<AuditRow> {
     let detail: Option<String> = get(row, "detail")?;
     let actor_id: Option<uuid::Uuid> = get(row, "actor_id")?;
     let impersonator: Option<uuid::Uuid> = get(row, "impersonator_id")?;

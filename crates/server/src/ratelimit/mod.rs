@@ -342,15 +342,25 @@ impl RateLimiter {
         layers
     }
 
-    /// The layers a support widget call is charged to (WEB-4): its widget key, its visitor
-    /// session once there is one, and its client IP. Empty when limits are off.
+    /// The layer every support widget request is charged to before anything is looked up
+    /// (WEB-4, RATE-1): its client IP's widget bucket. Empty when limits are off.
     #[must_use]
-    pub fn widget_layers(
-        &self,
-        key: uuid::Uuid,
-        visitor: Option<&str>,
-        ip: Option<IpAddr>,
-    ) -> Vec<Layer> {
+    pub fn widget_ip_layers(&self, ip: Option<IpAddr>) -> Vec<Layer> {
+        match (self.enabled, self.quotas.widget_ip, ip.map(ip_key)) {
+            (true, Some(quota), Some(ip)) => vec![Layer {
+                what: "the widget per-IP limit",
+                key: format!("widget:ip:{ip}"),
+                quota,
+            }],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The layers a support widget call is charged to once its key is known (WEB-4): the
+    /// widget key, and its visitor session once there is one (its IP was charged at the gate,
+    /// [`Self::widget_ip_layers`]). Empty when limits are off.
+    #[must_use]
+    pub fn widget_layers(&self, key: uuid::Uuid, visitor: Option<&str>) -> Vec<Layer> {
         if !self.enabled {
             return Vec::new();
         }
@@ -371,13 +381,6 @@ impl RateLimiter {
                 "the widget visitor's limit",
                 format!("widget:visitor:{key}:{v}"),
                 q.widget_visitor,
-            );
-        }
-        if let Some(ip) = ip.map(ip_key) {
-            push(
-                "the widget per-IP limit",
-                format!("widget:ip:{ip}"),
-                q.widget_ip,
             );
         }
         layers

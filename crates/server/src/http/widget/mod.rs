@@ -39,7 +39,6 @@ use conclave_core::widget::{IdentityMode, WidgetSessionId, WidgetStatus};
 use conclave_core::ConversationId;
 use identity::{token_user, IdentityBody, Proof};
 use serde::{Deserialize, Serialize};
-use std::net::IpAddr;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -83,11 +82,27 @@ fn cors_headers(res: &mut Response, origin: HeaderValue) {
 /// WEB-1, WEB-4: the widget routes' own origin check and CORS (see the module docs).
 pub async fn gate(
     State(state): State<AppState>,
-    mut req: Request,
+    req: Request,
     next: axum::middleware::Next,
 ) -> Response {
     if !is_widget_path(req.uri().path()) {
         return next.run(req).await;
+    }
+    // The client IP's widget bucket first: a refused call (an unknown origin or key) costs a
+    // lookup too, and is counted like any other (WEB-4, RATE-1).
+    let (parts, body) = req.into_parts();
+    let ip = super::client_ip::of_request(&parts, &state);
+    let mut req = Request::from_parts(parts, body);
+    let layers = state.limiter.widget_ip_layers(ip);
+    if !layers.is_empty() {
+        if let Outcome::Denied {
+            what,
+            retry_after_secs,
+            ..
+        } = state.limiter.check(&layers).await
+        {
+            return ApiError::rate_limited(what, retry_after_secs).into_response();
+        }
     }
     let origin = req.headers().get(header::ORIGIN).cloned();
     let origin_text = origin.as_ref().and_then(|o| o.to_str().ok());
@@ -145,7 +160,6 @@ pub struct WidgetCall {
     key: WidgetKey,
     /// The page's origin (one the key allows).
     origin: Option<String>,
-    ip: Option<IpAddr>,
     meta: conclave_core::service::ClientMeta,
     secret: Option<String>,
     last_event_id: Option<String>,
@@ -165,7 +179,6 @@ impl FromRequestParts<AppState> for WidgetCall {
         Ok(Self {
             key: gated.key,
             origin: gated.origin,
-            ip: super::client_ip::of_request(parts, state),
             meta: request_meta(parts, state),
             secret: header_text(&parts.headers, "x-widget-visitor").map(str::to_owned),
             last_event_id: header_text(&parts.headers, "last-event-id").map(str::to_owned),
@@ -175,10 +188,11 @@ impl FromRequestParts<AppState> for WidgetCall {
 }
 
 impl WidgetCall {
-    /// Charges the key's, the session's (when known) and the IP's widget buckets.
+    /// Charges the key's and the session's (when known) widget buckets (the IP's was charged
+    /// at the gate).
     async fn charge(&self, session: Option<&str>) -> ApiResult<()> {
         let limiter = &self.state.limiter;
-        let layers = limiter.widget_layers(self.key.id, session, self.ip);
+        let layers = limiter.widget_layers(self.key.id, session);
         if layers.is_empty() {
             return Ok(());
         }

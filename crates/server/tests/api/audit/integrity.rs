@@ -115,6 +115,28 @@ pub(super) async fn verify_catches_rows_altered_inserted_or_removed(app: TestApp
         verify(&app, "").await
     );
 
+    // Unreadable: a column changed to a value the server never writes. It is named as altered
+    // (the read does not fail), and put back it verifies again.
+    db.exec("UPDATE audit_log SET actor_type = 'x' WHERE chain = 'server' AND seq = 5")
+        .await;
+    let bad = verify(&app, "").await;
+    assert_eq!(bad["ok"], false, "{bad}");
+    assert_eq!(bad["problem"], "altered");
+    assert_eq!(bad["first_bad"], by_seq(5)["id"]);
+    let (code, _) = cli_verify(&config, None).await;
+    assert_eq!(code, 1);
+    let listed = audit(&app, "?limit=100").await;
+    assert!(
+        listed.iter().any(|r| r["event"] == "unreadable"),
+        "still listed"
+    );
+    db.exec(&format!(
+        "UPDATE audit_log SET actor_type = '{}' WHERE chain = 'server' AND seq = 5",
+        by_seq(5)["actor"]["type"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(verify(&app, "").await["ok"], true);
+
     // Filed before the first: a row numbered 0 or below in the server chain, or the only row
     // of a chain of its own, is out of place though no walk from 1 reads it.
     for (chain, seq) in [("server", 0), ("server", -7), ("forged", 0)] {
@@ -330,4 +352,17 @@ pub(super) async fn pruning_refuses_a_backdated_row_and_raises_the_alarm(app: Te
     assert_eq!(refused[0]["detail"]["first_bad_seq"], 0, "{refused:?}");
     db.exec("DELETE FROM audit_log WHERE seq = 0").await;
     assert_eq!(verify(&app, "").await["ok"], true);
+    // An old row the server cannot read (an actor type it never writes): refused as altered,
+    // the alarm raised — the job does not fail on it.
+    db.exec(&format!(
+        "UPDATE audit_log SET actor_type = 'x', at = {old} WHERE chain = '{org}' AND seq = 2"
+    ))
+    .await;
+    app.clock.advance(chrono::Duration::seconds(1));
+    app.clock.settled().await;
+    assert_eq!(readiness(&app).await, (503, json!("chain_mismatch")));
+    let refused = audit(&app, "?event=audit.prune_refused").await;
+    assert_eq!(refused[0]["detail"]["problem"], "altered", "{refused:?}");
+    assert_eq!(refused[0]["detail"]["first_bad_seq"], 2, "{refused:?}");
+    assert_eq!(org_rows().await, before, "nothing was removed");
 }

@@ -5,7 +5,8 @@
 use super::*;
 use futures::future::join_all;
 
-/// Bursts small enough to count: 10 calls per visitor, 30 per key, 50 per IP.
+/// Bursts small enough to count: 10 calls per visitor, 30 per key, 120 per IP (every widget
+/// request counts against its IP, refused ones too).
 pub async fn limited(backend: Backend) -> Option<Widgeted> {
     widgeted_with(backend, |c| {
         c.rate_limits = conclave_server::config::OnOff::On;
@@ -14,8 +15,8 @@ pub async fn limited(backend: Backend) -> Option<Widgeted> {
         r.widget_visitor_burst = 10;
         r.widget_key_per_min = 30;
         r.widget_key_burst = 30;
-        r.widget_ip_per_min = 50;
-        r.widget_ip_burst = 50;
+        r.widget_ip_per_min = 120;
+        r.widget_ip_burst = 120;
     })
     .await
 }
@@ -55,8 +56,12 @@ async fn a_key_gets_its_burst_and_no_more(h: Widgeted) {
     let answers = join_all((0..100).map(|_| app.start_session(&s.key, json!({})))).await;
     let passed = only(answers, 200, (429, "rate_limited"));
     assert_eq!(passed.len(), 30, "the key's burst");
-    // The IP had 30 of its 50: another key gets 20 more from this address, then none.
+    // The IP had 100 of its 120 — the 70 the key refused count too: another key gets 20 more
+    // from this address, then none.
     let answers = join_all((0..40).map(|_| app.start_session(&t.key, json!({})))).await;
     let passed = only(answers, 200, (429, "rate_limited"));
     assert_eq!(passed.len(), 20, "the IP's burst");
+    // Refused before any lookup: an unknown key, or a preflight from an unknown origin.
+    let unknown = app.start_session("cnv_w_unknown", json!({})).await;
+    unknown.expect_error(429, "rate_limited");
 }
