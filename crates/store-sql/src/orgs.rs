@@ -81,6 +81,21 @@ pub(super) async fn remove_member_in(
     .bind(user.0)
     .run(&mut *tx)
     .await?;
+    // The conversations they own here are locked first (in id order), as an owner leaving one
+    // locks it: a co-owner's departure meanwhile is either seen below (and this member's
+    // ownership passed on) or waits and then finds no other owner (409) — never both gone.
+    let owned = sqlx::query(
+        "SELECT p.conversation_id FROM participants p \
+         JOIN conversations c ON c.id = p.conversation_id \
+         WHERE c.org_id = $1 AND p.user_id = $2 AND p.role = 'owner' ORDER BY p.conversation_id",
+    )
+    .bind(org.0)
+    .bind(user.0)
+    .all(&mut *tx, conversation_id_from_row)
+    .await?;
+    for conv in owned {
+        PARTICIPANTS.lock(tx, conv.0).await?;
+    }
     // Conversations in the org that only this member owns pass to whoever has been in
     // them longest.
     let sole = sqlx::query(

@@ -442,6 +442,44 @@ async fn remove_participant_keeps_an_owner(store: Arc<dyn Store>) {
 }
 check!(remove_participant_keeps_an_owner);
 
+/// AZ-2: a conversation keeps an owner when one of its two owners leaves it while the other is
+/// removed from the org, ~100 times at once: either the leaver goes and the removed owner's
+/// place passes on, or the leaver is refused as the last owner — never both gone.
+async fn a_conversation_keeps_an_owner_through_racing_departures(store: Arc<dyn Store>) {
+    let (alice, org) = owned_org(&*store, "alice", "Acme").await;
+    let users = racers(&*store, org.id, 200).await;
+    let mut races = Vec::new();
+    for pair in users.chunks(2) {
+        let (leaver, removed) = (pair[0], pair[1]);
+        let conv = make_group(&*store, org.id, leaver, &[alice.id], Visibility::ORG).await;
+        let owner = joining(conv.id, removed, ConversationRole::Owner, 10);
+        store.add_participant(&owner, &[]).await.unwrap();
+        let store = Arc::clone(&store);
+        races.push(tokio::spawn(async move {
+            let leaves = store.remove_participant(conv.id, leaver, &[]);
+            let removal = store.remove_member(org.id, removed, &[]);
+            let (left, removed) = tokio::join!(leaves, removal);
+            removed.unwrap();
+            if let Err(e) = left {
+                assert_conflict(Err::<(), _>(e), Conflict::LastConversationOwner);
+            }
+            conv.id
+        }));
+    }
+    for race in races {
+        let conv = race.await.unwrap();
+        let owners = store
+            .participants(conv, page(Cursor::Latest, 100))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|p| p.role == ConversationRole::Owner)
+            .count();
+        assert_eq!(owners, 1, "{conv:?} has an owner");
+    }
+}
+check!(a_conversation_keeps_an_owner_through_racing_departures);
+
 /// AZ-2: only a member of the conversation's org takes part, also when the member is removed
 /// at the same moment: ~100 joins racing the removal of their user never leave a participant
 /// who is no member.
