@@ -5,6 +5,7 @@ use super::{Actor, AuditEvent, ClientMeta, Result, Services};
 use crate::audit::{AuditFilter, AuditRow};
 use crate::error::ServiceError;
 use crate::event::{Control, Event};
+use crate::ids::*;
 use crate::model::*;
 use crate::store::{Conflict, Cursor, Page, StoreError};
 use crate::totp::SecondFactorCode;
@@ -52,6 +53,22 @@ pub struct AccountExport {
     /// Audit events by the user or about their account, oldest first.
     // As the user is shown them: no other person's IP address or user agent.
     pub audit_events: Vec<AuditEvent>,
+    /// The earlier versions of the user's edited messages (each message's, oldest first).
+    pub message_versions: Vec<MessageVersion>,
+    /// The teams the user is in.
+    pub teams: Vec<ExportedTeam>,
+    /// Outside identities (OpenID Connect, LDAP, host JWT) linked to the account.
+    pub linked_identities: Vec<crate::store::sso::LinkedIdentity>,
+    /// The consents the user gave OAuth (MCP) clients that are still live.
+    pub oauth_grants: Vec<crate::oauth::Grant>,
+}
+
+/// A team the exporting user is in.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ExportedTeam {
+    pub org_id: OrgId,
+    pub team_id: TeamId,
+    pub name: String,
 }
 
 /// What an erasure did.
@@ -67,7 +84,7 @@ impl Services {
     pub async fn export_account(&self, actor: &Actor) -> Result<AccountExport> {
         Self::require_own_session(actor)?;
         let user = self.store.user(actor.user.id).await?;
-        let memberships = self
+        let memberships: Vec<ExportedMembership> = self
             .store
             .orgs_for_user(user.id)
             .await?
@@ -120,6 +137,22 @@ impl Services {
         );
         audit_events.sort_by_key(|r| r.entry.id);
         let audit_events = self.shown_to(user.id, audit_events).await?;
+        let mut message_versions = Vec::new();
+        for m in messages.iter().filter(|m| m.edited_at.is_some()) {
+            message_versions.extend(self.store.message_history(m.id).await?);
+        }
+        let mut teams = Vec::new();
+        for m in &memberships {
+            let ExportedMembership { org, .. } = m;
+            for id in self.store.user_teams(org.id, user.id).await? {
+                let team = self.store.team(id).await?;
+                teams.push(ExportedTeam {
+                    org_id: org.id,
+                    team_id: id,
+                    name: team.name,
+                });
+            }
+        }
         let export = AccountExport {
             format: EXPORT_FORMAT.to_owned(),
             exported_at: self.clock.now(),
@@ -130,6 +163,10 @@ impl Services {
             sessions: self.sessions_shown(user.id).await?,
             api_keys: self.store.api_keys(user.id).await?,
             audit_events: audit_events.into_iter().map(AuditEvent::from).collect(),
+            message_versions,
+            teams,
+            linked_identities: self.store.identities_of(user.id).await?,
+            oauth_grants: self.store.user_grants(user.id).await?,
             user,
         };
         let audit = self

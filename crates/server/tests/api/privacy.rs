@@ -36,6 +36,19 @@ async fn the_export_holds_everything_about_the_caller_and_no_secret(app: TestApp
     let spec = json!({ "name": "ci", "org_id": org, "scopes": ["messages:read"] });
     let (_, key) = make_key(&app, &alice, spec).await;
     let (secret, recovery) = enable_2fa(&app, &alice).await;
+    let team = app
+        .post(
+            &org_path(&org, "/teams"),
+            &alice.token,
+            json!({"name": "Design"}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let place = org_path(&org, &format!("/teams/{team}/members/{}", alice.id));
+    app.call(Method::POST, &place, Some(&alice.token), None)
+        .await
+        .expect(200);
 
     let res = app
         .get("/api/v1/users/@me/export", &alice.token)
@@ -60,6 +73,12 @@ async fn the_export_holds_everything_about_the_caller_and_no_secret(app: TestApp
         "only her own"
     );
     assert!(!e["sessions"].as_array().unwrap().is_empty());
+    // Her edit history, her teams, her linked identities and grants (none here).
+    assert_eq!(pluck(&e["message_versions"], "content"), vec!["alice one"]);
+    assert_eq!(e["teams"][0]["name"], "Design");
+    assert_eq!(e["teams"][0]["team_id"], json!(team));
+    assert_eq!(e["linked_identities"], json!([]));
+    assert_eq!(e["oauth_grants"], json!([]));
     assert_eq!(e["api_keys"].as_array().unwrap().len(), 1);
     let events: Vec<&str> = pluck(&e["audit_events"], "event");
     assert_includes(
