@@ -17,9 +17,12 @@
 //   no web storage (any script of the host origin could read localStorage or sessionStorage).
 //   The price: an anonymous visitor who reloads the page starts a new session; a signed
 //   (identity-verified) visitor gets their conversations back from the server.
-// - `fetch` is taken when this script runs, so a host script that loads later cannot wrap it.
-//   (A host script that runs BEFORE this one can replace any built-in: the host page itself is
-//   trusted with what its visitors type into it.)
+// - `fetch` is taken when this script runs, so a host script that loads later cannot wrap
+//   that one. It is no isolation: a host script, earlier or later, can still replace other
+//   built-ins the widget calls (`Response.prototype.json`, `JSON.parse`, a setter on
+//   `Object.prototype`…) and so read what the widget reads, the visitor secret included. The
+//   host page is trusted with its visitors' chat, as with what they type into it; only a
+//   Conclave-origin iframe would take that trust away, and the widget is not one.
 // - Message text is only ever set with textContent. Links (http, https, mailto only) are
 //   buttons first: clicking one shows the real address as a link (new tab, `noopener
 //   noreferrer`) next to a Cancel button; nothing is fetched or previewed before that.

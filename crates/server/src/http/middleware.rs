@@ -44,7 +44,9 @@ pub async fn request_id(req: Request, next: Next) -> Response {
 
 /// Security headers on every response, errors included.
 pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let api = req.uri().path().starts_with("/api/") || req.uri().path().starts_with("/health");
+    let path = req.uri().path();
+    // WEB-2: authenticated answers (the REST API, MCP) and the probes are never cached.
+    let api = path.starts_with("/api/") || path.starts_with("/health") || path == "/mcp";
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, k: &'static str, v: &'static str| {

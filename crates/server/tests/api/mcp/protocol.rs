@@ -41,6 +41,8 @@ pub(crate) async fn initialize_and_tools_list_per_revision(app: TestApp) {
         );
         // Stateless: no protocol session is handed out, so none can authenticate anything.
         assert!(res.headers.get("mcp-session-id").is_none());
+        // WEB-2: an authenticated answer is never stored by a cache.
+        assert_eq!(res.headers["cache-control"], "no-store");
     }
     // A revision the SDK does not know is answered with the newest one that has a handshake.
     let res = mcp_post(&app, Some(&key), &[], initialize("2024-01-01"))
