@@ -3,7 +3,7 @@
 
 use super::*;
 use audit::append_audit_in;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Message `id` without its attachments.
 async fn message_row(conn: &mut Conn, id: MessageId) -> StoreResult<Message> {
@@ -156,47 +156,52 @@ async fn author_summaries(
 async fn still_writers(
     conn: &mut Conn,
     pairs: &[(ConversationId, UserId)],
-) -> StoreResult<Vec<(ConversationId, UserId)>> {
-    let mut convs: Vec<uuid::Uuid> = pairs.iter().map(|(c, _)| c.0).collect();
-    let mut users: Vec<uuid::Uuid> = pairs.iter().map(|(_, u)| u.0).collect();
-    for ids in [&mut convs, &mut users] {
-        ids.sort_unstable();
-        ids.dedup();
-    }
-    if convs.is_empty() {
-        return Ok(Vec::new());
+) -> StoreResult<HashSet<(ConversationId, UserId)>> {
+    if pairs.is_empty() {
+        return Ok(HashSet::new());
     }
     let lock = if <Db as sqlx::Database>::NAME == "PostgreSQL" {
         " FOR SHARE OF p, m"
     } else {
         ""
     };
+    // Exactly the pairs asked about, each found by the keys (a scan of the pairs, then a
+    // lookup per table), not every participant of the conversations among the authors.
+    let values: Vec<String> = (0..pairs.len())
+        .map(|k| format!("(${}, ${})", 2 * k + 1, 2 * k + 2))
+        .collect();
     let sql = format!(
-        "SELECT p.conversation_id, p.user_id FROM participants p \
+        "WITH asked (conversation_id, user_id) AS (VALUES {}) \
+         SELECT p.conversation_id, p.user_id FROM asked a \
+         JOIN participants p ON p.conversation_id = a.conversation_id \
+         AND p.user_id = a.user_id \
          JOIN conversations c ON c.id = p.conversation_id \
          JOIN org_members m ON m.org_id = c.org_id AND m.user_id = p.user_id \
-         WHERE p.conversation_id IN ({}) AND p.user_id IN ({}) \
-         AND NOT c.archived AND m.role <> 'viewer'{lock}",
-        placeholders(1, convs.len()),
-        placeholders(convs.len() + 1, users.len()),
+         WHERE NOT c.archived AND m.role <> 'viewer'{lock}",
+        values.join(", "),
     );
     let mut q = sqlx::query(&sql);
-    for id in convs.into_iter().chain(users) {
-        q = q.bind(id);
+    for (conv, user) in pairs {
+        q = q.bind(conv.0).bind(user.0);
     }
-    q.all(&mut *conn, |r| {
-        Ok((
-            ConversationId(get(r, "conversation_id")?),
-            UserId(get(r, "user_id")?),
-        ))
-    })
-    .await
+    let found = q
+        .all(&mut *conn, |r| {
+            Ok((
+                ConversationId(get(r, "conversation_id")?),
+                UserId(get(r, "user_id")?),
+            ))
+        })
+        .await?;
+    Ok(found.into_iter().collect())
 }
 
 /// Whether every one of `pairs` may write now ([`still_writers`]).
 async fn all_still_write(conn: &mut Conn, pairs: &[(ConversationId, UserId)]) -> StoreResult<bool> {
-    let may = still_writers(conn, pairs).await?;
-    Ok(pairs.iter().all(|p| may.contains(p)))
+    let mut distinct = pairs.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let may = still_writers(conn, &distinct).await?;
+    Ok(distinct.iter().all(|p| may.contains(p)))
 }
 
 /// The message as stored by [`insert_rows`] (what reading it back would give).
