@@ -626,14 +626,24 @@ impl Services {
         })
     }
 
-    /// The conversations `actor`'s user takes part in now, in every org: what a live gateway
-    /// session's subscriptions are reconciled with every few heartbeats (a subscription outside
-    /// it ends; none is added this way).
-    pub async fn conversations_taken_part_in(&self, actor: &Actor) -> Result<Vec<ConversationId>> {
-        Ok(self
+    /// What a live gateway session is reconciled with every few heartbeats: the conversations
+    /// `actor`'s user takes part in now, in every org (a subscription outside them ends; none
+    /// is added this way), and the orgs the credential may not read now (AUTH-4a: each is
+    /// locked if it was not; none is unlocked this way).
+    pub async fn gateway_standing_now(
+        &self,
+        actor: &Actor,
+    ) -> Result<(Vec<ConversationId>, HashSet<OrgId>)> {
+        let conversations = self
             .store
             .user_conversation_ids(actor.user.id, None)
-            .await?)
+            .await?;
+        let orgs: Vec<Org> = (self.store.orgs_for_user(actor.user.id).await?)
+            .into_iter()
+            .map(|(o, _)| o)
+            .collect();
+        let locked = self.locked_orgs(actor, &orgs).await?;
+        Ok((conversations, locked))
     }
 
     /// Checks a rotation's grace period: 0–86400 seconds.

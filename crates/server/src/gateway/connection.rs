@@ -362,8 +362,8 @@ async fn heartbeat(
     Some(End::Close(code, why))
 }
 
-/// Sends the hub the conversations the user takes part in now, read after the position the hub
-/// had dispatched (so a subscription dispatched after it may be newer than the list, and the
+/// Sends the hub the conversations the user takes part in now and the orgs they may not read
+/// now, read after the position the hub had dispatched (so a subscription dispatched after it may be newer than the list, and the
 /// hub then keeps everything until the next time). A failed read changes nothing.
 async fn reconcile_subscriptions(gw: &Gateway, conn: ConnId, actor: &Actor) {
     let (reply, answer) = oneshot::channel();
@@ -373,12 +373,13 @@ async fn reconcile_subscriptions(gw: &Gateway, conn: ConnId, actor: &Actor) {
     let Ok(since) = answer.await else {
         return;
     };
-    match gw.services.conversations_taken_part_in(actor).await {
-        Ok(conversations) => {
+    match gw.services.gateway_standing_now(actor).await {
+        Ok((conversations, locked)) => {
             let cmd = HubCommand::Reconcile {
                 conn,
                 since,
                 conversations,
+                locked,
             };
             let _ = gw.hub.send(cmd).await;
         }

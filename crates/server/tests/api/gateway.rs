@@ -13,6 +13,7 @@ both_backends!(
     events_follow_rest_and_stay_in_their_org,
     removal_and_deletion_stop_events_at_once,
     a_lost_removal_stops_events_within_a_few_heartbeats,
+    a_lost_2fa_lockout_holds_events_back_within_a_few_heartbeats,
     revoked_credentials_close_sockets,
     typing_read_markers_and_presence,
     resume_replays_what_was_missed,
@@ -210,6 +211,29 @@ async fn events_follow_rest_and_stay_in_their_org(app: TestApp) {
     next_is_marker(&app, &mut outsider, &w.outsider_conv, &w.outsider).await;
 }
 
+/// Runs `sql`, binding `ids` (UUIDs) in order, on the app's database behind the server's back
+/// (no event says so); answers how many rows it changed.
+async fn unannounced(app: &TestApp, sql: &str, ids: &[&str]) -> u64 {
+    let db = crate::db::Db::of(app).await;
+    crate::with_pool!(&db, p => {
+        let mut q = sqlx::query(sql);
+        for id in ids {
+            q = q.bind(uuid::Uuid::parse_str(id).unwrap());
+        }
+        q.execute(p).await.unwrap().rows_affected()
+    })
+}
+
+/// Three heartbeats, each answered — the third reconciles the socket with the store — and a
+/// moment for the hub to apply it.
+async fn reconciled(ws: &mut Ws) {
+    for _ in 0..3 {
+        ws.heartbeat().await;
+        while ws.frame().await.expect("open")["op"] != 11 {}
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+}
+
 /// MSG-4, AZ-3: a removal whose event never reached the hub — here the participant's row is
 /// deleted in the database, with no event at all — stops the conversation's events within a
 /// few heartbeats: every third one holds the socket's subscriptions against the store.
@@ -218,32 +242,33 @@ async fn a_lost_removal_stops_events_within_a_few_heartbeats(app: TestApp) {
     let (mut bob, _) = Ws::identify(&app, &w.bob.token).await;
     app.says(&w.conv, &w.alice, "seen").await;
     bob.expect("MESSAGE_CREATE").await;
-    let db = crate::db::Db::of(&app).await;
-    let (conv, user) = (
-        uuid::Uuid::parse_str(&w.conv).unwrap(),
-        uuid::Uuid::parse_str(&w.bob.id).unwrap(),
-    );
-    let gone = crate::with_pool!(&db, p => sqlx::query(
-        "DELETE FROM participants WHERE conversation_id = $1 AND user_id = $2",
-    )
-    .bind(conv)
-    .bind(user)
-    .execute(p)
-    .await
-    .unwrap()
-    .rows_affected());
-    assert_eq!(gone, 1);
+    let sql = "DELETE FROM participants WHERE conversation_id = $1 AND user_id = $2";
+    assert_eq!(unannounced(&app, sql, &[&w.conv, &w.bob.id]).await, 1);
     // Until then the socket still has it (the store alone changed)...
     app.says(&w.conv, &w.alice, "before the heartbeats").await;
     bob.expect("MESSAGE_CREATE").await;
     // ...after three heartbeats it no longer does.
-    for _ in 0..3 {
-        bob.heartbeat().await;
-        while bob.frame().await.expect("open")["op"] != 11 {}
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    reconciled(&mut bob).await;
     app.says(&w.conv, &w.alice, "bob must not see this").await;
     next_is_marker(&app, &mut bob, &w.bob_solo, &w.bob).await;
+}
+
+/// AUTH-4a: an org that starts requiring 2FA — here set in the database, so no
+/// `ORG_ACCESS_LOST` is ever sent — holds its events back from a member without 2FA within a
+/// few heartbeats, while their other orgs' events still come.
+async fn a_lost_2fa_lockout_holds_events_back_within_a_few_heartbeats(app: TestApp) {
+    let w = world(&app).await;
+    crate::mfa::enable_2fa(&app, &w.alice).await;
+    let own = app.org(&w.bob, "Bob's own").await;
+    let elsewhere = app.group(&own, &w.bob, &[], json!("private")).await;
+    let (mut bob, _) = Ws::identify(&app, &w.bob.token).await;
+    let sql = "UPDATE orgs SET require_2fa = TRUE WHERE id = $1";
+    assert_eq!(unannounced(&app, sql, &[&w.org]).await, 1);
+    app.says(&w.conv, &w.alice, "before the heartbeats").await;
+    bob.expect("MESSAGE_CREATE").await;
+    reconciled(&mut bob).await;
+    app.says(&w.conv, &w.alice, "bob must not see this").await;
+    next_is_marker(&app, &mut bob, &elsewhere, &w.bob).await;
 }
 
 async fn removal_and_deletion_stop_events_at_once(app: TestApp) {

@@ -111,15 +111,19 @@ pub enum Command {
     },
     /// The client acknowledged frames up to `s` (heartbeat).
     Ack { conn: ConnId, s: u64 },
-    /// The conversations the store lists for the connection's user now, read after the hub
-    /// had dispatched up to `since`: a subscription outside them whose removal never arrived
-    /// (an event lost, or a late subscription overtaking the removal's) ends — unless a
-    /// subscription came after `since`, which may be newer than the list (then the next one
-    /// decides). Sent every few heartbeats, the bound on how long a lost event can matter.
+    /// The conversations the store lists for the connection's user now and the orgs they may
+    /// not read now (AUTH-4a), read after the hub had dispatched up to `since`: a subscription
+    /// outside them whose removal never arrived (an event lost, or a late subscription
+    /// overtaking the removal's) ends, and each of those orgs is locked (its events held back,
+    /// as `ORG_ACCESS_LOST` does) — unless a subscription or an org-access change came after
+    /// `since`, which may be newer than the read (then the next one decides). Nothing is
+    /// added or unlocked this way. Sent every few heartbeats, the bound on how long a lost event
+    /// can matter.
     Reconcile {
         conn: ConnId,
         since: u64,
         conversations: Vec<ConversationId>,
+        locked: HashSet<OrgId>,
     },
     /// The connection's own presence (online or idle).
     Presence {
@@ -184,8 +188,9 @@ struct Conn {
     /// The conversations the store listed for the user while the connection started
     /// (`Standing`), until it is activated: a resumed session keeps no other.
     standing: Option<Vec<ConversationId>>,
-    /// The position of the last subscription this connection took (`Reconcile`).
-    last_subscribed: u64,
+    /// The position of the last subscription or org-access change this connection took
+    /// (`Reconcile`).
+    last_standing_change: u64,
 }
 
 impl Conn {
@@ -414,13 +419,17 @@ impl Hub {
                 conn,
                 since,
                 conversations,
+                locked,
             } => {
                 let settled = self
                     .conns
                     .get(&conn)
-                    .is_some_and(|c| c.buffer.is_none() && c.last_subscribed <= since);
+                    .is_some_and(|c| c.buffer.is_none() && c.last_standing_change <= since);
                 if settled {
                     self.keep_only(conn, &conversations);
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.locked.extend(locked);
+                    }
                 }
             }
             Command::Position { reply } => {

@@ -218,7 +218,7 @@ impl Hub {
                     c.locked.insert(*org);
                 }
                 c.orgs.insert(*conversation, *org);
-                c.last_subscribed = c.last_subscribed.max(position);
+                c.last_standing_change = c.last_standing_change.max(position);
                 if c.conversations.insert(*conversation) {
                     c.changes.push((position, *conversation, true));
                     self.by_conv.entry(*conversation).or_default().insert(id);
@@ -229,6 +229,7 @@ impl Hub {
                 org,
                 restored,
             } if *user == c.user && delivery::hears_of_org(&c.credential, *org) => {
+                c.last_standing_change = c.last_standing_change.max(position);
                 if *restored {
                     c.locked.remove(org);
                 } else {

@@ -56,7 +56,7 @@ impl Hub {
                 orgs: IdMap::default(),
                 locked: HashSet::new(),
                 standing: None,
-                last_subscribed: 0,
+                last_standing_change: 0,
             }),
         );
         self.starting.insert(conn);

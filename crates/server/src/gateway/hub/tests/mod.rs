@@ -467,6 +467,7 @@ fn a_live_session_is_reconciled_with_what_the_user_takes_part_in() {
         conn: 1,
         since,
         conversations: vec![kept],
+        locked: HashSet::new(),
     });
     assert_eq!(said(&mut h, &mut rx, 2), vec![2], "only `kept` now");
     // A subscription dispatched after the list was read may be newer than the list: kept.
@@ -484,6 +485,7 @@ fn a_live_session_is_reconciled_with_what_the_user_takes_part_in() {
         conn: 1,
         since: 2,
         conversations: vec![kept],
+        locked: HashSet::new(),
     });
     assert_eq!(said(&mut h, &mut rx, 4), vec![4, 4], "`joined` stays");
     // A list read after it decides.
@@ -491,10 +493,25 @@ fn a_live_session_is_reconciled_with_what_the_user_takes_part_in() {
         conn: 1,
         since: 4,
         conversations: vec![kept],
+        locked: HashSet::new(),
     });
     assert_eq!(said(&mut h, &mut rx, 5), vec![5]);
+    // AUTH-4a: an org the user may no longer read (its `ORG_ACCESS_LOST` never came) is locked:
+    // its conversations stay subscribed, but nothing of them is sent.
+    h.command(Command::Reconcile {
+        conn: 1,
+        since: 5,
+        conversations: vec![kept],
+        locked: [org].into_iter().collect(),
+    });
+    h.dispatch(&delivered(
+        6,
+        Event::conversation("MESSAGE_CREATE", kept, 6).in_org(org),
+    ));
+    assert!(frames(&mut rx).is_empty(), "held back");
     let (reply, mut answer) = oneshot::channel();
     h.command(Command::Unregister { conn: 1, reply });
     let cp = answer.try_recv().unwrap().unwrap();
     assert!(!cp.conversations.contains(&lost) && !cp.conversations.contains(&joined));
+    assert!(cp.conversations.contains(&kept));
 }
