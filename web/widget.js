@@ -442,6 +442,14 @@ input { border: 1px solid #c5cad3; border-radius: 8px; padding: .4rem .55rem; }
     known.li.querySelector('.body').textContent = known.text;
   }
 
+  /** Takes a deleted message out of the log (the visitor's history no longer has it). */
+  function remove(d) {
+    const known = d && shown.get(d.message_id);
+    if (!known) return;
+    known.li.remove();
+    shown.delete(d.message_id);
+  }
+
   function renderStatus() {
     const agent = settings && settings.agent_name;
     let text = '';
@@ -638,6 +646,7 @@ input { border: 1px solid #c5cad3; border-radius: 8px; padding: .4rem .55rem; }
     }
     if (type === 'message') upsert(d);
     else if (type === 'delta') delta(d);
+    else if (type === 'delete') remove(d);
     else if (type === 'status') {
       if (d.conversation_id) conversationId = d.conversation_id;
       status = d.status || status;

@@ -136,6 +136,15 @@ test('a dropped stream reconnects with Last-Event-ID and shows what was sent mea
   await probe.waitMessage((m) => m.text === 'And one more.', 'the next reply');
   const texts = (await probe.messages()).map((m) => m.text);
   assert.deepEqual(texts, ['Is anyone there?', 'Yes, I am here.', 'Sent while you were offline.', 'And one more.']);
+
+  // MSG-2: a reply its sender deletes leaves the visitor's view at once (the stream's `delete`).
+  const oops = await h.send(desk.staff, conv.id, 'Sent by mistake.');
+  await probe.waitMessage((m) => m.text === 'Sent by mistake.', 'the mistaken reply');
+  const gone = await h.rest('DELETE', `/messages/${oops.id}`, desk.staff.token);
+  assert.equal(gone.status, 204, JSON.stringify(gone.body));
+  const without = async () => !(await probe.messages()).some((m) => m.text === 'Sent by mistake.');
+  await waitFor(without, 'the deleted reply taken away');
+  assert.deepEqual((await probe.messages()).map((m) => m.text), [...texts]);
 });
 
 test('the widget works from the keyboard: launcher, focus kept inside, Escape', async () => {

@@ -23,8 +23,9 @@ pub const FILE_NAME_MAX_CHARS: usize = 255;
 pub struct FileName(String);
 
 /// Characters that reorder or hide text (bidi embeddings, overrides, isolates and marks, and
-/// zero-width characters): a name like `gnp.exe` shown as `exe.png` is refused this way.
-fn is_invisible_control(c: char) -> bool {
+/// zero-width characters): a name like `gnp.exe` shown as `exe.png` is refused this way, and a
+/// client's name on the OAuth consent page loses them (`oauth::parse_client_document`).
+pub(crate) fn is_invisible_control(c: char) -> bool {
     matches!(
         c,
         '\u{200B}'..='\u{200F}'

@@ -292,6 +292,15 @@ fn check_patterns(patterns: &[String]) -> Result<(), RuleError> {
                 format!("a pattern is 1 to {MAX_PATTERN_CHARS} characters"),
             ));
         }
+        // Patterns are stored as given (PostgreSQL's jsonb cannot hold NUL); a pattern matches
+        // a control character by its escape (`\x00`, `\t`), never by the character itself.
+        if p.chars().any(char::is_control) {
+            return Err(RuleError::new(
+                format!("patterns/{i}"),
+                "invalid_pattern",
+                r"a pattern has no control characters: write them as escapes (\x00, \t)",
+            ));
+        }
         let built = RegexBuilder::new(p)
             .size_limit(PATTERN_SIZE_LIMIT)
             .dfa_size_limit(DFA_SIZE_LIMIT)
@@ -549,6 +558,33 @@ mod tests {
         // Look-around and back-references do not exist in a linear-time engine.
         assert!(check_patterns(&[r"(a)\1".into()]).is_err());
         assert!(check_patterns(&[r"(?=a)".into()]).is_err());
+    }
+
+    #[test]
+    fn control_characters_in_patterns_are_refused_but_their_escapes_match() {
+        for bad in ["a\0b", "\0", "tab\there", "line\n", "\u{7f}", "\u{85}"] {
+            let e = check_patterns(&["ok".into(), bad.into()]).unwrap_err();
+            assert_eq!(
+                (e.field.as_str(), e.code),
+                ("patterns/1", "invalid_pattern"),
+                "{bad:?}"
+            );
+        }
+        // Written as escapes, the same characters are patterns like any other.
+        let escaped: Vec<String> = vec![r"a\x00b".into(), r"tab\there".into(), r"\x7f".into()];
+        check_patterns(&escaped).unwrap();
+        let check = compile(
+            GuardId::new(),
+            &GuardRules::Regex { patterns: escaped },
+            None,
+        )
+        .unwrap();
+        let Check::Patterns(set) = check else {
+            panic!("a regex guard compiles to patterns")
+        };
+        assert!(set.is_match("xa\0by"));
+        assert!(set.is_match("a tab\there"));
+        assert!(!set.is_match("ab"));
     }
 
     #[test]

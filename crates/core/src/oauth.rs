@@ -283,8 +283,9 @@ pub struct ClientDocument {
 
 /// Checks a fetched Client ID Metadata Document: a JSON object whose `client_id` is exactly
 /// the URL it was fetched from, with 1–10 acceptable `redirect_uris`, an optional
-/// `client_name` (the URL's host otherwise) and, when given, `token_endpoint_auth_method`
-/// `none` (such clients are public: PKCE alone).
+/// `client_name` (the URL's host otherwise; control and invisible format characters dropped,
+/// refused when nothing visible is left) and, when given, `token_endpoint_auth_method` `none`
+/// (such clients are public: PKCE alone).
 pub fn parse_client_document(url: &str, body: &[u8]) -> Result<ClientDocument, OAuthError> {
     let bad = |why: &'static str| OAuthError::new("invalid_client", why);
     let doc: serde_json::Value = serde_json::from_slice(body)
@@ -321,19 +322,42 @@ pub fn parse_client_document(url: &str, body: &[u8]) -> Result<ClientDocument, O
             "the client metadata document needs 1 to 10 acceptable redirect_uris",
         ));
     }
-    let name = obj
+    let given = obj
         .get("client_name")
         .and_then(|v| v.as_str())
         .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(|n| n.chars().take(100).collect())
-        .or_else(|| uri_host(url).map(str::to_owned))
-        .unwrap_or_else(|| url.to_owned());
+        .filter(|n| !n.is_empty());
+    let name = match given {
+        Some(raw) => {
+            let cleaned = visible_name(raw);
+            if cleaned.is_empty() {
+                return Err(bad(
+                    "the client metadata document's client_name has no visible characters",
+                ));
+            }
+            cleaned
+        }
+        None => uri_host(url)
+            .map(str::to_owned)
+            .unwrap_or_else(|| url.to_owned()),
+    };
     Ok(ClientDocument {
         client_id: url.to_owned(),
         name,
         redirect_uris: uris,
     })
+}
+
+/// A `client_name` as the consent page shows it: control characters (NUL included, which
+/// PostgreSQL's text cannot hold) and invisible format characters dropped, trimmed, at most
+/// 100 characters. Empty when nothing visible was left.
+fn visible_name(raw: &str) -> String {
+    let cleaned: String = raw
+        .chars()
+        .filter(|&c| !c.is_control() && !crate::files::is_invisible_control(c))
+        .collect();
+    let capped: String = cleaned.trim().chars().take(100).collect();
+    capped.trim_end().to_owned()
 }
 
 /// Whether a `client_id` names a Client ID Metadata Document (a URL) rather than a registered
@@ -455,6 +479,30 @@ mod tests {
             serde_json::json!({ "client_id": url, "redirect_uris": ["https://client.example/cb"] });
         let parsed = parse_client_document(url, unnamed.to_string().as_bytes()).unwrap();
         assert_eq!(parsed.name, "client.example");
+    }
+
+    #[test]
+    fn client_names_lose_control_and_invisible_characters() {
+        let url = "https://client.example/meta.json";
+        let named = |name: &str| {
+            let doc = serde_json::json!({
+                "client_id": url, "client_name": name, "redirect_uris": ["https://client.example/cb"]
+            });
+            parse_client_document(url, doc.to_string().as_bytes())
+        };
+        let parsed = named("\u{202E}Good\u{0} Tool\u{200B}\u{FEFF}\u{2066}\n").unwrap();
+        assert_eq!(parsed.name, "Good Tool");
+        assert_eq!(named("  a\u{7}b  ").unwrap().name, "ab");
+        // Nothing visible left: refused, not shown as a blank name.
+        for blank in ["\u{0}", "\u{200B}\u{200F}", "\u{202A}\u{0}\u{2069}\u{FEFF}"] {
+            let e = named(blank).unwrap_err();
+            assert_eq!(e.error, "invalid_client", "{blank:?}");
+        }
+        // The cap counts what is left.
+        let long = format!("{}{}", "\u{200B}".repeat(50), "x".repeat(150));
+        assert_eq!(named(&long).unwrap().name, "x".repeat(100));
+        // No name, or only white space: the URL's host, as before.
+        assert_eq!(named("   ").unwrap().name, "client.example");
     }
 
     #[test]

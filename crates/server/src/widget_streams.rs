@@ -53,6 +53,7 @@ pub fn shown(kind: EventKind) -> bool {
         kind,
         EventKind::MessageCreate
             | EventKind::MessageUpdate
+            | EventKind::MessageDelete
             | EventKind::MessageStream
             | EventKind::ConversationUpdate
     )

@@ -160,11 +160,7 @@ async fn still_writers(
     if pairs.is_empty() {
         return Ok(HashSet::new());
     }
-    let lock = if <Db as sqlx::Database>::NAME == "PostgreSQL" {
-        " FOR SHARE OF p, m"
-    } else {
-        ""
-    };
+    let lock = postgres_only(" FOR SHARE OF p, m");
     // Exactly the pairs asked about, each found by the keys (a scan of the pairs, then a
     // lookup per table), not every participant of the conversations among the authors.
     let values: Vec<String> = (0..pairs.len())

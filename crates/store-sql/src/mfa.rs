@@ -239,7 +239,10 @@ impl MfaStore for Backend {
         &self,
         challenge: &conclave_core::mfa::MfaChallenge,
         token_hash: &[u8],
+        password: Option<&str>,
     ) -> StoreResult<()> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        super::sessions::password_still(&mut tx, challenge.user_id, password).await?;
         sqlx::query(
             "INSERT INTO mfa_challenges (token_hash, user_id, cookie, failures, created_at, \
              expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -250,9 +253,9 @@ impl MfaStore for Backend {
         .bind(challenge.failures)
         .bind(ts(challenge.created_at))
         .bind(ts(challenge.expires_at))
-        .run(self.writer())
+        .run(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await.map_err(db)
     }
 
     async fn mfa_challenge(

@@ -80,5 +80,15 @@ type Conn = <Db as sqlx::Database>::Connection;
 /// A result row of the backend.
 type Row = <Db as sqlx::Database>::Row;
 
+/// `clause` (a row-locking suffix such as `" FOR SHARE"`) on PostgreSQL, nothing on SQLite,
+/// whose one writer already orders the transactions such a lock would.
+fn postgres_only(clause: &'static str) -> &'static str {
+    if <Db as sqlx::Database>::NAME == "PostgreSQL" {
+        clause
+    } else {
+        ""
+    }
+}
+
 /// The backend implements every area trait of this directory, so it is the whole [`Store`].
 impl Store for Backend {}

@@ -61,15 +61,36 @@ pub(super) async fn members_only(
     Ok(())
 }
 
+/// Under the org's lock: `Conflict::RolesChanged` unless the rule the change was decided by
+/// still allows it with the roles held now — the member's (`target`) and its maker's (AZ-2).
+async fn roles_still(
+    tx: &mut Conn,
+    org: OrgId,
+    target: OrgRole,
+    decided: Option<DecidedOn<'_>>,
+) -> StoreResult<()> {
+    let Some(decided) = decided else {
+        return Ok(());
+    };
+    let by = ORG_MEMBERS.role(&mut *tx, org.0, decided.by).await?;
+    if (decided.allows)(by, target) {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(Conflict::RolesChanged))
+    }
+}
+
 /// [`remove_member`] inside the caller's transaction; answers the membership and the
 /// participations removed.
 pub(super) async fn remove_member_in(
     tx: &mut Conn,
     org: OrgId,
     user: UserId,
+    decided: Option<DecidedOn<'_>>,
 ) -> StoreResult<Removed> {
     ORG_MEMBERS.lock(tx, org.0).await?;
     let member = ORG_MEMBERS.entry(&mut *tx, org.0, user).await?;
+    roles_still(tx, org, member.role, decided).await?;
     if member.role == OrgRole::Owner && !ORG_MEMBERS.others(tx, org.0, user).await?.owner {
         return Err(StoreError::Conflict(Conflict::LastOrgOwner));
     }
@@ -122,6 +143,7 @@ pub(super) async fn remove_member_in(
     .all(&mut *tx, participation_from_row)
     .await?;
     ORG_MEMBERS.remove(tx, org.0, user).await?;
+    webhooks::disable_made_by(tx, user, webhooks::MakerLeft::Org(org)).await?;
     // The member's own summary stands in for the join the statement cannot make.
     let participations = left
         .into_iter()
@@ -236,11 +258,13 @@ impl OrgStore for Backend {
     async fn set_member_role(
         &self,
         membership: Membership,
+        decided: Option<DecidedOn<'_>>,
         audit: &[AuditEntry],
     ) -> StoreResult<(Member, bool)> {
         let Membership { org, user, role } = membership;
         let mut tx = ORG_MEMBERS.locked(self, org.0).await?;
         let current = ORG_MEMBERS.role_of(&mut tx, org.0, user).await?;
+        roles_still(&mut tx, org, current, decided).await?;
         if current == OrgRole::Owner
             && role != OrgRole::Owner
             && !ORG_MEMBERS.others(&mut tx, org.0, user).await?.owner
@@ -261,10 +285,11 @@ impl OrgStore for Backend {
         &self,
         org: OrgId,
         user: UserId,
+        decided: Option<DecidedOn<'_>>,
         audit: &[AuditEntry],
     ) -> StoreResult<Removed> {
         let mut tx = self.writer().begin().await.map_err(db)?;
-        let removed = remove_member_in(&mut tx, org, user).await?;
+        let removed = remove_member_in(&mut tx, org, user, decided).await?;
         commit_audited(tx, self, audit).await?;
         Ok(removed)
     }
@@ -277,9 +302,12 @@ impl OrgStore for Backend {
     ) -> StoreResult<Vec<Member>> {
         let Transfer { org, from, to } = transfer;
         let mut tx = ORG_MEMBERS.locked(self, org.0).await?;
+        // Only an owner hands the org over: one demoted since the decision was made does not.
+        if ORG_MEMBERS.role_of(&mut tx, org.0, from).await? != OrgRole::Owner {
+            return Err(StoreError::Conflict(Conflict::RolesChanged));
+        }
         if from == to {
-            // Nothing changes hands; the member must still exist.
-            ORG_MEMBERS.role_of(&mut tx, org.0, from).await?;
+            // Nothing changes hands.
             tx.commit().await.map_err(db)?;
             return Ok(Vec::new());
         }

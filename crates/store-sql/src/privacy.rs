@@ -150,11 +150,25 @@ impl PrivacyStore for Backend {
             at,
         } = *erasure;
         let mut tx = self.writer().begin().await.map_err(db)?;
+        // Her row first (PostgreSQL): a webhook event about her being queued waits for this,
+        // or is seen below.
+        let lock = format!(
+            "SELECT id FROM users WHERE id = $1{}",
+            postgres_only(" FOR UPDATE")
+        );
+        sqlx::query(&lock).bind(user.0).run(&mut *tx).await?;
         let org_id = |r: &Row| get(r, "org_id").map(OrgId);
         let orgs = sqlx::query("SELECT org_id FROM org_members WHERE user_id = $1")
             .bind(user.0)
             .all(&mut *tx, org_id)
             .await?;
+        // Her memberships (and participations) go before her messages are read: a send of
+        // hers already under way either committed (and is read below) or waits on the rows
+        // this deletes and is refused — none is left with her words after the erasure.
+        let mut removed = Vec::with_capacity(orgs.len());
+        for org in orgs {
+            removed.push(remove_member_in(&mut tx, org, user, None).await?);
+        }
         // DATA-6: each org where they wrote decides by its own policy, read here — also an org
         // they have left since, whose messages of theirs are still there.
         let written = sqlx::query(
@@ -207,12 +221,14 @@ impl PrivacyStore for Backend {
         let files = format!("DELETE FROM files WHERE uploader_id = $1 {REMOVED_FILE}");
         let query = sqlx::query(&files).bind(user.0);
         freed.0.extend(remove_files(&mut tx, query).await?.0);
-        let mut removed = Vec::with_capacity(orgs.len());
-        for org in orgs {
-            removed.push(remove_member_in(&mut tx, org, user).await?);
-        }
+        // Hers, and those she started as someone else while a server admin (AUTH-12).
+        let sessions = super::sessions::delete_sessions_in(&mut tx, user, None).await?;
         for table in [
-            "sessions",
+            // An upload under way stops (its lease gone, its bytes are never recorded) and
+            // OAuth grants go with their codes and tokens: nothing more is made as her.
+            "upload_leases",
+            "oauth_codes",
+            "oauth_grants",
             "api_keys",
             "user_totp",
             "recovery_codes",
@@ -249,6 +265,7 @@ impl PrivacyStore for Backend {
             tombstoned,
             removed,
             freed,
+            impersonating: sessions.impersonating,
         })
     }
 }

@@ -116,15 +116,39 @@ impl UserStore for Backend {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn set_password_hash(
         &self,
-        id: UserId,
-        phc: &str,
+        change: PasswordChange<'_>,
         audit: &[AuditEntry],
-    ) -> StoreResult<()> {
-        sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
-            .bind(id.0)
-            .bind(phc)
-            .change_audited(self, audit)
-            .await
+    ) -> StoreResult<SessionsDeleted> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        // The account's row first: a sign-in deciding on the old hash (`password_still`)
+        // waits for this transaction, or made its session before — and it is deleted below.
+        let changed = sqlx::query(
+            "UPDATE users SET password_hash = $2 WHERE id = $1 \
+             AND ($3 IS NULL OR password_hash = $3)",
+        )
+        .bind(change.user.0)
+        .bind(change.phc)
+        .bind(change.replaces)
+        .run(&mut *tx)
+        .await?;
+        if changed == 0 {
+            return Err(
+                match USERS.opt(&mut *tx, "WHERE id = $1", change.user.0).await? {
+                    Some(_) => StoreError::Conflict(Conflict::PasswordChanged),
+                    None => StoreError::NotFound,
+                },
+            );
+        }
+        let mut ended = SessionsDeleted::default();
+        if let Some(keep) = change.keep {
+            ended = super::sessions::delete_sessions_in(&mut tx, change.user, Some(keep)).await?;
+            sqlx::query("DELETE FROM mfa_challenges WHERE user_id = $1")
+                .bind(change.user.0)
+                .run(&mut *tx)
+                .await?;
+        }
+        commit_audited(tx, self, audit).await?;
+        Ok(ended)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

@@ -103,24 +103,49 @@ pub(super) async fn redact_deliveries(
     Ok(())
 }
 
+/// Where a member's endpoints stop hearing when they leave it.
+pub(super) enum MakerLeft {
+    /// A conversation: its endpoints they made.
+    Conversation(ConversationId),
+    /// An org: every endpoint of it they made.
+    Org(OrgId),
+}
+
+/// AZ-3: an endpoint sends what its conversation (or org) says to a URL its maker chose; once
+/// the maker is out, it is disabled (`maker_left`) in the leaving transaction, so nothing keeps
+/// flowing to a former member's choice. Someone who may read it now can enable it again.
+pub(super) async fn disable_made_by(
+    conn: &mut Conn,
+    user: UserId,
+    left: MakerLeft,
+) -> StoreResult<()> {
+    let (scope, id) = match left {
+        MakerLeft::Conversation(c) => ("conversation_id", c.0),
+        MakerLeft::Org(o) => ("org_id", o.0),
+    };
+    let sql = format!(
+        "UPDATE webhooks SET enabled = $3, disabled_reason = 'maker_left' \
+         WHERE created_by = $1 AND {scope} = $2 AND enabled"
+    );
+    sqlx::query(&sql)
+        .bind(user.0)
+        .bind(id)
+        .bind(false)
+        .run(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// On PostgreSQL, a message event's insert takes a share lock on the message it checks: a
 /// deletion holding the row waits for it (and then redacts the new row), or it waits for the
 /// deletion and sees the message deleted. SQLite's one writer orders them already.
 fn message_share_lock() -> &'static str {
-    if <Db as sqlx::Database>::NAME == "PostgreSQL" {
-        " FOR SHARE"
-    } else {
-        ""
-    }
+    postgres_only(" FOR SHARE")
 }
 
 /// PostgreSQL locks the claim's candidates and skips rows another claim holds.
 fn claim_lock() -> &'static str {
-    if <Db as sqlx::Database>::NAME == "PostgreSQL" {
-        " FOR UPDATE OF d SKIP LOCKED"
-    } else {
-        ""
-    }
+    postgres_only(" FOR UPDATE OF d SKIP LOCKED")
 }
 
 #[async_trait]
@@ -264,7 +289,32 @@ impl WebhookStore for Backend {
              ON CONFLICT (webhook_id, event_id) DO NOTHING",
             lock = message_share_lock()
         );
+        // DATA-6: nothing is queued that names a person as she was before her erasure (an
+        // event still on its way to this queue when she was erased); what the erasure itself
+        // announces names her by the erased name she has now. Her row is read (under a share
+        // lock on PostgreSQL) before the insert locks the message, in the order an erasure
+        // takes them: it waits for this, or this sees her erased.
+        let person = format!(
+            "SELECT erased_at IS NULL AS here, username FROM users WHERE id = $1{}",
+            postgres_only(" FOR SHARE")
+        );
         for d in deliveries {
+            if let Some(user) = d.user_id {
+                let erased_as = sqlx::query(&person)
+                    .bind(user)
+                    .opt(&mut *tx, |r| {
+                        let here: bool = get(r, "here")?;
+                        (!here).then(|| get::<String>(r, "username")).transpose()
+                    })
+                    .await?
+                    .flatten();
+                if let Some(name) = erased_as {
+                    // Usernames are ASCII without quotes: their JSON is the name itself.
+                    if !d.payload.contains(&format!("\"username\":\"{name}\"")) {
+                        continue;
+                    }
+                }
+            }
             added += sqlx::query(&sql)
                 .bind(d.id)
                 .bind(d.webhook_id)

@@ -390,8 +390,24 @@ impl WidgetStore for Backend {
         participants: &[(UserId, ConversationRole)],
         w: &WidgetConversation,
         audit: &[AuditEntry],
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Option<WidgetConversation>> {
         let mut tx = self.writer().begin().await.map_err(db)?;
+        // The visitor's row orders their first sends; the latest conversation is read after.
+        let lock = format!(
+            "SELECT id FROM widget_visitors WHERE id = $1{}",
+            postgres_only(" FOR UPDATE")
+        );
+        sqlx::query(&lock).bind(w.visitor_id).run(&mut *tx).await?;
+        let latest = sqlx::query(&format!(
+            "SELECT {WC_COLS} FROM widget_conversations w WHERE w.visitor_id = $1 \
+             ORDER BY w.created_at DESC, w.conversation_id DESC LIMIT 1"
+        ))
+        .bind(w.visitor_id)
+        .opt(&mut *tx, wc_from_row)
+        .await?;
+        if let Some(open) = latest.filter(|l| l.status != WidgetStatus::Resolved) {
+            return Ok(Some(open));
+        }
         insert_conversation(&mut tx, conv, participants).await?;
         sqlx::query(
             "INSERT INTO widget_conversations (conversation_id, org_id, key_id, visitor_id, \
@@ -407,7 +423,8 @@ impl WidgetStore for Backend {
         .bind(ts(w.updated_at))
         .run(&mut *tx)
         .await?;
-        commit_audited(tx, self, audit).await
+        commit_audited(tx, self, audit).await?;
+        Ok(None)
     }
 
     async fn widget_conversation(

@@ -79,8 +79,8 @@ impl OrgAction {
         matches!(self, Self::ViewOrg | Self::ViewMembers | Self::ViewTeams)
     }
 
-    /// The API-key scope the action's routes need; `None` where no bot or key may act
-    /// (`/api-keys`, where a key's tier is set).
+    /// The API-key scope the action's routes need; `None` where no bot or key may act: where
+    /// credentials are made (`/api-keys`, where a key's tier is set; `/orgs/{org}/bots`).
     #[must_use]
     pub const fn scope(self) -> Option<Scope> {
         use OrgAction::*;
@@ -89,11 +89,11 @@ impl OrgAction {
             CreateConversation | JoinConversation | AdministerConversations => {
                 Some(Scope::ConversationsAdmin)
             }
-            SetKeyTier => None,
+            SetKeyTier | ManageBots => None,
             ManageWebhooks => Some(Scope::WebhooksAdmin),
             UpdateOrg | DeleteOrg | TransferOrg | ManageMembers | ManageOwners | CreateInvite
-            | ManageTeams | ManageBots | ManageAgents | ViewAudit | ManageSecurity
-            | ManageGuards | ManageWidgetKeys | ManageOAuth => Some(Scope::OrgAdmin),
+            | ManageTeams | ManageAgents | ViewAudit | ManageSecurity | ManageGuards
+            | ManageWidgetKeys | ManageOAuth => Some(Scope::OrgAdmin),
         }
     }
 

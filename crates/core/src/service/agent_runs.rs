@@ -222,6 +222,11 @@ impl Services {
                 _ => break,
             }
         }
+        // The question itself, as it reads now: deleted meanwhile, nothing is asked (MSG-2,
+        // DATA-6); edited, its current text is (the newest line of the context).
+        if !seen.iter().any(|m| m.id == task.message.id) {
+            return Ok(None);
+        }
         seen.truncate(wanted);
         seen.reverse();
         let mut context = Vec::with_capacity(seen.len() + 1);

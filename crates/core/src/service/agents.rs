@@ -146,7 +146,14 @@ pub fn usage_span(
     today: NaiveDate,
 ) -> Result<(NaiveDate, NaiveDate)> {
     let until = until.unwrap_or(today);
-    let since = since.unwrap_or(until - chrono::Duration::days(USAGE_DEFAULT_DAYS - 1));
+    let since = match since {
+        Some(since) => since,
+        // Checked: a day near the start of chrono's calendar has no 29 days before it (and
+        // `NaiveDate - TimeDelta` panics there).
+        None => until
+            .checked_sub_signed(chrono::Duration::days(USAGE_DEFAULT_DAYS - 1))
+            .ok_or_else(|| out_of_range("until", "a later day, or given with since"))?,
+    };
     if since > until {
         return Err(ServiceError::invalid(
             "since",
@@ -473,5 +480,23 @@ mod tests {
         assert!(usage_span(Some(today), Some(early), today).is_err());
         let ok = today - chrono::Duration::days(91);
         assert!(usage_span(Some(ok), Some(today), today).is_ok());
+    }
+
+    #[test]
+    fn a_default_span_before_the_calendar_starts_is_refused_not_a_panic() {
+        let today = NaiveDate::from_ymd_opt(2026, 3, 31).unwrap();
+        let e = usage_span(None, Some(NaiveDate::MIN), today).unwrap_err();
+        assert!(
+            matches!(&e, ServiceError::Invalid { field, code: "out_of_range", .. } if field == "until"),
+            "{e:?}"
+        );
+        // Given both, the earliest day is a span like any other.
+        assert_eq!(
+            usage_span(Some(NaiveDate::MIN), Some(NaiveDate::MIN), today).unwrap(),
+            (NaiveDate::MIN, NaiveDate::MIN)
+        );
+        assert!(usage_span(Some(NaiveDate::MIN), Some(NaiveDate::MAX), today).is_err());
+        let (since, until) = usage_span(None, Some(NaiveDate::MAX), today).unwrap();
+        assert_eq!((until, (until - since).num_days()), (NaiveDate::MAX, 29));
     }
 }

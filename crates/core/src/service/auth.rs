@@ -12,7 +12,7 @@ use crate::ids::*;
 use crate::model::*;
 use crate::password::{NewPassword, Verified};
 use crate::policy;
-use crate::store::{Conflict, Seen, StoreError};
+use crate::store::{Conflict, PasswordChange, Seen, StoreError};
 use crate::token::{self, TokenKind};
 use crate::types::*;
 use chrono::Duration;
@@ -67,7 +67,7 @@ pub enum LoginOutcome {
     MfaRequired(super::mfa::MfaPending),
 }
 
-const INVALID_CREDENTIALS: ServiceError =
+pub(super) const INVALID_CREDENTIALS: ServiceError =
     ServiceError::unauthorized("invalid_credentials", "invalid username or password");
 /// Any session, bot or API-key credential that does not check out.
 pub(super) const INVALID_TOKEN: ServiceError = ServiceError::unauthorized(
@@ -166,7 +166,8 @@ impl Services {
                 other => other.into(),
             })?;
         *self.bootstrap.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        self.start_session(user, meta, cookie, "bootstrap").await
+        self.start_session(user, meta, cookie, "bootstrap", None)
+            .await
     }
 
     /// Creates an account when registration allows it; with an invite code the user also joins
@@ -270,14 +271,16 @@ impl Services {
                     Some((user, phc)) => (Some(user), phc),
                     None => (None, None),
                 };
+                // Kept: the session is made only while this is still the account's hash.
+                let checked = phc.clone();
                 self.hasher
                     .verify(password, phc)
                     .await
-                    .map(|verdict| (user, verdict))
+                    .map(|verdict| (user, checked, verdict))
             }
             Err(e) => Err(e.into()),
         };
-        let (user, verdict) = match verdict {
+        let (user, checked, verdict) = match verdict {
             Ok(v) => v,
             Err(e) => {
                 // Never checked (the hashing pool was busy, the database failed): not a failure.
@@ -299,6 +302,7 @@ impl Services {
                 return Err(INVALID_CREDENTIALS);
             }
         };
+        let mut checked = checked;
         if verdict == Verified::YesRehash {
             // The password was checked above, so it satisfies the length rule it was set with.
             if let Ok(p) = NewPassword::parse(password) {
@@ -306,9 +310,18 @@ impl Services {
                 let audit = self
                     .audit_as(AuditActor::system(), &meta, "password.rehashed")
                     .resource("user", user.id);
-                self.store
-                    .set_password_hash(user.id, &fresh, &[audit])
-                    .await?;
+                let rehash = PasswordChange {
+                    user: user.id,
+                    phc: &fresh,
+                    replaces: checked.as_deref(),
+                    keep: None,
+                };
+                match self.store.set_password_hash(rehash, &[audit]).await {
+                    Ok(_) => checked = Some(fresh),
+                    // Changed meanwhile: this sign-in makes nothing (below).
+                    Err(StoreError::Conflict(Conflict::PasswordChanged)) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         if user.disabled {
@@ -326,13 +339,16 @@ impl Services {
         }
         if self.has_2fa(user.id).await? {
             self.give_back(attempt).await;
-            let pending = self.issue_mfa_challenge(user.id, cookie).await?;
+            let pending = self
+                .issue_mfa_challenge(user.id, cookie, checked.as_deref())
+                .await?;
             return Ok(LoginOutcome::MfaRequired(pending));
         }
         self.attempt_succeeded(&subject, attempt).await?;
-        Ok(LoginOutcome::SignedIn(Box::new(
-            self.start_session(user, meta, cookie, "password").await?,
-        )))
+        let started = self
+            .start_session(user, meta, cookie, "password", checked.as_deref())
+            .await?;
+        Ok(LoginOutcome::SignedIn(Box::new(started)))
     }
 
     /// Starts a marked session as `target` for a server admin (AUTH-12): at most an hour, no
@@ -382,7 +398,9 @@ impl Services {
                 "session_id": session.id,
                 "expires_at": session.expires_at,
             }));
-        self.store.create_session(&session, &hash, &[audit]).await?;
+        self.store
+            .create_session(&session, &hash, None, &[audit])
+            .await?;
         Ok(SignedIn {
             token,
             session,
@@ -421,12 +439,15 @@ impl Services {
         })
     }
 
+    /// `password`: the stored hash a password sign-in checked; the session is made only while
+    /// it is still the account's (a change meanwhile: 401, as for the old password).
     pub(super) async fn start_session(
         &self,
         user: User,
         meta: ClientMeta,
         cookie: bool,
         method: &str,
+        password: Option<&str>,
     ) -> Result<SignedIn> {
         let now = self.clock.now();
         let token = token::generate(TokenKind::Session);
@@ -449,7 +470,10 @@ impl Services {
             .audit_as(AuditActor::user(user.id), &meta, "auth.login")
             .resource("user", user.id)
             .detail(serde_json::json!({ "method": method, "session_id": session.id }));
-        self.store.create_session(&session, &hash, &[audit]).await?;
+        self.store
+            .create_session(&session, &hash, password, &[audit])
+            .await
+            .map_err(password_changed)?;
         Ok(SignedIn {
             token,
             session,
@@ -588,7 +612,7 @@ impl Services {
 
     pub async fn revoke_other_sessions(&self, actor: &Actor) -> Result<u64> {
         Self::require_own_session(actor)?;
-        let n = self
+        let ended = self
             .store
             .delete_sessions(
                 actor.user.id,
@@ -600,7 +624,8 @@ impl Services {
             user: actor.user.id,
             except: Some(actor.session.id),
         }));
-        Ok(n)
+        self.end_impersonations(&ended.impersonating);
+        Ok(ended.own)
     }
 
     /// Changes the password after checking the current one; every other session is revoked.
@@ -625,20 +650,36 @@ impl Services {
             field: "current_password",
             message: "the current password is not correct",
         };
+        let replaces = phc.clone();
         self.recheck_password(actor, actor.meta.ip.as_deref(), current, phc, wrong)
             .await?;
         let fresh = self.hasher.hash(&new).await?;
         let audit = self.own_audit(actor, "password.changed");
-        self.store
-            .set_password_hash(actor.user.id, &fresh, &[audit])
-            .await?;
-        self.store
-            .delete_sessions(actor.user.id, Some(actor.session.id), &[])
-            .await?;
+        // One transaction: the hash, every other session (and those she started as someone
+        // else) and every pending sign-in challenge; a sign-in that checked the old hash and
+        // had not made its session yet makes none (AUTH-2).
+        let change = PasswordChange {
+            user: actor.user.id,
+            phc: &fresh,
+            replaces: replaces.as_deref(),
+            keep: Some(actor.session.id),
+        };
+        // Changed meanwhile by another of her sessions: 409 `password_changed`.
+        let ended = self.store.set_password_hash(change, &[audit]).await?;
         self.emit(Event::control(Control::RevokeUser {
             user: actor.user.id,
             except: Some(actor.session.id),
         }));
+        self.end_impersonations(&ended.impersonating);
         Ok(())
+    }
+}
+
+/// A password changed while a sign-in (or a change) checked the old one: it is no longer
+/// valid, as if it had been typed after the change.
+fn password_changed(e: StoreError) -> ServiceError {
+    match e {
+        StoreError::Conflict(Conflict::PasswordChanged) => INVALID_CREDENTIALS,
+        other => other.into(),
     }
 }

@@ -83,9 +83,9 @@ impl Services {
         name: DisplayName,
         conversation_ids: Option<Vec<ConversationId>>,
     ) -> Result<(Bot, SecretString)> {
-        Self::require_not_impersonated(actor)?;
+        // A bot's token is a credential: made and rotated by a person's own session (AUTH-6).
+        Self::require_own_session(actor)?;
         self.require_org(actor, org, OrgAction::ManageBots).await?;
-        Self::require_unlisted(actor)?;
         let conversation_ids = self
             .check_conversation_list(actor, org, conversation_ids)
             .await?;
@@ -136,9 +136,9 @@ impl Services {
         id: BotId,
         grace_seconds: i64,
     ) -> Result<(Bot, SecretString)> {
-        Self::require_not_impersonated(actor)?;
+        // A bot's token is a credential: made and rotated by a person's own session (AUTH-6).
+        Self::require_own_session(actor)?;
         self.require_org(actor, org, OrgAction::ManageBots).await?;
-        Self::require_unlisted(actor)?;
         let grace = Self::grace(grace_seconds)?;
         let what = "bot";
         match self.store.bot(id).await {

@@ -218,6 +218,16 @@ impl Services {
         self.require_org(actor, org, OrgAction::CreateConversation)
             .await?;
         Self::require_unlisted(actor)?;
+        // Each checked where the request listed it, so the error names that entry.
+        for (i, u) in new.participant_ids.iter().enumerate() {
+            if *u != actor.user.id && self.store.membership(org, *u).await?.is_none() {
+                return Err(ServiceError::invalid(
+                    format!("/participant_ids/{i}"),
+                    "not_a_member",
+                    "every participant must be a member of the organization",
+                ));
+            }
+        }
         let mut others: Vec<UserId> = new
             .participant_ids
             .iter()
@@ -226,15 +236,6 @@ impl Services {
             .collect();
         others.sort();
         others.dedup();
-        for (i, u) in others.iter().enumerate() {
-            if self.store.membership(org, *u).await?.is_none() {
-                return Err(ServiceError::invalid(
-                    format!("/participant_ids/{i}"),
-                    "not_a_member",
-                    "every participant must be a member of the organization",
-                ));
-            }
-        }
         let direct_key = match new.kind {
             ConversationKind::Direct => {
                 if others.len() != 1 {

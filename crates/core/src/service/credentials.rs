@@ -437,6 +437,15 @@ impl Services {
     }
 
     /// Closes the gateway sockets of every secret in `before` that `after` no longer has.
+    /// Ends, on every node, the sessions a server admin had started as other users (AUTH-12):
+    /// their rows went with hers (`delete_sessions`); their cached copies and open sockets go
+    /// now.
+    pub(super) fn end_impersonations(&self, sessions: &[SessionId]) {
+        for &session in sessions {
+            self.emit(Event::control(Control::RevokeSession { session }));
+        }
+    }
+
     pub(super) fn close_replaced(&self, before: &SecretIds, after: Option<&SecretIds>) {
         let kept = |id: SessionId| after.is_some_and(|a| a.current == id || a.previous == Some(id));
         for id in std::iter::once(before.current).chain(before.previous) {
@@ -501,7 +510,7 @@ impl Services {
     }
 
     /// Refuses a bot or key limited to listed conversations: what it would create (a
-    /// conversation, a bot's token) would reach beyond the list.
+    /// conversation) would reach beyond the list.
     pub(super) fn require_unlisted(actor: &Actor) -> Result<()> {
         if policy::credentials::is_unlisted(&actor.credential) {
             Ok(())

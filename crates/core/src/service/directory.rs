@@ -120,13 +120,15 @@ impl Services {
             DirectoryVerdict::Gone => {
                 // Sessions first, so no key or grant can be made after the lists are read;
                 // one a request already under way makes goes at the next check.
-                let sessions = self.store.delete_sessions(user.id, None, &[]).await?;
+                let ended = self.store.delete_sessions(user.id, None, &[]).await?;
+                let sessions = ended.own;
                 if sessions > 0 {
                     self.emit(Event::control(Control::RevokeUser {
                         user: user.id,
                         except: None,
                     }));
                 }
+                self.end_impersonations(&ended.impersonating);
                 let revoked = DirectoryRevoked {
                     sessions,
                     api_keys: self.revoke_all_api_keys(user.id, REVOKED_REASON).await?,

@@ -14,7 +14,7 @@ use crate::event::{Cached, Control, Event};
 use crate::ids::*;
 use crate::model::*;
 use crate::policy::{self, OrgAction};
-use crate::store::{Membership, Page, Removed, StoreError};
+use crate::store::{DecidedOn, Membership, Page, Removed, StoreError};
 use crate::types::*;
 
 impl Services {
@@ -181,9 +181,18 @@ impl Services {
             .resource("user", user)
             .org(org)
             .detail(serde_json::json!({ "role": role }));
+        // Made only while the rule still allows it on the roles held then: the decision
+        // above read them before the change's transaction (the caller's from the cache).
+        let allows = |mine: Option<OrgRole>, current: OrgRole| {
+            mine.is_some_and(|m| policy::may_change_member_role(m, current, role))
+        };
+        let decided = DecidedOn {
+            by: actor.user.id,
+            allows: &allows,
+        };
         let (member, changed) = self
             .store
-            .set_member_role(Membership { org, user, role }, &[audit])
+            .set_member_role(Membership { org, user, role }, Some(decided), &[audit])
             .await?;
         if changed {
             self.announce_role_changed(&member);
@@ -205,15 +214,28 @@ impl Services {
                 "your role cannot remove this member",
             ));
         }
-        let event = if user == actor.user.id {
+        let leaving = user == actor.user.id;
+        let event = if leaving {
             "member.left"
         } else {
             "member.removed"
         };
         let audit = self.audit(actor, event).resource("user", user).org(org);
+        // Anyone may leave; a removal by someone else is made only while the roles it was
+        // allowed on still hold.
+        let allows = |mine: Option<OrgRole>, target: OrgRole| {
+            mine.is_some_and(|m| policy::may_remove_member(m, target, false))
+        };
+        let decided = (!leaving).then_some(DecidedOn {
+            by: actor.user.id,
+            allows: &allows,
+        });
         // The conversations come from the removal's own transaction: one joined meanwhile is
         // announced too, so no socket keeps receiving it.
-        let removed = self.store.remove_member(org, user, &[audit]).await?;
+        let removed = self
+            .store
+            .remove_member(org, user, decided, &[audit])
+            .await?;
         self.announce_member_removed(&removed);
         Ok(())
     }

@@ -20,6 +20,7 @@ use crate::keyring::SecretRef;
 use crate::mfa::{MfaChallenge, RecoveryCodeRef, StoredRecoveryCode};
 use crate::password::{NewPassword, Verified};
 use crate::secretbox::{Sealed, SealedColumn};
+use crate::store::{Conflict, StoreError};
 use crate::token::{self, TokenKind};
 use crate::totp::{RecoveryCode, SecondFactorCode, TotpCode, TotpSecret, RECOVERY_CODE_COUNT};
 use chrono::{DateTime, Duration, Utc};
@@ -299,10 +300,13 @@ impl Services {
     }
 
     /// Creates the challenge a password-checked sign-in of a 2FA user answers with.
+    /// `password`: the stored hash the first step checked (none for a single sign-on); the
+    /// challenge is made only while it is still the account's.
     pub(super) async fn issue_mfa_challenge(
         &self,
         user: UserId,
         cookie: bool,
+        password: Option<&str>,
     ) -> Result<MfaPending> {
         let now = self.clock.now();
         let mfa_token = token::generate(TokenKind::MfaChallenge);
@@ -314,7 +318,13 @@ impl Services {
             failures: 0,
         };
         let hash = token::hash(&self.keys.token_pepper, mfa_token.expose_secret());
-        self.store.create_mfa_challenge(&challenge, &hash).await?;
+        self.store
+            .create_mfa_challenge(&challenge, &hash, password)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(Conflict::PasswordChanged) => super::auth::INVALID_CREDENTIALS,
+                other => other.into(),
+            })?;
         if let Err(e) = self.store.prune_mfa_challenges(now).await {
             tracing::warn!(error = %e, "pruning expired sign-in challenges failed");
         }
@@ -399,7 +409,7 @@ impl Services {
             SecondFactorCode::Totp(_) => "totp",
             SecondFactorCode::Recovery(_) => "recovery_code",
         };
-        self.start_session(user, meta, cookie || challenge.cookie, method)
+        self.start_session(user, meta, cookie || challenge.cookie, method, None)
             .await
     }
 

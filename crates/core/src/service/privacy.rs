@@ -331,6 +331,7 @@ impl Services {
             user: actor.user.id,
             except: None,
         }));
+        self.end_impersonations(&erased.impersonating);
         self.free(erased.freed).await;
         Ok(Erased {
             messages_tombstoned: erased.tombstoned,

@@ -199,13 +199,15 @@ impl Services {
         }
         if self.has_2fa(user.id).await? {
             self.give_back(attempt).await;
-            let pending = self.issue_mfa_challenge(user.id, sign_in.cookie).await?;
+            let pending = self
+                .issue_mfa_challenge(user.id, sign_in.cookie, None)
+                .await?;
             return Ok(LoginOutcome::MfaRequired(pending));
         }
         self.attempt_succeeded(&subject, attempt).await?;
         let method = sign_in.kind.as_str();
         Ok(LoginOutcome::SignedIn(Box::new(
-            self.start_session(user, sign_in.meta, sign_in.cookie, method)
+            self.start_session(user, sign_in.meta, sign_in.cookie, method, None)
                 .await?,
         )))
     }
@@ -357,7 +359,11 @@ impl Services {
                     };
                     let (member, changed) = self
                         .store
-                        .set_member_role(membership, &[audit("member.role_changed", Some(role))])
+                        .set_member_role(
+                            membership,
+                            None,
+                            &[audit("member.role_changed", Some(role))],
+                        )
                         .await?;
                     if changed {
                         self.announce_role_changed(&member);
@@ -366,7 +372,7 @@ impl Services {
                 (Some(_), None) => {
                     let removed = self
                         .store
-                        .remove_member(org, user.id, &[audit("member.removed", None)])
+                        .remove_member(org, user.id, None, &[audit("member.removed", None)])
                         .await;
                     match removed {
                         Ok(removed) => self.announce_member_removed(&removed),

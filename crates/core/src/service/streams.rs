@@ -188,13 +188,15 @@ impl Services {
             .await?;
         let author = author.user.id;
         if let Some(reply) = reply_to {
-            self.message_of(conv, reply).await?.ok_or_else(|| {
-                ServiceError::invalid(
+            // An answer to a question deleted meanwhile is not started (MSG-2).
+            let asked = self.message_of(conv, reply).await?;
+            if asked.is_none_or(|m| m.deleted_at.is_some()) {
+                return Err(ServiceError::invalid(
                     "reply_to",
                     "unknown_message",
                     "no such message in this conversation",
-                )
-            })?;
+                ));
+            }
         }
         let now = self.clock.now();
         let new = NewMessage {

@@ -207,11 +207,13 @@ impl Services {
         if user.disabled != before.disabled && user.disabled
             || user.server_admin != before.server_admin
         {
-            self.store.delete_sessions(id, None, &[]).await?;
+            // Hers, and those she started as someone else while a server admin.
+            let ended = self.store.delete_sessions(id, None, &[]).await?;
             self.emit(Event::control(Control::RevokeUser {
                 user: id,
                 except: None,
             }));
+            self.end_impersonations(&ended.impersonating);
         }
         if user.require_2fa && !before.require_2fa && !self.has_2fa(id).await? {
             // At once for every credential (AUTH-4a): open sockets close with 4014.

@@ -215,6 +215,42 @@ impl Services {
         of_org(self.store.webhook(id).await, org, |w| w.org_id, "webhook")
     }
 
+    /// Whether `actor` may read conversation `c` of `org`, as an endpoint of it needs.
+    async fn reads_for_endpoint(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        c: ConversationId,
+    ) -> Result<bool> {
+        match self
+            .conversation_access(actor, c, ConversationAction::Read)
+            .await
+        {
+            Ok((conv, _)) => Ok(conv.org_id == org),
+            Err(ServiceError::NotFound(_) | ServiceError::Forbidden { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The endpoint `id` of `org`, once `actor` may manage the org's webhooks and could make
+    /// this one now (AZ-3, AZ-5): the scope to hear each of its events and, for an endpoint of
+    /// one conversation, read access to it. What steers or repeats its bodies — a new URL,
+    /// enabling, a new secret, a test, a redelivery — asks this, so an admin who is no
+    /// participant (or a key without `messages:read`) cannot point another's endpoint at
+    /// herself and have its conversation's messages sent there.
+    async fn controlled_webhook(&self, actor: &Actor, org: OrgId, id: Uuid) -> Result<Webhook> {
+        let hook = self.org_webhook(actor, org, id, true).await?;
+        may_hear(actor, &hook.events)?;
+        if let Some(c) = hook.conversation_id {
+            if !self.reads_for_endpoint(actor, org, c).await? {
+                return Err(ServiceError::not_allowed(
+                    "this endpoint belongs to a conversation you cannot read",
+                ));
+            }
+        }
+        Ok(hook)
+    }
+
     /// Call after storing `secret` (sealed from `text`) for `hook`: settles its seal (see
     /// `settle_sealed`) and answers the endpoint with the secret's text, shown this once.
     async fn settle_webhook_secret(
@@ -267,22 +303,12 @@ impl Services {
         may_hear(actor, &events)?;
         if let Some(c) = conversation_id {
             // Only a conversation the caller may read (AZ-3): any other is unknown to them.
-            let unknown = || {
-                ServiceError::invalid(
+            if !self.reads_for_endpoint(actor, org, c).await? {
+                return Err(ServiceError::invalid(
                     "conversation_id",
                     "not_found",
                     "no such conversation in this organization",
-                )
-            };
-            match self
-                .conversation_access(actor, c, ConversationAction::Read)
-                .await
-            {
-                Ok((conv, _)) if conv.org_id == org => {}
-                Ok(_) | Err(ServiceError::NotFound(_) | ServiceError::Forbidden { .. }) => {
-                    return Err(unknown())
-                }
-                Err(e) => return Err(e),
+                ));
             }
         }
         let now = self.clock.now();
@@ -329,7 +355,7 @@ impl Services {
         id: Uuid,
         mut patch: WebhookPatch,
     ) -> Result<Webhook> {
-        self.org_webhook(actor, org, id, true).await?;
+        self.controlled_webhook(actor, org, id).await?;
         if let Some(events) = &patch.events {
             let events = check_events(events)?;
             may_hear(actor, &events)?;
@@ -375,7 +401,7 @@ impl Services {
         org: OrgId,
         id: Uuid,
     ) -> Result<(Webhook, SecretString)> {
-        self.org_webhook(actor, org, id, true).await?;
+        self.controlled_webhook(actor, org, id).await?;
         let (text, hint) = new_whsec();
         let secret = self
             .seal_webhook_secret(Uuid::now_v7(), &text, hint)
@@ -461,7 +487,7 @@ impl Services {
         org: OrgId,
         id: Uuid,
     ) -> Result<WebhookDelivery> {
-        let hook = self.org_webhook(actor, org, id, true).await?;
+        let hook = self.controlled_webhook(actor, org, id).await?;
         if !hook.enabled {
             return Err(ServiceError::conflict(
                 "webhook_disabled",
@@ -481,7 +507,7 @@ impl Services {
         id: Uuid,
         delivery: Uuid,
     ) -> Result<WebhookDelivery> {
-        self.org_webhook(actor, org, id, true).await?;
+        self.controlled_webhook(actor, org, id).await?;
         let old = match self.store.delivery(delivery).await {
             Ok(d) if d.webhook_id == id => d,
             Ok(_) | Err(StoreError::NotFound) => return Err(ServiceError::NotFound("delivery")),

@@ -62,10 +62,14 @@ pub trait MfaStore: Send + Sync + 'static {
     /// The user's role in the org with whether the org requires 2FA and the user has it on;
     /// `None` for non-members. One query, asked on every org-scoped request.
     async fn org_standing(&self, org: OrgId, user: UserId) -> StoreResult<Option<OrgStanding>>;
+    /// Made only while `password` (the hash the sign-in's first step checked, when it had
+    /// one) is still the account's: `Conflict::PasswordChanged` otherwise (AUTH-2; a password
+    /// change deletes the challenges made before it).
     async fn create_mfa_challenge(
         &self,
         challenge: &MfaChallenge,
         token_hash: &[u8],
+        password: Option<&str>,
     ) -> StoreResult<()>;
     async fn mfa_challenge(&self, token_hash: &[u8]) -> StoreResult<Option<MfaChallenge>>;
     /// Reserves one code check on the challenge, atomically: counts it against the challenge

@@ -42,14 +42,14 @@ pub use keyring::SecretKeyStore;
 pub use messages::{Inserted, MessageEdit, MessageStore, StreamChange};
 pub use mfa::{LoginThrottleStore, MfaStore};
 pub use oauth::OAuthStore;
-pub use orgs::{Membership, OrgPatch, OrgStore, Removed, Transfer};
+pub use orgs::{DecidedOn, Membership, OrgPatch, OrgStore, Removed, Transfer};
 pub use privacy::{ErasedAccount, Erasure, PrivacyStore};
 pub use realtime::{ReadMarker, RealtimeStore};
 pub use search::{SearchFrom, SearchHit, SearchRequest, SearchStore};
-pub use sessions::{Seen, SessionStore};
+pub use sessions::{Seen, SessionStore, SessionsDeleted};
 pub use sso::{IdentityKey, IdentityKind, LinkedIdentity, SsoStore};
 pub use teams::TeamStore;
-pub use users::{UserFlags, UserStore};
+pub use users::{PasswordChange, UserFlags, UserStore};
 pub use webhooks::WebhookStore;
 pub use widget::WidgetStore;
 
@@ -102,6 +102,10 @@ pub enum Conflict {
     UploadExpired,
     /// The outside identity is linked to an account already.
     IdentityTaken,
+    /// A role a membership change was allowed on changed before it was made (`DecidedOn`).
+    RolesChanged,
+    /// The password a sign-in checked (or a rehash replaces) was changed meanwhile.
+    PasswordChanged,
     /// The org holds the most of these it may: counted under the org's row lock in the
     /// creating transaction, so concurrent creations cannot pass the cap together.
     OrgCap(OrgCapped),
@@ -144,6 +148,8 @@ impl Conflict {
             Self::InviteExhausted => "invite_invalid",
             Self::UploadExpired => "upload_expired",
             Self::IdentityTaken => "identity_taken",
+            Self::RolesChanged => "roles_changed",
+            Self::PasswordChanged => "password_changed",
             Self::OrgCap(OrgCapped::Webhooks) => "too_many_webhooks",
             Self::OrgCap(OrgCapped::Agents) => "too_many_agents",
             Self::OrgCap(OrgCapped::WidgetKeys) => "too_many_widget_keys",
@@ -171,6 +177,10 @@ impl Conflict {
                 "the upload stalled for too long and was dropped; upload it again"
             }
             Self::IdentityTaken => "that outside identity is linked to an account already",
+            Self::PasswordChanged => "the password was changed meanwhile; sign in again",
+            Self::RolesChanged => {
+                "your role or the member's changed while this was decided; read them again"
+            }
             Self::OrgCap(OrgCapped::Webhooks) => "this organization has the most webhooks allowed",
             Self::OrgCap(OrgCapped::Agents) => "this organization has the most agents allowed",
             Self::OrgCap(OrgCapped::WidgetKeys) => {

@@ -27,6 +27,24 @@ pub struct Membership {
     pub role: OrgRole,
 }
 
+/// The rule a change to someone else's membership was allowed by (AZ-2), asked again by the
+/// store under the org's lock with the roles held now: `allows(by's role now — None when no
+/// longer a member —, the member's role now)`. A change decided on roles read before its
+/// transaction is made only while the rule still allows it (`Conflict::RolesChanged`
+/// otherwise) — so an admin's demotion or removal of a member promoted to owner meanwhile, or
+/// a change by an admin demoted meanwhile, never lands; one that holds on either order does.
+#[derive(Clone, Copy)]
+pub struct DecidedOn<'a> {
+    pub by: UserId,
+    pub allows: &'a (dyn Fn(Option<OrgRole>, OrgRole) -> bool + Send + Sync),
+}
+
+impl std::fmt::Debug for DecidedOn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecidedOn").field("by", &self.by).finish()
+    }
+}
+
 /// An org's ownership handed from one member to another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transfer {
@@ -72,22 +90,27 @@ pub trait OrgStore: Send + Sync + 'static {
     /// Answers the membership with its new role, and whether the role changed (it may have
     /// been the role already; then `audit` is not written). Fails with `LastOrgOwner` when it
     /// would leave the org without an owner.
+    /// With `decided` (a change made by someone else), only while those roles still hold.
     async fn set_member_role(
         &self,
         membership: Membership,
+        decided: Option<DecidedOn<'_>>,
         audit: &[AuditEntry],
     ) -> StoreResult<(Member, bool)>;
     /// Removes the member, their team memberships and conversation participations in the org;
     /// answers them as the transaction saw them (so a participation added while the removal
     /// ran is never missed). Conversations they were the only owner of pass to their
-    /// longest-standing participant.
+    /// longest-standing participant. With `decided` (a removal by someone else), only while
+    /// those roles still hold.
     async fn remove_member(
         &self,
         org: OrgId,
         user: UserId,
+        decided: Option<DecidedOn<'_>>,
         audit: &[AuditEntry],
     ) -> StoreResult<Removed>;
-    /// `to` becomes owner and `from` admin, atomically; answers the memberships whose role
+    /// `to` becomes owner and `from` admin, atomically, while `from` is still an owner
+    /// (`Conflict::RolesChanged` otherwise); answers the memberships whose role
     /// changed (`to` first: already a co-owner, only `from` changes; none when `from == to`).
     async fn transfer_org(
         &self,

@@ -25,6 +25,8 @@ pub struct ErasedAccount {
     pub removed: Vec<super::Removed>,
     /// The storage keys of the files the erasure removed (deleted after the commit).
     pub freed: FreedBlobs,
+    /// The sessions she had started as other users, deleted with hers.
+    pub impersonating: Vec<SessionId>,
 }
 
 /// Export and erasure of accounts.

@@ -16,13 +16,26 @@ pub struct Seen<'a> {
     pub ip: Option<&'a str>,
 }
 
-/// Login sessions of users.
+/// What `delete_sessions` took: how many of the user's own sessions, and the sessions the user
+/// (a server admin) had started as someone else (AUTH-12), which end with her rights.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionsDeleted {
+    pub own: u64,
+    pub impersonating: Vec<SessionId>,
+}
+
+/// Login sessions of users. A session started by impersonation is found (by token, or among
+/// its user's sessions) only while whoever started it is an enabled server admin.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
+    /// Made only while `password` (the hash a password sign-in checked) is still the
+    /// account's: `Conflict::PasswordChanged` otherwise, so a sign-in that raced a password
+    /// change never outlives it (AUTH-2).
     async fn create_session(
         &self,
         session: &Session,
         token_hash: &[u8],
+        password: Option<&str>,
         audit: &[AuditEntry],
     ) -> StoreResult<()>;
     async fn session_by_token_hash(&self, token_hash: &[u8]) -> StoreResult<Option<Session>>;
@@ -35,11 +48,12 @@ pub trait SessionStore: Send + Sync + 'static {
         id: SessionId,
         audit: &[AuditEntry],
     ) -> StoreResult<()>;
-    /// Deletes all of the user's sessions but `keep`; returns how many went.
+    /// Deletes all of the user's sessions but `keep`, and every session she started as
+    /// someone else.
     async fn delete_sessions(
         &self,
         user: UserId,
         keep: Option<SessionId>,
         audit: &[AuditEntry],
-    ) -> StoreResult<u64>;
+    ) -> StoreResult<SessionsDeleted>;
 }

@@ -8,6 +8,21 @@ use crate::types::*;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+/// A new password hash for an account (AUTH-2).
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordChange<'a> {
+    pub user: UserId,
+    pub phc: &'a str,
+    /// The hash it replaces: the change is made only while that is still the account's
+    /// (`Conflict::PasswordChanged` otherwise), so a rehash at sign-in never writes the old
+    /// password back over a change made meanwhile.
+    pub replaces: Option<&'a str>,
+    /// A change by the user from session `keep`: in the same transaction every other session
+    /// of hers, every session she started as someone else and every pending sign-in challenge
+    /// end. `None` (a rehash of the same password) ends nothing.
+    pub keep: Option<SessionId>,
+}
+
 /// Accounts, the bootstrap flag and the first-start record.
 #[async_trait]
 pub trait UserStore: Send + Sync + 'static {
@@ -26,10 +41,9 @@ pub trait UserStore: Send + Sync + 'static {
     async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>>;
     async fn set_password_hash(
         &self,
-        id: UserId,
-        phc: &str,
+        change: PasswordChange<'_>,
         audit: &[AuditEntry],
-    ) -> StoreResult<()>;
+    ) -> StoreResult<super::SessionsDeleted>;
     async fn set_display_name(
         &self,
         id: UserId,

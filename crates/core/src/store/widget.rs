@@ -211,14 +211,17 @@ pub trait WidgetStore: Send + Sync + 'static {
         &self,
         visitor: Uuid,
     ) -> StoreResult<Option<WidgetConversation>>;
-    /// Creates the conversation with its participants and its widget row.
+    /// Creates the conversation with its participants and its widget row — unless the
+    /// visitor has one not resolved, read under the visitor's lock in the same transaction:
+    /// then nothing is made and that one is answered (parallel first sends of one visitor
+    /// share one conversation, WEB-4).
     async fn create_widget_conversation(
         &self,
         conv: &Conversation,
         participants: &[(UserId, ConversationRole)],
         widget: &WidgetConversation,
         audit: &[AuditEntry],
-    ) -> StoreResult<()>;
+    ) -> StoreResult<Option<WidgetConversation>>;
     async fn widget_conversation(
         &self,
         conv: ConversationId,

@@ -38,11 +38,13 @@ pub const BLOCKED_NOTICE: &str =
 /// user cannot make an agent post notices without end).
 const RATE_NOTICES_PER_MINUTE: u64 = 1;
 
-/// Tokens a prompt is estimated at: a character count over three (most tokenizers average
-/// about four characters a token in English; three leaves room) plus a few per message.
+/// The most tokens a prompt can take (AGENT-4: what is held must bound what is spent): a
+/// byte-level tokenizer never makes more tokens than the text has UTF-8 bytes — a character
+/// count would undercount CJK text or emoji, which take one to three tokens a character — plus
+/// a few per message for its role and separators.
 fn prompt_estimate(context: &[ContextLine]) -> i64 {
-    let chars: usize = context.iter().map(|l| l.content.chars().count() + 12).sum();
-    i64::try_from(chars.div_ceil(3)).unwrap_or(i64::MAX)
+    let bytes: usize = context.iter().map(|l| l.content.len() + 8).sum();
+    i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
 fn chat_messages(context: Vec<ContextLine>) -> Vec<ChatMessage> {
@@ -86,11 +88,7 @@ async fn run(
     let Some(prepared) = services.prepare_agent_call(&task).await? else {
         return Ok(());
     };
-    let Prepared {
-        actor,
-        api_key,
-        context,
-    } = prepared;
+    let Prepared { actor, context, .. } = prepared;
     let agent = &task.agent;
     let conv = task.message.conversation_id;
     let asker = task.message.author.id;
@@ -118,8 +116,11 @@ async fn run(
     }
     let endpoint = url::Url::parse(&agent.endpoint)
         .map_err(|_| conclave_core::ServiceError::Internal("a stored endpoint is no URL".into()))?;
-    let estimate = prompt_estimate(&context) + i64::from(agent.max_output_tokens);
-    let reservation = match services.reserve_agent_tokens(agent, estimate).await? {
+    let estimate = |context: &[ContextLine]| {
+        prompt_estimate(context).saturating_add(i64::from(agent.max_output_tokens))
+    };
+    let held = estimate(&context);
+    let mut reservation = match services.reserve_agent_tokens(agent, held).await? {
         Ok(r) => r,
         Err(BudgetRefusal::Org) => return notice(ORG_BUDGET_NOTICE).await,
         Err(BudgetRefusal::Agent) => return notice(AGENT_BUDGET_NOTICE).await,
@@ -134,6 +135,34 @@ async fn run(
         services.settle_agent_tokens(&reservation, 0).await?;
         return notice(BUSY_NOTICE).await;
     };
+    // Read again now that the call goes out: what was deleted, edited or taken out of the
+    // agent's reach while it waited for its slot is not sent to the model (AGENT-2, MSG-2) —
+    // a question deleted meanwhile asks nothing, and its tokens are given back.
+    let again = match services.prepare_agent_call(&task).await {
+        Ok(again) => again,
+        Err(e) => {
+            services.settle_agent_tokens(&reservation, 0).await?;
+            return Err(e);
+        }
+    };
+    let Some(Prepared {
+        api_key, context, ..
+    }) = again
+    else {
+        return services.settle_agent_tokens(&reservation, 0).await;
+    };
+    // Grown meanwhile (an edit): held again for what it may take now.
+    if estimate(&context) > held {
+        services.settle_agent_tokens(&reservation, 0).await?;
+        reservation = match services
+            .reserve_agent_tokens(agent, estimate(&context))
+            .await?
+        {
+            Ok(r) => r,
+            Err(BudgetRefusal::Org) => return notice(ORG_BUDGET_NOTICE).await,
+            Err(BudgetRefusal::Agent) => return notice(AGENT_BUDGET_NOTICE).await,
+        };
+    }
     let prompt_chars: usize = context.iter().map(|l| l.content.chars().count()).sum();
     // Within 0–2: exact enough as an f32.
     #[allow(clippy::cast_possible_truncation)]
@@ -321,7 +350,10 @@ mod tests {
             content: s.to_owned(),
         };
         assert_eq!(prompt_estimate(&[]), 0);
-        assert_eq!(prompt_estimate(&[line("abc")]), 5);
+        assert_eq!(prompt_estimate(&[line("abc")]), 3 + 8);
         assert!(prompt_estimate(&[line(&"x".repeat(3000))]) >= 1000);
+        // CJK and emoji: one to three tokens a character, never more than their bytes.
+        assert_eq!(prompt_estimate(&[line("漢字")]), 6 + 8);
+        assert_eq!(prompt_estimate(&[line("👍")]), 4 + 8);
     }
 }

@@ -310,7 +310,8 @@ pub async fn complete_chat(
         .into_iter()
         .next()
         .ok_or(ProviderError::Malformed)?;
-    Ok((first.message.content.unwrap_or_default(), completion.usage))
+    let text = untrusted_text(first.message.content.unwrap_or_default());
+    Ok((text, completion.usage))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,23 +383,42 @@ impl ChatStream {
                 self.state = State::Done;
                 continue;
             }
-            let chunk: Chunk = serde_json::from_str(&data).map_err(|_| ProviderError::Malformed)?;
-            let content = chunk
-                .choices
-                .into_iter()
-                .next()
-                .and_then(|c| c.delta)
-                .and_then(|d| d.content)
-                .filter(|c| !c.is_empty());
+            let (content, usage) = read_chunk(&data)?;
             if let Some(content) = content {
                 self.text.push_str(&content);
                 self.queue.push_back(ChatEvent::Delta(content));
             }
-            if let Some(usage) = chunk.usage {
+            if let Some(usage) = usage {
                 self.queue.push_back(ChatEvent::Usage(usage));
             }
         }
         Ok(())
+    }
+}
+
+/// One streamed chunk's `data`: its text (none when absent or empty), made safe to store
+/// ([`untrusted_text`]), and its usage.
+fn read_chunk(data: &str) -> Result<(Option<String>, Option<Usage>), ProviderError> {
+    let chunk: Chunk = serde_json::from_str(data).map_err(|_| ProviderError::Malformed)?;
+    let content = chunk
+        .choices
+        .into_iter()
+        .next()
+        .and_then(|c| c.delta)
+        .and_then(|d| d.content)
+        .filter(|c| !c.is_empty())
+        .map(untrusted_text);
+    Ok((content, chunk.usage))
+}
+
+/// What a model endpoint wrote is untrusted input: a NUL (valid in JSON as `\u0000`) becomes
+/// U+FFFD, as it can be neither stored (PostgreSQL's text cannot hold it) nor a message's
+/// content (CORE-5). Everything else is kept as written.
+fn untrusted_text(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
     }
 }
 
@@ -451,6 +471,35 @@ mod tests {
         let e = ProviderError::Http { status: 401 };
         assert_eq!(e.to_string(), "the model endpoint answered HTTP 401");
         assert_eq!(e.reason(), "provider_error");
+    }
+
+    #[test]
+    fn nul_in_a_streamed_delta_becomes_the_replacement_character() {
+        let (content, usage) =
+            read_chunk(r#"{"choices":[{"index":0,"delta":{"content":"a\u0000b\u0000"}}]}"#)
+                .unwrap();
+        assert_eq!(content.as_deref(), Some("a\u{FFFD}b\u{FFFD}"));
+        assert_eq!(usage, None);
+        // Other text, the role-only chunk and the usage chunk are read as before.
+        let (content, _) =
+            read_chunk(r#"{"choices":[{"delta":{"content":"tab\tand \u00e9"}}]}"#).unwrap();
+        assert_eq!(content.as_deref(), Some("tab\tand \u{e9}"));
+        let (content, _) =
+            read_chunk(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#).unwrap();
+        assert_eq!(content, None);
+        let (content, usage) =
+            read_chunk(r#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3}}"#)
+                .unwrap();
+        assert_eq!(content, None);
+        assert_eq!(
+            usage,
+            Some(Usage {
+                prompt_tokens: 7,
+                completion_tokens: 3
+            })
+        );
+        assert_eq!(read_chunk("{not json"), Err(ProviderError::Malformed));
+        assert_eq!(untrusted_text("\0".to_owned()), "\u{FFFD}");
     }
 
     #[test]

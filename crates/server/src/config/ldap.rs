@@ -133,7 +133,7 @@ impl LdapConfig {
         };
         if password
             .as_ref()
-            .is_some_and(|p| p.expose_secret().is_empty())
+            .is_some_and(|p| p.expose_secret().trim().is_empty())
         {
             // An empty password is an unauthenticated bind, which succeeds without proving anything.
             problems.push("ldap: the bind password must not be empty".to_owned());
@@ -202,5 +202,45 @@ impl LdapConfig {
             }),
             _ => Err(problems),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(password: &str) -> LdapConfig {
+        LdapConfig {
+            url: "ldaps://directory.example".to_owned(),
+            starttls: false,
+            allow_plain: false,
+            ca_file: None,
+            bind_dn: "cn=conclave,dc=example".to_owned(),
+            bind_password: Some(SecretString::from(password.to_owned())),
+            bind_password_file: None,
+            user_base: "ou=people,dc=example".to_owned(),
+            user_filter: "(uid={username})".to_owned(),
+            group_base: None,
+            member_attribute: default_member_attribute(),
+            group_roles: Vec::new(),
+            check_interval_secs: default_check_interval(),
+        }
+    }
+
+    /// An empty or blank bind password is an error, never an unauthenticated bind.
+    #[test]
+    fn a_blank_bind_password_is_refused() {
+        for blank in ["", "   ", "\t\n"] {
+            let Err(problems) = config(blank).parse(false) else {
+                panic!("{blank:?} was taken");
+            };
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.contains("bind password must not be empty")),
+                "{blank:?}: {problems:?}"
+            );
+        }
+        assert!(config("s3cret service password").parse(true).is_ok());
     }
 }

@@ -20,13 +20,15 @@ use crate::config::GatewayConfig;
 use conclave_core::event::PresenceStatus;
 use conclave_core::model::GatewaySession;
 use conclave_core::service::Actor;
+use futures::stream::FusedStream;
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{oneshot, watch};
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 /// Why the loop ended.
@@ -95,6 +97,10 @@ impl FrameBudget {
 /// for its own close frame to leave.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
+/// Of what a client sends after the codec stopped reading (a frame past its limit), at most
+/// this much is read and dropped while the socket closes.
+const DRAIN_MAX_BYTES: usize = 4 * 1024 * 1024;
+
 /// A gateway socket with typed frames: the codec that reads frames (and answers pings and the
 /// close handshake), the outbox every frame leaves through, and the inbound limits.
 pub struct Connection {
@@ -123,6 +129,14 @@ impl Connection {
         loop {
             let msg = match self.ws.next().await {
                 Some(Ok(m)) => m,
+                // A frame (or message) past the codec's own limit (`Gateway::socket_limits`):
+                // refused as one past ours is, with 4010, not dropped without a word.
+                Some(Err(WsError::Capacity(_))) => {
+                    return Err(ReadError::Refused(
+                        CloseCode::PayloadTooLarge,
+                        "frame too large",
+                    ))
+                }
                 Some(Err(_)) | None => return Err(ReadError::Gone),
             };
             let text = match msg {
@@ -188,6 +202,13 @@ impl Connection {
                 }
             })
             .await;
+            // The codec reads no more once it has failed (a frame past its size limit, of
+            // which it read the header only): the rest of that frame, and the client's close
+            // frame, are read here and dropped, so that the connection is not reset with them
+            // unread (the same reason as above).
+            if ws.is_terminated() {
+                let _ = tokio::time::timeout(CLOSE_GRACE, drain(ws.get_mut())).await;
+            }
         }
         let _ = tokio::time::timeout(CLOSE_GRACE, self.ws.close(None)).await;
     }
@@ -195,6 +216,19 @@ impl Connection {
     /// Drops a socket whose client is already gone.
     async fn hang_up(&mut self) {
         let _ = tokio::time::timeout(CLOSE_GRACE, self.ws.close(None)).await;
+    }
+}
+
+/// Reads and drops what the client sends, under the codec, until it closes its side, the
+/// socket fails or [`DRAIN_MAX_BYTES`] have come.
+async fn drain(io: &mut GatewayIo) {
+    let mut buf = vec![0u8; 8 * 1024];
+    let mut left = DRAIN_MAX_BYTES;
+    while left > 0 {
+        match io.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
     }
 }
 

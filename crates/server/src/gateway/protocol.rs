@@ -48,10 +48,11 @@ impl CloseCode {
 /// Why a socket of a user who must turn on 2FA first is closed (4014).
 pub const SECOND_FACTOR_REQUIRED: &str = "two-factor authentication is required: turn it on first";
 
-/// A frame from the client.
+/// A frame from the client. `op` is read as any unsigned integer: one past our opcodes (256
+/// too) is an unknown opcode (4001), not a frame that could not be decoded (4002).
 #[derive(Debug, Deserialize)]
 struct RawFrame<'a> {
-    op: u8,
+    op: u64,
     #[serde(borrow, default)]
     d: Option<&'a RawValue>,
 }
@@ -130,7 +131,8 @@ fn payload<'a, T: Deserialize<'a>>(d: Option<&'a RawValue>) -> Result<T, FrameEr
 /// Parses one text frame.
 pub fn parse(text: &str) -> Result<Command, FrameError> {
     let frame: RawFrame<'_> = serde_json::from_str(text).map_err(|_| FrameError::Decode)?;
-    match frame.op {
+    let op = u8::try_from(frame.op).map_err(|_| FrameError::UnknownOpcode)?;
+    match op {
         HEARTBEAT => {
             let seq = match frame.d {
                 None => None,
@@ -231,6 +233,22 @@ mod tests {
             parse(r#"{"op":99,"d":null}"#).unwrap_err(),
             FrameError::UnknownOpcode
         );
+        // Past a byte, an opcode is still an unknown one, not a decode error.
+        for op in ["256", "257", "65536", "18446744073709551615"] {
+            assert_eq!(
+                parse(&format!(r#"{{"op":{op},"d":null}}"#)).unwrap_err(),
+                FrameError::UnknownOpcode,
+                "{op}"
+            );
+        }
+        // Not an unsigned integer: the frame does not decode.
+        for op in ["-1", "1.5", "\"1\"", "null"] {
+            assert_eq!(
+                parse(&format!(r#"{{"op":{op},"d":null}}"#)).unwrap_err(),
+                FrameError::Decode,
+                "{op}"
+            );
+        }
         assert_eq!(parse("not json").unwrap_err(), FrameError::Decode);
         assert_eq!(
             parse(r#"{"op":2,"d":{"bogus":1}}"#).unwrap_err(),

@@ -226,9 +226,21 @@ pub(super) async fn identify(
     still_valid(gw, conn, &actor).await?;
     let (states, conversations) = standing(gw, conn, &actor).await?;
     let gateway_session = uuid::Uuid::new_v4();
+    // AZ-5: the account as `GET /users/@me` shows it to this credential — a key without
+    // `org:read` (which that route needs) gets the public summary, not the owner's email and
+    // account flags.
+    let shown_whole = conclave_core::policy::credentials::scope_allows(
+        &actor.credential,
+        Some(conclave_core::credential::Scope::OrgRead),
+    );
+    let user = if shown_whole {
+        json!(actor.user)
+    } else {
+        json!(actor.user.summary())
+    };
     let ready = json!({
         "session_id": gateway_session,
-        "user": actor.user,
+        "user": user,
         "conversations": states,
         "resume_window_s": gw.config.resume_window.as_secs(),
     });

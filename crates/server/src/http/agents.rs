@@ -213,9 +213,26 @@ pub struct UsageParams {
     until: Option<String>,
 }
 
+/// A day as the document's pattern has it: exactly `YYYY-MM-DD` (four-digit year), a real
+/// date. chrono's `%Y` alone would also take a sign, more digits and unpadded fields
+/// (`-262143-01-01`, `2024-1-1`), days the pattern refuses.
+fn iso_day(raw: &str) -> Option<NaiveDate> {
+    let shaped = raw.len() == 10
+        && raw.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    if !shaped {
+        return None;
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok()
+}
+
+/// `since` or `until` (`field`), when given: 422 `invalid_date` naming it unless it is a day
+/// ([`iso_day`]).
 fn day(raw: Option<&str>, field: &'static str) -> ApiResult<Option<NaiveDate>> {
     raw.map(|r| {
-        NaiveDate::parse_from_str(r, "%Y-%m-%d").map_err(|_| {
+        iso_day(r).ok_or_else(|| {
             ApiError::invalid(
                 "invalid_date",
                 format!("`{field}` must be a date, YYYY-MM-DD"),
@@ -268,4 +285,38 @@ async fn set_budget(me: Caller<OrgId>, ApiJson(body): ApiJson<SetBudget>) -> Ans
         .services()
         .set_agent_budget(&me.actor, me.at, body.monthly_token_budget);
     json(set).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_days_are_exactly_yyyy_mm_dd() {
+        let ymd = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        assert_eq!(iso_day("2024-01-31"), ymd(2024, 1, 31));
+        assert_eq!(iso_day("0000-01-01"), ymd(0, 1, 1));
+        assert_eq!(iso_day("9999-12-31"), ymd(9999, 12, 31));
+        for bad in [
+            "-262143-01-01",
+            "+2024-01-01",
+            "20240-01-01",
+            "2024-1-1",
+            "2024-01-1",
+            " 2024-01-01",
+            "2024-02-30",
+            "2024/01/01",
+            "2024-01-01T00:00:00Z",
+            "２０２４-01-01",
+            "",
+        ] {
+            assert_eq!(iso_day(bad), None, "{bad:?}");
+        }
+        let e = day(Some("2024-1-1"), "until").unwrap_err();
+        assert_eq!(
+            (e.status.as_u16(), e.code, e.field.as_deref()),
+            (422, "invalid_date", Some("until"))
+        );
+        assert_eq!(day(None, "since").unwrap(), None);
+    }
 }

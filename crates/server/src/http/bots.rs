@@ -1,5 +1,9 @@
 //! `/orgs/{org}/bots`: an org's bots (AUTH-6), managed by its owners and admins. The token is in
 //! the answer to creation and rotation only; lists show it masked (`cnv_b_****abcd`).
+//!
+//! A bot token is a credential with none of a key's bounds (no scopes, expiry or IP allowlist,
+//! and it outlives whoever made it), so like API keys these routes take a login session: a key
+//! with `org:admin` could otherwise mint one that reads what the key may not.
 
 use super::error::{created, Answer, Created};
 use super::extract::{ApiJson, Caller};
@@ -18,12 +22,11 @@ use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
     use super::credentials::{declare, RouteAccess};
-    use conclave_core::credential::Scope;
     declare(
         OpenApiRouter::new()
             .routes(routes!(list_bots, create_bot))
             .routes(routes!(rotate_bot_token)),
-        RouteAccess::scoped(Scope::OrgRead, Scope::OrgAdmin),
+        RouteAccess::SESSION,
     )
 }
 

@@ -239,7 +239,8 @@ async fn path_ids<P: DeserializeOwned>(parts: &mut Parts) -> ApiResult<P> {
     })
 }
 
-/// A query string parsed into `T`; 400 naming the parameter when a value has the wrong type.
+/// A query string parsed into `T`; 400 naming the parameter when a value has the wrong type,
+/// 422 naming it when a required one is missing or one is given twice (CORE-4).
 pub struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
@@ -248,16 +249,35 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(de).map(Self).map_err(|e| {
-            let field = e.path().to_string();
-            let field = if field == "." { String::new() } else { field };
-            ApiError::bad_request(
-                "invalid_query",
-                format!("query parameter `{field}` is not valid"),
-                field,
-            )
-        })
+        serde_path_to_error::deserialize(de)
+            .map(Self)
+            .map_err(query_error)
     }
+}
+
+/// Maps a query's typed-deserialization error to its answer, naming the parameter. serde
+/// reports a missing or repeated parameter at the query's root (path `.`), so its name is
+/// read from the message, as [`body_error`] does for a body's.
+fn query_error<E: std::fmt::Display>(err: serde_path_to_error::Error<E>) -> ApiError {
+    let text = err.inner().to_string();
+    let named = |prefix: &str| {
+        text.strip_prefix(prefix)
+            .and_then(|r| r.split('`').next())
+            .map(str::to_owned)
+    };
+    if let Some(name) = named("missing field `") {
+        return ApiError::invalid("missing_field", format!("`{name}` is required"), name);
+    }
+    if let Some(name) = named("duplicate field `") {
+        return ApiError::invalid("duplicate_field", format!("`{name}` was sent twice"), name);
+    }
+    let field = err.path().to_string();
+    let field = if field == "." { String::new() } else { field };
+    ApiError::bad_request(
+        "invalid_query",
+        format!("query parameter `{field}` is not valid"),
+        field,
+    )
 }
 
 /// The User-Agent, for the session list.
@@ -502,5 +522,60 @@ async fn authenticate_admin(
                 .await;
             Err(e.into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    /// A query with a required parameter and an optional one.
+    #[derive(Debug, Deserialize)]
+    struct Wanted {
+        name: String,
+        limit: Option<i64>,
+    }
+
+    async fn query(q: &str) -> Result<Wanted, ApiError> {
+        let request = axum::http::Request::builder()
+            .uri(format!("/x?{q}"))
+            .body(())
+            .unwrap();
+        let (mut parts, ()) = request.into_parts();
+        let read = ApiQuery::<Wanted>::from_request_parts(&mut parts, &()).await;
+        read.map(|ApiQuery(w)| w)
+    }
+
+    /// The status, code and field of a refusal.
+    fn refusal(e: ApiError) -> (u16, &'static str, Option<String>) {
+        (e.status.as_u16(), e.code, e.field)
+    }
+
+    #[tokio::test]
+    async fn missing_and_repeated_parameters_are_named() {
+        let ok = query("name=a&limit=5").await.unwrap();
+        assert_eq!((ok.name.as_str(), ok.limit), ("a", Some(5)));
+        let missing = query("limit=5").await.unwrap_err();
+        assert_eq!(
+            refusal(missing),
+            (422, "missing_field", Some("name".to_owned()))
+        );
+        let twice = query("name=a&limit=5&limit=6").await.unwrap_err();
+        assert_eq!(
+            refusal(twice),
+            (422, "duplicate_field", Some("limit".to_owned()))
+        );
+        let twice = query("name=a&name=b").await.unwrap_err();
+        assert_eq!(
+            refusal(twice),
+            (422, "duplicate_field", Some("name".to_owned()))
+        );
+        // A value of the wrong type is still a 400 naming its parameter.
+        let typed = query("name=a&limit=ten").await.unwrap_err();
+        assert_eq!(
+            refusal(typed),
+            (400, "invalid_query", Some("limit".to_owned()))
+        );
     }
 }

@@ -247,11 +247,9 @@ mod tests {
             is("conversations:admin")
         );
         assert_eq!(scope("get", "/api/v1/orgs/{org}/members"), is("org:read"));
-        assert_eq!(scope("get", "/api/v1/orgs/{org}/bots"), is("org:read"));
-        assert_eq!(
-            scope("post", "/api/v1/orgs/{org}/bots/{bot}/token"),
-            is("org:admin")
-        );
+        // Bots are credentials: made, listed and rotated by sessions only (AUTH-6).
+        assert_eq!(scope("get", "/api/v1/orgs/{org}/bots"), None);
+        assert_eq!(scope("post", "/api/v1/orgs/{org}/bots/{bot}/token"), None);
         assert_eq!(scope("get", "/api/v1/api-keys"), None);
         assert_eq!(scope("post", "/api/v1/api-keys/{id}/rotate"), None);
         assert_eq!(scope("post", "/api/v1/auth/login"), None);

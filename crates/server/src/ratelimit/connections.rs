@@ -102,8 +102,16 @@ async fn refuse_connection(mut stream: TcpStream) {
         "request_id": id,
     }})
     .to_string();
+    // The headers the middleware gives every other answer (it never sees this one).
+    let mut headers = format!(
+        "Content-Security-Policy: {}\r\nCache-Control: no-store\r\n",
+        crate::http::middleware::DEFAULT_CSP
+    );
+    for (name, value) in crate::http::middleware::FIXED_SECURITY_HEADERS {
+        headers.push_str(&format!("{name}: {value}\r\n"));
+    }
     let answer = format!(
-        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nX-Request-Id: {id}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nX-Request-Id: {id}\r\n{headers}Connection: close\r\n\r\n{body}",
         body.len()
     );
     let write = async {

@@ -362,11 +362,47 @@ async fn bot_tokens_rotate_with_a_grace_period(app: TestApp) {
     app.as_bot(Method::GET, me, &theirs.token, None)
         .await
         .expect(200);
-    // A bot (a member) cannot rotate tokens.
+    // A bot cannot rotate tokens.
     app.as_bot(Method::POST, &rotate_path, &third, Some(json!({})))
         .await
-        .expect_error(403, "forbidden");
+        .expect_error(403, "insufficient_scope");
     app.as_bot(Method::GET, me, &third, None).await.expect(200);
+
+    // AUTH-6, AZ-5: a bot token has none of a key's bounds (scopes, expiry, IP allowlist) and
+    // outlives the key, so no key mints one — not even the owner's with every admin scope — and
+    // no impersonated session either; the owner's own session does.
+    let spec = json!({
+        "name": "admin key", "org_id": org, "scopes": ["org:read", "org:admin"],
+        "expires_at": (chrono::Utc::now() + Duration::hours(1)).to_rfc3339(),
+        "allowed_ips": ["127.0.0.0/8", "::1/128"],
+    });
+    let (_, key) = crate::keys::make_key(&app, &alice, spec).await;
+    let admin = app.bootstrap().await;
+    let acting = app
+        .impersonate(&admin, &alice)
+        .await
+        .expect(201)
+        .string("token");
+    let bots = format!("/api/v1/orgs/{org}/bots");
+    for (token, code) in [
+        (&key, "insufficient_scope"),
+        (&acting, "impersonation_forbidden"),
+    ] {
+        app.post(&rotate_path, token, json!({"grace_seconds": 60}))
+            .await
+            .expect_error(403, code);
+        app.post(&bots, token, json!({"name": "Minted"}))
+            .await
+            .expect_error(403, code);
+    }
+    app.get(&bots, &key)
+        .await
+        .expect_error(403, "insufficient_scope");
+    app.as_bot(Method::GET, me, &third, None).await.expect(200);
+    assert_eq!(
+        app.get(&bots, &alice.token).await.expect(200).items().len(),
+        1
+    );
 }
 
 async fn bots_on_the_gateway(app: TestApp) {

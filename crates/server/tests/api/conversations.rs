@@ -63,6 +63,18 @@ async fn direct_conversations_are_unique_per_pair(app: TestApp) {
         bad.expect_error(422, "not_a_member").field(),
         Some("/participant_ids/0")
     );
+    // The entry named is the request's own (the caller listed first, then the stranger).
+    let bad = app
+        .post(
+            &path,
+            &alice.token,
+            json!({"kind": "group", "name": "g", "participant_ids": [alice.id, bob.id, stranger.id]}),
+        )
+        .await;
+    assert_eq!(
+        bad.expect_error(422, "not_a_member").field(),
+        Some("/participant_ids/2")
+    );
 }
 
 /// MSG-1, AZ-3: a direct conversation has its two and no moderator among them: its starter

@@ -103,6 +103,14 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     spawn_app_with(backend, |_| {}).await
 }
 
+/// The same kind of app as `app` (its backend), without request and connection limits: for
+/// cases that make more requests than one user's budget.
+pub async fn unlimited(app: TestApp) -> TestApp {
+    spawn_app_unlimited(app.backend)
+        .await
+        .expect("the app starts")
+}
+
 /// An app without rate limits: for tests whose point is many requests from one user or one
 /// address (the limits have tests of their own).
 pub async fn spawn_app_unlimited(backend: Backend) -> Option<TestApp> {

@@ -19,14 +19,6 @@ both_backends!(
     the_management_token_is_good_on_the_admin_api_only,
 );
 
-/// The app without request and connection limits: each case opens a socket and makes
-/// requests, more than one user's budget.
-async fn unlimited(app: TestApp) -> TestApp {
-    spawn_app_unlimited(app.backend)
-        .await
-        .expect("the app starts")
-}
-
 /// What a surface made of a credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {

@@ -17,6 +17,7 @@ both_backends!(
     impersonation_cannot_take_over_the_users_org,
     impersonated_writes_are_audited_with_both_identities,
     denied_attempts_are_audited_within_a_budget,
+    impersonations_end_with_the_admins_rights,
 );
 
 /// The rows of `event` with their outcome, as the management token reads them.
@@ -385,4 +386,67 @@ async fn impersonation_is_refused_where_it_must_be(app: TestApp) {
     // Nothing was started by any of these.
     let rows = app.audit_of("impersonation.started").await;
     assert_eq!(rows.body["items"].as_array().map(Vec::len), Some(0));
+}
+
+/// AUTH-12, AZ-5: a session an admin started as a user is hers, not the user's: it ends — on
+/// REST and on open sockets — when she is demoted or disabled, signs out everywhere else or
+/// changes her password. Before, it lived out its hour after the admin lost her rights.
+async fn impersonations_end_with_the_admins_rights(app: TestApp) {
+    let app = &app;
+    let admin = app.bootstrap().await;
+    let Acme { alice, .. } = app.acme().await;
+    let me = "/api/v1/users/@me";
+    let sign_in = || async {
+        let res = app.login("root-admin", PASSWORD).await.expect(200);
+        res.string("token")
+    };
+    let path = format!("/api/v1/admin/users/{}", admin.id);
+    let flags = |on: Value| {
+        let path = &path;
+        async move { app.patch(path, ADMIN_TOKEN, on).await.expect(200) }
+    };
+    // Demoted, then disabled: each time a fresh impersonation and its socket end at once.
+    for (lose, regain) in [
+        (
+            json!({"server_admin": false}),
+            json!({"server_admin": true}),
+        ),
+        (json!({"disabled": true}), json!({"disabled": false})),
+    ] {
+        let now = User {
+            token: sign_in().await,
+            ..admin.clone()
+        };
+        let token = app.impersonation(&now, &alice).await;
+        app.get(me, &token).await.expect(200);
+        let (mut ws, _) = crate::ws::Ws::identify(app, &token).await;
+        flags(lose).await;
+        app.get(me, &token).await.expect_error(401, "invalid_token");
+        assert_eq!(ws.close_code().await, 4004);
+        flags(regain).await;
+        app.get(me, &token).await.expect_error(401, "invalid_token");
+    }
+    // Her "sign out everywhere else" and a password change end them too; alice's own
+    // session and the admin's current one stay.
+    let now = User {
+        token: sign_in().await,
+        ..admin.clone()
+    };
+    for end in ["revoke", "password"] {
+        let token = app.impersonation(&now, &alice).await;
+        let (mut ws, _) = crate::ws::Ws::identify(app, &token).await;
+        if end == "revoke" {
+            let path = "/api/v1/auth/sessions/revoke-others";
+            app.post(path, &now.token, json!({})).await.expect(200);
+        } else {
+            let body = json!({"current_password": PASSWORD, "new_password": PASSWORD});
+            app.post("/api/v1/auth/password", &now.token, body)
+                .await
+                .expect(204);
+        }
+        app.get(me, &token).await.expect_error(401, "invalid_token");
+        assert_eq!(ws.close_code().await, 4004, "{end}");
+    }
+    app.get(me, &alice.token).await.expect(200);
+    app.get(me, &now.token).await.expect(200);
 }

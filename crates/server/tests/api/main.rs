@@ -23,6 +23,7 @@ mod cache;
 mod client_ip;
 mod cluster;
 mod conversations;
+mod edge_input;
 mod files;
 mod gateway;
 mod gateway_protocol;

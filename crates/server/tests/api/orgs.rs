@@ -16,6 +16,7 @@ both_backends!(
     removing_a_member_removes_their_participations,
     only_owners_relax_2fa_and_change_audit_retention,
     the_audit_retention_floor_can_be_raised,
+    an_admins_change_never_lands_on_a_member_made_owner_meanwhile,
 );
 
 /// AUTH-4a: once the org requires 2FA only an owner turns it off. DATA-5: only owners change
@@ -489,5 +490,67 @@ async fn removing_a_member_removes_their_participations(app: TestApp) {
 impl TestApp {
     pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
         conclave_core::Clock::now(self.clock.as_ref())
+    }
+}
+
+/// AZ-2: an admin's demotion or removal is decided on the member's role read before its
+/// transaction. Raced against the owner promoting that member to owner, it either lands first
+/// (the promotion then follows, or finds nobody to promote) or is refused — an admin never
+/// demotes or removes an owner. Before the store re-checked the roles under the org's lock,
+/// some rounds ended with the new owner demoted or removed by the admin.
+async fn an_admins_change_never_lands_on_a_member_made_owner_meanwhile(app: TestApp) {
+    let app = unlimited(app).await;
+    let Team(owner, [admin, bob], org) = app
+        .team("owner", "Acme", [("admin1", "admin"), ("bob", "member")])
+        .await;
+    let members = format!("/api/v1/orgs/{org}/members");
+    let bob_path = format!("{members}/{}", bob.id);
+    let add_path = format!("/api/v1/admin/orgs/{org}/members");
+    for round in 0..60 {
+        let demotion = round % 2 == 0;
+        let promote = app.set_role(&org, &owner, &bob, "owner");
+        let (promoted, admins) = if demotion {
+            tokio::join!(promote, app.set_role(&org, &admin, &bob, "viewer"))
+        } else {
+            tokio::join!(promote, app.delete(&bob_path, &admin.token))
+        };
+        let (promoted, admins) = (promoted.status.as_u16(), admins.status.as_u16());
+        let listed = app.items(&members, &owner.token).await;
+        let role = listed
+            .iter()
+            .find(|m| m["user"]["id"] == bob.id.as_str())
+            .map(|m| m["role"].clone());
+        if demotion {
+            // The demotion first and the promotion after, or the demotion refused.
+            assert_eq!(
+                (promoted, role),
+                (200, Some(json!("owner"))),
+                "round {round}"
+            );
+            assert!([200, 403, 409].contains(&admins), "round {round}: {admins}");
+        } else if admins == 204 {
+            // The removal came first: there was nobody to promote.
+            assert_eq!(
+                (promoted, role),
+                (404, None),
+                "round {round}: an owner removed"
+            );
+            app.post(
+                &add_path,
+                ADMIN_TOKEN,
+                json!({"username": "bob", "role": "member"}),
+            )
+            .await
+            .expect(201);
+            continue;
+        } else {
+            assert_eq!(
+                (promoted, role),
+                (200, Some(json!("owner"))),
+                "round {round}"
+            );
+            assert!([403, 409].contains(&admins), "round {round}: {admins}");
+        }
+        app.set_role(&org, &owner, &bob, "member").await.expect(200);
     }
 }

@@ -128,13 +128,6 @@ struct Cast {
     outsider: User,
 }
 
-/// The same kind of app with rate limits off: every try below is a burst of writes.
-async fn unlimited(app: TestApp) -> TestApp {
-    spawn_app_unlimited(app.backend)
-        .await
-        .expect("the app starts")
-}
-
 async fn cast(app: &TestApp) -> Cast {
     Cast {
         admin: app.bootstrap().await,

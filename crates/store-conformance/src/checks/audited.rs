@@ -223,7 +223,11 @@ async fn role_changes_are_audited_once_when_they_change(store: Arc<dyn Store>) {
             tokio::spawn(async move {
                 let audit = [row("member.role_changed", 2 + i, Some(org.id))];
                 let membership = membership(org.id, bob.id, OrgRole::Admin);
-                store.set_member_role(membership, &audit).await.unwrap().1
+                store
+                    .set_member_role(membership, None, &audit)
+                    .await
+                    .unwrap()
+                    .1
             })
         })
         .collect();

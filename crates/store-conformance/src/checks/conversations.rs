@@ -457,7 +457,7 @@ async fn a_conversation_keeps_an_owner_through_racing_departures(store: Arc<dyn 
         let store = Arc::clone(&store);
         races.push(tokio::spawn(async move {
             let leaves = store.remove_participant(conv.id, leaver, &[]);
-            let removal = store.remove_member(org.id, removed, &[]);
+            let removal = store.remove_member(org.id, removed, None, &[]);
             let (left, removed) = tokio::join!(leaves, removal);
             removed.unwrap();
             if let Err(e) = left {
@@ -509,7 +509,7 @@ async fn only_members_of_the_org_take_part(store: Arc<dyn Store>) {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
                 let request = member_joins(user);
-                let removal = store.remove_member(org.id, user, &[]);
+                let removal = store.remove_member(org.id, user, None, &[]);
                 let join = store.add_participant(&request, &[]);
                 let (removed, joined) = tokio::join!(removal, join);
                 let removed = removed.unwrap();

@@ -443,6 +443,18 @@ async fn upload_leases_give_back_what_dead_uploads_held(store: Arc<dyn Store>) {
     assert_eq!(used().await, 15);
 }
 check!(upload_leases_give_back_what_dead_uploads_held);
+
+/// DATA-6: an erasure ends the uploads its user has under way: the lease goes with the
+/// account, so a file finished afterwards is refused and never recorded as hers.
+async fn erasure_ends_uploads_under_way(store: Arc<dyn Store>) {
+    let (_, bob, _, conv, _) = rooms(&*store).await;
+    let mut lease = UploadLease::new(bob.id);
+    granted(&*store, &mut lease, 10, 10).await;
+    erase(&*store, bob.id, "deleted-bob", 20).await;
+    let file = unrecorded(conv.id, bob.id, 10);
+    refused_as_expired(&*store, &file, &lease).await;
+}
+check!(erasure_ends_uploads_under_way);
 async fn files_held_counts_bytes_and_files(store: Arc<dyn Store>) {
     let (alice, bob, _, conv, _) = rooms(&*store).await;
     let a1 = upload(&*store, conv.id, alice.id, 100, 1).await;

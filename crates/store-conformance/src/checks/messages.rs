@@ -300,7 +300,7 @@ async fn only_those_who_still_write_there_are_stored(store: Arc<dyn Store>) {
     refused(eve.id).await;
     // A Viewer of the org now.
     store
-        .set_member_role(membership(org.id, vic.id, OrgRole::Viewer), &[])
+        .set_member_role(membership(org.id, vic.id, OrgRole::Viewer), None, &[])
         .await
         .unwrap();
     refused(vic.id).await;

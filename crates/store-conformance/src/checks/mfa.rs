@@ -264,7 +264,7 @@ async fn mfa_challenges_expire_fail_and_are_taken_once(store: Arc<dyn Store>) {
         failures: 0,
     };
     store
-        .create_mfa_challenge(&challenge, b"hash-a")
+        .create_mfa_challenge(&challenge, b"hash-a", None)
         .await
         .unwrap();
     assert_eq!(
@@ -315,7 +315,7 @@ async fn mfa_challenges_expire_fail_and_are_taken_once(store: Arc<dyn Store>) {
 
     // A hundred checks at once on one challenge: exactly five are reserved, then it is dead.
     store
-        .create_mfa_challenge(&challenge, b"hash-b")
+        .create_mfa_challenge(&challenge, b"hash-b", None)
         .await
         .unwrap();
     let got = concurrently(100, |_| {
@@ -345,7 +345,10 @@ async fn mfa_challenges_expire_fail_and_are_taken_once(store: Arc<dyn Store>) {
         expires_at: at(900),
         ..challenge.clone()
     };
-    store.create_mfa_challenge(&later, b"hash-c").await.unwrap();
+    store
+        .create_mfa_challenge(&later, b"hash-c", None)
+        .await
+        .unwrap();
     assert_eq!(store.prune_mfa_challenges(at(600)).await.unwrap(), 1);
     assert!(challenge_of(&*store, b"hash-b").await.is_none());
     assert!(challenge_of(&*store, b"hash-c").await.is_some());

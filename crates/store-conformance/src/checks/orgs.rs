@@ -141,14 +141,14 @@ async fn members_and_roles(store: Arc<dyn Store>) {
     )
     .await;
 
-    let set_role = |user, role| store.set_member_role(membership(org.id, user, role), &[]);
+    let set_role = |user, role| store.set_member_role(membership(org.id, user, role), None, &[]);
     // The only owner cannot step down.
     assert_conflict(
         set_role(alice.id, OrgRole::Admin).await,
         Conflict::LastOrgOwner,
     );
     assert_conflict(
-        store.remove_member(org.id, alice.id, &[]).await,
+        store.remove_member(org.id, alice.id, None, &[]).await,
         Conflict::LastOrgOwner,
     );
     let (same, changed) = set_role(alice.id, OrgRole::Owner)
@@ -171,7 +171,10 @@ async fn members_and_roles(store: Arc<dyn Store>) {
     );
     assert_not_found(set_role(UserId::new(), OrgRole::Member).await);
 
-    let gone = store.remove_member(org.id, carol.id, &[]).await.unwrap();
+    let gone = store
+        .remove_member(org.id, carol.id, None, &[])
+        .await
+        .unwrap();
     assert_eq!(
         gone.member,
         Member {
@@ -184,9 +187,92 @@ async fn members_and_roles(store: Arc<dyn Store>) {
     );
     assert!(gone.participations.is_empty());
     assert_eq!(store.membership(org.id, carol.id).await.unwrap(), None);
-    assert_not_found(store.remove_member(org.id, carol.id, &[]).await);
+    assert_not_found(store.remove_member(org.id, carol.id, None, &[]).await);
 }
 check!(members_and_roles);
+
+/// A change decided on roles read before its transaction is made only while its rule allows
+/// it on the roles held then: an admin's demotion or removal of a member promoted to owner
+/// meanwhile, or any change by an admin demoted meanwhile, is refused and changes nothing
+/// (AZ-2).
+async fn membership_changes_hold_only_while_their_rule_allows_them(store: Arc<dyn Store>) {
+    let [owner, admin, bob] = make_users(&*store, ["owner", "admin", "bob"]).await;
+    let org = make_org(&*store, "acme", owner.id).await;
+    for (user, role) in [(admin.id, OrgRole::Admin), (bob.id, OrgRole::Member)] {
+        store
+            .add_member(membership(org.id, user, role), at(1), &[])
+            .await
+            .unwrap();
+    }
+    // The rule of an admin's changes: neither to nor from owner, and only while an admin.
+    let admins = |mine: Option<OrgRole>, target: OrgRole| {
+        mine.is_some_and(|m| matches!(m, OrgRole::Owner | OrgRole::Admin))
+            && target != OrgRole::Owner
+    };
+    let by_admin = Some(DecidedOn {
+        by: admin.id,
+        allows: &admins,
+    });
+    let role_of = |user| store.membership(org.id, user);
+    // Bob was made an owner after the admin read him as a member.
+    store
+        .set_member_role(membership(org.id, bob.id, OrgRole::Owner), None, &[])
+        .await
+        .unwrap();
+    let demote = membership(org.id, bob.id, OrgRole::Viewer);
+    assert_conflict(
+        store.set_member_role(demote, by_admin, &[]).await,
+        Conflict::RolesChanged,
+    );
+    assert_conflict(
+        store.remove_member(org.id, bob.id, by_admin, &[]).await,
+        Conflict::RolesChanged,
+    );
+    assert_eq!(role_of(bob.id).await.unwrap(), Some(OrgRole::Owner));
+    // Back to member: the admin's change is allowed again, and made.
+    store
+        .set_member_role(membership(org.id, bob.id, OrgRole::Member), None, &[])
+        .await
+        .unwrap();
+    let (viewer, changed) = store.set_member_role(demote, by_admin, &[]).await.unwrap();
+    assert_eq!((viewer.role, changed), (OrgRole::Viewer, true));
+    // The admin was made a member after deciding: neither change nor removal lands.
+    store
+        .set_member_role(membership(org.id, admin.id, OrgRole::Member), None, &[])
+        .await
+        .unwrap();
+    let restore = membership(org.id, bob.id, OrgRole::Member);
+    assert_conflict(
+        store.set_member_role(restore, by_admin, &[]).await,
+        Conflict::RolesChanged,
+    );
+    assert_conflict(
+        store.remove_member(org.id, bob.id, by_admin, &[]).await,
+        Conflict::RolesChanged,
+    );
+    assert_eq!(role_of(bob.id).await.unwrap(), Some(OrgRole::Viewer));
+    // Nor by someone who has left the org since.
+    store
+        .remove_member(org.id, admin.id, None, &[])
+        .await
+        .unwrap();
+    assert_conflict(
+        store.remove_member(org.id, bob.id, by_admin, &[]).await,
+        Conflict::RolesChanged,
+    );
+    // The owner's removal, allowed on what holds, is made.
+    let owners = |mine: Option<OrgRole>, _: OrgRole| mine == Some(OrgRole::Owner);
+    let by_owner = Some(DecidedOn {
+        by: owner.id,
+        allows: &owners,
+    });
+    store
+        .remove_member(org.id, bob.id, by_owner, &[])
+        .await
+        .unwrap();
+    assert_eq!(role_of(bob.id).await.unwrap(), None);
+}
+check!(membership_changes_hold_only_while_their_rule_allows_them);
 
 async fn remove_member_cleans_up_and_passes_ownership(store: Arc<dyn Store>) {
     let [alice, bob, carol, dave] = make_users(&*store, ["alice", "bob", "carol", "dave"]).await;
@@ -219,7 +305,10 @@ async fn remove_member_cleans_up_and_passes_ownership(store: Arc<dyn Store>) {
     // In the other org nothing changes.
     let elsewhere = make_group(&*store, other.id, bob.id, &[alice.id], Visibility::ORG).await;
 
-    let removed = store.remove_member(org.id, bob.id, &[]).await.unwrap();
+    let removed = store
+        .remove_member(org.id, bob.id, None, &[])
+        .await
+        .unwrap();
     assert_eq!(
         (removed.member.user.clone(), removed.member.role),
         (bob.summary(), OrgRole::Member)
@@ -324,7 +413,7 @@ async fn transfer_org_swaps_roles(store: Arc<dyn Store>) {
     assert_eq!(store.membership(org.id, stranger.id).await.unwrap(), None);
     // To a co-owner, only the one handing over changes.
     store
-        .set_member_role(membership(org.id, alice.id, OrgRole::Owner), &[])
+        .set_member_role(membership(org.id, alice.id, OrgRole::Owner), None, &[])
         .await
         .unwrap();
     let changed = store
@@ -337,6 +426,17 @@ async fn transfer_org_swaps_roles(store: Arc<dyn Store>) {
         .transfer_org(transfer(org.id, alice.id, alice.id), &[])
         .await;
     assert!(nothing.unwrap().is_empty(), "to oneself nothing changes");
+    // Only an owner hands over: one demoted after deciding to (AZ-2) changes nothing.
+    assert_conflict(
+        store
+            .transfer_org(transfer(org.id, bob.id, alice.id), &[])
+            .await,
+        Conflict::RolesChanged,
+    );
+    assert_eq!(
+        store.membership(org.id, bob.id).await.unwrap(),
+        Some(OrgRole::Admin)
+    );
 }
 check!(transfer_org_swaps_roles);
 
@@ -624,7 +724,7 @@ async fn team_places_do_not_outlive_a_removal(store: Arc<dyn Store>) {
         .map(|&user| {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
-                let removal = store.remove_member(org.id, user, &[]);
+                let removal = store.remove_member(org.id, user, None, &[]);
                 let added = store.add_team_member(team.id, user, &[]);
                 let (removed, added) = tokio::join!(removal, added);
                 removed.unwrap();

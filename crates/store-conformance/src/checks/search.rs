@@ -206,7 +206,10 @@ async fn only_conversations_taken_part_in_are_searched(store: Arc<dyn Store>) {
     // Back in, then out of the org: nothing either.
     take_part(&*store, shared.id, member.id, ConversationRole::Member, 600).await;
     assert_eq!(m.ids(&*store, "later").await.len(), 1);
-    store.remove_member(org.id, member.id, &[]).await.unwrap();
+    store
+        .remove_member(org.id, member.id, None, &[])
+        .await
+        .unwrap();
     assert!(m.ids(&*store, "plan").await.is_empty());
 }
 check!(only_conversations_taken_part_in_are_searched);

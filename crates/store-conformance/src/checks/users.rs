@@ -62,7 +62,16 @@ async fn users_create_and_read(store: Arc<dyn Store>) {
         store.password_hash(user.id).await.unwrap(),
         new.password_hash
     );
-    store.set_password_hash(user.id, "$new", &[]).await.unwrap();
+    let change = |phc, replaces| PasswordChange {
+        user: user.id,
+        phc,
+        replaces,
+        keep: None,
+    };
+    store
+        .set_password_hash(change("$new", None), &[])
+        .await
+        .unwrap();
     assert_eq!(
         store.password_hash(user.id).await.unwrap().as_deref(),
         Some("$new")
@@ -100,7 +109,11 @@ async fn users_create_and_read(store: Arc<dyn Store>) {
     let nobody = UserId::new();
     assert_not_found(store.user(nobody).await);
     assert_not_found(store.password_hash(nobody).await);
-    assert_not_found(store.set_password_hash(nobody, "$x", &[]).await);
+    let nobodys = PasswordChange {
+        user: nobody,
+        ..change("$x", None)
+    };
+    assert_not_found(store.set_password_hash(nobodys, &[]).await);
     assert_not_found(store.set_display_name(nobody, None, &[]).await);
     assert_not_found(store.set_user_flags(nobody, disabled(true), &[]).await);
 
@@ -297,7 +310,7 @@ async fn sessions_lifecycle(store: Arc<dyn Store>) {
     let a3 = session(alice.id, 3);
     let b1 = session(bob.id, 1);
     for (s, hash) in [(&a1, b"a1"), (&a2, b"a2"), (&a3, b"a3"), (&b1, b"b1")] {
-        store.create_session(s, hash, &[]).await.unwrap();
+        store.create_session(s, hash, None, &[]).await.unwrap();
     }
     assert_eq!(
         store.session_by_token_hash(b"a2").await.unwrap(),
@@ -355,7 +368,8 @@ async fn sessions_lifecycle(store: Arc<dyn Store>) {
         store
             .delete_sessions(alice.id, Some(a3.id), &[])
             .await
-            .unwrap(),
+            .unwrap()
+            .own,
         1
     );
     let left: Vec<_> = store
@@ -366,11 +380,137 @@ async fn sessions_lifecycle(store: Arc<dyn Store>) {
         .map(|s| s.id)
         .collect();
     assert_eq!(left, vec![a3.id]);
-    assert_eq!(store.delete_sessions(alice.id, None, &[]).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .delete_sessions(alice.id, None, &[])
+            .await
+            .unwrap()
+            .own,
+        1
+    );
     assert!(store.list_sessions(alice.id).await.unwrap().is_empty());
     assert_eq!(store.list_sessions(bob.id).await.unwrap().len(), 1);
 }
 check!(sessions_lifecycle);
+
+/// AUTH-2: a password change ends, in its own transaction, every other session and pending
+/// sign-in challenge, and a sign-in that checked the old hash makes nothing afterwards; a
+/// rehash never writes over a change. AUTH-12: sessions a server admin started as someone
+/// else end with her sessions, and stand only while she is an enabled server admin.
+async fn password_changes_and_impersonations_end_what_rests_on_them(store: Arc<dyn Store>) {
+    let [alice, admin] = make_users(&*store, ["alice", "admin"]).await;
+    let promote = |on: bool| UserFlags {
+        server_admin: Some(on),
+        ..UserFlags::default()
+    };
+    store
+        .set_user_flags(admin.id, promote(true), &[])
+        .await
+        .unwrap();
+    let old = store.password_hash(alice.id).await.unwrap().unwrap();
+    let (kept, other) = (session(alice.id, 1), session(alice.id, 2));
+    for (s, hash) in [(&kept, b"k"), (&other, b"o")] {
+        store
+            .create_session(s, hash, Some(&old), &[])
+            .await
+            .unwrap();
+    }
+    let acting = Session {
+        impersonator: Some(admin.id),
+        ..session(alice.id, 3)
+    };
+    store
+        .create_session(&acting, b"i", None, &[])
+        .await
+        .unwrap();
+    let challenge = conclave_core::mfa::MfaChallenge {
+        user_id: alice.id,
+        cookie: false,
+        created_at: at(1),
+        expires_at: at(300),
+        failures: 0,
+    };
+    store
+        .create_mfa_challenge(&challenge, b"c", Some(&old))
+        .await
+        .unwrap();
+    // A rehash of a hash that is no longer hers changes nothing.
+    let rehash = PasswordChange {
+        user: alice.id,
+        phc: "$rehashed",
+        replaces: Some("$not-hers"),
+        keep: None,
+    };
+    assert_conflict(
+        store.set_password_hash(rehash, &[]).await,
+        Conflict::PasswordChanged,
+    );
+    let change = PasswordChange {
+        user: alice.id,
+        phc: "$changed",
+        replaces: Some(&old),
+        keep: Some(kept.id),
+    };
+    let ended = store.set_password_hash(change, &[]).await.unwrap();
+    // The other one and the admin's session as her: every session of her account but this.
+    assert_eq!((ended.own, ended.impersonating), (2, vec![]));
+    let left: Vec<SessionId> = (store.list_sessions(alice.id).await.unwrap())
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(left, vec![kept.id]);
+    assert!(store.mfa_challenge(b"c").await.unwrap().is_none());
+    let acting = Session {
+        id: SessionId::new(),
+        ..acting
+    };
+    store
+        .create_session(&acting, b"i", None, &[])
+        .await
+        .unwrap();
+    // A sign-in (or its first step) that checked the old hash makes nothing now.
+    let late = session(alice.id, 4);
+    assert_conflict(
+        store.create_session(&late, b"late", Some(&old), &[]).await,
+        Conflict::PasswordChanged,
+    );
+    assert!(store
+        .session_by_token_hash(b"late")
+        .await
+        .unwrap()
+        .is_none());
+    assert_conflict(
+        store
+            .create_mfa_challenge(&challenge, b"c2", Some(&old))
+            .await,
+        Conflict::PasswordChanged,
+    );
+    store
+        .create_session(&late, b"late", Some("$changed"), &[])
+        .await
+        .unwrap();
+    // The impersonation stands while its admin does: not once she is demoted (even if its
+    // deletion was missed) …
+    assert!(store.session_by_token_hash(b"i").await.unwrap().is_some());
+    store
+        .set_user_flags(admin.id, promote(false), &[])
+        .await
+        .unwrap();
+    assert!(store.session_by_token_hash(b"i").await.unwrap().is_none());
+    let listed = store.list_sessions(alice.id).await.unwrap();
+    assert!(listed.iter().all(|s| s.id != acting.id));
+    store
+        .set_user_flags(admin.id, promote(true), &[])
+        .await
+        .unwrap();
+    assert!(store.session_by_token_hash(b"i").await.unwrap().is_some());
+    // … and it ends with the admin's sessions.
+    let ended = store.delete_sessions(admin.id, None, &[]).await.unwrap();
+    assert_eq!((ended.own, ended.impersonating), (0, vec![acting.id]));
+    assert!(store.session_by_token_hash(b"i").await.unwrap().is_none());
+    assert!(store.session_by_token_hash(b"k").await.unwrap().is_some());
+}
+check!(password_changes_and_impersonations_end_what_rests_on_them);
 
 async fn users_share_org_only_through_a_common_org(store: Arc<dyn Store>) {
     let [alice, bob, carol] = make_users(&*store, ["alice", "bob", "carol"]).await;
@@ -469,7 +609,10 @@ async fn erasure_follows_each_orgs_policy_where_they_wrote(store: Arc<dyn Store>
         written.push(message);
     }
     // She leaves the tombstoning org before she erases her account.
-    store.remove_member(tomb.id, alice.id, &[]).await.unwrap();
+    store
+        .remove_member(tomb.id, alice.id, None, &[])
+        .await
+        .unwrap();
     let mut named = super::orgs::invite(tomb.id, owner.id, Some(1), None);
     named.username = Some("alice".into());
     store

@@ -69,6 +69,16 @@ fn about_message(webhook: Uuid, event: &str, m: &Message) -> NewDelivery {
     }
 }
 
+/// A `member.added` delivery about `user` (named `bob`) to `webhook`.
+fn member_event(webhook: Uuid, user: UserId) -> NewDelivery {
+    NewDelivery {
+        event_type: "member.added".into(),
+        payload: "{\"data\":{\"user\":{\"username\":\"bob\"}}}".into(),
+        user_id: Some(user.0),
+        ..delivery(webhook, Uuid::now_v7())
+    }
+}
+
 /// Delivery `d` is as it was queued: not redacted, its body whole.
 async fn kept_whole(store: &dyn Store, d: &WebhookDelivery) {
     let now = store.delivery(d.id).await.unwrap();
@@ -160,13 +170,7 @@ async fn webhook_bodies_go_with_what_they_are_about(store: Arc<dyn Store>) {
     // Bob's membership and message: his erasure takes both bodies, and a body queued late
     // naming him as his (moved) message's author is not queued.
     let his = post_message(&*store, conv.id, bob.id, "his").await;
-    let member = NewDelivery {
-        event_type: "member.added".into(),
-        payload: "{\"data\":{\"user\":{\"username\":\"bob\"}}}".into(),
-        user_id: Some(bob.id.0),
-        ..delivery(hook, Uuid::now_v7())
-    };
-    let member = queued(&*store, &member).await.unwrap();
+    let member = queued(&*store, &member_event(hook, bob.id)).await.unwrap();
     let his_body = queued_about(&*store, hook, "message.created", &his)
         .await
         .unwrap();
@@ -177,6 +181,13 @@ async fn webhook_bodies_go_with_what_they_are_about(store: Arc<dyn Store>) {
     assert!(queued_about(&*store, hook, "message.created", &his)
         .await
         .is_none());
+    // Nor is any event about him at all queued after (a member event still in the tap when
+    // he was erased would carry his name).
+    let late = NewDelivery {
+        id: Uuid::now_v7(),
+        ..member_event(hook, bob.id)
+    };
+    assert!(queued(&*store, &late).await.is_none());
     kept_whole(&*store, &other).await;
     // Retention: the purged message's deliveries leave the log.
     let mut old = new_message(conv.id, alice.id, "old");

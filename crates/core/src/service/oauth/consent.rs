@@ -106,6 +106,16 @@ impl Services {
         if state.as_ref().is_some_and(|s| s.len() > 1000) {
             return Err(back(OAuthError::invalid_request("state is too long")));
         }
+        // The state is stored with the request and sent back as given: a control character
+        // (NUL above all, which PostgreSQL's text cannot hold) is refused, never stored.
+        if state
+            .as_ref()
+            .is_some_and(|s| s.chars().any(char::is_control))
+        {
+            return Err(back(OAuthError::invalid_request(
+                "state must not contain control characters",
+            )));
+        }
         let now = self.clock.now();
         let request = AuthorizationRequest {
             id: OAuthRequestId::new(),

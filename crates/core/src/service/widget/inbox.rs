@@ -32,11 +32,17 @@ impl Services {
             "org_id": w.org_id,
             "status": w.status,
         });
+        let requires_2fa = self.store.org(w.org_id).await?.require_2fa;
         for user in self
             .store
             .widget_inbox_audience(w.org_id, w.team_id)
             .await?
         {
+            // AUTH-4a: one the org's 2FA rule shuts out hears nothing of it — also one who
+            // joined after her sockets started, whose hub does not hold the org back yet.
+            if requires_2fa && self.locked_out(user, w.org_id).await? {
+                continue;
+            }
             self.emit(
                 Event::user("INBOX_UPDATE", user, &d)
                     .in_org(w.org_id)

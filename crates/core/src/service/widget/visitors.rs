@@ -202,9 +202,13 @@ impl Services {
             .detail(serde_json::json!({
                 "source": "widget", "widget_key": key.id, "status": status,
             }));
-        (self.store)
+        let made = (self.store)
             .create_widget_conversation(&conv, &participants, &widget, &[audit])
             .await?;
+        // Another first send of this visitor made one meanwhile: theirs is this one too.
+        if let Some(existing) = made {
+            return Ok((existing, false));
+        }
         for (i, (user, _)) in participants.iter().enumerate() {
             let mut subscribe = self.subscribed(&conv, *user).await?;
             let mut d = sourced(&conv, Some(&widget));

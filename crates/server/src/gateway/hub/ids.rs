@@ -11,6 +11,21 @@ pub type IdState = foldhash::quality::RandomState;
 pub type IdMap<K, V> = HashMap<K, V, IdState>;
 pub type IdSet<K> = HashSet<K, IdState>;
 
+/// Takes `conn` out of `key`'s entry of one of the hub's indexes (by user, session or
+/// conversation), dropping the entry once it is empty so the index never keeps dead keys.
+pub fn unindex<K, V>(index: &mut IdMap<K, IdSet<V>>, key: &K, conn: &V)
+where
+    K: std::hash::Hash + Eq,
+    V: std::hash::Hash + Eq,
+{
+    if let Some(set) = index.get_mut(key) {
+        set.remove(conn);
+        if set.is_empty() {
+            index.remove(key);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

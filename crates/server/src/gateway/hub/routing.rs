@@ -3,7 +3,7 @@
 //! the connection receive it, membership and revocation after (so a removal is the removed
 //! user's last event of the conversation). The same function serves live delivery and replay.
 
-use super::ids::IdSet;
+use super::ids::{unindex, IdSet};
 use super::sessions::advance;
 use super::{Conn, ConnId, Hub, HubLimits, Verdict};
 use crate::fanout::{Delivered, WireEvent};
@@ -162,12 +162,7 @@ impl Hub {
         if let Some(conversation) = leaving.filter(|conv| c.conversations.remove(conv)) {
             c.orgs.remove(conversation);
             c.changes.push((ev.position, *conversation, false));
-            if let Some(set) = self.by_conv.get_mut(conversation) {
-                set.remove(&id);
-                if set.is_empty() {
-                    self.by_conv.remove(conversation);
-                }
-            }
+            unindex(&mut self.by_conv, conversation, &id);
         }
         match &e.control {
             Some(Control::RevokeSession { session }) if *session == c.session => {

@@ -3,7 +3,7 @@
 //! checkpoint forward, and its end (unregistered, or dropped as slow or revoked, its checkpoint
 //! kept for the connection task to save for RESUME).
 
-use super::ids::{IdMap, IdSet};
+use super::ids::{unindex, IdMap, IdSet};
 use super::{Checkpoint, Conn, ConnId, Hub, Replay, Verdict};
 use crate::gateway::outbox::{Full, Outbox};
 use crate::gateway::protocol;
@@ -155,12 +155,7 @@ impl Hub {
             c.orgs.remove(&conv);
             c.checkpoint.conversations.remove(&conv);
             c.changes.retain(|(_, changed, _)| *changed != conv);
-            if let Some(set) = self.by_conv.get_mut(&conv) {
-                set.remove(&conn);
-                if set.is_empty() {
-                    self.by_conv.remove(&conv);
-                }
-            }
+            unindex(&mut self.by_conv, &conv, &conn);
         }
     }
 
@@ -203,25 +198,10 @@ impl Hub {
     pub(super) fn remove(&mut self, id: ConnId) -> Option<Checkpoint> {
         let c = self.conns.remove(&id)?;
         self.starting.remove(&id);
-        if let Some(set) = self.by_user.get_mut(&c.user) {
-            set.remove(&id);
-            if set.is_empty() {
-                self.by_user.remove(&c.user);
-            }
-        }
-        if let Some(set) = self.by_session.get_mut(&c.session) {
-            set.remove(&id);
-            if set.is_empty() {
-                self.by_session.remove(&c.session);
-            }
-        }
+        unindex(&mut self.by_user, &c.user, &id);
+        unindex(&mut self.by_session, &c.session, &id);
         for conv in &c.conversations {
-            if let Some(set) = self.by_conv.get_mut(conv) {
-                set.remove(&id);
-                if set.is_empty() {
-                    self.by_conv.remove(conv);
-                }
-            }
+            unindex(&mut self.by_conv, conv, &id);
         }
         self.announce_presence(c.user, &c.conversations);
         Some(c.checkpoint)

@@ -10,7 +10,7 @@
 //! A visitor's calls after the session is made carry `X-Widget-Visitor` (the visitor secret,
 //! checked by `Services::identify_visitor`). Each call is charged to the key's, the visitor's
 //! and the client IP's widget buckets. The event stream is Server-Sent Events: `message`,
-//! `delta` and `status`, each with an `id` (the fan-out position) a reconnect sends back as
+//! `delta`, `delete` and `status`, each with an `id` (the fan-out position) a reconnect sends back as
 //! `Last-Event-ID` to replay what it missed (`crate::widget_streams`).
 //!
 //! Here: the gate, the call extractor and the handlers; `identity` reads what the host vouches
@@ -415,7 +415,8 @@ async fn widget_handoff(
 
 /// The visitor's live events as Server-Sent Events: `message` (a message object, sent again
 /// with the same id when it changes), `delta` (`{message_id, index, delta}` of a streaming
-/// answer) and `status` (`{conversation_id, status}`), each with an `id`; reconnecting with
+/// answer), `delete` (`{message_id}` of a message deleted) and `status`
+/// (`{conversation_id, status}`), each with an `id`; reconnecting with
 /// `Last-Event-ID` replays what was missed, without it the current messages come first.
 #[utoipa::path(get, path = "/widget/chat/stream", tag = "widget",
     params(SessionQuery, ("X-Widget-Key" = String, Header), ("X-Widget-Visitor" = String, Header),

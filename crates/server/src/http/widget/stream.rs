@@ -116,6 +116,12 @@ struct Delta {
     delta: String,
 }
 
+/// A `MESSAGE_DELETE`'s message: only its id is shown.
+#[derive(Deserialize)]
+struct Deleted {
+    id: MessageId,
+}
+
 #[derive(Deserialize)]
 struct StatusChange {
     id: ConversationId,
@@ -147,6 +153,13 @@ fn sse_of(v: &Visitor, ev: &WireEvent, id: &str) -> Option<(SseEvent, Option<Wid
             };
             let shown = widget_message(&v.key, &v.visitor, &facts)?;
             Some((event("message", serde_json::to_string(&shown).ok()?), None))
+        }
+        // MSG-2: a deleted message leaves the visitor's view as it leaves their history —
+        // also after a replay that sent it again first.
+        EventKind::MessageDelete => {
+            let m: Deleted = serde_json::from_str(d).ok()?;
+            let data = serde_json::json!({ "message_id": m.id });
+            Some((event("delete", data.to_string()), None))
         }
         EventKind::MessageStream => {
             let delta: Delta = serde_json::from_str(d).ok()?;

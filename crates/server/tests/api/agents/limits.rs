@@ -28,6 +28,7 @@ mod one_slot {
     crate::both_backends!(
         with crate::agents::limits::one_at_a_time;
         an_answer_that_cannot_start_gives_its_tokens_back,
+        a_question_changed_while_it_waits_is_read_again,
     );
 }
 
@@ -161,6 +162,32 @@ async fn each_user_may_call_an_agent_a_few_times_a_minute(h: Agented) {
     assert_eq!(h.llm.requests().len(), 4);
 }
 
+/// The tokens the org's agents hold now.
+async fn reserved(app: &TestApp, budget: &str, owner: &User) -> i64 {
+    let state = app.get(budget, &owner.token).await.expect(200).body;
+    state["reserved"].as_i64().unwrap()
+}
+
+/// Makes answers slow (half a second a piece) and has bob ask in `s`'s conversation: answers
+/// his socket once that answer has started — it holds the node's one model slot.
+async fn slot_taken(h: &Agented, s: &super::answers::Scene) -> Ws {
+    h.llm.by_default(Script::Stream {
+        chunks: vec!["a slow", " answer"],
+        delay: Duration::from_millis(500),
+        usage: (60, 40),
+    });
+    let (mut bob, _) = Ws::identify(&h.app, &s.bob.token).await;
+    h.app.says(&s.conv, &s.bob, "@Helper first").await;
+    loop {
+        let e = bob.event().await;
+        let d = &e["d"];
+        if e["t"] == "MESSAGE_CREATE" && d["author"]["id"] == s.agent_user.as_str() {
+            assert_eq!(d["conversation_id"], s.conv.as_str());
+            return bob;
+        }
+    }
+}
+
 /// AGENT-4: tokens held for an answer that cannot start — its conversation deleted while it
 /// waited for a model slot — are given back, not kept for the month.
 async fn an_answer_that_cannot_start_gives_its_tokens_back(h: Agented) {
@@ -170,27 +197,9 @@ async fn an_answer_that_cannot_start_gives_its_tokens_back(h: Agented) {
         .group(&s.org, &s.alice, &[&s.bob], json!("private"))
         .await;
     app.add_participant(&other, &s.alice, &s.agent_user).await;
-    h.llm.by_default(Script::Stream {
-        chunks: vec!["a slow", " answer"],
-        delay: Duration::from_millis(500),
-        usage: (60, 40),
-    });
     let budget = org_path(&s.org, "/agent-budget");
-    let reserved = || async {
-        let state = app.get(&budget, &s.alice.token).await.expect(200).body;
-        state["reserved"].as_i64().unwrap()
-    };
-    let (mut bob, _) = Ws::identify(app, &s.bob.token).await;
-    app.says(&s.conv, &s.bob, "@Helper first").await;
-    // The first answer has started: it holds the one slot.
-    loop {
-        let e = bob.event().await;
-        let d = &e["d"];
-        if e["t"] == "MESSAGE_CREATE" && d["author"]["id"] == s.agent_user.as_str() {
-            assert_eq!(d["conversation_id"], s.conv.as_str());
-            break;
-        }
-    }
+    let reserved = || reserved(app, &budget, &s.alice);
+    let mut bob = slot_taken(&h, &s).await;
     app.says(&other, &s.bob, "@Helper second").await;
     // Both hold their tokens (at least their 100 output tokens each): the first answers, the
     // second waits for the slot. Its conversation goes meanwhile.
@@ -204,4 +213,68 @@ async fn an_answer_that_cannot_start_gives_its_tokens_back(h: Agented) {
     let state = app.get(&budget, &s.alice.token).await.expect(200).body;
     assert_eq!(state["used"], 100, "only the answer given counts: {state}");
     assert_eq!(h.llm.requests().len(), 1);
+}
+
+/// AGENT-2, MSG-2, DATA-6: a question deleted while it waited for a model slot is never sent
+/// to the model (its tokens come back, no answer is posted), and one edited meanwhile is sent
+/// as it reads now. Before, the context read when the question came was sent as it was.
+async fn a_question_changed_while_it_waits_is_read_again(h: Agented) {
+    let app = &h.app;
+    let s = scene(&h, json!({"max_output_tokens": 100})).await;
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        let c = app
+            .group(&s.org, &s.alice, &[&s.bob], json!("private"))
+            .await;
+        app.add_participant(&c, &s.alice, &s.agent_user).await;
+        others.push(c);
+    }
+    let budget = org_path(&s.org, "/agent-budget");
+    let reserved = || reserved(app, &budget, &s.alice);
+    slot_taken(&h, &s).await;
+    let secret = app
+        .says(&others[0], &s.bob, "@Helper the vault code is 7781")
+        .await
+        .id();
+    let edited = app
+        .says(&others[1], &s.bob, "@Helper what was said before")
+        .await
+        .id();
+    crate::widget::eventually("three reservations", || async { reserved().await >= 300 }).await;
+    app.delete(&format!("/api/v1/messages/{secret}"), &s.bob.token)
+        .await
+        .expect(204);
+    app.patch(
+        &format!("/api/v1/messages/{edited}"),
+        &s.bob.token,
+        json!({"content": "@Helper what it says now"}),
+    )
+    .await
+    .expect(200);
+    crate::widget::eventually("the answers done", || async { reserved().await == 0 }).await;
+    let sent: Vec<String> = h
+        .llm
+        .requests()
+        .iter()
+        .map(|r| r.body.to_string())
+        .collect();
+    assert!(sent.iter().all(|b| !b.contains("7781")), "{sent:?}");
+    assert!(
+        sent.iter().all(|b| !b.contains("what was said before")),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter().any(|b| b.contains("what it says now")),
+        "{sent:?}"
+    );
+    // No answer to the deleted question.
+    let answers = app
+        .items(&conv_path(&others[0], "/messages"), &s.bob.token)
+        .await;
+    assert!(
+        answers
+            .iter()
+            .all(|m| m["author"]["id"] != s.agent_user.as_str()),
+        "{answers:?}"
+    );
 }

@@ -234,6 +234,27 @@ pub(super) async fn keys_on_the_gateway(app: TestApp) {
     let (id, key) = make_key(&app, &alice, spec).await;
     let (mut ws, ready) = Ws::identify(&app, &key).await;
     assert_eq!(ready["user"]["id"], alice.id.as_str());
+    // AZ-5: without `org:read` (which `GET /users/@me` needs) READY shows the owner's public
+    // summary only — no email, no account flags.
+    assert_eq!(ready["user"]["username"], "alice");
+    for private in ["email", "server_admin", "require_2fa", "email_verified"] {
+        assert!(
+            ready["user"].get(private).is_none(),
+            "{private} in {}",
+            ready["user"]
+        );
+    }
+    app.get("/api/v1/users/@me", &key)
+        .await
+        .expect_error(403, "insufficient_scope");
+    let spec = json!({"name": "reader", "org_id": org, "scopes": ["messages:read", "org:read"]});
+    let (_, reader) = make_key(&app, &alice, spec).await;
+    let (_, whole) = Ws::identify(&app, &reader).await;
+    assert!(
+        whole["user"].get("server_admin").is_some(),
+        "{}",
+        whole["user"]
+    );
     let ids = crate::ws::ready_conversation_ids(&ready);
     assert_eq!(ids, vec![shared.as_str()], "only what the key reaches");
 

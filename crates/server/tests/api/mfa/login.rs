@@ -318,3 +318,30 @@ pub(super) async fn cookie_sessions_take_the_second_step_too(app: TestApp) {
     assert!(done.body.get("token").is_none() && done.body["csrf_token"].is_string());
     assert!(done.headers.get("set-cookie").is_some());
 }
+
+/// AUTH-2: a password change ends what rests on the old password — here a sign-in halfway
+/// through (its second step pending): the challenge made before the change signs nobody in,
+/// whatever code comes. Before, it stayed good for its five minutes.
+pub(super) async fn a_password_change_ends_pending_second_steps(app: TestApp) {
+    let (app, _) = without_rate_limits(app, |_| {}).await;
+    let alice = app.user("alice").await;
+    let (secret, _) = enable_2fa(&app, &alice).await;
+    let pending = mfa_token(&app, "alice").await;
+    let body = json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"});
+    app.post("/api/v1/auth/password", &alice.token, body)
+        .await
+        .expect(204);
+    second_step(&app, &pending, &code_at(&app, &secret, 0))
+        .await
+        .expect_error(401, "invalid_mfa_token");
+    // The new password's sign-in goes through.
+    let res = app
+        .login("alice", "a brand new passphrase")
+        .await
+        .expect(200);
+    let fresh = res.string("mfa_token");
+    next_step(&app);
+    second_step(&app, &fresh, &code_at(&app, &secret, 0))
+        .await
+        .expect(200);
+}

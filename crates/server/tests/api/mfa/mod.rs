@@ -36,6 +36,7 @@ both_backends!(
     totp_secret_is_sealed_at_rest,
     codes_from_an_independent_generator_are_accepted,
     a_server_admin_requires_2fa_of_one_user,
+    a_password_change_ends_pending_second_steps,
 );
 
 /// The app with request rate limits off, so only the AUTH-5 back-off decides about sign-ins.

@@ -10,6 +10,7 @@ both_backends!(with crate::helpers::spawn_app_unlimited;
     denying_sends_the_client_access_denied,
     users_and_org_admins_list_and_revoke_grants,
     another_orgs_admin_neither_sees_nor_revokes_a_grant,
+    an_erased_account_leaves_no_grant,
 );
 
 async fn consent_is_only_for_the_users_own_orgs(app: TestApp) {
@@ -201,4 +202,28 @@ async fn another_orgs_admin_neither_sees_nor_revokes_a_grant(app: TestApp) {
         .await
         .expect(404);
     assert!(app.mcp_accepts(&access).await, "still granted");
+}
+
+/// DATA-6: an erased account's OAuth grants go with it — not listed to the org's admins with
+/// her id any more (the id the anonymised messages' audit rows were made by must lead nowhere),
+/// and their tokens stop.
+async fn an_erased_account_leaves_no_grant(app: TestApp) {
+    let w = world(&app).await;
+    let mia = app.user("mia").await;
+    app.add_member(&w.org, &w.owner, &mia, "member").await;
+    let mw = w.as_user(&mia, app.browser("mia").await);
+    let (access, refresh_token, _) = granted(&app, &mw).await;
+    let listed = app
+        .items(&org_path(&w.org, "/grants"), &w.owner.token)
+        .await;
+    assert_eq!(listed.len(), 1);
+    crate::privacy::erase(&app, &mia.token, json!({ "password": PASSWORD }))
+        .await
+        .expect(204);
+    let listed = app
+        .items(&org_path(&w.org, "/grants"), &w.owner.token)
+        .await;
+    assert!(listed.is_empty(), "{listed:?}");
+    assert!(!app.mcp_accepts(&access).await);
+    refresh_refused(&app, &w.client_id, &refresh_token).await;
 }

@@ -275,6 +275,19 @@ async fn connections_per_ip_are_capped() {
         refused.contains(r#""code":"too_many_connections""#),
         "{refused}"
     );
+    // The headers of every other answer (WEB-2), though the middleware never saw this one.
+    for header in [
+        "\r\nx-content-type-options: nosniff\r\n",
+        "\r\nx-frame-options: deny\r\n",
+        "\r\nreferrer-policy: no-referrer\r\n",
+        "\r\ncache-control: no-store\r\n",
+        "\r\ncontent-security-policy: default-src 'self';",
+    ] {
+        assert!(
+            refused.to_ascii_lowercase().contains(header),
+            "{header} in {refused}"
+        );
+    }
     drop(first);
     // Wait until the server has seen the close: then a new connection is served.
     let freed = async {

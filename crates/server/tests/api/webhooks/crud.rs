@@ -269,9 +269,11 @@ async fn only_owners_admins_and_webhook_keys_manage_webhooks(h: Hooked) {
     app.patch(&one, &admin_only, json!({"events": ["message.created"]}))
         .await
         .expect_error(403, "insufficient_scope");
+    // Nor steers (or turns on) one that hears them: that too would send messages it may
+    // not read to wherever the endpoint points.
     app.patch(&one, &admin_only, json!({"enabled": true}))
         .await
-        .expect(200);
+        .expect_error(403, "insufficient_scope");
     let strong =
         crate::keys::org_key(app, owner, org, &["webhooks:admin", "messages:read"], &[]).await;
     app.post(&hooks(org), &strong, body.clone())

@@ -16,6 +16,7 @@ crate::both_backends!(
     each_event_name_fires_once_for_its_subscribers_only,
     every_way_into_and_out_of_an_org_is_a_member_event,
     org_endpoints_hear_only_of_conversations_every_member_may_read,
+    an_endpoint_is_steered_only_by_who_could_make_it,
 );
 
 /// An endpoint of `org` on `url` for `events`, limited to `conversation` when given.
@@ -416,10 +417,9 @@ async fn every_way_into_and_out_of_an_org_is_a_member_event(h: Hooked) {
             .expect(200)
             .string("token"),
     };
-    expect(
-        "member.added",
-        listed_member(app, &org, &alice, &frank.id).await,
-    );
+    // (Not heard: frank's `member.added` is still on its way to the queue — the worker runs
+    // at the end — when he erases his account below, and it names him as he was: DATA-6.)
+    listed_member(app, &org, &alice, &frank.id).await;
     // Directly, by the management token and by a server admin.
     let gina = app.user("gina").await;
     let direct = app
@@ -596,4 +596,120 @@ async fn org_endpoints_hear_only_of_conversations_every_member_may_read(h: Hooke
         .map(|(t, d)| format!("{t} {}", d["content"].as_str().unwrap_or_default()))
         .collect();
     assert_eq!(scoped, vec![format!("message.created said in {private}")]);
+}
+
+/// AZ-3, AZ-5: changing where an endpoint sends (its URL, enabling it, its secret), testing it
+/// and sending a delivery again take what making it takes: an admin who is no participant of
+/// an endpoint's private conversation, or a key without the scope that reads its events, is
+/// refused — before, either pointed another's endpoint at herself and redelivered its stored
+/// messages there. An endpoint whose maker leaves its conversation, or the org, is disabled
+/// (`maker_left`), and only someone who may read the conversation enables it again.
+async fn an_endpoint_is_steered_only_by_who_could_make_it(h: Hooked) {
+    let (app, rx) = (&h.app, &h.rx[0]);
+    let crate::fixtures::Team(owner, [ann, bob, _vic, dee], org) = &app.acme_staff().await;
+    let private = app.group(org, owner, &[bob, dee], json!("private")).await;
+    let open = app.group(org, owner, &[bob], json!("org")).await;
+    let url = rx.url();
+    let names = ["message.created"];
+    let scoped = endpoint(
+        app,
+        org,
+        owner,
+        &format!("{url}?scoped"),
+        &names,
+        Some(&private),
+    )
+    .await;
+    let wide = endpoint(app, org, ann, &format!("{url}?wide"), &names, None).await;
+    app.says(&private, owner, "the secret plan").await;
+    app.says(&open, owner, "for everyone").await;
+    run_worker(app, Duration::seconds(1)).await;
+    assert_eq!(got(rx, "scoped").len(), 1);
+    let delivery = deliveries(app, org, &scoped, owner).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wide_delivery = deliveries(app, org, &wide, ann).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let at = |hook: &str, rest: &str| format!("{}/{hook}{rest}", hooks(org));
+    let steer = |hook: &str, delivery: &str| {
+        vec![
+            (
+                Method::PATCH,
+                at(hook, ""),
+                Some(json!({"url": format!("{url}?stolen")})),
+            ),
+            (Method::PATCH, at(hook, ""), Some(json!({"enabled": true}))),
+            (Method::POST, at(hook, "/secret"), Some(json!({}))),
+            (Method::POST, at(hook, "/test"), Some(json!({}))),
+            (
+                Method::POST,
+                at(hook, &format!("/deliveries/{delivery}/redeliver")),
+                Some(json!({})),
+            ),
+        ]
+    };
+    // Ann, an admin who is no participant of the private group.
+    for (method, path, body) in steer(&scoped, &delivery) {
+        app.call(method, &path, Some(&ann.token), body)
+            .await
+            .expect_error(403, "forbidden");
+    }
+    // A key of hers that may manage webhooks but not read messages, on her own org-wide one.
+    let spec = json!({"name": "hooks", "org_id": org, "scopes": ["webhooks:admin"]});
+    let (_, key) = crate::keys::make_key(app, ann, spec).await;
+    for (method, path, body) in steer(&wide, &wide_delivery) {
+        app.call(method, &path, Some(&key), body)
+            .await
+            .expect_error(403, "insufficient_scope");
+    }
+    run_worker(app, Duration::seconds(1)).await;
+    assert!(got(rx, "stolen").is_empty(), "nothing reached the new URL");
+    assert_eq!(got(rx, "scoped").len(), 1, "nothing was sent again");
+    // Its maker, who reads it, still may; so may Dee, a participant and an admin.
+    app.post(&at(&scoped, "/test"), &owner.token, json!({}))
+        .await
+        .expect(202);
+    let mine = endpoint(app, org, dee, &format!("{url}?dee"), &names, Some(&private)).await;
+    // Dee leaves the group: her endpoint of it stops; Ann (no participant) cannot restart it,
+    // the owner can.
+    app.delete(
+        &conv_path(&private, &format!("/participants/{}", dee.id)),
+        &dee.token,
+    )
+    .await
+    .expect(204);
+    let shown = app.items(&hooks(org), &owner.token).await;
+    let of = |id: &str| shown.iter().find(|w| w["id"] == id).unwrap().clone();
+    assert_eq!(of(&mine)["enabled"], false);
+    assert_eq!(of(&mine)["disabled_reason"], "maker_left");
+    assert_eq!(of(&scoped)["enabled"], true, "the owner's stays");
+    app.says(&private, owner, "after dee left").await;
+    run_worker(app, Duration::seconds(1)).await;
+    assert!(got(rx, "dee").is_empty());
+    app.patch(&at(&mine, ""), &ann.token, json!({"enabled": true}))
+        .await
+        .expect_error(403, "forbidden");
+    app.patch(&at(&mine, ""), &owner.token, json!({"enabled": true}))
+        .await
+        .expect(200);
+    // Ann is removed from the org: her org-wide endpoint stops too.
+    app.delete(
+        &org_path(org, &format!("/members/{}", ann.id)),
+        &owner.token,
+    )
+    .await
+    .expect(204);
+    let shown = app.items(&hooks(org), &owner.token).await;
+    let wide_now = shown.iter().find(|w| w["id"] == wide.as_str()).unwrap();
+    assert_eq!(wide_now["disabled_reason"], "maker_left");
+    app.says(&open, owner, "after ann left").await;
+    run_worker(app, Duration::seconds(1)).await;
+    assert_eq!(
+        got(rx, "wide").len(),
+        1,
+        "only what was said before she left"
+    );
 }

@@ -252,10 +252,15 @@ async fn a_reconnect_with_last_event_id_misses_nothing(h: Widgeted) {
         .await;
     let last_id = seen.last().unwrap().id.clone();
     drop(stream);
-    // Missed while disconnected: replies, a visitor message and a status change.
+    // Missed while disconnected: replies (one deleted since), a visitor message and a
+    // status change.
+    let mut replies = Vec::new();
     for i in 2..=4 {
-        app.says(&conv, &s.staff, &format!("reply {i}")).await;
+        replies.push(app.says(&conv, &s.staff, &format!("reply {i}")).await.id());
     }
+    app.delete(&format!("/api/v1/messages/{}", replies[1]), &s.staff.token)
+        .await
+        .expect(204);
     app.visitor_says(&s.key, &v, "second").await;
     app.update_conversation(&conv, &s.staff, json!({"status": "resolved"}))
         .await
@@ -270,6 +275,13 @@ async fn a_reconnect_with_last_event_id_misses_nothing(h: Widgeted) {
         .map(|e| e.data["content"].as_str().unwrap())
         .collect();
     assert_eq!(contents, ["reply 2", "reply 3", "reply 4", "second"]);
+    // MSG-2: the replay sent "reply 3" as it was, then its deletion, which takes it back.
+    let deleted: Vec<&Value> = got
+        .iter()
+        .filter(|e| e.event == "delete")
+        .map(|e| &e.data)
+        .collect();
+    assert_eq!(deleted, [&json!({"message_id": replies[1]})]);
     // The session secret is still required to resume.
     let res = app
         .send(

@@ -10,6 +10,7 @@ crate::both_backends!(
     server_admins_list_widget_conversations,
     the_inbox_is_live_for_those_who_work_it_only,
     a_member_the_orgs_2fa_rule_shuts_out_hears_nothing_of_its_inbox,
+    one_visitors_parallel_first_sends_make_one_conversation,
 );
 
 /// Who must not work the inbox of `s`: `(member, viewer, outsider, other)` — a member of the
@@ -240,6 +241,16 @@ async fn a_member_the_orgs_2fa_rule_shuts_out_hears_nothing_of_its_inbox(h: Widg
     app.get(&org_path(&s.org, "/inbox"), &s.staff.token)
         .await
         .expect_error(403, "mfa_setup_required");
+    // An admin without 2FA who joins now, her socket opened before: her hub was never told
+    // the org is closed to her, and she hears nothing of its inbox either.
+    let newcomer = app.user("newcomer").await;
+    let theirs = app.org(&newcomer, "theirs").await;
+    let their_barrier = app.group(&theirs, &newcomer, &[], json!("private")).await;
+    let (mut joined, _) = Ws::identify(app, &newcomer.token).await;
+    app.add_member(&s.org, &s.owner, &newcomer, "admin").await;
+    app.get(&org_path(&s.org, "/inbox"), &newcomer.token)
+        .await
+        .expect_error(403, "mfa_setup_required");
 
     let v = app.visit(&s.key, json!({})).await;
     app.visitor_says(&s.key, &v, "help").await;
@@ -249,4 +260,45 @@ async fn a_member_the_orgs_2fa_rule_shuts_out_hears_nothing_of_its_inbox(h: Widg
     for ws in [&mut before, &mut after] {
         assert_eq!(ws.expect("MESSAGE_CREATE").await["content"], "barrier");
     }
+    app.says(&their_barrier, &newcomer, "barrier").await;
+    assert_eq!(joined.expect("MESSAGE_CREATE").await["content"], "barrier");
+}
+
+/// WEB-4: a visitor's first sends made at once (a double click, a retrying client) share one
+/// conversation — before, each made its own, each in the inbox and each with its own allowance
+/// of the key's agent.
+async fn one_visitors_parallel_first_sends_make_one_conversation(h: Widgeted) {
+    let app = &h.app;
+    let s = site(&h, "acme", "optional", false).await;
+    let v = app.visit(&s.key, json!({})).await;
+    let sends = (0..20).map(|i| {
+        let text = format!("hello {i}");
+        let v = &v;
+        let key = &s.key;
+        async move { app.visitor_sends(key, v, &text).await }
+    });
+    let answers = futures::future::join_all(sends).await;
+    let mut sent = 0;
+    for a in &answers {
+        match a.status.as_u16() {
+            201 => sent += 1,
+            429 => {}
+            other => panic!("{other}: {}", a.body),
+        }
+    }
+    assert!(sent > 1, "{sent} sent");
+    let inbox = app.items(&org_path(&s.org, "/inbox"), &s.owner.token).await;
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    // Every message sent is in that one conversation, the visitor's history.
+    let history = app.visitor_history(&s.key, &v).await;
+    let texts = history["messages"].as_array().map_or(0, |m| {
+        m.iter()
+            .filter(|m| {
+                m["content"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("hello "))
+            })
+            .count()
+    });
+    assert_eq!(texts, sent, "{history}");
 }
