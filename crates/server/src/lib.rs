@@ -7,6 +7,7 @@ pub mod config;
 pub mod fanout;
 pub mod files;
 pub mod gateway;
+pub mod headers;
 pub mod http;
 pub mod keyring;
 pub mod moderation;

@@ -50,7 +50,7 @@ pub use limits::CallerLimits;
 pub use orgs::{
     credential_allows_org_action, holds_own_second_factor, invite_still_grants,
     may_add_member_directly, may_change_member_role, may_change_security_setting, may_create_org,
-    may_join_org_directly, may_manage_member_with_role, may_remove_member, org_allows,
+    may_join_org_directly, may_manage_member_with_role, may_own_org, may_remove_member, org_allows,
     org_permissions, widget_inbox_allows, OrgAction,
 };
 

@@ -231,6 +231,15 @@ pub fn holds_own_second_factor(kind: UserKind) -> bool {
     kind != UserKind::Bot
 }
 
+/// AZ-1: whether an account of `kind` may own an org. A bot may not: an owner answers for the
+/// org (its deletion, its 2FA rule, its transfer), which a program acting on a token — an
+/// agent's or a widget's bot has none at all — cannot; and a bot owner would let the last
+/// person owning the org leave it.
+#[must_use]
+pub fn may_own_org(kind: UserKind) -> bool {
+    kind != UserKind::Bot
+}
+
 /// AZ-7: whether the caller may add an existing account to an org without its consent. Only a
 /// server admin's own signed-in session (or the management token, on `/admin`) may; everyone
 /// else invites.

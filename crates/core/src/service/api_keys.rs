@@ -61,13 +61,7 @@ impl Services {
             ));
         }
         let now = self.clock.now();
-        if new.expires_at.is_some_and(|e| e <= now) {
-            return Err(ServiceError::invalid(
-                "expires_at",
-                "in_past",
-                "must be in the future",
-            ));
-        }
+        super::invites::check_expiry(new.expires_at, now)?;
         let allowed_ips = match new.allowed_ips {
             Some(list) if list.is_empty() || list.len() > MAX_ALLOWED_IPS => {
                 return Err(ServiceError::invalid(

@@ -2,7 +2,7 @@
 //! authentication with idle and absolute expiry, session listing and revocation, password change.
 
 use super::invites::{invite_invalid, invite_refused};
-use super::throttle::WrongPassword;
+use super::throttle::{password_changed, WrongPassword, INVALID_CREDENTIALS};
 use super::{Actor, Result, Services};
 use crate::audit::AuditActor;
 use crate::cache::{Credentials, Identity};
@@ -67,8 +67,6 @@ pub enum LoginOutcome {
     MfaRequired(super::mfa::MfaPending),
 }
 
-pub(super) const INVALID_CREDENTIALS: ServiceError =
-    ServiceError::unauthorized("invalid_credentials", "invalid username or password");
 /// Any session, bot or API-key credential that does not check out.
 pub(super) const INVALID_TOKEN: ServiceError = ServiceError::unauthorized(
     "invalid_token",
@@ -672,14 +670,5 @@ impl Services {
         }));
         self.end_impersonations(&ended.impersonating);
         Ok(())
-    }
-}
-
-/// A password changed while a sign-in (or a change) checked the old one: it is no longer
-/// valid, as if it had been typed after the change.
-fn password_changed(e: StoreError) -> ServiceError {
-    match e {
-        StoreError::Conflict(Conflict::PasswordChanged) => INVALID_CREDENTIALS,
-        other => other.into(),
     }
 }

@@ -57,13 +57,7 @@ impl Services {
             }
         }
         let now = self.clock.now();
-        if expires_at.is_some_and(|e| e <= now) {
-            return Err(ServiceError::invalid(
-                "expires_at",
-                "in_past",
-                "must be in the future",
-            ));
-        }
+        check_expiry(expires_at, now)?;
         let invite = Invite {
             id: InviteId::new(),
             org_id: org,
@@ -193,6 +187,26 @@ impl Services {
 
 /// 422 on `field`: an invite code unknown, expired, used up, someone else's or no longer
 /// backed by its maker's rights, all alike.
+/// An `expires_at` a client chose: after `now`, and before the year 10000 — times are kept as
+/// RFC 3339 text on SQLite, which a five-digit year would sort before every other (so such an
+/// invite or key would be listed, but never work there); 422 `in_past` / `out_of_range`.
+pub(super) fn check_expiry(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<()> {
+    use chrono::Datelike;
+    match expires_at {
+        Some(e) if e <= now => Err(ServiceError::invalid(
+            "expires_at",
+            "in_past",
+            "must be in the future",
+        )),
+        Some(e) if e.year() > 9999 => Err(ServiceError::invalid(
+            "expires_at",
+            "out_of_range",
+            "must be before the year 10000",
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub(super) fn invite_invalid(field: &str) -> ServiceError {
     ServiceError::invalid(
         field,

@@ -17,6 +17,11 @@ use crate::policy::{self, OrgAction};
 use crate::store::{DecidedOn, Membership, Page, Removed, StoreError};
 use crate::types::*;
 
+/// 422 naming `field`: a bot cannot own an org (`policy::may_own_org`).
+pub(super) fn bot_owner(field: &'static str) -> ServiceError {
+    ServiceError::invalid(field, "bot_not_allowed", "a bot cannot own an organization")
+}
+
 impl Services {
     pub async fn members(
         &self,
@@ -175,6 +180,9 @@ impl Services {
             return Err(ServiceError::not_allowed(
                 "your role cannot change this member's role",
             ));
+        }
+        if role == OrgRole::Owner && !policy::may_own_org(self.existing_user(user).await?.kind) {
+            return Err(bot_owner("role"));
         }
         let audit = self
             .audit(actor, "member.role_changed")

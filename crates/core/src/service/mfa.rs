@@ -20,7 +20,6 @@ use crate::keyring::SecretRef;
 use crate::mfa::{MfaChallenge, RecoveryCodeRef, StoredRecoveryCode};
 use crate::password::{NewPassword, Verified};
 use crate::secretbox::{Sealed, SealedColumn};
-use crate::store::{Conflict, StoreError};
 use crate::token::{self, TokenKind};
 use crate::totp::{RecoveryCode, SecondFactorCode, TotpCode, TotpSecret, RECOVERY_CODE_COUNT};
 use chrono::{DateTime, Duration, Utc};
@@ -321,10 +320,7 @@ impl Services {
         self.store
             .create_mfa_challenge(&challenge, &hash, password)
             .await
-            .map_err(|e| match e {
-                StoreError::Conflict(Conflict::PasswordChanged) => super::auth::INVALID_CREDENTIALS,
-                other => other.into(),
-            })?;
+            .map_err(super::throttle::password_changed)?;
         if let Err(e) = self.store.prune_mfa_challenges(now).await {
             tracing::warn!(error = %e, "pruning expired sign-in challenges failed");
         }

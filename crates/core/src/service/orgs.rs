@@ -311,6 +311,9 @@ impl Services {
                 "the new owner must be a member of the organization",
             ));
         }
+        if !policy::may_own_org(self.existing_user(to).await?.kind) {
+            return Err(super::members::bot_owner("user_id"));
+        }
         let audit = self
             .audit(actor, "org.ownership_transferred")
             .resource("user", to)

@@ -162,6 +162,21 @@ pub(super) fn retry_after(counts: &[ThrottleCount], now: DateTime<Utc>) -> Optio
         .max()
 }
 
+/// The answer to a sign-in whose password does not check out.
+pub(super) const INVALID_CREDENTIALS: ServiceError =
+    ServiceError::unauthorized("invalid_credentials", "invalid username or password");
+
+/// A password changed while a sign-in checked the old one: it is no longer valid, as if it
+/// had been typed after the change (AUTH-2).
+pub(super) fn password_changed(e: crate::store::StoreError) -> ServiceError {
+    match e {
+        crate::store::StoreError::Conflict(crate::store::Conflict::PasswordChanged) => {
+            INVALID_CREDENTIALS
+        }
+        other => other.into(),
+    }
+}
+
 /// How a wrong password in [`Services::recheck_password`] is recorded and answered.
 pub(super) struct WrongPassword {
     /// The audited event the check guards.

@@ -42,22 +42,6 @@ pub async fn request_id(req: Request, next: Next) -> Response {
     .await
 }
 
-/// The content security policy of every answer whose handler set none stricter.
-pub(crate) const DEFAULT_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
-
-/// The headers every answer carries whatever its route — the connection cap's raw refusal
-/// (`ratelimit::connections`) too.
-pub(crate) const FIXED_SECURITY_HEADERS: [(&str, &str); 5] = [
-    ("x-content-type-options", "nosniff"),
-    ("x-frame-options", "DENY"),
-    ("referrer-policy", "no-referrer"),
-    (
-        "permissions-policy",
-        "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
-    ),
-    ("cross-origin-opener-policy", "same-origin"),
-];
-
 /// Security headers on every response, errors included.
 pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
@@ -70,9 +54,9 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
     };
     // A handler that set a stricter policy keeps it (downloads: `default-src 'none'; sandbox`).
     if !h.contains_key(axum::http::header::CONTENT_SECURITY_POLICY) {
-        set(h, "content-security-policy", DEFAULT_CSP);
+        set(h, "content-security-policy", crate::headers::DEFAULT_CSP);
     }
-    for (name, value) in FIXED_SECURITY_HEADERS {
+    for (name, value) in crate::headers::FIXED_SECURITY_HEADERS {
         set(h, name, value);
     }
     if state.secure_cookies {

@@ -105,9 +105,9 @@ async fn refuse_connection(mut stream: TcpStream) {
     // The headers the middleware gives every other answer (it never sees this one).
     let mut headers = format!(
         "Content-Security-Policy: {}\r\nCache-Control: no-store\r\n",
-        crate::http::middleware::DEFAULT_CSP
+        crate::headers::DEFAULT_CSP
     );
-    for (name, value) in crate::http::middleware::FIXED_SECURITY_HEADERS {
+    for (name, value) in crate::headers::FIXED_SECURITY_HEADERS {
         headers.push_str(&format!("{name}: {value}\r\n"));
     }
     let answer = format!(

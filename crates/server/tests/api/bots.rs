@@ -174,6 +174,26 @@ async fn bots_are_made_by_admins_and_shown_as_bots(app: TestApp) {
     app.login(username, PASSWORD)
         .await
         .expect_error(401, "invalid_credentials");
+    // AZ-1: nor does it own the org — not made one, not handed it (so the last person owning
+    // it can never leave it to a program); as an admin it may serve.
+    let bot_path = org_path(&org, &format!("/members/{bot_user}"));
+    let res = app
+        .patch(&bot_path, &alice.token, json!({"role": "owner"}))
+        .await
+        .expect_error(422, "bot_not_allowed");
+    assert_eq!(res.field(), Some("/role"));
+    let res = app
+        .post(
+            &org_path(&org, "/transfer"),
+            &alice.token,
+            json!({"user_id": bot_user}),
+        )
+        .await
+        .expect_error(422, "bot_not_allowed");
+    assert_eq!(res.field(), Some("/user_id"));
+    app.patch(&bot_path, &alice.token, json!({"role": "admin"}))
+        .await
+        .expect(200);
 }
 
 async fn bot_credentials_in_the_wrong_place_are_refused(app: TestApp) {

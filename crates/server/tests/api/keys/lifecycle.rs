@@ -310,6 +310,16 @@ pub(super) async fn creation_checks_every_field(app: TestApp) {
             with("expires_at", json!("2001-01-01T00:00:00Z")),
             "/expires_at",
         ),
+        // Past the year 9999 (on SQLite such a time sorted before every other: a key listed,
+        // never working).
+        (
+            with("expires_at", json!("+10000-01-01T00:00:00Z")),
+            "/expires_at",
+        ),
+        (
+            with("expires_at", json!("9999-12-31T23:30:00-01:00")),
+            "/expires_at",
+        ),
         (
             with("conversation_ids", json!([theirs])),
             "/conversation_ids/0",
