@@ -28,6 +28,10 @@ pub const MAX_PATTERNS: usize = 100;
 pub const MAX_PATTERN_CHARS: usize = 1000;
 /// The compiled size one pattern may reach (`RegexBuilder::size_limit`).
 pub const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+/// The compiled size a regex guard's whole set of patterns may reach: what is checked when
+/// it is saved is what is built to screen (before, up to `PATTERN_SIZE_LIMIT` a pattern — a
+/// hundred `\w{18}` made one guard compile to about 100 MiB, twice over).
+pub const PATTERNS_SIZE_LIMIT: usize = 4 << 20;
 /// The lazy DFA's cache per pattern set (`dfa_size_limit`).
 pub const DFA_SIZE_LIMIT: usize = 2 << 20;
 /// The compiled size of a whole blocklist (all its terms as one expression).
@@ -318,7 +322,26 @@ fn check_patterns(patterns: &[String]) -> Result<(), RuleError> {
             ));
         }
     }
+    // The set as `compile` builds it for screening, within its budget.
+    if pattern_set(patterns).is_err() {
+        return Err(RuleError::new(
+            "patterns",
+            "invalid_pattern",
+            format!(
+                "the patterns compile too large together (at most {} MiB)",
+                PATTERNS_SIZE_LIMIT >> 20
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// A regex guard's patterns as one set, within [`PATTERNS_SIZE_LIMIT`].
+fn pattern_set(patterns: &[String]) -> Result<RegexSet, regex::Error> {
+    RegexSetBuilder::new(patterns)
+        .size_limit(PATTERNS_SIZE_LIMIT)
+        .dfa_size_limit(DFA_SIZE_LIMIT)
+        .build()
 }
 
 /// The last line of `regex`'s multi-line syntax error (the reason).
@@ -476,13 +499,7 @@ pub fn compile(
         GuardRules::Blocklist { terms } => {
             Check::Words(blocklist_regex(terms).map_err(|e| format!("guard {id}: {}", e.message))?)
         }
-        GuardRules::Regex { patterns } => Check::Patterns(
-            RegexSetBuilder::new(patterns)
-                .size_limit(PATTERN_SIZE_LIMIT.saturating_mul(patterns.len().max(1)))
-                .dfa_size_limit(DFA_SIZE_LIMIT)
-                .build()
-                .map_err(broken)?,
-        ),
+        GuardRules::Regex { patterns } => Check::Patterns(pattern_set(patterns).map_err(broken)?),
         GuardRules::ModerationEndpoint {
             url,
             timeout_ms,
@@ -558,6 +575,22 @@ mod tests {
         // Look-around and back-references do not exist in a linear-time engine.
         assert!(check_patterns(&[r"(a)\1".into()]).is_err());
         assert!(check_patterns(&[r"(?=a)".into()]).is_err());
+    }
+
+    /// RATE-6, RATE-1: each pattern small enough alone, a hundred together are refused (the
+    /// set screened is the set checked); a modest set still compiles.
+    #[test]
+    fn a_guards_patterns_are_held_to_one_budget_together() {
+        let heavy = r"\w{18}[a-z]".to_owned();
+        check_patterns(std::slice::from_ref(&heavy)).unwrap();
+        let e = check_patterns(&vec![heavy; MAX_PATTERNS]).unwrap_err();
+        assert_eq!((e.field.as_str(), e.code), ("patterns", "invalid_pattern"));
+        let modest: Vec<String> = (0..MAX_PATTERNS)
+            .map(|i| format!("order-{i}-[0-9]+"))
+            .collect();
+        check_patterns(&modest).unwrap();
+        let rules = GuardRules::Regex { patterns: modest };
+        assert!(compile(GuardId::new(), &rules, None).is_ok());
     }
 
     #[test]

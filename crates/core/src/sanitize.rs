@@ -77,19 +77,64 @@ pub fn html_is_blank(cleaned: &str) -> bool {
     html_text(cleaned).trim().is_empty()
 }
 
-/// The visible text of cleaned HTML: tags dropped, the entities the cleaner writes (`&amp;`,
-/// `&lt;`, `&gt;`, `&quot;`, `&#39;`, `&nbsp;`) turned back into characters. For search
-/// snippets, which escape it again.
+/// Elements a reader sees as their own line: their tags part the words around them.
+const BLOCKS: [&str; 18] = [
+    "p",
+    "br",
+    "li",
+    "ul",
+    "ol",
+    "blockquote",
+    "pre",
+    "div",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "table",
+    "tr",
+    "td",
+    "th",
+];
+
+/// The visible text of cleaned HTML: tags dropped — a block's or a line break's leaving a
+/// newline, as the reader sees the words parted (so `<p>ok</p><p>darn</p>` reads `ok` and `darn`
+/// to a content guard, not `okdarn`), an inline one's nothing (`da<b>rn</b>` is `darn`) — and
+/// the entities the cleaner writes (`&amp;`, `&lt;`, `&gt;`, `&quot;`, `&#39;`, `&nbsp;`) turned
+/// back into characters. For content guards and search snippets, which escape it again.
 #[must_use]
 pub fn html_text(cleaned: &str) -> String {
     let mut in_tag = false;
+    let mut tag = String::new();
+    // A block's edge parts the text before it from the text after it: one newline, and none
+    // at the very start or end.
+    let mut parted = false;
     let mut text = String::with_capacity(cleaned.len());
     for c in cleaned.chars() {
         match c {
-            '<' => in_tag = true,
-            '>' => in_tag = false,
-            _ if !in_tag => text.push(c),
-            _ => {}
+            '<' => {
+                in_tag = true;
+                tag.clear();
+            }
+            '>' if in_tag => {
+                in_tag = false;
+                let name = tag
+                    .trim_start_matches('/')
+                    .split(|c: char| c.is_whitespace() || c == '/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                parted |= BLOCKS.contains(&name.as_str());
+            }
+            _ if !in_tag => {
+                if std::mem::take(&mut parted) && !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push(c);
+            }
+            _ => tag.push(c),
         }
     }
     text.replace("&nbsp;", " ")
@@ -103,6 +148,18 @@ pub fn html_text(cleaned: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocks_part_the_words_they_hold_and_inline_tags_do_not() {
+        assert_eq!(html_text(&clean_html("<p>ok</p><p>darn</p>")), "ok\ndarn");
+        assert_eq!(html_text(&clean_html("a<br>darn")), "a\ndarn");
+        assert_eq!(
+            html_text(&clean_html("<ul><li>x</li><li>darn</li></ul>")),
+            "x\ndarn"
+        );
+        assert_eq!(html_text(&clean_html("da<strong>rn</strong>")), "darn");
+        assert_eq!(html_text("<p>1 &lt; 2 &amp;&amp; x</p>"), "1 < 2 && x");
+    }
 
     #[test]
     fn links_are_read_with_their_entities_decoded() {

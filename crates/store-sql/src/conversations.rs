@@ -287,8 +287,8 @@ impl ConversationStore for Backend {
         }
         PARTICIPANTS.remove(&mut tx, conv.0, user).await?;
         let left = webhooks::MakerLeft::Conversation(conv);
-        webhooks::disable_made_by(&mut tx, user, left).await?;
-        commit_audited(tx, self, audit).await?;
+        let disabled = webhooks::disable_made_by(&mut tx, user, left, audit.first()).await?;
+        commit_audited(tx, self, &[audit, &disabled].concat()).await?;
         Ok(leaving)
     }
 }

@@ -103,7 +103,9 @@ fn grant_from_row(row: &Row) -> StoreResult<Grant> {
     }))
 }
 
-/// Stores the access and refresh token of `grant` inside `conn`'s transaction.
+/// Stores the access and refresh token of `grant` inside `conn`'s transaction, and deletes
+/// the grant's tokens that have expired: a grant keeps only the rows that can still be used
+/// (or, for refresh tokens used already, still betray a replay), however often it is renewed.
 async fn insert_tokens(
     conn: &mut Conn,
     grant: GrantId,
@@ -114,6 +116,13 @@ async fn insert_tokens(
         ("oauth_access_tokens", &tokens.access),
         ("oauth_refresh_tokens", &tokens.refresh),
     ] {
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE grant_id = $1 AND expires_at <= $2"
+        ))
+        .bind(grant.0)
+        .bind(ts(now))
+        .run(&mut *conn)
+        .await?;
         sqlx::query(&format!(
             "INSERT INTO {table} (id, grant_id, token_hash, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5)"

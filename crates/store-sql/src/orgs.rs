@@ -81,13 +81,15 @@ async fn roles_still(
 }
 
 /// [`remove_member`] inside the caller's transaction; answers the membership and the
-/// participations removed.
+/// participations removed, and the `webhook.disabled` rows of the endpoints the member made in
+/// the org, made from `like` (the removal's own audit row) for the caller to write.
 pub(super) async fn remove_member_in(
     tx: &mut Conn,
     org: OrgId,
     user: UserId,
     decided: Option<DecidedOn<'_>>,
-) -> StoreResult<Removed> {
+    like: Option<&AuditEntry>,
+) -> StoreResult<(Removed, Vec<AuditEntry>)> {
     ORG_MEMBERS.lock(tx, org.0).await?;
     let member = ORG_MEMBERS.entry(&mut *tx, org.0, user).await?;
     roles_still(tx, org, member.role, decided).await?;
@@ -143,7 +145,8 @@ pub(super) async fn remove_member_in(
     .all(&mut *tx, participation_from_row)
     .await?;
     ORG_MEMBERS.remove(tx, org.0, user).await?;
-    webhooks::disable_made_by(tx, user, webhooks::MakerLeft::Org(org)).await?;
+    let webhooks_disabled =
+        webhooks::disable_made_by(tx, user, webhooks::MakerLeft::Org(org), like).await?;
     // The member's own summary stands in for the join the statement cannot make.
     let participations = left
         .into_iter()
@@ -154,10 +157,13 @@ pub(super) async fn remove_member_in(
             joined_at,
         })
         .collect();
-    Ok(Removed {
-        member,
-        participations,
-    })
+    Ok((
+        Removed {
+            member,
+            participations,
+        },
+        webhooks_disabled,
+    ))
 }
 
 #[async_trait]
@@ -289,8 +295,9 @@ impl OrgStore for Backend {
         audit: &[AuditEntry],
     ) -> StoreResult<Removed> {
         let mut tx = self.writer().begin().await.map_err(db)?;
-        let removed = remove_member_in(&mut tx, org, user, decided).await?;
-        commit_audited(tx, self, audit).await?;
+        let (removed, disabled) =
+            remove_member_in(&mut tx, org, user, decided, audit.first()).await?;
+        commit_audited(tx, self, &[audit, &disabled].concat()).await?;
         Ok(removed)
     }
 

@@ -166,8 +166,11 @@ impl PrivacyStore for Backend {
         // hers already under way either committed (and is read below) or waits on the rows
         // this deletes and is refused — none is left with her words after the erasure.
         let mut removed = Vec::with_capacity(orgs.len());
+        let mut disabled = Vec::new();
         for org in orgs {
-            removed.push(remove_member_in(&mut tx, org, user, None).await?);
+            let (gone, hooks) = remove_member_in(&mut tx, org, user, None, audit.first()).await?;
+            removed.push(gone);
+            disabled.extend(hooks);
         }
         // DATA-6: each org where they wrote decides by its own policy, read here — also an org
         // they have left since, whose messages of theirs are still there.
@@ -260,7 +263,7 @@ impl PrivacyStore for Backend {
         .bind(ts(at))
         .change(&mut *tx)
         .await?;
-        commit_audited(tx, self, audit).await?;
+        commit_audited(tx, self, &[audit, &disabled].concat()).await?;
         Ok(ErasedAccount {
             tombstoned,
             removed,

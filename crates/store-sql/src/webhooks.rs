@@ -114,26 +114,45 @@ pub(super) enum MakerLeft {
 /// AZ-3: an endpoint sends what its conversation (or org) says to a URL its maker chose; once
 /// the maker is out, it is disabled (`maker_left`) in the leaving transaction, so nothing keeps
 /// flowing to a former member's choice. Someone who may read it now can enable it again.
+/// Answers a `webhook.disabled` row for each (DATA-4), made from `like` — the leaving's own
+/// row: its actor, time and request — for the caller to write in the same transaction.
 pub(super) async fn disable_made_by(
     conn: &mut Conn,
     user: UserId,
     left: MakerLeft,
-) -> StoreResult<()> {
+    like: Option<&AuditEntry>,
+) -> StoreResult<Vec<AuditEntry>> {
     let (scope, id) = match left {
         MakerLeft::Conversation(c) => ("conversation_id", c.0),
         MakerLeft::Org(o) => ("org_id", o.0),
     };
     let sql = format!(
         "UPDATE webhooks SET enabled = $3, disabled_reason = 'maker_left' \
-         WHERE created_by = $1 AND {scope} = $2 AND enabled"
+         WHERE created_by = $1 AND {scope} = $2 AND enabled RETURNING id, org_id"
     );
-    sqlx::query(&sql)
+    let disabled = sqlx::query(&sql)
         .bind(user.0)
         .bind(id)
         .bind(false)
-        .run(&mut *conn)
+        .all(&mut *conn, |r| {
+            Ok((get::<Uuid>(r, "id")?, OrgId(get(r, "org_id")?)))
+        })
         .await?;
-    Ok(())
+    let Some(like) = like else {
+        return Ok(Vec::new());
+    };
+    Ok(disabled
+        .into_iter()
+        .map(|(hook, org)| AuditEntry {
+            id: Uuid::now_v7(),
+            event: "webhook.disabled".to_owned(),
+            resource_type: Some("webhook".to_owned()),
+            resource_id: Some(hook.to_string()),
+            org: Some(org),
+            detail: Some(serde_json::json!({ "reason": "maker_left", "maker": user })),
+            ..like.clone()
+        })
+        .collect())
 }
 
 /// On PostgreSQL, a message event's insert takes a share lock on the message it checks: a

@@ -359,6 +359,10 @@ impl Services {
         target: UserId,
     ) -> Result<SignedIn> {
         let Some(admin_id) = admin.user else {
+            let entry = self.admin_audit(admin, "impersonation.denied");
+            let resource = Some(("user", target.to_string()));
+            self.record_denied(entry, "management_token", None, resource)
+                .await;
             return Err(ServiceError::forbidden(
                 "impersonation_forbidden",
                 "impersonation needs a signed-in server admin, not the management token",
@@ -373,6 +377,11 @@ impl Services {
         let user = self.existing_user(target).await?;
         let refusal = policy::credentials::impersonation_refusal(admin_id, &user);
         if let Some(message) = refusal {
+            // AUTH-12: a refused attempt is in the log too, with the admin as its actor.
+            let entry = self.admin_audit(admin, "impersonation.denied");
+            let resource = Some(("user", target.to_string()));
+            self.record_denied(entry, "cannot_impersonate", None, resource)
+                .await;
             return Err(ServiceError::conflict("cannot_impersonate", message));
         }
         let now = self.clock.now();

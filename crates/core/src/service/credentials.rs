@@ -236,6 +236,17 @@ impl Services {
         if let Some(allowed) = &key.allowed_ips {
             let from = ip.and_then(|i| i.parse::<IpAddr>().ok());
             if !from.is_some_and(|a| allowed.iter().any(|c| c.contains(a))) {
+                // AUTH-7, DATA-4: a working key used from elsewhere is the mark of a stolen
+                // one — recorded in its org's log (within the denied-row budget).
+                let actor = crate::audit::AuditActor {
+                    id: Some(key.id.0),
+                    kind: crate::types::ActorType::ApiKey,
+                    impersonator: None,
+                };
+                let entry = self.audit_as(actor, &super::ClientMeta::from_ip(ip), "api_key.denied");
+                let resource = Some(("api_key", key.id.to_string()));
+                self.record_denied(entry, "ip_not_allowed", Some(key.org_id), resource)
+                    .await;
                 return Err(IP_NOT_ALLOWED);
             }
         }

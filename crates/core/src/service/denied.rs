@@ -66,12 +66,27 @@ impl Services {
         org: Option<OrgId>,
         resource: Option<(&str, String)>,
     ) {
-        let who = actor.audit_actor();
+        self.record_denied(self.audit(actor, event), reason, org, resource)
+            .await;
+    }
+
+    /// [`Self::audit_denied`] for a refusal whose row is `entry` (its event and actor set: an
+    /// admin's, a key's before it is an actor): marked denied, with `reason`, within the actor's
+    /// budget.
+    pub(super) async fn record_denied(
+        &self,
+        entry: crate::audit::AuditEntry,
+        reason: &str,
+        org: Option<OrgId>,
+        resource: Option<(&str, String)>,
+    ) {
+        let who = &entry.actor;
         let key = (who.id, who.impersonator.map(|u| u.0));
         let Some(skipped) = self.denied.admit(key, self.clock.now()) else {
             return;
         };
-        let mut entry = self.audit(actor, event).denied();
+        let event = entry.event.clone();
+        let mut entry = entry.denied();
         if let Some(org) = org {
             entry = entry.org(org);
         }
@@ -83,7 +98,7 @@ impl Services {
             "unrecorded_before": skipped,
         }));
         if let Err(e) = self.store.append_audit(&[entry]).await {
-            tracing::warn!(error = %e, event, "could not record a denied attempt");
+            tracing::warn!(error = %e, event = %event, "could not record a denied attempt");
         }
     }
 }

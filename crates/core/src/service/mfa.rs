@@ -281,7 +281,7 @@ impl Services {
     ) -> Result<()> {
         let subject = self.login_subject(&actor.user.username, meta.ip.as_deref());
         let attempt = self.reserve_attempt(&subject).await?;
-        match self.check_code(actor.user.id, code).await {
+        match self.check_code(actor.user.id, code, meta).await {
             Ok(Checked::Accepted) => {
                 self.give_back(attempt).await;
                 Ok(())
@@ -374,7 +374,7 @@ impl Services {
                 return Err(e.into());
             }
         }
-        let checked = match self.check_code(user.id, &code).await {
+        let checked = match self.check_code(user.id, &code, &meta).await {
             Ok(c) => c,
             Err(e) => {
                 self.give_back(attempt).await;
@@ -414,11 +414,17 @@ impl Services {
         TotpSecret::from_bytes(plain).map_err(|e| ServiceError::Internal(e.to_owned()))
     }
 
-    /// Checks a code against the user's enabled 2FA, consuming it when it is right.
-    async fn check_code(&self, user: UserId, code: &SecondFactorCode) -> Result<Checked> {
+    /// Checks a code against the user's enabled 2FA, consuming it when it is right; `meta` is
+    /// the request's (a recovery code's use is recorded with its address, DATA-4).
+    async fn check_code(
+        &self,
+        user: UserId,
+        code: &SecondFactorCode,
+        meta: &ClientMeta,
+    ) -> Result<Checked> {
         match code {
             SecondFactorCode::Totp(code) => self.check_totp(user, code).await,
-            SecondFactorCode::Recovery(code) => self.check_recovery_code(user, code).await,
+            SecondFactorCode::Recovery(code) => self.check_recovery_code(user, code, meta).await,
         }
     }
 
@@ -442,7 +448,12 @@ impl Services {
         }
     }
 
-    async fn check_recovery_code(&self, user: UserId, code: &RecoveryCode) -> Result<Checked> {
+    async fn check_recovery_code(
+        &self,
+        user: UserId,
+        code: &RecoveryCode,
+        meta: &ClientMeta,
+    ) -> Result<Checked> {
         let lookup = code.lookup();
         let stored = self
             .store
@@ -469,11 +480,7 @@ impl Services {
                 },
                 self.clock.now(),
                 &[self
-                    .audit_as(
-                        AuditActor::user(user),
-                        &ClientMeta::default(),
-                        "recovery_code.used",
-                    )
+                    .audit_as(AuditActor::user(user), meta, "recovery_code.used")
                     .resource("user", user)],
             )
             .await?

@@ -163,7 +163,7 @@ async fn run(
             Err(BudgetRefusal::Agent) => return notice(AGENT_BUDGET_NOTICE).await,
         };
     }
-    let prompt_chars: usize = context.iter().map(|l| l.content.chars().count()).sum();
+    let prompt_estimate = prompt_estimate(&context);
     // Within 0–2: exact enough as an f32.
     #[allow(clippy::cast_possible_truncation)]
     let temperature = agent.temperature.map(|t| t as f32);
@@ -208,9 +208,11 @@ async fn run(
             i64::try_from(u.prompt_tokens).unwrap_or(i64::MAX),
             i64::try_from(u.completion_tokens).unwrap_or(i64::MAX),
         ),
+        // Without the provider's usage, as much as the text could have taken (a token a
+        // byte at most), never less: a budget is never spent past unawares.
         None => (
-            i64::try_from(prompt_chars.div_ceil(3)).unwrap_or(i64::MAX),
-            i64::try_from(stream.text().chars().count().div_ceil(3)).unwrap_or(i64::MAX),
+            prompt_estimate,
+            i64::try_from(stream.text().len()).unwrap_or(i64::MAX),
         ),
     };
     // Counted before the answer's end is announced: whoever sees the end sees the usage.

@@ -28,17 +28,57 @@ use uuid::Uuid;
 pub fn router() -> OpenApiRouter<AppState> {
     use super::credentials::{declare, RouteAccess};
     use conclave_core::credential::Scope;
-    // The upload enforces its own limit while streaming, so the default body cap is lifted.
+    // The upload enforces its own limit while streaming, so the default body cap is lifted;
+    // what comes before the file's bytes has a small cap of its own (`preamble_cap`).
     let upload = declare(
         OpenApiRouter::new().routes(routes!(upload_file)),
         RouteAccess::always(Scope::FilesWrite),
     )
-    .route_layer(DefaultBodyLimit::disable());
+    .route_layer(DefaultBodyLimit::disable())
+    .route_layer(axum::middleware::from_fn(preamble_cap));
     let url = declare(
         OpenApiRouter::new().routes(routes!(file_url)),
         RouteAccess::always(Scope::MessagesRead),
     );
     upload.merge(url)
+}
+
+/// The most bytes of an upload's body read before its `file` field's bytes begin: the
+/// preamble, the `conversation_id` field, both fields' headers — and the first of the file's
+/// bytes that came in the same chunks (a chunk is at most the HTTP reader's buffer, about
+/// 400 KiB). Past it the body fails (400 `multipart_invalid`): the multipart reader holds
+/// whatever it has not yet found a boundary or a header's end in, so a body with neither would
+/// be held whole (CORE-6, RATE-5).
+const PREAMBLE_MAX: usize = 1 << 20;
+
+/// Set by the handler once the `file` field's bytes begin: from then on the file's own limit
+/// is enforced as it streams.
+#[derive(Clone, Default)]
+struct FileStarted(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+/// Counts an upload's body until its file begins, and fails it past [`PREAMBLE_MAX`].
+async fn preamble_cap(mut req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use futures::StreamExt;
+    use std::sync::atomic::Ordering;
+    let started = FileStarted::default();
+    req.extensions_mut().insert(started.clone());
+    let mut read = 0usize;
+    let body = std::mem::take(req.body_mut())
+        .into_data_stream()
+        .map(move |chunk| {
+            let chunk = chunk?;
+            if !started.0.load(Ordering::Acquire) {
+                read = read.saturating_add(chunk.len());
+                if read > PREAMBLE_MAX {
+                    return Err(axum::Error::new(std::io::Error::other(
+                        "the multipart body's preamble and headers are too long",
+                    )));
+                }
+            }
+            Ok(chunk)
+        });
+    *req.body_mut() = Body::from_stream(body);
+    next.run(req).await
 }
 
 /// The form `POST /files` takes: `conversation_id` first, then `file`.
@@ -158,6 +198,7 @@ async fn id_field(mut field: axum::extract::multipart::Field<'_>) -> ApiResult<C
 async fn upload_file(
     State(state): State<AppState>,
     caller: Caller,
+    axum::Extension(started): axum::Extension<FileStarted>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<(StatusCode, Json<FileInfo>)> {
     let mut mp = multipart.map_err(|_| {
@@ -194,6 +235,8 @@ async fn upload_file(
                     ));
                 };
                 let name = FileName::sanitize(field.file_name().unwrap_or_default());
+                // Its headers are read: its bytes are the file's, under the file's own limit.
+                started.0.store(true, std::sync::atomic::Ordering::Release);
                 let stored = store_upload(
                     &state.files,
                     &state.services,

@@ -170,15 +170,21 @@ async fn client_document(
         timeout: DOCUMENT_TIMEOUT,
         max_response_bytes: DOCUMENT_MAX_BYTES,
     };
-    let fetched = state.outbound.send(req).await.map_err(|e| {
-        if e.is_url_not_allowed() {
-            refuse("the client metadata document's address is not allowed")
-        } else {
-            refuse("the client metadata document could not be fetched")
-        }
-    })?;
-    if fetched.status != StatusCode::OK {
-        return Err(refuse("the client metadata document could not be fetched"));
+    // One answer for every way the fetch fails: anyone may ask, signed in or not, so telling
+    // "a private address" from "no such name" would map the internal network (as R10).
+    let unusable = || refuse("the client metadata document could not be used");
+    let fetched = state.outbound.send(req).await.map_err(|_| unusable())?;
+    // A document is taken only from its own URL (never through a redirect, which would let
+    // an open redirect on a reputable site vouch for another's client) and only as JSON.
+    let json = fetched
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|t| t.trim().to_ascii_lowercase())
+        .is_some_and(|t| t == "application/json" || t.ends_with("+json"));
+    if fetched.status != StatusCode::OK || fetched.final_url.as_str() != parsed.as_str() || !json {
+        return Err(unusable());
     }
     parse_client_document(url, &fetched.body)
 }

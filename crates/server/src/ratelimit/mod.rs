@@ -121,7 +121,12 @@ impl RouteClass {
             return Self::Read;
         }
         let oidc = *method == Method::GET && path.starts_with("/api/v1/auth/oidc/");
-        if (*method == Method::POST && AUTH_ROUTES.contains(&path)) || oidc {
+        // The OAuth server's front doors make tokens, or (a metadata document's client) fetch
+        // from the network and store a request, for callers with no credential at all: they
+        // are charged as sign-ins are (MCP-2, RATE-1).
+        let oauth = (*method == Method::GET && path == "/oauth/authorize")
+            || (*method == Method::POST && path == "/oauth/token");
+        if (*method == Method::POST && AUTH_ROUTES.contains(&path)) || oidc || oauth {
             Self::Auth
         } else if SECURING_ROUTES
             .iter()
@@ -517,6 +522,9 @@ mod tests {
             (Method::GET, "/api/v1/files/x", RouteClass::Read),
             (Method::DELETE, "/api/v1/orgs/x", RouteClass::Write),
             (Method::POST, "/mcp", RouteClass::Read),
+            (Method::GET, "/oauth/authorize", RouteClass::Auth),
+            (Method::POST, "/oauth/token", RouteClass::Auth),
+            (Method::POST, "/oauth/revoke", RouteClass::Write),
         ] {
             assert_eq!(RouteClass::of(&method, path), class, "{method} {path}");
         }

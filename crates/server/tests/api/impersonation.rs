@@ -386,6 +386,22 @@ async fn impersonation_is_refused_where_it_must_be(app: TestApp) {
     // Nothing was started by any of these.
     let rows = app.audit_of("impersonation.started").await;
     assert_eq!(rows.body["items"].as_array().map(Vec::len), Some(0));
+    // AUTH-12: each refused attempt is in the log, the admin (or the management token) as
+    // its actor, the user it aimed at as its resource.
+    let denied = app.audit_of("impersonation.denied").await.items();
+    assert_eq!(denied.len(), 4, "{denied:?}");
+    assert!(
+        denied.iter().all(|r| r["outcome"] == "denied"),
+        "{denied:?}"
+    );
+    let by_admin = denied
+        .iter()
+        .filter(|r| r["actor"]["id"] == json!(admin.id))
+        .count();
+    assert_eq!(by_admin, 3, "{denied:?}");
+    assert!(denied
+        .iter()
+        .any(|r| r["actor"]["type"] == "management" && r["resource"]["id"] == json!(alice.id)));
 }
 
 /// AUTH-12, AZ-5: a session an admin started as a user is hers, not the user's: it ends — on

@@ -23,10 +23,14 @@ impl Services {
         if guards.is_empty() {
             return Ok(());
         }
+        // One flag a guard, however often it judged the message (an answer's every delta).
+        let mut guards = guards.to_vec();
+        guards.sort_unstable();
+        guards.dedup();
         let known = self.org_guards(org).await?;
         let now = self.clock.now();
         let mut flags = Vec::with_capacity(guards.len());
-        for id in guards {
+        for id in &guards {
             let name = match known.guards.iter().find(|g| g.id == *id) {
                 Some(g) => g.name.clone(),
                 None => {

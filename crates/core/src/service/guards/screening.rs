@@ -181,7 +181,9 @@ impl Services {
         };
         let api_key = (self.open_agent_key(&agent).await)
             .map_err(|_| fail("the guard agent's key could not be opened"))?;
-        let estimate = i64::try_from(text.chars().count().div_ceil(3))
+        // At most a token a UTF-8 byte (AGENT-4: what is held bounds what is spent; a
+        // character count would undercount CJK text and emoji).
+        let estimate = i64::try_from(text.len())
             .unwrap_or(i64::MAX)
             .saturating_add(AGENT_GUARD_PROMPT_TOKENS);
         let reservation = match self.reserve_agent_tokens(&agent, estimate).await {

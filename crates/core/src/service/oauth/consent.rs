@@ -61,7 +61,15 @@ impl Services {
         };
         let state = req.state;
         let issuer = self.oauth.issuer.clone();
+        // Errors go back to the client's redirect URI only for a client an org registered.
+        // One that describes itself (a metadata document anyone can host) named that URI
+        // itself: redirecting there before the user has signed in and decided would make this
+        // server an open redirect for any URL (RFC 9700 §4.11.2), so its errors are shown.
+        let registered = client.registered.is_some();
         let back = |e: OAuthError| {
+            if !registered {
+                return AuthorizeRefusal::Shown(e);
+            }
             let mut params = vec![("error", e.error), ("error_description", &*e.description)];
             if let Some(s) = &state {
                 params.push(("state", s.as_str()));

@@ -302,6 +302,24 @@ async fn a_guarded_answer_is_blocked_before_anyone_sees_it(h: Agented) {
     app.says(&s.conv, &s.bob, "@Helper again").await;
     let seen = answer_on(&mut bob, &s.agent_user).await;
     assert_eq!(seen.end["content"], "all fine");
+    // RATE-6: a flagging guard flags an answer once, however many of its deltas it judged
+    // (each is screened with the text so far; before, each added the same flag again — a
+    // long answer's thousands overflowed the insert and left the review queue without it).
+    let guard = json!({"kind": "blocklist", "mode": "flag", "terms": ["darn"]});
+    app.post(&org_path(&s.org, "/guards"), &s.alice.token, guard)
+        .await
+        .expect(201);
+    h.llm
+        .answer(Script::says(&["darn ", "it, ", "and ", "darn ", "again"]));
+    app.says(&s.conv, &s.bob, "@Helper grumble").await;
+    let seen = answer_on(&mut bob, &s.agent_user).await;
+    assert_eq!(seen.end["content"], "darn it, and darn again");
+    // The flags are written after the end is announced, all in one statement.
+    let flags = || crate::guards::open_flags(app, &s.org, &s.alice);
+    crate::widget::eventually("the flag", || async { !flags().await.is_empty() }).await;
+    let flagged = flags().await;
+    assert_eq!(flagged.len(), 1, "{flagged:?}");
+    assert_eq!(flagged[0]["message"]["id"], seen.end["id"], "{flagged:?}");
 }
 
 /// AGENT-5 with a remote guard (a guard agent): the answer is held whole, screened, and on

@@ -157,25 +157,21 @@ pub(crate) async fn size_and_quota_hold_under_parallel_uploads(app: TestApp) {
         .expect(201);
 }
 
-/// The upload's body has no overall cap (the file's limit is enforced while it streams), so the
-/// `conversation_id` field is read only up to what an id can take: an endless one is refused
-/// (400 naming it) while the client is still sending, not read whole into memory first. The
-/// request declares 1 GiB; the client stops after 256 MiB, so a server that reads the field
-/// whole never answers.
-pub(crate) async fn an_endless_id_field_is_refused_without_reading_it(app: TestApp) {
+/// Sends `POST /files` with a body that starts with `start` (after the head) and goes on with
+/// `filler` bytes for as long as the server reads (at most 256 MiB of a declared 1 GiB); answers
+/// the server's answer (its JSON error) and how much was sent before it came.
+async fn endless_upload(app: &TestApp, token: &str, start: &str, filler: u8) -> (Value, usize) {
     use std::sync::atomic::{AtomicBool, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (acme, _conv) = app.acme_private().await;
     let host = app.base.trim_start_matches("http://").to_owned();
     let tcp = tokio::net::TcpStream::connect(&host)
         .await
         .expect("connect");
     let (mut read, mut write) = tcp.into_split();
     let head = format!(
-        "POST /api/v1/files HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\
+        "POST /api/v1/files HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\
          Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n\
-         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"conversation_id\"\r\n\r\n",
-        acme.alice.token,
+         {start}",
         1u64 << 30
     );
     let answered = std::sync::Arc::new(AtomicBool::new(false));
@@ -186,7 +182,7 @@ pub(crate) async fn an_endless_id_field_is_refused_without_reading_it(app: TestA
         if write.write_all(head.as_bytes()).await.is_err() {
             return (sent, write);
         }
-        let chunk = vec![b'0'; 64 * 1024];
+        let chunk = vec![filler; 64 * 1024];
         while sent < 256 << 20 && !done.load(Ordering::Relaxed) {
             if write.write_all(&chunk).await.is_err() {
                 break;
@@ -215,7 +211,7 @@ pub(crate) async fn an_endless_id_field_is_refused_without_reading_it(app: TestA
     while !complete(&answer) {
         let n = tokio::time::timeout(std::time::Duration::from_secs(20), read.read(&mut buf))
             .await
-            .expect("an answer while the field is still being sent")
+            .expect("an answer while the body is still being sent")
             .expect("the answer is readable");
         assert!(n > 0, "the connection ended without an answer");
         answer.extend_from_slice(&buf[..n]);
@@ -226,11 +222,40 @@ pub(crate) async fn an_endless_id_field_is_refused_without_reading_it(app: TestA
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
     let body: Value =
         serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).expect("a JSON error");
+    (body, sent)
+}
+
+/// The upload's body has no overall cap (the file's limit is enforced while it streams), so the
+/// `conversation_id` field is read only up to what an id can take: an endless one is refused
+/// (400 naming it) while the client is still sending, not read whole into memory first. The
+/// request declares 1 GiB; the client stops after 256 MiB, so a server that reads the field
+/// whole never answers. CORE-6, RATE-5: the same holds for what comes before any field's
+/// bytes — a body with no boundary at all, or a header line that never ends, which the
+/// multipart reader would hold whole while it looked for their end.
+pub(crate) async fn an_endless_id_field_is_refused_without_reading_it(app: TestApp) {
+    let (acme, _conv) = app.acme_private().await;
+    let token = &acme.alice.token;
+    let id_field =
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"conversation_id\"\r\n\r\n");
+    let (body, sent) = endless_upload(&app, token, &id_field, b'0').await;
     assert_eq!(body["error"]["code"], "invalid_id", "{body}");
     assert_eq!(body["error"]["field"], "conversation_id", "{body}");
     assert!(
         sent < 64 << 20,
         "the server read {sent} bytes of an id before refusing it"
     );
+    let endless_header =
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"");
+    for (start, what) in [
+        ("", "no boundary"),
+        (endless_header.as_str(), "a header line"),
+    ] {
+        let (body, sent) = endless_upload(&app, token, start, b'a').await;
+        assert_eq!(body["error"]["code"], "multipart_invalid", "{what}: {body}");
+        assert!(
+            sent < 64 << 20,
+            "{what}: the server read {sent} bytes before refusing"
+        );
+    }
     assert_eq!(app.blob_count(), 0);
 }

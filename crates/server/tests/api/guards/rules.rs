@@ -67,6 +67,16 @@ async fn blocked_posts_are_never_stored_or_announced(g: Guarded) {
                    "format": "html"}),
             "Card numbers",
         ),
+        // Paragraphs (and line breaks) part words the reader sees parted, for whole-word
+        // terms and `\b` alike: not `okdarn`, not `x1234…`.
+        (
+            json!({"content": "<p>ok</p><p>darn</p>", "format": "html"}),
+            "Language",
+        ),
+        (
+            json!({"content": "<p>x</p><p>1234-5678-9012-3456</p>", "format": "html"}),
+            "Card numbers",
+        ),
     ] {
         let res = app
             .post(&conv_path(&conv, "/messages"), &alice.token, body.clone())
@@ -95,11 +105,11 @@ async fn blocked_posts_are_never_stored_or_announced(g: Guarded) {
     // Sequence numbers show no gap either: the blocked sends took none.
     assert_eq!(ok.body["seq"], 1);
 
-    // Every decision counted: the blocklist decided all seven, the regex the three it saw.
+    // Every decision counted: the blocklist decided all nine, the regex the four it saw.
     let words = listed_guard(app, &org, &alice, words["id"].as_str().unwrap()).await;
-    assert_eq!(counts(&words), (3, 0, 4, 0));
+    assert_eq!(counts(&words), (4, 0, 5, 0));
     let cards = listed_guard(app, &org, &alice, cards["id"].as_str().unwrap()).await;
-    assert_eq!(counts(&cards), (1, 0, 2, 0));
+    assert_eq!(counts(&cards), (1, 0, 3, 0));
 
     // A disabled guard does not run; a deleted one neither.
     let path = format!("{}/{}", guards(&org), words["id"].as_str().unwrap());

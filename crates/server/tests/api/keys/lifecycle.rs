@@ -231,6 +231,19 @@ pub(super) async fn ip_allowlist_and_last_use(app: TestApp) {
         listed(&app, &alice).await[0]["last_used_at"].is_null(),
         "a refused request is not a use"
     );
+    // AUTH-7, DATA-4: each refusal is in the org's log, the key as its actor, with the
+    // address it came from — a working key used elsewhere is the mark of a stolen one.
+    let rows = app
+        .items(
+            &format!("/api/v1/orgs/{org}/audit?event=api_key.denied"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["outcome"], "denied");
+    assert_eq!(rows[0]["actor"]["type"], "api_key");
+    assert_eq!(rows[0]["detail"]["reason"], "ip_not_allowed");
+    assert!(rows.iter().any(|r| r["ip"] == "192.168.1.5"), "{rows:?}");
     from("10.1.2.3").await.expect(200);
     from("2001:db8::1").await.expect(200);
     let used = &listed(&app, &alice).await[0];

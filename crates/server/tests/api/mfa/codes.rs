@@ -13,6 +13,11 @@ pub(super) async fn recovery_codes_work_once_and_regenerate(app: TestApp) {
     let token = mfa_token(&app, "alice").await;
     let typed = codes[3].replace('-', "").to_uppercase();
     second_step(&app, &token, &typed).await.expect(200);
+    // DATA-4: its use is recorded with the sign-in's address and request, like the sign-in.
+    let used = app.audit_of("recovery_code.used").await.items();
+    assert_eq!(used.len(), 1, "{used:?}");
+    assert_eq!(used[0]["ip"], "127.0.0.1", "{used:?}");
+    assert!(used[0]["request_id"].is_string(), "{used:?}");
     let token = mfa_token(&app, "alice").await;
     second_step(&app, &token, &codes[3])
         .await

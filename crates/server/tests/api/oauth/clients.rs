@@ -224,10 +224,11 @@ async fn a_metadata_document_on_a_private_address_is_refused(app: TestApp) {
         let res = app.authorize_as(url, &[]).await;
         assert_eq!(res.status, 400, "{url}");
         assert_eq!(
-            res.body["error_description"], "the client metadata document's address is not allowed",
+            res.body["error_description"], "the client metadata document could not be used",
             "{url}"
         );
     }
-    // The guard refused before connecting: the document server was never asked.
+    // The guard refused before connecting: the document server was never asked. (A missing
+    // document gets the very same words: anyone may ask, so no answer maps the network.)
     assert!(fetches.lock().unwrap().is_empty());
 }

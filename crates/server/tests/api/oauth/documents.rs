@@ -23,7 +23,8 @@ pub struct Documented {
 pub type Fetches = Arc<Mutex<Vec<Received>>>;
 
 /// Serves `/client.json` naming itself, recording every request (any path); answers its
-/// port, its URL and the record.
+/// port, its URL and the record. Beside it: `/moved.json` redirects to a document naming
+/// `/moved.json`, and `/as-html.json` names itself but is sent as `text/html`.
 pub async fn serve_document() -> (u16, String, Fetches) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -47,10 +48,24 @@ pub async fn serve_document() -> (u16, String, Fetches) {
                     body,
                 };
                 seen.lock().unwrap_or_else(|e| e.into_inner()).push(got);
-                if path == "/client.json" {
-                    axum::Json(doc).into_response()
-                } else {
-                    axum::http::StatusCode::NOT_FOUND.into_response()
+                let base = doc["client_id"].as_str().unwrap_or_default().to_owned();
+                let naming = |name: &str| {
+                    let mut d = doc.clone();
+                    d["client_id"] = json!(base.replace("/client.json", name));
+                    d
+                };
+                match path.as_str() {
+                    "/client.json" => axum::Json(doc).into_response(),
+                    "/moved.json" => {
+                        axum::response::Redirect::to("/moved-target.json").into_response()
+                    }
+                    "/moved-target.json" => axum::Json(naming("/moved.json")).into_response(),
+                    "/as-html.json" => (
+                        [(axum::http::header::CONTENT_TYPE, "text/html")],
+                        naming("/as-html.json").to_string(),
+                    )
+                        .into_response(),
+                    _ => axum::http::StatusCode::NOT_FOUND.into_response(),
                 }
             }
         },
@@ -99,6 +114,34 @@ async fn a_metadata_document_client_signs_in(d: Documented) {
         (res.status.as_u16(), res.body["error"].as_str()),
         (400, Some("invalid_client"))
     );
+    // Worded as a refused address is (`clients.rs`): anyone may ask, so no answer tells a
+    // private address from a missing document or name.
+    assert_eq!(
+        res.body["error_description"],
+        "the client metadata document could not be used"
+    );
+    // MCP-2 (the metadata-document draft): a document is taken from its own URL only — not
+    // through a redirect (an open redirect on a reputable host would vouch for another's
+    // client) — and only as JSON.
+    for name in ["/moved.json", "/as-html.json"] {
+        let url = d.url.replace("/client.json", name);
+        let res = app.authorize_as(&url, &[]).await;
+        assert_eq!(
+            (res.status.as_u16(), res.body["error"].as_str()),
+            (400, Some("invalid_client")),
+            "{name}"
+        );
+    }
+    // RFC 9700 §4.11.2: before the user has decided, a self-described client's errors are
+    // shown, never redirected to the URI its own document names (an open redirect otherwise).
+    for extra in [
+        ("response_type", "token"),
+        ("code_challenge_method", "plain"),
+    ] {
+        let res = app.authorize_as(&d.url, &[extra]).await;
+        assert_eq!(res.status, 400, "{extra:?}");
+        assert!(res.headers.get("location").is_none(), "{extra:?}");
+    }
     // https is required of any host the allowlist does not name.
     let res = app
         .authorize_as("http://client.example/meta.json", &[])

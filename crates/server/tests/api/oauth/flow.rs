@@ -6,6 +6,7 @@ use crate::both_backends;
 
 both_backends!(with crate::helpers::spawn_app_unlimited;
     metadata_documents_describe_the_server,
+    a_renewed_grant_keeps_only_its_live_tokens,
     the_code_flow_issues_tokens_that_only_mcp_accepts,
     pkce_is_required_and_must_be_s256,
     a_redirect_uri_off_by_one_character_is_never_redirected_to,
@@ -343,6 +344,35 @@ async fn codes_and_access_tokens_expire(app: TestApp) {
     app.consent_api(&browser, Method::GET, &id, None)
         .await
         .expect(404);
+}
+
+/// MCP-2: renewing a grant keeps only the tokens that can still be used: each rotation deletes
+/// the grant's expired ones (before, every access and refresh token stayed for good).
+async fn a_renewed_grant_keeps_only_its_live_tokens(app: TestApp) {
+    let w = world(&app).await;
+    let code = code_for(&app, &w, &w.client_id, &w.org).await;
+    let (_, mut refresh_token) = tokens(&redeem(&app, &w.client_id, &code).await.expect(200));
+    for _ in 0..5 {
+        app.clock.advance(chrono::Duration::hours(2));
+        let renewed = refresh(&app, &w.client_id, &refresh_token)
+            .await
+            .expect(200);
+        refresh_token = tokens(&renewed).1;
+    }
+    // Counting the rows as an update touches them, the same on both backends.
+    let db = crate::db::Db::of(&app).await;
+    let access = db
+        .exec("UPDATE oauth_access_tokens SET created_at = created_at")
+        .await;
+    let refresh_rows = db
+        .exec("UPDATE oauth_refresh_tokens SET created_at = created_at")
+        .await;
+    db.close().await;
+    assert_eq!(access, 1, "only the live access token");
+    assert_eq!(
+        refresh_rows, 6,
+        "refresh tokens live 30 days: used ones betray a replay"
+    );
 }
 
 async fn refresh_tokens_rotate_and_reuse_revokes_the_family(app: TestApp) {

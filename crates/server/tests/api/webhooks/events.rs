@@ -685,6 +685,17 @@ async fn an_endpoint_is_steered_only_by_who_could_make_it(h: Hooked) {
     let of = |id: &str| shown.iter().find(|w| w["id"] == id).unwrap().clone();
     assert_eq!(of(&mine)["enabled"], false);
     assert_eq!(of(&mine)["disabled_reason"], "maker_left");
+    // DATA-4: in the org's log, in the leaving's own transaction, by who left.
+    let rows = app
+        .items(
+            &org_path(org, "/audit?event=webhook.disabled"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["resource"]["id"], mine.as_str(), "{rows:?}");
+    assert_eq!(rows[0]["detail"]["reason"], "maker_left");
+    assert_eq!(rows[0]["actor"]["id"], dee.id.as_str());
     assert_eq!(of(&scoped)["enabled"], true, "the owner's stays");
     app.says(&private, owner, "after dee left").await;
     run_worker(app, Duration::seconds(1)).await;
