@@ -105,7 +105,15 @@ impl Services {
             .audit(actor, "api_key.created")
             .resource("api_key", key.id)
             .org(key.org_id)
-            .detail(serde_json::json!({ "scopes": key.scopes }));
+            // DATA-4: every bound of the key (none is secret) — one made with no expiry and no
+            // allowlist is what a lasting foothold looks like.
+            .detail(serde_json::json!({
+                "scopes": key.scopes,
+                "expires_at": key.expires_at,
+                "allowed_ips": key.allowed_ips,
+                "conversation_ids": key.conversation_ids,
+                "tier": key.tier,
+            }));
         self.store
             .create_api_key(&key, &secret.hash, &[audit])
             .await?;

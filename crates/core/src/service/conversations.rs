@@ -381,6 +381,28 @@ impl Services {
         if let Some(v) = &patch.visibility {
             self.check_visibility(conv.org_id, v).await?;
         }
+        // DATA-4: what each setting was and became (a private conversation opened to the org
+        // reads as such).
+        let mut values = serde_json::Map::new();
+        let mut record = |field: &str, from: serde_json::Value, to: serde_json::Value| {
+            values.insert(
+                field.to_owned(),
+                serde_json::json!({ "from": from, "to": to }),
+            );
+        };
+        if let Some(name) = &patch.name {
+            record("name", conv.name.clone().into(), name.as_str().into());
+        }
+        if let Some(archived) = patch.archived {
+            record("archived", conv.archived.into(), archived.into());
+        }
+        if let Some(v) = &patch.visibility {
+            let shown = |v: &Visibility| serde_json::to_value(v).unwrap_or_default();
+            record("visibility", shown(&conv.visibility), shown(v));
+        }
+        let audit = self
+            .conversation_audit(actor, "conversation.updated", &conv)
+            .detail(serde_json::json!({ "values": values }));
         let updated = self
             .store
             .update_conversation(
@@ -389,7 +411,7 @@ impl Services {
                     patch,
                     at: self.clock.now(),
                 },
-                &[self.conversation_audit(actor, "conversation.updated", &conv)],
+                &[audit],
             )
             .await?;
         // Its settings (visibility, archival) decide everyone's access: forgotten first.

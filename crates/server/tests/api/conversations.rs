@@ -4,7 +4,7 @@ use crate::both_backends;
 use crate::cases::Caller;
 use crate::fixtures::Team;
 use crate::helpers::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 both_backends!(
     direct_conversations_are_unique_per_pair,
@@ -352,6 +352,22 @@ async fn rename_archive_delete(app: TestApp) {
         .await;
     assert_eq!(answers[1].body["name"], "Renamed");
     assert_eq!(answers[4].body["archived"], true);
+    // DATA-4: each change is in the org's log with what it was and became.
+    let rows = app
+        .items(
+            &org_path(&org, "/audit?event=conversation.updated"),
+            &owner.token,
+        )
+        .await;
+    let values: Vec<&Value> = rows.iter().map(|r| &r["detail"]["values"]).collect();
+    assert!(
+        values.iter().any(|v| v["name"]["to"] == "Renamed"),
+        "{values:?}"
+    );
+    assert!(
+        values.contains(&&json!({"archived": {"from": true, "to": false}})),
+        "{values:?}"
+    );
 }
 
 async fn available(app: &TestApp, u: &User) -> Vec<String> {

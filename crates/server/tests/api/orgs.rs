@@ -76,6 +76,25 @@ async fn only_owners_relax_2fa_and_change_audit_retention(app: TestApp) {
     app.patch(&o, &owner.token, json!({"require_2fa": false}))
         .await
         .expect(200);
+    // DATA-4: the log says what each setting was and became — lifting the requirement reads
+    // differently from setting it.
+    let rows = app
+        .items(
+            &format!("{o}/audit?event=org.settings_changed"),
+            &owner.token,
+        )
+        .await;
+    let lifted = &rows[0]["detail"]["values"];
+    assert_eq!(
+        lifted["require_2fa"],
+        json!({"from": true, "to": false}),
+        "{rows:?}"
+    );
+    let renamed = rows
+        .iter()
+        .find(|r| r["detail"]["values"]["name"]["to"] == "Acme 3")
+        .expect("the rename's row");
+    assert_eq!(renamed["detail"]["values"]["name"]["from"], "Acme 2");
 }
 
 /// DATA-5: the server may raise the floor (never lower it).

@@ -244,6 +244,21 @@ pub(super) async fn ip_allowlist_and_last_use(app: TestApp) {
     assert_eq!(rows[0]["actor"]["type"], "api_key");
     assert_eq!(rows[0]["detail"]["reason"], "ip_not_allowed");
     assert!(rows.iter().any(|r| r["ip"] == "192.168.1.5"), "{rows:?}");
+    // Its making is there with every bound it was given.
+    let made = app
+        .items(
+            &format!("/api/v1/orgs/{org}/audit?event=api_key.created"),
+            &alice.token,
+        )
+        .await;
+    let bounds = &made[0]["detail"];
+    assert_eq!(
+        bounds["allowed_ips"],
+        json!(["10.0.0.0/8", "2001:db8::1/128"]),
+        "{made:?}"
+    );
+    assert_eq!(bounds["tier"], "team");
+    assert!(bounds["expires_at"].is_null() && bounds["conversation_ids"].is_null());
     from("10.1.2.3").await.expect(200);
     from("2001:db8::1").await.expect(200);
     let used = &listed(&app, &alice).await[0];
