@@ -141,6 +141,27 @@ impl AuditActor {
     }
 }
 
+/// What a settings change made of each setting it touched, for its audit row's detail
+/// (DATA-4): `{field: {"from", "to"}}` — values only, never secrets.
+#[derive(Debug, Default)]
+pub struct SettingChanges(serde_json::Map<String, serde_json::Value>);
+
+impl SettingChanges {
+    /// Records that `field` went from `from` to `to`.
+    pub fn record(&mut self, field: &str, from: impl Serialize, to: impl Serialize) {
+        self.0.insert(
+            field.to_owned(),
+            serde_json::json!({ "from": from, "to": to }),
+        );
+    }
+
+    /// The detail's value.
+    #[must_use]
+    pub fn into_value(self) -> serde_json::Value {
+        serde_json::Value::Object(self.0)
+    }
+}
+
 /// One audited event, before it is chained.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEntry {

@@ -383,26 +383,19 @@ impl Services {
         }
         // DATA-4: what each setting was and became (a private conversation opened to the org
         // reads as such).
-        let mut values = serde_json::Map::new();
-        let mut record = |field: &str, from: serde_json::Value, to: serde_json::Value| {
-            values.insert(
-                field.to_owned(),
-                serde_json::json!({ "from": from, "to": to }),
-            );
-        };
+        let mut values = crate::audit::SettingChanges::default();
         if let Some(name) = &patch.name {
-            record("name", conv.name.clone().into(), name.as_str().into());
+            values.record("name", &conv.name, name.as_str());
         }
         if let Some(archived) = patch.archived {
-            record("archived", conv.archived.into(), archived.into());
+            values.record("archived", conv.archived, archived);
         }
         if let Some(v) = &patch.visibility {
-            let shown = |v: &Visibility| serde_json::to_value(v).unwrap_or_default();
-            record("visibility", shown(&conv.visibility), shown(v));
+            values.record("visibility", &conv.visibility, v);
         }
         let audit = self
             .conversation_audit(actor, "conversation.updated", &conv)
-            .detail(serde_json::json!({ "values": values }));
+            .detail(serde_json::json!({ "values": values.into_value() }));
         let updated = self
             .store
             .update_conversation(

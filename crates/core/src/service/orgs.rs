@@ -214,42 +214,31 @@ impl Services {
         }
         // DATA-4: what each setting was and became (none is secret) — turning the org's 2FA
         // rule off must read differently from turning it on.
-        let mut values = serde_json::Map::new();
-        let mut record = |field: &str, from: serde_json::Value, to: serde_json::Value| {
-            values.insert(
-                field.to_owned(),
-                serde_json::json!({ "from": from, "to": to }),
-            );
-        };
+        let mut values = crate::audit::SettingChanges::default();
         if let Some(name) = &patch.name {
-            record("name", before.name.clone().into(), name.as_str().into());
+            values.record("name", &before.name, name.as_str());
         }
         if let Some(on) = patch.require_2fa {
-            record("require_2fa", before.require_2fa.into(), on.into());
+            values.record("require_2fa", before.require_2fa, on);
         }
         if let Some(days) = patch.message_retention_days {
-            record(
+            values.record(
                 "message_retention_days",
-                before.message_retention_days.into(),
-                days.into(),
+                before.message_retention_days,
+                days,
             );
         }
         if let Some(days) = patch.audit_retention_days {
-            record(
-                "audit_retention_days",
-                before.audit_retention_days.into(),
-                days.into(),
-            );
+            values.record("audit_retention_days", before.audit_retention_days, days);
         }
         if let Some(policy) = patch.erasure {
-            let shown = |p: ErasurePolicy| serde_json::to_value(p).unwrap_or_default();
-            record("erasure", shown(before.erasure), shown(policy));
+            values.record("erasure", before.erasure, policy);
         }
         let audit = self
             .audit(actor, "org.settings_changed")
             .resource("org", id)
             .org(id)
-            .detail(serde_json::json!({ "changed": changed, "values": values }));
+            .detail(serde_json::json!({ "changed": changed, "values": values.into_value() }));
         let mut entries = vec![audit];
         if let Some(days) = retention_change {
             // Recorded in the server's chain too, which the org's owners cannot prune (DATA-5).
