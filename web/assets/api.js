@@ -190,6 +190,11 @@ export async function bootstrapAdmin(bootstrapToken, username, password) {
   return { user: r.user };
 }
 
+/** Sets a new password with a reset link's token (the server admin made it); nothing else. */
+export async function finishPasswordReset(token, newPassword) {
+  await api('POST', '/auth/password-reset', { token, new_password: newPassword });
+}
+
 export async function signOut() {
   await api('POST', '/auth/logout');
   setCsrfToken(null);

@@ -11,7 +11,7 @@
 import { api, currentSession, signOut } from './api.js';
 import { Gateway } from './gateway.js';
 import { el, notice, show } from './dom.js';
-import { bootstrapView, signInView } from './signin.js';
+import { bootstrapView, resetPasswordView, signInView } from './signin.js';
 import { conversationView } from './client/conversation.js';
 import { welcomeView } from './client/home.js';
 import { inboxView } from './client/inbox.js';
@@ -32,18 +32,24 @@ async function start() {
     bootstrapView(root, decodeURIComponent(boot[1]), signedIn);
     return;
   }
+  const reset = location.hash.match(/^#reset-password=(.+)$/);
+  if (reset) {
+    resetPasswordView(root, decodeURIComponent(reset[1]), signedOut);
+    return;
+  }
   const session = await currentSession();
   if (session) signedIn(session.user);
   else signedOut();
 }
 
-function signedOut(reason) {
+/** Shows sign-in; `reason` above it (an error unless `kind` says `info`). */
+function signedOut(reason, kind = 'error') {
   state.gateway?.stop();
   state.gateway = null;
   state.me = null;
   show(nav);
   signInView(root, signedIn).then(() => {
-    if (reason) root.prepend(notice(reason));
+    if (reason) root.prepend(notice(reason, kind));
   });
 }
 

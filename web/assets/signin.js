@@ -3,7 +3,7 @@
 // the server has the access-token gate on (AUTH-9), both forms also ask for the access code,
 // which `api.js` keeps for this tab and sends with every request from then on.
 
-import { accessGate, bootstrapAdmin, oidcStartUrl, setAccessCode, signIn, signInMfa, ssoProviders } from './api.js';
+import { accessGate, bootstrapAdmin, finishPasswordReset, oidcStartUrl, setAccessCode, signIn, signInMfa, ssoProviders } from './api.js';
 import { el, field, notice, onSubmit, show } from './dom.js';
 
 /** What `/#/signin?error=<code>` (an OpenID sign-in that failed) means, for people. */
@@ -149,4 +149,26 @@ export async function bootstrapView(root, token, done) {
     history.replaceState(null, '', '/');
     done(r.user);
   });
+}
+
+/**
+ * The form of a `#reset-password=<token>` link a server admin made: a new password, typed
+ * twice. The link is taken out of the address bar at once (it is single-use, and the page's
+ * history should not keep it); once the password is set, `signedOut(message)` shows sign-in.
+ */
+export async function resetPasswordView(root, token, signedOut) {
+  history.replaceState(null, '', location.pathname);
+  const fields = [
+    el('p', { text: 'Choose a new password for your account. Every session of the account has been signed out.' }),
+    await accessCodeField(),
+    field('New password', { name: 'new_password', type: 'password', autocomplete: 'new-password', required: true, minlength: '12' }),
+    field('New password again', { name: 'again', type: 'password', autocomplete: 'new-password', required: true }),
+  ];
+  const form = cardForm(root, 'reset-title', 'Set a new password', fields, 'Set password', async (values) => {
+    if (values.new_password !== values.again) throw new Error('The two passwords differ.');
+    keepAccessCode(values);
+    await finishPasswordReset(token, values.new_password);
+    signedOut('Your password is set. Sign in with it.', 'info');
+  });
+  form.querySelector('input').focus();
 }

@@ -6,14 +6,22 @@
 //! guard agent (a model asked to answer ALLOW or DENY). Its mode blocks (the post is refused
 //! with 422 `content_blocked`, never stored) or flags (delivered and queued for review).
 //!
+//! Blocklists and regexes read the text as its readers see it ([`fold`]): zero-width and other
+//! default-ignorable characters dropped, then NFKC — so `d\u{200B}arn`, fullwidth `ｄａｒｎ`
+//! or a decomposed accent is screened as the word it shows. Regexes are also run on the text
+//! as sent (a pattern may be written for either form).
+//!
 //! This module parses a guard's settings ([`GuardRules::parse`]) and compiles an org's guards
 //! into [`OrgGuards`], which `Services::screen` runs; the remote kinds are checked through
 //! [`RemoteScreen`], which the server implements with its SSRF guard (core makes no request).
 
 use crate::ids::GuardId;
+use icu_normalizer::ComposingNormalizerBorrowed;
+use icu_properties::{props::DefaultIgnorableCodePoint, CodePointSetData};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::time::Duration;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -255,7 +263,15 @@ fn clean_terms(terms: Vec<String>) -> Result<Vec<String>, RuleError> {
                 format!("a term is 1 to {MAX_TERM_CHARS} characters without control characters"),
             ));
         }
-        if seen.insert(t.to_lowercase()) {
+        let folded = fold(t);
+        if folded.trim().is_empty() {
+            return Err(RuleError::new(
+                format!("terms/{i}"),
+                "invalid",
+                "a term has a visible character (zero-width and other invisible characters are ignored when screening)",
+            ));
+        }
+        if seen.insert(folded.to_lowercase()) {
             out.push(t.to_owned());
         }
     }
@@ -263,9 +279,10 @@ fn clean_terms(terms: Vec<String>) -> Result<Vec<String>, RuleError> {
 }
 
 /// One expression for a whole blocklist: any term, case-insensitive, not inside a longer word
-/// (the characters around it, if any, are not word characters in Unicode's sense).
+/// (the characters around it, if any, are not word characters in Unicode's sense). Terms are
+/// folded as the text they are matched against is.
 fn blocklist_regex(terms: &[String]) -> Result<Regex, RuleError> {
-    let alternatives: Vec<String> = terms.iter().map(|t| regex::escape(t)).collect();
+    let alternatives: Vec<String> = terms.iter().map(|t| regex::escape(&fold(t))).collect();
     RegexBuilder::new(&format!(r"(?:^|\W)(?:{})(?:\W|$)", alternatives.join("|")))
         .case_insensitive(true)
         .size_limit(BLOCKLIST_SIZE_LIMIT)
@@ -342,6 +359,31 @@ fn pattern_set(patterns: &[String]) -> Result<RegexSet, regex::Error> {
         .size_limit(PATTERNS_SIZE_LIMIT)
         .dfa_size_limit(DFA_SIZE_LIMIT)
         .build()
+}
+
+/// A text as blocklists and regexes read it: default-ignorable code points (zero-width spaces
+/// and joiners, soft hyphens, bidi controls, variation selectors, tag characters) dropped,
+/// then Unicode's compatibility normalisation (NFKC: fullwidth and mathematical letters,
+/// ligatures, decomposed accents become the plain composed forms a reader takes them for).
+/// ASCII text is its own fold and is not copied. Look-alike letters of other scripts
+/// (Cyrillic `а` for Latin `a`) are not folded.
+#[must_use]
+pub fn fold(text: &str) -> Cow<'_, str> {
+    if text.is_ascii() {
+        return Cow::Borrowed(text);
+    }
+    let ignorable = CodePointSetData::new::<DefaultIgnorableCodePoint>();
+    let shown: Cow<'_, str> = if text.chars().any(|c| ignorable.contains(c)) {
+        Cow::Owned(text.chars().filter(|c| !ignorable.contains(*c)).collect())
+    } else {
+        Cow::Borrowed(text)
+    };
+    let nfkc = ComposingNormalizerBorrowed::new_nfkc();
+    if nfkc.is_normalized(&shown) {
+        shown
+    } else {
+        Cow::Owned(nfkc.normalize(&shown).into_owned())
+    }
 }
 
 /// The last line of `regex`'s multi-line syntax error (the reason).
@@ -455,12 +497,13 @@ pub struct CompiledGuard {
 }
 
 impl CompiledGuard {
-    /// The in-process check of a blocklist or regex guard (`None` for a remote one).
+    /// The in-process check of a blocklist or regex guard (`None` for a remote one), given
+    /// the text as sent and its [`fold`]: a blocklist reads the fold, a regex either.
     #[must_use]
-    pub fn local_objects(&self, text: &str) -> Option<bool> {
+    pub fn local_objects(&self, text: &str, folded: &str) -> Option<bool> {
         match &self.check {
-            Check::Words(re) => Some(re.is_match(text)),
-            Check::Patterns(set) => Some(set.is_match(text)),
+            Check::Words(re) => Some(re.is_match(folded)),
+            Check::Patterns(set) => Some(set.is_match(folded) || set.is_match(text)),
             Check::Remote { .. } | Check::Agent { .. } => None,
         }
     }
@@ -477,6 +520,14 @@ impl OrgGuards {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.guards.is_empty()
+    }
+
+    /// Whether a blocklist or regex guard is among them (the text is folded only then).
+    #[must_use]
+    pub fn has_local(&self) -> bool {
+        self.guards
+            .iter()
+            .any(|g| matches!(g.check, Check::Words(_) | Check::Patterns(_)))
     }
 
     #[must_use]
@@ -547,6 +598,71 @@ mod tests {
         let cyr = words(&["слово"]);
         assert!(cyr.is_match("это СЛОВО тут"));
         assert!(!cyr.is_match("словообразование"));
+    }
+
+    fn guard(check: Check) -> CompiledGuard {
+        CompiledGuard {
+            id: GuardId::from(Uuid::nil()),
+            name: "g".into(),
+            mode: GuardMode::Block,
+            check,
+        }
+    }
+
+    fn objects(g: &CompiledGuard, text: &str) -> bool {
+        g.local_objects(text, &fold(text)).unwrap()
+    }
+
+    #[test]
+    fn invisible_characters_and_compatibility_forms_hide_no_word() {
+        let g = guard(Check::Words(words(&["darn"])));
+        for hidden in [
+            "oh d\u{200B}arn",                         // zero-width space
+            "oh da\u{200D}rn",                         // zero-width joiner
+            "oh d\u{00AD}arn",                         // soft hyphen
+            "oh \u{2066}darn\u{2069}",                 // bidi isolates
+            "oh darn\u{FE0F}",                         // a variation selector
+            "oh \u{FF44}\u{FF41}\u{FF52}\u{FF4E}",     // fullwidth
+            "oh \u{1D41D}\u{1D41A}\u{1D42B}\u{1D427}", // mathematical bold
+            "oh DARN\u{E0041}",                        // a tag character
+        ] {
+            assert!(objects(&g, hidden), "{hidden:?} was not screened as darn");
+        }
+        assert!(!objects(&g, "oh d arn"));
+        assert!(!objects(&g, "oh darned"));
+        // Accents compose: a blocked word written with a combining accent is that word.
+        let accented = guard(Check::Words(words(&["café"])));
+        assert!(objects(&accented, "a cafe\u{0301} nearby"));
+        // A term written in a compatibility form blocks the plain word, and dedupes with it.
+        let wide = guard(Check::Words(words(&["\u{FF44}arn"])));
+        assert!(objects(&wide, "oh darn"));
+        assert_eq!(
+            clean_terms(vec!["darn".into(), "\u{FF44}ARN".into()]).unwrap(),
+            vec!["darn".to_owned()]
+        );
+        // A term of invisible characters only would match every word boundary.
+        let e = clean_terms(vec!["ok".into(), "\u{200B}\u{200D}".into()]).unwrap_err();
+        assert_eq!(e.field, "terms/1");
+    }
+
+    #[test]
+    fn regexes_read_the_text_as_sent_and_as_shown() {
+        let g = guard(Check::Patterns(
+            pattern_set(&[r"(?i)\bfree\s+money\b".to_owned(), "\u{200B}{3}".to_owned()]).unwrap(),
+        ));
+        assert!(objects(&g, "get FREE\u{200B} money now"));
+        assert!(objects(&g, "get \u{FF26}REE money"));
+        // A pattern written for the invisible characters themselves still sees them.
+        assert!(objects(&g, "a\u{200B}\u{200B}\u{200B}b"));
+        assert!(!objects(&g, "free moneys"));
+    }
+
+    #[test]
+    fn ascii_is_its_own_fold() {
+        assert!(matches!(fold("plain text, 123"), Cow::Borrowed(_)));
+        assert!(matches!(fold("caf\u{E9} ok"), Cow::Borrowed(_)));
+        assert_eq!(fold("caf\u{65}\u{301}"), "caf\u{E9}");
+        assert_eq!(fold("\u{FB01}le"), "file");
     }
 
     #[test]

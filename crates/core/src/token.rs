@@ -34,6 +34,8 @@ pub enum TokenKind {
     OAuthCode,
     /// A confidential OAuth client's secret (MCP-2).
     OAuthClientSecret,
+    /// A one-time link to set an account's password, made by a server admin: an hour.
+    PasswordReset,
 }
 
 impl TokenKind {
@@ -52,10 +54,11 @@ impl TokenKind {
             Self::OAuthRefresh => "cnv_or",
             Self::OAuthCode => "cnv_oc",
             Self::OAuthClientSecret => "cnv_ocs",
+            Self::PasswordReset => "cnv_pr",
         }
     }
 
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Session,
         Self::Invite,
         Self::Bootstrap,
@@ -68,6 +71,7 @@ impl TokenKind {
         Self::OAuthRefresh,
         Self::OAuthCode,
         Self::OAuthClientSecret,
+        Self::PasswordReset,
     ];
 
     /// The kind whose prefix (and `_`) `token` starts with, well-formed or not: what a token

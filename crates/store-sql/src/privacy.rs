@@ -236,6 +236,7 @@ impl PrivacyStore for Backend {
             "user_totp",
             "recovery_codes",
             "mfa_challenges",
+            "password_resets",
             "gateway_sessions",
             "idempotency_keys",
             "user_identities",

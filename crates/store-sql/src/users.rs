@@ -25,6 +25,17 @@ pub(super) async fn insert_user(conn: &mut Conn, user: &NewUser) -> StoreResult<
     user_from_row(&row)
 }
 
+/// Every reset link and pending sign-in challenge of `user`.
+async fn end_resets_and_challenges(conn: &mut Conn, user: UserId) -> StoreResult<()> {
+    for table in ["password_resets", "mfa_challenges"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+            .bind(user.0)
+            .run(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// A server admin exists from now on: the bootstrap never re-arms (CORE-3a).
 async fn disarm_bootstrap(conn: &mut Conn) -> StoreResult<()> {
     sqlx::query(
@@ -142,13 +153,101 @@ impl UserStore for Backend {
         let mut ended = SessionsDeleted::default();
         if let Some(keep) = change.keep {
             ended = super::sessions::delete_sessions_in(&mut tx, change.user, Some(keep)).await?;
-            sqlx::query("DELETE FROM mfa_challenges WHERE user_id = $1")
-                .bind(change.user.0)
-                .run(&mut *tx)
-                .await?;
+            // A reset link an admin made before is spent by the change too.
+            end_resets_and_challenges(&mut tx, change.user).await?;
         }
         commit_audited(tx, self, audit).await?;
         Ok(ended)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn start_password_reset(
+        &self,
+        reset: &PasswordReset,
+        audit: &[AuditEntry],
+    ) -> StoreResult<SessionsDeleted> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        // The account's row first, as a password change takes it: a sign-in deciding on its
+        // hash waits for this, or made its session before — and it is deleted below.
+        let lock = format!(
+            "SELECT id FROM users WHERE id = $1 AND erased_at IS NULL{}",
+            postgres_only(" FOR UPDATE")
+        );
+        if sqlx::query(&lock)
+            .bind(reset.user.0)
+            .opt(&mut *tx, |_| Ok(()))
+            .await?
+            .is_none()
+        {
+            return Err(StoreError::NotFound);
+        }
+        end_resets_and_challenges(&mut tx, reset.user).await?;
+        sqlx::query(
+            "INSERT INTO password_resets (token_hash, user_id, created_at, expires_at)              VALUES ($1, $2, $3, $4)",
+        )
+        .bind(reset.token_hash.as_slice())
+        .bind(reset.user.0)
+        .bind(ts(reset.created_at))
+        .bind(ts(reset.expires_at))
+        .run(&mut *tx)
+        .await?;
+        let ended = super::sessions::delete_sessions_in(&mut tx, reset.user, None).await?;
+        commit_audited(tx, self, audit).await?;
+        Ok(ended)
+    }
+
+    async fn password_reset_user(
+        &self,
+        token_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<UserId>> {
+        sqlx::query("SELECT user_id FROM password_resets WHERE token_hash = $1 AND expires_at > $2")
+            .bind(token_hash)
+            .bind(ts(now))
+            .opt(self.reader(), |row| get(row, "user_id").map(UserId))
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn finish_password_reset(
+        &self,
+        token_hash: &[u8],
+        user: UserId,
+        now: DateTime<Utc>,
+        phc: &str,
+        audit: &[AuditEntry],
+    ) -> StoreResult<SessionsDeleted> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        // One statement takes the link: of two concurrent uses only one deletes the row.
+        let taken = sqlx::query(
+            "DELETE FROM password_resets WHERE token_hash = $1 AND user_id = $2              AND expires_at > $3 RETURNING user_id",
+        )
+        .bind(token_hash)
+        .bind(user.0)
+        .bind(ts(now))
+        .opt(&mut *tx, |_| Ok(()))
+        .await?;
+        if taken.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let changed =
+            sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1 AND erased_at IS NULL")
+                .bind(user.0)
+                .bind(phc)
+                .run(&mut *tx)
+                .await?;
+        if changed == 0 {
+            return Err(StoreError::NotFound);
+        }
+        end_resets_and_challenges(&mut tx, user).await?;
+        let ended = super::sessions::delete_sessions_in(&mut tx, user, None).await?;
+        commit_audited(tx, self, audit).await?;
+        Ok(ended)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn prune_password_resets(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        prune_before(self, "password_resets", "expires_at", before).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

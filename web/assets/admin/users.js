@@ -1,6 +1,6 @@
 // The Users section of the admin console (`/admin#/users`): every account with its status and
-// file usage (bytes against the per-user quota, files stored), their linked SSO identities, create a user, enable or disable one, require 2FA of one, and impersonate one (the token is
-// shown once and kept nowhere).
+// file usage (bytes against the per-user quota, files stored), their linked SSO identities, create a user, enable or disable one, require 2FA of one, impersonate one (the token is
+// shown once and kept nowhere), and make a one-time password reset link for one.
 
 import { api } from '../api.js';
 import { cardForm, el, field, formatBytes, notice, onSubmit, show, smallButton } from '../dom.js';
@@ -66,6 +66,9 @@ export async function usersView() {
               () => impersonate(u, listStatus),
             )
           : null,
+        u.kind === 'user'
+          ? smallButton('Reset password', `Make a password reset link for ${u.username}`, () => resetPassword(u, listStatus))
+          : null,
         u.kind === 'user' ? smallButton('Identities', `Linked identities of ${u.username}`, () => identities(u, listStatus)) : null,
       ),
     ),
@@ -112,27 +115,65 @@ function usageCell(u) {
  * nowhere (no storage, no cookie): this browser stays signed in as the admin.
  */
 async function impersonate(u, status) {
-  let r;
+  const r = await postTo(`/admin/users/${u.id}/impersonate`, status);
+  if (!r) return;
+  const expires = new Date(r.expires_at);
+  secretBox(
+    status,
+    'impersonation-title',
+    `Impersonation token for ${u.username}`,
+    [
+      el('p', { class: 'warning', text: `Anyone holding this token acts as ${u.username} — reads and sends as them — until ${expires.toLocaleString()}. ${u.username} sees this impersonation among their security events, and everything done with it is recorded under your name.` }),
+      el('p', { text: 'Copy it now: it is shown only once and kept nowhere. Send it as "Authorization: Bearer <token>"; this browser stays signed in as you. Revoking is done by the user (sessions page) or by disabling the account.' }),
+    ],
+    r.token,
+    `Token to act as ${u.username}`,
+    el('p', { class: 'muted' }, 'Expires ', el('time', { datetime: r.expires_at, text: expires.toLocaleString() }), ` · session ${r.session_id}`),
+  );
+}
+
+/** POSTs `{}` to `path`: its answer, or null with the error shown in `status`. */
+async function postTo(path, status) {
   try {
-    r = await api('POST', `/admin/users/${u.id}/impersonate`, {});
+    return await api('POST', path, {});
   } catch (e) {
     show(status, notice(e.message));
-    return;
+    return null;
   }
-  const expires = new Date(r.expires_at);
+}
+
+/** Shows a secret once in `status`: a title, what to know, the value to copy, and a dismiss. */
+function secretBox(status, id, title, warnings, value, label, after = null) {
   show(
     status,
     el(
       'div',
-      { class: 'card secret-box', role: 'status', 'aria-labelledby': 'impersonation-title' },
-      el('h3', { id: 'impersonation-title', text: `Impersonation token for ${u.username}` }),
-      el('p', { class: 'warning', text: `Anyone holding this token acts as ${u.username} — reads and sends as them — until ${expires.toLocaleString()}. ${u.username} sees this impersonation among their security events, and everything done with it is recorded under your name.` }),
-      el('p', { text: 'Copy it now: it is shown only once and kept nowhere. Send it as "Authorization: Bearer <token>"; this browser stays signed in as you. Revoking is done by the user (sessions page) or by disabling the account.' }),
-      el('input', { readonly: true, value: r.token, 'aria-label': `Token to act as ${u.username}`, class: 'secret', spellcheck: 'false' }),
-      el('p', { class: 'muted' }, 'Expires ', el('time', { datetime: r.expires_at, text: expires.toLocaleString() }), ` · session ${r.session_id}`),
-      copyButton(r.token),
+      { class: 'card secret-box', role: 'status', 'aria-labelledby': id },
+      el('h3', { id, text: title }),
+      ...warnings,
+      el('input', { readonly: true, value, 'aria-label': label, class: 'secret', spellcheck: 'false' }),
+      after,
+      copyButton(value),
       el('button', { type: 'button', class: 'small', text: 'Dismiss', onclick: () => status.replaceChildren() }),
     ),
   );
   status.querySelector('input')?.focus();
+}
+
+/**
+ * Makes a one-time password reset link for `u` (an hour) and shows it once: every session of
+ * `u` has ended; whoever opens the link sets the password.
+ */
+async function resetPassword(u, status) {
+  const r = await postTo(`/admin/users/${u.id}/password-reset`, status);
+  if (!r) return;
+  const expires = new Date(r.expires_at);
+  secretBox(
+    status,
+    'reset-title',
+    `Password reset link for ${u.username}`,
+    [el('p', { class: 'warning', text: `Whoever opens this link sets the password of ${u.username}: give it to them only, over a channel you trust. It works once, until ${expires.toLocaleString()}; a newer link replaces it. Every session of ${u.username} has been signed out.` })],
+    r.url,
+    `Password reset link for ${u.username}`,
+  );
 }

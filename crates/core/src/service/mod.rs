@@ -23,6 +23,7 @@ mod oauth;
 mod oauth_grants;
 mod org_2fa;
 mod orgs;
+mod password_reset;
 mod privacy;
 mod search;
 mod secrets;
@@ -57,6 +58,7 @@ pub use oauth::{
 };
 pub use oauth_grants::NewOAuthClient;
 pub use orgs::{MatrixEntry, MemberPermissions, PermissionsMatrix, AUDIT_RETENTION_FLOOR_DAYS};
+pub use password_reset::{ResetLink, PASSWORD_RESET_TTL};
 pub use privacy::{AccountExport, Erased, ExportedMembership};
 pub use search::{Found, SearchQuery};
 pub use secrets::SECRET_RING_TTL;

@@ -35,6 +35,21 @@ impl ServerAdmin {
         }
     }
 
+    /// The operator of a server command (`conclave users reset-password`), who can read the
+    /// configuration and the database anyway: in the audit log as the system, with the
+    /// command as its user agent. Only the command-line tool makes one; no request can.
+    #[must_use]
+    pub fn command_line(command: &str) -> Self {
+        Self {
+            user: None,
+            audit_actor: AuditActor::system(),
+            meta: ClientMeta {
+                user_agent: Some(command.to_owned()),
+                ..ClientMeta::default()
+            },
+        }
+    }
+
     /// The signed-in admin; `None` for the management token.
     #[must_use]
     pub const fn user(&self) -> Option<UserId> {

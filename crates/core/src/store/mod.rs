@@ -49,7 +49,7 @@ pub use search::{SearchFrom, SearchHit, SearchRequest, SearchStore};
 pub use sessions::{Seen, SessionStore, SessionsDeleted};
 pub use sso::{IdentityKey, IdentityKind, LinkedIdentity, SsoStore};
 pub use teams::TeamStore;
-pub use users::{PasswordChange, UserFlags, UserStore};
+pub use users::{PasswordChange, PasswordReset, UserFlags, UserStore};
 pub use webhooks::WebhookStore;
 pub use widget::WidgetStore;
 

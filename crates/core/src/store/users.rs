@@ -23,6 +23,16 @@ pub struct PasswordChange<'a> {
     pub keep: Option<SessionId>,
 }
 
+/// A one-time link to set an account's password, made by a server admin (API
+/// `POST /admin/users/{id}/password-reset`): only the keyed hash of its token is kept.
+#[derive(Debug, Clone)]
+pub struct PasswordReset {
+    pub user: UserId,
+    pub token_hash: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// Accounts, the bootstrap flag and the first-start record.
 #[async_trait]
 pub trait UserStore: Send + Sync + 'static {
@@ -44,6 +54,33 @@ pub trait UserStore: Send + Sync + 'static {
         change: PasswordChange<'_>,
         audit: &[AuditEntry],
     ) -> StoreResult<super::SessionsDeleted>;
+    /// Starts a password reset: in one transaction the link replaces any earlier link of the
+    /// account, and every session of hers (and every session she started as someone else) and
+    /// every pending sign-in challenge end. `NotFound` for an unknown or erased account.
+    async fn start_password_reset(
+        &self,
+        reset: &PasswordReset,
+        audit: &[AuditEntry],
+    ) -> StoreResult<super::SessionsDeleted>;
+    /// The account a live link (not used, not replaced, not expired at `now`) is for.
+    async fn password_reset_user(
+        &self,
+        token_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<UserId>>;
+    /// Uses a link of `user`'s, once: in one transaction the link is taken (`NotFound` when it
+    /// was used, replaced or expired meanwhile), the password hash becomes `phc`, and every
+    /// session and sign-in challenge ends as at the start.
+    async fn finish_password_reset(
+        &self,
+        token_hash: &[u8],
+        user: UserId,
+        now: DateTime<Utc>,
+        phc: &str,
+        audit: &[AuditEntry],
+    ) -> StoreResult<super::SessionsDeleted>;
+    /// Deletes links that expired before `before`; how many.
+    async fn prune_password_resets(&self, before: DateTime<Utc>) -> StoreResult<u64>;
     async fn set_display_name(
         &self,
         id: UserId,

@@ -39,6 +39,15 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Accounts: `reset-password <username>` prints a one-time link (an hour) that sets the
+    /// account's password, and ends every session of the account.
+    Users {
+        /// A TOML configuration file; CONCLAVE_* environment variables override it.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: UsersAction,
+    },
     /// The key ring that seals secrets at rest (TOTP secrets): list, rotate, retire keys.
     /// Uses the same configuration as `serve`; safe while servers run.
     Keys {
@@ -112,6 +121,52 @@ async fn audit_verify(
 }
 
 #[derive(Subcommand)]
+enum UsersAction {
+    /// Print a one-time link (an hour) to set the password of account `username`; its
+    /// sessions end (a running server's sockets and caches notice within a minute).
+    ResetPassword { username: String },
+}
+
+/// `conclave users reset-password <username>`: the link on stdout, what happened on stderr.
+async fn users_command(config: Option<PathBuf>, action: UsersAction) -> std::process::ExitCode {
+    let config = match load_config(config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let UsersAction::ResetPassword { username } = action;
+    let Ok(username) = conclave_core::types::Username::parse(&username) else {
+        eprintln!("conclave: {username:?} is not a username");
+        return std::process::ExitCode::from(2);
+    };
+    let services = match conclave_server::startup::offline_services(&config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("conclave: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let operator =
+        conclave_core::service::ServerAdmin::command_line("conclave users reset-password");
+    match services.admin_reset_password_of(&operator, &username).await {
+        Ok(link) => {
+            println!(
+                "{}",
+                conclave_server::http::admin::reset_url(&config.public_url(), &link)
+            );
+            eprintln!(
+                "password reset link for {username} (valid until {}); their sessions have ended",
+                link.expires_at.to_rfc3339()
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("conclave: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+#[derive(Subcommand)]
 enum KeysAction {
     /// Every key: id, created, retired, whether current, how many secrets it seals.
     List,
@@ -174,6 +229,7 @@ async fn main() -> std::process::ExitCode {
                     expect_head,
                 },
         } => audit_verify(config, expect_head).await,
+        Command::Users { config, action } => users_command(config, action).await,
         Command::Keys { config, action } => {
             let config = match load_config(config.as_deref()) {
                 Ok(c) => c,

@@ -132,6 +132,18 @@ impl Files {
         ObjectPath::from(key)
     }
 
+    /// Whether the storage answers (readiness, CORE-7): a metadata read of a key that is never
+    /// written, within two seconds — "not found" is an answer; a refusal, a timeout or no
+    /// connection is not.
+    pub async fn reachable(&self) -> bool {
+        let key = Self::path("health/probe");
+        let probe = self.store.head(&key);
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(2), probe).await,
+            Ok(Ok(_) | Err(object_store::Error::NotFound { .. }))
+        )
+    }
+
     /// The bytes stored under `key`, as a stream of chunks.
     pub async fn read(
         &self,

@@ -23,6 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
             .routes(routes!(list_users, create_user))
             .routes(routes!(update_user))
             .routes(routes!(impersonate))
+            .routes(routes!(reset_password))
             .routes(routes!(user_identities))
             .routes(routes!(add_org_member))
             .routes(routes!(stats)),
@@ -89,6 +90,37 @@ async fn impersonate(a: AdminCaller<UserId>) -> Created<Impersonation> {
         session_id: signed.session.id,
         user: signed.user,
     })
+}
+
+/// A one-time link that sets an account's password.
+#[derive(Serialize, ToSchema)]
+pub struct ResetLinkBody {
+    /// `<public_url>/#reset-password=<token>`: the web client's form. Shown once; the token
+    /// is in the fragment, which browsers never send to a server.
+    pub url: String,
+    /// An hour from now.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The link a reset token opens in the web client.
+#[must_use]
+pub fn reset_url(public_url: &str, link: &conclave_core::service::ResetLink) -> String {
+    format!(
+        "{public_url}/#reset-password={}",
+        link.token.expose_secret()
+    )
+}
+
+/// A one-time link (an hour) to set a user's password; every session of the user ends now and
+/// an earlier link stops working. Not for bots.
+#[utoipa::path(post, path = "/admin/users/{id}/password-reset", tag = "admin", params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = ResetLinkBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn reset_password(a: AdminCaller<UserId>) -> Answer<ResetLinkBody> {
+    let link = a.services().admin_reset_password(&a.admin, a.at).await?;
+    Ok(axum::Json(ResetLinkBody {
+        url: reset_url(&a.state().public_url, &link),
+        expires_at: link.expires_at,
+    }))
 }
 
 /// An account as the server admin's listing shows it: the user object and what its files take.

@@ -34,9 +34,10 @@ pub fn router() -> OpenApiRouter<AppState> {
             OpenApiRouter::new().routes(routes!(org_audit)),
             RouteAccess::always(Scope::OrgAdmin),
         ))
+        // The account's own security events: a login session's only.
         .merge(declare(
             OpenApiRouter::new().routes(routes!(security_events)),
-            RouteAccess::scoped(Scope::OrgRead, Scope::OrgAdmin).before_2fa(),
+            RouteAccess::SESSION.before_2fa(),
         ))
 }
 

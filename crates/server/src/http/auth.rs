@@ -27,7 +27,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(register))
         .routes(routes!(login))
         .routes(routes!(login_mfa))
-        .routes(routes!(bootstrap));
+        .routes(routes!(bootstrap))
+        .routes(routes!(finish_password_reset));
     let signed_in = OpenApiRouter::new()
         .routes(routes!(logout))
         .routes(routes!(current_session))
@@ -359,6 +360,29 @@ async fn change_password(me: Caller, ApiJson(body): ApiJson<PasswordBody>) -> No
             .change_password(&me.actor, current, body.new_password),
     )
     .await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetBody {
+    /// The token of the reset link (what follows `#reset-password=`).
+    token: String,
+    new_password: NewPassword,
+}
+
+/// Set a password with the one-time link a server admin made (an hour, single use). Every
+/// session of the account ends; sign in with the new password (and the second factor, when
+/// the account has 2FA). A link that is unknown, used, replaced or expired: 410.
+#[utoipa::path(post, path = "/auth/password-reset", tag = "auth", request_body = PasswordResetBody,
+    responses((status = 204), (status = 410, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn finish_password_reset(
+    Guest { state, meta }: Guest,
+    ApiJson(body): ApiJson<PasswordResetBody>,
+) -> NoContent {
+    let reset = state
+        .services
+        .finish_password_reset(&body.token, body.new_password, meta);
+    no_content(reset).await
 }
 
 /// A new TOTP secret, shown once.

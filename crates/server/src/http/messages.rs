@@ -31,10 +31,14 @@ pub fn router() -> OpenApiRouter<AppState> {
             .routes(routes!(edit_message, delete_message))
             .routes(routes!(message_history))
             .routes(routes!(stop_message))
-            .routes(routes!(typing))
-            .routes(routes!(read_marker)),
+            .routes(routes!(typing)),
         RouteAccess::scoped(Scope::MessagesRead, Scope::MessagesWrite),
     )
+    // Marking what one has read is reading (as MCP's `mark_read`, API.md): `messages:read`.
+    .merge(declare(
+        OpenApiRouter::new().routes(routes!(read_marker)),
+        RouteAccess::always(Scope::MessagesRead),
+    ))
 }
 
 /// Tell the other participants I am typing (delivered over the gateway as TYPING_START).

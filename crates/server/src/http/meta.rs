@@ -42,15 +42,17 @@ async fn health() -> Json<Health> {
 pub struct Readiness {
     /// `ready` or `not_ready`.
     status: &'static str,
-    /// `database`: `ok` or `unreachable`; `audit`: `ok`, or `chain_mismatch` after the
-    /// retention job found audit rows that do not verify (DATA-5) until an admin's
+    /// `database`, `fanout` (the event transport: in-process, or NATS in cluster mode) and
+    /// `files` (the object store): `ok` or `unreachable`; `audit`: `ok`, or `chain_mismatch`
+    /// after the retention job found audit rows that do not verify (DATA-5) until an admin's
     /// verification comes back clean.
     #[schema(value_type = Object)]
     checks: std::collections::BTreeMap<String, String>,
 }
 
-/// Readiness: the database answers and no alert is raised (e.g. an audit chain that did not
-/// verify before pruning). 503 with the failing checks otherwise.
+/// Readiness (CORE-7): the database, the fan-out and the object store answer and no alert is
+/// raised (e.g. an audit chain that did not verify before pruning). 503 with the failing
+/// checks otherwise.
 #[utoipa::path(get, path = "/health/ready", tag = "meta", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let mut checks = std::collections::BTreeMap::new();
@@ -65,6 +67,11 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
             Vec::new()
         }
     };
+    let (fanout, files) = tokio::join!(state.gateway.fanout.ready(), state.files.reachable());
+    for (name, up) in [("fanout", fanout), ("files", files)] {
+        let status = if up { "ok" } else { "unreachable" };
+        checks.insert(name.to_owned(), status.to_owned());
+    }
     checks.insert(AUDIT_ALERT.to_owned(), "ok".to_owned());
     for (name, status) in alerts {
         checks.insert(name, status);
@@ -168,18 +175,18 @@ async fn capabilities(State(state): State<AppState>) -> Json<Capabilities> {
             two_factor: true,
             api_keys: true,
             bots: true,
-            webhooks: false,
+            webhooks: true,
             files: true,
             search: true,
             sso: !state.sso.host_jwt.is_empty()
                 || !providers.is_empty()
                 || state.sso.ldap.is_some(),
             mcp: true,
-            widget: false,
+            widget: true,
             audit_log: true,
         },
         auth: AuthInfo {
-            schemes: vec!["bearer", "cookie"],
+            schemes: vec!["bearer", "bot", "cookie"],
             access_token_gate: state.services.access_gate_on(),
             registration: state.registration,
             providers,

@@ -24,22 +24,29 @@ use utoipa_axum::routes;
 pub fn router() -> OpenApiRouter<AppState> {
     use super::credentials::{declare, RouteAccess};
     use conclave_core::credential::Scope;
-    declare(
+    let scoped = declare(
         OpenApiRouter::new()
-            .routes(routes!(create_org, list_orgs))
+            .routes(routes!(list_orgs))
             .routes(routes!(get_org, update_org, delete_org))
             .routes(routes!(transfer_org))
             .routes(routes!(create_invite, list_invites))
             .routes(routes!(revoke_invite))
-            .routes(routes!(accept_invite))
-            .routes(routes!(join_org))
             .routes(routes!(list_members, add_member))
             .routes(routes!(update_member, remove_member))
             .routes(routes!(list_teams, create_team))
             .routes(routes!(add_team_member, remove_team_member))
             .routes(routes!(permissions_matrix)),
         RouteAccess::scoped(Scope::OrgRead, Scope::OrgAdmin),
-    )
+    );
+    // Joining or making an org is the person's own act: no key or bot does it (AZ-7).
+    let own = declare(
+        OpenApiRouter::new()
+            .routes(routes!(create_org))
+            .routes(routes!(accept_invite))
+            .routes(routes!(join_org)),
+        RouteAccess::SESSION,
+    );
+    scoped.merge(own)
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -17,13 +17,15 @@ use utoipa_axum::routes;
 
 pub fn router() -> OpenApiRouter<AppState> {
     use super::credentials::{declare, RouteAccess};
-    use conclave_core::credential::Scope;
-    let org = RouteAccess::scoped(Scope::OrgRead, Scope::OrgAdmin);
+    // The person's own archive and erasure: a login session's only (DATA-6).
     OpenApiRouter::new()
-        .merge(declare(OpenApiRouter::new().routes(routes!(export)), org))
+        .merge(declare(
+            OpenApiRouter::new().routes(routes!(export)),
+            RouteAccess::SESSION,
+        ))
         .merge(declare(
             OpenApiRouter::new().routes(routes!(erase)),
-            org.before_2fa(),
+            RouteAccess::SESSION.before_2fa(),
         ))
 }
 

@@ -19,15 +19,19 @@ pub fn router() -> OpenApiRouter<AppState> {
     let org = RouteAccess::scoped(Scope::OrgRead, Scope::OrgAdmin);
     OpenApiRouter::new()
         .merge(declare(
-            OpenApiRouter::new().routes(routes!(me, update_me)),
+            OpenApiRouter::new().routes(routes!(me)),
             org.before_2fa(),
         ))
+        // The person's own name and invitations: a login session's, no key's or bot's.
         .merge(declare(
-            OpenApiRouter::new()
-                .routes(routes!(my_invites))
-                .routes(routes!(user)),
-            org,
+            OpenApiRouter::new().routes(routes!(update_me)),
+            RouteAccess::SESSION.before_2fa(),
         ))
+        .merge(declare(
+            OpenApiRouter::new().routes(routes!(my_invites)),
+            RouteAccess::SESSION,
+        ))
+        .merge(declare(OpenApiRouter::new().routes(routes!(user)), org))
 }
 
 /// My account.

@@ -98,13 +98,14 @@ fn path_matches(pattern: &str, path: &str) -> bool {
     }
 }
 
-/// The routes that create a session or an account.
-const AUTH_ROUTES: [&str; 5] = [
+/// The routes that create a session or an account, or set a password with a reset link.
+const AUTH_ROUTES: [&str; 6] = [
     "/api/v1/auth/login",
     "/api/v1/auth/jwt",
     "/api/v1/auth/login/mfa",
     "/api/v1/auth/register",
     "/api/v1/auth/bootstrap",
+    "/api/v1/auth/password-reset",
 ];
 
 impl RouteClass {
@@ -525,6 +526,11 @@ mod tests {
             (Method::GET, "/oauth/authorize", RouteClass::Auth),
             (Method::POST, "/oauth/token", RouteClass::Auth),
             (Method::POST, "/oauth/revoke", RouteClass::Write),
+            (
+                Method::POST,
+                "/api/v1/auth/password-reset",
+                RouteClass::Auth,
+            ),
         ] {
             assert_eq!(RouteClass::of(&method, path), class, "{method} {path}");
         }

@@ -486,7 +486,12 @@ impl TestApp {
 
     /// `user` with a fresh session (after the clock moved past the old one's end).
     pub async fn sign_in_again(&self, username: &str, user: User) -> User {
-        let token = self.login(username, PASSWORD).await.expect(200).body["token"]
+        self.sign_in_again_with(username, PASSWORD, user).await
+    }
+
+    /// `user` with a fresh session, signed in with `password`.
+    pub async fn sign_in_again_with(&self, username: &str, password: &str, user: User) -> User {
+        let token = self.login(username, password).await.expect(200).body["token"]
             .as_str()
             .unwrap()
             .to_owned();

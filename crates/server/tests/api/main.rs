@@ -41,6 +41,7 @@ mod mfa;
 mod oauth;
 mod org_2fa;
 mod orgs;
+mod password_reset;
 mod permissions;
 mod privacy;
 mod provider;

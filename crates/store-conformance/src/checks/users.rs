@@ -11,6 +11,17 @@ fn disabled(on: bool) -> UserFlags {
     }
 }
 
+/// A pending sign-in challenge of `user`, made at 1 s, lasting five minutes.
+fn challenge_of(user: UserId) -> conclave_core::mfa::MfaChallenge {
+    conclave_core::mfa::MfaChallenge {
+        user_id: user,
+        cookie: false,
+        created_at: at(1),
+        expires_at: at(300),
+        failures: 0,
+    }
+}
+
 /// Flags that only grant or take server admin.
 fn admin(on: bool) -> UserFlags {
     UserFlags {
@@ -423,13 +434,7 @@ async fn password_changes_and_impersonations_end_what_rests_on_them(store: Arc<d
         .create_session(&acting, b"i", None, &[])
         .await
         .unwrap();
-    let challenge = conclave_core::mfa::MfaChallenge {
-        user_id: alice.id,
-        cookie: false,
-        created_at: at(1),
-        expires_at: at(300),
-        failures: 0,
-    };
+    let challenge = challenge_of(alice.id);
     store
         .create_mfa_challenge(&challenge, b"c", Some(&old))
         .await
@@ -511,6 +516,148 @@ async fn password_changes_and_impersonations_end_what_rests_on_them(store: Arc<d
     assert!(store.session_by_token_hash(b"k").await.unwrap().is_some());
 }
 check!(password_changes_and_impersonations_end_what_rests_on_them);
+
+/// A reset link: one live link an account, made and used each in one transaction that ends
+/// every session and challenge of hers; used once, even by a hundred at a time.
+async fn password_reset_links_are_single_use(store: Arc<dyn Store>) {
+    let [alice, bob] = make_users(&*store, ["alice", "bob"]).await;
+    let old = store.password_hash(alice.id).await.unwrap().unwrap();
+    store
+        .create_session(&session(alice.id, 1), b"s1", Some(&old), &[])
+        .await
+        .unwrap();
+    store
+        .create_session(&session(bob.id, 2), b"b1", None, &[])
+        .await
+        .unwrap();
+    let challenge = challenge_of(alice.id);
+    store
+        .create_mfa_challenge(&challenge, b"c", Some(&old))
+        .await
+        .unwrap();
+    let link = |hash: &[u8], made: i64| PasswordReset {
+        user: alice.id,
+        token_hash: hash.to_vec(),
+        created_at: at(made),
+        expires_at: at(made + 3600),
+    };
+    let ended = store
+        .start_password_reset(&link(b"r1", 10), &[])
+        .await
+        .unwrap();
+    assert_eq!(ended.own, 1);
+    assert!(store.session_by_token_hash(b"s1").await.unwrap().is_none());
+    assert!(store.mfa_challenge(b"c").await.unwrap().is_none());
+    assert!(store.session_by_token_hash(b"b1").await.unwrap().is_some());
+    // Her password stands until the link is used.
+    assert_eq!(
+        store.password_hash(alice.id).await.unwrap(),
+        Some(old.clone())
+    );
+    assert_eq!(
+        store.password_reset_user(b"r1", at(20)).await.unwrap(),
+        Some(alice.id)
+    );
+    // A newer link replaces it.
+    store
+        .start_password_reset(&link(b"r2", 30), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.password_reset_user(b"r1", at(40)).await.unwrap(),
+        None
+    );
+    assert!(matches!(
+        store
+            .finish_password_reset(b"r1", alice.id, at(40), "$nope", &[])
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    // Expired: found by neither the lookup nor the use.
+    assert_eq!(
+        store
+            .password_reset_user(b"r2", at(30 + 3600))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(matches!(
+        store
+            .finish_password_reset(b"r2", alice.id, at(30 + 3600), "$late", &[])
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    // Another account's id never takes her link.
+    assert!(matches!(
+        store
+            .finish_password_reset(b"r2", bob.id, at(50), "$bob", &[])
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    // A hundred uses at once: one sets the password.
+    store
+        .create_session(&session(alice.id, 3), b"s3", Some(&old), &[])
+        .await
+        .unwrap();
+    let tries: Vec<_> = (0..100)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let phc = format!("$new-{i}");
+                let done = store
+                    .finish_password_reset(b"r2", alice.id, at(60), &phc, &[])
+                    .await;
+                (phc, done)
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for t in tries {
+        let (phc, done) = t.await.unwrap();
+        match done {
+            Ok(ended) => won.push((phc, ended.own)),
+            Err(StoreError::NotFound) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "{won:?}");
+    assert_eq!(won[0].1, 1, "the session made meanwhile ends");
+    assert_eq!(
+        store.password_hash(alice.id).await.unwrap(),
+        Some(won[0].0.clone())
+    );
+    // A password change spends a pending link; so does a prune once it expired.
+    store
+        .start_password_reset(&link(b"r3", 100), &[])
+        .await
+        .unwrap();
+    let kept = session(alice.id, 4);
+    store.create_session(&kept, b"s4", None, &[]).await.unwrap();
+    let change = PasswordChange {
+        user: alice.id,
+        phc: "$changed",
+        replaces: None,
+        keep: Some(kept.id),
+    };
+    store.set_password_hash(change, &[]).await.unwrap();
+    assert_eq!(
+        store.password_reset_user(b"r3", at(110)).await.unwrap(),
+        None
+    );
+    store
+        .start_password_reset(&link(b"r4", 200), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.prune_password_resets(at(200 + 3599)).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        store.prune_password_resets(at(200 + 3601)).await.unwrap(),
+        1
+    );
+}
+check!(password_reset_links_are_single_use);
 
 async fn users_share_org_only_through_a_common_org(store: Arc<dyn Store>) {
     let [alice, bob, carol] = make_users(&*store, ["alice", "bob", "carol"]).await;

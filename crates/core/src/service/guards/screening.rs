@@ -95,6 +95,11 @@ impl Services {
         if guards.is_empty() {
             return Ok(Screening::Allow);
         }
+        let folded = if guards.has_local() {
+            crate::guards::fold(text)
+        } else {
+            std::borrow::Cow::Borrowed(text)
+        };
         let mut counts: Vec<(GuardId, GuardCounts)> = Vec::new();
         let mut flagged = Vec::new();
         let mut verdict = None;
@@ -115,7 +120,10 @@ impl Services {
                         *fail,
                     )
                 }
-                _ => (Ok(g.local_objects(text) == Some(true)), FailMode::Open),
+                _ => (
+                    Ok(g.local_objects(text, &folded) == Some(true)),
+                    FailMode::Open,
+                ),
             };
             let decision = match objects {
                 Ok(false) => Decision::Allowed,

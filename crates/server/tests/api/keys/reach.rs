@@ -20,6 +20,11 @@ pub(super) async fn scopes_cap_every_route_family(app: TestApp) {
     app.get(&format!("/api/v1/messages/{msg}/history"), &key)
         .await
         .expect(200);
+    // Marking read is reading, as MCP's `mark_read` (API.md).
+    let marker = json!({ "message_id": msg });
+    app.put(&conv_path(&conv, "/read-marker"), &key, marker)
+        .await
+        .expect(204);
     let refused: Vec<(Method, String, Option<Value>)> = vec![
         post(messages(&conv), json!({"content": "x"})),
         patch(format!("/api/v1/messages/{msg}"), json!({"content": "x"})),

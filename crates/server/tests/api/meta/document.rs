@@ -11,6 +11,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/users/@me/export"),
     ("delete", "/api/v1/users/@me"),
     ("post", "/api/v1/admin/users/{id}/impersonate"),
+    ("post", "/api/v1/admin/users/{id}/password-reset"),
     ("get", "/api/v1/admin/audit/verify"),
     ("get", "/api/v1/orgs/{org}/audit"),
     ("get", "/api/v1/users/@me/security-events"),
@@ -32,6 +33,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/auth/totp/disable"),
     ("post", "/api/v1/auth/recovery-codes"),
     ("post", "/api/v1/auth/bootstrap"),
+    ("post", "/api/v1/auth/password-reset"),
     ("post", "/api/v1/auth/logout"),
     ("get", "/api/v1/auth/session"),
     ("get", "/api/v1/auth/sessions"),
@@ -177,6 +179,37 @@ pub(super) async fn openapi_lists_every_route(app: TestApp) {
     assert_eq!(
         doc["paths"]["/api/v1/conversations/{c}/messages"]["post"]["x-scope"],
         "messages:write"
+    );
+    // Marking read is reading (MCP's `mark_read` asks the same); what only a person's own
+    // login session does names no scope, so no key or bot is sent to it (CORE-11, AZ-7).
+    assert_eq!(
+        doc["paths"]["/api/v1/conversations/{c}/read-marker"]["put"]["x-scope"],
+        "messages:read"
+    );
+    for (method, path) in [
+        ("post", "/api/v1/orgs"),
+        ("post", "/api/v1/orgs/join"),
+        ("post", "/api/v1/orgs/invites/{id}/accept"),
+        ("get", "/api/v1/users/@me/invites"),
+        ("patch", "/api/v1/users/@me"),
+        ("get", "/api/v1/users/@me/security-events"),
+        ("get", "/api/v1/users/@me/export"),
+        ("delete", "/api/v1/users/@me"),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert_eq!(op["x-scope"], Value::Null, "{method} {path}");
+        let schemes: Vec<&str> = op["security"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s.as_object().unwrap().keys().map(String::as_str))
+            .collect();
+        assert!(!schemes.contains(&"bot"), "{method} {path}: {schemes:?}");
+    }
+    assert_eq!(doc["paths"]["/api/v1/orgs"]["get"]["x-scope"], "org:read");
+    assert_eq!(
+        doc["paths"]["/api/v1/users/@me"]["get"]["x-scope"],
+        "org:read"
     );
 }
 

@@ -14,6 +14,7 @@ pub(crate) use document::{check, openapi};
 
 both_backends!(
     health_and_capabilities,
+    readiness_names_the_part_that_does_not_answer,
     headers_on_every_response,
     cors_allowlist,
     client_version_gate,
@@ -30,6 +31,10 @@ async fn health_and_capabilities(app: TestApp) {
     assert_eq!(h.body["status"], "ok");
     let r = app.get_anon("/health/ready").await.expect(200);
     assert_eq!(r.body["status"], "ready");
+    // CORE-7: the database, the fan-out and the object store, each checked.
+    for check in ["database", "fanout", "files", "audit"] {
+        assert_eq!(r.body["checks"][check], "ok", "{check}: {}", r.body);
+    }
     let c = app.get_anon("/api/v1/capabilities").await.expect(200);
     assert_eq!(c.body["api_version"], "v1");
     assert_eq!(c.body["gateway"]["protocol_versions"], json!([1]));
@@ -49,9 +54,38 @@ async fn health_and_capabilities(app: TestApp) {
         "bots",
         "audit_log",
         "search",
+        "files",
+        "mcp",
+        "webhooks",
+        "widget",
     ] {
         assert_eq!(c.body["features"][feature], true, "{feature}");
     }
+    assert_eq!(
+        c.body["auth"]["schemes"],
+        json!(["bearer", "bot", "cookie"])
+    );
+}
+
+/// CORE-7: a node whose object store does not answer is not ready, and says which part.
+async fn readiness_names_the_part_that_does_not_answer(app: TestApp) {
+    let closed = free_port();
+    let app = spawn_app_with(app.backend, |c| {
+        c.files.storage = conclave_server::config::StorageKind::S3;
+        c.files.s3_bucket = Some("conclave-files".into());
+        c.files.s3_endpoint = Some(format!("http://127.0.0.1:{closed}"));
+        c.files.s3_region = Some("us-east-1".into());
+        c.files.s3_access_key_id = Some("testing".into());
+        c.files.s3_secret_access_key = Some(secrecy::SecretString::from("testing-secret"));
+        c.files.s3_allow_http = true;
+    })
+    .await
+    .expect("the app starts");
+    let r = app.get_anon("/health/ready").await.expect(503);
+    assert_eq!(r.body["status"], "not_ready");
+    assert_eq!(r.body["checks"]["files"], "unreachable", "{}", r.body);
+    assert_eq!(r.body["checks"]["database"], "ok");
+    assert_eq!(r.body["checks"]["fanout"], "ok");
 }
 
 async fn headers_on_every_response(app: TestApp) {
