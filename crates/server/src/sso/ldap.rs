@@ -4,8 +4,9 @@
 //!    "unauthenticated bind", which directories answer with success);
 //! 2. binds as the service account (`bind_dn`) over LDAPS or StartTLS (plain only when
 //!    `allow_plain`, never in production) and searches `user_base` with `user_filter`, the
-//!    username escaped per RFC 4515 (`ldap3::ldap_escape`: `*`, `(`, `)`, `\` and NUL), for
-//!    exactly one entry — none, several, or a referral is a refusal;
+//!    username (spelled as the directory compares names, by `login_or_directory`) escaped per
+//!    RFC 4515 (`ldap3::ldap_escape`: `*`, `(`, `)`, `\` and NUL), for exactly one entry —
+//!    none, several, or a referral is a refusal;
 //! 3. binds as that entry's DN with the password;
 //! 4. finds its groups (`group_base` entries whose `member_attribute` holds the DN, the DN
 //!    escaped too) and maps them to org roles (`group_roles`);
@@ -21,8 +22,8 @@
 
 use conclave_core::error::ServiceError;
 use conclave_core::service::{
-    DirectoryRevoked, DirectoryVerdict, ExternalIdentity, Services, SsoFailure, SsoRefusal,
-    SsoRules,
+    DirectoryRevoked, DirectoryVerdict, ExternalIdentity, Services, SsoFailure, SsoRules,
+    DIRECTORY_REFUSED as REFUSED,
 };
 use conclave_core::store::{IdentityKey, IdentityKind, LinkedIdentity};
 use conclave_core::types::OrgRole;
@@ -112,12 +113,6 @@ pub fn tls_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, String> {
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
-
-/// The refusal of every failed directory sign-in: the same as a wrong local password.
-const REFUSED: SsoRefusal = SsoRefusal {
-    code: "invalid_credentials",
-    message: "invalid username or password",
-};
 
 /// 503: the directory could not be asked.
 fn unavailable() -> SsoFailure {

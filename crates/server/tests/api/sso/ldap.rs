@@ -29,6 +29,7 @@ both_backends!(
     removed_and_disabled_entries_lose_sessions_at_the_check,
     groups_map_to_org_roles_and_follow_changes,
     directory_failures_count_toward_the_back_off,
+    every_spelling_the_directory_binds_shares_the_back_off,
 );
 
 async fn directory_users_sign_in_over_starttls_and_ldaps(first: TestApp) {
@@ -483,4 +484,52 @@ async fn directory_failures_count_toward_the_back_off(first: TestApp) {
         .filter(|e| e["outcome"] == "failure" && e["detail"]["method"] == "ldap")
         .count();
     assert_eq!(audited, failed);
+}
+
+async fn every_spelling_the_directory_binds_shares_the_back_off(first: TestApp) {
+    let Some(slapd) = Slapd::start().await else {
+        return;
+    };
+    let app = ldap_app(&first, slapd.config("starttls", json!({}))).await;
+    // The directory ignores leading, trailing and repeated spaces and folds compatibility
+    // characters (RFC 4518): each of these binds as alice, and reaches her one account.
+    let spellings = [
+        "alice ",
+        " alice",
+        "alice  ",
+        " ALICE ",
+        "\u{ff41}lice",
+        "alice\u{a0}",
+    ];
+    let (alice, _) = sign_in(&app, "alice", ALICE_PW).await;
+    for (i, name) in spellings.iter().enumerate() {
+        let ip = format!("198.51.100.{}", i + 1);
+        let res = login_from(&app, &ip, name, ALICE_PW).await;
+        let res = res.check(200, None, &format!("{name:?}: "));
+        assert_eq!(res.body["user"]["id"], alice.as_str(), "{name:?}");
+    }
+    // Five wrong passwords for alice from one address: every spelling of her name waits there
+    // too, the right password included.
+    let ip = "203.0.113.9";
+    for _ in 0..5 {
+        login_from(&app, ip, "alice", "a wrong guess")
+            .await
+            .expect_error(401, "invalid_credentials");
+    }
+    login_from(&app, ip, "alice", ALICE_PW)
+        .await
+        .expect_error(429, "too_many_attempts");
+    for name in spellings {
+        login_from(&app, ip, name, ALICE_PW).await.check(
+            429,
+            Some("too_many_attempts"),
+            &format!("{name:?}: "),
+        );
+    }
+    // A name with a control character is refused as a wrong password is, from elsewhere too.
+    for name in ["alice\t", "alice\n", "\u{85}alice"] {
+        login_from(&app, "198.51.100.50", name, ALICE_PW)
+            .await
+            .check(401, Some("invalid_credentials"), &format!("{name:?}: "));
+    }
 }
