@@ -30,6 +30,7 @@ both_backends!(
     groups_map_to_org_roles_and_follow_changes,
     directory_failures_count_toward_the_back_off,
     every_spelling_the_directory_binds_shares_the_back_off,
+    a_missing_user_base_revokes_nothing,
 );
 
 async fn directory_users_sign_in_over_starttls_and_ldaps(first: TestApp) {
@@ -532,4 +533,34 @@ async fn every_spelling_the_directory_binds_shares_the_back_off(first: TestApp) 
             .await
             .check(401, Some("invalid_credentials"), &format!("{name:?}: "));
     }
+}
+
+async fn a_missing_user_base_revokes_nothing(first: TestApp) {
+    let Some(slapd) = Slapd::start().await else {
+        return;
+    };
+    let app = ldap_app(&first, slapd.config("starttls", json!({}))).await;
+    let (id, token) = sign_in(&app, "alice", ALICE_PW).await;
+    let alice = User {
+        name: "alice".to_owned(),
+        id,
+        token,
+    };
+    let org = app.org(&alice, "Directory Co").await;
+    let spec = json!({"name": "ci", "org_id": org, "scopes": ["org:read"]});
+    let (_, key) = make_key(&app, &alice, spec).await;
+    // The same server with `user_base` naming an OU that is not there (renamed in the
+    // directory): it cannot ask about anyone, so it takes no one for gone.
+    let missing = json!({ "user_base": format!("ou=staff,{SUFFIX}") });
+    let moved = ldap_app(&first, slapd.config("starttls", missing)).await;
+    check(&moved).await;
+    check(&moved).await;
+    assert_eq!(me(&moved, &key).await, 200);
+    assert_eq!(me(&moved, &alice.token).await, 200);
+    let revoked = moved.audit_of("sso.directory_revoked&limit=100").await;
+    assert!(revoked.items().is_empty(), "{}", revoked.body);
+    // A sign-in there is the directory being unavailable, not a wrong password.
+    login_from(&moved, "192.0.2.9", "alice", ALICE_PW)
+        .await
+        .expect_error(503, "directory_unavailable");
 }
