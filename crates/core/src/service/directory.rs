@@ -5,6 +5,9 @@
 //!
 //! - a username held by a local password account is checked against that password only (the
 //!   directory is never asked, so it cannot take a local account over);
+//! - the name is first spelled the way the directory compares names ([`directory_username`]),
+//!   so every spelling it binds as one entry (`alice`, `alice `, ` ａlice`) is one name to the
+//!   counters and to the local-account rule;
 //! - any other username is a directory sign-in through `sso_sign_in` (counters, linking by the
 //!   directory's stable id, disabled accounts, org roles, 2FA, audit), after the same Argon2id
 //!   work a password check costs, so the answer's timing does not tell local names apart;
@@ -18,7 +21,7 @@ use crate::store::{IdentityKind, LinkedIdentity};
 use crate::types::*;
 use std::future::Future;
 
-use super::sso::{ExternalIdentity, SsoFailure, SsoRules, SsoSignIn};
+use super::sso::{ExternalIdentity, SsoFailure, SsoRefusal, SsoRules, SsoSignIn};
 
 /// What the directory says about a linked account at a check.
 #[derive(Debug)]
@@ -51,9 +54,35 @@ const REVOKED_REASON: &str = "sso.directory_revoked";
 /// The name sign-ins through the directory carry in the counters and the audit log.
 pub const DIRECTORY_PROVIDER: &str = "ldap";
 
+/// The refusal of every failed directory sign-in: the same as a wrong local password.
+pub const DIRECTORY_REFUSED: SsoRefusal = SsoRefusal {
+    code: "invalid_credentials",
+    message: "invalid username or password",
+};
+
+/// `typed` as the directory compares it (RFC 4518 string preparation, which OpenLDAP and Active
+/// Directory apply to `uid` and `sAMAccountName`): invisible characters dropped and
+/// compatibility characters folded (NFKC, so `ａlice` is `alice`), leading and trailing white space dropped, inner runs of it one space.
+/// The sign-in counters key on this spelling, so `alice`, `alice ` and ` alice` share one
+/// back-off (AUTH-5) as the directory binds them all as alice. `None` for a name holding a
+/// control character or nothing but white space: refused as a wrong password is, without
+/// asking the directory.
+#[must_use]
+pub fn directory_username(typed: &str) -> Option<String> {
+    if typed.chars().any(char::is_control) {
+        return None;
+    }
+    // RFC 4518 maps invisible characters (soft hyphen, zero-width joiners) to nothing and
+    // folds by NFKC: the guards' fold is that.
+    let folded = crate::guards::fold(typed);
+    let name = folded.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!name.is_empty()).then_some(name)
+}
+
 impl Services {
     /// Signs `username` in: with its local password when a local password account holds the
-    /// name, else through the directory (`verify` binds as the user and says who they are).
+    /// name, else through the directory (`verify` binds as the user named by its argument, the
+    /// name as the directory compares it, and says who they are).
     pub async fn login_or_directory<V, Fut>(
         &self,
         username: &str,
@@ -63,20 +92,22 @@ impl Services {
         verify: V,
     ) -> Result<LoginOutcome>
     where
-        V: FnOnce() -> Fut,
+        V: FnOnce(String) -> Fut,
         Fut: Future<Output = std::result::Result<(ExternalIdentity, SsoRules), SsoFailure>>,
     {
-        let local = match Username::parse(username) {
+        let name = directory_username(username);
+        let spelled = name.as_deref().unwrap_or(username);
+        let local = match Username::parse(spelled) {
             Ok(u) => self.store.user_by_username(&u.key()).await?,
             Err(_) => None,
         };
         if matches!(local, Some((_, Some(_)))) {
-            return self.login(username, password, meta, cookie).await;
+            return self.login(spelled, password, meta, cookie).await;
         }
         let sign_in = SsoSignIn {
             kind: IdentityKind::Ldap,
             provider: DIRECTORY_PROVIDER.to_owned(),
-            claimed: Some(username.to_owned()),
+            claimed: Some(spelled.to_owned()),
             meta,
             cookie,
         };
@@ -89,7 +120,10 @@ impl Services {
                 .verify(&password, None)
                 .await
                 .map_err(SsoFailure::Unavailable)?;
-            verify().await
+            match name {
+                Some(name) => verify(name).await,
+                None => Err(DIRECTORY_REFUSED.into()),
+            }
         })
         .await
     }
@@ -162,6 +196,50 @@ impl Services {
                 }
                 Ok(DirectoryRevoked::default())
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_the_directory_binds_as_one_name_is_one_name() {
+        for typed in [
+            "alice",
+            "alice ",
+            " alice",
+            "  alice   ",
+            "alice\u{a0}",
+            "\u{3000}alice",
+            "\u{ff41}lice",
+            "ali\u{200b}ce",
+            "alice\u{ad}",
+        ] {
+            assert_eq!(
+                directory_username(typed).as_deref(),
+                Some("alice"),
+                "{typed:?}"
+            );
+        }
+        for typed in ["ann  lee", " ann\u{2003}lee ", "ann \u{a0} lee"] {
+            assert_eq!(
+                directory_username(typed).as_deref(),
+                Some("ann lee"),
+                "{typed:?}"
+            );
+        }
+        for typed in [
+            "",
+            "   ",
+            "alice\t",
+            "ali\0ce",
+            "alice\n",
+            "\u{85}alice",
+            "alice\u{7f}",
+        ] {
+            assert_eq!(directory_username(typed), None, "{typed:?}");
         }
     }
 }

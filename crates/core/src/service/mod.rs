@@ -45,7 +45,7 @@ pub use auth::{AuthSettings, ClientMeta, LoginOutcome, SignedIn};
 pub use conversations::NewConversation;
 pub use credentials::{ConversationList, GatewayStart, Lapsed, Resource};
 pub use denied::DENIED_ROWS_PER_MINUTE;
-pub use directory::{DirectoryRevoked, DirectoryVerdict, DIRECTORY_PROVIDER};
+pub use directory::{DirectoryRevoked, DirectoryVerdict, DIRECTORY_PROVIDER, DIRECTORY_REFUSED};
 pub use files::{UploadGrant, Uploaded};
 pub use guards::{blocked_error, screened_text, FlagItem, GuardPatch, NewGuard, POSITION_RANGE};
 pub use invites::INVITE_DEFAULT_TTL;

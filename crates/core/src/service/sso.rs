@@ -7,8 +7,9 @@
 //!    a refused proof stays counted and is audited (`auth.login`, failed, with the reason);
 //! 2. a single-use token id is spent in one conditional insert (a replay on any node fails);
 //! 3. the identity (kind, provider, subject) finds its linked account — never an email alone —
-//!    or links one by the provider's explicit rule (`link_existing = email_verified`), or
-//!    creates one when the provider may (`create_users`), or is refused;
+//!    or links one by the provider's explicit rule (`link_existing = email_verified`: never an
+//!    account that already holds another subject of the same provider), or creates one when
+//!    the provider may (`create_users`), or is refused;
 //! 4. a disabled or erased account, or a bot, is refused whatever vouched for it;
 //! 5. configured org roles are applied; with 2FA on the answer is the usual challenge, else a
 //!    session whose audit row names the method.
@@ -45,7 +46,8 @@ pub struct SsoRules {
     /// An identity linked to no account creates one.
     pub create_users: bool,
     /// An identity linked to no account is linked to the account with the same email, when
-    /// the provider says it verified it (and the account is not a server admin).
+    /// the provider says it verified it (and the account is not a server admin, nor holds an
+    /// identity of the same provider for another subject).
     pub link_by_verified_email: bool,
     /// Orgs the account joins with these roles (from the provider's claims or groups, mapped
     /// by configuration), when it is not a member yet; an existing membership is left as
@@ -234,8 +236,14 @@ impl Services {
                 Some(Ok(email)) => self.store.user_by_verified_email(email.as_str()).await?,
                 _ => None,
             };
-            // A server admin is never taken over by an outside identity's email claim.
-            if let Some(user) = existing.filter(|u| !u.server_admin && u.kind == UserKind::User) {
+            // A server admin is never taken over by an outside identity's email claim; nor is
+            // an account this provider vouches for as someone else already: an address the
+            // provider reassigned (a leaver's, given to a new hire) names a new person.
+            let existing = match existing.filter(|u| !u.server_admin && u.kind == UserKind::User) {
+                Some(user) if !self.holds_identity_of(user.id, &identity.key).await? => Some(user),
+                _ => None,
+            };
+            if let Some(user) = existing {
                 let audit = self
                     .audit_as(
                         AuditActor::user(user.id),
@@ -307,6 +315,15 @@ impl Services {
             "username_taken",
             "no free username could be found for this identity",
         ))
+    }
+
+    /// Whether `user` holds an identity of the provider of `key` (its kind and provider, any
+    /// subject).
+    async fn holds_identity_of(&self, user: crate::ids::UserId, key: &IdentityKey) -> Result<bool> {
+        let held = self.store.identities_of(user).await?;
+        Ok(held
+            .iter()
+            .any(|i| i.kind == key.kind && i.provider == key.provider))
     }
 
     /// Adds `user` to each org the rules grant that they are not a member of yet; in the orgs

@@ -192,7 +192,8 @@ async fn login(
     let outcome = match &state.sso.ldap {
         // AUTH-10: a name no local password account holds is the directory's to check.
         Some(directory) => {
-            let verify = || directory.authenticate(username, password);
+            let verify =
+                move |name: String| async move { directory.authenticate(&name, password).await };
             let services = &state.services;
             services
                 .login_or_directory(username, password, meta, body.cookie, verify)

@@ -121,7 +121,10 @@ impl RouteClass {
         if path == "/mcp" {
             return Self::Read;
         }
-        let oidc = *method == Method::GET && path.starts_with("/api/v1/auth/oidc/");
+        // Starting an OpenID sign-in stores a pending login for anyone who asks, by a link
+        // (GET) or from the web client (POST): charged as a sign-in either way.
+        let oidc = (*method == Method::GET && path.starts_with("/api/v1/auth/oidc/"))
+            || (*method == Method::POST && path_matches("/api/v1/auth/oidc/{}/start", path));
         // The OAuth server's front doors make tokens, or (a metadata document's client) fetch
         // from the network and store a request, for callers with no credential at all: they
         // are charged as sign-ins are (MCP-2, RATE-1).
@@ -530,6 +533,26 @@ mod tests {
                 Method::POST,
                 "/api/v1/auth/password-reset",
                 RouteClass::Auth,
+            ),
+            (
+                Method::GET,
+                "/api/v1/auth/oidc/corp/start",
+                RouteClass::Auth,
+            ),
+            (
+                Method::POST,
+                "/api/v1/auth/oidc/corp/start",
+                RouteClass::Auth,
+            ),
+            (
+                Method::POST,
+                "/api/v1/auth/oidc/corp/start/",
+                RouteClass::Auth,
+            ),
+            (
+                Method::POST,
+                "/api/v1/auth/oidc/corp/other",
+                RouteClass::Write,
             ),
         ] {
             assert_eq!(RouteClass::of(&method, path), class, "{method} {path}");

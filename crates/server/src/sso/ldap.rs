@@ -4,8 +4,10 @@
 //!    "unauthenticated bind", which directories answer with success);
 //! 2. binds as the service account (`bind_dn`) over LDAPS or StartTLS (plain only when
 //!    `allow_plain`, never in production) and searches `user_base` with `user_filter`, the
-//!    username escaped per RFC 4515 (`ldap3::ldap_escape`: `*`, `(`, `)`, `\` and NUL), for
-//!    exactly one entry — none, several, or a referral is a refusal;
+//!    username (spelled as the directory compares names, by `login_or_directory`) escaped per
+//!    RFC 4515 (`ldap3::ldap_escape`: `*`, `(`, `)`, `\` and NUL), for exactly one entry —
+//!    none, several, or a referral is a refusal; a `user_base` that does not exist is a
+//!    directory that cannot be asked (503), not a refusal;
 //! 3. binds as that entry's DN with the password;
 //! 4. finds its groups (`group_base` entries whose `member_attribute` holds the DN, the DN
 //!    escaped too) and maps them to org roles (`group_roles`);
@@ -17,12 +19,14 @@
 //! `directory_unavailable`, never a fallback. The periodic [`Directory::check`] looks every
 //! linked account up again by its stable id with the service account, through the same
 //! `user_filter` (`{username}` standing for any value), so an entry removed, or left out by the
-//! filter because it was disabled, loses its sessions, API keys and OAuth grants.
+//! filter because it was disabled, loses its sessions, API keys and OAuth grants. Only the
+//! lookup of an entry by its DN takes "no such object" for "gone": under `user_base` it says
+//! the base itself is missing (an OU renamed), and the check then decides nothing.
 
 use conclave_core::error::ServiceError;
 use conclave_core::service::{
-    DirectoryRevoked, DirectoryVerdict, ExternalIdentity, Services, SsoFailure, SsoRefusal,
-    SsoRules,
+    DirectoryRevoked, DirectoryVerdict, ExternalIdentity, Services, SsoFailure, SsoRules,
+    DIRECTORY_REFUSED as REFUSED,
 };
 use conclave_core::store::{IdentityKey, IdentityKind, LinkedIdentity};
 use conclave_core::types::OrgRole;
@@ -113,12 +117,6 @@ pub fn tls_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
-/// The refusal of every failed directory sign-in: the same as a wrong local password.
-const REFUSED: SsoRefusal = SsoRefusal {
-    code: "invalid_credentials",
-    message: "invalid username or password",
-};
-
 /// 503: the directory could not be asked.
 fn unavailable() -> SsoFailure {
     SsoFailure::Unavailable(ServiceError::Unavailable {
@@ -136,6 +134,16 @@ impl From<ldap3::LdapError> for Unreachable {
         tracing::warn!(error = %e, "the LDAP directory could not be asked");
         Self
     }
+}
+
+/// Where a user search looks, which says what "no such object" (32) means.
+#[derive(Debug, Clone, Copy)]
+enum Within<'a> {
+    /// The subtree under `user_base`: 32 is the base itself missing, so the directory cannot
+    /// be asked about anyone.
+    UserBase,
+    /// The entry at this DN itself: 32 is the entry gone.
+    Entry(&'a str),
 }
 
 /// The configured directory.
@@ -190,10 +198,7 @@ impl Directory {
             .settings
             .user_filter
             .replace("{username}", &ldap_escape(username));
-        let Some(entry) = self
-            .one_entry(&mut ldap, &self.settings.user_base, Scope::Subtree, &filter)
-            .await?
-        else {
+        let Some(entry) = self.one_entry(&mut ldap, Within::UserBase, &filter).await? else {
             let _ = ldap.unbind().await;
             return Ok(None);
         };
@@ -260,23 +265,35 @@ impl Directory {
         Ok(())
     }
 
-    /// The one entry `filter` finds under `base`; `None` for none or several (or no such base,
-    /// for a base search).
+    /// The one entry `filter` finds `within`; `None` for none or several (or, looking up an
+    /// entry by its DN, no such entry).
     async fn one_entry(
         &self,
         ldap: &mut Ldap,
-        base: &str,
-        scope: Scope,
+        within: Within<'_>,
         filter: &str,
     ) -> Result<Option<SearchEntry>, Unreachable> {
+        let (base, scope) = match within {
+            Within::UserBase => (self.settings.user_base.as_str(), Scope::Subtree),
+            Within::Entry(dn) => (dn, Scope::Base),
+        };
         let found = ldap
             .with_search_options(ldap3::SearchOptions::new().sizelimit(2))
             .search(base, scope, filter, USER_ATTRS.to_vec())
             .await?;
-        match found.1.rc {
-            RC_SUCCESS => {}
-            RC_SIZE_LIMIT | RC_NO_SUCH_OBJECT => return Ok(None),
-            rc => {
+        match (found.1.rc, within) {
+            (RC_SUCCESS, _) => {}
+            (RC_SIZE_LIMIT, _) | (RC_NO_SUCH_OBJECT, Within::Entry(_)) => return Ok(None),
+            // Every user is under `user_base`: without it the directory says nothing about
+            // any of them, so nothing may be taken for gone.
+            (RC_NO_SUCH_OBJECT, Within::UserBase) => {
+                tracing::error!(
+                    "the LDAP directory has no entry at user_base (renamed or removed?): \
+                     nothing can be looked up under it"
+                );
+                return Err(Unreachable);
+            }
+            (rc, _) => {
                 tracing::warn!(rc, "an LDAP user search failed");
                 return Err(Unreachable);
             }
@@ -397,11 +414,10 @@ impl Directory {
                     "(&(|(entryUUID={})(objectGUID={guid})){any})",
                     id.hyphenated()
                 );
-                let base = self.settings.user_base.clone();
-                self.one_entry(ldap, &base, Scope::Subtree, &filter).await
+                self.one_entry(ldap, Within::UserBase, &filter).await
             }
             Err(_) => {
-                self.one_entry(ldap, &account.subject, Scope::Base, &any)
+                self.one_entry(ldap, Within::Entry(&account.subject), &any)
                     .await
             }
         }

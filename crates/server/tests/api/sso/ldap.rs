@@ -29,6 +29,8 @@ both_backends!(
     removed_and_disabled_entries_lose_sessions_at_the_check,
     groups_map_to_org_roles_and_follow_changes,
     directory_failures_count_toward_the_back_off,
+    every_spelling_the_directory_binds_shares_the_back_off,
+    a_missing_user_base_revokes_nothing,
 );
 
 async fn directory_users_sign_in_over_starttls_and_ldaps(first: TestApp) {
@@ -483,4 +485,82 @@ async fn directory_failures_count_toward_the_back_off(first: TestApp) {
         .filter(|e| e["outcome"] == "failure" && e["detail"]["method"] == "ldap")
         .count();
     assert_eq!(audited, failed);
+}
+
+async fn every_spelling_the_directory_binds_shares_the_back_off(first: TestApp) {
+    let Some(slapd) = Slapd::start().await else {
+        return;
+    };
+    let app = ldap_app(&first, slapd.config("starttls", json!({}))).await;
+    // The directory ignores leading, trailing and repeated spaces and folds compatibility
+    // characters (RFC 4518): each of these binds as alice, and reaches her one account.
+    let spellings = [
+        "alice ",
+        " alice",
+        "alice  ",
+        " ALICE ",
+        "\u{ff41}lice",
+        "alice\u{a0}",
+    ];
+    let (alice, _) = sign_in(&app, "alice", ALICE_PW).await;
+    for (i, name) in spellings.iter().enumerate() {
+        let ip = format!("198.51.100.{}", i + 1);
+        let res = login_from(&app, &ip, name, ALICE_PW).await;
+        let res = res.check(200, None, &format!("{name:?}: "));
+        assert_eq!(res.body["user"]["id"], alice.as_str(), "{name:?}");
+    }
+    // Five wrong passwords for alice from one address: every spelling of her name waits there
+    // too, the right password included.
+    let ip = "203.0.113.9";
+    for _ in 0..5 {
+        login_from(&app, ip, "alice", "a wrong guess")
+            .await
+            .expect_error(401, "invalid_credentials");
+    }
+    login_from(&app, ip, "alice", ALICE_PW)
+        .await
+        .expect_error(429, "too_many_attempts");
+    for name in spellings {
+        login_from(&app, ip, name, ALICE_PW).await.check(
+            429,
+            Some("too_many_attempts"),
+            &format!("{name:?}: "),
+        );
+    }
+    // A name with a control character is refused as a wrong password is, from elsewhere too.
+    for name in ["alice\t", "alice\n", "\u{85}alice"] {
+        login_from(&app, "198.51.100.50", name, ALICE_PW)
+            .await
+            .check(401, Some("invalid_credentials"), &format!("{name:?}: "));
+    }
+}
+
+async fn a_missing_user_base_revokes_nothing(first: TestApp) {
+    let Some(slapd) = Slapd::start().await else {
+        return;
+    };
+    let app = ldap_app(&first, slapd.config("starttls", json!({}))).await;
+    let (id, token) = sign_in(&app, "alice", ALICE_PW).await;
+    let alice = User {
+        name: "alice".to_owned(),
+        id,
+        token,
+    };
+    let org = app.org(&alice, "Directory Co").await;
+    let spec = json!({"name": "ci", "org_id": org, "scopes": ["org:read"]});
+    let (_, key) = make_key(&app, &alice, spec).await;
+    // The same server with `user_base` naming an OU that is not there (renamed in the
+    // directory): it cannot ask about anyone, so it takes no one for gone.
+    let missing = json!({ "user_base": format!("ou=staff,{SUFFIX}") });
+    let moved = ldap_app(&first, slapd.config("starttls", missing)).await;
+    check(&moved).await;
+    check(&moved).await;
+    assert_eq!(me(&moved, &key).await, 200);
+    assert_eq!(me(&moved, &alice.token).await, 200);
+    let revoked = moved.audit_of("sso.directory_revoked&limit=100").await;
+    assert!(revoked.items().is_empty(), "{}", revoked.body);
+    // A sign-in there is the directory being unavailable, not a wrong password.
+    login_from(&moved, "192.0.2.9", "alice", ALICE_PW)
+        .await
+        .expect_error(503, "directory_unavailable");
 }

@@ -19,6 +19,8 @@ pub(super) enum Forge {
     Good,
     /// A good token whose provider says it verified the email.
     GoodVerified,
+    /// As `GoodVerified`, for the subject given (the same verified email).
+    VerifiedAs(&'static str),
     WrongNonce,
     WrongAudience,
     Expired,
@@ -171,6 +173,11 @@ print(json.dumps({
             Forge::Good => rs256(&claims),
             Forge::GoodVerified => {
                 claims["sub"] = json!("verified-sub");
+                claims["email_verified"] = json!(true);
+                rs256(&claims)
+            }
+            Forge::VerifiedAs(sub) => {
+                claims["sub"] = json!(sub);
                 claims["email_verified"] = json!(true);
                 rs256(&claims)
             }

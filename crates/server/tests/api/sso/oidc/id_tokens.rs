@@ -131,6 +131,85 @@ pub(super) async fn link_existing_takes_only_a_verified_email(app: TestApp) {
     assert_eq!(res.status.as_u16(), 422);
 }
 
+/// An address the provider gave to someone else (alice@corp reassigned to a new hire, another
+/// subject) never reaches the account the first subject holds: the new person gets a new account
+/// where the provider may create one, and is refused where it may not.
+pub(super) async fn a_reassigned_email_never_links_to_another_subjects_account(app: TestApp) {
+    let Some(forger) = Forger::start().await else {
+        return;
+    };
+    let backend = app.backend;
+    let extra = json!({ "scopes": ["openid"], "link_existing": "email_verified" });
+    let app = forger.app(backend, extra, |_| {}).await;
+    let leaver = browser();
+    assert_eq!(
+        forger
+            .sign_in(&app, &leaver, "r1", Forge::VerifiedAs("s1"))
+            .await,
+        "/"
+    );
+    let alice = session_user(&app, &leaver).await;
+    let hire = browser();
+    assert_eq!(
+        forger
+            .sign_in(&app, &hire, "r2", Forge::VerifiedAs("s2"))
+            .await,
+        "/"
+    );
+    let hired = session_user(&app, &hire).await;
+    assert_ne!(
+        hired["id"], alice["id"],
+        "the new subject got the leaver's account"
+    );
+    let id = alice["id"].as_str().unwrap();
+    let held = app
+        .get(&format!("/api/v1/admin/users/{id}/identities"), ADMIN_TOKEN)
+        .await
+        .expect(200)
+        .items();
+    let subjects: Vec<&Value> = held.iter().map(|i| &i["subject"]).collect();
+    assert_eq!(subjects, [&json!("s1")]);
+    // The first subject still reaches its own account.
+    let again = browser();
+    assert_eq!(
+        forger
+            .sign_in(&app, &again, "r3", Forge::VerifiedAs("s1"))
+            .await,
+        "/"
+    );
+    assert_eq!(session_user(&app, &again).await["id"], alice["id"]);
+    // A provider that may not create accounts: the account an admin made with the address is
+    // linked to the first subject by it, and the second is unknown.
+    let extra = json!({
+        "scopes": ["openid"], "create_users": false, "link_existing": "email_verified",
+    });
+    let app = forger.app(backend, extra, |_| {}).await;
+    let made = app
+        .post(
+            "/api/v1/admin/users",
+            ADMIN_TOKEN,
+            json!({"username": "alice", "password": PASSWORD, "email": "mallory@forger.example"}),
+        )
+        .await
+        .expect(201);
+    let leaver = browser();
+    assert_eq!(
+        forger
+            .sign_in(&app, &leaver, "r4", Forge::VerifiedAs("s1"))
+            .await,
+        "/"
+    );
+    assert_eq!(session_user(&app, &leaver).await["id"], made.body["id"]);
+    assert_eq!(
+        forger
+            .sign_in(&app, &browser(), "r5", Forge::VerifiedAs("s2"))
+            .await,
+        "/#/signin?error=sso_user_unknown"
+    );
+    let linked = app.audit_of("sso.identity_linked").await.items();
+    assert_eq!(linked.len(), 1, "{linked:?}");
+}
+
 pub(super) async fn erased_accounts_come_back_only_as_new_ones(app: TestApp) {
     let Some((forger, app)) = Forger::with_app(app.backend).await else {
         return;

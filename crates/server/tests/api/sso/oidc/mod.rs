@@ -28,6 +28,7 @@ use gate::{
     the_access_gate_holds_for_openid_sign_in,
 };
 use id_tokens::{
+    a_reassigned_email_never_links_to_another_subjects_account,
     erased_accounts_come_back_only_as_new_ones, forged_id_tokens_are_refused,
     link_existing_takes_only_a_verified_email, openid_failures_count_toward_the_address_back_off,
     several_providers_at_once_keep_their_identities_apart,
@@ -50,6 +51,7 @@ both_backends!(
     several_providers_at_once_keep_their_identities_apart,
     openid_failures_count_toward_the_address_back_off,
     a_state_begun_outside_the_gate_is_not_completed_through_it,
+    a_reassigned_email_never_links_to_another_subjects_account,
 );
 
 const CLIENT_ID: &str = "conclave-test";
