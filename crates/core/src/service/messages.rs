@@ -380,16 +380,19 @@ impl Services {
         Ok(deleted)
     }
 
+    /// A page of the message's earlier versions (newest first unless `page` reads after a
+    /// cursor); at most the newest `KEPT_VERSIONS` are kept.
     pub async fn message_history(
         &self,
         actor: &Actor,
         id: MessageId,
+        page: Page<MessageVersionId>,
     ) -> Result<Vec<MessageVersion>> {
         let (_, _, access) = self.message_for(actor, id).await?;
         if !policy::conversation_allows(&access, ConversationAction::Read) {
             return Err(Self::denied(&access));
         }
-        Ok(self.store.message_history(id).await?)
+        Ok(self.store.message_history(id, page).await?)
     }
 
     /// Tells the other participants the caller is typing (writers only).

@@ -176,7 +176,11 @@ check!(messages_page_by_seq);
 async fn edit_keeps_history(store: Arc<dyn Store>) {
     let (alice, _, conv) = room(&*store).await;
     let msg = post_message(&*store, conv.id, alice.id, "v1").await;
-    assert!(store.message_history(msg.id).await.unwrap().is_empty());
+    assert!(store
+        .message_history(msg.id, latest(10))
+        .await
+        .unwrap()
+        .is_empty());
 
     let v2 = store
         .edit_message(
@@ -201,8 +205,10 @@ async fn edit_keeps_history(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(store.message(msg.id).await.unwrap(), v3);
 
-    let history = store.message_history(msg.id).await.unwrap();
+    let mut history = store.message_history(msg.id, latest(10)).await.unwrap();
     assert_eq!(history.len(), 2);
+    assert_eq!(history[0].content, "<b>v2</b>", "newest first");
+    history.reverse();
     assert_eq!(history[0].message_id, msg.id);
     assert_eq!(history[0].content, "v1");
     assert_eq!(history[0].format, MessageFormat::Text);
@@ -219,9 +225,60 @@ async fn edit_keeps_history(store: Arc<dyn Store>) {
             .edit_message(&text_edit(MessageId::new(), "x", 1), &[])
             .await,
     );
-    assert_not_found(store.message_history(MessageId::new()).await);
+    assert_not_found(store.message_history(MessageId::new(), latest(10)).await);
 }
 check!(edit_keeps_history);
+
+/// The first page of a message's history, `n` versions at most.
+fn latest(n: i64) -> Page<MessageVersionId> {
+    page(Cursor::Latest, n)
+}
+
+/// R81: a message keeps its newest `KEPT_VERSIONS` versions, whatever the number of edits
+/// (each edit deletes the oldest beyond them in its transaction), and its history is paged by
+/// version id both ways.
+async fn history_is_capped_and_paged(store: Arc<dyn Store>) {
+    let (alice, _, conv) = room(&*store).await;
+    let msg = post_message(&*store, conv.id, alice.id, "v0").await;
+    let edits = KEPT_VERSIONS + 5;
+    for i in 1..=edits {
+        let text = format!("v{i}");
+        store
+            .edit_message(&text_edit(msg.id, &text, i), &[])
+            .await
+            .unwrap();
+    }
+    // Newest first, page by page, to the end.
+    let mut contents = Vec::new();
+    let mut cursor = Cursor::Latest;
+    loop {
+        let versions = store
+            .message_history(msg.id, page(cursor, 30))
+            .await
+            .unwrap();
+        assert!(versions.len() <= 30);
+        let Some(last) = versions.last() else { break };
+        cursor = Cursor::Before(last.id);
+        contents.extend(versions.iter().map(|v| v.content.clone()));
+    }
+    let kept: Vec<String> = (edits - KEPT_VERSIONS..edits)
+        .rev()
+        .map(|i| format!("v{i}"))
+        .collect();
+    assert_eq!(contents, kept, "the newest {KEPT_VERSIONS}, newest first");
+    // `After` reads towards newer versions, oldest first.
+    let oldest = store.message_history(msg.id, latest(100)).await.unwrap();
+    let from = oldest.last().unwrap();
+    assert_eq!(from.content, format!("v{}", edits - KEPT_VERSIONS));
+    let newer = store
+        .message_history(msg.id, page(Cursor::After(from.id), 2))
+        .await
+        .unwrap();
+    let newer: Vec<&str> = newer.iter().map(|v| v.content.as_str()).collect();
+    let want = [edits - KEPT_VERSIONS + 1, edits - KEPT_VERSIONS + 2].map(|i| format!("v{i}"));
+    assert_eq!(newer, want);
+}
+check!(history_is_capped_and_paged);
 
 async fn delete_tombstones(store: Arc<dyn Store>) {
     let (alice, _, conv) = room(&*store).await;
@@ -244,7 +301,11 @@ async fn delete_tombstones(store: Arc<dyn Store>) {
     assert_eq!(gone.seq, 2);
     assert_eq!(gone.author, alice.summary());
     assert!(
-        store.message_history(ids[1]).await.unwrap().is_empty(),
+        store
+            .message_history(ids[1], latest(10))
+            .await
+            .unwrap()
+            .is_empty(),
         "earlier versions go with the content"
     );
 
