@@ -664,6 +664,11 @@ impl MessageStore for Backend {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
+    async fn prune_idempotency_keys(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        prune_before(self, "idempotency_keys", "created_at", before).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn change_stream(
         &self,
         change: &StreamChange<'_>,

@@ -395,6 +395,14 @@ impl Services {
         Ok(self.store.message_history(id, page).await?)
     }
 
+    /// Forgets the idempotency keys older than [`IDEMPOTENCY_WINDOW`] (MSG-2: kept 24 h), which
+    /// a send only forgets when the same key comes again; answers how many went. Run by the
+    /// retention job.
+    pub async fn forget_idempotency_keys(&self) -> Result<u64> {
+        let before = self.clock.now() - IDEMPOTENCY_WINDOW;
+        Ok(self.store.prune_idempotency_keys(before).await?)
+    }
+
     /// Tells the other participants the caller is typing (writers only).
     pub async fn typing(&self, actor: &Actor, conv: ConversationId) -> Result<()> {
         self.conversation_access(actor, conv, ConversationAction::SendMessages)

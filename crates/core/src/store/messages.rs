@@ -91,6 +91,9 @@ pub trait MessageStore: Send + Sync + 'static {
         id: MessageId,
         page: Page<MessageVersionId>,
     ) -> StoreResult<Vec<MessageVersion>>;
+    /// Forgets the idempotency keys stored before `before` (MSG-2: a key is kept for
+    /// `IDEMPOTENCY_WINDOW`, 24 h); answers how many went. The retention job runs it.
+    async fn prune_idempotency_keys(&self, before: DateTime<Utc>) -> StoreResult<u64>;
     /// Applies `change` with one conditional UPDATE (`… WHERE status = 'streaming' AND
     /// deleted_at IS NULL`) and, when it changed the row, appends `audit` in its transaction.
     /// `false` (and no audit row) when the message is not streaming any more — stopped, ended

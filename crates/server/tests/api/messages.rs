@@ -13,6 +13,7 @@ both_backends!(
     edits_keep_history_and_deletes_leave_tombstones,
     only_participants_touch_messages,
     concurrent_sends_get_distinct_ordered_seqs,
+    idempotency_keys_are_forgotten_after_the_window,
 );
 
 async fn setup(app: &TestApp) -> (User, User, String, String) {
@@ -315,6 +316,37 @@ async fn concurrent_sends_get_distinct_ordered_seqs(app: TestApp) {
         .await
         .expect(200);
     assert_eq!(c.body["last_seq"], 20);
+}
+
+/// The idempotency keys stored for `key`.
+async fn stored_keys(app: &TestApp, key: &str) -> i64 {
+    let db = crate::db::Db::of(app).await;
+    crate::with_pool!(&db, p => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM idempotency_keys WHERE key = $1",
+    )
+    .bind(key)
+    .fetch_one(p)
+    .await
+    .unwrap())
+}
+
+/// R82 (MSG-2, "kept 24 h"): the retention job forgets idempotency keys past their window.
+/// Once a key was only forgotten when the same author sent the same key again, so the table
+/// grew with every keyed send.
+async fn idempotency_keys_are_forgotten_after_the_window(app: TestApp) {
+    let (alice, _, _, conv) = setup(&app).await;
+    let path = format!("/api/v1/conversations/{conv}/messages");
+    let body = json!({"content": "once", "idempotency_key": "k-old"});
+    app.post(&path, &alice.token, body).await.expect(201);
+    assert_eq!(stored_keys(&app, "k-old").await, 1);
+    app.clock.advance(chrono::Duration::hours(25));
+    app.clock.settled().await;
+    let alice = app.sign_in_again("alice", alice).await;
+    let body = json!({"content": "later", "idempotency_key": "k-fresh"});
+    app.post(&path, &alice.token, body).await.expect(201);
+    assert_eq!(stored_keys(&app, "k-old").await, 0, "the job forgot it");
+    assert_eq!(stored_keys(&app, "k-fresh").await, 1);
+    assert_eq!(app.message_count(&conv, &alice).await, 2, "messages stay");
 }
 
 /// R81 (RATE-1): a message's history is paged like every list and holds at most its newest

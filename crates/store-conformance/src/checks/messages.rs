@@ -113,6 +113,40 @@ async fn idempotent_inserts(store: Arc<dyn Store>) {
 }
 check!(idempotent_inserts);
 
+/// R82: the retention job's prune forgets the keys stored before the window's start, kept ones
+/// are untouched, and their messages stay.
+async fn stale_idempotency_keys_are_pruned(store: Arc<dyn Store>) {
+    let (alice, _, conv) = room(&*store).await;
+    let hour = 3_600;
+    let mut old = keyed(conv.id, alice.id, "k-old", "old");
+    old.created_at = at(0);
+    let old = send(&*store, &old).await;
+    let mut fresh = keyed(conv.id, alice.id, "k-fresh", "fresh");
+    fresh.created_at = at(25 * hour);
+    let fresh = send(&*store, &fresh).await;
+    // 25 h later, a window of 24 h: the first key is past it.
+    let pruned = store.prune_idempotency_keys(at(hour)).await.unwrap();
+    assert_eq!(pruned, 1, "only the key past the window");
+    // The old key is gone (a send that would still replay it creates a message); the fresh
+    // one still replays; both messages stay.
+    let mut reuse = keyed(conv.id, alice.id, "k-old", "reused");
+    reuse.created_at = at(25 * hour);
+    reuse.idempotency_since = at(0);
+    match store.insert_message(&reuse, &[]).await.unwrap() {
+        Inserted::Created(m) => assert_ne!(m.id, old.id),
+        other => panic!("the pruned key should be forgotten, not answer {other:?}"),
+    }
+    let mut again = keyed(conv.id, alice.id, "k-fresh", "again");
+    again.idempotency_since = at(hour);
+    match store.insert_message(&again, &[]).await.unwrap() {
+        Inserted::Replayed(m, _) => assert_eq!(m.id, fresh.id),
+        other => panic!("the kept key should replay, not answer {other:?}"),
+    }
+    store.message(old.id).await.expect("its message stays");
+    assert_eq!(store.prune_idempotency_keys(at(hour)).await.unwrap(), 0);
+}
+check!(stale_idempotency_keys_are_pruned);
+
 async fn idempotent_inserts_race(store: Arc<dyn Store>) {
     let (alice, _, conv) = room(&*store).await;
     let mut tasks = Vec::new();
