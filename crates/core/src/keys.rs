@@ -80,6 +80,9 @@ pub struct ServerKeys {
     /// HMAC key of signed download URLs (`/media/{id}?exp=&sig=`, DATA-2); every node signs
     /// and checks with the same key.
     pub media_url: SecretBox<[u8; 32]>,
+    /// AES-256-GCM key that seals search cursors (MSG-6, AZ-1), so a caller can neither read
+    /// the score a cursor holds nor forge one; see `search_cursor`.
+    pub search_cursor: SecretBox<[u8; 32]>,
 }
 
 impl ServerKeys {
@@ -93,6 +96,7 @@ impl ServerKeys {
             secrets_kek: master.derive("secrets-key-wrapping-aes-256-gcm"),
             fanout: master.derive("fanout-event-hmac-sha256"),
             media_url: master.derive("media-url-hmac-sha256"),
+            search_cursor: master.derive("search-cursor-aes-256-gcm"),
         }
     }
 }
@@ -133,6 +137,7 @@ mod tests {
             &a.secrets_kek,
             &a.fanout,
             &a.media_url,
+            &a.search_cursor,
         ];
         for (i, x) in all.iter().enumerate() {
             for y in &all[i + 1..] {

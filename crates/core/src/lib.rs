@@ -22,6 +22,7 @@ pub mod password;
 pub mod policy;
 pub mod sanitize;
 pub mod search;
+pub mod search_cursor;
 pub mod secretbox;
 pub mod service;
 pub mod slots;

@@ -529,6 +529,11 @@ impl RetentionJob {
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "retention job failed"),
             }
+            match services.forget_idempotency_keys().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(keys = n, "forgot idempotency keys past their window"),
+                Err(e) => tracing::error!(error = %e, "forgetting old idempotency keys failed"),
+            }
             match services.fail_abandoned_streams(self.abandoned_after).await {
                 Ok(0) => {}
                 Ok(n) => tracing::warn!(answers = n, "ended answers their node left streaming"),

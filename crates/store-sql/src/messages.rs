@@ -59,6 +59,20 @@ async fn forget_stale_key(
     Ok(())
 }
 
+/// Deletes the versions of message `id` older than its newest [`KEPT_VERSIONS`] (ids are
+/// time-ordered: the order the versions were replaced in). Nothing when it has no more.
+async fn forget_old_versions(conn: &mut Conn, id: MessageId) -> StoreResult<()> {
+    sqlx::query(
+        "DELETE FROM message_versions WHERE message_id = $1 AND id < (SELECT id \
+         FROM message_versions WHERE message_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+    )
+    .bind(id.0)
+    .bind(KEPT_VERSIONS - 1)
+    .run(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// `($1, …, $width), ($width+1, …)`: `rows` tuples of bind parameters for a multi-row insert,
 /// the statement's only parameters. On SQLite they are anonymous `?`s (bound in order): SQLite
 /// finds a named parameter's name by a linear scan and sqlx asks the name of each one it binds,
@@ -580,6 +594,7 @@ impl MessageStore for Backend {
         .bind(ts(edit.at))
         .run(&mut *tx)
         .await?;
+        forget_old_versions(&mut tx, id).await?;
         sqlx::query("UPDATE messages SET content = $2, format = $3, edited_at = $4 WHERE id = $1")
             .bind(id.0)
             .bind(edit.content)
@@ -626,19 +641,31 @@ impl MessageStore for Backend {
         Ok((message, freed))
     }
 
-    async fn message_history(&self, id: MessageId) -> StoreResult<Vec<MessageVersion>> {
+    async fn message_history(
+        &self,
+        id: MessageId,
+        page: Page<MessageVersionId>,
+    ) -> StoreResult<Vec<MessageVersion>> {
         let mut conn = self.reader().acquire().await.map_err(db)?;
         sqlx::query("SELECT id FROM messages WHERE id = $1")
             .bind(id.0)
             .one(&mut *conn, |_| Ok(()))
             .await?;
-        sqlx::query(
+        let k = keyset(page.cursor, "id", 3);
+        let sql = format!(
             "SELECT id, message_id, content, format, written_at, replaced_at \
-             FROM message_versions WHERE message_id = $1 ORDER BY written_at, id",
-        )
-        .bind(id.0)
-        .all(&mut *conn, version_from_row)
-        .await
+             FROM message_versions WHERE message_id = $1 {} ORDER BY id {} LIMIT $2",
+            k.cond, k.order
+        );
+        let q = sqlx::query(&sql).bind(id.0).bind(limit(page.limit));
+        k.bind_key(q, |key| key.0)
+            .all(&mut *conn, version_from_row)
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn prune_idempotency_keys(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        prune_before(self, "idempotency_keys", "created_at", before).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

@@ -380,16 +380,27 @@ impl Services {
         Ok(deleted)
     }
 
+    /// A page of the message's earlier versions (newest first unless `page` reads after a
+    /// cursor); at most the newest `KEPT_VERSIONS` are kept.
     pub async fn message_history(
         &self,
         actor: &Actor,
         id: MessageId,
+        page: Page<MessageVersionId>,
     ) -> Result<Vec<MessageVersion>> {
         let (_, _, access) = self.message_for(actor, id).await?;
         if !policy::conversation_allows(&access, ConversationAction::Read) {
             return Err(Self::denied(&access));
         }
-        Ok(self.store.message_history(id).await?)
+        Ok(self.store.message_history(id, page).await?)
+    }
+
+    /// Forgets the idempotency keys older than [`IDEMPOTENCY_WINDOW`] (MSG-2: kept 24 h), which
+    /// a send only forgets when the same key comes again; answers how many went. Run by the
+    /// retention job.
+    pub async fn forget_idempotency_keys(&self) -> Result<u64> {
+        let before = self.clock.now() - IDEMPOTENCY_WINDOW;
+        Ok(self.store.prune_idempotency_keys(before).await?)
     }
 
     /// Tells the other participants the caller is typing (writers only).

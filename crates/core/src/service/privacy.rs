@@ -139,7 +139,7 @@ impl Services {
         let audit_events = self.shown_to(user.id, audit_events).await?;
         let mut message_versions = Vec::new();
         for m in messages.iter().filter(|m| m.edited_at.is_some()) {
-            message_versions.extend(self.store.message_history(m.id).await?);
+            message_versions.extend(self.all_versions(m.id).await?);
         }
         let mut teams = Vec::new();
         for m in &memberships {
@@ -240,6 +240,26 @@ impl Services {
             cursor,
             limit: Limit::parse(Some(i64::from(PAGE))).unwrap_or_default(),
         }
+    }
+
+    /// Every version kept of message `id` (at most `KEPT_VERSIONS`), oldest first, read a page
+    /// at a time.
+    async fn all_versions(&self, id: MessageId) -> Result<Vec<MessageVersion>> {
+        let mut versions = Vec::new();
+        let mut cursor = Cursor::Latest;
+        loop {
+            let page = self.store.message_history(id, self.batch(cursor)).await?;
+            let full = page.len() >= PAGE as usize;
+            if let Some(last) = page.last() {
+                cursor = Cursor::Before(last.id);
+            }
+            versions.extend(page);
+            if !full {
+                break;
+            }
+        }
+        versions.reverse();
+        Ok(versions)
     }
 
     /// Every audit row matching `filter`, oldest first.

@@ -10,6 +10,11 @@ use crate::types::{MessageFormat, MessageStatus};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+/// How many earlier versions of a message are kept: each edit that would keep more deletes the
+/// oldest in its own transaction (RATE-1, R81), so editing one message over and over cannot
+/// grow the database, its history page or an account export without bound.
+pub const KEPT_VERSIONS: i64 = 100;
+
 /// Result of an insert that carried an idempotency key.
 #[derive(Debug, Clone)]
 pub enum Inserted {
@@ -60,7 +65,8 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn message(&self, id: MessageId) -> StoreResult<Message>;
     /// Messages by `seq`: `Latest`/`Before` newest first, `After` oldest first.
     async fn messages(&self, conv: ConversationId, page: Page<i64>) -> StoreResult<Vec<Message>>;
-    /// Keeps the current version in the history and replaces it. `NotFound` when the message
+    /// Keeps the current version in the history (the newest [`KEPT_VERSIONS`] of them; older
+    /// ones are deleted in the same transaction) and replaces it. `NotFound` when the message
     /// is deleted, still streaming, or its author no longer writes in its conversation (no
     /// longer a participant, a Viewer of its org, the conversation archived) — read under the
     /// message's row lock in the edit's transaction.
@@ -77,7 +83,17 @@ pub trait MessageStore: Send + Sync + 'static {
         at: DateTime<Utc>,
         audit: &[AuditEntry],
     ) -> StoreResult<(Message, FreedBlobs)>;
-    async fn message_history(&self, id: MessageId) -> StoreResult<Vec<MessageVersion>>;
+    /// A page of the message's earlier versions by id (the order they were replaced in):
+    /// `Latest`/`Before` newest first, `After` oldest first. `NotFound` when the message does
+    /// not exist.
+    async fn message_history(
+        &self,
+        id: MessageId,
+        page: Page<MessageVersionId>,
+    ) -> StoreResult<Vec<MessageVersion>>;
+    /// Forgets the idempotency keys stored before `before` (MSG-2: a key is kept for
+    /// `IDEMPOTENCY_WINDOW`, 24 h); answers how many went. The retention job runs it.
+    async fn prune_idempotency_keys(&self, before: DateTime<Utc>) -> StoreResult<u64>;
     /// Applies `change` with one conditional UPDATE (`… WHERE status = 'streaming' AND
     /// deleted_at IS NULL`) and, when it changed the row, appends `audit` in its transaction.
     /// `false` (and no audit row) when the message is not streaming any more — stopped, ended

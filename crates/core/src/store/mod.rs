@@ -39,7 +39,7 @@ pub use guards::GuardStore;
 pub use health::{HealthAlert, HealthStore};
 pub use invites::{InviteStore, InviteUse};
 pub use keyring::SecretKeyStore;
-pub use messages::{Inserted, MessageEdit, MessageStore, StreamChange};
+pub use messages::{Inserted, MessageEdit, MessageStore, StreamChange, KEPT_VERSIONS};
 pub use mfa::{LoginThrottleStore, MfaStore};
 pub use oauth::OAuthStore;
 pub use orgs::{DecidedOn, Membership, OrgPatch, OrgStore, Removed, Transfer};

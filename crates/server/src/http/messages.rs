@@ -7,7 +7,8 @@ use super::error::{
 };
 use super::extract::{ApiJson, ApiQuery, Caller};
 use super::pagination::{
-    all, message_page, seq_list, List, ListQuery, Listed, MessageListQuery, MessagePosition, Paging,
+    id_listed, message_page, seq_list, List, ListQuery, Listed, MessageListQuery, MessagePosition,
+    Paging,
 };
 use crate::state::AppState;
 use axum::Json;
@@ -166,11 +167,13 @@ async fn delete_message(me: Caller<MessageId>) -> NoContent {
     no_content(me.services().delete_message(&me.actor, me.at)).await
 }
 
-/// Earlier versions of an edited message, oldest first (participants only).
-#[utoipa::path(get, path = "/messages/{m}/history", tag = "messages", params(("m" = String, Path, format = Uuid)),
+/// Earlier versions of an edited message, newest first; `after` pages towards newer ones
+/// (oldest first). At most the newest 100 are kept (participants only).
+#[utoipa::path(get, path = "/messages/{m}/history", tag = "messages", params(("m" = String, Path, format = Uuid), ListQuery),
     responses((status = 200, body = List<MessageVersion>)))]
-async fn message_history(me: Caller<MessageId>) -> Listed<MessageVersion> {
-    all(me.services().message_history(&me.actor, me.at)).await
+async fn message_history(me: Caller<MessageId>, ApiQuery(q): Paging) -> Listed<MessageVersion> {
+    let versions = |page| me.services().message_history(&me.actor, me.at, page);
+    id_listed(&q, |v: &MessageVersion| v.id.0, versions).await
 }
 
 /// Stop an AI agent's answer while it streams (AGENT-3): it keeps the text written so far, with

@@ -7,13 +7,13 @@ use super::extract::{ApiQuery, Caller};
 use super::pagination::List;
 use crate::state::AppState;
 use axum::Json;
-use base64::Engine;
 use conclave_core::model::Message;
 use conclave_core::search::SearchText;
+use conclave_core::search_cursor::{CursorSeal, SearchScope};
 use conclave_core::service::{Found, SearchQuery};
 use conclave_core::store::SearchFrom;
 use conclave_core::types::Limit;
-use conclave_core::{ConversationId, MessageId, OrgId};
+use conclave_core::{ConversationId, OrgId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -50,8 +50,9 @@ pub struct SearchParams {
     /// 1–100, default 50 (read as text here, so a bad value is a 422 naming `limit`).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
-    /// Continue after this cursor (the `next` of an earlier page of the same search and sort).
-    #[param(pattern = "^[A-Za-z0-9_-]{32}$")]
+    /// Continue after this cursor (the `next` of an earlier page of the same search and sort,
+    /// by the same caller): sealed, so it opens for that search only; anything else is a 422.
+    #[param(pattern = "^[A-Za-z0-9_-]{70}$")]
     pub before: Option<String>,
 }
 
@@ -64,49 +65,14 @@ pub struct SearchHit {
     pub snippet: String,
 }
 
-fn b64() -> base64::engine::GeneralPurpose {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-}
-
-/// The cursor after `hit`: 24 bytes, its score's bits then its id, base64url (32 characters).
-/// Every such string is a position in either order — the newest order reads only the id — so
-/// a well-formed cursor is never refused, whatever page it came from.
-fn encode_cursor(from: SearchFrom, hit: &Found) -> String {
-    let score = match from {
-        SearchFrom::Relevance(_) => hit.score,
-        SearchFrom::Newest(_) => 0.0,
-    };
-    let mut raw = [0u8; 24];
-    raw[..8].copy_from_slice(&score.to_bits().to_be_bytes());
-    raw[8..].copy_from_slice(hit.message.id.0.as_bytes());
-    b64().encode(raw)
-}
-
-/// The position a cursor of [`encode_cursor`] names in the order `from` asks for; `None` if it
-/// is not 32 characters of base64url. A score that is no number (only a forged cursor has one)
-/// stands past every score: an empty page.
-fn decode_cursor(raw: &str, from: SearchFrom) -> Option<SearchFrom> {
-    let bytes: [u8; 24] = b64().decode(raw).ok()?.try_into().ok()?;
-    let (bits, id) = bytes.split_at(8);
-    let id = MessageId(uuid::Uuid::from_slice(id).ok()?);
-    Some(match from {
-        SearchFrom::Relevance(_) => {
-            let score = f64::from_bits(u64::from_be_bytes(bits.try_into().ok()?));
-            let score = if score.is_nan() { f64::INFINITY } else { score };
-            SearchFrom::Relevance(Some((score, id)))
-        }
-        SearchFrom::Newest(_) => SearchFrom::Newest(Some(id)),
-    })
-}
-
 /// 422 naming `field`.
 fn invalid(field: &'static str, code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::invalid(code, message, field)
 }
 
 impl SearchParams {
-    /// The typed request, or 422 naming the first bad parameter.
-    fn parse(&self) -> ApiResult<SearchQuery> {
+    /// The typed request, or 422 naming the first bad parameter; `seal` opens `before`.
+    fn parse(&self, seal: &CursorSeal) -> ApiResult<SearchQuery> {
         let raw = self
             .q
             .as_deref()
@@ -134,7 +100,7 @@ impl SearchParams {
             .map_err(|r| invalid("limit", r.code, format!("`limit` {}", r.message)))?;
         let from = match self.before.as_deref() {
             None => from,
-            Some(raw) => decode_cursor(raw, from).ok_or_else(|| {
+            Some(raw) => seal.open(&text, from, raw).ok_or_else(|| {
                 invalid(
                     "before",
                     "invalid_cursor",
@@ -146,13 +112,14 @@ impl SearchParams {
     }
 }
 
-/// A page of hits, with the cursor of the next page when this one is full.
-fn page(found: Vec<Found>, query: &SearchQuery) -> Json<List<SearchHit>> {
+/// A page of hits, with the cursor of the next page when this one is full: the last hit's
+/// position sealed by `seal` (its score is never readable, see `search_cursor`).
+fn page(found: Vec<Found>, query: &SearchQuery, seal: &CursorSeal) -> Json<List<SearchHit>> {
     let full = found.len() as u32 >= query.limit.get();
     let next = found
         .last()
         .filter(|_| full)
-        .map(|last| encode_cursor(query.from, last));
+        .map(|last| seal.seal(&query.text, query.from, last.score, last.message.id));
     let items = found
         .into_iter()
         .map(|f| SearchHit {
@@ -164,17 +131,27 @@ fn page(found: Vec<Found>, query: &SearchQuery) -> Json<List<SearchHit>> {
 }
 
 /// Parses the query, runs `search` with it and answers the page (REST, and MCP's
-/// `search_messages`).
+/// `search_messages`); `seal` is the caller's for the scope searched.
 pub async fn answer<F>(
     params: &SearchParams,
+    seal: &CursorSeal,
     search: impl FnOnce(SearchQuery) -> F,
 ) -> ApiResult<Json<List<SearchHit>>>
 where
     F: std::future::Future<Output = Result<Vec<Found>, conclave_core::ServiceError>>,
 {
-    let query = params.parse()?;
+    let query = params.parse(seal)?;
     let found = search(query.clone()).await?;
-    Ok(page(found, &query))
+    Ok(page(found, &query, seal))
+}
+
+/// The seal of `services`' cursors for `actor`'s searches in `scope`.
+pub fn cursor_seal(
+    services: &conclave_core::service::Services,
+    actor: &conclave_core::service::Actor,
+    scope: SearchScope,
+) -> CursorSeal {
+    CursorSeal::new(&services.keys, actor.user.id, scope)
 }
 
 /// Search the messages of every conversation of the org I take part in.
@@ -185,7 +162,11 @@ async fn search_org(
     me: Caller<OrgId>,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> ApiResult<Json<List<SearchHit>>> {
-    answer(&params, |q| me.services().search_org(&me.actor, me.at, q)).await
+    let seal = cursor_seal(me.services(), &me.actor, SearchScope::Org(me.at));
+    answer(&params, &seal, |q| {
+        me.services().search_org(&me.actor, me.at, q)
+    })
+    .await
 }
 
 /// Search the messages of one conversation I take part in.
@@ -196,7 +177,8 @@ async fn search_conversation(
     me: Caller<ConversationId>,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> ApiResult<Json<List<SearchHit>>> {
-    answer(&params, |q| {
+    let seal = cursor_seal(me.services(), &me.actor, SearchScope::Conversation(me.at));
+    answer(&params, &seal, |q| {
         me.services().search_conversation(&me.actor, me.at, q)
     })
     .await
@@ -221,73 +203,39 @@ mod tests {
     }
 
     fn field(p: &SearchParams) -> String {
-        p.parse().unwrap_err().field.unwrap_or_default()
+        p.parse(&seal()).unwrap_err().field.unwrap_or_default()
+    }
+
+    fn seal() -> CursorSeal {
+        let keys = conclave_core::keys::ServerKeys::derive(
+            &conclave_core::keys::MasterKey::from_bytes([3; 32]),
+        );
+        let scope = SearchScope::Org(OrgId::new());
+        CursorSeal::new(&keys, conclave_core::UserId::new(), scope)
     }
 
     #[test]
-    fn cursors_round_trip_and_every_well_formed_one_is_a_position() {
-        let hit = Found {
-            message: Message {
-                id: MessageId::new(),
-                conversation_id: ConversationId::new(),
-                seq: 1,
-                author: conclave_core::model::UserSummary {
-                    id: conclave_core::UserId::new(),
-                    username: "a".into(),
-                    display_name: None,
-                    kind: conclave_core::types::UserKind::User,
-                },
-                content: Some("x".into()),
-                format: conclave_core::types::MessageFormat::Text,
-                created_at: chrono::DateTime::UNIX_EPOCH,
-                edited_at: None,
-                deleted_at: None,
-                reply_to: None,
-                attachments: Vec::new(),
-                status: conclave_core::types::MessageStatus::Complete,
-                status_reason: None,
-            },
-            snippet: String::new(),
-            score: -1.25e-6,
-        };
-        let rel = encode_cursor(SearchFrom::Relevance(None), &hit);
-        assert_eq!(rel.len(), 32);
+    fn the_documented_pattern_fits_the_sealed_cursors() {
+        use conclave_core::search_cursor::CURSOR_CHARS;
+        let seal = seal();
+        let text = SearchText::parse("x").unwrap();
+        let id = conclave_core::MessageId::new();
+        let cursor = seal.seal(&text, SearchFrom::Relevance(None), -1.0, id);
+        assert_eq!(cursor.len(), CURSOR_CHARS);
+        assert_eq!(CURSOR_CHARS, 70, "the `before` pattern says 70 characters");
+        let p = params("x", None, None, Some(&cursor));
         assert_eq!(
-            decode_cursor(&rel, SearchFrom::Relevance(None)),
-            Some(SearchFrom::Relevance(Some((hit.score, hit.message.id))))
+            p.parse(&seal).unwrap().from,
+            SearchFrom::Relevance(Some((-1.0, id)))
         );
-        let new = encode_cursor(SearchFrom::Newest(None), &hit);
-        assert_eq!(
-            decode_cursor(&new, SearchFrom::Newest(None)),
-            Some(SearchFrom::Newest(Some(hit.message.id)))
-        );
-        // A cursor of the other order is still a position in this one.
-        assert_eq!(
-            decode_cursor(&rel, SearchFrom::Newest(None)),
-            Some(SearchFrom::Newest(Some(hit.message.id)))
-        );
-        assert_eq!(
-            decode_cursor(&new, SearchFrom::Relevance(None)),
-            Some(SearchFrom::Relevance(Some((0.0, hit.message.id))))
-        );
-        // Any 32 characters of base64url decode; a forged NaN score is past every score.
-        let nan = b64().encode([[0x7f, 0xf8, 0, 0, 0, 0, 0, 1].as_slice(), &[0; 16]].concat());
-        assert_eq!(
-            decode_cursor(&nan, SearchFrom::Relevance(None)),
-            Some(SearchFrom::Relevance(Some((
-                f64::INFINITY,
-                MessageId(uuid::Uuid::nil())
-            ))))
-        );
-        assert!(decode_cursor(&"_".repeat(32), SearchFrom::Relevance(None)).is_some());
-        for bad in [
-            "bm9wZQ",
-            "",
-            &"A".repeat(31),
-            &"A".repeat(33),
-            &"!".repeat(32),
+        // Made up, of another sort or of another search: a 422 naming `before`.
+        for p in [
+            params("x", None, None, Some(&"A".repeat(70))),
+            params("x", Some("newest"), None, Some(&cursor)),
+            params("y", None, None, Some(&cursor)),
         ] {
-            assert_eq!(decode_cursor(bad, SearchFrom::Newest(None)), None, "{bad}");
+            let refused = p.parse(&seal).unwrap_err();
+            assert_eq!(refused.field.as_deref(), Some("before"));
         }
     }
 
@@ -305,7 +253,7 @@ mod tests {
         };
         assert_eq!(field(&missing), "q");
         assert!(params("x", Some("newest"), Some("100"), None)
-            .parse()
+            .parse(&seal())
             .is_ok());
     }
 }

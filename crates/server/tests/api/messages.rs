@@ -13,6 +13,7 @@ both_backends!(
     edits_keep_history_and_deletes_leave_tombstones,
     only_participants_touch_messages,
     concurrent_sends_get_distinct_ordered_seqs,
+    idempotency_keys_are_forgotten_after_the_window,
 );
 
 async fn setup(app: &TestApp) -> (User, User, String, String) {
@@ -222,7 +223,11 @@ async fn edits_keep_history_and_deletes_leave_tombstones(app: TestApp) {
         .await
         .expect(200);
     let versions: Vec<&str> = pluck(&h.body["items"], "content");
-    assert_eq!(versions, vec!["first draft", "second draft"]);
+    assert_eq!(
+        versions,
+        vec!["second draft", "first draft"],
+        "newest first"
+    );
     // Bob (not author, not moderator) cannot delete; alice can; it stays as a tombstone.
     app.expect_all([
         bob.delete(&path).err(403, "forbidden"),
@@ -311,4 +316,111 @@ async fn concurrent_sends_get_distinct_ordered_seqs(app: TestApp) {
         .await
         .expect(200);
     assert_eq!(c.body["last_seq"], 20);
+}
+
+/// The idempotency keys stored for `key`.
+async fn stored_keys(app: &TestApp, key: &str) -> i64 {
+    let db = crate::db::Db::of(app).await;
+    crate::with_pool!(&db, p => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM idempotency_keys WHERE key = $1",
+    )
+    .bind(key)
+    .fetch_one(p)
+    .await
+    .unwrap())
+}
+
+/// R82 (MSG-2, "kept 24 h"): the retention job forgets idempotency keys past their window.
+/// Once a key was only forgotten when the same author sent the same key again, so the table
+/// grew with every keyed send.
+async fn idempotency_keys_are_forgotten_after_the_window(app: TestApp) {
+    let (alice, _, _, conv) = setup(&app).await;
+    let path = format!("/api/v1/conversations/{conv}/messages");
+    let body = json!({"content": "once", "idempotency_key": "k-old"});
+    app.post(&path, &alice.token, body).await.expect(201);
+    assert_eq!(stored_keys(&app, "k-old").await, 1);
+    app.clock.advance(chrono::Duration::hours(25));
+    app.clock.settled().await;
+    let alice = app.sign_in_again("alice", alice).await;
+    let body = json!({"content": "later", "idempotency_key": "k-fresh"});
+    app.post(&path, &alice.token, body).await.expect(201);
+    assert_eq!(stored_keys(&app, "k-old").await, 0, "the job forgot it");
+    assert_eq!(stored_keys(&app, "k-fresh").await, 1);
+    assert_eq!(app.message_count(&conv, &alice).await, 2, "messages stay");
+}
+
+/// R81 (RATE-1): a message's history is paged like every list and holds at most its newest
+/// 100 versions, however often it is edited. Once every edit kept a full copy and the route
+/// answered all of them in one page with `next` always null.
+async fn history_is_paged_and_versions_are_capped(app: TestApp) {
+    let (alice, bob, _, conv) = setup(&app).await;
+    let id = app.says(&conv, &alice, "v0").await.id();
+    let path = format!("/api/v1/messages/{id}");
+    for i in 1..=150 {
+        app.patch(&path, &alice.token, json!({"content": format!("v{i}")}))
+            .await
+            .expect(200);
+    }
+    let history = format!("{path}/history");
+    let doc = crate::meta::openapi(&app).await;
+    // Newest first, 50 a page by default, until `next` is null.
+    let mut res = app.get(&history, &bob.token).await.expect(200);
+    crate::meta::check(&doc, "get", "/api/v1/messages/{m}/history", 200, &res.body);
+    let mut contents: Vec<String> = Vec::new();
+    let mut pages = 0;
+    loop {
+        let items = res.items();
+        assert!(items.len() <= 50, "at most the page size");
+        contents.extend(
+            pluck(&res.body["items"], "content")
+                .iter()
+                .map(|c| c.to_string()),
+        );
+        pages += 1;
+        assert!(pages <= 3, "paging ends");
+        if !res.body["next"].is_string() {
+            break;
+        }
+        let next = res.string("next");
+        res = app
+            .get(&format!("{history}?before={next}"), &bob.token)
+            .await
+            .expect(200);
+    }
+    let kept: Vec<String> = (50..150).rev().map(|i| format!("v{i}")).collect();
+    assert_eq!(contents, kept, "the newest 100 versions, newest first");
+    // `after` pages back towards newer versions; `limit` is 1–100.
+    let first = app
+        .get(&format!("{history}?limit=2"), &bob.token)
+        .await
+        .expect(200);
+    assert_eq!(pluck(&first.body["items"], "content"), ["v149", "v148"]);
+    let newer = app
+        .get(
+            &format!("{history}?after={}&limit=5", first.string("next")),
+            &bob.token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(pluck(&newer.body["items"], "content"), ["v149"]);
+    app.get(&format!("{history}?limit=101"), &bob.token)
+        .await
+        .expect(422);
+    // The database holds the 100 versions and no more.
+    let db = crate::db::Db::of(&app).await;
+    let message = uuid::Uuid::parse_str(&id).unwrap();
+    let stored: i64 = crate::with_pool!(&db, p => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM message_versions WHERE message_id = $1",
+    )
+    .bind(message)
+    .fetch_one(p)
+    .await
+    .unwrap());
+    assert_eq!(stored, 100);
+}
+
+/// 150 edits on an app without rate limits (its own `both_backends!`).
+mod many_edits {
+    use super::history_is_paged_and_versions_are_capped;
+    crate::both_backends!(with crate::helpers::spawn_app_unlimited; history_is_paged_and_versions_are_capped);
 }

@@ -14,6 +14,7 @@ both_backends!(
     keys_bots_and_impersonation_keep_their_limits,
     query_text_is_plain_and_snippets_are_escaped,
     pages_in_both_orders_without_repeats,
+    cursors_are_sealed_and_say_nothing_of_other_orgs,
     a_hundred_parallel_searches_and_sends,
 );
 
@@ -384,8 +385,8 @@ async fn pages_in_both_orders_without_repeats(app: TestApp) {
             assert_eq!(ids[0], best["items"][0]["message"]["id"].as_str().unwrap());
         }
     }
-    // Every well-formed cursor is a position, whatever page it came from (one of the other
-    // order, or made up): answered, never refused.
+    // A cursor opens only for the next page of its own search: one of the other order, or
+    // made up, is refused as an invalid cursor.
     let newest = app
         .get(
             &format!("{}&sort=newest&limit=1", org_search(&org, "apple")),
@@ -393,12 +394,124 @@ async fn pages_in_both_orders_without_repeats(app: TestApp) {
         )
         .await
         .expect(200);
-    for before in [newest.string("next"), "A".repeat(32), "_".repeat(32)] {
+    for before in [newest.string("next"), "A".repeat(70), "_".repeat(32)] {
         let path = format!(
             "{}&sort=relevance&before={before}",
             org_search(&org, "apple")
         );
-        app.get(&path, &alice.token).await.expect(200);
+        let res = app.get(&path, &alice.token).await;
+        let res = res.expect_error(422, "invalid_cursor");
+        assert_eq!(res.field(), Some("before"));
+        crate::meta::check(&doc, "get", "/api/v1/orgs/{org}/search", 422, &res.body);
+    }
+}
+
+/// The score a message has in a search for `word` as the backend computes it (FTS5's `bm25`
+/// reads the whole index: every org's messages).
+async fn score_of(app: &TestApp, message: &str, word: &str) -> f64 {
+    let db = crate::db::Db::of(app).await;
+    let id = uuid::Uuid::parse_str(message).unwrap();
+    match &db {
+        crate::db::Db::Sqlite(p) => sqlx::query_scalar(
+            "SELECT bm25(message_search) FROM message_search \
+             WHERE message_search MATCH ? AND message_id = ?",
+        )
+        .bind(format!("\"{word}\""))
+        .bind(id)
+        .fetch_one(p)
+        .await
+        .unwrap(),
+        crate::db::Db::Pg(p) => sqlx::query_scalar(
+            "SELECT (-ts_rank(search, plainto_tsquery('simple', $1)))::float8 \
+             FROM messages WHERE id = $2",
+        )
+        .bind(word)
+        .bind(id)
+        .fetch_one(p)
+        .await
+        .unwrap(),
+    }
+}
+
+/// R80 (AZ-1): a search cursor is sealed. A one-hit page's cursor once carried the hit's score
+/// readably — on SQLite a function of every org's messages (how many there are, how long, how
+/// many hold the word), so decoding it told how often any word is written server-wide — and
+/// any 32 characters were accepted as a position, so scores could be probed. Now the cursor
+/// holds neither the score's bytes nor the id's, differs each time it is made, and one
+/// tampered with, made up, or of another search or caller is refused.
+async fn cursors_are_sealed_and_say_nothing_of_other_orgs(app: TestApp) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (alice, org, conv) = app.alice_private().await;
+    let mine = app.says(&conv, &alice, "a zebra crossing").await.id();
+    let first = format!("{}&limit=1", org_search(&org, "zebra"));
+    let cursor = |res: &Res| res.string("next");
+    let at_first = [
+        cursor(&app.get(&first, &alice.token).await.expect(200)),
+        cursor(&app.get(&first, &alice.token).await.expect(200)),
+    ];
+    let score_first = score_of(&app, &mine, "zebra").await;
+    // Another org writes the word twenty times.
+    let bob = app.user("bob").await;
+    let elsewhere = app.org(&bob, "Elsewhere").await;
+    let theirs = app.group(&elsewhere, &bob, &[], json!("private")).await;
+    for i in 0..20 {
+        // A second between sends keeps Bob within his write budget.
+        app.clock.advance(chrono::Duration::seconds(1));
+        app.says(&theirs, &bob, &format!("zebra zebra zebra {i}"))
+            .await;
+    }
+    let then = cursor(&app.get(&first, &alice.token).await.expect(200));
+    let score_then = score_of(&app, &mine, "zebra").await;
+    if matches!(app.backend, Backend::Sqlite) {
+        assert_ne!(score_first, score_then, "bm25 reads every org's messages");
+    }
+    assert_ne!(
+        at_first[0], at_first[1],
+        "a cursor is sealed afresh each time"
+    );
+    let id = uuid::Uuid::parse_str(&mine).unwrap();
+    for (c, score) in [
+        (&at_first[0], score_first),
+        (&at_first[1], score_first),
+        (&then, score_then),
+    ] {
+        let raw = b64.decode(c).expect("base64url");
+        let bits = score.to_bits().to_be_bytes();
+        assert!(!raw.windows(8).any(|w| w == bits), "the score shows in {c}");
+        assert!(
+            !raw.windows(16).any(|w| w == id.as_bytes()),
+            "the id shows in {c}"
+        );
+    }
+    // The cursor still continues its own search (Alice has one hit: the next page is empty)…
+    let next = app
+        .get(&format!("{first}&before={}", at_first[0]), &alice.token)
+        .await
+        .expect(200);
+    assert!(next.items().is_empty());
+    // …and nothing else: tampered with, another search, another caller.
+    let mut tampered = b64.decode(&then).unwrap();
+    tampered[0] ^= 1;
+    let tampered = b64.encode(tampered);
+    let bobs = org_search(&elsewhere, "zebra");
+    for (path, token) in [
+        (format!("{first}&before={tampered}"), &alice.token),
+        (
+            format!("{}&limit=1&before={then}", org_search(&org, "crossing")),
+            &alice.token,
+        ),
+        (
+            format!("{}&limit=1&before={then}", conv_search(&conv, "zebra")),
+            &alice.token,
+        ),
+        (format!("{bobs}&limit=1&before={then}"), &bob.token),
+    ] {
+        let res = app
+            .get(&path, token)
+            .await
+            .expect_error(422, "invalid_cursor");
+        assert_eq!(res.field(), Some("before"), "{path}");
     }
 }
 

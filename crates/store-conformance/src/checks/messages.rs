@@ -113,6 +113,40 @@ async fn idempotent_inserts(store: Arc<dyn Store>) {
 }
 check!(idempotent_inserts);
 
+/// R82: the retention job's prune forgets the keys stored before the window's start, kept ones
+/// are untouched, and their messages stay.
+async fn stale_idempotency_keys_are_pruned(store: Arc<dyn Store>) {
+    let (alice, _, conv) = room(&*store).await;
+    let hour = 3_600;
+    let mut old = keyed(conv.id, alice.id, "k-old", "old");
+    old.created_at = at(0);
+    let old = send(&*store, &old).await;
+    let mut fresh = keyed(conv.id, alice.id, "k-fresh", "fresh");
+    fresh.created_at = at(25 * hour);
+    let fresh = send(&*store, &fresh).await;
+    // 25 h later, a window of 24 h: the first key is past it.
+    let pruned = store.prune_idempotency_keys(at(hour)).await.unwrap();
+    assert_eq!(pruned, 1, "only the key past the window");
+    // The old key is gone (a send that would still replay it creates a message); the fresh
+    // one still replays; both messages stay.
+    let mut reuse = keyed(conv.id, alice.id, "k-old", "reused");
+    reuse.created_at = at(25 * hour);
+    reuse.idempotency_since = at(0);
+    match store.insert_message(&reuse, &[]).await.unwrap() {
+        Inserted::Created(m) => assert_ne!(m.id, old.id),
+        other => panic!("the pruned key should be forgotten, not answer {other:?}"),
+    }
+    let mut again = keyed(conv.id, alice.id, "k-fresh", "again");
+    again.idempotency_since = at(hour);
+    match store.insert_message(&again, &[]).await.unwrap() {
+        Inserted::Replayed(m, _) => assert_eq!(m.id, fresh.id),
+        other => panic!("the kept key should replay, not answer {other:?}"),
+    }
+    store.message(old.id).await.expect("its message stays");
+    assert_eq!(store.prune_idempotency_keys(at(hour)).await.unwrap(), 0);
+}
+check!(stale_idempotency_keys_are_pruned);
+
 async fn idempotent_inserts_race(store: Arc<dyn Store>) {
     let (alice, _, conv) = room(&*store).await;
     let mut tasks = Vec::new();
@@ -176,7 +210,11 @@ check!(messages_page_by_seq);
 async fn edit_keeps_history(store: Arc<dyn Store>) {
     let (alice, _, conv) = room(&*store).await;
     let msg = post_message(&*store, conv.id, alice.id, "v1").await;
-    assert!(store.message_history(msg.id).await.unwrap().is_empty());
+    assert!(store
+        .message_history(msg.id, latest(10))
+        .await
+        .unwrap()
+        .is_empty());
 
     let v2 = store
         .edit_message(
@@ -201,8 +239,10 @@ async fn edit_keeps_history(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(store.message(msg.id).await.unwrap(), v3);
 
-    let history = store.message_history(msg.id).await.unwrap();
+    let mut history = store.message_history(msg.id, latest(10)).await.unwrap();
     assert_eq!(history.len(), 2);
+    assert_eq!(history[0].content, "<b>v2</b>", "newest first");
+    history.reverse();
     assert_eq!(history[0].message_id, msg.id);
     assert_eq!(history[0].content, "v1");
     assert_eq!(history[0].format, MessageFormat::Text);
@@ -219,9 +259,60 @@ async fn edit_keeps_history(store: Arc<dyn Store>) {
             .edit_message(&text_edit(MessageId::new(), "x", 1), &[])
             .await,
     );
-    assert_not_found(store.message_history(MessageId::new()).await);
+    assert_not_found(store.message_history(MessageId::new(), latest(10)).await);
 }
 check!(edit_keeps_history);
+
+/// The first page of a message's history, `n` versions at most.
+fn latest(n: i64) -> Page<MessageVersionId> {
+    page(Cursor::Latest, n)
+}
+
+/// R81: a message keeps its newest `KEPT_VERSIONS` versions, whatever the number of edits
+/// (each edit deletes the oldest beyond them in its transaction), and its history is paged by
+/// version id both ways.
+async fn history_is_capped_and_paged(store: Arc<dyn Store>) {
+    let (alice, _, conv) = room(&*store).await;
+    let msg = post_message(&*store, conv.id, alice.id, "v0").await;
+    let edits = KEPT_VERSIONS + 5;
+    for i in 1..=edits {
+        let text = format!("v{i}");
+        store
+            .edit_message(&text_edit(msg.id, &text, i), &[])
+            .await
+            .unwrap();
+    }
+    // Newest first, page by page, to the end.
+    let mut contents = Vec::new();
+    let mut cursor = Cursor::Latest;
+    loop {
+        let versions = store
+            .message_history(msg.id, page(cursor, 30))
+            .await
+            .unwrap();
+        assert!(versions.len() <= 30);
+        let Some(last) = versions.last() else { break };
+        cursor = Cursor::Before(last.id);
+        contents.extend(versions.iter().map(|v| v.content.clone()));
+    }
+    let kept: Vec<String> = (edits - KEPT_VERSIONS..edits)
+        .rev()
+        .map(|i| format!("v{i}"))
+        .collect();
+    assert_eq!(contents, kept, "the newest {KEPT_VERSIONS}, newest first");
+    // `After` reads towards newer versions, oldest first.
+    let oldest = store.message_history(msg.id, latest(100)).await.unwrap();
+    let from = oldest.last().unwrap();
+    assert_eq!(from.content, format!("v{}", edits - KEPT_VERSIONS));
+    let newer = store
+        .message_history(msg.id, page(Cursor::After(from.id), 2))
+        .await
+        .unwrap();
+    let newer: Vec<&str> = newer.iter().map(|v| v.content.as_str()).collect();
+    let want = [edits - KEPT_VERSIONS + 1, edits - KEPT_VERSIONS + 2].map(|i| format!("v{i}"));
+    assert_eq!(newer, want);
+}
+check!(history_is_capped_and_paged);
 
 async fn delete_tombstones(store: Arc<dyn Store>) {
     let (alice, _, conv) = room(&*store).await;
@@ -244,7 +335,11 @@ async fn delete_tombstones(store: Arc<dyn Store>) {
     assert_eq!(gone.seq, 2);
     assert_eq!(gone.author, alice.summary());
     assert!(
-        store.message_history(ids[1]).await.unwrap().is_empty(),
+        store
+            .message_history(ids[1], latest(10))
+            .await
+            .unwrap()
+            .is_empty(),
         "earlier versions go with the content"
     );
 

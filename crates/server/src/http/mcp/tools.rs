@@ -10,13 +10,14 @@ use crate::http::error::ApiError;
 use crate::http::extract::body_error;
 use crate::http::messages::message_list;
 use crate::http::pagination::{id_listed, ListQuery, Listed};
-use crate::http::search::{answer, SearchHit, SearchParams};
+use crate::http::search::{answer, cursor_seal, SearchHit, SearchParams};
 use crate::ratelimit::Outcome;
 use crate::state::AppState;
 use axum::Json;
 use conclave_core::credential::{Credential, Scope};
 use conclave_core::model::Participant;
 use conclave_core::policy::credentials::scope_allows;
+use conclave_core::search_cursor::SearchScope;
 use conclave_core::service::{Actor, ConversationList, SendMessage};
 use conclave_core::types::{IdempotencyKey, MessageFormat, MessageText};
 use conclave_core::{ConversationId, MessageId, UserId};
@@ -427,10 +428,14 @@ async fn run(
                 async move {
                     match (a.conversation_id, actor.credential.org()) {
                         (Some(conv), _) => {
-                            answer(&params, |q| services.search_conversation(actor, conv, q)).await
+                            let seal =
+                                cursor_seal(services, actor, SearchScope::Conversation(conv));
+                            let search = |q| services.search_conversation(actor, conv, q);
+                            answer(&params, &seal, search).await
                         }
                         (None, Some(org)) => {
-                            answer(&params, |q| services.search_org(actor, org, q)).await
+                            let seal = cursor_seal(services, actor, SearchScope::Org(org));
+                            answer(&params, &seal, |q| services.search_org(actor, org, q)).await
                         }
                         (None, None) => Err(ApiError::not_found("conversation")),
                     }
