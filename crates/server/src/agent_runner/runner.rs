@@ -20,7 +20,7 @@ use crate::state::AppState;
 use conclave_core::guards::{Screening, Subject};
 use conclave_core::service::agent_runs::{AgentTask, ContextLine, ContextRole, Prepared};
 use conclave_core::service::{AnswerStream, Flow, StreamEnd};
-use conclave_core::store::agents::BudgetRefusal;
+use conclave_core::store::agents::{Agent, BudgetRefusal};
 use conclave_core::{GuardId, OrgId};
 use std::time::{Duration, Instant};
 
@@ -88,8 +88,12 @@ async fn run(
     let Some(prepared) = services.prepare_agent_call(&task).await? else {
         return Ok(());
     };
-    let Prepared { actor, context, .. } = prepared;
-    let agent = &task.agent;
+    let Prepared {
+        actor,
+        context,
+        agent: read,
+        ..
+    } = prepared;
     let conv = task.message.conversation_id;
     let asker = task.message.author.id;
     let notice = |text: &'static str| {
@@ -103,9 +107,9 @@ async fn run(
     // account, so there a visitor is their conversation (one per visitor session, WEB-4): one
     // visitor cannot use up everyone else's allowance.
     let key = if task.widget {
-        format!("agent:{}:visitor:{conv}", agent.id)
+        format!("agent:{}:visitor:{conv}", task.agent.id)
     } else {
-        format!("agent:{}:user:{asker}", agent.id)
+        format!("agent:{}:user:{asker}", task.agent.id)
     };
     if !within(state, "the agent invocation limit", key.clone(), per_minute).await {
         let notices = format!("{key}:notice");
@@ -114,13 +118,11 @@ async fn run(
         }
         return Ok(());
     }
-    let endpoint = url::Url::parse(&agent.endpoint)
-        .map_err(|_| conclave_core::ServiceError::Internal("a stored endpoint is no URL".into()))?;
-    let estimate = |context: &[ContextLine]| {
+    let estimate = |agent: &Agent, context: &[ContextLine]| {
         prompt_estimate(context).saturating_add(i64::from(agent.max_output_tokens))
     };
-    let held = estimate(&context);
-    let mut reservation = match services.reserve_agent_tokens(agent, held).await? {
+    let held = estimate(&read, &context);
+    let mut reservation = match services.reserve_agent_tokens(&read, held).await? {
         Ok(r) => r,
         Err(BudgetRefusal::Org) => return notice(ORG_BUDGET_NOTICE).await,
         Err(BudgetRefusal::Agent) => return notice(AGENT_BUDGET_NOTICE).await,
@@ -145,17 +147,29 @@ async fn run(
             return Err(e);
         }
     };
+    // DATA-3: the call is built from this read alone — the endpoint, model and limits with
+    // the key read with them. The agent read when the message came (or before the wait) may
+    // be older than a key stored since, and a key goes only where it was given for.
     let Some(Prepared {
-        api_key, context, ..
+        agent,
+        api_key,
+        context,
+        ..
     }) = again
     else {
         return services.settle_agent_tokens(&reservation, 0).await;
     };
-    // Grown meanwhile (an edit): held again for what it may take now.
-    if estimate(&context) > held {
+    let Ok(endpoint) = url::Url::parse(&agent.endpoint) else {
+        services.settle_agent_tokens(&reservation, 0).await?;
+        let e = conclave_core::ServiceError::Internal("a stored endpoint is no URL".into());
+        return Err(e);
+    };
+    // Grown meanwhile (an edit, a larger `max_output_tokens`): held again for what it may take
+    // now.
+    if estimate(&agent, &context) > held {
         services.settle_agent_tokens(&reservation, 0).await?;
         reservation = match services
-            .reserve_agent_tokens(agent, estimate(&context))
+            .reserve_agent_tokens(&agent, estimate(&agent, &context))
             .await?
         {
             Ok(r) => r,
