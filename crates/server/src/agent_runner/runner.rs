@@ -283,13 +283,25 @@ fn shown(flow: Result<Flow, conclave_core::ServiceError>) -> Option<StreamEnd> {
     }
 }
 
+/// Whether an answer held back for screening is still wanted (`stream_check`): `Some` ends it
+/// (dropping the provider stream closes the provider's connection).
+fn wanted(flow: Result<Flow, conclave_core::ServiceError>) -> Option<StreamEnd> {
+    match flow {
+        Ok(Flow::Continue) => None,
+        Ok(Flow::Stopped) => Some(StreamEnd::Stopped),
+        Err(_) => Some(StreamEnd::Failed("store_error".to_owned())),
+    }
+}
+
 /// The reason of an answer a content guard blocked.
 const CONTENT_BLOCKED: &str = "content_blocked";
 
 /// Streams the model's answer into `stream`, screened by the org's content guards (AGENT-5):
 /// with only local guards (blocklists, regexes) the text so far is screened before each delta
 /// goes out; when the org has a guard that asks another service, the whole answer is held and
-/// screened once before anyone sees it. A block ends the answer (`content_blocked`).
+/// screened once before anyone sees it — a stop or a deletion meanwhile, asked at every event,
+/// drops the provider stream and the held text is never screened. A block ends the answer
+/// (`content_blocked`).
 async fn stream_answer(
     state: &AppState,
     (org, request): (OrgId, &ChatRequest),
@@ -309,7 +321,14 @@ async fn stream_answer(
         let mut held = String::new();
         loop {
             match chat.next().await {
-                Some(Ok(ChatEvent::Delta(delta))) if whole => held.push_str(&delta),
+                Some(Ok(ChatEvent::Delta(delta))) if whole => {
+                    // Held back, so no `stream_delta` notices a stop: asked at every event, a
+                    // stop or a deletion drops the provider's stream at once.
+                    if let Some(end) = wanted(services.stream_check(stream).await) {
+                        return end;
+                    }
+                    held.push_str(&delta);
+                }
                 Some(Ok(ChatEvent::Delta(delta))) => {
                     let so_far = format!("{}{delta}", stream.text());
                     let verdict = services.screen_local(org, Subject::AgentAnswer, &so_far);
@@ -324,6 +343,10 @@ async fn stream_answer(
                 Some(Err(e)) => return StreamEnd::Failed(e.reason().to_owned()),
                 None => {
                     if whole {
+                        // A stopped or deleted answer is never sent to a guard.
+                        if let Some(end) = wanted(services.stream_check(stream).await) {
+                            return end;
+                        }
                         let verdict = services.screen(org, Subject::AgentAnswer, &held);
                         if let Err(end) = judged(verdict.await, &mut flags) {
                             return end;
