@@ -12,8 +12,8 @@ use crate::types::MessageFormat;
 use std::sync::Arc;
 
 /// What a guard agent's call adds to the text's tokens in a reservation: the instruction, the
-/// delimiters and the one-word answer.
-const AGENT_GUARD_PROMPT_TOKENS: i64 = 100;
+/// delimiters with their nonce (named twice in the instruction too) and the one-word answer.
+const AGENT_GUARD_PROMPT_TOKENS: i64 = 200;
 
 /// What screening counts and whether remote guards run.
 #[derive(Clone, Copy, PartialEq, Eq)]
