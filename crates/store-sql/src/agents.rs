@@ -27,6 +27,48 @@ fn agent_from_row(row: &Row) -> StoreResult<Agent> {
     }))
 }
 
+/// An agent with its key's columns (`key_hint`, the sealed parts, `key_created_at`) of a
+/// `LEFT JOIN agent_keys k`: no key when the join found none.
+fn agent_with_key_from_row(row: &Row) -> StoreResult<(Agent, Option<AgentKeyRecord>)> {
+    let agent = agent_from_row(row)?;
+    let key = match get::<Option<String>>(row, "key_hint")? {
+        Some(hint) => Some(AgentKeyRecord {
+            hint,
+            sealed: sealed_from_row(row)?,
+            created_at: get(row, "key_created_at")?,
+        }),
+        None => None,
+    };
+    Ok((agent, key))
+}
+
+/// Under the agent's row lock: `Conflict::AgentChanged` unless its endpoint and whether it has
+/// a key are still what the change was decided on (DATA-3). A key is only ever written by a
+/// transaction that updates the agent's row first (`update_agent`), so on PostgreSQL a key
+/// stored meanwhile has committed before the lock is granted, and the next statement — a new
+/// snapshot — sees it; SQLite has one writer.
+async fn still_decided_on(conn: &mut Conn, id: Uuid, decided: &KeyDecidedOn) -> StoreResult<()> {
+    let lock = format!(
+        "SELECT endpoint FROM agents WHERE id = $1{}",
+        postgres_only(" FOR UPDATE")
+    );
+    let endpoint: String = sqlx::query(&lock)
+        .bind(id)
+        .opt(&mut *conn, |r| get(r, "endpoint"))
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let has_key = sqlx::query("SELECT agent_id FROM agent_keys WHERE agent_id = $1")
+        .bind(id)
+        .opt(&mut *conn, |r| get::<Uuid>(r, "agent_id"))
+        .await?
+        .is_some();
+    if endpoint == decided.endpoint && has_key == decided.has_key {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(Conflict::AgentChanged))
+    }
+}
+
 fn key_from_row(row: &Row) -> StoreResult<AgentKeyRecord> {
     Ok(from_columns!(row, AgentKeyRecord {
         hint, created_at;
@@ -150,6 +192,19 @@ impl AgentStore for Backend {
         AGENTS.one(self.reader(), "WHERE a.id = $1", id).await
     }
 
+    async fn agent_with_key(&self, id: Uuid) -> StoreResult<(Agent, Option<AgentKeyRecord>)> {
+        let sql = format!(
+            "SELECT {AGENT_COLS}, k.hint AS key_hint, k.secret_key_id, k.secret_nonce, \
+             k.secret_ciphertext, k.created_at AS key_created_at \
+             FROM agents a LEFT JOIN agent_keys k ON k.agent_id = a.id WHERE a.id = $1"
+        );
+        sqlx::query(&sql)
+            .bind(id)
+            .opt(self.reader(), agent_with_key_from_row)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
     async fn agents(&self, org: OrgId) -> StoreResult<Vec<Agent>> {
         let rest = "WHERE a.org_id = $1 ORDER BY a.id";
         AGENTS.all(self.reader(), rest, org.0).await
@@ -176,6 +231,9 @@ impl AgentStore for Backend {
         audit: &[AuditEntry],
     ) -> StoreResult<Agent> {
         let mut tx = self.writer().begin().await.map_err(db)?;
+        if let Some(decided) = &patch.decided_on {
+            still_decided_on(&mut tx, id, decided).await?;
+        }
         sqlx::query(
             "UPDATE agents SET name = COALESCE($2, name), endpoint = COALESCE($3, endpoint), \
              model = COALESCE($4, model), \

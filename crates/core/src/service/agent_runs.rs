@@ -52,8 +52,11 @@ pub struct ContextLine {
     pub content: String,
 }
 
-/// What one call needs: the agent's actor, its opened key and its context.
+/// What one call needs: the agent as read now, its actor, its opened key and its context.
+/// The agent and the key come from one read (DATA-3): the call goes to this `agent`'s
+/// endpoint, model and limits with this key — never a key stored for another endpoint.
 pub struct Prepared {
+    pub agent: Agent,
     pub actor: Actor,
     pub api_key: Option<SecretString>,
     /// The system prompt first, then the messages, newest last.
@@ -176,10 +179,8 @@ impl Services {
     /// Everything one call needs, read as the agent; `None` when the agent may not read the
     /// conversation now (removed, the org locked) or is gone.
     pub async fn prepare_agent_call(&self, task: &AgentTask) -> Result<Option<Prepared>> {
-        let agent = match self.store.agent(task.agent.id).await {
-            Ok(a) => a,
-            Err(crate::store::StoreError::NotFound) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let Some((agent, api_key)) = self.agent_for_call(task.agent.id).await? else {
+            return Ok(None);
         };
         let actor = match self.agent_actor(&agent).await {
             Ok(a) => a,
@@ -254,8 +255,8 @@ impl Services {
                 content: m.content.unwrap_or_default(),
             }
         }));
-        let api_key = self.open_agent_key(&agent).await?;
         Ok(Some(Prepared {
+            agent,
             actor,
             api_key,
             context,

@@ -348,6 +348,12 @@ impl Services {
                 "from": before.monthly_token_budget, "to": b,
             })));
         }
+        // A move allowed for the endpoint and key read above holds only while they are still
+        // those: a key stored meanwhile never goes to where this moves it (DATA-3).
+        let decided_on = (c.endpoint.is_some() && c.api_key.is_none()).then(|| KeyDecidedOn {
+            endpoint: before.endpoint.clone(),
+            has_key: before.api_key_hint.is_some(),
+        });
         let patch = AgentPatch {
             name: c.name.map(DisplayName::into_inner),
             endpoint: c.endpoint,
@@ -358,6 +364,7 @@ impl Services {
             context_messages,
             monthly_token_budget: budget,
             api_key: key.clone(),
+            decided_on,
         };
         let now = self.clock.now();
         let updated = (self.store.update_agent(id, &patch, now, &audit).await)
@@ -443,13 +450,25 @@ impl Services {
         Ok(self.store.agent_usage(agent.id, since, until).await?)
     }
 
-    /// The agent's model API key, opened (the runner's, for one call).
-    pub(super) async fn open_agent_key(&self, agent: &Agent) -> Result<Option<SecretString>> {
-        let Some(record) = self.store.agent_key(agent.id).await? else {
-            return Ok(None);
+    /// Agent `id` with its model API key opened, both from one read (DATA-3): a model call is
+    /// built from these alone, so an endpoint and a key changed together are never mixed.
+    /// `None` when the agent is gone.
+    pub(super) async fn agent_for_call(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(Agent, Option<SecretString>)>> {
+        let (agent, record) = match self.store.agent_with_key(id).await {
+            Ok(found) => found,
+            Err(crate::store::StoreError::NotFound) => return Ok(None),
+            Err(e) => return Err(e.into()),
         };
-        let key = (self.open_sealed_text(key_ref(agent.id).binding(), &record.sealed)).await?;
-        Ok(Some(key))
+        let key = match record {
+            Some(record) => {
+                Some((self.open_sealed_text(key_ref(id).binding(), &record.sealed)).await?)
+            }
+            None => None,
+        };
+        Ok(Some((agent, key)))
     }
 }
 

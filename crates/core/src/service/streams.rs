@@ -265,6 +265,25 @@ impl Services {
         Ok(Flow::Continue)
     }
 
+    /// For a writer holding its text back (an answer screened whole before anyone sees it,
+    /// AGENT-5), asked at every event of its model: `Flow::Stopped` once the answer was stopped
+    /// or deleted — on this node at once, on another found by the same conditional write a
+    /// delta makes, at most every [`STREAM_PERSIST_INTERVAL`] — so the writer stops calling the
+    /// model and never has a stopped answer screened.
+    pub async fn stream_check(&self, stream: &mut AnswerStream) -> Result<Flow> {
+        if stream.is_stopped() {
+            return Ok(Flow::Stopped);
+        }
+        let now = self.clock.now();
+        if now - stream.last_persist >= STREAM_PERSIST_INTERVAL {
+            stream.last_persist = now;
+            if !self.persist(stream).await? {
+                return Ok(Flow::Stopped);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
     /// Sends the pending deltas now, whatever the interval (for a writer whose model paused).
     pub async fn stream_flush(&self, stream: &mut AnswerStream) -> Result<Flow> {
         if stream.is_stopped() {

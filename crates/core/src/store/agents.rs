@@ -70,6 +70,18 @@ pub struct AgentPatch {
     pub monthly_token_budget: Option<Option<i64>>,
     /// A new key (`Some(Some)`), or none any more (`Some(None)`).
     pub api_key: Option<Option<AgentKeyRecord>>,
+    /// What a move of the endpoint without a key of its own was allowed on (DATA-3): made only
+    /// while the row still has it (`Conflict::AgentChanged` otherwise).
+    pub decided_on: Option<KeyDecidedOn>,
+}
+
+/// The endpoint and key an endpoint change was checked against (`key_stays_with_its_origin`,
+/// DATA-3): the store compares them under the agent's row lock, so a key stored meanwhile (or
+/// another endpoint) is never left with an endpoint that was allowed only without it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyDecidedOn {
+    pub endpoint: String,
+    pub has_key: bool,
 }
 
 /// A new agent: its bot (account, membership and a `bots` row with no usable token) and its
@@ -168,6 +180,8 @@ pub trait AgentStore: Send + Sync + 'static {
     async fn agent_of_user(&self, user: UserId) -> StoreResult<Option<Agent>>;
     /// The agents participating in `conv` (their bot accounts are participants).
     async fn agents_in_conversation(&self, conv: ConversationId) -> StoreResult<Vec<Agent>>;
+    /// With `patch.decided_on`, only while the agent's endpoint and whether it has a key are
+    /// still those (`Conflict::AgentChanged`, nothing changed, otherwise).
     async fn update_agent(
         &self,
         id: Uuid,
@@ -180,6 +194,9 @@ pub trait AgentStore: Send + Sync + 'static {
     async fn delete_agent(&self, id: Uuid, audit: &[AuditEntry]) -> StoreResult<()>;
     /// The agent's sealed model API key, if it has one.
     async fn agent_key(&self, id: Uuid) -> StoreResult<Option<AgentKeyRecord>>;
+    /// The agent and its sealed key as one read saw them (one statement): what a model call
+    /// is built from, so an endpoint and a key changed together are never mixed (DATA-3).
+    async fn agent_with_key(&self, id: Uuid) -> StoreResult<(Agent, Option<AgentKeyRecord>)>;
     /// Sets (`Some`) or removes (`None`) the org's monthly token cap.
     async fn set_org_token_budget(
         &self,

@@ -106,6 +106,8 @@ pub enum Conflict {
     RolesChanged,
     /// The password a sign-in checked (or a rehash replaces) was changed meanwhile.
     PasswordChanged,
+    /// An agent's endpoint or key changed after a change to it was checked (`KeyDecidedOn`).
+    AgentChanged,
     /// The org holds the most of these it may: counted under the org's row lock in the
     /// creating transaction, so concurrent creations cannot pass the cap together.
     OrgCap(OrgCapped),
@@ -150,6 +152,7 @@ impl Conflict {
             Self::IdentityTaken => "identity_taken",
             Self::RolesChanged => "roles_changed",
             Self::PasswordChanged => "password_changed",
+            Self::AgentChanged => "agent_changed",
             Self::OrgCap(OrgCapped::Webhooks) => "too_many_webhooks",
             Self::OrgCap(OrgCapped::Agents) => "too_many_agents",
             Self::OrgCap(OrgCapped::WidgetKeys) => "too_many_widget_keys",
@@ -178,6 +181,9 @@ impl Conflict {
             }
             Self::IdentityTaken => "that outside identity is linked to an account already",
             Self::PasswordChanged => "the password was changed meanwhile; sign in again",
+            Self::AgentChanged => {
+                "the agent's endpoint or API key changed while this was decided; read it again"
+            }
             Self::RolesChanged => {
                 "your role or the member's changed while this was decided; read them again"
             }

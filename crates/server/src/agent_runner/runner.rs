@@ -20,7 +20,7 @@ use crate::state::AppState;
 use conclave_core::guards::{Screening, Subject};
 use conclave_core::service::agent_runs::{AgentTask, ContextLine, ContextRole, Prepared};
 use conclave_core::service::{AnswerStream, Flow, StreamEnd};
-use conclave_core::store::agents::BudgetRefusal;
+use conclave_core::store::agents::{Agent, BudgetRefusal};
 use conclave_core::{GuardId, OrgId};
 use std::time::{Duration, Instant};
 
@@ -88,8 +88,12 @@ async fn run(
     let Some(prepared) = services.prepare_agent_call(&task).await? else {
         return Ok(());
     };
-    let Prepared { actor, context, .. } = prepared;
-    let agent = &task.agent;
+    let Prepared {
+        actor,
+        context,
+        agent: read,
+        ..
+    } = prepared;
     let conv = task.message.conversation_id;
     let asker = task.message.author.id;
     let notice = |text: &'static str| {
@@ -103,9 +107,9 @@ async fn run(
     // account, so there a visitor is their conversation (one per visitor session, WEB-4): one
     // visitor cannot use up everyone else's allowance.
     let key = if task.widget {
-        format!("agent:{}:visitor:{conv}", agent.id)
+        format!("agent:{}:visitor:{conv}", task.agent.id)
     } else {
-        format!("agent:{}:user:{asker}", agent.id)
+        format!("agent:{}:user:{asker}", task.agent.id)
     };
     if !within(state, "the agent invocation limit", key.clone(), per_minute).await {
         let notices = format!("{key}:notice");
@@ -114,13 +118,11 @@ async fn run(
         }
         return Ok(());
     }
-    let endpoint = url::Url::parse(&agent.endpoint)
-        .map_err(|_| conclave_core::ServiceError::Internal("a stored endpoint is no URL".into()))?;
-    let estimate = |context: &[ContextLine]| {
+    let estimate = |agent: &Agent, context: &[ContextLine]| {
         prompt_estimate(context).saturating_add(i64::from(agent.max_output_tokens))
     };
-    let held = estimate(&context);
-    let mut reservation = match services.reserve_agent_tokens(agent, held).await? {
+    let held = estimate(&read, &context);
+    let mut reservation = match services.reserve_agent_tokens(&read, held).await? {
         Ok(r) => r,
         Err(BudgetRefusal::Org) => return notice(ORG_BUDGET_NOTICE).await,
         Err(BudgetRefusal::Agent) => return notice(AGENT_BUDGET_NOTICE).await,
@@ -145,17 +147,29 @@ async fn run(
             return Err(e);
         }
     };
+    // DATA-3: the call is built from this read alone — the endpoint, model and limits with
+    // the key read with them. The agent read when the message came (or before the wait) may
+    // be older than a key stored since, and a key goes only where it was given for.
     let Some(Prepared {
-        api_key, context, ..
+        agent,
+        api_key,
+        context,
+        ..
     }) = again
     else {
         return services.settle_agent_tokens(&reservation, 0).await;
     };
-    // Grown meanwhile (an edit): held again for what it may take now.
-    if estimate(&context) > held {
+    let Ok(endpoint) = url::Url::parse(&agent.endpoint) else {
+        services.settle_agent_tokens(&reservation, 0).await?;
+        let e = conclave_core::ServiceError::Internal("a stored endpoint is no URL".into());
+        return Err(e);
+    };
+    // Grown meanwhile (an edit, a larger `max_output_tokens`): held again for what it may take
+    // now.
+    if estimate(&agent, &context) > held {
         services.settle_agent_tokens(&reservation, 0).await?;
         reservation = match services
-            .reserve_agent_tokens(agent, estimate(&context))
+            .reserve_agent_tokens(&agent, estimate(&agent, &context))
             .await?
         {
             Ok(r) => r,
@@ -269,13 +283,25 @@ fn shown(flow: Result<Flow, conclave_core::ServiceError>) -> Option<StreamEnd> {
     }
 }
 
+/// Whether an answer held back for screening is still wanted (`stream_check`): `Some` ends it
+/// (dropping the provider stream closes the provider's connection).
+fn wanted(flow: Result<Flow, conclave_core::ServiceError>) -> Option<StreamEnd> {
+    match flow {
+        Ok(Flow::Continue) => None,
+        Ok(Flow::Stopped) => Some(StreamEnd::Stopped),
+        Err(_) => Some(StreamEnd::Failed("store_error".to_owned())),
+    }
+}
+
 /// The reason of an answer a content guard blocked.
 const CONTENT_BLOCKED: &str = "content_blocked";
 
 /// Streams the model's answer into `stream`, screened by the org's content guards (AGENT-5):
 /// with only local guards (blocklists, regexes) the text so far is screened before each delta
 /// goes out; when the org has a guard that asks another service, the whole answer is held and
-/// screened once before anyone sees it. A block ends the answer (`content_blocked`).
+/// screened once before anyone sees it — a stop or a deletion meanwhile, asked at every event,
+/// drops the provider stream and the held text is never screened. A block ends the answer
+/// (`content_blocked`).
 async fn stream_answer(
     state: &AppState,
     (org, request): (OrgId, &ChatRequest),
@@ -295,7 +321,14 @@ async fn stream_answer(
         let mut held = String::new();
         loop {
             match chat.next().await {
-                Some(Ok(ChatEvent::Delta(delta))) if whole => held.push_str(&delta),
+                Some(Ok(ChatEvent::Delta(delta))) if whole => {
+                    // Held back, so no `stream_delta` notices a stop: asked at every event, a
+                    // stop or a deletion drops the provider's stream at once.
+                    if let Some(end) = wanted(services.stream_check(stream).await) {
+                        return end;
+                    }
+                    held.push_str(&delta);
+                }
                 Some(Ok(ChatEvent::Delta(delta))) => {
                     let so_far = format!("{}{delta}", stream.text());
                     let verdict = services.screen_local(org, Subject::AgentAnswer, &so_far);
@@ -310,6 +343,10 @@ async fn stream_answer(
                 Some(Err(e)) => return StreamEnd::Failed(e.reason().to_owned()),
                 None => {
                     if whole {
+                        // A stopped or deleted answer is never sent to a guard.
+                        if let Some(end) = wanted(services.stream_check(stream).await) {
+                            return end;
+                        }
                         let verdict = services.screen(org, Subject::AgentAnswer, &held);
                         if let Err(end) = judged(verdict.await, &mut flags) {
                             return end;

@@ -4,7 +4,8 @@
 //! answer — a stream of chunks, an error in OpenAI's shape, garbage, a hang, an endless
 //! stream, a stream cut before `[DONE]`, a redirect — one per request from a queue, then a
 //! default, and
-//! read back every request body and `Authorization` header received.
+//! read back every request body and `Authorization` header received, and how many streams
+//! the client dropped before their end.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -73,6 +74,8 @@ struct Inner {
     queue: Mutex<VecDeque<Script>>,
     default: Mutex<Option<Script>>,
     seen: Mutex<Vec<Seen>>,
+    /// Scripted streams whose client went away before their last frame.
+    cut_short: std::sync::atomic::AtomicUsize,
 }
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -112,6 +115,13 @@ impl FakeLlm {
     /// Every request received, in order.
     pub fn requests(&self) -> Vec<Seen> {
         locked(&self.inner.seen).clone()
+    }
+
+    /// How many scripted streams (`Stream`, `Garbage`) the client dropped before their end.
+    pub fn cut_short(&self) -> usize {
+        self.inner
+            .cut_short
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -174,7 +184,10 @@ async fn completions(
             std::future::pending::<()>().await;
             StatusCode::OK.into_response()
         }
-        Script::Garbage if streamed => sse(vec![(Duration::ZERO, "data: {not json\n\n".into())]),
+        Script::Garbage if streamed => sse(
+            vec![(Duration::ZERO, "data: {not json\n\n".into())],
+            inner.clone(),
+        ),
         Script::Garbage => (StatusCode::OK, "not json at all").into_response(),
         Script::Stream {
             chunks,
@@ -192,7 +205,7 @@ async fn completions(
                 frames.push((Duration::ZERO, data(&usage_chunk(&model, usage))));
             }
             frames.push((Duration::ZERO, "data: [DONE]\n\n".into()));
-            sse(frames)
+            sse(frames, inner.clone())
         }
         Script::Stream { chunks, usage, .. } => {
             axum::Json(completion(&model, &chunks.concat(), usage)).into_response()
@@ -201,11 +214,14 @@ async fn completions(
         Script::Redirect { location } => {
             (StatusCode::TEMPORARY_REDIRECT, [("location", location)]).into_response()
         }
-        Script::BrokenMidStream => sse(vec![
-            (Duration::ZERO, data(&role_chunk(&model))),
-            (Duration::ZERO, data(&content_chunk(&model, "Hel"))),
-            (Duration::ZERO, data(&content_chunk(&model, "lo"))),
-        ]),
+        Script::BrokenMidStream => sse(
+            vec![
+                (Duration::ZERO, data(&role_chunk(&model))),
+                (Duration::ZERO, data(&content_chunk(&model, "Hel"))),
+                (Duration::ZERO, data(&content_chunk(&model, "lo"))),
+            ],
+            inner.clone(),
+        ),
     }
 }
 
@@ -266,13 +282,15 @@ fn completion(model: &str, text: &str, usage: (u64, u64)) -> Value {
     })
 }
 
-/// A `text/event-stream` response sending each frame after its delay, then ending.
-fn sse(frames: Vec<(Duration, String)>) -> Response {
+/// A `text/event-stream` response sending each frame after its delay, then ending; counted
+/// in `inner.cut_short` when the client goes away first.
+fn sse(frames: Vec<(Duration, String)>, inner: Arc<Inner>) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     tokio::spawn(async move {
         for (delay, frame) in frames {
             tokio::time::sleep(delay).await;
             if tx.send(Bytes::from(frame)).await.is_err() {
+                (inner.cut_short).fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 return;
             }
         }

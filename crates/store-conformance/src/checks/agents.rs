@@ -130,6 +130,121 @@ async fn agents_are_bots_with_a_configuration(store: Arc<dyn Store>) {
 }
 check!(agents_are_bots_with_a_configuration);
 
+/// DATA-3: an agent and its key are read together (`agent_with_key`, one statement), and an
+/// endpoint moved on a decision about the endpoint and key (`KeyDecidedOn`) is moved only
+/// while the row still has them: checked under the row's lock, so a key stored by a change
+/// that committed meanwhile is seen — raced, a key stored for the old endpoint never ends up
+/// with the new one.
+async fn an_endpoint_moves_only_as_it_was_decided_on(store: Arc<dyn Store>) {
+    let (alice, org) = owned_org(&*store, "alice", "acme").await;
+    let agent = make_agent(&*store, org.id, alice.id, None).await;
+    let (read, key) = store.agent_with_key(agent.id).await.unwrap();
+    assert_eq!(read, agent);
+    assert_eq!(key, store.agent_key(agent.id).await.unwrap());
+    assert_eq!(key.unwrap().sealed, sealed(1, 7));
+    let home = agent.endpoint.clone();
+    let away = "https://elsewhere.example.net/v1".to_owned();
+    let keyless = AgentPatch {
+        endpoint: Some(home.clone()),
+        api_key: Some(None),
+        ..AgentPatch::default()
+    };
+    store
+        .update_agent(agent.id, &keyless, at(2), &[])
+        .await
+        .unwrap();
+    assert_eq!(store.agent_with_key(agent.id).await.unwrap().1, None);
+    let keyed = |byte: u8| AgentPatch {
+        api_key: Some(Some(AgentKeyRecord {
+            hint: "wxyz".to_owned(),
+            sealed: sealed(1, byte),
+            created_at: at(3),
+        })),
+        ..AgentPatch::default()
+    };
+    let decided_keyless = KeyDecidedOn {
+        endpoint: home.clone(),
+        has_key: false,
+    };
+    let moved = |decided: &KeyDecidedOn| AgentPatch {
+        endpoint: Some(away.clone()),
+        decided_on: Some(decided.clone()),
+        ..AgentPatch::default()
+    };
+    // A key stored after the move was decided on the keyless agent: refused, nothing changed.
+    store
+        .update_agent(agent.id, &keyed(8), at(3), &[])
+        .await
+        .unwrap();
+    let refused = store
+        .update_agent(agent.id, &moved(&decided_keyless), at(4), &[])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(Conflict::AgentChanged))),
+        "{refused:?}"
+    );
+    let (now, key) = store.agent_with_key(agent.id).await.unwrap();
+    assert_eq!(
+        (now.endpoint.as_str(), now.updated_at),
+        (home.as_str(), at(3))
+    );
+    assert_eq!(key.unwrap().sealed, sealed(1, 8));
+    // Decided on another endpoint than the one stored: refused too.
+    let elsewhere = KeyDecidedOn {
+        endpoint: "https://old.example.org/v1".to_owned(),
+        has_key: true,
+    };
+    let refused = store
+        .update_agent(agent.id, &moved(&elsewhere), at(4), &[])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(Conflict::AgentChanged))),
+        "{refused:?}"
+    );
+    // Decided on what is stored: made.
+    let held = KeyDecidedOn {
+        endpoint: home.clone(),
+        has_key: true,
+    };
+    let made = store
+        .update_agent(agent.id, &moved(&held), at(5), &[])
+        .await
+        .unwrap();
+    assert_eq!(made.endpoint, away);
+    assert_not_found(
+        store
+            .update_agent(uuid::Uuid::now_v7(), &moved(&held), at(5), &[])
+            .await,
+    );
+    // Raced: a key stored and a move decided on the keyless agent, at once, many times.
+    for round in 0..50u8 {
+        store
+            .update_agent(agent.id, &keyless, at(6), &[])
+            .await
+            .unwrap();
+        let (a, b) = (store.clone(), store.clone());
+        let (id, decided) = (agent.id, decided_keyless.clone());
+        let keying = keyed(round);
+        let moving = moved(&decided);
+        let key_task = tokio::spawn(async move { a.update_agent(id, &keying, at(7), &[]).await });
+        let move_task = tokio::spawn(async move { b.update_agent(id, &moving, at(7), &[]).await });
+        let (key_result, move_result) = (key_task.await.unwrap(), move_task.await.unwrap());
+        // The key's own answer, read after it committed, shows the endpoint it was stored
+        // with; stored while the agent was at home, the move must not have followed.
+        let keyed_at = key_result.unwrap().endpoint;
+        let (now, key) = store.agent_with_key(agent.id).await.unwrap();
+        assert!(key.is_some(), "round {round}");
+        match move_result {
+            Ok(_) => assert_eq!(keyed_at, away, "round {round}: moved after the key"),
+            Err(StoreError::Conflict(Conflict::AgentChanged)) => {
+                assert_eq!(now.endpoint, home, "round {round}");
+            }
+            Err(e) => panic!("round {round}: {e:?}"),
+        }
+    }
+}
+check!(an_endpoint_moves_only_as_it_was_decided_on);
+
 async fn budget_reservations_never_pass_the_cap(store: Arc<dyn Store>) {
     let (alice, org) = owned_org(&*store, "alice", "acme").await;
     let agent = make_agent(&*store, org.id, alice.id, None).await;

@@ -8,13 +8,12 @@ use crate::guards::*;
 use crate::ids::*;
 use crate::service::{Result, Services};
 use crate::store::guards::*;
-use crate::store::StoreError;
 use crate::types::MessageFormat;
 use std::sync::Arc;
 
 /// What a guard agent's call adds to the text's tokens in a reservation: the instruction, the
-/// delimiters and the one-word answer.
-const AGENT_GUARD_PROMPT_TOKENS: i64 = 100;
+/// delimiters with their nonce (named twice in the instruction too) and the one-word answer.
+const AGENT_GUARD_PROMPT_TOKENS: i64 = 200;
 
 /// What screening counts and whether remote guards run.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -182,13 +181,12 @@ impl Services {
         text: &str,
     ) -> std::result::Result<bool, RemoteFailure> {
         let fail = |why: &str| RemoteFailure(why.to_owned());
-        let agent = match self.store.agent(agent_id).await {
-            Ok(a) if a.org_id == org => a,
-            Ok(_) | Err(StoreError::NotFound) => return Err(fail("the guard's agent is gone")),
-            Err(_) => return Err(fail("the guard's agent could not be read")),
+        // The agent and its key from one read (DATA-3): never a key with another endpoint.
+        let (agent, api_key) = match self.agent_for_call(agent_id).await {
+            Ok(Some((a, key))) if a.org_id == org => (a, key),
+            Ok(_) => return Err(fail("the guard's agent is gone")),
+            Err(_) => return Err(fail("the guard's agent or its key could not be read")),
         };
-        let api_key = (self.open_agent_key(&agent).await)
-            .map_err(|_| fail("the guard agent's key could not be opened"))?;
         // At most a token a UTF-8 byte (AGENT-4: what is held bounds what is spent; a
         // character count would undercount CJK text and emoji).
         let estimate = i64::try_from(text.len())

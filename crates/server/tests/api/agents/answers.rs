@@ -26,6 +26,33 @@ mod other_setup {
     );
 }
 
+/// Cases in an org with a moderation endpoint guard (a remote guard: answers held whole).
+mod moderated_org {
+    use super::*;
+    crate::both_backends!(
+        with super::moderated;
+        a_held_answer_stopped_is_dropped_and_never_screened,
+    );
+}
+
+/// An app whose agents call the fake provider and whose guards may call a local moderation
+/// endpoint (`crate::guards::Moderator`).
+pub struct Moderated {
+    pub h: Agented,
+    pub moderator: crate::guards::Moderator,
+}
+
+pub async fn moderated(backend: Backend) -> Option<Moderated> {
+    let moderator = crate::guards::Moderator::start().await;
+    let port = moderator.port;
+    let h = agented_with(backend, |c| {
+        c.webhook_allow_cidrs = vec!["127.0.0.1/32".parse().unwrap()];
+        c.webhook_allow_ports = vec![port];
+    })
+    .await?;
+    Some(Moderated { h, moderator })
+}
+
 /// What one reader saw of the agent's answer: the deltas in order and the final message.
 pub struct Seen {
     pub deltas: String,
@@ -377,4 +404,69 @@ async fn a_remotely_guarded_answer_is_held_and_screened_before_anyone_sees_it(h:
     assert!(texts
         .iter()
         .all(|m| !m["content"].as_str().unwrap_or("").contains("secret")));
+}
+
+/// AGENT-3, AGENT-4, AGENT-5: with a remote guard an answer is held back until the provider
+/// ends, then screened whole — and a stop meanwhile still ends it at once: the provider's
+/// stream is dropped at its next delta (not charged for minutes more) and the stopped text is
+/// never sent to the moderation endpoint. Before, nothing asked about a stop until the
+/// provider had finished; the stopped answer was then screened all the same.
+async fn a_held_answer_stopped_is_dropped_and_never_screened(m: Moderated) {
+    let Moderated { h, moderator } = &m;
+    let app = &h.app;
+    let s = scene(h, json!({})).await;
+    let guard = json!({"name": "Moderation", "kind": "moderation_endpoint", "mode": "block",
+                       "url": moderator.url(), "fail": "closed"});
+    app.post(&org_path(&s.org, "/guards"), &s.alice.token, guard)
+        .await
+        .expect(201);
+    let budget = org_path(&s.org, "/agent-budget");
+    let reserved = || super::limits::reserved(app, &budget, &s.alice);
+    // Fifteen seconds of deltas.
+    h.llm.answer(Script::Stream {
+        chunks: vec!["tock "; 150],
+        delay: Duration::from_millis(100),
+        usage: (5, 5),
+    });
+    let (mut bob, _) = Ws::identify(app, &s.bob.token).await;
+    app.says(&s.conv, &s.bob, "@Helper count").await;
+    let id = loop {
+        let e = bob.event().await;
+        let d = &e["d"];
+        if e["t"] == "MESSAGE_CREATE" && d["author"]["id"] == s.agent_user.as_str() {
+            assert_eq!(d["status"], "streaming");
+            break d["id"].as_str().unwrap().to_owned();
+        }
+    };
+    // Once the provider streams (nothing of it shown: it is held for screening), Bob stops it.
+    crate::widget::eventually("the provider asked", || async {
+        !h.llm.requests().is_empty()
+    })
+    .await;
+    app.post_empty(&format!("/api/v1/messages/{id}/stop"), &s.bob.token)
+        .await
+        .expect(200);
+    let seen = answer_on(&mut bob, &s.agent_user).await;
+    assert_eq!(seen.end["status"], "stopped");
+    assert_eq!(seen.deltas, "");
+    // The provider's stream is dropped long before its end, and the answer's task is done.
+    crate::widget::eventually("the provider's stream dropped", || async {
+        h.llm.cut_short() == 1
+    })
+    .await;
+    crate::widget::eventually("the answer's tokens settled", || async {
+        reserved().await == 0
+    })
+    .await;
+    // The moderation endpoint screened Bob's question, never the stopped answer.
+    let screened: Vec<Value> = (moderator.seen.lock().unwrap().iter())
+        .map(|(_, body)| body.clone())
+        .collect();
+    assert_eq!(screened, vec![json!({"input": "@Helper count"})]);
+    let got = app
+        .items(&conv_path(&s.conv, "/messages"), &s.bob.token)
+        .await;
+    assert_eq!(got[0]["id"], id.as_str());
+    assert_eq!(got[0]["status"], "stopped");
+    assert_eq!(got[0]["content"], "");
 }

@@ -10,6 +10,7 @@ crate::both_backends!(
     agent_settings_are_validated_at_the_edge,
     only_owners_and_admins_manage_agents,
     the_org_budget_is_set_by_admins_and_audited,
+    an_endpoint_moved_while_a_key_is_stored_never_keeps_it,
 );
 
 /// Cases on an app set up otherwise.
@@ -495,4 +496,58 @@ async fn the_org_budget_is_set_by_admins_and_audited(h: Agented) {
         .expect(200)
         .items();
     assert_eq!(rows.len(), 3, "{rows:?}");
+}
+
+/// DATA-3 (R6 under concurrency): an endpoint moved to another origin without `api_key` is
+/// allowed only while the agent has no key — and is made only while that still holds. Raced
+/// against a key being stored, either the key is stored first and the move is refused (409
+/// `agent_changed`, or 422 `api_key_required` when it read the key), or the move is made
+/// first and the key is stored with the moved endpoint (its own answer shows it). Before, the
+/// move was checked on a read made before its transaction and written unconditionally: a key
+/// stored for the old endpoint — its answer showing the old endpoint — ended up with the new
+/// one, where the next answer sent it.
+async fn an_endpoint_moved_while_a_key_is_stored_never_keeps_it(h: Agented) {
+    let app = &h.app;
+    let alice = app.user("alice").await;
+    let org = app.org(&alice, "Acme").await;
+    let agent = make_agent(&h, &org, &alice, "Helper", json!({})).await;
+    let one = format!("{}/{}", agents(&org), agent["id"].as_str().unwrap());
+    let home = h.llm.url();
+    let away = home.replacen("http://", "https://", 1);
+    let (mut refused, mut moved_first) = (0, 0);
+    for round in 0..100 {
+        let keyless = json!({"endpoint": home, "api_key": null});
+        app.patch(&one, &alice.token, keyless).await.expect(200);
+        let key = format!("sk-test-round-{round:04}-KEYTAIL");
+        let (moved, keyed) = tokio::join!(
+            app.patch(&one, &alice.token, json!({"endpoint": away})),
+            app.patch(&one, &alice.token, json!({"api_key": key})),
+        );
+        let keyed = keyed.expect(200).body;
+        match moved.status.as_u16() {
+            200 => moved_first += 1,
+            409 => {
+                moved.expect_error(409, "agent_changed");
+                refused += 1;
+            }
+            _ => {
+                moved.expect_error(422, "api_key_required");
+                refused += 1;
+            }
+        }
+        let now = app.get(&one, &alice.token).await.expect(200).body;
+        assert_eq!(now["api_key"], "****TAIL", "round {round}: {now}");
+        // The key's own answer, read after it was stored, shows the endpoint it was stored
+        // with: stored for `home`, it stays with `home`.
+        if keyed["endpoint"] == home.as_str() {
+            assert_eq!(
+                now["endpoint"],
+                home.as_str(),
+                "round {round}: a key stored for {home} was left with {away}"
+            );
+        } else {
+            assert_eq!(keyed["endpoint"], away.as_str(), "round {round}: {keyed}");
+        }
+    }
+    assert_eq!(refused + moved_first, 100);
 }

@@ -32,6 +32,15 @@ mod one_slot {
     );
 }
 
+/// Cases with one model call at a time and a second provider.
+mod two_origins {
+    use super::*;
+    crate::both_backends!(
+        with crate::agents::two_providers;
+        a_key_stored_while_an_answer_waits_goes_only_with_its_endpoint,
+    );
+}
+
 /// One agent call at a time on the node (`agent_max_concurrent = 1`).
 pub(crate) async fn one_at_a_time(backend: Backend) -> Option<Agented> {
     crate::agents::agented_with(backend, |c| c.agent_max_concurrent = 1).await
@@ -163,7 +172,7 @@ async fn each_user_may_call_an_agent_a_few_times_a_minute(h: Agented) {
 }
 
 /// The tokens the org's agents hold now.
-async fn reserved(app: &TestApp, budget: &str, owner: &User) -> i64 {
+pub(super) async fn reserved(app: &TestApp, budget: &str, owner: &User) -> i64 {
     let state = app.get(budget, &owner.token).await.expect(200).body;
     state["reserved"].as_i64().unwrap()
 }
@@ -277,4 +286,55 @@ async fn a_question_changed_while_it_waits_is_read_again(h: Agented) {
             .all(|m| m["author"]["id"] != s.agent_user.as_str()),
         "{answers:?}"
     );
+}
+
+/// DATA-3, AGENT-1 (R6 under concurrency): an answer waiting for the node's one model slot
+/// while an admin moves the agent to another provider with a new key is sent to the new
+/// provider with the new key — the old provider never receives it. Before, the waiting answer
+/// took the endpoint (and model, limits) of the copy read when the question came, and the key
+/// of a fresh read made when its slot came: the new key went to the old provider.
+async fn a_key_stored_while_an_answer_waits_goes_only_with_its_endpoint(t: TwoProviders) {
+    const NEW_KEY: &str = "sk-test-9876543210-NEWKEYFORTHEOTHER";
+    let TwoProviders { h, other } = &t;
+    let app = &h.app;
+    let s = scene(h, json!({"max_output_tokens": 100})).await;
+    let budget = org_path(&s.org, "/agent-budget");
+    let reserved = || reserved(app, &budget, &s.alice);
+    // A slow first answer (about 4 s) holds the slot.
+    h.llm.answer(Script::Stream {
+        chunks: vec!["slow "; 8],
+        delay: Duration::from_millis(500),
+        usage: (60, 40),
+    });
+    let (mut bob, _) = Ws::identify(app, &s.bob.token).await;
+    app.says(&s.conv, &s.bob, "@Helper first").await;
+    loop {
+        let e = bob.event().await;
+        if e["t"] == "MESSAGE_CREATE" && e["d"]["author"]["id"] == s.agent_user.as_str() {
+            break;
+        }
+    }
+    // The second answer holds its tokens and waits for the slot; the agent moves meanwhile.
+    app.says(&s.conv, &s.bob, "@Helper second").await;
+    crate::widget::eventually("both reservations", || async { reserved().await >= 200 }).await;
+    let one = format!("{}/{}", agents(&s.org), s.agent["id"].as_str().unwrap());
+    let moved = json!({"endpoint": other.url(), "api_key": NEW_KEY});
+    app.patch(&one, &s.alice.token, moved).await.expect(200);
+    assert!(
+        h.llm.requests().len() == 1 && other.requests().is_empty(),
+        "the second answer was still waiting when the agent moved"
+    );
+    crate::widget::eventually("the answers done", || async { reserved().await == 0 }).await;
+    let keys = |llm: &crate::llm::FakeLlm| -> Vec<Option<String>> {
+        llm.requests()
+            .into_iter()
+            .map(|r| r.authorization)
+            .collect()
+    };
+    assert_eq!(
+        keys(&h.llm),
+        vec![Some(format!("Bearer {KEY}"))],
+        "the old provider got the first question, with the old key, and nothing else"
+    );
+    assert_eq!(keys(other), vec![Some(format!("Bearer {NEW_KEY}"))]);
 }

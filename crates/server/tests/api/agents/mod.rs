@@ -38,6 +38,24 @@ pub async fn agented_with(
     Some(Agented { app, llm })
 }
 
+/// An app with one model call at a time whose agents may also call a second fake provider,
+/// `other` (another origin: its own port).
+pub struct TwoProviders {
+    pub h: Agented,
+    pub other: FakeLlm,
+}
+
+pub async fn two_providers(backend: Backend) -> Option<TwoProviders> {
+    let other = FakeLlm::start().await;
+    let port = other.port;
+    let h = agented_with(backend, |c| {
+        c.agent_max_concurrent = 1;
+        c.agent_allow_ports.push(port);
+    })
+    .await?;
+    Some(TwoProviders { h, other })
+}
+
 /// Short provider limits: a request timeout of 1 s and answers of at most 2 s.
 pub async fn impatient(backend: Backend) -> Option<Agented> {
     agented_with(backend, |c| {
