@@ -24,7 +24,7 @@ test('an admin creates users, an org with members and an API key in the console'
   await page.goto(`${h.base}/admin#/users`);
   for (const name of [bob, carol]) {
     await page.getByLabel('Username').fill(name);
-    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
     await page.getByRole('button', { name: 'Create user' }).click();
     await page.getByRole('cell', { name, exact: true }).waitFor();
   }

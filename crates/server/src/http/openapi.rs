@@ -254,13 +254,15 @@ mod tests {
         assert_eq!(scope("post", "/api/v1/api-keys/{id}/rotate"), None);
         assert_eq!(scope("post", "/api/v1/auth/login"), None);
         assert_eq!(scope("get", "/api/v1/admin/users"), None);
-        // Beyond the old table: the audit log is administration even to read, and the routes
-        // of one's own account keep their org scopes.
+        // Beyond the old table: the audit log is administration even to read; what only a
+        // person's own login session does names no scope (R69); marking read is reading.
         assert_eq!(scope("get", "/api/v1/orgs/{org}/audit"), is("org:admin"));
+        assert_eq!(scope("get", "/api/v1/users/@me/security-events"), None);
+        assert_eq!(scope("delete", "/api/v1/users/@me"), None);
+        assert_eq!(scope("get", "/api/v1/users/@me"), is("org:read"));
         assert_eq!(
-            scope("get", "/api/v1/users/@me/security-events"),
-            is("org:read")
+            scope("put", "/api/v1/conversations/{c}/read-marker"),
+            is("messages:read")
         );
-        assert_eq!(scope("delete", "/api/v1/users/@me"), is("org:admin"));
     }
 }
